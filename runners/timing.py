@@ -1,0 +1,253 @@
+"""How the runner times a kernel or a model call.
+
+The method, in the order it runs:
+
+1. **Warm-up.** The callable runs until ``warmup_s`` of wall time has passed (at least
+   ``warmup_calls`` times) so lazy initialisation, allocator growth, kernel autotuning and
+   clock ramp-up happen before anything is recorded. The device is synchronized after the
+   warm-up, which also gives a first estimate of the time per call.
+2. **Blocks.** As in ``torch.utils.benchmark.Timer.blocked_autorange``, calls are grouped
+   in blocks of ``number`` calls and each block gives one sample (block time / number).
+   ``number`` is chosen from the warm-up estimate so that a block lasts at least
+   ``block_min_s``: the cost of reading the clock or recording an event then stays far
+   below 0.1 % of the sample. With a cache flush every call is its own block, as in
+   triton's ``do_bench``, because the flush must happen before each call.
+3. **Clock.** Where the backend has device timing events (CUDA/ROCm, XPU, ...), a start
+   and an end event are recorded around each block and read after one synchronize per
+   round, so the host never stalls the device between samples. Otherwise the device is
+   synchronized and ``time.perf_counter`` (monotonic, highest resolution) is read before
+   and after the block, synchronizing again before the second read.
+4. **Cache flush (optional).** Before each call a device buffer of twice the backend's
+   last-level cache (64 MiB where unknown) is overwritten, so every call starts cold; the
+   flush is outside the timed region.
+5. **Adaptive stop.** As in ``adaptive_autorange``, sampling goes on in rounds until at
+   least ``min_time_s`` has been measured, at least ``min_samples`` samples exist and the
+   relative IQR (IQR / median) is at most ``target_rel_iqr``; it gives up at
+   ``max_time_s`` of wall time or ``max_samples`` samples, and the measurement is then
+   marked ``unstable``.
+6. **Statistics.** Median, p90, p99, IQR, coefficient of variation (sample standard
+   deviation / mean), the count, and a distribution-free 95 % confidence interval of the
+   median from order statistics (binomial ranks ``n/2 ± 1.96·sqrt(n)/2``), so no normality
+   is assumed for timings, which are skewed.
+
+We do not call ``Timer`` itself: it synchronizes only CUDA (not XPU, MPS or PrivateUse1
+devices), has no device events and no cache flush; its block-size idea and stop rule are
+kept. ``triton.testing.do_bench`` contributes the flush and the per-call events.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+# Where a backend does not know its last-level cache, flush this much: more than the LLC
+# of current server CPUs and GPUs (triton's do_bench uses 256 MiB for GPUs; CPUs here).
+DEFAULT_FLUSH_BYTES = 64 * 1024 * 1024
+_Z_95 = 1.959963984540054
+
+
+class TimingEvent(Protocol):
+    def record(self) -> None: ...
+    def elapsed_ms(self, end: TimingEvent) -> float: ...
+
+
+class TimedBackend(Protocol):
+    """The part of ``runners.backends.Backend`` timing relies on."""
+
+    def synchronize(self) -> None: ...
+    def has_timing_events(self) -> bool: ...
+    def event(self) -> TimingEvent: ...
+    def device(self, index: int = 0) -> torch.device: ...
+    def last_level_cache_bytes(self) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class TimingPolicy:
+    """Knobs of the method above; the defaults are for a certification run."""
+
+    warmup_s: float = 0.05
+    warmup_calls: int = 2
+    min_time_s: float = 0.2
+    max_time_s: float = 2.0
+    target_rel_iqr: float = 0.05
+    min_samples: int = 7
+    max_samples: int = 10_000
+    block_min_s: float = 1e-3
+    flush_cache: bool = False
+
+    @classmethod
+    def quick(cls) -> TimingPolicy:
+        """Short and tolerant: for tests and smoke runs, not for certification figures."""
+        return cls(warmup_s=0.005, warmup_calls=1, min_time_s=0.02, max_time_s=0.3,
+                   target_rel_iqr=0.15, min_samples=5, block_min_s=2e-4)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> TimingPolicy:
+        """Policy from a job spec's ``timing`` section; unknown keys are ignored."""
+        if not data:
+            return cls()
+        base = cls.quick() if data.get("quick") else cls()
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return replace(base, **known)
+
+
+@dataclass(frozen=True)
+class TimingStats:
+    """Per-call time statistics of one measurement, in seconds."""
+
+    median: float
+    p90: float
+    p99: float
+    iqr: float
+    cv: float
+    n: int
+    ci_low: float
+    ci_high: float
+    mean: float
+    unstable: bool
+    calls_per_sample: int
+    method: str  # "device_events" or "host_clock"
+    measured_s: float
+    samples: tuple[float, ...] = field(repr=False, default=())
+
+    @property
+    def rel_iqr(self) -> float:
+        return self.iqr / self.median if self.median > 0 else math.inf
+
+    def to_dict(self) -> dict[str, float | int]:
+        """The ``stats`` object of a measurement in the result document (seconds)."""
+        return {"median": self.median, "p90": self.p90, "p99": self.p99, "iqr": self.iqr,
+                "cv": self.cv, "n": self.n, "ci_low": self.ci_low, "ci_high": self.ci_high}
+
+
+def summarize(samples: list[float] | np.ndarray, *, target_rel_iqr: float = 0.05,
+              calls_per_sample: int = 1, method: str = "host_clock") -> TimingStats:
+    """Statistics of per-call times; ``unstable`` when the relative IQR exceeds the target."""
+    xs = np.sort(np.asarray(samples, dtype=np.float64))
+    n = int(xs.size)
+    if n == 0:
+        raise ValueError("no timing samples")
+    q25, median, q75, p90, p99 = np.percentile(xs, [25, 50, 75, 90, 99])
+    mean = float(xs.mean())
+    cv = float(xs.std(ddof=1) / mean) if n > 1 and mean > 0 else 0.0
+    lo, hi = median_confidence_ranks(n)
+    iqr = float(q75 - q25)
+    return TimingStats(
+        median=float(median), p90=float(p90), p99=float(p99), iqr=iqr, cv=cv, n=n,
+        ci_low=float(xs[lo]), ci_high=float(xs[hi]), mean=mean,
+        unstable=bool(median <= 0 or iqr / median > target_rel_iqr),
+        calls_per_sample=calls_per_sample, method=method, measured_s=float(xs.sum()) * calls_per_sample,
+        samples=tuple(float(x) for x in xs))
+
+
+def median_confidence_ranks(n: int) -> tuple[int, int]:
+    """0-based ranks bounding a ~95 % distribution-free confidence interval of the median."""
+    half_width = _Z_95 * math.sqrt(n) / 2
+    lo = math.floor(n / 2 - half_width)
+    hi = math.ceil(n / 2 + half_width)
+    return max(lo, 0), min(hi, n - 1)
+
+
+class _CacheFlusher:
+    """Overwrites a device buffer larger than the last-level cache."""
+
+    def __init__(self, backend: TimedBackend | None) -> None:
+        llc = backend.last_level_cache_bytes() if backend is not None else None
+        nbytes = 2 * llc if llc else DEFAULT_FLUSH_BYTES
+        device = backend.device() if backend is not None else torch.device("cpu")
+        self._buffer = torch.empty(nbytes // 4, dtype=torch.int32, device=device)
+
+    def __call__(self) -> None:
+        self._buffer.zero_()
+
+
+def _sync(backend: TimedBackend | None) -> None:
+    if backend is not None:
+        backend.synchronize()
+
+
+def measure(fn: Callable[[], object], *, backend: TimedBackend | None = None,
+            policy: TimingPolicy | None = None) -> TimingStats:
+    """Time ``fn`` (no arguments; its result is ignored) with the method of this module.
+
+    ``fn`` must enqueue the same work on every call; the backend (None: host only) gives
+    synchronization, events and the cache size.
+    """
+    policy = policy or TimingPolicy()
+    flush = _CacheFlusher(backend) if policy.flush_cache else None
+
+    # 1. Warm-up, and a first estimate of the time per call.
+    _sync(backend)
+    start = time.perf_counter()
+    calls = 0
+    while calls < policy.warmup_calls or time.perf_counter() - start < policy.warmup_s:
+        if flush is not None:
+            flush()
+        fn()
+        calls += 1
+    _sync(backend)
+    per_call = max((time.perf_counter() - start) / calls, 1e-9)
+
+    # 2. Block size.
+    number = 1 if flush is not None else max(1, math.ceil(policy.block_min_s / per_call))
+    use_events = backend is not None and backend.has_timing_events()
+    method = "device_events" if use_events else "host_clock"
+    # A round is a few blocks between two looks at the stop rule (and one sync with events).
+    round_blocks = max(1, min(policy.min_samples, math.ceil(0.02 / (per_call * number))))
+
+    samples: list[float] = []
+    measured = 0.0
+    wall_start = time.perf_counter()
+    while True:
+        if use_events:
+            new = _round_with_events(fn, backend, number, round_blocks, flush)
+        else:
+            new = _round_with_clock(fn, backend, number, round_blocks, flush)
+        samples.extend(new)
+        measured += sum(new) * number
+        if len(samples) >= policy.min_samples and measured >= policy.min_time_s:
+            stats = summarize(samples, target_rel_iqr=policy.target_rel_iqr,
+                              calls_per_sample=number, method=method)
+            if not stats.unstable:
+                return stats
+        if time.perf_counter() - wall_start >= policy.max_time_s or len(samples) >= policy.max_samples:
+            return summarize(samples, target_rel_iqr=policy.target_rel_iqr,
+                             calls_per_sample=number, method=method)
+
+
+def _round_with_clock(fn: Callable[[], object], backend: TimedBackend | None, number: int,
+                      blocks: int, flush: Callable[[], None] | None) -> list[float]:
+    out = []
+    clock = time.perf_counter
+    for _ in range(blocks):
+        if flush is not None:
+            flush()
+        _sync(backend)
+        t0 = clock()
+        for _ in range(number):
+            fn()
+        _sync(backend)
+        out.append((clock() - t0) / number)
+    return out
+
+
+def _round_with_events(fn: Callable[[], object], backend: TimedBackend, number: int,
+                       blocks: int, flush: Callable[[], None] | None) -> list[float]:
+    pairs = []
+    for _ in range(blocks):
+        if flush is not None:
+            flush()
+        begin, end = backend.event(), backend.event()
+        begin.record()
+        for _ in range(number):
+            fn()
+        end.record()
+        pairs.append((begin, end))
+    backend.synchronize()
+    return [begin.elapsed_ms(end) / 1e3 / number for begin, end in pairs]
