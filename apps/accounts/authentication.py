@@ -1,0 +1,25 @@
+"""`Authorization: Bearer <token>` for the API, on top of django-rest-knox."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.utils import timezone
+from knox.auth import TokenAuthentication
+
+from apps.accounts.models import ApiToken
+
+# Recording every request's time would turn each API read into a write; a minute is precise enough.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class BearerTokenAuthentication(TokenAuthentication):
+    """Knox token authentication that also records when a token was last used."""
+
+    def validate_user(self, auth_token: ApiToken):
+        user, token = super().validate_user(auth_token)
+        now = timezone.now()
+        if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+            ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+            token.last_used_at = now
+        return user, token

@@ -1,0 +1,55 @@
+"""Changes to organizations, memberships and API tokens."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from apps.accounts.models import ROLES_BY_KIND, ApiToken, Membership, Organization
+
+User = get_user_model()
+
+MAX_TOKEN_TTL = timedelta(days=365)
+
+
+def organization_create(*, name: str, slug: str, kind: str, country: str = "") -> Organization:
+    organization = Organization(name=name, slug=slug, kind=kind, country=country)
+    organization.full_clean()
+    organization.save()
+    return organization
+
+
+@transaction.atomic
+def user_create(
+    *, username: str, organization: Organization, role: str, password: str | None = None, email: str = ""
+) -> User:
+    if role not in ROLES_BY_KIND[organization.kind]:
+        raise ValidationError({"role": f"A {organization.get_kind_display()} organization cannot have a {role}."})
+    user = User(username=username, email=email)
+    if password:
+        user.set_password(password)
+    else:
+        user.set_unusable_password()
+    user.full_clean()
+    user.save()
+    Membership.objects.create(user=user, organization=organization, role=role)
+    return user
+
+
+def api_token_create(*, user: User, name: str = "api", ttl: timedelta | None = None) -> tuple[ApiToken, str]:
+    """Create a token; the clear text is returned once and never stored."""
+    if not hasattr(user, "membership"):
+        raise ValidationError("Only members of an organization can hold API tokens.")
+    ttl = ttl or timedelta(days=90)
+    if ttl <= timedelta(0) or ttl > MAX_TOKEN_TTL:
+        raise ValidationError({"ttl_days": "A token lives between 1 and 365 days."})
+    return ApiToken.objects.create(user=user, expiry=ttl, name=name)
+
+
+def api_token_revoke(*, user: User, token_key: str) -> bool:
+    """Revoke one of the user's own tokens by its public key prefix; False when none matched."""
+    deleted, _ = ApiToken.objects.filter(user=user, token_key=token_key).delete()
+    return deleted > 0

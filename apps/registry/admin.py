@@ -1,0 +1,45 @@
+from django.contrib import admin
+
+from apps.registry.models import Chip, HardwareTarget, ModelArtifact, Runner
+
+
+@admin.register(Chip)
+class ChipAdmin(admin.ModelAdmin):
+    list_display = ["sku", "name", "vendor", "architecture", "memory_gib", "tdp_w", "peak_bf16_tflops", "data_center"]
+    list_filter = ["data_center", "fab_country", "vendor"]
+    search_fields = ["sku", "name", "architecture", "vendor__name"]
+    list_select_related = ["vendor"]
+
+
+@admin.register(HardwareTarget)
+class HardwareTargetAdmin(admin.ModelAdmin):
+    list_display = ["slug", "chip", "backend", "torch_version", "driver_version", "runtime_version"]
+    list_filter = ["backend"]
+    search_fields = ["slug", "chip__sku", "chip__name"]
+    list_select_related = ["chip__vendor"]
+
+
+@admin.register(ModelArtifact)
+class ModelArtifactAdmin(admin.ModelAdmin):
+    list_display = ["name", "version", "owner", "task", "architecture", "weights_size", "weights_sha256"]
+    list_filter = ["task", "architecture"]
+    search_fields = ["name", "weights_sha256"]
+    readonly_fields = ["weights_sha256", "weights_size", "tensor_count"]
+    list_select_related = ["owner"]
+
+
+@admin.register(Runner)
+class RunnerAdmin(admin.ModelAdmin):
+    """Registering a runner's public key is an authority action; the key id is derived, never typed."""
+
+    list_display = ["name", "status", "last_heartbeat_at", "key_id"]
+    list_filter = ["status"]
+    search_fields = ["name", "key_id"]
+    readonly_fields = ["key_id", "last_heartbeat_at", "last_fingerprint"]
+    filter_horizontal = ["targets"]
+
+    def save_model(self, request, obj, form, change):
+        from apps.registry.services import parse_ed25519_public_key
+
+        obj.public_key, obj.key_id = parse_ed25519_public_key(obj.public_key)
+        super().save_model(request, obj, form, change)

@@ -1,0 +1,106 @@
+"""Input and output serializers of the registry API. Semantic checks live in services."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from apps.registry.models import MAX_PEAK_TFLOPS, PEAK_FIELDS, Chip, HardwareTarget, ModelArtifact, Runner
+
+
+class StrictFieldsMixin:
+    """Refuse fields the serializer does not know, so a typo is an error rather than silently ignored."""
+
+    def to_internal_value(self, data):
+        if hasattr(data, "keys"):
+            unknown = sorted(set(data.keys()) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class DeclaredPeakField(serializers.DictField):
+    """Declared dense peak per dtype: {"fp32": 67, "bf16": 989.4, ...} in TFLOP/s (int8: TOP/s)."""
+
+    child = serializers.FloatField(min_value=0, max_value=MAX_PEAK_TFLOPS)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        unknown = sorted(set(value) - set(PEAK_FIELDS))
+        if unknown:
+            raise serializers.ValidationError(f"Unknown dtype keys {unknown}; use {sorted(PEAK_FIELDS)}.")
+        return value
+
+
+class ChipSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+    vendor = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    declared_peak = DeclaredPeakField(source="declared_peaks", required=False)
+
+    class Meta:
+        model = Chip
+        fields = [
+            "id", "vendor", "sku", "name", "architecture", "process_node_nm", "die_area_mm2", "memory_gib",
+            "memory_bandwidth_gbs", "tdp_w", "interconnect_bandwidth_gbs", "declared_peak", "data_center",
+            "fab_country", "assembly_country", "domestic_content_pct", "list_price", "currency",
+            "spec_source", "created_at", "updated_at",
+        ]
+        read_only_fields = ["id", "vendor", "created_at", "updated_at"]
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        data["declared_peak"] = instance.declared_peaks()
+        return data
+
+
+class HardwareTargetSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+    queue = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = HardwareTarget
+        fields = [
+            "id", "chip", "slug", "queue", "backend", "device_count", "driver_version", "runtime_version",
+            "torch_version", "plugin_versions", "host_cpu", "host_memory_gib", "description",
+            "created_at", "updated_at",
+        ]
+        read_only_fields = ["id", "queue", "created_at", "updated_at"]
+
+    def __init__(self, *args, chips=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Only the caller's own chips resolve; a foreign chip id reads as "does not exist".
+        if chips is not None:
+            self.fields["chip"].queryset = chips
+
+
+class ModelArtifactSerializer(serializers.ModelSerializer):
+    owner = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = ModelArtifact
+        fields = [
+            "id", "owner", "name", "version", "task", "architecture", "config", "weights_sha256",
+            "weights_size", "tensor_count", "license", "created_at",
+        ]
+        read_only_fields = fields
+
+
+class ModelArtifactUploadSerializer(StrictFieldsMixin, serializers.Serializer):
+    """Multipart upload: the weights file plus its metadata; `config` is a JSON object (or its text)."""
+
+    name = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$", max_length=100)
+    version = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9._+\-]*$", max_length=50)
+    task = serializers.ChoiceField(choices=ModelArtifact._meta.get_field("task").choices)
+    architecture = serializers.ChoiceField(choices=ModelArtifact._meta.get_field("architecture").choices)
+    config = serializers.JSONField(binary=True)
+    license = serializers.CharField(max_length=100)
+    weights = serializers.FileField(allow_empty_file=False, use_url=False)
+
+
+class RunnerSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+    targets = serializers.SlugRelatedField(slug_field="slug", many=True, queryset=HardwareTarget.objects.all())
+
+    class Meta:
+        model = Runner
+        fields = [
+            "id", "name", "targets", "public_key", "key_id", "status", "last_heartbeat_at",
+            "last_fingerprint", "created_at",
+        ]
+        read_only_fields = ["id", "key_id", "last_heartbeat_at", "last_fingerprint", "created_at"]

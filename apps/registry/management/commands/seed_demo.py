@@ -1,0 +1,143 @@
+"""Create (idempotently) the demo world: an authority, two vendors, a buyer, reference chips, and
+this machine's CPU as a hardware target."""
+
+from __future__ import annotations
+
+import os
+import platform
+import secrets
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from apps.accounts.models import Organization, OrganizationKind, Role
+from apps.accounts.services import organization_create, user_create
+from apps.registry.models import Chip, HardwareTarget
+from apps.registry.reference_data import reference_chips
+from apps.registry.services import chip_create, target_create
+
+User = get_user_model()
+
+ORGANIZATIONS = [
+    ("National AI Hardware Certification Authority", "authority", OrganizationKind.AUTHORITY),
+    ("Acme Silicon", "acme", OrganizationKind.VENDOR),
+    ("Borealis Compute", "borealis", OrganizationKind.VENDOR),
+    ("Federal Procurement Office", "procurement", OrganizationKind.BUYER),
+]
+USERS = [
+    ("reviewer", "authority", Role.REVIEWER),
+    ("reviewer2", "authority", Role.REVIEWER),
+    ("admin", "authority", Role.PLATFORM_ADMIN),
+    ("acme-engineer", "acme", Role.VENDOR_ENGINEER),
+    ("acme-admin", "acme", Role.VENDOR_ADMIN),
+    ("borealis-engineer", "borealis", Role.VENDOR_ENGINEER),
+    ("buyer", "procurement", Role.BUYER),
+]
+LOCAL_CPU_SKU = "LOCAL-CPU"
+LOCAL_TARGET_SLUG = "local-cpu"
+
+
+def _cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _torch_version() -> str:
+    try:
+        return version("torch")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def local_cpu_declared_peak_tflops() -> float:
+    """A deliberately modest fp32 claim for this CPU: cores x 2 GHz x 16 FLOP/cycle (one AVX2 FMA port)."""
+    cores = os.cpu_count() or 1
+    return round(cores * 2.0e9 * 16 / 1e12, 4)
+
+
+class Command(BaseCommand):
+    help = "Create the demo organizations, users, reference chips and the local CPU target (idempotent)."
+
+    def handle(self, *args, **options):
+        credentials_file = Path(settings.VAR_DIR) / "demo-credentials.txt"
+        credentials = self._read_credentials(credentials_file)
+        with transaction.atomic():
+            organizations = {}
+            for name, slug, kind in ORGANIZATIONS:
+                organizations[slug] = Organization.objects.filter(slug=slug).first() or organization_create(
+                    name=name, slug=slug, kind=kind
+                )
+            for username, org_slug, role in USERS:
+                if User.objects.filter(username=username).exists():
+                    continue
+                password = credentials.setdefault(username, secrets.token_urlsafe(9))
+                user_create(username=username, organization=organizations[org_slug], role=role, password=password)
+                if role == Role.PLATFORM_ADMIN:
+                    User.objects.filter(username=username).update(is_staff=True, is_superuser=True)
+            self._seed_reference_chips()
+            target = self._seed_local_cpu(organizations["acme"])
+        self._write_credentials(credentials_file, credentials)
+        self.stdout.write(self.style.SUCCESS(f"Demo ready; local CPU target: {target.slug} (queue {target.queue})"))
+        self.stdout.write(f"Demo users and passwords are in {credentials_file}:")
+        for username, password in sorted(credentials.items()):
+            self.stdout.write(f"  {username:<20} {password}")
+
+    def _seed_reference_chips(self) -> None:
+        for row in reference_chips():
+            vendor_name = row.pop("vendor_name")
+            slug = vendor_name.lower()
+            vendor = Organization.objects.filter(slug=slug).first() or organization_create(
+                name=vendor_name, slug=slug, kind=OrganizationKind.VENDOR
+            )
+            if not Chip.objects.filter(vendor=vendor, sku=row["sku"]).exists():
+                chip_create(vendor=vendor, **row)
+
+    def _seed_local_cpu(self, vendor: Organization) -> HardwareTarget:
+        chip = Chip.objects.filter(vendor=vendor, sku=LOCAL_CPU_SKU).first() or chip_create(
+            vendor=vendor,
+            sku=LOCAL_CPU_SKU,
+            name=f"Local CPU ({_cpu_model()})",
+            architecture=platform.machine(),
+            process_node_nm=7,
+            die_area_mm2=None,
+            memory_gib=0,
+            memory_bandwidth_gbs=None,
+            tdp_w=65,
+            data_center=False,
+            fab_country="US",
+            assembly_country="US",
+            spec_source="Demo: a modest estimate for this machine's CPU, written by seed_demo",
+            declared_peak={"fp32": local_cpu_declared_peak_tflops()},
+        )
+        target = HardwareTarget.objects.filter(slug=LOCAL_TARGET_SLUG).first()
+        if target is None:
+            target = target_create(
+                chip=chip,
+                slug=LOCAL_TARGET_SLUG,
+                backend="cpu",
+                torch_version=_torch_version(),
+                host_cpu=_cpu_model(),
+                description="This machine's CPU, certified through the normal pipeline by `make run`.",
+            )
+        return target
+
+    @staticmethod
+    def _read_credentials(path: Path) -> dict[str, str]:
+        if not path.exists():
+            return {}
+        pairs = (line.split(None, 1) for line in path.read_text().splitlines() if line.strip())
+        return {name: password.strip() for name, password in pairs}
+
+    @staticmethod
+    def _write_credentials(path: Path, credentials: dict[str, str]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(f"{name} {password}\n" for name, password in sorted(credentials.items())))
+        path.chmod(0o600)

@@ -1,0 +1,52 @@
+"""Registry reads, scoped to what the caller may see.
+
+Vendors see their own organization's objects; the authority sees everything; everyone else
+sees nothing here (the certified registry is published by the certificates app).
+"""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from apps.accounts.models import Membership
+from apps.registry.models import Chip, HardwareTarget, ModelArtifact, Runner
+
+
+def chips_visible_to(membership: Membership | None) -> QuerySet[Chip]:
+    chips = Chip.objects.select_related("vendor")
+    if membership is None:
+        return chips.none()
+    if membership.is_authority:
+        return chips
+    if membership.is_vendor:
+        return chips.filter(vendor_id=membership.organization_id)
+    return chips.none()
+
+
+def targets_visible_to(membership: Membership | None) -> QuerySet[HardwareTarget]:
+    targets = HardwareTarget.objects.select_related("chip__vendor")
+    if membership is None:
+        return targets.none()
+    if membership.is_authority:
+        return targets
+    if membership.is_vendor:
+        return targets.filter(chip__vendor_id=membership.organization_id)
+    return targets.none()
+
+
+def model_artifacts_visible_to(membership: Membership | None) -> QuerySet[ModelArtifact]:
+    artifacts = ModelArtifact.objects.select_related("owner")
+    if membership is None:
+        return artifacts.none()
+    if membership.is_authority:
+        return artifacts
+    if membership.is_vendor:
+        return artifacts.filter(owner_id=membership.organization_id)
+    return artifacts.none()
+
+
+def runners_visible_to(membership: Membership | None) -> QuerySet[Runner]:
+    runners = Runner.objects.prefetch_related("targets")
+    if membership is not None and membership.is_authority:
+        return runners
+    return runners.none()

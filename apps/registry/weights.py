@@ -1,0 +1,123 @@
+"""Checks that an uploaded weights file is a well-formed safetensors file, without loading it.
+
+The header is parsed as JSON and every tensor's dtype, shape and byte range is checked
+against the file size. Nothing in the file is ever executed or unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import struct
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from django.core.files.uploadhandler import TemporaryFileUploadHandler
+
+# Bytes per element of each dtype safetensors defines.
+DTYPE_SIZES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1,
+    "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+    "I32": 4, "U32": 4, "F32": 4,
+    "I64": 8, "U64": 8, "F64": 8,
+}
+MAX_HEADER_BYTES = 100 * 1024 * 1024  # the limit safetensors itself enforces
+
+
+class NotSafetensors(ValueError):
+    """The file is not a well-formed safetensors file; the message says why."""
+
+
+@dataclass(frozen=True)
+class SafetensorsSummary:
+    tensor_count: int
+    parameter_count: int
+    tensors: dict[str, dict]  # name -> {"dtype", "shape"}
+
+
+def inspect_safetensors(stream: BinaryIO, size: int) -> SafetensorsSummary:
+    """Validate the header of a safetensors file of `size` bytes; raise NotSafetensors if it is not one."""
+    stream.seek(0)
+    prefix = stream.read(8)
+    if len(prefix) < 8:
+        raise NotSafetensors("the file is shorter than a safetensors header")
+    (header_len,) = struct.unpack("<Q", prefix)
+    if header_len == 0 or header_len > MAX_HEADER_BYTES or 8 + header_len > size:
+        raise NotSafetensors("the header length is not plausible for this file (is it a pickle or a zip?)")
+    raw = stream.read(header_len)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise NotSafetensors("the header is not JSON") from None
+    if not isinstance(header, dict):
+        raise NotSafetensors("the header is not a JSON object")
+
+    data_len = size - 8 - header_len
+    tensors: dict[str, dict] = {}
+    ranges: list[tuple[int, int]] = []
+    parameters = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
+                raise NotSafetensors("__metadata__ must map strings to strings")
+            continue
+        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+            raise NotSafetensors(f"tensor {name!r} lacks dtype, shape or data_offsets")
+        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if dtype not in DTYPE_SIZES:
+            raise NotSafetensors(f"tensor {name!r} has unknown dtype {dtype!r}")
+        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise NotSafetensors(f"tensor {name!r} has an invalid shape")
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(isinstance(o, int) for o in offsets)
+            or not 0 <= offsets[0] <= offsets[1] <= data_len
+        ):
+            raise NotSafetensors(f"tensor {name!r} points outside the file")
+        elements = math.prod(shape)
+        if offsets[1] - offsets[0] != elements * DTYPE_SIZES[dtype]:
+            raise NotSafetensors(f"tensor {name!r}: byte range does not match dtype and shape")
+        ranges.append((offsets[0], offsets[1]))
+        parameters += elements
+        tensors[name] = {"dtype": dtype, "shape": shape}
+    if not tensors:
+        raise NotSafetensors("the file holds no tensors")
+    # Tensors must tile the data section exactly: no overlaps, no hidden bytes.
+    position = 0
+    for begin, end in sorted(ranges):
+        if begin != position:
+            raise NotSafetensors("tensor byte ranges overlap or leave gaps")
+        position = end
+    if position != data_len:
+        raise NotSafetensors("the data section does not match the tensors the header declares")
+    return SafetensorsSummary(tensor_count=len(tensors), parameter_count=parameters, tensors=tensors)
+
+
+class HashingUploadHandler(TemporaryFileUploadHandler):
+    """Streams an upload to a temporary file, computing its sha256 and size on the way."""
+
+    def new_file(self, *args, **kwargs):
+        super().new_file(*args, **kwargs)
+        self._sha256 = hashlib.sha256()
+
+    def receive_data_chunk(self, raw_data, start):
+        self._sha256.update(raw_data)
+        return super().receive_data_chunk(raw_data, start)
+
+    def file_complete(self, file_size):
+        uploaded = super().file_complete(file_size)
+        uploaded.sha256 = self._sha256.hexdigest()
+        return uploaded
+
+
+def sha256_of(uploaded) -> str:
+    """The digest the upload handler computed, or one computed now by streaming the stored chunks."""
+    digest = getattr(uploaded, "sha256", None)
+    if digest:
+        return digest
+    sha = hashlib.sha256()
+    for chunk in uploaded.chunks():
+        sha.update(chunk)
+    return sha.hexdigest()
