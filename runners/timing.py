@@ -174,10 +174,17 @@ def _sync(backend: TimedBackend | None) -> None:
 
 def measure(fn: Callable[[], object], *, backend: TimedBackend | None = None,
             policy: TimingPolicy | None = None) -> TimingStats:
-    """Time ``fn`` (no arguments; its result is ignored) with the method of this module.
+    """Time ``fn`` (no arguments) with the method of this module; see ``measure_with_output``."""
+    return measure_with_output(fn, backend=backend, policy=policy)[0]
+
+
+def measure_with_output(fn: Callable[[], object], *, backend: TimedBackend | None = None,
+                        policy: TimingPolicy | None = None) -> tuple[TimingStats, object]:
+    """Time ``fn`` and also return what its last *timed* call returned.
 
     ``fn`` must enqueue the same work on every call; the backend (None: host only) gives
-    synchronization, events and the cache size.
+    synchronization, events and the cache size. The returned output comes from inside the
+    measured loop, so the output-consistency check sees what was timed, not a re-run.
     """
     policy = policy or TimingPolicy()
     flush = _CacheFlusher(backend) if policy.flush_cache else None
@@ -202,28 +209,30 @@ def measure(fn: Callable[[], object], *, backend: TimedBackend | None = None,
     round_blocks = max(1, min(policy.min_samples, math.ceil(0.02 / (per_call * number))))
 
     samples: list[float] = []
+    output: object = None
     measured = 0.0
     wall_start = time.perf_counter()
     while True:
         if use_events:
-            new = _round_with_events(fn, backend, number, round_blocks, flush)
+            new, output = _round_with_events(fn, backend, number, round_blocks, flush)
         else:
-            new = _round_with_clock(fn, backend, number, round_blocks, flush)
+            new, output = _round_with_clock(fn, backend, number, round_blocks, flush)
         samples.extend(new)
         measured += sum(new) * number
         if len(samples) >= policy.min_samples and measured >= policy.min_time_s:
             stats = summarize(samples, target_rel_iqr=policy.target_rel_iqr,
                               calls_per_sample=number, method=method)
             if not stats.unstable:
-                return stats
+                return stats, output
         if time.perf_counter() - wall_start >= policy.max_time_s or len(samples) >= policy.max_samples:
             return summarize(samples, target_rel_iqr=policy.target_rel_iqr,
-                             calls_per_sample=number, method=method)
+                             calls_per_sample=number, method=method), output
 
 
 def _round_with_clock(fn: Callable[[], object], backend: TimedBackend | None, number: int,
-                      blocks: int, flush: Callable[[], None] | None) -> list[float]:
+                      blocks: int, flush: Callable[[], None] | None) -> tuple[list[float], object]:
     out = []
+    result: object = None
     clock = time.perf_counter
     for _ in range(blocks):
         if flush is not None:
@@ -231,23 +240,24 @@ def _round_with_clock(fn: Callable[[], object], backend: TimedBackend | None, nu
         _sync(backend)
         t0 = clock()
         for _ in range(number):
-            fn()
+            result = fn()
         _sync(backend)
         out.append((clock() - t0) / number)
-    return out
+    return out, result
 
 
 def _round_with_events(fn: Callable[[], object], backend: TimedBackend, number: int,
-                       blocks: int, flush: Callable[[], None] | None) -> list[float]:
+                       blocks: int, flush: Callable[[], None] | None) -> tuple[list[float], object]:
     pairs = []
+    result: object = None
     for _ in range(blocks):
         if flush is not None:
             flush()
         begin, end = backend.event(), backend.event()
         begin.record()
         for _ in range(number):
-            fn()
+            result = fn()
         end.record()
         pairs.append((begin, end))
     backend.synchronize()
-    return [begin.elapsed_ms(end) / 1e3 / number for begin, end in pairs]
+    return [begin.elapsed_ms(end) / 1e3 / number for begin, end in pairs], result

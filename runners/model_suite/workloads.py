@@ -1,0 +1,134 @@
+"""What each architecture computes in the model suite: inputs, the float64 reference, accuracy.
+
+A workload holds ``size`` evaluation items built once on the host (the MiniLM sentences, or
+inputs derived from the challenge seed); every batch is padded to one shape so that fresh
+and repeated inputs cost the same, which the caching check relies on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from runners.models.loading import LoadedModel
+from runners.models.minilm import MINILM_NAME, minilm_sentences, pad_token_ids
+from runners.models.reference import bert_reference_embeddings, float64_copy
+
+# Pass thresholds per dtype; float32 follows the issue (cosine >= 0.9999), the others are
+# the usual bar for a half-precision deployment of the same model.
+COSINE_MIN = {"float32": 0.9999, "bfloat16": 0.99, "float16": 0.999}
+AGREEMENT_MIN = {"float32": 0.99, "bfloat16": 0.9, "float16": 0.95}
+
+
+def derive_seed(seed: int | str, salt: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}:{salt}".encode()).digest()[:8], "big") >> 1
+
+
+@dataclass
+class Workload:
+    """Inputs of one model and how to run, reference and score them."""
+
+    kind: str
+    size: int
+    # (item indices, device, model dtype) -> the forward's positional arguments
+    make_batch: Callable[[Sequence[int], torch.device, torch.dtype], tuple[torch.Tensor, ...]]
+    reference: Callable[[], torch.Tensor]
+    score: Callable[[torch.Tensor, torch.Tensor, str], dict[str, Any]]
+    tokens_per_item: int = 1
+
+
+def workload_for(model: LoadedModel, seed: int | str, *, quick: bool) -> Workload:
+    arch = model.architecture.name
+    if arch == "bert-encoder":
+        return _encoder(model, seed, quick)
+    if arch == "llama-decoder":
+        return _decoder(model, seed, quick)
+    return _classifier(model, seed, quick)
+
+
+def _cosine_score(out: torch.Tensor, ref: torch.Tensor, dtype: str) -> dict[str, Any]:
+    out, ref = out.double().flatten(1), ref.double().flatten(1)
+    cos = torch.nn.functional.cosine_similarity(out, ref, dim=1)
+    min_cos = float(cos.min())
+    return {"metric": "cosine_min", "value": min_cos, "cosine_mean": float(cos.mean()),
+            "max_abs_error": float((out - ref).abs().max()), "threshold": COSINE_MIN.get(dtype, 0.99),
+            "passed": bool(min_cos >= COSINE_MIN.get(dtype, 0.99))}
+
+
+def _encoder(model: LoadedModel, seed: int | str, quick: bool) -> Workload:
+    config = model.config
+    if model.spec.name == MINILM_NAME:
+        ids = minilm_sentences()["input_ids"]
+    else:  # any other encoder: seeded token ids of varied lengths
+        rng = np.random.default_rng(derive_seed(seed, model.spec.name))
+        count, longest = (8, 16) if quick else (16, 32)
+        ids = [[int(t) for t in rng.integers(1, config.vocab_size, int(rng.integers(4, longest)))]
+               for _ in range(count)]
+    input_ids, mask = pad_token_ids(ids)
+
+    def make_batch(indices: Sequence[int], device: torch.device, _: torch.dtype) -> tuple[torch.Tensor, ...]:
+        index = torch.tensor(list(indices))
+        return input_ids[index].to(device), mask[index].to(device)
+
+    def reference() -> torch.Tensor:
+        state = model.module.state_dict()
+        return torch.from_numpy(bert_reference_embeddings(state, config, input_ids.numpy(), mask.numpy()))
+
+    return Workload("encoder", len(ids), make_batch, reference, _cosine_score,
+                    tokens_per_item=int(mask.sum(1).float().mean()))
+
+
+def _decoder(model: LoadedModel, seed: int | str, quick: bool) -> Workload:
+    config = model.config
+    count, length = (4, 12) if quick else (8, 32)
+    generator = torch.Generator().manual_seed(derive_seed(seed, model.spec.name))
+    prompts = torch.randint(0, config.vocab_size, (count, length), generator=generator)
+
+    def make_batch(indices: Sequence[int], device: torch.device, _: torch.dtype) -> tuple[torch.Tensor, ...]:
+        return (prompts[torch.tensor(list(indices))].to(device),)
+
+    def reference() -> torch.Tensor:
+        with torch.inference_mode():
+            return float64_copy(model.module, type(model.module), config)(prompts)
+
+    def score(out: torch.Tensor, ref: torch.Tensor, dtype: str) -> dict[str, Any]:
+        out, ref = out.double(), ref.double()
+        # Teacher-forced top-1: every position judged on the same prefix, so one early
+        # divergence does not cascade through the rest of the sequence.
+        agreement = float((out.argmax(-1) == ref.argmax(-1)).double().mean())
+        scale = float(ref.abs().max())
+        return {"metric": "greedy_token_agreement", "value": agreement,
+                "logit_max_abs_error": float((out - ref).abs().max()),
+                "logit_max_rel_error": float((out - ref).abs().max()) / scale if scale else 0.0,
+                "threshold": AGREEMENT_MIN.get(dtype, 0.9),
+                "passed": bool(agreement >= AGREEMENT_MIN.get(dtype, 0.9))}
+
+    return Workload("decoder", count, make_batch, reference, score, tokens_per_item=length)
+
+
+def _classifier(model: LoadedModel, seed: int | str, quick: bool) -> Workload:
+    config = model.config
+    count = 16 if quick else 64
+    generator = torch.Generator().manual_seed(derive_seed(seed, model.spec.name))
+    images = torch.randn(count, config.in_channels, config.image_size, config.image_size, generator=generator)
+
+    def make_batch(indices: Sequence[int], device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        return (images[torch.tensor(list(indices))].to(device=device, dtype=dtype),)
+
+    def reference() -> torch.Tensor:
+        with torch.inference_mode():
+            return float64_copy(model.module, type(model.module), config)(images.double())
+
+    def score(out: torch.Tensor, ref: torch.Tensor, dtype: str) -> dict[str, Any]:
+        out, ref = out.double(), ref.double()
+        agreement = float((out.argmax(-1) == ref.argmax(-1)).double().mean())
+        return {"metric": "top1_agreement", "value": agreement, "max_abs_error": float((out - ref).abs().max()),
+                "threshold": AGREEMENT_MIN.get(dtype, 0.9), "passed": bool(agreement >= AGREEMENT_MIN.get(dtype, 0.9))}
+
+    return Workload("classifier", count, make_batch, reference, score)
+
