@@ -1,0 +1,161 @@
+"""The micro-benchmarks: which kernels, shapes and dtypes the performance suite times.
+
+GEMM, int8 GEMM and conv come from the kernel catalog (same seeded inputs, same device call
+and the catalog's FLOP and byte counts), on performance-sized shapes. Memory bandwidth
+(STREAM copy and triad) and attention are defined here; attention uses the catalog's kernels
+when it has them under the names below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from runners.catalog.base import Case, Kernel, case_generator, element_size, torch_dtype
+
+Fn = Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One timed workload: ``build(device, variant)`` returns a no-argument device call.
+
+    ``variant`` 0 is the benchmark's own input; 1, 2, ... are fresh inputs of the same shape
+    drawn from other seeds (for the caching check).
+    """
+
+    name: str
+    kind: str  # gemm | bandwidth | attention | conv
+    dtype: str
+    flops: int
+    bytes: int
+    build: Callable[[torch.device, int], Fn]
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def _catalog_kernel(name: str) -> Kernel | None:
+    """A catalog kernel by name, or None where the catalog does not (yet) define it."""
+    from runners.catalog import convolution, linear_algebra
+
+    modules: list[Any] = [linear_algebra, convolution]
+    try:
+        from runners.catalog import attention
+
+        modules.append(attention)
+    except ImportError:
+        pass
+    for module in modules:
+        for kernel in getattr(module, "KERNELS", ()):
+            if kernel.name == name:
+                return kernel
+    return None
+
+
+def catalog_benchmark(kernel: Kernel, case: Case, dtype: str, kind: str, challenge: str) -> Benchmark:
+    def build(device: torch.device, variant: int) -> Fn:
+        g = case_generator(f"{challenge}#{variant}", kernel.name, case.name, dtype)
+        inputs = kernel.make_inputs(case, dtype, g, device)
+        run = kernel.run
+        return lambda: run(inputs)
+
+    return Benchmark(name=f"{kernel.name} {case.name}", kind=kind, dtype=dtype, flops=kernel.flops(case),
+                     bytes=kernel.bytes(case, dtype), build=build,
+                     params={"kernel": kernel.name, "case": case.name, **case.dims})
+
+
+def gemm_benchmarks(sizes: list[int], dtypes: list[str], challenge: str) -> list[Benchmark]:
+    out = []
+    for dtype in dtypes:
+        kernel = _catalog_kernel("int8_matmul" if dtype == "int8" else "matmul")
+        if kernel is None:
+            continue
+        for n in sizes:
+            case = Case(f"perf_{n}", {"M": n, "K": n, "N": n})
+            out.append(catalog_benchmark(kernel, case, dtype, "gemm", challenge))
+    return out
+
+
+def conv_benchmarks(batch: int, dtypes: list[str], challenge: str) -> list[Benchmark]:
+    kernel = _catalog_kernel("conv2d_channels_last") or _catalog_kernel("conv2d_nchw")
+    if kernel is None:
+        return []
+    case = Case("perf_resnet_3x3_c64_56", {"N": batch, "C": 64, "H": 56, "W": 56, "O": 64, "R": 3,
+                                           "stride": 1, "pad": 1})
+    return [catalog_benchmark(kernel, case, d, "conv", challenge) for d in dtypes if d in kernel.dtypes]
+
+
+def bandwidth_benchmarks(buffer_bytes: int, challenge: str) -> list[Benchmark]:
+    """STREAM copy (a = b) and triad (a = b + s*c) in float32 over buffers beyond the LLC."""
+    n = buffer_bytes // 4
+
+    def operands(device: torch.device, variant: int, count: int) -> list[torch.Tensor]:
+        g = case_generator(f"{challenge}#{variant}", "stream", "bandwidth", "float32")
+        return [torch.randn(n, generator=g).to(device) for _ in range(count)]
+
+    def copy(device: torch.device, variant: int) -> Fn:
+        dst, src = operands(device, variant, 2)
+        return lambda: dst.copy_(src)
+
+    def triad(device: torch.device, variant: int) -> Fn:
+        a, b, c = operands(device, variant, 3)
+        return lambda: torch.add(b, c, alpha=3.0, out=a)
+
+    return [
+        Benchmark(f"stream copy {buffer_bytes >> 20} MiB", "bandwidth", "float32", 0, 2 * 4 * n, copy,
+                  {"elements": n, "operation": "copy"}),
+        Benchmark(f"stream triad {buffer_bytes >> 20} MiB", "bandwidth", "float32", 2 * n, 3 * 4 * n, triad,
+                  {"elements": n, "operation": "triad"}),
+    ]
+
+
+def _supports_gqa() -> bool:
+    """Whether this torch's SDPA takes ``enable_gqa`` (2.5+); older ones get expanded K and V."""
+    try:
+        q, kv = torch.zeros(1, 2, 1, 4), torch.zeros(1, 1, 1, 4)
+        F.scaled_dot_product_attention(q, kv, kv, enable_gqa=True)
+        return True
+    except (TypeError, RuntimeError):
+        return False
+
+
+_GQA_KWARG = _supports_gqa()
+
+
+def attention_benchmarks(seq: int, context: int, heads: int, kv_heads: int, head_dim: int, dtypes: list[str],
+                         challenge: str) -> list[Benchmark]:
+    """Causal prefill over ``seq`` tokens, and one-token decode over a ``context``-long KV cache (GQA)."""
+    out = []
+    for dtype in dtypes:
+        size = element_size(dtype)
+
+        def prefill(device: torch.device, variant: int, dtype: str = dtype) -> Fn:
+            g = case_generator(f"{challenge}#{variant}", "attention_prefill", str(seq), dtype)
+            q, k, v = (torch.randn(1, heads, seq, head_dim, generator=g).to(device, torch_dtype(dtype))
+                       for _ in range(3))
+            return lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+        def decode(device: torch.device, variant: int, dtype: str = dtype) -> Fn:
+            g = case_generator(f"{challenge}#{variant}", "attention_decode", str(context), dtype)
+            q = torch.randn(1, heads, 1, head_dim, generator=g).to(device, torch_dtype(dtype))
+            k, v = (torch.randn(1, kv_heads, context, head_dim, generator=g).to(device, torch_dtype(dtype))
+                    for _ in range(2))
+            if _GQA_KWARG:
+                return lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+            groups = heads // kv_heads  # older torch: expand once, outside the timed call
+            k, v = k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1)
+            return lambda: F.scaled_dot_product_attention(q, k, v)
+
+        # Causal prefill does about half the work of full attention: QK^T and PV, 2 FLOPs each.
+        prefill_flops = 2 * 2 * heads * seq * seq * head_dim // 2
+        out.append(Benchmark(f"attention prefill s{seq}", "attention", dtype, prefill_flops,
+                             size * 4 * heads * seq * head_dim, prefill,
+                             {"phase": "prefill", "seq": seq, "heads": heads, "head_dim": head_dim, "causal": True}))
+        out.append(Benchmark(f"attention decode ctx{context}", "attention", dtype, 2 * 2 * heads * context * head_dim,
+                             size * (2 * kv_heads * context * head_dim + 2 * heads * head_dim), decode,
+                             {"phase": "decode", "context": context, "heads": heads, "kv_heads": kv_heads,
+                              "head_dim": head_dim}))
+    return out
