@@ -48,7 +48,9 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "apps.accounts",
+    "apps.audit",
     "apps.registry",
+    "apps.runs",
 ]
 
 MIDDLEWARE = [
@@ -176,6 +178,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = 300
 CELERY_TASK_TIME_LIMIT = 360
+CELERY_TASK_ROUTES = {"runs.*": {"queue": "platform"}, "certificates.*": {"queue": "platform"}}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 
@@ -195,3 +198,11 @@ if not DEBUG and env_bool("HTTPS", False):
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Campaigns: the evaluation step is the certificates app's, called through this one function.
+CAMPAIGN_EVALUATOR = env_str("CAMPAIGN_EVALUATOR", "apps.certificates.services.campaign_evaluate")
+RUNNER_STALE_AFTER_S = env_int("RUNNER_STALE_AFTER_S", 180, minimum=10)
+JOB_SILENCE_S = env_int("JOB_SILENCE_S", 900, minimum=30)
+# The embedded default runs this machine's own runner in process; its private key stays in var/.
+EMBEDDED_RUNNER_NAME = env_str("EMBEDDED_RUNNER_NAME", "local-runner")
+EMBEDDED_RUNNER_KEY_FILE = env_path("EMBEDDED_RUNNER_KEY_FILE", VAR_DIR / "keys" / "local-runner.pem")

@@ -1,0 +1,218 @@
+"""Campaign submission and the life of its jobs. Every transition checks the state it comes from,
+so a re-delivered message or a double click does no harm."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from apps.accounts.models import Organization, OrganizationKind
+from apps.audit.services import audit_record
+from apps.registry.models import HardwareTarget, ModelArtifact
+from apps.runs.dispatch import job_dispatch
+from apps.runs.models import (
+    JOB_DONE_STATES,
+    Campaign,
+    CampaignState,
+    ErrorClass,
+    Job,
+    JobState,
+    JobSuite,
+    Program,
+    ProgramStatus,
+)
+from apps.runs.specs import job_spec_build
+
+# Hard limits per suite (seconds); the runner's soft limit is a little shorter than the hard one.
+SUITE_TIME_LIMITS = {JobSuite.CONFORMANCE: 900, JobSuite.PERFORMANCE: 1200, JobSuite.MODEL: 1800}
+
+
+def _new_challenge() -> str:
+    return secrets.token_hex(32)
+
+
+def _campaign_models(*, vendor: Organization, level: dict, model_artifacts: list[ModelArtifact]) -> None:
+    plan = level.get("suites", {}).get("model")
+    if plan is None:
+        return
+    for artifact in model_artifacts:
+        # Vendors certify with their own models or with the authority's published reference models.
+        if artifact.owner_id != vendor.pk and artifact.owner.kind != OrganizationKind.AUTHORITY:
+            raise ValidationError({"models": f"Model {artifact.pk} does not exist."})
+    if len(model_artifacts) < plan.get("min_models", 0):
+        raise ValidationError({"models": f"Level {level['code']} needs at least {plan['min_models']} model(s)."})
+    tasks = {artifact.task for artifact in model_artifacts}
+    missing = [task for task in plan.get("required_tasks", []) if task not in tasks]
+    if missing:
+        raise ValidationError({"models": f"Level {level['code']} needs a model for each task: {missing}."})
+
+
+@transaction.atomic
+def campaign_submit(
+    *,
+    vendor: Organization,
+    target: HardwareTarget,
+    program: Program,
+    level: str,
+    model_artifacts: list[ModelArtifact],
+    submitted_by=None,
+    purpose: str = "certification",
+) -> Campaign:
+    """Create the campaign and one job per suite of the level, each with a fresh secret challenge,
+    and send each job to its target's queue once the transaction has committed."""
+    if target.chip.vendor_id != vendor.pk:
+        raise ValidationError({"target": "Unknown hardware target."})
+    if program.status != ProgramStatus.ACTIVE:
+        raise ValidationError({"program": f"Program {program} is not active."})
+    level_definition = program.level(level)
+    if level_definition is None:
+        raise ValidationError({"level": f"Program {program} has no level {level!r}; use one of {program.level_codes()}."})
+    _campaign_models(vendor=vendor, level=level_definition, model_artifacts=model_artifacts)
+
+    now = timezone.now()
+    campaign = Campaign.objects.create(
+        vendor=vendor, target=target, program=program, level=level, submitted_by=submitted_by,
+        purpose=purpose, state=CampaignState.QUEUED, submitted_at=now,
+    )
+    campaign.model_artifacts.set(model_artifacts)
+    suites = level_definition["suites"]
+    jobs: list[Job] = []
+    for suite in (JobSuite.CONFORMANCE, JobSuite.PERFORMANCE):
+        if suite in suites:
+            jobs.append(Job(campaign=campaign, suite=suite, challenge=_new_challenge()))
+    if JobSuite.MODEL in suites:
+        jobs.extend(
+            Job(campaign=campaign, suite=JobSuite.MODEL, model=artifact, challenge=_new_challenge())
+            for artifact in model_artifacts
+        )
+    for job in jobs:
+        job.state = JobState.QUEUED
+        job.queued_at = now
+        job.deadline_at = now + timedelta(seconds=SUITE_TIME_LIMITS[job.suite] * job.max_attempts)
+        job.save()
+        job.spec = job_spec_build(job=job, suite_plan=suites[job.suite], time_limit_s=SUITE_TIME_LIMITS[job.suite])
+        job.save(update_fields=["spec"])
+    audit_record(
+        action="campaign.submitted", obj=campaign, actor=submitted_by,
+        payload={"target": target.slug, "program": str(program), "level": level, "jobs": [j.pk for j in jobs],
+                 "models": [m.pk for m in model_artifacts], "purpose": purpose},
+    )
+    job_ids = [job.pk for job in jobs]
+    transaction.on_commit(lambda: [job_dispatch(job_id=job_id) for job_id in job_ids])
+    return campaign
+
+
+def job_claim(*, job_id: int, runner_id: int | None = None) -> bool:
+    """Atomically move a queued job to running; False if another delivery already claimed it."""
+    now = timezone.now()
+    claimed = Job.objects.filter(pk=job_id, state=JobState.QUEUED).update(
+        state=JobState.RUNNING, started_at=now, runner_id=runner_id, progress=0.0
+    )
+    if claimed:
+        Job.objects.filter(pk=job_id).update(attempts=F("attempts") + 1)
+        Campaign.objects.filter(jobs__pk=job_id, state=CampaignState.QUEUED).update(state=CampaignState.RUNNING)
+    return claimed == 1
+
+
+def job_progress(*, job_id: int, fraction: float, message: str = "", eta_seconds: float | None = None) -> None:
+    """Record progress reported by a runner; ignored unless the job is queued or running."""
+    fraction = min(max(float(fraction), 0.0), 1.0)
+    updated = Job.objects.filter(pk=job_id, state__in=[JobState.QUEUED, JobState.RUNNING]).update(
+        progress=fraction, progress_message=message[:200], eta_seconds=eta_seconds,
+    )
+    if updated:
+        Job.objects.filter(pk=job_id, state=JobState.QUEUED).update(state=JobState.RUNNING, started_at=timezone.now())
+        Campaign.objects.filter(jobs__pk=job_id, state=CampaignState.QUEUED).update(state=CampaignState.RUNNING)
+
+
+@transaction.atomic
+def job_fail(*, job_id: int, error_class: str, message: str, retry: bool = False) -> Job | None:
+    """End a job with an error, or requeue it when it may be retried (infrastructure errors only)."""
+    job = Job.objects.select_for_update().filter(pk=job_id).first()
+    if job is None or job.state in JOB_DONE_STATES:
+        return job
+    if retry and error_class == ErrorClass.INFRASTRUCTURE and job.attempts < job.max_attempts:
+        job.state = JobState.QUEUED
+        job.challenge = _new_challenge()  # a retried job must not reuse inputs a failed run has seen
+        job.spec = {**job.spec, "challenge": job.challenge}
+        job.error_class, job.error_message = error_class, message[:2000]
+        job.progress, job.queued_at = 0.0, timezone.now()
+        job.save()
+        audit_record(action="job.requeued", obj=job, payload={"error_class": error_class, "message": message[:500]})
+        transaction.on_commit(lambda: job_dispatch(job_id=job.pk))
+        return job
+    job.state = JobState.FAILED
+    job.error_class, job.error_message = error_class, message[:2000]
+    job.finished_at = timezone.now()
+    job.save()
+    audit_record(action="job.failed", obj=job, payload={"error_class": error_class, "message": message[:500]})
+    transaction.on_commit(lambda: campaign_check_completion(campaign_id=job.campaign_id))
+    return job
+
+
+@transaction.atomic
+def campaign_cancel(*, campaign: Campaign, actor=None, reason: str = "") -> Campaign:
+    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    if campaign.state not in {CampaignState.DRAFT, CampaignState.QUEUED, CampaignState.RUNNING}:
+        raise ValidationError(f"A campaign that is {campaign.get_state_display().lower()} cannot be cancelled.")
+    now = timezone.now()
+    campaign.jobs.exclude(state__in=JOB_DONE_STATES).update(state=JobState.CANCELLED, finished_at=now)
+    campaign.state, campaign.state_reason, campaign.finished_at = CampaignState.CANCELLED, reason, now
+    campaign.save()
+    audit_record(action="campaign.cancelled", obj=campaign, actor=actor, payload={"reason": reason})
+    return campaign
+
+
+@transaction.atomic
+def job_rerun(*, job: Job, actor=None) -> Job:
+    """Send a failed job again with a fresh challenge; its campaign goes back to running."""
+    job = Job.objects.select_for_update().select_related("campaign").get(pk=job.pk)
+    if job.state != JobState.FAILED:
+        raise ValidationError("Only a failed job can be re-run.")
+    campaign = job.campaign
+    if campaign.state not in {CampaignState.RUNNING, CampaignState.FAILED, CampaignState.QUEUED}:
+        raise ValidationError(f"The campaign is {campaign.get_state_display().lower()}; its jobs cannot be re-run.")
+    job.state, job.challenge = JobState.QUEUED, _new_challenge()
+    job.spec = {**job.spec, "challenge": job.challenge}
+    job.attempts, job.progress, job.error_class, job.error_message = 0, 0.0, "", ""
+    job.queued_at, job.started_at, job.finished_at = timezone.now(), None, None
+    job.deadline_at = job.queued_at + timedelta(seconds=SUITE_TIME_LIMITS[job.suite] * job.max_attempts)
+    job.save()
+    Campaign.objects.filter(pk=campaign.pk).update(state=CampaignState.RUNNING, finished_at=None, state_reason="")
+    audit_record(action="job.rerun", obj=job, actor=actor)
+    transaction.on_commit(lambda: job_dispatch(job_id=job.pk))
+    return job
+
+
+def campaign_check_completion(*, campaign_id: int) -> None:
+    """When every job has ended, move the campaign on: to evaluation, or to failed."""
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().filter(
+            pk=campaign_id, state__in=[CampaignState.QUEUED, CampaignState.RUNNING]
+        ).first()
+        if campaign is None or campaign.jobs.exclude(state__in=JOB_DONE_STATES).exists():
+            return
+        now = timezone.now()
+        failed = campaign.jobs.filter(Q(state=JobState.FAILED) | Q(state=JobState.CANCELLED))
+        campaign.finished_at = now
+        if failed.filter(~Q(error_class=ErrorClass.PRODUCT_FAILURE)).exists():
+            # Missing evidence (infrastructure, timeout, rejected documents) cannot be evaluated.
+            campaign.state = CampaignState.FAILED
+            campaign.state_reason = "; ".join(
+                f"{job}: {job.get_error_class_display() or job.state} {job.error_message[:200]}" for job in failed
+            )
+            campaign.save()
+            audit_record(action="campaign.failed", obj=campaign, payload={"reason": campaign.state_reason})
+            return
+        campaign.state = CampaignState.EVALUATING
+        campaign.save()
+        audit_record(action="campaign.evaluating", obj=campaign)
+    evaluate = import_string(settings.CAMPAIGN_EVALUATOR)
+    evaluate(campaign_id=campaign_id)

@@ -1,0 +1,209 @@
+"""Ingestion of a runner's signed result envelope: verify everything, then store it once.
+
+Checks, in order: envelope shape and digest; the runner key is registered and the signature is
+valid; the runner serves the job's target; the challenge is the job's current one (an old or
+replayed result fails here); the document passes the result schema; the fingerprint matches the
+registered target; a random sample of conformance cases recomputes the same server-side. Only
+then are the document (sha256, size) and its cases and measurements stored, in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+from dataclasses import dataclass
+
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.utils import timezone
+
+from apps.audit.services import audit_record
+from apps.registry.models import Runner, RunnerStatus
+from apps.runs.models import (
+    CaseResult,
+    ErrorClass,
+    EvidenceRejection,
+    Job,
+    JobState,
+    Measurement,
+    ResultDocument,
+)
+from apps.runs.services.campaigns import campaign_check_completion, job_fail
+from apps.runs.services.spot_check import spot_check_cases
+from apps.runs.specs import expected_fingerprint
+from runners.fingerprint_check import fingerprint_mismatches
+from runners.signing import verify_signature
+
+logger = logging.getLogger(__name__)
+MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
+ENVELOPE_KEYS = {"envelope_version", "runner", "key_id", "document_json", "document_sha256", "signature"}
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    accepted: bool
+    reason: str = ""
+    job_id: int | None = None
+    duplicate: bool = False
+    document: ResultDocument | None = None
+
+
+class Rejected(Exception):
+    """The envelope fails a check. `fails_job` when the job's evidence is invalid, not merely stale or forged."""
+
+    def __init__(self, reason: str, *, fails_job: bool) -> None:
+        super().__init__(reason)
+        self.reason, self.fails_job = reason, fails_job
+
+
+def _reject(job: Job | None, envelope: dict, raw: bytes, exc: Rejected) -> IngestOutcome:
+    logger.warning("rejected result for job %s: %s", job.pk if job else "?", exc.reason)
+    if job is not None:
+        EvidenceRejection.objects.create(
+            job=job, reason=exc.reason, envelope_sha256=hashlib.sha256(raw).hexdigest(),
+            key_id=str(envelope.get("key_id", ""))[:64],
+        )
+        audit_record(action="evidence.rejected", obj=job, payload={"reason": exc.reason})
+        if exc.fails_job:
+            job_fail(job_id=job.pk, error_class=ErrorClass.REJECTED_EVIDENCE, message=exc.reason)
+    return IngestOutcome(False, exc.reason, job.pk if job else None)
+
+
+def _parse(envelope: dict) -> tuple[bytes, dict]:
+    if not isinstance(envelope, dict) or not ENVELOPE_KEYS <= set(envelope):
+        raise Rejected("not a signed result envelope", fails_job=False)
+    raw = str(envelope["document_json"]).encode("utf-8")
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise Rejected("document too large", fails_job=False)
+    try:
+        document = json.loads(raw)
+    except json.JSONDecodeError:
+        raise Rejected("document is not JSON", fails_job=False) from None
+    if not isinstance(document, dict):
+        raise Rejected("document is not a JSON object", fails_job=False)
+    return raw, document
+
+
+def _job_of(document: dict) -> Job | None:
+    try:
+        job_id = int((document.get("spec") or {}).get("job_id"))
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return Job.objects.select_related("campaign__target__chip").filter(pk=job_id).first()
+
+
+def _verify(envelope: dict, raw: bytes, document: dict, job: Job) -> Runner:
+    if hashlib.sha256(raw).hexdigest() != envelope["document_sha256"]:
+        raise Rejected("the document does not match its digest (tampered in transit)", fails_job=False)
+    runner = Runner.objects.filter(key_id=str(envelope["key_id"])).first()
+    if runner is None:
+        raise Rejected("signed by a key that is not registered to any runner", fails_job=False)
+    if runner.status == RunnerStatus.DISABLED:
+        raise Rejected(f"runner {runner.name} is disabled", fails_job=False)
+    if not verify_signature(runner.public_key, raw, str(envelope["signature"])):
+        raise Rejected("the signature does not verify with the runner's registered key", fails_job=False)
+    if not runner.targets.filter(pk=job.campaign.target_id).exists():
+        raise Rejected(f"runner {runner.name} is not bound to target {job.campaign.target.slug}", fails_job=True)
+    if (document.get("spec") or {}).get("challenge") != job.challenge:
+        raise Rejected("the challenge is not this job's current one (old or replayed result)", fails_job=False)
+    return runner
+
+
+def _validate(document: dict, job: Job) -> dict:
+    from runners.document import DocumentError, validate_document
+
+    try:
+        validate_document(document)
+    except DocumentError as exc:
+        raise Rejected(f"schema-invalid document: {exc}", fails_job=True) from None
+    if document.get("suite") != job.suite:
+        raise Rejected(f"a {document.get('suite')} document for a {job.suite} job", fails_job=True)
+    mismatches = fingerprint_mismatches(document.get("fingerprint") or {}, expected_fingerprint(job.campaign.target))
+    if mismatches:
+        raise Rejected("fingerprint does not match the target: " + "; ".join(mismatches), fails_job=True)
+    report = spot_check_cases(document, sample_size=5, rng=secrets.SystemRandom())
+    if report["failures"]:
+        raise Rejected("server-side recomputation disagrees: " + "; ".join(report["failures"]), fails_job=True)
+    return report
+
+
+def _number(value):
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _rows(document: dict, stored: ResultDocument) -> tuple[list[CaseResult], list[Measurement]]:
+    cases = []
+    for item in document.get("cases") or []:
+        stats = item.get("stats") or {}
+        cases.append(CaseResult(
+            document=stored, kernel=str(item.get("kernel", ""))[:64], dtype=str(item.get("dtype", ""))[:32],
+            case=str(item.get("case", ""))[:128], status=str(item.get("status", ""))[:16],
+            error_class=str(item.get("error_class") or "")[:32], max_abs=_number(stats.get("max_abs")),
+            max_rel=_number(stats.get("max_rel")), mismatch_fraction=_number(stats.get("mismatch_fraction")),
+            atol=_number(stats.get("atol")), rtol=_number(stats.get("rtol")),
+        ))
+    measurements = []
+    for item in document.get("measurements") or []:
+        stats = item.get("stats") or {}
+        flags = item.get("flags") or []
+        measurements.append(Measurement(
+            document=stored, kind=str(item.get("kind", ""))[:32], name=str(item.get("name", ""))[:128],
+            dtype=str(item.get("dtype") or "")[:32], unit=str(item.get("unit") or "")[:32],
+            value=_number(item.get("value")), median=_number(stats.get("median")), p90=_number(stats.get("p90")),
+            p99=_number(stats.get("p99")), cv=_number(stats.get("cv")), unstable=bool(item.get("unstable")),
+            efficiency=_number(item.get("efficiency")), flags=flags if isinstance(flags, list) else [flags],
+            params={k: v for k, v in item.items() if k not in {"stats", "flags", "name", "kind", "unit", "value"}},
+        ))
+    return cases, measurements
+
+
+def result_ingest(*, envelope: dict) -> IngestOutcome:
+    """Verify and store one result envelope. Idempotent: a re-delivered envelope is recognized."""
+    try:
+        raw, document = _parse(envelope)
+    except Rejected as exc:
+        return _reject(None, envelope if isinstance(envelope, dict) else {}, b"", exc)
+    job = _job_of(document)
+    if job is None:
+        return _reject(None, envelope, raw, Rejected("the document names no known job", fails_job=False))
+    sha256 = hashlib.sha256(raw).hexdigest()
+    existing = ResultDocument.objects.filter(job=job).first()
+    if existing is not None:
+        if existing.sha256 == sha256:
+            return IngestOutcome(True, "already ingested", job.pk, duplicate=True, document=existing)
+        return _reject(job, envelope, raw, Rejected("the job already has accepted evidence", fails_job=False))
+    if job.state not in {JobState.QUEUED, JobState.RUNNING}:
+        return _reject(job, envelope, raw, Rejected(f"the job is {job.state}", fails_job=False))
+    try:
+        runner = _verify(envelope, raw, document, job)
+        spot_check = _validate(document, job)
+    except Rejected as exc:
+        return _reject(job, envelope, raw, exc)
+
+    with transaction.atomic():
+        # The conditional update is the claim on the job's evidence: one document per job, ever.
+        now = timezone.now()
+        if not Job.objects.filter(pk=job.pk, state__in=[JobState.QUEUED, JobState.RUNNING]).update(
+            state=JobState.SUCCEEDED, progress=1.0, finished_at=now, runner=runner, error_class="", error_message=""
+        ):
+            return IngestOutcome(False, "the job ended meanwhile", job.pk)
+        stored = ResultDocument(
+            job=job, sha256=sha256, size=len(raw), signature=envelope["signature"], runner=runner,
+            key_id=runner.key_id, suite=job.suite, fingerprint=document.get("fingerprint") or {},
+            summary=document.get("summary") or {}, integrity=document.get("integrity") or {}, spot_check=spot_check,
+        )
+        stored.content.save(f"{sha256[:2]}/{sha256}.json", ContentFile(raw), save=False)
+        try:
+            stored.save()
+            cases, measurements = _rows(document, stored)
+            CaseResult.objects.bulk_create(cases, batch_size=2000)
+            Measurement.objects.bulk_create(measurements, batch_size=2000)
+            audit_record(action="evidence.accepted", obj=job, payload={"sha256": sha256, "runner": runner.name,
+                                                                       "cases": len(cases), "measurements": len(measurements)})
+        except Exception:
+            stored.content.delete(save=False)
+            raise
+    campaign_check_completion(campaign_id=job.campaign_id)
+    return IngestOutcome(True, "accepted", job.pk, document=stored)

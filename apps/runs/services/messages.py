@@ -1,0 +1,99 @@
+"""Small signed messages from runner hosts: progress, failure reports and heartbeats.
+
+Each is {"runner", "key_id", "payload_json", "signature"}; a message whose signature does not
+verify against a registered runner key is dropped (and logged), never acted on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+
+from django.utils import timezone
+
+from apps.registry.models import Runner, RunnerStatus
+from apps.runs.models import ErrorClass, Job, JobState
+from apps.runs.services.campaigns import job_claim, job_fail, job_progress
+from runners.signing import verify_signature
+
+logger = logging.getLogger(__name__)
+MAX_CLOCK_SKEW = timedelta(minutes=10)
+
+
+class UnverifiedMessage(Exception):
+    pass
+
+
+def _verified_payload(message: dict) -> tuple[Runner, dict]:
+    if not isinstance(message, dict):
+        raise UnverifiedMessage("not an object")
+    runner = Runner.objects.filter(key_id=str(message.get("key_id", ""))).exclude(status=RunnerStatus.DISABLED).first()
+    if runner is None or runner.name != message.get("runner"):
+        raise UnverifiedMessage("unknown runner key")
+    body = str(message.get("payload_json", "")).encode()
+    if not verify_signature(runner.public_key, body, str(message.get("signature", ""))):
+        raise UnverifiedMessage("bad signature")
+    try:
+        payload = json.loads(body)
+    except json.JSONDecodeError:
+        raise UnverifiedMessage("payload is not JSON") from None
+    if not isinstance(payload, dict) or payload.get("runner") != runner.name:
+        raise UnverifiedMessage("payload names another runner")
+    return runner, payload
+
+
+def _job_for(runner: Runner, payload: dict) -> Job | None:
+    try:
+        job_id = int(payload.get("job_id"))
+    except (TypeError, ValueError):
+        return None
+    return Job.objects.select_related("campaign__target").filter(
+        pk=job_id, campaign__target__runners=runner
+    ).first()
+
+
+def runner_progress_receive(*, message: dict) -> None:
+    try:
+        runner, payload = _verified_payload(message)
+    except UnverifiedMessage as exc:
+        logger.warning("dropped progress message: %s", exc)
+        return
+    job = _job_for(runner, payload)
+    if job is None:
+        return
+    if job.state == JobState.QUEUED:
+        job_claim(job_id=job.pk, runner_id=runner.pk)
+    eta = payload.get("eta_seconds")
+    job_progress(job_id=job.pk, fraction=float(payload.get("fraction") or 0.0), message=str(payload.get("message", "")),
+                 eta_seconds=float(eta) if isinstance(eta, int | float) else None)
+
+
+def runner_failure_receive(*, message: dict) -> None:
+    try:
+        runner, payload = _verified_payload(message)
+    except UnverifiedMessage as exc:
+        logger.warning("dropped failure message: %s", exc)
+        return
+    job = _job_for(runner, payload)
+    if job is None or payload.get("challenge") != job.challenge:
+        return  # a report about an earlier attempt, or about another job
+    error_class = payload.get("error_class")
+    if error_class not in ErrorClass.values:
+        error_class = ErrorClass.INFRASTRUCTURE
+    # A fingerprint mismatch will not fix itself by retrying on the same host.
+    retry = error_class == ErrorClass.INFRASTRUCTURE and "fingerprint mismatch" not in str(payload.get("message"))
+    job_fail(job_id=job.pk, error_class=error_class, message=str(payload.get("message", "")), retry=retry)
+
+
+def runner_heartbeat_receive(*, message: dict) -> None:
+    try:
+        runner, payload = _verified_payload(message)
+    except UnverifiedMessage as exc:
+        logger.warning("dropped heartbeat: %s", exc)
+        return
+    fingerprints = payload.get("fingerprints") if isinstance(payload.get("fingerprints"), list) else []
+    Runner.objects.filter(pk=runner.pk).exclude(status=RunnerStatus.DISABLED).update(
+        status=RunnerStatus.ONLINE, last_heartbeat_at=timezone.now(),
+        last_fingerprint={"devices": fingerprints[:16]},
+    )

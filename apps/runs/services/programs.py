@@ -1,0 +1,94 @@
+"""Loading certification programs from their data files; an active program never changes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from apps.runs.models import Program, ProgramStatus
+
+PROGRAMS_DIR = Path(__file__).resolve().parent.parent / "programs"
+SUITE_NAMES = {"conformance", "performance", "model"}
+CRITERION_KINDS = {"conformance_pass_rate", "model_accuracy", "integrity", "claims", "performance_stability"}
+
+
+def _canonical_sha256(definition: dict) -> str:
+    return hashlib.sha256(json.dumps(definition, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def program_definition_check(definition: dict) -> None:
+    """Refuse a definition that the platform could not run or evaluate."""
+    problems = []
+    for key in ("code", "version", "title", "validity_days", "surveillance_days", "levels"):
+        if key not in definition:
+            problems.append(f"missing {key}")
+    levels = definition.get("levels") or []
+    if not levels:
+        problems.append("a program has at least one level")
+    ranks = [lvl.get("rank") for lvl in levels]
+    if len(set(ranks)) != len(ranks):
+        problems.append("level ranks must be distinct")
+    for level in levels:
+        code = level.get("code", "?")
+        unknown_suites = set(level.get("suites", {})) - SUITE_NAMES
+        if unknown_suites:
+            problems.append(f"level {code}: unknown suites {sorted(unknown_suites)}")
+        ids = [c.get("id") for c in level.get("criteria", [])]
+        if len(set(ids)) != len(ids):
+            problems.append(f"level {code}: criterion ids must be distinct")
+        for criterion in level.get("criteria", []):
+            if criterion.get("kind") not in CRITERION_KINDS:
+                problems.append(f"level {code}: criterion {criterion.get('id')} has unknown kind {criterion.get('kind')!r}")
+            if not isinstance(criterion.get("blocker"), bool):
+                problems.append(f"level {code}: criterion {criterion.get('id')} must say whether it is a blocker")
+    if problems:
+        raise ValidationError("; ".join(problems))
+
+
+@transaction.atomic
+def program_load(*, definition: dict) -> tuple[Program, bool]:
+    """Create or refresh a program from its definition. Returns (program, created).
+
+    An active program's definition is frozen: loading different content under the same code and
+    version is refused, because certificates already cite it. Publish a new version instead.
+    """
+    program_definition_check(definition)
+    digest = _canonical_sha256(definition)
+    existing = Program.objects.select_for_update().filter(
+        code=definition["code"], version=definition["version"]
+    ).first()
+    if existing is not None:
+        if existing.definition_sha256 == digest:
+            return existing, False
+        if existing.status != ProgramStatus.DRAFT:
+            raise ValidationError(
+                f"Program {existing} is {existing.status} and immutable; publish its changes as a new version."
+            )
+        existing.definition, existing.definition_sha256 = definition, digest
+        existing.title = definition["title"]
+        existing.save()
+        return existing, False
+    program = Program.objects.create(
+        code=definition["code"],
+        version=definition["version"],
+        title=definition["title"],
+        status=definition.get("status", ProgramStatus.ACTIVE),
+        definition=definition,
+        definition_sha256=digest,
+        validity_days=definition["validity_days"],
+        surveillance_days=definition["surveillance_days"],
+        required_approvals=definition.get("required_approvals", 1),
+    )
+    return program, True
+
+
+def program_files() -> list[Path]:
+    return sorted(PROGRAMS_DIR.glob("*.json"))
+
+
+def programs_load_all() -> list[tuple[Program, bool]]:
+    return [program_load(definition=json.loads(path.read_text())) for path in program_files()]

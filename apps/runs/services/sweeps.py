@@ -1,0 +1,48 @@
+"""Scheduled maintenance: stale runners and stuck jobs (run by Celery beat, editable in the admin)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.audit.services import audit_record
+from apps.registry.models import Runner, RunnerStatus
+from apps.runs.models import ErrorClass, Job, JobState
+from apps.runs.services.campaigns import job_fail
+
+
+def runners_mark_stale(*, now=None) -> int:
+    """Runners whose last heartbeat is older than RUNNER_STALE_AFTER_S go offline; their running jobs
+    are requeued (with a fresh challenge) or failed as infrastructure errors after the last attempt."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.RUNNER_STALE_AFTER_S)
+    stale = list(Runner.objects.filter(status=RunnerStatus.ONLINE).filter(
+        Q(last_heartbeat_at__lt=cutoff) | Q(last_heartbeat_at__isnull=True)
+    ))
+    for runner in stale:
+        if Runner.objects.filter(pk=runner.pk, status=RunnerStatus.ONLINE).update(status=RunnerStatus.OFFLINE):
+            audit_record(action="runner.offline", obj=runner, payload={"last_heartbeat_at": runner.last_heartbeat_at})
+        for job_id in Job.objects.filter(runner=runner, state=JobState.RUNNING).values_list("pk", flat=True):
+            job_fail(job_id=job_id, error_class=ErrorClass.INFRASTRUCTURE,
+                     message=f"runner {runner.name} stopped sending heartbeats", retry=True)
+    return len(stale)
+
+
+def jobs_sweep_stuck(*, now=None) -> int:
+    """Jobs past their deadline fail as timeouts; running jobs silent for JOB_SILENCE_S are requeued."""
+    now = now or timezone.now()
+    count = 0
+    for job_id in Job.objects.filter(state__in=[JobState.QUEUED, JobState.RUNNING], deadline_at__lt=now).values_list(
+        "pk", flat=True
+    ):
+        job_fail(job_id=job_id, error_class=ErrorClass.TIMEOUT, message="the job passed its deadline")
+        count += 1
+    silent_since = now - timedelta(seconds=settings.JOB_SILENCE_S)
+    for job_id in Job.objects.filter(state=JobState.RUNNING, updated_at__lt=silent_since).values_list("pk", flat=True):
+        job_fail(job_id=job_id, error_class=ErrorClass.INFRASTRUCTURE,
+                 message="no progress from the runner; the job is requeued", retry=True)
+        count += 1
+    return count

@@ -1,0 +1,63 @@
+"""The self-contained job spec a runner receives: everything it needs, nothing of the platform.
+
+The layout is the runners' spec schema (runners/schema/spec.schema.json)."""
+
+from __future__ import annotations
+
+from apps.registry.models import PEAK_FIELDS, ModelArtifact
+from apps.runs.models import Job, JobSuite
+
+SPEC_SCHEMA_VERSION = "1.0"
+
+
+def expected_fingerprint(target) -> dict:
+    """What the runner's own fingerprint must show for this target (empty strings are not checked)."""
+    return {
+        "backend": target.backend,
+        "torch_version": target.torch_version,
+        "driver_version": target.driver_version,
+        "runtime_version": target.runtime_version,
+        "plugin_versions": target.plugin_versions,
+        "device_count": target.device_count,
+    }
+
+
+def model_entry(artifact: ModelArtifact) -> dict:
+    return {
+        "name": artifact.name,
+        "version": artifact.version,
+        "task": artifact.task,
+        "architecture": artifact.architecture,
+        "config": artifact.config,
+        "weights_path": artifact.weights.path,
+        "sha256": artifact.weights_sha256,
+    }
+
+
+def job_spec_build(*, job: Job, suite_plan: dict, time_limit_s: int) -> dict:
+    target = job.campaign.target
+    chip = target.chip
+    spec: dict = {
+        "schema_version": SPEC_SCHEMA_VERSION,
+        "job_id": str(job.pk),
+        "suite": job.suite,
+        "device": target.backend,
+        "challenge": job.challenge,
+        "target": {"slug": target.slug, "backend": target.backend, "expected_fingerprint": expected_fingerprint(target)},
+        "declared": {
+            "peak_tflops": {key: value for key, value in chip.declared_peaks().items() if key in PEAK_FIELDS},
+            "memory_bandwidth_gbs": chip.memory_bandwidth_gbs,
+        },
+        "limits": {"time_s": time_limit_s},
+    }
+    if suite_plan.get("dtypes"):
+        spec["dtypes"] = list(suite_plan["dtypes"])
+    if suite_plan.get("kernels"):
+        spec["kernels"] = list(suite_plan["kernels"])
+    if job.suite == JobSuite.PERFORMANCE and suite_plan.get("quick") is not None:
+        spec["quick"] = bool(suite_plan["quick"])
+    if job.suite == JobSuite.MODEL and job.model is not None:
+        spec["models"] = [model_entry(job.model)]
+    if spec["declared"]["memory_bandwidth_gbs"] is None:
+        del spec["declared"]["memory_bandwidth_gbs"]
+    return spec

@@ -1,0 +1,61 @@
+"""Platform tasks (queue `platform`): thin wrappers that call one service each."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from apps.runs.models import ErrorClass
+
+
+@shared_task(name="runs.ingest", acks_late=True, soft_time_limit=120, time_limit=180)
+def ingest(envelope: dict | None) -> dict:
+    from apps.runs.services.ingestion import result_ingest
+
+    if envelope is None:
+        return {"accepted": False, "reason": "the runner reported a failure instead of a result"}
+    outcome = result_ingest(envelope=envelope)
+    return {"accepted": outcome.accepted, "reason": outcome.reason, "job_id": outcome.job_id}
+
+
+@shared_task(name="runs.job_progress", acks_late=True, ignore_result=True)
+def job_progress(message: dict) -> None:
+    from apps.runs.services.messages import runner_progress_receive
+
+    runner_progress_receive(message=message)
+
+
+@shared_task(name="runs.job_failed", acks_late=True, ignore_result=True)
+def job_failed(message: dict) -> None:
+    from apps.runs.services.messages import runner_failure_receive
+
+    runner_failure_receive(message=message)
+
+
+@shared_task(name="runs.heartbeat", acks_late=True, ignore_result=True)
+def heartbeat(message: dict) -> None:
+    from apps.runs.services.messages import runner_heartbeat_receive
+
+    runner_heartbeat_receive(message=message)
+
+
+@shared_task(name="runs.job_errback", ignore_result=True)
+def job_errback(task_id: str | None = None, *args, job_id: int) -> None:
+    """The runner task raised or hit its hard time limit: retry on infrastructure grounds."""
+    from apps.runs.services.campaigns import job_fail
+
+    job_fail(job_id=job_id, error_class=ErrorClass.INFRASTRUCTURE, message=f"runner task {task_id} failed",
+             retry=True)
+
+
+@shared_task(name="runs.sweep_runner_health", ignore_result=True)
+def sweep_runner_health() -> int:
+    from apps.runs.services.sweeps import runners_mark_stale
+
+    return runners_mark_stale()
+
+
+@shared_task(name="runs.sweep_stuck_jobs", ignore_result=True)
+def sweep_stuck_jobs() -> int:
+    from apps.runs.services.sweeps import jobs_sweep_stuck
+
+    return jobs_sweep_stuck()

@@ -1,0 +1,40 @@
+"""Does this host match the operating environment the job was registered for?"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _base_version(text: str) -> str:
+    return str(text).split("+", 1)[0].strip()
+
+
+def fingerprint_mismatches(actual: dict[str, Any], expected: dict[str, Any]) -> list[str]:
+    """Every way the runner's fingerprint differs from the target's registered stack.
+
+    Empty expected values are not checked. Torch versions compare without the local build tag
+    (2.13.0 == 2.13.0+cpu), because vendors' builds add their own tags.
+    """
+    problems: list[str] = []
+    backend = expected.get("backend")
+    aliases = {"rocm": "cuda"}
+    if backend and aliases.get(backend, backend) != aliases.get(actual.get("backend"), actual.get("backend")):
+        problems.append(f"backend is {actual.get('backend')!r}, the target registers {backend!r}")
+    if not actual.get("available", False):
+        problems.append(f"device unavailable: {actual.get('unavailable_reason')}")
+    torch_version = expected.get("torch_version")
+    if torch_version and _base_version(torch_version) != _base_version(actual.get("torch_version", "")):
+        problems.append(f"torch {actual.get('torch_version')} runs here, the target registers {torch_version}")
+    for key in ("driver_version", "runtime_version"):
+        wanted = expected.get(key)
+        if wanted and str(actual.get(key) or "") != str(wanted):
+            problems.append(f"{key} is {actual.get(key)!r}, the target registers {wanted!r}")
+    for plugin, version in (expected.get("plugin_versions") or {}).items():
+        have = (actual.get("plugin_versions") or {}).get(plugin)
+        if str(have or "") != str(version):
+            problems.append(f"plugin {plugin} is {have!r}, the target registers {version!r}")
+    count = expected.get("device_count")
+    have_count = actual.get("device_count")
+    if count and isinstance(have_count, int) and have_count < count:
+        problems.append(f"{have_count} device(s) present, the target registers {count}")
+    return problems

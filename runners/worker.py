@@ -1,0 +1,152 @@
+"""The runner host's Celery worker. No Django, no database credentials: a spec in, a signed
+result envelope out, plus signed progress, failure and heartbeat messages to the platform queue.
+
+    RUNNER_NAME=gpu-host-1 RUNNER_KEY_FILE=/etc/runner/key.pem CELERY_BROKER_URL=redis://... \\
+        celery -A runners.worker worker -Q target.<slug> --concurrency 1
+
+Delivery: prefetch 1 and late acknowledgement, so a job is taken by one worker at a time and a
+worker killed mid-job (SIGKILL) leaves the message to be delivered again; the platform gives a
+retried job a fresh challenge, so the evidence of an interrupted run can never be ingested.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from celery import Celery, signals
+from celery.exceptions import SoftTimeLimitExceeded
+
+from runners.fingerprint_check import fingerprint_mismatches
+from runners.signing import RunnerIdentity
+
+PLATFORM_QUEUE = os.environ.get("PLATFORM_QUEUE", "platform")
+HEARTBEAT_SECONDS = float(os.environ.get("RUNNER_HEARTBEAT_SECONDS", "30"))
+PROGRESS_MIN_INTERVAL_S = 1.0
+
+app = Celery("runners")
+app.conf.update(
+    broker_url=os.environ.get("CELERY_BROKER_URL"),
+    result_backend=os.environ.get("CELERY_RESULT_BACKEND") or None,
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    worker_concurrency=1,
+    broker_connection_retry_on_startup=True,
+    # A result message can be large (thousands of measurements); keep it out of the result backend.
+    task_ignore_result=True,
+)
+
+Reporter = Callable[[str, dict], None]
+
+
+def _canonical(payload: dict) -> bytes:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def signed_message(identity: RunnerIdentity, payload: dict) -> dict:
+    """A small runner-to-platform message: the payload's canonical JSON and its signature."""
+    body = _canonical({**payload, "runner": identity.name, "sent_at": datetime.now(UTC).isoformat()})
+    return {"runner": identity.name, "key_id": identity.key_id, "payload_json": body.decode(),
+            "signature": identity.sign_bytes(body)}
+
+
+def run_job(spec: dict, *, identity: RunnerIdentity, report: Reporter) -> dict | None:
+    """Run one job spec and return its signed envelope, or None after reporting a failure.
+
+    `report(task_name, message)` delivers a signed message to the platform ("runs.job_progress",
+    "runs.job_failed"); the Celery task sends it to the platform queue, the embedded platform
+    calls its task in process.
+    """
+    from runners.backends import UnknownBackend, get_backend
+    from runners.document import canonical_json
+    from runners.suites import run_suite
+
+    job_id = spec.get("job_id")
+    last_sent = 0.0
+
+    def progress(fraction: float, message: str = "", eta_seconds: float | None = None) -> None:
+        nonlocal last_sent
+        now = time.monotonic()
+        if fraction < 1.0 and now - last_sent < PROGRESS_MIN_INTERVAL_S:
+            return
+        last_sent = now
+        report("runs.job_progress", signed_message(identity, {
+            "job_id": job_id, "fraction": round(float(fraction), 4), "message": message[:200],
+            "eta_seconds": eta_seconds,
+        }))
+
+    def fail(error_class: str, message: str) -> None:
+        report("runs.job_failed", signed_message(identity, {
+            "job_id": job_id, "challenge": spec.get("challenge"), "error_class": error_class, "message": message[:2000],
+        }))
+
+    progress(0.0, "started")
+    try:
+        backend = get_backend(str(spec.get("device", "")))
+    except UnknownBackend as exc:
+        fail("infrastructure", f"unknown device backend: {exc}")
+        return None
+    expected = (spec.get("target") or {}).get("expected_fingerprint") or {}
+    mismatches = fingerprint_mismatches(backend.fingerprint(), expected)
+    if mismatches:
+        fail("infrastructure", "fingerprint mismatch: " + "; ".join(mismatches))
+        return None
+    try:
+        document = run_suite(spec, backend=backend, progress=progress)
+    except SoftTimeLimitExceeded:
+        fail("timeout", "the suite passed its soft time limit")
+        return None
+    except Exception as exc:  # the worker survives whatever the suite raises; the platform records it
+        fail("infrastructure", f"{type(exc).__name__}: {exc}")
+        return None
+    document.setdefault("runner", {})
+    document["runner"] = {"name": identity.name, "key_id": identity.key_id}
+    envelope = identity.envelope(canonical_json(document))
+    progress(1.0, "done")
+    return envelope
+
+
+@app.task(name="runners.execute", bind=True, acks_late=True, reject_on_worker_lost=True)
+def execute(self, spec: dict) -> dict | None:
+    identity = RunnerIdentity.from_env()
+
+    def report(task_name: str, message: dict) -> None:
+        app.send_task(task_name, args=[message], queue=PLATFORM_QUEUE)
+
+    return run_job(spec, identity=identity, report=report)
+
+
+def _heartbeat_loop(identity: RunnerIdentity, stop: threading.Event) -> None:
+    from runners.backends import list_backends
+
+    while not stop.is_set():
+        try:
+            fingerprints = [b.fingerprint() for b in list_backends() if b.availability()[0]]
+            app.send_task("runs.heartbeat", args=[signed_message(identity, {"fingerprints": fingerprints})],
+                          queue=PLATFORM_QUEUE)
+        except Exception:  # a missed heartbeat is what the platform's health sweep is for
+            pass
+        stop.wait(HEARTBEAT_SECONDS)
+
+
+_heartbeat_stop = threading.Event()
+
+
+@signals.worker_ready.connect
+def _start_heartbeats(**_kwargs) -> None:
+    identity = RunnerIdentity.from_env()
+    threading.Thread(target=_heartbeat_loop, args=(identity, _heartbeat_stop), daemon=True,
+                     name="runner-heartbeat").start()
+
+
+@signals.worker_shutdown.connect
+def _stop_heartbeats(**_kwargs) -> None:
+    _heartbeat_stop.set()
