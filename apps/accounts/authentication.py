@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 from knox.auth import TokenAuthentication
+from rest_framework import exceptions
 
 from apps.accounts.models import ApiToken
 
@@ -15,6 +16,14 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 class BearerTokenAuthentication(TokenAuthentication):
     """Knox token authentication that also records when a token was last used."""
+
+    def authenticate_credentials(self, token: bytes):
+        # knox decodes the header as UTF-8 unguarded; a Latin-1 byte would otherwise be a 500.
+        try:
+            token.decode("utf-8")
+        except UnicodeDecodeError:
+            raise exceptions.AuthenticationFailed("Invalid token.") from None
+        return super().authenticate_credentials(token)
 
     def validate_user(self, auth_token: ApiToken):
         user, token = super().validate_user(auth_token)

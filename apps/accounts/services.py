@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -43,7 +44,8 @@ def api_token_create(*, user: User, name: str = "api", ttl: timedelta | None = N
     """Create a token; the clear text is returned once and never stored."""
     if not hasattr(user, "membership"):
         raise ValidationError("Only members of an organization can hold API tokens.")
-    ttl = ttl or timedelta(days=90)
+    # `is None`, not `or`: a zero lifetime is an error, not a request for the default.
+    ttl = settings.REST_KNOX["TOKEN_TTL"] if ttl is None else ttl
     if ttl <= timedelta(0) or ttl > MAX_TOKEN_TTL:
         raise ValidationError({"ttl_days": "A token lives between 1 and 365 days."})
     return ApiToken.objects.create(user=user, expiry=ttl, name=name)

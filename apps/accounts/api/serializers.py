@@ -37,7 +37,9 @@ class ApiTokenSerializer(serializers.ModelSerializer):
 
 class ApiTokenCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100, default="api")
-    ttl_days = serializers.IntegerField(min_value=1, max_value=365, default=90)
+    ttl_days = serializers.IntegerField(
+        min_value=1, max_value=365, required=False, help_text="Lifetime in days; default API_TOKEN_TTL_DAYS."
+    )
 
 
 class ApiTokenCreatedSerializer(ApiTokenSerializer):

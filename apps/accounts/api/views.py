@@ -53,8 +53,9 @@ class ApiTokenViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.
     def create(self, request):
         params = ApiTokenCreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
+        days = params.validated_data.get("ttl_days")
         token, clear_text = services.api_token_create(
-            user=request.user, name=params.validated_data["name"], ttl=timedelta(days=params.validated_data["ttl_days"])
+            user=request.user, name=params.validated_data["name"], ttl=None if days is None else timedelta(days=days)
         )
         token.token = clear_text
         return Response(ApiTokenCreatedSerializer(token).data, status=status.HTTP_201_CREATED)

@@ -1,0 +1,65 @@
+"""Fixtures shared by the Django test packages: isolated media and throttles, the cast, token clients."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def media_root(settings, tmp_path):
+    """Uploaded files go to a fresh directory per test, never to var/."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttles():
+    """Throttle counters live in the cache; one test's requests must not throttle the next."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture
+def cast(db):
+    """Organizations and users of every role: the owner, a colleague, a foreign vendor, and the rest."""
+    from apps.accounts.models import OrganizationKind, Role
+    from tests.factories import OrganizationFactory, member
+
+    vendor = OrganizationFactory(name="Acme Silicon", slug="acme")
+    foreign_vendor = OrganizationFactory(name="Borealis Compute", slug="borealis")
+    authority = OrganizationFactory(name="Authority", slug="authority", kind=OrganizationKind.AUTHORITY)
+    buyer_org = OrganizationFactory(name="Procurement", slug="procurement", kind=OrganizationKind.BUYER)
+    return SimpleNamespace(
+        vendor=vendor,
+        foreign_vendor=foreign_vendor,
+        authority=authority,
+        buyer_org=buyer_org,
+        owner=member(vendor, Role.VENDOR_ENGINEER, username="owner"),
+        colleague=member(vendor, Role.VENDOR_ENGINEER, username="colleague"),
+        vendor_admin=member(vendor, Role.VENDOR_ADMIN, username="vendor-admin"),
+        foreign=member(foreign_vendor, Role.VENDOR_ENGINEER, username="foreign"),
+        foreign_admin=member(foreign_vendor, Role.VENDOR_ADMIN, username="foreign-admin"),
+        reviewer=member(authority, Role.REVIEWER, username="reviewer"),
+        platform_admin=member(authority, Role.PLATFORM_ADMIN, username="platform-admin"),
+        buyer=member(buyer_org, Role.BUYER, username="buyer"),
+    )
+
+
+@pytest.fixture
+def client_for(db):
+    """`client_for(user)`: an API client sending a real Bearer token of `user`; `client_for(None)` is anonymous."""
+    from rest_framework.test import APIClient
+
+    from apps.accounts.services import api_token_create
+
+    def make(user):
+        client = APIClient()
+        if user is not None:
+            _, token = api_token_create(user=user, name="test")
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+        return client
+
+    return make

@@ -1,0 +1,169 @@
+"""factory_boy factories for accounts and the registry, with real safetensors files and Ed25519 keys."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from pathlib import Path
+
+import factory
+import torch
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.contrib.auth import get_user_model
+from django.core.files.base import ContentFile
+from safetensors.torch import save_file
+
+from apps.accounts.models import Membership, Organization, OrganizationKind, Role
+from apps.registry.models import Architecture, Chip, HardwareTarget, ModelArtifact, ModelTask, Runner
+
+
+def safetensors_bytes(seed: int = 0, *, rows: int = 4, cols: int = 8) -> bytes:
+    """A small real safetensors file (two tensors) written by `save_file`, different for every seed."""
+    generator = torch.Generator().manual_seed(seed)
+    tensors = {
+        "embed.weight": torch.randn(rows, cols, generator=generator),
+        "head.bias": torch.zeros(cols, dtype=torch.float16),
+    }
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "weights.safetensors"
+        save_file(tensors, str(path))
+        return path.read_bytes()
+
+
+def ed25519_public_pem(private_key: Ed25519PrivateKey | None = None) -> str:
+    key = private_key or Ed25519PrivateKey.generate()
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+def ed25519_key_id(pem: str) -> str:
+    key = serialization.load_pem_public_key(pem.encode())
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()
+
+
+class OrganizationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Organization
+        django_get_or_create = ["slug"]
+
+    name = factory.Sequence(lambda n: f"Vendor {n}")
+    slug = factory.Sequence(lambda n: f"vendor-{n}")
+    kind = OrganizationKind.VENDOR
+    country = "US"
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ["username"]
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda user: f"{user.username}@example.org")
+
+
+class MembershipFactory(factory.django.DjangoModelFactory):
+    """A user in an organization with a role; `MembershipFactory(role=Role.REVIEWER)` picks a fitting org kind."""
+
+    class Meta:
+        model = Membership
+
+    user = factory.SubFactory(UserFactory)
+    role = Role.VENDOR_ENGINEER
+    organization = factory.LazyAttribute(
+        lambda membership: OrganizationFactory(
+            kind={
+                Role.VENDOR_ENGINEER: OrganizationKind.VENDOR,
+                Role.VENDOR_ADMIN: OrganizationKind.VENDOR,
+                Role.REVIEWER: OrganizationKind.AUTHORITY,
+                Role.PLATFORM_ADMIN: OrganizationKind.AUTHORITY,
+                Role.BUYER: OrganizationKind.BUYER,
+            }[membership.role]
+        )
+    )
+
+
+def member(organization: Organization, role: str, **user_fields) -> get_user_model():
+    """A user who belongs to `organization` with `role`; platform admins are Django superusers too."""
+    if role == Role.PLATFORM_ADMIN:
+        user_fields.setdefault("is_staff", True)
+        user_fields.setdefault("is_superuser", True)
+    return MembershipFactory(organization=organization, role=role, user=UserFactory(**user_fields)).user
+
+
+class ChipFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Chip
+
+    vendor = factory.SubFactory(OrganizationFactory)
+    sku = factory.Sequence(lambda n: f"ACC-{n:05d}")
+    name = factory.Sequence(lambda n: f"Accelerator {n}")
+    architecture = "Tensor-7"
+    process_node_nm = 5
+    die_area_mm2 = 814
+    memory_gib = 80
+    memory_bandwidth_gbs = 3350
+    tdp_w = 700
+    interconnect_bandwidth_gbs = 900
+    peak_fp32_tflops = 67
+    peak_bf16_tflops = 989.4
+    data_center = True
+    fab_country = "TW"
+    assembly_country = "TW"
+    domestic_content_pct = 10
+    spec_source = "Vendor datasheet"
+
+
+class HardwareTargetFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = HardwareTarget
+
+    chip = factory.SubFactory(ChipFactory)
+    slug = factory.Sequence(lambda n: f"target-{n}")
+    backend = "cuda"
+    driver_version = "550.54"
+    runtime_version = "12.4"
+    torch_version = "2.4.0"
+    plugin_versions = factory.LazyFunction(dict)
+    host_cpu = "Xeon 8480"
+    host_memory_gib = 512
+
+
+class ModelArtifactFactory(factory.django.DjangoModelFactory):
+    """A model artifact whose weights are a real safetensors file stored content-addressed under MEDIA_ROOT."""
+
+    class Meta:
+        model = ModelArtifact
+        exclude = ["content"]
+
+    owner = factory.SubFactory(OrganizationFactory)
+    name = factory.Sequence(lambda n: f"model-{n}")
+    version = "1.0"
+    task = ModelTask.TEXT_EMBEDDING
+    architecture = Architecture.BERT_ENCODER
+    config = factory.LazyFunction(lambda: {"hidden_size": 8, "num_layers": 1})
+    license = "Apache-2.0"
+    content = factory.Sequence(safetensors_bytes)
+    weights_sha256 = factory.LazyAttribute(lambda a: hashlib.sha256(a.content).hexdigest())
+    weights_size = factory.LazyAttribute(lambda a: len(a.content))
+    tensor_count = 2
+    weights = factory.LazyAttribute(lambda a: ContentFile(a.content, name="weights.safetensors"))
+
+
+class RunnerFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Runner
+        skip_postgeneration_save = True
+
+    name = factory.Sequence(lambda n: f"runner-{n}")
+    public_key = factory.LazyFunction(ed25519_public_pem)
+    key_id = factory.LazyAttribute(lambda runner: ed25519_key_id(runner.public_key))
+
+    @factory.post_generation
+    def targets(self, create, extracted, **kwargs):
+        if create and extracted:
+            self.targets.set(extracted)
+
