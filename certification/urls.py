@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 api_v1 = [
     path("", include("apps.accounts.api.urls")),
     path("", include("apps.registry.api.urls")),
+    path("", include("apps.runs.api.urls")),
 ]
 
 urlpatterns = [

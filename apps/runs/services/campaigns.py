@@ -13,7 +13,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from apps.accounts.models import Organization, OrganizationKind
+from apps.accounts.models import Organization
 from apps.audit.services import audit_record
 from apps.registry.models import HardwareTarget, ModelArtifact
 from apps.runs.dispatch import job_dispatch
@@ -43,8 +43,7 @@ def _campaign_models(*, vendor: Organization, level: dict, model_artifacts: list
     if plan is None:
         return
     for artifact in model_artifacts:
-        # Vendors certify with their own models or with the authority's published reference models.
-        if artifact.owner_id != vendor.pk and artifact.owner.kind != OrganizationKind.AUTHORITY:
+        if artifact.owner_id != vendor.pk:
             raise ValidationError({"models": f"Model {artifact.pk} does not exist."})
     if len(model_artifacts) < plan.get("min_models", 0):
         raise ValidationError({"models": f"Level {level['code']} needs at least {plan['min_models']} model(s)."})

@@ -112,11 +112,11 @@ def _verify(envelope: dict, raw: bytes, document: dict, job: Job) -> Runner:
 
 
 def _validate(document: dict, job: Job) -> dict:
-    from runners.document import DocumentError, validate_document
+    from runners.document import DocumentInvalid, validate_document
 
     try:
         validate_document(document)
-    except DocumentError as exc:
+    except DocumentInvalid as exc:
         raise Rejected(f"schema-invalid document: {exc}", fails_job=True) from None
     if document.get("suite") != job.suite:
         raise Rejected(f"a {document.get('suite')} document for a {job.suite} job", fails_job=True)

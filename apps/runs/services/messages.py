@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
-
 from django.utils import timezone
 
 from apps.registry.models import Runner, RunnerStatus
@@ -18,7 +16,6 @@ from apps.runs.services.campaigns import job_claim, job_fail, job_progress
 from runners.signing import verify_signature
 
 logger = logging.getLogger(__name__)
-MAX_CLOCK_SKEW = timedelta(minutes=10)
 
 
 class UnverifiedMessage(Exception):
@@ -40,6 +37,10 @@ def _verified_payload(message: dict) -> tuple[Runner, dict]:
         raise UnverifiedMessage("payload is not JSON") from None
     if not isinstance(payload, dict) or payload.get("runner") != runner.name:
         raise UnverifiedMessage("payload names another runner")
+    # Any verified message is a sign of life, as good as a heartbeat.
+    Runner.objects.filter(pk=runner.pk).exclude(status=RunnerStatus.DISABLED).update(
+        status=RunnerStatus.ONLINE, last_heartbeat_at=timezone.now()
+    )
     return runner, payload
 
 
@@ -93,7 +94,4 @@ def runner_heartbeat_receive(*, message: dict) -> None:
         logger.warning("dropped heartbeat: %s", exc)
         return
     fingerprints = payload.get("fingerprints") if isinstance(payload.get("fingerprints"), list) else []
-    Runner.objects.filter(pk=runner.pk).exclude(status=RunnerStatus.DISABLED).update(
-        status=RunnerStatus.ONLINE, last_heartbeat_at=timezone.now(),
-        last_fingerprint={"devices": fingerprints[:16]},
-    )
+    Runner.objects.filter(pk=runner.pk).update(last_fingerprint={"devices": fingerprints[:16]})

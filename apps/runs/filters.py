@@ -1,0 +1,24 @@
+import django_filters as filters
+
+from apps.runs.models import Campaign, CampaignState, Job, JobState, JobSuite
+
+
+class CampaignFilter(filters.FilterSet):
+    state = filters.MultipleChoiceFilter(choices=CampaignState.choices)
+    target = filters.CharFilter(field_name="target__slug")
+    program = filters.CharFilter(field_name="program__code")
+    vendor = filters.CharFilter(field_name="vendor__slug")
+
+    class Meta:
+        model = Campaign
+        fields = ["state", "target", "program", "level", "purpose", "vendor"]
+
+
+class JobFilter(filters.FilterSet):
+    state = filters.MultipleChoiceFilter(choices=JobState.choices)
+    suite = filters.ChoiceFilter(choices=JobSuite.choices)
+    campaign = filters.NumberFilter(field_name="campaign_id")
+
+    class Meta:
+        model = Job
+        fields = ["state", "suite", "campaign", "error_class"]

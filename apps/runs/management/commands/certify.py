@@ -1,0 +1,114 @@
+"""Submit a certification campaign for a hardware target and follow it to its end."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+from django.db import close_old_connections
+
+from apps.accounts.models import Membership, Role
+from apps.registry.models import HardwareTarget, ModelArtifact
+from apps.runs.models import Campaign, CampaignState, Job
+from apps.runs.selectors import program_current
+from apps.runs.services.campaigns import campaign_submit
+
+ENDED = {CampaignState.AWAITING_REVIEW, CampaignState.APPROVED, CampaignState.REJECTED, CampaignState.FAILED,
+         CampaignState.CANCELLED}
+
+
+def progress_bar(fraction: float, width: int = 30) -> str:
+    filled = int(round(fraction * width))
+    return "[" + "#" * filled + "-" * (width - filled) + f"] {fraction * 100:5.1f}%"
+
+
+class Command(BaseCommand):
+    help = "Submit a campaign for TARGET (slug) as one of its vendor's engineers and follow it with a progress bar."
+
+    def add_arguments(self, parser):
+        parser.add_argument("target")
+        parser.add_argument("--program", default="AIA")
+        parser.add_argument("--program-version", default=None)
+        parser.add_argument("--level", default="baseline")
+        parser.add_argument("--model", action="append", default=None,
+                            help="model name[:version] of the vendor (default: every model the vendor registered)")
+        parser.add_argument("--as", dest="username", default=None, help="the submitting vendor user")
+        parser.add_argument("--timeout", type=float, default=3600)
+
+    def handle(self, *args, target, program, program_version, level, model, username, timeout, **options):
+        hardware = HardwareTarget.objects.select_related("chip__vendor").filter(slug=target).first()
+        if hardware is None:
+            raise CommandError(f"No hardware target {target!r}.")
+        vendor = hardware.chip.vendor
+        members = Membership.objects.filter(organization=vendor, role__in=[Role.VENDOR_ENGINEER, Role.VENDOR_ADMIN])
+        if username:
+            members = members.filter(user__username=username)
+        membership = members.select_related("user").first()
+        if membership is None:
+            raise CommandError(f"No vendor user of {vendor} to submit as.")
+        chosen = program_current(code=program, version=program_version)
+        if chosen is None:
+            raise CommandError(f"No active program {program} {program_version or ''}. Run `manage.py load_programs`.")
+        artifacts = ModelArtifact.objects.filter(owner=vendor)
+        if model:
+            names = [m.split(":", 1) for m in model]
+            artifacts = [a for a in artifacts if any(a.name == n[0] and (len(n) == 1 or a.version == n[1]) for n in names)]
+        artifacts = list(artifacts)
+
+        stop = threading.Event()
+        watcher = threading.Thread(target=self._watch, args=(stop,), daemon=True)
+        watcher.start()
+        try:
+            campaign = campaign_submit(vendor=vendor, target=hardware, program=chosen, level=level,
+                                       model_artifacts=artifacts, submitted_by=membership.user)
+        except ValidationError as exc:
+            stop.set()
+            raise CommandError("; ".join(exc.messages)) from None
+        self._campaign_id = campaign.pk
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            campaign.refresh_from_db()
+            if campaign.state in ENDED:
+                break
+            time.sleep(0.5)
+        stop.set()
+        watcher.join(timeout=2)
+        self._render(campaign.pk, final=True)
+        campaign.refresh_from_db()
+        self.stdout.write(f"\nCampaign {campaign.pk}: {campaign.get_state_display()}"
+                          + (f" ({campaign.state_reason})" if campaign.state_reason else ""))
+        if campaign.state not in ENDED:
+            raise CommandError(f"Campaign {campaign.pk} did not finish within {timeout:.0f}s.")
+        if campaign.state in {CampaignState.FAILED, CampaignState.CANCELLED}:
+            raise CommandError(f"Campaign {campaign.pk} {campaign.state}.")
+
+    _campaign_id: int | None = None
+    _last_rendered = ""
+
+    def _watch(self, stop: threading.Event) -> None:
+        # In the embedded mode the campaign runs in this process's main thread; this thread reads
+        # its progress from the database, as it would for remote runners.
+        try:
+            while not stop.wait(1.0):
+                if self._campaign_id is None:
+                    latest = Campaign.objects.order_by("-pk").values_list("pk", flat=True).first()
+                    if latest is None:
+                        continue
+                    self._render(latest)
+                else:
+                    self._render(self._campaign_id)
+        finally:
+            close_old_connections()
+
+    def _render(self, campaign_id: int, final: bool = False) -> None:
+        lines = []
+        for job in Job.objects.filter(campaign_id=campaign_id).select_related("model").order_by("id"):
+            label = f"{job.suite}{':' + job.model.name if job.model_id else ''}"
+            eta = f" eta {job.eta_seconds:.0f}s" if job.eta_seconds and not final else ""
+            lines.append(f"  {label:<32} {progress_bar(job.progress)} {job.state:<10}{eta} {job.progress_message[:40]}")
+        text = "\n".join(lines)
+        if lines and (final or text != self._last_rendered):
+            self._last_rendered = text
+            self.stdout.write(text + "\n")
