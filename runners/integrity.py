@@ -3,10 +3,11 @@
 * Output consistency (TEST01): indices chosen from the challenge seed pick outputs that
   the timed run must log; each must match the accuracy run's output for the same input.
   A device that skips work or returns stale results while it is being timed fails.
-* Caching (TEST04): the same work is timed on fresh inputs and on one input repeated. A
-  device that memoizes results runs the repeated input much faster; more than
-  ``threshold`` (10 %) faster fails, provided the confidence intervals of the two medians
-  do not overlap, so that timing noise alone cannot fail an honest device.
+* Caching (TEST04): the same work is timed on fresh inputs (each used once) and on one
+  input repeated. A device that memoizes results runs the repeated input much faster: a
+  speedup (fresh median / repeated median) above 1 + ``threshold`` (10 %) fails, provided
+  the confidence intervals of the two medians do not overlap, so that timing noise alone
+  cannot fail an honest device.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import torch
 
-from runners.timing import TimedBackend, TimingPolicy, TimingStats, measure, summarize
+from runners.timing import TimedBackend, TimingStats, summarize, time_once
 
 CACHING_THRESHOLD = 0.10
 
@@ -85,26 +86,24 @@ def output_consistency(accuracy: Mapping[Any, torch.Tensor], logged: Mapping[Any
     }
 
 
-def caching_check(fresh_call: Callable[[int], object], repeated_call: Callable[[], object], *,
-                  fresh_inputs: int, backend: TimedBackend | None, policy: TimingPolicy,
-                  threshold: float = CACHING_THRESHOLD, rounds: int = 2) -> dict[str, Any]:
-    """Verdict of TEST04 from timing ``fresh_call(i)`` (rotating over inputs) and ``repeated_call()``.
+def caching_check(fresh_calls: Sequence[Callable[[], object]], repeated_call: Callable[[], object], *,
+                  backend: TimedBackend | None, threshold: float = CACHING_THRESHOLD,
+                  warmup: int = 2) -> dict[str, Any]:
+    """Verdict of TEST04: each fresh call has its own never-seen input; the repeated call one input.
 
-    Rounds alternate fresh and repeated so drifting clocks or a noisy neighbour affect both.
+    Every fresh input is used exactly once, so a cache keyed on inputs (by address or by
+    content) never hits on the fresh side and always hits on the repeated side. Calls are
+    timed one by one and interleaved (fresh, repeated, fresh, ...) so that a noisy
+    neighbour or a clock change affects both sides alike.
     """
-    counter = iter(range(1 << 62))
-
-    def fresh() -> object:
-        return fresh_call(next(counter) % fresh_inputs)
-
+    for _ in range(warmup):
+        repeated_call()
     fresh_samples: list[float] = []
     repeated_samples: list[float] = []
-    for _ in range(rounds):
-        fresh_samples.extend(measure(fresh, backend=backend, policy=policy).samples)
-        repeated_samples.extend(measure(repeated_call, backend=backend, policy=policy).samples)
-    fresh_stats = summarize(fresh_samples, target_rel_iqr=policy.target_rel_iqr)
-    repeated_stats = summarize(repeated_samples, target_rel_iqr=policy.target_rel_iqr)
-    return caching_verdict(fresh_stats, repeated_stats, threshold=threshold)
+    for call in fresh_calls:
+        fresh_samples.append(time_once(call, backend))
+        repeated_samples.append(time_once(repeated_call, backend))
+    return caching_verdict(summarize(fresh_samples), summarize(repeated_samples), threshold=threshold)
 
 
 def caching_verdict(fresh: TimingStats, repeated: TimingStats, *,

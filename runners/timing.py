@@ -261,3 +261,23 @@ def _round_with_events(fn: Callable[[], object], backend: TimedBackend, number: 
         pairs.append((begin, end))
     backend.synchronize()
     return [begin.elapsed_ms(end) / 1e3 / number for begin, end in pairs], result
+
+
+def time_once(fn: Callable[[], object], backend: TimedBackend | None = None) -> float:
+    """Seconds of one call, by device events where available, else synchronize + clock.
+
+    For checks that must not repeat an input (the caching check), not for throughput
+    figures: a single call carries the clock's or event's overhead in full.
+    """
+    if backend is not None and backend.has_timing_events():
+        begin, end = backend.event(), backend.event()
+        begin.record()
+        fn()
+        end.record()
+        backend.synchronize()
+        return begin.elapsed_ms(end) / 1e3
+    _sync(backend)
+    t0 = time.perf_counter()
+    fn()
+    _sync(backend)
+    return time.perf_counter() - t0

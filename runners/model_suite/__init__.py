@@ -26,6 +26,7 @@ from runners.timing import TimingPolicy
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 TEST01_SAMPLES = 4
+CACHING_FRESH_INPUTS = 12
 
 Progress = Callable[[str], None]
 
@@ -109,9 +110,10 @@ def _performance(run: ModelRun, accuracy_out: torch.Tensor, seed: int | str,
     verdict = output_consistency({i: accuracy_out[i] for i in sampled}, {i: logged[i] for i in sampled},
                                  dtype=run.dtype, sampled=sampled)
     out["consistency"].append({"model": name, "dtype": dtype, **verdict})
-    groups = run.caching_groups()
-    caching = caching_check(lambda i: run.forward(*groups[i]), lambda: run.forward(*groups[0]),
-                            fresh_inputs=len(groups), backend=run.backend, policy=run.policy)
+    inputs = run.caching_inputs(CACHING_FRESH_INPUTS)
+    with torch.inference_mode():
+        caching = caching_check([lambda b=b: run.forward(*b) for b in inputs[1:]], lambda: run.forward(*inputs[0]),
+                                backend=run.backend)
     out["caching"].append({"model": name, "dtype": dtype, **caching})
 
 

@@ -59,10 +59,10 @@ class ModelRun:
             got = self.module.generate(prompt.to(self.device), GENERATED_TOKENS).cpu()
         return float((got == expected).double().mean())
 
-    def caching_groups(self) -> list[tuple[torch.Tensor, ...]]:
-        """Equal-shape batches of distinct items: the fresh inputs of the caching check."""
-        size = max(1, min(4, self.workload.size // 2))
-        return [b for b in self.batches(size) if b[0].shape[0] == size]
+    def caching_inputs(self, count: int) -> list[tuple[torch.Tensor, ...]]:
+        """``count + 1`` distinct equal-shape batches: [0] is repeated, the rest are fresh."""
+        size = min(4, self.workload.size)
+        return [self.workload.make_fresh(v, size, self.device, self.dtype) for v in range(count + 1)]
 
 
 def measure_model(run: ModelRun) -> tuple[list[dict[str, Any]], torch.Tensor]:

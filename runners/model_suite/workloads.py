@@ -39,7 +39,14 @@ class Workload:
     make_batch: Callable[[Sequence[int], torch.device, torch.dtype], tuple[torch.Tensor, ...]]
     reference: Callable[[], torch.Tensor]
     score: Callable[[torch.Tensor, torch.Tensor, str], dict[str, Any]]
+    # (variant, batch size, device, dtype) -> a new input of the items' shape, for the
+    # caching check: every variant has different content, all have the same cost.
+    make_fresh: Callable[[int, int, torch.device, torch.dtype], tuple[torch.Tensor, ...]]
     tokens_per_item: int = 1
+
+
+def _fresh_generator(seed: int | str, name: str, variant: int) -> torch.Generator:
+    return torch.Generator().manual_seed(derive_seed(seed, f"{name}:fresh:{variant}"))
 
 
 def workload_for(model: LoadedModel, seed: int | str, *, quick: bool) -> Workload:
@@ -79,7 +86,12 @@ def _encoder(model: LoadedModel, seed: int | str, quick: bool) -> Workload:
         state = model.module.state_dict()
         return torch.from_numpy(bert_reference_embeddings(state, config, input_ids.numpy(), mask.numpy()))
 
-    return Workload("encoder", len(ids), make_batch, reference, _cosine_score,
+    def make_fresh(variant: int, batch: int, device: torch.device, _: torch.dtype) -> tuple[torch.Tensor, ...]:
+        g = _fresh_generator(seed, model.spec.name, variant)
+        fresh = torch.randint(1, config.vocab_size, (batch, input_ids.shape[1]), generator=g)
+        return fresh.to(device), torch.ones_like(fresh).to(device)
+
+    return Workload("encoder", len(ids), make_batch, reference, _cosine_score, make_fresh,
                     tokens_per_item=int(mask.sum(1).float().mean()))
 
 
@@ -108,7 +120,11 @@ def _decoder(model: LoadedModel, seed: int | str, quick: bool) -> Workload:
                 "threshold": AGREEMENT_MIN.get(dtype, 0.9),
                 "passed": bool(agreement >= AGREEMENT_MIN.get(dtype, 0.9))}
 
-    return Workload("decoder", count, make_batch, reference, score, tokens_per_item=length)
+    def make_fresh(variant: int, batch: int, device: torch.device, _: torch.dtype) -> tuple[torch.Tensor, ...]:
+        g = _fresh_generator(seed, model.spec.name, variant)
+        return (torch.randint(0, config.vocab_size, (batch, length), generator=g).to(device),)
+
+    return Workload("decoder", count, make_batch, reference, score, make_fresh, tokens_per_item=length)
 
 
 def _classifier(model: LoadedModel, seed: int | str, quick: bool) -> Workload:
@@ -130,5 +146,10 @@ def _classifier(model: LoadedModel, seed: int | str, quick: bool) -> Workload:
         return {"metric": "top1_agreement", "value": agreement, "max_abs_error": float((out - ref).abs().max()),
                 "threshold": AGREEMENT_MIN.get(dtype, 0.9), "passed": bool(agreement >= AGREEMENT_MIN.get(dtype, 0.9))}
 
-    return Workload("classifier", count, make_batch, reference, score)
+    def make_fresh(variant: int, batch: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        g = _fresh_generator(seed, model.spec.name, variant)
+        shape = (batch, *images.shape[1:])
+        return (torch.randn(shape, generator=g).to(device=device, dtype=dtype),)
+
+    return Workload("classifier", count, make_batch, reference, score, make_fresh)
 

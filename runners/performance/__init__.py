@@ -30,7 +30,7 @@ TEST01_SAMPLES = 3
 # A larger shape is skipped when the previous one predicts a call longer than this: a
 # bfloat16 GEMM emulated on a CPU without bf16 units would otherwise take minutes.
 MAX_CALL_S = 0.15
-FRESH_INPUTS = 3
+FRESH_INPUTS = 8
 PERF_DTYPES = ("float32", "bfloat16", "float16", "int8")
 
 Progress = Callable[[str], None]
@@ -106,7 +106,7 @@ def run_performance_suite(spec: dict[str, Any], backend: Any, *, seed: int | str
     consistency = output_consistency(accuracy, logged, dtype=torch.float32, sampled=keys)
     # Compare in each sample's own dtype tolerance: recheck the worst case per dtype.
     consistency = _per_dtype_consistency(accuracy, logged, keys, benches) or consistency
-    caching = _caching(benches, device, backend, policy, prepare)
+    caching = _caching(benches, device, backend, prepare)
     return {"cases": cases, "measurements": items, "claims": claims,
             "consistency": [consistency], "caching": [caching] if caching else []}
 
@@ -144,7 +144,7 @@ def _per_dtype_consistency(accuracy: dict[str, torch.Tensor], logged: dict[str, 
     }
 
 
-def _caching(benches: list[Benchmark], device: torch.device, backend: Any, policy: TimingPolicy,
+def _caching(benches: list[Benchmark], device: torch.device, backend: Any,
              prepare: Callable[[Callable[[], Any]], Callable[[], Any]]) -> dict[str, Any] | None:
     gemms = [b for b in benches if b.kind == "gemm" and b.dtype == "float32"]
     if not gemms:
@@ -152,6 +152,4 @@ def _caching(benches: list[Benchmark], device: torch.device, backend: Any, polic
     bench = gemms[len(gemms) // 2]  # a mid-sized GEMM: long enough to time, short enough to repeat
     fresh = [prepare(bench.build(device, variant)) for variant in range(1, FRESH_INPUTS + 1)]
     repeated = prepare(bench.build(device, 0))
-    return {"benchmark": bench.name, "dtype": bench.dtype,
-            **caching_check(lambda i: fresh[i](), repeated, fresh_inputs=FRESH_INPUTS,
-                            backend=backend, policy=policy)}
+    return {"benchmark": bench.name, "dtype": bench.dtype, **caching_check(fresh, repeated, backend=backend)}
