@@ -1,0 +1,142 @@
+"""Model architectures and loading: shapes, KV cache, and every kind of bad model input."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from runners.models import (
+    ConfigMismatchError,
+    DoesNotFitError,
+    ModelSpec,
+    UnknownArchitectureError,
+    WeightsFormatError,
+    load_model,
+)
+from runners.models.errors import ChecksumMismatchError
+from runners.models.llama import LlamaConfig
+from runners.models.loading import ARCHITECTURES, expected_shapes
+from runners.models.resnet import ResNetConfig
+from runners.models.bert import BertConfig
+
+
+def synthetic(arch: str, config: dict) -> ModelSpec:
+    return ModelSpec(name=f"{arch}-test", architecture=arch, config={**config, "synthetic": True})
+
+
+def llama_spec() -> ModelSpec:
+    return synthetic("llama-decoder", asdict(LlamaConfig.small()))
+
+
+def test_synthetic_weights_are_seeded() -> None:
+    a = load_model(llama_spec(), seed=1).module.state_dict()
+    b = load_model(llama_spec(), seed=1).module.state_dict()
+    c = load_model(llama_spec(), seed=2).module.state_dict()
+    name = "model.layers.0.self_attn.q_proj.weight"
+    assert torch.equal(a[name], b[name])
+    assert not torch.equal(a[name], c[name])
+
+
+def test_each_architecture_runs_with_its_small_config() -> None:
+    bert = load_model(synthetic("bert-encoder", asdict(BertConfig.small())), seed=0).module
+    ids = torch.randint(1, 1000, (2, 7))
+    assert bert(ids, torch.ones_like(ids)).shape == (2, 128)
+    llama = load_model(llama_spec(), seed=0).module
+    assert llama(torch.randint(0, 512, (2, 5))).shape == (2, 5, 512)
+    resnet = load_model(synthetic("resnet-cnn", {**asdict(ResNetConfig.small())}), seed=0).module
+    assert resnet(torch.randn(3, 3, 32, 32)).shape == (3, 10)
+
+
+def test_kv_cache_decode_matches_the_full_forward() -> None:
+    model = load_model(llama_spec(), seed=0).module.double()
+    tokens = torch.randint(0, 512, (2, 9))
+    full = model(tokens)
+    cache = model.new_cache(2, 9)
+    prefix = model(tokens[:, :6], cache)
+    steps = [model(tokens[:, i:i + 1], cache) for i in range(6, 9)]
+    torch.testing.assert_close(torch.cat([prefix, *steps], dim=1), full)
+
+
+def test_grouped_query_attention_shares_kv_heads() -> None:
+    shapes = expected_shapes(ARCHITECTURES["llama-decoder"], LlamaConfig.small())
+    assert shapes["model.layers.0.self_attn.k_proj.weight"] == (2 * 32, 128)  # 2 KV heads of 32
+    assert shapes["model.layers.0.self_attn.q_proj.weight"] == (128, 128)
+
+
+def _weights_file(tmp_path, spec: ModelSpec, mutate=None):
+    state = load_model(spec, seed=0).module.state_dict()
+    if mutate:
+        state = mutate(state)
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return path
+
+
+def test_it_loads_real_safetensors_files(tmp_path) -> None:
+    spec = llama_spec()
+    path = _weights_file(tmp_path, spec)
+    loaded = load_model(ModelSpec(name="x", architecture="llama-decoder", config=asdict(LlamaConfig.small()),
+                                  weights_path=str(path)))
+    assert torch.equal(loaded.module.model.norm.weight, load_model(spec, seed=0).module.model.norm.weight)
+
+
+def test_it_rejects_a_config_that_does_not_match_the_weights(tmp_path) -> None:
+    path = _weights_file(tmp_path, llama_spec())
+    wrong = {**asdict(LlamaConfig.small()), "intermediate_size": 256}
+    with pytest.raises(ConfigMismatchError, match="shape mismatch"):
+        load_model(ModelSpec(name="x", architecture="llama-decoder", config=wrong, weights_path=str(path)))
+
+
+def test_it_rejects_weights_with_missing_tensors(tmp_path) -> None:
+    path = _weights_file(tmp_path, llama_spec(), lambda s: {k: v for k, v in s.items() if "lm_head" not in k})
+    with pytest.raises(ConfigMismatchError, match="missing"):
+        load_model(ModelSpec(name="x", architecture="llama-decoder", config=asdict(LlamaConfig.small()),
+                             weights_path=str(path)))
+
+
+@pytest.mark.parametrize("content", [
+    b"PK\x03\x04" + b"\x00" * 64,           # a torch.save zip archive
+    b"\x80\x04\x95" + b"\x00" * 64,         # a raw pickle stream
+    b"not a model at all, just text" * 4,   # garbage
+    b"\x05\x00\x00\x00\x00\x00\x00\x00{\"a\"",  # truncated safetensors header
+])
+def test_it_refuses_anything_but_safetensors(tmp_path, content: bytes) -> None:
+    path = tmp_path / "weights.bin"
+    path.write_bytes(content)
+    with pytest.raises(WeightsFormatError):
+        load_model(ModelSpec(name="x", architecture="llama-decoder", config=asdict(LlamaConfig.small()),
+                             weights_path=str(path)))
+
+
+def test_it_checks_the_registered_checksum(tmp_path) -> None:
+    path = _weights_file(tmp_path, llama_spec())
+    with pytest.raises(ChecksumMismatchError):
+        load_model(ModelSpec(name="x", architecture="llama-decoder", config=asdict(LlamaConfig.small()),
+                             weights_path=str(path), sha256="0" * 64))
+
+
+def test_unknown_architecture_is_a_clear_error() -> None:
+    with pytest.raises(UnknownArchitectureError, match="registered"):
+        load_model(ModelSpec(name="x", architecture="mamba-ssm"))
+
+
+def test_a_model_bigger_than_memory_is_refused_before_allocating() -> None:
+    huge = {**asdict(LlamaConfig()), "hidden_size": 65536, "intermediate_size": 262144, "num_hidden_layers": 512,
+            "num_attention_heads": 512, "num_key_value_heads": 64, "synthetic": True}
+    with pytest.raises(DoesNotFitError, match="GiB"):
+        load_model(ModelSpec(name="huge", architecture="llama-decoder", config=huge))
+
+
+def test_a_model_that_does_not_fit_the_device_is_refused_when_placed() -> None:
+    loaded = load_model(llama_spec(), seed=0)
+    with pytest.raises(DoesNotFitError):
+        loaded.place(torch.device("cpu"), torch.float32, free_bytes=1024)
+
+
+def test_model_errors_are_json_friendly() -> None:
+    error = UnknownArchitectureError("nope")
+    assert json.dumps({"code": error.code, "class": error.error_class})
