@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "apps.audit",
     "apps.registry",
     "apps.runs",
+    "apps.certificates",
 ]
 
 MIDDLEWARE = [
@@ -206,3 +207,7 @@ JOB_SILENCE_S = env_int("JOB_SILENCE_S", 900, minimum=30)
 # The embedded default runs this machine's own runner in process; its private key stays in var/.
 EMBEDDED_RUNNER_NAME = env_str("EMBEDDED_RUNNER_NAME", "local-runner")
 EMBEDDED_RUNNER_KEY_FILE = env_path("EMBEDDED_RUNNER_KEY_FILE", VAR_DIR / "keys" / "local-runner.pem")
+# Certificates: the authority's Ed25519 signing keys. Private halves are files <key_id>.pem (mode 0600)
+# in this directory, outside the database and the repository; only public keys are stored.
+CERT_SIGNING_KEY_DIR = env_path("CERT_SIGNING_KEY_DIR", VAR_DIR / "keys" / "signing")
+CERT_ISSUER_NAME = env_str("CERT_ISSUER_NAME", "")

@@ -3,6 +3,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from apps.certificates.api.views import certification_keys
+
 api_v1 = [
     path("", include("apps.accounts.api.urls")),
     path("", include("apps.registry.api.urls")),
@@ -11,6 +13,7 @@ api_v1 = [
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path(".well-known/certification-keys.json", certification_keys, name="certification-keys"),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

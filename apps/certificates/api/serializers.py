@@ -1,0 +1,113 @@
+"""Serializers of the certificates API: public certificate views, evaluation, decisions."""
+
+from __future__ import annotations
+
+import json
+
+from rest_framework import serializers
+
+from apps.certificates.models import Certificate, CriterionResult, Review, SigningKey
+
+
+class CertificateListSerializer(serializers.ModelSerializer):
+    """A certificate as listed publicly: who, what, which level, and its status."""
+
+    program = serializers.CharField(source="program.code")
+    version = serializers.CharField(source="program.version")
+    vendor = serializers.CharField(source="vendor.name")
+    vendor_slug = serializers.CharField(source="vendor.slug")
+    chip_sku = serializers.CharField(source="chip.sku")
+    chip_name = serializers.CharField(source="chip.name")
+    target = serializers.CharField(source="target.slug")
+    backend = serializers.CharField(source="target.backend")
+    key_id = serializers.CharField(source="signing_key.key_id")
+    superseded_by = serializers.CharField(source="superseded_by.serial", default=None)
+
+    class Meta:
+        model = Certificate
+        fields = [
+            "serial",
+            "program",
+            "version",
+            "level",
+            "vendor",
+            "vendor_slug",
+            "chip_sku",
+            "chip_name",
+            "target",
+            "backend",
+            "status",
+            "status_reason",
+            "issued_at",
+            "valid_until",
+            "key_id",
+            "superseded_by",
+        ]
+
+
+class CertificateDetailSerializer(CertificateListSerializer):
+    """The list fields plus the signed payload (parsed) and its signature."""
+
+    certificate = serializers.SerializerMethodField()
+
+    class Meta(CertificateListSerializer.Meta):
+        fields = [*CertificateListSerializer.Meta.fields, "payload_sha256", "signature", "certificate"]
+
+    def get_certificate(self, obj: Certificate) -> dict:
+        return json.loads(obj.payload_json)
+
+
+class CertificateCheckSerializer(serializers.Serializer):
+    serial = serializers.CharField()
+    status = serializers.CharField()
+    signature_valid = serializers.BooleanField()
+    key_id = serializers.CharField()
+    checked_at = serializers.DateTimeField()
+    reason = serializers.CharField()
+
+
+class SigningKeySerializer(serializers.ModelSerializer):
+    public_key = serializers.CharField(source="public_key_pem")
+
+    class Meta:
+        model = SigningKey
+        fields = ["key_id", "algorithm", "public_key", "status", "created_at", "retired_at"]
+
+
+class ReasonSerializer(serializers.Serializer):
+    reason = serializers.CharField(allow_blank=True, trim_whitespace=True, max_length=5000)
+
+
+class WaiverSerializer(ReasonSerializer):
+    criterion = serializers.CharField(max_length=16)
+
+
+class CriterionResultSerializer(serializers.ModelSerializer):
+    waived_by = serializers.CharField(source="waived_by.username", default=None)
+
+    class Meta:
+        model = CriterionResult
+        fields = [
+            "criterion_id",
+            "title",
+            "kind",
+            "blocker",
+            "params",
+            "outcome",
+            "measured_value",
+            "threshold",
+            "explanation",
+            "evidence",
+            "waived_by",
+            "waiver_reason",
+            "waived_at",
+            "evaluated_at",
+        ]
+
+
+class ReviewSerializer(serializers.ModelSerializer):
+    reviewer = serializers.CharField(source="reviewer.username")
+
+    class Meta:
+        model = Review
+        fields = ["id", "reviewer", "decision", "reason", "created_at"]

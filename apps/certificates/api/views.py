@@ -1,0 +1,191 @@
+"""Certificates API: public listing and verification, the reviewers' decisions, the public keys."""
+
+from __future__ import annotations
+
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.views.decorators.http import require_GET
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.response import Response
+
+from apps.accounts.permissions import IsMember
+from apps.accounts.selectors import membership_of
+from apps.certificates import selectors, services
+from apps.certificates.api.serializers import (
+    CertificateCheckSerializer,
+    CertificateDetailSerializer,
+    CertificateListSerializer,
+    CriterionResultSerializer,
+    ReasonSerializer,
+    ReviewSerializer,
+    SigningKeySerializer,
+    WaiverSerializer,
+)
+from apps.certificates.filters import CertificateFilter
+
+STATUS_ACTIONS = {"suspend", "reinstate", "revoke"}
+
+
+class CertificateViewSet(viewsets.ReadOnlyModelViewSet):
+    """Certificates, public: list (active by default), detail, verify, and the signed document.
+    Reviewers suspend, reinstate and revoke them, each with a written reason."""
+
+    lookup_field = "serial"
+    lookup_value_regex = r"[A-Za-z0-9][A-Za-z0-9\-]*"
+    filterset_class = CertificateFilter
+    ordering_fields = ["issued_at", "valid_until", "serial"]
+    ordering = ["-issued_at", "-id"]
+
+    def get_permissions(self):
+        if self.action in STATUS_ACTIONS:
+            return [IsAuthenticated()]
+        return [AllowAny()]
+
+    def get_queryset(self):
+        return selectors.certificates_public()
+
+    def get_serializer_class(self):
+        return CertificateListSerializer if self.action == "list" else CertificateDetailSerializer
+
+    @extend_schema(responses=CertificateCheckSerializer)
+    @action(detail=True, methods=["get"])
+    def verify(self, request, serial=None):
+        check = services.certificate_check(certificate=self.get_object())
+        return Response(CertificateCheckSerializer(check).data)
+
+    @extend_schema(responses={(200, "application/json"): dict})
+    @action(detail=True, methods=["get"])
+    def document(self, request, serial=None):
+        certificate = self.get_object()
+        response = HttpResponse(
+            services.certificate_document(certificate=certificate),
+            content_type="application/json; charset=utf-8",
+        )
+        response["Content-Disposition"] = f'attachment; filename="{certificate.serial}.json"'
+        return response
+
+    def _status_action(self, request, service):
+        certificate = self.get_object()
+        data = ReasonSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        certificate = service(
+            certificate=certificate, reason=data.validated_data["reason"], actor=request.user
+        )
+        return Response(CertificateDetailSerializer(certificate).data)
+
+    @extend_schema(request=ReasonSerializer, responses=CertificateDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def suspend(self, request, serial=None):
+        return self._status_action(request, services.certificate_suspend)
+
+    @extend_schema(request=ReasonSerializer, responses=CertificateDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def reinstate(self, request, serial=None):
+        return self._status_action(request, services.certificate_reinstate)
+
+    @extend_schema(request=ReasonSerializer, responses=CertificateDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def revoke(self, request, serial=None):
+        return self._status_action(request, services.certificate_revoke)
+
+
+class ReviewViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """A campaign's evaluation and decisions, by campaign id. The authority reads all and its reviewers
+    decide; a vendor reads its own campaigns; anyone else gets 404."""
+
+    permission_classes = [IsAuthenticated, IsMember]
+    lookup_value_regex = r"[0-9]+"
+    filterset_fields = ["state"]
+    ordering = ["-submitted_at"]
+
+    def get_queryset(self):
+        return selectors.campaigns_reviewable_by(membership_of(self.request.user))
+
+    def _campaign(self):
+        return get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
+
+    def _evaluation(self, campaign) -> dict:
+        certificate = getattr(campaign, "certificate", None)
+        return {
+            "campaign": campaign.pk,
+            "state": campaign.state,
+            "state_reason": campaign.state_reason,
+            "program": str(campaign.program),
+            "level": campaign.level,
+            "target": campaign.target.slug,
+            "vendor": campaign.vendor.name,
+            "purpose": campaign.purpose,
+            "required_approvals": campaign.program.required_approvals,
+            "criteria": CriterionResultSerializer(
+                selectors.campaign_criterion_results(campaign=campaign), many=True
+            ).data,
+            "reviews": ReviewSerializer(selectors.campaign_reviews(campaign=campaign), many=True).data,
+            "certificate": certificate.serial if certificate else None,
+        }
+
+    def list(self, request):
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        rows = [
+            {
+                "campaign": c.pk,
+                "state": c.state,
+                "program": str(c.program),
+                "level": c.level,
+                "target": c.target.slug,
+                "vendor": c.vendor.name,
+                "purpose": c.purpose,
+                "submitted_at": c.submitted_at,
+            }
+            for c in page
+        ]
+        return self.get_paginated_response(rows)
+
+    def retrieve(self, request, pk=None):
+        return Response(self._evaluation(self._campaign()))
+
+    @extend_schema(request=ReasonSerializer)
+    @action(detail=True, methods=["post"])
+    def approve(self, request, pk=None):
+        campaign = self._campaign()
+        data = ReasonSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.review_approve(
+            campaign=campaign, reviewer=request.user, reason=data.validated_data["reason"]
+        )
+        return Response(self._evaluation(self._campaign()))
+
+    @extend_schema(request=ReasonSerializer)
+    @action(detail=True, methods=["post"])
+    def reject(self, request, pk=None):
+        campaign = self._campaign()
+        data = ReasonSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.review_reject(campaign=campaign, reviewer=request.user, reason=data.validated_data["reason"])
+        return Response(self._evaluation(self._campaign()))
+
+    @extend_schema(request=WaiverSerializer)
+    @action(detail=True, methods=["post"])
+    def waive(self, request, pk=None):
+        campaign = self._campaign()
+        data = WaiverSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.criterion_waive(
+            campaign=campaign,
+            criterion_id=data.validated_data["criterion"],
+            reviewer=request.user,
+            reason=data.validated_data["reason"],
+        )
+        return Response(self._evaluation(self._campaign()))
+
+
+@require_GET
+def certification_keys(request):
+    """/.well-known/certification-keys.json: every signing key's public half, active and retired."""
+    keys = SigningKeySerializer(selectors.signing_keys_public(), many=True).data
+    response = JsonResponse({"keys": keys})
+    response["Cache-Control"] = "public, max-age=300"
+    response["Access-Control-Allow-Origin"] = "*"
+    return response

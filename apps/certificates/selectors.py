@@ -1,0 +1,46 @@
+"""Reads of the certificates app: public certificates, keys, and the evaluation of a campaign."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from apps.accounts.models import Membership
+from apps.certificates.models import Certificate, CriterionResult, Review, SigningKey
+from apps.runs.models import Campaign, CampaignState
+
+
+def certificates_public() -> QuerySet[Certificate]:
+    """Every certificate, with what its list and detail need in one query."""
+    return Certificate.objects.select_related(
+        "program", "vendor", "chip", "target", "signing_key", "superseded_by"
+    )
+
+
+def certificate_by_serial(*, serial: str) -> Certificate | None:
+    return certificates_public().filter(serial=serial).first()
+
+
+def signing_keys_public() -> list[SigningKey]:
+    return list(SigningKey.objects.order_by("created_at"))
+
+
+def campaigns_reviewable_by(membership: Membership | None) -> QuerySet[Campaign]:
+    """Campaigns whose evaluation the member may read: all (authority), its own (vendor), none (others)."""
+    campaigns = Campaign.objects.select_related("program", "target", "vendor").exclude(
+        state__in=[CampaignState.DRAFT]
+    )
+    if membership is None:
+        return campaigns.none()
+    if membership.is_authority:
+        return campaigns
+    if membership.is_vendor:
+        return campaigns.filter(vendor_id=membership.organization_id)
+    return campaigns.none()
+
+
+def campaign_criterion_results(*, campaign: Campaign) -> list[CriterionResult]:
+    return list(CriterionResult.objects.filter(campaign=campaign).select_related("waived_by").order_by("id"))
+
+
+def campaign_reviews(*, campaign: Campaign) -> list[Review]:
+    return list(Review.objects.filter(campaign=campaign).select_related("reviewer").order_by("created_at"))

@@ -1,0 +1,278 @@
+"""Issuing signed certificates and moving them through their statuses (each change audited)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.audit.services import audit_record
+from apps.certificates.models import (
+    Certificate,
+    CertificateStatus,
+    CriterionResult,
+    Review,
+    ReviewDecision,
+    SerialCounter,
+    SurveillanceRun,
+)
+from apps.certificates.payload import certificate_payload_build
+from apps.certificates.services.authority import reviewer_check
+from apps.certificates.services.keys import signing_key_active, signing_private_key
+from apps.runs.models import Campaign, CampaignState
+from certification.verify import canonical_json, load_public_key, verify_payload_text
+
+# Statuses a certificate can still leave; revoked, expired and superseded are final.
+LIVE_STATUSES = (CertificateStatus.ACTIVE, CertificateStatus.SUSPENDED)
+
+
+def serial_next(*, prefix: str, year: int) -> str:
+    """The next serial, e.g. AIA-2026-000123. The counter row is locked: concurrent issues never collide."""
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                SerialCounter.objects.create(prefix=prefix, year=year, last=0)
+        except IntegrityError:
+            pass  # it exists already (or another transaction just made it)
+        counter = SerialCounter.objects.select_for_update().get(prefix=prefix, year=year)
+        counter.last += 1
+        counter.save(update_fields=["last"])
+    return f"{prefix}-{year}-{counter.last:06d}"
+
+
+def _approvals(campaign: Campaign) -> int:
+    return (
+        Review.objects.filter(campaign=campaign, decision=ReviewDecision.APPROVE)
+        .values("reviewer")
+        .distinct()
+        .count()
+    )
+
+
+@transaction.atomic
+def certificate_issue(*, campaign: Campaign, actor=None) -> Certificate:
+    """Sign and store the certificate of an approved campaign; the campaign moves to approved.
+
+    Preconditions (checked here, whoever calls): the campaign awaits review, has no failed
+    blocker, and has the program's number of distinct approving reviewers. A re-certification of
+    the same target under the same program supersedes the certificate before it.
+    """
+    campaign = (
+        Campaign.objects.select_for_update(of=("self",))
+        .select_related("program", "vendor", "target__chip")
+        .get(pk=campaign.pk)
+    )
+    if campaign.state != CampaignState.AWAITING_REVIEW:
+        raise ValidationError(
+            f"A campaign that is {campaign.get_state_display().lower()} cannot be certified."
+        )
+    if CriterionResult.objects.filter(campaign=campaign, blocker=True, outcome="fail").exists():
+        raise ValidationError("The campaign has a failed blocker criterion; it cannot be certified.")
+    if not CriterionResult.objects.filter(campaign=campaign).exists():
+        raise ValidationError("The campaign has not been evaluated.")
+    approvals = _approvals(campaign)
+    if approvals < campaign.program.required_approvals:
+        raise ValidationError(
+            f"The program needs {campaign.program.required_approvals} approving reviewers; "
+            f"the campaign has {approvals}."
+        )
+    program = campaign.program
+    previous = list(
+        Certificate.objects.select_for_update()
+        .filter(target=campaign.target, program__code=program.code, status__in=LIVE_STATUSES)
+        .order_by("issued_at")
+    )
+    key = signing_key_active()
+    issued_at = timezone.now().replace(microsecond=0)
+    valid_until = issued_at + timedelta(days=program.validity_days)
+    serial = serial_next(prefix=program.code.upper(), year=issued_at.year)
+    payload = certificate_payload_build(
+        campaign=campaign,
+        serial=serial,
+        key=key,
+        issued_at=issued_at,
+        valid_until=valid_until,
+        issuer_name=settings.CERT_ISSUER_NAME or program.definition.get("publisher", ""),
+        approvals=approvals,
+        supersedes=previous[-1].serial if previous else None,
+    )
+    text = canonical_json(payload)
+    signature = base64.b64encode(signing_private_key(key).sign(text.encode("utf-8"))).decode("ascii")
+    certificate = Certificate.objects.create(
+        serial=serial,
+        campaign=campaign,
+        program=program,
+        level=campaign.level,
+        vendor=campaign.vendor,
+        chip=campaign.target.chip,
+        target=campaign.target,
+        issued_at=issued_at,
+        valid_until=valid_until,
+        signing_key=key,
+        payload_json=text,
+        payload_sha256=hashlib.sha256(text.encode()).hexdigest(),
+        signature=signature,
+        status_changed_at=issued_at,
+    )
+    campaign.state, campaign.state_reason = CampaignState.APPROVED, f"Certified: {serial}."
+    campaign.save(update_fields=["state", "state_reason", "updated_at"])
+    audit_record(
+        action="certificate.issued",
+        obj=certificate,
+        actor=actor,
+        payload={
+            "serial": serial,
+            "campaign": campaign.pk,
+            "key_id": key.key_id,
+            "payload_sha256": certificate.payload_sha256,
+            "valid_until": valid_until,
+        },
+    )
+    SurveillanceRun.objects.filter(campaign=campaign, concluded_at__isnull=True).update(
+        concluded_at=issued_at, outcome=f"passed: re-certified as {serial}"
+    )
+    for old in previous:
+        certificate_status_change(
+            old,
+            CertificateStatus.SUPERSEDED,
+            actor=actor,
+            reason=f"Superseded by {serial}.",
+            superseded_by=certificate,
+        )
+    return certificate
+
+
+def certificate_status_change(
+    certificate: Certificate, status: str, *, actor, reason: str, superseded_by=None
+) -> Certificate:
+    """Set the status of a locked certificate and audit it; callers check the state they come from."""
+    before = certificate.status
+    certificate.status, certificate.status_reason = status, reason
+    certificate.status_changed_at = timezone.now()
+    certificate.superseded_by = superseded_by or certificate.superseded_by
+    certificate.save(update_fields=["status", "status_reason", "status_changed_at", "superseded_by"])
+    audit_record(
+        action=f"certificate.{status}",
+        obj=certificate,
+        actor=actor,
+        payload={"serial": certificate.serial, "from": before, "reason": reason},
+    )
+    return certificate
+
+
+def _locked(certificate: Certificate) -> Certificate:
+    return Certificate.objects.select_for_update().get(pk=certificate.pk)
+
+
+def _reason(reason: str, what: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": f"{what} needs a written reason."})
+    return reason
+
+
+@transaction.atomic
+def certificate_suspend(*, certificate: Certificate, reason: str, actor=None) -> Certificate:
+    """Active -> suspended (e.g. a failed surveillance run); `actor` None means the platform itself."""
+    reason = _reason(reason, "Suspending a certificate")
+    if actor is not None:
+        reviewer_check(actor)
+    certificate = _locked(certificate)
+    if certificate.status != CertificateStatus.ACTIVE:
+        raise ValidationError(f"A {certificate.status} certificate cannot be suspended.")
+    return certificate_status_change(certificate, CertificateStatus.SUSPENDED, actor=actor, reason=reason)
+
+
+@transaction.atomic
+def certificate_reinstate(*, certificate: Certificate, reason: str, actor) -> Certificate:
+    """Suspended -> active, by a reviewer, while the certificate is still within its validity."""
+    reason = _reason(reason, "Reinstating a certificate")
+    reviewer_check(actor)
+    certificate = _locked(certificate)
+    if certificate.status != CertificateStatus.SUSPENDED:
+        raise ValidationError(f"A {certificate.status} certificate cannot be reinstated.")
+    if certificate.valid_until <= timezone.now():
+        raise ValidationError("The certificate is past its validity; it cannot be reinstated.")
+    return certificate_status_change(certificate, CertificateStatus.ACTIVE, actor=actor, reason=reason)
+
+
+@transaction.atomic
+def certificate_revoke(*, certificate: Certificate, reason: str, actor) -> Certificate:
+    """Active or suspended -> revoked, for good, by a reviewer with a written reason."""
+    reason = _reason(reason, "Revoking a certificate")
+    reviewer_check(actor)
+    certificate = _locked(certificate)
+    if certificate.status not in LIVE_STATUSES:
+        raise ValidationError(f"A {certificate.status} certificate cannot be revoked.")
+    return certificate_status_change(certificate, CertificateStatus.REVOKED, actor=actor, reason=reason)
+
+
+def certificates_expire(*, now: datetime | None = None) -> int:
+    """Active and suspended certificates past valid_until become expired; returns how many."""
+    now = now or timezone.now()
+    count = 0
+    for pk in Certificate.objects.filter(status__in=LIVE_STATUSES, valid_until__lte=now).values_list(
+        "pk", flat=True
+    ):
+        with transaction.atomic():
+            certificate = Certificate.objects.select_for_update().get(pk=pk)
+            if certificate.status in LIVE_STATUSES and certificate.valid_until <= now:
+                certificate_status_change(
+                    certificate,
+                    CertificateStatus.EXPIRED,
+                    actor=None,
+                    reason=f"Validity ended on {certificate.valid_until.date().isoformat()}.",
+                )
+                count += 1
+    return count
+
+
+@dataclass(frozen=True)
+class CertificateCheck:
+    serial: str
+    status: str
+    signature_valid: bool
+    key_id: str
+    checked_at: datetime
+    reason: str
+
+
+def certificate_check(*, certificate: Certificate, now: datetime | None = None) -> CertificateCheck:
+    """The signature of the stored text under the issuing key, and the status as of now."""
+    now = now or timezone.now()
+    key = certificate.signing_key
+    verdict = verify_payload_text(
+        certificate.payload_json, certificate.signature, load_public_key(key.public_key_pem)
+    )
+    status = certificate.status
+    if status in LIVE_STATUSES and certificate.valid_until <= now:
+        status = CertificateStatus.EXPIRED  # the sweep has not run yet; the date decides
+    if verdict.ok and verdict.serial != certificate.serial:
+        verdict = type(verdict)(False, "the signed certificate carries a different serial", verdict.serial)
+    if not verdict.ok:
+        reason = f"Signature invalid: {verdict.message}."
+    elif status == CertificateStatus.ACTIVE:
+        reason = f"Authentic and active until {certificate.valid_until.date().isoformat()}."
+    else:
+        reason = f"Authentic, but {status}" + (
+            f": {certificate.status_reason}" if certificate.status_reason else "."
+        )
+    return CertificateCheck(certificate.serial, status, verdict.ok, key.key_id, now, reason)
+
+
+def certificate_document(*, certificate: Certificate) -> str:
+    """The downloadable document the offline verifier checks, as canonical JSON text plus a newline."""
+    from certification.verify import strict_loads
+
+    document = {
+        "certificate": strict_loads(certificate.payload_json),
+        "key_id": certificate.signing_key.key_id,
+        "signature": certificate.signature,
+    }
+    return canonical_json(document) + "\n"

@@ -1,0 +1,81 @@
+"""Evaluation: when a campaign's jobs are done, judge every criterion of its level."""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from apps.audit.services import audit_record
+from apps.certificates.criteria import criterion_judge
+from apps.certificates.models import CriterionOutcome, CriterionResult
+from apps.runs.models import Campaign, CampaignPurpose, CampaignState
+
+
+def evaluation_summary(results: list[CriterionResult]) -> str:
+    """The campaign's state reason: why it cannot reach its level, or what a reviewer should note."""
+    blockers = [r for r in results if r.is_failed_blocker]
+    notes = [r for r in results if not r.blocker and r.outcome == CriterionOutcome.FAIL]
+    if blockers:
+        text = "Cannot reach the level; failed blocker(s): " + "; ".join(
+            f"{r.criterion_id} {r.title}: {r.explanation}" for r in blockers
+        )
+    else:
+        text = "Every blocker criterion passes; awaiting review."
+    if notes:
+        text += " Failed non-blocker(s), noted on the certificate: " + "; ".join(
+            f"{r.criterion_id} {r.explanation}" for r in notes
+        )
+    return text
+
+
+def campaign_evaluate(*, campaign_id: int) -> None:
+    """Judge each criterion of the campaign's level, store the results and move the campaign from
+    evaluating to awaiting_review. A campaign in any other state is left alone (re-delivery is harmless).
+
+    A surveillance campaign with a failed blocker suspends the certificate it re-tests.
+    """
+    with transaction.atomic():
+        campaign = (
+            Campaign.objects.select_for_update(of=("self",))
+            .select_related("program", "target__chip")
+            .filter(pk=campaign_id, state=CampaignState.EVALUATING)
+            .first()
+        )
+        if campaign is None:
+            return
+        level = campaign.program.level(campaign.level) or {"criteria": []}
+        CriterionResult.objects.filter(campaign=campaign).delete()
+        results = []
+        for criterion in level["criteria"]:
+            judgement = criterion_judge(campaign=campaign, criterion=criterion)
+            results.append(
+                CriterionResult(
+                    campaign=campaign,
+                    criterion_id=criterion["id"],
+                    title=criterion.get("title", "")[:300],
+                    kind=criterion.get("kind", ""),
+                    blocker=bool(criterion.get("blocker")),
+                    params=criterion.get("params") or {},
+                    outcome=judgement.outcome,
+                    measured_value=judgement.measured,
+                    threshold=judgement.threshold,
+                    explanation=judgement.explanation,
+                    evidence=judgement.evidence,
+                )
+            )
+        CriterionResult.objects.bulk_create(results)
+        campaign.state = CampaignState.AWAITING_REVIEW
+        campaign.state_reason = evaluation_summary(results)
+        campaign.save(update_fields=["state", "state_reason", "updated_at"])
+        audit_record(
+            action="campaign.evaluated",
+            obj=campaign,
+            payload={
+                "level": campaign.level,
+                "criteria": {r.criterion_id: r.outcome for r in results},
+                "failed_blockers": [r.criterion_id for r in results if r.is_failed_blocker],
+            },
+        )
+        if campaign.purpose == CampaignPurpose.SURVEILLANCE and any(r.is_failed_blocker for r in results):
+            from apps.certificates.services.surveillance import surveillance_conclude
+
+            surveillance_conclude(campaign=campaign, failure=campaign.state_reason)

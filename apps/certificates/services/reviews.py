@@ -1,0 +1,120 @@
+"""Reviewers' decisions on an evaluated campaign: approve, reject, waive a failed non-blocker."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from apps.audit.services import audit_record
+from apps.certificates.models import CriterionOutcome, CriterionResult, Review, ReviewDecision
+from apps.certificates.services.authority import separation_of_duties_check
+from apps.certificates.services.certificates import certificate_issue
+from apps.certificates.services.surveillance import surveillance_conclude
+from apps.runs.models import Campaign, CampaignPurpose, CampaignState
+
+
+def _reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": "A decision needs a written reason."})
+    return reason
+
+
+def _campaign_locked(campaign: Campaign, reviewer) -> Campaign:
+    """The campaign, locked, once the reviewer may act on it and it awaits review."""
+    campaign = Campaign.objects.select_for_update(of=("self",)).select_related("program").get(pk=campaign.pk)
+    separation_of_duties_check(user=reviewer, campaign=campaign)
+    if campaign.state != CampaignState.AWAITING_REVIEW:
+        raise ValidationError(f"The campaign is {campaign.get_state_display().lower()}, not awaiting review.")
+    return campaign
+
+
+def _campaign_for_review(campaign: Campaign, reviewer) -> Campaign:
+    campaign = _campaign_locked(campaign, reviewer)
+    if Review.objects.filter(campaign=campaign, reviewer=reviewer).exists():
+        raise ValidationError("You have already reviewed this campaign; a second reviewer must decide.")
+    return campaign
+
+
+@transaction.atomic
+def review_approve(*, campaign: Campaign, reviewer, reason: str) -> Review:
+    """Record an approval. The approval that completes program.required_approvals (distinct reviewers)
+    issues the certificate. Refused while any blocker criterion has failed."""
+    reason = _reason(reason)
+    campaign = _campaign_for_review(campaign, reviewer)
+    failed = list(
+        CriterionResult.objects.filter(
+            campaign=campaign, blocker=True, outcome=CriterionOutcome.FAIL
+        ).values_list("criterion_id", flat=True)
+    )
+    if failed:
+        raise ValidationError(
+            f"Failed blocker criteria cannot be approved: {', '.join(failed)}. Reject the campaign."
+        )
+    if not CriterionResult.objects.filter(campaign=campaign).exists():
+        raise ValidationError("The campaign has no evaluation to approve.")
+    review = Review.objects.create(
+        campaign=campaign, reviewer=reviewer, decision=ReviewDecision.APPROVE, reason=reason
+    )
+    audit_record(
+        action="review.approved",
+        obj=campaign,
+        actor=reviewer,
+        payload={"review": review.pk, "reason": reason},
+    )
+    approvals = Review.objects.filter(campaign=campaign, decision=ReviewDecision.APPROVE).count()
+    if approvals >= campaign.program.required_approvals:
+        certificate_issue(campaign=campaign, actor=reviewer)
+    return review
+
+
+@transaction.atomic
+def review_reject(*, campaign: Campaign, reviewer, reason: str) -> Review:
+    """One reviewer's rejection ends the campaign: awaiting_review -> rejected."""
+    reason = _reason(reason)
+    campaign = _campaign_for_review(campaign, reviewer)
+    review = Review.objects.create(
+        campaign=campaign, reviewer=reviewer, decision=ReviewDecision.REJECT, reason=reason
+    )
+    campaign.state, campaign.state_reason = CampaignState.REJECTED, f"Rejected: {reason}"
+    campaign.save(update_fields=["state", "state_reason", "updated_at"])
+    audit_record(
+        action="review.rejected",
+        obj=campaign,
+        actor=reviewer,
+        payload={"review": review.pk, "reason": reason},
+    )
+    if campaign.purpose == CampaignPurpose.SURVEILLANCE:
+        surveillance_conclude(campaign=campaign, failure=f"rejected by the reviewer: {reason}")
+    return review
+
+
+@transaction.atomic
+def criterion_waive(*, campaign: Campaign, criterion_id: str, reviewer, reason: str) -> CriterionResult:
+    """Waive a failed non-blocker criterion with a reason (it stays a note on the certificate).
+    A blocker cannot be waived."""
+    reason = _reason(reason)
+    campaign = _campaign_locked(campaign, reviewer)
+    result = (
+        CriterionResult.objects.select_for_update()
+        .filter(campaign=campaign, criterion_id=criterion_id)
+        .first()
+    )
+    if result is None:
+        raise ValidationError({"criterion": f"The campaign has no criterion {criterion_id!r}."})
+    if result.blocker:
+        raise ValidationError({"criterion": f"{criterion_id} is a blocker; a blocker cannot be waived."})
+    if result.outcome != CriterionOutcome.FAIL:
+        raise ValidationError({"criterion": f"{criterion_id} did not fail; there is nothing to waive."})
+    if result.waived:
+        raise ValidationError({"criterion": f"{criterion_id} is already waived."})
+    result.waived_by, result.waiver_reason, result.waived_at = reviewer, reason, timezone.now()
+    result.save(update_fields=["waived_by", "waiver_reason", "waived_at"])
+    audit_record(
+        action="criterion.waived",
+        obj=campaign,
+        actor=reviewer,
+        payload={"criterion": criterion_id, "reason": reason},
+    )
+    return result

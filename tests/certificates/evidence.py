@@ -1,0 +1,220 @@
+"""Evidence for certificate tests, made as database rows (campaign, jobs, accepted documents, cases,
+measurements) without runners: each test states the figures it needs and nothing else."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+from pathlib import Path
+
+from django.utils import timezone
+
+from apps.runs.models import (
+    Campaign,
+    CampaignState,
+    CaseResult,
+    Job,
+    JobState,
+    JobSuite,
+    Measurement,
+    Program,
+    ResultDocument,
+)
+from apps.runs.services.programs import PROGRAMS_DIR, program_load
+from tests.factories import HardwareTargetFactory, ModelArtifactFactory, RunnerFactory
+
+_documents = itertools.count(1)
+FINGERPRINT = {
+    "backend": "cuda",
+    "available": True,
+    "device_name": "Accelerator X",
+    "device_count": 1,
+    "capability": "9.0",
+    "driver_version": "550.54",
+    "runtime_version": "12.4",
+    "torch_version": "2.4.0",
+    "plugin_versions": {},
+    "host_cpu": "Xeon 8480",
+    "os": "Linux",
+    "python": "3.11.9",
+}
+GOOD_CONFORMANCE = {
+    "float32": {"pass": 200},
+    "bfloat16": {"pass": 200},
+    "float16": {"pass": 200},
+    "int8": {"pass": 100},
+}
+
+
+def aia_definition() -> dict:
+    return json.loads(Path(PROGRAMS_DIR, "aia-1.0.json").read_text())
+
+
+def aia_program(**changes) -> Program:
+    """AIA 1.0 as shipped, or a variant (another version) with top-level fields changed."""
+    definition = aia_definition()
+    if changes:
+        definition = copy.deepcopy(definition)
+        definition.update(changes)
+        definition.setdefault("version", "1.0")
+    program, _ = program_load(definition=definition)
+    return program
+
+
+def _document(
+    job: Job, runner, *, integrity: dict | None = None, fingerprint: dict | None = None
+) -> ResultDocument:
+    digest = hashlib.sha256(f"document-{next(_documents)}-{job.pk}".encode()).hexdigest()
+    return ResultDocument.objects.create(
+        job=job,
+        sha256=digest,
+        size=1024,
+        content=f"results/{digest[:2]}/{digest}.json",
+        signature="c2ln",
+        runner=runner,
+        key_id=runner.key_id,
+        suite=job.suite,
+        fingerprint=fingerprint or dict(FINGERPRINT),
+        summary={},
+        integrity=integrity or {},
+        spot_check={"sampled": 5, "failures": []},
+    )
+
+
+def campaign_with_evidence(
+    *,
+    vendor,
+    program: Program,
+    level: str = "baseline",
+    target=None,
+    submitted_by=None,
+    purpose: str = "certification",
+    conformance: dict | None = None,
+    accuracy: list[float] | None = None,
+    accuracy_metric: str = "cosine_min",
+    gemm: dict[str, float] | None = None,
+    integrity: dict | None = None,
+    unstable: int = 0,
+    timed: int = 20,
+    failed_model_jobs: int = 0,
+    state: str = CampaignState.EVALUATING,
+) -> Campaign:
+    """A campaign whose jobs all ended, with accepted evidence shaped by the arguments.
+
+    conformance: {dtype: {"pass": n, "fail": n, "unsupported": n}}; accuracy: one value per model
+    (float32); gemm: {dtype: efficiency vs declared peak}; integrity: {"output_consistency": verdict,
+    "caching": verdict} on the performance document.
+    """
+    target = target or HardwareTargetFactory(chip__vendor=vendor)
+    runner = RunnerFactory(targets=[target])
+    accuracy = [0.99999] if accuracy is None else accuracy
+    gemm = {"float32": 0.9, "bfloat16": 0.85} if gemm is None else gemm
+    integrity = {"output_consistency": "pass", "caching": "pass"} if integrity is None else integrity
+    now = timezone.now()
+    campaign = Campaign.objects.create(
+        vendor=vendor,
+        target=target,
+        program=program,
+        level=level,
+        purpose=purpose,
+        submitted_by=submitted_by,
+        state=state,
+        submitted_at=now,
+        finished_at=now,
+    )
+
+    def job(suite, model=None, job_state=JobState.SUCCEEDED):
+        return Job.objects.create(
+            campaign=campaign,
+            suite=suite,
+            model=model,
+            state=job_state,
+            challenge=hashlib.sha256(f"{campaign.pk}{suite}{now}".encode()).hexdigest(),
+            finished_at=now,
+        )
+
+    document = _document(job(JobSuite.CONFORMANCE), runner)
+    cases = []
+    for dtype, counts in (conformance if conformance is not None else GOOD_CONFORMANCE).items():
+        for status, count in counts.items():
+            cases += [
+                CaseResult(
+                    document=document,
+                    kernel=f"kernel{i % 7}",
+                    dtype=dtype,
+                    case=f"{status}-{i}",
+                    status=status,
+                )
+                for i in range(count)
+            ]
+    CaseResult.objects.bulk_create(cases)
+
+    verdicts = {name: {"verdict": verdict, "sampled": 4} for name, verdict in integrity.items()}
+    performance = _document(job(JobSuite.PERFORMANCE), runner, integrity=verdicts)
+    peaks = target.chip.declared_peaks()
+    rows = []
+    for dtype, efficiency in gemm.items():
+        peak = peaks.get({"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(dtype, dtype))
+        rows.append(
+            Measurement(
+                document=performance,
+                kind="gemm",
+                name=f"matmul 4096 {dtype}",
+                dtype=dtype,
+                unit="TFLOP/s",
+                value=(peak or 100) * efficiency,
+                median=0.01,
+                cv=0.01,
+                efficiency=efficiency if peak else None,
+            )
+        )
+    rows += [
+        Measurement(
+            document=performance,
+            kind="bandwidth",
+            name=f"copy {i}",
+            dtype="float32",
+            unit="GB/s",
+            value=1000.0,
+            median=0.001,
+            unstable=i < unstable,
+        )
+        for i in range(timed)
+    ]
+    Measurement.objects.bulk_create(rows)
+
+    artifacts = []
+    for index, value in enumerate(accuracy):
+        artifact = ModelArtifactFactory(owner=vendor)
+        artifacts.append(artifact)
+        model_doc = _document(job(JobSuite.MODEL, artifact), runner)
+        Measurement.objects.bulk_create(
+            [
+                Measurement(
+                    document=model_doc,
+                    kind="accuracy",
+                    name=f"{artifact.name} accuracy",
+                    dtype="float32",
+                    unit=accuracy_metric,
+                    value=value,
+                    params={"dtype": "float32", "params": {"model": artifact.name, "threshold": 0.9999}},
+                ),
+                Measurement(
+                    document=model_doc,
+                    kind="model_latency",
+                    name=f"{artifact.name} latency",
+                    dtype="float32",
+                    unit="s",
+                    value=0.004 + index / 1000,
+                    median=0.004,
+                ),
+            ]
+        )
+    for _ in range(failed_model_jobs):
+        artifact = ModelArtifactFactory(owner=vendor)
+        artifacts.append(artifact)
+        job(JobSuite.MODEL, artifact, JobState.FAILED)
+    campaign.model_artifacts.set(artifacts)
+    return campaign
