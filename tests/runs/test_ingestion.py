@@ -1,0 +1,168 @@
+"""Ingestion accepts only verified evidence: each attack is rejected with its reason, nothing stored."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from apps.registry.services import runner_register
+from apps.runs.models import (
+    CampaignState,
+    CaseResult,
+    ErrorClass,
+    EvidenceRejection,
+    Job,
+    JobState,
+    ResultDocument,
+)
+from apps.runs.services.campaigns import campaign_submit, job_fail
+from apps.runs.services.ingestion import result_ingest
+from runners.document import canonical_json
+from runners.worker import run_job
+from tests.runs.world import EVALUATED, identity_for
+
+
+def submit(world):
+    return campaign_submit(vendor=world.vendor, target=world.target, program=world.program, level="basic",
+                           model_artifacts=[], submitted_by=world.engineer)
+
+
+def produce(job, identity):
+    """Run the job's spec on this CPU for real and return the runner's signed envelope."""
+    messages = []
+    envelope = run_job(job.spec, identity=identity, report=lambda name, message: messages.append(name))
+    assert envelope is not None, messages
+    return envelope
+
+
+def resign(envelope, identity, mutate):
+    document = json.loads(envelope["document_json"])
+    mutate(document)
+    return identity.envelope(canonical_json(document))
+
+
+def assert_rejected(job, fragment):
+    assert ResultDocument.objects.count() == 0
+    assert CaseResult.objects.count() == 0
+    rejection = EvidenceRejection.objects.get(job=job)
+    assert fragment in rejection.reason
+
+
+@pytest.fixture
+def job(cpu_world):
+    campaign = submit(cpu_world)
+    return campaign.jobs.get()
+
+
+def test_it_accepts_a_genuine_signed_result_and_stores_its_cases(cpu_world, job):
+    outcome = result_ingest(envelope=produce(job, cpu_world.identity))
+    assert outcome.accepted, outcome.reason
+    document = ResultDocument.objects.get(job=job)
+    assert document.content.read() and document.size > 0
+    assert CaseResult.objects.filter(document=document).count() == len(json.loads(
+        document.content.open().read())["cases"])
+    assert document.spot_check["sampled"], "a sample of cases was recomputed server-side"
+    job.refresh_from_db()
+    assert job.state == JobState.SUCCEEDED
+    assert job.campaign.state == CampaignState.EVALUATING
+    assert EVALUATED == [job.campaign_id]
+
+
+def test_a_redelivered_result_is_recognized_not_stored_twice(cpu_world, job):
+    envelope = produce(job, cpu_world.identity)
+    assert result_ingest(envelope=envelope).accepted
+    again = result_ingest(envelope=envelope)
+    assert again.accepted and again.duplicate
+    assert ResultDocument.objects.count() == 1
+
+
+def test_it_rejects_a_tampered_document(cpu_world, job):
+    envelope = produce(job, cpu_world.identity)
+    envelope["document_json"] = envelope["document_json"].replace('"status":"pass"', '"status":"fail"', 1)
+    outcome = result_ingest(envelope=envelope)
+    assert not outcome.accepted
+    assert_rejected(job, "tampered")
+
+
+def test_it_rejects_a_forged_document_with_a_recomputed_digest(cpu_world, job):
+    envelope = produce(job, cpu_world.identity)
+    forged = envelope["document_json"].replace('"status":"pass"', '"status":"fail"', 1)
+    import hashlib
+
+    envelope.update(document_json=forged, document_sha256=hashlib.sha256(forged.encode()).hexdigest())
+    assert not result_ingest(envelope=envelope).accepted
+    assert_rejected(job, "signature does not verify")
+
+
+def test_it_rejects_an_unsigned_document(cpu_world, job):
+    envelope = produce(job, cpu_world.identity)
+    envelope["signature"] = ""
+    assert not result_ingest(envelope=envelope).accepted
+    assert_rejected(job, "signature does not verify")
+
+
+def test_it_rejects_a_document_signed_by_an_unregistered_key(cpu_world, job):
+    stranger, _ = identity_for("runner-a")
+    assert not result_ingest(envelope=produce(job, stranger)).accepted
+    assert_rejected(job, "not registered")
+
+
+def test_it_rejects_a_document_signed_by_a_runner_of_another_target(cpu_world, job):
+    other, pem = identity_for("runner-b")
+    runner_register(name="runner-b", public_key=pem, targets=[])
+    assert not result_ingest(envelope=produce(job, other)).accepted
+    assert_rejected(job, "not bound to target")
+    job.refresh_from_db()
+    assert job.state == JobState.FAILED and job.error_class == ErrorClass.REJECTED_EVIDENCE
+
+
+def test_it_rejects_a_replayed_result_of_an_earlier_attempt(cpu_world, job):
+    old = produce(job, cpu_world.identity)
+    job_fail(job_id=job.pk, error_class=ErrorClass.INFRASTRUCTURE, message="worker lost", retry=True)
+    job.refresh_from_db()
+    assert job.state == JobState.QUEUED
+    assert not result_ingest(envelope=old).accepted
+    assert_rejected(job, "challenge")
+    job.refresh_from_db()
+    assert job.state == JobState.QUEUED, "a stale result leaves the retried job waiting for the fresh one"
+
+
+def test_it_rejects_a_schema_invalid_document(cpu_world, job):
+    envelope = resign(produce(job, cpu_world.identity), cpu_world.identity, lambda d: d.pop("summary"))
+    assert not result_ingest(envelope=envelope).accepted
+    assert_rejected(job, "schema-invalid")
+
+
+def test_it_rejects_a_document_whose_inputs_are_not_the_challenges(cpu_world, job):
+    def swap_inputs(document):
+        for case in document["cases"]:
+            if case.get("input_digest"):
+                case["input_digest"] = "0" * 64
+
+    envelope = resign(produce(job, cpu_world.identity), cpu_world.identity, swap_inputs)
+    assert not result_ingest(envelope=envelope).accepted
+    assert_rejected(job, "inputs differ")
+
+
+def test_it_rejects_a_document_from_another_software_stack(cpu_world, job):
+    envelope = resign(produce(job, cpu_world.identity), cpu_world.identity,
+                      lambda d: d["fingerprint"].update(torch_version="1.0.0"))
+    assert not result_ingest(envelope=envelope).accepted
+    assert_rejected(job, "fingerprint")
+
+
+@pytest.mark.parametrize("envelope", [None, {}, {"document_json": "{"}, "text", [1, 2]])
+def test_it_answers_garbage_with_a_rejection_not_an_exception(cpu_world, envelope):
+    assert not result_ingest(envelope=envelope).accepted
+    assert ResultDocument.objects.count() == 0
+
+
+def test_the_runner_refuses_a_host_that_does_not_match_the_target(cpu_world, job):
+    spec = {**job.spec, "target": {**job.spec["target"], "expected_fingerprint": {"backend": "cpu",
+                                                                                    "torch_version": "0.1"}}}
+    messages = []
+    assert run_job(spec, identity=cpu_world.identity, report=lambda name, msg: messages.append((name, msg))) is None
+    failed = [json.loads(msg["payload_json"]) for name, msg in messages if name == "runs.job_failed"]
+    assert failed and "fingerprint mismatch" in failed[0]["message"]
+    assert Job.objects.get(pk=job.pk).state == JobState.QUEUED
