@@ -9,6 +9,7 @@ api_v1 = [
     path("", include("apps.accounts.api.urls")),
     path("", include("apps.registry.api.urls")),
     path("", include("apps.runs.api.urls")),
+    path("", include("apps.certificates.api.urls")),
 ]
 
 urlpatterns = [
