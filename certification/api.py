@@ -6,6 +6,7 @@ Every error answers `{"error": {"status": 400, "code": "invalid", "message": "..
 
 from __future__ import annotations
 
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import ProtectedError
@@ -13,7 +14,11 @@ from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
+
+
+NON_FIELD_ERRORS_KEY = api_settings.NON_FIELD_ERRORS_KEY
 
 
 class Conflict(exceptions.APIException):
@@ -39,9 +44,12 @@ def exception_handler(exc, context):
     """DRF's handler, with Django's ValidationError mapped to 400 and one body for every error."""
     if isinstance(exc, DjangoValidationError):
         if hasattr(exc, "error_dict"):
-            exc = exceptions.ValidationError(exc.message_dict)
+            # Django names errors that belong to no field "__all__"; DRF calls them non_field_errors.
+            fields = {NON_FIELD_ERRORS_KEY if key == NON_FIELD_ERRORS else key: messages
+                      for key, messages in exc.message_dict.items()}
+            exc = exceptions.ValidationError(fields)
         else:
-            exc = exceptions.ValidationError({"non_field_errors": exc.messages})
+            exc = exceptions.ValidationError({NON_FIELD_ERRORS_KEY: exc.messages})
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

@@ -152,18 +152,35 @@ def model_artifact_create(
         weights_size=weights.size,
         tensor_count=summary.tensor_count,
     )
+    # Before full_clean, whose unique-constraint message would name no field.
+    if ModelArtifact.objects.filter(owner=owner, name=name, version=version).exists():
+        raise ValidationError({"version": "This model version is already registered."})
     artifact.full_clean(exclude=["weights"])
     weights.seek(0)
+    # Content-addressed: identical weights (another version, another vendor) share one file.
+    path = artifact.weights.field.generate_filename(artifact, "weights.safetensors")
+    stored_now = not artifact.weights.storage.exists(path)
     with transaction.atomic():
-        if ModelArtifact.objects.filter(owner=owner, name=name, version=version).exists():
-            raise ValidationError({"version": "This model version is already registered."})
-        artifact.weights.save(weights.name or "weights.safetensors", weights, save=False)
+        if stored_now:
+            artifact.weights.save(path, weights, save=False)
+        else:
+            artifact.weights.name = path
         try:
             artifact.save()
         except IntegrityError:
-            artifact.weights.delete(save=False)
+            if stored_now:
+                artifact.weights.delete(save=False)
             raise ValidationError({"version": "This model version is already registered."}) from None
     return artifact
+
+
+@transaction.atomic
+def model_artifact_delete(*, artifact: ModelArtifact) -> None:
+    """Delete a model; its weights file goes too, after commit, unless another model shares it."""
+    name, storage = artifact.weights.name, artifact.weights.storage
+    artifact.delete()
+    if not ModelArtifact.objects.filter(weights=name).exists():
+        transaction.on_commit(lambda: storage.delete(name))
 
 
 def parse_ed25519_public_key(pem: str) -> tuple[str, str]:

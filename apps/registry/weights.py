@@ -36,6 +36,11 @@ class SafetensorsSummary:
     tensors: dict[str, dict]  # name -> {"dtype", "shape"}
 
 
+def _is_count(value) -> bool:
+    # JSON true/false parse as bool, a subclass of int; safetensors itself refuses them.
+    return type(value) is int and value >= 0
+
+
 def inspect_safetensors(stream: BinaryIO, size: int) -> SafetensorsSummary:
     """Validate the header of a safetensors file of `size` bytes; raise NotSafetensors if it is not one."""
     stream.seek(0)
@@ -67,12 +72,12 @@ def inspect_safetensors(stream: BinaryIO, size: int) -> SafetensorsSummary:
         dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
         if dtype not in DTYPE_SIZES:
             raise NotSafetensors(f"tensor {name!r} has unknown dtype {dtype!r}")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
             raise NotSafetensors(f"tensor {name!r} has an invalid shape")
         if (
             not isinstance(offsets, list)
             or len(offsets) != 2
-            or not all(isinstance(o, int) for o in offsets)
+            or not all(_is_count(o) for o in offsets)
             or not 0 <= offsets[0] <= offsets[1] <= data_len
         ):
             raise NotSafetensors(f"tensor {name!r} points outside the file")

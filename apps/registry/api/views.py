@@ -120,6 +120,9 @@ class ModelArtifactViewSet(
         )
         return Response(ModelArtifactSerializer(artifact).data, status=status.HTTP_201_CREATED)
 
+    def perform_destroy(self, instance):
+        services.model_artifact_delete(artifact=instance)
+
 
 class RunnerViewSet(viewsets.ModelViewSet):
     """Runner hosts and the Ed25519 keys they sign results with; registering one is an authority action."""
