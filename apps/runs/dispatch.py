@@ -46,7 +46,7 @@ def job_dispatch(*, job_id: int) -> None:
 
 def _run_in_process(job: Job) -> None:
     """The embedded path: this machine is its own runner host (the key lives in var/, outside the DB)."""
-    from certification.celery import app
+    from apps.runs import tasks as platform_tasks
     from runners.signing import RunnerIdentity
     from runners.worker import run_job
 
@@ -55,8 +55,8 @@ def _run_in_process(job: Job) -> None:
     identity = RunnerIdentity.from_file(name, key_file)
 
     def report(task_name: str, message: dict) -> None:
-        app.tasks[task_name].apply(args=[message], throw=True)
+        platform_tasks.RUNNER_MESSAGES[task_name].apply(args=[message], throw=True)
 
     envelope = run_job(job.spec, identity=identity, report=report)
     if envelope is not None:
-        app.tasks["runs.ingest"].apply(args=[envelope], throw=True)
+        platform_tasks.ingest.apply(args=[envelope], throw=True)

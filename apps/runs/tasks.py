@@ -59,3 +59,7 @@ def sweep_stuck_jobs() -> int:
     from apps.runs.services.sweeps import jobs_sweep_stuck
 
     return jobs_sweep_stuck()
+
+
+# The messages a runner sends to the platform queue, by task name (the embedded path calls them directly).
+RUNNER_MESSAGES = {"runs.job_progress": job_progress, "runs.job_failed": job_failed, "runs.heartbeat": heartbeat}
