@@ -73,4 +73,4 @@ def test_organizations_me_costs_a_constant_number_of_queries(cast, client_for):
     with CaptureQueriesContext(connection) as after:
         response = client.get("/api/v1/organizations/me/")
     assert len(response.json()["members"]) == 23
-    assert len(before) == len(after) == 4
+    assert len(before) == len(after) == 5
