@@ -1,0 +1,70 @@
+"""The inference-kernel catalog: every kernel defined once, looked up by name.
+
+`KERNELS` maps name -> Kernel. Tests and plugins may `register()` extra kernels (a vendor's
+fused op, or a deliberately broken kernel in the test suite) and `unregister()` them.
+"""
+
+from __future__ import annotations
+
+from runners.catalog import attention, convolution, elementwise, indexing, linear_algebra, normalization, reductions
+from runners.catalog.base import (
+    EDGE_CASES,
+    Case,
+    Inputs,
+    Kernel,
+    Tolerance,
+    case_generator,
+    case_seed,
+    torch_dtype,
+)
+
+__all__ = [
+    "EDGE_CASES",
+    "KERNELS",
+    "Case",
+    "Inputs",
+    "Kernel",
+    "Tolerance",
+    "UnknownKernel",
+    "all_kernels",
+    "case_generator",
+    "case_seed",
+    "get_kernel",
+    "register",
+    "torch_dtype",
+    "unregister",
+]
+
+
+class UnknownKernel(KeyError):
+    """No kernel of that name is in the catalog."""
+
+
+KERNELS: dict[str, Kernel] = {}
+
+
+def register(kernel: Kernel, *, replace: bool = False) -> Kernel:
+    if kernel.name in KERNELS and not replace:
+        raise ValueError(f"kernel {kernel.name!r} is already registered")
+    KERNELS[kernel.name] = kernel
+    return kernel
+
+
+def unregister(name: str) -> None:
+    KERNELS.pop(name, None)
+
+
+def get_kernel(name: str) -> Kernel:
+    try:
+        return KERNELS[name]
+    except KeyError:
+        raise UnknownKernel(name) from None
+
+
+def all_kernels() -> list[Kernel]:
+    return list(KERNELS.values())
+
+
+for _module in (linear_algebra, convolution, attention, normalization, elementwise, reductions, indexing):
+    for _kernel in _module.KERNELS:
+        register(_kernel)

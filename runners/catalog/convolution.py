@@ -1,0 +1,120 @@
+"""2-D convolutions: NCHW, channels_last (NHWC memory) and depthwise."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from runners.catalog.base import (
+    FLOAT_DTYPES,
+    Case,
+    Inputs,
+    Kernel,
+    Tolerance,
+    element_size,
+    inject_nan_inf,
+    randn,
+    reduction_tolerance,
+    uniform,
+)
+
+DENSE_CASES = (
+    Case("resnet_3x3_c64_28", {"N": 1, "C": 64, "H": 28, "W": 28, "O": 64, "R": 3, "stride": 1, "pad": 1}),
+    Case("pointwise_1x1_c256", {"N": 2, "C": 256, "H": 14, "W": 14, "O": 64, "R": 1, "stride": 1, "pad": 0}),
+    Case("stem_7x7_stride2_odd", {"N": 1, "C": 3, "H": 67, "W": 61, "O": 16, "R": 7, "stride": 2, "pad": 3},
+         edge="odd_size"),
+    # C*R*R = 1024*16 = 16384 terms per output, all positive.
+    Case("long_reduction_k16384", {"N": 1, "C": 1024, "H": 4, "W": 4, "O": 4, "R": 4, "stride": 1, "pad": 0},
+         edge="long_reduction"),
+    Case("nan_inf", {"N": 1, "C": 8, "H": 9, "W": 9, "O": 8, "R": 3, "stride": 1, "pad": 1}, edge="nan_inf"),
+    Case("empty_batch", {"N": 0, "C": 8, "H": 8, "W": 8, "O": 8, "R": 3, "stride": 1, "pad": 1}, edge="empty"),
+)
+
+DEPTHWISE_CASES = (
+    Case("mobilenet_3x3_c128_28", {"N": 1, "C": 128, "H": 28, "W": 28, "R": 3, "stride": 1, "pad": 1}),
+    Case("mobilenet_3x3_stride2", {"N": 2, "C": 64, "H": 32, "W": 32, "R": 3, "stride": 2, "pad": 1}),
+    Case("convnext_7x7_c96", {"N": 1, "C": 96, "H": 28, "W": 28, "R": 7, "stride": 1, "pad": 3}),
+    Case("odd_5x5_c13", {"N": 1, "C": 13, "H": 17, "W": 19, "R": 5, "stride": 1, "pad": 2}, edge="odd_size"),
+    Case("nan_inf", {"N": 1, "C": 8, "H": 9, "W": 9, "R": 3, "stride": 1, "pad": 1}, edge="nan_inf"),
+    Case("empty_batch", {"N": 0, "C": 8, "H": 8, "W": 8, "R": 3, "stride": 1, "pad": 1}, edge="empty"),
+)
+
+
+class Conv2dKernel(Kernel):
+    """conv2d with bias; `depthwise` uses groups = C, `channels_last` hands NHWC memory to the device."""
+
+    dtypes = FLOAT_DTYPES
+
+    def __init__(self, name: str, description: str, cases: tuple[Case, ...], *, channels_last: bool = False,
+                 depthwise: bool = False) -> None:
+        self.name = name
+        self.description = description
+        self.cases = cases
+        self.channels_last = channels_last
+        self.depthwise = depthwise
+
+    def _out_channels(self, case: Case) -> int:
+        return case["C"] if self.depthwise else case["O"]
+
+    def _reduction(self, case: Case) -> int:
+        return (1 if self.depthwise else case["C"]) * case["R"] * case["R"]
+
+    def _output_hw(self, case: Case) -> tuple[int, int]:
+        def size(n: int) -> int:
+            return (n + 2 * case["pad"] - case["R"]) // case["stride"] + 1
+
+        return size(case["H"]), size(case["W"])
+
+    def generate(self, case: Case, dtype: str, g: torch.Generator) -> Inputs:
+        in_per_group = 1 if self.depthwise else case["C"]
+        x_shape = (case["N"], case["C"], case["H"], case["W"])
+        w_shape = (self._out_channels(case), in_per_group, case["R"], case["R"])
+        if case.edge == "long_reduction":
+            x, w = uniform(x_shape, dtype, g, 0.0, 1.0), uniform(w_shape, dtype, g, 0.0, 1.0)
+        else:
+            x, w = randn(x_shape, dtype, g), randn(w_shape, dtype, g, scale=self._reduction(case) ** -0.5)
+        if case.edge == "nan_inf":
+            x = inject_nan_inf(x, g)
+        return {"x": x, "weight": w, "bias": randn((self._out_channels(case),), dtype, g)}
+
+    def arrange(self, inputs: Inputs, case: Case) -> Inputs:
+        geometry = {"stride": case["stride"], "pad": case["pad"], "groups": case["C"] if self.depthwise else 1}
+        if self.channels_last:
+            return {
+                **inputs,
+                **geometry,
+                "x": inputs["x"].contiguous(memory_format=torch.channels_last),
+                "weight": inputs["weight"].contiguous(memory_format=torch.channels_last),
+            }
+        return {**inputs, **geometry}
+
+    def run(self, inputs: Inputs) -> torch.Tensor:
+        return F.conv2d(inputs["x"], inputs["weight"], inputs["bias"], stride=inputs["stride"],
+                        padding=inputs["pad"], groups=inputs["groups"])
+
+    def reference(self, inputs: Inputs) -> torch.Tensor:
+        return F.conv2d(inputs["x"], inputs["weight"], inputs["bias"], stride=inputs["stride"],
+                        padding=inputs["pad"], groups=inputs["groups"])
+
+    def tolerance(self, case: Case, dtype: str) -> Tolerance:
+        return reduction_tolerance(dtype, self._reduction(case) + 1)
+
+    def flops(self, case: Case) -> int:
+        ho, wo = self._output_hw(case)
+        return 2 * case["N"] * self._out_channels(case) * ho * wo * self._reduction(case)
+
+    def bytes(self, case: Case, dtype: str = "float32") -> int:
+        ho, wo = self._output_hw(case)
+        out_c = self._out_channels(case)
+        weights = out_c * (1 if self.depthwise else case["C"]) * case["R"] ** 2
+        activations = case["N"] * (case["C"] * case["H"] * case["W"] + out_c * ho * wo)
+        return element_size(dtype) * (weights + activations + out_c)
+
+
+KERNELS: tuple[Kernel, ...] = (
+    Conv2dKernel("conv2d_nchw", "conv2d with bias, NCHW memory", DENSE_CASES),
+    Conv2dKernel("conv2d_channels_last", "conv2d with bias, channels_last (NHWC) memory", DENSE_CASES,
+                 channels_last=True),
+    Conv2dKernel("conv2d_depthwise", "depthwise conv2d (groups = channels) with bias", DEPTHWISE_CASES,
+                 depthwise=True),
+)

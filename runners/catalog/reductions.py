@@ -1,0 +1,210 @@
+"""Reductions and scans: sum, mean, amax, cumsum, argmax, top-k."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from runners.catalog.base import (
+    ALL_DTYPES,
+    FLOAT_DTYPES,
+    Case,
+    Inputs,
+    Kernel,
+    Tolerance,
+    element_size,
+    elementwise_tolerance,
+    inject_nan_inf,
+    randint8,
+    reduction_tolerance,
+    torch_dtype,
+    uniform,
+    values_for,
+)
+from runners.catalog.shapes import HIDDEN, LONG_REDUCTION, SEQ_LONG, SEQ_SHORT
+
+
+def _row_cases(*, empty: bool = True, overflow: bool = False) -> tuple[Case, ...]:
+    cases = [
+        Case("llama_hidden_seq128", {"M": SEQ_SHORT, "N": HIDDEN}),
+        Case("seq2048_rows", {"M": 4, "N": SEQ_LONG}),
+        Case("odd_9x1001", {"M": 9, "N": 1001}, edge="odd_size"),
+        Case("long_row_16384", {"M": 4, "N": LONG_REDUCTION}, edge="long_reduction"),
+        Case("nan_inf", {"M": 8, "N": 128}, edge="nan_inf", dtypes=FLOAT_DTYPES),
+        Case("transposed", {"M": 32, "N": 256}, edge="non_contiguous"),
+    ]
+    if empty:
+        cases.append(Case("empty_rows", {"M": 4, "N": 0}, edge="empty"))
+    if overflow:
+        # 16 values near 3e4 sum past float16's 65504: the correct float16 answer is +-inf.
+        cases.append(Case("sum_past_fp16_max", {"M": 4, "N": 16}, edge="fp16_overflow",
+                          dtypes=FLOAT_DTYPES, options={"offset": 30000.0}))
+    return tuple(cases)
+
+
+def _row_values(case: Case, dtype: str, g: torch.Generator) -> torch.Tensor:
+    shape = (case["N"], case["M"]) if case.edge == "non_contiguous" else (case["M"], case["N"])
+    if case.edge == "long_reduction":
+        if dtype == "int8":
+            return randint8(shape, g, 0, 128)
+        return uniform(shape, dtype, g, 0.0, 1.0)
+    if "offset" in case.options:
+        return uniform(shape, dtype, g, 0.9, 1.0) * case.options["offset"]
+    x = values_for(shape, dtype, g)
+    return inject_nan_inf(x, g) if case.edge == "nan_inf" else x
+
+
+class RowReductionKernel(Kernel):
+    """out[i] = reduce(x[i, :]) over the last dimension (or a running scan for cumsum)."""
+
+    def __init__(self, name: str, description: str, fn: Callable[[torch.Tensor], torch.Tensor], *,
+                 dtypes: tuple[str, ...], accumulates: bool, integer_output: torch.dtype | None,
+                 cases: tuple[Case, ...], scan: bool = False) -> None:
+        self.name = name
+        self.description = description
+        self._fn = fn
+        self.dtypes = dtypes
+        self._accumulates = accumulates
+        self._integer_output = integer_output
+        self.cases = cases
+        self._scan = scan
+
+    def generate(self, case: Case, dtype: str, g: torch.Generator) -> Inputs:
+        return {"x": _row_values(case, dtype, g)}
+
+    def arrange(self, inputs: Inputs, case: Case) -> Inputs:
+        return {"x": inputs["x"].t()} if case.edge == "non_contiguous" else inputs
+
+    def run(self, inputs: Inputs) -> torch.Tensor:
+        return self._fn(inputs["x"])
+
+    def reference(self, inputs: Inputs) -> torch.Tensor:
+        return self._fn(inputs["x"])
+
+    def output_dtype(self, dtype: str) -> torch.dtype:
+        # torch.sum / cumsum promote integer inputs to int64 so they cannot overflow.
+        if dtype == "int8" and self._integer_output is not None:
+            return self._integer_output
+        return torch_dtype(dtype)
+
+    def tolerance(self, case: Case, dtype: str) -> Tolerance:
+        if self._accumulates:
+            # A mean divides the sum by N: its terms are x / N.
+            term = 1.0 / max(case["N"], 1) if self.name == "mean" else 1.0
+            return reduction_tolerance(dtype, case["N"], term)
+        return elementwise_tolerance(dtype)
+
+    def flops(self, case: Case) -> int:
+        return case["M"] * case["N"]
+
+    def bytes(self, case: Case, dtype: str = "float32") -> int:
+        out = case["M"] * (case["N"] if self._scan else 1)
+        return element_size(dtype) * (case["M"] * case["N"] + out)
+
+
+class ArgmaxKernel(Kernel):
+    name = "argmax"
+    description = "index of the row maximum (greedy decoding over the vocabulary)"
+    dtypes = ALL_DTYPES
+    cases = (
+        Case("llama2_vocab_32000", {"M": 4, "N": 32000}),
+        Case("llama_hidden_seq128", {"M": SEQ_SHORT, "N": HIDDEN}),
+        Case("odd_9x1001", {"M": 9, "N": 1001}, edge="odd_size"),
+        Case("nan_wins", {"M": 8, "N": 128}, edge="nan_inf", dtypes=FLOAT_DTYPES),
+        Case("transposed", {"M": 32, "N": 256}, edge="non_contiguous"),
+    )
+
+    def generate(self, case: Case, dtype: str, g: torch.Generator) -> Inputs:
+        shape = (case["N"], case["M"]) if case.edge == "non_contiguous" else (case["M"], case["N"])
+        x = values_for(shape, dtype, g)
+        # One planted, strictly largest value per row: ties would make the index ambiguous.
+        x = x.clamp(max=100) if dtype == "int8" else x.clamp(max=6.0)
+        winners = torch.randint(0, case["N"], (case["M"],), generator=g)
+        rows = torch.arange(case["M"])
+        if case.edge == "non_contiguous":
+            x[winners, rows] = 127 if dtype == "int8" else 8.0
+        else:
+            x[rows, winners] = 127 if dtype == "int8" else 8.0
+            if case.edge == "nan_inf":
+                # torch.argmax treats NaN as the maximum; IEEE-consistent devices agree.
+                x[::2, 0] = float("nan")
+        return {"x": x}
+
+    def arrange(self, inputs: Inputs, case: Case) -> Inputs:
+        return {"x": inputs["x"].t()} if case.edge == "non_contiguous" else inputs
+
+    def run(self, inputs: Inputs) -> torch.Tensor:
+        return torch.argmax(inputs["x"], dim=-1)
+
+    def reference(self, inputs: Inputs) -> torch.Tensor:
+        return torch.argmax(inputs["x"], dim=-1)
+
+    def output_dtype(self, dtype: str) -> torch.dtype:
+        return torch.int64
+
+    def tolerance(self, case: Case, dtype: str) -> Tolerance:
+        return Tolerance(0.0, 0.0, "indices must be exact (the maximum is unique by construction)")
+
+    def flops(self, case: Case) -> int:
+        return case["M"] * case["N"]
+
+    def bytes(self, case: Case, dtype: str = "float32") -> int:
+        return element_size(dtype) * case["M"] * case["N"] + 8 * case["M"]
+
+
+class TopkKernel(Kernel):
+    name = "topk"
+    description = "k largest values per row with their indices (sampling, MoE routing)"
+    dtypes = ALL_DTYPES
+    cases = (
+        Case("llama2_vocab_32000_k50", {"M": 4, "N": 32000, "k": 50}),
+        Case("mixtral_router_8_k2", {"M": SEQ_SHORT, "N": 8, "k": 2}),
+        Case("odd_3x1001_k7", {"M": 3, "N": 1001, "k": 7}, edge="odd_size"),
+        Case("nan_inf", {"M": 8, "N": 128, "k": 4}, edge="nan_inf", dtypes=FLOAT_DTYPES),
+        Case("k_zero", {"M": 4, "N": 16, "k": 0}, edge="empty"),
+    )
+
+    def generate(self, case: Case, dtype: str, g: torch.Generator) -> Inputs:
+        x = values_for((case["M"], case["N"]), dtype, g)
+        if case.edge == "nan_inf":
+            x = inject_nan_inf(x, g)
+        return {"x": x, "k": case["k"]}
+
+    def run(self, inputs: Inputs) -> tuple[torch.Tensor, torch.Tensor]:
+        values, indices = torch.topk(inputs["x"], inputs["k"], dim=-1)
+        return values, indices
+
+    def comparable(self, output: tuple[torch.Tensor, torch.Tensor], inputs: Inputs) -> torch.Tensor:
+        # Indices are not unique under ties, so they are checked by what they point at: the
+        # values gathered at the returned indices must equal the returned values.
+        values, indices = output
+        return torch.cat((values, inputs["x"].gather(-1, indices)), dim=-1)
+
+    def reference(self, inputs: Inputs) -> torch.Tensor:
+        values = torch.topk(inputs["x"], inputs["k"], dim=-1).values
+        return torch.cat((values, values), dim=-1)
+
+    def tolerance(self, case: Case, dtype: str) -> Tolerance:
+        return Tolerance(0.0, 0.0, "top-k selects input values, which must come back bit-exact")
+
+    def flops(self, case: Case) -> int:
+        return case["M"] * case["N"]
+
+    def bytes(self, case: Case, dtype: str = "float32") -> int:
+        return element_size(dtype) * (case["M"] * case["N"] + case["M"] * case["k"]) + 8 * case["M"] * case["k"]
+
+
+KERNELS: tuple[Kernel, ...] = (
+    RowReductionKernel("sum", "sum over the last dim", lambda x: torch.sum(x, dim=-1), dtypes=ALL_DTYPES,
+                       accumulates=True, integer_output=torch.int64, cases=_row_cases(overflow=True)),
+    RowReductionKernel("mean", "mean over the last dim", lambda x: torch.mean(x, dim=-1), dtypes=FLOAT_DTYPES,
+                       accumulates=True, integer_output=None, cases=_row_cases()),
+    RowReductionKernel("amax", "maximum over the last dim (NaN propagates)", lambda x: torch.amax(x, dim=-1),
+                       dtypes=ALL_DTYPES, accumulates=False, integer_output=None, cases=_row_cases(empty=False)),
+    RowReductionKernel("cumsum", "inclusive prefix sum over the last dim", lambda x: torch.cumsum(x, dim=-1),
+                       dtypes=ALL_DTYPES, accumulates=True, integer_output=torch.int64, cases=_row_cases(),
+                       scan=True),
+    ArgmaxKernel(),
+    TopkKernel(),
+)

@@ -1,0 +1,282 @@
+"""The conformance suite: every (kernel, dtype, case) on the device against a float64 CPU reference.
+
+A case's inputs are drawn on the CPU from a generator seeded by (challenge, kernel, case,
+dtype), so the platform can recompute any case from the challenge alone (`recompute_case`).
+One failing or crashing case never stops the suite: it becomes that case's record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from runners.backends import Backend, get_backend
+from runners.catalog import Case, Kernel, UnknownKernel, case_generator, get_kernel, torch_dtype
+from runners.catalog import all_kernels as catalog_kernels
+
+Progress = Callable[[int, int, str], None]
+
+# Error classes: whose fault a non-passing case is.
+PRODUCT_FAILURE = "product_failure"  # the device or its software stack misbehaved
+INFRASTRUCTURE = "infrastructure"  # the runner, host or harness failed; says nothing of the product
+UNSUPPORTED = "unsupported"  # the device does not offer this dtype or operation
+BAD_SPEC = "bad_spec"  # the job asked for something the catalog does not have
+
+_UNSUPPORTED_MARKERS = ("not implemented for", "not supported", "unsupported", "no kernel image")
+
+
+@dataclass
+class SuiteTimer:
+    """Wall-clock split of a run: the float64 reference vs the device calls vs the rest."""
+
+    reference_s: float = 0.0
+    device_s: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "total_s": round(time.perf_counter() - self.started, 4),
+            "reference_s": round(self.reference_s, 4),
+            "device_s": round(self.device_s, 4),
+        }
+
+
+def tensor_digest(*tensors: torch.Tensor) -> str:
+    """sha256 of the tensors' raw bytes in order (CPU, contiguous, native dtype)."""
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+        if flat.numel():
+            digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def inputs_digest(inputs: dict[str, Any]) -> str:
+    digest = hashlib.sha256()
+    for key in sorted(inputs):
+        value = inputs[key]
+        digest.update(key.encode())
+        if isinstance(value, torch.Tensor):
+            digest.update(f"{tuple(value.shape)}{value.dtype}".encode())
+            digest.update(tensor_digest(value).encode())
+        else:
+            digest.update(repr(value).encode())
+    return digest.hexdigest()
+
+
+def _widen(value: Any) -> Any:
+    """The float64 / int64 CPU copy of an input that the reference computes on."""
+    if not isinstance(value, torch.Tensor):
+        return value
+    value = value.detach().to("cpu")
+    if value.is_floating_point():
+        return value.to(torch.float64)
+    if value.dtype in (torch.int8, torch.int16, torch.int32, torch.uint8):
+        return value.to(torch.int64)
+    return value
+
+
+def _to_device(inputs: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def compare(output: torch.Tensor, expected: torch.Tensor, atol: float, rtol: float) -> dict[str, Any]:
+    """Error statistics of `output` against `expected` (already rounded to the output dtype).
+
+    NaN must meet NaN and an infinity the same infinity; finite pairs must satisfy
+    |out - ref| <= atol + rtol * |ref|. Written as few full passes as possible: the large
+    cases hold 8M elements and this runs on every one.
+    """
+    out = output.detach().to("cpu", torch.float64).reshape(-1)
+    ref = expected.detach().to("cpu", torch.float64).reshape(-1)
+    if out.numel() == 0:
+        return {"max_abs": 0.0, "max_rel": 0.0, "mismatch_fraction": 0.0, "mismatches": 0}
+    diff = (out - ref).abs_()
+    ref_abs = ref.abs()
+    bad = ~(diff <= ref_abs * rtol + atol)  # a NaN difference is never <=, so it counts as bad
+    special = ~diff.isfinite()  # some NaN or infinity on either side
+    if bool(special.any()):
+        out_s, ref_s = out[special], ref[special]
+        agree = (out_s.isnan() & ref_s.isnan()) | (out_s == ref_s)
+        bad[special] = ~agree
+        diff = diff.masked_fill(special, 0.0)
+    rel = torch.nan_to_num(diff / ref_abs, nan=0.0, posinf=0.0)  # relative error where ref != 0
+    mismatches = int(bad.sum())
+    return {
+        "max_abs": _finite_or_none(float(diff.max())),
+        "max_rel": _finite_or_none(float(rel.max())),
+        "mismatch_fraction": mismatches / out.numel(),
+        "mismatches": mismatches,
+    }
+
+
+def _classify(exc: BaseException) -> str:
+    if isinstance(exc, NotImplementedError):
+        return UNSUPPORTED
+    if any(marker in str(exc).lower() for marker in _UNSUPPORTED_MARKERS):
+        return UNSUPPORTED
+    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
+        return INFRASTRUCTURE
+    return PRODUCT_FAILURE
+
+
+def _record(kernel: str, dtype: str, case: str, status: str, *, error_class: str | None = None,
+            message: str | None = None, **extra: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "kernel": kernel,
+        "dtype": dtype,
+        "case": case,
+        "status": status,
+        "error_class": error_class,
+        "message": message,
+        "stats": None,
+        "output_digest": None,
+        "shape": None,
+        "flops": None,
+        "bytes": None,
+    }
+    record.update(extra)
+    return record
+
+
+def _error_message(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
+
+
+def run_case(kernel: Kernel, case: Case, dtype: str, challenge: str, backend: Backend,
+             timer: SuiteTimer | None = None) -> dict[str, Any]:
+    """Runs one case end to end and returns its record; never raises for a kernel's fault."""
+    timer = timer or SuiteTimer()
+    base = {"edge": case.edge, "flops": kernel.flops(case), "bytes": kernel.bytes(case, dtype)}
+    try:
+        raw = kernel.generate(case, dtype, case_generator(challenge, kernel.name, case.name, dtype))
+        input_digest = inputs_digest(raw)
+        host_inputs = kernel.arrange(dict(raw), case)
+        started = time.perf_counter()
+        out_dtype = kernel.output_dtype(dtype)
+        expected = kernel.reference({k: _widen(v) for k, v in host_inputs.items()}).to(out_dtype)
+        timer.reference_s += time.perf_counter() - started
+        tolerance = kernel.tolerance(case, dtype)
+    except Exception as exc:
+        return _record(kernel.name, dtype, case.name, "error", error_class=INFRASTRUCTURE,
+                       message=f"building inputs or reference: {_error_message(exc)}", **base)
+    base.update(input_digest=input_digest, reference_digest=tensor_digest(expected))
+    device = backend.device()
+    try:
+        device_inputs = host_inputs if device.type == "cpu" else kernel.arrange(_to_device(raw, device), case)
+    except Exception as exc:
+        return _record(kernel.name, dtype, case.name, "error", error_class=INFRASTRUCTURE,
+                       message=f"moving inputs to {device}: {_error_message(exc)}", **base)
+    try:
+        started = time.perf_counter()
+        output = kernel.run(device_inputs)
+        backend.synchronize()
+        timer.device_s += time.perf_counter() - started
+        result = kernel.comparable(output, device_inputs)
+    except Exception as exc:
+        error_class = _classify(exc)
+        status = "unsupported" if error_class == UNSUPPORTED else "error"
+        return _record(kernel.name, dtype, case.name, status, error_class=error_class,
+                       message=f"device call raised {_error_message(exc)}", **base)
+    if not isinstance(result, torch.Tensor):
+        return _record(kernel.name, dtype, case.name, "error", error_class=PRODUCT_FAILURE,
+                       message=f"device call returned {type(result).__name__}, not a tensor", **base)
+    base.update(shape=list(result.shape), output_digest=tensor_digest(result))
+    if tuple(result.shape) != tuple(expected.shape):
+        return _record(kernel.name, dtype, case.name, "error", error_class=PRODUCT_FAILURE,
+                       message=f"wrong shape {tuple(result.shape)}, expected {tuple(expected.shape)}", **base)
+    if result.dtype != out_dtype:
+        return _record(kernel.name, dtype, case.name, "error", error_class=PRODUCT_FAILURE,
+                       message=f"wrong dtype {result.dtype}, expected {out_dtype}", **base)
+    stats = compare(result, expected, tolerance.atol, tolerance.rtol)
+    stats.update(atol=tolerance.atol, rtol=tolerance.rtol, tolerance_source=tolerance.source)
+    passed = stats["mismatches"] == 0
+    message = None if passed else f"{stats['mismatches']} of {result.numel()} elements outside tolerance"
+    return _record(kernel.name, dtype, case.name, "pass" if passed else "fail", message=message,
+                   stats=stats, **base)
+
+
+def planned_cases(kernels: Iterable[str] | None, dtypes: Iterable[str] | None
+                  ) -> tuple[list[tuple[Kernel, str, Case]], list[dict[str, Any]]]:
+    """The (kernel, dtype, case) triples a spec selects, and error records for unknown names."""
+    errors: list[dict[str, Any]] = []
+    selected: list[Kernel] = []
+    for name in kernels if kernels else [k.name for k in catalog_kernels()]:
+        try:
+            selected.append(get_kernel(name))
+        except UnknownKernel:
+            errors.append(_record(name, "*", "*", "error", error_class=BAD_SPEC,
+                                  message=f"unknown kernel {name!r}"))
+    wanted = list(dtypes) if dtypes else None
+    for dtype in wanted or []:
+        try:
+            torch_dtype(dtype)
+            known = any(dtype in k.dtypes for k in catalog_kernels())
+        except ValueError:
+            known = False
+        if not known:
+            errors.append(_record("*", dtype, "*", "error", error_class=BAD_SPEC,
+                                  message=f"unknown dtype {dtype!r}: no catalog kernel runs it"))
+    plan = [
+        (kernel, dtype, case)
+        for kernel in selected
+        for dtype in kernel.dtypes
+        if wanted is None or dtype in wanted
+        for case in kernel.cases_for(dtype)
+    ]
+    return plan, errors
+
+
+def run_conformance(spec: dict[str, Any], backend: Backend, progress: Progress | None = None) -> dict[str, Any]:
+    """Runs the conformance suite the spec describes on `backend`; returns the result document."""
+    from runners.document import build_document, now_iso
+
+    started_at = now_iso()
+    timer = SuiteTimer()
+    plan, cases = planned_cases(spec.get("kernels"), spec.get("dtypes"))
+    available, reason = backend.availability()
+    supported = set(backend.supported_dtypes()) if available else set()
+    deadline = spec.get("limits", {}).get("time_s")
+    for done, (kernel, dtype, case) in enumerate(plan, start=1):
+        label = f"{kernel.name}/{dtype}/{case.name}"
+        if progress:
+            progress(done - 1, len(plan), label)
+        if not available:
+            cases.append(_record(kernel.name, dtype, case.name, "error", error_class=INFRASTRUCTURE,
+                                 message=f"backend {backend.name} unavailable: {reason}"))
+        elif dtype not in supported:
+            cases.append(_record(kernel.name, dtype, case.name, "unsupported", error_class=UNSUPPORTED,
+                                 message=f"{backend.name} does not support {dtype}"))
+        elif deadline is not None and time.perf_counter() - timer.started > deadline:
+            cases.append(_record(kernel.name, dtype, case.name, "error", error_class=INFRASTRUCTURE,
+                                 message=f"time limit of {deadline}s reached before this case"))
+        else:
+            cases.append(run_case(kernel, case, dtype, spec["challenge"], backend, timer))
+    if progress:
+        progress(len(plan), len(plan), "done")
+    return build_document("conformance", spec, backend.fingerprint(), cases, timer.as_dict(), started_at)
+
+
+def recompute_case(kernel: str | Kernel, dtype: str, case: str | Case, challenge: str,
+                   device: str = "cpu") -> dict[str, Any]:
+    """Recomputes one case from the challenge alone, for the platform's server-side spot check.
+
+    `input_digest` depends only on the challenge (the CPU generator is the same everywhere)
+    and must equal the runner's; `reference_digest` is the float64 reference rounded to the
+    output dtype, equal to the runner's unless the two hosts' float64 BLAS differ in the last
+    bit before that rounding; `output_digest` and `stats` are this host's own device result
+    (for a cpu target, the same torch build gives the same digest).
+    """
+    kernel_obj = kernel if isinstance(kernel, Kernel) else get_kernel(kernel)
+    case_obj = case if isinstance(case, Case) else kernel_obj.case(case)
+    return run_case(kernel_obj, case_obj, dtype, challenge, get_backend(device))
