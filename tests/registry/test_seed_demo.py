@@ -1,0 +1,72 @@
+"""`seed_demo` builds the demo world once, however often it runs."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+
+from apps.accounts.models import Membership, Organization, OrganizationKind, Role
+from apps.registry.models import Chip, HardwareTarget
+
+
+@pytest.fixture
+def seeded(db, settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    # Demo users get real passwords; the default hasher's cost is not what this test is about.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    out = StringIO()
+    call_command("seed_demo", stdout=out)
+    return out.getvalue()
+
+
+def counts():
+    return {model.__name__: model.objects.count()
+            for model in (Organization, Membership, get_user_model(), Chip, HardwareTarget)}
+
+
+def test_seed_demo_is_idempotent(seeded, tmp_path):
+    first = counts()
+    passwords = (tmp_path / "demo-credentials.txt").read_text()
+    call_command("seed_demo", stdout=StringIO())
+    assert counts() == first
+    assert (tmp_path / "demo-credentials.txt").read_text() == passwords
+
+
+def test_seed_demo_creates_an_authority_with_a_reviewer_two_vendors_and_a_buyer(seeded):
+    kinds = dict(Organization.objects.filter(slug__in=["authority", "acme", "borealis", "procurement"])
+                 .values_list("slug", "kind"))
+    assert kinds == {"authority": OrganizationKind.AUTHORITY, "acme": OrganizationKind.VENDOR,
+                     "borealis": OrganizationKind.VENDOR, "procurement": OrganizationKind.BUYER}
+    roles = dict(Membership.objects.values_list("user__username", "role"))
+    assert roles["reviewer"] == Role.REVIEWER
+    assert roles["admin"] == Role.PLATFORM_ADMIN
+    assert roles["acme-engineer"] == Role.VENDOR_ENGINEER
+    assert roles["borealis-engineer"] == Role.VENDOR_ENGINEER
+    assert roles["buyer"] == Role.BUYER
+    assert get_user_model().objects.get(username="admin").is_superuser
+
+
+def test_seed_demo_registers_the_local_cpu_as_a_target(seeded):
+    target = HardwareTarget.objects.get(slug="local-cpu")
+    assert target.backend == "cpu"
+    assert target.queue == "target.local-cpu"
+    assert target.chip.vendor.slug == "acme"
+    assert target.chip.declared_peaks()["fp32"] > 0
+    assert "local-cpu" in seeded
+
+
+def test_seed_demo_writes_passwords_that_log_in_and_keeps_them_private(seeded, tmp_path, client):
+    credentials = tmp_path / "demo-credentials.txt"
+    assert credentials.stat().st_mode & 0o077 == 0
+    username, password = credentials.read_text().splitlines()[0].split()
+    assert client.login(username=username, password=password)
+
+
+def test_seeded_users_get_working_tokens(seeded, client_for):
+    reviewer = client_for(get_user_model().objects.get(username="reviewer"))
+    vendor = client_for(get_user_model().objects.get(username="borealis-engineer"))
+    assert reviewer.get("/api/v1/chips/").json()["count"] == Chip.objects.count()
+    assert vendor.get("/api/v1/chips/").json()["count"] == 0
