@@ -47,6 +47,10 @@ class CertificateViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         return selectors.certificates_public()
 
+    def filter_queryset(self, queryset):
+        # The filters (active by default) shape the list; a serial names any certificate, revoked included.
+        return super().filter_queryset(queryset) if self.action == "list" else queryset
+
     def get_serializer_class(self):
         return CertificateListSerializer if self.action == "list" else CertificateDetailSerializer
 
