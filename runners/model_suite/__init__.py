@@ -71,6 +71,10 @@ def run_model_suite(spec: dict[str, Any], backend: Any, *, seed: int | str,
         except ModelError as exc:
             out["cases"].append(_error_case(model_spec.name, None, exc))
             continue
+        except ImportError as exc:  # e.g. the MiniLM package missing on this host
+            out["cases"].append(_case(model_spec.name, None, "error", {}, message=str(exc),
+                                      error_class="infrastructure_error", code="missing_package"))
+            continue
         for dtype_name in dtypes:
             if dtype_name not in supported:
                 out["cases"].append(_case(model_spec.name, dtype_name, "unsupported", {},
@@ -95,8 +99,11 @@ def run_model_suite(spec: dict[str, Any], backend: Any, *, seed: int | str,
             except torch.OutOfMemoryError as exc:
                 out["cases"].append(_case(model_spec.name, dtype_name, "error", {}, message=str(exc),
                                           error_class="unsupported", code="does_not_fit"))
+            except Exception as exc:  # the device failed to run a valid model: evidence, not a crash
+                out["cases"].append(_case(model_spec.name, dtype_name, "error", {}, message=str(exc)[:500],
+                                          error_class="product_failure", code=type(exc).__name__))
             finally:
-                module = run = None  # free device memory before the next dtype
+                module = run = None  # noqa: F841 - free device memory before the next dtype
     return out
 
 
@@ -107,7 +114,9 @@ def _performance(run: ModelRun, accuracy_out: torch.Tensor, seed: int | str,
     measurements, logged = measure_model(run)
     out["measurements"].extend(measurements)
     sampled = sample_indices(seed, run.workload.size, TEST01_SAMPLES, salt=f"model:{name}:{dtype}")
-    verdict = output_consistency({i: accuracy_out[i] for i in sampled}, {i: logged[i] for i in sampled},
+    # A device returning too few rows simply has no logged output for some samples: a mismatch.
+    logged_items = {i: logged[i] for i in sampled if i < logged.shape[0]}
+    verdict = output_consistency({i: accuracy_out[i] for i in sampled}, logged_items,
                                  dtype=run.dtype, sampled=sampled)
     out["consistency"].append({"model": name, "dtype": dtype, **verdict})
     inputs = run.caching_inputs(CACHING_FRESH_INPUTS)

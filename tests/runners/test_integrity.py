@@ -1,0 +1,115 @@
+"""TEST01 (output consistency) and TEST04 (caching) catch cheating devices."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+import pytest
+import torch
+
+from runners.backends.builtin import CpuBackend
+from runners.integrity import caching_verdict, output_consistency, sample_indices
+from runners.model_suite import run_model_suite
+from runners.models.resnet import ResNetConfig
+from runners.performance import run_performance_suite
+from runners.timing import summarize
+
+SMALL_MODEL = {"name": "resnet-tiny", "architecture": "resnet-cnn",
+               "config": {**asdict(ResNetConfig.small()), "synthetic": True}}
+MODEL_SPEC = {"quick": True, "models": [SMALL_MODEL], "model_dtypes": ["float32"]}
+PERF_SPEC = {"quick": True, "performance": {"dtypes": ["float32"], "gemm_sizes": [128, 256]}}
+
+
+class MemoizingBackend(CpuBackend):
+    """Returns the remembered output when it has seen the same input content before."""
+
+    def prepare(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        memory: dict[str, Any] = {}
+
+        def memoized(*args: Any) -> Any:
+            digest = hashlib.sha256()
+            for a in args:
+                digest.update(a.numpy().tobytes() if isinstance(a, torch.Tensor) else repr(a).encode())
+            key = digest.hexdigest()
+            if key not in memory:
+                memory[key] = fn(*args)
+            return memory[key]
+
+        return memoized
+
+
+class SkipComputeBackend(CpuBackend):
+    """Computes honestly for the first calls (the accuracy run, 4 batches), then returns zeros."""
+
+    honest_calls = 6
+
+    def prepare(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        state: dict[str, Any] = {"calls": 0, "first": None}
+
+        def lazy(*args: Any) -> Any:
+            state["calls"] += 1
+            if state["calls"] <= self.honest_calls:
+                state["first"] = fn(*args)
+                return state["first"]
+            return torch.zeros_like(state["first"])
+
+        return lazy
+
+
+def test_sampled_indices_follow_the_challenge_seed() -> None:
+    assert sample_indices("seed-a", 100, 5, salt="x") == sample_indices("seed-a", 100, 5, salt="x")
+    assert sample_indices("seed-a", 100, 5, salt="x") != sample_indices("seed-b", 100, 5, salt="x")
+    assert sample_indices("s", 3, 10, salt="x") == [0, 1, 2]
+
+
+def test_output_consistency_detects_a_changed_output() -> None:
+    a = {0: torch.ones(4), 1: torch.ones(4)}
+    assert output_consistency(a, dict(a), dtype=torch.float32, sampled=[0, 1])["verdict"] == "pass"
+    bad = output_consistency(a, {0: torch.ones(4), 1: torch.zeros(4)}, dtype=torch.float32, sampled=[0, 1])
+    assert (bad["verdict"], bad["mismatches"]) == ("fail", 1)
+    assert output_consistency(a, {0: torch.ones(4)}, dtype=torch.float32, sampled=[0, 1])["verdict"] == "fail"
+
+
+def test_caching_verdict_needs_a_real_and_significant_speedup() -> None:
+    fresh = summarize([1.0, 1.01, 0.99, 1.0, 1.02, 0.98, 1.0, 1.0])
+    assert caching_verdict(fresh, summarize([0.5, 0.51, 0.49, 0.5, 0.5, 0.5, 0.5, 0.5]))["verdict"] == "fail"
+    assert caching_verdict(fresh, summarize([0.97, 0.98, 0.99, 0.98, 0.97, 0.98, 0.98, 0.99]))["verdict"] == "pass"
+    noisy = summarize([0.2, 3.0, 0.5, 2.0, 0.1, 4.0, 0.3, 1.0])
+    assert caching_verdict(fresh, noisy)["verdict"] == "pass"  # noise alone never fails a device
+
+
+def test_a_memoizing_backend_is_flagged_by_the_caching_check() -> None:
+    result = run_model_suite(MODEL_SPEC, MemoizingBackend(), seed="challenge-1")
+    (caching,) = result["caching"]
+    assert caching["verdict"] == "fail", caching
+    assert caching["speedup_ratio"] > 1.1
+    # Memoized answers are still right: only TEST04 can see this cheat.
+    assert result["consistency"][0]["verdict"] == "pass"
+
+
+def test_a_memoizing_backend_is_flagged_in_the_performance_suite_too() -> None:
+    (caching,) = run_performance_suite(PERF_SPEC, MemoizingBackend(), seed="challenge-1")["caching"]
+    assert caching["verdict"] == "fail"
+
+
+def test_a_backend_that_skips_compute_while_timed_fails_output_consistency() -> None:
+    result = run_performance_suite(PERF_SPEC, SkipComputeBackend(), seed="challenge-1")
+    (consistency,) = result["consistency"]
+    assert consistency["verdict"] == "fail"
+    assert consistency["mismatches"] == consistency["sampled"] > 0
+
+
+def test_a_model_that_returns_zeros_in_the_timed_run_fails_output_consistency() -> None:
+    result = run_model_suite(MODEL_SPEC, SkipComputeBackend(), seed="challenge-1")
+    assert result["cases"][0]["status"] == "pass"  # the accuracy run was honest
+    assert result["consistency"][0]["verdict"] == "fail"
+
+
+@pytest.mark.parametrize("suite", [run_model_suite, run_performance_suite])
+def test_an_honest_cpu_passes_output_consistency(suite) -> None:
+    spec = MODEL_SPEC if suite is run_model_suite else PERF_SPEC
+    result = suite(spec, CpuBackend(), seed="challenge-2")
+    assert all(c["verdict"] == "pass" for c in result["consistency"])
