@@ -199,6 +199,6 @@ KERNELS: tuple[Kernel, ...] = (
                 _gelu_tanh_reference, flops_per_element=10, rtol_scale=4.0),
     UnaryKernel("silu", "SiLU / swish", F.silu, _silu_reference, flops_per_element=4, rtol_scale=4.0),
     SwigluKernel(),
-    BroadcastKernel("add", "x + bias broadcast over rows", torch.add, long_sequence=True),
+    BroadcastKernel("add", "x + bias broadcast over rows", torch.add),
     BroadcastKernel("mul", "x * scale broadcast over rows", torch.mul),
 )
