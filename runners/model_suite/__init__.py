@@ -11,14 +11,17 @@ error case with its class; the suite goes on.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from runners.document import build_document, now_iso
 from runners.integrity import caching_check, output_consistency, sample_indices
+from runners.measurements import case_record, integrity_section, measurement
 from runners.model_suite.performance import ModelRun, measure_model
-from runners.model_suite.workloads import workload_for
+from runners.model_suite.workloads import derive_seed, workload_for
 from runners.models import ModelError, ModelSpec, load_model
 from runners.models.llama import LlamaConfig
 from runners.models.resnet import ResNetConfig
@@ -28,7 +31,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 TEST01_SAMPLES = 4
 CACHING_FRESH_INPUTS = 12
 
-Progress = Callable[[str], None]
+Progress = Callable[[int, int, str], None]  # (done, total, label), as the conformance suite
 
 
 def default_models() -> list[dict[str, Any]]:
@@ -47,21 +50,43 @@ def default_models() -> list[dict[str, Any]]:
     return models
 
 
+def run_model(spec: dict[str, Any], backend: Any, progress: Progress | None = None) -> dict[str, Any]:
+    """The model suite's result document for a validated job spec (the CLI's suite signature)."""
+    started_at, start = now_iso(), time.perf_counter()
+    out = run_model_suite(spec, backend, seed=spec["challenge"], progress=progress)
+    return build_document("model", spec, backend.fingerprint(), out["cases"],
+                          {"total_s": time.perf_counter() - start}, started_at,
+                          measurements=out["measurements"],
+                          integrity=integrity_section(out["consistency"], out["caching"]))
+
+
 def run_model_suite(spec: dict[str, Any], backend: Any, *, seed: int | str,
                     progress: Progress | None = None) -> dict[str, Any]:
-    """Cases, measurements and integrity verdicts of the model suite for ``spec``."""
-    say = progress or (lambda _: None)
-    quick = bool(spec.get("quick") or (spec.get("timing") or {}).get("quick"))
-    policy = TimingPolicy.from_dict({**(spec.get("timing") or {}), "quick": quick})
+    """Cases, measurements and integrity verdicts of the model suite for ``spec``.
+
+    Settings come from ``spec["options"]`` (the job spec's suite-specific section):
+    ``quick``, ``timing`` (see TimingPolicy), ``model_dtypes``, ``model_performance_dtypes``.
+    """
+    options = {**(spec.get("options") or {}), **{k: spec[k] for k in ("quick", "model_dtypes") if k in spec}}
+    quick = bool(options.get("quick"))
+    policy = TimingPolicy.from_dict({**(options.get("timing") or {}), "quick": quick})
     supported = set(backend.supported_dtypes())
-    dtypes = [d for d in spec.get("model_dtypes", list(DTYPES)) if d in DTYPES]
+    dtypes = [d for d in options.get("model_dtypes", list(DTYPES)) if d in DTYPES]
     default_perf = ["float32"] if backend.name == "cpu" else ["bfloat16"]
-    perf_dtypes = set(spec.get("model_performance_dtypes", default_perf))
+    perf_dtypes = set(options.get("model_performance_dtypes", default_perf))
     device = backend.device()
     prepare: Callable[[Any], Any] = getattr(backend, "prepare", None) or (lambda fn: fn)
+    entries = spec.get("models") or default_models()
+    steps, done = len(entries) * (len(dtypes) + 1), 0
+
+    def say(label: str) -> None:
+        nonlocal done
+        if progress:
+            progress(min(done, steps - 1), steps, label)
+        done += 1
 
     out: dict[str, Any] = {"cases": [], "measurements": [], "consistency": [], "caching": []}
-    for entry in spec.get("models") or default_models():
+    for entry in entries:
         model_spec = ModelSpec.from_dict(entry)
         say(f"model {model_spec.name}: loading")
         try:
@@ -73,7 +98,7 @@ def run_model_suite(spec: dict[str, Any], backend: Any, *, seed: int | str,
             continue
         except ImportError as exc:  # e.g. the MiniLM package missing on this host
             out["cases"].append(_case(model_spec.name, None, "error", {}, message=str(exc),
-                                      error_class="infrastructure_error", code="missing_package"))
+                                      error_class="infrastructure", code="missing_package"))
             continue
         for dtype_name in dtypes:
             if dtype_name not in supported:
@@ -93,7 +118,7 @@ def run_model_suite(spec: dict[str, Any], backend: Any, *, seed: int | str,
                 out["cases"].append(_case(model_spec.name, dtype_name, "pass" if score["passed"] else "fail", score))
                 out["measurements"].append(_accuracy_measurement(model_spec.name, dtype_name, score))
                 if dtype_name in perf_dtypes:
-                    _performance(run, accuracy_out, seed, out, say)
+                    _performance(run, accuracy_out, seed, out)
             except ModelError as exc:
                 out["cases"].append(_error_case(model_spec.name, dtype_name, exc))
             except torch.OutOfMemoryError as exc:
@@ -107,10 +132,8 @@ def run_model_suite(spec: dict[str, Any], backend: Any, *, seed: int | str,
     return out
 
 
-def _performance(run: ModelRun, accuracy_out: torch.Tensor, seed: int | str,
-                 out: dict[str, Any], say: Progress) -> None:
+def _performance(run: ModelRun, accuracy_out: torch.Tensor, seed: int | str, out: dict[str, Any]) -> None:
     name, dtype = run.model.spec.name, _dtype_name(run.dtype)
-    say(f"model {name}: {dtype} performance")
     measurements, logged = measure_model(run)
     out["measurements"].extend(measurements)
     sampled = sample_indices(seed, run.workload.size, TEST01_SAMPLES, salt=f"model:{name}:{dtype}")
@@ -127,8 +150,6 @@ def _performance(run: ModelRun, accuracy_out: torch.Tensor, seed: int | str,
 
 
 def _accuracy_measurement(model: str, dtype: str, score: dict[str, Any]) -> dict[str, Any]:
-    from runners.measurements import measurement
-
     return measurement(name=f"{model} accuracy", kind="accuracy", unit=score["metric"], value=score["value"],
                        dtype=dtype, params={"model": model, "threshold": score["threshold"]},
                        flags=[] if score["passed"] else ["below_threshold"])
@@ -136,11 +157,20 @@ def _accuracy_measurement(model: str, dtype: str, score: dict[str, Any]) -> dict
 
 def _case(model: str, dtype: str | None, status: str, score: dict[str, Any], *, message: str | None = None,
           error_class: str | None = None, code: str | None = None) -> dict[str, Any]:
-    case = {"kernel": model, "dtype": dtype or "n/a", "case": "model_accuracy", "status": status,
-            "metrics": score}
-    if message is not None:
-        case["error"] = {"class": error_class or "unsupported", "code": code or status, "message": message}
-    return case
+    """A model accuracy case; kernel = model name so the conformance heat map shows models too."""
+    stats = None
+    if score:
+        # The case schema's error statistics: max error against float64, and the share of
+        # items (or tokens) that miss the metric, under the metric's own threshold.
+        max_abs = score.get("max_abs_error", score.get("logit_max_abs_error"))
+        stats = {"max_abs": max_abs, "max_rel": score.get("logit_max_rel_error"),
+                 "mismatch_fraction": min(1.0, max(0.0, score.get("miss_fraction", 1.0 - score["value"]))),
+                 "atol": 0.0, "rtol": 0.0,
+                 "tolerance_source": f"{score['metric']} >= {score['threshold']} against an independent "
+                                     "float64 reference (issue 4)"}
+    return case_record(model, dtype or "*", "model_accuracy", status,
+                       error_class=error_class or ("unsupported" if status == "unsupported" else None),
+                       message=message, stats=stats, metrics=score, code=code)
 
 
 def _error_case(model: str, dtype: str | None, exc: ModelError) -> dict[str, Any]:
@@ -152,6 +182,4 @@ def _dtype_name(dtype: torch.dtype) -> str:
 
 
 def _int_seed(seed: int | str) -> int:
-    from runners.model_suite.workloads import derive_seed
-
     return derive_seed(seed, "weights")

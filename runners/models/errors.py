@@ -11,7 +11,7 @@ class ModelError(Exception):
     """
 
     code = "model_error"
-    error_class = "invalid_input"
+    error_class = "bad_spec"
 
 
 class UnknownArchitectureError(ModelError):

@@ -9,13 +9,15 @@ timed on fresh and on repeated inputs (TEST04).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from runners.document import build_document, now_iso
 from runners.integrity import caching_check, output_consistency, sample_indices
-from runners.measurements import measurement
+from runners.measurements import case_record, integrity_section, measurement
 from runners.performance.benchmarks import (
     Benchmark,
     attention_benchmarks,
@@ -23,6 +25,7 @@ from runners.performance.benchmarks import (
     conv_benchmarks,
     gemm_benchmarks,
 )
+from runners.catalog.base import torch_dtype
 from runners.performance.claims import apply_claims
 from runners.timing import TimingPolicy, measure_with_output
 
@@ -33,12 +36,31 @@ MAX_CALL_S = 0.15
 FRESH_INPUTS = 8
 PERF_DTYPES = ("float32", "bfloat16", "float16", "int8")
 
-Progress = Callable[[str], None]
+Progress = Callable[[int, int, str], None]  # (done, total, label), as the conformance suite
+
+
+def _options(spec: dict[str, Any]) -> dict[str, Any]:
+    """Suite settings: the job spec's ``options`` (plain keys also accepted for library callers)."""
+    options = dict(spec.get("options") or {})
+    for key in ("quick", "timing", "performance", "claims"):
+        if key in spec and key not in options:
+            options[key] = spec[key]
+    return options
+
+
+def run_performance(spec: dict[str, Any], backend: Any, progress: Progress | None = None) -> dict[str, Any]:
+    """The performance suite's result document for a validated job spec (the CLI's suite signature)."""
+    started_at, start = now_iso(), time.perf_counter()
+    out = run_performance_suite(spec, backend, seed=spec["challenge"], progress=progress)
+    return build_document("performance", spec, backend.fingerprint(), out["cases"],
+                          {"total_s": time.perf_counter() - start}, started_at,
+                          measurements=out["measurements"], claims=out["claims"],
+                          integrity=integrity_section(out["consistency"], out["caching"]))
 
 
 def plan(spec: dict[str, Any], backend: Any, *, challenge: str, quick: bool) -> list[Benchmark]:
     """The benchmarks for this device: small shapes on CPUs and in quick runs, large elsewhere."""
-    options = spec.get("performance") or {}
+    options = _options(spec).get("performance") or {}
     supported = set(backend.supported_dtypes())
     dtypes = [d for d in options.get("dtypes", PERF_DTYPES) if d in supported]
     floats = [d for d in dtypes if d != "int8"]
@@ -61,16 +83,22 @@ def plan(spec: dict[str, Any], backend: Any, *, challenge: str, quick: bool) -> 
 def run_performance_suite(spec: dict[str, Any], backend: Any, *, seed: int | str,
                           progress: Progress | None = None) -> dict[str, Any]:
     """Measurements, claim verdicts and integrity verdicts of the performance suite."""
-    say = progress or (lambda _: None)
-    quick = bool(spec.get("quick") or (spec.get("timing") or {}).get("quick"))
-    policy = TimingPolicy.from_dict({**(spec.get("timing") or {}), "quick": quick})
+    options = _options(spec)
+    quick = bool(options.get("quick"))
+    policy = TimingPolicy.from_dict({**(options.get("timing") or {}), "quick": quick})
     challenge = str(seed)
     device = backend.device()
     prepare: Callable[[Callable[[], Any]], Callable[[], Any]] = getattr(backend, "prepare", None) or (lambda f: f)
     benches = plan(spec, backend, challenge=challenge, quick=quick)
     sampled = set(sample_indices(seed, len(benches), TEST01_SAMPLES, salt="performance"))
 
-    max_call_s = float((spec.get("performance") or {}).get("max_call_s", MAX_CALL_S))
+    max_call_s = float((options.get("performance") or {}).get("max_call_s", MAX_CALL_S))
+    total = len(benches) + 1
+
+    def say(done: int, label: str) -> None:
+        if progress:
+            progress(done, total, label)
+
     items: list[dict[str, Any]] = []
     cases: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
@@ -78,7 +106,7 @@ def run_performance_suite(spec: dict[str, Any], backend: Any, *, seed: int | str
     accuracy: dict[str, torch.Tensor] = {}
     logged: dict[str, torch.Tensor] = {}
     for index, bench in enumerate(benches):
-        say(f"[{index + 1}/{len(benches)}] {bench.name} {bench.dtype}")
+        say(index, f"{bench.name} {bench.dtype}")
         work = bench.flops or bench.bytes
         predicted = last_rate.get((bench.kind, bench.dtype), 0.0) * work
         if predicted > max_call_s:
@@ -90,10 +118,12 @@ def run_performance_suite(spec: dict[str, Any], backend: Any, *, seed: int | str
                 accuracy[bench.name + ":" + bench.dtype] = _host(fn())  # untimed, accuracy mode
             stats, output = measure_with_output(fn, backend=backend, policy=policy)
         except Exception as exc:  # a kernel the device cannot run is evidence, not a crash
-            cases.append({"kernel": bench.params.get("kernel", bench.kind), "dtype": bench.dtype,
-                          "case": bench.name, "status": "error",
-                          "error": {"class": "unsupported" if isinstance(exc, NotImplementedError | TypeError)
-                                    else "product_failure", "code": type(exc).__name__, "message": str(exc)[:500]}})
+            unsupported = isinstance(exc, NotImplementedError | TypeError)
+            cases.append(case_record(bench.params.get("kernel", bench.kind), bench.dtype, bench.name,
+                                     "unsupported" if unsupported else "error",
+                                     error_class="unsupported" if unsupported else "product_failure",
+                                     message=f"{type(exc).__name__}: {exc}"[:500], flops=bench.flops,
+                                     bytes_moved=bench.bytes))
             continue
         if index in sampled:
             logged[bench.name + ":" + bench.dtype] = _host(output)
@@ -101,12 +131,11 @@ def run_performance_suite(spec: dict[str, Any], backend: Any, *, seed: int | str
         last_rate[(bench.kind, bench.dtype)] = stats.median / max(work, 1)
     claims = apply_claims(items, spec)
     claims["skipped"] = skipped
-    say("integrity: output consistency and caching")
-    keys = sorted(accuracy)
-    consistency = output_consistency(accuracy, logged, dtype=torch.float32, sampled=keys)
-    # Compare in each sample's own dtype tolerance: recheck the worst case per dtype.
-    consistency = _per_dtype_consistency(accuracy, logged, keys, benches) or consistency
+    say(len(benches), "integrity: output consistency and caching")
+    consistency = _per_dtype_consistency(accuracy, logged, sorted(accuracy), benches)
     caching = _caching(benches, device, backend, prepare)
+    if progress:
+        progress(total, total, "done")
     return {"cases": cases, "measurements": items, "claims": claims,
             "consistency": [consistency], "caching": [caching] if caching else []}
 
@@ -128,18 +157,15 @@ def _host(output: Any) -> torch.Tensor:
 
 
 def _per_dtype_consistency(accuracy: dict[str, torch.Tensor], logged: dict[str, torch.Tensor], keys: list[str],
-                           benches: list[Benchmark]) -> dict[str, Any] | None:
-    from runners.catalog.base import torch_dtype
-
+                           benches: list[Benchmark]) -> dict[str, Any]:
+    """TEST01 over the sampled benchmarks, each compared within its own dtype's tolerance."""
     dtypes = {f"{b.name}:{b.dtype}": b.dtype for b in benches}
     parts = [output_consistency(accuracy, logged, dtype=torch_dtype(dtypes[k]), sampled=[k]) for k in keys]
-    if not parts:
-        return None
     return {
         "verdict": "fail" if any(p["verdict"] == "fail" for p in parts) else "pass",
         "sampled": len(keys), "sample_ids": keys, "mismatches": sum(p["mismatches"] for p in parts),
         "details": [d for p in parts for d in p["details"]][:10],
-        "max_abs_diff": max(p["max_abs_diff"] for p in parts),
+        "max_abs_diff": max((p["max_abs_diff"] for p in parts), default=0.0),
         "suite": "performance",
     }
 

@@ -5,7 +5,7 @@ A chip is flagged ``below_claim`` for a dtype when its best GEMM reaches less th
 that share of the declared memory bandwidth; ``exceeds_physical`` when any measurement is
 above ``exceeds_physical_ratio`` (default 1.10) of the declared figure, which no honest
 measurement of an honest declaration can do (or the timing was cheated). Both ratios can be
-set in the job spec under ``claims``.
+set in the job spec under ``options.claims``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ COMPUTE_KINDS = ("gemm", "conv", "attention")
 
 
 def claim_thresholds(spec: dict[str, Any]) -> tuple[float, float]:
-    claims = spec.get("claims") or {}
+    claims = (spec.get("options") or {}).get("claims") or spec.get("claims") or {}
     return float(claims.get("below_claim_ratio", 0.5)), float(claims.get("exceeds_physical_ratio", 1.10))
 
 
