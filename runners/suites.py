@@ -14,8 +14,22 @@ def _conformance(spec: dict[str, Any], backend, progress: Progress) -> dict[str,
     return run_conformance(spec, backend, lambda done, total, label: progress(done / max(total, 1), label))
 
 
+def _performance(spec: dict[str, Any], backend, progress: Progress) -> dict[str, Any]:
+    from runners.performance import run_performance
+
+    return run_performance(spec, backend, lambda done, total, label: progress(done / max(total, 1), label))
+
+
+def _model(spec: dict[str, Any], backend, progress: Progress) -> dict[str, Any]:
+    from runners.model_suite import run_model
+
+    return run_model(spec, backend, lambda done, total, label: progress(done / max(total, 1), label))
+
+
 SUITES: dict[str, Callable[[dict[str, Any], Any, Progress], dict[str, Any]]] = {
     "conformance": _conformance,
+    "performance": _performance,
+    "model": _model,
 }
 
 
