@@ -19,6 +19,9 @@ from runners.backends import Backend, UnknownBackend, get_backend, list_backends
 from runners.catalog import all_kernels
 from runners.conformance import Progress, run_conformance
 from runners.document import DocumentInvalid, canonical_json, validate_document
+from runners.measurements import measurement_table
+from runners.model_suite import run_model
+from runners.performance import run_performance
 from runners.spec import SpecInvalid, backend_name, build_spec, load_spec, validate_spec
 
 EXIT_PASS, EXIT_FAILURES, EXIT_ERRORS, EXIT_BAD_SPEC, EXIT_BAD_DOCUMENT = 0, 1, 2, 3, 4
@@ -27,7 +30,7 @@ Suite = Callable[[dict[str, Any], Backend, Progress | None], dict[str, Any]]
 
 # Suite name -> callable(spec, backend, progress) -> result document. The performance and
 # model suites (issue 4) register here; so can a host that wants a vendor-specific suite.
-SUITES: dict[str, Suite] = {"conformance": run_conformance}
+SUITES: dict[str, Suite] = {"conformance": run_conformance, "performance": run_performance, "model": run_model}
 
 # Extra subcommands (`keygen`, `worker`, ...) register a (configure parser, handler) pair.
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
@@ -163,6 +166,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     out.write_bytes(canonical_json(document))
     if not args.quiet:
         print(summary_table(document), file=sys.stderr)
+        if document.get("measurements"):
+            print(measurement_table(document), file=sys.stderr)
         print(f"wrote {out}", file=sys.stderr)
     return exit_code(document)
 
