@@ -75,3 +75,23 @@ def integrity_section(consistency: list[dict[str, Any]], caching: list[dict[str,
             "items": caching,
         }
     return section
+
+
+def measurement_table(document: dict[str, Any]) -> str:
+    """Measurements, claim flags and integrity verdicts as a plain-text table for the CLI."""
+    rows = [f"{'measurement':44s} {'dtype':9s} {'value':>12s} {'unit':10s} {'eff':>6s} {'n':>5s}  flags"]
+    for item in document.get("measurements") or []:
+        value = "n/a" if item["value"] is None else f"{item['value']:.4g}"
+        eff = "" if item["efficiency"] is None else f"{item['efficiency']:.0%}"
+        n = str(item["stats"]["n"]) if item["stats"] else ""
+        flags = item["flags"] + (["unstable"] if item["unstable"] else [])
+        rows.append(f"{item['name'][:44]:44s} {str(item['dtype']):9s} {value:>12s} {item['unit'][:10]:10s} "
+                    f"{eff:>6s} {n:>5s}  {','.join(flags)}")
+    for dtype, verdict in ((document.get("claims") or {}).get("dtypes") or {}).items():
+        if verdict.get("declared_peak_tflops") is None:
+            rows.append(f"claims {dtype}: no declared peak to check")
+        else:
+            rows.append(f"claims {dtype}: {', '.join(verdict['flags']) or 'consistent with the declaration'}")
+    for check, verdict in (document.get("integrity") or {}).items():
+        rows.append(f"integrity {check}: {verdict['verdict']}")
+    return "\n".join(rows)
