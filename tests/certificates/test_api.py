@@ -19,15 +19,22 @@ def test_the_public_list_shows_active_certificates_to_anyone(certified, cast, cl
     assert [row["serial"] for row in response.json()["results"]] == [active.serial]
     everything = client_for(None).get("/api/v1/certificates/?status=all").json()["results"]
     assert {row["serial"] for row in everything} == {active.serial, revoked.serial}
-    assert client_for(None).get("/api/v1/certificates/?status=revoked").json()["results"][0]["serial"] == revoked.serial
+    assert (
+        client_for(None).get("/api/v1/certificates/?status=revoked").json()["results"][0]["serial"]
+        == revoked.serial
+    )
 
 
 def test_the_list_filters_by_vendor_backend_program_level_and_chip(certified, cast):
     from rest_framework.test import APIClient
 
     cuda = certified()
-    npu = certified(target=HardwareTargetFactory(chip__vendor=cast.vendor, backend="npu", chip__sku="NPU-910",
-                                                 chip__name="Ascend Nine"), level="standard")
+    npu = certified(
+        target=HardwareTargetFactory(
+            chip__vendor=cast.vendor, backend="npu", chip__sku="NPU-910", chip__name="Ascend Nine"
+        ),
+        level="standard",
+    )
     client = APIClient()
 
     def serials(query):
@@ -75,8 +82,9 @@ def test_the_well_known_keys_are_public(certified, client):
 
 def test_a_reviewer_approves_over_the_api(cast, evaluated, client_for):
     campaign = evaluated()
-    response = client_for(cast.reviewer).post(f"/api/v1/reviews/{campaign.pk}/approve/",
-                                              {"reason": "Checked the evidence."})
+    response = client_for(cast.reviewer).post(
+        f"/api/v1/reviews/{campaign.pk}/approve/", {"reason": "Checked the evidence."}
+    )
     assert response.status_code == 200, response.json()
     assert response.json()["state"] == CampaignState.APPROVED
     assert response.json()["certificate"].startswith("AIA-")
@@ -84,7 +92,9 @@ def test_a_reviewer_approves_over_the_api(cast, evaluated, client_for):
 
 def test_approving_a_failed_blocker_over_the_api_is_a_400(cast, evaluated, client_for):
     campaign = evaluated(conformance={"float32": {"pass": 1, "fail": 1}, "bfloat16": {"pass": 1}})
-    response = client_for(cast.reviewer).post(f"/api/v1/reviews/{campaign.pk}/approve/", {"reason": "Looks ok."})
+    response = client_for(cast.reviewer).post(
+        f"/api/v1/reviews/{campaign.pk}/approve/", {"reason": "Looks ok."}
+    )
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "invalid" and "B1" in str(error["fields"])
@@ -104,13 +114,25 @@ def test_waiving_over_the_api(cast, evaluated, client_for):
     assert blocked.status_code == 400
     response = reviewer.post(f"/api/v1/reviews/{campaign.pk}/waive/", {"criterion": "B4", "reason": "Known."})
     assert response.status_code == 200
-    assert next(c for c in response.json()["criteria"] if c["criterion_id"] == "B4")["waived_by"] == "reviewer"
+    assert (
+        next(c for c in response.json()["criteria"] if c["criterion_id"] == "B4")["waived_by"] == "reviewer"
+    )
 
 
-@pytest.mark.parametrize(("who", "status"), [("reviewer", 200), ("platform_admin", 200), ("owner", 200),
-                                             ("colleague", 200), ("foreign", 404), ("buyer", 404)])
-def test_the_evaluation_is_visible_to_the_authority_and_the_campaigns_own_vendor(cast, evaluated, client_for,
-                                                                                  who, status):
+@pytest.mark.parametrize(
+    ("who", "status"),
+    [
+        ("reviewer", 200),
+        ("platform_admin", 200),
+        ("owner", 200),
+        ("colleague", 200),
+        ("foreign", 404),
+        ("buyer", 404),
+    ],
+)
+def test_the_evaluation_is_visible_to_the_authority_and_the_campaigns_own_vendor(
+    cast, evaluated, client_for, who, status
+):
     campaign = evaluated()
     response = client_for(getattr(cast, who)).get(f"/api/v1/reviews/{campaign.pk}/")
     assert response.status_code == status
@@ -118,11 +140,14 @@ def test_the_evaluation_is_visible_to_the_authority_and_the_campaigns_own_vendor
         assert {c["criterion_id"] for c in response.json()["criteria"]} == {"B1", "B2", "B3", "B4"}
 
 
-@pytest.mark.parametrize(("who", "status"), [("owner", 403), ("platform_admin", 403), ("foreign", 404),
-                                             ("buyer", 404)])
+@pytest.mark.parametrize(
+    ("who", "status"), [("owner", 403), ("platform_admin", 403), ("foreign", 404), ("buyer", 404)]
+)
 def test_only_reviewers_decide_over_the_api(cast, evaluated, client_for, who, status):
     campaign = evaluated()
-    response = client_for(getattr(cast, who)).post(f"/api/v1/reviews/{campaign.pk}/approve/", {"reason": "Mine."})
+    response = client_for(getattr(cast, who)).post(
+        f"/api/v1/reviews/{campaign.pk}/approve/", {"reason": "Mine."}
+    )
     assert response.status_code == status
     campaign.refresh_from_db()
     assert campaign.state == CampaignState.AWAITING_REVIEW
@@ -143,3 +168,10 @@ def test_reviewers_suspend_and_revoke_over_the_api_with_a_reason(cast, certified
     assert reviewer.post(f"{url}/reinstate/", {"reason": "Cleared."}).json()["status"] == "active"
     revoked = reviewer.post(f"{url}/revoke/", {"reason": "Fraud."}).json()
     assert revoked["status"] == "revoked" and revoked["status_reason"] == "Fraud."
+
+
+def test_the_review_queue_lists_campaigns_for_the_authority_only(cast, evaluated, client_for):
+    campaign = evaluated()
+    rows = client_for(cast.reviewer).get("/api/v1/reviews/?state=awaiting_review").json()["results"]
+    assert [row["campaign"] for row in rows] == [campaign.pk]
+    assert client_for(cast.foreign).get("/api/v1/reviews/").json()["results"] == []

@@ -17,8 +17,16 @@ from apps.audit.services import audit_record
 @pytest.fixture
 def chain(db):
     """Five events, as the platform writes them."""
-    return [audit_record(action="test.step", actor_label="tester", object_type="thing", object_id=str(i),
-                         payload={"step": i, "note": "é"}) for i in range(1, 6)]
+    return [
+        audit_record(
+            action="test.step",
+            actor_label="tester",
+            object_type="thing",
+            object_id=str(i),
+            payload={"step": i, "note": "é"},
+        )
+        for i in range(1, 6)
+    ]
 
 
 def verify() -> str:
@@ -35,8 +43,12 @@ def test_an_intact_chain_verifies(chain):
 
 def test_the_chain_of_a_real_certification_verifies(certified):
     certified()
-    assert AuditEvent.objects.filter(action__in=["campaign.evaluated", "review.approved", "certificate.issued"]
-                                     ).count() == 3
+    assert (
+        AuditEvent.objects.filter(
+            action__in=["campaign.evaluated", "review.approved", "certificate.issued"]
+        ).count()
+        == 3
+    )
     assert "intact" in verify()
 
 
@@ -61,11 +73,20 @@ def test_an_edit_that_recomputes_its_own_hash_breaks_the_next_link(chain):
     from apps.audit.services import event_hash
 
     third = AuditEvent.objects.get(sequence=3)
-    forged = event_hash(sequence=3, occurred_at=third.occurred_at.isoformat(), actor_label=third.actor_label,
-                        action="test.forged", object_type=third.object_type, object_id=third.object_id,
-                        payload=third.payload, previous_hash=third.previous_hash)
+    forged = event_hash(
+        sequence=3,
+        occurred_at=third.occurred_at.isoformat(),
+        actor_label=third.actor_label,
+        action="test.forged",
+        object_type=third.object_type,
+        object_id=third.object_id,
+        payload=third.payload,
+        previous_hash=third.previous_hash,
+    )
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE audit_auditevent SET action = %s, hash = %s WHERE sequence = 3", ["test.forged", forged])
+        cursor.execute(
+            "UPDATE audit_auditevent SET action = %s, hash = %s WHERE sequence = 3", ["test.forged", forged]
+        )
     with pytest.raises(CommandError, match=r"broken at event #4"):
         verify()
 

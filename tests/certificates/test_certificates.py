@@ -41,7 +41,9 @@ def test_the_certificate_says_what_was_certified(certified):
     assert payload["scope"]["dtypes"] == ["bfloat16", "float16", "float32", "int8"]
     assert len(payload["scope"]["models"]) == 2
     assert set(payload["headline"]["best_gemm_tflops"]) == {"float32", "bfloat16"}
-    shas = set(ResultDocument.objects.filter(job__campaign=certificate.campaign).values_list("sha256", flat=True))
+    shas = set(
+        ResultDocument.objects.filter(job__campaign=certificate.campaign).values_list("sha256", flat=True)
+    )
     assert {item["sha256"] for item in payload["evidence"]} == shas and len(shas) == 4
     assert payload["issuer"]["key_id"] == certificate.signing_key.key_id
     assert certificate.valid_until - certificate.issued_at == timedelta(days=365)
@@ -94,12 +96,17 @@ def test_rotation_retires_the_old_key_and_old_certificates_still_verify(certifie
     old.refresh_from_db()
     assert old.signing_key.status == SigningKeyStatus.RETIRED
     assert new.signing_key.status == SigningKeyStatus.ACTIVE and new.signing_key != old.signing_key
-    assert certificate_check(certificate=old).signature_valid and certificate_check(certificate=new).signature_valid
+    assert (
+        certificate_check(certificate=old).signature_valid
+        and certificate_check(certificate=new).signature_valid
+    )
     assert AuditEvent.objects.filter(action="signing_key.rotated").exists()
     assert AuditEvent.objects.filter(action="signing_key.retired").exists()
     keys = client.get("/.well-known/certification-keys.json").json()["keys"]
     assert {(k["key_id"], k["status"]) for k in keys} == {
-        (old.signing_key.key_id, "retired"), (new.signing_key.key_id, "active")}
+        (old.signing_key.key_id, "retired"),
+        (new.signing_key.key_id, "active"),
+    }
 
 
 def test_one_active_key_at_a_time(db):
@@ -182,3 +189,26 @@ def test_issuing_works_on_a_fresh_installation_without_any_key(cast, program):
     review_approve(campaign=campaign, reviewer=cast.reviewer, reason="Fine.")
     assert SigningKey.objects.filter(status="active").count() == 1
     assert AuditEvent.objects.filter(action="signing_key.created").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_serials_never_collide():
+    """Threads drawing serials at once (on PostgreSQL the counter row lock serializes them)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection as default_connection
+    from django.db import connections
+
+    if default_connection.vendor == "sqlite":
+        pytest.skip("SQLite serializes every writer; the row lock matters on PostgreSQL")
+
+    def draw(_):
+        try:
+            return serial_next(prefix="RACE", year=2026)
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        serials = list(pool.map(draw, range(40)))
+    assert len(set(serials)) == 40
+    assert sorted(serials)[-1] == "RACE-2026-000040"

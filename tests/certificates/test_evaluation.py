@@ -31,12 +31,16 @@ def test_each_result_names_its_value_threshold_and_evidence(evaluated):
     b1 = result(campaign, "B1")
     assert (b1.measured_value, b1.threshold) == (1.0, 0.99)
     documents = b1.evidence["documents"]
-    assert len(documents) == 1 and documents[0]["suite"] == "conformance" and len(documents[0]["sha256"]) == 64
+    assert (
+        len(documents) == 1 and documents[0]["suite"] == "conformance" and len(documents[0]["sha256"]) == 64
+    )
     assert documents[0]["job"] == campaign.jobs.get(suite="conformance").pk
 
 
 def test_conformance_pass_rate_excludes_unsupported_cases(evaluated):
-    campaign = evaluated(conformance={"float32": {"pass": 99, "fail": 1}, "bfloat16": {"pass": 100, "unsupported": 500}})
+    campaign = evaluated(
+        conformance={"float32": {"pass": 99, "fail": 1}, "bfloat16": {"pass": 100, "unsupported": 500}}
+    )
     b1 = result(campaign, "B1")
     assert b1.outcome == CriterionOutcome.PASS
     assert b1.measured_value == pytest.approx(199 / 200)
@@ -114,7 +118,9 @@ def test_a_failed_non_blocker_is_a_note_not_a_stop(evaluated):
 def test_integrity_verdicts_of_the_performance_run_are_blockers_at_standard(evaluated, check):
     good = evaluated(level="standard")
     assert outcomes(good) == {sid: "pass" for sid in ["S1", "S2", "S3", "S4", "S5", "S6"]}
-    bad = evaluated(level="standard", integrity={"output_consistency": "pass", "caching": "pass", check: "fail"})
+    bad = evaluated(
+        level="standard", integrity={"output_consistency": "pass", "caching": "pass", check: "fail"}
+    )
     failed = {"output_consistency": "S4", "caching": "S5"}[check]
     assert outcomes(bad)[failed] == "fail"
     assert failed in bad.state_reason

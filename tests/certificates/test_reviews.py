@@ -30,7 +30,9 @@ def test_a_reviewer_rejects_with_a_reason(cast, evaluated):
     campaign = evaluated()
     review_reject(campaign=campaign, reviewer=cast.reviewer, reason="Conformance logs incomplete.")
     campaign.refresh_from_db()
-    assert campaign.state == CampaignState.REJECTED and "Conformance logs incomplete." in campaign.state_reason
+    assert (
+        campaign.state == CampaignState.REJECTED and "Conformance logs incomplete." in campaign.state_reason
+    )
     assert not Certificate.objects.exists()
 
 
@@ -48,7 +50,9 @@ def test_a_reviewer_of_the_campaigns_own_organization_is_refused(cast, program):
     from apps.certificates.services import campaign_evaluate
 
     # The authority certifying a target of its own (e.g. a reference host): its reviewers may not decide.
-    campaign = campaign_with_evidence(vendor=cast.authority, program=program, submitted_by=cast.platform_admin)
+    campaign = campaign_with_evidence(
+        vendor=cast.authority, program=program, submitted_by=cast.platform_admin
+    )
     campaign_evaluate(campaign_id=campaign.pk)
     with pytest.raises(PermissionDenied):
         review_approve(campaign=campaign, reviewer=cast.reviewer, reason=REASON)
@@ -100,8 +104,12 @@ def test_a_waiver_needs_a_reason_and_becomes_a_note(cast, evaluated):
     campaign = evaluated(gemm={"float32": 0.3, "bfloat16": 0.3})
     with pytest.raises(ValidationError):
         criterion_waive(campaign=campaign, criterion_id="B4", reviewer=cast.reviewer, reason="")
-    criterion_waive(campaign=campaign, criterion_id="B4", reviewer=cast.reviewer,
-                    reason="Thermal limits of the test host; re-measured on site.")
+    criterion_waive(
+        campaign=campaign,
+        criterion_id="B4",
+        reviewer=cast.reviewer,
+        reason="Thermal limits of the test host; re-measured on site.",
+    )
     review_approve(campaign=campaign, reviewer=cast.reviewer, reason=REASON)
     campaign.refresh_from_db()
     payload = json.loads(campaign.certificate.payload_json)

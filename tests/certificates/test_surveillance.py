@@ -37,8 +37,14 @@ def test_a_due_certificate_gets_a_surveillance_campaign_with_its_level_and_model
 
 
 def _surveillance(certificate, **evidence) -> Campaign:
-    campaign = campaign_with_evidence(vendor=certificate.vendor, program=certificate.program, level=certificate.level,
-                                      target=certificate.target, purpose=CampaignPurpose.SURVEILLANCE, **evidence)
+    campaign = campaign_with_evidence(
+        vendor=certificate.vendor,
+        program=certificate.program,
+        level=certificate.level,
+        target=certificate.target,
+        purpose=CampaignPurpose.SURVEILLANCE,
+        **evidence,
+    )
     SurveillanceRun.objects.create(certificate=certificate, campaign=campaign)
     return campaign
 
@@ -60,7 +66,9 @@ def test_a_surveillance_campaign_that_ends_failed_suspends_the_certificate(certi
 
 def test_a_surveillance_evaluation_with_a_failed_blocker_suspends_the_certificate(certified):
     certificate = certified()
-    campaign = _surveillance(certificate, conformance={"float32": {"pass": 10, "fail": 10}, "bfloat16": {"pass": 5}})
+    campaign = _surveillance(
+        certificate, conformance={"float32": {"pass": 10, "fail": 10}, "bfloat16": {"pass": 5}}
+    )
     campaign_evaluate(campaign_id=campaign.pk)
     certificate.refresh_from_db()
     assert certificate.status == CertificateStatus.SUSPENDED and "B1" in certificate.status_reason
@@ -97,7 +105,11 @@ def test_beat_schedules_exist_as_editable_rows_for_registered_tasks(db):
     from certification.celery import app
 
     rows = {row.task: row for row in PeriodicTask.objects.filter(task__startswith="certificates.")}
-    assert set(rows) == {"certificates.expire", "certificates.surveillance_schedule", "certificates.surveillance_sweep"}
+    assert set(rows) == {
+        "certificates.expire",
+        "certificates.surveillance_schedule",
+        "certificates.surveillance_sweep",
+    }
     assert all(row.enabled and row.interval is not None for row in rows.values())
     app.loader.import_default_modules()
     assert set(rows) <= set(app.tasks)

@@ -62,7 +62,9 @@ def test_every_single_character_change_of_the_stored_certificate_fails_the_api_c
         cache.clear()  # the anonymous throttle would stop the test, not an attacker with many addresses
         body = client.get(f"/api/v1/certificates/{certificate.serial}/verify/").json()
         assert body["signature_valid"] is False, (field, position, replacement)
-    Certificate.objects.filter(pk=certificate.pk).update(payload_json=original_text, signature=original_signature)
+    Certificate.objects.filter(pk=certificate.pk).update(
+        payload_json=original_text, signature=original_signature
+    )
     assert client.get(f"/api/v1/certificates/{certificate.serial}/verify/").json()["signature_valid"] is True
 
 
@@ -76,11 +78,15 @@ def test_every_single_byte_change_of_the_document_fails_offline_verification(cer
     for position in positions:
         value = rng.choice([b for b in range(256) if b != raw[position]])
         mutated = raw[:position] + bytes([value]) + raw[position + 1 :]
-        assert not verify_document_bytes(mutated, key).ok, (position, value, raw[position - 20 : position + 20])
+        assert not verify_document_bytes(mutated, key).ok, (
+            position,
+            value,
+            raw[position - 20 : position + 20],
+        )
 
 
 def test_lenient_forms_of_the_same_content_are_refused(certified):
-    """Re-serialised JSON (spaces, an upper-case exponent, a non-canonical base64 tail) is not the signed text."""
+    """Re-serialised JSON (spaces, upper-case exponent, non-canonical base64 tail) is not the signed text."""
     import json
 
     certificate = certified()
@@ -92,10 +98,13 @@ def test_lenient_forms_of_the_same_content_are_refused(certified):
     tail = signature.rstrip("=")[-1]
     sibling = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
     index = sibling.index(tail)
-    lenient = signature.rstrip("=")[:-1] + sibling[index ^ 1] + "=" * (len(signature) - len(signature.rstrip("=")))
+    lenient = (
+        signature.rstrip("=")[:-1] + sibling[index ^ 1] + "=" * (len(signature) - len(signature.rstrip("=")))
+    )
     document["signature"] = lenient
-    assert not verify_document_bytes(json.dumps(document, sort_keys=True, separators=(",", ":"),
-                                                ensure_ascii=False).encode(), key).ok
+    assert not verify_document_bytes(
+        json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(), key
+    ).ok
 
 
 def test_a_certificate_verified_with_another_key_fails(certified):
@@ -108,7 +117,9 @@ def test_a_certificate_verified_with_another_key_fails(certified):
 
 def _run_verifier(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": "", "HOME": str(cwd)}
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(  # noqa: S603 - our own interpreter on a fixed command
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_the_offline_verifier_needs_only_its_own_file_and_cryptography(certified, client, tmp_path):
@@ -142,12 +153,21 @@ def test_the_offline_verifier_runs_as_a_module_of_the_project(certified, tmp_pat
     (tmp_path / "cert.json").write_bytes(document_bytes(certificate))
     (tmp_path / "public.pem").write_text(certificate.signing_key.public_key_pem)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    args = [sys.executable, "-m", "certification.verify", str(tmp_path / "cert.json"), "--key",
-            str(tmp_path / "public.pem")]
-    ok = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    args = [
+        sys.executable,
+        "-m",
+        "certification.verify",
+        str(tmp_path / "cert.json"),
+        "--key",
+        str(tmp_path / "public.pem"),
+    ]
+    run = {"env": env, "capture_output": True, "text": True, "timeout": 120, "cwd": tmp_path}
+    ok = subprocess.run(args, **run)  # noqa: S603 - our own interpreter on a fixed command
     assert ok.returncode == 0, ok.stderr
-    (tmp_path / "cert.json").write_bytes(document_bytes(certificate).replace(b'"level":"baseline"', b'"level":"advanced"'))
-    bad = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    (tmp_path / "cert.json").write_bytes(
+        document_bytes(certificate).replace(b'"level":"baseline"', b'"level":"advanced"')
+    )
+    bad = subprocess.run(args, **run)  # noqa: S603
     assert bad.returncode == 1 and "INVALID" in bad.stderr
 
 
@@ -167,6 +187,8 @@ def test_the_offline_verifier_refuses_garbage(certified, garbage):
 
 def test_a_stored_signature_over_another_serial_is_refused(certified):
     first, second = certified(), certified()
-    Certificate.objects.filter(pk=second.pk).update(payload_json=first.payload_json, signature=first.signature)
+    Certificate.objects.filter(pk=second.pk).update(
+        payload_json=first.payload_json, signature=first.signature
+    )
     check = certificate_check(certificate=Certificate.objects.get(pk=second.pk))
     assert check.signature_valid is False

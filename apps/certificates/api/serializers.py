@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from apps.certificates import selectors
 from apps.certificates.models import Certificate, CriterionResult, Review, SigningKey
+from apps.runs.models import Campaign
 
 
 class CertificateListSerializer(serializers.ModelSerializer):
@@ -111,3 +114,47 @@ class ReviewSerializer(serializers.ModelSerializer):
     class Meta:
         model = Review
         fields = ["id", "reviewer", "decision", "reason", "created_at"]
+
+
+class CampaignReviewRowSerializer(serializers.ModelSerializer):
+    """A campaign in the review queue."""
+
+    campaign = serializers.IntegerField(source="pk")
+    program = serializers.CharField(source="program.__str__")
+    target = serializers.CharField(source="target.slug")
+    vendor = serializers.CharField(source="vendor.name")
+
+    class Meta:
+        model = Campaign
+        fields = ["campaign", "state", "program", "level", "target", "vendor", "purpose", "submitted_at"]
+
+
+class CampaignEvaluationSerializer(CampaignReviewRowSerializer):
+    """A campaign's evaluation: every criterion with its evidence, the decisions so far, the certificate."""
+
+    required_approvals = serializers.IntegerField(source="program.required_approvals")
+    criteria = serializers.SerializerMethodField()
+    reviews = serializers.SerializerMethodField()
+    certificate = serializers.SerializerMethodField()
+
+    class Meta(CampaignReviewRowSerializer.Meta):
+        fields = [
+            *CampaignReviewRowSerializer.Meta.fields,
+            "state_reason",
+            "required_approvals",
+            "criteria",
+            "reviews",
+            "certificate",
+        ]
+
+    @extend_schema_field(CriterionResultSerializer(many=True))
+    def get_criteria(self, obj: Campaign) -> list:
+        return CriterionResultSerializer(selectors.campaign_criterion_results(campaign=obj), many=True).data
+
+    @extend_schema_field(ReviewSerializer(many=True))
+    def get_reviews(self, obj: Campaign) -> list:
+        return ReviewSerializer(selectors.campaign_reviews(campaign=obj), many=True).data
+
+    def get_certificate(self, obj: Campaign) -> str | None:
+        certificate = Certificate.objects.filter(campaign=obj).values_list("serial", flat=True).first()
+        return certificate

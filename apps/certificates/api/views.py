@@ -15,12 +15,12 @@ from apps.accounts.permissions import IsMember
 from apps.accounts.selectors import membership_of
 from apps.certificates import selectors, services
 from apps.certificates.api.serializers import (
+    CampaignEvaluationSerializer,
+    CampaignReviewRowSerializer,
     CertificateCheckSerializer,
     CertificateDetailSerializer,
     CertificateListSerializer,
-    CriterionResultSerializer,
     ReasonSerializer,
-    ReviewSerializer,
     SigningKeySerializer,
     WaiverSerializer,
 )
@@ -111,46 +111,17 @@ class ReviewViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def _campaign(self):
         return get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
 
-    def _evaluation(self, campaign) -> dict:
-        certificate = getattr(campaign, "certificate", None)
-        return {
-            "campaign": campaign.pk,
-            "state": campaign.state,
-            "state_reason": campaign.state_reason,
-            "program": str(campaign.program),
-            "level": campaign.level,
-            "target": campaign.target.slug,
-            "vendor": campaign.vendor.name,
-            "purpose": campaign.purpose,
-            "required_approvals": campaign.program.required_approvals,
-            "criteria": CriterionResultSerializer(
-                selectors.campaign_criterion_results(campaign=campaign), many=True
-            ).data,
-            "reviews": ReviewSerializer(selectors.campaign_reviews(campaign=campaign), many=True).data,
-            "certificate": certificate.serial if certificate else None,
-        }
+    def get_serializer_class(self):
+        return CampaignReviewRowSerializer if self.action == "list" else CampaignEvaluationSerializer
 
-    def list(self, request):
-        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        rows = [
-            {
-                "campaign": c.pk,
-                "state": c.state,
-                "program": str(c.program),
-                "level": c.level,
-                "target": c.target.slug,
-                "vendor": c.vendor.name,
-                "purpose": c.purpose,
-                "submitted_at": c.submitted_at,
-            }
-            for c in page
-        ]
-        return self.get_paginated_response(rows)
+    def _evaluation(self, campaign) -> Response:
+        campaign = self.get_queryset().get(pk=campaign.pk)  # re-read: the decision moved its state
+        return Response(CampaignEvaluationSerializer(campaign).data)
 
     def retrieve(self, request, pk=None):
-        return Response(self._evaluation(self._campaign()))
+        return self._evaluation(self._campaign())
 
-    @extend_schema(request=ReasonSerializer)
+    @extend_schema(request=ReasonSerializer, responses=CampaignEvaluationSerializer)
     @action(detail=True, methods=["post"])
     def approve(self, request, pk=None):
         campaign = self._campaign()
@@ -159,18 +130,18 @@ class ReviewViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         services.review_approve(
             campaign=campaign, reviewer=request.user, reason=data.validated_data["reason"]
         )
-        return Response(self._evaluation(self._campaign()))
+        return self._evaluation(campaign)
 
-    @extend_schema(request=ReasonSerializer)
+    @extend_schema(request=ReasonSerializer, responses=CampaignEvaluationSerializer)
     @action(detail=True, methods=["post"])
     def reject(self, request, pk=None):
         campaign = self._campaign()
         data = ReasonSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         services.review_reject(campaign=campaign, reviewer=request.user, reason=data.validated_data["reason"])
-        return Response(self._evaluation(self._campaign()))
+        return self._evaluation(campaign)
 
-    @extend_schema(request=WaiverSerializer)
+    @extend_schema(request=WaiverSerializer, responses=CampaignEvaluationSerializer)
     @action(detail=True, methods=["post"])
     def waive(self, request, pk=None):
         campaign = self._campaign()
@@ -182,7 +153,7 @@ class ReviewViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             reviewer=request.user,
             reason=data.validated_data["reason"],
         )
-        return Response(self._evaluation(self._campaign()))
+        return self._evaluation(campaign)
 
 
 @require_GET
