@@ -206,7 +206,7 @@ def run_case(kernel: Kernel, case: Case, dtype: str, challenge: str, backend: Ba
                    stats=stats, **base)
 
 
-def planned_cases(kernels: Iterable[str] | None, dtypes: Iterable[str] | None
+def planned_cases(kernels: Iterable[str] | None, dtypes: Iterable[str] | None, cases: Iterable[str] | None = None
                   ) -> tuple[list[tuple[Kernel, str, Case]], list[dict[str, Any]]]:
     """The (kernel, dtype, case) triples a spec selects, and error records for unknown names."""
     errors: list[dict[str, Any]] = []
@@ -233,6 +233,7 @@ def planned_cases(kernels: Iterable[str] | None, dtypes: Iterable[str] | None
         for dtype in kernel.dtypes
         if wanted is None or dtype in wanted
         for case in kernel.cases_for(dtype)
+        if not cases or case.name in cases
     ]
     return plan, errors
 
@@ -243,7 +244,7 @@ def run_conformance(spec: dict[str, Any], backend: Backend, progress: Progress |
 
     started_at = now_iso()
     timer = SuiteTimer()
-    plan, cases = planned_cases(spec.get("kernels"), spec.get("dtypes"))
+    plan, cases = planned_cases(spec.get("kernels"), spec.get("dtypes"), spec.get("cases"))
     available, reason = backend.availability()
     supported = set(backend.supported_dtypes()) if available else set()
     deadline = spec.get("limits", {}).get("time_s")

@@ -40,7 +40,7 @@ def new_challenge() -> str:
 
 
 def build_spec(*, suite: str, device: str, challenge: str | None = None, kernels: list[str] | None = None,
-               dtypes: list[str] | None = None, **extra: Any) -> dict[str, Any]:
+               dtypes: list[str] | None = None, cases: list[str] | None = None, **extra: Any) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "suite": suite,
@@ -51,6 +51,8 @@ def build_spec(*, suite: str, device: str, challenge: str | None = None, kernels
         spec["kernels"] = list(kernels)
     if dtypes:
         spec["dtypes"] = list(dtypes)
+    if cases:
+        spec["cases"] = list(cases)
     spec.update({k: v for k, v in extra.items() if v is not None})
     return validate_spec(spec)
 

@@ -1,0 +1,225 @@
+"""The conformance suite: broken kernels are caught, errors are classified, seeds bind the data."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from runners.backends import get_backend
+from runners.catalog.linear_algebra import LinearKernel, MatmulKernel
+from runners.conformance import recompute_case, run_conformance
+from runners.document import validate_document
+from runners.spec import build_spec
+
+CHALLENGE = "0123456789abcdef" * 4
+OTHER_CHALLENGE = "fedcba9876543210" * 4
+# Small cases keep these tests at seconds; the slow test runs everything.
+SMALL_GEMM = ["square_64", "small_64", "odd_127x129x131", "odd_33x77x45", "long_reduction_k16384", "transposed_b",
+              "nan_inf", "empty_m0"]
+
+
+def run(kernels: list[str], dtypes: list[str] | None = None, challenge: str = CHALLENGE,
+        cases: list[str] | None = None) -> dict:
+    spec = build_spec(suite="conformance", device="cpu", challenge=challenge, kernels=kernels, dtypes=dtypes,
+                      cases=cases)
+    document = run_conformance(spec, get_backend("cpu"))
+    validate_document(document)
+    return document
+
+
+def cases_of(document: dict, kernel: str) -> dict[tuple[str, str], dict]:
+    return {(c["dtype"], c["case"]): c for c in document["cases"] if c["kernel"] == kernel}
+
+
+class LinearDroppingBias(LinearKernel):
+    name = "broken_linear_no_bias"
+
+    def run(self, inputs):
+        return F.linear(inputs["x"], inputs["weight"])
+
+
+class MatmulWithFloat16Accumulator(MatmulKernel):
+    """Rounds the running sum to float16 after every 16 terms, like a narrow accumulator."""
+
+    name = "broken_matmul_fp16_accumulator"
+
+    def run(self, inputs):
+        a, b = inputs["a"], inputs["b"]
+        acc = torch.zeros(a.shape[0], b.shape[1], dtype=torch.float16)
+        for start in range(0, a.shape[1], 16):
+            partial = a[:, start:start + 16].float() @ b[start:start + 16].float()
+            acc = (acc.float() + partial).half()
+        return acc.to(a.dtype)
+
+
+class MatmulReturningStaleOutputs(MatmulKernel):
+    """Computes once per shape and then replays that output, whatever the inputs."""
+
+    name = "broken_matmul_stale"
+
+    def __init__(self) -> None:
+        self.cache: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def run(self, inputs):
+        key = (*inputs["a"].shape, *inputs["b"].shape)
+        if key not in self.cache:
+            self.cache[key] = super().run(inputs)
+        return self.cache[key]
+
+
+class MatmulThatRaises(MatmulKernel):
+    name = "broken_matmul_raises"
+
+    def run(self, inputs):
+        raise RuntimeError("device lost")
+
+
+class MatmulWrongShape(MatmulKernel):
+    name = "broken_matmul_wrong_shape"
+
+    def run(self, inputs):
+        return super().run(inputs)[:, :-1]
+
+
+class MatmulWrongDtype(MatmulKernel):
+    name = "broken_matmul_wrong_dtype"
+
+    def run(self, inputs):
+        return super().run(inputs).float().double()
+
+
+class MatmulNotImplemented(MatmulKernel):
+    name = "broken_matmul_not_implemented"
+
+    def run(self, inputs):
+        raise NotImplementedError('"addmm" not implemented for this dtype')
+
+
+def test_the_honest_kernels_pass_the_cases_the_broken_ones_fail():
+    document = run(["linear", "matmul"], ["float16", "float32"], cases=SMALL_GEMM)
+    assert document["summary"]["failed"] == document["summary"]["errors"] == 0
+
+
+def test_it_catches_a_linear_that_drops_the_bias(registered):
+    registered(LinearDroppingBias())
+    document = run(["broken_linear_no_bias"], ["float32"], cases=SMALL_GEMM)
+    statuses = {c["case"]: c["status"] for c in document["cases"]}
+    non_empty = [name for name, status in statuses.items() if not name.startswith("empty")]
+    assert all(statuses[name] == "fail" for name in non_empty)
+
+
+def test_it_catches_a_long_reduction_accumulated_in_float16(registered):
+    registered(MatmulWithFloat16Accumulator())
+    only = ["long_reduction_k16384"]
+    honest = cases_of(run(["matmul"], ["float16"], cases=only), "matmul")[("float16", "long_reduction_k16384")]
+    document = run(["broken_matmul_fp16_accumulator"], ["float16"], cases=only)
+    broken = cases_of(document, "broken_matmul_fp16_accumulator")[("float16", "long_reduction_k16384")]
+    assert honest["status"] == "pass"
+    assert broken["status"] == "fail"
+    assert broken["stats"]["max_abs"] > 10 * honest["stats"]["max_abs"]
+
+
+def test_it_catches_stale_outputs_replayed_from_another_challenge(registered):
+    stale = registered(MatmulReturningStaleOutputs())
+    first = run(["broken_matmul_stale"], ["float32"], challenge=OTHER_CHALLENGE, cases=SMALL_GEMM)
+    assert first["summary"]["failed"] == 0  # first sight of each shape computes honestly
+    second = run(["broken_matmul_stale"], ["float32"], challenge=CHALLENGE, cases=SMALL_GEMM)
+    failed = {c["case"] for c in second["cases"] if c["status"] == "fail"}
+    assert {"square_64", "long_reduction_k16384", "odd_127x129x131", "transposed_b"} <= failed
+    assert stale.cache
+
+
+def test_a_kernel_that_raises_is_a_product_failure_and_the_suite_goes_on(registered):
+    registered(MatmulThatRaises())
+    document = run(["broken_matmul_raises", "add"], ["float32"], cases=["square_64", "odd_7x1001"])
+    raised = cases_of(document, "broken_matmul_raises")
+    assert all(c["status"] == "error" and c["error_class"] == "product_failure" for c in raised.values())
+    assert "device lost" in next(iter(raised.values()))["message"]
+    assert all(c["status"] == "pass" for c in cases_of(document, "add").values())
+
+
+@pytest.mark.parametrize("kernel, message", [(MatmulWrongShape, "wrong shape"), (MatmulWrongDtype, "wrong dtype")])
+def test_wrong_shape_or_dtype_is_a_product_failure(registered, kernel, message):
+    registered(kernel())
+    document = run([kernel.name], ["float32"], cases=["square_64"])
+    square = cases_of(document, kernel.name)[("float32", "square_64")]
+    assert square["status"] == "error"
+    assert square["error_class"] == "product_failure"
+    assert message in square["message"]
+
+
+def test_not_implemented_is_recorded_as_unsupported(registered):
+    registered(MatmulNotImplemented())
+    document = run([MatmulNotImplemented.name], ["bfloat16"], cases=["square_64"])
+    assert {c["status"] for c in document["cases"]} == {"unsupported"}
+    assert {c["error_class"] for c in document["cases"]} == {"unsupported"}
+
+
+def test_unknown_kernel_and_dtype_are_recorded_as_bad_spec_errors():
+    document = run(["add", "warp_field"], ["float32", "float128"], cases=["odd_7x1001"])
+    errors = [c for c in document["cases"] if c["error_class"] == "bad_spec"]
+    assert {(c["kernel"], c["dtype"]) for c in errors} == {("warp_field", "*"), ("*", "float128")}
+    assert cases_of(document, "add")  # the known kernel still ran
+
+
+def test_an_unavailable_backend_gives_infrastructure_errors_not_a_crash():
+    spec = build_spec(suite="conformance", device="cuda", challenge=CHALLENGE, kernels=["add"], dtypes=["float32"])
+    backend = get_backend("cuda")
+    if backend.is_available():
+        pytest.skip("this host has a GPU")
+    document = run_conformance(spec, backend)
+    validate_document(document)
+    assert {c["error_class"] for c in document["cases"]} == {"infrastructure"}
+
+
+def test_same_challenge_gives_identical_digests_and_another_gives_different_data():
+    kernels, small = ["matmul", "softmax", "topk"], [*SMALL_GEMM, "odd_37x1023", "odd_3x1001_k7", "strided_rows"]
+    first, again = run(kernels, ["bfloat16"], cases=small), run(kernels, ["bfloat16"], cases=small)
+    other = run(kernels, ["bfloat16"], challenge=OTHER_CHALLENGE, cases=small)
+    digests = [[(c["input_digest"], c["output_digest"]) for c in d["cases"]] for d in (first, again, other)]
+    assert digests[0] == digests[1]
+    non_empty = [i for i, c in enumerate(first["cases"]) if c["edge"] != "empty"]
+    assert len(non_empty) >= 8
+    assert all(digests[0][i][0] != digests[2][i][0] for i in non_empty)
+    assert all(digests[0][i][1] != digests[2][i][1] for i in non_empty)
+
+
+def test_recompute_case_matches_the_runner_record():
+    document = run(["layer_norm"], ["float16"], cases=["odd_37x1023"])
+    record = cases_of(document, "layer_norm")[("float16", "odd_37x1023")]
+    recomputed = recompute_case("layer_norm", "float16", "odd_37x1023", CHALLENGE)
+    for key in ("input_digest", "reference_digest", "output_digest", "status"):
+        assert recomputed[key] == record[key]
+
+
+def test_every_case_records_its_statistics_and_tolerance_source():
+    document = run(["rms_norm", "int8_matmul"], cases=["odd_37x1023", "long_row_16384", "square_64", "odd_m33"])
+    for case in document["cases"]:
+        assert case["status"] == "pass"
+        assert case["stats"]["tolerance_source"]
+        assert {"max_abs", "max_rel", "mismatch_fraction", "atol", "rtol"} <= set(case["stats"])
+
+
+def test_nan_inf_edge_cases_pass_only_when_nan_lands_where_the_reference_has_it():
+    document = run(["softmax", "sum", "amax"], ["float32"], cases=["nan_inf"])
+    nan_cases = [c for c in document["cases"] if c["case"] == "nan_inf"]
+    assert len(nan_cases) == 3 and all(c["status"] == "pass" for c in nan_cases)
+
+
+@pytest.mark.slow
+def test_the_whole_suite_passes_on_this_cpu_within_a_minute():
+    started = time.process_time()
+    document = run_conformance(build_spec(suite="conformance", device="cpu", challenge=CHALLENGE),
+                               get_backend("cpu"))
+    cpu_seconds = time.process_time() - started
+    validate_document(document)
+    summary = document["summary"]
+    assert summary["total"] >= 300 and summary["kernels"] >= 20
+    assert {"float32", "bfloat16", "float16", "int8"} <= set(summary["dtypes"])
+    assert summary["passed"] == summary["total"], [c for c in document["cases"] if c["status"] != "pass"][:5]
+    # CPU time over all threads: on a 2-core host the wall time cannot be much less, and unlike
+    # wall time it does not grow when other processes share the machine.
+    assert cpu_seconds < 60
