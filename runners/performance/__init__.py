@@ -32,7 +32,7 @@ from runners.timing import TimingPolicy, measure_with_output
 TEST01_SAMPLES = 3
 # A larger shape is skipped when the previous one predicts a call longer than this: a
 # bfloat16 GEMM emulated on a CPU without bf16 units would otherwise take minutes.
-MAX_CALL_S = 0.15
+MAX_CALL_S = 0.5
 FRESH_INPUTS = 8
 PERF_DTYPES = ("float32", "bfloat16", "float16", "int8")
 
