@@ -42,7 +42,9 @@ def populate(chips: int) -> None:
         user_create(username="bench-reviewer", organization=authority, role=Role.REVIEWER)
     vendors = [
         Organization.objects.filter(slug=f"bench-vendor-{i:02d}").first()
-        or organization_create(name=f"Bench Vendor {i:02d}", slug=f"bench-vendor-{i:02d}", kind=OrganizationKind.VENDOR)
+        or organization_create(
+            name=f"Bench Vendor {i:02d}", slug=f"bench-vendor-{i:02d}", kind=OrganizationKind.VENDOR
+        )
         for i in range(20)
     ]
     existing = Chip.objects.count()
@@ -51,11 +53,24 @@ def populate(chips: int) -> None:
         Chip.objects.bulk_create(
             [
                 Chip(
-                    vendor=vendors[i % len(vendors)], sku=f"BENCH-{i:06d}", name=f"Bench accelerator {i}",
-                    architecture=f"arch-{i % 7}", process_node_nm=5, die_area_mm2=600, memory_gib=64 + i % 128,
-                    memory_bandwidth_gbs=2000, tdp_w=300 + i % 400, interconnect_bandwidth_gbs=400,
-                    peak_fp32_tflops=50, peak_bf16_tflops=400 + i % 500, peak_int8_tops=800, data_center=True,
-                    fab_country="TW", assembly_country="MY", domestic_content_pct=5, spec_source="bench",
+                    vendor=vendors[i % len(vendors)],
+                    sku=f"BENCH-{i:06d}",
+                    name=f"Bench accelerator {i}",
+                    architecture=f"arch-{i % 7}",
+                    process_node_nm=5,
+                    die_area_mm2=600,
+                    memory_gib=64 + i % 128,
+                    memory_bandwidth_gbs=2000,
+                    tdp_w=300 + i % 400,
+                    interconnect_bandwidth_gbs=400,
+                    peak_fp32_tflops=50,
+                    peak_bf16_tflops=400 + i % 500,
+                    peak_int8_tops=800,
+                    data_center=True,
+                    fab_country="TW",
+                    assembly_country="MY",
+                    domestic_content_pct=5,
+                    spec_source="bench",
                 )
                 for i in range(existing, chips)
             ],
@@ -64,11 +79,15 @@ def populate(chips: int) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--chips", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--page-size", type=int, default=50)
-    parser.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432", help="server URL, no database")
+    parser.add_argument(
+        "--url", default="postgresql://postgres@127.0.0.1:5432", help="server URL, no database"
+    )
     parser.add_argument("--database", default="bench")
     args = parser.parse_args()
 
@@ -115,11 +134,15 @@ def main() -> int:
             timings[page].append((time.perf_counter() - started) * 1000)
             assert response.status_code == 200
 
-    print(f"GET /api/v1/chips/ as the authority reviewer: {total} chips in PostgreSQL, "
-          f"page_size={args.page_size}, {args.rounds} rounds")
+    print(
+        f"GET /api/v1/chips/ as the authority reviewer: {total} chips in PostgreSQL, "
+        f"page_size={args.page_size}, {args.rounds} rounds"
+    )
     for page in pages:
-        print(f"  page {page:>4}: median {statistics.median(timings[page]):6.1f} ms   "
-              f"min {min(timings[page]):6.1f} ms   {queries[page]} SQL queries")
+        print(
+            f"  page {page:>4}: median {statistics.median(timings[page]):6.1f} ms   "
+            f"min {min(timings[page]):6.1f} ms   {queries[page]} SQL queries"
+        )
     overall = statistics.median([t for values in timings.values() for t in values])
     verdict = "PASS" if overall < TARGET_MS else "FAIL"
     print(f"median over all pages: {overall:.1f} ms (target < {TARGET_MS:.0f} ms): {verdict}")

@@ -50,7 +50,7 @@ def cast(db):
 
 @pytest.fixture
 def client_for(db):
-    """`client_for(user)`: an API client sending a real Bearer token of `user`; `client_for(None)` is anonymous."""
+    """`client_for(user)`: an API client with a real Bearer token of `user`; `client_for(None)`: anonymous."""
     from rest_framework.test import APIClient
 
     from apps.accounts.services import api_token_create

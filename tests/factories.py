@@ -33,9 +33,11 @@ def safetensors_bytes(seed: int = 0, *, rows: int = 4, cols: int = 8) -> bytes:
 
 def ed25519_public_pem(private_key: Ed25519PrivateKey | None = None) -> str:
     key = private_key or Ed25519PrivateKey.generate()
-    return key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
 def ed25519_key_id(pem: str) -> str:
@@ -66,7 +68,7 @@ class UserFactory(factory.django.DjangoModelFactory):
 
 
 class MembershipFactory(factory.django.DjangoModelFactory):
-    """A user in an organization with a role; `MembershipFactory(role=Role.REVIEWER)` picks a fitting org kind."""
+    """A user in an organization with a role; without an organization, one of the fitting kind."""
 
     class Meta:
         model = Membership
@@ -133,7 +135,7 @@ class HardwareTargetFactory(factory.django.DjangoModelFactory):
 
 
 class ModelArtifactFactory(factory.django.DjangoModelFactory):
-    """A model artifact whose weights are a real safetensors file stored content-addressed under MEDIA_ROOT."""
+    """A model artifact whose weights are a real safetensors file, stored content-addressed."""
 
     class Meta:
         model = ModelArtifact
@@ -166,4 +168,3 @@ class RunnerFactory(factory.django.DjangoModelFactory):
     def targets(self, create, extracted, **kwargs):
         if create and extracted:
             self.targets.set(extracted)
-

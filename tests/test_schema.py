@@ -8,9 +8,17 @@ import pytest
 from openapi_spec_validator import validate
 
 ENDPOINTS = [
-    "/api/v1/chips/", "/api/v1/chips/{id}/", "/api/v1/targets/", "/api/v1/targets/{id}/", "/api/v1/models/",
-    "/api/v1/models/{id}/", "/api/v1/runners/", "/api/v1/runners/{id}/", "/api/v1/organizations/me/",
-    "/api/v1/tokens/", "/api/v1/tokens/{key_prefix}/",
+    "/api/v1/chips/",
+    "/api/v1/chips/{id}/",
+    "/api/v1/targets/",
+    "/api/v1/targets/{id}/",
+    "/api/v1/models/",
+    "/api/v1/models/{id}/",
+    "/api/v1/runners/",
+    "/api/v1/runners/{id}/",
+    "/api/v1/organizations/me/",
+    "/api/v1/tokens/",
+    "/api/v1/tokens/{key_prefix}/",
 ]
 
 

@@ -25,8 +25,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("1", True), ("true", True), ("TRUE", True), (" yes ", True), ("on", True),
-     ("0", False), ("false", False), ("No", False), ("off", False), ("", False)],
+    [
+        ("1", True),
+        ("true", True),
+        ("TRUE", True),
+        (" yes ", True),
+        ("on", True),
+        ("0", False),
+        ("false", False),
+        ("No", False),
+        ("off", False),
+        ("", False),
+    ],
 )
 def test_env_bool_reads_the_usual_spellings(monkeypatch, raw, expected):
     monkeypatch.setenv("SOME_FLAG", raw)
@@ -68,7 +78,12 @@ def test_env_int_enforces_its_minimum(monkeypatch):
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("a.example,b.example", ["a.example", "b.example"]), (" a , ,b ", ["a", "b"]), ("", []), ("one", ["one"])],
+    [
+        ("a.example,b.example", ["a.example", "b.example"]),
+        (" a , ,b ", ["a", "b"]),
+        ("", []),
+        ("one", ["one"]),
+    ],
 )
 def test_env_list_splits_on_commas_and_drops_blanks(monkeypatch, raw, expected):
     monkeypatch.setenv("SOME_LIST", raw)
@@ -106,7 +121,7 @@ def test_read_secret_file_returns_none_for_a_missing_file_and_refuses_an_empty_o
     [
         ("sqlite:///relative.db", "relative.db"),
         ("sqlite:////var/lib/cert/db.sqlite3", "/var/lib/cert/db.sqlite3"),
-        ("sqlite:////tmp/with%20space.db", "/tmp/with space.db"),
+        ("sqlite:////tmp/with%20space.db", "/tmp/with space.db"),  # noqa: S108 - a string, no file
     ],
 )
 def test_database_from_url_reads_sqlite_urls(url, name):
@@ -150,7 +165,12 @@ def _import_settings(tmp_path, **env) -> subprocess.CompletedProcess:
     clean.update(env)
     return subprocess.run(  # noqa: S603 - our own interpreter on a fixed command
         [sys.executable, "-c", "import certification.settings as s; print(s.DATABASES['default']['ENGINE'])"],
-        cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60, check=False,
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -174,8 +194,13 @@ def test_settings_start_in_debug_without_a_secret_key(tmp_path):
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("DEBUG", "perhaps"), ("ARTIFACT_MAX_UPLOAD_BYTES", "big"), ("ARTIFACT_MAX_UPLOAD_BYTES", "10"),
-     ("API_TOKEN_TTL_DAYS", "0"), ("DATABASE_URL", "mysql://root@localhost/db")],
+    [
+        ("DEBUG", "perhaps"),
+        ("ARTIFACT_MAX_UPLOAD_BYTES", "big"),
+        ("ARTIFACT_MAX_UPLOAD_BYTES", "10"),
+        ("API_TOKEN_TTL_DAYS", "0"),
+        ("DATABASE_URL", "mysql://root@localhost/db"),
+    ],
 )
 def test_settings_refuse_to_start_with_a_bad_value(tmp_path, variable, value):
     result = _import_settings(tmp_path, SECRET_KEY="x" * 50, **{variable: value})

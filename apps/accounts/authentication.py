@@ -37,10 +37,10 @@ class BearerTokenAuthentication(TokenAuthentication):
 
 
 class BearerTokenScheme(OpenApiAuthenticationExtension):
-    """Describes the Bearer token in the OpenAPI schema (drf-spectacular's knox extension skips subclasses)."""
+    X
 
     target_class = BearerTokenAuthentication
     name = "bearerToken"
 
     def get_security_definition(self, auto_schema):
-        return build_bearer_security_scheme_object(header_name="Authorization", token_prefix="Bearer")
+        return build_bearer_security_scheme_object(header_name="Authorization", token_prefix="Bearer")  # noqa: S106

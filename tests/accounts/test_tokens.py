@@ -63,9 +63,11 @@ def test_posting_to_tokens_shows_the_token_once(cast):
     assert body["token"].startswith("acp_")
     assert body["name"] == "ci"
     assert body["key_prefix"] == body["token"][: len(body["key_prefix"])]
-    assert timedelta(days=6, hours=23) < (
-        timezone.datetime.fromisoformat(body["expiry"]) - timezone.now()
-    ) <= timedelta(days=7)
+    assert (
+        timedelta(days=6, hours=23)
+        < (timezone.datetime.fromisoformat(body["expiry"]) - timezone.now())
+        <= timedelta(days=7)
+    )
 
     listed = client.get(TOKENS).json()["results"]
     assert [item["key_prefix"] for item in listed] == [body["key_prefix"]]
@@ -85,8 +87,13 @@ def test_a_token_without_a_lifetime_lives_as_long_as_the_settings_say(cast, sett
 
 @pytest.mark.parametrize(
     ("payload", "field"),
-    [({"ttl_days": 0}, "ttl_days"), ({"ttl_days": 366}, "ttl_days"), ({"ttl_days": "soon"}, "ttl_days"),
-     ({"name": "x" * 101}, "name"), ({"name": ""}, "name")],
+    [
+        ({"ttl_days": 0}, "ttl_days"),
+        ({"ttl_days": 366}, "ttl_days"),
+        ({"ttl_days": "soon"}, "ttl_days"),
+        ({"name": "x" * 101}, "name"),
+        ({"name": ""}, "name"),
+    ],
 )
 def test_creating_a_token_with_bad_input_is_a_400_and_creates_nothing(cast, payload, field):
     client = APIClient()
@@ -227,7 +234,9 @@ def test_issue_token_prints_a_working_token(cast):
     assert bearer(token).get(ME).json()["username"] == "owner"
 
 
-@pytest.mark.parametrize(("args", "message"), [(["nobody"], "No user"), (["owner", "--days", "0"], "1 and 365")])
+@pytest.mark.parametrize(
+    ("args", "message"), [(["nobody"], "No user"), (["owner", "--days", "0"], "1 and 365")]
+)
 def test_issue_token_fails_cleanly(cast, args, message):
     with pytest.raises(CommandError, match=message):
         call_command("issue_token", *args, stdout=StringIO())

@@ -22,8 +22,17 @@ from tests.factories import (
     safetensors_bytes,
 )
 
-ROLES = ["owner", "colleague", "vendor_admin", "foreign", "foreign_admin", "reviewer", "platform_admin", "buyer",
-         "anonymous"]
+ROLES = [
+    "owner",
+    "colleague",
+    "vendor_admin",
+    "foreign",
+    "foreign_admin",
+    "reviewer",
+    "platform_admin",
+    "buyer",
+    "anonymous",
+]
 MODELS = {"chips": Chip, "targets": HardwareTarget, "models": ModelArtifact, "runners": Runner}
 
 
@@ -64,17 +73,31 @@ def create_request(endpoint, cast, registry, role):
     """(payload, format) of a valid create request by `role` on `endpoint`."""
     if endpoint == "chips":
         return {
-            "sku": "NEW-1", "name": "New", "process_node_nm": 4, "memory_gib": 96, "tdp_w": 350,
-            "fab_country": "US", "assembly_country": "MX", "spec_source": "datasheet",
+            "sku": "NEW-1",
+            "name": "New",
+            "process_node_nm": 4,
+            "memory_gib": 96,
+            "tdp_w": 350,
+            "fab_country": "US",
+            "assembly_country": "MX",
+            "spec_source": "datasheet",
             "declared_peak": {"bf16": 400},
         }, "json"
     if endpoint == "targets":
-        return {"chip": own_chip_of(cast, registry, role).pk, "slug": "new-target", "backend": "cuda",
-                "torch_version": "2.4.0"}, "json"
+        return {
+            "chip": own_chip_of(cast, registry, role).pk,
+            "slug": "new-target",
+            "backend": "cuda",
+            "torch_version": "2.4.0",
+        }, "json"
     if endpoint == "models":
         return {
-            "name": "new-model", "version": "1", "task": "text-embedding", "architecture": "bert-encoder",
-            "config": json.dumps({"hidden_size": 8}), "license": "MIT",
+            "name": "new-model",
+            "version": "1",
+            "task": "text-embedding",
+            "architecture": "bert-encoder",
+            "config": json.dumps({"hidden_size": 8}),
+            "license": "MIT",
             "weights": SimpleUploadedFile("w.safetensors", safetensors_bytes(99)),
         }, "multipart"
     return {"name": "new-runner", "public_key": ed25519_public_pem(), "targets": ["own-target"]}, "json"
@@ -94,15 +117,49 @@ def snapshot():
 
 # Expected status per role. "own" is an object of the owner's vendor (Acme); for the foreign
 # vendor's users the same object is a foreign one.
-VENDOR_READS = {"owner": 200, "colleague": 200, "vendor_admin": 200, "foreign": 404, "foreign_admin": 404,
-                "reviewer": 200, "platform_admin": 200, "buyer": 403, "anonymous": 401}
+VENDOR_READS = {
+    "owner": 200,
+    "colleague": 200,
+    "vendor_admin": 200,
+    "foreign": 404,
+    "foreign_admin": 404,
+    "reviewer": 200,
+    "platform_admin": 200,
+    "buyer": 403,
+    "anonymous": 401,
+}
 VENDOR_UPDATES = {**VENDOR_READS, "reviewer": 403, "platform_admin": 403}
-VENDOR_DELETES = {"owner": 403, "colleague": 403, "vendor_admin": 204, "foreign": 403, "foreign_admin": 404,
-                  "reviewer": 403, "platform_admin": 403, "buyer": 403, "anonymous": 401}
-VENDOR_CREATES = {"owner": 201, "colleague": 201, "vendor_admin": 201, "foreign": 201, "foreign_admin": 201,
-                  "reviewer": 403, "platform_admin": 403, "buyer": 403, "anonymous": 401}
-AUTHORITY_ONLY = {"owner": 403, "colleague": 403, "vendor_admin": 403, "foreign": 403, "foreign_admin": 403,
-                  "buyer": 403, "anonymous": 401}
+VENDOR_DELETES = {
+    "owner": 403,
+    "colleague": 403,
+    "vendor_admin": 204,
+    "foreign": 403,
+    "foreign_admin": 404,
+    "reviewer": 403,
+    "platform_admin": 403,
+    "buyer": 403,
+    "anonymous": 401,
+}
+VENDOR_CREATES = {
+    "owner": 201,
+    "colleague": 201,
+    "vendor_admin": 201,
+    "foreign": 201,
+    "foreign_admin": 201,
+    "reviewer": 403,
+    "platform_admin": 403,
+    "buyer": 403,
+    "anonymous": 401,
+}
+AUTHORITY_ONLY = {
+    "owner": 403,
+    "colleague": 403,
+    "vendor_admin": 403,
+    "foreign": 403,
+    "foreign_admin": 403,
+    "buyer": 403,
+    "anonymous": 401,
+}
 
 EXPECTED = {
     ("chips", "retrieve"): VENDOR_READS,
@@ -115,8 +172,14 @@ EXPECTED = {
     ("targets", "create"): VENDOR_CREATES,
     ("models", "retrieve"): VENDOR_READS,
     # Model artifacts are immutable: register a new version instead.
-    ("models", "update"): {**VENDOR_UPDATES, "owner": 405, "colleague": 405, "vendor_admin": 405,
-                           "foreign": 405, "foreign_admin": 405},
+    ("models", "update"): {
+        **VENDOR_UPDATES,
+        "owner": 405,
+        "colleague": 405,
+        "vendor_admin": 405,
+        "foreign": 405,
+        "foreign_admin": 405,
+    },
     ("models", "delete"): VENDOR_DELETES,
     ("models", "create"): VENDOR_CREATES,
     ("runners", "retrieve"): {**AUTHORITY_ONLY, "reviewer": 200, "platform_admin": 200},
@@ -124,8 +187,11 @@ EXPECTED = {
     ("runners", "delete"): {**AUTHORITY_ONLY, "reviewer": 403, "platform_admin": 204},
     ("runners", "create"): {**AUTHORITY_ONLY, "reviewer": 403, "platform_admin": 201},
 }
-CASES = [(endpoint, action, role, status) for (endpoint, action), table in EXPECTED.items()
-         for role, status in table.items()]
+CASES = [
+    (endpoint, action, role, status)
+    for (endpoint, action), table in EXPECTED.items()
+    for role, status in table.items()
+]
 
 
 def test_the_matrix_names_every_role_for_every_case():
@@ -175,9 +241,15 @@ def test_access_to_the_registry(cast, registry, client_for, endpoint, action, ro
 
 
 LISTS = {
-    "owner": {"own"}, "colleague": {"own"}, "vendor_admin": {"own"}, "foreign": {"foreign"},
-    "foreign_admin": {"foreign"}, "reviewer": {"own", "foreign"}, "platform_admin": {"own", "foreign"},
-    "buyer": 403, "anonymous": 401,
+    "owner": {"own"},
+    "colleague": {"own"},
+    "vendor_admin": {"own"},
+    "foreign": {"foreign"},
+    "foreign_admin": {"foreign"},
+    "reviewer": {"own", "foreign"},
+    "platform_admin": {"own", "foreign"},
+    "buyer": 403,
+    "anonymous": 401,
 }
 
 

@@ -27,11 +27,17 @@ from tests.factories import (
 
 def state(media_root):
     """Row counts of the registry and the files under MEDIA_ROOT."""
-    files = sorted(str(p.relative_to(media_root)) for p in media_root.rglob("*") if p.is_file()) \
-        if media_root.exists() else []
+    files = (
+        sorted(str(p.relative_to(media_root)) for p in media_root.rglob("*") if p.is_file())
+        if media_root.exists()
+        else []
+    )
     return {
-        "chips": Chip.objects.count(), "targets": HardwareTarget.objects.count(),
-        "models": ModelArtifact.objects.count(), "runners": Runner.objects.count(), "files": files,
+        "chips": Chip.objects.count(),
+        "targets": HardwareTarget.objects.count(),
+        "models": ModelArtifact.objects.count(),
+        "runners": Runner.objects.count(),
+        "files": files,
     }
 
 
@@ -54,35 +60,85 @@ def assert_refused(response, status=400, field=None):
 # Chips ----------------------------------------------------------------------------------------
 
 VALID_CHIP = {
-    "sku": "X-100", "name": "X 100", "architecture": "Hopper-like", "process_node_nm": 4, "die_area_mm2": 814,
-    "memory_gib": 80, "memory_bandwidth_gbs": 3350, "tdp_w": 700, "interconnect_bandwidth_gbs": 900,
-    "declared_peak": {"fp32": 67, "bf16": 989.4, "int8": 1979}, "data_center": True, "fab_country": "TW",
-    "assembly_country": "TW", "domestic_content_pct": 12.5, "list_price": "25000.00", "currency": "USD",
+    "sku": "X-100",
+    "name": "X 100",
+    "architecture": "Hopper-like",
+    "process_node_nm": 4,
+    "die_area_mm2": 814,
+    "memory_gib": 80,
+    "memory_bandwidth_gbs": 3350,
+    "tdp_w": 700,
+    "interconnect_bandwidth_gbs": 900,
+    "declared_peak": {"fp32": 67, "bf16": 989.4, "int8": 1979},
+    "data_center": True,
+    "fab_country": "TW",
+    "assembly_country": "TW",
+    "domestic_content_pct": 12.5,
+    "list_price": "25000.00",
+    "currency": "USD",
     "spec_source": "Datasheet rev 3",
 }
 
 BAD_CHIP_FIELDS = [
-    ("process_node_nm", -1), ("process_node_nm", 0), ("process_node_nm", 0.1), ("process_node_nm", 5000),
-    ("process_node_nm", "small"), ("process_node_nm", None),
-    ("die_area_mm2", 0), ("die_area_mm2", -814), ("die_area_mm2", 1e9),
-    ("memory_gib", -1), ("memory_gib", 2e6), ("memory_gib", None),
-    ("memory_bandwidth_gbs", -1), ("memory_bandwidth_gbs", 1e12),
-    ("tdp_w", 0), ("tdp_w", -700), ("tdp_w", 1e7), ("tdp_w", "hot"),
-    ("tdp_w", "NaN"), ("tdp_w", "Infinity"), ("memory_gib", "nan"), ("process_node_nm", "-inf"),
-    ("interconnect_bandwidth_gbs", -1), ("interconnect_bandwidth_gbs", 1e12),
-    ("domestic_content_pct", -0.1), ("domestic_content_pct", 100.1),
-    ("list_price", -1), ("list_price", "cheap"), ("list_price", "1e20"), ("list_price", "1.234"),
+    ("process_node_nm", -1),
+    ("process_node_nm", 0),
+    ("process_node_nm", 0.1),
+    ("process_node_nm", 5000),
+    ("process_node_nm", "small"),
+    ("process_node_nm", None),
+    ("die_area_mm2", 0),
+    ("die_area_mm2", -814),
+    ("die_area_mm2", 1e9),
+    ("memory_gib", -1),
+    ("memory_gib", 2e6),
+    ("memory_gib", None),
+    ("memory_bandwidth_gbs", -1),
+    ("memory_bandwidth_gbs", 1e12),
+    ("tdp_w", 0),
+    ("tdp_w", -700),
+    ("tdp_w", 1e7),
+    ("tdp_w", "hot"),
+    ("tdp_w", "NaN"),
+    ("tdp_w", "Infinity"),
+    ("memory_gib", "nan"),
+    ("process_node_nm", "-inf"),
+    ("interconnect_bandwidth_gbs", -1),
+    ("interconnect_bandwidth_gbs", 1e12),
+    ("domestic_content_pct", -0.1),
+    ("domestic_content_pct", 100.1),
+    ("list_price", -1),
+    ("list_price", "cheap"),
+    ("list_price", "1e20"),
+    ("list_price", "1.234"),
     ("data_center", "maybe"),
-    ("sku", ""), ("sku", "has space"), ("sku", "-leading"), ("sku", "x" * 65), ("sku", "ümlaut"), ("sku", None),
-    ("name", ""), ("name", "x" * 201),
+    ("sku", ""),
+    ("sku", "has space"),
+    ("sku", "-leading"),
+    ("sku", "x" * 65),
+    ("sku", "ümlaut"),
+    ("sku", None),
+    ("name", ""),
+    ("name", "x" * 201),
     ("architecture", "x" * 101),
-    ("fab_country", "usa"), ("fab_country", "us"), ("fab_country", "U1"), ("fab_country", ""),
-    ("assembly_country", "XYZ"), ("assembly_country", None),
-    ("currency", "usd"), ("currency", "US"), ("currency", "DOLLARS"),
-    ("spec_source", ""), ("spec_source", "x" * 501),
-    ("declared_peak", {"fp64": 10}), ("declared_peak", {"bf16": -1}), ("declared_peak", {"bf16": 2e6}),
-    ("declared_peak", {"bf16": "fast"}), ("declared_peak", "989"), ("declared_peak", [989]),
-    ("declared_peak", {"BF16": 1}), ("declared_peak", {"bf16": "NaN"}),
+    ("fab_country", "usa"),
+    ("fab_country", "us"),
+    ("fab_country", "U1"),
+    ("fab_country", ""),
+    ("assembly_country", "XYZ"),
+    ("assembly_country", None),
+    ("currency", "usd"),
+    ("currency", "US"),
+    ("currency", "DOLLARS"),
+    ("spec_source", ""),
+    ("spec_source", "x" * 501),
+    ("declared_peak", {"fp64": 10}),
+    ("declared_peak", {"bf16": -1}),
+    ("declared_peak", {"bf16": 2e6}),
+    ("declared_peak", {"bf16": "fast"}),
+    ("declared_peak", "989"),
+    ("declared_peak", [989]),
+    ("declared_peak", {"BF16": 1}),
+    ("declared_peak", {"bf16": "NaN"}),
 ]
 
 
@@ -122,7 +178,9 @@ def test_an_unknown_top_level_field_is_refused(cast, client_for, field):
 
 
 def test_a_chip_cannot_be_registered_for_another_vendor(cast, client_for):
-    response = client_for(cast.owner).post("/api/v1/chips/", {**VALID_CHIP, "vendor": "borealis"}, format="json")
+    response = client_for(cast.owner).post(
+        "/api/v1/chips/", {**VALID_CHIP, "vendor": "borealis"}, format="json"
+    )
     # `vendor` is read-only: either refused or ignored, never obeyed.
     assert response.status_code in (201, 400)
     assert not Chip.objects.filter(vendor=cast.foreign_vendor).exists()
@@ -132,7 +190,9 @@ def test_a_list_price_needs_a_currency(cast, client_for):
     response = client_for(cast.owner).post("/api/v1/chips/", {**VALID_CHIP, "currency": ""}, format="json")
     assert_refused(response, field="currency")
     chip = ChipFactory(vendor=cast.vendor, sku="P", list_price=None, currency="")
-    response = client_for(cast.owner).patch(f"/api/v1/chips/{chip.pk}/", {"list_price": "10.00"}, format="json")
+    response = client_for(cast.owner).patch(
+        f"/api/v1/chips/{chip.pk}/", {"list_price": "10.00"}, format="json"
+    )
     assert_refused(response, field="currency")
 
 
@@ -156,8 +216,13 @@ def test_renaming_a_chip_to_a_taken_sku_is_refused(cast, client_for):
 
 @pytest.mark.parametrize(
     ("body", "content_type"),
-    [("{not json", "application/json"), ('{"tdp_w": NaN}', "application/json"), ("[]", "application/json"),
-     ('"a string"', "application/json"), ("sku=X", "text/plain")],
+    [
+        ("{not json", "application/json"),
+        ('{"tdp_w": NaN}', "application/json"),
+        ("[]", "application/json"),
+        ('"a string"', "application/json"),
+        ("sku=X", "text/plain"),
+    ],
 )
 def test_a_body_that_is_not_a_json_object_is_refused_without_a_500(cast, client_for, body, content_type):
     response = client_for(cast.owner).generic("POST", "/api/v1/chips/", body, content_type=content_type)
@@ -168,29 +233,61 @@ def test_a_body_that_is_not_a_json_object_is_refused_without_a_500(cast, client_
 
 # Hardware targets ------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def own_chip(cast):
     return ChipFactory(vendor=cast.vendor, sku="OWN")
 
 
 def valid_target(chip):
-    return {"chip": chip.pk, "slug": "acme-x100-cuda", "backend": "cuda", "device_count": 8,
-            "driver_version": "550.54", "runtime_version": "12.4", "torch_version": "2.4.0",
-            "plugin_versions": {"torch_npu": "2.4.0"}, "host_cpu": "Xeon", "host_memory_gib": 2048}
+    return {
+        "chip": chip.pk,
+        "slug": "acme-x100-cuda",
+        "backend": "cuda",
+        "device_count": 8,
+        "driver_version": "550.54",
+        "runtime_version": "12.4",
+        "torch_version": "2.4.0",
+        "plugin_versions": {"torch_npu": "2.4.0"},
+        "host_cpu": "Xeon",
+        "host_memory_gib": 2048,
+    }
 
 
 BAD_TARGET_FIELDS = [
-    ("slug", "Bad_Slug"), ("slug", "-x"), ("slug", "x-"), ("slug", "a" * 65), ("slug", "has space"), ("slug", ""),
-    ("slug", "target.x"), ("slug", None),
-    ("backend", "CUDA"), ("backend", "1cuda"), ("backend", "c"), ("backend", "cu-da"), ("backend", "x" * 33),
-    ("backend", ""), ("backend", "cuda; rm -rf /"),
-    ("plugin_versions", []), ("plugin_versions", "torch_npu=2.4"), ("plugin_versions", {"torch_npu": 2.4}),
-    ("plugin_versions", {"torch_npu": {"v": "2"}}), ("plugin_versions", {"k" * 65: "1"}),
+    ("slug", "Bad_Slug"),
+    ("slug", "-x"),
+    ("slug", "x-"),
+    ("slug", "a" * 65),
+    ("slug", "has space"),
+    ("slug", ""),
+    ("slug", "target.x"),
+    ("slug", None),
+    ("backend", "CUDA"),
+    ("backend", "1cuda"),
+    ("backend", "c"),
+    ("backend", "cu-da"),
+    ("backend", "x" * 33),
+    ("backend", ""),
+    ("backend", "cuda; rm -rf /"),
+    ("plugin_versions", []),
+    ("plugin_versions", "torch_npu=2.4"),
+    ("plugin_versions", {"torch_npu": 2.4}),
+    ("plugin_versions", {"torch_npu": {"v": "2"}}),
+    ("plugin_versions", {"k" * 65: "1"}),
     ("plugin_versions", {"torch_npu": None}),
-    ("device_count", 0), ("device_count", -1), ("device_count", 5000), ("device_count", "many"),
-    ("host_memory_gib", -1), ("host_memory_gib", 1e12), ("host_memory_gib", "NaN"),
-    ("torch_version", ""), ("torch_version", "x" * 101),
-    ("chip", None), ("chip", 999999), ("chip", "OWN"),
+    ("device_count", 0),
+    ("device_count", -1),
+    ("device_count", 5000),
+    ("device_count", "many"),
+    ("host_memory_gib", -1),
+    ("host_memory_gib", 1e12),
+    ("host_memory_gib", "NaN"),
+    ("torch_version", ""),
+    ("torch_version", "x" * 101),
+    ("chip", None),
+    ("chip", 999999),
+    ("chip", "OWN"),
     ("colour", "red"),
 ]
 
@@ -198,15 +295,17 @@ BAD_TARGET_FIELDS = [
 @pytest.mark.parametrize(("field", "value"), BAD_TARGET_FIELDS)
 def test_a_target_with_a_bad_field_is_refused(cast, client_for, own_chip, media_root, field, value):
     before = state(media_root)
-    response = client_for(cast.owner).post("/api/v1/targets/", {**valid_target(own_chip), field: value},
-                                           format="json")
+    response = client_for(cast.owner).post(
+        "/api/v1/targets/", {**valid_target(own_chip), field: value}, format="json"
+    )
     assert_refused(response, field=field)
     assert state(media_root) == before
 
 
 @pytest.mark.parametrize(("field", "value"), [c for c in BAD_TARGET_FIELDS if c[0] != "colour"])
-def test_updating_a_target_with_a_bad_field_is_refused_and_changes_nothing(cast, client_for, own_chip, field,
-                                                                          value):
+def test_updating_a_target_with_a_bad_field_is_refused_and_changes_nothing(
+    cast, client_for, own_chip, field, value
+):
     target = HardwareTargetFactory(chip=own_chip, slug="keep")
     before = HardwareTarget.objects.filter(pk=target.pk).values().get()
     response = client_for(cast.owner).patch(f"/api/v1/targets/{target.pk}/", {field: value}, format="json")
@@ -233,8 +332,9 @@ def test_a_target_pointing_at_a_foreign_chip_is_refused_on_the_chip_field(cast, 
     response = client_for(cast.owner).post("/api/v1/targets/", valid_target(foreign_chip), format="json")
     error = assert_refused(response, field="chip")
     # Same message as for a chip that does not exist: the foreign chip's existence does not leak.
-    missing = client_for(cast.owner).post("/api/v1/targets/", {**valid_target(own_chip), "chip": 999999},
-                                          format="json")
+    missing = client_for(cast.owner).post(
+        "/api/v1/targets/", {**valid_target(own_chip), "chip": 999999}, format="json"
+    )
     assert error["fields"]["chip"] == [
         m.replace("999999", str(foreign_chip.pk)) for m in missing.json()["error"]["fields"]["chip"]
     ]
@@ -250,13 +350,20 @@ def test_a_duplicate_target_slug_is_refused_even_across_vendors(cast, client_for
 
 # Model artifacts -------------------------------------------------------------------------------
 
+
 def upload(client, weights: bytes | None, **overrides):
     payload = {
-        "name": "minilm", "version": "1.0", "task": "text-embedding", "architecture": "bert-encoder",
-        "config": json.dumps({"hidden_size": 8, "num_layers": 1}), "license": "Apache-2.0",
+        "name": "minilm",
+        "version": "1.0",
+        "task": "text-embedding",
+        "architecture": "bert-encoder",
+        "config": json.dumps({"hidden_size": 8, "num_layers": 1}),
+        "license": "Apache-2.0",
     }
     if weights is not None:
-        payload["weights"] = SimpleUploadedFile("weights.safetensors", weights, content_type="application/octet-stream")
+        payload["weights"] = SimpleUploadedFile(
+            "weights.safetensors", weights, content_type="application/octet-stream"
+        )
     payload.update(overrides)
     payload = {key: value for key, value in payload.items() if value is not None}
     return client.post("/api/v1/models/", payload, format="multipart")
@@ -292,21 +399,30 @@ NOT_SAFETENSORS = {
     "overlapping offsets": with_header(
         {"a": F32_2, "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, b"\x00" * 12
     ),
-    "offsets outside the file": with_header({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 800]}},
-                                            b"\x00" * 8),
-    "offsets reversed": with_header({"a": {"dtype": "F32", "shape": [0], "data_offsets": [8, 0]}}, b"\x00" * 8),
-    "size does not match shape": with_header({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}},
-                                             b"\x00" * 8),
+    "offsets outside the file": with_header(
+        {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 800]}}, b"\x00" * 8
+    ),
+    "offsets reversed": with_header(
+        {"a": {"dtype": "F32", "shape": [0], "data_offsets": [8, 0]}}, b"\x00" * 8
+    ),
+    "size does not match shape": with_header(
+        {"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, b"\x00" * 8
+    ),
     "unknown dtype": with_header({"a": {"dtype": "F128", "shape": [1], "data_offsets": [0, 8]}}, b"\x00" * 8),
-    "negative shape": with_header({"a": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}}, b"\x00" * 8),
+    "negative shape": with_header(
+        {"a": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}}, b"\x00" * 8
+    ),
     "missing offsets": with_header({"a": {"dtype": "F32", "shape": [2]}}, b"\x00" * 8),
     "gap between tensors": with_header(
         {"a": F32_2, "b": {"dtype": "F32", "shape": [2], "data_offsets": [12, 20]}}, b"\x00" * 20
     ),
     "bad metadata": with_header({"__metadata__": {"n": 1}, "a": F32_2}, b"\x00" * 8),
-    "boolean offsets": with_header({"a": {"dtype": "F32", "shape": [2], "data_offsets": [False, 8]}}, b"\x00" * 8),
-    "huge shape": with_header({"a": {"dtype": "F32", "shape": [2**40, 2**40], "data_offsets": [0, 8]}},
-                              b"\x00" * 8),
+    "boolean offsets": with_header(
+        {"a": {"dtype": "F32", "shape": [2], "data_offsets": [False, 8]}}, b"\x00" * 8
+    ),
+    "huge shape": with_header(
+        {"a": {"dtype": "F32", "shape": [2**40, 2**40], "data_offsets": [0, 8]}}, b"\x00" * 8
+    ),
 }
 
 
@@ -327,13 +443,25 @@ def test_an_empty_file_or_no_file_is_refused(cast, client_for, media_root):
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("config", "[1, 2]"), ("config", "not json"), ("config", "42"), ("config", '"text"'), ("config", "null"),
+        ("config", "[1, 2]"),
+        ("config", "not json"),
+        ("config", "42"),
+        ("config", '"text"'),
+        ("config", "null"),
         ("config", json.dumps({"blob": "x" * 70_000})),
-        ("task", "mind-reading"), ("architecture", "my-custom-code"), ("name", "../etc/passwd"), ("name", ""),
-        ("version", "1 0"), ("license", ""), ("license", "x" * 101), ("colour", "red"),
+        ("task", "mind-reading"),
+        ("architecture", "my-custom-code"),
+        ("name", "../etc/passwd"),
+        ("name", ""),
+        ("version", "1 0"),
+        ("license", ""),
+        ("license", "x" * 101),
+        ("colour", "red"),
     ],
 )
-def test_a_model_with_bad_metadata_is_refused_and_its_file_not_stored(cast, client_for, media_root, field, value):
+def test_a_model_with_bad_metadata_is_refused_and_its_file_not_stored(
+    cast, client_for, media_root, field, value
+):
     before = state(media_root)
     response = upload(client_for(cast.owner), GOOD, **{field: value})
     assert_refused(response, field=field)
@@ -363,10 +491,13 @@ def test_a_duplicate_model_version_is_refused_and_leaves_one_file(cast, client_f
 
 # Runners --------------------------------------------------------------------------------------
 
+
 def pem_of(private_key) -> str:
-    return private_key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    return (
+        private_key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
 BAD_KEYS = {
@@ -375,12 +506,15 @@ BAD_KEYS = {
     "truncated pem": ed25519_public_pem()[:60],
     "rsa": pem_of(rsa.generate_private_key(public_exponent=65537, key_size=2048)),
     "ec p256": pem_of(ec.generate_private_key(ec.SECP256R1())),
-    "ed25519 private key": ed25519.Ed25519PrivateKey.generate().private_bytes(
+    "ed25519 private key": ed25519.Ed25519PrivateKey.generate()
+    .private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode(),
-    "raw hex": ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    ).hex(),
+    )
+    .decode(),
+    "raw hex": ed25519.Ed25519PrivateKey.generate()
+    .public_key()
+    .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    .hex(),
 }
 
 
@@ -397,7 +531,9 @@ def test_a_runner_key_registered_to_another_runner_is_refused(cast, client_for):
     key = ed25519_public_pem()
     RunnerFactory(name="first", public_key=key)
     client = client_for(cast.platform_admin)
-    response = client.post("/api/v1/runners/", {"name": "second", "public_key": key, "targets": []}, format="json")
+    response = client.post(
+        "/api/v1/runners/", {"name": "second", "public_key": key, "targets": []}, format="json"
+    )
     assert_refused(response, field="public_key")
     other = RunnerFactory(name="other")
     response = client.patch(f"/api/v1/runners/{other.pk}/", {"public_key": key}, format="json")
@@ -407,8 +543,15 @@ def test_a_runner_key_registered_to_another_runner_is_refused(cast, client_for):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("name", "Bad Name"), ("name", ""), ("targets", ["no-such-target"]), ("targets", "own"),
-     ("status", "sleeping"), ("key_id", "0" * 64), ("colour", "red")],
+    [
+        ("name", "Bad Name"),
+        ("name", ""),
+        ("targets", ["no-such-target"]),
+        ("targets", "own"),
+        ("status", "sleeping"),
+        ("key_id", "0" * 64),
+        ("colour", "red"),
+    ],
 )
 def test_a_runner_with_bad_fields_is_refused(cast, client_for, field, value):
     payload = {"name": "r1", "public_key": ed25519_public_pem(), "targets": [], field: value}
@@ -434,7 +577,8 @@ def test_a_registered_runner_key_is_normalized_and_identified(cast, client_for):
     target = HardwareTargetFactory(chip=ChipFactory(vendor=cast.vendor), slug="t1")
     key = ed25519.Ed25519PrivateKey.generate()
     response = client_for(cast.platform_admin).post(
-        "/api/v1/runners/", {"name": "r1", "public_key": "\n  " + pem_of(key) + "\n\n", "targets": ["t1"]},
+        "/api/v1/runners/",
+        {"name": "r1", "public_key": "\n  " + pem_of(key) + "\n\n", "targets": ["t1"]},
         format="json",
     )
     assert response.status_code == 201, response.content

@@ -16,9 +16,15 @@ def upload(client, content: bytes, *, name="minilm", version="1.0", **extra):
     return client.post(
         "/api/v1/models/",
         {
-            "name": name, "version": version, "task": "text-embedding", "architecture": "bert-encoder",
-            "config": json.dumps({"hidden_size": 8, "num_layers": 1, "vocab": {"a": 1}}), "license": "Apache-2.0",
-            "weights": SimpleUploadedFile("../../../etc/evil.pkl", content, content_type="application/octet-stream"),
+            "name": name,
+            "version": version,
+            "task": "text-embedding",
+            "architecture": "bert-encoder",
+            "config": json.dumps({"hidden_size": 8, "num_layers": 1, "vocab": {"a": 1}}),
+            "license": "Apache-2.0",
+            "weights": SimpleUploadedFile(
+                "../../../etc/evil.pkl", content, content_type="application/octet-stream"
+            ),
             **extra,
         },
         format="multipart",
@@ -71,7 +77,9 @@ def test_the_same_weights_uploaded_twice_are_stored_once(cast, client_for, media
     assert upload(client_for(cast.owner), content, version="2").status_code == 201
     assert upload(client_for(cast.foreign), content, version="1").status_code == 201
     digest = hashlib.sha256(content).hexdigest()
-    assert {a.weights.name for a in ModelArtifact.objects.all()} == {f"models/{digest[:2]}/{digest}.safetensors"}
+    assert {a.weights.name for a in ModelArtifact.objects.all()} == {
+        f"models/{digest[:2]}/{digest}.safetensors"
+    }
     assert len(stored_files(media_root)) == 1
 
 

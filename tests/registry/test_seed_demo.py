@@ -23,8 +23,10 @@ def seeded(db, settings, tmp_path):
 
 
 def counts():
-    return {model.__name__: model.objects.count()
-            for model in (Organization, Membership, get_user_model(), Chip, HardwareTarget)}
+    return {
+        model.__name__: model.objects.count()
+        for model in (Organization, Membership, get_user_model(), Chip, HardwareTarget)
+    }
 
 
 def test_seed_demo_is_idempotent(seeded, tmp_path):
@@ -36,10 +38,17 @@ def test_seed_demo_is_idempotent(seeded, tmp_path):
 
 
 def test_seed_demo_creates_an_authority_with_a_reviewer_two_vendors_and_a_buyer(seeded):
-    kinds = dict(Organization.objects.filter(slug__in=["authority", "acme", "borealis", "procurement"])
-                 .values_list("slug", "kind"))
-    assert kinds == {"authority": OrganizationKind.AUTHORITY, "acme": OrganizationKind.VENDOR,
-                     "borealis": OrganizationKind.VENDOR, "procurement": OrganizationKind.BUYER}
+    kinds = dict(
+        Organization.objects.filter(slug__in=["authority", "acme", "borealis", "procurement"]).values_list(
+            "slug", "kind"
+        )
+    )
+    assert kinds == {
+        "authority": OrganizationKind.AUTHORITY,
+        "acme": OrganizationKind.VENDOR,
+        "borealis": OrganizationKind.VENDOR,
+        "procurement": OrganizationKind.BUYER,
+    }
     roles = dict(Membership.objects.values_list("user__username", "role"))
     assert roles["reviewer"] == Role.REVIEWER
     assert roles["admin"] == Role.PLATFORM_ADMIN
