@@ -37,7 +37,7 @@ class BearerTokenAuthentication(TokenAuthentication):
 
 
 class BearerTokenScheme(OpenApiAuthenticationExtension):
-    X
+    """The Bearer token in the OpenAPI schema (drf-spectacular's knox extension skips subclasses)."""
 
     target_class = BearerTokenAuthentication
     name = "bearerToken"
