@@ -1,0 +1,72 @@
+"""The kernel catalog: coverage, named edge cases, tolerances with sources, seeded inputs, cost model."""
+
+from __future__ import annotations
+
+import torch
+
+from runners.catalog import EDGE_CASES, all_kernels, case_generator, get_kernel
+
+CHALLENGE = "ef" * 16
+
+
+def test_the_catalog_covers_the_issue_list():
+    names = {kernel.name for kernel in all_kernels()}
+    assert len(names) >= 20
+    assert {
+        "matmul", "linear", "bmm", "int8_matmul", "conv2d_nchw", "conv2d_channels_last", "conv2d_depthwise",
+        "sdpa", "decode_attention", "layer_norm", "rms_norm", "softmax", "log_softmax", "gelu_erf", "gelu_tanh",
+        "silu", "swiglu", "rope", "embedding", "topk", "argmax", "cumsum", "sum", "add", "mul",
+        "quantize_per_channel", "dequantize_per_channel",
+    } <= names
+
+
+def test_every_named_edge_case_is_exercised():
+    edges = {case.edge for kernel in all_kernels() for case in kernel.cases}
+    assert set(EDGE_CASES) <= edges
+
+
+def test_real_model_shapes_are_present():
+    dims = [case.dims for kernel in all_kernels() for case in kernel.cases]
+    assert any(d.get("Hq") == 32 and d.get("Hkv") == 8 for d in dims)
+    assert any(d.get("K") == 4096 or d.get("N") == 4096 for d in dims)
+    assert any(2048 in d.values() for d in dims) and any(16384 in d.values() for d in dims)
+
+
+def test_every_tolerance_names_its_source_and_scales_with_reduction_length():
+    for kernel in all_kernels():
+        for dtype in kernel.dtypes:
+            for case in kernel.cases_for(dtype):
+                assert kernel.tolerance(case, dtype).source
+    matmul = get_kernel("matmul")
+    short, long = matmul.case("square_64"), matmul.case("long_reduction_k16384")
+    assert matmul.tolerance(long, "float32").atol > matmul.tolerance(short, "float32").atol
+
+
+def test_inputs_depend_on_the_challenge_only():
+    kernel = get_kernel("linear")
+    case = kernel.case("small_64")
+
+    def draw(challenge: str) -> torch.Tensor:
+        return kernel.make_inputs(case, "bfloat16", case_generator(challenge, kernel.name, case.name, "bfloat16"),
+                                  "cpu")["x"]
+
+    assert torch.equal(draw(CHALLENGE), draw(CHALLENGE))
+    assert not torch.equal(draw(CHALLENGE), draw("12" * 16))
+
+
+def test_make_inputs_and_run_work_outside_the_suite_with_the_cost_model():
+    kernel = get_kernel("matmul")
+    case = kernel.case("square_64")
+    inputs = kernel.make_inputs(case, "float32", case_generator(CHALLENGE, "matmul", case.name, "float32"), "cpu")
+    assert kernel.run(inputs).shape == (64, 64)
+    assert kernel.flops(case) == 2 * 64**3
+    assert kernel.bytes(case, "bfloat16") == 2 * 3 * 64 * 64
+
+
+def test_non_contiguous_cases_really_hand_over_views():
+    for name, case_name, key in [("matmul", "transposed_b", "b"), ("linear", "strided_input", "x"),
+                                 ("softmax", "strided_rows", "x"), ("rope", "view_of_fused_qkv", "x")]:
+        kernel = get_kernel(name)
+        case = kernel.case(case_name)
+        inputs = kernel.make_inputs(case, "float32", case_generator(CHALLENGE, name, case_name, "float32"), "cpu")
+        assert not inputs[key].is_contiguous(), name
