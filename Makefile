@@ -26,9 +26,11 @@ migrate: install
 	$(PY) manage.py migrate --noinput
 
 demo: migrate
+	$(PY) manage.py collectstatic --noinput -v0
 	$(PY) manage.py seed_demo
 
 run: demo
+	$(PY) manage.py certify local-cpu --level baseline --if-none-pending
 	@echo "Portal: http://$(HOST):$(PORT)/   API docs: http://$(HOST):$(PORT)/api/docs/"
 	@echo "Log in with a demo user listed above (passwords are kept in var/demo-credentials.txt)."
 	$(PY) manage.py runserver $(HOST):$(PORT) --noreload

@@ -67,6 +67,7 @@ def run_job(spec: dict, *, identity: RunnerIdentity, report: Reporter) -> dict |
     """
     from runners.backends import UnknownBackend, get_backend
     from runners.document import canonical_json
+    from runners.spec import SpecInvalid, validate_spec
     from runners.suites import run_suite
 
     job_id = spec.get("job_id")
@@ -89,6 +90,11 @@ def run_job(spec: dict, *, identity: RunnerIdentity, report: Reporter) -> dict |
         }))
 
     progress(0.0, "started")
+    try:
+        validate_spec(spec)
+    except SpecInvalid as exc:
+        fail("infrastructure", f"the job spec fails the runner's schema: {exc}")
+        return None
     try:
         backend = get_backend(str(spec.get("device", "")))
     except UnknownBackend as exc:

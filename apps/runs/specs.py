@@ -50,14 +50,23 @@ def job_spec_build(*, job: Job, suite_plan: dict, time_limit_s: int) -> dict:
         },
         "limits": {"time_s": time_limit_s},
     }
-    if suite_plan.get("dtypes"):
-        spec["dtypes"] = list(suite_plan["dtypes"])
-    if suite_plan.get("kernels"):
-        spec["kernels"] = list(suite_plan["kernels"])
-    if job.suite == JobSuite.PERFORMANCE and suite_plan.get("quick") is not None:
-        spec["quick"] = bool(suite_plan["quick"])
-    if job.suite == JobSuite.MODEL and job.model is not None:
-        spec["models"] = [model_entry(job.model)]
+    options: dict = {}
+    if job.suite == JobSuite.CONFORMANCE:
+        if suite_plan.get("dtypes"):
+            spec["dtypes"] = list(suite_plan["dtypes"])
+        if suite_plan.get("kernels"):
+            spec["kernels"] = list(suite_plan["kernels"])
+    elif job.suite == JobSuite.PERFORMANCE:
+        options["performance"] = {"dtypes": list(suite_plan.get("dtypes") or [])}
+        options["quick"] = bool(suite_plan.get("quick", False))
+    elif job.suite == JobSuite.MODEL:
+        if job.model is not None:
+            spec["models"] = [model_entry(job.model)]
+        if suite_plan.get("dtypes"):
+            options["model_dtypes"] = list(suite_plan["dtypes"])
+        options["quick"] = bool(suite_plan.get("quick", False))
+    if options:
+        spec["options"] = options
     if spec["declared"]["memory_bandwidth_gbs"] is None:
         del spec["declared"]["memory_bandwidth_gbs"]
     return spec

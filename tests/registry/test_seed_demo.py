@@ -18,7 +18,7 @@ def seeded(db, settings, tmp_path):
     # Demo users get real passwords; the default hasher's cost is not what this test is about.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     out = StringIO()
-    call_command("seed_demo", stdout=out)
+    call_command("seed_demo", "--skip-certification", stdout=out)
     return out.getvalue()
 
 
@@ -32,7 +32,7 @@ def counts():
 def test_seed_demo_is_idempotent(seeded, tmp_path):
     first = counts()
     passwords = (tmp_path / "demo-credentials.txt").read_text()
-    call_command("seed_demo", stdout=StringIO())
+    call_command("seed_demo", "--skip-certification", stdout=StringIO())
     assert counts() == first
     assert (tmp_path / "demo-credentials.txt").read_text() == passwords
 

@@ -15,6 +15,7 @@ from apps.runs.models import Campaign, CampaignState, Job
 from apps.runs.selectors import program_current
 from apps.runs.services.campaigns import campaign_submit
 
+PENDING = {CampaignState.QUEUED, CampaignState.RUNNING, CampaignState.EVALUATING, CampaignState.AWAITING_REVIEW}
 ENDED = {CampaignState.AWAITING_REVIEW, CampaignState.APPROVED, CampaignState.REJECTED, CampaignState.FAILED,
          CampaignState.CANCELLED}
 
@@ -36,11 +37,18 @@ class Command(BaseCommand):
                             help="model name[:version] of the vendor (default: every model the vendor registered)")
         parser.add_argument("--as", dest="username", default=None, help="the submitting vendor user")
         parser.add_argument("--timeout", type=float, default=3600)
+        parser.add_argument("--if-none-pending", action="store_true",
+                            help="do nothing when the target already has a campaign in progress or awaiting review")
 
-    def handle(self, *args, target, program, program_version, level, model, username, timeout, **options):
+    def handle(self, *args, target, program, program_version, level, model, username, timeout, if_none_pending,
+               **options):
         hardware = HardwareTarget.objects.select_related("chip__vendor").filter(slug=target).first()
         if hardware is None:
             raise CommandError(f"No hardware target {target!r}.")
+        pending = Campaign.objects.filter(target=hardware, state__in=PENDING).order_by("pk").first()
+        if if_none_pending and pending is not None:
+            self.stdout.write(f"Campaign {pending.pk} of {target} is already {pending.get_state_display().lower()}.")
+            return
         vendor = hardware.chip.vendor
         members = Membership.objects.filter(organization=vendor, role__in=[Role.VENDOR_ENGINEER, Role.VENDOR_ADMIN])
         if username:

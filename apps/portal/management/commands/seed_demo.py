@@ -1,5 +1,7 @@
-"""Create (idempotently) the demo world: an authority, two vendors, a buyer, reference chips, and
-this machine's CPU as a hardware target."""
+"""Create (idempotently) the demo world: an authority, two vendors, a buyer, reference chips, this
+machine's CPU as a hardware target with its own runner, and the real MiniLM model; then certify the
+local CPU once through the normal pipeline, approved by the demo reviewer through the normal review
+service, so a newcomer sees a real certificate at once. Later campaigns wait for a human reviewer."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files import File
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
@@ -68,9 +71,13 @@ def local_cpu_declared_peak_tflops() -> float:
 
 
 class Command(BaseCommand):
-    help = "Create the demo organizations, users, reference chips and the local CPU target (idempotent)."
+    help = "Create the demo world and certify the local CPU once (idempotent)."
 
-    def handle(self, *args, **options):
+    def add_arguments(self, parser):
+        parser.add_argument("--skip-certification", action="store_true",
+                            help="only the registry: no campaign, no certificate")
+
+    def handle(self, *args, skip_certification: bool = False, **options):
         credentials_file = Path(settings.VAR_DIR) / "demo-credentials.txt"
         credentials = self._read_credentials(credentials_file)
         with transaction.atomic():
@@ -92,10 +99,34 @@ class Command(BaseCommand):
             self._seed_local_runner(target)
             self._seed_minilm(organizations["acme"])
         self._write_credentials(credentials_file, credentials)
+        if not skip_certification:
+            self._certify_once(target)
         self.stdout.write(self.style.SUCCESS(f"Demo ready; local CPU target: {target.slug} (queue {target.queue})"))
         self.stdout.write(f"Demo users and passwords are in {credentials_file}:")
         for username, password in sorted(credentials.items()):
             self.stdout.write(f"  {username:<20} {password}")
+
+    def _certify_once(self, target: HardwareTarget) -> None:
+        from apps.certificates.models import Certificate
+        from apps.certificates.services.reviews import review_approve
+        from apps.runs.models import Campaign, CampaignState
+
+        if Certificate.objects.filter(campaign__target=target).exists():
+            return
+        campaign = Campaign.objects.filter(target=target, state=CampaignState.AWAITING_REVIEW).order_by("pk").first()
+        if campaign is None:
+            self.stdout.write(f"Certifying {target.slug} through the pipeline (conformance, performance, model)...")
+            call_command("certify", target.slug, "--level", "baseline", stdout=self.stdout, stderr=self.stderr)
+            campaign = Campaign.objects.filter(target=target).order_by("-pk").first()
+        campaign.refresh_from_db()
+        if campaign.state != CampaignState.AWAITING_REVIEW:
+            self.stderr.write(f"Campaign {campaign.pk} is {campaign.state}; no demo certificate issued.")
+            return
+        reviewer = User.objects.get(username="reviewer")
+        review_approve(campaign=campaign, reviewer=reviewer,
+                       reason="Demo set-up: the local CPU's first campaign, approved by the demo reviewer.")
+        certificate = Certificate.objects.get(campaign=campaign)
+        self.stdout.write(self.style.SUCCESS(f"Certificate {certificate.serial} issued for {target.slug}."))
 
     def _seed_reference_chips(self) -> None:
         for row in reference_chips():
