@@ -6,7 +6,12 @@ Usage: python bench/conformance_time.py [--seed HEX]
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
+
+# Run as a script, bench/ is on sys.path rather than the repository root.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from runners.backends import get_backend
 from runners.conformance import run_conformance
