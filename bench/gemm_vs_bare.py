@@ -45,23 +45,27 @@ def main() -> None:
     policy = TimingPolicy(min_time_s=args.min_run_time, max_time_s=10 * args.min_run_time)
     dtypes = [d for d in ("float32", "bfloat16", "float16", "int8") if d in backend.supported_dtypes()]
     print(f"device={device} threads={threads} rounds={args.rounds} torch={torch.__version__}")
-    print(f"{'dtype':9s} {'size':>5s} {'runner TFLOP/s':>15s} {'bare TFLOP/s':>13s} {'ratio':>7s} {'overhead %':>10s}")
+    header = ("dtype", "size", "runner TFLOP/s", "bare TFLOP/s", "ratio", "overhead %")
+    print("{:9s} {:>5s} {:>15s} {:>13s} {:>7s} {:>10s}".format(*header))
     for dtype in dtypes:
         kernel = _catalog_kernel("int8_matmul" if dtype == "int8" else "matmul")
         if kernel is None:
             continue
         n = args.size or (CPU_SIZES[dtype] if backend.name == "cpu" else GPU_SIZE)
         case = Case(f"perf_{n}", {"M": n, "K": n, "N": n})
-        inputs = kernel.make_inputs(case, dtype, case_generator("bench", kernel.name, case.name, dtype), device)
+        inputs = kernel.make_inputs(
+            case, dtype, case_generator("bench", kernel.name, case.name, dtype), device
+        )
         run = kernel.run
         stmt = "torch._int_mm(a, b)" if dtype == "int8" else "torch.matmul(a, b)"
         timer = Timer(stmt, globals={"torch": torch, "a": inputs["a"], "b": inputs["b"]}, num_threads=threads)
         ratios, overheads, runner_times, bare_times = [], [], [], []
         for round_index in range(args.rounds):
-            def runner_time() -> float:
+
+            def runner_time(run=run, inputs=inputs) -> float:  # noqa: ANN001 - binds this dtype's call
                 return measure(lambda: run(inputs), backend=backend, policy=policy).median
 
-            def bare_time() -> float:
+            def bare_time(timer: Timer = timer) -> float:
                 backend.synchronize()
                 return timer.blocked_autorange(min_run_time=args.min_run_time).median
 
@@ -74,9 +78,11 @@ def main() -> None:
             ratios.append(b / r)  # throughput ratio = inverse time ratio
             overheads.append((r - b) / b * 100)
         flops = kernel.flops(case)
-        print(f"{dtype:9s} {n:5d} {flops / statistics.median(runner_times) / 1e12:15.4f} "
-              f"{flops / statistics.median(bare_times) / 1e12:13.4f} {statistics.median(ratios):7.3f} "
-              f"{statistics.median(overheads):10.2f}")
+        print(
+            f"{dtype:9s} {n:5d} {flops / statistics.median(runner_times) / 1e12:15.4f} "
+            f"{flops / statistics.median(bare_times) / 1e12:13.4f} {statistics.median(ratios):7.3f} "
+            f"{statistics.median(overheads):10.2f}"
+        )
 
 
 if __name__ == "__main__":

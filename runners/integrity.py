@@ -50,8 +50,13 @@ def default_tolerance(dtype: torch.dtype) -> tuple[float, float]:
     return 0.0, 0.0
 
 
-def output_consistency(accuracy: Mapping[Any, torch.Tensor], logged: Mapping[Any, torch.Tensor],
-                       *, dtype: torch.dtype, sampled: Sequence[Any]) -> dict[str, Any]:
+def output_consistency(
+    accuracy: Mapping[Any, torch.Tensor],
+    logged: Mapping[Any, torch.Tensor],
+    *,
+    dtype: torch.dtype,
+    sampled: Sequence[Any],
+) -> dict[str, Any]:
     """Verdict of TEST01: every sampled output logged in the timed run matches accuracy's."""
     rtol, atol = default_tolerance(dtype)
     mismatches: list[dict[str, Any]] = []
@@ -64,7 +69,9 @@ def output_consistency(accuracy: Mapping[Any, torch.Tensor], logged: Mapping[Any
         expected = expected.detach().to("cpu", torch.float64)
         got = got.detach().to("cpu", torch.float64)
         if expected.shape != got.shape:
-            mismatches.append({"sample": str(key), "reason": f"shape {tuple(got.shape)} != {tuple(expected.shape)}"})
+            mismatches.append(
+                {"sample": str(key), "reason": f"shape {tuple(got.shape)} != {tuple(expected.shape)}"}
+            )
             continue
         diff = (got - expected).abs()
         finite = torch.isfinite(expected)
@@ -72,8 +79,13 @@ def output_consistency(accuracy: Mapping[Any, torch.Tensor], logged: Mapping[Any
             worst = max(worst, float(diff[finite].max()) if finite.any() else 0.0)
         close = torch.isclose(got, expected, rtol=rtol, atol=atol, equal_nan=True)
         if not bool(close.all()):
-            mismatches.append({"sample": str(key), "reason": "values differ",
-                               "mismatch_fraction": float((~close).double().mean())})
+            mismatches.append(
+                {
+                    "sample": str(key),
+                    "reason": "values differ",
+                    "mismatch_fraction": float((~close).double().mean()),
+                }
+            )
     return {
         "verdict": "pass" if not mismatches else "fail",
         "sampled": len(sampled),
@@ -86,9 +98,14 @@ def output_consistency(accuracy: Mapping[Any, torch.Tensor], logged: Mapping[Any
     }
 
 
-def caching_check(fresh_calls: Sequence[Callable[[], object]], repeated_call: Callable[[], object], *,
-                  backend: TimedBackend | None, threshold: float = CACHING_THRESHOLD,
-                  warmup: int = 2) -> dict[str, Any]:
+def caching_check(
+    fresh_calls: Sequence[Callable[[], object]],
+    repeated_call: Callable[[], object],
+    *,
+    backend: TimedBackend | None,
+    threshold: float = CACHING_THRESHOLD,
+    warmup: int = 2,
+) -> dict[str, Any]:
     """Verdict of TEST04: each fresh call has its own never-seen input; the repeated call one input.
 
     Every fresh input is used exactly once, so a cache keyed on inputs (by address or by
@@ -106,8 +123,9 @@ def caching_check(fresh_calls: Sequence[Callable[[], object]], repeated_call: Ca
     return caching_verdict(summarize(fresh_samples), summarize(repeated_samples), threshold=threshold)
 
 
-def caching_verdict(fresh: TimingStats, repeated: TimingStats, *,
-                    threshold: float = CACHING_THRESHOLD) -> dict[str, Any]:
+def caching_verdict(
+    fresh: TimingStats, repeated: TimingStats, *, threshold: float = CACHING_THRESHOLD
+) -> dict[str, Any]:
     speedup = fresh.median / repeated.median if repeated.median > 0 else float("inf")
     separated = repeated.ci_high < fresh.ci_low
     failed = speedup > 1.0 + threshold and separated

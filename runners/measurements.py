@@ -7,13 +7,34 @@ from typing import Any
 
 from runners.timing import TimingStats
 
-KINDS = ("gemm", "bandwidth", "attention", "conv", "model_latency", "model_throughput", "ttft",
-         "decode", "accuracy", "memory", "power", "energy")
+KINDS = (
+    "gemm",
+    "bandwidth",
+    "attention",
+    "conv",
+    "model_latency",
+    "model_throughput",
+    "ttft",
+    "decode",
+    "accuracy",
+    "memory",
+    "power",
+    "energy",
+)
 
 
-def measurement(*, name: str, kind: str, unit: str, value: float | None, dtype: str | None = None,
-                params: dict[str, Any] | None = None, stats: TimingStats | None = None,
-                efficiency: float | None = None, flags: Iterable[str] = ()) -> dict[str, Any]:
+def measurement(
+    *,
+    name: str,
+    kind: str,
+    unit: str,
+    value: float | None,
+    dtype: str | None = None,
+    params: dict[str, Any] | None = None,
+    stats: TimingStats | None = None,
+    efficiency: float | None = None,
+    flags: Iterable[str] = (),
+) -> dict[str, Any]:
     """One measurement; ``value`` is None (with the flag ``unavailable``) where the device cannot tell.
 
     ``stats`` are always the per-call *time* statistics in seconds, whatever ``unit`` the
@@ -38,18 +59,38 @@ def measurement(*, name: str, kind: str, unit: str, value: float | None, dtype: 
     }
 
 
-def case_record(kernel: str, dtype: str, case: str, status: str, *, error_class: str | None = None,
-                message: str | None = None, stats: dict[str, Any] | None = None, flops: int | None = None,
-                bytes_moved: int | None = None, **extra: Any) -> dict[str, Any]:
+def case_record(
+    kernel: str,
+    dtype: str,
+    case: str,
+    status: str,
+    *,
+    error_class: str | None = None,
+    message: str | None = None,
+    stats: dict[str, Any] | None = None,
+    flops: int | None = None,
+    bytes_moved: int | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     """A ``cases`` item in the result schema's shape (see runners/schema/result.schema.json).
 
     ``error_class`` is one of product_failure, infrastructure, unsupported, bad_spec; it is
     required for error and unsupported cases and must be None for passing ones.
     """
     return {
-        "kernel": kernel, "dtype": dtype, "case": case, "edge": None, "status": status,
-        "error_class": error_class, "message": message, "stats": stats, "output_digest": None,
-        "shape": None, "flops": flops, "bytes": bytes_moved, **extra,
+        "kernel": kernel,
+        "dtype": dtype,
+        "case": case,
+        "edge": None,
+        "status": status,
+        "error_class": error_class,
+        "message": message,
+        "stats": stats,
+        "output_digest": None,
+        "shape": None,
+        "flops": flops,
+        "bytes": bytes_moved,
+        **extra,
     }
 
 
@@ -85,8 +126,10 @@ def measurement_table(document: dict[str, Any]) -> str:
         eff = "" if item["efficiency"] is None else f"{item['efficiency']:.0%}"
         n = str(item["stats"]["n"]) if item["stats"] else ""
         flags = item["flags"] + (["unstable"] if item["unstable"] else [])
-        rows.append(f"{item['name'][:44]:44s} {str(item['dtype']):9s} {value:>12s} {item['unit'][:10]:10s} "
-                    f"{eff:>6s} {n:>5s}  {','.join(flags)}")
+        rows.append(
+            f"{item['name'][:44]:44s} {str(item['dtype']):9s} {value:>12s} {item['unit'][:10]:10s} "
+            f"{eff:>6s} {n:>5s}  {','.join(flags)}"
+        )
     for dtype, verdict in ((document.get("claims") or {}).get("dtypes") or {}).items():
         if verdict.get("declared_peak_tflops") is None:
             rows.append(f"claims {dtype}: no declared peak to check")

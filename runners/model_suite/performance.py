@@ -38,8 +38,10 @@ class ModelRun:
     quick: bool
 
     def batches(self, size: int) -> list[tuple[torch.Tensor, ...]]:
-        return [self.workload.make_batch(list(chunk), self.device, self.dtype)
-                for chunk in _chunks(self.workload.size, size)]
+        return [
+            self.workload.make_batch(list(chunk), self.device, self.dtype)
+            for chunk in _chunks(self.workload.size, size)
+        ]
 
     @torch.inference_mode()
     def run_all(self, batches: Sequence[tuple[torch.Tensor, ...]]) -> list[torch.Tensor]:
@@ -52,10 +54,13 @@ class ModelRun:
 
     def generation_agreement(self) -> float:
         """Fraction of greedily generated tokens equal to the float64 model's."""
-        prompt = self.workload.make_batch(range(min(2, self.workload.size)), torch.device("cpu"), self.dtype)[0]
+        prompt = self.workload.make_batch(range(min(2, self.workload.size)), torch.device("cpu"), self.dtype)[
+            0
+        ]
         with torch.inference_mode():
             expected = float64_copy(self.model.module, type(self.model.module), self.model.config).generate(
-                prompt, GENERATED_TOKENS)
+                prompt, GENERATED_TOKENS
+            )
             got = self.module.generate(prompt.to(self.device), GENERATED_TOKENS).cpu()
         return float((got == expected).double().mean())
 
@@ -68,14 +73,27 @@ class ModelRun:
 def measure_model(run: ModelRun) -> tuple[list[dict[str, Any]], torch.Tensor]:
     """The model's performance measurements, and its outputs logged during the timed run."""
     name, dtype = run.model.spec.name, str(run.dtype).removeprefix("torch.")
-    base = {"model": name, "architecture": run.model.architecture.name, "params_count": run.model.parameter_count}
+    base = {
+        "model": name,
+        "architecture": run.model.architecture.name,
+        "params_count": run.model.parameter_count,
+    }
     items: list[dict[str, Any]] = []
 
     single = run.workload.make_batch([0], run.device, run.dtype)
     with torch.inference_mode():
         stats = measure(lambda: run.forward(*single), backend=run.backend, policy=run.policy)
-    items.append(measurement(name=f"{name} latency", kind="model_latency", unit="s", value=stats.median,
-                             dtype=dtype, params={**base, "batch": 1}, stats=stats))
+    items.append(
+        measurement(
+            name=f"{name} latency",
+            kind="model_latency",
+            unit="s",
+            value=stats.median,
+            dtype=dtype,
+            params={**base, "batch": 1},
+            stats=stats,
+        )
+    )
 
     sweep = [b for b in ((1, 4) if run.quick else (1, 4, 16)) if b <= run.workload.size]
     logged = torch.empty(0)
@@ -84,13 +102,26 @@ def measure_model(run: ModelRun) -> tuple[list[dict[str, Any]], torch.Tensor]:
         last = index == len(sweep) - 1
         if last:
             run.backend.reset_peak_memory()
-        stats, outputs = measure_with_output(lambda batches=batches: run.run_all(batches),
-                                             backend=run.backend, policy=run.policy)
+        stats, outputs = measure_with_output(
+            lambda batches=batches: run.run_all(batches), backend=run.backend, policy=run.policy
+        )
         items_per_s = run.workload.size / stats.median
-        items.append(measurement(
-            name=f"{name} throughput b{batch_size}", kind="model_throughput", unit="items/s", value=items_per_s,
-            dtype=dtype, params={**base, "batch": batch_size, "items": run.workload.size,
-                                 "tokens_per_s": items_per_s * run.workload.tokens_per_item}, stats=stats))
+        items.append(
+            measurement(
+                name=f"{name} throughput b{batch_size}",
+                kind="model_throughput",
+                unit="items/s",
+                value=items_per_s,
+                dtype=dtype,
+                params={
+                    **base,
+                    "batch": batch_size,
+                    "items": run.workload.size,
+                    "tokens_per_s": items_per_s * run.workload.tokens_per_item,
+                },
+                stats=stats,
+            )
+        )
         if last:
             # The outputs of the timed run itself, for the output-consistency check.
             try:
@@ -103,16 +134,25 @@ def measure_model(run: ModelRun) -> tuple[list[dict[str, Any]], torch.Tensor]:
     return items, logged
 
 
-def _memory_and_power(run: ModelRun, name: str, dtype: str, base: dict[str, Any], batch_size: int,
-                      epoch_s: float) -> list[dict[str, Any]]:
+def _memory_and_power(
+    run: ModelRun, name: str, dtype: str, base: dict[str, Any], batch_size: int, epoch_s: float
+) -> list[dict[str, Any]]:
     peak = run.backend.memory_info().get("peak_allocated_bytes")
     watts = run.backend.power_watts()
     params = {**base, "batch": batch_size}
     return [
-        measurement(name=f"{name} peak memory", kind="memory", unit="bytes", value=peak, dtype=dtype, params=params),
+        measurement(
+            name=f"{name} peak memory", kind="memory", unit="bytes", value=peak, dtype=dtype, params=params
+        ),
         measurement(name=f"{name} power", kind="power", unit="W", value=watts, dtype=dtype, params=params),
-        measurement(name=f"{name} energy per item", kind="energy", unit="J/item",
-                    value=None if watts is None else watts * epoch_s / run.workload.size, dtype=dtype, params=params),
+        measurement(
+            name=f"{name} energy per item",
+            kind="energy",
+            unit="J/item",
+            value=None if watts is None else watts * epoch_s / run.workload.size,
+            dtype=dtype,
+            params=params,
+        ),
     ]
 
 
@@ -133,16 +173,34 @@ def _decoder_timings(run: ModelRun, name: str, dtype: str, base: dict[str, Any])
         ttft = measure(first_token, backend=run.backend, policy=run.policy)
         token = first_token()
 
-        def next_token(token: torch.Tensor = token, cache: Any = cache) -> torch.Tensor:
+        def next_token(token: torch.Tensor = token, cache: Any = cache, length: int = length) -> torch.Tensor:
             cache.length = length  # always the same context length, so every step costs the same
             return run.forward(token, cache)
 
         step = measure(next_token, backend=run.backend, policy=run.policy)
         params = {**base, "batch": batch_size, "prompt_tokens": length, "context": length + 1}
-        items.append(measurement(name=f"{name} ttft b{batch_size}", kind="ttft", unit="s", value=ttft.median,
-                                 dtype=dtype, params=params, stats=ttft))
-        items.append(measurement(name=f"{name} decode b{batch_size}", kind="decode", unit="tokens/s",
-                                 value=batch_size / step.median, dtype=dtype, params=params, stats=step))
+        items.append(
+            measurement(
+                name=f"{name} ttft b{batch_size}",
+                kind="ttft",
+                unit="s",
+                value=ttft.median,
+                dtype=dtype,
+                params=params,
+                stats=ttft,
+            )
+        )
+        items.append(
+            measurement(
+                name=f"{name} decode b{batch_size}",
+                kind="decode",
+                unit="tokens/s",
+                value=batch_size / step.median,
+                dtype=dtype,
+                params=params,
+                stats=step,
+            )
+        )
         if batch_size == run.workload.size or run.workload.size == 1:
             break
     return items

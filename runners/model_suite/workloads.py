@@ -62,9 +62,14 @@ def _cosine_score(out: torch.Tensor, ref: torch.Tensor, dtype: str) -> dict[str,
     out, ref = out.double().flatten(1), ref.double().flatten(1)
     cos = torch.nn.functional.cosine_similarity(out, ref, dim=1)
     min_cos = float(cos.min())
-    return {"metric": "cosine_min", "value": min_cos, "cosine_mean": float(cos.mean()),
-            "max_abs_error": float((out - ref).abs().max()), "threshold": COSINE_MIN.get(dtype, 0.99),
-            "passed": bool(min_cos >= COSINE_MIN.get(dtype, 0.99))}
+    return {
+        "metric": "cosine_min",
+        "value": min_cos,
+        "cosine_mean": float(cos.mean()),
+        "max_abs_error": float((out - ref).abs().max()),
+        "threshold": COSINE_MIN.get(dtype, 0.99),
+        "passed": bool(min_cos >= COSINE_MIN.get(dtype, 0.99)),
+    }
 
 
 def _encoder(model: LoadedModel, seed: int | str, quick: bool) -> Workload:
@@ -74,8 +79,10 @@ def _encoder(model: LoadedModel, seed: int | str, quick: bool) -> Workload:
     else:  # any other encoder: seeded token ids of varied lengths
         rng = np.random.default_rng(derive_seed(seed, model.spec.name))
         count, longest = (8, 16) if quick else (16, 32)
-        ids = [[int(t) for t in rng.integers(1, config.vocab_size, int(rng.integers(4, longest)))]
-               for _ in range(count)]
+        ids = [
+            [int(t) for t in rng.integers(1, config.vocab_size, int(rng.integers(4, longest)))]
+            for _ in range(count)
+        ]
     input_ids, mask = pad_token_ids(ids)
 
     def make_batch(indices: Sequence[int], device: torch.device, _: torch.dtype) -> tuple[torch.Tensor, ...]:
@@ -86,13 +93,22 @@ def _encoder(model: LoadedModel, seed: int | str, quick: bool) -> Workload:
         state = model.module.state_dict()
         return torch.from_numpy(bert_reference_embeddings(state, config, input_ids.numpy(), mask.numpy()))
 
-    def make_fresh(variant: int, batch: int, device: torch.device, _: torch.dtype) -> tuple[torch.Tensor, ...]:
+    def make_fresh(
+        variant: int, batch: int, device: torch.device, _: torch.dtype
+    ) -> tuple[torch.Tensor, ...]:
         g = _fresh_generator(seed, model.spec.name, variant)
         fresh = torch.randint(1, config.vocab_size, (batch, input_ids.shape[1]), generator=g)
         return fresh.to(device), torch.ones_like(fresh).to(device)
 
-    return Workload("encoder", len(ids), make_batch, reference, _cosine_score, make_fresh,
-                    tokens_per_item=int(mask.sum(1).float().mean()))
+    return Workload(
+        "encoder",
+        len(ids),
+        make_batch,
+        reference,
+        _cosine_score,
+        make_fresh,
+        tokens_per_item=int(mask.sum(1).float().mean()),
+    )
 
 
 def _decoder(model: LoadedModel, seed: int | str, quick: bool) -> Workload:
@@ -114,13 +130,18 @@ def _decoder(model: LoadedModel, seed: int | str, quick: bool) -> Workload:
         # divergence does not cascade through the rest of the sequence.
         agreement = float((out.argmax(-1) == ref.argmax(-1)).double().mean())
         scale = float(ref.abs().max())
-        return {"metric": "greedy_token_agreement", "value": agreement,
-                "logit_max_abs_error": float((out - ref).abs().max()),
-                "logit_max_rel_error": float((out - ref).abs().max()) / scale if scale else 0.0,
-                "threshold": AGREEMENT_MIN.get(dtype, 0.9),
-                "passed": bool(agreement >= AGREEMENT_MIN.get(dtype, 0.9))}
+        return {
+            "metric": "greedy_token_agreement",
+            "value": agreement,
+            "logit_max_abs_error": float((out - ref).abs().max()),
+            "logit_max_rel_error": float((out - ref).abs().max()) / scale if scale else 0.0,
+            "threshold": AGREEMENT_MIN.get(dtype, 0.9),
+            "passed": bool(agreement >= AGREEMENT_MIN.get(dtype, 0.9)),
+        }
 
-    def make_fresh(variant: int, batch: int, device: torch.device, _: torch.dtype) -> tuple[torch.Tensor, ...]:
+    def make_fresh(
+        variant: int, batch: int, device: torch.device, _: torch.dtype
+    ) -> tuple[torch.Tensor, ...]:
         g = _fresh_generator(seed, model.spec.name, variant)
         return (torch.randint(0, config.vocab_size, (batch, length), generator=g).to(device),)
 
@@ -133,7 +154,9 @@ def _classifier(model: LoadedModel, seed: int | str, quick: bool) -> Workload:
     generator = torch.Generator().manual_seed(derive_seed(seed, model.spec.name))
     images = torch.randn(count, config.in_channels, config.image_size, config.image_size, generator=generator)
 
-    def make_batch(indices: Sequence[int], device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    def make_batch(
+        indices: Sequence[int], device: torch.device, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, ...]:
         return (images[torch.tensor(list(indices))].to(device=device, dtype=dtype),)
 
     def reference() -> torch.Tensor:
@@ -143,13 +166,19 @@ def _classifier(model: LoadedModel, seed: int | str, quick: bool) -> Workload:
     def score(out: torch.Tensor, ref: torch.Tensor, dtype: str) -> dict[str, Any]:
         out, ref = out.double(), ref.double()
         agreement = float((out.argmax(-1) == ref.argmax(-1)).double().mean())
-        return {"metric": "top1_agreement", "value": agreement, "max_abs_error": float((out - ref).abs().max()),
-                "threshold": AGREEMENT_MIN.get(dtype, 0.9), "passed": bool(agreement >= AGREEMENT_MIN.get(dtype, 0.9))}
+        return {
+            "metric": "top1_agreement",
+            "value": agreement,
+            "max_abs_error": float((out - ref).abs().max()),
+            "threshold": AGREEMENT_MIN.get(dtype, 0.9),
+            "passed": bool(agreement >= AGREEMENT_MIN.get(dtype, 0.9)),
+        }
 
-    def make_fresh(variant: int, batch: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    def make_fresh(
+        variant: int, batch: int, device: torch.device, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, ...]:
         g = _fresh_generator(seed, model.spec.name, variant)
         shape = (batch, *images.shape[1:])
         return (torch.randn(shape, generator=g).to(device=device, dtype=dtype),)
 
     return Workload("classifier", count, make_batch, reference, score, make_fresh)
-

@@ -38,8 +38,14 @@ class BertConfig:
 
     @classmethod
     def small(cls) -> BertConfig:
-        return cls(vocab_size=1000, hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
-                   intermediate_size=512, max_position_embeddings=128)
+        return cls(
+            vocab_size=1000,
+            hidden_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=512,
+            max_position_embeddings=128,
+        )
 
 
 class _Embeddings(nn.Module):
@@ -52,8 +58,11 @@ class _Embeddings(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        x = (self.word_embeddings(input_ids) + self.position_embeddings(positions)[None]
-             + self.token_type_embeddings(token_type_ids))
+        x = (
+            self.word_embeddings(input_ids)
+            + self.position_embeddings(positions)[None]
+            + self.token_type_embeddings(token_type_ids)
+        )
         return self.LayerNorm(x)
 
 
@@ -71,8 +80,9 @@ class _SelfAttention(nn.Module):
         def split(t: torch.Tensor) -> torch.Tensor:
             return t.view(b, s, self.heads, h // self.heads).transpose(1, 2)
 
-        out = F.scaled_dot_product_attention(split(self.query(x)), split(self.key(x)),
-                                             split(self.value(x)), attn_mask=keep)
+        out = F.scaled_dot_product_attention(
+            split(self.query(x)), split(self.key(x)), split(self.value(x)), attn_mask=keep
+        )
         return out.transpose(1, 2).reshape(b, s, h)
 
 
@@ -91,11 +101,11 @@ class _DenseNorm(nn.Module):
 class _Attention(nn.Module):
     def __init__(self, c: BertConfig) -> None:
         super().__init__()
-        setattr(self, "self", _SelfAttention(c))  # HF's name for the submodule is "self"
+        self.self = _SelfAttention(c)  # HF's name for the submodule is "self"
         self.output = _DenseNorm(c, c.hidden_size)
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        return self.output(getattr(self, "self")(x, keep), x)
+        return self.output(self.self(x, keep), x)
 
 
 class _Intermediate(nn.Module):

@@ -41,8 +41,15 @@ class LlamaConfig:
 
     @classmethod
     def small(cls) -> LlamaConfig:
-        return cls(vocab_size=512, hidden_size=128, intermediate_size=344, num_hidden_layers=2,
-                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+        return cls(
+            vocab_size=512,
+            hidden_size=128,
+            intermediate_size=344,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=256,
+        )
 
     @property
     def head_dim(self) -> int:
@@ -65,11 +72,14 @@ class RMSNorm(nn.Module):
 class KVCache:
     """Preallocated keys and values for every layer: [batch, kv_heads, max_len, head_dim]."""
 
-    def __init__(self, config: LlamaConfig, batch: int, max_len: int, *, dtype: torch.dtype,
-                 device: torch.device) -> None:
+    def __init__(
+        self, config: LlamaConfig, batch: int, max_len: int, *, dtype: torch.dtype, device: torch.device
+    ) -> None:
         shape = (batch, config.num_key_value_heads, max_len, config.head_dim)
         self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
-        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
+        self.values = [
+            torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)
+        ]
         self.length = 0
 
 
@@ -87,8 +97,15 @@ class _Attention(nn.Module):
         self.v_proj = nn.Linear(c.hidden_size, c.num_key_value_heads * c.head_dim, bias=False)
         self.o_proj = nn.Linear(c.num_attention_heads * c.head_dim, c.hidden_size, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                cache: KVCache | None, layer: int, start: int) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        cache: KVCache | None,
+        layer: int,
+        start: int,
+    ) -> torch.Tensor:
         b, s, _ = x.shape
         c = self.c
         q = self.q_proj(x).view(b, s, c.num_attention_heads, c.head_dim).transpose(1, 2)
@@ -97,10 +114,10 @@ class _Attention(nn.Module):
         q = q * cos + _rotate_half(q) * sin
         k = k * cos + _rotate_half(k) * sin
         if cache is not None:
-            cache.keys[layer][:, :, start:start + s] = k
-            cache.values[layer][:, :, start:start + s] = v
-            k = cache.keys[layer][:, :, :start + s]
-            v = cache.values[layer][:, :, :start + s]
+            cache.keys[layer][:, :, start : start + s] = k
+            cache.values[layer][:, :, start : start + s] = v
+            k = cache.keys[layer][:, :, : start + s]
+            v = cache.values[layer][:, :, : start + s]
         groups = c.num_attention_heads // c.num_key_value_heads
         k = k.repeat_interleave(groups, dim=1)
         v = v.repeat_interleave(groups, dim=1)

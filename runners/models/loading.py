@@ -69,9 +69,15 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
-        return cls(name=str(data.get("name", "unnamed")), architecture=str(data.get("architecture", "")),
-                   config=dict(data.get("config") or {}), version=str(data.get("version", "0")),
-                   weights_path=data.get("weights_path"), sha256=data.get("sha256"), task=data.get("task"))
+        return cls(
+            name=str(data.get("name", "unnamed")),
+            architecture=str(data.get("architecture", "")),
+            config=dict(data.get("config") or {}),
+            version=str(data.get("version", "0")),
+            weights_path=data.get("weights_path"),
+            sha256=data.get("sha256"),
+            task=data.get("task"),
+        )
 
     @property
     def synthetic(self) -> bool:
@@ -107,7 +113,8 @@ def architecture_for(spec: ModelSpec) -> Architecture:
         return ARCHITECTURES[spec.architecture]
     except KeyError:
         raise UnknownArchitectureError(
-            f"unknown architecture {spec.architecture!r}; registered: {sorted(ARCHITECTURES)}") from None
+            f"unknown architecture {spec.architecture!r}; registered: {sorted(ARCHITECTURES)}"
+        ) from None
 
 
 def expected_shapes(architecture: Architecture, config: Any) -> dict[str, tuple[int, ...]]:
@@ -123,8 +130,9 @@ def check_fits(parameters: int, dtype: torch.dtype, free_bytes: int | None, *, w
     itemsize = torch.empty((), dtype=dtype).element_size()
     needed = math.ceil(parameters * itemsize * MEMORY_HEADROOM)
     if needed > free_bytes:
-        raise DoesNotFitError(f"{what} needs about {needed / 2**30:.2f} GiB, "
-                              f"the device has {free_bytes / 2**30:.2f} GiB free")
+        raise DoesNotFitError(
+            f"{what} needs about {needed / 2**30:.2f} GiB, the device has {free_bytes / 2**30:.2f} GiB free"
+        )
 
 
 def host_free_bytes() -> int | None:
@@ -142,20 +150,29 @@ def load_model(spec: ModelSpec, *, seed: int = 0) -> LoadedModel:
     except (TypeError, ValueError) as exc:
         raise ConfigMismatchError(f"{spec.name}: invalid config: {exc}") from exc
     shapes = expected_shapes(architecture, config)
-    check_fits(sum(math.prod(s) for s in shapes.values()), torch.float32, host_free_bytes(),
-               what=f"{spec.name} (float32 host copy)")
+    check_fits(
+        sum(math.prod(s) for s in shapes.values()),
+        torch.float32,
+        host_free_bytes(),
+        what=f"{spec.name} (float32 host copy)",
+    )
     if spec.synthetic:
         state = synthetic_state_dict(shapes, seed)
     else:
-        state = read_safetensors(Path(str(spec.weights_path)), spec.sha256, shapes,
-                                 optional=getattr(architecture.module_type, "optional_keys", ()))
+        state = read_safetensors(
+            Path(str(spec.weights_path)),
+            spec.sha256,
+            shapes,
+            optional=getattr(architecture.module_type, "optional_keys", ()),
+        )
     module = architecture.module_type(config)
     module.load_state_dict(state, strict=True)
     return LoadedModel(spec, architecture, config, module.float().eval())
 
 
-def read_safetensors(path: Path, sha256: str | None, shapes: dict[str, tuple[int, ...]],
-                     *, optional: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
+def read_safetensors(
+    path: Path, sha256: str | None, shapes: dict[str, tuple[int, ...]], *, optional: tuple[str, ...] = ()
+) -> dict[str, torch.Tensor]:
     """Float32 tensors named as ``shapes`` from a safetensors file, after checking it."""
     if not path.is_file():
         raise WeightsFormatError(f"weights file not found: {path}")
@@ -163,7 +180,9 @@ def read_safetensors(path: Path, sha256: str | None, shapes: dict[str, tuple[int
     if sha256:
         digest = _sha256(path)
         if digest != sha256.lower():
-            raise ChecksumMismatchError(f"{path.name}: sha256 {digest} does not match the registered {sha256}")
+            raise ChecksumMismatchError(
+                f"{path.name}: sha256 {digest} does not match the registered {sha256}"
+            )
     try:
         with safe_open(str(path), framework="pt") as handle:
             stored = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
@@ -187,12 +206,16 @@ def _check_safetensors_header(path: Path) -> None:
         raise WeightsFormatError(f"{path.name} does not start with a safetensors header")
 
 
-def _check_names_and_shapes(stored: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]],
-                            optional: tuple[str, ...]) -> None:
+def _check_names_and_shapes(
+    stored: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]], optional: tuple[str, ...]
+) -> None:
     missing = sorted(set(expected) - set(stored))
     unexpected = sorted(set(stored) - set(expected) - set(optional))
-    wrong = sorted(f"{n}: file {stored[n]}, config {expected[n]}"
-                   for n in set(expected) & set(stored) if stored[n] != expected[n])
+    wrong = sorted(
+        f"{n}: file {stored[n]}, config {expected[n]}"
+        for n in set(expected) & set(stored)
+        if stored[n] != expected[n]
+    )
     problems = []
     if missing:
         problems.append(f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}")

@@ -31,17 +31,20 @@ def _gelu(x: np.ndarray, exact: bool) -> np.ndarray:
     return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
 
 
-def bert_reference_embeddings(state: dict[str, torch.Tensor], config: BertConfig,
-                              input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+def bert_reference_embeddings(
+    state: dict[str, torch.Tensor], config: BertConfig, input_ids: np.ndarray, attention_mask: np.ndarray
+) -> np.ndarray:
     """Mean-pooled, L2-normalized sentence embeddings in float64, [batch, hidden]."""
     w = {name: t.detach().to(torch.float64).cpu().numpy() for name, t in state.items()}
     batch, seq = input_ids.shape
     heads = config.num_attention_heads
     head_dim = config.hidden_size // heads
     eps = config.layer_norm_eps
-    x = (w["embeddings.word_embeddings.weight"][input_ids]
-         + w["embeddings.position_embeddings.weight"][np.arange(seq)][None]
-         + w["embeddings.token_type_embeddings.weight"][0][None, None])
+    x = (
+        w["embeddings.word_embeddings.weight"][input_ids]
+        + w["embeddings.position_embeddings.weight"][np.arange(seq)][None]
+        + w["embeddings.token_type_embeddings.weight"][0][None, None]
+    )
     x = _layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
     # Padding keys get -inf before the softmax; real tokens always exist so no row is empty.
     key_bias = np.where(attention_mask[:, None, None, :] > 0, 0.0, -np.inf)
@@ -61,11 +64,19 @@ def bert_reference_embeddings(state: dict[str, torch.Tensor], config: BertConfig
         scores = np.exp(scores - scores.max(-1, keepdims=True))
         probs = scores / scores.sum(-1, keepdims=True)
         context = (probs @ v).transpose(0, 2, 1, 3).reshape(batch, seq, config.hidden_size)
-        x = _layer_norm(dense(context, "attention.output.dense") + x,
-                        w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"], eps)
+        x = _layer_norm(
+            dense(context, "attention.output.dense") + x,
+            w[p + "attention.output.LayerNorm.weight"],
+            w[p + "attention.output.LayerNorm.bias"],
+            eps,
+        )
         inner = _gelu(dense(x, "intermediate.dense"), exact=config.hidden_act == "gelu")
-        x = _layer_norm(dense(inner, "output.dense") + x,
-                        w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"], eps)
+        x = _layer_norm(
+            dense(inner, "output.dense") + x,
+            w[p + "output.LayerNorm.weight"],
+            w[p + "output.LayerNorm.bias"],
+            eps,
+        )
     mask = attention_mask[..., None].astype(np.float64)
     pooled = (x * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)
     return pooled / np.linalg.norm(pooled, axis=1, keepdims=True)

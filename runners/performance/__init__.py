@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from runners.catalog.base import torch_dtype
 from runners.document import build_document, now_iso
 from runners.integrity import caching_check, output_consistency, sample_indices
 from runners.measurements import case_record, integrity_section, measurement
@@ -25,7 +26,6 @@ from runners.performance.benchmarks import (
     conv_benchmarks,
     gemm_benchmarks,
 )
-from runners.catalog.base import torch_dtype
 from runners.performance.claims import apply_claims
 from runners.timing import TimingPolicy, measure_with_output
 
@@ -52,10 +52,17 @@ def run_performance(spec: dict[str, Any], backend: Any, progress: Progress | Non
     """The performance suite's result document for a validated job spec (the CLI's suite signature)."""
     started_at, start = now_iso(), time.perf_counter()
     out = run_performance_suite(spec, backend, seed=spec["challenge"], progress=progress)
-    return build_document("performance", spec, backend.fingerprint(), out["cases"],
-                          {"total_s": time.perf_counter() - start}, started_at,
-                          measurements=out["measurements"], claims=out["claims"],
-                          integrity=integrity_section(out["consistency"], out["caching"]))
+    return build_document(
+        "performance",
+        spec,
+        backend.fingerprint(),
+        out["cases"],
+        {"total_s": time.perf_counter() - start},
+        started_at,
+        measurements=out["measurements"],
+        claims=out["claims"],
+        integrity=integrity_section(out["consistency"], out["caching"]),
+    )
 
 
 def plan(spec: dict[str, Any], backend: Any, *, challenge: str, quick: bool) -> list[Benchmark]:
@@ -65,14 +72,19 @@ def plan(spec: dict[str, Any], backend: Any, *, challenge: str, quick: bool) -> 
     dtypes = [d for d in options.get("dtypes", PERF_DTYPES) if d in supported]
     floats = [d for d in dtypes if d != "int8"]
     small = quick or backend.name == "cpu"
-    sizes = options.get("gemm_sizes") or ([256, 512] if quick else [256, 512, 1024] if small
-                                          else [1024, 2048, 4096, 8192])
+    sizes = options.get("gemm_sizes") or (
+        [256, 512] if quick else [256, 512, 1024] if small else [1024, 2048, 4096, 8192]
+    )
     llc = backend.last_level_cache_bytes() or 32 * 2**20
-    buffer = options.get("bandwidth_bytes") or (16 * 2**20 if quick else max(4 * llc, 64 * 2**20 if small else 1 << 30))
+    buffer = options.get("bandwidth_bytes") or (
+        16 * 2**20 if quick else max(4 * llc, 64 * 2**20 if small else 1 << 30)
+    )
     benches = gemm_benchmarks(sizes, dtypes, challenge)
     benches += bandwidth_benchmarks(int(buffer), challenge)
     if small:
-        benches += attention_benchmarks(256 if quick else 512, 1024 if quick else 2048, 8, 2, 64, floats, challenge)
+        benches += attention_benchmarks(
+            256 if quick else 512, 1024 if quick else 2048, 8, 2, 64, floats, challenge
+        )
         benches += conv_benchmarks(1 if quick else 2, floats[:1] if quick else floats, challenge)
     else:
         benches += attention_benchmarks(2048, 8192, 32, 8, 128, floats, challenge)
@@ -80,15 +92,18 @@ def plan(spec: dict[str, Any], backend: Any, *, challenge: str, quick: bool) -> 
     return benches
 
 
-def run_performance_suite(spec: dict[str, Any], backend: Any, *, seed: int | str,
-                          progress: Progress | None = None) -> dict[str, Any]:
+def run_performance_suite(
+    spec: dict[str, Any], backend: Any, *, seed: int | str, progress: Progress | None = None
+) -> dict[str, Any]:
     """Measurements, claim verdicts and integrity verdicts of the performance suite."""
     options = _options(spec)
     quick = bool(options.get("quick"))
     policy = TimingPolicy.from_dict({**(options.get("timing") or {}), "quick": quick})
     challenge = str(seed)
     device = backend.device()
-    prepare: Callable[[Callable[[], Any]], Callable[[], Any]] = getattr(backend, "prepare", None) or (lambda f: f)
+    prepare: Callable[[Callable[[], Any]], Callable[[], Any]] = getattr(backend, "prepare", None) or (
+        lambda f: f
+    )
     benches = plan(spec, backend, challenge=challenge, quick=quick)
     sampled = set(sample_indices(seed, len(benches), TEST01_SAMPLES, salt="performance"))
 
@@ -119,11 +134,18 @@ def run_performance_suite(spec: dict[str, Any], backend: Any, *, seed: int | str
             stats, output = measure_with_output(fn, backend=backend, policy=policy)
         except Exception as exc:  # a kernel the device cannot run is evidence, not a crash
             unsupported = isinstance(exc, NotImplementedError | TypeError)
-            cases.append(case_record(bench.params.get("kernel", bench.kind), bench.dtype, bench.name,
-                                     "unsupported" if unsupported else "error",
-                                     error_class="unsupported" if unsupported else "product_failure",
-                                     message=f"{type(exc).__name__}: {exc}"[:500], flops=bench.flops,
-                                     bytes_moved=bench.bytes))
+            cases.append(
+                case_record(
+                    bench.params.get("kernel", bench.kind),
+                    bench.dtype,
+                    bench.name,
+                    "unsupported" if unsupported else "error",
+                    error_class="unsupported" if unsupported else "product_failure",
+                    message=f"{type(exc).__name__}: {exc}"[:500],
+                    flops=bench.flops,
+                    bytes_moved=bench.bytes,
+                )
+            )
             continue
         if index in sampled:
             logged[bench.name + ":" + bench.dtype] = _host(output)
@@ -136,8 +158,13 @@ def run_performance_suite(spec: dict[str, Any], backend: Any, *, seed: int | str
     caching = _caching(benches, device, backend, prepare)
     if progress:
         progress(total, total, "done")
-    return {"cases": cases, "measurements": items, "claims": claims,
-            "consistency": [consistency], "caching": [caching] if caching else []}
+    return {
+        "cases": cases,
+        "measurements": items,
+        "claims": claims,
+        "consistency": [consistency],
+        "caching": [caching] if caching else [],
+    }
 
 
 def _measurement(bench: Benchmark, stats: Any) -> dict[str, Any]:
@@ -145,10 +172,23 @@ def _measurement(bench: Benchmark, stats: Any) -> dict[str, Any]:
     tflops = bench.flops / seconds / 1e12
     gbs = bench.bytes / seconds / 1e9
     value, unit = (gbs, "GB/s") if bench.kind == "bandwidth" else (tflops, "TFLOP/s")
-    params = {**bench.params, "flops": bench.flops, "bytes": bench.bytes, "achieved_tflops": tflops,
-              "achieved_gbs": gbs, "seconds": seconds}
-    return measurement(name=bench.name, kind=bench.kind, unit=unit, value=value, dtype=bench.dtype,
-                       params=params, stats=stats)
+    params = {
+        **bench.params,
+        "flops": bench.flops,
+        "bytes": bench.bytes,
+        "achieved_tflops": tflops,
+        "achieved_gbs": gbs,
+        "seconds": seconds,
+    }
+    return measurement(
+        name=bench.name,
+        kind=bench.kind,
+        unit=unit,
+        value=value,
+        dtype=bench.dtype,
+        params=params,
+        stats=stats,
+    )
 
 
 def _host(output: Any) -> torch.Tensor:
@@ -156,22 +196,32 @@ def _host(output: Any) -> torch.Tensor:
     return tensor.detach().to("cpu")
 
 
-def _per_dtype_consistency(accuracy: dict[str, torch.Tensor], logged: dict[str, torch.Tensor], keys: list[str],
-                           benches: list[Benchmark]) -> dict[str, Any]:
+def _per_dtype_consistency(
+    accuracy: dict[str, torch.Tensor],
+    logged: dict[str, torch.Tensor],
+    keys: list[str],
+    benches: list[Benchmark],
+) -> dict[str, Any]:
     """TEST01 over the sampled benchmarks, each compared within its own dtype's tolerance."""
     dtypes = {f"{b.name}:{b.dtype}": b.dtype for b in benches}
     parts = [output_consistency(accuracy, logged, dtype=torch_dtype(dtypes[k]), sampled=[k]) for k in keys]
     return {
         "verdict": "fail" if any(p["verdict"] == "fail" for p in parts) else "pass",
-        "sampled": len(keys), "sample_ids": keys, "mismatches": sum(p["mismatches"] for p in parts),
+        "sampled": len(keys),
+        "sample_ids": keys,
+        "mismatches": sum(p["mismatches"] for p in parts),
         "details": [d for p in parts for d in p["details"]][:10],
         "max_abs_diff": max((p["max_abs_diff"] for p in parts), default=0.0),
         "suite": "performance",
     }
 
 
-def _caching(benches: list[Benchmark], device: torch.device, backend: Any,
-             prepare: Callable[[Callable[[], Any]], Callable[[], Any]]) -> dict[str, Any] | None:
+def _caching(
+    benches: list[Benchmark],
+    device: torch.device,
+    backend: Any,
+    prepare: Callable[[Callable[[], Any]], Callable[[], Any]],
+) -> dict[str, Any] | None:
     gemms = [b for b in benches if b.kind == "gemm" and b.dtype == "float32"]
     if not gemms:
         return None

@@ -62,9 +62,15 @@ def catalog_benchmark(kernel: Kernel, case: Case, dtype: str, kind: str, challen
         run = kernel.run
         return lambda: run(inputs)
 
-    return Benchmark(name=f"{kernel.name} {case.name}", kind=kind, dtype=dtype, flops=kernel.flops(case),
-                     bytes=kernel.bytes(case, dtype), build=build,
-                     params={"kernel": kernel.name, "case": case.name, **case.dims})
+    return Benchmark(
+        name=f"{kernel.name} {case.name}",
+        kind=kind,
+        dtype=dtype,
+        flops=kernel.flops(case),
+        bytes=kernel.bytes(case, dtype),
+        build=build,
+        params={"kernel": kernel.name, "case": case.name, **case.dims},
+    )
 
 
 def gemm_benchmarks(sizes: list[int], dtypes: list[str], challenge: str) -> list[Benchmark]:
@@ -83,8 +89,10 @@ def conv_benchmarks(batch: int, dtypes: list[str], challenge: str) -> list[Bench
     kernel = _catalog_kernel("conv2d_channels_last") or _catalog_kernel("conv2d_nchw")
     if kernel is None:
         return []
-    case = Case("perf_resnet_3x3_c64_56", {"N": batch, "C": 64, "H": 56, "W": 56, "O": 64, "R": 3,
-                                           "stride": 1, "pad": 1})
+    case = Case(
+        "perf_resnet_3x3_c64_56",
+        {"N": batch, "C": 64, "H": 56, "W": 56, "O": 64, "R": 3, "stride": 1, "pad": 1},
+    )
     return [catalog_benchmark(kernel, case, d, "conv", challenge) for d in dtypes if d in kernel.dtypes]
 
 
@@ -105,10 +113,24 @@ def bandwidth_benchmarks(buffer_bytes: int, challenge: str) -> list[Benchmark]:
         return lambda: torch.add(b, c, alpha=3.0, out=a)
 
     return [
-        Benchmark(f"stream copy {buffer_bytes >> 20} MiB", "bandwidth", "float32", 0, 2 * 4 * n, copy,
-                  {"elements": n, "operation": "copy"}),
-        Benchmark(f"stream triad {buffer_bytes >> 20} MiB", "bandwidth", "float32", 2 * n, 3 * 4 * n, triad,
-                  {"elements": n, "operation": "triad"}),
+        Benchmark(
+            f"stream copy {buffer_bytes >> 20} MiB",
+            "bandwidth",
+            "float32",
+            0,
+            2 * 4 * n,
+            copy,
+            {"elements": n, "operation": "copy"},
+        ),
+        Benchmark(
+            f"stream triad {buffer_bytes >> 20} MiB",
+            "bandwidth",
+            "float32",
+            2 * n,
+            3 * 4 * n,
+            triad,
+            {"elements": n, "operation": "triad"},
+        ),
     ]
 
 
@@ -125,8 +147,9 @@ def _supports_gqa() -> bool:
 _GQA_KWARG = _supports_gqa()
 
 
-def attention_benchmarks(seq: int, context: int, heads: int, kv_heads: int, head_dim: int, dtypes: list[str],
-                         challenge: str) -> list[Benchmark]:
+def attention_benchmarks(
+    seq: int, context: int, heads: int, kv_heads: int, head_dim: int, dtypes: list[str], challenge: str
+) -> list[Benchmark]:
     """Causal prefill over ``seq`` tokens, and one-token decode over a ``context``-long KV cache (GQA)."""
     out = []
     for dtype in dtypes:
@@ -134,15 +157,19 @@ def attention_benchmarks(seq: int, context: int, heads: int, kv_heads: int, head
 
         def prefill(device: torch.device, variant: int, dtype: str = dtype) -> Fn:
             g = case_generator(f"{challenge}#{variant}", "attention_prefill", str(seq), dtype)
-            q, k, v = (torch.randn(1, heads, seq, head_dim, generator=g).to(device, torch_dtype(dtype))
-                       for _ in range(3))
+            q, k, v = (
+                torch.randn(1, heads, seq, head_dim, generator=g).to(device, torch_dtype(dtype))
+                for _ in range(3)
+            )
             return lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True)
 
         def decode(device: torch.device, variant: int, dtype: str = dtype) -> Fn:
             g = case_generator(f"{challenge}#{variant}", "attention_decode", str(context), dtype)
             q = torch.randn(1, heads, 1, head_dim, generator=g).to(device, torch_dtype(dtype))
-            k, v = (torch.randn(1, kv_heads, context, head_dim, generator=g).to(device, torch_dtype(dtype))
-                    for _ in range(2))
+            k, v = (
+                torch.randn(1, kv_heads, context, head_dim, generator=g).to(device, torch_dtype(dtype))
+                for _ in range(2)
+            )
             if _GQA_KWARG:
                 return lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
             groups = heads // kv_heads  # older torch: expand once, outside the timed call
@@ -151,11 +178,32 @@ def attention_benchmarks(seq: int, context: int, heads: int, kv_heads: int, head
 
         # Causal prefill does about half the work of full attention: QK^T and PV, 2 FLOPs each.
         prefill_flops = 2 * 2 * heads * seq * seq * head_dim // 2
-        out.append(Benchmark(f"attention prefill s{seq}", "attention", dtype, prefill_flops,
-                             size * 4 * heads * seq * head_dim, prefill,
-                             {"phase": "prefill", "seq": seq, "heads": heads, "head_dim": head_dim, "causal": True}))
-        out.append(Benchmark(f"attention decode ctx{context}", "attention", dtype, 2 * 2 * heads * context * head_dim,
-                             size * (2 * kv_heads * context * head_dim + 2 * heads * head_dim), decode,
-                             {"phase": "decode", "context": context, "heads": heads, "kv_heads": kv_heads,
-                              "head_dim": head_dim}))
+        out.append(
+            Benchmark(
+                f"attention prefill s{seq}",
+                "attention",
+                dtype,
+                prefill_flops,
+                size * 4 * heads * seq * head_dim,
+                prefill,
+                {"phase": "prefill", "seq": seq, "heads": heads, "head_dim": head_dim, "causal": True},
+            )
+        )
+        out.append(
+            Benchmark(
+                f"attention decode ctx{context}",
+                "attention",
+                dtype,
+                2 * 2 * heads * context * head_dim,
+                size * (2 * kv_heads * context * head_dim + 2 * heads * head_dim),
+                decode,
+                {
+                    "phase": "decode",
+                    "context": context,
+                    "heads": heads,
+                    "kv_heads": kv_heads,
+                    "head_dim": head_dim,
+                },
+            )
+        )
     return out

@@ -13,8 +13,14 @@ from __future__ import annotations
 from typing import Any
 
 # The job spec's keys for declared peak TFLOP/s per dtype.
-PEAK_KEYS = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "int8": "int8",
-             "float8_e4m3fn": "fp8", "float8_e5m2": "fp8"}
+PEAK_KEYS = {
+    "float32": "fp32",
+    "bfloat16": "bf16",
+    "float16": "fp16",
+    "int8": "int8",
+    "float8_e4m3fn": "fp8",
+    "float8_e5m2": "fp8",
+}
 COMPUTE_KINDS = ("gemm", "conv", "attention")
 
 
@@ -69,9 +75,13 @@ def apply_claims(items: list[dict[str, Any]], spec: dict[str, Any]) -> dict[str,
             "best_bandwidth_efficiency": max(bandwidth) if bandwidth else None,
             "flags": sorted(flags),
         }
-    return {"below_claim_ratio": below, "exceeds_physical_ratio": above,
-            "declared_bandwidth_gbs": declared_bandwidth_gbs(spec), "dtypes": verdicts,
-            "roofline": roofline(items, spec)}
+    return {
+        "below_claim_ratio": below,
+        "exceeds_physical_ratio": above,
+        "declared_bandwidth_gbs": declared_bandwidth_gbs(spec),
+        "dtypes": verdicts,
+        "roofline": roofline(items, spec),
+    }
 
 
 def roofline(items: list[dict[str, Any]], spec: dict[str, Any]) -> dict[str, Any]:
@@ -87,12 +97,23 @@ def roofline(items: list[dict[str, Any]], spec: dict[str, Any]) -> dict[str, Any
         attainable = None
         if peak is not None and bandwidth is not None and intensity is not None:
             attainable = min(peak, intensity * bandwidth / 1e3)  # GB/s x FLOP/B = GFLOP/s
-        entry = table.setdefault(dtype, {
-            "peak_tflops": peak, "bandwidth_gbs": bandwidth,
-            "ridge_flops_per_byte": peak * 1e3 / bandwidth if peak and bandwidth else None, "rows": []})
-        entry["rows"].append({
-            "name": item["name"], "kind": item["kind"], "flops_per_byte": intensity,
-            "achieved_tflops": params["achieved_tflops"], "attainable_tflops": attainable,
-            "fraction_of_roofline": params["achieved_tflops"] / attainable if attainable else None,
-        })
+        entry = table.setdefault(
+            dtype,
+            {
+                "peak_tflops": peak,
+                "bandwidth_gbs": bandwidth,
+                "ridge_flops_per_byte": peak * 1e3 / bandwidth if peak and bandwidth else None,
+                "rows": [],
+            },
+        )
+        entry["rows"].append(
+            {
+                "name": item["name"],
+                "kind": item["kind"],
+                "flops_per_byte": intensity,
+                "achieved_tflops": params["achieved_tflops"],
+                "attainable_tflops": attainable,
+                "fraction_of_roofline": params["achieved_tflops"] / attainable if attainable else None,
+            }
+        )
     return table

@@ -10,9 +10,6 @@ from runners import catalog
 from runners.catalog import Kernel
 
 
-
-
-
 @pytest.fixture
 def registered() -> Iterator[Callable[[Kernel], Kernel]]:
     """Registers kernels for one test and removes them afterwards."""

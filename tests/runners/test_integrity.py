@@ -17,8 +17,11 @@ from runners.models.resnet import ResNetConfig
 from runners.performance import run_performance_suite
 from runners.timing import summarize
 
-SMALL_MODEL = {"name": "resnet-tiny", "architecture": "resnet-cnn",
-               "config": {**asdict(ResNetConfig.small()), "synthetic": True}}
+SMALL_MODEL = {
+    "name": "resnet-tiny",
+    "architecture": "resnet-cnn",
+    "config": {**asdict(ResNetConfig.small()), "synthetic": True},
+}
 MODEL_SPEC = {"quick": True, "models": [SMALL_MODEL], "model_dtypes": ["float32"]}
 PERF_SPEC = {"quick": True, "performance": {"dtypes": ["float32"], "gemm_sizes": [128, 256]}}
 
@@ -76,7 +79,10 @@ def test_output_consistency_detects_a_changed_output() -> None:
 def test_caching_verdict_needs_a_real_and_significant_speedup() -> None:
     fresh = summarize([1.0, 1.01, 0.99, 1.0, 1.02, 0.98, 1.0, 1.0])
     assert caching_verdict(fresh, summarize([0.5, 0.51, 0.49, 0.5, 0.5, 0.5, 0.5, 0.5]))["verdict"] == "fail"
-    assert caching_verdict(fresh, summarize([0.97, 0.98, 0.99, 0.98, 0.97, 0.98, 0.98, 0.99]))["verdict"] == "pass"
+    assert (
+        caching_verdict(fresh, summarize([0.97, 0.98, 0.99, 0.98, 0.97, 0.98, 0.98, 0.99]))["verdict"]
+        == "pass"
+    )
     noisy = summarize([0.2, 3.0, 0.5, 2.0, 0.1, 4.0, 0.3, 1.0])
     assert caching_verdict(fresh, noisy)["verdict"] == "pass"  # noise alone never fails a device
 

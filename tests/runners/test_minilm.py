@@ -18,7 +18,9 @@ from runners.models.reference import bert_reference_embeddings
 def minilm():
     loaded = load_model(ModelSpec.from_dict(minilm_model_entry()))
     ids, mask = pad_token_ids(minilm_sentences()["input_ids"])
-    reference = bert_reference_embeddings(loaded.module.state_dict(), loaded.config, ids.numpy(), mask.numpy())
+    reference = bert_reference_embeddings(
+        loaded.module.state_dict(), loaded.config, ids.numpy(), mask.numpy()
+    )
     return loaded, ids, mask, torch.from_numpy(reference)
 
 

@@ -17,11 +17,11 @@ from runners.models import (
     WeightsFormatError,
     load_model,
 )
+from runners.models.bert import BertConfig
 from runners.models.errors import ChecksumMismatchError
 from runners.models.llama import LlamaConfig
 from runners.models.loading import ARCHITECTURES, expected_shapes
 from runners.models.resnet import ResNetConfig
-from runners.models.bert import BertConfig
 
 
 def synthetic(arch: str, config: dict) -> ModelSpec:
@@ -57,7 +57,7 @@ def test_kv_cache_decode_matches_the_full_forward() -> None:
     full = model(tokens)
     cache = model.new_cache(2, 9)
     prefix = model(tokens[:, :6], cache)
-    steps = [model(tokens[:, i:i + 1], cache) for i in range(6, 9)]
+    steps = [model(tokens[:, i : i + 1], cache) for i in range(6, 9)]
     torch.testing.assert_close(torch.cat([prefix, *steps], dim=1), full)
 
 
@@ -79,8 +79,11 @@ def _weights_file(tmp_path, spec: ModelSpec, mutate=None):
 def test_it_loads_real_safetensors_files(tmp_path) -> None:
     spec = llama_spec()
     path = _weights_file(tmp_path, spec)
-    loaded = load_model(ModelSpec(name="x", architecture="llama-decoder", config=asdict(LlamaConfig.small()),
-                                  weights_path=str(path)))
+    loaded = load_model(
+        ModelSpec(
+            name="x", architecture="llama-decoder", config=asdict(LlamaConfig.small()), weights_path=str(path)
+        )
+    )
     assert torch.equal(loaded.module.model.norm.weight, load_model(spec, seed=0).module.model.norm.weight)
 
 
@@ -94,29 +97,51 @@ def test_it_rejects_a_config_that_does_not_match_the_weights(tmp_path) -> None:
 def test_it_rejects_weights_with_missing_tensors(tmp_path) -> None:
     path = _weights_file(tmp_path, llama_spec(), lambda s: {k: v for k, v in s.items() if "lm_head" not in k})
     with pytest.raises(ConfigMismatchError, match="missing"):
-        load_model(ModelSpec(name="x", architecture="llama-decoder", config=asdict(LlamaConfig.small()),
-                             weights_path=str(path)))
+        load_model(
+            ModelSpec(
+                name="x",
+                architecture="llama-decoder",
+                config=asdict(LlamaConfig.small()),
+                weights_path=str(path),
+            )
+        )
 
 
-@pytest.mark.parametrize("content", [
-    b"PK\x03\x04" + b"\x00" * 64,           # a torch.save zip archive
-    b"\x80\x04\x95" + b"\x00" * 64,         # a raw pickle stream
-    b"not a model at all, just text" * 4,   # garbage
-    b"\x05\x00\x00\x00\x00\x00\x00\x00{\"a\"",  # truncated safetensors header
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"PK\x03\x04" + b"\x00" * 64,  # a torch.save zip archive
+        b"\x80\x04\x95" + b"\x00" * 64,  # a raw pickle stream
+        b"not a model at all, just text" * 4,  # garbage
+        b'\x05\x00\x00\x00\x00\x00\x00\x00{"a"',  # truncated safetensors header
+    ],
+)
 def test_it_refuses_anything_but_safetensors(tmp_path, content: bytes) -> None:
     path = tmp_path / "weights.bin"
     path.write_bytes(content)
     with pytest.raises(WeightsFormatError):
-        load_model(ModelSpec(name="x", architecture="llama-decoder", config=asdict(LlamaConfig.small()),
-                             weights_path=str(path)))
+        load_model(
+            ModelSpec(
+                name="x",
+                architecture="llama-decoder",
+                config=asdict(LlamaConfig.small()),
+                weights_path=str(path),
+            )
+        )
 
 
 def test_it_checks_the_registered_checksum(tmp_path) -> None:
     path = _weights_file(tmp_path, llama_spec())
     with pytest.raises(ChecksumMismatchError):
-        load_model(ModelSpec(name="x", architecture="llama-decoder", config=asdict(LlamaConfig.small()),
-                             weights_path=str(path), sha256="0" * 64))
+        load_model(
+            ModelSpec(
+                name="x",
+                architecture="llama-decoder",
+                config=asdict(LlamaConfig.small()),
+                weights_path=str(path),
+                sha256="0" * 64,
+            )
+        )
 
 
 def test_unknown_architecture_is_a_clear_error() -> None:
@@ -125,8 +150,15 @@ def test_unknown_architecture_is_a_clear_error() -> None:
 
 
 def test_a_model_bigger_than_memory_is_refused_before_allocating() -> None:
-    huge = {**asdict(LlamaConfig()), "hidden_size": 65536, "intermediate_size": 262144, "num_hidden_layers": 512,
-            "num_attention_heads": 512, "num_key_value_heads": 64, "synthetic": True}
+    huge = {
+        **asdict(LlamaConfig()),
+        "hidden_size": 65536,
+        "intermediate_size": 262144,
+        "num_hidden_layers": 512,
+        "num_attention_heads": 512,
+        "num_key_value_heads": 64,
+        "synthetic": True,
+    }
     with pytest.raises(DoesNotFitError, match="GiB"):
         load_model(ModelSpec(name="huge", architecture="llama-decoder", config=huge))
 

@@ -16,7 +16,10 @@ from runners.performance import run_performance, run_performance_suite
 from runners.performance.claims import apply_claims
 from runners.spec import build_spec
 
-QUICK = {"quick": True, "performance": {"dtypes": ["float32", "int8"], "gemm_sizes": [128, 256], "max_call_s": 60}}
+QUICK = {
+    "quick": True,
+    "performance": {"dtypes": ["float32", "int8"], "gemm_sizes": [128, 256], "max_call_s": 60},
+}
 
 
 @functools.lru_cache(maxsize=1)
@@ -25,8 +28,14 @@ def quick_run() -> dict:
 
 
 def item(name: str, kind: str, dtype: str, tflops: float, gbs: float = 0.0) -> dict:
-    return {"name": name, "kind": kind, "dtype": dtype, "flags": [], "efficiency": None,
-            "params": {"achieved_tflops": tflops, "achieved_gbs": gbs, "flops": 2 * 10**9, "bytes": 10**7}}
+    return {
+        "name": name,
+        "kind": kind,
+        "dtype": dtype,
+        "flags": [],
+        "efficiency": None,
+        "params": {"achieved_tflops": tflops, "achieved_gbs": gbs, "flops": 2 * 10**9, "bytes": 10**7},
+    }
 
 
 def test_it_measures_every_kind_of_micro_benchmark() -> None:
@@ -76,13 +85,21 @@ def test_the_roofline_bounds_each_kernel_by_peak_and_bandwidth() -> None:
 
 def test_nothing_declared_means_no_efficiency_and_no_flags() -> None:
     claims = apply_claims([item("g", "gemm", "float32", 10.0)], {})
-    assert claims["dtypes"]["float32"] == {"declared_peak_tflops": None, "best_gemm_efficiency": None,
-                                           "best_bandwidth_efficiency": None, "flags": []}
+    assert claims["dtypes"]["float32"] == {
+        "declared_peak_tflops": None,
+        "best_gemm_efficiency": None,
+        "best_bandwidth_efficiency": None,
+        "flags": [],
+    }
 
 
 def test_the_document_is_schema_valid_with_integrity_verdicts() -> None:
-    spec = build_spec(suite="performance", device="cpu", options=QUICK,
-                      declared={"peak_tflops": {"fp32": 0.001}, "memory_bandwidth_gbs": 1})
+    spec = build_spec(
+        suite="performance",
+        device="cpu",
+        options=QUICK,
+        declared={"peak_tflops": {"fp32": 0.001}, "memory_bandwidth_gbs": 1},
+    )
     document = run_performance(spec, get_backend("cpu"))
     validate_document(document)
     assert document["integrity"]["output_consistency"]["verdict"] == "pass"
@@ -92,13 +109,22 @@ def test_the_document_is_schema_valid_with_integrity_verdicts() -> None:
 
 @pytest.mark.parametrize("suite", ["performance", "model"])
 def test_the_cli_runs_the_suite_and_writes_a_valid_document(tmp_path: Path, suite: str) -> None:
-    spec = build_spec(suite=suite, device="cpu", options={**QUICK, "model_dtypes": ["float32"]},
-                      models=[{"name": "r", "architecture": "resnet-cnn", "config": {"synthetic": True}}])
+    spec = build_spec(
+        suite=suite,
+        device="cpu",
+        options={**QUICK, "model_dtypes": ["float32"]},
+        models=[{"name": "r", "architecture": "resnet-cnn", "config": {"synthetic": True}}],
+    )
     spec_path = tmp_path / "spec.json"
     spec_path.write_text(json.dumps(spec))
     out = tmp_path / "r.json"
-    done = subprocess.run([sys.executable, "-m", "runners", "run", "--spec", str(spec_path), "--out", str(out)],
-                          capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[2])
+    done = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "runners", "run", "--spec", str(spec_path), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "integrity caching" in done.stderr
     validate_document(json.loads(out.read_text()))

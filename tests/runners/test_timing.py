@@ -7,7 +7,14 @@ import time
 import pytest
 import torch
 
-from runners.timing import TimingPolicy, measure, measure_with_output, median_confidence_ranks, summarize, time_once
+from runners.timing import (
+    TimingPolicy,
+    measure,
+    measure_with_output,
+    median_confidence_ranks,
+    summarize,
+    time_once,
+)
 
 
 def busy(seconds: float) -> None:
