@@ -30,12 +30,18 @@ def main() -> None:
     wall = time.perf_counter() - started
     validate_document(document)
     timings, summary = document["timings"], document["summary"]
-    print(f"cases {summary['total']} over {summary['kernels']} kernels, dtypes {', '.join(summary['dtypes'])}")
-    print(f"passed {summary['passed']}, failed {summary['failed']}, errors {summary['errors']}, "
-          f"unsupported {summary['unsupported']}")
+    print(
+        f"cases {summary['total']} over {summary['kernels']} kernels, dtypes {', '.join(summary['dtypes'])}"
+    )
+    print(
+        f"passed {summary['passed']}, failed {summary['failed']}, errors {summary['errors']}, "
+        f"unsupported {summary['unsupported']}"
+    )
     print(f"total {wall:.1f}s wall ({time.process_time() - cpu_started:.1f}s CPU over all threads)")
-    print(f"reference {timings['reference_s']:.1f}s ({timings['reference_s'] / wall:.0%} of wall), "
-          f"device {timings['device_s']:.1f}s ({timings['device_s'] / wall:.0%})")
+    print(
+        f"reference {timings['reference_s']:.1f}s ({timings['reference_s'] / wall:.0%} of wall), "
+        f"device {timings['device_s']:.1f}s ({timings['device_s'] / wall:.0%})"
+    )
 
 
 if __name__ == "__main__":

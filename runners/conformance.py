@@ -130,8 +130,16 @@ def _classify(exc: BaseException) -> str:
     return PRODUCT_FAILURE
 
 
-def _record(kernel: str, dtype: str, case: str, status: str, *, error_class: str | None = None,
-            message: str | None = None, **extra: Any) -> dict[str, Any]:
+def _record(
+    kernel: str,
+    dtype: str,
+    case: str,
+    status: str,
+    *,
+    error_class: str | None = None,
+    message: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     record: dict[str, Any] = {
         "kernel": kernel,
         "dtype": dtype,
@@ -153,8 +161,9 @@ def _error_message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
 
 
-def run_case(kernel: Kernel, case: Case, dtype: str, challenge: str, backend: Backend,
-             timer: SuiteTimer | None = None) -> dict[str, Any]:
+def run_case(
+    kernel: Kernel, case: Case, dtype: str, challenge: str, backend: Backend, timer: SuiteTimer | None = None
+) -> dict[str, Any]:
     """Runs one case end to end and returns its record; never raises for a kernel's fault."""
     timer = timer or SuiteTimer()
     base = {"edge": case.edge, "flops": kernel.flops(case), "bytes": kernel.bytes(case, dtype)}
@@ -168,15 +177,29 @@ def run_case(kernel: Kernel, case: Case, dtype: str, challenge: str, backend: Ba
         timer.reference_s += time.perf_counter() - started
         tolerance = kernel.tolerance(case, dtype)
     except Exception as exc:
-        return _record(kernel.name, dtype, case.name, "error", error_class=INFRASTRUCTURE,
-                       message=f"building inputs or reference: {_error_message(exc)}", **base)
+        return _record(
+            kernel.name,
+            dtype,
+            case.name,
+            "error",
+            error_class=INFRASTRUCTURE,
+            message=f"building inputs or reference: {_error_message(exc)}",
+            **base,
+        )
     base.update(input_digest=input_digest, reference_digest=tensor_digest(expected))
     device = backend.device()
     try:
         device_inputs = host_inputs if device.type == "cpu" else kernel.arrange(_to_device(raw, device), case)
     except Exception as exc:
-        return _record(kernel.name, dtype, case.name, "error", error_class=INFRASTRUCTURE,
-                       message=f"moving inputs to {device}: {_error_message(exc)}", **base)
+        return _record(
+            kernel.name,
+            dtype,
+            case.name,
+            "error",
+            error_class=INFRASTRUCTURE,
+            message=f"moving inputs to {device}: {_error_message(exc)}",
+            **base,
+        )
     try:
         started = time.perf_counter()
         output = kernel.run(device_inputs)
@@ -186,28 +209,58 @@ def run_case(kernel: Kernel, case: Case, dtype: str, challenge: str, backend: Ba
     except Exception as exc:
         error_class = _classify(exc)
         status = "unsupported" if error_class == UNSUPPORTED else "error"
-        return _record(kernel.name, dtype, case.name, status, error_class=error_class,
-                       message=f"device call raised {_error_message(exc)}", **base)
+        return _record(
+            kernel.name,
+            dtype,
+            case.name,
+            status,
+            error_class=error_class,
+            message=f"device call raised {_error_message(exc)}",
+            **base,
+        )
     if not isinstance(result, torch.Tensor):
-        return _record(kernel.name, dtype, case.name, "error", error_class=PRODUCT_FAILURE,
-                       message=f"device call returned {type(result).__name__}, not a tensor", **base)
+        return _record(
+            kernel.name,
+            dtype,
+            case.name,
+            "error",
+            error_class=PRODUCT_FAILURE,
+            message=f"device call returned {type(result).__name__}, not a tensor",
+            **base,
+        )
     base.update(shape=list(result.shape), output_digest=tensor_digest(result))
     if tuple(result.shape) != tuple(expected.shape):
-        return _record(kernel.name, dtype, case.name, "error", error_class=PRODUCT_FAILURE,
-                       message=f"wrong shape {tuple(result.shape)}, expected {tuple(expected.shape)}", **base)
+        return _record(
+            kernel.name,
+            dtype,
+            case.name,
+            "error",
+            error_class=PRODUCT_FAILURE,
+            message=f"wrong shape {tuple(result.shape)}, expected {tuple(expected.shape)}",
+            **base,
+        )
     if result.dtype != out_dtype:
-        return _record(kernel.name, dtype, case.name, "error", error_class=PRODUCT_FAILURE,
-                       message=f"wrong dtype {result.dtype}, expected {out_dtype}", **base)
+        return _record(
+            kernel.name,
+            dtype,
+            case.name,
+            "error",
+            error_class=PRODUCT_FAILURE,
+            message=f"wrong dtype {result.dtype}, expected {out_dtype}",
+            **base,
+        )
     stats = compare(result, expected, tolerance.atol, tolerance.rtol)
     stats.update(atol=tolerance.atol, rtol=tolerance.rtol, tolerance_source=tolerance.source)
     passed = stats["mismatches"] == 0
     message = None if passed else f"{stats['mismatches']} of {result.numel()} elements outside tolerance"
-    return _record(kernel.name, dtype, case.name, "pass" if passed else "fail", message=message,
-                   stats=stats, **base)
+    return _record(
+        kernel.name, dtype, case.name, "pass" if passed else "fail", message=message, stats=stats, **base
+    )
 
 
-def planned_cases(kernels: Iterable[str] | None, dtypes: Iterable[str] | None, cases: Iterable[str] | None = None
-                  ) -> tuple[list[tuple[Kernel, str, Case]], list[dict[str, Any]]]:
+def planned_cases(
+    kernels: Iterable[str] | None, dtypes: Iterable[str] | None, cases: Iterable[str] | None = None
+) -> tuple[list[tuple[Kernel, str, Case]], list[dict[str, Any]]]:
     """The (kernel, dtype, case) triples a spec selects, and error records for unknown names."""
     errors: list[dict[str, Any]] = []
     selected: list[Kernel] = []
@@ -215,8 +268,9 @@ def planned_cases(kernels: Iterable[str] | None, dtypes: Iterable[str] | None, c
         try:
             selected.append(get_kernel(name))
         except UnknownKernel:
-            errors.append(_record(name, "*", "*", "error", error_class=BAD_SPEC,
-                                  message=f"unknown kernel {name!r}"))
+            errors.append(
+                _record(name, "*", "*", "error", error_class=BAD_SPEC, message=f"unknown kernel {name!r}")
+            )
     wanted = list(dtypes) if dtypes else None
     for dtype in wanted or []:
         try:
@@ -225,8 +279,16 @@ def planned_cases(kernels: Iterable[str] | None, dtypes: Iterable[str] | None, c
         except ValueError:
             known = False
         if not known:
-            errors.append(_record("*", dtype, "*", "error", error_class=BAD_SPEC,
-                                  message=f"unknown dtype {dtype!r}: no catalog kernel runs it"))
+            errors.append(
+                _record(
+                    "*",
+                    dtype,
+                    "*",
+                    "error",
+                    error_class=BAD_SPEC,
+                    message=f"unknown dtype {dtype!r}: no catalog kernel runs it",
+                )
+            )
     plan = [
         (kernel, dtype, case)
         for kernel in selected
@@ -238,7 +300,9 @@ def planned_cases(kernels: Iterable[str] | None, dtypes: Iterable[str] | None, c
     return plan, errors
 
 
-def run_conformance(spec: dict[str, Any], backend: Backend, progress: Progress | None = None) -> dict[str, Any]:
+def run_conformance(
+    spec: dict[str, Any], backend: Backend, progress: Progress | None = None
+) -> dict[str, Any]:
     """Runs the conformance suite the spec describes on `backend`; returns the result document."""
     from runners.document import build_document, now_iso
 
@@ -253,14 +317,38 @@ def run_conformance(spec: dict[str, Any], backend: Backend, progress: Progress |
         if progress:
             progress(done - 1, len(plan), label)
         if not available:
-            cases.append(_record(kernel.name, dtype, case.name, "error", error_class=INFRASTRUCTURE,
-                                 message=f"backend {backend.name} unavailable: {reason}"))
+            cases.append(
+                _record(
+                    kernel.name,
+                    dtype,
+                    case.name,
+                    "error",
+                    error_class=INFRASTRUCTURE,
+                    message=f"backend {backend.name} unavailable: {reason}",
+                )
+            )
         elif dtype not in supported:
-            cases.append(_record(kernel.name, dtype, case.name, "unsupported", error_class=UNSUPPORTED,
-                                 message=f"{backend.name} does not support {dtype}"))
+            cases.append(
+                _record(
+                    kernel.name,
+                    dtype,
+                    case.name,
+                    "unsupported",
+                    error_class=UNSUPPORTED,
+                    message=f"{backend.name} does not support {dtype}",
+                )
+            )
         elif deadline is not None and time.perf_counter() - timer.started > deadline:
-            cases.append(_record(kernel.name, dtype, case.name, "error", error_class=INFRASTRUCTURE,
-                                 message=f"time limit of {deadline}s reached before this case"))
+            cases.append(
+                _record(
+                    kernel.name,
+                    dtype,
+                    case.name,
+                    "error",
+                    error_class=INFRASTRUCTURE,
+                    message=f"time limit of {deadline}s reached before this case",
+                )
+            )
         else:
             cases.append(run_case(kernel, case, dtype, spec["challenge"], backend, timer))
     if progress:
@@ -268,8 +356,9 @@ def run_conformance(spec: dict[str, Any], backend: Backend, progress: Progress |
     return build_document("conformance", spec, backend.fingerprint(), cases, timer.as_dict(), started_at)
 
 
-def recompute_case(kernel: str | Kernel, dtype: str, case: str | Case, challenge: str,
-                   device: str = "cpu") -> dict[str, Any]:
+def recompute_case(
+    kernel: str | Kernel, dtype: str, case: str | Case, challenge: str, device: str = "cpu"
+) -> dict[str, Any]:
     """Recomputes one case from the challenge alone, for the platform's server-side spot check.
 
     `input_digest` depends only on the challenge (the CPU generator is the same everywhere)

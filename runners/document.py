@@ -39,7 +39,9 @@ def json_safe(value: Any) -> Any:
 
 def canonical_json(obj: Any) -> bytes:
     """Sorted keys, no whitespace, UTF-8, and no NaN: the bytes that are hashed and signed."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
 
 
 def document_sha256(document: dict[str, Any]) -> str:
@@ -67,8 +69,15 @@ def summarize(cases: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def build_document(suite: str, spec: dict[str, Any], fingerprint: dict[str, Any], cases: list[dict[str, Any]],
-                   timings: dict[str, float], started_at: str, **extra: Any) -> dict[str, Any]:
+def build_document(
+    suite: str,
+    spec: dict[str, Any],
+    fingerprint: dict[str, Any],
+    cases: list[dict[str, Any]],
+    timings: dict[str, float],
+    started_at: str,
+    **extra: Any,
+) -> dict[str, Any]:
     """A schema-valid result document. `extra` carries optional sections (measurements, integrity)."""
     document = {
         "schema_version": SCHEMA_VERSION,

@@ -39,8 +39,16 @@ def new_challenge() -> str:
     return secrets.token_hex(32)
 
 
-def build_spec(*, suite: str, device: str, challenge: str | None = None, kernels: list[str] | None = None,
-               dtypes: list[str] | None = None, cases: list[str] | None = None, **extra: Any) -> dict[str, Any]:
+def build_spec(
+    *,
+    suite: str,
+    device: str,
+    challenge: str | None = None,
+    kernels: list[str] | None = None,
+    dtypes: list[str] | None = None,
+    cases: list[str] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "suite": suite,

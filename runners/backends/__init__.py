@@ -83,7 +83,9 @@ def _load_entry_point(entry_point: EntryPoint) -> Backend:
             backend.name = entry_point.name  # the entry point's name is what specs refer to
         return backend
     except Exception as exc:
-        return BrokenBackend(entry_point.name, f"entry point {entry_point.value}: {type(exc).__name__}: {exc}")
+        return BrokenBackend(
+            entry_point.name, f"entry point {entry_point.value}: {type(exc).__name__}: {exc}"
+        )
 
 
 def _registered_privateuse1_name() -> str | None:

@@ -6,7 +6,15 @@ fused op, or a deliberately broken kernel in the test suite) and `unregister()` 
 
 from __future__ import annotations
 
-from runners.catalog import attention, convolution, elementwise, indexing, linear_algebra, normalization, reductions
+from runners.catalog import (
+    attention,
+    convolution,
+    elementwise,
+    indexing,
+    linear_algebra,
+    normalization,
+    reductions,
+)
 from runners.catalog.base import (
     EDGE_CASES,
     Case,

@@ -23,8 +23,9 @@ from runners.catalog.base import (
 from runners.catalog.shapes import HEAD_DIM, HEADS, KV_HEADS, LONG_REDUCTION, ROPE_THETA, SEQ_LONG, SEQ_SHORT
 
 
-def attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
-                        causal: bool) -> torch.Tensor:
+def attention_reference(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, causal: bool
+) -> torch.Tensor:
     """Exact attention in float64. Rows with every key masked give zeros.
 
     Zeros for fully masked rows is PyTorch's contract since 2.5 (`_safe_softmax` in the math
@@ -57,8 +58,12 @@ def attention_tolerance(dtype: str, head_dim: int, keys: int, qk_term: float, v_
     logit_error = 4 * head_dim * FLOAT32_EPS * qk_term / math.sqrt(head_dim)
     p_rounding = 0.0 if dtype == "float32" else float(torch.finfo(torch_dtype(dtype)).eps) * v_max
     atol = base_atol + logit_error * v_max + 4 * keys * FLOAT32_EPS * v_max + p_rounding
-    return Tolerance(atol, base_rtol, "torch.testing defaults + attention error budget (logit accumulation "
-                     "x v_max, P@V accumulation, P rounded to dtype as in FlashAttention-2)")
+    return Tolerance(
+        atol,
+        base_rtol,
+        "torch.testing defaults + attention error budget (logit accumulation "
+        "x v_max, P@V accumulation, P rounded to dtype as in FlashAttention-2)",
+    )
 
 
 class SdpaKernel(Kernel):
@@ -66,19 +71,36 @@ class SdpaKernel(Kernel):
     description = "torch.nn.functional.scaled_dot_product_attention: causal, masked, grouped-query"
     dtypes = FLOAT_DTYPES
     cases = (
-        Case("small_causal", {"B": 2, "Hq": 4, "Hkv": 4, "S": 64, "L": 64, "D": 64}, options={"causal": True}),
-        Case("llama_prefill_seq128_gqa", {"B": 1, "Hq": HEADS, "Hkv": KV_HEADS, "S": SEQ_SHORT, "L": SEQ_SHORT,
-                                          "D": HEAD_DIM}, options={"causal": True}),
+        Case(
+            "small_causal", {"B": 2, "Hq": 4, "Hkv": 4, "S": 64, "L": 64, "D": 64}, options={"causal": True}
+        ),
+        Case(
+            "llama_prefill_seq128_gqa",
+            {"B": 1, "Hq": HEADS, "Hkv": KV_HEADS, "S": SEQ_SHORT, "L": SEQ_SHORT, "D": HEAD_DIM},
+            options={"causal": True},
+        ),
         # Full sequence length and head_dim, 4 query heads sharing 1 KV head (the Llama ratio).
-        Case("llama_prefill_seq2048_gqa_4heads", {"B": 1, "Hq": 4, "Hkv": 1, "S": SEQ_LONG, "L": SEQ_LONG,
-                                                  "D": HEAD_DIM}, options={"causal": True}),
+        Case(
+            "llama_prefill_seq2048_gqa_4heads",
+            {"B": 1, "Hq": 4, "Hkv": 1, "S": SEQ_LONG, "L": SEQ_LONG, "D": HEAD_DIM},
+            options={"causal": True},
+        ),
         Case("padding_mask", {"B": 2, "Hq": 4, "Hkv": 2, "S": 32, "L": 48, "D": 64}, options={"mask": True}),
-        Case("fully_masked_rows", {"B": 1, "Hq": 4, "Hkv": 4, "S": 16, "L": 16, "D": 32}, edge="masked_rows",
-             options={"mask": True}),
+        Case(
+            "fully_masked_rows",
+            {"B": 1, "Hq": 4, "Hkv": 4, "S": 16, "L": 16, "D": 32},
+            edge="masked_rows",
+            options={"mask": True},
+        ),
         Case("odd_37x53_d40", {"B": 1, "Hq": 3, "Hkv": 3, "S": 37, "L": 53, "D": 40}, edge="odd_size"),
         # |q.k| reaches ~1e5 before the 1/sqrt(D) scale: overflows float16 unless computed wider.
-        Case("large_logits", {"B": 1, "Hq": 2, "Hkv": 2, "S": 16, "L": 16, "D": 128}, edge="fp16_overflow",
-             options={"qk_scale": 64.0}, dtypes=("float16", "float32")),
+        Case(
+            "large_logits",
+            {"B": 1, "Hq": 2, "Hkv": 2, "S": 16, "L": 16, "D": 128},
+            edge="fp16_overflow",
+            options={"qk_scale": 64.0},
+            dtypes=("float16", "float32"),
+        ),
         Case("empty_seq", {"B": 1, "Hq": 2, "Hkv": 2, "S": 0, "L": 16, "D": 32}, edge="empty"),
     )
 
@@ -96,8 +118,14 @@ class SdpaKernel(Kernel):
 
     def run(self, inputs: Inputs) -> torch.Tensor:
         gqa = inputs["q"].shape[1] != inputs["k"].shape[1]
-        return F.scaled_dot_product_attention(inputs["q"], inputs["k"], inputs["v"], attn_mask=inputs["mask"],
-                                              is_causal=inputs["causal"], enable_gqa=gqa)
+        return F.scaled_dot_product_attention(
+            inputs["q"],
+            inputs["k"],
+            inputs["v"],
+            attn_mask=inputs["mask"],
+            is_causal=inputs["causal"],
+            enable_gqa=gqa,
+        )
 
     def reference(self, inputs: Inputs) -> torch.Tensor:
         return attention_reference(inputs["q"], inputs["k"], inputs["v"], inputs["mask"], inputs["causal"])
@@ -122,15 +150,30 @@ class DecodeAttentionKernel(Kernel):
     description = "one new token attends over the first `length` slots of a preallocated KV cache"
     dtypes = FLOAT_DTYPES
     cases = (
-        Case("llama_ctx128", {"B": 1, "Hq": HEADS, "Hkv": KV_HEADS, "cache": 256, "length": SEQ_SHORT, "D": HEAD_DIM}),
-        Case("llama_ctx2048", {"B": 1, "Hq": HEADS, "Hkv": KV_HEADS, "cache": 2304, "length": SEQ_LONG,
-                               "D": HEAD_DIM}),
-        Case("batch4_ctx777", {"B": 4, "Hq": 8, "Hkv": 2, "cache": 1024, "length": 777, "D": 64}, edge="odd_size"),
-        Case("long_context_16384", {"B": 1, "Hq": 4, "Hkv": 1, "cache": LONG_REDUCTION, "length": LONG_REDUCTION,
-                                    "D": HEAD_DIM}, edge="long_reduction"),
+        Case(
+            "llama_ctx128",
+            {"B": 1, "Hq": HEADS, "Hkv": KV_HEADS, "cache": 256, "length": SEQ_SHORT, "D": HEAD_DIM},
+        ),
+        Case(
+            "llama_ctx2048",
+            {"B": 1, "Hq": HEADS, "Hkv": KV_HEADS, "cache": 2304, "length": SEQ_LONG, "D": HEAD_DIM},
+        ),
+        Case(
+            "batch4_ctx777",
+            {"B": 4, "Hq": 8, "Hkv": 2, "cache": 1024, "length": 777, "D": 64},
+            edge="odd_size",
+        ),
+        Case(
+            "long_context_16384",
+            {"B": 1, "Hq": 4, "Hkv": 1, "cache": LONG_REDUCTION, "length": LONG_REDUCTION, "D": HEAD_DIM},
+            edge="long_reduction",
+        ),
         # Stale NaNs beyond the valid length: a kernel that reads past it is caught.
-        Case("nan_in_unused_slots", {"B": 1, "Hq": 8, "Hkv": 8, "cache": 128, "length": 100, "D": 64},
-             edge="nan_inf"),
+        Case(
+            "nan_in_unused_slots",
+            {"B": 1, "Hq": 8, "Hkv": 8, "cache": 128, "length": 100, "D": 64},
+            edge="nan_inf",
+        ),
     )
 
     def generate(self, case: Case, dtype: str, g: torch.Generator) -> Inputs:
@@ -138,8 +181,8 @@ class DecodeAttentionKernel(Kernel):
         k_cache = randn((case["B"], case["Hkv"], case["cache"], case["D"]), dtype, g)
         v_cache = randn((case["B"], case["Hkv"], case["cache"], case["D"]), dtype, g)
         if case.edge == "nan_inf":
-            k_cache[:, :, case["length"]:] = float("nan")
-            v_cache[:, :, case["length"]:] = float("nan")
+            k_cache[:, :, case["length"] :] = float("nan")
+            v_cache[:, :, case["length"] :] = float("nan")
         return {"q": q, "k_cache": k_cache, "v_cache": v_cache, "length": case["length"]}
 
     def run(self, inputs: Inputs) -> torch.Tensor:
@@ -151,8 +194,13 @@ class DecodeAttentionKernel(Kernel):
 
     def reference(self, inputs: Inputs) -> torch.Tensor:
         length = inputs["length"]
-        return attention_reference(inputs["q"], inputs["k_cache"][:, :, :length], inputs["v_cache"][:, :, :length],
-                                   None, causal=False)
+        return attention_reference(
+            inputs["q"],
+            inputs["k_cache"][:, :, :length],
+            inputs["v_cache"][:, :, :length],
+            None,
+            causal=False,
+        )
 
     def tolerance(self, case: Case, dtype: str) -> Tolerance:
         return attention_tolerance(dtype, case["D"], case["length"], qk_term=16.0, v_max=6.0)
@@ -187,8 +235,12 @@ class RotaryEmbeddingKernel(Kernel):
         positions = torch.arange(case["start"], case["start"] + s, dtype=torch.float64)
         inv_freq = ROPE_THETA ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
         angles = torch.outer(positions, inv_freq).repeat(1, 2)
-        return {"x": x, "cos": angles.cos().to(torch_dtype(dtype)), "sin": angles.sin().to(torch_dtype(dtype)),
-                "heads": h}
+        return {
+            "x": x,
+            "cos": angles.cos().to(torch_dtype(dtype)),
+            "sin": angles.sin().to(torch_dtype(dtype)),
+            "heads": h,
+        }
 
     def arrange(self, inputs: Inputs, case: Case) -> Inputs:
         x = inputs["x"][..., : case["H"] * case["D"]]
@@ -211,8 +263,11 @@ class RotaryEmbeddingKernel(Kernel):
         # these normal inputs) before they are added, and the sum may cancel: an absolute term.
         tolerance = elementwise_tolerance(dtype, rtol_scale=2.0)
         eps = float(torch.finfo(torch_dtype(dtype)).eps)
-        return Tolerance(tolerance.atol + 6.0 * eps, tolerance.rtol,
-                         tolerance.source + " + 2 product roundings of |x| <= 6 (eps(dtype) * 6)")
+        return Tolerance(
+            tolerance.atol + 6.0 * eps,
+            tolerance.rtol,
+            tolerance.source + " + 2 product roundings of |x| <= 6 (eps(dtype) * 6)",
+        )
 
     def flops(self, case: Case) -> int:
         return 3 * case["B"] * case["S"] * case["H"] * case["D"]

@@ -202,7 +202,9 @@ class Kernel:
     def arrange(self, inputs: Inputs, case: Case) -> Inputs:
         return inputs
 
-    def make_inputs(self, case: Case, dtype: str, generator: torch.Generator, device: torch.device | str) -> Inputs:
+    def make_inputs(
+        self, case: Case, dtype: str, generator: torch.Generator, device: torch.device | str
+    ) -> Inputs:
         """Inputs on `device` ready for `run` (what the performance suite calls)."""
         raw = self.generate(case, dtype, generator)
         moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in raw.items()}
@@ -239,7 +241,12 @@ class Kernel:
             "description": self.description,
             "dtypes": list(self.dtypes),
             "cases": [
-                {"name": c.name, "dims": c.dims, "edge": c.edge, "dtypes": list(c.dtypes) if c.dtypes else None}
+                {
+                    "name": c.name,
+                    "dims": c.dims,
+                    "edge": c.edge,
+                    "dtypes": list(c.dtypes) if c.dtypes else None,
+                }
                 for c in self.cases
             ],
         }

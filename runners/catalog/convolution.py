@@ -21,13 +21,21 @@ from runners.catalog.base import (
 DENSE_CASES = (
     Case("resnet_3x3_c64_28", {"N": 1, "C": 64, "H": 28, "W": 28, "O": 64, "R": 3, "stride": 1, "pad": 1}),
     Case("pointwise_1x1_c256", {"N": 2, "C": 256, "H": 14, "W": 14, "O": 64, "R": 1, "stride": 1, "pad": 0}),
-    Case("stem_7x7_stride2_odd", {"N": 1, "C": 3, "H": 67, "W": 61, "O": 16, "R": 7, "stride": 2, "pad": 3},
-         edge="odd_size"),
+    Case(
+        "stem_7x7_stride2_odd",
+        {"N": 1, "C": 3, "H": 67, "W": 61, "O": 16, "R": 7, "stride": 2, "pad": 3},
+        edge="odd_size",
+    ),
     # C*R*R = 1024*16 = 16384 terms per output, all positive.
-    Case("long_reduction_k16384", {"N": 1, "C": 1024, "H": 4, "W": 4, "O": 4, "R": 4, "stride": 1, "pad": 0},
-         edge="long_reduction"),
+    Case(
+        "long_reduction_k16384",
+        {"N": 1, "C": 1024, "H": 4, "W": 4, "O": 4, "R": 4, "stride": 1, "pad": 0},
+        edge="long_reduction",
+    ),
     Case("nan_inf", {"N": 1, "C": 8, "H": 9, "W": 9, "O": 8, "R": 3, "stride": 1, "pad": 1}, edge="nan_inf"),
-    Case("empty_batch", {"N": 0, "C": 8, "H": 8, "W": 8, "O": 8, "R": 3, "stride": 1, "pad": 1}, edge="empty"),
+    Case(
+        "empty_batch", {"N": 0, "C": 8, "H": 8, "W": 8, "O": 8, "R": 3, "stride": 1, "pad": 1}, edge="empty"
+    ),
 )
 
 DEPTHWISE_CASES = (
@@ -45,8 +53,15 @@ class Conv2dKernel(Kernel):
 
     dtypes = FLOAT_DTYPES
 
-    def __init__(self, name: str, description: str, cases: tuple[Case, ...], *, channels_last: bool = False,
-                 depthwise: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        cases: tuple[Case, ...],
+        *,
+        channels_last: bool = False,
+        depthwise: bool = False,
+    ) -> None:
         self.name = name
         self.description = description
         self.cases = cases
@@ -78,7 +93,11 @@ class Conv2dKernel(Kernel):
         return {"x": x, "weight": w, "bias": randn((self._out_channels(case),), dtype, g)}
 
     def arrange(self, inputs: Inputs, case: Case) -> Inputs:
-        geometry = {"stride": case["stride"], "pad": case["pad"], "groups": case["C"] if self.depthwise else 1}
+        geometry = {
+            "stride": case["stride"],
+            "pad": case["pad"],
+            "groups": case["C"] if self.depthwise else 1,
+        }
         if self.channels_last:
             return {
                 **inputs,
@@ -89,12 +108,24 @@ class Conv2dKernel(Kernel):
         return {**inputs, **geometry}
 
     def run(self, inputs: Inputs) -> torch.Tensor:
-        return F.conv2d(inputs["x"], inputs["weight"], inputs["bias"], stride=inputs["stride"],
-                        padding=inputs["pad"], groups=inputs["groups"])
+        return F.conv2d(
+            inputs["x"],
+            inputs["weight"],
+            inputs["bias"],
+            stride=inputs["stride"],
+            padding=inputs["pad"],
+            groups=inputs["groups"],
+        )
 
     def reference(self, inputs: Inputs) -> torch.Tensor:
-        return F.conv2d(inputs["x"], inputs["weight"], inputs["bias"], stride=inputs["stride"],
-                        padding=inputs["pad"], groups=inputs["groups"])
+        return F.conv2d(
+            inputs["x"],
+            inputs["weight"],
+            inputs["bias"],
+            stride=inputs["stride"],
+            padding=inputs["pad"],
+            groups=inputs["groups"],
+        )
 
     def tolerance(self, case: Case, dtype: str) -> Tolerance:
         return reduction_tolerance(dtype, self._reduction(case) + 1)
@@ -113,8 +144,13 @@ class Conv2dKernel(Kernel):
 
 KERNELS: tuple[Kernel, ...] = (
     Conv2dKernel("conv2d_nchw", "conv2d with bias, NCHW memory", DENSE_CASES),
-    Conv2dKernel("conv2d_channels_last", "conv2d with bias, channels_last (NHWC) memory", DENSE_CASES,
-                 channels_last=True),
-    Conv2dKernel("conv2d_depthwise", "depthwise conv2d (groups = channels) with bias", DEPTHWISE_CASES,
-                 depthwise=True),
+    Conv2dKernel(
+        "conv2d_channels_last",
+        "conv2d with bias, channels_last (NHWC) memory",
+        DENSE_CASES,
+        channels_last=True,
+    ),
+    Conv2dKernel(
+        "conv2d_depthwise", "depthwise conv2d (groups = channels) with bias", DEPTHWISE_CASES, depthwise=True
+    ),
 )

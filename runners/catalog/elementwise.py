@@ -34,8 +34,13 @@ def _cases(*, subnormal: bool, long_sequence: bool = False) -> tuple[Case, ...]:
         Case("odd_7x1001", {"M": 7, "N": 1001}, edge="odd_size"),
         Case("transposed", {"M": 64, "N": 96}, edge="non_contiguous"),
         Case("nan_inf", {"M": 16, "N": 64}, edge="nan_inf", dtypes=FLOAT_DTYPES),
-        Case("large_magnitudes", {"M": 16, "N": 64}, edge="fp16_overflow", dtypes=FLOAT_DTYPES,
-             options={"scale": 20000.0}),
+        Case(
+            "large_magnitudes",
+            {"M": 16, "N": 64},
+            edge="fp16_overflow",
+            dtypes=FLOAT_DTYPES,
+            options={"scale": 20000.0},
+        ),
         Case("empty", {"M": 0, "N": 64}, edge="empty"),
     ]
     if long_sequence:
@@ -64,9 +69,17 @@ class UnaryKernel(Kernel):
 
     dtypes = FLOAT_DTYPES
 
-    def __init__(self, name: str, description: str, fn: Callable[[torch.Tensor], torch.Tensor],
-                 reference_fn: Callable[[torch.Tensor], torch.Tensor], *, flops_per_element: int,
-                 rtol_scale: float = 1.0, subnormal: bool = True) -> None:
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        fn: Callable[[torch.Tensor], torch.Tensor],
+        reference_fn: Callable[[torch.Tensor], torch.Tensor],
+        *,
+        flops_per_element: int,
+        rtol_scale: float = 1.0,
+        subnormal: bool = True,
+    ) -> None:
         self.name = name
         self.description = description
         self._fn = fn
@@ -123,7 +136,10 @@ class SwigluKernel(Kernel):
 
     def generate(self, case: Case, dtype: str, g: torch.Generator) -> Inputs:
         shape = _transposed_shape(case)
-        return {"gate": _generate_operand(case, dtype, g, shape), "up": _generate_operand(case, dtype, g, shape)}
+        return {
+            "gate": _generate_operand(case, dtype, g, shape),
+            "up": _generate_operand(case, dtype, g, shape),
+        }
 
     def arrange(self, inputs: Inputs, case: Case) -> Inputs:
         if case.edge == "non_contiguous":
@@ -152,8 +168,14 @@ class BroadcastKernel(Kernel):
 
     dtypes = ALL_DTYPES
 
-    def __init__(self, name: str, description: str, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *,
-                 long_sequence: bool = False):
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        *,
+        long_sequence: bool = False,
+    ):
         self.name = name
         self.description = description
         self._fn = fn
@@ -163,8 +185,11 @@ class BroadcastKernel(Kernel):
         x = _generate_operand(case, dtype, g, _transposed_shape(case))
         if case.edge == "subnormal":
             # Multiplying by 1 or 0.5 and adding another subnormal stay exact in gradual underflow.
-            y = torch.tensor([1.0, 0.5], dtype=x.dtype).repeat(case["N"] // 2) if self.name == "mul" \
+            y = (
+                torch.tensor([1.0, 0.5], dtype=x.dtype).repeat(case["N"] // 2)
+                if self.name == "mul"
                 else subnormals((case["N"],), dtype, g)
+            )
         else:
             y = _generate_operand(case, dtype, g, (case["N"],))
         return {"x": x, "y": y}
@@ -193,10 +218,22 @@ class BroadcastKernel(Kernel):
 
 
 KERNELS: tuple[Kernel, ...] = (
-    UnaryKernel("gelu_erf", "GELU, exact erf form", lambda x: F.gelu(x), _gelu_erf_reference,
-                flops_per_element=8, rtol_scale=4.0),
-    UnaryKernel("gelu_tanh", "GELU, tanh approximation", lambda x: F.gelu(x, approximate="tanh"),
-                _gelu_tanh_reference, flops_per_element=10, rtol_scale=4.0),
+    UnaryKernel(
+        "gelu_erf",
+        "GELU, exact erf form",
+        lambda x: F.gelu(x),
+        _gelu_erf_reference,
+        flops_per_element=8,
+        rtol_scale=4.0,
+    ),
+    UnaryKernel(
+        "gelu_tanh",
+        "GELU, tanh approximation",
+        lambda x: F.gelu(x, approximate="tanh"),
+        _gelu_tanh_reference,
+        flops_per_element=10,
+        rtol_scale=4.0,
+    ),
     UnaryKernel("silu", "SiLU / swish", F.silu, _silu_reference, flops_per_element=4, rtol_scale=4.0),
     SwigluKernel(),
     BroadcastKernel("add", "x + bias broadcast over rows", torch.add),

@@ -88,7 +88,9 @@ class QuantizePerChannelKernel(Kernel):
         return torch.int8
 
     def tolerance(self, case: Case, dtype: str) -> Tolerance:
-        return Tolerance(0.0, 0.0, "with power-of-two scales x/scale is exact: round-half-even has one answer")
+        return Tolerance(
+            0.0, 0.0, "with power-of-two scales x/scale is exact: round-half-even has one answer"
+        )
 
     def flops(self, case: Case) -> int:
         return 3 * case["C"] * case["N"]
@@ -104,8 +106,10 @@ class DequantizePerChannelKernel(Kernel):
     cases = QUANT_CASES
 
     def generate(self, case: Case, dtype: str, g: torch.Generator) -> Inputs:
-        return {"q": randint8((case["C"], case["N"]), g),
-                "scale": torch.rand((case["C"],), generator=g) * 0.02 + 1e-4}
+        return {
+            "q": randint8((case["C"], case["N"]), g),
+            "scale": torch.rand((case["C"],), generator=g) * 0.02 + 1e-4,
+        }
 
     def run(self, inputs: Inputs) -> torch.Tensor:
         return inputs["q"].float() * inputs["scale"][:, None]

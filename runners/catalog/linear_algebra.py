@@ -242,7 +242,11 @@ class ScaledMatmulFp8Kernel(Kernel):
 
     def run(self, inputs: Inputs) -> torch.Tensor:
         return torch._scaled_mm(
-            inputs["a"], inputs["b"], scale_a=inputs["scale_a"], scale_b=inputs["scale_b"], out_dtype=torch.float32
+            inputs["a"],
+            inputs["b"],
+            scale_a=inputs["scale_a"],
+            scale_b=inputs["scale_b"],
+            out_dtype=torch.float32,
         )
 
     def reference(self, inputs: Inputs) -> torch.Tensor:

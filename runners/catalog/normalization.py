@@ -64,9 +64,18 @@ class RowKernel(Kernel):
     dtypes = FLOAT_DTYPES
     cases = ROW_CASES
 
-    def __init__(self, name: str, description: str, device_fn: Callable[[Inputs], torch.Tensor],
-                 reference_fn: Callable[[Inputs], torch.Tensor], *, weight: bool, bias: bool,
-                 flops_per_element: int, cases: tuple[Case, ...] = ROW_CASES) -> None:
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        device_fn: Callable[[Inputs], torch.Tensor],
+        reference_fn: Callable[[Inputs], torch.Tensor],
+        *,
+        weight: bool,
+        bias: bool,
+        flops_per_element: int,
+        cases: tuple[Case, ...] = ROW_CASES,
+    ) -> None:
         self.name = name
         self.cases = cases
         self.description = description
@@ -104,9 +113,12 @@ class RowKernel(Kernel):
         # its relative error, at worst 4*N*eps32, carries into every output of the row.
         base_atol, base_rtol = TORCH_TESTING_DEFAULTS[dtype]
         accumulation = 4 * max(case["N"], 1) * FLOAT32_EPS
-        return Tolerance(base_atol + accumulation, base_rtol + accumulation,
-                         f"torch.testing defaults for {dtype} + float32 row-statistic bound 4*N*eps32, N={case['N']} "
-                         "(Higham 2002, s4.2)")
+        return Tolerance(
+            base_atol + accumulation,
+            base_rtol + accumulation,
+            f"torch.testing defaults for {dtype} + float32 row-statistic bound 4*N*eps32, N={case['N']} "
+            "(Higham 2002, s4.2)",
+        )
 
     def flops(self, case: Case) -> int:
         return self._flops_per_element * case["M"] * case["N"]
@@ -122,18 +134,50 @@ class LogSoftmaxKernel(RowKernel):
         # log(sum) (its relative error 4*N*eps32) and the rounding of x - max in dtype.
         tolerance = super().tolerance(case, dtype)
         scale = case.options.get("scale", 1.0)
-        return Tolerance(tolerance.atol + tolerance.rtol * scale * 8.0, tolerance.rtol,
-                         tolerance.source + " + rtol * |x - max| for the subtraction (|x| <= 4 * scale)")
+        return Tolerance(
+            tolerance.atol + tolerance.rtol * scale * 8.0,
+            tolerance.rtol,
+            tolerance.source + " + rtol * |x - max| for the subtraction (|x| <= 4 * scale)",
+        )
 
 
 KERNELS: tuple[Kernel, ...] = (
-    RowKernel("layer_norm", "layer_norm over the last dim with weight and bias, eps 1e-5", _layer_norm,
-              _layer_norm_reference, weight=True, bias=True, flops_per_element=8),
-    RowKernel("rms_norm", "RMSNorm (Llama) over the last dim with weight, eps 1e-5", _rms_norm,
-              _rms_norm_reference, weight=True, bias=False, flops_per_element=5, cases=LONG_SEQUENCE_CASES),
-    RowKernel("softmax", "softmax over the last dim", lambda i: torch.softmax(i["x"], dim=-1),
-              lambda i: torch.softmax(i["x"], dim=-1), weight=False, bias=False, flops_per_element=5,
-              cases=LONG_SEQUENCE_CASES),
-    LogSoftmaxKernel("log_softmax", "log_softmax over the last dim", lambda i: torch.log_softmax(i["x"], dim=-1),
-                     lambda i: torch.log_softmax(i["x"], dim=-1), weight=False, bias=False, flops_per_element=5),
+    RowKernel(
+        "layer_norm",
+        "layer_norm over the last dim with weight and bias, eps 1e-5",
+        _layer_norm,
+        _layer_norm_reference,
+        weight=True,
+        bias=True,
+        flops_per_element=8,
+    ),
+    RowKernel(
+        "rms_norm",
+        "RMSNorm (Llama) over the last dim with weight, eps 1e-5",
+        _rms_norm,
+        _rms_norm_reference,
+        weight=True,
+        bias=False,
+        flops_per_element=5,
+        cases=LONG_SEQUENCE_CASES,
+    ),
+    RowKernel(
+        "softmax",
+        "softmax over the last dim",
+        lambda i: torch.softmax(i["x"], dim=-1),
+        lambda i: torch.softmax(i["x"], dim=-1),
+        weight=False,
+        bias=False,
+        flops_per_element=5,
+        cases=LONG_SEQUENCE_CASES,
+    ),
+    LogSoftmaxKernel(
+        "log_softmax",
+        "log_softmax over the last dim",
+        lambda i: torch.log_softmax(i["x"], dim=-1),
+        lambda i: torch.log_softmax(i["x"], dim=-1),
+        weight=False,
+        bias=False,
+        flops_per_element=5,
+    ),
 )

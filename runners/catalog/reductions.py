@@ -38,8 +38,15 @@ def _row_cases(*, empty: bool = True, overflow: bool = False) -> tuple[Case, ...
         cases.append(Case("empty_rows", {"M": 4, "N": 0}, edge="empty"))
     if overflow:
         # 16 values near 3e4 sum past float16's 65504: the correct float16 answer is +-inf.
-        cases.append(Case("sum_past_fp16_max", {"M": 4, "N": 16}, edge="fp16_overflow",
-                          dtypes=FLOAT_DTYPES, options={"offset": 30000.0}))
+        cases.append(
+            Case(
+                "sum_past_fp16_max",
+                {"M": 4, "N": 16},
+                edge="fp16_overflow",
+                dtypes=FLOAT_DTYPES,
+                options={"offset": 30000.0},
+            )
+        )
     return tuple(cases)
 
 
@@ -58,9 +65,18 @@ def _row_values(case: Case, dtype: str, g: torch.Generator) -> torch.Tensor:
 class RowReductionKernel(Kernel):
     """out[i] = reduce(x[i, :]) over the last dimension (or a running scan for cumsum)."""
 
-    def __init__(self, name: str, description: str, fn: Callable[[torch.Tensor], torch.Tensor], *,
-                 dtypes: tuple[str, ...], accumulates: bool, integer_output: torch.dtype | None,
-                 cases: tuple[Case, ...], scan: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        fn: Callable[[torch.Tensor], torch.Tensor],
+        *,
+        dtypes: tuple[str, ...],
+        accumulates: bool,
+        integer_output: torch.dtype | None,
+        cases: tuple[Case, ...],
+        scan: bool = False,
+    ) -> None:
         self.name = name
         self.description = description
         self._fn = fn
@@ -192,19 +208,49 @@ class TopkKernel(Kernel):
         return case["M"] * case["N"]
 
     def bytes(self, case: Case, dtype: str = "float32") -> int:
-        return element_size(dtype) * (case["M"] * case["N"] + case["M"] * case["k"]) + 8 * case["M"] * case["k"]
+        return (
+            element_size(dtype) * (case["M"] * case["N"] + case["M"] * case["k"]) + 8 * case["M"] * case["k"]
+        )
 
 
 KERNELS: tuple[Kernel, ...] = (
-    RowReductionKernel("sum", "sum over the last dim", lambda x: torch.sum(x, dim=-1), dtypes=ALL_DTYPES,
-                       accumulates=True, integer_output=torch.int64, cases=_row_cases(overflow=True)),
-    RowReductionKernel("mean", "mean over the last dim", lambda x: torch.mean(x, dim=-1), dtypes=FLOAT_DTYPES,
-                       accumulates=True, integer_output=None, cases=_row_cases()),
-    RowReductionKernel("amax", "maximum over the last dim (NaN propagates)", lambda x: torch.amax(x, dim=-1),
-                       dtypes=ALL_DTYPES, accumulates=False, integer_output=None, cases=_row_cases(empty=False)),
-    RowReductionKernel("cumsum", "inclusive prefix sum over the last dim", lambda x: torch.cumsum(x, dim=-1),
-                       dtypes=ALL_DTYPES, accumulates=True, integer_output=torch.int64, cases=_row_cases(),
-                       scan=True),
+    RowReductionKernel(
+        "sum",
+        "sum over the last dim",
+        lambda x: torch.sum(x, dim=-1),
+        dtypes=ALL_DTYPES,
+        accumulates=True,
+        integer_output=torch.int64,
+        cases=_row_cases(overflow=True),
+    ),
+    RowReductionKernel(
+        "mean",
+        "mean over the last dim",
+        lambda x: torch.mean(x, dim=-1),
+        dtypes=FLOAT_DTYPES,
+        accumulates=True,
+        integer_output=None,
+        cases=_row_cases(),
+    ),
+    RowReductionKernel(
+        "amax",
+        "maximum over the last dim (NaN propagates)",
+        lambda x: torch.amax(x, dim=-1),
+        dtypes=ALL_DTYPES,
+        accumulates=False,
+        integer_output=None,
+        cases=_row_cases(empty=False),
+    ),
+    RowReductionKernel(
+        "cumsum",
+        "inclusive prefix sum over the last dim",
+        lambda x: torch.cumsum(x, dim=-1),
+        dtypes=ALL_DTYPES,
+        accumulates=True,
+        integer_output=torch.int64,
+        cases=_row_cases(),
+        scan=True,
+    ),
     ArgmaxKernel(),
     TopkKernel(),
 )

@@ -13,10 +13,33 @@ def test_the_catalog_covers_the_issue_list():
     names = {kernel.name for kernel in all_kernels()}
     assert len(names) >= 20
     assert {
-        "matmul", "linear", "bmm", "int8_matmul", "conv2d_nchw", "conv2d_channels_last", "conv2d_depthwise",
-        "sdpa", "decode_attention", "layer_norm", "rms_norm", "softmax", "log_softmax", "gelu_erf", "gelu_tanh",
-        "silu", "swiglu", "rope", "embedding", "topk", "argmax", "cumsum", "sum", "add", "mul",
-        "quantize_per_channel", "dequantize_per_channel",
+        "matmul",
+        "linear",
+        "bmm",
+        "int8_matmul",
+        "conv2d_nchw",
+        "conv2d_channels_last",
+        "conv2d_depthwise",
+        "sdpa",
+        "decode_attention",
+        "layer_norm",
+        "rms_norm",
+        "softmax",
+        "log_softmax",
+        "gelu_erf",
+        "gelu_tanh",
+        "silu",
+        "swiglu",
+        "rope",
+        "embedding",
+        "topk",
+        "argmax",
+        "cumsum",
+        "sum",
+        "add",
+        "mul",
+        "quantize_per_channel",
+        "dequantize_per_channel",
     } <= names
 
 
@@ -47,8 +70,9 @@ def test_inputs_depend_on_the_challenge_only():
     case = kernel.case("small_64")
 
     def draw(challenge: str) -> torch.Tensor:
-        return kernel.make_inputs(case, "bfloat16", case_generator(challenge, kernel.name, case.name, "bfloat16"),
-                                  "cpu")["x"]
+        return kernel.make_inputs(
+            case, "bfloat16", case_generator(challenge, kernel.name, case.name, "bfloat16"), "cpu"
+        )["x"]
 
     assert torch.equal(draw(CHALLENGE), draw(CHALLENGE))
     assert not torch.equal(draw(CHALLENGE), draw("12" * 16))
@@ -57,16 +81,24 @@ def test_inputs_depend_on_the_challenge_only():
 def test_make_inputs_and_run_work_outside_the_suite_with_the_cost_model():
     kernel = get_kernel("matmul")
     case = kernel.case("square_64")
-    inputs = kernel.make_inputs(case, "float32", case_generator(CHALLENGE, "matmul", case.name, "float32"), "cpu")
+    inputs = kernel.make_inputs(
+        case, "float32", case_generator(CHALLENGE, "matmul", case.name, "float32"), "cpu"
+    )
     assert kernel.run(inputs).shape == (64, 64)
     assert kernel.flops(case) == 2 * 64**3
     assert kernel.bytes(case, "bfloat16") == 2 * 3 * 64 * 64
 
 
 def test_non_contiguous_cases_really_hand_over_views():
-    for name, case_name, key in [("matmul", "transposed_b", "b"), ("linear", "strided_input", "x"),
-                                 ("softmax", "strided_rows", "x"), ("rope", "view_of_fused_qkv", "x")]:
+    for name, case_name, key in [
+        ("matmul", "transposed_b", "b"),
+        ("linear", "strided_input", "x"),
+        ("softmax", "strided_rows", "x"),
+        ("rope", "view_of_fused_qkv", "x"),
+    ]:
         kernel = get_kernel(name)
         case = kernel.case(case_name)
-        inputs = kernel.make_inputs(case, "float32", case_generator(CHALLENGE, name, case_name, "float32"), "cpu")
+        inputs = kernel.make_inputs(
+            case, "float32", case_generator(CHALLENGE, name, case_name, "float32"), "cpu"
+        )
         assert not inputs[key].is_contiguous(), name

@@ -17,14 +17,27 @@ from runners.spec import build_spec
 CHALLENGE = "0123456789abcdef" * 4
 OTHER_CHALLENGE = "fedcba9876543210" * 4
 # Small cases keep these tests at seconds; the slow test runs everything.
-SMALL_GEMM = ["square_64", "small_64", "odd_127x129x131", "odd_33x77x45", "long_reduction_k16384", "transposed_b",
-              "nan_inf", "empty_m0"]
+SMALL_GEMM = [
+    "square_64",
+    "small_64",
+    "odd_127x129x131",
+    "odd_33x77x45",
+    "long_reduction_k16384",
+    "transposed_b",
+    "nan_inf",
+    "empty_m0",
+]
 
 
-def run(kernels: list[str], dtypes: list[str] | None = None, challenge: str = CHALLENGE,
-        cases: list[str] | None = None) -> dict:
-    spec = build_spec(suite="conformance", device="cpu", challenge=challenge, kernels=kernels, dtypes=dtypes,
-                      cases=cases)
+def run(
+    kernels: list[str],
+    dtypes: list[str] | None = None,
+    challenge: str = CHALLENGE,
+    cases: list[str] | None = None,
+) -> dict:
+    spec = build_spec(
+        suite="conformance", device="cpu", challenge=challenge, kernels=kernels, dtypes=dtypes, cases=cases
+    )
     document = run_conformance(spec, get_backend("cpu"))
     validate_document(document)
     return document
@@ -50,7 +63,7 @@ class MatmulWithFloat16Accumulator(MatmulKernel):
         a, b = inputs["a"], inputs["b"]
         acc = torch.zeros(a.shape[0], b.shape[1], dtype=torch.float16)
         for start in range(0, a.shape[1], 16):
-            partial = a[:, start:start + 16].float() @ b[start:start + 16].float()
+            partial = a[:, start : start + 16].float() @ b[start : start + 16].float()
             acc = (acc.float() + partial).half()
         return acc.to(a.dtype)
 
@@ -114,7 +127,9 @@ def test_it_catches_a_linear_that_drops_the_bias(registered):
 def test_it_catches_a_long_reduction_accumulated_in_float16(registered):
     registered(MatmulWithFloat16Accumulator())
     only = ["long_reduction_k16384"]
-    honest = cases_of(run(["matmul"], ["float16"], cases=only), "matmul")[("float16", "long_reduction_k16384")]
+    honest = cases_of(run(["matmul"], ["float16"], cases=only), "matmul")[
+        ("float16", "long_reduction_k16384")
+    ]
     document = run(["broken_matmul_fp16_accumulator"], ["float16"], cases=only)
     broken = cases_of(document, "broken_matmul_fp16_accumulator")[("float16", "long_reduction_k16384")]
     assert honest["status"] == "pass"
@@ -141,7 +156,9 @@ def test_a_kernel_that_raises_is_a_product_failure_and_the_suite_goes_on(registe
     assert all(c["status"] == "pass" for c in cases_of(document, "add").values())
 
 
-@pytest.mark.parametrize("kernel, message", [(MatmulWrongShape, "wrong shape"), (MatmulWrongDtype, "wrong dtype")])
+@pytest.mark.parametrize(
+    "kernel, message", [(MatmulWrongShape, "wrong shape"), (MatmulWrongDtype, "wrong dtype")]
+)
 def test_wrong_shape_or_dtype_is_a_product_failure(registered, kernel, message):
     registered(kernel())
     document = run([kernel.name], ["float32"], cases=["square_64"])
@@ -166,7 +183,9 @@ def test_unknown_kernel_and_dtype_are_recorded_as_bad_spec_errors():
 
 
 def test_an_unavailable_backend_gives_infrastructure_errors_not_a_crash():
-    spec = build_spec(suite="conformance", device="cuda", challenge=CHALLENGE, kernels=["add"], dtypes=["float32"])
+    spec = build_spec(
+        suite="conformance", device="cuda", challenge=CHALLENGE, kernels=["add"], dtypes=["float32"]
+    )
     backend = get_backend("cuda")
     if backend.is_available():
         pytest.skip("this host has a GPU")
@@ -176,7 +195,10 @@ def test_an_unavailable_backend_gives_infrastructure_errors_not_a_crash():
 
 
 def test_same_challenge_gives_identical_digests_and_another_gives_different_data():
-    kernels, small = ["matmul", "softmax", "topk"], [*SMALL_GEMM, "odd_37x1023", "odd_3x1001_k7", "strided_rows"]
+    kernels, small = (
+        ["matmul", "softmax", "topk"],
+        [*SMALL_GEMM, "odd_37x1023", "odd_3x1001_k7", "strided_rows"],
+    )
     first, again = run(kernels, ["bfloat16"], cases=small), run(kernels, ["bfloat16"], cases=small)
     other = run(kernels, ["bfloat16"], challenge=OTHER_CHALLENGE, cases=small)
     digests = [[(c["input_digest"], c["output_digest"]) for c in d["cases"]] for d in (first, again, other)]
@@ -196,7 +218,9 @@ def test_recompute_case_matches_the_runner_record():
 
 
 def test_every_case_records_its_statistics_and_tolerance_source():
-    document = run(["rms_norm", "int8_matmul"], cases=["odd_37x1023", "long_row_16384", "square_64", "odd_m33"])
+    document = run(
+        ["rms_norm", "int8_matmul"], cases=["odd_37x1023", "long_row_16384", "square_64", "odd_m33"]
+    )
     for case in document["cases"]:
         assert case["status"] == "pass"
         assert case["stats"]["tolerance_source"]
@@ -212,8 +236,9 @@ def test_nan_inf_edge_cases_pass_only_when_nan_lands_where_the_reference_has_it(
 @pytest.mark.slow
 def test_the_whole_suite_passes_on_this_cpu_within_a_minute():
     started = time.process_time()
-    document = run_conformance(build_spec(suite="conformance", device="cpu", challenge=CHALLENGE),
-                               get_backend("cpu"))
+    document = run_conformance(
+        build_spec(suite="conformance", device="cpu", challenge=CHALLENGE), get_backend("cpu")
+    )
     cpu_seconds = time.process_time() - started
     validate_document(document)
     summary = document["summary"]

@@ -15,8 +15,14 @@ CHALLENGE = "ab" * 16
 
 
 def small_document() -> dict:
-    spec = build_spec(suite="conformance", device="cpu", challenge=CHALLENGE, kernels=["softmax"],
-                      dtypes=["float32"], cases=["nan_inf", "odd_37x1023"])
+    spec = build_spec(
+        suite="conformance",
+        device="cpu",
+        challenge=CHALLENGE,
+        kernels=["softmax"],
+        dtypes=["float32"],
+        cases=["nan_inf", "odd_37x1023"],
+    )
     return run_conformance(spec, get_backend("cpu"))
 
 
@@ -30,9 +36,18 @@ def test_canonical_json_refuses_nan():
 
 
 def test_non_finite_statistics_become_null():
-    assert json_safe({"max_abs": float("inf"), "v": [float("nan"), 1.0]}) == {"max_abs": None, "v": [None, 1.0]}
-    document = build_document("conformance", {"challenge": CHALLENGE, "suite": "conformance", "device": "cpu"},
-                              get_backend("cpu").fingerprint(), [], {"total_s": float("nan")}, "2026-01-01T00:00:00Z")
+    assert json_safe({"max_abs": float("inf"), "v": [float("nan"), 1.0]}) == {
+        "max_abs": None,
+        "v": [None, 1.0],
+    }
+    document = build_document(
+        "conformance",
+        {"challenge": CHALLENGE, "suite": "conformance", "device": "cpu"},
+        get_backend("cpu").fingerprint(),
+        [],
+        {"total_s": float("nan")},
+        "2026-01-01T00:00:00Z",
+    )
     assert document["timings"]["total_s"] is None
 
 
@@ -74,17 +89,38 @@ def test_performance_sections_are_accepted_by_the_schema():
     ],
 )
 def test_schema_invalid_specs_are_refused(change):
-    spec = {"schema_version": "1.0", "suite": "conformance", "device": "cpu", "challenge": CHALLENGE, **change}
+    spec = {
+        "schema_version": "1.0",
+        "suite": "conformance",
+        "device": "cpu",
+        "challenge": CHALLENGE,
+        **change,
+    }
     with pytest.raises(SpecInvalid):
         validate_spec(spec)
 
 
 def test_a_full_platform_spec_is_accepted():
-    validate_spec({
-        "schema_version": "1.0", "job_id": "job-1", "suite": "model", "device": "cuda:0", "challenge": CHALLENGE,
-        "target": {"slug": "acme-x1", "backend": "cuda", "expected_fingerprint": {"device_name": "X1"}},
-        "declared": {"peak_tflops": {"bf16": 100.0, "int8": 200.0}, "memory_bandwidth_gbs": 1000},
-        "models": [{"name": "minilm", "version": "1", "architecture": "bert", "config": {}, "task": "embedding",
-                    "weights_path": "/w/model.safetensors", "sha256": "0" * 64}],
-        "limits": {"time_s": 600},
-    })
+    validate_spec(
+        {
+            "schema_version": "1.0",
+            "job_id": "job-1",
+            "suite": "model",
+            "device": "cuda:0",
+            "challenge": CHALLENGE,
+            "target": {"slug": "acme-x1", "backend": "cuda", "expected_fingerprint": {"device_name": "X1"}},
+            "declared": {"peak_tflops": {"bf16": 100.0, "int8": 200.0}, "memory_bandwidth_gbs": 1000},
+            "models": [
+                {
+                    "name": "minilm",
+                    "version": "1",
+                    "architecture": "bert",
+                    "config": {},
+                    "task": "embedding",
+                    "weights_path": "/w/model.safetensors",
+                    "sha256": "0" * 64,
+                }
+            ],
+            "limits": {"time_s": 600},
+        }
+    )
