@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "apps.registry",
     "apps.runs",
     "apps.certificates",
+    "apps.procurement",
     "apps.portal",
 ]
 

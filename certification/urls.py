@@ -10,6 +10,7 @@ api_v1 = [
     path("", include("apps.registry.api.urls")),
     path("", include("apps.runs.api.urls")),
     path("", include("apps.certificates.api.urls")),
+    path("", include("apps.procurement.api.urls")),
 ]
 
 urlpatterns = [
@@ -17,6 +18,7 @@ urlpatterns = [
     path("", include("django.contrib.auth.urls")),
     path(".well-known/certification-keys.json", certification_keys, name="certification-keys"),
     path("api/v1/", include(api_v1)),
+    path("procurement/", include("apps.procurement.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema", template_name="api/redoc.html"), name="api-redoc"),

@@ -1,0 +1,185 @@
+"""The evaluation of a tender: each certified candidate against each requirement, then the ranking.
+
+Pure functions over `Candidate` values (built by selectors.certified_candidates in a fixed number of
+queries), so the matrix is computed without touching the database and is easy to test.
+A candidate is one active certificate: a chip certified on one hardware target (backend, stack).
+Figures come from the signed certificate and its campaign's measurements; the few figures that
+certification does not cover (country of origin, domestic content, price, die area) are the
+vendor's registry declarations and every cell built from them says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from apps.procurement.export_control import UNDETERMINED, Classification
+from apps.procurement.models import RequirementKind as Kind
+from apps.procurement.requirements import MODEL_METRICS, QUANTITY_NAMES, requirement_describe
+from apps.procurement.scoring import scoring_rank
+
+# Certificate subjects name precisions as the registry does; measurements use torch names.
+TORCH_DTYPE = {"fp32": "float32", "tf32": "tf32", "bf16": "bfloat16", "fp16": "float16",
+               "fp8": "float8_e4m3fn", "int8": "int8"}
+DECLARED = "vendor declaration in the registry (not certified)"
+
+
+@dataclass
+class Candidate:
+    certificate_id: int
+    serial: str
+    program_code: str
+    program_version: str
+    level: str
+    level_ranks: dict[str, int]
+    valid_until: str
+    chip_id: int
+    sku: str
+    name: str
+    vendor: str
+    target: str
+    backend: str
+    memory_gib: float | None
+    tdp_w: float | None
+    declared_peaks: dict[str, float]
+    scope_dtypes: list[str]
+    scope_models: dict[str, list[str]]
+    die_area_mm2: float | None
+    data_center: bool
+    fab_country: str
+    assembly_country: str
+    domestic_content_pct: float
+    list_price: float | None
+    currency: str
+    # dtype -> {"value", "efficiency", "measurement", "document"}: the best certified GEMM per dtype.
+    gemm: dict[str, dict] = field(default_factory=dict)
+    # (model, dtype, metric) -> {"value", "unit", "measurement", "document"}: best throughput, best latency.
+    model_figures: dict[tuple[str, str, str], dict] = field(default_factory=dict)
+    classification: Classification | None = None
+
+    @property
+    def certified_source(self) -> str:
+        return f"certificate {self.serial}"
+
+
+def _cell(ok: bool, value: str, source: str) -> dict:
+    return {"ok": ok, "value": value, "source": source}
+
+
+def _measurement_source(figure: dict, candidate: Candidate) -> str:
+    return f"measurement {figure['measurement']} (document {figure['document'][:12]}, {candidate.certified_source})"
+
+
+def _compare(value: float, op: str, bound: float) -> bool:
+    return value >= bound if op == ">=" else value <= bound
+
+
+def cell_evaluate(*, kind: str, params: dict, candidate: Candidate) -> dict:
+    """One cell: pass/fail, the value it was judged on, and where that value came from."""
+    c = candidate
+    if kind == Kind.CERTIFICATE_LEVEL:
+        value = f"{c.program_code} {c.program_version} level {c.level}"
+        wanted = c.level_ranks.get(params["level"]) if c.program_code == params["program"] else None
+        if c.program_code != params["program"]:
+            return _cell(False, f"{value} (another program)", c.certified_source)
+        if wanted is None:
+            return _cell(False, f"{value}; level {params['level']} is not defined in this version", c.certified_source)
+        return _cell(c.level_ranks.get(c.level, 0) >= wanted, value, c.certified_source)
+    if kind == Kind.CONFORMANCE_DTYPE:
+        scope = ", ".join(c.scope_dtypes) or "none"
+        ok = params["dtype"] in c.scope_dtypes
+        return _cell(ok, f"{'in' if ok else 'not in'} certified scope ({scope})", c.certified_source)
+    if kind == Kind.MODEL_PERFORMANCE:
+        model, dtype, metric = params["model"], params["dtype"], params["metric"]
+        unit, op = MODEL_METRICS[metric]
+        figure = c.model_figures.get((model, dtype, metric))
+        if figure is None:
+            return _cell(False, f"no certified {metric} measurement of {model} at {dtype}", c.certified_source)
+        value = figure["value"] * 1000 if metric == "latency" else figure["value"]  # stored in s, bound in ms
+        text = f"{value:.4g} {unit}"
+        if model not in c.scope_models:
+            return _cell(False, f"{text}, but {model} is not in the certified model scope", c.certified_source)
+        return _cell(_compare(value, op, params["bound"]), text, _measurement_source(figure, c))
+    if kind in (Kind.MEMORY_GIB, Kind.TDP_W):
+        value = c.memory_gib if kind == Kind.MEMORY_GIB else c.tdp_w
+        unit = "GiB" if kind == Kind.MEMORY_GIB else "W"
+        if value is None:
+            return _cell(False, f"{QUANTITY_NAMES[kind]} not stated in the certificate", c.certified_source)
+        return _cell(_compare(value, params["op"], params["value"]), f"{value:g} {unit}", c.certified_source)
+    if kind == Kind.DOMESTIC_CONTENT_PCT:
+        value = c.domestic_content_pct
+        return _cell(_compare(value, params["op"], params["value"]), f"{value:g} %", DECLARED)
+    if kind == Kind.ORIGIN_COUNTRY:
+        allowed = set(params["countries"])
+        fab, assembly = c.fab_country in allowed, c.assembly_country in allowed
+        ok = {"fab": fab, "assembly": assembly, "both": fab and assembly, "either": fab or assembly}[params["field"]]
+        return _cell(ok, f"fab {c.fab_country}, assembly {c.assembly_country}", DECLARED)
+    if kind == Kind.EXPORT_CLASS:
+        klass = c.classification
+        possible = set(klass.possible) if klass.code == UNDETERMINED else {klass.code}
+        chosen = set(params["classes"])
+        # Undetermined passes only if every class it could be satisfies the requirement.
+        ok = possible <= chosen if params["mode"] == "in" else not (possible & chosen)
+        value = klass.code if klass.code != UNDETERMINED else f"undetermined ({' or '.join(klass.possible)})"
+        return _cell(ok, value, f"rule {klass.rule_id} on the declared peaks of {c.certified_source}")
+    if kind == Kind.BACKEND:
+        return _cell(c.backend in params["backends"], f"{c.backend} ({c.target})", c.certified_source)
+    raise ValueError(f"Unknown requirement kind {kind!r}")
+
+
+def _figures(candidate: Candidate) -> dict:
+    """The certified figures the charts compare: best GEMM per dtype against the declared peak."""
+    declared = {TORCH_DTYPE.get(k, k): v for k, v in candidate.declared_peaks.items()}
+    return {
+        "tdp_w": candidate.tdp_w,
+        "memory_gib": candidate.memory_gib,
+        "gemm": {
+            dtype: {"measured": g["value"], "declared": declared.get(dtype), "efficiency": g["efficiency"],
+                    "measurement": g["measurement"]}
+            for dtype, g in sorted(candidate.gemm.items())
+        },
+    }
+
+
+def evaluation_build(*, requirements: list[dict], scoring: list[dict], currency: str,
+                     candidates: list[Candidate]) -> dict:
+    """The matrix and ranking as plain data: rows (eligible first, by rank), each with every cell."""
+    texts = [requirement_describe(kind=r["kind"], params=r["params"]) for r in requirements]
+    rows = []
+    for candidate in candidates:
+        cells = [cell_evaluate(kind=r["kind"], params=r["params"], candidate=candidate) for r in requirements]
+        klass = candidate.classification
+        rows.append(
+            {
+                "serial": candidate.serial,
+                "program": f"{candidate.program_code} {candidate.program_version}",
+                "level": candidate.level,
+                "valid_until": candidate.valid_until,
+                "chip": {"id": candidate.chip_id, "sku": candidate.sku, "name": candidate.name,
+                         "vendor": candidate.vendor},
+                "target": candidate.target,
+                "backend": candidate.backend,
+                "classification": {"code": klass.code, "possible": klass.possible, "tpp": klass.tpp, "pd": klass.pd},
+                "cells": cells,
+                "eligible": all(cell["ok"] for cell in cells),
+                "reasons": [f"{text}: {cell['value']}" for text, cell in zip(texts, cells, strict=True)
+                            if not cell["ok"]],
+                "figures": _figures(candidate),
+            }
+        )
+    by_serial = {c.serial: c for c in candidates}
+    eligible = [row for row in rows if row["eligible"]]
+    formula = scoring_rank(rows=eligible, candidates=by_serial, scoring=scoring, currency=currency)
+    eligible.sort(key=lambda row: (row["rank"]))
+    rest = sorted((row for row in rows if not row["eligible"]), key=lambda row: (row["chip"]["sku"], row["serial"]))
+    for row in rest:
+        row.pop("figures")  # only eligible chips are charted; the snapshot stays small
+    return {
+        "requirements": [
+            {"position": i, "kind": r["kind"], "params": r["params"], "text": text}
+            for i, (r, text) in enumerate(zip(requirements, texts, strict=True), 1)
+        ],
+        "scoring": {"weights": scoring, "currency": currency, "formula": formula},
+        "rows": eligible + rest,
+        "candidate_count": len(rows),
+        "eligible_count": len(eligible),
+    }

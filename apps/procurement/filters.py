@@ -1,0 +1,21 @@
+"""FilterSets shared by the API and the portal lists, so both accept the same query parameters."""
+
+from __future__ import annotations
+
+import django_filters as filters
+from django.db.models import Q
+
+from apps.procurement.models import Tender
+
+
+class TenderFilter(filters.FilterSet):
+    q = filters.CharFilter(method="search", label="Search title or reference")
+    deadline_after = filters.IsoDateTimeFilter(field_name="deadline", lookup_expr="gte")
+    deadline_before = filters.IsoDateTimeFilter(field_name="deadline", lookup_expr="lte")
+
+    class Meta:
+        model = Tender
+        fields = ["q", "deadline_after", "deadline_before", "currency"]
+
+    def search(self, queryset, name, value):
+        return queryset.filter(Q(title__icontains=value) | Q(reference__icontains=value))

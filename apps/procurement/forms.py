@@ -1,0 +1,80 @@
+"""Portal forms: a tender with requirement rows and weight rows that work without JavaScript.
+
+Every requirement row has the same inputs; each kind reads the ones it needs (listed beside the
+form) and the service validates the meaning, so the form and the API refuse the same things.
+"""
+
+from __future__ import annotations
+
+import re
+
+from django import forms
+
+from apps.procurement.models import RequirementKind, ScoreMetric
+from apps.procurement.requirements import DTYPES, MODEL_METRICS, OPS, ORIGIN_FIELDS
+
+BLANK = [("", "—")]
+
+
+def _choices(values) -> list[tuple[str, str]]:
+    return BLANK + [(v, v) for v in values]
+
+
+class TenderForm(forms.Form):
+    title = forms.CharField(max_length=200)
+    reference = forms.CharField(max_length=64)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    deadline = forms.DateTimeField(widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    currency = forms.CharField(max_length=3, initial="USD")
+
+
+class RequirementRowForm(forms.Form):
+    kind = forms.ChoiceField(choices=BLANK + list(RequirementKind.choices), required=False)
+    program = forms.CharField(required=False, max_length=32)
+    level = forms.CharField(required=False, max_length=32)
+    dtype = forms.ChoiceField(choices=_choices(DTYPES), required=False)
+    model = forms.CharField(required=False, max_length=100)
+    metric = forms.ChoiceField(choices=_choices(MODEL_METRICS), required=False)
+    op = forms.ChoiceField(choices=_choices(OPS), required=False)
+    value = forms.FloatField(required=False)
+    field = forms.ChoiceField(choices=_choices(ORIGIN_FIELDS), required=False, label="Country of")
+    mode = forms.ChoiceField(choices=_choices(("in", "not_in")), required=False)
+    items = forms.CharField(required=False, max_length=300, label="Countries / classes / backends")
+
+    def requirement(self) -> dict | None:
+        """{kind, params} for the service, or None for an empty row."""
+        d = self.cleaned_data
+        kind = d.get("kind")
+        if not kind:
+            return None
+        items = [part for part in re.split(r"[\s,]+", d.get("items") or "") if part]
+        params = {
+            RequirementKind.CERTIFICATE_LEVEL: {"program": d["program"], "level": d["level"]},
+            RequirementKind.CONFORMANCE_DTYPE: {"dtype": d["dtype"]},
+            RequirementKind.MODEL_PERFORMANCE: {"model": d["model"], "dtype": d["dtype"], "metric": d["metric"],
+                                                "bound": d["value"]},
+            RequirementKind.ORIGIN_COUNTRY: {"field": d["field"], "countries": items},
+            RequirementKind.EXPORT_CLASS: {"mode": d["mode"], "classes": items},
+            RequirementKind.BACKEND: {"backends": items},
+        }.get(kind, {"op": d["op"], "value": d["value"]})
+        return {"kind": kind, "params": params}
+
+
+class ScoringRowForm(forms.Form):
+    metric = forms.ChoiceField(choices=BLANK + list(ScoreMetric.choices), required=False)
+    weight = forms.FloatField(required=False)
+    model = forms.CharField(required=False, max_length=100)
+    dtype = forms.ChoiceField(choices=_choices(DTYPES), required=False)
+
+    def item(self) -> dict | None:
+        d = self.cleaned_data
+        if not d.get("metric"):
+            return None
+        item = {"metric": d["metric"], "weight": d["weight"]}
+        if d.get("model"):
+            item.update(model=d["model"], dtype=d["dtype"])
+        return item
+
+
+RequirementRows = forms.formset_factory(RequirementRowForm, extra=6, max_num=40)
+ScoringRows = forms.formset_factory(ScoringRowForm, extra=3, max_num=12)

@@ -1,0 +1,103 @@
+"""Reports of a saved evaluation, all read from its snapshot (never from live records), so the CSV,
+the printable page and the charts show the same matrix as the decision that was audited.
+
+Charts are SVG written here on the server: no script, no font or asset from the internet.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from html import escape
+
+CHART_LIMIT = 15  # the best-ranked eligible chips; a chart of hundreds of bars says nothing
+
+
+def row_label(row: dict) -> str:
+    return f"{row['chip']['vendor']} {row['chip']['sku']} ({row['target']})"
+
+
+def cell_text(cell: dict) -> str:
+    return f"{'PASS' if cell['ok'] else 'FAIL'}: {cell['value']} [{cell['source']}]"
+
+
+def evaluation_csv(*, snapshot: dict) -> str:
+    """One line per candidate, one column per requirement (pass/fail, value, source), as in the matrix."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow([f"# tender {snapshot['tender']['reference']}: {snapshot['tender']['title']}"])
+    writer.writerow([f"# evaluated {snapshot['evaluated_at']}; export-control rule {snapshot['rule']['id']} "
+                     f"({snapshot['rule']['date']}), informational; {snapshot['scoring']['formula']}"])
+    writer.writerow([
+        "rank", "eligible", "score", "certificate", "program", "level", "vendor", "chip", "chip_name", "target",
+        "backend", "export_class", *(f"R{r['position']} {r['text']}" for r in snapshot["requirements"]), "reasons",
+    ])
+    for row in snapshot["rows"]:
+        writer.writerow([
+            row.get("rank", ""), "yes" if row["eligible"] else "no",
+            "" if row.get("score") is None else f"{row['score']:.4f}", row["serial"], row["program"], row["level"],
+            row["chip"]["vendor"], row["chip"]["sku"], row["chip"]["name"], row["target"], row["backend"],
+            row["classification"]["code"], *(cell_text(cell) for cell in row["cells"]), "; ".join(row["reasons"]),
+        ])
+    return out.getvalue()
+
+
+def _bars_svg(*, title: str, unit: str, series: list[tuple[str, list[tuple[str, float | None, str]]]]) -> str:
+    """Horizontal grouped bars: series = [(label, [(legend, value, css class), ...]), ...]."""
+    values = [v for _, bars in series for _, v, _ in bars if v is not None]
+    top = max(values, default=0) or 1.0
+    label_w, plot_w, bar_h, gap = 260, 380, 12, 10
+    group_h = max(1, max((len(bars) for _, bars in series), default=1)) * bar_h + gap
+    height = 40 + len(series) * group_h + 30
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" viewBox="0 0 {label_w + plot_w + 90} {height}" '
+        f'width="100%" aria-label="{escape(title)}" font-family="sans-serif" font-size="11">',
+        "<style>.declared{fill:#b8c4d6}.measured{fill:#1f5fa8}.ratio{fill:#2e7d32}text{fill:#222}</style>",
+        f'<text x="4" y="16" font-size="13" font-weight="bold">{escape(title)}</text>',
+    ]
+    y = 34
+    for label, bars in series:
+        parts.append(f'<text x="4" y="{y + bar_h}">{escape(label[:42])}</text>')
+        for index, (legend, value, css) in enumerate(bars):
+            by = y + index * bar_h
+            width = 0 if value is None else max(1.0, plot_w * value / top)
+            text = "n/a" if value is None else f"{value:,.3g} {unit}"
+            parts.append(
+                f'<rect class="{css}" x="{label_w}" y="{by}" width="{width:.1f}" height="{bar_h - 2}">'
+                f"<title>{escape(legend)}: {escape(text)}</title></rect>"
+                f'<text x="{label_w + width + 4:.1f}" y="{by + bar_h - 3}">{escape(legend)} {escape(text)}</text>'
+            )
+        y += group_h
+    if not series:
+        parts.append(f'<text x="4" y="{y + 12}">No eligible chip to chart.</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _best_gemm(row: dict) -> tuple[str | None, dict | None]:
+    gemm = row.get("figures", {}).get("gemm", {})
+    if not gemm:
+        return None, None
+    dtype = max(gemm, key=lambda d: gemm[d]["measured"])
+    return dtype, gemm[dtype]
+
+
+def chart_measured_vs_declared(*, snapshot: dict) -> str:
+    series = []
+    for row in [r for r in snapshot["rows"] if r["eligible"]][:CHART_LIMIT]:
+        dtype, best = _best_gemm(row)
+        series.append((
+            f"#{row['rank']} {row_label(row)}" + (f" {dtype}" if dtype else ""),
+            [("declared", best and best["declared"], "declared"), ("measured", best and best["measured"], "measured")],
+        ))
+    return _bars_svg(title="Best certified GEMM: measured vs declared peak", unit="TFLOP/s", series=series)
+
+
+def chart_perf_per_watt(*, snapshot: dict) -> str:
+    series = []
+    for row in [r for r in snapshot["rows"] if r["eligible"]][:CHART_LIMIT]:
+        _, best = _best_gemm(row)
+        tdp = row.get("figures", {}).get("tdp_w")
+        value = best["measured"] / tdp if best and tdp else None
+        series.append((f"#{row['rank']} {row_label(row)}", [("measured per watt", value, "ratio")]))
+    return _bars_svg(title="Certified GEMM performance per watt (TDP)", unit="TFLOP/s/W", series=series)

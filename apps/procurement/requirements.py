@@ -1,0 +1,205 @@
+"""Requirement parameters: cleaning each kind's parameters, describing them, and refusing sets of
+requirements that no certified chip could ever meet (contradictions and impossible bounds).
+
+Every message names the requirement by its 1-based position, so a buyer knows which row to fix.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+
+from apps.procurement.countries import ISO_COUNTRIES
+from apps.procurement.models import RequirementKind as Kind
+
+# Dtype names as the runners report them (torch names).
+DTYPES = ("float32", "tf32", "bfloat16", "float16", "float8_e4m3fn", "float8_e5m2", "int8")
+MODEL_METRICS = {"throughput": ("items/s", ">="), "latency": ("ms", "<=")}
+ORIGIN_FIELDS = ("fab", "assembly", "both", "either")
+OPS = (">=", "<=")
+# The values a chip can have at all (the registry's own bounds), to refuse bounds no chip can meet.
+QUANTITIES: dict[str, tuple[str, float, float]] = {
+    Kind.MEMORY_GIB: ("GiB", 0.0, 1_000_000.0),
+    Kind.TDP_W: ("W", 1.0, 100_000.0),
+    Kind.DOMESTIC_CONTENT_PCT: ("%", 0.0, 100.0),
+}
+QUANTITY_NAMES = {Kind.MEMORY_GIB: "memory", Kind.TDP_W: "TDP", Kind.DOMESTIC_CONTENT_PCT: "domestic content"}
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """What requirement parameters may name: programs with their level ranks, backends, export classes."""
+
+    programs: dict[str, dict[str, int]]  # program code -> level code -> rank
+    backends: frozenset[str]
+    export_classes: tuple[str, ...]
+
+
+def _number(params: dict, key: str) -> float:
+    value = params.get(key)
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"'{key}' must be a number.")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"'{key}' must be a number, not {value!r}.") from None
+    if not math.isfinite(number):
+        raise ValueError(f"'{key}' must be a finite number.")
+    return number
+
+
+def _choice(params: dict, key: str, choices, label: str) -> str:
+    value = params.get(key)
+    if value not in choices:
+        raise ValueError(f"Unknown {label} {value!r}; use one of: {', '.join(choices)}.")
+    return value
+
+
+def _string_list(params: dict, key: str) -> list[str]:
+    value = params.get(key)
+    if isinstance(value, str):
+        value = [part for part in re.split(r"[\s,]+", value) if part]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"'{key}' must be a non-empty list.")
+    return sorted(set(value))
+
+
+def _clean_one(kind: str, params: dict, vocabulary: Vocabulary) -> dict:
+    if not isinstance(params, dict):
+        raise ValueError("Parameters must be an object.")
+    if kind == Kind.CERTIFICATE_LEVEL:
+        code = str(params.get("program", "")).strip()
+        program = next((p for p in vocabulary.programs if p.lower() == code.lower()), None)
+        if program is None:
+            known = ", ".join(sorted(vocabulary.programs)) or "none loaded"
+            raise ValueError(f"Unknown program {code!r}; known programs: {known}.")
+        levels = vocabulary.programs[program]
+        level = _choice(params, "level", sorted(levels, key=levels.get), f"level of {program}")
+        return {"program": program, "level": level}
+    if kind == Kind.CONFORMANCE_DTYPE:
+        return {"dtype": _choice(params, "dtype", DTYPES, "dtype")}
+    if kind == Kind.MODEL_PERFORMANCE:
+        model = str(params.get("model", "")).strip()
+        if not MODEL_NAME.match(model) or len(model) > 100:
+            raise ValueError("'model' must name a model (letters, digits, . _ -).")
+        metric = _choice(params, "metric", tuple(MODEL_METRICS), "metric")
+        bound = _number(params, "bound")
+        if bound <= 0:
+            raise ValueError(f"A {metric} bound must be above 0 {MODEL_METRICS[metric][0]}; {bound:g} is impossible.")
+        return {"model": model, "dtype": _choice(params, "dtype", DTYPES, "dtype"), "metric": metric, "bound": bound}
+    if kind in QUANTITIES:
+        unit, lowest, highest = QUANTITIES[kind]
+        op = _choice(params, "op", OPS, "comparison")
+        value = _number(params, "value")
+        name = QUANTITY_NAMES[kind]
+        if (op == ">=" and value > highest) or (op == "<=" and value < lowest):
+            raise ValueError(
+                f"{name} {op} {value:g} {unit} is impossible: a chip's {name} lies between {lowest:g} and {highest:g} {unit}."
+            )
+        return {"op": op, "value": value}
+    if kind == Kind.ORIGIN_COUNTRY:
+        where = _choice(params, "field", ORIGIN_FIELDS, "country field")
+        countries = [c.strip().upper() for c in _string_list(params, "countries")]
+        unknown = [c for c in countries if c not in ISO_COUNTRIES]
+        if unknown:
+            raise ValueError(f"Not ISO 3166-1 alpha-2 country codes: {', '.join(unknown)}.")
+        return {"field": where, "countries": sorted(set(countries))}
+    if kind == Kind.EXPORT_CLASS:
+        mode = _choice(params, "mode", ("in", "not_in"), "mode")
+        classes = _string_list(params, "classes")
+        unknown = [c for c in classes if c not in vocabulary.export_classes]
+        if unknown:
+            raise ValueError(
+                f"Unknown export-control classes: {', '.join(unknown)}; use: {', '.join(vocabulary.export_classes)}."
+            )
+        return {"mode": mode, "classes": classes}
+    if kind == Kind.BACKEND:
+        backends = [b.strip().lower() for b in _string_list(params, "backends")]
+        unknown = [b for b in backends if b not in vocabulary.backends]
+        if unknown:
+            raise ValueError(f"Unknown backends: {', '.join(unknown)}; known: {', '.join(sorted(vocabulary.backends))}.")
+        return {"backends": sorted(set(backends))}
+    raise ValueError(f"Unknown requirement kind {kind!r}.")
+
+
+def _contradictions(rows: list[tuple[str, dict]], vocabulary: Vocabulary) -> list[str]:
+    errors = []
+    for kind, (unit, _, _) in QUANTITIES.items():
+        bounds = [(i, p) for i, (k, p) in enumerate(rows, 1) if k == kind]
+        lower = max((b for b in bounds if b[1]["op"] == ">="), key=lambda b: b[1]["value"], default=None)
+        upper = min((b for b in bounds if b[1]["op"] == "<="), key=lambda b: b[1]["value"], default=None)
+        if lower and upper and lower[1]["value"] > upper[1]["value"]:
+            name = QUANTITY_NAMES[kind]
+            errors.append(
+                f"Requirements {lower[0]} and {upper[0]} contradict: {name} >= {lower[1]['value']:g} {unit} "
+                f"and {name} <= {upper[1]['value']:g} {unit} cannot both hold."
+            )
+    programs = {(i, p["program"]) for i, (k, p) in enumerate(rows, 1) if k == Kind.CERTIFICATE_LEVEL}
+    if len({code for _, code in programs}) > 1:
+        errors.append(
+            "Requirements " + ", ".join(str(i) for i, _ in sorted(programs))
+            + " contradict: one certificate is issued under one program, so it cannot meet "
+            + " and ".join(sorted({code for _, code in programs})) + " at once."
+        )
+    allowed, positions = set(vocabulary.export_classes), []
+    for i, (kind, params) in enumerate(rows, 1):
+        if kind == Kind.EXPORT_CLASS:
+            positions.append(str(i))
+            allowed = allowed & set(params["classes"]) if params["mode"] == "in" else allowed - set(params["classes"])
+    if positions and not allowed:
+        errors.append(f"Requirements {', '.join(positions)} together exclude every export-control class.")
+    for kind, key, label in ((Kind.BACKEND, "backends", "backend"),):
+        sets = [(i, set(p[key])) for i, (k, p) in enumerate(rows, 1) if k == kind]
+        if len(sets) > 1 and not set.intersection(*(s for _, s in sets)):
+            errors.append(f"Requirements {', '.join(str(i) for i, _ in sets)} allow no common {label}.")
+    for where in ("fab", "assembly"):
+        sets = [(i, set(p["countries"])) for i, (k, p) in enumerate(rows, 1)
+                if k == Kind.ORIGIN_COUNTRY and p["field"] in (where, "both")]
+        if len(sets) > 1 and not set.intersection(*(s for _, s in sets)):
+            errors.append(f"Requirements {', '.join(str(i) for i, _ in sets)} allow no common {where} country.")
+    return errors
+
+
+def requirements_clean(*, rows: list[dict], vocabulary: Vocabulary) -> list[dict]:
+    """[{kind, params}] -> the same with cleaned parameters; raises ValidationError naming every problem."""
+    if not isinstance(rows, list):
+        raise ValidationError({"requirements": ["Requirements must be a list of {kind, params}."]})
+    errors, cleaned = [], []
+    for position, row in enumerate(rows, 1):
+        kind = row.get("kind") if isinstance(row, dict) else None
+        label = Kind(kind).label if kind in Kind.values else str(kind)
+        try:
+            if kind not in Kind.values:
+                raise ValueError(f"Unknown requirement kind {kind!r}; use one of: {', '.join(Kind.values)}.")
+            cleaned.append({"kind": kind, "params": _clean_one(kind, row.get("params") or {}, vocabulary)})
+        except ValueError as error:
+            errors.append(f"Requirement {position} ({label}): {error}")
+    if not errors:
+        errors = _contradictions([(r["kind"], r["params"]) for r in cleaned], vocabulary)
+    if errors:
+        raise ValidationError({"requirements": errors})
+    return cleaned
+
+
+def requirement_describe(*, kind: str, params: dict) -> str:
+    """One line a buyer reads in a matrix header."""
+    if kind == Kind.CERTIFICATE_LEVEL:
+        return f"Active {params['program']} certificate at level {params['level']} or above"
+    if kind == Kind.CONFORMANCE_DTYPE:
+        return f"Conformance passed for {params['dtype']}"
+    if kind == Kind.MODEL_PERFORMANCE:
+        unit, op = MODEL_METRICS[params["metric"]]
+        return f"{params['model']} {params['metric']} at {params['dtype']} {op} {params['bound']:g} {unit}"
+    if kind in QUANTITIES:
+        return f"{QUANTITY_NAMES[kind].capitalize()} {params['op']} {params['value']:g} {QUANTITIES[kind][0]}"
+    if kind == Kind.ORIGIN_COUNTRY:
+        return f"{params['field'].capitalize()} country in {', '.join(params['countries'])}"
+    if kind == Kind.EXPORT_CLASS:
+        return f"Export-control class {'in' if params['mode'] == 'in' else 'not in'} {', '.join(params['classes'])}"
+    if kind == Kind.BACKEND:
+        return f"Backend in {', '.join(params['backends'])}"
+    return kind

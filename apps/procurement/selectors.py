@@ -1,0 +1,193 @@
+"""Reads of procurement: a buyer's tenders and evaluations, the certified candidates (built from
+active certificates and their campaigns' measurements in a fixed number of queries, whatever the
+number of chips), and the chips whose export-control classification a member may read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from functools import lru_cache
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from apps.accounts.models import Membership
+from apps.certificates.models import Certificate, CertificateStatus
+from apps.procurement.eligibility import Candidate
+from apps.procurement.export_control import Rule, classify, rule_current
+from apps.procurement.models import Evaluation, Tender
+from apps.procurement.requirements import Vocabulary
+from apps.registry.models import Backend, Chip, HardwareTarget
+from apps.registry.reference_data import reference_chips
+from apps.runs.models import Measurement, Program
+
+MODEL_KINDS = {"model_throughput": "throughput", "model_latency": "latency"}
+
+
+def tenders_of(membership: Membership | None) -> QuerySet[Tender]:
+    """A buyer's own organization's tenders; nobody else's (others get an empty set, hence 404)."""
+    if membership is None or not membership.is_buyer:
+        return Tender.objects.none()
+    return Tender.objects.filter(organization_id=membership.organization_id).prefetch_related("requirements")
+
+
+def evaluations_of(membership: Membership | None) -> QuerySet[Evaluation]:
+    if membership is None or not membership.is_buyer:
+        return Evaluation.objects.none()
+    return Evaluation.objects.filter(tender__organization_id=membership.organization_id).select_related("tender")
+
+
+def tender_requirements(*, tender: Tender) -> list[dict]:
+    return [{"kind": r.kind, "params": r.params} for r in tender.requirements.all()]
+
+
+def requirement_vocabulary(*, rule: Rule | None = None) -> Vocabulary:
+    """Programs (active and retired: a retired program's certificates may still be live), backends, classes."""
+    programs: dict[str, dict[str, int]] = {}
+    for program in Program.objects.exclude(status="draft").only("code", "definition"):
+        levels = programs.setdefault(program.code, {})
+        for level in program.definition.get("levels", []):
+            levels[level["code"]] = max(levels.get(level["code"], 0), int(level.get("rank", 0)))
+    backends = set(Backend.values) | set(HardwareTarget.objects.values_list("backend", flat=True).distinct())
+    rule = rule or rule_current()
+    return Vocabulary(programs=programs, backends=frozenset(backends), export_classes=tuple(rule.class_codes()))
+
+
+def active_certificates() -> QuerySet[Certificate]:
+    """Certificates a buyer may rely on now: active and not past their date (even before the expiry sweep)."""
+    return Certificate.objects.filter(status=CertificateStatus.ACTIVE, valid_until__gt=timezone.now())
+
+
+CANDIDATE_FIELDS = (
+    "id", "serial", "level", "program_id", "campaign_id", "valid_until", "payload_json", "chip_id", "chip__sku",
+    "chip__name", "chip__vendor__name", "chip__die_area_mm2", "chip__data_center", "chip__fab_country",
+    "chip__assembly_country", "chip__domestic_content_pct", "chip__list_price", "chip__currency",
+    "target__slug", "target__backend",
+)
+
+
+def certified_candidates(*, certificates: QuerySet[Certificate] | None = None, rule: Rule | None = None) -> list[Candidate]:
+    """Every active certificate as a Candidate, in three queries: certificates, programs, measurements."""
+    certificates = active_certificates() if certificates is None else certificates
+    rows = list(certificates.order_by("chip__sku", "serial").values(*CANDIDATE_FIELDS))
+    programs = {p.pk: p for p in Program.objects.filter(pk__in={row["program_id"] for row in rows})}
+    rule = rule or rule_current()
+    candidates: dict[int, Candidate] = {}
+    for row in rows:
+        payload = json.loads(row["payload_json"])
+        subject = payload.get("subject", {}).get("chip", {})
+        scope = payload.get("scope", {})
+        program = programs[row["program_id"]]
+        peaks = {k: float(v) for k, v in (subject.get("declared_peak_tflops") or {}).items() if v is not None}
+        candidate = Candidate(
+            certificate_id=row["id"], serial=row["serial"], program_code=program.code, program_version=program.version,
+            level=row["level"],
+            level_ranks={lvl["code"]: int(lvl.get("rank", 0)) for lvl in program.definition.get("levels", [])},
+            valid_until=row["valid_until"].isoformat(), chip_id=row["chip_id"], sku=row["chip__sku"],
+            name=row["chip__name"], vendor=row["chip__vendor__name"], target=row["target__slug"],
+            backend=row["target__backend"], memory_gib=subject.get("memory_gib"), tdp_w=subject.get("tdp_w"),
+            declared_peaks=peaks, scope_dtypes=list(scope.get("dtypes", [])),
+            scope_models={m["name"]: list(m.get("dtypes", [])) for m in scope.get("models", [])},
+            die_area_mm2=row["chip__die_area_mm2"], data_center=row["chip__data_center"],
+            fab_country=row["chip__fab_country"], assembly_country=row["chip__assembly_country"],
+            domestic_content_pct=row["chip__domestic_content_pct"],
+            list_price=float(row["chip__list_price"]) if row["chip__list_price"] is not None else None,
+            currency=row["chip__currency"],
+        )
+        # Declared peaks as certified (the signed subject), die area and market from the registry.
+        candidate.classification = classify(
+            peaks=peaks, die_area_mm2=candidate.die_area_mm2, data_center=candidate.data_center, rule=rule
+        )
+        candidates[row["campaign_id"]] = candidate
+    _attach_measurements(candidates, certificates)
+    return list(candidates.values())
+
+
+def _attach_measurements(candidates: dict[int, Candidate], certificates: QuerySet[Certificate]) -> None:
+    if not candidates:
+        return
+    # A subquery rather than a list of ids: one statement, no parameter limit, whatever the count.
+    measurements = Measurement.objects.filter(
+        document__job__campaign_id__in=certificates.values("campaign_id"),
+        kind__in=["gemm", *MODEL_KINDS], value__isnull=False,
+    ).values("id", "kind", "dtype", "unit", "value", "efficiency", "params", "document__sha256",
+             "document__job__campaign_id", "document__job__model__name")
+    for m in measurements.order_by():
+        candidate = candidates.get(m["document__job__campaign_id"])
+        if candidate is None:
+            continue
+        figure = {"value": m["value"], "unit": m["unit"], "measurement": m["id"], "document": m["document__sha256"],
+                  "efficiency": m["efficiency"]}
+        if m["kind"] == "gemm":
+            best = candidate.gemm.get(m["dtype"])
+            if best is None or m["value"] > best["value"]:
+                candidate.gemm[m["dtype"]] = figure
+            continue
+        metric = MODEL_KINDS[m["kind"]]
+        model = m["document__job__model__name"] or (m["params"] or {}).get("model") or ""
+        key = (model, m["dtype"], metric)
+        best = candidate.model_figures.get(key)
+        better = best is None or (m["value"] > best["value"] if metric == "throughput" else m["value"] < best["value"])
+        if better:
+            candidate.model_figures[key] = figure
+
+
+@lru_cache(maxsize=1)
+def _reference_pairs() -> frozenset[tuple[str, str]]:
+    return frozenset((row["vendor_name"], row["sku"]) for row in reference_chips())
+
+
+def reference_chip_filter() -> Q:
+    """The well-known reference chips (apps/registry/data/accelerators.csv): their datasheets are public."""
+    query = Q(pk__in=[])
+    for vendor, sku in _reference_pairs():
+        query |= Q(vendor__name=vendor, sku=sku)
+    return query
+
+
+def classifiable_chips(membership: Membership | None) -> QuerySet[Chip]:
+    """Chips whose classification the member may read: certified chips and the reference chips for
+    everyone signed in; a vendor's own chips too; every chip for the authority. No other vendor's
+    uncertified chip is ever listed."""
+    chips = Chip.objects.select_related("vendor").order_by("vendor__name", "sku")
+    if membership is None:
+        return chips.none()
+    if membership.is_authority:
+        return chips
+    visible = reference_chip_filter() | Q(pk__in=active_certificates().values("chip_id"))
+    if membership.is_vendor:
+        visible |= Q(vendor_id=membership.organization_id)
+    return chips.filter(visible)
+
+
+def chip_classifications(*, chips: Iterable[Chip], rule: Rule | None = None) -> list[dict]:
+    """Each chip's class with its explanation, beside the certified measured/declared ratios.
+
+    For a chip with an active certificate the peaks are those of its certificate (as signed); for any
+    other chip they are the registry's declared figures and the entry says `certified: false`.
+    """
+    chips = list(chips)
+    rule = rule or rule_current()
+    certs = active_certificates().filter(chip_id__in=[c.pk for c in chips])
+    by_chip: dict[int, list[Candidate]] = {}
+    for candidate in certified_candidates(certificates=certs, rule=rule):
+        by_chip.setdefault(candidate.chip_id, []).append(candidate)
+    entries = []
+    for chip in chips:
+        certified = by_chip.get(chip.pk, [])
+        peaks = certified[0].declared_peaks if certified else chip.declared_peaks()
+        klass = classify(peaks=peaks, die_area_mm2=chip.die_area_mm2, data_center=chip.data_center, rule=rule)
+        ratios: dict[str, dict] = {}
+        for candidate in certified:
+            for dtype, figure in candidate.gemm.items():
+                if figure["efficiency"] is None:
+                    continue
+                if dtype not in ratios or figure["efficiency"] > ratios[dtype]["ratio"]:
+                    ratios[dtype] = {"ratio": figure["efficiency"], "measured_tflops": figure["value"],
+                                     "certificate": candidate.serial, "measurement": figure["measurement"]}
+        entries.append({
+            "chip": chip, "certified": bool(certified), "serials": [c.serial for c in certified],
+            "declared_peaks": peaks, "classification": klass, "measured_to_declared": dict(sorted(ratios.items())),
+        })
+    return entries

@@ -1,0 +1,167 @@
+"""Portal pages of procurement. Thin: forms in, services and selectors, templates out.
+
+Tender pages belong to buyers (another organization's tender is 404); the certified registry and
+the classification pages are for every signed-in member."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import ProtectedError
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from apps.accounts.selectors import membership_of
+from apps.procurement import reports, selectors, services
+from apps.procurement.export_control import rule_current
+from apps.procurement.filters import TenderFilter
+from apps.procurement.forms import RequirementRows, ScoringRows, TenderForm
+from apps.procurement.models import RequirementKind, ScoreMetric
+
+CHARTS = {"measured-vs-declared": reports.chart_measured_vs_declared, "perf-per-watt": reports.chart_perf_per_watt}
+
+
+def _buyer(request):
+    membership = membership_of(request.user)
+    if membership is None or not membership.is_buyer:
+        raise PermissionDenied("Only buyers use tenders.")
+    return membership
+
+
+def _member(request):
+    membership = membership_of(request.user)
+    if membership is None:
+        raise PermissionDenied("Your account does not belong to any organization.")
+    return membership
+
+
+@login_required
+def tender_list(request):
+    membership = _buyer(request)
+    tenders = TenderFilter(request.GET, queryset=selectors.tenders_of(membership)).qs
+    return render(request, "procurement/tender_list.html", {"tenders": tenders, "q": request.GET.get("q", "")})
+
+
+def _formsets(request):
+    if request.method == "POST":
+        return (TenderForm(request.POST), RequirementRows(request.POST, prefix="req"),
+                ScoringRows(request.POST, prefix="score"))
+    return TenderForm(), RequirementRows(prefix="req"), ScoringRows(prefix="score")
+
+
+@login_required
+def tender_create(request):
+    membership = _buyer(request)
+    form, rows, weights = _formsets(request)
+    errors: list[str] = []
+    if request.method == "POST" and all(f.is_valid() for f in (form, rows, weights)):
+        requirements = [r for r in (row.requirement() for row in rows) if r]
+        scoring = [s for s in (row.item() for row in weights) if s]
+        if "more_rows" in request.POST:  # no JavaScript: the same form again, with more empty rows
+            rows = RequirementRows(prefix="req", initial=[row.cleaned_data for row in rows if row.cleaned_data.get("kind")])
+            weights = ScoringRows(prefix="score", initial=[w.cleaned_data for w in weights if w.cleaned_data.get("metric")])
+        else:
+            try:
+                tender = services.tender_create(organization=membership.organization, created_by=request.user,
+                                                requirements=requirements, scoring=scoring, **form.cleaned_data)
+            except ValidationError as error:
+                errors = [f"{field}: {m}" if field != "__all__" else m
+                          for field, msgs in error.message_dict.items() for m in msgs]
+            else:
+                messages.success(request, f"Tender {tender.reference} created.")
+                return redirect("procurement:tender-detail", pk=tender.pk)
+    vocabulary = selectors.requirement_vocabulary()
+    return render(request, "procurement/tender_form.html", {
+        "form": form, "rows": rows, "weights": weights, "errors": errors, "vocabulary": vocabulary,
+        "kinds": RequirementKind.choices, "metrics": ScoreMetric.choices,
+    })
+
+
+@login_required
+def tender_detail(request, pk: int):
+    tender = get_object_or_404(selectors.tenders_of(_buyer(request)), pk=pk)
+    evaluations = selectors.evaluations_of(membership_of(request.user)).filter(tender=tender)
+    from apps.procurement.api.serializers import TenderSerializer  # the same requirement texts as the API
+
+    return render(request, "procurement/tender_detail.html", {
+        "tender": tender, "requirements": TenderSerializer(tender).data["requirements"], "evaluations": evaluations,
+    })
+
+
+@login_required
+@require_POST
+def tender_evaluate(request, pk: int):
+    tender = get_object_or_404(selectors.tenders_of(_buyer(request)), pk=pk)
+    evaluation = services.evaluation_create(tender=tender, actor=request.user)
+    return redirect("procurement:evaluation-detail", pk=evaluation.pk)
+
+
+@login_required
+@require_POST
+def tender_delete(request, pk: int):
+    tender = get_object_or_404(selectors.tenders_of(_buyer(request)), pk=pk)
+    try:
+        services.tender_delete(tender=tender, actor=request.user)
+    except ProtectedError:
+        messages.error(request, "This tender has saved evaluations (an audit trail); it is kept.")
+        return redirect("procurement:tender-detail", pk=pk)
+    messages.success(request, f"Tender {tender.reference} deleted.")
+    return redirect("procurement:tender-list")
+
+
+def _evaluation(request, pk: int):
+    return get_object_or_404(selectors.evaluations_of(_buyer(request)), pk=pk)
+
+
+@login_required
+def evaluation_detail(request, pk: int):
+    evaluation = _evaluation(request, pk)
+    return render(request, "procurement/evaluation_detail.html", {"evaluation": evaluation, "s": evaluation.snapshot})
+
+
+@login_required
+def evaluation_report(request, pk: int):
+    """Printable: the same matrix, the ranking and the charts, on paper-friendly CSS."""
+    evaluation = _evaluation(request, pk)
+    charts = [chart(snapshot=evaluation.snapshot) for chart in CHARTS.values()]
+    return render(request, "procurement/evaluation_report.html",
+                  {"evaluation": evaluation, "s": evaluation.snapshot, "charts": charts})
+
+
+@login_required
+def evaluation_csv(request, pk: int):
+    from apps.procurement.api.views import csv_response
+
+    return csv_response(_evaluation(request, pk))
+
+
+@login_required
+def evaluation_chart(request, pk: int, name: str):
+    chart = CHARTS.get(name)
+    if chart is None:
+        return HttpResponse(status=404)
+    return HttpResponse(chart(snapshot=_evaluation(request, pk).snapshot), content_type="image/svg+xml")
+
+
+@login_required
+def registry(request):
+    _member(request)
+    candidates = selectors.certified_candidates()
+    return render(request, "procurement/registry.html", {"candidates": candidates})
+
+
+@login_required
+def classification_list(request):
+    rule = rule_current()
+    entries = selectors.chip_classifications(chips=selectors.classifiable_chips(_member(request)), rule=rule)
+    return render(request, "procurement/classification_list.html", {"entries": entries, "rule": rule})
+
+
+@login_required
+def chip_classification(request, pk: int):
+    chip = get_object_or_404(selectors.classifiable_chips(_member(request)), pk=pk)
+    rule = rule_current()
+    entry = selectors.chip_classifications(chips=[chip], rule=rule)[0]
+    return render(request, "procurement/classification.html", {"e": entry, "rule": rule})
