@@ -16,7 +16,7 @@ import secrets
 from dataclasses import dataclass
 
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.audit.services import audit_record
@@ -133,30 +133,58 @@ def _number(value):
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def _rows(document: dict, stored: ResultDocument) -> tuple[list[CaseResult], list[Measurement]]:
-    cases = []
+CASE_COLUMNS = ["kernel", "dtype", "case", "status", "error_class", "max_abs", "max_rel", "mismatch_fraction",
+                "atol", "rtol"]
+MEASUREMENT_COLUMNS = ["kind", "name", "dtype", "unit", "value", "median", "p90", "p99", "cv", "unstable",
+                       "efficiency", "flags", "params"]
+
+
+def _case_rows(document: dict) -> list[tuple]:
+    rows = []
     for item in document.get("cases") or []:
         stats = item.get("stats") or {}
-        cases.append(CaseResult(
-            document=stored, kernel=str(item.get("kernel", ""))[:64], dtype=str(item.get("dtype", ""))[:32],
-            case=str(item.get("case", ""))[:128], status=str(item.get("status", ""))[:16],
-            error_class=str(item.get("error_class") or "")[:32], max_abs=_number(stats.get("max_abs")),
-            max_rel=_number(stats.get("max_rel")), mismatch_fraction=_number(stats.get("mismatch_fraction")),
-            atol=_number(stats.get("atol")), rtol=_number(stats.get("rtol")),
+        rows.append((
+            str(item.get("kernel", ""))[:64], str(item.get("dtype", ""))[:32], str(item.get("case", ""))[:128],
+            str(item.get("status", ""))[:16], str(item.get("error_class") or "")[:32], _number(stats.get("max_abs")),
+            _number(stats.get("max_rel")), _number(stats.get("mismatch_fraction")), _number(stats.get("atol")),
+            _number(stats.get("rtol")),
         ))
-    measurements = []
+    return rows
+
+
+def _measurement_rows(document: dict) -> list[tuple]:
+    rows = []
     for item in document.get("measurements") or []:
         stats = item.get("stats") or {}
         flags = item.get("flags") or []
-        measurements.append(Measurement(
-            document=stored, kind=str(item.get("kind", ""))[:32], name=str(item.get("name", ""))[:128],
-            dtype=str(item.get("dtype") or "")[:32], unit=str(item.get("unit") or "")[:32],
-            value=_number(item.get("value")), median=_number(stats.get("median")), p90=_number(stats.get("p90")),
-            p99=_number(stats.get("p99")), cv=_number(stats.get("cv")), unstable=bool(item.get("unstable")),
-            efficiency=_number(item.get("efficiency")), flags=flags if isinstance(flags, list) else [flags],
-            params={k: v for k, v in item.items() if k not in {"stats", "flags", "name", "kind", "unit", "value"}},
+        rows.append((
+            str(item.get("kind", ""))[:32], str(item.get("name", ""))[:128], str(item.get("dtype") or "")[:32],
+            str(item.get("unit") or "")[:32], _number(item.get("value")), _number(stats.get("median")),
+            _number(stats.get("p90")), _number(stats.get("p99")), _number(stats.get("cv")), bool(item.get("unstable")),
+            _number(item.get("efficiency")), flags if isinstance(flags, list) else [flags],
+            {k: v for k, v in item.items() if k not in {"stats", "flags", "name", "kind", "unit", "value"}},
         ))
-    return cases, measurements
+    return rows
+
+
+def _insert(model, columns: list[str], document_id: int, rows: list[tuple]) -> None:
+    """Insert evidence rows. PostgreSQL gets COPY (10,000 rows in a few tens of ms, where INSERTs
+    through model instances take seconds); other databases get bulk_create."""
+    if not rows:
+        return
+    json_columns = {i for i, c in enumerate(columns) if c in {"flags", "params"}}
+    if connection.vendor == "postgresql":
+        table = model._meta.db_table
+        names = ", ".join(f'"{c}"' for c in ["document_id", *columns])
+        with connection.cursor() as cursor:
+            with cursor.cursor.copy(f'COPY "{table}" ({names}) FROM STDIN') as copy:
+                for row in rows:
+                    copy.write_row([document_id, *(json.dumps(v) if i in json_columns else v
+                                                   for i, v in enumerate(row))])
+        return
+    model.objects.bulk_create(
+        [model(document_id=document_id, **dict(zip(columns, row, strict=True))) for row in rows], batch_size=2000
+    )
 
 
 def result_ingest(*, envelope: dict) -> IngestOutcome:
@@ -197,9 +225,9 @@ def result_ingest(*, envelope: dict) -> IngestOutcome:
         stored.content.save(f"{sha256[:2]}/{sha256}.json", ContentFile(raw), save=False)
         try:
             stored.save()
-            cases, measurements = _rows(document, stored)
-            CaseResult.objects.bulk_create(cases, batch_size=2000)
-            Measurement.objects.bulk_create(measurements, batch_size=2000)
+            cases, measurements = _case_rows(document), _measurement_rows(document)
+            _insert(CaseResult, CASE_COLUMNS, stored.pk, cases)
+            _insert(Measurement, MEASUREMENT_COLUMNS, stored.pk, measurements)
             audit_record(action="evidence.accepted", obj=job, payload={"sha256": sha256, "runner": runner.name,
                                                                        "cases": len(cases), "measurements": len(measurements)})
         except Exception:
