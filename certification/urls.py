@@ -22,6 +22,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema", template_name="api/redoc.html"), name="api-redoc"),
+    # The portal last: its pages sit at the root, after the auth URLs (/login/, /logout/) and the API.
+    path("", include("apps.portal.urls")),
 ]
 
 if settings.DEBUG:

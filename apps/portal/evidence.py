@@ -1,0 +1,268 @@
+"""The evidence of one campaign, shaped for its portal page: heatmap, roofline, latencies, accuracy,
+integrity and the anomalies a reviewer must look at. A fixed number of queries whatever the size
+of the evidence: cases and measurements are read as rows once and grouped here."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from apps.certificates.criteria import PEAK_KEY_OF_DTYPE
+from apps.certificates.models import CriterionResult
+from apps.portal.charts import (
+    LatencyRow,
+    Roof,
+    RooflinePoint,
+    heat_class,
+    latency_svg,
+    roofline_svg,
+)
+from apps.runs.models import (
+    Campaign,
+    CaseResult,
+    EvidenceRejection,
+    Job,
+    JobState,
+    JobSuite,
+    Measurement,
+    ResultDocument,
+)
+
+ROOFLINE_KINDS = ("gemm", "attention", "conv")
+# A measured figure above the declared peak is suspicious (a cached or skipped computation).
+ABOVE_PEAK = 1.05
+
+
+@dataclass
+class HeatCell:
+    total: int = 0
+    passed: int = 0
+    failed: int = 0
+    errors: int = 0
+    unsupported: int = 0
+    worst_ratio: float | None = None
+    worst_case: str = ""
+
+    @property
+    def css(self) -> str:
+        if self.total and self.unsupported == self.total:
+            return "heat-unsupported"
+        return heat_class(self.worst_ratio, failed=self.failed, errors=self.errors, total=self.total)
+
+    @property
+    def label(self) -> str:
+        if self.failed or self.errors:
+            return f"{self.failed + self.errors}/{self.total} fail"
+        if self.total and self.unsupported == self.total:
+            return "n/a"
+        return f"{self.worst_ratio:.2f}" if self.worst_ratio is not None else "pass"
+
+
+@dataclass
+class Heatmap:
+    dtypes: list[str]
+    rows: list[tuple[str, list[HeatCell | None]]]
+
+
+@dataclass
+class Anomaly:
+    severity: str  # "bad" or "warn"
+    text: str
+
+
+@dataclass
+class DocumentCheck:
+    document: ResultDocument
+    job: Job
+    fingerprint_mismatches: list[str]
+    integrity: list[tuple[str, str, str]]  # (check, verdict, detail)
+    spot_failures: list
+    spot_sampled: int
+
+
+@dataclass
+class Evidence:
+    heatmap: Heatmap | None = None
+    roofline: str = ""
+    roofline_rows: list[dict] = field(default_factory=list)
+    latency: str = ""
+    latency_rows: list[LatencyRow] = field(default_factory=list)
+    accuracy: list[dict] = field(default_factory=list)
+    model_perf: list[Measurement] = field(default_factory=list)
+    documents: list[DocumentCheck] = field(default_factory=list)
+    rejections: list[EvidenceRejection] = field(default_factory=list)
+    anomalies: list[Anomaly] = field(default_factory=list)
+
+
+def case_ratio(case: CaseResult) -> float | None:
+    """Worst error as a fraction of the allclose tolerance (atol + rtol * |reference|).
+
+    The document keeps the worst absolute and worst relative errors, not the reference values; at
+    the element of the worst relative error |reference| = max_abs / max_rel, which gives the budget.
+    1.0 means the case sits exactly on its tolerance."""
+    if case.max_abs is None or case.atol is None:
+        return None
+    reference = case.max_abs / case.max_rel if case.max_rel else 0.0
+    budget = case.atol + (case.rtol or 0.0) * reference
+    return case.max_abs / budget if budget > 0 else None
+
+
+def _heatmap(cases: list[CaseResult], anomalies: list[Anomaly]) -> Heatmap | None:
+    if not cases:
+        return None
+    cells: dict[tuple[str, str], HeatCell] = defaultdict(HeatCell)
+    for case in cases:
+        cell = cells[(case.kernel, case.dtype)]
+        cell.total += 1
+        if case.status == "pass":
+            cell.passed += 1
+        elif case.status == "fail":
+            cell.failed += 1
+        elif case.status == "unsupported":
+            cell.unsupported += 1
+        else:
+            cell.errors += 1
+        ratio = case_ratio(case)
+        if ratio is not None and (cell.worst_ratio is None or ratio > cell.worst_ratio):
+            cell.worst_ratio, cell.worst_case = ratio, case.case
+    dtypes = sorted({dtype for _, dtype in cells})
+    kernels = sorted({kernel for kernel, _ in cells})
+    rows = [(kernel, [cells.get((kernel, dtype)) for dtype in dtypes]) for kernel in kernels]
+    bad = [(k, d, c) for (k, d), c in cells.items() if c.failed or c.errors]
+    if bad:
+        names = ", ".join(f"{k}/{d}" for k, d, _ in sorted(bad)[:8])
+        anomalies.append(Anomaly("bad", f"Conformance failures in {len(bad)} kernel x dtype cell(s): {names}."))
+    return Heatmap(dtypes=dtypes, rows=rows)
+
+
+def _roofline(campaign: Campaign, measurements: list[Measurement], anomalies: list[Anomaly]) -> tuple[str, list[dict]]:
+    chip = campaign.target.chip
+    peaks = chip.declared_peaks()
+    points, rows, dtypes = [], [], set()
+    for m in measurements:
+        if m.kind not in ROOFLINE_KINDS or not m.value:
+            continue
+        inner = (m.params or {}).get("params", {})
+        flops, moved = inner.get("flops"), inner.get("bytes")
+        peak = peaks.get(PEAK_KEY_OF_DTYPE.get(m.dtype, m.dtype))
+        above = peak is not None and m.value > peak * ABOVE_PEAK
+        if above:
+            anomalies.append(Anomaly("bad", f"{m.name} ({m.dtype}) measured {m.value:.4g} TFLOP/s, above the declared peak {peak:.4g}."))
+        rows.append({"m": m, "peak": peak, "ratio": (m.value / peak) if peak else None, "above": above,
+                     "intensity": (flops / moved) if flops and moved else None})
+        if flops and moved:
+            points.append(RooflinePoint(m.name, m.dtype, flops / moved, m.value, anomalous=above or m.unstable))
+            dtypes.add(m.dtype)
+    roofs = [Roof(dtype, peaks[key]) for dtype in sorted(dtypes) if (key := PEAK_KEY_OF_DTYPE.get(dtype)) in peaks]
+    return roofline_svg(points=points, roofs=roofs, bandwidth_gbs=chip.memory_bandwidth_gbs), rows
+
+
+def _latencies(measurements: list[Measurement]) -> list[LatencyRow]:
+    rows = []
+    for m in measurements:
+        if m.median is None or m.p90 is None or m.p99 is None:
+            continue
+        label = f"{m.name} {m.dtype}".strip()
+        rows.append(LatencyRow(label, m.dtype, m.median * 1000, m.p90 * 1000, m.p99 * 1000, m.cv, m.unstable))
+    return rows
+
+
+def _accuracy(measurements: list[Measurement], anomalies: list[Anomaly]) -> list[dict]:
+    rows = []
+    for m in measurements:
+        if m.kind != "accuracy":
+            continue
+        inner = (m.params or {}).get("params", {})
+        threshold = inner.get("threshold")
+        ok = None if m.value is None or threshold is None else m.value >= threshold
+        rows.append({"m": m, "model": inner.get("model", m.name), "threshold": threshold, "ok": ok})
+        if ok is False:
+            anomalies.append(Anomaly("bad", f"{m.name} ({m.dtype}) {m.unit} {m.value:.6g} is below {threshold}."))
+    return rows
+
+
+def _document_checks(campaign: Campaign, jobs: list[Job], anomalies: list[Anomaly]) -> list[DocumentCheck]:
+    target = campaign.target
+    registered = {"backend": target.backend, "device_count": target.device_count, "torch_version": target.torch_version}
+    checks = []
+    for job in jobs:
+        document = getattr(job, "document", None)
+        if document is None:
+            continue
+        mismatches = [
+            key for key, expected in registered.items()
+            if key in document.fingerprint and expected not in ("", None) and document.fingerprint.get(key) != expected
+        ]
+        integrity = []
+        for name, verdict in sorted((document.integrity or {}).items()):
+            outcome = verdict.get("verdict", "?") if isinstance(verdict, dict) else str(verdict)
+            detail = ""
+            if isinstance(verdict, dict):
+                if "speedup_ratio" in verdict:
+                    detail = f"repeat-input speed-up {verdict['speedup_ratio']:.3f} (threshold {verdict.get('threshold')})"
+                elif "sampled" in verdict:
+                    detail = f"{verdict.get('mismatches', 0)} mismatch(es) in {verdict['sampled']} sampled output(s)"
+            integrity.append((name, outcome, detail))
+            if outcome not in ("pass", "skipped"):
+                anomalies.append(Anomaly("bad", f"Integrity check {name} of job {job.pk} ({job.suite}): {outcome}."))
+        spot_failures = (document.spot_check or {}).get("failures", [])
+        sampled = (document.spot_check or {}).get("sampled", 0)
+        sampled = len(sampled) if isinstance(sampled, list) else int(sampled or 0)
+        if spot_failures:
+            anomalies.append(Anomaly("bad", f"Server-side spot check of job {job.pk}: {len(spot_failures)} case(s) disagree."))
+        if mismatches:
+            anomalies.append(Anomaly("bad", f"Job {job.pk} fingerprint differs from the registered target: {', '.join(mismatches)}."))
+        checks.append(DocumentCheck(document, job, mismatches, integrity, spot_failures, sampled))
+    return checks
+
+
+def campaign_evidence(*, campaign: Campaign, criteria: list[CriterionResult]) -> Evidence:
+    """The campaign's evidence for its page. Expects `campaign` from campaigns_visible_to (jobs,
+    their runner and document prefetched); reads cases, measurements and rejections once each."""
+    jobs = list(campaign.jobs.all())
+    anomalies: list[Anomaly] = []
+    for result in criteria:
+        if result.outcome == "fail" and not result.waived:
+            severity = "bad" if result.blocker else "warn"
+            kind = "Blocker" if result.blocker else "Criterion"
+            anomalies.append(Anomaly(severity, f"{kind} {result.criterion_id} failed: {result.explanation}"))
+    for job in jobs:
+        if job.state == JobState.FAILED:
+            anomalies.append(Anomaly("bad", f"Job {job.pk} ({job.suite}) failed: {job.error_class or ''} {job.error_message[:200]}".strip()))
+    cases = list(
+        CaseResult.objects.filter(document__job__campaign=campaign)
+        .only("document__suite", "kernel", "dtype", "case", "status", "max_abs", "max_rel", "atol", "rtol")
+        .select_related("document")
+        .order_by("id")
+    )
+    # Model documents carry cases too (one per model and dtype); only conformance makes the heatmap.
+    model_cases = [c for c in cases if c.document.suite != JobSuite.CONFORMANCE]
+    cases = [c for c in cases if c.document.suite == JobSuite.CONFORMANCE]
+    broken = sorted({f"{c.kernel}/{c.dtype} {c.status}" for c in model_cases if c.status not in ("pass", "unsupported")})
+    if broken:
+        anomalies.append(Anomaly("bad", f"Model runs that did not pass: {', '.join(broken[:8])}."))
+    measurements = list(Measurement.objects.filter(document__job__campaign=campaign).order_by("document__job_id", "id"))
+    evidence = Evidence()
+    evidence.heatmap = _heatmap(cases, anomalies)
+    evidence.roofline, evidence.roofline_rows = _roofline(campaign, measurements, anomalies)
+    evidence.latency_rows = _latencies(measurements)
+    evidence.latency = latency_svg(evidence.latency_rows)
+    evidence.accuracy = _accuracy(measurements, anomalies)
+    evidence.model_perf = [m for m in measurements if m.kind not in (*ROOFLINE_KINDS, "accuracy", "bandwidth")]
+    evidence.roofline_rows += [{"m": m, "peak": None, "ratio": None, "above": False, "intensity": None}
+                               for m in measurements if m.kind == "bandwidth"]
+    unstable = [m for m in measurements if m.unstable]
+    if unstable:
+        anomalies.append(Anomaly("warn", f"{len(unstable)} measurement(s) unstable (high coefficient of variation): "
+                                         + ", ".join(f"{m.name} {m.dtype}" for m in unstable[:6]) + "."))
+    flagged = [m for m in measurements if any(flag != "unavailable" for flag in (m.flags or []))]
+    for m in flagged:
+        anomalies.append(Anomaly("warn", f"{m.name} ({m.dtype}) flagged: {', '.join(map(str, m.flags))}."))
+    evidence.documents = _document_checks(campaign, jobs, anomalies)
+    evidence.rejections = list(EvidenceRejection.objects.filter(job__campaign=campaign).order_by("-received_at"))
+    for rejection in evidence.rejections:
+        anomalies.append(Anomaly("warn", f"Evidence of job {rejection.job_id} was rejected: {rejection.reason[:200]}"))
+    evidence.anomalies = sorted(anomalies, key=lambda a: a.severity != "bad")
+    return evidence
+
+

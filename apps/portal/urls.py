@@ -1,0 +1,25 @@
+from django.urls import path
+
+from apps.portal.views import campaigns, home, inventory, registry
+
+app_name = "portal"
+
+urlpatterns = [
+    path("", home.home, name="home"),
+    path("queue/", campaigns.queue, name="queue"),
+    path("campaigns/", campaigns.campaign_list, name="campaign-list"),
+    path("campaigns/new/", campaigns.campaign_submit_view, name="campaign-submit"),
+    path("campaigns/<int:pk>/", campaigns.campaign_detail, name="campaign-detail"),
+    path("campaigns/<int:pk>/progress.json", campaigns.campaign_progress, name="campaign-progress"),
+    path("campaigns/<int:pk>/approve/", campaigns.campaign_approve, name="campaign-approve"),
+    path("campaigns/<int:pk>/reject/", campaigns.campaign_reject, name="campaign-reject"),
+    path("campaigns/<int:pk>/waive/", campaigns.criterion_waive_view, name="criterion-waive"),
+    path("chips/", inventory.chips, name="chips"),
+    path("targets/", inventory.targets, name="targets"),
+    path("models/", inventory.models, name="models"),
+    path("runners/", inventory.runners, name="runners"),
+    path("registry/", registry.registry, name="registry"),
+    path("registry/compare/", registry.compare, name="compare"),
+    path("certificates/<str:serial>/", registry.certificate_detail, name="certificate"),
+    path("certificates/<str:serial>/<str:action>/", registry.certificate_status, name="certificate-status"),
+]

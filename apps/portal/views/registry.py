@@ -1,0 +1,175 @@
+"""The public registry (no login): certified chips filtered with the API's CertificateFilter,
+sortable and paginated; the printable certificate page with its verification; comparisons; and
+the reviewers' suspend / reinstate / revoke forms on the certificate page."""
+
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from apps.accounts.selectors import membership_of
+from apps.certificates.filters import CertificateFilter
+from apps.certificates.models import Certificate, CertificateStatus
+from apps.certificates.selectors import certificate_by_serial
+from apps.certificates.services import (
+    certificate_check,
+    certificate_reinstate,
+    certificate_revoke,
+    certificate_suspend,
+)
+from apps.portal.access import is_authority, is_reviewer, member_required
+from apps.portal.forms import ReasonForm, form_error_from
+from apps.portal.selectors import (
+    REGISTRY_ORDERING,
+    certificates_compared,
+    registry_certificates,
+    registry_facets,
+    registry_ordering,
+)
+from apps.registry.models import PEAK_FIELDS
+
+PAGE_SIZE = 50
+COMPARE_MIN, COMPARE_MAX = 2, 4
+
+
+@require_GET
+def registry(request: HttpRequest) -> HttpResponse:
+    filterset = CertificateFilter(request.GET, queryset=registry_certificates())
+    if filterset.is_valid():
+        certificates, errors = filterset.qs, None
+    else:  # a bad parameter shows its error above an empty table, as the API answers 400
+        certificates, errors = Certificate.objects.none(), filterset.errors
+    sort, ordering = registry_ordering(request.GET.get("ordering"))
+    page = Paginator(certificates.order_by(*ordering), PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    for key in ("page", "ordering", "serial"):
+        query.pop(key, None)
+    page_query = query.copy()
+    if request.GET.get("ordering"):
+        page_query["ordering"] = sort
+    columns = [
+        ("serial", "Serial"), ("chip", "Chip"), ("vendor", "Vendor"), (None, "Backend"), (None, "Program"),
+        ("level", "Level"), ("status", "Status"), ("issued_at", "Issued"), ("valid_until", "Valid until"),
+    ]
+    headers = []
+    for key, label in columns:
+        if key is None:
+            headers.append({"label": label})
+            continue
+        current = sort.lstrip("-") == key
+        descending = sort.startswith("-")
+        headers.append({
+            "label": label,
+            "key": key,
+            "next": f"-{key}" if current and not descending else key,
+            "aria_sort": ("descending" if descending else "ascending") if current else None,
+        })
+    return render(request, "portal/registry.html", {
+        "page": page,
+        "filterset": filterset,
+        "errors": errors,
+        "facets": registry_facets(),
+        "statuses": [*CertificateStatus.choices, ("all", "All")],
+        "params": request.GET,
+        "query": query.urlencode(),
+        "page_query": page_query.urlencode(),
+        "sort": sort,
+        "headers": headers,
+        "sortable": sorted(REGISTRY_ORDERING),
+    })
+
+
+def _certificate_or_404(serial: str) -> Certificate:
+    certificate = certificate_by_serial(serial=serial)
+    if certificate is None:
+        raise Http404("No certificate with this serial.")
+    return certificate
+
+
+def _certificate_page(request: HttpRequest, certificate: Certificate, *, forms: dict | None = None, status: int = 200) -> HttpResponse:
+    payload = json.loads(certificate.payload_json)
+    forms = forms or {}
+    may_act = is_reviewer(membership_of(request.user))
+    context = {
+        "certificate": certificate,
+        "payload": payload,
+        "check": certificate_check(certificate=certificate),
+        "document_url": reverse("certificate-document", kwargs={"serial": certificate.serial}),
+        "verify_url": reverse("certificate-verify", kwargs={"serial": certificate.serial}),
+        "keys_url": reverse("certification-keys"),
+        "may_suspend": may_act and certificate.status == CertificateStatus.ACTIVE,
+        "may_reinstate": may_act and certificate.status == CertificateStatus.SUSPENDED,
+        "may_revoke": may_act and certificate.status in (CertificateStatus.ACTIVE, CertificateStatus.SUSPENDED),
+        "forms": {name: forms.get(name) or ReasonForm(prefix=name) for name in ("suspend", "reinstate", "revoke")},
+        "issuer": settings.CERT_ISSUER_NAME or payload.get("issuer", {}).get("name", ""),
+    }
+    return render(request, "portal/certificate.html", context, status=status)
+
+
+@require_GET
+def certificate_detail(request: HttpRequest, serial: str) -> HttpResponse:
+    return _certificate_page(request, _certificate_or_404(serial))
+
+
+STATUS_SERVICES = {
+    "suspend": (certificate_suspend, "suspended"),
+    "reinstate": (certificate_reinstate, "reinstated"),
+    "revoke": (certificate_revoke, "revoked"),
+}
+
+
+@require_POST
+@member_required(is_authority)
+def certificate_status(request: HttpRequest, serial: str, action: str) -> HttpResponse:
+    if action not in STATUS_SERVICES:
+        raise Http404
+    service, done = STATUS_SERVICES[action]
+    certificate = _certificate_or_404(serial)
+    form = ReasonForm(request.POST, prefix=action)
+    if form.is_valid():
+        try:
+            service(certificate=certificate, reason=form.cleaned_data["reason"], actor=request.user)
+        except (ValidationError, PermissionDenied) as error:
+            form_error_from(form, error)
+        else:
+            messages.success(request, f"Certificate {certificate.serial} {done}.")
+            return redirect("portal:certificate", serial=certificate.serial)
+    return _certificate_page(request, _certificate_or_404(serial), forms={action: form}, status=400)
+
+
+@require_GET
+def compare(request: HttpRequest) -> HttpResponse:
+    serials = list(dict.fromkeys(s.strip() for s in request.GET.getlist("serial") if s.strip()))
+    error = None
+    certificates: list[Certificate] = []
+    if not COMPARE_MIN <= len(serials) <= COMPARE_MAX:
+        error = f"Choose {COMPARE_MIN} to {COMPARE_MAX} certificates to compare (you chose {len(serials)})."
+    else:
+        certificates = certificates_compared(serials=serials)
+        missing = [s for s in serials if s not in {c.serial for c in certificates}]
+        if missing:
+            error = f"No certificate with serial {', '.join(missing)}."
+    columns = []
+    for certificate in certificates:
+        payload = json.loads(certificate.payload_json)
+        columns.append({
+            "certificate": certificate,
+            "best": payload.get("headline", {}).get("best_gemm_tflops", {}),
+            "accuracy": payload.get("headline", {}).get("model_accuracy", []),
+            "notes": payload.get("notes", []),
+        })
+    peak_rows = [(key, [getattr(c["certificate"].chip, field) for c in columns]) for key, field in PEAK_FIELDS.items()]
+    dtypes = sorted({d for c in columns for d in c["best"]})
+    best_rows = [(dtype, [c["best"].get(dtype) for c in columns]) for dtype in dtypes]
+    return render(request, "portal/compare.html", {
+        "columns": columns, "error": error, "peak_rows": [r for r in peak_rows if any(v is not None for v in r[1])],
+        "best_rows": best_rows,
+    }, status=400 if error else 200)
