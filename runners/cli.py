@@ -17,20 +17,13 @@ from typing import Any, TextIO
 
 from runners.backends import Backend, UnknownBackend, get_backend, list_backends
 from runners.catalog import all_kernels
-from runners.conformance import Progress, run_conformance
 from runners.document import DocumentInvalid, canonical_json, validate_document
 from runners.measurements import measurement_table
-from runners.model_suite import run_model
-from runners.performance import run_performance
 from runners.spec import SpecInvalid, backend_name, build_spec, load_spec, validate_spec
+from runners.suites import SUITES
 
 EXIT_PASS, EXIT_FAILURES, EXIT_ERRORS, EXIT_BAD_SPEC, EXIT_BAD_DOCUMENT = 0, 1, 2, 3, 4
 
-Suite = Callable[[dict[str, Any], Backend, Progress | None], dict[str, Any]]
-
-# Suite name -> callable(spec, backend, progress) -> result document. The performance and
-# model suites (issue 4) register here; so can a host that wants a vendor-specific suite.
-SUITES: dict[str, Suite] = {"conformance": run_conformance, "performance": run_performance, "model": run_model}
 
 # Extra subcommands (`keygen`, `worker`, ...) register a (configure parser, handler) pair.
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
@@ -193,6 +186,27 @@ def build_parser() -> argparse.ArgumentParser:
         configure(sub.add_parser(name))
     return parser
 
+
+def _configure_keygen(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, type=Path, help="private key file to create (mode 0600)")
+    parser.add_argument("--public", type=Path, help="public key file (default: OUT with .pub.pem)")
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    """Make this runner host's Ed25519 key pair; the authority registers the public half."""
+    from runners.signing import keygen
+
+    public = args.public or args.out.with_suffix(".pub.pem")
+    if args.out.exists():
+        print(f"{args.out} exists; refusing to overwrite a runner key", file=sys.stderr)
+        return EXIT_BAD_SPEC
+    key_id = keygen(args.out, public)
+    print(f"private key: {args.out}\npublic key:  {public}\nkey id:      {key_id}")
+    print("Register the public key with the authority (POST /api/v1/runners/ or the admin).")
+    return EXIT_PASS
+
+
+COMMANDS["keygen"] = (_configure_keygen, _cmd_keygen)
 
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "backends": _cmd_backends,

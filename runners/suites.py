@@ -1,40 +1,26 @@
-"""The suites a runner can execute, by name: spec and backend in, result document out."""
+"""The suites a runner can execute, by name: spec and backend in, result document out.
+
+One registry for the CLI and the Celery worker; a host may register a vendor-specific suite.
+Each suite reports `progress(done, total, label)`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-Progress = Callable[..., None]  # progress(fraction, message="", eta_seconds=None)
+from runners.conformance import Progress, run_conformance
+from runners.model_suite import run_model
+from runners.performance import run_performance
+
+Suite = Callable[[dict[str, Any], Any, Progress | None], dict[str, Any]]
+
+SUITES: dict[str, Suite] = {"conformance": run_conformance, "performance": run_performance, "model": run_model}
 
 
-def _conformance(spec: dict[str, Any], backend, progress: Progress) -> dict[str, Any]:
-    from runners.conformance import run_conformance
-
-    return run_conformance(spec, backend, lambda done, total, label: progress(done / max(total, 1), label))
-
-
-def _performance(spec: dict[str, Any], backend, progress: Progress) -> dict[str, Any]:
-    from runners.performance import run_performance
-
-    return run_performance(spec, backend, lambda done, total, label: progress(done / max(total, 1), label))
-
-
-def _model(spec: dict[str, Any], backend, progress: Progress) -> dict[str, Any]:
-    from runners.model_suite import run_model
-
-    return run_model(spec, backend, lambda done, total, label: progress(done / max(total, 1), label))
-
-
-SUITES: dict[str, Callable[[dict[str, Any], Any, Progress], dict[str, Any]]] = {
-    "conformance": _conformance,
-    "performance": _performance,
-    "model": _model,
-}
-
-
-def run_suite(spec: dict[str, Any], *, backend, progress: Progress) -> dict[str, Any]:
-    suite = spec.get("suite")
-    if suite not in SUITES:
-        raise ValueError(f"unknown suite {suite!r}; this runner knows {sorted(SUITES)}")
-    return SUITES[suite](spec, backend, progress)
+def run_suite(spec: dict[str, Any], *, backend, progress: Callable[..., None]) -> dict[str, Any]:
+    """Run the spec's suite; `progress(fraction, message)` gets the share of work done."""
+    suite = SUITES.get(spec.get("suite"))
+    if suite is None:
+        raise ValueError(f"unknown suite {spec.get('suite')!r}; this runner knows {sorted(SUITES)}")
+    return suite(spec, backend, lambda done, total, label: progress(done / max(total, 1), label))
