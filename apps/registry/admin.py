@@ -1,6 +1,28 @@
+from django import forms
 from django.contrib import admin
 
 from apps.registry.models import Chip, HardwareTarget, ModelArtifact, Runner
+from apps.registry.services import parse_ed25519_public_key
+
+
+class RunnerAdminForm(forms.ModelForm):
+    """Checks the public key in the form, so a bad key is an error beside the field, not a 500."""
+
+    class Meta:
+        model = Runner
+        fields = ["name", "targets", "public_key", "status"]
+
+    def clean_public_key(self) -> str:
+        from django.core.exceptions import ValidationError
+
+        try:
+            pem, key_id = parse_ed25519_public_key(self.cleaned_data["public_key"])
+        except ValidationError as exc:
+            raise forms.ValidationError(exc.message_dict.get("public_key", exc.messages)) from None
+        if Runner.objects.filter(key_id=key_id).exclude(pk=self.instance.pk).exists():
+            raise forms.ValidationError("This key is already registered to another runner.")
+        self.instance.key_id = key_id
+        return pem
 
 
 @admin.register(Chip)
@@ -37,9 +59,4 @@ class RunnerAdmin(admin.ModelAdmin):
     search_fields = ["name", "key_id"]
     readonly_fields = ["key_id", "last_heartbeat_at", "last_fingerprint"]
     filter_horizontal = ["targets"]
-
-    def save_model(self, request, obj, form, change):
-        from apps.registry.services import parse_ed25519_public_key
-
-        obj.public_key, obj.key_id = parse_ed25519_public_key(obj.public_key)
-        super().save_model(request, obj, form, change)
+    form = RunnerAdminForm

@@ -55,3 +55,14 @@ def test_the_admin_is_closed_to_vendors(cast, client, model):
 
 def test_api_tokens_cannot_be_added_in_the_admin(admin_client_of):
     assert admin_client_of.get(reverse("admin:accounts_apitoken_add")).status_code == 403
+
+
+def test_the_runner_admin_answers_a_bad_key_beside_the_field(cast, client):
+    from apps.registry.models import Runner
+
+    client.force_login(cast.platform_admin)
+    response = client.post("/admin/registry/runner/add/", {"name": "host-1", "public_key": "not a key",
+                                                          "status": "pending"})
+    assert response.status_code == 200
+    assert "Not a PEM-encoded public key" in response.content.decode()
+    assert not Runner.objects.exists()
