@@ -21,8 +21,16 @@ class EvaluationAdmin(admin.ModelAdmin):
     """Read-only: a saved evaluation is an audit record."""
 
     list_display = ["id", "tender", "created_at", "eligible_count", "candidate_count", "rule_id"]
-    readonly_fields = ["tender", "created_by", "created_at", "rule_id", "candidate_count", "eligible_count",
-                       "snapshot", "snapshot_sha256"]
+    readonly_fields = [
+        "tender",
+        "created_by",
+        "created_at",
+        "rule_id",
+        "candidate_count",
+        "eligible_count",
+        "snapshot",
+        "snapshot_sha256",
+    ]
 
     def has_add_permission(self, request):
         return False

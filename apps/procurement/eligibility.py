@@ -18,8 +18,14 @@ from apps.procurement.requirements import MODEL_METRICS, QUANTITY_NAMES, require
 from apps.procurement.scoring import scoring_rank
 
 # Certificate subjects name precisions as the registry does; measurements use torch names.
-TORCH_DTYPE = {"fp32": "float32", "tf32": "tf32", "bf16": "bfloat16", "fp16": "float16",
-               "fp8": "float8_e4m3fn", "int8": "int8"}
+TORCH_DTYPE = {
+    "fp32": "float32",
+    "tf32": "tf32",
+    "bf16": "bfloat16",
+    "fp16": "float16",
+    "fp8": "float8_e4m3fn",
+    "int8": "int8",
+}
 DECLARED = "vendor declaration in the registry (not certified)"
 
 
@@ -66,7 +72,8 @@ def _cell(ok: bool, value: str, source: str) -> dict:
 
 
 def _measurement_source(figure: dict, candidate: Candidate) -> str:
-    return f"measurement {figure['measurement']} (document {figure['document'][:12]}, {candidate.certified_source})"
+    document = figure["document"][:12]
+    return f"measurement {figure['measurement']} (document {document}, {candidate.certified_source})"
 
 
 def _compare(value: float, op: str, bound: float) -> bool:
@@ -82,7 +89,9 @@ def cell_evaluate(*, kind: str, params: dict, candidate: Candidate) -> dict:
         if c.program_code != params["program"]:
             return _cell(False, f"{value} (another program)", c.certified_source)
         if wanted is None:
-            return _cell(False, f"{value}; level {params['level']} is not defined in this version", c.certified_source)
+            return _cell(
+                False, f"{value}; level {params['level']} is not defined in this version", c.certified_source
+            )
         return _cell(c.level_ranks.get(c.level, 0) >= wanted, value, c.certified_source)
     if kind == Kind.CONFORMANCE_DTYPE:
         scope = ", ".join(c.scope_dtypes) or "none"
@@ -93,11 +102,15 @@ def cell_evaluate(*, kind: str, params: dict, candidate: Candidate) -> dict:
         unit, op = MODEL_METRICS[metric]
         figure = c.model_figures.get((model, dtype, metric))
         if figure is None:
-            return _cell(False, f"no certified {metric} measurement of {model} at {dtype}", c.certified_source)
+            return _cell(
+                False, f"no certified {metric} measurement of {model} at {dtype}", c.certified_source
+            )
         value = figure["value"] * 1000 if metric == "latency" else figure["value"]  # stored in s, bound in ms
         text = f"{value:.4g} {unit}"
         if model not in c.scope_models:
-            return _cell(False, f"{text}, but {model} is not in the certified model scope", c.certified_source)
+            return _cell(
+                False, f"{text}, but {model} is not in the certified model scope", c.certified_source
+            )
         return _cell(_compare(value, op, params["bound"]), text, _measurement_source(figure, c))
     if kind in (Kind.MEMORY_GIB, Kind.TDP_W):
         value = c.memory_gib if kind == Kind.MEMORY_GIB else c.tdp_w
@@ -111,7 +124,9 @@ def cell_evaluate(*, kind: str, params: dict, candidate: Candidate) -> dict:
     if kind == Kind.ORIGIN_COUNTRY:
         allowed = set(params["countries"])
         fab, assembly = c.fab_country in allowed, c.assembly_country in allowed
-        ok = {"fab": fab, "assembly": assembly, "both": fab and assembly, "either": fab or assembly}[params["field"]]
+        ok = {"fab": fab, "assembly": assembly, "both": fab and assembly, "either": fab or assembly}[
+            params["field"]
+        ]
         return _cell(ok, f"fab {c.fab_country}, assembly {c.assembly_country}", DECLARED)
     if kind == Kind.EXPORT_CLASS:
         klass = c.classification
@@ -133,15 +148,20 @@ def _figures(candidate: Candidate) -> dict:
         "tdp_w": candidate.tdp_w,
         "memory_gib": candidate.memory_gib,
         "gemm": {
-            dtype: {"measured": g["value"], "declared": declared.get(dtype), "efficiency": g["efficiency"],
-                    "measurement": g["measurement"]}
+            dtype: {
+                "measured": g["value"],
+                "declared": declared.get(dtype),
+                "efficiency": g["efficiency"],
+                "measurement": g["measurement"],
+            }
             for dtype, g in sorted(candidate.gemm.items())
         },
     }
 
 
-def evaluation_build(*, requirements: list[dict], scoring: list[dict], currency: str,
-                     candidates: list[Candidate]) -> dict:
+def evaluation_build(
+    *, requirements: list[dict], scoring: list[dict], currency: str, candidates: list[Candidate]
+) -> dict:
     """The matrix and ranking as plain data: rows (eligible first, by rank), each with every cell."""
     texts = [requirement_describe(kind=r["kind"], params=r["params"]) for r in requirements]
     rows = []
@@ -154,23 +174,37 @@ def evaluation_build(*, requirements: list[dict], scoring: list[dict], currency:
                 "program": f"{candidate.program_code} {candidate.program_version}",
                 "level": candidate.level,
                 "valid_until": candidate.valid_until,
-                "chip": {"id": candidate.chip_id, "sku": candidate.sku, "name": candidate.name,
-                         "vendor": candidate.vendor},
+                "chip": {
+                    "id": candidate.chip_id,
+                    "sku": candidate.sku,
+                    "name": candidate.name,
+                    "vendor": candidate.vendor,
+                },
                 "target": candidate.target,
                 "backend": candidate.backend,
-                "classification": {"code": klass.code, "possible": klass.possible, "tpp": klass.tpp, "pd": klass.pd},
+                "classification": {
+                    "code": klass.code,
+                    "possible": klass.possible,
+                    "tpp": klass.tpp,
+                    "pd": klass.pd,
+                },
                 "cells": cells,
                 "eligible": all(cell["ok"] for cell in cells),
-                "reasons": [f"{text}: {cell['value']}" for text, cell in zip(texts, cells, strict=True)
-                            if not cell["ok"]],
+                "reasons": [
+                    f"{text}: {cell['value']}"
+                    for text, cell in zip(texts, cells, strict=True)
+                    if not cell["ok"]
+                ],
                 "figures": _figures(candidate),
             }
         )
     by_serial = {c.serial: c for c in candidates}
     eligible = [row for row in rows if row["eligible"]]
     formula = scoring_rank(rows=eligible, candidates=by_serial, scoring=scoring, currency=currency)
-    eligible.sort(key=lambda row: (row["rank"]))
-    rest = sorted((row for row in rows if not row["eligible"]), key=lambda row: (row["chip"]["sku"], row["serial"]))
+    eligible.sort(key=lambda row: row["rank"])
+    rest = sorted(
+        (row for row in rows if not row["eligible"]), key=lambda row: (row["chip"]["sku"], row["serial"])
+    )
     for row in rest:
         row.pop("figures")  # only eligible chips are charted; the snapshot stays small
     return {

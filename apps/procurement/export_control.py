@@ -139,7 +139,9 @@ def tpp_of(*, peaks: dict[str, float], rule: Rule) -> tuple[float | None, str | 
     return best
 
 
-def classify(*, peaks: dict[str, float], die_area_mm2: float | None, data_center: bool, rule: Rule) -> Classification:
+def classify(
+    *, peaks: dict[str, float], die_area_mm2: float | None, data_center: bool, rule: Rule
+) -> Classification:
     """Classify declared dense peaks (dtype -> TOP/s) under `rule`; explain every step."""
     tpp, precision = tpp_of(peaks=peaks, rule=rule)
     pd = tpp / die_area_mm2 if tpp is not None and die_area_mm2 else None
@@ -149,15 +151,24 @@ def classify(*, peaks: dict[str, float], die_area_mm2: float | None, data_center
     else:
         peak, bits = peaks[precision], rule.bit_length[precision]
         lines.append(
-            f"TPP = 2 x ({peak:g} / 2) x {bits} = {tpp:,.1f} ({precision}, the maximum over the declared precisions)."
+            f"TPP = 2 x ({peak:g} / 2) x {bits} = {tpp:,.1f} "
+            f"({precision}, the maximum over the declared precisions)."
         )
     if pd is not None:
         lines.append(f"PD = {tpp:,.1f} / {die_area_mm2:g} mm2 = {pd:.2f}.")
     elif tpp is not None:
         lines.append("PD unknown: no single die area is declared; classified on what TPP alone decides.")
     result = Classification(
-        code=UNDETERMINED, possible=[], tpp=tpp, tpp_precision=precision, pd=pd, die_area_mm2=die_area_mm2,
-        data_center=data_center, rule_id=rule.id, rule_date=rule.date, notice=rule.notice,
+        code=UNDETERMINED,
+        possible=[],
+        tpp=tpp,
+        tpp_precision=precision,
+        pd=pd,
+        die_area_mm2=die_area_mm2,
+        data_center=data_center,
+        rule_id=rule.id,
+        rule_date=rule.date,
+        notice=rule.notice,
     )
     for exclusion in rule.exclusions:
         excluded = _condition(exclusion["when"], tpp=tpp, pd=pd, data_center=data_center)

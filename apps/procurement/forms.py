@@ -51,8 +51,12 @@ class RequirementRowForm(forms.Form):
         params = {
             RequirementKind.CERTIFICATE_LEVEL: {"program": d["program"], "level": d["level"]},
             RequirementKind.CONFORMANCE_DTYPE: {"dtype": d["dtype"]},
-            RequirementKind.MODEL_PERFORMANCE: {"model": d["model"], "dtype": d["dtype"], "metric": d["metric"],
-                                                "bound": d["value"]},
+            RequirementKind.MODEL_PERFORMANCE: {
+                "model": d["model"],
+                "dtype": d["dtype"],
+                "metric": d["metric"],
+                "bound": d["value"],
+            },
             RequirementKind.ORIGIN_COUNTRY: {"field": d["field"], "countries": items},
             RequirementKind.EXPORT_CLASS: {"mode": d["mode"], "classes": items},
             RequirementKind.BACKEND: {"backends": items},

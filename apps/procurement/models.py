@@ -34,7 +34,10 @@ class ScoreMetric(models.TextChoices):
     TFLOPS_PER_GIB = "tflops_per_gib", "Certified GEMM TFLOP/s per GiB of memory"
     MODEL_THROUGHPUT = "model_throughput", "Certified model throughput (items/s)"
     MODEL_THROUGHPUT_PER_WATT = "model_throughput_per_watt", "Certified model throughput per watt"
-    MODEL_THROUGHPUT_PER_PRICE = "model_throughput_per_price", "Certified model throughput per 1,000 units of price"
+    MODEL_THROUGHPUT_PER_PRICE = (
+        "model_throughput_per_price",
+        "Certified model throughput per 1,000 units of price",
+    )
     MEMORY_GIB = "memory_gib", "Memory (GiB)"
 
 
@@ -44,23 +47,30 @@ class Tender(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="tenders")
     title = models.CharField(max_length=200)
     reference = models.CharField(
-        max_length=64, validators=[RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._/\-]*$", "Letters, digits, . _ / -")]
+        max_length=64,
+        validators=[RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._/\-]*$", "Letters, digits, . _ / -")],
     )
     description = models.TextField(blank=True)
     deadline = models.DateTimeField()
     currency = models.CharField(
-        max_length=3, default="USD", validators=[RegexValidator(r"^[A-Z]{3}$", "An ISO 4217 code such as USD.")],
+        max_length=3,
+        default="USD",
+        validators=[RegexValidator(r"^[A-Z]{3}$", "An ISO 4217 code such as USD.")],
         help_text="Prices in other currencies are not compared",
     )
     scoring = models.JSONField(default=list, help_text="[{metric, weight, model?, dtype?}, ...]")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
-            models.UniqueConstraint(fields=["organization", "reference"], name="tender_reference_unique_per_org"),
+            models.UniqueConstraint(
+                fields=["organization", "reference"], name="tender_reference_unique_per_org"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -89,7 +99,9 @@ class Evaluation(models.Model):
     """A saved evaluation of a tender: the whole matrix and ranking as they were, with their sources."""
 
     tender = models.ForeignKey(Tender, on_delete=models.PROTECT, related_name="evaluations")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     rule_id = models.CharField(max_length=64, help_text="Export-control rule version used")
     candidate_count = models.PositiveIntegerField()

@@ -26,19 +26,49 @@ def evaluation_csv(*, snapshot: dict) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow([f"# tender {snapshot['tender']['reference']}: {snapshot['tender']['title']}"])
-    writer.writerow([f"# evaluated {snapshot['evaluated_at']}; export-control rule {snapshot['rule']['id']} "
-                     f"({snapshot['rule']['date']}), informational; {snapshot['scoring']['formula']}"])
-    writer.writerow([
-        "rank", "eligible", "score", "certificate", "program", "level", "vendor", "chip", "chip_name", "target",
-        "backend", "export_class", *(f"R{r['position']} {r['text']}" for r in snapshot["requirements"]), "reasons",
-    ])
+    writer.writerow(
+        [
+            f"# evaluated {snapshot['evaluated_at']}; export-control rule {snapshot['rule']['id']} "
+            f"({snapshot['rule']['date']}), informational; {snapshot['scoring']['formula']}"
+        ]
+    )
+    writer.writerow(
+        [
+            "rank",
+            "eligible",
+            "score",
+            "certificate",
+            "program",
+            "level",
+            "vendor",
+            "chip",
+            "chip_name",
+            "target",
+            "backend",
+            "export_class",
+            *(f"R{r['position']} {r['text']}" for r in snapshot["requirements"]),
+            "reasons",
+        ]
+    )
     for row in snapshot["rows"]:
-        writer.writerow([
-            row.get("rank", ""), "yes" if row["eligible"] else "no",
-            "" if row.get("score") is None else f"{row['score']:.4f}", row["serial"], row["program"], row["level"],
-            row["chip"]["vendor"], row["chip"]["sku"], row["chip"]["name"], row["target"], row["backend"],
-            row["classification"]["code"], *(cell_text(cell) for cell in row["cells"]), "; ".join(row["reasons"]),
-        ])
+        writer.writerow(
+            [
+                row.get("rank", ""),
+                "yes" if row["eligible"] else "no",
+                "" if row.get("score") is None else f"{row['score']:.4f}",
+                row["serial"],
+                row["program"],
+                row["level"],
+                row["chip"]["vendor"],
+                row["chip"]["sku"],
+                row["chip"]["name"],
+                row["target"],
+                row["backend"],
+                row["classification"]["code"],
+                *(cell_text(cell) for cell in row["cells"]),
+                "; ".join(row["reasons"]),
+            ]
+        )
     return out.getvalue()
 
 
@@ -65,7 +95,8 @@ def _bars_svg(*, title: str, unit: str, series: list[tuple[str, list[tuple[str, 
             parts.append(
                 f'<rect class="{css}" x="{label_w}" y="{by}" width="{width:.1f}" height="{bar_h - 2}">'
                 f"<title>{escape(legend)}: {escape(text)}</title></rect>"
-                f'<text x="{label_w + width + 4:.1f}" y="{by + bar_h - 3}">{escape(legend)} {escape(text)}</text>'
+                f'<text x="{label_w + width + 4:.1f}" y="{by + bar_h - 3}">'
+                f"{escape(legend)} {escape(text)}</text>"
             )
         y += group_h
     if not series:
@@ -86,10 +117,15 @@ def chart_measured_vs_declared(*, snapshot: dict) -> str:
     series = []
     for row in [r for r in snapshot["rows"] if r["eligible"]][:CHART_LIMIT]:
         dtype, best = _best_gemm(row)
-        series.append((
-            f"#{row['rank']} {row_label(row)}" + (f" {dtype}" if dtype else ""),
-            [("declared", best and best["declared"], "declared"), ("measured", best and best["measured"], "measured")],
-        ))
+        series.append(
+            (
+                f"#{row['rank']} {row_label(row)}" + (f" {dtype}" if dtype else ""),
+                [
+                    ("declared", best and best["declared"], "declared"),
+                    ("measured", best and best["measured"], "measured"),
+                ],
+            )
+        )
     return _bars_svg(title="Best certified GEMM: measured vs declared peak", unit="TFLOP/s", series=series)
 
 

@@ -89,8 +89,15 @@ def _clean_one(kind: str, params: dict, vocabulary: Vocabulary) -> dict:
         metric = _choice(params, "metric", tuple(MODEL_METRICS), "metric")
         bound = _number(params, "bound")
         if bound <= 0:
-            raise ValueError(f"A {metric} bound must be above 0 {MODEL_METRICS[metric][0]}; {bound:g} is impossible.")
-        return {"model": model, "dtype": _choice(params, "dtype", DTYPES, "dtype"), "metric": metric, "bound": bound}
+            raise ValueError(
+                f"A {metric} bound must be above 0 {MODEL_METRICS[metric][0]}; {bound:g} is impossible."
+            )
+        return {
+            "model": model,
+            "dtype": _choice(params, "dtype", DTYPES, "dtype"),
+            "metric": metric,
+            "bound": bound,
+        }
     if kind in QUANTITIES:
         unit, lowest, highest = QUANTITIES[kind]
         op = _choice(params, "op", OPS, "comparison")
@@ -98,7 +105,8 @@ def _clean_one(kind: str, params: dict, vocabulary: Vocabulary) -> dict:
         name = QUANTITY_NAMES[kind]
         if (op == ">=" and value > highest) or (op == "<=" and value < lowest):
             raise ValueError(
-                f"{name} {op} {value:g} {unit} is impossible: a chip's {name} lies between {lowest:g} and {highest:g} {unit}."
+                f"{name} {op} {value:g} {unit} is impossible: "
+                f"a chip's {name} lies between {lowest:g} and {highest:g} {unit}."
             )
         return {"op": op, "value": value}
     if kind == Kind.ORIGIN_COUNTRY:
@@ -114,14 +122,17 @@ def _clean_one(kind: str, params: dict, vocabulary: Vocabulary) -> dict:
         unknown = [c for c in classes if c not in vocabulary.export_classes]
         if unknown:
             raise ValueError(
-                f"Unknown export-control classes: {', '.join(unknown)}; use: {', '.join(vocabulary.export_classes)}."
+                f"Unknown export-control classes: {', '.join(unknown)}; "
+                f"use: {', '.join(vocabulary.export_classes)}."
             )
         return {"mode": mode, "classes": classes}
     if kind == Kind.BACKEND:
         backends = [b.strip().lower() for b in _string_list(params, "backends")]
         unknown = [b for b in backends if b not in vocabulary.backends]
         if unknown:
-            raise ValueError(f"Unknown backends: {', '.join(unknown)}; known: {', '.join(sorted(vocabulary.backends))}.")
+            raise ValueError(
+                f"Unknown backends: {', '.join(unknown)}; known: {', '.join(sorted(vocabulary.backends))}."
+            )
         return {"backends": sorted(set(backends))}
     raise ValueError(f"Unknown requirement kind {kind!r}.")
 
@@ -141,15 +152,21 @@ def _contradictions(rows: list[tuple[str, dict]], vocabulary: Vocabulary) -> lis
     programs = {(i, p["program"]) for i, (k, p) in enumerate(rows, 1) if k == Kind.CERTIFICATE_LEVEL}
     if len({code for _, code in programs}) > 1:
         errors.append(
-            "Requirements " + ", ".join(str(i) for i, _ in sorted(programs))
+            "Requirements "
+            + ", ".join(str(i) for i, _ in sorted(programs))
             + " contradict: one certificate is issued under one program, so it cannot meet "
-            + " and ".join(sorted({code for _, code in programs})) + " at once."
+            + " and ".join(sorted({code for _, code in programs}))
+            + " at once."
         )
     allowed, positions = set(vocabulary.export_classes), []
     for i, (kind, params) in enumerate(rows, 1):
         if kind == Kind.EXPORT_CLASS:
             positions.append(str(i))
-            allowed = allowed & set(params["classes"]) if params["mode"] == "in" else allowed - set(params["classes"])
+            allowed = (
+                allowed & set(params["classes"])
+                if params["mode"] == "in"
+                else allowed - set(params["classes"])
+            )
     if positions and not allowed:
         errors.append(f"Requirements {', '.join(positions)} together exclude every export-control class.")
     for kind, key, label in ((Kind.BACKEND, "backends", "backend"),):
@@ -157,10 +174,15 @@ def _contradictions(rows: list[tuple[str, dict]], vocabulary: Vocabulary) -> lis
         if len(sets) > 1 and not set.intersection(*(s for _, s in sets)):
             errors.append(f"Requirements {', '.join(str(i) for i, _ in sets)} allow no common {label}.")
     for where in ("fab", "assembly"):
-        sets = [(i, set(p["countries"])) for i, (k, p) in enumerate(rows, 1)
-                if k == Kind.ORIGIN_COUNTRY and p["field"] in (where, "both")]
+        sets = [
+            (i, set(p["countries"]))
+            for i, (k, p) in enumerate(rows, 1)
+            if k == Kind.ORIGIN_COUNTRY and p["field"] in (where, "both")
+        ]
         if len(sets) > 1 and not set.intersection(*(s for _, s in sets)):
-            errors.append(f"Requirements {', '.join(str(i) for i, _ in sets)} allow no common {where} country.")
+            errors.append(
+                f"Requirements {', '.join(str(i) for i, _ in sets)} allow no common {where} country."
+            )
     return errors
 
 
@@ -195,11 +217,13 @@ def requirement_describe(*, kind: str, params: dict) -> str:
         unit, op = MODEL_METRICS[params["metric"]]
         return f"{params['model']} {params['metric']} at {params['dtype']} {op} {params['bound']:g} {unit}"
     if kind in QUANTITIES:
-        return f"{QUANTITY_NAMES[kind].capitalize()} {params['op']} {params['value']:g} {QUANTITIES[kind][0]}"
+        name = QUANTITY_NAMES[kind]
+        return f"{name[0].upper()}{name[1:]} {params['op']} {params['value']:g} {QUANTITIES[kind][0]}"
     if kind == Kind.ORIGIN_COUNTRY:
         return f"{params['field'].capitalize()} country in {', '.join(params['countries'])}"
     if kind == Kind.EXPORT_CLASS:
-        return f"Export-control class {'in' if params['mode'] == 'in' else 'not in'} {', '.join(params['classes'])}"
+        mode = "in" if params["mode"] == "in" else "not in"
+        return f"Export-control class {mode} {', '.join(params['classes'])}"
     if kind == Kind.BACKEND:
         return f"Backend in {', '.join(params['backends'])}"
     return kind

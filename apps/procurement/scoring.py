@@ -19,8 +19,11 @@ from apps.procurement.requirements import DTYPES, MODEL_NAME
 if TYPE_CHECKING:
     from apps.procurement.eligibility import Candidate
 
-MODEL_METRICS = {ScoreMetric.MODEL_THROUGHPUT, ScoreMetric.MODEL_THROUGHPUT_PER_WATT,
-                 ScoreMetric.MODEL_THROUGHPUT_PER_PRICE}
+MODEL_METRICS = {
+    ScoreMetric.MODEL_THROUGHPUT,
+    ScoreMetric.MODEL_THROUGHPUT_PER_WATT,
+    ScoreMetric.MODEL_THROUGHPUT_PER_PRICE,
+}
 
 
 def scoring_clean(*, rows: list[dict]) -> list[dict]:
@@ -92,8 +95,9 @@ def metric_value(*, item: dict, candidate: Candidate, currency: str) -> tuple[fl
     return base / (candidate.list_price / 1000), ""
 
 
-def scoring_rank(*, rows: list[dict], candidates: dict[str, Candidate], scoring: list[dict],
-                 currency: str) -> str:
+def scoring_rank(
+    *, rows: list[dict], candidates: dict[str, Candidate], scoring: list[dict], currency: str
+) -> str:
     """Set score, rank and the per-term breakdown on each eligible row; return the formula text."""
     weights = [item for item in scoring if item["weight"] > 0]
     total = sum(item["weight"] for item in weights)
@@ -107,8 +111,16 @@ def scoring_rank(*, rows: list[dict], candidates: dict[str, Candidate], scoring:
         for item, (value, why), top in zip(weights, values, best, strict=True):
             normalised = value / top if value is not None and top else 0.0
             score += item["weight"] * normalised
-            terms.append({"metric": _label(item), "weight": item["weight"], "value": value,
-                          "best": top, "normalised": round(normalised, 6), "missing": why if value is None else ""})
+            terms.append(
+                {
+                    "metric": _label(item),
+                    "weight": item["weight"],
+                    "value": value,
+                    "best": top,
+                    "normalised": round(normalised, 6),
+                    "missing": why if value is None else "",
+                }
+            )
         row["score"] = round(score / total, 6) if total else 0.0
         row["terms"] = terms
     rows.sort(key=lambda row: (-row["score"], row["chip"]["sku"], row["serial"]))

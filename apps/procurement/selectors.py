@@ -35,7 +35,9 @@ def tenders_of(membership: Membership | None) -> QuerySet[Tender]:
 def evaluations_of(membership: Membership | None) -> QuerySet[Evaluation]:
     if membership is None or not membership.is_buyer:
         return Evaluation.objects.none()
-    return Evaluation.objects.filter(tender__organization_id=membership.organization_id).select_related("tender")
+    return Evaluation.objects.filter(tender__organization_id=membership.organization_id).select_related(
+        "tender"
+    )
 
 
 def tender_requirements(*, tender: Tender) -> list[dict]:
@@ -43,7 +45,8 @@ def tender_requirements(*, tender: Tender) -> list[dict]:
 
 
 def requirement_vocabulary(*, rule: Rule | None = None) -> Vocabulary:
-    """Programs (active and retired: a retired program's certificates may still be live), backends, classes."""
+    """Programs (active and retired: a retired program's certificates may still be live), backends and
+    export classes."""
     programs: dict[str, dict[str, int]] = {}
     for program in Program.objects.exclude(status="draft").only("code", "definition"):
         levels = programs.setdefault(program.code, {})
@@ -51,7 +54,9 @@ def requirement_vocabulary(*, rule: Rule | None = None) -> Vocabulary:
             levels[level["code"]] = max(levels.get(level["code"], 0), int(level.get("rank", 0)))
     backends = set(Backend.values) | set(HardwareTarget.objects.values_list("backend", flat=True).distinct())
     rule = rule or rule_current()
-    return Vocabulary(programs=programs, backends=frozenset(backends), export_classes=tuple(rule.class_codes()))
+    return Vocabulary(
+        programs=programs, backends=frozenset(backends), export_classes=tuple(rule.class_codes())
+    )
 
 
 def active_certificates() -> QuerySet[Certificate]:
@@ -60,14 +65,32 @@ def active_certificates() -> QuerySet[Certificate]:
 
 
 CANDIDATE_FIELDS = (
-    "id", "serial", "level", "program_id", "campaign_id", "valid_until", "payload_json", "chip_id", "chip__sku",
-    "chip__name", "chip__vendor__name", "chip__die_area_mm2", "chip__data_center", "chip__fab_country",
-    "chip__assembly_country", "chip__domestic_content_pct", "chip__list_price", "chip__currency",
-    "target__slug", "target__backend",
+    "id",
+    "serial",
+    "level",
+    "program_id",
+    "campaign_id",
+    "valid_until",
+    "payload_json",
+    "chip_id",
+    "chip__sku",
+    "chip__name",
+    "chip__vendor__name",
+    "chip__die_area_mm2",
+    "chip__data_center",
+    "chip__fab_country",
+    "chip__assembly_country",
+    "chip__domestic_content_pct",
+    "chip__list_price",
+    "chip__currency",
+    "target__slug",
+    "target__backend",
 )
 
 
-def certified_candidates(*, certificates: QuerySet[Certificate] | None = None, rule: Rule | None = None) -> list[Candidate]:
+def certified_candidates(
+    *, certificates: QuerySet[Certificate] | None = None, rule: Rule | None = None
+) -> list[Candidate]:
     """Every active certificate as a Candidate, in three queries: certificates, programs, measurements."""
     certificates = active_certificates() if certificates is None else certificates
     rows = list(certificates.order_by("chip__sku", "serial").values(*CANDIDATE_FIELDS))
@@ -81,16 +104,30 @@ def certified_candidates(*, certificates: QuerySet[Certificate] | None = None, r
         program = programs[row["program_id"]]
         peaks = {k: float(v) for k, v in (subject.get("declared_peak_tflops") or {}).items() if v is not None}
         candidate = Candidate(
-            certificate_id=row["id"], serial=row["serial"], program_code=program.code, program_version=program.version,
+            certificate_id=row["id"],
+            serial=row["serial"],
+            program_code=program.code,
+            program_version=program.version,
             level=row["level"],
-            level_ranks={lvl["code"]: int(lvl.get("rank", 0)) for lvl in program.definition.get("levels", [])},
-            valid_until=row["valid_until"].isoformat(), chip_id=row["chip_id"], sku=row["chip__sku"],
-            name=row["chip__name"], vendor=row["chip__vendor__name"], target=row["target__slug"],
-            backend=row["target__backend"], memory_gib=subject.get("memory_gib"), tdp_w=subject.get("tdp_w"),
-            declared_peaks=peaks, scope_dtypes=list(scope.get("dtypes", [])),
+            level_ranks={
+                lvl["code"]: int(lvl.get("rank", 0)) for lvl in program.definition.get("levels", [])
+            },
+            valid_until=row["valid_until"].isoformat(),
+            chip_id=row["chip_id"],
+            sku=row["chip__sku"],
+            name=row["chip__name"],
+            vendor=row["chip__vendor__name"],
+            target=row["target__slug"],
+            backend=row["target__backend"],
+            memory_gib=subject.get("memory_gib"),
+            tdp_w=subject.get("tdp_w"),
+            declared_peaks=peaks,
+            scope_dtypes=list(scope.get("dtypes", [])),
             scope_models={m["name"]: list(m.get("dtypes", [])) for m in scope.get("models", [])},
-            die_area_mm2=row["chip__die_area_mm2"], data_center=row["chip__data_center"],
-            fab_country=row["chip__fab_country"], assembly_country=row["chip__assembly_country"],
+            die_area_mm2=row["chip__die_area_mm2"],
+            data_center=row["chip__data_center"],
+            fab_country=row["chip__fab_country"],
+            assembly_country=row["chip__assembly_country"],
             domestic_content_pct=row["chip__domestic_content_pct"],
             list_price=float(row["chip__list_price"]) if row["chip__list_price"] is not None else None,
             currency=row["chip__currency"],
@@ -110,15 +147,31 @@ def _attach_measurements(candidates: dict[int, Candidate], certificates: QuerySe
     # A subquery rather than a list of ids: one statement, no parameter limit, whatever the count.
     measurements = Measurement.objects.filter(
         document__job__campaign_id__in=certificates.values("campaign_id"),
-        kind__in=["gemm", *MODEL_KINDS], value__isnull=False,
-    ).values("id", "kind", "dtype", "unit", "value", "efficiency", "params", "document__sha256",
-             "document__job__campaign_id", "document__job__model__name")
+        kind__in=["gemm", *MODEL_KINDS],
+        value__isnull=False,
+    ).values(
+        "id",
+        "kind",
+        "dtype",
+        "unit",
+        "value",
+        "efficiency",
+        "params",
+        "document__sha256",
+        "document__job__campaign_id",
+        "document__job__model__name",
+    )
     for m in measurements.order_by():
         candidate = candidates.get(m["document__job__campaign_id"])
         if candidate is None:
             continue
-        figure = {"value": m["value"], "unit": m["unit"], "measurement": m["id"], "document": m["document__sha256"],
-                  "efficiency": m["efficiency"]}
+        figure = {
+            "value": m["value"],
+            "unit": m["unit"],
+            "measurement": m["id"],
+            "document": m["document__sha256"],
+            "efficiency": m["efficiency"],
+        }
         if m["kind"] == "gemm":
             best = candidate.gemm.get(m["dtype"])
             if best is None or m["value"] > best["value"]:
@@ -128,7 +181,9 @@ def _attach_measurements(candidates: dict[int, Candidate], certificates: QuerySe
         model = m["document__job__model__name"] or (m["params"] or {}).get("model") or ""
         key = (model, m["dtype"], metric)
         best = candidate.model_figures.get(key)
-        better = best is None or (m["value"] > best["value"] if metric == "throughput" else m["value"] < best["value"])
+        better = best is None or (
+            m["value"] > best["value"] if metric == "throughput" else m["value"] < best["value"]
+        )
         if better:
             candidate.model_figures[key] = figure
 
@@ -184,10 +239,20 @@ def chip_classifications(*, chips: Iterable[Chip], rule: Rule | None = None) -> 
                 if figure["efficiency"] is None:
                     continue
                 if dtype not in ratios or figure["efficiency"] > ratios[dtype]["ratio"]:
-                    ratios[dtype] = {"ratio": figure["efficiency"], "measured_tflops": figure["value"],
-                                     "certificate": candidate.serial, "measurement": figure["measurement"]}
-        entries.append({
-            "chip": chip, "certified": bool(certified), "serials": [c.serial for c in certified],
-            "declared_peaks": peaks, "classification": klass, "measured_to_declared": dict(sorted(ratios.items())),
-        })
+                    ratios[dtype] = {
+                        "ratio": figure["efficiency"],
+                        "measured_tflops": figure["value"],
+                        "certificate": candidate.serial,
+                        "measurement": figure["measurement"],
+                    }
+        entries.append(
+            {
+                "chip": chip,
+                "certified": bool(certified),
+                "serials": [c.serial for c in certified],
+                "declared_peaks": peaks,
+                "classification": klass,
+                "measured_to_declared": dict(sorted(ratios.items())),
+            }
+        )
     return entries

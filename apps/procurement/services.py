@@ -28,7 +28,9 @@ def _clean(*, requirements: list[dict], scoring: list[dict]) -> tuple[list[dict]
     errors: dict[str, list[str]] = {}
     cleaned_requirements, cleaned_scoring = [], []
     try:
-        cleaned_requirements = requirements_clean(rows=requirements, vocabulary=selectors.requirement_vocabulary())
+        cleaned_requirements = requirements_clean(
+            rows=requirements, vocabulary=selectors.requirement_vocabulary()
+        )
     except ValidationError as error:
         errors.update(error.message_dict)
     try:
@@ -43,14 +45,26 @@ def _clean(*, requirements: list[dict], scoring: list[dict]) -> tuple[list[dict]
 def _save_requirements(tender: Tender, requirements: list[dict]) -> None:
     tender.requirements.all().delete()
     Requirement.objects.bulk_create(
-        [Requirement(tender=tender, position=i, kind=r["kind"], params=r["params"]) for i, r in enumerate(requirements, 1)]
+        [
+            Requirement(tender=tender, position=i, kind=r["kind"], params=r["params"])
+            for i, r in enumerate(requirements, 1)
+        ]
     )
 
 
 @transaction.atomic
-def tender_create(*, organization: Organization, title: str, reference: str, deadline: datetime,
-                  requirements: list[dict], scoring: list[dict], description: str = "", currency: str = "USD",
-                  created_by=None) -> Tender:
+def tender_create(
+    *,
+    organization: Organization,
+    title: str,
+    reference: str,
+    deadline: datetime,
+    requirements: list[dict],
+    scoring: list[dict],
+    description: str = "",
+    currency: str = "USD",
+    created_by=None,
+) -> Tender:
     """A buyer organization's tender. Requirements must be consistent and the deadline ahead."""
     if organization.kind != OrganizationKind.BUYER:
         raise ValidationError("Only a buyer organization issues tenders.")
@@ -59,13 +73,25 @@ def tender_create(*, organization: Organization, title: str, reference: str, dea
     if Tender.objects.filter(organization=organization, reference=reference).exists():
         raise ValidationError({"reference": [f"Your organization already has a tender {reference}."]})
     requirements, scoring = _clean(requirements=requirements, scoring=scoring)
-    tender = Tender(organization=organization, title=title, reference=reference, deadline=deadline,
-                    description=description, currency=currency, scoring=scoring, created_by=created_by)
+    tender = Tender(
+        organization=organization,
+        title=title,
+        reference=reference,
+        deadline=deadline,
+        description=description,
+        currency=currency,
+        scoring=scoring,
+        created_by=created_by,
+    )
     tender.full_clean()
     tender.save()
     _save_requirements(tender, requirements)
-    audit_record(action="procurement.tender_created", obj=tender, actor=created_by,
-                 payload={"reference": reference, "requirements": requirements, "scoring": scoring})
+    audit_record(
+        action="procurement.tender_created",
+        obj=tender,
+        actor=created_by,
+        payload={"reference": reference, "requirements": requirements, "scoring": scoring},
+    )
     return tender
 
 
@@ -76,14 +102,19 @@ def tender_update(*, tender: Tender, actor=None, **changes) -> Tender:
     scoring = changes.pop("scoring", None)
     if requirements is not None or scoring is not None:
         requirements, scoring = _clean(
-            requirements=requirements if requirements is not None else selectors.tender_requirements(tender=tender),
+            requirements=requirements
+            if requirements is not None
+            else selectors.tender_requirements(tender=tender),
             scoring=scoring if scoring is not None else tender.scoring,
         )
         tender.scoring = scoring
     reference = changes.get("reference")
-    if reference and Tender.objects.filter(organization=tender.organization, reference=reference).exclude(
-        pk=tender.pk
-    ).exists():
+    if (
+        reference
+        and Tender.objects.filter(organization=tender.organization, reference=reference)
+        .exclude(pk=tender.pk)
+        .exists()
+    ):
         raise ValidationError({"reference": [f"Your organization already has a tender {reference}."]})
     for name, value in changes.items():
         if name not in {"title", "reference", "deadline", "description", "currency"}:
@@ -93,20 +124,28 @@ def tender_update(*, tender: Tender, actor=None, **changes) -> Tender:
     tender.save()
     if requirements is not None:
         _save_requirements(tender, requirements)
-    audit_record(action="procurement.tender_updated", obj=tender, actor=actor,
-                 payload={"fields": sorted(changes), "requirements": requirements, "scoring": scoring})
+    audit_record(
+        action="procurement.tender_updated",
+        obj=tender,
+        actor=actor,
+        payload={"fields": sorted(changes), "requirements": requirements, "scoring": scoring},
+    )
     return tender
 
 
 @transaction.atomic
 def tender_delete(*, tender: Tender, actor=None) -> None:
     """A tender with saved evaluations is kept (they are the audit trail of a decision): ProtectedError."""
-    audit_record(action="procurement.tender_deleted", obj=tender, actor=actor, payload={"reference": tender.reference})
+    audit_record(
+        action="procurement.tender_deleted", obj=tender, actor=actor, payload={"reference": tender.reference}
+    )
     tender.delete()
 
 
 def snapshot_sha256(snapshot: dict) -> str:
-    text = json.dumps(snapshot, sort_keys=True, separators=(",", ":"), cls=DjangoJSONEncoder, ensure_ascii=False)
+    text = json.dumps(
+        snapshot, sort_keys=True, separators=(",", ":"), cls=DjangoJSONEncoder, ensure_ascii=False
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -120,28 +159,45 @@ def evaluation_create(*, tender: Tender, actor=None) -> Evaluation:
     rule = rule_current()
     candidates = selectors.certified_candidates(rule=rule)
     result = evaluation_build(
-        requirements=selectors.tender_requirements(tender=tender), scoring=tender.scoring,
-        currency=tender.currency, candidates=candidates,
+        requirements=selectors.tender_requirements(tender=tender),
+        scoring=tender.scoring,
+        currency=tender.currency,
+        candidates=candidates,
     )
     now = timezone.now()
     snapshot = {
         "format": SNAPSHOT_FORMAT,
-        "tender": {"id": tender.pk, "reference": tender.reference, "title": tender.title,
-                   "deadline": tender.deadline.isoformat(), "organization": tender.organization.name},
+        "tender": {
+            "id": tender.pk,
+            "reference": tender.reference,
+            "title": tender.title,
+            "deadline": tender.deadline.isoformat(),
+            "organization": tender.organization.name,
+        },
         "evaluated_at": now.isoformat(),
         "rule": {"id": rule.id, "date": rule.date, "notice": rule.notice},
         **result,
     }
     snapshot = json.loads(json.dumps(snapshot, cls=DjangoJSONEncoder))  # exactly what the JSON column holds
     evaluation = Evaluation.objects.create(
-        tender=tender, created_by=actor if actor is not None and actor.is_authenticated else None,
-        rule_id=rule.id, candidate_count=result["candidate_count"], eligible_count=result["eligible_count"],
-        snapshot=snapshot, snapshot_sha256=snapshot_sha256(snapshot),
+        tender=tender,
+        created_by=actor if actor is not None and actor.is_authenticated else None,
+        rule_id=rule.id,
+        candidate_count=result["candidate_count"],
+        eligible_count=result["eligible_count"],
+        snapshot=snapshot,
+        snapshot_sha256=snapshot_sha256(snapshot),
     )
     audit_record(
-        action="procurement.evaluation_saved", obj=evaluation, actor=actor,
-        payload={"tender": tender.reference, "snapshot_sha256": evaluation.snapshot_sha256,
-                 "candidates": evaluation.candidate_count, "eligible": evaluation.eligible_count,
-                 "ranked": [row["serial"] for row in result["rows"] if row["eligible"]][:50]},
+        action="procurement.evaluation_saved",
+        obj=evaluation,
+        actor=actor,
+        payload={
+            "tender": tender.reference,
+            "snapshot_sha256": evaluation.snapshot_sha256,
+            "candidates": evaluation.candidate_count,
+            "eligible": evaluation.eligible_count,
+            "ranked": [row["serial"] for row in result["rows"] if row["eligible"]][:50],
+        },
     )
     return evaluation

@@ -20,7 +20,10 @@ from apps.procurement.filters import TenderFilter
 from apps.procurement.forms import RequirementRows, ScoringRows, TenderForm
 from apps.procurement.models import RequirementKind, ScoreMetric
 
-CHARTS = {"measured-vs-declared": reports.chart_measured_vs_declared, "perf-per-watt": reports.chart_perf_per_watt}
+CHARTS = {
+    "measured-vs-declared": reports.chart_measured_vs_declared,
+    "perf-per-watt": reports.chart_perf_per_watt,
+}
 
 
 def _buyer(request):
@@ -41,13 +44,18 @@ def _member(request):
 def tender_list(request):
     membership = _buyer(request)
     tenders = TenderFilter(request.GET, queryset=selectors.tenders_of(membership)).qs
-    return render(request, "procurement/tender_list.html", {"tenders": tenders, "q": request.GET.get("q", "")})
+    return render(
+        request, "procurement/tender_list.html", {"tenders": tenders, "q": request.GET.get("q", "")}
+    )
 
 
 def _formsets(request):
     if request.method == "POST":
-        return (TenderForm(request.POST), RequirementRows(request.POST, prefix="req"),
-                ScoringRows(request.POST, prefix="score"))
+        return (
+            TenderForm(request.POST),
+            RequirementRows(request.POST, prefix="req"),
+            ScoringRows(request.POST, prefix="score"),
+        )
     return TenderForm(), RequirementRows(prefix="req"), ScoringRows(prefix="score")
 
 
@@ -60,23 +68,44 @@ def tender_create(request):
         requirements = [r for r in (row.requirement() for row in rows) if r]
         scoring = [s for s in (row.item() for row in weights) if s]
         if "more_rows" in request.POST:  # no JavaScript: the same form again, with more empty rows
-            rows = RequirementRows(prefix="req", initial=[row.cleaned_data for row in rows if row.cleaned_data.get("kind")])
-            weights = ScoringRows(prefix="score", initial=[w.cleaned_data for w in weights if w.cleaned_data.get("metric")])
+            rows = RequirementRows(
+                prefix="req", initial=[row.cleaned_data for row in rows if row.cleaned_data.get("kind")]
+            )
+            weights = ScoringRows(
+                prefix="score", initial=[w.cleaned_data for w in weights if w.cleaned_data.get("metric")]
+            )
         else:
             try:
-                tender = services.tender_create(organization=membership.organization, created_by=request.user,
-                                                requirements=requirements, scoring=scoring, **form.cleaned_data)
+                tender = services.tender_create(
+                    organization=membership.organization,
+                    created_by=request.user,
+                    requirements=requirements,
+                    scoring=scoring,
+                    **form.cleaned_data,
+                )
             except ValidationError as error:
-                errors = [f"{field}: {m}" if field != "__all__" else m
-                          for field, msgs in error.message_dict.items() for m in msgs]
+                errors = [
+                    f"{field}: {m}" if field != "__all__" else m
+                    for field, msgs in error.message_dict.items()
+                    for m in msgs
+                ]
             else:
                 messages.success(request, f"Tender {tender.reference} created.")
                 return redirect("procurement:tender-detail", pk=tender.pk)
     vocabulary = selectors.requirement_vocabulary()
-    return render(request, "procurement/tender_form.html", {
-        "form": form, "rows": rows, "weights": weights, "errors": errors, "vocabulary": vocabulary,
-        "kinds": RequirementKind.choices, "metrics": ScoreMetric.choices,
-    })
+    return render(
+        request,
+        "procurement/tender_form.html",
+        {
+            "form": form,
+            "rows": rows,
+            "weights": weights,
+            "errors": errors,
+            "vocabulary": vocabulary,
+            "kinds": RequirementKind.choices,
+            "metrics": ScoreMetric.choices,
+        },
+    )
 
 
 @login_required
@@ -85,9 +114,15 @@ def tender_detail(request, pk: int):
     evaluations = selectors.evaluations_of(membership_of(request.user)).filter(tender=tender)
     from apps.procurement.api.serializers import TenderSerializer  # the same requirement texts as the API
 
-    return render(request, "procurement/tender_detail.html", {
-        "tender": tender, "requirements": TenderSerializer(tender).data["requirements"], "evaluations": evaluations,
-    })
+    return render(
+        request,
+        "procurement/tender_detail.html",
+        {
+            "tender": tender,
+            "requirements": TenderSerializer(tender).data["requirements"],
+            "evaluations": evaluations,
+        },
+    )
 
 
 @login_required
@@ -118,7 +153,9 @@ def _evaluation(request, pk: int):
 @login_required
 def evaluation_detail(request, pk: int):
     evaluation = _evaluation(request, pk)
-    return render(request, "procurement/evaluation_detail.html", {"evaluation": evaluation, "s": evaluation.snapshot})
+    return render(
+        request, "procurement/evaluation_detail.html", {"evaluation": evaluation, "s": evaluation.snapshot}
+    )
 
 
 @login_required
@@ -126,8 +163,11 @@ def evaluation_report(request, pk: int):
     """Printable: the same matrix, the ranking and the charts, on paper-friendly CSS."""
     evaluation = _evaluation(request, pk)
     charts = [chart(snapshot=evaluation.snapshot) for chart in CHARTS.values()]
-    return render(request, "procurement/evaluation_report.html",
-                  {"evaluation": evaluation, "s": evaluation.snapshot, "charts": charts})
+    return render(
+        request,
+        "procurement/evaluation_report.html",
+        {"evaluation": evaluation, "s": evaluation.snapshot, "charts": charts},
+    )
 
 
 @login_required

@@ -42,9 +42,13 @@ def tender(cast, program, deadline):
     def make(requirements, scoring=None, **fields):
         fields.setdefault("reference", f"T-{next(counter)}")
         return tender_create(
-            organization=cast.buyer_org, title="Inference accelerators", deadline=deadline,
-            requirements=requirements, scoring=scoring or [{"metric": "tflops_per_watt", "weight": 1}],
-            created_by=cast.buyer, **fields,
+            organization=cast.buyer_org,
+            title="Inference accelerators",
+            deadline=deadline,
+            requirements=requirements,
+            scoring=scoring or [{"metric": "tflops_per_watt", "weight": 1}],
+            created_by=cast.buyer,
+            **fields,
         )
 
     return make

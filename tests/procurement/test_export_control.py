@@ -13,8 +13,12 @@ RULE = rule_load(path=RULES_DIR / "eccn-3a090-2023-10.json")
 
 
 def test_a100_is_3a090a_with_tpp_4992_and_pd_6_04():
-    result = classify(peaks={"fp32": 19.5, "bf16": 312, "fp16": 312, "int8": 624}, die_area_mm2=826,
-                      data_center=True, rule=RULE)
+    result = classify(
+        peaks={"fp32": 19.5, "bf16": 312, "fp16": 312, "int8": 624},
+        die_area_mm2=826,
+        data_center=True,
+        rule=RULE,
+    )
     assert result.tpp == pytest.approx(4992)
     assert result.pd == pytest.approx(6.04, abs=0.005)
     assert result.code == "3A090.a"
@@ -35,7 +39,9 @@ def test_h20_is_neither_a_nor_b():
 
 
 def test_tpp_is_the_maximum_over_precisions_of_peak_times_bit_length():
-    result = classify(peaks={"fp32": 100, "bf16": 150, "int8": 250}, die_area_mm2=800, data_center=True, rule=RULE)
+    result = classify(
+        peaks={"fp32": 100, "bf16": 150, "int8": 250}, die_area_mm2=800, data_center=True, rule=RULE
+    )
     assert result.tpp == pytest.approx(3200) and result.tpp_precision == "fp32"
 
 

@@ -37,13 +37,28 @@ class TenderSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Tender
-        fields = ["id", "reference", "title", "description", "organization", "deadline", "currency",
-                  "requirements", "scoring", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "reference",
+            "title",
+            "description",
+            "organization",
+            "deadline",
+            "currency",
+            "requirements",
+            "scoring",
+            "created_at",
+            "updated_at",
+        ]
 
     def get_requirements(self, tender: Tender) -> list[dict]:
         return [
-            {"position": r.position, "kind": r.kind, "params": r.params,
-             "text": requirement_describe(kind=r.kind, params=r.params)}
+            {
+                "position": r.position,
+                "kind": r.kind,
+                "params": r.params,
+                "text": requirement_describe(kind=r.kind, params=r.params),
+            }
             for r in tender.requirements.all()
         ]
 
@@ -53,7 +68,15 @@ class EvaluationListSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Evaluation
-        fields = ["id", "tender", "created_at", "rule_id", "candidate_count", "eligible_count", "snapshot_sha256"]
+        fields = [
+            "id",
+            "tender",
+            "created_at",
+            "rule_id",
+            "candidate_count",
+            "eligible_count",
+            "snapshot_sha256",
+        ]
 
 
 class EvaluationSerializer(EvaluationListSerializer):
@@ -79,7 +102,9 @@ class ClassificationSerializer(serializers.Serializer):
 
     def get_figures_basis(self, entry) -> str:
         if entry["certified"]:
-            return "declared peaks as signed in the active certificate; measured ratios from its certified runs"
+            return (
+                "declared peaks as signed in the active certificate; measured ratios from its certified runs"
+            )
         return "vendor's declared claims (datasheet), not certified"
 
     def get_classification(self, entry) -> dict:
@@ -108,5 +133,11 @@ class RegistryEntrySerializer(serializers.Serializer):
     export_class = serializers.CharField(source="classification.code")
 
     def get_best_gemm(self, candidate) -> dict:
-        return {dtype: {"tflops": g["value"], "measured_to_declared": g["efficiency"], "measurement": g["measurement"]}
-                for dtype, g in sorted(candidate.gemm.items())}
+        return {
+            dtype: {
+                "tflops": g["value"],
+                "measured_to_declared": g["efficiency"],
+                "measurement": g["measurement"],
+            }
+            for dtype, g in sorted(candidate.gemm.items())
+        }

@@ -38,9 +38,12 @@ class IsBuyer(BasePermission):
 
 
 def csv_response(evaluation) -> HttpResponse:
-    response = HttpResponse(evaluation_csv(snapshot=evaluation.snapshot), content_type="text/csv; charset=utf-8")
+    response = HttpResponse(
+        evaluation_csv(snapshot=evaluation.snapshot), content_type="text/csv; charset=utf-8"
+    )
     response["Content-Disposition"] = (
-        f'attachment; filename="evaluation-{evaluation.pk}-{evaluation.tender.reference.replace("/", "-")}.csv"'
+        f'attachment; filename="evaluation-{evaluation.pk}-'
+        f'{evaluation.tender.reference.replace("/", "-")}.csv"'
     )
     return response
 
@@ -63,9 +66,13 @@ class TenderViewSet(viewsets.ModelViewSet):
         data = TenderInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         tender = services.tender_create(
-            organization=membership_of(request.user).organization, created_by=request.user, **data.validated_data
+            organization=membership_of(request.user).organization,
+            created_by=request.user,
+            **data.validated_data,
         )
-        return Response(TenderSerializer(self.get_queryset().get(pk=tender.pk)).data, status=status.HTTP_201_CREATED)
+        return Response(
+            TenderSerializer(self.get_queryset().get(pk=tender.pk)).data, status=status.HTTP_201_CREATED
+        )
 
     @extend_schema(request=TenderInputSerializer, responses=TenderSerializer)
     def update(self, request, *args, **kwargs):
@@ -130,8 +137,12 @@ class CertifiedRegistryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
 
     def _entries(self, certificates):
         ids = [c.pk for c in certificates]
-        entries = {c.certificate_id: c for c in selectors.certified_candidates(
-            certificates=selectors.active_certificates().filter(pk__in=ids))}
+        entries = {
+            c.certificate_id: c
+            for c in selectors.certified_candidates(
+                certificates=selectors.active_certificates().filter(pk__in=ids)
+            )
+        }
         return [entries[pk] for pk in ids if pk in entries]
 
     def list(self, request, *args, **kwargs):
@@ -156,7 +167,9 @@ class ExportControlViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
 
     def list(self, request, *args, **kwargs):
         page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response(self.get_serializer(selectors.chip_classifications(chips=page), many=True).data)
+        return self.get_paginated_response(
+            self.get_serializer(selectors.chip_classifications(chips=page), many=True).data
+        )
 
     def retrieve(self, request, *args, **kwargs):
         entry = selectors.chip_classifications(chips=[self.get_object()])[0]

@@ -7,70 +7,166 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0001_initial'),
+        ("accounts", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Tender',
+            name="Tender",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('title', models.CharField(max_length=200)),
-                ('reference', models.CharField(max_length=64, validators=[django.core.validators.RegexValidator('^[A-Za-z0-9][A-Za-z0-9._/\\-]*$', 'Letters, digits, . _ / -')])),
-                ('description', models.TextField(blank=True)),
-                ('deadline', models.DateTimeField()),
-                ('currency', models.CharField(default='USD', help_text='Prices in other currencies are not compared', max_length=3, validators=[django.core.validators.RegexValidator('^[A-Z]{3}$', 'An ISO 4217 code such as USD.')])),
-                ('scoring', models.JSONField(default=list, help_text='[{metric, weight, model?, dtype?}, ...]')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('created_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('organization', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='tenders', to='accounts.organization')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("title", models.CharField(max_length=200)),
+                (
+                    "reference",
+                    models.CharField(
+                        max_length=64,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[A-Za-z0-9][A-Za-z0-9._/\\-]*$", "Letters, digits, . _ / -"
+                            )
+                        ],
+                    ),
+                ),
+                ("description", models.TextField(blank=True)),
+                ("deadline", models.DateTimeField()),
+                (
+                    "currency",
+                    models.CharField(
+                        default="USD",
+                        help_text="Prices in other currencies are not compared",
+                        max_length=3,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[A-Z]{3}$", "An ISO 4217 code such as USD."
+                            )
+                        ],
+                    ),
+                ),
+                (
+                    "scoring",
+                    models.JSONField(default=list, help_text="[{metric, weight, model?, dtype?}, ...]"),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="tenders",
+                        to="accounts.organization",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='Requirement',
+            name="Requirement",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveSmallIntegerField()),
-                ('kind', models.CharField(choices=[('certificate_level', 'Active certificate under a program at a level or above'), ('conformance_dtype', 'Conformance passed for a dtype'), ('model_performance', 'Model meets a throughput or latency bound'), ('memory_gib', 'Memory (GiB)'), ('tdp_w', 'TDP (W)'), ('domestic_content_pct', 'Domestic content (%)'), ('origin_country', 'Fab or assembly country in a set'), ('export_class', 'Export-control class in or not in a set'), ('backend', 'Backend in a set')], max_length=32)),
-                ('params', models.JSONField(default=dict)),
-                ('tender', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='requirements', to='procurement.tender')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("position", models.PositiveSmallIntegerField()),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("certificate_level", "Active certificate under a program at a level or above"),
+                            ("conformance_dtype", "Conformance passed for a dtype"),
+                            ("model_performance", "Model meets a throughput or latency bound"),
+                            ("memory_gib", "Memory (GiB)"),
+                            ("tdp_w", "TDP (W)"),
+                            ("domestic_content_pct", "Domestic content (%)"),
+                            ("origin_country", "Fab or assembly country in a set"),
+                            ("export_class", "Export-control class in or not in a set"),
+                            ("backend", "Backend in a set"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                ("params", models.JSONField(default=dict)),
+                (
+                    "tender",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="requirements",
+                        to="procurement.tender",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['tender_id', 'position'],
+                "ordering": ["tender_id", "position"],
             },
         ),
         migrations.CreateModel(
-            name='Evaluation',
+            name="Evaluation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('rule_id', models.CharField(help_text='Export-control rule version used', max_length=64)),
-                ('candidate_count', models.PositiveIntegerField()),
-                ('eligible_count', models.PositiveIntegerField()),
-                ('snapshot', models.JSONField()),
-                ('snapshot_sha256', models.CharField(max_length=64)),
-                ('created_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('tender', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='evaluations', to='procurement.tender')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("rule_id", models.CharField(help_text="Export-control rule version used", max_length=64)),
+                ("candidate_count", models.PositiveIntegerField()),
+                ("eligible_count", models.PositiveIntegerField()),
+                ("snapshot", models.JSONField()),
+                ("snapshot_sha256", models.CharField(max_length=64)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "tender",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="evaluations",
+                        to="procurement.tender",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AddConstraint(
-            model_name='tender',
-            constraint=models.UniqueConstraint(fields=('organization', 'reference'), name='tender_reference_unique_per_org'),
+            model_name="tender",
+            constraint=models.UniqueConstraint(
+                fields=("organization", "reference"), name="tender_reference_unique_per_org"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='requirement',
-            constraint=models.UniqueConstraint(fields=('tender', 'position'), name='requirement_position_unique'),
+            model_name="requirement",
+            constraint=models.UniqueConstraint(
+                fields=("tender", "position"), name="requirement_position_unique"
+            ),
         ),
     ]
