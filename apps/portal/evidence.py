@@ -183,10 +183,14 @@ def _accuracy(measurements: list[Measurement], anomalies: list[Anomaly]) -> list
 
 def _document_checks(campaign: Campaign, jobs: list[Job], anomalies: list[Anomaly]) -> list[DocumentCheck]:
     target = campaign.target
+    # The documents with the runner that signed each (the jobs' prefetch brings the documents alone).
+    documents = {
+        d.job_id: d for d in ResultDocument.objects.filter(job__campaign=campaign).select_related("runner")
+    }
     registered = {"backend": target.backend, "device_count": target.device_count, "torch_version": target.torch_version}
     checks = []
     for job in jobs:
-        document = getattr(job, "document", None)
+        document = documents.get(job.pk)
         if document is None:
             continue
         mismatches = [

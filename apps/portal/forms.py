@@ -30,7 +30,8 @@ def form_error_from(form: forms.Form, error: Exception) -> None:
     """Put a service's refusal (ValidationError with or without fields, PermissionDenied) on the form."""
     if isinstance(error, ValidationError) and hasattr(error, "error_dict"):
         for field_name, messages in error.message_dict.items():
-            form.add_error(field_name if field_name in form.fields else None, messages)
+            visible = field_name in form.fields and not form.fields[field_name].widget.is_hidden
+            form.add_error(field_name if visible else None, messages)
     elif isinstance(error, ValidationError):
         form.add_error(None, error.messages)
     else:

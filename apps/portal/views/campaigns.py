@@ -78,7 +78,18 @@ def _campaign_page(request: HttpRequest, campaign: Campaign, *, forms: dict | No
     failed_blockers = [c for c in criteria if c.is_failed_blocker]
     forms = forms or {}
     certificate = Certificate.objects.filter(campaign=campaign).only("serial", "status").first()
+    waive_forms = {
+        c.criterion_id: forms.get(f"waive-{c.criterion_id}")
+        or WaiveForm(prefix=f"waive-{c.criterion_id}", initial={"criterion": c.criterion_id})
+        for c in criteria if c.outcome == "fail" and not c.blocker and not c.waived
+    }
+    # Forms the panel shows with their fields; any other bound form (a refused action the page no
+    # longer offers) still shows its errors at the top of the panel.
+    in_place = set()
+    if refusal is None:
+        in_place = {"reject", *(f"waive-{c}" for c in waive_forms)} | ({"approve"} if not failed_blockers else set())
     context = {
+        "error_forms": [form for key, form in forms.items() if key not in in_place],
         "campaign": campaign,
         "chip": campaign.target.chip,
         "jobs": list(campaign.jobs.all()),
@@ -93,11 +104,7 @@ def _campaign_page(request: HttpRequest, campaign: Campaign, *, forms: dict | No
         "failed_blockers": failed_blockers,
         "approve_form": forms.get("approve") or ReasonForm(prefix="approve"),
         "reject_form": forms.get("reject") or ReasonForm(prefix="reject"),
-        "waive_forms": {
-            c.criterion_id: forms.get(f"waive-{c.criterion_id}")
-            or WaiveForm(prefix=f"waive-{c.criterion_id}", initial={"criterion": c.criterion_id})
-            for c in criteria if c.outcome == "fail" and not c.blocker and not c.waived
-        },
+        "waive_forms": waive_forms,
     }
     return render(request, "portal/campaign_detail.html", context, status=status)
 

@@ -53,7 +53,7 @@ def _vendor(request, membership) -> HttpResponse:
     campaigns = campaigns_visible_to(membership)
     certificates = list(
         Certificate.objects.filter(vendor_id=membership.organization_id)
-        .select_related("program", "chip", "target").order_by("-issued_at")[:RECENT]
+        .select_related("program", "vendor", "chip", "target").order_by("-issued_at")[:RECENT]
     )
     return render(request, "portal/home_vendor.html", {
         "campaigns": list(campaigns.order_by("-created_at")[:RECENT]),
