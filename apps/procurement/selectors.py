@@ -149,42 +149,38 @@ def _attach_measurements(candidates: dict[int, Candidate], certificates: QuerySe
         document__job__campaign_id__in=certificates.values("campaign_id"),
         kind__in=["gemm", *MODEL_KINDS],
         value__isnull=False,
-    ).values(
+    ).values_list(
         "id",
         "kind",
         "dtype",
         "unit",
         "value",
         "efficiency",
-        "params",
         "document__sha256",
         "document__job__campaign_id",
-        "document__job__model__name",
+        "document__job__model__name",  # a model job always names its artifact
     )
-    for m in measurements.order_by():
-        candidate = candidates.get(m["document__job__campaign_id"])
+    # Tuples, not dicts: this loop sees every GEMM and model figure of every certified campaign.
+    for pk, kind, dtype, unit, value, efficiency, sha256, campaign_id, model in measurements.order_by():
+        candidate = candidates.get(campaign_id)
         if candidate is None:
             continue
         figure = {
-            "value": m["value"],
-            "unit": m["unit"],
-            "measurement": m["id"],
-            "document": m["document__sha256"],
-            "efficiency": m["efficiency"],
+            "value": value,
+            "unit": unit,
+            "measurement": pk,
+            "document": sha256,
+            "efficiency": efficiency,
         }
-        if m["kind"] == "gemm":
-            best = candidate.gemm.get(m["dtype"])
-            if best is None or m["value"] > best["value"]:
-                candidate.gemm[m["dtype"]] = figure
+        if kind == "gemm":
+            best = candidate.gemm.get(dtype)
+            if best is None or value > best["value"]:
+                candidate.gemm[dtype] = figure
             continue
-        metric = MODEL_KINDS[m["kind"]]
-        model = m["document__job__model__name"] or (m["params"] or {}).get("model") or ""
-        key = (model, m["dtype"], metric)
+        metric = MODEL_KINDS[kind]
+        key = (model or "", dtype, metric)
         best = candidate.model_figures.get(key)
-        better = best is None or (
-            m["value"] > best["value"] if metric == "throughput" else m["value"] < best["value"]
-        )
-        if better:
+        if best is None or (value > best["value"] if metric == "throughput" else value < best["value"]):
             candidate.model_figures[key] = figure
 
 

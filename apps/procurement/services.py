@@ -178,7 +178,6 @@ def evaluation_create(*, tender: Tender, actor=None) -> Evaluation:
         "rule": {"id": rule.id, "date": rule.date, "notice": rule.notice},
         **result,
     }
-    snapshot = json.loads(json.dumps(snapshot, cls=DjangoJSONEncoder))  # exactly what the JSON column holds
     evaluation = Evaluation.objects.create(
         tender=tender,
         created_by=actor if actor is not None and actor.is_authenticated else None,
