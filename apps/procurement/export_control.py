@@ -139,6 +139,19 @@ def tpp_of(*, peaks: dict[str, float], rule: Rule) -> tuple[float | None, str | 
     return best
 
 
+def _ties(peaks: dict[str, float], rule: Rule, tpp: float, precision: str) -> str:
+    """Other precisions that reach the same TPP (A100: tf32, bf16, fp16 and int8 all give 4992)."""
+    same = [
+        d
+        for d, p in peaks.items()
+        if d != precision
+        and d in rule.bit_length
+        and p is not None
+        and abs(p * rule.bit_length[d] - tpp) <= 1e-9 * tpp
+    ]
+    return f"; {', '.join(same)} give the same" if same else ""
+
+
 def classify(
     *, peaks: dict[str, float], die_area_mm2: float | None, data_center: bool, rule: Rule
 ) -> Classification:
@@ -152,7 +165,7 @@ def classify(
         peak, bits = peaks[precision], rule.bit_length[precision]
         lines.append(
             f"TPP = 2 x ({peak:g} / 2) x {bits} = {tpp:,.1f} "
-            f"({precision}, the maximum over the declared precisions)."
+            f"({precision}, the maximum over the declared precisions{_ties(peaks, rule, tpp, precision)})."
         )
     if pd is not None:
         lines.append(f"PD = {tpp:,.1f} / {die_area_mm2:g} mm2 = {pd:.2f}.")

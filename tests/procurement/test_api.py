@@ -145,3 +145,30 @@ def test_export_control_lists_certified_and_reference_chips_never_other_uncertif
     assert certified_entry["measured_to_declared"]["bfloat16"]["ratio"] == pytest.approx(0.707)
     secret = ChipFactory._meta.model.objects.get(sku="SECRET-PROTO")
     assert client.get(f"/api/v1/export-control/{secret.pk}/").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        ({"deadline": "2001-01-01T00:00:00Z"}, "deadline", "in the future"),
+        ({"requirements": [{"kind": "backend", "params": {"backends": ["warp"]}}]}, "requirements", "warp"),
+        ({"scoring": [{"metric": "memory_gib", "weight": 0}]}, "scoring", "All weights are zero"),
+    ],
+)
+def test_bad_tenders_are_refused_field_by_field(cast, client_for, program, change, field, message):
+    response = client_for(cast.buyer).post("/api/v1/tenders/", {**BODY, **change}, format="json")
+    assert response.status_code == 400
+    assert message in " ".join(response.json()["error"]["fields"][field])
+
+
+def test_a_reference_is_unique_within_the_organization_and_evaluated_tenders_are_kept(
+    cast, client_for, certified
+):
+    client = client_for(cast.buyer)
+    tender_id = client.post("/api/v1/tenders/", BODY, format="json").json()["id"]
+    again = client.post("/api/v1/tenders/", BODY, format="json")
+    assert (
+        again.status_code == 400 and "already has a tender" in again.json()["error"]["fields"]["reference"][0]
+    )
+    client.post(f"/api/v1/tenders/{tender_id}/evaluate/")
+    assert client.delete(f"/api/v1/tenders/{tender_id}/").status_code == 409
