@@ -205,7 +205,7 @@ def heat_class(ratio: float | None, *, failed: int, errors: int, total: int) -> 
     if failed or errors:
         return "heat-fail"
     if ratio is None:
-        return "heat-none"
+        return "heat-pass" if total else "heat-none"  # passed, without error figures to grade
     for bound, css, _ in HEAT_BANDS:
         if ratio <= bound:
             return css

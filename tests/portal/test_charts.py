@@ -33,7 +33,7 @@ def test_case_ratio_is_the_worst_error_over_the_allclose_budget(fields, expected
 @pytest.mark.parametrize(
     ("ratio", "failed", "errors", "total", "css"),
     [(0.001, 0, 0, 5, "heat-0"), (0.05, 0, 0, 5, "heat-1"), (0.3, 0, 0, 5, "heat-2"), (0.9, 0, 0, 5, "heat-3"),
-     (1.5, 0, 0, 5, "heat-fail"), (0.001, 1, 0, 5, "heat-fail"), (None, 0, 5, 5, "heat-error"), (None, 0, 0, 5, "heat-none")],
+     (1.5, 0, 0, 5, "heat-fail"), (0.001, 1, 0, 5, "heat-fail"), (None, 0, 5, 5, "heat-error"), (None, 0, 0, 5, "heat-pass"), (None, 0, 0, 0, "heat-none")],
 )
 def test_heat_bands(ratio, failed, errors, total, css):
     assert heat_class(ratio, failed=failed, errors=errors, total=total) == css
