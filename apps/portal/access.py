@@ -19,7 +19,7 @@ from apps.runs.models import Campaign, CampaignState
 
 
 def member_required(check: Callable[[Membership], bool] | None = None):
-    """Login, a membership, and (optionally) `check(membership)`; the membership lands on request.membership."""
+    """Login, a membership, and (optionally) `check(membership)`; sets request.membership."""
 
     def decorator(view):
         @login_required

@@ -54,7 +54,12 @@ class Roof:
 
 
 def roofline_svg(
-    *, points: list[RooflinePoint], roofs: list[Roof], bandwidth_gbs: float | None, width: int = 640, height: int = 360
+    *,
+    points: list[RooflinePoint],
+    roofs: list[Roof],
+    bandwidth_gbs: float | None,
+    width: int = 640,
+    height: int = 360,
 ) -> SafeString:
     """A log-log roofline: measured TFLOP/s against arithmetic intensity, under the declared peak per
     dtype (flat roofs) and the declared memory bandwidth (the slanted roof), when declared."""
@@ -84,12 +89,22 @@ def roofline_svg(
     ]
     for exponent in range(x_lo, x_hi + 1):
         x = sx(10**exponent)
-        parts.append(f'<line x1="{x:.1f}" y1="{margin_top}" x2="{x:.1f}" y2="{margin_top + plot_h}" class="grid"/>')
-        parts.append(f'<text x="{x:.1f}" y="{margin_top + plot_h + 16}" class="tick" text-anchor="middle">{10.0**exponent:g}</text>')
+        parts.append(
+            f'<line x1="{x:.1f}" y1="{margin_top}" x2="{x:.1f}" y2="{margin_top + plot_h}" class="grid"/>'
+        )
+        parts.append(
+            f'<text x="{x:.1f}" y="{margin_top + plot_h + 16}" class="tick" text-anchor="middle">'
+            f"{10.0**exponent:g}</text>"
+        )
     for exponent in range(y_lo, y_hi + 1):
         y = sy(10**exponent)
-        parts.append(f'<line x1="{margin_left}" y1="{y:.1f}" x2="{margin_left + plot_w}" y2="{y:.1f}" class="grid"/>')
-        parts.append(f'<text x="{margin_left - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">{10.0**exponent:g}</text>')
+        parts.append(
+            f'<line x1="{margin_left}" y1="{y:.1f}" x2="{margin_left + plot_w}" y2="{y:.1f}" class="grid"/>'
+        )
+        parts.append(
+            f'<text x="{margin_left - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">'
+            f"{10.0**exponent:g}</text>"
+        )
     parts.append(
         f'<text x="{margin_left + plot_w / 2:.1f}" y="{height - 6}" class="axis-label" text-anchor="middle">'
         "Arithmetic intensity (FLOP/byte)</text>"
@@ -112,13 +127,15 @@ def roofline_svg(
             f'<line x1="{sx(start):.1f}" y1="{sy(roof.peak_tflops):.1f}" x2="{sx(x_max):.1f}" '
             f'y2="{sy(roof.peak_tflops):.1f}" class="roof" stroke="{colour}"/>'
             f'<text x="{sx(x_max) - 4:.1f}" y="{sy(roof.peak_tflops) - 4:.1f}" class="roof-label" '
-            f'text-anchor="end" fill="{colour}">declared {escape(roof.dtype)} peak {_fmt(roof.peak_tflops)}</text>'
+            f'text-anchor="end" fill="{colour}">'
+            f"declared {escape(roof.dtype)} peak {_fmt(roof.peak_tflops)}</text>"
         )
     for point in points:
         colour = dtype_colour(point.dtype)
         css = "point anomaly" if point.anomalous else "point"
         parts.append(
-            f'<circle cx="{sx(point.intensity):.1f}" cy="{sy(point.tflops):.1f}" r="5" class="{css}" fill="{colour}">'
+            f'<circle cx="{sx(point.intensity):.1f}" cy="{sy(point.tflops):.1f}" r="5" '
+            f'class="{css}" fill="{colour}">'
             f"<title>{escape(point.label)} ({escape(point.dtype)}): {_fmt(point.tflops)} TFLOP/s at "
             f"{_fmt(point.intensity)} FLOP/byte</title></circle>"
         )
@@ -175,9 +192,12 @@ def latency_svg(rows: list[LatencyRow], *, width: int = 760) -> SafeString:
         css = "row-label anomaly" if row.unstable else "row-label"
         parts.append(f'<text x="0" y="{top + 16}" class="{css}">{escape(row.label[:38])}</text>')
         scale = bar_area / row.p99_ms if row.p99_ms > 0 else 0
-        for offset, (value, bar_css) in enumerate(((row.p50_ms, "lat-p50"), (row.p90_ms, "lat-p90"), (row.p99_ms, "lat-p99"))):
+        for offset, (value, bar_css) in enumerate(
+            ((row.p50_ms, "lat-p50"), (row.p90_ms, "lat-p90"), (row.p99_ms, "lat-p99"))
+        ):
             parts.append(
-                f'<rect x="{label_w}" y="{top + 4 + offset * (bar_h + 1)}" width="{max(value * scale, 1):.1f}" '
+                f'<rect x="{label_w}" y="{top + 4 + offset * (bar_h + 1)}" '
+                f'width="{max(value * scale, 1):.1f}" '
                 f'height="{bar_h}" class="{bar_css}"><title>{escape(row.label)}: '
                 f"{_fmt(value)} ms</title></rect>"
             )

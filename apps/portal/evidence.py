@@ -131,11 +131,15 @@ def _heatmap(cases: list[CaseResult], anomalies: list[Anomaly]) -> Heatmap | Non
     bad = [(k, d, c) for (k, d), c in cells.items() if c.failed or c.errors]
     if bad:
         names = ", ".join(f"{k}/{d}" for k, d, _ in sorted(bad)[:8])
-        anomalies.append(Anomaly("bad", f"Conformance failures in {len(bad)} kernel x dtype cell(s): {names}."))
+        anomalies.append(
+            Anomaly("bad", f"Conformance failures in {len(bad)} kernel x dtype cell(s): {names}.")
+        )
     return Heatmap(dtypes=dtypes, rows=rows)
 
 
-def _roofline(campaign: Campaign, measurements: list[Measurement], anomalies: list[Anomaly]) -> tuple[str, list[dict]]:
+def _roofline(
+    campaign: Campaign, measurements: list[Measurement], anomalies: list[Anomaly]
+) -> tuple[str, list[dict]]:
     chip = campaign.target.chip
     peaks = chip.declared_peaks()
     points, rows, dtypes = [], [], set()
@@ -147,13 +151,30 @@ def _roofline(campaign: Campaign, measurements: list[Measurement], anomalies: li
         peak = peaks.get(PEAK_KEY_OF_DTYPE.get(m.dtype, m.dtype))
         above = peak is not None and m.value > peak * ABOVE_PEAK
         if above:
-            anomalies.append(Anomaly("bad", f"{m.name} ({m.dtype}) measured {m.value:.4g} TFLOP/s, above the declared peak {peak:.4g}."))
-        rows.append({"m": m, "peak": peak, "ratio": (m.value / peak) if peak else None, "above": above,
-                     "intensity": (flops / moved) if flops and moved else None})
+            anomalies.append(
+                Anomaly(
+                    "bad",
+                    f"{m.name} ({m.dtype}) measured {m.value:.4g} TFLOP/s, "
+                    f"above the declared peak {peak:.4g}.",
+                )
+            )
+        rows.append(
+            {
+                "m": m,
+                "peak": peak,
+                "ratio": (m.value / peak) if peak else None,
+                "above": above,
+                "intensity": (flops / moved) if flops and moved else None,
+            }
+        )
         if flops and moved:
-            points.append(RooflinePoint(m.name, m.dtype, flops / moved, m.value, anomalous=above or m.unstable))
+            points.append(
+                RooflinePoint(m.name, m.dtype, flops / moved, m.value, anomalous=above or m.unstable)
+            )
             dtypes.add(m.dtype)
-    roofs = [Roof(dtype, peaks[key]) for dtype in sorted(dtypes) if (key := PEAK_KEY_OF_DTYPE.get(dtype)) in peaks]
+    roofs = [
+        Roof(dtype, peaks[key]) for dtype in sorted(dtypes) if (key := PEAK_KEY_OF_DTYPE.get(dtype)) in peaks
+    ]
     return roofline_svg(points=points, roofs=roofs, bandwidth_gbs=chip.memory_bandwidth_gbs), rows
 
 
@@ -177,7 +198,9 @@ def _accuracy(measurements: list[Measurement], anomalies: list[Anomaly]) -> list
         ok = None if m.value is None or threshold is None else m.value >= threshold
         rows.append({"m": m, "model": inner.get("model", m.name), "threshold": threshold, "ok": ok})
         if ok is False:
-            anomalies.append(Anomaly("bad", f"{m.name} ({m.dtype}) {m.unit} {m.value:.6g} is below {threshold}."))
+            anomalies.append(
+                Anomaly("bad", f"{m.name} ({m.dtype}) {m.unit} {m.value:.6g} is below {threshold}.")
+            )
     return rows
 
 
@@ -187,15 +210,22 @@ def _document_checks(campaign: Campaign, jobs: list[Job], anomalies: list[Anomal
     documents = {
         d.job_id: d for d in ResultDocument.objects.filter(job__campaign=campaign).select_related("runner")
     }
-    registered = {"backend": target.backend, "device_count": target.device_count, "torch_version": target.torch_version}
+    registered = {
+        "backend": target.backend,
+        "device_count": target.device_count,
+        "torch_version": target.torch_version,
+    }
     checks = []
     for job in jobs:
         document = documents.get(job.pk)
         if document is None:
             continue
         mismatches = [
-            key for key, expected in registered.items()
-            if key in document.fingerprint and expected not in ("", None) and document.fingerprint.get(key) != expected
+            key
+            for key, expected in registered.items()
+            if key in document.fingerprint
+            and expected not in ("", None)
+            and document.fingerprint.get(key) != expected
         ]
         integrity = []
         for name, verdict in sorted((document.integrity or {}).items()):
@@ -203,19 +233,34 @@ def _document_checks(campaign: Campaign, jobs: list[Job], anomalies: list[Anomal
             detail = ""
             if isinstance(verdict, dict):
                 if "speedup_ratio" in verdict:
-                    detail = f"repeat-input speed-up {verdict['speedup_ratio']:.3f} (threshold {verdict.get('threshold')})"
+                    detail = (
+                        f"repeat-input speed-up {verdict['speedup_ratio']:.3f} "
+                        f"(threshold {verdict.get('threshold')})"
+                    )
                 elif "sampled" in verdict:
-                    detail = f"{verdict.get('mismatches', 0)} mismatch(es) in {verdict['sampled']} sampled output(s)"
+                    mismatches = verdict.get("mismatches", 0)
+                    detail = f"{mismatches} mismatch(es) in {verdict['sampled']} sampled output(s)"
             integrity.append((name, outcome, detail))
             if outcome not in ("pass", "skipped"):
-                anomalies.append(Anomaly("bad", f"Integrity check {name} of job {job.pk} ({job.suite}): {outcome}."))
+                anomalies.append(
+                    Anomaly("bad", f"Integrity check {name} of job {job.pk} ({job.suite}): {outcome}.")
+                )
         spot_failures = (document.spot_check or {}).get("failures", [])
         sampled = (document.spot_check or {}).get("sampled", 0)
         sampled = len(sampled) if isinstance(sampled, list) else int(sampled or 0)
         if spot_failures:
-            anomalies.append(Anomaly("bad", f"Server-side spot check of job {job.pk}: {len(spot_failures)} case(s) disagree."))
+            anomalies.append(
+                Anomaly(
+                    "bad", f"Server-side spot check of job {job.pk}: {len(spot_failures)} case(s) disagree."
+                )
+            )
         if mismatches:
-            anomalies.append(Anomaly("bad", f"Job {job.pk} fingerprint differs from the registered target: {', '.join(mismatches)}."))
+            anomalies.append(
+                Anomaly(
+                    "bad",
+                    f"Job {job.pk} fingerprint differs from the registered target: {', '.join(mismatches)}.",
+                )
+            )
         checks.append(DocumentCheck(document, job, mismatches, integrity, spot_failures, sampled))
     return checks
 
@@ -232,7 +277,13 @@ def campaign_evidence(*, campaign: Campaign, criteria: list[CriterionResult]) ->
             anomalies.append(Anomaly(severity, f"{kind} {result.criterion_id} failed: {result.explanation}"))
     for job in jobs:
         if job.state == JobState.FAILED:
-            anomalies.append(Anomaly("bad", f"Job {job.pk} ({job.suite}) failed: {job.error_class or ''} {job.error_message[:200]}".strip()))
+            anomalies.append(
+                Anomaly(
+                    "bad",
+                    f"Job {job.pk} ({job.suite}) failed: "
+                    f"{job.error_class or ''} {job.error_message[:200]}".strip(),
+                )
+            )
     cases = list(
         CaseResult.objects.filter(document__job__campaign=campaign)
         .only("document__suite", "kernel", "dtype", "case", "status", "max_abs", "max_rel", "atol", "rtol")
@@ -242,31 +293,48 @@ def campaign_evidence(*, campaign: Campaign, criteria: list[CriterionResult]) ->
     # Model documents carry cases too (one per model and dtype); only conformance makes the heatmap.
     model_cases = [c for c in cases if c.document.suite != JobSuite.CONFORMANCE]
     cases = [c for c in cases if c.document.suite == JobSuite.CONFORMANCE]
-    broken = sorted({f"{c.kernel}/{c.dtype} {c.status}" for c in model_cases if c.status not in ("pass", "unsupported")})
+    broken = sorted(
+        {f"{c.kernel}/{c.dtype} {c.status}" for c in model_cases if c.status not in ("pass", "unsupported")}
+    )
     if broken:
         anomalies.append(Anomaly("bad", f"Model runs that did not pass: {', '.join(broken[:8])}."))
-    measurements = list(Measurement.objects.filter(document__job__campaign=campaign).order_by("document__job_id", "id"))
+    measurements = list(
+        Measurement.objects.filter(document__job__campaign=campaign).order_by("document__job_id", "id")
+    )
     evidence = Evidence()
     evidence.heatmap = _heatmap(cases, anomalies)
     evidence.roofline, evidence.roofline_rows = _roofline(campaign, measurements, anomalies)
     evidence.latency_rows = _latencies(measurements)
     evidence.latency = latency_svg(evidence.latency_rows)
     evidence.accuracy = _accuracy(measurements, anomalies)
-    evidence.model_perf = [m for m in measurements if m.kind not in (*ROOFLINE_KINDS, "accuracy", "bandwidth")]
-    evidence.roofline_rows += [{"m": m, "peak": None, "ratio": None, "above": False, "intensity": None}
-                               for m in measurements if m.kind == "bandwidth"]
+    evidence.model_perf = [
+        m for m in measurements if m.kind not in (*ROOFLINE_KINDS, "accuracy", "bandwidth")
+    ]
+    evidence.roofline_rows += [
+        {"m": m, "peak": None, "ratio": None, "above": False, "intensity": None}
+        for m in measurements
+        if m.kind == "bandwidth"
+    ]
     unstable = [m for m in measurements if m.unstable]
     if unstable:
-        anomalies.append(Anomaly("warn", f"{len(unstable)} measurement(s) unstable (high coefficient of variation): "
-                                         + ", ".join(f"{m.name} {m.dtype}" for m in unstable[:6]) + "."))
+        anomalies.append(
+            Anomaly(
+                "warn",
+                f"{len(unstable)} measurement(s) unstable (high coefficient of variation): "
+                + ", ".join(f"{m.name} {m.dtype}" for m in unstable[:6])
+                + ".",
+            )
+        )
     flagged = [m for m in measurements if any(flag != "unavailable" for flag in (m.flags or []))]
     for m in flagged:
         anomalies.append(Anomaly("warn", f"{m.name} ({m.dtype}) flagged: {', '.join(map(str, m.flags))}."))
     evidence.documents = _document_checks(campaign, jobs, anomalies)
-    evidence.rejections = list(EvidenceRejection.objects.filter(job__campaign=campaign).order_by("-received_at"))
+    evidence.rejections = list(
+        EvidenceRejection.objects.filter(job__campaign=campaign).order_by("-received_at")
+    )
     for rejection in evidence.rejections:
-        anomalies.append(Anomaly("warn", f"Evidence of job {rejection.job_id} was rejected: {rejection.reason[:200]}"))
+        anomalies.append(
+            Anomaly("warn", f"Evidence of job {rejection.job_id} was rejected: {rejection.reason[:200]}")
+        )
     evidence.anomalies = sorted(anomalies, key=lambda a: a.severity != "bad")
     return evidence
-
-

@@ -17,7 +17,9 @@ class ReasonForm(forms.Form):
     """A decision with its written reason (approve, reject, suspend, reinstate, revoke)."""
 
     reason = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 3}), max_length=REASON_MAX, strip=True,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        max_length=REASON_MAX,
+        strip=True,
         help_text="Recorded in the audit log and shown to the vendor.",
     )
 
@@ -45,7 +47,9 @@ class CampaignSubmitForm(forms.Form):
     program = forms.ModelChoiceField(queryset=None, empty_label="Choose a program")
     level = forms.ChoiceField(help_text="Higher levels need more suites and models.")
     models = forms.ModelMultipleChoiceField(
-        queryset=None, required=False, widget=forms.CheckboxSelectMultiple,
+        queryset=None,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
         help_text="The models to run; a level states how many it needs.",
     )
 
@@ -65,5 +69,7 @@ class CampaignSubmitForm(forms.Form):
         data = super().clean()
         program, level = data.get("program"), data.get("level")
         if program is not None and level and program.level(level) is None:
-            self.add_error("level", f"{program} has no level {level!r}; use one of {', '.join(program.level_codes())}.")
+            self.add_error(
+                "level", f"{program} has no level {level!r}; use one of {', '.join(program.level_codes())}."
+            )
         return data

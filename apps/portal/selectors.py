@@ -61,12 +61,22 @@ def registry_ordering(value: str | None) -> tuple[str, list[str]]:
 def registry_certificates() -> QuerySet[Certificate]:
     """The registry list's rows: only the columns the table shows (the payload text stays in the DB)."""
     return certificates_public().only(
-        "serial", "level", "status", "issued_at", "valid_until",
-        "program__code", "program__version", "program__title",
-        "vendor__name", "vendor__slug",
-        "chip__sku", "chip__name",
-        "target__slug", "target__backend",
-        "signing_key__key_id", "superseded_by__serial",
+        "serial",
+        "level",
+        "status",
+        "issued_at",
+        "valid_until",
+        "program__code",
+        "program__version",
+        "program__title",
+        "vendor__name",
+        "vendor__slug",
+        "chip__sku",
+        "chip__name",
+        "target__slug",
+        "target__backend",
+        "signing_key__key_id",
+        "superseded_by__serial",
     )
 
 
@@ -87,7 +97,11 @@ def registry_facets() -> RegistryFacets:
             if level["code"] not in levels:
                 levels.append(level["code"])
     return RegistryFacets(
-        vendors=list(Organization.objects.filter(kind=OrganizationKind.VENDOR).order_by("name").values_list("slug", "name")),
+        vendors=list(
+            Organization.objects.filter(kind=OrganizationKind.VENDOR)
+            .order_by("name")
+            .values_list("slug", "name")
+        ),
         backends=sorted(set(HardwareTarget.objects.values_list("backend", flat=True).distinct())),
         programs=sorted({p.code for p in programs}),
         levels=levels,
@@ -108,11 +122,15 @@ class RunnerRow:
     stale: bool
 
 
-def runner_rows(*, runners: QuerySet[Runner], stale_after_s: int, now: datetime | None = None) -> list[RunnerRow]:
+def runner_rows(
+    *, runners: QuerySet[Runner], stale_after_s: int, now: datetime | None = None
+) -> list[RunnerRow]:
     now = now or timezone.now()
     runners = list(runners.order_by("name"))
     running: dict[int, list[Job]] = {}
-    for job in Job.objects.filter(runner__in=runners, state=JobState.RUNNING).select_related("campaign__target"):
+    for job in Job.objects.filter(runner__in=runners, state=JobState.RUNNING).select_related(
+        "campaign__target"
+    ):
         running.setdefault(job.runner_id, []).append(job)
     rows = []
     for runner in runners:
@@ -128,4 +146,6 @@ def periodic_tasks() -> list[PeriodicTask]:
 
 
 def campaigns_running(campaigns: QuerySet[Campaign]) -> QuerySet[Campaign]:
-    return campaigns.filter(state__in=ACTIVE_CAMPAIGN_STATES).order_by(F("submitted_at").asc(nulls_last=True), "pk")
+    return campaigns.filter(state__in=ACTIVE_CAMPAIGN_STATES).order_by(
+        F("submitted_at").asc(nulls_last=True), "pk"
+    )

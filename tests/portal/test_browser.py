@@ -21,7 +21,9 @@ PASSWORD = "a-long-test-password-7"  # noqa: S105 - test users only
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium"
+    ),
 ]
 
 
@@ -46,7 +48,10 @@ def page(browser, live_server):
     page.set_default_timeout(15_000)
     # Nothing may come from the internet: every request goes to the live server.
     external = []
-    page.on("request", lambda request: None if request.url.startswith(live_server.url) else external.append(request.url))
+    page.on(
+        "request",
+        lambda request: None if request.url.startswith(live_server.url) else external.append(request.url),
+    )
     yield page
     context.close()
     assert external == []
@@ -84,7 +89,9 @@ def test_a_reviewer_approves_from_the_queue_and_a_visitor_prints_the_certificate
 
     page.get_by_role("button", name="Approve").click()  # no reason: the browser or the server refuses
     assert not Certificate.objects.filter(campaign=campaign).exists()
-    page.get_by_label(re.compile("^Reason")).first.fill("Evidence complete: conformance, accuracy and integrity verified.")
+    page.get_by_label(re.compile("^Reason")).first.fill(
+        "Evidence complete: conformance, accuracy and integrity verified."
+    )
     page.get_by_role("button", name="Approve").click()
     page.get_by_text(re.compile(r"Approved\. Certificate .* issued\.")).wait_for()
     certificate = Certificate.objects.get(campaign=campaign)
@@ -112,7 +119,9 @@ def test_a_reviewer_approves_from_the_queue_and_a_visitor_prints_the_certificate
 def test_a_buyer_compares_chips_without_javascript(cast, certified, browser, live_server):
     first, second = certified(), certified()
     buyer = with_password(cast.buyer)
-    context = browser.new_context(base_url=live_server.url, java_script_enabled=False, viewport={"width": 1280, "height": 900})
+    context = browser.new_context(
+        base_url=live_server.url, java_script_enabled=False, viewport={"width": 1280, "height": 900}
+    )
     page = context.new_page()
     log_in(page, buyer)
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Registry").click()

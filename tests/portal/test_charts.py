@@ -32,8 +32,17 @@ def test_case_ratio_is_the_worst_error_over_the_allclose_budget(fields, expected
 
 @pytest.mark.parametrize(
     ("ratio", "failed", "errors", "total", "css"),
-    [(0.001, 0, 0, 5, "heat-0"), (0.05, 0, 0, 5, "heat-1"), (0.3, 0, 0, 5, "heat-2"), (0.9, 0, 0, 5, "heat-3"),
-     (1.5, 0, 0, 5, "heat-fail"), (0.001, 1, 0, 5, "heat-fail"), (None, 0, 5, 5, "heat-error"), (None, 0, 0, 5, "heat-pass"), (None, 0, 0, 0, "heat-none")],
+    [
+        (0.001, 0, 0, 5, "heat-0"),
+        (0.05, 0, 0, 5, "heat-1"),
+        (0.3, 0, 0, 5, "heat-2"),
+        (0.9, 0, 0, 5, "heat-3"),
+        (1.5, 0, 0, 5, "heat-fail"),
+        (0.001, 1, 0, 5, "heat-fail"),
+        (None, 0, 5, 5, "heat-error"),
+        (None, 0, 0, 5, "heat-pass"),
+        (None, 0, 0, 0, "heat-none"),
+    ],
 )
 def test_heat_bands(ratio, failed, errors, total, css):
     assert heat_class(ratio, failed=failed, errors=errors, total=total) == css
@@ -41,8 +50,10 @@ def test_heat_bands(ratio, failed, errors, total, css):
 
 def test_the_roofline_draws_roofs_points_and_escapes_labels():
     svg = roofline_svg(
-        points=[RooflinePoint("<script>alert(1)</script>", "float32", 100.0, 50.0),
-                RooflinePoint("matmul", "bfloat16", 500.0, 900.0, anomalous=True)],
+        points=[
+            RooflinePoint("<script>alert(1)</script>", "float32", 100.0, 50.0),
+            RooflinePoint("matmul", "bfloat16", 500.0, 900.0, anomalous=True),
+        ],
         roofs=[Roof("float32", 67.0), Roof("bfloat16", 989.4)],
         bandwidth_gbs=3350.0,
     )
@@ -53,7 +64,11 @@ def test_the_roofline_draws_roofs_points_and_escapes_labels():
 
 
 def test_latency_bars_scale_per_row_and_mark_unstable_rows():
-    svg = latency_svg([LatencyRow("matmul", "float32", 1.0, 2.0, 4.0, 0.3, True),
-                       LatencyRow("copy", "float32", 100.0, 100.0, 100.0, 0.0, False)])
+    svg = latency_svg(
+        [
+            LatencyRow("matmul", "float32", 1.0, 2.0, 4.0, 0.3, True),
+            LatencyRow("copy", "float32", 100.0, 100.0, 100.0, 0.0, False),
+        ]
+    )
     assert svg.count("<rect") == 6 + 3  # three bars per row, three legend swatches
     assert "unstable" in svg and "1 / 2 / 4 ms" in svg

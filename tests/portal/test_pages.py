@@ -99,7 +99,7 @@ def test_the_campaign_page_shows_specs_criteria_and_every_chart(cast, login, awa
     chip = campaign.target.chip
     assert chip.sku in page and "Declared peaks" in page and "fp32 67" in page
     for criterion in ("B1", "B2", "B3", "B4"):
-        assert f"<th scope=\"row\">{criterion} " in page
+        assert f'<th scope="row">{criterion} ' in page
     assert 'class="heatmap"' in page and "heat-0" in page
     assert '<svg class="chart roofline"' in page and "declared float32 peak" in page
     assert '<svg class="chart latency"' in page
@@ -135,7 +135,9 @@ def test_no_review_forms_for_vendors_or_a_reviewers_own_submission(cast, login, 
 
 def test_progress_json_reports_each_job(cast, login, awaiting):
     campaign = awaiting()
-    campaign.jobs.filter(suite="conformance").update(state="running", progress=0.42, progress_message="matmul")
+    campaign.jobs.filter(suite="conformance").update(
+        state="running", progress=0.42, progress_message="matmul"
+    )
     data = login(cast.owner).get(f"/campaigns/{campaign.pk}/progress.json").json()
     assert data["state"] == CampaignState.AWAITING_REVIEW and data["active"] is False
     job = next(j for j in data["jobs"] if j["suite"] == "conformance")
@@ -157,19 +159,27 @@ def test_runners_page_shows_heartbeat_fingerprint_current_job_and_schedules(cast
     from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
     campaign = awaiting()
-    runner = RunnerFactory(status="online", last_heartbeat_at=timezone.now(),
-                           last_fingerprint={"backend": "cuda", "device_name": "Accelerator X", "torch_version": "2.4.0"})
+    runner = RunnerFactory(
+        status="online",
+        last_heartbeat_at=timezone.now(),
+        last_fingerprint={"backend": "cuda", "device_name": "Accelerator X", "torch_version": "2.4.0"},
+    )
     campaign.jobs.filter(suite="conformance").update(state="running", runner=runner)
     every = IntervalSchedule.objects.create(every=5, period=IntervalSchedule.MINUTES)
     PeriodicTask.objects.create(name="runner health", task="runs.runners_mark_stale", interval=every)
     page = login(cast.platform_admin).get("/runners/").content.decode()
     assert runner.name in page and "Accelerator X" in page and "Online" in page
     assert f'href="/campaigns/{campaign.pk}/"' in page
-    assert "runner health" in page and "runs.runners_mark_stale" in page and "/admin/django_celery_beat/" in page
+    assert (
+        "runner health" in page and "runs.runners_mark_stale" in page and "/admin/django_celery_beat/" in page
+    )
 
 
 def test_messages_confirm_what_was_done(cast, login, awaiting):
     campaign = awaiting()
     client = login(cast.reviewer)
     response = client.post(f"/campaigns/{campaign.pk}/approve/", {"approve-reason": "Complete."}, follow=True)
-    assert any("Certificate" in str(m) for m in get_messages(response.wsgi_request)) or "Certificate" in response.content.decode()
+    assert (
+        any("Certificate" in str(m) for m in get_messages(response.wsgi_request))
+        or "Certificate" in response.content.decode()
+    )

@@ -46,12 +46,18 @@ def assert_bounded(name: str, small: int, large: int) -> None:
 def test_registry_certificate_and_compare_pages(cast, login, certified):
     client = login(None)
     made = [certified(), certified()]
-    small = [queries(client, "/registry/?status=all"), queries(client, f"/certificates/{made[0].serial}/"),
-             queries(client, f"/registry/compare/?serial={made[0].serial}&serial={made[1].serial}")]
+    small = [
+        queries(client, "/registry/?status=all"),
+        queries(client, f"/certificates/{made[0].serial}/"),
+        queries(client, f"/registry/compare/?serial={made[0].serial}&serial={made[1].serial}"),
+    ]
     made += [certified() for _ in range(3)]
     query = "&".join(f"serial={c.serial}" for c in made[:4])
-    large = [queries(client, "/registry/?status=all"), queries(client, f"/certificates/{made[-1].serial}/"),
-             queries(client, f"/registry/compare/?{query}")]
+    large = [
+        queries(client, "/registry/?status=all"),
+        queries(client, f"/certificates/{made[-1].serial}/"),
+        queries(client, f"/registry/compare/?{query}"),
+    ]
     for name, s, lg in zip(("registry", "certificate", "compare"), small, large, strict=True):
         assert_bounded(name, s, lg)
 
@@ -60,31 +66,46 @@ def test_review_pages(cast, login, awaiting):
     client = login(cast.reviewer)
     first = awaiting(timed=2)
     awaiting()
-    small = {"queue": queries(client, "/queue/"), "campaigns": queries(client, "/campaigns/"),
-             "campaign": queries(client, f"/campaigns/{first.pk}/"),
-             "progress": queries(client, f"/campaigns/{first.pk}/progress.json"),
-             "home-authority": queries(client, "/")}
-    big = awaiting(timed=60, accuracy=[0.99999, 0.99998, 0.99997],
-                   conformance={"float32": {"pass": 300, "fail": 3}, "bfloat16": {"pass": 300}})
+    small = {
+        "queue": queries(client, "/queue/"),
+        "campaigns": queries(client, "/campaigns/"),
+        "campaign": queries(client, f"/campaigns/{first.pk}/"),
+        "progress": queries(client, f"/campaigns/{first.pk}/progress.json"),
+        "home-authority": queries(client, "/"),
+    }
+    big = awaiting(
+        timed=60,
+        accuracy=[0.99999, 0.99998, 0.99997],
+        conformance={"float32": {"pass": 300, "fail": 3}, "bfloat16": {"pass": 300}},
+    )
     for _ in range(4):
         awaiting()
-    large = {"queue": queries(client, "/queue/"), "campaigns": queries(client, "/campaigns/"),
-             "campaign": queries(client, f"/campaigns/{big.pk}/"),
-             "progress": queries(client, f"/campaigns/{big.pk}/progress.json"),
-             "home-authority": queries(client, "/")}
+    large = {
+        "queue": queries(client, "/queue/"),
+        "campaigns": queries(client, "/campaigns/"),
+        "campaign": queries(client, f"/campaigns/{big.pk}/"),
+        "progress": queries(client, f"/campaigns/{big.pk}/progress.json"),
+        "home-authority": queries(client, "/"),
+    }
     for name in small:
         assert_bounded(name, small[name], large[name])
 
 
 def test_dashboards(cast, login, awaiting, certified):
     certified()
-    small = {"home-vendor": queries(login(cast.owner), "/"), "home-buyer": queries(login(cast.buyer), "/"),
-             "home-public": queries(login(None), "/")}
+    small = {
+        "home-vendor": queries(login(cast.owner), "/"),
+        "home-buyer": queries(login(cast.buyer), "/"),
+        "home-public": queries(login(None), "/"),
+    }
     for _ in range(3):
         certified()
     awaiting()
-    large = {"home-vendor": queries(login(cast.owner), "/"), "home-buyer": queries(login(cast.buyer), "/"),
-             "home-public": queries(login(None), "/")}
+    large = {
+        "home-vendor": queries(login(cast.owner), "/"),
+        "home-buyer": queries(login(cast.buyer), "/"),
+        "home-public": queries(login(None), "/"),
+    }
     for name in small:
         assert_bounded(name, small[name], large[name])
 
@@ -97,12 +118,15 @@ def populate(rows: int, cast) -> None:
         RunnerFactory(targets=[target])
 
 
-@pytest.mark.parametrize(("name", "url", "who"), [
-    ("runners", "/runners/", "reviewer"),
-    ("chips", "/chips/", "owner"),
-    ("targets", "/targets/", "owner"),
-    ("models", "/models/", "owner"),
-])
+@pytest.mark.parametrize(
+    ("name", "url", "who"),
+    [
+        ("runners", "/runners/", "reviewer"),
+        ("chips", "/chips/", "owner"),
+        ("targets", "/targets/", "owner"),
+        ("models", "/models/", "owner"),
+    ],
+)
 def test_inventory_pages(cast, login, name, url, who):
     client = login(getattr(cast, who))
     populate(2, cast)

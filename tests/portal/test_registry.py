@@ -17,7 +17,10 @@ def test_anonymous_visitors_filter_by_vendor_backend_program_level_and_status(ca
     from tests.factories import HardwareTargetFactory
 
     acme = certified()
-    borealis = certified(vendor=cast.foreign_vendor, target=HardwareTargetFactory(chip__vendor=cast.foreign_vendor, backend="npu"))
+    borealis = certified(
+        vendor=cast.foreign_vendor,
+        target=HardwareTargetFactory(chip__vendor=cast.foreign_vendor, backend="npu"),
+    )
     client = login(None)
     page = client.get("/registry/").content.decode()
     assert acme.serial in page and borealis.serial in page
@@ -77,7 +80,9 @@ def test_the_certificate_page_is_printable_and_shows_its_verification(login, cer
 
 def test_a_tampered_certificate_says_so(login, certified):
     certificate = certified()
-    Certificate.objects.filter(pk=certificate.pk).update(payload_json=certificate.payload_json.replace('"baseline"', '"premium"', 1))
+    Certificate.objects.filter(pk=certificate.pk).update(
+        payload_json=certificate.payload_json.replace('"baseline"', '"premium"', 1)
+    )
     page = login(None).get(f"/certificates/{certificate.serial}/").content.decode()
     assert "Signature INVALID" in page
 

@@ -46,18 +46,27 @@ def queue(request: HttpRequest) -> HttpResponse:
 @require_GET
 @member_required(is_vendor_or_authority)
 def campaign_list(request: HttpRequest) -> HttpResponse:
-    visible = campaigns_visible_to(request.membership).prefetch_related(None).select_related(
-        "target__chip", "program", "vendor"
+    visible = (
+        campaigns_visible_to(request.membership)
+        .prefetch_related(None)
+        .select_related("target__chip", "program", "vendor")
     )
     filterset = CampaignFilter(request.GET or None, queryset=visible)
     campaigns = filterset.qs if filterset.is_bound and filterset.is_valid() else visible
     page = Paginator(campaigns.order_by("-created_at", "-pk"), PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    return render(request, "portal/campaign_list.html", {
-        "page": page, "filterset": filterset, "states": CampaignState.choices, "query": query.urlencode(),
-        "selected_states": request.GET.getlist("state"),
-    })
+    return render(
+        request,
+        "portal/campaign_list.html",
+        {
+            "page": page,
+            "filterset": filterset,
+            "states": CampaignState.choices,
+            "query": query.urlencode(),
+            "selected_states": request.GET.getlist("state"),
+        },
+    )
 
 
 def _campaign_or_404(request: HttpRequest, pk: int) -> Campaign:
@@ -68,11 +77,15 @@ def _campaign_or_404(request: HttpRequest, pk: int) -> Campaign:
     return campaign
 
 
-def _campaign_page(request: HttpRequest, campaign: Campaign, *, forms: dict | None = None, status: int = 200) -> HttpResponse:
+def _campaign_page(
+    request: HttpRequest, campaign: Campaign, *, forms: dict | None = None, status: int = 200
+) -> HttpResponse:
     criteria = campaign_criterion_results(campaign=campaign)
     reviews = campaign_reviews(campaign=campaign)
     refusal = review_refusal(
-        membership=request.membership, user=request.user, campaign=campaign,
+        membership=request.membership,
+        user=request.user,
+        campaign=campaign,
         reviewed=any(r.reviewer_id == request.user.pk for r in reviews),
     )
     failed_blockers = [c for c in criteria if c.is_failed_blocker]
@@ -81,13 +94,16 @@ def _campaign_page(request: HttpRequest, campaign: Campaign, *, forms: dict | No
     waive_forms = {
         c.criterion_id: forms.get(f"waive-{c.criterion_id}")
         or WaiveForm(prefix=f"waive-{c.criterion_id}", initial={"criterion": c.criterion_id})
-        for c in criteria if c.outcome == "fail" and not c.blocker and not c.waived
+        for c in criteria
+        if c.outcome == "fail" and not c.blocker and not c.waived
     }
     # Forms the panel shows with their fields; any other bound form (a refused action the page no
     # longer offers) still shows its errors at the top of the panel.
     in_place = set()
     if refusal is None:
-        in_place = {"reject", *(f"waive-{c}" for c in waive_forms)} | ({"approve"} if not failed_blockers else set())
+        in_place = {"reject", *(f"waive-{c}" for c in waive_forms)} | (
+            {"approve"} if not failed_blockers else set()
+        )
     context = {
         "error_forms": [form for key, form in forms.items() if key not in in_place],
         "campaign": campaign,
@@ -120,21 +136,30 @@ def campaign_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def campaign_progress(request: HttpRequest, pk: int) -> JsonResponse:
     """What the progress bars poll: the campaign's state and each job's progress (no challenges)."""
     campaign = _campaign_or_404(request, pk)
-    return JsonResponse({
-        "id": campaign.pk,
-        "state": campaign.state,
-        "state_display": campaign.get_state_display(),
-        "active": campaign.state in ACTIVE_CAMPAIGN_STATES,
-        "jobs": [
-            {"id": job.pk, "suite": job.suite, "state": job.state, "state_display": job.get_state_display(),
-             "progress": round(job.progress or 0.0, 4), "message": job.progress_message, "eta_seconds": job.eta_seconds}
-            for job in campaign.jobs.all()
-        ],
-    })
+    return JsonResponse(
+        {
+            "id": campaign.pk,
+            "state": campaign.state,
+            "state_display": campaign.get_state_display(),
+            "active": campaign.state in ACTIVE_CAMPAIGN_STATES,
+            "jobs": [
+                {
+                    "id": job.pk,
+                    "suite": job.suite,
+                    "state": job.state,
+                    "state_display": job.get_state_display(),
+                    "progress": round(job.progress or 0.0, 4),
+                    "message": job.progress_message,
+                    "eta_seconds": job.eta_seconds,
+                }
+                for job in campaign.jobs.all()
+            ],
+        }
+    )
 
 
 def _decide(request: HttpRequest, pk: int, key: str, act) -> HttpResponse:
-    """Run one review service from a bound form; on refusal, the campaign page again with the error in place."""
+    """Run one review service from a bound form; on refusal, the campaign page with the error in place."""
     campaign = _campaign_or_404(request, pk)
     form_class = WaiveForm if key.startswith("waive") else ReasonForm
     if key == "waive":
@@ -179,7 +204,9 @@ def campaign_reject(request: HttpRequest, pk: int) -> HttpResponse:
 @member_required(is_authority)
 def criterion_waive_view(request: HttpRequest, pk: int) -> HttpResponse:
     def act(campaign, data):
-        criterion_waive(campaign=campaign, criterion_id=data["criterion"], reviewer=request.user, reason=data["reason"])
+        criterion_waive(
+            campaign=campaign, criterion_id=data["criterion"], reviewer=request.user, reason=data["reason"]
+        )
         return f"Criterion {data['criterion']} waived; it stays a note on the certificate."
 
     return _decide(request, pk, "waive", act)
@@ -194,13 +221,19 @@ def campaign_submit_view(request: HttpRequest) -> HttpResponse:
         try:
             with transaction.atomic():
                 campaign = campaign_submit(
-                    vendor=request.membership.organization, target=data["target"], program=data["program"],
-                    level=data["level"], model_artifacts=list(data["models"]), submitted_by=request.user,
+                    vendor=request.membership.organization,
+                    target=data["target"],
+                    program=data["program"],
+                    level=data["level"],
+                    model_artifacts=list(data["models"]),
+                    submitted_by=request.user,
                 )
         except ValidationError as error:
             form_error_from(form, error)
         else:
-            messages.success(request, f"Campaign {campaign.pk} submitted; its jobs are queued on {campaign.target.slug}.")
+            messages.success(
+                request, f"Campaign {campaign.pk} submitted; its jobs are queued on {campaign.target.slug}."
+            )
             return redirect("portal:campaign-detail", pk=campaign.pk)
     status = 400 if request.method == "POST" else 200
     return render(request, "portal/campaign_submit.html", {"form": form}, status=status)

@@ -11,7 +11,12 @@ from django.views.decorators.http import require_GET
 from apps.accounts.selectors import membership_of
 from apps.certificates.models import Certificate
 from apps.portal.selectors import campaigns_running, registry_certificates, review_queue, runner_rows
-from apps.registry.selectors import chips_visible_to, model_artifacts_visible_to, runners_visible_to, targets_visible_to
+from apps.registry.selectors import (
+    chips_visible_to,
+    model_artifacts_visible_to,
+    runners_visible_to,
+    targets_visible_to,
+)
 from apps.runs.selectors import campaigns_visible_to
 
 RECENT = 10
@@ -22,14 +27,21 @@ def home(request: HttpRequest) -> HttpResponse:
     membership = membership_of(request.user)
     recent_certificates = list(registry_certificates().order_by("-issued_at", "-id")[:RECENT])
     if membership is None:
-        return render(request, "portal/home_public.html", {
-            "certificates": recent_certificates, "signed_in": request.user.is_authenticated,
-        })
+        return render(
+            request,
+            "portal/home_public.html",
+            {
+                "certificates": recent_certificates,
+                "signed_in": request.user.is_authenticated,
+            },
+        )
     if membership.is_authority:
         return _authority(request, membership, recent_certificates)
     if membership.is_vendor:
         return _vendor(request, membership)
-    return render(request, "portal/home_buyer.html", {"membership": membership, "certificates": recent_certificates})
+    return render(
+        request, "portal/home_buyer.html", {"membership": membership, "certificates": recent_certificates}
+    )
 
 
 def _authority(request, membership, recent_certificates) -> HttpResponse:
@@ -38,28 +50,39 @@ def _authority(request, membership, recent_certificates) -> HttpResponse:
     for campaign in queue:
         campaign.age = now - campaign.waiting_since
     visible = campaigns_visible_to(membership)
-    runners = runner_rows(runners=runners_visible_to(membership), stale_after_s=settings.RUNNER_STALE_AFTER_S, now=now)
-    return render(request, "portal/home_authority.html", {
-        "queue": queue,
-        "queue_count": review_queue().count(),
-        "running": list(campaigns_running(visible)[:RECENT]),
-        "certificates": recent_certificates,
-        "runners": runners,
-        "stale_runners": [r for r in runners if r.stale],
-    })
+    runners = runner_rows(
+        runners=runners_visible_to(membership), stale_after_s=settings.RUNNER_STALE_AFTER_S, now=now
+    )
+    return render(
+        request,
+        "portal/home_authority.html",
+        {
+            "queue": queue,
+            "queue_count": review_queue().count(),
+            "running": list(campaigns_running(visible)[:RECENT]),
+            "certificates": recent_certificates,
+            "runners": runners,
+            "stale_runners": [r for r in runners if r.stale],
+        },
+    )
 
 
 def _vendor(request, membership) -> HttpResponse:
     campaigns = campaigns_visible_to(membership)
     certificates = list(
         Certificate.objects.filter(vendor_id=membership.organization_id)
-        .select_related("program", "vendor", "chip", "target").order_by("-issued_at")[:RECENT]
+        .select_related("program", "vendor", "chip", "target")
+        .order_by("-issued_at")[:RECENT]
     )
-    return render(request, "portal/home_vendor.html", {
-        "campaigns": list(campaigns.order_by("-created_at")[:RECENT]),
-        "running": list(campaigns_running(campaigns)[:RECENT]),
-        "certificates": certificates,
-        "chip_count": chips_visible_to(membership).count(),
-        "target_count": targets_visible_to(membership).count(),
-        "model_count": model_artifacts_visible_to(membership).count(),
-    })
+    return render(
+        request,
+        "portal/home_vendor.html",
+        {
+            "campaigns": list(campaigns.order_by("-created_at")[:RECENT]),
+            "running": list(campaigns_running(campaigns)[:RECENT]),
+            "certificates": certificates,
+            "chip_count": chips_visible_to(membership).count(),
+            "target_count": targets_visible_to(membership).count(),
+            "model_count": model_artifacts_visible_to(membership).count(),
+        },
+    )

@@ -29,36 +29,57 @@ def _listing(request: HttpRequest, template: str, filter_class, queryset, **extr
     page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    return render(request, template, {"page": page, "filterset": filterset, "query": query.urlencode(), **extra})
+    return render(
+        request, template, {"page": page, "filterset": filterset, "query": query.urlencode(), **extra}
+    )
 
 
 @require_GET
 @member_required(is_vendor_or_authority)
 def chips(request: HttpRequest) -> HttpResponse:
-    return _listing(request, "portal/chips.html", ChipFilter, chips_visible_to(request.membership),
-                    peak_fields=list(PEAK_FIELDS.items()))
+    return _listing(
+        request,
+        "portal/chips.html",
+        ChipFilter,
+        chips_visible_to(request.membership),
+        peak_fields=list(PEAK_FIELDS.items()),
+    )
 
 
 @require_GET
 @member_required(is_vendor_or_authority)
 def targets(request: HttpRequest) -> HttpResponse:
-    return _listing(request, "portal/targets.html", HardwareTargetFilter,
-                    targets_visible_to(request.membership).prefetch_related("runners"))
+    return _listing(
+        request,
+        "portal/targets.html",
+        HardwareTargetFilter,
+        targets_visible_to(request.membership).prefetch_related("runners"),
+    )
 
 
 @require_GET
 @member_required(is_vendor_or_authority)
 def models(request: HttpRequest) -> HttpResponse:
-    return _listing(request, "portal/models.html", ModelArtifactFilter,
-                    model_artifacts_visible_to(request.membership).defer("config"))
+    return _listing(
+        request,
+        "portal/models.html",
+        ModelArtifactFilter,
+        model_artifacts_visible_to(request.membership).defer("config"),
+    )
 
 
 @require_GET
 @member_required(is_authority)
 def runners(request: HttpRequest) -> HttpResponse:
-    return render(request, "portal/runners.html", {
-        "runners": runner_rows(runners=runners_visible_to(request.membership), stale_after_s=settings.RUNNER_STALE_AFTER_S),
-        "stale_after_s": settings.RUNNER_STALE_AFTER_S,
-        "schedules": periodic_tasks(),
-        "show_admin": request.user.is_staff,
-    })
+    return render(
+        request,
+        "portal/runners.html",
+        {
+            "runners": runner_rows(
+                runners=runners_visible_to(request.membership), stale_after_s=settings.RUNNER_STALE_AFTER_S
+            ),
+            "stale_after_s": settings.RUNNER_STALE_AFTER_S,
+            "schedules": periodic_tasks(),
+            "show_admin": request.user.is_staff,
+        },
+    )

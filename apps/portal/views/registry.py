@@ -56,8 +56,15 @@ def registry(request: HttpRequest) -> HttpResponse:
     if request.GET.get("ordering"):
         page_query["ordering"] = sort
     columns = [
-        ("serial", "Serial"), ("chip", "Chip"), ("vendor", "Vendor"), (None, "Backend"), (None, "Program"),
-        ("level", "Level"), ("status", "Status"), ("issued_at", "Issued"), ("valid_until", "Valid until"),
+        ("serial", "Serial"),
+        ("chip", "Chip"),
+        ("vendor", "Vendor"),
+        (None, "Backend"),
+        (None, "Program"),
+        ("level", "Level"),
+        ("status", "Status"),
+        ("issued_at", "Issued"),
+        ("valid_until", "Valid until"),
     ]
     headers = []
     for key, label in columns:
@@ -66,25 +73,31 @@ def registry(request: HttpRequest) -> HttpResponse:
             continue
         current = sort.lstrip("-") == key
         descending = sort.startswith("-")
-        headers.append({
-            "label": label,
-            "key": key,
-            "next": f"-{key}" if current and not descending else key,
-            "aria_sort": ("descending" if descending else "ascending") if current else None,
-        })
-    return render(request, "portal/registry.html", {
-        "page": page,
-        "filterset": filterset,
-        "errors": errors,
-        "facets": registry_facets(),
-        "statuses": [*CertificateStatus.choices, ("all", "All")],
-        "params": request.GET,
-        "query": query.urlencode(),
-        "page_query": page_query.urlencode(),
-        "sort": sort,
-        "headers": headers,
-        "sortable": sorted(REGISTRY_ORDERING),
-    })
+        headers.append(
+            {
+                "label": label,
+                "key": key,
+                "next": f"-{key}" if current and not descending else key,
+                "aria_sort": ("descending" if descending else "ascending") if current else None,
+            }
+        )
+    return render(
+        request,
+        "portal/registry.html",
+        {
+            "page": page,
+            "filterset": filterset,
+            "errors": errors,
+            "facets": registry_facets(),
+            "statuses": [*CertificateStatus.choices, ("all", "All")],
+            "params": request.GET,
+            "query": query.urlencode(),
+            "page_query": page_query.urlencode(),
+            "sort": sort,
+            "headers": headers,
+            "sortable": sorted(REGISTRY_ORDERING),
+        },
+    )
 
 
 def _certificate_or_404(serial: str) -> Certificate:
@@ -94,7 +107,9 @@ def _certificate_or_404(serial: str) -> Certificate:
     return certificate
 
 
-def _certificate_page(request: HttpRequest, certificate: Certificate, *, forms: dict | None = None, status: int = 200) -> HttpResponse:
+def _certificate_page(
+    request: HttpRequest, certificate: Certificate, *, forms: dict | None = None, status: int = 200
+) -> HttpResponse:
     payload = json.loads(certificate.payload_json)
     forms = forms or {}
     may_act = is_reviewer(membership_of(request.user))
@@ -107,8 +122,11 @@ def _certificate_page(request: HttpRequest, certificate: Certificate, *, forms: 
         "keys_url": reverse("certification-keys"),
         "may_suspend": may_act and certificate.status == CertificateStatus.ACTIVE,
         "may_reinstate": may_act and certificate.status == CertificateStatus.SUSPENDED,
-        "may_revoke": may_act and certificate.status in (CertificateStatus.ACTIVE, CertificateStatus.SUSPENDED),
-        "forms": {name: forms.get(name) or ReasonForm(prefix=name) for name in ("suspend", "reinstate", "revoke")},
+        "may_revoke": may_act
+        and certificate.status in (CertificateStatus.ACTIVE, CertificateStatus.SUSPENDED),
+        "forms": {
+            name: forms.get(name) or ReasonForm(prefix=name) for name in ("suspend", "reinstate", "revoke")
+        },
         "issuer": settings.CERT_ISSUER_NAME or payload.get("issuer", {}).get("name", ""),
     }
     return render(request, "portal/certificate.html", context, status=status)
@@ -160,16 +178,27 @@ def compare(request: HttpRequest) -> HttpResponse:
     columns = []
     for certificate in certificates:
         payload = json.loads(certificate.payload_json)
-        columns.append({
-            "certificate": certificate,
-            "best": payload.get("headline", {}).get("best_gemm_tflops", {}),
-            "accuracy": payload.get("headline", {}).get("model_accuracy", []),
-            "notes": payload.get("notes", []),
-        })
-    peak_rows = [(key, [getattr(c["certificate"].chip, field) for c in columns]) for key, field in PEAK_FIELDS.items()]
+        columns.append(
+            {
+                "certificate": certificate,
+                "best": payload.get("headline", {}).get("best_gemm_tflops", {}),
+                "accuracy": payload.get("headline", {}).get("model_accuracy", []),
+                "notes": payload.get("notes", []),
+            }
+        )
+    peak_rows = [
+        (key, [getattr(c["certificate"].chip, field) for c in columns]) for key, field in PEAK_FIELDS.items()
+    ]
     dtypes = sorted({d for c in columns for d in c["best"]})
     best_rows = [(dtype, [c["best"].get(dtype) for c in columns]) for dtype in dtypes]
-    return render(request, "portal/compare.html", {
-        "columns": columns, "error": error, "peak_rows": [r for r in peak_rows if any(v is not None for v in r[1])],
-        "best_rows": best_rows,
-    }, status=400 if error else 200)
+    return render(
+        request,
+        "portal/compare.html",
+        {
+            "columns": columns,
+            "error": error,
+            "peak_rows": [r for r in peak_rows if any(v is not None for v in r[1])],
+            "best_rows": best_rows,
+        },
+        status=400 if error else 200,
+    )
