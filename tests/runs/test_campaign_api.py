@@ -152,3 +152,21 @@ def test_the_campaign_list_runs_a_constant_number_of_queries(cpu_world, client_f
     with CaptureQueriesContext(connection) as many:
         assert len(client.get(URL).json()["results"]) == 8
     assert len(many) == len(few)
+
+
+def test_progress_reports_an_eta_extrapolated_from_the_elapsed_time(cpu_world, client_for):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.runs.services.campaigns import job_claim, job_progress
+
+    campaign_id = submit(client_for(cpu_world.engineer)).json()["id"]
+    job = Job.objects.get(campaign_id=campaign_id)
+    assert job_claim(job_id=job.pk)
+    assert not job_claim(job_id=job.pk), "a job is claimed once"
+    Job.objects.filter(pk=job.pk).update(started_at=timezone.now() - timedelta(seconds=30))
+    job_progress(job_id=job.pk, fraction=0.25, message="matmul")
+    body = client_for(cpu_world.engineer).get(f"/api/v1/jobs/{job.pk}/").json()
+    assert body["state"] == "running" and body["progress"] == 0.25 and body["attempts"] == 1
+    assert 85 <= body["eta_seconds"] <= 95

@@ -121,13 +121,20 @@ def job_claim(*, job_id: int, runner_id: int | None = None) -> bool:
 
 
 def job_progress(*, job_id: int, fraction: float, message: str = "", eta_seconds: float | None = None) -> None:
-    """Record progress reported by a runner; ignored unless the job is queued or running."""
+    """Record progress reported by a runner; ignored unless the job is queued or running.
+
+    Without an estimate from the runner, the ETA extrapolates the elapsed time at the current rate."""
     fraction = min(max(float(fraction), 0.0), 1.0)
+    now = timezone.now()
+    if eta_seconds is None and 0.0 < fraction < 1.0:
+        started_at = Job.objects.filter(pk=job_id).values_list("started_at", flat=True).first()
+        if started_at is not None:
+            eta_seconds = round((now - started_at).total_seconds() * (1.0 - fraction) / fraction, 1)
     updated = Job.objects.filter(pk=job_id, state__in=[JobState.QUEUED, JobState.RUNNING]).update(
         progress=fraction, progress_message=message[:200], eta_seconds=eta_seconds,
     )
     if updated:
-        Job.objects.filter(pk=job_id, state=JobState.QUEUED).update(state=JobState.RUNNING, started_at=timezone.now())
+        Job.objects.filter(pk=job_id, state=JobState.QUEUED).update(state=JobState.RUNNING, started_at=now)
         Campaign.objects.filter(jobs__pk=job_id, state=CampaignState.QUEUED).update(state=CampaignState.RUNNING)
 
 
