@@ -52,6 +52,8 @@ def registry(request: HttpRequest) -> HttpResponse:
     query = request.GET.copy()
     for key in ("page", "ordering", "serial"):
         query.pop(key, None)
+    for key in [k for k, values in query.lists() if not any(values)]:
+        query.pop(key)  # an empty filter means "any": keep links and the API example short
     page_query = query.copy()
     if request.GET.get("ordering"):
         page_query["ordering"] = sort
