@@ -152,7 +152,13 @@ def test_the_offline_verifier_runs_as_a_module_of_the_project(certified, tmp_pat
     certificate = certified()
     (tmp_path / "cert.json").write_bytes(document_bytes(certificate))
     (tmp_path / "public.pem").write_text(certificate.signing_key.public_key_pem)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # Decoys that fail the run if the module path pulls in Django or Celery.
+    guards = tmp_path / "guards"
+    guards.mkdir()
+    for name in ("django", "celery", "kombu"):
+        (guards / f"{name}.py").write_text(f"raise ImportError('the offline verifier must not import {name}')\n")
+    env = {**os.environ, "PYTHONPATH": f"{guards}{os.pathsep}{REPO}"}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
     args = [
         sys.executable,
         "-m",
