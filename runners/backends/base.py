@@ -6,6 +6,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from importlib import metadata
 from types import ModuleType
 from typing import Any, Protocol
@@ -134,6 +135,14 @@ class Backend:
 
     def reset_peak_memory(self) -> None:
         return None
+
+    def prepare(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """The callable the performance and model suites time, as this device's stack runs it.
+
+        Identity by default; a plugin may compile or capture a graph here (torch.compile, CUDA
+        graphs). The integrity checks (TEST01 outputs, TEST04 caching) judge what this returns.
+        """
+        return fn
 
     def last_level_cache_bytes(self) -> int | None:
         return None

@@ -96,7 +96,7 @@ def run_model_suite(
     default_perf = ["float32"] if backend.name == "cpu" else ["bfloat16"]
     perf_dtypes = set(options.get("model_performance_dtypes", default_perf))
     device = backend.device()
-    prepare: Callable[[Any], Any] = getattr(backend, "prepare", None) or (lambda fn: fn)
+    prepare: Callable[[Any], Any] = backend.prepare
     entries = spec.get("models") or default_models()
     steps, done = len(entries) * (len(dtypes) + 1), 0
 

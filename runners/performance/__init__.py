@@ -101,9 +101,7 @@ def run_performance_suite(
     policy = TimingPolicy.from_dict({**(options.get("timing") or {}), "quick": quick})
     challenge = str(seed)
     device = backend.device()
-    prepare: Callable[[Callable[[], Any]], Callable[[], Any]] = getattr(backend, "prepare", None) or (
-        lambda f: f
-    )
+    prepare: Callable[[Callable[[], Any]], Callable[[], Any]] = backend.prepare
     benches = plan(spec, backend, challenge=challenge, quick=quick)
     sampled = set(sample_indices(seed, len(benches), TEST01_SAMPLES, salt="performance"))
 
