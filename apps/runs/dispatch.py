@@ -60,3 +60,15 @@ def _run_in_process(job: Job) -> None:
     envelope = run_job(job.spec, identity=identity, report=report)
     if envelope is not None:
         platform_tasks.ingest.apply(args=[envelope], throw=True)
+
+
+def job_messages_revoke(*, task_ids: list[str]) -> None:
+    """Tell runner workers to discard these jobs' messages (broadcast; best effort)."""
+    if not task_ids or settings.CELERY_TASK_ALWAYS_EAGER:
+        return
+    from certification.celery import app
+
+    try:
+        app.control.revoke(task_ids)
+    except Exception:  # the broker being down must not undo a cancellation already committed
+        logger.warning("could not broadcast the revocation of %s", task_ids, exc_info=True)

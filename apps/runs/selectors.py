@@ -10,7 +10,7 @@ from apps.runs.models import Campaign, Job, Program, ProgramStatus
 
 def campaigns_visible_to(membership: Membership | None) -> QuerySet[Campaign]:
     campaigns = Campaign.objects.select_related("target__chip__vendor", "program", "vendor", "submitted_by").prefetch_related(
-        Prefetch("jobs", queryset=Job.objects.select_related("model", "runner", "document").order_by("id")), "model_artifacts"
+        Prefetch("jobs", queryset=Job.objects.select_related("model", "runner", "document__runner").order_by("id")), "model_artifacts"
     )
     if membership is None:
         return campaigns.none()

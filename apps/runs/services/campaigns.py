@@ -16,7 +16,7 @@ from django.utils.module_loading import import_string
 from apps.accounts.models import Organization
 from apps.audit.services import audit_record
 from apps.registry.models import HardwareTarget, ModelArtifact
-from apps.runs.dispatch import job_dispatch
+from apps.runs.dispatch import job_dispatch, job_messages_revoke
 from apps.runs.models import (
     JOB_DONE_STATES,
     Campaign,
@@ -169,10 +169,14 @@ def campaign_cancel(*, campaign: Campaign, actor=None, reason: str = "") -> Camp
     if campaign.state not in {CampaignState.DRAFT, CampaignState.QUEUED, CampaignState.RUNNING}:
         raise ValidationError(f"A campaign that is {campaign.get_state_display().lower()} cannot be cancelled.")
     now = timezone.now()
-    campaign.jobs.exclude(state__in=JOB_DONE_STATES).update(state=JobState.CANCELLED, finished_at=now)
+    open_jobs = campaign.jobs.exclude(state__in=JOB_DONE_STATES)
+    task_ids = [task_id for task_id in open_jobs.values_list("task_id", flat=True) if task_id]
+    open_jobs.update(state=JobState.CANCELLED, finished_at=now)
     campaign.state, campaign.state_reason, campaign.finished_at = CampaignState.CANCELLED, reason, now
     campaign.save()
     audit_record(action="campaign.cancelled", obj=campaign, actor=actor, payload={"reason": reason})
+    # Runner workers drop the queued messages; a result that still arrives is refused at ingestion.
+    transaction.on_commit(lambda: job_messages_revoke(task_ids=task_ids))
     return campaign
 
 
