@@ -89,18 +89,26 @@ def conformance_pass_rate(campaign: Campaign, params: dict) -> Judgement:
             f"No supported cases of {', '.join(params['dtypes'])}.", threshold=threshold, evidence=evidence
         )
     rate = passed / judged
-    unsupported = [d for d in params["dtypes"] if counts.get(d) and set(counts[d]) == {"unsupported"}]
-    note = f" Unsupported on the device: {', '.join(unsupported)}." if unsupported else ""
+    # A level that names a dtype requires it: a device that supports none of its cases cannot pass
+    # by leaving it out of the rate.
+    unsupported = [d for d in params["dtypes"] if not any(n for status, n in counts.get(d, {}).items()
+                                                          if status != "unsupported")]
+    if unsupported:
+        return _fail(
+            f"{passed} of {judged} supported cases pass, but the device runs no case of "
+            f"{', '.join(unsupported)}, which this level requires.",
+            measured=rate, threshold=threshold, evidence=evidence,
+        )
     if rate >= threshold:
         return Judgement(
             CriterionOutcome.PASS,
-            f"{passed} of {judged} cases pass ({rate:.2%}).{note}",
+            f"{passed} of {judged} cases pass ({rate:.2%}).",
             rate,
             threshold,
             evidence,
         )
     return _fail(
-        f"{passed} of {judged} cases pass ({rate:.2%}), below {threshold:.2%}.{note}",
+        f"{passed} of {judged} cases pass ({rate:.2%}), below {threshold:.2%}.",
         measured=rate,
         threshold=threshold,
         evidence=evidence,

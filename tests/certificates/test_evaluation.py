@@ -55,6 +55,13 @@ def test_a_campaign_below_the_conformance_bar_shows_why(evaluated):
     assert "190 of 200" in campaign.state_reason
 
 
+def test_a_required_dtype_the_device_does_not_support_fails_the_criterion(evaluated):
+    campaign = evaluated(conformance={"float32": {"pass": 200}, "bfloat16": {"unsupported": 200}})
+    b1 = result(campaign, "B1")
+    assert b1.outcome == CriterionOutcome.FAIL
+    assert "bfloat16" in b1.explanation
+
+
 def test_no_supported_case_is_a_failure_not_a_pass(evaluated):
     campaign = evaluated(conformance={"float32": {"unsupported": 10}, "bfloat16": {"unsupported": 10}})
     assert result(campaign, "B1").outcome == CriterionOutcome.FAIL
