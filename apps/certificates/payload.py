@@ -61,6 +61,17 @@ def _subject(campaign: Campaign, documents: list[ResultDocument]) -> dict:
             "memory_bandwidth_gbs": chip.memory_bandwidth_gbs,
             "tdp_w": chip.tdp_w,
             "declared_peak_tflops": chip.declared_peaks(),
+            # Declarations buyers filter on, frozen at certification so a later registry edit
+            # cannot change what a certificate-based tender evaluation reads.
+            "die_area_mm2": chip.die_area_mm2,
+            "interconnect_bandwidth_gbs": chip.interconnect_bandwidth_gbs,
+            "data_center": chip.data_center,
+            "fab_country": chip.fab_country,
+            "assembly_country": chip.assembly_country,
+            "domestic_content_pct": chip.domestic_content_pct,
+            "list_price": str(chip.list_price) if chip.list_price is not None else None,
+            "currency": chip.currency,
+            "spec_source": chip.spec_source,
         },
         "target": {
             "slug": target.slug,

@@ -59,6 +59,10 @@ def requirement_vocabulary(*, rule: Rule | None = None) -> Vocabulary:
     )
 
 
+def _price(value) -> float | None:
+    return float(value) if value is not None else None
+
+
 def active_certificates() -> QuerySet[Certificate]:
     """Certificates a buyer may rely on now: active and not past their date (even before the expiry sweep)."""
     return Certificate.objects.filter(status=CertificateStatus.ACTIVE, valid_until__gt=timezone.now())
@@ -124,15 +128,16 @@ def certified_candidates(
             declared_peaks=peaks,
             scope_dtypes=list(scope.get("dtypes", [])),
             scope_models={m["name"]: list(m.get("dtypes", [])) for m in scope.get("models", [])},
-            die_area_mm2=row["chip__die_area_mm2"],
-            data_center=row["chip__data_center"],
-            fab_country=row["chip__fab_country"],
-            assembly_country=row["chip__assembly_country"],
-            domestic_content_pct=row["chip__domestic_content_pct"],
-            list_price=float(row["chip__list_price"]) if row["chip__list_price"] is not None else None,
-            currency=row["chip__currency"],
+            # Declarations as frozen in the signed subject; the registry row for older certificates.
+            die_area_mm2=subject.get("die_area_mm2", row["chip__die_area_mm2"]),
+            data_center=subject.get("data_center", row["chip__data_center"]),
+            fab_country=subject.get("fab_country", row["chip__fab_country"]),
+            assembly_country=subject.get("assembly_country", row["chip__assembly_country"]),
+            domestic_content_pct=subject.get("domestic_content_pct", row["chip__domestic_content_pct"]),
+            list_price=_price(subject.get("list_price", row["chip__list_price"])),
+            currency=subject.get("currency", row["chip__currency"]),
         )
-        # Declared peaks as certified (the signed subject), die area and market from the registry.
+        # Declared peaks and die area as certified (the signed subject).
         candidate.classification = classify(
             peaks=peaks, die_area_mm2=candidate.die_area_mm2, data_center=candidate.data_center, rule=rule
         )

@@ -208,3 +208,15 @@ def test_the_number_of_queries_does_not_grow_with_the_number_of_chips(certified,
 # Rule file aside: tender requirements, certificates, programs, measurements, then the insert and
 # the audit record (head row get/lock, event, head update) inside savepoints.
 QUERY_BUDGET = 16
+
+
+def test_declarations_are_read_as_certified_not_as_later_edited(certified, tender):
+    certificate = certified(sku="FROZEN-1")
+    chip = certificate.campaign.target.chip
+    assert chip.fab_country == "TW"
+    chip.fab_country, chip.domestic_content_pct = "US", 99
+    chip.save()  # the vendor edits the registry after certification
+    origin = {"kind": "origin_country", "params": {"field": "fab", "countries": ["US"]}}
+    evaluation = evaluation_create(tender=tender([origin]))
+    row = row_of(evaluation, "FROZEN-1")
+    assert not row["eligible"] and "TW" in row["cells"][0]["value"]
