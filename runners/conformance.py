@@ -112,9 +112,16 @@ def compare(output: torch.Tensor, expected: torch.Tensor, atol: float, rtol: flo
         diff = diff.masked_fill(special, 0.0)
     rel = torch.nan_to_num(diff / ref_abs, nan=0.0, posinf=0.0)  # relative error where ref != 0
     mismatches = int(bad.sum())
+    # The worst element's error as a share of its own allowance (1.0 = on the limit): max_abs and
+    # max_rel may come from different elements, so neither gives this on its own.
+    budget = ref_abs.mul_(rtol).add_(atol)
+    ratio = torch.where(budget > 0, diff / budget, torch.where(diff > 0, torch.inf, 0.0))
+    ratio = ratio.masked_fill(special & ~bad, 0.0)
+    worst = float(ratio.max()) if not bool((special & bad).any()) else math.inf
     return {
         "max_abs": _finite_or_none(float(diff.max())),
         "max_rel": _finite_or_none(float(rel.max())),
+        "tolerance_ratio": _finite_or_none(worst),
         "mismatch_fraction": mismatches / out.numel(),
         "mismatches": mismatches,
     }

@@ -95,13 +95,18 @@ class Evidence:
 
 
 def case_ratio(case: CaseResult) -> float | None:
-    """Worst error as a fraction of the allclose tolerance (atol + rtol * |reference|).
+    """Worst error as a fraction of the allclose tolerance (atol + rtol * |reference|); 1.0 means the
+    case sits exactly on its tolerance.
 
-    The document keeps the worst absolute and worst relative errors, not the reference values; at
-    the element of the worst relative error |reference| = max_abs / max_rel, which gives the budget.
-    1.0 means the case sits exactly on its tolerance."""
+    The runner measures it element by element (`tolerance_ratio`). Older documents keep only the worst
+    absolute and worst relative errors: at the element of the worst relative error |reference| =
+    max_abs / max_rel gives a budget, and the result over-estimates when the two come from different
+    elements."""
+    if case.tolerance_ratio is not None:
+        return case.tolerance_ratio  # measured per element by the runner
     if case.max_abs is None or case.atol is None:
         return None
+    # Documents from before the runner measured it: an upper estimate.
     reference = case.max_abs / case.max_rel if case.max_rel else 0.0
     budget = case.atol + (case.rtol or 0.0) * reference
     return case.max_abs / budget if budget > 0 else None
@@ -286,7 +291,8 @@ def campaign_evidence(*, campaign: Campaign, criteria: list[CriterionResult]) ->
             )
     cases = list(
         CaseResult.objects.filter(document__job__campaign=campaign)
-        .only("document__suite", "kernel", "dtype", "case", "status", "max_abs", "max_rel", "atol", "rtol")
+        .only("document__suite", "kernel", "dtype", "case", "status", "max_abs", "max_rel", "tolerance_ratio", "atol",
+              "rtol")
         .select_related("document")
         .order_by("id")
     )

@@ -183,6 +183,7 @@ class CaseResult(models.Model):
     error_class = models.CharField(max_length=32, blank=True)
     max_abs = models.FloatField(null=True)
     max_rel = models.FloatField(null=True)
+    tolerance_ratio = models.FloatField(null=True, help_text="Worst element's error / its allowance; 1.0 is the limit")
     mismatch_fraction = models.FloatField(null=True)
     atol = models.FloatField(null=True)
     rtol = models.FloatField(null=True)

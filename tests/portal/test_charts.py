@@ -11,7 +11,7 @@ from apps.portal.evidence import case_ratio
 
 
 def case(**fields):
-    base = {"max_abs": None, "max_rel": None, "atol": None, "rtol": None}
+    base = {"max_abs": None, "max_rel": None, "tolerance_ratio": None, "atol": None, "rtol": None}
     return SimpleNamespace(**{**base, **fields})
 
 
@@ -23,6 +23,8 @@ def case(**fields):
         ({"max_abs": 2e-4, "max_rel": 2e-4, "atol": 1e-4, "rtol": 1e-4}, 1.0),  # budget 1e-4 + 1e-4 * 1
         ({"max_abs": None, "atol": 1e-4}, None),
         ({"max_abs": 1.0, "max_rel": 0.0, "atol": 0.0, "rtol": 0.0}, None),
+        # The runner's per-element ratio wins over the estimate from max_abs and max_rel.
+        ({"max_abs": 2e-4, "max_rel": 0.5, "tolerance_ratio": 0.4, "atol": 1e-4, "rtol": 1e-4}, 0.4),
     ],
 )
 def test_case_ratio_is_the_worst_error_over_the_allclose_budget(fields, expected):

@@ -248,3 +248,19 @@ def test_the_whole_suite_passes_on_this_cpu_within_a_minute():
     # CPU time over all threads: on a 2-core host the wall time cannot be much less, and unlike
     # wall time it does not grow when other processes share the machine.
     assert cpu_seconds < 60
+
+
+def test_the_tolerance_ratio_is_the_worst_elements_share_of_its_own_allowance():
+    import torch
+
+    from runners.conformance import compare
+
+    # The worst absolute error (0.1 on a reference of 2.1) and the worst relative error (0.5 on a
+    # reference of 0.02) sit on different elements; only the per-element ratio is exact.
+    stats = compare(torch.tensor([0.03, 2.2]), torch.tensor([0.02, 2.1]), atol=0.01, rtol=0.05)
+    assert stats["mismatches"] == 0
+    assert stats["tolerance_ratio"] == pytest.approx(max(0.01 / (0.01 + 0.05 * 0.02), 0.1 / (0.01 + 0.05 * 2.1)),
+                                                     rel=1e-5)
+    assert stats["tolerance_ratio"] <= 1.0
+    failing = compare(torch.tensor([0.0, 3.0]), torch.tensor([0.0, 2.0]), atol=0.01, rtol=0.05)
+    assert failing["mismatches"] == 1 and failing["tolerance_ratio"] > 1.0

@@ -133,8 +133,8 @@ def _number(value):
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-CASE_COLUMNS = ["kernel", "dtype", "case", "status", "error_class", "max_abs", "max_rel", "mismatch_fraction",
-                "atol", "rtol"]
+CASE_COLUMNS = ["kernel", "dtype", "case", "status", "error_class", "max_abs", "max_rel", "tolerance_ratio",
+                "mismatch_fraction", "atol", "rtol"]
 MEASUREMENT_COLUMNS = ["kind", "name", "dtype", "unit", "value", "median", "p90", "p99", "cv", "unstable",
                        "efficiency", "flags", "params"]
 
@@ -146,7 +146,8 @@ def _case_rows(document: dict) -> list[tuple]:
         rows.append((
             str(item.get("kernel", ""))[:64], str(item.get("dtype", ""))[:32], str(item.get("case", ""))[:128],
             str(item.get("status", ""))[:16], str(item.get("error_class") or "")[:32], _number(stats.get("max_abs")),
-            _number(stats.get("max_rel")), _number(stats.get("mismatch_fraction")), _number(stats.get("atol")),
+            _number(stats.get("max_rel")), _number(stats.get("tolerance_ratio")),
+            _number(stats.get("mismatch_fraction")), _number(stats.get("atol")),
             _number(stats.get("rtol")),
         ))
     return rows
