@@ -2,7 +2,11 @@
 result envelope out, plus signed progress, failure and heartbeat messages to the platform queue.
 
     RUNNER_NAME=gpu-host-1 RUNNER_KEY_FILE=/etc/runner/key.pem CELERY_BROKER_URL=redis://... \\
+    PLATFORM_URL=https://certification.example \\
         celery -A runners.worker worker -Q target.<slug> --concurrency 1
+
+PLATFORM_URL is needed only where the platform's artifact storage is not mounted: model weights are
+then fetched with a signed request into RUNNER_CACHE_DIR (runners/artifacts.py).
 
 Delivery: prefetch 1 and late acknowledgement, so a job is taken by one worker at a time and a
 worker killed mid-job (SIGKILL) leaves the message to be delivered again; the platform gives a
@@ -17,16 +21,19 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from celery import Celery, signals
 from celery.exceptions import SoftTimeLimitExceeded
 
+from runners.artifacts import ArtifactUnavailable, localize_models
 from runners.fingerprint_check import fingerprint_mismatches
 from runners.signing import RunnerIdentity
 
 PLATFORM_QUEUE = os.environ.get("PLATFORM_QUEUE", "platform")
 HEARTBEAT_SECONDS = float(os.environ.get("RUNNER_HEARTBEAT_SECONDS", "30"))
 PROGRESS_MIN_INTERVAL_S = 1.0
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "accelerator-certification" / "artifacts"
 
 app = Celery("runners")
 app.conf.update(
@@ -106,7 +113,13 @@ def run_job(spec: dict, *, identity: RunnerIdentity, report: Reporter) -> dict |
         fail("infrastructure", "fingerprint mismatch: " + "; ".join(mismatches))
         return None
     try:
-        document = run_suite(spec, backend=backend, progress=progress)
+        suite_spec = localize_models(spec, identity=identity, platform_url=os.environ.get("PLATFORM_URL"),
+                                     cache_dir=Path(os.environ.get("RUNNER_CACHE_DIR", DEFAULT_CACHE_DIR)))
+    except ArtifactUnavailable as exc:
+        fail("infrastructure", str(exc))
+        return None
+    try:
+        document = run_suite(suite_spec, backend=backend, progress=progress)
     except SoftTimeLimitExceeded:
         fail("timeout", "the suite passed its soft time limit")
         return None

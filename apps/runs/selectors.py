@@ -41,3 +41,42 @@ def program_current(*, code: str, version: str | None = None) -> Program | None:
         return tuple(int(p) if p.isdigit() else p for p in program.version.split("."))
 
     return max(programs, key=key, default=None)
+
+
+ARTIFACT_REQUEST_MAX_SKEW_S = 300
+
+
+def model_artifact_for_runner(*, headers, path: str, sha256: str):
+    """The weights a signed runner request may fetch, or None.
+
+    The request must be signed by a registered, enabled runner (over method, path and a timestamp
+    within five minutes), and the runner must serve a target with a queued or running job of that model.
+    """
+    from datetime import datetime, timedelta
+
+    from django.utils import timezone
+
+    from apps.registry.models import ModelArtifact, Runner, RunnerStatus
+    from apps.runs.models import JobState
+    from runners.artifacts import request_signature_payload
+    from runners.signing import verify_signature
+
+    name, key_id = headers.get("X-Runner", ""), headers.get("X-Runner-Key-Id", "")
+    timestamp, signature = headers.get("X-Runner-Timestamp", ""), headers.get("X-Runner-Signature", "")
+    try:
+        sent_at = datetime.fromisoformat(timestamp)
+    except ValueError:
+        return None
+    if sent_at.tzinfo is None or abs(timezone.now() - sent_at) > timedelta(seconds=ARTIFACT_REQUEST_MAX_SKEW_S):
+        return None
+    runner = Runner.objects.filter(name=name, key_id=key_id).exclude(status=RunnerStatus.DISABLED).first()
+    if runner is None or not verify_signature(runner.public_key, request_signature_payload("GET", path, timestamp),
+                                              signature):
+        return None
+    needed = Job.objects.filter(
+        model__weights_sha256=sha256, state__in=[JobState.QUEUED, JobState.RUNNING],
+        campaign__target__runners=runner,
+    )
+    if not needed.exists():
+        return None
+    return ModelArtifact.objects.filter(weights_sha256=sha256).first()

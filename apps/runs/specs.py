@@ -4,6 +4,8 @@ The layout is the runners' spec schema (runners/schema/spec.schema.json)."""
 
 from __future__ import annotations
 
+from django.urls import reverse
+
 from apps.registry.models import PEAK_FIELDS, ModelArtifact
 from apps.runs.models import Job, JobSuite
 
@@ -30,6 +32,8 @@ def model_entry(artifact: ModelArtifact) -> dict:
         "architecture": artifact.architecture,
         "config": artifact.config,
         "weights_path": artifact.weights.path,
+        # For runner hosts without the platform's storage: fetched with a signed request (runners/artifacts.py).
+        "weights_url": reverse("runner-artifact", kwargs={"sha256": artifact.weights_sha256}),
         "sha256": artifact.weights_sha256,
     }
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from django.db import transaction
-from django.http import Http404
+from django.http import FileResponse, Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from apps.accounts.permissions import IsMember
 from apps.accounts.selectors import membership_of
@@ -98,6 +99,22 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         params.is_valid(raise_exception=True)
         campaign_cancel(campaign=campaign, actor=request.user, reason=params.validated_data["reason"])
         return Response(CampaignSerializer(self.get_queryset().get(pk=campaign.pk)).data)
+
+
+class RunnerArtifactView(APIView):
+    """Model weights for a runner host without shared storage; the request is signed by the runner's key
+    (headers X-Runner, X-Runner-Key-Id, X-Runner-Timestamp, X-Runner-Signature). Anything else is a 404."""
+
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    @extend_schema(responses={(200, "application/octet-stream"): bytes}, auth=[])
+    def get(self, request, sha256: str):
+        artifact = selectors.model_artifact_for_runner(headers=request.headers, path=request.path, sha256=sha256)
+        if artifact is None:
+            raise Http404
+        return FileResponse(artifact.weights.open("rb"), as_attachment=True, filename=f"{sha256}.safetensors",
+                            content_type="application/octet-stream")
 
 
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
