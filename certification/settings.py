@@ -169,6 +169,15 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a "state" or "status": name each choice set after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "CampaignStateEnum": "apps.runs.models.CampaignState",
+        "JobStateEnum": "apps.runs.models.JobState",
+        "ProgramStatusEnum": "apps.runs.models.ProgramStatus",
+        "RunnerStatusEnum": "apps.registry.models.RunnerStatus",
+        "CertificateStatusEnum": "apps.certificates.models.CertificateStatus",
+        "SigningKeyStatusEnum": "apps.certificates.models.SigningKeyStatus",
+    },
 }
 
 # Celery. Without a broker every task runs in process through the same task functions.
