@@ -65,6 +65,16 @@ def _torch_version() -> str:
         return "unknown"
 
 
+def _memory_gib() -> float:
+    """The host's memory, which a CPU target computes from (0 where the system does not say)."""
+    meminfo = Path("/proc/meminfo")
+    if meminfo.exists():
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) * 1024 / 2**30, 1)
+    return 0.0
+
+
 def local_cpu_declared_peak_tflops() -> float:
     """This CPU's fp32 peak as a datasheet states it: cores x boost clock x FLOP per cycle (2 FMA
     ports x vector width: 64 with AVX-512, 32 with AVX2+FMA, 8 otherwise). A virtual machine shows
@@ -158,7 +168,7 @@ class Command(BaseCommand):
             architecture=platform.machine(),
             process_node_nm=7,
             die_area_mm2=None,
-            memory_gib=0,
+            memory_gib=_memory_gib(),
             memory_bandwidth_gbs=None,
             tdp_w=65,
             data_center=False,
@@ -175,6 +185,7 @@ class Command(BaseCommand):
                 backend="cpu",
                 torch_version=_torch_version(),
                 host_cpu=_cpu_model(),
+                host_memory_gib=_memory_gib(),
                 description="This machine's CPU, certified through the normal pipeline by `make run`.",
             )
         return target
