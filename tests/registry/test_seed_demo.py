@@ -15,6 +15,7 @@ from apps.registry.models import Chip, HardwareTarget
 @pytest.fixture
 def seeded(db, settings, tmp_path):
     settings.VAR_DIR = tmp_path
+    settings.EMBEDDED_RUNNER_KEY_FILE = tmp_path / "keys" / "local-runner.pem"
     # Demo users get real passwords; the default hasher's cost is not what this test is about.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     out = StringIO()
