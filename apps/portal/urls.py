@@ -14,6 +14,7 @@ urlpatterns = [
     path("campaigns/<int:pk>/approve/", campaigns.campaign_approve, name="campaign-approve"),
     path("campaigns/<int:pk>/reject/", campaigns.campaign_reject, name="campaign-reject"),
     path("campaigns/<int:pk>/waive/", campaigns.criterion_waive_view, name="criterion-waive"),
+    path("campaigns/<int:pk>/cancel/", campaigns.campaign_cancel_view, name="campaign-cancel"),
     path("chips/", inventory.chips, name="chips"),
     path("targets/", inventory.targets, name="targets"),
     path("models/", inventory.models, name="models"),

@@ -28,7 +28,7 @@ from apps.portal.selectors import ACTIVE_CAMPAIGN_STATES, review_queue
 from apps.runs.filters import CampaignFilter
 from apps.runs.models import Campaign, CampaignState
 from apps.runs.selectors import campaigns_visible_to
-from apps.runs.services.campaigns import campaign_submit
+from apps.runs.services.campaigns import campaign_cancel, campaign_submit
 
 PAGE_SIZE = 50
 
@@ -69,6 +69,9 @@ def campaign_list(request: HttpRequest) -> HttpResponse:
     )
 
 
+CANCELLABLE_STATES = {CampaignState.QUEUED, CampaignState.RUNNING}
+
+
 def _campaign_or_404(request: HttpRequest, pk: int) -> Campaign:
     """The campaign if the member may see it; a foreign vendor's campaign reads as missing."""
     campaign = campaigns_visible_to(request.membership).filter(pk=pk).first()
@@ -104,6 +107,9 @@ def _campaign_page(
         in_place = {"reject", *(f"waive-{c}" for c in waive_forms)} | (
             {"approve"} if not failed_blockers else set()
         )
+    can_cancel = bool(request.membership and request.membership.is_vendor) and campaign.state in CANCELLABLE_STATES
+    if can_cancel:
+        in_place.add("cancel")
     context = {
         "error_forms": [form for key, form in forms.items() if key not in in_place],
         "campaign": campaign,
@@ -121,6 +127,8 @@ def _campaign_page(
         "approve_form": forms.get("approve") or ReasonForm(prefix="approve"),
         "reject_form": forms.get("reject") or ReasonForm(prefix="reject"),
         "waive_forms": waive_forms,
+        "can_cancel": can_cancel,
+        "cancel_form": forms.get("cancel") or ReasonForm(prefix="cancel"),
     }
     return render(request, "portal/campaign_detail.html", context, status=status)
 
@@ -210,6 +218,16 @@ def criterion_waive_view(request: HttpRequest, pk: int) -> HttpResponse:
         return f"Criterion {data['criterion']} waived; it stays a note on the certificate."
 
     return _decide(request, pk, "waive", act)
+
+
+@require_POST
+@member_required(is_vendor)
+def campaign_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
+    def act(campaign, data):
+        campaign_cancel(campaign=campaign, actor=request.user, reason=data["reason"])
+        return "Campaign cancelled; its queued jobs will not run."
+
+    return _decide(request, pk, "cancel", act)
 
 
 @require_http_methods(["GET", "POST"])
