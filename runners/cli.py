@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from runners.backends import Backend, UnknownBackend, get_backend, list_backends
+from runners.backends import UnknownBackend, get_backend, list_backends
 from runners.catalog import all_kernels
 from runners.document import DocumentInvalid, canonical_json, validate_document
 from runners.measurements import measurement_table

@@ -25,11 +25,13 @@ from pathlib import Path
 
 from celery import Celery, signals
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.utils.log import get_task_logger
 
 from runners.artifacts import ArtifactUnavailable, localize_models
 from runners.fingerprint_check import fingerprint_mismatches
 from runners.signing import RunnerIdentity
 
+logger = get_task_logger(__name__)
 PLATFORM_QUEUE = os.environ.get("PLATFORM_QUEUE", "platform")
 HEARTBEAT_SECONDS = float(os.environ.get("RUNNER_HEARTBEAT_SECONDS", "30"))
 PROGRESS_MIN_INTERVAL_S = 1.0
@@ -152,7 +154,7 @@ def _heartbeat_loop(identity: RunnerIdentity, stop: threading.Event) -> None:
             app.send_task("runs.heartbeat", args=[signed_message(identity, {"fingerprints": fingerprints})],
                           queue=PLATFORM_QUEUE)
         except Exception:  # a missed heartbeat is what the platform's health sweep is for
-            pass
+            logger.warning("heartbeat not sent", exc_info=True)
         stop.wait(HEARTBEAT_SECONDS)
 
 

@@ -2,7 +2,15 @@
 
 import django_filters as filters
 
-from apps.registry.models import Architecture, Chip, HardwareTarget, ModelArtifact, ModelTask, Runner, RunnerStatus
+from apps.registry.models import (
+    Architecture,
+    Chip,
+    HardwareTarget,
+    ModelArtifact,
+    ModelTask,
+    Runner,
+    RunnerStatus,
+)
 
 
 class ChipFilter(filters.FilterSet):

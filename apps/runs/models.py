@@ -191,6 +191,9 @@ class CaseResult(models.Model):
     class Meta:
         indexes = [models.Index(fields=["document", "kernel", "dtype"])]
 
+    def __str__(self) -> str:
+        return f"{self.kernel}/{self.dtype}/{self.case}: {self.status}"
+
 
 class Measurement(models.Model):
     """One performance or model measurement of a document."""
@@ -213,6 +216,9 @@ class Measurement(models.Model):
     class Meta:
         indexes = [models.Index(fields=["document", "kind", "dtype"])]
 
+    def __str__(self) -> str:
+        return f"{self.name} {self.dtype}: {self.value} {self.unit}"
+
 
 class EvidenceRejection(models.Model):
     """A result that failed verification, kept with its reason; nothing of it is stored as evidence."""
@@ -225,3 +231,6 @@ class EvidenceRejection(models.Model):
 
     class Meta:
         ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"rejected evidence of job {self.job_id}: {self.reason[:60]}"

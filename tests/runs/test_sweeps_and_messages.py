@@ -9,7 +9,11 @@ from django.utils import timezone
 from apps.registry.models import Runner, RunnerStatus
 from apps.runs.models import ErrorClass, Job, JobState
 from apps.runs.services.campaigns import campaign_submit
-from apps.runs.services.messages import runner_failure_receive, runner_heartbeat_receive, runner_progress_receive
+from apps.runs.services.messages import (
+    runner_failure_receive,
+    runner_heartbeat_receive,
+    runner_progress_receive,
+)
 from apps.runs.services.sweeps import jobs_sweep_stuck, runners_mark_stale
 from runners.worker import signed_message
 from tests.runs.world import identity_for

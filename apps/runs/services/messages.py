@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+
 from django.utils import timezone
 
 from apps.registry.models import Runner, RunnerStatus
