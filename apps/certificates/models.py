@@ -18,6 +18,7 @@ from apps.runs.models import Campaign, Program
 class SigningKeyStatus(models.TextChoices):
     ACTIVE = "active", "Active"
     RETIRED = "retired", "Retired (verifies old certificates, signs nothing new)"
+    COMPROMISED = "compromised", "Compromised (nothing it signed is trusted)"
 
 
 class SigningKey(models.Model):
@@ -32,6 +33,8 @@ class SigningKey(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     retired_at = models.DateTimeField(null=True, blank=True)
+    compromised_at = models.DateTimeField(null=True, blank=True)
+    compromise_reason = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -74,7 +74,7 @@ class SigningKeySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = SigningKey
-        fields = ["key_id", "algorithm", "public_key", "status", "created_at", "retired_at"]
+        fields = ["key_id", "algorithm", "public_key", "status", "created_at", "retired_at", "compromised_at"]
 
 
 class ReasonSerializer(serializers.Serializer):

@@ -20,6 +20,7 @@ from apps.certificates.models import (
     Review,
     ReviewDecision,
     SerialCounter,
+    SigningKeyStatus,
     SurveillanceRun,
 )
 from apps.certificates.payload import certificate_payload_build
@@ -170,6 +171,31 @@ def _locked(certificate: Certificate) -> Certificate:
     return Certificate.objects.select_for_update().get(pk=certificate.pk)
 
 
+@transaction.atomic
+def certificate_resign(*, certificate: Certificate, key, reason: str, actor=None) -> Certificate:
+    """Sign a certificate again with `key` (its old key is no longer trusted): the same serial and
+    content, the new issuer key id, and a `resigned` note naming the previous payload's sha256."""
+    from apps.certificates.payload import iso
+    from certification.verify import strict_loads
+
+    certificate = _locked(certificate)
+    previous_sha256, previous_key = certificate.payload_sha256, certificate.signing_key.key_id
+    payload = strict_loads(certificate.payload_json)
+    payload["issuer"] = {**payload["issuer"], "key_id": key.key_id, "algorithm": key.algorithm}
+    payload["resigned"] = {"at": iso(timezone.now()), "reason": reason, "previous_payload_sha256": previous_sha256}
+    text = canonical_json(payload)
+    certificate.payload_json = text
+    certificate.payload_sha256 = hashlib.sha256(text.encode()).hexdigest()
+    certificate.signature = base64.b64encode(signing_private_key(key).sign(text.encode("utf-8"))).decode("ascii")
+    certificate.signing_key = key
+    certificate.save(update_fields=["payload_json", "payload_sha256", "signature", "signing_key"])
+    audit_record(action="certificate.resigned", obj=certificate, actor=actor, payload={
+        "serial": certificate.serial, "reason": reason, "previous_key_id": previous_key, "key_id": key.key_id,
+        "previous_payload_sha256": previous_sha256, "payload_sha256": certificate.payload_sha256,
+    })
+    return certificate
+
+
 def _reason(reason: str, what: str) -> str:
     reason = (reason or "").strip()
     if not reason:
@@ -255,6 +281,11 @@ def certificate_check(*, certificate: Certificate, now: datetime | None = None) 
         status = CertificateStatus.EXPIRED  # the sweep has not run yet; the date decides
     if verdict.ok and verdict.serial != certificate.serial:
         verdict = type(verdict)(False, "the signed certificate carries a different serial", verdict.serial)
+    if verdict.ok and key.status == SigningKeyStatus.COMPROMISED:
+        # A valid signature by a leaked key proves nothing: anyone holding it could have made it.
+        verdict = type(verdict)(
+            False, f"it was signed with key {key.key_id[:16]}, reported compromised on "
+            f"{key.compromised_at.date().isoformat()}", verdict.serial)
     if not verdict.ok:
         reason = f"Signature invalid: {verdict.message}."
     elif status == CertificateStatus.ACTIVE:

@@ -2,7 +2,9 @@
 
 A private key is written once, with mode 0600, to <CERT_SIGNING_KEY_DIR>/<key_id>.pem and read
 only to sign. Rotation makes a new active key and retires the old one, which keeps verifying the
-certificates it signed.
+certificates it signed. A key reported compromised verifies nothing any more: the live certificates
+it signed are signed again with the active key (same serial and content, a new issuer key id and a
+note of the re-signing), and its private file is deleted.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -101,3 +103,33 @@ def signing_key_active() -> SigningKey:
             return _signing_key_create(action="signing_key.created")
     except IntegrityError:  # another process made it first (one active key is a constraint)
         return SigningKey.objects.get(status=SigningKeyStatus.ACTIVE)
+
+
+@transaction.atomic
+def signing_key_compromise(*, key: SigningKey, reason: str, actor=None) -> list:
+    """Mark `key` compromised and re-sign every live certificate it signed with the active key
+    (a fresh one when `key` was the active one). Returns the re-signed certificates. Audited."""
+    from apps.certificates.services.certificates import certificate_resign
+
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": "Say how the key was compromised."})
+    key = SigningKey.objects.select_for_update().get(pk=key.pk)
+    if key.status == SigningKeyStatus.COMPROMISED:
+        raise ValidationError("This key is already marked compromised.")
+    was_active = key.status == SigningKeyStatus.ACTIVE
+    now = timezone.now()
+    key.status, key.compromised_at, key.compromise_reason = SigningKeyStatus.COMPROMISED, now, reason
+    key.retired_at = key.retired_at or now
+    key.save(update_fields=["status", "compromised_at", "compromise_reason", "retired_at"])
+    audit_record(action="signing_key.compromised", obj=key, actor=actor, payload={"key_id": key.key_id,
+                                                                                  "reason": reason})
+    replacement = _signing_key_create(actor=actor, action="signing_key.created") if was_active else signing_key_active()
+    resigned = [
+        certificate_resign(certificate=certificate, key=replacement, reason=f"signing key {key.key_id[:16]} "
+                           f"compromised: {reason}", actor=actor)
+        for certificate in key.certificates.filter(status__in=("active", "suspended")).order_by("pk")
+    ]
+    # Nothing may sign with it again, even by mistake.
+    transaction.on_commit(lambda: signing_key_path(key.key_id).unlink(missing_ok=True))
+    return resigned
