@@ -170,3 +170,25 @@ def test_the_runs_app_calls_the_evaluator_through_settings(settings):
     from django.utils.module_loading import import_string
 
     assert import_string(settings.CAMPAIGN_EVALUATOR) is campaign_evaluate
+
+
+def test_aia_1_1_sets_the_agreement_bar_itself_whatever_the_runner_wrote(evaluated):
+    import json
+
+    from apps.runs.services.programs import PROGRAMS_DIR, program_load
+
+    program, _ = program_load(definition=json.loads((PROGRAMS_DIR / "aia-1.1.json").read_text()))
+    # The runner's document carries a bar of its own (0.9999 here); the program's 0.99 decides both ways.
+    campaign = evaluated(program=program, accuracy=[0.98], accuracy_metric="greedy_token_agreement")
+    b2 = result(campaign, "B2")
+    assert b2.outcome == CriterionOutcome.FAIL and b2.threshold == pytest.approx(0.99)
+    assert result(evaluated(program=program, accuracy=[0.995], accuracy_metric="top1_agreement"), "B2").outcome == "pass"
+
+
+def test_the_newest_active_version_of_a_program_is_the_one_submissions_get(db):
+    from apps.runs.selectors import program_current
+    from apps.runs.services.programs import programs_load_all
+
+    programs_load_all()
+    assert program_current(code="AIA").version == "1.1"
+    assert program_current(code="AIA", version="1.0").version == "1.0"
