@@ -7,7 +7,7 @@ import time
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 
 from apps.accounts.models import Membership, Role
 from apps.registry.models import HardwareTarget, ModelArtifact
@@ -97,16 +97,17 @@ class Command(BaseCommand):
 
     def _watch(self, stop: threading.Event) -> None:
         # In the embedded mode the campaign runs in this process's main thread; this thread reads
-        # its progress from the database, as it would for remote runners.
+        # its progress from the database, as it would for remote runners. A display must never fail
+        # the campaign: a tick that finds the database busy is skipped.
         try:
             while not stop.wait(1.0):
-                if self._campaign_id is None:
-                    latest = Campaign.objects.order_by("-pk").values_list("pk", flat=True).first()
-                    if latest is None:
-                        continue
-                    self._render(latest)
-                else:
-                    self._render(self._campaign_id)
+                try:
+                    campaign_id = self._campaign_id or Campaign.objects.order_by("-pk").values_list(
+                        "pk", flat=True).first()
+                    if campaign_id is not None:
+                        self._render(campaign_id)
+                except DatabaseError:
+                    continue
         finally:
             close_old_connections()
 
