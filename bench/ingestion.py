@@ -16,16 +16,12 @@ import sys
 import time
 from pathlib import Path
 
+from benchdb import ensure_database
+
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_S = 1.0
 
 
-def ensure_database(server_url: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(f"{server_url}/postgres", autocommit=True) as connection:
-        if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            connection.execute(f'CREATE DATABASE "{name}"')
 
 
 def world():

@@ -21,6 +21,8 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from benchdb import ensure_database
+
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_S = 1.0
 DTYPES = ("float32", "bfloat16", "float16")
@@ -61,13 +63,6 @@ SCORING = [
 ]
 
 
-def ensure_database(server_url: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(f"{server_url}/postgres", autocommit=True) as connection:
-        exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if not exists:
-            connection.execute(f'CREATE DATABASE "{name}"')
 
 
 def populate(chips: int) -> None:  # noqa: PLR0915 - one linear script of bulk inserts
