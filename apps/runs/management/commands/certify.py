@@ -7,7 +7,7 @@ import time
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, connection
 
 from apps.accounts.models import Membership, Role
 from apps.registry.models import HardwareTarget, ModelArtifact
@@ -109,7 +109,7 @@ class Command(BaseCommand):
                 except DatabaseError:
                     continue
         finally:
-            close_old_connections()
+            connection.close()  # this thread's own connection; persistent ones would outlive the command
 
     def _render(self, campaign_id: int, final: bool = False) -> None:
         lines = []
