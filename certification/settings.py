@@ -208,14 +208,6 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "WARNING")},
 }
 
-SESSION_COOKIE_HTTPONLY = True
-CSRF_COOKIE_HTTPONLY = False
-SECURE_CONTENT_TYPE_NOSNIFF = True
-X_FRAME_OPTIONS = "DENY"
-if not DEBUG and env_bool("HTTPS", False):
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # Campaigns: the evaluation step is the certificates app's, called through this one function.
 CAMPAIGN_EVALUATOR = env_str("CAMPAIGN_EVALUATOR", "apps.certificates.services.campaign_evaluate")
@@ -228,3 +220,90 @@ EMBEDDED_RUNNER_KEY_FILE = env_path("EMBEDDED_RUNNER_KEY_FILE", VAR_DIR / "keys"
 # in this directory, outside the database and the repository; only public keys are stored.
 CERT_SIGNING_KEY_DIR = env_path("CERT_SIGNING_KEY_DIR", VAR_DIR / "keys" / "signing")
 CERT_ISSUER_NAME = env_str("CERT_ISSUER_NAME", "")
+
+# ---------------------------------------------------------------------------------------------
+# Limits and security: abuse limits (login lockout, API throttles in a shared cache), transport
+# security with HTTPS=1, the Content-Security-Policy, and password reset only with mail.
+# ---------------------------------------------------------------------------------------------
+
+# The cache holds throttle counters, login lockouts' neighbours and single-use request nonces, so
+# every web process must see the same one: Redis when CACHE_URL names it (a database of its own:
+# clearing the cache empties that database, never point it at the broker's), else a table in the
+# platform's database (created by the accounts migration `0002_limits_cache_table`).
+# A culled entry would reset a throttle or let a nonce be replayed: the table keeps up to a million
+# rows (expired ones go first); a Redis cache must not evict keys that have a time to live.
+CACHE_TABLE = "cache_entries"
+CACHE_URL = env_str("CACHE_URL")
+if CACHE_URL is not None:
+    if not CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
+        raise ImproperlyConfiguredEnv(f"CACHE_URL={CACHE_URL!r} is not a redis:// URL")
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL,
+                          "KEY_PREFIX": "certification"}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": CACHE_TABLE,
+                          "OPTIONS": {"MAX_ENTRIES": 1_000_000}}}
+
+# Behind N reverse proxies the client's address is the N-th from the right of X-Forwarded-For
+# (DRF's NUM_PROXIES); with 0 it is the connection's own address. Throttles and lockouts key on it.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
+REST_FRAMEWORK["NUM_PROXIES"] = TRUSTED_PROXY_COUNT or None
+# Failed Bearer authentications per client address; past it every Bearer request from there is a 429.
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["failed_auth"] = env_str("API_THROTTLE_FAILED_AUTH", "20/min")
+
+# Login lockout (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one username, or from one
+# address, logins from there are refused (429) for LOGIN_LOCKOUT_MINUTES, before any password hashing.
+INSTALLED_APPS += ["axes"]
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "apps.accounts.throttles.client_ip"
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
+
+# Transport security: behind a TLS-terminating proxy that sets X-Forwarded-Proto.
+HTTPS = env_bool("HTTPS", False)
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+if HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_HSTS_SECONDS = env_int("HSTS_SECONDS", 365 * 24 * 3600, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("HSTS_INCLUDE_SUBDOMAINS", False)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+
+# Content-Security-Policy (django-csp): the portal loads only its own scripts, styles and images;
+# no inline script, style or event handler anywhere. The API docs' bundles are served locally too.
+INSTALLED_APPS += ["csp"]
+MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "csp.middleware.CSPMiddleware")
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "worker-src": ["'self'", "blob:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
+# Mail: password reset is offered only when the platform can send mail (EMAIL_HOST set);
+# otherwise the reset pages say to ask the platform administrator.
+EMAIL_HOST = env_str("EMAIL_HOST", "")
+EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "certification@localhost")
+PASSWORD_RESET_ENABLED = bool(EMAIL_HOST)
+
+# Open campaigns (queued, running, evaluating or awaiting review) a vendor may have on one target.
+MAX_OPEN_CAMPAIGNS_PER_TARGET = env_int("MAX_OPEN_CAMPAIGNS_PER_TARGET", 3, minimum=1)

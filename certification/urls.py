@@ -15,6 +15,7 @@ api_v1 = [
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("", include("apps.accounts.urls")),  # password reset only with mail; before Django's own
     path("", include("django.contrib.auth.urls")),
     path(".well-known/certification-keys.json", certification_keys, name="certification-keys"),
     path("api/v1/", include(api_v1)),

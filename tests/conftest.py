@@ -15,8 +15,19 @@ def media_root(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
-def _fresh_throttles():
-    """Throttle counters live in the cache; one test's requests must not throttle the next."""
+def _fresh_throttles(request):
+    """Throttle counters live in the cache; one test's requests must not throttle the next.
+
+    The cache is a database table (settings.CACHES), so only tests with a database touch it: a
+    transactional test's rows survive it, a plain one's are rolled back with its transaction.
+    """
+    names = set(request.fixturenames)
+    if names & {"transactional_db", "live_server"}:
+        request.getfixturevalue("transactional_db")
+    elif "db" in names:
+        request.getfixturevalue("db")
+    elif request.node.get_closest_marker("django_db") is None:
+        return  # no database: nothing here can have counted anything
     from django.core.cache import cache
 
     cache.clear()

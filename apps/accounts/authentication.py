@@ -11,13 +11,31 @@ from knox.auth import TokenAuthentication
 from rest_framework import exceptions
 
 from apps.accounts.models import ApiToken
+from apps.accounts.throttles import FailedAuthenticationThrottle
 
 # Recording every request's time would turn each API read into a write; a minute is precise enough.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 class BearerTokenAuthentication(TokenAuthentication):
-    """Knox token authentication that also records when a token was last used."""
+    """Knox token authentication that also records when a token was last used.
+
+    Failed authentications are counted per client address in the shared cache; past the
+    `failed_auth` rate every Bearer request from that address is a 429 until the window passes.
+    """
+
+    def authenticate(self, request):
+        if not request.META.get("HTTP_AUTHORIZATION"):
+            return None  # no credentials: nothing to count
+        throttle = FailedAuthenticationThrottle()
+        wait = throttle.blocked_for(request)
+        if wait is not None:
+            raise exceptions.Throttled(wait, detail="Too many failed authentications from this address.")
+        try:
+            return super().authenticate(request)
+        except exceptions.AuthenticationFailed:
+            throttle.record_failure(request)
+            raise
 
     def authenticate_credentials(self, token: bytes):
         # knox decodes the header as UTF-8 unguarded; a Latin-1 byte would otherwise be a 500.

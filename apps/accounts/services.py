@@ -8,6 +8,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from apps.accounts.models import ROLES_BY_KIND, ApiToken, Membership, Organization
 
@@ -40,15 +41,35 @@ def user_create(
     return user
 
 
-def api_token_create(*, user: User, name: str = "api", ttl: timedelta | None = None) -> tuple[ApiToken, str]:
-    """Create a token; the clear text is returned once and never stored."""
+def api_token_create(
+    *, user: User, name: str = "api", ttl: timedelta | None = None, created_with: ApiToken | None = None
+) -> tuple[ApiToken, str]:
+    """Create a token; the clear text is returned once and never stored.
+
+    A token created with another token (`created_with`) never outlives it: the default lifetime is
+    cut to the creator's remaining life, and an explicit longer one is refused.
+    """
     if not hasattr(user, "membership"):
         raise ValidationError("Only members of an organization can hold API tokens.")
     # `is None`, not `or`: a zero lifetime is an error, not a request for the default.
+    explicit = ttl is not None
     ttl = settings.REST_KNOX["TOKEN_TTL"] if ttl is None else ttl
     if ttl <= timedelta(0) or ttl > MAX_TOKEN_TTL:
         raise ValidationError({"ttl_days": "A token lives between 1 and 365 days."})
-    return ApiToken.objects.create(user=user, expiry=ttl, name=name)
+    if created_with is not None and created_with.expiry is not None:
+        remaining = created_with.expiry - timezone.now()
+        if ttl > remaining:
+            if explicit:
+                raise ValidationError(
+                    {"ttl_days": f"A token cannot outlive the token that creates it (it expires {created_with.expiry:%Y-%m-%d %H:%M} UTC)."}
+                )
+            ttl = remaining
+    token, clear_text = ApiToken.objects.create(user=user, expiry=ttl, name=name)
+    if created_with is not None and created_with.expiry is not None and token.expiry > created_with.expiry:
+        # knox adds the lifetime to its own clock reading, a few microseconds after ours.
+        token.expiry = created_with.expiry
+        token.save(update_fields=["expiry"])
+    return token, clear_text
 
 
 def api_token_revoke(*, user: User, token_key: str) -> bool:
