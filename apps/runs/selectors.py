@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from django.db.models import Prefetch, QuerySet
 
 from apps.accounts.models import Membership
@@ -46,11 +48,25 @@ def program_current(*, code: str, version: str | None = None) -> Program | None:
 ARTIFACT_REQUEST_MAX_SKEW_S = 300
 
 
+def _runner_request_first_use(*, key_id: str, payload: bytes) -> bool:
+    """True the first time a signed request is seen; its signed bytes are its nonce.
+
+    Each request signs a timestamp to the microsecond, so two honest requests never sign the same
+    bytes; the nonce is kept in the shared cache for twice the accepted clock skew, after which
+    the timestamp alone refuses the request. `cache.add` is atomic in Redis and in the database.
+    """
+    from django.core.cache import cache
+
+    nonce = hashlib.sha256(key_id.encode() + b"\n" + payload).hexdigest()
+    return cache.add(f"runner-request:{nonce}", 1, timeout=2 * ARTIFACT_REQUEST_MAX_SKEW_S)
+
+
 def model_artifact_for_runner(*, headers, path: str, sha256: str):
     """The weights a signed runner request may fetch, or None.
 
     The request must be signed by a registered, enabled runner (over method, path and a timestamp
-    within five minutes), and the runner must serve a target with a queued or running job of that model.
+    within five minutes), be used once only, and the runner must serve a target with a queued or
+    running job of that model.
     """
     from datetime import datetime, timedelta
 
@@ -70,9 +86,11 @@ def model_artifact_for_runner(*, headers, path: str, sha256: str):
     if sent_at.tzinfo is None or abs(timezone.now() - sent_at) > timedelta(seconds=ARTIFACT_REQUEST_MAX_SKEW_S):
         return None
     runner = Runner.objects.filter(name=name, key_id=key_id).exclude(status=RunnerStatus.DISABLED).first()
-    if runner is None or not verify_signature(runner.public_key, request_signature_payload("GET", path, timestamp),
-                                              signature):
+    payload = request_signature_payload("GET", path, timestamp)
+    if runner is None or not verify_signature(runner.public_key, payload, signature):
         return None
+    if not _runner_request_first_use(key_id=runner.key_id, payload=payload):
+        return None  # a replay of a request already served (or refused)
     needed = Job.objects.filter(
         model__weights_sha256=sha256, state__in=[JobState.QUEUED, JobState.RUNNING],
         campaign__target__runners=runner,

@@ -87,3 +87,12 @@ def test_unsigned_forged_or_stale_requests_are_404(model_job, client, tamper):
         headers = {}
     assert client.get(url, headers=headers).status_code == 404
     assert client.get(url, headers=signed_headers(world.identity, "GET", url)).status_code == 200
+
+
+def test_a_signed_request_is_single_use_and_its_replay_is_404(model_job, client):
+    world, artifact, _ = model_job
+    url = model_entry(artifact)["weights_url"]
+    headers = signed_headers(world.identity, "GET", url)
+    assert client.get(url, headers=headers).status_code == 200
+    assert client.get(url, headers=headers).status_code == 404, "the same signed request, replayed"
+    assert client.get(url, headers=signed_headers(world.identity, "GET", url)).status_code == 200, "a fresh one works"
