@@ -24,7 +24,8 @@ from apps.runs.api.serializers import (
 )
 from apps.runs.filters import CampaignFilter, JobFilter
 from apps.runs.models import Program
-from apps.runs.services.campaigns import campaign_cancel, campaign_submit, job_rerun
+from apps.runs.services.campaigns import TooManyOpenCampaigns, campaign_cancel, campaign_submit, job_rerun
+from certification.api import Conflict
 
 
 class ProgramViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -82,11 +83,14 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         missing = sorted(set(data["models"]) - {a.pk for a in artifacts})
         if missing:
             raise exceptions.ValidationError({"models": [f"Model {pk} does not exist." for pk in missing]})
-        with transaction.atomic():
-            campaign = campaign_submit(
-                vendor=membership.organization, target=target, program=program, level=data["level"],
-                model_artifacts=artifacts, submitted_by=request.user,
-            )
+        try:
+            with transaction.atomic():
+                campaign = campaign_submit(
+                    vendor=membership.organization, target=target, program=program, level=data["level"],
+                    model_artifacts=artifacts, submitted_by=request.user,
+                )
+        except TooManyOpenCampaigns as error:
+            raise Conflict(error.messages[0]) from None
         campaign = self.get_queryset().get(pk=campaign.pk)
         return Response(CampaignSerializer(campaign).data, status=status.HTTP_201_CREATED)
 

@@ -34,6 +34,27 @@ from apps.runs.specs import job_spec_build
 SUITE_TIME_LIMITS = {JobSuite.CONFORMANCE: 900, JobSuite.PERFORMANCE: 1200, JobSuite.MODEL: 1800}
 
 
+# Campaigns that still hold a runner's queue or a reviewer's attention.
+OPEN_CAMPAIGN_STATES = (
+    CampaignState.DRAFT, CampaignState.QUEUED, CampaignState.RUNNING, CampaignState.EVALUATING,
+    CampaignState.AWAITING_REVIEW,
+)
+
+
+class TooManyOpenCampaigns(ValidationError):
+    """The target already has settings.MAX_OPEN_CAMPAIGNS_PER_TARGET open campaigns (the API's 409)."""
+
+
+def _check_open_campaigns(*, target: HardwareTarget) -> None:
+    # The target's row lock makes concurrent submissions for one target count one after another.
+    HardwareTarget.objects.select_for_update().filter(pk=target.pk).exists()
+    limit = settings.MAX_OPEN_CAMPAIGNS_PER_TARGET
+    if Campaign.objects.filter(target=target, state__in=OPEN_CAMPAIGN_STATES).count() >= limit:
+        raise TooManyOpenCampaigns(
+            f"Target {target.slug} already has {limit} open campaign(s); wait for one to finish or cancel one."
+        )
+
+
 def _new_challenge() -> str:
     return secrets.token_hex(32)
 
@@ -74,6 +95,8 @@ def campaign_submit(
     if level_definition is None:
         raise ValidationError({"level": f"Program {program} has no level {level!r}; use one of {program.level_codes()}."})
     _campaign_models(vendor=vendor, level=level_definition, model_artifacts=model_artifacts)
+    if purpose == "certification":  # surveillance re-runs are the authority's, never capped
+        _check_open_campaigns(target=target)
 
     now = timezone.now()
     campaign = Campaign.objects.create(
