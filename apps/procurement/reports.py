@@ -72,6 +72,11 @@ def evaluation_csv(*, snapshot: dict) -> str:
     return out.getvalue()
 
 
+# Presentation attributes, not a <style> element: the report embeds the SVG in a page whose
+# Content-Security-Policy allows no inline style.
+BAR_FILLS = {"declared": "#b8c4d6", "measured": "#1f5fa8", "ratio": "#2e7d32"}
+
+
 def _bars_svg(*, title: str, unit: str, series: list[tuple[str, list[tuple[str, float | None, str]]]]) -> str:
     """Horizontal grouped bars: series = [(label, [(legend, value, css class), ...]), ...]."""
     values = [v for _, bars in series for _, v, _ in bars if v is not None]
@@ -81,8 +86,7 @@ def _bars_svg(*, title: str, unit: str, series: list[tuple[str, list[tuple[str, 
     height = 40 + len(series) * group_h + 30
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" role="img" viewBox="0 0 {label_w + plot_w + 90} {height}" '
-        f'width="100%" aria-label="{escape(title)}" font-family="sans-serif" font-size="11">',
-        "<style>.declared{fill:#b8c4d6}.measured{fill:#1f5fa8}.ratio{fill:#2e7d32}text{fill:#222}</style>",
+        f'width="100%" aria-label="{escape(title)}" font-family="sans-serif" font-size="11" fill="#222">',
         f'<text x="4" y="16" font-size="13" font-weight="bold">{escape(title)}</text>',
     ]
     y = 34
@@ -93,7 +97,7 @@ def _bars_svg(*, title: str, unit: str, series: list[tuple[str, list[tuple[str, 
             width = 0 if value is None else max(1.0, plot_w * value / top)
             text = "n/a" if value is None else f"{value:,.3g} {unit}"
             parts.append(
-                f'<rect class="{css}" x="{label_w}" y="{by}" width="{width:.1f}" height="{bar_h - 2}">'
+                f'<rect class="{css}" fill="{BAR_FILLS[css]}" x="{label_w}" y="{by}" width="{width:.1f}" height="{bar_h - 2}">'
                 f"<title>{escape(legend)}: {escape(text)}</title></rect>"
                 f'<text x="{label_w + width + 4:.1f}" y="{by + bar_h - 3}">'
                 f"{escape(legend)} {escape(text)}</text>"
