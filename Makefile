@@ -30,7 +30,7 @@ demo: migrate
 	$(PY) manage.py seed_demo
 
 run: demo
-	$(PY) manage.py certify local-cpu --level baseline --if-none-pending
+	$(PY) manage.py certify acme/local-cpu --level baseline --if-none-pending
 	@echo "Portal: http://$(HOST):$(PORT)/   API docs: http://$(HOST):$(PORT)/api/docs/"
 	@echo "Log in with a demo user listed above (passwords are kept in var/demo-credentials.txt)."
 	$(PY) manage.py runserver $(HOST):$(PORT) --noreload

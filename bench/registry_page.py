@@ -82,6 +82,7 @@ def populate(count: int) -> None:
             [
                 HardwareTarget(
                     chip=chip,
+                    vendor_id=chip.vendor_id,
                     slug=f"bench-{i:05d}",
                     backend=backends[i % len(backends)],
                     torch_version="2.4.0",

@@ -148,6 +148,7 @@ def populate(chips: int) -> None:  # noqa: PLR0915 - one linear script of bulk i
             [
                 HardwareTarget(
                     chip=chip,
+                    vendor_id=chip.vendor_id,
                     slug=f"bt-{chip.sku.lower()}",
                     backend=("cuda", "rocm", "npu", "xpu")[n % 4],
                     torch_version="2.4.0",

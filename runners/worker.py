@@ -3,7 +3,7 @@ result envelope out, plus signed progress, failure and heartbeat messages to the
 
     RUNNER_NAME=gpu-host-1 RUNNER_KEY_FILE=/etc/runner/key.pem CELERY_BROKER_URL=redis://... \\
     PLATFORM_URL=https://certification.example \\
-        celery -A runners.worker worker -Q target.<slug> --concurrency 1
+        celery -A runners.worker worker -Q target.<vendor-slug>.<target-slug> --concurrency 1
 
 PLATFORM_URL is needed only where the platform's artifact storage is not mounted: model weights are
 then fetched with a signed request into RUNNER_CACHE_DIR (runners/artifacts.py).

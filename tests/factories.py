@@ -124,6 +124,7 @@ class HardwareTargetFactory(factory.django.DjangoModelFactory):
         model = HardwareTarget
 
     chip = factory.SubFactory(ChipFactory)
+    vendor = factory.SelfAttribute("chip.vendor")
     slug = factory.Sequence(lambda n: f"target-{n}")
     backend = "cuda"
     driver_version = "550.54"

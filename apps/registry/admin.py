@@ -35,10 +35,15 @@ class ChipAdmin(admin.ModelAdmin):
 
 @admin.register(HardwareTarget)
 class HardwareTargetAdmin(admin.ModelAdmin):
-    list_display = ["slug", "chip", "backend", "torch_version", "driver_version", "runtime_version"]
+    list_display = ["slug", "vendor", "chip", "backend", "torch_version", "driver_version", "runtime_version"]
     list_filter = ["backend"]
-    search_fields = ["slug", "chip__sku", "chip__name"]
-    list_select_related = ["chip__vendor"]
+    search_fields = ["slug", "chip__sku", "chip__name", "vendor__slug"]
+    list_select_related = ["chip__vendor", "vendor"]
+    readonly_fields = ["vendor"]  # always the chip's vendor
+
+    def save_model(self, request, obj, form, change):
+        obj.vendor_id = obj.chip.vendor_id
+        super().save_model(request, obj, form, change)
 
 
 @admin.register(ModelArtifact)

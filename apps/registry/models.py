@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
+from django.db.models.functions import Lower
 
 from apps.accounts.models import Organization
 
@@ -83,7 +84,9 @@ class Chip(models.Model):
     class Meta:
         ordering = ["vendor__name", "sku"]
         constraints = [
-            models.UniqueConstraint(fields=["vendor", "sku"], name="chip_sku_unique_per_vendor"),
+            # Per vendor and regardless of case: "ACME-1" and "acme-1" are one product of one vendor.
+            # Another vendor's SKU is its own namespace, never refused, so never revealed.
+            models.UniqueConstraint("vendor", Lower("sku"), name="chip_sku_unique_per_vendor"),
         ]
         # sku: the public registry sorts certificates by chip SKU (a sorted index scan instead of
         # sorting the whole join: 35 ms -> under 1 ms over 10,000 certificates).
@@ -113,7 +116,10 @@ class HardwareTarget(models.Model):
     """An operating environment: a chip plus the software stack it is certified with."""
 
     chip = models.ForeignKey(Chip, on_delete=models.PROTECT, related_name="targets")
-    slug = models.CharField(max_length=64, unique=True, validators=[slug_validator])
+    # Always the chip's vendor (set by the registry services): slugs are unique per vendor, so one
+    # vendor's choice of slug neither blocks nor reveals another's.
+    vendor = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="targets")
+    slug = models.CharField(max_length=64, validators=[slug_validator])
     backend = models.CharField(max_length=32, validators=[backend_validator])
     device_count = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1), MaxValueValidator(1024)])
     driver_version = models.CharField(max_length=100, blank=True)
@@ -128,14 +134,20 @@ class HardwareTarget(models.Model):
 
     class Meta:
         ordering = ["slug"]
+        constraints = [models.UniqueConstraint(fields=["vendor", "slug"], name="target_slug_unique_per_vendor")]
 
     def __str__(self) -> str:
         return self.slug
 
     @property
+    def reference(self) -> str:
+        """`<vendor slug>/<target slug>`: names the target across vendors (the authority's runner bindings)."""
+        return f"{self.vendor.slug}/{self.slug}"
+
+    @property
     def queue(self) -> str:
-        """The Celery queue the target's runner workers consume."""
-        return f"target.{self.slug}"
+        """The Celery queue the target's runner workers consume: `target.<vendor slug>.<target slug>`."""
+        return f"target.{self.vendor.slug}.{self.slug}"
 
 
 class ModelTask(models.TextChoices):

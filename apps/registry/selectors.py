@@ -6,7 +6,7 @@ sees nothing here (the certified registry is published by the certificates app).
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 
 from apps.accounts.models import Membership
 from apps.registry.models import Chip, HardwareTarget, ModelArtifact, Runner
@@ -24,7 +24,7 @@ def chips_visible_to(membership: Membership | None) -> QuerySet[Chip]:
 
 
 def targets_visible_to(membership: Membership | None) -> QuerySet[HardwareTarget]:
-    targets = HardwareTarget.objects.select_related("chip__vendor")
+    targets = HardwareTarget.objects.select_related("chip__vendor", "vendor")
     if membership is None:
         return targets.none()
     if membership.is_authority:
@@ -46,7 +46,29 @@ def model_artifacts_visible_to(membership: Membership | None) -> QuerySet[ModelA
 
 
 def runners_visible_to(membership: Membership | None) -> QuerySet[Runner]:
-    runners = Runner.objects.prefetch_related("targets")
+    runners = Runner.objects.prefetch_related(Prefetch("targets", HardwareTarget.objects.select_related("vendor")))
     if membership is not None and membership.is_authority:
         return runners
     return runners.none()
+
+
+class AmbiguousTarget(LookupError):
+    """A plain slug that several vendors use; the caller must write `<vendor slug>/<target slug>`."""
+
+
+def target_by_reference(reference: str, *, targets: QuerySet[HardwareTarget] | None = None) -> HardwareTarget | None:
+    """The target named `<vendor slug>/<target slug>`, or by its plain slug when only one vendor uses it.
+
+    Raises AmbiguousTarget when a plain slug names targets of several vendors (an authority-side lookup;
+    a vendor's own queryset never holds two targets with one slug).
+    """
+    targets = HardwareTarget.objects.select_related("vendor", "chip__vendor") if targets is None else targets
+    vendor_slug, _, slug = reference.rpartition("/")
+    found = list(targets.filter(slug=slug, **({"vendor__slug": vendor_slug} if vendor_slug else {}))[:2])
+    if len(found) > 1:
+        raise AmbiguousTarget(
+            f"Several vendors have a target {slug!r}; write "
+            + " or ".join(sorted(f"{t.vendor.slug}/{t.slug}" for t in found))
+            + "."
+        )
+    return found[0] if found else None

@@ -48,7 +48,7 @@ def _apply_declared_peak(chip: Chip, declared_peak: dict[str, Any] | None) -> No
 def _check_chip(chip: Chip) -> None:
     if chip.list_price is not None and not chip.currency:
         raise ValidationError({"currency": "A list price needs its currency."})
-    if Chip.objects.filter(vendor_id=chip.vendor_id, sku=chip.sku).exclude(pk=chip.pk).exists():
+    if Chip.objects.filter(vendor_id=chip.vendor_id, sku__iexact=chip.sku).exclude(pk=chip.pk).exists():
         raise ValidationError({"sku": "Your organization already has a chip with this SKU."})
 
 
@@ -93,16 +93,24 @@ def _check_plugin_versions(value: Any) -> None:
         raise ValidationError({"plugin_versions": "Map each plugin name to its version string."})
 
 
+# Slugs are unique per vendor: the message speaks only of the caller's own targets, so another
+# vendor's slug is neither refused nor revealed.
+TARGET_SLUG_TAKEN = {"slug": "Your organization already has a hardware target with this slug."}
+
+
 def _check_target(target: HardwareTarget) -> None:
     _check_plugin_versions(target.plugin_versions)
-    if HardwareTarget.objects.filter(slug=target.slug).exclude(pk=target.pk).exists():
-        raise ValidationError({"slug": "A hardware target with this slug already exists."})
+    if target.chip.vendor_id != target.vendor_id:
+        raise ValidationError({"chip": "A target's chip belongs to the target's vendor."})
+    if HardwareTarget.objects.filter(vendor_id=target.vendor_id, slug=target.slug).exclude(pk=target.pk).exists():
+        raise ValidationError(TARGET_SLUG_TAKEN)
 
 
 def target_create(*, chip: Chip, **fields: Any) -> HardwareTarget:
-    target = HardwareTarget(chip=chip, **{k: v for k, v in fields.items() if k in TARGET_FIELDS})
+    target = HardwareTarget(chip=chip, vendor_id=chip.vendor_id,
+                            **{k: v for k, v in fields.items() if k in TARGET_FIELDS})
     _check_target(target)
-    _save(target, unique_message={"slug": "A hardware target with this slug already exists."})
+    _save(target, unique_message=TARGET_SLUG_TAKEN)
     return target
 
 
@@ -111,7 +119,7 @@ def target_update(*, target: HardwareTarget, **fields: Any) -> HardwareTarget:
         if key in TARGET_FIELDS | {"chip"}:
             setattr(target, key, value)
     _check_target(target)
-    _save(target, unique_message={"slug": "A hardware target with this slug already exists."})
+    _save(target, unique_message=TARGET_SLUG_TAKEN)
     return target
 
 

@@ -1,7 +1,7 @@
 """Sending a job to its target's runner queue.
 
-With a broker, the spec goes to `target.<slug>` as the task `runners.execute`, and the runner's
-signed envelope comes back to the platform queue as `runs.ingest`. Without one (the embedded
+With a broker, the spec goes to the target's queue `target.<vendor slug>.<target slug>` as the task
+`runners.execute`, and the runner's signed envelope comes back to the platform queue as `runs.ingest`. Without one (the embedded
 default), the same runner function and the same platform tasks run in this process.
 """
 

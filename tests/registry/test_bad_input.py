@@ -316,7 +316,7 @@ def test_updating_a_target_with_a_bad_field_is_refused_and_changes_nothing(
 def test_a_valid_target_names_its_queue(cast, client_for, own_chip):
     response = client_for(cast.owner).post("/api/v1/targets/", valid_target(own_chip), format="json")
     assert response.status_code == 201, response.content
-    assert response.json()["queue"] == "target.acme-x100-cuda"
+    assert response.json()["queue"] == "target.acme.acme-x100-cuda"
 
 
 @pytest.mark.parametrize("backend", ["cpu", "cuda", "rocm", "xpu", "mps", "npu", "mlu", "my_plugin2"])

@@ -62,7 +62,7 @@ def test_seed_demo_creates_an_authority_with_a_reviewer_two_vendors_and_a_buyer(
 def test_seed_demo_registers_the_local_cpu_as_a_target(seeded):
     target = HardwareTarget.objects.get(slug="local-cpu")
     assert target.backend == "cpu"
-    assert target.queue == "target.local-cpu"
+    assert target.queue == "target.acme.local-cpu"
     assert target.chip.vendor.slug == "acme"
     assert target.chip.declared_peaks()["fp32"] > 0
     assert "local-cpu" in seeded

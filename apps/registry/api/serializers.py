@@ -53,15 +53,16 @@ class ChipSerializer(StrictFieldsMixin, serializers.ModelSerializer):
 
 class HardwareTargetSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     queue = serializers.CharField(read_only=True)
+    vendor = serializers.SlugRelatedField(slug_field="slug", read_only=True)
 
     class Meta:
         model = HardwareTarget
         fields = [
-            "id", "chip", "slug", "queue", "backend", "device_count", "driver_version", "runtime_version",
+            "id", "chip", "vendor", "slug", "queue", "backend", "device_count", "driver_version", "runtime_version",
             "torch_version", "plugin_versions", "host_cpu", "host_memory_gib", "description",
             "created_at", "updated_at",
         ]
-        read_only_fields = ["id", "queue", "created_at", "updated_at"]
+        read_only_fields = ["id", "vendor", "queue", "created_at", "updated_at"]
 
     def __init__(self, *args, chips=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -94,8 +95,33 @@ class ModelArtifactUploadSerializer(StrictFieldsMixin, serializers.Serializer):
     weights = serializers.FileField(allow_empty_file=False, use_url=False)
 
 
+class TargetReferenceField(serializers.RelatedField):
+    """A target as `<vendor slug>/<target slug>` (or its plain slug where only one vendor uses it)."""
+
+    default_error_messages = {
+        "does_not_exist": "No hardware target {value}.",
+        "invalid": "A target is written <vendor slug>/<target slug>.",
+    }
+
+    def to_internal_value(self, data):
+        from apps.registry.selectors import AmbiguousTarget, target_by_reference
+
+        if not isinstance(data, str) or not data:
+            self.fail("invalid")
+        try:
+            target = target_by_reference(data, targets=self.get_queryset())
+        except AmbiguousTarget as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        if target is None:
+            self.fail("does_not_exist", value=data)
+        return target
+
+    def to_representation(self, value):
+        return value.reference
+
+
 class RunnerSerializer(StrictFieldsMixin, serializers.ModelSerializer):
-    targets = serializers.SlugRelatedField(slug_field="slug", many=True, queryset=HardwareTarget.objects.all())
+    targets = TargetReferenceField(many=True, queryset=HardwareTarget.objects.select_related("vendor"))
 
     class Meta:
         model = Runner

@@ -138,7 +138,7 @@ class Command(BaseCommand):
         campaign = Campaign.objects.filter(target=target, state=CampaignState.AWAITING_REVIEW).order_by("pk").first()
         if campaign is None:
             self.stdout.write(f"Certifying {target.slug} through the pipeline (conformance, performance, model)...")
-            call_command("certify", target.slug, "--level", "baseline", stdout=self.stdout, stderr=self.stderr)
+            call_command("certify", target.reference, "--level", "baseline", stdout=self.stdout, stderr=self.stderr)
             campaign = Campaign.objects.filter(target=target).order_by("-pk").first()
         campaign.refresh_from_db()
         if campaign.state != CampaignState.AWAITING_REVIEW:
@@ -177,7 +177,7 @@ class Command(BaseCommand):
             spec_source="Demo: cores x boost clock x FLOP/cycle of this machine's CPU, computed by seed_demo",
             declared_peak={"fp32": local_cpu_declared_peak_tflops()},
         )
-        target = HardwareTarget.objects.filter(slug=LOCAL_TARGET_SLUG).first()
+        target = HardwareTarget.objects.filter(vendor=vendor, slug=LOCAL_TARGET_SLUG).first()
         if target is None:
             target = target_create(
                 chip=chip,

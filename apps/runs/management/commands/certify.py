@@ -10,7 +10,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connection
 
 from apps.accounts.models import Membership, Role
-from apps.registry.models import HardwareTarget, ModelArtifact
+from apps.registry.models import ModelArtifact
+from apps.registry.selectors import AmbiguousTarget, target_by_reference
 from apps.runs.models import Campaign, CampaignState, Job
 from apps.runs.selectors import program_current
 from apps.runs.services.campaigns import campaign_submit
@@ -26,7 +27,7 @@ def progress_bar(fraction: float, width: int = 30) -> str:
 
 
 class Command(BaseCommand):
-    help = "Submit a campaign for TARGET (slug) as one of its vendor's engineers and follow it with a progress bar."
+    help = "Submit a campaign for TARGET (<vendor>/<slug>, or the slug when one vendor uses it) as one of its vendor's engineers and follow it with a progress bar."
 
     def add_arguments(self, parser):
         parser.add_argument("target")
@@ -42,7 +43,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, target, program, program_version, level, model, username, timeout, if_none_pending,
                **options):
-        hardware = HardwareTarget.objects.select_related("chip__vendor").filter(slug=target).first()
+        try:
+            hardware = target_by_reference(target)
+        except AmbiguousTarget as exc:
+            raise CommandError(str(exc)) from None
         if hardware is None:
             raise CommandError(f"No hardware target {target!r}.")
         pending = Campaign.objects.filter(target=hardware, state__in=PENDING).order_by("pk").first()
