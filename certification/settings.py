@@ -139,7 +139,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "certification.api.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": [
         "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "apps.accounts.throttles.AuthenticatedUserRateThrottle",  # DRF's user rate, members only
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env_str("API_THROTTLE_ANON", "120/min"),
@@ -208,7 +208,6 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "WARNING")},
 }
 
-
 # Campaigns: the evaluation step is the certificates app's, called through this one function.
 CAMPAIGN_EVALUATOR = env_str("CAMPAIGN_EVALUATOR", "apps.certificates.services.campaign_evaluate")
 RUNNER_STALE_AFTER_S = env_int("RUNNER_STALE_AFTER_S", 180, minimum=10)
@@ -226,7 +225,7 @@ CERT_ISSUER_NAME = env_str("CERT_ISSUER_NAME", "")
 # security with HTTPS=1, the Content-Security-Policy, and password reset only with mail.
 # ---------------------------------------------------------------------------------------------
 
-# The cache holds throttle counters, login lockouts' neighbours and single-use request nonces, so
+# The cache holds throttle counters and single-use request nonces, so
 # every web process must see the same one: Redis when CACHE_URL names it (a database of its own:
 # clearing the cache empties that database, never point it at the broker's), else a table in the
 # platform's database (created by the accounts migration `0002_limits_cache_table`).
@@ -251,7 +250,9 @@ REST_FRAMEWORK["NUM_PROXIES"] = TRUSTED_PROXY_COUNT or None
 REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["failed_auth"] = env_str("API_THROTTLE_FAILED_AUTH", "20/min")
 
 # Login lockout (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one username, or from one
-# address, logins from there are refused (429) for LOGIN_LOCKOUT_MINUTES, before any password hashing.
+# address, logins from there are refused (429) for LOGIN_LOCKOUT_MINUTES, before any password hashing
+# (`manage.py axes_reset` lifts lockouts). Locking by username lets anyone lock a known account for
+# that long: the price of stopping password guessing spread over many addresses.
 INSTALLED_APPS += ["axes"]
 MIDDLEWARE += ["axes.middleware.AxesMiddleware"]
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
@@ -287,7 +288,7 @@ CONTENT_SECURITY_POLICY = {
         "script-src": ["'self'"],
         "style-src": ["'self'"],
         "img-src": ["'self'", "data:"],
-        "worker-src": ["'self'", "blob:"],
+        "worker-src": ["'self'", "blob:"],  # Redoc's search runs in a worker made from a blob
         "object-src": ["'none'"],
         "base-uri": ["'self'"],
         "form-action": ["'self'"],
