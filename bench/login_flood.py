@@ -41,7 +41,7 @@ def opener() -> urllib.request.OpenerDirector:
 
 def fetch(client, url: str, data: dict | None = None, timeout: float = 60) -> int:
     body = urllib.parse.urlencode(data).encode() if data is not None else None
-    request = urllib.request.Request(BASE + url, data=body, headers={"Referer": BASE + "/login/"})
+    request = urllib.request.Request(BASE + url, data=body, headers={"Referer": BASE + "/login/"})  # noqa: S310
     try:
         with client.open(request, timeout=timeout) as response:
             response.read()
@@ -57,7 +57,11 @@ def attacker(stop: threading.Event, counts: list[int], index: int) -> None:
         token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', response.read()).group(1).decode()
     n = 0
     while not stop.is_set():
-        fetch(client, "/login/", {"csrfmiddlewaretoken": token, "username": f"guess-{index}", "password": f"wrong-{n}"})
+        fetch(
+            client,
+            "/login/",
+            {"csrfmiddlewaretoken": token, "username": f"guess-{index}", "password": f"wrong-{n}"},
+        )
         n += 1
     counts[index] = n
 
@@ -93,10 +97,24 @@ def measure(seconds: float, clients: int) -> dict:
 
 def serve(env: dict, settings_module: str) -> subprocess.Popen:
     server = subprocess.Popen(  # noqa: S603 - our own interpreter and gunicorn
-        [sys.executable, "-m", "gunicorn", "certification.wsgi", "-w", "2", "-b", f"127.0.0.1:{PORT}",
-         "--timeout", "120", "--access-logfile", "/dev/null"],
-        cwd=ROOT, env={**env, "DJANGO_SETTINGS_MODULE": settings_module, "PYTHONPATH": f"{ROOT}:{ROOT / 'bench'}"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "certification.wsgi",
+            "-w",
+            "2",
+            "-b",
+            f"127.0.0.1:{PORT}",
+            "--timeout",
+            "120",
+            "--access-logfile",
+            "/dev/null",
+        ],
+        cwd=ROOT,
+        env={**env, "DJANGO_SETTINGS_MODULE": settings_module, "PYTHONPATH": f"{ROOT}:{ROOT / 'bench'}"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     for _ in range(120):
         try:
@@ -119,13 +137,21 @@ def main() -> None:
 
     ensure_database(args.url, args.database)
     var = Path(tempfile.mkdtemp(prefix="login-flood-"))
-    env = {**os.environ, "DATABASE_URL": f"{args.url}/{args.database}", "CERT_VAR_DIR": str(var),
-           "SECRET_KEY": "bench-" + "x" * 44, "ALLOWED_HOSTS": "127.0.0.1"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"{args.url}/{args.database}",
+        "CERT_VAR_DIR": str(var),
+        "SECRET_KEY": "bench-" + "x" * 44,
+        "ALLOWED_HOSTS": "127.0.0.1",
+    }
     manage = [sys.executable, "manage.py"]
     subprocess.run([*manage, "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)  # noqa: S603
 
     results = {}
-    for label, module in [("before (no lockout)", "settings_no_lockout"), ("after (django-axes)", "certification.settings")]:
+    for label, module in [
+        ("before (no lockout)", "settings_no_lockout"),
+        ("after (django-axes)", "certification.settings"),
+    ]:
         subprocess.run([*manage, "axes_reset"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)  # noqa: S603
         server = serve(env, module)
         try:
@@ -136,12 +162,16 @@ def main() -> None:
             server.wait(timeout=30)
         results[label] = (idle, flooded)
 
-    print(f"registry page, one probe client, {args.clients} clients posting wrong passwords for {args.seconds:.0f} s "
-          "(gunicorn -w 2):")
+    print(
+        f"registry page, one probe client, {args.clients} clients posting wrong passwords "
+        f"for {args.seconds:.0f} s (gunicorn -w 2):"
+    )
     for label, (idle, flooded) in results.items():
-        print(f"  {label:22s} idle {idle['registry_rps']:6.1f} req/s {idle['registry_median_ms']:7.1f} ms | "
-              f"flooded {flooded['registry_rps']:6.1f} req/s median {flooded['registry_median_ms']:7.1f} ms "
-              f"max {flooded['registry_max_ms']:7.1f} ms | login posts {flooded['login_posts_per_s']:7.1f}/s")
+        print(
+            f"  {label:22s} idle {idle['registry_rps']:6.1f} req/s {idle['registry_median_ms']:7.1f} ms | "
+            f"flooded {flooded['registry_rps']:6.1f} req/s median {flooded['registry_median_ms']:7.1f} ms "
+            f"max {flooded['registry_max_ms']:7.1f} ms | login posts {flooded['login_posts_per_s']:7.1f}/s"
+        )
 
 
 if __name__ == "__main__":

@@ -281,7 +281,9 @@ if HTTPS:
 # Content-Security-Policy (django-csp): the portal loads only its own scripts, styles and images;
 # no inline script, style or event handler anywhere. The API docs' bundles are served locally too.
 INSTALLED_APPS += ["csp"]
-MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "csp.middleware.CSPMiddleware")
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "csp.middleware.CSPMiddleware"
+)
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": ["'self'"],

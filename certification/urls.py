@@ -1,7 +1,7 @@
+from csp.decorators import csp_update
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
-from csp.decorators import csp_update
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from apps.certificates.api.views import certification_keys
@@ -27,8 +27,11 @@ urlpatterns = [
     # The API docs' bundles inject <style> elements, so these two pages alone allow inline styles (never
     # inline scripts: the Swagger UI's start-up script is a file of its own, the "split" view).
     path("api/docs/", DOCS_CSP(SpectacularSwaggerSplitView.as_view(url_name="schema")), name="api-docs"),
-    path("api/redoc/", DOCS_CSP(SpectacularRedocView.as_view(url_name="schema", template_name="api/redoc.html")),
-         name="api-redoc"),
+    path(
+        "api/redoc/",
+        DOCS_CSP(SpectacularRedocView.as_view(url_name="schema", template_name="api/redoc.html")),
+        name="api-redoc",
+    ),
     # The portal last: its pages sit at the root, after the auth URLs (/login/, /logout/) and the API.
     path("", include("apps.portal.urls")),
 ]

@@ -23,8 +23,11 @@ def assert_page_satisfies_the_policy(response, *, inline_styles_allowed: bool = 
     assert "'unsafe-inline'" not in policy["default-src"]
     html = response.content.decode()
     url = response.request["PATH_INFO"]
-    for name, pattern in [("inline script", INLINE_SCRIPT), ("event handler", EVENT_HANDLER),
-                          ("javascript: URL", JAVASCRIPT_URL)]:
+    for name, pattern in [
+        ("inline script", INLINE_SCRIPT),
+        ("event handler", EVENT_HANDLER),
+        ("javascript: URL", JAVASCRIPT_URL),
+    ]:
         assert not pattern.search(html), f"{url}: {name} {pattern.search(html).group(0)!r}"
     if not inline_styles_allowed:
         assert policy["style-src"] == ["'self'"], policy

@@ -1,4 +1,4 @@
-"""Transport security with HTTPS=1 and the shared cache's configuration, in a fresh interpreter each."""
+"""Transport security with HTTPS=1 and the shared cache's configuration, each in a fresh interpreter."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ secure = client.get("/login/", secure=True, headers={"X-Forwarded-Proto": "https
 print(json.dumps({
     "plain_status": plain.status_code, "plain_location": plain.get("Location", ""),
     "secure_status": secure.status_code, "hsts": secure.get("Strict-Transport-Security", ""),
-    "csrf_cookie_secure": bool(secure.cookies["csrftoken"]["secure"]) if "csrftoken" in secure.cookies else None,
+    "csrf_cookie_secure": bool(secure.cookies["csrftoken"]["secure"]) if "csrftoken" in secure.cookies
+                          else None,
     "session_cookie_secure": settings.SESSION_COOKIE_SECURE, "csp": secure.get("Content-Security-Policy", ""),
     "cache": settings.CACHES["default"]["BACKEND"],
 }))
@@ -32,11 +33,21 @@ print(json.dumps({
 
 def probe(tmp_path, **env) -> dict:
     clean = {
-        "PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "CERT_VAR_DIR": str(tmp_path / "var"),
-        "SECRET_KEY": "x" * 50, "DJANGO_SETTINGS_MODULE": "certification.settings", **env,
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "CERT_VAR_DIR": str(tmp_path / "var"),
+        "SECRET_KEY": "x" * 50,
+        "DJANGO_SETTINGS_MODULE": "certification.settings",
+        **env,
     }
     result = subprocess.run(  # noqa: S603 - our own interpreter on a fixed command
-        [sys.executable, "-c", PROBE], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-c", PROBE],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -61,11 +72,20 @@ def test_cache_url_selects_redis_and_a_bad_one_stops_start_up(tmp_path):
     assert probe(tmp_path, CACHE_URL="redis://127.0.0.1:6379/5")["cache"] == (
         "django.core.cache.backends.redis.RedisCache"
     )
-    clean = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "SECRET_KEY": "x" * 50,
-             "CACHE_URL": "memcached://somewhere"}
+    clean = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "SECRET_KEY": "x" * 50,
+        "CACHE_URL": "memcached://somewhere",
+    }
     result = subprocess.run(  # noqa: S603
-        [sys.executable, "-c", "import certification.settings"], cwd=ROOT, env=clean, capture_output=True,
-        text=True, timeout=60, check=False,
+        [sys.executable, "-c", "import certification.settings"],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode != 0 and "CACHE_URL" in result.stderr
 
@@ -86,13 +106,19 @@ def test_throttle_counters_live_in_redis_when_cache_url_names_it(db, settings, m
     from rest_framework.test import APIClient
     from rest_framework.throttling import SimpleRateThrottle
 
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-                                   "LOCATION": os.environ.get("TEST_CACHE_URL", "redis://127.0.0.1:6379/5"),
-                                   "KEY_PREFIX": "limits-test"}}
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ.get("TEST_CACHE_URL", "redis://127.0.0.1:6379/5"),
+            "KEY_PREFIX": "limits-test",
+        }
+    }
     from django.core.cache import cache
 
     monkeypatch.setattr(SimpleRateThrottle, "cache", cache)
-    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", {**SimpleRateThrottle.THROTTLE_RATES, "anon": "2/min"})
+    monkeypatch.setattr(
+        SimpleRateThrottle, "THROTTLE_RATES", {**SimpleRateThrottle.THROTTLE_RATES, "anon": "2/min"}
+    )
     cache.delete("throttle_anon_10.4.4.4")
     client = APIClient(REMOTE_ADDR="10.4.4.4")
     assert [client.get("/api/v1/certificates/").status_code for _ in range(3)] == [200, 200, 429]

@@ -60,8 +60,9 @@ def api_token_create(
         remaining = created_with.expiry - timezone.now()
         if ttl > remaining:
             if explicit:
+                expires = f"{created_with.expiry:%Y-%m-%d %H:%M} UTC"
                 raise ValidationError(
-                    {"ttl_days": f"A token cannot outlive the token that creates it (it expires {created_with.expiry:%Y-%m-%d %H:%M} UTC)."}
+                    {"ttl_days": f"A token cannot outlive the token that creates it (it expires {expires})."}
                 )
             ttl = remaining
     token, clear_text = ApiToken.objects.create(user=user, expiry=ttl, name=name)

@@ -1,4 +1,4 @@
-"""Abuse limits on accounts: login lockout, failed Bearer authentications, shared throttles, token lifetimes."""
+"""Abuse limits on accounts: login lockout, failed Bearer authentications, shared throttles, token lives."""
 
 from __future__ import annotations
 
@@ -62,7 +62,9 @@ def test_one_address_guessing_many_usernames_is_locked_out(cast, client, setting
     assert login(client, "wrong", username="someone-else", address="10.0.0.7").status_code == 429
 
 
-def test_fewer_failures_than_the_limit_still_let_the_right_password_in_and_reset_the_count(owner, client, settings):
+def test_fewer_failures_than_the_limit_still_let_the_right_password_in_and_reset_the_count(
+    owner, client, settings
+):
     for _ in range(settings.AXES_FAILURE_LIMIT - 1):
         assert login(client, "wrong").status_code == 200
     assert login(client, PASSWORD).status_code == 302
@@ -76,8 +78,12 @@ def test_the_admin_login_is_locked_out_as_well(cast, client, settings):
     cast.platform_admin.set_password(PASSWORD)
     cast.platform_admin.save()
     for _ in range(settings.AXES_FAILURE_LIMIT):
-        client.post("/admin/login/", {"username": "platform-admin", "password": "wrong"}, REMOTE_ADDR="10.0.0.2")
-    response = client.post("/admin/login/", {"username": "platform-admin", "password": PASSWORD}, REMOTE_ADDR="10.0.0.2")
+        client.post(
+            "/admin/login/", {"username": "platform-admin", "password": "wrong"}, REMOTE_ADDR="10.0.0.2"
+        )
+    response = client.post(
+        "/admin/login/", {"username": "platform-admin", "password": PASSWORD}, REMOTE_ADDR="10.0.0.2"
+    )
     assert response.status_code == 429
 
 
@@ -105,7 +111,10 @@ def test_api_throttle_counters_are_in_the_shared_cache_not_in_process_memory(cas
     from django.conf import settings as live
 
     backend = live.CACHES["default"]["BACKEND"]
-    assert backend in {"django.core.cache.backends.db.DatabaseCache", "django.core.cache.backends.redis.RedisCache"}
+    assert backend in {
+        "django.core.cache.backends.db.DatabaseCache",
+        "django.core.cache.backends.redis.RedisCache",
+    }
     rates(monkeypatch, anon="3/min")
     client = APIClient(REMOTE_ADDR="10.3.3.3")
     assert [client.get("/api/v1/certificates/").status_code for _ in range(4)] == [200, 200, 200, 429]
@@ -113,7 +122,10 @@ def test_api_throttle_counters_are_in_the_shared_cache_not_in_process_memory(cas
         from django.db import connection
 
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT COUNT(*) FROM {live.CACHE_TABLE} WHERE cache_key LIKE %s", ["%throttle_anon_10.3.3.3%"])  # noqa: S608
+            cursor.execute(
+                f"SELECT COUNT(*) FROM {live.CACHE_TABLE} WHERE cache_key LIKE %s",  # noqa: S608 - our table
+                ["%throttle_anon_10.3.3.3%"],
+            )
             assert cursor.fetchone()[0] == 1
     cache.clear()
     assert client.get("/api/v1/certificates/").status_code == 200

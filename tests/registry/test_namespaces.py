@@ -1,4 +1,4 @@
-"""Target slugs and chip SKUs are each vendor's own namespace: another vendor's name is neither refused nor revealed."""
+"""Target slugs and chip SKUs are each vendor's own namespace: another's is neither refused nor revealed."""
 
 from __future__ import annotations
 
@@ -32,7 +32,9 @@ def test_a_vendors_own_slug_twice_is_refused_with_a_message_about_its_own_target
     assert client.post("/api/v1/targets/", target_body(chip), format="json").status_code == 201
     response = client.post("/api/v1/targets/", target_body(chip), format="json")
     assert response.status_code == 400
-    assert response.json()["error"]["fields"]["slug"] == ["Your organization already has a hardware target with this slug."]
+    assert response.json()["error"]["fields"]["slug"] == [
+        "Your organization already has a hardware target with this slug."
+    ]
     assert HardwareTarget.objects.count() == 1
 
 
@@ -41,8 +43,9 @@ def test_the_database_refuses_a_duplicate_slug_of_one_vendor(cast):
 
     target = HardwareTargetFactory(chip=ChipFactory(vendor=cast.vendor), slug="dup")
     with pytest.raises(IntegrityError), transaction.atomic():
-        HardwareTarget.objects.create(chip=target.chip, vendor=cast.vendor, slug="dup", backend="cpu",
-                                      torch_version="2.4")
+        HardwareTarget.objects.create(
+            chip=target.chip, vendor=cast.vendor, slug="dup", backend="cpu", torch_version="2.4"
+        )
 
 
 def test_certify_names_a_shared_slug_by_vendor(cast):
@@ -70,8 +73,16 @@ def test_the_authority_binds_runners_to_targets_by_vendor_and_slug(cast, client_
 
 def test_another_vendors_sku_is_its_own_product_and_the_conflict_speaks_only_of_ones_own(cast, client_for):
     ChipFactory(vendor=cast.foreign_vendor, sku="X-1")
-    body = {"sku": "X-1", "name": "Ours", "process_node_nm": 5, "memory_gib": 80, "tdp_w": 500,
-            "fab_country": "TW", "assembly_country": "MY", "spec_source": "datasheet"}
+    body = {
+        "sku": "X-1",
+        "name": "Ours",
+        "process_node_nm": 5,
+        "memory_gib": 80,
+        "tdp_w": 500,
+        "fab_country": "TW",
+        "assembly_country": "MY",
+        "spec_source": "datasheet",
+    }
     client = client_for(cast.owner)
     created = client.post("/api/v1/chips/", body, format="json")
     assert created.status_code == 201, created.content
@@ -80,5 +91,7 @@ def test_another_vendors_sku_is_its_own_product_and_the_conflict_speaks_only_of_
     for sku in ("X-1", "x-1"):
         again = client.post("/api/v1/chips/", {**body, "sku": sku}, format="json")
         assert again.status_code == 400, sku
-        assert again.json()["error"]["fields"]["sku"] == ["Your organization already has a chip with this SKU."]
+        assert again.json()["error"]["fields"]["sku"] == [
+            "Your organization already has a chip with this SKU."
+        ]
     assert Chip.objects.filter(vendor=cast.vendor).count() == 1

@@ -36,8 +36,13 @@ def test_a_finished_campaign_frees_its_place(cpu_world, client_for, settings):
 
 def test_surveillance_re_runs_are_not_capped(cpu_world, settings):
     settings.MAX_OPEN_CAMPAIGNS_PER_TARGET = 1
-    kwargs = dict(vendor=cpu_world.vendor, target=cpu_world.target, program=cpu_world.program, level="basic",
-                  model_artifacts=[])
+    kwargs = dict(
+        vendor=cpu_world.vendor,
+        target=cpu_world.target,
+        program=cpu_world.program,
+        level="basic",
+        model_artifacts=[],
+    )
     campaign_submit(**kwargs)
     with pytest.raises(TooManyOpenCampaigns):
         campaign_submit(**kwargs)

@@ -95,4 +95,5 @@ def test_a_signed_request_is_single_use_and_its_replay_is_404(model_job, client)
     headers = signed_headers(world.identity, "GET", url)
     assert client.get(url, headers=headers).status_code == 200
     assert client.get(url, headers=headers).status_code == 404, "the same signed request, replayed"
-    assert client.get(url, headers=signed_headers(world.identity, "GET", url)).status_code == 200, "a fresh one works"
+    fresh = signed_headers(world.identity, "GET", url)
+    assert client.get(url, headers=fresh).status_code == 200, "a fresh one works"

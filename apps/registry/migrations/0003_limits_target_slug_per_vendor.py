@@ -23,7 +23,9 @@ class Migration(migrations.Migration):
             model_name="hardwaretarget",
             name="vendor",
             field=models.ForeignKey(
-                null=True, on_delete=django.db.models.deletion.PROTECT, related_name="targets",
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="targets",
                 to="accounts.organization",
             ),
         ),
@@ -32,7 +34,9 @@ class Migration(migrations.Migration):
             model_name="hardwaretarget",
             name="vendor",
             field=models.ForeignKey(
-                on_delete=django.db.models.deletion.PROTECT, related_name="targets", to="accounts.organization"
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="targets",
+                to="accounts.organization",
             ),
         ),
         migrations.AlterField(
@@ -42,6 +46,8 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name="hardwaretarget",
-            constraint=models.UniqueConstraint(fields=("vendor", "slug"), name="target_slug_unique_per_vendor"),
+            constraint=models.UniqueConstraint(
+                fields=("vendor", "slug"), name="target_slug_unique_per_vendor"
+            ),
         ),
     ]

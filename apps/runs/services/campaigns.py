@@ -51,7 +51,8 @@ def _check_open_campaigns(*, target: HardwareTarget) -> None:
     limit = settings.MAX_OPEN_CAMPAIGNS_PER_TARGET
     if Campaign.objects.filter(target=target, state__in=OPEN_CAMPAIGN_STATES).count() >= limit:
         raise TooManyOpenCampaigns(
-            f"Target {target.slug} already has {limit} open campaign(s); wait for one to finish or cancel one."
+            f"Target {target.slug} already has {limit} open campaign(s); "
+            "wait for one to finish or cancel one."
         )
 
 
