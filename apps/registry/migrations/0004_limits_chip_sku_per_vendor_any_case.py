@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0002_limits_cache_table'),
+        ('accounts', '0001_initial'),
         ('registry', '0003_limits_target_slug_per_vendor'),
     ]
 
