@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from apps.audit.views import audit_checkpoints
 from apps.certificates.api.views import certification_keys
 
 api_v1 = [
@@ -17,6 +18,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("django.contrib.auth.urls")),
     path(".well-known/certification-keys.json", certification_keys, name="certification-keys"),
+    path(".well-known/audit-checkpoints.json", audit_checkpoints, name="audit-checkpoints"),
     path("api/v1/", include(api_v1)),
     path("procurement/", include("apps.procurement.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

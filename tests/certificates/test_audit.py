@@ -76,6 +76,7 @@ def test_an_edit_that_recomputes_its_own_hash_breaks_the_next_link(chain):
     forged = event_hash(
         sequence=3,
         occurred_at=third.occurred_at.isoformat(),
+        actor_id=third.actor_id,
         actor_label=third.actor_label,
         action="test.forged",
         object_type=third.object_type,

@@ -4,11 +4,15 @@ from apps.audit.services import audit_chain_verify
 
 
 class Command(BaseCommand):
-    help = "Verify the audit log's hash chain; exits non-zero and names the first broken link."
+    help = ("Verify the audit log's keyed hash chain against the signed checkpoints; exits non-zero and "
+            "names the first broken link, a rewrite, or a truncated tail.")
 
     def handle(self, *args, **options):
         verdict = audit_chain_verify()
+        for note in verdict.notes:
+            self.stdout.write(f"note: {note}")
         if not verdict.ok:
-            raise CommandError(f"Audit chain broken at event #{verdict.broken_sequence}: {verdict.reason} "
+            where = f" at event #{verdict.broken_sequence}" if verdict.broken_sequence is not None else ""
+            raise CommandError(f"Audit chain broken{where}: {verdict.reason} "
                                f"({verdict.checked} events verified before it).")
         self.stdout.write(self.style.SUCCESS(f"Audit chain intact: {verdict.checked} events."))
