@@ -30,7 +30,13 @@ from django.utils import timezone
 
 from apps.audit.models import AuditEvent
 from apps.audit.services import GENESIS_HASH, ChainVerdict, audit_chain_verify, audit_key_dir
-from certification.verify import canonical_json, decode_signature, load_public_key, public_key_id, strict_loads
+from certification.verify import (
+    canonical_json,
+    decode_signature,
+    load_public_key,
+    public_key_id,
+    strict_loads,
+)
 
 logger = logging.getLogger(__name__)
 
