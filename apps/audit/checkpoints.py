@@ -161,12 +161,12 @@ def audit_checkpoint_take(*, skip_unchanged: bool = False) -> Checkpoint:
     """
     from apps.certificates.services.keys import signing_key_active, signing_private_key
 
+    key = signing_key_active()  # first: making the first key is itself an event the checkpoint covers
     last = AuditEvent.objects.order_by("-sequence").first()
     verdict = audit_chain_verify(since_newest_checkpoint=True)
     if not verdict.ok:
         raise AuditChainBroken(verdict)
     length, head = (last.sequence, last.hash) if last is not None else (0, GENESIS_HASH)
-    key = signing_key_active()
     newest = checkpoints_load(newest_only=True).newest
     if (
         skip_unchanged and newest is not None and newest.chain_length == length
