@@ -98,6 +98,13 @@ def chip_update(*, chip: Chip, declared_peak: dict | None = None, actor=None, **
     return chip
 
 
+@transaction.atomic
+def chip_delete(*, chip: Chip, actor=None) -> None:
+    """Delete a chip (refused with ProtectedError while targets or certificates cite it). Audited."""
+    audit_record(action="chip.deleted", obj=chip, actor=actor, payload={"vendor": chip.vendor_id, "sku": chip.sku})
+    chip.delete()
+
+
 def _check_plugin_versions(value: Any) -> None:
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str) and len(k) <= 64 and len(v) <= 64 for k, v in value.items()
@@ -131,6 +138,14 @@ def target_update(*, target: HardwareTarget, actor=None, **fields: Any) -> Hardw
     audit_record(action="target.updated", obj=target, actor=actor, payload={
         "fields": _audited(fields, TARGET_FIELDS | {"chip"})})
     return target
+
+
+@transaction.atomic
+def target_delete(*, target: HardwareTarget, actor=None) -> None:
+    """Delete a hardware target (refused with ProtectedError while campaigns cite it). Audited."""
+    audit_record(action="target.deleted", obj=target, actor=actor, payload={"chip": target.chip_id,
+                                                                            "slug": target.slug})
+    target.delete()
 
 
 def _check_config(config: Any) -> None:
@@ -267,3 +282,11 @@ def runner_update(
         "bindings_changed": {t.pk for t in before_targets} != {t.pk for t in after_targets},
     })
     return runner
+
+
+@transaction.atomic
+def runner_delete(*, runner: Runner, actor=None) -> None:
+    """Remove a runner host and its key. Audited with the targets it was bound to."""
+    audit_record(action="runner.deleted", obj=runner, actor=actor, payload={
+        "name": runner.name, "key_id": runner.key_id, "targets": _bindings(runner.targets.select_related("chip"))})
+    runner.delete()

@@ -56,6 +56,9 @@ class ChipViewSet(viewsets.ModelViewSet):
             chip=serializer.instance, declared_peak=peaks, actor=self.request.user, **data
         )
 
+    def perform_destroy(self, instance):
+        services.chip_delete(chip=instance, actor=self.request.user)
+
 
 class HardwareTargetViewSet(viewsets.ModelViewSet):
     """Operating environments: a chip plus its software stack; each names a runner queue."""
@@ -81,6 +84,9 @@ class HardwareTargetViewSet(viewsets.ModelViewSet):
         serializer.instance = services.target_update(
             target=serializer.instance, actor=self.request.user, **serializer.validated_data
         )
+
+    def perform_destroy(self, instance):
+        services.target_delete(target=instance, actor=self.request.user)
 
 
 class ModelArtifactViewSet(
@@ -158,3 +164,6 @@ class RunnerViewSet(viewsets.ModelViewSet):
             status=data.get("status"),
             actor=self.request.user,
         )
+
+    def perform_destroy(self, instance):
+        services.runner_delete(runner=instance, actor=self.request.user)
