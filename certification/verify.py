@@ -194,7 +194,7 @@ def _moment(value, what: str) -> datetime | None:
 
 
 def load_key_list(raw: bytes) -> KeyList:
-    """The authority's key list (certification-keys.json) or a single PEM public key; ValueError if neither."""
+    """The authority's key list (certification-keys.json) or one PEM public key; ValueError if neither."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -213,7 +213,8 @@ def load_key_list(raw: bytes) -> KeyList:
         key = load_public_key(entry["public_key"])
         key_id = public_key_id(key)
         if entry.get("key_id") != key_id:
-            raise ValueError(f"the key list entry {str(entry.get('key_id'))[:16]} does not match its public key")
+            listed_id = str(entry.get("key_id"))[:16]
+            raise ValueError(f"the key list entry {listed_id} does not match its public key")
         status = entry.get("status")
         if status not in KEY_STATUSES:
             raise ValueError(f"the key list entry {key_id[:16]} has an unknown status {status!r}")
@@ -228,7 +229,8 @@ def key_list_age(key_list: KeyList, *, now: datetime | None = None) -> str:
     """One line on how far the key list can be trusted: its age, or why it cannot tell."""
     if key_list.from_pem:
         return ("key: a single PEM key carries no compromise status; verify with --keys "
-                "certification-keys.json (from /.well-known/certification-keys.json) to refuse compromised keys")
+                "certification-keys.json (from /.well-known/certification-keys.json) "
+                "to refuse compromised keys")
     if key_list.published_at is None:
         return "key list: it carries no published_at, so its age is unknown; fetch a fresh copy"
     age = max((now or datetime.now(UTC)) - key_list.published_at, timedelta(0))
@@ -250,7 +252,7 @@ def _signed_at(certificate: dict) -> datetime | None:
 
 
 def verify_document_with_key_list(raw: bytes, key_list: KeyList, *, now: datetime | None = None) -> Verdict:
-    """Verify a certificate document with the key the list names for it; refuse a compromised or unknown key."""
+    """Verify a certificate document with the key the list names for it; refuse compromised, unknown keys."""
     try:
         document = strict_loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
@@ -263,18 +265,19 @@ def verify_document_with_key_list(raw: bytes, key_list: KeyList, *, now: datetim
             if any_key is None:
                 return Verdict(False, "the key list has no keys")
             return verify_document_bytes(raw, any_key.public_key, now=now)
-        return Verdict(False, f"the certificate is signed by key {key_id[:16]}, which is not in the key list: "
-                              "an unknown key (or the list is older than the key)")
+        return Verdict(False, f"the certificate is signed by key {key_id[:16]}, which is not in the key "
+                              "list: an unknown key (or the list is older than the key)")
     if listed.status == "compromised":
         when = f" on {listed.compromised_at.astimezone(UTC):%Y-%m-%d}" if listed.compromised_at else ""
         return Verdict(False, f"the certificate is signed by key {key_id[:16]}, reported compromised{when}: "
-                              "anyone holding that key could have made it; ask the authority for the re-signed copy")
+                              "anyone holding that key could have made it; ask the authority for the "
+                              "re-signed copy")
     verdict = verify_document_bytes(raw, listed.public_key, now=now)
     if verdict.ok and listed.status == "retired" and listed.retired_at is not None:
         signed_at = _signed_at(document["certificate"])
         if signed_at is None or signed_at.tzinfo is None or signed_at > listed.retired_at:
-            return Verdict(False, f"the certificate is signed by key {key_id[:16]} after that key was retired",
-                           verdict.serial)
+            message = f"the certificate is signed by key {key_id[:16]} after that key was retired"
+            return Verdict(False, message, verdict.serial)
     return verdict
 
 
@@ -284,7 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("document", help="the certificate document (JSON) as downloaded")
     keys = parser.add_mutually_exclusive_group(required=True)
-    keys.add_argument("--keys", help="the authority's key list (certification-keys.json), or one public key (PEM)")
+    keys.add_argument(
+        "--keys", help="the authority's key list (certification-keys.json), or one public key (PEM)"
+    )
     keys.add_argument("--key", help="the same as --keys (kept for existing scripts)")
     args = parser.parse_args(argv)
     try:

@@ -42,7 +42,9 @@ def user_create(
     user.full_clean()
     user.save()
     membership = Membership.objects.create(user=user, organization=organization, role=role)
-    audit_record(action="membership.created", obj=membership, actor=actor, payload=_membership_state(membership))
+    audit_record(
+        action="membership.created", obj=membership, actor=actor, payload=_membership_state(membership)
+    )
     return user
 
 

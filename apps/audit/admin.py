@@ -55,8 +55,12 @@ class AuditedAdminMixin:
     audit_exclude: tuple[str, ...] = ()
 
     def _audit(self, request, obj, verb: str, payload: dict) -> None:
-        audit_record(action=f"{obj._meta.model_name}.{verb}", obj=obj, actor=request.user,
-                     payload={"via": "admin", **payload})
+        audit_record(
+            action=f"{obj._meta.model_name}.{verb}",
+            obj=obj,
+            actor=request.user,
+            payload={"via": "admin", **payload},
+        )
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
@@ -64,14 +68,23 @@ class AuditedAdminMixin:
         for formset in formsets:
             for verb, objects in (("added", formset.new_objects), ("deleted", formset.deleted_objects)):
                 inlines += [{verb: f"{o._meta.label_lower}:{o.pk}", "row": str(o)} for o in objects]
-            inlines += [{"changed": f"{o._meta.label_lower}:{o.pk}", "row": str(o), "fields": fields}
-                        for o, fields in formset.changed_objects]
-        changed = {name: _plain(form.cleaned_data.get(name)) for name in form.changed_data
-                   if name not in self.audit_exclude}
+            inlines += [
+                {"changed": f"{o._meta.label_lower}:{o.pk}", "row": str(o), "fields": fields}
+                for o, fields in formset.changed_objects
+            ]
+        changed = {
+            name: _plain(form.cleaned_data.get(name))
+            for name in form.changed_data
+            if name not in self.audit_exclude
+        }
         if change and not changed and not inlines:
             return
-        self._audit(request, form.instance, "changed" if change else "created",
-                    {"fields": changed, "inlines": inlines})
+        self._audit(
+            request,
+            form.instance,
+            "changed" if change else "created",
+            {"fields": changed, "inlines": inlines},
+        )
 
     def delete_model(self, request, obj):
         self._audit(request, obj, "deleted", {"row": str(obj)})
@@ -113,11 +126,16 @@ class AuditedPeriodicTaskAdmin(AuditedAdminMixin, beat_admin.PeriodicTaskAdmin):
 
 _SCHEDULE_ADMINS = {
     PeriodicTask: AuditedPeriodicTaskAdmin,
-    IntervalSchedule: type("AuditedIntervalScheduleAdmin",
-                           (AuditedAdminMixin, beat_admin.IntervalScheduleAdmin), {}),
-    CrontabSchedule: type("AuditedCrontabScheduleAdmin", (AuditedAdminMixin, beat_admin.CrontabScheduleAdmin), {}),
+    IntervalSchedule: type(
+        "AuditedIntervalScheduleAdmin", (AuditedAdminMixin, beat_admin.IntervalScheduleAdmin), {}
+    ),
+    CrontabSchedule: type(
+        "AuditedCrontabScheduleAdmin", (AuditedAdminMixin, beat_admin.CrontabScheduleAdmin), {}
+    ),
     SolarSchedule: type("AuditedSolarScheduleAdmin", (AuditedAdminMixin, beat_admin.SolarScheduleAdmin), {}),
-    ClockedSchedule: type("AuditedClockedScheduleAdmin", (AuditedAdminMixin, beat_admin.ClockedScheduleAdmin), {}),
+    ClockedSchedule: type(
+        "AuditedClockedScheduleAdmin", (AuditedAdminMixin, beat_admin.ClockedScheduleAdmin), {}
+    ),
 }
 for _model, _admin_class in _SCHEDULE_ADMINS.items():
     if admin.site.is_registered(_model):

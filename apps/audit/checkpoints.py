@@ -115,11 +115,19 @@ def _check(document, name: str, keys: dict) -> tuple[Checkpoint | None, str, str
         return None, f"checkpoint {name} has no readable time", ""
     key = keys.get(key_id)
     if key is None:
-        return None, f"checkpoint {name} is signed by key {str(key_id)[:16]}, which the key table no longer lists", ""
+        return (
+            None,
+            f"checkpoint {name} is signed by key {str(key_id)[:16]}, which the key table no longer lists",
+            "",
+        )
     try:
         public_key = load_public_key(key.public_key_pem)
         if public_key_id(public_key) != key_id:
-            return None, f"the key table's public key {key_id[:16]} does not match its id (it was altered)", ""
+            return (
+                None,
+                f"the key table's public key {key_id[:16]} does not match its id (it was altered)",
+                "",
+            )
         public_key.verify(decode_signature(document["signature"]), canonical_json(body).encode("utf-8"))
     except (ValueError, InvalidSignature):
         return None, f"checkpoint {name} has an invalid signature (forged or altered)", ""
@@ -169,14 +177,21 @@ def audit_checkpoint_take(*, skip_unchanged: bool = False) -> Checkpoint:
     length, head = (last.sequence, last.hash) if last is not None else (0, GENESIS_HASH)
     newest = checkpoints_load(newest_only=True).newest
     if (
-        skip_unchanged and newest is not None and newest.chain_length == length
-        and newest.head_hash == head and newest.key_id == key.key_id
+        skip_unchanged
+        and newest is not None
+        and newest.chain_length == length
+        and newest.head_hash == head
+        and newest.key_id == key.key_id
     ):
         return newest
     signed_at = timezone.now().astimezone(UTC)
     body = {
-        "type": CHECKPOINT_TYPE, "chain_length": length, "head_hash": head, "signed_at": _iso(signed_at),
-        "key_id": key.key_id, "issuer": settings.CERT_ISSUER_NAME or "",
+        "type": CHECKPOINT_TYPE,
+        "chain_length": length,
+        "head_hash": head,
+        "signed_at": _iso(signed_at),
+        "key_id": key.key_id,
+        "issuer": settings.CERT_ISSUER_NAME or "",
     }
     signature = base64.b64encode(signing_private_key(key).sign(canonical_json(body).encode("utf-8"))).decode()
     document = {"checkpoint": body, "key_id": key.key_id, "signature": signature}

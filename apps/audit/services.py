@@ -45,7 +45,7 @@ def _canonical(value) -> str:
 
 
 def audit_key_dir() -> Path:
-    """The directory beside the signing keys (<CERT_SIGNING_KEY_DIR>/..): the chain key and the checkpoints."""
+    """Beside the signing keys (<CERT_SIGNING_KEY_DIR>/..): the chain key file and the checkpoints."""
     return Path(settings.CERT_SIGNING_KEY_DIR).parent
 
 
@@ -80,17 +80,35 @@ def audit_chain_key() -> bytes:
     return key
 
 
-def event_hash(*, version: int = HASH_VERSION, sequence: int, occurred_at: str, actor_id: int | None,
-               actor_label: str, action: str, object_type: str, object_id: str, payload: dict,
-               previous_hash: str, key: bytes | None = None) -> str:
+def event_hash(
+    *,
+    version: int = HASH_VERSION,
+    sequence: int,
+    occurred_at: str,
+    actor_id: int | None,
+    actor_label: str,
+    action: str,
+    object_type: str,
+    object_id: str,
+    payload: dict,
+    previous_hash: str,
+    key: bytes | None = None,
+) -> str:
     """The keyed hash of one event (version 2); `key` defaults to the chain key file."""
     if version != HASH_VERSION:
         raise ValueError(f"unknown audit hash version {version}")
     body = _canonical(
         {
-            "v": version, "sequence": sequence, "occurred_at": occurred_at, "actor_id": actor_id,
-            "actor": actor_label, "action": action, "object_type": object_type, "object_id": object_id,
-            "payload": payload, "previous": previous_hash,
+            "v": version,
+            "sequence": sequence,
+            "occurred_at": occurred_at,
+            "actor_id": actor_id,
+            "actor": actor_label,
+            "action": action,
+            "object_type": object_type,
+            "object_id": object_id,
+            "payload": payload,
+            "previous": previous_hash,
         }
     )
     return hmac.new(key if key is not None else audit_chain_key(), body.encode(), hashlib.sha256).hexdigest()
@@ -98,15 +116,30 @@ def event_hash(*, version: int = HASH_VERSION, sequence: int, occurred_at: str, 
 
 def _stored_hash(event: AuditEvent, key: bytes) -> str:
     return event_hash(
-        version=event.hash_version, sequence=event.sequence, occurred_at=event.occurred_at.isoformat(),
-        actor_id=event.actor_id, actor_label=event.actor_label, action=event.action,
-        object_type=event.object_type, object_id=event.object_id, payload=event.payload,
-        previous_hash=event.previous_hash, key=key,
+        version=event.hash_version,
+        sequence=event.sequence,
+        occurred_at=event.occurred_at.isoformat(),
+        actor_id=event.actor_id,
+        actor_label=event.actor_label,
+        action=event.action,
+        object_type=event.object_type,
+        object_id=event.object_id,
+        payload=event.payload,
+        previous_hash=event.previous_hash,
+        key=key,
     )
 
 
-def audit_record(*, action: str, obj: models.Model | None = None, actor=None, actor_label: str = "",
-                 payload: dict | None = None, object_type: str = "", object_id: str = "") -> AuditEvent:
+def audit_record(
+    *,
+    action: str,
+    obj: models.Model | None = None,
+    actor=None,
+    actor_label: str = "",
+    payload: dict | None = None,
+    object_type: str = "",
+    object_id: str = "",
+) -> AuditEvent:
     """Append one event. Call it inside the transaction of the change it records."""
     payload = json.loads(_canonical(payload or {}))
     if obj is not None:
@@ -121,14 +154,29 @@ def audit_record(*, action: str, obj: models.Model | None = None, actor=None, ac
         sequence = head.sequence + 1
         occurred_at = timezone.now()
         digest = event_hash(
-            sequence=sequence, occurred_at=occurred_at.isoformat(), actor_id=user.pk if user else None,
-            actor_label=label, action=action, object_type=object_type, object_id=object_id, payload=payload,
-            previous_hash=head.hash, key=key,
+            sequence=sequence,
+            occurred_at=occurred_at.isoformat(),
+            actor_id=user.pk if user else None,
+            actor_label=label,
+            action=action,
+            object_type=object_type,
+            object_id=object_id,
+            payload=payload,
+            previous_hash=head.hash,
+            key=key,
         )
         event = AuditEvent(
-            sequence=sequence, occurred_at=occurred_at, actor=user, actor_label=label, action=action,
-            object_type=object_type, object_id=object_id, payload=payload, previous_hash=head.hash,
-            hash=digest, hash_version=HASH_VERSION,
+            sequence=sequence,
+            occurred_at=occurred_at,
+            actor=user,
+            actor_label=label,
+            action=action,
+            object_type=object_type,
+            object_id=object_id,
+            payload=payload,
+            previous_hash=head.hash,
+            hash=digest,
+            hash_version=HASH_VERSION,
         )
         event.save()
         AuditHead.objects.filter(id=1).update(sequence=sequence, hash=digest)
@@ -164,24 +212,36 @@ def _walk(*, start_sequence: int, start_hash: str, anchors: dict[int, Anchor]) -
         if event.sequence != expected:
             return ChainVerdict(False, checked, expected, f"event #{expected} is missing")
         if event.previous_hash != previous:
-            return ChainVerdict(False, checked, event.sequence, "its previous-hash does not match the event before")
+            return ChainVerdict(
+                False, checked, event.sequence, "its previous-hash does not match the event before"
+            )
         if event.hash_version < version:
-            return ChainVerdict(False, checked, event.sequence,
-                                f"its hash version {event.hash_version} is older than the events before it")
+            return ChainVerdict(
+                False,
+                checked,
+                event.sequence,
+                f"its hash version {event.hash_version} is older than the events before it",
+            )
         version = event.hash_version
         try:
             recomputed = _stored_hash(event, key)
         except ValueError as exc:
             return ChainVerdict(False, checked, event.sequence, str(exc))
         if not hmac.compare_digest(recomputed, event.hash):
-            return ChainVerdict(False, checked, event.sequence,
-                                "its keyed hash does not match: it was changed after it was written, or forged")
+            return ChainVerdict(
+                False,
+                checked,
+                event.sequence,
+                "its keyed hash does not match: it was changed after it was written, or forged",
+            )
         anchor = anchors.get(event.sequence)
         if anchor is not None:
             if anchor.hash != event.hash:
                 first = (matched.sequence if matched else start_sequence) + 1
                 return ChainVerdict(
-                    False, checked, first,
+                    False,
+                    checked,
+                    first,
                     f"the chain was rewritten between event #{first} and #{event.sequence}: the hash of "
                     f"#{event.sequence} differs from the one signed in {anchor.label}",
                 )
@@ -214,9 +274,13 @@ def audit_chain_verify(*, since_newest_checkpoint: bool = False) -> ChainVerdict
             last = AuditEvent.objects.order_by("-sequence").values_list("sequence", flat=True).first() or 0
             return _truncated(last, newest, notes)
         if at.hash != newest.head_hash:
-            return ChainVerdict(False, 0, newest.chain_length,
-                                f"the hash of #{newest.chain_length} differs from the one signed in {newest.label}",
-                                tuple(notes))
+            return ChainVerdict(
+                False,
+                0,
+                newest.chain_length,
+                f"the hash of #{newest.chain_length} differs from the one signed in {newest.label}",
+                tuple(notes),
+            )
         start_sequence, start_hash = newest.chain_length, newest.head_hash
     verdict = _walk(start_sequence=start_sequence, start_hash=start_hash, anchors=anchors)
     if not verdict.ok:
@@ -225,13 +289,20 @@ def audit_chain_verify(*, since_newest_checkpoint: bool = False) -> ChainVerdict
         return _truncated(verdict.checked, newest, notes)
     head = AuditHead.objects.filter(id=1).first()
     if head is not None and head.sequence != verdict.checked:
-        return ChainVerdict(False, verdict.checked, verdict.checked + 1,
-                            "events at the end of the chain were deleted", tuple(notes))
+        return ChainVerdict(
+            False,
+            verdict.checked,
+            verdict.checked + 1,
+            "events at the end of the chain were deleted",
+            tuple(notes),
+        )
     if newest is None:
         notes.append("no signed checkpoint yet: a truncated tail could not be detected")
     elif verdict.checked > newest.chain_length:
-        notes.append(f"{verdict.checked - newest.chain_length} events after the newest checkpoint "
-                     f"({newest.label}) are covered by their keyed hashes only")
+        notes.append(
+            f"{verdict.checked - newest.chain_length} events after the newest checkpoint "
+            f"({newest.label}) are covered by their keyed hashes only"
+        )
     else:
         notes.append(f"matches the newest checkpoint ({newest.label})")
     return ChainVerdict(True, verdict.checked, notes=tuple(notes))
@@ -239,7 +310,9 @@ def audit_chain_verify(*, since_newest_checkpoint: bool = False) -> ChainVerdict
 
 def _truncated(last: int, newest, notes: list[str]) -> ChainVerdict:
     return ChainVerdict(
-        False, last, last + 1,
+        False,
+        last,
+        last + 1,
         f"events #{last + 1} to #{newest.chain_length} are missing: {newest.label} covers "
         f"{newest.chain_length} events, the chain ends at #{last} (its tail was truncated)",
         tuple(notes),

@@ -74,7 +74,9 @@ def _require_vendor(organization: Organization) -> None:
 
 
 @transaction.atomic
-def chip_create(*, vendor: Organization, declared_peak: dict | None = None, actor=None, **fields: Any) -> Chip:
+def chip_create(
+    *, vendor: Organization, declared_peak: dict | None = None, actor=None, **fields: Any
+) -> Chip:
     _require_vendor(vendor)
     chip = Chip(vendor=vendor, **{k: v for k, v in fields.items() if k in CHIP_FIELDS})
     _apply_declared_peak(chip, declared_peak)
@@ -101,7 +103,8 @@ def chip_update(*, chip: Chip, declared_peak: dict | None = None, actor=None, **
 @transaction.atomic
 def chip_delete(*, chip: Chip, actor=None) -> None:
     """Delete a chip (refused with ProtectedError while targets or certificates cite it). Audited."""
-    audit_record(action="chip.deleted", obj=chip, actor=actor, payload={"vendor": chip.vendor_id, "sku": chip.sku})
+    audit_record(action="chip.deleted", obj=chip, actor=actor,
+                 payload={"vendor": chip.vendor_id, "sku": chip.sku})
     chip.delete()
 
 
@@ -288,5 +291,7 @@ def runner_update(
 def runner_delete(*, runner: Runner, actor=None) -> None:
     """Remove a runner host and its key. Audited with the targets it was bound to."""
     audit_record(action="runner.deleted", obj=runner, actor=actor, payload={
-        "name": runner.name, "key_id": runner.key_id, "targets": _bindings(runner.targets.select_related("chip"))})
+        "name": runner.name, "key_id": runner.key_id,
+        "targets": _bindings(runner.targets.select_related("chip")),
+    })
     runner.delete()

@@ -201,7 +201,8 @@ def test_a_forged_event_appended_with_a_recomputed_hash_is_found(chain):
               "payload": {"forged": True}}
     digest = public_formula(forged, last["hash"])
     AuditEvent(
-        sequence=6, occurred_at=forged["occurred_at"], actor_label=forged["actor_label"], action=forged["action"],
+        sequence=6, occurred_at=forged["occurred_at"], actor_label=forged["actor_label"],
+        action=forged["action"],
         object_type=forged["object_type"], object_id=forged["object_id"], payload=forged["payload"],
         previous_hash=last["hash"], hash=digest,
     ).save()  # an INSERT: the ORM allows it, as SQL would
@@ -214,7 +215,8 @@ def test_changing_the_actor_of_an_event_is_found(cast, db):
     for step in range(3):
         audit_record(action="test.step", actor=cast.reviewer, object_type="thing", object_id=str(step))
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE audit_auditevent SET actor_id = %s WHERE sequence = 2", [cast.platform_admin.pk])
+        cursor.execute("UPDATE audit_auditevent SET actor_id = %s WHERE sequence = 2",
+                       [cast.platform_admin.pk])
     with pytest.raises(CommandError, match=r"broken at event #2"):
         verify()
 
@@ -329,7 +331,8 @@ def test_checkpoints_are_taken_at_certificate_issue_and_published(certified, cli
     assert newest["key_id"] == certificate.signing_key.key_id
     keys = {k["key_id"]: k for k in client.get("/.well-known/certification-keys.json").json()["keys"]}
     public_key = load_public_key(keys[newest["key_id"]]["public_key"])
-    public_key.verify(decode_signature(newest["signature"]), canonical_json(body).encode())  # raises if forged
+    # Raises if forged:
+    public_key.verify(decode_signature(newest["signature"]), canonical_json(body).encode())
     assert "matches the newest checkpoint" in verify()
 
 

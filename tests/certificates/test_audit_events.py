@@ -15,7 +15,13 @@ from django.core.management import call_command
 
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_chain_verify
-from tests.factories import ChipFactory, HardwareTargetFactory, RunnerFactory, ed25519_public_pem, safetensors_bytes
+from tests.factories import (
+    ChipFactory,
+    HardwareTargetFactory,
+    RunnerFactory,
+    ed25519_public_pem,
+    safetensors_bytes,
+)
 
 
 def events(action: str) -> list[AuditEvent]:
@@ -44,10 +50,21 @@ def vendor_admin(cast, client_for):
 
 
 def test_chip_create_edit_and_delete_are_audited(cast, vendor, vendor_admin):
-    response = vendor.post("/api/v1/chips/", {
-        "sku": "NEW-1", "name": "New", "process_node_nm": 4, "memory_gib": 96, "tdp_w": 350,
-        "fab_country": "US", "assembly_country": "MX", "spec_source": "datasheet", "declared_peak": {"bf16": 400},
-    }, format="json")
+    response = vendor.post(
+        "/api/v1/chips/",
+        {
+            "sku": "NEW-1",
+            "name": "New",
+            "process_node_nm": 4,
+            "memory_gib": 96,
+            "tdp_w": 350,
+            "fab_country": "US",
+            "assembly_country": "MX",
+            "spec_source": "datasheet",
+            "declared_peak": {"bf16": 400},
+        },
+        format="json",
+    )
     assert response.status_code == 201, response.json()
     chip_id = response.json()["id"]
     created = only("chip.created")
@@ -73,25 +90,43 @@ def test_a_refused_change_leaves_no_event(cast, vendor_admin):
 
 def test_target_create_and_edit_are_audited(cast, vendor):
     chip = ChipFactory(vendor=cast.vendor)
-    response = vendor.post("/api/v1/targets/", {"chip": chip.pk, "slug": "acme-t1", "backend": "cuda",
-                                               "torch_version": "2.4.0"}, format="json")
+    response = vendor.post(
+        "/api/v1/targets/",
+        {"chip": chip.pk, "slug": "acme-t1", "backend": "cuda", "torch_version": "2.4.0"},
+        format="json",
+    )
     assert response.status_code == 201, response.json()
     created = only("target.created")
     assert created.actor == cast.owner and created.payload["chip"] == chip.pk
     target_id = response.json()["id"]
-    assert vendor.patch(f"/api/v1/targets/{target_id}/", {"driver_version": "999"}, format="json").status_code == 200
+    assert (
+        vendor.patch(f"/api/v1/targets/{target_id}/", {"driver_version": "999"}, format="json").status_code
+        == 200
+    )
     assert only("target.updated").payload["fields"] == {"driver_version": "999"}
 
 
 def test_model_upload_and_delete_are_audited(cast, vendor, vendor_admin):
-    response = vendor.post("/api/v1/models/", {
-        "name": "minilm", "version": "1.0", "task": "text-embedding", "architecture": "bert-encoder",
-        "config": json.dumps({"hidden_size": 8, "num_layers": 1, "vocab": {"a": 1}}), "license": "MIT",
-        "weights": SimpleUploadedFile("w.safetensors", safetensors_bytes(), content_type="application/octet-stream"),
-    }, format="multipart")
+    response = vendor.post(
+        "/api/v1/models/",
+        {
+            "name": "minilm",
+            "version": "1.0",
+            "task": "text-embedding",
+            "architecture": "bert-encoder",
+            "config": json.dumps({"hidden_size": 8, "num_layers": 1, "vocab": {"a": 1}}),
+            "license": "MIT",
+            "weights": SimpleUploadedFile(
+                "w.safetensors", safetensors_bytes(), content_type="application/octet-stream"
+            ),
+        },
+        format="multipart",
+    )
     assert response.status_code == 201, response.json()
     created = only("model.created")
-    assert created.actor == cast.owner and created.payload["weights_sha256"] == response.json()["weights_sha256"]
+    assert (
+        created.actor == cast.owner and created.payload["weights_sha256"] == response.json()["weights_sha256"]
+    )
     assert vendor_admin.delete(f"/api/v1/models/{response.json()['id']}/").status_code == 204
     assert only("model.deleted").actor == cast.vendor_admin
 
@@ -99,7 +134,9 @@ def test_model_upload_and_delete_are_audited(cast, vendor, vendor_admin):
 def test_a_runner_key_swap_is_audited_with_both_key_ids(cast, authority):
     runner = RunnerFactory()
     old_key = runner.key_id
-    response = authority.patch(f"/api/v1/runners/{runner.pk}/", {"public_key": ed25519_public_pem()}, format="json")
+    response = authority.patch(
+        f"/api/v1/runners/{runner.pk}/", {"public_key": ed25519_public_pem()}, format="json"
+    )
     assert response.status_code == 200, response.json()
     event = only("runner.updated")
     assert event.actor == cast.platform_admin
@@ -110,17 +147,24 @@ def test_a_runner_key_swap_is_audited_with_both_key_ids(cast, authority):
 def test_binding_a_runner_to_another_vendors_target_is_audited_with_the_vendor(cast, authority):
     own = HardwareTargetFactory(chip=ChipFactory(vendor=cast.vendor))
     foreign = HardwareTargetFactory(chip=ChipFactory(vendor=cast.foreign_vendor))
-    response = authority.post("/api/v1/runners/", {"name": "host-1", "public_key": ed25519_public_pem(),
-                                                   "targets": [own.slug]}, format="json")
+    response = authority.post(
+        "/api/v1/runners/",
+        {"name": "host-1", "public_key": ed25519_public_pem(), "targets": [own.slug]},
+        format="json",
+    )
     assert response.status_code == 201, response.json()
     registered = only("runner.registered")
     assert registered.payload["targets"] == [{"target": own.pk, "slug": own.slug, "vendor": cast.vendor.pk}]
-    response = authority.patch(f"/api/v1/runners/{response.json()['id']}/",
-                               {"targets": [own.slug, foreign.slug]}, format="json")
+    response = authority.patch(
+        f"/api/v1/runners/{response.json()['id']}/", {"targets": [own.slug, foreign.slug]}, format="json"
+    )
     assert response.status_code == 200, response.json()
     event = only("runner.updated")
     assert event.payload["bindings_changed"] is True and event.payload["key_changed"] is False
-    assert {t["vendor"] for t in event.payload["targets"]["after"]} == {cast.vendor.pk, cast.foreign_vendor.pk}
+    assert {t["vendor"] for t in event.payload["targets"]["after"]} == {
+        cast.vendor.pk,
+        cast.foreign_vendor.pk,
+    }
     assert authority.delete(f"/api/v1/runners/{response.json()['id']}/").status_code == 204
     assert only("runner.deleted").payload["name"] == "host-1"
 
@@ -129,10 +173,15 @@ def test_a_runner_key_swap_in_the_admin_is_audited(cast, client):
     runner = RunnerFactory()
     client.force_login(cast.platform_admin)
     new_key = ed25519_public_pem()
-    response = client.post(f"/admin/registry/runner/{runner.pk}/change/", {
-        "name": runner.name, "public_key": new_key, "status": runner.status,
-        "targets": [t.pk for t in runner.targets.all()],
-    })
+    response = client.post(
+        f"/admin/registry/runner/{runner.pk}/change/",
+        {
+            "name": runner.name,
+            "public_key": new_key,
+            "status": runner.status,
+            "targets": [t.pk for t in runner.targets.all()],
+        },
+    )
     assert response.status_code == 302, response.content.decode()[:2000]
     event = only("runner.changed")
     assert event.actor == cast.platform_admin and event.payload["via"] == "admin"
@@ -169,14 +218,20 @@ def test_membership_creation_and_a_role_change_in_the_admin_are_audited(cast, cl
     from apps.accounts.models import Role
     from apps.accounts.services import user_create
 
-    user = user_create(username="newhire", organization=cast.vendor, role=Role.VENDOR_ENGINEER,
-                       actor=cast.platform_admin)
+    user = user_create(
+        username="newhire", organization=cast.vendor, role=Role.VENDOR_ENGINEER, actor=cast.platform_admin
+    )
     created = only("membership.created")
     assert created.payload["role"] == Role.VENDOR_ENGINEER and created.actor == cast.platform_admin
     client.force_login(cast.platform_admin)
-    response = client.post(f"/admin/accounts/membership/{user.membership.pk}/change/", {
-        "user": user.pk, "organization": cast.vendor.pk, "role": Role.VENDOR_ADMIN,
-    })
+    response = client.post(
+        f"/admin/accounts/membership/{user.membership.pk}/change/",
+        {
+            "user": user.pk,
+            "organization": cast.vendor.pk,
+            "role": Role.VENDOR_ADMIN,
+        },
+    )
     assert response.status_code == 302, response.content.decode()[:2000]
     changed = only("membership.changed")
     assert changed.actor == cast.platform_admin and changed.payload["fields"] == {"role": Role.VENDOR_ADMIN}
@@ -204,9 +259,13 @@ def test_a_schedule_change_in_the_admin_is_audited(cast, client):
 
     task = PeriodicTask.objects.get(task="certificates.expire")
     client.force_login(cast.platform_admin)
-    response = client.post("/admin/django_celery_beat/periodictask/", {
-        "action": "disable_tasks", "_selected_action": [task.pk],
-    })
+    response = client.post(
+        "/admin/django_celery_beat/periodictask/",
+        {
+            "action": "disable_tasks",
+            "_selected_action": [task.pk],
+        },
+    )
     assert response.status_code == 302
     assert not PeriodicTask.objects.get(pk=task.pk).enabled
     disabled = only("periodictask.disabled")

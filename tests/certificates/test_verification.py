@@ -217,10 +217,14 @@ def _fetch(client, url: str) -> bytes:
     return response.content
 
 
+def _document(client, serial: str) -> bytes:
+    return _fetch(client, f"/api/v1/certificates/{serial}/document/")
+
+
 def test_the_key_list_verifies_a_good_certificate_and_says_how_old_it_is(certified, client, tmp_path):
     certificate = certified()
     workdir = _buyer_dir(tmp_path)
-    (workdir / "cert.json").write_bytes(_fetch(client, f"/api/v1/certificates/{certificate.serial}/document/"))
+    (workdir / "cert.json").write_bytes(_document(client, certificate.serial))
     (workdir / "certification-keys.json").write_bytes(_fetch(client, "/.well-known/certification-keys.json"))
     ok = _run_verifier(["verify.py", "cert.json", "--keys", "certification-keys.json"], workdir)
     assert ok.returncode == 0, ok.stderr
@@ -235,7 +239,7 @@ def test_the_key_list_refuses_a_certificate_signed_with_a_compromised_key(certif
     certificate = certified()
     workdir = _buyer_dir(tmp_path)
     # A copy made with the key before (or by the thief after) the compromise: the signature is valid.
-    (workdir / "cert.json").write_bytes(_fetch(client, f"/api/v1/certificates/{certificate.serial}/document/"))
+    (workdir / "cert.json").write_bytes(_document(client, certificate.serial))
     signing_key_compromise(key=certificate.signing_key, reason="HSM backup found on a public share.")
     (workdir / "certification-keys.json").write_bytes(_fetch(client, "/.well-known/certification-keys.json"))
     (workdir / "public.pem").write_text(certificate.signing_key.public_key_pem)
@@ -247,7 +251,7 @@ def test_the_key_list_refuses_a_certificate_signed_with_a_compromised_key(certif
     pem = _run_verifier(["verify.py", "cert.json", "--keys", "public.pem"], workdir)
     assert pem.returncode == 0 and "no compromise status" in pem.stdout
     # The re-signed certificate verifies with the same list.
-    (workdir / "cert.json").write_bytes(_fetch(client, f"/api/v1/certificates/{certificate.serial}/document/"))
+    (workdir / "cert.json").write_bytes(_document(client, certificate.serial))
     again = _run_verifier(["verify.py", "cert.json", "--keys", "certification-keys.json"], workdir)
     assert again.returncode == 0, again.stderr
 

@@ -26,9 +26,14 @@ def _canonical(value) -> str:
 
 def _body(event, previous: str, version: int) -> str:
     body = {
-        "sequence": event.sequence, "occurred_at": event.occurred_at.isoformat(), "actor": event.actor_label,
-        "action": event.action, "object_type": event.object_type, "object_id": event.object_id,
-        "payload": event.payload, "previous": previous,
+        "sequence": event.sequence,
+        "occurred_at": event.occurred_at.isoformat(),
+        "actor": event.actor_label,
+        "action": event.action,
+        "object_type": event.object_type,
+        "object_id": event.object_id,
+        "payload": event.payload,
+        "previous": previous,
     }
     if version == 2:
         body.update({"v": 2, "actor_id": event.actor_id})
@@ -101,7 +106,10 @@ class Migration(migrations.Migration):
             model_name="auditevent",
             name="actor",
             field=models.ForeignKey(
-                blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name="+",
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
                 to=settings.AUTH_USER_MODEL,
             ),
         ),

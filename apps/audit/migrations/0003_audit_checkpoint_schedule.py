@@ -10,7 +10,8 @@ def create(apps, schema_editor):
     PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
     interval, _ = IntervalSchedule.objects.get_or_create(every=1, period="hours")
     PeriodicTask.objects.get_or_create(
-        name=NAME, defaults={"task": "audit.checkpoint", "interval": interval, "queue": "platform", "enabled": True}
+        name=NAME,
+        defaults={"task": "audit.checkpoint", "interval": interval, "queue": "platform", "enabled": True},
     )
 
 

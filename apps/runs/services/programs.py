@@ -87,7 +87,9 @@ def program_load(*, definition: dict, actor=None) -> tuple[Program, bool]:
         required_approvals=definition.get("required_approvals", 1),
     )
     audit_record(action="program.loaded", obj=program, actor=actor, payload={
-        "code": program.code, "version": program.version, "status": program.status, "definition_sha256": digest})
+        "code": program.code, "version": program.version, "status": program.status,
+        "definition_sha256": digest,
+    })
     return program, True
 
 

@@ -11,7 +11,10 @@ class Command(BaseCommand):
             checkpoint = audit_checkpoint_take()
         except AuditChainBroken as exc:
             raise CommandError(f"No checkpoint taken: {exc}.") from None
-        self.stdout.write(self.style.SUCCESS(
-            f"Checkpoint {checkpoint.name}: {checkpoint.chain_length} events, head {checkpoint.head_hash[:16]}, "
-            f"key {checkpoint.key_id[:16]}."
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Checkpoint {checkpoint.name}: {checkpoint.chain_length} events, "
+                f"head {checkpoint.head_hash[:16]}, "
+                f"key {checkpoint.key_id[:16]}."
+            )
+        )

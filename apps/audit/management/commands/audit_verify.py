@@ -4,8 +4,10 @@ from apps.audit.services import audit_chain_verify
 
 
 class Command(BaseCommand):
-    help = ("Verify the audit log's keyed hash chain against the signed checkpoints; exits non-zero and "
-            "names the first broken link, a rewrite, or a truncated tail.")
+    help = (
+        "Verify the audit log's keyed hash chain against the signed checkpoints; exits non-zero and "
+        "names the first broken link, a rewrite, or a truncated tail."
+    )
 
     def handle(self, *args, **options):
         verdict = audit_chain_verify()
@@ -13,6 +15,7 @@ class Command(BaseCommand):
             self.stdout.write(f"note: {note}")
         if not verdict.ok:
             where = f" at event #{verdict.broken_sequence}" if verdict.broken_sequence is not None else ""
-            raise CommandError(f"Audit chain broken{where}: {verdict.reason} "
-                               f"({verdict.checked} events verified before it).")
+            raise CommandError(
+                f"Audit chain broken{where}: {verdict.reason} ({verdict.checked} events verified before it)."
+            )
         self.stdout.write(self.style.SUCCESS(f"Audit chain intact: {verdict.checked} events."))
