@@ -14,8 +14,10 @@ class Command(BaseCommand):
         for note in verdict.notes:
             self.stdout.write(f"note: {note}")
         if not verdict.ok:
-            where = f" at event #{verdict.broken_sequence}" if verdict.broken_sequence is not None else ""
+            if verdict.broken_sequence is None:  # the checkpoints themselves fail
+                raise CommandError(f"Audit checkpoints fail verification: {verdict.reason}.")
             raise CommandError(
-                f"Audit chain broken{where}: {verdict.reason} ({verdict.checked} events verified before it)."
+                f"Audit chain broken at event #{verdict.broken_sequence}: {verdict.reason} "
+                f"({verdict.checked} events verified before it)."
             )
         self.stdout.write(self.style.SUCCESS(f"Audit chain intact: {verdict.checked} events."))
