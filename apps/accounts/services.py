@@ -57,7 +57,8 @@ def _membership_state(membership: Membership) -> dict:
 def api_token_create(
     *, user: User, name: str = "api", ttl: timedelta | None = None, actor=None
 ) -> tuple[ApiToken, str]:
-    """Create a token; the clear text is returned once and never stored."""
+    """Create a token; the clear text is returned once and never stored. Audited: `actor` is who asked
+    (the user through the API; none, "system", for the issue_token command)."""
     if not hasattr(user, "membership"):
         raise ValidationError("Only members of an organization can hold API tokens.")
     # `is None`, not `or`: a zero lifetime is an error, not a request for the default.
@@ -65,7 +66,7 @@ def api_token_create(
     if ttl <= timedelta(0) or ttl > MAX_TOKEN_TTL:
         raise ValidationError({"ttl_days": "A token lives between 1 and 365 days."})
     token, clear_text = ApiToken.objects.create(user=user, expiry=ttl, name=name)
-    audit_record(action="token.created", obj=token, actor=actor or user, object_id=token.token_key, payload={
+    audit_record(action="token.created", obj=token, actor=actor, object_id=token.token_key, payload={
         "user": user.pk, "username": user.get_username(), "name": name, "expiry": token.expiry})
     return token, clear_text
 
@@ -75,7 +76,7 @@ def api_token_revoke(*, user: User, token_key: str, actor=None) -> bool:
     """Revoke one of the user's tokens by its public key prefix; False when none matched. Audited."""
     tokens = list(ApiToken.objects.select_for_update().filter(user=user, token_key=token_key))
     for token in tokens:
-        audit_record(action="token.revoked", obj=token, actor=actor or user, object_id=token.token_key,
+        audit_record(action="token.revoked", obj=token, actor=actor, object_id=token.token_key,
                      payload={"user": user.pk, "username": user.get_username(), "name": token.name})
     deleted, _ = ApiToken.objects.filter(pk__in=[t.pk for t in tokens]).delete()
     return deleted > 0
