@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
+from apps.audit.views import audit_checkpoints
 from apps.certificates.api.views import certification_keys
 
 DOCS_CSP = csp_update({"style-src": ["'unsafe-inline'"]})
@@ -21,6 +22,7 @@ urlpatterns = [
     path("", include("apps.accounts.urls")),  # password reset only with mail; before Django's own
     path("", include("django.contrib.auth.urls")),
     path(".well-known/certification-keys.json", certification_keys, name="certification-keys"),
+    path(".well-known/audit-checkpoints.json", audit_checkpoints, name="audit-checkpoints"),
     path("api/v1/", include(api_v1)),
     path("procurement/", include("apps.procurement.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

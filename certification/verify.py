@@ -1,12 +1,17 @@
 """Offline verification of a certificate document; needs only the Python standard library and `cryptography`.
 
-    python -m certification.verify cert.json --key public.pem
-    python verify.py cert.json --key public.pem          (this file copied on its own)
+    python -m certification.verify cert.json --keys certification-keys.json
+    python verify.py cert.json --keys certification-keys.json     (this file copied on its own)
+    python verify.py cert.json --keys public.pem                   (one key: no compromise status)
 
 The document is what GET /api/v1/certificates/{serial}/document/ returns:
 {"certificate": <payload>, "key_id": <hex>, "signature": <base64>}, in canonical JSON (sorted keys,
-no whitespace, UTF-8). The check is strict on purpose, so that every changed byte is caught:
-the file must be exactly the canonical form of what it parses to, the signature exactly
+no whitespace, UTF-8). The key list is what /.well-known/certification-keys.json returns: every
+key of the authority with its status (active, retired, compromised) and the time the list was
+published. A certificate signed by a key that the list marks compromised, or by a key that is not
+in the list, is refused; the verifier says how old the list is, since a key may have been reported
+compromised after it was fetched. The check is strict on purpose, so that every changed byte is
+caught: the file must be exactly the canonical form of what it parses to, the signature exactly
 canonical base64, the key id that of the given public key, and the Ed25519 signature valid over
 the canonical bytes of the payload. Exit status 0 when the certificate is authentic and within
 its validity, 1 otherwise (the message says why). Revocation and suspension are only known to
@@ -24,7 +29,7 @@ import hashlib
 import json
 import sys
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -156,26 +161,153 @@ def verify_document_bytes(
     )
 
 
+KEY_STATUSES = {"active", "retired", "compromised"}
+STALE_AFTER_DAYS = 7
+
+
+@dataclass(frozen=True)
+class ListedKey:
+    key_id: str
+    public_key: Ed25519PublicKey
+    status: str  # active, retired, compromised; "unknown" for a key given as a bare PEM
+    retired_at: datetime | None = None
+    compromised_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class KeyList:
+    keys: dict[str, ListedKey]
+    published_at: datetime | None
+    from_pem: bool = False
+
+
+def _moment(value, what: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"the key list's {what} is not a time: {value!r}") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"the key list's {what} has no time zone")
+    return moment
+
+
+def load_key_list(raw: bytes) -> KeyList:
+    """The authority's key list (certification-keys.json) or one PEM public key; ValueError if neither."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("the key file is not UTF-8 text") from None
+    if text.lstrip().startswith("-----BEGIN"):
+        key = load_public_key(text)
+        key_id = public_key_id(key)
+        return KeyList({key_id: ListedKey(key_id, key, "unknown")}, None, from_pem=True)
+    document = strict_loads(text)
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise ValueError('the key file is neither a PEM key nor a key list {"keys": [...]}')
+    keys = {}
+    for entry in document["keys"]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("public_key"), str):
+            raise ValueError("a key list entry has no public_key")
+        key = load_public_key(entry["public_key"])
+        key_id = public_key_id(key)
+        if entry.get("key_id") != key_id:
+            listed_id = str(entry.get("key_id"))[:16]
+            raise ValueError(f"the key list entry {listed_id} does not match its public key")
+        status = entry.get("status")
+        if status not in KEY_STATUSES:
+            raise ValueError(f"the key list entry {key_id[:16]} has an unknown status {status!r}")
+        keys[key_id] = ListedKey(
+            key_id, key, status, _moment(entry.get("retired_at"), "retired_at"),
+            _moment(entry.get("compromised_at"), "compromised_at"),
+        )
+    return KeyList(keys, _moment(document.get("published_at"), "published_at"))
+
+
+def key_list_age(key_list: KeyList, *, now: datetime | None = None) -> str:
+    """One line on how far the key list can be trusted: its age, or why it cannot tell."""
+    if key_list.from_pem:
+        return ("key: a single PEM key carries no compromise status; verify with --keys "
+                "certification-keys.json (from /.well-known/certification-keys.json) "
+                "to refuse compromised keys")
+    if key_list.published_at is None:
+        return "key list: it carries no published_at, so its age is unknown; fetch a fresh copy"
+    age = max((now or datetime.now(UTC)) - key_list.published_at, timedelta(0))
+    days, hours = age.days, age.seconds // 3600
+    line = (f"key list: published {key_list.published_at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}, "
+            f"{days} days {hours} hours old")
+    if days >= STALE_AFTER_DAYS:
+        line += "; fetch a fresh copy, a key may have been reported compromised since"
+    return line
+
+
+def _signed_at(certificate: dict) -> datetime | None:
+    resigned = certificate.get("resigned")
+    value = resigned.get("at") if isinstance(resigned, dict) else certificate.get("issued_at")
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def verify_document_with_key_list(raw: bytes, key_list: KeyList, *, now: datetime | None = None) -> Verdict:
+    """Verify a certificate document with the key the list names for it; refuse compromised, unknown keys."""
+    try:
+        document = strict_loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        document = None
+    key_id = document.get("key_id") if isinstance(document, dict) else None
+    listed = key_list.keys.get(key_id) if isinstance(key_id, str) else None
+    if listed is None:
+        if key_list.from_pem or not isinstance(key_id, str):
+            any_key = next(iter(key_list.keys.values()), None)
+            if any_key is None:
+                return Verdict(False, "the key list has no keys")
+            return verify_document_bytes(raw, any_key.public_key, now=now)
+        return Verdict(False, f"the certificate is signed by key {key_id[:16]}, which is not in the key "
+                              "list: an unknown key (or the list is older than the key)")
+    if listed.status == "compromised":
+        when = f" on {listed.compromised_at.astimezone(UTC):%Y-%m-%d}" if listed.compromised_at else ""
+        return Verdict(False, f"the certificate is signed by key {key_id[:16]}, reported compromised{when}: "
+                              "anyone holding that key could have made it; ask the authority for the "
+                              "re-signed copy")
+    verdict = verify_document_bytes(raw, listed.public_key, now=now)
+    if verdict.ok and listed.status == "retired" and listed.retired_at is not None:
+        signed_at = _signed_at(document["certificate"])
+        if signed_at is None or signed_at.tzinfo is None or signed_at > listed.retired_at:
+            message = f"the certificate is signed by key {key_id[:16]} after that key was retired"
+            return Verdict(False, message, verdict.serial)
+    return verdict
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m certification.verify", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("document", help="the certificate document (JSON) as downloaded")
-    parser.add_argument("--key", required=True, help="the authority's Ed25519 public key (PEM)")
+    keys = parser.add_mutually_exclusive_group(required=True)
+    keys.add_argument(
+        "--keys", help="the authority's key list (certification-keys.json), or one public key (PEM)"
+    )
+    keys.add_argument("--key", help="the same as --keys (kept for existing scripts)")
     args = parser.parse_args(argv)
     try:
-        with open(args.key, "rb") as handle:
-            public_key = load_public_key(handle.read())
+        with open(args.keys or args.key, "rb") as handle:
+            key_list = load_key_list(handle.read())
         with open(args.document, "rb") as handle:
             raw = handle.read()
     except (OSError, ValueError) as exc:
         print(f"INVALID: {exc}", file=sys.stderr)
         return 1
-    verdict = verify_document_bytes(raw, public_key)
+    verdict = verify_document_with_key_list(raw, key_list)
+    age = key_list_age(key_list)
     if verdict.ok:
         print(f"VALID: {verdict.message}")
+        print(age)
         return 0
     print(f"INVALID: {verdict.message}", file=sys.stderr)
+    print(age, file=sys.stderr)
     return 1
 
 

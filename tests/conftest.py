@@ -15,6 +15,14 @@ def media_root(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def signing_key_dir(settings, tmp_path):
+    """Signing keys, and beside them the audit chain key and checkpoints, go to a fresh directory per
+    test, never to var/: a checkpoint left there by one test would name a key the next one lacks."""
+    settings.CERT_SIGNING_KEY_DIR = tmp_path / "signing-keys"
+    return settings.CERT_SIGNING_KEY_DIR
+
+
+@pytest.fixture(autouse=True)
 def _fresh_throttles(request):
     """Throttle counters live in the cache; one test's requests must not throttle the next.
 

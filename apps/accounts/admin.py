@@ -1,6 +1,8 @@
 from django.contrib import admin
 
 from apps.accounts.models import ApiToken, Membership, Organization
+from apps.accounts.services import api_token_revoke
+from apps.audit.admin import AuditedAdminMixin
 
 
 class MembershipInline(admin.TabularInline):
@@ -10,7 +12,7 @@ class MembershipInline(admin.TabularInline):
 
 
 @admin.register(Organization)
-class OrganizationAdmin(admin.ModelAdmin):
+class OrganizationAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["name", "slug", "kind", "country", "created_at"]
     list_filter = ["kind"]
     search_fields = ["name", "slug"]
@@ -19,7 +21,7 @@ class OrganizationAdmin(admin.ModelAdmin):
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["user", "organization", "role", "created_at"]
     list_filter = ["role", "organization__kind"]
     search_fields = ["user__username", "organization__name"]
@@ -37,3 +39,10 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    def delete_model(self, request, obj):
+        api_token_revoke(user=obj.user, token_key=obj.token_key, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for token in queryset.select_related("user"):
+            api_token_revoke(user=token.user, token_key=token.token_key, actor=request.user)

@@ -11,22 +11,27 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.accounts.models import ROLES_BY_KIND, ApiToken, Membership, Organization
+from apps.audit.services import audit_record
 
 User = get_user_model()
 
 MAX_TOKEN_TTL = timedelta(days=365)
 
 
-def organization_create(*, name: str, slug: str, kind: str, country: str = "") -> Organization:
+@transaction.atomic
+def organization_create(*, name: str, slug: str, kind: str, country: str = "", actor=None) -> Organization:
     organization = Organization(name=name, slug=slug, kind=kind, country=country)
     organization.full_clean()
     organization.save()
+    audit_record(action="organization.created", obj=organization, actor=actor,
+                 payload={"name": name, "slug": slug, "kind": kind, "country": country})
     return organization
 
 
 @transaction.atomic
 def user_create(
-    *, username: str, organization: Organization, role: str, password: str | None = None, email: str = ""
+    *, username: str, organization: Organization, role: str, password: str | None = None, email: str = "",
+    actor=None,
 ) -> User:
     if role not in ROLES_BY_KIND[organization.kind]:
         raise ValidationError({"role": f"A {organization.get_kind_display()} organization cannot have a {role}."})
@@ -37,17 +42,28 @@ def user_create(
         user.set_unusable_password()
     user.full_clean()
     user.save()
-    Membership.objects.create(user=user, organization=organization, role=role)
+    membership = Membership.objects.create(user=user, organization=organization, role=role)
+    audit_record(
+        action="membership.created", obj=membership, actor=actor, payload=_membership_state(membership)
+    )
     return user
 
 
+def _membership_state(membership: Membership) -> dict:
+    return {"user": membership.user_id, "username": membership.user.get_username(),
+            "organization": membership.organization_id, "role": membership.role}
+
+
+@transaction.atomic
 def api_token_create(
-    *, user: User, name: str = "api", ttl: timedelta | None = None, created_with: ApiToken | None = None
+    *, user: User, name: str = "api", ttl: timedelta | None = None, created_with: ApiToken | None = None,
+    actor=None,
 ) -> tuple[ApiToken, str]:
     """Create a token; the clear text is returned once and never stored.
 
     A token created with another token (`created_with`) never outlives it: the default lifetime is
-    cut to the creator's remaining life, and an explicit longer one is refused.
+    cut to the creator's remaining life, and an explicit longer one is refused. Audited: `actor` is who
+    asked (the user through the API; none, "system", for the issue_token command).
     """
     if not hasattr(user, "membership"):
         raise ValidationError("Only members of an organization can hold API tokens.")
@@ -70,10 +86,17 @@ def api_token_create(
         # knox adds the lifetime to its own clock reading, a few microseconds after ours.
         token.expiry = created_with.expiry
         token.save(update_fields=["expiry"])
+    audit_record(action="token.created", obj=token, actor=actor, object_id=token.token_key, payload={
+        "user": user.pk, "username": user.get_username(), "name": name, "expiry": token.expiry})
     return token, clear_text
 
 
-def api_token_revoke(*, user: User, token_key: str) -> bool:
-    """Revoke one of the user's own tokens by its public key prefix; False when none matched."""
-    deleted, _ = ApiToken.objects.filter(user=user, token_key=token_key).delete()
+@transaction.atomic
+def api_token_revoke(*, user: User, token_key: str, actor=None) -> bool:
+    """Revoke one of the user's tokens by its public key prefix; False when none matched. Audited."""
+    tokens = list(ApiToken.objects.select_for_update().filter(user=user, token_key=token_key))
+    for token in tokens:
+        audit_record(action="token.revoked", obj=token, actor=actor, object_id=token.token_key,
+                     payload={"user": user.pk, "username": user.get_username(), "name": token.name})
+    deleted, _ = ApiToken.objects.filter(pk__in=[t.pk for t in tokens]).delete()
     return deleted > 0

@@ -20,7 +20,8 @@ class AuditEvent(models.Model):
     sequence = models.PositiveBigIntegerField(unique=True)
     occurred_at = models.DateTimeField()
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        # PROTECT: the actor's id is in the event's hash, so a user who acted is deactivated, never deleted.
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     actor_label = models.CharField(max_length=150, help_text="Username or system component, kept if the user goes")
     action = models.CharField(max_length=64, db_index=True)
@@ -29,6 +30,7 @@ class AuditEvent(models.Model):
     payload = models.JSONField(default=dict)
     previous_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
+    hash_version = models.PositiveSmallIntegerField(default=2, help_text="Which formula made `hash`")
 
     objects = AppendOnlyQuerySet.as_manager()
 

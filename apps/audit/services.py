@@ -1,11 +1,33 @@
-"""Appending to the audit log and verifying its chain."""
+"""Appending to the audit log and verifying its chain.
+
+Each event's hash is an HMAC-SHA256, under a key kept in a file outside the database, of the
+canonical JSON of the event (its hash version, sequence, time, actor id and label, action, object,
+payload) and the hash of the event before it. A database writer without the key file can neither
+edit an event nor forge a new one without breaking its hash. Someone who also holds the key file
+could rewrite the chain consistently, so the chain head is also signed into checkpoints with the
+authority's Ed25519 key (apps.audit.checkpoints); `audit_chain_verify` compares the chain with every
+trusted checkpoint and names a rewrite (a hash differs at a checkpoint's position) or a truncated
+tail (the chain is shorter than the newest checkpoint).
+
+Hash versions: 1 was an unkeyed sha256 without the actor id (before migration
+0002_audit_keyed_chain, which checked every version-1 event and re-hashed the chain as version 2).
+Only version 2 is accepted now; a future formula gets version 3 and the verifier refuses a
+lower version after a higher one, so nobody can downgrade an event to a weaker formula.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
-from dataclasses import dataclass
+import os
+import secrets
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
 
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.utils import timezone
@@ -13,44 +35,148 @@ from django.utils import timezone
 from apps.audit.models import AuditEvent, AuditHead
 
 GENESIS_HASH = "0" * 64
+HASH_VERSION = 2
+KEY_BYTES = 32
+_keys: dict[str, bytes] = {}
 
 
 def _canonical(value) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), cls=DjangoJSONEncoder, ensure_ascii=False)
 
 
-def event_hash(*, sequence: int, occurred_at: str, actor_label: str, action: str, object_type: str,
-               object_id: str, payload: dict, previous_hash: str) -> str:
+def audit_key_dir() -> Path:
+    """Beside the signing keys (<CERT_SIGNING_KEY_DIR>/..): the chain key file and the checkpoints."""
+    return Path(settings.CERT_SIGNING_KEY_DIR).parent
+
+
+def audit_chain_key_path() -> Path:
+    return audit_key_dir() / "audit-chain.key"
+
+
+def audit_chain_key() -> bytes:
+    """The chain's HMAC key: 32 random bytes in a 0600 file, made on first use (atomically, once)."""
+    path = audit_chain_key_path()
+    cached = _keys.get(str(path))
+    if cached is not None:
+        return cached
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        scratch = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+        descriptor = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(secrets.token_bytes(KEY_BYTES))
+        try:
+            os.link(scratch, path)  # atomic: a concurrent first use keeps the one that won
+        except FileExistsError:
+            pass
+        finally:
+            scratch.unlink(missing_ok=True)
+    if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ImproperlyConfigured(f"{path} is readable by other users; chmod 600 it.")
+    key = path.read_bytes()
+    if len(key) != KEY_BYTES:
+        raise ImproperlyConfigured(f"{path} does not hold a {KEY_BYTES}-byte audit chain key.")
+    _keys[str(path)] = key
+    return key
+
+
+def event_hash(
+    *,
+    version: int = HASH_VERSION,
+    sequence: int,
+    occurred_at: str,
+    actor_id: int | None,
+    actor_label: str,
+    action: str,
+    object_type: str,
+    object_id: str,
+    payload: dict,
+    previous_hash: str,
+    key: bytes | None = None,
+) -> str:
+    """The keyed hash of one event (version 2); `key` defaults to the chain key file."""
+    if version != HASH_VERSION:
+        raise ValueError(f"unknown audit hash version {version}")
     body = _canonical(
         {
-            "sequence": sequence, "occurred_at": occurred_at, "actor": actor_label, "action": action,
-            "object_type": object_type, "object_id": object_id, "payload": payload, "previous": previous_hash,
+            "v": version,
+            "sequence": sequence,
+            "occurred_at": occurred_at,
+            "actor_id": actor_id,
+            "actor": actor_label,
+            "action": action,
+            "object_type": object_type,
+            "object_id": object_id,
+            "payload": payload,
+            "previous": previous_hash,
         }
     )
-    return hashlib.sha256(body.encode()).hexdigest()
+    return hmac.new(key if key is not None else audit_chain_key(), body.encode(), hashlib.sha256).hexdigest()
 
 
-def audit_record(*, action: str, obj: models.Model | None = None, actor=None, actor_label: str = "",
-                 payload: dict | None = None, object_type: str = "", object_id: str = "") -> AuditEvent:
+def _stored_hash(event: AuditEvent, key: bytes) -> str:
+    return event_hash(
+        version=event.hash_version,
+        sequence=event.sequence,
+        occurred_at=event.occurred_at.isoformat(),
+        actor_id=event.actor_id,
+        actor_label=event.actor_label,
+        action=event.action,
+        object_type=event.object_type,
+        object_id=event.object_id,
+        payload=event.payload,
+        previous_hash=event.previous_hash,
+        key=key,
+    )
+
+
+def audit_record(
+    *,
+    action: str,
+    obj: models.Model | None = None,
+    actor=None,
+    actor_label: str = "",
+    payload: dict | None = None,
+    object_type: str = "",
+    object_id: str = "",
+) -> AuditEvent:
     """Append one event. Call it inside the transaction of the change it records."""
     payload = json.loads(_canonical(payload or {}))
     if obj is not None:
         object_type = object_type or obj._meta.label_lower
         object_id = object_id or str(obj.pk)
-    label = actor_label or (actor.get_username() if actor is not None and actor.is_authenticated else "system")
+    user = actor if actor is not None and actor.is_authenticated else None
+    label = actor_label or (user.get_username() if user is not None else "system")
+    key = audit_chain_key()
     with transaction.atomic():
-        head, _ = AuditHead.objects.get_or_create(id=1)
+        AuditHead.objects.get_or_create(id=1)
         head = AuditHead.objects.select_for_update().get(id=1)
         sequence = head.sequence + 1
         occurred_at = timezone.now()
         digest = event_hash(
-            sequence=sequence, occurred_at=occurred_at.isoformat(), actor_label=label, action=action,
-            object_type=object_type, object_id=object_id, payload=payload, previous_hash=head.hash,
+            sequence=sequence,
+            occurred_at=occurred_at.isoformat(),
+            actor_id=user.pk if user else None,
+            actor_label=label,
+            action=action,
+            object_type=object_type,
+            object_id=object_id,
+            payload=payload,
+            previous_hash=head.hash,
+            key=key,
         )
         event = AuditEvent(
-            sequence=sequence, occurred_at=occurred_at, actor=actor if actor is not None and actor.is_authenticated else None,
-            actor_label=label, action=action, object_type=object_type, object_id=object_id, payload=payload,
-            previous_hash=head.hash, hash=digest,
+            sequence=sequence,
+            occurred_at=occurred_at,
+            actor=user,
+            actor_label=label,
+            action=action,
+            object_type=object_type,
+            object_id=object_id,
+            payload=payload,
+            previous_hash=head.hash,
+            hash=digest,
+            hash_version=HASH_VERSION,
         )
         event.save()
         AuditHead.objects.filter(id=1).update(sequence=sequence, hash=digest)
@@ -63,29 +189,131 @@ class ChainVerdict:
     checked: int
     broken_sequence: int | None = None
     reason: str = ""
+    notes: tuple[str, ...] = field(default=())
 
 
-def audit_chain_verify() -> ChainVerdict:
-    """Recompute every event's hash in order; name the first broken link."""
-    previous = GENESIS_HASH
-    expected_sequence = 1
-    checked = 0
-    for event in AuditEvent.objects.order_by("sequence").iterator(chunk_size=2000):
-        if event.sequence != expected_sequence:
-            return ChainVerdict(False, checked, expected_sequence, f"event #{expected_sequence} is missing")
+@dataclass(frozen=True)
+class Anchor:
+    """A position of the chain that a signed checkpoint vouches for."""
+
+    sequence: int
+    hash: str
+    label: str
+
+
+def _walk(*, start_sequence: int, start_hash: str, anchors: dict[int, Anchor]) -> ChainVerdict:
+    """Recompute every event after `start_sequence` in order; name the first broken link."""
+    key = audit_chain_key()
+    previous, expected, checked = start_hash, start_sequence + 1, start_sequence
+    matched: Anchor | None = None
+    version = 0
+    events = AuditEvent.objects.filter(sequence__gt=start_sequence).order_by("sequence")
+    for event in events.iterator(chunk_size=2000):
+        if event.sequence != expected:
+            return ChainVerdict(False, checked, expected, f"event #{expected} is missing")
         if event.previous_hash != previous:
-            return ChainVerdict(False, checked, event.sequence, "its previous-hash does not match the event before")
-        recomputed = event_hash(
-            sequence=event.sequence, occurred_at=event.occurred_at.isoformat(), actor_label=event.actor_label,
-            action=event.action, object_type=event.object_type, object_id=event.object_id,
-            payload=event.payload, previous_hash=event.previous_hash,
-        )
-        if recomputed != event.hash:
-            return ChainVerdict(False, checked, event.sequence, "its content was changed after it was written")
+            return ChainVerdict(
+                False, checked, event.sequence, "its previous-hash does not match the event before"
+            )
+        if event.hash_version < version:
+            return ChainVerdict(
+                False,
+                checked,
+                event.sequence,
+                f"its hash version {event.hash_version} is older than the events before it",
+            )
+        version = event.hash_version
+        try:
+            recomputed = _stored_hash(event, key)
+        except ValueError as exc:
+            return ChainVerdict(False, checked, event.sequence, str(exc))
+        if not hmac.compare_digest(recomputed, event.hash):
+            return ChainVerdict(
+                False,
+                checked,
+                event.sequence,
+                "its keyed hash does not match: it was changed after it was written, or forged",
+            )
+        anchor = anchors.get(event.sequence)
+        if anchor is not None:
+            if anchor.hash != event.hash:
+                first = (matched.sequence if matched else start_sequence) + 1
+                return ChainVerdict(
+                    False,
+                    checked,
+                    first,
+                    f"the chain was rewritten between event #{first} and #{event.sequence}: the hash of "
+                    f"#{event.sequence} differs from the one signed in {anchor.label}",
+                )
+            matched = anchor
         previous = event.hash
-        expected_sequence += 1
+        expected += 1
         checked += 1
-    head = AuditHead.objects.filter(id=1).first()
-    if head is not None and head.sequence != checked:
-        return ChainVerdict(False, checked, checked + 1, "events at the end of the chain were deleted")
     return ChainVerdict(True, checked)
+
+
+def audit_chain_verify(*, since_newest_checkpoint: bool = False) -> ChainVerdict:
+    """Recompute the chain and compare it with the signed checkpoints (apps.audit.checkpoints).
+
+    Names the first broken link, a rewrite between two checkpoints, or a tail shorter than the
+    newest checkpoint. `since_newest_checkpoint` checks only the events after the newest trusted
+    checkpoint (and that the event at its position still has its signed hash).
+    """
+    from apps.audit.checkpoints import checkpoints_load
+
+    loaded = checkpoints_load(newest_only=since_newest_checkpoint)
+    notes = list(loaded.notes)
+    if loaded.problems:
+        return ChainVerdict(False, 0, None, "; ".join(loaded.problems), tuple(notes))
+    anchors = {c.chain_length: Anchor(c.chain_length, c.head_hash, c.label) for c in loaded.trusted}
+    newest = loaded.newest
+    start_sequence, start_hash = 0, GENESIS_HASH
+    if since_newest_checkpoint and newest is not None:
+        at = AuditEvent.objects.filter(sequence=newest.chain_length).first()
+        if at is None:
+            last = AuditEvent.objects.order_by("-sequence").values_list("sequence", flat=True).first() or 0
+            return _truncated(last, newest, notes)
+        if at.hash != newest.head_hash:
+            return ChainVerdict(
+                False,
+                0,
+                newest.chain_length,
+                f"the hash of #{newest.chain_length} differs from the one signed in {newest.label}",
+                tuple(notes),
+            )
+        start_sequence, start_hash = newest.chain_length, newest.head_hash
+    verdict = _walk(start_sequence=start_sequence, start_hash=start_hash, anchors=anchors)
+    if not verdict.ok:
+        return ChainVerdict(False, verdict.checked, verdict.broken_sequence, verdict.reason, tuple(notes))
+    if newest is not None and verdict.checked < newest.chain_length:
+        return _truncated(verdict.checked, newest, notes)
+    head = AuditHead.objects.filter(id=1).first()
+    if head is not None and head.sequence != verdict.checked:
+        return ChainVerdict(
+            False,
+            verdict.checked,
+            verdict.checked + 1,
+            "events at the end of the chain were deleted",
+            tuple(notes),
+        )
+    if newest is None:
+        notes.append("no signed checkpoint yet: a truncated tail could not be detected")
+    elif verdict.checked > newest.chain_length:
+        notes.append(
+            f"{verdict.checked - newest.chain_length} events after the newest checkpoint "
+            f"({newest.label}) are covered by their keyed hashes only"
+        )
+    else:
+        notes.append(f"matches the newest checkpoint ({newest.label})")
+    return ChainVerdict(True, verdict.checked, notes=tuple(notes))
+
+
+def _truncated(last: int, newest, notes: list[str]) -> ChainVerdict:
+    return ChainVerdict(
+        False,
+        last,
+        last + 1,
+        f"events #{last + 1} to #{newest.chain_length} are missing: {newest.label} covers "
+        f"{newest.chain_length} events, the chain ends at #{last} (its tail was truncated)",
+        tuple(notes),
+    )

@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin
 
+from apps.audit.admin import AuditedAdminMixin
 from apps.registry.models import Chip, HardwareTarget, ModelArtifact, Runner
 from apps.registry.services import parse_ed25519_public_key
 
@@ -26,7 +27,7 @@ class RunnerAdminForm(forms.ModelForm):
 
 
 @admin.register(Chip)
-class ChipAdmin(admin.ModelAdmin):
+class ChipAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["sku", "name", "vendor", "architecture", "memory_gib", "tdp_w", "peak_bf16_tflops", "data_center"]
     list_filter = ["data_center", "fab_country", "vendor"]
     search_fields = ["sku", "name", "architecture", "vendor__name"]
@@ -34,7 +35,7 @@ class ChipAdmin(admin.ModelAdmin):
 
 
 @admin.register(HardwareTarget)
-class HardwareTargetAdmin(admin.ModelAdmin):
+class HardwareTargetAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["slug", "vendor", "chip", "backend", "torch_version", "driver_version", "runtime_version"]
     list_filter = ["backend"]
     search_fields = ["slug", "chip__sku", "chip__name", "vendor__slug"]
@@ -47,7 +48,7 @@ class HardwareTargetAdmin(admin.ModelAdmin):
 
 
 @admin.register(ModelArtifact)
-class ModelArtifactAdmin(admin.ModelAdmin):
+class ModelArtifactAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["name", "version", "owner", "task", "architecture", "weights_size", "weights_sha256"]
     list_filter = ["task", "architecture"]
     search_fields = ["name", "weights_sha256"]
@@ -56,7 +57,7 @@ class ModelArtifactAdmin(admin.ModelAdmin):
 
 
 @admin.register(Runner)
-class RunnerAdmin(admin.ModelAdmin):
+class RunnerAdmin(AuditedAdminMixin, admin.ModelAdmin):
     """Registering a runner's public key is an authority action; the key id is derived, never typed."""
 
     list_display = ["name", "status", "last_heartbeat_at", "key_id"]

@@ -10,9 +10,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 
 from apps.accounts.models import Organization, OrganizationKind
+from apps.audit.services import audit_record
 from apps.registry.models import PEAK_FIELDS, Chip, HardwareTarget, ModelArtifact, Runner
 from apps.registry.weights import NotSafetensors, inspect_safetensors, sha256_of
 
@@ -62,28 +63,49 @@ def _save(instance, *, unique_message: dict[str, str]) -> None:
         raise ValidationError(unique_message) from None
 
 
+def _audited(fields: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
+    """The fields a change set, as the audit event records them (a related object by its id)."""
+    return {k: v.pk if isinstance(v, models.Model) else v for k, v in fields.items() if k in allowed}
+
+
 def _require_vendor(organization: Organization) -> None:
     if organization.kind != OrganizationKind.VENDOR:
         raise ValidationError("Only vendor organizations register chips, targets and models.")
 
 
-def chip_create(*, vendor: Organization, declared_peak: dict | None = None, **fields: Any) -> Chip:
+@transaction.atomic
+def chip_create(
+    *, vendor: Organization, declared_peak: dict | None = None, actor=None, **fields: Any
+) -> Chip:
     _require_vendor(vendor)
     chip = Chip(vendor=vendor, **{k: v for k, v in fields.items() if k in CHIP_FIELDS})
     _apply_declared_peak(chip, declared_peak)
     _check_chip(chip)
     _save(chip, unique_message={"sku": "Your organization already has a chip with this SKU."})
+    audit_record(action="chip.created", obj=chip, actor=actor, payload={
+        "vendor": vendor.pk, "fields": _audited(fields, CHIP_FIELDS), "declared_peak": declared_peak})
     return chip
 
 
-def chip_update(*, chip: Chip, declared_peak: dict | None = None, **fields: Any) -> Chip:
+@transaction.atomic
+def chip_update(*, chip: Chip, declared_peak: dict | None = None, actor=None, **fields: Any) -> Chip:
     for key, value in fields.items():
         if key in CHIP_FIELDS:
             setattr(chip, key, value)
     _apply_declared_peak(chip, declared_peak)
     _check_chip(chip)
     _save(chip, unique_message={"sku": "Your organization already has a chip with this SKU."})
+    audit_record(action="chip.updated", obj=chip, actor=actor, payload={
+        "fields": _audited(fields, CHIP_FIELDS), "declared_peak": declared_peak})
     return chip
+
+
+@transaction.atomic
+def chip_delete(*, chip: Chip, actor=None) -> None:
+    """Delete a chip (refused with ProtectedError while targets or certificates cite it). Audited."""
+    audit_record(action="chip.deleted", obj=chip, actor=actor,
+                 payload={"vendor": chip.vendor_id, "sku": chip.sku})
+    chip.delete()
 
 
 def _check_plugin_versions(value: Any) -> None:
@@ -106,21 +128,35 @@ def _check_target(target: HardwareTarget) -> None:
         raise ValidationError(TARGET_SLUG_TAKEN)
 
 
-def target_create(*, chip: Chip, **fields: Any) -> HardwareTarget:
+@transaction.atomic
+def target_create(*, chip: Chip, actor=None, **fields: Any) -> HardwareTarget:
     target = HardwareTarget(chip=chip, vendor_id=chip.vendor_id,
                             **{k: v for k, v in fields.items() if k in TARGET_FIELDS})
     _check_target(target)
     _save(target, unique_message=TARGET_SLUG_TAKEN)
+    audit_record(action="target.created", obj=target, actor=actor, payload={
+        "chip": chip.pk, "fields": _audited(fields, TARGET_FIELDS)})
     return target
 
 
-def target_update(*, target: HardwareTarget, **fields: Any) -> HardwareTarget:
+@transaction.atomic
+def target_update(*, target: HardwareTarget, actor=None, **fields: Any) -> HardwareTarget:
     for key, value in fields.items():
         if key in TARGET_FIELDS | {"chip"}:
             setattr(target, key, value)
     _check_target(target)
     _save(target, unique_message=TARGET_SLUG_TAKEN)
+    audit_record(action="target.updated", obj=target, actor=actor, payload={
+        "fields": _audited(fields, TARGET_FIELDS | {"chip"})})
     return target
+
+
+@transaction.atomic
+def target_delete(*, target: HardwareTarget, actor=None) -> None:
+    """Delete a hardware target (refused with ProtectedError while campaigns cite it). Audited."""
+    audit_record(action="target.deleted", obj=target, actor=actor, payload={"chip": target.chip_id,
+                                                                            "slug": target.slug})
+    target.delete()
 
 
 def _check_config(config: Any) -> None:
@@ -140,6 +176,7 @@ def model_artifact_create(
     config: dict,
     weights: UploadedFile,
     license: str,
+    actor=None,
 ) -> ModelArtifact:
     """Register a model; the weights must be a well-formed safetensors file (checked, never loaded)."""
     _require_vendor(owner)
@@ -179,13 +216,19 @@ def model_artifact_create(
             if stored_now:
                 artifact.weights.delete(save=False)
             raise ValidationError({"version": "This model version is already registered."}) from None
+        audit_record(action="model.created", obj=artifact, actor=actor, payload={
+            "owner": owner.pk, "name": name, "version": version, "architecture": architecture,
+            "weights_sha256": artifact.weights_sha256, "weights_size": artifact.weights_size})
     return artifact
 
 
 @transaction.atomic
-def model_artifact_delete(*, artifact: ModelArtifact) -> None:
+def model_artifact_delete(*, artifact: ModelArtifact, actor=None) -> None:
     """Delete a model; its weights file goes too, after commit, unless another model shares it."""
     name, storage = artifact.weights.name, artifact.weights.storage
+    audit_record(action="model.deleted", obj=artifact, actor=actor, payload={
+        "owner": artifact.owner_id, "name": artifact.name, "version": artifact.version,
+        "weights_sha256": artifact.weights_sha256})
     artifact.delete()
     if not ModelArtifact.objects.filter(weights=name).exists():
         transaction.on_commit(lambda: storage.delete(name))
@@ -205,7 +248,7 @@ def parse_ed25519_public_key(pem: str) -> tuple[str, str]:
 
 
 @transaction.atomic
-def runner_register(*, name: str, public_key: str, targets: list[HardwareTarget]) -> Runner:
+def runner_register(*, name: str, public_key: str, targets: list[HardwareTarget], actor=None) -> Runner:
     """Register a runner host and the key it signs with (an authority action)."""
     pem, key_id = parse_ed25519_public_key(public_key)
     if Runner.objects.filter(key_id=key_id).exists():
@@ -213,14 +256,24 @@ def runner_register(*, name: str, public_key: str, targets: list[HardwareTarget]
     runner = Runner(name=name, public_key=pem, key_id=key_id)
     _save(runner, unique_message={"name": "A runner with this name already exists."})
     runner.targets.set(targets)
+    audit_record(action="runner.registered", obj=runner, actor=actor, payload={
+        "name": name, "key_id": key_id, "targets": _bindings(targets)})
     return runner
+
+
+def _bindings(targets) -> list[dict[str, Any]]:
+    """Each bound target with its vendor, so a binding across vendors stands out in the record."""
+    return [{"target": t.pk, "slug": t.slug, "vendor": t.chip.vendor_id}
+            for t in sorted(targets, key=lambda t: t.pk)]
 
 
 @transaction.atomic
 def runner_update(
     *, runner: Runner, public_key: str | None = None, targets: list[HardwareTarget] | None = None,
-    status: str | None = None,
+    status: str | None = None, actor=None,
 ) -> Runner:
+    before_key, before_status = runner.key_id, runner.status
+    before_targets = list(runner.targets.select_related("chip")) if runner.pk else []
     if public_key is not None:
         pem, key_id = parse_ed25519_public_key(public_key)
         if Runner.objects.filter(key_id=key_id).exclude(pk=runner.pk).exists():
@@ -231,4 +284,22 @@ def runner_update(
     _save(runner, unique_message={"name": "A runner with this name already exists."})
     if targets is not None:
         runner.targets.set(targets)
+    after_targets = list(runner.targets.select_related("chip"))
+    audit_record(action="runner.updated", obj=runner, actor=actor, payload={
+        "key_id": {"before": before_key, "after": runner.key_id},
+        "status": {"before": before_status, "after": runner.status},
+        "targets": {"before": _bindings(before_targets), "after": _bindings(after_targets)},
+        "key_changed": before_key != runner.key_id,
+        "bindings_changed": {t.pk for t in before_targets} != {t.pk for t in after_targets},
+    })
     return runner
+
+
+@transaction.atomic
+def runner_delete(*, runner: Runner, actor=None) -> None:
+    """Remove a runner host and its key. Audited with the targets it was bound to."""
+    audit_record(action="runner.deleted", obj=runner, actor=actor, payload={
+        "name": runner.name, "key_id": runner.key_id,
+        "targets": _bindings(runner.targets.select_related("chip")),
+    })
+    runner.delete()

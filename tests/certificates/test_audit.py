@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+from io import StringIO
 
 import pytest
 from django.contrib.admin.sites import site
@@ -10,7 +13,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import RequestFactory
 
-from apps.audit.models import AuditEvent
+from apps.audit.models import AuditEvent, AuditHead
 from apps.audit.services import audit_record
 
 
@@ -76,6 +79,7 @@ def test_an_edit_that_recomputes_its_own_hash_breaks_the_next_link(chain):
     forged = event_hash(
         sequence=3,
         occurred_at=third.occurred_at.isoformat(),
+        actor_id=third.actor_id,
         actor_label=third.actor_label,
         action="test.forged",
         object_type=third.object_type,
@@ -136,3 +140,255 @@ def test_the_admin_change_page_refuses_a_post(chain, cast, client):
     assert response.status_code == 403
     assert client.post(f"/admin/audit/auditevent/{chain[0].pk}/delete/", {"post": "yes"}).status_code == 403
     assert AuditEvent.objects.get(pk=chain[0].pk).action == "test.step"
+
+
+# --- Issue 12.5: a database writer cannot rewrite, extend or cut the chain unseen -----------------
+
+def public_formula(event: dict, previous: str) -> str:
+    """The unkeyed hash a database writer can compute (the formula before the chain was keyed)."""
+    body = {k: event[k] for k in ("sequence", "action", "object_type", "object_id", "payload")}
+    body.update(occurred_at=event["occurred_at"].isoformat(), actor=event["actor_label"], previous=previous)
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def stolen_key_formula(event: dict, previous: str) -> str:
+    """The keyed hash, for a writer who also stole the chain key file (only a checkpoint catches this one)."""
+    from apps.audit.services import event_hash
+
+    return event_hash(
+        sequence=event["sequence"], occurred_at=event["occurred_at"].isoformat(), actor_id=event["actor_id"],
+        actor_label=event["actor_label"], action=event["action"], object_type=event["object_type"],
+        object_id=event["object_id"], payload=event["payload"], previous_hash=previous,
+    )
+
+
+def rewrite(from_sequence: int, hasher, **edits) -> None:
+    """Edit one event with SQL and recompute its hash and every later one, head included."""
+    fields = ["sequence", "occurred_at", "actor_id", "actor_label", "action", "object_type", "object_id",
+              "payload", "previous_hash"]
+    events = list(AuditEvent.objects.order_by("sequence").values(*fields))
+    previous = next(e for e in reversed(events) if e["sequence"] < from_sequence)
+    previous_hash = AuditEvent.objects.get(sequence=previous["sequence"]).hash
+    with connection.cursor() as cursor:
+        for event in events:
+            if event["sequence"] < from_sequence:
+                continue
+            if event["sequence"] == from_sequence:
+                event.update(edits)
+            digest = hasher(event, previous_hash)
+            cursor.execute(
+                "UPDATE audit_auditevent SET action = %s, payload = %s, actor_id = %s, previous_hash = %s, "
+                "hash = %s WHERE sequence = %s",
+                [event["action"], json.dumps(event["payload"]), event["actor_id"], previous_hash, digest,
+                 event["sequence"]],
+            )
+            previous_hash = digest
+        cursor.execute("UPDATE audit_audithead SET hash = %s WHERE id = 1", [previous_hash])
+
+
+def test_an_edit_with_every_later_hash_recomputed_is_found(chain):
+    rewrite(3, public_formula, payload={"step": 3, "note": "rewritten"})
+    with pytest.raises(CommandError, match=r"broken at event #3: its keyed hash does not match"):
+        verify()
+
+
+def test_a_forged_event_appended_with_a_recomputed_hash_is_found(chain):
+    from django.utils import timezone
+
+    last = AuditEvent.objects.order_by("-sequence").values().first()
+    forged = {**last, "sequence": 6, "occurred_at": timezone.now(), "action": "certificate.revoked",
+              "payload": {"forged": True}}
+    digest = public_formula(forged, last["hash"])
+    AuditEvent(
+        sequence=6, occurred_at=forged["occurred_at"], actor_label=forged["actor_label"],
+        action=forged["action"],
+        object_type=forged["object_type"], object_id=forged["object_id"], payload=forged["payload"],
+        previous_hash=last["hash"], hash=digest,
+    ).save()  # an INSERT: the ORM allows it, as SQL would
+    AuditHead.objects.filter(id=1).update(sequence=6, hash=digest)
+    with pytest.raises(CommandError, match=r"broken at event #6: its keyed hash does not match"):
+        verify()
+
+
+def test_changing_the_actor_of_an_event_is_found(cast, db):
+    for step in range(3):
+        audit_record(action="test.step", actor=cast.reviewer, object_type="thing", object_id=str(step))
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE audit_auditevent SET actor_id = %s WHERE sequence = 2",
+                       [cast.platform_admin.pk])
+    with pytest.raises(CommandError, match=r"broken at event #2"):
+        verify()
+
+
+def test_a_user_who_acted_cannot_be_deleted_from_under_the_chain(cast, db):
+    from django.db.models import ProtectedError
+
+    audit_record(action="test.step", actor=cast.reviewer, object_type="thing", object_id="1")
+    with pytest.raises(ProtectedError):
+        cast.reviewer.delete()
+
+
+def test_a_truncated_tail_is_found_against_the_newest_checkpoint(chain):
+    from apps.audit.checkpoints import audit_checkpoint_take
+
+    audit_checkpoint_take()
+    third = AuditEvent.objects.get(sequence=3)
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM audit_auditevent WHERE sequence > 3")
+    AuditHead.objects.filter(id=1).update(sequence=3, hash=third.hash)  # the writer fixes the head too
+    with pytest.raises(CommandError, match=r"broken at event #4: events #4 to #6 are missing.*truncated"):
+        verify()
+
+
+def test_a_rewrite_with_the_stolen_chain_key_is_caught_by_the_checkpoints(chain):
+    from apps.audit.checkpoints import audit_checkpoint_take
+
+    audit_checkpoint_take()
+    rewrite(3, stolen_key_formula, action="test.forged")
+    from apps.audit.services import audit_chain_verify
+
+    verdict = audit_chain_verify()
+    assert not verdict.ok
+    assert "rewritten between event #1 and #6" in verdict.reason  # #6: the key made for the checkpoint
+    with pytest.raises(CommandError, match=r"rewritten between event #1 and #6"):
+        verify()
+
+
+def test_two_checkpoints_narrow_down_where_the_rewrite_happened(db):
+    from apps.audit.checkpoints import audit_checkpoint_take
+    from apps.certificates.services.keys import signing_key_active
+
+    signing_key_active()  # event #1: the authority's first key
+    for step in range(1):
+        audit_record(action="test.step", actor_label="tester", object_type="thing", object_id=str(step))
+    audit_checkpoint_take()
+    for step in range(2, 5):
+        audit_record(action="test.step", actor_label="tester", object_type="thing", object_id=str(step))
+    audit_checkpoint_take()
+    rewrite(3, stolen_key_formula, payload={"edited": True})
+    with pytest.raises(CommandError, match=r"rewritten between event #3 and #5"):
+        verify()
+
+
+def test_an_intact_chain_names_the_checkpoint_it_matches(chain):
+    from apps.audit.checkpoints import audit_checkpoint_take
+
+    assert "no signed checkpoint yet" in verify()
+    checkpoint = audit_checkpoint_take()
+    out = verify()
+    assert "intact: 6 events" in out and "matches the newest checkpoint" in out and checkpoint.name in out
+    audit_record(action="test.later", actor_label="tester", object_type="thing", object_id="7")
+    assert "1 events after the newest checkpoint" in verify()
+
+
+def test_a_checkpoint_is_never_signed_over_a_broken_chain(chain):
+    from apps.audit.checkpoints import AuditChainBroken, audit_checkpoint_dir, audit_checkpoint_take
+
+    rewrite(4, public_formula, action="test.forged")
+    with pytest.raises(AuditChainBroken, match="#4"):
+        audit_checkpoint_take()
+    assert not list(audit_checkpoint_dir().glob("*.json"))
+    with pytest.raises(CommandError, match="No checkpoint taken"):
+        call_command("audit_checkpoint", stdout=StringIO())
+
+
+def test_a_forged_or_altered_checkpoint_file_fails_verification(chain):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from apps.audit.checkpoints import audit_checkpoint_dir, audit_checkpoint_take
+    from certification.verify import canonical_json, public_key_id
+
+    checkpoint = audit_checkpoint_take()
+    path = audit_checkpoint_dir() / checkpoint.name
+    document = json.loads(path.read_text())
+    document["checkpoint"]["chain_length"] = 3  # "blessing" a truncation
+    path.write_text(canonical_json(document))
+    with pytest.raises(CommandError, match="invalid signature"):
+        verify()
+    path.unlink()
+    stranger = Ed25519PrivateKey.generate()
+    body = {**document["checkpoint"], "key_id": public_key_id(stranger.public_key())}
+    forged = {"checkpoint": body, "key_id": body["key_id"],
+              "signature": base64.b64encode(stranger.sign(canonical_json(body).encode())).decode()}
+    (audit_checkpoint_dir() / "000000000003-20990101T000000000000Z.json").write_text(canonical_json(forged))
+    with pytest.raises(CommandError, match="key table no longer lists"):
+        verify()
+
+
+def test_checkpoints_are_taken_at_certificate_issue_and_published(certified, client,
+                                                                   django_capture_on_commit_callbacks):
+    from certification.verify import canonical_json, decode_signature, load_public_key
+
+    with django_capture_on_commit_callbacks(execute=True):
+        certificate = certified()
+    head = AuditEvent.objects.order_by("-sequence").first()
+    published = client.get("/.well-known/audit-checkpoints.json")
+    assert published.status_code == 200 and published["Access-Control-Allow-Origin"] == "*"
+    newest = published.json()["checkpoints"][0]
+    body = newest["checkpoint"]
+    assert body["chain_length"] == head.sequence and body["head_hash"] == head.hash
+    assert newest["key_id"] == certificate.signing_key.key_id
+    keys = {k["key_id"]: k for k in client.get("/.well-known/certification-keys.json").json()["keys"]}
+    public_key = load_public_key(keys[newest["key_id"]]["public_key"])
+    # Raises if forged:
+    public_key.verify(decode_signature(newest["signature"]), canonical_json(body).encode())
+    assert "matches the newest checkpoint" in verify()
+
+
+def test_after_a_key_compromise_its_checkpoints_are_ignored_and_a_new_one_is_signed(
+    certified, django_capture_on_commit_callbacks
+):
+    from apps.audit.checkpoints import checkpoints_load
+    from apps.certificates.services.keys import signing_key_compromise
+
+    with django_capture_on_commit_callbacks(execute=True):
+        leaked = certified().signing_key
+    with django_capture_on_commit_callbacks(execute=True):
+        signing_key_compromise(key=leaked, reason="HSM backup found on a public share.")
+    loaded = checkpoints_load()
+    assert [c.key_id != leaked.key_id for c in loaded.trusted] == [True]
+    assert any("reported compromised" in note for note in loaded.notes)
+    out = verify()
+    assert "intact" in out and "ignored: signed by key" in out
+
+
+def test_the_scheduled_checkpoint_is_a_beat_row_and_skips_an_unchanged_chain(chain):
+    from django_celery_beat.models import PeriodicTask
+
+    from apps.audit.checkpoints import audit_checkpoint_dir
+    from apps.audit.tasks import checkpoint
+    from certification.celery import app
+
+    row = PeriodicTask.objects.get(task="audit.checkpoint")
+    assert row.enabled and row.interval is not None and row.queue == "platform"
+    app.loader.import_default_modules()
+    assert "audit.checkpoint" in app.tasks
+    assert checkpoint.apply().get() == 6  # the five and the authority's first key
+    assert checkpoint.apply().get() == 6
+    assert len(list(audit_checkpoint_dir().glob("*.json"))) == 1, "an unchanged chain is not signed again"
+    audit_record(action="test.later", actor_label="tester", object_type="thing", object_id="7")
+    assert checkpoint.apply().get() == 7
+
+
+def test_the_migration_rehashes_a_version_1_chain_and_refuses_a_broken_one(chain):
+    """Migration 0002 checks the unkeyed version-1 chain, then re-hashes it as version 2 (and back)."""
+    import importlib
+
+    from django.db.migrations.executor import MigrationExecutor
+
+    migration = importlib.import_module("apps.audit.migrations.0002_audit_keyed_chain")
+    historical = MigrationExecutor(connection).loader.project_state(("audit", "0002_audit_keyed_chain")).apps
+    migration.backward(historical, None)
+    first = AuditEvent.objects.get(sequence=1)
+    assert first.hash_version == 1
+    assert first.hash == public_formula(AuditEvent.objects.filter(sequence=1).values().get(), "0" * 64)
+    migration.forward(historical, None)
+    assert set(AuditEvent.objects.values_list("hash_version", flat=True)) == {2}
+    assert "intact: 5 events" in verify()
+
+    migration.backward(historical, None)
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE audit_auditevent SET action = 'x' WHERE sequence = 2")
+    with pytest.raises(RuntimeError, match="already broken at event #2"):
+        migration.forward(historical, None)

@@ -198,3 +198,125 @@ def test_a_stored_signature_over_another_serial_is_refused(certified):
     )
     check = certificate_check(certificate=Certificate.objects.get(pk=second.pk))
     assert check.signature_valid is False
+
+
+# --- Issue 12.6: the offline verifier reads the published key list and knows compromised keys ----
+
+def _buyer_dir(tmp_path: Path) -> Path:
+    """A buyer's folder: the verifier copied on its own, and a decoy that fails any Django import."""
+    workdir = tmp_path / "buyer"
+    workdir.mkdir(exist_ok=True)
+    shutil.copy(REPO / "certification" / "verify.py", workdir / "verify.py")
+    (workdir / "django.py").write_text("raise ImportError('the offline verifier must not import Django')\n")
+    return workdir
+
+
+def _fetch(client, url: str) -> bytes:
+    response = client.get(url)
+    assert response.status_code == 200
+    return response.content
+
+
+def _document(client, serial: str) -> bytes:
+    return _fetch(client, f"/api/v1/certificates/{serial}/document/")
+
+
+def test_the_key_list_verifies_a_good_certificate_and_says_how_old_it_is(certified, client, tmp_path):
+    certificate = certified()
+    workdir = _buyer_dir(tmp_path)
+    (workdir / "cert.json").write_bytes(_document(client, certificate.serial))
+    (workdir / "certification-keys.json").write_bytes(_fetch(client, "/.well-known/certification-keys.json"))
+    ok = _run_verifier(["verify.py", "cert.json", "--keys", "certification-keys.json"], workdir)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("VALID") and certificate.serial in ok.stdout
+    assert "key list: published" in ok.stdout and "0 days 0 hours old" in ok.stdout
+
+
+def test_the_key_list_refuses_a_certificate_signed_with_a_compromised_key(certified, client, tmp_path):
+    """The stolen key still makes a valid signature: only the published compromise can refuse it."""
+    from apps.certificates.services.keys import signing_key_compromise
+
+    certificate = certified()
+    workdir = _buyer_dir(tmp_path)
+    # A copy made with the key before (or by the thief after) the compromise: the signature is valid.
+    (workdir / "cert.json").write_bytes(_document(client, certificate.serial))
+    signing_key_compromise(key=certificate.signing_key, reason="HSM backup found on a public share.")
+    (workdir / "certification-keys.json").write_bytes(_fetch(client, "/.well-known/certification-keys.json"))
+    (workdir / "public.pem").write_text(certificate.signing_key.public_key_pem)
+
+    refused = _run_verifier(["verify.py", "cert.json", "--keys", "certification-keys.json"], workdir)
+    assert refused.returncode == 1 and refused.stderr.startswith("INVALID")
+    assert "reported compromised" in refused.stderr and "key list: published" in refused.stderr
+    # The same key as a bare PEM cannot know it, and the verifier says so.
+    pem = _run_verifier(["verify.py", "cert.json", "--keys", "public.pem"], workdir)
+    assert pem.returncode == 0 and "no compromise status" in pem.stdout
+    # The re-signed certificate verifies with the same list.
+    (workdir / "cert.json").write_bytes(_document(client, certificate.serial))
+    again = _run_verifier(["verify.py", "cert.json", "--keys", "certification-keys.json"], workdir)
+    assert again.returncode == 0, again.stderr
+
+
+def test_the_key_list_refuses_a_certificate_signed_by_an_unknown_key(certified, client, tmp_path):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    workdir = _buyer_dir(tmp_path)
+    certified()
+    (workdir / "certification-keys.json").write_bytes(_fetch(client, "/.well-known/certification-keys.json"))
+    call_command("signing_key_rotate", stdout=StringIO())  # a key the buyer's list has never seen
+    newer = certified()
+    (workdir / "cert.json").write_bytes(_fetch(client, f"/api/v1/certificates/{newer.serial}/document/"))
+    refused = _run_verifier(["verify.py", "cert.json", "--keys", "certification-keys.json"], workdir)
+    assert refused.returncode == 1 and "not in the key list" in refused.stderr
+
+
+def test_an_old_key_list_is_named_stale(certified):
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    from certification.verify import key_list_age, load_key_list, verify_document_with_key_list
+
+    certificate = certified()
+    key = certificate.signing_key
+    listing = {"published_at": "2026-01-01T00:00:00Z", "keys": [
+        {"key_id": key.key_id, "public_key": key.public_key_pem, "status": "active"}]}
+    key_list = load_key_list(json.dumps(listing).encode())
+    assert verify_document_with_key_list(document_bytes(certificate), key_list).ok
+    line = key_list_age(key_list, now=datetime(2026, 1, 11, 5, tzinfo=UTC))
+    assert "10 days 5 hours old" in line and "fetch a fresh copy" in line
+    unpublished = load_key_list(json.dumps({"keys": listing["keys"]}).encode())
+    assert "age is unknown" in key_list_age(unpublished)
+    retired = {**listing["keys"][0], "status": "retired",
+               "retired_at": (datetime.now(UTC) - timedelta(days=30)).isoformat()}
+    verdict = verify_document_with_key_list(
+        document_bytes(certificate), load_key_list(json.dumps({"keys": [retired]}).encode())
+    )
+    assert not verdict.ok and "after that key was retired" in verdict.message
+
+
+@pytest.mark.parametrize(
+    "listing",
+    [
+        b"not json",
+        b'{"keys": "all"}',
+        b'{"keys": [{"key_id": "00", "public_key": "-----BEGIN PUBLIC KEY-----"}]}',
+    ],
+)
+def test_a_bad_key_list_is_refused_before_anything_is_verified(listing, tmp_path):
+    workdir = _buyer_dir(tmp_path)
+    (workdir / "keys.json").write_bytes(listing)
+    (workdir / "cert.json").write_text("{}")
+    run = _run_verifier(["verify.py", "cert.json", "--keys", "keys.json"], workdir)
+    assert run.returncode == 1 and run.stderr.startswith("INVALID")
+
+
+def test_a_key_list_entry_whose_id_is_not_its_key_is_refused(certified):
+    import json
+
+    from certification.verify import load_key_list
+
+    key = certified().signing_key
+    forged = {"keys": [{"key_id": "ab" * 32, "public_key": key.public_key_pem, "status": "active"}]}
+    with pytest.raises(ValueError, match="does not match its public key"):
+        load_key_list(json.dumps(forged).encode())

@@ -59,9 +59,10 @@ class ApiTokenViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.
         token, clear_text = services.api_token_create(
             user=request.user, name=params.validated_data["name"], ttl=None if days is None else timedelta(days=days),
             created_with=request.auth if isinstance(request.auth, ApiToken) else None,
+            actor=request.user,
         )
         token.token = clear_text
         return Response(ApiTokenCreatedSerializer(token).data, status=status.HTTP_201_CREATED)
 
     def perform_destroy(self, instance):
-        services.api_token_revoke(user=self.request.user, token_key=instance.token_key)
+        services.api_token_revoke(user=self.request.user, token_key=instance.token_key, actor=self.request.user)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, viewsets
@@ -160,7 +163,10 @@ class ReviewViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 def certification_keys(request):
     """/.well-known/certification-keys.json: every signing key's public half, active and retired."""
     keys = SigningKeySerializer(selectors.signing_keys_public(), many=True).data
-    response = JsonResponse({"keys": keys})
+    # When this list was made: the offline verifier says how old its copy is (a key may have been
+    # reported compromised since).
+    published_at = timezone.now().astimezone(UTC).isoformat().replace("+00:00", "Z")
+    response = JsonResponse({"published_at": published_at, "keys": keys})
     response["Cache-Control"] = "public, max-age=300"
     response["Access-Control-Allow-Origin"] = "*"
     return response

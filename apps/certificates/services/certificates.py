@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from apps.audit.checkpoints import audit_checkpoint_after_commit
 from apps.audit.services import audit_record
 from apps.certificates.models import (
     Certificate,
@@ -146,6 +147,7 @@ def certificate_issue(*, campaign: Campaign, actor=None) -> Certificate:
             reason=f"Superseded by {serial}.",
             superseded_by=certificate,
         )
+    audit_checkpoint_after_commit(f"certificate {serial}")
     return certificate
 
 

@@ -20,6 +20,7 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from apps.audit.checkpoints import audit_checkpoint_after_commit
 from apps.audit.services import audit_record
 from apps.certificates.models import SigningKey, SigningKeyStatus
 from certification.verify import public_key_id
@@ -132,4 +133,6 @@ def signing_key_compromise(*, key: SigningKey, reason: str, actor=None) -> list:
     ]
     # Nothing may sign with it again, even by mistake.
     transaction.on_commit(lambda: signing_key_path(key.key_id).unlink(missing_ok=True))
+    # Checkpoints signed with the leaked key are no longer trusted: anchor the chain again with the new one.
+    audit_checkpoint_after_commit(f"compromise of signing key {key.key_id[:16]}")
     return resigned

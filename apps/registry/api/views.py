@@ -45,12 +45,19 @@ class ChipViewSet(viewsets.ModelViewSet):
         data = dict(serializer.validated_data)
         peaks = data.pop("declared_peaks", None)
         organization = membership_of(self.request.user).organization
-        serializer.instance = services.chip_create(vendor=organization, declared_peak=peaks, **data)
+        serializer.instance = services.chip_create(
+            vendor=organization, declared_peak=peaks, actor=self.request.user, **data
+        )
 
     def perform_update(self, serializer):
         data = dict(serializer.validated_data)
         peaks = data.pop("declared_peaks", None)
-        serializer.instance = services.chip_update(chip=serializer.instance, declared_peak=peaks, **data)
+        serializer.instance = services.chip_update(
+            chip=serializer.instance, declared_peak=peaks, actor=self.request.user, **data
+        )
+
+    def perform_destroy(self, instance):
+        services.chip_delete(chip=instance, actor=self.request.user)
 
 
 class HardwareTargetViewSet(viewsets.ModelViewSet):
@@ -71,10 +78,15 @@ class HardwareTargetViewSet(viewsets.ModelViewSet):
 
     def perform_create(self, serializer):
         data = dict(serializer.validated_data)
-        serializer.instance = services.target_create(**data)
+        serializer.instance = services.target_create(actor=self.request.user, **data)
 
     def perform_update(self, serializer):
-        serializer.instance = services.target_update(target=serializer.instance, **serializer.validated_data)
+        serializer.instance = services.target_update(
+            target=serializer.instance, actor=self.request.user, **serializer.validated_data
+        )
+
+    def perform_destroy(self, instance):
+        services.target_delete(target=instance, actor=self.request.user)
 
 
 class ModelArtifactViewSet(
@@ -116,12 +128,12 @@ class ModelArtifactViewSet(
         if params.validated_data["weights"].size > limit:
             raise PayloadTooLarge(f"Uploads are limited to {limit} bytes.")
         artifact = services.model_artifact_create(
-            owner=membership_of(request.user).organization, **params.validated_data
+            owner=membership_of(request.user).organization, actor=request.user, **params.validated_data
         )
         return Response(ModelArtifactSerializer(artifact).data, status=status.HTTP_201_CREATED)
 
     def perform_destroy(self, instance):
-        services.model_artifact_delete(artifact=instance)
+        services.model_artifact_delete(artifact=instance, actor=self.request.user)
 
 
 class RunnerViewSet(viewsets.ModelViewSet):
@@ -139,7 +151,8 @@ class RunnerViewSet(viewsets.ModelViewSet):
     def perform_create(self, serializer):
         data = serializer.validated_data
         serializer.instance = services.runner_register(
-            name=data["name"], public_key=data["public_key"], targets=data.get("targets", [])
+            name=data["name"], public_key=data["public_key"], targets=data.get("targets", []),
+            actor=self.request.user,
         )
 
     def perform_update(self, serializer):
@@ -149,4 +162,8 @@ class RunnerViewSet(viewsets.ModelViewSet):
             public_key=data.get("public_key"),
             targets=data.get("targets"),
             status=data.get("status"),
+            actor=self.request.user,
         )
+
+    def perform_destroy(self, instance):
+        services.runner_delete(runner=instance, actor=self.request.user)

@@ -9,6 +9,7 @@ from pathlib import Path
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from apps.audit.services import audit_record
 from apps.runs.models import Program, ProgramStatus
 
 PROGRAMS_DIR = Path(__file__).resolve().parent.parent / "programs"
@@ -50,7 +51,7 @@ def program_definition_check(definition: dict) -> None:
 
 
 @transaction.atomic
-def program_load(*, definition: dict) -> tuple[Program, bool]:
+def program_load(*, definition: dict, actor=None) -> tuple[Program, bool]:
     """Create or refresh a program from its definition. Returns (program, created).
 
     An active program's definition is frozen: loading different content under the same code and
@@ -71,6 +72,8 @@ def program_load(*, definition: dict) -> tuple[Program, bool]:
         existing.definition, existing.definition_sha256 = definition, digest
         existing.title = definition["title"]
         existing.save()
+        audit_record(action="program.reloaded", obj=existing, actor=actor, payload={
+            "code": existing.code, "version": existing.version, "definition_sha256": digest})
         return existing, False
     program = Program.objects.create(
         code=definition["code"],
@@ -83,6 +86,10 @@ def program_load(*, definition: dict) -> tuple[Program, bool]:
         surveillance_days=definition["surveillance_days"],
         required_approvals=definition.get("required_approvals", 1),
     )
+    audit_record(action="program.loaded", obj=program, actor=actor, payload={
+        "code": program.code, "version": program.version, "status": program.status,
+        "definition_sha256": digest,
+    })
     return program, True
 
 
