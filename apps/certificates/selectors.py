@@ -10,10 +10,10 @@ from apps.runs.models import Campaign, CampaignState
 
 
 def certificates_public() -> QuerySet[Certificate]:
-    """Every certificate, with what its list and detail need in one query."""
-    return Certificate.objects.select_related(
-        "program", "vendor", "chip", "target", "signing_key", "superseded_by"
-    )
+    """Every certificate, with what its list and detail need in one query. What was certified comes
+    from the certificate itself (payload, subject_* columns), so the live chip and target rows are
+    not joined."""
+    return Certificate.objects.select_related("program", "vendor", "signing_key", "superseded_by")
 
 
 def certificate_by_serial(*, serial: str) -> Certificate | None:

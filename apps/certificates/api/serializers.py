@@ -13,16 +13,16 @@ from apps.runs.models import Campaign
 
 
 class CertificateListSerializer(serializers.ModelSerializer):
-    """A certificate as listed publicly: who, what, which level, and its status."""
+    """A certificate as listed publicly: who, what (as signed), which level, and its status."""
 
     program = serializers.CharField(source="program.code")
     version = serializers.CharField(source="program.version")
     vendor = serializers.CharField(source="vendor.name")
     vendor_slug = serializers.CharField(source="vendor.slug")
-    chip_sku = serializers.CharField(source="chip.sku")
-    chip_name = serializers.CharField(source="chip.name")
-    target = serializers.CharField(source="target.slug")
-    backend = serializers.CharField(source="target.backend")
+    chip_sku = serializers.CharField(source="subject_chip_sku")
+    chip_name = serializers.CharField(source="subject_chip_name")
+    target = serializers.CharField(source="subject_target_slug")
+    backend = serializers.CharField(source="subject_backend")
     key_id = serializers.CharField(source="signing_key.key_id")
     superseded_by = serializers.CharField(source="superseded_by.serial", default=None)
 
