@@ -132,6 +132,22 @@ def test_a_stack_change_of_an_uncertified_target_re_tests_nothing(cast, client_f
     assert not SurveillanceRun.objects.exists()
 
 
+def test_nothing_judged_by_an_open_campaign_may_change_until_it_ends(cast, client_for, evaluated):
+    from apps.certificates.services import review_approve
+
+    campaign = evaluated()  # awaiting review
+    client = client_for(cast.owner)
+    chip = client.patch(f"/api/v1/chips/{campaign.target.chip_id}/", {"declared_peak": {"bf16": 1}}, format="json")
+    target = client.patch(f"/api/v1/targets/{campaign.target_id}/", {"driver_version": "1.0"}, format="json")
+    for response in (chip, target):
+        assert response.status_code == 409
+        assert f"campaign {campaign.pk}" in response.json()["error"]["message"]
+    review_approve(campaign=campaign, reviewer=cast.reviewer, reason="Evidence complete and verified.")
+    campaign.refresh_from_db()
+    subject = json.loads(campaign.certificate.payload_json)["subject"]
+    assert subject["chip"]["declared_peak_tflops"]["bf16"] == 989.4 and subject["target"]["driver_version"] == "550.54"
+
+
 # --- every certificate view reads the signed subject ------------------------------------------------
 
 

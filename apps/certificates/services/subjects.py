@@ -13,6 +13,10 @@ its update's transaction, after saving, with the fields whose value changed.
   failing, it suspends it. If no re-test can be submitted (program retired, models gone) the
   certificate is suspended at once, with the reason. Until then the certificate keeps saying the
   stack it was certified on.
+- While a campaign of the target (or of any target of the chip) is open (queued, running,
+  evaluating, awaiting review), neither certified fields nor the stack may change (409 naming the
+  campaign): the certificate it may end in signs the registry rows as they are at approval, so
+  they must be the ones the evidence was measured and judged against.
 - Free text that no certificate signs (description, host memory) changes freely.
 """
 
@@ -27,6 +31,7 @@ from apps.certificates.models import Certificate, CertificateStatus
 from apps.certificates.services.certificates import LIVE_STATUSES, certificate_status_change
 from apps.certificates.services.surveillance import surveillance_submit
 from apps.registry.models import PEAK_FIELDS, Chip, HardwareTarget
+from apps.runs.models import Campaign, CampaignState
 
 CERTIFIED_CHIP_FIELDS = frozenset(
     {
@@ -38,6 +43,9 @@ CERTIFIED_CHIP_FIELDS = frozenset(
 )
 CERTIFIED_TARGET_FIELDS = frozenset({"chip_id", "slug", "backend", "device_count", "host_cpu"})
 STACK_FIELDS = frozenset({"driver_version", "runtime_version", "torch_version", "plugin_versions"})
+OPEN_CAMPAIGN_STATES = (
+    CampaignState.QUEUED, CampaignState.RUNNING, CampaignState.EVALUATING, CampaignState.AWAITING_REVIEW
+)
 # The API's names for the model's fields, in messages.
 _FIELD_NAMES = {"chip_id": "chip", **{field: f"declared_peak.{key}" for key, field in PEAK_FIELDS.items()}}
 
@@ -47,7 +55,7 @@ def certificates_live_of(*, chip: Chip | None = None, target: HardwareTarget | N
     suspended, and within their validity."""
     certificates = Certificate.objects.filter(status__in=LIVE_STATUSES, valid_until__gt=timezone.now())
     certificates = certificates.filter(chip=chip) if chip is not None else certificates.filter(target=target)
-    return list(certificates.select_for_update().select_related("program", "vendor", "target").order_by("serial"))
+    return list(certificates.select_for_update(of=("self",)).select_related("program", "vendor", "target").order_by("serial"))
 
 
 def _names(fields) -> str:
@@ -64,12 +72,23 @@ def certified_subject_edit(*, obj: Chip | HardwareTarget, changes: dict[str, tup
     stack = set() if is_chip else set(changes) & STACK_FIELDS
     if not locked and not stack:
         return
+    what = "chip" if is_chip else "hardware target"
+    campaigns = Campaign.objects.filter(state__in=OPEN_CAMPAIGN_STATES).filter(
+        **({"target__chip": obj} if is_chip else {"target": obj})
+    )
+    open_ids = sorted(campaigns.values_list("pk", flat=True))
+    if open_ids:
+        raise ValidationError(
+            f"This {what} is under certification (campaign {', '.join(map(str, open_ids))}): "
+            f"{_names(locked | stack)} cannot change until the campaign ends, because its evidence is "
+            f"judged against them.",
+            code="conflict",
+        )
     live = certificates_live_of(chip=obj) if is_chip else certificates_live_of(target=obj)
     if not live:
         return
     serials = ", ".join(c.serial for c in live)
     if locked:
-        what = "chip" if is_chip else "hardware target"
         raise ValidationError(
             f"This {what} is certified ({serials}): {_names(locked)} cannot change while a certificate "
             f"of it is live, because the certificate signed them. Register a new {what} and certify it.",
