@@ -137,7 +137,9 @@ def test_nothing_judged_by_an_open_campaign_may_change_until_it_ends(cast, clien
 
     campaign = evaluated()  # awaiting review
     client = client_for(cast.owner)
-    chip = client.patch(f"/api/v1/chips/{campaign.target.chip_id}/", {"declared_peak": {"bf16": 1}}, format="json")
+    chip = client.patch(
+        f"/api/v1/chips/{campaign.target.chip_id}/", {"declared_peak": {"bf16": 1}}, format="json"
+    )
     target = client.patch(f"/api/v1/targets/{campaign.target_id}/", {"driver_version": "1.0"}, format="json")
     for response in (chip, target):
         assert response.status_code == 409
@@ -145,7 +147,10 @@ def test_nothing_judged_by_an_open_campaign_may_change_until_it_ends(cast, clien
     review_approve(campaign=campaign, reviewer=cast.reviewer, reason="Evidence complete and verified.")
     campaign.refresh_from_db()
     subject = json.loads(campaign.certificate.payload_json)["subject"]
-    assert subject["chip"]["declared_peak_tflops"]["bf16"] == 989.4 and subject["target"]["driver_version"] == "550.54"
+    assert (
+        subject["chip"]["declared_peak_tflops"]["bf16"] == 989.4
+        and subject["target"]["driver_version"] == "550.54"
+    )
 
 
 # --- every certificate view reads the signed subject ------------------------------------------------
@@ -200,10 +205,17 @@ def test_verification_still_says_authentic_and_active(edited, client_for):
 def test_issue_copies_the_signed_subject_and_the_migration_fills_older_rows(edited):
     signed = json.loads(edited.payload_json)["subject"]
     edited.refresh_from_db()
-    expected = (signed["chip"]["sku"], signed["chip"]["name"], signed["target"]["slug"], signed["target"]["backend"])
+    expected = (
+        signed["chip"]["sku"],
+        signed["chip"]["name"],
+        signed["target"]["slug"],
+        signed["target"]["backend"],
+    )
     columns = ("subject_chip_sku", "subject_chip_name", "subject_target_slug", "subject_backend")
-    assert tuple(getattr(edited, c) for c in columns) == expected == (
-        SIGNED["sku"], SIGNED["name"], SIGNED["slug"], SIGNED["backend"]
+    assert (
+        tuple(getattr(edited, c) for c in columns)
+        == expected
+        == (SIGNED["sku"], SIGNED["name"], SIGNED["slug"], SIGNED["backend"])
     )
     Certificate.objects.filter(pk=edited.pk).update(**{c: "" for c in columns})
     migration = importlib.import_module("apps.certificates.migrations.0004_frozen_subject_columns")

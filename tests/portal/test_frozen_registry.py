@@ -18,7 +18,9 @@ def edited(cast, program, client_for):
 
 
 def _row(page: str, serial: str) -> str:
-    match = re.search(rf'<tr>\s*<td><input type="checkbox" name="serial" value="{serial}".*?</tr>', page, re.S)
+    match = re.search(
+        rf'<tr>\s*<td><input type="checkbox" name="serial" value="{serial}".*?</tr>', page, re.S
+    )
     assert match, f"{serial} is not listed"
     return match.group(0)
 
@@ -26,7 +28,9 @@ def _row(page: str, serial: str) -> str:
 def test_the_registry_page_shows_the_signed_chip_and_backend(edited, login):
     row = _row(login(None).get("/registry/").content.decode(), edited.serial)
     assert SIGNED["sku"] in row and SIGNED["name"] in row and f"<td>{SIGNED['backend']}</td>" in row
-    assert EDITED["sku"] not in row and EDITED["name"] not in row and f"<td>{EDITED['backend']}</td>" not in row
+    assert (
+        EDITED["sku"] not in row and EDITED["name"] not in row and f"<td>{EDITED['backend']}</td>" not in row
+    )
 
 
 @pytest.mark.parametrize(
@@ -59,7 +63,9 @@ def test_the_compare_page_shows_the_signed_declarations(cast, certified, edited,
     response = login(None).get(f"/registry/compare/?serial={edited.serial}&serial={other.serial}")
     assert response.status_code == 200
     page = response.content.decode()
-    assert SIGNED["sku"] in page and SIGNED["name"] in page and f"{SIGNED['slug']} · {SIGNED['backend']}" in page
+    assert (
+        SIGNED["sku"] in page and SIGNED["name"] in page and f"{SIGNED['slug']} · {SIGNED['backend']}" in page
+    )
     assert EDITED["sku"] not in page and EDITED["name"] not in page and EDITED["slug"] not in page
     bf16 = re.search(r"Declared bf16 peak</th>(.*?)</tr>", page, re.S).group(1)
     assert "400" in bf16 and "9000" not in bf16

@@ -67,7 +67,9 @@ def test_the_export_control_classification_uses_the_signed_declarations(cast, cl
         assert entry["declared_peaks"]["bf16"] == SIGNED["bf16"]
         assert entry["die_area_mm2"] == SIGNED["die_area_mm2"] and entry["data_center"] is True
         classification = entry["classification"]
-        assert classification["tpp"] == SIGNED_TPP and classification["die_area_mm2"] == SIGNED["die_area_mm2"]
+        assert (
+            classification["tpp"] == SIGNED_TPP and classification["die_area_mm2"] == SIGNED["die_area_mm2"]
+        )
         assert classification["data_center"] is True
 
 
@@ -113,7 +115,10 @@ def test_a_tender_requiring_cpu_takes_it_and_its_snapshot_keeps_the_signed_value
         client_for(cast.buyer),
         [
             {"kind": "backend", "params": {"backends": ["cpu"]}},
-            {"kind": "export_class", "params": {"mode": "in", "classes": ["3A090.a", "3A090.b", "not-3A090"]}},
+            {
+                "kind": "export_class",
+                "params": {"mode": "in", "classes": ["3A090.a", "3A090.b", "not-3A090"]},
+            },
         ],
     )
     row = next(r for r in evaluation["snapshot"]["rows"] if r["serial"] == edited.serial)

@@ -35,27 +35,49 @@ from apps.runs.models import Campaign, CampaignState
 
 CERTIFIED_CHIP_FIELDS = frozenset(
     {
-        "sku", "name", "architecture", "process_node_nm", "die_area_mm2", "memory_gib",
-        "memory_bandwidth_gbs", "tdp_w", "interconnect_bandwidth_gbs", "data_center", "fab_country",
-        "assembly_country", "domestic_content_pct", "list_price", "currency", "spec_source",
+        "sku",
+        "name",
+        "architecture",
+        "process_node_nm",
+        "die_area_mm2",
+        "memory_gib",
+        "memory_bandwidth_gbs",
+        "tdp_w",
+        "interconnect_bandwidth_gbs",
+        "data_center",
+        "fab_country",
+        "assembly_country",
+        "domestic_content_pct",
+        "list_price",
+        "currency",
+        "spec_source",
         *PEAK_FIELDS.values(),
     }
 )
 CERTIFIED_TARGET_FIELDS = frozenset({"chip_id", "slug", "backend", "device_count", "host_cpu"})
 STACK_FIELDS = frozenset({"driver_version", "runtime_version", "torch_version", "plugin_versions"})
 OPEN_CAMPAIGN_STATES = (
-    CampaignState.QUEUED, CampaignState.RUNNING, CampaignState.EVALUATING, CampaignState.AWAITING_REVIEW
+    CampaignState.QUEUED,
+    CampaignState.RUNNING,
+    CampaignState.EVALUATING,
+    CampaignState.AWAITING_REVIEW,
 )
 # The API's names for the model's fields, in messages.
 _FIELD_NAMES = {"chip_id": "chip", **{field: f"declared_peak.{key}" for key, field in PEAK_FIELDS.items()}}
 
 
-def certificates_live_of(*, chip: Chip | None = None, target: HardwareTarget | None = None) -> list[Certificate]:
+def certificates_live_of(
+    *, chip: Chip | None = None, target: HardwareTarget | None = None
+) -> list[Certificate]:
     """Certificates that still certify the chip (any of its targets) or the target: active or
     suspended, and within their validity."""
     certificates = Certificate.objects.filter(status__in=LIVE_STATUSES, valid_until__gt=timezone.now())
     certificates = certificates.filter(chip=chip) if chip is not None else certificates.filter(target=target)
-    return list(certificates.select_for_update(of=("self",)).select_related("program", "vendor", "target").order_by("serial"))
+    return list(
+        certificates.select_for_update(of=("self",))
+        .select_related("program", "vendor", "target")
+        .order_by("serial")
+    )
 
 
 def _names(fields) -> str:
@@ -96,7 +118,8 @@ def certified_subject_edit(*, obj: Chip | HardwareTarget, changes: dict[str, tup
         )
     now = timezone.now()
     reason = "the target's software stack changed: " + "; ".join(
-        f"{_FIELD_NAMES.get(field, field)} {changes[field][0]!r} -> {changes[field][1]!r}" for field in sorted(stack)
+        f"{_FIELD_NAMES.get(field, field)} {changes[field][0]!r} -> {changes[field][1]!r}"
+        for field in sorted(stack)
     )
     for certificate in live:
         audit_record(

@@ -193,7 +193,8 @@ def compare(request: HttpRequest) -> HttpResponse:
             }
         )
     peak_rows = [
-        (key, [(c["chip"].get("declared_peak_tflops") or {}).get(key) for c in columns]) for key in PEAK_FIELDS
+        (key, [(c["chip"].get("declared_peak_tflops") or {}).get(key) for c in columns])
+        for key in PEAK_FIELDS
     ]
     dtypes = sorted({d for c in columns for d in c["best"]})
     best_rows = [(dtype, [c["best"].get(dtype) for c in columns]) for dtype in dtypes]
