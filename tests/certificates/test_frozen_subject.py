@@ -102,7 +102,7 @@ def test_a_stack_change_is_accepted_and_re_tests_the_certificate_at_once(cast, p
     assert event.payload["changes"]["torch_version"] == ["2.4.0", "2.9.0"]
     assert AuditEvent.objects.filter(action="surveillance.submitted").exists()
     detail = client_for(None).get(f"/api/v1/certificates/{certificate.serial}/").json()
-    assert detail["status"] == "active"
+    assert detail["status"] == "active" and detail["retest_since"] is not None
     target = detail["certificate"]["subject"]["target"]
     assert (target["driver_version"], target["torch_version"]) == ("550.54", "2.4.0"), "as certified"
 

@@ -80,3 +80,19 @@ def test_the_certificate_page_shows_the_signed_subject(edited, login):
     page = login(None).get(f"/certificates/{edited.serial}/").content.decode()
     assert f"{SIGNED['name']} ({SIGNED['sku']})" in page and EDITED["sku"] not in page
     assert "Authentic and active" in page
+
+
+def test_the_certificate_page_says_a_re_test_is_under_way_after_a_stack_change(
+    cast, program, login, client_for
+):
+    from tests.certificates.frozen import certify_cpu_target
+
+    certificate = certify_cpu_target(cast=cast, program=program)
+    assert "Re-test" not in login(None).get(f"/certificates/{certificate.serial}/").content.decode()
+    response = client_for(cast.owner).patch(
+        f"/api/v1/targets/{certificate.target_id}/", {"driver_version": "999.1"}, format="json"
+    )
+    assert response.status_code == 200
+    page = login(None).get(f"/certificates/{certificate.serial}/").content.decode()
+    assert "<dt>Re-test</dt><dd>under way since" in page
+    assert "999.1" not in page  # the page states what was certified only

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -52,12 +53,25 @@ class CertificateDetailSerializer(CertificateListSerializer):
     """The list fields plus the signed payload (parsed) and its signature."""
 
     certificate = serializers.SerializerMethodField()
+    retest_since = serializers.SerializerMethodField()
 
     class Meta(CertificateListSerializer.Meta):
-        fields = [*CertificateListSerializer.Meta.fields, "payload_sha256", "signature", "certificate"]
+        fields = [
+            *CertificateListSerializer.Meta.fields,
+            "retest_since",
+            "payload_sha256",
+            "signature",
+            "certificate",
+        ]
 
     def get_certificate(self, obj: Certificate) -> dict:
         return json.loads(obj.payload_json)
+
+    def get_retest_since(self, obj: Certificate) -> datetime | None:
+        """When the re-test under way (if any) was submitted; the certificate stays as signed meanwhile."""
+        if not hasattr(obj, "retest_since"):  # a certificate just changed by a status action
+            obj = selectors.certificates_with_retest().get(pk=obj.pk)
+        return obj.retest_since
 
 
 class CertificateCheckSerializer(serializers.Serializer):
