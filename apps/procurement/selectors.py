@@ -141,6 +141,7 @@ def certified_candidates(
             domestic_content_pct=subject.get("domestic_content_pct", row["chip__domestic_content_pct"]),
             list_price=_price(subject.get("list_price", row["chip__list_price"])),
             currency=subject.get("currency", row["chip__currency"]),
+            declarations_signed="fab_country" in subject,
         )
         # Declared peaks and die area as certified (the signed subject).
         candidate.classification = classify(

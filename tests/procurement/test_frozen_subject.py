@@ -127,3 +127,39 @@ def test_a_tender_requiring_cpu_takes_it_and_its_snapshot_keeps_the_signed_value
     assert (row["target"], row["backend"]) == (SIGNED["slug"], SIGNED["backend"])
     assert row["classification"]["tpp"] == SIGNED_TPP
     assert row["figures"]["gemm"]["bfloat16"]["declared"] == SIGNED["bf16"]
+
+
+def test_declared_cells_name_the_certificate_that_froze_them(cast, client_for, edited):
+    evaluation = _evaluate(
+        client_for(cast.buyer),
+        [
+            {"kind": "backend", "params": {"backends": ["cpu"]}},
+            {"kind": "origin_country", "params": {"field": "fab", "countries": ["TW"]}},
+        ],
+    )
+    row = next(r for r in evaluation["snapshot"]["rows"] if r["serial"] == edited.serial)
+    assert row["cells"][1]["ok"] is True
+    assert (
+        row["cells"][1]["source"]
+        == f"vendor declaration, not measured, as signed in certificate {edited.serial}"
+    )
+
+
+def test_a_certificate_signed_before_its_declarations_were_says_they_come_from_the_registry(certified):
+    import json
+
+    from apps.certificates.models import Certificate
+    from apps.procurement.eligibility import cell_evaluate
+    from apps.procurement.selectors import certified_candidates
+
+    certificate = certified(fab_country="KR")
+    payload = json.loads(certificate.payload_json)
+    payload["subject"]["chip"] = {k: payload["subject"]["chip"][k] for k in ("sku", "name", "memory_gib")}
+    Certificate.objects.filter(pk=certificate.pk).update(payload_json=json.dumps(payload))
+    (candidate,) = certified_candidates()
+    cell = cell_evaluate(
+        kind="origin_country", params={"field": "fab", "countries": ["KR"]}, candidate=candidate
+    )
+    assert (
+        cell["ok"] is True and "from the registry" in cell["source"] and certificate.serial in cell["source"]
+    )
