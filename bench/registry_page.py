@@ -132,6 +132,11 @@ def populate(count: int) -> None:
                     payload_json=payload,
                     payload_sha256=hashlib.sha256(f"{i}".encode()).hexdigest(),
                     signature="bench",
+                    # What a real issue copies from the signed subject (the payload here is padding).
+                    subject_chip_sku=targets[i % len(targets)].chip.sku,
+                    subject_chip_name=targets[i % len(targets)].chip.name,
+                    subject_target_slug=campaign.target.slug,
+                    subject_backend=campaign.target.backend,
                 )
                 for i, campaign in zip(range(start, stop), campaigns, strict=True)
             ]

@@ -71,7 +71,7 @@ def populate(chips: int) -> None:  # noqa: PLR0915 - one linear script of bulk i
 
     from apps.accounts.models import Organization, OrganizationKind, Role
     from apps.accounts.services import organization_create, user_create
-    from apps.certificates.models import Certificate, SigningKey
+    from apps.certificates.models import Certificate, SigningKey, subject_columns
     from apps.registry.models import Chip, HardwareTarget, ModelArtifact, Runner
     from apps.runs.models import Campaign, CaseResult, Job, Measurement, Program, ResultDocument
     from apps.runs.services.programs import programs_load_all
@@ -261,7 +261,8 @@ def populate(chips: int) -> None:  # noqa: PLR0915 - one linear script of bulk i
                         "memory_gib": chip.memory_gib,
                         "tdp_w": chip.tdp_w,
                         "declared_peak_tflops": peaks,
-                    }
+                    },
+                    "target": {"slug": campaign.target.slug, "backend": campaign.target.backend},
                 },
                 "scope": {
                     "dtypes": list(DTYPES),
@@ -285,6 +286,7 @@ def populate(chips: int) -> None:  # noqa: PLR0915 - one linear script of bulk i
                     payload_json=text,
                     payload_sha256=hashlib.sha256(text.encode()).hexdigest(),
                     signature="x",
+                    **subject_columns(payload),
                 )
             )
         CaseResult.objects.bulk_create(cases, batch_size=5000)

@@ -40,7 +40,9 @@ def _flatten(detail) -> str:
 
 def exception_handler(exc, context):
     """DRF's handler, with Django's ValidationError mapped to 400 and one body for every error."""
-    if isinstance(exc, DjangoValidationError):
+    if isinstance(exc, DjangoValidationError) and getattr(exc, "code", None) == "conflict":
+        exc = Conflict(" ".join(exc.messages))  # valid input that the record's state forbids
+    elif isinstance(exc, DjangoValidationError):
         if hasattr(exc, "error_dict"):
             # Django names errors that belong to no field "__all__"; DRF calls them non_field_errors.
             fields = {NON_FIELD_ERRORS_KEY if key == NON_FIELD_ERRORS else key: messages

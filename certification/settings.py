@@ -210,6 +210,9 @@ LOGGING = {
 
 # Campaigns: the evaluation step is the certificates app's, called through this one function.
 CAMPAIGN_EVALUATOR = env_str("CAMPAIGN_EVALUATOR", "apps.certificates.services.campaign_evaluate")
+# Registry edits of a certified chip or target: the certificates app's rule (409 or re-test), called
+# by name because the registry must not import the certificates app.
+REGISTRY_CERTIFIED_EDIT = "apps.certificates.services.subjects.certified_subject_edit"
 RUNNER_STALE_AFTER_S = env_int("RUNNER_STALE_AFTER_S", 180, minimum=10)
 JOB_SILENCE_S = env_int("JOB_SILENCE_S", 900, minimum=30)
 # The embedded default runs this machine's own runner in process; its private key stays in var/.

@@ -1,4 +1,8 @@
-"""The certificate FilterSet, shared by the public API and the portal's certificate list."""
+"""The certificate FilterSet, shared by the public API and the portal's certificate list.
+
+Chip, target and backend filter on what was signed (the certificate's subject_* columns), never on
+the live registry rows, which a vendor may have edited since.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +17,13 @@ class CertificateFilter(filters.FilterSet):
     """Without a `status` parameter only active certificates are listed; `status=all` lists every one."""
 
     vendor = filters.CharFilter(field_name="vendor__slug")
-    backend = filters.CharFilter(field_name="target__backend")
-    target = filters.CharFilter(field_name="target__slug")
+    backend = filters.CharFilter(field_name="subject_backend")
+    target = filters.CharFilter(field_name="subject_target_slug")
     program = filters.CharFilter(field_name="program__code", lookup_expr="iexact")
     version = filters.CharFilter(field_name="program__version")
     level = filters.CharFilter()
     status = filters.ChoiceFilter(choices=[*CertificateStatus.choices, ("all", "All")], method="by_status")
-    chip = filters.CharFilter(field_name="chip__sku", lookup_expr="iexact", label="Chip SKU")
+    chip = filters.CharFilter(field_name="subject_chip_sku", lookup_expr="iexact", label="Chip SKU")
     q = filters.CharFilter(method="search", label="Search chip SKU or name, or serial")
 
     class Meta:
@@ -41,5 +45,7 @@ class CertificateFilter(filters.FilterSet):
 
     def search(self, queryset, name, value):
         return queryset.filter(
-            Q(chip__sku__icontains=value) | Q(chip__name__icontains=value) | Q(serial__iexact=value)
+            Q(subject_chip_sku__icontains=value)
+            | Q(subject_chip_name__icontains=value)
+            | Q(serial__iexact=value)
         )

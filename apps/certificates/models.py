@@ -127,8 +127,28 @@ class CertificateStatus(models.TextChoices):
     SUPERSEDED = "superseded", "Superseded by a re-certification"
 
 
+def subject_columns(payload: dict) -> dict[str, str]:
+    """The signed subject's chip and target names as Certificate columns (filters, sorting, lists).
+
+    Written once, at issue, from the payload being signed (and by a data migration for older rows);
+    never from the live registry rows, which a vendor may edit later.
+    """
+    subject = payload.get("subject") or {}
+    chip, target = subject.get("chip") or {}, subject.get("target") or {}
+    return {
+        "subject_chip_sku": str(chip.get("sku") or ""),
+        "subject_chip_name": str(chip.get("name") or ""),
+        "subject_target_slug": str(target.get("slug") or ""),
+        "subject_backend": str(target.get("backend") or ""),
+    }
+
+
 class Certificate(models.Model):
-    """A signed certificate. `payload_json` is the canonical JSON text exactly as signed."""
+    """A signed certificate. `payload_json` is the canonical JSON text exactly as signed.
+
+    `chip` and `target` link to the registry rows for navigation and permissions only: every public
+    and buyer view reads what was certified from the signed payload or its `subject_*` copies.
+    """
 
     serial = models.CharField(max_length=32, unique=True)
     campaign = models.OneToOneField(Campaign, on_delete=models.PROTECT, related_name="certificate")
@@ -151,10 +171,20 @@ class Certificate(models.Model):
     payload_json = models.TextField()
     payload_sha256 = models.CharField(max_length=64)
     signature = models.TextField(help_text="Ed25519 signature of payload_json (UTF-8), base64")
+    # Copies of the signed subject (see subject_columns), never updated after issue.
+    subject_chip_sku = models.CharField(max_length=64, blank=True, help_text="Chip SKU as signed")
+    subject_chip_name = models.CharField(max_length=200, blank=True, help_text="Chip name as signed")
+    subject_target_slug = models.CharField(max_length=64, blank=True, help_text="Target slug as signed")
+    subject_backend = models.CharField(max_length=32, blank=True, help_text="Backend as signed")
 
     class Meta:
         ordering = ["-issued_at"]
-        indexes = [models.Index(fields=["target", "program", "status"])]
+        indexes = [
+            models.Index(fields=["target", "program", "status"]),
+            # The registry sorts by the certified SKU and filters by the certified backend.
+            models.Index(fields=["subject_chip_sku"], name="certificate_subject_sku"),
+            models.Index(fields=["subject_backend"], name="certificate_subject_backend"),
+        ]
 
     def __str__(self) -> str:
         return self.serial

@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 
 from apps.accounts.models import Membership
-from apps.certificates.models import Certificate, CriterionResult, Review, SigningKey
+from apps.certificates.models import Certificate, CriterionResult, Review, SigningKey, SurveillanceRun
 from apps.runs.models import Campaign, CampaignState
 
 
 def certificates_public() -> QuerySet[Certificate]:
-    """Every certificate, with what its list and detail need in one query."""
-    return Certificate.objects.select_related(
-        "program", "vendor", "chip", "target", "signing_key", "superseded_by"
+    """Every certificate, with what its list and detail need in one query. What was certified comes
+    from the certificate itself (payload, subject_* columns), so the live chip and target rows are
+    not joined."""
+    return Certificate.objects.select_related("program", "vendor", "signing_key", "superseded_by")
+
+
+def certificates_with_retest() -> QuerySet[Certificate]:
+    """certificates_public() with `retest_since`: when the re-test under way (a surveillance campaign
+    not concluded yet: scheduled, or submitted at once when the target's software stack changed)
+    was submitted, or None; in the same query."""
+    open_runs = SurveillanceRun.objects.filter(certificate=OuterRef("pk"), concluded_at__isnull=True)
+    return certificates_public().annotate(
+        retest_since=Subquery(open_runs.order_by("-created_at").values("created_at")[:1])
     )
 
 
 def certificate_by_serial(*, serial: str) -> Certificate | None:
-    return certificates_public().filter(serial=serial).first()
+    return certificates_with_retest().filter(serial=serial).first()
 
 
 def signing_keys_public() -> list[SigningKey]:

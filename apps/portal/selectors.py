@@ -23,7 +23,7 @@ REGISTRY_ORDERING = {
     "serial": "serial",
     "issued_at": "issued_at",
     "valid_until": "valid_until",
-    "chip": "chip__sku",
+    "chip": "subject_chip_sku",  # the SKU as certified
     "vendor": "vendor__name",
     "level": "level",
     "status": "status",
@@ -71,10 +71,10 @@ def registry_certificates() -> QuerySet[Certificate]:
         "program__title",
         "vendor__name",
         "vendor__slug",
-        "chip__sku",
-        "chip__name",
-        "target__slug",
-        "target__backend",
+        "subject_chip_sku",
+        "subject_chip_name",
+        "subject_target_slug",
+        "subject_backend",
         "signing_key__key_id",
         "superseded_by__serial",
     )
@@ -109,7 +109,8 @@ def registry_facets() -> RegistryFacets:
 
 
 def certificates_compared(*, serials: list[str]) -> list[Certificate]:
-    """The named certificates in the order given, with their chips' declared specifications."""
+    """The named certificates in the order given; the page reads each chip's declared specifications
+    from the signed subject in the payload, never from the live chip row."""
     found = {c.serial: c for c in certificates_public().filter(serial__in=serials)}
     return [found[s] for s in serials if s in found]
 

@@ -4,8 +4,9 @@ Pure functions over `Candidate` values (built by selectors.certified_candidates 
 queries), so the matrix is computed without touching the database and is easy to test.
 A candidate is one active certificate: a chip certified on one hardware target (backend, stack).
 Figures come from the signed certificate and its campaign's measurements; the few figures that
-certification does not cover (country of origin, domestic content, price, die area) are the
-vendor's registry declarations and every cell built from them says so.
+certification does not measure (country of origin, domestic content, price, die area) are the
+vendor's declarations as frozen in the certificate's signed subject, and every cell built from them
+says so. Nothing is read from the live registry rows, which the vendor may have edited since.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ TORCH_DTYPE = {
     "fp8": "float8_e4m3fn",
     "int8": "int8",
 }
-DECLARED = "vendor declaration in the registry (not certified)"
+DECLARED = "vendor declaration, not measured"
 
 
 @dataclass
@@ -61,10 +62,19 @@ class Candidate:
     # (model, dtype, metric) -> {"value", "unit", "measurement", "document"}: best throughput, best latency.
     model_figures: dict[tuple[str, str, str], dict] = field(default_factory=dict)
     classification: Classification | None = None
+    # False for certificates signed before their subject carried these declarations: then they come
+    # from the registry row, and the cells say so.
+    declarations_signed: bool = True
 
     @property
     def certified_source(self) -> str:
         return f"certificate {self.serial}"
+
+    @property
+    def declared_source(self) -> str:
+        if self.declarations_signed:
+            return f"{DECLARED}, as signed in {self.certified_source}"
+        return f"{DECLARED}, from the registry ({self.certified_source} predates signing it)"
 
 
 def _cell(ok: bool, value: str, source: str) -> dict:
@@ -120,14 +130,14 @@ def cell_evaluate(*, kind: str, params: dict, candidate: Candidate) -> dict:
         return _cell(_compare(value, params["op"], params["value"]), f"{value:g} {unit}", c.certified_source)
     if kind == Kind.DOMESTIC_CONTENT_PCT:
         value = c.domestic_content_pct
-        return _cell(_compare(value, params["op"], params["value"]), f"{value:g} %", DECLARED)
+        return _cell(_compare(value, params["op"], params["value"]), f"{value:g} %", c.declared_source)
     if kind == Kind.ORIGIN_COUNTRY:
         allowed = set(params["countries"])
         fab, assembly = c.fab_country in allowed, c.assembly_country in allowed
         ok = {"fab": fab, "assembly": assembly, "both": fab and assembly, "either": fab or assembly}[
             params["field"]
         ]
-        return _cell(ok, f"fab {c.fab_country}, assembly {c.assembly_country}", DECLARED)
+        return _cell(ok, f"fab {c.fab_country}, assembly {c.assembly_country}", c.declared_source)
     if kind == Kind.EXPORT_CLASS:
         klass = c.classification
         possible = set(klass.possible) if klass.code == UNDETERMINED else {klass.code}

@@ -77,8 +77,10 @@ CANDIDATE_FIELDS = (
     "valid_until",
     "payload_json",
     "chip_id",
-    "chip__sku",
-    "chip__name",
+    "subject_chip_sku",
+    "subject_chip_name",
+    "subject_target_slug",
+    "subject_backend",
     "chip__vendor__name",
     "chip__die_area_mm2",
     "chip__data_center",
@@ -87,22 +89,25 @@ CANDIDATE_FIELDS = (
     "chip__domestic_content_pct",
     "chip__list_price",
     "chip__currency",
-    "target__slug",
-    "target__backend",
 )
 
 
 def certified_candidates(
     *, certificates: QuerySet[Certificate] | None = None, rule: Rule | None = None
 ) -> list[Candidate]:
-    """Every active certificate as a Candidate, in three queries: certificates, programs, measurements."""
+    """Every active certificate as a Candidate, in three queries: certificates, programs, measurements.
+
+    What was certified (chip, target, backend, declarations) is read from the signed subject (the
+    payload and its subject_* columns), never from the live registry rows a vendor may have edited.
+    """
     certificates = active_certificates() if certificates is None else certificates
-    rows = list(certificates.order_by("chip__sku", "serial").values(*CANDIDATE_FIELDS))
+    rows = list(certificates.order_by("subject_chip_sku", "serial").values(*CANDIDATE_FIELDS))
     programs = {p.pk: p for p in Program.objects.filter(pk__in={row["program_id"] for row in rows})}
     rule = rule or rule_current()
     candidates: dict[int, Candidate] = {}
     for row in rows:
         payload = json.loads(row["payload_json"])
+        vendor = payload.get("subject", {}).get("vendor", {})
         subject = payload.get("subject", {}).get("chip", {})
         scope = payload.get("scope", {})
         program = programs[row["program_id"]]
@@ -118,11 +123,11 @@ def certified_candidates(
             },
             valid_until=row["valid_until"].isoformat(),
             chip_id=row["chip_id"],
-            sku=row["chip__sku"],
-            name=row["chip__name"],
-            vendor=row["chip__vendor__name"],
-            target=row["target__slug"],
-            backend=row["target__backend"],
+            sku=row["subject_chip_sku"],
+            name=row["subject_chip_name"],
+            vendor=vendor.get("name") or row["chip__vendor__name"],
+            target=row["subject_target_slug"],
+            backend=row["subject_backend"],
             memory_gib=subject.get("memory_gib"),
             tdp_w=subject.get("tdp_w"),
             declared_peaks=peaks,
@@ -136,6 +141,7 @@ def certified_candidates(
             domestic_content_pct=subject.get("domestic_content_pct", row["chip__domestic_content_pct"]),
             list_price=_price(subject.get("list_price", row["chip__list_price"])),
             currency=subject.get("currency", row["chip__currency"]),
+            declarations_signed="fab_country" in subject,
         )
         # Declared peaks and die area as certified (the signed subject).
         candidate.classification = classify(
@@ -220,8 +226,9 @@ def classifiable_chips(membership: Membership | None) -> QuerySet[Chip]:
 def chip_classifications(*, chips: Iterable[Chip], rule: Rule | None = None) -> list[dict]:
     """Each chip's class with its explanation, beside the certified measured/declared ratios.
 
-    For a chip with an active certificate the peaks are those of its certificate (as signed); for any
-    other chip they are the registry's declared figures and the entry says `certified: false`.
+    For a chip with an active certificate every figure (SKU, name, peaks, die area, data-centre flag)
+    is its certificate's, as signed; for any other chip they are the registry's declared figures and
+    the entry says `certified: false`.
     """
     chips = list(chips)
     rule = rule or rule_current()
@@ -232,8 +239,14 @@ def chip_classifications(*, chips: Iterable[Chip], rule: Rule | None = None) -> 
     entries = []
     for chip in chips:
         certified = by_chip.get(chip.pk, [])
-        peaks = certified[0].declared_peaks if certified else chip.declared_peaks()
-        klass = classify(peaks=peaks, die_area_mm2=chip.die_area_mm2, data_center=chip.data_center, rule=rule)
+        if certified:  # live certificates of one chip agree: its certified fields cannot change meanwhile
+            signed = certified[0]
+            sku, name, peaks = signed.sku, signed.name, signed.declared_peaks
+            die_area_mm2, data_center, klass = signed.die_area_mm2, signed.data_center, signed.classification
+        else:
+            sku, name, peaks = chip.sku, chip.name, chip.declared_peaks()
+            die_area_mm2, data_center = chip.die_area_mm2, chip.data_center
+            klass = classify(peaks=peaks, die_area_mm2=die_area_mm2, data_center=data_center, rule=rule)
         ratios: dict[str, dict] = {}
         for candidate in certified:
             for dtype, figure in candidate.gemm.items():
@@ -249,6 +262,10 @@ def chip_classifications(*, chips: Iterable[Chip], rule: Rule | None = None) -> 
         entries.append(
             {
                 "chip": chip,
+                "sku": sku,
+                "name": name,
+                "die_area_mm2": die_area_mm2,
+                "data_center": data_center,
                 "certified": bool(certified),
                 "serials": [c.serial for c in certified],
                 "declared_peaks": peaks,

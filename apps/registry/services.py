@@ -8,9 +8,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, models, transaction
+from django.utils.module_loading import import_string
 
 from apps.accounts.models import Organization, OrganizationKind
 from apps.audit.services import audit_record
@@ -87,14 +89,23 @@ def chip_create(
     return chip
 
 
+def _certified_edit(instance: Chip | HardwareTarget, before: dict[str, Any]) -> None:
+    """A certified chip or target: the certificates app refuses (409) or schedules a re-test."""
+    changes = {k: (v, getattr(instance, k)) for k, v in before.items() if getattr(instance, k) != v}
+    if changes:
+        import_string(settings.REGISTRY_CERTIFIED_EDIT)(obj=instance, changes=changes)
+
+
 @transaction.atomic
 def chip_update(*, chip: Chip, declared_peak: dict | None = None, actor=None, **fields: Any) -> Chip:
+    before = {k: getattr(chip, k) for k in CHIP_FIELDS | set(PEAK_FIELDS.values())}
     for key, value in fields.items():
         if key in CHIP_FIELDS:
             setattr(chip, key, value)
     _apply_declared_peak(chip, declared_peak)
     _check_chip(chip)
     _save(chip, unique_message={"sku": "Your organization already has a chip with this SKU."})
+    _certified_edit(chip, before)
     audit_record(action="chip.updated", obj=chip, actor=actor, payload={
         "fields": _audited(fields, CHIP_FIELDS), "declared_peak": declared_peak})
     return chip
@@ -141,11 +152,13 @@ def target_create(*, chip: Chip, actor=None, **fields: Any) -> HardwareTarget:
 
 @transaction.atomic
 def target_update(*, target: HardwareTarget, actor=None, **fields: Any) -> HardwareTarget:
+    before = {k: getattr(target, k) for k in TARGET_FIELDS | {"chip_id"}}
     for key, value in fields.items():
         if key in TARGET_FIELDS | {"chip"}:
             setattr(target, key, value)
     _check_target(target)
     _save(target, unique_message=TARGET_SLUG_TAKEN)
+    _certified_edit(target, before)
     audit_record(action="target.updated", obj=target, actor=actor, payload={
         "fields": _audited(fields, TARGET_FIELDS | {"chip"})})
     return target

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from apps.certificates.models import Certificate, CertificateStatus, SigningKey
+from apps.certificates.models import Certificate, CertificateStatus, SigningKey, subject_columns
 from apps.registry.models import ModelArtifact
 from apps.runs.models import (
     Campaign,
@@ -194,4 +194,5 @@ def certify(
         payload_json=text,
         payload_sha256=hashlib.sha256(text.encode()).hexdigest(),
         signature="c2ln",
+        **subject_columns(payload),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -13,16 +14,16 @@ from apps.runs.models import Campaign
 
 
 class CertificateListSerializer(serializers.ModelSerializer):
-    """A certificate as listed publicly: who, what, which level, and its status."""
+    """A certificate as listed publicly: who, what (as signed), which level, and its status."""
 
     program = serializers.CharField(source="program.code")
     version = serializers.CharField(source="program.version")
     vendor = serializers.CharField(source="vendor.name")
     vendor_slug = serializers.CharField(source="vendor.slug")
-    chip_sku = serializers.CharField(source="chip.sku")
-    chip_name = serializers.CharField(source="chip.name")
-    target = serializers.CharField(source="target.slug")
-    backend = serializers.CharField(source="target.backend")
+    chip_sku = serializers.CharField(source="subject_chip_sku")
+    chip_name = serializers.CharField(source="subject_chip_name")
+    target = serializers.CharField(source="subject_target_slug")
+    backend = serializers.CharField(source="subject_backend")
     key_id = serializers.CharField(source="signing_key.key_id")
     superseded_by = serializers.CharField(source="superseded_by.serial", default=None)
 
@@ -52,12 +53,25 @@ class CertificateDetailSerializer(CertificateListSerializer):
     """The list fields plus the signed payload (parsed) and its signature."""
 
     certificate = serializers.SerializerMethodField()
+    retest_since = serializers.SerializerMethodField()
 
     class Meta(CertificateListSerializer.Meta):
-        fields = [*CertificateListSerializer.Meta.fields, "payload_sha256", "signature", "certificate"]
+        fields = [
+            *CertificateListSerializer.Meta.fields,
+            "retest_since",
+            "payload_sha256",
+            "signature",
+            "certificate",
+        ]
 
     def get_certificate(self, obj: Certificate) -> dict:
         return json.loads(obj.payload_json)
+
+    def get_retest_since(self, obj: Certificate) -> datetime | None:
+        """When the re-test under way (if any) was submitted; the certificate stays as signed meanwhile."""
+        if not hasattr(obj, "retest_since"):  # a certificate just changed by a status action
+            obj = selectors.certificates_with_retest().get(pk=obj.pk)
+        return obj.retest_since
 
 
 class CertificateCheckSerializer(serializers.Serializer):

@@ -48,7 +48,9 @@ class CertificateViewSet(viewsets.ReadOnlyModelViewSet):
         return [AllowAny()]
 
     def get_queryset(self):
-        return selectors.certificates_public()
+        if self.action == "list":
+            return selectors.certificates_public()
+        return selectors.certificates_with_retest()
 
     def filter_queryset(self, queryset):
         # The filters (active by default) shape the list; a serial names any certificate, revoked included.

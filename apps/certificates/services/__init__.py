@@ -3,7 +3,9 @@
 evaluation (campaign_evaluate), reviews (review_approve, review_reject, criterion_waive),
 certificates (certificate_issue, certificate_suspend, certificate_reinstate, certificate_revoke,
 certificates_expire, certificate_check, certificate_document), keys (signing_key_rotate,
-signing_key_active), surveillance (surveillance_schedule, surveillance_sweep).
+signing_key_active), surveillance (surveillance_schedule, surveillance_sweep), subjects
+(certified_subject_edit: REGISTRY_CERTIFIED_EDIT points at it, the rule for editing certified chips
+and targets).
 """
 
 from apps.certificates.services.certificates import (

@@ -23,6 +23,7 @@ from apps.certificates.models import (
     SerialCounter,
     SigningKeyStatus,
     SurveillanceRun,
+    subject_columns,
 )
 from apps.certificates.payload import certificate_payload_build
 from apps.certificates.services.authority import reviewer_check
@@ -121,6 +122,7 @@ def certificate_issue(*, campaign: Campaign, actor=None) -> Certificate:
         payload_sha256=hashlib.sha256(text.encode()).hexdigest(),
         signature=signature,
         status_changed_at=issued_at,
+        **subject_columns(payload),  # what was signed, for filters and lists; never updated
     )
     campaign.state, campaign.state_reason = CampaignState.APPROVED, f"Certified: {serial}."
     campaign.save(update_fields=["state", "state_reason", "updated_at"])

@@ -180,16 +180,21 @@ def compare(request: HttpRequest) -> HttpResponse:
     columns = []
     for certificate in certificates:
         payload = json.loads(certificate.payload_json)
+        subject = payload.get("subject", {})
         columns.append(
             {
                 "certificate": certificate,
+                # What was certified, as signed; the live chip and target rows may have changed since.
+                "chip": subject.get("chip", {}),
+                "target": subject.get("target", {}),
                 "best": payload.get("headline", {}).get("best_gemm_tflops", {}),
                 "accuracy": payload.get("headline", {}).get("model_accuracy", []),
                 "notes": payload.get("notes", []),
             }
         )
     peak_rows = [
-        (key, [getattr(c["certificate"].chip, field) for c in columns]) for key, field in PEAK_FIELDS.items()
+        (key, [(c["chip"].get("declared_peak_tflops") or {}).get(key) for c in columns])
+        for key in PEAK_FIELDS
     ]
     dtypes = sorted({d for c in columns for d in c["best"]})
     best_rows = [(dtype, [c["best"].get(dtype) for c in columns]) for dtype in dtypes]

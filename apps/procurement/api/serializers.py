@@ -85,25 +85,27 @@ class EvaluationSerializer(EvaluationListSerializer):
 
 
 class ClassificationSerializer(serializers.Serializer):
-    """One chip's export-control classification; `certified` says where its declared peaks come from."""
+    """One chip's export-control classification; `certified` says where its figures come from (the
+    signed subject of its active certificate, or the vendor's registry declarations)."""
 
     chip_id = serializers.IntegerField(source="chip.pk")
     vendor = serializers.CharField(source="chip.vendor.name")
-    sku = serializers.CharField(source="chip.sku")
-    name = serializers.CharField(source="chip.name")
+    sku = serializers.CharField()
+    name = serializers.CharField()
     certified = serializers.BooleanField()
     certificates = serializers.ListField(source="serials", child=serializers.CharField())
     figures_basis = serializers.SerializerMethodField()
     declared_peaks = serializers.DictField(child=serializers.FloatField())
-    die_area_mm2 = serializers.FloatField(source="chip.die_area_mm2", allow_null=True)
-    data_center = serializers.BooleanField(source="chip.data_center")
+    die_area_mm2 = serializers.FloatField(allow_null=True)
+    data_center = serializers.BooleanField()
     classification = serializers.SerializerMethodField()
     measured_to_declared = serializers.DictField()
 
     def get_figures_basis(self, entry) -> str:
         if entry["certified"]:
             return (
-                "declared peaks as signed in the active certificate; measured ratios from its certified runs"
+                "SKU, declared peaks, die area and data-centre flag as signed in the active certificate; "
+                "measured ratios from its certified runs"
             )
         return "vendor's declared claims (datasheet), not certified"
 

@@ -128,7 +128,7 @@ class CertifiedRegistryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     permission_classes = [IsAuthenticated, IsMember]
     serializer_class = RegistryEntrySerializer
     filterset_class = CertificateFilter
-    ordering = ["chip__sku", "serial"]
+    ordering = ["subject_chip_sku", "serial"]
     lookup_field = "serial"
     lookup_value_regex = r"[A-Za-z0-9][A-Za-z0-9\-]*"
 
