@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from apps.accounts.models import Organization, OrganizationKind
 from apps.registry.models import PEAK_FIELDS, Chip, HardwareTarget, ModelArtifact, Runner
 from apps.registry.weights import NotSafetensors, inspect_safetensors, sha256_of
+from certification.json_limits import JSONLimitExceeded, check_json_value
 
 CHIP_FIELDS = frozenset(
     {
@@ -118,6 +119,10 @@ def target_update(*, target: HardwareTarget, **fields: Any) -> HardwareTarget:
 def _check_config(config: Any) -> None:
     if not isinstance(config, dict):
         raise ValidationError({"config": "The config is a JSON object."})
+    try:
+        check_json_value(config)  # depth, and no NUL (which PostgreSQL's jsonb refuses)
+    except JSONLimitExceeded as exc:
+        raise ValidationError({"config": str(exc)}) from None
     if len(json.dumps(config)) > MAX_CONFIG_BYTES:
         raise ValidationError({"config": f"The config is larger than {MAX_CONFIG_BYTES} bytes."})
 
@@ -160,17 +165,23 @@ def model_artifact_create(
     # Content-addressed: identical weights (another version, another vendor) share one file.
     path = artifact.weights.field.generate_filename(artifact, "weights.safetensors")
     stored_now = not artifact.weights.storage.exists(path)
-    with transaction.atomic():
-        if stored_now:
-            artifact.weights.save(path, weights, save=False)
-        else:
-            artifact.weights.name = path
-        try:
-            artifact.save()
-        except IntegrityError:
+    written = None
+    try:
+        with transaction.atomic():
             if stored_now:
-                artifact.weights.delete(save=False)
+                artifact.weights.save(path, weights, save=False)
+                written = artifact.weights.name
+            else:
+                artifact.weights.name = path
+            artifact.save()
+    except BaseException as exc:
+        # Whatever the database refused (a duplicate, or on PostgreSQL a NUL it cannot store), the
+        # file written for this row must not outlive it.
+        if written is not None:
+            artifact.weights.storage.delete(written)
+        if isinstance(exc, IntegrityError):
             raise ValidationError({"version": "This model version is already registered."}) from None
+        raise
     return artifact
 
 
