@@ -37,7 +37,11 @@ def is_api(request: HttpRequest) -> bool:
 
 def api_error_response(status: int, message: str | None = None) -> JsonResponse:
     phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
-    body = {"status": status, "code": CODES.get(status, "error"), "message": message or MESSAGES.get(status, phrase + ".")}
+    body = {
+        "status": status,
+        "code": CODES.get(status, "error"),
+        "message": message or MESSAGES.get(status, phrase + "."),
+    }
     return JsonResponse({"error": body}, status=status)
 
 
@@ -67,6 +71,27 @@ class ApiErrorBodyMiddleware:
                     replaced[header] = response[header]
             return replaced
         return response
+
+
+class RefuseNulMiddleware:
+    """A NUL character in the path or the query string is a 400 before any view runs.
+
+    PostgreSQL stores no NUL in text, so a path segment or a parameter that reaches a query with
+    one (`DELETE /api/v1/tokens/acp_%00/`) was a DataError, a 500. No name here can contain it.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if "\x00" in request.path or any(
+            "\x00" in key or any("\x00" in value for value in values) for key, values in request.GET.lists()
+        ):
+            message = "The path and query parameters must not contain the NUL character."
+            if is_api(request):
+                return api_error_response(400, message)
+            return HttpResponse(message, status=400, content_type="text/plain; charset=utf-8")
+        return self.get_response(request)
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None, **kwargs) -> HttpResponse:

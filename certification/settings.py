@@ -231,13 +231,19 @@ CERT_ISSUER_NAME = env_str("CERT_ISSUER_NAME", "")
 
 # --- Bad input (issue 12.8): the one error body everywhere under /api/, bounded JSON and filters. ---
 # Outermost, so it also sees responses of Django's resolver 404, handler400 (413) and handler500.
-MIDDLEWARE = ["certification.errors.ApiErrorBodyMiddleware", *MIDDLEWARE]
+MIDDLEWARE = [
+    "certification.errors.ApiErrorBodyMiddleware",
+    "certification.errors.RefuseNulMiddleware",  # PostgreSQL stores no NUL: refused in paths and queries
+    *MIDDLEWARE,
+]
 # The API reads JSON only, through a parser with a size, depth and NUL limit; the model upload
 # declares its own multipart parsers (its `config` field is a BoundedJSONField).
 REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["certification.api.JSONParser"]
 # Filters generated from a view's `filterset_fields` refuse out-of-range ids and datetimes (400).
 REST_FRAMEWORK["DEFAULT_FILTER_BACKENDS"] = [
-    "certification.filters.FilterBackend" if backend == "django_filters.rest_framework.DjangoFilterBackend" else backend
+    "certification.filters.FilterBackend"
+    if backend == "django_filters.rest_framework.DjangoFilterBackend"
+    else backend
     for backend in REST_FRAMEWORK["DEFAULT_FILTER_BACKENDS"]
 ]
 # --- end bad input ---

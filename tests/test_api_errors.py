@@ -36,7 +36,8 @@ def signing_key_dir(settings, tmp_path):
 @pytest.fixture
 def endpoints(cast, signing_key_dir):
     """Every API endpoint that reads a JSON body, each with a caller allowed to reach its parser.
-    (Job rerun and tender evaluate take no body; the model upload is multipart: tests/registry/test_bad_input.py.)"""
+    (Job rerun and tender evaluate take no body; the model upload is multipart and has its own
+    tests in tests/registry/test_bad_input.py.)"""
     from apps.certificates.services import campaign_evaluate
     from apps.procurement.services import tender_create
     from tests.certificates.evidence import aia_program, campaign_with_evidence
@@ -165,6 +166,26 @@ def test_an_unknown_api_path_is_a_json_404(cast, client_for, path):
         error = assert_error_body(client.get(path), 404)
         assert error["code"] == "not_found"
         assert_error_body(client.post(path, {}, format="json"), 404)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("DELETE", "/api/v1/tokens/acp_%00/"),  # PostgreSQL refused the NUL in the lookup: a 500
+        ("GET", "/api/v1/chips/?q=a%00b"),
+        ("GET", "/api/v1/certificates/?vendor=%00"),
+        ("GET", "/api/v1/chips/?a%00=1"),
+    ],
+)
+def test_a_nul_in_the_path_or_query_is_a_json_400(cast, client_for, method, path):
+    error = assert_error_body(client_for(cast.owner).generic(method, path), 400)
+    assert "NUL" in error["message"]
+
+
+def test_a_nul_in_a_portal_path_is_a_400(cast):
+    client = Client()
+    client.force_login(cast.owner)
+    assert client.get("/procurement/?q=%00").status_code == 400
 
 
 def test_an_unknown_page_outside_the_api_is_still_html(cast):

@@ -609,7 +609,8 @@ def nested(depth: int) -> str:
 CRAFTED_CONFIGS = {
     "1000 deep": '{"x": ' + "[" * 1000 + "]" * 1000 + "}",  # RecursionError in json.loads: was a 500
     "40 deep": nested(40),
-    "NUL in a value": '{"hidden_size": 8, "name": "bert\\u0000"}',  # jsonb refuses it: was a 500 on PostgreSQL
+    # PostgreSQL's jsonb refuses a NUL: a 500, and the weights file stayed behind.
+    "NUL in a value": '{"hidden_size": 8, "name": "bert\\u0000"}',
     "NUL in a key": '{"hidden\\u0000size": 8}',
     "5000-digit integer": '{"hidden_size": ' + "9" * 5000 + "}",
     "NaN": '{"hidden_size": NaN}',
@@ -644,7 +645,9 @@ CRAFTED_HEADERS = {
     "5000-digit integer": raw_header(
         '{"a": {"dtype": "F32", "shape": [' + "9" * 5000 + '], "data_offsets": [0, 8]}}'
     ),
-    "30-digit offset": raw_header('{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, ' + "9" * 30 + "]}}"),
+    "30-digit offset": raw_header(
+        '{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, ' + "9" * 30 + "]}}"
+    ),
     "NaN shape": raw_header('{"a": {"dtype": "F32", "shape": [NaN], "data_offsets": [0, 8]}}'),
 }
 
@@ -680,8 +683,10 @@ def test_a_refused_save_leaves_no_weights_file_behind(cast, media_root):
         from django.db import IntegrityError, transaction
 
         with transaction.atomic():
-            connection.cursor().execute("CREATE TRIGGER refuse_models BEFORE INSERT ON registry_modelartifact "
-                                        "BEGIN SELECT RAISE(ABORT, 'refused'); END;")
+            connection.cursor().execute(
+                "CREATE TRIGGER refuse_models BEFORE INSERT ON registry_modelartifact "
+                "BEGIN SELECT RAISE(ABORT, 'refused'); END;"
+            )
             with pytest.raises((IntegrityError, ValidationError)):
                 model_artifact_create(**fields, license="MIT")
             transaction.set_rollback(True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from certification.api import BoundedJSONField
 from apps.registry.models import MAX_PEAK_TFLOPS, PEAK_FIELDS, Chip, HardwareTarget, ModelArtifact, Runner
+from certification.api import BoundedJSONField
 
 
 class StrictFieldsMixin:
