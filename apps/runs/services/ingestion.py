@@ -39,7 +39,7 @@ from runners.signing import verify_signature
 
 logger = logging.getLogger(__name__)
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
-DOCUMENT_MAX_DEPTH = 64  # result documents nest about 6 levels
+DOCUMENT_MAX_DEPTH = 64  # a conformance document nests 5 levels
 ENVELOPE_KEYS = {"envelope_version", "runner", "key_id", "document_json", "document_sha256", "signature"}
 
 
