@@ -234,3 +234,23 @@ def test_a_server_error_under_the_api_is_a_json_500(cast, client_for, broken_vie
     error = assert_error_body(client.get("/api/v1/chips/"), 500)
     assert error["code"] == "server_error"
     assert "a bug" not in json.dumps(error)  # no internals leak
+
+
+@pytest.mark.parametrize(
+    ("text", "depth"),
+    [
+        ("1", 0),
+        ("[]", 1),
+        ('{"a": [1, {"b": "[[[[{{{{"}]}', 3),  # brackets inside strings do not count
+        ('["\\"[[[["]', 1),  # nor after an escaped quote
+        ("[" * 33 + "]" * 33, 33),
+        ("]" * 50 + "[" * 10, 0),  # json.loads refuses the first "]" before nesting at all
+    ],
+)
+def test_the_depth_check_counts_what_the_parser_would_nest(text, depth):
+    from certification.json_limits import JSONLimitExceeded, check_json_depth
+
+    check_json_depth(text, max_depth=depth)
+    if depth:
+        with pytest.raises(JSONLimitExceeded):
+            check_json_depth(text, max_depth=depth - 1)
