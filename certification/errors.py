@@ -36,7 +36,10 @@ def is_api(request: HttpRequest) -> bool:
 
 
 def api_error_response(status: int, message: str | None = None) -> JsonResponse:
-    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:  # a status http.HTTPStatus does not name
+        phrase = "Error"
     body = {
         "status": status,
         "code": CODES.get(status, "error"),
