@@ -6,15 +6,28 @@ Every error answers `{"error": {"status": 400, "code": "invalid", "message": "..
 
 from __future__ import annotations
 
-from django.core.exceptions import NON_FIELD_ERRORS
+import codecs
+
+from django.conf import settings
+from django.core.exceptions import NON_FIELD_ERRORS, RequestDataTooBig
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import ProtectedError
 from django.http import Http404
-from rest_framework import exceptions, status
+from rest_framework import exceptions, parsers, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from certification.json_limits import (
+    MAX_DEPTH,
+    NUL_MESSAGE,
+    JSONLimitExceeded,
+    check_json_value,
+    json_loads_bounded,
+    json_loads_within_depth,
+    nul_path,
+)
 
 NON_FIELD_ERRORS_KEY = api_settings.NON_FIELD_ERRORS_KEY
 
@@ -23,6 +36,60 @@ class Conflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = "The request conflicts with the current state of the resource."
     default_code = "conflict"
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "too_large"
+
+
+class JSONParser(parsers.JSONParser):
+    """DRF's JSON parser within limits: the body at most DATA_UPLOAD_MAX_MEMORY_SIZE bytes (413),
+    nested at most MAX_DEPTH levels, integers of bounded length, no NUL character anywhere (400).
+
+    DRF reads a JSON body straight from the request stream, so Django's own size limit (enforced
+    only by request.body and form parsing) never applied to it.
+    """
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        encoding = parsers.get_encoding(parser_context or {})
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        raw = stream.read() if limit is None else stream.read(limit + 1)
+        if limit is not None and len(raw) > limit:
+            raise PayloadTooLarge(f"JSON request bodies are limited to {limit} bytes.")
+        try:
+            data = json_loads_within_depth(codecs.decode(raw, encoding), max_depth=MAX_DEPTH)
+        except ValueError as exc:  # also UnicodeDecodeError and JSONLimitExceeded
+            raise exceptions.ParseError(f"JSON parse error - {exc}") from None
+        where = nul_path(data)
+        if where is not None:
+            # Refused before any field sees it: PostgreSQL stores no NUL in text or jsonb.
+            field = where.split(".", 1)[0] if isinstance(data, dict) else NON_FIELD_ERRORS_KEY
+            raise exceptions.ValidationError({field: [NUL_MESSAGE]})
+        return data
+
+
+class BoundedJSONField(serializers.JSONField):
+    """A JSON field held to the same limits as a JSON body, also when it arrives as text in a form
+    (DRF's own field would json.loads it unbounded: a RecursionError at about 1,000 levels)."""
+
+    def __init__(self, *args, max_depth: int = MAX_DEPTH, **kwargs):
+        self.max_depth = max_depth
+        super().__init__(*args, **kwargs)
+
+    def to_internal_value(self, data):
+        try:
+            if self.binary or getattr(data, "is_json_string", False):
+                if isinstance(data, bytes):
+                    data = data.decode("utf-8")
+                return json_loads_bounded(data, max_depth=self.max_depth)
+            check_json_value(data, max_depth=self.max_depth)
+        except JSONLimitExceeded as exc:
+            raise serializers.ValidationError(str(exc), code="invalid") from None
+        except ValueError:
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 class Pagination(PageNumberPagination):
@@ -54,6 +121,8 @@ def exception_handler(exc, context):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):  # form fields past DATA_UPLOAD_MAX_MEMORY_SIZE
+        exc = PayloadTooLarge(f"Request bodies are limited to {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.")
     elif isinstance(exc, ProtectedError):
         exc = Conflict("Other records depend on this object; it cannot be deleted.")
 

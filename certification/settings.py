@@ -313,3 +313,22 @@ PASSWORD_RESET_ENABLED = bool(EMAIL_HOST)
 
 # Open campaigns (queued, running, evaluating or awaiting review) a vendor may have on one target.
 MAX_OPEN_CAMPAIGNS_PER_TARGET = env_int("MAX_OPEN_CAMPAIGNS_PER_TARGET", 3, minimum=1)
+
+# --- Bad input (issue 12.8): the one error body everywhere under /api/, bounded JSON and filters. ---
+# Outermost, so it also sees responses of Django's resolver 404, handler400 (413) and handler500.
+MIDDLEWARE = [
+    "certification.errors.ApiErrorBodyMiddleware",
+    "certification.errors.RefuseNulMiddleware",  # PostgreSQL stores no NUL: refused in paths and queries
+    *MIDDLEWARE,
+]
+# The API reads JSON only, through a parser with a size, depth and NUL limit; the model upload
+# declares its own multipart parsers (its `config` field is a BoundedJSONField).
+REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["certification.api.JSONParser"]
+# Filters generated from a view's `filterset_fields` refuse out-of-range ids and datetimes (400).
+REST_FRAMEWORK["DEFAULT_FILTER_BACKENDS"] = [
+    "certification.filters.FilterBackend"
+    if backend == "django_filters.rest_framework.DjangoFilterBackend"
+    else backend
+    for backend in REST_FRAMEWORK["DEFAULT_FILTER_BACKENDS"]
+]
+# --- end bad input ---

@@ -38,6 +38,9 @@ urlpatterns = [
     path("", include("apps.portal.urls")),
 ]
 
+# Errors Django answers itself; under /api/, ApiErrorBodyMiddleware turns them into the error body.
+handler400 = "certification.errors.bad_request"
+
 if settings.DEBUG:
     from django.conf.urls.static import static
 

@@ -6,12 +6,13 @@ import django_filters as filters
 from django.db.models import Q
 
 from apps.procurement.models import Tender
+from certification.filters import BoundedIsoDateTimeFilter, FilterSet
 
 
-class TenderFilter(filters.FilterSet):
+class TenderFilter(FilterSet):
     q = filters.CharFilter(method="search", label="Search title or reference")
-    deadline_after = filters.IsoDateTimeFilter(field_name="deadline", lookup_expr="gte")
-    deadline_before = filters.IsoDateTimeFilter(field_name="deadline", lookup_expr="lte")
+    deadline_after = BoundedIsoDateTimeFilter(field_name="deadline", lookup_expr="gte")
+    deadline_before = BoundedIsoDateTimeFilter(field_name="deadline", lookup_expr="lte")
 
     class Meta:
         model = Tender

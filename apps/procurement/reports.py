@@ -6,9 +6,10 @@ Charts are SVG written here on the server: no script, no font or asset from the 
 
 from __future__ import annotations
 
-import csv
 import io
 from html import escape
+
+from certification.spreadsheet import csv_writer
 
 CHART_LIMIT = 15  # the best-ranked eligible chips; a chart of hundreds of bars says nothing
 
@@ -24,7 +25,7 @@ def cell_text(cell: dict) -> str:
 def evaluation_csv(*, snapshot: dict) -> str:
     """One line per candidate, one column per requirement (pass/fail, value, source), as in the matrix."""
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = csv_writer(out)  # no cell starts a formula: chip names and reasons come from vendors
     writer.writerow([f"# tender {snapshot['tender']['reference']}: {snapshot['tender']['title']}"])
     writer.writerow(
         [

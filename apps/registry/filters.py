@@ -11,9 +11,10 @@ from apps.registry.models import (
     Runner,
     RunnerStatus,
 )
+from certification.filters import FilterSet, IdFilter
 
 
-class ChipFilter(filters.FilterSet):
+class ChipFilter(FilterSet):
     q = filters.CharFilter(method="search", label="Search SKU, name or architecture")
     vendor = filters.CharFilter(field_name="vendor__slug")
     min_memory_gib = filters.NumberFilter(field_name="memory_gib", lookup_expr="gte")
@@ -29,8 +30,8 @@ class ChipFilter(filters.FilterSet):
         return queryset.filter(Q(sku__icontains=value) | Q(name__icontains=value) | Q(architecture__icontains=value))
 
 
-class HardwareTargetFilter(filters.FilterSet):
-    chip = filters.NumberFilter(field_name="chip_id")
+class HardwareTargetFilter(FilterSet):
+    chip = IdFilter(field_name="chip_id")
     vendor = filters.CharFilter(field_name="chip__vendor__slug")
 
     class Meta:
@@ -38,7 +39,7 @@ class HardwareTargetFilter(filters.FilterSet):
         fields = ["backend", "slug"]
 
 
-class ModelArtifactFilter(filters.FilterSet):
+class ModelArtifactFilter(FilterSet):
     task = filters.ChoiceFilter(choices=ModelTask.choices)
     architecture = filters.ChoiceFilter(choices=Architecture.choices)
     name = filters.CharFilter(lookup_expr="icontains")
@@ -48,7 +49,7 @@ class ModelArtifactFilter(filters.FilterSet):
         fields = ["task", "architecture", "name", "version"]
 
 
-class RunnerFilter(filters.FilterSet):
+class RunnerFilter(FilterSet):
     status = filters.ChoiceFilter(choices=RunnerStatus.choices)
     target = filters.CharFilter(field_name="targets__slug")
 

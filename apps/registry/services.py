@@ -18,6 +18,7 @@ from apps.accounts.models import Organization, OrganizationKind
 from apps.audit.services import audit_record
 from apps.registry.models import PEAK_FIELDS, Chip, HardwareTarget, ModelArtifact, Runner
 from apps.registry.weights import NotSafetensors, inspect_safetensors, sha256_of
+from certification.json_limits import JSONLimitExceeded, check_json_value
 
 CHIP_FIELDS = frozenset(
     {
@@ -175,6 +176,10 @@ def target_delete(*, target: HardwareTarget, actor=None) -> None:
 def _check_config(config: Any) -> None:
     if not isinstance(config, dict):
         raise ValidationError({"config": "The config is a JSON object."})
+    try:
+        check_json_value(config)  # depth, and no NUL (which PostgreSQL's jsonb refuses)
+    except JSONLimitExceeded as exc:
+        raise ValidationError({"config": str(exc)}) from None
     if len(json.dumps(config)) > MAX_CONFIG_BYTES:
         raise ValidationError({"config": f"The config is larger than {MAX_CONFIG_BYTES} bytes."})
 
@@ -218,20 +223,26 @@ def model_artifact_create(
     # Content-addressed: identical weights (another version, another vendor) share one file.
     path = artifact.weights.field.generate_filename(artifact, "weights.safetensors")
     stored_now = not artifact.weights.storage.exists(path)
-    with transaction.atomic():
-        if stored_now:
-            artifact.weights.save(path, weights, save=False)
-        else:
-            artifact.weights.name = path
-        try:
-            artifact.save()
-        except IntegrityError:
+    written = None
+    try:
+        with transaction.atomic():
             if stored_now:
-                artifact.weights.delete(save=False)
+                artifact.weights.save(path, weights, save=False)
+                written = artifact.weights.name
+            else:
+                artifact.weights.name = path
+            artifact.save()
+            audit_record(action="model.created", obj=artifact, actor=actor, payload={
+                "owner": owner.pk, "name": name, "version": version, "architecture": architecture,
+                "weights_sha256": artifact.weights_sha256, "weights_size": artifact.weights_size})
+    except BaseException as exc:
+        # Whatever the database refused (a duplicate, or on PostgreSQL a NUL it cannot store), the
+        # file written for this row must not outlive it.
+        if written is not None:
+            artifact.weights.storage.delete(written)
+        if isinstance(exc, IntegrityError):
             raise ValidationError({"version": "This model version is already registered."}) from None
-        audit_record(action="model.created", obj=artifact, actor=actor, payload={
-            "owner": owner.pk, "name": name, "version": version, "architecture": architecture,
-            "weights_sha256": artifact.weights_sha256, "weights_size": artifact.weights_size})
+        raise
     return artifact
 
 

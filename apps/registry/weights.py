@@ -15,6 +15,8 @@ from typing import BinaryIO
 
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
 
+from certification.json_limits import JSONLimitExceeded, check_json_depth
+
 # Bytes per element of each dtype safetensors defines.
 DTYPE_SIZES = {
     "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1,
@@ -23,6 +25,12 @@ DTYPE_SIZES = {
     "I64": 8, "U64": 8, "F64": 8,
 }
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the limit safetensors itself enforces
+# header -> tensor -> shape/offsets list: nothing valid nests deeper. Checked on the raw text first,
+# because Python's json recurses per level and dies with RecursionError (not a ValueError).
+MAX_HEADER_DEPTH = 3
+# Shapes, offsets and sizes are u64 in safetensors: 20 digits. int() of a 5,000-digit number
+# would raise ValueError past Python's 4,300-digit limit, and costs quadratic time below it.
+MAX_INT_DIGITS = 20
 
 
 class NotSafetensors(ValueError):
@@ -41,6 +49,16 @@ def _is_count(value) -> bool:
     return type(value) is int and value >= 0
 
 
+def _header_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise JSONLimitExceeded(f"an integer longer than {MAX_INT_DIGITS} digits")
+    return int(text)
+
+
+def _no_constant(name: str):
+    raise JSONLimitExceeded(f"{name} is not a JSON number")
+
+
 def inspect_safetensors(stream: BinaryIO, size: int) -> SafetensorsSummary:
     """Validate the header of a safetensors file of `size` bytes; raise NotSafetensors if it is not one."""
     stream.seek(0)
@@ -52,8 +70,12 @@ def inspect_safetensors(stream: BinaryIO, size: int) -> SafetensorsSummary:
         raise NotSafetensors("the header length is not plausible for this file (is it a pickle or a zip?)")
     raw = stream.read(header_len)
     try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        text = raw.decode("utf-8")
+        check_json_depth(text, max_depth=MAX_HEADER_DEPTH)
+        header = json.loads(text, parse_int=_header_int, parse_constant=_no_constant)
+    except JSONLimitExceeded as exc:
+        raise NotSafetensors(f"the header is not safetensors JSON: {exc}") from None
+    except ValueError:  # UnicodeDecodeError, json.JSONDecodeError
         raise NotSafetensors("the header is not JSON") from None
     if not isinstance(header, dict):
         raise NotSafetensors("the header is not a JSON object")

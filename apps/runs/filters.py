@@ -1,9 +1,10 @@
 import django_filters as filters
 
 from apps.runs.models import Campaign, CampaignState, Job, JobState, JobSuite
+from certification.filters import FilterSet, IdFilter
 
 
-class CampaignFilter(filters.FilterSet):
+class CampaignFilter(FilterSet):
     state = filters.MultipleChoiceFilter(choices=CampaignState.choices)
     target = filters.CharFilter(field_name="target__slug")
     program = filters.CharFilter(field_name="program__code")
@@ -14,10 +15,10 @@ class CampaignFilter(filters.FilterSet):
         fields = ["state", "target", "program", "level", "purpose", "vendor"]
 
 
-class JobFilter(filters.FilterSet):
+class JobFilter(FilterSet):
     state = filters.MultipleChoiceFilter(choices=JobState.choices)
     suite = filters.ChoiceFilter(choices=JobSuite.choices)
-    campaign = filters.NumberFilter(field_name="campaign_id")
+    campaign = IdFilter(field_name="campaign_id")
 
     class Meta:
         model = Job

@@ -598,3 +598,97 @@ def test_models_of_one_vendor_stay_when_another_vendor_uploads_the_same_bytes(ca
     response = upload(client_for(cast.foreign), GOOD)
     assert response.status_code == 201
     assert ModelArtifact.objects.count() == 2
+
+
+# Crafted JSON in a model's config and in a safetensors header (issue 12.8) -------------------------
+
+
+def nested(depth: int) -> str:
+    return '{"a": ' * depth + "1" + "}" * depth
+
+
+CRAFTED_CONFIGS = {
+    "1000 deep": '{"x": ' + "[" * 1000 + "]" * 1000 + "}",  # RecursionError in json.loads: was a 500
+    "40 deep": nested(40),
+    # PostgreSQL's jsonb refuses a NUL: a 500, and the weights file stayed behind.
+    "NUL in a value": '{"hidden_size": 8, "name": "bert\\u0000"}',
+    "NUL in a key": '{"hidden\\u0000size": 8}',
+    "5000-digit integer": '{"hidden_size": ' + "9" * 5000 + "}",
+    "NaN": '{"hidden_size": NaN}',
+}
+
+
+@pytest.mark.parametrize("config", CRAFTED_CONFIGS.values(), ids=CRAFTED_CONFIGS.keys())
+def test_a_crafted_config_is_refused_and_its_weights_not_stored(cast, client_for, media_root, config):
+    before = state(media_root)
+    assert_refused(upload(client_for(cast.owner), GOOD, config=config), field="config")
+    assert state(media_root) == before
+
+
+def test_a_config_nested_to_the_limit_is_accepted(cast, client_for):
+    response = upload(client_for(cast.owner), GOOD, config=nested(31))
+    assert response.status_code == 201, response.content
+
+
+def raw_header(text: str, data: bytes = b"\x00" * 8) -> bytes:
+    raw = text.encode()
+    return struct.pack("<Q", len(raw)) + raw + data
+
+
+CRAFTED_HEADERS = {
+    # Python's json recursed until RecursionError (not a ValueError): a 500.
+    "1000 deep": raw_header('{"a": ' + "[" * 1000 + "]" * 1000 + "}"),
+    "deeper than safetensors nests": raw_header(
+        '{"__metadata__": {"k": {"deeper": {"still": "v"}}}, '
+        '"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}'
+    ),
+    # int() of more than 4,300 digits raises ValueError, which is not a JSONDecodeError: a 500.
+    "5000-digit integer": raw_header(
+        '{"a": {"dtype": "F32", "shape": [' + "9" * 5000 + '], "data_offsets": [0, 8]}}'
+    ),
+    "30-digit offset": raw_header(
+        '{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, ' + "9" * 30 + "]}}"
+    ),
+    "NaN shape": raw_header('{"a": {"dtype": "F32", "shape": [NaN], "data_offsets": [0, 8]}}'),
+}
+
+
+@pytest.mark.parametrize("content", CRAFTED_HEADERS.values(), ids=CRAFTED_HEADERS.keys())
+def test_a_crafted_safetensors_header_is_refused_and_not_stored(cast, client_for, media_root, content):
+    before = state(media_root)
+    error = assert_refused(upload(client_for(cast.owner), content), field="weights")
+    assert "safetensors" in " ".join(error["fields"]["weights"])
+    assert state(media_root) == before
+
+
+def test_a_refused_save_leaves_no_weights_file_behind(cast, media_root):
+    """Whatever the database refuses after the file was written (on PostgreSQL a NUL in a text
+    column, which model validation does not catch), the new file is deleted again."""
+    from django.db import connection
+
+    from apps.registry.services import model_artifact_create
+
+    before = state(media_root)
+    weights = SimpleUploadedFile("weights.safetensors", GOOD, content_type="application/octet-stream")
+    fields = {
+        "owner": cast.vendor, "name": "minilm", "version": "1.0", "task": "text-embedding",
+        "architecture": "bert-encoder", "config": {"hidden_size": 8}, "weights": weights,
+    }
+    if connection.vendor == "postgresql":
+        with pytest.raises(Exception):  # noqa: B017, PT011 - psycopg's ValueError, whatever the driver says
+            model_artifact_create(**fields, license="MIT\x00")
+    else:  # SQLite stores NUL: provoke a refusal the database makes after the file is written
+        ModelArtifactFactory(owner=cast.vendor, name="taken", version="1.0", content=safetensors_bytes(5))
+        before = state(media_root)
+        from django.core.exceptions import ValidationError
+        from django.db import IntegrityError, transaction
+
+        with transaction.atomic():
+            connection.cursor().execute(
+                "CREATE TRIGGER refuse_models BEFORE INSERT ON registry_modelartifact "
+                "BEGIN SELECT RAISE(ABORT, 'refused'); END;"
+            )
+            with pytest.raises((IntegrityError, ValidationError)):
+                model_artifact_create(**fields, license="MIT")
+            transaction.set_rollback(True)
+    assert state(media_root) == before

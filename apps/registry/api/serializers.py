@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from apps.registry.models import MAX_PEAK_TFLOPS, PEAK_FIELDS, Chip, HardwareTarget, ModelArtifact, Runner
+from certification.api import BoundedJSONField
 
 
 class StrictFieldsMixin:
@@ -90,7 +91,7 @@ class ModelArtifactUploadSerializer(StrictFieldsMixin, serializers.Serializer):
     version = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9._+\-]*$", max_length=50)
     task = serializers.ChoiceField(choices=ModelArtifact._meta.get_field("task").choices)
     architecture = serializers.ChoiceField(choices=ModelArtifact._meta.get_field("architecture").choices)
-    config = serializers.JSONField(binary=True)
+    config = BoundedJSONField(binary=True)  # depth, NUL and long-integer limits, also in form text
     license = serializers.CharField(max_length=100)
     weights = serializers.FileField(allow_empty_file=False, use_url=False)
 

@@ -33,11 +33,13 @@ from apps.runs.models import (
 from apps.runs.services.campaigns import campaign_check_completion, job_fail
 from apps.runs.services.spot_check import spot_check_cases
 from apps.runs.specs import expected_fingerprint
+from certification.json_limits import json_loads_within_depth
 from runners.fingerprint_check import fingerprint_mismatches
 from runners.signing import verify_signature
 
 logger = logging.getLogger(__name__)
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
+DOCUMENT_MAX_DEPTH = 64  # a conformance document nests 5 levels
 ENVELOPE_KEYS = {"envelope_version", "runner", "key_id", "document_json", "document_sha256", "signature"}
 
 
@@ -78,8 +80,9 @@ def _parse(envelope: dict) -> tuple[bytes, dict]:
     if len(raw) > MAX_DOCUMENT_BYTES:
         raise Rejected("document too large", fails_job=False)
     try:
-        document = json.loads(raw)
-    except json.JSONDecodeError:
+        # Bounded: a 1,000-deep document or a 5,000-digit integer made json raise past JSONDecodeError.
+        document = json_loads_within_depth(raw.decode("utf-8"), max_depth=DOCUMENT_MAX_DEPTH)
+    except ValueError:
         raise Rejected("document is not JSON", fails_job=False) from None
     if not isinstance(document, dict):
         raise Rejected("document is not a JSON object", fails_job=False)

@@ -6,7 +6,6 @@ verify against a registered runner key is dropped (and logged), never acted on.
 
 from __future__ import annotations
 
-import json
 import logging
 
 from django.utils import timezone
@@ -14,6 +13,7 @@ from django.utils import timezone
 from apps.registry.models import Runner, RunnerStatus
 from apps.runs.models import ErrorClass, Job, JobState
 from apps.runs.services.campaigns import job_claim, job_fail, job_progress
+from certification.json_limits import json_loads_within_depth
 from runners.signing import verify_signature
 
 logger = logging.getLogger(__name__)
@@ -33,8 +33,8 @@ def _verified_payload(message: dict) -> tuple[Runner, dict]:
     if not verify_signature(runner.public_key, body, str(message.get("signature", ""))):
         raise UnverifiedMessage("bad signature")
     try:
-        payload = json.loads(body)
-    except json.JSONDecodeError:
+        payload = json_loads_within_depth(body.decode("utf-8"))  # RecursionError/ValueError otherwise
+    except ValueError:
         raise UnverifiedMessage("payload is not JSON") from None
     if not isinstance(payload, dict) or payload.get("runner") != runner.name:
         raise UnverifiedMessage("payload names another runner")
