@@ -125,17 +125,27 @@ def campaign_with_evidence(
         finished_at=now,
     )
 
+    # What submission freezes into every job spec: the chip's declared peaks at that moment.
+    declared = {"declared": {"peak_tflops": target.chip.declared_peaks()}}
+    # The runner's fingerprint on this target's host (ingestion accepted it, so it matches).
+    fingerprint = {
+        **FINGERPRINT,
+        **{key: getattr(target, key) for key in ("backend", "device_count", "driver_version", "runtime_version",
+                                                  "torch_version", "plugin_versions")},
+    }
+
     def job(suite, model=None, job_state=JobState.SUCCEEDED):
         return Job.objects.create(
             campaign=campaign,
             suite=suite,
             model=model,
             state=job_state,
+            spec=declared,
             challenge=hashlib.sha256(f"{campaign.pk}{suite}{now}".encode()).hexdigest(),
             finished_at=now,
         )
 
-    document = _document(job(JobSuite.CONFORMANCE), runner)
+    document = _document(job(JobSuite.CONFORMANCE), runner, fingerprint=fingerprint)
     cases = []
     for dtype, counts in (conformance if conformance is not None else GOOD_CONFORMANCE).items():
         for status, count in counts.items():
@@ -152,7 +162,7 @@ def campaign_with_evidence(
     CaseResult.objects.bulk_create(cases)
 
     verdicts = {name: {"verdict": verdict, "sampled": 4} for name, verdict in integrity.items()}
-    performance = _document(job(JobSuite.PERFORMANCE), runner, integrity=verdicts)
+    performance = _document(job(JobSuite.PERFORMANCE), runner, integrity=verdicts, fingerprint=fingerprint)
     peaks = target.chip.declared_peaks()
     rows = []
     for dtype, efficiency in gemm.items():
@@ -189,7 +199,7 @@ def campaign_with_evidence(
     for index, value in enumerate(accuracy):
         artifact = ModelArtifactFactory(owner=vendor)
         artifacts.append(artifact)
-        model_doc = _document(job(JobSuite.MODEL, artifact), runner)
+        model_doc = _document(job(JobSuite.MODEL, artifact), runner, fingerprint=fingerprint)
         Measurement.objects.bulk_create(
             [
                 Measurement(
