@@ -328,7 +328,8 @@ def significant_figures(*, center: float | None, ci_low: float | None = None, ci
         return 2
     if half <= 0:
         return MAX_SIGNIFICANT_FIGURES
-    return min(max(math.floor(math.log10(center / half)), 1), MAX_SIGNIFICANT_FIGURES)
+    # The epsilon keeps a ratio of exactly 10^k (0.01 on 1.0) from losing a digit to float rounding.
+    return min(max(math.floor(math.log10(center / half) + 1e-9), 1), MAX_SIGNIFICANT_FIGURES)
 
 
 def round_significant(value: float, digits: int) -> float:

@@ -83,6 +83,17 @@ def _document(
     )
 
 
+def _integrity_figures(name: str, verdict: str) -> dict:
+    """A TEST01 / TEST04 result with the raw figures the runner reports, failing when `verdict` says so."""
+    passed = verdict == "pass"
+    if name == "caching":
+        repeated = 0.010 if passed else 0.005  # a result cache makes repeated inputs twice as fast
+        return {"verdict": verdict, "fresh_median_s": 0.010, "repeated_median_s": repeated,
+                "fresh_ci_s": [0.0099, 0.0101], "repeated_ci_s": [repeated * 0.99, repeated * 1.01],
+                "speedup_ratio": 0.010 / repeated, "threshold": 0.1}
+    return {"verdict": verdict, "sampled": 4, "mismatches": 0 if passed else 1}
+
+
 def campaign_with_evidence(
     *,
     vendor,
@@ -161,7 +172,7 @@ def campaign_with_evidence(
             ]
     CaseResult.objects.bulk_create(cases)
 
-    verdicts = {name: {"verdict": verdict, "sampled": 4} for name, verdict in integrity.items()}
+    verdicts = {name: _integrity_figures(name, verdict) for name, verdict in integrity.items()}
     performance = _document(job(JobSuite.PERFORMANCE), runner, integrity=verdicts, fingerprint=fingerprint)
     peaks = target.chip.declared_peaks()
     rows = []
