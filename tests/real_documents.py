@@ -36,12 +36,20 @@ from tests.factories import ChipFactory, HardwareTargetFactory, ModelArtifactFac
 from tests.runs.world import identity_for
 
 CHALLENGE = hashlib.sha256(b"real runner documents").hexdigest()
-# Declared peak of the test chip (TFLOP/s, float32 only: the plan times float32 GEMMs).
-PEAK_FP32 = 0.1
+# Declared peak of the test chip (TFLOP/s, float32 only: the plan times float32 GEMMs), well above
+# what tiny GEMMs reach on any CPU, so only an edited document goes above it.
+PEAK_FP32 = 1.0
 # Short timing, still the certification policy (not quick): min/max time per measurement cut down.
 TIMING = {"min_time_s": 0.01, "max_time_s": 0.05, "min_samples": 5}
-BERT_CONFIG = {**asdict(BertConfig.small()), "vocab_size": 64, "hidden_size": 32, "num_hidden_layers": 1,
-               "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 32}
+BERT_CONFIG = {
+    **asdict(BertConfig.small()),
+    "vocab_size": 64,
+    "hidden_size": 32,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 32,
+}
 
 
 @dataclass(frozen=True)
@@ -64,32 +72,76 @@ def runner_documents() -> RunnerDocuments:
         save_file({k: v.contiguous() for k, v in state.items()}, str(path))
         weights = path.read_bytes()
         declared = {"peak_tflops": {"fp32": PEAK_FP32}}
-        base = {"schema_version": "1.0", "job_id": "0", "device": "cpu", "challenge": CHALLENGE,
-                "declared": declared, "limits": {"time_s": 600}}
-        specs = {
-            "conformance": {**base, "suite": "conformance", "dtypes": ["float32", "bfloat16"],
-                            "kernels": ["cumsum", "argmax", "matmul"]},
-            "performance": {**base, "suite": "performance", "options": {
-                "quick": False, "timing": TIMING,
-                "performance": {"dtypes": ["float32"], "gemm_sizes": [64, 128], "bandwidth_bytes": 1 << 20}}},
-            "model": {**base, "suite": "model", "models": [{
-                "name": spec.name, "version": "1.0", "task": ModelTask.TEXT_EMBEDDING,
-                "architecture": Architecture.BERT_ENCODER, "config": BERT_CONFIG, "weights_path": str(path),
-                "sha256": hashlib.sha256(weights).hexdigest()}],
-                "options": {"quick": False, "timing": TIMING, "model_dtypes": ["float32"]}},
+        base = {
+            "schema_version": "1.0",
+            "job_id": "0",
+            "device": "cpu",
+            "challenge": CHALLENGE,
+            "declared": declared,
+            "limits": {"time_s": 600},
         }
-        documents = {suite: run_suite(s, backend=backend, progress=lambda fraction, label: None)
-                     for suite, s in specs.items()}
+        specs = {
+            "conformance": {
+                **base,
+                "suite": "conformance",
+                "dtypes": ["float32", "bfloat16"],
+                "kernels": ["cumsum", "argmax", "matmul"],
+            },
+            "performance": {
+                **base,
+                "suite": "performance",
+                "options": {
+                    "quick": False,
+                    "timing": TIMING,
+                    "performance": {
+                        "dtypes": ["float32"],
+                        "gemm_sizes": [64, 128],
+                        "bandwidth_bytes": 1 << 20,
+                    },
+                },
+            },
+            "model": {
+                **base,
+                "suite": "model",
+                "models": [
+                    {
+                        "name": spec.name,
+                        "version": "1.0",
+                        "task": ModelTask.TEXT_EMBEDDING,
+                        "architecture": Architecture.BERT_ENCODER,
+                        "config": BERT_CONFIG,
+                        "weights_path": str(path),
+                        "sha256": hashlib.sha256(weights).hexdigest(),
+                    }
+                ],
+                "options": {"quick": False, "timing": TIMING, "model_dtypes": ["float32"]},
+            },
+        }
+        documents = {
+            suite: run_suite(s, backend=backend, progress=lambda fraction, label: None)
+            for suite, s in specs.items()
+        }
     identity, pem = identity_for("real-runner")
     return RunnerDocuments(documents, identity, pem, weights, spec.name)
 
 
 def cpu_target(*, vendor, **changes):
     """A target registered for this host's CPU stack (what the runner's fingerprint will show)."""
-    chip = ChipFactory(vendor=vendor, peak_fp32_tflops=PEAK_FP32, peak_bf16_tflops=None,
-                       peak_fp16_tflops=None, peak_int8_tops=None)
-    fields = {"backend": "cpu", "torch_version": torch.__version__, "driver_version": "", "runtime_version": "",
-              "device_count": 1, **changes}
+    chip = ChipFactory(
+        vendor=vendor,
+        peak_fp32_tflops=PEAK_FP32,
+        peak_bf16_tflops=None,
+        peak_fp16_tflops=None,
+        peak_int8_tops=None,
+    )
+    fields = {
+        "backend": "cpu",
+        "torch_version": torch.__version__,
+        "driver_version": "",
+        "runtime_version": "",
+        "device_count": 1,
+        **changes,
+    }
     return HardwareTargetFactory(chip=chip, **fields)
 
 
@@ -116,12 +168,25 @@ def campaign_from_runner(
         runner_register(name="real-runner", public_key=real.public_pem, targets=[target])
     else:
         runner.targets.add(target)
-    artifact = ModelArtifact.objects.filter(owner=vendor, name=real.model_name).first() or ModelArtifactFactory(
-        owner=vendor, name=real.model_name, architecture=Architecture.BERT_ENCODER,
-        task=ModelTask.TEXT_EMBEDDING, config=BERT_CONFIG, content=real.weights, tensor_count=0,
+    artifact = ModelArtifact.objects.filter(
+        owner=vendor, name=real.model_name
+    ).first() or ModelArtifactFactory(
+        owner=vendor,
+        name=real.model_name,
+        architecture=Architecture.BERT_ENCODER,
+        task=ModelTask.TEXT_EMBEDDING,
+        config=BERT_CONFIG,
+        content=real.weights,
+        tensor_count=0,
     )
-    campaign = campaign_submit(vendor=vendor, target=target, program=program, level=level,
-                               model_artifacts=[artifact], submitted_by=submitted_by)
+    campaign = campaign_submit(
+        vendor=vendor,
+        target=target,
+        program=program,
+        level=level,
+        model_artifacts=[artifact],
+        submitted_by=submitted_by,
+    )
     for job in campaign.jobs.order_by("id"):
         job.challenge = CHALLENGE
         job.spec = {**job.spec, "challenge": CHALLENGE}
@@ -139,14 +204,6 @@ def campaign_from_runner(
     return campaign
 
 
-def document_shape(document: dict) -> dict:
-    """The keys of a document, its sections and their first items (to compare shapes, not values)."""
-
-    def shape(value, depth=0):
-        if isinstance(value, dict) and depth < 4:
-            return {k: shape(v, depth + 1) for k, v in sorted(value.items())}
-        if isinstance(value, list) and value and depth < 4:
-            return [shape(value[0], depth + 1)]
-        return type(value).__name__
-
-    return shape(json.loads(json.dumps(document)))
+def gemm_items(document: dict) -> list[dict]:
+    """The GEMM measurements of a performance document (how many depends on the host's speed)."""
+    return [item for item in document.get("measurements", []) if item.get("kind") == "gemm"]

@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 
 from django.db.models import Count
 
-from apps.certificates.models import CriterionOutcome
-from apps.runs.models import Campaign, CaseResult, Job, JobSuite, Measurement, ResultDocument
-
 from apps.certificates import judge
 from apps.certificates.judge import AGREEMENT_METRICS, COSINE_METRICS, PEAK_KEY_OF_DTYPE  # noqa: F401 (re-exported)
+from apps.certificates.models import CriterionOutcome
+from apps.runs.models import Campaign, CaseResult, Job, JobSuite, Measurement, ResultDocument
 
 # What the fingerprint of every document of one campaign must agree on.
 FINGERPRINT_IDENTITY = (

@@ -80,7 +80,9 @@ def _float(value) -> float | None:
 def level_thresholds(*, program, level: str) -> Thresholds:
     """The bars of `level` of `program` (a Program row or its definition dict)."""
     definition = program.definition if hasattr(program, "definition") else program
-    program_approvals = getattr(program, "required_approvals", None) or definition.get("required_approvals", 1)
+    program_approvals = getattr(program, "required_approvals", None) or definition.get(
+        "required_approvals", 1
+    )
     spec = next((lvl for lvl in definition.get("levels", []) if lvl.get("code") == level), None) or {}
     approvals = spec.get("required_approvals", program_approvals)
     stated = spec.get("thresholds")
@@ -88,7 +90,9 @@ def level_thresholds(*, program, level: str) -> Thresholds:
         value = {name: (entry or {}).get("value") for name, entry in stated.items()}
         return Thresholds(
             conformance_min_pass_rate=_float(value.get("conformance_min_pass_rate")),
-            unsupported_tolerated={str(k): int(v) for k, v in (value.get("unsupported_tolerated") or {}).items()},
+            unsupported_tolerated={
+                str(k): int(v) for k, v in (value.get("unsupported_tolerated") or {}).items()
+            },
             accuracy={str(d): dict(bars) for d, bars in (value.get("accuracy") or {}).items()},
             claims_min_ratio=_float(value.get("claims_min_ratio")),
             above_peak_ratio=float(value["above_peak_ratio"]),
@@ -108,14 +112,20 @@ def level_thresholds(*, program, level: str) -> Thresholds:
         conformance_min_pass_rate=_float(conformance.get("min_pass_rate")),
         unsupported_tolerated=None,
         # The float32 criterion's bar, applied to every dtype; None: the runner's bar (AIA 1.0 agreement).
-        accuracy={"*": {"cosine_min": _float(accuracy.get("min_cosine")),
-                        **{metric: agreement for metric in AGREEMENT_METRICS}}},
+        accuracy={
+            "*": {
+                "cosine_min": _float(accuracy.get("min_cosine")),
+                **{metric: agreement for metric in AGREEMENT_METRICS},
+            }
+        },
         claims_min_ratio=_float(_criterion_params(spec, "claims").get("min_ratio")),
         above_peak_ratio=LEGACY_ABOVE_PEAK_RATIO,
         test01_max_mismatches=0,
         test01_tolerance=None,
         test04_max_speedup=LEGACY_TEST04_MAX_SPEEDUP,
-        max_unstable_fraction=_float(_criterion_params(spec, "performance_stability").get("max_unstable_fraction")),
+        max_unstable_fraction=_float(
+            _criterion_params(spec, "performance_stability").get("max_unstable_fraction")
+        ),
         spot_check_size=LEGACY_SPOT_CHECK_SIZE,
         required_approvals=int(approvals),
         legacy=True,
@@ -144,7 +154,9 @@ def required_approvals(*, program, level: str) -> int:
 # Accuracy ---------------------------------------------------------------------------------------
 
 
-def accuracy_bar(*, thresholds: Thresholds, dtype: str, metric: str, runner_threshold: float | None = None) -> float | None:
+def accuracy_bar(
+    *, thresholds: Thresholds, dtype: str, metric: str, runner_threshold: float | None = None
+) -> float | None:
     """The program's bar for `metric` in `dtype`, or None when the program states none (then it fails).
 
     Only a legacy program that never stated an agreement bar (AIA 1.0) falls back on the bar the
@@ -218,8 +230,12 @@ def output_consistency_verdict(*, item: dict, thresholds: Thresholds) -> Integri
     mismatches, sampled = _int(item.get("mismatches")), _int(item.get("sampled"))
     if mismatches is None or sampled is None:
         if thresholds.legacy and item.get("verdict") in ("pass", "fail"):
-            return IntegrityVerdict("output_consistency", item["verdict"] == "pass",
-                                    f"runner verdict {item['verdict']} (no raw counts in the document)", item)
+            return IntegrityVerdict(
+                "output_consistency",
+                item["verdict"] == "pass",
+                f"runner verdict {item['verdict']} (no raw counts in the document)",
+                item,
+            )
         return IntegrityVerdict("output_consistency", False, "no raw mismatch count in the document", item)
     detail = f"{mismatches} mismatch(es) in {sampled} sampled output(s)"
     if sampled == 0:
@@ -229,8 +245,12 @@ def output_consistency_verdict(*, item: dict, thresholds: Thresholds) -> Integri
         for key in ("rtol", "atol"):
             used = _float(item.get(key))
             if used is not None and used > float(tolerance[key]):
-                return IntegrityVerdict("output_consistency", False,
-                                        f"{detail}, judged at {key} {used:g}, looser than the program's {tolerance[key]:g}", item)
+                return IntegrityVerdict(
+                    "output_consistency",
+                    False,
+                    f"{detail}, judged at {key} {used:g}, looser than the program's {tolerance[key]:g}",
+                    item,
+                )
     passed = mismatches <= thresholds.test01_max_mismatches and item.get("verdict") != "fail"
     return IntegrityVerdict("output_consistency", passed, detail, item)
 
@@ -241,23 +261,35 @@ def caching_verdict(*, item: dict, thresholds: Thresholds) -> IntegrityVerdict:
     fresh, repeated = _float(item.get("fresh_median_s")), _float(item.get("repeated_median_s"))
     if fresh is None or repeated is None:
         if thresholds.legacy and item.get("verdict") in ("pass", "fail"):
-            return IntegrityVerdict("caching", item["verdict"] == "pass",
-                                    f"runner verdict {item['verdict']} (no raw timings in the document)", item)
+            return IntegrityVerdict(
+                "caching",
+                item["verdict"] == "pass",
+                f"runner verdict {item['verdict']} (no raw timings in the document)",
+                item,
+            )
         return IntegrityVerdict("caching", False, "no raw TEST04 timings in the document", item)
     speedup = fresh / repeated if repeated > 0 else math.inf
     bound = 1.0 + thresholds.test04_max_speedup
     fresh_ci, repeated_ci = item.get("fresh_ci_s"), item.get("repeated_ci_s")
     separated = True  # without intervals nothing excuses a speed-up
-    if isinstance(fresh_ci, list) and isinstance(repeated_ci, list) and len(fresh_ci) == 2 == len(repeated_ci):
+    if (
+        isinstance(fresh_ci, list)
+        and isinstance(repeated_ci, list)
+        and len(fresh_ci) == 2 == len(repeated_ci)
+    ):
         low, high = _float(fresh_ci[0]), _float(repeated_ci[1])
         if low is not None and high is not None:
             separated = high < low
     failed = speedup > bound and separated
-    detail = f"repeat-input speed-up {speedup:.3f} (bound {bound:.2f}{'' if separated else ', intervals overlap'})"
+    detail = (
+        f"repeat-input speed-up {speedup:.3f} (bound {bound:.2f}{'' if separated else ', intervals overlap'})"
+    )
     return IntegrityVerdict("caching", not failed and item.get("verdict") != "fail", detail, item)
 
 
-def integrity_verdicts(*, integrity: dict | None, check: str, thresholds: Thresholds) -> list[IntegrityVerdict]:
+def integrity_verdicts(
+    *, integrity: dict | None, check: str, thresholds: Thresholds
+) -> list[IntegrityVerdict]:
     judge = output_consistency_verdict if check == "output_consistency" else caching_verdict
     return [judge(item=item, thresholds=thresholds) for item in integrity_items(integrity, check)]
 
@@ -279,7 +311,9 @@ def campaign_declared_peaks(*, campaign) -> dict[str, float]:
     certificate and page reads these, never the live registry row (which the vendor may edit)."""
     from apps.runs.models import Job
 
-    return declared_peaks_of_specs(Job.objects.filter(campaign=campaign).order_by("id").values_list("spec", flat=True))
+    return declared_peaks_of_specs(
+        Job.objects.filter(campaign=campaign).order_by("id").values_list("spec", flat=True)
+    )
 
 
 def peak_for(peaks: dict[str, float], dtype: str) -> float | None:
@@ -310,8 +344,13 @@ def measurement_exclusion(*, value: float | None, unstable: bool, flags: Iterabl
     return None
 
 
-def significant_figures(*, center: float | None, ci_low: float | None = None, ci_high: float | None = None,
-                        cv: float | None = None) -> int:
+def significant_figures(
+    *,
+    center: float | None,
+    ci_low: float | None = None,
+    ci_high: float | None = None,
+    cv: float | None = None,
+) -> int:
     """Digits a timed figure's confidence interval supports, as torch.utils.benchmark's
     Measurement.significant_figures: floor(log10(center / half-width)), between 1 and 4.
 
@@ -343,8 +382,12 @@ def round_significant(value: float, digits: int) -> float:
 def published_figure(*, value: float, stats: dict[str, Any] | None) -> float:
     """A timed figure as it may be published: rounded to the digits its interval supports."""
     stats = stats or {}
-    digits = significant_figures(center=_float(stats.get("median")), ci_low=_float(stats.get("ci_low")),
-                                 ci_high=_float(stats.get("ci_high")), cv=_float(stats.get("cv")))
+    digits = significant_figures(
+        center=_float(stats.get("median")),
+        ci_low=_float(stats.get("ci_low")),
+        ci_high=_float(stats.get("ci_high")),
+        cv=_float(stats.get("cv")),
+    )
     return round_significant(value, digits)
 
 
@@ -368,12 +411,18 @@ class DtypeConformance:
         return self.passed / self.judged if self.judged else None
 
 
-def conformance_dtype_problem(*, counts: DtypeConformance, thresholds: Thresholds, with_rate: bool = True) -> str | None:
+def conformance_dtype_problem(
+    *, counts: DtypeConformance, thresholds: Thresholds, with_rate: bool = True
+) -> str | None:
     """Why a required dtype fails the level: no supported case, more unsupported cases than the level
     tolerates, or (with_rate) its own pass rate below the level's bar."""
     if counts.judged == 0:
         return f"the device runs no case of {counts.dtype}"
-    tolerated = (thresholds.unsupported_tolerated or {}).get(counts.dtype) if thresholds.unsupported_tolerated is not None else None
+    tolerated = (
+        (thresholds.unsupported_tolerated or {}).get(counts.dtype)
+        if thresholds.unsupported_tolerated is not None
+        else None
+    )
     if thresholds.unsupported_tolerated is not None and counts.unsupported > (tolerated or 0):
         return f"{counts.unsupported} {counts.dtype} case(s) unsupported, {tolerated or 0} tolerated"
     bar = thresholds.conformance_min_pass_rate

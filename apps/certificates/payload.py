@@ -292,7 +292,9 @@ def certificate_payload_build(
                 "title": r.title,
                 "blocker": r.blocker,
                 "outcome": r.outcome,
-                "measured": r.measured_value,
+                "measured": (
+                    judge.round_significant(r.measured_value, 6) if r.measured_value is not None else None
+                ),
                 "threshold": r.threshold,
                 "waived": r.waived,
             }

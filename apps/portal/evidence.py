@@ -4,6 +4,7 @@ of the evidence: cases and measurements are read as rows once and grouped here."
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -90,6 +91,8 @@ class Evidence:
     documents: list[DocumentCheck] = field(default_factory=list)
     rejections: list[EvidenceRejection] = field(default_factory=list)
     anomalies: list[Anomaly] = field(default_factory=list)
+    # (threshold, value, source): the level's bars every verdict on this page was judged by.
+    thresholds: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def case_ratio(case: CaseResult) -> float | None:
@@ -314,6 +317,10 @@ def campaign_evidence(*, campaign: Campaign, criteria: list[CriterionResult]) ->
     thresholds = judge.campaign_thresholds(campaign=campaign)
     peaks = judge.declared_peaks_of_specs(job.spec for job in jobs)  # frozen at submission
     evidence = Evidence()
+    evidence.thresholds = [
+        (name, json.dumps(getattr(thresholds, name), sort_keys=True), thresholds.sources.get(name, ""))
+        for name in sorted(thresholds.sources)
+    ]
     evidence.heatmap = _heatmap(cases, anomalies)
     evidence.roofline, evidence.roofline_rows = _roofline(
         campaign, measurements, anomalies, peaks=peaks, thresholds=thresholds

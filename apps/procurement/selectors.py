@@ -13,7 +13,14 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from apps.accounts.models import Membership
-from apps.certificates.judge import Thresholds, above_peak, level_thresholds, measurement_exclusion, peak_for, peak_ratio
+from apps.certificates.judge import (
+    Thresholds,
+    above_peak,
+    level_thresholds,
+    measurement_exclusion,
+    peak_for,
+    peak_ratio,
+)
 from apps.certificates.models import Certificate, CertificateStatus
 from apps.procurement.eligibility import Candidate
 from apps.procurement.export_control import Rule, classify, rule_current
