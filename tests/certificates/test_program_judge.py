@@ -307,3 +307,27 @@ def test_caching_and_output_consistency_are_judged_from_raw_figures(aia12):
     looser = {"sampled": 4, "mismatches": 0, "dtype": "float32", "rtol": 1e-2, "atol": 1e-5}
     assert not judge.output_consistency_verdict(item=looser, thresholds=thresholds).passed
     assert math.isclose(thresholds.test04_max_speedup, 0.10)
+
+
+def test_load_programs_loads_1_2_beside_the_published_versions(db):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from apps.runs.models import Program
+
+    out = StringIO()
+    call_command("load_programs", stdout=out)
+    assert "AIA 1.2 (aia-1.2.json, applies from 2027-04-01)" in out.getvalue()
+    assert set(Program.objects.filter(code="AIA").values_list("version", flat=True)) >= {"1.0", "1.1", "1.2"}
+
+
+def test_a_legacy_level_timed_with_the_quick_policy_publishes_no_timed_figure(cast, evaluated, aia11):
+    campaign = evaluated(program=aia11)  # AIA 1.1 baseline: performance with the quick policy
+    review_approve(campaign=campaign, reviewer=cast.reviewer, reason=REASON)
+    campaign.refresh_from_db()
+    headline = json.loads(campaign.certificate.payload_json)["headline"]
+    assert headline["best_gemm_tflops"] == {}
+    assert {e["reason"] for e in headline["excluded"] if e["kind"] == "gemm"} == {
+        "timed with the quick policy (not certification-grade)"
+    }
