@@ -104,7 +104,8 @@ def test_above_peak_on_the_page_is_the_criterions_rule(cast, aia12):
         return edit
 
     between = campaign_from_runner(vendor=cast.vendor, program=aia12, edit=scale(1.07))
-    assert not any("above the credible" in text for text in anomalies(between))
+    # The old page said "measured ... TFLOP/s, above the declared peak" already at 1.05.
+    assert not any("TFLOP/s" in text and "above" in text for text in anomalies(between))
     claims = between.criterion_results.get(criterion_id="B4")
     assert "above" not in claims.explanation
     beyond = campaign_from_runner(vendor=cast.vendor, program=aia12, edit=scale(1.2))
