@@ -14,22 +14,11 @@ from dataclasses import dataclass, field
 
 from django.db.models import Count
 
+from apps.certificates import judge
+from apps.certificates.judge import AGREEMENT_METRICS, COSINE_METRICS, PEAK_KEY_OF_DTYPE  # noqa: F401 (re-exported)
 from apps.certificates.models import CriterionOutcome
 from apps.runs.models import Campaign, CaseResult, Job, JobSuite, Measurement, ResultDocument
 
-# The chip's declared-peak keys (registry PEAK_FIELDS) for the dtype names the runners use.
-PEAK_KEY_OF_DTYPE = {
-    "float32": "fp32",
-    "tfloat32": "tf32",
-    "bfloat16": "bf16",
-    "float16": "fp16",
-    "float8_e4m3fn": "fp8",
-    "float8_e5m2": "fp8",
-    "int8": "int8",
-}
-# The accuracy metrics the model suite reports (runners/model_suite/workloads.py).
-COSINE_METRICS = {"cosine_min"}
-AGREEMENT_METRICS = {"greedy_token_agreement", "top1_agreement"}
 # What the fingerprint of every document of one campaign must agree on.
 FINGERPRINT_IDENTITY = (
     "backend",
@@ -64,9 +53,12 @@ def _fail(explanation: str, **kwargs) -> Judgement:
     return Judgement(CriterionOutcome.FAIL, explanation, **kwargs)
 
 
-def conformance_pass_rate(campaign: Campaign, params: dict) -> Judgement:
-    """passed / (cases of the dtypes [and kernels] excluding status "unsupported") >= min_pass_rate."""
-    threshold = float(params["min_pass_rate"])
+def conformance_pass_rate(campaign: Campaign, params: dict, thresholds: judge.Thresholds) -> Judgement:
+    """passed / (cases of the dtypes [and kernels] excluding status "unsupported") >= the level's pass
+    rate, and no required dtype has more unsupported cases than the level tolerates."""
+    threshold = thresholds.conformance_min_pass_rate
+    if threshold is None:
+        return _fail("The level states no conformance pass rate.")
     documents = _documents(campaign, JobSuite.CONFORMANCE)
     if not documents:
         return _fail("No accepted conformance evidence.", threshold=threshold)
@@ -89,14 +81,26 @@ def conformance_pass_rate(campaign: Campaign, params: dict) -> Judgement:
             f"No supported cases of {', '.join(params['dtypes'])}.", threshold=threshold, evidence=evidence
         )
     rate = passed / judged
-    # A level that names a dtype requires it: a device that supports none of its cases cannot pass
-    # by leaving it out of the rate.
-    unsupported = [d for d in params["dtypes"] if not any(n for status, n in counts.get(d, {}).items()
-                                                          if status != "unsupported")]
-    if unsupported:
+    # A level that names a dtype requires it: a device that supports none of its cases (or more of
+    # them unsupported than the level tolerates) cannot pass by leaving them out of the rate.
+    problems = [
+        problem
+        for dtype in params["dtypes"]
+        if (problem := judge.conformance_dtype_problem(
+            counts=judge.DtypeConformance(
+                dtype,
+                counts.get(dtype, {}).get("pass", 0),
+                sum(n for status, n in counts.get(dtype, {}).items() if status != "unsupported"),
+                counts.get(dtype, {}).get("unsupported", 0),
+            ),
+            thresholds=thresholds,
+            with_rate=False,
+        ))
+    ]
+    if problems:
         return _fail(
-            f"{passed} of {judged} supported cases pass, but the device runs no case of "
-            f"{', '.join(unsupported)}, which this level requires.",
+            f"{passed} of {judged} supported cases pass, but this level requires every dtype it names: "
+            f"{'; '.join(problems)}.",
             measured=rate, threshold=threshold, evidence=evidence,
         )
     if rate >= threshold:
@@ -121,27 +125,20 @@ def _measurement_model(row: Measurement) -> str:
     return str(params.get("model") or nested.get("model") or row.name.removesuffix(" accuracy"))
 
 
-def _runner_threshold(row: Measurement) -> float | None:
-    params = row.params or {}
-    nested = params.get("params") if isinstance(params.get("params"), dict) else {}
-    value = params.get("threshold", nested.get("threshold"))
-    return float(value) if isinstance(value, int | float) else None
-
-
 def _why(verdict: dict) -> str:
     if verdict.get("reason"):
         return verdict["reason"]
     return f"{verdict['metric']} {verdict['value']} below {verdict['threshold']}"
 
 
-def model_accuracy(campaign: Campaign, params: dict) -> Judgement:
-    """Every (models=all) or some (models=any) model job reaches the program's accuracy bar in `dtype`.
+def model_accuracy(campaign: Campaign, params: dict, thresholds: judge.Thresholds) -> Judgement:
+    """Every (models=all) or some (models=any) model job reaches the level's accuracy bar in `dtype`.
 
-    Embeddings are judged by their minimum cosine similarity to the float64 reference (min_cosine);
-    decoders and classifiers by top-1 agreement with it (min_agreement, else the runner's bar).
+    Embeddings are judged by their minimum cosine similarity to the float64 reference; decoders and
+    classifiers by top-1 agreement with it (judge.accuracy_bar: the level's bar per dtype and metric).
     """
-    dtype, min_cosine = params["dtype"], float(params["min_cosine"])
-    min_agreement = params.get("min_agreement")
+    dtype = params["dtype"]
+    min_cosine = judge.accuracy_bar(thresholds=thresholds, dtype=dtype, metric="cosine_min")
     jobs = list(
         Job.objects.filter(campaign=campaign, suite=JobSuite.MODEL).select_related("model").order_by("id")
     )
@@ -168,13 +165,9 @@ def model_accuracy(campaign: Campaign, params: dict) -> Judgement:
             continue
         for row in by_job[job.pk]:
             documents.append(_doc_ref(row.document))
-            if row.unit in COSINE_METRICS:
-                bar = min_cosine
-            elif row.unit in AGREEMENT_METRICS:
-                bar = float(min_agreement) if min_agreement is not None else _runner_threshold(row)
-            else:
-                bar = _runner_threshold(row)
-            passed = row.value is not None and bar is not None and row.value >= bar
+            bar = judge.accuracy_bar(thresholds=thresholds, dtype=dtype, metric=row.unit,
+                                     runner_threshold=judge.runner_threshold_of(row.params))
+            passed = judge.accuracy_passes(value=row.value, bar=bar)
             verdicts.append(
                 {
                     "model": label,
@@ -204,20 +197,10 @@ def model_accuracy(campaign: Campaign, params: dict) -> Judgement:
     return _fail(f"{summary} {failing}", measured=measured, threshold=threshold, evidence=evidence)
 
 
-def _integrity_verdicts(document: ResultDocument, check: str) -> list[dict]:
-    integrity = document.integrity or {}
-    names = {"output_consistency": ("output_consistency", "consistency"), "caching": ("caching",)}[check]
-    found: list[dict] = []
-    for name in names:
-        value = integrity.get(name)
-        items = value if isinstance(value, list) else [value] if isinstance(value, dict) else []
-        found.extend(item for item in items if isinstance(item, dict))
-    return found
-
-
-def integrity(campaign: Campaign, params: dict) -> Judgement:
-    """fingerprint: every accepted document's fingerprint (verified at ingestion) names one device;
-    output_consistency / caching: every TEST01 / TEST04 verdict of the documents is "pass"."""
+def integrity(campaign: Campaign, params: dict, thresholds: judge.Thresholds) -> Judgement:
+    """fingerprint: every accepted document's fingerprint matches the registered target (the
+    comparison of ingestion) and all name one device; output_consistency / caching: every TEST01 /
+    TEST04 result of the documents passes the judge's reading of its raw figures."""
     check = params["check"]
     documents = _documents(campaign)
     if not documents:
@@ -230,6 +213,16 @@ def integrity(campaign: Campaign, params: dict) -> Judgement:
             "documents": [_doc_ref(d) for d in documents],
             "fingerprint": {k: (documents[0].fingerprint or {}).get(k) for k in FINGERPRINT_IDENTITY},
         }
+        problems = [
+            f"job {d.job_id}: {problem}"
+            for d in documents
+            for problem in judge.fingerprint_problems(fingerprint=d.fingerprint, target=campaign.target)
+        ]
+        if problems:
+            return _fail(
+                "Fingerprint differs from the registered target: " + "; ".join(problems[:6]) + ".",
+                measured=float(len(problems)), threshold=0.0, evidence=evidence,
+            )
         if len(identities) != 1:
             return _fail(
                 "The documents of this campaign report different devices or software stacks.",
@@ -244,40 +237,42 @@ def integrity(campaign: Campaign, params: dict) -> Judgement:
             None,
             evidence,
         )
-    if check not in {"output_consistency", "caching"}:
+    if check not in judge.INTEGRITY_NAMES:
         return _fail(f"Unknown integrity check {check!r}.")
     verdicts = [
         {
             "document": d.sha256,
             "job": d.job_id,
-            **{k: v.get(k) for k in ("verdict", "model", "dtype", "speedup_ratio", "mismatches")},
+            "verdict": "pass" if v.passed else "fail",
+            "detail": v.detail,
+            **{k: v.item.get(k) for k in ("model", "dtype", "benchmark", "speedup_ratio", "mismatches", "sampled")},
         }
         for d in documents
-        for v in _integrity_verdicts(d, check)
+        for v in judge.integrity_verdicts(integrity=d.integrity, check=check, thresholds=thresholds)
     ]
     refs = [_doc_ref(d) for d in documents if any(v["document"] == d.sha256 for v in verdicts)]
     evidence = {"documents": refs, "verdicts": verdicts}
     if not verdicts:
         return _fail(
-            f"No {check.replace('_', ' ')} verdict in the evidence.", threshold=1.0, evidence=evidence
+            f"No {check.replace('_', ' ')} result in the evidence.", threshold=1.0, evidence=evidence
         )
     passing = [v for v in verdicts if v["verdict"] == "pass"]
     rate = len(passing) / len(verdicts)
     if len(passing) == len(verdicts):
         return Judgement(
             CriterionOutcome.PASS,
-            f"All {len(verdicts)} {check.replace('_', ' ')} verdicts pass.",
+            f"All {len(verdicts)} {check.replace('_', ' ')} results pass.",
             rate,
             1.0,
             evidence,
         )
     failed = ", ".join(
-        f"{v.get('model') or 'performance'} {v.get('dtype') or ''}".strip()
+        f"{v.get('model') or v.get('benchmark') or 'performance'} {v.get('dtype') or ''}: {v['detail']}".strip()
         for v in verdicts
         if v["verdict"] != "pass"
     )
     return _fail(
-        f"{len(verdicts) - len(passing)} of {len(verdicts)} {check.replace('_', ' ')} verdicts fail: "
+        f"{len(verdicts) - len(passing)} of {len(verdicts)} {check.replace('_', ' ')} results fail: "
         f"{failed}.",
         measured=rate,
         threshold=1.0,
@@ -285,18 +280,21 @@ def integrity(campaign: Campaign, params: dict) -> Judgement:
     )
 
 
-def claims(campaign: Campaign, params: dict) -> Judgement:
-    """Best GEMM efficiency (achieved / declared peak) per dtype with a declared peak >= min_ratio;
-    a GEMM above the declared peak by more than 10% means a wrong declaration or a cheated timing."""
-    threshold = float(params["min_ratio"])
-    declared = campaign.target.chip.declared_peaks()
+def claims(campaign: Campaign, params: dict, thresholds: judge.Thresholds) -> Judgement:
+    """Best stable GEMM per dtype, as a share of the peak declared at submission, reaches the level's
+    ratio; a GEMM above the declared peak by more than the level's above-peak ratio means a wrong
+    declaration or a cheated timing. Unstable or flagged measurements do not count."""
+    threshold = thresholds.claims_min_ratio
+    if threshold is None:
+        return _fail("The level states no claims ratio.")
+    declared = judge.campaign_declared_peaks(campaign=campaign)
     level = campaign.program.level(campaign.level) or {}
     planned = (level.get("suites", {}).get("performance") or {}).get("dtypes") or []
-    dtypes = [d for d in planned if PEAK_KEY_OF_DTYPE.get(d) in declared]
+    dtypes = [d for d in planned if judge.peak_for(declared, d) is not None]
     if not dtypes:
         return Judgement(
             CriterionOutcome.NOT_APPLICABLE,
-            "The chip declares no peak for the measured dtypes.",
+            "The chip declared no peak for the measured dtypes when the campaign was submitted.",
             threshold=threshold,
         )
     rows = Measurement.objects.filter(
@@ -304,34 +302,47 @@ def claims(campaign: Campaign, params: dict) -> Judgement:
         document__suite=JobSuite.PERFORMANCE,
         kind="gemm",
         dtype__in=dtypes,
-        efficiency__isnull=False,
     ).select_related("document")
-    best: dict[str, Measurement] = {}
+    best: dict[str, tuple[float, Measurement]] = {}
+    excluded: list[dict] = []
     for row in rows:
-        if row.dtype not in best or row.efficiency > best[row.dtype].efficiency:
-            best[row.dtype] = row
+        reason = judge.measurement_exclusion(value=row.value, unstable=row.unstable, flags=row.flags)
+        if reason:
+            excluded.append({"measurement": row.name, "dtype": row.dtype, "reason": reason})
+            continue
+        ratio = judge.peak_ratio(value=row.value, peak=judge.peak_for(declared, row.dtype))
+        if ratio is not None and (row.dtype not in best or ratio > best[row.dtype][0]):
+            best[row.dtype] = (ratio, row)
     per_dtype = {
         d: {
-            "declared_peak_tflops": declared[PEAK_KEY_OF_DTYPE[d]],
-            "best_gemm_tflops": best[d].value if d in best else None,
-            "best_gemm_efficiency": best[d].efficiency if d in best else None,
-            "measurement": best[d].name if d in best else None,
+            "declared_peak_tflops": judge.peak_for(declared, d),
+            "best_gemm_tflops": best[d][1].value if d in best else None,
+            "best_gemm_efficiency": best[d][0] if d in best else None,
+            "measurement": best[d][1].name if d in best else None,
         }
         for d in dtypes
     }
+    documents = sorted({(row.document.sha256, row.document.job_id) for _, row in best.values()})
     evidence = {
-        "documents": sorted({(r.document.sha256, r.document.job_id) for r in best.values()}),
+        "documents": [{"sha256": s, "job": j, "suite": JobSuite.PERFORMANCE} for s, j in documents],
         "dtypes": per_dtype,
+        "excluded": excluded,
+        "above_peak_ratio": thresholds.above_peak_ratio,
     }
-    evidence["documents"] = [
-        {"sha256": s, "job": j, "suite": JobSuite.PERFORMANCE} for s, j in evidence["documents"]
-    ]
+    above = [f"{d} {best[d][0]:.0%}" for d in best if judge.above_peak(ratio=best[d][0], thresholds=thresholds)]
+    if above:  # a figure that is not credible outweighs anything else the measurements say
+        return _fail(
+            f"Best GEMM above {thresholds.above_peak_ratio:.0%} of the declared peak (declaration or timing "
+            f"not credible): {', '.join(above)}.",
+            measured=max(best[d][0] for d in best),
+            threshold=threshold,
+            evidence=evidence,
+        )
     missing = [d for d in dtypes if d not in best]
     if missing:
-        return _fail(f"No GEMM measurement for {', '.join(missing)}.", threshold=threshold, evidence=evidence)
-    worst = min(best[d].efficiency for d in dtypes)
-    low = [f"{d} {best[d].efficiency:.0%}" for d in dtypes if best[d].efficiency < threshold]
-    above = [f"{d} {best[d].efficiency:.0%}" for d in dtypes if best[d].efficiency > 1.10]
+        return _fail(f"No stable GEMM measurement for {', '.join(missing)}.", threshold=threshold, evidence=evidence)
+    worst = min(best[d][0] for d in dtypes)
+    low = [f"{d} {best[d][0]:.0%}" for d in dtypes if best[d][0] < threshold]
     if low:
         return _fail(
             f"Best GEMM below {threshold:.0%} of the declared peak: {', '.join(low)}.",
@@ -339,18 +350,10 @@ def claims(campaign: Campaign, params: dict) -> Judgement:
             threshold=threshold,
             evidence=evidence,
         )
-    if above:
-        return _fail(
-            f"Best GEMM above 110% of the declared peak (declaration or timing not credible): "
-            f"{', '.join(above)}.",
-            measured=worst,
-            threshold=threshold,
-            evidence=evidence,
-        )
     return Judgement(
         CriterionOutcome.PASS,
         "Best GEMM per dtype: "
-        + ", ".join(f"{d} {best[d].efficiency:.0%} of declared" for d in dtypes)
+        + ", ".join(f"{d} {best[d][0]:.0%} of declared" for d in dtypes)
         + ".",
         worst,
         threshold,
@@ -358,9 +361,11 @@ def claims(campaign: Campaign, params: dict) -> Judgement:
     )
 
 
-def performance_stability(campaign: Campaign, params: dict) -> Judgement:
-    """The fraction of timed measurements flagged unstable (noisy timing) is at most max_unstable_fraction."""
-    threshold = float(params["max_unstable_fraction"])
+def performance_stability(campaign: Campaign, params: dict, thresholds: judge.Thresholds) -> Judgement:
+    """The fraction of timed measurements flagged unstable (noisy timing) is at most the level's bound."""
+    threshold = thresholds.max_unstable_fraction
+    if threshold is None:
+        return _fail("The level states no bound on unstable measurements.")
     rows = Measurement.objects.filter(document__job__campaign=campaign, median__isnull=False)
     total = rows.count()
     if total == 0:
@@ -380,7 +385,7 @@ def performance_stability(campaign: Campaign, params: dict) -> Judgement:
     return _fail(text, measured=fraction, threshold=threshold, evidence=evidence)
 
 
-JUDGES: dict[str, Callable[[Campaign, dict], Judgement]] = {
+JUDGES: dict[str, Callable[[Campaign, dict, judge.Thresholds], Judgement]] = {
     "conformance_pass_rate": conformance_pass_rate,
     "model_accuracy": model_accuracy,
     "integrity": integrity,
@@ -389,11 +394,13 @@ JUDGES: dict[str, Callable[[Campaign, dict], Judgement]] = {
 }
 
 
-def criterion_judge(*, campaign: Campaign, criterion: dict) -> Judgement:
-    judge = JUDGES.get(criterion.get("kind"))
-    if judge is None:
+def criterion_judge(*, campaign: Campaign, criterion: dict, thresholds: judge.Thresholds | None = None) -> Judgement:
+    """One criterion of the campaign's level, judged with the level's thresholds (judge.level_thresholds)."""
+    kind_judge = JUDGES.get(criterion.get("kind"))
+    if kind_judge is None:
         return _fail(f"Unknown criterion kind {criterion.get('kind')!r}.")
     try:
-        return judge(campaign, criterion.get("params") or {})
+        thresholds = thresholds or judge.campaign_thresholds(campaign=campaign)
+        return kind_judge(campaign, criterion.get("params") or {}, thresholds)
     except (KeyError, TypeError, ValueError) as exc:  # a malformed program is a failed criterion, not a crash
         return _fail(f"The criterion could not be evaluated: {type(exc).__name__}: {exc}")

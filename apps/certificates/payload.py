@@ -7,12 +7,14 @@ document the certificate rests on.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from datetime import datetime
 
 from django.db.models import Count
 
+from apps.certificates import judge
 from apps.certificates.models import CriterionOutcome, CriterionResult, SigningKey
 from apps.runs.models import Campaign, CaseResult, JobSuite, Measurement, ResultDocument
 
@@ -47,7 +49,7 @@ def _finite(value):
     return value
 
 
-def _subject(campaign: Campaign, documents: list[ResultDocument]) -> dict:
+def _subject(campaign: Campaign, documents: list[ResultDocument], declared_peaks: dict[str, float]) -> dict:
     target, chip, vendor = campaign.target, campaign.target.chip, campaign.vendor
     measured = next((d.fingerprint for d in documents if d.fingerprint), {})
     return {
@@ -60,7 +62,8 @@ def _subject(campaign: Campaign, documents: list[ResultDocument]) -> dict:
             "memory_gib": chip.memory_gib,
             "memory_bandwidth_gbs": chip.memory_bandwidth_gbs,
             "tdp_w": chip.tdp_w,
-            "declared_peak_tflops": chip.declared_peaks(),
+            # As declared when the campaign was submitted (the figures the campaign was judged against).
+            "declared_peak_tflops": dict(sorted(declared_peaks.items())),
             # Declarations buyers filter on, frozen at certification so a later registry edit
             # cannot change what a certificate-based tender evaluation reads.
             "die_area_mm2": chip.die_area_mm2,
@@ -87,31 +90,51 @@ def _subject(campaign: Campaign, documents: list[ResultDocument]) -> dict:
     }
 
 
-def _conformance_scope(campaign: Campaign, level: dict) -> tuple[list[str], list[str]]:
-    """Dtypes whose own pass rate meets the level's conformance bar; kernels with no failed case in them."""
-    bars: dict[str, float] = {}
+def _conformance_scope(campaign: Campaign, level: dict, thresholds: judge.Thresholds) -> tuple[list[str], list[str], list[dict]]:
+    """Dtypes that meet the level on their own (judge.conformance_dtype_problem); kernels with no failed
+    case in them; and what was left out of the scope, with why."""
+    required: list[str] = []
     for criterion in level.get("criteria", []):
         if criterion.get("kind") == "conformance_pass_rate":
-            for dtype in criterion["params"]["dtypes"]:
-                bars[dtype] = max(bars.get(dtype, 0.0), float(criterion["params"]["min_pass_rate"]))
+            required += [d for d in criterion["params"]["dtypes"] if d not in required]
     cases = CaseResult.objects.filter(
-        document__job__campaign=campaign, document__suite=JobSuite.CONFORMANCE, dtype__in=list(bars)
-    ).exclude(status="unsupported")
-    per_dtype: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        document__job__campaign=campaign, document__suite=JobSuite.CONFORMANCE, dtype__in=required
+    )
+    per_dtype: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # passed, judged, unsupported
+    unsupported: dict[tuple[str, str], int] = defaultdict(int)
     kernels_failed: set[str] = set()
     kernels_seen: set[str] = set()
     for row in cases.values("dtype", "kernel", "status").annotate(n=Count("id")).order_by():
+        if row["status"] == "unsupported":
+            per_dtype[row["dtype"]][2] += row["n"]
+            unsupported[(row["dtype"], row["kernel"])] += row["n"]
+            continue
         per_dtype[row["dtype"]][1] += row["n"]
         kernels_seen.add(row["kernel"])
         if row["status"] == "pass":
             per_dtype[row["dtype"]][0] += row["n"]
         else:
             kernels_failed.add(row["kernel"])
-    dtypes = sorted(d for d, (passed, judged) in per_dtype.items() if judged and passed / judged >= bars[d])
-    return dtypes, sorted(kernels_seen - kernels_failed)
+    dtypes, excluded = [], []
+    for dtype in sorted(required):
+        passed, judged, missing = per_dtype.get(dtype, [0, 0, 0])
+        problem = judge.conformance_dtype_problem(
+            counts=judge.DtypeConformance(dtype, passed, judged, missing), thresholds=thresholds
+        )
+        if problem is None:
+            dtypes.append(dtype)
+        else:
+            excluded.append({"dtype": dtype, "reason": problem})
+    excluded += [
+        {"dtype": dtype, "kernel": kernel, "cases": n, "reason": "unsupported by the device"}
+        for (dtype, kernel), n in sorted(unsupported.items())
+    ]
+    return dtypes, sorted(kernels_seen - kernels_failed), excluded
 
 
-def _model_scope(campaign: Campaign, results: list[CriterionResult]) -> list[dict]:
+def _model_scope(campaign: Campaign, results: list[CriterionResult], thresholds: judge.Thresholds) -> list[dict]:
+    """Models that passed their accuracy criterion, each with the dtypes in which it reaches the
+    level's bar for that dtype and metric (the judge's, never the runner's flag)."""
     passed_jobs = {
         verdict["job"]
         for result in results
@@ -137,33 +160,78 @@ def _model_scope(campaign: Campaign, results: list[CriterionResult]) -> list[dic
                 "dtypes": [],
             },
         )
-        if "below_threshold" not in (row.flags or []) and row.dtype not in entry["dtypes"]:
+        bar = judge.accuracy_bar(thresholds=thresholds, dtype=row.dtype, metric=row.unit,
+                                 runner_threshold=judge.runner_threshold_of(row.params))
+        if judge.accuracy_passes(value=row.value, bar=bar) and row.dtype not in entry["dtypes"]:
             entry["dtypes"].append(row.dtype)
     for entry in models.values():
         entry["dtypes"].sort()
     return sorted(models.values(), key=lambda m: (m["name"], m["version"]))
 
 
-def _headline(campaign: Campaign) -> dict:
+def _document_stats(documents: list[ResultDocument]) -> dict[tuple[int, str, str, str], dict]:
+    """Timing statistics (median, confidence interval) of each measurement, from the stored documents
+    themselves (the measurement rows keep no interval): (document id, kind, name, dtype) -> stats."""
+    stats: dict[tuple[int, str, str, str], dict] = {}
+    for document in documents:
+        if document.suite == JobSuite.CONFORMANCE or not document.content:
+            continue
+        try:
+            with document.content.open("rb") as handle:
+                content = json.loads(handle.read())
+        except (OSError, ValueError):
+            continue
+        for item in content.get("measurements") or [] if isinstance(content, dict) else []:
+            if isinstance(item, dict) and isinstance(item.get("stats"), dict):
+                key = (document.pk, str(item.get("kind", "")), str(item.get("name", "")), str(item.get("dtype") or ""))
+                stats[key] = item["stats"]
+    return stats
+
+
+def _headline(campaign: Campaign, level: dict, thresholds: judge.Thresholds, declared_peaks: dict[str, float],
+              documents: list[ResultDocument]) -> dict:
+    """Published figures: the best certifiable GEMM per dtype, model accuracy and latency. Unstable,
+    flagged, above-peak and quick-policy figures are left out (listed under `excluded`); every figure
+    is rounded to the digits its confidence interval supports."""
     rows = Measurement.objects.filter(
         document__job__campaign=campaign, kind__in=["gemm", "accuracy", "model_latency"]
     ).select_related("document__job__model")
-    gemm: dict[str, float] = {}
-    accuracy, latency = [], []
+    stats = _document_stats(documents)
+    quick = {suite for suite in ("performance", "model") if (level.get("suites", {}).get(suite) or {}).get("quick")}
+    gemm: dict[str, tuple[float, Measurement]] = {}
+    accuracy, latency, excluded = [], [], []
     for row in rows:
         if row.value is None:
             continue
+        if row.kind == "accuracy":
+            model = row.document.job.model.name if row.document.job.model_id else row.name
+            accuracy.append({"model": model, "dtype": row.dtype, "value": judge.published_accuracy(row.value),
+                             "unit": row.unit})
+            continue
+        reason = judge.measurement_exclusion(value=row.value, unstable=row.unstable, flags=row.flags)
+        suite = "performance" if row.kind == "gemm" else "model"
+        if reason is None and suite in quick:
+            reason = "timed with the quick policy (not certification-grade)"
+        ratio = judge.peak_ratio(value=row.value, peak=judge.peak_for(declared_peaks, row.dtype))
+        if reason is None and row.kind == "gemm" and judge.above_peak(ratio=ratio, thresholds=thresholds):
+            reason = f"{ratio:.2f} x the declared peak, above the credible {thresholds.above_peak_ratio:.2f}"
+        if reason:
+            excluded.append({"measurement": row.name, "kind": row.kind, "dtype": row.dtype, "reason": reason})
+            continue
+        row_stats = stats.get((row.document_id, row.kind, row.name, row.dtype)) or {"median": row.median, "cv": row.cv}
+        figure = judge.published_figure(value=row.value, stats=row_stats)
         if row.kind == "gemm":
-            gemm[row.dtype] = max(gemm.get(row.dtype, 0.0), row.value)
+            if row.dtype not in gemm or row.value > gemm[row.dtype][1].value:
+                gemm[row.dtype] = (figure, row)
         else:
             model = row.document.job.model.name if row.document.job.model_id else row.name
-            item = {"model": model, "dtype": row.dtype, "value": row.value, "unit": row.unit}
-            (accuracy if row.kind == "accuracy" else latency).append(item)
+            latency.append({"model": model, "dtype": row.dtype, "value": figure, "unit": row.unit})
     order = lambda item: (item["model"], item["dtype"])  # noqa: E731
     return {
-        "best_gemm_tflops": dict(sorted(gemm.items())),
+        "best_gemm_tflops": {dtype: figure for dtype, (figure, _) in sorted(gemm.items())},
         "model_accuracy": sorted(accuracy, key=order),
         "model_latency": sorted(latency, key=order),
+        "excluded": sorted(excluded, key=lambda item: (item["kind"], item["dtype"], item["measurement"])),
     }
 
 
@@ -193,9 +261,11 @@ def certificate_payload_build(
 ) -> dict:
     program = campaign.program
     level = program.level(campaign.level) or {}
+    thresholds = judge.campaign_thresholds(campaign=campaign)
+    declared_peaks = judge.campaign_declared_peaks(campaign=campaign)
     documents = list(ResultDocument.objects.filter(job__campaign=campaign).order_by("job_id"))
     results = list(CriterionResult.objects.filter(campaign=campaign).order_by("id"))
-    dtypes, kernels = _conformance_scope(campaign, level)
+    dtypes, kernels, excluded = _conformance_scope(campaign, level, thresholds)
     payload = {
         "format": PAYLOAD_FORMAT,
         "serial": serial,
@@ -208,16 +278,23 @@ def certificate_payload_build(
             "level": campaign.level,
             "level_title": level.get("title", campaign.level),
         },
-        "subject": _subject(campaign, documents),
-        "scope": {"dtypes": dtypes, "kernels": kernels, "models": _model_scope(campaign, results)},
-        "headline": _headline(campaign),
+        "subject": _subject(campaign, documents, declared_peaks),
+        "scope": {
+            "dtypes": dtypes,
+            "kernels": kernels,
+            "models": _model_scope(campaign, results, thresholds),
+            "excluded": excluded,
+        },
+        "headline": _headline(campaign, level, thresholds, declared_peaks, documents),
         "criteria": [
             {
                 "id": r.criterion_id,
                 "title": r.title,
                 "blocker": r.blocker,
                 "outcome": r.outcome,
-                "measured": r.measured_value,
+                "measured": (
+                    judge.round_significant(r.measured_value, 6) if r.measured_value is not None else None
+                ),
                 "threshold": r.threshold,
                 "waived": r.waived,
             }

@@ -4,10 +4,11 @@ of the evidence: cases and measurements are read as rows once and grouped here."
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from apps.certificates.criteria import PEAK_KEY_OF_DTYPE
+from apps.certificates import judge
 from apps.certificates.models import CriterionResult
 from apps.portal.charts import (
     LatencyRow,
@@ -29,8 +30,6 @@ from apps.runs.models import (
 )
 
 ROOFLINE_KINDS = ("gemm", "attention", "conv")
-# A measured figure above the declared peak is suspicious (a cached or skipped computation).
-ABOVE_PEAK = 1.05
 
 
 @dataclass
@@ -92,6 +91,8 @@ class Evidence:
     documents: list[DocumentCheck] = field(default_factory=list)
     rejections: list[EvidenceRejection] = field(default_factory=list)
     anomalies: list[Anomaly] = field(default_factory=list)
+    # (threshold, value, source): the level's bars every verdict on this page was judged by.
+    thresholds: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def case_ratio(case: CaseResult) -> float | None:
@@ -143,31 +144,36 @@ def _heatmap(cases: list[CaseResult], anomalies: list[Anomaly]) -> Heatmap | Non
 
 
 def _roofline(
-    campaign: Campaign, measurements: list[Measurement], anomalies: list[Anomaly]
+    campaign: Campaign, measurements: list[Measurement], anomalies: list[Anomaly], *,
+    peaks: dict[str, float], thresholds: judge.Thresholds,
 ) -> tuple[str, list[dict]]:
+    """Roofline against the peaks declared at submission; "above" is the judge's above-peak rule."""
     chip = campaign.target.chip
-    peaks = chip.declared_peaks()
     points, rows, dtypes = [], [], set()
     for m in measurements:
         if m.kind not in ROOFLINE_KINDS or not m.value:
             continue
         inner = (m.params or {}).get("params", {})
+        inner = inner if isinstance(inner, dict) else {}
         flops, moved = inner.get("flops"), inner.get("bytes")
-        peak = peaks.get(PEAK_KEY_OF_DTYPE.get(m.dtype, m.dtype))
-        above = peak is not None and m.value > peak * ABOVE_PEAK
+        flops = flops if isinstance(flops, int | float) else None
+        moved = moved if isinstance(moved, int | float) else None
+        peak = judge.peak_for(peaks, m.dtype)
+        ratio = judge.peak_ratio(value=m.value, peak=peak)
+        above = judge.above_peak(ratio=ratio, thresholds=thresholds)
         if above:
             anomalies.append(
                 Anomaly(
                     "bad",
-                    f"{m.name} ({m.dtype}) measured {m.value:.4g} TFLOP/s, "
-                    f"above the declared peak {peak:.4g}.",
+                    f"{m.name} ({m.dtype}) measured {m.value:.4g} TFLOP/s, {ratio:.2f} x the declared peak "
+                    f"{peak:.4g}, above the credible {thresholds.above_peak_ratio:.2f}.",
                 )
             )
         rows.append(
             {
                 "m": m,
                 "peak": peak,
-                "ratio": (m.value / peak) if peak else None,
+                "ratio": ratio,
                 "above": above,
                 "intensity": (flops / moved) if flops and moved else None,
             }
@@ -177,9 +183,7 @@ def _roofline(
                 RooflinePoint(m.name, m.dtype, flops / moved, m.value, anomalous=above or m.unstable)
             )
             dtypes.add(m.dtype)
-    roofs = [
-        Roof(dtype, peaks[key]) for dtype in sorted(dtypes) if (key := PEAK_KEY_OF_DTYPE.get(dtype)) in peaks
-    ]
+    roofs = [Roof(dtype, peak) for dtype in sorted(dtypes) if (peak := judge.peak_for(peaks, dtype)) is not None]
     return roofline_svg(points=points, roofs=roofs, bandwidth_gbs=chip.memory_bandwidth_gbs), rows
 
 
@@ -193,65 +197,67 @@ def _latencies(measurements: list[Measurement]) -> list[LatencyRow]:
     return rows
 
 
-def _accuracy(measurements: list[Measurement], anomalies: list[Anomaly]) -> list[dict]:
+def _accuracy(measurements: list[Measurement], anomalies: list[Anomaly], thresholds: judge.Thresholds) -> list[dict]:
+    """Accuracy rows against the level's bar for their dtype and metric (judge.accuracy_bar)."""
     rows = []
     for m in measurements:
         if m.kind != "accuracy":
             continue
         inner = (m.params or {}).get("params", {})
-        threshold = inner.get("threshold")
-        ok = None if m.value is None or threshold is None else m.value >= threshold
+        inner = inner if isinstance(inner, dict) else {}
+        threshold = judge.accuracy_bar(thresholds=thresholds, dtype=m.dtype, metric=m.unit,
+                                       runner_threshold=judge.runner_threshold_of(m.params))
+        ok = None if m.value is None else judge.accuracy_passes(value=m.value, bar=threshold)
         rows.append({"m": m, "model": inner.get("model", m.name), "threshold": threshold, "ok": ok})
         if ok is False:
-            anomalies.append(
-                Anomaly("bad", f"{m.name} ({m.dtype}) {m.unit} {m.value:.6g} is below {threshold}.")
-            )
+            bar = "no bar in the program" if threshold is None else f"below {threshold}"
+            anomalies.append(Anomaly("bad", f"{m.name} ({m.dtype}) {m.unit} {m.value:.6g} is {bar}."))
     return rows
 
 
-def _document_checks(campaign: Campaign, jobs: list[Job], anomalies: list[Anomaly]) -> list[DocumentCheck]:
-    target = campaign.target
+def _integrity_rows(job: Job, document: ResultDocument, thresholds: judge.Thresholds,
+                    anomalies: list[Anomaly]) -> list[tuple[str, str, str]]:
+    """(check, verdict, detail) per TEST01 / TEST04 result as the judge reads its raw figures; any
+    other section of the document is shown as the runner reported it."""
+    rows = []
+    integrity = document.integrity if isinstance(document.integrity, dict) else {}
+    known = {name for names in judge.INTEGRITY_NAMES.values() for name in names}
+    for check in judge.INTEGRITY_NAMES:
+        for verdict in judge.integrity_verdicts(integrity=integrity, check=check, thresholds=thresholds):
+            outcome = "pass" if verdict.passed else "fail"
+            label = verdict.item.get("benchmark") or verdict.item.get("model") or verdict.item.get("suite") or ""
+            rows.append((f"{check} {label}".strip(), outcome, verdict.detail))
+            if not verdict.passed:
+                anomalies.append(
+                    Anomaly("bad", f"Integrity check {check} of job {job.pk} ({job.suite}): {verdict.detail}.")
+                )
+    for name, value in sorted(integrity.items()):
+        if name in known:
+            continue
+        outcome = str(value.get("verdict", "?")) if isinstance(value, dict) else str(value)
+        rows.append((name, outcome, ""))
+        if outcome not in ("pass", "skipped"):
+            anomalies.append(Anomaly("bad", f"Integrity check {name} of job {job.pk} ({job.suite}): {outcome}."))
+    return rows
+
+
+def _document_checks(campaign: Campaign, jobs: list[Job], anomalies: list[Anomaly],
+                     thresholds: judge.Thresholds) -> list[DocumentCheck]:
     # The documents with the runner that signed each (the jobs' prefetch brings the documents alone).
     documents = {
         d.job_id: d for d in ResultDocument.objects.filter(job__campaign=campaign).select_related("runner")
-    }
-    registered = {
-        "backend": target.backend,
-        "device_count": target.device_count,
-        "torch_version": target.torch_version,
     }
     checks = []
     for job in jobs:
         document = documents.get(job.pk)
         if document is None:
             continue
-        mismatches = [
-            key
-            for key, expected in registered.items()
-            if key in document.fingerprint
-            and expected not in ("", None)
-            and document.fingerprint.get(key) != expected
-        ]
-        integrity = []
-        for name, verdict in sorted((document.integrity or {}).items()):
-            outcome = verdict.get("verdict", "?") if isinstance(verdict, dict) else str(verdict)
-            detail = ""
-            if isinstance(verdict, dict):
-                if "speedup_ratio" in verdict:
-                    detail = (
-                        f"repeat-input speed-up {verdict['speedup_ratio']:.3f} "
-                        f"(threshold {verdict.get('threshold')})"
-                    )
-                elif "sampled" in verdict:
-                    mismatches = verdict.get("mismatches", 0)
-                    detail = f"{mismatches} mismatch(es) in {verdict['sampled']} sampled output(s)"
-            integrity.append((name, outcome, detail))
-            if outcome not in ("pass", "skipped"):
-                anomalies.append(
-                    Anomaly("bad", f"Integrity check {name} of job {job.pk} ({job.suite}): {outcome}.")
-                )
-        spot_failures = (document.spot_check or {}).get("failures", [])
-        sampled = (document.spot_check or {}).get("sampled", 0)
+        # The comparison ingestion applies (runners/fingerprint_check.py), against the registered target.
+        fingerprint_mismatches = judge.fingerprint_problems(fingerprint=document.fingerprint, target=campaign.target)
+        integrity = _integrity_rows(job, document, thresholds, anomalies)
+        spot_check = document.spot_check if isinstance(document.spot_check, dict) else {}
+        spot_failures = spot_check.get("failures") or []
+        sampled = spot_check.get("sampled", 0)
         sampled = len(sampled) if isinstance(sampled, list) else int(sampled or 0)
         if spot_failures:
             anomalies.append(
@@ -259,14 +265,15 @@ def _document_checks(campaign: Campaign, jobs: list[Job], anomalies: list[Anomal
                     "bad", f"Server-side spot check of job {job.pk}: {len(spot_failures)} case(s) disagree."
                 )
             )
-        if mismatches:
+        if fingerprint_mismatches:
             anomalies.append(
                 Anomaly(
                     "bad",
-                    f"Job {job.pk} fingerprint differs from the registered target: {', '.join(mismatches)}.",
+                    f"Job {job.pk} fingerprint differs from the registered target: "
+                    f"{'; '.join(fingerprint_mismatches)}.",
                 )
             )
-        checks.append(DocumentCheck(document, job, mismatches, integrity, spot_failures, sampled))
+        checks.append(DocumentCheck(document, job, fingerprint_mismatches, integrity, spot_failures, sampled))
     return checks
 
 
@@ -307,12 +314,20 @@ def campaign_evidence(*, campaign: Campaign, criteria: list[CriterionResult]) ->
     measurements = list(
         Measurement.objects.filter(document__job__campaign=campaign).order_by("document__job_id", "id")
     )
+    thresholds = judge.campaign_thresholds(campaign=campaign)
+    peaks = judge.declared_peaks_of_specs(job.spec for job in jobs)  # frozen at submission
     evidence = Evidence()
+    evidence.thresholds = [
+        (name, json.dumps(getattr(thresholds, name), sort_keys=True), thresholds.sources.get(name, ""))
+        for name in sorted(thresholds.sources)
+    ]
     evidence.heatmap = _heatmap(cases, anomalies)
-    evidence.roofline, evidence.roofline_rows = _roofline(campaign, measurements, anomalies)
+    evidence.roofline, evidence.roofline_rows = _roofline(
+        campaign, measurements, anomalies, peaks=peaks, thresholds=thresholds
+    )
     evidence.latency_rows = _latencies(measurements)
     evidence.latency = latency_svg(evidence.latency_rows)
-    evidence.accuracy = _accuracy(measurements, anomalies)
+    evidence.accuracy = _accuracy(measurements, anomalies, thresholds)
     evidence.model_perf = [
         m for m in measurements if m.kind not in (*ROOFLINE_KINDS, "accuracy", "bandwidth")
     ]
@@ -334,7 +349,7 @@ def campaign_evidence(*, campaign: Campaign, criteria: list[CriterionResult]) ->
     flagged = [m for m in measurements if any(flag != "unavailable" for flag in (m.flags or []))]
     for m in flagged:
         anomalies.append(Anomaly("warn", f"{m.name} ({m.dtype}) flagged: {', '.join(map(str, m.flags))}."))
-    evidence.documents = _document_checks(campaign, jobs, anomalies)
+    evidence.documents = _document_checks(campaign, jobs, anomalies, thresholds)
     evidence.rejections = list(
         EvidenceRejection.objects.filter(job__campaign=campaign).order_by("-received_at")
     )

@@ -13,6 +13,14 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from apps.accounts.models import Membership
+from apps.certificates.judge import (
+    Thresholds,
+    above_peak,
+    level_thresholds,
+    measurement_exclusion,
+    peak_for,
+    peak_ratio,
+)
 from apps.certificates.models import Certificate, CertificateStatus
 from apps.procurement.eligibility import Candidate
 from apps.procurement.export_control import Rule, classify, rule_current
@@ -105,6 +113,7 @@ def certified_candidates(
     programs = {p.pk: p for p in Program.objects.filter(pk__in={row["program_id"] for row in rows})}
     rule = rule or rule_current()
     candidates: dict[int, Candidate] = {}
+    thresholds: dict[int, Thresholds] = {}
     for row in rows:
         payload = json.loads(row["payload_json"])
         vendor = payload.get("subject", {}).get("vendor", {})
@@ -148,11 +157,16 @@ def certified_candidates(
             peaks=peaks, die_area_mm2=candidate.die_area_mm2, data_center=candidate.data_center, rule=rule
         )
         candidates[row["campaign_id"]] = candidate
-    _attach_measurements(candidates, certificates)
+        thresholds[row["campaign_id"]] = level_thresholds(program=program, level=row["level"])
+    _attach_measurements(candidates, certificates, thresholds)
     return list(candidates.values())
 
 
-def _attach_measurements(candidates: dict[int, Candidate], certificates: QuerySet[Certificate]) -> None:
+def _attach_measurements(
+    candidates: dict[int, Candidate], certificates: QuerySet[Certificate], thresholds: dict[int, Thresholds]
+) -> None:
+    """Each candidate's certifiable figures: what the judge lets feed a tender (no unstable, flagged
+    or above-peak measurement), with measured/declared against the peaks the certificate signed."""
     if not candidates:
         return
     # A subquery rather than a list of ids: one statement, no parameter limit, whatever the count.
@@ -166,15 +180,19 @@ def _attach_measurements(candidates: dict[int, Candidate], certificates: QuerySe
         "dtype",
         "unit",
         "value",
-        "efficiency",
+        "unstable",
+        "flags",
         "document__sha256",
         "document__job__campaign_id",
         "document__job__model__name",  # a model job always names its artifact
     )
     # Tuples, not dicts: this loop sees every GEMM and model figure of every certified campaign.
-    for pk, kind, dtype, unit, value, efficiency, sha256, campaign_id, model in measurements.order_by():
+    for pk, kind, dtype, unit, value, unstable, flags, sha256, campaign_id, model in measurements.order_by():
         candidate = candidates.get(campaign_id)
-        if candidate is None:
+        if candidate is None or measurement_exclusion(value=value, unstable=unstable, flags=flags):
+            continue
+        efficiency = peak_ratio(value=value, peak=peak_for(candidate.declared_peaks, dtype)) if kind == "gemm" else None
+        if above_peak(ratio=efficiency, thresholds=thresholds[campaign_id]):
             continue
         figure = {
             "value": value,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import date
 
 from django.db.models import Prefetch, QuerySet
+from django.utils import timezone
 
 from apps.accounts.models import Membership
 from apps.runs.models import Campaign, Job, Program, ProgramStatus
@@ -34,15 +36,35 @@ def jobs_visible_to(membership: Membership | None) -> QuerySet[Job]:
     return jobs.none()
 
 
-def program_current(*, code: str, version: str | None = None) -> Program | None:
+def program_effective(program: Program) -> date | None:
+    """The date from which a program version applies (None: it applies from when it was loaded)."""
+    effective = program.definition.get("effective")
+    try:
+        return date.fromisoformat(str(effective)) if effective else None
+    except ValueError:
+        return None
+
+
+def program_current(*, code: str, version: str | None = None, today: date | None = None) -> Program | None:
+    """The active program `code` at `version`, or by default the newest version in effect today.
+
+    A version applies from its `effective` date; before it, it can be chosen only by naming it. When
+    no version of the code is in effect yet, the default is the one that takes effect first.
+    """
     programs = Program.objects.filter(code=code, status=ProgramStatus.ACTIVE)
     if version:
         return programs.filter(version=version).first()
+    today = today or timezone.localdate()
+
     # Versions are compared numerically part by part ("1.10" is newer than "1.9").
     def key(program: Program):
         return tuple(int(p) if p.isdigit() else p for p in program.version.split("."))
 
-    return max(programs, key=key, default=None)
+    programs = list(programs)
+    in_effect = [p for p in programs if (program_effective(p) or today) <= today]
+    if in_effect:
+        return max(in_effect, key=key)
+    return min(programs, key=lambda p: (program_effective(p) or today, key(p)), default=None)
 
 
 ARTIFACT_REQUEST_MAX_SKEW_S = 300

@@ -185,10 +185,19 @@ def test_aia_1_1_sets_the_agreement_bar_itself_whatever_the_runner_wrote(evaluat
     assert result(evaluated(program=program, accuracy=[0.995], accuracy_metric="top1_agreement"), "B2").outcome == "pass"
 
 
-def test_the_newest_active_version_of_a_program_is_the_one_submissions_get(db):
+def test_the_default_version_is_the_newest_in_effect_and_a_future_one_is_chosen_only_by_name(db):
+    from datetime import date
+
     from apps.runs.selectors import program_current
     from apps.runs.services.programs import programs_load_all
 
-    programs_load_all()
-    assert program_current(code="AIA").version == "1.1"
+    programs_load_all()  # AIA 1.0 effective 2026-12-01, 1.1 on 2027-01-01, 1.2 on 2027-04-01
+    assert program_current(code="AIA", today=date(2026, 12, 15)).version == "1.0"
+    assert program_current(code="AIA", today=date(2027, 1, 1)).version == "1.1"
+    assert program_current(code="AIA", today=date(2027, 3, 31)).version == "1.1"
+    assert program_current(code="AIA", today=date(2027, 4, 1)).version == "1.2"
+    # Before any version is in effect, the default is the one that takes effect first.
+    assert program_current(code="AIA", today=date(2026, 11, 1)).version == "1.0"
+    # Named explicitly, a version that is not yet in effect can be chosen.
+    assert program_current(code="AIA", version="1.2", today=date(2026, 12, 15)).version == "1.2"
     assert program_current(code="AIA", version="1.0").version == "1.0"

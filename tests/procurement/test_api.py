@@ -142,7 +142,8 @@ def test_export_control_lists_certified_and_reference_chips_never_other_uncertif
     assert reference["measured_to_declared"] == {}
     certified_entry = next(entry for entry in listing if entry["sku"] == "CERT-2")
     assert certified_entry["certificates"] == [cert.serial]
-    assert certified_entry["measured_to_declared"]["bfloat16"]["ratio"] == pytest.approx(0.707)
+    # Measured / declared as the judge computes it against the signed peak (not the runner's 0.707).
+    assert certified_entry["measured_to_declared"]["bfloat16"]["ratio"] == pytest.approx(700.0 / 989.4)
     secret = ChipFactory._meta.model.objects.get(sku="SECRET-PROTO")
     assert client.get(f"/api/v1/export-control/{secret.pk}/").status_code == 404
 

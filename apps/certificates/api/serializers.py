@@ -9,6 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.certificates import selectors
+from apps.certificates.judge import required_approvals
 from apps.certificates.models import Certificate, CriterionResult, Review, SigningKey
 from apps.runs.models import Campaign
 
@@ -146,7 +147,7 @@ class CampaignReviewRowSerializer(serializers.ModelSerializer):
 class CampaignEvaluationSerializer(CampaignReviewRowSerializer):
     """A campaign's evaluation: every criterion with its evidence, the decisions so far, the certificate."""
 
-    required_approvals = serializers.IntegerField(source="program.required_approvals")
+    required_approvals = serializers.SerializerMethodField()
     criteria = serializers.SerializerMethodField()
     reviews = serializers.SerializerMethodField()
     certificate = serializers.SerializerMethodField()
@@ -160,6 +161,10 @@ class CampaignEvaluationSerializer(CampaignReviewRowSerializer):
             "reviews",
             "certificate",
         ]
+
+    def get_required_approvals(self, campaign: Campaign) -> int:
+        """Distinct approving reviewers this campaign's level needs (two at Standard/Advanced from AIA 1.2)."""
+        return required_approvals(program=campaign.program, level=campaign.level)
 
     @extend_schema_field(CriterionResultSerializer(many=True))
     def get_criteria(self, obj: Campaign) -> list:

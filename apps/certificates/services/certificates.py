@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from apps.audit.checkpoints import audit_checkpoint_after_commit
 from apps.audit.services import audit_record
+from apps.certificates.judge import required_approvals
 from apps.certificates.models import (
     Certificate,
     CertificateStatus,
@@ -80,9 +81,10 @@ def certificate_issue(*, campaign: Campaign, actor=None) -> Certificate:
     if not CriterionResult.objects.filter(campaign=campaign).exists():
         raise ValidationError("The campaign has not been evaluated.")
     approvals = _approvals(campaign)
-    if approvals < campaign.program.required_approvals:
+    needed = required_approvals(program=campaign.program, level=campaign.level)
+    if approvals < needed:
         raise ValidationError(
-            f"The program needs {campaign.program.required_approvals} approving reviewers; "
+            f"{campaign.program} level {campaign.level} needs {needed} approving reviewers; "
             f"the campaign has {approvals}."
         )
     program = campaign.program

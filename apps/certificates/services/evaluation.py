@@ -6,6 +6,7 @@ from django.db import transaction
 
 from apps.audit.services import audit_record
 from apps.certificates.criteria import criterion_judge
+from apps.certificates.judge import campaign_thresholds
 from apps.certificates.models import CriterionOutcome, CriterionResult
 from apps.runs.models import Campaign, CampaignPurpose, CampaignState
 
@@ -44,9 +45,13 @@ def campaign_evaluate(*, campaign_id: int) -> None:
             return
         level = campaign.program.level(campaign.level) or {"criteria": []}
         CriterionResult.objects.filter(campaign=campaign).delete()
+        try:
+            thresholds = campaign_thresholds(campaign=campaign)
+        except (KeyError, TypeError, ValueError):
+            thresholds = None  # each criterion then fails with the reason
         results = []
         for criterion in level["criteria"]:
-            judgement = criterion_judge(campaign=campaign, criterion=criterion)
+            judgement = criterion_judge(campaign=campaign, criterion=criterion, thresholds=thresholds)
             results.append(
                 CriterionResult(
                     campaign=campaign,

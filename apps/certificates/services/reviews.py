@@ -7,6 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.audit.services import audit_record
+from apps.certificates.judge import required_approvals
 from apps.certificates.models import CriterionOutcome, CriterionResult, Review, ReviewDecision
 from apps.certificates.services.authority import separation_of_duties_check
 from apps.certificates.services.certificates import certificate_issue
@@ -39,8 +40,8 @@ def _campaign_for_review(campaign: Campaign, reviewer) -> Campaign:
 
 @transaction.atomic
 def review_approve(*, campaign: Campaign, reviewer, reason: str) -> Review:
-    """Record an approval. The approval that completes program.required_approvals (distinct reviewers)
-    issues the certificate. Refused while any blocker criterion has failed."""
+    """Record an approval. The approval that completes the level's required approvals (distinct
+    reviewers; judge.required_approvals) issues the certificate. Refused while any blocker criterion has failed."""
     reason = _reason(reason)
     campaign = _campaign_for_review(campaign, reviewer)
     failed = list(
@@ -64,7 +65,7 @@ def review_approve(*, campaign: Campaign, reviewer, reason: str) -> Review:
         payload={"review": review.pk, "reason": reason},
     )
     approvals = Review.objects.filter(campaign=campaign, decision=ReviewDecision.APPROVE).count()
-    if approvals >= campaign.program.required_approvals:
+    if approvals >= required_approvals(program=campaign.program, level=campaign.level):
         certificate_issue(campaign=campaign, actor=reviewer)
     return review
 

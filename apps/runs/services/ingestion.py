@@ -31,6 +31,7 @@ from apps.runs.models import (
     ResultDocument,
 )
 from apps.runs.services.campaigns import campaign_check_completion, job_fail
+from apps.runs.services.programs import program_spot_check_size
 from apps.runs.services.spot_check import spot_check_cases
 from apps.runs.specs import expected_fingerprint
 from certification.json_limits import json_loads_within_depth
@@ -126,7 +127,8 @@ def _validate(document: dict, job: Job) -> dict:
     mismatches = fingerprint_mismatches(document.get("fingerprint") or {}, expected_fingerprint(job.campaign.target))
     if mismatches:
         raise Rejected("fingerprint does not match the target: " + "; ".join(mismatches), fails_job=True)
-    report = spot_check_cases(document, sample_size=5, rng=secrets.SystemRandom())
+    size = program_spot_check_size(program=job.campaign.program, level=job.campaign.level)
+    report = spot_check_cases(document, sample_size=size, rng=secrets.SystemRandom())
     if report["failures"]:
         raise Rejected("server-side recomputation disagrees: " + "; ".join(report["failures"]), fails_job=True)
     return report

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import date
 from pathlib import Path
 
 from django.core.exceptions import ValidationError
@@ -15,6 +16,51 @@ from apps.runs.models import Program, ProgramStatus
 PROGRAMS_DIR = Path(__file__).resolve().parent.parent / "programs"
 SUITE_NAMES = {"conformance", "performance", "model"}
 CRITERION_KINDS = {"conformance_pass_rate", "model_accuracy", "integrity", "claims", "performance_stability"}
+# The bars a judgement uses (apps/certificates/judge.py). From AIA 1.2 every level states each one as
+# {"value": ..., "source": "..."}; older versions keep their numbers in criterion params.
+THRESHOLD_NAMES = {
+    "conformance_min_pass_rate",
+    "unsupported_tolerated",
+    "accuracy",
+    "claims_min_ratio",
+    "above_peak_ratio",
+    "test01_max_mismatches",
+    "test01_tolerance",
+    "test04_max_speedup",
+    "max_unstable_fraction",
+    "spot_check_size",
+}
+DEFAULT_SPOT_CHECK_SIZE = 5
+
+
+def _thresholds_check(code: str, level: dict) -> list[str]:
+    """A level with thresholds states every one, each with a source; it publishes no quick-policy figure."""
+    thresholds = level["thresholds"]
+    if not isinstance(thresholds, dict):
+        return [f"level {code}: thresholds must be an object"]
+    problems = []
+    missing, unknown = sorted(THRESHOLD_NAMES - set(thresholds)), sorted(set(thresholds) - THRESHOLD_NAMES)
+    if missing:
+        problems.append(f"level {code}: missing thresholds {missing}")
+    if unknown:
+        problems.append(f"level {code}: unknown thresholds {unknown}")
+    for name, entry in thresholds.items():
+        if not isinstance(entry, dict) or "value" not in entry or not str(entry.get("source") or "").strip():
+            problems.append(f"level {code}: threshold {name} needs a value and a source")
+    for suite in ("performance", "model"):
+        if (level.get("suites", {}).get(suite) or {}).get("quick"):
+            problems.append(f"level {code}: the {suite} suite publishes figures and cannot use the quick timing policy")
+    approvals = level.get("required_approvals", 1)
+    if not isinstance(approvals, int) or isinstance(approvals, bool) or approvals < 1:
+        problems.append(f"level {code}: required_approvals must be a whole number of at least 1")
+    return problems
+
+
+def program_spot_check_size(*, program: Program, level: str) -> int:
+    """How many cases of a document the server recomputes at ingestion (the level's spot_check_size)."""
+    entry = ((program.level(level) or {}).get("thresholds") or {}).get("spot_check_size") or {}
+    value = entry.get("value", DEFAULT_SPOT_CHECK_SIZE)
+    return int(value) if isinstance(value, int) and value > 0 else DEFAULT_SPOT_CHECK_SIZE
 
 
 def _canonical_sha256(definition: dict) -> str:
@@ -24,6 +70,12 @@ def _canonical_sha256(definition: dict) -> str:
 def program_definition_check(definition: dict) -> None:
     """Refuse a definition that the platform could not run or evaluate."""
     problems = []
+    effective = definition.get("effective")
+    if effective is not None:
+        try:
+            date.fromisoformat(str(effective))
+        except ValueError:
+            problems.append(f"effective must be a date (YYYY-MM-DD), not {effective!r}")
     for key in ("code", "version", "title", "validity_days", "surveillance_days", "levels"):
         if key not in definition:
             problems.append(f"missing {key}")
@@ -46,6 +98,8 @@ def program_definition_check(definition: dict) -> None:
                 problems.append(f"level {code}: criterion {criterion.get('id')} has unknown kind {criterion.get('kind')!r}")
             if not isinstance(criterion.get("blocker"), bool):
                 problems.append(f"level {code}: criterion {criterion.get('id')} must say whether it is a blocker")
+        if "thresholds" in level:
+            problems += _thresholds_check(code, level)
     if problems:
         raise ValidationError("; ".join(problems))
 

@@ -19,4 +19,6 @@ class Command(BaseCommand):
                 program, created = program_load(definition=json.loads(path.read_text()))
             except (ValidationError, json.JSONDecodeError, OSError) as exc:
                 raise CommandError(f"{path}: {exc}") from None
-            self.stdout.write(f"{'loaded' if created else 'unchanged'}: {program} ({path.name})")
+            effective = program.definition.get("effective")
+            applies = f", applies from {effective}" if effective else ""
+            self.stdout.write(f"{'loaded' if created else 'unchanged'}: {program} ({path.name}{applies})")

@@ -1,0 +1,431 @@
+"""The one judge of every rule a certification decision uses.
+
+The criteria, the certificate payload, the portal's evidence page and procurement call these
+functions; none of them keeps a bar of its own. The bars are the thresholds of the program's level
+(from AIA 1.2 each one has a `source`); the runner reports raw figures (cosine, agreement, TEST01
+mismatch counts, TEST04 medians and confidence intervals, timings) and the judge decides.
+
+Older program versions (AIA 1.0 / 1.1) keep their numbers in criterion params; `level_thresholds`
+reads those and fills the bars they never stated with what the platform applied when they were
+published, so their certificates stay verifiable and their documents judgeable.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from runners.fingerprint_check import fingerprint_mismatches
+
+# The chip's declared-peak keys (registry PEAK_FIELDS) for the dtype names the runners use.
+PEAK_KEY_OF_DTYPE = {
+    "float32": "fp32",
+    "tfloat32": "tf32",
+    "bfloat16": "bf16",
+    "float16": "fp16",
+    "float8_e4m3fn": "fp8",
+    "float8_e5m2": "fp8",
+    "int8": "int8",
+}
+# The accuracy metrics the model suite reports (runners/model_suite/workloads.py).
+COSINE_METRICS = ("cosine_min",)
+AGREEMENT_METRICS = ("greedy_token_agreement", "top1_agreement")
+# Runner flags that are the runner's own verdicts: the judge recomputes these, so they neither
+# exclude a figure nor excuse one. Any other flag (e.g. "unavailable") excludes the figure.
+RUNNER_VERDICT_FLAGS = frozenset({"below_threshold", "below_claim", "exceeds_physical"})
+# torch.utils.benchmark.Measurement.significant_figures keeps at most four.
+MAX_SIGNIFICANT_FIGURES = 4
+
+# What the platform applied to programs that did not state these bars (AIA 1.0 and 1.1).
+LEGACY_SOURCE = "built into the platform when AIA 1.0/1.1 were published (not stated in the program)"
+LEGACY_ABOVE_PEAK_RATIO = 1.10
+LEGACY_TEST04_MAX_SPEEDUP = 0.10
+LEGACY_SPOT_CHECK_SIZE = 5
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Every bar of one level, with the source of each (threshold name -> text)."""
+
+    conformance_min_pass_rate: float | None
+    # dtype -> unsupported cases tolerated; None: any number (a dtype with no supported case fails).
+    unsupported_tolerated: dict[str, int] | None
+    # dtype -> metric -> bar; the key "*" applies to a dtype without its own entry.
+    accuracy: dict[str, dict[str, float | None]]
+    claims_min_ratio: float | None
+    above_peak_ratio: float
+    test01_max_mismatches: int
+    test01_tolerance: dict[str, dict[str, float]] | None
+    test04_max_speedup: float
+    max_unstable_fraction: float | None
+    spot_check_size: int
+    required_approvals: int
+    legacy: bool = False
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+def _criterion_params(level: dict, kind: str) -> dict:
+    for criterion in level.get("criteria", []):
+        if criterion.get("kind") == kind:
+            return criterion.get("params") or {}
+    return {}
+
+
+def _float(value) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def level_thresholds(*, program, level: str) -> Thresholds:
+    """The bars of `level` of `program` (a Program row or its definition dict)."""
+    definition = program.definition if hasattr(program, "definition") else program
+    program_approvals = getattr(program, "required_approvals", None) or definition.get(
+        "required_approvals", 1
+    )
+    spec = next((lvl for lvl in definition.get("levels", []) if lvl.get("code") == level), None) or {}
+    approvals = spec.get("required_approvals", program_approvals)
+    stated = spec.get("thresholds")
+    if isinstance(stated, dict):
+        value = {name: (entry or {}).get("value") for name, entry in stated.items()}
+        return Thresholds(
+            conformance_min_pass_rate=_float(value.get("conformance_min_pass_rate")),
+            unsupported_tolerated={
+                str(k): int(v) for k, v in (value.get("unsupported_tolerated") or {}).items()
+            },
+            accuracy={str(d): dict(bars) for d, bars in (value.get("accuracy") or {}).items()},
+            claims_min_ratio=_float(value.get("claims_min_ratio")),
+            above_peak_ratio=float(value["above_peak_ratio"]),
+            test01_max_mismatches=int(value["test01_max_mismatches"]),
+            test01_tolerance=value.get("test01_tolerance"),
+            test04_max_speedup=float(value["test04_max_speedup"]),
+            max_unstable_fraction=_float(value.get("max_unstable_fraction")),
+            spot_check_size=int(value.get("spot_check_size") or LEGACY_SPOT_CHECK_SIZE),
+            required_approvals=int(approvals),
+            sources={name: str((entry or {}).get("source", "")) for name, entry in stated.items()},
+        )
+    conformance = _criterion_params(spec, "conformance_pass_rate")
+    accuracy = _criterion_params(spec, "model_accuracy")
+    agreement = _float(accuracy.get("min_agreement"))
+    criterion_source = f"{definition.get('code')} {definition.get('version')} {level} criterion params"
+    return Thresholds(
+        conformance_min_pass_rate=_float(conformance.get("min_pass_rate")),
+        unsupported_tolerated=None,
+        # The float32 criterion's bar, applied to every dtype; None: the runner's bar (AIA 1.0 agreement).
+        accuracy={
+            "*": {
+                "cosine_min": _float(accuracy.get("min_cosine")),
+                **{metric: agreement for metric in AGREEMENT_METRICS},
+            }
+        },
+        claims_min_ratio=_float(_criterion_params(spec, "claims").get("min_ratio")),
+        above_peak_ratio=LEGACY_ABOVE_PEAK_RATIO,
+        test01_max_mismatches=0,
+        test01_tolerance=None,
+        test04_max_speedup=LEGACY_TEST04_MAX_SPEEDUP,
+        max_unstable_fraction=_float(
+            _criterion_params(spec, "performance_stability").get("max_unstable_fraction")
+        ),
+        spot_check_size=LEGACY_SPOT_CHECK_SIZE,
+        required_approvals=int(approvals),
+        legacy=True,
+        sources={
+            "conformance_min_pass_rate": criterion_source,
+            "accuracy": criterion_source,
+            "claims_min_ratio": criterion_source,
+            "max_unstable_fraction": criterion_source,
+            "above_peak_ratio": LEGACY_SOURCE,
+            "test01_max_mismatches": LEGACY_SOURCE,
+            "test04_max_speedup": LEGACY_SOURCE,
+            "spot_check_size": LEGACY_SOURCE,
+        },
+    )
+
+
+def campaign_thresholds(*, campaign) -> Thresholds:
+    return level_thresholds(program=campaign.program, level=campaign.level)
+
+
+def required_approvals(*, program, level: str) -> int:
+    """Distinct approving reviewers a certificate of `level` needs (AIA 1.2: two at Standard and Advanced)."""
+    return level_thresholds(program=program, level=level).required_approvals
+
+
+# Accuracy ---------------------------------------------------------------------------------------
+
+
+def accuracy_bar(
+    *, thresholds: Thresholds, dtype: str, metric: str, runner_threshold: float | None = None
+) -> float | None:
+    """The program's bar for `metric` in `dtype`, or None when the program states none (then it fails).
+
+    Only a legacy program that never stated an agreement bar (AIA 1.0) falls back on the bar the
+    runner reported with the value."""
+    bars = thresholds.accuracy.get(dtype) or thresholds.accuracy.get("*") or {}
+    bar = _float(bars.get(metric))
+    if bar is None and thresholds.legacy and metric not in COSINE_METRICS:
+        return _float(runner_threshold)
+    return bar
+
+
+def accuracy_passes(*, value: float | None, bar: float | None) -> bool:
+    return value is not None and bar is not None and math.isfinite(value) and value >= bar
+
+
+def runner_threshold_of(params: dict | None) -> float | None:
+    """The bar a (legacy) runner reported beside an accuracy value, wherever the document put it."""
+    params = params or {}
+    nested = params.get("params") if isinstance(params.get("params"), dict) else {}
+    return _float(params.get("threshold", nested.get("threshold")))
+
+
+# Fingerprint ------------------------------------------------------------------------------------
+
+
+def fingerprint_problems(*, fingerprint: dict, target) -> list[str]:
+    """How a document's fingerprint differs from the target's registered stack: the comparison that
+    ingestion applies (runners/fingerprint_check.py), so a page never disagrees with ingestion."""
+    from apps.runs.specs import expected_fingerprint
+
+    return fingerprint_mismatches(fingerprint or {}, expected_fingerprint(target))
+
+
+# Integrity (TEST01, TEST04) ---------------------------------------------------------------------
+
+INTEGRITY_NAMES = {"output_consistency": ("output_consistency", "consistency"), "caching": ("caching",)}
+
+
+@dataclass(frozen=True)
+class IntegrityVerdict:
+    check: str
+    passed: bool
+    detail: str
+    item: dict
+
+
+def integrity_items(integrity: dict | None, check: str) -> list[dict]:
+    """The individual TEST01 / TEST04 results of a document (its per-item list when it has one)."""
+    found: list[dict] = []
+    for name in INTEGRITY_NAMES[check]:
+        value = (integrity or {}).get(name)
+        entries = value if isinstance(value, list) else [value] if isinstance(value, dict) else []
+        for entry in entries:
+            if not isinstance(entry, dict):
+                continue
+            items = entry.get("items")
+            if isinstance(items, list) and items:
+                found.extend(item for item in items if isinstance(item, dict))
+            else:
+                found.append(entry)
+    return found
+
+
+def _int(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def output_consistency_verdict(*, item: dict, thresholds: Thresholds) -> IntegrityVerdict:
+    """TEST01 from the raw counts: mismatches within the program's bound, judged at tolerances no
+    looser than the program's. A runner's own "fail" is never turned into a pass."""
+    mismatches, sampled = _int(item.get("mismatches")), _int(item.get("sampled"))
+    if mismatches is None or sampled is None:
+        if thresholds.legacy and item.get("verdict") in ("pass", "fail"):
+            return IntegrityVerdict(
+                "output_consistency",
+                item["verdict"] == "pass",
+                f"runner verdict {item['verdict']} (no raw counts in the document)",
+                item,
+            )
+        return IntegrityVerdict("output_consistency", False, "no raw mismatch count in the document", item)
+    detail = f"{mismatches} mismatch(es) in {sampled} sampled output(s)"
+    if sampled == 0:
+        return IntegrityVerdict("output_consistency", False, "no output was sampled", item)
+    tolerance = (thresholds.test01_tolerance or {}).get(str(item.get("dtype") or ""))
+    if tolerance:
+        for key in ("rtol", "atol"):
+            used = _float(item.get(key))
+            if used is not None and used > float(tolerance[key]):
+                return IntegrityVerdict(
+                    "output_consistency",
+                    False,
+                    f"{detail}, judged at {key} {used:g}, looser than the program's {tolerance[key]:g}",
+                    item,
+                )
+    passed = mismatches <= thresholds.test01_max_mismatches and item.get("verdict") != "fail"
+    return IntegrityVerdict("output_consistency", passed, detail, item)
+
+
+def caching_verdict(*, item: dict, thresholds: Thresholds) -> IntegrityVerdict:
+    """TEST04 from the raw medians: fresh / repeated above 1 + bound, with separated confidence
+    intervals (so timing noise alone cannot fail an honest device), means a result cache."""
+    fresh, repeated = _float(item.get("fresh_median_s")), _float(item.get("repeated_median_s"))
+    if fresh is None or repeated is None:
+        if thresholds.legacy and item.get("verdict") in ("pass", "fail"):
+            return IntegrityVerdict(
+                "caching",
+                item["verdict"] == "pass",
+                f"runner verdict {item['verdict']} (no raw timings in the document)",
+                item,
+            )
+        return IntegrityVerdict("caching", False, "no raw TEST04 timings in the document", item)
+    speedup = fresh / repeated if repeated > 0 else math.inf
+    bound = 1.0 + thresholds.test04_max_speedup
+    fresh_ci, repeated_ci = item.get("fresh_ci_s"), item.get("repeated_ci_s")
+    separated = True  # without intervals nothing excuses a speed-up
+    if (
+        isinstance(fresh_ci, list)
+        and isinstance(repeated_ci, list)
+        and len(fresh_ci) == 2 == len(repeated_ci)
+    ):
+        low, high = _float(fresh_ci[0]), _float(repeated_ci[1])
+        if low is not None and high is not None:
+            separated = high < low
+    failed = speedup > bound and separated
+    detail = (
+        f"repeat-input speed-up {speedup:.3f} (bound {bound:.2f}{'' if separated else ', intervals overlap'})"
+    )
+    return IntegrityVerdict("caching", not failed and item.get("verdict") != "fail", detail, item)
+
+
+def integrity_verdicts(
+    *, integrity: dict | None, check: str, thresholds: Thresholds
+) -> list[IntegrityVerdict]:
+    judge = output_consistency_verdict if check == "output_consistency" else caching_verdict
+    return [judge(item=item, thresholds=thresholds) for item in integrity_items(integrity, check)]
+
+
+# Declared peaks and figures ---------------------------------------------------------------------
+
+
+def declared_peaks_of_specs(specs: Iterable[dict]) -> dict[str, float]:
+    """The declared peaks frozen into a campaign's job specs at submission (the first spec that has them)."""
+    for spec in specs:
+        peaks = ((spec or {}).get("declared") or {}).get("peak_tflops")
+        if isinstance(peaks, dict) and peaks:
+            return {str(k): float(v) for k, v in peaks.items() if _float(v) is not None}
+    return {}
+
+
+def campaign_declared_peaks(*, campaign) -> dict[str, float]:
+    """The chip's declared peaks as they were when the campaign was submitted: every evaluation,
+    certificate and page reads these, never the live registry row (which the vendor may edit)."""
+    from apps.runs.models import Job
+
+    return declared_peaks_of_specs(
+        Job.objects.filter(campaign=campaign).order_by("id").values_list("spec", flat=True)
+    )
+
+
+def peak_for(peaks: dict[str, float], dtype: str) -> float | None:
+    return peaks.get(PEAK_KEY_OF_DTYPE.get(dtype, dtype))
+
+
+def peak_ratio(*, value: float | None, peak: float | None) -> float | None:
+    """Achieved / declared, recomputed here (a runner's own `efficiency` is not trusted)."""
+    if value is None or not peak or not math.isfinite(value):
+        return None
+    return value / peak
+
+
+def above_peak(*, ratio: float | None, thresholds: Thresholds) -> bool:
+    """A figure above the declared peak by more than the level's ratio is not credible."""
+    return ratio is not None and ratio > thresholds.above_peak_ratio
+
+
+def measurement_exclusion(*, value: float | None, unstable: bool, flags: Iterable[str] | None) -> str | None:
+    """Why a measured figure may not feed a headline, a claims criterion or a tender, or None."""
+    if value is None or not math.isfinite(value):
+        return "no value"
+    if unstable:
+        return "unstable timing (high coefficient of variation)"
+    other = sorted({str(f) for f in flags or []} - RUNNER_VERDICT_FLAGS)
+    if other:
+        return "flagged: " + ", ".join(other)
+    return None
+
+
+def significant_figures(
+    *,
+    center: float | None,
+    ci_low: float | None = None,
+    ci_high: float | None = None,
+    cv: float | None = None,
+) -> int:
+    """Digits a timed figure's confidence interval supports, as torch.utils.benchmark's
+    Measurement.significant_figures: floor(log10(center / half-width)), between 1 and 4.
+
+    Without an interval the coefficient of variation stands in for the half-width (wider, so fewer
+    digits); without either, two digits."""
+    if center is None or not math.isfinite(center) or center <= 0:
+        return 1
+    half = None
+    if ci_low is not None and ci_high is not None and ci_high >= ci_low:
+        half = (ci_high - ci_low) / 2
+    elif cv is not None and cv >= 0:
+        half = cv * center
+    if half is None:
+        return 2
+    if half <= 0:
+        return MAX_SIGNIFICANT_FIGURES
+    # The epsilon keeps a ratio of exactly 10^k (0.01 on 1.0) from losing a digit to float rounding.
+    return min(max(math.floor(math.log10(center / half) + 1e-9), 1), MAX_SIGNIFICANT_FIGURES)
+
+
+def round_significant(value: float, digits: int) -> float:
+    """`value` to `digits` significant figures (torch.utils.benchmark's trim_sigfig)."""
+    if value == 0 or not math.isfinite(value):
+        return value
+    magnitude = math.ceil(math.log10(abs(value)))
+    return round(value, digits - magnitude)
+
+
+def published_figure(*, value: float, stats: dict[str, Any] | None) -> float:
+    """A timed figure as it may be published: rounded to the digits its interval supports."""
+    stats = stats or {}
+    digits = significant_figures(
+        center=_float(stats.get("median")),
+        ci_low=_float(stats.get("ci_low")),
+        ci_high=_float(stats.get("ci_high")),
+        cv=_float(stats.get("cv")),
+    )
+    return round_significant(value, digits)
+
+
+def published_accuracy(value: float) -> float:
+    """An accuracy figure for a headline: six decimals, rounded down so it never overstates."""
+    return math.floor(value * 1e6) / 1e6 if math.isfinite(value) else value
+
+
+# Conformance ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DtypeConformance:
+    dtype: str
+    passed: int
+    judged: int  # cases other than unsupported
+    unsupported: int
+
+    @property
+    def rate(self) -> float | None:
+        return self.passed / self.judged if self.judged else None
+
+
+def conformance_dtype_problem(
+    *, counts: DtypeConformance, thresholds: Thresholds, with_rate: bool = True
+) -> str | None:
+    """Why a required dtype fails the level: no supported case, more unsupported cases than the level
+    tolerates, or (with_rate) its own pass rate below the level's bar."""
+    if counts.judged == 0:
+        return f"the device runs no case of {counts.dtype}"
+    tolerated = (
+        (thresholds.unsupported_tolerated or {}).get(counts.dtype)
+        if thresholds.unsupported_tolerated is not None
+        else None
+    )
+    if thresholds.unsupported_tolerated is not None and counts.unsupported > (tolerated or 0):
+        return f"{counts.unsupported} {counts.dtype} case(s) unsupported, {tolerated or 0} tolerated"
+    bar = thresholds.conformance_min_pass_rate
+    if with_rate and (bar is None or counts.rate < bar):
+        return f"{counts.dtype} pass rate {counts.rate:.2%} below {bar if bar is None else f'{bar:.2%}'}"
+    return None

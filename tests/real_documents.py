@@ -1,0 +1,209 @@
+"""Evidence the real runner produced: the certificate, portal and procurement tests are fed by it.
+
+Once per test session the runner's own suites run on this CPU for a tiny plan (three kernels, two
+GEMM sizes, one small BERT encoder): `runner_documents()`. Each test then submits a real campaign,
+gives its jobs the session's challenge, and sends every document through the platform's real
+ingestion, re-signed for the job it now names (`campaign_from_runner`). A change in the shape of
+what the runners write therefore reaches these tests as it would reach production.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from apps.registry.models import Architecture, ModelArtifact, ModelTask, Runner
+from apps.registry.services import parse_ed25519_public_key, runner_register
+from apps.runs.models import Campaign, Program
+from apps.runs.services.campaigns import campaign_submit
+from apps.runs.services.ingestion import result_ingest
+from runners.backends import get_backend
+from runners.document import canonical_json
+from runners.models import ModelSpec, load_model
+from runners.models.bert import BertConfig
+from runners.signing import RunnerIdentity
+from runners.suites import run_suite
+from tests.factories import ChipFactory, HardwareTargetFactory, ModelArtifactFactory
+from tests.runs.world import identity_for
+
+CHALLENGE = hashlib.sha256(b"real runner documents").hexdigest()
+# Declared peak of the test chip (TFLOP/s, float32 only: the plan times float32 GEMMs), well above
+# what tiny GEMMs reach on any CPU, so only an edited document goes above it.
+PEAK_FP32 = 1.0
+# Short timing, still the certification policy (not quick): min/max time per measurement cut down.
+TIMING = {"min_time_s": 0.01, "max_time_s": 0.05, "min_samples": 5}
+BERT_CONFIG = {
+    **asdict(BertConfig.small()),
+    "vocab_size": 64,
+    "hidden_size": 32,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 32,
+}
+
+
+@dataclass(frozen=True)
+class RunnerDocuments:
+    documents: dict[str, dict]  # suite -> the document the runner wrote
+    identity: RunnerIdentity
+    public_pem: str
+    weights: bytes
+    model_name: str
+
+
+@functools.lru_cache(maxsize=1)
+def runner_documents() -> RunnerDocuments:
+    """The documents of one tiny run of each suite on this CPU (produced once per test session)."""
+    backend = get_backend("cpu")
+    spec = ModelSpec(name="tiny-bert", architecture="bert-encoder", config={**BERT_CONFIG, "synthetic": True})
+    state = load_model(spec, seed=0).module.state_dict()
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "weights.safetensors"
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+        weights = path.read_bytes()
+        declared = {"peak_tflops": {"fp32": PEAK_FP32}}
+        base = {
+            "schema_version": "1.0",
+            "job_id": "0",
+            "device": "cpu",
+            "challenge": CHALLENGE,
+            "declared": declared,
+            "limits": {"time_s": 600},
+        }
+        specs = {
+            "conformance": {
+                **base,
+                "suite": "conformance",
+                "dtypes": ["float32", "bfloat16"],
+                "kernels": ["cumsum", "argmax", "matmul"],
+            },
+            "performance": {
+                **base,
+                "suite": "performance",
+                "options": {
+                    "quick": False,
+                    "timing": TIMING,
+                    "performance": {
+                        "dtypes": ["float32"],
+                        "gemm_sizes": [64, 128],
+                        "bandwidth_bytes": 1 << 20,
+                    },
+                },
+            },
+            "model": {
+                **base,
+                "suite": "model",
+                "models": [
+                    {
+                        "name": spec.name,
+                        "version": "1.0",
+                        "task": ModelTask.TEXT_EMBEDDING,
+                        "architecture": Architecture.BERT_ENCODER,
+                        "config": BERT_CONFIG,
+                        "weights_path": str(path),
+                        "sha256": hashlib.sha256(weights).hexdigest(),
+                    }
+                ],
+                "options": {"quick": False, "timing": TIMING, "model_dtypes": ["float32"]},
+            },
+        }
+        documents = {
+            suite: run_suite(s, backend=backend, progress=lambda fraction, label: None)
+            for suite, s in specs.items()
+        }
+    identity, pem = identity_for("real-runner")
+    return RunnerDocuments(documents, identity, pem, weights, spec.name)
+
+
+def cpu_target(*, vendor, **changes):
+    """A target registered for this host's CPU stack (what the runner's fingerprint will show)."""
+    chip = ChipFactory(
+        vendor=vendor,
+        peak_fp32_tflops=PEAK_FP32,
+        peak_bf16_tflops=None,
+        peak_fp16_tflops=None,
+        peak_int8_tops=None,
+    )
+    fields = {
+        "backend": "cpu",
+        "torch_version": torch.__version__,
+        "driver_version": "",
+        "runtime_version": "",
+        "device_count": 1,
+        **changes,
+    }
+    return HardwareTargetFactory(chip=chip, **fields)
+
+
+def campaign_from_runner(
+    *,
+    vendor,
+    program: Program,
+    level: str = "baseline",
+    submitted_by=None,
+    target=None,
+    edit: Callable[[str, dict], None] | None = None,
+    evaluate: bool = True,
+) -> Campaign:
+    """A campaign submitted for real whose jobs' evidence is the runner's documents, ingested.
+
+    `edit(suite, document)` may change a document before it is re-signed (a runner that lies or a
+    device that fails); every document still passes the platform's ingestion checks."""
+    from apps.certificates.services import campaign_evaluate
+
+    real = runner_documents()
+    target = target or cpu_target(vendor=vendor)
+    runner = Runner.objects.filter(key_id=parse_ed25519_public_key(real.public_pem)[1]).first()
+    if runner is None:
+        runner_register(name="real-runner", public_key=real.public_pem, targets=[target])
+    else:
+        runner.targets.add(target)
+    artifact = ModelArtifact.objects.filter(
+        owner=vendor, name=real.model_name
+    ).first() or ModelArtifactFactory(
+        owner=vendor,
+        name=real.model_name,
+        architecture=Architecture.BERT_ENCODER,
+        task=ModelTask.TEXT_EMBEDDING,
+        config=BERT_CONFIG,
+        content=real.weights,
+        tensor_count=0,
+    )
+    campaign = campaign_submit(
+        vendor=vendor,
+        target=target,
+        program=program,
+        level=level,
+        model_artifacts=[artifact],
+        submitted_by=submitted_by,
+    )
+    for job in campaign.jobs.order_by("id"):
+        job.challenge = CHALLENGE
+        job.spec = {**job.spec, "challenge": CHALLENGE}
+        job.save(update_fields=["challenge", "spec"])
+        document = copy.deepcopy(real.documents[job.suite])
+        document["spec"] = {**document["spec"], "job_id": str(job.pk)}
+        if edit:
+            edit(job.suite, document)
+        outcome = result_ingest(envelope=real.identity.envelope(canonical_json(document)))
+        assert outcome.accepted, f"{job.suite}: {outcome.reason}"
+    campaign.refresh_from_db()
+    if evaluate:
+        campaign_evaluate(campaign_id=campaign.pk)
+        campaign.refresh_from_db()
+    return campaign
+
+
+def gemm_items(document: dict) -> list[dict]:
+    """The GEMM measurements of a performance document (how many depends on the host's speed)."""
+    return [item for item in document.get("measurements", []) if item.get("kind") == "gemm"]
