@@ -8,7 +8,18 @@ from typing import Any
 
 import torch
 
-from runners.backends.base import Backend, DeviceEvent, TimingEvent, distribution_version, host_cpu_model
+from runners.backends.base import (
+    Backend,
+    DeviceEvent,
+    TimingEvent,
+    distribution_version,
+    host_cpu_model,
+    read_version_file,
+)
+
+# Where the kernel drivers publish their versions (readable without root on most hosts).
+NVIDIA_DRIVER_FILE = "/proc/driver/nvidia/version"
+AMDGPU_DRIVER_FILE = "/sys/module/amdgpu/version"
 
 
 def _read_meminfo() -> dict[str, int]:
@@ -151,10 +162,17 @@ class CudaBackend(Backend):
         return f"sm_{major}{minor}"
 
     def driver_version(self) -> str | None:
+        """The kernel driver's version: NVML where installed, else the driver's own file.
+
+        ROCm: the amdgpu module's version file (absent for an in-kernel amdgpu, then None and
+        the field is listed as not checkable in the fingerprint).
+        """
+        if torch.version.hip:
+            return read_version_file(AMDGPU_DRIVER_FILE)
         try:
             import pynvml
         except ImportError:
-            return None
+            return nvidia_driver_from_proc(NVIDIA_DRIVER_FILE)
         pynvml.nvmlInit()
         version = pynvml.nvmlSystemGetDriverVersion()
         return version.decode() if isinstance(version, bytes) else str(version)
@@ -172,6 +190,18 @@ class CudaBackend(Backend):
             if version:
                 versions[dist] = version
         return versions
+
+
+def nvidia_driver_from_proc(path: str) -> str | None:
+    """The version in "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  ..." (what NVML reports)."""
+    line = read_version_file(path)
+    if not line:
+        return None
+    words = line.split()
+    for before, word in zip(words, words[1:], strict=False):
+        if before == "Module" and word[:1].isdigit():
+            return word
+    return None
 
 
 class XpuBackend(Backend):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,37 +24,47 @@ from runners.models.errors import ChecksumMismatchError
 from runners.models.llama import LlamaConfig
 from runners.models.loading import ARCHITECTURES, expected_shapes
 from runners.models.resnet import ResNetConfig
+from runners.models.seeded import seeded_model_entry
 
 
-def synthetic(arch: str, config: dict) -> ModelSpec:
-    return ModelSpec(name=f"{arch}-test", architecture=arch, config={**config, "synthetic": True})
+@pytest.fixture(scope="module")
+def seeded_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("seeded")
 
 
-def llama_spec() -> ModelSpec:
-    return synthetic("llama-decoder", asdict(LlamaConfig.small()))
+def seeded(directory: Path, arch: str, config: dict, seed: int = 0) -> ModelSpec:
+    """A spec whose weights are a seeded safetensors file written under ``directory``."""
+    entry = seeded_model_entry(f"{arch}-test", arch, config, seed=seed, directory=directory)
+    return ModelSpec.from_dict(entry)
 
 
-def test_synthetic_weights_are_seeded() -> None:
-    a = load_model(llama_spec(), seed=1).module.state_dict()
-    b = load_model(llama_spec(), seed=1).module.state_dict()
-    c = load_model(llama_spec(), seed=2).module.state_dict()
+@pytest.fixture
+def llama_spec(seeded_dir) -> Callable[..., ModelSpec]:
+    return lambda seed=0: seeded(seeded_dir, "llama-decoder", asdict(LlamaConfig.small()), seed)
+
+
+def test_seeded_weights_files_are_reproducible(llama_spec) -> None:
+    a = load_model(llama_spec(1))
+    b = load_model(llama_spec(1))
+    c = load_model(llama_spec(2))
     name = "model.layers.0.self_attn.q_proj.weight"
-    assert torch.equal(a[name], b[name])
-    assert not torch.equal(a[name], c[name])
+    assert a.weights.sha256 == b.weights.sha256 != c.weights.sha256
+    assert torch.equal(a.module.state_dict()[name], b.module.state_dict()[name])
+    assert not torch.equal(a.module.state_dict()[name], c.module.state_dict()[name])
 
 
-def test_each_architecture_runs_with_its_small_config() -> None:
-    bert = load_model(synthetic("bert-encoder", asdict(BertConfig.small())), seed=0).module
+def test_each_architecture_runs_with_its_small_config(seeded_dir, llama_spec) -> None:
+    bert = load_model(seeded(seeded_dir, "bert-encoder", asdict(BertConfig.small()))).module
     ids = torch.randint(1, 1000, (2, 7))
     assert bert(ids, torch.ones_like(ids)).shape == (2, 128)
-    llama = load_model(llama_spec(), seed=0).module
+    llama = load_model(llama_spec()).module
     assert llama(torch.randint(0, 512, (2, 5))).shape == (2, 5, 512)
-    resnet = load_model(synthetic("resnet-cnn", {**asdict(ResNetConfig.small())}), seed=0).module
+    resnet = load_model(seeded(seeded_dir, "resnet-cnn", {**asdict(ResNetConfig.small())})).module
     assert resnet(torch.randn(3, 3, 32, 32)).shape == (3, 10)
 
 
-def test_kv_cache_decode_matches_the_full_forward() -> None:
-    model = load_model(llama_spec(), seed=0).module.double()
+def test_kv_cache_decode_matches_the_full_forward(llama_spec) -> None:
+    model = load_model(llama_spec()).module.double()
     tokens = torch.randint(0, 512, (2, 9))
     full = model(tokens)
     cache = model.new_cache(2, 9)
@@ -68,7 +80,7 @@ def test_grouped_query_attention_shares_kv_heads() -> None:
 
 
 def _weights_file(tmp_path, spec: ModelSpec, mutate=None):
-    state = load_model(spec, seed=0).module.state_dict()
+    state = load_model(spec).module.state_dict()
     if mutate:
         state = mutate(state)
     path = tmp_path / "model.safetensors"
@@ -76,7 +88,7 @@ def _weights_file(tmp_path, spec: ModelSpec, mutate=None):
     return path
 
 
-def test_it_loads_real_safetensors_files(tmp_path) -> None:
+def test_it_loads_real_safetensors_files(tmp_path, llama_spec) -> None:
     spec = llama_spec()
     path = _weights_file(tmp_path, spec)
     loaded = load_model(
@@ -84,17 +96,17 @@ def test_it_loads_real_safetensors_files(tmp_path) -> None:
             name="x", architecture="llama-decoder", config=asdict(LlamaConfig.small()), weights_path=str(path)
         )
     )
-    assert torch.equal(loaded.module.model.norm.weight, load_model(spec, seed=0).module.model.norm.weight)
+    assert torch.equal(loaded.module.model.norm.weight, load_model(spec).module.model.norm.weight)
 
 
-def test_it_rejects_a_config_that_does_not_match_the_weights(tmp_path) -> None:
+def test_it_rejects_a_config_that_does_not_match_the_weights(tmp_path, llama_spec) -> None:
     path = _weights_file(tmp_path, llama_spec())
     wrong = {**asdict(LlamaConfig.small()), "intermediate_size": 256}
     with pytest.raises(ConfigMismatchError, match="shape mismatch"):
         load_model(ModelSpec(name="x", architecture="llama-decoder", config=wrong, weights_path=str(path)))
 
 
-def test_it_rejects_weights_with_missing_tensors(tmp_path) -> None:
+def test_it_rejects_weights_with_missing_tensors(tmp_path, llama_spec) -> None:
     path = _weights_file(tmp_path, llama_spec(), lambda s: {k: v for k, v in s.items() if "lm_head" not in k})
     with pytest.raises(ConfigMismatchError, match="missing"):
         load_model(
@@ -130,7 +142,7 @@ def test_it_refuses_anything_but_safetensors(tmp_path, content: bytes) -> None:
         )
 
 
-def test_it_checks_the_registered_checksum(tmp_path) -> None:
+def test_it_checks_the_registered_checksum(tmp_path, llama_spec) -> None:
     path = _weights_file(tmp_path, llama_spec())
     with pytest.raises(ChecksumMismatchError):
         load_model(
@@ -157,14 +169,13 @@ def test_a_model_bigger_than_memory_is_refused_before_allocating() -> None:
         "num_hidden_layers": 512,
         "num_attention_heads": 512,
         "num_key_value_heads": 64,
-        "synthetic": True,
     }
     with pytest.raises(DoesNotFitError, match="GiB"):
-        load_model(ModelSpec(name="huge", architecture="llama-decoder", config=huge))
+        load_model(ModelSpec(name="huge", architecture="llama-decoder", config=huge, weights_path="/nonexistent"))
 
 
-def test_a_model_that_does_not_fit_the_device_is_refused_when_placed() -> None:
-    loaded = load_model(llama_spec(), seed=0)
+def test_a_model_that_does_not_fit_the_device_is_refused_when_placed(llama_spec) -> None:
+    loaded = load_model(llama_spec())
     with pytest.raises(DoesNotFitError):
         loaded.place(torch.device("cpu"), torch.float32, free_bytes=1024)
 
