@@ -130,10 +130,10 @@ def declared_unsupported(declaration: dict, kernel: str, dtype: str) -> Classifi
     The runner calls this before running a case; the platform's spot check calls it again on the
     document's ``support`` section to confirm every ``unsupported`` case is covered by it.
     """
+    if dtype != "*" and dtype not in (declaration.get("dtypes") or []):
+        return unsupported(UNSUPPORTED_DTYPE, f"{dtype} is not among the dtypes the backend declares")
     kernels = declaration.get("unsupported_kernels") or {}
     for key in (f"{kernel}/{dtype}", kernel):
         if key in kernels:
             return unsupported(UNSUPPORTED_OP, f"declared unsupported: {str(kernels[key])[:200]}")
-    if dtype != "*" and dtype not in (declaration.get("dtypes") or []):
-        return unsupported(UNSUPPORTED_DTYPE, f"{dtype} is not among the dtypes the backend declares")
     return None

@@ -54,12 +54,12 @@ def seeded_model_entry(
 ) -> dict[str, Any]:
     """A ``models`` spec item whose weights are a seeded file written under ``directory``."""
     path, digest = write_seeded_weights(architecture, config, seed=seed, directory=directory)
-    return {
+    entry = {
         "name": name,
         "version": version,
         "architecture": architecture,
         "config": dict(config),
         "weights_path": str(path),
         "sha256": digest,
-        "task": task,
     }
+    return {**entry, "task": task} if task else entry

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from runners.models import (
     ConfigMismatchError,
     DoesNotFitError,
+    MissingWeightsError,
     ModelSpec,
     UnknownArchitectureError,
     WeightsFormatError,
@@ -22,7 +26,13 @@ from runners.models import (
 from runners.models.bert import BertConfig
 from runners.models.errors import ChecksumMismatchError
 from runners.models.llama import LlamaConfig
-from runners.models.loading import ARCHITECTURES, expected_shapes
+from runners.models.loading import (
+    ARCHITECTURES,
+    expected_shapes,
+    expected_tensors,
+    first_tensor_mismatch,
+    layout_text,
+)
 from runners.models.resnet import ResNetConfig
 from runners.models.seeded import seeded_model_entry
 
@@ -171,7 +181,9 @@ def test_a_model_bigger_than_memory_is_refused_before_allocating() -> None:
         "num_key_value_heads": 64,
     }
     with pytest.raises(DoesNotFitError, match="GiB"):
-        load_model(ModelSpec(name="huge", architecture="llama-decoder", config=huge, weights_path="/nonexistent"))
+        load_model(
+            ModelSpec(name="huge", architecture="llama-decoder", config=huge, weights_path="/nonexistent")
+        )
 
 
 def test_a_model_that_does_not_fit_the_device_is_refused_when_placed(llama_spec) -> None:
@@ -183,3 +195,103 @@ def test_a_model_that_does_not_fit_the_device_is_refused_when_placed(llama_spec)
 def test_model_errors_are_json_friendly() -> None:
     error = UnknownArchitectureError("nope")
     assert json.dumps({"code": error.code, "class": error.error_class})
+
+
+# No switch replaces uploaded weights (issue 11, item 1) ------------------------------------------
+
+
+def _one_small_tensor(tmp_path) -> Path:
+    """The issue's artifact: a 136-byte safetensors file holding one 4x4 tensor."""
+    path = tmp_path / "tiny.safetensors"
+    save_file({"w": torch.zeros(4, 4)}, str(path))
+    assert path.stat().st_size == 136
+    return path
+
+
+def test_a_synthetic_flag_in_the_config_does_not_replace_the_weights(tmp_path) -> None:
+    path = _one_small_tensor(tmp_path)
+    spec = ModelSpec(
+        name="tiny",
+        architecture="bert-encoder",
+        config={**asdict(BertConfig.small()), "synthetic": True},
+        weights_path=str(path),
+    )
+    with pytest.raises(ConfigMismatchError, match="missing") as raised:
+        load_model(spec)
+    assert raised.value.weights.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_the_weights_that_run_are_the_files_even_with_a_synthetic_flag(tmp_path, llama_spec) -> None:
+    seeded_spec = llama_spec(7)
+    flagged = ModelSpec(
+        name="x",
+        architecture="llama-decoder",
+        config={**asdict(LlamaConfig.small()), "synthetic": True},
+        weights_path=seeded_spec.weights_path,
+    )
+    loaded = load_model(flagged)
+    with safe_open(str(seeded_spec.weights_path), framework="pt") as handle:
+        stored = handle.get_tensor("model.layers.0.mlp.up_proj.weight")
+    assert torch.equal(loaded.module.state_dict()["model.layers.0.mlp.up_proj.weight"], stored)
+    assert loaded.weights.sha256 == seeded_spec.sha256
+
+
+def test_a_spec_without_a_weights_file_runs_nothing() -> None:
+    spec = ModelSpec(name="x", architecture="llama-decoder", config=asdict(LlamaConfig.small()))
+    with pytest.raises(MissingWeightsError):
+        load_model(spec)
+
+
+def test_the_recorded_digest_is_that_of_the_bytes_loaded(tmp_path, llama_spec) -> None:
+    path = _weights_file(tmp_path, llama_spec())
+    loaded = load_model(
+        ModelSpec(
+            name="x", architecture="llama-decoder", config=asdict(LlamaConfig.small()), weights_path=str(path)
+        )
+    )
+    assert loaded.weights.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert loaded.weights.size == path.stat().st_size
+
+
+# What each architecture expects ------------------------------------------------------------------
+
+
+def _pattern(template: str) -> re.Pattern[str]:
+    text = re.escape(template)
+    text = re.sub(r"\\\{(i|s|b)\\\}", r"\\d+", text)
+    text = re.sub(r"\\\{([^{}]*?)\\\}", lambda m: "(" + m.group(1).replace("\\|", "|") + ")", text)
+    return re.compile(text + "$")
+
+
+@pytest.mark.parametrize(
+    ("arch", "config"),
+    [
+        ("bert-encoder", asdict(BertConfig.small())),
+        ("llama-decoder", asdict(LlamaConfig.small())),
+        ("llama-decoder", {**asdict(LlamaConfig.small()), "tie_word_embeddings": True}),
+        ("resnet-cnn", asdict(ResNetConfig.small())),
+        ("resnet-cnn", {**asdict(ResNetConfig.small()), "widths": [8, 8, 16], "blocks": [2, 1, 2]}),
+    ],
+)
+def test_the_documented_layout_names_every_tensor_the_architecture_has(arch, config) -> None:
+    shapes, _optional = expected_tensors(arch, config)
+    patterns = [_pattern(p) for p, _shape in ARCHITECTURES[arch].layout]
+    unmatched = [name for name in shapes if not any(p.match(name) for p in patterns)]
+    assert unmatched == []
+    assert arch in layout_text(arch)
+
+
+def test_expected_tensors_refuses_an_invalid_config() -> None:
+    with pytest.raises(ConfigMismatchError):
+        expected_tensors("bert-encoder", {"hidden_size": 8})  # 12 heads do not divide 8
+    with pytest.raises(UnknownArchitectureError):
+        expected_tensors("mamba-ssm", {})
+
+
+def test_the_first_mismatch_is_named() -> None:
+    expected = {"a": (2, 2), "b": (3,)}
+    assert first_tensor_mismatch({"a": (2, 2), "b": (3,)}, expected, ()) is None
+    assert "tensor a is missing" in first_tensor_mismatch({"b": (3,)}, expected, ())
+    assert "tensor b has shape [4]" in first_tensor_mismatch({"a": (2, 2), "b": (4,)}, expected, ())
+    assert "tensor c is not part" in first_tensor_mismatch({"a": (2, 2), "b": (3,), "c": (1,)}, expected, ())
+    assert first_tensor_mismatch({"a": (2, 2), "b": (3,), "c": (1,)}, expected, ("c",)) is None
