@@ -38,7 +38,7 @@ TINY_BERT_CONFIG = {
     "num_hidden_layers": 1,
     "num_attention_heads": 1,
     "intermediate_size": 8,
-    "max_position_embeddings": 8,
+    "max_position_embeddings": 16,
     "type_vocab_size": 1,
 }
 TINY_BERT_TENSORS = 21

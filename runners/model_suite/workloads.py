@@ -83,6 +83,7 @@ def _encoder(model: LoadedModel, seed: int | str, quick: bool) -> Workload:
     else:  # any other encoder: seeded token ids of varied lengths
         rng = np.random.default_rng(derive_seed(seed, model.spec.name))
         count, longest = (8, 16) if quick else (16, 32)
+        longest = max(5, min(longest, config.max_position_embeddings + 1))  # exclusive bound of the draw
         ids = [
             [int(t) for t in rng.integers(1, config.vocab_size, int(rng.integers(4, longest)))]
             for _ in range(count)

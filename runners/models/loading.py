@@ -39,6 +39,7 @@ from runners.models.resnet import ResNetClassifier, ResNetConfig
 # Beyond the weights, room for activations, workspace and the allocator's rounding.
 MEMORY_HEADROOM = 1.25
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
+MAX_LAYERS = 1024  # deeper than any published model of these architectures
 
 
 @dataclass(frozen=True)
@@ -217,11 +218,22 @@ def expected_tensors(
     and the names it may hold besides; raises UnknownArchitectureError or ConfigMismatchError."""
     arch = architecture_for(ModelSpec(name=architecture, architecture=architecture))
     parsed = parse_config(arch, config, what=architecture)
+    depth = _depth(parsed)
+    if depth > MAX_LAYERS:  # building the module, even on the meta device, takes time per layer
+        raise ConfigMismatchError(f"{architecture}: {depth} layers; at most {MAX_LAYERS} are accepted")
     try:
         shapes = expected_shapes(arch, parsed)
     except (TypeError, ValueError, RuntimeError) as exc:  # e.g. a zero or negative dimension
         raise ConfigMismatchError(f"{architecture}: invalid config: {exc}") from exc
     return shapes, tuple(getattr(arch.module_type, "optional_keys", ()))
+
+
+def _depth(config: Any) -> int:
+    layers = getattr(config, "num_hidden_layers", None)
+    if isinstance(layers, int):
+        return layers
+    blocks = getattr(config, "blocks", None)
+    return sum(b for b in blocks if isinstance(b, int)) if isinstance(blocks, tuple) else 0
 
 
 def first_tensor_mismatch(
