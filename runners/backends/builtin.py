@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import resource
 from pathlib import Path
 from typing import Any
@@ -193,15 +194,11 @@ class CudaBackend(Backend):
 
 
 def nvidia_driver_from_proc(path: str) -> str | None:
-    """The version in "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  ..." (what NVML reports)."""
+    """The version in "NVRM version: NVIDIA UNIX [Open ]Kernel Module [for x86_64]  550.54.15  ..."
+    (the number NVML reports)."""
     line = read_version_file(path)
-    if not line:
-        return None
-    words = line.split()
-    for before, word in zip(words, words[1:], strict=False):
-        if before == "Module" and word[:1].isdigit():
-            return word
-    return None
+    match = re.search(r"Kernel Module\b.*?\s(\d+\.\d+(?:\.\d+)*)\b", line or "")
+    return match.group(1) if match else None
 
 
 class XpuBackend(Backend):
