@@ -25,13 +25,13 @@ from runners.models import (
 )
 from runners.models.bert import BertConfig
 from runners.models.errors import ChecksumMismatchError
+from runners.models.layouts import layout_text
 from runners.models.llama import LlamaConfig
 from runners.models.loading import (
     ARCHITECTURES,
     expected_shapes,
     expected_tensors,
     first_tensor_mismatch,
-    layout_text,
 )
 from runners.models.resnet import ResNetConfig
 from runners.models.seeded import seeded_model_entry
