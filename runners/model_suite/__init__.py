@@ -28,6 +28,7 @@ from runners.document import build_document, now_iso
 from runners.errors import (
     BAD_SPEC,
     INFRASTRUCTURE,
+    PRODUCT_FAILURE,
     Classified,
     classify_exception,
     declared_unsupported,
@@ -258,6 +259,19 @@ def run_model_suite(
                         {},
                         outcome=classify_exception(exc, phase="device"),
                         message=f"{type(exc).__name__}: {exc}"[:500],
+                    )
+                )
+                continue
+            if not isinstance(accuracy_out, torch.Tensor) or tuple(accuracy_out.shape) != tuple(reference.shape):
+                shape = tuple(accuracy_out.shape) if isinstance(accuracy_out, torch.Tensor) else type(accuracy_out)
+                out["cases"].append(
+                    _case(
+                        model_spec.name,
+                        dtype_name,
+                        "error",
+                        {},
+                        outcome=error(PRODUCT_FAILURE, "wrong shape"),
+                        message=f"the device returned {shape}, expected {tuple(reference.shape)}",
                     )
                 )
                 continue

@@ -288,3 +288,25 @@ def test_every_code_is_documented_in_the_result_schema():
 
     assert set(load_schema("result")["$defs"]["code"]["enum"]) == {None, *CODES}
     assert Path(__file__).exists()
+
+
+class ForwardDropsAColumn(CpuBackend):
+    def prepare(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        return lambda *args: fn(*args)[:, :-1]
+
+
+def test_a_model_output_of_the_wrong_shape_is_a_product_failure_not_a_harness_error(tmp_path):
+    entry = seeded_model_entry(
+        "resnet-tiny", "resnet-cnn", asdict(ResNetConfig.small()), seed=0, directory=tmp_path
+    )
+    spec = build_spec(
+        suite="model",
+        device="cpu",
+        challenge=CHALLENGE,
+        models=[entry],
+        options={"quick": True, "model_dtypes": ["float32"]},
+    )
+    document = run_model(spec, ForwardDropsAColumn())
+    validate_document(document)
+    [case] = document["cases"]
+    assert (case["status"], case["code"], case["reason"]) == ("error", "product_failure", "wrong shape")
