@@ -35,10 +35,7 @@ def architecture_check_weights(*, architecture: str, config: dict[str, Any], ten
 
 def architecture_layouts() -> str:
     """Every architecture's expected tensors, as text for the API schema."""
-    from runners.models.layouts import (  # pure data: the web process need not import torch
-        LAYOUTS,
-        layout_text,
-    )
+    from runners.models.layouts import LAYOUTS, layout_text
 
     return "\n\n".join(layout_text(name) for name in sorted(LAYOUTS))
 
