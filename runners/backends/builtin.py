@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import re
 import resource
 from pathlib import Path
@@ -236,10 +237,12 @@ class XpuBackend(Backend):
         return str(getattr(props, "architecture", None) or getattr(props, "platform_name", ""))
 
     def driver_version(self) -> str | None:
-        return str(getattr(torch.xpu.get_device_properties(0), "driver_version", None))
+        version = getattr(torch.xpu.get_device_properties(0), "driver_version", None)
+        return str(version) if version else None  # never the string "None": unknown is not checkable
 
     def runtime_version(self) -> str | None:
-        return str(getattr(torch.version, "xpu", None))
+        version = getattr(torch.version, "xpu", None)
+        return str(version) if version else None
 
 
 class MpsBackend(Backend):
@@ -277,3 +280,8 @@ class MpsBackend(Backend):
 
     def device_name(self) -> str | None:
         return host_cpu_model()
+
+    def runtime_version(self) -> str | None:
+        # Metal ships with the operating system: its version is the macOS release.
+        release = platform.mac_ver()[0]
+        return f"macOS {release}" if release else None

@@ -7,6 +7,7 @@ import sys
 import types
 
 import pytest
+import torch
 
 from runners.backends import CpuBackend, PrivateUse1Backend
 from runners.backends.base import read_version_file
@@ -74,3 +75,10 @@ def test_driver_version_files_are_parsed(tmp_path):
     open_kernel = tmp_path / "open"
     open_kernel.write_text("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  570.86.15  Release Build\n")
     assert nvidia_driver_from_proc(str(open_kernel)) == "570.86.15"
+
+
+def test_an_unknown_xpu_version_is_not_the_string_none(monkeypatch):
+    from runners.backends import XpuBackend
+
+    monkeypatch.setattr(torch.version, "xpu", None, raising=False)
+    assert XpuBackend().runtime_version() is None
