@@ -19,16 +19,18 @@ import torch
 from runners.backends import Backend, get_backend
 from runners.catalog import Case, Kernel, UnknownKernel, case_generator, get_kernel, torch_dtype
 from runners.catalog import all_kernels as catalog_kernels
+from runners.errors import (
+    BAD_SPEC,
+    INFRASTRUCTURE,
+    PRODUCT_FAILURE,
+    TIMEOUT,
+    Classified,
+    classify_exception,
+    declared_unsupported,
+    error,
+)
 
 Progress = Callable[[int, int, str], None]
-
-# Error classes: whose fault a non-passing case is.
-PRODUCT_FAILURE = "product_failure"  # the device or its software stack misbehaved
-INFRASTRUCTURE = "infrastructure"  # the runner, host or harness failed; says nothing of the product
-UNSUPPORTED = "unsupported"  # the device does not offer this dtype or operation
-BAD_SPEC = "bad_spec"  # the job asked for something the catalog does not have
-
-_UNSUPPORTED_MARKERS = ("not implemented for", "not supported", "unsupported", "no kernel image")
 
 
 @dataclass
@@ -127,23 +129,12 @@ def compare(output: torch.Tensor, expected: torch.Tensor, atol: float, rtol: flo
     }
 
 
-def _classify(exc: BaseException) -> str:
-    if isinstance(exc, NotImplementedError):
-        return UNSUPPORTED
-    if any(marker in str(exc).lower() for marker in _UNSUPPORTED_MARKERS):
-        return UNSUPPORTED
-    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
-        return INFRASTRUCTURE
-    return PRODUCT_FAILURE
-
-
 def _record(
     kernel: str,
     dtype: str,
     case: str,
     status: str,
     *,
-    error_class: str | None = None,
     message: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
@@ -152,7 +143,9 @@ def _record(
         "dtype": dtype,
         "case": case,
         "status": status,
-        "error_class": error_class,
+        "error_class": None,
+        "code": None,
+        "reason": None,
         "message": message,
         "stats": None,
         "output_digest": None,
@@ -162,6 +155,13 @@ def _record(
     }
     record.update(extra)
     return record
+
+
+def _outcome(
+    kernel: str, dtype: str, case: str, outcome: Classified, message: str, **extra: Any
+) -> dict[str, Any]:
+    """The record of a case that did not produce a judged result: its status, code and reason."""
+    return _record(kernel, dtype, case, message=message, **outcome.fields(), **extra)
 
 
 def _error_message(exc: BaseException) -> str:
@@ -184,27 +184,25 @@ def run_case(
         timer.reference_s += time.perf_counter() - started
         tolerance = kernel.tolerance(case, dtype)
     except Exception as exc:
-        return _record(
+        return _outcome(
             kernel.name,
             dtype,
             case.name,
-            "error",
-            error_class=INFRASTRUCTURE,
-            message=f"building inputs or reference: {_error_message(exc)}",
+            classify_exception(exc, phase="harness"),
+            f"building inputs or reference: {_error_message(exc)}",
             **base,
         )
     base.update(input_digest=input_digest, reference_digest=tensor_digest(expected))
     device = backend.device()
     try:
         device_inputs = host_inputs if device.type == "cpu" else kernel.arrange(_to_device(raw, device), case)
-    except Exception as exc:
-        return _record(
+    except Exception as exc:  # the device's runtime failed a transfer of a supported dtype
+        return _outcome(
             kernel.name,
             dtype,
             case.name,
-            "error",
-            error_class=INFRASTRUCTURE,
-            message=f"moving inputs to {device}: {_error_message(exc)}",
+            classify_exception(exc, phase="device"),
+            f"moving inputs to {device}: {_error_message(exc)}",
             **base,
         )
     try:
@@ -214,46 +212,42 @@ def run_case(
         timer.device_s += time.perf_counter() - started
         result = kernel.comparable(output, device_inputs)
     except Exception as exc:
-        error_class = _classify(exc)
-        status = "unsupported" if error_class == UNSUPPORTED else "error"
-        return _record(
+        # Declared supported (run_conformance checked before calling): whatever the exception
+        # says, it is the product's failure, never "unsupported".
+        return _outcome(
             kernel.name,
             dtype,
             case.name,
-            status,
-            error_class=error_class,
-            message=f"device call raised {_error_message(exc)}",
+            classify_exception(exc, phase="device"),
+            f"device call raised {_error_message(exc)}",
             **base,
         )
     if not isinstance(result, torch.Tensor):
-        return _record(
+        return _outcome(
             kernel.name,
             dtype,
             case.name,
-            "error",
-            error_class=PRODUCT_FAILURE,
-            message=f"device call returned {type(result).__name__}, not a tensor",
+            error(PRODUCT_FAILURE, "not a tensor"),
+            f"device call returned {type(result).__name__}, not a tensor",
             **base,
         )
     base.update(shape=list(result.shape), output_digest=tensor_digest(result))
     if tuple(result.shape) != tuple(expected.shape):
-        return _record(
+        return _outcome(
             kernel.name,
             dtype,
             case.name,
-            "error",
-            error_class=PRODUCT_FAILURE,
-            message=f"wrong shape {tuple(result.shape)}, expected {tuple(expected.shape)}",
+            error(PRODUCT_FAILURE, "wrong shape"),
+            f"wrong shape {tuple(result.shape)}, expected {tuple(expected.shape)}",
             **base,
         )
     if result.dtype != out_dtype:
-        return _record(
+        return _outcome(
             kernel.name,
             dtype,
             case.name,
-            "error",
-            error_class=PRODUCT_FAILURE,
-            message=f"wrong dtype {result.dtype}, expected {out_dtype}",
+            error(PRODUCT_FAILURE, "wrong dtype"),
+            f"wrong dtype {result.dtype}, expected {out_dtype}",
             **base,
         )
     stats = compare(result, expected, tolerance.atol, tolerance.rtol)
@@ -276,7 +270,7 @@ def planned_cases(
             selected.append(get_kernel(name))
         except UnknownKernel:
             errors.append(
-                _record(name, "*", "*", "error", error_class=BAD_SPEC, message=f"unknown kernel {name!r}")
+                _outcome(name, "*", "*", error(BAD_SPEC, "unknown kernel"), f"unknown kernel {name!r}")
             )
     wanted = list(dtypes) if dtypes else None
     for dtype in wanted or []:
@@ -287,13 +281,12 @@ def planned_cases(
             known = False
         if not known:
             errors.append(
-                _record(
+                _outcome(
                     "*",
                     dtype,
                     "*",
-                    "error",
-                    error_class=BAD_SPEC,
-                    message=f"unknown dtype {dtype!r}: no catalog kernel runs it",
+                    error(BAD_SPEC, "unknown dtype"),
+                    f"unknown dtype {dtype!r}: no catalog kernel runs it",
                 )
             )
     plan = [
@@ -317,7 +310,8 @@ def run_conformance(
     timer = SuiteTimer()
     plan, cases = planned_cases(spec.get("kernels"), spec.get("dtypes"), spec.get("cases"))
     available, reason = backend.availability()
-    supported = set(backend.supported_dtypes()) if available else set()
+    # Unsupported is decided here, before any case runs, from what the backend declares.
+    declaration = backend.support_declaration() if available else {"dtypes": [], "unsupported_kernels": {}}
     deadline = spec.get("limits", {}).get("time_s")
     for done, (kernel, dtype, case) in enumerate(plan, start=1):
         label = f"{kernel.name}/{dtype}/{case.name}"
@@ -325,42 +319,35 @@ def run_conformance(
             progress(done - 1, len(plan), label)
         if not available:
             cases.append(
-                _record(
+                _outcome(
                     kernel.name,
                     dtype,
                     case.name,
-                    "error",
-                    error_class=INFRASTRUCTURE,
-                    message=f"backend {backend.name} unavailable: {reason}",
+                    error(INFRASTRUCTURE, "device unavailable"),
+                    f"backend {backend.name} unavailable: {reason}",
                 )
             )
-        elif dtype not in supported:
+        elif (outcome := declared_unsupported(declaration, kernel.name, dtype)) is not None:
             cases.append(
-                _record(
-                    kernel.name,
-                    dtype,
-                    case.name,
-                    "unsupported",
-                    error_class=UNSUPPORTED,
-                    message=f"{backend.name} does not support {dtype}",
-                )
+                _outcome(kernel.name, dtype, case.name, outcome, f"{backend.name}: {outcome.reason}")
             )
         elif deadline is not None and time.perf_counter() - timer.started > deadline:
             cases.append(
-                _record(
+                _outcome(
                     kernel.name,
                     dtype,
                     case.name,
-                    "error",
-                    error_class=INFRASTRUCTURE,
-                    message=f"time limit of {deadline}s reached before this case",
+                    error(TIMEOUT, "job time limit"),
+                    f"time limit of {deadline}s reached before this case",
                 )
             )
         else:
             cases.append(run_case(kernel, case, dtype, spec["challenge"], backend, timer))
     if progress:
         progress(len(plan), len(plan), "done")
-    return build_document("conformance", spec, backend.fingerprint(), cases, timer.as_dict(), started_at)
+    return build_document(
+        "conformance", spec, backend.fingerprint(), cases, timer.as_dict(), started_at, support=declaration
+    )
 
 
 def recompute_case(

@@ -25,9 +25,18 @@ def fingerprint_mismatches(actual: dict[str, Any], expected: dict[str, Any]) -> 
     torch_version = expected.get("torch_version")
     if torch_version and _base_version(torch_version) != _base_version(actual.get("torch_version", "")):
         problems.append(f"torch {actual.get('torch_version')} runs here, the target registers {torch_version}")
+    not_checkable = set(actual.get("not_checkable") or [])
     for key in ("driver_version", "runtime_version"):
         wanted = expected.get(key)
-        if wanted and str(actual.get(key) or "") != str(wanted):
+        if not wanted:
+            continue
+        if key in not_checkable or not actual.get(key):
+            problems.append(
+                f"the target registers {key} {wanted!r}, but the {actual.get('backend')} backend "
+                f"cannot report {key} on this host, so it is not checkable: clear the field on the "
+                "target or install what reports it"
+            )
+        elif str(actual.get(key)) != str(wanted):
             problems.append(f"{key} is {actual.get(key)!r}, the target registers {wanted!r}")
     for plugin, version in (expected.get("plugin_versions") or {}).items():
         have = (actual.get("plugin_versions") or {}).get(plugin)

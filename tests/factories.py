@@ -31,6 +31,26 @@ def safetensors_bytes(seed: int = 0, *, rows: int = 4, cols: int = 8) -> bytes:
         return path.read_bytes()
 
 
+# The smallest bert-encoder the runners accept: 21 tensors, a weights file of a few kilobytes.
+TINY_BERT_CONFIG = {
+    "vocab_size": 16,
+    "hidden_size": 4,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 1,
+    "intermediate_size": 8,
+    "max_position_embeddings": 16,
+    "type_vocab_size": 1,
+}
+TINY_BERT_TENSORS = 21
+
+
+def model_weights_bytes(seed: int = 0, config: dict | None = None, architecture: str = "bert-encoder") -> bytes:
+    """Real weights for ``architecture`` with ``config`` (TINY_BERT_CONFIG by default): seeded, valid at upload."""
+    from runners.models.seeded import seeded_weights_bytes
+
+    return seeded_weights_bytes(architecture, config or TINY_BERT_CONFIG, seed=seed)
+
+
 def ed25519_public_pem(private_key: Ed25519PrivateKey | None = None) -> str:
     key = private_key or Ed25519PrivateKey.generate()
     return (
@@ -147,12 +167,12 @@ class ModelArtifactFactory(factory.django.DjangoModelFactory):
     version = "1.0"
     task = ModelTask.TEXT_EMBEDDING
     architecture = Architecture.BERT_ENCODER
-    config = factory.LazyFunction(lambda: {"hidden_size": 8, "num_layers": 1})
+    config = factory.LazyFunction(lambda: dict(TINY_BERT_CONFIG))
     license = "Apache-2.0"
-    content = factory.Sequence(safetensors_bytes)
+    content = factory.Sequence(model_weights_bytes)
     weights_sha256 = factory.LazyAttribute(lambda a: hashlib.sha256(a.content).hexdigest())
     weights_size = factory.LazyAttribute(lambda a: len(a.content))
-    tensor_count = 2
+    tensor_count = TINY_BERT_TENSORS
     weights = factory.LazyAttribute(lambda a: ContentFile(a.content, name="weights.safetensors"))
 
 

@@ -16,6 +16,7 @@ from django.utils.module_loading import import_string
 
 from apps.accounts.models import Organization, OrganizationKind
 from apps.audit.services import audit_record
+from apps.registry.architectures import architecture_check_weights
 from apps.registry.models import PEAK_FIELDS, Chip, HardwareTarget, ModelArtifact, Runner
 from apps.registry.weights import NotSafetensors, inspect_safetensors, sha256_of
 from certification.json_limits import JSONLimitExceeded, check_json_value
@@ -196,13 +197,15 @@ def model_artifact_create(
     license: str,
     actor=None,
 ) -> ModelArtifact:
-    """Register a model; the weights must be a well-formed safetensors file (checked, never loaded)."""
+    """Register a model; the weights must be a well-formed safetensors file (checked, never loaded) holding
+    exactly the tensors its architecture and config imply (apps/registry/architectures.py)."""
     _require_vendor(owner)
     _check_config(config)
     try:
         summary = inspect_safetensors(weights, weights.size)
     except NotSafetensors as exc:
         raise ValidationError({"weights": f"Not a safetensors file: {exc}."}) from None
+    architecture_check_weights(architecture=architecture, config=config, tensors=summary.tensors)
     artifact = ModelArtifact(
         owner=owner,
         name=name,

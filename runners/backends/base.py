@@ -175,6 +175,23 @@ class Backend:
     def plugin_versions(self) -> dict[str, str]:
         return {}
 
+    def declared_unsupported_kernels(self) -> dict[str, str]:
+        """Catalog kernels this backend declares it does not run, with the reason: ``{name: why}``.
+
+        A key is a kernel name (every dtype) or ``kernel/dtype``. Empty by default: upstream
+        backends run every catalog kernel. Only what is declared here (and the dtypes
+        ``supported_dtypes`` leaves out) may end as ``unsupported``; a kernel that raises after
+        being declared supported is a product failure (runners/errors.py).
+        """
+        return {}
+
+    def support_declaration(self) -> dict[str, Any]:
+        """What the device declares it supports, recorded in every result document (``support``)."""
+        return {
+            "dtypes": list(self.supported_dtypes()),
+            "unsupported_kernels": dict(self.declared_unsupported_kernels()),
+        }
+
     def fingerprint(self) -> dict[str, Any]:
         """Facts that identify the device and software stack; compared against the target."""
         available, reason = self.availability()
@@ -189,6 +206,9 @@ class Backend:
             "runtime_version": None,
             "torch_version": torch.__version__,
             "plugin_versions": {},
+            # Stack facts this backend has no way to report: a target registering one of them
+            # cannot be checked against this runner (runners/fingerprint_check.py says so).
+            "not_checkable": [],
             **host_facts(),
         }
         if available:
@@ -205,6 +225,9 @@ class Backend:
                     fingerprint[key] = probe()
                 except Exception as exc:
                     fingerprint[key] = f"unknown ({type(exc).__name__})"
+        fingerprint["not_checkable"] = [
+            key for key in ("driver_version", "runtime_version") if not fingerprint.get(key)
+        ]
         return fingerprint
 
     def __repr__(self) -> str:
@@ -224,6 +247,23 @@ def probe_dtype(device: torch.device, dtype_name: str) -> bool:
         return True
     except Exception:
         return False
+
+
+def read_version_file(path: str, key: str | None = None) -> str | None:
+    """A version from a driver's file where readable: its first line, or the value after ``key=``."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            text = handle.read(4096)
+    except OSError:
+        return None
+    for line in text.splitlines():
+        line = line.strip()
+        if key is None:
+            return line or None
+        name, sep, value = line.partition("=")
+        if sep and name.strip().lower() == key.lower():
+            return value.strip() or None
+    return None
 
 
 def distribution_version(name: str) -> str | None:

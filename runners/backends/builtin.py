@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import platform
+import re
 import resource
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from runners.backends.base import Backend, DeviceEvent, TimingEvent, distribution_version, host_cpu_model
+from runners.backends.base import (
+    Backend,
+    DeviceEvent,
+    TimingEvent,
+    distribution_version,
+    host_cpu_model,
+    read_version_file,
+)
+
+# Where the kernel drivers publish their versions (readable without root on most hosts).
+NVIDIA_DRIVER_FILE = "/proc/driver/nvidia/version"
+AMDGPU_DRIVER_FILE = "/sys/module/amdgpu/version"
 
 
 def _read_meminfo() -> dict[str, int]:
@@ -151,10 +164,17 @@ class CudaBackend(Backend):
         return f"sm_{major}{minor}"
 
     def driver_version(self) -> str | None:
+        """The kernel driver's version: NVML where installed, else the driver's own file.
+
+        ROCm: the amdgpu module's version file (absent for an in-kernel amdgpu, then None and
+        the field is listed as not checkable in the fingerprint).
+        """
+        if torch.version.hip:
+            return read_version_file(AMDGPU_DRIVER_FILE)
         try:
             import pynvml
         except ImportError:
-            return None
+            return nvidia_driver_from_proc(NVIDIA_DRIVER_FILE)
         pynvml.nvmlInit()
         version = pynvml.nvmlSystemGetDriverVersion()
         return version.decode() if isinstance(version, bytes) else str(version)
@@ -172,6 +192,14 @@ class CudaBackend(Backend):
             if version:
                 versions[dist] = version
         return versions
+
+
+def nvidia_driver_from_proc(path: str) -> str | None:
+    """The version in "NVRM version: NVIDIA UNIX [Open ]Kernel Module [for x86_64]  550.54.15  ..."
+    (the number NVML reports)."""
+    line = read_version_file(path)
+    match = re.search(r"Kernel Module\b.*?\s(\d+\.\d+(?:\.\d+)*)\b", line or "")
+    return match.group(1) if match else None
 
 
 class XpuBackend(Backend):
@@ -209,10 +237,12 @@ class XpuBackend(Backend):
         return str(getattr(props, "architecture", None) or getattr(props, "platform_name", ""))
 
     def driver_version(self) -> str | None:
-        return str(getattr(torch.xpu.get_device_properties(0), "driver_version", None))
+        version = getattr(torch.xpu.get_device_properties(0), "driver_version", None)
+        return str(version) if version else None  # never the string "None": unknown is not checkable
 
     def runtime_version(self) -> str | None:
-        return str(getattr(torch.version, "xpu", None))
+        version = getattr(torch.version, "xpu", None)
+        return str(version) if version else None
 
 
 class MpsBackend(Backend):
@@ -250,3 +280,8 @@ class MpsBackend(Backend):
 
     def device_name(self) -> str | None:
         return host_cpu_model()
+
+    def runtime_version(self) -> str | None:
+        # Metal ships with the operating system: its version is the macOS release.
+        release = platform.mac_ver()[0]
+        return f"macOS {release}" if release else None

@@ -14,7 +14,10 @@ from typing import Any
 
 import torch
 
-from runners.backends.base import Backend, DeviceEvent, TimingEvent, distribution_version
+from runners.backends.base import Backend, DeviceEvent, TimingEvent, distribution_version, read_version_file
+
+# Ascend's driver package writes its version here ("Version=23.0.rc3"); torch_npu reads the same file.
+ASCEND_DRIVER_FILE = "/usr/local/Ascend/driver/version.info"
 
 # Device name -> (import name of the plugin, distribution name for its version).
 KNOWN_PLUGINS: dict[str, tuple[str, str]] = {
@@ -121,6 +124,34 @@ class PrivateUse1Backend(Backend):
         if hasattr(torch.accelerator, "get_device_capability") and self._accelerator_is_mine():
             return str(torch.accelerator.get_device_capability(0))
         return None
+
+    def _cann_version(self, module: str) -> str | None:
+        """torch_npu's own report of a CANN component (CANN 8.1+; empty string where it cannot tell)."""
+        self._load_plugin()
+        for path in ("torch_npu.utils", "torch_npu.npu.utils"):
+            try:
+                getter = getattr(importlib.import_module(path), "get_cann_version", None)
+            except ImportError:  # an older torch_npu without this module: try the other one
+                getter = None
+            if getter is not None:
+                return str(getter(module=module) or "") or None
+        return None
+
+    def driver_version(self) -> str | None:
+        """npu: torch_npu's DRIVER version, else the driver's version.info file;
+        others: ``torch.<name>.driver_version()`` where the plugin offers it."""
+        if self.name == "npu":
+            return self._cann_version("DRIVER") or read_version_file(ASCEND_DRIVER_FILE, "Version")
+        getter = getattr(self._module(), "driver_version", None)
+        return str(getter()) if callable(getter) else None
+
+    def runtime_version(self) -> str | None:
+        """npu: "cann <version>" from torch_npu; others: ``torch.version.<name>`` where the plugin sets it."""
+        if self.name == "npu":
+            cann = self._cann_version("CANN")
+            return f"cann {cann}" if cann else None
+        version = getattr(torch.version, self.name, None)
+        return str(version) if version else None
 
     def plugin_versions(self) -> dict[str, str]:
         version = distribution_version(self.distribution) if self.distribution else None

@@ -19,10 +19,15 @@ from runners.models.loading import LoadedModel
 from runners.models.minilm import MINILM_NAME, minilm_sentences, pad_token_ids
 from runners.models.reference import bert_reference_embeddings, float64_copy
 
-# Pass thresholds per dtype; float32 follows the issue (cosine >= 0.9999), the others are
-# the usual bar for a half-precision deployment of the same model.
-COSINE_MIN = {"float32": 0.9999, "bfloat16": 0.99, "float16": 0.999}
-AGREEMENT_MIN = {"float32": 0.99, "bfloat16": 0.9, "float16": 0.95}
+# Informational reference bars per dtype: they set the case's status for a reader of the raw
+# document, nothing more. Certification bars live in the program's criteria, judged on the
+# platform against the raw ``value`` (apps/certificates/criteria.py).
+INFORMATIONAL_COSINE = {"float32": 0.9999, "bfloat16": 0.99, "float16": 0.999}
+INFORMATIONAL_AGREEMENT = {"float32": 0.99, "bfloat16": 0.9, "float16": 0.95}
+
+
+def _informational(value: float, bar: float) -> dict[str, Any]:
+    return {"informational_bar": bar, "meets_informational_bar": bool(value >= bar)}
 
 
 def derive_seed(seed: int | str, salt: str) -> int:
@@ -67,8 +72,7 @@ def _cosine_score(out: torch.Tensor, ref: torch.Tensor, dtype: str) -> dict[str,
         "value": min_cos,
         "cosine_mean": float(cos.mean()),
         "max_abs_error": float((out - ref).abs().max()),
-        "threshold": COSINE_MIN.get(dtype, 0.99),
-        "passed": bool(min_cos >= COSINE_MIN.get(dtype, 0.99)),
+        **_informational(min_cos, INFORMATIONAL_COSINE.get(dtype, 0.99)),
     }
 
 
@@ -79,6 +83,7 @@ def _encoder(model: LoadedModel, seed: int | str, quick: bool) -> Workload:
     else:  # any other encoder: seeded token ids of varied lengths
         rng = np.random.default_rng(derive_seed(seed, model.spec.name))
         count, longest = (8, 16) if quick else (16, 32)
+        longest = max(5, min(longest, config.max_position_embeddings + 1))  # exclusive bound of the draw
         ids = [
             [int(t) for t in rng.integers(1, config.vocab_size, int(rng.integers(4, longest)))]
             for _ in range(count)
@@ -135,8 +140,7 @@ def _decoder(model: LoadedModel, seed: int | str, quick: bool) -> Workload:
             "value": agreement,
             "logit_max_abs_error": float((out - ref).abs().max()),
             "logit_max_rel_error": float((out - ref).abs().max()) / scale if scale else 0.0,
-            "threshold": AGREEMENT_MIN.get(dtype, 0.9),
-            "passed": bool(agreement >= AGREEMENT_MIN.get(dtype, 0.9)),
+            **_informational(agreement, INFORMATIONAL_AGREEMENT.get(dtype, 0.9)),
         }
 
     def make_fresh(
@@ -170,8 +174,7 @@ def _classifier(model: LoadedModel, seed: int | str, quick: bool) -> Workload:
             "metric": "top1_agreement",
             "value": agreement,
             "max_abs_error": float((out - ref).abs().max()),
-            "threshold": AGREEMENT_MIN.get(dtype, 0.9),
-            "passed": bool(agreement >= AGREEMENT_MIN.get(dtype, 0.9)),
+            **_informational(agreement, INFORMATIONAL_AGREEMENT.get(dtype, 0.9)),
         }
 
     def make_fresh(

@@ -2,41 +2,66 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """A weights file as the runner read it: the digest is over the very bytes it parsed."""
+
+    path: Path
+    sha256: str
+    size: int
+
 
 class ModelError(Exception):
-    """A model could not be loaded or run; ``code`` names the reason for the evidence.
+    """A model could not be loaded or run.
 
-    ``error_class`` follows the result document's taxonomy: a bad artifact or spec is the
-    submitter's input, not a failure of the product nor of the infrastructure.
+    ``code`` is the result document's code (runners/errors.py), ``error_class`` its coarser
+    class, ``reason`` the specific cause. A bad artifact or spec is the submitter's input
+    (``bad_spec``), not a failure of the product nor of the infrastructure. ``weights`` is the
+    file that was read, where one was, so the document records its digest even on failure.
     """
 
-    code = "model_error"
+    code = "bad_spec"
     error_class = "bad_spec"
+    reason = "model_error"
+
+    def __init__(self, message: str, *, weights: WeightsFile | None = None) -> None:
+        super().__init__(message)
+        self.weights = weights
 
 
 class UnknownArchitectureError(ModelError):
-    code = "unknown_architecture"
-    error_class = "unsupported"
+    reason = "unknown_architecture"
+
+
+class MissingWeightsError(ModelError):
+    """The spec names no weights file: no weights are ever made up in its place."""
+
+    reason = "no_weights"
 
 
 class WeightsFormatError(ModelError):
     """The weights file is not a readable safetensors file (pickles are never opened)."""
 
-    code = "weights_not_safetensors"
+    reason = "weights_not_safetensors"
 
 
 class ChecksumMismatchError(ModelError):
-    code = "checksum_mismatch"
+    reason = "checksum_mismatch"
 
 
 class ConfigMismatchError(ModelError):
     """Tensor names or shapes in the weights disagree with what the config implies."""
 
-    code = "config_mismatch"
+    reason = "config_mismatch"
 
 
 class DoesNotFitError(ModelError):
-    """The model needs more memory than the device has."""
+    """The model needs more memory than the device reports free: it cannot be certified on it."""
 
-    code = "does_not_fit"
-    error_class = "unsupported"
+    code = "out_of_memory"
+    error_class = "product_failure"
+    reason = "does_not_fit"

@@ -2,7 +2,10 @@
 
 Weights are read only through safetensors, whose format is a JSON header plus raw tensor
 bytes: nothing in a weights file can execute. Pickle-based files (``torch.save``) are
-refused before any parsing.
+refused before any parsing. Every model runs the weights of its file, and only those: no
+config key or spec field replaces them (built-in demo models are seeded files written to disk
+first, runners/models/seeded.py). The file is read once; its sha256 is computed over the bytes
+that are parsed, and the result document records it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors.torch import load as load_safetensors_bytes
 from torch import nn
 
 from runners.models.bert import BertConfig, BertEncoder
@@ -25,33 +28,45 @@ from runners.models.errors import (
     ChecksumMismatchError,
     ConfigMismatchError,
     DoesNotFitError,
-    ModelError,
+    MissingWeightsError,
     UnknownArchitectureError,
+    WeightsFile,
     WeightsFormatError,
 )
-from runners.models.init_weights import synthetic_state_dict
+from runners.models.layouts import LAYOUTS
 from runners.models.llama import LlamaConfig, LlamaDecoder
 from runners.models.resnet import ResNetClassifier, ResNetConfig
 
 # Beyond the weights, room for activations, workspace and the allocator's rounding.
 MEMORY_HEADROOM = 1.25
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
+MAX_LAYERS = 1024  # deeper than any published model of these architectures
 
 
 @dataclass(frozen=True)
 class Architecture:
-    """A registered architecture id: how to read its config and build its module."""
+    """A registered architecture id: how to read its config and build its module.
+
+    ``layout`` documents the tensors a weights file must hold, as (name pattern, shape) with
+    symbols from the config; the check itself uses the names and shapes of the module the
+    config builds (``expected_tensors``), and a test keeps the two in agreement.
+    """
 
     name: str
     task: str
     config_type: Any
     module_type: type[nn.Module]
+    symbols: str = ""
+    layout: tuple[tuple[str, str], ...] = ()
 
 
 ARCHITECTURES: dict[str, Architecture] = {
-    "bert-encoder": Architecture("bert-encoder", "sentence-embedding", BertConfig, BertEncoder),
-    "llama-decoder": Architecture("llama-decoder", "text-generation", LlamaConfig, LlamaDecoder),
-    "resnet-cnn": Architecture("resnet-cnn", "image-classification", ResNetConfig, ResNetClassifier),
+    name: Architecture(name, task, config_type, module_type, LAYOUTS[name].symbols, LAYOUTS[name].tensors)
+    for name, task, config_type, module_type in (
+        ("bert-encoder", "sentence-embedding", BertConfig, BertEncoder),
+        ("llama-decoder", "text-generation", LlamaConfig, LlamaDecoder),
+        ("resnet-cnn", "image-classification", ResNetConfig, ResNetClassifier),
+    )
 }
 
 
@@ -79,19 +94,19 @@ class ModelSpec:
             task=data.get("task"),
         )
 
-    @property
-    def synthetic(self) -> bool:
-        return not self.weights_path or bool(self.config.get("synthetic"))
-
 
 @dataclass
 class LoadedModel:
-    """A validated float32 master copy on the host; ``place`` makes device/dtype copies."""
+    """A validated float32 master copy on the host; ``place`` makes device/dtype copies.
+
+    ``weights`` is the file the module's tensors came from, with the sha256 of its bytes.
+    """
 
     spec: ModelSpec
     architecture: Architecture
     config: Any
     module: nn.Module
+    weights: WeightsFile
 
     @property
     def parameter_count(self) -> int:
@@ -115,6 +130,53 @@ def architecture_for(spec: ModelSpec) -> Architecture:
         raise UnknownArchitectureError(
             f"unknown architecture {spec.architecture!r}; registered: {sorted(ARCHITECTURES)}"
         ) from None
+
+
+def parse_config(architecture: Architecture, config: dict[str, Any], *, what: str) -> Any:
+    try:
+        return architecture.config_type.from_dict(config)
+    except (TypeError, ValueError) as exc:
+        raise ConfigMismatchError(f"{what}: invalid config: {exc}") from exc
+
+
+def expected_tensors(
+    architecture: str, config: dict[str, Any]
+) -> tuple[dict[str, tuple[int, ...]], tuple[str, ...]]:
+    """The tensor names and shapes a weights file for ``architecture`` with ``config`` must hold,
+    and the names it may hold besides; raises UnknownArchitectureError or ConfigMismatchError."""
+    arch = architecture_for(ModelSpec(name=architecture, architecture=architecture))
+    parsed = parse_config(arch, config, what=architecture)
+    depth = _depth(parsed)
+    if depth > MAX_LAYERS:  # building the module, even on the meta device, takes time per layer
+        raise ConfigMismatchError(f"{architecture}: {depth} layers; at most {MAX_LAYERS} are accepted")
+    try:
+        shapes = expected_shapes(arch, parsed)
+    except (TypeError, ValueError, RuntimeError) as exc:  # e.g. a zero or negative dimension
+        raise ConfigMismatchError(f"{architecture}: invalid config: {exc}") from exc
+    return shapes, tuple(getattr(arch.module_type, "optional_keys", ()))
+
+
+def _depth(config: Any) -> int:
+    layers = getattr(config, "num_hidden_layers", None)
+    if isinstance(layers, int):
+        return layers
+    blocks = getattr(config, "blocks", None)
+    return sum(b for b in blocks if isinstance(b, int)) if isinstance(blocks, tuple) else 0
+
+
+def first_tensor_mismatch(
+    stored: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]], optional: tuple[str, ...]
+) -> str | None:
+    """The first way (in name order) the stored tensors differ from the expected ones, or None."""
+    for name in sorted(expected):
+        if name not in stored:
+            return f"tensor {name} is missing (expected shape {list(expected[name])})"
+        if tuple(stored[name]) != expected[name]:
+            return f"tensor {name} has shape {list(stored[name])}, the config implies {list(expected[name])}"
+    for name in sorted(stored):
+        if name not in expected and name not in optional:
+            return f"tensor {name} is not part of this architecture"
+    return None
 
 
 def expected_shapes(architecture: Architecture, config: Any) -> dict[str, tuple[int, ...]]:
@@ -142,72 +204,79 @@ def host_free_bytes() -> int | None:
         return None
 
 
-def load_model(spec: ModelSpec, *, seed: int = 0) -> LoadedModel:
-    """Validate the spec and build the float32 host copy; raises a ModelError subclass."""
+def load_model(spec: ModelSpec) -> LoadedModel:
+    """Validate the spec and build the float32 host copy from its weights file; raises a ModelError."""
     architecture = architecture_for(spec)
-    try:
-        config = architecture.config_type.from_dict(spec.config)
-    except (TypeError, ValueError) as exc:
-        raise ConfigMismatchError(f"{spec.name}: invalid config: {exc}") from exc
+    config = parse_config(architecture, spec.config, what=spec.name)
     shapes = expected_shapes(architecture, config)
+    if not spec.weights_path:
+        raise MissingWeightsError(f"{spec.name}: the spec names no weights file; nothing is run without one")
+    path = Path(str(spec.weights_path))
+    size = path.stat().st_size if path.is_file() else 0
     check_fits(
         sum(math.prod(s) for s in shapes.values()),
         torch.float32,
-        host_free_bytes(),
+        _minus(host_free_bytes(), size),  # the file's bytes are in memory while it is parsed
         what=f"{spec.name} (float32 host copy)",
     )
-    if spec.synthetic:
-        state = synthetic_state_dict(shapes, seed)
-    else:
-        state = read_safetensors(
-            Path(str(spec.weights_path)),
-            spec.sha256,
-            shapes,
-            optional=getattr(architecture.module_type, "optional_keys", ()),
-        )
+    state, weights = read_safetensors(
+        path,
+        spec.sha256,
+        shapes,
+        optional=getattr(architecture.module_type, "optional_keys", ()),
+    )
     module = architecture.module_type(config)
     module.load_state_dict(state, strict=True)
-    return LoadedModel(spec, architecture, config, module.float().eval())
+    return LoadedModel(spec, architecture, config, module.float().eval(), weights)
+
+
+def _minus(free: int | None, used: int) -> int | None:
+    return None if free is None else max(0, free - used)
 
 
 def read_safetensors(
     path: Path, sha256: str | None, shapes: dict[str, tuple[int, ...]], *, optional: tuple[str, ...] = ()
-) -> dict[str, torch.Tensor]:
-    """Float32 tensors named as ``shapes`` from a safetensors file, after checking it."""
+) -> tuple[dict[str, torch.Tensor], WeightsFile]:
+    """Float32 tensors named as ``shapes`` from a safetensors file, and the file as read.
+
+    The file is read once: the digest is computed over the same bytes that are parsed, so a file
+    changed on disk between a check and a load cannot slip in.
+    """
     if not path.is_file():
         raise WeightsFormatError(f"weights file not found: {path}")
-    _check_safetensors_header(path)
-    if sha256:
-        digest = _sha256(path)
-        if digest != sha256.lower():
-            raise ChecksumMismatchError(
-                f"{path.name}: sha256 {digest} does not match the registered {sha256}"
-            )
+    data = path.read_bytes()
+    weights = WeightsFile(path, hashlib.sha256(data).hexdigest(), len(data))
+    _check_safetensors_header(path, data[:9], weights)
+    if sha256 and weights.sha256 != sha256.lower():
+        raise ChecksumMismatchError(
+            f"{path.name}: sha256 {weights.sha256} does not match the registered {sha256}", weights=weights
+        )
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            stored = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
-            _check_names_and_shapes(stored, shapes, optional)
-            return {name: handle.get_tensor(name).float() for name in shapes}
-    except ModelError:
-        raise
+        loaded = load_safetensors_bytes(data)
     except Exception as exc:  # safetensors raises its own error types for corrupt files
-        raise WeightsFormatError(f"{path.name}: unreadable safetensors: {exc}") from exc
+        raise WeightsFormatError(f"{path.name}: unreadable safetensors: {exc}", weights=weights) from exc
+    del data
+    _check_names_and_shapes({name: tuple(t.shape) for name, t in loaded.items()}, shapes, optional, weights)
+    return {name: loaded[name].float() for name in shapes}, weights
 
 
-def _check_safetensors_header(path: Path) -> None:
-    with path.open("rb") as handle:
-        head = handle.read(9)
+def _check_safetensors_header(path: Path, head: bytes, weights: WeightsFile) -> None:
     if head[:2] == b"PK" or head[:1] == b"\x80":
-        raise WeightsFormatError(f"{path.name} is a pickle/zip checkpoint; only safetensors is accepted")
+        raise WeightsFormatError(
+            f"{path.name} is a pickle/zip checkpoint; only safetensors is accepted", weights=weights
+        )
     if len(head) < 9:
-        raise WeightsFormatError(f"{path.name} is too short to be safetensors")
+        raise WeightsFormatError(f"{path.name} is too short to be safetensors", weights=weights)
     (header_len,) = struct.unpack("<Q", head[:8])
     if header_len > _MAX_HEADER_BYTES or head[8:9] != b"{":
-        raise WeightsFormatError(f"{path.name} does not start with a safetensors header")
+        raise WeightsFormatError(f"{path.name} does not start with a safetensors header", weights=weights)
 
 
 def _check_names_and_shapes(
-    stored: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]], optional: tuple[str, ...]
+    stored: dict[str, tuple[int, ...]],
+    expected: dict[str, tuple[int, ...]],
+    optional: tuple[str, ...],
+    weights: WeightsFile,
 ) -> None:
     missing = sorted(set(expected) - set(stored))
     unexpected = sorted(set(stored) - set(expected) - set(optional))
@@ -224,7 +293,7 @@ def _check_names_and_shapes(
     if wrong:
         problems.append(f"shape mismatch {wrong[:5]}")
     if problems:
-        raise ConfigMismatchError("weights do not match the config: " + "; ".join(problems))
+        raise ConfigMismatchError("weights do not match the config: " + "; ".join(problems), weights=weights)
 
 
 def _sha256(path: Path) -> str:

@@ -17,6 +17,7 @@ import torch
 
 from runners.catalog.base import torch_dtype
 from runners.document import build_document, now_iso
+from runners.errors import classify_exception
 from runners.integrity import caching_check, output_consistency, sample_indices
 from runners.measurements import case_record, integrity_section, measurement
 from runners.performance.benchmarks import (
@@ -130,15 +131,17 @@ def run_performance_suite(
             if index in sampled:
                 accuracy[bench.name + ":" + bench.dtype] = _host(fn())  # untimed, accuracy mode
             stats, output = measure_with_output(fn, backend=backend, policy=policy)
-        except Exception as exc:  # a kernel the device cannot run is evidence, not a crash
-            unsupported = isinstance(exc, NotImplementedError | TypeError)
+        except Exception as exc:  # evidence, not a crash; never "unsupported" (runners/errors.py)
+            outcome = classify_exception(exc, phase="device")
             cases.append(
                 case_record(
                     bench.params.get("kernel", bench.kind),
                     bench.dtype,
                     bench.name,
-                    "unsupported" if unsupported else "error",
-                    error_class="unsupported" if unsupported else "product_failure",
+                    outcome.status,
+                    error_class=outcome.error_class,
+                    code=outcome.code,
+                    reason=outcome.reason,
                     message=f"{type(exc).__name__}: {exc}"[:500],
                     flops=bench.flops,
                     bytes_moved=bench.bytes,

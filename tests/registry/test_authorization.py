@@ -14,12 +14,13 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from apps.registry.models import Chip, HardwareTarget, ModelArtifact, Runner
 from tests.factories import (
+    TINY_BERT_CONFIG,
     ChipFactory,
     HardwareTargetFactory,
     ModelArtifactFactory,
     RunnerFactory,
     ed25519_public_pem,
-    safetensors_bytes,
+    model_weights_bytes,
 )
 
 ROLES = [
@@ -96,9 +97,9 @@ def create_request(endpoint, cast, registry, role):
             "version": "1",
             "task": "text-embedding",
             "architecture": "bert-encoder",
-            "config": json.dumps({"hidden_size": 8}),
+            "config": json.dumps(TINY_BERT_CONFIG),
             "license": "MIT",
-            "weights": SimpleUploadedFile("w.safetensors", safetensors_bytes(99)),
+            "weights": SimpleUploadedFile("w.safetensors", model_weights_bytes(99)),
         }, "multipart"
     return {"name": "new-runner", "public_key": ed25519_public_pem(), "targets": ["own-target"]}, "json"
 

@@ -16,12 +16,13 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from apps.registry.models import Chip, HardwareTarget, ModelArtifact, Runner
 from tests.factories import (
+    TINY_BERT_CONFIG,
     ChipFactory,
     HardwareTargetFactory,
     ModelArtifactFactory,
     RunnerFactory,
     ed25519_public_pem,
-    safetensors_bytes,
+    model_weights_bytes,
 )
 
 
@@ -358,7 +359,7 @@ def upload(client, weights: bytes | None, **overrides):
         "version": "1.0",
         "task": "text-embedding",
         "architecture": "bert-encoder",
-        "config": json.dumps({"hidden_size": 8, "num_layers": 1}),
+        "config": json.dumps(TINY_BERT_CONFIG),
         "license": "Apache-2.0",
     }
     if weights is not None:
@@ -382,7 +383,7 @@ def zip_of_a_pickle() -> bytes:
     return buffer.getvalue()
 
 
-GOOD = safetensors_bytes(1)
+GOOD = model_weights_bytes(1)
 F32_2 = {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}
 
 NOT_SAFETENSORS = {
@@ -470,24 +471,24 @@ def test_a_model_with_bad_metadata_is_refused_and_its_file_not_stored(
 
 
 def test_an_oversized_upload_is_refused_with_413_and_not_stored(cast, client_for, media_root, settings):
-    settings.ARTIFACT_MAX_UPLOAD_BYTES = 1024
-    big = safetensors_bytes(2, rows=64, cols=64)
-    assert len(big) > 1024
+    settings.ARTIFACT_MAX_UPLOAD_BYTES = 4096
+    big = model_weights_bytes(2, {**TINY_BERT_CONFIG, "vocab_size": 512})
+    assert len(big) > 4096
     before = state(media_root)
     error = assert_refused(upload(client_for(cast.owner), big), status=413)
     assert error["code"] == "too_large"
     assert state(media_root) == before
-    assert upload(client_for(cast.owner), safetensors_bytes(3, rows=2, cols=2)).status_code == 201
+    assert upload(client_for(cast.owner), model_weights_bytes(3)).status_code == 201
 
 
 def test_a_duplicate_model_version_is_refused_and_leaves_one_file(cast, client_for, media_root):
     client = client_for(cast.owner)
     assert upload(client, GOOD).status_code == 201
     before = state(media_root)
-    assert_refused(upload(client, safetensors_bytes(7)), field="version")
+    assert_refused(upload(client, model_weights_bytes(7)), field="version")
     assert state(media_root) == before
     # Another vendor may use the same name and version.
-    assert upload(client_for(cast.foreign), safetensors_bytes(8)).status_code == 201
+    assert upload(client_for(cast.foreign), model_weights_bytes(8)).status_code == 201
 
 
 # Runners --------------------------------------------------------------------------------------

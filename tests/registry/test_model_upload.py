@@ -9,10 +9,12 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from apps.registry.models import ModelArtifact
-from tests.factories import ModelArtifactFactory, safetensors_bytes
+from tests.factories import TINY_BERT_CONFIG, TINY_BERT_TENSORS, ModelArtifactFactory, model_weights_bytes
+
+CONFIG = {**TINY_BERT_CONFIG, "vocab": {"a": 1}}  # keys the architecture does not read are kept
 
 
-def upload(client, content: bytes, *, name="minilm", version="1.0", **extra):
+def upload(client, content: bytes, *, name="minilm", version="1.0", config=None, **extra):
     return client.post(
         "/api/v1/models/",
         {
@@ -20,7 +22,7 @@ def upload(client, content: bytes, *, name="minilm", version="1.0", **extra):
             "version": version,
             "task": "text-embedding",
             "architecture": "bert-encoder",
-            "config": json.dumps({"hidden_size": 8, "num_layers": 1, "vocab": {"a": 1}}),
+            "config": json.dumps(config or CONFIG),
             "license": "Apache-2.0",
             "weights": SimpleUploadedFile(
                 "../../../etc/evil.pkl", content, content_type="application/octet-stream"
@@ -36,21 +38,21 @@ def stored_files(media_root):
 
 
 def test_sha256_and_size_are_computed_server_side(cast, client_for, media_root):
-    content = safetensors_bytes(11, rows=32, cols=16)
+    content = model_weights_bytes(11)
     response = upload(client_for(cast.owner), content)
     assert response.status_code == 201, response.content
     body = response.json()
     digest = hashlib.sha256(content).hexdigest()
     assert body["weights_sha256"] == digest
     assert body["weights_size"] == len(content)
-    assert body["tensor_count"] == 2
-    assert body["config"] == {"hidden_size": 8, "num_layers": 1, "vocab": {"a": 1}}
+    assert body["tensor_count"] == TINY_BERT_TENSORS
+    assert body["config"] == CONFIG
     assert body["owner"] == "acme"
     assert "weights" not in body  # no URL to the file: weights are not served to the world
 
 
 def test_the_file_is_stored_content_addressed_whatever_its_client_name(cast, client_for, media_root):
-    content = safetensors_bytes(12)
+    content = model_weights_bytes(12)
     digest = hashlib.sha256(content).hexdigest()
     assert upload(client_for(cast.owner), content).status_code == 201
     artifact = ModelArtifact.objects.get()
@@ -61,7 +63,7 @@ def test_the_file_is_stored_content_addressed_whatever_its_client_name(cast, cli
 
 
 def test_client_supplied_hashes_are_ignored(cast, client_for):
-    content = safetensors_bytes(13)
+    content = model_weights_bytes(13)
     response = upload(client_for(cast.owner), content, weights_sha256="0" * 64)
     # Either refused as an unknown field or ignored; never trusted.
     if response.status_code == 201:
@@ -72,7 +74,7 @@ def test_client_supplied_hashes_are_ignored(cast, client_for):
 
 
 def test_the_same_weights_uploaded_twice_are_stored_once(cast, client_for, media_root):
-    content = safetensors_bytes(14)
+    content = model_weights_bytes(14)
     assert upload(client_for(cast.owner), content, version="1").status_code == 201
     assert upload(client_for(cast.owner), content, version="2").status_code == 201
     assert upload(client_for(cast.foreign), content, version="1").status_code == 201
@@ -86,7 +88,7 @@ def test_the_same_weights_uploaded_twice_are_stored_once(cast, client_for, media
 def test_deleting_a_model_removes_its_file_only_when_no_other_model_uses_it(
     cast, client_for, media_root, django_capture_on_commit_callbacks
 ):
-    content = safetensors_bytes(15)
+    content = model_weights_bytes(15)
     client = client_for(cast.vendor_admin)
     first = upload(client, content, version="1").json()["id"]
     second = upload(client, content, version="2").json()["id"]
@@ -101,9 +103,10 @@ def test_deleting_a_model_removes_its_file_only_when_no_other_model_uses_it(
 def test_a_large_upload_streams_through_the_hashing_handler(cast, client_for, settings):
     # Past FILE_UPLOAD_MAX_MEMORY_SIZE the upload goes to a temporary file; the digest must still be right.
     settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 1024
-    content = safetensors_bytes(16, rows=256, cols=64)
+    config = {**TINY_BERT_CONFIG, "vocab_size": 8192}
+    content = model_weights_bytes(16, config)
     assert len(content) > 64 * 1024
-    response = upload(client_for(cast.owner), content)
+    response = upload(client_for(cast.owner), content, config=config)
     assert response.status_code == 201
     assert response.json()["weights_sha256"] == hashlib.sha256(content).hexdigest()
 

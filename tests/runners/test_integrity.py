@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,14 +16,18 @@ from runners.backends.builtin import CpuBackend
 from runners.integrity import caching_verdict, output_consistency, sample_indices
 from runners.model_suite import run_model_suite
 from runners.models.resnet import ResNetConfig
+from runners.models.seeded import seeded_model_entry
 from runners.performance import run_performance_suite
 from runners.timing import summarize
 
-SMALL_MODEL = {
-    "name": "resnet-tiny",
-    "architecture": "resnet-cnn",
-    "config": {**asdict(ResNetConfig.small()), "synthetic": True},
-}
+# A real weights file (seeded, written once for this module's tests): models run files only.
+SMALL_MODEL = seeded_model_entry(
+    "resnet-tiny",
+    "resnet-cnn",
+    asdict(ResNetConfig.small()),
+    seed=0,
+    directory=Path(tempfile.gettempdir()) / "runners-tests-seeded",
+)
 MODEL_SPEC = {"quick": True, "models": [SMALL_MODEL], "model_dtypes": ["float32"]}
 PERF_SPEC = {"quick": True, "performance": {"dtypes": ["float32"], "gemm_sizes": [128, 256]}}
 

@@ -12,6 +12,7 @@ import pytest
 
 from runners.backends import get_backend
 from runners.document import validate_document
+from runners.models.seeded import seeded_model_entry
 from runners.performance import run_performance, run_performance_suite
 from runners.performance.claims import apply_claims
 from runners.spec import build_spec
@@ -113,7 +114,7 @@ def test_the_cli_runs_the_suite_and_writes_a_valid_document(tmp_path: Path, suit
         suite=suite,
         device="cpu",
         options={**QUICK, "model_dtypes": ["float32"]},
-        models=[{"name": "r", "architecture": "resnet-cnn", "config": {"synthetic": True}}],
+        models=[seeded_model_entry("r", "resnet-cnn", {}, seed=0, directory=tmp_path / "seeded")],
     )
     spec_path = tmp_path / "spec.json"
     spec_path.write_text(json.dumps(spec))

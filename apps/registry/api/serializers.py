@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from apps.registry.architectures import architecture_layouts
 from apps.registry.models import MAX_PEAK_TFLOPS, PEAK_FIELDS, Chip, HardwareTarget, ModelArtifact, Runner
 from certification.api import BoundedJSONField
 
@@ -90,10 +91,23 @@ class ModelArtifactUploadSerializer(StrictFieldsMixin, serializers.Serializer):
     name = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$", max_length=100)
     version = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9._+\-]*$", max_length=50)
     task = serializers.ChoiceField(choices=ModelArtifact._meta.get_field("task").choices)
-    architecture = serializers.ChoiceField(choices=ModelArtifact._meta.get_field("architecture").choices)
-    config = BoundedJSONField(binary=True)  # depth, NUL and long-integer limits, also in form text
+    architecture = serializers.ChoiceField(
+        choices=ModelArtifact._meta.get_field("architecture").choices,
+        help_text="The runners' architecture the weights are data for. The weights must hold exactly the "
+        "tensors it implies for the config (extra optional ones aside); the upload is refused with the "
+        "first mismatch otherwise. Expected tensors (name pattern: shape):\n\n" + architecture_layouts(),
+    )
+    config = BoundedJSONField(  # depth, NUL and long-integer limits, also in form text
+        binary=True,
+        help_text="The architecture's config (a Hugging Face config.json works): its dimensions decide the "
+        "expected tensor shapes. No key of it changes which weights run: the uploaded file always does.",
+    )
     license = serializers.CharField(max_length=100)
-    weights = serializers.FileField(allow_empty_file=False, use_url=False)
+    weights = serializers.FileField(
+        allow_empty_file=False,
+        use_url=False,
+        help_text="A safetensors file (never a pickle) holding the tensors the architecture expects.",
+    )
 
 
 class TargetReferenceField(serializers.RelatedField):

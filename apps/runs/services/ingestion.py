@@ -3,7 +3,8 @@
 Checks, in order: envelope shape and digest; the runner key is registered and the signature is
 valid; the runner serves the job's target; the challenge is the job's current one (an old or
 replayed result fails here); the document passes the result schema; the fingerprint matches the
-registered target; a random sample of conformance cases recomputes the same server-side. Only
+registered target; a model document's weights digests are the campaign's artifacts'; every unsupported
+case is what the backend declared and a random sample of cases recomputes the same server-side. Only
 then are the document (sha256, size) and its cases and measurements stored, in one transaction.
 """
 
@@ -27,10 +28,12 @@ from apps.runs.models import (
     EvidenceRejection,
     Job,
     JobState,
+    JobSuite,
     Measurement,
     ResultDocument,
 )
 from apps.runs.services.campaigns import campaign_check_completion, job_fail
+from apps.runs.services.model_evidence import model_weights_problems
 from apps.runs.services.programs import program_spot_check_size
 from apps.runs.services.spot_check import spot_check_cases
 from apps.runs.specs import expected_fingerprint
@@ -127,6 +130,8 @@ def _validate(document: dict, job: Job) -> dict:
     mismatches = fingerprint_mismatches(document.get("fingerprint") or {}, expected_fingerprint(job.campaign.target))
     if mismatches:
         raise Rejected("fingerprint does not match the target: " + "; ".join(mismatches), fails_job=True)
+    if job.suite == JobSuite.MODEL and (problems := model_weights_problems(document=document, job=job)):
+        raise Rejected("the weights that ran are not the campaign's: " + "; ".join(problems), fails_job=True)
     size = program_spot_check_size(program=job.campaign.program, level=job.campaign.level)
     report = spot_check_cases(document, sample_size=size, rng=secrets.SystemRandom())
     if report["failures"]:

