@@ -34,6 +34,11 @@ COSINE_METRICS = ("cosine_min",)
 AGREEMENT_METRICS = ("greedy_token_agreement", "top1_agreement")
 # Runner flags that are the runner's own verdicts: the judge recomputes these, so they neither
 # exclude a figure nor excuse one. Any other flag (e.g. "unavailable") excludes the figure.
+# AIA 1.0 named no agreement bar: it used the one the runner wrote beside the value, which the runner
+# of that program's time took from this table (runners/model_suite/workloads.py AGREEMENT_MIN at
+# commit 8684b6e). Frozen here with the program so AIA 1.0 evidence is judged as it was published.
+LEGACY_RUNNER_AGREEMENT = {"float32": 0.99, "bfloat16": 0.9, "float16": 0.95}
+LEGACY_RUNNER_AGREEMENT_DEFAULT = 0.9
 RUNNER_VERDICT_FLAGS = frozenset({"below_threshold", "below_claim", "exceeds_physical"})
 # torch.utils.benchmark.Measurement.significant_figures keeps at most four.
 MAX_SIGNIFICANT_FIGURES = 4
@@ -159,12 +164,13 @@ def accuracy_bar(
 ) -> float | None:
     """The program's bar for `metric` in `dtype`, or None when the program states none (then it fails).
 
-    Only a legacy program that never stated an agreement bar (AIA 1.0) falls back on the bar the
-    runner reported with the value."""
+    A legacy program that never stated an agreement bar (AIA 1.0 took it from the runner's document)
+    gets the bars that runner of its time wrote (LEGACY_RUNNER_AGREEMENT), never the figure a document
+    carries now: a runner no longer decides a bar, and a hostile one could write any."""
     bars = thresholds.accuracy.get(dtype) or thresholds.accuracy.get("*") or {}
     bar = _float(bars.get(metric))
     if bar is None and thresholds.legacy and metric not in COSINE_METRICS:
-        return _float(runner_threshold)
+        return LEGACY_RUNNER_AGREEMENT.get(dtype, LEGACY_RUNNER_AGREEMENT_DEFAULT)
     return bar
 
 
