@@ -191,6 +191,7 @@ class ExecuteTask(Task):
 @app.task(name="runners.execute", bind=True, base=ExecuteTask, acks_late=True, reject_on_worker_lost=True)
 def execute(self, spec: dict) -> dict | None:
     identity = RunnerIdentity.from_env()
+    install_cancel_handler()
     try:
         return run_job(spec, identity=identity, report=_send, cancelled=_cancel_requested.is_set)
     finally:
@@ -201,10 +202,9 @@ def _request_cancel(_signum, _frame) -> None:
     _cancel_requested.set()
 
 
-@signals.worker_process_init.connect
-def _install_cancel_handler(**_kwargs) -> None:
-    # In the pool process that runs jobs: a revoke with terminate=True, signal=SIGUSR2 lands here.
-    _cancel_requested.clear()
+def install_cancel_handler() -> None:
+    """In the pool process running the job (its main thread), where a revoke with terminate=True and
+    SIGUSR2 lands. Installed per task: billiard resets the signals after `worker_process_init`."""
     signal.signal(CANCEL_SIGNAL, _request_cancel)
 
 

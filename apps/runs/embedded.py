@@ -89,19 +89,22 @@ class EmbeddedWorkers:
         return self.platform is not None and self.platform.poll() is None
 
     @staticmethod
-    def _stop(process: subprocess.Popen | None) -> None:
-        if process is None or process.poll() is not None:
-            return
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+    def _stop(*processes: subprocess.Popen | None, grace_s: float = 8.0) -> None:
+        """Warm shutdown (SIGTERM), then SIGKILL for what is still running after `grace_s`: a job cut
+        short this way is requeued with a fresh challenge by the stuck-job sweep."""
+        running = [p for p in processes if p is not None and p.poll() is None]
+        for process in running:
+            os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for process in running:
+            try:
+                process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
 
     def stop(self) -> None:
-        for process in (self.runner, self.platform):
-            self._stop(process)
+        self._stop(self.runner, self.platform)
 
     def __enter__(self) -> EmbeddedWorkers:
         return self.start()
@@ -110,7 +113,7 @@ class EmbeddedWorkers:
         self.stop()
 
 
-def embedded_workers_supervise(*, stdout=None, check_every_s: float = 10.0) -> None:
+def embedded_workers_supervise(*, log_level: str = "warning", check_every_s: float = 10.0) -> None:
     """Run the embedded workers until SIGTERM/SIGINT, the parent process ends, or the platform worker dies."""
     pid_file = embedded_pid_file()
     pid_file.parent.mkdir(parents=True, exist_ok=True)
@@ -119,7 +122,7 @@ def embedded_workers_supervise(*, stdout=None, check_every_s: float = 10.0) -> N
     stopping = []
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.append(True))
-    workers = EmbeddedWorkers(stdout=stdout)
+    workers = EmbeddedWorkers(log_level=log_level)
     try:
         workers.start()
         last_check = time.monotonic()
