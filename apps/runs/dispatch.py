@@ -27,27 +27,34 @@ def _soft_limit(hard: int) -> int:
 
 
 def job_dispatch(*, job_id: int) -> None:
-    job = Job.objects.select_related("campaign__target").filter(pk=job_id, state=JobState.QUEUED).first()
-    if job is None:
-        return  # cancelled or already taken meanwhile
+    jobs_dispatch(job_ids=[job_id])
+
+
+def jobs_dispatch(*, job_ids: list[int]) -> None:
+    """Publish each still-queued job to its target's runner queue (one query and one write for all)."""
+    jobs = list(Job.objects.select_related("campaign__target").filter(pk__in=job_ids, state=JobState.QUEUED)
+                .order_by("pk"))  # cancelled or already taken meanwhile: left out
     if settings.CELERY_TASK_ALWAYS_EAGER:
-        _run_in_process(job)
+        for job in jobs:
+            if Job.objects.filter(pk=job.pk, state=JobState.QUEUED).exists():
+                _run_in_process(job)
         return
     from certification.celery import app, embedded_broker_ready
 
     embedded_broker_ready()
-    hard = int(job.spec.get("limits", {}).get("time_s", 900))
-    result = app.send_task(
-        "runners.execute",
-        args=[job.spec],
-        queue=job.campaign.target.queue,
-        soft_time_limit=_soft_limit(hard),
-        time_limit=hard,
-        # A message still queued when the job's deadline has passed is dropped by the runner unexecuted.
-        expires=job.deadline_at,
-        link=app.signature("runs.ingest", queue=PLATFORM_QUEUE),
-    )
-    Job.objects.filter(pk=job.pk).update(task_id=result.id)
+    for job in jobs:
+        hard = int(job.spec.get("limits", {}).get("time_s", 900))
+        job.task_id = app.send_task(
+            "runners.execute",
+            args=[job.spec],
+            queue=job.campaign.target.queue,
+            soft_time_limit=_soft_limit(hard),
+            time_limit=hard,
+            # A message still queued when the job's deadline has passed is dropped by the runner unexecuted.
+            expires=job.deadline_at,
+            link=app.signature("runs.ingest", queue=PLATFORM_QUEUE),
+        ).id
+    Job.objects.bulk_update(jobs, ["task_id"])
 
 
 def _run_in_process(job: Job) -> None:

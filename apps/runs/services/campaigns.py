@@ -16,7 +16,7 @@ from django.utils.module_loading import import_string
 from apps.accounts.models import Organization
 from apps.audit.services import audit_record
 from apps.registry.models import HardwareTarget, ModelArtifact
-from apps.runs.dispatch import job_dispatch, job_messages_revoke
+from apps.runs.dispatch import job_dispatch, job_messages_revoke, jobs_dispatch
 from apps.runs.models import (
     JOB_DONE_STATES,
     Campaign,
@@ -104,7 +104,7 @@ def campaign_submit(
                  "models": [m.pk for m in model_artifacts], "purpose": purpose},
     )
     job_ids = [job.pk for job in jobs]
-    transaction.on_commit(lambda: [job_dispatch(job_id=job_id) for job_id in job_ids])
+    transaction.on_commit(lambda: jobs_dispatch(job_ids=job_ids))
     return campaign
 
 
