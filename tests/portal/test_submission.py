@@ -22,7 +22,7 @@ def embedded_default(var_dir: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CELERY_") and k != "EMBEDDED_BROKER_DIR"}
     env.update(CERT_VAR_DIR=str(var_dir), SECRET_KEY="x")
     code = ("import json; from certification import settings as s; print(json.dumps({'eager': "
-            "s.CELERY_TASK_ALWAYS_EAGER, 'url': s.CELERY_BROKER_URL, 'options': s.CELERY_BROKER_TRANSPORT_OPTIONS}))")
+            "s.CELERY_TASK_ALWAYS_EAGER, 'url': s.CELERY_BROKER_URL, 'options': getattr(s, 'CELERY_BROKER_TRANSPORT_OPTIONS', {})}))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
