@@ -83,8 +83,10 @@ class EmbeddedWorkers:
                     CELERY_BROKER_TRANSPORT_OPTIONS=json.dumps(settings.CELERY_BROKER_TRANSPORT_OPTIONS),
                     RUNNER_NAME=settings.EMBEDDED_RUNNER_NAME, RUNNER_KEY_FILE=str(settings.EMBEDDED_RUNNER_KEY_FILE),
                 )
+                # --statedb: revocations (cancelled jobs) outlive a restart of the runner's worker.
                 self.runner = self._spawn(
                     ["-A", "runners.worker", "worker", "-Q", ",".join(queues), "--concurrency", "1",
+                     "--statedb", str(Path(settings.EMBEDDED_BROKER_DIR) / "runner-worker.state"),
                      "-n", f"runner-embedded-{os.getpid()}@%h"], env)
         return self.platform is not None and self.platform.poll() is None
 
