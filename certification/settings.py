@@ -185,7 +185,7 @@ SPECTACULAR_SETTINGS = {
 # `manage.py embedded_worker` starts (`make run` does): the same tasks and queues as with Redis or
 # RabbitMQ, and never a suite inside a web request.
 CELERY_EMBEDDED = env_str("CELERY_BROKER_URL") is None
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://"
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://localhost//"
 EMBEDDED_BROKER_DIR = env_path("EMBEDDED_BROKER_DIR", VAR_DIR / "broker")
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "data_folder_in": str(EMBEDDED_BROKER_DIR / "queue"), "data_folder_out": str(EMBEDDED_BROKER_DIR / "queue"),

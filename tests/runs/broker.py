@@ -30,8 +30,8 @@ def filesystem_broker(app, folder: Path, settings=None):
     saved = (app.conf.broker_url, dict(app.conf.broker_transport_options or {}))
     options = filesystem_options(folder)
     if settings is not None:
-        settings.CELERY_BROKER_URL, settings.CELERY_BROKER_TRANSPORT_OPTIONS = "filesystem://", options
-    point_at(app, "filesystem://", options)
+        settings.CELERY_BROKER_URL, settings.CELERY_BROKER_TRANSPORT_OPTIONS = "filesystem://localhost//", options
+    point_at(app, "filesystem://localhost//", options)
     try:
         yield options
     finally:
