@@ -29,11 +29,14 @@ demo: migrate
 	$(PY) manage.py collectstatic --noinput -v0
 	$(PY) manage.py seed_demo
 
+# Campaigns run in background worker processes (broker in files under var/broker), never in a request;
+# they stop with the server.
 run: demo
 	$(PY) manage.py certify acme/local-cpu --level baseline --if-none-pending
 	@echo "Portal: http://$(HOST):$(PORT)/   API docs: http://$(HOST):$(PORT)/api/docs/"
 	@echo "Log in with a demo user listed above (passwords are kept in var/demo-credentials.txt)."
-	$(PY) manage.py runserver $(HOST):$(PORT) --noreload
+	$(PY) manage.py embedded_worker & WORKER=$$!; trap 'kill $$WORKER 2>/dev/null' EXIT INT TERM; \
+		$(PY) manage.py runserver $(HOST):$(PORT) --noreload
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

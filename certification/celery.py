@@ -9,3 +9,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "certification.settings")
 app = Celery("certification")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+def embedded_broker_ready() -> None:
+    """The embedded broker's folders exist before anything publishes to or consumes from them."""
+    from pathlib import Path
+
+    for key in ("data_folder_in", "data_folder_out", "control_folder"):
+        folder = (app.conf.broker_transport_options or {}).get(key)
+        if folder and str(app.conf.broker_url).startswith("filesystem"):
+            Path(folder).mkdir(parents=True, exist_ok=True)

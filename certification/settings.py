@@ -1,7 +1,7 @@
 """Settings of the certification platform, read from the environment (see certification/env.py).
 
-The embedded default (no environment at all) is a SQLite file under var/ and tasks executed in
-process; production sets DATABASE_URL, CELERY_BROKER_URL, SECRET_KEY and ALLOWED_HOSTS.
+The embedded default (no environment at all) is a SQLite file under var/ and a broker in files under
+var/broker served by background worker processes (`manage.py embedded_worker`); production sets DATABASE_URL, CELERY_BROKER_URL, SECRET_KEY and ALLOWED_HOSTS.
 """
 
 from __future__ import annotations
@@ -180,12 +180,22 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
-# Celery. Without a broker every task runs in process through the same task functions.
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
+# Celery. Without CELERY_BROKER_URL, the embedded default: a broker made of files under var/broker
+# (kombu's filesystem transport, no server) served by the worker processes that
+# `manage.py embedded_worker` starts (`make run` does): the same tasks and queues as with Redis or
+# RabbitMQ, and never a suite inside a web request.
+CELERY_EMBEDDED = env_str("CELERY_BROKER_URL") is None
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://localhost//"
+EMBEDDED_BROKER_DIR = env_path("EMBEDDED_BROKER_DIR", VAR_DIR / "broker")
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "data_folder_in": str(EMBEDDED_BROKER_DIR / "queue"), "data_folder_out": str(EMBEDDED_BROKER_DIR / "queue"),
+    "control_folder": str(EMBEDDED_BROKER_DIR / "control"), "store_processed": False, "polling_interval": 0.5,
+} if CELERY_EMBEDDED else {}
 # Progress and results travel as messages to the platform queue; no result backend is needed.
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND")
 CELERY_TASK_IGNORE_RESULT = CELERY_RESULT_BACKEND is None
-CELERY_TASK_ALWAYS_EAGER = CELERY_BROKER_URL is None
+# Only tests set this: dispatch then runs the runner in process (apps/runs/dispatch.py).
+CELERY_TASK_ALWAYS_EAGER = False
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -215,7 +225,7 @@ CAMPAIGN_EVALUATOR = env_str("CAMPAIGN_EVALUATOR", "apps.certificates.services.c
 REGISTRY_CERTIFIED_EDIT = "apps.certificates.services.subjects.certified_subject_edit"
 RUNNER_STALE_AFTER_S = env_int("RUNNER_STALE_AFTER_S", 180, minimum=10)
 JOB_SILENCE_S = env_int("JOB_SILENCE_S", 900, minimum=30)
-# The embedded default runs this machine's own runner in process; its private key stays in var/.
+# The embedded default runs this machine's own runner worker; its private key stays in var/.
 EMBEDDED_RUNNER_NAME = env_str("EMBEDDED_RUNNER_NAME", "local-runner")
 EMBEDDED_RUNNER_KEY_FILE = env_path("EMBEDDED_RUNNER_KEY_FILE", VAR_DIR / "keys" / "local-runner.pem")
 # Certificates: the authority's Ed25519 signing keys. Private halves are files <key_id>.pem (mode 0600)

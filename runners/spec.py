@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import secrets
 from pathlib import Path
@@ -32,6 +33,11 @@ def load_spec(path: str | Path) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError) as exc:
         raise SpecInvalid(f"cannot read job spec {path}: {exc}") from exc
     return validate_spec(spec)
+
+
+def attempt_tag(challenge: str) -> str:
+    """Names one attempt of a job in runner messages without revealing its secret challenge."""
+    return hashlib.sha256(f"attempt:{challenge}".encode()).hexdigest()[:32]
 
 
 def new_challenge() -> str:

@@ -10,26 +10,34 @@ then fetched with a signed request into RUNNER_CACHE_DIR (runners/artifacts.py).
 
 Delivery: prefetch 1 and late acknowledgement, so a job is taken by one worker at a time and a
 worker killed mid-job (SIGKILL) leaves the message to be delivered again; the platform gives a
-retried job a fresh challenge, so the evidence of an interrupted run can never be ingested.
+retried job a fresh challenge, so the evidence of an interrupted run can never be ingested. A message
+past its job's deadline (Celery `expires`) is dropped unexecuted.
+
+Every message to the platform is signed by the runner's key: progress and heartbeats name the attempt
+they keep alive, and a task that raises or passes its hard time limit reports a signed failure
+(`on_failure` runs in the worker's main process for a hard limit). Cancellation arrives as a revoke
+with SIGUSR2 to the process running the job, which stops at the next case boundary.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from celery import Celery, signals
-from celery.exceptions import SoftTimeLimitExceeded
+from celery import Celery, Task, signals
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.utils.log import get_task_logger
 
 from runners.artifacts import ArtifactUnavailable, localize_models
 from runners.fingerprint_check import fingerprint_mismatches
 from runners.signing import RunnerIdentity
+from runners.spec import attempt_tag
 
 logger = get_task_logger(__name__)
 PLATFORM_QUEUE = os.environ.get("PLATFORM_QUEUE", "platform")
@@ -48,12 +56,20 @@ app.conf.update(
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
     worker_concurrency=1,
+    # e.g. the embedded broker's folders, or Redis's visibility_timeout: a JSON object.
+    broker_transport_options=json.loads(os.environ.get("CELERY_BROKER_TRANSPORT_OPTIONS") or "{}"),
     broker_connection_retry_on_startup=True,
     # A result message can be large (thousands of measurements); keep it out of the result backend.
     task_ignore_result=True,
 )
 
 Reporter = Callable[[str, dict], None]
+CANCEL_SIGNAL = signal.SIGUSR2  # apps/runs/dispatch.py revokes a cancelled job's task with it
+_cancel_requested = threading.Event()
+
+
+class JobCancelled(Exception):
+    """The platform revoked the running job; the suite stops at the next case boundary."""
 
 
 def _canonical(payload: dict) -> bytes:
@@ -67,12 +83,19 @@ def signed_message(identity: RunnerIdentity, payload: dict) -> dict:
             "signature": identity.sign_bytes(body)}
 
 
-def run_job(spec: dict, *, identity: RunnerIdentity, report: Reporter) -> dict | None:
+def _attempt(spec: dict) -> str | None:
+    challenge = spec.get("challenge") if isinstance(spec, dict) else None
+    return attempt_tag(challenge) if isinstance(challenge, str) else None
+
+
+def run_job(spec: dict, *, identity: RunnerIdentity, report: Reporter,
+            cancelled: Callable[[], bool] | None = None) -> dict | None:
     """Run one job spec and return its signed envelope, or None after reporting a failure.
 
     `report(task_name, message)` delivers a signed message to the platform ("runs.job_progress",
-    "runs.job_failed"); the Celery task sends it to the platform queue, the embedded platform
-    calls its task in process.
+    "runs.job_failed"); the Celery task sends it to the platform queue, the tests' in-process
+    path calls the platform task directly. `cancelled()` is asked between cases; when it turns
+    true the job stops there.
     """
     from runners.backends import UnknownBackend, get_backend
     from runners.document import canonical_json
@@ -89,9 +112,14 @@ def run_job(spec: dict, *, identity: RunnerIdentity, report: Reporter) -> dict |
             return
         last_sent = now
         report("runs.job_progress", signed_message(identity, {
-            "job_id": job_id, "fraction": round(float(fraction), 4), "message": message[:200],
-            "eta_seconds": eta_seconds,
+            "job_id": job_id, "attempt": _attempt(spec), "fraction": round(float(fraction), 4),
+            "message": message[:200], "eta_seconds": eta_seconds,
         }))
+
+    def case_done(fraction: float, message: str = "", eta_seconds: float | None = None) -> None:
+        if cancelled is not None and cancelled():
+            raise JobCancelled
+        progress(fraction, message, eta_seconds)
 
     def fail(error_class: str, message: str) -> None:
         report("runs.job_failed", signed_message(identity, {
@@ -121,7 +149,11 @@ def run_job(spec: dict, *, identity: RunnerIdentity, report: Reporter) -> dict |
         fail("infrastructure", str(exc))
         return None
     try:
-        document = run_suite(suite_spec, backend=backend, progress=progress)
+        document = run_suite(suite_spec, backend=backend, progress=case_done)
+    except JobCancelled:
+        logger.warning("job %s stopped: the platform cancelled it", job_id)
+        fail("infrastructure", "stopped: the platform revoked the job")
+        return None
     except SoftTimeLimitExceeded:
         fail("timeout", "the suite passed its soft time limit")
         return None
@@ -135,14 +167,59 @@ def run_job(spec: dict, *, identity: RunnerIdentity, report: Reporter) -> dict |
     return envelope
 
 
-@app.task(name="runners.execute", bind=True, acks_late=True, reject_on_worker_lost=True)
+def _send(task_name: str, message: dict) -> None:
+    app.send_task(task_name, args=[message], queue=PLATFORM_QUEUE)
+
+
+class ExecuteTask(Task):
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        """The task raised, or passed its hard time limit (then this runs in the worker's main process,
+        the job's process being gone): report it signed, naming the attempt's challenge."""
+        spec = args[0] if args and isinstance(args[0], dict) else {}
+        timed_out = isinstance(exc, TimeLimitExceeded)
+        try:
+            _send("runs.job_failed", signed_message(RunnerIdentity.from_env(), {
+                "job_id": spec.get("job_id"), "challenge": spec.get("challenge"),
+                "error_class": "timeout" if timed_out else "infrastructure",
+                "message": (f"the suite passed its hard time limit ({exc})" if timed_out
+                            else f"runner task {task_id} failed: {type(exc).__name__}: {exc}")[:2000],
+            }))
+        except Exception:  # the stuck-job sweep requeues a job whose failure could not be reported
+            logger.warning("could not report the failure of task %s", task_id, exc_info=True)
+
+
+@app.task(name="runners.execute", bind=True, base=ExecuteTask, acks_late=True, reject_on_worker_lost=True)
 def execute(self, spec: dict) -> dict | None:
     identity = RunnerIdentity.from_env()
+    install_cancel_handler()
+    try:
+        return run_job(spec, identity=identity, report=_send, cancelled=_cancel_requested.is_set)
+    finally:
+        _cancel_requested.clear()
 
-    def report(task_name: str, message: dict) -> None:
-        app.send_task(task_name, args=[message], queue=PLATFORM_QUEUE)
 
-    return run_job(spec, identity=identity, report=report)
+def _request_cancel(_signum, _frame) -> None:
+    _cancel_requested.set()
+
+
+def install_cancel_handler() -> None:
+    """In the pool process running the job (its main thread), where a revoke with terminate=True and
+    SIGUSR2 lands. Installed per task: billiard resets the signals after `worker_process_init`."""
+    signal.signal(CANCEL_SIGNAL, _request_cancel)
+
+
+def _running_jobs() -> list[dict]:
+    """The jobs this worker executes now (main process), named by attempt for the platform's liveness."""
+    from celery.worker.state import active_requests
+
+    jobs = []
+    for request in list(active_requests):
+        if request.name != "runners.execute":
+            continue
+        spec = (request.args or [None])[0]
+        if isinstance(spec, dict):
+            jobs.append({"job_id": spec.get("job_id"), "attempt": _attempt(spec)})
+    return jobs
 
 
 def _heartbeat_loop(identity: RunnerIdentity, stop: threading.Event) -> None:
@@ -151,8 +228,8 @@ def _heartbeat_loop(identity: RunnerIdentity, stop: threading.Event) -> None:
     while not stop.is_set():
         try:
             fingerprints = [b.fingerprint() for b in list_backends() if b.availability()[0]]
-            app.send_task("runs.heartbeat", args=[signed_message(identity, {"fingerprints": fingerprints})],
-                          queue=PLATFORM_QUEUE)
+            app.send_task("runs.heartbeat", args=[signed_message(identity, {
+                "fingerprints": fingerprints, "jobs": _running_jobs()})], queue=PLATFORM_QUEUE)
         except Exception:  # a missed heartbeat is what the platform's health sweep is for
             logger.warning("heartbeat not sent", exc_info=True)
         stop.wait(HEARTBEAT_SECONDS)

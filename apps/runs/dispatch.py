@@ -1,8 +1,10 @@
 """Sending a job to its target's runner queue.
 
-With a broker, the spec goes to the target's queue `target.<vendor slug>.<target slug>` as the task
-`runners.execute`, and the runner's signed envelope comes back to the platform queue as `runs.ingest`. Without one (the embedded
-default), the same runner function and the same platform tasks run in this process.
+The spec goes to `target.<vendor slug>.<target slug>` as the task `runners.execute`, and the runner's signed envelope
+comes back to the platform queue as `runs.ingest`; its progress, heartbeats and failures arrive there
+signed too. This holds for Redis, RabbitMQ and the embedded broker in files alike: a web request only
+publishes, it never runs a suite. (Tests that set CELERY_TASK_ALWAYS_EAGER get the same runner
+function and platform tasks called in process.)
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from apps.runs.models import Job, JobState
 
 logger = logging.getLogger(__name__)
 PLATFORM_QUEUE = "platform"
+# runners/worker.py turns this signal into a cancellation check between cases.
+RUNNER_CANCEL_SIGNAL = "SIGUSR2"
 
 
 def _soft_limit(hard: int) -> int:
@@ -23,29 +27,38 @@ def _soft_limit(hard: int) -> int:
 
 
 def job_dispatch(*, job_id: int) -> None:
-    job = Job.objects.select_related("campaign__target").filter(pk=job_id, state=JobState.QUEUED).first()
-    if job is None:
-        return  # cancelled or already taken meanwhile
-    if settings.CELERY_TASK_ALWAYS_EAGER:
-        _run_in_process(job)
-        return
-    from certification.celery import app
+    jobs_dispatch(job_ids=[job_id])
 
-    hard = int(job.spec.get("limits", {}).get("time_s", 900))
-    result = app.send_task(
-        "runners.execute",
-        args=[job.spec],
-        queue=job.campaign.target.queue,
-        soft_time_limit=_soft_limit(hard),
-        time_limit=hard,
-        link=app.signature("runs.ingest", queue=PLATFORM_QUEUE),
-        link_error=app.signature("runs.job_errback", kwargs={"job_id": job.pk}, queue=PLATFORM_QUEUE),
-    )
-    Job.objects.filter(pk=job.pk).update(task_id=result.id)
+
+def jobs_dispatch(*, job_ids: list[int]) -> None:
+    """Publish each still-queued job to its target's runner queue (one query and one write for all)."""
+    jobs = list(Job.objects.select_related("campaign__target").filter(pk__in=job_ids, state=JobState.QUEUED)
+                .order_by("pk"))  # cancelled or already taken meanwhile: left out
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        for job in jobs:
+            if Job.objects.filter(pk=job.pk, state=JobState.QUEUED).exists():
+                _run_in_process(job)
+        return
+    from certification.celery import app, embedded_broker_ready
+
+    embedded_broker_ready()
+    for job in jobs:
+        hard = int(job.spec.get("limits", {}).get("time_s", 900))
+        job.task_id = app.send_task(
+            "runners.execute",
+            args=[job.spec],
+            queue=job.campaign.target.queue,
+            soft_time_limit=_soft_limit(hard),
+            time_limit=hard,
+            # A message still queued when the job's deadline has passed is dropped by the runner unexecuted.
+            expires=job.deadline_at,
+            link=app.signature("runs.ingest", queue=PLATFORM_QUEUE),
+        ).id
+    Job.objects.bulk_update(jobs, ["task_id"])
 
 
 def _run_in_process(job: Job) -> None:
-    """The embedded path: this machine is its own runner host (the key lives in var/, outside the DB)."""
+    """The tests' in-process path: this machine is its own runner host (the key lives in var/, outside the DB)."""
     from apps.runs import tasks as platform_tasks
     from runners.signing import RunnerIdentity
     from runners.worker import run_job
@@ -63,12 +76,14 @@ def _run_in_process(job: Job) -> None:
 
 
 def job_messages_revoke(*, task_ids: list[str]) -> None:
-    """Tell runner workers to discard these jobs' messages (broadcast; best effort)."""
+    """Tell runner workers to drop these jobs' queued messages and stop the ones running (broadcast; best
+    effort: the runner checks for the signal between cases, and a late result is refused at ingestion)."""
     if not task_ids or settings.CELERY_TASK_ALWAYS_EAGER:
         return
-    from certification.celery import app
+    from certification.celery import app, embedded_broker_ready
 
     try:
-        app.control.revoke(task_ids)
+        embedded_broker_ready()
+        app.control.revoke(task_ids, terminate=True, signal=RUNNER_CANCEL_SIGNAL)
     except Exception:  # the broker being down must not undo a cancellation already committed
         logger.warning("could not broadcast the revocation of %s", task_ids, exc_info=True)

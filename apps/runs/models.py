@@ -138,6 +138,9 @@ class Job(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     deadline_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(
+        null=True, blank=True, help_text="The last signed sign of life of the running attempt (progress or heartbeat)"
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

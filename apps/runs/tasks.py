@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
-from apps.runs.models import ErrorClass
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="runs.ingest", acks_late=True, soft_time_limit=120, time_limit=180)
@@ -39,12 +41,12 @@ def heartbeat(message: dict) -> None:
 
 
 @shared_task(name="runs.job_errback", ignore_result=True)
-def job_errback(task_id: str | None = None, *args, job_id: int) -> None:
-    """The runner task raised or hit its hard time limit: retry on infrastructure grounds."""
-    from apps.runs.services.campaigns import job_fail
+def job_errback(*args, **kwargs) -> None:
+    """Refused, kept only to log it: this message carried a bare job id, which any broker client can send.
 
-    job_fail(job_id=job_id, error_class=ErrorClass.INFRASTRUCTURE, message=f"runner task {task_id} failed",
-             retry=True)
+    A runner's failures (its task raising, or passing its hard time limit) now arrive signed as
+    `runs.job_failed`; a runner that dies silently is requeued by the stuck-job sweep."""
+    logger.warning("refused an unsigned runs.job_errback message (args=%r, kwargs=%r)", args[:2], kwargs)
 
 
 @shared_task(name="runs.sweep_runner_health", ignore_result=True)

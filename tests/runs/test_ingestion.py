@@ -108,13 +108,16 @@ def test_it_rejects_a_document_signed_by_an_unregistered_key(cpu_world, job):
     assert_rejected(job, "not registered")
 
 
-def test_it_rejects_a_document_signed_by_a_runner_of_another_target(cpu_world, job):
+def test_a_result_from_a_runner_not_bound_to_the_job_is_refused_without_touching_the_job(cpu_world, job):
+    # Another vendor's registered runner: its key verifies, but it serves no target of this job.
     other, pem = identity_for("runner-b")
     runner_register(name="runner-b", public_key=pem, targets=[])
+    before = (job.state, job.challenge, job.attempts, job.error_class)
     assert not result_ingest(envelope=produce(job, other)).accepted
     assert_rejected(job, "not bound to target")
     job.refresh_from_db()
-    assert job.state == JobState.FAILED and job.error_class == ErrorClass.REJECTED_EVIDENCE
+    assert (job.state, job.challenge, job.attempts, job.error_class) == before
+    assert job.campaign.state == CampaignState.QUEUED
 
 
 def test_it_rejects_a_replayed_result_of_an_earlier_attempt(cpu_world, job):

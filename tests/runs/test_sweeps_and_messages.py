@@ -15,6 +15,7 @@ from apps.runs.services.messages import (
     runner_progress_receive,
 )
 from apps.runs.services.sweeps import jobs_sweep_stuck, runners_mark_stale
+from runners.spec import attempt_tag
 from runners.worker import signed_message
 from tests.runs.world import identity_for
 
@@ -42,7 +43,8 @@ def test_progress_claims_the_job_once_and_a_failure_report_must_carry_the_curren
     cpu_world, django_capture_on_commit_callbacks
 ):
     job = queued_job(cpu_world)
-    runner_progress_receive(message=signed_message(cpu_world.identity, {"job_id": job.pk, "fraction": 0.5}))
+    runner_progress_receive(message=signed_message(cpu_world.identity, {
+        "job_id": job.pk, "attempt": attempt_tag(job.challenge), "fraction": 0.5}))
     job.refresh_from_db()
     assert job.state == JobState.RUNNING and job.attempts == 1 and job.runner_id == cpu_world.runner.pk
     stale = signed_message(cpu_world.identity, {"job_id": job.pk, "challenge": "0" * 64,
@@ -60,7 +62,8 @@ def test_a_stale_runner_goes_offline_and_its_running_job_is_requeued_with_a_fres
     cpu_world, django_capture_on_commit_callbacks
 ):
     job = queued_job(cpu_world)
-    runner_progress_receive(message=signed_message(cpu_world.identity, {"job_id": job.pk, "fraction": 0.1}))
+    runner_progress_receive(message=signed_message(cpu_world.identity, {
+        "job_id": job.pk, "attempt": attempt_tag(job.challenge), "fraction": 0.1}))
     Runner.objects.filter(pk=cpu_world.runner.pk).update(last_heartbeat_at=timezone.now() - timedelta(hours=1))
     old_challenge = Job.objects.get(pk=job.pk).challenge
     with django_capture_on_commit_callbacks(execute=False):

@@ -16,7 +16,7 @@ from django.utils.module_loading import import_string
 from apps.accounts.models import Organization
 from apps.audit.services import audit_record
 from apps.registry.models import HardwareTarget, ModelArtifact
-from apps.runs.dispatch import job_dispatch, job_messages_revoke
+from apps.runs.dispatch import job_dispatch, job_messages_revoke, jobs_dispatch
 from apps.runs.models import (
     JOB_DONE_STATES,
     Campaign,
@@ -128,7 +128,7 @@ def campaign_submit(
                  "models": [m.pk for m in model_artifacts], "purpose": purpose},
     )
     job_ids = [job.pk for job in jobs]
-    transaction.on_commit(lambda: [job_dispatch(job_id=job_id) for job_id in job_ids])
+    transaction.on_commit(lambda: jobs_dispatch(job_ids=job_ids))
     return campaign
 
 
@@ -136,7 +136,7 @@ def job_claim(*, job_id: int, runner_id: int | None = None) -> bool:
     """Atomically move a queued job to running; False if another delivery already claimed it."""
     now = timezone.now()
     claimed = Job.objects.filter(pk=job_id, state=JobState.QUEUED).update(
-        state=JobState.RUNNING, started_at=now, runner_id=runner_id, progress=0.0
+        state=JobState.RUNNING, started_at=now, last_seen_at=now, runner_id=runner_id, progress=0.0
     )
     if claimed:
         Job.objects.filter(pk=job_id).update(attempts=F("attempts") + 1)
@@ -154,8 +154,9 @@ def job_progress(*, job_id: int, fraction: float, message: str = "", eta_seconds
         started_at = Job.objects.filter(pk=job_id).values_list("started_at", flat=True).first()
         if started_at is not None:
             eta_seconds = round((now - started_at).total_seconds() * (1.0 - fraction) / fraction, 1)
+    # Progress is the job's sign of life: the stuck-job sweep requeues only jobs silent for JOB_SILENCE_S.
     updated = Job.objects.filter(pk=job_id, state__in=[JobState.QUEUED, JobState.RUNNING]).update(
-        progress=fraction, progress_message=message[:200], eta_seconds=eta_seconds,
+        progress=fraction, progress_message=message[:200], eta_seconds=eta_seconds, last_seen_at=now,
     )
     if updated:
         Job.objects.filter(pk=job_id, state=JobState.QUEUED).update(state=JobState.RUNNING, started_at=now)
@@ -169,14 +170,16 @@ def job_fail(*, job_id: int, error_class: str, message: str, retry: bool = False
     if job is None or job.state in JOB_DONE_STATES:
         return job
     if retry and error_class == ErrorClass.INFRASTRUCTURE and job.attempts < job.max_attempts:
+        stale_task_ids = [job.task_id] if job.task_id else []
         job.state = JobState.QUEUED
         job.challenge = _new_challenge()  # a retried job must not reuse inputs a failed run has seen
         job.spec = {**job.spec, "challenge": job.challenge}
         job.error_class, job.error_message = error_class, message[:2000]
-        job.progress, job.queued_at = 0.0, timezone.now()
+        job.progress, job.queued_at, job.last_seen_at = 0.0, timezone.now(), None
         job.save()
         audit_record(action="job.requeued", obj=job, payload={"error_class": error_class, "message": message[:500]})
-        transaction.on_commit(lambda: job_dispatch(job_id=job.pk))
+        # The earlier attempt's message, if still queued somewhere, is dropped rather than run for nothing.
+        transaction.on_commit(lambda: (job_messages_revoke(task_ids=stale_task_ids), job_dispatch(job_id=job.pk)))
         return job
     job.state = JobState.FAILED
     job.error_class, job.error_message = error_class, message[:2000]

@@ -15,6 +15,7 @@ from apps.runs.models import ErrorClass, Job, JobState
 from apps.runs.services.campaigns import job_claim, job_fail, job_progress
 from certification.json_limits import json_loads_within_depth
 from runners.signing import verify_signature
+from runners.spec import attempt_tag
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,10 @@ def runner_progress_receive(*, message: dict) -> None:
     job = _job_for(runner, payload)
     if job is None:
         return
+    if payload.get("attempt") != attempt_tag(job.challenge):
+        # An earlier attempt's runner (or a replayed message) must neither claim nor keep alive this one.
+        logger.info("dropped progress of job %s: not its current attempt", job.pk)
+        return
     if job.state == JobState.QUEUED:
         job_claim(job_id=job.pk, runner_id=runner.pk)
     eta = payload.get("eta_seconds")
@@ -96,3 +101,9 @@ def runner_heartbeat_receive(*, message: dict) -> None:
         return
     fingerprints = payload.get("fingerprints") if isinstance(payload.get("fingerprints"), list) else []
     Runner.objects.filter(pk=runner.pk).update(last_fingerprint={"devices": fingerprints[:16]})
+    # The jobs the runner's worker is executing right now stay alive while a long case computes.
+    jobs = payload.get("jobs") if isinstance(payload.get("jobs"), list) else []
+    for item in jobs[:16]:
+        job = _job_for(runner, item) if isinstance(item, dict) else None
+        if job is not None and job.runner_id == runner.pk and item.get("attempt") == attempt_tag(job.challenge):
+            Job.objects.filter(pk=job.pk, state=JobState.RUNNING, runner=runner).update(last_seen_at=timezone.now())

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from apps.audit.services import audit_record
@@ -32,7 +33,8 @@ def runners_mark_stale(*, now=None) -> int:
 
 
 def jobs_sweep_stuck(*, now=None) -> int:
-    """Jobs past their deadline fail as timeouts; running jobs silent for JOB_SILENCE_S are requeued."""
+    """Jobs past their deadline fail as timeouts; running jobs with no sign of life (signed progress or
+    heartbeat naming the attempt) for JOB_SILENCE_S are requeued."""
     now = now or timezone.now()
     count = 0
     for job_id in Job.objects.filter(state__in=[JobState.QUEUED, JobState.RUNNING], deadline_at__lt=now).values_list(
@@ -41,7 +43,10 @@ def jobs_sweep_stuck(*, now=None) -> int:
         job_fail(job_id=job_id, error_class=ErrorClass.TIMEOUT, message="the job passed its deadline")
         count += 1
     silent_since = now - timedelta(seconds=settings.JOB_SILENCE_S)
-    for job_id in Job.objects.filter(state=JobState.RUNNING, updated_at__lt=silent_since).values_list("pk", flat=True):
+    # Liveness is the last signed progress or heartbeat of the attempt, not the last save of the row.
+    silent = Job.objects.filter(state=JobState.RUNNING).annotate(seen=Coalesce("last_seen_at", "started_at")).filter(
+        Q(seen__lt=silent_since) | Q(seen__isnull=True))
+    for job_id in silent.values_list("pk", flat=True):
         job_fail(job_id=job_id, error_class=ErrorClass.INFRASTRUCTURE,
                  message="no progress from the runner; the job is requeued", retry=True)
         count += 1

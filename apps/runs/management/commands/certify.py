@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import nullcontext
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connection
@@ -12,6 +14,7 @@ from django.db import DatabaseError, connection
 from apps.accounts.models import Membership, Role
 from apps.registry.models import ModelArtifact
 from apps.registry.selectors import AmbiguousTarget, target_by_reference
+from apps.runs.embedded import EmbeddedWorkers, embedded_worker_running
 from apps.runs.models import Campaign, CampaignState, Job
 from apps.runs.selectors import program_current
 from apps.runs.services.campaigns import campaign_submit
@@ -69,24 +72,28 @@ class Command(BaseCommand):
             artifacts = [a for a in artifacts if any(a.name == n[0] and (len(n) == 1 or a.version == n[1]) for n in names)]
         artifacts = list(artifacts)
 
+        # The embedded default with no worker running (a fresh clone): start them for this campaign.
+        workers = (EmbeddedWorkers() if settings.CELERY_EMBEDDED and not settings.CELERY_TASK_ALWAYS_EAGER
+                   and not embedded_worker_running() else nullcontext())
         stop = threading.Event()
         watcher = threading.Thread(target=self._watch, args=(stop,), daemon=True)
-        watcher.start()
-        try:
-            campaign = campaign_submit(vendor=vendor, target=hardware, program=chosen, level=level,
-                                       model_artifacts=artifacts, submitted_by=membership.user)
-        except ValidationError as exc:
+        with workers:
+            watcher.start()
+            try:
+                campaign = campaign_submit(vendor=vendor, target=hardware, program=chosen, level=level,
+                                           model_artifacts=artifacts, submitted_by=membership.user)
+            except ValidationError as exc:
+                stop.set()
+                raise CommandError("; ".join(exc.messages)) from None
+            self._campaign_id = campaign.pk
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                campaign.refresh_from_db()
+                if campaign.state in ENDED:
+                    break
+                time.sleep(0.5)
             stop.set()
-            raise CommandError("; ".join(exc.messages)) from None
-        self._campaign_id = campaign.pk
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            campaign.refresh_from_db()
-            if campaign.state in ENDED:
-                break
-            time.sleep(0.5)
-        stop.set()
-        watcher.join(timeout=2)
+            watcher.join(timeout=2)
         self._render(campaign.pk, final=True)
         campaign.refresh_from_db()
         self.stdout.write(f"\nCampaign {campaign.pk}: {campaign.get_state_display()}"
@@ -100,9 +107,8 @@ class Command(BaseCommand):
     _last_rendered = ""
 
     def _watch(self, stop: threading.Event) -> None:
-        # In the embedded mode the campaign runs in this process's main thread; this thread reads
-        # its progress from the database, as it would for remote runners. A display must never fail
-        # the campaign: a tick that finds the database busy is skipped.
+        # The campaign runs in worker processes; this thread reads its progress from the database.
+        # A display must never fail the campaign: a tick that finds the database busy is skipped.
         try:
             while not stop.wait(1.0):
                 try:

@@ -1,0 +1,55 @@
+"""A real broker for tests without a server: kombu's filesystem transport (the embedded default's)
+in a test's own folder, and a reader of the messages published to it."""
+
+from __future__ import annotations
+
+import base64
+import json
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def filesystem_options(folder: Path) -> dict:
+    for name in ("queue", "control"):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+    return {"data_folder_in": str(folder / "queue"), "data_folder_out": str(folder / "queue"),
+            "control_folder": str(folder / "control"), "store_processed": False}
+
+
+def point_at(app, url: str, options: dict) -> None:
+    """Make a Celery app publish to this broker from now on (dropping connections to any other)."""
+    app.conf.broker_url, app.conf.broker_transport_options = url, options
+    if app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+    app.amqp._producer_pool = None
+
+
+@contextmanager
+def filesystem_broker(app, folder: Path, settings=None):
+    saved = (app.conf.broker_url, dict(app.conf.broker_transport_options or {}))
+    options = filesystem_options(folder)
+    if settings is not None:
+        settings.CELERY_BROKER_URL, settings.CELERY_BROKER_TRANSPORT_OPTIONS = "filesystem://localhost//", options
+    point_at(app, "filesystem://localhost//", options)
+    try:
+        yield options
+    finally:
+        point_at(app, *saved)
+
+
+def published(folder: Path, queue: str) -> list[dict]:
+    """The messages waiting on `queue`, oldest first: {"task", "id", "expires", "args", "kwargs", "embed"}."""
+    found = []
+    for path in sorted((folder / "queue").glob(f"*.{queue}.msg")):
+        if path.name.partition(".")[2] != f"{queue}.msg":
+            continue
+        message = json.loads(path.read_text())
+        body = message["body"]
+        if message.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args, kwargs, embed = json.loads(body)
+        headers = message.get("headers", {})
+        found.append({"task": headers.get("task"), "id": headers.get("id"), "expires": headers.get("expires"),
+                      "args": args, "kwargs": kwargs, "embed": embed})
+    return found
