@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -82,3 +83,20 @@ def client_for(db):
         return client
 
     return make
+
+
+# In CI (REQUIRE_SERVICES=1, set by .ci/run) an integration or browser test that skips because a
+# broker, PostgreSQL or Chromium is missing is a failure: a green run must mean those paths ran.
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if REQUIRE_SERVICES and report.skipped and any(
+        item.get_closest_marker(name) for name in ("integration", "browser")
+    ):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped, but REQUIRE_SERVICES=1 requires it to run: {reason}"
+    return report

@@ -16,11 +16,12 @@ from django.core.management import call_command
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_chain_verify
 from tests.factories import (
+    TINY_BERT_CONFIG,
     ChipFactory,
     HardwareTargetFactory,
     RunnerFactory,
     ed25519_public_pem,
-    safetensors_bytes,
+    model_weights_bytes,
 )
 
 
@@ -114,10 +115,10 @@ def test_model_upload_and_delete_are_audited(cast, vendor, vendor_admin):
             "version": "1.0",
             "task": "text-embedding",
             "architecture": "bert-encoder",
-            "config": json.dumps({"hidden_size": 8, "num_layers": 1, "vocab": {"a": 1}}),
+            "config": json.dumps(TINY_BERT_CONFIG),
             "license": "MIT",
             "weights": SimpleUploadedFile(
-                "w.safetensors", safetensors_bytes(), content_type="application/octet-stream"
+                "w.safetensors", model_weights_bytes(), content_type="application/octet-stream"
             ),
         },
         format="multipart",
