@@ -42,8 +42,9 @@ def _spec_problems(echoed: dict, plan: dict) -> list[str]:
     ran = [_model_identity(m) for m in echoed.get("models") or []]
     planned = [_model_identity(m) for m in plan.get("models") or []]
     if ran != planned:
+        changed = sorted({key for a, b in zip(ran, planned, strict=False) for key in MODEL_KEYS if a.get(key) != b.get(key)})
         problems.append(f"the document ran models {[m.get('name') for m in ran]} other than the plan's "
-                        f"{[m.get('name') for m in planned]} (names, versions, configs and digests compared)")
+                        f"{[m.get('name') for m in planned]} (differing: {', '.join(changed) or 'the count'})")
     return problems
 
 
@@ -131,7 +132,7 @@ def _model_problems(document: dict, plan: dict) -> list[str]:
     dtypes = (plan.get("options") or {}).get("model_dtypes")
     if dtypes:
         stray = sorted({str(c.get("dtype")) for c in document.get("cases") or []
-                        if c.get("dtype") is not None and c.get("dtype") not in dtypes})
+                        if c.get("dtype") not in {None, "*", *dtypes}})  # "*": a model that did not load
         if stray:
             problems.append(_listed("model cases in dtypes outside the plan", stray))
     return problems

@@ -131,10 +131,10 @@ def _validate(document: dict, job: Job) -> dict:
     mismatches = fingerprint_mismatches(document.get("fingerprint") or {}, expected_fingerprint(job.campaign.target))
     if mismatches:
         raise Rejected("fingerprint does not match the target: " + "; ".join(mismatches), fails_job=True)
-    if problems := evidence_plan_problems(document=document, plan=job.spec):
-        raise Rejected("the document does not cover the job's plan: " + "; ".join(problems), fails_job=True)
     if job.suite == JobSuite.MODEL and (problems := model_weights_problems(document=document, job=job)):
         raise Rejected("the weights that ran are not the campaign's: " + "; ".join(problems), fails_job=True)
+    if problems := evidence_plan_problems(document=document, plan=job.spec):
+        raise Rejected("the document does not cover the job's plan: " + "; ".join(problems), fails_job=True)
     size = program_spot_check_size(program=job.campaign.program, level=job.campaign.level)
     report = spot_check_cases(document, sample_size=size, rng=secrets.SystemRandom())
     if report["failures"]:
