@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
-import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -197,7 +196,8 @@ def campaign_from_runner(
         # not cover its job's plan exactly); the rest of the job's spec stays as submitted.
         ran = {key: document["spec"][key] for key in PLAN_KEYS if key in document["spec"]}
         job.challenge = CHALLENGE
-        job.spec = {**{k: v for k, v in job.spec.items() if k not in PLAN_KEYS}, **ran, "challenge": CHALLENGE}
+        kept = {key: value for key, value in job.spec.items() if key not in PLAN_KEYS}
+        job.spec = {**kept, **ran, "challenge": CHALLENGE}
         if plan:
             plan(job.suite, job.spec)
         job.save(update_fields=["challenge", "spec"])

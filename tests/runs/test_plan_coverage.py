@@ -22,8 +22,14 @@ from tests.real_documents import campaign_from_runner
 @pytest.fixture
 def job(cpu_world):
     """A conformance job of the test program: cumsum and argmax in float32."""
-    campaign = campaign_submit(vendor=cpu_world.vendor, target=cpu_world.target, program=cpu_world.program,
-                               level="basic", model_artifacts=[], submitted_by=cpu_world.engineer)
+    campaign = campaign_submit(
+        vendor=cpu_world.vendor,
+        target=cpu_world.target,
+        program=cpu_world.program,
+        level="basic",
+        model_artifacts=[],
+        submitted_by=cpu_world.engineer,
+    )
     return campaign.jobs.get()
 
 
@@ -71,15 +77,21 @@ def test_a_document_missing_planned_cases_is_refused_even_when_it_echoes_the_pla
 
 def test_a_document_with_cases_outside_the_plan_is_refused(cpu_world, job):
     document = run({**job.spec, "kernels": ["cumsum", "argmax", "add"]}, cpu_world.identity)
-    outcome = result_ingest(envelope=forge(document, cpu_world.identity,
-                                           lambda d: d["spec"].update(kernels=job.spec["kernels"])))
+    outcome = result_ingest(
+        envelope=forge(document, cpu_world.identity, lambda d: d["spec"].update(kernels=job.spec["kernels"]))
+    )
     assert_refused(job, outcome, "cases outside the plan")
     assert "add/float32/" in outcome.reason
 
 
 def test_a_case_recorded_twice_is_refused(cpu_world, job):
-    outcome = result_ingest(envelope=forge(run(job.spec, cpu_world.identity), cpu_world.identity,
-                                           lambda d: d["cases"].append(dict(d["cases"][0]))))
+    outcome = result_ingest(
+        envelope=forge(
+            run(job.spec, cpu_world.identity),
+            cpu_world.identity,
+            lambda d: d["cases"].append(dict(d["cases"][0])),
+        )
+    )
     assert_refused(job, outcome, "recorded twice")
 
 
@@ -88,7 +100,9 @@ def test_a_document_with_a_dtype_outside_the_plan_is_refused(cpu_world, job, ech
     document = run({**job.spec, "dtypes": ["float32", "bfloat16"]}, cpu_world.identity)
     mutate = (lambda d: d["spec"].update(dtypes=job.spec["dtypes"])) if echo_the_plan else None
     outcome = result_ingest(envelope=forge(document, cpu_world.identity, mutate))
-    assert_refused(job, outcome, "cases outside the plan" if echo_the_plan else "dtypes=['float32', 'bfloat16']")
+    assert_refused(
+        job, outcome, "cases outside the plan" if echo_the_plan else "dtypes=['float32', 'bfloat16']"
+    )
 
 
 def _exceeding(document):
@@ -100,8 +114,13 @@ def _exceeding(document):
 
 def test_a_case_that_says_pass_while_its_stats_exceed_the_catalog_tolerance_is_refused(cpu_world, job):
     labels = []
-    outcome = result_ingest(envelope=forge(run(job.spec, cpu_world.identity), cpu_world.identity,
-                                           lambda d: labels.append(_exceeding(d)["case"])))
+    outcome = result_ingest(
+        envelope=forge(
+            run(job.spec, cpu_world.identity),
+            cpu_world.identity,
+            lambda d: labels.append(_exceeding(d)["case"]),
+        )
+    )
     assert_refused(job, outcome, "statuses the stats and the catalog's tolerance contradict")
     assert f"/{labels[0]} says pass, its stats make it fail" in outcome.reason
 
@@ -135,8 +154,14 @@ def aia(db):
 
 def _ingest_real(cast, program, **changes) -> dict:
     outcomes: dict = {}
-    campaign_from_runner(vendor=cast.vendor, program=program, submitted_by=cast.owner, outcomes=outcomes,
-                         evaluate=False, **changes)
+    campaign_from_runner(
+        vendor=cast.vendor,
+        program=program,
+        submitted_by=cast.owner,
+        outcomes=outcomes,
+        evaluate=False,
+        **changes,
+    )
     return outcomes
 
 
@@ -145,23 +170,32 @@ def test_real_documents_of_the_plan_are_accepted(cast, aia):
     assert {suite: o.accepted for suite, o in outcomes.items()} == dict.fromkeys(outcomes, True), outcomes
 
 
-@pytest.mark.parametrize("option, value", [
-    ("timing", {"min_time_s": 0.001, "max_time_s": 0.002, "min_samples": 1}),  # another timing policy
-    ("quick", True),
-    ("performance", {"dtypes": ["float32"], "gemm_sizes": [64], "bandwidth_bytes": 1 << 20}),
-])
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("timing", {"min_time_s": 0.001, "max_time_s": 0.002, "min_samples": 1}),  # another timing policy
+        ("quick", True),
+        ("performance", {"dtypes": ["float32"], "gemm_sizes": [64], "bandwidth_bytes": 1 << 20}),
+    ],
+)
 def test_a_performance_document_with_other_options_than_the_plan_is_refused(cast, aia, option, value):
-    outcomes = _ingest_real(cast, aia, edit=lambda suite, d: suite == "performance" and d["spec"]["options"]
-                            .update({option: value}))
+    outcomes = _ingest_real(
+        cast,
+        aia,
+        edit=lambda suite, d: suite == "performance" and d["spec"]["options"].update({option: value}),
+    )
     assert outcomes["conformance"].accepted and outcomes["model"].accepted
     assert not outcomes["performance"].accepted
-    assert f"the document ran options=" in outcomes["performance"].reason
+    assert "the document ran options=" in outcomes["performance"].reason
 
 
 def test_a_model_document_missing_a_planned_model_is_refused(cast, aia):
     def second_model(suite, spec):
         if suite == "model":
-            spec["models"] = [*spec["models"], {**spec["models"][0], "name": "tiny-bert-large", "sha256": "ab" * 32}]
+            spec["models"] = [
+                *spec["models"],
+                {**spec["models"][0], "name": "tiny-bert-large", "sha256": "ab" * 32},
+            ]
 
     outcomes = _ingest_real(cast, aia, plan=second_model)
     assert not outcomes["model"].accepted
@@ -171,7 +205,10 @@ def test_a_model_document_missing_a_planned_model_is_refused(cast, aia):
 def test_a_model_document_that_echoes_the_plan_but_omits_a_model_is_refused(cast, aia):
     def second_model(suite, spec):
         if suite == "model":
-            spec["models"] = [*spec["models"], {**spec["models"][0], "name": "tiny-bert-large", "sha256": "ab" * 32}]
+            spec["models"] = [
+                *spec["models"],
+                {**spec["models"][0], "name": "tiny-bert-large", "sha256": "ab" * 32},
+            ]
 
     def echo(suite, document):
         if suite == "model":
@@ -180,11 +217,51 @@ def test_a_model_document_that_echoes_the_plan_but_omits_a_model_is_refused(cast
     outcomes = _ingest_real(cast, aia, plan=second_model, edit=echo)
     assert not outcomes["model"].accepted
     assert "the document records models ['tiny-bert'], the plan has ['tiny-bert', 'tiny-bert-large']" in (
-        outcomes["model"].reason)
+        outcomes["model"].reason
+    )
 
 
 def test_the_check_reads_only_the_plan_and_the_document():
     """A pure function: a genuine document against its own plan has no problem, a changed plan has."""
     plan = {"suite": "conformance", "device": "cpu", "kernels": ["argmax"], "dtypes": ["float32"]}
-    assert evidence_plan_problems(document={"spec": plan, "cases": [], "summary": summarize([])},
-                                  plan={**plan, "dtypes": ["bfloat16"]})
+    assert evidence_plan_problems(
+        document={"spec": plan, "cases": [], "summary": summarize([])}, plan={**plan, "dtypes": ["bfloat16"]}
+    )
+
+
+def _full_plan_document(plan):
+    from runners.conformance import planned_cases
+
+    triples, _unknown = planned_cases(None, None)
+    cases = []
+    for kernel, dtype, case in triples:
+        tolerance = kernel.tolerance(case, dtype)
+        stats = {
+            "mismatches": 0,
+            "mismatch_fraction": 0.0,
+            "tolerance_ratio": 0.5,
+            "atol": tolerance.atol,
+            "rtol": tolerance.rtol,
+        }
+        cases.append(
+            {
+                "kernel": kernel.name,
+                "dtype": dtype,
+                "case": case.name,
+                "status": "pass",
+                "error_class": None,
+                "stats": stats,
+            }
+        )
+    return {"spec": dict(plan), "cases": cases, "summary": summarize(cases)}
+
+
+def test_the_whole_catalog_plan_is_expanded_as_the_runner_does():
+    """A job that names no kernel plans the whole catalog (617 cases today); each must be there once."""
+    plan = {"suite": "conformance", "device": "cpu"}
+    document = _full_plan_document(plan)
+    assert len(document["cases"]) > 600
+    assert evidence_plan_problems(document=document, plan=plan) == []
+    del document["cases"][100]
+    document["summary"] = summarize(document["cases"])
+    assert evidence_plan_problems(document=document, plan=plan)[0].startswith("1 planned cases missing")

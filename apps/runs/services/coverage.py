@@ -38,13 +38,24 @@ def _spec_problems(echoed: dict, plan: dict) -> list[str]:
     problems = []
     for key in PLAN_KEYS:
         if echoed.get(key) != plan.get(key):
-            problems.append(f"the document ran {key}={echoed.get(key)!r}, the job's plan is {plan.get(key)!r}")
+            problems.append(
+                f"the document ran {key}={echoed.get(key)!r}, the job's plan is {plan.get(key)!r}"
+            )
     ran = [_model_identity(m) for m in echoed.get("models") or []]
     planned = [_model_identity(m) for m in plan.get("models") or []]
     if ran != planned:
-        changed = sorted({key for a, b in zip(ran, planned, strict=False) for key in MODEL_KEYS if a.get(key) != b.get(key)})
-        problems.append(f"the document ran models {[m.get('name') for m in ran]} other than the plan's "
-                        f"{[m.get('name') for m in planned]} (differing: {', '.join(changed) or 'the count'})")
+        changed = sorted(
+            {
+                key
+                for a, b in zip(ran, planned, strict=False)
+                for key in MODEL_KEYS
+                if a.get(key) != b.get(key)
+            }
+        )
+        problems.append(
+            f"the document ran models {[m.get('name') for m in ran]} other than the plan's "
+            f"{[m.get('name') for m in planned]} (differing: {', '.join(changed) or 'the count'})"
+        )
     return problems
 
 
@@ -64,8 +75,10 @@ def case_status_recomputed(stats: Any, *, atol: float, rtol: float) -> tuple[str
     if not isinstance(stats, dict):
         return None, "no stats"
     if _number(stats.get("atol")) != float(atol) or _number(stats.get("rtol")) != float(rtol):
-        return None, (f"judged with atol={stats.get('atol')} rtol={stats.get('rtol')}, the catalog's tolerance "
-                      f"is atol={atol} rtol={rtol}")
+        return None, (
+            f"judged with atol={stats.get('atol')} rtol={stats.get('rtol')}, the catalog's tolerance "
+            f"is atol={atol} rtol={rtol}"
+        )
     mismatches, fraction = _number(stats.get("mismatches")), _number(stats.get("mismatch_fraction"))
     ratio = _number(stats.get("tolerance_ratio"))
     if mismatches is None or fraction is None or mismatches < 0 or not 0 <= fraction <= 1:
@@ -99,12 +112,16 @@ def _conformance_problems(document: dict, plan: dict) -> list[str]:
         if key not in expected:
             extra.append(label)
             continue
-        if case.get("status") in {"pass", "fail"}:
+        if case.get("status") in ("pass", "fail"):  # tuples: a hostile value may be unhashable
             kernel, planned = expected[key]
             tolerance = kernel.tolerance(planned, key[1])
-            recomputed, why = case_status_recomputed(case.get("stats"), atol=tolerance.atol, rtol=tolerance.rtol)
+            recomputed, why = case_status_recomputed(
+                case.get("stats"), atol=tolerance.atol, rtol=tolerance.rtol
+            )
             if recomputed != case.get("status"):
-                status.append(f"{label} says {case.get('status')}, " + (why or f"its stats make it {recomputed}"))
+                status.append(
+                    f"{label} says {case.get('status')}, " + (why or f"its stats make it {recomputed}")
+                )
     missing = ["/".join(key) for key in (expected.keys() | expected_unknown) - seen]
     problems = []
     if missing:
@@ -114,8 +131,9 @@ def _conformance_problems(document: dict, plan: dict) -> list[str]:
     if twice:
         problems.append(_listed(f"{len(twice)} cases recorded twice", twice))
     if status:
-        problems.append(_listed(f"{len(status)} case statuses the stats and the catalog's tolerance contradict",
-                                status))
+        problems.append(
+            _listed(f"{len(status)} case statuses the stats and the catalog's tolerance contradict", status)
+        )
     return problems
 
 
@@ -131,8 +149,13 @@ def _model_problems(document: dict, plan: dict) -> list[str]:
         problems.append(_listed("results for models outside the plan", outside))
     dtypes = (plan.get("options") or {}).get("model_dtypes")
     if dtypes:
-        stray = sorted({str(c.get("dtype")) for c in document.get("cases") or []
-                        if c.get("dtype") not in {None, "*", *dtypes}})  # "*": a model that did not load
+        stray = sorted(
+            {
+                str(c.get("dtype"))
+                for c in document.get("cases") or []
+                if c.get("dtype") not in (None, "*", *dtypes)
+            }
+        )  # "*": a model that did not load
         if stray:
             problems.append(_listed("model cases in dtypes outside the plan", stray))
     return problems
@@ -142,11 +165,14 @@ def _performance_problems(document: dict, plan: dict) -> list[str]:
     dtypes = ((plan.get("options") or {}).get("performance") or {}).get("dtypes")
     if not dtypes:
         return []
-    allowed = {*dtypes, None}
-    stray = sorted({str(item.get("dtype")) for item in [*(document.get("measurements") or []),
-                                                        *(document.get("cases") or [])]
-                    if isinstance(item, dict) and item.get("dtype") not in allowed
-                    and item.get("kind") != "bandwidth"})
+    allowed = (*dtypes, None)
+    stray = sorted(
+        {
+            str(item.get("dtype"))
+            for item in [*(document.get("measurements") or []), *(document.get("cases") or [])]
+            if isinstance(item, dict) and item.get("dtype") not in allowed and item.get("kind") != "bandwidth"
+        }
+    )
     return [_listed("performance results in dtypes outside the plan", stray)] if stray else []
 
 
