@@ -221,6 +221,17 @@ def test_a_model_document_that_echoes_the_plan_but_omits_a_model_is_refused(cast
     )
 
 
+def test_a_model_document_without_a_planned_dtype_result_is_refused(cast, aia):
+    def drop(suite, document):
+        if suite == "model":
+            document["cases"] = [c for c in document["cases"] if c["dtype"] != "float32"]
+            document["summary"] = summarize(document["cases"])
+
+    outcomes = _ingest_real(cast, aia, edit=drop)
+    assert not outcomes["model"].accepted
+    assert "planned model results missing: tiny-bert/float32" in outcomes["model"].reason
+
+
 def test_the_check_reads_only_the_plan_and_the_document():
     """A pure function: a genuine document against its own plan has no problem, a changed plan has."""
     plan = {"suite": "conformance", "device": "cpu", "kernels": ["argmax"], "dtypes": ["float32"]}

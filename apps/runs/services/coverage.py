@@ -144,6 +144,24 @@ def _model_problems(document: dict, plan: dict) -> list[str]:
     problems = []
     if recorded != planned:
         problems.append(f"the document records models {recorded}, the plan has {planned}")
+    from runners.model_suite import DTYPES
+
+    # What the runner does with the plan's dtypes (runners/model_suite): unknown names are dropped.
+    wanted = [d for d in (plan.get("options") or {}).get("model_dtypes", list(DTYPES)) if d in DTYPES]
+    results = {(str(c.get("kernel")), c.get("dtype")) for c in document.get("cases") or []}
+    absent = [
+        f"{record.get('name')}/{dtype}"
+        for record in records
+        if record.get("loaded")
+        for dtype in wanted
+        if (str(record.get("name")), dtype) not in results
+    ]
+    loaded = {str(record.get("name")) for record in records if record.get("loaded")}
+    absent += [  # a model that did not load still has its error case
+        name for name in planned if name not in loaded and not any(model == name for model, _dtype in results)
+    ]
+    if absent:
+        problems.append(_listed("planned model results missing", absent))
     outside = sorted({str(c.get("kernel")) for c in document.get("cases") or []} - {*planned, "*"})
     if outside:
         problems.append(_listed("results for models outside the plan", outside))
