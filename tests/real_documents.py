@@ -200,6 +200,7 @@ def campaign_from_runner(
         job.spec = {**kept, **ran, "challenge": CHALLENGE}
         if plan:
             plan(job.suite, job.spec)
+            job.challenge = job.spec["challenge"]
         job.save(update_fields=["challenge", "spec"])
         document["spec"] = {**document["spec"], "job_id": str(job.pk)}
         if edit:

@@ -16,7 +16,7 @@ from apps.runs.services.coverage import evidence_plan_problems
 from apps.runs.services.ingestion import result_ingest
 from runners.document import canonical_json, summarize
 from runners.worker import run_job
-from tests.real_documents import campaign_from_runner
+from tests.real_documents import CHALLENGE, campaign_from_runner
 
 
 @pytest.fixture
@@ -230,6 +230,35 @@ def test_a_model_document_without_a_planned_dtype_result_is_refused(cast, aia):
     outcomes = _ingest_real(cast, aia, edit=drop)
     assert not outcomes["model"].accepted
     assert "planned model results missing: tiny-bert/float32" in outcomes["model"].reason
+
+
+def test_a_performance_document_replayed_into_another_job_is_refused(cast, aia):
+    """The issue's replay: job id and challenge rewritten, re-signed with the runner's key."""
+    from runners.integrity import sample_indices
+    from tests.real_documents import runner_documents
+
+    measured = len(runner_documents().documents["performance"]["measurements"])
+    original = sample_indices(CHALLENGE, measured, 3, salt="performance")
+    fresh = next(  # another job's challenge, whose TEST01 draw differs (34 of 35 do)
+        c
+        for c in (f"{n:064x}" for n in range(1, 100))
+        if sample_indices(c, measured, 3, salt="performance") != original
+    )
+
+    def new_job(suite, spec):
+        if suite == "performance":
+            spec["challenge"] = fresh
+
+    def rewrite(suite, document):
+        if suite == "performance":
+            document["spec"]["challenge"] = fresh
+
+    outcomes = _ingest_real(cast, aia, plan=new_job, edit=rewrite)
+    assert outcomes["conformance"].accepted and outcomes["model"].accepted
+    assert not outcomes["performance"].accepted
+    assert "the output-consistency sample is not the one this job's challenge draws" in (
+        outcomes["performance"].reason
+    )
 
 
 def test_the_check_reads_only_the_plan_and_the_document():

@@ -10,7 +10,8 @@ kernels, add cases or lie about a case's status. So ingestion compares:
   (runners.conformance.planned_cases, so server and runner agree), none missing, none extra, none
   twice; and each ran case's status recomputed from its stats and the catalog's tolerance;
 - model: one ``models`` record per planned model and results only for planned models;
-- performance: measurements and cases only in planned dtypes;
+- performance: measurements and cases only in planned dtypes, and the output-consistency sample the
+  job's challenge draws (a document replayed into another job shows another job's draw);
 - the summary, recomputed from the cases (the portal and the judge read it).
 
 Each function returns the problems found (empty when the document covers the plan).
@@ -194,6 +195,33 @@ def _performance_problems(document: dict, plan: dict) -> list[str]:
     return [_listed("performance results in dtypes outside the plan", stray)] if stray else []
 
 
+def _replay_problems(document: dict) -> list[str]:
+    """The TEST01 sample of a performance run is drawn from the challenge (runners.integrity.sample_indices
+    over the plan's benchmarks): a document replayed under another job's challenge shows another draw.
+    Checked when every benchmark was measured (no failed or skipped one), so that the measurements
+    are the benchmarks in plan order."""
+    from runners.integrity import sample_indices
+    from runners.performance import TEST01_SAMPLES
+
+    measurements = [m for m in document.get("measurements") or [] if isinstance(m, dict)]
+    skipped = (document.get("claims") or {}).get("skipped")
+    if document.get("cases") or skipped or not measurements:
+        return []
+    consistency = (document.get("integrity") or {}).get("output_consistency") or {}
+    items = [
+        i for i in consistency.get("items") or [] if isinstance(i, dict) and i.get("suite") == "performance"
+    ]
+    challenge = str((document.get("spec") or {}).get("challenge"))
+    drawn = sample_indices(challenge, len(measurements), TEST01_SAMPLES, salt="performance")
+    expected = sorted(f"{measurements[i].get('name')}:{measurements[i].get('dtype')}" for i in drawn)
+    if len(items) != 1 or items[0].get("sample_ids") != expected:
+        return [
+            "the output-consistency sample is not the one this job's challenge draws "
+            f"({expected}): evidence of another run"
+        ]
+    return []
+
+
 def evidence_plan_problems(*, document: dict, plan: dict) -> list[str]:
     """Every way a schema-valid document departs from the job's plan (`plan` is the job's spec)."""
     from runners.document import summarize
@@ -205,7 +233,7 @@ def evidence_plan_problems(*, document: dict, plan: dict) -> list[str]:
     elif suite == "model":
         problems += _model_problems(document, plan)
     elif suite == "performance":
-        problems += _performance_problems(document, plan)
+        problems += _performance_problems(document, plan) + _replay_problems(document)
     cases = document.get("cases") or []
     if document.get("summary") != summarize(cases):
         problems.append("the summary is not the one its cases make")
