@@ -12,14 +12,12 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
-import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from apps.registry.models import Architecture, ModelArtifact, ModelTask, Runner
 from apps.registry.services import parse_ed25519_public_key, runner_register
@@ -28,13 +26,15 @@ from apps.runs.services.campaigns import campaign_submit
 from apps.runs.services.ingestion import result_ingest
 from runners.backends import get_backend
 from runners.document import canonical_json
-from runners.models import ModelSpec, load_model
+from runners.models import ModelSpec
 from runners.models.bert import BertConfig
+from runners.models.seeded import seeded_weights_bytes
 from runners.signing import RunnerIdentity
 from runners.suites import run_suite
 from tests.factories import ChipFactory, HardwareTargetFactory, ModelArtifactFactory
 from tests.runs.world import identity_for
 
+PLAN_KEYS = ("suite", "device", "kernels", "dtypes", "cases", "options", "models")
 CHALLENGE = hashlib.sha256(b"real runner documents").hexdigest()
 # Declared peak of the test chip (TFLOP/s, float32 only: the plan times float32 GEMMs), well above
 # what tiny GEMMs reach on any CPU, so only an edited document goes above it.
@@ -65,11 +65,10 @@ class RunnerDocuments:
 def runner_documents() -> RunnerDocuments:
     """The documents of one tiny run of each suite on this CPU (produced once per test session)."""
     backend = get_backend("cpu")
-    spec = ModelSpec(name="tiny-bert", architecture="bert-encoder", config={**BERT_CONFIG, "synthetic": True})
-    state = load_model(spec, seed=0).module.state_dict()
+    spec = ModelSpec(name="tiny-bert", architecture="bert-encoder", config=BERT_CONFIG)
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "weights.safetensors"
-        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+        path.write_bytes(seeded_weights_bytes(spec.architecture, BERT_CONFIG, seed=0))
         weights = path.read_bytes()
         declared = {"peak_tflops": {"fp32": PEAK_FP32}}
         base = {
@@ -153,12 +152,16 @@ def campaign_from_runner(
     submitted_by=None,
     target=None,
     edit: Callable[[str, dict], None] | None = None,
+    plan: Callable[[str, dict], None] | None = None,
+    outcomes: dict | None = None,
     evaluate: bool = True,
 ) -> Campaign:
     """A campaign submitted for real whose jobs' evidence is the runner's documents, ingested.
 
     `edit(suite, document)` may change a document before it is re-signed (a runner that lies or a
-    device that fails); every document still passes the platform's ingestion checks."""
+    device that fails); `plan(suite, spec)` may change a job's plan after it is set to what the runner
+    ran. Every document must pass the platform's ingestion checks, unless `outcomes` is given: then
+    each suite's IngestOutcome is put there instead."""
     from apps.certificates.services import campaign_evaluate
 
     real = runner_documents()
@@ -188,14 +191,24 @@ def campaign_from_runner(
         submitted_by=submitted_by,
     )
     for job in campaign.jobs.order_by("id"):
-        job.challenge = CHALLENGE
-        job.spec = {**job.spec, "challenge": CHALLENGE}
-        job.save(update_fields=["challenge", "spec"])
         document = copy.deepcopy(real.documents[job.suite])
+        # The job's plan becomes the tiny plan the runner ran (ingestion refuses evidence that does
+        # not cover its job's plan exactly); the rest of the job's spec stays as submitted.
+        ran = {key: document["spec"][key] for key in PLAN_KEYS if key in document["spec"]}
+        job.challenge = CHALLENGE
+        kept = {key: value for key, value in job.spec.items() if key not in PLAN_KEYS}
+        job.spec = {**kept, **ran, "challenge": CHALLENGE}
+        if plan:
+            plan(job.suite, job.spec)
+            job.challenge = job.spec["challenge"]
+        job.save(update_fields=["challenge", "spec"])
         document["spec"] = {**document["spec"], "job_id": str(job.pk)}
         if edit:
             edit(job.suite, document)
         outcome = result_ingest(envelope=real.identity.envelope(canonical_json(document)))
+        if outcomes is not None:
+            outcomes[job.suite] = outcome
+            continue
         assert outcome.accepted, f"{job.suite}: {outcome.reason}"
     campaign.refresh_from_db()
     if evaluate:

@@ -33,6 +33,7 @@ from apps.runs.models import (
     ResultDocument,
 )
 from apps.runs.services.campaigns import campaign_check_completion, job_fail
+from apps.runs.services.coverage import evidence_plan_problems
 from apps.runs.services.model_evidence import model_weights_problems
 from apps.runs.services.programs import program_spot_check_size
 from apps.runs.services.spot_check import spot_check_cases
@@ -133,6 +134,8 @@ def _validate(document: dict, job: Job) -> dict:
         raise Rejected("fingerprint does not match the target: " + "; ".join(mismatches), fails_job=True)
     if job.suite == JobSuite.MODEL and (problems := model_weights_problems(document=document, job=job)):
         raise Rejected("the weights that ran are not the campaign's: " + "; ".join(problems), fails_job=True)
+    if problems := evidence_plan_problems(document=document, plan=job.spec):
+        raise Rejected("the document does not cover the job's plan: " + "; ".join(problems), fails_job=True)
     size = program_spot_check_size(program=job.campaign.program, level=job.campaign.level)
     report = spot_check_cases(document, sample_size=size, rng=secrets.SystemRandom())
     if report["failures"]:

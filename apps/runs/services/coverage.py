@@ -1,0 +1,240 @@
+"""Does a result document cover exactly the job's plan, and does every case status follow from its stats?
+
+The job's spec (frozen at submission, apps/runs/specs.py) is the plan; the document echoes the spec
+its runner ran. A signed document is still the vendor's word: it may echo other options, omit
+kernels, add cases or lie about a case's status. So ingestion compares:
+
+- the echoed plan (suite, device, kernels, dtypes, cases, options with the timing policy, models)
+  with the job's, key by key; a model by what identifies it, not by where its weights lay on a host;
+- conformance: the (kernel, dtype, case) records with the runners' own plan expansion
+  (runners.conformance.planned_cases, so server and runner agree), none missing, none extra, none
+  twice; and each ran case's status recomputed from its stats and the catalog's tolerance;
+- model: one ``models`` record per planned model and results only for planned models;
+- performance: measurements and cases only in planned dtypes, and the output-consistency sample the
+  job's challenge draws (a document replayed into another job shows another job's draw);
+- the summary, recomputed from the cases (the portal and the judge read it).
+
+Each function returns the problems found (empty when the document covers the plan).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PLAN_KEYS = ("suite", "device", "kernels", "dtypes", "cases", "options")
+MODEL_KEYS = ("name", "version", "task", "architecture", "config", "sha256")
+SHOWN = 5  # problems of one kind named in the refusal; the rest are counted
+
+
+def _listed(kind: str, items: list[str]) -> str:
+    more = f" and {len(items) - SHOWN} more" if len(items) > SHOWN else ""
+    return f"{kind}: {', '.join(items[:SHOWN])}{more}"
+
+
+def _model_identity(entry: Any) -> dict:
+    return {key: entry.get(key) for key in MODEL_KEYS} if isinstance(entry, dict) else {"entry": entry}
+
+
+def _spec_problems(echoed: dict, plan: dict) -> list[str]:
+    problems = []
+    for key in PLAN_KEYS:
+        if echoed.get(key) != plan.get(key):
+            problems.append(
+                f"the document ran {key}={echoed.get(key)!r}, the job's plan is {plan.get(key)!r}"
+            )
+    ran = [_model_identity(m) for m in echoed.get("models") or []]
+    planned = [_model_identity(m) for m in plan.get("models") or []]
+    if ran != planned:
+        changed = sorted(
+            {
+                key
+                for a, b in zip(ran, planned, strict=False)
+                for key in MODEL_KEYS
+                if a.get(key) != b.get(key)
+            }
+        )
+        problems.append(
+            f"the document ran models {[m.get('name') for m in ran]} other than the plan's "
+            f"{[m.get('name') for m in planned]} (differing: {', '.join(changed) or 'the count'})"
+        )
+    return problems
+
+
+def _key(case: dict) -> tuple[str, str, str]:
+    return str(case.get("kernel")), str(case.get("dtype")), str(case.get("case"))
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def case_status_recomputed(stats: Any, *, atol: float, rtol: float) -> tuple[str | None, str]:
+    """The status the stats of a ran case imply under the catalog's tolerance, or (None, why) when
+    the stats cannot be judged. Mirrors runners.conformance.compare: an element is outside tolerance
+    when |out - ref| > atol + rtol * |ref|; the tolerance ratio is the worst element's share of its
+    allowance (None when a NaN or infinity disagrees), so a pass has no mismatch and no ratio above 1."""
+    if not isinstance(stats, dict):
+        return None, "no stats"
+    if _number(stats.get("atol")) != float(atol) or _number(stats.get("rtol")) != float(rtol):
+        return None, (
+            f"judged with atol={stats.get('atol')} rtol={stats.get('rtol')}, the catalog's tolerance "
+            f"is atol={atol} rtol={rtol}"
+        )
+    mismatches, fraction = _number(stats.get("mismatches")), _number(stats.get("mismatch_fraction"))
+    ratio = _number(stats.get("tolerance_ratio"))
+    if mismatches is None or fraction is None or mismatches < 0 or not 0 <= fraction <= 1:
+        return None, "stats without a mismatch count"
+    if (mismatches == 0) != (fraction == 0):
+        return None, "mismatch count and fraction disagree"
+    if mismatches > 0:
+        return "fail", ""
+    if ratio is not None and ratio > 1:  # absent for an empty output, None for an infinite ratio
+        return None, "a tolerance ratio above 1 without a mismatch"
+    return "pass", ""
+
+
+def _conformance_problems(document: dict, plan: dict) -> list[str]:
+    from runners.conformance import planned_cases
+
+    triples, unknown = planned_cases(plan.get("kernels"), plan.get("dtypes"), plan.get("cases"))
+    expected = {(kernel.name, dtype, case.name): (kernel, case) for kernel, dtype, case in triples}
+    expected_unknown = {_key(record) for record in unknown}  # a spec naming what the catalog lacks
+    seen: set[tuple[str, str, str]] = set()
+    extra, twice, status = [], [], []
+    for case in document.get("cases") or []:
+        key = _key(case)
+        label = "/".join(key)
+        if key in seen:
+            twice.append(label)
+            continue
+        seen.add(key)
+        if key in expected_unknown:
+            continue
+        if key not in expected:
+            extra.append(label)
+            continue
+        if case.get("status") in ("pass", "fail"):  # tuples: a hostile value may be unhashable
+            kernel, planned = expected[key]
+            tolerance = kernel.tolerance(planned, key[1])
+            recomputed, why = case_status_recomputed(
+                case.get("stats"), atol=tolerance.atol, rtol=tolerance.rtol
+            )
+            if recomputed != case.get("status"):
+                status.append(
+                    f"{label} says {case.get('status')}, " + (why or f"its stats make it {recomputed}")
+                )
+    missing = ["/".join(key) for key in (expected.keys() | expected_unknown) - seen]
+    problems = []
+    if missing:
+        problems.append(_listed(f"{len(missing)} planned cases missing", sorted(missing)))
+    if extra:
+        problems.append(_listed(f"{len(extra)} cases outside the plan", extra))
+    if twice:
+        problems.append(_listed(f"{len(twice)} cases recorded twice", twice))
+    if status:
+        problems.append(
+            _listed(f"{len(status)} case statuses the stats and the catalog's tolerance contradict", status)
+        )
+    return problems
+
+
+def _model_problems(document: dict, plan: dict) -> list[str]:
+    planned = sorted(str(m.get("name")) for m in plan.get("models") or [] if isinstance(m, dict))
+    records = [r for r in document.get("models") or [] if isinstance(r, dict)]
+    recorded = sorted(str(r.get("name")) for r in records)
+    problems = []
+    if recorded != planned:
+        problems.append(f"the document records models {recorded}, the plan has {planned}")
+    from runners.model_suite import DTYPES
+
+    # What the runner does with the plan's dtypes (runners/model_suite): unknown names are dropped.
+    wanted = [d for d in (plan.get("options") or {}).get("model_dtypes", list(DTYPES)) if d in DTYPES]
+    results = {(str(c.get("kernel")), c.get("dtype")) for c in document.get("cases") or []}
+    absent = [
+        f"{record.get('name')}/{dtype}"
+        for record in records
+        if record.get("loaded")
+        for dtype in wanted
+        if (str(record.get("name")), dtype) not in results
+    ]
+    loaded = {str(record.get("name")) for record in records if record.get("loaded")}
+    absent += [  # a model that did not load still has its error case
+        name for name in planned if name not in loaded and not any(model == name for model, _dtype in results)
+    ]
+    if absent:
+        problems.append(_listed("planned model results missing", absent))
+    outside = sorted({str(c.get("kernel")) for c in document.get("cases") or []} - {*planned, "*"})
+    if outside:
+        problems.append(_listed("results for models outside the plan", outside))
+    dtypes = (plan.get("options") or {}).get("model_dtypes")
+    if dtypes:
+        stray = sorted(
+            {
+                str(c.get("dtype"))
+                for c in document.get("cases") or []
+                if c.get("dtype") not in (None, "*", *dtypes)
+            }
+        )  # "*": a model that did not load
+        if stray:
+            problems.append(_listed("model cases in dtypes outside the plan", stray))
+    return problems
+
+
+def _performance_problems(document: dict, plan: dict) -> list[str]:
+    dtypes = ((plan.get("options") or {}).get("performance") or {}).get("dtypes")
+    if not dtypes:
+        return []
+    allowed = (*dtypes, None)
+    stray = sorted(
+        {
+            str(item.get("dtype"))
+            for item in [*(document.get("measurements") or []), *(document.get("cases") or [])]
+            if isinstance(item, dict) and item.get("dtype") not in allowed and item.get("kind") != "bandwidth"
+        }
+    )
+    return [_listed("performance results in dtypes outside the plan", stray)] if stray else []
+
+
+def _replay_problems(document: dict) -> list[str]:
+    """The TEST01 sample of a performance run is drawn from the challenge (runners.integrity.sample_indices
+    over the plan's benchmarks): a document replayed under another job's challenge shows another draw.
+    Checked when every benchmark was measured (no failed or skipped one), so that the measurements
+    are the benchmarks in plan order."""
+    from runners.integrity import sample_indices
+    from runners.performance import TEST01_SAMPLES
+
+    measurements = [m for m in document.get("measurements") or [] if isinstance(m, dict)]
+    skipped = (document.get("claims") or {}).get("skipped")
+    if document.get("cases") or skipped or not measurements:
+        return []
+    consistency = (document.get("integrity") or {}).get("output_consistency") or {}
+    items = [
+        i for i in consistency.get("items") or [] if isinstance(i, dict) and i.get("suite") == "performance"
+    ]
+    challenge = str((document.get("spec") or {}).get("challenge"))
+    drawn = sample_indices(challenge, len(measurements), TEST01_SAMPLES, salt="performance")
+    expected = sorted(f"{measurements[i].get('name')}:{measurements[i].get('dtype')}" for i in drawn)
+    if len(items) != 1 or items[0].get("sample_ids") != expected:
+        return [
+            "the output-consistency sample is not the one this job's challenge draws "
+            f"({expected}): evidence of another run"
+        ]
+    return []
+
+
+def evidence_plan_problems(*, document: dict, plan: dict) -> list[str]:
+    """Every way a schema-valid document departs from the job's plan (`plan` is the job's spec)."""
+    from runners.document import summarize
+
+    problems = _spec_problems(document.get("spec") or {}, plan)
+    suite = plan.get("suite")
+    if suite == "conformance":
+        problems += _conformance_problems(document, plan)
+    elif suite == "model":
+        problems += _model_problems(document, plan)
+    elif suite == "performance":
+        problems += _performance_problems(document, plan) + _replay_problems(document)
+    cases = document.get("cases") or []
+    if document.get("summary") != summarize(cases):
+        problems.append("the summary is not the one its cases make")
+    return problems
