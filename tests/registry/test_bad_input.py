@@ -627,7 +627,9 @@ def test_a_crafted_config_is_refused_and_its_weights_not_stored(cast, client_for
 
 
 def test_a_config_nested_to_the_limit_is_accepted(cast, client_for):
-    response = upload(client_for(cast.owner), GOOD, config=nested(31))
+    # The tiny encoder's config with one key nested so that the whole config is 31 levels deep.
+    config = json.dumps(TINY_BERT_CONFIG)[:-1] + ', "notes": ' + nested(30) + "}"
+    response = upload(client_for(cast.owner), GOOD, config=config)
     assert response.status_code == 201, response.content
 
 
@@ -673,13 +675,13 @@ def test_a_refused_save_leaves_no_weights_file_behind(cast, media_root):
     weights = SimpleUploadedFile("weights.safetensors", GOOD, content_type="application/octet-stream")
     fields = {
         "owner": cast.vendor, "name": "minilm", "version": "1.0", "task": "text-embedding",
-        "architecture": "bert-encoder", "config": {"hidden_size": 8}, "weights": weights,
+        "architecture": "bert-encoder", "config": dict(TINY_BERT_CONFIG), "weights": weights,
     }
     if connection.vendor == "postgresql":
         with pytest.raises(Exception):  # noqa: B017, PT011 - psycopg's ValueError, whatever the driver says
             model_artifact_create(**fields, license="MIT\x00")
     else:  # SQLite stores NUL: provoke a refusal the database makes after the file is written
-        ModelArtifactFactory(owner=cast.vendor, name="taken", version="1.0", content=safetensors_bytes(5))
+        ModelArtifactFactory(owner=cast.vendor, name="taken", version="1.0", content=model_weights_bytes(5))
         before = state(media_root)
         from django.core.exceptions import ValidationError
         from django.db import IntegrityError, transaction

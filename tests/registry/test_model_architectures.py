@@ -126,6 +126,7 @@ def test_every_architecture_accepts_its_own_weights(cast, client_for, architectu
     )
 
 
+@pytest.mark.django_db  # the middleware (lockouts, throttles) reads the database cache
 def test_the_api_schema_documents_what_each_architecture_expects(client):
     response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert response.status_code == 200
