@@ -201,14 +201,23 @@ def test_an_unstable_gemm_feeds_neither_the_headline_nor_the_claims(cast, aia12)
     )
 
 
+def set_peak(chip, tflops: float) -> None:
+    from apps.registry.models import PEAK_FIELDS, Chip
+
+    Chip.objects.filter(pk=chip.pk).update(**{PEAK_FIELDS["fp32"]: tflops})
+
+
 def test_declared_peaks_are_frozen_at_submission(cast, aia12):
     from apps.registry.services import chip_update
 
     campaign = campaign_from_runner(
         vendor=cast.vendor, program=aia12, submitted_by=cast.owner, evaluate=False, edit=stable_gemms
     )
-    # During the campaign the vendor lowers the declared peak tenfold (every GEMM would now be "above").
-    chip_update(chip=campaign.target.chip, declared_peak={"fp32": PEAK_FP32 / 10})
+    # During the campaign the vendor tries to lower the declared peak tenfold (every GEMM would then be
+    # "above"): the registry refuses, and a row changed behind its back (admin, SQL) changes nothing either.
+    with pytest.raises(ValidationError, match="under certification"):
+        chip_update(chip=campaign.target.chip, declared_peak={"fp32": PEAK_FP32 / 10})
+    set_peak(campaign.target.chip, PEAK_FP32 / 10)
     from apps.certificates.services import campaign_evaluate
 
     campaign_evaluate(campaign_id=campaign.pk)
@@ -216,7 +225,7 @@ def test_declared_peaks_are_frozen_at_submission(cast, aia12):
     claims = result(campaign, "B4")
     assert claims.evidence["dtypes"]["float32"]["declared_peak_tflops"] == PEAK_FP32
     assert "above" not in claims.explanation
-    chip_update(chip=campaign.target.chip, declared_peak={"fp32": PEAK_FP32 * 10})
+    set_peak(campaign.target.chip, PEAK_FP32 * 10)
     review_approve(campaign=campaign, reviewer=cast.reviewer, reason=REASON)
     payload = json.loads(campaign.certificate.payload_json)
     assert payload["subject"]["chip"]["declared_peak_tflops"] == {"fp32": PEAK_FP32}
