@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from runners.backends.builtin import CpuBackend
-from runners.integrity import caching_verdict, output_consistency, sample_indices
+from runners.integrity import CachingProbe, caching_verdict, output_consistency, sample_indices
 from runners.model_suite import run_model_suite
 from runners.models.resnet import ResNetConfig
 from runners.performance import run_performance_suite
@@ -24,6 +24,8 @@ SMALL_MODEL = {
 }
 MODEL_SPEC = {"quick": True, "models": [SMALL_MODEL], "model_dtypes": ["float32"]}
 PERF_SPEC = {"quick": True, "performance": {"dtypes": ["float32"], "gemm_sizes": [128, 256]}}
+# A reduced plan for the cheats below: GEMMs only, so each test times a handful of kernels.
+GEMM_SPEC = {"quick": True, "performance": {"dtypes": ["float32"], "gemm_sizes": [192], "kinds": ["gemm"]}}
 
 
 class MemoizingBackend(CpuBackend):
@@ -60,6 +62,81 @@ class SkipComputeBackend(CpuBackend):
             return torch.zeros_like(state["first"])
 
         return lazy
+
+
+class LateMemoBackend(CpuBackend):
+    """Computes honestly for the first calls of each prepared callable, then returns the remembered output.
+
+    The old caching check timed a separately prepared callable ten times: this memo never
+    started there, while the timed run (hundreds of calls) was served from memory.
+    """
+
+    honest_calls = 12
+
+    def prepare(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        state: dict[str, Any] = {"calls": 0, "output": None}
+
+        def late(*args: Any) -> Any:
+            state["calls"] += 1
+            if state["calls"] <= self.honest_calls or state["output"] is None:
+                state["output"] = fn(*args)
+            return state["output"]
+
+        return late
+
+
+class RefreshingMemoBackend(CpuBackend):
+    """Memoizes every prepared callable, and drops every memo when a different callable runs.
+
+    A fresh input (another prepared callable) refreshes the cache, so the repeated call right
+    after it is honest: the old check's strict fresh/repeated alternation only saw those.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.memo: dict[int, Any] = {}
+        self.last: int | None = None
+
+    def prepare(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def refreshing(*args: Any) -> Any:
+            me = id(refreshing)
+            if self.last != me:
+                self.memo.clear()
+                self.last = me
+            if me not in self.memo:
+                self.memo[me] = fn(*args)
+            return self.memo[me]
+
+        return refreshing
+
+
+def test_memoization_that_starts_after_the_first_calls_fails_the_caching_check() -> None:
+    result = run_performance_suite(GEMM_SPEC, LateMemoBackend(), seed="challenge-late")
+    (caching,) = result["caching"]
+    assert caching["verdict"] == "fail", caching
+    assert caching["speedup_ratio"] > 1.1
+
+
+def test_memoization_that_refreshes_on_new_inputs_fails_the_caching_check() -> None:
+    result = run_performance_suite(GEMM_SPEC, RefreshingMemoBackend(), seed="challenge-refresh")
+    (caching,) = result["caching"]
+    assert caching["verdict"] == "fail", caching
+    assert caching["repeated_side"] == "steady"
+
+
+def test_caching_probes_land_at_seeded_rounds_with_seeded_patterns() -> None:
+    def probe(seed: str) -> CachingProbe:
+        p = CachingProbe(lambda: None, [lambda: None] * 6, backend=None, seed=seed, salt="x")
+        for round_index in range(20):
+            p(round_index, None)
+        p.finish()
+        return p
+
+    a, b, c = probe("s1"), probe("s1"), probe("s2")
+    assert (a.rounds, a.patterns) == (b.rounds, b.patterns)
+    assert (a.rounds, a.patterns) != (c.rounds, c.patterns)
+    assert len(a.fresh_samples) == 6  # every fresh input used exactly once
+    assert all(set(p) <= {"R", "F"} and p.count("R") >= 2 for p in a.patterns)
 
 
 def test_sampled_indices_follow_the_challenge_seed() -> None:
