@@ -92,9 +92,10 @@ def _gemm_sizes(options: dict[str, Any], backend: Any, dtype: str, *, quick: boo
     Explicit ``gemm_sizes`` are measured as given; otherwise sizes double up to what fits in
     ``SWEEP_MEMORY_SHARE`` of the device's free memory (3 operands of N x N).
     """
-    explicit = (options.get("performance") or {}).get("gemm_sizes")
-    if explicit:
-        return [int(n) for n in explicit], False
+    perf = options.get("performance") or {}
+    explicit = perf.get("gemm_sizes")
+    if explicit:  # measured as given, or swept in that order with ``sweep: true``
+        return [int(n) for n in explicit], bool(perf.get("sweep", False))
     if quick:
         return [256, 512], True
     sizes = CPU_GEMM_SIZES if backend.name == "cpu" else GPU_GEMM_SIZES
