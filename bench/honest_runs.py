@@ -30,13 +30,18 @@ def main() -> None:
     backend = get_backend("cpu")
     dtypes = args.dtypes.split(",") if args.dtypes else None
     kernels = args.kernels.split(",") if args.kernels else None
-    clean, failures = 0, {}
+    clean, failures, closest = 0, {}, {}
     for run in range(1, args.runs + 1):
         spec = build_spec(suite="conformance", device="cpu", dtypes=dtypes, kernels=kernels)
         wall, cpu = time.perf_counter(), time.process_time()
         document = run_conformance(spec, backend)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         bad = [c for c in document["cases"] if c["status"] not in ("pass", "unsupported")]
+        for case in document["cases"]:
+            ratio = (case.get("stats") or {}).get("tolerance_ratio")
+            key = f"{case['kernel']}/{case['dtype']}/{case['case']}"
+            if ratio is not None and ratio > closest.get(key, 0.0):
+                closest[key] = ratio
         clean += not bad
         print(
             f"run {run:3d} challenge {spec['challenge'][:12]} cases {len(document['cases'])} "
@@ -49,6 +54,9 @@ def main() -> None:
             ratio = (case.get("stats") or {}).get("tolerance_ratio")
             print(f"    {key}: {case['status']} {case['message']} (tolerance ratio {ratio})", flush=True)
     print(f"{clean} of {args.runs} honest runs passed every case")
+    print("closest to their tolerance (worst error / allowance over all runs):")
+    for key, ratio in sorted(closest.items(), key=lambda kv: -kv[1])[:10]:
+        print(f"  {key}: {ratio:.3f}")
     for key, count in sorted(failures.items(), key=lambda kv: -kv[1]):
         print(f"  {key}: failed in {count} run(s)")
 

@@ -196,6 +196,33 @@ def test_a_model_that_returns_zeros_in_the_timed_run_fails_output_consistency() 
     assert result["consistency"][0]["verdict"] == "fail"
 
 
+class PrecisionDropBackend(CpuBackend):
+    """After the accuracy pass (batches of 4), runs one-item batches under bfloat16 autocast.
+
+    The timed latency run and the b1 sweep are then faster and less precise; the b4 sweep,
+    whose last output was all the old check logged, stays honest.
+    """
+
+    def prepare(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def dropping(*args: Any) -> Any:
+            batch = args[0].shape[0] if args and isinstance(args[0], torch.Tensor) else 0
+            if batch == 1:
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    return fn(*args).float()
+            return fn(*args)
+
+        return dropping
+
+
+def test_precision_dropped_after_the_accuracy_pass_fails_output_consistency() -> None:
+    result = run_model_suite(MODEL_SPEC, PrecisionDropBackend(), seed="challenge-drop")
+    assert result["cases"][0]["status"] == "pass"  # the accuracy pass was honest
+    (consistency,) = result["consistency"]
+    assert consistency["verdict"] == "fail"
+    failed = {d["sample"].split("@")[0] for d in consistency["details"]}
+    assert failed <= {"latency", "b1"} and failed
+
+
 @pytest.mark.parametrize("suite", [run_model_suite, run_performance_suite])
 def test_an_honest_cpu_passes_output_consistency(suite) -> None:
     spec = MODEL_SPEC if suite is run_model_suite else PERF_SPEC
