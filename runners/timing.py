@@ -23,8 +23,9 @@ The method, in the order it runs:
 5. **Adaptive stop.** As in ``adaptive_autorange``, sampling goes on in rounds until at
    least ``min_time_s`` has been measured, at least ``min_samples`` samples exist and the
    relative IQR (IQR / median) is at most ``target_rel_iqr``; it gives up at
-   ``max_time_s`` of wall time or ``max_samples`` samples, and the measurement is then
-   marked ``unstable``.
+   ``max_time_s`` of wall time (or twice the time ``min_samples`` blocks take, for calls
+   too long to give that many within it) or ``max_samples`` samples, and the measurement
+   is then marked ``unstable`` if the IQR target was not met.
 6. **Statistics.** Median, p90, p99, IQR, coefficient of variation (sample standard
    deviation / mean), the count, and a distribution-free 95 % confidence interval of the
    median from order statistics (binomial ranks ``n/2 ± 1.96·sqrt(n)/2``), so no normality
@@ -361,7 +362,9 @@ def measure_with_output(
             stats = stats_now()
             if not stats.unstable:
                 return stats, output
-        if time.perf_counter() - wall_start >= policy.max_time_s or len(samples) >= policy.max_samples:
+        # Long calls get the time min_samples need (twice over) before the run gives up.
+        budget = max(policy.max_time_s, 2 * policy.min_samples * per_call * number)
+        if time.perf_counter() - wall_start >= budget or len(samples) >= policy.max_samples:
             return stats_now(), output
 
 
