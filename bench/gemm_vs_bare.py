@@ -31,7 +31,9 @@ CPU_SIZES = [256, 512, 1024, 2048, 4096]
 GPU_SIZES = [1024, 2048, 4096, 8192, 16384]
 
 
-def bare_best(dtype: str, sizes: list[int], device: torch.device, backend, max_call_s: float) -> tuple[float, int]:
+def bare_best(
+    dtype: str, sizes: list[int], device: torch.device, backend, max_call_s: float
+) -> tuple[float, int]:
     threads = torch.get_num_threads()
     best, best_n, rate = 0.0, 0, 0.0
     for n in sizes:
@@ -87,15 +89,16 @@ def main() -> None:
         headline = verdict["best_gemm_tflops"]
         any_row = max((m for m in out["measurements"] if m["value"]), key=lambda m: m["value"], default=None)
         bare, bare_n = bare_best(dtype, sizes, device, backend, args.max_call_s)
-        rows.append((dtype, headline, verdict["best_gemm"], any_row, bare, bare_n, time.perf_counter() - started))
-    print(f"{'dtype':9s} {'headline':>9s} {'at':>16s} {'bare best':>9s} {'at':>6s} {'ratio':>6s} {'all rows':>8s}")
+        rows.append(
+            (dtype, headline, verdict["best_gemm"], any_row, bare, bare_n, time.perf_counter() - started)
+        )
+    header = ("dtype", "headline", "at", "bare best", "at", "ratio", "all rows")
+    print("{:9s} {:>9s} {:>16s} {:>9s} {:>6s} {:>6s} {:>8s}".format(*header))
     for dtype, headline, at, any_row, bare, bare_n, seconds in rows:
         ratio = f"{headline / bare:.3f}" if headline and bare else "n/a"
         loose = f"{any_row['value'] / bare:.3f}" if any_row and bare else "n/a"
-        print(
-            f"{dtype:9s} {headline or 0:9.4f} {at or '-':>16s} {bare:9.4f} {bare_n:6d} {ratio:>6s} {loose:>8s}"
-            f"   ({seconds:.0f}s)"
-        )
+        figures = f"{headline or 0:9.4f} {at or '-':>16s} {bare:9.4f} {bare_n:6d}"
+        print(f"{dtype:9s} {figures} {ratio:>6s} {loose:>8s}   ({seconds:.0f}s)")
 
 
 if __name__ == "__main__":

@@ -184,7 +184,9 @@ class CachingProbe:
         if not self.fresh_samples or not self.repeated_samples:
             return {"verdict": "fail", "reason": "no caching probe ran", "threshold": self._threshold}
         repeated = self.steady_samples if len(self.steady_samples) >= 3 else self.repeated_samples
-        verdict = caching_verdict(summarize(self.fresh_samples), summarize(repeated), threshold=self._threshold)
+        verdict = caching_verdict(
+            summarize(self.fresh_samples), summarize(repeated), threshold=self._threshold
+        )
         return {
             **verdict,
             "repeated_side": "steady" if repeated is self.steady_samples else "all",
@@ -215,7 +217,13 @@ def caching_check(
     for _ in range(warmup):
         repeated_call()
     probe = CachingProbe(
-        repeated_call, fresh_calls, backend=backend, seed=seed, salt=salt, probability=0.0, threshold=threshold
+        repeated_call,
+        fresh_calls,
+        backend=backend,
+        seed=seed,
+        salt=salt,
+        probability=0.0,
+        threshold=threshold,
     )
     return probe.finish()
 
@@ -284,7 +292,9 @@ def reference_consistency(
     worst_ratio = 0.0
     for label, got in outputs:
         if tuple(got.shape) != tuple(expected.shape):
-            mismatches.append({"sample": label, "reason": f"shape {tuple(got.shape)} != {tuple(expected.shape)}"})
+            mismatches.append(
+                {"sample": label, "reason": f"shape {tuple(got.shape)} != {tuple(expected.shape)}"}
+            )
             worst_ratio = float("inf")
             continue
         stats = compare(got, expected, tolerance.atol, tolerance.rtol)

@@ -77,8 +77,10 @@ def measurement(
 
 def headline_eligible(item: dict[str, Any]) -> bool:
     """Whether a measurement may feed a headline figure: a stable value nobody flagged as refused."""
-    return item.get("value") is not None and not item.get("unstable") and not (
-        set(item.get("flags") or ()) & REFUSING_FLAGS
+    return (
+        item.get("value") is not None
+        and not item.get("unstable")
+        and not (set(item.get("flags") or ()) & REFUSING_FLAGS)
     )
 
 
@@ -153,7 +155,11 @@ def integrity_section(
         worst = [t for t in timings if t["verdict"] == "fail"] or timings
         ran = [t for t in timings if t["verdict"] != "not_applicable"]
         section["timing"] = {
-            "verdict": "fail" if any(t["verdict"] == "fail" for t in timings) else "pass" if ran else "not_applicable",
+            "verdict": "fail"
+            if any(t["verdict"] == "fail" for t in timings)
+            else "pass"
+            if ran
+            else "not_applicable",
             "checked": sum(t["checked"] for t in timings),
             "disagreements": sum(t["disagreements"] for t in timings),
             "min_ratio": min((t["min_ratio"] for t in timings if t["min_ratio"] is not None), default=None),

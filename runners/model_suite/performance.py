@@ -247,7 +247,11 @@ def model_integrity(
     """Measurements and the three integrity verdicts (TEST01, TEST04, clock) of one model and dtype."""
     name, dtype = run.model.spec.name, str(run.dtype).removeprefix("torch.")
     measurements, samples = measure_model(run, seed)
-    consistency = {"model": name, "dtype": dtype, **output_samples_verdict(run, accuracy_out, reference, samples)}
+    consistency = {
+        "model": name,
+        "dtype": dtype,
+        **output_samples_verdict(run, accuracy_out, reference, samples),
+    }
     # TEST04 on the input the latency run repeated all along, against fresh one-item inputs.
     single = run.workload.make_batch([0], run.device, run.dtype)
     fresh = run.fresh_single(CACHING_FRESH_INPUTS)

@@ -202,7 +202,12 @@ def run_performance_suite(
         predicted = last_rate.get(bench.group, 0.0) * work
         if predicted > max_call_s:
             skipped.append(
-                {"name": bench.name, "dtype": bench.dtype, "predicted_call_s": predicted, "reason": "too long"}
+                {
+                    "name": bench.name,
+                    "dtype": bench.dtype,
+                    "predicted_call_s": predicted,
+                    "reason": "too long",
+                }
             )
             continue
         try:
@@ -249,7 +254,9 @@ def run_performance_suite(
         if sampler is not None:
             consistency.append(_consistency(bench, accuracy, sampler.finish(), reference))
         if probe_verdict is not None:
-            caching.append({"benchmark": bench.name, "dtype": bench.dtype, "kind": bench.kind, **probe_verdict})
+            caching.append(
+                {"benchmark": bench.name, "dtype": bench.dtype, "kind": bench.kind, **probe_verdict}
+            )
         item = _measurement(bench, stats)
         items.append(item)
         last_rate[bench.group] = stats.median / max(work, 1)

@@ -283,7 +283,10 @@ def attention_benchmarks(
         def decode_reference(dtype: str = dtype) -> ReferenceCheck:
             g = case_generator(f"{challenge}#0", "attention_decode", str(context), dtype)
             q = torch.randn(1, heads, 1, head_dim, generator=g).to(torch_dtype(dtype))
-            k, v = (torch.randn(1, kv_heads, context, head_dim, generator=g).to(torch_dtype(dtype)) for _ in range(2))
+            k, v = (
+                torch.randn(1, kv_heads, context, head_dim, generator=g).to(torch_dtype(dtype))
+                for _ in range(2)
+            )
             expected = attention_reference(*(t.to(torch.float64) for t in (q, k, v)), None, False)
             return ReferenceCheck(
                 _first,

@@ -69,7 +69,9 @@ def apply_claims(items: list[dict[str, Any]], spec: dict[str, Any]) -> dict[str,
         mine = [i for i in items if i["dtype"] == dtype]
         eligible = [i for i in mine if headline_eligible(i)]
         best_gemm = max((i for i in eligible if i["kind"] == "gemm"), key=lambda i: i["value"], default=None)
-        best_bw = max((i for i in eligible if i["kind"] == "bandwidth"), key=lambda i: i["value"], default=None)
+        best_bw = max(
+            (i for i in eligible if i["kind"] == "bandwidth"), key=lambda i: i["value"], default=None
+        )
         gemm_eff = best_gemm["efficiency"] if best_gemm else None
         bw_eff = best_bw["efficiency"] if best_bw else None
         flags = set()

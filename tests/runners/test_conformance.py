@@ -261,8 +261,9 @@ def test_the_tolerance_ratio_is_the_worst_elements_share_of_its_own_allowance():
     # reference of 0.02) sit on different elements; only the per-element ratio is exact.
     stats = compare(torch.tensor([0.03, 2.2]), torch.tensor([0.02, 2.1]), atol=0.01, rtol=0.05)
     assert stats["mismatches"] == 0
-    assert stats["tolerance_ratio"] == pytest.approx(max(0.01 / (0.01 + 0.05 * 0.02), 0.1 / (0.01 + 0.05 * 2.1)),
-                                                     rel=1e-5)
+    assert stats["tolerance_ratio"] == pytest.approx(
+        max(0.01 / (0.01 + 0.05 * 0.02), 0.1 / (0.01 + 0.05 * 2.1)), rel=1e-5
+    )
     assert stats["tolerance_ratio"] <= 1.0
     failing = compare(torch.tensor([0.0, 3.0]), torch.tensor([0.0, 2.0]), atol=0.01, rtol=0.05)
     assert failing["mismatches"] == 1 and failing["tolerance_ratio"] > 1.0
@@ -321,6 +322,10 @@ def test_swiglu_allows_silu_underflow_before_the_product_and_draws_finite_operan
 
 @pytest.mark.parametrize("challenge", [f"{i:064x}" for i in range(8)])
 def test_the_edge_cases_that_failed_honest_chips_pass_under_fresh_challenges(challenge):
-    document = run(["swiglu", "add", "mul"], ["float16", "bfloat16", "float32"], challenge=challenge,
-                   cases=["large_magnitudes", "subnormals"])
+    document = run(
+        ["swiglu", "add", "mul"],
+        ["float16", "bfloat16", "float32"],
+        challenge=challenge,
+        cases=["large_magnitudes", "subnormals"],
+    )
     assert document["summary"]["failed"] == 0, [c for c in document["cases"] if c["status"] != "pass"]

@@ -6,12 +6,10 @@ import functools
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-
-import time
-
 import torch
 from torch.overrides import TorchFunctionMode
 
@@ -76,7 +74,10 @@ def test_a_chip_far_below_its_declared_peak_is_flagged() -> None:
 
 
 def test_a_chip_impossibly_above_its_declared_peak_is_flagged() -> None:
-    spec = {"declared": {"peak_tflops": {"bf16": 1.0}, "memory_bandwidth_gbs": 10}, "options": {"claims": RATIOS}}
+    spec = {
+        "declared": {"peak_tflops": {"bf16": 1.0}, "memory_bandwidth_gbs": 10},
+        "options": {"claims": RATIOS},
+    }
     items = [item("g", "gemm", "bfloat16", 1.5), item("copy", "bandwidth", "float32", 0.0, gbs=30.0)]
     claims = apply_claims(items, spec)
     assert "exceeds_physical" in claims["dtypes"]["bfloat16"]["flags"]
@@ -101,7 +102,11 @@ def test_the_roofline_bounds_each_kernel_by_peak_and_bandwidth() -> None:
 def test_nothing_declared_means_no_efficiency_and_no_flags() -> None:
     claims = apply_claims([item("g", "gemm", "float32", 10.0)], {})
     verdict = claims["dtypes"]["float32"]
-    assert (verdict["declared_peak_tflops"], verdict["best_gemm_efficiency"], verdict["flags"]) == (None, None, [])
+    assert (verdict["declared_peak_tflops"], verdict["best_gemm_efficiency"], verdict["flags"]) == (
+        None,
+        None,
+        [],
+    )
     assert verdict["best_gemm_tflops"] == 10.0  # the raw figure is reported all the same
 
 
@@ -117,7 +122,9 @@ def test_unstable_or_refused_measurements_never_feed_the_best_figure() -> None:
     stable = item("small", "gemm", "float32", 1.0)
     noisy = {**item("big", "gemm", "float32", 9.0), "unstable": True}
     refused = {**item("huge", "gemm", "float32", 12.0), "value": None, "flags": ["clock_disagreement"]}
-    verdict = apply_claims([stable, noisy, refused], {"declared": {"peak_tflops": {"fp32": 10.0}}})["dtypes"]["float32"]
+    verdict = apply_claims([stable, noisy, refused], {"declared": {"peak_tflops": {"fp32": 10.0}}})["dtypes"][
+        "float32"
+    ]
     assert verdict["best_gemm"] == "small"
     assert verdict["best_gemm_efficiency"] == pytest.approx(0.1)
     assert {e["name"]: e["reason"] for e in verdict["excluded"]} == {
@@ -190,7 +197,9 @@ class UnderReportingCpu(HostEventsCpu):
 
 
 def test_events_that_under_report_time_get_every_figure_refused() -> None:
-    spec = build_spec(suite="performance", device="cpu", options=GEMM_ONLY, declared={"peak_tflops": {"fp32": 1.0}})
+    spec = build_spec(
+        suite="performance", device="cpu", options=GEMM_ONLY, declared={"peak_tflops": {"fp32": 1.0}}
+    )
     document = run_performance(spec, UnderReportingCpu())
     validate_document(document)
     timing = document["integrity"]["timing"]
@@ -251,7 +260,12 @@ def test_an_honest_bfloat16_gemm_passes_against_the_float64_reference() -> None:
 def test_bandwidth_buffers_are_at_least_four_times_the_last_level_cache() -> None:
     backend = get_backend("cpu")
     llc = backend.last_level_cache_bytes() or 32 * 2**20
-    benches = plan({"options": {"quick": True, "performance": {"bandwidth_bytes": 1 << 20}}}, backend, challenge="c", quick=True)
+    benches = plan(
+        {"options": {"quick": True, "performance": {"bandwidth_bytes": 1 << 20}}},
+        backend,
+        challenge="c",
+        quick=True,
+    )
     stream = [b for b in benches if b.kind == "bandwidth"]
     assert stream and all(b.params["elements"] * 4 >= 4 * llc for b in stream)
 
@@ -269,8 +283,15 @@ class SlowerWhenLargerGemm(CpuBackend):
 
 
 def test_the_gemm_sweep_stops_once_throughput_stops_rising() -> None:
-    spec = {"quick": True, "performance": {"dtypes": ["float32"], "gemm_sizes": [128, 256, 512], "sweep": True,
-                                           "kinds": ["gemm"]}}
+    spec = {
+        "quick": True,
+        "performance": {
+            "dtypes": ["float32"],
+            "gemm_sizes": [128, 256, 512],
+            "sweep": True,
+            "kinds": ["gemm"],
+        },
+    }
     out = run_performance_suite(spec, SlowerWhenLargerGemm(), seed="sweep")
     assert [m["params"]["M"] for m in out["measurements"]] == [128, 256]
     (skipped,) = out["claims"]["skipped"]
