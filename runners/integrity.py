@@ -267,9 +267,11 @@ class OutputSampler:
         return self.samples
 
 
-def chain_hooks(*hooks: RoundHook | None) -> RoundHook:
+def chain_hooks(*hooks: RoundHook | None) -> RoundHook | None:
     """One ``RoundHook`` that calls each given hook in turn."""
     present = [h for h in hooks if h is not None]
+    if not present:
+        return None
 
     def chained(round_index: int, output: object) -> None:
         for hook in present:

@@ -2,9 +2,13 @@
 
 For each benchmark (see ``benchmarks``): build the inputs from the challenge, time the
 device call, derive achieved TFLOP/s and GB/s from the catalog's FLOP and byte counts, and
-compare with the job spec's declared peaks (``claims``). A seeded sample of benchmarks has
-its timed output checked against an untimed accuracy-mode call (TEST01), and one GEMM is
-timed on fresh and on repeated inputs (TEST04).
+compare with the job spec's declared peaks (``claims``). Every benchmark has its timed
+outputs, taken at seeded rounds, checked against an untimed accuracy-mode call and against
+the float64 reference (TEST01); one benchmark per (kind, dtype), drawn from the challenge,
+is probed on fresh and on repeated inputs at seeded rounds of its timed run (TEST04), and a
+group whose drawn benchmark was never run (a GEMM sweep that stopped earlier) is probed
+after the fact on its last measured one. Each GEMM dtype's sizes are swept upwards until
+throughput stops rising, so the headline is the device's attainable peak.
 """
 
 from __future__ import annotations
@@ -166,7 +170,6 @@ def run_performance_suite(
     device = backend.device()
     prepare: Callable[[Callable[[], Any]], Callable[[], Any]] = backend.prepare
     benches = plan(spec, backend, challenge=challenge, quick=quick)
-    checked = _probe_choice(benches, seed, "performance:outputs")
     # Bandwidth is not probed: its fresh inputs would be several more buffers of 4x the LLC.
     computing = [b for b in benches if b.kind != "bandwidth"]
     probed = {_key(computing[i]) for i in _probe_choice(computing, seed, "performance:caching").values()}
@@ -187,6 +190,8 @@ def run_performance_suite(
     last_rate: dict[tuple[str, str], float] = {}  # (kind, dtype) -> seconds per FLOP or byte
     best_gemm: dict[str, float] = {}  # dtype -> best TFLOP/s so far in its sweep
     stopped: dict[str, int] = {}  # dtype -> the size at which its sweep stopped rising
+    probed_groups: set[tuple[str, str]] = set()
+    last_measured: dict[tuple[str, str], tuple[Benchmark, Callable[[], Any]]] = {}
     for index, bench in enumerate(benches):
         say(index, f"{bench.name} {bench.dtype}")
         work = bench.flops or bench.bytes
@@ -210,30 +215,18 @@ def run_performance_suite(
                 }
             )
             continue
+        # The float64 reference is the judge's own work on the host, from the challenge alone.
+        reference = bench.reference() if bench.reference is not None else None
+        select = reference.select if reference is not None else _first
         try:
             fn = prepare(bench.build(device, 0))
-            hooks = []
-            sampler = reference = None
-            if checked.get(bench.group) == index:
-                reference = bench.reference() if bench.reference is not None else None
-                select = reference.select if reference is not None else _first
-                accuracy = select(fn()).detach().to("cpu")  # untimed, accuracy mode
-                sampler = OutputSampler(select, seed=seed, salt=f"performance:{bench.name}:{bench.dtype}")
-                hooks.append(sampler)
+            accuracy = select(fn()).detach().to("cpu")  # untimed, accuracy mode
+            sampler = OutputSampler(select, seed=seed, salt=f"performance:{bench.name}:{bench.dtype}")
             probe = None
             if _key(bench) in probed:
-                fresh = [prepare(bench.build(device, v)) for v in range(1, FRESH_INPUTS + 1)]
-                probe = CachingProbe(
-                    fn,
-                    fresh,
-                    backend=backend,
-                    seed=seed,
-                    salt=f"performance:{bench.name}:{bench.dtype}",
-                    threshold=caching_threshold,
-                )
-                hooks.append(probe)
+                probe = _caching_probe(bench, fn, device, backend, prepare, seed, caching_threshold)
             stats, _ = measure_with_output(
-                fn, backend=backend, policy=policy, between_rounds=chain_hooks(*hooks) if hooks else None
+                fn, backend=backend, policy=policy, between_rounds=chain_hooks(sampler, probe)
             )
             probe_verdict = probe.finish() if probe is not None else None
         except Exception as exc:  # a kernel the device cannot run is evidence, not a crash
@@ -251,12 +244,14 @@ def run_performance_suite(
                 )
             )
             continue
-        if sampler is not None:
-            consistency.append(_consistency(bench, accuracy, sampler.finish(), reference))
+        consistency.append(_consistency(bench, accuracy, sampler.finish(), reference))
         if probe_verdict is not None:
+            probed_groups.add(bench.group)
             caching.append(
                 {"benchmark": bench.name, "dtype": bench.dtype, "kind": bench.kind, **probe_verdict}
             )
+        elif bench.kind != "bandwidth":
+            last_measured[bench.group] = (bench, fn)
         item = _measurement(bench, stats)
         items.append(item)
         last_rate[bench.group] = stats.median / max(work, 1)
@@ -265,9 +260,19 @@ def run_performance_suite(
             if previous is not None and item["value"] < previous * (1 + rise):
                 stopped[bench.dtype] = bench.params["M"]
             best_gemm[bench.dtype] = max(previous or 0.0, item["value"])
+    say(len(benches), "integrity: caching after the fact")
+    for group, (bench, fn) in sorted(last_measured.items(), key=lambda kv: kv[0]):
+        if group in probed_groups:
+            continue
+        try:
+            probe = _caching_probe(bench, fn, device, backend, prepare, seed, caching_threshold, after=True)
+            verdict = probe.finish()
+        except Exception as exc:  # noqa: BLE001 - the device failed on a fresh input: evidence
+            verdict = {"verdict": "fail", "reason": f"{type(exc).__name__}: {exc}"[:500]}
+        caching.append({"benchmark": bench.name, "dtype": bench.dtype, "kind": bench.kind, **verdict})
+    last_measured.clear()
     claims = apply_claims(items, spec)
     claims["skipped"] = skipped
-    say(len(benches), "integrity: output consistency and caching")
     if progress:
         progress(total, total, "done")
     return {
@@ -283,6 +288,30 @@ def run_performance_suite(
 
 def _key(bench: Benchmark) -> tuple[str, str]:
     return bench.name, bench.dtype
+
+
+def _caching_probe(
+    bench: Benchmark,
+    fn: Callable[[], Any],
+    device: torch.device,
+    backend: Any,
+    prepare: Callable[[Callable[[], Any]], Callable[[], Any]],
+    seed: int | str,
+    threshold: float,
+    *,
+    after: bool = False,
+) -> CachingProbe:
+    """TEST04 for one benchmark: ``fn`` (its timed callable) against ``FRESH_INPUTS`` new inputs."""
+    fresh = [prepare(bench.build(device, v)) for v in range(1, FRESH_INPUTS + 1)]
+    return CachingProbe(
+        fn,
+        fresh,
+        backend=backend,
+        seed=seed,
+        salt=f"performance:{bench.name}:{bench.dtype}",
+        probability=0.0 if after else 0.25,
+        threshold=threshold,
+    )
 
 
 def _measurement(bench: Benchmark, stats: Any) -> dict[str, Any]:
