@@ -156,11 +156,12 @@ class CachingProbe:
         self.rounds: list[int | None] = []
 
     def __call__(self, round_index: int, output: object = None) -> None:
-        if self._fresh and self._random.random() < self._probability:
-            self._probe(round_index)
+        # The last fresh input is kept for the probe after the run (``finish``).
+        if len(self._fresh) > 1 and self._random.random() < self._probability:
+            self._probe(round_index, keep=1)
 
-    def _probe(self, round_index: int | None) -> None:
-        count = self._random.randint(1, 2)
+    def _probe(self, round_index: int | None, keep: int = 0) -> None:
+        count = min(self._random.randint(1, 2), len(self._fresh) - keep)
         fresh = [self._fresh.pop(0) for _ in range(min(count, len(self._fresh)))]
         pattern = ["R"] * self._random.randint(2, 5) + ["F"] * len(fresh)
         self._random.shuffle(pattern)
