@@ -1,19 +1,22 @@
-"""Runner-measured GEMM throughput against a bare torch.utils.benchmark loop, per dtype.
+"""The performance suite's GEMM headline against the best a bare loop reaches, per dtype.
 
-Same process, same input tensors, same thread count (Timer defaults to one thread, so
-``num_threads`` is passed explicitly), rounds interleaved with alternating order so drift
-and noisy neighbours hit both sides alike; the median over rounds is reported.
+Issue 11, item 4: the headline (the best headline-eligible GEMM of the suite's own sweep,
+certification timing policy) must be at least 0.95 x the best throughput a bare
+``torch.utils.benchmark`` loop of ``torch.matmul`` reaches on the same device at equal
+threads over N = 256 ... 4096 (CPU) or 1024 ... 16384 (GPU). Sizes whose call would take
+longer than ``--max-call-s`` (predicted from the previous size, N^3) are skipped on both
+sides, as the suite skips them. Prints, per dtype, both figures, their sizes and the ratio;
+``all rows`` is the ratio when unstable measurements are admitted too (on a loaded host the
+eligible headline may have to fall back to a smaller, stable size).
 
-    python bench/gemm_vs_bare.py [--device cpu] [--rounds 7] [--size N]
-
-Targets (issue 4): runner / bare throughput >= 0.97, harness overhead <= 3 %.
+    python bench/gemm_vs_bare.py [--device cpu] [--dtypes float32,bfloat16,float16]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -22,67 +25,80 @@ from torch.utils.benchmark import Timer
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from runners.backends import get_backend  # noqa: E402
-from runners.catalog.base import Case, case_generator  # noqa: E402
-from runners.performance.benchmarks import _catalog_kernel  # noqa: E402
-from runners.timing import TimingPolicy, measure  # noqa: E402
+from runners.performance import MAX_CALL_S, run_performance_suite  # noqa: E402
 
-# Sizes giving calls of a few milliseconds on a 2-core CPU (bf16/fp16 are emulated there).
-CPU_SIZES = {"float32": 512, "bfloat16": 192, "float16": 192, "int8": 384}
-GPU_SIZE = 8192
+CPU_SIZES = [256, 512, 1024, 2048, 4096]
+GPU_SIZES = [1024, 2048, 4096, 8192, 16384]
+
+
+def bare_best(
+    dtype: str, sizes: list[int], device: torch.device, backend, max_call_s: float
+) -> tuple[float, int]:
+    threads = torch.get_num_threads()
+    best, best_n, rate = 0.0, 0, 0.0
+    for n in sizes:
+        if rate and rate * 2 * n**3 > max_call_s:
+            break
+        g = torch.Generator().manual_seed(n)
+        a = torch.randn(n, n, generator=g).to(device, getattr(torch, dtype))
+        b = torch.randn(n, n, generator=g).to(device, getattr(torch, dtype))
+        timer = Timer("torch.matmul(a, b)", globals={"torch": torch, "a": a, "b": b}, num_threads=threads)
+        backend.synchronize()
+        seconds = timer.blocked_autorange(min_run_time=0.5).median
+        rate = seconds / (2 * n**3)
+        tflops = 2 * n**3 / seconds / 1e12
+        print(f"  bare   {dtype:9s} N={n:5d} {tflops:.4f} TFLOP/s", flush=True)
+        if tflops > best:
+            best, best_n = tflops, n
+    return best, best_n
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--size", type=int, default=None)
-    parser.add_argument("--min-run-time", type=float, default=0.3)
+    parser.add_argument("--dtypes", default="float32,bfloat16,float16")
+    parser.add_argument("--max-call-s", type=float, default=MAX_CALL_S)
     args = parser.parse_args()
-
     backend = get_backend(args.device)
     device = backend.device()
-    threads = torch.get_num_threads()
-    policy = TimingPolicy(min_time_s=args.min_run_time, max_time_s=10 * args.min_run_time)
-    dtypes = [d for d in ("float32", "bfloat16", "float16", "int8") if d in backend.supported_dtypes()]
-    print(f"device={device} threads={threads} rounds={args.rounds} torch={torch.__version__}")
-    header = ("dtype", "size", "runner TFLOP/s", "bare TFLOP/s", "ratio", "overhead %")
-    print("{:9s} {:>5s} {:>15s} {:>13s} {:>7s} {:>10s}".format(*header))
+    sizes = CPU_SIZES if backend.name == "cpu" else GPU_SIZES
+    dtypes = [d for d in args.dtypes.split(",") if d in backend.supported_dtypes()]
+    print(f"device={device} threads={torch.get_num_threads()} torch={torch.__version__} sizes={sizes}")
+    rows = []
     for dtype in dtypes:
-        kernel = _catalog_kernel("int8_matmul" if dtype == "int8" else "matmul")
-        if kernel is None:
-            continue
-        n = args.size or (CPU_SIZES[dtype] if backend.name == "cpu" else GPU_SIZE)
-        case = Case(f"perf_{n}", {"M": n, "K": n, "N": n})
-        inputs = kernel.make_inputs(
-            case, dtype, case_generator("bench", kernel.name, case.name, dtype), device
+        started = time.perf_counter()
+        spec = {
+            "options": {
+                "performance": {
+                    "dtypes": [dtype],
+                    "kinds": ["gemm"],
+                    "gemm_sizes": sizes,
+                    "sweep": True,
+                    "max_call_s": args.max_call_s,
+                }
+            }
+        }
+        out = run_performance_suite(spec, backend, seed=f"bench-{dtype}")
+        for m in out["measurements"]:
+            print(
+                f"  runner {dtype:9s} N={m['params']['M']:5d} {m['value']:.4f} TFLOP/s"
+                f"{' unstable' if m['unstable'] else ''} ({m['significant_digits']} significant digits)",
+                flush=True,
+            )
+        verdict = out["claims"]["dtypes"][dtype]
+        headline = verdict["best_gemm_tflops"]
+        any_row = max((m for m in out["measurements"] if m["value"]), key=lambda m: m["value"], default=None)
+        bare, bare_n = bare_best(dtype, sizes, device, backend, args.max_call_s)
+        rows.append(
+            (dtype, headline, verdict["best_gemm"], any_row, bare, bare_n, time.perf_counter() - started)
         )
-        run = kernel.run
-        stmt = "torch._int_mm(a, b)" if dtype == "int8" else "torch.matmul(a, b)"
-        timer = Timer(stmt, globals={"torch": torch, "a": inputs["a"], "b": inputs["b"]}, num_threads=threads)
-        ratios, overheads, runner_times, bare_times = [], [], [], []
-        for round_index in range(args.rounds):
-
-            def runner_time(run=run, inputs=inputs) -> float:  # noqa: ANN001 - binds this dtype's call
-                return measure(lambda: run(inputs), backend=backend, policy=policy).median
-
-            def bare_time(timer: Timer = timer) -> float:
-                backend.synchronize()
-                return timer.blocked_autorange(min_run_time=args.min_run_time).median
-
-            if round_index % 2 == 0:
-                r, b = runner_time(), bare_time()
-            else:
-                b, r = bare_time(), runner_time()
-            runner_times.append(r)
-            bare_times.append(b)
-            ratios.append(b / r)  # throughput ratio = inverse time ratio
-            overheads.append((r - b) / b * 100)
-        flops = kernel.flops(case)
-        print(
-            f"{dtype:9s} {n:5d} {flops / statistics.median(runner_times) / 1e12:15.4f} "
-            f"{flops / statistics.median(bare_times) / 1e12:13.4f} {statistics.median(ratios):7.3f} "
-            f"{statistics.median(overheads):10.2f}"
-        )
+    header = ("dtype", "headline", "at", "bare best", "at", "ratio", "all rows")
+    print("{:9s} {:>9s} {:>16s} {:>9s} {:>6s} {:>6s} {:>8s}".format(*header))
+    for dtype, headline, at, any_row, bare, bare_n, seconds in rows:
+        ratio = f"{headline / bare:.3f}" if headline and bare else "n/a"
+        loose = f"{any_row['value'] / bare:.3f}" if any_row and bare else "n/a"
+        figures = f"{headline or 0:9.4f} {at or '-':>16s} {bare:9.4f} {bare_n:6d}"
+        print(f"{dtype:9s} {figures} {ratio:>6s} {loose:>8s}   ({seconds:.0f}s)")
 
 
 if __name__ == "__main__":

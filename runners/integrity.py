@@ -3,11 +3,21 @@
 * Output consistency (TEST01): indices chosen from the challenge seed pick outputs that
   the timed run must log; each must match the accuracy run's output for the same input.
   A device that skips work or returns stale results while it is being timed fails.
+  ``OutputSampler`` takes those outputs at randomized rounds of the timed run (not only its
+  last call), and ``reference_consistency`` also judges them against the float64 reference
+  with the conformance tolerance of the requested dtype: comparing the timed run with the
+  suite's own accuracy pass alone lets a device that degrades both pass (FP8 throughout).
 * Caching (TEST04): the same work is timed on fresh inputs (each used once) and on one
   input repeated. A device that memoizes results runs the repeated input much faster: a
-  speedup (fresh median / repeated median) above 1 + ``threshold`` (10 %) fails, provided
-  the confidence intervals of the two medians do not overlap, so that timing noise alone
-  cannot fail an honest device.
+  speedup (fresh median / repeated median) above 1 + ``threshold`` fails, provided the
+  confidence intervals of the two medians do not overlap, so that timing noise alone
+  cannot fail an honest device. ``CachingProbe`` runs at randomized rounds of the timed
+  run itself, with the very callable being timed on the repeated side and randomized
+  patterns of repeated and fresh calls, so memoization that starts after some calls, or
+  that refreshes when it sees a new input, is probed where it pays off.
+
+The thresholds default to MLPerf's (TEST04: 10 %) and come from the job spec where the
+program sets them; every raw figure goes into the document so the platform re-judges it.
 """
 
 from __future__ import annotations
@@ -19,8 +29,11 @@ from typing import Any
 
 import torch
 
-from runners.timing import TimedBackend, TimingStats, summarize, time_once
+from runners.catalog.base import Tolerance
+from runners.timing import RoundHook, TimedBackend, TimingStats, summarize, time_once
 
+# MLPerf Inference compliance TEST04: performance with a repeated sample may not exceed the
+# performance with distinct samples by more than 10 %.
 CACHING_THRESHOLD = 0.10
 
 
@@ -30,9 +43,14 @@ def sample_indices(seed: int | str, population: int, k: int, *, salt: str) -> li
     The salt (suite and model name) makes separate draws independent; a vendor who does
     not know the seed cannot know which outputs will be checked.
     """
-    digest = hashlib.sha256(f"{seed}:{salt}".encode()).digest()
-    chooser = random.Random(int.from_bytes(digest[:8], "big"))  # noqa: S311 - sampling, not secrecy
+    chooser = seeded_random(seed, salt)
     return sorted(chooser.sample(range(population), min(k, population)))
+
+
+def seeded_random(seed: int | str, salt: str) -> random.Random:
+    """A generator fixed by the challenge and a salt, for choices a vendor must not predict."""
+    digest = hashlib.sha256(f"{seed}:{salt}".encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))  # noqa: S311 - sampling, not secrecy
 
 
 def default_tolerance(dtype: torch.dtype) -> tuple[float, float]:
@@ -98,29 +116,212 @@ def output_consistency(
     }
 
 
+class CachingProbe:
+    """TEST04 inside a timed run: a ``RoundHook`` that probes at randomized rounds.
+
+    Each probe times, one call at a time, a random arrangement of 2 to 5 calls of the
+    callable being measured (``repeated``, which has seen its one input over and over) and
+    1 or 2 calls on inputs never seen before (``fresh``, each used once). Where probes land
+    and their patterns come from the challenge, so a device cannot arrange for the probes to
+    see honest work. ``finish`` runs a last probe after the timed run (when a memo that
+    starts late is surely on) with whatever fresh inputs are left, and returns the verdict.
+
+    The verdict compares fresh calls with the *steady* repeated calls, those that follow
+    another repeated call: a cache that refreshes whenever it sees a new input recomputes
+    once after each fresh call and hits again on the next repeated one, as it does through
+    the timed run. (With fewer than three steady samples every repeated call counts.)
+    """
+
+    def __init__(
+        self,
+        repeated: Callable[[], object],
+        fresh: Sequence[Callable[[], object]],
+        *,
+        backend: TimedBackend | None,
+        seed: int | str,
+        salt: str,
+        probability: float = 0.25,
+        threshold: float = CACHING_THRESHOLD,
+    ) -> None:
+        self._repeated = repeated
+        self._fresh = list(fresh)
+        self._backend = backend
+        self._random = seeded_random(seed, f"caching:{salt}")
+        self._probability = probability
+        self._threshold = threshold
+        self.fresh_samples: list[float] = []
+        self.repeated_samples: list[float] = []
+        self.steady_samples: list[float] = []
+        self.patterns: list[str] = []
+        self.rounds: list[int | None] = []
+
+    def __call__(self, round_index: int, output: object = None) -> None:
+        # The last fresh input is kept for the probe after the run (``finish``).
+        if len(self._fresh) > 1 and self._random.random() < self._probability:
+            self._probe(round_index, keep=1)
+
+    def _probe(self, round_index: int | None, keep: int = 0) -> None:
+        count = min(self._random.randint(1, 2), len(self._fresh) - keep)
+        fresh = [self._fresh.pop(0) for _ in range(min(count, len(self._fresh)))]
+        pattern = ["R"] * self._random.randint(2, 5) + ["F"] * len(fresh)
+        self._random.shuffle(pattern)
+        previous = None
+        for step in pattern:
+            if step == "F":
+                self.fresh_samples.append(time_once(fresh.pop(0), self._backend))
+            else:
+                seconds = time_once(self._repeated, self._backend)
+                self.repeated_samples.append(seconds)
+                if previous == "R":
+                    self.steady_samples.append(seconds)
+            previous = step
+        self.patterns.append("".join(pattern))
+        self.rounds.append(round_index)
+
+    def finish(self) -> dict[str, Any]:
+        """A last probe with the fresh inputs left, then the verdict."""
+        while self._fresh:
+            self._probe(None)
+        if not self.fresh_samples or not self.repeated_samples:
+            return {"verdict": "fail", "reason": "no caching probe ran", "threshold": self._threshold}
+        repeated = self.steady_samples if len(self.steady_samples) >= 3 else self.repeated_samples
+        verdict = caching_verdict(
+            summarize(self.fresh_samples), summarize(repeated), threshold=self._threshold
+        )
+        return {
+            **verdict,
+            "repeated_side": "steady" if repeated is self.steady_samples else "all",
+            "all_repeated_median_s": summarize(self.repeated_samples).median,
+            "probe_rounds": self.rounds,
+            "patterns": self.patterns,
+        }
+
+
 def caching_check(
     fresh_calls: Sequence[Callable[[], object]],
     repeated_call: Callable[[], object],
     *,
     backend: TimedBackend | None,
+    seed: int | str = "",
+    salt: str = "",
     threshold: float = CACHING_THRESHOLD,
     warmup: int = 2,
 ) -> dict[str, Any]:
-    """Verdict of TEST04: each fresh call has its own never-seen input; the repeated call one input.
+    """Verdict of TEST04 outside a timed run: probes in randomized patterns until fresh inputs run out.
 
     Every fresh input is used exactly once, so a cache keyed on inputs (by address or by
     content) never hits on the fresh side and always hits on the repeated side. Calls are
-    timed one by one and interleaved (fresh, repeated, fresh, ...) so that a noisy
-    neighbour or a clock change affects both sides alike.
+    timed one by one, repeated and fresh in seeded random order, so that a noisy
+    neighbour or a clock change affects both sides alike and a cache that refreshes on
+    every new input still hits on the repeated calls that follow other repeated calls.
     """
     for _ in range(warmup):
         repeated_call()
-    fresh_samples: list[float] = []
-    repeated_samples: list[float] = []
-    for call in fresh_calls:
-        fresh_samples.append(time_once(call, backend))
-        repeated_samples.append(time_once(repeated_call, backend))
-    return caching_verdict(summarize(fresh_samples), summarize(repeated_samples), threshold=threshold)
+    probe = CachingProbe(
+        repeated_call,
+        fresh_calls,
+        backend=backend,
+        seed=seed,
+        salt=salt,
+        probability=0.0,
+        threshold=threshold,
+    )
+    return probe.finish()
+
+
+class OutputSampler:
+    """TEST01 inside a timed run: a ``RoundHook`` keeping outputs of randomized rounds.
+
+    Each round's last output is kept (``select``-ed, on the host) with probability
+    ``probability``, at most ``limit`` of them, and the output of the run's last round always
+    (``finish``). ``select`` picks the part of the output a reference is computed for.
+    """
+
+    def __init__(
+        self,
+        select: Callable[[object], torch.Tensor],
+        *,
+        seed: int | str,
+        salt: str,
+        probability: float = 0.25,
+        limit: int = 3,
+    ) -> None:
+        self._select = select
+        self._random = seeded_random(seed, f"outputs:{salt}")
+        self._probability = probability
+        self._limit = limit
+        self.samples: list[tuple[int, torch.Tensor]] = []
+        self._last: tuple[int, object] | None = None
+
+    def __call__(self, round_index: int, output: object) -> None:
+        self._last = (round_index, output)
+        if len(self.samples) < self._limit and self._random.random() < self._probability:
+            self.samples.append((round_index, self._host(output)))
+
+    def _host(self, output: object) -> torch.Tensor:
+        return self._select(output).detach().to("cpu")
+
+    def finish(self) -> list[tuple[int, torch.Tensor]]:
+        if self._last is not None and (not self.samples or self.samples[-1][0] != self._last[0]):
+            self.samples.append((self._last[0], self._host(self._last[1])))
+        self._last = None
+        return self.samples
+
+
+def chain_hooks(*hooks: RoundHook | None) -> RoundHook | None:
+    """One ``RoundHook`` that calls each given hook in turn."""
+    present = [h for h in hooks if h is not None]
+    if not present:
+        return None
+
+    def chained(round_index: int, output: object) -> None:
+        for hook in present:
+            hook(round_index, output)
+
+    return chained
+
+
+def reference_consistency(
+    outputs: Sequence[tuple[str, torch.Tensor]], expected: torch.Tensor, tolerance: Tolerance
+) -> dict[str, Any]:
+    """Each sampled output against the float64 reference, with the conformance tolerance.
+
+    ``expected`` is the reference already rounded to the output dtype (as the conformance
+    suite compares); the statistics are the conformance suite's (runners.conformance.compare).
+    """
+    from runners.conformance import compare
+
+    mismatches: list[dict[str, Any]] = []
+    worst_ratio = 0.0
+    for label, got in outputs:
+        if tuple(got.shape) != tuple(expected.shape):
+            mismatches.append(
+                {"sample": label, "reason": f"shape {tuple(got.shape)} != {tuple(expected.shape)}"}
+            )
+            worst_ratio = float("inf")
+            continue
+        stats = compare(got, expected, tolerance.atol, tolerance.rtol)
+        ratio = stats["tolerance_ratio"]
+        worst_ratio = max(worst_ratio, float("inf") if ratio is None else ratio)
+        if stats["mismatches"]:
+            mismatches.append(
+                {
+                    "sample": label,
+                    "reason": "outside the conformance tolerance of the float64 reference",
+                    "mismatch_fraction": stats["mismatch_fraction"],
+                    "tolerance_ratio": ratio,
+                }
+            )
+    return {
+        "verdict": "fail" if mismatches else "pass",
+        "checked": len(outputs),
+        "mismatches": len(mismatches),
+        "details": mismatches[:10],
+        "max_tolerance_ratio": worst_ratio,
+        "atol": tolerance.atol,
+        "rtol": tolerance.rtol,
+        "tolerance_source": tolerance.source,
+    }
 
 
 def caching_verdict(

@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from runners.timing import TimingStats
+from runners.timing import TimingPolicy, TimingStats
+
+CLOCK_DISAGREEMENT = "clock_disagreement"
+# Flags that keep a measurement out of every headline figure.
+REFUSING_FLAGS = frozenset({CLOCK_DISAGREEMENT, "unavailable"})
 
 KINDS = (
     "gemm",
@@ -38,25 +42,46 @@ def measurement(
     """One measurement; ``value`` is None (with the flag ``unavailable``) where the device cannot tell.
 
     ``stats`` are always the per-call *time* statistics in seconds, whatever ``unit`` the
-    value has (a throughput is derived from the median time).
+    value has (a throughput is derived from the median time). Where the device's timing
+    events disagree with the host clock (``stats.clock``), the figure is refused: ``value``
+    and ``efficiency`` are None, the flag is ``clock_disagreement`` and the raw event-based
+    value stays in ``params.event_value`` for the record. ``significant_digits`` is how many
+    digits of the value its confidence interval supports; the platform publishes that many.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown measurement kind {kind!r}")
     flags = list(flags)
-    if value is None and "unavailable" not in flags:
+    params = dict(params or {})
+    if stats is not None and stats.clock_disagrees:
+        flags.append(CLOCK_DISAGREEMENT)
+        params["event_value"] = value
+        value = efficiency = None
+    elif value is None and "unavailable" not in flags:
         flags.append("unavailable")
     return {
         "name": name,
         "kind": kind,
         "dtype": dtype,
-        "params": params or {},
+        "params": params,
         "unit": unit,
         "value": value,
         "stats": stats.to_dict() if stats is not None else None,
         "unstable": bool(stats.unstable) if stats is not None else False,
         "efficiency": efficiency,
         "flags": flags,
+        "significant_digits": stats.significant_digits if stats is not None else None,
+        "timing_method": stats.method if stats is not None else None,
+        "clock": stats.clock.to_dict() if stats is not None and stats.clock is not None else None,
     }
+
+
+def headline_eligible(item: dict[str, Any]) -> bool:
+    """Whether a measurement may feed a headline figure: a stable value nobody flagged as refused."""
+    return (
+        item.get("value") is not None
+        and not item.get("unstable")
+        and not (set(item.get("flags") or ()) & REFUSING_FLAGS)
+    )
 
 
 def case_record(
@@ -94,13 +119,54 @@ def case_record(
     }
 
 
-def integrity_section(consistency: list[dict[str, Any]], caching: list[dict[str, Any]]) -> dict[str, Any]:
+def timing_section(items: list[dict[str, Any]], policy: TimingPolicy) -> dict[str, Any]:
+    """The clock cross-check over every events-timed measurement (the ``integrity.timing`` item).
+
+    ``not_applicable`` where nothing was timed by device events (host clock only).
+    """
+    checked = [i for i in items if i.get("clock")]
+    disagreeing = [i for i in checked if not i["clock"]["agrees"]]
+    ratios = [i["clock"]["ratio"] for i in checked if i["clock"]["ratio"] is not None]
+    return {
+        "verdict": "fail" if disagreeing else "pass" if checked else "not_applicable",
+        "checked": len(checked),
+        "disagreements": len(disagreeing),
+        "min_ratio": min(ratios, default=None),
+        "max_ratio": max(ratios, default=None),
+        "bounds": [policy.clock_ratio_min, policy.clock_ratio_max],
+        "refused": [f"{i['name']}:{i['dtype']}" for i in disagreeing][:50],
+    }
+
+
+def integrity_section(
+    consistency: list[dict[str, Any]],
+    caching: list[dict[str, Any]],
+    timing: list[dict[str, Any]] | dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The document's ``integrity``: overall verdicts first, each check's items after.
 
     The caching figures at the top are those of the item with the largest speedup, the one
-    closest to failing (or failing).
+    closest to failing (or failing). ``timing`` is the clock cross-check (``timing_section``),
+    one per suite run or a list of them.
     """
     section: dict[str, Any] = {}
+    timings = [timing] if isinstance(timing, dict) else list(timing or [])
+    if timings:
+        worst = [t for t in timings if t["verdict"] == "fail"] or timings
+        ran = [t for t in timings if t["verdict"] != "not_applicable"]
+        section["timing"] = {
+            "verdict": "fail"
+            if any(t["verdict"] == "fail" for t in timings)
+            else "pass"
+            if ran
+            else "not_applicable",
+            "checked": sum(t["checked"] for t in timings),
+            "disagreements": sum(t["disagreements"] for t in timings),
+            "min_ratio": min((t["min_ratio"] for t in timings if t["min_ratio"] is not None), default=None),
+            "max_ratio": max((t["max_ratio"] for t in timings if t["max_ratio"] is not None), default=None),
+            "bounds": worst[0]["bounds"],
+            "items": timings,
+        }
     if consistency:
         section["output_consistency"] = {
             "verdict": "fail" if any(c["verdict"] == "fail" for c in consistency) else "pass",
@@ -109,7 +175,10 @@ def integrity_section(consistency: list[dict[str, Any]], caching: list[dict[str,
             "items": consistency,
         }
     if caching:
-        worst = max(caching, key=lambda c: c["speedup_ratio"])
+        timed = [c for c in caching if "speedup_ratio" in c] or [
+            {"fresh_median_s": 0.0, "repeated_median_s": 0.0, "speedup_ratio": 0.0, "threshold": 0.0}
+        ]
+        worst = max(timed, key=lambda c: c["speedup_ratio"] or 0.0)
         section["caching"] = {
             "verdict": "fail" if any(c["verdict"] == "fail" for c in caching) else "pass",
             **{k: worst[k] for k in ("fresh_median_s", "repeated_median_s", "speedup_ratio", "threshold")},

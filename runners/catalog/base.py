@@ -155,6 +155,14 @@ def inject_nan_inf(tensor: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return flat.reshape(tensor.shape)
 
 
+def subnormal_ulp(dtype: str) -> float:
+    """The spacing of the dtype's subnormals, which is its smallest subnormal (0 for integers)."""
+    if dtype not in TORCH_TESTING_DEFAULTS:
+        return 0.0
+    info = torch.finfo(torch_dtype(dtype))
+    return float(info.smallest_normal * info.eps)  # eps = 2**-mantissa_bits
+
+
 def subnormals(shape: tuple[int, ...], dtype: str, g: torch.Generator) -> torch.Tensor:
     """Small integer multiples of the dtype's smallest subnormal: exact, far below normal range."""
     info = torch.finfo(torch_dtype(dtype))

@@ -34,9 +34,8 @@ from runners.errors import (
     declared_unsupported,
     error,
 )
-from runners.integrity import caching_check, output_consistency, sample_indices
 from runners.measurements import case_record, integrity_section, measurement
-from runners.model_suite.performance import ModelRun, measure_model
+from runners.model_suite.performance import ModelRun, model_integrity
 from runners.model_suite.workloads import workload_for
 from runners.models import LoadedModel, ModelError, ModelSpec, load_model
 from runners.models.llama import LlamaConfig
@@ -45,8 +44,6 @@ from runners.models.seeded import seeded_model_entry
 from runners.timing import TimingPolicy
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-TEST01_SAMPLES = 4
-CACHING_FRESH_INPUTS = 12
 
 SEEDED_WEIGHTS_SEED = 0
 Progress = Callable[[int, int, str], None]  # (done, total, label), as the conformance suite
@@ -125,7 +122,7 @@ def run_model(spec: dict[str, Any], backend: Any, progress: Progress | None = No
         {"total_s": time.perf_counter() - start},
         started_at,
         measurements=out["measurements"],
-        integrity=integrity_section(out["consistency"], out["caching"]),
+        integrity=integrity_section(out["consistency"], out["caching"], out["timing"]),
         models=out["models"],
         support=out["support"],
     )
@@ -153,6 +150,7 @@ def run_model_suite(
         "measurements": [],
         "consistency": [],
         "caching": [],
+        "timing": [],
         "models": [],
         "support": declaration,
     }
@@ -296,7 +294,7 @@ def run_model_suite(
                 out["cases"].append(_case(model_spec.name, dtype_name, status, score))
                 out["measurements"].append(_accuracy_measurement(model_spec.name, dtype_name, score))
                 if dtype_name in perf_dtypes:
-                    _performance(run, accuracy_out, seed, out)
+                    _performance(run, accuracy_out, reference, seed, out)
             except ModelError as exc:
                 out["cases"].append(_error_case(model_spec.name, dtype_name, exc))
             except Exception as exc:  # the device failed a timed or generation run of a supported model
@@ -315,25 +313,14 @@ def run_model_suite(
     return out
 
 
-def _performance(run: ModelRun, accuracy_out: torch.Tensor, seed: int | str, out: dict[str, Any]) -> None:
-    name, dtype = run.model.spec.name, _dtype_name(run.dtype)
-    measurements, logged = measure_model(run)
+def _performance(
+    run: ModelRun, accuracy_out: torch.Tensor, reference: torch.Tensor, seed: int | str, out: dict[str, Any]
+) -> None:
+    measurements, consistency, caching, timing = model_integrity(run, accuracy_out, reference, seed)
     out["measurements"].extend(measurements)
-    sampled = sample_indices(seed, run.workload.size, TEST01_SAMPLES, salt=f"model:{name}:{dtype}")
-    # A device returning too few rows simply has no logged output for some samples: a mismatch.
-    logged_items = {i: logged[i] for i in sampled if i < logged.shape[0]}
-    verdict = output_consistency(
-        {i: accuracy_out[i] for i in sampled}, logged_items, dtype=run.dtype, sampled=sampled
-    )
-    out["consistency"].append({"model": name, "dtype": dtype, **verdict})
-    inputs = run.caching_inputs(CACHING_FRESH_INPUTS)
-    with torch.inference_mode():
-        caching = caching_check(
-            [lambda b=b: run.forward(*b) for b in inputs[1:]],
-            lambda: run.forward(*inputs[0]),
-            backend=run.backend,
-        )
-    out["caching"].append({"model": name, "dtype": dtype, **caching})
+    out["consistency"].append(consistency)
+    out["caching"].append(caching)
+    out["timing"].append(timing)
 
 
 def _accuracy_measurement(model: str, dtype: str, score: dict[str, Any]) -> dict[str, Any]:

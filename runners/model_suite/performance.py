@@ -1,4 +1,11 @@
-"""Timed runs of one model in one dtype: latency, throughput sweep, TTFT, decode, memory, power."""
+"""Timed runs of one model in one dtype: latency, throughput sweep, TTFT, decode, memory, power.
+
+The integrity checks of these runs live here too (``model_integrity``): TEST01 outputs are
+taken at seeded rounds of every latency and throughput measurement (``OutputSampler``),
+and each sample is judged against the accuracy pass's output for the same items *and*
+scored against the float64 reference with the accuracy bar of the requested dtype; TEST04
+probes the single-item input the latency run repeated, in seeded patterns.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from runners.measurements import measurement
+from runners.integrity import (
+    OutputSampler,
+    caching_check,
+    default_tolerance,
+    output_consistency,
+    sample_indices,
+)
+from runners.measurements import measurement, timing_section
 from runners.model_suite.workloads import Workload
 from runners.models.loading import LoadedModel
 from runners.models.reference import float64_copy
@@ -17,6 +31,17 @@ from runners.timing import TimingPolicy, measure, measure_with_output
 
 ACCURACY_BATCH = 4
 GENERATED_TOKENS = 8
+TEST01_SAMPLES = 4
+CACHING_FRESH_INPUTS = 12
+
+
+@dataclass(frozen=True)
+class OutputSample:
+    """Outputs of some workload items taken from inside one timed measurement, float64 on the host."""
+
+    label: str
+    items: list[int]
+    output: torch.Tensor  # rows in the order of ``items``; empty where the device returned junk
 
 
 def _chunks(count: int, size: int) -> list[range]:
@@ -69,9 +94,24 @@ class ModelRun:
         size = min(4, self.workload.size)
         return [self.workload.make_fresh(v, size, self.device, self.dtype) for v in range(count + 1)]
 
+    def fresh_single(self, count: int) -> list[tuple[torch.Tensor, ...]]:
+        """``count`` distinct one-item batches of the latency input's shape, never seen before."""
+        return [self.workload.make_fresh(v, 1, self.device, self.dtype) for v in range(1, count + 1)]
 
-def measure_model(run: ModelRun) -> tuple[list[dict[str, Any]], torch.Tensor]:
-    """The model's performance measurements, and its outputs logged during the timed run."""
+
+def _rows(outputs: Any, picks: list[int]) -> torch.Tensor:
+    """Rows ``picks`` of a forward's output (or of a list of batch outputs), float64 on the host."""
+    try:
+        if isinstance(outputs, list | tuple):
+            outputs = torch.cat([o.detach().to("cpu", torch.float64) for o in outputs])
+        tensor = outputs.detach().to("cpu", torch.float64)
+        return tensor[torch.tensor(picks)] if all(p < tensor.shape[0] for p in picks) else torch.empty(0)
+    except (RuntimeError, TypeError, AttributeError, IndexError):
+        return torch.empty(0)  # malformed outputs: nothing to compare, so TEST01 fails
+
+
+def measure_model(run: ModelRun, seed: int | str = "") -> tuple[list[dict[str, Any]], list[OutputSample]]:
+    """The model's performance measurements, and outputs sampled at seeded rounds of the timed runs."""
     name, dtype = run.model.spec.name, str(run.dtype).removeprefix("torch.")
     base = {
         "model": name,
@@ -80,9 +120,15 @@ def measure_model(run: ModelRun) -> tuple[list[dict[str, Any]], torch.Tensor]:
     }
     items: list[dict[str, Any]] = []
 
+    salt = f"model:{name}:{dtype}"
+    samples: list[OutputSample] = []
     single = run.workload.make_batch([0], run.device, run.dtype)
+    sampler = OutputSampler(lambda out: _rows(out, [0]), seed=seed, salt=f"{salt}:latency")
     with torch.inference_mode():
-        stats = measure(lambda: run.forward(*single), backend=run.backend, policy=run.policy)
+        stats, _ = measure_with_output(
+            lambda: run.forward(*single), backend=run.backend, policy=run.policy, between_rounds=sampler
+        )
+    samples += [OutputSample(f"latency@round{r}", [0], t) for r, t in sampler.finish()]
     items.append(
         measurement(
             name=f"{name} latency",
@@ -96,15 +142,20 @@ def measure_model(run: ModelRun) -> tuple[list[dict[str, Any]], torch.Tensor]:
     )
 
     sweep = [b for b in ((1, 4) if run.quick else (1, 4, 16)) if b <= run.workload.size]
-    logged = torch.empty(0)
+    picks = sample_indices(seed, run.workload.size, TEST01_SAMPLES, salt=salt)
     for index, batch_size in enumerate(sweep):
         batches = run.batches(batch_size)
         last = index == len(sweep) - 1
         if last:
             run.backend.reset_peak_memory()
-        stats, outputs = measure_with_output(
-            lambda batches=batches: run.run_all(batches), backend=run.backend, policy=run.policy
+        sampler = OutputSampler(lambda out: _rows(out, picks), seed=seed, salt=f"{salt}:b{batch_size}")
+        stats, _ = measure_with_output(
+            lambda batches=batches: run.run_all(batches),
+            backend=run.backend,
+            policy=run.policy,
+            between_rounds=sampler,
         )
+        samples += [OutputSample(f"b{batch_size}@round{r}", picks, t) for r, t in sampler.finish()]
         items_per_s = run.workload.size / stats.median
         items.append(
             measurement(
@@ -123,15 +174,99 @@ def measure_model(run: ModelRun) -> tuple[list[dict[str, Any]], torch.Tensor]:
             )
         )
         if last:
-            # The outputs of the timed run itself, for the output-consistency check.
-            try:
-                logged = torch.cat([o.detach().to("cpu", torch.float64) for o in outputs])  # type: ignore[union-attr]
-            except (RuntimeError, TypeError, AttributeError):
-                logged = torch.empty(0)  # malformed outputs: nothing logged, so TEST01 fails
             items.extend(_memory_and_power(run, name, dtype, base, batch_size, stats.median))
     if run.workload.kind == "decoder":
         items.extend(_decoder_timings(run, name, dtype, base))
-    return items, logged
+    return items, samples
+
+
+def output_samples_verdict(
+    run: ModelRun,
+    accuracy_out: torch.Tensor,
+    reference: torch.Tensor,
+    samples: list[OutputSample],
+) -> dict[str, Any]:
+    """TEST01 of one model and dtype over outputs sampled through its timed runs.
+
+    Each sample must match the accuracy pass's output for the same items (within the
+    run-to-run tolerance of the dtype) and reach the dtype's accuracy bar against the
+    float64 reference (``workload.score``): a device that drops precision after the
+    accuracy pass fails the first, one that is degraded throughout the second.
+    """
+    dtype_name = str(run.dtype).removeprefix("torch.")
+    failures: list[dict[str, Any]] = []
+    checked = mismatches = 0
+    worst_diff = 0.0
+    for sample in samples:
+        keys = [f"{sample.label}:item{i}" for i in sample.items]
+        got = {k: sample.output[j] for j, k in enumerate(keys) if j < sample.output.shape[0]}
+        expected = {k: accuracy_out[i] for k, i in zip(keys, sample.items, strict=True)}
+        against = output_consistency(expected, got, dtype=run.dtype, sampled=keys)
+        checked += against["sampled"]
+        mismatches += against["mismatches"]
+        worst_diff = max(worst_diff, against["max_abs_diff"])
+        if against["verdict"] == "fail":
+            failures.append({"sample": sample.label, "reason": "differs from the accuracy pass", **against})
+        if sample.output.shape[0] != len(sample.items):
+            failures.append({"sample": sample.label, "reason": "output not logged"})
+            continue
+        score = run.workload.score(sample.output, reference[torch.tensor(sample.items)], dtype_name)
+        if not score["meets_informational_bar"]:
+            mismatches += 1
+            failures.append(
+                {
+                    "sample": sample.label,
+                    "reason": "below the dtype's informational accuracy bar against the float64 reference",
+                    "metric": score["metric"],
+                    "value": score["value"],
+                    "threshold": score["informational_bar"],
+                }
+            )
+    rtol, atol = default_tolerance(run.dtype)
+    return {
+        "verdict": "fail" if failures or not samples else "pass",
+        "sampled": checked,
+        "sample_ids": [s.label for s in samples],
+        "mismatches": mismatches,
+        "details": failures[:10],
+        "max_abs_diff": worst_diff,
+        "rtol": rtol,
+        "atol": atol,
+        "against": ["accuracy_pass", "float64_reference"],
+    }
+
+
+def model_integrity(
+    run: ModelRun,
+    accuracy_out: torch.Tensor,
+    reference: torch.Tensor,
+    seed: int | str,
+    *,
+    threshold: float | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Measurements and the three integrity verdicts (TEST01, TEST04, clock) of one model and dtype."""
+    name, dtype = run.model.spec.name, str(run.dtype).removeprefix("torch.")
+    measurements, samples = measure_model(run, seed)
+    consistency = {
+        "model": name,
+        "dtype": dtype,
+        **output_samples_verdict(run, accuracy_out, reference, samples),
+    }
+    # TEST04 on the input the latency run repeated all along, against fresh one-item inputs.
+    single = run.workload.make_batch([0], run.device, run.dtype)
+    fresh = run.fresh_single(CACHING_FRESH_INPUTS)
+    extra = {} if threshold is None else {"threshold": threshold}
+    with torch.inference_mode():
+        caching = caching_check(
+            [lambda b=b: run.forward(*b) for b in fresh],
+            lambda: run.forward(*single),
+            backend=run.backend,
+            seed=seed,
+            salt=f"model:{name}:{dtype}",
+            **extra,
+        )
+    timing = timing_section(measurements, run.policy)
+    return measurements, consistency, {"model": name, "dtype": dtype, **caching}, timing
 
 
 def _memory_and_power(

@@ -2,24 +2,37 @@
 
 For each benchmark (see ``benchmarks``): build the inputs from the challenge, time the
 device call, derive achieved TFLOP/s and GB/s from the catalog's FLOP and byte counts, and
-compare with the job spec's declared peaks (``claims``). A seeded sample of benchmarks has
-its timed output checked against an untimed accuracy-mode call (TEST01), and one GEMM is
-timed on fresh and on repeated inputs (TEST04).
+compare with the job spec's declared peaks (``claims``). Every benchmark has its timed
+outputs, taken at seeded rounds, checked against an untimed accuracy-mode call and against
+the float64 reference (TEST01); one benchmark per (kind, dtype), drawn from the challenge,
+is probed on fresh and on repeated inputs at seeded rounds of its timed run (TEST04), and a
+group whose drawn benchmark was never run (a GEMM sweep that stopped earlier) is probed
+after the fact on its last measured one. Each GEMM dtype's sizes are swept upwards until
+throughput stops rising, so the headline is the device's attainable peak.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 import torch
 
-from runners.catalog.base import torch_dtype
+from runners.catalog.base import element_size, torch_dtype
 from runners.document import build_document, now_iso
 from runners.errors import classify_exception
-from runners.integrity import caching_check, output_consistency, sample_indices
-from runners.measurements import case_record, integrity_section, measurement
+from runners.integrity import (
+    CACHING_THRESHOLD,
+    CachingProbe,
+    OutputSampler,
+    chain_hooks,
+    output_consistency,
+    reference_consistency,
+    seeded_random,
+)
+from runners.measurements import case_record, integrity_section, measurement, timing_section
 from runners.performance.benchmarks import (
     Benchmark,
     attention_benchmarks,
@@ -30,12 +43,23 @@ from runners.performance.benchmarks import (
 from runners.performance.claims import apply_claims
 from runners.timing import TimingPolicy, measure_with_output
 
-TEST01_SAMPLES = 3
 # A larger shape is skipped when the previous one predicts a call longer than this: a
 # bfloat16 GEMM emulated on a CPU without bf16 units would otherwise take minutes.
-MAX_CALL_S = 0.5
-FRESH_INPUTS = 8
+MAX_CALL_S = 2.0
+# Fresh inputs per caching probe: each is one more copy of the benchmark's inputs in memory.
+FRESH_INPUTS = 4
 PERF_DTYPES = ("float32", "bfloat16", "float16", "int8")
+# The GEMM sweep doubles N from the first size while throughput still rises by this share;
+# the first size that does not is the last one measured ("until throughput stops rising").
+SWEEP_RISE = 0.02
+# Share of the device's free memory the three GEMM operands of one sweep size may take.
+SWEEP_MEMORY_SHARE = 0.25
+CPU_GEMM_SIZES = [256, 512, 1024, 2048, 4096, 8192]
+GPU_GEMM_SIZES = [1024, 2048, 4096, 8192, 16384, 32768]
+# Bandwidth buffers are at least this many times the last-level cache, so STREAM measures
+# memory and not cache (the STREAM rule: each array at least 4x the sum of all caches).
+LLC_MULTIPLE = 4
+DEFAULT_LLC_BYTES = 32 * 2**20
 
 Progress = Callable[[int, int, str], None]  # (done, total, label), as the conformance suite
 
@@ -43,7 +67,7 @@ Progress = Callable[[int, int, str], None]  # (done, total, label), as the confo
 def _options(spec: dict[str, Any]) -> dict[str, Any]:
     """Suite settings: the job spec's ``options`` (plain keys also accepted for library callers)."""
     options = dict(spec.get("options") or {})
-    for key in ("quick", "timing", "performance", "claims"):
+    for key in ("quick", "timing", "performance", "claims", "integrity"):
         if key in spec and key not in options:
             options[key] = spec[key]
     return options
@@ -62,26 +86,57 @@ def run_performance(spec: dict[str, Any], backend: Any, progress: Progress | Non
         started_at,
         measurements=out["measurements"],
         claims=out["claims"],
-        integrity=integrity_section(out["consistency"], out["caching"]),
+        integrity=integrity_section(out["consistency"], out["caching"], out["timing"]),
+        timing_policy=out["timing_policy"],
     )
+
+
+def _gemm_sizes(options: dict[str, Any], backend: Any, dtype: str, *, quick: bool) -> tuple[list[int], bool]:
+    """Candidate GEMM sizes for ``dtype`` and whether they are a sweep (stop when throughput stops rising).
+
+    Explicit ``gemm_sizes`` are measured as given; otherwise sizes double up to what fits in
+    ``SWEEP_MEMORY_SHARE`` of the device's free memory (3 operands of N x N).
+    """
+    perf = options.get("performance") or {}
+    explicit = perf.get("gemm_sizes")
+    if explicit:  # measured as given, or swept in that order with ``sweep: true``
+        return [int(n) for n in explicit], bool(perf.get("sweep", False))
+    if quick:
+        return [256, 512], True
+    sizes = CPU_GEMM_SIZES if backend.name == "cpu" else GPU_GEMM_SIZES
+    free = (backend.memory_info() or {}).get("free_bytes")
+    if free:
+        per_element = 2 * element_size(dtype) + (4 if dtype == "int8" else element_size(dtype))
+        sizes = [n for n in sizes if per_element * n * n <= SWEEP_MEMORY_SHARE * free] or sizes[:1]
+    return list(sizes), True
+
+
+def bandwidth_buffer_bytes(backend: Any, requested: int | None = None) -> int:
+    """STREAM buffer size: at least ``LLC_MULTIPLE`` x the last-level cache, whatever was requested."""
+    llc = backend.last_level_cache_bytes() or DEFAULT_LLC_BYTES
+    return max(LLC_MULTIPLE * llc, int(requested or 0))
 
 
 def plan(spec: dict[str, Any], backend: Any, *, challenge: str, quick: bool) -> list[Benchmark]:
-    """The benchmarks for this device: small shapes on CPUs and in quick runs, large elsewhere."""
-    options = _options(spec).get("performance") or {}
+    """The benchmarks for this device: small shapes on CPUs and in quick runs, large elsewhere.
+
+    GEMMs come first, each dtype's candidate sizes in ascending order (the suite stops a
+    dtype's sweep once throughput stops rising).
+    """
+    options = _options(spec)
+    perf = options.get("performance") or {}
     supported = set(backend.supported_dtypes())
-    dtypes = [d for d in options.get("dtypes", PERF_DTYPES) if d in supported]
+    dtypes = [d for d in perf.get("dtypes", PERF_DTYPES) if d in supported]
     floats = [d for d in dtypes if d != "int8"]
     small = quick or backend.name == "cpu"
-    sizes = options.get("gemm_sizes") or (
-        [256, 512] if quick else [256, 512, 1024] if small else [1024, 2048, 4096, 8192]
-    )
-    llc = backend.last_level_cache_bytes() or 32 * 2**20
-    buffer = options.get("bandwidth_bytes") or (
-        16 * 2**20 if quick else max(4 * llc, 64 * 2**20 if small else 1 << 30)
-    )
-    benches = gemm_benchmarks(sizes, dtypes, challenge)
-    benches += bandwidth_benchmarks(int(buffer), challenge)
+    benches: list[Benchmark] = []
+    for dtype in dtypes:
+        sizes, _ = _gemm_sizes(options, backend, dtype, quick=quick)
+        benches += gemm_benchmarks(sizes, [dtype], challenge)
+    if not perf.get("kinds") or "bandwidth" in perf["kinds"]:
+        default = None if small else 1 << 30
+        buffer = bandwidth_buffer_bytes(backend, perf.get("bandwidth_bytes") or default)
+        benches += bandwidth_benchmarks(buffer, challenge)
     if small:
         benches += attention_benchmarks(
             256 if quick else 512, 1024 if quick else 2048, 8, 2, 64, floats, challenge
@@ -90,7 +145,17 @@ def plan(spec: dict[str, Any], backend: Any, *, challenge: str, quick: bool) -> 
     else:
         benches += attention_benchmarks(2048, 8192, 32, 8, 128, floats, challenge)
         benches += conv_benchmarks(32, floats, challenge)
-    return benches
+    kinds = perf.get("kinds")  # a reduced plan (tests, the bench scripts): only these kinds
+    return [b for b in benches if not kinds or b.kind in kinds]
+
+
+def _probe_choice(benches: list[Benchmark], seed: int | str, salt: str) -> dict[tuple[str, str], int]:
+    """One benchmark index per (kind, dtype), drawn from the challenge."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for index, bench in enumerate(benches):
+        groups.setdefault(bench.group, []).append(index)
+    chooser = seeded_random(seed, salt)
+    return {group: chooser.choice(indices) for group, indices in sorted(groups.items())}
 
 
 def run_performance_suite(
@@ -100,13 +165,18 @@ def run_performance_suite(
     options = _options(spec)
     quick = bool(options.get("quick"))
     policy = TimingPolicy.from_dict({**(options.get("timing") or {}), "quick": quick})
+    perf = options.get("performance") or {}
+    caching_threshold = float((options.get("integrity") or {}).get("caching_threshold", CACHING_THRESHOLD))
     challenge = str(seed)
     device = backend.device()
     prepare: Callable[[Callable[[], Any]], Callable[[], Any]] = backend.prepare
     benches = plan(spec, backend, challenge=challenge, quick=quick)
-    sampled = set(sample_indices(seed, len(benches), TEST01_SAMPLES, salt="performance"))
-
-    max_call_s = float((options.get("performance") or {}).get("max_call_s", MAX_CALL_S))
+    # Bandwidth is not probed: its fresh inputs would be several more buffers of 4x the LLC.
+    computing = [b for b in benches if b.kind != "bandwidth"]
+    probed = {_key(computing[i]) for i in _probe_choice(computing, seed, "performance:caching").values()}
+    sweeps = {d: _gemm_sizes(options, backend, d, quick=quick)[1] for d in {b.dtype for b in benches}}
+    rise = float(perf.get("sweep_rise", SWEEP_RISE))
+    max_call_s = float(perf.get("max_call_s", MAX_CALL_S))
     total = len(benches) + 1
 
     def say(done: int, label: str) -> None:
@@ -116,21 +186,50 @@ def run_performance_suite(
     items: list[dict[str, Any]] = []
     cases: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
+    consistency: list[dict[str, Any]] = []
+    caching: list[dict[str, Any]] = []
     last_rate: dict[tuple[str, str], float] = {}  # (kind, dtype) -> seconds per FLOP or byte
-    accuracy: dict[str, torch.Tensor] = {}
-    logged: dict[str, torch.Tensor] = {}
+    best_gemm: dict[str, float] = {}  # dtype -> best TFLOP/s so far in its sweep
+    stopped: dict[str, int] = {}  # dtype -> the size at which its sweep stopped rising
+    probed_groups: set[tuple[str, str]] = set()
+    last_measured: dict[tuple[str, str], tuple[Benchmark, Callable[[], Any]]] = {}
     for index, bench in enumerate(benches):
         say(index, f"{bench.name} {bench.dtype}")
         work = bench.flops or bench.bytes
-        predicted = last_rate.get((bench.kind, bench.dtype), 0.0) * work
-        if predicted > max_call_s:
-            skipped.append({"name": bench.name, "dtype": bench.dtype, "predicted_call_s": predicted})
+        if bench.kind == "gemm" and bench.dtype in stopped:
+            skipped.append(
+                {
+                    "name": bench.name,
+                    "dtype": bench.dtype,
+                    "reason": f"throughput stopped rising at N={stopped[bench.dtype]}",
+                }
+            )
             continue
+        predicted = last_rate.get(bench.group, 0.0) * work
+        if predicted > max_call_s:
+            skipped.append(
+                {
+                    "name": bench.name,
+                    "dtype": bench.dtype,
+                    "predicted_call_s": predicted,
+                    "reason": "too long",
+                }
+            )
+            continue
+        # The float64 reference is the judge's own work on the host, from the challenge alone.
+        reference = bench.reference() if bench.reference is not None else None
+        select = reference.select if reference is not None else _first
         try:
             fn = prepare(bench.build(device, 0))
-            if index in sampled:
-                accuracy[bench.name + ":" + bench.dtype] = _host(fn())  # untimed, accuracy mode
-            stats, output = measure_with_output(fn, backend=backend, policy=policy)
+            accuracy = select(fn()).detach().to("cpu")  # untimed, accuracy mode
+            sampler = OutputSampler(select, seed=seed, salt=f"performance:{bench.name}:{bench.dtype}")
+            probe = None
+            if _key(bench) in probed:
+                probe = _caching_probe(bench, fn, device, backend, prepare, seed, caching_threshold)
+            stats, _ = measure_with_output(
+                fn, backend=backend, policy=policy, between_rounds=chain_hooks(sampler, probe)
+            )
+            probe_verdict = probe.finish() if probe is not None else None
         except Exception as exc:  # evidence, not a crash; never "unsupported" (runners/errors.py)
             outcome = classify_exception(exc, phase="device")
             cases.append(
@@ -148,24 +247,74 @@ def run_performance_suite(
                 )
             )
             continue
-        if index in sampled:
-            logged[bench.name + ":" + bench.dtype] = _host(output)
-        items.append(_measurement(bench, stats))
-        last_rate[(bench.kind, bench.dtype)] = stats.median / max(work, 1)
+        consistency.append(_consistency(bench, accuracy, sampler.finish(), reference))
+        if probe_verdict is not None:
+            probed_groups.add(bench.group)
+            caching.append(
+                {"benchmark": bench.name, "dtype": bench.dtype, "kind": bench.kind, **probe_verdict}
+            )
+        elif bench.kind != "bandwidth":
+            last_measured[bench.group] = (bench, fn)
+        item = _measurement(bench, stats)
+        items.append(item)
+        last_rate[bench.group] = stats.median / max(work, 1)
+        if bench.kind == "gemm" and sweeps.get(bench.dtype) and item["value"] is not None:
+            previous = best_gemm.get(bench.dtype)
+            if previous is not None and item["value"] < previous * (1 + rise):
+                stopped[bench.dtype] = bench.params["M"]
+            best_gemm[bench.dtype] = max(previous or 0.0, item["value"])
+    say(len(benches), "integrity: caching after the fact")
+    for group, (bench, fn) in sorted(last_measured.items(), key=lambda kv: kv[0]):
+        if group in probed_groups:
+            continue
+        try:
+            probe = _caching_probe(bench, fn, device, backend, prepare, seed, caching_threshold, after=True)
+            verdict = probe.finish()
+        except Exception as exc:  # noqa: BLE001 - the device failed on a fresh input: evidence
+            verdict = {"verdict": "fail", "reason": f"{type(exc).__name__}: {exc}"[:500]}
+        caching.append({"benchmark": bench.name, "dtype": bench.dtype, "kind": bench.kind, **verdict})
+    last_measured.clear()
     claims = apply_claims(items, spec)
     claims["skipped"] = skipped
-    say(len(benches), "integrity: output consistency and caching")
-    consistency = _per_dtype_consistency(accuracy, logged, sorted(accuracy), benches)
-    caching = _caching(benches, device, backend, prepare)
     if progress:
         progress(total, total, "done")
     return {
         "cases": cases,
         "measurements": items,
         "claims": claims,
-        "consistency": [consistency],
-        "caching": [caching] if caching else [],
+        "consistency": [_merge_consistency(consistency)] if consistency else [],
+        "caching": caching,
+        "timing": timing_section(items, policy),
+        "timing_policy": {**asdict(policy), "quick": quick},
     }
+
+
+def _key(bench: Benchmark) -> tuple[str, str]:
+    return bench.name, bench.dtype
+
+
+def _caching_probe(
+    bench: Benchmark,
+    fn: Callable[[], Any],
+    device: torch.device,
+    backend: Any,
+    prepare: Callable[[Callable[[], Any]], Callable[[], Any]],
+    seed: int | str,
+    threshold: float,
+    *,
+    after: bool = False,
+) -> CachingProbe:
+    """TEST04 for one benchmark: ``fn`` (its timed callable) against ``FRESH_INPUTS`` new inputs."""
+    fresh = [prepare(bench.build(device, v)) for v in range(1, FRESH_INPUTS + 1)]
+    return CachingProbe(
+        fn,
+        fresh,
+        backend=backend,
+        seed=seed,
+        salt=f"performance:{bench.name}:{bench.dtype}",
+        probability=0.0 if after else 0.25,
+        threshold=threshold,
+    )
 
 
 def _measurement(bench: Benchmark, stats: Any) -> dict[str, Any]:
@@ -192,41 +341,56 @@ def _measurement(bench: Benchmark, stats: Any) -> dict[str, Any]:
     )
 
 
-def _host(output: Any) -> torch.Tensor:
-    tensor = output[0] if isinstance(output, tuple | list) else output
-    return tensor.detach().to("cpu")
+def _first(output: Any) -> torch.Tensor:
+    return output[0] if isinstance(output, tuple | list) else output
 
 
-def _per_dtype_consistency(
-    accuracy: dict[str, torch.Tensor],
-    logged: dict[str, torch.Tensor],
-    keys: list[str],
-    benches: list[Benchmark],
+def _consistency(
+    bench: Benchmark, accuracy: torch.Tensor, samples: list[tuple[int, torch.Tensor]], reference: Any
 ) -> dict[str, Any]:
-    """TEST01 over the sampled benchmarks, each compared within its own dtype's tolerance."""
-    dtypes = {f"{b.name}:{b.dtype}": b.dtype for b in benches}
-    parts = [output_consistency(accuracy, logged, dtype=torch_dtype(dtypes[k]), sampled=[k]) for k in keys]
+    """TEST01 of one benchmark: timed samples against the accuracy pass and against float64."""
+    key = f"{bench.name}:{bench.dtype}"
+    labels = [f"{key}@round{r}" for r, _ in samples]
+    against_accuracy = output_consistency(
+        {label: accuracy for label in labels},
+        dict(zip(labels, (t for _, t in samples), strict=True)),
+        dtype=torch_dtype(bench.dtype),
+        sampled=labels,
+    )
+    item: dict[str, Any] = {
+        "benchmark": bench.name,
+        "dtype": bench.dtype,
+        "kind": bench.kind,
+        "rounds": [r for r, _ in samples],
+        "against_accuracy": against_accuracy,
+    }
+    failed = against_accuracy["verdict"] == "fail"
+    if reference is not None:
+        outputs = [(f"{key}@accuracy", accuracy), *zip(labels, (t for _, t in samples), strict=True)]
+        item["against_reference"] = reference_consistency(outputs, reference.expected, reference.tolerance)
+        failed = failed or item["against_reference"]["verdict"] == "fail"
+    item["verdict"] = "fail" if failed else "pass"
+    return item
+
+
+def _merge_consistency(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The performance suite's one TEST01 verdict over its checked benchmarks."""
+    mismatches = sum(
+        p["against_accuracy"]["mismatches"] + (p.get("against_reference") or {}).get("mismatches", 0)
+        for p in parts
+    )
     return {
         "verdict": "fail" if any(p["verdict"] == "fail" for p in parts) else "pass",
-        "sampled": len(keys),
-        "sample_ids": keys,
-        "mismatches": sum(p["mismatches"] for p in parts),
-        "details": [d for p in parts for d in p["details"]][:10],
-        "max_abs_diff": max((p["max_abs_diff"] for p in parts), default=0.0),
+        "sampled": sum(p["against_accuracy"]["sampled"] for p in parts),
+        "sample_ids": [f"{p['benchmark']}:{p['dtype']}" for p in parts],
+        "mismatches": mismatches,
+        "details": [d for p in parts for d in p["against_accuracy"]["details"]][:10],
+        "max_abs_diff": max((p["against_accuracy"]["max_abs_diff"] for p in parts), default=0.0),
+        "reference_failures": [
+            f"{p['benchmark']}:{p['dtype']}"
+            for p in parts
+            if (p.get("against_reference") or {}).get("verdict") == "fail"
+        ],
         "suite": "performance",
+        "benchmarks": parts,
     }
-
-
-def _caching(
-    benches: list[Benchmark],
-    device: torch.device,
-    backend: Any,
-    prepare: Callable[[Callable[[], Any]], Callable[[], Any]],
-) -> dict[str, Any] | None:
-    gemms = [b for b in benches if b.kind == "gemm" and b.dtype == "float32"]
-    if not gemms:
-        return None
-    bench = gemms[len(gemms) // 2]  # a mid-sized GEMM: long enough to time, short enough to repeat
-    fresh = [prepare(bench.build(device, variant)) for variant in range(1, FRESH_INPUTS + 1)]
-    repeated = prepare(bench.build(device, 0))
-    return {"benchmark": bench.name, "dtype": bench.dtype, **caching_check(fresh, repeated, backend=backend)}

@@ -4,6 +4,11 @@ GEMM, int8 GEMM and conv come from the kernel catalog (same seeded inputs, same 
 and the catalog's FLOP and byte counts), on performance-sized shapes. Memory bandwidth
 (STREAM copy and triad) and attention are defined here; attention uses the catalog's kernels
 when it has them under the names below.
+
+Every benchmark also says how to judge its output (``reference``): the inputs are drawn
+again on the host from the challenge, never read back from the device, and the float64
+reference is computed for a seeded part of the output (some GEMM rows, one conv image, two
+attention heads, the head of a STREAM vector) with the conformance tolerance of the dtype.
 """
 
 from __future__ import annotations
@@ -15,9 +20,48 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from runners.catalog.base import Case, Kernel, case_generator, element_size, torch_dtype
+from runners.catalog.attention import attention_reference, attention_tolerance
+from runners.catalog.base import (
+    Case,
+    Kernel,
+    Tolerance,
+    case_generator,
+    element_size,
+    elementwise_tolerance,
+    torch_dtype,
+)
 
 Fn = Callable[[], Any]
+# How many output rows of a GEMM the float64 reference is computed for (each costs K*N).
+REFERENCE_ROWS = 8
+REFERENCE_HEADS = 2
+REFERENCE_ELEMENTS = 1 << 20
+
+
+@dataclass(frozen=True)
+class ReferenceCheck:
+    """The part of a benchmark's output a reference exists for, and that reference.
+
+    ``select`` takes that part out of the device output (on the device); ``expected`` is the
+    float64 reference already rounded to the output dtype, on the host; ``tolerance`` is the
+    conformance suite's for the kernel, case and dtype.
+    """
+
+    select: Callable[[Any], torch.Tensor]
+    expected: torch.Tensor
+    tolerance: Tolerance
+
+
+def _first(output: Any) -> torch.Tensor:
+    return output[0] if isinstance(output, tuple | list) else output
+
+
+def _widen(value: Any) -> Any:
+    if not isinstance(value, torch.Tensor):
+        return value
+    if value.is_floating_point():
+        return value.to(torch.float64)
+    return value.to(torch.int64)
 
 
 @dataclass(frozen=True)
@@ -35,6 +79,12 @@ class Benchmark:
     bytes: int
     build: Callable[[torch.device, int], Fn]
     params: dict[str, Any] = field(default_factory=dict)
+    # Builds the float64 check of variant 0's output; None where no reference exists.
+    reference: Callable[[], ReferenceCheck] | None = None
+
+    @property
+    def group(self) -> tuple[str, str]:
+        return self.kind, self.dtype
 
 
 def _catalog_kernel(name: str) -> Kernel | None:
@@ -62,6 +112,27 @@ def catalog_benchmark(kernel: Kernel, case: Case, dtype: str, kind: str, challen
         run = kernel.run
         return lambda: run(inputs)
 
+    def reference() -> ReferenceCheck:
+        raw = kernel.generate(case, dtype, case_generator(f"{challenge}#0", kernel.name, case.name, dtype))
+        part: Any = slice(None)
+        if "a" in raw and raw["a"].dim() == 2:  # GEMM: a seeded set of output rows
+            rows = raw["a"].shape[0]
+            chooser = case_generator(challenge, kernel.name, case.name, "reference-rows")
+            part = torch.randperm(rows, generator=chooser)[: min(REFERENCE_ROWS, rows)].sort().values
+            raw = {**raw, "a": raw["a"][part]}
+        elif "x" in raw and raw["x"].dim() == 4:  # conv: the first image of the batch
+            part = slice(0, 1)
+            raw = {**raw, "x": raw["x"][:1]}
+        arranged = kernel.arrange(raw, case)
+        expected = kernel.reference({k: _widen(v) for k, v in arranged.items()})
+        index = part.to("cpu") if isinstance(part, torch.Tensor) else part
+
+        def select(output: Any) -> torch.Tensor:
+            out = kernel.comparable(_first(output), {})
+            return out[index.to(out.device)] if isinstance(index, torch.Tensor) else out[index]
+
+        return ReferenceCheck(select, expected.to(kernel.output_dtype(dtype)), kernel.tolerance(case, dtype))
+
     return Benchmark(
         name=f"{kernel.name} {case.name}",
         kind=kind,
@@ -70,6 +141,7 @@ def catalog_benchmark(kernel: Kernel, case: Case, dtype: str, kind: str, challen
         bytes=kernel.bytes(case, dtype),
         build=build,
         params={"kernel": kernel.name, "case": case.name, **case.dims},
+        reference=reference,
     )
 
 
@@ -112,6 +184,23 @@ def bandwidth_benchmarks(buffer_bytes: int, challenge: str) -> list[Benchmark]:
         a, b, c = operands(device, variant, 3)
         return lambda: torch.add(b, c, alpha=3.0, out=a)
 
+    head = min(n, REFERENCE_ELEMENTS)
+
+    def host_operands(count: int) -> list[torch.Tensor]:
+        g = case_generator(f"{challenge}#0", "stream", "bandwidth", "float32")
+        return [torch.randn(n, generator=g)[:head].to(torch.float64) for _ in range(count)]
+
+    def select(output: Any) -> torch.Tensor:
+        return _first(output)[:head]
+
+    def copy_reference() -> ReferenceCheck:
+        _, src = host_operands(2)
+        return ReferenceCheck(select, src.to(torch.float32), Tolerance(0.0, 0.0, "a copy is exact"))
+
+    def triad_reference() -> ReferenceCheck:
+        _, b, c = host_operands(3)
+        return ReferenceCheck(select, (b + 3.0 * c).to(torch.float32), elementwise_tolerance("float32"))
+
     return [
         Benchmark(
             f"stream copy {buffer_bytes >> 20} MiB",
@@ -121,6 +210,7 @@ def bandwidth_benchmarks(buffer_bytes: int, challenge: str) -> list[Benchmark]:
             2 * 4 * n,
             copy,
             {"elements": n, "operation": "copy"},
+            copy_reference,
         ),
         Benchmark(
             f"stream triad {buffer_bytes >> 20} MiB",
@@ -130,6 +220,7 @@ def bandwidth_benchmarks(buffer_bytes: int, challenge: str) -> list[Benchmark]:
             3 * 4 * n,
             triad,
             {"elements": n, "operation": "triad"},
+            triad_reference,
         ),
     ]
 
@@ -176,6 +267,33 @@ def attention_benchmarks(
             k, v = k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1)
             return lambda: F.scaled_dot_product_attention(q, k, v)
 
+        def prefill_reference(dtype: str = dtype) -> ReferenceCheck:
+            g = case_generator(f"{challenge}#0", "attention_prefill", str(seq), dtype)
+            q, k, v = (
+                torch.randn(1, heads, seq, head_dim, generator=g).to(torch_dtype(dtype))[:, :REFERENCE_HEADS]
+                for _ in range(3)
+            )
+            expected = attention_reference(*(t.to(torch.float64) for t in (q, k, v)), None, True)
+            return ReferenceCheck(
+                lambda out: _first(out)[:, :REFERENCE_HEADS],
+                expected.to(torch_dtype(dtype)),
+                attention_tolerance(dtype, head_dim, seq, qk_term=16.0, v_max=6.0),
+            )
+
+        def decode_reference(dtype: str = dtype) -> ReferenceCheck:
+            g = case_generator(f"{challenge}#0", "attention_decode", str(context), dtype)
+            q = torch.randn(1, heads, 1, head_dim, generator=g).to(torch_dtype(dtype))
+            k, v = (
+                torch.randn(1, kv_heads, context, head_dim, generator=g).to(torch_dtype(dtype))
+                for _ in range(2)
+            )
+            expected = attention_reference(*(t.to(torch.float64) for t in (q, k, v)), None, False)
+            return ReferenceCheck(
+                _first,
+                expected.to(torch_dtype(dtype)),
+                attention_tolerance(dtype, head_dim, context, qk_term=16.0, v_max=6.0),
+            )
+
         # Causal prefill does about half the work of full attention: QK^T and PV, 2 FLOPs each.
         prefill_flops = 2 * 2 * heads * seq * seq * head_dim // 2
         out.append(
@@ -187,6 +305,7 @@ def attention_benchmarks(
                 size * 4 * heads * seq * head_dim,
                 prefill,
                 {"phase": "prefill", "seq": seq, "heads": heads, "head_dim": head_dim, "causal": True},
+                prefill_reference,
             )
         )
         out.append(
@@ -204,6 +323,7 @@ def attention_benchmarks(
                     "kv_heads": kv_heads,
                     "head_dim": head_dim,
                 },
+                decode_reference,
             )
         )
     return out

@@ -1,16 +1,21 @@
 """Achieved performance against what the vendor declared: efficiency, roofline, claim flags.
 
-A chip is flagged ``below_claim`` for a dtype when its best GEMM reaches less than
-``below_claim_ratio`` (default 0.5) of the declared peak, or its best bandwidth run less than
-that share of the declared memory bandwidth; ``exceeds_physical`` when any measurement is
-above ``exceeds_physical_ratio`` (default 1.10) of the declared figure, which no honest
-measurement of an honest declaration can do (or the timing was cheated). Both ratios can be
-set in the job spec under ``options.claims``.
+The runner reports raw figures: each measurement's ``efficiency`` (achieved / declared), and
+per dtype the best GEMM and bandwidth among the measurements that may feed a headline
+(stable, not refused: ``runners.measurements.headline_eligible``), with the measurements
+left out and why. Certification bars are the program's: the platform judges these figures
+with its own thresholds. Flags are set only where the job spec carries the program's
+ratios under ``options.claims``: ``below_claim`` when the best GEMM (or bandwidth) reaches
+less than ``below_claim_ratio`` of the declaration, ``exceeds_physical`` when a measurement
+is above ``exceeds_physical_ratio`` of it, which no honest measurement of an honest
+declaration can do (or the timing was cheated).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from runners.measurements import headline_eligible
 
 # The job spec's keys for declared peak TFLOP/s per dtype.
 PEAK_KEYS = {
@@ -24,9 +29,11 @@ PEAK_KEYS = {
 COMPUTE_KINDS = ("gemm", "conv", "attention")
 
 
-def claim_thresholds(spec: dict[str, Any]) -> tuple[float, float]:
+def claim_thresholds(spec: dict[str, Any]) -> tuple[float | None, float | None]:
+    """The program's ratios from the job spec, None where it sets none (then no flag is set)."""
     claims = (spec.get("options") or {}).get("claims") or spec.get("claims") or {}
-    return float(claims.get("below_claim_ratio", 0.5)), float(claims.get("exceeds_physical_ratio", 1.10))
+    below, above = claims.get("below_claim_ratio"), claims.get("exceeds_physical_ratio")
+    return (None if below is None else float(below)), (None if above is None else float(above))
 
 
 def declared_peak_tflops(spec: dict[str, Any], dtype: str) -> float | None:
@@ -54,25 +61,39 @@ def apply_claims(items: list[dict[str, Any]], spec: dict[str, Any]) -> dict[str,
     """Sets ``efficiency`` and per-item flags; returns the per-dtype claim verdicts and roofline."""
     below, above = claim_thresholds(spec)
     for item in items:
-        item["efficiency"] = efficiency(item, spec)
-        if item["efficiency"] is not None and item["efficiency"] > above:
+        item["efficiency"] = efficiency(item, spec) if item.get("value") is not None else None
+        if above is not None and item["efficiency"] is not None and item["efficiency"] > above:
             item["flags"].append("exceeds_physical")
     verdicts: dict[str, Any] = {}
     for dtype in sorted({i["dtype"] for i in items}):
-        mine = [i for i in items if i["dtype"] == dtype and i["efficiency"] is not None]
-        gemms = [i["efficiency"] for i in mine if i["kind"] == "gemm"]
-        bandwidth = [i["efficiency"] for i in mine if i["kind"] == "bandwidth"]
+        mine = [i for i in items if i["dtype"] == dtype]
+        eligible = [i for i in mine if headline_eligible(i)]
+        best_gemm = max((i for i in eligible if i["kind"] == "gemm"), key=lambda i: i["value"], default=None)
+        best_bw = max(
+            (i for i in eligible if i["kind"] == "bandwidth"), key=lambda i: i["value"], default=None
+        )
+        gemm_eff = best_gemm["efficiency"] if best_gemm else None
+        bw_eff = best_bw["efficiency"] if best_bw else None
         flags = set()
-        if gemms and max(gemms) < below:
+        if below is not None and gemm_eff is not None and gemm_eff < below:
             flags.add("below_claim")
-        if bandwidth and max(bandwidth) < below:
+        if below is not None and bw_eff is not None and bw_eff < below:
             flags.add("below_claim")
         if any("exceeds_physical" in i["flags"] for i in mine):
             flags.add("exceeds_physical")
         verdicts[dtype] = {
             "declared_peak_tflops": declared_peak_tflops(spec, dtype),
-            "best_gemm_efficiency": max(gemms) if gemms else None,
-            "best_bandwidth_efficiency": max(bandwidth) if bandwidth else None,
+            "best_gemm_efficiency": gemm_eff,
+            "best_bandwidth_efficiency": bw_eff,
+            "best_gemm_tflops": best_gemm["value"] if best_gemm else None,
+            "best_gemm": best_gemm["name"] if best_gemm else None,
+            "best_gemm_significant_digits": best_gemm.get("significant_digits") if best_gemm else None,
+            "best_bandwidth_gbs": best_bw["value"] if best_bw else None,
+            "excluded": [
+                {"name": i["name"], "kind": i["kind"], "reason": _exclusion(i)}
+                for i in mine
+                if i["kind"] in ("gemm", "bandwidth") and not headline_eligible(i)
+            ],
             "flags": sorted(flags),
         }
     return {
@@ -84,12 +105,18 @@ def apply_claims(items: list[dict[str, Any]], spec: dict[str, Any]) -> dict[str,
     }
 
 
+def _exclusion(item: dict[str, Any]) -> str:
+    if item.get("value") is None:
+        return ", ".join(f for f in item.get("flags") or () if f != "unstable") or "no value"
+    return "unstable" if item.get("unstable") else ", ".join(item.get("flags") or ())
+
+
 def roofline(items: list[dict[str, Any]], spec: dict[str, Any]) -> dict[str, Any]:
     """Per dtype: each compute measurement's arithmetic intensity, achieved and attainable TFLOP/s."""
     bandwidth = declared_bandwidth_gbs(spec)
     table: dict[str, Any] = {}
     for item in items:
-        if item["kind"] not in COMPUTE_KINDS:
+        if item["kind"] not in COMPUTE_KINDS or item.get("value") is None:
             continue
         dtype, params = item["dtype"], item["params"]
         peak = declared_peak_tflops(spec, dtype)

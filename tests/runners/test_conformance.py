@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from runners.backends import get_backend
+from runners.catalog import case_generator, get_kernel
+from runners.catalog.elementwise import BroadcastKernel
 from runners.catalog.linear_algebra import LinearKernel, MatmulKernel
 from runners.conformance import recompute_case, run_conformance
 from runners.document import validate_document
@@ -260,8 +262,71 @@ def test_the_tolerance_ratio_is_the_worst_elements_share_of_its_own_allowance():
     # reference of 0.02) sit on different elements; only the per-element ratio is exact.
     stats = compare(torch.tensor([0.03, 2.2]), torch.tensor([0.02, 2.1]), atol=0.01, rtol=0.05)
     assert stats["mismatches"] == 0
-    assert stats["tolerance_ratio"] == pytest.approx(max(0.01 / (0.01 + 0.05 * 0.02), 0.1 / (0.01 + 0.05 * 2.1)),
-                                                     rel=1e-5)
+    assert stats["tolerance_ratio"] == pytest.approx(
+        max(0.01 / (0.01 + 0.05 * 0.02), 0.1 / (0.01 + 0.05 * 2.1)), rel=1e-5
+    )
     assert stats["tolerance_ratio"] <= 1.0
     failing = compare(torch.tensor([0.0, 3.0]), torch.tensor([0.0, 2.0]), atol=0.01, rtol=0.05)
     assert failing["mismatches"] == 1 and failing["tolerance_ratio"] > 1.0
+
+
+class AddWithOneUlpNoise(BroadcastKernel):
+    """Honest add, then one ulp of rounding noise on 0.1 % of the elements (at least one)."""
+
+    def __init__(self) -> None:
+        super().__init__("add_one_ulp_noise", "add with 1-ulp noise", torch.add)
+
+    def run(self, inputs):
+        out = super().run(inputs).clone()
+        flat = out.reshape(-1)
+        count = max(1, flat.numel() // 1000)
+        flat[:count] = torch.nextafter(flat[:count], torch.full_like(flat[:count], float("inf")))
+        return out
+
+
+class AddFlushingSubnormals(BroadcastKernel):
+    """Flushes subnormal inputs and outputs to zero (FTZ/DAZ), as some accelerators do by default."""
+
+    def __init__(self) -> None:
+        super().__init__("add_ftz", "add with flush to zero", torch.add)
+
+    def run(self, inputs):
+        tiny = torch.finfo(inputs["x"].dtype).smallest_normal
+        out = super().run(inputs)
+        return torch.where(out.abs() < tiny, torch.zeros_like(out), out)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+def test_one_ulp_of_noise_on_subnormal_sums_passes_and_a_flush_to_zero_fails(registered, dtype):
+    registered(AddWithOneUlpNoise())
+    registered(AddFlushingSubnormals())
+    noisy = run(["add_one_ulp_noise", "add_ftz"], [dtype], cases=["subnormals"])
+    by_kernel = {c["kernel"]: c for c in noisy["cases"]}
+    assert by_kernel["add_one_ulp_noise"]["status"] == "pass", by_kernel["add_one_ulp_noise"]["stats"]
+    assert by_kernel["add_one_ulp_noise"]["stats"]["tolerance_ratio"] <= 1.0
+    assert by_kernel["add_ftz"]["status"] == "fail"
+    assert "subnormal ulp" in by_kernel["add_one_ulp_noise"]["stats"]["tolerance_source"]
+
+
+def test_swiglu_allows_silu_underflow_before_the_product_and_draws_finite_operands():
+    kernel = get_kernel("swiglu")
+    case = kernel.case("large_magnitudes")
+    tolerance = kernel.tolerance(case, "float16")
+    # -20.75 * sigmoid(-20.75) = -2e-8 rounds to -0 in float16; times up = -33632 the exact
+    # product is 6.8e-4: the honest two-rounding result (0) must be within the allowance.
+    assert tolerance.atol >= 33632 * 2.1e-8
+    assert "Higham" in tolerance.source
+    for challenge in (CHALLENGE, OTHER_CHALLENGE):
+        inputs = kernel.generate(case, "float16", case_generator(challenge, "swiglu", case.name, "float16"))
+        assert all(bool(t.isfinite().all()) for t in inputs.values())
+
+
+@pytest.mark.parametrize("challenge", [f"{i:064x}" for i in range(8)])
+def test_the_edge_cases_that_failed_honest_chips_pass_under_fresh_challenges(challenge):
+    document = run(
+        ["swiglu", "add", "mul"],
+        ["float16", "bfloat16", "float32"],
+        challenge=challenge,
+        cases=["large_magnitudes", "subnormals"],
+    )
+    assert document["summary"]["failed"] == 0, [c for c in document["cases"] if c["status"] != "pass"]

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from runners.backends.builtin import CpuBackend
-from runners.integrity import caching_verdict, output_consistency, sample_indices
+from runners.integrity import CachingProbe, caching_verdict, output_consistency, sample_indices
 from runners.model_suite import run_model_suite
 from runners.models.resnet import ResNetConfig
 from runners.models.seeded import seeded_model_entry
@@ -30,6 +30,8 @@ SMALL_MODEL = seeded_model_entry(
 )
 MODEL_SPEC = {"quick": True, "models": [SMALL_MODEL], "model_dtypes": ["float32"]}
 PERF_SPEC = {"quick": True, "performance": {"dtypes": ["float32"], "gemm_sizes": [128, 256]}}
+# A reduced plan for the cheats below: GEMMs only, so each test times a handful of kernels.
+GEMM_SPEC = {"quick": True, "performance": {"dtypes": ["float32"], "gemm_sizes": [192], "kinds": ["gemm"]}}
 
 
 class MemoizingBackend(CpuBackend):
@@ -68,6 +70,81 @@ class SkipComputeBackend(CpuBackend):
         return lazy
 
 
+class LateMemoBackend(CpuBackend):
+    """Computes honestly for the first calls of each prepared callable, then returns the remembered output.
+
+    The old caching check timed a separately prepared callable ten times: this memo never
+    started there, while the timed run (hundreds of calls) was served from memory.
+    """
+
+    honest_calls = 12
+
+    def prepare(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        state: dict[str, Any] = {"calls": 0, "output": None}
+
+        def late(*args: Any) -> Any:
+            state["calls"] += 1
+            if state["calls"] <= self.honest_calls or state["output"] is None:
+                state["output"] = fn(*args)
+            return state["output"]
+
+        return late
+
+
+class RefreshingMemoBackend(CpuBackend):
+    """Memoizes every prepared callable, and drops every memo when a different callable runs.
+
+    A fresh input (another prepared callable) refreshes the cache, so the repeated call right
+    after it is honest: the old check's strict fresh/repeated alternation only saw those.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.memo: dict[int, Any] = {}
+        self.last: int | None = None
+
+    def prepare(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def refreshing(*args: Any) -> Any:
+            me = id(refreshing)
+            if self.last != me:
+                self.memo.clear()
+                self.last = me
+            if me not in self.memo:
+                self.memo[me] = fn(*args)
+            return self.memo[me]
+
+        return refreshing
+
+
+def test_memoization_that_starts_after_the_first_calls_fails_the_caching_check() -> None:
+    result = run_performance_suite(GEMM_SPEC, LateMemoBackend(), seed="challenge-late")
+    (caching,) = result["caching"]
+    assert caching["verdict"] == "fail", caching
+    assert caching["speedup_ratio"] > 1.1
+
+
+def test_memoization_that_refreshes_on_new_inputs_fails_the_caching_check() -> None:
+    result = run_performance_suite(GEMM_SPEC, RefreshingMemoBackend(), seed="challenge-refresh")
+    (caching,) = result["caching"]
+    assert caching["verdict"] == "fail", caching
+    assert caching["repeated_side"] == "steady"
+
+
+def test_caching_probes_land_at_seeded_rounds_with_seeded_patterns() -> None:
+    def probe(seed: str) -> CachingProbe:
+        p = CachingProbe(lambda: None, [lambda: None] * 6, backend=None, seed=seed, salt="x")
+        for round_index in range(20):
+            p(round_index, None)
+        p.finish()
+        return p
+
+    a, b, c = probe("s1"), probe("s1"), probe("s2")
+    assert (a.rounds, a.patterns) == (b.rounds, b.patterns)
+    assert (a.rounds, a.patterns) != (c.rounds, c.patterns)
+    assert len(a.fresh_samples) == 6  # every fresh input used exactly once
+    assert all(set(p) <= {"R", "F"} and p.count("R") >= 2 for p in a.patterns)
+
+
 def test_sampled_indices_follow_the_challenge_seed() -> None:
     assert sample_indices("seed-a", 100, 5, salt="x") == sample_indices("seed-a", 100, 5, salt="x")
     assert sample_indices("seed-a", 100, 5, salt="x") != sample_indices("seed-b", 100, 5, salt="x")
@@ -103,21 +180,53 @@ def test_a_memoizing_backend_is_flagged_by_the_caching_check() -> None:
 
 
 def test_a_memoizing_backend_is_flagged_in_the_performance_suite_too() -> None:
-    (caching,) = run_performance_suite(PERF_SPEC, MemoizingBackend(), seed="challenge-1")["caching"]
-    assert caching["verdict"] == "fail"
+    caching = run_performance_suite(PERF_SPEC, MemoizingBackend(), seed="challenge-1")["caching"]
+    assert {c["kind"] for c in caching} == {"gemm", "attention", "conv"}  # one probed benchmark per kind
+    assert all(c["verdict"] == "fail" for c in caching)
 
 
 def test_a_backend_that_skips_compute_while_timed_fails_output_consistency() -> None:
-    result = run_performance_suite(PERF_SPEC, SkipComputeBackend(), seed="challenge-1")
+    class SkipAfterAccuracy(SkipComputeBackend):
+        honest_calls = 1  # the performance suite's accuracy-mode call
+
+    result = run_performance_suite(PERF_SPEC, SkipAfterAccuracy(), seed="challenge-1")
     (consistency,) = result["consistency"]
     assert consistency["verdict"] == "fail"
-    assert consistency["mismatches"] == consistency["sampled"] > 0
+    assert consistency["sampled"] > 0
+    assert all(b["verdict"] == "fail" for b in consistency["benchmarks"])
 
 
 def test_a_model_that_returns_zeros_in_the_timed_run_fails_output_consistency() -> None:
     result = run_model_suite(MODEL_SPEC, SkipComputeBackend(), seed="challenge-1")
     assert result["cases"][0]["status"] == "pass"  # the accuracy run was honest
     assert result["consistency"][0]["verdict"] == "fail"
+
+
+class PrecisionDropBackend(CpuBackend):
+    """After the accuracy pass (batches of 4), runs one-item batches under bfloat16 autocast.
+
+    The timed latency run and the b1 sweep are then faster and less precise; the b4 sweep,
+    whose last output was all the old check logged, stays honest.
+    """
+
+    def prepare(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def dropping(*args: Any) -> Any:
+            batch = args[0].shape[0] if args and isinstance(args[0], torch.Tensor) else 0
+            if batch == 1:
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    return fn(*args).float()
+            return fn(*args)
+
+        return dropping
+
+
+def test_precision_dropped_after_the_accuracy_pass_fails_output_consistency() -> None:
+    result = run_model_suite(MODEL_SPEC, PrecisionDropBackend(), seed="challenge-drop")
+    assert result["cases"][0]["status"] == "pass"  # the accuracy pass was honest
+    (consistency,) = result["consistency"]
+    assert consistency["verdict"] == "fail"
+    failed = {d["sample"].split("@")[0] for d in consistency["details"]}
+    assert failed <= {"latency", "b1"} and failed
 
 
 @pytest.mark.parametrize("suite", [run_model_suite, run_performance_suite])

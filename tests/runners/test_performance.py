@@ -6,14 +6,19 @@ import functools
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
+from torch.overrides import TorchFunctionMode
 
 from runners.backends import get_backend
+from runners.backends.base import ClockEvent, TimingEvent
+from runners.backends.builtin import CpuBackend
 from runners.document import validate_document
 from runners.models.seeded import seeded_model_entry
-from runners.performance import run_performance, run_performance_suite
+from runners.performance import plan, run_performance, run_performance_suite
 from runners.performance.claims import apply_claims
 from runners.spec import build_spec
 
@@ -35,6 +40,8 @@ def item(name: str, kind: str, dtype: str, tflops: float, gbs: float = 0.0) -> d
         "dtype": dtype,
         "flags": [],
         "efficiency": None,
+        "value": gbs if kind == "bandwidth" else tflops,
+        "unstable": False,
         "params": {"achieved_tflops": tflops, "achieved_gbs": gbs, "flops": 2 * 10**9, "bytes": 10**7},
     }
 
@@ -54,15 +61,24 @@ def test_gemm_is_measured_per_dtype_over_a_size_sweep() -> None:
     assert any(dtype == "int8" for dtype, _ in gemms)
 
 
+RATIOS = {"below_claim_ratio": 0.5, "exceeds_physical_ratio": 1.10}  # what a program would send
+
+
 def test_a_chip_far_below_its_declared_peak_is_flagged() -> None:
-    spec = {"declared": {"peak_tflops": {"fp32": 100.0}, "memory_bandwidth_gbs": 1000}}
+    spec = {
+        "declared": {"peak_tflops": {"fp32": 100.0}, "memory_bandwidth_gbs": 1000},
+        "options": {"claims": RATIOS},
+    }
     claims = apply_claims([item("g", "gemm", "float32", 10.0)], spec)
     assert claims["dtypes"]["float32"]["flags"] == ["below_claim"]
     assert claims["dtypes"]["float32"]["best_gemm_efficiency"] == pytest.approx(0.1)
 
 
 def test_a_chip_impossibly_above_its_declared_peak_is_flagged() -> None:
-    spec = {"declared": {"peak_tflops": {"bf16": 1.0}, "memory_bandwidth_gbs": 10}}
+    spec = {
+        "declared": {"peak_tflops": {"bf16": 1.0}, "memory_bandwidth_gbs": 10},
+        "options": {"claims": RATIOS},
+    }
     items = [item("g", "gemm", "bfloat16", 1.5), item("copy", "bandwidth", "float32", 0.0, gbs=30.0)]
     claims = apply_claims(items, spec)
     assert "exceeds_physical" in claims["dtypes"]["bfloat16"]["flags"]
@@ -86,11 +102,35 @@ def test_the_roofline_bounds_each_kernel_by_peak_and_bandwidth() -> None:
 
 def test_nothing_declared_means_no_efficiency_and_no_flags() -> None:
     claims = apply_claims([item("g", "gemm", "float32", 10.0)], {})
-    assert claims["dtypes"]["float32"] == {
-        "declared_peak_tflops": None,
-        "best_gemm_efficiency": None,
-        "best_bandwidth_efficiency": None,
-        "flags": [],
+    verdict = claims["dtypes"]["float32"]
+    assert (verdict["declared_peak_tflops"], verdict["best_gemm_efficiency"], verdict["flags"]) == (
+        None,
+        None,
+        [],
+    )
+    assert verdict["best_gemm_tflops"] == 10.0  # the raw figure is reported all the same
+
+
+def test_without_the_programs_ratios_the_runner_reports_raw_figures_and_sets_no_flag() -> None:
+    spec = {"declared": {"peak_tflops": {"fp32": 1.0}}}
+    claims = apply_claims([item("g", "gemm", "float32", 5.0)], spec)
+    assert (claims["below_claim_ratio"], claims["exceeds_physical_ratio"]) == (None, None)
+    assert claims["dtypes"]["float32"]["flags"] == []
+    assert claims["dtypes"]["float32"]["best_gemm_efficiency"] == pytest.approx(5.0)
+
+
+def test_unstable_or_refused_measurements_never_feed_the_best_figure() -> None:
+    stable = item("small", "gemm", "float32", 1.0)
+    noisy = {**item("big", "gemm", "float32", 9.0), "unstable": True}
+    refused = {**item("huge", "gemm", "float32", 12.0), "value": None, "flags": ["clock_disagreement"]}
+    verdict = apply_claims([stable, noisy, refused], {"declared": {"peak_tflops": {"fp32": 10.0}}})["dtypes"][
+        "float32"
+    ]
+    assert verdict["best_gemm"] == "small"
+    assert verdict["best_gemm_efficiency"] == pytest.approx(0.1)
+    assert {e["name"]: e["reason"] for e in verdict["excluded"]} == {
+        "big": "unstable",
+        "huge": "clock_disagreement",
     }
 
 
@@ -98,14 +138,18 @@ def test_the_document_is_schema_valid_with_integrity_verdicts() -> None:
     spec = build_spec(
         suite="performance",
         device="cpu",
-        options=QUICK,
+        options={**QUICK, "claims": RATIOS},
         declared={"peak_tflops": {"fp32": 0.001}, "memory_bandwidth_gbs": 1},
     )
     document = run_performance(spec, get_backend("cpu"))
     validate_document(document)
     assert document["integrity"]["output_consistency"]["verdict"] == "pass"
     assert document["integrity"]["caching"]["threshold"] == 0.10
+    assert document["integrity"]["timing"]["verdict"] == "not_applicable"  # host clock only
+    assert document["timing_policy"]["quick"] is True
     assert "exceeds_physical" in document["claims"]["dtypes"]["float32"]["flags"]
+    for m in document["measurements"]:
+        assert 1 <= m["significant_digits"] <= 4
 
 
 @pytest.mark.parametrize("suite", ["performance", "model"])
@@ -129,3 +173,134 @@ def test_the_cli_runs_the_suite_and_writes_a_valid_document(tmp_path: Path, suit
     assert done.returncode == 0, done.stderr[-2000:]
     assert "integrity caching" in done.stderr
     validate_document(json.loads(out.read_text()))
+
+
+GEMM_ONLY = {"quick": True, "performance": {"dtypes": ["float32"], "gemm_sizes": [192], "kinds": ["gemm"]}}
+
+
+class HostEventsCpu(CpuBackend):
+    """Honest 'device events' on the CPU: each record synchronizes and reads the host clock."""
+
+    def has_timing_events(self) -> bool:
+        return True
+
+
+class UnderReportingEvent(ClockEvent):
+    def elapsed_ms(self, end: TimingEvent) -> float:
+        return super().elapsed_ms(end) / 12
+
+
+class UnderReportingCpu(HostEventsCpu):
+    """A backend whose timing events report 1/12 of the time that really passed: 12x 'faster'."""
+
+    def event(self) -> TimingEvent:
+        return UnderReportingEvent(self)
+
+
+def test_events_that_under_report_time_get_every_figure_refused() -> None:
+    spec = build_spec(
+        suite="performance", device="cpu", options=GEMM_ONLY, declared={"peak_tflops": {"fp32": 1.0}}
+    )
+    document = run_performance(spec, UnderReportingCpu())
+    validate_document(document)
+    timing = document["integrity"]["timing"]
+    assert timing["verdict"] == "fail"
+    assert timing["disagreements"] == timing["checked"] == len(document["measurements"]) > 0
+    assert timing["max_ratio"] < 0.2
+    for m in document["measurements"]:
+        assert m["value"] is None and m["efficiency"] is None
+        assert "clock_disagreement" in m["flags"]
+        assert m["params"]["event_value"] > 0  # what the events claimed, kept as evidence
+    assert document["claims"]["dtypes"]["float32"]["best_gemm_tflops"] is None
+
+
+def test_honest_events_pass_the_clock_cross_check() -> None:
+    out = run_performance_suite({"options": GEMM_ONLY}, HostEventsCpu(), seed="honest-events")
+    assert out["timing"]["verdict"] == "pass"
+    assert all(m["value"] > 0 and m["clock"]["agrees"] for m in out["measurements"])
+
+
+class Fp8MatmulMode(TorchFunctionMode):
+    """Computes every bfloat16 matmul from float8_e4m3fn-rounded operands."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        kwargs = kwargs or {}
+        if func in (torch.matmul, torch.Tensor.matmul, torch.mm) and args[0].dtype == torch.bfloat16:
+            a, b = (t.to(torch.float8_e4m3fn).to(torch.bfloat16) for t in args[:2])
+            return func(a, b)
+        return func(*args, **kwargs)
+
+
+class Fp8Backend(CpuBackend):
+    """Asked for bfloat16, computes GEMMs in FP8 in every prepared call, accuracy mode included."""
+
+    def prepare(self, fn):  # noqa: ANN001, ANN201
+        def degraded(*args):  # noqa: ANN002, ANN202
+            with Fp8MatmulMode():
+                return fn(*args)
+
+        return degraded
+
+
+def test_fp8_throughout_a_bfloat16_run_fails_against_the_float64_reference() -> None:
+    spec = {"quick": True, "performance": {"dtypes": ["bfloat16"], "gemm_sizes": [128], "kinds": ["gemm"]}}
+    (consistency,) = run_performance_suite(spec, Fp8Backend(), seed="fp8")["consistency"]
+    (bench,) = consistency["benchmarks"]
+    assert bench["against_accuracy"]["verdict"] == "pass"  # equally degraded: the old check passed
+    assert bench["against_reference"]["verdict"] == "fail"
+    assert consistency["verdict"] == "fail"
+    assert consistency["reference_failures"] == ["matmul perf_128:bfloat16"]
+
+
+def test_an_honest_bfloat16_gemm_passes_against_the_float64_reference() -> None:
+    spec = {"quick": True, "performance": {"dtypes": ["bfloat16"], "gemm_sizes": [128], "kinds": ["gemm"]}}
+    (consistency,) = run_performance_suite(spec, CpuBackend(), seed="fp8")["consistency"]
+    assert consistency["verdict"] == "pass", consistency
+
+
+def test_bandwidth_buffers_are_at_least_four_times_the_last_level_cache() -> None:
+    backend = get_backend("cpu")
+    llc = backend.last_level_cache_bytes() or 32 * 2**20
+    benches = plan(
+        {"options": {"quick": True, "performance": {"bandwidth_bytes": 1 << 20}}},
+        backend,
+        challenge="c",
+        quick=True,
+    )
+    stream = [b for b in benches if b.kind == "bandwidth"]
+    assert stream and all(b.params["elements"] * 4 >= 4 * llc for b in stream)
+
+
+class SlowerWhenLargerGemm(CpuBackend):
+    """Throughput falls with size: a call takes 10 ms x (N/128)^4 whatever the host's load.
+
+    It computes once and then only waits, so that the compute time (noisy on a shared host)
+    does not blur the falling throughput this test needs.
+    """
+
+    def prepare(self, fn):  # noqa: ANN001, ANN201
+        memo = {}
+
+        def slow():  # noqa: ANN202
+            if "out" not in memo:
+                memo["out"] = fn()
+            time.sleep((memo["out"].shape[0] / 128) ** 4 * 1e-2)
+            return memo["out"]
+
+        return slow
+
+
+def test_the_gemm_sweep_stops_once_throughput_stops_rising() -> None:
+    spec = {
+        "quick": True,
+        "performance": {
+            "dtypes": ["float32"],
+            "gemm_sizes": [128, 256, 512],
+            "sweep": True,
+            "kinds": ["gemm"],
+        },
+    }
+    out = run_performance_suite(spec, SlowerWhenLargerGemm(), seed="sweep")
+    assert [m["params"]["M"] for m in out["measurements"]] == [128, 256]
+    (skipped,) = out["claims"]["skipped"]
+    assert skipped["name"] == "matmul perf_512" and "stopped rising at N=256" in skipped["reason"]

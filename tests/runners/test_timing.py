@@ -7,6 +7,8 @@ import time
 import pytest
 import torch
 
+from runners.backends.base import ClockEvent, TimingEvent
+from runners.backends.builtin import CpuBackend
 from runners.timing import (
     TimingPolicy,
     measure,
@@ -126,3 +128,65 @@ def test_policy_from_spec() -> None:
     assert TimingPolicy.from_dict({"quick": True, "min_time_s": 0.5}).min_time_s == 0.5
     assert TimingPolicy.from_dict({"quick": True}).max_time_s == TimingPolicy.quick().max_time_s
     assert TimingPolicy.from_dict(None) == TimingPolicy()
+
+
+class HostEventsCpu(CpuBackend):
+    """The CPU with 'device events' that are honest host-clock events (record = sync + clock)."""
+
+    def has_timing_events(self) -> bool:
+        return True
+
+
+class UnderReportingEvent(ClockEvent):
+    """An event pair that reports a twelfth of the time that really passed between them."""
+
+    def elapsed_ms(self, end: TimingEvent) -> float:
+        return super().elapsed_ms(end) / 12
+
+
+class UnderReportingCpu(HostEventsCpu):
+    def event(self) -> TimingEvent:
+        return UnderReportingEvent(self)
+
+
+def test_honest_events_agree_with_the_host_clock() -> None:
+    stats = measure(lambda: busy(5e-4), backend=HostEventsCpu(), policy=TimingPolicy.quick())
+    assert stats.method == "device_events"
+    assert stats.clock is not None and stats.clock.agrees
+    assert 0.9 <= stats.clock.ratio <= 1.0 + 1e-6
+    assert stats.clock.rounds >= 1
+    assert not stats.clock_disagrees
+
+
+def test_events_that_under_report_time_disagree_with_the_host_clock() -> None:
+    stats = measure(lambda: busy(5e-4), backend=UnderReportingCpu(), policy=TimingPolicy.quick())
+    assert stats.clock_disagrees
+    assert stats.clock.ratio == pytest.approx(1 / 12, rel=0.2)
+    assert stats.median == pytest.approx(5e-4 / 12, rel=0.5)  # what the events claimed
+
+
+def test_the_clock_bounds_come_from_the_policy() -> None:
+    lenient = TimingPolicy.from_dict({"quick": True, "clock_ratio_min": 0.01})
+    assert not measure(lambda: busy(5e-4), backend=UnderReportingCpu(), policy=lenient).clock_disagrees
+
+
+def test_host_clock_measurements_have_no_cross_check() -> None:
+    assert measure(lambda: busy(5e-4), policy=TimingPolicy.quick()).clock is None
+
+
+def test_significant_digits_follow_the_confidence_interval() -> None:
+    tight = summarize([1.0, 1.0001, 0.9999, 1.0, 1.0002, 0.9998, 1.0] * 10)
+    loose = summarize([1.0, 1.5, 0.6, 1.2, 0.8, 1.4, 0.7])
+    assert tight.significant_digits == 4  # capped, as torch.utils.benchmark caps it
+    assert loose.significant_digits == 1
+    mid = summarize([1.0 + 0.005 * (i % 5 - 2) for i in range(40)])  # CI half-width 0.005
+    assert mid.significant_digits == 2
+
+
+def test_round_hooks_run_between_rounds_with_the_rounds_output() -> None:
+    seen: list[tuple[int, object]] = []
+    measure_with_output(
+        lambda: "out", policy=TimingPolicy.quick(), between_rounds=lambda i, o: seen.append((i, o))
+    )
+    assert seen and [i for i, _ in seen] == list(range(len(seen)))
+    assert all(o == "out" for _, o in seen)
