@@ -229,6 +229,32 @@ def caching_check(
     return probe.finish()
 
 
+TEST01_ROUND_PROBABILITY = 0.25
+TEST01_ROUND_LIMIT = 3
+
+
+def sampled_rounds(
+    seed: int | str,
+    salt: str,
+    last_round: int,
+    *,
+    probability: float = TEST01_ROUND_PROBABILITY,
+    limit: int = TEST01_ROUND_LIMIT,
+) -> list[int]:
+    """The rounds an ``OutputSampler`` with this seed and salt keeps in a run ending at ``last_round``.
+
+    The platform recomputes it from the job's challenge: a document replayed from another job shows
+    rounds its challenge would not have drawn."""
+    rng = seeded_random(seed, f"outputs:{salt}")
+    kept: list[int] = []
+    for round_index in range(last_round + 1):
+        if len(kept) < limit and rng.random() < probability:
+            kept.append(round_index)
+    if not kept or kept[-1] != last_round:
+        kept.append(last_round)
+    return kept
+
+
 class OutputSampler:
     """TEST01 inside a timed run: a ``RoundHook`` keeping outputs of randomized rounds.
 
@@ -243,8 +269,8 @@ class OutputSampler:
         *,
         seed: int | str,
         salt: str,
-        probability: float = 0.25,
-        limit: int = 3,
+        probability: float = TEST01_ROUND_PROBABILITY,
+        limit: int = TEST01_ROUND_LIMIT,
     ) -> None:
         self._select = select
         self._random = seeded_random(seed, f"outputs:{salt}")

@@ -256,7 +256,7 @@ def test_a_performance_document_replayed_into_another_job_is_refused(cast, aia):
     outcomes = _ingest_real(cast, aia, plan=new_job, edit=rewrite)
     assert outcomes["conformance"].accepted and outcomes["model"].accepted
     assert not outcomes["performance"].accepted
-    assert "the output-consistency sample is not the one this job's challenge draws" in (
+    assert "the output-consistency rounds are not the ones this job's challenge draws" in (
         outcomes["performance"].reason
     )
 

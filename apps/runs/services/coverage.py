@@ -195,29 +195,38 @@ def _performance_problems(document: dict, plan: dict) -> list[str]:
     return [_listed("performance results in dtypes outside the plan", stray)] if stray else []
 
 
-def _replay_problems(document: dict) -> list[str]:
-    """The TEST01 sample of a performance run is drawn from the challenge (runners.integrity.sample_indices
-    over the plan's benchmarks): a document replayed under another job's challenge shows another draw.
-    Checked when every benchmark was measured (no failed or skipped one), so that the measurements
-    are the benchmarks in plan order."""
-    from runners.integrity import sample_indices
-    from runners.performance import TEST01_SAMPLES
-
-    measurements = [m for m in document.get("measurements") or [] if isinstance(m, dict)]
-    skipped = (document.get("claims") or {}).get("skipped")
-    if document.get("cases") or skipped or not measurements:
+def _benchmark_samples(node: object) -> list[dict]:
+    """Every per-benchmark TEST01 item (benchmark, dtype, rounds) anywhere under ``node``."""
+    if isinstance(node, list):
+        return [item for child in node for item in _benchmark_samples(child)]
+    if not isinstance(node, dict):
         return []
-    consistency = (document.get("integrity") or {}).get("output_consistency") or {}
-    items = [
-        i for i in consistency.get("items") or [] if isinstance(i, dict) and i.get("suite") == "performance"
-    ]
+    if "benchmark" in node and "rounds" in node:
+        return [node]
+    return [item for child in node.values() for item in _benchmark_samples(child)]
+
+
+def _replay_problems(document: dict) -> list[str]:
+    """The rounds whose outputs a performance run samples for TEST01 are drawn from the job's challenge
+    (runners.integrity.OutputSampler, seeded per benchmark): a document replayed under another job's
+    challenge shows rounds this challenge would not have drawn."""
+    from runners.integrity import sampled_rounds
+
     challenge = str((document.get("spec") or {}).get("challenge"))
-    drawn = sample_indices(challenge, len(measurements), TEST01_SAMPLES, salt="performance")
-    expected = sorted(f"{measurements[i].get('name')}:{measurements[i].get('dtype')}" for i in drawn)
-    if len(items) != 1 or items[0].get("sample_ids") != expected:
+    consistency = (document.get("integrity") or {}).get("output_consistency") or {}
+    wrong = []
+    for item in _benchmark_samples(consistency):
+        rounds = item.get("rounds")
+        if not isinstance(rounds, list) or not rounds or not all(isinstance(r, int) and r >= 0 for r in rounds):
+            wrong.append(f"{item.get('benchmark')}:{item.get('dtype')}")
+            continue
+        salt = f"performance:{item.get('benchmark')}:{item.get('dtype')}"
+        if rounds != sampled_rounds(challenge, salt, max(rounds)):
+            wrong.append(f"{item.get('benchmark')}:{item.get('dtype')}")
+    if wrong:
         return [
-            "the output-consistency sample is not the one this job's challenge draws "
-            f"({expected}): evidence of another run"
+            "the output-consistency rounds are not the ones this job's challenge draws "
+            f"({', '.join(sorted(wrong)[:5])}): evidence of another run"
         ]
     return []
 
