@@ -35,7 +35,8 @@ def test_a_portal_submission_with_no_broker_answers_within_a_second_and_runs_not
     default = embedded_default(tmp_path / "var")
     settings.CELERY_TASK_ALWAYS_EAGER = default["eager"]
     settings.CELERY_BROKER_URL, settings.CELERY_BROKER_TRANSPORT_OPTIONS = default["url"], default["options"] or {}
-    saved = (app.conf.broker_url, dict(app.conf.broker_transport_options or {}))
+    saved = (app.conf.get("broker_url"), dict(app.conf.broker_transport_options or {}),
+             (app.conf.get("broker_read_url"), app.conf.get("broker_write_url")))
     target = HardwareTargetFactory(chip__vendor=cast.vendor)
     model = ModelArtifactFactory(owner=cast.vendor)
     client = login(cast.owner)

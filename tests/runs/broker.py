@@ -16,9 +16,13 @@ def filesystem_options(folder: Path) -> dict:
             "control_folder": str(folder / "control"), "store_processed": False}
 
 
-def point_at(app, url: str, options: dict) -> None:
-    """Make a Celery app publish to this broker from now on (dropping connections to any other)."""
+def point_at(app, url: str, options: dict, read_write: tuple | None = None) -> None:
+    """Make a Celery app publish to this broker from now on (dropping connections to any other).
+
+    Celery prefers the CELERY_BROKER_URL environment variable (set in CI) over `broker_url`, but not over
+    `broker_read_url`/`broker_write_url`: those are set too (restored from `read_write`)."""
     app.conf.broker_url, app.conf.broker_transport_options = url, options
+    app.conf.broker_read_url, app.conf.broker_write_url = (url, url) if read_write is None else read_write
     if app._pool is not None:
         app._pool.force_close_all()
         app._pool = None
@@ -27,7 +31,8 @@ def point_at(app, url: str, options: dict) -> None:
 
 @contextmanager
 def filesystem_broker(app, folder: Path, settings=None):
-    saved = (app.conf.broker_url, dict(app.conf.broker_transport_options or {}))
+    saved = (app.conf.get("broker_url"), dict(app.conf.broker_transport_options or {}),
+             (app.conf.get("broker_read_url"), app.conf.get("broker_write_url")))
     options = filesystem_options(folder)
     if settings is not None:
         settings.CELERY_BROKER_URL, settings.CELERY_BROKER_TRANSPORT_OPTIONS = "filesystem://localhost//", options
