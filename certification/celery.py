@@ -17,5 +17,5 @@ def embedded_broker_ready() -> None:
 
     for key in ("data_folder_in", "data_folder_out", "control_folder"):
         folder = (app.conf.broker_transport_options or {}).get(key)
-        if folder and str(app.conf.broker_url).startswith("filesystem"):
+        if folder and str(app.conf.broker_write_url).startswith("filesystem"):
             Path(folder).mkdir(parents=True, exist_ok=True)
