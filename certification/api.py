@@ -17,7 +17,6 @@ from django.http import Http404
 from rest_framework import exceptions, parsers, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.settings import api_settings
-from rest_framework.views import exception_handler as drf_exception_handler
 
 from certification.json_limits import (
     MAX_DEPTH,
@@ -125,6 +124,10 @@ def exception_handler(exc, context):
         exc = PayloadTooLarge(f"Request bodies are limited to {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.")
     elif isinstance(exc, ProtectedError):
         exc = Conflict("Other records depend on this object; it cannot be deleted.")
+
+    # Imported here: rest_framework.views reads DEFAULT_PARSER_CLASSES (this module's JSONParser) when
+    # it is first imported, so importing it at the top would be circular wherever this module loads first.
+    from rest_framework.views import exception_handler as drf_exception_handler
 
     response = drf_exception_handler(exc, context)
     if response is None:
