@@ -203,16 +203,7 @@ def run_model_suite(
             )
             continue
         except Exception as exc:  # the runner's own float64 reference or inputs failed
-            out["cases"].append(
-                _case(
-                    model_spec.name,
-                    None,
-                    "error",
-                    {},
-                    outcome=classify_exception(exc, phase="harness"),
-                    message=f"{type(exc).__name__}: {exc}"[:500],
-                )
-            )
+            out["cases"].append(_exception_case(model_spec.name, None, exc, phase="harness"))
             continue
         for dtype_name in dtypes:
             # Unsupported is decided here, before running, from the backend's declaration only.
@@ -249,16 +240,7 @@ def run_model_suite(
                 out["cases"].append(_error_case(model_spec.name, dtype_name, exc))
                 continue
             except Exception as exc:  # declared supported: whatever it says, the device failed
-                out["cases"].append(
-                    _case(
-                        model_spec.name,
-                        dtype_name,
-                        "error",
-                        {},
-                        outcome=classify_exception(exc, phase="device"),
-                        message=f"{type(exc).__name__}: {exc}"[:500],
-                    )
-                )
+                out["cases"].append(_exception_case(model_spec.name, dtype_name, exc, phase="device"))
                 continue
             if not isinstance(accuracy_out, torch.Tensor) or tuple(accuracy_out.shape) != tuple(reference.shape):
                 shape = tuple(accuracy_out.shape) if isinstance(accuracy_out, torch.Tensor) else type(accuracy_out)
@@ -276,16 +258,7 @@ def run_model_suite(
             try:
                 score = workload.score(accuracy_out, reference, dtype_name)
             except Exception as exc:  # scoring is the runner's own host work
-                out["cases"].append(
-                    _case(
-                        model_spec.name,
-                        dtype_name,
-                        "error",
-                        {},
-                        outcome=classify_exception(exc, phase="harness"),
-                        message=f"{type(exc).__name__}: {exc}"[:500],
-                    )
-                )
+                out["cases"].append(_exception_case(model_spec.name, dtype_name, exc, phase="harness"))
                 continue
             try:
                 if workload.kind == "decoder":
@@ -298,16 +271,7 @@ def run_model_suite(
             except ModelError as exc:
                 out["cases"].append(_error_case(model_spec.name, dtype_name, exc))
             except Exception as exc:  # the device failed a timed or generation run of a supported model
-                out["cases"].append(
-                    _case(
-                        model_spec.name,
-                        f"{dtype_name}",
-                        "error",
-                        {},
-                        outcome=classify_exception(exc, phase="device"),
-                        message=f"performance run: {type(exc).__name__}: {exc}"[:500],
-                    )
-                )
+                out["cases"].append(_exception_case(model_spec.name, dtype_name, exc, phase="device", prefix="performance run: "))
             finally:
                 module = run = None  # noqa: F841 - free device memory before the next dtype
     return out
@@ -376,6 +340,14 @@ def _case(
         stats=stats,
         metrics=score,
         **fields,
+    )
+
+
+def _exception_case(model: str, dtype: str | None, exc: Exception, *, phase: str, prefix: str = "") -> dict[str, Any]:
+    """An error case for an exception, classified by where it was raised (runners/errors.py)."""
+    return _case(
+        model, dtype, "error", {}, outcome=classify_exception(exc, phase=phase),
+        message=f"{prefix}{type(exc).__name__}: {exc}"[:500],
     )
 
 
