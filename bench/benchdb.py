@@ -10,4 +10,3 @@ def ensure_database(server_url: str, name: str) -> None:
     with psycopg.connect(f"{server_url}/postgres", autocommit=True) as connection:
         if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             connection.execute(f'CREATE DATABASE "{name}"')
-

@@ -22,8 +22,6 @@ ROOT = Path(__file__).resolve().parent.parent
 TARGET_S = 1.0
 
 
-
-
 def world():
     """A vendor, a CPU target, a runner key bound to it and a program with a performance suite."""
     import torch
@@ -38,24 +36,52 @@ def world():
     from runners.signing import RunnerIdentity
 
     vendor = Organization.objects.filter(slug="bench-vendor").first() or organization_create(
-        name="Bench Vendor", slug="bench-vendor", kind=OrganizationKind.VENDOR)
+        name="Bench Vendor", slug="bench-vendor", kind=OrganizationKind.VENDOR
+    )
     chip = Chip.objects.filter(vendor=vendor, sku="BENCH-1").first() or chip_create(
-        vendor=vendor, sku="BENCH-1", name="Bench", process_node_nm=5, die_area_mm2=600, memory_gib=80,
-        memory_bandwidth_gbs=3000, tdp_w=500, fab_country="TW", assembly_country="TW", spec_source="bench",
-        declared_peak={"fp32": 1.0})
+        vendor=vendor,
+        sku="BENCH-1",
+        name="Bench",
+        process_node_nm=5,
+        die_area_mm2=600,
+        memory_gib=80,
+        memory_bandwidth_gbs=3000,
+        tdp_w=500,
+        fab_country="TW",
+        assembly_country="TW",
+        spec_source="bench",
+        declared_peak={"fp32": 1.0},
+    )
     target = HardwareTarget.objects.filter(slug="bench-cpu").first() or target_create(
-        chip=chip, slug="bench-cpu", backend="cpu", torch_version=torch.__version__)
+        chip=chip, slug="bench-cpu", backend="cpu", torch_version=torch.__version__
+    )
     key = Ed25519PrivateKey.generate()
-    pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     runner = Runner.objects.filter(name="bench-runner").first()
     if runner is None:
         runner_register(name="bench-runner", public_key=pem.decode(), targets=[target])
     else:
         runner_update(runner=runner, public_key=pem.decode(), targets=[target])
-    program, _ = program_load(definition={
-        "code": "BENCH", "version": "1.0", "title": "Bench", "validity_days": 1, "surveillance_days": 1,
-        "levels": [{"code": "perf", "rank": 1, "title": "Perf", "suites": {"performance": {"dtypes": ["float32"]}},
-                    "criteria": []}]})
+    program, _ = program_load(
+        definition={
+            "code": "BENCH",
+            "version": "1.0",
+            "title": "Bench",
+            "validity_days": 1,
+            "surveillance_days": 1,
+            "levels": [
+                {
+                    "code": "perf",
+                    "rank": 1,
+                    "title": "Perf",
+                    "suites": {"performance": {"dtypes": ["float32"]}},
+                    "criteria": [],
+                }
+            ],
+        }
+    )
     return vendor, target, program, RunnerIdentity(name="bench-runner", private_key=key)
 
 
@@ -66,15 +92,39 @@ def envelope_for(job, identity, count: int) -> dict:
     from runners.timing import summarize
 
     stats = summarize([1e-3, 1.1e-3, 0.9e-3, 1.05e-3, 0.95e-3])
-    items = [measurement(name=f"gemm {i}", kind="gemm", unit="TFLOP/s", value=0.01 * (i % 97), dtype="float32",
-                         params={"m": 256 + i, "n": 256, "k": 256}, stats=stats, efficiency=0.5) for i in range(count)]
+    items = [
+        measurement(
+            name=f"gemm {i}",
+            kind="gemm",
+            unit="TFLOP/s",
+            value=0.01 * (i % 97),
+            dtype="float32",
+            params={"m": 256 + i, "n": 256, "k": 256},
+            stats=stats,
+            efficiency=0.5,
+        )
+        for i in range(count)
+    ]
     integrity = {
         "output_consistency": {"verdict": "pass", "sampled": 3, "mismatches": 0},
-        "caching": {"verdict": "pass", "fresh_median_s": 1e-3, "repeated_median_s": 1e-3, "speedup_ratio": 1.0,
-                    "threshold": 1.1},
+        "caching": {
+            "verdict": "pass",
+            "fresh_median_s": 1e-3,
+            "repeated_median_s": 1e-3,
+            "speedup_ratio": 1.0,
+            "threshold": 1.1,
+        },
     }
-    document = build_document("performance", job.spec, get_backend("cpu").fingerprint(), [], {"total_s": 1.0},
-                              now_iso(), measurements=items, integrity=integrity)
+    document = build_document(
+        "performance",
+        job.spec,
+        get_backend("cpu").fingerprint(),
+        [],
+        {"total_s": 1.0},
+        now_iso(),
+        measurements=items,
+        integrity=integrity,
+    )
     return identity.envelope(canonical_json(document))
 
 
@@ -104,10 +154,12 @@ def main() -> int:
     vendor, target, program, identity = world()
     timings = []
     for _ in range(args.rounds):
-        campaign = Campaign.objects.create(vendor=vendor, target=target, program=program, level="perf",
-                                           state=CampaignState.RUNNING)
-        job = Job.objects.create(campaign=campaign, suite="performance", challenge=os.urandom(32).hex(),
-                                 state=JobState.RUNNING)
+        campaign = Campaign.objects.create(
+            vendor=vendor, target=target, program=program, level="perf", state=CampaignState.RUNNING
+        )
+        job = Job.objects.create(
+            campaign=campaign, suite="performance", challenge=os.urandom(32).hex(), state=JobState.RUNNING
+        )
         job.spec = job_spec_build(job=job, suite_plan={"dtypes": ["float32"]}, time_limit_s=60)
         job.save()
         envelope = envelope_for(job, identity, args.measurements)
@@ -118,9 +170,11 @@ def main() -> int:
         assert job.document.measurements.count() == args.measurements
     median = statistics.median(timings)
     size = len(envelope["document_json"]) / 1e6
-    print(f"ingestion of one signed document ({args.measurements} measurements, {size:.1f} MB) on PostgreSQL: "
-          f"median {median:.3f} s over {args.rounds} rounds (min {min(timings):.3f}, max {max(timings):.3f}); "
-          f"target < {TARGET_S:.1f} s: {'OK' if median < TARGET_S else 'MISSED'}")
+    print(
+        f"ingestion of one signed document ({args.measurements} measurements, {size:.1f} MB) on PostgreSQL: "
+        f"median {median:.3f} s over {args.rounds} rounds (min {min(timings):.3f}, max {max(timings):.3f}); "
+        f"target < {TARGET_S:.1f} s: {'OK' if median < TARGET_S else 'MISSED'}"
+    )
     return 0 if median < TARGET_S else 1
 
 

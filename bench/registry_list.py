@@ -21,8 +21,6 @@ ROOT = Path(__file__).resolve().parent.parent
 TARGET_MS = 50.0
 
 
-
-
 def populate(chips: int) -> None:
     from django.contrib.auth import get_user_model
 

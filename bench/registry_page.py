@@ -26,8 +26,6 @@ TARGET_MS = 100.0
 VENDORS, CHIPS = 25, 400
 
 
-
-
 def populate(count: int) -> None:
     """Vendors, chips, targets, approved campaigns and their certificates (statuses mixed), in bulk."""
     from django.utils import timezone

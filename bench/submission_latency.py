@@ -27,10 +27,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
     var_dir = Path(tempfile.mkdtemp(prefix="bench-submission-"))
-    for name in [k for k in os.environ if k.startswith("CELERY_") or k in {"DATABASE_URL", "EMBEDDED_BROKER_DIR"}]:
+    for name in [
+        k for k in os.environ if k.startswith("CELERY_") or k in {"DATABASE_URL", "EMBEDDED_BROKER_DIR"}
+    ]:
         del os.environ[name]
-    os.environ.update(CERT_VAR_DIR=str(var_dir), SECRET_KEY="bench-submission", DJANGO_SETTINGS_MODULE=
-                      "certification.settings", EMBEDDED_RUNNER_KEY_FILE=str(var_dir / "keys" / "local-runner.pem"))
+    os.environ.update(
+        CERT_VAR_DIR=str(var_dir),
+        SECRET_KEY="bench-submission",
+        DJANGO_SETTINGS_MODULE="certification.settings",
+        EMBEDDED_RUNNER_KEY_FILE=str(var_dir / "keys" / "local-runner.pem"),
+    )
     sys.path.insert(0, str(ROOT))
     import django
 
@@ -50,7 +56,9 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     call_command("seed_demo", "--skip-certification", stdout=StringIO(), stderr=StringIO())
     target = HardwareTarget.objects.get(slug="local-cpu")
-    engineer = Membership.objects.filter(organization=target.chip.vendor, role=Role.VENDOR_ENGINEER).first().user
+    engineer = (
+        Membership.objects.filter(organization=target.chip.vendor, role=Role.VENDOR_ENGINEER).first().user
+    )
     models = list(ModelArtifact.objects.filter(owner=target.chip.vendor).values_list("pk", flat=True))
     program = program_current(code="AIA", version=None)
     client = Client()
@@ -58,16 +66,22 @@ def main() -> None:
     timings = []
     for _ in range(args.rounds):
         started = time.perf_counter()
-        response = client.post("/campaigns/new/", {"target": target.pk, "program": program.pk, "level": "baseline",
-                                                   "models": models})
+        response = client.post(
+            "/campaigns/new/",
+            {"target": target.pk, "program": program.pk, "level": "baseline", "models": models},
+        )
         timings.append((time.perf_counter() - started) * 1000)
         assert response.status_code == 302, response.content[:500]
     queued = len(list((var_dir / "broker" / "queue").glob(f"*.{target.queue}.msg")))
     timings.sort()
-    print(f"portal submissions without a broker: {args.rounds} rounds, {Campaign.objects.count()} campaigns, "
-          f"{queued} job messages queued for {target.queue}")
-    print(f"p50 {statistics.median(timings):.1f} ms   p90 {timings[int(0.9 * (len(timings) - 1))]:.1f} ms   "
-          f"max {timings[-1]:.1f} ms")
+    print(
+        f"portal submissions without a broker: {args.rounds} rounds, {Campaign.objects.count()} campaigns, "
+        f"{queued} job messages queued for {target.queue}"
+    )
+    print(
+        f"p50 {statistics.median(timings):.1f} ms   p90 {timings[int(0.9 * (len(timings) - 1))]:.1f} ms   "
+        f"max {timings[-1]:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -63,8 +63,6 @@ SCORING = [
 ]
 
 
-
-
 def populate(chips: int) -> None:  # noqa: PLR0915 - one linear script of bulk inserts
     from django.db import transaction
     from django.utils import timezone

@@ -111,8 +111,10 @@ def exception_handler(exc, context):
     elif isinstance(exc, DjangoValidationError):
         if hasattr(exc, "error_dict"):
             # Django names errors that belong to no field "__all__"; DRF calls them non_field_errors.
-            fields = {NON_FIELD_ERRORS_KEY if key == NON_FIELD_ERRORS else key: messages
-                      for key, messages in exc.message_dict.items()}
+            fields = {
+                NON_FIELD_ERRORS_KEY if key == NON_FIELD_ERRORS else key: messages
+                for key, messages in exc.message_dict.items()
+            }
             exc = exceptions.ValidationError(fields)
         else:
             exc = exceptions.ValidationError({NON_FIELD_ERRORS_KEY: exc.messages})

@@ -105,9 +105,15 @@ class BoundedIsoDateTimeFilter(filters.IsoDateTimeFilter):
 def _bounded(defaults: dict) -> dict:
     """django-filter's generated-filter table, with integers, foreign keys and datetimes bounded."""
     integer_fields = (
-        models.AutoField, models.BigAutoField, models.SmallAutoField, models.IntegerField,
-        models.BigIntegerField, models.SmallIntegerField, models.PositiveIntegerField,
-        models.PositiveBigIntegerField, models.PositiveSmallIntegerField,
+        models.AutoField,
+        models.BigAutoField,
+        models.SmallAutoField,
+        models.IntegerField,
+        models.BigIntegerField,
+        models.SmallIntegerField,
+        models.PositiveIntegerField,
+        models.PositiveBigIntegerField,
+        models.PositiveSmallIntegerField,
     )
     return {
         **defaults,

@@ -154,7 +154,7 @@ REST_KNOX = {
     "TOKEN_TTL": timedelta(days=env_int("API_TOKEN_TTL_DAYS", 90, minimum=1)),
     "AUTO_REFRESH": False,
 }
-KNOX_TOKEN_MODEL = "accounts.ApiToken"
+KNOX_TOKEN_MODEL = "accounts.ApiToken"  # noqa: S105 - a model label, not a secret
 # knox's own migrations create its default token table even though the model is swapped for
 # accounts.ApiToken; an orphan table that references auth_user would also block test flushes.
 MIGRATION_MODULES = {"knox": None}
@@ -187,10 +187,17 @@ SPECTACULAR_SETTINGS = {
 CELERY_EMBEDDED = env_str("CELERY_BROKER_URL") is None
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://localhost//"
 EMBEDDED_BROKER_DIR = env_path("EMBEDDED_BROKER_DIR", VAR_DIR / "broker")
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "data_folder_in": str(EMBEDDED_BROKER_DIR / "queue"), "data_folder_out": str(EMBEDDED_BROKER_DIR / "queue"),
-    "control_folder": str(EMBEDDED_BROKER_DIR / "control"), "store_processed": False, "polling_interval": 0.5,
-} if CELERY_EMBEDDED else {}
+CELERY_BROKER_TRANSPORT_OPTIONS = (
+    {
+        "data_folder_in": str(EMBEDDED_BROKER_DIR / "queue"),
+        "data_folder_out": str(EMBEDDED_BROKER_DIR / "queue"),
+        "control_folder": str(EMBEDDED_BROKER_DIR / "control"),
+        "store_processed": False,
+        "polling_interval": 0.5,
+    }
+    if CELERY_EMBEDDED
+    else {}
+)
 # Progress and results travel as messages to the platform queue; no result backend is needed.
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND")
 CELERY_TASK_IGNORE_RESULT = CELERY_RESULT_BACKEND is None
@@ -249,11 +256,21 @@ CACHE_URL = env_str("CACHE_URL")
 if CACHE_URL is not None:
     if not CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
         raise ImproperlyConfiguredEnv(f"CACHE_URL={CACHE_URL!r} is not a redis:// URL")
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL,
-                          "KEY_PREFIX": "certification"}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            "KEY_PREFIX": "certification",
+        }
+    }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": CACHE_TABLE,
-                          "OPTIONS": {"MAX_ENTRIES": 1_000_000}}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": CACHE_TABLE,
+            "OPTIONS": {"MAX_ENTRIES": 1_000_000},
+        }
+    }
 
 # Behind N reverse proxies the client's address is the N-th from the right of X-Forwarded-For
 # (DRF's NUM_PROXIES); with 0 it is the connection's own address. Throttles and lockouts key on it.

@@ -219,7 +219,10 @@ def load_key_list(raw: bytes) -> KeyList:
         if status not in KEY_STATUSES:
             raise ValueError(f"the key list entry {key_id[:16]} has an unknown status {status!r}")
         keys[key_id] = ListedKey(
-            key_id, key, status, _moment(entry.get("retired_at"), "retired_at"),
+            key_id,
+            key,
+            status,
+            _moment(entry.get("retired_at"), "retired_at"),
             _moment(entry.get("compromised_at"), "compromised_at"),
         )
     return KeyList(keys, _moment(document.get("published_at"), "published_at"))
@@ -228,15 +231,19 @@ def load_key_list(raw: bytes) -> KeyList:
 def key_list_age(key_list: KeyList, *, now: datetime | None = None) -> str:
     """One line on how far the key list can be trusted: its age, or why it cannot tell."""
     if key_list.from_pem:
-        return ("key: a single PEM key carries no compromise status; verify with --keys "
-                "certification-keys.json (from /.well-known/certification-keys.json) "
-                "to refuse compromised keys")
+        return (
+            "key: a single PEM key carries no compromise status; verify with --keys "
+            "certification-keys.json (from /.well-known/certification-keys.json) "
+            "to refuse compromised keys"
+        )
     if key_list.published_at is None:
         return "key list: it carries no published_at, so its age is unknown; fetch a fresh copy"
     age = max((now or datetime.now(UTC)) - key_list.published_at, timedelta(0))
     days, hours = age.days, age.seconds // 3600
-    line = (f"key list: published {key_list.published_at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}, "
-            f"{days} days {hours} hours old")
+    line = (
+        f"key list: published {key_list.published_at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}, "
+        f"{days} days {hours} hours old"
+    )
     if days >= STALE_AFTER_DAYS:
         line += "; fetch a fresh copy, a key may have been reported compromised since"
     return line
@@ -265,13 +272,19 @@ def verify_document_with_key_list(raw: bytes, key_list: KeyList, *, now: datetim
             if any_key is None:
                 return Verdict(False, "the key list has no keys")
             return verify_document_bytes(raw, any_key.public_key, now=now)
-        return Verdict(False, f"the certificate is signed by key {key_id[:16]}, which is not in the key "
-                              "list: an unknown key (or the list is older than the key)")
+        return Verdict(
+            False,
+            f"the certificate is signed by key {key_id[:16]}, which is not in the key "
+            "list: an unknown key (or the list is older than the key)",
+        )
     if listed.status == "compromised":
         when = f" on {listed.compromised_at.astimezone(UTC):%Y-%m-%d}" if listed.compromised_at else ""
-        return Verdict(False, f"the certificate is signed by key {key_id[:16]}, reported compromised{when}: "
-                              "anyone holding that key could have made it; ask the authority for the "
-                              "re-signed copy")
+        return Verdict(
+            False,
+            f"the certificate is signed by key {key_id[:16]}, reported compromised{when}: "
+            "anyone holding that key could have made it; ask the authority for the "
+            "re-signed copy",
+        )
     verdict = verify_document_bytes(raw, listed.public_key, now=now)
     if verdict.ok and listed.status == "retired" and listed.retired_at is not None:
         signed_at = _signed_at(document["certificate"])

@@ -74,7 +74,9 @@ def fetch(url: str, sha256: str, *, identity: RunnerIdentity, cache_dir: Path, t
     return final
 
 
-def localize_models(spec: dict, *, identity: RunnerIdentity, platform_url: str | None, cache_dir: Path) -> dict:
+def localize_models(
+    spec: dict, *, identity: RunnerIdentity, platform_url: str | None, cache_dir: Path
+) -> dict:
     """A copy of the spec whose models' weights_path are readable on this host."""
     models = []
     for entry in spec.get("models") or []:

@@ -26,7 +26,9 @@ EXIT_PASS, EXIT_FAILURES, EXIT_ERRORS, EXIT_BAD_SPEC, EXIT_BAD_DOCUMENT = 0, 1, 
 
 
 # Extra subcommands (`keygen`, `worker`, ...) register a (configure parser, handler) pair.
-COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
+COMMANDS: dict[
+    str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
+] = {}
 
 
 class ProgressBar:
@@ -64,8 +66,11 @@ def summary_table(document: dict[str, Any]) -> str:
                 cells.append(f" {'':>13}")
                 continue
             total = sum(counts.values())
-            marks = "".join(f"{m}{counts[s]}" for s, m in (("fail", "F"), ("error", "E"), ("unsupported", "U"))
-                            if counts[s])
+            marks = "".join(
+                f"{m}{counts[s]}"
+                for s, m in (("fail", "F"), ("error", "E"), ("unsupported", "U"))
+                if counts[s]
+            )
             cell = f"{counts['pass']}/{total}" + (f" {marks}" if marks else "")
             cells.append(f" {cell:>13}")
         lines.append(kernel.ljust(width) + "".join(cells))
@@ -109,7 +114,9 @@ def _cmd_fingerprint(args: argparse.Namespace) -> int:
         return EXIT_BAD_SPEC
     fingerprint = backend.fingerprint()
     fingerprint["memory"] = backend.memory_info() if backend.is_available() else None
-    fingerprint["last_level_cache_bytes"] = backend.last_level_cache_bytes() if backend.is_available() else None
+    fingerprint["last_level_cache_bytes"] = (
+        backend.last_level_cache_bytes() if backend.is_available() else None
+    )
     print(json.dumps(fingerprint, indent=2, sort_keys=True))
     return 0
 
@@ -130,12 +137,22 @@ def _cmd_catalog(args: argparse.Namespace) -> int:
 def _spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if args.spec:
         spec = load_spec(args.spec)
-        overrides = {"suite": args.suite, "device": args.device, "challenge": args.seed,
-                     "kernels": args.kernels, "dtypes": args.dtypes}
+        overrides = {
+            "suite": args.suite,
+            "device": args.device,
+            "challenge": args.seed,
+            "kernels": args.kernels,
+            "dtypes": args.dtypes,
+        }
         spec.update({k: v for k, v in overrides.items() if v})
         return validate_spec(spec)
-    return build_spec(suite=args.suite or "conformance", device=args.device or "cpu", challenge=args.seed,
-                      kernels=args.kernels, dtypes=args.dtypes)
+    return build_spec(
+        suite=args.suite or "conformance",
+        device=args.device or "cpu",
+        challenge=args.seed,
+        kernels=args.kernels,
+        dtypes=args.dtypes,
+    )
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -143,7 +160,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         spec = _spec_from_args(args)
         suite = SUITES.get(spec["suite"])
         if suite is None:
-            raise SpecInvalid(f"suite {spec['suite']!r} is not installed on this runner; have: {', '.join(SUITES)}")
+            raise SpecInvalid(
+                f"suite {spec['suite']!r} is not installed on this runner; have: {', '.join(SUITES)}"
+            )
         backend = get_backend(backend_name(spec))
     except (SpecInvalid, UnknownBackend) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -24,7 +24,9 @@ def fingerprint_mismatches(actual: dict[str, Any], expected: dict[str, Any]) -> 
         problems.append(f"device unavailable: {actual.get('unavailable_reason')}")
     torch_version = expected.get("torch_version")
     if torch_version and _base_version(torch_version) != _base_version(actual.get("torch_version", "")):
-        problems.append(f"torch {actual.get('torch_version')} runs here, the target registers {torch_version}")
+        problems.append(
+            f"torch {actual.get('torch_version')} runs here, the target registers {torch_version}"
+        )
     not_checkable = set(actual.get("not_checkable") or [])
     for key in ("driver_version", "runtime_version"):
         wanted = expected.get(key)

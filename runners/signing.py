@@ -27,12 +27,16 @@ def keygen(private_path: Path, public_path: Path) -> str:
     """Write a new key pair (private key readable by the owner only); return the key id."""
     key = Ed25519PrivateKey.generate()
     private_path.parent.mkdir(parents=True, exist_ok=True)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     descriptor = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "wb") as handle:
         handle.write(pem)
     public_path.write_bytes(
-        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
     )
     return key_id_of(key.public_key())
 
@@ -60,7 +64,9 @@ class RunnerIdentity:
         name = os.environ.get("RUNNER_NAME")
         key_file = os.environ.get("RUNNER_KEY_FILE")
         if not name or not key_file:
-            raise RuntimeError("RUNNER_NAME and RUNNER_KEY_FILE must name this runner and its private key file")
+            raise RuntimeError(
+                "RUNNER_NAME and RUNNER_KEY_FILE must name this runner and its private key file"
+            )
         return cls.from_file(name, Path(key_file))
 
     def sign_bytes(self, payload: bytes) -> str:

@@ -15,7 +15,11 @@ from runners.performance import run_performance
 
 Suite = Callable[[dict[str, Any], Any, Progress | None], dict[str, Any]]
 
-SUITES: dict[str, Suite] = {"conformance": run_conformance, "performance": run_performance, "model": run_model}
+SUITES: dict[str, Suite] = {
+    "conformance": run_conformance,
+    "performance": run_performance,
+    "model": run_model,
+}
 
 
 def run_suite(spec: dict[str, Any], *, backend, progress: Callable[..., None]) -> dict[str, Any]:

@@ -73,14 +73,20 @@ class JobCancelled(Exception):
 
 
 def _canonical(payload: dict) -> bytes:
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return json.dumps(
+        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
 
 
 def signed_message(identity: RunnerIdentity, payload: dict) -> dict:
     """A small runner-to-platform message: the payload's canonical JSON and its signature."""
     body = _canonical({**payload, "runner": identity.name, "sent_at": datetime.now(UTC).isoformat()})
-    return {"runner": identity.name, "key_id": identity.key_id, "payload_json": body.decode(),
-            "signature": identity.sign_bytes(body)}
+    return {
+        "runner": identity.name,
+        "key_id": identity.key_id,
+        "payload_json": body.decode(),
+        "signature": identity.sign_bytes(body),
+    }
 
 
 def _attempt(spec: dict) -> str | None:
@@ -88,8 +94,9 @@ def _attempt(spec: dict) -> str | None:
     return attempt_tag(challenge) if isinstance(challenge, str) else None
 
 
-def run_job(spec: dict, *, identity: RunnerIdentity, report: Reporter,
-            cancelled: Callable[[], bool] | None = None) -> dict | None:
+def run_job(
+    spec: dict, *, identity: RunnerIdentity, report: Reporter, cancelled: Callable[[], bool] | None = None
+) -> dict | None:
     """Run one job spec and return its signed envelope, or None after reporting a failure.
 
     `report(task_name, message)` delivers a signed message to the platform ("runs.job_progress",
@@ -111,10 +118,19 @@ def run_job(spec: dict, *, identity: RunnerIdentity, report: Reporter,
         if fraction < 1.0 and now - last_sent < PROGRESS_MIN_INTERVAL_S:
             return
         last_sent = now
-        report("runs.job_progress", signed_message(identity, {
-            "job_id": job_id, "attempt": _attempt(spec), "fraction": round(float(fraction), 4),
-            "message": message[:200], "eta_seconds": eta_seconds,
-        }))
+        report(
+            "runs.job_progress",
+            signed_message(
+                identity,
+                {
+                    "job_id": job_id,
+                    "attempt": _attempt(spec),
+                    "fraction": round(float(fraction), 4),
+                    "message": message[:200],
+                    "eta_seconds": eta_seconds,
+                },
+            ),
+        )
 
     def case_done(fraction: float, message: str = "", eta_seconds: float | None = None) -> None:
         if cancelled is not None and cancelled():
@@ -122,9 +138,18 @@ def run_job(spec: dict, *, identity: RunnerIdentity, report: Reporter,
         progress(fraction, message, eta_seconds)
 
     def fail(error_class: str, message: str) -> None:
-        report("runs.job_failed", signed_message(identity, {
-            "job_id": job_id, "challenge": spec.get("challenge"), "error_class": error_class, "message": message[:2000],
-        }))
+        report(
+            "runs.job_failed",
+            signed_message(
+                identity,
+                {
+                    "job_id": job_id,
+                    "challenge": spec.get("challenge"),
+                    "error_class": error_class,
+                    "message": message[:2000],
+                },
+            ),
+        )
 
     progress(0.0, "started")
     try:
@@ -143,8 +168,12 @@ def run_job(spec: dict, *, identity: RunnerIdentity, report: Reporter,
         fail("infrastructure", "fingerprint mismatch: " + "; ".join(mismatches))
         return None
     try:
-        suite_spec = localize_models(spec, identity=identity, platform_url=os.environ.get("PLATFORM_URL"),
-                                     cache_dir=Path(os.environ.get("RUNNER_CACHE_DIR", DEFAULT_CACHE_DIR)))
+        suite_spec = localize_models(
+            spec,
+            identity=identity,
+            platform_url=os.environ.get("PLATFORM_URL"),
+            cache_dir=Path(os.environ.get("RUNNER_CACHE_DIR", DEFAULT_CACHE_DIR)),
+        )
     except ArtifactUnavailable as exc:
         fail("infrastructure", str(exc))
         return None
@@ -178,12 +207,22 @@ class ExecuteTask(Task):
         spec = args[0] if args and isinstance(args[0], dict) else {}
         timed_out = isinstance(exc, TimeLimitExceeded)
         try:
-            _send("runs.job_failed", signed_message(RunnerIdentity.from_env(), {
-                "job_id": spec.get("job_id"), "challenge": spec.get("challenge"),
-                "error_class": "timeout" if timed_out else "infrastructure",
-                "message": (f"the suite passed its hard time limit ({exc})" if timed_out
-                            else f"runner task {task_id} failed: {type(exc).__name__}: {exc}")[:2000],
-            }))
+            _send(
+                "runs.job_failed",
+                signed_message(
+                    RunnerIdentity.from_env(),
+                    {
+                        "job_id": spec.get("job_id"),
+                        "challenge": spec.get("challenge"),
+                        "error_class": "timeout" if timed_out else "infrastructure",
+                        "message": (
+                            f"the suite passed its hard time limit ({exc})"
+                            if timed_out
+                            else f"runner task {task_id} failed: {type(exc).__name__}: {exc}"
+                        )[:2000],
+                    },
+                ),
+            )
         except Exception:  # the stuck-job sweep requeues a job whose failure could not be reported
             logger.warning("could not report the failure of task %s", task_id, exc_info=True)
 
@@ -228,8 +267,11 @@ def _heartbeat_loop(identity: RunnerIdentity, stop: threading.Event) -> None:
     while not stop.is_set():
         try:
             fingerprints = [b.fingerprint() for b in list_backends() if b.availability()[0]]
-            app.send_task("runs.heartbeat", args=[signed_message(identity, {
-                "fingerprints": fingerprints, "jobs": _running_jobs()})], queue=PLATFORM_QUEUE)
+            app.send_task(
+                "runs.heartbeat",
+                args=[signed_message(identity, {"fingerprints": fingerprints, "jobs": _running_jobs()})],
+                queue=PLATFORM_QUEUE,
+            )
         except Exception:  # a missed heartbeat is what the platform's health sweep is for
             logger.warning("heartbeat not sent", exc_info=True)
         stop.wait(HEARTBEAT_SECONDS)
@@ -241,8 +283,9 @@ _heartbeat_stop = threading.Event()
 @signals.worker_ready.connect
 def _start_heartbeats(**_kwargs) -> None:
     identity = RunnerIdentity.from_env()
-    threading.Thread(target=_heartbeat_loop, args=(identity, _heartbeat_stop), daemon=True,
-                     name="runner-heartbeat").start()
+    threading.Thread(
+        target=_heartbeat_loop, args=(identity, _heartbeat_stop), daemon=True, name="runner-heartbeat"
+    ).start()
 
 
 @signals.worker_shutdown.connect

@@ -93,8 +93,10 @@ REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
-    if REQUIRE_SERVICES and report.skipped and any(
-        item.get_closest_marker(name) for name in ("integration", "browser")
+    if (
+        REQUIRE_SERVICES
+        and report.skipped
+        and any(item.get_closest_marker(name) for name in ("integration", "browser"))
     ):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"

@@ -44,7 +44,9 @@ TINY_BERT_CONFIG = {
 TINY_BERT_TENSORS = 21
 
 
-def model_weights_bytes(seed: int = 0, config: dict | None = None, architecture: str = "bert-encoder") -> bytes:
+def model_weights_bytes(
+    seed: int = 0, config: dict | None = None, architecture: str = "bert-encoder"
+) -> bytes:
     """Real weights for ``architecture`` with ``config`` (TINY_BERT_CONFIG by default): seeded, valid at upload."""
     from runners.models.seeded import seeded_weights_bytes
 

@@ -13,9 +13,14 @@ from rest_framework.test import APIClient
 from tests.factories import ChipFactory, HardwareTargetFactory, RunnerFactory
 
 DEEP = "[" * 1000 + "]" * 1000
-DEEPER_THAN_ALLOWED = json.dumps(
-    {"reason": "x" * 20, "requirements": [], "scoring": []}
-)[:-1] + ', "nested": ' + "[" * 40 + "1" + "]" * 40 + "}"
+DEEPER_THAN_ALLOWED = (
+    json.dumps({"reason": "x" * 20, "requirements": [], "scoring": []})[:-1]
+    + ', "nested": '
+    + "[" * 40
+    + "1"
+    + "]" * 40
+    + "}"
+)
 
 
 def assert_error_body(response, status):

@@ -23,18 +23,29 @@ def organization_create(*, name: str, slug: str, kind: str, country: str = "", a
     organization = Organization(name=name, slug=slug, kind=kind, country=country)
     organization.full_clean()
     organization.save()
-    audit_record(action="organization.created", obj=organization, actor=actor,
-                 payload={"name": name, "slug": slug, "kind": kind, "country": country})
+    audit_record(
+        action="organization.created",
+        obj=organization,
+        actor=actor,
+        payload={"name": name, "slug": slug, "kind": kind, "country": country},
+    )
     return organization
 
 
 @transaction.atomic
 def user_create(
-    *, username: str, organization: Organization, role: str, password: str | None = None, email: str = "",
+    *,
+    username: str,
+    organization: Organization,
+    role: str,
+    password: str | None = None,
+    email: str = "",
     actor=None,
 ) -> User:
     if role not in ROLES_BY_KIND[organization.kind]:
-        raise ValidationError({"role": f"A {organization.get_kind_display()} organization cannot have a {role}."})
+        raise ValidationError(
+            {"role": f"A {organization.get_kind_display()} organization cannot have a {role}."}
+        )
     user = User(username=username, email=email)
     if password:
         user.set_password(password)
@@ -50,13 +61,21 @@ def user_create(
 
 
 def _membership_state(membership: Membership) -> dict:
-    return {"user": membership.user_id, "username": membership.user.get_username(),
-            "organization": membership.organization_id, "role": membership.role}
+    return {
+        "user": membership.user_id,
+        "username": membership.user.get_username(),
+        "organization": membership.organization_id,
+        "role": membership.role,
+    }
 
 
 @transaction.atomic
 def api_token_create(
-    *, user: User, name: str = "api", ttl: timedelta | None = None, created_with: ApiToken | None = None,
+    *,
+    user: User,
+    name: str = "api",
+    ttl: timedelta | None = None,
+    created_with: ApiToken | None = None,
     actor=None,
 ) -> tuple[ApiToken, str]:
     """Create a token; the clear text is returned once and never stored.
@@ -86,8 +105,13 @@ def api_token_create(
         # knox adds the lifetime to its own clock reading, a few microseconds after ours.
         token.expiry = created_with.expiry
         token.save(update_fields=["expiry"])
-    audit_record(action="token.created", obj=token, actor=actor, object_id=token.token_key, payload={
-        "user": user.pk, "username": user.get_username(), "name": name, "expiry": token.expiry})
+    audit_record(
+        action="token.created",
+        obj=token,
+        actor=actor,
+        object_id=token.token_key,
+        payload={"user": user.pk, "username": user.get_username(), "name": name, "expiry": token.expiry},
+    )
     return token, clear_text
 
 
@@ -96,7 +120,12 @@ def api_token_revoke(*, user: User, token_key: str, actor=None) -> bool:
     """Revoke one of the user's tokens by its public key prefix; False when none matched. Audited."""
     tokens = list(ApiToken.objects.select_for_update().filter(user=user, token_key=token_key))
     for token in tokens:
-        audit_record(action="token.revoked", obj=token, actor=actor, object_id=token.token_key,
-                     payload={"user": user.pk, "username": user.get_username(), "name": token.name})
+        audit_record(
+            action="token.revoked",
+            obj=token,
+            actor=actor,
+            object_id=token.token_key,
+            payload={"user": user.pk, "username": user.get_username(), "name": token.name},
+        )
     deleted, _ = ApiToken.objects.filter(pk__in=[t.pk for t in tokens]).delete()
     return deleted > 0

@@ -21,9 +21,15 @@ class AuditEvent(models.Model):
     occurred_at = models.DateTimeField()
     actor = models.ForeignKey(
         # PROTECT: the actor's id is in the event's hash, so a user who acted is deactivated, never deleted.
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
     )
-    actor_label = models.CharField(max_length=150, help_text="Username or system component, kept if the user goes")
+    actor_label = models.CharField(
+        max_length=150, help_text="Username or system component, kept if the user goes"
+    )
     action = models.CharField(max_length=64, db_index=True)
     object_type = models.CharField(max_length=64, db_index=True)
     object_id = models.CharField(max_length=64, db_index=True)

@@ -86,22 +86,26 @@ def conformance_pass_rate(campaign: Campaign, params: dict, thresholds: judge.Th
     problems = [
         problem
         for dtype in params["dtypes"]
-        if (problem := judge.conformance_dtype_problem(
-            counts=judge.DtypeConformance(
-                dtype,
-                counts.get(dtype, {}).get("pass", 0),
-                sum(n for status, n in counts.get(dtype, {}).items() if status != "unsupported"),
-                counts.get(dtype, {}).get("unsupported", 0),
-            ),
-            thresholds=thresholds,
-            with_rate=False,
-        ))
+        if (
+            problem := judge.conformance_dtype_problem(
+                counts=judge.DtypeConformance(
+                    dtype,
+                    counts.get(dtype, {}).get("pass", 0),
+                    sum(n for status, n in counts.get(dtype, {}).items() if status != "unsupported"),
+                    counts.get(dtype, {}).get("unsupported", 0),
+                ),
+                thresholds=thresholds,
+                with_rate=False,
+            )
+        )
     ]
     if problems:
         return _fail(
             f"{passed} of {judged} supported cases pass, but this level requires every dtype it names: "
             f"{'; '.join(problems)}.",
-            measured=rate, threshold=threshold, evidence=evidence,
+            measured=rate,
+            threshold=threshold,
+            evidence=evidence,
         )
     if rate >= threshold:
         return Judgement(
@@ -165,8 +169,12 @@ def model_accuracy(campaign: Campaign, params: dict, thresholds: judge.Threshold
             continue
         for row in by_job[job.pk]:
             documents.append(_doc_ref(row.document))
-            bar = judge.accuracy_bar(thresholds=thresholds, dtype=dtype, metric=row.unit,
-                                     runner_threshold=judge.runner_threshold_of(row.params))
+            bar = judge.accuracy_bar(
+                thresholds=thresholds,
+                dtype=dtype,
+                metric=row.unit,
+                runner_threshold=judge.runner_threshold_of(row.params),
+            )
             passed = judge.accuracy_passes(value=row.value, bar=bar)
             verdicts.append(
                 {
@@ -221,7 +229,9 @@ def integrity(campaign: Campaign, params: dict, thresholds: judge.Thresholds) ->
         if problems:
             return _fail(
                 "Fingerprint differs from the registered target: " + "; ".join(problems[:6]) + ".",
-                measured=float(len(problems)), threshold=0.0, evidence=evidence,
+                measured=float(len(problems)),
+                threshold=0.0,
+                evidence=evidence,
             )
         if len(identities) != 1:
             return _fail(
@@ -245,7 +255,10 @@ def integrity(campaign: Campaign, params: dict, thresholds: judge.Thresholds) ->
             "job": d.job_id,
             "verdict": "pass" if v.passed else "fail",
             "detail": v.detail,
-            **{k: v.item.get(k) for k in ("model", "dtype", "benchmark", "speedup_ratio", "mismatches", "sampled")},
+            **{
+                k: v.item.get(k)
+                for k in ("model", "dtype", "benchmark", "speedup_ratio", "mismatches", "sampled")
+            },
         }
         for d in documents
         for v in judge.integrity_verdicts(integrity=d.integrity, check=check, thresholds=thresholds)
@@ -329,7 +342,9 @@ def claims(campaign: Campaign, params: dict, thresholds: judge.Thresholds) -> Ju
         "excluded": excluded,
         "above_peak_ratio": thresholds.above_peak_ratio,
     }
-    above = [f"{d} {best[d][0]:.0%}" for d in best if judge.above_peak(ratio=best[d][0], thresholds=thresholds)]
+    above = [
+        f"{d} {best[d][0]:.0%}" for d in best if judge.above_peak(ratio=best[d][0], thresholds=thresholds)
+    ]
     if above:  # a figure that is not credible outweighs anything else the measurements say
         return _fail(
             f"Best GEMM above {thresholds.above_peak_ratio:.0%} of the declared peak (declaration or timing "
@@ -340,7 +355,9 @@ def claims(campaign: Campaign, params: dict, thresholds: judge.Thresholds) -> Ju
         )
     missing = [d for d in dtypes if d not in best]
     if missing:
-        return _fail(f"No stable GEMM measurement for {', '.join(missing)}.", threshold=threshold, evidence=evidence)
+        return _fail(
+            f"No stable GEMM measurement for {', '.join(missing)}.", threshold=threshold, evidence=evidence
+        )
     worst = min(best[d][0] for d in dtypes)
     low = [f"{d} {best[d][0]:.0%}" for d in dtypes if best[d][0] < threshold]
     if low:
@@ -352,9 +369,7 @@ def claims(campaign: Campaign, params: dict, thresholds: judge.Thresholds) -> Ju
         )
     return Judgement(
         CriterionOutcome.PASS,
-        "Best GEMM per dtype: "
-        + ", ".join(f"{d} {best[d][0]:.0%} of declared" for d in dtypes)
-        + ".",
+        "Best GEMM per dtype: " + ", ".join(f"{d} {best[d][0]:.0%} of declared" for d in dtypes) + ".",
         worst,
         threshold,
         evidence,
@@ -394,7 +409,9 @@ JUDGES: dict[str, Callable[[Campaign, dict, judge.Thresholds], Judgement]] = {
 }
 
 
-def criterion_judge(*, campaign: Campaign, criterion: dict, thresholds: judge.Thresholds | None = None) -> Judgement:
+def criterion_judge(
+    *, campaign: Campaign, criterion: dict, thresholds: judge.Thresholds | None = None
+) -> Judgement:
     """One criterion of the campaign's level, judged with the level's thresholds (judge.level_thresholds)."""
     kind_judge = JUDGES.get(criterion.get("kind"))
     if kind_judge is None:

@@ -90,7 +90,9 @@ def _subject(campaign: Campaign, documents: list[ResultDocument], declared_peaks
     }
 
 
-def _conformance_scope(campaign: Campaign, level: dict, thresholds: judge.Thresholds) -> tuple[list[str], list[str], list[dict]]:
+def _conformance_scope(
+    campaign: Campaign, level: dict, thresholds: judge.Thresholds
+) -> tuple[list[str], list[str], list[dict]]:
     """Dtypes that meet the level on their own (judge.conformance_dtype_problem); kernels with no failed
     case in them; and what was left out of the scope, with why."""
     required: list[str] = []
@@ -132,7 +134,9 @@ def _conformance_scope(campaign: Campaign, level: dict, thresholds: judge.Thresh
     return dtypes, sorted(kernels_seen - kernels_failed), excluded
 
 
-def _model_scope(campaign: Campaign, results: list[CriterionResult], thresholds: judge.Thresholds) -> list[dict]:
+def _model_scope(
+    campaign: Campaign, results: list[CriterionResult], thresholds: judge.Thresholds
+) -> list[dict]:
     """Models that passed their accuracy criterion, each with the dtypes in which it reaches the
     level's bar for that dtype and metric (the judge's, never the runner's flag)."""
     passed_jobs = {
@@ -160,8 +164,12 @@ def _model_scope(campaign: Campaign, results: list[CriterionResult], thresholds:
                 "dtypes": [],
             },
         )
-        bar = judge.accuracy_bar(thresholds=thresholds, dtype=row.dtype, metric=row.unit,
-                                 runner_threshold=judge.runner_threshold_of(row.params))
+        bar = judge.accuracy_bar(
+            thresholds=thresholds,
+            dtype=row.dtype,
+            metric=row.unit,
+            runner_threshold=judge.runner_threshold_of(row.params),
+        )
         if judge.accuracy_passes(value=row.value, bar=bar) and row.dtype not in entry["dtypes"]:
             entry["dtypes"].append(row.dtype)
     for entry in models.values():
@@ -183,13 +191,23 @@ def _document_stats(documents: list[ResultDocument]) -> dict[tuple[int, str, str
             continue
         for item in content.get("measurements") or [] if isinstance(content, dict) else []:
             if isinstance(item, dict) and isinstance(item.get("stats"), dict):
-                key = (document.pk, str(item.get("kind", "")), str(item.get("name", "")), str(item.get("dtype") or ""))
+                key = (
+                    document.pk,
+                    str(item.get("kind", "")),
+                    str(item.get("name", "")),
+                    str(item.get("dtype") or ""),
+                )
                 stats[key] = item["stats"]
     return stats
 
 
-def _headline(campaign: Campaign, level: dict, thresholds: judge.Thresholds, declared_peaks: dict[str, float],
-              documents: list[ResultDocument]) -> dict:
+def _headline(
+    campaign: Campaign,
+    level: dict,
+    thresholds: judge.Thresholds,
+    declared_peaks: dict[str, float],
+    documents: list[ResultDocument],
+) -> dict:
     """Published figures: the best certifiable GEMM per dtype, model accuracy and latency. Unstable,
     flagged, above-peak and quick-policy figures are left out (listed under `excluded`); every figure
     is rounded to the digits its confidence interval supports."""
@@ -197,7 +215,9 @@ def _headline(campaign: Campaign, level: dict, thresholds: judge.Thresholds, dec
         document__job__campaign=campaign, kind__in=["gemm", "accuracy", "model_latency"]
     ).select_related("document__job__model")
     stats = _document_stats(documents)
-    quick = {suite for suite in ("performance", "model") if (level.get("suites", {}).get(suite) or {}).get("quick")}
+    quick = {
+        suite for suite in ("performance", "model") if (level.get("suites", {}).get(suite) or {}).get("quick")
+    }
     gemm: dict[str, tuple[float, Measurement]] = {}
     accuracy, latency, excluded = [], [], []
     for row in rows:
@@ -205,8 +225,14 @@ def _headline(campaign: Campaign, level: dict, thresholds: judge.Thresholds, dec
             continue
         if row.kind == "accuracy":
             model = row.document.job.model.name if row.document.job.model_id else row.name
-            accuracy.append({"model": model, "dtype": row.dtype, "value": judge.published_accuracy(row.value),
-                             "unit": row.unit})
+            accuracy.append(
+                {
+                    "model": model,
+                    "dtype": row.dtype,
+                    "value": judge.published_accuracy(row.value),
+                    "unit": row.unit,
+                }
+            )
             continue
         reason = judge.measurement_exclusion(value=row.value, unstable=row.unstable, flags=row.flags)
         suite = "performance" if row.kind == "gemm" else "model"
@@ -218,7 +244,10 @@ def _headline(campaign: Campaign, level: dict, thresholds: judge.Thresholds, dec
         if reason:
             excluded.append({"measurement": row.name, "kind": row.kind, "dtype": row.dtype, "reason": reason})
             continue
-        row_stats = stats.get((row.document_id, row.kind, row.name, row.dtype)) or {"median": row.median, "cv": row.cv}
+        row_stats = stats.get((row.document_id, row.kind, row.name, row.dtype)) or {
+            "median": row.median,
+            "cv": row.cv,
+        }
         figure = judge.published_figure(value=row.value, stats=row_stats)
         if row.kind == "gemm":
             if row.dtype not in gemm or row.value > gemm[row.dtype][1].value:

@@ -144,8 +144,12 @@ def _heatmap(cases: list[CaseResult], anomalies: list[Anomaly]) -> Heatmap | Non
 
 
 def _roofline(
-    campaign: Campaign, measurements: list[Measurement], anomalies: list[Anomaly], *,
-    peaks: dict[str, float], thresholds: judge.Thresholds,
+    campaign: Campaign,
+    measurements: list[Measurement],
+    anomalies: list[Anomaly],
+    *,
+    peaks: dict[str, float],
+    thresholds: judge.Thresholds,
 ) -> tuple[str, list[dict]]:
     """Roofline against the peaks declared at submission; "above" is the judge's above-peak rule."""
     chip = campaign.target.chip
@@ -183,7 +187,9 @@ def _roofline(
                 RooflinePoint(m.name, m.dtype, flops / moved, m.value, anomalous=above or m.unstable)
             )
             dtypes.add(m.dtype)
-    roofs = [Roof(dtype, peak) for dtype in sorted(dtypes) if (peak := judge.peak_for(peaks, dtype)) is not None]
+    roofs = [
+        Roof(dtype, peak) for dtype in sorted(dtypes) if (peak := judge.peak_for(peaks, dtype)) is not None
+    ]
     return roofline_svg(points=points, roofs=roofs, bandwidth_gbs=chip.memory_bandwidth_gbs), rows
 
 
@@ -197,7 +203,9 @@ def _latencies(measurements: list[Measurement]) -> list[LatencyRow]:
     return rows
 
 
-def _accuracy(measurements: list[Measurement], anomalies: list[Anomaly], thresholds: judge.Thresholds) -> list[dict]:
+def _accuracy(
+    measurements: list[Measurement], anomalies: list[Anomaly], thresholds: judge.Thresholds
+) -> list[dict]:
     """Accuracy rows against the level's bar for their dtype and metric (judge.accuracy_bar)."""
     rows = []
     for m in measurements:
@@ -205,8 +213,12 @@ def _accuracy(measurements: list[Measurement], anomalies: list[Anomaly], thresho
             continue
         inner = (m.params or {}).get("params", {})
         inner = inner if isinstance(inner, dict) else {}
-        threshold = judge.accuracy_bar(thresholds=thresholds, dtype=m.dtype, metric=m.unit,
-                                       runner_threshold=judge.runner_threshold_of(m.params))
+        threshold = judge.accuracy_bar(
+            thresholds=thresholds,
+            dtype=m.dtype,
+            metric=m.unit,
+            runner_threshold=judge.runner_threshold_of(m.params),
+        )
         ok = None if m.value is None else judge.accuracy_passes(value=m.value, bar=threshold)
         rows.append({"m": m, "model": inner.get("model", m.name), "threshold": threshold, "ok": ok})
         if ok is False:
@@ -215,8 +227,9 @@ def _accuracy(measurements: list[Measurement], anomalies: list[Anomaly], thresho
     return rows
 
 
-def _integrity_rows(job: Job, document: ResultDocument, thresholds: judge.Thresholds,
-                    anomalies: list[Anomaly]) -> list[tuple[str, str, str]]:
+def _integrity_rows(
+    job: Job, document: ResultDocument, thresholds: judge.Thresholds, anomalies: list[Anomaly]
+) -> list[tuple[str, str, str]]:
     """(check, verdict, detail) per TEST01 / TEST04 result as the judge reads its raw figures; any
     other section of the document is shown as the runner reported it."""
     rows = []
@@ -225,11 +238,15 @@ def _integrity_rows(job: Job, document: ResultDocument, thresholds: judge.Thresh
     for check in judge.INTEGRITY_NAMES:
         for verdict in judge.integrity_verdicts(integrity=integrity, check=check, thresholds=thresholds):
             outcome = "pass" if verdict.passed else "fail"
-            label = verdict.item.get("benchmark") or verdict.item.get("model") or verdict.item.get("suite") or ""
+            label = (
+                verdict.item.get("benchmark") or verdict.item.get("model") or verdict.item.get("suite") or ""
+            )
             rows.append((f"{check} {label}".strip(), outcome, verdict.detail))
             if not verdict.passed:
                 anomalies.append(
-                    Anomaly("bad", f"Integrity check {check} of job {job.pk} ({job.suite}): {verdict.detail}.")
+                    Anomaly(
+                        "bad", f"Integrity check {check} of job {job.pk} ({job.suite}): {verdict.detail}."
+                    )
                 )
     for name, value in sorted(integrity.items()):
         if name in known:
@@ -237,12 +254,15 @@ def _integrity_rows(job: Job, document: ResultDocument, thresholds: judge.Thresh
         outcome = str(value.get("verdict", "?")) if isinstance(value, dict) else str(value)
         rows.append((name, outcome, ""))
         if outcome not in ("pass", "skipped"):
-            anomalies.append(Anomaly("bad", f"Integrity check {name} of job {job.pk} ({job.suite}): {outcome}."))
+            anomalies.append(
+                Anomaly("bad", f"Integrity check {name} of job {job.pk} ({job.suite}): {outcome}.")
+            )
     return rows
 
 
-def _document_checks(campaign: Campaign, jobs: list[Job], anomalies: list[Anomaly],
-                     thresholds: judge.Thresholds) -> list[DocumentCheck]:
+def _document_checks(
+    campaign: Campaign, jobs: list[Job], anomalies: list[Anomaly], thresholds: judge.Thresholds
+) -> list[DocumentCheck]:
     # The documents with the runner that signed each (the jobs' prefetch brings the documents alone).
     documents = {
         d.job_id: d for d in ResultDocument.objects.filter(job__campaign=campaign).select_related("runner")
@@ -253,7 +273,9 @@ def _document_checks(campaign: Campaign, jobs: list[Job], anomalies: list[Anomal
         if document is None:
             continue
         # The comparison ingestion applies (runners/fingerprint_check.py), against the registered target.
-        fingerprint_mismatches = judge.fingerprint_problems(fingerprint=document.fingerprint, target=campaign.target)
+        fingerprint_mismatches = judge.fingerprint_problems(
+            fingerprint=document.fingerprint, target=campaign.target
+        )
         integrity = _integrity_rows(job, document, thresholds, anomalies)
         spot_check = document.spot_check if isinstance(document.spot_check, dict) else {}
         spot_failures = spot_check.get("failures") or []
@@ -298,8 +320,18 @@ def campaign_evidence(*, campaign: Campaign, criteria: list[CriterionResult]) ->
             )
     cases = list(
         CaseResult.objects.filter(document__job__campaign=campaign)
-        .only("document__suite", "kernel", "dtype", "case", "status", "max_abs", "max_rel", "tolerance_ratio", "atol",
-              "rtol")
+        .only(
+            "document__suite",
+            "kernel",
+            "dtype",
+            "case",
+            "status",
+            "max_abs",
+            "max_rel",
+            "tolerance_ratio",
+            "atol",
+            "rtol",
+        )
         .select_related("document")
         .order_by("id")
     )

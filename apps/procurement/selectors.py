@@ -191,7 +191,11 @@ def _attach_measurements(
         candidate = candidates.get(campaign_id)
         if candidate is None or measurement_exclusion(value=value, unstable=unstable, flags=flags):
             continue
-        efficiency = peak_ratio(value=value, peak=peak_for(candidate.declared_peaks, dtype)) if kind == "gemm" else None
+        efficiency = (
+            peak_ratio(value=value, peak=peak_for(candidate.declared_peaks, dtype))
+            if kind == "gemm"
+            else None
+        )
         if above_peak(ratio=efficiency, thresholds=thresholds[campaign_id]):
             continue
         figure = {

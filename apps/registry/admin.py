@@ -28,7 +28,16 @@ class RunnerAdminForm(forms.ModelForm):
 
 @admin.register(Chip)
 class ChipAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    list_display = ["sku", "name", "vendor", "architecture", "memory_gib", "tdp_w", "peak_bf16_tflops", "data_center"]
+    list_display = [
+        "sku",
+        "name",
+        "vendor",
+        "architecture",
+        "memory_gib",
+        "tdp_w",
+        "peak_bf16_tflops",
+        "data_center",
+    ]
     list_filter = ["data_center", "fab_country", "vendor"]
     search_fields = ["sku", "name", "architecture", "vendor__name"]
     list_select_related = ["vendor"]

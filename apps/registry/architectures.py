@@ -13,7 +13,9 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 
-def architecture_check_weights(*, architecture: str, config: dict[str, Any], tensors: dict[str, dict]) -> None:
+def architecture_check_weights(
+    *, architecture: str, config: dict[str, Any], tensors: dict[str, dict]
+) -> None:
     """Raise ValidationError unless ``tensors`` (name -> {"dtype", "shape"}, from the safetensors
     header) are exactly what ``architecture`` with ``config`` expects (optional extras allowed)."""
     from runners.models.errors import ConfigMismatchError, UnknownArchitectureError
@@ -38,4 +40,3 @@ def architecture_layouts() -> str:
     from runners.models.layouts import LAYOUTS, layout_text
 
     return "\n\n".join(layout_text(name) for name in sorted(LAYOUTS))
-

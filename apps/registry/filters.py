@@ -27,7 +27,9 @@ class ChipFilter(FilterSet):
     def search(self, queryset, name, value):
         from django.db.models import Q
 
-        return queryset.filter(Q(sku__icontains=value) | Q(name__icontains=value) | Q(architecture__icontains=value))
+        return queryset.filter(
+            Q(sku__icontains=value) | Q(name__icontains=value) | Q(architecture__icontains=value)
+        )
 
 
 class HardwareTargetFilter(FilterSet):

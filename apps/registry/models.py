@@ -72,7 +72,9 @@ class Chip(models.Model):
     data_center = models.BooleanField(default=True, help_text="Designed or marketed for data centers")
     fab_country = models.CharField(max_length=2, validators=[country_code])
     assembly_country = models.CharField(max_length=2, validators=[country_code])
-    domestic_content_pct = models.FloatField(default=0, validators=[MinValueValidator(0), MaxValueValidator(100)])
+    domestic_content_pct = models.FloatField(
+        default=0, validators=[MinValueValidator(0), MaxValueValidator(100)]
+    )
     list_price = models.DecimalField(
         max_digits=14, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(0)]
     )
@@ -90,14 +92,20 @@ class Chip(models.Model):
         ]
         # sku: the public registry sorts certificates by chip SKU (a sorted index scan instead of
         # sorting the whole join: 35 ms -> under 1 ms over 10,000 certificates).
-        indexes = [models.Index(fields=["name"]), models.Index(fields=["sku"]), models.Index(fields=["created_at"])]
+        indexes = [
+            models.Index(fields=["name"]),
+            models.Index(fields=["sku"]),
+            models.Index(fields=["created_at"]),
+        ]
 
     def __str__(self) -> str:
         return f"{self.vendor} {self.sku}"
 
     def declared_peaks(self) -> dict[str, float]:
         """The declared peaks that are set, keyed by dtype name (fp32, bf16, ...)."""
-        return {key: value for key, field in PEAK_FIELDS.items() if (value := getattr(self, field)) is not None}
+        return {
+            key: value for key, field in PEAK_FIELDS.items() if (value := getattr(self, field)) is not None
+        }
 
 
 class Backend(models.TextChoices):
@@ -121,20 +129,26 @@ class HardwareTarget(models.Model):
     vendor = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="targets")
     slug = models.CharField(max_length=64, validators=[slug_validator])
     backend = models.CharField(max_length=32, validators=[backend_validator])
-    device_count = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1), MaxValueValidator(1024)])
+    device_count = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(1024)]
+    )
     driver_version = models.CharField(max_length=100, blank=True)
     runtime_version = models.CharField(max_length=100, blank=True, help_text="CUDA toolkit, ROCm, CANN, ...")
     torch_version = models.CharField(max_length=100)
     plugin_versions = models.JSONField(default=dict, blank=True, help_text="Backend plugin name -> version")
     host_cpu = models.CharField(max_length=200, blank=True)
-    host_memory_gib = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0), MaxValueValidator(1_000_000)])
+    host_memory_gib = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0), MaxValueValidator(1_000_000)]
+    )
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["slug"]
-        constraints = [models.UniqueConstraint(fields=["vendor", "slug"], name="target_slug_unique_per_vendor")]
+        constraints = [
+            models.UniqueConstraint(fields=["vendor", "slug"], name="target_slug_unique_per_vendor")
+        ]
 
     def __str__(self) -> str:
         return self.slug
@@ -188,7 +202,9 @@ class ModelArtifact(models.Model):
     class Meta:
         ordering = ["owner__name", "name", "version"]
         constraints = [
-            models.UniqueConstraint(fields=["owner", "name", "version"], name="model_version_unique_per_owner"),
+            models.UniqueConstraint(
+                fields=["owner", "name", "version"], name="model_version_unique_per_owner"
+            ),
         ]
 
     def __str__(self) -> str:

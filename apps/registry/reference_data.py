@@ -30,8 +30,12 @@ def reference_chips() -> list[dict]:
             peaks = {
                 key: value
                 for key, column in {
-                    "fp32": "peak_fp32_tflops", "tf32": "peak_tf32_tflops", "bf16": "peak_bf16_tflops",
-                    "fp16": "peak_fp16_tflops", "fp8": "peak_fp8_tflops", "int8": "peak_int8_tops",
+                    "fp32": "peak_fp32_tflops",
+                    "tf32": "peak_tf32_tflops",
+                    "bf16": "peak_bf16_tflops",
+                    "fp16": "peak_fp16_tflops",
+                    "fp8": "peak_fp8_tflops",
+                    "int8": "peak_int8_tops",
                 }.items()
                 if (value := _number(row[column])) is not None
             }

@@ -46,7 +46,9 @@ def model_artifacts_visible_to(membership: Membership | None) -> QuerySet[ModelA
 
 
 def runners_visible_to(membership: Membership | None) -> QuerySet[Runner]:
-    runners = Runner.objects.prefetch_related(Prefetch("targets", HardwareTarget.objects.select_related("vendor")))
+    runners = Runner.objects.prefetch_related(
+        Prefetch("targets", HardwareTarget.objects.select_related("vendor"))
+    )
     if membership is not None and membership.is_authority:
         return runners
     return runners.none()
@@ -56,7 +58,9 @@ class AmbiguousTarget(LookupError):
     """A plain slug that several vendors use; the caller must write `<vendor slug>/<target slug>`."""
 
 
-def target_by_reference(reference: str, *, targets: QuerySet[HardwareTarget] | None = None) -> HardwareTarget | None:
+def target_by_reference(
+    reference: str, *, targets: QuerySet[HardwareTarget] | None = None
+) -> HardwareTarget | None:
     """The target named `<vendor slug>/<target slug>`, or by its plain slug when only one vendor uses it.
 
     Raises AmbiguousTarget when a plain slug names targets of several vendors (an authority-side lookup;

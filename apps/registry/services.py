@@ -23,15 +23,36 @@ from certification.json_limits import JSONLimitExceeded, check_json_value
 
 CHIP_FIELDS = frozenset(
     {
-        "sku", "name", "architecture", "process_node_nm", "die_area_mm2", "memory_gib",
-        "memory_bandwidth_gbs", "tdp_w", "interconnect_bandwidth_gbs", "data_center", "fab_country",
-        "assembly_country", "domestic_content_pct", "list_price", "currency", "spec_source",
+        "sku",
+        "name",
+        "architecture",
+        "process_node_nm",
+        "die_area_mm2",
+        "memory_gib",
+        "memory_bandwidth_gbs",
+        "tdp_w",
+        "interconnect_bandwidth_gbs",
+        "data_center",
+        "fab_country",
+        "assembly_country",
+        "domestic_content_pct",
+        "list_price",
+        "currency",
+        "spec_source",
     }
 )
 TARGET_FIELDS = frozenset(
     {
-        "slug", "backend", "device_count", "driver_version", "runtime_version", "torch_version",
-        "plugin_versions", "host_cpu", "host_memory_gib", "description",
+        "slug",
+        "backend",
+        "device_count",
+        "driver_version",
+        "runtime_version",
+        "torch_version",
+        "plugin_versions",
+        "host_cpu",
+        "host_memory_gib",
+        "description",
     }
 )
 MAX_CONFIG_BYTES = 64 * 1024
@@ -42,9 +63,7 @@ def _apply_declared_peak(chip: Chip, declared_peak: dict[str, Any] | None) -> No
         return
     unknown = sorted(set(declared_peak) - set(PEAK_FIELDS))
     if unknown:
-        raise ValidationError(
-            {"declared_peak": f"Unknown dtype keys {unknown}; use {sorted(PEAK_FIELDS)}."}
-        )
+        raise ValidationError({"declared_peak": f"Unknown dtype keys {unknown}; use {sorted(PEAK_FIELDS)}."})
     for key, field in PEAK_FIELDS.items():
         if key in declared_peak:
             setattr(chip, field, declared_peak[key])
@@ -86,8 +105,16 @@ def chip_create(
     _apply_declared_peak(chip, declared_peak)
     _check_chip(chip)
     _save(chip, unique_message={"sku": "Your organization already has a chip with this SKU."})
-    audit_record(action="chip.created", obj=chip, actor=actor, payload={
-        "vendor": vendor.pk, "fields": _audited(fields, CHIP_FIELDS), "declared_peak": declared_peak})
+    audit_record(
+        action="chip.created",
+        obj=chip,
+        actor=actor,
+        payload={
+            "vendor": vendor.pk,
+            "fields": _audited(fields, CHIP_FIELDS),
+            "declared_peak": declared_peak,
+        },
+    )
     return chip
 
 
@@ -108,16 +135,21 @@ def chip_update(*, chip: Chip, declared_peak: dict | None = None, actor=None, **
     _check_chip(chip)
     _save(chip, unique_message={"sku": "Your organization already has a chip with this SKU."})
     _certified_edit(chip, before)
-    audit_record(action="chip.updated", obj=chip, actor=actor, payload={
-        "fields": _audited(fields, CHIP_FIELDS), "declared_peak": declared_peak})
+    audit_record(
+        action="chip.updated",
+        obj=chip,
+        actor=actor,
+        payload={"fields": _audited(fields, CHIP_FIELDS), "declared_peak": declared_peak},
+    )
     return chip
 
 
 @transaction.atomic
 def chip_delete(*, chip: Chip, actor=None) -> None:
     """Delete a chip (refused with ProtectedError while targets or certificates cite it). Audited."""
-    audit_record(action="chip.deleted", obj=chip, actor=actor,
-                 payload={"vendor": chip.vendor_id, "sku": chip.sku})
+    audit_record(
+        action="chip.deleted", obj=chip, actor=actor, payload={"vendor": chip.vendor_id, "sku": chip.sku}
+    )
     chip.delete()
 
 
@@ -137,18 +169,27 @@ def _check_target(target: HardwareTarget) -> None:
     _check_plugin_versions(target.plugin_versions)
     if target.chip.vendor_id != target.vendor_id:
         raise ValidationError({"chip": "A target's chip belongs to the target's vendor."})
-    if HardwareTarget.objects.filter(vendor_id=target.vendor_id, slug=target.slug).exclude(pk=target.pk).exists():
+    if (
+        HardwareTarget.objects.filter(vendor_id=target.vendor_id, slug=target.slug)
+        .exclude(pk=target.pk)
+        .exists()
+    ):
         raise ValidationError(TARGET_SLUG_TAKEN)
 
 
 @transaction.atomic
 def target_create(*, chip: Chip, actor=None, **fields: Any) -> HardwareTarget:
-    target = HardwareTarget(chip=chip, vendor_id=chip.vendor_id,
-                            **{k: v for k, v in fields.items() if k in TARGET_FIELDS})
+    target = HardwareTarget(
+        chip=chip, vendor_id=chip.vendor_id, **{k: v for k, v in fields.items() if k in TARGET_FIELDS}
+    )
     _check_target(target)
     _save(target, unique_message=TARGET_SLUG_TAKEN)
-    audit_record(action="target.created", obj=target, actor=actor, payload={
-        "chip": chip.pk, "fields": _audited(fields, TARGET_FIELDS)})
+    audit_record(
+        action="target.created",
+        obj=target,
+        actor=actor,
+        payload={"chip": chip.pk, "fields": _audited(fields, TARGET_FIELDS)},
+    )
     return target
 
 
@@ -161,16 +202,24 @@ def target_update(*, target: HardwareTarget, actor=None, **fields: Any) -> Hardw
     _check_target(target)
     _save(target, unique_message=TARGET_SLUG_TAKEN)
     _certified_edit(target, before)
-    audit_record(action="target.updated", obj=target, actor=actor, payload={
-        "fields": _audited(fields, TARGET_FIELDS | {"chip"})})
+    audit_record(
+        action="target.updated",
+        obj=target,
+        actor=actor,
+        payload={"fields": _audited(fields, TARGET_FIELDS | {"chip"})},
+    )
     return target
 
 
 @transaction.atomic
 def target_delete(*, target: HardwareTarget, actor=None) -> None:
     """Delete a hardware target (refused with ProtectedError while campaigns cite it). Audited."""
-    audit_record(action="target.deleted", obj=target, actor=actor, payload={"chip": target.chip_id,
-                                                                            "slug": target.slug})
+    audit_record(
+        action="target.deleted",
+        obj=target,
+        actor=actor,
+        payload={"chip": target.chip_id, "slug": target.slug},
+    )
     target.delete()
 
 
@@ -235,9 +284,19 @@ def model_artifact_create(
             else:
                 artifact.weights.name = path
             artifact.save()
-            audit_record(action="model.created", obj=artifact, actor=actor, payload={
-                "owner": owner.pk, "name": name, "version": version, "architecture": architecture,
-                "weights_sha256": artifact.weights_sha256, "weights_size": artifact.weights_size})
+            audit_record(
+                action="model.created",
+                obj=artifact,
+                actor=actor,
+                payload={
+                    "owner": owner.pk,
+                    "name": name,
+                    "version": version,
+                    "architecture": architecture,
+                    "weights_sha256": artifact.weights_sha256,
+                    "weights_size": artifact.weights_size,
+                },
+            )
     except BaseException as exc:
         # Whatever the database refused (a duplicate, or on PostgreSQL a NUL it cannot store), the
         # file written for this row must not outlive it.
@@ -253,9 +312,17 @@ def model_artifact_create(
 def model_artifact_delete(*, artifact: ModelArtifact, actor=None) -> None:
     """Delete a model; its weights file goes too, after commit, unless another model shares it."""
     name, storage = artifact.weights.name, artifact.weights.storage
-    audit_record(action="model.deleted", obj=artifact, actor=actor, payload={
-        "owner": artifact.owner_id, "name": artifact.name, "version": artifact.version,
-        "weights_sha256": artifact.weights_sha256})
+    audit_record(
+        action="model.deleted",
+        obj=artifact,
+        actor=actor,
+        payload={
+            "owner": artifact.owner_id,
+            "name": artifact.name,
+            "version": artifact.version,
+            "weights_sha256": artifact.weights_sha256,
+        },
+    )
     artifact.delete()
     if not ModelArtifact.objects.filter(weights=name).exists():
         transaction.on_commit(lambda: storage.delete(name))
@@ -283,21 +350,31 @@ def runner_register(*, name: str, public_key: str, targets: list[HardwareTarget]
     runner = Runner(name=name, public_key=pem, key_id=key_id)
     _save(runner, unique_message={"name": "A runner with this name already exists."})
     runner.targets.set(targets)
-    audit_record(action="runner.registered", obj=runner, actor=actor, payload={
-        "name": name, "key_id": key_id, "targets": _bindings(targets)})
+    audit_record(
+        action="runner.registered",
+        obj=runner,
+        actor=actor,
+        payload={"name": name, "key_id": key_id, "targets": _bindings(targets)},
+    )
     return runner
 
 
 def _bindings(targets) -> list[dict[str, Any]]:
     """Each bound target with its vendor, so a binding across vendors stands out in the record."""
-    return [{"target": t.pk, "slug": t.slug, "vendor": t.chip.vendor_id}
-            for t in sorted(targets, key=lambda t: t.pk)]
+    return [
+        {"target": t.pk, "slug": t.slug, "vendor": t.chip.vendor_id}
+        for t in sorted(targets, key=lambda t: t.pk)
+    ]
 
 
 @transaction.atomic
 def runner_update(
-    *, runner: Runner, public_key: str | None = None, targets: list[HardwareTarget] | None = None,
-    status: str | None = None, actor=None,
+    *,
+    runner: Runner,
+    public_key: str | None = None,
+    targets: list[HardwareTarget] | None = None,
+    status: str | None = None,
+    actor=None,
 ) -> Runner:
     before_key, before_status = runner.key_id, runner.status
     before_targets = list(runner.targets.select_related("chip")) if runner.pk else []
@@ -312,21 +389,32 @@ def runner_update(
     if targets is not None:
         runner.targets.set(targets)
     after_targets = list(runner.targets.select_related("chip"))
-    audit_record(action="runner.updated", obj=runner, actor=actor, payload={
-        "key_id": {"before": before_key, "after": runner.key_id},
-        "status": {"before": before_status, "after": runner.status},
-        "targets": {"before": _bindings(before_targets), "after": _bindings(after_targets)},
-        "key_changed": before_key != runner.key_id,
-        "bindings_changed": {t.pk for t in before_targets} != {t.pk for t in after_targets},
-    })
+    audit_record(
+        action="runner.updated",
+        obj=runner,
+        actor=actor,
+        payload={
+            "key_id": {"before": before_key, "after": runner.key_id},
+            "status": {"before": before_status, "after": runner.status},
+            "targets": {"before": _bindings(before_targets), "after": _bindings(after_targets)},
+            "key_changed": before_key != runner.key_id,
+            "bindings_changed": {t.pk for t in before_targets} != {t.pk for t in after_targets},
+        },
+    )
     return runner
 
 
 @transaction.atomic
 def runner_delete(*, runner: Runner, actor=None) -> None:
     """Remove a runner host and its key. Audited with the targets it was bound to."""
-    audit_record(action="runner.deleted", obj=runner, actor=actor, payload={
-        "name": runner.name, "key_id": runner.key_id,
-        "targets": _bindings(runner.targets.select_related("chip")),
-    })
+    audit_record(
+        action="runner.deleted",
+        obj=runner,
+        actor=actor,
+        payload={
+            "name": runner.name,
+            "key_id": runner.key_id,
+            "targets": _bindings(runner.targets.select_related("chip")),
+        },
+    )
     runner.delete()

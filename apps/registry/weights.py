@@ -19,10 +19,21 @@ from certification.json_limits import JSONLimitExceeded, check_json_depth
 
 # Bytes per element of each dtype safetensors defines.
 DTYPE_SIZES = {
-    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1,
-    "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
-    "I32": 4, "U32": 4, "F32": 4,
-    "I64": 8, "U64": 8, "F64": 8,
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
 }
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the limit safetensors itself enforces
 # header -> tensor -> shape/offsets list: nothing valid nests deeper. Checked on the raw text first,

@@ -32,8 +32,11 @@ def job_dispatch(*, job_id: int) -> None:
 
 def jobs_dispatch(*, job_ids: list[int]) -> None:
     """Publish each still-queued job to its target's runner queue (one query and one write for all)."""
-    jobs = list(Job.objects.select_related("campaign__target").filter(pk__in=job_ids, state=JobState.QUEUED)
-                .order_by("pk"))  # cancelled or already taken meanwhile: left out
+    jobs = list(
+        Job.objects.select_related("campaign__target")
+        .filter(pk__in=job_ids, state=JobState.QUEUED)
+        .order_by("pk")
+    )  # cancelled or already taken meanwhile: left out
     if settings.CELERY_TASK_ALWAYS_EAGER:
         for job in jobs:
             if Job.objects.filter(pk=job.pk, state=JobState.QUEUED).exists():

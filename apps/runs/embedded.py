@@ -53,9 +53,21 @@ class EmbeddedWorkers:
         self.runner_queues: list[str] = []
 
     def _spawn(self, args: list[str], env: dict[str, str]) -> subprocess.Popen:
-        return subprocess.Popen(
-            [sys.executable, "-m", "celery", *args, "-l", self.log_level, "--without-gossip", "--without-mingle"],
-            cwd=settings.BASE_DIR, env=env, stdout=self.stdout, stderr=subprocess.STDOUT if self.stdout else None,
+        return subprocess.Popen(  # noqa: S603 - argv of this interpreter and Celery, no shell
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                *args,
+                "-l",
+                self.log_level,
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=self.stdout,
+            stderr=subprocess.STDOUT if self.stdout else None,
             start_new_session=True,
         )
 
@@ -65,8 +77,20 @@ class EmbeddedWorkers:
         embedded_broker_ready()
         # -B: the embedded platform worker also runs the schedules (sweeps, expiry, surveillance).
         self.platform = self._spawn(
-            ["-A", "certification", "worker", "-Q", "platform", "--concurrency", "1", "-B",
-             "-n", f"platform-embedded-{os.getpid()}@%h"], dict(os.environ))
+            [
+                "-A",
+                "certification",
+                "worker",
+                "-Q",
+                "platform",
+                "--concurrency",
+                "1",
+                "-B",
+                "-n",
+                f"platform-embedded-{os.getpid()}@%h",
+            ],
+            dict(os.environ),
+        )
         self.check()
         return self
 
@@ -81,13 +105,26 @@ class EmbeddedWorkers:
                 env.update(
                     CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
                     CELERY_BROKER_TRANSPORT_OPTIONS=json.dumps(settings.CELERY_BROKER_TRANSPORT_OPTIONS),
-                    RUNNER_NAME=settings.EMBEDDED_RUNNER_NAME, RUNNER_KEY_FILE=str(settings.EMBEDDED_RUNNER_KEY_FILE),
+                    RUNNER_NAME=settings.EMBEDDED_RUNNER_NAME,
+                    RUNNER_KEY_FILE=str(settings.EMBEDDED_RUNNER_KEY_FILE),
                 )
                 # --statedb: revocations (cancelled jobs) outlive a restart of the runner's worker.
                 self.runner = self._spawn(
-                    ["-A", "runners.worker", "worker", "-Q", ",".join(queues), "--concurrency", "1",
-                     "--statedb", str(Path(settings.EMBEDDED_BROKER_DIR) / "runner-worker.state"),
-                     "-n", f"runner-embedded-{os.getpid()}@%h"], env)
+                    [
+                        "-A",
+                        "runners.worker",
+                        "worker",
+                        "-Q",
+                        ",".join(queues),
+                        "--concurrency",
+                        "1",
+                        "--statedb",
+                        str(Path(settings.EMBEDDED_BROKER_DIR) / "runner-worker.state"),
+                        "-n",
+                        f"runner-embedded-{os.getpid()}@%h",
+                    ],
+                    env,
+                )
         return self.platform is not None and self.platform.poll() is None
 
     @staticmethod

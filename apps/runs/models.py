@@ -73,10 +73,16 @@ class Campaign(models.Model):
     program = models.ForeignKey(Program, on_delete=models.PROTECT, related_name="campaigns")
     level = models.CharField(max_length=32)
     model_artifacts = models.ManyToManyField(ModelArtifact, related_name="campaigns", blank=True)
-    purpose = models.CharField(max_length=16, choices=CampaignPurpose.choices, default=CampaignPurpose.CERTIFICATION)
-    state = models.CharField(max_length=16, choices=CampaignState.choices, default=CampaignState.DRAFT, db_index=True)
+    purpose = models.CharField(
+        max_length=16, choices=CampaignPurpose.choices, default=CampaignPurpose.CERTIFICATION
+    )
+    state = models.CharField(
+        max_length=16, choices=CampaignState.choices, default=CampaignState.DRAFT, db_index=True
+    )
     state_reason = models.TextField(blank=True)
-    submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True, help_text="When the last job ended")
@@ -121,7 +127,9 @@ class Job(models.Model):
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="jobs")
     suite = models.CharField(max_length=16, choices=JobSuite.choices)
-    model = models.ForeignKey(ModelArtifact, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs")
+    model = models.ForeignKey(
+        ModelArtifact, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs"
+    )
     state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.PENDING, db_index=True)
     challenge = models.CharField(max_length=64)
     spec = models.JSONField(default=dict)
@@ -139,7 +147,9 @@ class Job(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     deadline_at = models.DateTimeField(null=True, blank=True)
     last_seen_at = models.DateTimeField(
-        null=True, blank=True, help_text="The last signed sign of life of the running attempt (progress or heartbeat)"
+        null=True,
+        blank=True,
+        help_text="The last signed sign of life of the running attempt (progress or heartbeat)",
     )
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -186,7 +196,9 @@ class CaseResult(models.Model):
     error_class = models.CharField(max_length=32, blank=True)
     max_abs = models.FloatField(null=True)
     max_rel = models.FloatField(null=True)
-    tolerance_ratio = models.FloatField(null=True, help_text="Worst element's error / its allowance; 1.0 is the limit")
+    tolerance_ratio = models.FloatField(
+        null=True, help_text="Worst element's error / its allowance; 1.0 is the limit"
+    )
     mismatch_fraction = models.FloatField(null=True)
     atol = models.FloatField(null=True)
     rtol = models.FloatField(null=True)
@@ -212,7 +224,9 @@ class Measurement(models.Model):
     p99 = models.FloatField(null=True)
     cv = models.FloatField(null=True)
     unstable = models.BooleanField(default=False)
-    efficiency = models.FloatField(null=True, help_text="Achieved / declared, where a declared figure applies")
+    efficiency = models.FloatField(
+        null=True, help_text="Achieved / declared, where a declared figure applies"
+    )
     flags = models.JSONField(default=list)
     params = models.JSONField(default=dict)
 

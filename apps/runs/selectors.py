@@ -13,8 +13,13 @@ from apps.runs.models import Campaign, Job, Program, ProgramStatus
 
 
 def campaigns_visible_to(membership: Membership | None) -> QuerySet[Campaign]:
-    campaigns = Campaign.objects.select_related("target__chip__vendor", "program", "vendor", "submitted_by").prefetch_related(
-        Prefetch("jobs", queryset=Job.objects.select_related("model", "runner", "document__runner").order_by("id")), "model_artifacts"
+    campaigns = Campaign.objects.select_related(
+        "target__chip__vendor", "program", "vendor", "submitted_by"
+    ).prefetch_related(
+        Prefetch(
+            "jobs", queryset=Job.objects.select_related("model", "runner", "document__runner").order_by("id")
+        ),
+        "model_artifacts",
     )
     if membership is None:
         return campaigns.none()
@@ -105,7 +110,9 @@ def model_artifact_for_runner(*, headers, path: str, sha256: str):
         sent_at = datetime.fromisoformat(timestamp)
     except ValueError:
         return None
-    if sent_at.tzinfo is None or abs(timezone.now() - sent_at) > timedelta(seconds=ARTIFACT_REQUEST_MAX_SKEW_S):
+    if sent_at.tzinfo is None or abs(timezone.now() - sent_at) > timedelta(
+        seconds=ARTIFACT_REQUEST_MAX_SKEW_S
+    ):
         return None
     runner = Runner.objects.filter(name=name, key_id=key_id).exclude(status=RunnerStatus.DISABLED).first()
     payload = request_signature_payload("GET", path, timestamp)
@@ -114,7 +121,8 @@ def model_artifact_for_runner(*, headers, path: str, sha256: str):
     if not _runner_request_first_use(key_id=runner.key_id, payload=payload):
         return None  # a replay of a request already served (or refused)
     needed = Job.objects.filter(
-        model__weights_sha256=sha256, state__in=[JobState.QUEUED, JobState.RUNNING],
+        model__weights_sha256=sha256,
+        state__in=[JobState.QUEUED, JobState.RUNNING],
         campaign__target__runners=runner,
     )
     if not needed.exists():

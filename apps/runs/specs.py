@@ -47,7 +47,11 @@ def job_spec_build(*, job: Job, suite_plan: dict, time_limit_s: int) -> dict:
         "suite": job.suite,
         "device": target.backend,
         "challenge": job.challenge,
-        "target": {"slug": target.slug, "backend": target.backend, "expected_fingerprint": expected_fingerprint(target)},
+        "target": {
+            "slug": target.slug,
+            "backend": target.backend,
+            "expected_fingerprint": expected_fingerprint(target),
+        },
         "declared": {
             "peak_tflops": {key: value for key, value in chip.declared_peaks().items() if key in PEAK_FIELDS},
             "memory_bandwidth_gbs": chip.memory_bandwidth_gbs,

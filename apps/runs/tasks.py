@@ -64,4 +64,8 @@ def sweep_stuck_jobs() -> int:
 
 
 # The messages a runner sends to the platform queue, by task name (the embedded path calls them directly).
-RUNNER_MESSAGES = {"runs.job_progress": job_progress, "runs.job_failed": job_failed, "runs.heartbeat": heartbeat}
+RUNNER_MESSAGES = {
+    "runs.job_progress": job_progress,
+    "runs.job_failed": job_failed,
+    "runs.heartbeat": heartbeat,
+}

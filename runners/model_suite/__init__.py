@@ -242,8 +242,14 @@ def run_model_suite(
             except Exception as exc:  # declared supported: whatever it says, the device failed
                 out["cases"].append(_exception_case(model_spec.name, dtype_name, exc, phase="device"))
                 continue
-            if not isinstance(accuracy_out, torch.Tensor) or tuple(accuracy_out.shape) != tuple(reference.shape):
-                shape = tuple(accuracy_out.shape) if isinstance(accuracy_out, torch.Tensor) else type(accuracy_out)
+            if not isinstance(accuracy_out, torch.Tensor) or tuple(accuracy_out.shape) != tuple(
+                reference.shape
+            ):
+                shape = (
+                    tuple(accuracy_out.shape)
+                    if isinstance(accuracy_out, torch.Tensor)
+                    else type(accuracy_out)
+                )
                 out["cases"].append(
                     _case(
                         model_spec.name,
@@ -271,7 +277,11 @@ def run_model_suite(
             except ModelError as exc:
                 out["cases"].append(_error_case(model_spec.name, dtype_name, exc))
             except Exception as exc:  # the device failed a timed or generation run of a supported model
-                out["cases"].append(_exception_case(model_spec.name, dtype_name, exc, phase="device", prefix="performance run: "))
+                out["cases"].append(
+                    _exception_case(
+                        model_spec.name, dtype_name, exc, phase="device", prefix="performance run: "
+                    )
+                )
             finally:
                 module = run = None  # noqa: F841 - free device memory before the next dtype
     return out
@@ -343,10 +353,16 @@ def _case(
     )
 
 
-def _exception_case(model: str, dtype: str | None, exc: Exception, *, phase: str, prefix: str = "") -> dict[str, Any]:
+def _exception_case(
+    model: str, dtype: str | None, exc: Exception, *, phase: str, prefix: str = ""
+) -> dict[str, Any]:
     """An error case for an exception, classified by where it was raised (runners/errors.py)."""
     return _case(
-        model, dtype, "error", {}, outcome=classify_exception(exc, phase=phase),
+        model,
+        dtype,
+        "error",
+        {},
+        outcome=classify_exception(exc, phase=phase),
         message=f"{prefix}{type(exc).__name__}: {exc}"[:500],
     )
 

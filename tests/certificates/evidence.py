@@ -88,9 +88,15 @@ def _integrity_figures(name: str, verdict: str) -> dict:
     passed = verdict == "pass"
     if name == "caching":
         repeated = 0.010 if passed else 0.005  # a result cache makes repeated inputs twice as fast
-        return {"verdict": verdict, "fresh_median_s": 0.010, "repeated_median_s": repeated,
-                "fresh_ci_s": [0.0099, 0.0101], "repeated_ci_s": [repeated * 0.99, repeated * 1.01],
-                "speedup_ratio": 0.010 / repeated, "threshold": 0.1}
+        return {
+            "verdict": verdict,
+            "fresh_median_s": 0.010,
+            "repeated_median_s": repeated,
+            "fresh_ci_s": [0.0099, 0.0101],
+            "repeated_ci_s": [repeated * 0.99, repeated * 1.01],
+            "speedup_ratio": 0.010 / repeated,
+            "threshold": 0.1,
+        }
     return {"verdict": verdict, "sampled": 4, "mismatches": 0 if passed else 1}
 
 
@@ -141,8 +147,17 @@ def campaign_with_evidence(
     # The runner's fingerprint on this target's host (ingestion accepted it, so it matches).
     fingerprint = {
         **FINGERPRINT,
-        **{key: getattr(target, key) for key in ("backend", "device_count", "driver_version", "runtime_version",
-                                                  "torch_version", "plugin_versions")},
+        **{
+            key: getattr(target, key)
+            for key in (
+                "backend",
+                "device_count",
+                "driver_version",
+                "runtime_version",
+                "torch_version",
+                "plugin_versions",
+            )
+        },
     }
 
     def job(suite, model=None, job_state=JobState.SUCCEEDED):

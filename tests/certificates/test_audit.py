@@ -144,6 +144,7 @@ def test_the_admin_change_page_refuses_a_post(chain, cast, client):
 
 # --- Issue 12.5: a database writer cannot rewrite, extend or cut the chain unseen -----------------
 
+
 def public_formula(event: dict, previous: str) -> str:
     """The unkeyed hash a database writer can compute (the formula before the chain was keyed)."""
     body = {k: event[k] for k in ("sequence", "action", "object_type", "object_id", "payload")}
@@ -157,16 +158,31 @@ def stolen_key_formula(event: dict, previous: str) -> str:
     from apps.audit.services import event_hash
 
     return event_hash(
-        sequence=event["sequence"], occurred_at=event["occurred_at"].isoformat(), actor_id=event["actor_id"],
-        actor_label=event["actor_label"], action=event["action"], object_type=event["object_type"],
-        object_id=event["object_id"], payload=event["payload"], previous_hash=previous,
+        sequence=event["sequence"],
+        occurred_at=event["occurred_at"].isoformat(),
+        actor_id=event["actor_id"],
+        actor_label=event["actor_label"],
+        action=event["action"],
+        object_type=event["object_type"],
+        object_id=event["object_id"],
+        payload=event["payload"],
+        previous_hash=previous,
     )
 
 
 def rewrite(from_sequence: int, hasher, **edits) -> None:
     """Edit one event with SQL and recompute its hash and every later one, head included."""
-    fields = ["sequence", "occurred_at", "actor_id", "actor_label", "action", "object_type", "object_id",
-              "payload", "previous_hash"]
+    fields = [
+        "sequence",
+        "occurred_at",
+        "actor_id",
+        "actor_label",
+        "action",
+        "object_type",
+        "object_id",
+        "payload",
+        "previous_hash",
+    ]
     events = list(AuditEvent.objects.order_by("sequence").values(*fields))
     previous = next(e for e in reversed(events) if e["sequence"] < from_sequence)
     previous_hash = AuditEvent.objects.get(sequence=previous["sequence"]).hash
@@ -180,8 +196,14 @@ def rewrite(from_sequence: int, hasher, **edits) -> None:
             cursor.execute(
                 "UPDATE audit_auditevent SET action = %s, payload = %s, actor_id = %s, previous_hash = %s, "
                 "hash = %s WHERE sequence = %s",
-                [event["action"], json.dumps(event["payload"]), event["actor_id"], previous_hash, digest,
-                 event["sequence"]],
+                [
+                    event["action"],
+                    json.dumps(event["payload"]),
+                    event["actor_id"],
+                    previous_hash,
+                    digest,
+                    event["sequence"],
+                ],
             )
             previous_hash = digest
         cursor.execute("UPDATE audit_audithead SET hash = %s WHERE id = 1", [previous_hash])
@@ -197,14 +219,24 @@ def test_a_forged_event_appended_with_a_recomputed_hash_is_found(chain):
     from django.utils import timezone
 
     last = AuditEvent.objects.order_by("-sequence").values().first()
-    forged = {**last, "sequence": 6, "occurred_at": timezone.now(), "action": "certificate.revoked",
-              "payload": {"forged": True}}
+    forged = {
+        **last,
+        "sequence": 6,
+        "occurred_at": timezone.now(),
+        "action": "certificate.revoked",
+        "payload": {"forged": True},
+    }
     digest = public_formula(forged, last["hash"])
     AuditEvent(
-        sequence=6, occurred_at=forged["occurred_at"], actor_label=forged["actor_label"],
+        sequence=6,
+        occurred_at=forged["occurred_at"],
+        actor_label=forged["actor_label"],
         action=forged["action"],
-        object_type=forged["object_type"], object_id=forged["object_id"], payload=forged["payload"],
-        previous_hash=last["hash"], hash=digest,
+        object_type=forged["object_type"],
+        object_id=forged["object_id"],
+        payload=forged["payload"],
+        previous_hash=last["hash"],
+        hash=digest,
     ).save()  # an INSERT: the ORM allows it, as SQL would
     AuditHead.objects.filter(id=1).update(sequence=6, hash=digest)
     with pytest.raises(CommandError, match=r"broken at event #6: its keyed hash does not match"):
@@ -215,8 +247,9 @@ def test_changing_the_actor_of_an_event_is_found(cast, db):
     for step in range(3):
         audit_record(action="test.step", actor=cast.reviewer, object_type="thing", object_id=str(step))
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE audit_auditevent SET actor_id = %s WHERE sequence = 2",
-                       [cast.platform_admin.pk])
+        cursor.execute(
+            "UPDATE audit_auditevent SET actor_id = %s WHERE sequence = 2", [cast.platform_admin.pk]
+        )
     with pytest.raises(CommandError, match=r"broken at event #2"):
         verify()
 
@@ -309,15 +342,19 @@ def test_a_forged_or_altered_checkpoint_file_fails_verification(chain):
     path.unlink()
     stranger = Ed25519PrivateKey.generate()
     body = {**document["checkpoint"], "key_id": public_key_id(stranger.public_key())}
-    forged = {"checkpoint": body, "key_id": body["key_id"],
-              "signature": base64.b64encode(stranger.sign(canonical_json(body).encode())).decode()}
+    forged = {
+        "checkpoint": body,
+        "key_id": body["key_id"],
+        "signature": base64.b64encode(stranger.sign(canonical_json(body).encode())).decode(),
+    }
     (audit_checkpoint_dir() / "000000000003-20990101T000000000000Z.json").write_text(canonical_json(forged))
     with pytest.raises(CommandError, match="key table no longer lists"):
         verify()
 
 
-def test_checkpoints_are_taken_at_certificate_issue_and_published(certified, client,
-                                                                   django_capture_on_commit_callbacks):
+def test_checkpoints_are_taken_at_certificate_issue_and_published(
+    certified, client, django_capture_on_commit_callbacks
+):
     from certification.verify import canonical_json, decode_signature, load_public_key
 
     with django_capture_on_commit_callbacks(execute=True):

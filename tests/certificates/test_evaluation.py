@@ -182,7 +182,10 @@ def test_aia_1_1_sets_the_agreement_bar_itself_whatever_the_runner_wrote(evaluat
     campaign = evaluated(program=program, accuracy=[0.98], accuracy_metric="greedy_token_agreement")
     b2 = result(campaign, "B2")
     assert b2.outcome == CriterionOutcome.FAIL and b2.threshold == pytest.approx(0.99)
-    assert result(evaluated(program=program, accuracy=[0.995], accuracy_metric="top1_agreement"), "B2").outcome == "pass"
+    assert (
+        result(evaluated(program=program, accuracy=[0.995], accuracy_metric="top1_agreement"), "B2").outcome
+        == "pass"
+    )
 
 
 def test_the_default_version_is_the_newest_in_effect_and_a_future_one_is_chosen_only_by_name(db):

@@ -16,8 +16,9 @@ from apps.certificates.services.keys import signing_key_compromise, signing_key_
 from certification.verify import load_public_key, strict_loads, verify_document_bytes
 
 
-def test_compromising_the_active_key_re_signs_live_certificates_with_a_new_key(cast, certified, client,
-                                                                               django_capture_on_commit_callbacks):
+def test_compromising_the_active_key_re_signs_live_certificates_with_a_new_key(
+    cast, certified, client, django_capture_on_commit_callbacks
+):
     live = certified()
     revoked = certified()
     certificate_revoke(certificate=revoked, reason="Vendor withdrew the product.", actor=cast.reviewer)
@@ -42,8 +43,9 @@ def test_compromising_the_active_key_re_signs_live_certificates_with_a_new_key(c
         k: v for k, v in before.items() if k != "issuer"
     }, "re-signing changes nothing but the issuer key and the note"
     assert certificate_check(certificate=live).signature_valid
-    offline = verify_document_bytes(certificate_document(certificate=live).encode(),
-                                    load_public_key(new_key.public_key_pem))
+    offline = verify_document_bytes(
+        certificate_document(certificate=live).encode(), load_public_key(new_key.public_key_pem)
+    )
     assert offline.ok, offline.message
 
     verdict = client.get(f"/api/v1/certificates/{revoked.serial}/verify/").json()
@@ -57,7 +59,9 @@ def test_a_retired_key_compromise_re_signs_with_the_current_active_key(certified
     old = certified()
     call_command("signing_key_rotate", stdout=StringIO())
     current = certified()
-    call_command("signing_key_compromise", old.signing_key.key_id[:12], "--reason", "leaked", stdout=StringIO())
+    call_command(
+        "signing_key_compromise", old.signing_key.key_id[:12], "--reason", "leaked", stdout=StringIO()
+    )
     old.refresh_from_db()
     assert old.signing_key == current.signing_key
     assert certificate_check(certificate=old).signature_valid

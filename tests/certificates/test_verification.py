@@ -156,7 +156,9 @@ def test_the_offline_verifier_runs_as_a_module_of_the_project(certified, tmp_pat
     guards = tmp_path / "guards"
     guards.mkdir()
     for name in ("django", "celery", "kombu"):
-        (guards / f"{name}.py").write_text(f"raise ImportError('the offline verifier must not import {name}')\n")
+        (guards / f"{name}.py").write_text(
+            f"raise ImportError('the offline verifier must not import {name}')\n"
+        )
     env = {**os.environ, "PYTHONPATH": f"{guards}{os.pathsep}{REPO}"}
     env.pop("DJANGO_SETTINGS_MODULE", None)
     args = [
@@ -201,6 +203,7 @@ def test_a_stored_signature_over_another_serial_is_refused(certified):
 
 
 # --- Issue 12.6: the offline verifier reads the published key list and knows compromised keys ----
+
 
 def _buyer_dir(tmp_path: Path) -> Path:
     """A buyer's folder: the verifier copied on its own, and a decoy that fails any Django import."""
@@ -279,16 +282,21 @@ def test_an_old_key_list_is_named_stale(certified):
 
     certificate = certified()
     key = certificate.signing_key
-    listing = {"published_at": "2026-01-01T00:00:00Z", "keys": [
-        {"key_id": key.key_id, "public_key": key.public_key_pem, "status": "active"}]}
+    listing = {
+        "published_at": "2026-01-01T00:00:00Z",
+        "keys": [{"key_id": key.key_id, "public_key": key.public_key_pem, "status": "active"}],
+    }
     key_list = load_key_list(json.dumps(listing).encode())
     assert verify_document_with_key_list(document_bytes(certificate), key_list).ok
     line = key_list_age(key_list, now=datetime(2026, 1, 11, 5, tzinfo=UTC))
     assert "10 days 5 hours old" in line and "fetch a fresh copy" in line
     unpublished = load_key_list(json.dumps({"keys": listing["keys"]}).encode())
     assert "age is unknown" in key_list_age(unpublished)
-    retired = {**listing["keys"][0], "status": "retired",
-               "retired_at": (datetime.now(UTC) - timedelta(days=30)).isoformat()}
+    retired = {
+        **listing["keys"][0],
+        "status": "retired",
+        "retired_at": (datetime.now(UTC) - timedelta(days=30)).isoformat(),
+    }
     verdict = verify_document_with_key_list(
         document_bytes(certificate), load_key_list(json.dumps({"keys": [retired]}).encode())
     )

@@ -30,9 +30,23 @@ class Worker:
         self.name = name
         self.lines: list[str] = []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", *args, "-l", "info", "--without-gossip", "--without-mingle",
-             "-n", f"{name}-{os.getpid()}@%h"],
-            cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                *args,
+                "-l",
+                "info",
+                "--without-gossip",
+                "--without-mingle",
+                "-n",
+                f"{name}-{os.getpid()}@%h",
+            ],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
             start_new_session=True,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -72,20 +86,32 @@ class Worker:
 
 
 def platform_env(broker_url: str, var_dir: Path, media_root: Path) -> dict[str, str]:
-    return {"DATABASE_URL": test_database_url(), "CELERY_BROKER_URL": broker_url, "CELERY_RESULT_BACKEND": "",
-            "CERT_VAR_DIR": str(var_dir), "SECRET_KEY": "integration-test-key",
-            "ARTIFACT_STORAGE_DIR": str(media_root)}
+    return {
+        "DATABASE_URL": test_database_url(),
+        "CELERY_BROKER_URL": broker_url,
+        "CELERY_RESULT_BACKEND": "",
+        "CERT_VAR_DIR": str(var_dir),
+        "SECRET_KEY": "integration-test-key",
+        "ARTIFACT_STORAGE_DIR": str(media_root),
+    }
 
 
 def platform_worker(broker_url: str, var_dir: Path, media_root: Path) -> Worker:
-    return Worker("platform", ["-A", "certification", "worker", "-Q", "platform", "--concurrency", "2"],
-                  platform_env(broker_url, var_dir, media_root))
+    return Worker(
+        "platform",
+        ["-A", "certification", "worker", "-Q", "platform", "--concurrency", "2"],
+        platform_env(broker_url, var_dir, media_root),
+    )
 
 
 def runner_worker(broker_url: str, queue: str, runner_name: str, key_file: Path) -> Worker:
     # The runner host gets the broker and its key, nothing else: no database, no Django settings.
-    env = {"CELERY_BROKER_URL": broker_url, "RUNNER_NAME": runner_name, "RUNNER_KEY_FILE": str(key_file),
-           "RUNNER_HEARTBEAT_SECONDS": "2"}
+    env = {
+        "CELERY_BROKER_URL": broker_url,
+        "RUNNER_NAME": runner_name,
+        "RUNNER_KEY_FILE": str(key_file),
+        "RUNNER_HEARTBEAT_SECONDS": "2",
+    }
     return Worker("runner", ["-A", "runners.worker", "worker", "-Q", queue, "--concurrency", "1"], env)
 
 

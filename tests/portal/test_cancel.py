@@ -11,8 +11,14 @@ from apps.runs.services.campaigns import campaign_submit
 @pytest.fixture
 def queued(cpu_world, settings):
     settings.CELERY_TASK_ALWAYS_EAGER = True
-    return campaign_submit(vendor=cpu_world.vendor, target=cpu_world.target, program=cpu_world.program,
-                           level="basic", model_artifacts=[], submitted_by=cpu_world.engineer)
+    return campaign_submit(
+        vendor=cpu_world.vendor,
+        target=cpu_world.target,
+        program=cpu_world.program,
+        level="basic",
+        model_artifacts=[],
+        submitted_by=cpu_world.engineer,
+    )
 
 
 @pytest.fixture

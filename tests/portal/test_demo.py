@@ -15,7 +15,9 @@ from apps.runs.models import Campaign, CampaignState, JobState
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
-def test_seed_demo_ends_with_a_real_certificate_of_the_local_cpu(transactional_db, settings, tmp_path, client):
+def test_seed_demo_ends_with_a_real_certificate_of_the_local_cpu(
+    transactional_db, settings, tmp_path, client
+):
     settings.VAR_DIR = tmp_path
     settings.EMBEDDED_RUNNER_KEY_FILE = tmp_path / "keys" / "local-runner.pem"
     settings.CERT_SIGNING_KEY_DIR = tmp_path / "signing"

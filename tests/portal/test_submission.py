@@ -21,9 +21,13 @@ def embedded_default(var_dir: Path) -> dict:
     """The Celery settings a checkout gets with no broker in its environment."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CELERY_") and k != "EMBEDDED_BROKER_DIR"}
     env.update(CERT_VAR_DIR=str(var_dir), SECRET_KEY="x")
-    code = ("import json; from certification import settings as s; print(json.dumps({'eager': "
-            "s.CELERY_TASK_ALWAYS_EAGER, 'url': s.CELERY_BROKER_URL, 'options': getattr(s, 'CELERY_BROKER_TRANSPORT_OPTIONS', {})}))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    code = (
+        "import json; from certification import settings as s; print(json.dumps({'eager': "
+        "s.CELERY_TASK_ALWAYS_EAGER, 'url': s.CELERY_BROKER_URL, 'options': getattr(s, 'CELERY_BROKER_TRANSPORT_OPTIONS', {})}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -34,18 +38,28 @@ def test_a_portal_submission_with_no_broker_answers_within_a_second_and_runs_not
 
     default = embedded_default(tmp_path / "var")
     settings.CELERY_TASK_ALWAYS_EAGER = default["eager"]
-    settings.CELERY_BROKER_URL, settings.CELERY_BROKER_TRANSPORT_OPTIONS = default["url"], default["options"] or {}
-    saved = (app.conf.get("broker_url"), dict(app.conf.broker_transport_options or {}),
-             (app.conf.get("broker_read_url"), app.conf.get("broker_write_url")))
+    settings.CELERY_BROKER_URL, settings.CELERY_BROKER_TRANSPORT_OPTIONS = (
+        default["url"],
+        default["options"] or {},
+    )
+    saved = (
+        app.conf.get("broker_url"),
+        dict(app.conf.broker_transport_options or {}),
+        (app.conf.get("broker_read_url"), app.conf.get("broker_write_url")),
+    )
     target = HardwareTargetFactory(chip__vendor=cast.vendor)
     model = ModelArtifactFactory(owner=cast.vendor)
     client = login(cast.owner)
-    assert client.get("/campaigns/new/").status_code == 200  # the vendor opens the form first, as in a browser
+    assert (
+        client.get("/campaigns/new/").status_code == 200
+    )  # the vendor opens the form first, as in a browser
     point_at(app, settings.CELERY_BROKER_URL, settings.CELERY_BROKER_TRANSPORT_OPTIONS)
     try:
         started = time.perf_counter()
         response = client.post(
-            "/campaigns/new/", {"target": target.pk, "program": program.pk, "level": "baseline", "models": [model.pk]})
+            "/campaigns/new/",
+            {"target": target.pk, "program": program.pk, "level": "baseline", "models": [model.pk]},
+        )
         elapsed = time.perf_counter() - started
     finally:
         point_at(app, *saved)

@@ -20,7 +20,9 @@ PASSWORD = "a-long-test-password-8"  # noqa: S105 - a test user only
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium"
+    ),
 ]
 
 
@@ -28,8 +30,13 @@ pytestmark = [
 def buyer(cast, certified):
     """The database work happens here, before Playwright starts: the ORM calls made while its sync API
     runs use a connection of their own that would outlive the test database."""
-    certified(sku="LOCAL-CPU", backend="cpu", scope_dtypes=("float32", "bfloat16"), gemm={"float32": (0.17, 1.09)},
-              tdp_w=65)
+    certified(
+        sku="LOCAL-CPU",
+        backend="cpu",
+        scope_dtypes=("float32", "bfloat16"),
+        gemm={"float32": (0.17, 1.09)},
+        tdp_w=65,
+    )
     cast.buyer.set_password(PASSWORD)
     cast.buyer.save(update_fields=["password"])
     return cast.buyer
@@ -83,11 +90,15 @@ def test_a_buyer_sees_why_a_certified_chip_fails_one_tender_and_passes_another(b
     assert "not in certified scope" in page.content()
     page.screenshot(path=SHOTS / "p1-tender-fails.png", full_page=True)
 
-    create_tender(page, "T-CPU", [
-        {"kind": "certificate_level", "program": "AIA", "level": "baseline"},
-        {"kind": "backend", "items": "cpu"},
-        {"kind": "tdp_w", "op": "<=", "value": "100"},
-    ])
+    create_tender(
+        page,
+        "T-CPU",
+        [
+            {"kind": "certificate_level", "program": "AIA", "level": "baseline"},
+            {"kind": "backend", "items": "cpu"},
+            {"kind": "tdp_w", "op": "<=", "value": "100"},
+        ],
+    )
     matrix = page.locator("table").first.inner_text()
     assert "LOCAL-CPU" in matrix and "eligible" in page.content().lower()
     page.screenshot(path=SHOTS / "p2-tender-passes.png", full_page=True)

@@ -82,9 +82,17 @@ def test_the_evaluation_csv_has_no_formula_even_from_a_raw_snapshot():
         "requirements": [{"position": 1, "text": "=req"}],
         "rows": [
             {
-                "rank": 1, "eligible": True, "score": 1.0, "serial": "=S", "program": "+P", "level": "-L",
-                "chip": {"vendor": "@V", "sku": "=K", "name": "=N"}, "target": "\tT", "backend": "\rB",
-                "classification": {"code": "=C"}, "cells": [{"ok": True, "value": 1, "source": "s"}],
+                "rank": 1,
+                "eligible": True,
+                "score": 1.0,
+                "serial": "=S",
+                "program": "+P",
+                "level": "-L",
+                "chip": {"vendor": "@V", "sku": "=K", "name": "=N"},
+                "target": "\tT",
+                "backend": "\rB",
+                "classification": {"code": "=C"},
+                "cells": [{"ok": True, "value": 1, "source": "s"}],
                 "reasons": ["=why"],
             }
         ],
@@ -101,7 +109,6 @@ def test_every_csv_writer_goes_through_the_spreadsheet_module():
         str(path.relative_to(root))
         for folder in ("apps", "certification")
         for path in (root / folder).rglob("*.py")
-        if re.search(r"csv\.(writer|DictWriter)\(", path.read_text())
-        and path.name != "spreadsheet.py"
+        if re.search(r"csv\.(writer|DictWriter)\(", path.read_text()) and path.name != "spreadsheet.py"
     ]
     assert offenders == []

@@ -114,15 +114,31 @@ def test_export_class_cells_use_the_classification_of_the_certified_peaks(certif
 def test_ranking_follows_the_shown_formula(certified, tender):
     # Declared peaks above the measured figures: a figure above the peak would not count at all.
     certified(
-        sku="A", gemm={"float32": (100.0, 0.8)}, tdp_w=500, memory_gib=80, list_price=10000, currency="USD",
+        sku="A",
+        gemm={"float32": (100.0, 0.8)},
+        tdp_w=500,
+        memory_gib=80,
+        list_price=10000,
+        currency="USD",
         peak_fp32_tflops=125,
     )
     certified(
-        sku="B", gemm={"float32": (60.0, 0.9)}, tdp_w=200, memory_gib=40, list_price=3000, currency="USD",
+        sku="B",
+        gemm={"float32": (60.0, 0.9)},
+        tdp_w=200,
+        memory_gib=40,
+        list_price=3000,
+        currency="USD",
         peak_fp32_tflops=67,
     )
-    certified(sku="C", gemm={"float32": (80.0, 0.9)}, tdp_w=400, memory_gib=120, list_price=None,
-              peak_fp32_tflops=89)
+    certified(
+        sku="C",
+        gemm={"float32": (80.0, 0.9)},
+        tdp_w=400,
+        memory_gib=120,
+        list_price=None,
+        peak_fp32_tflops=89,
+    )
     scoring = [
         {"metric": "tflops_per_watt", "weight": 2},
         {"metric": "tflops_per_price", "weight": 1},

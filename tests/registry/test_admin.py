@@ -61,8 +61,9 @@ def test_the_runner_admin_answers_a_bad_key_beside_the_field(cast, client):
     from apps.registry.models import Runner
 
     client.force_login(cast.platform_admin)
-    response = client.post("/admin/registry/runner/add/", {"name": "host-1", "public_key": "not a key",
-                                                          "status": "pending"})
+    response = client.post(
+        "/admin/registry/runner/add/", {"name": "host-1", "public_key": "not a key", "status": "pending"}
+    )
     assert response.status_code == 200
     assert "Not a PEM-encoded public key" in response.content.decode()
     assert not Runner.objects.exists()

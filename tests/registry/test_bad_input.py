@@ -674,8 +674,13 @@ def test_a_refused_save_leaves_no_weights_file_behind(cast, media_root):
     before = state(media_root)
     weights = SimpleUploadedFile("weights.safetensors", GOOD, content_type="application/octet-stream")
     fields = {
-        "owner": cast.vendor, "name": "minilm", "version": "1.0", "task": "text-embedding",
-        "architecture": "bert-encoder", "config": dict(TINY_BERT_CONFIG), "weights": weights,
+        "owner": cast.vendor,
+        "name": "minilm",
+        "version": "1.0",
+        "task": "text-embedding",
+        "architecture": "bert-encoder",
+        "config": dict(TINY_BERT_CONFIG),
+        "weights": weights,
     }
     if connection.vendor == "postgresql":
         with pytest.raises(Exception):  # noqa: B017, PT011 - psycopg's ValueError, whatever the driver says

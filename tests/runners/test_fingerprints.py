@@ -54,7 +54,9 @@ def test_the_npu_backend_reports_cann_and_driver_versions_from_torch_npu(fake_to
     assert npu.driver_version() == "25.2.0"
 
 
-def test_an_old_torch_npu_without_the_driver_getter_falls_back_to_the_driver_file(fake_torch_npu, monkeypatch):
+def test_an_old_torch_npu_without_the_driver_getter_falls_back_to_the_driver_file(
+    fake_torch_npu, monkeypatch
+):
     fake_torch_npu["DRIVER"] = ""  # CANN before 8.1 answers with an empty string
     npu = PrivateUse1Backend("npu")
     monkeypatch.setattr("runners.backends.privateuse1.ASCEND_DRIVER_FILE", "/nonexistent/version.info")
@@ -73,7 +75,9 @@ def test_driver_version_files_are_parsed(tmp_path):
     )
     assert nvidia_driver_from_proc(str(proc)) == "550.54.15"
     open_kernel = tmp_path / "open"
-    open_kernel.write_text("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  570.86.15  Release Build\n")
+    open_kernel.write_text(
+        "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  570.86.15  Release Build\n"
+    )
     assert nvidia_driver_from_proc(str(open_kernel)) == "570.86.15"
 
 

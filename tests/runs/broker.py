@@ -12,8 +12,12 @@ from pathlib import Path
 def filesystem_options(folder: Path) -> dict:
     for name in ("queue", "control"):
         (folder / name).mkdir(parents=True, exist_ok=True)
-    return {"data_folder_in": str(folder / "queue"), "data_folder_out": str(folder / "queue"),
-            "control_folder": str(folder / "control"), "store_processed": False}
+    return {
+        "data_folder_in": str(folder / "queue"),
+        "data_folder_out": str(folder / "queue"),
+        "control_folder": str(folder / "control"),
+        "store_processed": False,
+    }
 
 
 def point_at(app, url: str, options: dict, read_write: tuple | None = None) -> None:
@@ -31,11 +35,17 @@ def point_at(app, url: str, options: dict, read_write: tuple | None = None) -> N
 
 @contextmanager
 def filesystem_broker(app, folder: Path, settings=None):
-    saved = (app.conf.get("broker_url"), dict(app.conf.broker_transport_options or {}),
-             (app.conf.get("broker_read_url"), app.conf.get("broker_write_url")))
+    saved = (
+        app.conf.get("broker_url"),
+        dict(app.conf.broker_transport_options or {}),
+        (app.conf.get("broker_read_url"), app.conf.get("broker_write_url")),
+    )
     options = filesystem_options(folder)
     if settings is not None:
-        settings.CELERY_BROKER_URL, settings.CELERY_BROKER_TRANSPORT_OPTIONS = "filesystem://localhost//", options
+        settings.CELERY_BROKER_URL, settings.CELERY_BROKER_TRANSPORT_OPTIONS = (
+            "filesystem://localhost//",
+            options,
+        )
     point_at(app, "filesystem://localhost//", options)
     try:
         yield options
@@ -55,6 +65,14 @@ def published(folder: Path, queue: str) -> list[dict]:
             body = base64.b64decode(body)
         args, kwargs, embed = json.loads(body)
         headers = message.get("headers", {})
-        found.append({"task": headers.get("task"), "id": headers.get("id"), "expires": headers.get("expires"),
-                      "args": args, "kwargs": kwargs, "embed": embed})
+        found.append(
+            {
+                "task": headers.get("task"),
+                "id": headers.get("id"),
+                "expires": headers.get("expires"),
+                "args": args,
+                "kwargs": kwargs,
+                "embed": embed,
+            }
+        )
     return found

@@ -18,8 +18,11 @@ URL = "/api/v1/campaigns/"
 def embedded_runner(cpu_world, settings, tmp_path):
     """This process is the runner host: the world's runner key sits in a file, as in `make run`."""
     key_file = tmp_path / "runner.pem"
-    key_file.write_bytes(cpu_world.identity.private_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    key_file.write_bytes(
+        cpu_world.identity.private_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     settings.EMBEDDED_RUNNER_NAME = cpu_world.identity.name
     settings.EMBEDDED_RUNNER_KEY_FILE = key_file
     return cpu_world
@@ -63,14 +66,17 @@ def test_a_campaign_for_a_foreign_target_is_a_404(cpu_world, client_for):
     assert Campaign.objects.count() == 0
 
 
-@pytest.mark.parametrize("overrides, field", [
-    ({"program": "NOPE"}, "program"),
-    ({"program_version": "9.9"}, "program"),
-    ({"level": "platinum"}, "level"),
-    ({"models": [999999]}, "models"),
-    ({"models": "abc"}, "models"),
-    ({"colour": "red"}, "colour"),
-])
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"program": "NOPE"}, "program"),
+        ({"program_version": "9.9"}, "program"),
+        ({"level": "platinum"}, "level"),
+        ({"models": [999999]}, "models"),
+        ({"models": "abc"}, "models"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
 def test_bad_submissions_are_400_with_the_field_named(cpu_world, client_for, overrides, field):
     response = submit(client_for(cpu_world.engineer), **overrides)
     assert response.status_code == 400, response.json()
@@ -96,7 +102,9 @@ def test_anonymous_users_see_no_campaigns(cpu_world, client_for):
 
 def test_vendors_see_only_their_campaigns_and_the_authority_sees_all(cpu_world, client_for):
     campaign_id = submit(client_for(cpu_world.engineer)).json()["id"]
-    other_target = HardwareTargetFactory(chip=ChipFactory(vendor=cpu_world.foreign_engineer.membership.organization))
+    other_target = HardwareTargetFactory(
+        chip=ChipFactory(vendor=cpu_world.foreign_engineer.membership.organization)
+    )
     assert other_target
     assert [c["id"] for c in client_for(cpu_world.engineer).get(URL).json()["results"]] == [campaign_id]
     assert client_for(cpu_world.foreign_engineer).get(URL).json()["results"] == []
@@ -114,7 +122,9 @@ def test_a_vendor_cancels_a_queued_campaign_once(cpu_world, client_for):
     assert again.status_code == 400
 
 
-def test_a_failed_job_is_rerun_with_a_fresh_challenge(cpu_world, client_for, django_capture_on_commit_callbacks):
+def test_a_failed_job_is_rerun_with_a_fresh_challenge(
+    cpu_world, client_for, django_capture_on_commit_callbacks
+):
     client = client_for(cpu_world.engineer)
     campaign_id = submit(client).json()["id"]
     job = Job.objects.get(campaign_id=campaign_id)

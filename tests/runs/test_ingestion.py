@@ -24,8 +24,14 @@ from tests.runs.world import EVALUATED, identity_for
 
 
 def submit(world):
-    return campaign_submit(vendor=world.vendor, target=world.target, program=world.program, level="basic",
-                           model_artifacts=[], submitted_by=world.engineer)
+    return campaign_submit(
+        vendor=world.vendor,
+        target=world.target,
+        program=world.program,
+        level="basic",
+        model_artifacts=[],
+        submitted_by=world.engineer,
+    )
 
 
 def produce(job, identity):
@@ -60,8 +66,9 @@ def test_it_accepts_a_genuine_signed_result_and_stores_its_cases(cpu_world, job)
     assert outcome.accepted, outcome.reason
     document = ResultDocument.objects.get(job=job)
     assert document.content.read() and document.size > 0
-    assert CaseResult.objects.filter(document=document).count() == len(json.loads(
-        document.content.open().read())["cases"])
+    assert CaseResult.objects.filter(document=document).count() == len(
+        json.loads(document.content.open().read())["cases"]
+    )
     assert document.spot_check["sampled"], "a sample of cases was recomputed server-side"
     job.refresh_from_db()
     assert job.state == JobState.SUCCEEDED
@@ -149,8 +156,11 @@ def test_it_rejects_a_document_whose_inputs_are_not_the_challenges(cpu_world, jo
 
 
 def test_it_rejects_a_document_from_another_software_stack(cpu_world, job):
-    envelope = resign(produce(job, cpu_world.identity), cpu_world.identity,
-                      lambda d: d["fingerprint"].update(torch_version="1.0.0"))
+    envelope = resign(
+        produce(job, cpu_world.identity),
+        cpu_world.identity,
+        lambda d: d["fingerprint"].update(torch_version="1.0.0"),
+    )
     assert not result_ingest(envelope=envelope).accepted
     assert_rejected(job, "fingerprint")
 
@@ -162,10 +172,15 @@ def test_it_answers_garbage_with_a_rejection_not_an_exception(cpu_world, envelop
 
 
 def test_the_runner_refuses_a_host_that_does_not_match_the_target(cpu_world, job):
-    spec = {**job.spec, "target": {**job.spec["target"], "expected_fingerprint": {"backend": "cpu",
-                                                                                    "torch_version": "0.1"}}}
+    spec = {
+        **job.spec,
+        "target": {**job.spec["target"], "expected_fingerprint": {"backend": "cpu", "torch_version": "0.1"}},
+    }
     messages = []
-    assert run_job(spec, identity=cpu_world.identity, report=lambda name, msg: messages.append((name, msg))) is None
+    assert (
+        run_job(spec, identity=cpu_world.identity, report=lambda name, msg: messages.append((name, msg)))
+        is None
+    )
     failed = [json.loads(msg["payload_json"]) for name, msg in messages if name == "runs.job_failed"]
     assert failed and "fingerprint mismatch" in failed[0]["message"]
     assert Job.objects.get(pk=job.pk).state == JobState.QUEUED

@@ -27,8 +27,14 @@ from tests.runs.world import identity_for
 
 
 def submit(world):
-    return campaign_submit(vendor=world.vendor, target=world.target, program=world.program, level="basic",
-                           model_artifacts=[], submitted_by=world.engineer)
+    return campaign_submit(
+        vendor=world.vendor,
+        target=world.target,
+        program=world.program,
+        level="basic",
+        model_artifacts=[],
+        submitted_by=world.engineer,
+    )
 
 
 @pytest.fixture
@@ -38,8 +44,12 @@ def job(cpu_world, django_capture_on_commit_callbacks):
 
 
 def progress(world, job, fraction=0.5, *, attempt=None, identity=None):
-    runner_progress_receive(message=signed_message(identity or world.identity, {
-        "job_id": job.pk, "attempt": attempt or attempt_tag(job.challenge), "fraction": fraction}))
+    runner_progress_receive(
+        message=signed_message(
+            identity or world.identity,
+            {"job_id": job.pk, "attempt": attempt or attempt_tag(job.challenge), "fraction": fraction},
+        )
+    )
 
 
 def minutes_ago(minutes: float):
@@ -47,6 +57,7 @@ def minutes_ago(minutes: float):
 
 
 # 12.2: no unsigned message moves a job.
+
 
 def test_an_unsigned_errback_message_moves_no_job(cpu_world, job, caplog):
     progress(cpu_world, job)
@@ -60,10 +71,15 @@ def test_an_unsigned_errback_message_moves_no_job(cpu_world, job, caplog):
     assert "refused an unsigned runs.job_errback" in caplog.text
 
 
-def test_a_runner_task_past_its_hard_time_limit_reports_a_signed_failure(cpu_world, job, tmp_path, monkeypatch):
+def test_a_runner_task_past_its_hard_time_limit_reports_a_signed_failure(
+    cpu_world, job, tmp_path, monkeypatch
+):
     key_file = tmp_path / "runner.pem"
-    key_file.write_bytes(cpu_world.identity.private_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    key_file.write_bytes(
+        cpu_world.identity.private_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     monkeypatch.setenv("RUNNER_NAME", cpu_world.identity.name)
     monkeypatch.setenv("RUNNER_KEY_FILE", str(key_file))
     progress(cpu_world, job)
@@ -85,17 +101,23 @@ def test_a_runner_message_expires_at_the_job_deadline_and_carries_no_unsigned_er
     from certification.celery import app
 
     settings.CELERY_TASK_ALWAYS_EAGER = False
-    with filesystem_broker(app, tmp_path / "broker", settings), django_capture_on_commit_callbacks(execute=True):
+    with (
+        filesystem_broker(app, tmp_path / "broker", settings),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
         job = submit(cpu_world).jobs.get()
     [message] = published(tmp_path / "broker", cpu_world.target.queue)
     job.refresh_from_db()
     assert message["task"] == "runners.execute" and message["id"] == job.task_id
     assert message["expires"] == job.deadline_at.isoformat()
-    assert not message["embed"].get("errbacks"), "failures come back signed by the runner, not as a bare job id"
+    assert not message["embed"].get("errbacks"), (
+        "failures come back signed by the runner, not as a bare job id"
+    )
     assert job.state == JobState.QUEUED and job.started_at is None, "publishing ran nothing"
 
 
 # 12.3: liveness is signed progress and heartbeats of the current attempt; only silent jobs are requeued.
+
 
 def test_progress_keeps_a_long_running_job_alive_and_the_sweep_requeues_only_silent_jobs(
     cpu_world, job, settings, django_capture_on_commit_callbacks
@@ -103,8 +125,9 @@ def test_progress_keeps_a_long_running_job_alive_and_the_sweep_requeues_only_sil
     settings.JOB_SILENCE_S = 900
     progress(cpu_world, job, 0.1)
     # Started 40 minutes ago and last saved then; it reported progress a moment ago.
-    Job.objects.filter(pk=job.pk).update(started_at=minutes_ago(40), updated_at=minutes_ago(40),
-                                         last_seen_at=minutes_ago(40))
+    Job.objects.filter(pk=job.pk).update(
+        started_at=minutes_ago(40), updated_at=minutes_ago(40), last_seen_at=minutes_ago(40)
+    )
     progress(cpu_world, job, 0.6)
     with django_capture_on_commit_callbacks(execute=False):
         assert jobs_sweep_stuck() == 0
@@ -124,12 +147,24 @@ def test_a_heartbeat_naming_the_running_attempt_keeps_it_alive(
     progress(cpu_world, job)
     Job.objects.filter(pk=job.pk).update(last_seen_at=minutes_ago(20))
     impostor, _ = identity_for(cpu_world.identity.name)
-    for identity, attempt in [(impostor, attempt_tag(job.challenge)), (cpu_world.identity, attempt_tag("0" * 64))]:
-        runner_heartbeat_receive(message=signed_message(identity, {
-            "fingerprints": [], "jobs": [{"job_id": job.pk, "attempt": attempt}]}))
-    assert Job.objects.get(pk=job.pk).last_seen_at < minutes_ago(19), "neither a forged nor a stale heartbeat counts"
-    runner_heartbeat_receive(message=signed_message(cpu_world.identity, {
-        "fingerprints": [], "jobs": [{"job_id": job.pk, "attempt": attempt_tag(job.challenge)}]}))
+    for identity, attempt in [
+        (impostor, attempt_tag(job.challenge)),
+        (cpu_world.identity, attempt_tag("0" * 64)),
+    ]:
+        runner_heartbeat_receive(
+            message=signed_message(
+                identity, {"fingerprints": [], "jobs": [{"job_id": job.pk, "attempt": attempt}]}
+            )
+        )
+    assert Job.objects.get(pk=job.pk).last_seen_at < minutes_ago(19), (
+        "neither a forged nor a stale heartbeat counts"
+    )
+    runner_heartbeat_receive(
+        message=signed_message(
+            cpu_world.identity,
+            {"fingerprints": [], "jobs": [{"job_id": job.pk, "attempt": attempt_tag(job.challenge)}]},
+        )
+    )
     with django_capture_on_commit_callbacks(execute=False):
         assert jobs_sweep_stuck() == 0
     assert Job.objects.get(pk=job.pk).state == JobState.RUNNING
@@ -149,6 +184,7 @@ def test_progress_of_an_earlier_attempt_neither_claims_nor_keeps_alive_the_curre
 
 # 12.7: cancellation stops a running job's work.
 
+
 def test_the_runner_stops_at_the_next_case_when_the_cancel_signal_arrives(job, cpu_world):
     """The revoke's signal sets the flag; the suite stops between cases and reports it, signed."""
     previous = signal.getsignal(worker.CANCEL_SIGNAL)
@@ -161,7 +197,9 @@ def test_the_runner_stops_at_the_next_case_when_the_cancel_signal_arrives(job, c
             os.kill(os.getpid(), worker.CANCEL_SIGNAL)  # what `revoke(terminate=True, signal=SIGUSR2)` does
 
     try:
-        envelope = run_job(job.spec, identity=cpu_world.identity, report=report, cancelled=worker._cancel_requested.is_set)
+        envelope = run_job(
+            job.spec, identity=cpu_world.identity, report=report, cancelled=worker._cancel_requested.is_set
+        )
     finally:
         signal.signal(worker.CANCEL_SIGNAL, previous)
         worker._cancel_requested.clear()

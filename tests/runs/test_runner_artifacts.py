@@ -18,21 +18,38 @@ from tests.runs.world import identity_for, make_world
 def model_job(transactional_db):
     world = make_world()
     artifact = ModelArtifactFactory(owner=world.vendor)
-    campaign = Campaign.objects.create(vendor=world.vendor, target=world.target, program=world.program,
-                                       level="basic", state=CampaignState.RUNNING)
-    job = Job.objects.create(campaign=campaign, suite="model", model=artifact, challenge="ab" * 32,
-                             state=JobState.QUEUED)
+    campaign = Campaign.objects.create(
+        vendor=world.vendor,
+        target=world.target,
+        program=world.program,
+        level="basic",
+        state=CampaignState.RUNNING,
+    )
+    job = Job.objects.create(
+        campaign=campaign, suite="model", model=artifact, challenge="ab" * 32, state=JobState.QUEUED
+    )
     return world, artifact, job
 
 
 def test_a_bound_runner_fetches_the_weights_and_they_are_checked(model_job, live_server, tmp_path):
     world, artifact, _ = model_job
     entry = model_entry(artifact)
-    path = fetch(live_server.url + entry["weights_url"], artifact.weights_sha256, identity=world.identity,
-                 cache_dir=tmp_path)
+    path = fetch(
+        live_server.url + entry["weights_url"],
+        artifact.weights_sha256,
+        identity=world.identity,
+        cache_dir=tmp_path,
+    )
     assert hashlib.sha256(path.read_bytes()).hexdigest() == artifact.weights_sha256
-    assert fetch(live_server.url + entry["weights_url"], artifact.weights_sha256, identity=world.identity,
-                 cache_dir=tmp_path) == path, "a cached artifact is not fetched twice"
+    assert (
+        fetch(
+            live_server.url + entry["weights_url"],
+            artifact.weights_sha256,
+            identity=world.identity,
+            cache_dir=tmp_path,
+        )
+        == path
+    ), "a cached artifact is not fetched twice"
 
 
 def test_the_worker_localizes_weights_that_are_not_on_its_host(model_job, live_server, tmp_path):
@@ -60,16 +77,24 @@ def test_a_runner_of_another_target_gets_nothing(model_job, live_server, tmp_pat
     stranger, pem = identity_for("runner-elsewhere")
     runner_register(name="runner-elsewhere", public_key=pem, targets=[])
     with pytest.raises(ArtifactUnavailable, match="404"):
-        fetch(live_server.url + model_entry(artifact)["weights_url"], artifact.weights_sha256, identity=stranger,
-              cache_dir=tmp_path)
+        fetch(
+            live_server.url + model_entry(artifact)["weights_url"],
+            artifact.weights_sha256,
+            identity=stranger,
+            cache_dir=tmp_path,
+        )
 
 
 def test_nothing_is_served_once_no_job_needs_the_model(model_job, live_server, tmp_path):
     world, artifact, job = model_job
     Job.objects.filter(pk=job.pk).update(state=JobState.SUCCEEDED)
     with pytest.raises(ArtifactUnavailable, match="404"):
-        fetch(live_server.url + model_entry(artifact)["weights_url"], artifact.weights_sha256,
-              identity=world.identity, cache_dir=tmp_path)
+        fetch(
+            live_server.url + model_entry(artifact)["weights_url"],
+            artifact.weights_sha256,
+            identity=world.identity,
+            cache_dir=tmp_path,
+        )
 
 
 @pytest.mark.parametrize("tamper", ["signature", "stale", "unsigned"])

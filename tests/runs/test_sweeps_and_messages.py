@@ -21,13 +21,21 @@ from tests.runs.world import identity_for
 
 
 def queued_job(world) -> Job:
-    campaign = campaign_submit(vendor=world.vendor, target=world.target, program=world.program, level="basic",
-                               model_artifacts=[], submitted_by=world.engineer)
+    campaign = campaign_submit(
+        vendor=world.vendor,
+        target=world.target,
+        program=world.program,
+        level="basic",
+        model_artifacts=[],
+        submitted_by=world.engineer,
+    )
     return campaign.jobs.get()
 
 
 def test_a_signed_heartbeat_marks_the_runner_online_with_its_fingerprint(cpu_world):
-    runner_heartbeat_receive(message=signed_message(cpu_world.identity, {"fingerprints": [{"backend": "cpu"}]}))
+    runner_heartbeat_receive(
+        message=signed_message(cpu_world.identity, {"fingerprints": [{"backend": "cpu"}]})
+    )
     runner = Runner.objects.get(pk=cpu_world.runner.pk)
     assert runner.status == RunnerStatus.ONLINE and runner.last_heartbeat_at is not None
     assert runner.last_fingerprint == {"devices": [{"backend": "cpu"}]}
@@ -43,17 +51,31 @@ def test_progress_claims_the_job_once_and_a_failure_report_must_carry_the_curren
     cpu_world, django_capture_on_commit_callbacks
 ):
     job = queued_job(cpu_world)
-    runner_progress_receive(message=signed_message(cpu_world.identity, {
-        "job_id": job.pk, "attempt": attempt_tag(job.challenge), "fraction": 0.5}))
+    runner_progress_receive(
+        message=signed_message(
+            cpu_world.identity, {"job_id": job.pk, "attempt": attempt_tag(job.challenge), "fraction": 0.5}
+        )
+    )
     job.refresh_from_db()
     assert job.state == JobState.RUNNING and job.attempts == 1 and job.runner_id == cpu_world.runner.pk
-    stale = signed_message(cpu_world.identity, {"job_id": job.pk, "challenge": "0" * 64,
-                                                "error_class": "product_failure", "message": "old attempt"})
+    stale = signed_message(
+        cpu_world.identity,
+        {"job_id": job.pk, "challenge": "0" * 64, "error_class": "product_failure", "message": "old attempt"},
+    )
     runner_failure_receive(message=stale)
     assert Job.objects.get(pk=job.pk).state == JobState.RUNNING
     with django_capture_on_commit_callbacks(execute=False):
-        runner_failure_receive(message=signed_message(cpu_world.identity, {
-            "job_id": job.pk, "challenge": job.challenge, "error_class": "product_failure", "message": "NaN"}))
+        runner_failure_receive(
+            message=signed_message(
+                cpu_world.identity,
+                {
+                    "job_id": job.pk,
+                    "challenge": job.challenge,
+                    "error_class": "product_failure",
+                    "message": "NaN",
+                },
+            )
+        )
     job.refresh_from_db()
     assert job.state == JobState.FAILED and job.error_class == ErrorClass.PRODUCT_FAILURE
 
@@ -62,9 +84,14 @@ def test_a_stale_runner_goes_offline_and_its_running_job_is_requeued_with_a_fres
     cpu_world, django_capture_on_commit_callbacks
 ):
     job = queued_job(cpu_world)
-    runner_progress_receive(message=signed_message(cpu_world.identity, {
-        "job_id": job.pk, "attempt": attempt_tag(job.challenge), "fraction": 0.1}))
-    Runner.objects.filter(pk=cpu_world.runner.pk).update(last_heartbeat_at=timezone.now() - timedelta(hours=1))
+    runner_progress_receive(
+        message=signed_message(
+            cpu_world.identity, {"job_id": job.pk, "attempt": attempt_tag(job.challenge), "fraction": 0.1}
+        )
+    )
+    Runner.objects.filter(pk=cpu_world.runner.pk).update(
+        last_heartbeat_at=timezone.now() - timedelta(hours=1)
+    )
     old_challenge = Job.objects.get(pk=job.pk).challenge
     with django_capture_on_commit_callbacks(execute=False):
         assert runners_mark_stale() == 1

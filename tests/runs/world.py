@@ -30,8 +30,13 @@ TEST_PROGRAM = {
             "title": "Basic",
             "suites": {"conformance": {"dtypes": ["float32"], "kernels": ["cumsum", "argmax"]}},
             "criteria": [
-                {"id": "T1", "title": "Conformance", "kind": "conformance_pass_rate", "blocker": True,
-                 "params": {"dtypes": ["float32"], "kernels": None, "min_pass_rate": 1.0}},
+                {
+                    "id": "T1",
+                    "title": "Conformance",
+                    "kind": "conformance_pass_rate",
+                    "blocker": True,
+                    "params": {"dtypes": ["float32"], "kernels": None, "min_pass_rate": 1.0},
+                },
             ],
         }
     ],
@@ -59,7 +64,9 @@ class World:
 
 def identity_for(name: str) -> tuple[RunnerIdentity, str]:
     key = Ed25519PrivateKey.generate()
-    pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return RunnerIdentity(name=name, private_key=key), pem.decode()
 
 
@@ -68,8 +75,14 @@ def make_world(*, slug: str = "cpu-test") -> World:
     foreign = OrganizationFactory(name="Borealis Compute", slug="borealis")
     authority = OrganizationFactory(name="Authority", slug="authority", kind=OrganizationKind.AUTHORITY)
     chip = ChipFactory(vendor=vendor, peak_fp32_tflops=0.1)
-    target = HardwareTargetFactory(chip=chip, slug=slug, backend="cpu", torch_version=torch.__version__,
-                                   driver_version="", runtime_version="")
+    target = HardwareTargetFactory(
+        chip=chip,
+        slug=slug,
+        backend="cpu",
+        torch_version=torch.__version__,
+        driver_version="",
+        runtime_version="",
+    )
     identity, pem = identity_for("runner-a")
     runner = runner_register(name="runner-a", public_key=pem, targets=[target])
     program, _ = program_load(definition=TEST_PROGRAM)
@@ -78,5 +91,8 @@ def make_world(*, slug: str = "cpu-test") -> World:
         engineer=member(vendor, Role.VENDOR_ENGINEER, username="engineer"),
         foreign_engineer=member(foreign, Role.VENDOR_ENGINEER, username="foreign"),
         reviewer=member(authority, Role.REVIEWER, username="reviewer"),
-        target=target, program=program, identity=identity, runner=runner,
+        target=target,
+        program=program,
+        identity=identity,
+        runner=runner,
     )

@@ -57,7 +57,9 @@ class ApiTokenViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.
         params.is_valid(raise_exception=True)
         days = params.validated_data.get("ttl_days")
         token, clear_text = services.api_token_create(
-            user=request.user, name=params.validated_data["name"], ttl=None if days is None else timedelta(days=days),
+            user=request.user,
+            name=params.validated_data["name"],
+            ttl=None if days is None else timedelta(days=days),
             created_with=request.auth if isinstance(request.auth, ApiToken) else None,
             actor=request.user,
         )
@@ -65,4 +67,6 @@ class ApiTokenViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.
         return Response(ApiTokenCreatedSerializer(token).data, status=status.HTTP_201_CREATED)
 
     def perform_destroy(self, instance):
-        services.api_token_revoke(user=self.request.user, token_key=instance.token_key, actor=self.request.user)
+        services.api_token_revoke(
+            user=self.request.user, token_key=instance.token_key, actor=self.request.user
+        )

@@ -4,25 +4,32 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('certificates', '0002_schedules'),
+        ("certificates", "0002_schedules"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='signingkey',
-            name='compromise_reason',
+            model_name="signingkey",
+            name="compromise_reason",
             field=models.TextField(blank=True),
         ),
         migrations.AddField(
-            model_name='signingkey',
-            name='compromised_at',
+            model_name="signingkey",
+            name="compromised_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AlterField(
-            model_name='signingkey',
-            name='status',
-            field=models.CharField(choices=[('active', 'Active'), ('retired', 'Retired (verifies old certificates, signs nothing new)'), ('compromised', 'Compromised (nothing it signed is trusted)')], default='active', max_length=16),
+            model_name="signingkey",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("active", "Active"),
+                    ("retired", "Retired (verifies old certificates, signs nothing new)"),
+                    ("compromised", "Compromised (nothing it signed is trusted)"),
+                ],
+                default="active",
+                max_length=16,
+            ),
         ),
     ]

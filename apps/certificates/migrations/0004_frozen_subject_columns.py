@@ -34,7 +34,6 @@ def fill_from_signed_payload(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ("certificates", "0003_signing_key_compromise"),
     ]

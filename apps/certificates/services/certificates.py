@@ -188,17 +188,32 @@ def certificate_resign(*, certificate: Certificate, key, reason: str, actor=None
     previous_sha256, previous_key = certificate.payload_sha256, certificate.signing_key.key_id
     payload = strict_loads(certificate.payload_json)
     payload["issuer"] = {**payload["issuer"], "key_id": key.key_id, "algorithm": key.algorithm}
-    payload["resigned"] = {"at": iso(timezone.now()), "reason": reason, "previous_payload_sha256": previous_sha256}
+    payload["resigned"] = {
+        "at": iso(timezone.now()),
+        "reason": reason,
+        "previous_payload_sha256": previous_sha256,
+    }
     text = canonical_json(payload)
     certificate.payload_json = text
     certificate.payload_sha256 = hashlib.sha256(text.encode()).hexdigest()
-    certificate.signature = base64.b64encode(signing_private_key(key).sign(text.encode("utf-8"))).decode("ascii")
+    certificate.signature = base64.b64encode(signing_private_key(key).sign(text.encode("utf-8"))).decode(
+        "ascii"
+    )
     certificate.signing_key = key
     certificate.save(update_fields=["payload_json", "payload_sha256", "signature", "signing_key"])
-    audit_record(action="certificate.resigned", obj=certificate, actor=actor, payload={
-        "serial": certificate.serial, "reason": reason, "previous_key_id": previous_key, "key_id": key.key_id,
-        "previous_payload_sha256": previous_sha256, "payload_sha256": certificate.payload_sha256,
-    })
+    audit_record(
+        action="certificate.resigned",
+        obj=certificate,
+        actor=actor,
+        payload={
+            "serial": certificate.serial,
+            "reason": reason,
+            "previous_key_id": previous_key,
+            "key_id": key.key_id,
+            "previous_payload_sha256": previous_sha256,
+            "payload_sha256": certificate.payload_sha256,
+        },
+    )
     return certificate
 
 
@@ -290,8 +305,11 @@ def certificate_check(*, certificate: Certificate, now: datetime | None = None) 
     if verdict.ok and key.status == SigningKeyStatus.COMPROMISED:
         # A valid signature by a leaked key proves nothing: anyone holding it could have made it.
         verdict = type(verdict)(
-            False, f"it was signed with key {key.key_id[:16]}, reported compromised on "
-            f"{key.compromised_at.date().isoformat()}", verdict.serial)
+            False,
+            f"it was signed with key {key.key_id[:16]}, reported compromised on "
+            f"{key.compromised_at.date().isoformat()}",
+            verdict.serial,
+        )
     if not verdict.ok:
         reason = f"Signature invalid: {verdict.message}."
     elif status == CertificateStatus.ACTIVE:

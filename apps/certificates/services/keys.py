@@ -123,12 +123,22 @@ def signing_key_compromise(*, key: SigningKey, reason: str, actor=None) -> list:
     key.status, key.compromised_at, key.compromise_reason = SigningKeyStatus.COMPROMISED, now, reason
     key.retired_at = key.retired_at or now
     key.save(update_fields=["status", "compromised_at", "compromise_reason", "retired_at"])
-    audit_record(action="signing_key.compromised", obj=key, actor=actor, payload={"key_id": key.key_id,
-                                                                                  "reason": reason})
-    replacement = _signing_key_create(actor=actor, action="signing_key.created") if was_active else signing_key_active()
+    audit_record(
+        action="signing_key.compromised",
+        obj=key,
+        actor=actor,
+        payload={"key_id": key.key_id, "reason": reason},
+    )
+    replacement = (
+        _signing_key_create(actor=actor, action="signing_key.created") if was_active else signing_key_active()
+    )
     resigned = [
-        certificate_resign(certificate=certificate, key=replacement, reason=f"signing key {key.key_id[:16]} "
-                           f"compromised: {reason}", actor=actor)
+        certificate_resign(
+            certificate=certificate,
+            key=replacement,
+            reason=f"signing key {key.key_id[:16]} compromised: {reason}",
+            actor=actor,
+        )
         for certificate in key.certificates.filter(status__in=("active", "suspended")).order_by("pk")
     ]
     # Nothing may sign with it again, even by mistake.

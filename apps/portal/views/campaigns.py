@@ -107,7 +107,9 @@ def _campaign_page(
         in_place = {"reject", *(f"waive-{c}" for c in waive_forms)} | (
             {"approve"} if not failed_blockers else set()
         )
-    can_cancel = bool(request.membership and request.membership.is_vendor) and campaign.state in CANCELLABLE_STATES
+    can_cancel = (
+        bool(request.membership and request.membership.is_vendor) and campaign.state in CANCELLABLE_STATES
+    )
     if can_cancel:
         in_place.add("cancel")
     context = {

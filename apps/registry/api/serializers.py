@@ -40,10 +40,27 @@ class ChipSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     class Meta:
         model = Chip
         fields = [
-            "id", "vendor", "sku", "name", "architecture", "process_node_nm", "die_area_mm2", "memory_gib",
-            "memory_bandwidth_gbs", "tdp_w", "interconnect_bandwidth_gbs", "declared_peak", "data_center",
-            "fab_country", "assembly_country", "domestic_content_pct", "list_price", "currency",
-            "spec_source", "created_at", "updated_at",
+            "id",
+            "vendor",
+            "sku",
+            "name",
+            "architecture",
+            "process_node_nm",
+            "die_area_mm2",
+            "memory_gib",
+            "memory_bandwidth_gbs",
+            "tdp_w",
+            "interconnect_bandwidth_gbs",
+            "declared_peak",
+            "data_center",
+            "fab_country",
+            "assembly_country",
+            "domestic_content_pct",
+            "list_price",
+            "currency",
+            "spec_source",
+            "created_at",
+            "updated_at",
         ]
         read_only_fields = ["id", "vendor", "created_at", "updated_at"]
 
@@ -60,9 +77,22 @@ class HardwareTargetSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     class Meta:
         model = HardwareTarget
         fields = [
-            "id", "chip", "vendor", "slug", "queue", "backend", "device_count", "driver_version", "runtime_version",
-            "torch_version", "plugin_versions", "host_cpu", "host_memory_gib", "description",
-            "created_at", "updated_at",
+            "id",
+            "chip",
+            "vendor",
+            "slug",
+            "queue",
+            "backend",
+            "device_count",
+            "driver_version",
+            "runtime_version",
+            "torch_version",
+            "plugin_versions",
+            "host_cpu",
+            "host_memory_gib",
+            "description",
+            "created_at",
+            "updated_at",
         ]
         read_only_fields = ["id", "vendor", "queue", "created_at", "updated_at"]
 
@@ -79,8 +109,18 @@ class ModelArtifactSerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelArtifact
         fields = [
-            "id", "owner", "name", "version", "task", "architecture", "config", "weights_sha256",
-            "weights_size", "tensor_count", "license", "created_at",
+            "id",
+            "owner",
+            "name",
+            "version",
+            "task",
+            "architecture",
+            "config",
+            "weights_sha256",
+            "weights_size",
+            "tensor_count",
+            "license",
+            "created_at",
         ]
         read_only_fields = fields
 
@@ -141,7 +181,14 @@ class RunnerSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     class Meta:
         model = Runner
         fields = [
-            "id", "name", "targets", "public_key", "key_id", "status", "last_heartbeat_at",
-            "last_fingerprint", "created_at",
+            "id",
+            "name",
+            "targets",
+            "public_key",
+            "key_id",
+            "status",
+            "last_heartbeat_at",
+            "last_fingerprint",
+            "created_at",
         ]
         read_only_fields = ["id", "key_id", "last_heartbeat_at", "last_fingerprint", "created_at"]

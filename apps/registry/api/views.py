@@ -117,7 +117,10 @@ class ModelArtifactViewSet(
         request.upload_handlers = [HashingUploadHandler(request)]
         return super().initialize_request(request, *args, **kwargs)
 
-    @extend_schema(request={"multipart/form-data": ModelArtifactUploadSerializer}, responses={201: ModelArtifactSerializer})
+    @extend_schema(
+        request={"multipart/form-data": ModelArtifactUploadSerializer},
+        responses={201: ModelArtifactSerializer},
+    )
     def create(self, request, *args, **kwargs):
         limit = settings.ARTIFACT_MAX_UPLOAD_BYTES
         declared_length = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -151,7 +154,9 @@ class RunnerViewSet(viewsets.ModelViewSet):
     def perform_create(self, serializer):
         data = serializer.validated_data
         serializer.instance = services.runner_register(
-            name=data["name"], public_key=data["public_key"], targets=data.get("targets", []),
+            name=data["name"],
+            public_key=data["public_key"],
+            targets=data.get("targets", []),
             actor=self.request.user,
         )
 

@@ -8,122 +8,456 @@ import apps.registry.models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0001_initial'),
+        ("accounts", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Chip',
+            name="Chip",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('sku', models.CharField(max_length=64, validators=[django.core.validators.RegexValidator('^[A-Za-z0-9][A-Za-z0-9._\\-]*$')])),
-                ('name', models.CharField(max_length=200)),
-                ('architecture', models.CharField(blank=True, max_length=100)),
-                ('process_node_nm', models.FloatField(validators=[django.core.validators.MinValueValidator(0.5), django.core.validators.MaxValueValidator(1000)])),
-                ('die_area_mm2', models.FloatField(blank=True, null=True, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(100000)])),
-                ('memory_gib', models.FloatField(validators=[django.core.validators.MinValueValidator(0), django.core.validators.MaxValueValidator(1000000)])),
-                ('memory_bandwidth_gbs', models.FloatField(blank=True, null=True, validators=[django.core.validators.MinValueValidator(0), django.core.validators.MaxValueValidator(1000000)])),
-                ('tdp_w', models.FloatField(validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(100000)])),
-                ('interconnect_bandwidth_gbs', models.FloatField(default=0, validators=[django.core.validators.MinValueValidator(0), django.core.validators.MaxValueValidator(1000000)])),
-                ('peak_fp32_tflops', models.FloatField(blank=True, help_text='Declared dense fp32 TFLOP/s peak', null=True, validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1000000)])),
-                ('peak_tf32_tflops', models.FloatField(blank=True, help_text='Declared dense tf32 TFLOP/s peak', null=True, validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1000000)])),
-                ('peak_bf16_tflops', models.FloatField(blank=True, help_text='Declared dense bf16 TFLOP/s peak', null=True, validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1000000)])),
-                ('peak_fp16_tflops', models.FloatField(blank=True, help_text='Declared dense fp16 TFLOP/s peak', null=True, validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1000000)])),
-                ('peak_fp8_tflops', models.FloatField(blank=True, help_text='Declared dense fp8 TFLOP/s peak', null=True, validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1000000)])),
-                ('peak_int8_tops', models.FloatField(blank=True, help_text='Declared dense int8 TOP/s peak', null=True, validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1000000)])),
-                ('data_center', models.BooleanField(default=True, help_text='Designed or marketed for data centers')),
-                ('fab_country', models.CharField(max_length=2, validators=[django.core.validators.RegexValidator('^[A-Z]{2}$', 'Use an ISO 3166-1 alpha-2 code such as US, TW or DE.')])),
-                ('assembly_country', models.CharField(max_length=2, validators=[django.core.validators.RegexValidator('^[A-Z]{2}$', 'Use an ISO 3166-1 alpha-2 code such as US, TW or DE.')])),
-                ('domestic_content_pct', models.FloatField(default=0, validators=[django.core.validators.MinValueValidator(0), django.core.validators.MaxValueValidator(100)])),
-                ('list_price', models.DecimalField(blank=True, decimal_places=2, max_digits=14, null=True, validators=[django.core.validators.MinValueValidator(0)])),
-                ('currency', models.CharField(blank=True, max_length=3, validators=[django.core.validators.RegexValidator('^[A-Z]{3}$', 'Use an ISO 4217 code such as USD or EUR.')])),
-                ('spec_source', models.CharField(help_text='Where the declared figures come from', max_length=500)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('vendor', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='chips', to='accounts.organization')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "sku",
+                    models.CharField(
+                        max_length=64,
+                        validators=[django.core.validators.RegexValidator("^[A-Za-z0-9][A-Za-z0-9._\\-]*$")],
+                    ),
+                ),
+                ("name", models.CharField(max_length=200)),
+                ("architecture", models.CharField(blank=True, max_length=100)),
+                (
+                    "process_node_nm",
+                    models.FloatField(
+                        validators=[
+                            django.core.validators.MinValueValidator(0.5),
+                            django.core.validators.MaxValueValidator(1000),
+                        ]
+                    ),
+                ),
+                (
+                    "die_area_mm2",
+                    models.FloatField(
+                        blank=True,
+                        null=True,
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(100000),
+                        ],
+                    ),
+                ),
+                (
+                    "memory_gib",
+                    models.FloatField(
+                        validators=[
+                            django.core.validators.MinValueValidator(0),
+                            django.core.validators.MaxValueValidator(1000000),
+                        ]
+                    ),
+                ),
+                (
+                    "memory_bandwidth_gbs",
+                    models.FloatField(
+                        blank=True,
+                        null=True,
+                        validators=[
+                            django.core.validators.MinValueValidator(0),
+                            django.core.validators.MaxValueValidator(1000000),
+                        ],
+                    ),
+                ),
+                (
+                    "tdp_w",
+                    models.FloatField(
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(100000),
+                        ]
+                    ),
+                ),
+                (
+                    "interconnect_bandwidth_gbs",
+                    models.FloatField(
+                        default=0,
+                        validators=[
+                            django.core.validators.MinValueValidator(0),
+                            django.core.validators.MaxValueValidator(1000000),
+                        ],
+                    ),
+                ),
+                (
+                    "peak_fp32_tflops",
+                    models.FloatField(
+                        blank=True,
+                        help_text="Declared dense fp32 TFLOP/s peak",
+                        null=True,
+                        validators=[
+                            django.core.validators.MinValueValidator(0.0),
+                            django.core.validators.MaxValueValidator(1000000),
+                        ],
+                    ),
+                ),
+                (
+                    "peak_tf32_tflops",
+                    models.FloatField(
+                        blank=True,
+                        help_text="Declared dense tf32 TFLOP/s peak",
+                        null=True,
+                        validators=[
+                            django.core.validators.MinValueValidator(0.0),
+                            django.core.validators.MaxValueValidator(1000000),
+                        ],
+                    ),
+                ),
+                (
+                    "peak_bf16_tflops",
+                    models.FloatField(
+                        blank=True,
+                        help_text="Declared dense bf16 TFLOP/s peak",
+                        null=True,
+                        validators=[
+                            django.core.validators.MinValueValidator(0.0),
+                            django.core.validators.MaxValueValidator(1000000),
+                        ],
+                    ),
+                ),
+                (
+                    "peak_fp16_tflops",
+                    models.FloatField(
+                        blank=True,
+                        help_text="Declared dense fp16 TFLOP/s peak",
+                        null=True,
+                        validators=[
+                            django.core.validators.MinValueValidator(0.0),
+                            django.core.validators.MaxValueValidator(1000000),
+                        ],
+                    ),
+                ),
+                (
+                    "peak_fp8_tflops",
+                    models.FloatField(
+                        blank=True,
+                        help_text="Declared dense fp8 TFLOP/s peak",
+                        null=True,
+                        validators=[
+                            django.core.validators.MinValueValidator(0.0),
+                            django.core.validators.MaxValueValidator(1000000),
+                        ],
+                    ),
+                ),
+                (
+                    "peak_int8_tops",
+                    models.FloatField(
+                        blank=True,
+                        help_text="Declared dense int8 TOP/s peak",
+                        null=True,
+                        validators=[
+                            django.core.validators.MinValueValidator(0.0),
+                            django.core.validators.MaxValueValidator(1000000),
+                        ],
+                    ),
+                ),
+                (
+                    "data_center",
+                    models.BooleanField(default=True, help_text="Designed or marketed for data centers"),
+                ),
+                (
+                    "fab_country",
+                    models.CharField(
+                        max_length=2,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[A-Z]{2}$", "Use an ISO 3166-1 alpha-2 code such as US, TW or DE."
+                            )
+                        ],
+                    ),
+                ),
+                (
+                    "assembly_country",
+                    models.CharField(
+                        max_length=2,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[A-Z]{2}$", "Use an ISO 3166-1 alpha-2 code such as US, TW or DE."
+                            )
+                        ],
+                    ),
+                ),
+                (
+                    "domestic_content_pct",
+                    models.FloatField(
+                        default=0,
+                        validators=[
+                            django.core.validators.MinValueValidator(0),
+                            django.core.validators.MaxValueValidator(100),
+                        ],
+                    ),
+                ),
+                (
+                    "list_price",
+                    models.DecimalField(
+                        blank=True,
+                        decimal_places=2,
+                        max_digits=14,
+                        null=True,
+                        validators=[django.core.validators.MinValueValidator(0)],
+                    ),
+                ),
+                (
+                    "currency",
+                    models.CharField(
+                        blank=True,
+                        max_length=3,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[A-Z]{3}$", "Use an ISO 4217 code such as USD or EUR."
+                            )
+                        ],
+                    ),
+                ),
+                (
+                    "spec_source",
+                    models.CharField(help_text="Where the declared figures come from", max_length=500),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "vendor",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="chips",
+                        to="accounts.organization",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['vendor__name', 'sku'],
+                "ordering": ["vendor__name", "sku"],
             },
         ),
         migrations.CreateModel(
-            name='HardwareTarget',
+            name="HardwareTarget",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.CharField(max_length=64, unique=True, validators=[django.core.validators.RegexValidator('^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$', 'Lower-case letters, digits and inner hyphens, at most 64 characters.')])),
-                ('backend', models.CharField(max_length=32, validators=[django.core.validators.RegexValidator('^[a-z][a-z0-9_]{1,31}$', 'A backend is a lower-case identifier such as cpu, cuda, npu.')])),
-                ('device_count', models.PositiveSmallIntegerField(default=1, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(1024)])),
-                ('driver_version', models.CharField(blank=True, max_length=100)),
-                ('runtime_version', models.CharField(blank=True, help_text='CUDA toolkit, ROCm, CANN, ...', max_length=100)),
-                ('torch_version', models.CharField(max_length=100)),
-                ('plugin_versions', models.JSONField(blank=True, default=dict, help_text='Backend plugin name -> version')),
-                ('host_cpu', models.CharField(blank=True, max_length=200)),
-                ('host_memory_gib', models.FloatField(blank=True, null=True, validators=[django.core.validators.MinValueValidator(0), django.core.validators.MaxValueValidator(1000000)])),
-                ('description', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('chip', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='targets', to='registry.chip')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "slug",
+                    models.CharField(
+                        max_length=64,
+                        unique=True,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$",
+                                "Lower-case letters, digits and inner hyphens, at most 64 characters.",
+                            )
+                        ],
+                    ),
+                ),
+                (
+                    "backend",
+                    models.CharField(
+                        max_length=32,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[a-z][a-z0-9_]{1,31}$",
+                                "A backend is a lower-case identifier such as cpu, cuda, npu.",
+                            )
+                        ],
+                    ),
+                ),
+                (
+                    "device_count",
+                    models.PositiveSmallIntegerField(
+                        default=1,
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(1024),
+                        ],
+                    ),
+                ),
+                ("driver_version", models.CharField(blank=True, max_length=100)),
+                (
+                    "runtime_version",
+                    models.CharField(blank=True, help_text="CUDA toolkit, ROCm, CANN, ...", max_length=100),
+                ),
+                ("torch_version", models.CharField(max_length=100)),
+                (
+                    "plugin_versions",
+                    models.JSONField(blank=True, default=dict, help_text="Backend plugin name -> version"),
+                ),
+                ("host_cpu", models.CharField(blank=True, max_length=200)),
+                (
+                    "host_memory_gib",
+                    models.FloatField(
+                        blank=True,
+                        null=True,
+                        validators=[
+                            django.core.validators.MinValueValidator(0),
+                            django.core.validators.MaxValueValidator(1000000),
+                        ],
+                    ),
+                ),
+                ("description", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "chip",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="targets",
+                        to="registry.chip",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['slug'],
+                "ordering": ["slug"],
             },
         ),
         migrations.CreateModel(
-            name='ModelArtifact',
+            name="ModelArtifact",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, validators=[django.core.validators.RegexValidator('^[A-Za-z0-9][A-Za-z0-9._\\-]*$')])),
-                ('version', models.CharField(max_length=50, validators=[django.core.validators.RegexValidator('^[A-Za-z0-9][A-Za-z0-9._+\\-]*$')])),
-                ('task', models.CharField(choices=[('llm-decode', 'LLM decode'), ('text-embedding', 'Text embedding'), ('image-classification', 'Image classification')], max_length=32)),
-                ('architecture', models.CharField(choices=[('bert-encoder', 'BERT-style encoder'), ('llama-decoder', 'Llama-style decoder'), ('resnet-cnn', 'ResNet-style CNN')], max_length=32)),
-                ('config', models.JSONField(default=dict)),
-                ('weights', models.FileField(max_length=300, upload_to=apps.registry.models._weights_path)),
-                ('weights_sha256', models.CharField(db_index=True, max_length=64)),
-                ('weights_size', models.BigIntegerField()),
-                ('tensor_count', models.PositiveIntegerField(default=0)),
-                ('license', models.CharField(max_length=100)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='model_artifacts', to='accounts.organization')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        max_length=100,
+                        validators=[django.core.validators.RegexValidator("^[A-Za-z0-9][A-Za-z0-9._\\-]*$")],
+                    ),
+                ),
+                (
+                    "version",
+                    models.CharField(
+                        max_length=50,
+                        validators=[django.core.validators.RegexValidator("^[A-Za-z0-9][A-Za-z0-9._+\\-]*$")],
+                    ),
+                ),
+                (
+                    "task",
+                    models.CharField(
+                        choices=[
+                            ("llm-decode", "LLM decode"),
+                            ("text-embedding", "Text embedding"),
+                            ("image-classification", "Image classification"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                (
+                    "architecture",
+                    models.CharField(
+                        choices=[
+                            ("bert-encoder", "BERT-style encoder"),
+                            ("llama-decoder", "Llama-style decoder"),
+                            ("resnet-cnn", "ResNet-style CNN"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                ("config", models.JSONField(default=dict)),
+                ("weights", models.FileField(max_length=300, upload_to=apps.registry.models._weights_path)),
+                ("weights_sha256", models.CharField(db_index=True, max_length=64)),
+                ("weights_size", models.BigIntegerField()),
+                ("tensor_count", models.PositiveIntegerField(default=0)),
+                ("license", models.CharField(max_length=100)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="model_artifacts",
+                        to="accounts.organization",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['owner__name', 'name', 'version'],
+                "ordering": ["owner__name", "name", "version"],
             },
         ),
         migrations.CreateModel(
-            name='Runner',
+            name="Runner",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True, validators=[django.core.validators.RegexValidator('^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$', 'Lower-case letters, digits and inner hyphens, at most 64 characters.')])),
-                ('public_key', models.TextField(help_text='Ed25519 public key, PEM')),
-                ('key_id', models.CharField(help_text='sha256 of the raw public key, hex', max_length=64, unique=True)),
-                ('status', models.CharField(choices=[('pending', 'Registered, never seen'), ('online', 'Online'), ('offline', 'Offline (heartbeat stale)'), ('disabled', 'Disabled by the authority')], default='pending', max_length=16)),
-                ('last_heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('last_fingerprint', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('targets', models.ManyToManyField(blank=True, related_name='runners', to='registry.hardwaretarget')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        max_length=100,
+                        unique=True,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$",
+                                "Lower-case letters, digits and inner hyphens, at most 64 characters.",
+                            )
+                        ],
+                    ),
+                ),
+                ("public_key", models.TextField(help_text="Ed25519 public key, PEM")),
+                (
+                    "key_id",
+                    models.CharField(
+                        help_text="sha256 of the raw public key, hex", max_length=64, unique=True
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Registered, never seen"),
+                            ("online", "Online"),
+                            ("offline", "Offline (heartbeat stale)"),
+                            ("disabled", "Disabled by the authority"),
+                        ],
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("last_heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                ("last_fingerprint", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "targets",
+                    models.ManyToManyField(blank=True, related_name="runners", to="registry.hardwaretarget"),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.AddIndex(
-            model_name='chip',
-            index=models.Index(fields=['name'], name='registry_ch_name_a5c7ad_idx'),
+            model_name="chip",
+            index=models.Index(fields=["name"], name="registry_ch_name_a5c7ad_idx"),
         ),
         migrations.AddIndex(
-            model_name='chip',
-            index=models.Index(fields=['created_at'], name='registry_ch_created_44f8f3_idx'),
+            model_name="chip",
+            index=models.Index(fields=["created_at"], name="registry_ch_created_44f8f3_idx"),
         ),
         migrations.AddConstraint(
-            model_name='chip',
-            constraint=models.UniqueConstraint(fields=('vendor', 'sku'), name='chip_sku_unique_per_vendor'),
+            model_name="chip",
+            constraint=models.UniqueConstraint(fields=("vendor", "sku"), name="chip_sku_unique_per_vendor"),
         ),
         migrations.AddConstraint(
-            model_name='modelartifact',
-            constraint=models.UniqueConstraint(fields=('owner', 'name', 'version'), name='model_version_unique_per_owner'),
+            model_name="modelartifact",
+            constraint=models.UniqueConstraint(
+                fields=("owner", "name", "version"), name="model_version_unique_per_owner"
+            ),
         ),
     ]

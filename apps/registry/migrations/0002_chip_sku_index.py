@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0001_initial'),
-        ('registry', '0001_initial'),
+        ("accounts", "0001_initial"),
+        ("registry", "0001_initial"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='chip',
-            index=models.Index(fields=['sku'], name='registry_ch_sku_1b39ab_idx'),
+            model_name="chip",
+            index=models.Index(fields=["sku"], name="registry_ch_sku_1b39ab_idx"),
         ),
     ]

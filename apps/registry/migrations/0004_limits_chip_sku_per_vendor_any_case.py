@@ -5,19 +5,22 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0001_initial'),
-        ('registry', '0003_limits_target_slug_per_vendor'),
+        ("accounts", "0001_initial"),
+        ("registry", "0003_limits_target_slug_per_vendor"),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name='chip',
-            name='chip_sku_unique_per_vendor',
+            model_name="chip",
+            name="chip_sku_unique_per_vendor",
         ),
         migrations.AddConstraint(
-            model_name='chip',
-            constraint=models.UniqueConstraint(models.F('vendor'), django.db.models.functions.text.Lower('sku'), name='chip_sku_unique_per_vendor'),
+            model_name="chip",
+            constraint=models.UniqueConstraint(
+                models.F("vendor"),
+                django.db.models.functions.text.Lower("sku"),
+                name="chip_sku_unique_per_vendor",
+            ),
         ),
     ]

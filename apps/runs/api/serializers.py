@@ -9,13 +9,30 @@ class ProgramSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Program
-        fields = ["code", "version", "title", "status", "validity_days", "surveillance_days", "required_approvals",
-                  "levels", "definition_sha256"]
+        fields = [
+            "code",
+            "version",
+            "title",
+            "status",
+            "validity_days",
+            "surveillance_days",
+            "required_approvals",
+            "levels",
+            "definition_sha256",
+        ]
 
     def get_levels(self, program: Program) -> list[dict]:
-        return [{"code": lvl["code"], "rank": lvl["rank"], "title": lvl["title"], "intent": lvl.get("intent", ""),
-                 "suites": lvl.get("suites", {}), "criteria": lvl.get("criteria", [])}
-                for lvl in program.definition["levels"]]
+        return [
+            {
+                "code": lvl["code"],
+                "rank": lvl["rank"],
+                "title": lvl["title"],
+                "intent": lvl.get("intent", ""),
+                "suites": lvl.get("suites", {}),
+                "criteria": lvl.get("criteria", []),
+            }
+            for lvl in program.definition["levels"]
+        ]
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -27,9 +44,25 @@ class JobSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Job
-        fields = ["id", "suite", "model", "state", "attempts", "max_attempts", "progress", "progress_message",
-                  "eta_seconds", "runner", "error_class", "error_message", "queued_at", "started_at", "finished_at",
-                  "deadline_at", "document_sha256"]
+        fields = [
+            "id",
+            "suite",
+            "model",
+            "state",
+            "attempts",
+            "max_attempts",
+            "progress",
+            "progress_message",
+            "eta_seconds",
+            "runner",
+            "error_class",
+            "error_message",
+            "queued_at",
+            "started_at",
+            "finished_at",
+            "deadline_at",
+            "document_sha256",
+        ]
         read_only_fields = fields
 
     def get_model(self, job: Job) -> str | None:
@@ -51,8 +84,23 @@ class CampaignSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Campaign
-        fields = ["id", "vendor", "target", "program", "level", "models", "purpose", "state", "state_reason",
-                  "progress", "submitted_by", "created_at", "submitted_at", "finished_at", "jobs"]
+        fields = [
+            "id",
+            "vendor",
+            "target",
+            "program",
+            "level",
+            "models",
+            "purpose",
+            "state",
+            "state_reason",
+            "progress",
+            "submitted_by",
+            "created_at",
+            "submitted_at",
+            "finished_at",
+            "jobs",
+        ]
         read_only_fields = fields
 
     def get_program(self, campaign: Campaign) -> dict:
@@ -69,10 +117,13 @@ class CampaignSerializer(serializers.ModelSerializer):
 class CampaignSubmitSerializer(StrictFieldsMixin, serializers.Serializer):
     target = serializers.CharField(help_text="The hardware target's slug (or id)")
     program = serializers.CharField(max_length=32, help_text="Program code, e.g. AIA")
-    program_version = serializers.CharField(max_length=16, required=False, help_text="Default: the newest active")
+    program_version = serializers.CharField(
+        max_length=16, required=False, help_text="Default: the newest active"
+    )
     level = serializers.CharField(max_length=32)
-    models = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, default=list,
-                                   max_length=32)
+    models = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), required=False, default=list, max_length=32
+    )
 
 
 class CampaignCancelSerializer(StrictFieldsMixin, serializers.Serializer):

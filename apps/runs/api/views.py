@@ -86,8 +86,12 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         try:
             with transaction.atomic():
                 campaign = campaign_submit(
-                    vendor=membership.organization, target=target, program=program, level=data["level"],
-                    model_artifacts=artifacts, submitted_by=request.user,
+                    vendor=membership.organization,
+                    target=target,
+                    program=program,
+                    level=data["level"],
+                    model_artifacts=artifacts,
+                    submitted_by=request.user,
                 )
         except TooManyOpenCampaigns as error:
             raise Conflict(error.messages[0]) from None
@@ -114,11 +118,17 @@ class RunnerArtifactView(APIView):
 
     @extend_schema(responses={(200, "application/octet-stream"): bytes}, auth=[])
     def get(self, request, sha256: str):
-        artifact = selectors.model_artifact_for_runner(headers=request.headers, path=request.path, sha256=sha256)
+        artifact = selectors.model_artifact_for_runner(
+            headers=request.headers, path=request.path, sha256=sha256
+        )
         if artifact is None:
             raise Http404
-        return FileResponse(artifact.weights.open("rb"), as_attachment=True, filename=f"{sha256}.safetensors",
-                            content_type="application/octet-stream")
+        return FileResponse(
+            artifact.weights.open("rb"),
+            as_attachment=True,
+            filename=f"{sha256}.safetensors",
+            content_type="application/octet-stream",
+        )
 
 
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

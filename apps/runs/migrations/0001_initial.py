@@ -6,174 +6,386 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0001_initial'),
-        ('registry', '0001_initial'),
+        ("accounts", "0001_initial"),
+        ("registry", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Campaign',
+            name="Campaign",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('level', models.CharField(max_length=32)),
-                ('purpose', models.CharField(choices=[('certification', 'Certification'), ('surveillance', 'Surveillance re-run')], default='certification', max_length=16)),
-                ('state', models.CharField(choices=[('draft', 'Draft'), ('queued', 'Queued'), ('running', 'Running'), ('evaluating', 'Evaluating'), ('awaiting_review', 'Awaiting review'), ('approved', 'Approved'), ('rejected', 'Rejected'), ('cancelled', 'Cancelled'), ('failed', 'Failed')], db_index=True, default='draft', max_length=16)),
-                ('state_reason', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('submitted_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, help_text='When the last job ended', null=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('model_artifacts', models.ManyToManyField(blank=True, related_name='campaigns', to='registry.modelartifact')),
-                ('submitted_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('target', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='campaigns', to='registry.hardwaretarget')),
-                ('vendor', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='campaigns', to='accounts.organization')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("level", models.CharField(max_length=32)),
+                (
+                    "purpose",
+                    models.CharField(
+                        choices=[("certification", "Certification"), ("surveillance", "Surveillance re-run")],
+                        default="certification",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("draft", "Draft"),
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("evaluating", "Evaluating"),
+                            ("awaiting_review", "Awaiting review"),
+                            ("approved", "Approved"),
+                            ("rejected", "Rejected"),
+                            ("cancelled", "Cancelled"),
+                            ("failed", "Failed"),
+                        ],
+                        db_index=True,
+                        default="draft",
+                        max_length=16,
+                    ),
+                ),
+                ("state_reason", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("submitted_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "finished_at",
+                    models.DateTimeField(blank=True, help_text="When the last job ended", null=True),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "model_artifacts",
+                    models.ManyToManyField(blank=True, related_name="campaigns", to="registry.modelartifact"),
+                ),
+                (
+                    "submitted_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "target",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="campaigns",
+                        to="registry.hardwaretarget",
+                    ),
+                ),
+                (
+                    "vendor",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="campaigns",
+                        to="accounts.organization",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='Job',
+            name="Job",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('suite', models.CharField(choices=[('conformance', 'Conformance'), ('performance', 'Performance'), ('model', 'Model')], max_length=16)),
-                ('state', models.CharField(choices=[('pending', 'Pending'), ('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], db_index=True, default='pending', max_length=16)),
-                ('challenge', models.CharField(max_length=64)),
-                ('spec', models.JSONField(default=dict)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('max_attempts', models.PositiveSmallIntegerField(default=3)),
-                ('progress', models.FloatField(default=0.0)),
-                ('progress_message', models.CharField(blank=True, max_length=200)),
-                ('eta_seconds', models.FloatField(blank=True, null=True)),
-                ('task_id', models.CharField(blank=True, db_index=True, max_length=64)),
-                ('error_class', models.CharField(blank=True, choices=[('product_failure', 'Product failure'), ('infrastructure', 'Infrastructure'), ('timeout', 'Timeout'), ('rejected_evidence', 'Rejected evidence')], max_length=32)),
-                ('error_message', models.TextField(blank=True)),
-                ('queued_at', models.DateTimeField(blank=True, null=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('deadline_at', models.DateTimeField(blank=True, null=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('campaign', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='jobs', to='runs.campaign')),
-                ('model', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='jobs', to='registry.modelartifact')),
-                ('runner', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='jobs', to='registry.runner')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "suite",
+                    models.CharField(
+                        choices=[
+                            ("conformance", "Conformance"),
+                            ("performance", "Performance"),
+                            ("model", "Model"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        db_index=True,
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("challenge", models.CharField(max_length=64)),
+                ("spec", models.JSONField(default=dict)),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("max_attempts", models.PositiveSmallIntegerField(default=3)),
+                ("progress", models.FloatField(default=0.0)),
+                ("progress_message", models.CharField(blank=True, max_length=200)),
+                ("eta_seconds", models.FloatField(blank=True, null=True)),
+                ("task_id", models.CharField(blank=True, db_index=True, max_length=64)),
+                (
+                    "error_class",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("product_failure", "Product failure"),
+                            ("infrastructure", "Infrastructure"),
+                            ("timeout", "Timeout"),
+                            ("rejected_evidence", "Rejected evidence"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                ("error_message", models.TextField(blank=True)),
+                ("queued_at", models.DateTimeField(blank=True, null=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("deadline_at", models.DateTimeField(blank=True, null=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "campaign",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="jobs", to="runs.campaign"
+                    ),
+                ),
+                (
+                    "model",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="jobs",
+                        to="registry.modelartifact",
+                    ),
+                ),
+                (
+                    "runner",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="jobs",
+                        to="registry.runner",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['campaign_id', 'id'],
+                "ordering": ["campaign_id", "id"],
             },
         ),
         migrations.CreateModel(
-            name='EvidenceRejection',
+            name="EvidenceRejection",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('reason', models.TextField()),
-                ('envelope_sha256', models.CharField(max_length=64)),
-                ('key_id', models.CharField(blank=True, max_length=64)),
-                ('received_at', models.DateTimeField(auto_now_add=True)),
-                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='rejections', to='runs.job')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("reason", models.TextField()),
+                ("envelope_sha256", models.CharField(max_length=64)),
+                ("key_id", models.CharField(blank=True, max_length=64)),
+                ("received_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "job",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="rejections", to="runs.job"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-received_at'],
+                "ordering": ["-received_at"],
             },
         ),
         migrations.CreateModel(
-            name='Program',
+            name="Program",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('code', models.SlugField(max_length=32)),
-                ('version', models.CharField(max_length=16)),
-                ('title', models.CharField(max_length=200)),
-                ('status', models.CharField(choices=[('draft', 'Draft'), ('active', 'Active'), ('retired', 'Retired')], default='active', max_length=16)),
-                ('definition', models.JSONField()),
-                ('definition_sha256', models.CharField(max_length=64)),
-                ('validity_days', models.PositiveIntegerField()),
-                ('surveillance_days', models.PositiveIntegerField()),
-                ('required_approvals', models.PositiveSmallIntegerField(default=1)),
-                ('loaded_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("code", models.SlugField(max_length=32)),
+                ("version", models.CharField(max_length=16)),
+                ("title", models.CharField(max_length=200)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("draft", "Draft"), ("active", "Active"), ("retired", "Retired")],
+                        default="active",
+                        max_length=16,
+                    ),
+                ),
+                ("definition", models.JSONField()),
+                ("definition_sha256", models.CharField(max_length=64)),
+                ("validity_days", models.PositiveIntegerField()),
+                ("surveillance_days", models.PositiveIntegerField()),
+                ("required_approvals", models.PositiveSmallIntegerField(default=1)),
+                ("loaded_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['code', 'version'],
-                'constraints': [models.UniqueConstraint(fields=('code', 'version'), name='program_version_unique')],
+                "ordering": ["code", "version"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("code", "version"), name="program_version_unique")
+                ],
             },
         ),
         migrations.AddField(
-            model_name='campaign',
-            name='program',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='campaigns', to='runs.program'),
+            model_name="campaign",
+            name="program",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="campaigns", to="runs.program"
+            ),
         ),
         migrations.CreateModel(
-            name='ResultDocument',
+            name="ResultDocument",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('sha256', models.CharField(max_length=64, unique=True)),
-                ('size', models.PositiveBigIntegerField()),
-                ('content', models.FileField(max_length=200, upload_to='results/')),
-                ('signature', models.TextField(help_text='Ed25519 signature of the canonical document, base64')),
-                ('key_id', models.CharField(max_length=64)),
-                ('suite', models.CharField(choices=[('conformance', 'Conformance'), ('performance', 'Performance'), ('model', 'Model')], max_length=16)),
-                ('fingerprint', models.JSONField(default=dict)),
-                ('summary', models.JSONField(default=dict)),
-                ('integrity', models.JSONField(default=dict)),
-                ('spot_check', models.JSONField(default=dict, help_text='The server-side recomputation of sampled cases')),
-                ('received_at', models.DateTimeField(auto_now_add=True)),
-                ('job', models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='document', to='runs.job')),
-                ('runner', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='documents', to='registry.runner')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("sha256", models.CharField(max_length=64, unique=True)),
+                ("size", models.PositiveBigIntegerField()),
+                ("content", models.FileField(max_length=200, upload_to="results/")),
+                (
+                    "signature",
+                    models.TextField(help_text="Ed25519 signature of the canonical document, base64"),
+                ),
+                ("key_id", models.CharField(max_length=64)),
+                (
+                    "suite",
+                    models.CharField(
+                        choices=[
+                            ("conformance", "Conformance"),
+                            ("performance", "Performance"),
+                            ("model", "Model"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("fingerprint", models.JSONField(default=dict)),
+                ("summary", models.JSONField(default=dict)),
+                ("integrity", models.JSONField(default=dict)),
+                (
+                    "spot_check",
+                    models.JSONField(
+                        default=dict, help_text="The server-side recomputation of sampled cases"
+                    ),
+                ),
+                ("received_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "job",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="document", to="runs.job"
+                    ),
+                ),
+                (
+                    "runner",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="documents",
+                        to="registry.runner",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-received_at'],
+                "ordering": ["-received_at"],
             },
         ),
         migrations.CreateModel(
-            name='Measurement',
+            name="Measurement",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(max_length=32)),
-                ('name', models.CharField(max_length=128)),
-                ('dtype', models.CharField(blank=True, max_length=32)),
-                ('unit', models.CharField(blank=True, max_length=32)),
-                ('value', models.FloatField(null=True)),
-                ('median', models.FloatField(null=True)),
-                ('p90', models.FloatField(null=True)),
-                ('p99', models.FloatField(null=True)),
-                ('cv', models.FloatField(null=True)),
-                ('unstable', models.BooleanField(default=False)),
-                ('efficiency', models.FloatField(help_text='Achieved / declared, where a declared figure applies', null=True)),
-                ('flags', models.JSONField(default=list)),
-                ('params', models.JSONField(default=dict)),
-                ('document', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='measurements', to='runs.resultdocument')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("kind", models.CharField(max_length=32)),
+                ("name", models.CharField(max_length=128)),
+                ("dtype", models.CharField(blank=True, max_length=32)),
+                ("unit", models.CharField(blank=True, max_length=32)),
+                ("value", models.FloatField(null=True)),
+                ("median", models.FloatField(null=True)),
+                ("p90", models.FloatField(null=True)),
+                ("p99", models.FloatField(null=True)),
+                ("cv", models.FloatField(null=True)),
+                ("unstable", models.BooleanField(default=False)),
+                (
+                    "efficiency",
+                    models.FloatField(
+                        help_text="Achieved / declared, where a declared figure applies", null=True
+                    ),
+                ),
+                ("flags", models.JSONField(default=list)),
+                ("params", models.JSONField(default=dict)),
+                (
+                    "document",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="measurements",
+                        to="runs.resultdocument",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='CaseResult',
+            name="CaseResult",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kernel', models.CharField(max_length=64)),
-                ('dtype', models.CharField(max_length=32)),
-                ('case', models.CharField(max_length=128)),
-                ('status', models.CharField(max_length=16)),
-                ('error_class', models.CharField(blank=True, max_length=32)),
-                ('max_abs', models.FloatField(null=True)),
-                ('max_rel', models.FloatField(null=True)),
-                ('mismatch_fraction', models.FloatField(null=True)),
-                ('atol', models.FloatField(null=True)),
-                ('rtol', models.FloatField(null=True)),
-                ('document', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='cases', to='runs.resultdocument')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("kernel", models.CharField(max_length=64)),
+                ("dtype", models.CharField(max_length=32)),
+                ("case", models.CharField(max_length=128)),
+                ("status", models.CharField(max_length=16)),
+                ("error_class", models.CharField(blank=True, max_length=32)),
+                ("max_abs", models.FloatField(null=True)),
+                ("max_rel", models.FloatField(null=True)),
+                ("mismatch_fraction", models.FloatField(null=True)),
+                ("atol", models.FloatField(null=True)),
+                ("rtol", models.FloatField(null=True)),
+                (
+                    "document",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="cases",
+                        to="runs.resultdocument",
+                    ),
+                ),
             ],
         ),
         migrations.AddIndex(
-            model_name='campaign',
-            index=models.Index(fields=['state', 'submitted_at'], name='runs_campai_state_1f50f5_idx'),
+            model_name="campaign",
+            index=models.Index(fields=["state", "submitted_at"], name="runs_campai_state_1f50f5_idx"),
         ),
         migrations.AddIndex(
-            model_name='measurement',
-            index=models.Index(fields=['document', 'kind', 'dtype'], name='runs_measur_documen_eac2d4_idx'),
+            model_name="measurement",
+            index=models.Index(fields=["document", "kind", "dtype"], name="runs_measur_documen_eac2d4_idx"),
         ),
         migrations.AddIndex(
-            model_name='caseresult',
-            index=models.Index(fields=['document', 'kernel', 'dtype'], name='runs_casere_documen_ada218_idx'),
+            model_name="caseresult",
+            index=models.Index(fields=["document", "kernel", "dtype"], name="runs_casere_documen_ada218_idx"),
         ),
     ]

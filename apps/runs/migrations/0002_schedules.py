@@ -4,7 +4,12 @@ from django.db import migrations
 
 SCHEDULES = [
     # (name, task, every, period)
-    ("runs: runner health (stale heartbeat -> offline, jobs requeued)", "runs.sweep_runner_health", 1, "minutes"),
+    (
+        "runs: runner health (stale heartbeat -> offline, jobs requeued)",
+        "runs.sweep_runner_health",
+        1,
+        "minutes",
+    ),
     ("runs: stuck jobs (deadline passed, silent runner)", "runs.sweep_stuck_jobs", 2, "minutes"),
 ]
 

@@ -4,15 +4,16 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('runs', '0002_schedules'),
+        ("runs", "0002_schedules"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='caseresult',
-            name='tolerance_ratio',
-            field=models.FloatField(help_text="Worst element's error / its allowance; 1.0 is the limit", null=True),
+            model_name="caseresult",
+            name="tolerance_ratio",
+            field=models.FloatField(
+                help_text="Worst element's error / its allowance; 1.0 is the limit", null=True
+            ),
         ),
     ]

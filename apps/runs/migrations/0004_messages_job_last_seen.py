@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('runs', '0003_case_tolerance_ratio'),
+        ("runs", "0003_case_tolerance_ratio"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='job',
-            name='last_seen_at',
-            field=models.DateTimeField(blank=True, help_text='The last signed sign of life of the running attempt (progress or heartbeat)', null=True),
+            model_name="job",
+            name="last_seen_at",
+            field=models.DateTimeField(
+                blank=True,
+                help_text="The last signed sign of life of the running attempt (progress or heartbeat)",
+                null=True,
+            ),
         ),
     ]

@@ -36,7 +36,10 @@ SUITE_TIME_LIMITS = {JobSuite.CONFORMANCE: 900, JobSuite.PERFORMANCE: 1200, JobS
 
 # Campaigns that still hold a runner's queue or a reviewer's attention.
 OPEN_CAMPAIGN_STATES = (
-    CampaignState.DRAFT, CampaignState.QUEUED, CampaignState.RUNNING, CampaignState.EVALUATING,
+    CampaignState.DRAFT,
+    CampaignState.QUEUED,
+    CampaignState.RUNNING,
+    CampaignState.EVALUATING,
     CampaignState.AWAITING_REVIEW,
 )
 
@@ -68,7 +71,9 @@ def _campaign_models(*, vendor: Organization, level: dict, model_artifacts: list
         if artifact.owner_id != vendor.pk:
             raise ValidationError({"models": f"Model {artifact.pk} does not exist."})
     if len(model_artifacts) < plan.get("min_models", 0):
-        raise ValidationError({"models": f"Level {level['code']} needs at least {plan['min_models']} model(s)."})
+        raise ValidationError(
+            {"models": f"Level {level['code']} needs at least {plan['min_models']} model(s)."}
+        )
     tasks = {artifact.task for artifact in model_artifacts}
     missing = [task for task in plan.get("required_tasks", []) if task not in tasks]
     if missing:
@@ -94,15 +99,23 @@ def campaign_submit(
         raise ValidationError({"program": f"Program {program} is not active."})
     level_definition = program.level(level)
     if level_definition is None:
-        raise ValidationError({"level": f"Program {program} has no level {level!r}; use one of {program.level_codes()}."})
+        raise ValidationError(
+            {"level": f"Program {program} has no level {level!r}; use one of {program.level_codes()}."}
+        )
     _campaign_models(vendor=vendor, level=level_definition, model_artifacts=model_artifacts)
     if purpose == "certification":  # surveillance re-runs are the authority's, never capped
         _check_open_campaigns(target=target)
 
     now = timezone.now()
     campaign = Campaign.objects.create(
-        vendor=vendor, target=target, program=program, level=level, submitted_by=submitted_by,
-        purpose=purpose, state=CampaignState.QUEUED, submitted_at=now,
+        vendor=vendor,
+        target=target,
+        program=program,
+        level=level,
+        submitted_by=submitted_by,
+        purpose=purpose,
+        state=CampaignState.QUEUED,
+        submitted_at=now,
     )
     campaign.model_artifacts.set(model_artifacts)
     suites = level_definition["suites"]
@@ -120,12 +133,22 @@ def campaign_submit(
         job.queued_at = now
         job.deadline_at = now + timedelta(seconds=SUITE_TIME_LIMITS[job.suite] * job.max_attempts)
         job.save()
-        job.spec = job_spec_build(job=job, suite_plan=suites[job.suite], time_limit_s=SUITE_TIME_LIMITS[job.suite])
+        job.spec = job_spec_build(
+            job=job, suite_plan=suites[job.suite], time_limit_s=SUITE_TIME_LIMITS[job.suite]
+        )
         job.save(update_fields=["spec"])
     audit_record(
-        action="campaign.submitted", obj=campaign, actor=submitted_by,
-        payload={"target": target.slug, "program": str(program), "level": level, "jobs": [j.pk for j in jobs],
-                 "models": [m.pk for m in model_artifacts], "purpose": purpose},
+        action="campaign.submitted",
+        obj=campaign,
+        actor=submitted_by,
+        payload={
+            "target": target.slug,
+            "program": str(program),
+            "level": level,
+            "jobs": [j.pk for j in jobs],
+            "models": [m.pk for m in model_artifacts],
+            "purpose": purpose,
+        },
     )
     job_ids = [job.pk for job in jobs]
     transaction.on_commit(lambda: jobs_dispatch(job_ids=job_ids))
@@ -140,11 +163,15 @@ def job_claim(*, job_id: int, runner_id: int | None = None) -> bool:
     )
     if claimed:
         Job.objects.filter(pk=job_id).update(attempts=F("attempts") + 1)
-        Campaign.objects.filter(jobs__pk=job_id, state=CampaignState.QUEUED).update(state=CampaignState.RUNNING)
+        Campaign.objects.filter(jobs__pk=job_id, state=CampaignState.QUEUED).update(
+            state=CampaignState.RUNNING
+        )
     return claimed == 1
 
 
-def job_progress(*, job_id: int, fraction: float, message: str = "", eta_seconds: float | None = None) -> None:
+def job_progress(
+    *, job_id: int, fraction: float, message: str = "", eta_seconds: float | None = None
+) -> None:
     """Record progress reported by a runner; ignored unless the job is queued or running.
 
     Without an estimate from the runner, the ETA extrapolates the elapsed time at the current rate."""
@@ -156,11 +183,16 @@ def job_progress(*, job_id: int, fraction: float, message: str = "", eta_seconds
             eta_seconds = round((now - started_at).total_seconds() * (1.0 - fraction) / fraction, 1)
     # Progress is the job's sign of life: the stuck-job sweep requeues only jobs silent for JOB_SILENCE_S.
     updated = Job.objects.filter(pk=job_id, state__in=[JobState.QUEUED, JobState.RUNNING]).update(
-        progress=fraction, progress_message=message[:200], eta_seconds=eta_seconds, last_seen_at=now,
+        progress=fraction,
+        progress_message=message[:200],
+        eta_seconds=eta_seconds,
+        last_seen_at=now,
     )
     if updated:
         Job.objects.filter(pk=job_id, state=JobState.QUEUED).update(state=JobState.RUNNING, started_at=now)
-        Campaign.objects.filter(jobs__pk=job_id, state=CampaignState.QUEUED).update(state=CampaignState.RUNNING)
+        Campaign.objects.filter(jobs__pk=job_id, state=CampaignState.QUEUED).update(
+            state=CampaignState.RUNNING
+        )
 
 
 @transaction.atomic
@@ -177,9 +209,13 @@ def job_fail(*, job_id: int, error_class: str, message: str, retry: bool = False
         job.error_class, job.error_message = error_class, message[:2000]
         job.progress, job.queued_at, job.last_seen_at = 0.0, timezone.now(), None
         job.save()
-        audit_record(action="job.requeued", obj=job, payload={"error_class": error_class, "message": message[:500]})
+        audit_record(
+            action="job.requeued", obj=job, payload={"error_class": error_class, "message": message[:500]}
+        )
         # The earlier attempt's message, if still queued somewhere, is dropped rather than run for nothing.
-        transaction.on_commit(lambda: (job_messages_revoke(task_ids=stale_task_ids), job_dispatch(job_id=job.pk)))
+        transaction.on_commit(
+            lambda: (job_messages_revoke(task_ids=stale_task_ids), job_dispatch(job_id=job.pk))
+        )
         return job
     job.state = JobState.FAILED
     job.error_class, job.error_message = error_class, message[:2000]
@@ -194,7 +230,9 @@ def job_fail(*, job_id: int, error_class: str, message: str, retry: bool = False
 def campaign_cancel(*, campaign: Campaign, actor=None, reason: str = "") -> Campaign:
     campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
     if campaign.state not in {CampaignState.DRAFT, CampaignState.QUEUED, CampaignState.RUNNING}:
-        raise ValidationError(f"A campaign that is {campaign.get_state_display().lower()} cannot be cancelled.")
+        raise ValidationError(
+            f"A campaign that is {campaign.get_state_display().lower()} cannot be cancelled."
+        )
     now = timezone.now()
     open_jobs = campaign.jobs.exclude(state__in=JOB_DONE_STATES)
     task_ids = [task_id for task_id in open_jobs.values_list("task_id", flat=True) if task_id]
@@ -215,14 +253,18 @@ def job_rerun(*, job: Job, actor=None) -> Job:
         raise ValidationError("Only a failed job can be re-run.")
     campaign = job.campaign
     if campaign.state not in {CampaignState.RUNNING, CampaignState.FAILED, CampaignState.QUEUED}:
-        raise ValidationError(f"The campaign is {campaign.get_state_display().lower()}; its jobs cannot be re-run.")
+        raise ValidationError(
+            f"The campaign is {campaign.get_state_display().lower()}; its jobs cannot be re-run."
+        )
     job.state, job.challenge = JobState.QUEUED, _new_challenge()
     job.spec = {**job.spec, "challenge": job.challenge}
     job.attempts, job.progress, job.error_class, job.error_message = 0, 0.0, "", ""
     job.queued_at, job.started_at, job.finished_at = timezone.now(), None, None
     job.deadline_at = job.queued_at + timedelta(seconds=SUITE_TIME_LIMITS[job.suite] * job.max_attempts)
     job.save()
-    Campaign.objects.filter(pk=campaign.pk).update(state=CampaignState.RUNNING, finished_at=None, state_reason="")
+    Campaign.objects.filter(pk=campaign.pk).update(
+        state=CampaignState.RUNNING, finished_at=None, state_reason=""
+    )
     audit_record(action="job.rerun", obj=job, actor=actor)
     transaction.on_commit(lambda: job_dispatch(job_id=job.pk))
     return job
@@ -231,9 +273,11 @@ def job_rerun(*, job: Job, actor=None) -> Job:
 def campaign_check_completion(*, campaign_id: int) -> None:
     """When every job has ended, move the campaign on: to evaluation, or to failed."""
     with transaction.atomic():
-        campaign = Campaign.objects.select_for_update().filter(
-            pk=campaign_id, state__in=[CampaignState.QUEUED, CampaignState.RUNNING]
-        ).first()
+        campaign = (
+            Campaign.objects.select_for_update()
+            .filter(pk=campaign_id, state__in=[CampaignState.QUEUED, CampaignState.RUNNING])
+            .first()
+        )
         if campaign is None or campaign.jobs.exclude(state__in=JOB_DONE_STATES).exists():
             return
         now = timezone.now()
@@ -243,7 +287,8 @@ def campaign_check_completion(*, campaign_id: int) -> None:
             # Missing evidence (infrastructure, timeout, rejected documents) cannot be evaluated.
             campaign.state = CampaignState.FAILED
             campaign.state_reason = "; ".join(
-                f"{job}: {job.get_error_class_display() or job.state} {job.error_message[:200]}" for job in failed
+                f"{job}: {job.get_error_class_display() or job.state} {job.error_message[:200]}"
+                for job in failed
             )
             campaign.save()
             audit_record(action="campaign.failed", obj=campaign, payload={"reason": campaign.state_reason})

@@ -217,7 +217,11 @@ def _replay_problems(document: dict) -> list[str]:
     wrong = []
     for item in _benchmark_samples(consistency):
         rounds = item.get("rounds")
-        if not isinstance(rounds, list) or not rounds or not all(isinstance(r, int) and r >= 0 for r in rounds):
+        if (
+            not isinstance(rounds, list)
+            or not rounds
+            or not all(isinstance(r, int) and r >= 0 for r in rounds)
+        ):
             wrong.append(f"{item.get('benchmark')}:{item.get('dtype')}")
             continue
         salt = f"performance:{item.get('benchmark')}:{item.get('dtype')}"

@@ -69,7 +69,9 @@ def _reject(job: Job | None, envelope: dict, raw: bytes, exc: Rejected) -> Inges
     logger.warning("rejected result for job %s: %s", job.pk if job else "?", exc.reason)
     if job is not None:
         EvidenceRejection.objects.create(
-            job=job, reason=exc.reason, envelope_sha256=hashlib.sha256(raw).hexdigest(),
+            job=job,
+            reason=exc.reason,
+            envelope_sha256=hashlib.sha256(raw).hexdigest(),
             key_id=str(envelope.get("key_id", ""))[:64],
         )
         audit_record(action="evidence.rejected", obj=job, payload={"reason": exc.reason})
@@ -114,9 +116,13 @@ def _verify(envelope: dict, raw: bytes, document: dict, job: Job) -> Runner:
         raise Rejected("the signature does not verify with the runner's registered key", fails_job=False)
     if not runner.targets.filter(pk=job.campaign.target_id).exists():
         # Any vendor's registered runner can sign; only the target's own may touch its jobs.
-        raise Rejected(f"runner {runner.name} is not bound to target {job.campaign.target.slug}", fails_job=False)
+        raise Rejected(
+            f"runner {runner.name} is not bound to target {job.campaign.target.slug}", fails_job=False
+        )
     if (document.get("spec") or {}).get("challenge") != job.challenge:
-        raise Rejected("the challenge is not this job's current one (old or replayed result)", fails_job=False)
+        raise Rejected(
+            "the challenge is not this job's current one (old or replayed result)", fails_job=False
+        )
     return runner
 
 
@@ -129,7 +135,9 @@ def _validate(document: dict, job: Job) -> dict:
         raise Rejected(f"schema-invalid document: {exc}", fails_job=True) from None
     if document.get("suite") != job.suite:
         raise Rejected(f"a {document.get('suite')} document for a {job.suite} job", fails_job=True)
-    mismatches = fingerprint_mismatches(document.get("fingerprint") or {}, expected_fingerprint(job.campaign.target))
+    mismatches = fingerprint_mismatches(
+        document.get("fingerprint") or {}, expected_fingerprint(job.campaign.target)
+    )
     if mismatches:
         raise Rejected("fingerprint does not match the target: " + "; ".join(mismatches), fails_job=True)
     if job.suite == JobSuite.MODEL and (problems := model_weights_problems(document=document, job=job)):
@@ -139,7 +147,9 @@ def _validate(document: dict, job: Job) -> dict:
     size = program_spot_check_size(program=job.campaign.program, level=job.campaign.level)
     report = spot_check_cases(document, sample_size=size, rng=secrets.SystemRandom())
     if report["failures"]:
-        raise Rejected("server-side recomputation disagrees: " + "; ".join(report["failures"]), fails_job=True)
+        raise Rejected(
+            "server-side recomputation disagrees: " + "; ".join(report["failures"]), fails_job=True
+        )
     return report
 
 
@@ -147,23 +157,55 @@ def _number(value):
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-CASE_COLUMNS = ["kernel", "dtype", "case", "status", "error_class", "max_abs", "max_rel", "tolerance_ratio",
-                "mismatch_fraction", "atol", "rtol"]
-MEASUREMENT_COLUMNS = ["kind", "name", "dtype", "unit", "value", "median", "p90", "p99", "cv", "unstable",
-                       "efficiency", "flags", "params"]
+CASE_COLUMNS = [
+    "kernel",
+    "dtype",
+    "case",
+    "status",
+    "error_class",
+    "max_abs",
+    "max_rel",
+    "tolerance_ratio",
+    "mismatch_fraction",
+    "atol",
+    "rtol",
+]
+MEASUREMENT_COLUMNS = [
+    "kind",
+    "name",
+    "dtype",
+    "unit",
+    "value",
+    "median",
+    "p90",
+    "p99",
+    "cv",
+    "unstable",
+    "efficiency",
+    "flags",
+    "params",
+]
 
 
 def _case_rows(document: dict) -> list[tuple]:
     rows = []
     for item in document.get("cases") or []:
         stats = item.get("stats") or {}
-        rows.append((
-            str(item.get("kernel", ""))[:64], str(item.get("dtype", ""))[:32], str(item.get("case", ""))[:128],
-            str(item.get("status", ""))[:16], str(item.get("error_class") or "")[:32], _number(stats.get("max_abs")),
-            _number(stats.get("max_rel")), _number(stats.get("tolerance_ratio")),
-            _number(stats.get("mismatch_fraction")), _number(stats.get("atol")),
-            _number(stats.get("rtol")),
-        ))
+        rows.append(
+            (
+                str(item.get("kernel", ""))[:64],
+                str(item.get("dtype", ""))[:32],
+                str(item.get("case", ""))[:128],
+                str(item.get("status", ""))[:16],
+                str(item.get("error_class") or "")[:32],
+                _number(stats.get("max_abs")),
+                _number(stats.get("max_rel")),
+                _number(stats.get("tolerance_ratio")),
+                _number(stats.get("mismatch_fraction")),
+                _number(stats.get("atol")),
+                _number(stats.get("rtol")),
+            )
+        )
     return rows
 
 
@@ -172,13 +214,27 @@ def _measurement_rows(document: dict) -> list[tuple]:
     for item in document.get("measurements") or []:
         stats = item.get("stats") or {}
         flags = item.get("flags") or []
-        rows.append((
-            str(item.get("kind", ""))[:32], str(item.get("name", ""))[:128], str(item.get("dtype") or "")[:32],
-            str(item.get("unit") or "")[:32], _number(item.get("value")), _number(stats.get("median")),
-            _number(stats.get("p90")), _number(stats.get("p99")), _number(stats.get("cv")), bool(item.get("unstable")),
-            _number(item.get("efficiency")), flags if isinstance(flags, list) else [flags],
-            {k: v for k, v in item.items() if k not in {"stats", "flags", "name", "kind", "unit", "value"}},
-        ))
+        rows.append(
+            (
+                str(item.get("kind", ""))[:32],
+                str(item.get("name", ""))[:128],
+                str(item.get("dtype") or "")[:32],
+                str(item.get("unit") or "")[:32],
+                _number(item.get("value")),
+                _number(stats.get("median")),
+                _number(stats.get("p90")),
+                _number(stats.get("p99")),
+                _number(stats.get("cv")),
+                bool(item.get("unstable")),
+                _number(item.get("efficiency")),
+                flags if isinstance(flags, list) else [flags],
+                {
+                    k: v
+                    for k, v in item.items()
+                    if k not in {"stats", "flags", "name", "kind", "unit", "value"}
+                },
+            )
+        )
     return rows
 
 
@@ -194,11 +250,13 @@ def _insert(model, columns: list[str], document_id: int, rows: list[tuple]) -> N
         with connection.cursor() as cursor:
             with cursor.cursor.copy(f'COPY "{table}" ({names}) FROM STDIN') as copy:
                 for row in rows:
-                    copy.write_row([document_id, *(json.dumps(v) if i in json_columns else v
-                                                   for i, v in enumerate(row))])
+                    copy.write_row(
+                        [document_id, *(json.dumps(v) if i in json_columns else v for i, v in enumerate(row))]
+                    )
         return
     model.objects.bulk_create(
-        [model(document_id=document_id, **dict(zip(columns, row, strict=True))) for row in rows], batch_size=2000
+        [model(document_id=document_id, **dict(zip(columns, row, strict=True))) for row in rows],
+        batch_size=2000,
     )
 
 
@@ -229,13 +287,26 @@ def result_ingest(*, envelope: dict) -> IngestOutcome:
         # The conditional update is the claim on the job's evidence: one document per job, ever.
         now = timezone.now()
         if not Job.objects.filter(pk=job.pk, state__in=[JobState.QUEUED, JobState.RUNNING]).update(
-            state=JobState.SUCCEEDED, progress=1.0, finished_at=now, runner=runner, error_class="", error_message=""
+            state=JobState.SUCCEEDED,
+            progress=1.0,
+            finished_at=now,
+            runner=runner,
+            error_class="",
+            error_message="",
         ):
             return IngestOutcome(False, "the job ended meanwhile", job.pk)
         stored = ResultDocument(
-            job=job, sha256=sha256, size=len(raw), signature=envelope["signature"], runner=runner,
-            key_id=runner.key_id, suite=job.suite, fingerprint=document.get("fingerprint") or {},
-            summary=document.get("summary") or {}, integrity=document.get("integrity") or {}, spot_check=spot_check,
+            job=job,
+            sha256=sha256,
+            size=len(raw),
+            signature=envelope["signature"],
+            runner=runner,
+            key_id=runner.key_id,
+            suite=job.suite,
+            fingerprint=document.get("fingerprint") or {},
+            summary=document.get("summary") or {},
+            integrity=document.get("integrity") or {},
+            spot_check=spot_check,
         )
         stored.content.save(f"{sha256[:2]}/{sha256}.json", ContentFile(raw), save=False)
         try:
@@ -243,8 +314,16 @@ def result_ingest(*, envelope: dict) -> IngestOutcome:
             cases, measurements = _case_rows(document), _measurement_rows(document)
             _insert(CaseResult, CASE_COLUMNS, stored.pk, cases)
             _insert(Measurement, MEASUREMENT_COLUMNS, stored.pk, measurements)
-            audit_record(action="evidence.accepted", obj=job, payload={"sha256": sha256, "runner": runner.name,
-                                                                       "cases": len(cases), "measurements": len(measurements)})
+            audit_record(
+                action="evidence.accepted",
+                obj=job,
+                payload={
+                    "sha256": sha256,
+                    "runner": runner.name,
+                    "cases": len(cases),
+                    "measurements": len(measurements),
+                },
+            )
         except Exception:
             stored.content.delete(save=False)
             raise

@@ -27,7 +27,11 @@ class UnverifiedMessage(Exception):
 def _verified_payload(message: dict) -> tuple[Runner, dict]:
     if not isinstance(message, dict):
         raise UnverifiedMessage("not an object")
-    runner = Runner.objects.filter(key_id=str(message.get("key_id", ""))).exclude(status=RunnerStatus.DISABLED).first()
+    runner = (
+        Runner.objects.filter(key_id=str(message.get("key_id", "")))
+        .exclude(status=RunnerStatus.DISABLED)
+        .first()
+    )
     if runner is None or runner.name != message.get("runner"):
         raise UnverifiedMessage("unknown runner key")
     body = str(message.get("payload_json", "")).encode()
@@ -51,9 +55,11 @@ def _job_for(runner: Runner, payload: dict) -> Job | None:
         job_id = int(payload.get("job_id"))
     except (TypeError, ValueError):
         return None
-    return Job.objects.select_related("campaign__target").filter(
-        pk=job_id, campaign__target__runners=runner
-    ).first()
+    return (
+        Job.objects.select_related("campaign__target")
+        .filter(pk=job_id, campaign__target__runners=runner)
+        .first()
+    )
 
 
 def runner_progress_receive(*, message: dict) -> None:
@@ -72,8 +78,12 @@ def runner_progress_receive(*, message: dict) -> None:
     if job.state == JobState.QUEUED:
         job_claim(job_id=job.pk, runner_id=runner.pk)
     eta = payload.get("eta_seconds")
-    job_progress(job_id=job.pk, fraction=float(payload.get("fraction") or 0.0), message=str(payload.get("message", "")),
-                 eta_seconds=float(eta) if isinstance(eta, int | float) else None)
+    job_progress(
+        job_id=job.pk,
+        fraction=float(payload.get("fraction") or 0.0),
+        message=str(payload.get("message", "")),
+        eta_seconds=float(eta) if isinstance(eta, int | float) else None,
+    )
 
 
 def runner_failure_receive(*, message: dict) -> None:
@@ -89,7 +99,9 @@ def runner_failure_receive(*, message: dict) -> None:
     if error_class not in ErrorClass.values:
         error_class = ErrorClass.INFRASTRUCTURE
     # A fingerprint mismatch will not fix itself by retrying on the same host.
-    retry = error_class == ErrorClass.INFRASTRUCTURE and "fingerprint mismatch" not in str(payload.get("message"))
+    retry = error_class == ErrorClass.INFRASTRUCTURE and "fingerprint mismatch" not in str(
+        payload.get("message")
+    )
     job_fail(job_id=job.pk, error_class=error_class, message=str(payload.get("message", "")), retry=retry)
 
 
@@ -105,5 +117,11 @@ def runner_heartbeat_receive(*, message: dict) -> None:
     jobs = payload.get("jobs") if isinstance(payload.get("jobs"), list) else []
     for item in jobs[:16]:
         job = _job_for(runner, item) if isinstance(item, dict) else None
-        if job is not None and job.runner_id == runner.pk and item.get("attempt") == attempt_tag(job.challenge):
-            Job.objects.filter(pk=job.pk, state=JobState.RUNNING, runner=runner).update(last_seen_at=timezone.now())
+        if (
+            job is not None
+            and job.runner_id == runner.pk
+            and item.get("attempt") == attempt_tag(job.challenge)
+        ):
+            Job.objects.filter(pk=job.pk, state=JobState.RUNNING, runner=runner).update(
+                last_seen_at=timezone.now()
+            )

@@ -32,10 +32,14 @@ def model_weights_problems(*, document: dict, job: Job) -> list[str]:
                 problems.append(f"{name}: loaded, but no digest recorded")
             continue
         if digest not in expected:
-            problems.append(f"{name}: the runner read weights with sha256 {digest}, not the registered artifact's")
+            problems.append(
+                f"{name}: the runner read weights with sha256 {digest}, not the registered artifact's"
+            )
         elif record.get("loaded"):
             loaded += 1
-    scored = [c for c in document.get("cases") or [] if isinstance(c, dict) and c.get("status") in {"pass", "fail"}]
+    scored = [
+        c for c in document.get("cases") or [] if isinstance(c, dict) and c.get("status") in {"pass", "fail"}
+    ]
     if (scored or document.get("measurements")) and not loaded:
         problems.append("results are reported, but no registered weights were loaded")
     return problems

@@ -49,7 +49,9 @@ def _thresholds_check(code: str, level: dict) -> list[str]:
             problems.append(f"level {code}: threshold {name} needs a value and a source")
     for suite in ("performance", "model"):
         if (level.get("suites", {}).get(suite) or {}).get("quick"):
-            problems.append(f"level {code}: the {suite} suite publishes figures and cannot use the quick timing policy")
+            problems.append(
+                f"level {code}: the {suite} suite publishes figures and cannot use the quick timing policy"
+            )
     approvals = level.get("required_approvals", 1)
     if not isinstance(approvals, int) or isinstance(approvals, bool) or approvals < 1:
         problems.append(f"level {code}: required_approvals must be a whole number of at least 1")
@@ -95,9 +97,13 @@ def program_definition_check(definition: dict) -> None:
             problems.append(f"level {code}: criterion ids must be distinct")
         for criterion in level.get("criteria", []):
             if criterion.get("kind") not in CRITERION_KINDS:
-                problems.append(f"level {code}: criterion {criterion.get('id')} has unknown kind {criterion.get('kind')!r}")
+                problems.append(
+                    f"level {code}: criterion {criterion.get('id')} has unknown kind {criterion.get('kind')!r}"
+                )
             if not isinstance(criterion.get("blocker"), bool):
-                problems.append(f"level {code}: criterion {criterion.get('id')} must say whether it is a blocker")
+                problems.append(
+                    f"level {code}: criterion {criterion.get('id')} must say whether it is a blocker"
+                )
         if "thresholds" in level:
             problems += _thresholds_check(code, level)
     if problems:
@@ -113,9 +119,11 @@ def program_load(*, definition: dict, actor=None) -> tuple[Program, bool]:
     """
     program_definition_check(definition)
     digest = _canonical_sha256(definition)
-    existing = Program.objects.select_for_update().filter(
-        code=definition["code"], version=definition["version"]
-    ).first()
+    existing = (
+        Program.objects.select_for_update()
+        .filter(code=definition["code"], version=definition["version"])
+        .first()
+    )
     if existing is not None:
         if existing.definition_sha256 == digest:
             return existing, False
@@ -126,8 +134,12 @@ def program_load(*, definition: dict, actor=None) -> tuple[Program, bool]:
         existing.definition, existing.definition_sha256 = definition, digest
         existing.title = definition["title"]
         existing.save()
-        audit_record(action="program.reloaded", obj=existing, actor=actor, payload={
-            "code": existing.code, "version": existing.version, "definition_sha256": digest})
+        audit_record(
+            action="program.reloaded",
+            obj=existing,
+            actor=actor,
+            payload={"code": existing.code, "version": existing.version, "definition_sha256": digest},
+        )
         return existing, False
     program = Program.objects.create(
         code=definition["code"],
@@ -140,10 +152,17 @@ def program_load(*, definition: dict, actor=None) -> tuple[Program, bool]:
         surveillance_days=definition["surveillance_days"],
         required_approvals=definition.get("required_approvals", 1),
     )
-    audit_record(action="program.loaded", obj=program, actor=actor, payload={
-        "code": program.code, "version": program.version, "status": program.status,
-        "definition_sha256": digest,
-    })
+    audit_record(
+        action="program.loaded",
+        obj=program,
+        actor=actor,
+        payload={
+            "code": program.code,
+            "version": program.version,
+            "status": program.status,
+            "definition_sha256": digest,
+        },
+    )
     return program, True
 
 

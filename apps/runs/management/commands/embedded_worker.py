@@ -9,16 +9,20 @@ from apps.runs.embedded import embedded_worker_running, embedded_workers_supervi
 
 
 class Command(BaseCommand):
-    help = ("Without CELERY_BROKER_URL: run the platform worker (with the schedules) and the local runner's "
-            "worker on the broker in files under var/broker, until stopped or the parent process ends.")
+    help = (
+        "Without CELERY_BROKER_URL: run the platform worker (with the schedules) and the local runner's "
+        "worker on the broker in files under var/broker, until stopped or the parent process ends."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--log-level", default="warning", help="the Celery workers' log level")
 
     def handle(self, *args, log_level: str, **options):
         if not settings.CELERY_EMBEDDED:
-            raise CommandError("CELERY_BROKER_URL is set: run `celery -A certification worker -Q platform` and "
-                               "the runner hosts' workers instead (README, Production).")
+            raise CommandError(
+                "CELERY_BROKER_URL is set: run `celery -A certification worker -Q platform` and "
+                "the runner hosts' workers instead (README, Production)."
+            )
         if embedded_worker_running():
             self.stdout.write("The embedded worker of this checkout is already running.")
             return
