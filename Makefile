@@ -8,7 +8,7 @@ CONSTRAINTS ?= constraints/local.txt
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test serve migrate demo clean
+.PHONY: install run test test-fast lint serve migrate demo clean
 
 install: $(STAMP) var/secret_key
 
@@ -40,6 +40,21 @@ run: demo
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Everything but the slow, integration and browser tests: the loop while editing.
+test-fast: install
+	$(PY) -m pytest -m "not slow and not integration and not browser" $(PYTEST_ARGS)
+
+# The guards CI runs before the tests: style, formatting, import contracts, types (runners/ strict
+# and clean, a baseline elsewhere that only shrinks), migrations, and the system checks of a
+# production configuration (the project's own included: evaluator, programs, key directory, export rules).
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(PY) .ci/mypy_baseline.py
+	$(PY) manage.py makemigrations --check --dry-run
+	HTTPS=1 HSTS_INCLUDE_SUBDOMAINS=1 HSTS_PRELOAD=1 $(PY) manage.py check --deploy --fail-level WARNING
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

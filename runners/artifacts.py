@@ -14,6 +14,7 @@ import os
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.error import HTTPError, URLError
 from urllib.parse import urljoin, urlparse
 
@@ -75,8 +76,8 @@ def fetch(url: str, sha256: str, *, identity: RunnerIdentity, cache_dir: Path, t
 
 
 def localize_models(
-    spec: dict, *, identity: RunnerIdentity, platform_url: str | None, cache_dir: Path
-) -> dict:
+    spec: dict[str, Any], *, identity: RunnerIdentity, platform_url: str | None, cache_dir: Path
+) -> dict[str, Any]:
     """A copy of the spec whose models' weights_path are readable on this host."""
     models = []
     for entry in spec.get("models") or []:

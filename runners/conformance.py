@@ -173,7 +173,11 @@ def run_case(
 ) -> dict[str, Any]:
     """Runs one case end to end and returns its record; never raises for a kernel's fault."""
     timer = timer or SuiteTimer()
-    base = {"edge": case.edge, "flops": kernel.flops(case), "bytes": kernel.bytes(case, dtype)}
+    base: dict[str, Any] = {
+        "edge": case.edge,
+        "flops": kernel.flops(case),
+        "bytes": kernel.bytes(case, dtype),
+    }
     try:
         raw = kernel.generate(case, dtype, case_generator(challenge, kernel.name, case.name, dtype))
         input_digest = inputs_digest(raw)

@@ -26,7 +26,7 @@ fault it is. Only the two ``unsupported_*`` codes carry the class ``unsupported`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -124,7 +124,7 @@ def classify_exception(exc: BaseException, *, phase: Phase) -> Classified:
     return error(PRODUCT_FAILURE, f"{name} raised by a call declared supported")
 
 
-def declared_unsupported(declaration: dict, kernel: str, dtype: str) -> Classified | None:
+def declared_unsupported(declaration: dict[str, Any], kernel: str, dtype: str) -> Classified | None:
     """Whether the backend's declaration (``Backend.support_declaration``) leaves this case out.
 
     The runner calls this before running a case; the platform's spot check calls it again on the

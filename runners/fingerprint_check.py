@@ -18,7 +18,9 @@ def fingerprint_mismatches(actual: dict[str, Any], expected: dict[str, Any]) -> 
     problems: list[str] = []
     backend = expected.get("backend")
     aliases = {"rocm": "cuda"}
-    if backend and aliases.get(backend, backend) != aliases.get(actual.get("backend"), actual.get("backend")):
+    if backend and aliases.get(backend, backend) != aliases.get(
+        str(actual.get("backend")), actual.get("backend")
+    ):
         problems.append(f"backend is {actual.get('backend')!r}, the target registers {backend!r}")
     if not actual.get("available", False):
         problems.append(f"device unavailable: {actual.get('unavailable_reason')}")

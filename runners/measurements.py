@@ -175,13 +175,13 @@ def integrity_section(
             "items": consistency,
         }
     if caching:
-        timed = [c for c in caching if "speedup_ratio" in c] or [
+        timed: list[dict[str, Any]] = [c for c in caching if "speedup_ratio" in c] or [
             {"fresh_median_s": 0.0, "repeated_median_s": 0.0, "speedup_ratio": 0.0, "threshold": 0.0}
         ]
-        worst = max(timed, key=lambda c: c["speedup_ratio"] or 0.0)
+        slowest = max(timed, key=lambda c: float(c["speedup_ratio"] or 0.0))
         section["caching"] = {
             "verdict": "fail" if any(c["verdict"] == "fail" for c in caching) else "pass",
-            **{k: worst[k] for k in ("fresh_median_s", "repeated_median_s", "speedup_ratio", "threshold")},
+            **{k: slowest[k] for k in ("fresh_median_s", "repeated_median_s", "speedup_ratio", "threshold")},
             "items": caching,
         }
     return section

@@ -11,6 +11,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -72,7 +73,7 @@ class RunnerIdentity:
     def sign_bytes(self, payload: bytes) -> str:
         return base64.b64encode(self.private_key.sign(payload)).decode()
 
-    def envelope(self, canonical_document: bytes) -> dict:
+    def envelope(self, canonical_document: bytes) -> dict[str, Any]:
         return {
             "envelope_version": ENVELOPE_VERSION,
             "runner": self.name,

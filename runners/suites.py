@@ -22,9 +22,9 @@ SUITES: dict[str, Suite] = {
 }
 
 
-def run_suite(spec: dict[str, Any], *, backend, progress: Callable[..., None]) -> dict[str, Any]:
+def run_suite(spec: dict[str, Any], *, backend: Any, progress: Callable[..., None]) -> dict[str, Any]:
     """Run the spec's suite; `progress(fraction, message)` gets the share of work done."""
-    suite = SUITES.get(spec.get("suite"))
+    suite = SUITES.get(str(spec.get("suite")))
     if suite is None:
         raise ValueError(f"unknown suite {spec.get('suite')!r}; this runner knows {sorted(SUITES)}")
     return suite(spec, backend, lambda done, total, label: progress(done / max(total, 1), label))

@@ -346,7 +346,7 @@ def measure_with_output(
         return replace(stats, clock=clock)
 
     while True:
-        if use_events:
+        if use_events and backend is not None:
             new, output, event_s, host_s = _round_with_events(fn, backend, number, round_blocks, flush)
             event_total += event_s
             host_total += host_s

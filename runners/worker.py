@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from celery import Celery, Task, signals
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
@@ -63,7 +64,7 @@ app.conf.update(
     task_ignore_result=True,
 )
 
-Reporter = Callable[[str, dict], None]
+Reporter = Callable[[str, dict[str, Any]], None]
 CANCEL_SIGNAL = signal.SIGUSR2  # apps/runs/dispatch.py revokes a cancelled job's task with it
 _cancel_requested = threading.Event()
 
@@ -72,13 +73,13 @@ class JobCancelled(Exception):
     """The platform revoked the running job; the suite stops at the next case boundary."""
 
 
-def _canonical(payload: dict) -> bytes:
+def _canonical(payload: dict[str, Any]) -> bytes:
     return json.dumps(
         payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode()
 
 
-def signed_message(identity: RunnerIdentity, payload: dict) -> dict:
+def signed_message(identity: RunnerIdentity, payload: dict[str, Any]) -> dict[str, Any]:
     """A small runner-to-platform message: the payload's canonical JSON and its signature."""
     body = _canonical({**payload, "runner": identity.name, "sent_at": datetime.now(UTC).isoformat()})
     return {
@@ -89,14 +90,18 @@ def signed_message(identity: RunnerIdentity, payload: dict) -> dict:
     }
 
 
-def _attempt(spec: dict) -> str | None:
+def _attempt(spec: dict[str, Any]) -> str | None:
     challenge = spec.get("challenge") if isinstance(spec, dict) else None
     return attempt_tag(challenge) if isinstance(challenge, str) else None
 
 
 def run_job(
-    spec: dict, *, identity: RunnerIdentity, report: Reporter, cancelled: Callable[[], bool] | None = None
-) -> dict | None:
+    spec: dict[str, Any],
+    *,
+    identity: RunnerIdentity,
+    report: Reporter,
+    cancelled: Callable[[], bool] | None = None,
+) -> dict[str, Any] | None:
     """Run one job spec and return its signed envelope, or None after reporting a failure.
 
     `report(task_name, message)` delivers a signed message to the platform ("runs.job_progress",
@@ -196,12 +201,12 @@ def run_job(
     return envelope
 
 
-def _send(task_name: str, message: dict) -> None:
+def _send(task_name: str, message: dict[str, Any]) -> None:
     app.send_task(task_name, args=[message], queue=PLATFORM_QUEUE)
 
 
 class ExecuteTask(Task):
-    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         """The task raised, or passed its hard time limit (then this runs in the worker's main process,
         the job's process being gone): report it signed, naming the attempt's challenge."""
         spec = args[0] if args and isinstance(args[0], dict) else {}
@@ -228,7 +233,7 @@ class ExecuteTask(Task):
 
 
 @app.task(name="runners.execute", bind=True, base=ExecuteTask, acks_late=True, reject_on_worker_lost=True)
-def execute(self, spec: dict) -> dict | None:
+def execute(self: Task, spec: dict[str, Any]) -> dict[str, Any] | None:
     identity = RunnerIdentity.from_env()
     install_cancel_handler()
     try:
@@ -237,7 +242,7 @@ def execute(self, spec: dict) -> dict | None:
         _cancel_requested.clear()
 
 
-def _request_cancel(_signum, _frame) -> None:
+def _request_cancel(_signum: int, _frame: object) -> None:
     _cancel_requested.set()
 
 
@@ -247,11 +252,11 @@ def install_cancel_handler() -> None:
     signal.signal(CANCEL_SIGNAL, _request_cancel)
 
 
-def _running_jobs() -> list[dict]:
+def _running_jobs() -> list[dict[str, Any]]:
     """The jobs this worker executes now (main process), named by attempt for the platform's liveness."""
     from celery.worker.state import active_requests
 
-    jobs = []
+    jobs: list[dict[str, Any]] = []
     for request in list(active_requests):
         if request.name != "runners.execute":
             continue
@@ -281,7 +286,7 @@ _heartbeat_stop = threading.Event()
 
 
 @signals.worker_ready.connect
-def _start_heartbeats(**_kwargs) -> None:
+def _start_heartbeats(**_kwargs: Any) -> None:
     identity = RunnerIdentity.from_env()
     threading.Thread(
         target=_heartbeat_loop, args=(identity, _heartbeat_stop), daemon=True, name="runner-heartbeat"
@@ -289,5 +294,5 @@ def _start_heartbeats(**_kwargs) -> None:
 
 
 @signals.worker_shutdown.connect
-def _stop_heartbeats(**_kwargs) -> None:
+def _stop_heartbeats(**_kwargs: Any) -> None:
     _heartbeat_stop.set()

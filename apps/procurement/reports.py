@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 from html import escape
 
+from django.http import HttpResponse
+
 from certification.spreadsheet import csv_writer
 
 CHART_LIMIT = 15  # the best-ranked eligible chips; a chart of hundreds of bars says nothing
@@ -20,6 +22,18 @@ def row_label(row: dict) -> str:
 
 def cell_text(cell: dict) -> str:
     return f"{'PASS' if cell['ok'] else 'FAIL'}: {cell['value']} [{cell['source']}]"
+
+
+def evaluation_csv_response(evaluation) -> HttpResponse:
+    """The CSV download of a saved evaluation, the same for the portal page and the API."""
+    response = HttpResponse(
+        evaluation_csv(snapshot=evaluation.snapshot), content_type="text/csv; charset=utf-8"
+    )
+    response["Content-Disposition"] = (
+        f'attachment; filename="evaluation-{evaluation.pk}-'
+        f'{evaluation.tender.reference.replace("/", "-")}.csv"'
+    )
+    return response
 
 
 def evaluation_csv(*, snapshot: dict) -> str:

@@ -227,3 +227,16 @@ def requirement_describe(*, kind: str, params: dict) -> str:
     if kind == Kind.BACKEND:
         return f"Backend in {', '.join(params['backends'])}"
     return kind
+
+
+def tender_requirements_described(tender) -> list[dict]:
+    """A tender's requirements with the line a buyer reads, as the portal page and the API show them."""
+    return [
+        {
+            "position": r.position,
+            "kind": r.kind,
+            "params": r.params,
+            "text": requirement_describe(kind=r.kind, params=r.params),
+        }
+        for r in tender.requirements.all()
+    ]

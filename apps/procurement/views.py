@@ -19,6 +19,8 @@ from apps.procurement.export_control import rule_current
 from apps.procurement.filters import TenderFilter
 from apps.procurement.forms import RequirementRows, ScoringRows, TenderForm
 from apps.procurement.models import RequirementKind, ScoreMetric
+from apps.procurement.reports import evaluation_csv_response
+from apps.procurement.requirements import tender_requirements_described
 
 CHARTS = {
     "measured-vs-declared": reports.chart_measured_vs_declared,
@@ -112,14 +114,12 @@ def tender_create(request):
 def tender_detail(request, pk: int):
     tender = get_object_or_404(selectors.tenders_of(_buyer(request)), pk=pk)
     evaluations = selectors.evaluations_of(membership_of(request.user)).filter(tender=tender)
-    from apps.procurement.api.serializers import TenderSerializer  # the same requirement texts as the API
-
     return render(
         request,
         "procurement/tender_detail.html",
         {
             "tender": tender,
-            "requirements": TenderSerializer(tender).data["requirements"],
+            "requirements": tender_requirements_described(tender),
             "evaluations": evaluations,
         },
     )
@@ -172,9 +172,7 @@ def evaluation_report(request, pk: int):
 
 @login_required
 def evaluation_csv(request, pk: int):
-    from apps.procurement.api.views import csv_response
-
-    return csv_response(_evaluation(request, pk))
+    return evaluation_csv_response(_evaluation(request, pk))
 
 
 @login_required

@@ -62,7 +62,7 @@ class RowKernel(Kernel):
     """A kernel applied to each row of a (M, N) matrix, optionally with (N,) weight and bias."""
 
     dtypes = FLOAT_DTYPES
-    cases = ROW_CASES
+    cases: tuple[Case, ...] = ROW_CASES
 
     def __init__(
         self,

@@ -30,6 +30,7 @@ from runners.errors import (
     INFRASTRUCTURE,
     PRODUCT_FAILURE,
     Classified,
+    Phase,
     classify_exception,
     declared_unsupported,
     error,
@@ -94,7 +95,7 @@ def default_models(directory: Path | None = None) -> list[dict[str, Any]]:
 
 def _model_record(
     spec: ModelSpec, *, loaded: LoadedModel | None = None, exc: ModelError | None = None
-) -> dict:
+) -> dict[str, Any]:
     """The document's ``models`` item: which weights file ran, by the digest of its bytes."""
     weights = loaded.weights if loaded is not None else getattr(exc, "weights", None)
     return {
@@ -283,7 +284,7 @@ def run_model_suite(
                     )
                 )
             finally:
-                module = run = None  # noqa: F841 - free device memory before the next dtype
+                module = run = None  # type: ignore[assignment]  # noqa: F841 - free device memory before the next dtype
     return out
 
 
@@ -336,7 +337,7 @@ def _case(
             "tolerance_source": f"{score['metric']} against an independent float64 reference; "
             f"status from the informational bar {score['informational_bar']}, the program's criterion judges",
         }
-    fields = (
+    fields: dict[str, Any] = (
         outcome.fields()
         if outcome is not None
         else {"status": status, "error_class": None, "code": None, "reason": None}
@@ -354,7 +355,7 @@ def _case(
 
 
 def _exception_case(
-    model: str, dtype: str | None, exc: Exception, *, phase: str, prefix: str = ""
+    model: str, dtype: str | None, exc: Exception, *, phase: Phase, prefix: str = ""
 ) -> dict[str, Any]:
     """An error case for an exception, classified by where it was raised (runners/errors.py)."""
     return _case(

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
 from torch import nn
 
 from runners.integrity import (
+    CACHING_THRESHOLD,
     OutputSampler,
     caching_check,
     default_tolerance,
@@ -83,10 +85,10 @@ class ModelRun:
             0
         ]
         with torch.inference_mode():
-            expected = float64_copy(self.model.module, type(self.model.module), self.model.config).generate(
+            expected = float64_copy(self.model.module, type(self.model.module), self.model.config).generate(  # type: ignore[operator]  # an nn.Module attribute is Tensor | Module to mypy
                 prompt, GENERATED_TOKENS
             )
-            got = self.module.generate(prompt.to(self.device), GENERATED_TOKENS).cpu()
+            got = self.module.generate(prompt.to(self.device), GENERATED_TOKENS).cpu()  # type: ignore[operator]  # an nn.Module attribute is Tensor | Module to mypy
         return float((got == expected).double().mean())
 
     def caching_inputs(self, count: int) -> list[tuple[torch.Tensor, ...]]:
@@ -150,7 +152,7 @@ def measure_model(run: ModelRun, seed: int | str = "") -> tuple[list[dict[str, A
             run.backend.reset_peak_memory()
         sampler = OutputSampler(lambda out: _rows(out, picks), seed=seed, salt=f"{salt}:b{batch_size}")
         stats, _ = measure_with_output(
-            lambda batches=batches: run.run_all(batches),
+            partial(run.run_all, batches),
             backend=run.backend,
             policy=run.policy,
             between_rounds=sampler,
@@ -255,15 +257,14 @@ def model_integrity(
     # TEST04 on the input the latency run repeated all along, against fresh one-item inputs.
     single = run.workload.make_batch([0], run.device, run.dtype)
     fresh = run.fresh_single(CACHING_FRESH_INPUTS)
-    extra = {} if threshold is None else {"threshold": threshold}
     with torch.inference_mode():
         caching = caching_check(
-            [lambda b=b: run.forward(*b) for b in fresh],
+            [partial(run.forward, *b) for b in fresh],
             lambda: run.forward(*single),
             backend=run.backend,
             seed=seed,
             salt=f"model:{name}:{dtype}",
-            **extra,
+            threshold=CACHING_THRESHOLD if threshold is None else threshold,
         )
     timing = timing_section(measurements, run.policy)
     return measurements, consistency, {"model": name, "dtype": dtype, **caching}, timing
@@ -299,7 +300,7 @@ def _decoder_timings(run: ModelRun, name: str, dtype: str, base: dict[str, Any])
     for batch_size in (1, min(4, run.workload.size)):
         prompt = run.workload.make_batch(range(batch_size), run.device, run.dtype)[0]
         length = prompt.shape[1]
-        cache = module.new_cache(batch_size, length + GENERATED_TOKENS)
+        cache = module.new_cache(batch_size, length + GENERATED_TOKENS)  # type: ignore[operator]  # an nn.Module attribute is Tensor | Module to mypy
 
         def first_token(prompt: torch.Tensor = prompt, cache: Any = cache) -> torch.Tensor:
             cache.length = 0  # reuse the preallocated cache: allocation is not part of TTFT

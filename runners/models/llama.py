@@ -186,8 +186,8 @@ class LlamaDecoder(nn.Module):
         x = self.model.embed_tokens(input_ids)
         cos, sin = self._rope(start, input_ids.shape[1], x)
         for index, layer in enumerate(self.model.layers):
-            x = x + layer.self_attn(layer.input_layernorm(x), cos, sin, cache, index, start)
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
+            x = x + layer.self_attn(layer.input_layernorm(x), cos, sin, cache, index, start)  # type: ignore[operator]  # an nn.Module attribute is Tensor | Module to mypy
+            x = x + layer.mlp(layer.post_attention_layernorm(x))  # type: ignore[operator]  # an nn.Module attribute is Tensor | Module to mypy
         if cache is not None:
             cache.length = start + input_ids.shape[1]
         x = self.model.norm(x)

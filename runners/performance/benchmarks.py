@@ -273,7 +273,8 @@ def attention_benchmarks(
                 torch.randn(1, heads, seq, head_dim, generator=g).to(torch_dtype(dtype))[:, :REFERENCE_HEADS]
                 for _ in range(3)
             )
-            expected = attention_reference(*(t.to(torch.float64) for t in (q, k, v)), None, True)
+            q64, k64, v64 = (t.to(torch.float64) for t in (q, k, v))
+            expected = attention_reference(q64, k64, v64, None, True)
             return ReferenceCheck(
                 lambda out: _first(out)[:, :REFERENCE_HEADS],
                 expected.to(torch_dtype(dtype)),
@@ -287,7 +288,8 @@ def attention_benchmarks(
                 torch.randn(1, kv_heads, context, head_dim, generator=g).to(torch_dtype(dtype))
                 for _ in range(2)
             )
-            expected = attention_reference(*(t.to(torch.float64) for t in (q, k, v)), None, False)
+            q64, k64, v64 = (t.to(torch.float64) for t in (q, k, v))
+            expected = attention_reference(q64, k64, v64, None, False)
             return ReferenceCheck(
                 _first,
                 expected.to(torch_dtype(dtype)),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from apps.procurement.models import Evaluation, RequirementKind, Tender
-from apps.procurement.requirements import requirement_describe
+from apps.procurement.requirements import tender_requirements_described
 
 
 class RequirementSerializer(serializers.Serializer):
@@ -52,15 +52,7 @@ class TenderSerializer(serializers.ModelSerializer):
         ]
 
     def get_requirements(self, tender: Tender) -> list[dict]:
-        return [
-            {
-                "position": r.position,
-                "kind": r.kind,
-                "params": r.params,
-                "text": requirement_describe(kind=r.kind, params=r.params),
-            }
-            for r in tender.requirements.all()
-        ]
+        return tender_requirements_described(tender)
 
 
 class EvaluationListSerializer(serializers.ModelSerializer):

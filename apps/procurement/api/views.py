@@ -3,7 +3,6 @@ export-control classification. Thin: serializer in, service or selector, seriali
 
 from __future__ import annotations
 
-from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -24,7 +23,7 @@ from apps.procurement.api.serializers import (
     TenderSerializer,
 )
 from apps.procurement.filters import TenderFilter
-from apps.procurement.reports import evaluation_csv
+from apps.procurement.reports import evaluation_csv_response
 
 
 class IsBuyer(BasePermission):
@@ -35,17 +34,6 @@ class IsBuyer(BasePermission):
     def has_permission(self, request, view) -> bool:
         membership = membership_of(request.user)
         return membership is not None and membership.is_buyer
-
-
-def csv_response(evaluation) -> HttpResponse:
-    response = HttpResponse(
-        evaluation_csv(snapshot=evaluation.snapshot), content_type="text/csv; charset=utf-8"
-    )
-    response["Content-Disposition"] = (
-        f'attachment; filename="evaluation-{evaluation.pk}-'
-        f'{evaluation.tender.reference.replace("/", "-")}.csv"'
-    )
-    return response
 
 
 class TenderViewSet(viewsets.ModelViewSet):
@@ -118,7 +106,7 @@ class EvaluationViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(responses={(200, "text/csv"): str})
     @action(detail=True, methods=["get"])
     def csv(self, request, pk=None):
-        return csv_response(self.get_object())
+        return evaluation_csv_response(self.get_object())
 
 
 class CertifiedRegistryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.registry.architectures import architecture_layouts
@@ -150,6 +152,7 @@ class ModelArtifactUploadSerializer(StrictFieldsMixin, serializers.Serializer):
     )
 
 
+@extend_schema_field(OpenApiTypes.STR)
 class TargetReferenceField(serializers.RelatedField):
     """A target as `<vendor slug>/<target slug>` (or its plain slug where only one vendor uses it)."""
 
