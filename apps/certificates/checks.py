@@ -1,0 +1,42 @@
+"""System check of the signing key directory: private keys are readable by this user alone."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+from django.conf import settings
+from django.core.checks import Error, register
+
+
+@register()
+def signing_key_dir_check(app_configs=None, **kwargs) -> list[Error]:
+    """CERT_SIGNING_KEY_DIR (when it exists) and the keys in it give no access to group or others.
+
+    The service makes it 0700 and each key 0600; a directory made or copied by hand may not be."""
+    directory = Path(settings.CERT_SIGNING_KEY_DIR)
+    if not directory.exists():
+        return []  # made, with mode 0700, when the first key is
+    if not directory.is_dir():
+        return [Error(f"CERT_SIGNING_KEY_DIR {directory} is not a directory", id="certificates.E001")]
+    errors = []
+    mode = stat.S_IMODE(directory.stat().st_mode)
+    if mode & 0o077:
+        errors.append(
+            Error(
+                f"CERT_SIGNING_KEY_DIR {directory} has mode {mode:04o}: group or others can reach the private keys",
+                hint=f"chmod 700 {directory}",
+                id="certificates.E002",
+            )
+        )
+    for key in sorted(directory.glob("*.pem")):
+        key_mode = stat.S_IMODE(key.stat().st_mode)
+        if key_mode & 0o077:
+            errors.append(
+                Error(
+                    f"signing key {key} has mode {key_mode:04o}: readable beyond this user",
+                    hint=f"chmod 600 {key}",
+                    id="certificates.E003",
+                )
+            )
+    return errors
