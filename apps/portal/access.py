@@ -15,7 +15,8 @@ from django.http import HttpRequest, HttpResponse
 
 from apps.accounts.models import Membership, OrganizationKind, Role
 from apps.accounts.selectors import membership_of
-from apps.runs.models import Campaign, CampaignState
+from apps.runs.models import Campaign
+from apps.runs.transitions import campaign_awaits_review
 
 
 def member_required(check: Callable[[Membership], bool] | None = None):
@@ -65,7 +66,7 @@ def review_refusal(*, membership: Membership | None, user, campaign: Campaign, r
         return "You may not review a campaign of your own organization."
     if campaign.submitted_by_id is not None and campaign.submitted_by_id == user.pk:
         return "You may not review a campaign you submitted."
-    if campaign.state != CampaignState.AWAITING_REVIEW:
+    if not campaign_awaits_review(campaign):
         return f"The campaign is {campaign.get_state_display().lower()}, not awaiting review."
     if reviewed:
         return "You have already reviewed this campaign; a second reviewer must decide."

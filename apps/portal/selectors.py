@@ -16,8 +16,8 @@ from apps.certificates.models import Certificate
 from apps.certificates.selectors import certificates_public
 from apps.registry.models import HardwareTarget, Runner
 from apps.runs.models import Campaign, CampaignState, Job, JobState, Program
+from apps.runs.transitions import IN_PROGRESS_STATES
 
-ACTIVE_CAMPAIGN_STATES = (CampaignState.QUEUED, CampaignState.RUNNING, CampaignState.EVALUATING)
 # Sortable registry columns: the API's ordering fields plus the columns the page shows.
 REGISTRY_ORDERING = {
     "serial": "serial",
@@ -147,6 +147,6 @@ def periodic_tasks() -> list[PeriodicTask]:
 
 
 def campaigns_running(campaigns: QuerySet[Campaign]) -> QuerySet[Campaign]:
-    return campaigns.filter(state__in=ACTIVE_CAMPAIGN_STATES).order_by(
+    return campaigns.filter(state__in=IN_PROGRESS_STATES).order_by(
         F("submitted_at").asc(nulls_last=True), "pk"
     )

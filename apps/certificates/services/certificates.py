@@ -30,6 +30,8 @@ from apps.certificates.payload import certificate_payload_build
 from apps.certificates.services.authority import reviewer_check
 from apps.certificates.services.keys import signing_key_active, signing_private_key
 from apps.runs.models import Campaign, CampaignState
+from apps.runs.services.campaigns import campaign_transition
+from apps.runs.transitions import transition_allowed
 from certification.verify import canonical_json, load_public_key, verify_payload_text
 
 # Statuses a certificate can still leave; revoked, expired and superseded are final.
@@ -72,7 +74,7 @@ def certificate_issue(*, campaign: Campaign, actor=None) -> Certificate:
         .select_related("program", "vendor", "target__chip")
         .get(pk=campaign.pk)
     )
-    if campaign.state != CampaignState.AWAITING_REVIEW:
+    if not transition_allowed(campaign.state, CampaignState.APPROVED):
         raise ValidationError(
             f"A campaign that is {campaign.get_state_display().lower()} cannot be certified."
         )
@@ -126,8 +128,7 @@ def certificate_issue(*, campaign: Campaign, actor=None) -> Certificate:
         status_changed_at=issued_at,
         **subject_columns(payload),  # what was signed, for filters and lists; never updated
     )
-    campaign.state, campaign.state_reason = CampaignState.APPROVED, f"Certified: {serial}."
-    campaign.save(update_fields=["state", "state_reason", "updated_at"])
+    campaign_transition(campaign, CampaignState.APPROVED, actor=actor, reason=f"Certified: {serial}.")
     audit_record(
         action="certificate.issued",
         obj=certificate,

@@ -9,6 +9,7 @@ from apps.certificates.criteria import criterion_judge
 from apps.certificates.judge import campaign_thresholds
 from apps.certificates.models import CriterionOutcome, CriterionResult
 from apps.runs.models import Campaign, CampaignPurpose, CampaignState
+from apps.runs.services.campaigns import campaign_transition
 
 
 def evaluation_summary(results: list[CriterionResult]) -> str:
@@ -68,9 +69,7 @@ def campaign_evaluate(*, campaign_id: int) -> None:
                 )
             )
         CriterionResult.objects.bulk_create(results)
-        campaign.state = CampaignState.AWAITING_REVIEW
-        campaign.state_reason = evaluation_summary(results)
-        campaign.save(update_fields=["state", "state_reason", "updated_at"])
+        campaign_transition(campaign, CampaignState.AWAITING_REVIEW, reason=evaluation_summary(results))
         audit_record(
             action="campaign.evaluated",
             obj=campaign,

@@ -13,6 +13,8 @@ from apps.certificates.services.authority import separation_of_duties_check
 from apps.certificates.services.certificates import certificate_issue
 from apps.certificates.services.surveillance import surveillance_conclude
 from apps.runs.models import Campaign, CampaignPurpose, CampaignState
+from apps.runs.services.campaigns import campaign_transition
+from apps.runs.transitions import campaign_awaits_review
 
 
 def _reason(reason: str) -> str:
@@ -26,7 +28,7 @@ def _campaign_locked(campaign: Campaign, reviewer) -> Campaign:
     """The campaign, locked, once the reviewer may act on it and it awaits review."""
     campaign = Campaign.objects.select_for_update(of=("self",)).select_related("program").get(pk=campaign.pk)
     separation_of_duties_check(user=reviewer, campaign=campaign)
-    if campaign.state != CampaignState.AWAITING_REVIEW:
+    if not campaign_awaits_review(campaign):
         raise ValidationError(f"The campaign is {campaign.get_state_display().lower()}, not awaiting review.")
     return campaign
 
@@ -78,8 +80,7 @@ def review_reject(*, campaign: Campaign, reviewer, reason: str) -> Review:
     review = Review.objects.create(
         campaign=campaign, reviewer=reviewer, decision=ReviewDecision.REJECT, reason=reason
     )
-    campaign.state, campaign.state_reason = CampaignState.REJECTED, f"Rejected: {reason}"
-    campaign.save(update_fields=["state", "state_reason", "updated_at"])
+    campaign_transition(campaign, CampaignState.REJECTED, actor=reviewer, reason=f"Rejected: {reason}")
     audit_record(
         action="review.rejected",
         obj=campaign,

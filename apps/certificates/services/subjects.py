@@ -31,7 +31,8 @@ from apps.certificates.models import Certificate, CertificateStatus
 from apps.certificates.services.certificates import LIVE_STATUSES, certificate_status_change
 from apps.certificates.services.surveillance import surveillance_submit
 from apps.registry.models import PEAK_FIELDS, Chip, HardwareTarget
-from apps.runs.models import Campaign, CampaignState
+from apps.runs.models import Campaign
+from apps.runs.transitions import OPEN_STATES
 
 CERTIFIED_CHIP_FIELDS = frozenset(
     {
@@ -56,12 +57,6 @@ CERTIFIED_CHIP_FIELDS = frozenset(
 )
 CERTIFIED_TARGET_FIELDS = frozenset({"chip_id", "slug", "backend", "device_count", "host_cpu"})
 STACK_FIELDS = frozenset({"driver_version", "runtime_version", "torch_version", "plugin_versions"})
-OPEN_CAMPAIGN_STATES = (
-    CampaignState.QUEUED,
-    CampaignState.RUNNING,
-    CampaignState.EVALUATING,
-    CampaignState.AWAITING_REVIEW,
-)
 # The API's names for the model's fields, in messages.
 _FIELD_NAMES = {"chip_id": "chip", **{field: f"declared_peak.{key}" for key, field in PEAK_FIELDS.items()}}
 
@@ -95,7 +90,7 @@ def certified_subject_edit(*, obj: Chip | HardwareTarget, changes: dict[str, tup
     if not locked and not stack:
         return
     what = "chip" if is_chip else "hardware target"
-    campaigns = Campaign.objects.filter(state__in=OPEN_CAMPAIGN_STATES).filter(
+    campaigns = Campaign.objects.filter(state__in=OPEN_STATES).filter(
         **({"target__chip": obj} if is_chip else {"target": obj})
     )
     open_ids = sorted(campaigns.values_list("pk", flat=True))

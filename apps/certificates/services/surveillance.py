@@ -15,11 +15,10 @@ from django.utils import timezone
 from apps.audit.services import audit_record
 from apps.certificates.models import Certificate, CertificateStatus, SurveillanceRun
 from apps.certificates.services.certificates import certificate_status_change
-from apps.runs.models import Campaign, CampaignState, ProgramStatus
+from apps.runs.models import Campaign, ProgramStatus
+from apps.runs.transitions import ENDED_WITHOUT_VERDICT_STATES, OPEN_STATES
 
 logger = logging.getLogger(__name__)
-OPEN_STATES = (CampaignState.DRAFT, CampaignState.QUEUED, CampaignState.RUNNING, CampaignState.EVALUATING)
-FAILED_STATES = (CampaignState.FAILED, CampaignState.CANCELLED)
 
 
 def surveillance_due(*, now: datetime | None = None) -> list[Certificate]:
@@ -110,7 +109,7 @@ def surveillance_sweep() -> int:
     """Suspend the certificates whose surveillance campaign ended failed or cancelled (the runs app ends
     those without an evaluation); returns how many runs were concluded."""
     runs = SurveillanceRun.objects.filter(
-        concluded_at__isnull=True, campaign__state__in=FAILED_STATES
+        concluded_at__isnull=True, campaign__state__in=ENDED_WITHOUT_VERDICT_STATES
     ).select_related("campaign")
     concluded = 0
     for run in runs:

@@ -24,11 +24,12 @@ from apps.portal.access import (
 )
 from apps.portal.evidence import campaign_evidence
 from apps.portal.forms import CampaignSubmitForm, ReasonForm, WaiveForm, form_error_from
-from apps.portal.selectors import ACTIVE_CAMPAIGN_STATES, review_queue
+from apps.portal.selectors import review_queue
 from apps.runs.filters import CampaignFilter
 from apps.runs.models import Campaign, CampaignState
 from apps.runs.selectors import campaigns_visible_to
 from apps.runs.services.campaigns import campaign_cancel, campaign_submit
+from apps.runs.transitions import campaign_can_cancel, campaign_in_progress
 
 PAGE_SIZE = 50
 
@@ -69,9 +70,6 @@ def campaign_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-CANCELLABLE_STATES = {CampaignState.QUEUED, CampaignState.RUNNING}
-
-
 def _campaign_or_404(request: HttpRequest, pk: int) -> Campaign:
     """The campaign if the member may see it; a foreign vendor's campaign reads as missing."""
     campaign = campaigns_visible_to(request.membership).filter(pk=pk).first()
@@ -107,9 +105,7 @@ def _campaign_page(
         in_place = {"reject", *(f"waive-{c}" for c in waive_forms)} | (
             {"approve"} if not failed_blockers else set()
         )
-    can_cancel = (
-        bool(request.membership and request.membership.is_vendor) and campaign.state in CANCELLABLE_STATES
-    )
+    can_cancel = bool(request.membership and request.membership.is_vendor) and campaign_can_cancel(campaign)
     if can_cancel:
         in_place.add("cancel")
     context = {
@@ -121,7 +117,7 @@ def _campaign_page(
         "reviews": reviews,
         "evidence": campaign_evidence(campaign=campaign, criteria=criteria),
         "certificate": certificate,
-        "is_active": campaign.state in ACTIVE_CAMPAIGN_STATES,
+        "is_active": campaign_in_progress(campaign),
         "review_refusal": refusal,
         "can_review": refusal is None,
         "can_approve": refusal is None and not failed_blockers,
@@ -151,7 +147,7 @@ def campaign_progress(request: HttpRequest, pk: int) -> JsonResponse:
             "id": campaign.pk,
             "state": campaign.state,
             "state_display": campaign.get_state_display(),
-            "active": campaign.state in ACTIVE_CAMPAIGN_STATES,
+            "active": campaign_in_progress(campaign),
             "jobs": [
                 {
                     "id": job.pk,

@@ -29,19 +29,57 @@ from apps.runs.models import (
     ProgramStatus,
 )
 from apps.runs.specs import job_spec_build
+from apps.runs.transitions import OPEN_STATES, transition_allowed
 
 # Hard limits per suite (seconds); the runner's soft limit is a little shorter than the hard one.
 SUITE_TIME_LIMITS = {JobSuite.CONFORMANCE: 900, JobSuite.PERFORMANCE: 1200, JobSuite.MODEL: 1800}
 
 
-# Campaigns that still hold a runner's queue or a reviewer's attention.
-OPEN_CAMPAIGN_STATES = (
-    CampaignState.DRAFT,
-    CampaignState.QUEUED,
-    CampaignState.RUNNING,
-    CampaignState.EVALUATING,
-    CampaignState.AWAITING_REVIEW,
-)
+_KEEP = object()
+
+
+class CampaignTransitionRefused(ValidationError):
+    """The transitions table does not let the campaign move from its state to the one asked."""
+
+
+def campaign_transition(
+    campaign: Campaign,
+    to_state: str,
+    *,
+    actor=None,
+    reason: str | None = None,
+    finished_at=_KEEP,
+    audit_action: str | None = None,
+    payload: dict | None = None,
+) -> Campaign:
+    """Move a campaign (locked by the caller) to `to_state` if apps/runs/transitions.py allows it.
+
+    The one writer of Campaign.state: sets the state, the reason when given and `finished_at` when
+    given, saves those fields, and records `audit_action` (by `actor`, with `payload`) when named.
+    Raises CampaignTransitionRefused (a ValidationError) for a move the table does not list."""
+    if not transition_allowed(campaign.state, to_state):
+        raise CampaignTransitionRefused(
+            f"A campaign that is {campaign.get_state_display().lower()} cannot become "
+            f"{CampaignState(to_state).label.lower()}."
+        )
+    campaign.state = to_state
+    fields = ["state", "updated_at"]
+    if reason is not None:
+        campaign.state_reason = reason
+        fields.append("state_reason")
+    if finished_at is not _KEEP:
+        campaign.finished_at = finished_at
+        fields.append("finished_at")
+    campaign.save(update_fields=fields)
+    if audit_action:
+        audit_record(action=audit_action, obj=campaign, actor=actor, payload=payload or {})
+    return campaign
+
+
+def _campaigns_start(*, job_id: int) -> None:
+    """A claimed or reporting job's queued campaign is running (one UPDATE: a table-listed move)."""
+    assert transition_allowed(CampaignState.QUEUED, CampaignState.RUNNING)
+    Campaign.objects.filter(jobs__pk=job_id, state=CampaignState.QUEUED).update(state=CampaignState.RUNNING)
 
 
 class TooManyOpenCampaigns(ValidationError):
@@ -52,7 +90,7 @@ def _check_open_campaigns(*, target: HardwareTarget) -> None:
     # The target's row lock makes concurrent submissions for one target count one after another.
     HardwareTarget.objects.select_for_update().filter(pk=target.pk).exists()
     limit = settings.MAX_OPEN_CAMPAIGNS_PER_TARGET
-    if Campaign.objects.filter(target=target, state__in=OPEN_CAMPAIGN_STATES).count() >= limit:
+    if Campaign.objects.filter(target=target, state__in=OPEN_STATES).count() >= limit:
         raise TooManyOpenCampaigns(
             f"Target {target.slug} already has {limit} open campaign(s); "
             "wait for one to finish or cancel one."
@@ -163,9 +201,7 @@ def job_claim(*, job_id: int, runner_id: int | None = None) -> bool:
     )
     if claimed:
         Job.objects.filter(pk=job_id).update(attempts=F("attempts") + 1)
-        Campaign.objects.filter(jobs__pk=job_id, state=CampaignState.QUEUED).update(
-            state=CampaignState.RUNNING
-        )
+        _campaigns_start(job_id=job_id)
     return claimed == 1
 
 
@@ -190,9 +226,7 @@ def job_progress(
     )
     if updated:
         Job.objects.filter(pk=job_id, state=JobState.QUEUED).update(state=JobState.RUNNING, started_at=now)
-        Campaign.objects.filter(jobs__pk=job_id, state=CampaignState.QUEUED).update(
-            state=CampaignState.RUNNING
-        )
+        _campaigns_start(job_id=job_id)
 
 
 @transaction.atomic
@@ -229,17 +263,23 @@ def job_fail(*, job_id: int, error_class: str, message: str, retry: bool = False
 @transaction.atomic
 def campaign_cancel(*, campaign: Campaign, actor=None, reason: str = "") -> Campaign:
     campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
-    if campaign.state not in {CampaignState.DRAFT, CampaignState.QUEUED, CampaignState.RUNNING}:
-        raise ValidationError(
+    if not transition_allowed(campaign.state, CampaignState.CANCELLED):
+        raise CampaignTransitionRefused(
             f"A campaign that is {campaign.get_state_display().lower()} cannot be cancelled."
         )
     now = timezone.now()
     open_jobs = campaign.jobs.exclude(state__in=JOB_DONE_STATES)
     task_ids = [task_id for task_id in open_jobs.values_list("task_id", flat=True) if task_id]
     open_jobs.update(state=JobState.CANCELLED, finished_at=now)
-    campaign.state, campaign.state_reason, campaign.finished_at = CampaignState.CANCELLED, reason, now
-    campaign.save()
-    audit_record(action="campaign.cancelled", obj=campaign, actor=actor, payload={"reason": reason})
+    campaign_transition(
+        campaign,
+        CampaignState.CANCELLED,
+        actor=actor,
+        reason=reason,
+        finished_at=now,
+        audit_action="campaign.cancelled",
+        payload={"reason": reason},
+    )
     # Runner workers drop the queued messages; a result that still arrives is refused at ingestion.
     transaction.on_commit(lambda: job_messages_revoke(task_ids=task_ids))
     return campaign
@@ -251,9 +291,9 @@ def job_rerun(*, job: Job, actor=None) -> Job:
     job = Job.objects.select_for_update().select_related("campaign").get(pk=job.pk)
     if job.state != JobState.FAILED:
         raise ValidationError("Only a failed job can be re-run.")
-    campaign = job.campaign
-    if campaign.state not in {CampaignState.RUNNING, CampaignState.FAILED, CampaignState.QUEUED}:
-        raise ValidationError(
+    campaign = Campaign.objects.select_for_update().get(pk=job.campaign_id)
+    if not transition_allowed(campaign.state, CampaignState.RUNNING):
+        raise CampaignTransitionRefused(
             f"The campaign is {campaign.get_state_display().lower()}; its jobs cannot be re-run."
         )
     job.state, job.challenge = JobState.QUEUED, _new_challenge()
@@ -262,9 +302,7 @@ def job_rerun(*, job: Job, actor=None) -> Job:
     job.queued_at, job.started_at, job.finished_at = timezone.now(), None, None
     job.deadline_at = job.queued_at + timedelta(seconds=SUITE_TIME_LIMITS[job.suite] * job.max_attempts)
     job.save()
-    Campaign.objects.filter(pk=campaign.pk).update(
-        state=CampaignState.RUNNING, finished_at=None, state_reason=""
-    )
+    campaign_transition(campaign, CampaignState.RUNNING, actor=actor, reason="", finished_at=None)
     audit_record(action="job.rerun", obj=job, actor=actor)
     transaction.on_commit(lambda: job_dispatch(job_id=job.pk))
     return job
@@ -282,19 +320,23 @@ def campaign_check_completion(*, campaign_id: int) -> None:
             return
         now = timezone.now()
         failed = campaign.jobs.filter(Q(state=JobState.FAILED) | Q(state=JobState.CANCELLED))
-        campaign.finished_at = now
         if failed.filter(~Q(error_class=ErrorClass.PRODUCT_FAILURE)).exists():
             # Missing evidence (infrastructure, timeout, rejected documents) cannot be evaluated.
-            campaign.state = CampaignState.FAILED
-            campaign.state_reason = "; ".join(
+            reason = "; ".join(
                 f"{job}: {job.get_error_class_display() or job.state} {job.error_message[:200]}"
                 for job in failed
             )
-            campaign.save()
-            audit_record(action="campaign.failed", obj=campaign, payload={"reason": campaign.state_reason})
+            campaign_transition(
+                campaign,
+                CampaignState.FAILED,
+                reason=reason,
+                finished_at=now,
+                audit_action="campaign.failed",
+                payload={"reason": reason},
+            )
             return
-        campaign.state = CampaignState.EVALUATING
-        campaign.save()
-        audit_record(action="campaign.evaluating", obj=campaign)
+        campaign_transition(
+            campaign, CampaignState.EVALUATING, finished_at=now, audit_action="campaign.evaluating"
+        )
     evaluate = import_string(settings.CAMPAIGN_EVALUATOR)
     evaluate(campaign_id=campaign_id)

@@ -15,23 +15,10 @@ from apps.accounts.models import Membership, Role
 from apps.registry.models import ModelArtifact
 from apps.registry.selectors import AmbiguousTarget, target_by_reference
 from apps.runs.embedded import EmbeddedWorkers, embedded_worker_running
-from apps.runs.models import Campaign, CampaignState, Job
+from apps.runs.models import Campaign, Job
 from apps.runs.selectors import program_current
 from apps.runs.services.campaigns import campaign_submit
-
-PENDING = {
-    CampaignState.QUEUED,
-    CampaignState.RUNNING,
-    CampaignState.EVALUATING,
-    CampaignState.AWAITING_REVIEW,
-}
-ENDED = {
-    CampaignState.AWAITING_REVIEW,
-    CampaignState.APPROVED,
-    CampaignState.REJECTED,
-    CampaignState.FAILED,
-    CampaignState.CANCELLED,
-}
+from apps.runs.transitions import ENDED_WITHOUT_VERDICT_STATES, OPEN_STATES, RUNS_OVER_STATES
 
 
 def progress_bar(fraction: float, width: int = 30) -> str:
@@ -80,7 +67,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         if hardware is None:
             raise CommandError(f"No hardware target {target!r}.")
-        pending = Campaign.objects.filter(target=hardware, state__in=PENDING).order_by("pk").first()
+        pending = Campaign.objects.filter(target=hardware, state__in=OPEN_STATES).order_by("pk").first()
         if if_none_pending and pending is not None:
             self.stdout.write(
                 f"Campaign {pending.pk} of {target} is already {pending.get_state_display().lower()}."
@@ -138,7 +125,7 @@ class Command(BaseCommand):
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 campaign.refresh_from_db()
-                if campaign.state in ENDED:
+                if campaign.state in RUNS_OVER_STATES:
                     break
                 time.sleep(0.5)
             stop.set()
@@ -149,9 +136,9 @@ class Command(BaseCommand):
             f"\nCampaign {campaign.pk}: {campaign.get_state_display()}"
             + (f" ({campaign.state_reason})" if campaign.state_reason else "")
         )
-        if campaign.state not in ENDED:
+        if campaign.state not in RUNS_OVER_STATES:
             raise CommandError(f"Campaign {campaign.pk} did not finish within {timeout:.0f}s.")
-        if campaign.state in {CampaignState.FAILED, CampaignState.CANCELLED}:
+        if campaign.state in ENDED_WITHOUT_VERDICT_STATES:
             raise CommandError(f"Campaign {campaign.pk} {campaign.state}.")
 
     _campaign_id: int | None = None
