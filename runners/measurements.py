@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from runners.timing import TimingPolicy, TimingStats
+
+T = TypeVar("T")
+
+
+def best_gemm_per_dtype(
+    items: Iterable[T], *, dtype: Callable[[T], str], value: Callable[[T], float]
+) -> dict[str, T]:
+    """The best GEMM figure of each dtype: the highest value, the first of equal ones.
+
+    One rule for the runner's claims, the judge's claims criterion, the certificate's headline and
+    procurement's figures; each passes only the GEMM items it counts (the eligible ones)."""
+    best: dict[str, T] = {}
+    for item in items:
+        key = dtype(item)
+        if key not in best or value(item) > value(best[key]):
+            best[key] = item
+    return best
+
 
 CLOCK_DISAGREEMENT = "clock_disagreement"
 # Flags that keep a measurement out of every headline figure.

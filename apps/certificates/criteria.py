@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from django.db.models import Count
 
 from apps.certificates import judge
-from apps.certificates.judge import AGREEMENT_METRICS, COSINE_METRICS, PEAK_KEY_OF_DTYPE  # noqa: F401 (re-exported)
+from apps.certificates.judge import AGREEMENT_METRICS, COSINE_METRICS  # noqa: F401 (re-exported)
 from apps.certificates.models import CriterionOutcome
 from apps.runs.models import Campaign, CaseResult, Job, JobSuite, Measurement, ResultDocument
+from runners.measurements import best_gemm_per_dtype
 
 # What the fingerprint of every document of one campaign must agree on.
 FINGERPRINT_IDENTITY = (
@@ -316,7 +317,7 @@ def claims(campaign: Campaign, params: dict, thresholds: judge.Thresholds) -> Ju
         kind="gemm",
         dtype__in=dtypes,
     ).select_related("document")
-    best: dict[str, tuple[float, Measurement]] = {}
+    counted: list[tuple[float, Measurement]] = []
     excluded: list[dict] = []
     for row in rows:
         reason = judge.measurement_exclusion(value=row.value, unstable=row.unstable, flags=row.flags)
@@ -324,8 +325,9 @@ def claims(campaign: Campaign, params: dict, thresholds: judge.Thresholds) -> Ju
             excluded.append({"measurement": row.name, "dtype": row.dtype, "reason": reason})
             continue
         ratio = judge.peak_ratio(value=row.value, peak=judge.peak_for(declared, row.dtype))
-        if ratio is not None and (row.dtype not in best or ratio > best[row.dtype][0]):
-            best[row.dtype] = (ratio, row)
+        if ratio is not None:
+            counted.append((ratio, row))
+    best = best_gemm_per_dtype(counted, dtype=lambda c: c[1].dtype, value=lambda c: c[1].value)
     per_dtype = {
         d: {
             "declared_peak_tflops": judge.peak_for(declared, d),

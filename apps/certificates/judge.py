@@ -17,18 +17,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from runners.dtypes import peak_key
 from runners.fingerprint_check import fingerprint_mismatches
 
-# The chip's declared-peak keys (registry PEAK_FIELDS) for the dtype names the runners use.
-PEAK_KEY_OF_DTYPE = {
-    "float32": "fp32",
-    "tfloat32": "tf32",
-    "bfloat16": "bf16",
-    "float16": "fp16",
-    "float8_e4m3fn": "fp8",
-    "float8_e5m2": "fp8",
-    "int8": "int8",
-}
 # The accuracy metrics the model suite reports (runners/model_suite/workloads.py).
 COSINE_METRICS = ("cosine_min",)
 AGREEMENT_METRICS = ("greedy_token_agreement", "top1_agreement")
@@ -323,7 +314,7 @@ def campaign_declared_peaks(*, campaign) -> dict[str, float]:
 
 
 def peak_for(peaks: dict[str, float], dtype: str) -> float | None:
-    return peaks.get(PEAK_KEY_OF_DTYPE.get(dtype, dtype))
+    return peaks.get(peak_key(dtype))
 
 
 def peak_ratio(*, value: float | None, peak: float | None) -> float | None:

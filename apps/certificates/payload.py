@@ -17,6 +17,7 @@ from django.db.models import Count
 from apps.certificates import judge
 from apps.certificates.models import CriterionOutcome, CriterionResult, SigningKey
 from apps.runs.models import Campaign, CaseResult, JobSuite, Measurement, ResultDocument
+from runners.measurements import best_gemm_per_dtype
 
 PAYLOAD_FORMAT = "accelerator-certificate/1"
 FINGERPRINT_FIELDS = (
@@ -218,7 +219,7 @@ def _headline(
     quick = {
         suite for suite in ("performance", "model") if (level.get("suites", {}).get(suite) or {}).get("quick")
     }
-    gemm: dict[str, tuple[float, Measurement]] = {}
+    gemm_figures: list[tuple[float, Measurement]] = []
     accuracy, latency, excluded = [], [], []
     for row in rows:
         if row.value is None:
@@ -250,11 +251,11 @@ def _headline(
         }
         figure = judge.published_figure(value=row.value, stats=row_stats)
         if row.kind == "gemm":
-            if row.dtype not in gemm or row.value > gemm[row.dtype][1].value:
-                gemm[row.dtype] = (figure, row)
+            gemm_figures.append((figure, row))
         else:
             model = row.document.job.model.name if row.document.job.model_id else row.name
             latency.append({"model": model, "dtype": row.dtype, "value": figure, "unit": row.unit})
+    gemm = best_gemm_per_dtype(gemm_figures, dtype=lambda f: f[1].dtype, value=lambda f: f[1].value)
     order = lambda item: (item["model"], item["dtype"])  # noqa: E731
     return {
         "best_gemm_tflops": {dtype: figure for dtype, (figure, _) in sorted(gemm.items())},

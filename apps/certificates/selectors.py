@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db.models import OuterRef, QuerySet, Subquery
 
 from apps.accounts.models import Membership
+from apps.accounts.selectors import vendor_rows_visible_to
 from apps.certificates.models import Certificate, CriterionResult, Review, SigningKey, SurveillanceRun
 from apps.runs.models import Campaign, CampaignState
 
@@ -39,13 +40,7 @@ def campaigns_reviewable_by(membership: Membership | None) -> QuerySet[Campaign]
     campaigns = Campaign.objects.select_related("program", "target", "vendor").exclude(
         state__in=[CampaignState.DRAFT]
     )
-    if membership is None:
-        return campaigns.none()
-    if membership.is_authority:
-        return campaigns
-    if membership.is_vendor:
-        return campaigns.filter(vendor_id=membership.organization_id)
-    return campaigns.none()
+    return vendor_rows_visible_to(campaigns, membership, owner="vendor_id")
 
 
 def campaign_criterion_results(*, campaign: Campaign) -> list[CriterionResult]:

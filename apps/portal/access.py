@@ -6,47 +6,15 @@ these guards only keep a role away from pages that are not for it (403).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
-
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
-
+from apps.accounts.guards import (  # noqa: F401 - the portal's views import them from here
+    is_authority,
+    is_vendor,
+    is_vendor_or_authority,
+    member_required,
+)
 from apps.accounts.models import Membership, OrganizationKind, Role
-from apps.accounts.selectors import membership_of
 from apps.runs.models import Campaign
 from apps.runs.transitions import campaign_awaits_review
-
-
-def member_required(check: Callable[[Membership], bool] | None = None):
-    """Login, a membership, and (optionally) `check(membership)`; sets request.membership."""
-
-    def decorator(view):
-        @login_required
-        @wraps(view)
-        def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-            membership = membership_of(request.user)
-            if membership is None or (check is not None and not check(membership)):
-                raise PermissionDenied("This page is not for your role.")
-            request.membership = membership
-            return view(request, *args, **kwargs)
-
-        return wrapped
-
-    return decorator
-
-
-def is_authority(membership: Membership) -> bool:
-    return membership.is_authority
-
-
-def is_vendor(membership: Membership) -> bool:
-    return membership.is_vendor
-
-
-def is_vendor_or_authority(membership: Membership) -> bool:
-    return membership.is_vendor or membership.is_authority
 
 
 def is_reviewer(membership: Membership | None) -> bool:

@@ -17,16 +17,8 @@ from apps.procurement.export_control import UNDETERMINED, Classification
 from apps.procurement.models import RequirementKind as Kind
 from apps.procurement.requirements import MODEL_METRICS, QUANTITY_NAMES, requirement_describe
 from apps.procurement.scoring import scoring_rank
+from runners.dtypes import DTYPE_OF_PEAK_KEY
 
-# Certificate subjects name precisions as the registry does; measurements use torch names.
-TORCH_DTYPE = {
-    "fp32": "float32",
-    "tf32": "tf32",
-    "bf16": "bfloat16",
-    "fp16": "float16",
-    "fp8": "float8_e4m3fn",
-    "int8": "int8",
-}
 DECLARED = "vendor declaration, not measured"
 
 
@@ -153,7 +145,8 @@ def cell_evaluate(*, kind: str, params: dict, candidate: Candidate) -> dict:
 
 def _figures(candidate: Candidate) -> dict:
     """The certified figures the charts compare: best GEMM per dtype against the declared peak."""
-    declared = {TORCH_DTYPE.get(k, k): v for k, v in candidate.declared_peaks.items()}
+    # Certificate subjects name precisions as the registry does; measurements use torch names.
+    declared = {DTYPE_OF_PEAK_KEY.get(k, k): v for k, v in candidate.declared_peaks.items()}
     return {
         "tdp_w": candidate.tdp_w,
         "memory_gib": candidate.memory_gib,

@@ -13,6 +13,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from apps.accounts.models import Membership
+from apps.accounts.selectors import buyer_rows_of, own_organization_q
 from apps.certificates.judge import (
     Thresholds,
     above_peak,
@@ -29,22 +30,19 @@ from apps.procurement.requirements import Vocabulary
 from apps.registry.models import Backend, Chip, HardwareTarget
 from apps.registry.reference_data import reference_chips
 from apps.runs.models import Measurement, Program
+from runners.measurements import best_gemm_per_dtype
 
 MODEL_KINDS = {"model_throughput": "throughput", "model_latency": "latency"}
 
 
 def tenders_of(membership: Membership | None) -> QuerySet[Tender]:
     """A buyer's own organization's tenders; nobody else's (others get an empty set, hence 404)."""
-    if membership is None or not membership.is_buyer:
-        return Tender.objects.none()
-    return Tender.objects.filter(organization_id=membership.organization_id).prefetch_related("requirements")
+    return buyer_rows_of(Tender.objects.prefetch_related("requirements"), membership, owner="organization_id")
 
 
 def evaluations_of(membership: Membership | None) -> QuerySet[Evaluation]:
-    if membership is None or not membership.is_buyer:
-        return Evaluation.objects.none()
-    return Evaluation.objects.filter(tender__organization_id=membership.organization_id).select_related(
-        "tender"
+    return buyer_rows_of(
+        Evaluation.objects.select_related("tender"), membership, owner="tender__organization_id"
     )
 
 
@@ -186,6 +184,7 @@ def _attach_measurements(
         "document__job__campaign_id",
         "document__job__model__name",  # a model job always names its artifact
     )
+    gemm_figures: dict[int, list[tuple[str, dict]]] = {}
     # Tuples, not dicts: this loop sees every GEMM and model figure of every certified campaign.
     for pk, kind, dtype, unit, value, unstable, flags, sha256, campaign_id, model in measurements.order_by():
         candidate = candidates.get(campaign_id)
@@ -206,15 +205,16 @@ def _attach_measurements(
             "efficiency": efficiency,
         }
         if kind == "gemm":
-            best = candidate.gemm.get(dtype)
-            if best is None or value > best["value"]:
-                candidate.gemm[dtype] = figure
+            gemm_figures.setdefault(campaign_id, []).append((dtype, figure))
             continue
         metric = MODEL_KINDS[kind]
         key = (model or "", dtype, metric)
         best = candidate.model_figures.get(key)
         if best is None or (value > best["value"] if metric == "throughput" else value < best["value"]):
             candidate.model_figures[key] = figure
+    for campaign_id, figures in gemm_figures.items():
+        best_gemm = best_gemm_per_dtype(figures, dtype=lambda f: f[0], value=lambda f: f[1]["value"])
+        candidates[campaign_id].gemm.update({dtype: figure for dtype, (_, figure) in best_gemm.items()})
 
 
 @lru_cache(maxsize=1)
@@ -241,7 +241,7 @@ def classifiable_chips(membership: Membership | None) -> QuerySet[Chip]:
         return chips
     visible = reference_chip_filter() | Q(pk__in=active_certificates().values("chip_id"))
     if membership.is_vendor:
-        visible |= Q(vendor_id=membership.organization_id)
+        visible |= own_organization_q(membership, owner="vendor_id")
     return chips.filter(visible)
 
 

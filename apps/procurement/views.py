@@ -6,14 +6,13 @@ the classification pages are for every signed-in member."""
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db.models import ProtectedError
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from apps.accounts.selectors import membership_of
+from apps.accounts.guards import is_buyer, member_required
 from apps.procurement import reports, selectors, services
 from apps.procurement.export_control import rule_current
 from apps.procurement.filters import TenderFilter
@@ -28,23 +27,14 @@ CHARTS = {
 }
 
 
-def _buyer(request):
-    membership = membership_of(request.user)
-    if membership is None or not membership.is_buyer:
-        raise PermissionDenied("Only buyers use tenders.")
-    return membership
+buyer_required = member_required(is_buyer, message="Only buyers use tenders.")
+# Every signed-in member of an organization (the registry and the classification are not buyers' alone).
+organization_member_required = member_required(message="Your account does not belong to any organization.")
 
 
-def _member(request):
-    membership = membership_of(request.user)
-    if membership is None:
-        raise PermissionDenied("Your account does not belong to any organization.")
-    return membership
-
-
-@login_required
+@buyer_required
 def tender_list(request):
-    membership = _buyer(request)
+    membership = request.membership
     tenders = TenderFilter(request.GET, queryset=selectors.tenders_of(membership)).qs
     return render(
         request, "procurement/tender_list.html", {"tenders": tenders, "q": request.GET.get("q", "")}
@@ -61,9 +51,9 @@ def _formsets(request):
     return TenderForm(), RequirementRows(prefix="req"), ScoringRows(prefix="score")
 
 
-@login_required
+@buyer_required
 def tender_create(request):
-    membership = _buyer(request)
+    membership = request.membership
     form, rows, weights = _formsets(request)
     errors: list[str] = []
     if request.method == "POST" and all(f.is_valid() for f in (form, rows, weights)):
@@ -110,10 +100,10 @@ def tender_create(request):
     )
 
 
-@login_required
+@buyer_required
 def tender_detail(request, pk: int):
-    tender = get_object_or_404(selectors.tenders_of(_buyer(request)), pk=pk)
-    evaluations = selectors.evaluations_of(membership_of(request.user)).filter(tender=tender)
+    tender = get_object_or_404(selectors.tenders_of(request.membership), pk=pk)
+    evaluations = selectors.evaluations_of(request.membership).filter(tender=tender)
     return render(
         request,
         "procurement/tender_detail.html",
@@ -125,18 +115,18 @@ def tender_detail(request, pk: int):
     )
 
 
-@login_required
+@buyer_required
 @require_POST
 def tender_evaluate(request, pk: int):
-    tender = get_object_or_404(selectors.tenders_of(_buyer(request)), pk=pk)
+    tender = get_object_or_404(selectors.tenders_of(request.membership), pk=pk)
     evaluation = services.evaluation_create(tender=tender, actor=request.user)
     return redirect("procurement:evaluation-detail", pk=evaluation.pk)
 
 
-@login_required
+@buyer_required
 @require_POST
 def tender_delete(request, pk: int):
-    tender = get_object_or_404(selectors.tenders_of(_buyer(request)), pk=pk)
+    tender = get_object_or_404(selectors.tenders_of(request.membership), pk=pk)
     try:
         services.tender_delete(tender=tender, actor=request.user)
     except ProtectedError:
@@ -147,10 +137,10 @@ def tender_delete(request, pk: int):
 
 
 def _evaluation(request, pk: int):
-    return get_object_or_404(selectors.evaluations_of(_buyer(request)), pk=pk)
+    return get_object_or_404(selectors.evaluations_of(request.membership), pk=pk)
 
 
-@login_required
+@buyer_required
 def evaluation_detail(request, pk: int):
     evaluation = _evaluation(request, pk)
     return render(
@@ -158,7 +148,7 @@ def evaluation_detail(request, pk: int):
     )
 
 
-@login_required
+@buyer_required
 def evaluation_report(request, pk: int):
     """Printable: the same matrix, the ranking and the charts, on paper-friendly CSS."""
     evaluation = _evaluation(request, pk)
@@ -170,12 +160,12 @@ def evaluation_report(request, pk: int):
     )
 
 
-@login_required
+@buyer_required
 def evaluation_csv(request, pk: int):
     return evaluation_csv_response(_evaluation(request, pk))
 
 
-@login_required
+@buyer_required
 def evaluation_chart(request, pk: int, name: str):
     chart = CHARTS.get(name)
     if chart is None:
@@ -183,23 +173,24 @@ def evaluation_chart(request, pk: int, name: str):
     return HttpResponse(chart(snapshot=_evaluation(request, pk).snapshot), content_type="image/svg+xml")
 
 
-@login_required
+@organization_member_required
 def registry(request):
-    _member(request)
     candidates = selectors.certified_candidates()
     return render(request, "procurement/registry.html", {"candidates": candidates})
 
 
-@login_required
+@organization_member_required
 def classification_list(request):
     rule = rule_current()
-    entries = selectors.chip_classifications(chips=selectors.classifiable_chips(_member(request)), rule=rule)
+    entries = selectors.chip_classifications(
+        chips=selectors.classifiable_chips(request.membership), rule=rule
+    )
     return render(request, "procurement/classification_list.html", {"entries": entries, "rule": rule})
 
 
-@login_required
+@organization_member_required
 def chip_classification(request, pk: int):
-    chip = get_object_or_404(selectors.classifiable_chips(_member(request)), pk=pk)
+    chip = get_object_or_404(selectors.classifiable_chips(request.membership), pk=pk)
     rule = rule_current()
     entry = selectors.chip_classifications(chips=[chip], rule=rule)[0]
     return render(request, "procurement/classification.html", {"e": entry, "rule": rule})

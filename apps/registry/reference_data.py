@@ -6,6 +6,8 @@ import csv
 import re
 from pathlib import Path
 
+from apps.registry.models import PEAK_FIELDS
+
 REFERENCE_CSV = Path(__file__).parent / "data" / "accelerators.csv"
 
 # Where each reference vendor's parts are fabricated and assembled, as publicly reported.
@@ -29,14 +31,7 @@ def reference_chips() -> list[dict]:
             fab, assembly = VENDOR_COUNTRIES.get(row["vendor"], ("US", "US"))
             peaks = {
                 key: value
-                for key, column in {
-                    "fp32": "peak_fp32_tflops",
-                    "tf32": "peak_tf32_tflops",
-                    "bf16": "peak_bf16_tflops",
-                    "fp16": "peak_fp16_tflops",
-                    "fp8": "peak_fp8_tflops",
-                    "int8": "peak_int8_tops",
-                }.items()
+                for key, column in PEAK_FIELDS.items()  # the CSV's columns are the model's field names
                 if (value := _number(row[column])) is not None
             }
             rows.append(

@@ -9,40 +9,23 @@ from __future__ import annotations
 from django.db.models import Prefetch, QuerySet
 
 from apps.accounts.models import Membership
+from apps.accounts.selectors import vendor_rows_visible_to
 from apps.registry.models import Chip, HardwareTarget, ModelArtifact, Runner
 
 
 def chips_visible_to(membership: Membership | None) -> QuerySet[Chip]:
     chips = Chip.objects.select_related("vendor")
-    if membership is None:
-        return chips.none()
-    if membership.is_authority:
-        return chips
-    if membership.is_vendor:
-        return chips.filter(vendor_id=membership.organization_id)
-    return chips.none()
+    return vendor_rows_visible_to(chips, membership, owner="vendor_id")
 
 
 def targets_visible_to(membership: Membership | None) -> QuerySet[HardwareTarget]:
     targets = HardwareTarget.objects.select_related("chip__vendor", "vendor")
-    if membership is None:
-        return targets.none()
-    if membership.is_authority:
-        return targets
-    if membership.is_vendor:
-        return targets.filter(chip__vendor_id=membership.organization_id)
-    return targets.none()
+    return vendor_rows_visible_to(targets, membership, owner="chip__vendor_id")
 
 
 def model_artifacts_visible_to(membership: Membership | None) -> QuerySet[ModelArtifact]:
     artifacts = ModelArtifact.objects.select_related("owner")
-    if membership is None:
-        return artifacts.none()
-    if membership.is_authority:
-        return artifacts
-    if membership.is_vendor:
-        return artifacts.filter(owner_id=membership.organization_id)
-    return artifacts.none()
+    return vendor_rows_visible_to(artifacts, membership, owner="owner_id")
 
 
 def runners_visible_to(membership: Membership | None) -> QuerySet[Runner]:

@@ -9,6 +9,7 @@ from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 
 from apps.accounts.models import Membership
+from apps.accounts.selectors import vendor_rows_visible_to
 from apps.runs.models import Campaign, Job, Program, ProgramStatus
 
 
@@ -21,24 +22,12 @@ def campaigns_visible_to(membership: Membership | None) -> QuerySet[Campaign]:
         ),
         "model_artifacts",
     )
-    if membership is None:
-        return campaigns.none()
-    if membership.is_authority:
-        return campaigns
-    if membership.is_vendor:
-        return campaigns.filter(vendor_id=membership.organization_id)
-    return campaigns.none()
+    return vendor_rows_visible_to(campaigns, membership, owner="vendor_id")
 
 
 def jobs_visible_to(membership: Membership | None) -> QuerySet[Job]:
     jobs = Job.objects.select_related("campaign__target", "model", "runner", "document")
-    if membership is None:
-        return jobs.none()
-    if membership.is_authority:
-        return jobs
-    if membership.is_vendor:
-        return jobs.filter(campaign__vendor_id=membership.organization_id)
-    return jobs.none()
+    return vendor_rows_visible_to(jobs, membership, owner="campaign__vendor_id")
 
 
 def program_effective(program: Program) -> date | None:

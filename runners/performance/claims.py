@@ -15,17 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from runners.measurements import headline_eligible
+from runners.dtypes import peak_key
+from runners.measurements import best_gemm_per_dtype, headline_eligible
 
-# The job spec's keys for declared peak TFLOP/s per dtype.
-PEAK_KEYS = {
-    "float32": "fp32",
-    "bfloat16": "bf16",
-    "float16": "fp16",
-    "int8": "int8",
-    "float8_e4m3fn": "fp8",
-    "float8_e5m2": "fp8",
-}
 COMPUTE_KINDS = ("gemm", "conv", "attention")
 
 
@@ -38,7 +30,7 @@ def claim_thresholds(spec: dict[str, Any]) -> tuple[float | None, float | None]:
 
 def declared_peak_tflops(spec: dict[str, Any], dtype: str) -> float | None:
     peaks = (spec.get("declared") or {}).get("peak_tflops") or {}
-    value = peaks.get(PEAK_KEYS.get(dtype, dtype))
+    value = peaks.get(peak_key(dtype))  # the job spec keys declared peaks as the registry does
     return float(value) if value else None
 
 
@@ -68,7 +60,11 @@ def apply_claims(items: list[dict[str, Any]], spec: dict[str, Any]) -> dict[str,
     for dtype in sorted({i["dtype"] for i in items}):
         mine = [i for i in items if i["dtype"] == dtype]
         eligible = [i for i in mine if headline_eligible(i)]
-        best_gemm = max((i for i in eligible if i["kind"] == "gemm"), key=lambda i: i["value"], default=None)
+        best_gemm = best_gemm_per_dtype(
+            (i for i in eligible if i["kind"] == "gemm"),
+            dtype=lambda i: i["dtype"],
+            value=lambda i: i["value"],
+        ).get(dtype)
         best_bw = max(
             (i for i in eligible if i["kind"] == "bandwidth"), key=lambda i: i["value"], default=None
         )

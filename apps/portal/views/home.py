@@ -8,7 +8,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from apps.accounts.selectors import membership_of
+from apps.accounts.selectors import membership_of, vendor_rows_visible_to
 from apps.certificates.models import Certificate
 from apps.portal.selectors import campaigns_running, registry_certificates, review_queue, runner_rows
 from apps.registry.selectors import (
@@ -70,7 +70,7 @@ def _authority(request, membership, recent_certificates) -> HttpResponse:
 def _vendor(request, membership) -> HttpResponse:
     campaigns = campaigns_visible_to(membership)
     certificates = list(
-        Certificate.objects.filter(vendor_id=membership.organization_id)
+        vendor_rows_visible_to(Certificate.objects.all(), membership, owner="vendor_id")
         .select_related("program", "vendor", "chip", "target")
         .order_by("-issued_at")[:RECENT]
     )

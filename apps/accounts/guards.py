@@ -1,0 +1,51 @@
+"""One role guard for the HTML pages of every app (portal, procurement): login, a membership, and
+the role the page is for; 403 otherwise. Object scoping stays in the selectors (a foreign object is
+a 404); the API uses the DRF permissions in apps/accounts/permissions.py on the same predicates."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+
+from apps.accounts.models import Membership
+from apps.accounts.selectors import membership_of
+
+NOT_FOR_ROLE = "This page is not for your role."
+
+
+def member_required(check: Callable[[Membership], bool] | None = None, *, message: str = NOT_FOR_ROLE):
+    """Login, a membership, and (optionally) `check(membership)`; sets request.membership."""
+
+    def decorator(view):
+        @login_required
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            membership = membership_of(request.user)
+            if membership is None or (check is not None and not check(membership)):
+                raise PermissionDenied(message)
+            request.membership = membership
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def is_authority(membership: Membership) -> bool:
+    return membership.is_authority
+
+
+def is_vendor(membership: Membership) -> bool:
+    return membership.is_vendor
+
+
+def is_vendor_or_authority(membership: Membership) -> bool:
+    return membership.is_vendor or membership.is_authority
+
+
+def is_buyer(membership: Membership) -> bool:
+    return membership.is_buyer
