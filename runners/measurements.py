@@ -11,18 +11,18 @@ T = TypeVar("T")
 
 
 def best_gemm_per_dtype(
-    items: Iterable[T], *, dtype: Callable[[T], str], value: Callable[[T], float]
+    items: Iterable[T], *, dtype: Callable[[T], str], value: Callable[[T], float | None]
 ) -> dict[str, T]:
     """The best GEMM figure of each dtype: the highest value, the first of equal ones.
 
     One rule for the runner's claims, the judge's claims criterion, the certificate's headline and
     procurement's figures; each passes only the GEMM items it counts (the eligible ones)."""
-    best: dict[str, T] = {}
+    best: dict[str, tuple[float, T]] = {}
     for item in items:
-        key = dtype(item)
-        if key not in best or value(item) > value(best[key]):
-            best[key] = item
-    return best
+        key, figure = dtype(item), value(item)
+        if figure is not None and (key not in best or figure > best[key][0]):  # no value, no figure
+            best[key] = (figure, item)
+    return {key: item for key, (_, item) in best.items()}
 
 
 CLOCK_DISAGREEMENT = "clock_disagreement"

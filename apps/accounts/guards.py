@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
+from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -15,19 +16,22 @@ from apps.accounts.models import Membership
 from apps.accounts.selectors import membership_of
 
 NOT_FOR_ROLE = "This page is not for your role."
+View = Callable[..., HttpResponse]
 
 
-def member_required(check: Callable[[Membership], bool] | None = None, *, message: str = NOT_FOR_ROLE):
+def member_required(
+    check: Callable[[Membership], bool] | None = None, *, message: str = NOT_FOR_ROLE
+) -> Callable[[View], View]:
     """Login, a membership, and (optionally) `check(membership)`; sets request.membership."""
 
-    def decorator(view):
+    def decorator(view: View) -> View:
         @login_required
         @wraps(view)
-        def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             membership = membership_of(request.user)
             if membership is None or (check is not None and not check(membership)):
                 raise PermissionDenied(message)
-            request.membership = membership
+            request.membership = membership  # type: ignore[attr-defined]  # the views read it
             return view(request, *args, **kwargs)
 
         return wrapped

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import stat
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.checks import Error, register
 
 
 @register()
-def signing_key_dir_check(app_configs=None, **kwargs) -> list[Error]:
+def signing_key_dir_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """CERT_SIGNING_KEY_DIR (when it exists) and the keys in it give no access to group or others.
 
     The service makes it 0700 and each key 0600; a directory made or copied by hand may not be."""

@@ -6,12 +6,11 @@ these guards only keep a role away from pages that are not for it (403).
 
 from __future__ import annotations
 
-from apps.accounts.guards import (  # noqa: F401 - the portal's views import them from here
-    is_authority,
-    is_vendor,
-    is_vendor_or_authority,
-    member_required,
-)
+# The portal's views import the shared guard from here.
+from apps.accounts.guards import is_authority as is_authority
+from apps.accounts.guards import is_vendor as is_vendor
+from apps.accounts.guards import is_vendor_or_authority as is_vendor_or_authority
+from apps.accounts.guards import member_required as member_required
 from apps.accounts.models import Membership, OrganizationKind, Role
 from apps.runs.models import Campaign
 from apps.runs.transitions import campaign_awaits_review

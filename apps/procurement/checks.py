@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from datetime import date
+from typing import Any
 
 from django.core.checks import Error, register
 
 
 @register()
-def export_rules_check(app_configs=None, **kwargs) -> list[Error]:
+def export_rules_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     from apps.procurement.export_control import rule_load, rules_dir
 
     directory = rules_dir()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from functools import lru_cache
+from typing import Any
 
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -184,7 +185,7 @@ def _attach_measurements(
         "document__job__campaign_id",
         "document__job__model__name",  # a model job always names its artifact
     )
-    gemm_figures: dict[int, list[tuple[str, dict]]] = {}
+    gemm_figures: dict[int, list[tuple[str, dict[str, Any]]]] = {}
     # Tuples, not dicts: this loop sees every GEMM and model figure of every certified campaign.
     for pk, kind, dtype, unit, value, unstable, flags, sha256, campaign_id, model in measurements.order_by():
         candidate = candidates.get(campaign_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from typing import Any
 
 from django.conf import settings
 from django.core.checks import Error, register
@@ -13,7 +14,7 @@ from django.utils.module_loading import import_string
 
 
 @register()
-def evaluator_check(app_configs=None, **kwargs) -> list[Error]:
+def evaluator_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """CAMPAIGN_EVALUATOR names a callable taking `campaign_id` (runs calls certificates through it)."""
     path = getattr(settings, "CAMPAIGN_EVALUATOR", "")
     try:
@@ -39,7 +40,7 @@ def evaluator_check(app_configs=None, **kwargs) -> list[Error]:
 
 
 @register()
-def programs_check(app_configs=None, **kwargs) -> list[Error]:
+def programs_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """Every program file is JSON the platform can load, and no two share a code and version."""
     from apps.runs.services.programs import program_definition_check, program_files
 

@@ -16,7 +16,7 @@ to running; the evaluation leaves it awaiting review; one reviewer's rejection o
 
 from __future__ import annotations
 
-from apps.runs.models import CampaignState
+from apps.runs.models import Campaign, CampaignState
 
 S = CampaignState
 
@@ -65,22 +65,22 @@ CANCELLABLE_STATES = states_moving_to(S.CANCELLED)
 RERUNNABLE_STATES = states_moving_to(S.RUNNING)
 
 
-def campaign_can(campaign, to_state: str) -> bool:
+def campaign_can(campaign: Campaign, to_state: str) -> bool:
     """Whether the table lets this campaign move to `to_state` now (the views' predicates)."""
     return transition_allowed(campaign.state, to_state)
 
 
-def campaign_can_cancel(campaign) -> bool:
+def campaign_can_cancel(campaign: Campaign) -> bool:
     return campaign_can(campaign, S.CANCELLED)
 
 
-def campaign_can_rerun_jobs(campaign) -> bool:
+def campaign_can_rerun_jobs(campaign: Campaign) -> bool:
     return campaign_can(campaign, S.RUNNING)
 
 
-def campaign_awaits_review(campaign) -> bool:
+def campaign_awaits_review(campaign: Campaign) -> bool:
     return campaign.state in AWAITING_DECISION_STATES
 
 
-def campaign_in_progress(campaign) -> bool:
+def campaign_in_progress(campaign: Campaign) -> bool:
     return campaign.state in IN_PROGRESS_STATES

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -46,11 +47,11 @@ def campaign_transition(
     campaign: Campaign,
     to_state: str,
     *,
-    actor=None,
+    actor: Any = None,
     reason: str | None = None,
-    finished_at=_KEEP,
+    finished_at: Any = _KEEP,
     audit_action: str | None = None,
-    payload: dict | None = None,
+    payload: dict[str, Any] | None = None,
 ) -> Campaign:
     """Move a campaign (locked by the caller) to `to_state` if apps/runs/transitions.py allows it.
 
