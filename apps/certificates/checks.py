@@ -20,24 +20,20 @@ def signing_key_dir_check(app_configs: Any = None, **kwargs: Any) -> list[Error]
         return []  # made, with mode 0700, when the first key is
     if not directory.is_dir():
         return [Error(f"CERT_SIGNING_KEY_DIR {directory} is not a directory", id="certificates.E001")]
+    # (path, what it is, the mode it should have, the check's id)
+    paths = [(directory, f"CERT_SIGNING_KEY_DIR {directory}", "700", "certificates.E002")]
+    paths += [
+        (key, f"signing key {key}", "600", "certificates.E003") for key in sorted(directory.glob("*.pem"))
+    ]
     errors = []
-    mode = stat.S_IMODE(directory.stat().st_mode)
-    if mode & 0o077:
-        errors.append(
-            Error(
-                f"CERT_SIGNING_KEY_DIR {directory} has mode {mode:04o}: group or others can reach the private keys",
-                hint=f"chmod 700 {directory}",
-                id="certificates.E002",
-            )
-        )
-    for key in sorted(directory.glob("*.pem")):
-        key_mode = stat.S_IMODE(key.stat().st_mode)
-        if key_mode & 0o077:
+    for path, name, wanted, check_id in paths:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
             errors.append(
                 Error(
-                    f"signing key {key} has mode {key_mode:04o}: readable beyond this user",
-                    hint=f"chmod 600 {key}",
-                    id="certificates.E003",
+                    f"{name} has mode {mode:04o}: group or others can reach a private key",
+                    hint=f"chmod {wanted} {path}",
+                    id=check_id,
                 )
             )
     return errors
