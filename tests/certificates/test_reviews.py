@@ -16,6 +16,7 @@ from tests.factories import member
 REASON = "Evidence complete; every blocker passes."
 
 
+@pytest.mark.slow
 def test_a_reviewer_approves_and_the_certificate_is_issued(cast, evaluated):
     campaign = evaluated()
     review_approve(campaign=campaign, reviewer=cast.reviewer, reason=REASON)

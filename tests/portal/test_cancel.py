@@ -28,6 +28,7 @@ def cpu_world(db):
     return make_world()
 
 
+@pytest.mark.slow
 def test_a_vendor_cancels_its_campaign_with_a_reason(cpu_world, queued, client):
     client.force_login(cpu_world.engineer)
     page = client.get(f"/campaigns/{queued.pk}/").content.decode()

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from runners.cli import EXIT_BAD_SPEC, EXIT_ERRORS, EXIT_PASS, SUITES, main
 from runners.document import validate_document
 
@@ -23,6 +25,7 @@ def test_backends_catalog_and_fingerprint_print_and_succeed(capsys):
     assert json.loads(capsys.readouterr().out)["backend"] == "cpu"
 
 
+@pytest.mark.slow
 def test_run_writes_a_valid_canonical_document_and_a_summary_table(tmp_path, capsys):
     out = tmp_path / "r.json"
     assert (
@@ -99,6 +102,7 @@ def test_suites_are_a_registry_other_suites_can_join():
     assert SUITES["conformance"]
 
 
+@pytest.mark.slow
 def test_python_dash_m_runners_runs(tmp_path):
     out = tmp_path / "r.json"
     result = subprocess.run(  # noqa: S603 (our own interpreter, fixed arguments)

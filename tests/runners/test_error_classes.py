@@ -196,6 +196,7 @@ class ForwardSaysNotSupported(CpuBackend):
         return refuse
 
 
+@pytest.mark.slow
 def test_a_type_error_in_the_performance_suite_is_a_failure_not_unsupported():
     spec = {"quick": True, "performance": {"dtypes": ["float32"], "gemm_sizes": [64]}}
     out = run_performance_suite(spec, PrepareRaisesTypeError(), seed=CHALLENGE)

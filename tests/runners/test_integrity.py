@@ -170,6 +170,7 @@ def test_caching_verdict_needs_a_real_and_significant_speedup() -> None:
     assert caching_verdict(fresh, noisy)["verdict"] == "pass"  # noise alone never fails a device
 
 
+@pytest.mark.slow
 def test_a_memoizing_backend_is_flagged_by_the_caching_check() -> None:
     result = run_model_suite(MODEL_SPEC, MemoizingBackend(), seed="challenge-1")
     (caching,) = result["caching"]
@@ -179,12 +180,14 @@ def test_a_memoizing_backend_is_flagged_by_the_caching_check() -> None:
     assert result["consistency"][0]["verdict"] == "pass"
 
 
+@pytest.mark.slow
 def test_a_memoizing_backend_is_flagged_in_the_performance_suite_too() -> None:
     caching = run_performance_suite(PERF_SPEC, MemoizingBackend(), seed="challenge-1")["caching"]
     assert {c["kind"] for c in caching} == {"gemm", "attention", "conv"}  # one probed benchmark per kind
     assert all(c["verdict"] == "fail" for c in caching)
 
 
+@pytest.mark.slow
 def test_a_backend_that_skips_compute_while_timed_fails_output_consistency() -> None:
     class SkipAfterAccuracy(SkipComputeBackend):
         honest_calls = 1  # the performance suite's accuracy-mode call
@@ -196,6 +199,7 @@ def test_a_backend_that_skips_compute_while_timed_fails_output_consistency() -> 
     assert all(b["verdict"] == "fail" for b in consistency["benchmarks"])
 
 
+@pytest.mark.slow
 def test_a_model_that_returns_zeros_in_the_timed_run_fails_output_consistency() -> None:
     result = run_model_suite(MODEL_SPEC, SkipComputeBackend(), seed="challenge-1")
     assert result["cases"][0]["status"] == "pass"  # the accuracy run was honest
@@ -220,6 +224,7 @@ class PrecisionDropBackend(CpuBackend):
         return dropping
 
 
+@pytest.mark.slow
 def test_precision_dropped_after_the_accuracy_pass_fails_output_consistency() -> None:
     result = run_model_suite(MODEL_SPEC, PrecisionDropBackend(), seed="challenge-drop")
     assert result["cases"][0]["status"] == "pass"  # the accuracy pass was honest
@@ -229,6 +234,7 @@ def test_precision_dropped_after_the_accuracy_pass_fails_output_consistency() ->
     assert failed <= {"latency", "b1"} and failed
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suite", [run_model_suite, run_performance_suite])
 def test_an_honest_cpu_passes_output_consistency(suite) -> None:
     spec = MODEL_SPEC if suite is run_model_suite else PERF_SPEC

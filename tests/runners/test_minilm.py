@@ -49,11 +49,13 @@ def test_token_ids_ship_as_data_for_every_sentence() -> None:
     assert all(ids[0] == 101 and ids[-1] == 102 for ids in data["input_ids"])  # [CLS] ... [SEP]
 
 
+@pytest.mark.slow
 def test_float32_matches_the_float64_reference() -> None:
     cos = cosines(embeddings(torch.float32), minilm()[3])
     assert float(cos.min()) >= 0.9999
 
 
+@pytest.mark.slow
 def test_bfloat16_figure_is_close_to_the_reference() -> None:
     cos = cosines(embeddings(torch.bfloat16), minilm()[3])
     print(f"MiniLM bfloat16 cosine min {float(cos.min()):.6f}")  # reported in the issue note
@@ -69,6 +71,7 @@ def test_shipped_ids_match_the_packaged_tokenizer() -> None:
     assert [tokenizer.encode(s).ids for s in data["sentences"]] == data["input_ids"]
 
 
+@pytest.mark.slow
 def test_it_agrees_with_sentence_transformers() -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"
     st = pytest.importorskip("sentence_transformers")

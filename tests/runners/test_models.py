@@ -171,6 +171,7 @@ def test_unknown_architecture_is_a_clear_error() -> None:
         load_model(ModelSpec(name="x", architecture="mamba-ssm"))
 
 
+@pytest.mark.slow
 def test_a_model_bigger_than_memory_is_refused_before_allocating() -> None:
     huge = {
         **asdict(LlamaConfig()),

@@ -46,6 +46,7 @@ def item(name: str, kind: str, dtype: str, tflops: float, gbs: float = 0.0) -> d
     }
 
 
+@pytest.mark.slow
 def test_it_measures_every_kind_of_micro_benchmark() -> None:
     kinds = {m["kind"] for m in quick_run()["measurements"]}
     assert {"gemm", "bandwidth", "attention", "conv"} <= kinds
@@ -134,6 +135,7 @@ def test_unstable_or_refused_measurements_never_feed_the_best_figure() -> None:
     }
 
 
+@pytest.mark.slow
 def test_the_document_is_schema_valid_with_integrity_verdicts() -> None:
     spec = build_spec(
         suite="performance",
@@ -152,6 +154,7 @@ def test_the_document_is_schema_valid_with_integrity_verdicts() -> None:
         assert 1 <= m["significant_digits"] <= 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suite", ["performance", "model"])
 def test_the_cli_runs_the_suite_and_writes_a_valid_document(tmp_path: Path, suite: str) -> None:
     spec = build_spec(

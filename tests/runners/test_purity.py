@@ -7,9 +7,12 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_importing_every_runners_module_loads_no_django_nor_platform_code():
     # A hardware host has no Django installed. This venv has it, and kombu (the broker client)
     # imports django.utils.functional whenever it can, so the subprocess hides Django the way a
@@ -40,6 +43,7 @@ def test_importing_every_runners_module_loads_no_django_nor_platform_code():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_the_core_modules_import_cleanly_even_with_django_installed():
     script = (
         "import sys, runners.cli, runners.conformance, runners.catalog, runners.backends, runners.document, "

@@ -33,6 +33,7 @@ def submit(client, **overrides):
     return client.post(URL, body, format="json")
 
 
+@pytest.mark.slow
 def test_a_vendor_submits_a_campaign_and_the_embedded_pipeline_runs_it(
     embedded_runner, client_for, django_capture_on_commit_callbacks
 ):

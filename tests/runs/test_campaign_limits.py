@@ -14,6 +14,7 @@ def submit(client):
     return client.post(URL, {"target": "cpu-test", "program": "TST", "level": "basic"}, format="json")
 
 
+@pytest.mark.slow
 def test_thirty_campaigns_on_one_target_stop_at_the_cap_with_409(cpu_world, client_for, settings):
     settings.MAX_OPEN_CAMPAIGNS_PER_TARGET = 3
     client = client_for(cpu_world.engineer)
