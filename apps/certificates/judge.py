@@ -17,6 +17,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from apps.runs.services.programs import (
+    LEGACY_CLOCK_RATIO_BOUNDS,
+    LEGACY_TEST04_MAX_SPEEDUP,
+    program_runner_bars,
+)
 from runners.fingerprint_check import fingerprint_mismatches
 
 # The chip's declared-peak keys (registry PEAK_FIELDS) for the dtype names the runners use.
@@ -46,8 +51,9 @@ MAX_SIGNIFICANT_FIGURES = 4
 # What the platform applied to programs that did not state these bars (AIA 1.0 and 1.1).
 LEGACY_SOURCE = "built into the platform when AIA 1.0/1.1 were published (not stated in the program)"
 LEGACY_ABOVE_PEAK_RATIO = 1.10
-LEGACY_TEST04_MAX_SPEEDUP = 0.10
 LEGACY_SPOT_CHECK_SIZE = 5
+# LEGACY_TEST04_MAX_SPEEDUP and LEGACY_CLOCK_RATIO_BOUNDS: apps/runs/services/programs.py, the one
+# table the job specs (what the runner applied) and this judge both read.
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,9 @@ class Thresholds:
     max_unstable_fraction: float | None
     spot_check_size: int
     required_approvals: int
+    # Device timing events / host clock: a measurement outside [min, max] has an untrustworthy figure.
+    clock_ratio_min: float = LEGACY_CLOCK_RATIO_BOUNDS["min"]
+    clock_ratio_max: float = LEGACY_CLOCK_RATIO_BOUNDS["max"]
     legacy: bool = False
     sources: dict[str, str] = field(default_factory=dict)
 
@@ -91,9 +100,12 @@ def level_thresholds(*, program, level: str) -> Thresholds:
     spec = next((lvl for lvl in definition.get("levels", []) if lvl.get("code") == level), None) or {}
     approvals = spec.get("required_approvals", program_approvals)
     stated = spec.get("thresholds")
+    bars = program_runner_bars(program=definition, level=level)
     if isinstance(stated, dict):
         value = {name: (entry or {}).get("value") for name, entry in stated.items()}
         return Thresholds(
+            clock_ratio_min=bars["clock_ratio_min"],
+            clock_ratio_max=bars["clock_ratio_max"],
             conformance_min_pass_rate=_float(value.get("conformance_min_pass_rate")),
             unsupported_tolerated={
                 str(k): int(v) for k, v in (value.get("unsupported_tolerated") or {}).items()
@@ -133,6 +145,8 @@ def level_thresholds(*, program, level: str) -> Thresholds:
         ),
         spot_check_size=LEGACY_SPOT_CHECK_SIZE,
         required_approvals=int(approvals),
+        clock_ratio_min=bars["clock_ratio_min"],
+        clock_ratio_max=bars["clock_ratio_max"],
         legacy=True,
         sources={
             "conformance_min_pass_rate": criterion_source,
@@ -142,6 +156,7 @@ def level_thresholds(*, program, level: str) -> Thresholds:
             "above_peak_ratio": LEGACY_SOURCE,
             "test01_max_mismatches": LEGACY_SOURCE,
             "test04_max_speedup": LEGACY_SOURCE,
+            "clock_ratio_bounds": LEGACY_SOURCE,
             "spot_check_size": LEGACY_SOURCE,
         },
     )
@@ -298,6 +313,57 @@ def integrity_verdicts(
 ) -> list[IntegrityVerdict]:
     judge = output_consistency_verdict if check == "output_consistency" else caching_verdict
     return [judge(item=item, thresholds=thresholds) for item in integrity_items(integrity, check)]
+
+
+# Clock cross-check (device timing events against the host clock) -------------------------------
+
+
+def clock_verdict(*, item: dict, thresholds: Thresholds) -> IntegrityVerdict | None:
+    """One measurement's timing events against the host clock, recomputed from its raw sums
+    (``clock.event_s`` / ``clock.host_s``) with the level's bounds; None for a figure the host clock
+    timed (nothing to cross-check). The runner's own ``agrees`` is not read: it never turns a ratio
+    outside the program's bounds into a pass."""
+    clock, method = item.get("clock"), item.get("timing_method")
+    label = f"{item.get('name')} {item.get('dtype') or ''}".strip()
+    if clock is None and method != "device_events":
+        return None
+    if not isinstance(clock, dict):
+        return IntegrityVerdict(
+            "timing", False, f"{label}: timed by device events without the host-clock check", item
+        )
+    event_s, host_s, rounds = (
+        _float(clock.get("event_s")),
+        _float(clock.get("host_s")),
+        _int(clock.get("rounds")),
+    )
+    if event_s is None or host_s is None or host_s <= 0 or event_s < 0 or not rounds:
+        return IntegrityVerdict("timing", False, f"{label}: no usable raw clock figures", item)
+    ratio = event_s / host_s
+    low, high = thresholds.clock_ratio_min, thresholds.clock_ratio_max
+    passed = low <= ratio <= high
+    detail = (
+        f"{label}: events / host clock {ratio:.3f} ({'within' if passed else 'outside'} {low:g}-{high:g})"
+    )
+    return IntegrityVerdict("timing", passed, detail, item)
+
+
+def timing_verdicts(
+    *, measurements: Iterable[dict], integrity: dict | None, thresholds: Thresholds
+) -> list[IntegrityVerdict]:
+    """The clock cross-check of one document: a verdict per events-timed measurement, and a failure
+    wherever the runner itself already refused a figure (its ``integrity.timing`` verdict)."""
+    verdicts = [v for item in measurements if (v := clock_verdict(item=item, thresholds=thresholds))]
+    runner = (integrity or {}).get("timing")
+    if isinstance(runner, dict) and runner.get("verdict") == "fail":
+        verdicts.append(
+            IntegrityVerdict(
+                "timing",
+                False,
+                "the runner refused figures whose events disagreed with the host clock",
+                runner,
+            )
+        )
+    return verdicts
 
 
 # Declared peaks and figures ---------------------------------------------------------------------

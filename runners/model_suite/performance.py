@@ -255,7 +255,6 @@ def model_integrity(
     # TEST04 on the input the latency run repeated all along, against fresh one-item inputs.
     single = run.workload.make_batch([0], run.device, run.dtype)
     fresh = run.fresh_single(CACHING_FRESH_INPUTS)
-    extra = {} if threshold is None else {"threshold": threshold}
     with torch.inference_mode():
         caching = caching_check(
             [lambda b=b: run.forward(*b) for b in fresh],
@@ -263,7 +262,7 @@ def model_integrity(
             backend=run.backend,
             seed=seed,
             salt=f"model:{name}:{dtype}",
-            **extra,
+            threshold=threshold,
         )
     timing = timing_section(measurements, run.policy)
     return measurements, consistency, {"model": name, "dtype": dtype, **caching}, timing

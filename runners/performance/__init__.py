@@ -24,9 +24,9 @@ from runners.catalog.base import element_size, torch_dtype
 from runners.document import build_document, now_iso
 from runners.errors import classify_exception
 from runners.integrity import (
-    CACHING_THRESHOLD,
     CachingProbe,
     OutputSampler,
+    caching_threshold_of,
     chain_hooks,
     output_consistency,
     reference_consistency,
@@ -166,7 +166,7 @@ def run_performance_suite(
     quick = bool(options.get("quick"))
     policy = TimingPolicy.from_dict({**(options.get("timing") or {}), "quick": quick})
     perf = options.get("performance") or {}
-    caching_threshold = float((options.get("integrity") or {}).get("caching_threshold", CACHING_THRESHOLD))
+    caching_threshold = caching_threshold_of(options)
     challenge = str(seed)
     device = backend.device()
     prepare: Callable[[Callable[[], Any]], Callable[[], Any]] = backend.prepare
@@ -300,7 +300,7 @@ def _caching_probe(
     backend: Any,
     prepare: Callable[[Callable[[], Any]], Callable[[], Any]],
     seed: int | str,
-    threshold: float,
+    threshold: float | None,
     *,
     after: bool = False,
 ) -> CachingProbe:

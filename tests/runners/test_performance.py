@@ -138,13 +138,13 @@ def test_the_document_is_schema_valid_with_integrity_verdicts() -> None:
     spec = build_spec(
         suite="performance",
         device="cpu",
-        options={**QUICK, "claims": RATIOS},
+        options={**QUICK, "claims": RATIOS, "integrity": {"caching_threshold": 0.10}},
         declared={"peak_tflops": {"fp32": 0.001}, "memory_bandwidth_gbs": 1},
     )
     document = run_performance(spec, get_backend("cpu"))
     validate_document(document)
     assert document["integrity"]["output_consistency"]["verdict"] == "pass"
-    assert document["integrity"]["caching"]["threshold"] == 0.10
+    assert document["integrity"]["caching"]["threshold"] == 0.10  # the program's, from the spec
     assert document["integrity"]["timing"]["verdict"] == "not_applicable"  # host clock only
     assert document["timing_policy"]["quick"] is True
     assert "exceeds_physical" in document["claims"]["dtypes"]["float32"]["flags"]
@@ -175,7 +175,12 @@ def test_the_cli_runs_the_suite_and_writes_a_valid_document(tmp_path: Path, suit
     validate_document(json.loads(out.read_text()))
 
 
-GEMM_ONLY = {"quick": True, "performance": {"dtypes": ["float32"], "gemm_sizes": [192], "kinds": ["gemm"]}}
+GEMM_ONLY = {
+    "quick": True,
+    "performance": {"dtypes": ["float32"], "gemm_sizes": [192], "kinds": ["gemm"]},
+    # The program level's clock_ratio_bounds, as a platform job spec carries them.
+    "timing": {"clock_ratio_min": 0.5, "clock_ratio_max": 1.05},
+}
 
 
 class HostEventsCpu(CpuBackend):
