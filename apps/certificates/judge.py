@@ -47,6 +47,7 @@ LEGACY_RUNNER_AGREEMENT_DEFAULT = 0.9
 RUNNER_VERDICT_FLAGS = frozenset({"below_threshold", "below_claim", "exceeds_physical"})
 # torch.utils.benchmark.Measurement.significant_figures keeps at most four.
 MAX_SIGNIFICANT_FIGURES = 4
+MIN_CONFIDENCE_INTERVAL_S = 25e-9  # torch.utils.benchmark's _MIN_CONFIDENCE_INTERVAL
 
 # What the platform applied to programs that did not state these bars (AIA 1.0 and 1.1).
 LEGACY_SOURCE = "built into the platform when AIA 1.0/1.1 were published (not stated in the program)"
@@ -78,6 +79,11 @@ class Thresholds:
     clock_ratio_max: float = LEGACY_CLOCK_RATIO_BOUNDS["max"]
     legacy: bool = False
     sources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def clock_ratio_bounds(self) -> dict[str, float]:
+        """The level's clock cross-check bounds as the program states them (``min``, ``max``)."""
+        return {"min": self.clock_ratio_min, "max": self.clock_ratio_max}
 
 
 def _criterion_params(level: dict, kind: str) -> dict:
@@ -424,7 +430,8 @@ def significant_figures(
     cv: float | None = None,
 ) -> int:
     """Digits a timed figure's confidence interval supports, as torch.utils.benchmark's
-    Measurement.significant_figures: floor(log10(center / half-width)), between 1 and 4.
+    Measurement.significant_figures: floor(log10(center / half-width)), between 1 and 4, the
+    half-width at least torch's 25 ns (_MIN_CONFIDENCE_INTERVAL; statistics are in seconds).
 
     Without an interval the coefficient of variation stands in for the half-width (wider, so fewer
     digits); without either, two digits."""
@@ -432,7 +439,7 @@ def significant_figures(
         return 1
     half = None
     if ci_low is not None and ci_high is not None and ci_high >= ci_low:
-        half = (ci_high - ci_low) / 2
+        half = max((ci_high - ci_low) / 2, MIN_CONFIDENCE_INTERVAL_S)
     elif cv is not None and cv >= 0:
         half = cv * center
     if half is None:
@@ -451,8 +458,11 @@ def round_significant(value: float, digits: int) -> float:
     return round(value, digits - magnitude)
 
 
-def published_figure(*, value: float, stats: dict[str, Any] | None) -> float:
-    """A timed figure as it may be published: rounded to the digits its interval supports."""
+def published_digits(*, stats: dict[str, Any] | None, runner_digits: Any = None) -> int:
+    """The one rule for how many digits of a timed figure may be published: what its confidence
+    interval supports (significant_figures, recomputed here from the raw statistics), and never more
+    than the runner's own ``significant_digits`` says (a runner may know its clock is coarser; it
+    can never buy digits its interval does not support)."""
     stats = stats or {}
     digits = significant_figures(
         center=_float(stats.get("median")),
@@ -460,7 +470,45 @@ def published_figure(*, value: float, stats: dict[str, Any] | None) -> float:
         ci_high=_float(stats.get("ci_high")),
         cv=_float(stats.get("cv")),
     )
-    return round_significant(value, digits)
+    claimed = _int(runner_digits)
+    if claimed is not None and 1 <= claimed < digits:
+        return claimed
+    return digits
+
+
+def published_figure(*, value: float, stats: dict[str, Any] | None, runner_digits: Any = None) -> float:
+    """A timed figure as it may be published: rounded to ``published_digits``."""
+    return round_significant(value, published_digits(stats=stats, runner_digits=runner_digits))
+
+
+def claimed_best(
+    *, claim: dict | None, key: str, value_key: str, candidates: list[tuple[dict, str | None]]
+) -> tuple[dict | None, str | None]:
+    """The figure a runner's claim names as its best (``claim[key]`` = a measurement name,
+    ``claim[value_key]`` = its value), checked against the document's own measurements.
+
+    ``candidates`` are (measurement, why the judge excludes it or None) of one dtype of one
+    document, each measurement a dict with ``name`` and ``value``. Returns (the claimed measurement,
+    None), or (None, why no figure may be published from this claim): the claim names a figure the
+    measurements do not show, or one the judge excludes, or one that is not the best certifiable
+    figure. Without a claim (documents of a runner before issue 11) the best certifiable candidate
+    stands in."""
+    eligible = [m for m, reason in candidates if reason is None]
+    best = max(eligible, key=lambda m: m["value"], default=None)
+    if not isinstance(claim, dict) or key not in claim:
+        return best, None if best is not None else "no certifiable measurement"
+    name, value = claim.get(key), _float(claim.get(value_key))
+    if name is None or value is None:
+        return None, "the runner claims no certifiable figure"
+    named = [(m, reason) for m, reason in candidates if m["name"] == name]
+    if len(named) != 1 or _float(named[0][0]["value"]) != value:
+        return None, f"the runner's {key} claim ({name}: {value}) is not a figure its measurements show"
+    measurement, reason = named[0]
+    if reason is not None:
+        return None, f"the runner's {key} ({name}) is excluded: {reason}"
+    if best is not None and best["value"] > measurement["value"]:
+        return None, f"the runner's {key} ({name}) is not its best certifiable figure ({best['name']})"
+    return measurement, None
 
 
 def published_accuracy(value: float) -> float:

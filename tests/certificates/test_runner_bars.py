@@ -19,7 +19,7 @@ from apps.runs.services.programs import PROGRAMS_DIR, program_load, program_runn
 from runners.models.seeded import seeded_weights_bytes
 from runners.timing import TimingPolicy
 from tests.factories import ModelArtifactFactory
-from tests.real_documents import BERT_CONFIG, campaign_from_runner, cpu_target, gemm_items
+from tests.real_documents import BERT_CONFIG, campaign_from_runner, cpu_target, gemm_items, runner_documents
 
 TIMING_CRITERION = {"1.2": {"baseline": "B5", "standard": "S7", "advanced": "A8"}}
 
@@ -184,3 +184,84 @@ def test_events_timing_without_its_raw_clock_figures_fails():
         measurements=[], integrity={"timing": {"verdict": "fail"}}, thresholds=thresholds
     )
     assert [v.passed for v in refused] == [False]
+
+
+# Headlines from the runner's claims, rounded by one rule ---------------------------------------
+
+REASON = "Evidence complete and verified."
+
+
+def stable(suite, document):
+    """On a busy test machine a tiny GEMM may time as unstable; these tests need stable ones."""
+    if suite == "performance":
+        for item in gemm_items(document):
+            item["unstable"] = False
+        best = max(gemm_items(document), key=lambda m: m["value"])
+        claim = document["claims"]["dtypes"]["float32"]
+        claim.update(best_gemm=best["name"], best_gemm_tflops=best["value"])
+        claim["best_gemm_significant_digits"] = best["significant_digits"]
+
+
+def certificate_headline(cast, program, edit):
+    campaign = campaign_from_runner(vendor=cast.vendor, program=program, submitted_by=cast.owner, edit=edit)
+    from apps.certificates.services import review_approve
+
+    review_approve(campaign=campaign, reviewer=cast.reviewer, reason=REASON)
+    campaign.refresh_from_db()
+    return json.loads(campaign.certificate.payload_json)["headline"]
+
+
+def test_the_headline_is_the_runners_claimed_best_gemm_rounded_by_the_judges_rule(cast, aia12):
+    def claim_one_digit(suite, document):
+        stable(suite, document)
+        if suite == "performance":
+            best = max(gemm_items(document), key=lambda m: m["value"])
+            best["significant_digits"] = 1  # the runner says its clock supports one digit only
+
+    headline = certificate_headline(cast, aia12, claim_one_digit)
+    best = max(gemm_items(runner_documents().documents["performance"]), key=lambda m: m["value"])
+    assert headline["best_gemm_tflops"]["float32"] == judge.round_significant(best["value"], 1)
+
+
+def test_a_runner_cannot_buy_digits_its_interval_does_not_support():
+    wide = {"median": 1e-3, "ci_low": 0.9e-3, "ci_high": 1.1e-3}  # half-width 10%: one digit
+    assert judge.published_digits(stats=wide, runner_digits=4) == 1
+    assert judge.published_digits(stats=wide, runner_digits=None) == 1
+    tight = {"median": 1e-3, "ci_low": 0.9999e-3, "ci_high": 1.0001e-3}
+    assert judge.published_digits(stats=tight, runner_digits=2) == 2  # the runner may say fewer
+    assert judge.published_digits(stats=tight, runner_digits=9) == 4
+    assert judge.published_figure(value=0.0123456, stats=wide, runner_digits=4) == 0.01
+
+
+def test_a_claim_that_its_measurements_do_not_show_publishes_no_figure(cast, aia12):
+    def inflated(suite, document):
+        stable(suite, document)
+        if suite == "performance":
+            document["claims"]["dtypes"]["float32"]["best_gemm_tflops"] *= 3
+
+    headline = certificate_headline(cast, aia12, inflated)
+    assert "float32" not in headline["best_gemm_tflops"]
+    (entry,) = [e for e in headline["excluded"] if e["measurement"] == "best_gemm"]
+    assert "not a figure its measurements show" in entry["reason"]
+
+
+def test_a_claim_naming_an_unstable_or_lesser_gemm_publishes_no_figure():
+    rows = [({"name": "small", "value": 1.0}, None), ({"name": "big", "value": 2.0}, None)]
+    claim = {"best_gemm": "small", "best_gemm_tflops": 1.0}
+    chosen, why = judge.claimed_best(
+        claim=claim, key="best_gemm", value_key="best_gemm_tflops", candidates=rows
+    )
+    assert chosen is None and "not its best certifiable figure (big)" in why
+    rows[1] = (rows[1][0], "unstable timing (high coefficient of variation)")
+    chosen, why = judge.claimed_best(
+        claim=claim, key="best_gemm", value_key="best_gemm_tflops", candidates=rows
+    )
+    assert chosen == rows[0][0] and why is None
+    big = {"best_gemm": "big", "best_gemm_tflops": 2.0}
+    chosen, why = judge.claimed_best(
+        claim=big, key="best_gemm", value_key="best_gemm_tflops", candidates=rows
+    )
+    assert chosen is None and "excluded: unstable" in why
+    # A document of a runner before the claims existed: the best certifiable row stands in.
+    chosen, _ = judge.claimed_best(claim=None, key="best_gemm", value_key="best_gemm_tflops", candidates=rows)
+    assert chosen == rows[0][0]
