@@ -32,6 +32,8 @@ from runners.errors import (
     Classified,
     classify_exception,
     declared_unsupported,
+    device_backend,
+    device_call,
     error,
 )
 from runners.integrity import caching_threshold_of
@@ -232,8 +234,8 @@ def run_model_suite(
                     loaded,
                     workload,
                     module,
-                    prepare(module),
-                    backend,
+                    device_call(prepare(module)),
+                    device_backend(backend),
                     device,
                     DTYPES[dtype_name],
                     policy,
@@ -280,10 +282,10 @@ def run_model_suite(
                     _performance(run, accuracy_out, reference, seed, out, caching_threshold)
             except ModelError as exc:
                 out["cases"].append(_error_case(model_spec.name, dtype_name, exc))
-            except Exception as exc:  # the device failed a timed or generation run of a supported model
+            except Exception as exc:  # a timed or generation run: the device's calls are marked
                 out["cases"].append(
                     _exception_case(
-                        model_spec.name, dtype_name, exc, phase="device", prefix="performance run: "
+                        model_spec.name, dtype_name, exc, phase="timed", prefix="performance run: "
                     )
                 )
             finally:

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from runners.errors import device_call
 from runners.integrity import (
     OutputSampler,
     caching_check,
@@ -86,7 +87,7 @@ class ModelRun:
             expected = float64_copy(self.model.module, type(self.model.module), self.model.config).generate(
                 prompt, GENERATED_TOKENS
             )
-            got = self.module.generate(prompt.to(self.device), GENERATED_TOKENS).cpu()
+            got = device_call(self.module.generate)(prompt.to(self.device), GENERATED_TOKENS).cpu()
         return float((got == expected).double().mean())
 
     def caching_inputs(self, count: int) -> list[tuple[torch.Tensor, ...]]:

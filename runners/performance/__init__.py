@@ -22,7 +22,7 @@ import torch
 
 from runners.catalog.base import element_size, torch_dtype
 from runners.document import build_document, now_iso
-from runners.errors import classify_exception
+from runners.errors import classify_exception, device_backend, device_call
 from runners.integrity import (
     CachingProbe,
     OutputSampler,
@@ -170,6 +170,7 @@ def run_performance_suite(
     challenge = str(seed)
     device = backend.device()
     prepare: Callable[[Callable[[], Any]], Callable[[], Any]] = backend.prepare
+    timed_backend = device_backend(backend)  # what the timing code calls is the device's
     benches = plan(spec, backend, challenge=challenge, quick=quick)
     # Bandwidth is not probed: its fresh inputs would be several more buffers of 4x the LLC.
     computing = [b for b in benches if b.kind != "bandwidth"]
@@ -219,33 +220,23 @@ def run_performance_suite(
         # The float64 reference is the judge's own work on the host, from the challenge alone.
         reference = bench.reference() if bench.reference is not None else None
         select = reference.select if reference is not None else _first
-        try:
-            fn = prepare(bench.build(device, 0))
-            accuracy = select(fn()).detach().to("cpu")  # untimed, accuracy mode
+        try:  # the device builds its inputs and computes once, untimed (accuracy mode)
+            fn = device_call(prepare(bench.build(device, 0)))
+            accuracy = select(fn()).detach().to("cpu")
+        except Exception as exc:  # evidence, not a crash; never "unsupported" (runners/errors.py)
+            cases.append(_error_case(bench, exc, phase="device"))
+            continue
+        try:  # the timed block: device calls marked, the harness's sampling, probes and statistics not
             sampler = OutputSampler(select, seed=seed, salt=f"performance:{bench.name}:{bench.dtype}")
             probe = None
             if _key(bench) in probed:
                 probe = _caching_probe(bench, fn, device, backend, prepare, seed, caching_threshold)
             stats, _ = measure_with_output(
-                fn, backend=backend, policy=policy, between_rounds=chain_hooks(sampler, probe)
+                fn, backend=timed_backend, policy=policy, between_rounds=chain_hooks(sampler, probe)
             )
             probe_verdict = probe.finish() if probe is not None else None
-        except Exception as exc:  # evidence, not a crash; never "unsupported" (runners/errors.py)
-            outcome = classify_exception(exc, phase="device")
-            cases.append(
-                case_record(
-                    bench.params.get("kernel", bench.kind),
-                    bench.dtype,
-                    bench.name,
-                    outcome.status,
-                    error_class=outcome.error_class,
-                    code=outcome.code,
-                    reason=outcome.reason,
-                    message=f"{type(exc).__name__}: {exc}"[:500],
-                    flops=bench.flops,
-                    bytes_moved=bench.bytes,
-                )
-            )
+        except Exception as exc:
+            cases.append(_error_case(bench, exc, phase="timed"))
             continue
         consistency.append(_consistency(bench, accuracy, sampler.finish(), reference))
         if probe_verdict is not None:
@@ -305,15 +296,32 @@ def _caching_probe(
     after: bool = False,
 ) -> CachingProbe:
     """TEST04 for one benchmark: ``fn`` (its timed callable) against ``FRESH_INPUTS`` new inputs."""
-    fresh = [prepare(bench.build(device, v)) for v in range(1, FRESH_INPUTS + 1)]
+    fresh = [device_call(prepare(device_call(bench.build)(device, v))) for v in range(1, FRESH_INPUTS + 1)]
     return CachingProbe(
         fn,
         fresh,
-        backend=backend,
+        backend=device_backend(backend),
         seed=seed,
         salt=f"performance:{bench.name}:{bench.dtype}",
         probability=0.0 if after else 0.25,
         threshold=threshold,
+    )
+
+
+def _error_case(bench: Benchmark, exc: Exception, *, phase: str) -> dict[str, Any]:
+    """The error case of a benchmark that raised, classified by where (runners/errors.py)."""
+    outcome = classify_exception(exc, phase=phase)
+    return case_record(
+        bench.params.get("kernel", bench.kind),
+        bench.dtype,
+        bench.name,
+        outcome.status,
+        error_class=outcome.error_class,
+        code=outcome.code,
+        reason=outcome.reason,
+        message=f"{type(exc).__name__}: {exc}"[:500],
+        flops=bench.flops,
+        bytes_moved=bench.bytes,
     )
 
 
