@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,7 @@ def run_model(spec: dict[str, Any], backend: Any, progress: Progress | None = No
         integrity=integrity_section(out["consistency"], out["caching"], out["timing"]),
         models=out["models"],
         support=out["support"],
+        timing_policy=out["timing_policy"],
     )
 
 
@@ -159,6 +161,7 @@ def run_model_suite(
         "timing": [],
         "models": [],
         "support": declaration,
+        "timing_policy": {**asdict(policy), "quick": quick},
     }
     entries = spec.get("models")
     if not entries:

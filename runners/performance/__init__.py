@@ -22,7 +22,7 @@ import torch
 
 from runners.catalog.base import element_size, torch_dtype
 from runners.document import build_document, now_iso
-from runners.errors import classify_exception, device_backend, device_call
+from runners.errors import classify_exception, declared_unsupported, device_backend, device_call
 from runners.integrity import (
     CachingProbe,
     OutputSampler,
@@ -88,6 +88,7 @@ def run_performance(spec: dict[str, Any], backend: Any, progress: Progress | Non
         claims=out["claims"],
         integrity=integrity_section(out["consistency"], out["caching"], out["timing"]),
         timing_policy=out["timing_policy"],
+        support=out["support"],
     )
 
 
@@ -125,8 +126,14 @@ def plan(spec: dict[str, Any], backend: Any, *, challenge: str, quick: bool) -> 
     """
     options = _options(spec)
     perf = options.get("performance") or {}
-    supported = set(backend.supported_dtypes())
-    dtypes = [d for d in perf.get("dtypes", PERF_DTYPES) if d in supported]
+    # A planned dtype stays in the plan whatever the backend declares: one it does not declare ends as
+    # "unsupported" cases (recorded, never silently dropped); a standalone run's default set is only
+    # what the backend declares.
+    if perf.get("dtypes"):
+        dtypes = list(perf["dtypes"])
+    else:
+        supported = set(backend.supported_dtypes())
+        dtypes = [d for d in PERF_DTYPES if d in supported]
     floats = [d for d in dtypes if d != "int8"]
     small = quick or backend.name == "cpu"
     benches: list[Benchmark] = []
@@ -171,6 +178,9 @@ def run_performance_suite(
     device = backend.device()
     prepare: Callable[[Callable[[], Any]], Callable[[], Any]] = backend.prepare
     timed_backend = device_backend(backend)  # what the timing code calls is the device's
+    # What the backend declares it supports, before anything runs: only a benchmark this leaves out
+    # is "unsupported" (runners/errors.py); the document records it for the platform's check.
+    declaration = backend.support_declaration()
     benches = plan(spec, backend, challenge=challenge, quick=quick)
     # Bandwidth is not probed: its fresh inputs would be several more buffers of 4x the LLC.
     computing = [b for b in benches if b.kind != "bandwidth"]
@@ -215,6 +225,23 @@ def run_performance_suite(
                     "predicted_call_s": predicted,
                     "reason": "too long",
                 }
+            )
+            continue
+        declared = declared_unsupported(declaration, bench.params.get("kernel", bench.kind), bench.dtype)
+        if declared is not None:
+            cases.append(
+                case_record(
+                    bench.params.get("kernel", bench.kind),
+                    bench.dtype,
+                    bench.name,
+                    declared.status,
+                    error_class=declared.error_class,
+                    code=declared.code,
+                    reason=declared.reason,
+                    message=f"{backend.name}: {declared.reason}",
+                    flops=bench.flops,
+                    bytes_moved=bench.bytes,
+                )
             )
             continue
         # The float64 reference is the judge's own work on the host, from the challenge alone.
@@ -277,6 +304,7 @@ def run_performance_suite(
         "caching": caching,
         "timing": timing_section(items, policy),
         "timing_policy": {**asdict(policy), "quick": quick},
+        "support": declaration,
     }
 
 

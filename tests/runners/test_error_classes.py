@@ -398,3 +398,33 @@ def test_only_an_exception_raised_through_a_device_call_is_the_products_in_a_tim
     assert classify_exception(raised.value, phase="timed").code == "product_failure"
     assert classify_exception(RuntimeError("our bug"), phase="timed").code == "harness_error"
     assert classify_exception(TimeoutError(), phase="timed").code == "timeout"
+
+
+# The performance suite declares what it was told is supported ---------------------------------
+
+
+def test_performance_documents_record_the_backends_declaration_and_honour_it():
+    class NoBfloat16(CpuBackend):
+        def supported_dtypes(self) -> list[str]:
+            return [d for d in super().supported_dtypes() if d != "bfloat16"]
+
+    spec = build_spec(
+        suite="performance",
+        device="cpu",
+        challenge=CHALLENGE,
+        options={
+            "quick": True,
+            "performance": {"dtypes": ["float32", "bfloat16"], "gemm_sizes": [64], "kinds": ["gemm"]},
+        },
+    )
+    from runners.performance import run_performance
+
+    backend = NoBfloat16()
+    document = run_performance(spec, backend)
+    validate_document(document)
+    assert document["support"] == backend.support_declaration()
+    assert "bfloat16" not in document["support"]["dtypes"]
+    assert {(c["dtype"], c["status"], c["code"]) for c in document["cases"]} == {
+        ("bfloat16", "unsupported", "unsupported_dtype")
+    }
+    assert {m["dtype"] for m in document["measurements"]} == {"float32"}
