@@ -255,3 +255,49 @@ def test_an_honest_cpu_passes_output_consistency(suite) -> None:
     spec = MODEL_SPEC if suite is run_model_suite else PERF_SPEC
     result = suite(spec, CpuBackend(), seed="challenge-2")
     assert all(c["verdict"] == "pass" for c in result["consistency"])
+
+
+# TEST01 of a decoder's first token and decode step ----------------------------------------------
+
+from runners.models.llama import LlamaConfig  # noqa: E402
+
+DECODER = seeded_model_entry(
+    "llama-tiny",
+    "llama-decoder",
+    dict(LlamaConfig.small().__dict__),
+    seed=0,
+    directory=Path(tempfile.gettempdir()) / "runners-tests-seeded",
+    task="text-generation",
+)
+DECODER_SPEC = {"quick": True, "models": [DECODER], "model_dtypes": ["float32"], **BARS}
+
+
+class CachedStepsReturnJunk(CpuBackend):
+    """Honest on whole prompts (the accuracy pass), junk logits whenever a KV cache is passed (TTFT, decode)."""
+
+    def prepare(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def junk(*args: Any) -> Any:
+            out = fn(*args)
+            if len(args) > 1:  # (tokens, cache): a timed first token or decode step
+                return torch.flip(out, dims=[-1])
+            return out
+
+        return junk
+
+
+def test_an_honest_decoders_first_token_and_decode_samples_pass_against_float64() -> None:
+    result = run_model_suite(DECODER_SPEC, CpuBackend(), seed="challenge-decoder")
+    (consistency,) = result["consistency"]
+    assert consistency["verdict"] == "pass", consistency["details"]
+    labels = {label.split("@")[0] for label in consistency["sample_ids"]}
+    assert {"ttft b1", "decode b1", "ttft b4", "decode b4"} <= labels
+
+
+def test_junk_first_tokens_and_decode_steps_fail_against_the_float64_reference() -> None:
+    result = run_model_suite(DECODER_SPEC, CachedStepsReturnJunk(), seed="challenge-decoder")
+    assert result["cases"][0]["status"] == "pass"  # the accuracy pass (whole prompts) was honest
+    (consistency,) = result["consistency"]
+    assert consistency["verdict"] == "fail"
+    failed = {d["sample"].split("@")[0] for d in consistency["details"]}
+    assert failed and failed <= {"ttft b1", "decode b1", "ttft b4", "decode b4"}
+    assert all(d["metric"] == "tokens_within_rounding" for d in consistency["details"])
