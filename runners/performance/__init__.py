@@ -49,9 +49,13 @@ MAX_CALL_S = 2.0
 # Fresh inputs per caching probe: each is one more copy of the benchmark's inputs in memory.
 FRESH_INPUTS = 4
 PERF_DTYPES = ("float32", "bfloat16", "float16", "int8")
-# The GEMM sweep doubles N from the first size while throughput still rises by this share;
-# the first size that does not is the last one measured ("until throughput stops rising").
+# The GEMM sweep doubles N from the first size while throughput still rises by this share over
+# the best so far; it stops after SWEEP_PATIENCE sizes in a row that do not ("until throughput stops
+# rising"). One size is not enough: a CPU's throughput often dips at one size (a cache or blocking
+# boundary, a noisy neighbour) and rises again at the next, and stopping there left the headline at
+# 0.6 x what a bare matmul loop reaches on the same host (issue 11).
 SWEEP_RISE = 0.02
+SWEEP_PATIENCE = 2
 # Share of the device's free memory the three GEMM operands of one sweep size may take.
 SWEEP_MEMORY_SHARE = 0.25
 CPU_GEMM_SIZES = [256, 512, 1024, 2048, 4096, 8192]
@@ -187,6 +191,7 @@ def run_performance_suite(
     probed = {_key(computing[i]) for i in _probe_choice(computing, seed, "performance:caching").values()}
     sweeps = {d: _gemm_sizes(options, backend, d, quick=quick)[1] for d in {b.dtype for b in benches}}
     rise = float(perf.get("sweep_rise", SWEEP_RISE))
+    patience = int(perf.get("sweep_patience", SWEEP_PATIENCE))
     max_call_s = float(perf.get("max_call_s", MAX_CALL_S))
     total = len(benches) + 1
 
@@ -202,6 +207,7 @@ def run_performance_suite(
     last_rate: dict[tuple[str, str], float] = {}  # (kind, dtype) -> seconds per FLOP or byte
     best_gemm: dict[str, float] = {}  # dtype -> best TFLOP/s so far in its sweep
     stopped: dict[str, int] = {}  # dtype -> the size at which its sweep stopped rising
+    flat: dict[str, int] = {}  # dtype -> sizes in a row that did not rise over the best
     probed_groups: set[tuple[str, str]] = set()
     last_measured: dict[tuple[str, str], tuple[Benchmark, Callable[[], Any]]] = {}
     for index, bench in enumerate(benches):
@@ -279,7 +285,11 @@ def run_performance_suite(
         if bench.kind == "gemm" and sweeps.get(bench.dtype) and item["value"] is not None:
             previous = best_gemm.get(bench.dtype)
             if previous is not None and item["value"] < previous * (1 + rise):
-                stopped[bench.dtype] = bench.params["M"]
+                flat[bench.dtype] = flat.get(bench.dtype, 0) + 1
+                if flat[bench.dtype] >= patience:
+                    stopped[bench.dtype] = bench.params["M"]
+            else:
+                flat[bench.dtype] = 0
             best_gemm[bench.dtype] = max(previous or 0.0, item["value"])
     say(len(benches), "integrity: caching after the fact")
     for group, (bench, fn) in sorted(last_measured.items(), key=lambda kv: kv[0]):
