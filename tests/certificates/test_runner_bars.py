@@ -158,6 +158,12 @@ def test_events_that_under_report_time_fail_the_timing_blocker(cast, aia12):
     assert "disagree with the host clock" in timing.explanation and "0.083" in timing.explanation
     assert timing.evidence["bounds"] == [0.5, 1.05]
     assert "B5" in campaign.state_reason and "failed blocker" in campaign.state_reason
+    # The reviewer's page asks the same judge.
+    from apps.portal.evidence import campaign_evidence
+
+    page = campaign_evidence(campaign=campaign, criteria=list(campaign.criterion_results.all()))
+    assert any("Integrity check timing" in a.text and "0.083" in a.text for a in page.anomalies)
+    assert ("clock_ratio_bounds", '{"max": 1.05, "min": 0.5}') in [(n, v) for n, v, _ in page.thresholds]
 
 
 def test_honest_events_pass_and_host_clock_timing_has_nothing_to_cross_check(cast, aia12):
