@@ -13,11 +13,13 @@ highest events / host-clock ratio and the false-alarm count (issue 11, item 5: m
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 from runners.backends.builtin import CpuBackend  # noqa: E402
 from runners.performance import run_performance_suite  # noqa: E402
@@ -31,8 +33,16 @@ class HostEventsCpu(CpuBackend):
         return True
 
 
+def program_bounds() -> dict[str, float]:
+    """The clock bounds a platform job spec carries: AIA 1.2's level thresholds (clock_ratio_bounds)."""
+    definition = json.loads((ROOT / "apps/runs/programs/aia-1.2.json").read_text())
+    bounds = definition["levels"][0]["thresholds"]["clock_ratio_bounds"]["value"]
+    return {"clock_ratio_min": bounds["min"], "clock_ratio_max": bounds["max"]}
+
+
 REDUCED = {
     "quick": True,
+    "timing": program_bounds(),
     "performance": {"dtypes": ["float32"], "gemm_sizes": [128, 256], "kinds": ["gemm", "attention", "conv"]},
 }
 

@@ -1,20 +1,25 @@
-"""The performance suite's GEMM headline against the best a bare loop reaches, per dtype.
+"""The performance suite's GEMM headline against the best a bare matmul loop reaches, per dtype.
 
-Issue 11, item 4: the headline (the best headline-eligible GEMM of the suite's own sweep,
-certification timing policy) must be at least 0.95 x the best throughput a bare
-``torch.utils.benchmark`` loop of ``torch.matmul`` reaches on the same device at equal
-threads over N = 256 ... 4096 (CPU) or 1024 ... 16384 (GPU). Sizes whose call would take
-longer than ``--max-call-s`` (predicted from the previous size, N^3) are skipped on both
-sides, as the suite skips them. Prints, per dtype, both figures, their sizes and the ratio;
-``all rows`` is the ratio when unstable measurements are admitted too (on a loaded host the
-eligible headline may have to fall back to a smaller, stable size).
+Issue 11, item 4: the headline (the runner's claimed best GEMM, ``claims.dtypes[d].best_gemm_tflops``,
+from its own size sweep under the certification timing policy) must be at least 0.95 x the best
+throughput a bare ``torch.utils.benchmark`` loop of ``torch.matmul`` reaches on the same device at
+equal threads over N = 256 ... 4096 (CPU) or 1024 ... 16384 (GPU).
 
-    python bench/gemm_vs_bare.py [--device cpu] [--dtypes float32,bfloat16,float16]
+The two are *interleaved*: every round runs, for each dtype, the runner's sweep and then the bare
+loop over the same sizes, so a noisy neighbour or a clock change hits both alike; after
+``--rounds`` rounds it prints, per dtype, the median headline, the median bare best and their ratio,
+with each round's ratio and the load average before and after. Sizes whose call would take longer
+than ``--max-call-s`` (predicted from the previous size, N^3) are skipped on both sides, as the
+suite skips them. Keep runs short on a shared machine (``--rounds 3 --dtypes float32``).
+
+    python bench/gemm_vs_bare.py [--device cpu] [--dtypes float32,bfloat16,float16] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -31,11 +36,46 @@ CPU_SIZES = [256, 512, 1024, 2048, 4096]
 GPU_SIZES = [1024, 2048, 4096, 8192, 16384]
 
 
+def load() -> str:
+    try:
+        return "/".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def runner_headline(
+    dtype: str, sizes: list[int], backend, max_call_s: float, seed: str
+) -> tuple[float | None, float | None, str]:
+    """The runner's claimed best GEMM of its own sweep (certification policy), its best row with
+    unstable rows admitted (a loaded host makes every row unstable), and the rows."""
+    spec = {
+        "options": {
+            "performance": {
+                "dtypes": [dtype],
+                "kinds": ["gemm"],
+                "gemm_sizes": sizes,
+                "sweep": True,
+                "max_call_s": max_call_s,
+            }
+        }
+    }
+    out = run_performance_suite(spec, backend, seed=seed)
+    claim = out["claims"]["dtypes"].get(dtype) or {}
+    measured = ", ".join(
+        f"{m['params']['M']}:{m['value']:.4f}{'u' if m['unstable'] else ''}"
+        for m in out["measurements"]
+        if m["value"] is not None
+    )
+    any_row = max((m["value"] for m in out["measurements"] if m["value"] is not None), default=None)
+    return claim.get("best_gemm_tflops"), any_row, measured
+
+
 def bare_best(
-    dtype: str, sizes: list[int], device: torch.device, backend, max_call_s: float
-) -> tuple[float, int]:
+    dtype: str, sizes: list[int], device: torch.device, backend, max_call_s: float, min_run_s: float
+):
+    """The best throughput of a bare ``torch.matmul`` loop over ``sizes`` (Timer.blocked_autorange)."""
     threads = torch.get_num_threads()
-    best, best_n, rate = 0.0, 0, 0.0
+    best, rate, measured = 0.0, 0.0, []
     for n in sizes:
         if rate and rate * 2 * n**3 > max_call_s:
             break
@@ -44,61 +84,72 @@ def bare_best(
         b = torch.randn(n, n, generator=g).to(device, getattr(torch, dtype))
         timer = Timer("torch.matmul(a, b)", globals={"torch": torch, "a": a, "b": b}, num_threads=threads)
         backend.synchronize()
-        seconds = timer.blocked_autorange(min_run_time=0.5).median
+        seconds = timer.blocked_autorange(min_run_time=min_run_s).median
         rate = seconds / (2 * n**3)
         tflops = 2 * n**3 / seconds / 1e12
-        print(f"  bare   {dtype:9s} N={n:5d} {tflops:.4f} TFLOP/s", flush=True)
-        if tflops > best:
-            best, best_n = tflops, n
-    return best, best_n
+        measured.append(f"{n}:{tflops:.4f}")
+        best = max(best, tflops)
+    return best, ", ".join(measured)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtypes", default="float32,bfloat16,float16")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--max-n", type=int, default=None, help="largest size (default 4096 CPU, 16384 GPU)")
     parser.add_argument("--max-call-s", type=float, default=MAX_CALL_S)
+    parser.add_argument(
+        "--min-run-s", type=float, default=0.2, help="bare loop: Timer.blocked_autorange time"
+    )
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     backend = get_backend(args.device)
     device = backend.device()
     sizes = CPU_SIZES if backend.name == "cpu" else GPU_SIZES
+    sizes = [n for n in sizes if args.max_n is None or n <= args.max_n]
     dtypes = [d for d in args.dtypes.split(",") if d in backend.supported_dtypes()]
-    print(f"device={device} threads={torch.get_num_threads()} torch={torch.__version__} sizes={sizes}")
-    rows = []
-    for dtype in dtypes:
-        started = time.perf_counter()
-        spec = {
-            "options": {
-                "performance": {
-                    "dtypes": [dtype],
-                    "kinds": ["gemm"],
-                    "gemm_sizes": sizes,
-                    "sweep": True,
-                    "max_call_s": args.max_call_s,
-                }
-            }
-        }
-        out = run_performance_suite(spec, backend, seed=f"bench-{dtype}")
-        for m in out["measurements"]:
+    print(
+        f"device={device} threads={torch.get_num_threads()} torch={torch.__version__} sizes={sizes} "
+        f"rounds={args.rounds} load={load()}",
+        flush=True,
+    )
+    headlines: dict[str, list[float]] = {d: [] for d in dtypes}
+    bares: dict[str, list[float]] = {d: [] for d in dtypes}
+    loose: dict[str, list[float]] = {d: [] for d in dtypes}  # unstable rows admitted
+    started = time.perf_counter()
+    for round_index in range(args.rounds):
+        for dtype in dtypes:
+            headline, any_row, runner_rows = runner_headline(
+                dtype, sizes, backend, args.max_call_s, seed=f"bench-{dtype}-{round_index}"
+            )
+            bare, bare_rows = bare_best(dtype, sizes, device, backend, args.max_call_s, args.min_run_s)
+            if headline:
+                headlines[dtype].append(headline)
+            if any_row:
+                loose[dtype].append(any_row)
+            bares[dtype].append(bare)
+            ratio = f"{headline / bare:.3f}" if headline and bare else "n/a"
             print(
-                f"  runner {dtype:9s} N={m['params']['M']:5d} {m['value']:.4f} TFLOP/s"
-                f"{' unstable' if m['unstable'] else ''} ({m['significant_digits']} significant digits)",
+                f"round {round_index} {dtype:9s} ratio {ratio}  runner [{runner_rows}]  bare [{bare_rows}]"
+                f"  load={load()}",
                 flush=True,
             )
-        verdict = out["claims"]["dtypes"][dtype]
-        headline = verdict["best_gemm_tflops"]
-        any_row = max((m for m in out["measurements"] if m["value"]), key=lambda m: m["value"], default=None)
-        bare, bare_n = bare_best(dtype, sizes, device, backend, args.max_call_s)
-        rows.append(
-            (dtype, headline, verdict["best_gemm"], any_row, bare, bare_n, time.perf_counter() - started)
-        )
-    header = ("dtype", "headline", "at", "bare best", "at", "ratio", "all rows")
-    print("{:9s} {:>9s} {:>16s} {:>9s} {:>6s} {:>6s} {:>8s}".format(*header))
-    for dtype, headline, at, any_row, bare, bare_n, seconds in rows:
-        ratio = f"{headline / bare:.3f}" if headline and bare else "n/a"
-        loose = f"{any_row['value'] / bare:.3f}" if any_row and bare else "n/a"
-        figures = f"{headline or 0:9.4f} {at or '-':>16s} {bare:9.4f} {bare_n:6d}"
-        print(f"{dtype:9s} {figures} {ratio:>6s} {loose:>8s}   ({seconds:.0f}s)")
+    print(
+        f"{'dtype':9s} {'headline':>9s} {'bare best':>9s} {'ratio':>6s} {'all rows':>8s}  (medians over rounds)"
+    )
+    for dtype in dtypes:
+        bare = statistics.median(bares[dtype]) if bares[dtype] else 0.0
+        any_row = f"{statistics.median(loose[dtype]) / bare:8.3f}" if loose[dtype] and bare else "     n/a"
+        if not headlines[dtype] or not bare:
+            print(
+                f"{dtype:9s} {'-':>9s} {bare:9.4f} {'n/a':>6s} {any_row}  (no stable headline in any round)"
+            )
+            continue
+        headline = statistics.median(headlines[dtype])
+        print(f"{dtype:9s} {headline:9.4f} {bare:9.4f} {headline / bare:6.3f} {any_row}")
+    print(f"wall {time.perf_counter() - started:.0f}s, load={load()}")
 
 
 if __name__ == "__main__":

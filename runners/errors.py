@@ -25,6 +25,8 @@ fault it is. Only the two ``unsupported_*`` codes carry the class ``unsupported`
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -63,7 +65,11 @@ ERROR_CLASS = {
     BAD_SPEC: "bad_spec",
 }
 
-Phase = Literal["harness", "device"]
+# harness: the runner's own host work; device: a call through the backend; timed: a timed block, where
+# the device's calls (wrapped by ``device_call`` / ``device_backend``) mix with the harness's own
+# sampling, statistics and probes, so the exception itself says which raised it.
+Phase = Literal["harness", "device", "timed"]
+_DEVICE_MARK = "_raised_through_a_device_call"
 
 
 @dataclass(frozen=True)
@@ -110,13 +116,17 @@ def classify_exception(exc: BaseException, *, phase: Phase) -> Classified:
     """The code of an exception raised while a case ran.
 
     ``phase`` says who was running: ``harness`` for the runner's own host work (inputs, float64
-    reference, scoring), ``device`` for anything that went through the backend. The exception's
+    reference, scoring), ``device`` for anything that went through the backend, ``timed`` for a timed
+    block that mixes both: there only an exception raised through a device call (``device_call``,
+    ``device_backend``) is the product's, any other is a ``harness_error``. The exception's
     message is never read to decide: a NotImplementedError or a "not supported" message from a
     device call declared supported is a ``product_failure``.
     """
     name = type(exc).__name__
     if _is_timeout(exc):
         return error(TIMEOUT, name)
+    if phase == "timed" and not raised_on_device(exc):
+        return error(HARNESS_ERROR, f"{name} raised by the runner's own code inside a timed block")
     if phase == "harness":
         return error(HARNESS_ERROR, name)
     if isinstance(exc, torch.OutOfMemoryError | MemoryError):
@@ -137,3 +147,76 @@ def declared_unsupported(declaration: dict[str, Any], kernel: str, dtype: str) -
         if key in kernels:
             return unsupported(UNSUPPORTED_OP, f"declared unsupported: {str(kernels[key])[:200]}")
     return None
+
+
+def raised_on_device(exc: BaseException) -> bool:
+    """Whether ``exc`` came out of a call wrapped by ``device_call`` (or a cause of it did)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if getattr(current, _DEVICE_MARK, False):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _mark(exc: BaseException) -> None:
+    try:
+        setattr(exc, _DEVICE_MARK, True)
+    except (AttributeError, TypeError):  # an exception type with __slots__: left unmarked
+        pass
+
+
+def device_call(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` (a call into the vendor's backend) with whatever it raises marked as the device's."""
+    if getattr(fn, "_device_call", False):
+        return fn
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except BaseException as exc:
+            _mark(exc)
+            raise
+
+    call._device_call = True  # type: ignore[attr-defined]
+    return call
+
+
+class _DeviceEvent:
+    """A backend's timing event whose record and elapsed_ms are device calls."""
+
+    def __init__(self, event: Any) -> None:
+        self._event = event
+
+    def record(self) -> None:
+        device_call(self._event.record)()
+
+    def elapsed_ms(self, end: Any) -> float:
+        other = end._event if isinstance(end, _DeviceEvent) else end
+        return device_call(self._event.elapsed_ms)(other)
+
+
+class _DeviceBackend:
+    """A backend seen by the runner's timing and probing code: every method it calls is a device call,
+    and the events it hands out record and read as device calls, so an exception in a timed block
+    can be told apart from one in the harness's own code (``classify_exception(phase="timed")``)."""
+
+    def __init__(self, backend: Any) -> None:
+        self._backend = backend
+
+    def event(self) -> _DeviceEvent:
+        return _DeviceEvent(device_call(self._backend.event)())
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._backend, name)
+        return device_call(attribute) if callable(attribute) else attribute
+
+
+def device_backend(backend: Any) -> Any:
+    """``backend`` with its calls marked as the device's (see ``_DeviceBackend``); None stays None."""
+    if backend is None or isinstance(backend, _DeviceBackend):
+        return backend
+    return _DeviceBackend(backend)

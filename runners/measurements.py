@@ -140,18 +140,26 @@ def case_record(
 def timing_section(items: list[dict[str, Any]], policy: TimingPolicy) -> dict[str, Any]:
     """The clock cross-check over every events-timed measurement (the ``integrity.timing`` item).
 
-    ``not_applicable`` where nothing was timed by device events (host clock only).
+    ``not_applicable`` where nothing was timed by device events (host clock only); ``not_judged``
+    where the job spec gave no bounds (the raw ratios are still reported; the platform judges).
     """
     checked = [i for i in items if i.get("clock")]
-    disagreeing = [i for i in checked if not i["clock"]["agrees"]]
+    disagreeing = [i for i in checked if i["clock"]["agrees"] is False]
     ratios = [i["clock"]["ratio"] for i in checked if i["clock"]["ratio"] is not None]
+    bounds = policy.clock_bounds
+    if not checked:
+        verdict = "not_applicable"
+    elif bounds is None:
+        verdict = "not_judged"
+    else:
+        verdict = "fail" if disagreeing else "pass"
     return {
-        "verdict": "fail" if disagreeing else "pass" if checked else "not_applicable",
+        "verdict": verdict,
         "checked": len(checked),
         "disagreements": len(disagreeing),
         "min_ratio": min(ratios, default=None),
         "max_ratio": max(ratios, default=None),
-        "bounds": [policy.clock_ratio_min, policy.clock_ratio_max],
+        "bounds": list(bounds) if bounds is not None else None,
         "refused": [f"{i['name']}:{i['dtype']}" for i in disagreeing][:50],
     }
 
@@ -171,13 +179,8 @@ def integrity_section(
     timings = [timing] if isinstance(timing, dict) else list(timing or [])
     if timings:
         worst = [t for t in timings if t["verdict"] == "fail"] or timings
-        ran = [t for t in timings if t["verdict"] != "not_applicable"]
         section["timing"] = {
-            "verdict": "fail"
-            if any(t["verdict"] == "fail" for t in timings)
-            else "pass"
-            if ran
-            else "not_applicable",
+            "verdict": _overall(timings),
             "checked": sum(t["checked"] for t in timings),
             "disagreements": sum(t["disagreements"] for t in timings),
             "min_ratio": min((t["min_ratio"] for t in timings if t["min_ratio"] is not None), default=None),
@@ -198,11 +201,21 @@ def integrity_section(
         ]
         slowest = max(timed, key=lambda c: float(c["speedup_ratio"] or 0.0))
         section["caching"] = {
-            "verdict": "fail" if any(c["verdict"] == "fail" for c in caching) else "pass",
+            "verdict": _overall(caching),
             **{k: slowest[k] for k in ("fresh_median_s", "repeated_median_s", "speedup_ratio", "threshold")},
             "items": caching,
         }
     return section
+
+
+def _overall(items: list[dict[str, Any]]) -> str:
+    """fail if any item fails; not_judged if any was not judged (no bar in the spec); pass if any
+    passed; not_applicable otherwise."""
+    verdicts = {item["verdict"] for item in items}
+    for verdict in ("fail", "not_judged", "pass"):
+        if verdict in verdicts:
+            return verdict
+    return "not_applicable"
 
 
 def measurement_table(document: dict[str, Any]) -> str:

@@ -39,8 +39,10 @@ The method, in the order it runs:
    device that sum is the host time less the first launch's latency and the last
    synchronize's return, microseconds against a round of a millisecond or more. The ratio
    events / host clock over all rounds outside [``clock_ratio_min``, ``clock_ratio_max``]
-   marks the measurement ``clock_disagreement``; the suites then refuse its figure. The raw
-   sums and ratios stay in the document so the platform can judge them itself.
+   marks the measurement ``clock_disagreement``; the suites then refuse its figure. The bounds
+   are the certification program's (its level's ``clock_ratio_bounds``, passed in the job
+   spec's ``options.timing``); a run given none reports the raw sums and ratios and refuses
+   nothing. Either way the raw figures stay in the document and the platform judges them itself.
 8. **Probes.** A caller may pass a hook that runs between rounds (outside every timed
    interval): the integrity checks use it to take output samples and caching probes at
    randomized points of the timed run (runners.integrity).
@@ -78,14 +80,17 @@ class ClockCheck:
     host_s: float  # host clock over the same rounds
     min_round_ratio: float
     rounds: int
-    bounds: tuple[float, float]
+    bounds: tuple[float, float] | None  # the program's, from the job spec; None: not judged here
 
     @property
     def ratio(self) -> float:
         return self.event_s / self.host_s if self.host_s > 0 else math.inf
 
     @property
-    def agrees(self) -> bool:
+    def agrees(self) -> bool | None:
+        """Whether the ratio is within the bounds; None when the job spec gave none."""
+        if self.bounds is None:
+            return None
         return self.bounds[0] <= self.ratio <= self.bounds[1]
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,7 +100,7 @@ class ClockCheck:
             "ratio": self.ratio,
             "min_round_ratio": self.min_round_ratio,
             "rounds": self.rounds,
-            "bounds": list(self.bounds),
+            "bounds": list(self.bounds) if self.bounds is not None else None,
             "agrees": self.agrees,
         }
 
@@ -128,13 +133,12 @@ class TimingPolicy:
     max_samples: int = 10_000
     block_min_s: float = 1e-3
     flush_cache: bool = False
-    # Events / host clock over a measurement's rounds. An honest device's events cover the
-    # round less microseconds of launch and synchronize latency (>= 0.9 on rounds of 1 ms or
-    # more); they can never exceed the host interval that contains them, beyond clock-domain
-    # skew and event resolution (0.5 us on CUDA). Half of the host time leaves room for a
-    # loaded host and still refuses a device whose events report 2x faster than the clock.
-    clock_ratio_min: float = 0.5
-    clock_ratio_max: float = 1.05
+    # Bounds of events / host clock over a measurement's rounds (step 7). They are a
+    # certification bar, so they are the program's (its level's ``clock_ratio_bounds``, with
+    # their source), given by the job spec's ``options.timing``; without them the runner
+    # reports the raw ratio and refuses nothing.
+    clock_ratio_min: float | None = None
+    clock_ratio_max: float | None = None
 
     @classmethod
     def quick(cls) -> TimingPolicy:
@@ -148,6 +152,12 @@ class TimingPolicy:
             min_samples=5,
             block_min_s=2e-4,
         )
+
+    @property
+    def clock_bounds(self) -> tuple[float, float] | None:
+        if self.clock_ratio_min is None or self.clock_ratio_max is None:
+            return None
+        return float(self.clock_ratio_min), float(self.clock_ratio_max)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> TimingPolicy:
@@ -197,7 +207,7 @@ class TimingStats:
 
     @property
     def clock_disagrees(self) -> bool:
-        return self.clock is not None and not self.clock.agrees
+        return self.clock is not None and self.clock.agrees is False
 
     def to_dict(self) -> dict[str, float | int]:
         """The ``stats`` object of a measurement in the result document (seconds)."""
@@ -338,7 +348,7 @@ def measure_with_output(
                 host_s=host_total,
                 min_round_ratio=worst_round,
                 rounds=rounds,
-                bounds=(policy.clock_ratio_min, policy.clock_ratio_max),
+                bounds=policy.clock_bounds,
             )
         stats = summarize(
             samples, target_rel_iqr=policy.target_rel_iqr, calls_per_sample=number, method=method

@@ -209,7 +209,8 @@ def model_accuracy(campaign: Campaign, params: dict, thresholds: judge.Threshold
 def integrity(campaign: Campaign, params: dict, thresholds: judge.Thresholds) -> Judgement:
     """fingerprint: every accepted document's fingerprint matches the registered target (the
     comparison of ingestion) and all name one device; output_consistency / caching: every TEST01 /
-    TEST04 result of the documents passes the judge's reading of its raw figures."""
+    TEST04 result of the documents passes the judge's reading of its raw figures; timing: every figure
+    timed by device events agrees with the host clock within the level's bounds."""
     check = params["check"]
     documents = _documents(campaign)
     if not documents:
@@ -248,6 +249,8 @@ def integrity(campaign: Campaign, params: dict, thresholds: judge.Thresholds) ->
             None,
             evidence,
         )
+    if check == "timing":
+        return _timing(documents, thresholds)
     if check not in judge.INTEGRITY_NAMES:
         return _fail(f"Unknown integrity check {check!r}.")
     verdicts = [
@@ -288,6 +291,66 @@ def integrity(campaign: Campaign, params: dict, thresholds: judge.Thresholds) ->
     return _fail(
         f"{len(verdicts) - len(passing)} of {len(verdicts)} {check.replace('_', ' ')} results fail: "
         f"{failed}.",
+        measured=rate,
+        threshold=1.0,
+        evidence=evidence,
+    )
+
+
+def _timing(documents: list[ResultDocument], thresholds: judge.Thresholds) -> Judgement:
+    """Every figure timed by device events agrees with the host clock within the level's bounds
+    (judge.clock_verdict, from the raw sums each measurement carries); a document whose runner
+    already refused figures fails too. Host-clock timing leaves nothing to cross-check."""
+    rows = (
+        Measurement.objects.filter(document__in=documents)
+        .order_by("document__job_id", "id")
+        .values("document_id", "name", "dtype", "params")
+    )
+    by_document: dict[int, list[dict]] = defaultdict(list)
+    for row in rows:
+        params = row["params"] if isinstance(row["params"], dict) else {}
+        by_document[row["document_id"]].append(
+            {
+                "name": row["name"],
+                "dtype": row["dtype"],
+                "timing_method": params.get("timing_method"),
+                "clock": params.get("clock"),
+            }
+        )
+    verdicts = [
+        {"document": d.sha256, "job": d.job_id, "verdict": "pass" if v.passed else "fail", "detail": v.detail}
+        for d in documents
+        for v in judge.timing_verdicts(
+            measurements=by_document.get(d.pk, []), integrity=d.integrity, thresholds=thresholds
+        )
+    ]
+    bounds = [thresholds.clock_ratio_min, thresholds.clock_ratio_max]
+    evidence = {
+        "documents": [_doc_ref(d) for d in documents if any(v["document"] == d.sha256 for v in verdicts)],
+        "verdicts": verdicts,
+        "bounds": bounds,
+    }
+    if not verdicts:
+        return Judgement(
+            CriterionOutcome.NOT_APPLICABLE,
+            "No figure was timed by device events (the host clock timed them all): nothing to cross-check.",
+            evidence=evidence,
+        )
+    failing = [v for v in verdicts if v["verdict"] != "pass"]
+    rate = (len(verdicts) - len(failing)) / len(verdicts)
+    if not failing:
+        return Judgement(
+            CriterionOutcome.PASS,
+            f"All {len(verdicts)} events-timed figures agree with the host clock "
+            f"(events / host clock within {bounds[0]:g}-{bounds[1]:g}).",
+            rate,
+            1.0,
+            evidence,
+        )
+    return _fail(
+        f"{len(failing)} of {len(verdicts)} events-timed figures disagree with the host clock: "
+        + "; ".join(v["detail"] for v in failing[:6])
+        + ".",
         measured=rate,
         threshold=1.0,
         evidence=evidence,

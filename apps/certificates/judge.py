@@ -17,6 +17,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from apps.runs.services.programs import (
+    LEGACY_CLOCK_RATIO_BOUNDS,
+    LEGACY_TEST04_MAX_SPEEDUP,
+    program_runner_bars,
+)
 from runners.dtypes import peak_key
 from runners.fingerprint_check import fingerprint_mismatches
 
@@ -33,12 +38,14 @@ LEGACY_RUNNER_AGREEMENT_DEFAULT = 0.9
 RUNNER_VERDICT_FLAGS = frozenset({"below_threshold", "below_claim", "exceeds_physical"})
 # torch.utils.benchmark.Measurement.significant_figures keeps at most four.
 MAX_SIGNIFICANT_FIGURES = 4
+MIN_CONFIDENCE_INTERVAL_S = 25e-9  # torch.utils.benchmark's _MIN_CONFIDENCE_INTERVAL
 
 # What the platform applied to programs that did not state these bars (AIA 1.0 and 1.1).
 LEGACY_SOURCE = "built into the platform when AIA 1.0/1.1 were published (not stated in the program)"
 LEGACY_ABOVE_PEAK_RATIO = 1.10
-LEGACY_TEST04_MAX_SPEEDUP = 0.10
 LEGACY_SPOT_CHECK_SIZE = 5
+# LEGACY_TEST04_MAX_SPEEDUP and LEGACY_CLOCK_RATIO_BOUNDS: apps/runs/services/programs.py, the one
+# table the job specs (what the runner applied) and this judge both read.
 
 
 @dataclass(frozen=True)
@@ -58,8 +65,16 @@ class Thresholds:
     max_unstable_fraction: float | None
     spot_check_size: int
     required_approvals: int
+    # Device timing events / host clock: a measurement outside [min, max] has an untrustworthy figure.
+    clock_ratio_min: float = LEGACY_CLOCK_RATIO_BOUNDS["min"]
+    clock_ratio_max: float = LEGACY_CLOCK_RATIO_BOUNDS["max"]
     legacy: bool = False
     sources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def clock_ratio_bounds(self) -> dict[str, float]:
+        """The level's clock cross-check bounds as the program states them (``min``, ``max``)."""
+        return {"min": self.clock_ratio_min, "max": self.clock_ratio_max}
 
 
 def _criterion_params(level: dict, kind: str) -> dict:
@@ -82,9 +97,12 @@ def level_thresholds(*, program, level: str) -> Thresholds:
     spec = next((lvl for lvl in definition.get("levels", []) if lvl.get("code") == level), None) or {}
     approvals = spec.get("required_approvals", program_approvals)
     stated = spec.get("thresholds")
+    bars = program_runner_bars(program=definition, level=level)
     if isinstance(stated, dict):
         value = {name: (entry or {}).get("value") for name, entry in stated.items()}
         return Thresholds(
+            clock_ratio_min=bars["clock_ratio_min"],
+            clock_ratio_max=bars["clock_ratio_max"],
             conformance_min_pass_rate=_float(value.get("conformance_min_pass_rate")),
             unsupported_tolerated={
                 str(k): int(v) for k, v in (value.get("unsupported_tolerated") or {}).items()
@@ -124,6 +142,8 @@ def level_thresholds(*, program, level: str) -> Thresholds:
         ),
         spot_check_size=LEGACY_SPOT_CHECK_SIZE,
         required_approvals=int(approvals),
+        clock_ratio_min=bars["clock_ratio_min"],
+        clock_ratio_max=bars["clock_ratio_max"],
         legacy=True,
         sources={
             "conformance_min_pass_rate": criterion_source,
@@ -133,6 +153,7 @@ def level_thresholds(*, program, level: str) -> Thresholds:
             "above_peak_ratio": LEGACY_SOURCE,
             "test01_max_mismatches": LEGACY_SOURCE,
             "test04_max_speedup": LEGACY_SOURCE,
+            "clock_ratio_bounds": LEGACY_SOURCE,
             "spot_check_size": LEGACY_SOURCE,
         },
     )
@@ -291,6 +312,57 @@ def integrity_verdicts(
     return [judge(item=item, thresholds=thresholds) for item in integrity_items(integrity, check)]
 
 
+# Clock cross-check (device timing events against the host clock) -------------------------------
+
+
+def clock_verdict(*, item: dict, thresholds: Thresholds) -> IntegrityVerdict | None:
+    """One measurement's timing events against the host clock, recomputed from its raw sums
+    (``clock.event_s`` / ``clock.host_s``) with the level's bounds; None for a figure the host clock
+    timed (nothing to cross-check). The runner's own ``agrees`` is not read: it never turns a ratio
+    outside the program's bounds into a pass."""
+    clock, method = item.get("clock"), item.get("timing_method")
+    label = f"{item.get('name')} {item.get('dtype') or ''}".strip()
+    if clock is None and method != "device_events":
+        return None
+    if not isinstance(clock, dict):
+        return IntegrityVerdict(
+            "timing", False, f"{label}: timed by device events without the host-clock check", item
+        )
+    event_s, host_s, rounds = (
+        _float(clock.get("event_s")),
+        _float(clock.get("host_s")),
+        _int(clock.get("rounds")),
+    )
+    if event_s is None or host_s is None or host_s <= 0 or event_s < 0 or not rounds:
+        return IntegrityVerdict("timing", False, f"{label}: no usable raw clock figures", item)
+    ratio = event_s / host_s
+    low, high = thresholds.clock_ratio_min, thresholds.clock_ratio_max
+    passed = low <= ratio <= high
+    detail = (
+        f"{label}: events / host clock {ratio:.3f} ({'within' if passed else 'outside'} {low:g}-{high:g})"
+    )
+    return IntegrityVerdict("timing", passed, detail, item)
+
+
+def timing_verdicts(
+    *, measurements: Iterable[dict], integrity: dict | None, thresholds: Thresholds
+) -> list[IntegrityVerdict]:
+    """The clock cross-check of one document: a verdict per events-timed measurement, and a failure
+    wherever the runner itself already refused a figure (its ``integrity.timing`` verdict)."""
+    verdicts = [v for item in measurements if (v := clock_verdict(item=item, thresholds=thresholds))]
+    runner = (integrity or {}).get("timing")
+    if isinstance(runner, dict) and runner.get("verdict") == "fail":
+        verdicts.append(
+            IntegrityVerdict(
+                "timing",
+                False,
+                "the runner refused figures whose events disagreed with the host clock",
+                runner,
+            )
+        )
+    return verdicts
+
+
 # Declared peaks and figures ---------------------------------------------------------------------
 
 
@@ -349,7 +421,8 @@ def significant_figures(
     cv: float | None = None,
 ) -> int:
     """Digits a timed figure's confidence interval supports, as torch.utils.benchmark's
-    Measurement.significant_figures: floor(log10(center / half-width)), between 1 and 4.
+    Measurement.significant_figures: floor(log10(center / half-width)), between 1 and 4, the
+    half-width at least torch's 25 ns (_MIN_CONFIDENCE_INTERVAL; statistics are in seconds).
 
     Without an interval the coefficient of variation stands in for the half-width (wider, so fewer
     digits); without either, two digits."""
@@ -357,7 +430,7 @@ def significant_figures(
         return 1
     half = None
     if ci_low is not None and ci_high is not None and ci_high >= ci_low:
-        half = (ci_high - ci_low) / 2
+        half = max((ci_high - ci_low) / 2, MIN_CONFIDENCE_INTERVAL_S)
     elif cv is not None and cv >= 0:
         half = cv * center
     if half is None:
@@ -376,8 +449,11 @@ def round_significant(value: float, digits: int) -> float:
     return round(value, digits - magnitude)
 
 
-def published_figure(*, value: float, stats: dict[str, Any] | None) -> float:
-    """A timed figure as it may be published: rounded to the digits its interval supports."""
+def published_digits(*, stats: dict[str, Any] | None, runner_digits: Any = None) -> int:
+    """The one rule for how many digits of a timed figure may be published: what its confidence
+    interval supports (significant_figures, recomputed here from the raw statistics), and never more
+    than the runner's own ``significant_digits`` says (a runner may know its clock is coarser; it
+    can never buy digits its interval does not support)."""
     stats = stats or {}
     digits = significant_figures(
         center=_float(stats.get("median")),
@@ -385,7 +461,45 @@ def published_figure(*, value: float, stats: dict[str, Any] | None) -> float:
         ci_high=_float(stats.get("ci_high")),
         cv=_float(stats.get("cv")),
     )
-    return round_significant(value, digits)
+    claimed = _int(runner_digits)
+    if claimed is not None and 1 <= claimed < digits:
+        return claimed
+    return digits
+
+
+def published_figure(*, value: float, stats: dict[str, Any] | None, runner_digits: Any = None) -> float:
+    """A timed figure as it may be published: rounded to ``published_digits``."""
+    return round_significant(value, published_digits(stats=stats, runner_digits=runner_digits))
+
+
+def claimed_best(
+    *, claim: dict | None, key: str, value_key: str, candidates: list[tuple[dict, str | None]]
+) -> tuple[dict | None, str | None]:
+    """The figure a runner's claim names as its best (``claim[key]`` = a measurement name,
+    ``claim[value_key]`` = its value), checked against the document's own measurements.
+
+    ``candidates`` are (measurement, why the judge excludes it or None) of one dtype of one
+    document, each measurement a dict with ``name`` and ``value``. Returns (the claimed measurement,
+    None), or (None, why no figure may be published from this claim): the claim names a figure the
+    measurements do not show, or one the judge excludes, or one that is not the best certifiable
+    figure. Without a claim (documents of a runner before issue 11) the best certifiable candidate
+    stands in."""
+    eligible = [m for m, reason in candidates if reason is None]
+    best = max(eligible, key=lambda m: m["value"], default=None)
+    if not isinstance(claim, dict) or key not in claim:
+        return best, None if best is not None else "no certifiable measurement"
+    name, value = claim.get(key), _float(claim.get(value_key))
+    if name is None or value is None:
+        return None, "the runner claims no certifiable figure"
+    named = [(m, reason) for m, reason in candidates if m["name"] == name]
+    if len(named) != 1 or _float(named[0][0]["value"]) != value:
+        return None, f"the runner's {key} claim ({name}: {value}) is not a figure its measurements show"
+    measurement, reason = named[0]
+    if reason is not None:
+        return None, f"the runner's {key} ({name}) is excluded: {reason}"
+    if best is not None and best["value"] > measurement["value"]:
+        return None, f"the runner's {key} ({name}) is not its best certifiable figure ({best['name']})"
+    return measurement, None
 
 
 def published_accuracy(value: float) -> float:

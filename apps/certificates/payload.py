@@ -17,7 +17,6 @@ from django.db.models import Count
 from apps.certificates import judge
 from apps.certificates.models import CriterionOutcome, CriterionResult, SigningKey
 from apps.runs.models import Campaign, CaseResult, JobSuite, Measurement, ResultDocument
-from runners.measurements import best_gemm_per_dtype
 
 PAYLOAD_FORMAT = "accelerator-certificate/1"
 FINGERPRINT_FIELDS = (
@@ -178,10 +177,10 @@ def _model_scope(
     return sorted(models.values(), key=lambda m: (m["name"], m["version"]))
 
 
-def _document_stats(documents: list[ResultDocument]) -> dict[tuple[int, str, str, str], dict]:
-    """Timing statistics (median, confidence interval) of each measurement, from the stored documents
-    themselves (the measurement rows keep no interval): (document id, kind, name, dtype) -> stats."""
-    stats: dict[tuple[int, str, str, str], dict] = {}
+def _document_contents(documents: list[ResultDocument]) -> dict[int, dict]:
+    """The stored runner documents of the timed suites (document id -> content): the measurement rows
+    keep neither the confidence interval nor the runner's claims, which the headline needs."""
+    contents: dict[int, dict] = {}
     for document in documents:
         if document.suite == JobSuite.CONFORMANCE or not document.content:
             continue
@@ -190,16 +189,38 @@ def _document_stats(documents: list[ResultDocument]) -> dict[tuple[int, str, str
                 content = json.loads(handle.read())
         except (OSError, ValueError):
             continue
-        for item in content.get("measurements") or [] if isinstance(content, dict) else []:
-            if isinstance(item, dict) and isinstance(item.get("stats"), dict):
+        if isinstance(content, dict):
+            contents[document.pk] = content
+    return contents
+
+
+def _document_stats(contents: dict[int, dict]) -> dict[tuple[int, str, str, str], dict]:
+    """Each measurement item of the documents: (document id, kind, name, dtype) -> item."""
+    items: dict[tuple[int, str, str, str], dict] = {}
+    for document_id, content in contents.items():
+        for item in content.get("measurements") or []:
+            if isinstance(item, dict):
                 key = (
-                    document.pk,
+                    document_id,
                     str(item.get("kind", "")),
                     str(item.get("name", "")),
                     str(item.get("dtype") or ""),
                 )
-                stats[key] = item["stats"]
-    return stats
+                items[key] = item
+    return items
+
+
+def _gemm_claims(contents: dict[int, dict]) -> dict[tuple[int, str], dict]:
+    """The runner's per-dtype claims (best_gemm, best_gemm_tflops, ...): (document id, dtype) -> claim."""
+    claims: dict[tuple[int, str], dict] = {}
+    for document_id, content in contents.items():
+        per_dtype = (
+            (content.get("claims") or {}).get("dtypes") if isinstance(content.get("claims"), dict) else None
+        )
+        for dtype, claim in (per_dtype or {}).items() if isinstance(per_dtype, dict) else ():
+            if isinstance(claim, dict):
+                claims[(document_id, str(dtype))] = claim
+    return claims
 
 
 def _headline(
@@ -209,22 +230,38 @@ def _headline(
     declared_peaks: dict[str, float],
     documents: list[ResultDocument],
 ) -> dict:
-    """Published figures: the best certifiable GEMM per dtype, model accuracy and latency. Unstable,
-    flagged, above-peak and quick-policy figures are left out (listed under `excluded`); every figure
-    is rounded to the digits its confidence interval supports."""
+    """Published figures: the best certifiable GEMM per dtype, model accuracy and latency.
+
+    The GEMM figure is the one the runner's claim names (`claims.dtypes[d].best_gemm` and
+    `best_gemm_tflops`), checked by the judge against the document's own measurements
+    (judge.claimed_best); unstable, flagged, above-peak and quick-policy figures are left out (listed
+    under `excluded`). Every timed figure is rounded by the judge's one rule (judge.published_figure:
+    the digits its confidence interval supports, never more than the runner's significant_digits)."""
     rows = Measurement.objects.filter(
         document__job__campaign=campaign, kind__in=["gemm", "accuracy", "model_latency"]
     ).select_related("document__job__model")
-    stats = _document_stats(documents)
+    contents = _document_contents(documents)
+    items = _document_stats(contents)
+    claims = _gemm_claims(contents)
     quick = {
         suite for suite in ("performance", "model") if (level.get("suites", {}).get(suite) or {}).get("quick")
     }
-    gemm_figures: list[tuple[float, Measurement]] = []
+    gemm_candidates: dict[tuple[int, str], list[tuple[dict, str | None]]] = defaultdict(list)
     accuracy, latency, excluded = [], [], []
+
+    def publish(row: Measurement) -> float:
+        item = items.get((row.document_id, row.kind, row.name, row.dtype)) or {}
+        stats = (
+            item.get("stats") if isinstance(item.get("stats"), dict) else {"median": row.median, "cv": row.cv}
+        )
+        return judge.published_figure(
+            value=row.value, stats=stats, runner_digits=item.get("significant_digits")
+        )
+
     for row in rows:
-        if row.value is None:
-            continue
         if row.kind == "accuracy":
+            if row.value is None:
+                continue
             model = row.document.job.model.name if row.document.job.model_id else row.name
             accuracy.append(
                 {
@@ -242,20 +279,36 @@ def _headline(
         ratio = judge.peak_ratio(value=row.value, peak=judge.peak_for(declared_peaks, row.dtype))
         if reason is None and row.kind == "gemm" and judge.above_peak(ratio=ratio, thresholds=thresholds):
             reason = f"{ratio:.2f} x the declared peak, above the credible {thresholds.above_peak_ratio:.2f}"
-        if reason:
-            excluded.append({"measurement": row.name, "kind": row.kind, "dtype": row.dtype, "reason": reason})
-            continue
-        row_stats = stats.get((row.document_id, row.kind, row.name, row.dtype)) or {
-            "median": row.median,
-            "cv": row.cv,
-        }
-        figure = judge.published_figure(value=row.value, stats=row_stats)
         if row.kind == "gemm":
-            gemm_figures.append((figure, row))
-        else:
+            gemm_candidates[(row.document_id, row.dtype)].append(
+                ({"name": row.name, "value": row.value, "row": row}, reason)
+            )
+        if reason:
+            if row.value is not None:
+                excluded.append(
+                    {"measurement": row.name, "kind": row.kind, "dtype": row.dtype, "reason": reason}
+                )
+            continue
+        if row.kind != "gemm":
             model = row.document.job.model.name if row.document.job.model_id else row.name
-            latency.append({"model": model, "dtype": row.dtype, "value": figure, "unit": row.unit})
-    gemm = best_gemm_per_dtype(gemm_figures, dtype=lambda f: f[1].dtype, value=lambda f: f[1].value)
+            latency.append({"model": model, "dtype": row.dtype, "value": publish(row), "unit": row.unit})
+    gemm: dict[str, tuple[float, Measurement]] = {}
+    for (document_id, dtype), candidates in sorted(gemm_candidates.items(), key=lambda kv: kv[0]):
+        chosen, problem = judge.claimed_best(
+            claim=claims.get((document_id, dtype)),
+            key="best_gemm",
+            value_key="best_gemm_tflops",
+            candidates=candidates,
+        )
+        if chosen is None:
+            if (document_id, dtype) in claims:  # without a claim each row is already listed with its reason
+                excluded.append(
+                    {"measurement": "best_gemm", "kind": "gemm", "dtype": dtype, "reason": problem}
+                )
+            continue
+        row = chosen["row"]
+        if dtype not in gemm or row.value > gemm[dtype][1].value:
+            gemm[dtype] = (publish(row), row)
     order = lambda item: (item["model"], item["dtype"])  # noqa: E731
     return {
         "best_gemm_tflops": {dtype: figure for dtype, (figure, _) in sorted(gemm.items())},

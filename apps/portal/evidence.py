@@ -227,14 +227,55 @@ def _accuracy(
     return rows
 
 
-def _integrity_rows(
-    job: Job, document: ResultDocument, thresholds: judge.Thresholds, anomalies: list[Anomaly]
+def _timing_rows(
+    job: Job,
+    document: ResultDocument,
+    measurements: list[Measurement],
+    thresholds: judge.Thresholds,
+    anomalies: list[Anomaly],
 ) -> list[tuple[str, str, str]]:
-    """(check, verdict, detail) per TEST01 / TEST04 result as the judge reads its raw figures; any
-    other section of the document is shown as the runner reported it."""
+    """The clock cross-check as the judge reads each measurement's raw clock figures (judge.timing_verdicts)."""
+    items = [
+        {
+            "name": m.name,
+            "dtype": m.dtype,
+            "timing_method": (m.params or {}).get("timing_method"),
+            "clock": (m.params or {}).get("clock"),
+        }
+        for m in measurements
+        if m.document_id == document.pk
+    ]
+    integrity = document.integrity if isinstance(document.integrity, dict) else {}
+    verdicts = judge.timing_verdicts(measurements=items, integrity=integrity, thresholds=thresholds)
+    if not verdicts:
+        return [("timing", "not applicable", "the host clock timed every figure")] if items else []
+    failing = [v for v in verdicts if not v.passed]
+    for verdict in failing[:6]:
+        anomalies.append(
+            Anomaly("bad", f"Integrity check timing of job {job.pk} ({job.suite}): {verdict.detail}.")
+        )
+    detail = (
+        "; ".join(v.detail for v in failing[:3])
+        if failing
+        else f"{len(verdicts)} events-timed figure(s) within "
+        f"{thresholds.clock_ratio_min:g}-{thresholds.clock_ratio_max:g} of the host clock"
+    )
+    return [("timing", "fail" if failing else "pass", detail)]
+
+
+def _integrity_rows(
+    job: Job,
+    document: ResultDocument,
+    thresholds: judge.Thresholds,
+    anomalies: list[Anomaly],
+    measurements: list[Measurement] = (),
+) -> list[tuple[str, str, str]]:
+    """(check, verdict, detail) per TEST01 / TEST04 result and the clock cross-check as the judge
+    reads their raw figures; any other section of the document is shown as the runner reported it."""
     rows = []
     integrity = document.integrity if isinstance(document.integrity, dict) else {}
-    known = {name for names in judge.INTEGRITY_NAMES.values() for name in names}
+    known = {name for names in judge.INTEGRITY_NAMES.values() for name in names} | {"timing"}
+    rows += _timing_rows(job, document, list(measurements), thresholds, anomalies)
     for check in judge.INTEGRITY_NAMES:
         for verdict in judge.integrity_verdicts(integrity=integrity, check=check, thresholds=thresholds):
             outcome = "pass" if verdict.passed else "fail"
@@ -261,7 +302,11 @@ def _integrity_rows(
 
 
 def _document_checks(
-    campaign: Campaign, jobs: list[Job], anomalies: list[Anomaly], thresholds: judge.Thresholds
+    campaign: Campaign,
+    jobs: list[Job],
+    anomalies: list[Anomaly],
+    thresholds: judge.Thresholds,
+    measurements: list[Measurement] = (),
 ) -> list[DocumentCheck]:
     # The documents with the runner that signed each (the jobs' prefetch brings the documents alone).
     documents = {
@@ -276,7 +321,7 @@ def _document_checks(
         fingerprint_mismatches = judge.fingerprint_problems(
             fingerprint=document.fingerprint, target=campaign.target
         )
-        integrity = _integrity_rows(job, document, thresholds, anomalies)
+        integrity = _integrity_rows(job, document, thresholds, anomalies, measurements)
         spot_check = document.spot_check if isinstance(document.spot_check, dict) else {}
         spot_failures = spot_check.get("failures") or []
         sampled = spot_check.get("sampled", 0)
@@ -381,7 +426,7 @@ def campaign_evidence(*, campaign: Campaign, criteria: list[CriterionResult]) ->
     flagged = [m for m in measurements if any(flag != "unavailable" for flag in (m.flags or []))]
     for m in flagged:
         anomalies.append(Anomaly("warn", f"{m.name} ({m.dtype}) flagged: {', '.join(map(str, m.flags))}."))
-    evidence.documents = _document_checks(campaign, jobs, anomalies, thresholds)
+    evidence.documents = _document_checks(campaign, jobs, anomalies, thresholds, measurements)
     evidence.rejections = list(
         EvidenceRejection.objects.filter(job__campaign=campaign).order_by("-received_at")
     )

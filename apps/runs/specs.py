@@ -8,6 +8,7 @@ from django.urls import reverse
 
 from apps.registry.models import PEAK_FIELDS, ModelArtifact
 from apps.runs.models import Job, JobSuite
+from apps.runs.services.programs import program_runner_bars
 
 SPEC_SCHEMA_VERSION = "1.0"
 
@@ -35,6 +36,17 @@ def model_entry(artifact: ModelArtifact) -> dict:
         # For runner hosts without the platform's storage: fetched with a signed request (runners/artifacts.py).
         "weights_url": reverse("runner-artifact", kwargs={"sha256": artifact.weights_sha256}),
         "sha256": artifact.weights_sha256,
+    }
+
+
+def runner_bar_options(job: Job) -> dict:
+    """The program level's bars the runner applies while timing (the clock cross-check bounds in
+    ``timing``, the TEST04 bound in ``integrity``): the runner takes them from here and decides none
+    of its own; the platform's judge re-decides every one from the raw figures with the same values."""
+    bars = program_runner_bars(program=job.campaign.program, level=job.campaign.level)
+    return {
+        "timing": {"clock_ratio_min": bars["clock_ratio_min"], "clock_ratio_max": bars["clock_ratio_max"]},
+        "integrity": {"caching_threshold": bars["caching_threshold"]},
     }
 
 
@@ -67,12 +79,14 @@ def job_spec_build(*, job: Job, suite_plan: dict, time_limit_s: int) -> dict:
     elif job.suite == JobSuite.PERFORMANCE:
         options["performance"] = {"dtypes": list(suite_plan.get("dtypes") or [])}
         options["quick"] = bool(suite_plan.get("quick", False))
+        options.update(runner_bar_options(job))
     elif job.suite == JobSuite.MODEL:
         if job.model is not None:
             spec["models"] = [model_entry(job.model)]
         if suite_plan.get("dtypes"):
             options["model_dtypes"] = list(suite_plan["dtypes"])
         options["quick"] = bool(suite_plan.get("quick", False))
+        options.update(runner_bar_options(job))
     if options:
         spec["options"] = options
     if spec["declared"]["memory_bandwidth_gbs"] is None:

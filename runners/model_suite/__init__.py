@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,11 @@ from runners.errors import (
     Phase,
     classify_exception,
     declared_unsupported,
+    device_backend,
+    device_call,
     error,
 )
+from runners.integrity import caching_threshold_of
 from runners.measurements import case_record, integrity_section, measurement
 from runners.model_suite.performance import ModelRun, model_integrity
 from runners.model_suite.workloads import workload_for
@@ -126,6 +130,7 @@ def run_model(spec: dict[str, Any], backend: Any, progress: Progress | None = No
         integrity=integrity_section(out["consistency"], out["caching"], out["timing"]),
         models=out["models"],
         support=out["support"],
+        timing_policy=out["timing_policy"],
     )
 
 
@@ -135,11 +140,14 @@ def run_model_suite(
     """Cases, measurements and integrity verdicts of the model suite for ``spec``.
 
     Settings come from ``spec["options"]`` (the job spec's suite-specific section):
-    ``quick``, ``timing`` (see TimingPolicy), ``model_dtypes``, ``model_performance_dtypes``.
+    ``quick``, ``timing`` (see TimingPolicy; the program's clock bounds), ``integrity`` (the program's
+    TEST04 ``caching_threshold``), ``model_dtypes``, ``model_performance_dtypes``.
     """
-    options = {**(spec.get("options") or {}), **{k: spec[k] for k in ("quick", "model_dtypes") if k in spec}}
+    plain = ("quick", "model_dtypes", "timing", "integrity")  # library callers may pass these bare
+    options = {**(spec.get("options") or {}), **{k: spec[k] for k in plain if k in spec}}
     quick = bool(options.get("quick"))
     policy = TimingPolicy.from_dict({**(options.get("timing") or {}), "quick": quick})
+    caching_threshold = caching_threshold_of(options)
     declaration = backend.support_declaration()
     dtypes = [d for d in options.get("model_dtypes", list(DTYPES)) if d in DTYPES]
     default_perf = ["float32"] if backend.name == "cpu" else ["bfloat16"]
@@ -154,6 +162,7 @@ def run_model_suite(
         "timing": [],
         "models": [],
         "support": declaration,
+        "timing_policy": {**asdict(policy), "quick": quick},
     }
     entries = spec.get("models")
     if not entries:
@@ -229,8 +238,8 @@ def run_model_suite(
                     loaded,
                     workload,
                     module,
-                    prepare(module),
-                    backend,
+                    device_call(prepare(module)),
+                    device_backend(backend),
                     device,
                     DTYPES[dtype_name],
                     policy,
@@ -274,13 +283,13 @@ def run_model_suite(
                 out["cases"].append(_case(model_spec.name, dtype_name, status, score))
                 out["measurements"].append(_accuracy_measurement(model_spec.name, dtype_name, score))
                 if dtype_name in perf_dtypes:
-                    _performance(run, accuracy_out, reference, seed, out)
+                    _performance(run, accuracy_out, reference, seed, out, caching_threshold)
             except ModelError as exc:
                 out["cases"].append(_error_case(model_spec.name, dtype_name, exc))
-            except Exception as exc:  # the device failed a timed or generation run of a supported model
+            except Exception as exc:  # a timed or generation run: the device's calls are marked
                 out["cases"].append(
                     _exception_case(
-                        model_spec.name, dtype_name, exc, phase="device", prefix="performance run: "
+                        model_spec.name, dtype_name, exc, phase="timed", prefix="performance run: "
                     )
                 )
             finally:
@@ -289,9 +298,16 @@ def run_model_suite(
 
 
 def _performance(
-    run: ModelRun, accuracy_out: torch.Tensor, reference: torch.Tensor, seed: int | str, out: dict[str, Any]
+    run: ModelRun,
+    accuracy_out: torch.Tensor,
+    reference: torch.Tensor,
+    seed: int | str,
+    out: dict[str, Any],
+    caching_threshold: float | None,
 ) -> None:
-    measurements, consistency, caching, timing = model_integrity(run, accuracy_out, reference, seed)
+    measurements, consistency, caching, timing = model_integrity(
+        run, accuracy_out, reference, seed, threshold=caching_threshold
+    )
     out["measurements"].extend(measurements)
     out["consistency"].append(consistency)
     out["caching"].append(caching)

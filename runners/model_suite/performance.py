@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from runners.errors import device_call
 from runners.integrity import (
-    CACHING_THRESHOLD,
     OutputSampler,
     caching_check,
     default_tolerance,
@@ -29,7 +29,7 @@ from runners.measurements import measurement, timing_section
 from runners.model_suite.workloads import Workload
 from runners.models.loading import LoadedModel
 from runners.models.reference import float64_copy
-from runners.timing import TimingPolicy, measure, measure_with_output
+from runners.timing import TimingPolicy, measure_with_output
 
 ACCURACY_BATCH = 4
 GENERATED_TOKENS = 8
@@ -44,6 +44,10 @@ class OutputSample:
     label: str
     items: list[int]
     output: torch.Tensor  # rows in the order of ``items``; empty where the device returned junk
+    # Where the sample is not rows of the accuracy pass (a decoder's first token or decode step): the
+    # untimed output of the same call and the float64 reference's logits, row for row.
+    expected: torch.Tensor | None = None
+    reference: torch.Tensor | None = None
 
 
 def _chunks(count: int, size: int) -> list[range]:
@@ -88,7 +92,7 @@ class ModelRun:
             expected = float64_copy(self.model.module, type(self.model.module), self.model.config).generate(  # type: ignore[operator]  # an nn.Module attribute is Tensor | Module to mypy
                 prompt, GENERATED_TOKENS
             )
-            got = self.module.generate(prompt.to(self.device), GENERATED_TOKENS).cpu()  # type: ignore[operator]  # an nn.Module attribute is Tensor | Module to mypy
+            got = device_call(self.module.generate)(prompt.to(self.device), GENERATED_TOKENS).cpu()  # type: ignore[operator]  # an nn.Module attribute is Tensor | Module to mypy
         return float((got == expected).double().mean())
 
     def caching_inputs(self, count: int) -> list[tuple[torch.Tensor, ...]]:
@@ -178,7 +182,9 @@ def measure_model(run: ModelRun, seed: int | str = "") -> tuple[list[dict[str, A
         if last:
             items.extend(_memory_and_power(run, name, dtype, base, batch_size, stats.median))
     if run.workload.kind == "decoder":
-        items.extend(_decoder_timings(run, name, dtype, base))
+        timed, decoder_samples = _decoder_timings(run, name, dtype, base, seed)
+        items.extend(timed)
+        samples += decoder_samples
     return items, samples
 
 
@@ -202,7 +208,8 @@ def output_samples_verdict(
     for sample in samples:
         keys = [f"{sample.label}:item{i}" for i in sample.items]
         got = {k: sample.output[j] for j, k in enumerate(keys) if j < sample.output.shape[0]}
-        expected = {k: accuracy_out[i] for k, i in zip(keys, sample.items, strict=True)}
+        rows = sample.expected if sample.expected is not None else accuracy_out[torch.tensor(sample.items)]
+        expected = {k: rows[j] for j, k in enumerate(keys)}
         against = output_consistency(expected, got, dtype=run.dtype, sampled=keys)
         checked += against["sampled"]
         mismatches += against["mismatches"]
@@ -211,6 +218,21 @@ def output_samples_verdict(
             failures.append({"sample": sample.label, "reason": "differs from the accuracy pass", **against})
         if sample.output.shape[0] != len(sample.items):
             failures.append({"sample": sample.label, "reason": "output not logged"})
+            continue
+        if sample.reference is not None:  # a decoder's first token or decode step
+            within = tokens_within_rounding(sample.output, sample.reference, run.dtype)
+            if within < 1.0:
+                mismatches += 1
+                failures.append(
+                    {
+                        "sample": sample.label,
+                        "reason": "a next token the float64 reference does not rank first, "
+                        "beyond the rounding of the dtype",
+                        "metric": "tokens_within_rounding",
+                        "value": within,
+                        "threshold": 1.0,
+                    }
+                )
             continue
         score = run.workload.score(sample.output, reference[torch.tensor(sample.items)], dtype_name)
         if not score["meets_informational_bar"]:
@@ -264,7 +286,7 @@ def model_integrity(
             backend=run.backend,
             seed=seed,
             salt=f"model:{name}:{dtype}",
-            threshold=CACHING_THRESHOLD if threshold is None else threshold,
+            threshold=threshold,
         )
     timing = timing_section(measurements, run.policy)
     return measurements, consistency, {"model": name, "dtype": dtype, **caching}, timing
@@ -292,28 +314,83 @@ def _memory_and_power(
     ]
 
 
+def tokens_within_rounding(logits: torch.Tensor, reference: torch.Tensor, dtype: torch.dtype) -> float:
+    """Share of next-token positions whose device top-1 the float64 reference ranks first, or within
+    the run-to-run rounding of the dtype of its first (``default_tolerance``: atol + rtol x the
+    largest reference logit of the position). Exact top-1 agreement would fail an honest bfloat16
+    device on a near tie; a skipped, stale or degraded computation picks tokens far from the top."""
+    if logits.shape != reference.shape or logits.numel() == 0:
+        return 0.0
+    logits, reference = logits.double(), reference.double()
+    rtol, atol = default_tolerance(dtype)
+    chosen = reference.gather(-1, logits.argmax(-1, keepdim=True)).squeeze(-1)
+    best = reference.max(-1).values
+    margin = atol + rtol * reference.abs().amax(-1)
+    return float((chosen >= best - margin).double().mean())
+
+
+def _host(output: Any) -> torch.Tensor:
+    try:
+        return output.detach().to("cpu", torch.float64)
+    except (AttributeError, RuntimeError, TypeError):
+        return torch.empty(0)  # malformed: nothing to compare, so TEST01 fails
+
+
 @torch.inference_mode()
-def _decoder_timings(run: ModelRun, name: str, dtype: str, base: dict[str, Any]) -> list[dict[str, Any]]:
-    """Time to first token (prefill + first argmax) and decode tokens/s over a KV cache."""
+def _decoder_timings(
+    run: ModelRun, name: str, dtype: str, base: dict[str, Any], seed: int | str = ""
+) -> tuple[list[dict[str, Any]], list[OutputSample]]:
+    """Time to first token (prefill + first argmax) and decode tokens/s over a KV cache, with their
+    TEST01 samples: the next-token logits taken at seeded rounds of both timed runs, against the
+    same call untimed and against the float64 model's logits for the same context."""
     module = run.module
-    items = []
+    items: list[dict[str, Any]] = []
+    samples: list[OutputSample] = []
+    reference_model = float64_copy(run.model.module, type(run.model.module), run.model.config)
     for batch_size in (1, min(4, run.workload.size)):
-        prompt = run.workload.make_batch(range(batch_size), run.device, run.dtype)[0]
+        picks = list(range(batch_size))
+        prompt = run.workload.make_batch(picks, run.device, run.dtype)[0]
         length = prompt.shape[1]
         cache = module.new_cache(batch_size, length + GENERATED_TOKENS)  # type: ignore[operator]  # an nn.Module attribute is Tensor | Module to mypy
 
-        def first_token(prompt: torch.Tensor = prompt, cache: Any = cache) -> torch.Tensor:
+        def first_token(
+            prompt: torch.Tensor = prompt, cache: Any = cache
+        ) -> tuple[torch.Tensor, torch.Tensor]:
             cache.length = 0  # reuse the preallocated cache: allocation is not part of TTFT
-            return run.forward(prompt, cache)[:, -1].argmax(-1, keepdim=True)
+            logits = run.forward(prompt, cache)[:, -1]
+            return logits.argmax(-1, keepdim=True), logits
 
-        ttft = measure(first_token, backend=run.backend, policy=run.policy)
-        token = first_token()
+        untimed_first = _host(first_token()[1])
+        sampler = OutputSampler(lambda out: out[1], seed=seed, salt=f"model:{name}:{dtype}:ttft{batch_size}")
+        ttft, _ = measure_with_output(
+            first_token, backend=run.backend, policy=run.policy, between_rounds=sampler
+        )
+        host_prompt = prompt.detach().cpu()
+        first_reference = reference_model(host_prompt)[:, -1]
+        samples += [
+            OutputSample(f"ttft b{batch_size}@round{r}", picks, _host(t), untimed_first, first_reference)
+            for r, t in sampler.finish()
+        ]
+        token = first_token()[0]
 
         def next_token(token: torch.Tensor = token, cache: Any = cache, length: int = length) -> torch.Tensor:
             cache.length = length  # always the same context length, so every step costs the same
             return run.forward(token, cache)
 
-        step = measure(next_token, backend=run.backend, policy=run.policy)
+        untimed_step = _host(next_token())[:, -1]
+        sampler = OutputSampler(
+            lambda out: out[:, -1], seed=seed, salt=f"model:{name}:{dtype}:decode{batch_size}"
+        )
+        step, _ = measure_with_output(
+            next_token, backend=run.backend, policy=run.policy, between_rounds=sampler
+        )
+        # The reference continues the device's own first token (teacher forcing): a device whose
+        # first token differed is judged on its step from there, not twice for one divergence.
+        step_reference = reference_model(torch.cat([host_prompt, token.detach().cpu()], dim=1))[:, -1]
+        samples += [
+            OutputSample(f"decode b{batch_size}@round{r}", picks, _host(t), untimed_step, step_reference)
+            for r, t in sampler.finish()
+        ]
         params = {**base, "batch": batch_size, "prompt_tokens": length, "context": length + 1}
         items.append(
             measurement(
@@ -339,4 +416,4 @@ def _decoder_timings(run: ModelRun, name: str, dtype: str, base: dict[str, Any])
         )
         if batch_size == run.workload.size or run.workload.size == 1:
             break
-    return items
+    return items, samples

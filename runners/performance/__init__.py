@@ -22,11 +22,11 @@ import torch
 
 from runners.catalog.base import element_size, torch_dtype
 from runners.document import build_document, now_iso
-from runners.errors import classify_exception
+from runners.errors import classify_exception, declared_unsupported, device_backend, device_call
 from runners.integrity import (
-    CACHING_THRESHOLD,
     CachingProbe,
     OutputSampler,
+    caching_threshold_of,
     chain_hooks,
     output_consistency,
     reference_consistency,
@@ -49,9 +49,13 @@ MAX_CALL_S = 2.0
 # Fresh inputs per caching probe: each is one more copy of the benchmark's inputs in memory.
 FRESH_INPUTS = 4
 PERF_DTYPES = ("float32", "bfloat16", "float16", "int8")
-# The GEMM sweep doubles N from the first size while throughput still rises by this share;
-# the first size that does not is the last one measured ("until throughput stops rising").
+# The GEMM sweep doubles N from the first size while throughput still rises by this share over
+# the best so far; it stops after SWEEP_PATIENCE sizes in a row that do not ("until throughput stops
+# rising"). One size is not enough: a CPU's throughput often dips at one size (a cache or blocking
+# boundary, a noisy neighbour) and rises again at the next, and stopping there left the headline at
+# 0.6 x what a bare matmul loop reaches on the same host (issue 11).
 SWEEP_RISE = 0.02
+SWEEP_PATIENCE = 2
 # Share of the device's free memory the three GEMM operands of one sweep size may take.
 SWEEP_MEMORY_SHARE = 0.25
 CPU_GEMM_SIZES = [256, 512, 1024, 2048, 4096, 8192]
@@ -88,6 +92,7 @@ def run_performance(spec: dict[str, Any], backend: Any, progress: Progress | Non
         claims=out["claims"],
         integrity=integrity_section(out["consistency"], out["caching"], out["timing"]),
         timing_policy=out["timing_policy"],
+        support=out["support"],
     )
 
 
@@ -125,8 +130,14 @@ def plan(spec: dict[str, Any], backend: Any, *, challenge: str, quick: bool) -> 
     """
     options = _options(spec)
     perf = options.get("performance") or {}
-    supported = set(backend.supported_dtypes())
-    dtypes = [d for d in perf.get("dtypes", PERF_DTYPES) if d in supported]
+    # A planned dtype stays in the plan whatever the backend declares: one it does not declare ends as
+    # "unsupported" cases (recorded, never silently dropped); a standalone run's default set is only
+    # what the backend declares.
+    if perf.get("dtypes"):
+        dtypes = list(perf["dtypes"])
+    else:
+        supported = set(backend.supported_dtypes())
+        dtypes = [d for d in PERF_DTYPES if d in supported]
     floats = [d for d in dtypes if d != "int8"]
     small = quick or backend.name == "cpu"
     benches: list[Benchmark] = []
@@ -166,16 +177,21 @@ def run_performance_suite(
     quick = bool(options.get("quick"))
     policy = TimingPolicy.from_dict({**(options.get("timing") or {}), "quick": quick})
     perf = options.get("performance") or {}
-    caching_threshold = float((options.get("integrity") or {}).get("caching_threshold", CACHING_THRESHOLD))
+    caching_threshold = caching_threshold_of(options)
     challenge = str(seed)
     device = backend.device()
     prepare: Callable[[Callable[[], Any]], Callable[[], Any]] = backend.prepare
+    timed_backend = device_backend(backend)  # what the timing code calls is the device's
+    # What the backend declares it supports, before anything runs: only a benchmark this leaves out
+    # is "unsupported" (runners/errors.py); the document records it for the platform's check.
+    declaration = backend.support_declaration()
     benches = plan(spec, backend, challenge=challenge, quick=quick)
     # Bandwidth is not probed: its fresh inputs would be several more buffers of 4x the LLC.
     computing = [b for b in benches if b.kind != "bandwidth"]
     probed = {_key(computing[i]) for i in _probe_choice(computing, seed, "performance:caching").values()}
     sweeps = {d: _gemm_sizes(options, backend, d, quick=quick)[1] for d in {b.dtype for b in benches}}
     rise = float(perf.get("sweep_rise", SWEEP_RISE))
+    patience = int(perf.get("sweep_patience", SWEEP_PATIENCE))
     max_call_s = float(perf.get("max_call_s", MAX_CALL_S))
     total = len(benches) + 1
 
@@ -191,6 +207,7 @@ def run_performance_suite(
     last_rate: dict[tuple[str, str], float] = {}  # (kind, dtype) -> seconds per FLOP or byte
     best_gemm: dict[str, float] = {}  # dtype -> best TFLOP/s so far in its sweep
     stopped: dict[str, int] = {}  # dtype -> the size at which its sweep stopped rising
+    flat: dict[str, int] = {}  # dtype -> sizes in a row that did not rise over the best
     probed_groups: set[tuple[str, str]] = set()
     last_measured: dict[tuple[str, str], tuple[Benchmark, Callable[[], Any]]] = {}
     for index, bench in enumerate(benches):
@@ -216,36 +233,43 @@ def run_performance_suite(
                 }
             )
             continue
-        # The float64 reference is the judge's own work on the host, from the challenge alone.
-        reference = bench.reference() if bench.reference is not None else None
-        select = reference.select if reference is not None else _first
-        try:
-            fn = prepare(bench.build(device, 0))
-            accuracy = select(fn()).detach().to("cpu")  # untimed, accuracy mode
-            sampler = OutputSampler(select, seed=seed, salt=f"performance:{bench.name}:{bench.dtype}")
-            probe = None
-            if _key(bench) in probed:
-                probe = _caching_probe(bench, fn, device, backend, prepare, seed, caching_threshold)
-            stats, _ = measure_with_output(
-                fn, backend=backend, policy=policy, between_rounds=chain_hooks(sampler, probe)
-            )
-            probe_verdict = probe.finish() if probe is not None else None
-        except Exception as exc:  # evidence, not a crash; never "unsupported" (runners/errors.py)
-            outcome = classify_exception(exc, phase="device")
+        declared = declared_unsupported(declaration, bench.params.get("kernel", bench.kind), bench.dtype)
+        if declared is not None:
             cases.append(
                 case_record(
                     bench.params.get("kernel", bench.kind),
                     bench.dtype,
                     bench.name,
-                    outcome.status,
-                    error_class=outcome.error_class,
-                    code=outcome.code,
-                    reason=outcome.reason,
-                    message=f"{type(exc).__name__}: {exc}"[:500],
+                    declared.status,
+                    error_class=declared.error_class,
+                    code=declared.code,
+                    reason=declared.reason,
+                    message=f"{backend.name}: {declared.reason}",
                     flops=bench.flops,
                     bytes_moved=bench.bytes,
                 )
             )
+            continue
+        # The float64 reference is the judge's own work on the host, from the challenge alone.
+        reference = bench.reference() if bench.reference is not None else None
+        select = reference.select if reference is not None else _first
+        try:  # the device builds its inputs and computes once, untimed (accuracy mode)
+            fn = device_call(prepare(bench.build(device, 0)))
+            accuracy = select(fn()).detach().to("cpu")
+        except Exception as exc:  # evidence, not a crash; never "unsupported" (runners/errors.py)
+            cases.append(_error_case(bench, exc, phase="device"))
+            continue
+        try:  # the timed block: device calls marked, the harness's sampling, probes and statistics not
+            sampler = OutputSampler(select, seed=seed, salt=f"performance:{bench.name}:{bench.dtype}")
+            probe = None
+            if _key(bench) in probed:
+                probe = _caching_probe(bench, fn, device, backend, prepare, seed, caching_threshold)
+            stats, _ = measure_with_output(
+                fn, backend=timed_backend, policy=policy, between_rounds=chain_hooks(sampler, probe)
+            )
+            probe_verdict = probe.finish() if probe is not None else None
+        except Exception as exc:
+            cases.append(_error_case(bench, exc, phase="timed"))
             continue
         consistency.append(_consistency(bench, accuracy, sampler.finish(), reference))
         if probe_verdict is not None:
@@ -261,7 +285,11 @@ def run_performance_suite(
         if bench.kind == "gemm" and sweeps.get(bench.dtype) and item["value"] is not None:
             previous = best_gemm.get(bench.dtype)
             if previous is not None and item["value"] < previous * (1 + rise):
-                stopped[bench.dtype] = bench.params["M"]
+                flat[bench.dtype] = flat.get(bench.dtype, 0) + 1
+                if flat[bench.dtype] >= patience:
+                    stopped[bench.dtype] = bench.params["M"]
+            else:
+                flat[bench.dtype] = 0
             best_gemm[bench.dtype] = max(previous or 0.0, item["value"])
     say(len(benches), "integrity: caching after the fact")
     for group, (bench, fn) in sorted(last_measured.items(), key=lambda kv: kv[0]):
@@ -286,6 +314,7 @@ def run_performance_suite(
         "caching": caching,
         "timing": timing_section(items, policy),
         "timing_policy": {**asdict(policy), "quick": quick},
+        "support": declaration,
     }
 
 
@@ -300,20 +329,37 @@ def _caching_probe(
     backend: Any,
     prepare: Callable[[Callable[[], Any]], Callable[[], Any]],
     seed: int | str,
-    threshold: float,
+    threshold: float | None,
     *,
     after: bool = False,
 ) -> CachingProbe:
     """TEST04 for one benchmark: ``fn`` (its timed callable) against ``FRESH_INPUTS`` new inputs."""
-    fresh = [prepare(bench.build(device, v)) for v in range(1, FRESH_INPUTS + 1)]
+    fresh = [device_call(prepare(device_call(bench.build)(device, v))) for v in range(1, FRESH_INPUTS + 1)]
     return CachingProbe(
         fn,
         fresh,
-        backend=backend,
+        backend=device_backend(backend),
         seed=seed,
         salt=f"performance:{bench.name}:{bench.dtype}",
         probability=0.0 if after else 0.25,
         threshold=threshold,
+    )
+
+
+def _error_case(bench: Benchmark, exc: Exception, *, phase: str) -> dict[str, Any]:
+    """The error case of a benchmark that raised, classified by where (runners/errors.py)."""
+    outcome = classify_exception(exc, phase=phase)
+    return case_record(
+        bench.params.get("kernel", bench.kind),
+        bench.dtype,
+        bench.name,
+        outcome.status,
+        error_class=outcome.error_class,
+        code=outcome.code,
+        reason=outcome.reason,
+        message=f"{type(exc).__name__}: {exc}"[:500],
+        flops=bench.flops,
+        bytes_moved=bench.bytes,
     )
 
 

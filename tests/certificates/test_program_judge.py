@@ -143,6 +143,9 @@ def stable_gemms(suite, document):
         for item in document["measurements"]:
             if item["kind"] == "gemm":
                 item["unstable"] = False
+        # The claim a runner makes of stable GEMMs: the best of them (the headline is built from it).
+        best = max(gemm_items(document), key=lambda m: m["value"])
+        document["claims"]["dtypes"]["float32"].update(best_gemm=best["name"], best_gemm_tflops=best["value"])
 
 
 def test_a_real_baseline_campaign_under_1_2_certifies_with_rounded_headline_figures(cast, aia12):
@@ -157,9 +160,7 @@ def test_a_real_baseline_campaign_under_1_2_certifies_with_rounded_headline_figu
     document = json.loads(campaign.jobs.get(suite="performance").document.content.read())
     stable = [m for m in document["measurements"] if m["kind"] == "gemm" and m["value"]]
     best = max(stable, key=lambda m: m["value"])
-    digits = judge.significant_figures(
-        center=best["stats"]["median"], ci_low=best["stats"]["ci_low"], ci_high=best["stats"]["ci_high"]
-    )
+    digits = judge.published_digits(stats=best["stats"], runner_digits=best["significant_digits"])
     assert headline["best_gemm_tflops"]["float32"] == judge.round_significant(best["value"], digits)
     assert headline["best_gemm_tflops"]["float32"] != best["value"]  # not the raw 15-digit float
     for item in headline["model_latency"] + headline["model_accuracy"]:

@@ -311,3 +311,121 @@ def test_a_model_output_of_the_wrong_shape_is_a_product_failure_not_a_harness_er
     validate_document(document)
     [case] = document["cases"]
     assert (case["status"], case["code"], case["reason"]) == ("error", "product_failure", "wrong shape")
+
+
+# Inside a timed block: the device's calls are marked, the harness's own code is not ---------------
+
+TIMED_GEMM = {"quick": True, "performance": {"dtypes": ["float32"], "gemm_sizes": [64], "kinds": ["gemm"]}}
+
+
+class FailsWhileTimed(CpuBackend):
+    """Computes the untimed accuracy call, then raises on a later (timed) call of the same callable."""
+
+    def prepare(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        calls = {"n": 0}
+
+        def flaky(*args: Any) -> Any:
+            calls["n"] += 1
+            if calls["n"] > 3:
+                raise RuntimeError("device lost while timed")
+            return fn(*args)
+
+        return flaky
+
+
+class SynchronizeFails(CpuBackend):
+    """The device's synchronize fails once timing starts (an asynchronous device error surfacing)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.synchronized = 0
+
+    def synchronize(self) -> None:
+        self.synchronized += 1
+        if self.synchronized > 2:
+            raise RuntimeError("device-side assert triggered")
+
+
+def test_a_harness_bug_inside_a_timed_block_is_a_harness_error(monkeypatch):
+    import runners.timing
+
+    def broken_statistics(*args: Any, **kwargs: Any) -> Any:
+        raise ZeroDivisionError("our own statistics code")
+
+    monkeypatch.setattr(runners.timing, "summarize", broken_statistics)
+    out = run_performance_suite(TIMED_GEMM, CpuBackend(), seed=CHALLENGE)
+    assert [(c["status"], c["code"], c["error_class"]) for c in out["cases"]] == [
+        ("error", "harness_error", "infrastructure")
+    ]
+
+
+def test_a_harness_bug_in_the_model_suites_timed_run_is_a_harness_error(monkeypatch, tmp_path):
+    import runners.model_suite.performance
+
+    def broken_sampler(*args: Any, **kwargs: Any) -> Any:
+        raise KeyError("our own output sampler")
+
+    monkeypatch.setattr(runners.model_suite.performance, "OutputSampler", broken_sampler)
+    entry = seeded_model_entry(
+        "resnet-tiny", "resnet-cnn", asdict(ResNetConfig.small()), seed=0, directory=tmp_path
+    )
+    spec = build_spec(
+        suite="model",
+        device="cpu",
+        challenge=CHALLENGE,
+        models=[entry],
+        options={"quick": True, "model_dtypes": ["float32"]},
+    )
+    document = run_model(spec, CpuBackend())
+    validate_document(document)
+    errors = [c for c in document["cases"] if c["status"] == "error"]
+    assert [(c["code"], c["error_class"]) for c in errors] == [("harness_error", "infrastructure")]
+
+
+@pytest.mark.parametrize("backend", [FailsWhileTimed, SynchronizeFails])
+def test_a_device_that_fails_inside_a_timed_block_is_a_product_failure(backend):
+    out = run_performance_suite(TIMED_GEMM, backend(), seed=CHALLENGE)
+    assert [(c["status"], c["code"]) for c in out["cases"]] == [("error", "product_failure")]
+
+
+def test_only_an_exception_raised_through_a_device_call_is_the_products_in_a_timed_block():
+    from runners.errors import device_call
+
+    def device() -> None:
+        raise RuntimeError("from the device")
+
+    with pytest.raises(RuntimeError) as raised:
+        device_call(device)()
+    assert classify_exception(raised.value, phase="timed").code == "product_failure"
+    assert classify_exception(RuntimeError("our bug"), phase="timed").code == "harness_error"
+    assert classify_exception(TimeoutError(), phase="timed").code == "timeout"
+
+
+# The performance suite declares what it was told is supported ---------------------------------
+
+
+def test_performance_documents_record_the_backends_declaration_and_honour_it():
+    class NoBfloat16(CpuBackend):
+        def supported_dtypes(self) -> list[str]:
+            return [d for d in super().supported_dtypes() if d != "bfloat16"]
+
+    spec = build_spec(
+        suite="performance",
+        device="cpu",
+        challenge=CHALLENGE,
+        options={
+            "quick": True,
+            "performance": {"dtypes": ["float32", "bfloat16"], "gemm_sizes": [64], "kinds": ["gemm"]},
+        },
+    )
+    from runners.performance import run_performance
+
+    backend = NoBfloat16()
+    document = run_performance(spec, backend)
+    validate_document(document)
+    assert document["support"] == backend.support_declaration()
+    assert "bfloat16" not in document["support"]["dtypes"]
+    assert {(c["dtype"], c["status"], c["code"]) for c in document["cases"]} == {
+        ("bfloat16", "unsupported", "unsupported_dtype")
+    }
+    assert {m["dtype"] for m in document["measurements"]} == {"float32"}

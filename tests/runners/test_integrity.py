@@ -28,10 +28,16 @@ SMALL_MODEL = seeded_model_entry(
     seed=0,
     directory=Path(tempfile.gettempdir()) / "runners-tests-seeded",
 )
-MODEL_SPEC = {"quick": True, "models": [SMALL_MODEL], "model_dtypes": ["float32"]}
-PERF_SPEC = {"quick": True, "performance": {"dtypes": ["float32"], "gemm_sizes": [128, 256]}}
+# The TEST04 bound a platform job spec carries (the program level's test04_max_speedup).
+BARS = {"integrity": {"caching_threshold": 0.1}}
+MODEL_SPEC = {"quick": True, "models": [SMALL_MODEL], "model_dtypes": ["float32"], **BARS}
+PERF_SPEC = {"quick": True, "performance": {"dtypes": ["float32"], "gemm_sizes": [128, 256]}, **BARS}
 # A reduced plan for the cheats below: GEMMs only, so each test times a handful of kernels.
-GEMM_SPEC = {"quick": True, "performance": {"dtypes": ["float32"], "gemm_sizes": [192], "kinds": ["gemm"]}}
+GEMM_SPEC = {
+    "quick": True,
+    "performance": {"dtypes": ["float32"], "gemm_sizes": [192], "kinds": ["gemm"]},
+    **BARS,
+}
 
 
 class MemoizingBackend(CpuBackend):
@@ -161,13 +167,28 @@ def test_output_consistency_detects_a_changed_output() -> None:
 
 def test_caching_verdict_needs_a_real_and_significant_speedup() -> None:
     fresh = summarize([1.0, 1.01, 0.99, 1.0, 1.02, 0.98, 1.0, 1.0])
-    assert caching_verdict(fresh, summarize([0.5, 0.51, 0.49, 0.5, 0.5, 0.5, 0.5, 0.5]))["verdict"] == "fail"
-    assert (
-        caching_verdict(fresh, summarize([0.97, 0.98, 0.99, 0.98, 0.97, 0.98, 0.98, 0.99]))["verdict"]
-        == "pass"
-    )
+    fast = summarize([0.5, 0.51, 0.49, 0.5, 0.5, 0.5, 0.5, 0.5])
+    assert caching_verdict(fresh, fast, threshold=0.1)["verdict"] == "fail"
+    close = summarize([0.97, 0.98, 0.99, 0.98, 0.97, 0.98, 0.98, 0.99])
+    assert caching_verdict(fresh, close, threshold=0.1)["verdict"] == "pass"
     noisy = summarize([0.2, 3.0, 0.5, 2.0, 0.1, 4.0, 0.3, 1.0])
-    assert caching_verdict(fresh, noisy)["verdict"] == "pass"  # noise alone never fails a device
+    assert caching_verdict(fresh, noisy, threshold=0.1)["verdict"] == "pass"  # noise alone never fails
+
+
+def test_without_the_programs_bound_the_caching_check_reports_raw_figures_and_judges_nothing() -> None:
+    fresh = summarize([1.0, 1.01, 0.99, 1.0, 1.02, 0.98, 1.0, 1.0])
+    verdict = caching_verdict(fresh, summarize([0.5, 0.51, 0.49, 0.5, 0.5, 0.5, 0.5, 0.5]))
+    assert verdict["verdict"] == "not_judged" and verdict["threshold"] is None
+    assert verdict["speedup_ratio"] == pytest.approx(2.0, rel=0.05)
+    unbounded = {**GEMM_SPEC, "integrity": {}}
+    (caching,) = run_performance_suite(unbounded, MemoizingBackend(), seed="challenge-1")["caching"]
+    assert caching["verdict"] == "not_judged" and caching["speedup_ratio"] > 1.1
+
+
+def test_the_caching_bound_comes_from_the_job_spec() -> None:
+    lenient = {**GEMM_SPEC, "integrity": {"caching_threshold": 1e6}}
+    (caching,) = run_performance_suite(lenient, MemoizingBackend(), seed="challenge-1")["caching"]
+    assert caching["verdict"] == "pass" and caching["threshold"] == 1e6
 
 
 @pytest.mark.slow
@@ -240,3 +261,49 @@ def test_an_honest_cpu_passes_output_consistency(suite) -> None:
     spec = MODEL_SPEC if suite is run_model_suite else PERF_SPEC
     result = suite(spec, CpuBackend(), seed="challenge-2")
     assert all(c["verdict"] == "pass" for c in result["consistency"])
+
+
+# TEST01 of a decoder's first token and decode step ----------------------------------------------
+
+from runners.models.llama import LlamaConfig  # noqa: E402
+
+DECODER = seeded_model_entry(
+    "llama-tiny",
+    "llama-decoder",
+    dict(LlamaConfig.small().__dict__),
+    seed=0,
+    directory=Path(tempfile.gettempdir()) / "runners-tests-seeded",
+    task="text-generation",
+)
+DECODER_SPEC = {"quick": True, "models": [DECODER], "model_dtypes": ["float32"], **BARS}
+
+
+class CachedStepsReturnJunk(CpuBackend):
+    """Honest on whole prompts (the accuracy pass), junk logits whenever a KV cache is passed (TTFT, decode)."""
+
+    def prepare(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def junk(*args: Any) -> Any:
+            out = fn(*args)
+            if len(args) > 1:  # (tokens, cache): a timed first token or decode step
+                return torch.flip(out, dims=[-1])
+            return out
+
+        return junk
+
+
+def test_an_honest_decoders_first_token_and_decode_samples_pass_against_float64() -> None:
+    result = run_model_suite(DECODER_SPEC, CpuBackend(), seed="challenge-decoder")
+    (consistency,) = result["consistency"]
+    assert consistency["verdict"] == "pass", consistency["details"]
+    labels = {label.split("@")[0] for label in consistency["sample_ids"]}
+    assert {"ttft b1", "decode b1", "ttft b4", "decode b4"} <= labels
+
+
+def test_junk_first_tokens_and_decode_steps_fail_against_the_float64_reference() -> None:
+    result = run_model_suite(DECODER_SPEC, CachedStepsReturnJunk(), seed="challenge-decoder")
+    assert result["cases"][0]["status"] == "pass"  # the accuracy pass (whole prompts) was honest
+    (consistency,) = result["consistency"]
+    assert consistency["verdict"] == "fail"
+    failed = {d["sample"].split("@")[0] for d in consistency["details"]}
+    assert failed and failed <= {"ttft b1", "decode b1", "ttft b4", "decode b4"}
+    assert all(d["metric"] == "tokens_within_rounding" for d in consistency["details"])

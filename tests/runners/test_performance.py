@@ -140,13 +140,13 @@ def test_the_document_is_schema_valid_with_integrity_verdicts() -> None:
     spec = build_spec(
         suite="performance",
         device="cpu",
-        options={**QUICK, "claims": RATIOS},
+        options={**QUICK, "claims": RATIOS, "integrity": {"caching_threshold": 0.10}},
         declared={"peak_tflops": {"fp32": 0.001}, "memory_bandwidth_gbs": 1},
     )
     document = run_performance(spec, get_backend("cpu"))
     validate_document(document)
     assert document["integrity"]["output_consistency"]["verdict"] == "pass"
-    assert document["integrity"]["caching"]["threshold"] == 0.10
+    assert document["integrity"]["caching"]["threshold"] == 0.10  # the program's, from the spec
     assert document["integrity"]["timing"]["verdict"] == "not_applicable"  # host clock only
     assert document["timing_policy"]["quick"] is True
     assert "exceeds_physical" in document["claims"]["dtypes"]["float32"]["flags"]
@@ -178,7 +178,12 @@ def test_the_cli_runs_the_suite_and_writes_a_valid_document(tmp_path: Path, suit
     validate_document(json.loads(out.read_text()))
 
 
-GEMM_ONLY = {"quick": True, "performance": {"dtypes": ["float32"], "gemm_sizes": [192], "kinds": ["gemm"]}}
+GEMM_ONLY = {
+    "quick": True,
+    "performance": {"dtypes": ["float32"], "gemm_sizes": [192], "kinds": ["gemm"]},
+    # The program level's clock_ratio_bounds, as a platform job spec carries them.
+    "timing": {"clock_ratio_min": 0.5, "clock_ratio_max": 1.05},
+}
 
 
 class HostEventsCpu(CpuBackend):
@@ -293,17 +298,41 @@ class SlowerWhenLargerGemm(CpuBackend):
         return slow
 
 
-def test_the_gemm_sweep_stops_once_throughput_stops_rising() -> None:
-    spec = {
+def sweep_spec(sizes: list[int]) -> dict:
+    return {
         "quick": True,
-        "performance": {
-            "dtypes": ["float32"],
-            "gemm_sizes": [128, 256, 512],
-            "sweep": True,
-            "kinds": ["gemm"],
-        },
+        "performance": {"dtypes": ["float32"], "gemm_sizes": sizes, "sweep": True, "kinds": ["gemm"]},
     }
-    out = run_performance_suite(spec, SlowerWhenLargerGemm(), seed="sweep")
-    assert [m["params"]["M"] for m in out["measurements"]] == [128, 256]
+
+
+def test_the_gemm_sweep_stops_once_throughput_stops_rising() -> None:
+    out = run_performance_suite(sweep_spec([64, 128, 256, 512]), SlowerWhenLargerGemm(), seed="sweep")
+    # Two sizes in a row that do not rise over the best (SWEEP_PATIENCE), then the sweep stops.
+    assert [m["params"]["M"] for m in out["measurements"]] == [64, 128, 256]
     (skipped,) = out["claims"]["skipped"]
     assert skipped["name"] == "matmul perf_512" and "stopped rising at N=256" in skipped["reason"]
+
+
+class DipsThenRisesGemm(SlowerWhenLargerGemm):
+    """Throughput dips at N=128 (a blocking boundary, a noisy neighbour) and peaks at N=256."""
+
+    RATE = {64: 1.0, 128: 0.5, 256: 2.0, 512: 1.0}
+
+    def prepare(self, fn):  # noqa: ANN001, ANN201
+        memo = {}
+
+        def timed():  # noqa: ANN202
+            if "out" not in memo:
+                memo["out"] = fn()
+            n = memo["out"].shape[0]
+            time.sleep(1e-2 * (n / 128) ** 3 / self.RATE[n])
+            return memo["out"]
+
+        return timed
+
+
+def test_one_size_that_dips_does_not_stop_the_sweep_before_the_peak() -> None:
+    out = run_performance_suite(sweep_spec([64, 128, 256, 512]), DipsThenRisesGemm(), seed="sweep")
+    assert [m["params"]["M"] for m in out["measurements"]] == [64, 128, 256, 512]
+    best = max(out["measurements"], key=lambda m: m["value"])
+    assert best["params"]["M"] == 256

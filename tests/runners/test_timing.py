@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 import torch
@@ -149,8 +150,12 @@ class UnderReportingCpu(HostEventsCpu):
         return UnderReportingEvent(self)
 
 
+# The clock bounds a platform job spec carries (the program level's clock_ratio_bounds).
+BOUNDED = replace(TimingPolicy.quick(), clock_ratio_min=0.5, clock_ratio_max=1.05)
+
+
 def test_honest_events_agree_with_the_host_clock() -> None:
-    stats = measure(lambda: busy(5e-4), backend=HostEventsCpu(), policy=TimingPolicy.quick())
+    stats = measure(lambda: busy(5e-4), backend=HostEventsCpu(), policy=BOUNDED)
     assert stats.method == "device_events"
     assert stats.clock is not None and stats.clock.agrees
     assert 0.9 <= stats.clock.ratio <= 1.0 + 1e-6
@@ -159,15 +164,22 @@ def test_honest_events_agree_with_the_host_clock() -> None:
 
 
 def test_events_that_under_report_time_disagree_with_the_host_clock() -> None:
-    stats = measure(lambda: busy(5e-4), backend=UnderReportingCpu(), policy=TimingPolicy.quick())
+    stats = measure(lambda: busy(5e-4), backend=UnderReportingCpu(), policy=BOUNDED)
     assert stats.clock_disagrees
     assert stats.clock.ratio == pytest.approx(1 / 12, rel=0.2)
     assert stats.median == pytest.approx(5e-4 / 12, rel=0.5)  # what the events claimed
 
 
 def test_the_clock_bounds_come_from_the_policy() -> None:
-    lenient = TimingPolicy.from_dict({"quick": True, "clock_ratio_min": 0.01})
+    lenient = TimingPolicy.from_dict({"quick": True, "clock_ratio_min": 0.01, "clock_ratio_max": 1.05})
     assert not measure(lambda: busy(5e-4), backend=UnderReportingCpu(), policy=lenient).clock_disagrees
+
+
+def test_without_the_programs_bounds_the_runner_reports_the_raw_ratio_and_refuses_nothing() -> None:
+    stats = measure(lambda: busy(5e-4), backend=UnderReportingCpu(), policy=TimingPolicy.quick())
+    assert stats.clock is not None and stats.clock.bounds is None and stats.clock.agrees is None
+    assert not stats.clock_disagrees
+    assert stats.clock.ratio == pytest.approx(1 / 12, rel=0.2)  # the platform judges this figure
 
 
 def test_host_clock_measurements_have_no_cross_check() -> None:

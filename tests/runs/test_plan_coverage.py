@@ -6,6 +6,7 @@ what a vendor that controls its runner host can send.
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -305,3 +306,30 @@ def test_the_whole_catalog_plan_is_expanded_as_the_runner_does():
     del document["cases"][100]
     document["summary"] = summarize(document["cases"])
     assert evidence_plan_problems(document=document, plan=plan)[0].startswith("1 planned cases missing")
+
+
+def test_a_model_document_states_its_timing_policy_and_it_must_be_the_plans():
+    from tests.real_documents import runner_documents
+
+    for suite in ("model", "performance"):
+        document = copy.deepcopy(runner_documents().documents[suite])
+        plan = copy.deepcopy(document["spec"])
+        assert document["timing_policy"]["quick"] is False
+        assert evidence_plan_problems(document=document, plan=plan) == []
+        # Timed with a looser policy than planned (shorter runs, a noisier median): refused.
+        document["timing_policy"]["min_time_s"] = 0.001
+        assert any("another policy" in p for p in evidence_plan_problems(document=document, plan=plan))
+        del document["timing_policy"]
+        assert any(
+            "does not state the timing policy" in p
+            for p in evidence_plan_problems(document=document, plan=plan)
+        )
+        # The program's clock bounds are part of the plan's policy.
+        document = copy.deepcopy(runner_documents().documents[suite])
+        plan["options"]["timing"] = {
+            **plan["options"]["timing"],
+            "clock_ratio_min": 0.5,
+            "clock_ratio_max": 1.05,
+        }
+        document["spec"] = plan
+        assert any("clock_ratio_min" in p for p in evidence_plan_problems(document=document, plan=plan))

@@ -6,6 +6,8 @@ kernels, add cases or lie about a case's status. So ingestion compares:
 
 - the echoed plan (suite, device, kernels, dtypes, cases, options with the timing policy, models)
   with the job's, key by key; a model by what identifies it, not by where its weights lay on a host;
+- performance and model: the timing policy the document says its figures were measured with
+  (``timing_policy``) with the one the plan gives the runner, the program's clock bounds included;
 - conformance: the (kernel, dtype, case) records with the runners' own plan expansion
   (runners.conformance.planned_cases, so server and runner agree), none missing, none extra, none
   twice; and each ran case's status recomputed from its stats and the catalog's tolerance;
@@ -235,6 +237,32 @@ def _replay_problems(document: dict) -> list[str]:
     return []
 
 
+def _timing_policy_problems(document: dict, plan: dict) -> list[str]:
+    """A performance or model document states the timing policy its figures were measured with
+    (``timing_policy``); it must be the one the job's plan gives the runner (runners/timing.py
+    TimingPolicy from ``options.timing`` and ``options.quick``), the program's clock bounds included."""
+    from dataclasses import asdict
+
+    from runners.timing import TimingPolicy
+
+    options = plan.get("options") or {}
+    timing = options.get("timing") or {}
+    if not isinstance(timing, dict):
+        return ["the job's plan has a malformed timing section"]
+    quick = bool(options.get("quick"))
+    expected = {**asdict(TimingPolicy.from_dict({**timing, "quick": quick})), "quick": quick}
+    stated = document.get("timing_policy")
+    if not isinstance(stated, dict):
+        return ["the document does not state the timing policy its figures were measured with"]
+    differing = sorted(key for key in expected.keys() | stated.keys() if stated.get(key) != expected.get(key))
+    if differing:
+        return [
+            "the document was timed with another policy than the job's plan "
+            f"({', '.join(f'{k}={stated.get(k)!r}, planned {expected.get(k)!r}' for k in differing[:SHOWN])})"
+        ]
+    return []
+
+
 def evidence_plan_problems(*, document: dict, plan: dict) -> list[str]:
     """Every way a schema-valid document departs from the job's plan (`plan` is the job's spec)."""
     from runners.document import summarize
@@ -244,9 +272,13 @@ def evidence_plan_problems(*, document: dict, plan: dict) -> list[str]:
     if suite == "conformance":
         problems += _conformance_problems(document, plan)
     elif suite == "model":
-        problems += _model_problems(document, plan)
+        problems += _model_problems(document, plan) + _timing_policy_problems(document, plan)
     elif suite == "performance":
-        problems += _performance_problems(document, plan) + _replay_problems(document)
+        problems += (
+            _performance_problems(document, plan)
+            + _replay_problems(document)
+            + _timing_policy_problems(document, plan)
+        )
     cases = document.get("cases") or []
     if document.get("summary") != summarize(cases):
         problems.append("the summary is not the one its cases make")

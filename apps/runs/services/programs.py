@@ -29,8 +29,16 @@ THRESHOLD_NAMES = {
     "test04_max_speedup",
     "max_unstable_fraction",
     "spot_check_size",
+    "clock_ratio_bounds",
 }
 DEFAULT_SPOT_CHECK_SIZE = 5
+# The bars the runner itself applies while it runs (it refuses a figure whose timing events disagree
+# with the host clock; it marks a TEST04 probe pass or fail), which the job spec carries to it. AIA 1.0
+# and 1.1 never stated them: these are the values the platform's runner applied when they were in
+# force, frozen here so their jobs and documents are judged as they were (apps/certificates/judge.py
+# reads the same table). From AIA 1.2 each is a threshold of the level, with its source.
+LEGACY_TEST04_MAX_SPEEDUP = 0.10
+LEGACY_CLOCK_RATIO_BOUNDS = {"min": 0.5, "max": 1.05}
 
 
 def _thresholds_check(code: str, level: dict) -> list[str]:
@@ -47,6 +55,16 @@ def _thresholds_check(code: str, level: dict) -> list[str]:
     for name, entry in thresholds.items():
         if not isinstance(entry, dict) or "value" not in entry or not str(entry.get("source") or "").strip():
             problems.append(f"level {code}: threshold {name} needs a value and a source")
+    bounds = (thresholds.get("clock_ratio_bounds") or {}).get("value")
+    if "clock_ratio_bounds" in thresholds and not (
+        isinstance(bounds, dict)
+        and all(
+            isinstance(bounds.get(k), int | float) and not isinstance(bounds.get(k), bool)
+            for k in ("min", "max")
+        )
+        and 0 < bounds["min"] <= 1 <= bounds["max"]
+    ):
+        problems.append(f"level {code}: clock_ratio_bounds needs numbers min <= 1 <= max, min above 0")
     for suite in ("performance", "model"):
         if (level.get("suites", {}).get(suite) or {}).get("quick"):
             problems.append(
@@ -63,6 +81,27 @@ def program_spot_check_size(*, program: Program, level: str) -> int:
     entry = ((program.level(level) or {}).get("thresholds") or {}).get("spot_check_size") or {}
     value = entry.get("value", DEFAULT_SPOT_CHECK_SIZE)
     return int(value) if isinstance(value, int) and value > 0 else DEFAULT_SPOT_CHECK_SIZE
+
+
+def program_runner_bars(*, program, level: str) -> dict:
+    """The bars the job spec hands the runner (apps/runs/specs.py): the level's TEST04 bound and clock
+    cross-check bounds, or the frozen values for a program that states no thresholds (AIA 1.0/1.1).
+
+    ``program`` is a Program row or its definition dict. Returns ``{"caching_threshold": float,
+    "clock_ratio_min": float, "clock_ratio_max": float}``."""
+    definition = program.definition if hasattr(program, "definition") else program
+    spec = next((lvl for lvl in definition.get("levels", []) if lvl.get("code") == level), None) or {}
+    stated = spec.get("thresholds")
+    if not isinstance(stated, dict):
+        speedup, bounds = LEGACY_TEST04_MAX_SPEEDUP, LEGACY_CLOCK_RATIO_BOUNDS
+    else:
+        speedup = (stated.get("test04_max_speedup") or {}).get("value", LEGACY_TEST04_MAX_SPEEDUP)
+        bounds = (stated.get("clock_ratio_bounds") or {}).get("value") or LEGACY_CLOCK_RATIO_BOUNDS
+    return {
+        "caching_threshold": float(speedup),
+        "clock_ratio_min": float(bounds["min"]),
+        "clock_ratio_max": float(bounds["max"]),
+    }
 
 
 def _canonical_sha256(definition: dict) -> str:
