@@ -38,7 +38,14 @@ from typing import Any
 
 from runners.device.local import InProcessDevice, KernelResult
 
-__all__ = ["InProcessDevice", "KernelResult", "as_device", "open_device"]
+__all__ = [
+    "InProcessDevice",
+    "KernelResult",
+    "as_device",
+    "is_isolated",
+    "open_device",
+    "suite_in_device_process",
+]
 
 
 def as_device(backend: Any) -> Any:
@@ -53,3 +60,23 @@ def open_device(name: str, *, protected_paths: Any = ()) -> Any:
     from runners.device.client import DeviceClient
 
     return DeviceClient(name, protected_paths=protected_paths)
+
+
+def is_isolated(backend: Any) -> bool:
+    """True for a device process client (it can run a whole suite over there)."""
+    return hasattr(backend, "run_suite") and hasattr(backend, "isolation")
+
+
+def suite_in_device_process(spec: dict[str, Any], device: Any, progress: Any = None) -> dict[str, Any]:
+    """Runs a performance or model suite whole in the device process; the judge then puts back the
+    spec it was given, records the process split, and validates the document before anyone signs it."""
+    from runners.document import DocumentInvalid, validate_document
+
+    document = device.run_suite(spec, progress)
+    if document.get("suite") != spec.get("suite"):
+        raise DocumentInvalid(f"the device process returned a {document.get('suite')!r} document")
+    document["spec"] = spec
+    document["fingerprint"] = device.fingerprint()
+    document["process_isolation"] = device.isolation(verdicts_in="device")
+    validate_document(document)
+    return document

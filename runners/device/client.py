@@ -206,7 +206,9 @@ class DeviceClient:
         support = self._described.get("support") or {}
         return {
             "dtypes": [str(d) for d in support.get("dtypes") or []],
-            "unsupported_kernels": {str(k): str(v) for k, v in dict(support.get("unsupported_kernels") or {}).items()},
+            "unsupported_kernels": {
+                str(k): str(v) for k, v in dict(support.get("unsupported_kernels") or {}).items()
+            },
         }
 
     def supported_dtypes(self) -> list[str]:
@@ -215,27 +217,41 @@ class DeviceClient:
     def fingerprint(self) -> dict[str, Any]:
         return dict(self._described.get("fingerprint") or {})
 
+    def host_facts(self) -> tuple[Any, Any]:
+        """The device's memory figures and last-level cache size, as the device process read them."""
+        return self._described.get("memory"), self._described.get("last_level_cache_bytes")
+
     def run_kernel(self, kernel: Kernel, case: Case, dtype: str, raw: dict[str, Any]) -> KernelResult:
         """One device call: the raw CPU inputs go over, the comparable output comes back (on the CPU)."""
         tensors = {k: v for k, v in raw.items() if isinstance(v, torch.Tensor)}
         params = {k: v for k, v in raw.items() if not isinstance(v, torch.Tensor)}
         if not _jsonable(params):
             raise TypeError(f"{kernel.name}: non-tensor inputs must be JSON values")
-        header = {"op": "run_kernel", "kernel": kernel.name, "case": case_header(case), "dtype": dtype, "params": params}
+        header = {
+            "op": "run_kernel",
+            "kernel": kernel.name,
+            "case": case_header(case),
+            "dtype": dtype,
+            "params": params,
+        }
         self._ensure_running()
         self.calls += 1
         started = time.perf_counter()
         try:
             reply, out = self._request(header, tensors)
         except ProtocolError as exc:
-            return KernelResult(outcome=error(PRODUCT_FAILURE, "device process failed"), message=f"{self._lost()}: {exc}"[:500])
+            return KernelResult(
+                outcome=error(PRODUCT_FAILURE, "device process failed"),
+                message=f"{self._lost()}: {exc}"[:500],
+            )
         device_s = _seconds(reply.get("device_s"))
         self.transfer_s += max(time.perf_counter() - started - device_s, 0.0)
         if reply.get("ok"):
             output = out.get("output")
             if output is None or len(out) != 1:
                 return KernelResult(
-                    outcome=error(PRODUCT_FAILURE, "not a tensor"), message="the device process sent no output tensor"
+                    outcome=error(PRODUCT_FAILURE, "not a tensor"),
+                    message="the device process sent no output tensor",
                 )
             return KernelResult(output=output, device_s=device_s)
         err = reply.get("error") if isinstance(reply.get("error"), dict) else {}
@@ -256,12 +272,16 @@ class DeviceClient:
             message=f"the device process could not run the call: {str(err.get('message'))[:400]}",
         )
 
-    def run_suite(self, spec: dict[str, Any], progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
+    def run_suite(
+        self, spec: dict[str, Any], progress: Callable[[int, int, str], None] | None = None
+    ) -> dict[str, Any]:
         """Runs a whole suite in the device process and returns its document (see runners/device/__init__.py)."""
 
         def on_event(event: dict[str, Any]) -> None:
             if progress is not None and event.get("event") == "progress":
-                progress(int(event.get("done") or 0), int(event.get("total") or 1), str(event.get("label") or ""))
+                progress(
+                    int(event.get("done") or 0), int(event.get("total") or 1), str(event.get("label") or "")
+                )
 
         self._ensure_running()
         try:
@@ -269,8 +289,12 @@ class DeviceClient:
         except ProtocolError as exc:
             raise DeviceProcessError(f"{self._lost()}: {exc}") from None
         if not reply.get("ok") or not isinstance(reply.get("document"), dict):
-            raise DeviceProcessError(f"the device process failed the suite: {(reply.get('error') or {}).get('message')}")
-        self._device_packages = sorted(set(self._device_packages) | {str(p) for p in reply.get("packages") or []})
+            raise DeviceProcessError(
+                f"the device process failed the suite: {(reply.get('error') or {}).get('message')}"
+            )
+        self._device_packages = sorted(
+            set(self._device_packages) | {str(p) for p in reply.get("packages") or []}
+        )
         return reply["document"]
 
     def isolation(self, verdicts_in: str = "judge") -> dict[str, Any]:
@@ -330,7 +354,9 @@ class DeviceClient:
 
 
 def _seconds(value: Any) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0 else 0.0
+    return (
+        float(value) if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0 else 0.0
+    )
 
 
 def list_device_backends(protected_paths: Iterable[str | os.PathLike[str]] = ()) -> list[dict[str, Any]]:

@@ -57,6 +57,13 @@ def _case(data: dict[str, Any]):
     )
 
 
+def _guarded(probe: Any) -> Any:
+    try:
+        return probe()
+    except Exception:
+        return None
+
+
 class Host:
     def __init__(self, out: BinaryIO) -> None:
         self.out = out
@@ -73,8 +80,12 @@ class Host:
             "name": backend.name,
             "available": available,
             "reason": reason,
-            "support": backend.support_declaration() if available else {"dtypes": [], "unsupported_kernels": {}},
+            "support": backend.support_declaration()
+            if available
+            else {"dtypes": [], "unsupported_kernels": {}},
             "fingerprint": backend.fingerprint(),
+            "memory": _guarded(backend.memory_info) if available else None,
+            "last_level_cache_bytes": _guarded(backend.last_level_cache_bytes) if available else None,
             "pid": os.getpid(),
             "uid": os.getuid(),
             "packages": loaded_packages(),

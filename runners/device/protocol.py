@@ -82,7 +82,9 @@ def _write_all(stream: BinaryIO, data: memoryview | bytes) -> None:
         view = view[written:]
 
 
-def write_frame(stream: BinaryIO, header: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None) -> None:
+def write_frame(
+    stream: BinaryIO, header: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None
+) -> None:
     """Writes one frame; ``header`` must not hold a ``tensors`` key of its own."""
     tensors = tensors or {}
     if "tensors" in header:

@@ -69,7 +69,9 @@ def make_parent_undumpable() -> bool:
 
 def landlock_abi() -> int:
     try:
-        version = _libc().syscall(SYS_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0), LANDLOCK_CREATE_RULESET_VERSION)
+        version = _libc().syscall(
+            SYS_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0), LANDLOCK_CREATE_RULESET_VERSION
+        )
     except (OSError, AttributeError):
         return 0
     return max(int(version), 0)
@@ -113,7 +115,9 @@ class Confinement:
         self.handled = ACCESS_FS_READ_FILE | (ACCESS_FS_REFER if abi >= 2 else 0)
         libc = _libc()
         attr = _RulesetAttr(self.handled)
-        fd = libc.syscall(SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)), 0)
+        fd = libc.syscall(
+            SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)), 0
+        )
         if fd < 0:
             self.reason = f"landlock_create_ruleset failed (errno {ctypes.get_errno()})"
             return
@@ -130,7 +134,12 @@ class Confinement:
         try:
             access = ACCESS_FS_READ_FILE | (self.handled & ACCESS_FS_REFER if is_dir else 0)
             rule = _PathBeneathAttr(access, target)
-            if self._libc.syscall(SYS_LANDLOCK_ADD_RULE, self.fd, LANDLOCK_RULE_PATH_BENEATH, ctypes.byref(rule), 0) == 0:
+            if (
+                self._libc.syscall(
+                    SYS_LANDLOCK_ADD_RULE, self.fd, LANDLOCK_RULE_PATH_BENEATH, ctypes.byref(rule), 0
+                )
+                == 0
+            ):
                 self.rules += 1
         finally:
             os.close(target)

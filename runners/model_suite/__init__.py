@@ -112,6 +112,10 @@ def _model_record(
 
 def run_model(spec: dict[str, Any], backend: Any, progress: Progress | None = None) -> dict[str, Any]:
     """The model suite's result document for a validated job spec (the CLI's suite signature)."""
+    from runners.device import is_isolated, suite_in_device_process
+
+    if is_isolated(backend):  # the vendor's stack runs in the device process (runners/device)
+        return suite_in_device_process(spec, backend, progress)
     started_at, start = now_iso(), time.perf_counter()
     out = run_model_suite(spec, backend, seed=spec["challenge"], progress=progress)
     return build_document(
