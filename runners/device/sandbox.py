@@ -10,13 +10,18 @@ Applied by runners.device.client when it starts the device process:
 3. **The parent's /proc.** The judge marks itself non-dumpable (``prctl(PR_SET_DUMPABLE, 0)``):
    a process of the same user without CAP_SYS_PTRACE can then read neither its
    ``/proc/<pid>/environ`` (which would name the key file) nor its memory or descriptors.
+   Some kernels still show a root child the judge's environ (seen on a sandboxed 6.18 kernel with
+   CAP_SYS_PTRACE dropped): the key file's *path* may then leak, never its content (4 and 6).
 4. **The key file itself (Landlock).** Where the kernel offers Landlock (Linux 5.13+, no
    privilege needed, binding even for root), the child is confined so that it may read every file
    on the host *except* the protected paths: the ruleset grants reading beneath every sibling of
    every directory on the way to a protected path, never that path, and is built in the parent so
    the child never learns the path. Landlock also forbids the child to ptrace the parent, to
    change mounts, and to link or rename a file out of the key's directory.
-5. **Another user.** ``RUNNER_DEVICE_USER`` (when the judge runs as root) starts the child as that
+5. **Capabilities.** Started by root, the child still loses CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH,
+   CAP_SYS_RAWIO and CAP_SYS_MODULE from its bounding set (``DROPPED_CAPABILITIES``), so the
+   non-dumpable judge's /proc files stay closed to it and no file handle bypasses Landlock.
+6. **Another user.** ``RUNNER_DEVICE_USER`` (when the judge runs as root) starts the child as that
    user, so file permissions keep the key (mode 0600) from it as well.
 
 ``protections()`` says which of these applied; the result document records it
@@ -35,6 +40,11 @@ _SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL", re.IGN
 _PLATFORM_PREFIXES = ("RUNNER_", "CELERY_", "PLATFORM_", "DATABASE_", "DJANGO_", "REDIS_", "BROKER_")
 
 PR_SET_DUMPABLE = 4
+PR_CAPBSET_DROP = 24
+# Capabilities the device process never gets, even started by root: reading another process's
+# /proc files and memory (SYS_PTRACE), opening files by handle past path checks (DAC_READ_SEARCH),
+# raw memory and I/O ports (SYS_RAWIO), loading kernel modules (SYS_MODULE).
+DROPPED_CAPABILITIES = {"CAP_DAC_READ_SEARCH": 2, "CAP_SYS_MODULE": 16, "CAP_SYS_RAWIO": 17, "CAP_SYS_PTRACE": 19}
 PR_SET_NO_NEW_PRIVS = 38
 SYS_LANDLOCK_CREATE_RULESET = 444  # the same number on every architecture (new syscall table)
 SYS_LANDLOCK_ADD_RULE = 445
@@ -170,11 +180,18 @@ class Confinement:
         return self.fd is not None
 
     def preexec(self) -> Callable[[], None] | None:
-        if self.fd is None:
+        """What the forked child runs before exec: drop the capabilities above from its bounding set
+        (only a privileged parent has them to drop), then enter the Landlock domain."""
+        if not self.protected:
             return None
-        libc, fd = self._libc, self.fd
+        libc, fd = _libc(), self.fd
+        capabilities = tuple(DROPPED_CAPABILITIES.values())
 
-        def confine() -> None:  # runs in the forked child: no allocation, no locks
+        def confine() -> None:  # runs in the forked child: a few system calls, no locks
+            for capability in capabilities:
+                libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0)  # EPERM unprivileged: nothing to drop
+            if fd is None:
+                return
             if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
                 raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS")
             if libc.syscall(SYS_LANDLOCK_RESTRICT_SELF, fd, 0) != 0:
