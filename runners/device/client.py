@@ -28,7 +28,13 @@ import runners
 from runners.catalog import Case, Kernel
 from runners.device.local import KernelResult, device_error, loaded_packages
 from runners.device.protocol import ProtocolError, read_frame, write_frame
-from runners.device.sandbox import DROPPED_CAPABILITIES, Confinement, device_user, make_parent_undumpable, scrubbed_environment
+from runners.device.sandbox import (
+    DROPPED_CAPABILITIES,
+    Confinement,
+    device_user,
+    make_parent_undumpable,
+    scrubbed_environment,
+)
 from runners.errors import PRODUCT_FAILURE, error
 
 # The package root the child imports ``runners`` from: the very code the judge runs.

@@ -44,7 +44,12 @@ PR_CAPBSET_DROP = 24
 # Capabilities the device process never gets, even started by root: reading another process's
 # /proc files and memory (SYS_PTRACE), opening files by handle past path checks (DAC_READ_SEARCH),
 # raw memory and I/O ports (SYS_RAWIO), loading kernel modules (SYS_MODULE).
-DROPPED_CAPABILITIES = {"CAP_DAC_READ_SEARCH": 2, "CAP_SYS_MODULE": 16, "CAP_SYS_RAWIO": 17, "CAP_SYS_PTRACE": 19}
+DROPPED_CAPABILITIES = {
+    "CAP_DAC_READ_SEARCH": 2,
+    "CAP_SYS_MODULE": 16,
+    "CAP_SYS_RAWIO": 17,
+    "CAP_SYS_PTRACE": 19,
+}
 PR_SET_NO_NEW_PRIVS = 38
 SYS_LANDLOCK_CREATE_RULESET = 444  # the same number on every architecture (new syscall table)
 SYS_LANDLOCK_ADD_RULE = 445

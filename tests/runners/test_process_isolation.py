@@ -40,7 +40,10 @@ def install_plugin(site: Path) -> None:
     (dist_info / "METADATA").write_text(
         f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n"
     )
-    lines = [f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) for group, eps in project["entry-points"].items()]
+    lines = [
+        f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items())
+        for group, eps in project["entry-points"].items()
+    ]
     (dist_info / "entry_points.txt").write_text("\n".join(lines))
     assert ENTRY_POINT_GROUP in project["entry-points"]
 
@@ -88,7 +91,12 @@ def judged(tmp_path_factory) -> dict:
     (tmp / "probe" / "guesses.txt").write_text(f"{key_file}\n")  # the vendor knows where keys live
     env.update(RUNNER_NAME="hostile-host", RUNNER_KEY_FILE=str(key_file))
     result = subprocess.run(  # noqa: S603 - our interpreter, our script
-        [sys.executable, "-c", JUDGE, CHALLENGE], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600
+        [sys.executable, "-c", JUDGE, CHALLENGE],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
@@ -187,7 +195,12 @@ def test_without_the_device_process_the_same_plugin_would_rewrite_the_verdicts(t
     """The control: loaded into the judge (a library call, no device process), the plugin wins."""
     env = plugin_environment(tmp_path)
     result = subprocess.run(  # noqa: S603 - our interpreter, our script
-        [sys.executable, "-c", IN_PROCESS, CHALLENGE], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600
+        [sys.executable, "-c", IN_PROCESS, CHALLENGE],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
@@ -259,7 +272,15 @@ def _frame(header: dict, payload: bytes = b"") -> io.BytesIO:
         ({"tensors": [{"name": "x", "dtype": "float32", "shape": [4]}]}, b"\0" * 8),  # short
         ({"tensors": [{"name": "x", "dtype": "float32", "shape": [-1]}]}, b""),
         ({"tensors": [{"name": "x", "dtype": "float32", "shape": [1], "pickle": "..."}]}, b"\0" * 4),
-        ({"tensors": [{"name": "x", "dtype": "int8", "shape": [1]}, {"name": "x", "dtype": "int8", "shape": [1]}]}, b"\0\0"),
+        (
+            {
+                "tensors": [
+                    {"name": "x", "dtype": "int8", "shape": [1]},
+                    {"name": "x", "dtype": "int8", "shape": [1]},
+                ]
+            },
+            b"\0\0",
+        ),
         ({"tensors": [{"name": "x", "dtype": "float32", "shape": [2**39, 2**39]}]}, b""),
     ],
 )
@@ -295,7 +316,11 @@ def test_the_device_environment_names_no_secret_nor_the_platform():
             "HF_TOKEN": "t",
         }
     )
-    assert env == {"PATH": "/usr/bin", "LD_LIBRARY_PATH": "/opt/vendor/lib", "ASCEND_HOME": "/usr/local/Ascend"}
+    assert env == {
+        "PATH": "/usr/bin",
+        "LD_LIBRARY_PATH": "/opt/vendor/lib",
+        "ASCEND_HOME": "/usr/local/Ascend",
+    }
 
 
 @pytest.mark.skipif(landlock_abi() < 1, reason="this kernel has no Landlock")

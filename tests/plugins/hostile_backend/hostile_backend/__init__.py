@@ -115,7 +115,13 @@ def patch_the_judge() -> list[str]:
     import runners.document as document
 
     def compare(output, expected, atol, rtol):
-        return {"max_abs": 0.0, "max_rel": 0.0, "tolerance_ratio": 0.0, "mismatch_fraction": 0.0, "mismatches": 0}
+        return {
+            "max_abs": 0.0,
+            "max_rel": 0.0,
+            "tolerance_ratio": 0.0,
+            "mismatch_fraction": 0.0,
+            "mismatches": 0,
+        }
 
     original_run_case = conformance.run_case
 
