@@ -21,12 +21,19 @@ broker, platform URL        yes                              never (scrubbed fro
 Only tensors (raw bytes with dtype and shape) and JSON values (timings, the fingerprint, the
 support declaration) cross, in the frames of runners/device/protocol.py; nothing is unpickled.
 
-The conformance suite is split this way: every device call goes through
-``DeviceClient.run_kernel`` and the judge compares the returned tensor. The performance and model
-suites still run whole in the device process (``DeviceClient.run_suite``): their timed loops and
-their TEST01/TEST04 verdicts are computed there, then the judge validates and signs the document,
-which says so (``process_isolation.verdicts_in = "device"``). The key stays out of reach in
-every suite; moving their verdicts to the judge is the next step (see issue 13).
+Per suite:
+
+- conformance: every device call goes through ``DeviceClient.run_kernel``; the judge draws the
+  inputs, computes the reference and compares the returned tensor (``verdicts_in = "judge"``).
+- performance: the timed loop runs in the device process (``DeviceClient.run_suite``); each
+  benchmark's accuracy output and timed samples come back as tensors and the judge re-judges
+  TEST01 against its own float64 references (``rejudge_output_consistency``). TEST04 and the clock
+  cross-check are judged on the device's timings there (``device_verdicts`` lists them; their raw
+  figures are in the document for the platform).
+- model: runs whole in the device process; its verdicts are computed there and the document says
+  so (``verdicts_in = "device"``). Moving them to the judge is what remains of issue 13's split.
+
+The key stays out of reach in every suite.
 
 Torch's own device-extension autoload (``torch.backends`` entry points) is turned off in the
 judge (runners/__init__.py) and left as the host has it in the device process.
@@ -68,15 +75,27 @@ def is_isolated(backend: Any) -> bool:
 
 
 def suite_in_device_process(spec: dict[str, Any], device: Any, progress: Any = None) -> dict[str, Any]:
-    """Runs a performance or model suite whole in the device process; the judge then puts back the
-    spec it was given, records the process split, and validates the document before anyone signs it."""
+    """Runs a performance or model suite's loop in the device process; the judge then puts back the
+    spec it was given, re-judges what it can (performance: TEST01 from the returned outputs against
+    its own float64 references), records the process split, and validates the document before
+    anyone signs it."""
     from runners.document import DocumentInvalid, validate_document
 
-    document = device.run_suite(spec, progress)
+    document, outputs, tensors = device.run_suite(spec, progress)
     if document.get("suite") != spec.get("suite"):
         raise DocumentInvalid(f"the device process returned a {document.get('suite')!r} document")
     document["spec"] = spec
     document["fingerprint"] = device.fingerprint()
-    document["process_isolation"] = device.isolation(verdicts_in="device")
+    if spec.get("suite") == "performance":
+        from runners.performance import rejudge_output_consistency
+
+        rejudge_output_consistency(document, outputs, tensors, str(spec["challenge"]))
+        # TEST04 and the clock cross-check are verdicts on the device's own timings (raw figures in
+        # the document, re-judged by the platform); TEST01 and every reference are the judge's.
+        document["process_isolation"] = device.isolation(
+            "judge", ["integrity.caching (TEST04)", "integrity.timing (clock cross-check)"]
+        )
+    else:
+        document["process_isolation"] = device.isolation("device", ["every verdict of the model suite"])
     validate_document(document)
     return document

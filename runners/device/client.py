@@ -281,7 +281,7 @@ class DeviceClient:
 
     def run_suite(
         self, spec: dict[str, Any], progress: Callable[[int, int, str], None] | None = None
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, torch.Tensor]]:
         """Runs a whole suite in the device process and returns its document (see runners/device/__init__.py)."""
 
         def on_event(event: dict[str, Any]) -> None:
@@ -292,7 +292,7 @@ class DeviceClient:
 
         self._ensure_running()
         try:
-            reply, _ = self._request({"op": "run_suite", "spec": spec}, on_event=on_event)
+            reply, tensors = self._request({"op": "run_suite", "spec": spec}, on_event=on_event)
         except ProtocolError as exc:
             raise DeviceProcessError(f"{self._lost()}: {exc}") from None
         if not reply.get("ok") or not isinstance(reply.get("document"), dict):
@@ -302,13 +302,18 @@ class DeviceClient:
         self._device_packages = sorted(
             set(self._device_packages) | {str(p) for p in reply.get("packages") or []}
         )
-        return reply["document"]
+        outputs = reply.get("outputs") if isinstance(reply.get("outputs"), list) else []
+        return reply["document"], [o for o in outputs if isinstance(o, dict)], tensors
 
-    def isolation(self, verdicts_in: str = "judge") -> dict[str, Any]:
-        """The document's ``process_isolation`` section: which process loaded what."""
+    def isolation(
+        self, verdicts_in: str = "judge", device_verdicts: list[str] | None = None
+    ) -> dict[str, Any]:
+        """The document's ``process_isolation`` section: which process loaded what, and which
+        verdicts (if any) were computed in the device process."""
         return {
             "mode": self.mode,
             "verdicts_in": verdicts_in,
+            "device_verdicts": list(device_verdicts or []),
             "judge": {
                 "pid": os.getpid(),
                 "holds": ["signing key", "float64 references", "tolerances", "verdicts"]

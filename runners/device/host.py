@@ -129,16 +129,38 @@ class Host:
         )
 
     def op_run_suite(self, header: dict[str, Any], _tensors: dict[str, torch.Tensor]) -> None:
+        """A performance or model suite, whole. For performance, every benchmark's accuracy output
+        and timed samples go back too, so that the judge re-judges TEST01 itself."""
+        from runners.performance import run_performance
         from runners.suites import SUITES
 
         spec = header["spec"]
-        suite = SUITES[spec["suite"]]
 
         def progress(done: int, total: int, label: str) -> None:
             self.reply({"event": "progress", "done": done, "total": total, "label": str(label)[:200]})
 
-        document = suite(spec, self.backend, progress)
-        self.reply({"ok": True, "document": document, "packages": loaded_packages()})
+        outputs: list[dict[str, Any]] = []
+        tensors: dict[str, torch.Tensor] = {}
+        if spec["suite"] == "performance":
+            kept: list = []
+            document = run_performance(spec, self.backend, progress, keep_outputs=kept)
+            for index, (bench, accuracy, samples) in enumerate(kept):
+                outputs.append(
+                    {
+                        "name": bench.name,
+                        "kind": bench.kind,
+                        "dtype": bench.dtype,
+                        "params": bench.params,
+                        "rounds": [r for r, _ in samples],
+                    }
+                )
+                tensors[f"{index}.accuracy"] = accuracy
+                tensors.update({f"{index}.round{r}": t for r, t in samples})
+        else:
+            document = SUITES[spec["suite"]](spec, self.backend, progress)
+        self.reply(
+            {"ok": True, "document": document, "outputs": outputs, "packages": loaded_packages()}, tensors
+        )
 
     def op_list(self, _header: dict[str, Any], _tensors: dict[str, torch.Tensor]) -> None:
         from runners.backends import list_backends

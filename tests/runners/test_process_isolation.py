@@ -234,6 +234,45 @@ def test_a_device_process_that_dies_fails_that_case_and_the_next_runs(tmp_path, 
     assert document["process_isolation"]["device"]["restarts"] == 1
 
 
+PERF_OPTIONS = {
+    "quick": True,
+    "performance": {"dtypes": ["float32"], "kinds": ["gemm"], "gemm_sizes": [128], "max_call_s": 60},
+}
+
+
+def _performance(device_name: str) -> dict:
+    from runners.device.client import DeviceClient
+    from runners.performance import run_performance
+    from runners.spec import build_spec
+
+    spec = build_spec(suite="performance", device=device_name, challenge=CHALLENGE, options=PERF_OPTIONS)
+    with DeviceClient(device_name) as device:
+        return run_performance(spec, device)
+
+
+def test_performance_test01_is_judged_by_the_judge_from_the_returned_outputs(tmp_path, monkeypatch):
+    """The plugin's GEMM is 1% off and it patches the suite's TEST01 verdict to pass in its process:
+    the judge rebuilds the benchmark, computes its own float64 reference and fails it."""
+    env = plugin_environment(tmp_path)
+    (tmp_path / "probe" / "config.json").write_text(json.dumps({"skew_matmul": 1.01}))
+    for name in ("PYTHONPATH", "HOSTILE_PROBE_DIR"):
+        monkeypatch.setenv(name, env[name])
+    document = _performance("hostile")
+    consistency = document["integrity"]["output_consistency"]
+    assert consistency["verdict"] == "fail"
+    assert consistency["items"][0]["reference_failures"] == ["matmul perf_128:float32"]
+    isolation = document["process_isolation"]
+    assert isolation["verdicts_in"] == "judge" and "hostile_backend" in isolation["device"]["packages"]
+    report = json.loads(next((tmp_path / "probe").glob("report-*.json")).read_text())
+    assert "runners.performance._consistency" in report["patched"] and report["matmul"] == "x1.01"
+
+
+def test_an_honest_device_passes_test01_judged_by_the_judge():
+    document = _performance("cpu")
+    assert document["integrity"]["output_consistency"]["verdict"] == "pass"
+    assert document["measurements"] and document["process_isolation"]["mode"] == "child_process"
+
+
 # The wire format ---------------------------------------------------------------------------------
 
 

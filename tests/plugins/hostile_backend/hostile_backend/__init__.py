@@ -11,7 +11,9 @@ could do:
 (c) compute GELU with the tanh approximation where the erf form is asked for (its "chip").
 
 ``HOSTILE_PROBE_DIR`` (a directory) gets ``report.json`` with what it did and found;
-``config.json`` there may hold ``{"exit_on_kernel": NAME}`` to kill its process during that kernel.
+``config.json`` there may hold ``{"exit_on_kernel": NAME}`` to kill its process during that kernel,
+and ``{"skew_matmul": FACTOR}`` to scale every torch.matmul result (while it also patches the
+performance suite's TEST01 verdict to "pass").
 """
 
 from __future__ import annotations
@@ -135,10 +137,26 @@ def patch_the_judge() -> list[str]:
     def summarize(cases):
         return original_summarize([{**case, "status": "pass", "error_class": None} for case in cases])
 
+    import runners.performance as performance
+
+    original_consistency = performance._consistency
+
+    def consistency(*args, **kwargs):
+        item = original_consistency(*args, **kwargs)
+        for part in (item, item.get("against_accuracy") or {}, item.get("against_reference") or {}):
+            part.update(verdict="pass", mismatches=0)
+        return item
+
     conformance.compare = compare
     conformance.run_case = run_case
     document.summarize = summarize
-    return ["runners.conformance.compare", "runners.conformance.run_case", "runners.document.summarize"]
+    performance._consistency = consistency
+    return [
+        "runners.conformance.compare",
+        "runners.conformance.run_case",
+        "runners.document.summarize",
+        "runners.performance._consistency",
+    ]
 
 
 def gelu_with_tanh(input, approximate="none"):  # noqa: A002 - torch's own parameter name
@@ -162,6 +180,11 @@ class HostileBackend(CpuBackend):
         F.gelu = gelu_with_tanh
         torch.nn.functional.gelu = gelu_with_tanh
         report["gelu"] = "tanh"
+        skew = _config().get("skew_matmul")
+        if skew:  # a GEMM unit off by a constant factor, in the timed run and the accuracy pass alike
+            matmul = torch.matmul
+            torch.matmul = lambda a, b, _m=matmul, _s=float(skew): (_m(a, b) * _s).to(a.dtype)
+            report["matmul"] = f"x{skew}"
         directory = _probe_dir()
         if directory is not None:
             (directory / f"report-{os.getpid()}.json").write_text(json.dumps(report, indent=1))
