@@ -30,8 +30,11 @@ Per suite:
   TEST01 against its own float64 references (``rejudge_output_consistency``). TEST04 and the clock
   cross-check are judged on the device's timings there (``device_verdicts`` lists them; their raw
   figures are in the document for the platform).
-- model: runs whole in the device process; its verdicts are computed there and the document says
-  so (``verdicts_in = "device"``). Moving them to the judge is what remains of issue 13's split.
+- model: the suite runs in the device process; every scored accuracy output comes back as a tensor
+  and the judge scores it again against its own float64 reference of the model
+  (``rejudge_model_accuracy``), which sets each accuracy case's status. The decoders' free-running
+  generation agreement and the model TEST01/TEST04 and clock verdicts are still computed there
+  (``device_verdicts``): moving them is what remains of issue 13's split.
 
 The key stays out of reach in every suite.
 
@@ -96,6 +99,17 @@ def suite_in_device_process(spec: dict[str, Any], device: Any, progress: Any = N
             "judge", ["integrity.caching (TEST04)", "integrity.timing (clock cross-check)"]
         )
     else:
-        document["process_isolation"] = device.isolation("device", ["every verdict of the model suite"])
+        from runners.model_suite import rejudge_model_accuracy
+
+        rejudge_model_accuracy(document, spec, outputs, tensors)
+        document["process_isolation"] = device.isolation(
+            "judge",
+            [
+                "greedy_generation_agreement (decoders' free-running generation)",
+                "integrity.output_consistency (model TEST01)",
+                "integrity.caching (TEST04)",
+                "integrity.timing (clock cross-check)",
+            ],
+        )
     validate_document(document)
     return document

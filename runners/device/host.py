@@ -129,8 +129,8 @@ class Host:
         )
 
     def op_run_suite(self, header: dict[str, Any], _tensors: dict[str, torch.Tensor]) -> None:
-        """A performance or model suite, whole. For performance, every benchmark's accuracy output
-        and timed samples go back too, so that the judge re-judges TEST01 itself."""
+        """A performance or model suite, whole. Performance: every benchmark's accuracy output and
+        timed samples go back too; model: every scored accuracy output; the judge re-judges them."""
         from runners.performance import run_performance
         from runners.suites import SUITES
 
@@ -156,6 +156,14 @@ class Host:
                 )
                 tensors[f"{index}.accuracy"] = accuracy
                 tensors.update({f"{index}.round{r}": t for r, t in samples})
+        elif spec["suite"] == "model":
+            from runners.model_suite import run_model
+
+            kept_models: list = []
+            document = run_model(spec, self.backend, progress, keep_outputs=kept_models)
+            for index, (model, dtype, accuracy) in enumerate(kept_models):
+                outputs.append({"model": model, "dtype": dtype})
+                tensors[f"{index}.accuracy"] = accuracy
         else:
             document = SUITES[spec["suite"]](spec, self.backend, progress)
         self.reply(

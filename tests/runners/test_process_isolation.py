@@ -273,6 +273,54 @@ def test_an_honest_device_passes_test01_judged_by_the_judge():
     assert document["measurements"] and document["process_isolation"]["mode"] == "child_process"
 
 
+def _model(device_name: str, directory: Path) -> dict:
+    from dataclasses import asdict
+
+    from runners.device.client import DeviceClient
+    from runners.model_suite import run_model
+    from runners.models.resnet import ResNetConfig
+    from runners.models.seeded import seeded_model_entry
+    from runners.spec import build_spec
+
+    entry = seeded_model_entry(
+        "resnet-tiny", "resnet-cnn", asdict(ResNetConfig.small()), seed=0, directory=directory
+    )
+    spec = build_spec(
+        suite="model",
+        device=device_name,
+        challenge=CHALLENGE,
+        models=[entry],
+        options={"quick": True, "model_dtypes": ["float32"], "model_performance_dtypes": []},
+    )
+    with DeviceClient(device_name) as device:
+        return run_model(spec, device)
+
+
+def test_model_accuracy_is_scored_by_the_judge_from_the_returned_outputs(tmp_path, monkeypatch):
+    """The plugin's convolutions return noise and it rewrites the model cases to "pass" in its process:
+    the judge scores the returned outputs against its own float64 reference and fails the case."""
+    env = plugin_environment(tmp_path)
+    (tmp_path / "probe" / "config.json").write_text(json.dumps({"noisy_conv": True}))
+    for name in ("PYTHONPATH", "HOSTILE_PROBE_DIR"):
+        monkeypatch.setenv(name, env[name])
+    document = _model("hostile", tmp_path / "weights")
+    [case] = document["cases"]
+    assert (case["kernel"], case["status"]) == ("resnet-tiny", "fail")
+    assert case["metrics"]["value"] < 0.9
+    assert document["summary"]["failed"] == 1
+    assert document["process_isolation"]["verdicts_in"] == "judge"
+    report = json.loads(next((tmp_path / "probe").glob("report-*.json")).read_text())
+    assert "runners.model_suite._case" in report["patched"] and report["conv2d"] == "noise"
+
+
+def test_an_honest_device_passes_the_model_accuracy_judged_by_the_judge(tmp_path):
+    document = _model("cpu", tmp_path)
+    [case] = document["cases"]
+    assert case["status"] == "pass" and case["metrics"]["value"] == 1.0
+    [accuracy] = [m for m in document["measurements"] if m["kind"] == "accuracy"]
+    assert accuracy["value"] == 1.0
+
+
 # The wire format ---------------------------------------------------------------------------------
 
 

@@ -12,8 +12,8 @@ could do:
 
 ``HOSTILE_PROBE_DIR`` (a directory) gets ``report.json`` with what it did and found;
 ``config.json`` there may hold ``{"exit_on_kernel": NAME}`` to kill its process during that kernel,
-and ``{"skew_matmul": FACTOR}`` to scale every torch.matmul result (while it also patches the
-performance suite's TEST01 verdict to "pass").
+``{"skew_matmul": FACTOR}`` to scale every torch.matmul result, ``{"noisy_conv": true}`` to add
+noise to every conv2d (while it patches the performance TEST01 and model case verdicts to "pass").
 """
 
 from __future__ import annotations
@@ -147,6 +147,14 @@ def patch_the_judge() -> list[str]:
             part.update(verdict="pass", mismatches=0)
         return item
 
+    import runners.model_suite as model_suite
+
+    original_model_case = model_suite._case
+
+    def model_case(model, dtype, status, score, **kwargs):
+        return original_model_case(model, dtype, "pass" if status == "fail" else status, score, **kwargs)
+
+    model_suite._case = model_case
     conformance.compare = compare
     conformance.run_case = run_case
     document.summarize = summarize
@@ -156,6 +164,7 @@ def patch_the_judge() -> list[str]:
         "runners.conformance.run_case",
         "runners.document.summarize",
         "runners.performance._consistency",
+        "runners.model_suite._case",
     ]
 
 
@@ -185,6 +194,16 @@ class HostileBackend(CpuBackend):
             matmul = torch.matmul
             torch.matmul = lambda a, b, _m=matmul, _s=float(skew): (_m(a, b) * _s).to(a.dtype)
             report["matmul"] = f"x{skew}"
+        if _config().get("noisy_conv"):  # a convolution unit that returns noise: a CNN's top-1 collapses
+            conv2d = F.conv2d
+
+            def noisy(*args, _conv=conv2d, **kwargs):
+                out = _conv(*args, **kwargs)
+                return out + 10.0 * out.abs().mean() * torch.randn_like(out)
+
+            F.conv2d = noisy
+            torch.nn.functional.conv2d = noisy
+            report["conv2d"] = "noise"
         directory = _probe_dir()
         if directory is not None:
             (directory / f"report-{os.getpid()}.json").write_text(json.dumps(report, indent=1))
