@@ -234,6 +234,20 @@ def test_a_device_process_that_dies_fails_that_case_and_the_next_runs(tmp_path, 
     assert document["process_isolation"]["device"]["restarts"] == 1
 
 
+def test_heartbeat_fingerprints_come_from_a_device_process(tmp_path, monkeypatch):
+    """The worker's heartbeat lists the plugin's backend without importing the plugin itself."""
+    from runners import worker
+
+    env = plugin_environment(tmp_path)
+    for name in ("PYTHONPATH", "HOSTILE_PROBE_DIR"):
+        monkeypatch.setenv(name, env[name])
+    monkeypatch.setattr(worker, "_fingerprints_cache", None)
+    fingerprints = worker._device_fingerprints()
+    assert {"cpu", "hostile"} <= {f["backend"] for f in fingerprints}
+    assert "hostile_backend" not in sys.modules
+    assert worker._device_fingerprints() is fingerprints  # cached: no device process per heartbeat
+
+
 PERF_OPTIONS = {
     "quick": True,
     "performance": {"dtypes": ["float32"], "kinds": ["gemm"], "gemm_sizes": [128], "max_call_s": 60},
