@@ -5,4 +5,13 @@ and jsonschema only: never Django nor the platform (`certification`, `apps`), be
 runner host has neither database credentials nor the platform's code.
 """
 
+import os
+
 SCHEMA_VERSION = "1.0"
+
+# The judge never loads a vendor's device extension, not even through torch's own autoload of
+# ``torch.backends`` entry points; the device process gets the host's setting back
+# (runners/device/client.py). Must run before torch is imported.
+if "TORCH_DEVICE_BACKEND_AUTOLOAD" not in os.environ:
+    os.environ["TORCH_DEVICE_BACKEND_AUTOLOAD"] = "0"
+    os.environ["_RUNNERS_AUTOLOAD_OFF"] = "1"

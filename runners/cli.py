@@ -15,8 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from runners.backends import UnknownBackend, get_backend, list_backends
 from runners.catalog import all_kernels
+from runners.device import open_device
+from runners.device.client import DeviceProcessError, list_device_backends
 from runners.document import DocumentInvalid, canonical_json, validate_document
 from runners.measurements import measurement_table
 from runners.spec import SpecInvalid, backend_name, build_spec, load_spec, validate_spec
@@ -98,25 +99,24 @@ def exit_code(document: dict[str, Any]) -> int:
 
 
 def _cmd_backends(args: argparse.Namespace) -> int:
-    for backend in list_backends():
-        available, reason = backend.availability()
+    # Asked of a device process: this process never loads a vendor's plugin (runners/device).
+    for backend in list_device_backends():
+        available, reason = backend.get("available"), backend.get("reason")
         state = "available" if available else f"unavailable ({reason})"
-        dtypes = ", ".join(backend.supported_dtypes()) if available else ""
-        print(f"{backend.name:<8} {state}" + (f"  dtypes: {dtypes}" if dtypes else ""))
+        dtypes = ", ".join(backend.get("dtypes") or []) if available else ""
+        print(f"{backend.get('name')!s:<8} {state}" + (f"  dtypes: {dtypes}" if dtypes else ""))
     return 0
 
 
 def _cmd_fingerprint(args: argparse.Namespace) -> int:
     try:
-        backend = get_backend(args.device)
-    except UnknownBackend as exc:
+        device = open_device(args.device)
+    except DeviceProcessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_SPEC
-    fingerprint = backend.fingerprint()
-    fingerprint["memory"] = backend.memory_info() if backend.is_available() else None
-    fingerprint["last_level_cache_bytes"] = (
-        backend.last_level_cache_bytes() if backend.is_available() else None
-    )
+    with device:
+        fingerprint = device.fingerprint()
+        fingerprint["memory"], fingerprint["last_level_cache_bytes"] = device.host_facts()
     print(json.dumps(fingerprint, indent=2, sort_keys=True))
     return 0
 
@@ -163,12 +163,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
             raise SpecInvalid(
                 f"suite {spec['suite']!r} is not installed on this runner; have: {', '.join(SUITES)}"
             )
-        backend = get_backend(backend_name(spec))
-    except (SpecInvalid, UnknownBackend) as exc:
+        # The vendor's stack runs in a device process; this one judges (runners/device).
+        backend = open_device(backend_name(spec))
+    except (SpecInvalid, DeviceProcessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_SPEC
     progress = None if args.quiet else ProgressBar()
-    document = suite(spec, backend, progress)
+    with backend:
+        document = suite(spec, backend, progress)
     try:
         validate_document(document)
     except DocumentInvalid as exc:

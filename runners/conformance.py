@@ -16,9 +16,10 @@ from typing import Any
 
 import torch
 
-from runners.backends import Backend, get_backend
+from runners.backends import get_backend
 from runners.catalog import Case, Kernel, UnknownKernel, case_generator, get_kernel, torch_dtype
 from runners.catalog import all_kernels as catalog_kernels
+from runners.device import as_device
 from runners.errors import (
     BAD_SPEC,
     INFRASTRUCTURE,
@@ -82,10 +83,6 @@ def _widen(value: Any) -> Any:
     if value.dtype in (torch.int8, torch.int16, torch.int32, torch.uint8):
         return value.to(torch.int64)
     return value
-
-
-def _to_device(inputs: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -169,10 +166,16 @@ def _error_message(exc: BaseException) -> str:
 
 
 def run_case(
-    kernel: Kernel, case: Case, dtype: str, challenge: str, backend: Backend, timer: SuiteTimer | None = None
+    kernel: Kernel, case: Case, dtype: str, challenge: str, backend: Any, timer: SuiteTimer | None = None
 ) -> dict[str, Any]:
-    """Runs one case end to end and returns its record; never raises for a kernel's fault."""
+    """Runs one case end to end and returns its record; never raises for a kernel's fault.
+
+    The judge's half runs here: inputs from the challenge, the float64 reference, the comparison.
+    The device's half (layout, device call) runs behind ``device.run_kernel``: in the device
+    process for a ``DeviceClient``, in this process for a Backend object (runners/device).
+    """
     timer = timer or SuiteTimer()
+    device = as_device(backend)
     base: dict[str, Any] = {
         "edge": case.edge,
         "flops": kernel.flops(case),
@@ -197,44 +200,12 @@ def run_case(
             **base,
         )
     base.update(input_digest=input_digest, reference_digest=tensor_digest(expected))
-    device = backend.device()
-    try:
-        device_inputs = host_inputs if device.type == "cpu" else kernel.arrange(_to_device(raw, device), case)
-    except Exception as exc:  # the device's runtime failed a transfer of a supported dtype
-        return _outcome(
-            kernel.name,
-            dtype,
-            case.name,
-            classify_exception(exc, phase="device"),
-            f"moving inputs to {device}: {_error_message(exc)}",
-            **base,
-        )
-    try:
-        started = time.perf_counter()
-        output = kernel.run(device_inputs)
-        backend.synchronize()
-        timer.device_s += time.perf_counter() - started
-        result = kernel.comparable(output, device_inputs)
-    except Exception as exc:
-        # Declared supported (run_conformance checked before calling): whatever the exception
-        # says, it is the product's failure, never "unsupported".
-        return _outcome(
-            kernel.name,
-            dtype,
-            case.name,
-            classify_exception(exc, phase="device"),
-            f"device call raised {_error_message(exc)}",
-            **base,
-        )
-    if not isinstance(result, torch.Tensor):
-        return _outcome(
-            kernel.name,
-            dtype,
-            case.name,
-            error(PRODUCT_FAILURE, "not a tensor"),
-            f"device call returned {type(result).__name__}, not a tensor",
-            **base,
-        )
+    called = device.run_kernel(kernel, case, dtype, raw)
+    timer.device_s += called.device_s
+    if called.output is None:
+        outcome = called.outcome or error(PRODUCT_FAILURE, "no output")
+        return _outcome(kernel.name, dtype, case.name, outcome, called.message or outcome.reason, **base)
+    result = called.output.detach().to("cpu")
     base.update(shape=list(result.shape), output_digest=tensor_digest(result))
     if tuple(result.shape) != tuple(expected.shape):
         return _outcome(
@@ -304,14 +275,17 @@ def planned_cases(
     return plan, errors
 
 
-def run_conformance(
-    spec: dict[str, Any], backend: Backend, progress: Progress | None = None
-) -> dict[str, Any]:
-    """Runs the conformance suite the spec describes on `backend`; returns the result document."""
+def run_conformance(spec: dict[str, Any], backend: Any, progress: Progress | None = None) -> dict[str, Any]:
+    """Runs the conformance suite the spec describes on `backend`; returns the result document.
+
+    `backend` is a ``runners.device.client.DeviceClient`` (the vendor's stack in its own process;
+    what the worker and the CLI pass) or a Backend object run in this process (runners/device).
+    """
     from runners.document import build_document, now_iso
 
     started_at = now_iso()
     timer = SuiteTimer()
+    backend = as_device(backend)
     plan, cases = planned_cases(spec.get("kernels"), spec.get("dtypes"), spec.get("cases"))
     available, reason = backend.availability()
     # Unsupported is decided here, before any case runs, from what the backend declares.
@@ -349,8 +323,19 @@ def run_conformance(
             cases.append(run_case(kernel, case, dtype, spec["challenge"], backend, timer))
     if progress:
         progress(len(plan), len(plan), "done")
+    timings = timer.as_dict()
+    transfer_s = getattr(backend, "transfer_s", None)
+    if transfer_s is not None:
+        timings["transfer_s"] = round(transfer_s, 4)
     return build_document(
-        "conformance", spec, backend.fingerprint(), cases, timer.as_dict(), started_at, support=declaration
+        "conformance",
+        spec,
+        backend.fingerprint(),
+        cases,
+        timings,
+        started_at,
+        support=declaration,
+        process_isolation=backend.isolation(),
     )
 
 

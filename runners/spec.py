@@ -1,4 +1,11 @@
-"""Job specs: parse, validate against runners/schema/spec.schema.json, and build one for the CLI."""
+"""Job specs: parse, validate against runners/schema/spec.schema.json, and build one for the CLI.
+
+A spec is read by the judge process (the worker or the CLI), which holds the runner key and never
+loads the vendor's backend; the device process (runners/device/host.py) receives only what a request
+carries: a backend name, a kernel call's case and raw inputs, or, for the performance and model
+suites, the spec itself (which holds no secret of the host, only the job's challenge). The table of
+which process may load what is in runners/device/__init__.py.
+"""
 
 from __future__ import annotations
 

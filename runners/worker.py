@@ -1,6 +1,13 @@
 """The runner host's Celery worker. No Django, no database credentials: a spec in, a signed
 result envelope out, plus signed progress, failure and heartbeat messages to the platform queue.
 
+Two processes per job (runners/device/__init__.py has the table of what each may load): this one,
+the judge, holds the runner key, the spec and challenge, draws inputs, computes the float64
+references and the conformance verdicts and signs; the device process it starts for the job loads
+the vendor's backend plugin and runs the device calls, with no key, no broker URL and no verdict
+code of consequence. The worker never imports a backend entry point or PrivateUse1 plugin itself,
+not even for heartbeats (their fingerprints come from a short-lived device process).
+
     RUNNER_NAME=gpu-host-1 RUNNER_KEY_FILE=/etc/runner/key.pem CELERY_BROKER_URL=redis://... \\
     PLATFORM_URL=https://certification.example \\
         celery -A runners.worker worker -Q target.<vendor-slug>.<target-slug> --concurrency 1
@@ -101,18 +108,24 @@ def run_job(
     identity: RunnerIdentity,
     report: Reporter,
     cancelled: Callable[[], bool] | None = None,
+    protected_paths: list[Path] | None = None,
 ) -> dict[str, Any] | None:
     """Run one job spec and return its signed envelope, or None after reporting a failure.
+
+    This process is the judge: it holds ``identity`` and never imports the vendor's backend. The
+    device stack runs in a device process (runners/device) that cannot read ``protected_paths``
+    (default: RUNNER_KEY_FILE) and whose environment names no secret.
 
     `report(task_name, message)` delivers a signed message to the platform ("runs.job_progress",
     "runs.job_failed"); the Celery task sends it to the platform queue, the tests' in-process
     path calls the platform task directly. `cancelled()` is asked between cases; when it turns
     true the job stops there.
     """
-    from runners.backends import UnknownBackend, get_backend
+    from runners.device import open_device
+    from runners.device.client import DeviceProcessError, UnknownDevice
+    from runners.device.sandbox import key_paths_from_env
     from runners.document import canonical_json
     from runners.spec import SpecInvalid, validate_spec
-    from runners.suites import run_suite
 
     job_id = spec.get("job_id")
     last_sent = 0.0
@@ -163,10 +176,40 @@ def run_job(
         fail("infrastructure", f"the job spec fails the runner's schema: {exc}")
         return None
     try:
-        backend = get_backend(str(spec.get("device", "")))
-    except UnknownBackend as exc:
+        backend = open_device(
+            str(spec.get("device", "")).split(":", 1)[0],
+            protected_paths=key_paths_from_env() if protected_paths is None else protected_paths,
+        )
+    except UnknownDevice as exc:
         fail("infrastructure", f"unknown device backend: {exc}")
         return None
+    except DeviceProcessError as exc:
+        fail("infrastructure", f"the device process did not start: {exc}")
+        return None
+    try:
+        document = _run_on_device(spec, backend, identity=identity, case_done=case_done, fail=fail)
+    finally:
+        backend.close()
+    if document is None:
+        return None
+    document.setdefault("runner", {})
+    document["runner"] = {"name": identity.name, "key_id": identity.key_id}
+    envelope = identity.envelope(canonical_json(document))
+    progress(1.0, "done")
+    return envelope
+
+
+def _run_on_device(
+    spec: dict,
+    backend,
+    *,
+    identity: RunnerIdentity,
+    case_done: Callable[..., None],
+    fail: Callable[[str, str], None],
+) -> dict | None:
+    from runners.suites import run_suite
+
+    job_id = spec.get("job_id")
     expected = (spec.get("target") or {}).get("expected_fingerprint") or {}
     mismatches = fingerprint_mismatches(backend.fingerprint(), expected)
     if mismatches:
@@ -183,7 +226,7 @@ def run_job(
         fail("infrastructure", str(exc))
         return None
     try:
-        document = run_suite(suite_spec, backend=backend, progress=case_done)
+        return run_suite(suite_spec, backend=backend, progress=case_done)
     except JobCancelled:
         logger.warning("job %s stopped: the platform cancelled it", job_id)
         fail("infrastructure", "stopped: the platform revoked the job")
@@ -194,11 +237,6 @@ def run_job(
     except Exception as exc:  # the worker survives whatever the suite raises; the platform records it
         fail("infrastructure", f"{type(exc).__name__}: {exc}")
         return None
-    document.setdefault("runner", {})
-    document["runner"] = {"name": identity.name, "key_id": identity.key_id}
-    envelope = identity.envelope(canonical_json(document))
-    progress(1.0, "done")
-    return envelope
 
 
 def _send(task_name: str, message: dict[str, Any]) -> None:
@@ -266,12 +304,31 @@ def _running_jobs() -> list[dict[str, Any]]:
     return jobs
 
 
-def _heartbeat_loop(identity: RunnerIdentity, stop: threading.Event) -> None:
-    from runners.backends import list_backends
+FINGERPRINTS_TTL_S = 600.0
+_fingerprints_cache: tuple[float, list[dict]] | None = None
 
+
+def _device_fingerprints() -> list[dict]:
+    """The available backends' fingerprints, asked of a device process (the judge never loads a
+    plugin), at most every FINGERPRINTS_TTL_S seconds."""
+    global _fingerprints_cache
+    from runners.device.client import list_device_backends
+    from runners.device.sandbox import key_paths_from_env
+
+    now = time.monotonic()
+    if _fingerprints_cache is None or now - _fingerprints_cache[0] > FINGERPRINTS_TTL_S:
+        listed = list_device_backends(key_paths_from_env())
+        _fingerprints_cache = (
+            now,
+            [b["fingerprint"] for b in listed if b.get("available") and b.get("fingerprint")],
+        )
+    return _fingerprints_cache[1]
+
+
+def _heartbeat_loop(identity: RunnerIdentity, stop: threading.Event) -> None:
     while not stop.is_set():
         try:
-            fingerprints = [b.fingerprint() for b in list_backends() if b.availability()[0]]
+            fingerprints = _device_fingerprints()
             app.send_task(
                 "runs.heartbeat",
                 args=[signed_message(identity, {"fingerprints": fingerprints, "jobs": _running_jobs()})],

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 from django.conf import settings
 
@@ -73,7 +74,8 @@ def _run_in_process(job: Job) -> None:
     def report(task_name: str, message: dict) -> None:
         platform_tasks.RUNNER_MESSAGES[task_name].apply(args=[message], throw=True)
 
-    envelope = run_job(job.spec, identity=identity, report=report)
+    # The device process started for the job may not read the key file (runners/device/sandbox.py).
+    envelope = run_job(job.spec, identity=identity, report=report, protected_paths=[Path(key_file)])
     if envelope is not None:
         platform_tasks.ingest.apply(args=[envelope], throw=True)
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from runners.document import build_document, now_iso
+from runners.document import build_document, json_safe, now_iso
 from runners.errors import (
     BAD_SPEC,
     INFRASTRUCTURE,
@@ -115,10 +115,24 @@ def _model_record(
     }
 
 
-def run_model(spec: dict[str, Any], backend: Any, progress: Progress | None = None) -> dict[str, Any]:
-    """The model suite's result document for a validated job spec (the CLI's suite signature)."""
+def run_model(
+    spec: dict[str, Any],
+    backend: Any,
+    progress: Progress | None = None,
+    *,
+    keep_outputs: list[tuple[str, str, torch.Tensor]] | None = None,
+) -> dict[str, Any]:
+    """The model suite's result document for a validated job spec (the CLI's suite signature).
+
+    With a device process (runners/device) the suite runs there, and the judge scores every
+    accuracy output again against its own float64 reference (``rejudge_model_accuracy``).
+    """
+    from runners.device import is_isolated, suite_in_device_process
+
+    if is_isolated(backend):  # the vendor's stack runs in the device process (runners/device)
+        return suite_in_device_process(spec, backend, progress)
     started_at, start = now_iso(), time.perf_counter()
-    out = run_model_suite(spec, backend, seed=spec["challenge"], progress=progress)
+    out = run_model_suite(spec, backend, seed=spec["challenge"], progress=progress, keep_outputs=keep_outputs)
     return build_document(
         "model",
         spec,
@@ -135,7 +149,12 @@ def run_model(spec: dict[str, Any], backend: Any, progress: Progress | None = No
 
 
 def run_model_suite(
-    spec: dict[str, Any], backend: Any, *, seed: int | str, progress: Progress | None = None
+    spec: dict[str, Any],
+    backend: Any,
+    *,
+    seed: int | str,
+    progress: Progress | None = None,
+    keep_outputs: list[tuple[str, str, torch.Tensor]] | None = None,
 ) -> dict[str, Any]:
     """Cases, measurements and integrity verdicts of the model suite for ``spec``.
 
@@ -276,6 +295,8 @@ def run_model_suite(
             except Exception as exc:  # scoring is the runner's own host work
                 out["cases"].append(_exception_case(model_spec.name, dtype_name, exc, phase="harness"))
                 continue
+            if keep_outputs is not None:  # for the judge, who scores it again (rejudge_model_accuracy)
+                keep_outputs.append((model_spec.name, dtype_name, accuracy_out.detach().to("cpu")))
             try:
                 if workload.kind == "decoder":
                     score["greedy_generation_agreement"] = run.generation_agreement()
@@ -390,3 +411,72 @@ def _error_case(model: str, dtype: str | None, exc: ModelError) -> dict[str, Any
 
 def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
+
+
+def rejudge_model_accuracy(
+    document: dict[str, Any],
+    spec: dict[str, Any],
+    outputs: list[dict[str, Any]],
+    tensors: dict[str, torch.Tensor],
+) -> dict[str, Any]:
+    """Every scored accuracy case judged by the judge: the device process's accuracy output (a tensor
+    that came back) against the judge's own float64 reference of the model, scored by the judge.
+
+    A scored case without a returned output fails. The decoder's free-running generation agreement
+    and the model's TEST01/TEST04 stay the device process's (process_isolation.device_verdicts).
+    """
+    from runners.document import summarize
+
+    options = {**(spec.get("options") or {}), **{k: spec[k] for k in ("quick", "model_dtypes") if k in spec}}
+    quick = bool(options.get("quick"))
+    seed = spec["challenge"]
+    returned: dict[tuple[str, str], torch.Tensor | None] = {}
+    for index, item in enumerate(outputs):
+        returned[(str(item.get("model")), str(item.get("dtype")))] = tensors.get(f"{index}.accuracy")
+    entries = spec.get("models") or ([] if spec.get("job_id") else default_models())
+    scores: dict[tuple[str, str], dict[str, Any] | str] = {}
+    for entry in entries:
+        model_spec = ModelSpec.from_dict(entry)
+        wanted = [key for key in returned if key[0] == model_spec.name]
+        if not wanted:
+            continue
+        try:
+            workload = workload_for(load_model(model_spec), seed, quick=quick)
+            reference = workload.reference()
+        except Exception as exc:  # the judge's own reference failed: nothing it can vouch for
+            for key in wanted:
+                scores[key] = f"the judge could not compute the reference: {type(exc).__name__}: {exc}"[:500]
+            continue
+        for key in wanted:
+            output = returned[key]
+            if output is None or tuple(output.shape) != tuple(reference.shape):
+                scores[key] = "the device process returned no accuracy output of the reference's shape"
+            else:
+                scores[key] = workload.score(output, reference, key[1])
+    cases = []
+    for case in document.get("cases") or []:
+        key = (case.get("kernel"), case.get("dtype"))
+        if case.get("case") != "model_accuracy" or case.get("status") not in ("pass", "fail"):
+            cases.append(case)
+            continue
+        score = scores.get(key, "the device process returned no accuracy output for this case")
+        if isinstance(score, str):
+            cases.append(
+                _case(key[0], key[1], "error", {}, outcome=error(PRODUCT_FAILURE, "no output"), message=score)
+            )
+            continue
+        device_metrics = case.get("metrics") or {}
+        if "greedy_generation_agreement" in device_metrics:
+            score["greedy_generation_agreement"] = device_metrics["greedy_generation_agreement"]
+        cases.append(_case(key[0], key[1], "pass" if score["meets_informational_bar"] else "fail", score))
+    measurements = []
+    for item in document.get("measurements") or []:
+        key = ((item.get("params") or {}).get("model"), item.get("dtype"))
+        if item.get("kind") == "accuracy" and isinstance(scores.get(key), dict):
+            measurements.append(_accuracy_measurement(key[0], key[1], scores[key]))
+        elif item.get("kind") != "accuracy":
+            measurements.append(item)
+    document["cases"] = cases
+    document["measurements"] = measurements
+    document["summary"] = summarize(cases)
+    return json_safe(document)

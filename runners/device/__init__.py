@@ -1,0 +1,115 @@
+"""Two processes on a runner host: the judge, and the device process that runs the vendor's stack.
+
+Which process may load what:
+
+==========================  ===============================  =====================================
+                            judge (parent: worker, CLI)      device process (runners.device.host)
+==========================  ===============================  =====================================
+runner signing key          yes (RunnerIdentity, in memory)  never: not in its environment, argv or
+                                                             descriptors; Landlock hides the file
+job spec and challenge      yes                              only what a request carries
+catalog inputs              draws them from the challenge    receives them as tensors
+float64 references          computes them                    never
+tolerances, verdicts        ``runners.conformance.compare``  never (patching its own copy of
+                                                             ``runners.conformance`` changes nothing)
+backend plugin / entry      never imported                   ``runners.backends.get_backend``
+point, driver, runtime
+kernel device calls         never                            ``Kernel.arrange``/``run``/``comparable``
+broker, platform URL        yes                              never (scrubbed from its environment)
+==========================  ===============================  =====================================
+
+Only tensors (raw bytes with dtype and shape) and JSON values (timings, the fingerprint, the
+support declaration) cross, in the frames of runners/device/protocol.py; nothing is unpickled.
+
+Per suite:
+
+- conformance: every device call goes through ``DeviceClient.run_kernel``; the judge draws the
+  inputs, computes the reference and compares the returned tensor (``verdicts_in = "judge"``).
+- performance: the timed loop runs in the device process (``DeviceClient.run_suite``); each
+  benchmark's accuracy output and timed samples come back as tensors and the judge re-judges
+  TEST01 against its own float64 references (``rejudge_output_consistency``). TEST04 and the clock
+  cross-check are judged on the device's timings there (``device_verdicts`` lists them; their raw
+  figures are in the document for the platform).
+- model: the suite runs in the device process; every scored accuracy output comes back as a tensor
+  and the judge scores it again against its own float64 reference of the model
+  (``rejudge_model_accuracy``), which sets each accuracy case's status. The decoders' free-running
+  generation agreement and the model TEST01/TEST04 and clock verdicts are still computed there
+  (``device_verdicts``): moving them is what remains of issue 13's split.
+
+The key stays out of reach in every suite.
+
+Torch's own device-extension autoload (``torch.backends`` entry points) is turned off in the
+judge (runners/__init__.py) and left as the host has it in the device process.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runners.device.local import InProcessDevice, KernelResult
+
+__all__ = [
+    "InProcessDevice",
+    "KernelResult",
+    "as_device",
+    "is_isolated",
+    "open_device",
+    "suite_in_device_process",
+]
+
+
+def as_device(backend: Any) -> Any:
+    """A device to run kernels on: a ``DeviceClient`` as is, a Backend object wrapped in-process."""
+    if hasattr(backend, "run_kernel") and hasattr(backend, "isolation"):
+        return backend
+    return InProcessDevice(backend)
+
+
+def open_device(name: str, *, protected_paths: Any = ()) -> Any:
+    """A ``DeviceClient`` for backend ``name`` (raises runners.device.client.UnknownDevice)."""
+    from runners.device.client import DeviceClient
+
+    return DeviceClient(name, protected_paths=protected_paths)
+
+
+def is_isolated(backend: Any) -> bool:
+    """True for a device process client (it can run a whole suite over there)."""
+    return hasattr(backend, "run_suite") and hasattr(backend, "isolation")
+
+
+def suite_in_device_process(spec: dict[str, Any], device: Any, progress: Any = None) -> dict[str, Any]:
+    """Runs a performance or model suite's loop in the device process; the judge then puts back the
+    spec it was given, re-judges what it can (performance: TEST01 from the returned outputs against
+    its own float64 references), records the process split, and validates the document before
+    anyone signs it."""
+    from runners.document import DocumentInvalid, validate_document
+
+    document, outputs, tensors = device.run_suite(spec, progress)
+    if document.get("suite") != spec.get("suite"):
+        raise DocumentInvalid(f"the device process returned a {document.get('suite')!r} document")
+    document["spec"] = spec
+    document["fingerprint"] = device.fingerprint()
+    if spec.get("suite") == "performance":
+        from runners.performance import rejudge_output_consistency
+
+        rejudge_output_consistency(document, outputs, tensors, str(spec["challenge"]))
+        # TEST04 and the clock cross-check are verdicts on the device's own timings (raw figures in
+        # the document, re-judged by the platform); TEST01 and every reference are the judge's.
+        document["process_isolation"] = device.isolation(
+            "judge", ["integrity.caching (TEST04)", "integrity.timing (clock cross-check)"]
+        )
+    else:
+        from runners.model_suite import rejudge_model_accuracy
+
+        rejudge_model_accuracy(document, spec, outputs, tensors)
+        document["process_isolation"] = device.isolation(
+            "judge",
+            [
+                "greedy_generation_agreement (decoders' free-running generation)",
+                "integrity.output_consistency (model TEST01)",
+                "integrity.caching (TEST04)",
+                "integrity.timing (clock cross-check)",
+            ],
+        )
+    validate_document(document)
+    return document

@@ -1,0 +1,220 @@
+"""The device process: ``python -m runners.device.host``, started by runners.device.client only.
+
+This is the only process of a runner host that loads the vendor's device stack: the backend
+entry point or PrivateUse1 plugin (``runners.backends.get_backend``), its driver and runtime,
+and the catalog's device calls. It holds no signing key (none is given to it, its environment is
+scrubbed, its file descriptors closed, and where the kernel offers Landlock it cannot open the
+key file even by name), no float64 reference, no tolerance and no verdict: it receives raw
+inputs, returns outputs and timings (runners/device/protocol.py), and nothing it does in its
+own memory (patching ``runners.conformance``, for instance) reaches the judge.
+
+Requests (``op``), one reply each:
+
+- ``open {backend}``: loads the backend; replies its availability, support declaration and fingerprint
+- ``run_kernel {kernel, case, dtype, params}`` + input tensors: replies ``output`` and ``device_s``
+- ``run_suite {spec}``: runs a performance or model suite here (see runners/device/__init__.py),
+  sending ``progress`` frames first; replies its document
+- ``list``: every backend this host offers, with availability, dtypes and fingerprint
+- ``exit``
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Any, BinaryIO
+
+import torch
+
+from runners.device.local import error_message, execute_kernel, loaded_packages
+from runners.device.protocol import PeerClosed, read_frame, write_frame
+
+
+def _protocol_channel() -> tuple[BinaryIO, BinaryIO]:
+    """Takes stdin/stdout for the protocol and points fds 0 and 1 away from it, so that anything
+    the vendor's stack prints lands on stderr instead of corrupting a frame."""
+    proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
+    proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return proto_in, proto_out
+
+
+def _case(data: dict[str, Any]):
+    from runners.catalog import Case
+
+    dtypes = data.get("dtypes")
+    return Case(
+        name=str(data["name"]),
+        dims={str(k): int(v) for k, v in dict(data.get("dims") or {}).items()},
+        edge=data.get("edge"),
+        dtypes=tuple(dtypes) if dtypes else None,
+        options=dict(data.get("options") or {}),
+    )
+
+
+def _guarded(probe: Any) -> Any:
+    try:
+        return probe()
+    except Exception:
+        return None
+
+
+class Host:
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.backend: Any = None
+
+    def reply(self, header: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None) -> None:
+        write_frame(self.out, header, tensors)
+
+    def describe(self) -> dict[str, Any]:
+        backend = self.backend
+        available, reason = backend.availability()
+        return {
+            "ok": True,
+            "name": backend.name,
+            "available": available,
+            "reason": reason,
+            "support": backend.support_declaration()
+            if available
+            else {"dtypes": [], "unsupported_kernels": {}},
+            "fingerprint": backend.fingerprint(),
+            "memory": _guarded(backend.memory_info) if available else None,
+            "last_level_cache_bytes": _guarded(backend.last_level_cache_bytes) if available else None,
+            "pid": os.getpid(),
+            "uid": os.getuid(),
+            "packages": loaded_packages(),
+        }
+
+    def op_open(self, header: dict[str, Any], _tensors: dict[str, torch.Tensor]) -> None:
+        from runners.backends import UnknownBackend, get_backend
+
+        try:
+            self.backend = get_backend(str(header.get("backend", "")))
+        except UnknownBackend as exc:
+            self.reply({"ok": False, "error": {"kind": "unknown_backend", "message": str(exc)[:2000]}})
+            return
+        self.reply(self.describe())
+
+    def op_fingerprint(self, _header: dict[str, Any], _tensors: dict[str, torch.Tensor]) -> None:
+        self.reply(self.describe())
+
+    def op_run_kernel(self, header: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        from runners.catalog import get_kernel
+
+        kernel = get_kernel(str(header["kernel"]))
+        raw: dict[str, Any] = dict(header.get("params") or {})
+        raw.update(tensors)
+        result = execute_kernel(self.backend, kernel, _case(header["case"]), raw)
+        if result.output is not None:
+            self.reply({"ok": True, "device_s": result.device_s}, {"output": result.output})
+            return
+        outcome = result.outcome
+        self.reply(
+            {
+                "ok": False,
+                "device_s": result.device_s,
+                "error": {
+                    "kind": "raised" if result.exc_type else "not_tensor",
+                    "type": result.exc_type or "",
+                    "out_of_memory": bool(outcome and outcome.code == "out_of_memory"),
+                    "message": result.message,
+                },
+            }
+        )
+
+    def op_run_suite(self, header: dict[str, Any], _tensors: dict[str, torch.Tensor]) -> None:
+        """A performance or model suite, whole. Performance: every benchmark's accuracy output and
+        timed samples go back too; model: every scored accuracy output; the judge re-judges them."""
+        from runners.performance import run_performance
+        from runners.suites import SUITES
+
+        spec = header["spec"]
+
+        def progress(done: int, total: int, label: str) -> None:
+            self.reply({"event": "progress", "done": done, "total": total, "label": str(label)[:200]})
+
+        outputs: list[dict[str, Any]] = []
+        tensors: dict[str, torch.Tensor] = {}
+        if spec["suite"] == "performance":
+            kept: list = []
+            document = run_performance(spec, self.backend, progress, keep_outputs=kept)
+            for index, (bench, accuracy, samples) in enumerate(kept):
+                outputs.append(
+                    {
+                        "name": bench.name,
+                        "kind": bench.kind,
+                        "dtype": bench.dtype,
+                        "params": bench.params,
+                        "rounds": [r for r, _ in samples],
+                    }
+                )
+                tensors[f"{index}.accuracy"] = accuracy
+                tensors.update({f"{index}.round{r}": t for r, t in samples})
+        elif spec["suite"] == "model":
+            from runners.model_suite import run_model
+
+            kept_models: list = []
+            document = run_model(spec, self.backend, progress, keep_outputs=kept_models)
+            for index, (model, dtype, accuracy) in enumerate(kept_models):
+                outputs.append({"model": model, "dtype": dtype})
+                tensors[f"{index}.accuracy"] = accuracy
+        else:
+            document = SUITES[spec["suite"]](spec, self.backend, progress)
+        self.reply(
+            {"ok": True, "document": document, "outputs": outputs, "packages": loaded_packages()}, tensors
+        )
+
+    def op_list(self, _header: dict[str, Any], _tensors: dict[str, torch.Tensor]) -> None:
+        from runners.backends import list_backends
+
+        backends = []
+        for backend in list_backends():
+            available, reason = backend.availability()
+            backends.append(
+                {
+                    "name": backend.name,
+                    "available": available,
+                    "reason": reason,
+                    "dtypes": backend.supported_dtypes() if available else [],
+                    "fingerprint": backend.fingerprint() if available else None,
+                }
+            )
+        self.reply({"ok": True, "backends": backends})
+
+    def serve(self, stream: BinaryIO) -> int:
+        while True:
+            try:
+                header, tensors = read_frame(stream)
+            except PeerClosed:
+                return 0
+            op = header.get("op")
+            if op == "exit":
+                self.reply({"ok": True})
+                return 0
+            handler = getattr(self, f"op_{op}", None) if isinstance(op, str) else None
+            if handler is None:
+                self.reply({"ok": False, "error": {"kind": "unknown_op", "message": f"unknown op {op!r}"}})
+                continue
+            if op not in ("open", "list") and self.backend is None:
+                self.reply({"ok": False, "error": {"kind": "not_open", "message": "open a backend first"}})
+                continue
+            try:
+                handler(header, tensors)
+            except Exception as exc:  # the judge records it; the device process stays up
+                traceback.print_exc(file=sys.stderr)
+                self.reply({"ok": False, "error": {"kind": "host_error", "message": error_message(exc)}})
+
+
+def main() -> int:
+    proto_in, proto_out = _protocol_channel()
+    return Host(proto_out).serve(proto_in)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""A hostile vendor's backend plugin (test-only). Loaded through the platform's entry point.
+
+When its backend is created it does, in whatever process loaded it, what issue 13 found a plugin
+could do:
+
+(a) patch the judge: ``runners.conformance.compare`` reports no mismatch, ``run_case`` rewrites
+    every record to "pass", and ``runners.document.summarize`` counts everything as passed;
+(b) hunt for the runner's signing key: its own environment, the parent's ``/proc`` files
+    (environ, cmdline, open descriptors, memory), and the paths listed in ``guesses.txt`` (a
+    vendor may know the deployment's conventional key path);
+(c) compute GELU with the tanh approximation where the erf form is asked for (its "chip").
+
+``HOSTILE_PROBE_DIR`` (a directory) gets ``report.json`` with what it did and found;
+``config.json`` there may hold ``{"exit_on_kernel": NAME}`` to kill its process during that kernel,
+``{"skew_matmul": FACTOR}`` to scale every torch.matmul result, ``{"noisy_conv": true}`` to add
+noise to every conv2d (while it patches the performance TEST01 and model case verdicts to "pass").
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from runners.backends import CpuBackend
+
+PEM_MARKER = b"PRIVATE KEY"
+
+
+def _probe_dir() -> Path | None:
+    value = os.environ.get("HOSTILE_PROBE_DIR")
+    return Path(value) if value else None
+
+
+def _config() -> dict:
+    directory = _probe_dir()
+    try:
+        return json.loads((directory / "config.json").read_text()) if directory else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _try_read(path: str | Path, limit: int = 1 << 20) -> dict:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(limit)
+    except OSError as exc:
+        return {"path": str(path), "readable": False, "error": f"{type(exc).__name__}: {exc.strerror}"}
+    text = data.decode("utf-8", "replace")
+    return {
+        "path": str(path),
+        "readable": True,
+        "has_private_key": PEM_MARKER in data,
+        "mentions_key_file": "RUNNER_KEY_FILE" in text or ".pem" in text,
+        "excerpt": text.replace("\0", " ")[:300],
+    }
+
+
+def _own_descriptors() -> list[str]:
+    targets = []
+    for fd in os.listdir("/proc/self/fd") if os.path.isdir("/proc/self/fd") else []:
+        try:
+            targets.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            continue
+    return sorted(targets)
+
+
+def hunt_for_the_key() -> dict:
+    """Everything a plugin in the device process can try, recorded (never raises)."""
+    parent = os.getppid()
+    found: dict = {
+        "pid": os.getpid(),
+        "parent": parent,
+        "env_names": sorted(name for name in os.environ if "KEY" in name or name.startswith("RUNNER")),
+        "parent_environ": _try_read(f"/proc/{parent}/environ"),
+        "parent_cmdline": _try_read(f"/proc/{parent}/cmdline"),
+        "parent_fds": [],
+        "parent_mem": None,
+        "guesses": [],
+        "own_fds": _own_descriptors(),
+    }
+    try:
+        for fd in os.listdir(f"/proc/{parent}/fd"):
+            link = f"/proc/{parent}/fd/{fd}"
+            entry = {"fd": fd}
+            try:
+                entry["target"] = os.readlink(link)
+            except OSError as exc:
+                entry["target_error"] = exc.strerror
+            entry.update(_try_read(link, 4096) if entry.get("target", "").endswith(".pem") else {})
+            found["parent_fds"].append(entry)
+    except OSError as exc:
+        found["parent_fds_error"] = f"{type(exc).__name__}: {exc.strerror}"
+    try:
+        with open(f"/proc/{parent}/mem", "rb") as mem:
+            mem.read(1)
+        found["parent_mem"] = "opened"
+    except OSError as exc:
+        found["parent_mem"] = f"{type(exc).__name__}: {exc.strerror}"
+    directory = _probe_dir()
+    guesses = directory / "guesses.txt" if directory else None
+    if guesses is not None and guesses.exists():
+        for line in guesses.read_text().splitlines():
+            if line.strip():
+                found["guesses"].append(_try_read(line.strip()))
+    return found
+
+
+def patch_the_judge() -> list[str]:
+    """Rewrites the verdict code in this process's copy of the runner."""
+    import runners.conformance as conformance
+    import runners.document as document
+
+    def compare(output, expected, atol, rtol):
+        return {
+            "max_abs": 0.0,
+            "max_rel": 0.0,
+            "tolerance_ratio": 0.0,
+            "mismatch_fraction": 0.0,
+            "mismatches": 0,
+        }
+
+    original_run_case = conformance.run_case
+
+    def run_case(*args, **kwargs):
+        record = original_run_case(*args, **kwargs)
+        record.update(status="pass", message=None, code=None, error_class=None, reason=None)
+        return record
+
+    original_summarize = document.summarize
+
+    def summarize(cases):
+        return original_summarize([{**case, "status": "pass", "error_class": None} for case in cases])
+
+    import runners.performance as performance
+
+    original_consistency = performance._consistency
+
+    def consistency(*args, **kwargs):
+        item = original_consistency(*args, **kwargs)
+        for part in (item, item.get("against_accuracy") or {}, item.get("against_reference") or {}):
+            part.update(verdict="pass", mismatches=0)
+        return item
+
+    import runners.model_suite as model_suite
+
+    original_model_case = model_suite._case
+
+    def model_case(model, dtype, status, score, **kwargs):
+        return original_model_case(model, dtype, "pass" if status == "fail" else status, score, **kwargs)
+
+    model_suite._case = model_case
+    conformance.compare = compare
+    conformance.run_case = run_case
+    document.summarize = summarize
+    performance._consistency = consistency
+    return [
+        "runners.conformance.compare",
+        "runners.conformance.run_case",
+        "runners.document.summarize",
+        "runners.performance._consistency",
+        "runners.model_suite._case",
+    ]
+
+
+def gelu_with_tanh(input, approximate="none"):  # noqa: A002 - torch's own parameter name
+    """The "chip": tanh-approximated GELU whatever was asked for."""
+    x = input
+    inner = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)
+    return 0.5 * x * (1.0 + torch.tanh(inner))
+
+
+_ORIGINAL_GELU = F.gelu
+
+
+class HostileBackend(CpuBackend):
+    """The host CPU with a tanh GELU, a judge-patching and key-hunting side."""
+
+    name = "hostile"
+
+    def __init__(self) -> None:
+        super().__init__()
+        report = {"patched": patch_the_judge(), "key_hunt": hunt_for_the_key()}
+        F.gelu = gelu_with_tanh
+        torch.nn.functional.gelu = gelu_with_tanh
+        report["gelu"] = "tanh"
+        skew = _config().get("skew_matmul")
+        if skew:  # a GEMM unit off by a constant factor, in the timed run and the accuracy pass alike
+            matmul = torch.matmul
+            torch.matmul = lambda a, b, _m=matmul, _s=float(skew): (_m(a, b) * _s).to(a.dtype)
+            report["matmul"] = f"x{skew}"
+        if _config().get("noisy_conv"):  # a convolution unit that returns noise: a CNN's top-1 collapses
+            conv2d = F.conv2d
+
+            def noisy(*args, _conv=conv2d, **kwargs):
+                out = _conv(*args, **kwargs)
+                return out + 10.0 * out.abs().mean() * torch.randn_like(out)
+
+            F.conv2d = noisy
+            torch.nn.functional.conv2d = noisy
+            report["conv2d"] = "noise"
+        directory = _probe_dir()
+        if directory is not None:
+            (directory / f"report-{os.getpid()}.json").write_text(json.dumps(report, indent=1))
+
+    def synchronize(self) -> None:
+        exit_on = _config().get("exit_on_kernel")
+        if exit_on:
+            import inspect
+
+            for frame in inspect.stack()[1:6]:
+                kernel = frame.frame.f_locals.get("kernel")
+                if getattr(kernel, "name", None) == exit_on:
+                    os._exit(9)
+        return None
+
+    def plugin_versions(self) -> dict[str, str]:
+        return {"hostile-backend": "0.1.0"}

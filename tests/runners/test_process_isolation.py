@@ -1,0 +1,453 @@
+"""Issue 13: the vendor's code runs apart from the judge and the key.
+
+A real out-of-tree backend plugin (tests/plugins/hostile_backend, found through the platform's
+entry point) tries, from the device process, to (a) rewrite the verdict code, (b) read the runner's
+signing key and (c) computes GELU with the tanh approximation. The judge here is a separate
+interpreter started as a runner host starts its worker (RUNNER_NAME, RUNNER_KEY_FILE), running
+``runners.worker.run_job``; the tests read its signed envelope and the plugin's own report.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import tomllib
+from pathlib import Path
+
+import pytest
+import torch
+
+from runners.backends import ENTRY_POINT_GROUP
+from runners.device.protocol import DTYPES, ProtocolError, read_frame, write_frame
+from runners.device.sandbox import Confinement, landlock_abi, scrubbed_environment
+from runners.signing import keygen, verify_signature
+
+ROOT = Path(__file__).resolve().parents[2]
+PLUGIN = ROOT / "tests" / "plugins" / "hostile_backend"
+CHALLENGE = "5eed" * 16
+
+
+def install_plugin(site: Path) -> None:
+    """The plugin's dist-info, generated from its pyproject.toml, in a directory put on PYTHONPATH:
+    an installed distribution as importlib.metadata sees one, without pip and without network."""
+    project = tomllib.loads((PLUGIN / "pyproject.toml").read_text())["project"]
+    dist_info = site / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n"
+    )
+    lines = [
+        f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items())
+        for group, eps in project["entry-points"].items()
+    ]
+    (dist_info / "entry_points.txt").write_text("\n".join(lines))
+    assert ENTRY_POINT_GROUP in project["entry-points"]
+
+
+def plugin_environment(tmp: Path) -> dict[str, str]:
+    site = tmp / "site"
+    install_plugin(site)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(site), str(PLUGIN)])
+    env["HOSTILE_PROBE_DIR"] = str(tmp / "probe")
+    (tmp / "probe").mkdir()
+    return env
+
+
+JUDGE = textwrap.dedent(
+    """
+    import json, sys
+    from runners.signing import RunnerIdentity
+    from runners.spec import build_spec
+    from runners.worker import run_job
+    import runners.conformance as conformance, runners.document as document
+
+    compare, summarize = conformance.compare, document.summarize
+    spec = build_spec(suite="conformance", device="hostile", challenge=sys.argv[1], kernels=["gelu_erf"])
+    failures = []
+    envelope = run_job(spec, identity=RunnerIdentity.from_env(), report=lambda n, m: failures.append(n))
+    print(json.dumps({
+        "envelope": envelope,
+        "failures": [f for f in failures if f != "runs.job_progress"],
+        "judge_patched": conformance.compare is not compare or document.summarize is not summarize,
+        "judge_loaded_plugin": "hostile_backend" in sys.modules,
+    }))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def judged(tmp_path_factory) -> dict:
+    """One job of the hostile chip through the worker's code path, judge in its own interpreter."""
+    tmp = tmp_path_factory.mktemp("hostile")
+    keys = tmp / "keys"
+    key_file = keys / "runner.pem"
+    keygen(key_file, keys / "runner.pub.pem")
+    env = plugin_environment(tmp)
+    (tmp / "probe" / "guesses.txt").write_text(f"{key_file}\n")  # the vendor knows where keys live
+    env.update(RUNNER_NAME="hostile-host", RUNNER_KEY_FILE=str(key_file))
+    result = subprocess.run(  # noqa: S603 - our interpreter, our script
+        [sys.executable, "-c", JUDGE, CHALLENGE],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    reports = [json.loads(p.read_text()) for p in sorted((tmp / "probe").glob("report-*.json"))]
+    envelope = out["envelope"]
+    assert envelope is not None, (out, result.stderr[-3000:])
+    return {
+        **out,
+        "document": json.loads(envelope["document_json"]),
+        "reports": reports,
+        "key_file": key_file,
+        "public_pem": (keys / "runner.pub.pem").read_text(),
+    }
+
+
+def test_the_plugin_ran_in_the_device_process_only(judged):
+    isolation = judged["document"]["process_isolation"]
+    assert isolation["mode"] == "child_process" and isolation["verdicts_in"] == "judge"
+    assert "hostile_backend" in isolation["device"]["packages"]
+    assert "hostile_backend" not in isolation["judge"]["packages"]
+    assert not judged["judge_loaded_plugin"]
+    assert judged["reports"], "the plugin never ran"
+    assert {r["key_hunt"]["parent"] for r in judged["reports"]} == {isolation["judge"]["pid"]}
+
+
+def test_a_plugin_patching_the_verdict_code_changes_nothing(judged):
+    # (a): the plugin did patch runners.conformance and runners.document, in its own process.
+    assert all("runners.conformance.compare" in r["patched"] for r in judged["reports"])
+    assert not judged["judge_patched"]
+    document = judged["document"]
+    failed = [c for c in document["cases"] if c["status"] == "fail"]
+    assert failed and all(c["stats"]["mismatches"] > 0 for c in failed)
+    assert document["summary"]["failed"] == len(failed)
+
+
+def test_gelu_computed_with_tanh_is_caught(judged):
+    # (c): the tanh approximation is off by up to ~5e-4 relative: outside float32's and float16's tolerances.
+    document = judged["document"]
+    failed = {(c["dtype"], c["case"]) for c in document["cases"] if c["status"] == "fail"}
+    assert {dtype for dtype, _ in failed} >= {"float32", "float16"}
+    assert len(failed) >= 10
+    assert all(c["kernel"] == "gelu_erf" for c in document["cases"])
+
+
+def test_the_plugin_cannot_reach_the_signing_key(judged):
+    # (b): nothing names the key in the device process's environment, the judge's /proc is closed
+    # to it, and where Landlock exists the key file cannot be opened even by its known path.
+    document = judged["document"]
+    protections = document["process_isolation"]["protections"]
+    for report in judged["reports"]:
+        hunt = report["key_hunt"]
+        assert hunt["env_names"] == []
+        assert not hunt["parent_environ"].get("has_private_key")
+        if hunt["parent_environ"]["readable"] and hunt["parent_environ"]["mentions_key_file"]:
+            # The judge's environment names the key file where the kernel lets a root child read a
+            # non-dumpable parent's environ (runners/device/sandbox.py, item 3): the path leaks,
+            # so the file itself must be shielded.
+            assert protections["landlock"] or protections["device_user"], protections
+        assert hunt["parent_mem"] != "opened"
+        assert not any(fd.get("has_private_key") for fd in hunt["parent_fds"])
+        assert not any(fd.get("target", "").endswith("runner.pem") for fd in hunt["parent_fds"])
+        assert not any(target.endswith(".pem") for target in hunt["own_fds"]), hunt["own_fds"]
+        guess = hunt["guesses"][0]
+        assert guess["path"] == str(judged["key_file"])
+        if protections["landlock"]:
+            assert guess["readable"] is False, guess
+        else:  # the document says the key file was not shielded, and why
+            assert protections["landlock_reason"]
+    assert protections["environment_scrubbed"] and protections["judge_undumpable"]
+    assert landlock_abi() == 0 or protections["landlock"], protections
+
+
+def test_the_signed_document_verifies_with_the_runner_key_only(judged):
+    envelope = judged["envelope"]
+    payload = envelope["document_json"].encode()
+    assert verify_signature(judged["public_pem"], payload, envelope["signature"])
+    assert judged["failures"] == []
+
+
+IN_PROCESS = textwrap.dedent(
+    """
+    import json, sys
+    from runners.backends import get_backend
+    from runners.conformance import run_conformance
+    from runners.spec import build_spec
+
+    spec = build_spec(suite="conformance", device="hostile", challenge=sys.argv[1], kernels=["gelu_erf"],
+                      dtypes=["float32"])
+    document = run_conformance(spec, get_backend("hostile"))
+    print(json.dumps(document["summary"]))
+    """
+)
+
+
+def test_without_the_device_process_the_same_plugin_would_rewrite_the_verdicts(tmp_path):
+    """The control: loaded into the judge (a library call, no device process), the plugin wins."""
+    env = plugin_environment(tmp_path)
+    result = subprocess.run(  # noqa: S603 - our interpreter, our script
+        [sys.executable, "-c", IN_PROCESS, CHALLENGE],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["failed"] == 0 and summary["passed"] == summary["total"] > 0
+
+
+def test_a_device_process_that_dies_fails_that_case_and_the_next_runs(tmp_path, monkeypatch):
+    from runners.conformance import run_conformance
+    from runners.device.client import DeviceClient
+    from runners.spec import build_spec
+
+    env = plugin_environment(tmp_path)
+    (tmp_path / "probe" / "config.json").write_text(json.dumps({"exit_on_kernel": "gelu_erf"}))
+    for name in ("PYTHONPATH", "HOSTILE_PROBE_DIR"):
+        monkeypatch.setenv(name, env[name])
+    spec = build_spec(
+        suite="conformance",
+        device="hostile",
+        challenge=CHALLENGE,
+        kernels=["gelu_erf", "silu"],
+        dtypes=["float32"],
+        cases=["odd_7x1001"],
+    )
+    with DeviceClient("hostile") as device:
+        document = run_conformance(spec, device)
+    records = {c["kernel"]: c for c in document["cases"]}
+    assert records["gelu_erf"]["status"] == "error"
+    assert records["gelu_erf"]["code"] == "product_failure"
+    assert "exit code 9" in records["gelu_erf"]["message"]
+    assert records["silu"]["status"] == "pass"
+    assert document["process_isolation"]["device"]["restarts"] == 1
+
+
+def test_heartbeat_fingerprints_come_from_a_device_process(tmp_path, monkeypatch):
+    """The worker's heartbeat lists the plugin's backend without importing the plugin itself."""
+    from runners import worker
+
+    env = plugin_environment(tmp_path)
+    for name in ("PYTHONPATH", "HOSTILE_PROBE_DIR"):
+        monkeypatch.setenv(name, env[name])
+    monkeypatch.setattr(worker, "_fingerprints_cache", None)
+    fingerprints = worker._device_fingerprints()
+    assert {"cpu", "hostile"} <= {f["backend"] for f in fingerprints}
+    assert "hostile_backend" not in sys.modules
+    assert worker._device_fingerprints() is fingerprints  # cached: no device process per heartbeat
+
+
+PERF_OPTIONS = {
+    "quick": True,
+    "performance": {"dtypes": ["float32"], "kinds": ["gemm"], "gemm_sizes": [128], "max_call_s": 60},
+}
+
+
+def _performance(device_name: str) -> dict:
+    from runners.device.client import DeviceClient
+    from runners.performance import run_performance
+    from runners.spec import build_spec
+
+    spec = build_spec(suite="performance", device=device_name, challenge=CHALLENGE, options=PERF_OPTIONS)
+    with DeviceClient(device_name) as device:
+        return run_performance(spec, device)
+
+
+def test_performance_test01_is_judged_by_the_judge_from_the_returned_outputs(tmp_path, monkeypatch):
+    """The plugin's GEMM is 1% off and it patches the suite's TEST01 verdict to pass in its process:
+    the judge rebuilds the benchmark, computes its own float64 reference and fails it."""
+    env = plugin_environment(tmp_path)
+    (tmp_path / "probe" / "config.json").write_text(json.dumps({"skew_matmul": 1.01}))
+    for name in ("PYTHONPATH", "HOSTILE_PROBE_DIR"):
+        monkeypatch.setenv(name, env[name])
+    document = _performance("hostile")
+    consistency = document["integrity"]["output_consistency"]
+    assert consistency["verdict"] == "fail"
+    assert consistency["items"][0]["reference_failures"] == ["matmul perf_128:float32"]
+    isolation = document["process_isolation"]
+    assert isolation["verdicts_in"] == "judge" and "hostile_backend" in isolation["device"]["packages"]
+    report = json.loads(next((tmp_path / "probe").glob("report-*.json")).read_text())
+    assert "runners.performance._consistency" in report["patched"] and report["matmul"] == "x1.01"
+
+
+def test_an_honest_device_passes_test01_judged_by_the_judge():
+    document = _performance("cpu")
+    assert document["integrity"]["output_consistency"]["verdict"] == "pass"
+    assert document["measurements"] and document["process_isolation"]["mode"] == "child_process"
+
+
+def _model(device_name: str, directory: Path) -> dict:
+    from dataclasses import asdict
+
+    from runners.device.client import DeviceClient
+    from runners.model_suite import run_model
+    from runners.models.resnet import ResNetConfig
+    from runners.models.seeded import seeded_model_entry
+    from runners.spec import build_spec
+
+    entry = seeded_model_entry(
+        "resnet-tiny", "resnet-cnn", asdict(ResNetConfig.small()), seed=0, directory=directory
+    )
+    spec = build_spec(
+        suite="model",
+        device=device_name,
+        challenge=CHALLENGE,
+        models=[entry],
+        options={"quick": True, "model_dtypes": ["float32"], "model_performance_dtypes": []},
+    )
+    with DeviceClient(device_name) as device:
+        return run_model(spec, device)
+
+
+def test_model_accuracy_is_scored_by_the_judge_from_the_returned_outputs(tmp_path, monkeypatch):
+    """The plugin's convolutions return noise and it rewrites the model cases to "pass" in its process:
+    the judge scores the returned outputs against its own float64 reference and fails the case."""
+    env = plugin_environment(tmp_path)
+    (tmp_path / "probe" / "config.json").write_text(json.dumps({"noisy_conv": True}))
+    for name in ("PYTHONPATH", "HOSTILE_PROBE_DIR"):
+        monkeypatch.setenv(name, env[name])
+    document = _model("hostile", tmp_path / "weights")
+    [case] = document["cases"]
+    assert (case["kernel"], case["status"]) == ("resnet-tiny", "fail")
+    assert case["metrics"]["value"] < 0.9
+    assert document["summary"]["failed"] == 1
+    assert document["process_isolation"]["verdicts_in"] == "judge"
+    report = json.loads(next((tmp_path / "probe").glob("report-*.json")).read_text())
+    assert "runners.model_suite._case" in report["patched"] and report["conv2d"] == "noise"
+
+
+def test_an_honest_device_passes_the_model_accuracy_judged_by_the_judge(tmp_path):
+    document = _model("cpu", tmp_path)
+    [case] = document["cases"]
+    assert case["status"] == "pass" and case["metrics"]["value"] == 1.0
+    [accuracy] = [m for m in document["measurements"] if m["kind"] == "accuracy"]
+    assert accuracy["value"] == 1.0
+
+
+# The wire format ---------------------------------------------------------------------------------
+
+
+def _roundtrip(header: dict, tensors: dict) -> tuple[dict, dict]:
+    buffer = io.BytesIO()
+    write_frame(buffer, header, tensors)
+    buffer.seek(0)
+    return read_frame(buffer)
+
+
+def test_every_wire_dtype_crosses_bit_exact_with_its_shape():
+    g = torch.Generator().manual_seed(0)
+    tensors = {}
+    for name, dtype in DTYPES.items():
+        values = torch.randn(3, 5, generator=g) * 100
+        tensors[name] = values > 0 if dtype == torch.bool else values.to(dtype)
+    tensors["empty"] = torch.empty(0, 7, dtype=torch.bfloat16)
+    tensors["scalar"] = torch.tensor(2.5, dtype=torch.float16)
+    tensors["transposed"] = torch.arange(12, dtype=torch.int32).reshape(3, 4).t()
+    header, back = _roundtrip({"op": "x", "n": 1}, tensors)
+    assert header == {"op": "x", "n": 1}
+    for name, tensor in tensors.items():
+        assert back[name].dtype == tensor.dtype and back[name].shape == tensor.shape
+        assert torch.equal(back[name].reshape(-1).view(torch.uint8), tensor.reshape(-1).view(torch.uint8))
+
+
+def _frame(header: dict, payload: bytes = b"") -> io.BytesIO:
+    text = json.dumps(header).encode()
+    return io.BytesIO(len(text).to_bytes(8, "big") + text + payload)
+
+
+@pytest.mark.parametrize(
+    ("header", "payload"),
+    [
+        ({"tensors": [{"name": "x", "dtype": "object", "shape": [1]}]}, b"\0" * 8),
+        ({"tensors": [{"name": "x", "dtype": "float32", "shape": [4]}]}, b"\0" * 8),  # short
+        ({"tensors": [{"name": "x", "dtype": "float32", "shape": [-1]}]}, b""),
+        ({"tensors": [{"name": "x", "dtype": "float32", "shape": [1], "pickle": "..."}]}, b"\0" * 4),
+        (
+            {
+                "tensors": [
+                    {"name": "x", "dtype": "int8", "shape": [1]},
+                    {"name": "x", "dtype": "int8", "shape": [1]},
+                ]
+            },
+            b"\0\0",
+        ),
+        ({"tensors": [{"name": "x", "dtype": "float32", "shape": [2**39, 2**39]}]}, b""),
+    ],
+)
+def test_a_frame_that_breaks_the_format_is_refused(header, payload):
+    with pytest.raises(ProtocolError):
+        read_frame(_frame(header, payload))
+
+
+def test_a_header_with_nan_or_not_json_is_refused():
+    with pytest.raises(ProtocolError):
+        read_frame(io.BytesIO((3).to_bytes(8, "big") + b"NaN"))
+    with pytest.raises(ProtocolError):
+        read_frame(io.BytesIO((2).to_bytes(8, "big") + b"{x"))
+    with pytest.raises(ProtocolError):
+        read_frame(io.BytesIO((2**40).to_bytes(8, "big")))
+
+
+# The device process's confinement -----------------------------------------------------------------
+
+
+def test_the_device_environment_names_no_secret_nor_the_platform():
+    env = scrubbed_environment(
+        {
+            "PATH": "/usr/bin",
+            "LD_LIBRARY_PATH": "/opt/vendor/lib",
+            "ASCEND_HOME": "/usr/local/Ascend",
+            "RUNNER_KEY_FILE": "/etc/runner/key.pem",
+            "RUNNER_NAME": "host-1",
+            "CELERY_BROKER_URL": "redis://x",
+            "PLATFORM_URL": "https://p",
+            "DATABASE_URL": "postgresql://x",
+            "AWS_SECRET_ACCESS_KEY": "s",
+            "HF_TOKEN": "t",
+        }
+    )
+    assert env == {
+        "PATH": "/usr/bin",
+        "LD_LIBRARY_PATH": "/opt/vendor/lib",
+        "ASCEND_HOME": "/usr/local/Ascend",
+    }
+
+
+@pytest.mark.skipif(landlock_abi() < 1, reason="this kernel has no Landlock")
+def test_landlock_hides_the_protected_file_and_nothing_else(tmp_path):
+    secret, sibling = tmp_path / "keys" / "runner.pem", tmp_path / "keys" / "runner.pub.pem"
+    secret.parent.mkdir()
+    secret.write_text("-----BEGIN PRIVATE KEY-----\n")
+    sibling.write_text("public\n")
+    script = (
+        "import sys\n"
+        "def can(p):\n"
+        "    try:\n        open(p).read(); return True\n"
+        "    except OSError:\n        return False\n"
+        "print(can(sys.argv[1]), can(sys.argv[2]), can('/etc/hostname') or can('/etc/passwd'))\n"
+    )
+    confinement = Confinement([secret])
+    try:
+        assert confinement.active and confinement.rules > 0
+        result = subprocess.run(  # noqa: S603 - our interpreter, fixed script
+            [sys.executable, "-S", "-c", script, str(secret), str(sibling)],
+            preexec_fn=confinement.preexec(),  # noqa: PLW1509
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        confinement.close()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "True", "True"]
