@@ -24,6 +24,12 @@ KINDS = (
     "memory",
     "power",
     "energy",
+    "serving_latency",
+    "serving_qps",
+    "serving_throughput",
+    "serving_tokens",
+    "serving_ttft",
+    "serving_tpot",
 )
 
 
