@@ -24,6 +24,7 @@ KINDS = (
     "memory",
     "power",
     "energy",
+    "serving_accuracy",
     "serving_latency",
     "serving_qps",
     "serving_throughput",

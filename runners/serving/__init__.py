@@ -481,7 +481,7 @@ def _serve_scenarios(server, spec, backend, settings, dtype_name, reference, log
     out["measurements"].append(
         measurement(
             name=f"{name} serving accuracy",
-            kind="accuracy",
+            kind="serving_accuracy",
             unit=score["metric"],
             value=score["value"],
             dtype=dtype_name,
