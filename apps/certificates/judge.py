@@ -473,7 +473,7 @@ def serving_settings_problems(*, params: dict, scenario: str, thresholds: Thresh
     ):
         used, bar = _float(params.get(key)), _float(level.get(key))
         if bar is not None and (used is None or used < bar):
-            problems.append(f"{what} {used} below the level's {bar:g}")
+            problems.append(f"{what} {'none' if used is None else f'{used:g}'} below the level's {bar:g}")
     percentile, bar = _float(params.get("percentile")), _float(level.get("percentile"))
     if bar is not None and (percentile is None or percentile < bar):
         problems.append(f"latency percentile {percentile} below the level's {bar:g}")
