@@ -686,6 +686,14 @@ def _serve_scenarios(server, spec, backend, settings, dtype_name, reference, log
         **_run_params(chosen, cfg, "Server"),
         **base_params,
         "search_steps": len(steps),
+        "steps": [
+            {
+                "target_qps": step["target_qps"],
+                "result_valid": step["result_valid"],
+                "latency_at_percentile_s": step["latency_percentiles_s"].get(_percentile_key(cfg.percentile)),
+            }
+            for step in steps
+        ],
         "lowest_invalid_qps": high,
     }
     out["measurements"].append(
