@@ -177,3 +177,30 @@ def test_a_level_with_unusable_serving_settings_is_refused(change, message):
     change(changed["levels"][0]["thresholds"]["serving"]["value"])
     with pytest.raises(ValidationError, match=message):
         program_definition_check(changed)
+
+
+def test_the_certificate_carries_only_valid_serving_figures_at_the_levels_settings(cast, tiny_program, aia12):
+    from apps.certificates.services import review_approve
+    from apps.portal.evidence import campaign_evidence
+
+    if not server_valid():
+        pytest.skip("this host's loaded CPU made the tiny Server search INVALID at every step")
+    campaign = campaign_from_runner(vendor=cast.vendor, program=tiny_program, submitted_by=cast.owner)
+    review_approve(campaign=campaign, reviewer=cast.reviewer, reason="Evidence complete and verified.")
+    headline = json.loads(campaign.certificate.payload_json)["headline"]
+    server = [f for f in headline["serving"] if f["scenario"] == "Server" and f["kind"] == "serving_qps"]
+    assert len(server) == 1 and server[0]["result_valid"] is True and server[0]["value"] > 0
+    assert server[0]["latency_bound_s"] == 0.5 and server[0]["percentile"] == 0.9
+    assert len(server[0]["loadgen_summary_sha256"]) == 64
+    rows = campaign_evidence(campaign=campaign, criteria=list(campaign.criterion_results.all())).serving
+    qps_row = next(r for r in rows if r["m"].kind == "serving_qps")
+    assert qps_row["problem"] is None and qps_row["valid"] is True and qps_row["steps"]
+
+    # The same evidence under the real AIA 1.2 baseline (2 s, 100 queries, 100 ms): nothing certified.
+    short = campaign_from_runner(vendor=cast.vendor, program=aia12, submitted_by=cast.owner)
+    review_approve(campaign=short, reviewer=cast.reviewer, reason="Evidence complete and verified.")
+    headline = json.loads(short.certificate.payload_json)["headline"]
+    assert "serving" not in headline
+    assert any(
+        e["kind"] == "serving_qps" and "below the level's 2000" in e["reason"] for e in headline["excluded"]
+    )
