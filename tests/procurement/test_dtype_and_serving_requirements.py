@@ -149,6 +149,8 @@ def test_a_server_qps_requirement_reads_the_certified_valid_run_and_its_bound(ca
     campaign = campaign_from_runner(vendor=cast.vendor, program=tiny_program, submitted_by=cast.owner)
     review_approve(campaign=campaign, reviewer=cast.reviewer, reason="Evidence complete and verified.")
 
+    counter = iter(range(1, 100))
+
     def evaluate(max_latency_ms: float, min_qps: float = 0.01) -> dict:
         requirement = {
             "kind": "serving_qps",
@@ -162,7 +164,7 @@ def test_a_server_qps_requirement_reads_the_certified_valid_run_and_its_bound(ca
         tender = tender_create(
             organization=cast.buyer_org,
             title="Serving",
-            reference=f"S-{max_latency_ms:g}-{min_qps:g}",
+            reference=f"S-{next(counter)}",
             deadline=timezone.now() + timedelta(days=30),
             requirements=[requirement],
             scoring=[{"metric": "serving_qps", "weight": 1, "model": "tiny-bert", "dtype": "float32"}],
