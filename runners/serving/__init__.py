@@ -597,7 +597,7 @@ def _serve_scenarios(server, spec, backend, settings, dtype_name, reference, log
         )
     )
     if server.decoder:
-        tokens = result.value("result_token_throughput") or result.value("result_completed_tokens_per_second")
+        tokens = result.value("result_tokens_per_second")
         out["measurements"].append(
             _figure(
                 f"{name} Offline tokens",
@@ -708,7 +708,7 @@ def _serve_scenarios(server, spec, backend, settings, dtype_name, reference, log
         )
     )
     if server.decoder:
-        tokens = chosen.value("result_token_throughput") or chosen.value("result_completed_tokens_per_second")
+        tokens = chosen.value("result_completed_tokens_per_second")
         out["measurements"].append(
             _figure(
                 f"{name} Server tokens",

@@ -109,6 +109,7 @@ class LoadGenResult:
             "result_qps_without_loadgen_overhead",
             "result_completed_tokens_per_second",
             "result_token_throughput",
+            "result_tokens_per_second",
             "result_mean_latency_ns",
             "result_max_latency_ns",
             "effective_min_duration_ms",

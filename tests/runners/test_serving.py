@@ -170,6 +170,14 @@ def test_the_decoder_reports_ttft_tpot_and_tokens_per_second(tmp_path):
         "tiny-llama SingleStream TTFT p90.00",
         "tiny-llama SingleStream TPOT p90.00",
     } <= names
+    offline = {m["kind"]: m for m in document["measurements"] if m["params"].get("scenario") == "Offline"}
+    if offline["serving_throughput"]["value"] is not None:  # LoadGen's tokens/s: samples/s x 4 tokens
+        assert offline["serving_tokens"]["value"] == pytest.approx(
+            4 * offline["serving_throughput"]["value"], rel=0.05
+        )
+    server = next(m for m in document["measurements"] if m["name"] == "tiny-llama Server tokens")
+    if server["value"] is not None:
+        assert server["value"] > 1.0 and server["unit"] == "tokens/s"
     ttft = next(m for m in document["measurements"] if m["name"] == "tiny-llama SingleStream TTFT p90.00")
     if ttft["value"] is not None:
         assert 0 < ttft["value"] < 2.0 and "50.00" in ttft["params"]["ttft_percentiles_s"]
