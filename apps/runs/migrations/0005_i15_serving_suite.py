@@ -4,20 +4,35 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('runs', '0004_messages_job_last_seen'),
+        ("runs", "0004_messages_job_last_seen"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='job',
-            name='suite',
-            field=models.CharField(choices=[('conformance', 'Conformance'), ('performance', 'Performance'), ('model', 'Model'), ('serving', 'Serving')], max_length=16),
+            model_name="job",
+            name="suite",
+            field=models.CharField(
+                choices=[
+                    ("conformance", "Conformance"),
+                    ("performance", "Performance"),
+                    ("model", "Model"),
+                    ("serving", "Serving"),
+                ],
+                max_length=16,
+            ),
         ),
         migrations.AlterField(
-            model_name='resultdocument',
-            name='suite',
-            field=models.CharField(choices=[('conformance', 'Conformance'), ('performance', 'Performance'), ('model', 'Model'), ('serving', 'Serving')], max_length=16),
+            model_name="resultdocument",
+            name="suite",
+            field=models.CharField(
+                choices=[
+                    ("conformance", "Conformance"),
+                    ("performance", "Performance"),
+                    ("model", "Model"),
+                    ("serving", "Serving"),
+                ],
+                max_length=16,
+            ),
         ),
     ]
