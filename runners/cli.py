@@ -145,14 +145,33 @@ def _spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
             "dtypes": args.dtypes,
         }
         spec.update({k: v for k, v in overrides.items() if v})
-        return validate_spec(spec)
-    return build_spec(
-        suite=args.suite or "conformance",
-        device=args.device or "cpu",
-        challenge=args.seed,
-        kernels=args.kernels,
-        dtypes=args.dtypes,
+        return validate_spec(_with_duration(spec, args))
+    return validate_spec(
+        _with_duration(
+            build_spec(
+                suite=args.suite or "conformance",
+                device=args.device or "cpu",
+                challenge=args.seed,
+                kernels=args.kernels,
+                dtypes=args.dtypes,
+            ),
+            args,
+        )
     )
+
+
+def _with_duration(spec: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """--duration: an exploration override of every serving scenario's minimum duration, which the
+    document records as not certifying (runners/serving resolve_settings)."""
+    if getattr(args, "duration", None) is None:
+        return spec
+    if spec.get("suite") != "serving":
+        raise SpecInvalid("--duration applies to the serving suite only")
+    if not args.duration > 0:
+        raise SpecInvalid("--duration must be a positive number of seconds")
+    options = spec.setdefault("options", {})
+    options.setdefault("serving", {})["duration_override_ms"] = int(args.duration * 1000)
+    return spec
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -195,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     catalog = sub.add_parser("catalog", help="list the kernel catalog")
     catalog.add_argument("--json", action="store_true")
     run = sub.add_parser("run", help="run a suite and write its result document")
-    run.add_argument("--suite", choices=sorted({*SUITES, "conformance", "performance", "model"}))
+    run.add_argument("--suite", choices=sorted({*SUITES, "conformance", "performance", "model", "serving"}))
     run.add_argument("--device", help="backend name, e.g. cpu, cuda, npu (default cpu)")
     run.add_argument("--out", required=True, help="where to write the result document (canonical JSON)")
     run.add_argument("--seed", help="challenge as hex (>= 32 digits); a fresh one when omitted")
@@ -203,6 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dtypes", nargs="+", help="dtypes (default: every dtype of each kernel)")
     run.add_argument("--spec", help="job spec JSON; other flags override its fields")
     run.add_argument("--quiet", action="store_true", help="no progress bar nor summary table")
+    run.add_argument(
+        "--duration",
+        type=float,
+        help="serving suite: minimum duration of every LoadGen scenario in seconds (exploration: not certifying)",
+    )
     for name, (configure, _) in COMMANDS.items():
         configure(sub.add_parser(name))
     return parser

@@ -42,6 +42,13 @@ KINDS = (
     "memory",
     "power",
     "energy",
+    "serving_accuracy",
+    "serving_latency",
+    "serving_qps",
+    "serving_throughput",
+    "serving_tokens",
+    "serving_ttft",
+    "serving_tpot",
 )
 
 

@@ -13,12 +13,21 @@ from runners.conformance import Progress, run_conformance
 from runners.model_suite import run_model
 from runners.performance import run_performance
 
+
+def run_serving(spec: dict[str, Any], backend, progress: Progress | None = None) -> dict[str, Any]:
+    """The serving suite (runners/serving), imported on use: it needs mlcommons-loadgen."""
+    from runners.serving import run_serving as serving
+
+    return serving(spec, backend, progress)
+
+
 Suite = Callable[[dict[str, Any], Any, Progress | None], dict[str, Any]]
 
 SUITES: dict[str, Suite] = {
     "conformance": run_conformance,
     "performance": run_performance,
     "model": run_model,
+    "serving": run_serving,
 }
 
 

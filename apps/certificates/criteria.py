@@ -465,12 +465,78 @@ def performance_stability(campaign: Campaign, params: dict, thresholds: judge.Th
     return _fail(text, measured=fraction, threshold=threshold, evidence=evidence)
 
 
+DECODER_ARCHITECTURES = ("llama-decoder",)
+
+
+def _item(row: Measurement) -> dict:
+    return {"value": row.value, "flags": row.flags, "params": row.params}
+
+
+def serving(campaign: Campaign, params: dict, thresholds: judge.Thresholds) -> Judgement:
+    """Every submitted model (models=all), or every decoder LLM (models=decoders), serves a VALID MLPerf
+    LoadGen Server run at the level's latency bound with the level's settings, and what it served in
+    LoadGen's accuracy mode reaches the level's accuracy bar against the float64 reference."""
+    if thresholds.serving is None:
+        return _fail("The level states no serving settings.")
+    bound_ms = ((thresholds.serving.get("scenarios") or {}).get("Server") or {}).get("latency_bound_ms")
+    threshold = float(bound_ms) / 1000 if isinstance(bound_ms, int | float) else None
+    jobs = list(
+        Job.objects.filter(campaign=campaign, suite=JobSuite.SERVING).select_related("model").order_by("id")
+    )
+    if params.get("models") == "decoders":
+        jobs = [j for j in jobs if j.model is not None and j.model.architecture in DECODER_ARCHITECTURES]
+        if not jobs:
+            return Judgement(
+                CriterionOutcome.NOT_APPLICABLE, "No decoder LLM was submitted.", None, threshold
+            )
+    if not jobs:
+        return _fail("The campaign ran no serving job.", threshold=threshold)
+    documents = {d.job_id: d for d in ResultDocument.objects.filter(job__in=jobs)}
+    rows = defaultdict(list)
+    for row in Measurement.objects.filter(
+        document__in=documents.values(), kind__in=["serving_qps", "serving_accuracy"]
+    ).order_by("id"):
+        rows[row.document_id].append(row)
+    lines, failures, lowest = [], [], None
+    for job in jobs:
+        name = job.model.name if job.model else f"job {job.pk}"
+        document = documents.get(job.pk)
+        if document is None:
+            failures.append(f"{name}: no accepted serving evidence")
+            continue
+        server = next((r for r in rows[document.pk] if r.kind == "serving_qps"), None)
+        decoder = job.model is not None and job.model.architecture in DECODER_ARCHITECTURES
+        ok, text = judge.serving_server_verdict(
+            qps=_item(server) if server else None, decoder=decoder, thresholds=thresholds
+        )
+        accuracy = next((r for r in rows[document.pk] if r.kind == "serving_accuracy"), None)
+        if accuracy is None or accuracy.value is None:
+            ok, text = False, text + "; no accuracy-mode result"
+        else:
+            bar = judge.accuracy_bar(thresholds=thresholds, dtype=accuracy.dtype, metric=accuracy.unit)
+            if not judge.accuracy_passes(value=accuracy.value, bar=bar):
+                ok, text = False, f"{text}; served {accuracy.unit} {accuracy.value:.6f} below {bar}"
+        (lines if ok else failures).append(f"{name}: {text}")
+        if ok and server is not None:
+            lowest = server.value if lowest is None else min(lowest, server.value)
+    evidence = {
+        "documents": [_doc_ref(d) for d in documents.values()],
+        "models": lines + failures,
+    }
+    if failures:
+        return _fail(
+            "; ".join(failures + lines) + ".", measured=lowest, threshold=threshold, evidence=evidence
+        )
+    return Judgement(CriterionOutcome.PASS, "; ".join(lines) + ".", lowest, threshold, evidence)
+
+
 JUDGES: dict[str, Callable[[Campaign, dict, judge.Thresholds], Judgement]] = {
     "conformance_pass_rate": conformance_pass_rate,
     "model_accuracy": model_accuracy,
     "integrity": integrity,
     "claims": claims,
     "performance_stability": performance_stability,
+    "serving": serving,
 }
 
 

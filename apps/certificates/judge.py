@@ -70,6 +70,8 @@ class Thresholds:
     clock_ratio_max: float = LEGACY_CLOCK_RATIO_BOUNDS["max"]
     legacy: bool = False
     sources: dict[str, str] = field(default_factory=dict)
+    # The level's serving settings (LoadGen scenarios, latency bounds); None: the level has no serving bar.
+    serving: dict | None = None
 
     @property
     def clock_ratio_bounds(self) -> dict[str, float]:
@@ -117,6 +119,7 @@ def level_thresholds(*, program, level: str) -> Thresholds:
             spot_check_size=int(value.get("spot_check_size") or LEGACY_SPOT_CHECK_SIZE),
             required_approvals=int(approvals),
             sources={name: str((entry or {}).get("source", "")) for name, entry in stated.items()},
+            serving=value.get("serving") if isinstance(value.get("serving"), dict) else None,
         )
     conformance = _criterion_params(spec, "conformance_pass_rate")
     accuracy = _criterion_params(spec, "model_accuracy")
@@ -540,3 +543,96 @@ def conformance_dtype_problem(
     if with_rate and (bar is None or counts.rate < bar):
         return f"{counts.dtype} pass rate {counts.rate:.2%} below {bar if bar is None else f'{bar:.2%}'}"
     return None
+
+
+# Serving (MLPerf LoadGen) -------------------------------------------------------------------------
+
+SERVING_INVALID_FLAG = "loadgen_invalid"
+SERVING_FIGURE_KINDS = (
+    "serving_latency",
+    "serving_qps",
+    "serving_throughput",
+    "serving_tokens",
+    "serving_ttft",
+    "serving_tpot",
+)
+
+
+def serving_params(item: dict) -> dict:
+    """The runner's params of a serving measurement (a document item, or a stored row's params)."""
+    params = item.get("params") if isinstance(item.get("params"), dict) else {}
+    nested = params.get("params") if isinstance(params.get("params"), dict) else None
+    return nested if nested is not None else params
+
+
+def serving_settings_problems(*, params: dict, scenario: str, thresholds: Thresholds) -> list[str]:
+    """How the settings LoadGen reports it used for a figure fall short of the level's: a shorter
+    minimum duration, fewer queries, a lower percentile or a looser latency bound than the program's."""
+    level = ((thresholds.serving or {}).get("scenarios") or {}).get(scenario)
+    if not isinstance(level, dict):
+        return [f"the level states no {scenario} serving settings"]
+    problems = []
+    for key, what in (
+        ("min_duration_ms", "minimum duration (ms)"),
+        ("min_query_count", "minimum query count"),
+    ):
+        used, bar = _float(params.get(key)), _float(level.get(key))
+        if bar is not None and (used is None or used < bar):
+            problems.append(f"{what} {'none' if used is None else f'{used:g}'} below the level's {bar:g}")
+    percentile, bar = _float(params.get("percentile")), _float(level.get("percentile"))
+    if bar is not None and (percentile is None or percentile < bar):
+        problems.append(f"latency percentile {percentile} below the level's {bar:g}")
+    if scenario == "Server":
+        bound, limit = _float(params.get("latency_bound_s")), _float(level.get("latency_bound_ms"))
+        if limit is not None and (bound is None or bound > limit / 1000):
+            problems.append(f"latency bound {bound} s looser than the level's {limit / 1000:g} s")
+    llm = (thresholds.serving or {}).get("llm") or {}
+    for key, name in (("ttft", "TTFT"), ("tpot", "TPOT")):
+        used = _float(params.get(f"{key}_bound_s"))
+        limit = _float(llm.get(f"{key}_ms"))
+        if used is not None and limit is not None and used > limit / 1000:
+            problems.append(f"{name} bound {used} s looser than the level's {limit / 1000:g} s")
+    return problems
+
+
+def serving_figure_problem(
+    *, value: float | None, flags: Iterable[str] | None, params: dict, thresholds: Thresholds
+) -> str | None:
+    """Why a serving figure may not be certified, or None: LoadGen did not judge its run VALID, or
+    the run used weaker settings than the level's. An INVALID run never yields a certified figure."""
+    if SERVING_INVALID_FLAG in set(flags or ()) or params.get("result_valid") is not True:
+        return "LoadGen judged the run INVALID"
+    if value is None or not math.isfinite(value):
+        return "no value"
+    problems = serving_settings_problems(
+        params=params, scenario=str(params.get("scenario") or ""), thresholds=thresholds
+    )
+    return "; ".join(problems) or None
+
+
+def serving_server_verdict(*, qps: dict | None, decoder: bool, thresholds: Thresholds) -> tuple[bool, str]:
+    """One model's Server result at the level's bound: a VALID run with the level's settings (and, for
+    a decoder, token-latency bounds no looser than the level's TTFT and TPOT)."""
+    if qps is None:
+        return False, "no Server result"
+    params = serving_params(qps)
+    problem = serving_figure_problem(
+        value=_float(qps.get("value")), flags=qps.get("flags"), params=params, thresholds=thresholds
+    )
+    if problem:
+        return False, problem
+    if decoder:
+        llm = (thresholds.serving or {}).get("llm") or {}
+        for key, name in (("ttft", "TTFT"), ("tpot", "TPOT")):
+            limit = _float(llm.get(f"{key}_ms"))
+            used = _float(params.get(f"{key}_bound_s"))
+            if limit is None:
+                return False, f"the level states no {name} bound"
+            if used is None or used > limit / 1000:
+                return False, f"the Server run was not bounded by the level's {name} {limit:g} ms"
+    bound = _float(params.get("latency_bound_s"))
+    percentile = _float(params.get("percentile"))
+    text = f"{qps['value']:.4g} QPS VALID at p{(percentile or 0) * 100:g} <= {(bound or 0) * 1000:g} ms"
+    if decoder:
+        text += f" (TTFT <= {params.get('ttft_bound_s')} s, TPOT <= {params.get('tpot_bound_s')} s)"
+    return True, text

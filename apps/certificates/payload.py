@@ -310,12 +310,54 @@ def _headline(
         if dtype not in gemm or row.value > gemm[dtype][1].value:
             gemm[dtype] = (publish(row), row)
     order = lambda item: (item["model"], item["dtype"])  # noqa: E731
-    return {
+    serving = _serving_headline(campaign, thresholds, excluded)
+    headline = {
         "best_gemm_tflops": {dtype: figure for dtype, (figure, _) in sorted(gemm.items())},
         "model_accuracy": sorted(accuracy, key=order),
         "model_latency": sorted(latency, key=order),
         "excluded": sorted(excluded, key=lambda item: (item["kind"], item["dtype"], item["measurement"])),
     }
+    if serving:  # only campaigns with serving evidence (AIA 1.2 on) carry the key
+        headline["serving"] = serving
+    return headline
+
+
+def _serving_headline(campaign: Campaign, thresholds: judge.Thresholds, excluded: list[dict]) -> list[dict]:
+    """Serving figures as certified: scenario, percentile, bound and LoadGen's VALID verdict with each;
+    a figure from an INVALID run or weaker settings than the level's goes to `excluded` instead."""
+    rows = Measurement.objects.filter(
+        document__job__campaign=campaign, kind__in=judge.SERVING_FIGURE_KINDS
+    ).select_related("document__job__model")
+    figures = []
+    for row in rows.order_by("document__job_id", "id"):
+        params = judge.serving_params({"params": row.params})
+        problem = judge.serving_figure_problem(
+            value=row.value, flags=row.flags, params=params, thresholds=thresholds
+        )
+        if problem:
+            excluded.append(
+                {"measurement": row.name, "kind": row.kind, "dtype": row.dtype, "reason": problem}
+            )
+            continue
+        figures.append(
+            {
+                "model": row.document.job.model.name
+                if row.document.job.model_id
+                else str(params.get("model")),
+                "scenario": params.get("scenario"),
+                "kind": row.kind,
+                "dtype": row.dtype,
+                "value": judge.round_significant(row.value, 4),
+                "unit": row.unit,
+                "percentile": params.get("percentile"),
+                "latency_bound_s": params.get("latency_bound_s"),
+                "ttft_bound_s": params.get("ttft_bound_s"),
+                "tpot_bound_s": params.get("tpot_bound_s"),
+                "result_valid": True,
+                "loadgen_summary_sha256": params.get("summary_sha256"),
+            }
+        )
+    return figures
 
 
 def certificate_notes(results: list[CriterionResult]) -> list[str]:

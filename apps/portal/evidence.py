@@ -88,6 +88,8 @@ class Evidence:
     latency_rows: list[LatencyRow] = field(default_factory=list)
     accuracy: list[dict] = field(default_factory=list)
     model_perf: list[Measurement] = field(default_factory=list)
+    # Serving (MLPerf LoadGen) figures, each with LoadGen's verdict and the judge's: certifiable or why not.
+    serving: list[dict] = field(default_factory=list)
     documents: list[DocumentCheck] = field(default_factory=list)
     rejections: list[EvidenceRejection] = field(default_factory=list)
     anomalies: list[Anomaly] = field(default_factory=list)
@@ -224,6 +226,38 @@ def _accuracy(
         if ok is False:
             bar = "no bar in the program" if threshold is None else f"below {threshold}"
             anomalies.append(Anomaly("bad", f"{m.name} ({m.dtype}) {m.unit} {m.value:.6g} is {bar}."))
+    return rows
+
+
+def _serving(measurements: list[Measurement], thresholds: judge.Thresholds) -> list[dict]:
+    """One row per serving figure: scenario, bound, LoadGen's Result, and whether the level may
+    certify it (judge.serving_figure_problem); the Server rows carry their QPS search steps."""
+    rows = []
+    for m in measurements:
+        if m.kind not in (*judge.SERVING_FIGURE_KINDS, "serving_accuracy", "energy") or (
+            m.kind == "energy" and m.document.suite != JobSuite.SERVING
+        ):
+            continue
+        params = judge.serving_params({"params": m.params})
+        problem = None
+        if m.kind in judge.SERVING_FIGURE_KINDS:
+            problem = judge.serving_figure_problem(
+                value=m.value, flags=m.flags, params=params, thresholds=thresholds
+            )
+        energy = params.get("energy") if isinstance(params.get("energy"), dict) else {}
+        rows.append(
+            {
+                "m": m,
+                "model": params.get("model", m.name),
+                "scenario": params.get("scenario", ""),
+                "percentile": params.get("percentile"),
+                "bound_ms": (params.get("latency_bound_s") or 0) * 1000 or None,
+                "valid": params.get("result_valid"),
+                "problem": problem,
+                "steps": params.get("steps") or [],
+                "energy_reason": energy.get("reason") if m.kind == "energy" else None,
+            }
+        )
     return rows
 
 
@@ -389,7 +423,9 @@ def campaign_evidence(*, campaign: Campaign, criteria: list[CriterionResult]) ->
     if broken:
         anomalies.append(Anomaly("bad", f"Model runs that did not pass: {', '.join(broken[:8])}."))
     measurements = list(
-        Measurement.objects.filter(document__job__campaign=campaign).order_by("document__job_id", "id")
+        Measurement.objects.filter(document__job__campaign=campaign)
+        .select_related("document")
+        .order_by("document__job_id", "id")
     )
     thresholds = judge.campaign_thresholds(campaign=campaign)
     peaks = judge.declared_peaks_of_specs(job.spec for job in jobs)  # frozen at submission
@@ -405,8 +441,13 @@ def campaign_evidence(*, campaign: Campaign, criteria: list[CriterionResult]) ->
     evidence.latency_rows = _latencies(measurements)
     evidence.latency = latency_svg(evidence.latency_rows)
     evidence.accuracy = _accuracy(measurements, anomalies, thresholds)
+    evidence.serving = _serving(measurements, thresholds)
     evidence.model_perf = [
-        m for m in measurements if m.kind not in (*ROOFLINE_KINDS, "accuracy", "bandwidth")
+        m
+        for m in measurements
+        if m.kind
+        not in (*ROOFLINE_KINDS, "accuracy", "bandwidth", *judge.SERVING_FIGURE_KINDS, "serving_accuracy")
+        and not (m.kind == "energy" and m.document.suite == JobSuite.SERVING)
     ]
     evidence.roofline_rows += [
         {"m": m, "peak": None, "ratio": None, "above": False, "intensity": None}

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 from apps.procurement.export_control import UNDETERMINED, Classification
 from apps.procurement.models import RequirementKind as Kind
-from apps.procurement.requirements import MODEL_METRICS, QUANTITY_NAMES, requirement_describe
-from apps.procurement.scoring import scoring_rank
+from apps.procurement.requirements import MODEL_METRICS, QUANTITY_NAMES, SERVING_BOUNDS, requirement_describe
+from apps.procurement.scoring import scoring_dtypes, scoring_rank
 from runners.dtypes import DTYPE_OF_PEAK_KEY
 
 DECLARED = "vendor declaration, not measured"
@@ -53,6 +53,9 @@ class Candidate:
     gemm: dict[str, dict] = field(default_factory=dict)
     # (model, dtype, metric) -> {"value", "unit", "measurement", "document"}: best throughput, best latency.
     model_figures: dict[tuple[str, str, str], dict] = field(default_factory=dict)
+    # (model, dtype, kind) -> {"value", "unit", "measurement", "document", "latency_bound_s", "tpot_bound_s",
+    # "percentile"}: the best serving figure (serving_qps, serving_tokens) the judge lets be certified.
+    serving: dict[tuple[str, str, str], dict] = field(default_factory=dict)
     classification: Classification | None = None
     # False for certificates signed before their subject carried these declarations: then they come
     # from the registry row, and the cells say so.
@@ -114,6 +117,18 @@ def cell_evaluate(*, kind: str, params: dict, candidate: Candidate) -> dict:
                 False, f"{text}, but {model} is not in the certified model scope", c.certified_source
             )
         return _cell(_compare(value, op, params["bound"]), text, _measurement_source(figure, c))
+    if kind == Kind.MEASURED_TFLOPS:
+        figure = c.gemm.get(params["dtype"])  # the requested dtype's own figure, never another dtype's
+        if figure is None:
+            return _cell(False, f"no certified {params['dtype']} GEMM measurement", c.certified_source)
+        value = figure["value"]
+        return _cell(
+            value >= params["min_tflops"],
+            f"{value:.4g} TFLOP/s {params['dtype']}",
+            _measurement_source(figure, c),
+        )
+    if kind in (Kind.SERVING_QPS, Kind.SERVING_TOKENS):
+        return _serving_cell(kind, params, c)
     if kind in (Kind.MEMORY_GIB, Kind.TDP_W):
         value = c.memory_gib if kind == Kind.MEMORY_GIB else c.tdp_w
         unit = "GiB" if kind == Kind.MEMORY_GIB else "W"
@@ -141,6 +156,28 @@ def cell_evaluate(*, kind: str, params: dict, candidate: Candidate) -> dict:
     if kind == Kind.BACKEND:
         return _cell(c.backend in params["backends"], f"{c.backend} ({c.target})", c.certified_source)
     raise ValueError(f"Unknown requirement kind {kind!r}")
+
+
+def _serving_cell(kind: str, params: dict, c: Candidate) -> dict:
+    """A serving requirement: the certified figure of the model in the dtype, measured in a VALID LoadGen
+    Server run whose bound (latency, or TPOT for tokens/s) is at least as tight as the tender's."""
+    floor_key, bound_key = SERVING_BOUNDS[kind]
+    figure = c.serving.get((params["model"], params["dtype"], kind))
+    what = "Server QPS" if kind == Kind.SERVING_QPS else "Server tokens/s"
+    if figure is None:
+        return _cell(
+            False, f"no certified {what} of {params['model']} at {params['dtype']}", c.certified_source
+        )
+    certified_bound = figure["latency_bound_s"] if kind == Kind.SERVING_QPS else figure["tpot_bound_s"]
+    unit = "QPS" if kind == Kind.SERVING_QPS else "tokens/s"
+    bound_name = "latency" if kind == Kind.SERVING_QPS else "TPOT"
+    if certified_bound is None:
+        return _cell(
+            False, f"{figure['value']:.4g} {unit}, at no stated {bound_name} bound", c.certified_source
+        )
+    text = f"{figure['value']:.4g} {unit} at {bound_name} <= {certified_bound * 1000:g} ms"
+    ok = figure["value"] >= params[floor_key] and certified_bound * 1000 <= params[bound_key]
+    return _cell(ok, text, _measurement_source(figure, c))
 
 
 def _figures(candidate: Candidate) -> dict:
@@ -203,6 +240,7 @@ def evaluation_build(
         )
     by_serial = {c.serial: c for c in candidates}
     eligible = [row for row in rows if row["eligible"]]
+    scoring = scoring_dtypes(scoring=scoring, requirements=requirements)
     formula = scoring_rank(rows=eligible, candidates=by_serial, scoring=scoring, currency=currency)
     eligible.sort(key=lambda row: row["rank"])
     rest = sorted(

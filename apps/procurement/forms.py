@@ -37,6 +37,7 @@ class RequirementRowForm(forms.Form):
     metric = forms.ChoiceField(choices=_choices(MODEL_METRICS), required=False)
     op = forms.ChoiceField(choices=_choices(OPS), required=False)
     value = forms.FloatField(required=False)
+    bound = forms.FloatField(required=False, label="Bound (ms)")
     field = forms.ChoiceField(choices=_choices(ORIGIN_FIELDS), required=False, label="Country of")
     mode = forms.ChoiceField(choices=_choices(("in", "not_in")), required=False)
     items = forms.CharField(required=False, max_length=300, label="Countries / classes / backends")
@@ -60,6 +61,19 @@ class RequirementRowForm(forms.Form):
             RequirementKind.ORIGIN_COUNTRY: {"field": d["field"], "countries": items},
             RequirementKind.EXPORT_CLASS: {"mode": d["mode"], "classes": items},
             RequirementKind.BACKEND: {"backends": items},
+            RequirementKind.MEASURED_TFLOPS: {"dtype": d["dtype"], "min_tflops": d["value"]},
+            RequirementKind.SERVING_QPS: {
+                "model": d["model"],
+                "dtype": d["dtype"],
+                "min_qps": d["value"],
+                "max_latency_ms": d.get("bound"),
+            },
+            RequirementKind.SERVING_TOKENS: {
+                "model": d["model"],
+                "dtype": d["dtype"],
+                "min_tokens_per_s": d["value"],
+                "max_tpot_ms": d.get("bound"),
+            },
         }.get(kind, {"op": d["op"], "value": d["value"]})
         return {"kind": kind, "params": params}
 
@@ -77,6 +91,8 @@ class ScoringRowForm(forms.Form):
         item = {"metric": d["metric"], "weight": d["weight"]}
         if d.get("model"):
             item.update(model=d["model"], dtype=d["dtype"])
+        elif d.get("dtype"):  # a GEMM metric of one dtype
+            item.update(dtype=d["dtype"])
         return item
 
 

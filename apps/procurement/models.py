@@ -23,6 +23,9 @@ class RequirementKind(models.TextChoices):
     ORIGIN_COUNTRY = "origin_country", "Fab or assembly country in a set"
     EXPORT_CLASS = "export_class", "Export-control class in or not in a set"
     BACKEND = "backend", "Backend in a set"
+    MEASURED_TFLOPS = "measured_tflops", "Certified GEMM TFLOP/s in a dtype at least"
+    SERVING_QPS = "serving_qps", "Certified MLPerf Server QPS of a model at a latency bound"
+    SERVING_TOKENS = "serving_tokens", "Certified Server tokens/s of a decoder at a TPOT bound"
 
 
 class ScoreMetric(models.TextChoices):
@@ -39,6 +42,8 @@ class ScoreMetric(models.TextChoices):
         "Certified model throughput per 1,000 units of price",
     )
     MEMORY_GIB = "memory_gib", "Memory (GiB)"
+    SERVING_QPS = "serving_qps", "Certified MLPerf Server QPS of a model at its latency bound"
+    SERVING_TOKENS = "serving_tokens", "Certified Server tokens/s of a decoder"
 
 
 class Tender(models.Model):

@@ -27,6 +27,11 @@ QUANTITIES: dict[str, tuple[str, float, float]] = {
     Kind.DOMESTIC_CONTENT_PCT: ("%", 0.0, 100.0),
 }
 QUANTITY_NAMES = {Kind.MEMORY_GIB: "memory", Kind.TDP_W: "TDP", Kind.DOMESTIC_CONTENT_PCT: "domestic content"}
+# Serving requirements: (the figure's lower bound, the latency bound it must be certified at).
+SERVING_BOUNDS = {
+    Kind.SERVING_QPS: ("min_qps", "max_latency_ms"),
+    Kind.SERVING_TOKENS: ("min_tokens_per_s", "max_tpot_ms"),
+}
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
 
 
@@ -98,6 +103,23 @@ def _clean_one(kind: str, params: dict, vocabulary: Vocabulary) -> dict:
             "metric": metric,
             "bound": bound,
         }
+    if kind == Kind.MEASURED_TFLOPS:
+        value = _number(params, "min_tflops")
+        if value <= 0:
+            raise ValueError(f"A throughput bound must be above 0 TFLOP/s; {value:g} is impossible.")
+        return {"dtype": _choice(params, "dtype", DTYPES, "dtype"), "min_tflops": value}
+    if kind in (Kind.SERVING_QPS, Kind.SERVING_TOKENS):
+        model = str(params.get("model", "")).strip()
+        if not MODEL_NAME.match(model) or len(model) > 100:
+            raise ValueError("'model' must name a model (letters, digits, . _ -).")
+        floor, bound = SERVING_BOUNDS[kind]
+        cleaned = {"model": model, "dtype": _choice(params, "dtype", DTYPES, "dtype")}
+        for key in (floor, bound):
+            value = _number(params, key)
+            if value <= 0:
+                raise ValueError(f"'{key}' must be above 0; {value:g} is impossible.")
+            cleaned[key] = value
+        return cleaned
     if kind in QUANTITIES:
         unit, lowest, highest = QUANTITIES[kind]
         op = _choice(params, "op", OPS, "comparison")
@@ -216,6 +238,18 @@ def requirement_describe(*, kind: str, params: dict) -> str:
     if kind == Kind.MODEL_PERFORMANCE:
         unit, op = MODEL_METRICS[params["metric"]]
         return f"{params['model']} {params['metric']} at {params['dtype']} {op} {params['bound']:g} {unit}"
+    if kind == Kind.MEASURED_TFLOPS:
+        return f"Certified {params['dtype']} GEMM >= {params['min_tflops']:g} TFLOP/s"
+    if kind == Kind.SERVING_QPS:
+        return (
+            f"{params['model']} Server at {params['dtype']} >= {params['min_qps']:g} QPS "
+            f"within {params['max_latency_ms']:g} ms (MLPerf LoadGen, VALID)"
+        )
+    if kind == Kind.SERVING_TOKENS:
+        return (
+            f"{params['model']} Server at {params['dtype']} >= {params['min_tokens_per_s']:g} tokens/s "
+            f"with TPOT within {params['max_tpot_ms']:g} ms (MLPerf LoadGen, VALID)"
+        )
     if kind in QUANTITIES:
         name = QUANTITY_NAMES[kind]
         return f"{name[0].upper()}{name[1:]} {params['op']} {params['value']:g} {QUANTITIES[kind][0]}"

@@ -24,6 +24,26 @@ MODEL_METRICS = {
     ScoreMetric.MODEL_THROUGHPUT_PER_WATT,
     ScoreMetric.MODEL_THROUGHPUT_PER_PRICE,
 }
+SERVING_METRICS = {ScoreMetric.SERVING_QPS, ScoreMetric.SERVING_TOKENS}
+# GEMM metrics: of one dtype when the weight names it (or the tender requires one), else the best dtype.
+GEMM_METRICS = {
+    ScoreMetric.MEASURED_TFLOPS,
+    ScoreMetric.TFLOPS_PER_WATT,
+    ScoreMetric.TFLOPS_PER_PRICE,
+    ScoreMetric.TFLOPS_PER_GIB,
+}
+
+
+def scoring_dtypes(*, scoring: list[dict], requirements: list[dict]) -> list[dict]:
+    """GEMM weights without a dtype rank by the dtype the tender requires (its measured_tflops
+    requirement, when it names exactly one dtype), not by the best figure over all dtypes."""
+    required = sorted({r["params"]["dtype"] for r in requirements if r["kind"] == "measured_tflops"})
+    if len(required) != 1:
+        return scoring
+    return [
+        {**item, "dtype": required[0]} if item["metric"] in GEMM_METRICS and not item.get("dtype") else item
+        for item in scoring
+    ]
 
 
 def scoring_clean(*, rows: list[dict]) -> list[dict]:
@@ -47,7 +67,11 @@ def scoring_clean(*, rows: list[dict]) -> list[dict]:
             if not math.isfinite(weight) or weight < 0:
                 raise ValueError(f"a weight cannot be negative or infinite ({weight:g})")
             item = {"metric": metric, "weight": weight}
-            if metric in MODEL_METRICS:
+            if metric in GEMM_METRICS and row.get("dtype") not in (None, ""):
+                if row["dtype"] not in DTYPES:
+                    raise ValueError(f"unknown dtype {row['dtype']!r}; use one of: {', '.join(DTYPES)}")
+                item["dtype"] = row["dtype"]
+            if metric in MODEL_METRICS or metric in SERVING_METRICS:
                 model, dtype = str(row.get("model") or ""), row.get("dtype")
                 if not MODEL_NAME.match(model):
                     raise ValueError("a model metric needs the model's name")
@@ -65,22 +89,34 @@ def scoring_clean(*, rows: list[dict]) -> list[dict]:
 
 
 def _label(item: dict) -> str:
-    if item["metric"] in MODEL_METRICS:
+    if item["metric"] in MODEL_METRICS or item["metric"] in SERVING_METRICS:
         return f"{item['metric']}[{item['model']} {item['dtype']}]"
+    if item.get("dtype"):
+        return f"{item['metric']}[{item['dtype']}]"
     return item["metric"]
 
 
 def metric_value(*, item: dict, candidate: Candidate, currency: str) -> tuple[float | None, str]:
     """A candidate's figure for one weight, or None with the reason it is missing."""
     metric = item["metric"]
-    tflops = max((g["value"] for g in candidate.gemm.values()), default=None)
+    if item.get("dtype") and metric in GEMM_METRICS:
+        gemm = candidate.gemm.get(item["dtype"])
+        tflops = gemm["value"] if gemm else None
+    else:
+        tflops = max((g["value"] for g in candidate.gemm.values()), default=None)
+    if metric in SERVING_METRICS:
+        figure = candidate.serving.get((item["model"], item["dtype"], metric))
+        if figure is None:
+            return None, f"no certified {metric} of {item['model']} at {item['dtype']}"
+        return figure["value"], ""
     if metric in MODEL_METRICS:
         figure = candidate.model_figures.get((item["model"], item["dtype"], "throughput"))
         base, missing = (figure["value"] if figure else None), f"no certified throughput of {item['model']}"
     elif metric == ScoreMetric.MEMORY_GIB:
         return candidate.memory_gib, "memory not stated"
     else:
-        base, missing = tflops, "no certified GEMM measurement"
+        dtype = f" {item['dtype']}" if item.get("dtype") else ""
+        base, missing = tflops, f"no certified{dtype} GEMM measurement"
     if base is None:
         return None, missing
     if metric in (ScoreMetric.MEASURED_TFLOPS, ScoreMetric.MODEL_THROUGHPUT):

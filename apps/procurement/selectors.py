@@ -22,6 +22,8 @@ from apps.certificates.judge import (
     measurement_exclusion,
     peak_for,
     peak_ratio,
+    serving_figure_problem,
+    serving_params,
 )
 from apps.certificates.models import Certificate, CertificateStatus
 from apps.procurement.eligibility import Candidate
@@ -158,7 +160,54 @@ def certified_candidates(
         candidates[row["campaign_id"]] = candidate
         thresholds[row["campaign_id"]] = level_thresholds(program=program, level=row["level"])
     _attach_measurements(candidates, certificates, thresholds)
+    _attach_serving(candidates, certificates, thresholds)
     return list(candidates.values())
+
+
+def _attach_serving(
+    candidates: dict[int, Candidate], certificates: QuerySet[Certificate], thresholds: dict[int, Thresholds]
+) -> None:
+    """Each candidate's certifiable serving figures (judge.serving_figure_problem: VALID LoadGen runs at
+    the level's settings only), best per (model, dtype, kind)."""
+    if not candidates:
+        return
+    rows = Measurement.objects.filter(
+        document__job__campaign_id__in=certificates.values("campaign_id"),
+        kind__in=["serving_qps", "serving_tokens"],
+        value__isnull=False,
+    ).values_list(
+        "id",
+        "kind",
+        "dtype",
+        "unit",
+        "value",
+        "flags",
+        "params",
+        "document__sha256",
+        "document__job__campaign_id",
+        "document__job__model__name",
+    )
+    for pk, kind, dtype, unit, value, flags, params, sha256, campaign_id, model in rows.order_by():
+        candidate = candidates.get(campaign_id)
+        if candidate is None:
+            continue
+        inner = serving_params({"params": params})
+        if inner.get("scenario") != "Server" or serving_figure_problem(
+            value=value, flags=flags, params=inner, thresholds=thresholds[campaign_id]
+        ):
+            continue
+        key = (model or str(inner.get("model") or ""), dtype, kind)
+        best = candidate.serving.get(key)
+        if best is None or value > best["value"]:
+            candidate.serving[key] = {
+                "value": value,
+                "unit": unit,
+                "measurement": pk,
+                "document": sha256,
+                "latency_bound_s": inner.get("latency_bound_s"),
+                "tpot_bound_s": inner.get("tpot_bound_s"),
+                "percentile": inner.get("percentile"),
+            }
 
 
 def _attach_measurements(

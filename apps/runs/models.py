@@ -100,6 +100,7 @@ class JobSuite(models.TextChoices):
     CONFORMANCE = "conformance", "Conformance"
     PERFORMANCE = "performance", "Performance"
     MODEL = "model", "Model"
+    SERVING = "serving", "Serving"
 
 
 class JobState(models.TextChoices):

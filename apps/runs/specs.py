@@ -87,6 +87,12 @@ def job_spec_build(*, job: Job, suite_plan: dict, time_limit_s: int) -> dict:
             options["model_dtypes"] = list(suite_plan["dtypes"])
         options["quick"] = bool(suite_plan.get("quick", False))
         options.update(runner_bar_options(job))
+    elif job.suite == JobSuite.SERVING:
+        if job.model is not None:
+            spec["models"] = [model_entry(job.model)]
+        if isinstance(suite_plan.get("settings"), dict):
+            options["serving"] = suite_plan["settings"]
+        options["quick"] = bool(suite_plan.get("quick", False))
     if options:
         spec["options"] = options
     if spec["declared"]["memory_bandwidth_gbs"] is None:

@@ -248,6 +248,45 @@ def campaign_with_evidence(
                 ),
             ]
         )
+    # A level with a serving suite (AIA 1.2 on): one serving document per model, a VALID Server run
+    # at exactly the level's settings, and its accuracy-mode figure.
+    level_spec = program.level(level) or {}
+    serving = ((level_spec.get("thresholds") or {}).get("serving") or {}).get("value")
+    if "serving" in (level_spec.get("suites") or {}) and isinstance(serving, dict):
+        server = serving["scenarios"]["Server"]
+        for artifact, value in zip(artifacts, accuracy, strict=False):
+            serving_doc = _document(job(JobSuite.SERVING, artifact), runner, fingerprint=fingerprint)
+            params = {
+                "model": artifact.name,
+                "scenario": "Server",
+                "result_valid": True,
+                "percentile": server["percentile"],
+                "latency_bound_s": server["latency_bound_ms"] / 1000,
+                "min_duration_ms": server["min_duration_ms"],
+                "min_query_count": server["min_query_count"],
+            }
+            Measurement.objects.bulk_create(
+                [
+                    Measurement(
+                        document=serving_doc,
+                        kind="serving_qps",
+                        name=f"{artifact.name} Server QPS at bound",
+                        dtype="float32",
+                        unit="queries/s",
+                        value=100.0,
+                        params={"dtype": "float32", "params": params},
+                    ),
+                    Measurement(
+                        document=serving_doc,
+                        kind="serving_accuracy",
+                        name=f"{artifact.name} serving accuracy",
+                        dtype="float32",
+                        unit=accuracy_metric,
+                        value=value,
+                        params={"dtype": "float32", "params": {"model": artifact.name}},
+                    ),
+                ]
+            )
     for _ in range(failed_model_jobs):
         artifact = ModelArtifactFactory(owner=vendor)
         artifacts.append(artifact)

@@ -46,9 +46,11 @@ def anomalies(campaign) -> list[str]:
 
 def test_the_page_renders_the_runners_documents_of_every_suite(cast, login, aia12):
     campaign = campaign_from_runner(vendor=cast.vendor, program=aia12, submitted_by=cast.owner)
-    assert campaign.jobs.filter(document__isnull=False).count() == 3
+    assert campaign.jobs.filter(document__isnull=False).count() == 4  # + serving (issue 15)
     html = page(login, cast, campaign)
     assert "matmul perf_" in html and "tiny-bert" in html
+    # The serving run (issue 15): each figure with LoadGen's verdict and the level's judgement.
+    assert "Serving (MLPerf LoadGen)" in html and "serving_qps" in html
     # The bars the page judged by, each with its source, come from the program's level.
     assert "above_peak_ratio" in html and "MLPerf Inference compliance TEST04" in html
     assert "fingerprint differs" not in " ".join(anomalies(campaign))

@@ -33,7 +33,12 @@ from apps.runs.specs import job_spec_build
 from apps.runs.transitions import OPEN_STATES, transition_allowed
 
 # Hard limits per suite (seconds); the runner's soft limit is a little shorter than the hard one.
-SUITE_TIME_LIMITS = {JobSuite.CONFORMANCE: 900, JobSuite.PERFORMANCE: 1200, JobSuite.MODEL: 1800}
+SUITE_TIME_LIMITS = {
+    JobSuite.CONFORMANCE: 900,
+    JobSuite.PERFORMANCE: 1200,
+    JobSuite.MODEL: 1800,
+    JobSuite.SERVING: 1800,
+}
 
 
 _KEEP = object()
@@ -119,6 +124,20 @@ def _campaign_models(*, vendor: Organization, level: dict, model_artifacts: list
         raise ValidationError({"models": f"Level {level['code']} needs a model for each task: {missing}."})
 
 
+def _suite_plan(level: dict, suite: str) -> dict:
+    """The level's plan of one suite; the serving suite also carries the level's LoadGen settings (its
+    `serving` threshold, with the source), which the runner applies as they are."""
+    plan = dict(level["suites"][suite])
+    if suite == JobSuite.SERVING:
+        entry = (level.get("thresholds") or {}).get("serving") or {}
+        if isinstance(entry.get("value"), dict):
+            plan["settings"] = {
+                **entry["value"],
+                "source": f"program level {level['code']}: {entry.get('source', '')}",
+            }
+    return plan
+
+
 @transaction.atomic
 def campaign_submit(
     *,
@@ -167,13 +186,20 @@ def campaign_submit(
             Job(campaign=campaign, suite=JobSuite.MODEL, model=artifact, challenge=_new_challenge())
             for artifact in model_artifacts
         )
+    if JobSuite.SERVING in suites:  # one LoadGen job per model, like the model suite
+        jobs.extend(
+            Job(campaign=campaign, suite=JobSuite.SERVING, model=artifact, challenge=_new_challenge())
+            for artifact in model_artifacts
+        )
     for job in jobs:
         job.state = JobState.QUEUED
         job.queued_at = now
         job.deadline_at = now + timedelta(seconds=SUITE_TIME_LIMITS[job.suite] * job.max_attempts)
         job.save()
         job.spec = job_spec_build(
-            job=job, suite_plan=suites[job.suite], time_limit_s=SUITE_TIME_LIMITS[job.suite]
+            job=job,
+            suite_plan=_suite_plan(level_definition, job.suite),
+            time_limit_s=SUITE_TIME_LIMITS[job.suite],
         )
         job.save(update_fields=["spec"])
     audit_record(

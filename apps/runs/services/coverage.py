@@ -12,6 +12,8 @@ kernels, add cases or lie about a case's status. So ingestion compares:
   (runners.conformance.planned_cases, so server and runner agree), none missing, none extra, none
   twice; and each ran case's status recomputed from its stats and the catalog's tolerance;
 - model: one ``models`` record per planned model and results only for planned models;
+- serving: one record per planned model, and for each model that loaded its accuracy run and every
+  scenario of the plan's settings with LoadGen's verdict and the sha256 of its two log files;
 - performance: measurements and cases only in planned dtypes, and the output-consistency sample the
   job's challenge draws (a document replayed into another job shows another job's draw);
 - the summary, recomputed from the cases (the portal and the judge read it).
@@ -197,6 +199,61 @@ def _performance_problems(document: dict, plan: dict) -> list[str]:
     return [_listed("performance results in dtypes outside the plan", stray)] if stray else []
 
 
+DIGEST_LENGTH = 64
+
+
+def _serving_problems(document: dict, plan: dict) -> list[str]:
+    """A serving document covers its plan: one ``models`` record and one serving record per planned
+    model, and for every model that loaded the accuracy run and each scenario of the plan's settings,
+    each with LoadGen's verdict and the digests of its logs; nothing for a model outside the plan."""
+    planned = sorted(str(m.get("name")) for m in plan.get("models") or [] if isinstance(m, dict))
+    records = [r for r in document.get("models") or [] if isinstance(r, dict)]
+    recorded = sorted(str(r.get("name")) for r in records)
+    problems = []
+    if recorded != planned:
+        problems.append(f"the document records models {recorded}, the plan has {planned}")
+    serving = document.get("serving") if isinstance(document.get("serving"), dict) else {}
+    served = {str(m.get("name")): m for m in serving.get("models") or [] if isinstance(m, dict)}
+    settings = ((plan.get("options") or {}).get("serving") or {}).get("scenarios")
+    wanted = sorted(settings) if isinstance(settings, dict) else ["Offline", "Server", "SingleStream"]
+    cases = {
+        (str(c.get("kernel")), str(c.get("case"))) for c in document.get("cases") or [] if isinstance(c, dict)
+    }
+    absent = []
+    for record in records:
+        name = str(record.get("name"))
+        if not record.get("loaded"):
+            continue
+        model = served.get(name)
+        if model is None:
+            if not any(kernel == name for kernel, _case in cases):  # no error case either
+                absent.append(f"{name}: no serving record")
+            continue
+        runs = model.get("scenarios") if isinstance(model.get("scenarios"), dict) else {}
+        for scenario in wanted:
+            run = runs.get(scenario)
+            if not isinstance(run, dict):
+                absent.append(f"{name}/{scenario}")
+                continue
+            if run.get("ran") is False:  # MultiStream of a model that is not a vision model
+                continue
+            digests = (run.get("summary_sha256"), run.get("detail_sha256"))
+            if not all(isinstance(d, str) and len(d) == DIGEST_LENGTH for d in digests):
+                absent.append(f"{name}/{scenario}: LoadGen log digests")
+            if not isinstance(run.get("result_valid"), bool):
+                absent.append(f"{name}/{scenario}: LoadGen's Result is")
+            if (name, f"serving_{scenario}") not in cases:
+                absent.append(f"{name}/{scenario}: case")
+        if (name, "serving_accuracy") not in cases:
+            absent.append(f"{name}: accuracy run")
+    if absent:
+        problems.append(_listed("planned serving results missing", absent))
+    outside = sorted({*served, *(k for k, _c in cases)} - {*planned, "*"})
+    if outside:
+        problems.append(_listed("serving results for models outside the plan", outside))
+    return problems
+
+
 def _benchmark_samples(node: object) -> list[dict]:
     """Every per-benchmark TEST01 item (benchmark, dtype, rounds) anywhere under ``node``."""
     if isinstance(node, list):
@@ -279,6 +336,8 @@ def evidence_plan_problems(*, document: dict, plan: dict) -> list[str]:
             + _replay_problems(document)
             + _timing_policy_problems(document, plan)
         )
+    elif suite == "serving":
+        problems += _serving_problems(document, plan)
     cases = document.get("cases") or []
     if document.get("summary") != summarize(cases):
         problems.append("the summary is not the one its cases make")

@@ -140,7 +140,9 @@ def _validate(document: dict, job: Job) -> dict:
     )
     if mismatches:
         raise Rejected("fingerprint does not match the target: " + "; ".join(mismatches), fails_job=True)
-    if job.suite == JobSuite.MODEL and (problems := model_weights_problems(document=document, job=job)):
+    if job.suite in (JobSuite.MODEL, JobSuite.SERVING) and (
+        problems := model_weights_problems(document=document, job=job)
+    ):
         raise Rejected("the weights that ran are not the campaign's: " + "; ".join(problems), fails_job=True)
     if problems := evidence_plan_problems(document=document, plan=job.spec):
         raise Rejected("the document does not cover the job's plan: " + "; ".join(problems), fails_job=True)

@@ -14,8 +14,15 @@ from apps.audit.services import audit_record
 from apps.runs.models import Program, ProgramStatus
 
 PROGRAMS_DIR = Path(__file__).resolve().parent.parent / "programs"
-SUITE_NAMES = {"conformance", "performance", "model"}
-CRITERION_KINDS = {"conformance_pass_rate", "model_accuracy", "integrity", "claims", "performance_stability"}
+SUITE_NAMES = {"conformance", "performance", "model", "serving"}
+CRITERION_KINDS = {
+    "conformance_pass_rate",
+    "model_accuracy",
+    "integrity",
+    "claims",
+    "performance_stability",
+    "serving",
+}
 # The bars a judgement uses (apps/certificates/judge.py). From AIA 1.2 every level states each one as
 # {"value": ..., "source": "..."}; older versions keep their numbers in criterion params.
 THRESHOLD_NAMES = {
@@ -30,6 +37,15 @@ THRESHOLD_NAMES = {
     "max_unstable_fraction",
     "spot_check_size",
     "clock_ratio_bounds",
+    "serving",
+}
+# What a level's `serving` threshold must state for each scenario (the runner's LoadGen settings).
+SERVING_REQUIRED_SCENARIOS = ("SingleStream", "Offline", "Server")
+SERVING_SCENARIO_FIELDS = {
+    "SingleStream": ("min_duration_ms", "min_query_count", "percentile"),
+    "MultiStream": ("min_duration_ms", "min_query_count", "percentile", "samples_per_query"),
+    "Server": ("min_duration_ms", "min_query_count", "percentile", "latency_bound_ms"),
+    "Offline": ("min_duration_ms", "min_query_count"),
 }
 DEFAULT_SPOT_CHECK_SIZE = 5
 # The bars the runner itself applies while it runs (it refuses a figure whose timing events disagree
@@ -65,6 +81,9 @@ def _thresholds_check(code: str, level: dict) -> list[str]:
         and 0 < bounds["min"] <= 1 <= bounds["max"]
     ):
         problems.append(f"level {code}: clock_ratio_bounds needs numbers min <= 1 <= max, min above 0")
+    serving = (thresholds.get("serving") or {}).get("value") if "serving" in thresholds else None
+    if serving is not None:
+        problems += _serving_settings_check(code, serving)
     for suite in ("performance", "model"):
         if (level.get("suites", {}).get(suite) or {}).get("quick"):
             problems.append(
@@ -73,6 +92,34 @@ def _thresholds_check(code: str, level: dict) -> list[str]:
     approvals = level.get("required_approvals", 1)
     if not isinstance(approvals, int) or isinstance(approvals, bool) or approvals < 1:
         problems.append(f"level {code}: required_approvals must be a whole number of at least 1")
+    return problems
+
+
+def _positive(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+def _serving_settings_check(code: str, serving) -> list[str]:
+    """The serving settings a runner's LoadGen receives: every required scenario with positive numbers,
+    percentiles in (0, 1), and no exploration override (a program's settings are certifying)."""
+    if not isinstance(serving, dict) or not isinstance(serving.get("scenarios"), dict):
+        return [f"level {code}: the serving threshold needs scenarios"]
+    problems = []
+    scenarios = serving["scenarios"]
+    if "duration_override_ms" in serving:
+        problems.append(f"level {code}: serving settings cannot carry an exploration override")
+    missing = [name for name in SERVING_REQUIRED_SCENARIOS if name not in scenarios]
+    if missing:
+        problems.append(f"level {code}: serving scenarios missing {missing}")
+    for name, settings in scenarios.items():
+        fields = SERVING_SCENARIO_FIELDS.get(name)
+        if fields is None or not isinstance(settings, dict):
+            problems.append(f"level {code}: unknown serving scenario {name!r}")
+            continue
+        for field in fields:
+            value = settings.get(field)
+            if not _positive(value) or (field == "percentile" and value >= 1):
+                problems.append(f"level {code}: serving {name}.{field} must be a positive number")
     return problems
 
 

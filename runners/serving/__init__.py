@@ -1,0 +1,859 @@
+"""The serving suite: every model of the job served through MLPerf LoadGen on the target device.
+
+Per model, in the job's serving dtype:
+
+1. **Accuracy** (LoadGen AccuracyOnly, every sample once): the outputs the SUT served are compared
+   with the float64 reference (cosine / top-1 agreement; greedy-token agreement for decoders), so
+   a fast but wrong or stale serving path fails.
+2. **SingleStream**: the early-stopping estimate of the latency percentile (p90 by default).
+3. **MultiStream**, for vision models (the ResNet-style CNN): 8-sample queries, p99.
+4. **Offline**: samples per second (and tokens per second for decoders).
+5. **Server**: Poisson arrivals; a bounded search for the highest target QPS whose run LoadGen
+   judges VALID at the program's latency bound (percentile), every step recorded.
+
+Decoders run in LoadGen's token-latency mode: the SUT (runners/serving/sut.py) batches prompts
+statically over a KV cache and reports the first token of each sample apart, so LoadGen gives time
+to first token, time per output token and tokens per second.
+
+The settings of each scenario (minimum duration and query count, latency percentile and bound,
+TTFT / TPOT bounds) come from the job spec's ``options.serving``: the program level's settings,
+which the platform copies into the spec. A standalone run without them uses the runner's built-in
+defaults, and an exploration override (``duration_override_ms``, the CLI's ``--duration``) is
+recorded; neither is certifying (``serving.certifying`` false), and the platform's judge compares
+the settings LoadGen reports it used with the program's anyway. LoadGen's ``Result is`` and its
+early-stopping verdict are recorded per run; an INVALID run's figure is never a value (it stays in
+``params.invalid_value`` with the flag ``loadgen_invalid``).
+
+Energy per query and per token come from the device's meter over each timed run
+(runners/serving/energy.py), or are `unavailable` with the reason.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import mlperf_loadgen as lg
+import torch
+
+from runners.document import build_document, now_iso
+from runners.errors import INFRASTRUCTURE, error
+from runners.measurements import measurement
+from runners.model_suite import (
+    DTYPES,
+    _case,
+    _error_case,
+    _exception_case,
+    _model_record,
+    default_models,
+)
+from runners.model_suite.workloads import INFORMATIONAL_AGREEMENT, Workload, workload_for
+from runners.models import LoadedModel, ModelError, ModelSpec, load_model
+from runners.models.reference import float64_copy
+from runners.serving.energy import EnergyMeter
+from runners.serving.loadgen_run import LoadGenResult, ScenarioSettings, run_test
+from runners.serving.sut import BatchingSUT, DecoderSUT
+
+Progress = Callable[[int, int, str], None]
+INVALID_FLAG = "loadgen_invalid"
+NOT_CERTIFYING = "runner built-in defaults (no program settings in the job spec): not certifying"
+
+# A standalone run's settings, when the job spec carries none (never a program's: not certifying).
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "max_batch": 8,
+    "scenarios": {
+        "SingleStream": {"min_duration_ms": 1000, "min_query_count": 64, "percentile": 0.9},
+        "MultiStream": {
+            "min_duration_ms": 1000,
+            "min_query_count": 662,  # what LoadGen's early stopping needs for p99 with no query over
+            "percentile": 0.99,
+            "samples_per_query": 8,
+        },
+        "Server": {
+            "min_duration_ms": 1000,
+            "min_query_count": 64,
+            "percentile": 0.9,
+            "latency_bound_ms": 100,
+        },
+        "Offline": {"min_duration_ms": 1000, "min_query_count": 1},
+    },
+    "server_search": {"max_steps": 5, "start_fraction": 0.5, "precision": 0.1, "max_step_s": 15},
+    "llm": {"output_tokens": 8, "ttft_ms": 1000, "tpot_ms": 200},
+    "energy_rate_hz": 10,
+}
+VISION_ARCHITECTURES = ("resnet-cnn",)
+REQUIRED_SCENARIOS = ("SingleStream", "Offline", "Server")
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def resolve_settings(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(settings, provenance): the job's serving settings over the runner's defaults, and where they
+    came from (``certifying`` is false for runner defaults or an exploration override)."""
+    given = options.get("serving")
+    given = given if isinstance(given, dict) else {}
+    has_settings = any(key != "duration_override_ms" for key in given)
+    settings = _merge(DEFAULT_SETTINGS, given)
+    if has_settings and isinstance(given.get("scenarios"), dict):
+        # The program's scenarios exactly: one it leaves out is not run (e.g. MultiStream at Baseline).
+        settings["scenarios"] = copy.deepcopy(given["scenarios"])
+    override = settings.pop("duration_override_ms", None)
+    provenance: dict[str, Any] = {
+        "settings_source": str(settings.pop("source", "job spec options.serving"))
+        if has_settings
+        else NOT_CERTIFYING,
+        "certifying": has_settings and override is None,
+        "overrides": {},
+    }
+    if override is not None:
+        override = int(override)
+        for scenario in settings["scenarios"].values():
+            scenario["min_duration_ms"] = override
+        provenance["overrides"] = {
+            "duration_override_ms": override,
+            "note": "exploration override of every scenario's minimum duration: not certifying",
+        }
+    missing = [name for name in REQUIRED_SCENARIOS if name not in settings["scenarios"]]
+    if missing:
+        raise ValueError(f"the serving settings lack the scenario(s) {missing}")
+    for scenario in settings["scenarios"].values():  # validate early: a bad spec is refused, not half-run
+        ScenarioSettings.from_dict(scenario)
+    return settings, provenance
+
+
+def _seed_int(challenge: str, salt: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{challenge}:serving:{salt}".encode()).digest()[:12], "big")
+
+
+def run_serving(spec: dict[str, Any], backend: Any, progress: Progress | None = None) -> dict[str, Any]:
+    """The serving suite's result document for a validated job spec (the CLI's suite signature)."""
+    started_at, start = now_iso(), time.perf_counter()
+    out = run_serving_suite(spec, backend, progress=progress)
+    return build_document(
+        "serving",
+        spec,
+        backend.fingerprint(),
+        out["cases"],
+        {"total_s": time.perf_counter() - start},
+        started_at,
+        measurements=out["measurements"],
+        models=out["models"],
+        support=out["support"],
+        serving=out["serving"],
+    )
+
+
+def run_serving_suite(
+    spec: dict[str, Any], backend: Any, *, progress: Progress | None = None
+) -> dict[str, Any]:
+    options = spec.get("options") or {}
+    try:
+        settings, provenance = resolve_settings(options)
+    except (TypeError, ValueError) as exc:
+        return {
+            "cases": [
+                _case(
+                    "*",
+                    None,
+                    "error",
+                    {},
+                    outcome=error("bad_spec", "bad serving settings"),
+                    message=str(exc)[:500],
+                )
+            ],
+            "measurements": [],
+            "models": [],
+            "support": backend.support_declaration(),
+            "serving": {
+                "harness": "MLPerf Inference LoadGen (mlcommons-loadgen)",
+                "dtype": "*",
+                "settings": {},
+                "certifying": False,
+                "models": [],
+            },
+        }
+    quick = bool(options.get("quick"))
+    declaration = backend.support_declaration()
+    dtype_name = settings.get("dtype") or ("float32" if backend.name == "cpu" else "bfloat16")
+    out: dict[str, Any] = {
+        "cases": [],
+        "measurements": [],
+        "models": [],
+        "support": declaration,
+        "serving": {
+            "harness": "MLPerf Inference LoadGen (mlcommons-loadgen)",
+            "loadgen_version": _loadgen_version(),
+            "dtype": dtype_name,
+            "settings": settings,
+            **provenance,
+            "models": [],
+        },
+    }
+    if dtype_name not in DTYPES:
+        out["cases"].append(
+            _case(
+                "*", dtype_name, "error", {}, outcome=error("bad_spec", "unknown dtype"), message=dtype_name
+            )
+        )
+        return out
+    entries = spec.get("models")
+    if not entries:
+        if spec.get("job_id"):
+            out["cases"].append(
+                _case(
+                    "*",
+                    None,
+                    "error",
+                    {},
+                    outcome=error("bad_spec", "no_models"),
+                    message="the job names no model",
+                )
+            )
+            return out
+        entries = default_models()
+    log_root = os.environ.get("RUNNER_LOADGEN_LOG_DIR")
+    with tempfile.TemporaryDirectory(prefix="loadgen-") as scratch:
+        root = Path(log_root) / spec["challenge"][:16] if log_root else Path(scratch)
+        for position, entry in enumerate(entries):
+            model_spec = ModelSpec.from_dict(entry)
+            if progress:
+                progress(position, len(entries), f"serving {model_spec.name}")
+            _serve_model(model_spec, spec, backend, settings, dtype_name, quick, root / model_spec.name, out)
+    if progress:
+        progress(len(entries), len(entries), "done")
+    return out
+
+
+def _loadgen_version() -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version("mlcommons-loadgen")
+    except Exception:
+        return getattr(lg, "__version__", None)
+
+
+class _ModelServer:
+    """One model placed on the device: its SUT factory, the reference, and the LoadGen runs."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        workload: Workload,
+        module: Any,
+        forward: Any,
+        backend,
+        device,
+        dtype,
+        settings,
+    ):
+        self.loaded, self.workload, self.module, self.forward = loaded, workload, module, forward
+        self.backend, self.device, self.dtype = backend, device, dtype
+        self.settings = settings
+        self.decoder = workload.kind == "decoder"
+        self.max_batch = int(settings.get("max_batch", 8))
+        self.output_tokens = int((settings.get("llm") or {}).get("output_tokens", 8))
+        if self.decoder:
+            self.prompts = workload.make_batch(range(workload.size), device, dtype)[0]
+        else:
+            self.inputs = [workload.make_batch([i], device, dtype) for i in range(workload.size)]
+
+    def sut(self, *, max_batch: int, record: bool = False):
+        if self.decoder:
+            return DecoderSUT(
+                self.module,
+                self.forward,
+                self.prompts,
+                output_tokens=self.output_tokens,
+                max_batch=max_batch,
+                record=record,
+            )
+        return BatchingSUT(self.forward, self.inputs, max_batch=max_batch, record=record)
+
+    def reference(self) -> torch.Tensor:
+        if self.decoder:
+            f64 = float64_copy(self.loaded.module, type(self.loaded.module), self.loaded.config)
+            prompts = self.workload.make_batch(range(self.workload.size), torch.device("cpu"), torch.float64)[
+                0
+            ]
+            return f64.generate(prompts, self.output_tokens)
+        return self.workload.reference()
+
+    def score(self, outputs: torch.Tensor, reference: torch.Tensor, dtype_name: str) -> dict[str, Any]:
+        if not self.decoder:
+            return self.workload.score(outputs, reference, dtype_name)
+        agreement = float((outputs == reference).double().mean())
+        bar = INFORMATIONAL_AGREEMENT.get(dtype_name, 0.9)
+        return {
+            "metric": "greedy_token_agreement",
+            "value": agreement,
+            "generated_tokens": int(reference.numel()),
+            "informational_bar": bar,
+            "meets_informational_bar": bool(agreement >= bar),
+        }
+
+    @torch.inference_mode()
+    def estimates(self) -> tuple[float, float]:
+        """(one sample's latency in s, samples/s at max_batch), from warm-up runs: LoadGen's hints."""
+        sut = self.sut(max_batch=1)
+        try:
+            single = _time_serve(sut, [0], repeats=3)
+        finally:
+            sut.close()
+        batch = list(range(min(self.max_batch, self.workload.size)))
+        sut = self.sut(max_batch=len(batch))
+        try:
+            batched = _time_serve(sut, batch, repeats=2)
+        finally:
+            sut.close()
+        return single, len(batch) / batched
+
+
+class _FakeSample:
+    def __init__(self, index: int) -> None:
+        self.id = 0
+        self.index = index
+
+
+def _time_serve(sut, indices: list[int], *, repeats: int) -> float:
+    """The best of ``repeats`` direct calls of the SUT's serving step (no LoadGen: answers go nowhere)."""
+    best = float("inf")
+    original = lg.QuerySamplesComplete, lg.FirstTokenComplete
+    try:
+        # Warm-up hints only: the completions of these direct calls must not reach LoadGen.
+        lg.QuerySamplesComplete = lambda *_a, **_k: None  # type: ignore[assignment]
+        lg.FirstTokenComplete = lambda *_a, **_k: None  # type: ignore[assignment]
+        sut._serve([_FakeSample(i) for i in indices])  # warm-up
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            sut._serve([_FakeSample(i) for i in indices])
+            best = min(best, time.perf_counter() - t0)
+    finally:
+        lg.QuerySamplesComplete, lg.FirstTokenComplete = original
+    return best
+
+
+def _serve_model(
+    model_spec: ModelSpec,
+    spec: dict[str, Any],
+    backend: Any,
+    settings: dict[str, Any],
+    dtype_name: str,
+    quick: bool,
+    log_dir: Path,
+    out: dict[str, Any],
+) -> None:
+    name = model_spec.name
+    try:
+        loaded = load_model(model_spec)
+    except ModelError as exc:
+        out["models"].append(_model_record(model_spec, exc=exc))
+        out["cases"].append(_error_case(name, None, exc))
+        return
+    out["models"].append(_model_record(model_spec, loaded=loaded))
+    from runners.errors import declared_unsupported
+
+    declared = declared_unsupported(out["support"], name, dtype_name)
+    if declared is not None:
+        out["cases"].append(
+            _case(
+                name,
+                dtype_name,
+                "unsupported",
+                {},
+                outcome=declared,
+                message=f"{backend.name}: {declared.reason}",
+            )
+        )
+        return
+    try:
+        workload = workload_for(loaded, spec["challenge"], quick=quick)
+        device = backend.device()
+        module = loaded.place(device, DTYPES[dtype_name], free_bytes=backend.memory_info().get("free_bytes"))
+        server = _ModelServer(
+            loaded, workload, module, backend.prepare(module), backend, device, DTYPES[dtype_name], settings
+        )
+        reference = server.reference()
+    except ModelError as exc:
+        out["cases"].append(_error_case(name, dtype_name, exc))
+        return
+    except ImportError as exc:
+        out["cases"].append(
+            _case(name, None, "error", {}, outcome=error(INFRASTRUCTURE, "missing_package"), message=str(exc))
+        )
+        return
+    except Exception as exc:
+        out["cases"].append(_exception_case(name, dtype_name, exc, phase="device"))
+        return
+    record: dict[str, Any] = {
+        "name": name,
+        "architecture": loaded.architecture.name,
+        "kind": workload.kind,
+        "dtype": dtype_name,
+        "samples": workload.size,
+        "token_latencies": server.decoder,
+        "output_tokens": server.output_tokens if server.decoder else None,
+        "scenarios": {},
+    }
+    out["serving"]["models"].append(record)
+    try:
+        _serve_scenarios(server, spec, backend, settings, dtype_name, reference, log_dir, record, out)
+    except Exception as exc:  # declared supported: whatever LoadGen's SUT raised, the device failed
+        out["cases"].append(_exception_case(name, dtype_name, exc, phase="device", prefix="serving: "))
+
+
+def _serve_scenarios(server, spec, backend, settings, dtype_name, reference, log_dir, record, out) -> None:
+    name = record["name"]
+    challenge = spec["challenge"]
+    scenarios = settings["scenarios"]
+    meter = EnergyMeter(backend, rate_hz=float(settings.get("energy_rate_hz", 10)))
+    base_params = {"model": name, "architecture": record["architecture"]}
+
+    def run(
+        scenario: str, mode: str, cfg: ScenarioSettings, *, max_batch: int, tag: str, **kw
+    ) -> tuple[LoadGenResult, Any, dict]:
+        sut = server.sut(max_batch=max_batch, record=mode == "accuracy")
+        try:
+            meter.start()
+            result = run_test(
+                sut,
+                sample_count=server.workload.size,
+                scenario=scenario,
+                mode=mode,
+                settings=cfg,
+                log_dir=log_dir / tag,
+                token_latencies=server.decoder,
+                seed=_seed_int(challenge, f"{name}:{tag}"),
+                **kw,
+            )
+            meter.stop()
+        finally:
+            sut.close()
+        if sut.error is not None:
+            raise sut.error
+        energy = meter.result(samples=sut.completed_samples, tokens=sut.completed_tokens)
+        return result, sut, energy
+
+    # 1. Accuracy: what the SUT serves, against the float64 reference.
+    single_s, batch_qps = server.estimates()
+    acc_cfg = ScenarioSettings(min_duration_ms=0, min_query_count=server.workload.size)
+    acc, sut, _ = run(
+        "Offline",
+        "accuracy",
+        acc_cfg,
+        max_batch=server.max_batch,
+        tag="accuracy",
+        expected_latency_s=single_s,
+        expected_qps=batch_qps,
+    )
+    served = [sut.outputs.get(i) for i in range(server.workload.size)]
+    if any(o is None for o in served):
+        score = {
+            "metric": "served",
+            "value": 0.0,
+            "informational_bar": 1.0,
+            "meets_informational_bar": False,
+            "reason": f"{sum(o is None for o in served)} sample(s) not answered in accuracy mode",
+        }
+        status = "fail"
+    else:
+        outputs = torch.stack(served)
+        score = server.score(outputs, reference, dtype_name)
+        status = "pass" if score["meets_informational_bar"] else "fail"
+    score["loadgen_summary_sha256"] = acc.summary_sha256
+    case = _case(name, dtype_name, status, score)
+    case["case"] = "serving_accuracy"
+    out["cases"].append(case)
+    out["measurements"].append(
+        measurement(
+            name=f"{name} serving accuracy",
+            kind="serving_accuracy",
+            unit=score["metric"],
+            value=score["value"],
+            dtype=dtype_name,
+            params={
+                **base_params,
+                "scenario": "Offline",
+                "mode": "AccuracyOnly",
+                "informational_bar": score["informational_bar"],
+            },
+        )
+    )
+    record["accuracy"] = {**acc.to_dict(), "score": score}
+
+    # 2. SingleStream.
+    cfg = ScenarioSettings.from_dict(scenarios["SingleStream"])
+    result, sut, energy = run(
+        "SingleStream",
+        "performance",
+        cfg,
+        max_batch=1,
+        tag="SingleStream",
+        expected_latency_s=single_s,
+        expected_qps=1 / single_s,
+    )
+    _latency_figures(
+        result,
+        cfg,
+        "SingleStream",
+        "early_stopping_latency_ss",
+        name,
+        dtype_name,
+        base_params,
+        energy,
+        record,
+        out,
+        server,
+    )
+
+    # 3. MultiStream for vision models.
+    if record["architecture"] in VISION_ARCHITECTURES and "MultiStream" in scenarios:
+        cfg = ScenarioSettings.from_dict(scenarios["MultiStream"])
+        per_query = cfg.samples_per_query * (1 / batch_qps)
+        result, sut, energy = run(
+            "MultiStream",
+            "performance",
+            cfg,
+            max_batch=max(cfg.samples_per_query, server.max_batch),
+            tag="MultiStream",
+            expected_latency_s=per_query,
+            expected_qps=1 / per_query,
+        )
+        _latency_figures(
+            result,
+            cfg,
+            "MultiStream",
+            "early_stopping_latency_ms",
+            name,
+            dtype_name,
+            base_params,
+            energy,
+            record,
+            out,
+            server,
+        )
+    else:
+        record["scenarios"]["MultiStream"] = {
+            "ran": False,
+            "reason": "MultiStream is MLPerf's scenario for vision models; "
+            f"{record['architecture']} is not one"
+            if record["architecture"] not in VISION_ARCHITECTURES
+            else "the level's settings have no MultiStream scenario",
+        }
+
+    # 4. Offline: samples/s (tokens/s); the expected QPS is corrected once if the run came short.
+    cfg = ScenarioSettings.from_dict(scenarios["Offline"])
+    expected = batch_qps * 1.1
+    attempts = []
+    for attempt in range(3):  # LoadGen sizes the one Offline query from the expected QPS
+        result, sut, energy = run(
+            "Offline",
+            "performance",
+            cfg,
+            max_batch=server.max_batch,
+            tag=f"Offline-{attempt}",
+            expected_latency_s=single_s,
+            expected_qps=expected,
+        )
+        attempts.append(
+            {
+                "expected_qps": expected,
+                "result_valid": result.valid,
+                "invalid_reason": result.value("result_invalid_reason"),
+            }
+        )
+        if result.valid:
+            break
+        measured = result.value("result_samples_per_second")
+        expected = max(float(measured or expected), expected) * 1.5
+    offline_qps = result.value("result_samples_per_second")
+    entry = {**result.to_dict(), "energy": energy, "attempts": attempts}
+    record["scenarios"]["Offline"] = entry
+    _scenario_case(name, dtype_name, "Offline", result, out)
+    params = {**_run_params(result, cfg, "Offline"), **base_params}
+    out["measurements"].append(
+        _figure(
+            f"{name} Offline throughput",
+            "serving_throughput",
+            "samples/s",
+            offline_qps,
+            dtype_name,
+            params,
+            result.valid,
+        )
+    )
+    if server.decoder:
+        tokens = result.value("result_tokens_per_second")
+        out["measurements"].append(
+            _figure(
+                f"{name} Offline tokens",
+                "serving_tokens",
+                "tokens/s",
+                tokens,
+                dtype_name,
+                params,
+                result.valid,
+            )
+        )
+    out["measurements"].extend(_energy_items(name, "Offline", energy, dtype_name, params, server.decoder))
+
+    # 5. Server: the highest target QPS LoadGen judges VALID at the bound, by a bounded search.
+    cfg = ScenarioSettings.from_dict(scenarios["Server"])
+    if server.decoder:
+        llm = settings.get("llm") or {}
+        cfg = ScenarioSettings.from_dict(
+            {**scenarios["Server"], "ttft_ms": llm.get("ttft_ms"), "tpot_ms": llm.get("tpot_ms")}
+        )
+    search = settings.get("server_search") or {}
+    max_steps = max(1, int(search.get("max_steps", 5)))
+    precision = float(search.get("precision", 0.1))
+    # Each step lasts at least min_query_count / qps: the floor keeps every step within max_step_s.
+    floor = cfg.min_query_count / float(search.get("max_step_s", 10))
+    qps = max(float(offline_qps or batch_qps) * float(search.get("start_fraction", 0.5)), floor)
+    low = high = None
+    stopped = "max_steps reached"
+    best: tuple[LoadGenResult, dict] | None = None
+    steps = []
+    for step in range(max_steps):
+        result, sut, energy = run(
+            "Server",
+            "performance",
+            cfg,
+            max_batch=server.max_batch,
+            tag=f"Server-{step}",
+            expected_latency_s=single_s,
+            expected_qps=qps,
+            target_qps=qps,
+        )
+        steps.append(
+            {
+                "step": step,
+                "target_qps": qps,
+                "result_valid": result.valid,
+                "early_stopping_met": result.value("early_stopping_met"),
+                "invalid_reason": result.value("result_invalid_reason"),
+                "completed_samples_per_s": result.value("result_completed_samples_per_sec"),
+                "latency_percentiles_s": result.percentiles(),
+                "summary_sha256": result.summary_sha256,
+                "detail_sha256": result.detail_sha256,
+            }
+        )
+        if result.valid:
+            if low is None or qps > low:
+                low, best = qps, (result, energy)
+            qps = qps * 2 if high is None else (low + high) / 2
+        else:
+            high = qps if high is None else min(high, qps)
+            qps = qps / 2 if low is None else (low + high) / 2
+        if low is not None and high is not None and (high - low) / high <= precision:
+            stopped = f"bracket within {precision:.0%}"
+            break
+        if qps < floor:
+            stopped = f"next target {qps:.3g} QPS below the floor {floor:.3g} (min_query_count / max_step_s)"
+            break
+    chosen = best[0] if best else result
+    energy = best[1] if best else energy
+    entry = {
+        **chosen.to_dict(),
+        "energy": energy,
+        "search": {
+            "max_steps": max_steps,
+            "precision": precision,
+            "steps": steps,
+            "highest_valid_qps": low,
+            "lowest_invalid_qps": high,
+            "floor_qps": floor,
+            "stopped": stopped,
+        },
+    }
+    record["scenarios"]["Server"] = entry
+    _scenario_case(name, dtype_name, "Server", chosen, out)
+    params = {
+        **_run_params(chosen, cfg, "Server"),
+        **base_params,
+        "search_steps": len(steps),
+        "steps": [
+            {
+                "target_qps": step["target_qps"],
+                "result_valid": step["result_valid"],
+                "latency_at_percentile_s": step["latency_percentiles_s"].get(_percentile_key(cfg.percentile)),
+            }
+            for step in steps
+        ],
+        "lowest_invalid_qps": high,
+    }
+    out["measurements"].append(
+        _figure(
+            f"{name} Server QPS at bound",
+            "serving_qps",
+            "queries/s",
+            low,
+            dtype_name,
+            params,
+            best is not None,
+        )
+    )
+    if server.decoder:
+        tokens = chosen.value("result_completed_tokens_per_second")
+        out["measurements"].append(
+            _figure(
+                f"{name} Server tokens",
+                "serving_tokens",
+                "tokens/s",
+                tokens,
+                dtype_name,
+                params,
+                best is not None,
+            )
+        )
+        _token_latency_figures(chosen, cfg, "Server", name, dtype_name, params, out, best is not None)
+    out["measurements"].extend(_energy_items(name, "Server", energy, dtype_name, params, server.decoder))
+
+
+def _percentile_key(percentile: float | None) -> str:
+    return f"{100 * (percentile or 0.9):.2f}"
+
+
+def _latency_figures(
+    result, cfg, scenario, early_key, name, dtype_name, base_params, energy, record, out, server
+) -> None:
+    record["scenarios"][scenario] = {**result.to_dict(), "energy": energy}
+    _scenario_case(name, dtype_name, scenario, result, out)
+    estimate = result.value(early_key)
+    plain = result.percentiles().get(_percentile_key(cfg.percentile))
+    value = estimate / 1e9 if isinstance(estimate, int | float) else plain
+    params = {
+        **_run_params(result, cfg, scenario),
+        **base_params,
+        "plain_percentile_s": plain,
+        "figure": "early-stopping estimate" if isinstance(estimate, int | float) else "percentile",
+    }
+    out["measurements"].append(
+        _figure(
+            f"{name} {scenario} latency p{_percentile_key(cfg.percentile)}",
+            "serving_latency",
+            "s",
+            value,
+            dtype_name,
+            params,
+            result.valid,
+        )
+    )
+    if server.decoder:
+        _token_latency_figures(result, cfg, scenario, name, dtype_name, params, out, result.valid)
+    out["measurements"].extend(_energy_items(name, scenario, energy, dtype_name, params, server.decoder))
+
+
+def _token_latency_figures(result, cfg, scenario, name, dtype_name, params, out, valid) -> None:
+    key = _percentile_key(cfg.percentile)
+    ttft = result.percentiles("first_token").get(key)
+    tpot = result.percentiles("tpot").get(key)
+    extra = {
+        **params,
+        "ttft_percentiles_s": result.percentiles("first_token"),
+        "tpot_percentiles_s": result.percentiles("tpot"),
+    }
+    out["measurements"].append(
+        _figure(f"{name} {scenario} TTFT p{key}", "serving_ttft", "s", ttft, dtype_name, extra, valid)
+    )
+    out["measurements"].append(
+        _figure(f"{name} {scenario} TPOT p{key}", "serving_tpot", "s", tpot, dtype_name, extra, valid)
+    )
+
+
+def _run_params(result: LoadGenResult, cfg: ScenarioSettings, scenario: str) -> dict[str, Any]:
+    return {
+        "scenario": scenario,
+        "result_valid": result.valid,
+        "early_stopping_met": result.value("early_stopping_met"),
+        "percentile": cfg.percentile,
+        "latency_bound_s": cfg.latency_bound_ms / 1000
+        if scenario == "Server" and cfg.latency_bound_ms
+        else None,
+        "ttft_bound_s": cfg.ttft_ms / 1000 if cfg.ttft_ms else None,
+        "tpot_bound_s": cfg.tpot_ms / 1000 if cfg.tpot_ms else None,
+        "min_duration_ms": result.value("effective_min_duration_ms"),
+        "min_query_count": result.value("effective_min_query_count"),
+        "query_count": result.value("result_query_count"),
+        "latency_percentiles_s": result.percentiles(),
+        "summary_sha256": result.summary_sha256,
+        "detail_sha256": result.detail_sha256,
+    }
+
+
+def _figure(name, kind, unit, value, dtype, params, valid) -> dict[str, Any]:
+    """A serving figure; from a run LoadGen did not judge VALID it is no value, only a record."""
+    if valid and isinstance(value, int | float):
+        return measurement(name=name, kind=kind, unit=unit, value=float(value), dtype=dtype, params=params)
+    return measurement(
+        name=name,
+        kind=kind,
+        unit=unit,
+        value=None,
+        dtype=dtype,
+        params={**params, "invalid_value": value},
+        flags=(INVALID_FLAG,),
+    )
+
+
+def _energy_items(name, scenario, energy, dtype, params, decoder) -> list[dict[str, Any]]:
+    per = [("query", "J/query", energy.get("j_per_query"))]
+    if decoder:
+        per.append(("token", "J/token", energy.get("j_per_token")))
+    items = []
+    for what, unit, value in per:
+        extra = {k: v for k, v in energy.items() if k not in ("j_per_query", "j_per_token")}
+        item = measurement(
+            name=f"{name} {scenario} energy per {what}",
+            kind="energy",
+            unit=unit,
+            value=value,
+            dtype=dtype,
+            params={**params, "energy": extra},
+            flags=() if value is not None else ("unavailable",),
+        )
+        if params.get("result_valid") is False and value is not None:
+            item["flags"].append(INVALID_FLAG)
+        items.append(item)
+    return items
+
+
+def _scenario_case(name: str, dtype: str, scenario: str, result: LoadGenResult, out: dict[str, Any]) -> None:
+    valid = bool(result.valid)
+    message = (
+        None
+        if valid
+        else (
+            f"LoadGen: Result is INVALID ({result.value('result_invalid_reason') or 'see summary'}); "
+            f"early stopping: {result.early_stopping['text']}"
+        )[:500]
+    )
+    case = _case(name, dtype, "pass" if valid else "fail", {}, message=message)
+    case["case"] = f"serving_{scenario}"
+    queries = result.value("result_query_count")
+    over = result.value("result_overlatency_query_count")
+    case["stats"] = {
+        "max_abs": None,
+        "max_rel": None,
+        "mismatch_fraction": min(1.0, over / queries) if isinstance(over, int) and queries else 0.0,
+        "atol": 0.0,
+        "rtol": 0.0,
+        "tolerance_source": "LoadGen's own verdict (Result is VALID/INVALID, early stopping); "
+        "mismatch_fraction = queries over the latency bound / queries",
+    }
+    case["metrics"] = {"result_valid": result.valid, "summary_sha256": result.summary_sha256}
+    out["cases"].append(case)

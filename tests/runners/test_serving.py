@@ -1,0 +1,265 @@
+"""The serving suite: real MLPerf LoadGen runs on this CPU with tiny models (seconds each)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+
+from runners.backends import get_backend
+from runners.document import validate_document
+from runners.models.seeded import seeded_model_entry
+from runners.serving import INVALID_FLAG, NOT_CERTIFYING, resolve_settings, run_serving
+from runners.serving.energy import EnergyMeter
+from runners.serving.loadgen_run import parse_detail
+from runners.spec import build_spec
+
+pytest.importorskip("mlperf_loadgen")
+
+TINY_RESNET = {"in_channels": 3, "image_size": 8, "widths": [4], "blocks": [1], "num_classes": 10}
+TINY_LLAMA = {
+    "vocab_size": 64,
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "max_position_embeddings": 64,
+}
+TINY_BERT = {
+    "vocab_size": 64,
+    "hidden_size": 32,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 32,
+}
+# Program-shaped settings, small enough for a CPU test (short durations, p90 everywhere).
+SETTINGS = {
+    "source": "test settings",
+    "max_batch": 4,
+    "scenarios": {
+        "SingleStream": {"min_duration_ms": 100, "min_query_count": 64, "percentile": 0.9},
+        "MultiStream": {
+            "min_duration_ms": 100,
+            "min_query_count": 64,
+            "percentile": 0.9,
+            "samples_per_query": 4,
+        },
+        "Server": {"min_duration_ms": 200, "min_query_count": 64, "percentile": 0.9, "latency_bound_ms": 500},
+        "Offline": {"min_duration_ms": 100, "min_query_count": 1},
+    },
+    "server_search": {"max_steps": 2, "start_fraction": 0.2, "precision": 0.1, "max_step_s": 5},
+    "llm": {"output_tokens": 4, "ttft_ms": 2000, "tpot_ms": 1000},
+}
+
+
+def entry(tmp_path: Path, name: str, architecture: str, config: dict) -> dict:
+    return seeded_model_entry(name, architecture, config, seed=0, directory=tmp_path / "weights")
+
+
+def spec_for(models: list[dict], settings: dict | None = None) -> dict:
+    return build_spec(
+        suite="serving",
+        device="cpu",
+        challenge="ab" * 32,
+        models=models,
+        options={"quick": True, "serving": settings or SETTINGS},
+    )
+
+
+def items(document: dict, kind: str) -> list[dict]:
+    return [m for m in document["measurements"] if m["kind"] == kind]
+
+
+@pytest.fixture(scope="module")
+def resnet_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("serving")
+    logs = tmp / "logs"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RUNNER_LOADGEN_LOG_DIR", str(logs))
+        document = run_serving(
+            spec_for([entry(tmp, "tiny-resnet", "resnet-cnn", TINY_RESNET)]), get_backend("cpu")
+        )
+    return document, logs
+
+
+def test_a_vision_model_runs_every_scenario_through_loadgen(resnet_run):
+    document, _ = resnet_run
+    validate_document(document)
+    assert document["suite"] == "serving" and document["serving"]["certifying"] is True
+    cases = {c["case"]: c for c in document["cases"]}
+    assert set(cases) == {
+        "serving_accuracy",
+        "serving_SingleStream",
+        "serving_MultiStream",
+        "serving_Offline",
+        "serving_Server",
+    }
+    assert cases["serving_accuracy"]["status"] == "pass"
+    model = document["serving"]["models"][0]
+    for scenario in ("SingleStream", "MultiStream", "Offline", "Server"):
+        run = model["scenarios"][scenario]
+        assert run["scenario"] == scenario and isinstance(run["result_valid"], bool)
+        assert "Result is" in run["summary_text"] and len(run["detail_sha256"]) == 64
+        assert run["early_stopping"]["met"] in (True, False, None)
+    offline = items(document, "serving_throughput")[0]
+    if offline["params"]["result_valid"]:
+        assert offline["value"] > 0 and offline["unit"] == "samples/s"
+    steps = model["scenarios"]["Server"]["search"]["steps"]
+    assert 1 <= len(steps) <= 2 and all("target_qps" in s and "result_valid" in s for s in steps)
+    qps = items(document, "serving_qps")[0]
+    assert qps["params"]["latency_bound_s"] == 0.5 and qps["params"]["percentile"] == 0.9
+
+
+def test_the_documents_digests_are_those_of_loadgens_log_files(resnet_run):
+    document, logs = resnet_run
+    run = document["serving"]["models"][0]["scenarios"]["SingleStream"]
+    folder = next(p for p in logs.rglob("SingleStream") if p.is_dir())
+    summary = (folder / "mlperf_log_summary.txt").read_bytes()
+    detail = (folder / "mlperf_log_detail.txt").read_bytes()
+    assert run["summary_sha256"] == hashlib.sha256(summary).hexdigest()
+    assert run["detail_sha256"] == hashlib.sha256(detail).hexdigest()
+    assert parse_detail(detail.decode())["result_validity"] in ("VALID", "INVALID")
+
+
+def test_energy_is_unavailable_with_a_reason_when_no_meter_is_readable(resnet_run):
+    document, _ = resnet_run
+    energy = items(document, "energy")
+    assert energy
+    if not Path("/sys/class/powercap").is_dir():
+        assert all(e["value"] is None and "unavailable" in e["flags"] for e in energy)
+        assert "powercap" in energy[0]["params"]["energy"]["reason"]
+
+
+def test_an_impossible_latency_bound_yields_no_certified_figure(tmp_path):
+    settings = {
+        **SETTINGS,
+        "scenarios": {
+            **SETTINGS["scenarios"],
+            "Server": {**SETTINGS["scenarios"]["Server"], "latency_bound_ms": 0.001},
+        },
+    }
+    settings.pop("source")
+    models = [entry(tmp_path, "tiny-resnet", "resnet-cnn", TINY_RESNET)]
+    document = run_serving(spec_for(models, settings), get_backend("cpu"))
+    validate_document(document)
+    qps = items(document, "serving_qps")[0]
+    assert qps["value"] is None and INVALID_FLAG in qps["flags"]
+    server = document["serving"]["models"][0]["scenarios"]["Server"]
+    assert server["result_valid"] is False and all(not s["result_valid"] for s in server["search"]["steps"])
+    case = next(c for c in document["cases"] if c["case"] == "serving_Server")
+    assert case["status"] == "fail" and "INVALID" in case["message"]
+
+
+def test_the_decoder_reports_ttft_tpot_and_tokens_per_second(tmp_path):
+    document = run_serving(
+        spec_for([entry(tmp_path, "tiny-llama", "llama-decoder", TINY_LLAMA)]), get_backend("cpu")
+    )
+    validate_document(document)
+    model = document["serving"]["models"][0]
+    assert model["token_latencies"] is True and model["output_tokens"] == 4
+    assert model["scenarios"]["MultiStream"]["ran"] is False
+    accuracy = next(c for c in document["cases"] if c["case"] == "serving_accuracy")
+    assert accuracy["status"] == "pass" and accuracy["metrics"]["metric"] == "greedy_token_agreement"
+    names = {m["name"] for m in document["measurements"]}
+    assert {
+        "tiny-llama Offline tokens",
+        "tiny-llama SingleStream TTFT p90.00",
+        "tiny-llama SingleStream TPOT p90.00",
+    } <= names
+    offline = {m["kind"]: m for m in document["measurements"] if m["params"].get("scenario") == "Offline"}
+    if offline["serving_throughput"]["value"] is not None:  # LoadGen's tokens/s: samples/s x 4 tokens
+        assert offline["serving_tokens"]["value"] == pytest.approx(
+            4 * offline["serving_throughput"]["value"], rel=0.05
+        )
+    server = next(m for m in document["measurements"] if m["name"] == "tiny-llama Server tokens")
+    if server["value"] is not None:
+        assert server["value"] > 1.0 and server["unit"] == "tokens/s"
+    ttft = next(m for m in document["measurements"] if m["name"] == "tiny-llama SingleStream TTFT p90.00")
+    if ttft["value"] is not None:
+        assert 0 < ttft["value"] < 2.0 and "50.00" in ttft["params"]["ttft_percentiles_s"]
+
+
+class StaleBackend:
+    """A backend whose serving path answers every query with the first output it ever computed."""
+
+    def __init__(self) -> None:
+        self.inner = get_backend("cpu")
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def prepare(self, fn):
+        cached: list[torch.Tensor] = []
+
+        def stale(*args):
+            out = fn(*args)
+            if not cached:
+                cached.append(out[:1].clone())
+            return cached[0].expand_as(out).clone()
+
+        return stale
+
+
+def test_a_backend_serving_stale_outputs_fails_the_accuracy_mode(tmp_path):
+    models = [entry(tmp_path, "tiny-bert", "bert-encoder", TINY_BERT)]
+    settings = {**SETTINGS, "server_search": {**SETTINGS["server_search"], "max_steps": 1}}
+    honest = run_serving(spec_for(models, settings), get_backend("cpu"))
+    accuracy = next(c for c in honest["cases"] if c["case"] == "serving_accuracy")
+    assert accuracy["status"] == "pass" and accuracy["metrics"]["metric"] == "cosine_min"
+    document = run_serving(spec_for(models, settings), StaleBackend())
+    accuracy = next(c for c in document["cases"] if c["case"] == "serving_accuracy")
+    assert accuracy["status"] == "fail"
+    assert accuracy["metrics"]["value"] < accuracy["metrics"]["informational_bar"]
+
+
+def test_runner_defaults_and_a_duration_override_are_not_certifying():
+    settings, provenance = resolve_settings({})
+    assert provenance["certifying"] is False and provenance["settings_source"] == NOT_CERTIFYING
+    settings, provenance = resolve_settings({"serving": {**SETTINGS, "duration_override_ms": 50}})
+    assert provenance["certifying"] is False and provenance["overrides"]["duration_override_ms"] == 50
+    assert {s["min_duration_ms"] for s in settings["scenarios"].values()} == {50}
+    _, provenance = resolve_settings({"serving": SETTINGS})
+    assert provenance["certifying"] is True and provenance["settings_source"] == "test settings"
+    with pytest.raises(ValueError):
+        resolve_settings({"serving": {"scenarios": {"Offline": SETTINGS["scenarios"]["Offline"]}}})
+
+
+class PowerBackend:
+    name = "fakepu"
+
+    def power_watts(self) -> float:
+        return 50.0
+
+
+def test_a_sampled_power_meter_integrates_over_the_run_window():
+    import time
+
+    meter = EnergyMeter(PowerBackend(), rate_hz=50)
+    assert meter.available and meter.method == "sampled"
+    meter.start()
+    time.sleep(0.2)
+    meter.stop()
+    record = meter.result(samples=10)
+    assert record["available"] and record["power_samples"] >= 2
+    assert record["joules"] == pytest.approx(50.0 * record["window_s"], rel=0.3)
+    assert record["j_per_query"] == pytest.approx(record["joules"] / 10)
+
+
+def test_rapl_counters_are_read_where_readable(tmp_path):
+    domain = tmp_path / "intel-rapl:0"
+    domain.mkdir()
+    (domain / "energy_uj").write_text("1000000")
+    (domain / "max_energy_range_uj").write_text("262143328850")
+    cpu = get_backend("cpu")
+    meter = EnergyMeter(cpu, powercap=tmp_path)
+    assert meter.method == "counter" and "intel-rapl:0" in meter.meter
+    meter.start()
+    (domain / "energy_uj").write_text("3500000")
+    meter.stop()
+    assert meter.result(samples=5)["joules"] == pytest.approx(2.5)
+    unreadable = EnergyMeter(cpu, powercap=tmp_path / "absent")
+    assert not unreadable.available and "does not exist" in unreadable.reason
