@@ -53,6 +53,7 @@ def probe(tmp_path, **env) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_https_redirects_plain_http_and_sends_hsts_and_secure_cookies(tmp_path):
     seen = probe(tmp_path, HTTPS="1")
     assert seen["plain_status"] == 301 and seen["plain_location"].startswith("https://")
@@ -62,12 +63,14 @@ def test_https_redirects_plain_http_and_sends_hsts_and_secure_cookies(tmp_path):
     assert "script-src 'self'" in seen["csp"]
 
 
+@pytest.mark.slow
 def test_without_https_nothing_redirects(tmp_path):
     seen = probe(tmp_path)
     assert seen["plain_status"] == 200 and seen["hsts"] == ""
     assert seen["cache"] == "django.core.cache.backends.db.DatabaseCache", "never a per-process memory cache"
 
 
+@pytest.mark.slow
 def test_cache_url_selects_redis_and_a_bad_one_stops_start_up(tmp_path):
     assert probe(tmp_path, CACHE_URL="redis://127.0.0.1:6379/5")["cache"] == (
         "django.core.cache.backends.redis.RedisCache"

@@ -148,6 +148,7 @@ def stable_gemms(suite, document):
         document["claims"]["dtypes"]["float32"].update(best_gemm=best["name"], best_gemm_tflops=best["value"])
 
 
+@pytest.mark.slow
 def test_a_real_baseline_campaign_under_1_2_certifies_with_rounded_headline_figures(cast, aia12):
     campaign = campaign_from_runner(
         vendor=cast.vendor, program=aia12, submitted_by=cast.owner, edit=stable_gemms

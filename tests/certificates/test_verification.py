@@ -47,6 +47,7 @@ def test_the_verify_endpoint_reports_revocation(cast, certified, client):
     assert "Falsified declaration." in body["reason"]
 
 
+@pytest.mark.slow
 def test_every_single_character_change_of_the_stored_certificate_fails_the_api_check(certified, client):
     certificate = certified()
     rng = random.Random(20261201)

@@ -92,6 +92,7 @@ def test_a_runner_that_ignores_the_registered_digest_is_caught_at_ingestion(cpu_
     assert_rejected(job, "not the registered artifact's")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("mutate", "reason"),
     [
