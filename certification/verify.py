@@ -5,8 +5,11 @@
     python verify.py cert.json --keys public.pem                   (one key: no compromise status)
 
 The document is what GET /api/v1/certificates/{serial}/document/ returns:
-{"certificate": <payload>, "key_id": <hex>, "signature": <base64>}, in canonical JSON (sorted keys,
-no whitespace, UTF-8). The key list is what /.well-known/certification-keys.json returns: every
+{"certificate": <payload>, "key_id": <hex>, "signature": <base64>}, in canonical JSON: RFC 8785 (JCS)
+for a certificate whose payload says "canonicalization": "RFC8785", Python's sorted compact JSON for
+one signed before that (it has no such field). The W3C Verifiable Credential form of a certificate
+(GET /api/v1/certificates/{serial}/credential/, a Data Integrity proof with the eddsa-jcs-2022
+cryptosuite) is accepted as well. The key list is what /.well-known/certification-keys.json returns: every
 key of the authority with its status (active, retired, compromised) and the time the list was
 published. A certificate signed by a key that the list marks compromised, or by a key that is not
 in the list, is refused; the verifier says how old the list is, since a key may have been reported
@@ -17,7 +20,9 @@ the canonical bytes of the payload. Exit status 0 when the certificate is authen
 its validity, 1 otherwise (the message says why). Revocation and suspension are only known to
 the authority: ask /api/v1/certificates/{serial}/verify/ for the current status.
 
-Nothing here imports Django; the platform uses the same functions to sign and verify.
+Nothing here imports Django; the platform uses the same functions to sign and verify. It needs
+`cryptography` and `rfc8785`, and the canonical-JSON module runners/canonical.py: copied on its own,
+put canonical.py beside it.
 """
 
 from __future__ import annotations
@@ -35,12 +40,21 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+try:
+    from runners.canonical import CANONICALIZATIONS, LEGACY, canonical_text_as
+except ImportError:  # this file copied on its own, with canonical.py beside it
+    from canonical import CANONICALIZATIONS, LEGACY, canonical_text_as  # type: ignore
+
 DOCUMENT_KEYS = {"certificate", "key_id", "signature"}
 
 
-def canonical_json(value) -> str:
-    """Sorted keys, no whitespace, non-ASCII kept, no NaN: the text that is signed."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+def canonicalization_of(payload: dict) -> str:
+    """The canonical form a certificate payload was signed in: its `canonicalization` field, or the
+    legacy form for a payload signed before the field existed. ValueError for an unknown name."""
+    name = payload.get("canonicalization", LEGACY)
+    if name not in CANONICALIZATIONS or (name == LEGACY and "canonicalization" in payload):
+        raise ValueError(f"unknown canonicalization {name!r}")
+    return name
 
 
 def public_key_id(public_key: Ed25519PublicKey) -> str:
@@ -99,7 +113,11 @@ def verify_payload_text(payload_text: str, signature: str, public_key: Ed25519Pu
     if not isinstance(payload, dict):
         return Verdict(False, "the certificate is not a JSON object")
     serial = str(payload.get("serial", ""))
-    if canonical_json(payload) != payload_text:
+    try:
+        canonical = canonical_text_as(payload, canonicalization_of(payload))
+    except ValueError as exc:
+        return Verdict(False, f"the certificate cannot be canonicalized: {exc}", serial)
+    if canonical != payload_text:
         return Verdict(False, "the certificate is not in canonical form (it was altered)", serial)
     try:
         raw_signature = decode_signature(signature)
@@ -135,14 +153,20 @@ def verify_document_bytes(
         return Verdict(
             False, f"the file is not a certificate document (expected keys {sorted(DOCUMENT_KEYS)})"
         )
-    canonical = canonical_json(document)
-    if text not in (canonical, canonical + "\n"):
-        return Verdict(False, "the file is not in canonical form (it was altered)")
     if not isinstance(document["certificate"], dict):
         return Verdict(False, "the certificate is not a JSON object")
+    try:
+        form = canonicalization_of(document["certificate"])
+        canonical = canonical_text_as(document, form)
+    except ValueError as exc:
+        return Verdict(False, f"the file cannot be canonicalized: {exc}")
+    if text not in (canonical, canonical + "\n"):
+        return Verdict(False, "the file is not in canonical form (it was altered)")
     if document["key_id"] != public_key_id(public_key):
         return Verdict(False, "the document was signed with a different key than the one given")
-    verdict = verify_payload_text(canonical_json(document["certificate"]), document["signature"], public_key)
+    verdict = verify_payload_text(
+        canonical_text_as(document["certificate"], form), document["signature"], public_key
+    )
     if not verdict.ok:
         return verdict
     valid_until = document["certificate"].get("valid_until")

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from runners.backends import UnknownBackend, get_backend, list_backends
+from runners.canonical import canonical_json
 from runners.catalog import all_kernels
-from runners.document import DocumentInvalid, canonical_json, validate_document
+from runners.document import DocumentInvalid, validate_document
 from runners.measurements import measurement_table
 from runners.spec import SpecInvalid, backend_name, build_spec, load_spec, validate_spec
 from runners.suites import SUITES

@@ -35,6 +35,7 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.utils.log import get_task_logger
 
 from runners.artifacts import ArtifactUnavailable, localize_models
+from runners.canonical import canonical_json
 from runners.fingerprint_check import fingerprint_mismatches
 from runners.signing import RunnerIdentity
 from runners.spec import attempt_tag
@@ -72,15 +73,9 @@ class JobCancelled(Exception):
     """The platform revoked the running job; the suite stops at the next case boundary."""
 
 
-def _canonical(payload: dict) -> bytes:
-    return json.dumps(
-        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode()
-
-
 def signed_message(identity: RunnerIdentity, payload: dict) -> dict:
     """A small runner-to-platform message: the payload's canonical JSON and its signature."""
-    body = _canonical({**payload, "runner": identity.name, "sent_at": datetime.now(UTC).isoformat()})
+    body = canonical_json({**payload, "runner": identity.name, "sent_at": datetime.now(UTC).isoformat()})
     return {
         "runner": identity.name,
         "key_id": identity.key_id,
@@ -105,7 +100,6 @@ def run_job(
     true the job stops there.
     """
     from runners.backends import UnknownBackend, get_backend
-    from runners.document import canonical_json
     from runners.spec import SpecInvalid, validate_spec
     from runners.suites import run_suite
 
