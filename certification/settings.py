@@ -239,6 +239,9 @@ EMBEDDED_RUNNER_KEY_FILE = env_path("EMBEDDED_RUNNER_KEY_FILE", VAR_DIR / "keys"
 # in this directory, outside the database and the repository; only public keys are stored.
 CERT_SIGNING_KEY_DIR = env_path("CERT_SIGNING_KEY_DIR", VAR_DIR / "keys" / "signing")
 CERT_ISSUER_NAME = env_str("CERT_ISSUER_NAME", "")
+# The platform's public URL (https://certification.example): the verifiable credentials' issuer is
+# did:web of its host, and their status lists live under it. Empty: taken from each request.
+CERT_PUBLIC_URL = env_str("CERT_PUBLIC_URL", "")
 
 # ---------------------------------------------------------------------------------------------
 # Limits and security: abuse limits (login lockout, API throttles in a shared cache), transport

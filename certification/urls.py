@@ -5,7 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from apps.audit.views import audit_checkpoints
-from apps.certificates.api.views import certification_keys
+from apps.certificates.api.views import certification_keys, credential_status_list, did_web_document
 
 DOCS_CSP = csp_update({"style-src": ["'unsafe-inline'"]})
 
@@ -23,6 +23,8 @@ urlpatterns = [
     path("", include("django.contrib.auth.urls")),
     path(".well-known/certification-keys.json", certification_keys, name="certification-keys"),
     path(".well-known/audit-checkpoints.json", audit_checkpoints, name="audit-checkpoints"),
+    path(".well-known/did.json", did_web_document, name="did-web"),
+    path("api/v1/credentials/status/<slug:purpose>/", credential_status_list, name="credential-status-list"),
     path("api/v1/", include(api_v1)),
     path("procurement/", include("apps.procurement.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

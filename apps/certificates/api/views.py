@@ -12,6 +12,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 
 from apps.accounts.permissions import IsMember
@@ -27,9 +28,29 @@ from apps.certificates.api.serializers import (
     SigningKeySerializer,
     WaiverSerializer,
 )
+from apps.certificates.credentials import (
+    CREDENTIAL_MEDIA_TYPE,
+    STATUS_PURPOSES,
+    certificate_credential,
+    credential_text,
+    did_document,
+    public_base_url,
+    status_list_credential,
+)
 from apps.certificates.filters import CertificateFilter
 
 STATUS_ACTIONS = {"suspend", "reinstate", "revoke"}
+
+
+class CredentialRenderer(BaseRenderer):
+    """application/vc, the media type of a Verifiable Credential secured with an embedded proof."""
+
+    media_type = CREDENTIAL_MEDIA_TYPE
+    format = "vc"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return data if isinstance(data, bytes) else JSONRenderer().render(data)
 
 
 class CertificateViewSet(viewsets.ReadOnlyModelViewSet):
@@ -64,6 +85,20 @@ class CertificateViewSet(viewsets.ReadOnlyModelViewSet):
     def verify(self, request, serial=None):
         check = services.certificate_check(certificate=self.get_object())
         return Response(CertificateCheckSerializer(check).data)
+
+    @extend_schema(
+        summary="The certificate as a W3C Verifiable Credential 2.0 (eddsa-jcs-2022 proof)",
+        responses={(200, CREDENTIAL_MEDIA_TYPE): dict, (200, "application/json"): dict},
+    )
+    @action(detail=True, methods=["get"], renderer_classes=[CredentialRenderer, JSONRenderer])
+    def credential(self, request, serial=None):
+        certificate = self.get_object()
+        text = credential_text(
+            certificate_credential(certificate=certificate, base_url=public_base_url(request))
+        )
+        response = HttpResponse(text, content_type=f"{request.accepted_renderer.media_type}; charset=utf-8")
+        response["Access-Control-Allow-Origin"] = "*"
+        return response
 
     @extend_schema(responses={(200, "application/json"): dict})
     @action(detail=True, methods=["get"])
@@ -172,3 +207,30 @@ def certification_keys(request):
     response["Cache-Control"] = "public, max-age=300"
     response["Access-Control-Allow-Origin"] = "*"
     return response
+
+
+def _public_json(document: dict, *, media_type: str = "application/json", max_age: int = 0) -> HttpResponse:
+    response = HttpResponse(credential_text(document), content_type=f"{media_type}; charset=utf-8")
+    response["Cache-Control"] = f"public, max-age={max_age}" if max_age else "no-cache"
+    response["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+@require_GET
+def did_web_document(request):
+    """/.well-known/did.json: the authority's did:web document (its signing keys as Multikeys)."""
+    return _public_json(
+        did_document(base_url=public_base_url(request)), media_type="application/did+json", max_age=300
+    )
+
+
+@require_GET
+def credential_status_list(request, purpose: str):
+    """A BitstringStatusListCredential (revocation or suspension), as of this request."""
+    if purpose not in STATUS_PURPOSES:
+        return JsonResponse(
+            {"error": {"status": 404, "code": "not_found", "message": f"No status list {purpose!r}."}},
+            status=404,
+        )
+    credential = status_list_credential(purpose=purpose, base_url=public_base_url(request))
+    return _public_json(credential, media_type=CREDENTIAL_MEDIA_TYPE)
