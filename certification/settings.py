@@ -362,3 +362,22 @@ REST_FRAMEWORK["DEFAULT_FILTER_BACKENDS"] = [
     for backend in REST_FRAMEWORK["DEFAULT_FILTER_BACKENDS"]
 ]
 # --- end bad input ---
+
+# --- Operations (issue 18): probes and Prometheus metrics (certification/health.py, metrics.py). ---
+# django-prometheus times every request (outermost and innermost middleware) and counts queries through
+# its wrapper of the database backend.
+INSTALLED_APPS += ["django_prometheus"]
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    *MIDDLEWARE,
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+DATABASES["default"]["ENGINE"] = DATABASES["default"]["ENGINE"].replace(
+    "django.db.backends.", "django_prometheus.db.backends."
+)
+# /metrics answers a request with `Authorization: Bearer <METRICS_TOKEN>`; without a token, only a
+# direct request from this host.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+# Platform Celery workers serve their own metrics (ingestion and spot-check seconds) from this port
+# upward, one port per worker process; unset, they serve none.
+PLATFORM_METRICS_PORT = env_int("PLATFORM_METRICS_PORT", 0, minimum=0)

@@ -6,6 +6,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from apps.audit.views import audit_checkpoints
 from apps.certificates.api.views import certification_keys, credential_status_list, did_web_document
+from certification.health import healthz, readyz
+from certification.metrics import metrics
 
 DOCS_CSP = csp_update({"style-src": ["'unsafe-inline'"]})
 
@@ -23,6 +25,9 @@ urlpatterns = [
     path("", include("django.contrib.auth.urls")),
     path(".well-known/certification-keys.json", certification_keys, name="certification-keys"),
     path(".well-known/audit-checkpoints.json", audit_checkpoints, name="audit-checkpoints"),
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
     path(".well-known/did.json", did_web_document, name="did-web"),
     path("api/v1/credentials/status/<slug:purpose>/", credential_status_list, name="credential-status-list"),
     path("api/v1/", include(api_v1)),
