@@ -242,6 +242,9 @@ CERT_ISSUER_NAME = env_str("CERT_ISSUER_NAME", "")
 # The platform's public URL (https://certification.example): the verifiable credentials' issuer is
 # did:web of its host, and their status lists live under it. Empty: taken from each request.
 CERT_PUBLIC_URL = env_str("CERT_PUBLIC_URL", "")
+# OCDS: the prefix of the tenders' open contracting ids, "ocds-" and the six characters the Open
+# Contracting Partnership registered for the publisher.
+OCDS_OCID_PREFIX = env_str("OCDS_OCID_PREFIX", "ocds-accel0")
 
 # ---------------------------------------------------------------------------------------------
 # Limits and security: abuse limits (login lockout, API throttles in a shared cache), transport

@@ -125,20 +125,25 @@ def certificate_credential(*, certificate: Certificate, base_url: str) -> dict:
     """The certificate as a Verifiable Credential 2.0 with an eddsa-jcs-2022 proof."""
     payload = strict_loads(certificate.payload_json)
     resigned = payload.get("resigned")
-    signed_at = datetime.fromisoformat(
-        str(resigned["at"] if isinstance(resigned, dict) else payload["issued_at"]).replace("Z", "+00:00")
+    signed_at = (
+        datetime.fromisoformat(str(resigned["at"]).replace("Z", "+00:00"))
+        if isinstance(resigned, dict)
+        else certificate.issued_at
     )
     key, created = _signer(certificate, signed_at)
-    chip, target = payload["subject"]["chip"], payload["subject"]["target"]
+    subject = payload.get("subject") or {}
+    chip, target = subject.get("chip") or {}, subject.get("target") or {}
+    program = payload.get("program") or {}
     credential = {
         "@context": [VC_CONTEXT],
         "id": base_url + reverse("certificate-credential", kwargs={"serial": certificate.serial}),
         "type": ["VerifiableCredential", "AcceleratorCertificateCredential"],
-        "issuer": {"id": issuer_did(base_url), "name": payload["issuer"].get("name") or ""},
-        "name": f"{payload['program']['code']} {payload['program']['version']} "
-        f"{payload['program']['level']} certificate {certificate.serial}",
-        "validFrom": payload["issued_at"],
-        "validUntil": payload["valid_until"],
+        "issuer": {"id": issuer_did(base_url), "name": (payload.get("issuer") or {}).get("name") or ""},
+        "name": f"{program.get('code', certificate.program.code)} {program.get('version', '')} "
+        f"{certificate.level} certificate {certificate.serial}",
+        # The certificate's own validity, as signed in it (the columns are copies of the signed values).
+        "validFrom": iso(certificate.issued_at),
+        "validUntil": iso(certificate.valid_until),
         "credentialSubject": {
             "type": "CertifiedAccelerator",
             "chip": f"{chip.get('sku')} {chip.get('name')}",

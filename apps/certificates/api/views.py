@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC
 
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -11,6 +12,7 @@ from django.views.decorators.http import require_GET
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import APIException
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
@@ -40,6 +42,12 @@ from apps.certificates.credentials import (
 from apps.certificates.filters import CertificateFilter
 
 STATUS_ACTIONS = {"suspend", "reinstate", "revoke"}
+
+
+class SigningUnavailable(APIException):
+    status_code = 503
+    default_detail = "No signing key can sign the credential now; ask the authority's operators."
+    default_code = "signing_unavailable"
 
 
 class CredentialRenderer(BaseRenderer):
@@ -93,9 +101,11 @@ class CertificateViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["get"], renderer_classes=[CredentialRenderer, JSONRenderer])
     def credential(self, request, serial=None):
         certificate = self.get_object()
-        text = credential_text(
-            certificate_credential(certificate=certificate, base_url=public_base_url(request))
-        )
+        try:
+            credential = certificate_credential(certificate=certificate, base_url=public_base_url(request))
+        except ImproperlyConfigured:
+            raise SigningUnavailable() from None
+        text = credential_text(credential)
         response = HttpResponse(text, content_type=f"{request.accepted_renderer.media_type}; charset=utf-8")
         response["Access-Control-Allow-Origin"] = "*"
         return response
