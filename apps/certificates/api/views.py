@@ -40,6 +40,7 @@ from apps.certificates.credentials import (
     status_list_credential,
 )
 from apps.certificates.filters import CertificateFilter
+from apps.certificates.oscal import campaign_assessment_results
 
 STATUS_ACTIONS = {"suspend", "reinstate", "revoke"}
 
@@ -170,6 +171,15 @@ class ReviewViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     def retrieve(self, request, pk=None):
         return self._evaluation(self._campaign())
+
+    @extend_schema(
+        summary="The campaign's evidence as NIST OSCAL assessment-results (OSCAL 1.1.2 JSON)",
+        responses={(200, "application/json"): dict},
+    )
+    @action(detail=True, methods=["get"])
+    def oscal(self, request, pk=None):
+        document = campaign_assessment_results(campaign=self._campaign(), base_url=public_base_url(request))
+        return Response(document)
 
     @extend_schema(request=ReasonSerializer, responses=CampaignEvaluationSerializer)
     @action(detail=True, methods=["post"])
