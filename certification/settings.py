@@ -169,6 +169,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Tags per resource, summaries, and every operation's error responses with the one error body.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "certification.openapi.errors_and_tags",
+    ],
     # Several models have a "state" or "status": name each choice set after its model.
     "ENUM_NAME_OVERRIDES": {
         "CampaignStateEnum": "apps.runs.models.CampaignState",
@@ -378,6 +383,12 @@ MIDDLEWARE = [
 DATABASES["default"]["ENGINE"] = DATABASES["default"]["ENGINE"].replace(
     "django.db.backends.", "django_prometheus.db.backends."
 )
+# Location on 201 and If-Match (412) on updates; ETag and If-None-Match (304) on every GET, inside it.
+_conventions_at = MIDDLEWARE.index("certification.errors.RefuseNulMiddleware") + 1
+MIDDLEWARE[_conventions_at:_conventions_at] = [
+    "certification.http.HttpConventionsMiddleware",
+    "django.middleware.http.ConditionalGetMiddleware",
+]
 # /metrics answers a request with `Authorization: Bearer <METRICS_TOKEN>`; without a token, only a
 # direct request from this host.
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
