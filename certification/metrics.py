@@ -43,6 +43,17 @@ LOOPBACK = {"127.0.0.1", "::1"}
 class PlatformCollector:
     """Gauges computed from the database when scraped (a handful of grouped queries)."""
 
+    def describe(self):
+        """The metric names, without touching the database (prometheus_client asks at registration)."""
+        yield GaugeMetricFamily("certification_jobs", "Jobs by state and target", labels=["state", "target"])
+        yield GaugeMetricFamily(
+            "certification_queue_oldest_job_age_seconds", "Age of the oldest queued job", labels=["target"]
+        )
+        yield GaugeMetricFamily(
+            "certification_runner_last_seen_age_seconds", "Runner last seen age", labels=["runner"]
+        )
+        yield GaugeMetricFamily("certification_certificates", "Certificates by status", labels=["status"])
+
     def collect(self):
         from django.db.models import Count, Min
 

@@ -41,8 +41,12 @@ from apps.certificates.credentials import (
 )
 from apps.certificates.filters import CertificateFilter
 from apps.certificates.oscal import campaign_assessment_results
+from apps.certificates.public_reads import cached_public_response
 
 STATUS_ACTIONS = {"suspend", "reinstate", "revoke"}
+# Columns the public list never shows (the signed payload is about 3 KB a row), also of the superseding
+# certificate it joins for its serial.
+LIST_DEFERRED = ("payload_json", "signature", "payload_sha256")
 
 
 class SigningUnavailable(APIException):
@@ -79,8 +83,25 @@ class CertificateViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         if self.action == "list":
-            return selectors.certificates_public()
+            # The listed columns only: the signed payload (about 3 KB a row) is for detail and download.
+            return selectors.certificates_public().defer(
+                *LIST_DEFERRED, *(f"superseded_by__{name}" for name in LIST_DEFERRED)
+            )
         return selectors.certificates_with_retest()
+
+    def list(self, request, *args, **kwargs):
+        return cached_public_response(
+            request, lambda: self._render(super(CertificateViewSet, self).list(request, *args, **kwargs))
+        )
+
+    def retrieve(self, request, *args, **kwargs):
+        return cached_public_response(
+            request, lambda: self._render(super(CertificateViewSet, self).retrieve(request, *args, **kwargs))
+        )
+
+    def _render(self, response):
+        """Render now (the body goes to the cache); DRF's own finalize on the way out is then a no-op."""
+        return self.finalize_response(self.request, response)
 
     def filter_queryset(self, queryset):
         # The filters (active by default) shape the list; a serial names any certificate, revoked included.

@@ -27,6 +27,7 @@ from apps.certificates.models import (
     subject_columns,
 )
 from apps.certificates.payload import certificate_payload_build
+from apps.certificates.public_reads import public_reads_changed
 from apps.certificates.services.authority import reviewer_check
 from apps.certificates.services.keys import signing_key_active, signing_private_key
 from apps.runs.models import Campaign, CampaignState
@@ -127,6 +128,7 @@ def certificate_issue(*, campaign: Campaign, actor=None) -> Certificate:
         status_changed_at=issued_at,
         **subject_columns(payload),  # what was signed, for filters and lists; never updated
     )
+    public_reads_changed()
     campaign.state, campaign.state_reason = CampaignState.APPROVED, f"Certified: {serial}."
     campaign.save(update_fields=["state", "state_reason", "updated_at"])
     audit_record(
@@ -165,6 +167,7 @@ def certificate_status_change(
     certificate.status_changed_at = timezone.now()
     certificate.superseded_by = superseded_by or certificate.superseded_by
     certificate.save(update_fields=["status", "status_reason", "status_changed_at", "superseded_by"])
+    public_reads_changed()
     audit_record(
         action=f"certificate.{status}",
         obj=certificate,
@@ -204,6 +207,7 @@ def certificate_resign(*, certificate: Certificate, key, reason: str, actor=None
     )
     certificate.signing_key = key
     certificate.save(update_fields=["payload_json", "payload_sha256", "signature", "signing_key"])
+    public_reads_changed()
     audit_record(
         action="certificate.resigned",
         obj=certificate,
