@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gemm_vs_bare import CPU_SIZES, GPU_SIZES, bare_best  # noqa: E402
 
 from runners.backends import get_backend  # noqa: E402
-from runners.document import canonical_json, validate_document  # noqa: E402
+from runners.canonical import canonical_json  # noqa: E402
+from runners.document import validate_document  # noqa: E402
 from runners.performance import MAX_CALL_S, run_performance_suite  # noqa: E402
 from runners.spec import build_spec  # noqa: E402
 from runners.suites import run_suite  # noqa: E402

@@ -87,7 +87,8 @@ def world():
 
 def envelope_for(job, identity, count: int) -> dict:
     from runners.backends import get_backend
-    from runners.document import build_document, canonical_json, now_iso
+    from runners.canonical import canonical_json
+    from runners.document import build_document, now_iso
     from runners.measurements import measurement
     from runners.timing import summarize
 

@@ -27,7 +27,9 @@ from runners.spec import build_spec
 
 
 def _verdicts(document: dict) -> dict:
-    return {(c["kernel"], c["dtype"], c["case"]): (c["status"], c["output_digest"]) for c in document["cases"]}
+    return {
+        (c["kernel"], c["dtype"], c["case"]): (c["status"], c["output_digest"]) for c in document["cases"]
+    }
 
 
 def main() -> None:
@@ -36,7 +38,9 @@ def main() -> None:
     parser.add_argument("--kernels", nargs="+")
     parser.add_argument("--dtypes", nargs="+")
     args = parser.parse_args()
-    spec = build_spec(suite="conformance", device="cpu", challenge=args.seed, kernels=args.kernels, dtypes=args.dtypes)
+    spec = build_spec(
+        suite="conformance", device="cpu", challenge=args.seed, kernels=args.kernels, dtypes=args.dtypes
+    )
 
     started = time.perf_counter()
     local = run_conformance(spec, get_backend("cpu"))
@@ -53,7 +57,9 @@ def main() -> None:
     same = _verdicts(local) == _verdicts(isolated)
     summary, timings = isolated["summary"], isolated["timings"]
     print(f"cases {summary['total']} ({summary['passed']} pass), same verdicts and output digests: {same}")
-    print(f"in-process      {local_s:7.2f}s  (reference {local['timings']['reference_s']:.2f}s, device {local['timings']['device_s']:.2f}s)")
+    print(
+        f"in-process      {local_s:7.2f}s  (reference {local['timings']['reference_s']:.2f}s, device {local['timings']['device_s']:.2f}s)"
+    )
     print(
         f"device process  {isolated_s:7.2f}s  (start-up {startup_s:.2f}s, reference {timings['reference_s']:.2f}s, "
         f"device {timings['device_s']:.2f}s, transfer {timings['transfer_s']:.2f}s)"

@@ -73,6 +73,7 @@ def populate(chips: int) -> None:  # noqa: PLR0915 - one linear script of bulk i
     from apps.registry.models import Chip, HardwareTarget, ModelArtifact, Runner
     from apps.runs.models import Campaign, CaseResult, Job, Measurement, Program, ResultDocument
     from apps.runs.services.programs import programs_load_all
+    from runners.canonical import JCS, canonical_text
 
     programs_load_all()
     buyer = Organization.objects.filter(slug="bench-buyer").first() or organization_create(
@@ -268,7 +269,7 @@ def populate(chips: int) -> None:  # noqa: PLR0915 - one linear script of bulk i
                     "models": [{"name": "bench-bert", "version": "1.0", "dtypes": ["bfloat16"]}],
                 },
             }
-            text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+            text = canonical_text({**payload, "canonicalization": JCS})
             certificates.append(
                 Certificate(
                     serial=serial,

@@ -2,13 +2,25 @@
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "certification.settings")
 
 app = Celery("certification")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.worker_process_init.connect
+def _serve_metrics(**kwargs) -> None:
+    """Each worker process serves its metrics on the first free port from PLATFORM_METRICS_PORT."""
+    from django.conf import settings
+
+    if settings.PLATFORM_METRICS_PORT:
+        from django_prometheus.exports import SetupPrometheusEndpointOnPortRange
+
+        start = settings.PLATFORM_METRICS_PORT
+        SetupPrometheusEndpointOnPortRange(range(start, start + 64))
 
 
 def embedded_broker_ready() -> None:

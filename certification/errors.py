@@ -19,6 +19,8 @@ CODES = {
     403: "permission_denied",
     404: "not_found",
     405: "method_not_allowed",
+    406: "not_acceptable",
+    412: "precondition_failed",
     413: "too_large",
     415: "unsupported_media_type",
     429: "throttled",

@@ -169,6 +169,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Tags per resource, summaries, and every operation's error responses with the one error body.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "certification.openapi.errors_and_tags",
+    ],
     # Several models have a "state" or "status": name each choice set after its model.
     "ENUM_NAME_OVERRIDES": {
         "CampaignStateEnum": "apps.runs.models.CampaignState",
@@ -239,6 +244,12 @@ EMBEDDED_RUNNER_KEY_FILE = env_path("EMBEDDED_RUNNER_KEY_FILE", VAR_DIR / "keys"
 # in this directory, outside the database and the repository; only public keys are stored.
 CERT_SIGNING_KEY_DIR = env_path("CERT_SIGNING_KEY_DIR", VAR_DIR / "keys" / "signing")
 CERT_ISSUER_NAME = env_str("CERT_ISSUER_NAME", "")
+# The platform's public URL (https://certification.example): the verifiable credentials' issuer is
+# did:web of its host, and their status lists live under it. Empty: taken from each request.
+CERT_PUBLIC_URL = env_str("CERT_PUBLIC_URL", "")
+# OCDS: the prefix of the tenders' open contracting ids, "ocds-" and the six characters the Open
+# Contracting Partnership registered for the publisher.
+OCDS_OCID_PREFIX = env_str("OCDS_OCID_PREFIX", "ocds-accel0")
 
 # ---------------------------------------------------------------------------------------------
 # Limits and security: abuse limits (login lockout, API throttles in a shared cache), transport
@@ -360,3 +371,28 @@ REST_FRAMEWORK["DEFAULT_FILTER_BACKENDS"] = [
     for backend in REST_FRAMEWORK["DEFAULT_FILTER_BACKENDS"]
 ]
 # --- end bad input ---
+
+# --- Operations (issue 18): probes and Prometheus metrics (certification/health.py, metrics.py). ---
+# django-prometheus times every request (outermost and innermost middleware) and counts queries through
+# its wrapper of the database backend.
+INSTALLED_APPS += ["django_prometheus"]
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    *MIDDLEWARE,
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+DATABASES["default"]["ENGINE"] = DATABASES["default"]["ENGINE"].replace(
+    "django.db.backends.", "django_prometheus.db.backends."
+)
+# Location on 201 and If-Match (412) on updates; ETag and If-None-Match (304) on every GET, inside it.
+_conventions_at = MIDDLEWARE.index("certification.errors.RefuseNulMiddleware") + 1
+MIDDLEWARE[_conventions_at:_conventions_at] = [
+    "certification.http.HttpConventionsMiddleware",
+    "django.middleware.http.ConditionalGetMiddleware",
+]
+# /metrics answers a request with `Authorization: Bearer <METRICS_TOKEN>`; without a token, only a
+# direct request from this host.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+# Platform Celery workers serve their own metrics (ingestion and spot-check seconds) from this port
+# upward, one port per worker process; unset, they serve none.
+PLATFORM_METRICS_PORT = env_int("PLATFORM_METRICS_PORT", 0, minimum=0)

@@ -2,10 +2,13 @@ from csp.decorators import csp_update
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
+from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerSplitView
 
 from apps.audit.views import audit_checkpoints
-from apps.certificates.api.views import certification_keys
+from apps.certificates.api.views import certification_keys, credential_status_list, did_web_document
+from certification.health import healthz, readyz
+from certification.metrics import metrics
+from certification.openapi import CachedSchemaView
 
 DOCS_CSP = csp_update({"style-src": ["'unsafe-inline'"]})
 
@@ -23,9 +26,14 @@ urlpatterns = [
     path("", include("django.contrib.auth.urls")),
     path(".well-known/certification-keys.json", certification_keys, name="certification-keys"),
     path(".well-known/audit-checkpoints.json", audit_checkpoints, name="audit-checkpoints"),
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
+    path(".well-known/did.json", did_web_document, name="did-web"),
+    path("api/v1/credentials/status/<slug:purpose>/", credential_status_list, name="credential-status-list"),
     path("api/v1/", include(api_v1)),
     path("procurement/", include("apps.procurement.urls")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/schema/", CachedSchemaView.as_view(), name="schema"),
     # The API docs' bundles inject <style> elements, so these two pages alone allow inline styles (never
     # inline scripts: the Swagger UI's start-up script is a file of its own, the "split" view).
     path("api/docs/", DOCS_CSP(SpectacularSwaggerSplitView.as_view(url_name="schema")), name="api-docs"),

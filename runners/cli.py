@@ -15,10 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from runners.canonical import canonical_json
 from runners.catalog import all_kernels
 from runners.device import open_device
 from runners.device.client import DeviceProcessError, list_device_backends
-from runners.document import DocumentInvalid, canonical_json, validate_document
+from runners.document import DocumentInvalid, validate_document
 from runners.measurements import measurement_table
 from runners.spec import SpecInvalid, backend_name, build_spec, load_spec, validate_spec
 from runners.suites import SUITES

@@ -1,4 +1,4 @@
-"""The result document: assembly, canonical JSON for hashing and signing, schema validation."""
+"""The result document: assembly, schema validation; hashed and signed as RFC 8785 JSON (runners.canonical)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import fastjsonschema
 import jsonschema
 
 from runners import SCHEMA_VERSION
+from runners.canonical import canonical_json
 
 STATUSES = ("pass", "fail", "error", "unsupported")
 
@@ -37,13 +38,6 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
     return value
-
-
-def canonical_json(obj: Any) -> bytes:
-    """Sorted keys, no whitespace, UTF-8, and no NaN: the bytes that are hashed and signed."""
-    return json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode()
 
 
 def document_sha256(document: dict[str, Any]) -> str:

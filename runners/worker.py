@@ -43,6 +43,7 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.utils.log import get_task_logger
 
 from runners.artifacts import ArtifactUnavailable, localize_models
+from runners.canonical import canonical_json
 from runners.fingerprint_check import fingerprint_mismatches
 from runners.signing import RunnerIdentity
 from runners.spec import attempt_tag
@@ -80,15 +81,9 @@ class JobCancelled(Exception):
     """The platform revoked the running job; the suite stops at the next case boundary."""
 
 
-def _canonical(payload: dict[str, Any]) -> bytes:
-    return json.dumps(
-        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode()
-
-
 def signed_message(identity: RunnerIdentity, payload: dict[str, Any]) -> dict[str, Any]:
     """A small runner-to-platform message: the payload's canonical JSON and its signature."""
-    body = _canonical({**payload, "runner": identity.name, "sent_at": datetime.now(UTC).isoformat()})
+    body = canonical_json({**payload, "runner": identity.name, "sent_at": datetime.now(UTC).isoformat()})
     return {
         "runner": identity.name,
         "key_id": identity.key_id,
@@ -124,7 +119,6 @@ def run_job(
     from runners.device import open_device
     from runners.device.client import DeviceProcessError, UnknownDevice
     from runners.device.sandbox import key_paths_from_env
-    from runners.document import canonical_json
     from runners.spec import SpecInvalid, validate_spec
 
     job_id = spec.get("job_id")

@@ -30,13 +30,8 @@ from django.utils import timezone
 
 from apps.audit.models import AuditEvent
 from apps.audit.services import GENESIS_HASH, ChainVerdict, audit_chain_verify, audit_key_dir
-from certification.verify import (
-    canonical_json,
-    decode_signature,
-    load_public_key,
-    public_key_id,
-    strict_loads,
-)
+from certification.verify import decode_signature, load_public_key, public_key_id, strict_loads
+from runners.canonical import canonical_text
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +123,7 @@ def _check(document, name: str, keys: dict) -> tuple[Checkpoint | None, str, str
                 f"the key table's public key {key_id[:16]} does not match its id (it was altered)",
                 "",
             )
-        public_key.verify(decode_signature(document["signature"]), canonical_json(body).encode("utf-8"))
+        public_key.verify(decode_signature(document["signature"]), canonical_text(body).encode("utf-8"))
     except (ValueError, InvalidSignature):
         return None, f"checkpoint {name} has an invalid signature (forged or altered)", ""
     if key.status == "compromised":
@@ -193,14 +188,14 @@ def audit_checkpoint_take(*, skip_unchanged: bool = False) -> Checkpoint:
         "key_id": key.key_id,
         "issuer": settings.CERT_ISSUER_NAME or "",
     }
-    signature = base64.b64encode(signing_private_key(key).sign(canonical_json(body).encode("utf-8"))).decode()
+    signature = base64.b64encode(signing_private_key(key).sign(canonical_text(body).encode("utf-8"))).decode()
     document = {"checkpoint": body, "key_id": key.key_id, "signature": signature}
     name = f"{length:012d}-{signed_at:%Y%m%dT%H%M%S%fZ}.json"
     directory = audit_checkpoint_dir()
     directory.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        handle.write(canonical_json(document) + "\n")
+        handle.write(canonical_text(document) + "\n")
     return Checkpoint(length, head, signed_at, key.key_id, name)
 
 

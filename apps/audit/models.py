@@ -36,7 +36,7 @@ class AuditEvent(models.Model):
     payload = models.JSONField(default=dict)
     previous_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
-    hash_version = models.PositiveSmallIntegerField(default=2, help_text="Which formula made `hash`")
+    hash_version = models.PositiveSmallIntegerField(default=3, help_text="Which formula made `hash`")
 
     objects = AppendOnlyQuerySet.as_manager()
 

@@ -11,8 +11,9 @@ tail (the chain is shorter than the newest checkpoint).
 
 Hash versions: 1 was an unkeyed sha256 without the actor id (before migration
 0002_audit_keyed_chain, which checked every version-1 event and re-hashed the chain as version 2).
-Only version 2 is accepted now; a future formula gets version 3 and the verifier refuses a
-lower version after a higher one, so nobody can downgrade an event to a weaker formula.
+Version 2 hashes Python's sorted compact JSON of the event (the legacy form of runners.canonical);
+version 3, written since, hashes its RFC 8785 (JCS) form. Both verify; the verifier refuses a lower
+version after a higher one, so nobody can downgrade an event to an older formula.
 """
 
 from __future__ import annotations
@@ -33,15 +34,24 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from apps.audit.models import AuditEvent, AuditHead
+from runners.canonical import canonical_text, legacy_canonical_text
 
 GENESIS_HASH = "0" * 64
-HASH_VERSION = 2
+HASH_VERSION = 3
+HASH_VERSIONS = (2, 3)
 KEY_BYTES = 32
 _keys: dict[str, bytes] = {}
 
 
-def _canonical(value) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), cls=DjangoJSONEncoder, ensure_ascii=False)
+def _json_value(value):
+    """Plain JSON types (datetimes, decimals and UUIDs as Django's encoder writes them): what is stored."""
+    return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
+
+
+def _event_text(body: dict, version: int) -> str:
+    if version == 3:
+        return canonical_text(_json_value(body))
+    return legacy_canonical_text(body, encoder=DjangoJSONEncoder, allow_nan=True)  # version 2
 
 
 def audit_key_dir() -> Path:
@@ -94,10 +104,11 @@ def event_hash(
     previous_hash: str,
     key: bytes | None = None,
 ) -> str:
-    """The keyed hash of one event (version 2); `key` defaults to the chain key file."""
-    if version != HASH_VERSION:
+    """The keyed hash of one event (version 3, or 2 to verify older events); `key` defaults to the
+    chain key file."""
+    if version not in HASH_VERSIONS:
         raise ValueError(f"unknown audit hash version {version}")
-    body = _canonical(
+    body = _event_text(
         {
             "v": version,
             "sequence": sequence,
@@ -109,7 +120,8 @@ def event_hash(
             "object_id": object_id,
             "payload": payload,
             "previous": previous_hash,
-        }
+        },
+        version,
     )
     return hmac.new(key if key is not None else audit_chain_key(), body.encode(), hashlib.sha256).hexdigest()
 
@@ -141,7 +153,7 @@ def audit_record(
     object_id: str = "",
 ) -> AuditEvent:
     """Append one event. Call it inside the transaction of the change it records."""
-    payload = json.loads(_canonical(payload or {}))
+    payload = _json_value(payload or {})
     if obj is not None:
         object_type = object_type or obj._meta.label_lower
         object_id = object_id or str(obj.pk)

@@ -184,6 +184,12 @@ class Certificate(models.Model):
             # The registry sorts by the certified SKU and filters by the certified backend.
             models.Index(fields=["subject_chip_sku"], name="certificate_subject_sku"),
             models.Index(fields=["subject_backend"], name="certificate_subject_backend"),
+            # One index per offered ordering of the public list (with its tie-breaker), led by the
+            # status the list filters on by default; the registry's order (certified SKU, serial).
+            models.Index(fields=["status", "-issued_at", "-id"], name="certificate_status_issued"),
+            models.Index(fields=["status", "valid_until", "id"], name="certificate_status_valid"),
+            models.Index(fields=["status", "serial"], name="certificate_status_serial"),
+            models.Index(fields=["subject_chip_sku", "serial"], name="certificate_sku_serial"),
         ]
 
     def __str__(self) -> str:

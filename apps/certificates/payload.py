@@ -17,6 +17,7 @@ from django.db.models import Count
 from apps.certificates import judge
 from apps.certificates.models import CriterionOutcome, CriterionResult, SigningKey
 from apps.runs.models import Campaign, CaseResult, JobSuite, Measurement, ResultDocument
+from runners.canonical import JCS
 
 PAYLOAD_FORMAT = "accelerator-certificate/1"
 FINGERPRINT_FIELDS = (
@@ -393,6 +394,8 @@ def certificate_payload_build(
     dtypes, kernels, excluded = _conformance_scope(campaign, level, thresholds)
     payload = {
         "format": PAYLOAD_FORMAT,
+        # Signed as RFC 8785 JSON; a certificate without this field was signed in the legacy form.
+        "canonicalization": JCS,
         "serial": serial,
         "issuer": {"name": issuer_name, "key_id": key.key_id, "algorithm": key.algorithm},
         "program": {

@@ -19,6 +19,7 @@ from apps.procurement.export_control import rule_current
 from apps.procurement.models import Evaluation, Requirement, Tender
 from apps.procurement.requirements import requirements_clean
 from apps.procurement.scoring import scoring_clean
+from runners.canonical import canonical_json
 
 SNAPSHOT_FORMAT = "procurement-evaluation/1"
 
@@ -143,10 +144,8 @@ def tender_delete(*, tender: Tender, actor=None) -> None:
 
 
 def snapshot_sha256(snapshot: dict) -> str:
-    text = json.dumps(
-        snapshot, sort_keys=True, separators=(",", ":"), cls=DjangoJSONEncoder, ensure_ascii=False
-    )
-    return hashlib.sha256(text.encode()).hexdigest()
+    """sha256 of the snapshot's RFC 8785 form, as stored (JSON types: Django's encoder writes the rest)."""
+    return hashlib.sha256(canonical_json(json.loads(json.dumps(snapshot, cls=DjangoJSONEncoder)))).hexdigest()
 
 
 @transaction.atomic

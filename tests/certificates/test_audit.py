@@ -330,7 +330,8 @@ def test_a_forged_or_altered_checkpoint_file_fails_verification(chain):
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from apps.audit.checkpoints import audit_checkpoint_dir, audit_checkpoint_take
-    from certification.verify import canonical_json, public_key_id
+    from certification.verify import public_key_id
+    from runners.canonical import canonical_text as canonical_json
 
     checkpoint = audit_checkpoint_take()
     path = audit_checkpoint_dir() / checkpoint.name
@@ -355,7 +356,8 @@ def test_a_forged_or_altered_checkpoint_file_fails_verification(chain):
 def test_checkpoints_are_taken_at_certificate_issue_and_published(
     certified, client, django_capture_on_commit_callbacks
 ):
-    from certification.verify import canonical_json, decode_signature, load_public_key
+    from certification.verify import decode_signature, load_public_key
+    from runners.canonical import canonical_text as canonical_json
 
     with django_capture_on_commit_callbacks(execute=True):
         certificate = certified()
@@ -408,6 +410,33 @@ def test_the_scheduled_checkpoint_is_a_beat_row_and_skips_an_unchanged_chain(cha
     assert checkpoint.apply().get() == 7
 
 
+def as_version_2() -> None:
+    """Re-hash the whole chain with hash version 2 (the legacy canonical form), as written before 0004."""
+    from apps.audit.services import event_hash
+
+    previous = "0" * 64
+    with connection.cursor() as cursor:
+        for event in AuditEvent.objects.order_by("sequence"):
+            digest = event_hash(
+                version=2,
+                sequence=event.sequence,
+                occurred_at=event.occurred_at.isoformat(),
+                actor_id=event.actor_id,
+                actor_label=event.actor_label,
+                action=event.action,
+                object_type=event.object_type,
+                object_id=event.object_id,
+                payload=event.payload,
+                previous_hash=previous,
+            )
+            cursor.execute(
+                "UPDATE audit_auditevent SET hash = %s, previous_hash = %s, hash_version = 2 WHERE id = %s",
+                [digest, previous, event.pk],
+            )
+            previous = digest
+        cursor.execute("UPDATE audit_audithead SET hash = %s WHERE id = 1", [previous])
+
+
 def test_the_migration_rehashes_a_version_1_chain_and_refuses_a_broken_one(chain):
     """Migration 0002 checks the unkeyed version-1 chain, then re-hashes it as version 2 (and back)."""
     import importlib
@@ -415,6 +444,7 @@ def test_the_migration_rehashes_a_version_1_chain_and_refuses_a_broken_one(chain
     from django.db.migrations.executor import MigrationExecutor
 
     migration = importlib.import_module("apps.audit.migrations.0002_audit_keyed_chain")
+    as_version_2()  # the chain as it was when 0002 was the newest migration
     historical = MigrationExecutor(connection).loader.project_state(("audit", "0002_audit_keyed_chain")).apps
     migration.backward(historical, None)
     first = AuditEvent.objects.get(sequence=1)

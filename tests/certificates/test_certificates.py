@@ -51,7 +51,7 @@ def test_the_certificate_says_what_was_certified(certified):
 
 
 def test_the_payload_is_stored_exactly_as_signed_in_canonical_form(certified):
-    from certification.verify import canonical_json
+    from runners.canonical import canonical_text as canonical_json
 
     certificate = certified()
     assert canonical_json(json.loads(certificate.payload_json)) == certificate.payload_json

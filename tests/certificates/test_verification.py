@@ -123,7 +123,9 @@ def _run_verifier(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-def test_the_offline_verifier_needs_only_its_own_file_and_cryptography(certified, client, tmp_path):
+def test_the_offline_verifier_needs_only_its_file_the_canonical_module_and_cryptography(
+    certified, client, tmp_path
+):
     certificate = certified()
     document = client.get(f"/api/v1/certificates/{certificate.serial}/document/")
     assert document.status_code == 200 and document["Content-Type"].startswith("application/json")
@@ -134,6 +136,7 @@ def test_the_offline_verifier_needs_only_its_own_file_and_cryptography(certified
     (workdir / "cert.json").write_bytes(document.content)
     (workdir / "public.pem").write_text(pem)
     shutil.copy(REPO / "certification" / "verify.py", workdir / "verify.py")
+    shutil.copy(REPO / "runners" / "canonical.py", workdir / "canonical.py")
     # A guard that fails the run if anything tries to import Django.
     (workdir / "django.py").write_text("raise ImportError('the offline verifier must not import Django')\n")
 
@@ -211,6 +214,7 @@ def _buyer_dir(tmp_path: Path) -> Path:
     workdir = tmp_path / "buyer"
     workdir.mkdir(exist_ok=True)
     shutil.copy(REPO / "certification" / "verify.py", workdir / "verify.py")
+    shutil.copy(REPO / "runners" / "canonical.py", workdir / "canonical.py")
     (workdir / "django.py").write_text("raise ImportError('the offline verifier must not import Django')\n")
     return workdir
 

@@ -26,8 +26,14 @@ def small_document() -> dict:
     return run_conformance(spec, get_backend("cpu"))
 
 
-def test_canonical_json_is_sorted_compact_utf8():
-    assert canonical_json({"b": 1, "a": [1.5, "é"]}) == '{"a":[1.5,"é"],"b":1}'.encode()
+def test_canonical_json_is_rfc8785():
+    # RFC 8785 writes numbers as ECMAScript does (1.0 is 1, 1e-07 is 1e-7), sorted keys, UTF-8.
+    assert canonical_json({"b": 1.0, "a": [1.5, "é", 1e-07]}) == '{"a":[1.5,"é",1e-7],"b":1}'.encode()
+
+
+def test_canonical_json_refuses_integers_beyond_the_safe_range():
+    with pytest.raises(ValueError):
+        canonical_json({"x": 2**53})
 
 
 def test_canonical_json_refuses_nan():

@@ -10,18 +10,20 @@ Reversing recomputes version 1.
 
 import hashlib
 import hmac
-import json
 
 import django.db.models.deletion
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import migrations, models
 
+from runners.canonical import legacy_canonical_text
+
 GENESIS = "0" * 64
 
 
 def _canonical(value) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), cls=DjangoJSONEncoder, ensure_ascii=False)
+    # The form version 1 and 2 hashes were made with, frozen here (runners.canonical keeps it).
+    return legacy_canonical_text(value, encoder=DjangoJSONEncoder, allow_nan=True)
 
 
 def _body(event, previous: str, version: int) -> str:

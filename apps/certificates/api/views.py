@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC
 
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -11,7 +12,9 @@ from django.views.decorators.http import require_GET
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import APIException
 from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 
 from apps.accounts.permissions import IsMember
@@ -27,9 +30,40 @@ from apps.certificates.api.serializers import (
     SigningKeySerializer,
     WaiverSerializer,
 )
+from apps.certificates.credentials import (
+    CREDENTIAL_MEDIA_TYPE,
+    STATUS_PURPOSES,
+    certificate_credential,
+    credential_text,
+    did_document,
+    public_base_url,
+    status_list_credential,
+)
 from apps.certificates.filters import CertificateFilter
+from apps.certificates.oscal import campaign_assessment_results
+from apps.certificates.public_reads import cached_public_response
 
 STATUS_ACTIONS = {"suspend", "reinstate", "revoke"}
+# Columns the public list never shows (the signed payload is about 3 KB a row), also of the superseding
+# certificate it joins for its serial.
+LIST_DEFERRED = ("payload_json", "signature", "payload_sha256")
+
+
+class SigningUnavailable(APIException):
+    status_code = 503
+    default_detail = "No signing key can sign the credential now; ask the authority's operators."
+    default_code = "signing_unavailable"
+
+
+class CredentialRenderer(BaseRenderer):
+    """application/vc, the media type of a Verifiable Credential secured with an embedded proof."""
+
+    media_type = CREDENTIAL_MEDIA_TYPE
+    format = "vc"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return data if isinstance(data, bytes) else JSONRenderer().render(data)
 
 
 class CertificateViewSet(viewsets.ReadOnlyModelViewSet):
@@ -49,8 +83,25 @@ class CertificateViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         if self.action == "list":
-            return selectors.certificates_public()
+            # The listed columns only: the signed payload (about 3 KB a row) is for detail and download.
+            return selectors.certificates_public().defer(
+                *LIST_DEFERRED, *(f"superseded_by__{name}" for name in LIST_DEFERRED)
+            )
         return selectors.certificates_with_retest()
+
+    def list(self, request, *args, **kwargs):
+        return cached_public_response(
+            request, lambda: self._render(super(CertificateViewSet, self).list(request, *args, **kwargs))
+        )
+
+    def retrieve(self, request, *args, **kwargs):
+        return cached_public_response(
+            request, lambda: self._render(super(CertificateViewSet, self).retrieve(request, *args, **kwargs))
+        )
+
+    def _render(self, response):
+        """Render now (the body goes to the cache); DRF's own finalize on the way out is then a no-op."""
+        return self.finalize_response(self.request, response)
 
     def filter_queryset(self, queryset):
         # The filters (active by default) shape the list; a serial names any certificate, revoked included.
@@ -64,6 +115,22 @@ class CertificateViewSet(viewsets.ReadOnlyModelViewSet):
     def verify(self, request, serial=None):
         check = services.certificate_check(certificate=self.get_object())
         return Response(CertificateCheckSerializer(check).data)
+
+    @extend_schema(
+        summary="The certificate as a W3C Verifiable Credential 2.0 (eddsa-jcs-2022 proof)",
+        responses={(200, CREDENTIAL_MEDIA_TYPE): dict, (200, "application/json"): dict},
+    )
+    @action(detail=True, methods=["get"], renderer_classes=[CredentialRenderer, JSONRenderer])
+    def credential(self, request, serial=None):
+        certificate = self.get_object()
+        try:
+            credential = certificate_credential(certificate=certificate, base_url=public_base_url(request))
+        except ImproperlyConfigured:
+            raise SigningUnavailable() from None
+        text = credential_text(credential)
+        response = HttpResponse(text, content_type=f"{request.accepted_renderer.media_type}; charset=utf-8")
+        response["Access-Control-Allow-Origin"] = "*"
+        return response
 
     @extend_schema(responses={(200, "application/json"): dict})
     @action(detail=True, methods=["get"])
@@ -126,6 +193,15 @@ class ReviewViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def retrieve(self, request, pk=None):
         return self._evaluation(self._campaign())
 
+    @extend_schema(
+        summary="The campaign's evidence as NIST OSCAL assessment-results (OSCAL 1.1.2 JSON)",
+        responses={(200, "application/json"): dict},
+    )
+    @action(detail=True, methods=["get"])
+    def oscal(self, request, pk=None):
+        document = campaign_assessment_results(campaign=self._campaign(), base_url=public_base_url(request))
+        return Response(document)
+
     @extend_schema(request=ReasonSerializer, responses=CampaignEvaluationSerializer)
     @action(detail=True, methods=["post"])
     def approve(self, request, pk=None):
@@ -172,3 +248,30 @@ def certification_keys(request):
     response["Cache-Control"] = "public, max-age=300"
     response["Access-Control-Allow-Origin"] = "*"
     return response
+
+
+def _public_json(document: dict, *, media_type: str = "application/json", max_age: int = 0) -> HttpResponse:
+    response = HttpResponse(credential_text(document), content_type=f"{media_type}; charset=utf-8")
+    response["Cache-Control"] = f"public, max-age={max_age}" if max_age else "no-cache"
+    response["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+@require_GET
+def did_web_document(request):
+    """/.well-known/did.json: the authority's did:web document (its signing keys as Multikeys)."""
+    return _public_json(
+        did_document(base_url=public_base_url(request)), media_type="application/did+json", max_age=300
+    )
+
+
+@require_GET
+def credential_status_list(request, purpose: str):
+    """A BitstringStatusListCredential (revocation or suspension), as of this request."""
+    if purpose not in STATUS_PURPOSES:
+        return JsonResponse(
+            {"error": {"status": 404, "code": "not_found", "message": f"No status list {purpose!r}."}},
+            status=404,
+        )
+    credential = status_list_credential(purpose=purpose, base_url=public_base_url(request))
+    return _public_json(credential, media_type=CREDENTIAL_MEDIA_TYPE)

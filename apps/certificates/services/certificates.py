@@ -27,12 +27,14 @@ from apps.certificates.models import (
     subject_columns,
 )
 from apps.certificates.payload import certificate_payload_build
+from apps.certificates.public_reads import public_reads_changed
 from apps.certificates.services.authority import reviewer_check
 from apps.certificates.services.keys import signing_key_active, signing_private_key
 from apps.runs.models import Campaign, CampaignState
 from apps.runs.services.campaigns import campaign_transition
 from apps.runs.transitions import transition_allowed
-from certification.verify import canonical_json, load_public_key, verify_payload_text
+from certification.verify import canonicalization_of, load_public_key, verify_payload_text
+from runners.canonical import JCS, canonical_text, canonical_text_as
 
 # Statuses a certificate can still leave; revoked, expired and superseded are final.
 LIVE_STATUSES = (CertificateStatus.ACTIVE, CertificateStatus.SUSPENDED)
@@ -109,7 +111,7 @@ def certificate_issue(*, campaign: Campaign, actor=None) -> Certificate:
         approvals=approvals,
         supersedes=previous[-1].serial if previous else None,
     )
-    text = canonical_json(payload)
+    text = canonical_text(payload)
     signature = base64.b64encode(signing_private_key(key).sign(text.encode("utf-8"))).decode("ascii")
     certificate = Certificate.objects.create(
         serial=serial,
@@ -128,6 +130,7 @@ def certificate_issue(*, campaign: Campaign, actor=None) -> Certificate:
         status_changed_at=issued_at,
         **subject_columns(payload),  # what was signed, for filters and lists; never updated
     )
+    public_reads_changed()
     campaign_transition(campaign, CampaignState.APPROVED, actor=actor, reason=f"Certified: {serial}.")
     audit_record(
         action="certificate.issued",
@@ -165,6 +168,7 @@ def certificate_status_change(
     certificate.status_changed_at = timezone.now()
     certificate.superseded_by = superseded_by or certificate.superseded_by
     certificate.save(update_fields=["status", "status_reason", "status_changed_at", "superseded_by"])
+    public_reads_changed()
     audit_record(
         action=f"certificate.{status}",
         obj=certificate,
@@ -194,7 +198,9 @@ def certificate_resign(*, certificate: Certificate, key, reason: str, actor=None
         "reason": reason,
         "previous_payload_sha256": previous_sha256,
     }
-    text = canonical_json(payload)
+    # A new signature is always over RFC 8785, whatever form the certificate was first signed in.
+    payload["canonicalization"] = JCS
+    text = canonical_text(payload)
     certificate.payload_json = text
     certificate.payload_sha256 = hashlib.sha256(text.encode()).hexdigest()
     certificate.signature = base64.b64encode(signing_private_key(key).sign(text.encode("utf-8"))).decode(
@@ -202,6 +208,7 @@ def certificate_resign(*, certificate: Certificate, key, reason: str, actor=None
     )
     certificate.signing_key = key
     certificate.save(update_fields=["payload_json", "payload_sha256", "signature", "signing_key"])
+    public_reads_changed()
     audit_record(
         action="certificate.resigned",
         obj=certificate,
@@ -331,4 +338,4 @@ def certificate_document(*, certificate: Certificate) -> str:
         "key_id": certificate.signing_key.key_id,
         "signature": certificate.signature,
     }
-    return canonical_json(document) + "\n"
+    return canonical_text_as(document, canonicalization_of(document["certificate"])) + "\n"

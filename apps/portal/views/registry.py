@@ -5,6 +5,7 @@ the reviewers' suspend / reinstate / revoke forms on the certificate page."""
 from __future__ import annotations
 
 import json
+from functools import wraps
 
 from django.conf import settings
 from django.contrib import messages
@@ -13,11 +14,13 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
 from apps.accounts.selectors import membership_of
 from apps.certificates.filters import CertificateFilter
 from apps.certificates.models import Certificate, CertificateStatus
+from apps.certificates.public_reads import cached_public_response
 from apps.certificates.selectors import certificate_by_serial
 from apps.certificates.services import (
     certificate_check,
@@ -40,7 +43,23 @@ PAGE_SIZE = 50
 COMPARE_MIN, COMPARE_MAX = 2, 4
 
 
+def _anonymous_cached(view):
+    """An anonymous visitor without cookies (no session, no pending message) sees what every such
+    visitor sees: served through the public reads' cache (ETag, revalidated, renewed on any change)."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if request.user.is_authenticated or request.COOKIES:
+            return view(request, *args, **kwargs)
+        response = cached_public_response(request, lambda: view(request, *args, **kwargs))
+        patch_vary_headers(response, ["Cookie"])
+        return response
+
+    return wrapped
+
+
 @require_GET
+@_anonymous_cached
 def registry(request: HttpRequest) -> HttpResponse:
     filterset = CertificateFilter(request.GET, queryset=registry_certificates())
     if filterset.is_valid():

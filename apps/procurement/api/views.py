@@ -11,6 +11,7 @@ from rest_framework.response import Response
 
 from apps.accounts.permissions import IsMember
 from apps.accounts.selectors import membership_of
+from apps.certificates.credentials import public_base_url
 from apps.certificates.filters import CertificateFilter
 from apps.certificates.selectors import certificates_public
 from apps.procurement import selectors, services
@@ -23,6 +24,7 @@ from apps.procurement.api.serializers import (
     TenderSerializer,
 )
 from apps.procurement.filters import TenderFilter
+from apps.procurement.ocds import tender_release_package
 from apps.procurement.reports import evaluation_csv_response
 
 
@@ -80,6 +82,19 @@ class TenderViewSet(viewsets.ModelViewSet):
         """Evaluate against every active certificate now and save the snapshot."""
         evaluation = services.evaluation_create(tender=self.get_object(), actor=request.user)
         return Response(EvaluationSerializer(evaluation).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="The tender and its newest evaluation as an OCDS 1.1 release package",
+        responses={(200, "application/json"): dict},
+    )
+    @action(detail=True, methods=["get"])
+    def ocds(self, request, pk=None):
+        tender = self.get_object()
+        evaluation = selectors.evaluations_of(membership_of(request.user)).filter(tender=tender).first()
+        package = tender_release_package(
+            tender=tender, evaluation=evaluation, base_url=public_base_url(request)
+        )
+        return Response(package)
 
     @extend_schema(responses=EvaluationListSerializer(many=True))
     @action(detail=True, methods=["get"])

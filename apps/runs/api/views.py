@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import transaction
 from django.http import FileResponse, Http404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
@@ -26,6 +26,7 @@ from apps.runs.filters import CampaignFilter, JobFilter
 from apps.runs.models import Program
 from apps.runs.services.campaigns import TooManyOpenCampaigns, campaign_cancel, campaign_submit, job_rerun
 from certification.api import Conflict
+from certification.idempotency import idempotent_create
 
 
 class ProgramViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -64,9 +65,30 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     def get_queryset(self):
         return selectors.campaigns_visible_to(membership_of(self.request.user))
 
-    @extend_schema(request=CampaignSubmitSerializer, responses={201: CampaignSerializer})
+    @extend_schema(
+        request=CampaignSubmitSerializer,
+        responses={201: CampaignSerializer},
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="Retry safely: the same key and body answer the same campaign; another body, 409.",
+            )
+        ],
+    )
     def create(self, request):
         _vendor_only(request)
+        return idempotent_create(
+            request,
+            scope="campaign",
+            create=lambda: self._create(request),
+            replay=lambda pk: Response(
+                CampaignSerializer(self.get_queryset().get(pk=pk)).data, status=status.HTTP_201_CREATED
+            ),
+        )
+
+    def _create(self, request):
         membership = membership_of(request.user)
         params = CampaignSubmitSerializer(data=request.data)
         params.is_valid(raise_exception=True)

@@ -39,6 +39,7 @@ from apps.runs.services.programs import program_spot_check_size
 from apps.runs.services.spot_check import spot_check_cases
 from apps.runs.specs import expected_fingerprint
 from certification.json_limits import json_loads_within_depth
+from certification.metrics import SPOT_CHECK_SECONDS
 from runners.fingerprint_check import fingerprint_mismatches
 from runners.signing import verify_signature
 
@@ -147,7 +148,8 @@ def _validate(document: dict, job: Job) -> dict:
     if problems := evidence_plan_problems(document=document, plan=job.spec):
         raise Rejected("the document does not cover the job's plan: " + "; ".join(problems), fails_job=True)
     size = program_spot_check_size(program=job.campaign.program, level=job.campaign.level)
-    report = spot_check_cases(document, sample_size=size, rng=secrets.SystemRandom())
+    with SPOT_CHECK_SECONDS.time():
+        report = spot_check_cases(document, sample_size=size, rng=secrets.SystemRandom())
     if report["failures"]:
         raise Rejected(
             "server-side recomputation disagrees: " + "; ".join(report["failures"]), fails_job=True

@@ -12,6 +12,7 @@ from django.db import transaction
 
 from apps.audit.services import audit_record
 from apps.runs.models import Program, ProgramStatus
+from runners.canonical import canonical_json, legacy_canonical_text
 
 PROGRAMS_DIR = Path(__file__).resolve().parent.parent / "programs"
 SUITE_NAMES = {"conformance", "performance", "model", "serving"}
@@ -152,7 +153,12 @@ def program_runner_bars(*, program, level: str) -> dict:
 
 
 def _canonical_sha256(definition: dict) -> str:
-    return hashlib.sha256(json.dumps(definition, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return hashlib.sha256(canonical_json(definition)).hexdigest()
+
+
+def _legacy_sha256(definition: dict) -> str:
+    """The digest of programs loaded before RFC 8785: the same definition still matches it."""
+    return hashlib.sha256(legacy_canonical_text(definition).encode()).hexdigest()
 
 
 def program_definition_check(definition: dict) -> None:
@@ -211,7 +217,7 @@ def program_load(*, definition: dict, actor=None) -> tuple[Program, bool]:
         .first()
     )
     if existing is not None:
-        if existing.definition_sha256 == digest:
+        if existing.definition_sha256 in (digest, _legacy_sha256(definition)):
             return existing, False
         if existing.status != ProgramStatus.DRAFT:
             raise ValidationError(

@@ -1,0 +1,134 @@
+"""Prometheus metrics at /metrics: django-prometheus's request, response and database metrics, and the
+platform's own, read from the database at each scrape:
+
+- certification_jobs{state, target}: jobs by state and hardware target;
+- certification_queue_oldest_job_age_seconds{target}: age of the oldest queued job per target;
+- certification_runner_last_seen_age_seconds{runner}: seconds since each runner's last signed message;
+- certification_certificates{status}: certificates by status;
+- certification_ingestion_seconds and certification_spot_check_seconds (histograms): observed by the
+  platform's Celery workers, which serve them on PLATFORM_METRICS_PORT when it is set.
+
+Target slugs are vendors' private data, so /metrics answers only a request bearing METRICS_TOKEN, or,
+without a token configured, a direct request from this host (loopback, no X-Forwarded-For).
+With several gunicorn workers set PROMETHEUS_MULTIPROC_DIR so that every worker's counters are summed.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+
+import prometheus_client
+from django.conf import settings
+from django.http import HttpResponse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+from prometheus_client import Histogram, multiprocess
+from prometheus_client.core import GaugeMetricFamily
+
+INGESTION_SECONDS = Histogram(
+    "certification_ingestion_seconds",
+    "Time to ingest one signed result envelope (verify, validate, spot-check, store)",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+SPOT_CHECK_SECONDS = Histogram(
+    "certification_spot_check_seconds",
+    "Time to recompute the sampled cases of one document on the server",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+LOOPBACK = {"127.0.0.1", "::1"}
+
+
+class PlatformCollector:
+    """Gauges computed from the database when scraped (a handful of grouped queries)."""
+
+    def describe(self):
+        """The metric names, without touching the database (prometheus_client asks at registration)."""
+        yield GaugeMetricFamily("certification_jobs", "Jobs by state and target", labels=["state", "target"])
+        yield GaugeMetricFamily(
+            "certification_queue_oldest_job_age_seconds", "Age of the oldest queued job", labels=["target"]
+        )
+        yield GaugeMetricFamily(
+            "certification_runner_last_seen_age_seconds", "Runner last seen age", labels=["runner"]
+        )
+        yield GaugeMetricFamily("certification_certificates", "Certificates by status", labels=["status"])
+
+    def collect(self):
+        from django.db.models import Count, Min
+
+        from apps.certificates.models import Certificate
+        from apps.registry.models import Runner
+        from apps.runs.models import Job, JobState
+
+        now = timezone.now()
+        jobs = GaugeMetricFamily("certification_jobs", "Jobs by state and target", labels=["state", "target"])
+        for row in Job.objects.values("state", "campaign__target__slug").annotate(n=Count("id")).order_by():
+            jobs.add_metric([row["state"], row["campaign__target__slug"]], row["n"])
+        yield jobs
+        oldest = GaugeMetricFamily(
+            "certification_queue_oldest_job_age_seconds",
+            "Age of the oldest queued job per target",
+            labels=["target"],
+        )
+        queued = (
+            Job.objects.filter(state=JobState.QUEUED, queued_at__isnull=False)
+            .values("campaign__target__slug")
+            .annotate(first=Min("queued_at"))
+            .order_by()
+        )
+        for row in queued:
+            oldest.add_metric([row["campaign__target__slug"]], (now - row["first"]).total_seconds())
+        yield oldest
+        seen = GaugeMetricFamily(
+            "certification_runner_last_seen_age_seconds",
+            "Seconds since each runner's last signed message",
+            labels=["runner"],
+        )
+        for name, last in Runner.objects.filter(last_heartbeat_at__isnull=False).values_list(
+            "name", "last_heartbeat_at"
+        ):
+            seen.add_metric([name], (now - last).total_seconds())
+        yield seen
+        certificates = GaugeMetricFamily(
+            "certification_certificates", "Certificates by status", labels=["status"]
+        )
+        for row in Certificate.objects.values("status").annotate(n=Count("id")).order_by():
+            certificates.add_metric([row["status"]], row["n"])
+        yield certificates
+
+
+_collector = PlatformCollector()
+prometheus_client.REGISTRY.register(_collector)
+
+
+def _allowed(request) -> bool:
+    token = settings.METRICS_TOKEN
+    if token:
+        header = request.headers.get("Authorization", "")
+        return header.startswith("Bearer ") and hmac.compare_digest(header[7:].encode(), token.encode())
+    return request.META.get("REMOTE_ADDR") in LOOPBACK and "X-Forwarded-For" not in request.headers
+
+
+@never_cache
+@require_GET
+def metrics(request):
+    if not _allowed(request):
+        return HttpResponse(
+            "Forbidden: /metrics needs METRICS_TOKEN.\n", status=403, content_type="text/plain"
+        )
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = prometheus_client.CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        registry.register(_collector)
+    else:
+        registry = prometheus_client.REGISTRY
+    return HttpResponse(
+        prometheus_client.generate_latest(registry), content_type=prometheus_client.CONTENT_TYPE_LATEST
+    )
+
+
+def serve_worker_metrics(port: int | None) -> None:
+    """A Celery worker's own metrics (the histograms above) on `port`, when one is configured."""
+    if port:
+        prometheus_client.start_http_server(port)

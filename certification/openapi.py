@@ -1,0 +1,121 @@
+"""The OpenAPI schema: every operation tagged by its resource, with a summary, and with the error
+responses it can give documented with the one error body; served from a per-process cache.
+
+The schema is a function of the code alone (no request, no database row changes it), so it is built
+once per process and format and served from memory: building it walks every view and serializer,
+about 0.7 s a request.
+"""
+
+from __future__ import annotations
+
+import re
+
+from django.http import HttpResponse
+from drf_spectacular.views import SpectacularAPIView
+
+ERROR_COMPONENT = "ErrorBody"
+ERROR_SCHEMA = {
+    "type": "object",
+    "description": "The one error body of every API error.",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "status": {"type": "integer", "description": "The HTTP status code"},
+                "code": {"type": "string", "description": "A stable machine-readable code"},
+                "message": {"type": "string", "description": "What went wrong, for a person"},
+                "fields": {
+                    "type": "object",
+                    "additionalProperties": {},
+                    "description": "Field name to its messages (validation errors only)",
+                },
+            },
+            "required": ["status", "code", "message"],
+        }
+    },
+    "required": ["error"],
+}
+DESCRIPTIONS = {
+    "400": "Invalid input: a field, a filter or the body (`code` invalid or parse_error).",
+    "401": "No or invalid credentials.",
+    "403": "Authenticated, but this role may not do it.",
+    "404": "No such object, or not one of your organization's.",
+    "406": "None of the Accept header's media types can be served.",
+    "409": "The object's state forbids it (or a repeated Idempotency-Key with another body).",
+    "412": "If-Match names a representation that is no longer current.",
+    "413": "The request body is too large.",
+    "415": "The request body's media type is not accepted.",
+    "429": "Too many requests; retry after the time given in Retry-After.",
+}
+WRITE_METHODS = {"post", "put", "patch", "delete"}
+
+
+def _tag(path: str) -> str:
+    """The resource of a path: /api/v1/certificates/{serial}/verify/ -> certificates."""
+    parts = [p for p in path.split("/") if p and not p.startswith("{")]
+    if parts[:2] == ["api", "v1"]:
+        parts = parts[2:]
+    return parts[0] if parts else "api"
+
+
+def _summary(operation: dict, method: str, path: str) -> str:
+    description = (operation.get("description") or "").strip()
+    if description:
+        return description.split("\n")[0].split(". ")[0].rstrip(".")[:120]
+    words = {"get": "Read", "post": "Create", "put": "Replace", "patch": "Update", "delete": "Delete"}
+    action = re.sub(r"[_-]", " ", operation.get("operationId", ""))
+    return f"{words.get(method, method.upper())} {action or path}".strip()
+
+
+def errors_and_tags(result, generator, request, public):
+    """drf-spectacular post-processing hook: tags, summaries and the documented error responses."""
+    components = result.setdefault("components", {}).setdefault("schemas", {})
+    components[ERROR_COMPONENT] = ERROR_SCHEMA
+    reference = {"$ref": f"#/components/schemas/{ERROR_COMPONENT}"}
+    for path, operations in result.get("paths", {}).items():
+        for method, operation in operations.items():
+            if method not in WRITE_METHODS | {"get"}:
+                continue
+            operation["tags"] = [_tag(path)]
+            operation.setdefault("summary", _summary(operation, method, path))
+            security = operation.get("security")
+            public_operation = security is not None and {} in security
+            codes = {"400", "406", "429"}
+            if not public_operation or method in WRITE_METHODS:
+                codes |= {"401", "403"}
+            if "{" in path:
+                codes.add("404")
+            if method in WRITE_METHODS:
+                codes |= {"409", "413", "415"}
+            if method in {"put", "patch", "delete"}:
+                codes.add("412")
+            responses = operation.setdefault("responses", {})
+            for code in sorted(codes):
+                responses.setdefault(
+                    code,
+                    {
+                        "description": DESCRIPTIONS[code],
+                        "content": {"application/json": {"schema": reference}},
+                    },
+                )
+    return result
+
+
+class CachedSchemaView(SpectacularAPIView):
+    """The schema view, rendered once per process for each (format, version, language) asked for."""
+
+    _cache: dict = {}
+
+    def _get_schema_response(self, request):
+        renderer = request.accepted_renderer
+        key = (renderer.format, request.version, request.GET.get("lang"))
+        cached = self._cache.get(key)
+        if cached is None:
+            response = super()._get_schema_response(request)
+            body = renderer.render(response.data, request.accepted_media_type, self.get_renderer_context())
+            content_type = renderer.media_type + (f"; charset={renderer.charset}" if renderer.charset else "")
+            cached = self._cache[key] = (body, content_type, response["Content-Disposition"])
+        body, content_type, disposition = cached
+        response = HttpResponse(body, content_type=content_type)
+        response["Content-Disposition"] = disposition
+        return response
