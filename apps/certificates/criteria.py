@@ -28,6 +28,7 @@ FINGERPRINT_IDENTITY = (
     "runtime_version",
     "torch_version",
     "plugin_versions",
+    "device_identity",
 )
 
 
@@ -207,7 +208,7 @@ def model_accuracy(campaign: Campaign, params: dict, thresholds: judge.Threshold
 
 def integrity(campaign: Campaign, params: dict, thresholds: judge.Thresholds) -> Judgement:
     """fingerprint: every accepted document's fingerprint matches the registered target (the
-    comparison of ingestion) and all name one device; output_consistency / caching: every TEST01 /
+    comparison of ingestion), was recorded under math modes the level accepts, and all name one device; output_consistency / caching: every TEST01 /
     TEST04 result of the documents passes the judge's reading of its raw figures."""
     check = params["check"]
     documents = _documents(campaign)
@@ -225,6 +226,10 @@ def integrity(campaign: Campaign, params: dict, thresholds: judge.Thresholds) ->
             f"job {d.job_id}: {problem}"
             for d in documents
             for problem in judge.fingerprint_problems(fingerprint=d.fingerprint, target=campaign.target)
+        ] + [
+            f"job {d.job_id}: math mode not accepted at this level: {problem}"
+            for d in documents
+            for problem in judge.math_mode_problems(fingerprint=d.fingerprint, thresholds=thresholds)
         ]
         if problems:
             return _fail(

@@ -69,6 +69,8 @@ class Thresholds:
     required_approvals: int
     legacy: bool = False
     sources: dict[str, str] = field(default_factory=dict)
+    # math-mode flag -> accepted values (runners/math_modes.py); None: the level does not judge them.
+    accepted_math_modes: dict[str, list] | None = None
 
 
 def _criterion_params(level: dict, kind: str) -> dict:
@@ -108,6 +110,7 @@ def level_thresholds(*, program, level: str) -> Thresholds:
             spot_check_size=int(value.get("spot_check_size") or LEGACY_SPOT_CHECK_SIZE),
             required_approvals=int(approvals),
             sources={name: str((entry or {}).get("source", "")) for name, entry in stated.items()},
+            accepted_math_modes=value.get("accepted_math_modes"),
         )
     conformance = _criterion_params(spec, "conformance_pass_rate")
     accuracy = _criterion_params(spec, "model_accuracy")
@@ -186,6 +189,16 @@ def runner_threshold_of(params: dict | None) -> float | None:
 
 
 # Fingerprint ------------------------------------------------------------------------------------
+
+
+def math_mode_problems(*, fingerprint: dict, thresholds: Thresholds) -> list[str]:
+    """How the math modes a document ran under (its fingerprint's `math_modes`) depart from the ones
+    the level accepts; none when the level states no accepted modes (AIA 1.0 / 1.1)."""
+    from runners.math_modes import math_mode_departures
+
+    if thresholds.accepted_math_modes is None:
+        return []
+    return math_mode_departures((fingerprint or {}).get("math_modes"), thresholds.accepted_math_modes)
 
 
 def fingerprint_problems(*, fingerprint: dict, target) -> list[str]:

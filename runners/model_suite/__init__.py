@@ -34,6 +34,7 @@ from runners.errors import (
     declared_unsupported,
     error,
 )
+from runners.math_modes import with_pinned_math_modes
 from runners.measurements import case_record, integrity_section, measurement
 from runners.model_suite.performance import ModelRun, model_integrity
 from runners.model_suite.workloads import workload_for
@@ -110,6 +111,7 @@ def _model_record(
     }
 
 
+@with_pinned_math_modes
 def run_model(spec: dict[str, Any], backend: Any, progress: Progress | None = None) -> dict[str, Any]:
     """The model suite's result document for a validated job spec (the CLI's suite signature)."""
     started_at, start = now_iso(), time.perf_counter()

@@ -32,6 +32,7 @@ from runners.integrity import (
     reference_consistency,
     seeded_random,
 )
+from runners.math_modes import with_pinned_math_modes
 from runners.measurements import case_record, integrity_section, measurement, timing_section
 from runners.performance.benchmarks import (
     Benchmark,
@@ -73,6 +74,7 @@ def _options(spec: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
+@with_pinned_math_modes
 def run_performance(spec: dict[str, Any], backend: Any, progress: Progress | None = None) -> dict[str, Any]:
     """The performance suite's result document for a validated job spec (the CLI's suite signature)."""
     started_at, start = now_iso(), time.perf_counter()

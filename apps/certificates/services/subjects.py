@@ -55,7 +55,10 @@ CERTIFIED_CHIP_FIELDS = frozenset(
     }
 )
 CERTIFIED_TARGET_FIELDS = frozenset({"chip_id", "slug", "backend", "device_count", "host_cpu"})
-STACK_FIELDS = frozenset({"driver_version", "runtime_version", "torch_version", "plugin_versions"})
+# The device identity is here too: a replaced board is the same product, re-tested on the new device.
+STACK_FIELDS = frozenset(
+    {"driver_version", "runtime_version", "torch_version", "plugin_versions", "device_identity"}
+)
 OPEN_CAMPAIGN_STATES = (
     CampaignState.QUEUED,
     CampaignState.RUNNING,

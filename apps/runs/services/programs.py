@@ -29,6 +29,7 @@ THRESHOLD_NAMES = {
     "test04_max_speedup",
     "max_unstable_fraction",
     "spot_check_size",
+    "accepted_math_modes",
 }
 DEFAULT_SPOT_CHECK_SIZE = 5
 
