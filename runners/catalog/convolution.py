@@ -13,6 +13,7 @@ from runners.catalog.base import (
     Kernel,
     Span,
     Tolerance,
+    abs32,
     accumulation_bound,
     accumulation_tolerance,
     element_size,
@@ -238,9 +239,9 @@ class Conv2dKernel(Kernel):
 
     def error_bound(self, inputs: Inputs, case: Case, dtype: str) -> torch.Tensor:
         magnitude = F.conv2d(
-            inputs["x"].abs(),
-            inputs["weight"].abs(),
-            inputs["bias"].abs(),
+            abs32(inputs["x"]),
+            abs32(inputs["weight"]),
+            abs32(inputs["bias"]),
             stride=inputs["stride"],
             padding=inputs["pad"],
             groups=inputs["groups"],

@@ -13,6 +13,7 @@ from runners.catalog.base import (
     Kernel,
     Span,
     Tolerance,
+    abs32,
     accumulation_bound,
     accumulation_tolerance,
     element_size,
@@ -91,7 +92,7 @@ class MatmulKernel(Kernel):
         return accumulation_tolerance(dtype, case["K"], "|A||B|")
 
     def error_bound(self, inputs: Inputs, case: Case, dtype: str) -> torch.Tensor:
-        return accumulation_bound(inputs["a"].abs() @ inputs["b"].abs(), case["K"], dtype)
+        return accumulation_bound(abs32(inputs["a"]) @ abs32(inputs["b"]), case["K"], dtype)
 
     def flops(self, case: Case) -> int:
         return 2 * case["M"] * case["K"] * case["N"]
@@ -147,7 +148,7 @@ class LinearKernel(Kernel):
         return accumulation_tolerance(dtype, case["K"] + 1, "(|x||W|^T + |b|)")
 
     def error_bound(self, inputs: Inputs, case: Case, dtype: str) -> torch.Tensor:
-        magnitude = inputs["x"].abs() @ inputs["weight"].abs().t() + inputs["bias"].abs()
+        magnitude = abs32(inputs["x"]) @ abs32(inputs["weight"]).t() + abs32(inputs["bias"])
         return accumulation_bound(magnitude, case["K"] + 1, dtype)
 
     def flops(self, case: Case) -> int:
@@ -215,7 +216,7 @@ class BatchedMatmulKernel(Kernel):
         return accumulation_tolerance(dtype, case["K"], "|A[b]||B[b]|")
 
     def error_bound(self, inputs: Inputs, case: Case, dtype: str) -> torch.Tensor:
-        return accumulation_bound(torch.bmm(inputs["a"].abs(), inputs["b"].abs()), case["K"], dtype)
+        return accumulation_bound(torch.bmm(abs32(inputs["a"]), abs32(inputs["b"])), case["K"], dtype)
 
     def flops(self, case: Case) -> int:
         return 2 * case["B"] * case["M"] * case["K"] * case["N"]
@@ -333,8 +334,8 @@ class ScaledMatmulFp8Kernel(Kernel):
         return accumulation_tolerance("float32", case["K"], "|a sa||b sb|")
 
     def error_bound(self, inputs: Inputs, case: Case, dtype: str) -> torch.Tensor:
-        a = (inputs["a"] * inputs["scale_a"]).abs()
-        return accumulation_bound(a @ (inputs["b"] * inputs["scale_b"]).abs(), case["K"], "float32")
+        a, b = abs32(inputs["a"] * inputs["scale_a"]), abs32(inputs["b"] * inputs["scale_b"])
+        return accumulation_bound(a @ b, case["K"], "float32")
 
     def flops(self, case: Case) -> int:
         return 2 * case["M"] * case["K"] * case["N"]

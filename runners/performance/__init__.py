@@ -369,7 +369,9 @@ def _consistency(
     failed = against_accuracy["verdict"] == "fail"
     if reference is not None:
         outputs = [(f"{key}@accuracy", accuracy), *zip(labels, (t for _, t in samples), strict=True)]
-        item["against_reference"] = reference_consistency(outputs, reference.expected, reference.tolerance)
+        item["against_reference"] = reference_consistency(
+            outputs, reference.expected, reference.tolerance, reference.bound
+        )
         failed = failed or item["against_reference"]["verdict"] == "fail"
     item["verdict"] = "fail" if failed else "pass"
     return item
