@@ -35,6 +35,9 @@ SIGMA_BOUND = 6.0
 # 8 ulps of float32 of the exact value (CUDA C Programming Guide, appendix "Mathematical Functions":
 # expf 2 ulps, division correctly rounded; glibc expf < 1 ulp).
 SILU_FLOAT32_ULPS = 8.0
+# Below -ln(float32 max) = -88.72, exp(-x) overflows float32 and x / (1 + exp(-x)) is -0 while the exact
+# silu is still a float32 number (89 e^-89 = 2e-37): that evaluation error is all of |silu(x)|.
+FLOAT32_EXP_OVERFLOW = math.log(float(torch.finfo(torch.float32).max))
 
 
 def _cases(*, subnormal: bool, long_sequence: bool = False) -> tuple[Case, ...]:
@@ -183,7 +186,8 @@ class SwigluKernel(Kernel):
             f"two-rounding budget of silu(gate) * up in {dtype}: |out - ref| <= "
             f"(u + {SILU_FLOAT32_ULPS:g} ulps of float32) |silu(gate)||up| for silu computed and rounded to "
             f"{dtype} + |up| x half a subnormal spacing where silu(gate) underflows + u|silu(gate) up| "
-            f"for the product's rounding + 2u|ref| + one subnormal spacing (u = 2^-{round(-math.log2(u))}); "
+            f"for the product's rounding + 2u|ref| + one subnormal spacing (u = 2^-{round(-math.log2(u))}), "
+            "+ |silu(gate) up| where gate < -88.72 (exp(-gate) overflows float32, silu evaluates to -0); "
             f"{HIGHAM}, s2.2 (model of floating-point arithmetic with gradual underflow)",
         )
 
@@ -196,6 +200,8 @@ class SwigluKernel(Kernel):
         e_f = SILU_FLOAT32_ULPS * 2 * unit_roundoff("float32")
         silu, up = _silu_reference(inputs["gate"]).abs(), inputs["up"].abs()
         bound = (2 * u + e_f) * (1 + u) * silu * up + up * (eta / 2) * (1 + u)
+        flushed = inputs["gate"] < -FLOAT32_EXP_OVERFLOW  # silu(gate) may come back as -0
+        bound = bound + torch.where(flushed, silu * up * (1 + u), 0.0)
         return torch.nan_to_num(bound, nan=0.0)
 
     def flops(self, case: Case) -> int:
