@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('registry', '0004_limits_chip_sku_per_vendor_any_case'),
+        ("registry", "0004_limits_chip_sku_per_vendor_any_case"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='hardwaretarget',
-            name='device_identity',
-            field=models.JSONField(blank=True, default=dict, help_text='Device identity the runner must read: name, pci_bus_id, uuid, serial (each optional)'),
+            model_name="hardwaretarget",
+            name="device_identity",
+            field=models.JSONField(
+                blank=True,
+                default=dict,
+                help_text="Device identity the runner must read: name, pci_bus_id, uuid, serial (each optional)",
+            ),
         ),
     ]
