@@ -24,7 +24,7 @@ EDGE_CASES: dict[str, str] = {
     "masked_rows": "attention rows whose keys are all masked must give zeros, not NaN",
     "fp16_overflow": "magnitudes whose squares or exponentials overflow float16 unless upcast",
     "subnormal": "subnormal inputs and outputs must not be flushed to zero",
-    "long_reduction": "K = 16384 positive terms expose accumulation in low precision",
+    "long_reduction": "K >= 16384 positive terms expose accumulation in low precision",
     "non_contiguous": "transposed or strided views must give the same numbers",
     "odd_size": "sizes that are not multiples of any vector width or tile",
     "empty": "zero-sized dimensions must give correctly shaped empty outputs",
