@@ -30,6 +30,7 @@ from runners.errors import (
     declared_unsupported,
     error,
 )
+from runners.math_modes import with_pinned_math_modes
 
 Progress = Callable[[int, int, str], None]
 
@@ -89,20 +90,36 @@ def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def compare(output: torch.Tensor, expected: torch.Tensor, atol: float, rtol: float) -> dict[str, Any]:
+def compare(
+    output: torch.Tensor,
+    expected: torch.Tensor,
+    atol: float,
+    rtol: float,
+    bound: torch.Tensor | None = None,
+) -> dict[str, Any]:
     """Error statistics of `output` against `expected` (already rounded to the output dtype).
 
     NaN must meet NaN and an infinity the same infinity; finite pairs must satisfy
-    |out - ref| <= atol + rtol * |ref|. Written as few full passes as possible: the large
-    cases hold 8M elements and this runs on every one.
+    |out - ref| <= atol + rtol * |ref| + bound, where `bound` is the kernel's componentwise
+    allowance (Kernel.error_bound, e.g. gamma_k |A||B|), broadcast to the output; a NaN in it
+    counts as no allowance. Written as few full passes as possible: the large cases hold 8M
+    elements and this runs on every one.
     """
     out = output.detach().to("cpu", torch.float64).reshape(-1)
     ref = expected.detach().to("cpu", torch.float64).reshape(-1)
+    extra = None
+    if bound is not None:
+        extra = torch.nan_to_num(
+            bound.detach().to("cpu", torch.float64).expand(expected.shape).reshape(-1), nan=0.0
+        )
     if out.numel() == 0:
         return {"max_abs": 0.0, "max_rel": 0.0, "mismatch_fraction": 0.0, "mismatches": 0}
     diff = (out - ref).abs_()
     ref_abs = ref.abs()
-    bad = ~(diff <= ref_abs * rtol + atol)  # a NaN difference is never <=, so it counts as bad
+    budget = ref_abs * rtol + atol
+    if extra is not None:
+        budget = budget + extra
+    bad = ~(diff <= budget)  # a NaN difference is never <=, so it counts as bad
     special = ~diff.isfinite()  # some NaN or infinity on either side
     if bool(special.any()):
         out_s, ref_s = out[special], ref[special]
@@ -113,7 +130,6 @@ def compare(output: torch.Tensor, expected: torch.Tensor, atol: float, rtol: flo
     mismatches = int(bad.sum())
     # The worst element's error as a share of its own allowance (1.0 = on the limit): max_abs and
     # max_rel may come from different elements, so neither gives this on its own.
-    budget = ref_abs.mul_(rtol).add_(atol)
     ratio = torch.where(budget > 0, diff / budget, torch.where(diff > 0, torch.inf, 0.0))
     ratio = ratio.masked_fill(special & ~bad, 0.0)
     worst = float(ratio.max()) if not bool((special & bad).any()) else math.inf
@@ -172,12 +188,16 @@ def run_case(
 
     The judge's half runs here: inputs from the challenge, the float64 reference, the comparison.
     The device's half (layout, device call) runs behind ``device.run_kernel``: in the device
-    process for a ``DeviceClient``, in this process for a Backend object (runners/device).
+    process for a ``DeviceClient``, in this process for a Backend object (runners/device). A case
+    whose dimensions are still ranges is drawn from the challenge first; the record carries the
+    drawn dimensions (`dims`).
     """
     timer = timer or SuiteTimer()
     device = as_device(backend)
+    case = case.draw(challenge, kernel.name)
     base: dict[str, Any] = {
         "edge": case.edge,
+        "dims": dict(case.dims),
         "flops": kernel.flops(case),
         "bytes": kernel.bytes(case, dtype),
     }
@@ -187,7 +207,9 @@ def run_case(
         host_inputs = kernel.arrange(dict(raw), case)
         started = time.perf_counter()
         out_dtype = kernel.output_dtype(dtype)
-        expected = kernel.reference({k: _widen(v) for k, v in host_inputs.items()}).to(out_dtype)
+        wide = {k: _widen(v) for k, v in host_inputs.items()}
+        expected = kernel.reference(wide).to(out_dtype)
+        bound = kernel.error_bound(wide, case, dtype)
         timer.reference_s += time.perf_counter() - started
         tolerance = kernel.tolerance(case, dtype)
     except Exception as exc:
@@ -225,8 +247,13 @@ def run_case(
             f"wrong dtype {result.dtype}, expected {out_dtype}",
             **base,
         )
-    stats = compare(result, expected, tolerance.atol, tolerance.rtol)
-    stats.update(atol=tolerance.atol, rtol=tolerance.rtol, tolerance_source=tolerance.source)
+    stats = compare(result, expected, tolerance.atol, tolerance.rtol, bound)
+    stats.update(
+        atol=tolerance.atol,
+        rtol=tolerance.rtol,
+        tolerance_source=tolerance.source,
+        componentwise=bound is not None,
+    )
     passed = stats["mismatches"] == 0
     message = None if passed else f"{stats['mismatches']} of {result.numel()} elements outside tolerance"
     return _record(
@@ -235,9 +262,16 @@ def run_case(
 
 
 def planned_cases(
-    kernels: Iterable[str] | None, dtypes: Iterable[str] | None, cases: Iterable[str] | None = None
+    kernels: Iterable[str] | None,
+    dtypes: Iterable[str] | None,
+    cases: Iterable[str] | None = None,
+    challenge: str | None = None,
 ) -> tuple[list[tuple[Kernel, str, Case]], list[dict[str, Any]]]:
-    """The (kernel, dtype, case) triples a spec selects, and error records for unknown names."""
+    """The (kernel, dtype, case) triples a spec selects, and error records for unknown names.
+
+    With `challenge`, every case comes with its dimensions drawn from it (Case.draw): the runner
+    and the platform (apps/runs/services/coverage.py) draw the same shapes from the same challenge.
+    """
     errors: list[dict[str, Any]] = []
     selected: list[Kernel] = []
     for name in kernels if kernels else [k.name for k in catalog_kernels()]:
@@ -265,7 +299,7 @@ def planned_cases(
                 )
             )
     plan = [
-        (kernel, dtype, case)
+        (kernel, dtype, case if challenge is None else case.draw(challenge, kernel.name))
         for kernel in selected
         for dtype in kernel.dtypes
         if wanted is None or dtype in wanted
@@ -275,6 +309,7 @@ def planned_cases(
     return plan, errors
 
 
+@with_pinned_math_modes
 def run_conformance(spec: dict[str, Any], backend: Any, progress: Progress | None = None) -> dict[str, Any]:
     """Runs the conformance suite the spec describes on `backend`; returns the result document.
 
@@ -286,7 +321,7 @@ def run_conformance(spec: dict[str, Any], backend: Any, progress: Progress | Non
     started_at = now_iso()
     timer = SuiteTimer()
     backend = as_device(backend)
-    plan, cases = planned_cases(spec.get("kernels"), spec.get("dtypes"), spec.get("cases"))
+    plan, cases = planned_cases(spec.get("kernels"), spec.get("dtypes"), spec.get("cases"), spec["challenge"])
     available, reason = backend.availability()
     # Unsupported is decided here, before any case runs, from what the backend declares.
     declaration = backend.support_declaration() if available else {"dtypes": [], "unsupported_kernels": {}}
@@ -303,11 +338,19 @@ def run_conformance(spec: dict[str, Any], backend: Any, progress: Progress | Non
                     case.name,
                     error(INFRASTRUCTURE, "device unavailable"),
                     f"backend {backend.name} unavailable: {reason}",
+                    dims=dict(case.dims),
                 )
             )
         elif (outcome := declared_unsupported(declaration, kernel.name, dtype)) is not None:
             cases.append(
-                _outcome(kernel.name, dtype, case.name, outcome, f"{backend.name}: {outcome.reason}")
+                _outcome(
+                    kernel.name,
+                    dtype,
+                    case.name,
+                    outcome,
+                    f"{backend.name}: {outcome.reason}",
+                    dims=dict(case.dims),
+                )
             )
         elif deadline is not None and time.perf_counter() - timer.started > deadline:
             cases.append(
@@ -317,6 +360,7 @@ def run_conformance(spec: dict[str, Any], backend: Any, progress: Progress | Non
                     case.name,
                     error(TIMEOUT, "job time limit"),
                     f"time limit of {deadline}s reached before this case",
+                    dims=dict(case.dims),
                 )
             )
         else:
@@ -352,4 +396,6 @@ def recompute_case(
     """
     kernel_obj = kernel if isinstance(kernel, Kernel) else get_kernel(kernel)
     case_obj = case if isinstance(case, Case) else kernel_obj.case(case)
-    return run_case(kernel_obj, case_obj, dtype, challenge, get_backend(device))
+    return run_case(
+        kernel_obj, case_obj.draw(challenge, kernel_obj.name), dtype, challenge, get_backend(device)
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -46,8 +47,49 @@ def fingerprint_mismatches(actual: dict[str, Any], expected: dict[str, Any]) -> 
         have = (actual.get("plugin_versions") or {}).get(plugin)
         if str(have or "") != str(version):
             problems.append(f"plugin {plugin} is {have!r}, the target registers {version!r}")
+    problems += device_identity_mismatches(actual.get("device_identity"), expected.get("device_identity"))
     count = expected.get("device_count")
     have_count = actual.get("device_count")
     if count and isinstance(have_count, int) and have_count < count:
         problems.append(f"{have_count} device(s) present, the target registers {count}")
+    return problems
+
+
+def _pci(text: str) -> str:
+    """A PCI address in one spelling: NVML writes 00000000:1B:00.0, the device properties 0000:1b:00.0."""
+    match = re.fullmatch(
+        r"\s*(?:([0-9a-fA-F]+):)?([0-9a-fA-F]+):([0-9a-fA-F]+)(?:\.([0-9a-fA-F]+))?\s*", text
+    )
+    if not match:
+        return text.strip().lower()
+    domain, bus, device, function = (int(part or "0", 16) for part in match.groups())
+    return f"{domain:04x}:{bus:02x}:{device:02x}.{function:x}"
+
+
+def _identity_value(key: str, value: Any) -> str:
+    text = str(value)
+    if key == "pci_bus_id":
+        return _pci(text)
+    return " ".join(text.split()).casefold()
+
+
+def device_identity_mismatches(actual: Any, expected: Any) -> list[str]:
+    """Every registered identity fact (name, pci_bus_id, uuid, serial) the runner's device does not
+    show. A fact the target registers but the runner cannot read is a mismatch too: the device would
+    otherwise go unidentified. Empty registered values are not checked."""
+    if not isinstance(expected, dict) or not expected:
+        return []
+    have = actual if isinstance(actual, dict) else {}
+    problems = []
+    for key, wanted in sorted(expected.items()):
+        if wanted in (None, ""):
+            continue
+        got = have.get(key)
+        if got in (None, ""):
+            problems.append(
+                f"the target registers device {key} {wanted!r}, but this runner cannot read the "
+                f"device's {key}, so the device is not identified"
+            )
+        elif _identity_value(key, got) != _identity_value(key, wanted):
+            problems.append(f"device {key} is {got!r}, the target registers {wanted!r}")
     return problems

@@ -312,7 +312,10 @@ def chain_hooks(*hooks: RoundHook | None) -> RoundHook | None:
 
 
 def reference_consistency(
-    outputs: Sequence[tuple[str, torch.Tensor]], expected: torch.Tensor, tolerance: Tolerance
+    outputs: Sequence[tuple[str, torch.Tensor]],
+    expected: torch.Tensor,
+    tolerance: Tolerance,
+    bound: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """Each sampled output against the float64 reference, with the conformance tolerance.
 
@@ -330,7 +333,7 @@ def reference_consistency(
             )
             worst_ratio = float("inf")
             continue
-        stats = compare(got, expected, tolerance.atol, tolerance.rtol)
+        stats = compare(got, expected, tolerance.atol, tolerance.rtol, bound)
         ratio = stats["tolerance_ratio"]
         worst_ratio = max(worst_ratio, float("inf") if ratio is None else ratio)
         if stats["mismatches"]:
@@ -351,6 +354,7 @@ def reference_consistency(
         "atol": tolerance.atol,
         "rtol": tolerance.rtol,
         "tolerance_source": tolerance.source,
+        "componentwise": bound is not None,
     }
 
 

@@ -29,6 +29,7 @@ FINGERPRINT_IDENTITY = (
     "runtime_version",
     "torch_version",
     "plugin_versions",
+    "device_identity",
 )
 
 
@@ -208,9 +209,10 @@ def model_accuracy(campaign: Campaign, params: dict, thresholds: judge.Threshold
 
 def integrity(campaign: Campaign, params: dict, thresholds: judge.Thresholds) -> Judgement:
     """fingerprint: every accepted document's fingerprint matches the registered target (the
-    comparison of ingestion) and all name one device; output_consistency / caching: every TEST01 /
-    TEST04 result of the documents passes the judge's reading of its raw figures; timing: every figure
-    timed by device events agrees with the host clock within the level's bounds."""
+    comparison of ingestion), was recorded under math modes the level accepts, and all name one
+    device; output_consistency / caching: every TEST01 / TEST04 result of the documents passes the
+    judge's reading of its raw figures; timing: every figure timed by device events agrees with the
+    host clock within the level's bounds."""
     check = params["check"]
     documents = _documents(campaign)
     if not documents:
@@ -227,6 +229,10 @@ def integrity(campaign: Campaign, params: dict, thresholds: judge.Thresholds) ->
             f"job {d.job_id}: {problem}"
             for d in documents
             for problem in judge.fingerprint_problems(fingerprint=d.fingerprint, target=campaign.target)
+        ] + [
+            f"job {d.job_id}: math mode not accepted at this level: {problem}"
+            for d in documents
+            for problem in judge.math_mode_problems(fingerprint=d.fingerprint, thresholds=thresholds)
         ]
         if problems:
             return _fail(

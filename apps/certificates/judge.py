@@ -78,6 +78,9 @@ class Thresholds:
         """The level's clock cross-check bounds as the program states them (``min``, ``max``)."""
         return {"min": self.clock_ratio_min, "max": self.clock_ratio_max}
 
+    # math-mode flag -> accepted values (runners/math_modes.py); None: the level does not judge them.
+    accepted_math_modes: dict[str, list] | None = None
+
 
 def _criterion_params(level: dict, kind: str) -> dict:
     for criterion in level.get("criteria", []):
@@ -120,6 +123,7 @@ def level_thresholds(*, program, level: str) -> Thresholds:
             required_approvals=int(approvals),
             sources={name: str((entry or {}).get("source", "")) for name, entry in stated.items()},
             serving=value.get("serving") if isinstance(value.get("serving"), dict) else None,
+            accepted_math_modes=value.get("accepted_math_modes"),
         )
     conformance = _criterion_params(spec, "conformance_pass_rate")
     accuracy = _criterion_params(spec, "model_accuracy")
@@ -201,6 +205,16 @@ def runner_threshold_of(params: dict | None) -> float | None:
 
 
 # Fingerprint ------------------------------------------------------------------------------------
+
+
+def math_mode_problems(*, fingerprint: dict, thresholds: Thresholds) -> list[str]:
+    """How the math modes a document ran under (its fingerprint's `math_modes`) depart from the ones
+    the level accepts; none when the level states no accepted modes (AIA 1.0 / 1.1)."""
+    from runners.math_modes import math_mode_departures
+
+    if thresholds.accepted_math_modes is None:
+        return []
+    return math_mode_departures((fingerprint or {}).get("math_modes"), thresholds.accepted_math_modes)
 
 
 def fingerprint_problems(*, fingerprint: dict, target) -> list[str]:

@@ -136,6 +136,13 @@ class HardwareTarget(models.Model):
     runtime_version = models.CharField(max_length=100, blank=True, help_text="CUDA toolkit, ROCm, CANN, ...")
     torch_version = models.CharField(max_length=100)
     plugin_versions = models.JSONField(default=dict, blank=True, help_text="Backend plugin name -> version")
+    # What identifies the device itself, as the runner reads it (runners/backends: device_identity):
+    # name, and where readable pci_bus_id, uuid, serial. Evidence from another device is refused.
+    device_identity = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Device identity the runner must read: name, pci_bus_id, uuid, serial (each optional)",
+    )
     host_cpu = models.CharField(max_length=200, blank=True)
     host_memory_gib = models.FloatField(
         null=True, blank=True, validators=[MinValueValidator(0), MaxValueValidator(1_000_000)]

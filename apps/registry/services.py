@@ -50,6 +50,7 @@ TARGET_FIELDS = frozenset(
         "runtime_version",
         "torch_version",
         "plugin_versions",
+        "device_identity",
         "host_cpu",
         "host_memory_gib",
         "description",
@@ -165,8 +166,24 @@ def _check_plugin_versions(value: Any) -> None:
 TARGET_SLUG_TAKEN = {"slug": "Your organization already has a hardware target with this slug."}
 
 
+DEVICE_IDENTITY_KEYS = ("name", "pci_bus_id", "uuid", "serial")  # runners/backends: device_identity
+
+
+def _check_device_identity(value: Any) -> None:
+    if not isinstance(value, dict) or not all(
+        k in DEVICE_IDENTITY_KEYS and isinstance(v, str) and len(v) <= 200 for k, v in value.items()
+    ):
+        raise ValidationError(
+            {
+                "device_identity": "An object of device facts as the runner reads them, each a string of at "
+                f"most 200 characters, with keys among {', '.join(DEVICE_IDENTITY_KEYS)}."
+            }
+        )
+
+
 def _check_target(target: HardwareTarget) -> None:
     _check_plugin_versions(target.plugin_versions)
+    _check_device_identity(target.device_identity)
     if target.chip.vendor_id != target.vendor_id:
         raise ValidationError({"chip": "A target's chip belongs to the target's vendor."})
     if (

@@ -22,6 +22,7 @@ def expected_fingerprint(target) -> dict:
         "runtime_version": target.runtime_version,
         "plugin_versions": target.plugin_versions,
         "device_count": target.device_count,
+        "device_identity": target.device_identity,
     }
 
 

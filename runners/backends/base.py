@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 import torch
 
+from runners.math_modes import read_math_modes
+
 # Dtypes the catalog knows about, in the order reports list them.
 CANDIDATE_DTYPES: tuple[str, ...] = (
     "float32",
@@ -163,6 +165,13 @@ class Backend:
     def device_name(self) -> str | None:
         return None
 
+    def device_identity(self) -> dict[str, str]:
+        """What identifies the device the suites run on (index 0), beyond its software stack: its
+        name, and where the runtime can read them its PCI bus id (domain:bus:device.function),
+        UUID or serial. Compared with the target's registered identity (fingerprint_check)."""
+        name = self.device_name()
+        return {"name": str(name)} if name else {}
+
     def capability(self) -> str | None:
         return None
 
@@ -200,6 +209,7 @@ class Backend:
             "available": available,
             "unavailable_reason": reason,
             "device_name": None,
+            "device_identity": {},
             "device_count": 0,
             "capability": None,
             "driver_version": None,
@@ -209,12 +219,15 @@ class Backend:
             # Stack facts this backend has no way to report: a target registering one of them
             # cannot be checked against this runner (runners/fingerprint_check.py says so).
             "not_checkable": [],
+            # The flags a suite ran under (runners/math_modes.py pins them around every suite).
+            "math_modes": read_math_modes(),
             **host_facts(),
         }
         if available:
             # Each probe is guarded on its own so one missing query does not hide the rest.
             for key, probe in (
                 ("device_name", self.device_name),
+                ("device_identity", self.device_identity),
                 ("device_count", self.device_count),
                 ("capability", self.capability),
                 ("driver_version", self.driver_version),
@@ -224,7 +237,7 @@ class Backend:
                 try:
                     fingerprint[key] = probe()
                 except Exception as exc:
-                    fingerprint[key] = f"unknown ({type(exc).__name__})"
+                    fingerprint[key] = {} if key == "device_identity" else f"unknown ({type(exc).__name__})"
         fingerprint["not_checkable"] = [
             key for key in ("driver_version", "runtime_version") if not fingerprint.get(key)
         ]

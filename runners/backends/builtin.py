@@ -93,6 +93,10 @@ class CpuBackend(Backend):
     def device_name(self) -> str | None:
         return host_cpu_model()
 
+    def device_identity(self) -> dict[str, str]:
+        # /proc/cpuinfo's "model name" (the CPU has no PCI address of its own).
+        return {"name": host_cpu_model()}
+
     def capability(self) -> str | None:
         # The SIMD level PyTorch dispatches to (AVX2, AVX512, ...) changes results and speed.
         return str(torch.backends.cpu.get_cpu_capability())
@@ -155,6 +159,22 @@ class CudaBackend(Backend):
     def device_name(self) -> str | None:
         return torch.cuda.get_device_name(0)
 
+    def device_identity(self) -> dict[str, str]:
+        """Name, PCI bus id and UUID from the device properties; the board serial from NVML where
+        installed (NVIDIA only; many consumer boards report none)."""
+        props = torch.cuda.get_device_properties(0)
+        identity = {"name": str(props.name)}
+        if all(hasattr(props, attr) for attr in ("pci_domain_id", "pci_bus_id", "pci_device_id")):
+            identity["pci_bus_id"] = pci_address(props.pci_domain_id, props.pci_bus_id, props.pci_device_id)
+        uuid = getattr(props, "uuid", None)
+        if uuid:
+            identity["uuid"] = str(uuid)
+        if torch.version.hip is None:
+            serial = _nvml_serial(torch.cuda.current_device())
+            if serial:
+                identity["serial"] = serial
+        return identity
+
     def capability(self) -> str | None:
         props = torch.cuda.get_device_properties(0)
         arch = getattr(props, "gcnArchName", None)  # ROCm reports gfx90a and friends
@@ -192,6 +212,25 @@ class CudaBackend(Backend):
             if version:
                 versions[dist] = version
         return versions
+
+
+def pci_address(domain: int, bus: int, device: int, function: int = 0) -> str:
+    """The canonical PCI address, domain:bus:device.function in lower-case hex (0000:1b:00.0)."""
+    return f"{int(domain):04x}:{int(bus):02x}:{int(device):02x}.{int(function):x}"
+
+
+def _nvml_serial(index: int) -> str | None:
+    try:
+        import pynvml  # optional: only hosts with nvidia-ml-py report a serial
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+        serial = pynvml.nvmlDeviceGetSerial(pynvml.nvmlDeviceGetHandleByIndex(index))
+    except Exception:  # no serial on this board, or NVML not usable here
+        return None
+    serial = serial.decode() if isinstance(serial, bytes) else str(serial)
+    return serial.strip() or None
 
 
 def nvidia_driver_from_proc(path: str) -> str | None:

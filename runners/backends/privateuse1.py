@@ -120,6 +120,22 @@ class PrivateUse1Backend(Backend):
             return str(module.get_device_name(0))
         return None
 
+    def device_identity(self) -> dict[str, str]:
+        """The name from the plugin (torch_npu: ``torch.npu.get_device_name``), and a PCI bus id or
+        UUID where the plugin's device properties carry one."""
+        identity: dict[str, str] = {}
+        name = self.device_name()
+        if name:
+            identity["name"] = name
+        module: Any = self._module()
+        getter = getattr(module, "get_device_properties", None) if module is not None else None
+        props = getter(0) if callable(getter) else None
+        for key in ("pci_bus_id", "uuid"):
+            value = getattr(props, key, None)
+            if isinstance(value, str) and value:
+                identity[key] = value
+        return identity
+
     def capability(self) -> str | None:
         if hasattr(torch.accelerator, "get_device_capability") and self._accelerator_is_mine():
             return str(torch.accelerator.get_device_capability(0))

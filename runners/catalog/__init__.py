@@ -18,11 +18,14 @@ from runners.catalog import (
 from runners.catalog.base import (
     EDGE_CASES,
     Case,
+    Derived,
     Inputs,
     Kernel,
+    Span,
     Tolerance,
     case_generator,
     case_seed,
+    shape_seed,
     torch_dtype,
 )
 
@@ -30,8 +33,10 @@ __all__ = [
     "EDGE_CASES",
     "KERNELS",
     "Case",
+    "Derived",
     "Inputs",
     "Kernel",
+    "Span",
     "Tolerance",
     "UnknownKernel",
     "all_kernels",
@@ -39,6 +44,7 @@ __all__ = [
     "case_seed",
     "get_kernel",
     "register",
+    "shape_seed",
     "torch_dtype",
     "unregister",
 ]

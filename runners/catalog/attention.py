@@ -12,15 +12,17 @@ from runners.catalog.base import (
     FLOAT_DTYPES,
     TORCH_TESTING_DEFAULTS,
     Case,
+    Derived,
     Inputs,
     Kernel,
+    Span,
     Tolerance,
     element_size,
     elementwise_tolerance,
     randn,
     torch_dtype,
 )
-from runners.catalog.shapes import HEAD_DIM, HEADS, KV_HEADS, LONG_REDUCTION, ROPE_THETA, SEQ_LONG, SEQ_SHORT
+from runners.catalog.shapes import HEAD_DIM, HEAD_DIMS, LONG_K, LONG_SEQ, QUERY_HEADS, ROPE_THETA, SHORT_SEQ
 
 
 def attention_reference(
@@ -72,36 +74,77 @@ class SdpaKernel(Kernel):
     dtypes = FLOAT_DTYPES
     cases = (
         Case(
-            "small_causal", {"B": 2, "Hq": 4, "Hkv": 4, "S": 64, "L": 64, "D": 64}, options={"causal": True}
+            "small_causal",
+            {
+                "B": Span(1, 3),
+                "Hq": Span(2, 6),
+                "Hkv": Derived("Hq"),
+                "S": Span(48, 80),
+                "L": Derived("S"),
+                "D": Span(32, 64, 32),
+            },
+            options={"causal": True},
         ),
+        # Grouped-query attention: query heads a multiple (the group) of the KV heads.
         Case(
             "llama_prefill_seq128_gqa",
-            {"B": 1, "Hq": HEADS, "Hkv": KV_HEADS, "S": SEQ_SHORT, "L": SEQ_SHORT, "D": HEAD_DIM},
+            {
+                "B": 1,
+                "Hkv": Span(4, 8, 4),
+                "group": Span(2, 4, 2),
+                "Hq": Derived("Hkv * group"),
+                "S": SHORT_SEQ,
+                "L": Derived("S"),
+                "D": HEAD_DIMS,
+            },
             options={"causal": True},
         ),
-        # Full sequence length and head_dim, 4 query heads sharing 1 KV head (the Llama ratio).
+        # Full sequence length and head_dim, a few query heads sharing 1 KV head (the Llama ratio).
         Case(
             "llama_prefill_seq2048_gqa_4heads",
-            {"B": 1, "Hq": 4, "Hkv": 1, "S": SEQ_LONG, "L": SEQ_LONG, "D": HEAD_DIM},
+            {"B": 1, "Hq": Span(3, 4), "Hkv": 1, "S": LONG_SEQ, "L": Derived("S"), "D": HEAD_DIM},
             options={"causal": True},
         ),
-        Case("padding_mask", {"B": 2, "Hq": 4, "Hkv": 2, "S": 32, "L": 48, "D": 64}, options={"mask": True}),
+        Case(
+            "padding_mask",
+            {
+                "B": Span(1, 3),
+                "Hkv": Span(1, 3),
+                "group": 2,
+                "Hq": Derived("Hkv * group"),
+                "S": Span(24, 40),
+                "L": Span(40, 56),
+                "D": Span(32, 64, 32),
+            },
+            options={"mask": True},
+        ),
         Case(
             "fully_masked_rows",
-            {"B": 1, "Hq": 4, "Hkv": 4, "S": 16, "L": 16, "D": 32},
+            {"B": 1, "Hq": Span(2, 6), "Hkv": Derived("Hq"), "S": Span(12, 24), "L": Span(12, 24), "D": 32},
             edge="masked_rows",
             options={"mask": True},
         ),
-        Case("odd_37x53_d40", {"B": 1, "Hq": 3, "Hkv": 3, "S": 37, "L": 53, "D": 40}, edge="odd_size"),
+        Case(
+            "odd_37x53_d40",
+            {
+                "B": 1,
+                "Hq": Span(2, 4),
+                "Hkv": Derived("Hq"),
+                "S": Span(29, 45, odd=True),
+                "L": Span(45, 61, odd=True),
+                "D": Span(36, 44, 4),
+            },
+            edge="odd_size",
+        ),
         # |q.k| reaches ~1e5 before the 1/sqrt(D) scale: overflows float16 unless computed wider.
         Case(
             "large_logits",
-            {"B": 1, "Hq": 2, "Hkv": 2, "S": 16, "L": 16, "D": 128},
+            {"B": 1, "Hq": 2, "Hkv": 2, "S": Span(12, 20), "L": Span(12, 20), "D": 128},
             edge="fp16_overflow",
             options={"qk_scale": 64.0},
             dtypes=("float16", "float32"),
         ),
-        Case("empty_seq", {"B": 1, "Hq": 2, "Hkv": 2, "S": 0, "L": 16, "D": 32}, edge="empty"),
+        Case("empty_seq", {"B": 1, "Hq": 2, "Hkv": 2, "S": 0, "L": Span(8, 24), "D": 32}, edge="empty"),
     )
 
     def generate(self, case: Case, dtype: str, g: torch.Generator) -> Inputs:
@@ -152,26 +195,50 @@ class DecodeAttentionKernel(Kernel):
     cases = (
         Case(
             "llama_ctx128",
-            {"B": 1, "Hq": HEADS, "Hkv": KV_HEADS, "cache": 256, "length": SEQ_SHORT, "D": HEAD_DIM},
+            {
+                "B": 1,
+                "Hkv": Span(4, 8, 4),
+                "group": 4,
+                "Hq": Derived("Hkv * group"),
+                "length": SHORT_SEQ,
+                "cache": Derived("length + 128"),
+                "D": HEAD_DIM,
+            },
         ),
         Case(
             "llama_ctx2048",
-            {"B": 1, "Hq": HEADS, "Hkv": KV_HEADS, "cache": 2304, "length": SEQ_LONG, "D": HEAD_DIM},
+            {
+                "B": 1,
+                "Hkv": Span(4, 8, 4),
+                "group": 4,
+                "Hq": Derived("Hkv * group"),
+                "length": LONG_SEQ,
+                "cache": Derived("length + 256"),
+                "D": HEAD_DIM,
+            },
         ),
         Case(
             "batch4_ctx777",
-            {"B": 4, "Hq": 8, "Hkv": 2, "cache": 1024, "length": 777, "D": 64},
+            {
+                "B": Span(3, 5),
+                "Hkv": 2,
+                "group": 4,
+                "Hq": Derived("Hkv * group"),
+                "length": Span(601, 999, odd=True),
+                "cache": 1024,
+                "D": 64,
+            },
             edge="odd_size",
         ),
         Case(
             "long_context_16384",
-            {"B": 1, "Hq": 4, "Hkv": 1, "cache": LONG_REDUCTION, "length": LONG_REDUCTION, "D": HEAD_DIM},
+            {"B": 1, "Hq": 4, "Hkv": 1, "length": LONG_K, "cache": Derived("length"), "D": HEAD_DIM},
             edge="long_reduction",
         ),
         # Stale NaNs beyond the valid length: a kernel that reads past it is caught.
         Case(
             "nan_in_unused_slots",
-            {"B": 1, "Hq": 8, "Hkv": 8, "cache": 128, "length": 100, "D": 64},
+            {"B": 1, "Hq": 8, "Hkv": 8, "length": Span(80, 120), "cache": 128, "D": 64},
             edge="nan_inf",
         ),
     )
@@ -218,12 +285,29 @@ class RotaryEmbeddingKernel(Kernel):
     description = "rotary position embedding (rotate-half form) with precomputed cos/sin tables"
     dtypes = FLOAT_DTYPES
     cases = (
-        Case("llama_decode_pos4095", {"B": 1, "S": 1, "H": HEADS, "D": HEAD_DIM, "start": 4095}),
-        Case("llama_seq128", {"B": 1, "S": SEQ_SHORT, "H": HEADS, "D": HEAD_DIM, "start": 0}),
-        Case("odd_heads3_d34", {"B": 2, "S": 7, "H": 3, "D": 34, "start": 11}, edge="odd_size"),
+        Case(
+            "llama_decode_pos4095",
+            {"B": 1, "S": 1, "H": QUERY_HEADS, "D": HEAD_DIMS, "start": Span(1024, 8191)},
+        ),
+        Case("llama_seq128", {"B": 1, "S": SHORT_SEQ, "H": QUERY_HEADS, "D": HEAD_DIMS, "start": 0}),
+        Case(
+            "odd_heads3_d34",
+            {
+                "B": Span(1, 3),
+                "S": Span(5, 11, odd=True),
+                "H": Span(3, 5, odd=True),
+                "D": Span(18, 46, 4),
+                "start": Span(1, 31),
+            },
+            edge="odd_size",
+        ),
         # q as a view into a fused QKV projection output, as most model code produces it.
-        Case("view_of_fused_qkv", {"B": 2, "S": 16, "H": 4, "D": 64, "start": 0}, edge="non_contiguous"),
-        Case("empty_seq", {"B": 1, "S": 0, "H": 4, "D": 64, "start": 0}, edge="empty"),
+        Case(
+            "view_of_fused_qkv",
+            {"B": Span(1, 3), "S": Span(8, 24), "H": Span(2, 6), "D": Span(32, 64, 32), "start": 0},
+            edge="non_contiguous",
+        ),
+        Case("empty_seq", {"B": 1, "S": 0, "H": Span(2, 6), "D": 64, "start": 0}, edge="empty"),
     )
 
     def generate(self, case: Case, dtype: str, g: torch.Generator) -> Inputs:

@@ -8,43 +8,150 @@ import torch.nn.functional as F
 from runners.catalog.base import (
     FLOAT_DTYPES,
     Case,
+    Derived,
     Inputs,
     Kernel,
+    Span,
     Tolerance,
+    abs32,
+    accumulation_bound,
+    accumulation_tolerance,
     element_size,
     inject_nan_inf,
     randn,
-    reduction_tolerance,
     uniform,
 )
 
 DENSE_CASES = (
-    Case("resnet_3x3_c64_28", {"N": 1, "C": 64, "H": 28, "W": 28, "O": 64, "R": 3, "stride": 1, "pad": 1}),
-    Case("pointwise_1x1_c256", {"N": 2, "C": 256, "H": 14, "W": 14, "O": 64, "R": 1, "stride": 1, "pad": 0}),
+    Case(
+        "resnet_3x3_c64_28",
+        {
+            "N": 1,
+            "C": Span(48, 96, 16),
+            "H": Span(20, 36),
+            "W": Derived("H"),
+            "O": Span(48, 96, 16),
+            "R": 3,
+            "stride": 1,
+            "pad": 1,
+        },
+    ),
+    Case(
+        "pointwise_1x1_c256",
+        {
+            "N": 2,
+            "C": Span(192, 320, 32),
+            "H": Span(10, 18),
+            "W": Derived("H"),
+            "O": Span(48, 96, 16),
+            "R": 1,
+            "stride": 1,
+            "pad": 0,
+        },
+    ),
     Case(
         "stem_7x7_stride2_odd",
-        {"N": 1, "C": 3, "H": 67, "W": 61, "O": 16, "R": 7, "stride": 2, "pad": 3},
+        {
+            "N": 1,
+            "C": 3,
+            "H": Span(51, 83, odd=True),
+            "W": Span(51, 83, odd=True),
+            "O": Span(12, 20),
+            "R": 7,
+            "stride": 2,
+            "pad": 3,
+        },
         edge="odd_size",
     ),
-    # C*R*R = 1024*16 = 16384 terms per output, all positive.
+    # C*R*R >= 16384 terms per output (C >= 1024, R = 4), all positive.
     Case(
         "long_reduction_k16384",
-        {"N": 1, "C": 1024, "H": 4, "W": 4, "O": 4, "R": 4, "stride": 1, "pad": 0},
+        {
+            "N": 1,
+            "C": Span(1024, 1280, 64),
+            "H": Span(4, 6),
+            "W": Derived("H"),
+            "O": 4,
+            "R": 4,
+            "stride": 1,
+            "pad": 0,
+        },
         edge="long_reduction",
     ),
-    Case("nan_inf", {"N": 1, "C": 8, "H": 9, "W": 9, "O": 8, "R": 3, "stride": 1, "pad": 1}, edge="nan_inf"),
     Case(
-        "empty_batch", {"N": 0, "C": 8, "H": 8, "W": 8, "O": 8, "R": 3, "stride": 1, "pad": 1}, edge="empty"
+        "nan_inf",
+        {
+            "N": 1,
+            "C": Span(6, 12),
+            "H": Span(7, 12),
+            "W": Span(7, 12),
+            "O": Span(6, 12),
+            "R": 3,
+            "stride": 1,
+            "pad": 1,
+        },
+        edge="nan_inf",
+    ),
+    Case(
+        "empty_batch",
+        {
+            "N": 0,
+            "C": Span(4, 12),
+            "H": Span(6, 10),
+            "W": Derived("H"),
+            "O": Span(4, 12),
+            "R": 3,
+            "stride": 1,
+            "pad": 1,
+        },
+        edge="empty",
     ),
 )
 
 DEPTHWISE_CASES = (
-    Case("mobilenet_3x3_c128_28", {"N": 1, "C": 128, "H": 28, "W": 28, "R": 3, "stride": 1, "pad": 1}),
-    Case("mobilenet_3x3_stride2", {"N": 2, "C": 64, "H": 32, "W": 32, "R": 3, "stride": 2, "pad": 1}),
-    Case("convnext_7x7_c96", {"N": 1, "C": 96, "H": 28, "W": 28, "R": 7, "stride": 1, "pad": 3}),
-    Case("odd_5x5_c13", {"N": 1, "C": 13, "H": 17, "W": 19, "R": 5, "stride": 1, "pad": 2}, edge="odd_size"),
-    Case("nan_inf", {"N": 1, "C": 8, "H": 9, "W": 9, "R": 3, "stride": 1, "pad": 1}, edge="nan_inf"),
-    Case("empty_batch", {"N": 0, "C": 8, "H": 8, "W": 8, "R": 3, "stride": 1, "pad": 1}, edge="empty"),
+    Case(
+        "mobilenet_3x3_c128_28",
+        {"N": 1, "C": Span(96, 160, 16), "H": Span(20, 36), "W": Derived("H"), "R": 3, "stride": 1, "pad": 1},
+    ),
+    Case(
+        "mobilenet_3x3_stride2",
+        {
+            "N": 2,
+            "C": Span(48, 96, 16),
+            "H": Span(24, 40, 2),
+            "W": Derived("H"),
+            "R": 3,
+            "stride": 2,
+            "pad": 1,
+        },
+    ),
+    Case(
+        "convnext_7x7_c96",
+        {"N": 1, "C": Span(64, 128, 32), "H": Span(20, 36), "W": Derived("H"), "R": 7, "stride": 1, "pad": 3},
+    ),
+    Case(
+        "odd_5x5_c13",
+        {
+            "N": 1,
+            "C": Span(9, 19, odd=True),
+            "H": Span(13, 23, odd=True),
+            "W": Span(13, 23, odd=True),
+            "R": 5,
+            "stride": 1,
+            "pad": 2,
+        },
+        edge="odd_size",
+    ),
+    Case(
+        "nan_inf",
+        {"N": 1, "C": Span(6, 12), "H": Span(7, 12), "W": Span(7, 12), "R": 3, "stride": 1, "pad": 1},
+        edge="nan_inf",
+    ),
+    Case(
+        "empty_batch",
+        {"N": 0, "C": Span(4, 12), "H": Span(6, 10), "W": Derived("H"), "R": 3, "stride": 1, "pad": 1},
+        edge="empty",
+    ),
 )
 
 
@@ -128,7 +235,18 @@ class Conv2dKernel(Kernel):
         )
 
     def tolerance(self, case: Case, dtype: str) -> Tolerance:
-        return reduction_tolerance(dtype, self._reduction(case) + 1)
+        return accumulation_tolerance(dtype, self._reduction(case) + 1, "(conv(|x|, |w|) + |b|)")
+
+    def error_bound(self, inputs: Inputs, case: Case, dtype: str) -> torch.Tensor:
+        magnitude = F.conv2d(
+            abs32(inputs["x"]),
+            abs32(inputs["weight"]),
+            abs32(inputs["bias"]),
+            stride=inputs["stride"],
+            padding=inputs["pad"],
+            groups=inputs["groups"],
+        )
+        return accumulation_bound(magnitude, self._reduction(case) + 1, dtype)
 
     def flops(self, case: Case) -> int:
         ho, wo = self._output_hw(case)

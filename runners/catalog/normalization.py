@@ -14,26 +14,32 @@ from runners.catalog.base import (
     Case,
     Inputs,
     Kernel,
+    Span,
     Tolerance,
     element_size,
     inject_nan_inf,
     randn,
 )
-from runners.catalog.shapes import HIDDEN, LONG_REDUCTION, SEQ_DECODE, SEQ_LONG, SEQ_SHORT
+from runners.catalog.shapes import LONG_K, LONG_SEQ, MODEL_HIDDEN, SEQ_DECODE, SHORT_SEQ
 
 ROW_CASES = (
-    Case("llama_hidden_seq1", {"M": SEQ_DECODE, "N": HIDDEN}),
-    Case("llama_hidden_seq128", {"M": SEQ_SHORT, "N": HIDDEN}),
-    Case("odd_37x1023", {"M": 37, "N": 1023}, edge="odd_size"),
-    Case("long_row_16384", {"M": 4, "N": LONG_REDUCTION}, edge="long_reduction"),
+    Case("llama_hidden_seq1", {"M": SEQ_DECODE, "N": MODEL_HIDDEN}),
+    Case("llama_hidden_seq128", {"M": SHORT_SEQ, "N": MODEL_HIDDEN}),
+    Case("odd_37x1023", {"M": Span(25, 49, odd=True), "N": Span(769, 1279, odd=True)}, edge="odd_size"),
+    Case("long_row_16384", {"M": Span(2, 6), "N": LONG_K}, edge="long_reduction"),
     # Squares (norms) or exponentials (softmax) of these overflow float16 unless upcast.
-    Case("large_magnitudes", {"M": 8, "N": 512}, edge="fp16_overflow", options={"scale": 3000.0}),
-    Case("nan_inf", {"M": 8, "N": 256}, edge="nan_inf"),
-    Case("strided_rows", {"M": 16, "N": 512}, edge="non_contiguous"),
-    Case("empty_rows", {"M": 0, "N": 256}, edge="empty"),
+    Case(
+        "large_magnitudes",
+        {"M": Span(4, 12), "N": Span(384, 640, 64)},
+        edge="fp16_overflow",
+        options={"scale": 3000.0},
+    ),
+    Case("nan_inf", {"M": Span(4, 12), "N": Span(192, 320, 32)}, edge="nan_inf"),
+    Case("strided_rows", {"M": Span(12, 20), "N": Span(384, 640, 64)}, edge="non_contiguous"),
+    Case("empty_rows", {"M": 0, "N": Span(192, 320, 32)}, edge="empty"),
 )
 # The full 2048x4096 prefill shape, for the kernels every Llama layer runs on it.
-LONG_SEQUENCE_CASES = (*ROW_CASES, Case("llama_hidden_seq2048", {"M": SEQ_LONG, "N": HIDDEN}))
+LONG_SEQUENCE_CASES = (*ROW_CASES, Case("llama_hidden_seq2048", {"M": LONG_SEQ, "N": MODEL_HIDDEN}))
 
 NORM_EPS = 1e-5
 

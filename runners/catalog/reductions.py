@@ -12,36 +12,38 @@ from runners.catalog.base import (
     Case,
     Inputs,
     Kernel,
+    Span,
     Tolerance,
+    accumulation_bound,
+    accumulation_tolerance,
     element_size,
-    elementwise_tolerance,
+    exact_tolerance,
     inject_nan_inf,
     randint8,
-    reduction_tolerance,
     torch_dtype,
     uniform,
     values_for,
 )
-from runners.catalog.shapes import HIDDEN, LONG_REDUCTION, SEQ_LONG, SEQ_SHORT
+from runners.catalog.shapes import LONG_K, LONG_SEQ, MODEL_HIDDEN, SHORT_SEQ
 
 
 def _row_cases(*, empty: bool = True, overflow: bool = False) -> tuple[Case, ...]:
     cases = [
-        Case("llama_hidden_seq128", {"M": SEQ_SHORT, "N": HIDDEN}),
-        Case("seq2048_rows", {"M": 4, "N": SEQ_LONG}),
-        Case("odd_9x1001", {"M": 9, "N": 1001}, edge="odd_size"),
-        Case("long_row_16384", {"M": 4, "N": LONG_REDUCTION}, edge="long_reduction"),
-        Case("nan_inf", {"M": 8, "N": 128}, edge="nan_inf", dtypes=FLOAT_DTYPES),
-        Case("transposed", {"M": 32, "N": 256}, edge="non_contiguous"),
+        Case("llama_hidden_seq128", {"M": SHORT_SEQ, "N": MODEL_HIDDEN}),
+        Case("seq2048_rows", {"M": Span(2, 6), "N": LONG_SEQ}),
+        Case("odd_9x1001", {"M": Span(5, 13, odd=True), "N": Span(769, 1279, odd=True)}, edge="odd_size"),
+        Case("long_row_16384", {"M": Span(2, 6), "N": LONG_K}, edge="long_reduction"),
+        Case("nan_inf", {"M": Span(4, 12), "N": Span(96, 160)}, edge="nan_inf", dtypes=FLOAT_DTYPES),
+        Case("transposed", {"M": Span(24, 40), "N": Span(192, 320)}, edge="non_contiguous"),
     ]
     if empty:
-        cases.append(Case("empty_rows", {"M": 4, "N": 0}, edge="empty"))
+        cases.append(Case("empty_rows", {"M": Span(2, 6), "N": 0}, edge="empty"))
     if overflow:
-        # 16 values near 3e4 sum past float16's 65504: the correct float16 answer is +-inf.
+        # 16 or more values near 3e4 sum past float16's 65504: the correct float16 answer is +-inf.
         cases.append(
             Case(
                 "sum_past_fp16_max",
-                {"M": 4, "N": 16},
+                {"M": Span(2, 6), "N": Span(16, 32)},
                 edge="fp16_overflow",
                 dtypes=FLOAT_DTYPES,
                 options={"offset": 30000.0},
@@ -105,11 +107,24 @@ class RowReductionKernel(Kernel):
         return torch_dtype(dtype)
 
     def tolerance(self, case: Case, dtype: str) -> Tolerance:
+        if self._integer_output is not None and dtype == "int8":
+            return exact_tolerance("integer arithmetic is exact (int8 sums are taken in int64)")
         if self._accumulates:
-            # A mean divides the sum by N: its terms are x / N.
-            term = 1.0 / max(case["N"], 1) if self.name == "mean" else 1.0
-            return reduction_tolerance(dtype, case["N"], term)
-        return elementwise_tolerance(dtype)
+            what = {"mean": "sum|x| / N", "cumsum": "cumsum(|x|)"}.get(self.name, "sum|x|")
+            return accumulation_tolerance(dtype, case["N"], what)
+        return exact_tolerance("a maximum selects one of its inputs, which must come back bit-exact")
+
+    def error_bound(self, inputs: Inputs, case: Case, dtype: str) -> torch.Tensor | None:
+        if not self._accumulates or dtype == "int8":
+            return None
+        magnitude = inputs["x"].abs()
+        if self._scan:
+            return accumulation_bound(magnitude.cumsum(dim=-1), case["N"], dtype)
+        total = magnitude.sum(dim=-1)
+        # A mean is the sum's bound over N (the division's own rounding is in rtol).
+        return accumulation_bound(
+            total / max(case["N"], 1) if self.name == "mean" else total, case["N"], dtype
+        )
 
     def flops(self, case: Case) -> int:
         return case["M"] * case["N"]
@@ -124,11 +139,12 @@ class ArgmaxKernel(Kernel):
     description = "index of the row maximum (greedy decoding over the vocabulary)"
     dtypes = ALL_DTYPES
     cases = (
-        Case("llama2_vocab_32000", {"M": 4, "N": 32000}),
-        Case("llama_hidden_seq128", {"M": SEQ_SHORT, "N": HIDDEN}),
-        Case("odd_9x1001", {"M": 9, "N": 1001}, edge="odd_size"),
-        Case("nan_wins", {"M": 8, "N": 128}, edge="nan_inf", dtypes=FLOAT_DTYPES),
-        Case("transposed", {"M": 32, "N": 256}, edge="non_contiguous"),
+        # Vocabulary sizes of real tokenizers lie between 32000 (Llama 2) and 128256 (Llama 3).
+        Case("llama2_vocab_32000", {"M": Span(2, 6), "N": Span(30000, 50000)}),
+        Case("llama_hidden_seq128", {"M": SHORT_SEQ, "N": MODEL_HIDDEN}),
+        Case("odd_9x1001", {"M": Span(5, 13, odd=True), "N": Span(769, 1279, odd=True)}, edge="odd_size"),
+        Case("nan_wins", {"M": Span(6, 12, 2), "N": Span(96, 160)}, edge="nan_inf", dtypes=FLOAT_DTYPES),
+        Case("transposed", {"M": Span(24, 40), "N": Span(192, 320)}, edge="non_contiguous"),
     )
 
     def generate(self, case: Case, dtype: str, g: torch.Generator) -> Inputs:
@@ -174,11 +190,21 @@ class TopkKernel(Kernel):
     description = "k largest values per row with their indices (sampling, MoE routing)"
     dtypes = ALL_DTYPES
     cases = (
-        Case("llama2_vocab_32000_k50", {"M": 4, "N": 32000, "k": 50}),
-        Case("mixtral_router_8_k2", {"M": SEQ_SHORT, "N": 8, "k": 2}),
-        Case("odd_3x1001_k7", {"M": 3, "N": 1001, "k": 7}, edge="odd_size"),
-        Case("nan_inf", {"M": 8, "N": 128, "k": 4}, edge="nan_inf", dtypes=FLOAT_DTYPES),
-        Case("k_zero", {"M": 4, "N": 16, "k": 0}, edge="empty"),
+        Case("llama2_vocab_32000_k50", {"M": Span(2, 6), "N": Span(30000, 50000), "k": Span(20, 80)}),
+        # Mixture-of-experts routing: 8 to 64 experts, 1 to 8 chosen per token.
+        Case("mixtral_router_8_k2", {"M": SHORT_SEQ, "N": Span(8, 64, 8), "k": Span(1, 8)}),
+        Case(
+            "odd_3x1001_k7",
+            {"M": Span(3, 7, odd=True), "N": Span(769, 1279, odd=True), "k": Span(3, 13, odd=True)},
+            edge="odd_size",
+        ),
+        Case(
+            "nan_inf",
+            {"M": Span(4, 12), "N": Span(96, 160), "k": Span(2, 8)},
+            edge="nan_inf",
+            dtypes=FLOAT_DTYPES,
+        ),
+        Case("k_zero", {"M": Span(2, 6), "N": Span(8, 24), "k": 0}, edge="empty"),
     )
 
     def generate(self, case: Case, dtype: str, g: torch.Generator) -> Inputs:

@@ -29,6 +29,7 @@ import torch
 
 from runners.device.local import error_message, execute_kernel, loaded_packages
 from runners.device.protocol import PeerClosed, read_frame, write_frame
+from runners.math_modes import PINNED, set_math_modes
 
 
 def _protocol_channel() -> tuple[BinaryIO, BinaryIO]:
@@ -99,6 +100,9 @@ class Host:
         except UnknownBackend as exc:
             self.reply({"ok": False, "error": {"kind": "unknown_backend", "message": str(exc)[:2000]}})
             return
+        # The device's kernels run here, so the math-mode flags are pinned here (runners/math_modes.py),
+        # and the fingerprint this process reports reads them back.
+        set_math_modes(PINNED)
         self.reply(self.describe())
 
     def op_fingerprint(self, _header: dict[str, Any], _tensors: dict[str, torch.Tensor]) -> None:

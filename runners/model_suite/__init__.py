@@ -39,6 +39,7 @@ from runners.errors import (
     error,
 )
 from runners.integrity import caching_threshold_of
+from runners.math_modes import with_pinned_math_modes
 from runners.measurements import case_record, integrity_section, measurement
 from runners.model_suite.performance import ModelRun, model_integrity
 from runners.model_suite.workloads import workload_for
@@ -115,6 +116,7 @@ def _model_record(
     }
 
 
+@with_pinned_math_modes
 def run_model(
     spec: dict[str, Any],
     backend: Any,

@@ -32,6 +32,7 @@ from runners.integrity import (
     reference_consistency,
     seeded_random,
 )
+from runners.math_modes import with_pinned_math_modes
 from runners.measurements import case_record, integrity_section, measurement, timing_section
 from runners.performance.benchmarks import (
     Benchmark,
@@ -79,6 +80,7 @@ def _options(spec: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
+@with_pinned_math_modes
 def run_performance(
     spec: dict[str, Any],
     backend: Any,
@@ -440,7 +442,9 @@ def _consistency(
     failed = against_accuracy["verdict"] == "fail"
     if reference is not None:
         outputs = [(f"{key}@accuracy", accuracy), *zip(labels, (t for _, t in samples), strict=True)]
-        item["against_reference"] = reference_consistency(outputs, reference.expected, reference.tolerance)
+        item["against_reference"] = reference_consistency(
+            outputs, reference.expected, reference.tolerance, reference.bound
+        )
         failed = failed or item["against_reference"]["verdict"] == "fail"
     item["verdict"] = "fail" if failed else "pass"
     return item

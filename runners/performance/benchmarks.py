@@ -50,6 +50,8 @@ class ReferenceCheck:
     select: Callable[[Any], torch.Tensor]
     expected: torch.Tensor
     tolerance: Tolerance
+    # The kernel's componentwise allowance for this part (Kernel.error_bound), None where it has none.
+    bound: torch.Tensor | None = None
 
 
 def _first(output: Any) -> torch.Tensor:
@@ -124,14 +126,18 @@ def catalog_benchmark(kernel: Kernel, case: Case, dtype: str, kind: str, challen
             part = slice(0, 1)
             raw = {**raw, "x": raw["x"][:1]}
         arranged = kernel.arrange(raw, case)
-        expected = kernel.reference({k: _widen(v) for k, v in arranged.items()})
+        wide = {k: _widen(v) for k, v in arranged.items()}
+        expected = kernel.reference(wide)
+        bound = kernel.error_bound(wide, case, dtype)
         index = part.to("cpu") if isinstance(part, torch.Tensor) else part
 
         def select(output: Any) -> torch.Tensor:
             out = kernel.comparable(_first(output), {})
             return out[index.to(out.device)] if isinstance(index, torch.Tensor) else out[index]
 
-        return ReferenceCheck(select, expected.to(kernel.output_dtype(dtype)), kernel.tolerance(case, dtype))
+        return ReferenceCheck(
+            select, expected.to(kernel.output_dtype(dtype)), kernel.tolerance(case, dtype), bound
+        )
 
     return Benchmark(
         name=f"{kernel.name} {case.name}",

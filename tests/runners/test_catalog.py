@@ -48,26 +48,35 @@ def test_every_named_edge_case_is_exercised():
     assert set(EDGE_CASES) <= edges
 
 
-def test_real_model_shapes_are_present():
-    dims = [case.dims for kernel in all_kernels() for case in kernel.cases]
-    assert any(d.get("Hq") == 32 and d.get("Hkv") == 8 for d in dims)
-    assert any(d.get("K") == 4096 or d.get("N") == 4096 for d in dims)
-    assert any(2048 in d.values() for d in dims) and any(16384 in d.values() for d in dims)
+def test_real_model_shapes_are_within_the_ranges_jobs_draw_from():
+    drawn = [
+        case.draw(challenge, kernel.name).dims
+        for kernel in all_kernels()
+        for case in kernel.cases
+        for challenge in (CHALLENGE, "12" * 16, "34" * 16)
+    ]
+    assert any(d.get("Hq", 0) >= 16 and d.get("Hq", 0) == 4 * d.get("Hkv", -1) for d in drawn)
+    assert any(3072 <= d.get("K", 0) <= 5120 and d.get("M") == 1 for d in drawn)
+    assert any(1664 <= d.get("S", 0) <= 2176 for d in drawn) and any(d.get("K", 0) >= 16384 for d in drawn)
 
 
 def test_every_tolerance_names_its_source_and_scales_with_reduction_length():
     for kernel in all_kernels():
         for dtype in kernel.dtypes:
-            for case in kernel.cases_for(dtype):
+            for case in kernel.drawn_cases(dtype, CHALLENGE):
                 assert kernel.tolerance(case, dtype).source
     matmul = get_kernel("matmul")
-    short, long = matmul.case("square_64"), matmul.case("long_reduction_k16384")
-    assert matmul.tolerance(long, "float32").atol > matmul.tolerance(short, "float32").atol
+    short, long = matmul.case("square_64", CHALLENGE), matmul.case("long_reduction_k16384", CHALLENGE)
+    a_short = torch.ones(short["M"], short["K"], dtype=torch.float64)
+    a_long = torch.ones(long["M"], long["K"], dtype=torch.float64)
+    bound_short = matmul.error_bound({"a": a_short, "b": a_short.t().clone()}, short, "float32")
+    bound_long = matmul.error_bound({"a": a_long, "b": a_long.t().clone()}, long, "float32")
+    assert float(bound_long.max()) > float(bound_short.max()) * (long["K"] / short["K"]) ** 2 / 2
 
 
 def test_inputs_depend_on_the_challenge_only():
     kernel = get_kernel("linear")
-    case = kernel.case("small_64")
+    case = kernel.case("small_64", CHALLENGE)
 
     def draw(challenge: str) -> torch.Tensor:
         return kernel.make_inputs(
@@ -80,13 +89,14 @@ def test_inputs_depend_on_the_challenge_only():
 
 def test_make_inputs_and_run_work_outside_the_suite_with_the_cost_model():
     kernel = get_kernel("matmul")
-    case = kernel.case("square_64")
+    case = kernel.case("square_64", CHALLENGE)
+    n = case["M"]
     inputs = kernel.make_inputs(
         case, "float32", case_generator(CHALLENGE, "matmul", case.name, "float32"), "cpu"
     )
-    assert kernel.run(inputs).shape == (64, 64)
-    assert kernel.flops(case) == 2 * 64**3
-    assert kernel.bytes(case, "bfloat16") == 2 * 3 * 64 * 64
+    assert kernel.run(inputs).shape == (n, n)
+    assert kernel.flops(case) == 2 * n**3
+    assert kernel.bytes(case, "bfloat16") == 2 * 3 * n * n
 
 
 def test_non_contiguous_cases_really_hand_over_views():
@@ -97,7 +107,7 @@ def test_non_contiguous_cases_really_hand_over_views():
         ("rope", "view_of_fused_qkv", "x"),
     ]:
         kernel = get_kernel(name)
-        case = kernel.case(case_name)
+        case = kernel.case(case_name, CHALLENGE)
         inputs = kernel.make_inputs(
             case, "float32", case_generator(CHALLENGE, name, case_name, "float32"), "cpu"
         )

@@ -273,7 +273,7 @@ def test_the_check_reads_only_the_plan_and_the_document():
 def _full_plan_document(plan):
     from runners.conformance import planned_cases
 
-    triples, _unknown = planned_cases(None, None)
+    triples, _unknown = planned_cases(None, None, None, plan["challenge"])
     cases = []
     for kernel, dtype, case in triples:
         tolerance = kernel.tolerance(case, dtype)
@@ -289,6 +289,7 @@ def _full_plan_document(plan):
                 "kernel": kernel.name,
                 "dtype": dtype,
                 "case": case.name,
+                "dims": dict(case.dims),
                 "status": "pass",
                 "error_class": None,
                 "stats": stats,
@@ -299,10 +300,15 @@ def _full_plan_document(plan):
 
 def test_the_whole_catalog_plan_is_expanded_as_the_runner_does():
     """A job that names no kernel plans the whole catalog (617 cases today); each must be there once."""
-    plan = {"suite": "conformance", "device": "cpu"}
+    plan = {"suite": "conformance", "device": "cpu", "challenge": "ab" * 32}
     document = _full_plan_document(plan)
     assert len(document["cases"]) > 600
     assert evidence_plan_problems(document=document, plan=plan) == []
+    # The shapes are the challenge's draw: the same record under another job's challenge is refused.
+    other = {**plan, "challenge": "cd" * 32}
+    assert any(
+        "the job's challenge draws" in p for p in evidence_plan_problems(document=document, plan=other)
+    )
     del document["cases"][100]
     document["summary"] = summarize(document["cases"])
     assert evidence_plan_problems(document=document, plan=plan)[0].startswith("1 planned cases missing")

@@ -56,7 +56,10 @@ CERTIFIED_CHIP_FIELDS = frozenset(
     }
 )
 CERTIFIED_TARGET_FIELDS = frozenset({"chip_id", "slug", "backend", "device_count", "host_cpu"})
-STACK_FIELDS = frozenset({"driver_version", "runtime_version", "torch_version", "plugin_versions"})
+# The device identity is here too: a replaced board is the same product, re-tested on the new device.
+STACK_FIELDS = frozenset(
+    {"driver_version", "runtime_version", "torch_version", "plugin_versions", "device_identity"}
+)
 # The API's names for the model's fields, in messages.
 _FIELD_NAMES = {"chip_id": "chip", **{field: f"declared_peak.{key}" for key, field in PEAK_FIELDS.items()}}
 

@@ -90,6 +90,7 @@ class HardwareTargetSerializer(StrictFieldsMixin, serializers.ModelSerializer):
             "runtime_version",
             "torch_version",
             "plugin_versions",
+            "device_identity",
             "host_cpu",
             "host_memory_gib",
             "description",

@@ -10,7 +10,9 @@ kernels, add cases or lie about a case's status. So ingestion compares:
   (``timing_policy``) with the one the plan gives the runner, the program's clock bounds included;
 - conformance: the (kernel, dtype, case) records with the runners' own plan expansion
   (runners.conformance.planned_cases, so server and runner agree), none missing, none extra, none
-  twice; and each ran case's status recomputed from its stats and the catalog's tolerance;
+  twice; each case's dimensions with the ones the job's challenge draws (the catalog declares
+  ranges, not shapes); and each ran case's status recomputed from its stats and the catalog's
+  tolerance;
 - model: one ``models`` record per planned model and results only for planned models;
 - serving: one record per planned model, and for each model that loaded its accuracy run and every
   scenario of the plan's settings with LoadGen's verdict and the sha256 of its two log files;
@@ -100,11 +102,14 @@ def case_status_recomputed(stats: Any, *, atol: float, rtol: float) -> tuple[str
 def _conformance_problems(document: dict, plan: dict) -> list[str]:
     from runners.conformance import planned_cases
 
-    triples, unknown = planned_cases(plan.get("kernels"), plan.get("dtypes"), plan.get("cases"))
+    # The shapes are drawn from the job's challenge: the same draw as the runner's (Case.draw).
+    triples, unknown = planned_cases(
+        plan.get("kernels"), plan.get("dtypes"), plan.get("cases"), str(plan.get("challenge") or "")
+    )
     expected = {(kernel.name, dtype, case.name): (kernel, case) for kernel, dtype, case in triples}
     expected_unknown = {_key(record) for record in unknown}  # a spec naming what the catalog lacks
     seen: set[tuple[str, str, str]] = set()
-    extra, twice, status = [], [], []
+    extra, twice, status, shapes = [], [], [], []
     for case in document.get("cases") or []:
         key = _key(case)
         label = "/".join(key)
@@ -117,8 +122,10 @@ def _conformance_problems(document: dict, plan: dict) -> list[str]:
         if key not in expected:
             extra.append(label)
             continue
+        kernel, planned = expected[key]
+        if case.get("dims") != dict(planned.dims):
+            shapes.append(f"{label} ran {case.get('dims')!r}, the challenge draws {dict(planned.dims)!r}")
         if case.get("status") in ("pass", "fail"):  # tuples: a hostile value may be unhashable
-            kernel, planned = expected[key]
             tolerance = kernel.tolerance(planned, key[1])
             recomputed, why = case_status_recomputed(
                 case.get("stats"), atol=tolerance.atol, rtol=tolerance.rtol
@@ -135,6 +142,10 @@ def _conformance_problems(document: dict, plan: dict) -> list[str]:
         problems.append(_listed(f"{len(extra)} cases outside the plan", extra))
     if twice:
         problems.append(_listed(f"{len(twice)} cases recorded twice", twice))
+    if shapes:
+        problems.append(
+            _listed(f"{len(shapes)} cases not run at the shape the job's challenge draws", shapes)
+        )
     if status:
         problems.append(
             _listed(f"{len(status)} case statuses the stats and the catalog's tolerance contradict", status)

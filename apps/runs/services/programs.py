@@ -37,6 +37,7 @@ THRESHOLD_NAMES = {
     "test04_max_speedup",
     "max_unstable_fraction",
     "spot_check_size",
+    "accepted_math_modes",
     "clock_ratio_bounds",
     "serving",
 }
