@@ -12,7 +12,7 @@ logger = logging.getLogger(__name__)
 @shared_task(name="runs.ingest", acks_late=True, soft_time_limit=120, time_limit=180)
 def ingest(envelope: dict | None) -> dict:
     from apps.runs.services.ingestion import result_ingest
-    from certification.metrics import INGESTION_SECONDS
+    from certification.instruments import INGESTION_SECONDS
 
     if envelope is None:
         return {"accepted": False, "reason": "the runner reported a failure instead of a result"}

@@ -38,8 +38,8 @@ from apps.runs.services.model_evidence import model_weights_problems
 from apps.runs.services.programs import program_spot_check_size
 from apps.runs.services.spot_check import spot_check_cases
 from apps.runs.specs import expected_fingerprint
+from certification.instruments import SPOT_CHECK_SECONDS
 from certification.json_limits import json_loads_within_depth
-from certification.metrics import SPOT_CHECK_SECONDS
 from runners.fingerprint_check import fingerprint_mismatches
 from runners.signing import verify_signature
 
