@@ -29,6 +29,8 @@ PEAK_KEY_OF_DTYPE = {
     "float8_e5m2": "fp8",
     "int8": "int8",
 }
+# The performance kinds whose figure is FLOP/s, judged against the declared peak of their dtype.
+COMPUTE_KINDS = ("gemm", "conv", "attention")
 # The accuracy metrics the model suite reports (runners/model_suite/workloads.py).
 COSINE_METRICS = ("cosine_min",)
 AGREEMENT_METRICS = ("greedy_token_agreement", "top1_agreement")
@@ -69,6 +71,10 @@ class Thresholds:
     required_approvals: int
     legacy: bool = False
     sources: dict[str, str] = field(default_factory=dict)
+    # AIA 1.2 (issue 13): which conformance cases are semantic (zero failures per kernel family), and
+    # the band device events / host clock must stay in. None where the level states no such bar.
+    semantic_cases: SemanticRule | None = None
+    timing_clock_ratio: tuple[float, float] | None = None
 
 
 def _criterion_params(level: dict, kind: str) -> dict:
@@ -108,6 +114,8 @@ def level_thresholds(*, program, level: str) -> Thresholds:
             spot_check_size=int(value.get("spot_check_size") or LEGACY_SPOT_CHECK_SIZE),
             required_approvals=int(approvals),
             sources={name: str((entry or {}).get("source", "")) for name, entry in stated.items()},
+            semantic_cases=semantic_rule(value.get("semantic_cases")),
+            timing_clock_ratio=clock_ratio_bounds(value.get("timing_clock_ratio")),
         )
     conformance = _criterion_params(spec, "conformance_pass_rate")
     accuracy = _criterion_params(spec, "model_accuracy")
@@ -312,6 +320,15 @@ def declared_peaks_of_specs(specs: Iterable[dict]) -> dict[str, float]:
     return {}
 
 
+def declared_bandwidth_of_specs(specs: Iterable[dict]) -> float | None:
+    """The declared memory bandwidth (GB/s) frozen into a campaign's job specs at submission."""
+    for spec in specs:
+        value = _float(((spec or {}).get("declared") or {}).get("memory_bandwidth_gbs"))
+        if value:
+            return value
+    return None
+
+
 def campaign_declared_peaks(*, campaign) -> dict[str, float]:
     """The chip's declared peaks as they were when the campaign was submitted: every evaluation,
     certificate and page reads these, never the live registry row (which the vendor may edit)."""
@@ -435,3 +452,105 @@ def conformance_dtype_problem(
     if with_rate and (bar is None or counts.rate < bar):
         return f"{counts.dtype} pass rate {counts.rate:.2%} below {bar if bar is None else f'{bar:.2%}'}"
     return None
+
+
+# AIA 1.2: programs without loopholes (issue 13) -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SemanticRule:
+    """Which conformance cases say what an op means rather than how precisely it computes: those with
+    one of `edges` (the catalog's edge tags: NaN/Inf propagation, fully masked rows, overflow) or one of
+    `options` set (causal, mask). More than `max_failures` failures in one kernel family fails it."""
+
+    edges: frozenset[str]
+    options: frozenset[str]
+    max_failures: int
+
+
+def semantic_rule(value) -> SemanticRule | None:
+    if not isinstance(value, dict):
+        return None
+    return SemanticRule(
+        edges=frozenset(str(e) for e in value.get("edges") or ()),
+        options=frozenset(str(o) for o in value.get("options") or ()),
+        max_failures=int(value.get("max_failures_per_family", 0)),
+    )
+
+
+def clock_ratio_bounds(value) -> tuple[float, float] | None:
+    if isinstance(value, list | tuple) and len(value) == 2 and all(_float(v) is not None for v in value):
+        return float(value[0]), float(value[1])
+    return None
+
+
+def semantic_tags(*, kernel: str, case: str, rule: SemanticRule) -> tuple[str, ...]:
+    """The semantic properties a conformance case tests, read from the platform's own copy of the
+    catalog (never from the document): its edge tag and its causal / mask options."""
+    from runners.catalog import KERNELS
+
+    spec = KERNELS.get(kernel)
+    found = next((c for c in getattr(spec, "cases", ()) if c.name == case), None)
+    if found is None:
+        return ()
+    tags = [found.edge] if found.edge in rule.edges else []
+    tags += [option for option in sorted(rule.options) if found.options.get(option)]
+    return tuple(tags)
+
+
+def kernel_family(kernel: str) -> str:
+    """The catalog family a kernel belongs to (attention, normalization, ...); a kernel the catalog
+    does not know is a family of its own."""
+    from runners.catalog import kernel_family as catalog_family
+
+    return catalog_family(kernel) or kernel
+
+
+def clock_verdict(*, item: dict, bounds: tuple[float, float]) -> str | None:
+    """Why one measurement's timing fails the cross-check, or None. A figure timed by device events
+    must show the host interval around them (event_s, host_s), and events / host within the program's
+    band: events reporting a fraction of the elapsed time are a cheated or broken clock."""
+    if item.get("timing_method") != "device_events":
+        return None
+    clock = item.get("clock") if isinstance(item.get("clock"), dict) else None
+    event_s, host_s = _float((clock or {}).get("event_s")), _float((clock or {}).get("host_s"))
+    if event_s is None or host_s is None or host_s <= 0:
+        return "timed by device events without the host-clock cross-check"
+    ratio = event_s / host_s
+    low, high = bounds
+    if not low <= ratio <= high:
+        return f"device events / host clock {ratio:.3f} outside [{low:g}, {high:g}]"
+    return None
+
+
+def server_verdict_problems(report: dict | None) -> list[str]:
+    """Where the platform's own recomputation of a document (the ingestion spot check, and any later
+    server round stored beside it) disagrees with the runner: every listed failure, disagreement or
+    mismatch, and any part whose verdict is "fail"."""
+    problems: list[str] = []
+
+    def visit(node, path: str) -> None:
+        if not isinstance(node, dict):
+            return
+        for key in ("failures", "disagreements", "mismatches"):
+            entries = node.get(key)
+            if isinstance(entries, list):
+                problems.extend(f"{path}{entry}" for entry in entries)
+        if node.get("verdict") == "fail":
+            problems.append(f"{path}verdict fail")
+        for key, child in node.items():
+            if isinstance(child, dict):
+                visit(child, f"{path}{key}: ")
+
+    visit(report or {}, "")
+    return problems
+
+
+def measured_declared_dtypes(peaks: dict[str, float]) -> tuple[list[str], list[str]]:
+    """The dtypes whose GEMM measures each declared peak, and the declared peak keys no benchmark
+    measures (tf32)."""
+    from apps.registry.models import PEAK_MEASURED_DTYPE
+
+    measured = [PEAK_MEASURED_DTYPE[key] for key in PEAK_MEASURED_DTYPE if peaks.get(key) is not None]
+    unmeasured = sorted(key for key in peaks if key not in PEAK_MEASURED_DTYPE)
+    return measured, unmeasured
