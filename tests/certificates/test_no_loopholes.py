@@ -19,7 +19,7 @@ from runners import catalog
 from runners.backends import get_backend
 from runners.document import summarize
 from runners.suites import run_suite
-from tests.real_documents import CHALLENGE, PEAK_FP32, campaign_from_runner, gemm_items
+from tests.real_documents import CHALLENGE, campaign_from_runner, gemm_items, peak_fp32
 
 # Cheap kernels beside attention: 212 honest cases in float32 and bfloat16, so that two failing
 # attention cases leave the pass rate above Baseline's 99% (the loophole this issue closes).
@@ -212,7 +212,7 @@ def test_a_skip_compute_cheat_fails_baseline_on_integrity_and_physics(cast, aia1
         if suite == "performance":
             for item in gemm_items(document):
                 item["unstable"] = False
-            gemm_items(document)[-1]["value"] = PEAK_FP32 * 66.95
+            gemm_items(document)[-1]["value"] = peak_fp32() * 66.95
             consistency = document["integrity"]["output_consistency"]
             consistency["mismatches"] = consistency["items"][0]["mismatches"] = 3
             consistency["verdict"] = consistency["items"][0]["verdict"] = "fail"
