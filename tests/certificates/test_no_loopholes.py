@@ -312,3 +312,50 @@ def test_the_runner_plan_measures_every_declared_peak(cast, aia12):
     spec = campaign.jobs.get(suite="performance").spec
     # The level's float32 and bfloat16, then every other declared peak the suite can measure (tf32: none).
     assert spec["options"]["performance"]["dtypes"] == ["float32", "bfloat16", "float8_e4m3fn", "int8"]
+
+
+# Model accuracy per dtype -------------------------------------------------------------------------
+
+
+def decoder_bfloat16_agreement(tmp_path, monkeypatch, *, fp8_inside: bool) -> float:
+    """The seeded Llama-style decoder run by the real model suite in bfloat16; with `fp8_inside`, the
+    device rounds every linear layer's operands to FP8 (e4m3) inside the bfloat16 run."""
+    import torch
+    import torch.nn.functional as F
+
+    from runners.model_suite import run_model_suite
+    from runners.models.llama import LlamaConfig
+    from runners.models.seeded import seeded_model_entry
+
+    if fp8_inside:
+        linear = F.linear
+
+        def fp8_linear(x, weight, bias=None):
+            if x.dtype == torch.bfloat16:
+                x = x.to(torch.float8_e4m3fn).to(torch.bfloat16)
+                weight = weight.to(torch.float8_e4m3fn).to(torch.bfloat16)
+            return linear(x, weight, bias)
+
+        monkeypatch.setattr(F, "linear", fp8_linear)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    entry = seeded_model_entry(
+        "llama-small-seeded", "llama-decoder", dict(LlamaConfig.small().__dict__), seed=0, directory=tmp_path
+    )
+    spec = {"models": [entry], "options": {"model_dtypes": ["bfloat16"], "model_performance_dtypes": []}}
+    out = run_model_suite(spec, get_backend("cpu"), seed=CHALLENGE)
+    (row,) = [m for m in out["measurements"] if m["kind"] == "accuracy"]
+    assert row["unit"] == "greedy_token_agreement"
+    return row["value"]
+
+
+def test_fp8_inside_a_bfloat16_run_fails_the_bfloat16_bar_an_honest_run_passes(tmp_path, monkeypatch):
+    from apps.certificates import judge
+
+    for level in ("baseline", "standard", "advanced"):
+        thresholds = judge.level_thresholds(program=definition(), level=level)
+        bar = judge.accuracy_bar(thresholds=thresholds, dtype="bfloat16", metric="greedy_token_agreement")
+        assert bar == 0.9 and thresholds.sources["accuracy"]
+    honest = decoder_bfloat16_agreement(tmp_path / "honest", monkeypatch, fp8_inside=False)
+    cheat = decoder_bfloat16_agreement(tmp_path / "fp8", monkeypatch, fp8_inside=True)
+    assert judge.accuracy_passes(value=honest, bar=bar), honest
+    assert not judge.accuracy_passes(value=cheat, bar=bar), cheat  # about 0.77-0.80 (issue 13: 0.77)
