@@ -359,3 +359,39 @@ def test_fp8_inside_a_bfloat16_run_fails_the_bfloat16_bar_an_honest_run_passes(t
     cheat = decoder_bfloat16_agreement(tmp_path / "fp8", monkeypatch, fp8_inside=True)
     assert judge.accuracy_passes(value=honest, bar=bar), honest
     assert not judge.accuracy_passes(value=cheat, bar=bar), cheat  # about 0.77-0.80 (issue 13: 0.77)
+
+
+# Timing cross-check and server verdicts, judged by the platform ---------------------------------
+
+
+def test_the_judge_refuses_events_that_under_report_time_and_accepts_honest_ones():
+    from apps.certificates import judge
+    from runners.performance import run_performance
+    from runners.spec import build_spec
+    from tests.runners.test_performance import GEMM_ONLY, HostEventsCpu, UnderReportingCpu
+
+    bounds = judge.level_thresholds(program=definition(), level="baseline").timing_clock_ratio
+    assert bounds == (0.5, 1.05)
+    spec = build_spec(
+        suite="performance", device="cpu", options=GEMM_ONLY, declared={"peak_tflops": {"fp32": 1.0}}
+    )
+    cheat = run_performance(spec, UnderReportingCpu())["measurements"]
+    honest = run_performance(spec, HostEventsCpu())["measurements"]
+    assert cheat and all("outside [0.5, 1.05]" in judge.clock_verdict(item=m, bounds=bounds) for m in cheat)
+    assert all(judge.clock_verdict(item=m, bounds=bounds) is None for m in honest)
+    # An events-timed figure whose host-clock bracket was stripped from the document fails as well.
+    stripped = {**honest[0], "clock": None}
+    assert "without the host-clock cross-check" in judge.clock_verdict(item=stripped, bounds=bounds)
+
+
+def test_a_server_verdict_that_disagrees_fails_and_a_clean_spot_check_passes():
+    from apps.certificates import judge
+
+    assert judge.server_verdict_problems({"sampled": ["a"], "failures": [], "notes": ["rounding"]}) == []
+    assert judge.server_verdict_problems({"failures": ["matmul/float32/x: inputs differ"]}) == [
+        "matmul/float32/x: inputs differ"
+    ]
+    assert judge.server_verdict_problems({"reveal": {"verdict": "fail", "disagreements": ["c1"]}}) == [
+        "reveal: c1",
+        "reveal: verdict fail",
+    ]
