@@ -524,7 +524,7 @@ def semantic_cases(campaign: Campaign, params: dict, thresholds: judge.Threshold
     """Semantic cases (masking, causality, NaN/Inf propagation, overflow: judge.SemanticRule) of the
     dtypes pass in every kernel family, at most the level's failures per family (zero), whatever the
     overall pass rate: one attention that ignores its causal mask is a broken chip, not 1% of cases."""
-    rule = thresholds.semantic_cases
+    rule = judge.semantic_rule(thresholds.semantic_cases)
     if rule is None:
         return _fail("The level states no rule for semantic cases.")
     documents = _documents(campaign, JobSuite.CONFORMANCE)

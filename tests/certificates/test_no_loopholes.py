@@ -294,6 +294,7 @@ def test_every_level_judges_each_model_dtype_with_its_own_sourced_bar():
 
 def test_the_runner_plan_measures_every_declared_peak(cast, aia12):
     from apps.runs.services.campaigns import campaign_submit
+    from tests.factories import ModelArtifactFactory
     from tests.real_documents import cpu_target
 
     target = cpu_target(vendor=cast.vendor)
@@ -306,7 +307,7 @@ def test_the_runner_plan_measures_every_declared_peak(cast, aia12):
         target=target,
         program=aia12,
         level="baseline",
-        model_artifacts=[],
+        model_artifacts=[ModelArtifactFactory(owner=cast.vendor)],
         submitted_by=cast.owner,
     )
     spec = campaign.jobs.get(suite="performance").spec
