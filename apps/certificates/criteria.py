@@ -257,6 +257,8 @@ def integrity(campaign: Campaign, params: dict, thresholds: judge.Thresholds) ->
         )
     if check == "timing":
         return _timing(documents, thresholds)
+    if check in LOOPHOLE_CHECKS:
+        return LOOPHOLE_CHECKS[check](campaign, documents, thresholds)
     if check not in judge.INTEGRITY_NAMES:
         return _fail(f"Unknown integrity check {check!r}.")
     verdicts = [
@@ -373,7 +375,17 @@ def claims(campaign: Campaign, params: dict, thresholds: judge.Thresholds) -> Ju
     declared = judge.campaign_declared_peaks(campaign=campaign)
     level = campaign.program.level(campaign.level) or {}
     planned = (level.get("suites", {}).get("performance") or {}).get("dtypes") or []
+    unmeasured: list[str] = []
+    if params.get("dtypes") == "declared":  # AIA 1.2: every declared peak is measured and judged
+        planned, unmeasured = judge.measured_declared_dtypes(declared)
     dtypes = [d for d in planned if judge.peak_for(declared, d) is not None]
+    if params.get("above_peak") == "any_figure" and (impossible := _impossible_figures(campaign, thresholds)):
+        return _fail(
+            f"A figure above {thresholds.above_peak_ratio:.0%} of the declared peak or bandwidth (physically "
+            f"impossible: a wrong declaration or a cheated timing): {'; '.join(impossible[:6])}.",
+            threshold=thresholds.above_peak_ratio,
+            evidence={"impossible": impossible, "above_peak_ratio": thresholds.above_peak_ratio},
+        )
     if not dtypes:
         return Judgement(
             CriterionOutcome.NOT_APPLICABLE,
@@ -412,6 +424,7 @@ def claims(campaign: Campaign, params: dict, thresholds: judge.Thresholds) -> Ju
         "dtypes": per_dtype,
         "excluded": excluded,
         "above_peak_ratio": thresholds.above_peak_ratio,
+        "not_measurable": unmeasured,
     }
     above = [
         f"{d} {best[d][0]:.0%}" for d in best if judge.above_peak(ratio=best[d][0], thresholds=thresholds)
@@ -536,6 +549,123 @@ def serving(campaign: Campaign, params: dict, thresholds: judge.Thresholds) -> J
     return Judgement(CriterionOutcome.PASS, "; ".join(lines) + ".", lowest, threshold, evidence)
 
 
+# AIA 1.2: programs without loopholes (issue 13) -------------------------------------------------
+
+
+def _impossible_figures(campaign: Campaign, thresholds: judge.Thresholds) -> list[str]:
+    """Every performance figure above the level's above-peak ratio of the declaration it is measured
+    against: compute (GEMM, conv, attention) against the dtype's declared peak, bandwidth against the
+    declared memory bandwidth. Figures no headline may use (unstable, refused) are left out, as in the
+    best-GEMM rule."""
+    from apps.runs.models import Job
+
+    specs = list(Job.objects.filter(campaign=campaign).order_by("id").values_list("spec", flat=True))
+    peaks = judge.declared_peaks_of_specs(specs)
+    bandwidth = judge.declared_bandwidth_of_specs(specs)
+    rows = Measurement.objects.filter(
+        document__job__campaign=campaign,
+        document__suite=JobSuite.PERFORMANCE,
+        kind__in=(*judge.COMPUTE_KINDS, "bandwidth"),
+        value__isnull=False,
+    ).order_by("id")
+    found = []
+    for row in rows:
+        if judge.measurement_exclusion(value=row.value, unstable=row.unstable, flags=row.flags):
+            continue
+        declared = bandwidth if row.kind == "bandwidth" else judge.peak_for(peaks, row.dtype)
+        ratio = judge.peak_ratio(value=row.value, peak=declared)
+        if judge.above_peak(ratio=ratio, thresholds=thresholds):
+            found.append(f"{row.name} {row.dtype} {row.value:.4g} {row.unit} = {ratio:.0%} of {declared:g}")
+    return found
+
+
+def _server_verdicts_check(
+    campaign: Campaign, documents: list[ResultDocument], thresholds: judge.Thresholds
+) -> Judgement:
+    """No server-side recomputation stored with a document disagrees with the runner."""
+    problems = [
+        f"job {d.job_id}: {problem}"
+        for d in documents
+        for problem in judge.server_verdict_problems(d.spot_check)
+    ]
+    evidence = {"documents": [_doc_ref(d) for d in documents], "problems": problems}
+    if problems:
+        return _fail(
+            f"The platform's own recomputation disagrees with the runner: {'; '.join(problems[:6])}.",
+            measured=float(len(problems)),
+            threshold=0.0,
+            evidence=evidence,
+        )
+    return Judgement(
+        CriterionOutcome.PASS,
+        f"{len(documents)} document(s); no server-side verdict disagrees with the runner.",
+        0.0,
+        0.0,
+        evidence,
+    )
+
+
+LOOPHOLE_CHECKS = {"server_verdicts": _server_verdicts_check}
+
+
+def semantic_cases(campaign: Campaign, params: dict, thresholds: judge.Thresholds) -> Judgement:
+    """Semantic cases (masking, causality, NaN/Inf propagation, overflow: judge.SemanticRule) of the
+    dtypes pass in every kernel family, at most the level's failures per family (zero), whatever the
+    overall pass rate: one attention that ignores its causal mask is a broken chip, not 1% of cases."""
+    rule = judge.semantic_rule(thresholds.semantic_cases)
+    if rule is None:
+        return _fail("The level states no rule for semantic cases.")
+    documents = _documents(campaign, JobSuite.CONFORMANCE)
+    if not documents:
+        return _fail("No accepted conformance evidence.", threshold=float(rule.max_failures))
+    rows = CaseResult.objects.filter(document__in=documents, dtype__in=params["dtypes"]).values_list(
+        "kernel", "dtype", "case", "status"
+    )
+    tags_of: dict[tuple[str, str], tuple[str, ...]] = {}
+    families: dict[str, dict] = {}
+    for kernel, dtype, case, status in rows.iterator():
+        key = (kernel, case)
+        if key not in tags_of:
+            tags_of[key] = judge.semantic_tags(kernel=kernel, case=case, rule=rule)
+        if not tags_of[key]:
+            continue
+        family = families.setdefault(judge.kernel_family(kernel), {"cases": 0, "failed": []})
+        family["cases"] += 1
+        if status != "pass":
+            family["failed"].append(f"{kernel}/{dtype}/{case} [{', '.join(tags_of[key])}]: {status}")
+    evidence = {
+        "documents": [_doc_ref(d) for d in documents],
+        "families": families,
+        "edges": sorted(rule.edges),
+        "options": sorted(rule.options),
+    }
+    total = sum(f["cases"] for f in families.values())
+    if total == 0:
+        return _fail(
+            f"No semantic case of {', '.join(params['dtypes'])} in the evidence.",
+            threshold=float(rule.max_failures),
+            evidence=evidence,
+        )
+    failing = {name: f for name, f in families.items() if len(f["failed"]) > rule.max_failures}
+    if failing:
+        worst = max(len(f["failed"]) for f in failing.values())
+        detail = "; ".join(f"{name}: {', '.join(f['failed'][:4])}" for name, f in sorted(failing.items()))
+        return _fail(
+            f"Semantic cases fail in {len(failing)} kernel famil{'y' if len(failing) == 1 else 'ies'} "
+            f"({rule.max_failures} failure(s) tolerated per family): {detail}.",
+            measured=float(worst),
+            threshold=float(rule.max_failures),
+            evidence=evidence,
+        )
+    return Judgement(
+        CriterionOutcome.PASS,
+        f"All {total} semantic cases pass in {len(families)} kernel families.",
+        0.0,
+        float(rule.max_failures),
+        evidence,
+    )
+
+
 JUDGES: dict[str, Callable[[Campaign, dict, judge.Thresholds], Judgement]] = {
     "conformance_pass_rate": conformance_pass_rate,
     "model_accuracy": model_accuracy,
@@ -543,6 +673,7 @@ JUDGES: dict[str, Callable[[Campaign, dict, judge.Thresholds], Judgement]] = {
     "claims": claims,
     "performance_stability": performance_stability,
     "serving": serving,
+    "semantic_cases": semantic_cases,
 }
 
 

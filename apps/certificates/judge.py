@@ -25,6 +25,8 @@ from apps.runs.services.programs import (
 from runners.dtypes import peak_key
 from runners.fingerprint_check import fingerprint_mismatches
 
+# The performance kinds whose figure is FLOP/s, judged against the declared peak of their dtype.
+COMPUTE_KINDS = ("gemm", "conv", "attention")
 # The accuracy metrics the model suite reports (runners/model_suite/workloads.py).
 COSINE_METRICS = ("cosine_min",)
 AGREEMENT_METRICS = ("greedy_token_agreement", "top1_agreement")
@@ -80,6 +82,9 @@ class Thresholds:
 
     # math-mode flag -> accepted values (runners/math_modes.py); None: the level does not judge them.
     accepted_math_modes: dict[str, list] | None = None
+    # AIA 1.2 (issue 13): which conformance cases are semantic (zero failures per kernel family);
+    # None where the level states no such rule.
+    semantic_cases: dict | None = None  # as stated (judge.semantic_rule reads it)
 
 
 def _criterion_params(level: dict, kind: str) -> dict:
@@ -124,6 +129,9 @@ def level_thresholds(*, program, level: str) -> Thresholds:
             sources={name: str((entry or {}).get("source", "")) for name, entry in stated.items()},
             serving=value.get("serving") if isinstance(value.get("serving"), dict) else None,
             accepted_math_modes=value.get("accepted_math_modes"),
+            semantic_cases=value.get("semantic_cases")
+            if isinstance(value.get("semantic_cases"), dict)
+            else None,
         )
     conformance = _criterion_params(spec, "conformance_pass_rate")
     accuracy = _criterion_params(spec, "model_accuracy")
@@ -392,6 +400,15 @@ def declared_peaks_of_specs(specs: Iterable[dict]) -> dict[str, float]:
     return {}
 
 
+def declared_bandwidth_of_specs(specs: Iterable[dict]) -> float | None:
+    """The declared memory bandwidth (GB/s) frozen into a campaign's job specs at submission."""
+    for spec in specs:
+        value = _float(((spec or {}).get("declared") or {}).get("memory_bandwidth_gbs"))
+        if value:
+            return value
+    return None
+
+
 def campaign_declared_peaks(*, campaign) -> dict[str, float]:
     """The chip's declared peaks as they were when the campaign was submitted: every evaluation,
     certificate and page reads these, never the live registry row (which the vendor may edit)."""
@@ -650,3 +667,82 @@ def serving_server_verdict(*, qps: dict | None, decoder: bool, thresholds: Thres
     if decoder:
         text += f" (TTFT <= {params.get('ttft_bound_s')} s, TPOT <= {params.get('tpot_bound_s')} s)"
     return True, text
+
+
+# AIA 1.2: programs without loopholes (issue 13) -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SemanticRule:
+    """Which conformance cases say what an op means rather than how precisely it computes: those with
+    one of `edges` (the catalog's edge tags: NaN/Inf propagation, fully masked rows, overflow) or one of
+    `options` set (causal, mask). More than `max_failures` failures in one kernel family fails it."""
+
+    edges: frozenset[str]
+    options: frozenset[str]
+    max_failures: int
+
+
+def semantic_rule(value) -> SemanticRule | None:
+    if not isinstance(value, dict):
+        return None
+    return SemanticRule(
+        edges=frozenset(str(e) for e in value.get("edges") or ()),
+        options=frozenset(str(o) for o in value.get("options") or ()),
+        max_failures=int(value.get("max_failures_per_family", 0)),
+    )
+
+
+def semantic_tags(*, kernel: str, case: str, rule: SemanticRule) -> tuple[str, ...]:
+    """The semantic properties a conformance case tests, read from the platform's own copy of the
+    catalog (never from the document): its edge tag and its causal / mask options."""
+    from runners.catalog import KERNELS
+
+    spec = KERNELS.get(kernel)
+    found = next((c for c in getattr(spec, "cases", ()) if c.name == case), None)
+    if found is None:
+        return ()
+    tags = [found.edge] if found.edge in rule.edges else []
+    tags += [option for option in sorted(rule.options) if found.options.get(option)]
+    return tuple(tags)
+
+
+def kernel_family(kernel: str) -> str:
+    """The catalog family a kernel belongs to (attention, normalization, ...); a kernel the catalog
+    does not know is a family of its own."""
+    from runners.catalog import kernel_family as catalog_family
+
+    return catalog_family(kernel) or kernel
+
+
+def server_verdict_problems(report: dict | None) -> list[str]:
+    """Where the platform's own recomputation of a document (the ingestion spot check, and any later
+    server round stored beside it) disagrees with the runner: every listed failure, disagreement or
+    mismatch, and any part whose verdict is "fail"."""
+    problems: list[str] = []
+
+    def visit(node, path: str) -> None:
+        if not isinstance(node, dict):
+            return
+        for key in ("failures", "disagreements", "mismatches"):
+            entries = node.get(key)
+            if isinstance(entries, list):
+                problems.extend(f"{path}{entry}" for entry in entries)
+        if node.get("verdict") == "fail":
+            problems.append(f"{path}verdict fail")
+        for key, child in node.items():
+            if isinstance(child, dict):
+                visit(child, f"{path}{key}: ")
+
+    visit(report or {}, "")
+    return problems
+
+
+def measured_declared_dtypes(peaks: dict[str, float]) -> tuple[list[str], list[str]]:
+    """The dtypes whose GEMM measures each declared peak, and the declared peak keys no benchmark
+    measures (tf32)."""
+    from apps.registry.models import PEAK_MEASURED_DTYPE
+
+    measured = [PEAK_MEASURED_DTYPE[key] for key in PEAK_MEASURED_DTYPE if peaks.get(key) is not None]
+    unmeasured = sorted(key for key in peaks if key not in PEAK_MEASURED_DTYPE)
+    return measured, unmeasured

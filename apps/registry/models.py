@@ -18,6 +18,15 @@ PEAK_FIELDS: dict[str, str] = {
     "fp8": "peak_fp8_tflops",
     "int8": "peak_int8_tops",
 }
+# The dtype whose GEMM the performance suite times to measure each declared peak (AIA 1.2 measures
+# every declared one). tf32 has none: no benchmark of the suite computes in TF32.
+PEAK_MEASURED_DTYPE: dict[str, str] = {
+    "fp32": "float32",
+    "bf16": "bfloat16",
+    "fp16": "float16",
+    "fp8": "float8_e4m3fn",
+    "int8": "int8",
+}
 # Bit length of each precision, for export-control TPP (= 2 x MacTOPS x bit length).
 PEAK_BIT_LENGTH: dict[str, int] = {"fp32": 32, "tf32": 32, "bf16": 16, "fp16": 16, "fp8": 8, "int8": 8}
 

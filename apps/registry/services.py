@@ -18,6 +18,7 @@ from apps.accounts.models import Organization, OrganizationKind
 from apps.audit.services import audit_record
 from apps.registry.architectures import architecture_check_weights
 from apps.registry.models import PEAK_FIELDS, Chip, HardwareTarget, ModelArtifact, Runner
+from apps.registry.plausibility import declared_peak_problems
 from apps.registry.weights import NotSafetensors, inspect_safetensors, sha256_of
 from certification.json_limits import JSONLimitExceeded, check_json_value
 
@@ -77,6 +78,15 @@ def _check_chip(chip: Chip) -> None:
         raise ValidationError({"sku": "Your organization already has a chip with this SKU."})
 
 
+def _check_peaks_plausible(chip: Chip) -> None:
+    """Refuse a declared peak no silicon can reach for the chip's die area and TDP (apps/registry/plausibility.py)."""
+    problems = declared_peak_problems(
+        declared_peak=chip.declared_peaks(), die_area_mm2=chip.die_area_mm2, tdp_w=chip.tdp_w
+    )
+    if problems:
+        raise ValidationError({"declared_peak": problems})
+
+
 def _save(instance, *, unique_message: dict[str, str]) -> None:
     instance.full_clean()
     try:
@@ -105,6 +115,7 @@ def chip_create(
     chip = Chip(vendor=vendor, **{k: v for k, v in fields.items() if k in CHIP_FIELDS})
     _apply_declared_peak(chip, declared_peak)
     _check_chip(chip)
+    _check_peaks_plausible(chip)
     _save(chip, unique_message={"sku": "Your organization already has a chip with this SKU."})
     audit_record(
         action="chip.created",
@@ -135,7 +146,8 @@ def chip_update(*, chip: Chip, declared_peak: dict | None = None, actor=None, **
     _apply_declared_peak(chip, declared_peak)
     _check_chip(chip)
     _save(chip, unique_message={"sku": "Your organization already has a chip with this SKU."})
-    _certified_edit(chip, before)
+    _certified_edit(chip, before)  # a certified chip's edit is a conflict (409) whatever its figures
+    _check_peaks_plausible(chip)  # raised inside the transaction: the saved row is rolled back
     audit_record(
         action="chip.updated",
         obj=chip,

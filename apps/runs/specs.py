@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.urls import reverse
 
-from apps.registry.models import PEAK_FIELDS, ModelArtifact
+from apps.registry.models import PEAK_FIELDS, PEAK_MEASURED_DTYPE, ModelArtifact
 from apps.runs.models import Job, JobSuite
 from apps.runs.services.programs import program_runner_bars
 
@@ -78,7 +78,12 @@ def job_spec_build(*, job: Job, suite_plan: dict, time_limit_s: int) -> dict:
         if suite_plan.get("kernels"):
             spec["kernels"] = list(suite_plan["kernels"])
     elif job.suite == JobSuite.PERFORMANCE:
-        options["performance"] = {"dtypes": list(suite_plan.get("dtypes") or [])}
+        dtypes = list(suite_plan.get("dtypes") or [])
+        if suite_plan.get("declared_dtypes"):
+            # AIA 1.2: every declared peak is measured (fp8 and int8 included), not only the level's dtypes.
+            declared = spec["declared"]["peak_tflops"]
+            dtypes += [d for k, d in PEAK_MEASURED_DTYPE.items() if k in declared and d not in dtypes]
+        options["performance"] = {"dtypes": dtypes}
         options["quick"] = bool(suite_plan.get("quick", False))
         options.update(runner_bar_options(job))
     elif job.suite == JobSuite.MODEL:

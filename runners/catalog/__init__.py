@@ -43,6 +43,7 @@ __all__ = [
     "case_generator",
     "case_seed",
     "get_kernel",
+    "kernel_family",
     "register",
     "shape_seed",
     "torch_dtype",
@@ -55,6 +56,9 @@ class UnknownKernel(KeyError):
 
 
 KERNELS: dict[str, Kernel] = {}
+# Kernel name -> its family, the catalog module that defines it (attention, normalization, ...): the
+# unit the programs judge semantic cases by (AIA 1.2). Kernels registered later have no family.
+FAMILIES: dict[str, str] = {}
 
 
 def register(kernel: Kernel, *, replace: bool = False) -> Kernel:
@@ -79,6 +83,12 @@ def all_kernels() -> list[Kernel]:
     return list(KERNELS.values())
 
 
+def kernel_family(name: str) -> str | None:
+    """The catalog family of a built-in kernel (its module's name), None for one registered later."""
+    return FAMILIES.get(name)
+
+
 for _module in (linear_algebra, convolution, attention, normalization, elementwise, reductions, indexing):
     for _kernel in _module.KERNELS:
         register(_kernel)
+        FAMILIES[_kernel.name] = _module.__name__.rsplit(".", 1)[-1]

@@ -9,6 +9,12 @@ is probed on fresh and on repeated inputs at seeded rounds of its timed run (TES
 group whose drawn benchmark was never run (a GEMM sweep that stopped earlier) is probed
 after the fact on its last measured one. Each GEMM dtype's sizes are swept upwards until
 throughput stops rising, so the headline is the device's attainable peak.
+
+Every precision a peak can be declared in has its GEMM: float32, bfloat16 and float16 through
+``matmul``, int8 through ``torch._int_mm`` and float8 (e4m3) through ``torch._scaled_mm``. A dtype
+the spec asks for that the backend does not declare (``supported_dtypes``, or its GEMM kernel in
+``declared_unsupported_kernels``) is recorded as an ``unsupported`` case, never silently left out:
+the platform then knows the declared peak was not measured and why.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import Any
 
 import torch
 
-from runners.catalog.base import Case, element_size, torch_dtype
+from runners.catalog.base import FLOAT_DTYPES, Case, element_size, torch_dtype
 from runners.document import build_document, json_safe, now_iso
 from runners.errors import classify_exception, declared_unsupported, device_backend, device_call
 from runners.integrity import (
@@ -42,6 +48,7 @@ from runners.performance.benchmarks import (
     catalog_benchmark,
     conv_benchmarks,
     gemm_benchmarks,
+    gemm_kernel_name,
 )
 from runners.performance.claims import apply_claims
 from runners.timing import TimingPolicy, measure_with_output
@@ -51,7 +58,9 @@ from runners.timing import TimingPolicy, measure_with_output
 MAX_CALL_S = 2.0
 # Fresh inputs per caching probe: each is one more copy of the benchmark's inputs in memory.
 FRESH_INPUTS = 4
-PERF_DTYPES = ("float32", "bfloat16", "float16", "int8")
+PERF_DTYPES = ("float32", "bfloat16", "float16", "int8", "float8_e4m3fn")
+# GEMMs whose output is wider than their operands (int32 and float32 accumulators).
+WIDE_OUTPUT_DTYPES = ("int8", "float8_e4m3fn")
 # The GEMM sweep doubles N from the first size while throughput still rises by this share over
 # the best so far; it stops after SWEEP_PATIENCE sizes in a row that do not ("until throughput stops
 # rising"). One size is not enough: a CPU's throughput often dips at one size (a cache or blocking
@@ -132,7 +141,7 @@ def _gemm_sizes(options: dict[str, Any], backend: Any, dtype: str, *, quick: boo
     sizes = CPU_GEMM_SIZES if backend.name == "cpu" else GPU_GEMM_SIZES
     free = (backend.memory_info() or {}).get("free_bytes")
     if free:
-        per_element = 2 * element_size(dtype) + (4 if dtype == "int8" else element_size(dtype))
+        per_element = 2 * element_size(dtype) + (4 if dtype in WIDE_OUTPUT_DTYPES else element_size(dtype))
         sizes = [n for n in sizes if per_element * n * n <= SWEEP_MEMORY_SHARE * free] or sizes[:1]
     return list(sizes), True
 
@@ -159,10 +168,13 @@ def plan(spec: dict[str, Any], backend: Any, *, challenge: str, quick: bool) -> 
     else:
         supported = set(backend.supported_dtypes())
         dtypes = [d for d in PERF_DTYPES if d in supported]
-    floats = [d for d in dtypes if d != "int8"]
+    floats = [d for d in dtypes if d in FLOAT_DTYPES]
     small = quick or backend.name == "cpu"
     benches: list[Benchmark] = []
+    declaration = backend.support_declaration()
     for dtype in dtypes:
+        if declared_unsupported(declaration, gemm_kernel_name(dtype), dtype) is not None:
+            continue  # recorded as an unsupported case by unmeasured_gemms
         sizes, _ = _gemm_sizes(options, backend, dtype, quick=quick)
         benches += gemm_benchmarks(sizes, [dtype], challenge)
     if not perf.get("kinds") or "bandwidth" in perf["kinds"]:
@@ -179,6 +191,31 @@ def plan(spec: dict[str, Any], backend: Any, *, challenge: str, quick: bool) -> 
         benches += conv_benchmarks(32, floats, challenge)
     kinds = perf.get("kinds")  # a reduced plan (tests, the bench scripts): only these kinds
     return [b for b in benches if not kinds or b.kind in kinds]
+
+
+def unmeasured_gemms(spec: dict[str, Any], backend: Any) -> list[dict[str, Any]]:
+    """An ``unsupported`` case for every requested GEMM dtype the backend's declaration leaves out,
+    with the declaration's reason (runners/errors.py): what this device cannot measure, said plainly."""
+    perf = _options(spec).get("performance") or {}
+    declaration = backend.support_declaration()
+    records = []
+    for dtype in perf.get("dtypes", PERF_DTYPES):
+        kernel = gemm_kernel_name(dtype)
+        outcome = declared_unsupported(declaration, kernel, dtype)
+        if outcome is not None:
+            records.append(
+                case_record(
+                    kernel,
+                    dtype,
+                    f"{kernel} gemm sweep",
+                    outcome.status,
+                    error_class=outcome.error_class,
+                    code=outcome.code,
+                    reason=outcome.reason,
+                    message=f"{backend.name}: {outcome.reason}; the declared peak cannot be measured here",
+                )
+            )
+    return records
 
 
 def _probe_choice(benches: list[Benchmark], seed: int | str, salt: str) -> dict[tuple[str, str], int]:
@@ -226,7 +263,7 @@ def run_performance_suite(
             progress(done, total, label)
 
     items: list[dict[str, Any]] = []
-    cases: list[dict[str, Any]] = []
+    cases: list[dict[str, Any]] = unmeasured_gemms(spec, backend)
     skipped: list[dict[str, Any]] = []
     consistency: list[dict[str, Any]] = []
     caching: list[dict[str, Any]] = []

@@ -151,10 +151,19 @@ def catalog_benchmark(kernel: Kernel, case: Case, dtype: str, kind: str, challen
     )
 
 
+# The catalog GEMM that measures each dtype's peak: torch._int_mm for int8 (int32 out),
+# torch._scaled_mm for float8 e4m3 (per-tensor scales, float32 out), plain matmul otherwise.
+GEMM_KERNELS = {"int8": "int8_matmul", "float8_e4m3fn": "scaled_matmul_fp8"}
+
+
+def gemm_kernel_name(dtype: str) -> str:
+    return GEMM_KERNELS.get(dtype, "matmul")
+
+
 def gemm_benchmarks(sizes: list[int], dtypes: list[str], challenge: str) -> list[Benchmark]:
     out = []
     for dtype in dtypes:
-        kernel = _catalog_kernel("int8_matmul" if dtype == "int8" else "matmul")
+        kernel = _catalog_kernel(gemm_kernel_name(dtype))
         if kernel is None:
             continue
         for n in sizes:

@@ -25,8 +25,9 @@ SIGNED = {
 EDITED = {
     "sku": "EDITED-9",
     "name": "Edited Nine",
-    "bf16": 9000.0,
-    "die_area_mm2": 100.0,
+    # Plausible for the chip's 700 W (registration refuses a peak no silicon reaches; issue 13).
+    "bf16": 1999.5,
+    "die_area_mm2": 700.0,
     "data_center": False,
     "slug": "edited-npu",
     "backend": "npu",

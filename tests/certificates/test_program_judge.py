@@ -17,7 +17,7 @@ from apps.certificates import judge
 from apps.certificates.models import CriterionOutcome
 from apps.certificates.services import certificate_issue, review_approve
 from apps.runs.services.programs import PROGRAMS_DIR, THRESHOLD_NAMES, program_definition_check, program_load
-from tests.real_documents import PEAK_FP32, campaign_from_runner, gemm_items
+from tests.real_documents import campaign_from_runner, gemm_items, peak_fp32
 
 REASON = "Evidence complete and verified."
 
@@ -166,7 +166,7 @@ def test_a_real_baseline_campaign_under_1_2_certifies_with_rounded_headline_figu
     assert headline["best_gemm_tflops"]["float32"] != best["value"]  # not the raw 15-digit float
     for item in headline["model_latency"] + headline["model_accuracy"]:
         assert len(repr(item["value"]).replace("0.", "").lstrip("0")) <= 8, item
-    assert payload["subject"]["chip"]["declared_peak_tflops"] == {"fp32": PEAK_FP32}
+    assert payload["subject"]["chip"]["declared_peak_tflops"] == {"fp32": peak_fp32()}
 
 
 def test_an_unstable_gemm_feeds_neither_the_headline_nor_the_claims(cast, aia12):
@@ -175,7 +175,7 @@ def test_an_unstable_gemm_feeds_neither_the_headline_nor_the_claims(cast, aia12)
         if suite == "performance":
             # A record that only noisy timing produced: three times the declared peak, unstable.
             record = {**copy.deepcopy(gemm_items(document)[0]), "name": "matmul record"}
-            record.update(value=PEAK_FP32 * 3, unstable=True)
+            record.update(value=peak_fp32() * 3, unstable=True)
             # In place of a measurement of another kind, so the stable GEMMs stay as the runner made them.
             measurements = document["measurements"]
             spare = next(i for i, m in enumerate(measurements) if m.get("kind") != "gemm")
@@ -194,7 +194,7 @@ def test_an_unstable_gemm_feeds_neither_the_headline_nor_the_claims(cast, aia12)
     } in claims.evidence["excluded"]
     review_approve(campaign=campaign, reviewer=cast.reviewer, reason=REASON)
     payload = json.loads(campaign.certificate.payload_json)
-    assert payload["headline"]["best_gemm_tflops"]["float32"] < PEAK_FP32
+    assert payload["headline"]["best_gemm_tflops"]["float32"] < peak_fp32()
     assert any(
         e["measurement"] == "matmul record" and e["reason"].startswith("unstable")
         for e in payload["headline"]["excluded"]
@@ -216,19 +216,19 @@ def test_declared_peaks_are_frozen_at_submission(cast, aia12):
     # During the campaign the vendor tries to lower the declared peak tenfold (every GEMM would then be
     # "above"): the registry refuses, and a row changed behind its back (admin, SQL) changes nothing either.
     with pytest.raises(ValidationError, match="under certification"):
-        chip_update(chip=campaign.target.chip, declared_peak={"fp32": PEAK_FP32 / 10})
-    set_peak(campaign.target.chip, PEAK_FP32 / 10)
+        chip_update(chip=campaign.target.chip, declared_peak={"fp32": peak_fp32() / 10})
+    set_peak(campaign.target.chip, peak_fp32() / 10)
     from apps.certificates.services import campaign_evaluate
 
     campaign_evaluate(campaign_id=campaign.pk)
     campaign.refresh_from_db()
     claims = result(campaign, "B4")
-    assert claims.evidence["dtypes"]["float32"]["declared_peak_tflops"] == PEAK_FP32
+    assert claims.evidence["dtypes"]["float32"]["declared_peak_tflops"] == peak_fp32()
     assert "above" not in claims.explanation
-    set_peak(campaign.target.chip, PEAK_FP32 * 10)
+    set_peak(campaign.target.chip, peak_fp32() * 10)
     review_approve(campaign=campaign, reviewer=cast.reviewer, reason=REASON)
     payload = json.loads(campaign.certificate.payload_json)
-    assert payload["subject"]["chip"]["declared_peak_tflops"] == {"fp32": PEAK_FP32}
+    assert payload["subject"]["chip"]["declared_peak_tflops"] == {"fp32": peak_fp32()}
 
 
 def test_a_changed_threshold_is_edited_in_one_place(cast):
@@ -237,7 +237,7 @@ def test_a_changed_threshold_is_edited_in_one_place(cast):
     def scale(suite, document):
         stable_gemms(suite, document)
         if suite == "performance":
-            gemm_items(document)[0]["value"] = PEAK_FP32 * 1.07
+            gemm_items(document)[0]["value"] = peak_fp32() * 1.07
 
     strict = variant(above_peak_ratio=1.05)
     campaign = campaign_from_runner(vendor=cast.vendor, program=strict, edit=scale)

@@ -336,3 +336,62 @@ def test_one_size_that_dips_does_not_stop_the_sweep_before_the_peak() -> None:
     assert [m["params"]["M"] for m in out["measurements"]] == [64, 128, 256, 512]
     best = max(out["measurements"], key=lambda m: m["value"])
     assert best["params"]["M"] == 256
+
+
+# Issue 13: every declared peak is measured, fp8 and int8 included ---------------------------------
+
+FP8_INT8 = {"performance": {"dtypes": ["int8", "float8_e4m3fn"], "kinds": ["gemm"], "gemm_sizes": [64]}}
+FP8_INT8_TIMING = {"min_time_s": 0.01, "max_time_s": 0.05, "min_samples": 5}
+
+
+def test_fp8_and_int8_gemms_are_timed_through_scaled_mm_and_int_mm_and_judged_against_their_peaks() -> None:
+    spec = build_spec(
+        suite="performance",
+        device="cpu",
+        challenge="f8" * 32,
+        declared={"peak_tflops": {"fp8": 0.001, "int8": 0.001}},
+        options={**FP8_INT8, "timing": FP8_INT8_TIMING},
+    )
+    document = run_performance(spec, get_backend("cpu"))
+    validate_document(document)
+    gemms = {m["dtype"]: m for m in document["measurements"] if m["kind"] == "gemm"}
+    assert gemms["float8_e4m3fn"]["params"]["kernel"] == "scaled_matmul_fp8"  # torch._scaled_mm
+    assert gemms["int8"]["params"]["kernel"] == "int8_matmul"  # torch._int_mm
+    for dtype in ("float8_e4m3fn", "int8"):
+        assert gemms[dtype]["value"] > 0
+        assert document["claims"]["dtypes"][dtype]["declared_peak_tflops"] == 0.001
+        assert gemms[dtype]["efficiency"] == pytest.approx(gemms[dtype]["value"] / 0.001)
+    # TEST01 covers both: their timed outputs are checked against the float64 reference.
+    checked = {i["dtype"] for i in document["integrity"]["output_consistency"]["items"][0]["benchmarks"]}
+    assert checked == {"float8_e4m3fn", "int8"}
+    assert not document["cases"]  # both measurable on this CPU: nothing recorded unsupported
+
+
+class NoFp8Cpu(CpuBackend):
+    """A CPU that declares no float8 (as a GPU before Hopper would)."""
+
+    def supported_dtypes(self) -> list[str]:
+        return [d for d in super().supported_dtypes() if not d.startswith("float8")]
+
+
+def test_a_declared_dtype_the_device_does_not_support_is_recorded_unsupported_not_dropped() -> None:
+    spec = build_spec(
+        suite="performance",
+        device="cpu",
+        challenge="0f" * 32,
+        declared={"peak_tflops": {"fp8": 1.0}},
+        options={**FP8_INT8, "timing": FP8_INT8_TIMING},
+    )
+    document = run_performance(spec, NoFp8Cpu())
+    validate_document(document)
+    assert {m["dtype"] for m in document["measurements"]} == {"int8"}
+    (case,) = document["cases"]
+    assert (case["kernel"], case["dtype"], case["status"], case["code"]) == (
+        "scaled_matmul_fp8",
+        "float8_e4m3fn",
+        "unsupported",
+        "unsupported_dtype",
+    )
+    assert "cannot be measured" in case["message"]
+    # The platform's spot check accepts it only because the document's declaration leaves fp8 out.
+    assert "float8_e4m3fn" not in document["support"]["dtypes"]

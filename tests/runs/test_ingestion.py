@@ -184,3 +184,70 @@ def test_the_runner_refuses_a_host_that_does_not_match_the_target(cpu_world, job
     failed = [json.loads(msg["payload_json"]) for name, msg in messages if name == "runs.job_failed"]
     assert failed and "fingerprint mismatch" in failed[0]["message"]
     assert Job.objects.get(pk=job.pk).state == JobState.QUEUED
+
+
+# Issue 13: a competitor's registered runner can neither fail nor probe another vendor's job ------
+
+
+@pytest.fixture
+def competitor(cpu_world):
+    """Another vendor's runner, registered and bound to that vendor's own CPU target (a real key)."""
+    from tests.factories import ChipFactory, HardwareTargetFactory
+
+    rival_chip = ChipFactory(vendor=cpu_world.foreign_engineer.membership.organization)
+    rival_target = HardwareTargetFactory(chip=rival_chip, slug="rival-cpu", backend="cpu")
+    identity, pem = identity_for("rival-runner")
+    runner_register(name="rival-runner", public_key=pem, targets=[rival_target])
+    return identity
+
+
+def job_state(job):
+    job.refresh_from_db()
+    return (job.state, job.challenge, job.attempts, job.error_class, job.error_message, job.runner_id)
+
+
+@pytest.mark.parametrize(
+    "poison",
+    [
+        lambda d: d.pop("summary"),  # schema-invalid: fails_job for the job's own runner
+        lambda d: d["fingerprint"].update(torch_version="0.0.1"),  # another stack: fails_job
+        lambda d: d.update(suite="performance"),  # another suite: fails_job
+    ],
+)
+def test_a_competitors_registered_runner_cannot_fail_another_vendors_job(cpu_world, job, competitor, poison):
+    # Even holding the job's current challenge (as a leaked spec would give it), the rival's signed
+    # evidence that would fail the job coming from the job's own runner leaves the job as it was.
+    honest = produce(job, cpu_world.identity)
+    before = job_state(job)
+    envelope = resign(honest, competitor, poison)
+    outcome = result_ingest(envelope=envelope)
+    assert not outcome.accepted and "rival-runner is not bound to target cpu-test" in outcome.reason
+    assert job_state(job) == before
+    assert job.campaign.state == CampaignState.QUEUED
+    assert ResultDocument.objects.count() == 0
+    # The job's own runner still delivers, and is accepted.
+    assert result_ingest(envelope=honest).accepted
+
+
+def test_a_foreign_runner_learns_nothing_of_a_finished_job(cpu_world, job, competitor):
+    honest = produce(job, cpu_world.identity)
+    assert result_ingest(envelope=honest).accepted
+    # Refused for who signed it, before the job's state is looked at: the answer does not say that the
+    # job already has evidence (nor in which state it is).
+    outcome = result_ingest(
+        envelope=resign(honest, competitor, lambda d: d.update(finished_at=d["started_at"]))
+    )
+    assert not outcome.accepted
+    assert "not bound" in outcome.reason and "already" not in outcome.reason
+    job.refresh_from_db()
+    assert job.state == JobState.SUCCEEDED and ResultDocument.objects.get(job=job).runner.name == "runner-a"
+
+
+def test_only_the_jobs_own_runner_can_fail_it_whatever_a_check_says(cpu_world, job):
+    from apps.runs.services.ingestion import Rejected, _reject
+
+    before = job_state(job)
+    _reject(job, {}, b"", Rejected("a check that fails jobs", fails_job=True))  # no authenticated runner
+    assert job_state(job) == before
+    _reject(job, {}, b"", Rejected("a check that fails jobs", fails_job=True), runner=cpu_world.runner)
+    assert job_state(job)[0] == JobState.FAILED

@@ -1,8 +1,9 @@
 """Ingestion of a runner's signed result envelope: verify everything, then store it once.
 
 Checks, in order: envelope shape and digest; the runner key is registered and the signature is
-valid; the runner serves the job's target; the challenge is the job's current one (an old or
-replayed result fails here); the document passes the result schema; the fingerprint matches the
+valid; the runner serves the job's target (until here nothing about the job is read or told: a
+sender that is not the job's own runner learns nothing of it and can never fail it); the job still
+waits for evidence; the challenge is the job's current one (an old or replayed result fails here); the document passes the result schema; the fingerprint matches the
 registered target; a model document's weights digests are the campaign's artifacts'; every unsupported
 case is what the backend declared and a random sample of cases recomputes the same server-side. Only
 then are the document (sha256, size) and its cases and measurements stored, in one transaction.
@@ -66,7 +67,11 @@ class Rejected(Exception):
         self.reason, self.fails_job = reason, fails_job
 
 
-def _reject(job: Job | None, envelope: dict, raw: bytes, exc: Rejected) -> IngestOutcome:
+def _reject(
+    job: Job | None, envelope: dict, raw: bytes, exc: Rejected, *, runner: Runner | None = None
+) -> IngestOutcome:
+    """Record a refusal. Only the job's own bound runner (`runner`, authenticated) can fail the job:
+    whatever else a stranger's envelope triggers, the job's state is never its to change."""
     logger.warning("rejected result for job %s: %s", job.pk if job else "?", exc.reason)
     if job is not None:
         EvidenceRejection.objects.create(
@@ -76,7 +81,7 @@ def _reject(job: Job | None, envelope: dict, raw: bytes, exc: Rejected) -> Inges
             key_id=str(envelope.get("key_id", ""))[:64],
         )
         audit_record(action="evidence.rejected", obj=job, payload={"reason": exc.reason})
-        if exc.fails_job:
+        if exc.fails_job and runner is not None:
             job_fail(job_id=job.pk, error_class=ErrorClass.REJECTED_EVIDENCE, message=exc.reason)
     return IngestOutcome(False, exc.reason, job.pk if job else None)
 
@@ -105,7 +110,9 @@ def _job_of(document: dict) -> Job | None:
     return Job.objects.select_related("campaign__target__chip").filter(pk=job_id).first()
 
 
-def _verify(envelope: dict, raw: bytes, document: dict, job: Job) -> Runner:
+def _authenticate(envelope: dict, raw: bytes, job: Job) -> Runner:
+    """The registered, enabled runner whose key signed these bytes and which is bound to the job's
+    target; anything else is refused before the job's state is even looked at (never `fails_job`)."""
     if hashlib.sha256(raw).hexdigest() != envelope["document_sha256"]:
         raise Rejected("the document does not match its digest (tampered in transit)", fails_job=False)
     runner = Runner.objects.filter(key_id=str(envelope["key_id"])).first()
@@ -120,11 +127,14 @@ def _verify(envelope: dict, raw: bytes, document: dict, job: Job) -> Runner:
         raise Rejected(
             f"runner {runner.name} is not bound to target {job.campaign.target.slug}", fails_job=False
         )
+    return runner
+
+
+def _check_challenge(document: dict, job: Job) -> None:
     if (document.get("spec") or {}).get("challenge") != job.challenge:
         raise Rejected(
             "the challenge is not this job's current one (old or replayed result)", fails_job=False
         )
-    return runner
 
 
 def _validate(document: dict, job: Job) -> dict:
@@ -273,6 +283,10 @@ def result_ingest(*, envelope: dict) -> IngestOutcome:
     job = _job_of(document)
     if job is None:
         return _reject(None, envelope, raw, Rejected("the document names no known job", fails_job=False))
+    try:
+        runner = _authenticate(envelope, raw, job)
+    except Rejected as exc:
+        return _reject(job, envelope, raw, exc)
     sha256 = hashlib.sha256(raw).hexdigest()
     existing = ResultDocument.objects.filter(job=job).first()
     if existing is not None:
@@ -282,10 +296,10 @@ def result_ingest(*, envelope: dict) -> IngestOutcome:
     if job.state not in {JobState.QUEUED, JobState.RUNNING}:
         return _reject(job, envelope, raw, Rejected(f"the job is {job.state}", fails_job=False))
     try:
-        runner = _verify(envelope, raw, document, job)
+        _check_challenge(document, job)
         spot_check = _validate(document, job)
     except Rejected as exc:
-        return _reject(job, envelope, raw, exc)
+        return _reject(job, envelope, raw, exc, runner=runner)
 
     with transaction.atomic():
         # The conditional update is the claim on the job's evidence: one document per job, ever.

@@ -23,6 +23,7 @@ CRITERION_KINDS = {
     "claims",
     "performance_stability",
     "serving",
+    "semantic_cases",
 }
 # The bars a judgement uses (apps/certificates/judge.py). From AIA 1.2 every level states each one as
 # {"value": ..., "source": "..."}; older versions keep their numbers in criterion params.
@@ -38,6 +39,8 @@ THRESHOLD_NAMES = {
     "max_unstable_fraction",
     "spot_check_size",
     "accepted_math_modes",
+    # Issue 13 (AIA 1.2): the semantic-case rule.
+    "semantic_cases",
     "clock_ratio_bounds",
     "serving",
 }
@@ -57,6 +60,10 @@ DEFAULT_SPOT_CHECK_SIZE = 5
 # reads the same table). From AIA 1.2 each is a threshold of the level, with its source.
 LEGACY_TEST04_MAX_SPEEDUP = 0.10
 LEGACY_CLOCK_RATIO_BOUNDS = {"min": 0.5, "max": 1.05}
+# Issue 13 (AIA 1.2): what every level of a program that states its thresholds must hold as a blocker,
+# so that no level can be certified past a failed integrity check, an impossible figure, a broken
+# semantic case or an unjudged model dtype.
+REQUIRED_INTEGRITY_CHECKS = ("fingerprint", "output_consistency", "caching", "timing", "server_verdicts")
 
 
 def _thresholds_check(code: str, level: dict) -> list[str]:
@@ -91,6 +98,7 @@ def _thresholds_check(code: str, level: dict) -> list[str]:
             problems.append(
                 f"level {code}: the {suite} suite publishes figures and cannot use the quick timing policy"
             )
+    problems += _loophole_problems(code, level)
     approvals = level.get("required_approvals", 1)
     if not isinstance(approvals, int) or isinstance(approvals, bool) or approvals < 1:
         problems.append(f"level {code}: required_approvals must be a whole number of at least 1")
@@ -122,6 +130,46 @@ def _serving_settings_check(code: str, serving) -> list[str]:
             value = settings.get(field)
             if not _positive(value) or (field == "percentile" and value >= 1):
                 problems.append(f"level {code}: serving {name}.{field} must be a positive number")
+    return problems
+
+
+def _loophole_problems(code: str, level: dict) -> list[str]:
+    """Issue 13: integrity checks, claims (impossible figures) and semantic cases are blockers at every
+    level, and every model dtype the level names has a blocker accuracy criterion of its own."""
+    blockers = [c for c in level.get("criteria", []) if isinstance(c, dict) and c.get("blocker") is True]
+
+    def params(criterion: dict) -> dict:
+        return criterion.get("params") if isinstance(criterion.get("params"), dict) else {}
+
+    problems = []
+    checks = {params(c).get("check") for c in blockers if c.get("kind") == "integrity"}
+    missing = [check for check in REQUIRED_INTEGRITY_CHECKS if check not in checks]
+    if missing:
+        problems.append(f"level {code}: integrity checks {missing} must be blocker criteria")
+    if not any(
+        c.get("kind") == "claims"
+        and params(c).get("above_peak") == "any_figure"
+        and params(c).get("dtypes") == "declared"
+        for c in blockers
+    ):
+        problems.append(
+            f"level {code}: a blocker claims criterion must judge every declared dtype and every figure "
+            '(params {"dtypes": "declared", "above_peak": "any_figure"})'
+        )
+    conformance = (level.get("suites", {}).get("conformance") or {}).get("dtypes") or []
+    semantic = {
+        d for c in blockers if c.get("kind") == "semantic_cases" for d in params(c).get("dtypes") or []
+    }
+    if conformance and not set(conformance) <= semantic:
+        problems.append(
+            f"level {code}: semantic cases of {sorted(set(conformance) - semantic)} need a blocker criterion"
+        )
+    model = (level.get("suites", {}).get("model") or {}).get("dtypes") or []
+    judged = {params(c).get("dtype") for c in blockers if c.get("kind") == "model_accuracy"}
+    if sorted(set(model) - judged):
+        problems.append(
+            f"level {code}: model dtypes {sorted(set(model) - judged)} need a blocker accuracy criterion"
+        )
     return problems
 
 
