@@ -19,6 +19,7 @@ import torch
 from runners.backends import Backend, get_backend
 from runners.catalog import Case, Kernel, UnknownKernel, case_generator, get_kernel, torch_dtype
 from runners.catalog import all_kernels as catalog_kernels
+from runners.commitment import OutputCommitment, conformance_output_id
 from runners.errors import (
     BAD_SPEC,
     INFRASTRUCTURE,
@@ -169,9 +170,18 @@ def _error_message(exc: BaseException) -> str:
 
 
 def run_case(
-    kernel: Kernel, case: Case, dtype: str, challenge: str, backend: Backend, timer: SuiteTimer | None = None
+    kernel: Kernel,
+    case: Case,
+    dtype: str,
+    challenge: str,
+    backend: Backend,
+    timer: SuiteTimer | None = None,
+    commitment: OutputCommitment | None = None,
 ) -> dict[str, Any]:
-    """Runs one case end to end and returns its record; never raises for a kernel's fault."""
+    """Runs one case end to end and returns its record; never raises for a kernel's fault.
+
+    A case judged pass or fail has its output committed (digest in ``commitment``, raw output kept
+    in its store) for the platform's reveal."""
     timer = timer or SuiteTimer()
     base = {"edge": case.edge, "flops": kernel.flops(case), "bytes": kernel.bytes(case, dtype)}
     try:
@@ -251,6 +261,8 @@ def run_case(
             **base,
         )
     stats = compare(result, expected, tolerance.atol, tolerance.rtol)
+    if commitment is not None:
+        commitment.record(conformance_output_id(kernel.name, dtype, case.name), result)
     stats.update(atol=tolerance.atol, rtol=tolerance.rtol, tolerance_source=tolerance.source)
     passed = stats["mismatches"] == 0
     message = None if passed else f"{stats['mismatches']} of {result.numel()} elements outside tolerance"
@@ -301,11 +313,16 @@ def planned_cases(
 
 
 def run_conformance(
-    spec: dict[str, Any], backend: Backend, progress: Progress | None = None
+    spec: dict[str, Any],
+    backend: Backend,
+    progress: Progress | None = None,
+    *,
+    commitment: OutputCommitment | None = None,
 ) -> dict[str, Any]:
     """Runs the conformance suite the spec describes on `backend`; returns the result document."""
     from runners.document import build_document, now_iso
 
+    commitment = commitment if commitment is not None else OutputCommitment()
     started_at = now_iso()
     timer = SuiteTimer()
     plan, cases = planned_cases(spec.get("kernels"), spec.get("dtypes"), spec.get("cases"))
@@ -342,11 +359,18 @@ def run_conformance(
                 )
             )
         else:
-            cases.append(run_case(kernel, case, dtype, spec["challenge"], backend, timer))
+            cases.append(run_case(kernel, case, dtype, spec["challenge"], backend, timer, commitment))
     if progress:
         progress(len(plan), len(plan), "done")
     return build_document(
-        "conformance", spec, backend.fingerprint(), cases, timer.as_dict(), started_at, support=declaration
+        "conformance",
+        spec,
+        backend.fingerprint(),
+        cases,
+        timer.as_dict(),
+        started_at,
+        support=declaration,
+        commitment=commitment.section(),
     )
 
 

@@ -22,9 +22,18 @@ SUITES: dict[str, Suite] = {
 }
 
 
-def run_suite(spec: dict[str, Any], *, backend, progress: Callable[..., None]) -> dict[str, Any]:
-    """Run the spec's suite; `progress(fraction, message)` gets the share of work done."""
+def run_suite(
+    spec: dict[str, Any], *, backend, progress: Callable[..., None], commitment: Any = None
+) -> dict[str, Any]:
+    """Run the spec's suite; `progress(fraction, message)` gets the share of work done.
+
+    `commitment` (runners.commitment.OutputCommitment) receives the digest of every judged output and
+    keeps the raw outputs for the platform's reveal; without one the document still commits, but the
+    outputs are not kept."""
     suite = SUITES.get(spec.get("suite"))
     if suite is None:
         raise ValueError(f"unknown suite {spec.get('suite')!r}; this runner knows {sorted(SUITES)}")
-    return suite(spec, backend, lambda done, total, label: progress(done / max(total, 1), label))
+    report = lambda done, total, label: progress(done / max(total, 1), label)  # noqa: E731
+    if commitment is None:
+        return suite(spec, backend, report)
+    return suite(spec, backend, report, commitment=commitment)

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from runners.commitment import OutputCommitment, model_output_id
 from runners.document import build_document, now_iso
 from runners.errors import (
     BAD_SPEC,
@@ -110,10 +111,17 @@ def _model_record(
     }
 
 
-def run_model(spec: dict[str, Any], backend: Any, progress: Progress | None = None) -> dict[str, Any]:
+def run_model(
+    spec: dict[str, Any],
+    backend: Any,
+    progress: Progress | None = None,
+    *,
+    commitment: OutputCommitment | None = None,
+) -> dict[str, Any]:
     """The model suite's result document for a validated job spec (the CLI's suite signature)."""
     started_at, start = now_iso(), time.perf_counter()
-    out = run_model_suite(spec, backend, seed=spec["challenge"], progress=progress)
+    commitment = commitment if commitment is not None else OutputCommitment()
+    out = run_model_suite(spec, backend, seed=spec["challenge"], progress=progress, commitment=commitment)
     return build_document(
         "model",
         spec,
@@ -125,11 +133,17 @@ def run_model(spec: dict[str, Any], backend: Any, progress: Progress | None = No
         integrity=integrity_section(out["consistency"], out["caching"], out["timing"]),
         models=out["models"],
         support=out["support"],
+        commitment=commitment.section(),
     )
 
 
 def run_model_suite(
-    spec: dict[str, Any], backend: Any, *, seed: int | str, progress: Progress | None = None
+    spec: dict[str, Any],
+    backend: Any,
+    *,
+    seed: int | str,
+    progress: Progress | None = None,
+    commitment: OutputCommitment | None = None,
 ) -> dict[str, Any]:
     """Cases, measurements and integrity verdicts of the model suite for ``spec``.
 
@@ -270,10 +284,12 @@ def run_model_suite(
                 if workload.kind == "decoder":
                     score["greedy_generation_agreement"] = run.generation_agreement()
                 status = "pass" if score["meets_informational_bar"] else "fail"
+                if commitment is not None:  # the judged output, committed for the platform's reveal
+                    commitment.record(model_output_id(model_spec.name, dtype_name, "accuracy"), accuracy_out)
                 out["cases"].append(_case(model_spec.name, dtype_name, status, score))
                 out["measurements"].append(_accuracy_measurement(model_spec.name, dtype_name, score))
                 if dtype_name in perf_dtypes:
-                    _performance(run, accuracy_out, reference, seed, out)
+                    _performance(run, accuracy_out, reference, seed, out, commitment)
             except ModelError as exc:
                 out["cases"].append(_error_case(model_spec.name, dtype_name, exc))
             except Exception as exc:  # the device failed a timed or generation run of a supported model
@@ -288,9 +304,16 @@ def run_model_suite(
 
 
 def _performance(
-    run: ModelRun, accuracy_out: torch.Tensor, reference: torch.Tensor, seed: int | str, out: dict[str, Any]
+    run: ModelRun,
+    accuracy_out: torch.Tensor,
+    reference: torch.Tensor,
+    seed: int | str,
+    out: dict[str, Any],
+    commitment: OutputCommitment | None = None,
 ) -> None:
-    measurements, consistency, caching, timing = model_integrity(run, accuracy_out, reference, seed)
+    measurements, consistency, caching, timing = model_integrity(
+        run, accuracy_out, reference, seed, commitment=commitment
+    )
     out["measurements"].extend(measurements)
     out["consistency"].append(consistency)
     out["caching"].append(caching)

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from runners.catalog.base import element_size, torch_dtype
+from runners.commitment import OutputCommitment, performance_output_id
 from runners.document import build_document, now_iso
 from runners.errors import classify_exception
 from runners.integrity import (
@@ -73,10 +74,19 @@ def _options(spec: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def run_performance(spec: dict[str, Any], backend: Any, progress: Progress | None = None) -> dict[str, Any]:
+def run_performance(
+    spec: dict[str, Any],
+    backend: Any,
+    progress: Progress | None = None,
+    *,
+    commitment: OutputCommitment | None = None,
+) -> dict[str, Any]:
     """The performance suite's result document for a validated job spec (the CLI's suite signature)."""
     started_at, start = now_iso(), time.perf_counter()
-    out = run_performance_suite(spec, backend, seed=spec["challenge"], progress=progress)
+    commitment = commitment if commitment is not None else OutputCommitment()
+    out = run_performance_suite(
+        spec, backend, seed=spec["challenge"], progress=progress, commitment=commitment
+    )
     return build_document(
         "performance",
         spec,
@@ -88,6 +98,7 @@ def run_performance(spec: dict[str, Any], backend: Any, progress: Progress | Non
         claims=out["claims"],
         integrity=integrity_section(out["consistency"], out["caching"], out["timing"]),
         timing_policy=out["timing_policy"],
+        commitment=commitment.section(),
     )
 
 
@@ -159,9 +170,17 @@ def _probe_choice(benches: list[Benchmark], seed: int | str, salt: str) -> dict[
 
 
 def run_performance_suite(
-    spec: dict[str, Any], backend: Any, *, seed: int | str, progress: Progress | None = None
+    spec: dict[str, Any],
+    backend: Any,
+    *,
+    seed: int | str,
+    progress: Progress | None = None,
+    commitment: OutputCommitment | None = None,
 ) -> dict[str, Any]:
-    """Measurements, claim verdicts and integrity verdicts of the performance suite."""
+    """Measurements, claim verdicts and integrity verdicts of the performance suite.
+
+    Every output TEST01 judges (the accuracy-mode call and the samples of the timed run) is committed
+    in ``commitment`` for the platform's reveal."""
     options = _options(spec)
     quick = bool(options.get("quick"))
     policy = TimingPolicy.from_dict({**(options.get("timing") or {}), "quick": quick})
@@ -247,7 +266,14 @@ def run_performance_suite(
                 )
             )
             continue
-        consistency.append(_consistency(bench, accuracy, sampler.finish(), reference))
+        samples = sampler.finish()
+        if commitment is not None:
+            commitment.record(performance_output_id(bench.name, bench.dtype, "accuracy"), accuracy)
+            for round_index, output in samples:
+                commitment.record(
+                    performance_output_id(bench.name, bench.dtype, f"round{round_index}"), output
+                )
+        consistency.append(_consistency(bench, accuracy, samples, reference))
         if probe_verdict is not None:
             probed_groups.add(bench.group)
             caching.append(
