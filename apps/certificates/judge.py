@@ -48,6 +48,7 @@ LEGACY_SOURCE = "built into the platform when AIA 1.0/1.1 were published (not st
 LEGACY_ABOVE_PEAK_RATIO = 1.10
 LEGACY_TEST04_MAX_SPEEDUP = 0.10
 LEGACY_SPOT_CHECK_SIZE = 5
+LEGACY_REVEAL_SOURCE = "AIA 1.0/1.1 predate commit–reveal (AIA 1.2): no reveal is drawn (frozen default)"
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,10 @@ class Thresholds:
     spot_check_size: int
     required_approvals: int
     legacy: bool = False
+    # Commit–reveal: committed outputs the platform asks the runner to reveal, and how it draws them
+    # (AIA 1.2 `reveal_sample`; 0 / "none" for programs that predate it).
+    reveal_sample_size: int = 0
+    reveal_rule: str = "none"
     sources: dict[str, str] = field(default_factory=dict)
 
 
@@ -107,6 +112,8 @@ def level_thresholds(*, program, level: str) -> Thresholds:
             max_unstable_fraction=_float(value.get("max_unstable_fraction")),
             spot_check_size=int(value.get("spot_check_size") or LEGACY_SPOT_CHECK_SIZE),
             required_approvals=int(approvals),
+            reveal_sample_size=int((value.get("reveal_sample") or {}).get("size") or 0),
+            reveal_rule=str((value.get("reveal_sample") or {}).get("rule") or "none"),
             sources={name: str((entry or {}).get("source", "")) for name, entry in stated.items()},
         )
     conformance = _criterion_params(spec, "conformance_pass_rate")
@@ -143,6 +150,7 @@ def level_thresholds(*, program, level: str) -> Thresholds:
             "test01_max_mismatches": LEGACY_SOURCE,
             "test04_max_speedup": LEGACY_SOURCE,
             "spot_check_size": LEGACY_SOURCE,
+            "reveal_sample": LEGACY_REVEAL_SOURCE,
         },
     )
 
@@ -291,6 +299,23 @@ def caching_verdict(*, item: dict, thresholds: Thresholds) -> IntegrityVerdict:
         f"repeat-input speed-up {speedup:.3f} (bound {bound:.2f}{'' if separated else ', intervals overlap'})"
     )
     return IntegrityVerdict("caching", not failed and item.get("verdict") != "fail", detail, item)
+
+
+def reveal_problem(*, state: str | None, findings: list, sample_size: int) -> str | None:
+    """Why a document's commit–reveal round fails the integrity blocker, or None when it passes: it must
+    have been drawn (where the level samples any output), answered, and contradicted nothing."""
+    if state is None:
+        return "no reveal was drawn for this document" if sample_size > 0 else None
+    if state == "verified":
+        return None
+    if state == "pending":
+        return "the runner has not revealed the sampled outputs yet"
+    if state == "expired":
+        return "the runner did not reveal the sampled outputs in time"
+    shown = "; ".join(str(f) for f in findings[:3])
+    return (
+        f"the reveal contradicts the runner's commitment or verdicts: {shown}" if shown else "reveal mismatch"
+    )
 
 
 def integrity_verdicts(

@@ -29,8 +29,14 @@ THRESHOLD_NAMES = {
     "test04_max_speedup",
     "max_unstable_fraction",
     "spot_check_size",
+    "reveal_sample",
 }
 DEFAULT_SPOT_CHECK_SIZE = 5
+# Commit–reveal (issue 13) came with AIA 1.2. A program that does not state `reveal_sample` (AIA 1.0
+# and 1.1, frozen as published) draws no reveal: its documents are judged as they were then.
+REVEAL_RULES = {"uniform"}
+LEGACY_REVEAL = {"size": 0, "rule": "none"}
+LEGACY_REVEAL_SOURCE = "AIA 1.0/1.1 predate commit–reveal (AIA 1.2): no reveal is drawn (frozen default)"
 
 
 def _thresholds_check(code: str, level: dict) -> list[str]:
@@ -47,6 +53,8 @@ def _thresholds_check(code: str, level: dict) -> list[str]:
     for name, entry in thresholds.items():
         if not isinstance(entry, dict) or "value" not in entry or not str(entry.get("source") or "").strip():
             problems.append(f"level {code}: threshold {name} needs a value and a source")
+    if isinstance(thresholds.get("reveal_sample"), dict):
+        problems += _reveal_check(code, thresholds)
     for suite in ("performance", "model"):
         if (level.get("suites", {}).get(suite) or {}).get("quick"):
             problems.append(
@@ -63,6 +71,29 @@ def program_spot_check_size(*, program: Program, level: str) -> int:
     entry = ((program.level(level) or {}).get("thresholds") or {}).get("spot_check_size") or {}
     value = entry.get("value", DEFAULT_SPOT_CHECK_SIZE)
     return int(value) if isinstance(value, int) and value > 0 else DEFAULT_SPOT_CHECK_SIZE
+
+
+def program_reveal_policy(*, program: Program, level: str) -> tuple[int, str, str]:
+    """(sample size, rule, source) of the level's reveal: how many committed outputs the platform asks
+    the runner to reveal after storing its document, and how it draws them."""
+    entry = ((program.level(level) or {}).get("thresholds") or {}).get("reveal_sample")
+    if not isinstance(entry, dict):
+        return LEGACY_REVEAL["size"], LEGACY_REVEAL["rule"], LEGACY_REVEAL_SOURCE
+    value = entry.get("value") or {}
+    return int(value["size"]), str(value["rule"]), str(entry.get("source") or "")
+
+
+def _reveal_check(code: str, thresholds: dict) -> list[str]:
+    value = (thresholds.get("reveal_sample") or {}).get("value")
+    if not isinstance(value, dict):
+        return [f'level {code}: reveal_sample is {{"size": n, "rule": ...}}']
+    size = value.get("size")
+    problems = []
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= 1000:
+        problems.append(f"level {code}: reveal_sample size must be a whole number from 0 to 1000")
+    if value.get("rule") not in REVEAL_RULES:
+        problems.append(f"level {code}: reveal_sample rule must be one of {sorted(REVEAL_RULES)}")
+    return problems
 
 
 def _canonical_sha256(definition: dict) -> str:
