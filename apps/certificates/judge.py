@@ -73,6 +73,12 @@ class Thresholds:
     # (AIA 1.2 `reveal_sample`; 0 / "none" for programs that predate it).
     reveal_sample_size: int = 0
     reveal_rule: str = "none"
+
+    @property
+    def reveal_sample(self) -> dict:
+        """The level's `reveal_sample` threshold as the program states it."""
+        return {"size": self.reveal_sample_size, "rule": self.reveal_rule}
+
     sources: dict[str, str] = field(default_factory=dict)
 
 
