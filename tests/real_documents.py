@@ -134,7 +134,13 @@ def runner_documents() -> RunnerDocuments:
     return RunnerDocuments(documents, identity, pem, weights, spec.name, output_root)
 
 
-def answer_reveal(job, *, real: RunnerDocuments | None = None, tamper: Callable[[dict], dict] | None = None):
+def answer_reveal(
+    job,
+    *,
+    real: RunnerDocuments | None = None,
+    root: Path | None = None,
+    tamper: Callable[[dict], dict] | None = None,
+):
     """The runner host's side of the job's pending reveal, in process: the signed answer from the
     session's output store (``tamper(message)`` may change it first), received by the platform.
     Returns the reveal's outcome, or None when the job has no pending reveal."""
@@ -146,7 +152,9 @@ def answer_reveal(job, *, real: RunnerDocuments | None = None, tamper: Callable[
     reveal = OutputReveal.objects.filter(job=job, state=RevealState.PENDING).first()
     if reveal is None:
         return None
-    message = reveal_answer(reveal_request_build(reveal), identity=real.identity, root=real.output_root)
+    message = reveal_answer(
+        reveal_request_build(reveal), identity=real.identity, root=root or real.output_root
+    )
     return reveal_receive(message=tamper(message) if tamper else message)
 
 
@@ -181,13 +189,16 @@ def campaign_from_runner(
     plan: Callable[[str, dict], None] | None = None,
     outcomes: dict | None = None,
     evaluate: bool = True,
+    reveal: bool = True,
+    reveal_root: Path | None = None,
 ) -> Campaign:
     """A campaign submitted for real whose jobs' evidence is the runner's documents, ingested.
 
     `edit(suite, document)` may change a document before it is re-signed (a runner that lies or a
     device that fails); `plan(suite, spec)` may change a job's plan after it is set to what the runner
     ran. Every document must pass the platform's ingestion checks, unless `outcomes` is given: then
-    each suite's IngestOutcome is put there instead."""
+    each suite's IngestOutcome is put there instead. The runner answers each reveal the platform draws
+    from its output store (`reveal_root` instead of the session's), unless `reveal` is False."""
     from apps.certificates.services import campaign_evaluate
 
     real = runner_documents()
@@ -232,8 +243,8 @@ def campaign_from_runner(
         if edit:
             edit(job.suite, document)
         outcome = result_ingest(envelope=real.identity.envelope(canonical_json(document)))
-        if outcome.accepted:
-            answer_reveal(job, real=real)
+        if outcome.accepted and reveal:
+            answer_reveal(job, real=real, root=reveal_root)
         if outcomes is not None:
             outcomes[job.suite] = outcome
             continue
