@@ -44,6 +44,9 @@ class RevealContext:
     document: dict[str, Any]
     plan: dict[str, Any]
     models: dict[str, Any] = field(default_factory=dict)
+    # Model name -> the weights file on this host (the platform's registered artifact), read instead
+    # of the path in the plan; load_model still checks its sha256 against the plan's.
+    weights: dict[str, str] = field(default_factory=dict)
 
     @property
     def challenge(self) -> str:
@@ -288,6 +291,8 @@ def _model_workload(context: RevealContext, name: str) -> tuple[Any, Any]:
     if entry is None:
         raise NotJudgeable(f"the job's plan has no model {name!r}")
     quick = bool((context.plan.get("options") or {}).get("quick"))
+    if name in context.weights:
+        entry = {**entry, "weights_path": context.weights[name]}
     try:
         loaded = load_model(ModelSpec.from_dict(entry))
         workload = workload_for(loaded, context.challenge, quick=quick)

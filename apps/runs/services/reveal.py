@@ -158,7 +158,7 @@ def reveal_draw(*, stored: ResultDocument, document: dict, job: Job, size: int, 
     from runners.revealed import RevealContext, judgeable
 
     started = time.perf_counter()
-    context = RevealContext(document, job.spec)
+    context = RevealContext(document, job.spec, weights=_platform_weights(job))
     entries = committed_outputs(document)
     excluded, drawable = [], []
     for entry in entries:
@@ -249,6 +249,16 @@ def _reveal_in_process(request: dict) -> None:
     platform_tasks.reveal_answer.apply(args=[message], throw=True)
 
 
+def _platform_weights(job: Job) -> dict[str, str]:
+    """The registered artifact's file for a model job: the platform never reads a runner's path."""
+    if job.model_id is None or not job.model.weights:
+        return {}
+    try:
+        return {job.model.name: job.model.weights.path}
+    except (NotImplementedError, ValueError):  # storage without local paths
+        return {}
+
+
 def _judge(reveal: OutputReveal, payload: dict) -> tuple[list[dict], list[str]]:
     """The server's verdict on each revealed output, and every contradiction found."""
     from runners.revealed import NotJudgeable, RevealContext, judge_output
@@ -262,7 +272,7 @@ def _judge(reveal: OutputReveal, payload: dict) -> tuple[list[dict], list[str]]:
     with reveal.document.content.open("rb") as handle:
         document = json.loads(handle.read())
     committed = {str(e.get("id")): e for e in committed_outputs(document)}
-    context = RevealContext(document, reveal.job.spec)
+    context = RevealContext(document, reveal.job.spec, weights=_platform_weights(reveal.job))
     checked, findings = [], []
     extra = sorted(set(tensors) - set(reveal.requested))
     if extra:
@@ -287,9 +297,10 @@ def _judge(reveal: OutputReveal, payload: dict) -> tuple[list[dict], list[str]]:
             continue
         try:
             entry.update(judge_output(context, output_id, tensor))
-        except NotJudgeable as exc:  # judgeable when drawn: the document changed meaning since
-            entry.update(server_status=None, detail=str(exc))
-            findings.append(f"{output_id}: the platform cannot judge it ({exc})")
+        except NotJudgeable as exc:
+            # The platform's own shortfall (e.g. a missing package for a reference), never the
+            # vendor's: shown beside the verdicts, not counted against the runner.
+            entry.update(server_status=None, agrees=None, detail=f"not judged on the platform: {exc}")
         else:
             if not entry["agrees"]:
                 findings.append(
@@ -319,7 +330,7 @@ def reveal_receive(*, message: dict) -> str:
     except (TypeError, ValueError):
         return "dropped"
     reveal = (
-        OutputReveal.objects.select_related("job__campaign__program", "document")
+        OutputReveal.objects.select_related("job__campaign__program", "job__model", "document")
         .filter(pk=reveal_id, state=RevealState.PENDING)
         .first()
     )
