@@ -166,13 +166,16 @@ def test_a_runner_verdict_the_server_does_not_share_fails_the_campaign(cast, aia
     assert result.evidence["reveals"][0]["findings"]
 
 
-def test_a_runner_that_does_not_reveal_in_time_fails_its_job_with_a_classified_error(cast, aia12, settings):
+def test_a_runner_that_does_not_reveal_in_time_fails_its_job_with_a_classified_error(
+    cast, aia12, settings, django_capture_on_commit_callbacks
+):
     campaign = campaign_from_runner(vendor=cast.vendor, program=aia12, reveal=False, evaluate=False)
     assert set(campaign.jobs.values_list("state", flat=True)) == {JobState.RUNNING}
     settings.JOB_SILENCE_S = 0  # a job awaiting its reveal is never requeued as silent
     assert jobs_sweep_stuck(now=timezone.now()) == 0
     later = timezone.now() + timedelta(seconds=settings.REVEAL_ANSWER_S + 4000)
-    assert jobs_sweep_stuck(now=later) == 3
+    with django_capture_on_commit_callbacks(execute=True):
+        assert jobs_sweep_stuck(now=later) == 3
     for job in campaign.jobs.all():
         assert job.state == JobState.FAILED and job.error_class == ErrorClass.TIMEOUT
         assert job.error_message.startswith("reveal timeout")
