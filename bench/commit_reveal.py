@@ -5,9 +5,10 @@ plan of tests/real_documents.py: conformance, performance and a BERT model), thr
 real services: submission, ingestion of the three signed documents, the reveal of each (drawn after
 the commitment is stored, answered by the runner from its output store, judged by the platform) and
 evaluation. The runner's own work (packing the revealed outputs) is not the platform's and is left
-out. The round's platform cost is the commitment coverage check, the draw and the judging of the
-revealed outputs (OutputReveal.server_seconds); it is printed as a ratio of the rest of the
-campaign's platform time (target: at most 10%). Uses its own database ("bench_reveal").
+out. The same campaign is run, alternately, under AIA 1.2 as published and under a copy whose levels
+draw no reveal (reveal_sample size 0, otherwise identical); the added overhead is the ratio of the
+median platform-side times minus one (target: at most 10%). The round's own share
+(OutputReveal.server_seconds: draw and judging) is printed too. Uses its own database ("bench_reveal").
 
     .venv/bin/python bench/commit_reveal.py [--rounds 3] [--url postgresql://postgres@127.0.0.1:5432]
 """
@@ -50,6 +51,7 @@ def main() -> int:
     settings.MEDIA_ROOT = Path(tempfile.mkdtemp(prefix="bench-media-"))
     settings.CERT_SIGNING_KEY_DIR = Path(tempfile.mkdtemp(prefix="bench-keys-"))
     call_command("migrate", verbosity=0)
+    call_command("flush", interactive=False, verbosity=0)  # the bench's own database, fresh each run
 
     import runners.worker as runner_worker
     from apps.accounts.models import OrganizationKind
@@ -62,7 +64,19 @@ def main() -> int:
     started = time.perf_counter()
     real = runner_documents()  # the runner's side: its suites on this CPU (not platform time)
     print(f"runner documents produced in {time.perf_counter() - started:.1f}s (runner side, not counted)")
-    program, _ = program_load(definition=json.loads(Path(PROGRAMS_DIR, "aia-1.2.json").read_text()))
+    import hashlib
+
+    definition = json.loads(Path(PROGRAMS_DIR, "aia-1.2.json").read_text())
+    # Codes of the bench's own (the bench database keeps programs across runs; an active one is frozen).
+    tag = hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:8]
+    definition["code"] = f"R{tag}"
+    program, _ = program_load(definition=definition)
+    without = json.loads(json.dumps(definition))
+    without["code"] = f"N{tag}"
+    for level in without["levels"]:
+        level["thresholds"]["reveal_sample"]["value"]["size"] = 0
+        level["criteria"] = [c for c in level["criteria"] if (c.get("params") or {}).get("check") != "reveal"]
+    program_without, _ = program_load(definition=without)
     runner_side = 0.0
     answer = runner_worker.reveal_answer
 
@@ -75,39 +89,43 @@ def main() -> int:
             runner_side += time.perf_counter() - t
 
     runner_worker.reveal_answer = timed_answer
-    ratios, totals, rounds = [], [], []
-    for index in range(args.rounds):
+
+    def campaign_time(program) -> tuple[float, list]:
+        nonlocal runner_side
         vendor = OrganizationFactory(kind=OrganizationKind.VENDOR)
         runner_side = 0.0
         t = time.perf_counter()
         campaign = campaign_from_runner(vendor=vendor, program=program, level=args.level)
         wall = time.perf_counter() - t
-        reveals = list(OutputReveal.objects.filter(job__campaign=campaign))
+        return wall - runner_side, list(OutputReveal.objects.filter(job__campaign=campaign))
+
+    with_times, without_times, shares = [], [], []
+    for index in range(args.rounds):
+        plain, _ = campaign_time(program_without)
+        timed, reveals = campaign_time(program)
+        assert sorted(r.state for r in reveals) == [RevealState.VERIFIED] * 3, [
+            (r.job.suite, r.findings) for r in reveals
+        ]
         t = time.perf_counter()
         for suite in ("conformance", "performance", "model"):
             commitment_problems(document=real.documents[suite])
-        coverage_s = time.perf_counter() - t
-        reveal_s = sum(r.server_seconds or 0.0 for r in reveals) + coverage_s
-        platform_s = wall - runner_side
-        ratio = reveal_s / (platform_s - reveal_s)
-        states = sorted(r.state for r in reveals)
-        assert states == [RevealState.VERIFIED] * 3, [(r.job.suite, r.findings) for r in reveals]
+        round_s = sum(r.server_seconds or 0.0 for r in reveals) + time.perf_counter() - t
         requested = sum(len(r.requested) for r in reveals)
         print(
-            f"round {index + 1}: campaign platform {platform_s:.2f}s, of which commit–reveal {reveal_s:.3f}s "
-            f"({requested} outputs revealed) -> +{ratio:.1%} over the campaign without it "
-            f"(runner packing {runner_side:.3f}s not counted)"
+            f"round {index + 1}: campaign platform {plain:.2f}s without the reveal, {timed:.2f}s with it "
+            f"({requested} outputs revealed; draw + judging {round_s:.3f}s; runner packing not counted)"
         )
-        ratios.append(ratio)
-        totals.append(platform_s)
-        rounds.append(reveal_s)
-    median = statistics.median(ratios)
-    verdict = "OK" if median <= TARGET_RATIO else "ABOVE TARGET"
+        with_times.append(timed)
+        without_times.append(plain)
+        shares.append(round_s)
+    ratio = statistics.median(with_times) / statistics.median(without_times) - 1
+    verdict = "OK" if ratio <= TARGET_RATIO else "ABOVE TARGET"
     print(
-        f"commit–reveal adds {median:.1%} (median of {args.rounds}) to a campaign's platform-side time "
-        f"({statistics.median(rounds):.3f}s of {statistics.median(totals):.2f}s); target <= {TARGET_RATIO:.0%}: {verdict}"
+        f"commit–reveal adds {ratio:+.1%} to a campaign's platform-side time (medians of {args.rounds}: "
+        f"{statistics.median(with_times):.2f}s with, {statistics.median(without_times):.2f}s without; "
+        f"the round itself {statistics.median(shares):.3f}s); target <= {TARGET_RATIO:.0%}: {verdict}"
     )
-    return 0 if median <= TARGET_RATIO else 1
+    return 0 if ratio <= TARGET_RATIO else 1
 
 
 if __name__ == "__main__":

@@ -166,6 +166,23 @@ def _int(params: dict, key: str) -> int:
     return value
 
 
+def _benchmark_elements(kind: str, params: dict) -> int:
+    """Input elements the platform draws again to rebuild a benchmark's reference (its CPU cost)."""
+    if kind == "gemm":
+        return params.get("M", 0) * params.get("K", 0) + params.get("K", 0) * params.get("N", 0)
+    if kind == "conv":
+        image = math.prod(params.get(k, 1) for k in ("N", "C", "H", "W"))
+        return image + params.get("O", 0) * params.get("C", 0) * params.get("R", 1) ** 2
+    if kind == "bandwidth":
+        return 3 * params.get("elements", 0)
+    if kind == "attention":
+        heads, dim = params.get("heads", 0), params.get("head_dim", 0)
+        if params.get("phase") == "prefill":
+            return 3 * heads * params.get("seq", 0) * dim
+        return heads * dim + 2 * params.get("kv_heads", 0) * params.get("context", 0) * dim
+    return 0
+
+
 def benchmark_of(document: dict, name: str, dtype: str, challenge: str) -> Any:
     """The performance benchmark a measurement of the document names, rebuilt from its parameters
     (the runners' own definitions), refused when recomputing its reference would be too costly."""
@@ -183,12 +200,7 @@ def benchmark_of(document: dict, name: str, dtype: str, challenge: str) -> Any:
         dims = {k: v for k, v in params.items() if k not in _MEASUREMENT_EXTRAS}
         if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in dims.values()):
             raise NotJudgeable("the measurement's dimensions are not whole numbers")
-        elements = (
-            dims.get("M", 0) * dims.get("K", 0) + dims.get("K", 0) * dims.get("N", 0)
-            if kind == "gemm"
-            else math.prod(dims.get(k, 1) for k in ("N", "C", "H", "W"))
-            + dims.get("O", 0) * dims.get("C", 0) * dims.get("R", 1) ** 2
-        )
+        elements = _benchmark_elements(kind, dims)
         if elements > MAX_REFERENCE_ELEMENTS:
             raise NotJudgeable(f"{elements} input elements to regenerate, above the platform's budget")
         bench = defs.catalog_benchmark(kernel, Case(str(params.get("case")), dims), dtype, kind, challenge)
@@ -374,6 +386,37 @@ def _model(context: RevealContext, name: str, dtype: str, sample: str, tensor: t
         metric=score["metric"],
         value=score["value"],
     )
+
+
+# A model output's cost: one float64 forward of the model over its workload, shared by its outputs.
+MODEL_REFERENCE_COST = 1 << 20
+
+
+def reference_cost(context: RevealContext, output_id: str) -> int:
+    """What recomputing this output's reference costs the platform, in input elements drawn (plus the
+    float64 work of a contraction, counted as FLOPs / 16): the currency of a reveal's budget."""
+    try:
+        suite, name, dtype, sample = split_id(output_id)
+    except NotJudgeable:
+        return 0
+    if suite == "conformance":
+        from runners.catalog import get_kernel
+        from runners.catalog.base import element_size
+
+        try:
+            kernel = get_kernel(name)
+            case = kernel.case(sample)
+            size = element_size(dtype) if dtype != "*" else 4
+            return kernel.bytes(case, dtype) // max(size, 1) + kernel.flops(case) // 16
+        except Exception:  # an unknown case is refused by judgeable(); its cost does not matter
+            return 0
+    if suite == "performance":
+        measurement = _measurement_of(context.document, name, dtype) or {}
+        params = measurement.get("params") or {}
+        numbers = {k: v for k, v in params.items() if isinstance(v, int) and not isinstance(v, bool)}
+        numbers["phase"] = params.get("phase")
+        return _benchmark_elements(str(measurement.get("kind")), numbers)
+    return MODEL_REFERENCE_COST
 
 
 def judgeable(context: RevealContext, output_id: str) -> str | None:

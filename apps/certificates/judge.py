@@ -73,11 +73,16 @@ class Thresholds:
     # (AIA 1.2 `reveal_sample`; 0 / "none" for programs that predate it).
     reveal_sample_size: int = 0
     reveal_rule: str = "none"
+    reveal_budget_elements: int = 0
 
     @property
     def reveal_sample(self) -> dict:
         """The level's `reveal_sample` threshold as the program states it."""
-        return {"size": self.reveal_sample_size, "rule": self.reveal_rule}
+        return {
+            "size": self.reveal_sample_size,
+            "rule": self.reveal_rule,
+            "budget_elements": self.reveal_budget_elements,
+        }
 
     sources: dict[str, str] = field(default_factory=dict)
 
@@ -120,6 +125,7 @@ def level_thresholds(*, program, level: str) -> Thresholds:
             required_approvals=int(approvals),
             reveal_sample_size=int((value.get("reveal_sample") or {}).get("size") or 0),
             reveal_rule=str((value.get("reveal_sample") or {}).get("rule") or "none"),
+            reveal_budget_elements=int((value.get("reveal_sample") or {}).get("budget_elements") or 0),
             sources={name: str((entry or {}).get("source", "")) for name, entry in stated.items()},
         )
     conformance = _criterion_params(spec, "conformance_pass_rate")

@@ -146,16 +146,16 @@ def _validate(document: dict, job: Job) -> dict:
         raise Rejected("the weights that ran are not the campaign's: " + "; ".join(problems), fails_job=True)
     if problems := evidence_plan_problems(document=document, plan=job.spec):
         raise Rejected("the document does not cover the job's plan: " + "; ".join(problems), fails_job=True)
-    reveal_size, _rule, _source = program_reveal_policy(
-        program=job.campaign.program, level=job.campaign.level
-    )
-    if reveal_size > 0 and (problems := commitment_problems(document=document)):
+    policy = program_reveal_policy(program=job.campaign.program, level=job.campaign.level)
+    if policy.size > 0 and (problems := commitment_problems(document=document)):
         raise Rejected(
             "the commitment does not cover the outputs the document judged: " + "; ".join(problems),
             fails_job=True,
         )
     size = program_spot_check_size(program=job.campaign.program, level=job.campaign.level)
-    report = spot_check_cases(document, sample_size=size, rng=secrets.SystemRandom())
+    report = spot_check_cases(
+        document, sample_size=size, rng=secrets.SystemRandom(), inputs_only=policy.size > 0
+    )
     if report["failures"]:
         raise Rejected(
             "server-side recomputation disagrees: " + "; ".join(report["failures"]), fails_job=True
@@ -293,9 +293,8 @@ def result_ingest(*, envelope: dict) -> IngestOutcome:
     except Rejected as exc:
         return _reject(job, envelope, raw, exc)
 
-    reveal_size, reveal_rule, _source = program_reveal_policy(
-        program=job.campaign.program, level=job.campaign.level
-    )
+    policy = program_reveal_policy(program=job.campaign.program, level=job.campaign.level)
+    reveal_size = policy.size
     reveal = None
     with transaction.atomic():
         # The conditional update is the claim on the job's evidence: one document per job, ever. A job
@@ -342,7 +341,12 @@ def result_ingest(*, envelope: dict) -> IngestOutcome:
             )
             if reveal_size > 0:  # drawn now that the commitment is stored, never before
                 reveal = reveal_draw(
-                    stored=stored, document=document, job=job, size=reveal_size, rule=reveal_rule
+                    stored=stored,
+                    document=document,
+                    job=job,
+                    size=policy.size,
+                    rule=policy.rule,
+                    budget=policy.budget_elements,
                 )
                 if reveal.state != RevealState.PENDING:  # nothing to ask: settled at once
                     Job.objects.filter(pk=job.pk, state=JobState.RUNNING).update(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -35,7 +36,7 @@ DEFAULT_SPOT_CHECK_SIZE = 5
 # Commit–reveal (issue 13) came with AIA 1.2. A program that does not state `reveal_sample` (AIA 1.0
 # and 1.1, frozen as published) draws no reveal: its documents are judged as they were then.
 REVEAL_RULES = {"uniform"}
-LEGACY_REVEAL = {"size": 0, "rule": "none"}
+LEGACY_REVEAL = {"size": 0, "rule": "none", "budget_elements": 0}
 LEGACY_REVEAL_SOURCE = "AIA 1.0/1.1 predate commit–reveal (AIA 1.2): no reveal is drawn (frozen default)"
 
 
@@ -73,14 +74,25 @@ def program_spot_check_size(*, program: Program, level: str) -> int:
     return int(value) if isinstance(value, int) and value > 0 else DEFAULT_SPOT_CHECK_SIZE
 
 
-def program_reveal_policy(*, program: Program, level: str) -> tuple[int, str, str]:
-    """(sample size, rule, source) of the level's reveal: how many committed outputs the platform asks
-    the runner to reveal after storing its document, and how it draws them."""
+@dataclass(frozen=True)
+class RevealPolicy:
+    """A level's reveal: how many committed outputs the platform asks the runner to reveal after
+    storing its document, how it draws them, and the recomputation budget of one document's sample."""
+
+    size: int
+    rule: str
+    budget_elements: int
+    source: str
+
+
+def program_reveal_policy(*, program: Program, level: str) -> RevealPolicy:
     entry = ((program.level(level) or {}).get("thresholds") or {}).get("reveal_sample")
     if not isinstance(entry, dict):
-        return LEGACY_REVEAL["size"], LEGACY_REVEAL["rule"], LEGACY_REVEAL_SOURCE
+        return RevealPolicy(**LEGACY_REVEAL, source=LEGACY_REVEAL_SOURCE)
     value = entry.get("value") or {}
-    return int(value["size"]), str(value["rule"]), str(entry.get("source") or "")
+    return RevealPolicy(
+        int(value["size"]), str(value["rule"]), int(value["budget_elements"]), str(entry.get("source") or "")
+    )
 
 
 def _reveal_check(code: str, thresholds: dict) -> list[str]:
@@ -91,6 +103,9 @@ def _reveal_check(code: str, thresholds: dict) -> list[str]:
     problems = []
     if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= 1000:
         problems.append(f"level {code}: reveal_sample size must be a whole number from 0 to 1000")
+    budget = value.get("budget_elements")
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 0:
+        problems.append(f"level {code}: reveal_sample budget_elements must be a whole number")
     if value.get("rule") not in REVEAL_RULES:
         problems.append(f"level {code}: reveal_sample rule must be one of {sorted(REVEAL_RULES)}")
     return problems

@@ -151,35 +151,44 @@ def _answer_window(job: Job) -> timedelta:
     return timedelta(seconds=settings.REVEAL_ANSWER_S + sum(SUITE_TIME_LIMITS.get(s, 0) for s in ahead))
 
 
-def reveal_draw(*, stored: ResultDocument, document: dict, job: Job, size: int, rule: str) -> OutputReveal:
+def reveal_draw(
+    *, stored: ResultDocument, document: dict, job: Job, size: int, rule: str, budget: int
+) -> OutputReveal:
     """Draw the sample for a stored document (call it after the document row is saved, in the same
-    transaction). Outputs the platform could not judge, or larger than a reveal may carry, are listed
-    as excluded; the draw is uniform without replacement over the rest, within the byte budget."""
-    from runners.revealed import RevealContext, judgeable
+    transaction): uniform without replacement over the committed outputs (rule "uniform"), taking each
+    draw that still fits the reveal's byte budget and the platform's recomputation budget (`budget`,
+    input elements; runners.revealed.reference_cost), until `size` are drawn. Every output that fits
+    the budgets on its own can be drawn; those that cannot (or that the platform cannot judge) are
+    listed as excluded, with the reason, for the reviewer."""
+    from runners.revealed import RevealContext, judgeable, reference_cost
 
     started = time.perf_counter()
+    if rule != "uniform":
+        raise ValueError(f"unknown reveal rule {rule!r}")
     context = RevealContext(document, job.spec, weights=_platform_weights(job))
     entries = committed_outputs(document)
     excluded, drawable = [], []
     for entry in entries:
-        why = judgeable(context, str(entry.get("id")))
+        output_id = str(entry.get("id"))
+        why = judgeable(context, output_id)
+        cost = reference_cost(context, output_id)
         if why is None and output_bytes(entry) > REVEAL_MAX_BYTES:
             why = f"{output_bytes(entry)} bytes, more than a reveal carries"
+        if why is None and cost > budget:
+            why = f"its reference costs {cost} elements, more than the level's budget of {budget}"
         if why:
-            excluded.append({"id": entry.get("id"), "reason": why})
+            excluded.append({"id": output_id, "reason": why})
         else:
-            drawable.append(entry)
-    if rule != "uniform":
-        raise ValueError(f"unknown reveal rule {rule!r}")
+            drawable.append((entry, cost))
     chooser = secrets.SystemRandom()  # the draw happens after the commitment is stored, never before
-    requested, budget = [], REVEAL_MAX_BYTES
-    for entry in chooser.sample(drawable, len(drawable)):
+    requested, room, spend = [], REVEAL_MAX_BYTES, budget
+    for entry, cost in chooser.sample(drawable, len(drawable)):
         if len(requested) == size:
             break
-        cost = output_bytes(entry)
-        if cost <= budget:
+        if output_bytes(entry) <= room and cost <= spend:
             requested.append(str(entry["id"]))
-            budget -= cost
+            room -= output_bytes(entry)
+            spend -= cost
     now = timezone.now()
     reveal = OutputReveal.objects.create(
         document=stored,
