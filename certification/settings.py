@@ -237,6 +237,9 @@ CAMPAIGN_EVALUATOR = env_str("CAMPAIGN_EVALUATOR", "apps.certificates.services.c
 REGISTRY_CERTIFIED_EDIT = "apps.certificates.services.subjects.certified_subject_edit"
 RUNNER_STALE_AFTER_S = env_int("RUNNER_STALE_AFTER_S", 180, minimum=10)
 JOB_SILENCE_S = env_int("JOB_SILENCE_S", 900, minimum=30)
+# Commit–reveal (apps/runs/services/reveal.py): the time a runner has to reveal the sampled outputs,
+# on top of the hard limits of the jobs queued before the request on its target's queue.
+REVEAL_ANSWER_S = env_int("REVEAL_ANSWER_S", 600, minimum=10)
 # The embedded default runs this machine's own runner worker; its private key stays in var/.
 EMBEDDED_RUNNER_NAME = env_str("EMBEDDED_RUNNER_NAME", "local-runner")
 EMBEDDED_RUNNER_KEY_FILE = env_path("EMBEDDED_RUNNER_KEY_FILE", VAR_DIR / "keys" / "local-runner.pem")

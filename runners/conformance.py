@@ -19,6 +19,7 @@ import torch
 from runners.backends import get_backend
 from runners.catalog import Case, Kernel, UnknownKernel, case_generator, get_kernel, torch_dtype
 from runners.catalog import all_kernels as catalog_kernels
+from runners.commitment import OutputCommitment, conformance_output_id
 from runners.device import as_device
 from runners.errors import (
     BAD_SPEC,
@@ -182,7 +183,13 @@ def _error_message(exc: BaseException) -> str:
 
 
 def run_case(
-    kernel: Kernel, case: Case, dtype: str, challenge: str, backend: Any, timer: SuiteTimer | None = None
+    kernel: Kernel,
+    case: Case,
+    dtype: str,
+    challenge: str,
+    backend: Any,
+    timer: SuiteTimer | None = None,
+    commitment: OutputCommitment | None = None,
 ) -> dict[str, Any]:
     """Runs one case end to end and returns its record; never raises for a kernel's fault.
 
@@ -190,7 +197,8 @@ def run_case(
     The device's half (layout, device call) runs behind ``device.run_kernel``: in the device
     process for a ``DeviceClient``, in this process for a Backend object (runners/device). A case
     whose dimensions are still ranges is drawn from the challenge first; the record carries the
-    drawn dimensions (`dims`).
+    drawn dimensions (`dims`). A case judged pass or fail has its output committed (digest in
+    ``commitment``, raw output kept in its store) for the platform's reveal.
     """
     timer = timer or SuiteTimer()
     device = as_device(backend)
@@ -248,6 +256,8 @@ def run_case(
             **base,
         )
     stats = compare(result, expected, tolerance.atol, tolerance.rtol, bound)
+    if commitment is not None:
+        commitment.record(conformance_output_id(kernel.name, dtype, case.name), result)
     stats.update(
         atol=tolerance.atol,
         rtol=tolerance.rtol,
@@ -310,7 +320,13 @@ def planned_cases(
 
 
 @with_pinned_math_modes
-def run_conformance(spec: dict[str, Any], backend: Any, progress: Progress | None = None) -> dict[str, Any]:
+def run_conformance(
+    spec: dict[str, Any],
+    backend: Any,
+    progress: Progress | None = None,
+    *,
+    commitment: OutputCommitment | None = None,
+) -> dict[str, Any]:
     """Runs the conformance suite the spec describes on `backend`; returns the result document.
 
     `backend` is a ``runners.device.client.DeviceClient`` (the vendor's stack in its own process;
@@ -318,6 +334,7 @@ def run_conformance(spec: dict[str, Any], backend: Any, progress: Progress | Non
     """
     from runners.document import build_document, now_iso
 
+    commitment = commitment if commitment is not None else OutputCommitment()
     started_at = now_iso()
     timer = SuiteTimer()
     backend = as_device(backend)
@@ -364,7 +381,7 @@ def run_conformance(spec: dict[str, Any], backend: Any, progress: Progress | Non
                 )
             )
         else:
-            cases.append(run_case(kernel, case, dtype, spec["challenge"], backend, timer))
+            cases.append(run_case(kernel, case, dtype, spec["challenge"], backend, timer, commitment))
     if progress:
         progress(len(plan), len(plan), "done")
     timings = timer.as_dict()
@@ -380,6 +397,7 @@ def run_conformance(spec: dict[str, Any], backend: Any, progress: Progress | Non
         started_at,
         support=declaration,
         process_isolation=backend.isolation(),
+        commitment=commitment.section(),
     )
 
 

@@ -31,9 +31,23 @@ SUITES: dict[str, Suite] = {
 }
 
 
-def run_suite(spec: dict[str, Any], *, backend: Any, progress: Callable[..., None]) -> dict[str, Any]:
-    """Run the spec's suite; `progress(fraction, message)` gets the share of work done."""
+# The suites whose judged outputs are committed for the platform's reveal (runners/commitment.py);
+# the serving suite's accuracy mode is judged by the runner and not yet committed.
+COMMITTING_SUITES = frozenset({"conformance", "performance", "model"})
+
+
+def run_suite(
+    spec: dict[str, Any], *, backend: Any, progress: Callable[..., None], commitment: Any = None
+) -> dict[str, Any]:
+    """Run the spec's suite; `progress(fraction, message)` gets the share of work done.
+
+    `commitment` (runners.commitment.OutputCommitment) receives the digest of every judged output and
+    keeps the raw outputs for the platform's reveal; without one the document still commits, but the
+    outputs are not kept."""
     suite = SUITES.get(str(spec.get("suite")))
     if suite is None:
         raise ValueError(f"unknown suite {spec.get('suite')!r}; this runner knows {sorted(SUITES)}")
-    return suite(spec, backend, lambda done, total, label: progress(done / max(total, 1), label))
+    report = lambda done, total, label: progress(done / max(total, 1), label)  # noqa: E731
+    if commitment is None or spec.get("suite") not in COMMITTING_SUITES:
+        return suite(spec, backend, report)
+    return suite(spec, backend, report, commitment=commitment)

@@ -220,7 +220,8 @@ def _run_on_device(
         fail("infrastructure", str(exc))
         return None
     try:
-        return run_suite(suite_spec, backend=backend, progress=case_done)
+        commitment = _commitment_for(spec)
+        return run_suite(suite_spec, backend=backend, progress=case_done, commitment=commitment)
     except JobCancelled:
         logger.warning("job %s stopped: the platform cancelled it", job_id)
         fail("infrastructure", "stopped: the platform revoked the job")
@@ -231,6 +232,61 @@ def _run_on_device(
     except Exception as exc:  # the worker survives whatever the suite raises; the platform records it
         fail("infrastructure", f"{type(exc).__name__}: {exc}")
         return None
+
+
+def _commitment_for(spec: dict[str, Any]) -> Any:
+    """The commitment of this attempt, keeping its raw outputs in the host's store until the reveal."""
+    from runners.commitment import OutputCommitment, OutputStore, output_root
+
+    root = output_root()
+    OutputStore.prune(root, max_age_s=float(os.environ.get("RUNNER_OUTPUT_TTL_S", "172800")))
+    attempt = _attempt(spec)
+    return OutputCommitment(OutputStore(root, attempt) if attempt else None)
+
+
+def reveal_answer(
+    request: dict[str, Any], *, identity: RunnerIdentity, root: Path | None = None
+) -> dict[str, Any]:
+    """The signed answer to the platform's reveal request: the raw outputs it names, from this host's store.
+
+    `request` is {"job_id", "attempt", "reveal_id", "outputs": [ids], "max_bytes"}. The answer is a
+    signed message whose payload carries the outputs as one safetensors blob (base64), the ids the
+    store lacks, or an `error` when the request cannot be honoured (never an exception: the platform
+    must hear back)."""
+    from runners.commitment import REVEAL_MAX_BYTES, OutputStore, RevealError, output_root, reveal_pack
+
+    request = request if isinstance(request, dict) else {}
+    payload: dict[str, Any] = {
+        "kind": "reveal",
+        "job_id": request.get("job_id"),
+        "attempt": request.get("attempt"),
+        "reveal_id": request.get("reveal_id"),
+    }
+    outputs = request.get("outputs")
+    max_bytes = request.get("max_bytes")
+    max_bytes = (
+        max_bytes if isinstance(max_bytes, int) and 0 < max_bytes <= REVEAL_MAX_BYTES else REVEAL_MAX_BYTES
+    )
+    try:
+        if (
+            not isinstance(outputs, list)
+            or not all(isinstance(o, str) for o in outputs)
+            or len(outputs) > 10000
+        ):
+            raise RevealError("the request names no list of output ids")
+        store = OutputStore(root or output_root(), str(request.get("attempt")))
+        payload.update(reveal_pack(store, outputs, max_bytes=max_bytes))
+    except RevealError as exc:
+        payload["error"] = str(exc)[:500]
+    except ValueError as exc:  # a malformed attempt tag
+        payload["error"] = f"bad request: {exc}"[:500]
+    return signed_message(identity, payload)
+
+
+@app.task(name="runners.reveal", acks_late=True, ignore_result=True, soft_time_limit=120, time_limit=180)
+def reveal(request: dict[str, Any]) -> None:
+    """Answer a reveal request from the platform (same queue as the job: this host holds the outputs)."""
+    _send("runs.reveal_answer", reveal_answer(request, identity=RunnerIdentity.from_env()))
 
 
 def _send(task_name: str, message: dict[str, Any]) -> None:

@@ -25,11 +25,13 @@ from apps.runs.models import Campaign, Program
 from apps.runs.services.campaigns import campaign_submit
 from apps.runs.services.ingestion import result_ingest
 from runners.backends import get_backend
+from runners.commitment import OutputCommitment, OutputStore
 from runners.document import canonical_json
 from runners.models import ModelSpec
 from runners.models.bert import BertConfig
 from runners.models.seeded import seeded_weights_bytes
 from runners.signing import RunnerIdentity
+from runners.spec import attempt_tag
 from runners.suites import run_suite
 from tests.factories import ChipFactory, HardwareTargetFactory, ModelArtifactFactory
 from tests.runs.world import identity_for
@@ -72,6 +74,7 @@ class RunnerDocuments:
     public_pem: str
     weights: bytes
     model_name: str
+    output_root: Path  # the runner host's store of raw outputs, for the platform's reveal
 
 
 @functools.lru_cache(maxsize=1)
@@ -139,12 +142,43 @@ def runner_documents() -> RunnerDocuments:
             "models": specs["model"]["models"],
             "options": {"quick": False, "serving": SERVING_SETTINGS},
         }
+        # The raw outputs stay in a store for the session, as on a runner host until the reveal.
+        output_root = Path(tempfile.mkdtemp(prefix="runner-outputs-"))
         documents = {
-            suite: run_suite(s, backend=backend, progress=lambda fraction, label: None)
+            suite: run_suite(
+                s,
+                backend=backend,
+                progress=lambda fraction, label: None,
+                commitment=OutputCommitment(OutputStore(output_root, attempt_tag(CHALLENGE))),
+            )
             for suite, s in specs.items()
         }
     identity, pem = identity_for("real-runner")
-    return RunnerDocuments(documents, identity, pem, weights, spec.name)
+    return RunnerDocuments(documents, identity, pem, weights, spec.name, output_root)
+
+
+def answer_reveal(
+    job,
+    *,
+    real: RunnerDocuments | None = None,
+    root: Path | None = None,
+    tamper: Callable[[dict], dict] | None = None,
+):
+    """The runner host's side of the job's pending reveal, in process: the signed answer from the
+    session's output store (``tamper(message)`` may change it first), received by the platform.
+    Returns the reveal's outcome, or None when the job has no pending reveal."""
+    from apps.runs.models import OutputReveal, RevealState
+    from apps.runs.services.reveal import reveal_receive, reveal_request_build
+    from runners.worker import reveal_answer
+
+    real = real or runner_documents()
+    reveal = OutputReveal.objects.filter(job=job, state=RevealState.PENDING).first()
+    if reveal is None:
+        return None
+    message = reveal_answer(
+        reveal_request_build(reveal), identity=real.identity, root=root or real.output_root
+    )
+    return reveal_receive(message=tamper(message) if tamper else message)
 
 
 def peak_fp32() -> float:
@@ -188,13 +222,16 @@ def campaign_from_runner(
     plan: Callable[[str, dict], None] | None = None,
     outcomes: dict | None = None,
     evaluate: bool = True,
+    reveal: bool = True,
+    reveal_root: Path | None = None,
 ) -> Campaign:
     """A campaign submitted for real whose jobs' evidence is the runner's documents, ingested.
 
     `edit(suite, document)` may change a document before it is re-signed (a runner that lies or a
     device that fails); `plan(suite, spec)` may change a job's plan after it is set to what the runner
     ran. Every document must pass the platform's ingestion checks, unless `outcomes` is given: then
-    each suite's IngestOutcome is put there instead."""
+    each suite's IngestOutcome is put there instead. The runner answers each reveal the platform draws
+    from its output store (`reveal_root` instead of the session's), unless `reveal` is False."""
     from apps.certificates.services import campaign_evaluate
 
     real = runner_documents()
@@ -239,6 +276,8 @@ def campaign_from_runner(
         if edit:
             edit(job.suite, document)
         outcome = result_ingest(envelope=real.identity.envelope(canonical_json(document)))
+        if outcome.accepted and reveal:
+            answer_reveal(job, real=real, root=reveal_root)
         if outcomes is not None:
             outcomes[job.suite] = outcome
             continue

@@ -259,6 +259,8 @@ def integrity(campaign: Campaign, params: dict, thresholds: judge.Thresholds) ->
         return _timing(documents, thresholds)
     if check in LOOPHOLE_CHECKS:
         return LOOPHOLE_CHECKS[check](campaign, documents, thresholds)
+    if check == "reveal":
+        return _reveal(documents, thresholds)
     if check not in judge.INTEGRITY_NAMES:
         return _fail(f"Unknown integrity check {check!r}.")
     verdicts = [
@@ -362,6 +364,56 @@ def _timing(documents: list[ResultDocument], thresholds: judge.Thresholds) -> Ju
         measured=rate,
         threshold=1.0,
         evidence=evidence,
+    )
+
+
+def _reveal(documents: list[ResultDocument], thresholds: judge.Thresholds) -> Judgement:
+    """Commit and reveal: every document's sampled outputs were revealed, match the runner's commitment,
+    and the platform's own verdict on each agrees with the runner's (apps/runs/services/reveal.py)."""
+    from apps.runs.models import OutputReveal
+
+    reveals = {r.document_id: r for r in OutputReveal.objects.filter(document__in=documents)}
+    rows = []
+    for document in documents:
+        reveal = reveals.get(document.pk)
+        problem = judge.reveal_problem(
+            state=reveal.state if reveal else None,
+            findings=reveal.findings if reveal else [],
+            sample_size=thresholds.reveal_sample_size,
+        )
+        rows.append(
+            {
+                "document": document.sha256,
+                "job": document.job_id,
+                "suite": document.suite,
+                "state": reveal.state if reveal else None,
+                "requested": len(reveal.requested) if reveal else 0,
+                "committed": reveal.committed if reveal else 0,
+                "checked": len(reveal.checked) if reveal else 0,
+                "findings": (reveal.findings if reveal else [])[:10],
+                "verdict": "fail" if problem else "pass",
+                "detail": problem or "",
+            }
+        )
+    evidence = {"documents": [_doc_ref(d) for d in documents], "reveals": rows}
+    failing = [r for r in rows if r["verdict"] == "fail"]
+    revealed = sum(r["requested"] for r in rows)
+    if failing:
+        return _fail(
+            "Product integrity failure (commit and reveal): "
+            + "; ".join(f"job {r['job']} ({r['suite']}): {r['detail']}" for r in failing[:4])
+            + ".",
+            measured=float(len(failing)),
+            threshold=0.0,
+            evidence=evidence,
+        )
+    return Judgement(
+        CriterionOutcome.PASS,
+        f"{revealed} sampled output(s) of {len(rows)} document(s) revealed; each matches its commitment and "
+        "the platform's own verdict.",
+        float(revealed),
+        None,
+        evidence,
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from apps.runs.services.programs import (
     LEGACY_CLOCK_RATIO_BOUNDS,
+    LEGACY_REVEAL_SOURCE,
     LEGACY_TEST04_MAX_SPEEDUP,
     program_runner_bars,
 )
@@ -71,6 +72,21 @@ class Thresholds:
     clock_ratio_min: float = LEGACY_CLOCK_RATIO_BOUNDS["min"]
     clock_ratio_max: float = LEGACY_CLOCK_RATIO_BOUNDS["max"]
     legacy: bool = False
+    # Commit–reveal: committed outputs the platform asks the runner to reveal, and how it draws them
+    # (AIA 1.2 `reveal_sample`; 0 / "none" for programs that predate it).
+    reveal_sample_size: int = 0
+    reveal_rule: str = "none"
+    reveal_budget_elements: int = 0
+
+    @property
+    def reveal_sample(self) -> dict:
+        """The level's `reveal_sample` threshold as the program states it."""
+        return {
+            "size": self.reveal_sample_size,
+            "rule": self.reveal_rule,
+            "budget_elements": self.reveal_budget_elements,
+        }
+
     sources: dict[str, str] = field(default_factory=dict)
     # The level's serving settings (LoadGen scenarios, latency bounds); None: the level has no serving bar.
     serving: dict | None = None
@@ -126,6 +142,9 @@ def level_thresholds(*, program, level: str) -> Thresholds:
             max_unstable_fraction=_float(value.get("max_unstable_fraction")),
             spot_check_size=int(value.get("spot_check_size") or LEGACY_SPOT_CHECK_SIZE),
             required_approvals=int(approvals),
+            reveal_sample_size=int((value.get("reveal_sample") or {}).get("size") or 0),
+            reveal_rule=str((value.get("reveal_sample") or {}).get("rule") or "none"),
+            reveal_budget_elements=int((value.get("reveal_sample") or {}).get("budget_elements") or 0),
             sources={name: str((entry or {}).get("source", "")) for name, entry in stated.items()},
             serving=value.get("serving") if isinstance(value.get("serving"), dict) else None,
             accepted_math_modes=value.get("accepted_math_modes"),
@@ -170,6 +189,7 @@ def level_thresholds(*, program, level: str) -> Thresholds:
             "test04_max_speedup": LEGACY_SOURCE,
             "clock_ratio_bounds": LEGACY_SOURCE,
             "spot_check_size": LEGACY_SOURCE,
+            "reveal_sample": LEGACY_REVEAL_SOURCE,
         },
     )
 
@@ -328,6 +348,23 @@ def caching_verdict(*, item: dict, thresholds: Thresholds) -> IntegrityVerdict:
         f"repeat-input speed-up {speedup:.3f} (bound {bound:.2f}{'' if separated else ', intervals overlap'})"
     )
     return IntegrityVerdict("caching", not failed and item.get("verdict") != "fail", detail, item)
+
+
+def reveal_problem(*, state: str | None, findings: list, sample_size: int) -> str | None:
+    """Why a document's commit–reveal round fails the integrity blocker, or None when it passes: it must
+    have been drawn (where the level samples any output), answered, and contradicted nothing."""
+    if state is None:
+        return "no reveal was drawn for this document" if sample_size > 0 else None
+    if state == "verified":
+        return None
+    if state == "pending":
+        return "the runner has not revealed the sampled outputs yet"
+    if state == "expired":
+        return "the runner did not reveal the sampled outputs in time"
+    shown = "; ".join(str(f) for f in findings[:3])
+    return (
+        f"the reveal contradicts the runner's commitment or verdicts: {shown}" if shown else "reveal mismatch"
+    )
 
 
 def integrity_verdicts(

@@ -26,6 +26,7 @@ from apps.runs.models import (
     JobState,
     JobSuite,
     Measurement,
+    OutputReveal,
     ResultDocument,
 )
 
@@ -77,6 +78,8 @@ class DocumentCheck:
     integrity: list[tuple[str, str, str]]  # (check, verdict, detail)
     spot_failures: list
     spot_sampled: int
+    reveal: object | None = None  # the document's commit–reveal round (OutputReveal), if one was drawn
+    reveal_problem: str | None = None
 
 
 @dataclass
@@ -346,6 +349,7 @@ def _document_checks(
     documents = {
         d.job_id: d for d in ResultDocument.objects.filter(job__campaign=campaign).select_related("runner")
     }
+    reveals = {r.document_id: r for r in OutputReveal.objects.filter(job__campaign=campaign)}
     checks = []
     for job in jobs:
         document = documents.get(job.pk)
@@ -374,7 +378,28 @@ def _document_checks(
                     f"{'; '.join(fingerprint_mismatches)}.",
                 )
             )
-        checks.append(DocumentCheck(document, job, fingerprint_mismatches, integrity, spot_failures, sampled))
+        reveal = reveals.get(document.pk)
+        reveal_problem = judge.reveal_problem(
+            state=reveal.state if reveal else None,
+            findings=reveal.findings if reveal else [],
+            sample_size=thresholds.reveal_sample_size,
+        )
+        if reveal_problem:
+            anomalies.append(
+                Anomaly("bad", f"Product integrity (commit and reveal) of job {job.pk}: {reveal_problem}.")
+            )
+        checks.append(
+            DocumentCheck(
+                document,
+                job,
+                fingerprint_mismatches,
+                integrity,
+                spot_failures,
+                sampled,
+                reveal,
+                reveal_problem,
+            )
+        )
     return checks
 
 

@@ -252,3 +252,42 @@ class EvidenceRejection(models.Model):
 
     def __str__(self) -> str:
         return f"rejected evidence of job {self.job_id}: {self.reason[:60]}"
+
+
+class RevealState(models.TextChoices):
+    PENDING = "pending", "Awaiting the runner's reveal"
+    VERIFIED = "verified", "Revealed outputs match the commitment and the server's verdicts"
+    MISMATCH = "mismatch", "Integrity failure: the reveal contradicts the commitment or the runner's verdicts"
+    EXPIRED = "expired", "The runner did not reveal in time"
+
+
+class OutputReveal(models.Model):
+    """The commit–reveal round of one document: the sample the platform drew after storing the
+    commitment, the runner's answer, and the server's own verdict on every revealed output."""
+
+    document = models.OneToOneField(ResultDocument, on_delete=models.CASCADE, related_name="reveal")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="reveals")
+    state = models.CharField(
+        max_length=16, choices=RevealState.choices, default=RevealState.PENDING, db_index=True
+    )
+    rule = models.CharField(max_length=32)
+    sample_size = models.PositiveIntegerField()
+    committed = models.PositiveIntegerField(help_text="Outputs the document commits to")
+    requested = models.JSONField(default=list, help_text="The output ids drawn, in the order drawn")
+    excluded = models.JSONField(
+        default=list, help_text="Committed outputs the platform could not draw, with the reason"
+    )
+    checked = models.JSONField(default=list, help_text="The server's verdict on each revealed output")
+    findings = models.JSONField(default=list, help_text="Each way the reveal contradicts the commitment")
+    requested_at = models.DateTimeField(auto_now_add=True)
+    deadline_at = models.DateTimeField()
+    answered_at = models.DateTimeField(null=True, blank=True)
+    server_seconds = models.FloatField(
+        null=True, blank=True, help_text="Platform time spent drawing, checking and judging"
+    )
+
+    class Meta:
+        ordering = ["-requested_at"]
+
+    def __str__(self) -> str:
+        return f"reveal of job {self.job_id}: {self.state}"

@@ -35,6 +35,15 @@ def job_failed(message: dict) -> None:
     runner_failure_receive(message=message)
 
 
+@shared_task(
+    name="runs.reveal_answer", acks_late=True, ignore_result=True, soft_time_limit=240, time_limit=300
+)
+def reveal_answer(message: dict) -> None:
+    from apps.runs.services.reveal import reveal_receive
+
+    reveal_receive(message=message)
+
+
 @shared_task(name="runs.heartbeat", acks_late=True, ignore_result=True)
 def heartbeat(message: dict) -> None:
     from apps.runs.services.messages import runner_heartbeat_receive
@@ -70,4 +79,5 @@ RUNNER_MESSAGES = {
     "runs.job_progress": job_progress,
     "runs.job_failed": job_failed,
     "runs.heartbeat": heartbeat,
+    "runs.reveal_answer": reveal_answer,
 }

@@ -47,6 +47,7 @@ from __future__ import annotations
 from typing import Any
 
 from runners.device.local import InProcessDevice, KernelResult
+from runners.document import DocumentInvalid
 
 __all__ = [
     "InProcessDevice",
@@ -77,12 +78,14 @@ def is_isolated(backend: Any) -> bool:
     return hasattr(backend, "run_suite") and hasattr(backend, "isolation")
 
 
-def suite_in_device_process(spec: dict[str, Any], device: Any, progress: Any = None) -> dict[str, Any]:
+def suite_in_device_process(
+    spec: dict[str, Any], device: Any, progress: Any = None, *, commitment: Any = None
+) -> dict[str, Any]:
     """Runs a performance or model suite's loop in the device process; the judge then puts back the
     spec it was given, re-judges what it can (performance: TEST01 from the returned outputs against
     its own float64 references), records the process split, and validates the document before
     anyone signs it."""
-    from runners.document import DocumentInvalid, validate_document
+    from runners.document import validate_document
 
     document, outputs, tensors = device.run_suite(spec, progress)
     if document.get("suite") != spec.get("suite"):
@@ -111,5 +114,38 @@ def suite_in_device_process(spec: dict[str, Any], device: Any, progress: Any = N
                 "integrity.timing (clock cross-check)",
             ],
         )
+    document["commitment"] = _judge_commitment(spec, outputs, tensors, commitment)
     validate_document(document)
     return document
+
+
+def _judge_commitment(
+    spec: dict[str, Any], outputs: list[dict[str, Any]], tensors: dict[str, Any], commitment: Any
+) -> dict[str, Any]:
+    """The document's commitment, made by the judge from the outputs the device process returned
+    (the device process's own digests are never used): performance, each benchmark's accuracy
+    output and TEST01 rounds; model, every output the suite judged. With the worker's
+    ``commitment`` the raw outputs also go to this host's store for the platform's reveal."""
+    from runners.commitment import OutputCommitment, performance_output_id
+
+    commitment = commitment if commitment is not None else OutputCommitment()
+    if spec.get("suite") == "performance":
+        for index, item in enumerate(outputs):
+            name, dtype = str(item.get("name")), str(item.get("dtype"))
+            accuracy = tensors.get(f"{index}.accuracy")
+            if accuracy is None:
+                raise DocumentInvalid(f"the device process returned no accuracy output for {name} {dtype}")
+            commitment.record(performance_output_id(name, dtype, "accuracy"), accuracy)
+            for round_index in item.get("rounds") or []:
+                sample = tensors.get(f"{index}.round{round_index}")
+                if sample is None:
+                    raise DocumentInvalid(f"the device process returned no round {round_index} of {name}")
+                commitment.record(performance_output_id(name, dtype, f"round{round_index}"), sample)
+    else:
+        for item in outputs:
+            if "committed" in item:
+                tensor = tensors.get(str(item.get("tensor")))
+                if tensor is None:
+                    raise DocumentInvalid(f"the device process returned no output {item['committed']!r}")
+                commitment.record(str(item["committed"]), tensor)
+    return commitment.section()

@@ -161,13 +161,20 @@ class Host:
                 tensors[f"{index}.accuracy"] = accuracy
                 tensors.update({f"{index}.round{r}": t for r, t in samples})
         elif spec["suite"] == "model":
+            from runners.commitment import CollectingCommitment
             from runners.model_suite import run_model
 
             kept_models: list = []
-            document = run_model(spec, self.backend, progress, keep_outputs=kept_models)
+            collected = CollectingCommitment()
+            document = run_model(spec, self.backend, progress, keep_outputs=kept_models, commitment=collected)
             for index, (model, dtype, accuracy) in enumerate(kept_models):
                 outputs.append({"model": model, "dtype": dtype})
                 tensors[f"{index}.accuracy"] = accuracy
+            # Every output the suite judged (accuracy and TEST01 samples) goes back for the judge to
+            # commit: the judge digests and keeps them itself (runners/commitment.py).
+            for index, (output_id, tensor) in enumerate(collected.collected):
+                outputs.append({"committed": output_id, "tensor": f"commit.{index}"})
+                tensors[f"commit.{index}"] = tensor
         else:
             document = SUITES[spec["suite"]](spec, self.backend, progress)
         self.reply(

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from runners.commitment import OutputCommitment, model_output_id
 from runners.document import build_document, json_safe, now_iso
 from runners.errors import (
     BAD_SPEC,
@@ -123,18 +124,28 @@ def run_model(
     progress: Progress | None = None,
     *,
     keep_outputs: list[tuple[str, str, torch.Tensor]] | None = None,
+    commitment: OutputCommitment | None = None,
 ) -> dict[str, Any]:
     """The model suite's result document for a validated job spec (the CLI's suite signature).
 
     With a device process (runners/device) the suite runs there, and the judge scores every
-    accuracy output again against its own float64 reference (``rejudge_model_accuracy``).
+    accuracy output again against its own float64 reference (``rejudge_model_accuracy``) and
+    commits every judged output itself (``commitment``) from the tensors that come back.
     """
     from runners.device import is_isolated, suite_in_device_process
 
     if is_isolated(backend):  # the vendor's stack runs in the device process (runners/device)
-        return suite_in_device_process(spec, backend, progress)
+        return suite_in_device_process(spec, backend, progress, commitment=commitment)
     started_at, start = now_iso(), time.perf_counter()
-    out = run_model_suite(spec, backend, seed=spec["challenge"], progress=progress, keep_outputs=keep_outputs)
+    commitment = commitment if commitment is not None else OutputCommitment()
+    out = run_model_suite(
+        spec,
+        backend,
+        seed=spec["challenge"],
+        progress=progress,
+        keep_outputs=keep_outputs,
+        commitment=commitment,
+    )
     return build_document(
         "model",
         spec,
@@ -147,6 +158,7 @@ def run_model(
         models=out["models"],
         support=out["support"],
         timing_policy=out["timing_policy"],
+        commitment=commitment.section(),
     )
 
 
@@ -157,6 +169,7 @@ def run_model_suite(
     seed: int | str,
     progress: Progress | None = None,
     keep_outputs: list[tuple[str, str, torch.Tensor]] | None = None,
+    commitment: OutputCommitment | None = None,
 ) -> dict[str, Any]:
     """Cases, measurements and integrity verdicts of the model suite for ``spec``.
 
@@ -303,10 +316,12 @@ def run_model_suite(
                 if workload.kind == "decoder":
                     score["greedy_generation_agreement"] = run.generation_agreement()
                 status = "pass" if score["meets_informational_bar"] else "fail"
+                if commitment is not None:  # the judged output, committed for the platform's reveal
+                    commitment.record(model_output_id(model_spec.name, dtype_name, "accuracy"), accuracy_out)
                 out["cases"].append(_case(model_spec.name, dtype_name, status, score))
                 out["measurements"].append(_accuracy_measurement(model_spec.name, dtype_name, score))
                 if dtype_name in perf_dtypes:
-                    _performance(run, accuracy_out, reference, seed, out, caching_threshold)
+                    _performance(run, accuracy_out, reference, seed, out, caching_threshold, commitment)
             except ModelError as exc:
                 out["cases"].append(_error_case(model_spec.name, dtype_name, exc))
             except Exception as exc:  # a timed or generation run: the device's calls are marked
@@ -327,9 +342,10 @@ def _performance(
     seed: int | str,
     out: dict[str, Any],
     caching_threshold: float | None,
+    commitment: OutputCommitment | None = None,
 ) -> None:
     measurements, consistency, caching, timing = model_integrity(
-        run, accuracy_out, reference, seed, threshold=caching_threshold
+        run, accuracy_out, reference, seed, threshold=caching_threshold, commitment=commitment
     )
     out["measurements"].extend(measurements)
     out["consistency"].append(consistency)
@@ -434,6 +450,8 @@ def rejudge_model_accuracy(
     seed = spec["challenge"]
     returned: dict[tuple[str, str], torch.Tensor | None] = {}
     for index, item in enumerate(outputs):
+        if "committed" in item:  # an output for the judge's commitment (runners/device), not a score
+            continue
         returned[(str(item.get("model")), str(item.get("dtype")))] = tensors.get(f"{index}.accuracy")
     entries = spec.get("models") or ([] if spec.get("job_id") else default_models())
     scores: dict[tuple[str, str], dict[str, Any] | str] = {}

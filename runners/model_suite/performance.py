@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from runners.commitment import OutputCommitment, model_output_id
 from runners.errors import device_call
 from runners.integrity import (
     OutputSampler,
@@ -267,10 +268,16 @@ def model_integrity(
     seed: int | str,
     *,
     threshold: float | None = None,
+    commitment: OutputCommitment | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """Measurements and the three integrity verdicts (TEST01, TEST04, clock) of one model and dtype."""
+    """Measurements and the three integrity verdicts (TEST01, TEST04, clock) of one model and dtype.
+
+    Each TEST01 sample is committed in ``commitment`` for the platform's reveal."""
     name, dtype = run.model.spec.name, str(run.dtype).removeprefix("torch.")
     measurements, samples = measure_model(run, seed)
+    if commitment is not None:
+        for sample in samples:
+            commitment.record(model_output_id(name, dtype, sample.label), sample.output)
     consistency = {
         "model": name,
         "dtype": dtype,

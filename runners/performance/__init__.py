@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from runners.catalog.base import FLOAT_DTYPES, Case, element_size, torch_dtype
+from runners.commitment import OutputCommitment, performance_output_id
 from runners.document import build_document, json_safe, now_iso
 from runners.errors import classify_exception, declared_unsupported, device_backend, device_call
 from runners.integrity import (
@@ -96,20 +97,28 @@ def run_performance(
     progress: Progress | None = None,
     *,
     keep_outputs: list[tuple[Benchmark, torch.Tensor, list[tuple[int, torch.Tensor]]]] | None = None,
+    commitment: OutputCommitment | None = None,
 ) -> dict[str, Any]:
     """The performance suite's result document for a validated job spec (the CLI's suite signature).
 
     With a device process (runners/device), the suite's loop runs there and the judge re-judges
-    TEST01 itself from the outputs that come back (``rejudge_output_consistency``). ``keep_outputs``
-    collects, per benchmark, its accuracy output and timed samples (what the device process sends).
+    TEST01 itself from the outputs that come back (``rejudge_output_consistency``) and commits every
+    judged output itself (``commitment``). ``keep_outputs`` collects, per benchmark, its accuracy
+    output and timed samples (what the device process sends).
     """
     from runners.device import is_isolated, suite_in_device_process
 
     if is_isolated(backend):  # the vendor's stack runs in the device process (runners/device)
-        return suite_in_device_process(spec, backend, progress)
+        return suite_in_device_process(spec, backend, progress, commitment=commitment)
     started_at, start = now_iso(), time.perf_counter()
+    commitment = commitment if commitment is not None else OutputCommitment()
     out = run_performance_suite(
-        spec, backend, seed=spec["challenge"], progress=progress, keep_outputs=keep_outputs
+        spec,
+        backend,
+        seed=spec["challenge"],
+        progress=progress,
+        keep_outputs=keep_outputs,
+        commitment=commitment,
     )
     return build_document(
         "performance",
@@ -123,6 +132,7 @@ def run_performance(
         integrity=integrity_section(out["consistency"], out["caching"], out["timing"]),
         timing_policy=out["timing_policy"],
         support=out["support"],
+        commitment=commitment.section(),
     )
 
 
@@ -234,8 +244,12 @@ def run_performance_suite(
     seed: int | str,
     progress: Progress | None = None,
     keep_outputs: list | None = None,
+    commitment: OutputCommitment | None = None,
 ) -> dict[str, Any]:
-    """Measurements, claim verdicts and integrity verdicts of the performance suite."""
+    """Measurements, claim verdicts and integrity verdicts of the performance suite.
+
+    Every output TEST01 judges (the accuracy-mode call and the samples of the timed run) is committed
+    in ``commitment`` for the platform's reveal."""
     options = _options(spec)
     quick = bool(options.get("quick"))
     policy = TimingPolicy.from_dict({**(options.get("timing") or {}), "quick": quick})
@@ -335,6 +349,12 @@ def run_performance_suite(
             cases.append(_error_case(bench, exc, phase="timed"))
             continue
         samples = sampler.finish()
+        if commitment is not None:
+            commitment.record(performance_output_id(bench.name, bench.dtype, "accuracy"), accuracy)
+            for round_index, output in samples:
+                commitment.record(
+                    performance_output_id(bench.name, bench.dtype, f"round{round_index}"), output
+                )
         consistency.append(_consistency(bench, accuracy, samples, reference))
         if keep_outputs is not None:
             keep_outputs.append((bench, accuracy, samples))

@@ -104,7 +104,9 @@ def platform_worker(broker_url: str, var_dir: Path, media_root: Path) -> Worker:
     )
 
 
-def runner_worker(broker_url: str, queue: str, runner_name: str, key_file: Path) -> Worker:
+def runner_worker(
+    broker_url: str, queue: str, runner_name: str, key_file: Path, *, output_dir: Path | None = None
+) -> Worker:
     # The runner host gets the broker and its key, nothing else: no database, no Django settings.
     env = {
         "CELERY_BROKER_URL": broker_url,
@@ -112,6 +114,8 @@ def runner_worker(broker_url: str, queue: str, runner_name: str, key_file: Path)
         "RUNNER_KEY_FILE": str(key_file),
         "RUNNER_HEARTBEAT_SECONDS": "2",
     }
+    if output_dir is not None:  # the host's store of raw outputs until the platform's reveal
+        env["RUNNER_OUTPUT_DIR"] = str(output_dir)
     return Worker("runner", ["-A", "runners.worker", "worker", "-Q", queue, "--concurrency", "1"], env)
 
 

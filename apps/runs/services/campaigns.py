@@ -28,6 +28,7 @@ from apps.runs.models import (
     JobSuite,
     Program,
     ProgramStatus,
+    ResultDocument,
 )
 from apps.runs.specs import job_spec_build
 from apps.runs.transitions import OPEN_STATES, transition_allowed
@@ -262,7 +263,14 @@ def job_fail(*, job_id: int, error_class: str, message: str, retry: bool = False
     job = Job.objects.select_for_update().filter(pk=job_id).first()
     if job is None or job.state in JOB_DONE_STATES:
         return job
-    if retry and error_class == ErrorClass.INFRASTRUCTURE and job.attempts < job.max_attempts:
+    # A job whose document is stored (awaiting its reveal) is never run again under a new challenge.
+    has_evidence = ResultDocument.objects.filter(job_id=job.pk).exists()
+    if (
+        retry
+        and error_class == ErrorClass.INFRASTRUCTURE
+        and job.attempts < job.max_attempts
+        and not has_evidence
+    ):
         stale_task_ids = [job.task_id] if job.task_id else []
         job.state = JobState.QUEUED
         job.challenge = _new_challenge()  # a retried job must not reuse inputs a failed run has seen

@@ -32,11 +32,13 @@ from apps.runs.models import (
     JobSuite,
     Measurement,
     ResultDocument,
+    RevealState,
 )
 from apps.runs.services.campaigns import campaign_check_completion, job_fail
 from apps.runs.services.coverage import evidence_plan_problems
 from apps.runs.services.model_evidence import model_weights_problems
-from apps.runs.services.programs import program_spot_check_size
+from apps.runs.services.programs import program_reveal_policy, program_spot_check_size
+from apps.runs.services.reveal import commitment_problems, reveal_dispatch, reveal_draw
 from apps.runs.services.spot_check import spot_check_cases
 from apps.runs.specs import expected_fingerprint
 from certification.instruments import SPOT_CHECK_SECONDS
@@ -157,9 +159,17 @@ def _validate(document: dict, job: Job) -> dict:
         raise Rejected("the weights that ran are not the campaign's: " + "; ".join(problems), fails_job=True)
     if problems := evidence_plan_problems(document=document, plan=job.spec):
         raise Rejected("the document does not cover the job's plan: " + "; ".join(problems), fails_job=True)
+    policy = program_reveal_policy(program=job.campaign.program, level=job.campaign.level)
+    if policy.size > 0 and (problems := commitment_problems(document=document)):
+        raise Rejected(
+            "the commitment does not cover the outputs the document judged: " + "; ".join(problems),
+            fails_job=True,
+        )
     size = program_spot_check_size(program=job.campaign.program, level=job.campaign.level)
     with SPOT_CHECK_SECONDS.time():
-        report = spot_check_cases(document, sample_size=size, rng=secrets.SystemRandom())
+        report = spot_check_cases(
+            document, sample_size=size, rng=secrets.SystemRandom(), inputs_only=policy.size > 0
+        )
     if report["failures"]:
         raise Rejected(
             "server-side recomputation disagrees: " + "; ".join(report["failures"]), fails_job=True
@@ -301,13 +311,18 @@ def result_ingest(*, envelope: dict) -> IngestOutcome:
     except Rejected as exc:
         return _reject(job, envelope, raw, exc, runner=runner)
 
+    policy = program_reveal_policy(program=job.campaign.program, level=job.campaign.level)
+    reveal_size = policy.size
+    reveal = None
     with transaction.atomic():
-        # The conditional update is the claim on the job's evidence: one document per job, ever.
+        # The conditional update is the claim on the job's evidence: one document per job, ever. A job
+        # whose outputs must be revealed stays running until the reveal settles (services/reveal.py).
         now = timezone.now()
         if not Job.objects.filter(pk=job.pk, state__in=[JobState.QUEUED, JobState.RUNNING]).update(
-            state=JobState.SUCCEEDED,
+            state=JobState.RUNNING if reveal_size > 0 else JobState.SUCCEEDED,
             progress=1.0,
-            finished_at=now,
+            progress_message="awaiting the reveal of sampled outputs" if reveal_size > 0 else "",
+            finished_at=None if reveal_size > 0 else now,
             runner=runner,
             error_class="",
             error_message="",
@@ -342,8 +357,27 @@ def result_ingest(*, envelope: dict) -> IngestOutcome:
                     "measurements": len(measurements),
                 },
             )
+            if reveal_size > 0:  # drawn now that the commitment is stored, never before
+                reveal = reveal_draw(
+                    stored=stored,
+                    document=document,
+                    job=job,
+                    size=policy.size,
+                    rule=policy.rule,
+                    budget=policy.budget_elements,
+                )
+                if reveal.state != RevealState.PENDING:  # nothing to ask: settled at once
+                    Job.objects.filter(pk=job.pk, state=JobState.RUNNING).update(
+                        state=JobState.SUCCEEDED, finished_at=now, progress_message=""
+                    )
         except Exception:
             stored.content.delete(save=False)
             raise
+    if reveal is not None and reveal.state == RevealState.PENDING:
+        reveal_id = reveal.pk
+        transaction.on_commit(lambda: reveal_dispatch(reveal_id=reveal_id))
+        return IngestOutcome(
+            True, "accepted; awaiting the reveal of sampled outputs", job.pk, document=stored
+        )
     campaign_check_completion(campaign_id=job.campaign_id)
     return IngestOutcome(True, "accepted", job.pk, document=stored)

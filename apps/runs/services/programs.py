@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -43,6 +44,7 @@ THRESHOLD_NAMES = {
     "semantic_cases",
     "clock_ratio_bounds",
     "serving",
+    "reveal_sample",
 }
 # What a level's `serving` threshold must state for each scenario (the runner's LoadGen settings).
 SERVING_REQUIRED_SCENARIOS = ("SingleStream", "Offline", "Server")
@@ -63,7 +65,19 @@ LEGACY_CLOCK_RATIO_BOUNDS = {"min": 0.5, "max": 1.05}
 # Issue 13 (AIA 1.2): what every level of a program that states its thresholds must hold as a blocker,
 # so that no level can be certified past a failed integrity check, an impossible figure, a broken
 # semantic case or an unjudged model dtype.
-REQUIRED_INTEGRITY_CHECKS = ("fingerprint", "output_consistency", "caching", "timing", "server_verdicts")
+REQUIRED_INTEGRITY_CHECKS = (
+    "fingerprint",
+    "output_consistency",
+    "caching",
+    "timing",
+    "server_verdicts",
+    "reveal",
+)
+# Commit–reveal (issue 13) came with AIA 1.2. A program that does not state `reveal_sample` (AIA 1.0
+# and 1.1, frozen as published) draws no reveal: its documents are judged as they were then.
+REVEAL_RULES = {"uniform"}
+LEGACY_REVEAL = {"size": 0, "rule": "none", "budget_elements": 0}
+LEGACY_REVEAL_SOURCE = "AIA 1.0/1.1 predate commit–reveal (AIA 1.2): no reveal is drawn (frozen default)"
 
 
 def _thresholds_check(code: str, level: dict) -> list[str]:
@@ -93,6 +107,8 @@ def _thresholds_check(code: str, level: dict) -> list[str]:
     serving = (thresholds.get("serving") or {}).get("value") if "serving" in thresholds else None
     if serving is not None:
         problems += _serving_settings_check(code, serving)
+    if isinstance(thresholds.get("reveal_sample"), dict):
+        problems += _reveal_check(code, thresholds)
     for suite in ("performance", "model"):
         if (level.get("suites", {}).get(suite) or {}).get("quick"):
             problems.append(
@@ -199,6 +215,43 @@ def program_runner_bars(*, program, level: str) -> dict:
         "clock_ratio_min": float(bounds["min"]),
         "clock_ratio_max": float(bounds["max"]),
     }
+
+
+@dataclass(frozen=True)
+class RevealPolicy:
+    """A level's reveal: how many committed outputs the platform asks the runner to reveal after
+    storing its document, how it draws them, and the recomputation budget of one document's sample."""
+
+    size: int
+    rule: str
+    budget_elements: int
+    source: str
+
+
+def program_reveal_policy(*, program: Program, level: str) -> RevealPolicy:
+    entry = ((program.level(level) or {}).get("thresholds") or {}).get("reveal_sample")
+    if not isinstance(entry, dict):
+        return RevealPolicy(**LEGACY_REVEAL, source=LEGACY_REVEAL_SOURCE)
+    value = entry.get("value") or {}
+    return RevealPolicy(
+        int(value["size"]), str(value["rule"]), int(value["budget_elements"]), str(entry.get("source") or "")
+    )
+
+
+def _reveal_check(code: str, thresholds: dict) -> list[str]:
+    value = (thresholds.get("reveal_sample") or {}).get("value")
+    if not isinstance(value, dict):
+        return [f'level {code}: reveal_sample is {{"size": n, "rule": ...}}']
+    size = value.get("size")
+    problems = []
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= 1000:
+        problems.append(f"level {code}: reveal_sample size must be a whole number from 0 to 1000")
+    budget = value.get("budget_elements")
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 0:
+        problems.append(f"level {code}: reveal_sample budget_elements must be a whole number")
+    if value.get("rule") not in REVEAL_RULES:
+        problems.append(f"level {code}: reveal_sample rule must be one of {sorted(REVEAL_RULES)}")
+    return problems
 
 
 def _canonical_sha256(definition: dict) -> str:

@@ -32,7 +32,9 @@ def runners_mark_stale(*, now=None) -> int:
             audit_record(
                 action="runner.offline", obj=runner, payload={"last_heartbeat_at": runner.last_heartbeat_at}
             )
-        for job_id in Job.objects.filter(runner=runner, state=JobState.RUNNING).values_list("pk", flat=True):
+        # A job awaiting its reveal has its evidence: the reveal's own deadline settles it.
+        running = Job.objects.filter(runner=runner, state=JobState.RUNNING, document__isnull=True)
+        for job_id in running.values_list("pk", flat=True):
             job_fail(
                 job_id=job_id,
                 error_class=ErrorClass.INFRASTRUCTURE,
@@ -44,18 +46,22 @@ def runners_mark_stale(*, now=None) -> int:
 
 def jobs_sweep_stuck(*, now=None) -> int:
     """Jobs past their deadline fail as timeouts; running jobs with no sign of life (signed progress or
-    heartbeat naming the attempt) for JOB_SILENCE_S are requeued."""
+    heartbeat naming the attempt) for JOB_SILENCE_S are requeued; reveals past their deadline fail their
+    job as a timeout."""
+    from apps.runs.services.reveal import reveals_expire
+
     now = now or timezone.now()
-    count = 0
+    # Jobs awaiting a reveal (their document stored) fail only when the reveal's deadline passes.
+    count = reveals_expire(now=now)
     for job_id in Job.objects.filter(
-        state__in=[JobState.QUEUED, JobState.RUNNING], deadline_at__lt=now
+        state__in=[JobState.QUEUED, JobState.RUNNING], deadline_at__lt=now, document__isnull=True
     ).values_list("pk", flat=True):
         job_fail(job_id=job_id, error_class=ErrorClass.TIMEOUT, message="the job passed its deadline")
         count += 1
     silent_since = now - timedelta(seconds=settings.JOB_SILENCE_S)
     # Liveness is the last signed progress or heartbeat of the attempt, not the last save of the row.
     silent = (
-        Job.objects.filter(state=JobState.RUNNING)
+        Job.objects.filter(state=JobState.RUNNING, document__isnull=True)
         .annotate(seen=Coalesce("last_seen_at", "started_at"))
         .filter(Q(seen__lt=silent_since) | Q(seen__isnull=True))
     )

@@ -1,0 +1,409 @@
+"""Commit, then reveal: the platform re-decides a random sample of the runner's verdicts itself.
+
+A result document commits to a digest of every output its runner judged (runners/commitment.py).
+Ingestion checks that the commitment covers exactly the judged outputs, stores the document, and
+only then draws a sample with server-side secret randomness (`reveal_draw`): the runner could not
+know which outputs would be asked for when it signed. The request goes to the target's queue as
+`runners.reveal`; the runner answers, signed, with the raw outputs (safetensors bytes). For each
+one `reveal_receive` checks its digest against the commitment, recomputes the float64 reference
+from the job's challenge with the runners' own catalog (runners/revealed.py), judges the output
+with the catalog's tolerance and compares that verdict with the runner's.
+
+The job waits in `running` (its document stored, progress 1.0) until the reveal is settled:
+
+- verified: the job succeeds;
+- mismatch (a digest that is not the committed one, a missing output, or a server verdict that
+  differs from the runner's): a product integrity failure. Where the level has the criterion
+  `integrity` / `reveal` (AIA 1.2) the job succeeds and that blocker fails the campaign in front of
+  the reviewer; elsewhere the evidence is rejected and the job fails;
+- no answer by the deadline (`reveals_expire`, run by the stuck-job sweep): the job fails as a
+  timeout, the reveal is recorded as expired.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from apps.audit.services import audit_record
+from apps.runs.models import ErrorClass, Job, JobState, OutputReveal, ResultDocument, RevealState
+from runners.commitment import (
+    REVEAL_MAX_BYTES,
+    RevealError,
+    conformance_output_id,
+    model_output_id,
+    output_bytes,
+    output_digest,
+    performance_output_id,
+    reveal_unpack,
+)
+from runners.spec import attempt_tag
+
+logger = logging.getLogger(__name__)
+SHOWN = 5
+
+
+def _listed(kind: str, items: list[str]) -> str:
+    more = f" and {len(items) - SHOWN} more" if len(items) > SHOWN else ""
+    return f"{kind}: {', '.join(items[:SHOWN])}{more}"
+
+
+def committed_outputs(document: dict) -> list[dict]:
+    section = document.get("commitment")
+    outputs = section.get("outputs") if isinstance(section, dict) else None
+    return [entry for entry in outputs or [] if isinstance(entry, dict)]
+
+
+def _judged_outputs(document: dict) -> dict[str, list | None]:
+    """Every output id the document's own verdicts rest on, with its shape where the document says it."""
+    suite = document.get("suite")
+    expected: dict[str, list | None] = {}
+    cases = [c for c in document.get("cases") or [] if isinstance(c, dict)]
+    if suite == "conformance":
+        for case in cases:
+            if case.get("status") in ("pass", "fail"):
+                key = conformance_output_id(
+                    str(case.get("kernel")), str(case.get("dtype")), str(case.get("case"))
+                )
+                expected[key] = case.get("shape")
+        return expected
+    section = (document.get("integrity") or {}).get("output_consistency") or {}
+    items = [
+        i for i in (section.get("items") if isinstance(section, dict) else None) or [] if isinstance(i, dict)
+    ]
+    if suite == "performance":
+        for part in items:
+            for item in part.get("benchmarks") or []:
+                if not isinstance(item, dict):
+                    continue
+                name, dtype = str(item.get("benchmark")), str(item.get("dtype"))
+                expected[performance_output_id(name, dtype, "accuracy")] = None
+                for round_index in item.get("rounds") or []:
+                    expected[performance_output_id(name, dtype, f"round{round_index}")] = None
+    elif suite == "model":
+        for case in cases:
+            if case.get("status") in ("pass", "fail"):
+                expected[model_output_id(str(case.get("kernel")), str(case.get("dtype")), "accuracy")] = None
+        for item in items:
+            for label in item.get("sample_ids") or []:
+                expected[model_output_id(str(item.get("model")), str(item.get("dtype")), str(label))] = None
+    return expected
+
+
+def commitment_problems(*, document: dict) -> list[str]:
+    """How the document's commitment fails to cover exactly the outputs its verdicts rest on."""
+    if not isinstance(document.get("commitment"), dict):
+        return ["the document commits to no output (no commitment section)"]
+    entries = committed_outputs(document)
+    ids = [str(entry.get("id")) for entry in entries]
+    expected = _judged_outputs(document)
+    problems = []
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    missing = sorted(set(expected) - set(ids))
+    extra = sorted(set(ids) - set(expected))
+    shapes = sorted(
+        str(entry.get("id"))
+        for entry in entries
+        if expected.get(str(entry.get("id"))) is not None
+        and entry.get("shape") != expected[str(entry.get("id"))]
+    )
+    if missing:
+        problems.append(_listed(f"{len(missing)} judged outputs not committed", missing))
+    if extra:
+        problems.append(_listed(f"{len(extra)} committed outputs no verdict rests on", extra))
+    if twice:
+        problems.append(_listed(f"{len(twice)} outputs committed twice", twice))
+    if shapes:
+        problems.append(_listed(f"{len(shapes)} committed shapes differ from the case records", shapes))
+    return problems
+
+
+def level_judges_reveal(job: Job) -> bool:
+    """Whether the campaign's level has the blocker that reads the reveal (AIA 1.2 `integrity`/`reveal`)."""
+    level = job.campaign.program.level(job.campaign.level) or {}
+    return any(
+        c.get("kind") == "integrity" and (c.get("params") or {}).get("check") == "reveal"
+        for c in level.get("criteria", [])
+    )
+
+
+def _answer_window(job: Job) -> timedelta:
+    """How long the runner has: the answer time, plus the hard limits of the jobs queued before the
+    request on the same target queue (a runner runs one task at a time, in order)."""
+    from apps.runs.services.campaigns import SUITE_TIME_LIMITS
+
+    ahead = (
+        Job.objects.filter(
+            campaign__target_id=job.campaign.target_id,
+            state__in=[JobState.QUEUED, JobState.RUNNING],
+            document__isnull=True,
+        )
+        .exclude(pk=job.pk)
+        .values_list("suite", flat=True)
+    )
+    return timedelta(seconds=settings.REVEAL_ANSWER_S + sum(SUITE_TIME_LIMITS.get(s, 0) for s in ahead))
+
+
+def reveal_draw(
+    *, stored: ResultDocument, document: dict, job: Job, size: int, rule: str, budget: int
+) -> OutputReveal:
+    """Draw the sample for a stored document (call it after the document row is saved, in the same
+    transaction): uniform without replacement over the committed outputs (rule "uniform"), taking each
+    draw that still fits the reveal's byte budget and the platform's recomputation budget (`budget`,
+    input elements; runners.revealed.reference_cost), until `size` are drawn. Every output that fits
+    the budgets on its own can be drawn; those that cannot (or that the platform cannot judge) are
+    listed as excluded, with the reason, for the reviewer."""
+    from runners.revealed import RevealContext, judgeable, reference_cost
+
+    started = time.perf_counter()
+    if rule != "uniform":
+        raise ValueError(f"unknown reveal rule {rule!r}")
+    context = RevealContext(document, job.spec, weights=_platform_weights(job))
+    entries = committed_outputs(document)
+    excluded, drawable = [], []
+    for entry in entries:
+        output_id = str(entry.get("id"))
+        why = judgeable(context, output_id)
+        cost = reference_cost(context, output_id)
+        if why is None and output_bytes(entry) > REVEAL_MAX_BYTES:
+            why = f"{output_bytes(entry)} bytes, more than a reveal carries"
+        if why is None and cost > budget:
+            why = f"its reference costs {cost} elements, more than the level's budget of {budget}"
+        if why:
+            excluded.append({"id": output_id, "reason": why})
+        else:
+            drawable.append((entry, cost))
+    chooser = secrets.SystemRandom()  # the draw happens after the commitment is stored, never before
+    requested, room, spend = [], REVEAL_MAX_BYTES, budget
+    for entry, cost in chooser.sample(drawable, len(drawable)):
+        if len(requested) == size:
+            break
+        if output_bytes(entry) <= room and cost <= spend:
+            requested.append(str(entry["id"]))
+            room -= output_bytes(entry)
+            spend -= cost
+    now = timezone.now()
+    reveal = OutputReveal.objects.create(
+        document=stored,
+        job=job,
+        state=RevealState.PENDING if requested else RevealState.VERIFIED,
+        rule=rule,
+        sample_size=size,
+        committed=len(entries),
+        requested=requested,
+        excluded=excluded[:200],
+        deadline_at=now + _answer_window(job),
+        answered_at=None if requested else now,
+        server_seconds=time.perf_counter() - started,
+    )
+    audit_record(
+        action="evidence.reveal_requested",
+        obj=job,
+        payload={"document": stored.sha256, "requested": len(requested), "committed": len(entries)},
+    )
+    return reveal
+
+
+def reveal_request_build(reveal: OutputReveal) -> dict:
+    """The message the runner receives: which attempt's outputs, which ones, how many bytes at most."""
+    return {
+        "reveal_id": reveal.pk,
+        "job_id": str(reveal.job_id),
+        "attempt": attempt_tag(reveal.job.challenge),
+        "outputs": list(reveal.requested),
+        "max_bytes": REVEAL_MAX_BYTES,
+    }
+
+
+def reveal_dispatch(*, reveal_id: int) -> None:
+    """Publish the reveal request to the target's runner queue (the job's own queue: that host holds
+    the outputs); in the tests' in-process mode the local runner answers at once."""
+    reveal = OutputReveal.objects.select_related("job__campaign__target").filter(pk=reveal_id).first()
+    if reveal is None or reveal.state != RevealState.PENDING:
+        return
+    request = reveal_request_build(reveal)
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        _reveal_in_process(request)
+        return
+    from certification.celery import app, embedded_broker_ready
+
+    embedded_broker_ready()
+    app.send_task(
+        "runners.reveal", args=[request], queue=reveal.job.campaign.target.queue, expires=reveal.deadline_at
+    )
+
+
+def _reveal_in_process(request: dict) -> None:
+    """The in-process path (CELERY_TASK_ALWAYS_EAGER): this machine is its own runner host."""
+    import os
+    from pathlib import Path
+
+    from apps.runs import tasks as platform_tasks
+    from runners.signing import RunnerIdentity
+    from runners.worker import reveal_answer
+
+    name = os.environ.get("RUNNER_NAME") or settings.EMBEDDED_RUNNER_NAME
+    key_file = Path(os.environ.get("RUNNER_KEY_FILE") or settings.EMBEDDED_RUNNER_KEY_FILE)
+    if not key_file.is_file():
+        logger.warning("no local runner key at %s: the reveal %s waits for its deadline", key_file, request)
+        return
+    message = reveal_answer(request, identity=RunnerIdentity.from_file(name, key_file))
+    platform_tasks.reveal_answer.apply(args=[message], throw=True)
+
+
+def _platform_weights(job: Job) -> dict[str, str]:
+    """The registered artifact's file for a model job: the platform never reads a runner's path."""
+    if job.model_id is None or not job.model.weights:
+        return {}
+    try:
+        return {job.model.name: job.model.weights.path}
+    except (NotImplementedError, ValueError):  # storage without local paths
+        return {}
+
+
+def _judge(reveal: OutputReveal, payload: dict) -> tuple[list[dict], list[str]]:
+    """The server's verdict on each revealed output, and every contradiction found."""
+    from runners.revealed import NotJudgeable, RevealContext, judge_output
+
+    if payload.get("error"):
+        return [], [f"the runner could not reveal the sampled outputs: {str(payload['error'])[:300]}"]
+    try:
+        tensors = reveal_unpack(payload, max_bytes=REVEAL_MAX_BYTES)
+    except RevealError as exc:
+        return [], [f"the reveal cannot be read: {exc}"]
+    with reveal.document.content.open("rb") as handle:
+        document = json.loads(handle.read())
+    committed = {str(e.get("id")): e for e in committed_outputs(document)}
+    context = RevealContext(document, reveal.job.spec, weights=_platform_weights(reveal.job))
+    checked, findings = [], []
+    extra = sorted(set(tensors) - set(reveal.requested))
+    if extra:
+        findings.append(_listed(f"{len(extra)} outputs revealed that were not asked for", extra))
+    for output_id in reveal.requested:
+        tensor = tensors.get(output_id)
+        if tensor is None:
+            findings.append(f"{output_id}: not revealed, though committed")
+            checked.append({"id": output_id, "revealed": False})
+            continue
+        digest = output_digest(tensor)
+        entry = {
+            "id": output_id,
+            "revealed": True,
+            "digest_matches": digest == committed[output_id]["digest"],
+        }
+        if not entry["digest_matches"]:
+            findings.append(
+                f"{output_id}: the revealed output is not the one committed (digest {digest[:16]}…)"
+            )
+            checked.append(entry)
+            continue
+        try:
+            entry.update(judge_output(context, output_id, tensor))
+        except NotJudgeable as exc:
+            # The platform's own shortfall (e.g. a missing package for a reference), never the
+            # vendor's: shown beside the verdicts, not counted against the runner.
+            entry.update(server_status=None, agrees=None, detail=f"not judged on the platform: {exc}")
+        else:
+            if not entry["agrees"]:
+                findings.append(
+                    f"{output_id}: the platform judges it {entry['server_status']}, the runner said "
+                    f"{entry['runner_status']}" + (f" ({entry['detail']})" if entry.get("detail") else "")
+                )
+        checked.append(entry)
+    return checked, findings
+
+
+def reveal_receive(*, message: dict) -> str:
+    """Settle a reveal from the runner's signed answer; returns what became of it.
+
+    A message that does not verify, is not from the runner that signed the document, or names another
+    attempt is dropped without touching anything (only the committing runner can reveal)."""
+    from apps.runs.services.campaigns import campaign_check_completion, job_fail
+    from apps.runs.services.messages import UnverifiedMessage, _verified_payload
+
+    started = time.perf_counter()
+    try:
+        runner, payload = _verified_payload(message)
+    except UnverifiedMessage as exc:
+        logger.warning("dropped reveal answer: %s", exc)
+        return "dropped"
+    try:
+        reveal_id = int(payload.get("reveal_id"))
+    except (TypeError, ValueError):
+        return "dropped"
+    reveal = (
+        OutputReveal.objects.select_related("job__campaign__program", "job__model", "document")
+        .filter(pk=reveal_id, state=RevealState.PENDING)
+        .first()
+    )
+    if reveal is None or payload.get("kind") != "reveal":
+        return "dropped"
+    job = reveal.job
+    if reveal.document.runner_id != runner.pk:
+        logger.warning("dropped reveal answer for job %s: not from the runner that committed", job.pk)
+        return "dropped"
+    if payload.get("job_id") != str(job.pk) or payload.get("attempt") != attempt_tag(job.challenge):
+        logger.warning("dropped reveal answer for job %s: another attempt", job.pk)
+        return "dropped"
+    checked, findings = _judge(reveal, payload)
+    state = RevealState.MISMATCH if findings else RevealState.VERIFIED
+    now = timezone.now()
+    with transaction.atomic():
+        if not OutputReveal.objects.filter(pk=reveal.pk, state=RevealState.PENDING).update(
+            state=state,
+            checked=checked,
+            findings=findings,
+            answered_at=now,
+            server_seconds=(reveal.server_seconds or 0.0) + time.perf_counter() - started,
+        ):
+            return "dropped"
+        audit_record(
+            action="evidence.revealed",
+            obj=job,
+            payload={"state": state, "checked": len(checked), "findings": findings[:10]},
+        )
+        judged_by_criterion = level_judges_reveal(job)
+        if state == RevealState.VERIFIED or judged_by_criterion:
+            Job.objects.filter(pk=job.pk, state=JobState.RUNNING).update(
+                state=JobState.SUCCEEDED, finished_at=now, progress_message=""
+            )
+    if state == RevealState.MISMATCH and not judged_by_criterion:
+        job_fail(
+            job_id=job.pk,
+            error_class=ErrorClass.REJECTED_EVIDENCE,
+            message="commit–reveal integrity failure: " + "; ".join(findings[:5]),
+        )
+        return state
+    campaign_check_completion(campaign_id=job.campaign_id)
+    return state
+
+
+def reveals_expire(*, now=None) -> int:
+    """Pending reveals past their deadline: the job fails as a timeout (classified), the reveal expires."""
+    from apps.runs.services.campaigns import job_fail
+
+    now = now or timezone.now()
+    count = 0
+    for reveal in OutputReveal.objects.filter(state=RevealState.PENDING, deadline_at__lt=now):
+        if not OutputReveal.objects.filter(pk=reveal.pk, state=RevealState.PENDING).update(
+            state=RevealState.EXPIRED,
+            findings=[f"no reveal from the runner by {reveal.deadline_at.isoformat()}"],
+        ):
+            continue
+        job_fail(
+            job_id=reveal.job_id,
+            error_class=ErrorClass.TIMEOUT,
+            message=(
+                f"reveal timeout: the runner did not reveal the {len(reveal.requested)} sampled outputs "
+                f"by {reveal.deadline_at.isoformat()}"
+            ),
+        )
+        count += 1
+    return count

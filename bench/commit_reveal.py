@@ -1,0 +1,132 @@
+"""Benchmark: what the commit–reveal round adds to a campaign's platform-side time.
+
+One real campaign under AIA 1.2 (baseline) is fed the real runner's documents of this CPU (the tiny
+plan of tests/real_documents.py: conformance, performance and a BERT model), through the platform's
+real services: submission, ingestion of the three signed documents, the reveal of each (drawn after
+the commitment is stored, answered by the runner from its output store, judged by the platform) and
+evaluation. The runner's own work (packing the revealed outputs) is not the platform's and is left
+out. The same campaign is run, alternately, under AIA 1.2 as published and under a copy whose levels
+draw no reveal (reveal_sample size 0, otherwise identical); the added overhead is the ratio of the
+median platform-side times minus one (target: at most 10%). The round's own share
+(OutputReveal.server_seconds: draw and judging) is printed too. Uses its own database ("bench_reveal").
+
+    .venv/bin/python bench/commit_reveal.py [--rounds 3] [--url postgresql://postgres@127.0.0.1:5432]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from benchdb import ensure_database
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET_RATIO = 0.10
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432")
+    parser.add_argument("--level", default="baseline")
+    args = parser.parse_args()
+    ensure_database(args.url, "bench_reveal")
+    os.environ["DATABASE_URL"] = f"{args.url}/bench_reveal"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "certification.settings")
+    os.environ.setdefault("SECRET_KEY", "bench")
+    sys.path.insert(0, str(ROOT))
+    import tempfile
+
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+
+    settings.MEDIA_ROOT = Path(tempfile.mkdtemp(prefix="bench-media-"))
+    settings.CERT_SIGNING_KEY_DIR = Path(tempfile.mkdtemp(prefix="bench-keys-"))
+    call_command("migrate", verbosity=0)
+    call_command("flush", interactive=False, verbosity=0)  # the bench's own database, fresh each run
+
+    import runners.worker as runner_worker
+    from apps.accounts.models import OrganizationKind
+    from apps.runs.models import OutputReveal, RevealState
+    from apps.runs.services.programs import PROGRAMS_DIR, program_load
+    from apps.runs.services.reveal import commitment_problems
+    from tests.factories import OrganizationFactory
+    from tests.real_documents import campaign_from_runner, runner_documents
+
+    started = time.perf_counter()
+    real = runner_documents()  # the runner's side: its suites on this CPU (not platform time)
+    print(f"runner documents produced in {time.perf_counter() - started:.1f}s (runner side, not counted)")
+    import hashlib
+
+    definition = json.loads(Path(PROGRAMS_DIR, "aia-1.2.json").read_text())
+    # Codes of the bench's own (the bench database keeps programs across runs; an active one is frozen).
+    tag = hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:8]
+    definition["code"] = f"R{tag}"
+    program, _ = program_load(definition=definition)
+    without = json.loads(json.dumps(definition))
+    without["code"] = f"N{tag}"
+    for level in without["levels"]:
+        level["thresholds"]["reveal_sample"]["value"]["size"] = 0
+        level["criteria"] = [c for c in level["criteria"] if (c.get("params") or {}).get("check") != "reveal"]
+    program_without, _ = program_load(definition=without)
+    runner_side = 0.0
+    answer = runner_worker.reveal_answer
+
+    def timed_answer(*a, **kw):  # the runner host packing its outputs: its time, not the platform's
+        nonlocal runner_side
+        t = time.perf_counter()
+        try:
+            return answer(*a, **kw)
+        finally:
+            runner_side += time.perf_counter() - t
+
+    runner_worker.reveal_answer = timed_answer
+
+    def campaign_time(program) -> tuple[float, list]:
+        nonlocal runner_side
+        vendor = OrganizationFactory(kind=OrganizationKind.VENDOR)
+        runner_side = 0.0
+        t = time.perf_counter()
+        campaign = campaign_from_runner(vendor=vendor, program=program, level=args.level)
+        wall = time.perf_counter() - t
+        return wall - runner_side, list(OutputReveal.objects.filter(job__campaign=campaign))
+
+    with_times, without_times, shares = [], [], []
+    for index in range(args.rounds):
+        plain, _ = campaign_time(program_without)
+        timed, reveals = campaign_time(program)
+        assert sorted(r.state for r in reveals) == [RevealState.VERIFIED] * 3, [
+            (r.job.suite, r.findings) for r in reveals
+        ]
+        t = time.perf_counter()
+        for suite in ("conformance", "performance", "model"):
+            commitment_problems(document=real.documents[suite])
+        round_s = sum(r.server_seconds or 0.0 for r in reveals) + time.perf_counter() - t
+        requested = sum(len(r.requested) for r in reveals)
+        print(
+            f"round {index + 1}: campaign platform {plain:.2f}s without the reveal, {timed:.2f}s with it "
+            f"({requested} outputs revealed; draw + judging {round_s:.3f}s; runner packing not counted)"
+        )
+        with_times.append(timed)
+        without_times.append(plain)
+        shares.append(round_s)
+    ratio = statistics.median(with_times) / statistics.median(without_times) - 1
+    verdict = "OK" if ratio <= TARGET_RATIO else "ABOVE TARGET"
+    print(
+        f"commit–reveal adds {ratio:+.1%} to a campaign's platform-side time (medians of {args.rounds}: "
+        f"{statistics.median(with_times):.2f}s with, {statistics.median(without_times):.2f}s without; "
+        f"the round itself {statistics.median(shares):.3f}s); target <= {TARGET_RATIO:.0%}: {verdict}"
+    )
+    return 0 if ratio <= TARGET_RATIO else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,442 @@
+"""Judging revealed outputs from the challenge alone: the platform's side of commit and reveal.
+
+The platform imports this module (runners/ is importable by Django, never the other way round) to
+re-decide what the runner decided about each output it asked for: it regenerates the inputs from the
+job's challenge with the runners' own catalog and benchmark definitions, computes the float64
+reference on its own CPU, and judges the revealed tensor with the catalog's tolerance, the same
+`compare` the runner used. Nothing here runs a device kernel; only references are computed.
+
+Each output id names what it is (runners/commitment.py): ``conformance/<kernel>/<dtype>/<case>``,
+``performance/<benchmark>/<dtype>/<accuracy|roundN>``, ``model/<model>/<dtype>/<accuracy|label>``.
+`judge_output` returns the server's status beside the runner's for the same output.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+# The most input elements the platform generates to recompute one output's reference (its CPU time).
+MAX_REFERENCE_ELEMENTS = 1 << 27
+_MEASUREMENT_EXTRAS = {
+    "kernel",
+    "case",
+    "flops",
+    "bytes",
+    "achieved_tflops",
+    "achieved_gbs",
+    "seconds",
+    "event_value",
+}
+
+
+class NotJudgeable(ValueError):
+    """The platform cannot recompute this output (unknown name, or too costly); the message says why."""
+
+
+@dataclass
+class RevealContext:
+    """What judging several outputs of one document shares: the document, the job's plan, loaded models."""
+
+    document: dict[str, Any]
+    plan: dict[str, Any]
+    models: dict[str, Any] = field(default_factory=dict)
+    # Model name -> the weights file on this host (the platform's registered artifact), read instead
+    # of the path in the plan; load_model still checks its sha256 against the plan's.
+    weights: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def challenge(self) -> str:
+        return str(self.plan.get("challenge") or (self.document.get("spec") or {}).get("challenge"))
+
+
+def split_id(output_id: str) -> tuple[str, str, str, str]:
+    """(suite, name, dtype, sample) of an output id; a benchmark name may not contain '/'."""
+    parts = str(output_id).split("/")
+    if len(parts) < 4 or parts[0] not in ("conformance", "performance", "model"):
+        raise NotJudgeable(f"not an output id: {output_id!r}")
+    if parts[0] == "conformance":
+        return parts[0], parts[1], parts[2], "/".join(parts[3:])
+    return parts[0], "/".join(parts[1:-2]), parts[-2], parts[-1]
+
+
+def _verdict(server: str, runner: str | None, **detail: Any) -> dict[str, Any]:
+    return {"server_status": server, "runner_status": runner, "agrees": server == runner, **detail}
+
+
+def _json_stats(stats: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in stats.items()}
+
+
+# Conformance --------------------------------------------------------------------------------------
+
+
+def conformance_expected(
+    kernel: Any, case: Any, dtype: str, challenge: str
+) -> tuple[torch.Tensor, Any, torch.dtype]:
+    """The float64 reference of one case rounded to its output dtype, its tolerance and that dtype:
+    the same steps as runners.conformance.run_case, from the challenge alone."""
+    from runners.catalog import case_generator
+    from runners.conformance import _widen
+
+    raw = kernel.generate(case, dtype, case_generator(challenge, kernel.name, case.name, dtype))
+    host_inputs = kernel.arrange(dict(raw), case)
+    out_dtype = kernel.output_dtype(dtype)
+    expected = kernel.reference({k: _widen(v) for k, v in host_inputs.items()}).to(out_dtype)
+    return expected, kernel.tolerance(case, dtype), out_dtype
+
+
+def _conformance(context: RevealContext, name: str, dtype: str, sample: str, tensor: torch.Tensor) -> dict:
+    from runners.catalog import UnknownKernel, get_kernel
+    from runners.conformance import compare
+
+    record = next(
+        (
+            c
+            for c in context.document.get("cases") or []
+            if isinstance(c, dict)
+            and (c.get("kernel"), c.get("dtype"), c.get("case")) == (name, dtype, sample)
+        ),
+        None,
+    )
+    runner = record.get("status") if record else None
+    try:
+        kernel = get_kernel(name)
+        case = kernel.case(sample)
+    except (UnknownKernel, KeyError):
+        raise NotJudgeable(f"the catalog has no case {name}/{dtype}/{sample}") from None
+    expected, tolerance, out_dtype = conformance_expected(kernel, case, dtype, context.challenge)
+    if tensor.dtype != out_dtype or tuple(tensor.shape) != tuple(expected.shape):
+        return _verdict(
+            "fail",
+            runner,
+            detail=f"revealed {tuple(tensor.shape)} {tensor.dtype}, the case makes {tuple(expected.shape)} {out_dtype}",
+        )
+    stats = compare(tensor, expected, tolerance.atol, tolerance.rtol)
+    status = "pass" if stats["mismatches"] == 0 else "fail"
+    return _verdict(status, runner, stats=_json_stats(stats))
+
+
+def judgeable_conformance(name: str, sample: str) -> str | None:
+    from runners.catalog import UnknownKernel, get_kernel
+
+    try:
+        get_kernel(name).case(sample)
+    except (UnknownKernel, KeyError):
+        return "the catalog has no such case"
+    return None
+
+
+# Performance --------------------------------------------------------------------------------------
+
+
+def _consistency_items(document: dict) -> list[dict]:
+    """The per-run TEST01 items of a document (runners.measurements.integrity_section)."""
+    section = (document.get("integrity") or {}).get("output_consistency") or {}
+    items = section.get("items") if isinstance(section, dict) else None
+    return [item for item in items or [] if isinstance(item, dict)]
+
+
+def _consistency_item(document: dict, name: str, dtype: str) -> dict | None:
+    for part in _consistency_items(document):
+        for item in part.get("benchmarks") or []:
+            if isinstance(item, dict) and item.get("benchmark") == name and item.get("dtype") == dtype:
+                return item
+    return None
+
+
+def _measurement_of(document: dict, name: str, dtype: str) -> dict | None:
+    return next(
+        (
+            m
+            for m in document.get("measurements") or []
+            if isinstance(m, dict) and m.get("name") == name and m.get("dtype") == dtype
+        ),
+        None,
+    )
+
+
+def _int(params: dict, key: str) -> int:
+    value = params.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise NotJudgeable(f"the measurement states no {key}")
+    return value
+
+
+def _benchmark_elements(kind: str, params: dict) -> int:
+    """Input elements the platform draws again to rebuild a benchmark's reference (its CPU cost)."""
+    if kind == "gemm":
+        return params.get("M", 0) * params.get("K", 0) + params.get("K", 0) * params.get("N", 0)
+    if kind == "conv":
+        image = math.prod(params.get(k, 1) for k in ("N", "C", "H", "W"))
+        return image + params.get("O", 0) * params.get("C", 0) * params.get("R", 1) ** 2
+    if kind == "bandwidth":
+        return 3 * params.get("elements", 0)
+    if kind == "attention":
+        heads, dim = params.get("heads", 0), params.get("head_dim", 0)
+        if params.get("phase") == "prefill":
+            return 3 * heads * params.get("seq", 0) * dim
+        return heads * dim + 2 * params.get("kv_heads", 0) * params.get("context", 0) * dim
+    return 0
+
+
+def benchmark_of(document: dict, name: str, dtype: str, challenge: str) -> Any:
+    """The performance benchmark a measurement of the document names, rebuilt from its parameters
+    (the runners' own definitions), refused when recomputing its reference would be too costly."""
+    from runners.catalog.base import Case
+    from runners.performance import benchmarks as defs
+
+    measurement = _measurement_of(document, name, dtype)
+    if measurement is None:
+        raise NotJudgeable(f"no measurement {name} {dtype}")
+    kind, params = measurement.get("kind"), measurement.get("params") or {}
+    if kind in ("gemm", "conv"):
+        kernel = defs._catalog_kernel(str(params.get("kernel")))
+        if kernel is None:
+            raise NotJudgeable(f"no catalog kernel {params.get('kernel')!r}")
+        dims = {k: v for k, v in params.items() if k not in _MEASUREMENT_EXTRAS}
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in dims.values()):
+            raise NotJudgeable("the measurement's dimensions are not whole numbers")
+        elements = _benchmark_elements(kind, dims)
+        if elements > MAX_REFERENCE_ELEMENTS:
+            raise NotJudgeable(f"{elements} input elements to regenerate, above the platform's budget")
+        bench = defs.catalog_benchmark(kernel, Case(str(params.get("case")), dims), dtype, kind, challenge)
+    elif kind == "bandwidth":
+        elements = _int(params, "elements")
+        if elements * 3 > MAX_REFERENCE_ELEMENTS:
+            raise NotJudgeable(f"{elements} elements per operand, above the platform's budget")
+        bench = next(
+            (
+                b
+                for b in defs.bandwidth_benchmarks(elements * 4, challenge)
+                if b.params.get("operation") == params.get("operation")
+            ),
+            None,
+        )
+    elif kind == "attention":
+        heads, head_dim = _int(params, "heads"), _int(params, "head_dim")
+        if params.get("phase") == "prefill":
+            seq = _int(params, "seq")
+            benches = defs.attention_benchmarks(seq, 1, heads, heads, head_dim, [dtype], challenge)
+            elements = 3 * heads * seq * head_dim
+        else:
+            context_len, kv_heads = _int(params, "context"), _int(params, "kv_heads")
+            benches = defs.attention_benchmarks(1, context_len, heads, kv_heads, head_dim, [dtype], challenge)
+            elements = heads * head_dim + 2 * kv_heads * context_len * head_dim
+        if elements > MAX_REFERENCE_ELEMENTS:
+            raise NotJudgeable(f"{elements} input elements to regenerate, above the platform's budget")
+        bench = next((b for b in benches if b.name == name), None)
+    else:
+        raise NotJudgeable(f"a {kind} measurement has no reference")
+    if bench is None or bench.name != name or bench.reference is None:
+        raise NotJudgeable(f"the parameters of {name} do not rebuild that benchmark")
+    if bench.flops != params.get("flops") or bench.bytes != params.get("bytes"):
+        raise NotJudgeable(f"the FLOP or byte count of {name} is not the benchmark's")
+    return bench
+
+
+def judgeable_performance(document: dict, name: str, dtype: str, challenge: str) -> str | None:
+    item = _consistency_item(document, name, dtype)
+    if item is None or not isinstance(item.get("against_reference"), dict):
+        return "no reference check in the document for this benchmark"
+    try:
+        benchmark_of(document, name, dtype, challenge)
+    except NotJudgeable as exc:
+        return str(exc)
+    return None
+
+
+def _runner_sample_status(item: dict | None, section: str, label: str) -> str | None:
+    """The runner's verdict on one sample: "fail" when its section lists that sample among the
+    failures, "pass" when the section passes as a whole, None when the document cannot say."""
+    part = (item or {}).get(section) if section else item
+    if not isinstance(part, dict):
+        return None
+    if any(isinstance(d, dict) and d.get("sample") == label for d in part.get("details") or []):
+        return "fail"
+    if part.get("verdict") == "pass":
+        return "pass"
+    mismatches = part.get("mismatches")
+    details = part.get("details") or []
+    # Every failure is listed (details keep at most 10): a sample not among them passed.
+    return "pass" if isinstance(mismatches, int) and len(details) >= mismatches else None
+
+
+def _performance(context: RevealContext, name: str, dtype: str, sample: str, tensor: torch.Tensor) -> dict:
+    from runners.conformance import compare
+
+    bench = benchmark_of(context.document, name, dtype, context.challenge)
+    cache_key = ("performance", name, dtype)
+    check = context.models.get(cache_key)
+    if check is None:
+        check = context.models[cache_key] = bench.reference()
+    item = _consistency_item(context.document, name, dtype)
+    runner = _runner_sample_status(item, "against_reference", f"{name}:{dtype}@{sample}")
+    expected = check.expected
+    if tensor.dtype != expected.dtype or tuple(tensor.shape) != tuple(expected.shape):
+        return _verdict(
+            "fail",
+            runner,
+            detail=f"revealed {tuple(tensor.shape)} {tensor.dtype}, the reference is {tuple(expected.shape)} {expected.dtype}",
+        )
+    stats = compare(tensor, expected, check.tolerance.atol, check.tolerance.rtol)
+    return _verdict("pass" if stats["mismatches"] == 0 else "fail", runner, stats=_json_stats(stats))
+
+
+# Models -------------------------------------------------------------------------------------------
+
+
+def _model_workload(context: RevealContext, name: str) -> tuple[Any, Any]:
+    """(workload, float64 reference of every item) of a planned model, built once per document."""
+    key = ("model", name)
+    if key in context.models:
+        return context.models[key]
+    from runners.model_suite.workloads import workload_for
+    from runners.models import ModelError, ModelSpec, load_model
+
+    entry = next(
+        (m for m in context.plan.get("models") or [] if isinstance(m, dict) and m.get("name") == name), None
+    )
+    if entry is None:
+        raise NotJudgeable(f"the job's plan has no model {name!r}")
+    quick = bool((context.plan.get("options") or {}).get("quick"))
+    if name in context.weights:
+        entry = {**entry, "weights_path": context.weights[name]}
+    try:
+        loaded = load_model(ModelSpec.from_dict(entry))
+        workload = workload_for(loaded, context.challenge, quick=quick)
+        reference = workload.reference()
+    except (ModelError, ImportError, OSError) as exc:
+        raise NotJudgeable(
+            f"the platform cannot build {name}'s reference: {type(exc).__name__}: {exc}"
+        ) from None
+    context.models[key] = (workload, reference)
+    return workload, reference
+
+
+def _sample_items(context: RevealContext, name: str, dtype: str, sample: str, size: int) -> list[int]:
+    from runners.integrity import sample_indices
+    from runners.model_suite.performance import TEST01_SAMPLES
+
+    if sample.startswith("latency@"):
+        return [0]
+    if sample.startswith("b") and "@" in sample:
+        return sample_indices(context.challenge, size, TEST01_SAMPLES, salt=f"model:{name}:{dtype}")
+    raise NotJudgeable(f"unknown model sample {sample!r}")
+
+
+def _model(context: RevealContext, name: str, dtype: str, sample: str, tensor: torch.Tensor) -> dict:
+    workload, reference = _model_workload(context, name)
+    if sample == "accuracy":
+        record = next(
+            (
+                c
+                for c in context.document.get("cases") or []
+                if isinstance(c, dict) and (c.get("kernel"), c.get("dtype")) == (name, dtype)
+            ),
+            None,
+        )
+        runner = (record or {}).get("status")
+        if tuple(tensor.shape) != tuple(reference.shape) or not tensor.is_floating_point():
+            return _verdict(
+                "fail",
+                runner,
+                detail=f"revealed {tuple(tensor.shape)}, the workload makes {tuple(reference.shape)}",
+            )
+        score = workload.score(tensor.to(torch.float64), reference, dtype)
+        claimed = ((record or {}).get("metrics") or {}).get("value")
+        verdict = _verdict(
+            "pass" if score["meets_informational_bar"] else "fail",
+            runner,
+            metric=score["metric"],
+            value=score["value"],
+            runner_value=claimed,
+        )
+        if not isinstance(claimed, int | float) or not math.isclose(
+            float(claimed), score["value"], rel_tol=1e-9, abs_tol=1e-12
+        ):
+            verdict.update(
+                agrees=False,
+                detail=f"the document reports {score['metric']} {claimed}, the output gives {score['value']}",
+            )
+        return verdict
+    items = _sample_items(context, name, dtype, sample, workload.size)
+    item = next(
+        (
+            c
+            for c in _consistency_items(context.document)
+            if c.get("model") == name and c.get("dtype") == dtype
+        ),
+        None,
+    )
+    runner = _runner_sample_status(item, "", sample)
+    if (
+        tensor.dim() == 0
+        or tensor.shape[0] != len(items)
+        or tuple(tensor.shape[1:]) != tuple(reference.shape[1:])
+    ):
+        return _verdict("fail", runner, detail=f"revealed {tuple(tensor.shape)} for {len(items)} item(s)")
+    score = workload.score(tensor.to(torch.float64), reference[torch.tensor(items)], dtype)
+    return _verdict(
+        "pass" if score["meets_informational_bar"] else "fail",
+        runner,
+        metric=score["metric"],
+        value=score["value"],
+    )
+
+
+# A model output's cost: one float64 forward of the model over its workload, shared by its outputs.
+MODEL_REFERENCE_COST = 1 << 20
+
+
+def reference_cost(context: RevealContext, output_id: str) -> int:
+    """What recomputing this output's reference costs the platform, in input elements drawn (plus the
+    float64 work of a contraction, counted as FLOPs / 16): the currency of a reveal's budget."""
+    try:
+        suite, name, dtype, sample = split_id(output_id)
+    except NotJudgeable:
+        return 0
+    if suite == "conformance":
+        from runners.catalog import get_kernel
+        from runners.catalog.base import element_size
+
+        try:
+            kernel = get_kernel(name)
+            case = kernel.case(sample)
+            size = element_size(dtype) if dtype != "*" else 4
+            return kernel.bytes(case, dtype) // max(size, 1) + kernel.flops(case) // 16
+        except Exception:  # an unknown case is refused by judgeable(); its cost does not matter
+            return 0
+    if suite == "performance":
+        measurement = _measurement_of(context.document, name, dtype) or {}
+        params = measurement.get("params") or {}
+        numbers = {k: v for k, v in params.items() if isinstance(v, int) and not isinstance(v, bool)}
+        numbers["phase"] = params.get("phase")
+        return _benchmark_elements(str(measurement.get("kind")), numbers)
+    return MODEL_REFERENCE_COST
+
+
+def judgeable(context: RevealContext, output_id: str) -> str | None:
+    """Why the platform would not recompute this output, or None when it can (before drawing)."""
+    try:
+        suite, name, dtype, sample = split_id(output_id)
+    except NotJudgeable as exc:
+        return str(exc)
+    if suite == "conformance":
+        return judgeable_conformance(name, sample)
+    if suite == "performance":
+        return judgeable_performance(context.document, name, dtype, context.challenge)
+    if not any(isinstance(m, dict) and m.get("name") == name for m in context.plan.get("models") or []):
+        return "the job's plan has no such model"
+    return None
+
+
+def judge_output(context: RevealContext, output_id: str, tensor: torch.Tensor) -> dict[str, Any]:
+    """The server's verdict on one revealed output beside the runner's: {"server_status",
+    "runner_status", "agrees", "stats" | "detail" ...}. Raises NotJudgeable."""
+    suite, name, dtype, sample = split_id(output_id)
+    judge = {"conformance": _conformance, "performance": _performance, "model": _model}[suite]
+    return judge(context, name, dtype, sample, tensor)
