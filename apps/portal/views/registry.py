@@ -13,6 +13,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
 
 from apps.accounts.selectors import membership_of
@@ -58,15 +59,15 @@ def registry(request: HttpRequest) -> HttpResponse:
     if request.GET.get("ordering"):
         page_query["ordering"] = sort
     columns = [
-        ("serial", "Serial"),
-        ("chip", "Chip"),
-        ("vendor", "Vendor"),
-        (None, "Backend"),
-        (None, "Program"),
-        ("level", "Level"),
-        ("status", "Status"),
-        ("issued_at", "Issued"),
-        ("valid_until", "Valid until"),
+        ("serial", _("Serial")),
+        ("chip", _("Chip")),
+        ("vendor", _("Vendor")),
+        (None, _("Backend")),
+        (None, _("Program")),
+        ("level", _("Level")),
+        ("status", _("Status")),
+        ("issued_at", _("Issued")),
+        ("valid_until", _("Valid until")),
     ]
     headers = []
     for key, label in columns:
@@ -91,7 +92,7 @@ def registry(request: HttpRequest) -> HttpResponse:
             "filterset": filterset,
             "errors": errors,
             "facets": registry_facets(),
-            "statuses": [*CertificateStatus.choices, ("all", "All")],
+            "statuses": [*CertificateStatus.choices, ("all", _("All"))],
             "params": request.GET,
             "query": query.urlencode(),
             "page_query": page_query.urlencode(),
