@@ -20,11 +20,12 @@ def pytest_sessionstart(session):
         mo = po.with_suffix(".mo")
         if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
             continue
-        if shutil.which("msgfmt") is None:
+        msgfmt = shutil.which("msgfmt")
+        if msgfmt is None:
             raise pytest.UsageError(
                 "msgfmt (GNU gettext) is needed to compile locale/*.po: apt install gettext"
             )
-        subprocess.run(["msgfmt", "--check", "-o", str(mo), str(po)], check=True)
+        subprocess.run([msgfmt, "--check", "-o", str(mo), str(po)], check=True)
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,7 @@ catalogue, and the viewer's time zone."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def test_the_switcher_posts_with_csrf_sets_the_language_and_returns_to_the_same_
 
 def test_every_message_of_the_catalogue_is_translated_and_it_compiles_cleanly():
     result = subprocess.run(
-        ["msgfmt", "--check", "--statistics", "-o", "/dev/null", str(PO)], capture_output=True, text=True
+        [shutil.which("msgfmt") or "msgfmt", "--check", "--statistics", "-o", "/dev/null", str(PO)], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
     assert "untranslated" not in result.stderr and "fuzzy" not in result.stderr, result.stderr
