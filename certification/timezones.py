@@ -2,7 +2,8 @@
 
 The zone is the one the viewer chose (the language switcher's zone field, kept in the session), else
 the zone of the request's language (Asia/Shanghai for zh-hans), else UTC. Templates print it next to
-the times that matter (tender deadlines), so "17:00" never leaves the reader guessing.
+the times that matter (tender deadlines), so "17:00" never leaves the reader guessing. The API is left
+in UTC: its datetimes are data for programs, the same for every caller.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 SESSION_KEY = "display_time_zone"
+API_PREFIX = "/api/"
 
 
 @lru_cache(maxsize=1)
@@ -42,6 +44,8 @@ class TimezoneMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith(API_PREFIX):  # the API answers in UTC ("Z") whatever the language
+            return self.get_response(request)
         timezone.activate(zoneinfo.ZoneInfo(display_zone(request)))
         try:
             return self.get_response(request)

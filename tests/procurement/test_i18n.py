@@ -128,6 +128,7 @@ def test_a_new_tender_defaults_to_cny_in_chinese_and_usd_otherwise(cast, program
     )
     en = api.post("/api/v1/tenders/", dict(body, reference="EN-1"), format="json", HTTP_ACCEPT_LANGUAGE="en")
     assert zh.status_code == 201 and zh.json()["currency"] == "CNY"
+    assert zh.json()["deadline"] == "2099-01-31T12:00:00Z"  # the API stays in UTC for every language
     assert en.status_code == 201 and en.json()["currency"] == "USD"
     explicit = api.post(
         "/api/v1/tenders/",
