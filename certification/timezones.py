@@ -9,6 +9,7 @@ in UTC: its datetimes are data for programs, the same for every caller.
 from __future__ import annotations
 
 import zoneinfo
+from collections.abc import Callable
 from functools import lru_cache
 
 from django.conf import settings
@@ -34,13 +35,13 @@ def zone_for_language(language: str | None) -> str:
 
 def display_zone(request: HttpRequest) -> str:
     chosen = request.session.get(SESSION_KEY) if hasattr(request, "session") else None
-    if chosen in available_zones():
+    if isinstance(chosen, str) and chosen in available_zones():
         return chosen
     return zone_for_language(translation.get_language())
 
 
 class TimezoneMiddleware:
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.functional import SimpleLazyObject
 from django.utils.translation import gettext_lazy as _
 
 from apps.accounts.selectors import membership_of
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 PUBLIC = [(_("Registry"), "/registry/")]
 AUTHORITY = [
@@ -49,7 +54,7 @@ def _time_zone_choices() -> list[str]:
     return TIME_ZONE_CHOICES if current in TIME_ZONE_CHOICES else [current, *TIME_ZONE_CHOICES]
 
 
-def _nav(request: HttpRequest) -> list[tuple[str, str]]:
+def _nav(request: HttpRequest) -> list[tuple[StrOrPromise, str]]:
     membership = membership_of(request.user)
     if membership is None:
         return list(PUBLIC)

@@ -7,6 +7,7 @@ form) and the service validates the meaning, so the form and the API refuse the 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from django import forms
 from django.utils import timezone
@@ -28,7 +29,7 @@ class TenderForm(forms.Form):
     deadline = forms.DateTimeField(widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
     currency = forms.CharField(max_length=3, initial=default_currency)  # CNY in zh-hans
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # A datetime-local value has no zone: Django reads it in the viewer's zone; say which.
         self.fields["deadline"].label = f"Deadline ({timezone.get_current_timezone_name()})"

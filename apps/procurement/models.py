@@ -52,7 +52,7 @@ def default_currency() -> str:
     fallback (settings.TENDER_DEFAULT_CURRENCY*). The column's own default stays USD for old rows."""
     by_language = getattr(settings, "TENDER_DEFAULT_CURRENCY", {})
     fallback = getattr(settings, "TENDER_DEFAULT_CURRENCY_FALLBACK", "USD")
-    return by_language.get(translation.get_language() or "", fallback)
+    return str(by_language.get(translation.get_language() or "", fallback))
 
 
 class Tender(models.Model):
