@@ -10,6 +10,7 @@ from django.utils.functional import SimpleLazyObject
 from django.utils.translation import gettext_lazy as _
 
 from apps.accounts.selectors import membership_of
+from certification.timezones import SESSION_KEY
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
@@ -70,4 +71,6 @@ def portal(request: HttpRequest) -> dict:
         "nav": SimpleLazyObject(lambda: _nav(request)),
         "membership": SimpleLazyObject(lambda: membership_of(request.user)),
         "DISPLAY_TIME_ZONE_CHOICES": _time_zone_choices(),
+        # The zone the viewer chose (selected in the switcher); none: "the language's default" is.
+        "DISPLAY_TIME_ZONE_CHOSEN": getattr(request, "session", {}).get(SESSION_KEY, ""),
     }

@@ -72,7 +72,9 @@ def test_the_switcher_posts_with_csrf_sets_the_language_and_returns_to_the_same_
 
 def test_every_message_of_the_catalogue_is_translated_and_it_compiles_cleanly():
     result = subprocess.run(
-        [shutil.which("msgfmt") or "msgfmt", "--check", "--statistics", "-o", "/dev/null", str(PO)], capture_output=True, text=True
+        [shutil.which("msgfmt") or "msgfmt", "--check", "--statistics", "-o", "/dev/null", str(PO)],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
     assert "untranslated" not in result.stderr and "fuzzy" not in result.stderr, result.stderr
@@ -83,10 +85,13 @@ def test_the_time_zone_defaults_by_language_and_the_viewer_can_choose_another():
     assert "Asia/Shanghai" in Client(HTTP_ACCEPT_LANGUAGE="zh-CN").get("/").context["TIME_ZONE"]
     client = Client()
     assert client.get("/").context["TIME_ZONE"] == "UTC"
+    assert " selected>UTC<" not in client.get("/").content.decode()  # nothing chosen: the default is
     bad = client.post("/i18n/timezone/", {"timezone": "Mars/Olympus", "next": "/"})
     assert bad.status_code == 400
     chosen = client.post("/i18n/timezone/", {"timezone": "Europe/Berlin", "next": "/registry/"})
     assert chosen.status_code == 302 and chosen["Location"] == "/registry/"
-    assert client.get("/").context["TIME_ZONE"] == "Europe/Berlin"
+    page = client.get("/")
+    assert page.context["TIME_ZONE"] == "Europe/Berlin"
+    assert '<option value="Europe/Berlin" selected>' in page.content.decode()
     away = client.post("/i18n/timezone/", {"timezone": "UTC", "next": "https://evil.example/"})
     assert away["Location"] == "/"  # never redirected off the site
