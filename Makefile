@@ -8,9 +8,20 @@ CONSTRAINTS ?= constraints/local.txt
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test test-fast lint serve migrate demo clean
+.PHONY: install run test test-fast lint serve migrate demo clean messages
 
-install: $(STAMP) var/secret_key
+# Translations: the .po catalogues are committed, the .mo compiled here (GNU gettext's msgfmt, through
+# Django's compilemessages); `make messages` refreshes the msgids after a template or string changes.
+PO_FILES := $(wildcard locale/*/LC_MESSAGES/django.po)
+MO_FILES := $(PO_FILES:.po=.mo)
+
+install: $(STAMP) var/secret_key $(MO_FILES)
+
+locale/%/LC_MESSAGES/django.mo: locale/%/LC_MESSAGES/django.po $(STAMP) var/secret_key
+	$(PY) manage.py compilemessages --locale $* --ignore '.venv' --ignore 'var' -v0
+
+messages: $(STAMP)
+	$(PY) manage.py makemessages --locale zh_Hans --no-obsolete --ignore '.venv' --ignore 'var' --ignore 'tests' --ignore 'bench' --ignore 'runners'
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

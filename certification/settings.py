@@ -60,9 +60,12 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # After the session (the switcher's choice is kept there), before CommonMiddleware (Django's order).
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "certification.timezones.TimezoneMiddleware",  # after LocaleMiddleware: the zone follows the language
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -81,6 +84,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.i18n",
+                "django.template.context_processors.tz",
                 "apps.portal.context_processors.portal",
             ],
         },
@@ -102,9 +107,18 @@ LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
 
 LANGUAGE_CODE = "en"
-TIME_ZONE = "UTC"
+TIME_ZONE = "UTC"  # stored and computed in UTC; shown in the viewer's zone (certification.timezones)
 USE_I18N = True
 USE_TZ = True
+# English and Simplified Chinese. A browser's zh-CN (or zh-SG) falls back to zh-hans (Django's LANG_INFO).
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+LOCALE_PATHS = [BASE_DIR / "locale"]  # the .po files are committed; the .mo are compiled (make install)
+# The zone times are shown in when the viewer chose none (certification.timezones.TimezoneMiddleware).
+DISPLAY_TIME_ZONES = {"zh-hans": "Asia/Shanghai"}
+DISPLAY_TIME_ZONE_DEFAULT = "UTC"
+# The currency a new tender starts with (forms and API), by the language of the request.
+TENDER_DEFAULT_CURRENCY = {"zh-hans": "CNY"}
+TENDER_DEFAULT_CURRENCY_FALLBACK = "USD"
 
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"

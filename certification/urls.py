@@ -9,6 +9,7 @@ from apps.certificates.api.views import certification_keys, credential_status_li
 from certification.health import healthz, readyz
 from certification.metrics import metrics
 from certification.openapi import CachedSchemaView
+from certification.timezones import set_timezone
 
 DOCS_CSP = csp_update({"style-src": ["'unsafe-inline'"]})
 
@@ -22,6 +23,9 @@ api_v1 = [
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # The language switcher posts to Django's set_language (i18n/setlang/), the zone to set_timezone.
+    path("i18n/timezone/", set_timezone, name="set_timezone"),
+    path("i18n/", include("django.conf.urls.i18n")),
     path("", include("apps.accounts.urls")),  # password reset only with mail; before Django's own
     path("", include("django.contrib.auth.urls")),
     path(".well-known/certification-keys.json", certification_keys, name="certification-keys"),

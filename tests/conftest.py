@@ -3,9 +3,29 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
+LOCALE_DIR = Path(__file__).resolve().parent.parent / "locale"
+
+
+def pytest_sessionstart(session):
+    """The translation catalogues compiled as `make install` does (the .mo are not committed), so a
+    bare `pytest` after editing a .po tests the catalogue on disk, never a stale or missing .mo."""
+    for po in LOCALE_DIR.glob("*/LC_MESSAGES/*.po"):
+        mo = po.with_suffix(".mo")
+        if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
+            continue
+        msgfmt = shutil.which("msgfmt")
+        if msgfmt is None:
+            raise pytest.UsageError(
+                "msgfmt (GNU gettext) is needed to compile locale/*.po: apt install gettext"
+            )
+        subprocess.run([msgfmt, "--check", "-o", str(mo), str(po)], check=True)
 
 
 @pytest.fixture(autouse=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from apps.accounts.models import Organization
 from apps.registry.models import Chip, HardwareTarget
@@ -120,11 +121,11 @@ class Review(models.Model):
 
 
 class CertificateStatus(models.TextChoices):
-    ACTIVE = "active", "Active"
-    SUSPENDED = "suspended", "Suspended"
-    REVOKED = "revoked", "Revoked"
-    EXPIRED = "expired", "Expired"
-    SUPERSEDED = "superseded", "Superseded by a re-certification"
+    ACTIVE = "active", _("Active")
+    SUSPENDED = "suspended", _("Suspended")
+    REVOKED = "revoked", _("Revoked")
+    EXPIRED = "expired", _("Expired")
+    SUPERSEDED = "superseded", _("Superseded by a re-certification")
 
 
 def subject_columns(payload: dict) -> dict[str, str]:

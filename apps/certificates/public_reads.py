@@ -17,6 +17,7 @@ from collections.abc import Callable
 from django.core.cache import cache
 from django.db import transaction
 from django.http import HttpResponse
+from django.utils import timezone, translation
 
 GENERATION_KEY = "public-reads:generation"
 BODY_TTL_S = 3600
@@ -47,7 +48,10 @@ def public_reads_changed() -> None:
 def cached_public_response(request, render: Callable[[], HttpResponse]) -> HttpResponse:
     """`render()`'s answer for this path and media type, from the shared cache while nothing changed."""
     media_type = getattr(request, "accepted_media_type", "") or ""
-    token = f"{public_generation()}\n{request.get_full_path()}\n{media_type}"
+    # A page is rendered in the visitor's language and time zone (LocaleMiddleware, TimezoneMiddleware):
+    # one cached body per language and zone, never a Chinese page served to an English visitor.
+    locale = f"{translation.get_language()}\n{timezone.get_current_timezone_name()}"
+    token = f"{public_generation()}\n{request.get_full_path()}\n{media_type}\n{locale}"
     etag = '"' + hashlib.sha256(token.encode()).hexdigest()[:32] + '"'
     stored = cache.get("public-reads:body:" + etag)
     if stored is not None:

@@ -7,10 +7,12 @@ form) and the service validates the meaning, so the form and the API refuse the 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from django import forms
+from django.utils import timezone
 
-from apps.procurement.models import RequirementKind, ScoreMetric
+from apps.procurement.models import RequirementKind, ScoreMetric, default_currency
 from apps.procurement.requirements import DTYPES, MODEL_METRICS, OPS, ORIGIN_FIELDS
 
 BLANK = [("", "—")]
@@ -25,7 +27,12 @@ class TenderForm(forms.Form):
     reference = forms.CharField(max_length=64)
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     deadline = forms.DateTimeField(widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
-    currency = forms.CharField(max_length=3, initial="USD")
+    currency = forms.CharField(max_length=3, initial=default_currency)  # CNY in zh-hans
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A datetime-local value has no zone: Django reads it in the viewer's zone; say which.
+        self.fields["deadline"].label = f"Deadline ({timezone.get_current_timezone_name()})"
 
 
 class RequirementRowForm(forms.Form):

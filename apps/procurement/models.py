@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
+from django.utils import translation
 
 from apps.accounts.models import Organization
 
@@ -44,6 +45,14 @@ class ScoreMetric(models.TextChoices):
     MEMORY_GIB = "memory_gib", "Memory (GiB)"
     SERVING_QPS = "serving_qps", "Certified MLPerf Server QPS of a model at its latency bound"
     SERVING_TOKENS = "serving_tokens", "Certified Server tokens/s of a decoder"
+
+
+def default_currency() -> str:
+    """The currency a new tender starts with: by the request's language (CNY for zh-hans), else the
+    fallback (settings.TENDER_DEFAULT_CURRENCY*). The column's own default stays USD for old rows."""
+    by_language = getattr(settings, "TENDER_DEFAULT_CURRENCY", {})
+    fallback = getattr(settings, "TENDER_DEFAULT_CURRENCY_FALLBACK", "USD")
+    return str(by_language.get(translation.get_language() or "", fallback))
 
 
 class Tender(models.Model):

@@ -13,6 +13,7 @@ from django.http import HttpResponse
 
 from certification.spreadsheet import csv_writer
 
+UTF8_BOM = "\ufeff"
 CHART_LIMIT = 15  # the best-ranked eligible chips; a chart of hundreds of bars says nothing
 
 
@@ -26,8 +27,10 @@ def cell_text(cell: dict) -> str:
 
 def evaluation_csv_response(evaluation) -> HttpResponse:
     """The CSV download of a saved evaluation, the same for the portal page and the API."""
+    # With a UTF-8 byte-order mark first: without it Excel reads the file in the system's code page
+    # and Chinese titles and chip names open garbled.
     response = HttpResponse(
-        evaluation_csv(snapshot=evaluation.snapshot), content_type="text/csv; charset=utf-8"
+        UTF8_BOM + evaluation_csv(snapshot=evaluation.snapshot), content_type="text/csv; charset=utf-8"
     )
     response["Content-Disposition"] = (
         f'attachment; filename="evaluation-{evaluation.pk}-'

@@ -16,7 +16,7 @@ from apps.audit.services import audit_record
 from apps.procurement import selectors
 from apps.procurement.eligibility import evaluation_build
 from apps.procurement.export_control import rule_current
-from apps.procurement.models import Evaluation, Requirement, Tender
+from apps.procurement.models import Evaluation, Requirement, Tender, default_currency
 from apps.procurement.requirements import requirements_clean
 from apps.procurement.scoring import scoring_clean
 from runners.canonical import canonical_json
@@ -63,7 +63,7 @@ def tender_create(
     requirements: list[dict],
     scoring: list[dict],
     description: str = "",
-    currency: str = "USD",
+    currency: str | None = None,
     created_by=None,
 ) -> Tender:
     """A buyer organization's tender. Requirements must be consistent and the deadline ahead."""
@@ -80,7 +80,7 @@ def tender_create(
         reference=reference,
         deadline=deadline,
         description=description,
-        currency=currency,
+        currency=currency or default_currency(),
         scoring=scoring,
         created_by=created_by,
     )

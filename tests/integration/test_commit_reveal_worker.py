@@ -55,10 +55,6 @@ def world(postgres_only, tmp_path, settings):
     return world
 
 
-@pytest.mark.skip(
-    reason="not yet passing: in the last run the runner executed the job but never received runners.reveal "
-    "and the campaign did not reach review; the platform worker's ingest log was cut off (to investigate)"
-)
 def test_the_runner_worker_reveals_the_sample_the_platform_worker_draws(
     world, redis_url, client_for, tmp_path
 ):
@@ -73,11 +69,15 @@ def test_the_runner_worker_reveals_the_sample_the_platform_worker_draws(
             worker.wait_ready()
         campaign_id = submit_over_api(client_for, world)
         campaign = wait_for(
-            lambda: Campaign.objects.filter(pk=campaign_id, state__in=REVIEW_OR_LATER).first(),
+            lambda: Campaign.objects.filter(
+                pk=campaign_id, state__in=[*REVIEW_OR_LATER, CampaignState.FAILED]
+            ).first(),
             300,
             "the campaign to reach review after its reveal",
             workers,
         )
+        job = Job.objects.get(campaign=campaign)
+        assert campaign.state != CampaignState.FAILED, (campaign.state_reason, job.error_class, job.error_message)
         job = Job.objects.get(campaign=campaign)
         assert job.state == JobState.SUCCEEDED
         reveal = OutputReveal.objects.get(job=job)

@@ -5,7 +5,6 @@ the reviewers' suspend / reinstate / revoke forms on the certificate page."""
 from __future__ import annotations
 
 import json
-from functools import wraps
 
 from django.conf import settings
 from django.contrib import messages
@@ -14,13 +13,12 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.cache import patch_vary_headers
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
 
 from apps.accounts.selectors import membership_of
 from apps.certificates.filters import CertificateFilter
 from apps.certificates.models import Certificate, CertificateStatus
-from apps.certificates.public_reads import cached_public_response
 from apps.certificates.selectors import certificate_by_serial
 from apps.certificates.services import (
     certificate_check,
@@ -43,23 +41,10 @@ PAGE_SIZE = 50
 COMPARE_MIN, COMPARE_MAX = 2, 4
 
 
-def _anonymous_cached(view):
-    """An anonymous visitor without cookies (no session, no pending message) sees what every such
-    visitor sees: served through the public reads' cache (ETag, revalidated, renewed on any change)."""
-
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if request.user.is_authenticated or request.COOKIES:
-            return view(request, *args, **kwargs)
-        response = cached_public_response(request, lambda: view(request, *args, **kwargs))
-        patch_vary_headers(response, ["Cookie"])
-        return response
-
-    return wrapped
-
-
+# Not served from the public reads' cache: the page carries the language switcher's CSRF token, which
+# is each visitor's own (a cached body would hand one visitor's token to the next, whose switch then
+# fails), and it is rendered in the visitor's language and time zone.
 @require_GET
-@_anonymous_cached
 def registry(request: HttpRequest) -> HttpResponse:
     filterset = CertificateFilter(request.GET, queryset=registry_certificates())
     if filterset.is_valid():
@@ -77,15 +62,15 @@ def registry(request: HttpRequest) -> HttpResponse:
     if request.GET.get("ordering"):
         page_query["ordering"] = sort
     columns = [
-        ("serial", "Serial"),
-        ("chip", "Chip"),
-        ("vendor", "Vendor"),
-        (None, "Backend"),
-        (None, "Program"),
-        ("level", "Level"),
-        ("status", "Status"),
-        ("issued_at", "Issued"),
-        ("valid_until", "Valid until"),
+        ("serial", _("Serial")),
+        ("chip", _("Chip")),
+        ("vendor", _("Vendor")),
+        (None, _("Backend")),
+        (None, _("Program")),
+        ("level", _("Level")),
+        ("status", _("Status")),
+        ("issued_at", _("Issued")),
+        ("valid_until", _("Valid until")),
     ]
     headers = []
     for key, label in columns:
@@ -110,7 +95,7 @@ def registry(request: HttpRequest) -> HttpResponse:
             "filterset": filterset,
             "errors": errors,
             "facets": registry_facets(),
-            "statuses": [*CertificateStatus.choices, ("all", "All")],
+            "statuses": [*CertificateStatus.choices, ("all", _("All"))],
             "params": request.GET,
             "query": query.urlencode(),
             "page_query": page_query.urlencode(),

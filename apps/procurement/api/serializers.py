@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from apps.procurement.models import Evaluation, RequirementKind, Tender
+from apps.procurement.models import Evaluation, RequirementKind, Tender, default_currency
 from apps.procurement.requirements import tender_requirements_described
 
 
@@ -25,7 +25,7 @@ class TenderInputSerializer(serializers.Serializer):
     reference = serializers.CharField(max_length=64)
     description = serializers.CharField(required=False, allow_blank=True, default="")
     deadline = serializers.DateTimeField()
-    currency = serializers.CharField(max_length=3, required=False, default="USD")
+    currency = serializers.CharField(max_length=3, required=False, default=default_currency)
     # Passed to the service as given: it reports every invalid row by its position.
     requirements = serializers.ListField(child=serializers.DictField(), allow_empty=True)
     scoring = serializers.ListField(child=serializers.DictField(), allow_empty=True)

@@ -1,0 +1,139 @@
+"""Procurement for Chinese buyers (issue 17, item 1): deadlines in the viewer's zone with the zone
+named, CNY by default in zh-hans, and CSV with a UTF-8 BOM so Excel opens Chinese text correctly."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from apps.procurement.services import evaluation_create, tender_create
+
+pytestmark = pytest.mark.django_db
+
+TITLE = "人工智能推理加速器采购（2027 年）"
+REQUIREMENTS = [{"kind": "memory_gib", "params": {"op": ">=", "value": 64}}]
+SCORING = [{"metric": "tflops_per_watt", "weight": 1}]
+
+
+@pytest.fixture
+def browser(cast):
+    client = Client()
+    client.force_login(cast.buyer)
+    return client
+
+
+def _deadline_17_utc():
+    day = (timezone.now() + timedelta(days=40)).date()
+    return datetime(day.year, day.month, day.day, 17, 0, tzinfo=UTC)
+
+
+def test_the_csv_starts_with_a_bom_and_round_trips_a_chinese_title(
+    cast, certified, program, browser, client_for
+):
+    certified(sku="GOOD-1", memory_gib=96, gemm={"float32": (60.0, 0.9)}, peak_fp32_tflops=67)
+    tender = tender_create(
+        organization=cast.buyer_org,
+        title=TITLE,
+        reference="ZB-2027-001",
+        deadline=_deadline_17_utc(),
+        requirements=REQUIREMENTS,
+        scoring=SCORING,
+        created_by=cast.buyer,
+    )
+    evaluation = evaluation_create(tender=tender, actor=cast.buyer)
+    for response in (
+        browser.get(f"/procurement/evaluations/{evaluation.pk}/report.csv"),
+        client_for(cast.buyer).get(f"/api/v1/evaluations/{evaluation.pk}/csv/"),
+    ):
+        assert response.status_code == 200 and response["Content-Type"] == "text/csv; charset=utf-8"
+        assert response.content.startswith(b"\xef\xbb\xbf")
+        assert response.content.count(b"\xef\xbb\xbf") == 1
+        rows = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
+        assert rows[0] == [f"# tender ZB-2027-001: {TITLE}"]
+        assert any(row[:1] == ["rank"] for row in rows)
+
+
+def test_a_deadline_shows_in_beijing_time_with_its_zone_for_a_chinese_viewer(cast, program, browser):
+    deadline = _deadline_17_utc()
+    tender = tender_create(
+        organization=cast.buyer_org,
+        title=TITLE,
+        reference="ZB-2027-002",
+        deadline=deadline,
+        requirements=REQUIREMENTS,
+        scoring=SCORING,
+        created_by=cast.buyer,
+    )
+    beijing = (deadline + timedelta(hours=8)).strftime("%Y-%m-%d 01:00")
+    for path in (f"/procurement/tenders/{tender.pk}/", "/procurement/"):
+        chinese = browser.get(path, HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
+        assert f"{beijing} Asia/Shanghai (UTC+0800)" in chinese, path
+        english = browser.get(path, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+        assert f"{deadline:%Y-%m-%d} 17:00 UTC (UTC+0000)" in english, path
+
+
+def test_a_deadline_typed_in_the_form_is_read_in_the_viewers_zone(cast, program, browser):
+    day = (timezone.now() + timedelta(days=40)).date()
+    form = browser.get("/procurement/tenders/new/", HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
+    assert "Deadline (Asia/Shanghai)" in form
+    response = browser.post(
+        "/procurement/tenders/new/",
+        {
+            "title": TITLE,
+            "reference": "ZB-2027-003",
+            "deadline": f"{day:%Y-%m-%d}T09:00",
+            "currency": "CNY",
+            "req-TOTAL_FORMS": "1",
+            "req-INITIAL_FORMS": "0",
+            "req-0-kind": "memory_gib",
+            "req-0-op": ">=",
+            "req-0-value": "64",
+            "score-TOTAL_FORMS": "1",
+            "score-INITIAL_FORMS": "0",
+            "score-0-metric": "tflops_per_watt",
+            "score-0-weight": "1",
+        },
+        HTTP_ACCEPT_LANGUAGE="zh-CN",
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    from apps.procurement.models import Tender
+
+    saved = Tender.objects.get(reference="ZB-2027-003")
+    assert saved.deadline == datetime(day.year, day.month, day.day, 1, 0, tzinfo=UTC)  # 09:00 Beijing
+
+
+def test_a_new_tender_defaults_to_cny_in_chinese_and_usd_otherwise(cast, program, browser, client_for):
+    assert (
+        'name="currency" value="CNY"'
+        in browser.get("/procurement/tenders/new/", HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
+    )
+    assert (
+        'name="currency" value="USD"'
+        in browser.get("/procurement/tenders/new/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    )
+    body = {
+        "title": TITLE,
+        "deadline": "2099-01-31T12:00:00Z",
+        "requirements": REQUIREMENTS,
+        "scoring": SCORING,
+    }
+    api = client_for(cast.buyer)
+    zh = api.post(
+        "/api/v1/tenders/", dict(body, reference="ZB-1"), format="json", HTTP_ACCEPT_LANGUAGE="zh-CN"
+    )
+    en = api.post("/api/v1/tenders/", dict(body, reference="EN-1"), format="json", HTTP_ACCEPT_LANGUAGE="en")
+    assert zh.status_code == 201 and zh.json()["currency"] == "CNY"
+    assert zh.json()["deadline"] == "2099-01-31T12:00:00Z"  # the API stays in UTC for every language
+    assert en.status_code == 201 and en.json()["currency"] == "USD"
+    explicit = api.post(
+        "/api/v1/tenders/",
+        dict(body, reference="ZB-2", currency="EUR"),
+        format="json",
+        HTTP_ACCEPT_LANGUAGE="zh-CN",
+    )
+    assert explicit.json()["currency"] == "EUR"
