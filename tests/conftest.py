@@ -116,6 +116,7 @@ def pytest_runtest_makereport(item, call):
     if (
         REQUIRE_SERVICES
         and report.skipped
+        and not hasattr(report, "wasxfail")  # a known bug marked xfail(strict=True) still ran
         and any(item.get_closest_marker(name) for name in ("integration", "browser"))
     ):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
