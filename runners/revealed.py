@@ -76,17 +76,21 @@ def _json_stats(stats: dict[str, Any]) -> dict[str, Any]:
 
 def conformance_expected(
     kernel: Any, case: Any, dtype: str, challenge: str
-) -> tuple[torch.Tensor, Any, torch.dtype]:
-    """The float64 reference of one case rounded to its output dtype, its tolerance and that dtype:
-    the same steps as runners.conformance.run_case, from the challenge alone."""
+) -> tuple[torch.Tensor, Any, torch.dtype, torch.Tensor | None]:
+    """The float64 reference of one case rounded to its output dtype, its tolerance, that dtype and
+    the kernel's componentwise allowance: the same steps as runners.conformance.run_case, from the
+    challenge alone (the case's dimensions drawn from the challenge first, as the runner drew them)."""
     from runners.catalog import case_generator
     from runners.conformance import _widen
 
+    case = case.draw(challenge, kernel.name)
     raw = kernel.generate(case, dtype, case_generator(challenge, kernel.name, case.name, dtype))
     host_inputs = kernel.arrange(dict(raw), case)
     out_dtype = kernel.output_dtype(dtype)
-    expected = kernel.reference({k: _widen(v) for k, v in host_inputs.items()}).to(out_dtype)
-    return expected, kernel.tolerance(case, dtype), out_dtype
+    wide = {k: _widen(v) for k, v in host_inputs.items()}
+    expected = kernel.reference(wide).to(out_dtype)
+    bound = kernel.error_bound(wide, case, dtype)
+    return expected, kernel.tolerance(case, dtype), out_dtype, bound
 
 
 def _conformance(context: RevealContext, name: str, dtype: str, sample: str, tensor: torch.Tensor) -> dict:
@@ -108,14 +112,14 @@ def _conformance(context: RevealContext, name: str, dtype: str, sample: str, ten
         case = kernel.case(sample)
     except (UnknownKernel, KeyError):
         raise NotJudgeable(f"the catalog has no case {name}/{dtype}/{sample}") from None
-    expected, tolerance, out_dtype = conformance_expected(kernel, case, dtype, context.challenge)
+    expected, tolerance, out_dtype, bound = conformance_expected(kernel, case, dtype, context.challenge)
     if tensor.dtype != out_dtype or tuple(tensor.shape) != tuple(expected.shape):
         return _verdict(
             "fail",
             runner,
             detail=f"revealed {tuple(tensor.shape)} {tensor.dtype}, the case makes {tuple(expected.shape)} {out_dtype}",
         )
-    stats = compare(tensor, expected, tolerance.atol, tolerance.rtol)
+    stats = compare(tensor, expected, tolerance.atol, tolerance.rtol, bound)
     status = "pass" if stats["mismatches"] == 0 else "fail"
     return _verdict(status, runner, stats=_json_stats(stats))
 
@@ -405,7 +409,7 @@ def reference_cost(context: RevealContext, output_id: str) -> int:
 
         try:
             kernel = get_kernel(name)
-            case = kernel.case(sample)
+            case = kernel.case(sample).draw(context.challenge, kernel.name)
             size = element_size(dtype) if dtype != "*" else 4
             return kernel.bytes(case, dtype) // max(size, 1) + kernel.flops(case) // 16
         except Exception:  # an unknown case is refused by judgeable(); its cost does not matter

@@ -56,7 +56,7 @@ def _inputs_only(case: dict, challenge: str) -> dict:
     from runners.conformance import inputs_digest
 
     kernel = get_kernel(str(case["kernel"]))
-    planned = kernel.case(str(case["case"]))
+    planned = kernel.case(str(case["case"])).draw(challenge, kernel.name)
     dtype = str(case["dtype"])
     raw = kernel.generate(planned, dtype, case_generator(challenge, kernel.name, planned.name, dtype))
     return {"input_digest": inputs_digest(raw)}
