@@ -19,8 +19,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from io import FileIO
+from pathlib import Path
 from typing import Any, cast
 
 import torch

@@ -492,12 +492,11 @@ def rejudge_model_accuracy(
     measurements = []
     for item in document.get("measurements") or []:
         params: dict[str, Any] = item.get("params") or {}
-        model, dtype = params.get("model"), item.get("dtype")
+        model: Any = params.get("model")  # a str when the document names the model
+        dtype: Any = item.get("dtype")
         measured = scores.get((model, dtype))
         if item.get("kind") == "accuracy" and isinstance(measured, dict):
-            measurements.append(
-                _accuracy_measurement(str(model), str(dtype), measured)
-            )  # str keys: it matched
+            measurements.append(_accuracy_measurement(model, dtype, measured))
         elif item.get("kind") != "accuracy":
             measurements.append(item)
     document["cases"] = cases
