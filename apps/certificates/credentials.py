@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import gzip
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 from django.conf import settings
@@ -69,7 +70,7 @@ def verification_method(base_url: str, key: SigningKey) -> str:
     return f"{issuer_did(base_url)}#{key.key_id}"
 
 
-def did_document(*, base_url: str) -> dict:
+def did_document(*, base_url: str) -> dict[str, Any]:
     """/.well-known/did.json: every key that may have made a credential still trusted (active and
     retired); a compromised key is left out, so nothing it signed resolves."""
     did = issuer_did(base_url)
@@ -91,7 +92,7 @@ def did_document(*, base_url: str) -> dict:
     }
 
 
-def _prove(document: dict, *, key: SigningKey, base_url: str, created: datetime) -> dict:
+def _prove(document: dict[str, Any], *, key: SigningKey, base_url: str, created: datetime) -> dict[str, Any]:
     """`document` with an eddsa-jcs-2022 DataIntegrityProof by `key`."""
     options = {
         "type": "DataIntegrityProof",
@@ -121,7 +122,7 @@ def status_list_url(base_url: str, purpose: str) -> str:
     return base_url + reverse("credential-status-list", kwargs={"purpose": purpose})
 
 
-def certificate_credential(*, certificate: Certificate, base_url: str) -> dict:
+def certificate_credential(*, certificate: Certificate, base_url: str) -> dict[str, Any]:
     """The certificate as a Verifiable Credential 2.0 with an eddsa-jcs-2022 proof."""
     payload = strict_loads(certificate.payload_json)
     resigned = payload.get("resigned")
@@ -172,7 +173,7 @@ def certificate_credential(*, certificate: Certificate, base_url: str) -> dict:
     return _prove(credential, key=key, base_url=base_url, created=created)
 
 
-def credential_text(credential: dict) -> str:
+def credential_text(credential: dict[str, Any]) -> str:
     """The credential as served: its RFC 8785 form (any JSON form of it verifies the same)."""
     return canonical_text_as(credential, "RFC8785")
 
@@ -197,7 +198,7 @@ def encoded_list(indices: list[int], *, size: int) -> str:
     return "u" + base64.urlsafe_b64encode(compressed).decode("ascii").rstrip("=")
 
 
-def status_list_credential(*, purpose: str, base_url: str) -> dict:
+def status_list_credential(*, purpose: str, base_url: str) -> dict[str, Any]:
     """The BitstringStatusListCredential of `purpose`, as of now, signed by the active key."""
     if purpose not in STATUS_PURPOSES:
         raise ValueError(f"unknown status purpose {purpose!r}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from django.conf import settings
 from django.urls import reverse
@@ -70,7 +71,7 @@ def _finding_description(result: CriterionResult) -> str:
     return " ".join(parts)
 
 
-def campaign_assessment_results(*, campaign: Campaign, base_url: str) -> dict:
+def campaign_assessment_results(*, campaign: Campaign, base_url: str) -> dict[str, Any]:
     """The OSCAL assessment-results document of `campaign` (a dict, OSCAL's JSON key names)."""
     program, target = campaign.program, campaign.target
     documents = list(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from typing import Any
 
 from django.conf import settings
 from django.urls import reverse
@@ -41,7 +42,7 @@ def ocid_of(tender: Tender) -> str:
     return f"{settings.OCDS_OCID_PREFIX}-tender-{tender.pk}"
 
 
-def tender_release_package(*, tender: Tender, evaluation: Evaluation | None, base_url: str) -> dict:
+def tender_release_package(*, tender: Tender, evaluation: Evaluation | None, base_url: str) -> dict[str, Any]:
     """The OCDS 1.1 release package of `tender` (and `evaluation`, its newest saved one, if any)."""
     organization = tender.organization
     buyer = {"id": _party_id("buyer", organization.slug), "name": organization.name}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpResponse, JsonResponse
@@ -250,7 +251,9 @@ def certification_keys(request):
     return response
 
 
-def _public_json(document: dict, *, media_type: str = "application/json", max_age: int = 0) -> HttpResponse:
+def _public_json(
+    document: dict[str, Any], *, media_type: str = "application/json", max_age: int = 0
+) -> HttpResponse:
     response = HttpResponse(credential_text(document), content_type=f"{media_type}; charset=utf-8")
     response["Cache-Control"] = f"public, max-age={max_age}" if max_age else "no-cache"
     response["Access-Control-Allow-Origin"] = "*"

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -80,7 +81,7 @@ LEGACY_REVEAL = {"size": 0, "rule": "none", "budget_elements": 0}
 LEGACY_REVEAL_SOURCE = "AIA 1.0/1.1 predate commit–reveal (AIA 1.2): no reveal is drawn (frozen default)"
 
 
-def _thresholds_check(code: str, level: dict) -> list[str]:
+def _thresholds_check(code: str, level: dict[str, Any]) -> list[str]:
     """A level with thresholds states every one, each with a source; it publishes no quick-policy figure."""
     thresholds = level["thresholds"]
     if not isinstance(thresholds, dict):
@@ -149,12 +150,12 @@ def _serving_settings_check(code: str, serving) -> list[str]:
     return problems
 
 
-def _loophole_problems(code: str, level: dict) -> list[str]:
+def _loophole_problems(code: str, level: dict[str, Any]) -> list[str]:
     """Issue 13: integrity checks, claims (impossible figures) and semantic cases are blockers at every
     level, and every model dtype the level names has a blocker accuracy criterion of its own."""
     blockers = [c for c in level.get("criteria", []) if isinstance(c, dict) and c.get("blocker") is True]
 
-    def params(criterion: dict) -> dict:
+    def params(criterion: dict[str, Any]) -> dict[str, Any]:
         return criterion.get("params") if isinstance(criterion.get("params"), dict) else {}
 
     problems = []
@@ -196,7 +197,7 @@ def program_spot_check_size(*, program: Program, level: str) -> int:
     return int(value) if isinstance(value, int) and value > 0 else DEFAULT_SPOT_CHECK_SIZE
 
 
-def program_runner_bars(*, program, level: str) -> dict:
+def program_runner_bars(*, program, level: str) -> dict[str, Any]:
     """The bars the job spec hands the runner (apps/runs/specs.py): the level's TEST04 bound and clock
     cross-check bounds, or the frozen values for a program that states no thresholds (AIA 1.0/1.1).
 
@@ -238,7 +239,7 @@ def program_reveal_policy(*, program: Program, level: str) -> RevealPolicy:
     )
 
 
-def _reveal_check(code: str, thresholds: dict) -> list[str]:
+def _reveal_check(code: str, thresholds: dict[str, Any]) -> list[str]:
     value = (thresholds.get("reveal_sample") or {}).get("value")
     if not isinstance(value, dict):
         return [f'level {code}: reveal_sample is {{"size": n, "rule": ...}}']
@@ -254,16 +255,16 @@ def _reveal_check(code: str, thresholds: dict) -> list[str]:
     return problems
 
 
-def _canonical_sha256(definition: dict) -> str:
+def _canonical_sha256(definition: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(definition)).hexdigest()
 
 
-def _legacy_sha256(definition: dict) -> str:
+def _legacy_sha256(definition: dict[str, Any]) -> str:
     """The digest of programs loaded before RFC 8785: the same definition still matches it."""
     return hashlib.sha256(legacy_canonical_text(definition).encode()).hexdigest()
 
 
-def program_definition_check(definition: dict) -> None:
+def program_definition_check(definition: dict[str, Any]) -> None:
     """Refuse a definition that the platform could not run or evaluate."""
     problems = []
     effective = definition.get("effective")
@@ -305,7 +306,7 @@ def program_definition_check(definition: dict) -> None:
 
 
 @transaction.atomic
-def program_load(*, definition: dict, actor=None) -> tuple[Program, bool]:
+def program_load(*, definition: dict[str, Any], actor=None) -> tuple[Program, bool]:
     """Create or refresh a program from its definition. Returns (program, created).
 
     An active program's definition is frozen: loading different content under the same code and
