@@ -25,6 +25,7 @@ from urllib.parse import quote, urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
@@ -34,13 +35,13 @@ from apps.certificates.services.keys import signing_key_active, signing_private_
 from certification.verify import (
     CRYPTOSUITE,
     base58btc_encode,
-    canonical_text_as,
     canonicalization_of,
     eddsa_jcs_2022_hash_data,
     load_public_key,
     multikey_of,
     strict_loads,
 )
+from runners.canonical import canonical_text_as
 
 VC_CONTEXT = "https://www.w3.org/ns/credentials/v2"
 DID_CONTEXTS = ["https://www.w3.org/ns/did/v1", "https://w3id.org/security/multikey/v1"]
@@ -49,7 +50,7 @@ STATUS_LIST_MIN_BITS = 131_072  # 16 KiB, the spec's minimum (group privacy)
 CREDENTIAL_MEDIA_TYPE = "application/vc"
 
 
-def public_base_url(request=None) -> str:
+def public_base_url(request: HttpRequest | None = None) -> str:
     """The platform's public URL without a trailing slash: CERT_PUBLIC_URL, else the request's."""
     configured = (settings.CERT_PUBLIC_URL or "").rstrip("/")
     if configured:

@@ -40,7 +40,7 @@ class Judgement:
     explanation: str
     measured: float | None = None
     threshold: float | None = None
-    evidence: dict[str, Any] = field(default_factory=dict[str, Any])
+    evidence: dict[str, Any] = field(default_factory=dict)
 
 
 def _doc_ref(document: ResultDocument) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from django.core.cache import cache
 from django.db import transaction
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 
 GENERATION_KEY = "public-reads:generation"
 BODY_TTL_S = 3600
@@ -29,7 +29,7 @@ def public_generation() -> str:
         generation = secrets.token_hex(8)
         if not cache.add(GENERATION_KEY, generation, None):
             generation = cache.get(GENERATION_KEY) or generation
-    return generation
+    return str(generation)
 
 
 def _next_generation() -> None:
@@ -44,7 +44,7 @@ def public_reads_changed() -> None:
     transaction.on_commit(_next_generation)
 
 
-def cached_public_response(request, render: Callable[[], HttpResponse]) -> HttpResponse:
+def cached_public_response(request: HttpRequest, render: Callable[[], HttpResponse]) -> HttpResponse:
     """`render()`'s answer for this path and media type, from the shared cache while nothing changed."""
     media_type = getattr(request, "accepted_media_type", "") or ""
     token = f"{public_generation()}\n{request.get_full_path()}\n{media_type}"

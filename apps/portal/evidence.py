@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -248,7 +249,8 @@ def _serving(measurements: list[Measurement], thresholds: judge.Thresholds) -> l
             problem = judge.serving_figure_problem(
                 value=m.value, flags=m.flags, params=params, thresholds=thresholds
             )
-        energy = params.get("energy") if isinstance(params.get("energy"), dict) else {}
+        raw_energy = params.get("energy")
+        energy: dict[str, Any] = raw_energy if isinstance(raw_energy, dict) else {}
         rows.append(
             {
                 "m": m,
@@ -306,7 +308,7 @@ def _integrity_rows(
     document: ResultDocument,
     thresholds: judge.Thresholds,
     anomalies: list[Anomaly],
-    measurements: list[Measurement] = (),
+    measurements: Sequence[Measurement] = (),
 ) -> list[tuple[str, str, str]]:
     """(check, verdict, detail) per TEST01 / TEST04 result and the clock cross-check as the judge
     reads their raw figures; any other section of the document is shown as the runner reported it."""
@@ -344,7 +346,7 @@ def _document_checks(
     jobs: list[Job],
     anomalies: list[Anomaly],
     thresholds: judge.Thresholds,
-    measurements: list[Measurement] = (),
+    measurements: Sequence[Measurement] = (),
 ) -> list[DocumentCheck]:
     # The documents with the runner that signed each (the jobs' prefetch brings the documents alone).
     documents = {

@@ -51,12 +51,12 @@ class Candidate:
     list_price: float | None
     currency: str
     # dtype -> {"value", "efficiency", "measurement", "document"}: the best certified GEMM per dtype.
-    gemm: dict[str, dict[str, Any]] = field(default_factory=dict[str, Any])
+    gemm: dict[str, dict[str, Any]] = field(default_factory=dict)
     # (model, dtype, metric) -> {"value", "unit", "measurement", "document"}: best throughput, best latency.
-    model_figures: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict[str, Any])
+    model_figures: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     # (model, dtype, kind) -> {"value", "unit", "measurement", "document", "latency_bound_s", "tpot_bound_s",
     # "percentile"}: the best serving figure (serving_qps, serving_tokens) the judge lets be certified.
-    serving: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict[str, Any])
+    serving: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     classification: Classification | None = None
     # False for certificates signed before their subject carried these declarations: then they come
     # from the registry row, and the cells say so.
@@ -89,6 +89,7 @@ def _compare(value: float, op: str, bound: float) -> bool:
 def cell_evaluate(*, kind: str, params: dict[str, Any], candidate: Candidate) -> dict[str, Any]:
     """One cell: pass/fail, the value it was judged on, and where that value came from."""
     c = candidate
+    value: Any  # a label (certificate level) or a number (measured figures)
     if kind == Kind.CERTIFICATE_LEVEL:
         value = f"{c.program_code} {c.program_version} level {c.level}"
         wanted = c.level_ranks.get(params["level"]) if c.program_code == params["program"] else None
@@ -209,7 +210,7 @@ def evaluation_build(
 ) -> dict[str, Any]:
     """The matrix and ranking as plain data: rows (eligible first, by rank), each with every cell."""
     texts = [requirement_describe(kind=r["kind"], params=r["params"]) for r in requirements]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for candidate in candidates:
         cells = [cell_evaluate(kind=r["kind"], params=r["params"], candidate=candidate) for r in requirements]
         klass = candidate.classification

@@ -46,7 +46,7 @@ def tender_release_package(*, tender: Tender, evaluation: Evaluation | None, bas
     """The OCDS 1.1 release package of `tender` (and `evaluation`, its newest saved one, if any)."""
     organization = tender.organization
     buyer = {"id": _party_id("buyer", organization.slug), "name": organization.name}
-    parties = {buyer["id"]: {**buyer, "roles": ["buyer", "procuringEntity"]}}
+    parties: dict[str, dict[str, Any]] = {buyer["id"]: {**buyer, "roles": ["buyer", "procuringEntity"]}}
     requirements = tender.requirements.order_by("position")
     snapshot = evaluation.snapshot if evaluation is not None else {}
     texts = {r["position"]: r["text"] for r in snapshot.get("requirements", [])}
@@ -72,7 +72,7 @@ def tender_release_package(*, tender: Tender, evaluation: Evaluation | None, bas
         ocds_tender["awardCriteriaDetails"] = f"Eligible certified accelerators ranked by {formula}"
     awards = []
     for row in snapshot.get("rows", []):
-        if not row.get("eligible"):
+        if evaluation is None or not row.get("eligible"):  # rows come from the evaluation's snapshot
             continue
         vendor = row["chip"]["vendor"]
         supplier = {"id": _party_id("vendor", vendor), "name": vendor}

@@ -5,7 +5,9 @@ the reviewers' suspend / reinstate / revoke forms on the certificate page."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import wraps
+from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
@@ -43,12 +45,12 @@ PAGE_SIZE = 50
 COMPARE_MIN, COMPARE_MAX = 2, 4
 
 
-def _anonymous_cached(view):
+def _anonymous_cached(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """An anonymous visitor without cookies (no session, no pending message) sees what every such
     visitor sees: served through the public reads' cache (ETag, revalidated, renewed on any change)."""
 
     @wraps(view)
-    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if request.user.is_authenticated or request.COOKIES:
             return view(request, *args, **kwargs)
         response = cached_public_response(request, lambda: view(request, *args, **kwargs))
