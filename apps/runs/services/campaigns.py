@@ -34,7 +34,7 @@ from apps.runs.specs import job_spec_build
 from apps.runs.transitions import OPEN_STATES, transition_allowed
 
 # Hard limits per suite (seconds); the runner's soft limit is a little shorter than the hard one.
-SUITE_TIME_LIMITS = {
+SUITE_TIME_LIMITS: dict[str, int] = {
     JobSuite.CONFORMANCE: 900,
     JobSuite.PERFORMANCE: 1200,
     JobSuite.MODEL: 1800,

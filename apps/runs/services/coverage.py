@@ -223,7 +223,8 @@ def _serving_problems(document: dict[str, Any], plan: dict[str, Any]) -> list[st
     problems = []
     if recorded != planned:
         problems.append(f"the document records models {recorded}, the plan has {planned}")
-    serving = document.get("serving") if isinstance(document.get("serving"), dict) else {}
+    given = document.get("serving")
+    serving: dict[str, Any] = given if isinstance(given, dict) else {}
     served = {str(m.get("name")): m for m in serving.get("models") or [] if isinstance(m, dict)}
     settings = ((plan.get("options") or {}).get("serving") or {}).get("scenarios")
     wanted = sorted(settings) if isinstance(settings, dict) else ["Offline", "Server", "SingleStream"]
@@ -240,7 +241,8 @@ def _serving_problems(document: dict[str, Any], plan: dict[str, Any]) -> list[st
             if not any(kernel == name for kernel, _case in cases):  # no error case either
                 absent.append(f"{name}: no serving record")
             continue
-        runs = model.get("scenarios") if isinstance(model.get("scenarios"), dict) else {}
+        scenarios = model.get("scenarios")
+        runs: dict[str, Any] = scenarios if isinstance(scenarios, dict) else {}
         for scenario in wanted:
             run = runs.get(scenario)
             if not isinstance(run, dict):

@@ -77,7 +77,7 @@ REQUIRED_INTEGRITY_CHECKS = (
 # Commit–reveal (issue 13) came with AIA 1.2. A program that does not state `reveal_sample` (AIA 1.0
 # and 1.1, frozen as published) draws no reveal: its documents are judged as they were then.
 REVEAL_RULES = {"uniform"}
-LEGACY_REVEAL = {"size": 0, "rule": "none", "budget_elements": 0}
+LEGACY_REVEAL: dict[str, Any] = {"size": 0, "rule": "none", "budget_elements": 0}
 LEGACY_REVEAL_SOURCE = "AIA 1.0/1.1 predate commit–reveal (AIA 1.2): no reveal is drawn (frozen default)"
 
 
@@ -122,11 +122,11 @@ def _thresholds_check(code: str, level: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _positive(value) -> bool:
+def _positive(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
 
 
-def _serving_settings_check(code: str, serving) -> list[str]:
+def _serving_settings_check(code: str, serving: Any) -> list[str]:
     """The serving settings a runner's LoadGen receives: every required scenario with positive numbers,
     percentiles in (0, 1), and no exploration override (a program's settings are certifying)."""
     if not isinstance(serving, dict) or not isinstance(serving.get("scenarios"), dict):
@@ -156,7 +156,8 @@ def _loophole_problems(code: str, level: dict[str, Any]) -> list[str]:
     blockers = [c for c in level.get("criteria", []) if isinstance(c, dict) and c.get("blocker") is True]
 
     def params(criterion: dict[str, Any]) -> dict[str, Any]:
-        return criterion.get("params") if isinstance(criterion.get("params"), dict) else {}
+        given = criterion.get("params")
+        return given if isinstance(given, dict) else {}
 
     problems = []
     checks = {params(c).get("check") for c in blockers if c.get("kind") == "integrity"}
@@ -197,7 +198,7 @@ def program_spot_check_size(*, program: Program, level: str) -> int:
     return int(value) if isinstance(value, int) and value > 0 else DEFAULT_SPOT_CHECK_SIZE
 
 
-def program_runner_bars(*, program, level: str) -> dict[str, Any]:
+def program_runner_bars(*, program: Program, level: str) -> dict[str, Any]:
     """The bars the job spec hands the runner (apps/runs/specs.py): the level's TEST04 bound and clock
     cross-check bounds, or the frozen values for a program that states no thresholds (AIA 1.0/1.1).
 
@@ -306,7 +307,7 @@ def program_definition_check(definition: dict[str, Any]) -> None:
 
 
 @transaction.atomic
-def program_load(*, definition: dict[str, Any], actor=None) -> tuple[Program, bool]:
+def program_load(*, definition: dict[str, Any], actor: Any = None) -> tuple[Program, bool]:
     """Create or refresh a program from its definition. Returns (program, created).
 
     An active program's definition is frozen: loading different content under the same code and

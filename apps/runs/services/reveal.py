@@ -26,7 +26,7 @@ import json
 import logging
 import secrets
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -182,7 +182,8 @@ def reveal_draw(
         else:
             drawable.append((entry, cost))
     chooser = secrets.SystemRandom()  # the draw happens after the commitment is stored, never before
-    requested, room, spend = [], REVEAL_MAX_BYTES, budget
+    requested: list[str] = []
+    room, spend = REVEAL_MAX_BYTES, budget
     for entry, cost in chooser.sample(drawable, len(drawable)):
         if len(requested) == size:
             break
@@ -250,7 +251,7 @@ def _reveal_in_process(request: dict[str, Any]) -> None:
     from runners.signing import RunnerIdentity
     from runners.worker import reveal_answer
 
-    name = os.environ.get("RUNNER_NAME") or settings.EMBEDDED_RUNNER_NAME
+    name = str(os.environ.get("RUNNER_NAME") or settings.EMBEDDED_RUNNER_NAME)  # the setting has a default
     key_file = Path(os.environ.get("RUNNER_KEY_FILE") or settings.EMBEDDED_RUNNER_KEY_FILE)
     if not key_file.is_file():
         logger.warning("no local runner key at %s: the reveal %s waits for its deadline", key_file, request)
@@ -261,10 +262,11 @@ def _reveal_in_process(request: dict[str, Any]) -> None:
 
 def _platform_weights(job: Job) -> dict[str, str]:
     """The registered artifact's file for a model job: the platform never reads a runner's path."""
-    if job.model_id is None or not job.model.weights:
+    model = job.model  # None without a query when model_id is None
+    if model is None or not model.weights:
         return {}
     try:
-        return {job.model.name: job.model.weights.path}
+        return {model.name: model.weights.path}
     except (NotImplementedError, ValueError):  # storage without local paths
         return {}
 
@@ -336,7 +338,8 @@ def reveal_receive(*, message: dict[str, Any]) -> str:
         logger.warning("dropped reveal answer: %s", exc)
         return "dropped"
     try:
-        reveal_id = int(payload.get("reveal_id"))
+        given: Any = payload.get("reveal_id")  # None or anything else: dropped below
+        reveal_id = int(given)
     except (TypeError, ValueError):
         return "dropped"
     reveal = (
@@ -386,7 +389,7 @@ def reveal_receive(*, message: dict[str, Any]) -> str:
     return state
 
 
-def reveals_expire(*, now=None) -> int:
+def reveals_expire(*, now: datetime | None = None) -> int:
     """Pending reveals past their deadline: the job fails as a timeout (classified), the reveal expires."""
     from apps.runs.services.campaigns import job_fail
 
