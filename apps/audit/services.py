@@ -44,7 +44,7 @@ KEY_BYTES = 32
 _keys: dict[str, bytes] = {}
 
 
-def _json_value(value):
+def _json_value(value: Any) -> Any:
     """Plain JSON types (datetimes, decimals and UUIDs as Django's encoder writes them): what is stored."""
     return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
 

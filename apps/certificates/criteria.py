@@ -330,7 +330,7 @@ def _timing(documents: list[ResultDocument], thresholds: judge.Thresholds) -> Ju
                 "clock": params.get("clock"),
             }
         )
-    verdicts = [
+    verdicts: list[dict[str, Any]] = [
         {"document": d.sha256, "job": d.job_id, "verdict": "pass" if v.passed else "fail", "detail": v.detail}
         for d in documents
         for v in judge.timing_verdicts(
@@ -376,7 +376,7 @@ def _reveal(documents: list[ResultDocument], thresholds: judge.Thresholds) -> Ju
     from apps.runs.models import OutputReveal
 
     reveals = {r.document_id: r for r in OutputReveal.objects.filter(document__in=documents)}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for document in documents:
         reveal = reveals.get(document.pk)
         problem = judge.reveal_problem(
@@ -573,7 +573,9 @@ def serving(campaign: Campaign, params: dict[str, Any], thresholds: judge.Thresh
         document__in=documents.values(), kind__in=["serving_qps", "serving_accuracy"]
     ).order_by("id"):
         rows[row.document_id].append(row)
-    lines, failures, lowest = [], [], None
+    lines: list[str] = []
+    failures: list[str] = []
+    lowest: float | None = None
     for job in jobs:
         name = job.model.name if job.model else f"job {job.pk}"
         document = documents.get(job.pk)
@@ -593,7 +595,7 @@ def serving(campaign: Campaign, params: dict[str, Any], thresholds: judge.Thresh
             if not judge.accuracy_passes(value=accuracy.value, bar=bar):
                 ok, text = False, f"{text}; served {accuracy.unit} {accuracy.value:.6f} below {bar}"
         (lines if ok else failures).append(f"{name}: {text}")
-        if ok and server is not None:
+        if ok and server is not None and server.value is not None:  # a passing Server run has a value
             lowest = server.value if lowest is None else min(lowest, server.value)
     evidence = {
         "documents": [_doc_ref(d) for d in documents.values()],

@@ -110,7 +110,7 @@ def _criterion_params(level: dict[str, Any], kind: str) -> dict[str, Any]:
     return {}
 
 
-def _float(value) -> float | None:
+def _float(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
@@ -228,7 +228,8 @@ def accuracy_passes(*, value: float | None, bar: float | None) -> bool:
 def runner_threshold_of(params: dict[str, Any] | None) -> float | None:
     """The bar a (legacy) runner reported beside an accuracy value, wherever the document put it."""
     params = params or {}
-    nested = params.get("params") if isinstance(params.get("params"), dict) else {}
+    given = params.get("params")
+    nested: dict[str, Any] = given if isinstance(given, dict) else {}
     return _float(params.get("threshold", nested.get("threshold")))
 
 
@@ -283,7 +284,7 @@ def integrity_items(integrity: dict[str, Any] | None, check: str) -> list[dict[s
     return found
 
 
-def _int(value) -> int | None:
+def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
@@ -632,9 +633,10 @@ SERVING_FIGURE_KINDS = (
 
 def serving_params(item: dict[str, Any]) -> dict[str, Any]:
     """The runner's params of a serving measurement (a document item, or a stored row's params)."""
-    params = item.get("params") if isinstance(item.get("params"), dict) else {}
-    nested = params.get("params") if isinstance(params.get("params"), dict) else None
-    return nested if nested is not None else params
+    given = item.get("params")
+    params: dict[str, Any] = given if isinstance(given, dict) else {}
+    inner = params.get("params")
+    return inner if isinstance(inner, dict) else params
 
 
 def serving_settings_problems(*, params: dict[str, Any], scenario: str, thresholds: Thresholds) -> list[str]:
@@ -726,7 +728,7 @@ class SemanticRule:
     max_failures: int
 
 
-def semantic_rule(value) -> SemanticRule | None:
+def semantic_rule(value: Any) -> SemanticRule | None:
     if not isinstance(value, dict):
         return None
     return SemanticRule(
@@ -764,7 +766,7 @@ def server_verdict_problems(report: dict[str, Any] | None) -> list[str]:
     mismatch, and any part whose verdict is "fail"."""
     problems: list[str] = []
 
-    def visit(node, path: str) -> None:
+    def visit(node: Any, path: str) -> None:
         if not isinstance(node, dict):
             return
         for key in ("failures", "disagreements", "mismatches"):

@@ -253,20 +253,18 @@ def _headline(
     gemm_candidates: dict[tuple[int, str], list[tuple[dict[str, Any], str | None]]] = defaultdict(list)
     accuracy, latency, excluded = [], [], []
 
-    def publish(row: Measurement) -> float:
+    def publish(row: Measurement, value: float) -> float:
         item = items.get((row.document_id, row.kind, row.name, row.dtype)) or {}
         stats = (
             item.get("stats") if isinstance(item.get("stats"), dict) else {"median": row.median, "cv": row.cv}
         )
-        return judge.published_figure(
-            value=row.value, stats=stats, runner_digits=item.get("significant_digits")
-        )
+        return judge.published_figure(value=value, stats=stats, runner_digits=item.get("significant_digits"))
 
     for row in rows:
         if row.kind == "accuracy":
             if row.value is None:
                 continue
-            model = row.document.job.model.name if row.document.job.model_id else row.name
+            model = row.document.job.model.name if row.document.job.model is not None else row.name
             accuracy.append(
                 {
                     "model": model,
@@ -287,15 +285,17 @@ def _headline(
             gemm_candidates[(row.document_id, row.dtype)].append(
                 ({"name": row.name, "value": row.value, "row": row}, reason)
             )
-        if reason:
+        if reason or row.value is None:  # a row without a value always has a reason ("no value")
             if row.value is not None:
                 excluded.append(
                     {"measurement": row.name, "kind": row.kind, "dtype": row.dtype, "reason": reason}
                 )
             continue
         if row.kind != "gemm":
-            model = row.document.job.model.name if row.document.job.model_id else row.name
-            latency.append({"model": model, "dtype": row.dtype, "value": publish(row), "unit": row.unit})
+            model = row.document.job.model.name if row.document.job.model is not None else row.name
+            latency.append(
+                {"model": model, "dtype": row.dtype, "value": publish(row, row.value), "unit": row.unit}
+            )
     gemm: dict[str, tuple[float, Measurement]] = {}
     for (document_id, dtype), candidates in sorted(gemm_candidates.items(), key=lambda kv: kv[0]):
         chosen, problem = judge.claimed_best(
@@ -312,7 +312,7 @@ def _headline(
             continue
         row = chosen["row"]
         if dtype not in gemm or row.value > gemm[dtype][1].value:
-            gemm[dtype] = (publish(row), row)
+            gemm[dtype] = (publish(row, row.value), row)
     order = lambda item: (item["model"], item["dtype"])  # noqa: E731
     serving = _serving_headline(campaign, thresholds, excluded)
     headline = {
@@ -340,7 +340,7 @@ def _serving_headline(
         problem = judge.serving_figure_problem(
             value=row.value, flags=row.flags, params=params, thresholds=thresholds
         )
-        if problem:
+        if problem or row.value is None:  # no value is always a problem ("no value")
             excluded.append(
                 {"measurement": row.name, "kind": row.kind, "dtype": row.dtype, "reason": problem}
             )
@@ -348,7 +348,7 @@ def _serving_headline(
         figures.append(
             {
                 "model": row.document.job.model.name
-                if row.document.job.model_id
+                if row.document.job.model is not None
                 else str(params.get("model")),
                 "scenario": params.get("scenario"),
                 "kind": row.kind,
