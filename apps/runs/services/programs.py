@@ -144,7 +144,7 @@ def _serving_settings_check(code: str, serving: Any) -> list[str]:
             problems.append(f"level {code}: unknown serving scenario {name!r}")
             continue
         for field in fields:
-            value = settings.get(field)
+            value: Any = settings.get(field)
             if not _positive(value) or (field == "percentile" and value >= 1):
                 problems.append(f"level {code}: serving {name}.{field} must be a positive number")
     return problems
@@ -198,13 +198,13 @@ def program_spot_check_size(*, program: Program, level: str) -> int:
     return int(value) if isinstance(value, int) and value > 0 else DEFAULT_SPOT_CHECK_SIZE
 
 
-def program_runner_bars(*, program: Program, level: str) -> dict[str, Any]:
+def program_runner_bars(*, program: Program | dict[str, Any], level: str) -> dict[str, Any]:
     """The bars the job spec hands the runner (apps/runs/specs.py): the level's TEST04 bound and clock
     cross-check bounds, or the frozen values for a program that states no thresholds (AIA 1.0/1.1).
 
     ``program`` is a Program row or its definition dict. Returns ``{"caching_threshold": float,
     "clock_ratio_min": float, "clock_ratio_max": float}``."""
-    definition = program.definition if hasattr(program, "definition") else program
+    definition = program if isinstance(program, dict) else program.definition
     spec = next((lvl for lvl in definition.get("levels", []) if lvl.get("code") == level), None) or {}
     stated = spec.get("thresholds")
     if not isinstance(stated, dict):
