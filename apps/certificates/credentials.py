@@ -28,6 +28,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
+from rest_framework.request import Request
 
 from apps.certificates.models import Certificate, CertificateStatus, SigningKey, SigningKeyStatus
 from apps.certificates.payload import iso
@@ -50,7 +51,7 @@ STATUS_LIST_MIN_BITS = 131_072  # 16 KiB, the spec's minimum (group privacy)
 CREDENTIAL_MEDIA_TYPE = "application/vc"
 
 
-def public_base_url(request: HttpRequest | None = None) -> str:
+def public_base_url(request: HttpRequest | Request | None = None) -> str:
     """The platform's public URL without a trailing slash: CERT_PUBLIC_URL, else the request's."""
     configured = (settings.CERT_PUBLIC_URL or "").rstrip("/")
     if configured:

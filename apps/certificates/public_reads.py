@@ -17,6 +17,7 @@ from collections.abc import Callable
 from django.core.cache import cache
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
+from rest_framework.request import Request
 
 GENERATION_KEY = "public-reads:generation"
 BODY_TTL_S = 3600
@@ -44,7 +45,9 @@ def public_reads_changed() -> None:
     transaction.on_commit(_next_generation)
 
 
-def cached_public_response(request: HttpRequest, render: Callable[[], HttpResponse]) -> HttpResponse:
+def cached_public_response(
+    request: HttpRequest | Request, render: Callable[[], HttpResponse]
+) -> HttpResponse:
     """`render()`'s answer for this path and media type, from the shared cache while nothing changed."""
     media_type = getattr(request, "accepted_media_type", "") or ""
     token = f"{public_generation()}\n{request.get_full_path()}\n{media_type}"
