@@ -1,6 +1,7 @@
 """The platform's Celery app: ingestion, sweeps and schedules on the `platform` queue."""
 
 import os
+from typing import Any
 
 from celery import Celery, signals
 
@@ -11,8 +12,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
-@signals.worker_process_init.connect
-def _serve_metrics(**kwargs) -> None:
+def _serve_metrics(**kwargs: Any) -> None:
     """Each worker process serves its metrics on the first free port from PLATFORM_METRICS_PORT."""
     from django.conf import settings
 
@@ -21,6 +21,11 @@ def _serve_metrics(**kwargs) -> None:
 
         start = settings.PLATFORM_METRICS_PORT
         SetupPrometheusEndpointOnPortRange(range(start, start + 64))
+
+
+# Connected by a call, not as a decorator: celery ships no types, and an untyped decorator would
+# make the function untyped to mypy.
+signals.worker_process_init.connect(_serve_metrics)
 
 
 def embedded_broker_ready() -> None:

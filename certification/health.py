@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -89,8 +90,9 @@ CHECKS: dict[str, Callable[[], str]] = {
 }
 
 
-def readiness() -> tuple[bool, dict]:
-    results, ready = {}, True
+def readiness() -> tuple[bool, dict[str, dict[str, Any]]]:
+    results: dict[str, dict[str, Any]] = {}
+    ready = True
     for name, check in CHECKS.items():
         started = time.perf_counter()
         try:
@@ -108,17 +110,17 @@ def readiness() -> tuple[bool, dict]:
 
 @never_cache
 @require_GET
-def healthz(request):
+def healthz(request: HttpRequest) -> JsonResponse:
     """Liveness: the process serves requests (no dependency is touched)."""
     return JsonResponse({"status": "ok"})
 
 
 @never_cache
 @require_GET
-def readyz(request):
+def readyz(request: HttpRequest) -> JsonResponse:
     ready, checks = readiness()
     failed = [name for name, check in checks.items() if check["status"] != "ok"]
-    body = {"status": "ok" if ready else "fail", "failed": failed, "checks": checks}
+    body: dict[str, Any] = {"status": "ok" if ready else "fail", "failed": failed, "checks": checks}
     if not ready:
         body["message"] = f"not ready: {', '.join(failed)}"
     return JsonResponse(body, status=200 if ready else 503)

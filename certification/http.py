@@ -14,8 +14,10 @@ sits inside this middleware so that the probe GET gets its ETag too.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
 from django.core.handlers.wsgi import WSGIRequest
+from django.http import HttpRequest, HttpResponseBase
 from django.urls import NoReverseMatch, reverse
 
 from certification.errors import api_error_response, is_api
@@ -28,7 +30,7 @@ def _listed_etags(header: str) -> list[str]:
     return [tag.strip() for tag in header.split(",") if tag.strip()]
 
 
-def _location(request, response) -> str | None:
+def _location(request: HttpRequest, response: HttpResponseBase) -> str | None:
     context = getattr(response, "renderer_context", None) or {}
     view, data = context.get("view"), getattr(response, "data", None)
     basename = getattr(view, "basename", None)
@@ -46,10 +48,10 @@ def _location(request, response) -> str | None:
 
 
 class HttpConventionsMiddleware:
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
         self.get_response = get_response
 
-    def _current_etag(self, request) -> tuple[int, str | None]:
+    def _current_etag(self, request: HttpRequest) -> tuple[int, str | None]:
         """A GET of the same URL as the same client, run through the same stack (auth, visibility)."""
         meta = {key: value for key, value in request.META.items() if key not in DROPPED_FOR_PROBE}
         meta.update(REQUEST_METHOD="GET", CONTENT_LENGTH="0")
@@ -57,17 +59,17 @@ class HttpConventionsMiddleware:
         response = self.get_response(WSGIRequest(meta))
         return response.status_code, response.get("ETag")
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
         if request.method in CONDITIONAL_METHODS and is_api(request) and "If-Match" in request.headers:
             status, etag = self._current_etag(request)
             listed = _listed_etags(request.headers["If-Match"])
             if status == 200 and not ("*" in listed or (etag and etag in listed)):
-                response = api_error_response(
+                refused = api_error_response(
                     412, "If-Match does not name the current version of this object; GET it again."
                 )
                 if etag:
-                    response["ETag"] = etag
-                return response
+                    refused["ETag"] = etag
+                return refused
         response = self.get_response(request)
         if response.status_code == 201 and is_api(request) and "Location" not in response:
             location = _location(request, response)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from django.core.cache import cache
 from rest_framework import exceptions
+from rest_framework.request import Request
 from rest_framework.response import Response
 
 from certification.api import Conflict
@@ -24,7 +25,7 @@ LOCK_TTL_S = 120
 MAX_KEY_LENGTH = 255
 
 
-def _body_digest(request) -> str:
+def _body_digest(request: Request) -> str:
     try:
         return hashlib.sha256(canonical_json(request.data)).hexdigest()
     except (ValueError, TypeError):  # not plain JSON (a form): the raw bytes decide
@@ -32,7 +33,7 @@ def _body_digest(request) -> str:
 
 
 def idempotent_create(
-    request, *, scope: str, create: Callable[[], Response], replay: Callable[[int], Response]
+    request: Request, *, scope: str, create: Callable[[], Response], replay: Callable[[int], Response]
 ) -> Response:
     """Run `create` (which answers 201 with the new object's "id") at most once per Idempotency-Key."""
     key = request.headers.get("Idempotency-Key")

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import hmac
 import os
+from collections.abc import Iterator
 
 import prometheus_client
 from django.conf import settings
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
@@ -37,7 +38,7 @@ LOOPBACK = {"127.0.0.1", "::1"}
 class PlatformCollector:
     """Gauges computed from the database when scraped (a handful of grouped queries)."""
 
-    def describe(self):
+    def describe(self) -> Iterator[GaugeMetricFamily]:
         """The metric names, without touching the database (prometheus_client asks at registration)."""
         yield GaugeMetricFamily("certification_jobs", "Jobs by state and target", labels=["state", "target"])
         yield GaugeMetricFamily(
@@ -48,7 +49,7 @@ class PlatformCollector:
         )
         yield GaugeMetricFamily("certification_certificates", "Certificates by status", labels=["status"])
 
-    def collect(self):
+    def collect(self) -> Iterator[GaugeMetricFamily]:
         from django.db.models import Count, Min
 
         from apps.certificates.models import Certificate
@@ -71,8 +72,8 @@ class PlatformCollector:
             .annotate(first=Min("queued_at"))
             .order_by()
         )
-        for row in queued:
-            oldest.add_metric([row["campaign__target__slug"]], (now - row["first"]).total_seconds())
+        for first in queued:
+            oldest.add_metric([first["campaign__target__slug"]], (now - first["first"]).total_seconds())
         yield oldest
         seen = GaugeMetricFamily(
             "certification_runner_last_seen_age_seconds",
@@ -82,13 +83,14 @@ class PlatformCollector:
         for name, last in Runner.objects.filter(last_heartbeat_at__isnull=False).values_list(
             "name", "last_heartbeat_at"
         ):
-            seen.add_metric([name], (now - last).total_seconds())
+            if last is not None:  # filtered above; the column is nullable
+                seen.add_metric([name], (now - last).total_seconds())
         yield seen
         certificates = GaugeMetricFamily(
             "certification_certificates", "Certificates by status", labels=["status"]
         )
-        for row in Certificate.objects.values("status").annotate(n=Count("id")).order_by():
-            certificates.add_metric([row["status"]], row["n"])
+        for status in Certificate.objects.values("status").annotate(n=Count("id")).order_by():
+            certificates.add_metric([status["status"]], status["n"])
         yield certificates
 
 
@@ -96,7 +98,7 @@ _collector = PlatformCollector()
 prometheus_client.REGISTRY.register(_collector)
 
 
-def _allowed(request) -> bool:
+def _allowed(request: HttpRequest) -> bool:
     token = settings.METRICS_TOKEN
     if token:
         header = request.headers.get("Authorization", "")
@@ -106,7 +108,7 @@ def _allowed(request) -> bool:
 
 @never_cache
 @require_GET
-def metrics(request):
+def metrics(request: HttpRequest) -> HttpResponse:
     if not _allowed(request):
         return HttpResponse(
             "Forbidden: /metrics needs METRICS_TOKEN.\n", status=403, content_type="text/plain"

@@ -9,9 +9,11 @@ about 0.7 s a request.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from django.http import HttpResponse
 from drf_spectacular.views import SpectacularAPIView
+from rest_framework.request import Request
 
 ERROR_COMPONENT = "ErrorBody"
 ERROR_SCHEMA = {
@@ -58,7 +60,7 @@ def _tag(path: str) -> str:
     return parts[0] if parts else "api"
 
 
-def _summary(operation: dict, method: str, path: str) -> str:
+def _summary(operation: dict[str, Any], method: str, path: str) -> str:
     description = (operation.get("description") or "").strip()
     if description:
         return description.split("\n")[0].split(". ")[0].rstrip(".")[:120]
@@ -67,7 +69,7 @@ def _summary(operation: dict, method: str, path: str) -> str:
     return f"{words.get(method, method.upper())} {action or path}".strip()
 
 
-def errors_and_tags(result, generator, request, public):
+def errors_and_tags(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
     """drf-spectacular post-processing hook: tags, summaries and the documented error responses."""
     components = result.setdefault("components", {}).setdefault("schemas", {})
     components[ERROR_COMPONENT] = ERROR_SCHEMA
@@ -104,14 +106,16 @@ def errors_and_tags(result, generator, request, public):
 class CachedSchemaView(SpectacularAPIView):
     """The schema view, rendered once per process for each (format, version, language) asked for."""
 
-    _cache: dict = {}
+    _cache: dict[
+        tuple[Any, ...], tuple[Any, ...]
+    ] = {}  # (format, version, lang) -> (body, type, disposition)
 
-    def _get_schema_response(self, request):
+    def _get_schema_response(self, request: Request) -> HttpResponse:
         renderer = request.accepted_renderer
         key = (renderer.format, request.version, request.GET.get("lang"))
         cached = self._cache.get(key)
         if cached is None:
-            response = super()._get_schema_response(request)
+            response = super()._get_schema_response(request)  # type: ignore[no-untyped-call]  # drf-spectacular leaves it unannotated
             body = renderer.render(response.data, request.accepted_media_type, self.get_renderer_context())
             content_type = renderer.media_type + (f"; charset={renderer.charset}" if renderer.charset else "")
             cached = self._cache[key] = (body, content_type, response["Content-Disposition"])

@@ -35,6 +35,7 @@ import json
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -48,13 +49,13 @@ except ImportError:  # this file copied on its own, with canonical.py beside it
 DOCUMENT_KEYS = {"certificate", "key_id", "signature"}
 
 
-def canonicalization_of(payload: dict) -> str:
+def canonicalization_of(payload: dict[str, Any]) -> str:
     """The canonical form a certificate payload was signed in: its `canonicalization` field, or the
     legacy form for a payload signed before the field existed. ValueError for an unknown name."""
     name = payload.get("canonicalization", LEGACY)
     if name not in CANONICALIZATIONS or (name == LEGACY and "canonicalization" in payload):
         raise ValueError(f"unknown canonicalization {name!r}")
-    return name
+    return str(name)
 
 
 def public_key_id(public_key: Ed25519PublicKey) -> str:
@@ -273,7 +274,7 @@ def key_list_age(key_list: KeyList, *, now: datetime | None = None) -> str:
     return line
 
 
-def _signed_at(certificate: dict) -> datetime | None:
+def _signed_at(certificate: dict[str, Any]) -> datetime | None:
     resigned = certificate.get("resigned")
     value = resigned.get("at") if isinstance(resigned, dict) else certificate.get("issued_at")
     try:
@@ -364,7 +365,7 @@ def public_key_of_multikey(multibase: str) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(raw[2:])
 
 
-def eddsa_jcs_2022_hash_data(unsecured_document: dict, proof_options: dict) -> bytes:
+def eddsa_jcs_2022_hash_data(unsecured_document: dict[str, Any], proof_options: dict[str, Any]) -> bytes:
     """What eddsa-jcs-2022 signs: SHA-256(JCS(proof configuration)) || SHA-256(JCS(document)).
 
     The proof configuration is the proof without proofValue, with the document's @context."""
@@ -377,7 +378,7 @@ def eddsa_jcs_2022_hash_data(unsecured_document: dict, proof_options: dict) -> b
     )
 
 
-def eddsa_jcs_2022_proof_verify(secured_document: dict, public_key: Ed25519PublicKey) -> None:
+def eddsa_jcs_2022_proof_verify(secured_document: dict[str, Any], public_key: Ed25519PublicKey) -> None:
     """Raises ValueError unless `secured_document.proof` is a valid eddsa-jcs-2022 proof by the key."""
     proof = secured_document.get("proof")
     if not isinstance(proof, dict):
@@ -403,7 +404,7 @@ def eddsa_jcs_2022_proof_verify(secured_document: dict, public_key: Ed25519Publi
         raise ValueError("the proof does not verify: the credential was altered or forged") from None
 
 
-def _credential_time(credential: dict, name: str) -> datetime | None:
+def _credential_time(credential: dict[str, Any], name: str) -> datetime | None:
     value = credential.get(name)
     if value is None:
         return None
@@ -418,7 +419,7 @@ def is_credential(document) -> bool:
 
 
 def verify_credential_with_key_list(
-    credential: dict, key_list: KeyList, *, now: datetime | None = None
+    credential: dict[str, Any], key_list: KeyList, *, now: datetime | None = None
 ) -> Verdict:
     """Verify a certificate credential: its eddsa-jcs-2022 proof by a listed key of the issuer (not
     compromised, not used after retirement) and its validity window. Its status (suspension,
@@ -434,7 +435,8 @@ def verify_credential_with_key_list(
     issuer = credential.get("issuer")
     issuer_id = issuer.get("id") if isinstance(issuer, dict) else issuer
     if (
-        not isinstance(method, str)
+        not isinstance(proof, dict)
+        or not isinstance(method, str)
         or not isinstance(issuer_id, str)
         or not method.startswith(issuer_id + "#")
     ):
@@ -478,7 +480,7 @@ def verify_credential_with_key_list(
     )
 
 
-def _status_lists(credential: dict) -> str:
+def _status_lists(credential: dict[str, Any]) -> str:
     entries = credential.get("credentialStatus")
     entries = entries if isinstance(entries, list) else [entries]
     urls = [e.get("statusListCredential") for e in entries if isinstance(e, dict)]

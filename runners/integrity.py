@@ -269,7 +269,7 @@ class OutputSampler:
 
     def __init__(
         self,
-        select: Callable[[object], torch.Tensor],
+        select: Callable[[Any], torch.Tensor],  # the timed function's output, whatever it returns
         *,
         seed: int | str,
         salt: str,

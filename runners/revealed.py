@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from runners.performance.benchmarks import Benchmark
 
 # The most input elements the platform generates to recompute one output's reference (its CPU time).
 MAX_REFERENCE_ELEMENTS = 1 << 27
@@ -43,7 +46,7 @@ class RevealContext:
 
     document: dict[str, Any]
     plan: dict[str, Any]
-    models: dict[str, Any] = field(default_factory=dict)
+    models: dict[tuple[str, ...], Any] = field(default_factory=dict)  # (kind, name[, dtype]) -> built once
     # Model name -> the weights file on this host (the platform's registered artifact), read instead
     # of the path in the plan; load_model still checks its sha256 against the plan's.
     weights: dict[str, str] = field(default_factory=dict)
@@ -93,7 +96,9 @@ def conformance_expected(
     return expected, kernel.tolerance(case, dtype), out_dtype, bound
 
 
-def _conformance(context: RevealContext, name: str, dtype: str, sample: str, tensor: torch.Tensor) -> dict:
+def _conformance(
+    context: RevealContext, name: str, dtype: str, sample: str, tensor: torch.Tensor
+) -> dict[str, Any]:
     from runners.catalog import UnknownKernel, get_kernel
     from runners.conformance import compare
 
@@ -137,14 +142,14 @@ def judgeable_conformance(name: str, sample: str) -> str | None:
 # Performance --------------------------------------------------------------------------------------
 
 
-def _consistency_items(document: dict) -> list[dict]:
+def _consistency_items(document: dict[str, Any]) -> list[dict[str, Any]]:
     """The per-run TEST01 items of a document (runners.measurements.integrity_section)."""
     section = (document.get("integrity") or {}).get("output_consistency") or {}
     items = section.get("items") if isinstance(section, dict) else None
     return [item for item in items or [] if isinstance(item, dict)]
 
 
-def _consistency_item(document: dict, name: str, dtype: str) -> dict | None:
+def _consistency_item(document: dict[str, Any], name: str, dtype: str) -> dict[str, Any] | None:
     for part in _consistency_items(document):
         for item in part.get("benchmarks") or []:
             if isinstance(item, dict) and item.get("benchmark") == name and item.get("dtype") == dtype:
@@ -152,7 +157,7 @@ def _consistency_item(document: dict, name: str, dtype: str) -> dict | None:
     return None
 
 
-def _measurement_of(document: dict, name: str, dtype: str) -> dict | None:
+def _measurement_of(document: dict[str, Any], name: str, dtype: str) -> dict[str, Any] | None:
     return next(
         (
             m
@@ -163,14 +168,14 @@ def _measurement_of(document: dict, name: str, dtype: str) -> dict | None:
     )
 
 
-def _int(params: dict, key: str) -> int:
+def _int(params: dict[str, Any], key: str) -> int:
     value = params.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise NotJudgeable(f"the measurement states no {key}")
     return value
 
 
-def _benchmark_elements(kind: str, params: dict) -> int:
+def _benchmark_elements(kind: str, params: dict[str, Any]) -> int:
     """Input elements the platform draws again to rebuild a benchmark's reference (its CPU cost)."""
     if kind == "gemm":
         return params.get("M", 0) * params.get("K", 0) + params.get("K", 0) * params.get("N", 0)
@@ -187,7 +192,7 @@ def _benchmark_elements(kind: str, params: dict) -> int:
     return 0
 
 
-def benchmark_of(document: dict, name: str, dtype: str, challenge: str) -> Any:
+def benchmark_of(document: dict[str, Any], name: str, dtype: str, challenge: str) -> Any:
     """The performance benchmark a measurement of the document names, rebuilt from its parameters
     (the runners' own definitions), refused when recomputing its reference would be too costly."""
     from runners.catalog.base import Case
@@ -197,6 +202,7 @@ def benchmark_of(document: dict, name: str, dtype: str, challenge: str) -> Any:
     if measurement is None:
         raise NotJudgeable(f"no measurement {name} {dtype}")
     kind, params = measurement.get("kind"), measurement.get("params") or {}
+    bench: Benchmark | None
     if kind in ("gemm", "conv"):
         kernel = defs._catalog_kernel(str(params.get("kernel")))
         if kernel is None:
@@ -242,7 +248,7 @@ def benchmark_of(document: dict, name: str, dtype: str, challenge: str) -> Any:
     return bench
 
 
-def judgeable_performance(document: dict, name: str, dtype: str, challenge: str) -> str | None:
+def judgeable_performance(document: dict[str, Any], name: str, dtype: str, challenge: str) -> str | None:
     item = _consistency_item(document, name, dtype)
     if item is None or not isinstance(item.get("against_reference"), dict):
         return "no reference check in the document for this benchmark"
@@ -253,7 +259,7 @@ def judgeable_performance(document: dict, name: str, dtype: str, challenge: str)
     return None
 
 
-def _runner_sample_status(item: dict | None, section: str, label: str) -> str | None:
+def _runner_sample_status(item: dict[str, Any] | None, section: str, label: str) -> str | None:
     """The runner's verdict on one sample: "fail" when its section lists that sample among the
     failures, "pass" when the section passes as a whole, None when the document cannot say."""
     part = (item or {}).get(section) if section else item
@@ -269,7 +275,9 @@ def _runner_sample_status(item: dict | None, section: str, label: str) -> str | 
     return "pass" if isinstance(mismatches, int) and len(details) >= mismatches else None
 
 
-def _performance(context: RevealContext, name: str, dtype: str, sample: str, tensor: torch.Tensor) -> dict:
+def _performance(
+    context: RevealContext, name: str, dtype: str, sample: str, tensor: torch.Tensor
+) -> dict[str, Any]:
     from runners.conformance import compare
 
     bench = benchmark_of(context.document, name, dtype, context.challenge)
@@ -332,7 +340,9 @@ def _sample_items(context: RevealContext, name: str, dtype: str, sample: str, si
     raise NotJudgeable(f"unknown model sample {sample!r}")
 
 
-def _model(context: RevealContext, name: str, dtype: str, sample: str, tensor: torch.Tensor) -> dict:
+def _model(
+    context: RevealContext, name: str, dtype: str, sample: str, tensor: torch.Tensor
+) -> dict[str, Any]:
     workload, reference = _model_workload(context, name)
     if sample == "accuracy":
         record = next(
@@ -417,7 +427,9 @@ def reference_cost(context: RevealContext, output_id: str) -> int:
     if suite == "performance":
         measurement = _measurement_of(context.document, name, dtype) or {}
         params = measurement.get("params") or {}
-        numbers = {k: v for k, v in params.items() if isinstance(v, int) and not isinstance(v, bool)}
+        numbers: dict[str, Any] = {
+            k: v for k, v in params.items() if isinstance(v, int) and not isinstance(v, bool)
+        }
         numbers["phase"] = params.get("phase")
         return _benchmark_elements(str(measurement.get("kind")), numbers)
     return MODEL_REFERENCE_COST

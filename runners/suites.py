@@ -14,14 +14,15 @@ from runners.model_suite import run_model
 from runners.performance import run_performance
 
 
-def run_serving(spec: dict[str, Any], backend, progress: Progress | None = None) -> dict[str, Any]:
+def run_serving(spec: dict[str, Any], backend: Any, progress: Progress | None = None) -> dict[str, Any]:
     """The serving suite (runners/serving), imported on use: it needs mlcommons-loadgen."""
     from runners.serving import run_serving as serving
 
     return serving(spec, backend, progress)
 
 
-Suite = Callable[[dict[str, Any], Any, Progress | None], dict[str, Any]]
+# (spec, backend, progress) -> document; the committing suites also take `commitment=` (keyword).
+Suite = Callable[..., dict[str, Any]]
 
 SUITES: dict[str, Suite] = {
     "conformance": run_conformance,

@@ -194,13 +194,13 @@ def run_job(
 
 
 def _run_on_device(
-    spec: dict,
-    backend,
+    spec: dict[str, Any],
+    backend: Any,
     *,
     identity: RunnerIdentity,
     case_done: Callable[..., None],
     fail: Callable[[str, str], None],
-) -> dict | None:
+) -> dict[str, Any] | None:
     from runners.suites import run_suite
 
     job_id = spec.get("job_id")
@@ -355,10 +355,10 @@ def _running_jobs() -> list[dict[str, Any]]:
 
 
 FINGERPRINTS_TTL_S = 600.0
-_fingerprints_cache: tuple[float, list[dict]] | None = None
+_fingerprints_cache: tuple[float, list[dict[str, Any]]] | None = None
 
 
-def _device_fingerprints() -> list[dict]:
+def _device_fingerprints() -> list[dict[str, Any]]:
     """The available backends' fingerprints, asked of a device process (the judge never loads a
     plugin), at most every FINGERPRINTS_TTL_S seconds."""
     global _fingerprints_cache

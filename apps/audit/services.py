@@ -26,6 +26,7 @@ import secrets
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -43,12 +44,12 @@ KEY_BYTES = 32
 _keys: dict[str, bytes] = {}
 
 
-def _json_value(value):
+def _json_value(value: Any) -> Any:
     """Plain JSON types (datetimes, decimals and UUIDs as Django's encoder writes them): what is stored."""
     return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
 
 
-def _event_text(body: dict, version: int) -> str:
+def _event_text(body: dict[str, Any], version: int) -> str:
     if version == 3:
         return canonical_text(_json_value(body))
     return legacy_canonical_text(body, encoder=DjangoJSONEncoder, allow_nan=True)  # version 2
@@ -100,7 +101,7 @@ def event_hash(
     action: str,
     object_type: str,
     object_id: str,
-    payload: dict,
+    payload: dict[str, Any],
     previous_hash: str,
     key: bytes | None = None,
 ) -> str:
@@ -148,7 +149,7 @@ def audit_record(
     obj: models.Model | None = None,
     actor=None,
     actor_label: str = "",
-    payload: dict | None = None,
+    payload: dict[str, Any] | None = None,
     object_type: str = "",
     object_id: str = "",
 ) -> AuditEvent:

@@ -20,12 +20,15 @@ from __future__ import annotations
 import base64
 import gzip
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
+from rest_framework.request import Request
 
 from apps.certificates.models import Certificate, CertificateStatus, SigningKey, SigningKeyStatus
 from apps.certificates.payload import iso
@@ -33,13 +36,13 @@ from apps.certificates.services.keys import signing_key_active, signing_private_
 from certification.verify import (
     CRYPTOSUITE,
     base58btc_encode,
-    canonical_text_as,
     canonicalization_of,
     eddsa_jcs_2022_hash_data,
     load_public_key,
     multikey_of,
     strict_loads,
 )
+from runners.canonical import canonical_text_as
 
 VC_CONTEXT = "https://www.w3.org/ns/credentials/v2"
 DID_CONTEXTS = ["https://www.w3.org/ns/did/v1", "https://w3id.org/security/multikey/v1"]
@@ -48,7 +51,7 @@ STATUS_LIST_MIN_BITS = 131_072  # 16 KiB, the spec's minimum (group privacy)
 CREDENTIAL_MEDIA_TYPE = "application/vc"
 
 
-def public_base_url(request=None) -> str:
+def public_base_url(request: HttpRequest | Request | None = None) -> str:
     """The platform's public URL without a trailing slash: CERT_PUBLIC_URL, else the request's."""
     configured = (settings.CERT_PUBLIC_URL or "").rstrip("/")
     if configured:
@@ -69,7 +72,7 @@ def verification_method(base_url: str, key: SigningKey) -> str:
     return f"{issuer_did(base_url)}#{key.key_id}"
 
 
-def did_document(*, base_url: str) -> dict:
+def did_document(*, base_url: str) -> dict[str, Any]:
     """/.well-known/did.json: every key that may have made a credential still trusted (active and
     retired); a compromised key is left out, so nothing it signed resolves."""
     did = issuer_did(base_url)
@@ -91,7 +94,7 @@ def did_document(*, base_url: str) -> dict:
     }
 
 
-def _prove(document: dict, *, key: SigningKey, base_url: str, created: datetime) -> dict:
+def _prove(document: dict[str, Any], *, key: SigningKey, base_url: str, created: datetime) -> dict[str, Any]:
     """`document` with an eddsa-jcs-2022 DataIntegrityProof by `key`."""
     options = {
         "type": "DataIntegrityProof",
@@ -121,7 +124,7 @@ def status_list_url(base_url: str, purpose: str) -> str:
     return base_url + reverse("credential-status-list", kwargs={"purpose": purpose})
 
 
-def certificate_credential(*, certificate: Certificate, base_url: str) -> dict:
+def certificate_credential(*, certificate: Certificate, base_url: str) -> dict[str, Any]:
     """The certificate as a Verifiable Credential 2.0 with an eddsa-jcs-2022 proof."""
     payload = strict_loads(certificate.payload_json)
     resigned = payload.get("resigned")
@@ -172,7 +175,7 @@ def certificate_credential(*, certificate: Certificate, base_url: str) -> dict:
     return _prove(credential, key=key, base_url=base_url, created=created)
 
 
-def credential_text(credential: dict) -> str:
+def credential_text(credential: dict[str, Any]) -> str:
     """The credential as served: its RFC 8785 form (any JSON form of it verifies the same)."""
     return canonical_text_as(credential, "RFC8785")
 
@@ -197,7 +200,7 @@ def encoded_list(indices: list[int], *, size: int) -> str:
     return "u" + base64.urlsafe_b64encode(compressed).decode("ascii").rstrip("=")
 
 
-def status_list_credential(*, purpose: str, base_url: str) -> dict:
+def status_list_credential(*, purpose: str, base_url: str) -> dict[str, Any]:
     """The BitstringStatusListCredential of `purpose`, as of now, signed by the active key."""
     if purpose not in STATUS_PURPOSES:
         raise ValueError(f"unknown status purpose {purpose!r}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.db.models import Count
 
@@ -39,10 +40,10 @@ class Judgement:
     explanation: str
     measured: float | None = None
     threshold: float | None = None
-    evidence: dict = field(default_factory=dict)
+    evidence: dict[str, Any] = field(default_factory=dict)
 
 
-def _doc_ref(document: ResultDocument) -> dict:
+def _doc_ref(document: ResultDocument) -> dict[str, Any]:
     return {"sha256": document.sha256, "job": document.job_id, "suite": document.suite}
 
 
@@ -55,7 +56,9 @@ def _fail(explanation: str, **kwargs) -> Judgement:
     return Judgement(CriterionOutcome.FAIL, explanation, **kwargs)
 
 
-def conformance_pass_rate(campaign: Campaign, params: dict, thresholds: judge.Thresholds) -> Judgement:
+def conformance_pass_rate(
+    campaign: Campaign, params: dict[str, Any], thresholds: judge.Thresholds
+) -> Judgement:
     """passed / (cases of the dtypes [and kernels] excluding status "unsupported") >= the level's pass
     rate, and no required dtype has more unsupported cases than the level tolerates."""
     threshold = thresholds.conformance_min_pass_rate
@@ -131,13 +134,13 @@ def _measurement_model(row: Measurement) -> str:
     return str(params.get("model") or nested.get("model") or row.name.removesuffix(" accuracy"))
 
 
-def _why(verdict: dict) -> str:
+def _why(verdict: dict[str, Any]) -> str:
     if verdict.get("reason"):
         return verdict["reason"]
     return f"{verdict['metric']} {verdict['value']} below {verdict['threshold']}"
 
 
-def model_accuracy(campaign: Campaign, params: dict, thresholds: judge.Thresholds) -> Judgement:
+def model_accuracy(campaign: Campaign, params: dict[str, Any], thresholds: judge.Thresholds) -> Judgement:
     """Every (models=all) or some (models=any) model job reaches the level's accuracy bar in `dtype`.
 
     Embeddings are judged by their minimum cosine similarity to the float64 reference; decoders and
@@ -207,7 +210,7 @@ def model_accuracy(campaign: Campaign, params: dict, thresholds: judge.Threshold
     return _fail(f"{summary} {failing}", measured=measured, threshold=threshold, evidence=evidence)
 
 
-def integrity(campaign: Campaign, params: dict, thresholds: judge.Thresholds) -> Judgement:
+def integrity(campaign: Campaign, params: dict[str, Any], thresholds: judge.Thresholds) -> Judgement:
     """fingerprint: every accepted document's fingerprint matches the registered target (the
     comparison of ingestion), was recorded under math modes the level accepts, and all name one
     device; output_consistency / caching: every TEST01 / TEST04 result of the documents passes the
@@ -316,7 +319,7 @@ def _timing(documents: list[ResultDocument], thresholds: judge.Thresholds) -> Ju
         .order_by("document__job_id", "id")
         .values("document_id", "name", "dtype", "params")
     )
-    by_document: dict[int, list[dict]] = defaultdict(list)
+    by_document: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         params = row["params"] if isinstance(row["params"], dict) else {}
         by_document[row["document_id"]].append(
@@ -327,7 +330,7 @@ def _timing(documents: list[ResultDocument], thresholds: judge.Thresholds) -> Ju
                 "clock": params.get("clock"),
             }
         )
-    verdicts = [
+    verdicts: list[dict[str, Any]] = [
         {"document": d.sha256, "job": d.job_id, "verdict": "pass" if v.passed else "fail", "detail": v.detail}
         for d in documents
         for v in judge.timing_verdicts(
@@ -373,7 +376,7 @@ def _reveal(documents: list[ResultDocument], thresholds: judge.Thresholds) -> Ju
     from apps.runs.models import OutputReveal
 
     reveals = {r.document_id: r for r in OutputReveal.objects.filter(document__in=documents)}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for document in documents:
         reveal = reveals.get(document.pk)
         problem = judge.reveal_problem(
@@ -417,7 +420,7 @@ def _reveal(documents: list[ResultDocument], thresholds: judge.Thresholds) -> Ju
     )
 
 
-def claims(campaign: Campaign, params: dict, thresholds: judge.Thresholds) -> Judgement:
+def claims(campaign: Campaign, params: dict[str, Any], thresholds: judge.Thresholds) -> Judgement:
     """Best stable GEMM per dtype, as a share of the peak declared at submission, reaches the level's
     ratio; a GEMM above the declared peak by more than the level's above-peak ratio means a wrong
     declaration or a cheated timing. Unstable or flagged measurements do not count."""
@@ -451,7 +454,7 @@ def claims(campaign: Campaign, params: dict, thresholds: judge.Thresholds) -> Ju
         dtype__in=dtypes,
     ).select_related("document")
     counted: list[tuple[float, Measurement]] = []
-    excluded: list[dict] = []
+    excluded: list[dict[str, Any]] = []
     for row in rows:
         reason = judge.measurement_exclusion(value=row.value, unstable=row.unstable, flags=row.flags)
         if reason:
@@ -512,7 +515,9 @@ def claims(campaign: Campaign, params: dict, thresholds: judge.Thresholds) -> Ju
     )
 
 
-def performance_stability(campaign: Campaign, params: dict, thresholds: judge.Thresholds) -> Judgement:
+def performance_stability(
+    campaign: Campaign, params: dict[str, Any], thresholds: judge.Thresholds
+) -> Judgement:
     """The fraction of timed measurements flagged unstable (noisy timing) is at most the level's bound."""
     threshold = thresholds.max_unstable_fraction
     if threshold is None:
@@ -539,11 +544,11 @@ def performance_stability(campaign: Campaign, params: dict, thresholds: judge.Th
 DECODER_ARCHITECTURES = ("llama-decoder",)
 
 
-def _item(row: Measurement) -> dict:
+def _item(row: Measurement) -> dict[str, Any]:
     return {"value": row.value, "flags": row.flags, "params": row.params}
 
 
-def serving(campaign: Campaign, params: dict, thresholds: judge.Thresholds) -> Judgement:
+def serving(campaign: Campaign, params: dict[str, Any], thresholds: judge.Thresholds) -> Judgement:
     """Every submitted model (models=all), or every decoder LLM (models=decoders), serves a VALID MLPerf
     LoadGen Server run at the level's latency bound with the level's settings, and what it served in
     LoadGen's accuracy mode reaches the level's accuracy bar against the float64 reference."""
@@ -568,7 +573,9 @@ def serving(campaign: Campaign, params: dict, thresholds: judge.Thresholds) -> J
         document__in=documents.values(), kind__in=["serving_qps", "serving_accuracy"]
     ).order_by("id"):
         rows[row.document_id].append(row)
-    lines, failures, lowest = [], [], None
+    lines: list[str] = []
+    failures: list[str] = []
+    lowest: float | None = None
     for job in jobs:
         name = job.model.name if job.model else f"job {job.pk}"
         document = documents.get(job.pk)
@@ -588,7 +595,7 @@ def serving(campaign: Campaign, params: dict, thresholds: judge.Thresholds) -> J
             if not judge.accuracy_passes(value=accuracy.value, bar=bar):
                 ok, text = False, f"{text}; served {accuracy.unit} {accuracy.value:.6f} below {bar}"
         (lines if ok else failures).append(f"{name}: {text}")
-        if ok and server is not None:
+        if ok and server is not None and server.value is not None:  # a passing Server run has a value
             lowest = server.value if lowest is None else min(lowest, server.value)
     evidence = {
         "documents": [_doc_ref(d) for d in documents.values()],
@@ -660,7 +667,7 @@ def _server_verdicts_check(
 LOOPHOLE_CHECKS = {"server_verdicts": _server_verdicts_check}
 
 
-def semantic_cases(campaign: Campaign, params: dict, thresholds: judge.Thresholds) -> Judgement:
+def semantic_cases(campaign: Campaign, params: dict[str, Any], thresholds: judge.Thresholds) -> Judgement:
     """Semantic cases (masking, causality, NaN/Inf propagation, overflow: judge.SemanticRule) of the
     dtypes pass in every kernel family, at most the level's failures per family (zero), whatever the
     overall pass rate: one attention that ignores its causal mask is a broken chip, not 1% of cases."""
@@ -674,7 +681,7 @@ def semantic_cases(campaign: Campaign, params: dict, thresholds: judge.Threshold
         "kernel", "dtype", "case", "status"
     )
     tags_of: dict[tuple[str, str], tuple[str, ...]] = {}
-    families: dict[str, dict] = {}
+    families: dict[str, dict[str, Any]] = {}
     for kernel, dtype, case, status in rows.iterator():
         key = (kernel, case)
         if key not in tags_of:
@@ -718,7 +725,7 @@ def semantic_cases(campaign: Campaign, params: dict, thresholds: judge.Threshold
     )
 
 
-JUDGES: dict[str, Callable[[Campaign, dict, judge.Thresholds], Judgement]] = {
+JUDGES: dict[str, Callable[[Campaign, dict[str, Any], judge.Thresholds], Judgement]] = {
     "conformance_pass_rate": conformance_pass_rate,
     "model_accuracy": model_accuracy,
     "integrity": integrity,
@@ -730,7 +737,7 @@ JUDGES: dict[str, Callable[[Campaign, dict, judge.Thresholds], Judgement]] = {
 
 
 def criterion_judge(
-    *, campaign: Campaign, criterion: dict, thresholds: judge.Thresholds | None = None
+    *, campaign: Campaign, criterion: dict[str, Any], thresholds: judge.Thresholds | None = None
 ) -> Judgement:
     """One criterion of the campaign's level, judged with the level's thresholds (judge.level_thresholds)."""
     kind_judge = JUDGES.get(criterion.get("kind"))

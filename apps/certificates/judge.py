@@ -79,7 +79,7 @@ class Thresholds:
     reveal_budget_elements: int = 0
 
     @property
-    def reveal_sample(self) -> dict:
+    def reveal_sample(self) -> dict[str, Any]:
         """The level's `reveal_sample` threshold as the program states it."""
         return {
             "size": self.reveal_sample_size,
@@ -89,7 +89,7 @@ class Thresholds:
 
     sources: dict[str, str] = field(default_factory=dict)
     # The level's serving settings (LoadGen scenarios, latency bounds); None: the level has no serving bar.
-    serving: dict | None = None
+    serving: dict[str, Any] | None = None
 
     @property
     def clock_ratio_bounds(self) -> dict[str, float]:
@@ -97,20 +97,20 @@ class Thresholds:
         return {"min": self.clock_ratio_min, "max": self.clock_ratio_max}
 
     # math-mode flag -> accepted values (runners/math_modes.py); None: the level does not judge them.
-    accepted_math_modes: dict[str, list] | None = None
+    accepted_math_modes: dict[str, list[Any]] | None = None
     # AIA 1.2 (issue 13): which conformance cases are semantic (zero failures per kernel family);
     # None where the level states no such rule.
-    semantic_cases: dict | None = None  # as stated (judge.semantic_rule reads it)
+    semantic_cases: dict[str, Any] | None = None  # as stated (judge.semantic_rule reads it)
 
 
-def _criterion_params(level: dict, kind: str) -> dict:
+def _criterion_params(level: dict[str, Any], kind: str) -> dict[str, Any]:
     for criterion in level.get("criteria", []):
         if criterion.get("kind") == kind:
             return criterion.get("params") or {}
     return {}
 
 
-def _float(value) -> float | None:
+def _float(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
@@ -225,17 +225,18 @@ def accuracy_passes(*, value: float | None, bar: float | None) -> bool:
     return value is not None and bar is not None and math.isfinite(value) and value >= bar
 
 
-def runner_threshold_of(params: dict | None) -> float | None:
+def runner_threshold_of(params: dict[str, Any] | None) -> float | None:
     """The bar a (legacy) runner reported beside an accuracy value, wherever the document put it."""
     params = params or {}
-    nested = params.get("params") if isinstance(params.get("params"), dict) else {}
+    given = params.get("params")
+    nested: dict[str, Any] = given if isinstance(given, dict) else {}
     return _float(params.get("threshold", nested.get("threshold")))
 
 
 # Fingerprint ------------------------------------------------------------------------------------
 
 
-def math_mode_problems(*, fingerprint: dict, thresholds: Thresholds) -> list[str]:
+def math_mode_problems(*, fingerprint: dict[str, Any], thresholds: Thresholds) -> list[str]:
     """How the math modes a document ran under (its fingerprint's `math_modes`) depart from the ones
     the level accepts; none when the level states no accepted modes (AIA 1.0 / 1.1)."""
     from runners.math_modes import math_mode_departures
@@ -245,7 +246,7 @@ def math_mode_problems(*, fingerprint: dict, thresholds: Thresholds) -> list[str
     return math_mode_departures((fingerprint or {}).get("math_modes"), thresholds.accepted_math_modes)
 
 
-def fingerprint_problems(*, fingerprint: dict, target) -> list[str]:
+def fingerprint_problems(*, fingerprint: dict[str, Any], target) -> list[str]:
     """How a document's fingerprint differs from the target's registered stack: the comparison that
     ingestion applies (runners/fingerprint_check.py), so a page never disagrees with ingestion."""
     from apps.runs.specs import expected_fingerprint
@@ -263,12 +264,12 @@ class IntegrityVerdict:
     check: str
     passed: bool
     detail: str
-    item: dict
+    item: dict[str, Any]
 
 
-def integrity_items(integrity: dict | None, check: str) -> list[dict]:
+def integrity_items(integrity: dict[str, Any] | None, check: str) -> list[dict[str, Any]]:
     """The individual TEST01 / TEST04 results of a document (its per-item list when it has one)."""
-    found: list[dict] = []
+    found: list[dict[str, Any]] = []
     for name in INTEGRITY_NAMES[check]:
         value = (integrity or {}).get(name)
         entries = value if isinstance(value, list) else [value] if isinstance(value, dict) else []
@@ -283,11 +284,11 @@ def integrity_items(integrity: dict | None, check: str) -> list[dict]:
     return found
 
 
-def _int(value) -> int | None:
+def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def output_consistency_verdict(*, item: dict, thresholds: Thresholds) -> IntegrityVerdict:
+def output_consistency_verdict(*, item: dict[str, Any], thresholds: Thresholds) -> IntegrityVerdict:
     """TEST01 from the raw counts: mismatches within the program's bound, judged at tolerances no
     looser than the program's. A runner's own "fail" is never turned into a pass."""
     mismatches, sampled = _int(item.get("mismatches")), _int(item.get("sampled"))
@@ -318,7 +319,7 @@ def output_consistency_verdict(*, item: dict, thresholds: Thresholds) -> Integri
     return IntegrityVerdict("output_consistency", passed, detail, item)
 
 
-def caching_verdict(*, item: dict, thresholds: Thresholds) -> IntegrityVerdict:
+def caching_verdict(*, item: dict[str, Any], thresholds: Thresholds) -> IntegrityVerdict:
     """TEST04 from the raw medians: fresh / repeated above 1 + bound, with separated confidence
     intervals (so timing noise alone cannot fail an honest device), means a result cache."""
     fresh, repeated = _float(item.get("fresh_median_s")), _float(item.get("repeated_median_s"))
@@ -350,7 +351,7 @@ def caching_verdict(*, item: dict, thresholds: Thresholds) -> IntegrityVerdict:
     return IntegrityVerdict("caching", not failed and item.get("verdict") != "fail", detail, item)
 
 
-def reveal_problem(*, state: str | None, findings: list, sample_size: int) -> str | None:
+def reveal_problem(*, state: str | None, findings: list[Any], sample_size: int) -> str | None:
     """Why a document's commit–reveal round fails the integrity blocker, or None when it passes: it must
     have been drawn (where the level samples any output), answered, and contradicted nothing."""
     if state is None:
@@ -368,7 +369,7 @@ def reveal_problem(*, state: str | None, findings: list, sample_size: int) -> st
 
 
 def integrity_verdicts(
-    *, integrity: dict | None, check: str, thresholds: Thresholds
+    *, integrity: dict[str, Any] | None, check: str, thresholds: Thresholds
 ) -> list[IntegrityVerdict]:
     judge = output_consistency_verdict if check == "output_consistency" else caching_verdict
     return [judge(item=item, thresholds=thresholds) for item in integrity_items(integrity, check)]
@@ -377,7 +378,7 @@ def integrity_verdicts(
 # Clock cross-check (device timing events against the host clock) -------------------------------
 
 
-def clock_verdict(*, item: dict, thresholds: Thresholds) -> IntegrityVerdict | None:
+def clock_verdict(*, item: dict[str, Any], thresholds: Thresholds) -> IntegrityVerdict | None:
     """One measurement's timing events against the host clock, recomputed from its raw sums
     (``clock.event_s`` / ``clock.host_s``) with the level's bounds; None for a figure the host clock
     timed (nothing to cross-check). The runner's own ``agrees`` is not read: it never turns a ratio
@@ -407,7 +408,7 @@ def clock_verdict(*, item: dict, thresholds: Thresholds) -> IntegrityVerdict | N
 
 
 def timing_verdicts(
-    *, measurements: Iterable[dict], integrity: dict | None, thresholds: Thresholds
+    *, measurements: Iterable[dict[str, Any]], integrity: dict[str, Any] | None, thresholds: Thresholds
 ) -> list[IntegrityVerdict]:
     """The clock cross-check of one document: a verdict per events-timed measurement, and a failure
     wherever the runner itself already refused a figure (its ``integrity.timing`` verdict)."""
@@ -428,7 +429,7 @@ def timing_verdicts(
 # Declared peaks and figures ---------------------------------------------------------------------
 
 
-def declared_peaks_of_specs(specs: Iterable[dict]) -> dict[str, float]:
+def declared_peaks_of_specs(specs: Iterable[dict[str, Any]]) -> dict[str, float]:
     """The declared peaks frozen into a campaign's job specs at submission (the first spec that has them)."""
     for spec in specs:
         peaks = ((spec or {}).get("declared") or {}).get("peak_tflops")
@@ -437,7 +438,7 @@ def declared_peaks_of_specs(specs: Iterable[dict]) -> dict[str, float]:
     return {}
 
 
-def declared_bandwidth_of_specs(specs: Iterable[dict]) -> float | None:
+def declared_bandwidth_of_specs(specs: Iterable[dict[str, Any]]) -> float | None:
     """The declared memory bandwidth (GB/s) frozen into a campaign's job specs at submission."""
     for spec in specs:
         value = _float(((spec or {}).get("declared") or {}).get("memory_bandwidth_gbs"))
@@ -544,8 +545,12 @@ def published_figure(*, value: float, stats: dict[str, Any] | None, runner_digit
 
 
 def claimed_best(
-    *, claim: dict | None, key: str, value_key: str, candidates: list[tuple[dict, str | None]]
-) -> tuple[dict | None, str | None]:
+    *,
+    claim: dict[str, Any] | None,
+    key: str,
+    value_key: str,
+    candidates: list[tuple[dict[str, Any], str | None]],
+) -> tuple[dict[str, Any] | None, str | None]:
     """The figure a runner's claim names as its best (``claim[key]`` = a measurement name,
     ``claim[value_key]`` = its value), checked against the document's own measurements.
 
@@ -626,14 +631,15 @@ SERVING_FIGURE_KINDS = (
 )
 
 
-def serving_params(item: dict) -> dict:
+def serving_params(item: dict[str, Any]) -> dict[str, Any]:
     """The runner's params of a serving measurement (a document item, or a stored row's params)."""
-    params = item.get("params") if isinstance(item.get("params"), dict) else {}
-    nested = params.get("params") if isinstance(params.get("params"), dict) else None
-    return nested if nested is not None else params
+    given = item.get("params")
+    params: dict[str, Any] = given if isinstance(given, dict) else {}
+    inner = params.get("params")
+    return inner if isinstance(inner, dict) else params
 
 
-def serving_settings_problems(*, params: dict, scenario: str, thresholds: Thresholds) -> list[str]:
+def serving_settings_problems(*, params: dict[str, Any], scenario: str, thresholds: Thresholds) -> list[str]:
     """How the settings LoadGen reports it used for a figure fall short of the level's: a shorter
     minimum duration, fewer queries, a lower percentile or a looser latency bound than the program's."""
     level = ((thresholds.serving or {}).get("scenarios") or {}).get(scenario)
@@ -664,7 +670,7 @@ def serving_settings_problems(*, params: dict, scenario: str, thresholds: Thresh
 
 
 def serving_figure_problem(
-    *, value: float | None, flags: Iterable[str] | None, params: dict, thresholds: Thresholds
+    *, value: float | None, flags: Iterable[str] | None, params: dict[str, Any], thresholds: Thresholds
 ) -> str | None:
     """Why a serving figure may not be certified, or None: LoadGen did not judge its run VALID, or
     the run used weaker settings than the level's. An INVALID run never yields a certified figure."""
@@ -678,7 +684,9 @@ def serving_figure_problem(
     return "; ".join(problems) or None
 
 
-def serving_server_verdict(*, qps: dict | None, decoder: bool, thresholds: Thresholds) -> tuple[bool, str]:
+def serving_server_verdict(
+    *, qps: dict[str, Any] | None, decoder: bool, thresholds: Thresholds
+) -> tuple[bool, str]:
     """One model's Server result at the level's bound: a VALID run with the level's settings (and, for
     a decoder, token-latency bounds no looser than the level's TTFT and TPOT)."""
     if qps is None:
@@ -720,7 +728,7 @@ class SemanticRule:
     max_failures: int
 
 
-def semantic_rule(value) -> SemanticRule | None:
+def semantic_rule(value: Any) -> SemanticRule | None:
     if not isinstance(value, dict):
         return None
     return SemanticRule(
@@ -752,13 +760,13 @@ def kernel_family(kernel: str) -> str:
     return catalog_family(kernel) or kernel
 
 
-def server_verdict_problems(report: dict | None) -> list[str]:
+def server_verdict_problems(report: dict[str, Any] | None) -> list[str]:
     """Where the platform's own recomputation of a document (the ingestion spot check, and any later
     server round stored beside it) disagrees with the runner: every listed failure, disagreement or
     mismatch, and any part whose verdict is "fail"."""
     problems: list[str] = []
 
-    def visit(node, path: str) -> None:
+    def visit(node: Any, path: str) -> None:
         if not isinstance(node, dict):
             return
         for key in ("failures", "disagreements", "mismatches"):

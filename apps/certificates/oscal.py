@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from django.conf import settings
 from django.urls import reverse
@@ -28,7 +29,7 @@ OSCAL_VERSION = "1.1.2"
 NAMESPACE = uuid.UUID("6b1d0c2e-5a8f-4c55-9a38-1d0e4f6c9b18")  # this platform's OSCAL name space
 
 
-def _uuid(*parts) -> str:
+def _uuid(*parts: object) -> str:
     return str(uuid.uuid5(NAMESPACE, "/".join(str(p) for p in parts)))
 
 
@@ -36,7 +37,7 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _sha256s(value) -> set[str]:
+def _sha256s(value: Any) -> set[str]:
     """Every sha256 a criterion's evidence names, wherever it nests."""
     found: set[str] = set()
     if isinstance(value, dict):
@@ -70,7 +71,7 @@ def _finding_description(result: CriterionResult) -> str:
     return " ".join(parts)
 
 
-def campaign_assessment_results(*, campaign: Campaign, base_url: str) -> dict:
+def campaign_assessment_results(*, campaign: Campaign, base_url: str) -> dict[str, Any]:
     """The OSCAL assessment-results document of `campaign` (a dict, OSCAL's JSON key names)."""
     program, target = campaign.program, campaign.target
     documents = list(
@@ -107,7 +108,7 @@ def campaign_assessment_results(*, campaign: Campaign, base_url: str) -> dict:
     findings = []
     for result in results:
         related = sorted(observation_of[sha] for sha in _sha256s(result.evidence) if sha in observation_of)
-        finding = {
+        finding: dict[str, Any] = {
             "uuid": _uuid("campaign", campaign.pk, "criterion", result.criterion_id),
             "title": f"{result.criterion_id} {result.title}",
             "description": _finding_description(result),
@@ -131,7 +132,7 @@ def campaign_assessment_results(*, campaign: Campaign, base_url: str) -> dict:
         "name": campaign.vendor.name,
     }
     start = campaign.submitted_at or campaign.created_at
-    result_entry = {
+    result_entry: dict[str, Any] = {
         "uuid": _uuid("campaign", campaign.pk, "result"),
         "title": f"Campaign {campaign.pk}: {target.slug} under {program.code} {program.version} level {campaign.level}",
         "description": f"Campaign {campaign.get_state_display().lower()}: {campaign.state_reason or 'no decision yet'}",

@@ -11,6 +11,7 @@ import json
 import math
 from collections import defaultdict
 from datetime import datetime
+from typing import Any
 
 from django.db.models import Count
 
@@ -50,7 +51,9 @@ def _finite(value):
     return value
 
 
-def _subject(campaign: Campaign, documents: list[ResultDocument], declared_peaks: dict[str, float]) -> dict:
+def _subject(
+    campaign: Campaign, documents: list[ResultDocument], declared_peaks: dict[str, float]
+) -> dict[str, Any]:
     target, chip, vendor = campaign.target, campaign.target.chip, campaign.vendor
     measured = next((d.fingerprint for d in documents if d.fingerprint), {})
     return {
@@ -92,8 +95,8 @@ def _subject(campaign: Campaign, documents: list[ResultDocument], declared_peaks
 
 
 def _conformance_scope(
-    campaign: Campaign, level: dict, thresholds: judge.Thresholds
-) -> tuple[list[str], list[str], list[dict]]:
+    campaign: Campaign, level: dict[str, Any], thresholds: judge.Thresholds
+) -> tuple[list[str], list[str], list[dict[str, Any]]]:
     """Dtypes that meet the level on their own (judge.conformance_dtype_problem); kernels with no failed
     case in them; and what was left out of the scope, with why."""
     required: list[str] = []
@@ -137,7 +140,7 @@ def _conformance_scope(
 
 def _model_scope(
     campaign: Campaign, results: list[CriterionResult], thresholds: judge.Thresholds
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """Models that passed their accuracy criterion, each with the dtypes in which it reaches the
     level's bar for that dtype and metric (the judge's, never the runner's flag)."""
     passed_jobs = {
@@ -150,7 +153,7 @@ def _model_scope(
     accuracy = Measurement.objects.filter(document__job_id__in=passed_jobs, kind="accuracy").select_related(
         "document__job__model"
     )
-    models: dict[int, dict] = {}
+    models: dict[int, dict[str, Any]] = {}
     for row in accuracy:
         artifact = row.document.job.model
         if artifact is None:
@@ -178,10 +181,10 @@ def _model_scope(
     return sorted(models.values(), key=lambda m: (m["name"], m["version"]))
 
 
-def _document_contents(documents: list[ResultDocument]) -> dict[int, dict]:
+def _document_contents(documents: list[ResultDocument]) -> dict[int, dict[str, Any]]:
     """The stored runner documents of the timed suites (document id -> content): the measurement rows
     keep neither the confidence interval nor the runner's claims, which the headline needs."""
-    contents: dict[int, dict] = {}
+    contents: dict[int, dict[str, Any]] = {}
     for document in documents:
         if document.suite == JobSuite.CONFORMANCE or not document.content:
             continue
@@ -195,9 +198,9 @@ def _document_contents(documents: list[ResultDocument]) -> dict[int, dict]:
     return contents
 
 
-def _document_stats(contents: dict[int, dict]) -> dict[tuple[int, str, str, str], dict]:
+def _document_stats(contents: dict[int, dict[str, Any]]) -> dict[tuple[int, str, str, str], dict[str, Any]]:
     """Each measurement item of the documents: (document id, kind, name, dtype) -> item."""
-    items: dict[tuple[int, str, str, str], dict] = {}
+    items: dict[tuple[int, str, str, str], dict[str, Any]] = {}
     for document_id, content in contents.items():
         for item in content.get("measurements") or []:
             if isinstance(item, dict):
@@ -211,9 +214,9 @@ def _document_stats(contents: dict[int, dict]) -> dict[tuple[int, str, str, str]
     return items
 
 
-def _gemm_claims(contents: dict[int, dict]) -> dict[tuple[int, str], dict]:
+def _gemm_claims(contents: dict[int, dict[str, Any]]) -> dict[tuple[int, str], dict[str, Any]]:
     """The runner's per-dtype claims (best_gemm, best_gemm_tflops, ...): (document id, dtype) -> claim."""
-    claims: dict[tuple[int, str], dict] = {}
+    claims: dict[tuple[int, str], dict[str, Any]] = {}
     for document_id, content in contents.items():
         per_dtype = (
             (content.get("claims") or {}).get("dtypes") if isinstance(content.get("claims"), dict) else None
@@ -226,11 +229,11 @@ def _gemm_claims(contents: dict[int, dict]) -> dict[tuple[int, str], dict]:
 
 def _headline(
     campaign: Campaign,
-    level: dict,
+    level: dict[str, Any],
     thresholds: judge.Thresholds,
     declared_peaks: dict[str, float],
     documents: list[ResultDocument],
-) -> dict:
+) -> dict[str, Any]:
     """Published figures: the best certifiable GEMM per dtype, model accuracy and latency.
 
     The GEMM figure is the one the runner's claim names (`claims.dtypes[d].best_gemm` and
@@ -247,23 +250,21 @@ def _headline(
     quick = {
         suite for suite in ("performance", "model") if (level.get("suites", {}).get(suite) or {}).get("quick")
     }
-    gemm_candidates: dict[tuple[int, str], list[tuple[dict, str | None]]] = defaultdict(list)
+    gemm_candidates: dict[tuple[int, str], list[tuple[dict[str, Any], str | None]]] = defaultdict(list)
     accuracy, latency, excluded = [], [], []
 
-    def publish(row: Measurement) -> float:
+    def publish(row: Measurement, value: float) -> float:
         item = items.get((row.document_id, row.kind, row.name, row.dtype)) or {}
         stats = (
             item.get("stats") if isinstance(item.get("stats"), dict) else {"median": row.median, "cv": row.cv}
         )
-        return judge.published_figure(
-            value=row.value, stats=stats, runner_digits=item.get("significant_digits")
-        )
+        return judge.published_figure(value=value, stats=stats, runner_digits=item.get("significant_digits"))
 
     for row in rows:
         if row.kind == "accuracy":
             if row.value is None:
                 continue
-            model = row.document.job.model.name if row.document.job.model_id else row.name
+            model = row.document.job.model.name if row.document.job.model is not None else row.name
             accuracy.append(
                 {
                     "model": model,
@@ -284,15 +285,17 @@ def _headline(
             gemm_candidates[(row.document_id, row.dtype)].append(
                 ({"name": row.name, "value": row.value, "row": row}, reason)
             )
-        if reason:
+        if reason or row.value is None:  # a row without a value always has a reason ("no value")
             if row.value is not None:
                 excluded.append(
                     {"measurement": row.name, "kind": row.kind, "dtype": row.dtype, "reason": reason}
                 )
             continue
         if row.kind != "gemm":
-            model = row.document.job.model.name if row.document.job.model_id else row.name
-            latency.append({"model": model, "dtype": row.dtype, "value": publish(row), "unit": row.unit})
+            model = row.document.job.model.name if row.document.job.model is not None else row.name
+            latency.append(
+                {"model": model, "dtype": row.dtype, "value": publish(row, row.value), "unit": row.unit}
+            )
     gemm: dict[str, tuple[float, Measurement]] = {}
     for (document_id, dtype), candidates in sorted(gemm_candidates.items(), key=lambda kv: kv[0]):
         chosen, problem = judge.claimed_best(
@@ -309,7 +312,7 @@ def _headline(
             continue
         row = chosen["row"]
         if dtype not in gemm or row.value > gemm[dtype][1].value:
-            gemm[dtype] = (publish(row), row)
+            gemm[dtype] = (publish(row, row.value), row)
     order = lambda item: (item["model"], item["dtype"])  # noqa: E731
     serving = _serving_headline(campaign, thresholds, excluded)
     headline = {
@@ -323,7 +326,9 @@ def _headline(
     return headline
 
 
-def _serving_headline(campaign: Campaign, thresholds: judge.Thresholds, excluded: list[dict]) -> list[dict]:
+def _serving_headline(
+    campaign: Campaign, thresholds: judge.Thresholds, excluded: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     """Serving figures as certified: scenario, percentile, bound and LoadGen's VALID verdict with each;
     a figure from an INVALID run or weaker settings than the level's goes to `excluded` instead."""
     rows = Measurement.objects.filter(
@@ -335,7 +340,7 @@ def _serving_headline(campaign: Campaign, thresholds: judge.Thresholds, excluded
         problem = judge.serving_figure_problem(
             value=row.value, flags=row.flags, params=params, thresholds=thresholds
         )
-        if problem:
+        if problem or row.value is None:  # no value is always a problem ("no value")
             excluded.append(
                 {"measurement": row.name, "kind": row.kind, "dtype": row.dtype, "reason": problem}
             )
@@ -343,7 +348,7 @@ def _serving_headline(campaign: Campaign, thresholds: judge.Thresholds, excluded
         figures.append(
             {
                 "model": row.document.job.model.name
-                if row.document.job.model_id
+                if row.document.job.model is not None
                 else str(params.get("model")),
                 "scenario": params.get("scenario"),
                 "kind": row.kind,
@@ -384,7 +389,7 @@ def certificate_payload_build(
     issuer_name: str,
     approvals: int,
     supersedes: str | None,
-) -> dict:
+) -> dict[str, Any]:
     program = campaign.program
     level = program.level(campaign.level) or {}
     thresholds = judge.campaign_thresholds(campaign=campaign)

@@ -16,8 +16,9 @@ from collections.abc import Callable
 
 from django.core.cache import cache
 from django.db import transaction
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone, translation
+from rest_framework.request import Request
 
 GENERATION_KEY = "public-reads:generation"
 BODY_TTL_S = 3600
@@ -30,7 +31,7 @@ def public_generation() -> str:
         generation = secrets.token_hex(8)
         if not cache.add(GENERATION_KEY, generation, None):
             generation = cache.get(GENERATION_KEY) or generation
-    return generation
+    return str(generation)
 
 
 def _next_generation() -> None:
@@ -45,7 +46,9 @@ def public_reads_changed() -> None:
     transaction.on_commit(_next_generation)
 
 
-def cached_public_response(request, render: Callable[[], HttpResponse]) -> HttpResponse:
+def cached_public_response(
+    request: HttpRequest | Request, render: Callable[[], HttpResponse]
+) -> HttpResponse:
     """`render()`'s answer for this path and media type, from the shared cache while nothing changed."""
     media_type = getattr(request, "accepted_media_type", "") or ""
     # A page is rendered in the visitor's language and time zone (LocaleMiddleware, TimezoneMiddleware):

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from apps.certificates import judge
 from apps.certificates.models import CriterionResult
@@ -76,7 +78,7 @@ class DocumentCheck:
     job: Job
     fingerprint_mismatches: list[str]
     integrity: list[tuple[str, str, str]]  # (check, verdict, detail)
-    spot_failures: list
+    spot_failures: list[Any]
     spot_sampled: int
     reveal: object | None = None  # the document's commit–reveal round (OutputReveal), if one was drawn
     reveal_problem: str | None = None
@@ -86,13 +88,13 @@ class DocumentCheck:
 class Evidence:
     heatmap: Heatmap | None = None
     roofline: str = ""
-    roofline_rows: list[dict] = field(default_factory=list)
+    roofline_rows: list[dict[str, Any]] = field(default_factory=list)
     latency: str = ""
     latency_rows: list[LatencyRow] = field(default_factory=list)
-    accuracy: list[dict] = field(default_factory=list)
+    accuracy: list[dict[str, Any]] = field(default_factory=list)
     model_perf: list[Measurement] = field(default_factory=list)
     # Serving (MLPerf LoadGen) figures, each with LoadGen's verdict and the judge's: certifiable or why not.
-    serving: list[dict] = field(default_factory=list)
+    serving: list[dict[str, Any]] = field(default_factory=list)
     documents: list[DocumentCheck] = field(default_factory=list)
     rejections: list[EvidenceRejection] = field(default_factory=list)
     anomalies: list[Anomaly] = field(default_factory=list)
@@ -155,7 +157,7 @@ def _roofline(
     *,
     peaks: dict[str, float],
     thresholds: judge.Thresholds,
-) -> tuple[str, list[dict]]:
+) -> tuple[str, list[dict[str, Any]]]:
     """Roofline against the peaks declared at submission; "above" is the judge's above-peak rule."""
     chip = campaign.target.chip
     points, rows, dtypes = [], [], set()
@@ -210,7 +212,7 @@ def _latencies(measurements: list[Measurement]) -> list[LatencyRow]:
 
 def _accuracy(
     measurements: list[Measurement], anomalies: list[Anomaly], thresholds: judge.Thresholds
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """Accuracy rows against the level's bar for their dtype and metric (judge.accuracy_bar)."""
     rows = []
     for m in measurements:
@@ -232,7 +234,7 @@ def _accuracy(
     return rows
 
 
-def _serving(measurements: list[Measurement], thresholds: judge.Thresholds) -> list[dict]:
+def _serving(measurements: list[Measurement], thresholds: judge.Thresholds) -> list[dict[str, Any]]:
     """One row per serving figure: scenario, bound, LoadGen's Result, and whether the level may
     certify it (judge.serving_figure_problem); the Server rows carry their QPS search steps."""
     rows = []
@@ -247,7 +249,8 @@ def _serving(measurements: list[Measurement], thresholds: judge.Thresholds) -> l
             problem = judge.serving_figure_problem(
                 value=m.value, flags=m.flags, params=params, thresholds=thresholds
             )
-        energy = params.get("energy") if isinstance(params.get("energy"), dict) else {}
+        raw_energy = params.get("energy")
+        energy: dict[str, Any] = raw_energy if isinstance(raw_energy, dict) else {}
         rows.append(
             {
                 "m": m,
@@ -305,7 +308,7 @@ def _integrity_rows(
     document: ResultDocument,
     thresholds: judge.Thresholds,
     anomalies: list[Anomaly],
-    measurements: list[Measurement] = (),
+    measurements: Sequence[Measurement] = (),
 ) -> list[tuple[str, str, str]]:
     """(check, verdict, detail) per TEST01 / TEST04 result and the clock cross-check as the judge
     reads their raw figures; any other section of the document is shown as the runner reported it."""
@@ -343,7 +346,7 @@ def _document_checks(
     jobs: list[Job],
     anomalies: list[Anomaly],
     thresholds: judge.Thresholds,
-    measurements: list[Measurement] = (),
+    measurements: Sequence[Measurement] = (),
 ) -> list[DocumentCheck]:
     # The documents with the runner that signed each (the jobs' prefetch brings the documents alone).
     documents = {

@@ -12,6 +12,7 @@ says so. Nothing is read from the live registry rows, which the vendor may have 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from apps.procurement.export_control import UNDETERMINED, Classification
 from apps.procurement.models import RequirementKind as Kind
@@ -50,12 +51,12 @@ class Candidate:
     list_price: float | None
     currency: str
     # dtype -> {"value", "efficiency", "measurement", "document"}: the best certified GEMM per dtype.
-    gemm: dict[str, dict] = field(default_factory=dict)
+    gemm: dict[str, dict[str, Any]] = field(default_factory=dict)
     # (model, dtype, metric) -> {"value", "unit", "measurement", "document"}: best throughput, best latency.
-    model_figures: dict[tuple[str, str, str], dict] = field(default_factory=dict)
+    model_figures: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     # (model, dtype, kind) -> {"value", "unit", "measurement", "document", "latency_bound_s", "tpot_bound_s",
     # "percentile"}: the best serving figure (serving_qps, serving_tokens) the judge lets be certified.
-    serving: dict[tuple[str, str, str], dict] = field(default_factory=dict)
+    serving: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     classification: Classification | None = None
     # False for certificates signed before their subject carried these declarations: then they come
     # from the registry row, and the cells say so.
@@ -72,11 +73,11 @@ class Candidate:
         return f"{DECLARED}, from the registry ({self.certified_source} predates signing it)"
 
 
-def _cell(ok: bool, value: str, source: str) -> dict:
+def _cell(ok: bool, value: str, source: str) -> dict[str, Any]:
     return {"ok": ok, "value": value, "source": source}
 
 
-def _measurement_source(figure: dict, candidate: Candidate) -> str:
+def _measurement_source(figure: dict[str, Any], candidate: Candidate) -> str:
     document = figure["document"][:12]
     return f"measurement {figure['measurement']} (document {document}, {candidate.certified_source})"
 
@@ -85,9 +86,10 @@ def _compare(value: float, op: str, bound: float) -> bool:
     return value >= bound if op == ">=" else value <= bound
 
 
-def cell_evaluate(*, kind: str, params: dict, candidate: Candidate) -> dict:
+def cell_evaluate(*, kind: str, params: dict[str, Any], candidate: Candidate) -> dict[str, Any]:
     """One cell: pass/fail, the value it was judged on, and where that value came from."""
     c = candidate
+    value: Any  # a label (certificate level) or a number (measured figures)
     if kind == Kind.CERTIFICATE_LEVEL:
         value = f"{c.program_code} {c.program_version} level {c.level}"
         wanted = c.level_ranks.get(params["level"]) if c.program_code == params["program"] else None
@@ -158,7 +160,7 @@ def cell_evaluate(*, kind: str, params: dict, candidate: Candidate) -> dict:
     raise ValueError(f"Unknown requirement kind {kind!r}")
 
 
-def _serving_cell(kind: str, params: dict, c: Candidate) -> dict:
+def _serving_cell(kind: str, params: dict[str, Any], c: Candidate) -> dict[str, Any]:
     """A serving requirement: the certified figure of the model in the dtype, measured in a VALID LoadGen
     Server run whose bound (latency, or TPOT for tokens/s) is at least as tight as the tender's."""
     floor_key, bound_key = SERVING_BOUNDS[kind]
@@ -180,7 +182,7 @@ def _serving_cell(kind: str, params: dict, c: Candidate) -> dict:
     return _cell(ok, text, _measurement_source(figure, c))
 
 
-def _figures(candidate: Candidate) -> dict:
+def _figures(candidate: Candidate) -> dict[str, Any]:
     """The certified figures the charts compare: best GEMM per dtype against the declared peak."""
     # Certificate subjects name precisions as the registry does; measurements use torch names.
     declared = {DTYPE_OF_PEAK_KEY.get(k, k): v for k, v in candidate.declared_peaks.items()}
@@ -200,11 +202,15 @@ def _figures(candidate: Candidate) -> dict:
 
 
 def evaluation_build(
-    *, requirements: list[dict], scoring: list[dict], currency: str, candidates: list[Candidate]
-) -> dict:
+    *,
+    requirements: list[dict[str, Any]],
+    scoring: list[dict[str, Any]],
+    currency: str,
+    candidates: list[Candidate],
+) -> dict[str, Any]:
     """The matrix and ranking as plain data: rows (eligible first, by rank), each with every cell."""
     texts = [requirement_describe(kind=r["kind"], params=r["params"]) for r in requirements]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for candidate in candidates:
         cells = [cell_evaluate(kind=r["kind"], params=r["params"], candidate=candidate) for r in requirements]
         klass = candidate.classification

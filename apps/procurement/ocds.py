@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from typing import Any
 
 from django.conf import settings
 from django.urls import reverse
@@ -41,11 +42,11 @@ def ocid_of(tender: Tender) -> str:
     return f"{settings.OCDS_OCID_PREFIX}-tender-{tender.pk}"
 
 
-def tender_release_package(*, tender: Tender, evaluation: Evaluation | None, base_url: str) -> dict:
+def tender_release_package(*, tender: Tender, evaluation: Evaluation | None, base_url: str) -> dict[str, Any]:
     """The OCDS 1.1 release package of `tender` (and `evaluation`, its newest saved one, if any)."""
     organization = tender.organization
     buyer = {"id": _party_id("buyer", organization.slug), "name": organization.name}
-    parties = {buyer["id"]: {**buyer, "roles": ["buyer", "procuringEntity"]}}
+    parties: dict[str, dict[str, Any]] = {buyer["id"]: {**buyer, "roles": ["buyer", "procuringEntity"]}}
     requirements = tender.requirements.order_by("position")
     snapshot = evaluation.snapshot if evaluation is not None else {}
     texts = {r["position"]: r["text"] for r in snapshot.get("requirements", [])}
@@ -71,7 +72,7 @@ def tender_release_package(*, tender: Tender, evaluation: Evaluation | None, bas
         ocds_tender["awardCriteriaDetails"] = f"Eligible certified accelerators ranked by {formula}"
     awards = []
     for row in snapshot.get("rows", []):
-        if not row.get("eligible"):
+        if evaluation is None or not row.get("eligible"):  # rows come from the evaluation's snapshot
             continue
         vendor = row["chip"]["vendor"]
         supplier = {"id": _party_id("vendor", vendor), "name": vendor}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from django.core.exceptions import ValidationError
 
@@ -26,9 +27,13 @@ QUANTITIES: dict[str, tuple[str, float, float]] = {
     Kind.TDP_W: ("W", 1.0, 100_000.0),
     Kind.DOMESTIC_CONTENT_PCT: ("%", 0.0, 100.0),
 }
-QUANTITY_NAMES = {Kind.MEMORY_GIB: "memory", Kind.TDP_W: "TDP", Kind.DOMESTIC_CONTENT_PCT: "domestic content"}
+QUANTITY_NAMES: dict[str, str] = {
+    Kind.MEMORY_GIB: "memory",
+    Kind.TDP_W: "TDP",
+    Kind.DOMESTIC_CONTENT_PCT: "domestic content",
+}
 # Serving requirements: (the figure's lower bound, the latency bound it must be certified at).
-SERVING_BOUNDS = {
+SERVING_BOUNDS: dict[str, tuple[str, str]] = {
     Kind.SERVING_QPS: ("min_qps", "max_latency_ms"),
     Kind.SERVING_TOKENS: ("min_tokens_per_s", "max_tpot_ms"),
 }
@@ -112,9 +117,9 @@ def _clean_one(kind: str, params: dict, vocabulary: Vocabulary) -> dict:
         model = str(params.get("model", "")).strip()
         if not MODEL_NAME.match(model) or len(model) > 100:
             raise ValueError("'model' must name a model (letters, digits, . _ -).")
-        floor, bound = SERVING_BOUNDS[kind]
-        cleaned = {"model": model, "dtype": _choice(params, "dtype", DTYPES, "dtype")}
-        for key in (floor, bound):
+        floor_key, bound_key = SERVING_BOUNDS[kind]
+        cleaned: dict[str, Any] = {"model": model, "dtype": _choice(params, "dtype", DTYPES, "dtype")}
+        for key in (floor_key, bound_key):
             value = _number(params, key)
             if value <= 0:
                 raise ValueError(f"'{key}' must be above 0; {value:g} is impossible.")

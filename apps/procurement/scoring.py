@@ -9,7 +9,7 @@ counts 0 for that term, and the row says why.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
 
@@ -34,7 +34,9 @@ GEMM_METRICS = {
 }
 
 
-def scoring_dtypes(*, scoring: list[dict], requirements: list[dict]) -> list[dict]:
+def scoring_dtypes(
+    *, scoring: list[dict[str, Any]], requirements: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     """GEMM weights without a dtype rank by the dtype the tender requires (its measured_tflops
     requirement, when it names exactly one dtype), not by the best figure over all dtypes."""
     required = sorted({r["params"]["dtype"] for r in requirements if r["kind"] == "measured_tflops"})
@@ -46,7 +48,7 @@ def scoring_dtypes(*, scoring: list[dict], requirements: list[dict]) -> list[dic
     ]
 
 
-def scoring_clean(*, rows: list[dict]) -> list[dict]:
+def scoring_clean(*, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """[{metric, weight, model?, dtype?}] -> cleaned rows; refuses negative, all-zero and unknown weights."""
     if not isinstance(rows, list) or not rows:
         raise ValidationError({"scoring": ["Give at least one scoring weight."]})
@@ -88,7 +90,7 @@ def scoring_clean(*, rows: list[dict]) -> list[dict]:
     return cleaned
 
 
-def _label(item: dict) -> str:
+def _label(item: dict[str, Any]) -> str:
     if item["metric"] in MODEL_METRICS or item["metric"] in SERVING_METRICS:
         return f"{item['metric']}[{item['model']} {item['dtype']}]"
     if item.get("dtype"):
@@ -96,7 +98,7 @@ def _label(item: dict) -> str:
     return item["metric"]
 
 
-def metric_value(*, item: dict, candidate: Candidate, currency: str) -> tuple[float | None, str]:
+def metric_value(*, item: dict[str, Any], candidate: Candidate, currency: str) -> tuple[float | None, str]:
     """A candidate's figure for one weight, or None with the reason it is missing."""
     metric = item["metric"]
     if item.get("dtype") and metric in GEMM_METRICS:
@@ -132,7 +134,11 @@ def metric_value(*, item: dict, candidate: Candidate, currency: str) -> tuple[fl
 
 
 def scoring_rank(
-    *, rows: list[dict], candidates: dict[str, Candidate], scoring: list[dict], currency: str
+    *,
+    rows: list[dict[str, Any]],
+    candidates: dict[str, Candidate],
+    scoring: list[dict[str, Any]],
+    currency: str,
 ) -> str:
     """Set score, rank and the per-term breakdown on each eligible row; return the formula text."""
     weights = [item for item in scoring if item["weight"] > 0]

@@ -4,6 +4,8 @@ The layout is the runners' spec schema (runners/schema/spec.schema.json)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.urls import reverse
 
 from apps.registry.models import PEAK_FIELDS, PEAK_MEASURED_DTYPE, ModelArtifact
@@ -13,7 +15,7 @@ from apps.runs.services.programs import program_runner_bars
 SPEC_SCHEMA_VERSION = "1.0"
 
 
-def expected_fingerprint(target) -> dict:
+def expected_fingerprint(target) -> dict[str, Any]:
     """What the runner's own fingerprint must show for this target (empty strings are not checked)."""
     return {
         "backend": target.backend,
@@ -26,7 +28,7 @@ def expected_fingerprint(target) -> dict:
     }
 
 
-def model_entry(artifact: ModelArtifact) -> dict:
+def model_entry(artifact: ModelArtifact) -> dict[str, Any]:
     return {
         "name": artifact.name,
         "version": artifact.version,
@@ -40,7 +42,7 @@ def model_entry(artifact: ModelArtifact) -> dict:
     }
 
 
-def runner_bar_options(job: Job) -> dict:
+def runner_bar_options(job: Job) -> dict[str, Any]:
     """The program level's bars the runner applies while timing (the clock cross-check bounds in
     ``timing``, the TEST04 bound in ``integrity``): the runner takes them from here and decides none
     of its own; the platform's judge re-decides every one from the raw figures with the same values."""
@@ -51,10 +53,10 @@ def runner_bar_options(job: Job) -> dict:
     }
 
 
-def job_spec_build(*, job: Job, suite_plan: dict, time_limit_s: int) -> dict:
+def job_spec_build(*, job: Job, suite_plan: dict[str, Any], time_limit_s: int) -> dict[str, Any]:
     target = job.campaign.target
     chip = target.chip
-    spec: dict = {
+    spec: dict[str, Any] = {
         "schema_version": SPEC_SCHEMA_VERSION,
         "job_id": str(job.pk),
         "suite": job.suite,
@@ -71,7 +73,7 @@ def job_spec_build(*, job: Job, suite_plan: dict, time_limit_s: int) -> dict:
         },
         "limits": {"time_s": time_limit_s},
     }
-    options: dict = {}
+    options: dict[str, Any] = {}
     if job.suite == JobSuite.CONFORMANCE:
         if suite_plan.get("dtypes"):
             spec["dtypes"] = list(suite_plan["dtypes"])

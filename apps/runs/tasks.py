@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from celery import shared_task
 
@@ -10,7 +11,7 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task(name="runs.ingest", acks_late=True, soft_time_limit=120, time_limit=180)
-def ingest(envelope: dict | None) -> dict:
+def ingest(envelope: dict[str, Any] | None) -> dict[str, Any]:
     from apps.runs.services.ingestion import result_ingest
     from certification.instruments import INGESTION_SECONDS
 
@@ -22,14 +23,14 @@ def ingest(envelope: dict | None) -> dict:
 
 
 @shared_task(name="runs.job_progress", acks_late=True, ignore_result=True)
-def job_progress(message: dict) -> None:
+def job_progress(message: dict[str, Any]) -> None:
     from apps.runs.services.messages import runner_progress_receive
 
     runner_progress_receive(message=message)
 
 
 @shared_task(name="runs.job_failed", acks_late=True, ignore_result=True)
-def job_failed(message: dict) -> None:
+def job_failed(message: dict[str, Any]) -> None:
     from apps.runs.services.messages import runner_failure_receive
 
     runner_failure_receive(message=message)
@@ -38,14 +39,14 @@ def job_failed(message: dict) -> None:
 @shared_task(
     name="runs.reveal_answer", acks_late=True, ignore_result=True, soft_time_limit=240, time_limit=300
 )
-def reveal_answer(message: dict) -> None:
+def reveal_answer(message: dict[str, Any]) -> None:
     from apps.runs.services.reveal import reveal_receive
 
     reveal_receive(message=message)
 
 
 @shared_task(name="runs.heartbeat", acks_late=True, ignore_result=True)
-def heartbeat(message: dict) -> None:
+def heartbeat(message: dict[str, Any]) -> None:
     from apps.runs.services.messages import runner_heartbeat_receive
 
     runner_heartbeat_receive(message=message)

@@ -164,8 +164,12 @@ class CudaBackend(Backend):
         installed (NVIDIA only; many consumer boards report none)."""
         props = torch.cuda.get_device_properties(0)
         identity = {"name": str(props.name)}
-        if all(hasattr(props, attr) for attr in ("pci_domain_id", "pci_bus_id", "pci_device_id")):
-            identity["pci_bus_id"] = pci_address(props.pci_domain_id, props.pci_bus_id, props.pci_device_id)
+        # torch's stubs do not declare the PCI fields (older builds lack them): read them by name.
+        domain, bus, device = (
+            getattr(props, attr, None) for attr in ("pci_domain_id", "pci_bus_id", "pci_device_id")
+        )
+        if domain is not None and bus is not None and device is not None:
+            identity["pci_bus_id"] = pci_address(domain, bus, device)
         uuid = getattr(props, "uuid", None)
         if uuid:
             identity["uuid"] = str(uuid)

@@ -19,15 +19,16 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
+from io import FileIO
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
 import runners
 from runners.catalog import Case, Kernel
 from runners.device.local import KernelResult, device_error, loaded_packages
-from runners.device.protocol import ProtocolError, read_frame, write_frame
+from runners.device.protocol import FrameSink, FrameSource, ProtocolError, read_frame, write_frame
 from runners.device.sandbox import (
     DROPPED_CAPABILITIES,
     Confinement,
@@ -72,7 +73,7 @@ def _jsonable(value: Any) -> bool:
     return False
 
 
-def spawn_host(protected_paths: Iterable[str]) -> tuple[subprocess.Popen, dict[str, Any]]:
+def spawn_host(protected_paths: Iterable[str]) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     """Starts ``python -m runners.device.host`` confined (runners/device/sandbox.py); returns it and
     which confinement applied."""
     confinement = Confinement(protected_paths)
@@ -105,14 +106,24 @@ F_SETPIPE_SZ = 1031
 PIPE_BYTES = 1 << 20  # Linux's default pipe-max-size; 16x the default pipe, far fewer wake-ups per tensor
 
 
-def _widen_pipes(process: subprocess.Popen) -> None:
+def _widen_pipes(process: subprocess.Popen[bytes]) -> None:
     import fcntl
 
     for stream in (process.stdin, process.stdout):
+        if stream is None:
+            continue
         try:
             fcntl.fcntl(stream.fileno(), F_SETPIPE_SZ, PIPE_BYTES)
         except (OSError, AttributeError, ValueError):  # not Linux, or a lower pipe-max-size: keep the default
             pass
+
+
+def _pipes(process: subprocess.Popen[bytes]) -> tuple[FrameSink, FrameSource]:
+    """The device process's stdin and stdout as frame streams: spawned with ``bufsize=0``, they are
+    raw FileIO objects (``readinto`` included), which Popen's annotation (IO[bytes]) does not say."""
+    if process.stdin is None or process.stdout is None:
+        raise ProtocolError("the device process has no pipes")
+    return cast("FileIO", process.stdin), cast("FileIO", process.stdout)
 
 
 def case_header(case: Case) -> dict[str, Any]:
@@ -143,7 +154,7 @@ class DeviceClient:
         self.restarts = 0
         self.calls = 0
         self.transfer_s = 0.0  # judge-side time spent on frames (writing inputs, reading outputs)
-        self._process: subprocess.Popen | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._described: dict[str, Any] = {}
         self._device_packages: list[str] = []
         self._undumpable = make_parent_undumpable() if self.protected_paths else False
@@ -151,7 +162,7 @@ class DeviceClient:
         self._start()
 
     # --- the process ----------------------------------------------------------------------
-    def _spawn(self) -> subprocess.Popen:
+    def _spawn(self) -> subprocess.Popen[bytes]:
         process, self._confinement_state = spawn_host(self.protected_paths)
         return process
 
@@ -190,10 +201,11 @@ class DeviceClient:
         process = self._process
         if process is None or process.stdin is None or process.stdout is None:
             raise ProtocolError("the device process is not running")
+        sink, source = _pipes(process)
         try:
-            write_frame(process.stdin, header, tensors)
+            write_frame(sink, header, tensors)
             while True:
-                reply, out = read_frame(process.stdout)
+                reply, out = read_frame(source)
                 if "event" in reply and on_event is not None:
                     on_event(reply)
                     continue
@@ -276,7 +288,8 @@ class DeviceClient:
                     message="the device process sent no output tensor",
                 )
             return KernelResult(output=output, device_s=device_s)
-        err = reply.get("error") if isinstance(reply.get("error"), dict) else {}
+        raw_err = reply.get("error")
+        err: dict[str, Any] = raw_err if isinstance(raw_err, dict) else {}
         if err.get("kind") == "not_tensor":
             return KernelResult(
                 device_s=device_s,
@@ -317,7 +330,8 @@ class DeviceClient:
         self._device_packages = sorted(
             set(self._device_packages) | {str(p) for p in reply.get("packages") or []}
         )
-        outputs = reply.get("outputs") if isinstance(reply.get("outputs"), list) else []
+        raw_outputs = reply.get("outputs")
+        outputs: list[Any] = raw_outputs if isinstance(raw_outputs, list) else []
         return reply["document"], [o for o in outputs if isinstance(o, dict)], tensors
 
     def isolation(
@@ -359,7 +373,7 @@ class DeviceClient:
         try:
             if process.poll() is None:
                 try:
-                    write_frame(process.stdin, {"op": "exit"})
+                    write_frame(_pipes(process)[0], {"op": "exit"})
                 except (OSError, ValueError, ProtocolError):
                     pass
                 try:
@@ -391,14 +405,16 @@ def list_device_backends(protected_paths: Iterable[str | os.PathLike[str]] = ())
     if protected_paths:
         make_parent_undumpable()
     process, _ = spawn_host([str(p) for p in protected_paths])
+    sink, source = _pipes(process)
     try:
-        write_frame(process.stdin, {"op": "list"})
-        reply, _ = read_frame(process.stdout)
-        write_frame(process.stdin, {"op": "exit"})
-        read_frame(process.stdout)
+        write_frame(sink, {"op": "list"})
+        reply, _ = read_frame(source)
+        write_frame(sink, {"op": "exit"})
+        read_frame(source)
     finally:
-        process.stdin.close()
-        process.stdout.close()
+        for stream in (process.stdin, process.stdout):
+            if stream is not None:
+                stream.close()
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:

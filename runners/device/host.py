@@ -23,16 +23,21 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from typing import Any, BinaryIO
+from io import FileIO
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from runners.device.local import error_message, execute_kernel, loaded_packages
-from runners.device.protocol import PeerClosed, read_frame, write_frame
+from runners.device.protocol import FrameSink, FrameSource, PeerClosed, read_frame, write_frame
 from runners.math_modes import PINNED, set_math_modes
 
+if TYPE_CHECKING:
+    from runners.catalog import Case
+    from runners.performance.benchmarks import Benchmark
 
-def _protocol_channel() -> tuple[BinaryIO, BinaryIO]:
+
+def _protocol_channel() -> tuple[FileIO, FileIO]:
     """Takes stdin/stdout for the protocol and points fds 0 and 1 away from it, so that anything
     the vendor's stack prints lands on stderr instead of corrupting a frame."""
     proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
@@ -45,7 +50,7 @@ def _protocol_channel() -> tuple[BinaryIO, BinaryIO]:
     return proto_in, proto_out
 
 
-def _case(data: dict[str, Any]):
+def _case(data: dict[str, Any]) -> Case:
     from runners.catalog import Case
 
     dtypes = data.get("dtypes")
@@ -66,7 +71,7 @@ def _guarded(probe: Any) -> Any:
 
 
 class Host:
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: FrameSink) -> None:
         self.out = out
         self.backend: Any = None
 
@@ -146,7 +151,7 @@ class Host:
         outputs: list[dict[str, Any]] = []
         tensors: dict[str, torch.Tensor] = {}
         if spec["suite"] == "performance":
-            kept: list = []
+            kept: list[tuple[Benchmark, torch.Tensor, list[tuple[int, torch.Tensor]]]] = []
             document = run_performance(spec, self.backend, progress, keep_outputs=kept)
             for index, (bench, accuracy, samples) in enumerate(kept):
                 outputs.append(
@@ -164,7 +169,7 @@ class Host:
             from runners.commitment import CollectingCommitment
             from runners.model_suite import run_model
 
-            kept_models: list = []
+            kept_models: list[tuple[str, str, torch.Tensor]] = []
             collected = CollectingCommitment()
             document = run_model(spec, self.backend, progress, keep_outputs=kept_models, commitment=collected)
             for index, (model, dtype, accuracy) in enumerate(kept_models):
@@ -198,7 +203,7 @@ class Host:
             )
         self.reply({"ok": True, "backends": backends})
 
-    def serve(self, stream: BinaryIO) -> int:
+    def serve(self, stream: FrameSource) -> int:
         while True:
             try:
                 header, tensors = read_frame(stream)

@@ -20,7 +20,8 @@ import math
 import os
 import struct
 import sys
-from typing import Any, BinaryIO
+from io import FileIO
+from typing import Any, Protocol
 
 import torch
 
@@ -63,6 +64,20 @@ class PeerClosed(ProtocolError):
     """The peer closed the pipe between frames (the child exited or was killed)."""
 
 
+class FrameSink(Protocol):
+    """Where frames are written: an unbuffered binary stream (a pipe's FileIO, a BytesIO in tests)."""
+
+    def write(self, data: memoryview, /) -> int | None: ...
+
+    def flush(self) -> None: ...
+
+
+class FrameSource(Protocol):
+    """Where frames are read from: a binary stream with ``readinto`` (FileIO, BytesIO)."""
+
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
+
+
 def tensor_bytes(tensor: torch.Tensor) -> memoryview:
     """The tensor's raw bytes, CPU and C-contiguous (no copy when it already is)."""
     flat = tensor.detach().to("cpu").contiguous().reshape(-1)
@@ -70,10 +85,10 @@ def tensor_bytes(tensor: torch.Tensor) -> memoryview:
         return memoryview(b"")
     if sys.byteorder != "little":  # pragma: no cover - no big-endian accelerator host exists
         raise ProtocolError("the wire format is little-endian")
-    return memoryview(flat.view(torch.uint8).numpy()).cast("B")
+    return flat.view(torch.uint8).numpy().data.cast("B")
 
 
-def _write_all(stream: BinaryIO, data: memoryview | bytes) -> None:
+def _write_all(stream: FrameSink, data: memoryview | bytes) -> None:
     view = memoryview(data).cast("B")
     while view.nbytes:
         written = stream.write(view[:_CHUNK])
@@ -83,7 +98,7 @@ def _write_all(stream: BinaryIO, data: memoryview | bytes) -> None:
 
 
 def write_frame(
-    stream: BinaryIO, header: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None
+    stream: FrameSink, header: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None
 ) -> None:
     """Writes one frame; ``header`` must not hold a ``tensors`` key of its own."""
     tensors = tensors or {}
@@ -107,7 +122,7 @@ def write_frame(
     stream.flush()
 
 
-def _read_exact(stream: BinaryIO, size: int, *, start: bool = False) -> bytearray:
+def _read_exact(stream: FrameSource, size: int, *, start: bool = False) -> bytearray:
     buffer = bytearray(size)
     view = memoryview(buffer)
     got = 0
@@ -129,7 +144,7 @@ def _shape(value: Any, name: str) -> tuple[int, ...]:
     return tuple(value)
 
 
-def read_frame(stream: BinaryIO) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def read_frame(stream: FrameSource) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Reads one frame: its header (without ``tensors``) and its tensors by name (CPU, owned)."""
     (length,) = _LENGTH.unpack(bytes(_read_exact(stream, _LENGTH.size, start=True)))
     if length > MAX_HEADER_BYTES:
@@ -174,6 +189,6 @@ def _no_constant(name: str) -> Any:
     raise ProtocolError(f"{name} is not allowed in a header")
 
 
-def pipe_streams(read_fd: int, write_fd: int) -> tuple[BinaryIO, BinaryIO]:
+def pipe_streams(read_fd: int, write_fd: int) -> tuple[FileIO, FileIO]:
     """Unbuffered binary streams over two file descriptors (the child's protocol channel)."""
     return os.fdopen(read_fd, "rb", buffering=0), os.fdopen(write_fd, "wb", buffering=0)

@@ -70,7 +70,7 @@ def scrubbed_environment(environ: dict[str, str] | None = None) -> dict[str, str
     }
 
 
-def _libc():
+def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
 
 

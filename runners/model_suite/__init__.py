@@ -491,9 +491,12 @@ def rejudge_model_accuracy(
         cases.append(_case(key[0], key[1], "pass" if score["meets_informational_bar"] else "fail", score))
     measurements = []
     for item in document.get("measurements") or []:
-        key = ((item.get("params") or {}).get("model"), item.get("dtype"))
-        if item.get("kind") == "accuracy" and isinstance(scores.get(key), dict):
-            measurements.append(_accuracy_measurement(key[0], key[1], scores[key]))
+        params: dict[str, Any] = item.get("params") or {}
+        model: Any = params.get("model")  # a str when the document names the model
+        dtype: Any = item.get("dtype")
+        measured = scores.get((model, dtype))
+        if item.get("kind") == "accuracy" and isinstance(measured, dict):
+            measurements.append(_accuracy_measurement(model, dtype, measured))
         elif item.get("kind") != "accuracy":
             measurements.append(item)
     document["cases"] = cases

@@ -93,7 +93,7 @@ class ModelRun:
             expected = float64_copy(self.model.module, type(self.model.module), self.model.config).generate(  # type: ignore[operator]  # an nn.Module attribute is Tensor | Module to mypy
                 prompt, GENERATED_TOKENS
             )
-            got = device_call(self.module.generate)(prompt.to(self.device), GENERATED_TOKENS).cpu()  # type: ignore[operator]  # an nn.Module attribute is Tensor | Module to mypy
+            got = device_call(self.module.generate)(prompt.to(self.device), GENERATED_TOKENS).cpu()  # type: ignore[arg-type]  # an nn.Module attribute is Tensor | Module to mypy
         return float((got == expected).double().mean())
 
     def caching_inputs(self, count: int) -> list[tuple[torch.Tensor, ...]]:

@@ -26,10 +26,10 @@ from typing import Any
 
 import torch
 
-from runners.catalog.base import FLOAT_DTYPES, Case, element_size, torch_dtype
+from runners.catalog.base import FLOAT_DTYPES, Case, Dim, element_size, torch_dtype
 from runners.commitment import OutputCommitment, performance_output_id
 from runners.document import build_document, json_safe, now_iso
-from runners.errors import classify_exception, declared_unsupported, device_backend, device_call
+from runners.errors import Phase, classify_exception, declared_unsupported, device_backend, device_call
 from runners.integrity import (
     CachingProbe,
     OutputSampler,
@@ -243,7 +243,7 @@ def run_performance_suite(
     *,
     seed: int | str,
     progress: Progress | None = None,
-    keep_outputs: list | None = None,
+    keep_outputs: list[tuple[Benchmark, torch.Tensor, list[tuple[int, torch.Tensor]]]] | None = None,
     commitment: OutputCommitment | None = None,
 ) -> dict[str, Any]:
     """Measurements, claim verdicts and integrity verdicts of the performance suite.
@@ -432,7 +432,7 @@ def _caching_probe(
     )
 
 
-def _error_case(bench: Benchmark, exc: Exception, *, phase: str) -> dict[str, Any]:
+def _error_case(bench: Benchmark, exc: Exception, *, phase: Phase) -> dict[str, Any]:
     """The error case of a benchmark that raised, classified by where (runners/errors.py)."""
     outcome = classify_exception(exc, phase=phase)
     return case_record(
@@ -538,7 +538,7 @@ def rebuild_benchmark(
     try:
         if "kernel" in params and "case" in params:
             kernel = _catalog_kernel(str(params["kernel"]))
-            dims = {k: int(v) for k, v in params.items() if k not in ("kernel", "case")}
+            dims: dict[str, Dim] = {k: int(v) for k, v in params.items() if k not in ("kernel", "case")}
             bench = (
                 catalog_benchmark(kernel, Case(str(params["case"]), dims), dtype, kind, challenge)
                 if kernel

@@ -58,7 +58,7 @@ from runners.models import LoadedModel, ModelError, ModelSpec, load_model
 from runners.models.reference import float64_copy
 from runners.serving.energy import EnergyMeter
 from runners.serving.loadgen_run import LoadGenResult, ScenarioSettings, run_test
-from runners.serving.sut import BatchingSUT, DecoderSUT
+from runners.serving.sut import BatchingSUT, DecoderSUT, _WorkerSUT
 
 Progress = Callable[[int, int, str], None]
 INVALID_FLAG = "loadgen_invalid"
@@ -256,11 +256,11 @@ class _ModelServer:
         workload: Workload,
         module: Any,
         forward: Any,
-        backend,
-        device,
-        dtype,
-        settings,
-    ):
+        backend: Any,
+        device: torch.device,
+        dtype: torch.dtype,
+        settings: dict[str, Any],
+    ) -> None:
         self.loaded, self.workload, self.module, self.forward = loaded, workload, module, forward
         self.backend, self.device, self.dtype = backend, device, dtype
         self.settings = settings
@@ -272,7 +272,7 @@ class _ModelServer:
         else:
             self.inputs = [workload.make_batch([i], device, dtype) for i in range(workload.size)]
 
-    def sut(self, *, max_batch: int, record: bool = False):
+    def sut(self, *, max_batch: int, record: bool = False) -> _WorkerSUT:
         if self.decoder:
             return DecoderSUT(
                 self.module,
@@ -290,7 +290,7 @@ class _ModelServer:
             prompts = self.workload.make_batch(range(self.workload.size), torch.device("cpu"), torch.float64)[
                 0
             ]
-            return f64.generate(prompts, self.output_tokens)
+            return f64.generate(prompts, self.output_tokens)  # type: ignore[operator]  # an nn.Module attribute is Tensor | Module to mypy
         return self.workload.reference()
 
     def score(self, outputs: torch.Tensor, reference: torch.Tensor, dtype_name: str) -> dict[str, Any]:
@@ -329,14 +329,14 @@ class _FakeSample:
         self.index = index
 
 
-def _time_serve(sut, indices: list[int], *, repeats: int) -> float:
+def _time_serve(sut: _WorkerSUT, indices: list[int], *, repeats: int) -> float:
     """The best of ``repeats`` direct calls of the SUT's serving step (no LoadGen: answers go nowhere)."""
     best = float("inf")
     original = lg.QuerySamplesComplete, lg.FirstTokenComplete
     try:
         # Warm-up hints only: the completions of these direct calls must not reach LoadGen.
-        lg.QuerySamplesComplete = lambda *_a, **_k: None  # type: ignore[assignment]
-        lg.FirstTokenComplete = lambda *_a, **_k: None  # type: ignore[assignment]
+        lg.QuerySamplesComplete = lambda *_a, **_k: None
+        lg.FirstTokenComplete = lambda *_a, **_k: None
         sut._serve([_FakeSample(i) for i in indices])  # warm-up
         for _ in range(repeats):
             t0 = time.perf_counter()
@@ -416,7 +416,17 @@ def _serve_model(
         out["cases"].append(_exception_case(name, dtype_name, exc, phase="device", prefix="serving: "))
 
 
-def _serve_scenarios(server, spec, backend, settings, dtype_name, reference, log_dir, record, out) -> None:
+def _serve_scenarios(
+    server: _ModelServer,
+    spec: dict[str, Any],
+    backend: Any,
+    settings: dict[str, Any],
+    dtype_name: str,
+    reference: torch.Tensor,
+    log_dir: Path,
+    record: dict[str, Any],
+    out: dict[str, Any],
+) -> None:
     name = record["name"]
     challenge = spec["challenge"]
     scenarios = settings["scenarios"]
@@ -424,8 +434,8 @@ def _serve_scenarios(server, spec, backend, settings, dtype_name, reference, log
     base_params = {"model": name, "architecture": record["architecture"]}
 
     def run(
-        scenario: str, mode: str, cfg: ScenarioSettings, *, max_batch: int, tag: str, **kw
-    ) -> tuple[LoadGenResult, Any, dict]:
+        scenario: str, mode: str, cfg: ScenarioSettings, *, max_batch: int, tag: str, **kw: Any
+    ) -> tuple[LoadGenResult, _WorkerSUT, dict[str, Any]]:
         sut = server.sut(max_batch=max_batch, record=mode == "accuracy")
         try:
             meter.start()
@@ -461,6 +471,7 @@ def _serve_scenarios(server, spec, backend, settings, dtype_name, reference, log
         expected_qps=batch_qps,
     )
     served = [sut.outputs.get(i) for i in range(server.workload.size)]
+    score: dict[str, Any]
     if any(o is None for o in served):
         score = {
             "metric": "served",
@@ -471,7 +482,7 @@ def _serve_scenarios(server, spec, backend, settings, dtype_name, reference, log
         }
         status = "fail"
     else:
-        outputs = torch.stack(served)
+        outputs = torch.stack([o for o in served if o is not None])  # all of them (checked above)
         score = server.score(outputs, reference, dtype_name)
         status = "pass" if score["meets_informational_bar"] else "fail"
     score["loadgen_summary_sha256"] = acc.summary_sha256
@@ -626,7 +637,7 @@ def _serve_scenarios(server, spec, backend, settings, dtype_name, reference, log
     qps = max(float(offline_qps or batch_qps) * float(search.get("start_fraction", 0.5)), floor)
     low = high = None
     stopped = "max_steps reached"
-    best: tuple[LoadGenResult, dict] | None = None
+    best: tuple[LoadGenResult, dict[str, Any]] | None = None
     steps = []
     for step in range(max_steps):
         result, sut, energy = run(
@@ -729,7 +740,17 @@ def _percentile_key(percentile: float | None) -> str:
 
 
 def _latency_figures(
-    result, cfg, scenario, early_key, name, dtype_name, base_params, energy, record, out, server
+    result: LoadGenResult,
+    cfg: ScenarioSettings,
+    scenario: str,
+    early_key: str,
+    name: str,
+    dtype_name: str,
+    base_params: dict[str, Any],
+    energy: dict[str, Any],
+    record: dict[str, Any],
+    out: dict[str, Any],
+    server: _ModelServer,
 ) -> None:
     record["scenarios"][scenario] = {**result.to_dict(), "energy": energy}
     _scenario_case(name, dtype_name, scenario, result, out)
@@ -758,7 +779,16 @@ def _latency_figures(
     out["measurements"].extend(_energy_items(name, scenario, energy, dtype_name, params, server.decoder))
 
 
-def _token_latency_figures(result, cfg, scenario, name, dtype_name, params, out, valid) -> None:
+def _token_latency_figures(
+    result: LoadGenResult,
+    cfg: ScenarioSettings,
+    scenario: str,
+    name: str,
+    dtype_name: str,
+    params: dict[str, Any],
+    out: dict[str, Any],
+    valid: bool | None,
+) -> None:
     key = _percentile_key(cfg.percentile)
     ttft = result.percentiles("first_token").get(key)
     tpot = result.percentiles("tpot").get(key)
@@ -795,7 +825,15 @@ def _run_params(result: LoadGenResult, cfg: ScenarioSettings, scenario: str) -> 
     }
 
 
-def _figure(name, kind, unit, value, dtype, params, valid) -> dict[str, Any]:
+def _figure(
+    name: str,
+    kind: str,
+    unit: str,
+    value: Any,
+    dtype: str,
+    params: dict[str, Any],
+    valid: bool | None,
+) -> dict[str, Any]:
     """A serving figure; from a run LoadGen did not judge VALID it is no value, only a record."""
     if valid and isinstance(value, int | float):
         return measurement(name=name, kind=kind, unit=unit, value=float(value), dtype=dtype, params=params)
@@ -810,7 +848,9 @@ def _figure(name, kind, unit, value, dtype, params, valid) -> dict[str, Any]:
     )
 
 
-def _energy_items(name, scenario, energy, dtype, params, decoder) -> list[dict[str, Any]]:
+def _energy_items(
+    name: str, scenario: str, energy: dict[str, Any], dtype: str, params: dict[str, Any], decoder: bool
+) -> list[dict[str, Any]]:
     per = [("query", "J/query", energy.get("j_per_query"))]
     if decoder:
         per.append(("token", "J/token", energy.get("j_per_token")))

@@ -40,7 +40,7 @@ class _WorkerSUT:
         self.completed_tokens = 0
         self.batches = 0
         self.error: BaseException | None = None
-        self._queue: queue.Queue = queue.Queue()
+        self._queue: queue.Queue[Any] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, daemon=True, name=type(self).__name__)
         self._thread.start()
 

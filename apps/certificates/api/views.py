@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import UTC
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.http import HttpResponse, JsonResponse
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.views.decorators.http import require_GET
@@ -15,6 +18,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import APIException
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.accounts.permissions import IsMember
@@ -40,8 +44,10 @@ from apps.certificates.credentials import (
     status_list_credential,
 )
 from apps.certificates.filters import CertificateFilter
+from apps.certificates.models import Certificate
 from apps.certificates.oscal import campaign_assessment_results
 from apps.certificates.public_reads import cached_public_response
+from apps.runs.models import Campaign
 
 STATUS_ACTIONS = {"suspend", "reinstate", "revoke"}
 # Columns the public list never shows (the signed payload is about 3 KB a row), also of the superseding
@@ -62,7 +68,12 @@ class CredentialRenderer(BaseRenderer):
     format = "vc"
     charset = "utf-8"
 
-    def render(self, data, accepted_media_type=None, renderer_context=None):
+    def render(
+        self,
+        data: Any,
+        accepted_media_type: str | None = None,
+        renderer_context: Mapping[str, Any] | None = None,
+    ) -> Any:
         return data if isinstance(data, bytes) else JSONRenderer().render(data)
 
 
@@ -81,7 +92,7 @@ class CertificateViewSet(viewsets.ReadOnlyModelViewSet):
             return [IsAuthenticated()]
         return [AllowAny()]
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Certificate]:
         if self.action == "list":
             # The listed columns only: the signed payload (about 3 KB a row) is for detail and download.
             return selectors.certificates_public().defer(
@@ -112,7 +123,7 @@ class CertificateViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(responses=CertificateCheckSerializer)
     @action(detail=True, methods=["get"])
-    def verify(self, request, serial=None):
+    def verify(self, request: Request, serial: str | None = None) -> Response:
         check = services.certificate_check(certificate=self.get_object())
         return Response(CertificateCheckSerializer(check).data)
 
@@ -121,7 +132,7 @@ class CertificateViewSet(viewsets.ReadOnlyModelViewSet):
         responses={(200, CREDENTIAL_MEDIA_TYPE): dict, (200, "application/json"): dict},
     )
     @action(detail=True, methods=["get"], renderer_classes=[CredentialRenderer, JSONRenderer])
-    def credential(self, request, serial=None):
+    def credential(self, request: Request, serial: str | None = None) -> HttpResponse:
         certificate = self.get_object()
         try:
             credential = certificate_credential(certificate=certificate, base_url=public_base_url(request))
@@ -134,7 +145,7 @@ class CertificateViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(responses={(200, "application/json"): dict})
     @action(detail=True, methods=["get"])
-    def document(self, request, serial=None):
+    def document(self, request: Request, serial: str | None = None) -> HttpResponse:
         certificate = self.get_object()
         response = HttpResponse(
             services.certificate_document(certificate=certificate),
@@ -143,7 +154,7 @@ class CertificateViewSet(viewsets.ReadOnlyModelViewSet):
         response["Content-Disposition"] = f'attachment; filename="{certificate.serial}.json"'
         return response
 
-    def _status_action(self, request, service):
+    def _status_action(self, request: Request, service: Callable[..., Certificate]) -> Response:
         certificate = self.get_object()
         data = ReasonSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -154,17 +165,17 @@ class CertificateViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(request=ReasonSerializer, responses=CertificateDetailSerializer)
     @action(detail=True, methods=["post"])
-    def suspend(self, request, serial=None):
+    def suspend(self, request: Request, serial: str | None = None) -> Response:
         return self._status_action(request, services.certificate_suspend)
 
     @extend_schema(request=ReasonSerializer, responses=CertificateDetailSerializer)
     @action(detail=True, methods=["post"])
-    def reinstate(self, request, serial=None):
+    def reinstate(self, request: Request, serial: str | None = None) -> Response:
         return self._status_action(request, services.certificate_reinstate)
 
     @extend_schema(request=ReasonSerializer, responses=CertificateDetailSerializer)
     @action(detail=True, methods=["post"])
-    def revoke(self, request, serial=None):
+    def revoke(self, request: Request, serial: str | None = None) -> Response:
         return self._status_action(request, services.certificate_revoke)
 
 
@@ -177,20 +188,20 @@ class ReviewViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     filterset_fields = ["state"]
     ordering = ["-submitted_at"]
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Campaign]:
         return selectors.campaigns_reviewable_by(membership_of(self.request.user))
 
-    def _campaign(self):
+    def _campaign(self) -> Campaign:
         return get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
 
     def get_serializer_class(self):
         return CampaignReviewRowSerializer if self.action == "list" else CampaignEvaluationSerializer
 
-    def _evaluation(self, campaign) -> Response:
+    def _evaluation(self, campaign: Campaign) -> Response:
         campaign = self.get_queryset().get(pk=campaign.pk)  # re-read: the decision moved its state
         return Response(CampaignEvaluationSerializer(campaign).data)
 
-    def retrieve(self, request, pk=None):
+    def retrieve(self, request: Request, pk: str | None = None) -> Response:
         return self._evaluation(self._campaign())
 
     @extend_schema(
@@ -198,13 +209,13 @@ class ReviewViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         responses={(200, "application/json"): dict},
     )
     @action(detail=True, methods=["get"])
-    def oscal(self, request, pk=None):
+    def oscal(self, request: Request, pk: str | None = None) -> Response:
         document = campaign_assessment_results(campaign=self._campaign(), base_url=public_base_url(request))
         return Response(document)
 
     @extend_schema(request=ReasonSerializer, responses=CampaignEvaluationSerializer)
     @action(detail=True, methods=["post"])
-    def approve(self, request, pk=None):
+    def approve(self, request: Request, pk: str | None = None) -> Response:
         campaign = self._campaign()
         data = ReasonSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -215,7 +226,7 @@ class ReviewViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     @extend_schema(request=ReasonSerializer, responses=CampaignEvaluationSerializer)
     @action(detail=True, methods=["post"])
-    def reject(self, request, pk=None):
+    def reject(self, request: Request, pk: str | None = None) -> Response:
         campaign = self._campaign()
         data = ReasonSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -224,7 +235,7 @@ class ReviewViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     @extend_schema(request=WaiverSerializer, responses=CampaignEvaluationSerializer)
     @action(detail=True, methods=["post"])
-    def waive(self, request, pk=None):
+    def waive(self, request: Request, pk: str | None = None) -> Response:
         campaign = self._campaign()
         data = WaiverSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -238,7 +249,7 @@ class ReviewViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
 
 @require_GET
-def certification_keys(request):
+def certification_keys(request: HttpRequest) -> JsonResponse:
     """/.well-known/certification-keys.json: every signing key's public half, active and retired."""
     keys = SigningKeySerializer(selectors.signing_keys_public(), many=True).data
     # When this list was made: the offline verifier says how old its copy is (a key may have been
@@ -250,7 +261,9 @@ def certification_keys(request):
     return response
 
 
-def _public_json(document: dict, *, media_type: str = "application/json", max_age: int = 0) -> HttpResponse:
+def _public_json(
+    document: dict[str, Any], *, media_type: str = "application/json", max_age: int = 0
+) -> HttpResponse:
     response = HttpResponse(credential_text(document), content_type=f"{media_type}; charset=utf-8")
     response["Cache-Control"] = f"public, max-age={max_age}" if max_age else "no-cache"
     response["Access-Control-Allow-Origin"] = "*"
@@ -258,7 +271,7 @@ def _public_json(document: dict, *, media_type: str = "application/json", max_ag
 
 
 @require_GET
-def did_web_document(request):
+def did_web_document(request: HttpRequest) -> HttpResponse:
     """/.well-known/did.json: the authority's did:web document (its signing keys as Multikeys)."""
     return _public_json(
         did_document(base_url=public_base_url(request)), media_type="application/did+json", max_age=300
@@ -266,7 +279,7 @@ def did_web_document(request):
 
 
 @require_GET
-def credential_status_list(request, purpose: str):
+def credential_status_list(request: HttpRequest, purpose: str) -> HttpResponse:
     """A BitstringStatusListCredential (revocation or suspension), as of this request."""
     if purpose not in STATUS_PURPOSES:
         return JsonResponse(

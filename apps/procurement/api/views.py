@@ -7,6 +7,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.accounts.permissions import IsMember
@@ -78,7 +79,7 @@ class TenderViewSet(viewsets.ModelViewSet):
 
     @extend_schema(request=None, responses={201: EvaluationSerializer})
     @action(detail=True, methods=["post"])
-    def evaluate(self, request, pk=None):
+    def evaluate(self, request: Request, pk: str | None = None) -> Response:
         """Evaluate against every active certificate now and save the snapshot."""
         evaluation = services.evaluation_create(tender=self.get_object(), actor=request.user)
         return Response(EvaluationSerializer(evaluation).data, status=status.HTTP_201_CREATED)
@@ -88,7 +89,7 @@ class TenderViewSet(viewsets.ModelViewSet):
         responses={(200, "application/json"): dict},
     )
     @action(detail=True, methods=["get"])
-    def ocds(self, request, pk=None):
+    def ocds(self, request: Request, pk: str | None = None) -> Response:
         tender = self.get_object()
         evaluation = selectors.evaluations_of(membership_of(request.user)).filter(tender=tender).first()
         package = tender_release_package(
@@ -98,7 +99,7 @@ class TenderViewSet(viewsets.ModelViewSet):
 
     @extend_schema(responses=EvaluationListSerializer(many=True))
     @action(detail=True, methods=["get"])
-    def evaluations(self, request, pk=None):
+    def evaluations(self, request: Request, pk: str | None = None) -> Response:
         tender = self.get_object()
         rows = selectors.evaluations_of(membership_of(request.user)).filter(tender=tender)
         return Response(EvaluationListSerializer(rows, many=True).data)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from django.db import transaction
+from django.db.models import QuerySet
 from django.http import FileResponse, Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -23,7 +25,7 @@ from apps.runs.api.serializers import (
     ProgramSerializer,
 )
 from apps.runs.filters import CampaignFilter, JobFilter
-from apps.runs.models import Program
+from apps.runs.models import Campaign, Job, Program
 from apps.runs.services.campaigns import TooManyOpenCampaigns, campaign_cancel, campaign_submit, job_rerun
 from certification.api import Conflict
 from certification.idempotency import idempotent_create
@@ -47,7 +49,7 @@ class ProgramViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return program
 
 
-def _vendor_only(request) -> None:
+def _vendor_only(request: Request) -> None:
     membership = membership_of(request.user)
     if membership is None or not membership.is_vendor:
         raise exceptions.PermissionDenied("Only vendors submit and manage certification campaigns.")
@@ -62,7 +64,7 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     ordering_fields = ["created_at", "submitted_at", "state"]
     ordering = ["-created_at"]
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Campaign]:
         return selectors.campaigns_visible_to(membership_of(self.request.user))
 
     @extend_schema(
@@ -77,7 +79,7 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             )
         ],
     )
-    def create(self, request):
+    def create(self, request: Request) -> Response:
         _vendor_only(request)
         return idempotent_create(
             request,
@@ -88,7 +90,7 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             ),
         )
 
-    def _create(self, request):
+    def _create(self, request: Request) -> Response:
         membership = membership_of(request.user)
         params = CampaignSubmitSerializer(data=request.data)
         params.is_valid(raise_exception=True)
@@ -162,7 +164,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     ordering_fields = ["id", "queued_at", "state"]
     ordering = ["id"]
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Job]:
         return selectors.jobs_visible_to(membership_of(self.request.user))
 
     @extend_schema(request=None, responses=JobSerializer)

@@ -34,7 +34,7 @@ from apps.runs.specs import job_spec_build
 from apps.runs.transitions import OPEN_STATES, transition_allowed
 
 # Hard limits per suite (seconds); the runner's soft limit is a little shorter than the hard one.
-SUITE_TIME_LIMITS = {
+SUITE_TIME_LIMITS: dict[str, int] = {
     JobSuite.CONFORMANCE: 900,
     JobSuite.PERFORMANCE: 1200,
     JobSuite.MODEL: 1800,
@@ -108,7 +108,9 @@ def _new_challenge() -> str:
     return secrets.token_hex(32)
 
 
-def _campaign_models(*, vendor: Organization, level: dict, model_artifacts: list[ModelArtifact]) -> None:
+def _campaign_models(
+    *, vendor: Organization, level: dict[str, Any], model_artifacts: list[ModelArtifact]
+) -> None:
     plan = level.get("suites", {}).get("model")
     if plan is None:
         return
@@ -125,7 +127,7 @@ def _campaign_models(*, vendor: Organization, level: dict, model_artifacts: list
         raise ValidationError({"models": f"Level {level['code']} needs a model for each task: {missing}."})
 
 
-def _suite_plan(level: dict, suite: str) -> dict:
+def _suite_plan(level: dict[str, Any], suite: str) -> dict[str, Any]:
     """The level's plan of one suite; the serving suite also carries the level's LoadGen settings (its
     `serving` threshold, with the source), which the runner applies as they are."""
     plan = dict(level["suites"][suite])

@@ -37,11 +37,11 @@ def _listed(kind: str, items: list[str]) -> str:
     return f"{kind}: {', '.join(items[:SHOWN])}{more}"
 
 
-def _model_identity(entry: Any) -> dict:
+def _model_identity(entry: Any) -> dict[str, Any]:
     return {key: entry.get(key) for key in MODEL_KEYS} if isinstance(entry, dict) else {"entry": entry}
 
 
-def _spec_problems(echoed: dict, plan: dict) -> list[str]:
+def _spec_problems(echoed: dict[str, Any], plan: dict[str, Any]) -> list[str]:
     problems = []
     for key in PLAN_KEYS:
         if echoed.get(key) != plan.get(key):
@@ -66,7 +66,7 @@ def _spec_problems(echoed: dict, plan: dict) -> list[str]:
     return problems
 
 
-def _key(case: dict) -> tuple[str, str, str]:
+def _key(case: dict[str, Any]) -> tuple[str, str, str]:
     return str(case.get("kernel")), str(case.get("dtype")), str(case.get("case"))
 
 
@@ -99,7 +99,7 @@ def case_status_recomputed(stats: Any, *, atol: float, rtol: float) -> tuple[str
     return "pass", ""
 
 
-def _conformance_problems(document: dict, plan: dict) -> list[str]:
+def _conformance_problems(document: dict[str, Any], plan: dict[str, Any]) -> list[str]:
     from runners.conformance import planned_cases
 
     # The shapes are drawn from the job's challenge: the same draw as the runner's (Case.draw).
@@ -153,7 +153,7 @@ def _conformance_problems(document: dict, plan: dict) -> list[str]:
     return problems
 
 
-def _model_problems(document: dict, plan: dict) -> list[str]:
+def _model_problems(document: dict[str, Any], plan: dict[str, Any]) -> list[str]:
     planned = sorted(str(m.get("name")) for m in plan.get("models") or [] if isinstance(m, dict))
     records = [r for r in document.get("models") or [] if isinstance(r, dict)]
     recorded = sorted(str(r.get("name")) for r in records)
@@ -195,7 +195,7 @@ def _model_problems(document: dict, plan: dict) -> list[str]:
     return problems
 
 
-def _performance_problems(document: dict, plan: dict) -> list[str]:
+def _performance_problems(document: dict[str, Any], plan: dict[str, Any]) -> list[str]:
     dtypes = ((plan.get("options") or {}).get("performance") or {}).get("dtypes")
     if not dtypes:
         return []
@@ -213,7 +213,7 @@ def _performance_problems(document: dict, plan: dict) -> list[str]:
 DIGEST_LENGTH = 64
 
 
-def _serving_problems(document: dict, plan: dict) -> list[str]:
+def _serving_problems(document: dict[str, Any], plan: dict[str, Any]) -> list[str]:
     """A serving document covers its plan: one ``models`` record and one serving record per planned
     model, and for every model that loaded the accuracy run and each scenario of the plan's settings,
     each with LoadGen's verdict and the digests of its logs; nothing for a model outside the plan."""
@@ -223,7 +223,8 @@ def _serving_problems(document: dict, plan: dict) -> list[str]:
     problems = []
     if recorded != planned:
         problems.append(f"the document records models {recorded}, the plan has {planned}")
-    serving = document.get("serving") if isinstance(document.get("serving"), dict) else {}
+    given = document.get("serving")
+    serving: dict[str, Any] = given if isinstance(given, dict) else {}
     served = {str(m.get("name")): m for m in serving.get("models") or [] if isinstance(m, dict)}
     settings = ((plan.get("options") or {}).get("serving") or {}).get("scenarios")
     wanted = sorted(settings) if isinstance(settings, dict) else ["Offline", "Server", "SingleStream"]
@@ -240,7 +241,8 @@ def _serving_problems(document: dict, plan: dict) -> list[str]:
             if not any(kernel == name for kernel, _case in cases):  # no error case either
                 absent.append(f"{name}: no serving record")
             continue
-        runs = model.get("scenarios") if isinstance(model.get("scenarios"), dict) else {}
+        scenarios = model.get("scenarios")
+        runs: dict[str, Any] = scenarios if isinstance(scenarios, dict) else {}
         for scenario in wanted:
             run = runs.get(scenario)
             if not isinstance(run, dict):
@@ -265,7 +267,7 @@ def _serving_problems(document: dict, plan: dict) -> list[str]:
     return problems
 
 
-def _benchmark_samples(node: object) -> list[dict]:
+def _benchmark_samples(node: object) -> list[dict[str, Any]]:
     """Every per-benchmark TEST01 item (benchmark, dtype, rounds) anywhere under ``node``."""
     if isinstance(node, list):
         return [item for child in node for item in _benchmark_samples(child)]
@@ -276,7 +278,7 @@ def _benchmark_samples(node: object) -> list[dict]:
     return [item for child in node.values() for item in _benchmark_samples(child)]
 
 
-def _replay_problems(document: dict) -> list[str]:
+def _replay_problems(document: dict[str, Any]) -> list[str]:
     """The rounds whose outputs a performance run samples for TEST01 are drawn from the job's challenge
     (runners.integrity.OutputSampler, seeded per benchmark): a document replayed under another job's
     challenge shows rounds this challenge would not have drawn."""
@@ -305,7 +307,7 @@ def _replay_problems(document: dict) -> list[str]:
     return []
 
 
-def _timing_policy_problems(document: dict, plan: dict) -> list[str]:
+def _timing_policy_problems(document: dict[str, Any], plan: dict[str, Any]) -> list[str]:
     """A performance or model document states the timing policy its figures were measured with
     (``timing_policy``); it must be the one the job's plan gives the runner (runners/timing.py
     TimingPolicy from ``options.timing`` and ``options.quick``), the program's clock bounds included."""
@@ -331,7 +333,7 @@ def _timing_policy_problems(document: dict, plan: dict) -> list[str]:
     return []
 
 
-def evidence_plan_problems(*, document: dict, plan: dict) -> list[str]:
+def evidence_plan_problems(*, document: dict[str, Any], plan: dict[str, Any]) -> list[str]:
     """Every way a schema-valid document departs from the job's plan (`plan` is the job's spec)."""
     from runners.document import summarize
 

@@ -16,6 +16,7 @@ import json
 import logging
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from django.core.files.base import ContentFile
 from django.db import connection, transaction
@@ -70,7 +71,7 @@ class Rejected(Exception):
 
 
 def _reject(
-    job: Job | None, envelope: dict, raw: bytes, exc: Rejected, *, runner: Runner | None = None
+    job: Job | None, envelope: dict[str, Any], raw: bytes, exc: Rejected, *, runner: Runner | None = None
 ) -> IngestOutcome:
     """Record a refusal. Only the job's own bound runner (`runner`, authenticated) can fail the job:
     whatever else a stranger's envelope triggers, the job's state is never its to change."""
@@ -88,7 +89,7 @@ def _reject(
     return IngestOutcome(False, exc.reason, job.pk if job else None)
 
 
-def _parse(envelope: dict) -> tuple[bytes, dict]:
+def _parse(envelope: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
     if not isinstance(envelope, dict) or not ENVELOPE_KEYS <= set(envelope):
         raise Rejected("not a signed result envelope", fails_job=False)
     raw = str(envelope["document_json"]).encode("utf-8")
@@ -104,7 +105,7 @@ def _parse(envelope: dict) -> tuple[bytes, dict]:
     return raw, document
 
 
-def _job_of(document: dict) -> Job | None:
+def _job_of(document: dict[str, Any]) -> Job | None:
     try:
         job_id = int((document.get("spec") or {}).get("job_id"))
     except (TypeError, ValueError, AttributeError):
@@ -112,7 +113,7 @@ def _job_of(document: dict) -> Job | None:
     return Job.objects.select_related("campaign__target__chip").filter(pk=job_id).first()
 
 
-def _authenticate(envelope: dict, raw: bytes, job: Job) -> Runner:
+def _authenticate(envelope: dict[str, Any], raw: bytes, job: Job) -> Runner:
     """The registered, enabled runner whose key signed these bytes and which is bound to the job's
     target; anything else is refused before the job's state is even looked at (never `fails_job`)."""
     if hashlib.sha256(raw).hexdigest() != envelope["document_sha256"]:
@@ -132,14 +133,14 @@ def _authenticate(envelope: dict, raw: bytes, job: Job) -> Runner:
     return runner
 
 
-def _check_challenge(document: dict, job: Job) -> None:
+def _check_challenge(document: dict[str, Any], job: Job) -> None:
     if (document.get("spec") or {}).get("challenge") != job.challenge:
         raise Rejected(
             "the challenge is not this job's current one (old or replayed result)", fails_job=False
         )
 
 
-def _validate(document: dict, job: Job) -> dict:
+def _validate(document: dict[str, Any], job: Job) -> dict[str, Any]:
     from runners.document import DocumentInvalid, validate_document
 
     try:
@@ -211,7 +212,7 @@ MEASUREMENT_COLUMNS = [
 ]
 
 
-def _case_rows(document: dict) -> list[tuple]:
+def _case_rows(document: dict[str, Any]) -> list[tuple[Any, ...]]:
     rows = []
     for item in document.get("cases") or []:
         stats = item.get("stats") or {}
@@ -233,7 +234,7 @@ def _case_rows(document: dict) -> list[tuple]:
     return rows
 
 
-def _measurement_rows(document: dict) -> list[tuple]:
+def _measurement_rows(document: dict[str, Any]) -> list[tuple[Any, ...]]:
     rows = []
     for item in document.get("measurements") or []:
         stats = item.get("stats") or {}
@@ -262,7 +263,7 @@ def _measurement_rows(document: dict) -> list[tuple]:
     return rows
 
 
-def _insert(model, columns: list[str], document_id: int, rows: list[tuple]) -> None:
+def _insert(model, columns: list[str], document_id: int, rows: list[tuple[Any, ...]]) -> None:
     """Insert evidence rows. PostgreSQL gets COPY (10,000 rows in a few tens of ms, where INSERTs
     through model instances take seconds); other databases get bulk_create."""
     if not rows:
@@ -284,7 +285,7 @@ def _insert(model, columns: list[str], document_id: int, rows: list[tuple]) -> N
     )
 
 
-def result_ingest(*, envelope: dict) -> IngestOutcome:
+def result_ingest(*, envelope: dict[str, Any]) -> IngestOutcome:
     """Verify and store one result envelope. Idempotent: a re-delivered envelope is recognized."""
     try:
         raw, document = _parse(envelope)

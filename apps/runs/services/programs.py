@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -76,11 +77,11 @@ REQUIRED_INTEGRITY_CHECKS = (
 # Commit–reveal (issue 13) came with AIA 1.2. A program that does not state `reveal_sample` (AIA 1.0
 # and 1.1, frozen as published) draws no reveal: its documents are judged as they were then.
 REVEAL_RULES = {"uniform"}
-LEGACY_REVEAL = {"size": 0, "rule": "none", "budget_elements": 0}
+LEGACY_REVEAL: dict[str, Any] = {"size": 0, "rule": "none", "budget_elements": 0}
 LEGACY_REVEAL_SOURCE = "AIA 1.0/1.1 predate commit–reveal (AIA 1.2): no reveal is drawn (frozen default)"
 
 
-def _thresholds_check(code: str, level: dict) -> list[str]:
+def _thresholds_check(code: str, level: dict[str, Any]) -> list[str]:
     """A level with thresholds states every one, each with a source; it publishes no quick-policy figure."""
     thresholds = level["thresholds"]
     if not isinstance(thresholds, dict):
@@ -121,11 +122,11 @@ def _thresholds_check(code: str, level: dict) -> list[str]:
     return problems
 
 
-def _positive(value) -> bool:
+def _positive(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
 
 
-def _serving_settings_check(code: str, serving) -> list[str]:
+def _serving_settings_check(code: str, serving: Any) -> list[str]:
     """The serving settings a runner's LoadGen receives: every required scenario with positive numbers,
     percentiles in (0, 1), and no exploration override (a program's settings are certifying)."""
     if not isinstance(serving, dict) or not isinstance(serving.get("scenarios"), dict):
@@ -143,19 +144,20 @@ def _serving_settings_check(code: str, serving) -> list[str]:
             problems.append(f"level {code}: unknown serving scenario {name!r}")
             continue
         for field in fields:
-            value = settings.get(field)
+            value: Any = settings.get(field)
             if not _positive(value) or (field == "percentile" and value >= 1):
                 problems.append(f"level {code}: serving {name}.{field} must be a positive number")
     return problems
 
 
-def _loophole_problems(code: str, level: dict) -> list[str]:
+def _loophole_problems(code: str, level: dict[str, Any]) -> list[str]:
     """Issue 13: integrity checks, claims (impossible figures) and semantic cases are blockers at every
     level, and every model dtype the level names has a blocker accuracy criterion of its own."""
     blockers = [c for c in level.get("criteria", []) if isinstance(c, dict) and c.get("blocker") is True]
 
-    def params(criterion: dict) -> dict:
-        return criterion.get("params") if isinstance(criterion.get("params"), dict) else {}
+    def params(criterion: dict[str, Any]) -> dict[str, Any]:
+        given = criterion.get("params")
+        return given if isinstance(given, dict) else {}
 
     problems = []
     checks = {params(c).get("check") for c in blockers if c.get("kind") == "integrity"}
@@ -196,13 +198,13 @@ def program_spot_check_size(*, program: Program, level: str) -> int:
     return int(value) if isinstance(value, int) and value > 0 else DEFAULT_SPOT_CHECK_SIZE
 
 
-def program_runner_bars(*, program, level: str) -> dict:
+def program_runner_bars(*, program: Program | dict[str, Any], level: str) -> dict[str, Any]:
     """The bars the job spec hands the runner (apps/runs/specs.py): the level's TEST04 bound and clock
     cross-check bounds, or the frozen values for a program that states no thresholds (AIA 1.0/1.1).
 
     ``program`` is a Program row or its definition dict. Returns ``{"caching_threshold": float,
     "clock_ratio_min": float, "clock_ratio_max": float}``."""
-    definition = program.definition if hasattr(program, "definition") else program
+    definition = program if isinstance(program, dict) else program.definition
     spec = next((lvl for lvl in definition.get("levels", []) if lvl.get("code") == level), None) or {}
     stated = spec.get("thresholds")
     if not isinstance(stated, dict):
@@ -238,7 +240,7 @@ def program_reveal_policy(*, program: Program, level: str) -> RevealPolicy:
     )
 
 
-def _reveal_check(code: str, thresholds: dict) -> list[str]:
+def _reveal_check(code: str, thresholds: dict[str, Any]) -> list[str]:
     value = (thresholds.get("reveal_sample") or {}).get("value")
     if not isinstance(value, dict):
         return [f'level {code}: reveal_sample is {{"size": n, "rule": ...}}']
@@ -254,16 +256,16 @@ def _reveal_check(code: str, thresholds: dict) -> list[str]:
     return problems
 
 
-def _canonical_sha256(definition: dict) -> str:
+def _canonical_sha256(definition: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(definition)).hexdigest()
 
 
-def _legacy_sha256(definition: dict) -> str:
+def _legacy_sha256(definition: dict[str, Any]) -> str:
     """The digest of programs loaded before RFC 8785: the same definition still matches it."""
     return hashlib.sha256(legacy_canonical_text(definition).encode()).hexdigest()
 
 
-def program_definition_check(definition: dict) -> None:
+def program_definition_check(definition: dict[str, Any]) -> None:
     """Refuse a definition that the platform could not run or evaluate."""
     problems = []
     effective = definition.get("effective")
@@ -305,7 +307,7 @@ def program_definition_check(definition: dict) -> None:
 
 
 @transaction.atomic
-def program_load(*, definition: dict, actor=None) -> tuple[Program, bool]:
+def program_load(*, definition: dict[str, Any], actor: Any = None) -> tuple[Program, bool]:
     """Create or refresh a program from its definition. Returns (program, created).
 
     An active program's definition is frozen: loading different content under the same code and

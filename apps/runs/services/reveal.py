@@ -26,7 +26,8 @@ import json
 import logging
 import secrets
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -55,16 +56,16 @@ def _listed(kind: str, items: list[str]) -> str:
     return f"{kind}: {', '.join(items[:SHOWN])}{more}"
 
 
-def committed_outputs(document: dict) -> list[dict]:
+def committed_outputs(document: dict[str, Any]) -> list[dict[str, Any]]:
     section = document.get("commitment")
     outputs = section.get("outputs") if isinstance(section, dict) else None
     return [entry for entry in outputs or [] if isinstance(entry, dict)]
 
 
-def _judged_outputs(document: dict) -> dict[str, list | None]:
+def _judged_outputs(document: dict[str, Any]) -> dict[str, list[Any] | None]:
     """Every output id the document's own verdicts rest on, with its shape where the document says it."""
     suite = document.get("suite")
-    expected: dict[str, list | None] = {}
+    expected: dict[str, list[Any] | None] = {}
     cases = [c for c in document.get("cases") or [] if isinstance(c, dict)]
     if suite == "conformance":
         for case in cases:
@@ -97,7 +98,7 @@ def _judged_outputs(document: dict) -> dict[str, list | None]:
     return expected
 
 
-def commitment_problems(*, document: dict) -> list[str]:
+def commitment_problems(*, document: dict[str, Any]) -> list[str]:
     """How the document's commitment fails to cover exactly the outputs its verdicts rest on."""
     if not isinstance(document.get("commitment"), dict):
         return ["the document commits to no output (no commitment section)"]
@@ -152,7 +153,7 @@ def _answer_window(job: Job) -> timedelta:
 
 
 def reveal_draw(
-    *, stored: ResultDocument, document: dict, job: Job, size: int, rule: str, budget: int
+    *, stored: ResultDocument, document: dict[str, Any], job: Job, size: int, rule: str, budget: int
 ) -> OutputReveal:
     """Draw the sample for a stored document (call it after the document row is saved, in the same
     transaction): uniform without replacement over the committed outputs (rule "uniform"), taking each
@@ -181,7 +182,8 @@ def reveal_draw(
         else:
             drawable.append((entry, cost))
     chooser = secrets.SystemRandom()  # the draw happens after the commitment is stored, never before
-    requested, room, spend = [], REVEAL_MAX_BYTES, budget
+    requested: list[str] = []
+    room, spend = REVEAL_MAX_BYTES, budget
     for entry, cost in chooser.sample(drawable, len(drawable)):
         if len(requested) == size:
             break
@@ -211,7 +213,7 @@ def reveal_draw(
     return reveal
 
 
-def reveal_request_build(reveal: OutputReveal) -> dict:
+def reveal_request_build(reveal: OutputReveal) -> dict[str, Any]:
     """The message the runner receives: which attempt's outputs, which ones, how many bytes at most."""
     return {
         "reveal_id": reveal.pk,
@@ -240,7 +242,7 @@ def reveal_dispatch(*, reveal_id: int) -> None:
     )
 
 
-def _reveal_in_process(request: dict) -> None:
+def _reveal_in_process(request: dict[str, Any]) -> None:
     """The in-process path (CELERY_TASK_ALWAYS_EAGER): this machine is its own runner host."""
     import os
     from pathlib import Path
@@ -249,7 +251,7 @@ def _reveal_in_process(request: dict) -> None:
     from runners.signing import RunnerIdentity
     from runners.worker import reveal_answer
 
-    name = os.environ.get("RUNNER_NAME") or settings.EMBEDDED_RUNNER_NAME
+    name = str(os.environ.get("RUNNER_NAME") or settings.EMBEDDED_RUNNER_NAME)  # the setting has a default
     key_file = Path(os.environ.get("RUNNER_KEY_FILE") or settings.EMBEDDED_RUNNER_KEY_FILE)
     if not key_file.is_file():
         logger.warning("no local runner key at %s: the reveal %s waits for its deadline", key_file, request)
@@ -260,15 +262,16 @@ def _reveal_in_process(request: dict) -> None:
 
 def _platform_weights(job: Job) -> dict[str, str]:
     """The registered artifact's file for a model job: the platform never reads a runner's path."""
-    if job.model_id is None or not job.model.weights:
+    model = job.model  # None without a query when model_id is None
+    if model is None or not model.weights:
         return {}
     try:
-        return {job.model.name: job.model.weights.path}
+        return {model.name: model.weights.path}
     except (NotImplementedError, ValueError):  # storage without local paths
         return {}
 
 
-def _judge(reveal: OutputReveal, payload: dict) -> tuple[list[dict], list[str]]:
+def _judge(reveal: OutputReveal, payload: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
     """The server's verdict on each revealed output, and every contradiction found."""
     from runners.revealed import NotJudgeable, RevealContext, judge_output
 
@@ -320,7 +323,7 @@ def _judge(reveal: OutputReveal, payload: dict) -> tuple[list[dict], list[str]]:
     return checked, findings
 
 
-def reveal_receive(*, message: dict) -> str:
+def reveal_receive(*, message: dict[str, Any]) -> str:
     """Settle a reveal from the runner's signed answer; returns what became of it.
 
     A message that does not verify, is not from the runner that signed the document, or names another
@@ -335,7 +338,8 @@ def reveal_receive(*, message: dict) -> str:
         logger.warning("dropped reveal answer: %s", exc)
         return "dropped"
     try:
-        reveal_id = int(payload.get("reveal_id"))
+        given: Any = payload.get("reveal_id")  # None or anything else: dropped below
+        reveal_id = int(given)
     except (TypeError, ValueError):
         return "dropped"
     reveal = (
@@ -385,7 +389,7 @@ def reveal_receive(*, message: dict) -> str:
     return state
 
 
-def reveals_expire(*, now=None) -> int:
+def reveals_expire(*, now: datetime | None = None) -> int:
     """Pending reveals past their deadline: the job fails as a timeout (classified), the reveal expires."""
     from apps.runs.services.campaigns import job_fail
 

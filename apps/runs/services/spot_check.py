@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import random
 import time
+from typing import Any
 
 SPOT_CHECK_BUDGET_S = 20.0
 
 
-def _label(case: dict) -> str:
+def _label(case: dict[str, Any]) -> str:
     return f"{case.get('kernel')}/{case.get('dtype')}/{case.get('case')}"
 
 
-def _unsupported_problem(case: dict, declaration: dict | None) -> str | None:
+def _unsupported_problem(case: dict[str, Any], declaration: dict[str, Any] | None) -> str | None:
     """Why an unsupported case is not what the backend declared, or None when it is."""
     from runners.errors import declared_unsupported
 
@@ -39,7 +40,7 @@ def _unsupported_problem(case: dict, declaration: dict | None) -> str | None:
     return None
 
 
-def _catalog_has(case: dict) -> bool:
+def _catalog_has(case: dict[str, Any]) -> bool:
     from runners.catalog import get_kernel
 
     try:
@@ -50,7 +51,7 @@ def _catalog_has(case: dict) -> bool:
     return case.get("dtype") in kernel.dtypes
 
 
-def _inputs_only(case: dict, challenge: str) -> dict:
+def _inputs_only(case: dict[str, Any], challenge: str) -> dict[str, Any]:
     """The input digest of a case from the challenge alone (no reference, no kernel run)."""
     from runners.catalog import case_generator, get_kernel
     from runners.conformance import inputs_digest
@@ -63,8 +64,8 @@ def _inputs_only(case: dict, challenge: str) -> dict:
 
 
 def spot_check_cases(
-    document: dict, *, sample_size: int, rng: random.Random, inputs_only: bool = False
-) -> dict:
+    document: dict[str, Any], *, sample_size: int, rng: random.Random, inputs_only: bool = False
+) -> dict[str, Any]:
     """Check every unsupported case against the declaration and recompute up to `sample_size`
     randomly chosen cases (ran or unsupported); disagreements that reject go in `failures`.
 
@@ -72,7 +73,7 @@ def spot_check_cases(
     recomputes references and judges outputs there, so the spot check only regenerates the inputs."""
     cases = [c for c in document.get("cases") or [] if isinstance(c, dict)]
     declaration = document.get("support")
-    report: dict = {"sampled": [], "failures": [], "notes": [], "unsupported_checked": 0}
+    report: dict[str, Any] = {"sampled": [], "failures": [], "notes": [], "unsupported_checked": 0}
     if inputs_only:
         report["inputs_only"] = True
     for case in cases:
