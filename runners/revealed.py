@@ -294,7 +294,7 @@ def _performance(
             runner,
             detail=f"revealed {tuple(tensor.shape)} {tensor.dtype}, the reference is {tuple(expected.shape)} {expected.dtype}",
         )
-    stats = compare(tensor, expected, check.tolerance.atol, check.tolerance.rtol)
+    stats = compare(tensor, expected, check.tolerance.atol, check.tolerance.rtol, check.bound)
     return _verdict("pass" if stats["mismatches"] == 0 else "fail", runner, stats=_json_stats(stats))
 
 

@@ -374,7 +374,10 @@ def _reveal(documents: list[ResultDocument], thresholds: judge.Thresholds) -> Ju
     """Commit and reveal: every document's sampled outputs were revealed, match the runner's commitment,
     and the platform's own verdict on each agrees with the runner's (apps/runs/services/reveal.py)."""
     from apps.runs.models import OutputReveal
+    from runners.suites import COMMITTING_SUITES
 
+    # The suites that commit their judged outputs; the serving suite commits none yet (no reveal).
+    documents = [d for d in documents if d.suite in COMMITTING_SUITES]
     reveals = {r.document_id: r for r in OutputReveal.objects.filter(document__in=documents)}
     rows: list[dict[str, Any]] = []
     for document in documents:

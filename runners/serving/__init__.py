@@ -44,6 +44,7 @@ import torch
 
 from runners.document import build_document, now_iso
 from runners.errors import INFRASTRUCTURE, error
+from runners.math_modes import with_pinned_math_modes
 from runners.measurements import measurement
 from runners.model_suite import (
     DTYPES,
@@ -139,6 +140,7 @@ def _seed_int(challenge: str, salt: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{challenge}:serving:{salt}".encode()).digest()[:12], "big")
 
 
+@with_pinned_math_modes
 def run_serving(spec: dict[str, Any], backend: Any, progress: Progress | None = None) -> dict[str, Any]:
     """The serving suite's result document for a validated job spec (the CLI's suite signature)."""
     started_at, start = now_iso(), time.perf_counter()

@@ -46,6 +46,7 @@ from certification.instruments import SPOT_CHECK_SECONDS
 from certification.json_limits import json_loads_within_depth
 from runners.fingerprint_check import fingerprint_mismatches
 from runners.signing import verify_signature
+from runners.suites import COMMITTING_SUITES
 
 logger = logging.getLogger(__name__)
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
@@ -161,7 +162,7 @@ def _validate(document: dict[str, Any], job: Job) -> dict[str, Any]:
     if problems := evidence_plan_problems(document=document, plan=job.spec):
         raise Rejected("the document does not cover the job's plan: " + "; ".join(problems), fails_job=True)
     policy = program_reveal_policy(program=job.campaign.program, level=job.campaign.level)
-    if policy.size > 0 and (problems := commitment_problems(document=document)):
+    if _reveal_size(job, policy.size) > 0 and (problems := commitment_problems(document=document)):
         raise Rejected(
             "the commitment does not cover the outputs the document judged: " + "; ".join(problems),
             fails_job=True,
@@ -169,7 +170,10 @@ def _validate(document: dict[str, Any], job: Job) -> dict[str, Any]:
     size = program_spot_check_size(program=job.campaign.program, level=job.campaign.level)
     with SPOT_CHECK_SECONDS.time():
         report = spot_check_cases(
-            document, sample_size=size, rng=secrets.SystemRandom(), inputs_only=policy.size > 0
+            document,
+            sample_size=size,
+            rng=secrets.SystemRandom(),
+            inputs_only=_reveal_size(job, policy.size) > 0,
         )
     if report["failures"]:
         raise Rejected(
@@ -285,6 +289,12 @@ def _insert(model, columns: list[str], document_id: int, rows: list[tuple[Any, .
     )
 
 
+def _reveal_size(job: Job, size: int) -> int:
+    """The level's reveal size for this job's document: the suites that commit their judged outputs
+    (runners.suites.COMMITTING_SUITES); the serving suite commits none yet, so it draws no reveal."""
+    return size if job.suite in COMMITTING_SUITES else 0
+
+
 def result_ingest(*, envelope: dict[str, Any]) -> IngestOutcome:
     """Verify and store one result envelope. Idempotent: a re-delivered envelope is recognized."""
     try:
@@ -313,7 +323,7 @@ def result_ingest(*, envelope: dict[str, Any]) -> IngestOutcome:
         return _reject(job, envelope, raw, exc, runner=runner)
 
     policy = program_reveal_policy(program=job.campaign.program, level=job.campaign.level)
-    reveal_size = policy.size
+    reveal_size = _reveal_size(job, policy.size)
     reveal = None
     with transaction.atomic():
         # The conditional update is the claim on the job's evidence: one document per job, ever. A job
