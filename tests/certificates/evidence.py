@@ -19,10 +19,14 @@ from apps.runs.models import (
     JobState,
     JobSuite,
     Measurement,
+    OutputReveal,
     Program,
     ResultDocument,
+    RevealState,
 )
 from apps.runs.services.programs import PROGRAMS_DIR, program_load
+from runners.math_modes import PINNED
+from runners.suites import COMMITTING_SUITES
 from tests.factories import HardwareTargetFactory, ModelArtifactFactory, RunnerFactory
 
 _documents = itertools.count(1)
@@ -67,7 +71,7 @@ def _document(
     job: Job, runner, *, integrity: dict | None = None, fingerprint: dict | None = None
 ) -> ResultDocument:
     digest = hashlib.sha256(f"document-{next(_documents)}-{job.pk}".encode()).hexdigest()
-    return ResultDocument.objects.create(
+    document = ResultDocument.objects.create(
         job=job,
         sha256=digest,
         size=1024,
@@ -81,6 +85,21 @@ def _document(
         integrity=integrity or {},
         spot_check={"sampled": 5, "failures": []},
     )
+    if job.suite in COMMITTING_SUITES:
+        # Its commit–reveal round, settled as an honest runner's is (AIA 1.2's reveal blocker reads it).
+        OutputReveal.objects.create(
+            document=document,
+            job=job,
+            state=RevealState.VERIFIED,
+            rule="uniform",
+            sample_size=1,
+            committed=1,
+            requested=[f"{job.suite}/output"],
+            checked=[{"id": f"{job.suite}/output", "digest_matches": True, "agrees": True}],
+            deadline_at=timezone.now(),
+            answered_at=timezone.now(),
+        )
+    return document
 
 
 def _integrity_figures(name: str, verdict: str) -> dict:
@@ -158,6 +177,8 @@ def campaign_with_evidence(
                 "plugin_versions",
             )
         },
+        # The math modes every suite runs under (runners/math_modes.py), which AIA 1.2 accepts.
+        "math_modes": dict(PINNED),
     }
 
     def job(suite, model=None, job_state=JobState.SUCCEEDED):

@@ -17,7 +17,7 @@ PINNED = {
     "compare": 1,
     "queue": 5,
     "campaigns": 6,
-    "campaign": 14,
+    "campaign": 15,  # +1: the commit–reveal rounds of its documents (evidence page)
     "progress": 6,
     "home-authority": 11,
     "home-vendor": 13,

@@ -107,7 +107,7 @@ def test_a_buyer_sees_why_a_certified_chip_fails_one_tender_and_passes_another(b
     page.get_by_role("link", name=re.compile("CSV")).first.wait_for()
     download = page.request.get(evaluation_url + "report.csv")  # the buyer's own session
     assert download.ok
-    rows = list(csv.reader(io.StringIO(download.text())))
+    rows = list(csv.reader(io.StringIO(download.body().decode("utf-8-sig"))))  # Excel's BOM
     page.goto(evaluation_url + "report/")
     page.wait_for_load_state("networkidle")  # the charts are images the server draws
     page.emulate_media(media="print")
