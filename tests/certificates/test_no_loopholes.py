@@ -110,6 +110,9 @@ def attention_document(planted: type | None) -> dict:
     document["spec"]["kernels"] = [*OTHER_KERNELS, "sdpa"]
     document["cases"] += sdpa["cases"]
     document["summary"] = summarize(document["cases"])
+    # The document commits to every output it judged (runners/commitment.py), sdpa's included.
+    outputs = document["commitment"]["outputs"] + sdpa["commitment"]["outputs"]
+    document["commitment"]["outputs"] = sorted(outputs, key=lambda entry: entry["id"])
     return document
 
 
