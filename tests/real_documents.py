@@ -110,7 +110,7 @@ def runner_documents() -> RunnerDocuments:
                     "timing": TIMING,
                     "performance": {
                         "dtypes": ["float32"],
-                        "gemm_sizes": [64, 128],
+                        "gemm_sizes": [256, 512],
                         "bandwidth_bytes": 1 << 20,
                         # GEMM and bandwidth only: tiny GEMMs set the test chip's peak (peak_fp32), which
                         # a CPU's attention or convolution could otherwise outrun.

@@ -7,6 +7,8 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,9 +19,11 @@ from apps.certificates.services import review_approve
 from apps.runs.services.programs import PROGRAMS_DIR, program_definition_check, program_load
 from runners import catalog
 from runners.backends import get_backend
+from runners.commitment import OutputCommitment, OutputStore
 from runners.document import summarize
+from runners.spec import attempt_tag
 from runners.suites import run_suite
-from tests.real_documents import CHALLENGE, campaign_from_runner, gemm_items, peak_fp32
+from tests.real_documents import CHALLENGE, campaign_from_runner, gemm_items, peak_fp32, runner_documents
 
 # Cheap kernels beside attention: 212 honest cases in float32 and bfloat16, so that two failing
 # attention cases leave the pass rate above Baseline's 99% (the loophole this issue closes).
@@ -53,7 +57,9 @@ def aia12(db):
     return program
 
 
-def conformance_run(kernels: list[str]) -> dict:
+def conformance_run(kernels: list[str], root: Path) -> dict:
+    """A real conformance run whose judged outputs are committed and kept in `root`'s store (as on a
+    runner host, for the platform's reveal)."""
     spec = {
         "schema_version": "1.0",
         "job_id": "0",
@@ -64,12 +70,16 @@ def conformance_run(kernels: list[str]) -> dict:
         "kernels": kernels,
         "limits": {"time_s": 900},
     }
-    return run_suite(spec, backend=get_backend("cpu"), progress=lambda fraction, label: None)
+    commitment = OutputCommitment(OutputStore(root, attempt_tag(CHALLENGE)))
+    return run_suite(
+        spec, backend=get_backend("cpu"), progress=lambda fraction, label: None, commitment=commitment
+    )
 
 
 @functools.lru_cache(maxsize=1)
-def other_kernels_document() -> dict:
-    return conformance_run(OTHER_KERNELS)
+def other_kernels_document() -> tuple[dict, Path]:
+    root = Path(tempfile.mkdtemp(prefix="loophole-outputs-"))
+    return conformance_run(OTHER_KERNELS, root), root
 
 
 def _sdpa_class():
@@ -102,23 +112,29 @@ def attention_document(planted: type | None) -> dict:
     honest = catalog.get_kernel("sdpa")
     if planted is not None:
         catalog.register(planted(), replace=True)
+    others, others_root = other_kernels_document()
+    # Each variant's own output store: the other kernels' outputs and this variant's sdpa outputs.
+    # (and the session's real runs' outputs, which the campaign's other jobs commit to).
+    root = Path(tempfile.mkdtemp(prefix="loophole-outputs-"))
+    shutil.copytree(runner_documents().output_root, root, dirs_exist_ok=True)
+    shutil.copytree(others_root, root, dirs_exist_ok=True)
     try:
-        sdpa = conformance_run(["sdpa"])
+        sdpa = conformance_run(["sdpa"], root)
     finally:
         catalog.register(honest, replace=True)
-    document = copy.deepcopy(other_kernels_document())
+    document = copy.deepcopy(others)
     document["spec"]["kernels"] = [*OTHER_KERNELS, "sdpa"]
     document["cases"] += sdpa["cases"]
     document["summary"] = summarize(document["cases"])
     # The document commits to every output it judged (runners/commitment.py), sdpa's included.
     outputs = document["commitment"]["outputs"] + sdpa["commitment"]["outputs"]
     document["commitment"]["outputs"] = sorted(outputs, key=lambda entry: entry["id"])
-    return document
+    return document, root
 
 
 def with_attention(planted: type | None):
     """Options of `campaign_from_runner`: its conformance job runs (and plans) sdpa with the others."""
-    document = attention_document(planted)
+    document, root = attention_document(planted)
 
     def plan(suite, spec):
         if suite == "conformance":
@@ -134,7 +150,7 @@ def with_attention(planted: type | None):
             for item in gemm_items(document_of_job):
                 item["unstable"] = False
 
-    return {"plan": plan, "edit": edit}
+    return {"plan": plan, "edit": edit, "reveal_root": root}
 
 
 def outcome(campaign, criterion_id):
@@ -154,7 +170,7 @@ def outcome(campaign, criterion_id):
 def test_attention_that_breaks_its_mask_fails_baseline_and_standard_whatever_the_pass_rate(
     cast, aia12, planted, failing_case
 ):
-    document = attention_document(planted)
+    document, _ = attention_document(planted)
     failed = [c for c in document["cases"] if c["status"] != "pass"]
     assert {(c["kernel"], c["case"]) for c in failed} == {("sdpa", failing_case.split(" ")[0])}
     assert len(failed) == 2  # float32 and bfloat16, of 227 cases
