@@ -16,6 +16,7 @@ from apps.runs.models import JobSuite
 from apps.runs.services.programs import PROGRAMS_DIR, program_definition_check, program_load
 from runners.document import summarize
 from runners.spec import validate_spec
+from tests.certificates.test_program_judge import stable_gemms
 from tests.real_documents import SERVING_SETTINGS, campaign_from_runner, runner_documents
 
 
@@ -185,7 +186,9 @@ def test_the_certificate_carries_only_valid_serving_figures_at_the_levels_settin
 
     if not server_valid():
         pytest.skip("this host's loaded CPU made the tiny Server search INVALID at every step")
-    campaign = campaign_from_runner(vendor=cast.vendor, program=tiny_program, submitted_by=cast.owner)
+    campaign = campaign_from_runner(
+        vendor=cast.vendor, program=tiny_program, submitted_by=cast.owner, edit=stable_gemms
+    )
     review_approve(campaign=campaign, reviewer=cast.reviewer, reason="Evidence complete and verified.")
     headline = json.loads(campaign.certificate.payload_json)["headline"]
     server = [f for f in headline["serving"] if f["scenario"] == "Server" and f["kind"] == "serving_qps"]
