@@ -292,3 +292,15 @@ def campaign_from_runner(
 def gemm_items(document: dict) -> list[dict]:
     """The GEMM measurements of a performance document (how many depends on the host's speed)."""
     return [item for item in document.get("measurements", []) if item.get("kind") == "gemm"]
+
+
+def stable_gemms(suite, document):
+    """An `edit` of `campaign_from_runner`: on a busy test machine a tiny GEMM may time as unstable,
+    and these tests need stable ones; the runner's claim is then the best of them, as a runner makes it."""
+    if suite == "performance":
+        for item in gemm_items(document):
+            item["unstable"] = False
+        best = max(gemm_items(document), key=lambda m: m["value"])
+        claim = document["claims"]["dtypes"]["float32"]
+        claim.update(best_gemm=best["name"], best_gemm_tflops=best["value"])
+        claim["best_gemm_significant_digits"] = best["significant_digits"]

@@ -17,7 +17,7 @@ from apps.certificates import judge
 from apps.certificates.models import CriterionOutcome
 from apps.certificates.services import certificate_issue, review_approve
 from apps.runs.services.programs import PROGRAMS_DIR, THRESHOLD_NAMES, program_definition_check, program_load
-from tests.real_documents import campaign_from_runner, gemm_items, peak_fp32
+from tests.real_documents import campaign_from_runner, gemm_items, peak_fp32, stable_gemms
 
 REASON = "Evidence complete and verified."
 
@@ -135,17 +135,6 @@ def test_rounding_keeps_the_significant_digits():
 
 
 # Judged from the runner's real documents ------------------------------------------------------
-
-
-def stable_gemms(suite, document):
-    """On a busy test machine a tiny GEMM may time as unstable; these tests need stable ones."""
-    if suite == "performance":
-        for item in document["measurements"]:
-            if item["kind"] == "gemm":
-                item["unstable"] = False
-        # The claim a runner makes of stable GEMMs: the best of them (the headline is built from it).
-        best = max(gemm_items(document), key=lambda m: m["value"])
-        document["claims"]["dtypes"]["float32"].update(best_gemm=best["name"], best_gemm_tflops=best["value"])
 
 
 @pytest.mark.slow

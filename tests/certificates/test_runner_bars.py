@@ -19,7 +19,14 @@ from apps.runs.services.programs import PROGRAMS_DIR, program_load, program_runn
 from runners.models.seeded import seeded_weights_bytes
 from runners.timing import TimingPolicy
 from tests.factories import ModelArtifactFactory
-from tests.real_documents import BERT_CONFIG, campaign_from_runner, cpu_target, gemm_items, runner_documents
+from tests.real_documents import (
+    BERT_CONFIG,
+    campaign_from_runner,
+    cpu_target,
+    gemm_items,
+    runner_documents,
+    stable_gemms,
+)
 
 TIMING_CRITERION = {"1.2": {"baseline": "B5", "standard": "S7", "advanced": "A8"}}
 
@@ -200,17 +207,6 @@ def test_events_timing_without_its_raw_clock_figures_fails():
 REASON = "Evidence complete and verified."
 
 
-def stable(suite, document):
-    """On a busy test machine a tiny GEMM may time as unstable; these tests need stable ones."""
-    if suite == "performance":
-        for item in gemm_items(document):
-            item["unstable"] = False
-        best = max(gemm_items(document), key=lambda m: m["value"])
-        claim = document["claims"]["dtypes"]["float32"]
-        claim.update(best_gemm=best["name"], best_gemm_tflops=best["value"])
-        claim["best_gemm_significant_digits"] = best["significant_digits"]
-
-
 def certificate_headline(cast, program, edit):
     campaign = campaign_from_runner(vendor=cast.vendor, program=program, submitted_by=cast.owner, edit=edit)
     from apps.certificates.services import review_approve
@@ -222,7 +218,7 @@ def certificate_headline(cast, program, edit):
 
 def test_the_headline_is_the_runners_claimed_best_gemm_rounded_by_the_judges_rule(cast, aia12):
     def claim_one_digit(suite, document):
-        stable(suite, document)
+        stable_gemms(suite, document)
         if suite == "performance":
             best = max(gemm_items(document), key=lambda m: m["value"])
             best["significant_digits"] = 1  # the runner says its clock supports one digit only
@@ -244,7 +240,7 @@ def test_a_runner_cannot_buy_digits_its_interval_does_not_support():
 
 def test_a_claim_that_its_measurements_do_not_show_publishes_no_figure(cast, aia12):
     def inflated(suite, document):
-        stable(suite, document)
+        stable_gemms(suite, document)
         if suite == "performance":
             document["claims"]["dtypes"]["float32"]["best_gemm_tflops"] *= 3
 

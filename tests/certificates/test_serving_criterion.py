@@ -16,8 +16,7 @@ from apps.runs.models import JobSuite
 from apps.runs.services.programs import PROGRAMS_DIR, program_definition_check, program_load
 from runners.document import summarize
 from runners.spec import validate_spec
-from tests.certificates.test_program_judge import stable_gemms
-from tests.real_documents import SERVING_SETTINGS, campaign_from_runner, runner_documents
+from tests.real_documents import SERVING_SETTINGS, campaign_from_runner, runner_documents, stable_gemms
 
 
 def definition() -> dict:

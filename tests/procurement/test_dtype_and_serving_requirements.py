@@ -14,8 +14,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from apps.procurement.services import evaluation_create, tender_create
-from tests.certificates.test_program_judge import stable_gemms
-from tests.real_documents import SERVING_SETTINGS, campaign_from_runner, runner_documents
+from tests.real_documents import SERVING_SETTINGS, campaign_from_runner, runner_documents, stable_gemms
 
 LEVEL = {"kind": "certificate_level", "params": {"program": "AIA", "level": "baseline"}}
 
