@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from dataclasses import dataclass
@@ -312,7 +313,9 @@ def program_load(*, definition: dict[str, Any], actor: Any = None) -> tuple[Prog
 
     An active program's definition is frozen: loading different content under the same code and
     version is refused, because certificates already cite it. Publish a new version instead.
+    The program keeps its own copy: a later change to the caller's dict cannot reach it.
     """
+    definition = copy.deepcopy(definition)
     program_definition_check(definition)
     digest = _canonical_sha256(definition)
     existing = (
