@@ -127,8 +127,8 @@ class Fp8BlockQuantKernel(Kernel):
 
     def comparable(self, output: tuple[torch.Tensor, torch.Tensor], inputs: Inputs) -> torch.Tensor:
         values, scale = output
-        shape = tuple(values.shape)
-        dequantized = values.to(torch.float64) * _expand(scale.to(torch.float64), shape, self.tile)  # type: ignore[arg-type]
+        shape = (values.shape[0], values.shape[1])
+        dequantized = values.to(torch.float64) * _expand(scale.to(torch.float64), shape, self.tile)
         return torch.cat([dequantized.reshape(-1), scale.to(torch.float64).reshape(-1)]).to(torch.float32)
 
     def reference(self, inputs: Inputs) -> torch.Tensor:
@@ -287,8 +287,8 @@ class Fp8BlockGemmKernel(Kernel):
     @staticmethod
     def dequantized(inputs: Inputs) -> tuple[torch.Tensor, torch.Tensor]:
         a, b = inputs["a"], inputs["b"]
-        a_full = a * _expand(inputs["a_scale"], tuple(a.shape), (1, BLOCK))  # type: ignore[arg-type]
-        b_full = b * _expand(inputs["b_scale"], tuple(b.shape), (BLOCK, BLOCK))  # type: ignore[arg-type]
+        a_full = a * _expand(inputs["a_scale"], (a.shape[0], a.shape[1]), (1, BLOCK))
+        b_full = b * _expand(inputs["b_scale"], (b.shape[0], b.shape[1]), (BLOCK, BLOCK))
         return a_full, b_full
 
     def output_dtype(self, dtype: str) -> torch.dtype:
