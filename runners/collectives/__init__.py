@@ -70,7 +70,7 @@ DEFAULTS: dict[str, Any] = {
     "hidden": 7168,  # all_to_all rows: DeepSeek-V3's hidden size, one token per row
     "timeout_s": 600,
 }
-LIMITS = {"warmup": (0, 100), "iterations": (1, 1000), "world_size": (1, 64), "hidden": (1, 65536)}
+LIMITS = {"warmup": (0, 100), "iterations": (1, 1000), "world_size": (1, 1024), "hidden": (1, 65536)}
 MAX_SIZE_BYTES = 2**31
 
 
@@ -96,6 +96,10 @@ def settings(spec: dict[str, Any]) -> dict[str, Any]:
         value = merged[key]
         if value is not None and (type(value) is not int or not low <= value <= high):
             raise CollectivesSpecInvalid(f"{key} must be an integer in {low}..{high}")
+    if merged.get("interconnect") is not None and (
+        not isinstance(merged["interconnect"], str) or len(merged["interconnect"]) > 200
+    ):
+        raise CollectivesSpecInvalid("interconnect must be a string of at most 200 characters")
     timeout = merged["timeout_s"]
     if not isinstance(timeout, int | float) or not 1 <= timeout <= 7200:
         raise CollectivesSpecInvalid("timeout_s must be a number of seconds in 1..7200")
@@ -142,7 +146,9 @@ def plan_cases(settings: dict[str, Any], world: int, challenge: str) -> list[dic
                     # nccl-tests' S: all_gather's is the gathered output, so each rank sends S / n.
                     case["count"] = count // world if op == "all_gather" else count
                     case["bytes"] = count * size
-                case["name"] = f"{case['bytes']}B"
+                # Named by the size asked for (unique in the plan); `bytes` is nccl-tests' S as run
+                # (all_to_all rounds to whole rows of `hidden`).
+                case["name"] = f"size_{nbytes}"
                 cases.append(case)
     return cases
 
@@ -183,7 +189,7 @@ def reference(case: dict[str, Any], world: int, challenge: str) -> tuple[list[to
     return list(total.chunk(world)), list(bound.chunk(world))
 
 
-def _tolerance(case: dict[str, Any], world: int) -> tuple[float, float, str]:
+def tolerance_for(case: dict[str, Any], world: int) -> tuple[float, float, str]:
     if case["op"] in ("all_gather", "all_to_all"):
         return 0.0, 0.0, "data movement is bit-exact"
     u = unit_roundoff(case["dtype"])
@@ -251,7 +257,7 @@ def judge_case(
     except (OSError, ValueError) as exc:
         return _record(case, message=str(exc)[:500], **error(PRODUCT_FAILURE, "wrong output").fields()), None
     expected, bounds = reference(case, world, challenge)
-    atol, rtol, source = _tolerance(case, world)
+    atol, rtol, source = tolerance_for(case, world)
     shapes_ok = all(tuple(o.shape) == tuple(e.shape) for o, e in zip(outputs, expected, strict=True))
     if not shapes_ok:
         message = (
@@ -289,6 +295,7 @@ def judge_case(
         dtype=case["dtype"],
         params={
             "op": case["op"],
+            "case": case["name"],
             "bytes": case["bytes"],
             "world_size": world,
             "algbw_gbps": algbw,
