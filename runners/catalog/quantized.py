@@ -38,6 +38,7 @@ from runners.catalog.base import (
     accumulation_tolerance,
     element_size,
     gamma,
+    subnormal_ulp,
     torch_dtype,
     unit_roundoff,
 )
@@ -493,10 +494,131 @@ class Int4WeightOnlyGemmKernel(Kernel):
         return size * m * k + n * k // 2 + size * n * (k // self.group) + size * m * n
 
 
+class Fp8WeightDequantKernel(Kernel):
+    """W = W_q * scale per 128x128 block, to bfloat16: DeepSeek-V3's weight_dequant, which turns an FP8
+    checkpoint into the bfloat16 weights of a stack without FP8 GEMMs."""
+
+    name = "fp8_weight_dequant"
+    description = "128x128 block-scaled FP8 weight to bfloat16 (DeepSeek-V3 weight_dequant)"
+    dtypes = FP8_FORMATS
+    cases = (
+        Case("dsv3_expert_up", {"N": Span(256, 512, 128), "K": Span(512, 1024, 128)}),
+        Case(
+            "partial_blocks", {"N": Span(129, 255, odd=True), "K": Span(129, 255, odd=True)}, edge="odd_size"
+        ),
+        Case("empty_n0", {"N": 0, "K": Span(128, 256, 128)}, edge="empty"),
+    )
+
+    def generate(self, case: Case, dtype: str, g: torch.Generator) -> Inputs:
+        shape = (case["N"], case["K"])
+        w = torch.randn(shape, generator=g) * _magnitudes(shape, g, 8, (BLOCK, BLOCK))
+        values, scale = block_quantize(w, dtype, (BLOCK, BLOCK))
+        return {"w": values, "scale": scale}
+
+    def run(self, inputs: Inputs) -> torch.Tensor:
+        w = inputs["w"]
+        per_value = inputs["scale"].repeat_interleave(BLOCK, 0).repeat_interleave(BLOCK, 1)
+        return (w.to(torch.float32) * per_value[: w.shape[0], : w.shape[1]]).to(torch.bfloat16)
+
+    def reference(self, inputs: Inputs) -> torch.Tensor:
+        w = inputs["w"]
+        return w * _expand(inputs["scale"], (w.shape[0], w.shape[1]), (BLOCK, BLOCK))
+
+    def output_dtype(self, dtype: str) -> torch.dtype:
+        return torch.bfloat16
+
+    def tolerance(self, case: Case, dtype: str) -> Tolerance:
+        u = unit_roundoff("bfloat16")
+        return Tolerance(
+            subnormal_ulp("bfloat16"),
+            2 * u / (1 - u) + 2 * U32,
+            "one product, rounded to float32 then to bfloat16 on the device and once to bfloat16 in the "
+            f"reference: 2u/(1 - u) + 2u32 |ref| with u = 2^-8 ({HIGHAM} s2.2); DeepSeek-V3 inference/kernel.py "
+            "weight_dequant semantics",
+        )
+
+    def flops(self, case: Case) -> int:
+        return case["N"] * case["K"]
+
+    def bytes(self, case: Case, dtype: str = "float8_e4m3fn") -> int:
+        n, k = case["N"], case["K"]
+        return n * k + 4 * _sizes(n) * _sizes(k) + 2 * n * k
+
+
+INT8_MAX = 127  # symmetric int8 codes, -127..127 (SmoothQuant; vLLM's scaled_int8_quant)
+
+
+class Int8PerTokenQuantKernel(Kernel):
+    """The W8A8 quantize step: per token (row), scale = max|x| / 127 in float32 and q = round(x / scale)
+    clamped to [-127, 127]; compared as the dequantized values followed by the scales, float32."""
+
+    name = "int8_per_token_quant"
+    description = "dynamic per-token int8 quantization of activations: scale max|x|/127, round half to even"
+    dtypes = ("bfloat16", "float16", "float32")
+    cases = (
+        Case("llama_hidden_decode", {"M": Span(1, 4), "K": Span(3072, 5120, 128)}),
+        Case("prefill_tokens", {"M": Span(24, 48), "K": Span(1024, 2048, 128)}),
+        Case("odd_7x1001", {"M": Span(3, 11, odd=True), "K": Span(901, 1101, odd=True)}, edge="odd_size"),
+        Case("zero_token", {"M": Span(2, 6), "K": Span(256, 512, 128)}, options={"zero_block": True}),
+    )
+
+    def generate(self, case: Case, dtype: str, g: torch.Generator) -> Inputs:
+        shape = (case["M"], case["K"])
+        x = torch.randn(shape, generator=g) * _magnitudes(shape, g, 6, (1, shape[1] or 1))
+        if case.options.get("zero_block"):
+            x[0] = 0.0
+        return {"x": x.to(torch_dtype(dtype))}
+
+    def run(self, inputs: Inputs) -> tuple[torch.Tensor, torch.Tensor]:
+        x = inputs["x"].to(torch.float32)
+        scale = torch.clamp(x.abs().amax(dim=-1, keepdim=True) / INT8_MAX, min=SCALE_FLOOR)
+        q = torch.round(x / scale).clamp(-INT8_MAX, INT8_MAX).to(torch.int8)
+        return q, scale
+
+    def comparable(self, output: tuple[torch.Tensor, torch.Tensor], inputs: Inputs) -> torch.Tensor:
+        q, scale = output
+        dequantized = q.to(torch.float64) * scale.to(torch.float64)
+        return torch.cat([dequantized.reshape(-1), scale.to(torch.float64).reshape(-1)]).to(torch.float32)
+
+    def _scale(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(x.abs().amax(dim=-1, keepdim=True) / INT8_MAX, min=SCALE_FLOOR)
+
+    def reference(self, inputs: Inputs) -> torch.Tensor:
+        x = inputs["x"]
+        return torch.cat([x.reshape(-1), self._scale(x).reshape(-1)])
+
+    def output_dtype(self, dtype: str) -> torch.dtype:
+        return torch.float32
+
+    def tolerance(self, case: Case, dtype: str) -> Tolerance:
+        return Tolerance(
+            0.0,
+            0.0,
+            "componentwise: a value within half a quantization step (scale / 2) of its input, plus float32 "
+            "roundings of x / scale, of the scale and of the output; a scale within 2u32 of max|x| / 127 "
+            f"(SmoothQuant per-token dynamic quantization; {HIGHAM} s2.2)",
+        )
+
+    def error_bound(self, inputs: Inputs, case: Case, dtype: str) -> torch.Tensor:
+        x = inputs["x"]
+        scale = self._scale(x)
+        values = (0.5 + INT8_MAX * 4 * U32) * scale.expand_as(x) + 2 * U32 * x.abs()
+        return torch.cat([values.reshape(-1), 2 * U32 * scale.reshape(-1)])
+
+    def flops(self, case: Case) -> int:
+        return 3 * case["M"] * case["K"]
+
+    def bytes(self, case: Case, dtype: str = "bfloat16") -> int:
+        m, k = case["M"], case["K"]
+        return element_size(dtype) * m * k + m * k + 4 * m
+
+
 KERNELS: tuple[Kernel, ...] = (
     ACT_QUANT,
     WEIGHT_QUANT,
+    Fp8WeightDequantKernel(),
     Fp8BlockGemmKernel(),
+    Int8PerTokenQuantKernel(),
     W8A8Int8GemmKernel(),
     Int4WeightOnlyGemmKernel(),
 )

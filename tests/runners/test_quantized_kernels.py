@@ -17,6 +17,7 @@ from runners.catalog.quantized import (
     Fp8BlockGemmKernel,
     Fp8BlockQuantKernel,
     Int4WeightOnlyGemmKernel,
+    Int8PerTokenQuantKernel,
     W8A8Int8GemmKernel,
     pack_int4,
     unpack_int4,
@@ -29,7 +30,9 @@ CHALLENGE = "5eed" * 16
 NEW_KERNELS = [
     "fp8_act_quant",
     "fp8_weight_quant",
+    "fp8_weight_dequant",
     "fp8_block_gemm",
+    "int8_per_token_quant",
     "w8a8_int8_gemm",
     "int4_weight_only_gemm",
 ]
@@ -122,6 +125,15 @@ class ActQuantPerTensor(Fp8BlockQuantKernel):
         return values, tiles
 
 
+class Int8QuantPerTensor(Int8PerTokenQuantKernel):
+    name = "planted_int8_quant_per_tensor"
+
+    def run(self, inputs):
+        x = inputs["x"].float()
+        scale = torch.clamp(x.abs().amax() / 127, min=SCALE_FLOOR).expand(x.shape[0], 1)
+        return torch.round(x / scale).clamp(-127, 127).to(torch.int8), scale
+
+
 class Int4SwappedNibbles(Int4WeightOnlyGemmKernel):
     name = "planted_int4_swapped_nibbles"
 
@@ -193,6 +205,12 @@ def test_fp8_gemm_with_per_tensor_scales_fails(registered):
 def test_fp8_quantizer_with_one_scale_per_tensor_fails(registered):
     planted = registered(ActQuantPerTensor())
     document = run([planted.name], cases=["dsv3_expert_prefill", "odd_tokens", "wide_outliers"])
+    assert set(statuses(document).values()) == {"fail"}
+
+
+def test_int8_quantizer_with_one_scale_for_every_token_fails(registered):
+    planted = registered(Int8QuantPerTensor())
+    document = run([planted.name], cases=["prefill_tokens", "odd_7x1001"])
     assert set(statuses(document).values()) == {"fail"}
 
 
