@@ -201,7 +201,7 @@ WEIGHT_QUANT = Fp8BlockQuantKernel(
     "128x128 block FP8 quantization of a weight: scales max|W|/fmax per block and W/scale in FP8",
     (BLOCK, BLOCK),
     (
-        Case("dsv3_expert_down", {"M": Span(128, 256, 128), "K": Span(512, 1024, 128)}),
+        Case("dsv3_expert_down", {"M": Span(128, 256, 128), "K": Span(256, 512, 128)}),
         Case(
             "partial_blocks", {"M": Span(129, 255, odd=True), "K": Span(129, 255, odd=True)}, edge="odd_size"
         ),
@@ -227,8 +227,8 @@ class Fp8BlockGemmKernel(Kernel):
     dtypes = FP8_FORMATS
     # _scaled_mm on CUDA wants K and N multiples of 16; N need not be one of 128 (a partial block).
     cases = (
-        Case("dsv3_expert_down_decode", {"M": Span(1, 8), "K": DSV3_EXPERT_INTER, "N": Span(256, 512, 128)}),
-        Case("dsv3_qkv_a_decode", {"M": Span(1, 4), "K": DSV3_HIDDEN, "N": Span(128, 256, 64)}),
+        Case("dsv3_expert_down_decode", {"M": Span(1, 8), "K": DSV3_EXPERT_INTER, "N": Span(128, 256, 128)}),
+        Case("dsv3_qkv_a_decode", {"M": Span(1, 4), "K": DSV3_HIDDEN, "N": Span(64, 128, 64)}),
         Case("prefill_m64", {"M": Span(48, 80), "K": Span(512, 1024, 128), "N": Span(128, 256, 128)}),
         Case(
             "partial_weight_block",
@@ -429,7 +429,7 @@ class Int4WeightOnlyGemmKernel(Kernel):
     dtypes = ("bfloat16", "float16", "float32")
     group = BLOCK
     cases = (
-        Case("llama_qproj_decode", {"M": Span(1, 4), "K": Span(3072, 5120, 128), "N": Span(128, 256, 64)}),
+        Case("llama_qproj_decode", {"M": Span(1, 4), "K": Span(3072, 5120, 128), "N": Span(64, 128, 64)}),
         Case("prefill_m64", {"M": Span(48, 80), "K": Span(512, 1024, 128), "N": Span(128, 192, 64)}),
         Case(
             "odd_tokens",
@@ -502,7 +502,7 @@ class Fp8WeightDequantKernel(Kernel):
     description = "128x128 block-scaled FP8 weight to bfloat16 (DeepSeek-V3 weight_dequant)"
     dtypes = FP8_FORMATS
     cases = (
-        Case("dsv3_expert_up", {"N": Span(256, 512, 128), "K": Span(512, 1024, 128)}),
+        Case("dsv3_expert_up", {"N": Span(128, 256, 128), "K": Span(256, 512, 128)}),
         Case(
             "partial_blocks", {"N": Span(129, 255, odd=True), "K": Span(129, 255, odd=True)}, edge="odd_size"
         ),
