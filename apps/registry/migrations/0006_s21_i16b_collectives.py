@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('registry', '0005_i13numerics_target_device_identity'),
+        ("registry", "0005_i13numerics_target_device_identity"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='hardwaretarget',
-            name='interconnect',
-            field=models.CharField(blank=True, help_text='How the devices are connected, e.g. NVLink 4 (18 links), HCCS, PCIe 5.0 x16; empty for one device', max_length=200),
+            model_name="hardwaretarget",
+            name="interconnect",
+            field=models.CharField(
+                blank=True,
+                help_text="How the devices are connected, e.g. NVLink 4 (18 links), HCCS, PCIe 5.0 x16; empty for one device",
+                max_length=200,
+            ),
         ),
     ]

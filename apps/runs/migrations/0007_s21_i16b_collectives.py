@@ -4,20 +4,37 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('runs', '0006_i13reveal_output_reveal'),
+        ("runs", "0006_i13reveal_output_reveal"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='job',
-            name='suite',
-            field=models.CharField(choices=[('conformance', 'Conformance'), ('performance', 'Performance'), ('model', 'Model'), ('serving', 'Serving'), ('collectives', 'Collectives')], max_length=16),
+            model_name="job",
+            name="suite",
+            field=models.CharField(
+                choices=[
+                    ("conformance", "Conformance"),
+                    ("performance", "Performance"),
+                    ("model", "Model"),
+                    ("serving", "Serving"),
+                    ("collectives", "Collectives"),
+                ],
+                max_length=16,
+            ),
         ),
         migrations.AlterField(
-            model_name='resultdocument',
-            name='suite',
-            field=models.CharField(choices=[('conformance', 'Conformance'), ('performance', 'Performance'), ('model', 'Model'), ('serving', 'Serving'), ('collectives', 'Collectives')], max_length=16),
+            model_name="resultdocument",
+            name="suite",
+            field=models.CharField(
+                choices=[
+                    ("conformance", "Conformance"),
+                    ("performance", "Performance"),
+                    ("model", "Model"),
+                    ("serving", "Serving"),
+                    ("collectives", "Collectives"),
+                ],
+                max_length=16,
+            ),
         ),
     ]
