@@ -210,10 +210,12 @@ def _read_output(outdir: Path, rank: int, case: dict[str, Any], meta: dict[str, 
         raise ValueError(f"rank {rank} returned dtype {dtype_name}, expected {case['dtype']}")
     if not isinstance(shape, list) or not all(type(s) is int and s >= 0 for s in shape) or len(shape) > 4:
         raise ValueError(f"rank {rank} returned a malformed shape")
-    data = (outdir / f"r{rank}_c{case['id']}.bin").read_bytes()
+    path = outdir / f"r{rank}_c{case['id']}.bin"
     dtype = torch_dtype(case["dtype"])
-    if len(data) != math.prod(shape) * torch.empty((), dtype=dtype).element_size():
-        raise ValueError(f"rank {rank} wrote {len(data)} bytes for shape {shape}")
+    size = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+    if path.stat().st_size != size:  # checked before reading: a rank cannot make the judge read gigabytes
+        raise ValueError(f"rank {rank} wrote {path.stat().st_size} bytes for shape {shape}")
+    data = path.read_bytes()
     if not data:
         return torch.empty(shape, dtype=dtype)
     return torch.frombuffer(bytearray(data), dtype=torch.uint8).view(dtype).reshape(shape)
@@ -336,12 +338,13 @@ def _launch(
     package_root = str(Path(__file__).resolve().parents[2])
     paths = [package_root, os.getcwd(), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
+    logs = [(outdir / f"rank{rank}.stderr").open("wb") for rank in range(world)]
     processes = [
         subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed arguments
             [sys.executable, "-m", "runners.collectives.rank", str(outdir / "job.json"), str(rank)],
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=(outdir / f"rank{rank}.stderr").open("wb"),
+            stderr=logs[rank],
         )
         for rank in range(world)
     ]
@@ -356,6 +359,8 @@ def _launch(
         if process.poll() is None:
             process.kill()
             process.wait(10)
+    for log in logs:
+        log.close()
     if hung:
         return (
             f"ranks {hung} still running after {options['timeout_s']} s (a collective that never completed)"
