@@ -146,3 +146,54 @@ def test_a_one_device_target_is_accepted_as_not_applicable(cpu_world):
     document["summary"] = summarize(document["cases"])
     assert evidence_plan_problems(document=document, plan=job.spec)
     assert canonical_json(document)
+
+
+def _stored_collectives_evidence(
+    campaign, *, passed: int, total: int, busbw: dict[str, list[tuple[int, float]]]
+):
+    """An accepted collectives document as rows (tests/certificates/evidence.py's way): its summary and
+    one `collective` measurement per (op, size)."""
+    from apps.runs.models import Job, JobState, Measurement
+    from tests.certificates.evidence import _document
+    from tests.factories import RunnerFactory
+
+    job = Job.objects.create(campaign=campaign, suite=JobSuite.COLLECTIVES, state=JobState.SUCCEEDED, spec={})
+    document = _document(job, RunnerFactory(targets=[campaign.target]))
+    document.summary = {"total": total, "passed": passed}
+    document.save(update_fields=["summary"])
+    for op, figures in busbw.items():
+        for size, value in figures:
+            Measurement.objects.create(
+                document=document,
+                kind="collective",
+                name=f"{op}/float32/{size}",
+                dtype="float32",
+                unit="GB/s",
+                value=value,
+                params={"op": op, "bytes": size, "world_size": 2},
+            )
+
+
+def test_the_criterion_passes_on_correct_collectives_and_states_the_largest_sizes_bus_bandwidth(
+    two_device_job,
+):
+    campaign = two_device_job.campaign
+    _stored_collectives_evidence(
+        campaign,
+        passed=4,
+        total=4,
+        busbw={"all_reduce": [(4096, 1.0), (32768, 40.0)], "all_to_all": [(4096, 2.0), (32768, 30.0)]},
+    )
+    judgement = criterion_judge(campaign=campaign, criterion=CRITERION)
+    assert judgement.outcome == CriterionOutcome.PASS, judgement.explanation
+    assert judgement.measured == 30.0  # the lowest busbw among the largest messages
+    assert judgement.evidence["busbw_gbps_largest"] == {"all_reduce": 40.0, "all_to_all": 30.0}
+    assert "on 2 devices" in judgement.explanation
+
+
+def test_the_criterion_fails_when_a_collective_gives_a_wrong_answer(two_device_job):
+    campaign = two_device_job.campaign
+    _stored_collectives_evidence(campaign, passed=3, total=4, busbw={"all_gather": [(4096, 1.0)]})
+    judgement = criterion_judge(campaign=campaign, criterion=CRITERION)
+    assert judgement.outcome == CriterionOutcome.FAIL
+    assert "3 of 4 collectives cases" in judgement.explanation
