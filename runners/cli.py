@@ -215,7 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     catalog = sub.add_parser("catalog", help="list the kernel catalog")
     catalog.add_argument("--json", action="store_true")
     run = sub.add_parser("run", help="run a suite and write its result document")
-    run.add_argument("--suite", choices=sorted({*SUITES, "conformance", "performance", "model", "serving"}))
+    run.add_argument(
+        "--suite", choices=sorted({*SUITES, "conformance", "performance", "model", "serving", "collectives"})
+    )
     run.add_argument("--device", help="backend name, e.g. cpu, cuda, npu (default cpu)")
     run.add_argument("--out", required=True, help="where to write the result document (canonical JSON)")
     run.add_argument("--seed", help="challenge as hex (>= 32 digits); a fresh one when omitted")

@@ -31,6 +31,7 @@ REFUSING_FLAGS = frozenset({CLOCK_DISAGREEMENT, "unavailable"})
 
 KINDS = (
     "gemm",
+    "collective",
     "bandwidth",
     "attention",
     "conv",

@@ -21,6 +21,13 @@ def run_serving(spec: dict[str, Any], backend: Any, progress: Progress | None = 
     return serving(spec, backend, progress)
 
 
+def run_collectives(spec: dict[str, Any], backend: Any, progress: Progress | None = None) -> dict[str, Any]:
+    """The collectives suite (runners/collectives), imported on use: it spawns one process per device."""
+    from runners.collectives import run_collectives as collectives
+
+    return collectives(spec, backend, progress)
+
+
 # (spec, backend, progress) -> document; the committing suites also take `commitment=` (keyword).
 Suite = Callable[..., dict[str, Any]]
 
@@ -29,6 +36,7 @@ SUITES: dict[str, Suite] = {
     "performance": run_performance,
     "model": run_model,
     "serving": run_serving,
+    "collectives": run_collectives,
 }
 
 

@@ -611,6 +611,46 @@ def serving(campaign: Campaign, params: dict[str, Any], thresholds: judge.Thresh
     return Judgement(CriterionOutcome.PASS, "; ".join(lines) + ".", lowest, threshold, evidence)
 
 
+def collectives(campaign: Campaign, params: dict[str, Any], thresholds: judge.Thresholds) -> Judgement:
+    """The target's collectives (all_reduce, all_gather, reduce_scatter, uneven all_to_all) give the
+    float64 reference's answer on every device it declares; not applicable to a one-device target (the
+    platform's registry says how many, not the document). Measured: the lowest bus bandwidth among the
+    largest messages, in GB/s as nccl-tests defines it; no level sets a bandwidth bar yet."""
+    devices = campaign.target.device_count
+    if devices < 2:
+        return Judgement(
+            CriterionOutcome.NOT_APPLICABLE,
+            f"The target declares {devices} device: no collective to certify.",
+        )
+    documents = _documents(campaign, JobSuite.COLLECTIVES)
+    if not documents:
+        return _fail(f"The campaign has no accepted collectives evidence for its {devices} devices.")
+    evidence: dict[str, Any] = {"documents": [_doc_ref(d) for d in documents], "devices": devices}
+    summary = documents[-1].summary or {}
+    total, passed = int(summary.get("total") or 0), int(summary.get("passed") or 0)
+    rows = list(Measurement.objects.filter(document__in=documents, kind="collective").order_by("id"))
+    largest: dict[str, tuple[int, float]] = {}
+    for row in rows:
+        size, op = int(row.params.get("bytes") or 0), str(row.params.get("op"))
+        if row.value is not None and (op not in largest or size >= largest[op][0]):
+            largest[op] = (size, float(row.value))
+    evidence["busbw_gbps_largest"] = {op: value for op, (_size, value) in sorted(largest.items())}
+    if total == 0 or passed != total:
+        return _fail(
+            f"{passed} of {total} collectives cases give the reference's answer on {devices} devices.",
+            evidence=evidence,
+        )
+    lowest = min((value for _size, value in largest.values()), default=None)
+    figures = ", ".join(f"{op} {value:.3g} GB/s" for op, (_size, value) in sorted(largest.items()))
+    return Judgement(
+        CriterionOutcome.PASS,
+        f"All {total} collectives cases pass on {devices} devices; bus bandwidth at the largest size: {figures}.",
+        lowest,
+        None,
+        evidence,
+    )
+
+
 # AIA 1.2: programs without loopholes (issue 13) -------------------------------------------------
 
 
@@ -736,6 +776,7 @@ JUDGES: dict[str, Callable[[Campaign, dict[str, Any], judge.Thresholds], Judgeme
     "performance_stability": performance_stability,
     "serving": serving,
     "semantic_cases": semantic_cases,
+    "collectives": collectives,
 }
 
 

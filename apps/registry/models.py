@@ -141,6 +141,13 @@ class HardwareTarget(models.Model):
     device_count = models.PositiveSmallIntegerField(
         default=1, validators=[MinValueValidator(1), MaxValueValidator(1024)]
     )
+    # How the target's devices talk to each other, as the vendor declares it; the collectives suite
+    # measures it (bus bandwidth) on device_count devices.
+    interconnect = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="How the devices are connected, e.g. NVLink 4 (18 links), HCCS, PCIe 5.0 x16; empty for one device",
+    )
     driver_version = models.CharField(max_length=100, blank=True)
     runtime_version = models.CharField(max_length=100, blank=True, help_text="CUDA toolkit, ROCm, CANN, ...")
     torch_version = models.CharField(max_length=100)

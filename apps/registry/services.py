@@ -47,6 +47,7 @@ TARGET_FIELDS = frozenset(
         "slug",
         "backend",
         "device_count",
+        "interconnect",
         "driver_version",
         "runtime_version",
         "torch_version",

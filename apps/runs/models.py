@@ -101,6 +101,7 @@ class JobSuite(models.TextChoices):
     PERFORMANCE = "performance", "Performance"
     MODEL = "model", "Model"
     SERVING = "serving", "Serving"
+    COLLECTIVES = "collectives", "Collectives"
 
 
 class JobState(models.TextChoices):

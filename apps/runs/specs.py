@@ -8,7 +8,7 @@ from typing import Any
 
 from django.urls import reverse
 
-from apps.registry.models import PEAK_FIELDS, PEAK_MEASURED_DTYPE, ModelArtifact
+from apps.registry.models import PEAK_FIELDS, PEAK_MEASURED_DTYPE, HardwareTarget, ModelArtifact
 from apps.runs.models import Job, JobSuite
 from apps.runs.services.programs import program_runner_bars
 
@@ -51,6 +51,19 @@ def runner_bar_options(job: Job) -> dict[str, Any]:
         "timing": {"clock_ratio_min": bars["clock_ratio_min"], "clock_ratio_max": bars["clock_ratio_max"]},
         "integrity": {"caching_threshold": bars["caching_threshold"]},
     }
+
+
+COLLECTIVES_PLAN_KEYS = ("ops", "dtypes", "sizes_bytes", "warmup", "iterations")
+
+
+def collectives_options(*, target: HardwareTarget, suite_plan: dict[str, Any]) -> dict[str, Any]:
+    """The collectives suite runs on every device the target declares (world_size = device_count, so
+    a one-device target's document says not applicable) and records its declared interconnect; what
+    it runs (ops, dtypes, sizes) is the level's plan, the runner's defaults where the plan is silent."""
+    options: dict[str, Any] = {key: suite_plan[key] for key in COLLECTIVES_PLAN_KEYS if key in suite_plan}
+    options["world_size"] = target.device_count
+    options["interconnect"] = target.interconnect or None
+    return options
 
 
 def job_spec_build(*, job: Job, suite_plan: dict[str, Any], time_limit_s: int) -> dict[str, Any]:
@@ -101,6 +114,8 @@ def job_spec_build(*, job: Job, suite_plan: dict[str, Any], time_limit_s: int) -
         if isinstance(suite_plan.get("settings"), dict):
             options["serving"] = suite_plan["settings"]
         options["quick"] = bool(suite_plan.get("quick", False))
+    elif job.suite == JobSuite.COLLECTIVES:
+        options["collectives"] = collectives_options(target=target, suite_plan=suite_plan)
     if options:
         spec["options"] = options
     if spec["declared"]["memory_bandwidth_gbs"] is None:

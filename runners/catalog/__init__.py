@@ -13,6 +13,7 @@ from runners.catalog import (
     indexing,
     linear_algebra,
     normalization,
+    quantized,
     reductions,
 )
 from runners.catalog.base import (
@@ -88,7 +89,16 @@ def kernel_family(name: str) -> str | None:
     return FAMILIES.get(name)
 
 
-for _module in (linear_algebra, convolution, attention, normalization, elementwise, reductions, indexing):
+for _module in (
+    linear_algebra,
+    convolution,
+    attention,
+    normalization,
+    elementwise,
+    reductions,
+    indexing,
+    quantized,
+):
     for _kernel in _module.KERNELS:
         register(_kernel)
         FAMILIES[_kernel.name] = _module.__name__.rsplit(".", 1)[-1]

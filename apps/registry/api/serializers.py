@@ -86,6 +86,7 @@ class HardwareTargetSerializer(StrictFieldsMixin, serializers.ModelSerializer):
             "queue",
             "backend",
             "device_count",
+            "interconnect",
             "driver_version",
             "runtime_version",
             "torch_version",

@@ -39,6 +39,7 @@ SUITE_TIME_LIMITS: dict[str, int] = {
     JobSuite.PERFORMANCE: 1200,
     JobSuite.MODEL: 1800,
     JobSuite.SERVING: 1800,
+    JobSuite.COLLECTIVES: 900,
 }
 
 
@@ -181,7 +182,7 @@ def campaign_submit(
     campaign.model_artifacts.set(model_artifacts)
     suites = level_definition["suites"]
     jobs: list[Job] = []
-    for suite in (JobSuite.CONFORMANCE, JobSuite.PERFORMANCE):
+    for suite in (JobSuite.CONFORMANCE, JobSuite.PERFORMANCE, JobSuite.COLLECTIVES):
         if suite in suites:
             jobs.append(Job(campaign=campaign, suite=suite, challenge=_new_challenge()))
     if JobSuite.MODEL in suites:

@@ -267,6 +267,99 @@ def _serving_problems(document: dict[str, Any], plan: dict[str, Any]) -> list[st
     return problems
 
 
+def _collectives_problems(document: dict[str, Any], plan: dict[str, Any]) -> list[str]:
+    """A collectives document ran on the plan's world size (the target's device count): below two
+    devices it says not applicable and runs nothing; otherwise it has exactly the (collective, dtype,
+    size) cases the runner's own plan expansion draws from the job's challenge, each judged status
+    follows from its mismatch count under the runner's tolerance, and a bandwidth figure exists only
+    for a passing case, with busbw = algbw * nccl-tests' factor and algbw = bytes / time."""
+    from runners.collectives import (
+        CollectivesSpecInvalid,
+        bus_factor,
+        plan_cases,
+        settings,
+        tolerance_for,
+    )
+
+    section = document.get("collectives")
+    if not isinstance(section, dict):
+        return ["the document has no collectives section"]
+    try:
+        options = settings(plan)
+    except CollectivesSpecInvalid as exc:
+        return [f"the job's plan is not a valid collectives plan: {exc}"]
+    world = options["world_size"]
+    if section.get("world_size") != world:
+        return [f"the document ran on {section.get('world_size')} devices, the plan on {world}"]
+    cases = [c for c in document.get("cases") or [] if isinstance(c, dict)]
+    if world < 2:
+        if section.get("applicable") is not False or cases:
+            return ["a one-device target's collectives document must be not applicable, with no cases"]
+        return []
+    if section.get("applicable") is not True:
+        return [f"the collectives suite was not applied on {world} devices: {section.get('reason')}"]
+    planned = {
+        (c["op"], c["dtype"], c["name"]): c for c in plan_cases(options, world, str(plan.get("challenge")))
+    }
+    seen = [(str(c.get("kernel")), str(c.get("dtype")), str(c.get("case"))) for c in cases]
+    problems = []
+    missing = sorted("/".join(key) for key in set(planned) - set(seen))
+    extra = sorted("/".join(key) for key in set(seen) - set(planned))
+    twice = sorted({"/".join(key) for key in seen if seen.count(key) > 1})
+    if missing:
+        problems.append(_listed("planned collectives cases missing", missing))
+    if extra:
+        problems.append(_listed("collectives cases outside the plan", extra))
+    if twice:
+        problems.append(_listed("collectives cases recorded twice", twice))
+    passing = set()
+    wrong = []
+    for case, key in zip(cases, seen, strict=True):
+        if key not in planned or case.get("status") not in ("pass", "fail"):
+            continue
+        given = case.get("stats")
+        stats: dict[str, Any] = given if isinstance(given, dict) else {}
+        atol, rtol, _source = tolerance_for(planned[key], world)
+        mismatches = stats.get("mismatches")
+        follows = (
+            stats.get("atol") == atol
+            and stats.get("rtol") == rtol
+            and isinstance(mismatches, int)
+            and case["status"] == ("pass" if mismatches == 0 else "fail")
+        )
+        if not follows:
+            wrong.append("/".join(key))
+        elif case["status"] == "pass":
+            passing.add(key)
+    if wrong:
+        problems.append(_listed("collectives statuses that do not follow from their stats", wrong))
+    unfounded = []
+    for item in document.get("measurements") or []:
+        params = item.get("params") if isinstance(item, dict) else None
+        if not isinstance(params, dict):
+            unfounded.append(str(item)[:80])
+            continue
+        key = (str(params.get("op")), str(item.get("dtype")), str(params.get("case")))
+        figures = [params.get("algbw_gbps"), item.get("value"), params.get("time_s")]
+        numbers = [
+            float(v) for v in figures if isinstance(v, int | float) and not isinstance(v, bool) and v > 0
+        ]
+        consistent = key in passing and params.get("bytes") == planned[key]["bytes"] and len(numbers) == 3
+        if consistent:
+            algbw, busbw, seconds = numbers
+            consistent = (
+                abs(algbw - planned[key]["bytes"] / seconds / 1e9) <= 1e-9 * algbw
+                and abs(busbw - algbw * bus_factor(planned[key]["op"], world)) <= 1e-9 * busbw
+            )
+        if not consistent:
+            unfounded.append(str(item.get("name")))
+    if unfounded:
+        problems.append(
+            _listed("bandwidth figures without a passing case or off nccl-tests' definitions", unfounded)
+        )
+    return problems
+
+
 def _benchmark_samples(node: object) -> list[dict[str, Any]]:
     """Every per-benchmark TEST01 item (benchmark, dtype, rounds) anywhere under ``node``."""
     if isinstance(node, list):
@@ -351,6 +444,8 @@ def evidence_plan_problems(*, document: dict[str, Any], plan: dict[str, Any]) ->
         )
     elif suite == "serving":
         problems += _serving_problems(document, plan)
+    elif suite == "collectives":
+        problems += _collectives_problems(document, plan)
     cases = document.get("cases") or []
     if document.get("summary") != summarize(cases):
         problems.append("the summary is not the one its cases make")

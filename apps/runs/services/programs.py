@@ -18,7 +18,7 @@ from apps.runs.models import Program, ProgramStatus
 from runners.canonical import canonical_json, legacy_canonical_text
 
 PROGRAMS_DIR = Path(__file__).resolve().parent.parent / "programs"
-SUITE_NAMES = {"conformance", "performance", "model", "serving"}
+SUITE_NAMES = {"conformance", "performance", "model", "serving", "collectives"}
 CRITERION_KINDS = {
     "conformance_pass_rate",
     "model_accuracy",
@@ -27,6 +27,7 @@ CRITERION_KINDS = {
     "performance_stability",
     "serving",
     "semantic_cases",
+    "collectives",
 }
 # The bars a judgement uses (apps/certificates/judge.py). From AIA 1.2 every level states each one as
 # {"value": ..., "source": "..."}; older versions keep their numbers in criterion params.
@@ -289,6 +290,8 @@ def program_definition_check(definition: dict[str, Any]) -> None:
         unknown_suites = set(level.get("suites", {})) - SUITE_NAMES
         if unknown_suites:
             problems.append(f"level {code}: unknown suites {sorted(unknown_suites)}")
+        if "collectives" in level.get("suites", {}):
+            problems += _collectives_plan_check(code, level["suites"]["collectives"])
         ids = [c.get("id") for c in level.get("criteria", [])]
         if len(set(ids)) != len(ids):
             problems.append(f"level {code}: criterion ids must be distinct")
@@ -305,6 +308,24 @@ def program_definition_check(definition: dict[str, Any]) -> None:
             problems += _thresholds_check(code, level)
     if problems:
         raise ValidationError("; ".join(problems))
+
+
+def _collectives_plan_check(code: str, plan: Any) -> list[str]:
+    """A level's collectives plan names only what the level decides (ops, dtypes, sizes, warmup,
+    iterations; the device count and interconnect are the target's) with values the runner accepts."""
+    from apps.runs.specs import COLLECTIVES_PLAN_KEYS
+    from runners.collectives import CollectivesSpecInvalid, settings
+
+    if not isinstance(plan, dict):
+        return [f"level {code}: the collectives plan must be an object"]
+    unknown = sorted(set(plan) - set(COLLECTIVES_PLAN_KEYS))
+    if unknown:
+        return [f"level {code}: the collectives plan may not set {unknown}"]
+    try:
+        settings({"options": {"collectives": plan}})
+    except CollectivesSpecInvalid as exc:
+        return [f"level {code}: collectives plan: {exc}"]
+    return []
 
 
 @transaction.atomic
