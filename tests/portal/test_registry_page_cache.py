@@ -46,7 +46,7 @@ def test_no_shared_body_holds_a_csrf_token(certified):
     keys = [key for key in _cache_keys() if "public-reads:page:" in key]
     assert keys
     for key in keys:
-        body, _content_type = cache.get(key.split(":", 2)[-1])
+        _generation, body, _content_type = cache.get(key.split(":", 2)[-1])
         values = re.findall(rb'name="csrfmiddlewaretoken" value="([^"]*)"', body)
         assert len(values) == 2 and set(values) == {CSRF_PLACEHOLDER}  # language and time-zone switchers
 
