@@ -1,6 +1,7 @@
 """Benchmark: public reads at the scale buyers bring (issue 18). 10,000 certificates in PostgreSQL
 (ANALYZE after the bulk load), gunicorn -w 2, N clients with keep-alive: GET /api/v1/certificates/
-(first page), ?page=50, /registry/ (as an anonymous visitor), and a bare DRF list of the same columns
+(first page), ?page=50, /registry/ (as an anonymous visitor), the first page missing the cache on every
+request, and a bare DRF list of the same columns
 (bench/public_reads_urls.py: no filters, no throttle, no HTTP caching). Clients send no If-None-Match:
 every answer is a full 200.
 
@@ -42,6 +43,9 @@ ENDPOINTS = {
     "certificates, first page": "/api/v1/certificates/",
     "certificates, page 50": "/api/v1/certificates/?page=50",
     "/registry/": "/registry/",
+    # A parameter no filter reads, new on every request: each is a cache miss (the list rendered and
+    # stored), the cost of the first read after a change.
+    "certificates, uncached": "/api/v1/certificates/?miss={n}",
     "bare DRF list": "/bench/bare-certificates/",
 }
 
@@ -77,7 +81,7 @@ def hammer(path: str, clients: int, seconds: float, addresses: int) -> dict:
                 "X-Forwarded-For": f"10.{address >> 16 & 255}.{address >> 8 & 255}.{address & 255}",
             }
             started = time.perf_counter()
-            connection.request("GET", path, headers=headers)
+            connection.request("GET", path.replace("{n}", str(draw.getrandbits(64))), headers=headers)
             response = connection.getresponse()
             response.read()
             mine.append(time.perf_counter() - started)

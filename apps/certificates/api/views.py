@@ -51,9 +51,6 @@ from apps.runs.models import Campaign
 from certification.problems import problem_response
 
 STATUS_ACTIONS = {"suspend", "reinstate", "revoke"}
-# Columns the public list never shows (the signed payload is about 3 KB a row), also of the superseding
-# certificate it joins for its serial.
-LIST_DEFERRED = ("payload_json", "signature", "payload_sha256")
 
 
 class SigningUnavailable(APIException):
@@ -96,9 +93,7 @@ class CertificateViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self) -> QuerySet[Certificate]:
         if self.action == "list":
             # The listed columns only: the signed payload (about 3 KB a row) is for detail and download.
-            return selectors.certificates_public().defer(
-                *LIST_DEFERRED, *(f"superseded_by__{name}" for name in LIST_DEFERRED)
-            )
+            return selectors.certificates_public_listed()
         return selectors.certificates_with_retest()
 
     def list(self, request, *args, **kwargs):
