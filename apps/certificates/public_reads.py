@@ -23,6 +23,7 @@ import re
 import secrets
 from collections.abc import Callable
 from functools import wraps
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -71,7 +72,7 @@ def _place(request: HttpRequest | Request) -> str:
     return f"{request.get_full_path()}\n{media_type}\n{locale}"
 
 
-def _lookup(kind: str, request: HttpRequest | Request) -> tuple[str, str, str, tuple | None]:
+def _lookup(kind: str, request: HttpRequest | Request) -> tuple[str, str, str, tuple[Any, ...] | None]:
     """(cache key, generation, ETag token, stored body or None) in one cache round trip: the body is kept
     with the generation it was rendered under and is served only while that is still the current one."""
     place = _place(request)
@@ -128,7 +129,7 @@ def anonymous_page_cached(view: Callable[..., HttpResponse]) -> Callable[..., Ht
     """A portal view of public data, served to anonymous visitors from the shared cache (see above)."""
 
     @wraps(view)
-    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not _shares_the_anonymous_page(request):
             return view(request, *args, **kwargs)
         key, generation, token, stored = _lookup("page", request)
