@@ -198,3 +198,13 @@ def test_every_code_the_api_answers_maps_to_a_type_of_its_status():
         assert slug in PROBLEM_TYPES, slug
     for status, slug in _BY_STATUS.items():
         assert PROBLEM_TYPES[slug].status == status
+
+
+def test_the_title_and_the_type_page_follow_the_language(db):
+    response = APIClient().get("/api/v1/chips/", HTTP_ACCEPT_LANGUAGE="zh-CN")
+    assert response.status_code == 401 and response.json()["title"] == "需要身份验证"
+    assert (
+        response.json()["type"] == "http://testserver/problems/not-authenticated/"
+    )  # one type in every language
+    page = Client(HTTP_ACCEPT_LANGUAGE="zh-CN").get("/problems/not-authenticated/")
+    assert "需要身份验证" in page.content.decode()
