@@ -1,8 +1,9 @@
 """The platform's URLs and /bench/bare-certificates/: a bare DRF list of the public list's columns (no
-filters, no ordering choice, no HTTP caching), the yardstick of bench/public_reads.py."""
+filters, no ordering choice, no throttle, no HTTP caching, a plain ModelSerializer of the same fields
+without the platform's page builder), the yardstick of bench/public_reads.py."""
 
 from django.urls import path
-from rest_framework import generics
+from rest_framework import generics, serializers
 from rest_framework.permissions import AllowAny
 
 from apps.certificates.api.serializers import CertificateListSerializer
@@ -10,8 +11,15 @@ from apps.certificates.models import Certificate
 from certification.urls import urlpatterns as platform_urlpatterns
 
 
+class BareSerializer(CertificateListSerializer):
+    """The public list's fields through DRF's own field-by-field ListSerializer."""
+
+    class Meta(CertificateListSerializer.Meta):
+        list_serializer_class = serializers.ListSerializer
+
+
 class BareList(generics.ListAPIView):
-    serializer_class = CertificateListSerializer
+    serializer_class = BareSerializer
     permission_classes = [AllowAny]
     throttle_classes: list = []
     filter_backends: list = []

@@ -1,7 +1,7 @@
 """API conventions shared by every app: pagination and one error body.
 
-Every error answers `{"error": {"status": 400, "code": "invalid", "message": "...", "fields": {...}}}`;
-`fields` maps a field name to its messages and is present only for validation errors.
+Every error answers RFC 9457 problem details (certification/problems.py): `type`, `title`, `status`,
+`detail`, `instance`, the extension `code`, and on validation errors `errors` (field to messages).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from certification.json_limits import (
     json_loads_within_depth,
     nul_path,
 )
+from certification.problems import problem_body, problem_content_type
 
 NON_FIELD_ERRORS_KEY = api_settings.NON_FIELD_ERRORS_KEY
 
@@ -135,19 +136,24 @@ def exception_handler(exc, context):
     if response is None:
         return None
 
-    body: dict = {"status": response.status_code, "code": "error", "message": ""}
+    request = context.get("request")
+    code, errors = "error", None
     if isinstance(exc, exceptions.ValidationError):
-        body["code"] = "invalid"
+        code = "invalid"
         detail = exc.detail
         if isinstance(detail, dict):
-            body["fields"] = detail
-            body["message"] = "The request has invalid fields."
+            errors = detail
+            message = "The request has invalid fields: " + ", ".join(str(field) for field in detail) + "."
         else:
-            body["fields"] = {"non_field_errors": detail}
-            body["message"] = _flatten(detail)
-    elif isinstance(exc, exceptions.APIException):
-        codes = exc.get_codes()
-        body["code"] = codes if isinstance(codes, str) else "error"
-        body["message"] = _flatten(exc.detail)
-    response.data = {"error": body}
+            errors = {NON_FIELD_ERRORS_KEY: detail}
+            message = _flatten(detail)
+    else:
+        codes = exc.get_codes() if isinstance(exc, exceptions.APIException) else None
+        code = codes if isinstance(codes, str) else "error"
+        message = _flatten(exc.detail) if isinstance(exc, exceptions.APIException) else ""
+    response.data = problem_body(request, response.status_code, code=code, detail=message, errors=errors)
+    renderer = getattr(request, "accepted_renderer", None)
+    if renderer is None or getattr(renderer, "format", "json") == "json":
+        # The browsable API (text/html) renders the same data as a page; JSON clients get problem+json.
+        response.content_type = problem_content_type(request)
     return response

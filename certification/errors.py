@@ -1,35 +1,20 @@
-"""The one error body also where DRF's exception handler never runs: paths no view matches, errors
+"""The one error body (RFC 9457 problem details) also where DRF's exception handler never runs: paths no view matches, errors
 Django answers itself (a 413 from form parsing, a 500 from an unexpected exception) and any other
 non-JSON error response under /api/. Portal pages keep Django's HTML error pages."""
 
 from __future__ import annotations
 
-from http import HTTPStatus
-
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 
+from certification.problems import is_json_body, problem_response
+
 API_PREFIX = "/api/"
 
-# The codes DRF gives the same statuses, so a client sees one code per status whoever answered.
-CODES = {
-    400: "parse_error",
-    401: "not_authenticated",
-    403: "permission_denied",
-    404: "not_found",
-    405: "method_not_allowed",
-    406: "not_acceptable",
-    412: "precondition_failed",
-    413: "too_large",
-    415: "unsupported_media_type",
-    429: "throttled",
-    500: "server_error",
-}
 MESSAGES = {
     404: "No API endpoint or object at this path.",
     413: "The request body is too large.",
-    500: "The server failed to answer this request; the error has been logged.",
 }
 
 
@@ -37,21 +22,15 @@ def is_api(request: HttpRequest) -> bool:
     return request.path.startswith(API_PREFIX)
 
 
-def api_error_response(status: int, message: str | None = None) -> JsonResponse:
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:  # a status http.HTTPStatus does not name
-        phrase = "Error"
-    body = {
-        "status": status,
-        "code": CODES.get(status, "error"),
-        "message": message or MESSAGES.get(status, phrase + "."),
-    }
-    return JsonResponse({"error": body}, status=status)
+def api_error_response(
+    status: int, message: str | None = None, *, request: HttpRequest | None = None, code: str | None = None
+) -> JsonResponse:
+    """A problem details response (certification/problems.py) for an error no DRF view answered."""
+    return problem_response(request, status, message or MESSAGES.get(status), code=code)
 
 
 class ApiErrorBodyMiddleware:
-    """Outermost middleware: an error response under /api/ that is not JSON becomes the error body.
+    """Outermost middleware: an error response under /api/ that is not JSON becomes a problem body.
 
     DRF views already answer JSON; this catches the rest (resolver 404s, handler400/500 pages,
     Django's own 405s), with the status unchanged. Headers a client needs (Allow, Retry-After)
@@ -68,9 +47,9 @@ class ApiErrorBodyMiddleware:
         if (
             response.status_code >= 400
             and is_api(request)
-            and not response.get("Content-Type", "").startswith("application/json")
+            and not is_json_body(response.get("Content-Type", ""))
         ):
-            replaced = api_error_response(response.status_code)
+            replaced = api_error_response(response.status_code, request=request)
             for header in self.KEPT_HEADERS:
                 if header in response:
                     replaced[header] = response[header]
@@ -94,7 +73,7 @@ class RefuseNulMiddleware:
         ):
             message = "The path and query parameters must not contain the NUL character."
             if is_api(request):
-                return api_error_response(400, message)
+                return api_error_response(400, message, request=request, code="parse_error")
             return HttpResponse(message, status=400, content_type="text/plain; charset=utf-8")
         return self.get_response(request)
 
@@ -103,6 +82,6 @@ def bad_request(request: HttpRequest, exception: Exception | None = None, **kwar
     """handler400: a request body past DATA_UPLOAD_MAX_MEMORY_SIZE is a 413, not a 400."""
     if isinstance(exception, RequestDataTooBig):
         if is_api(request):
-            return api_error_response(413)
+            return api_error_response(413, request=request)
         return HttpResponse("Request body too large.", status=413, content_type="text/plain")
     return defaults.bad_request(request, exception, **kwargs)

@@ -65,7 +65,10 @@ class HttpConventionsMiddleware:
             listed = _listed_etags(request.headers["If-Match"])
             if status == 200 and not ("*" in listed or (etag and etag in listed)):
                 refused = api_error_response(
-                    412, "If-Match does not name the current version of this object; GET it again."
+                    412,
+                    "If-Match does not name the current version of this object; GET it again.",
+                    request=request,
+                    code="precondition_failed",
                 )
                 if etag:
                     refused["ETag"] = etag

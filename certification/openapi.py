@@ -1,5 +1,5 @@
 """The OpenAPI schema: every operation tagged by its resource, with a summary, and with the error
-responses it can give documented with the one error body; served from a per-process cache.
+responses it can give documented with the one error body (RFC 9457 problem details); served from a per-process cache.
 
 The schema is a function of the code alone (no request, no database row changes it), so it is built
 once per process and format and served from memory: building it walks every view and serializer,
@@ -15,28 +15,33 @@ from django.http import HttpResponse
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.request import Request
 
-ERROR_COMPONENT = "ErrorBody"
+ERROR_COMPONENT = "Problem"
 ERROR_SCHEMA = {
     "type": "object",
-    "description": "The one error body of every API error.",
+    "description": (
+        "RFC 9457 problem details, the one body of every API error (application/problem+json; "
+        "application/json for a client whose Accept excludes it). The problem types are listed at /problems/."
+    ),
     "properties": {
-        "error": {
+        "type": {
+            "type": "string",
+            "format": "uri-reference",
+            "description": "The problem type: this platform's /problems/<slug>/ page describing it",
+        },
+        "title": {"type": "string", "description": "The problem type's short summary"},
+        "status": {"type": "integer", "description": "The HTTP status code"},
+        "detail": {"type": "string", "description": "What went wrong on this occurrence, for a person"},
+        "instance": {"type": "string", "format": "uri-reference", "description": "The request's path"},
+        "code": {"type": "string", "description": "A stable machine-readable code (extension)"},
+        "errors": {
             "type": "object",
-            "properties": {
-                "status": {"type": "integer", "description": "The HTTP status code"},
-                "code": {"type": "string", "description": "A stable machine-readable code"},
-                "message": {"type": "string", "description": "What went wrong, for a person"},
-                "fields": {
-                    "type": "object",
-                    "additionalProperties": {},
-                    "description": "Field name to its messages (validation errors only)",
-                },
-            },
-            "required": ["status", "code", "message"],
-        }
+            "additionalProperties": {},
+            "description": "Field name to its messages (validation problems only; extension)",
+        },
     },
-    "required": ["error"],
+    "required": ["type", "title", "status", "detail", "code"],
 }
+ERROR_MEDIA_TYPES = ("application/problem+json", "application/json")
 DESCRIPTIONS = {
     "400": "Invalid input: a field, a filter or the body (`code` invalid or parse_error).",
     "401": "No or invalid credentials.",
@@ -48,6 +53,7 @@ DESCRIPTIONS = {
     "413": "The request body is too large.",
     "415": "The request body's media type is not accepted.",
     "429": "Too many requests; retry after the time given in Retry-After.",
+    "500": "The server failed; the error is logged and the body says nothing about its cause.",
 }
 WRITE_METHODS = {"post", "put", "patch", "delete"}
 
@@ -82,7 +88,7 @@ def errors_and_tags(result: dict[str, Any], generator: Any, request: Any, public
             operation.setdefault("summary", _summary(operation, method, path))
             security = operation.get("security")
             public_operation = security is not None and {} in security
-            codes = {"400", "406", "429"}
+            codes = {"400", "406", "429", "500"}
             if not public_operation or method in WRITE_METHODS:
                 codes |= {"401", "403"}
             if "{" in path:
@@ -97,7 +103,7 @@ def errors_and_tags(result: dict[str, Any], generator: Any, request: Any, public
                     code,
                     {
                         "description": DESCRIPTIONS[code],
-                        "content": {"application/json": {"schema": reference}},
+                        "content": {media: {"schema": reference} for media in ERROR_MEDIA_TYPES},
                     },
                 )
     return result

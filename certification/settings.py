@@ -286,7 +286,7 @@ if CACHE_URL is not None:
         raise ImproperlyConfiguredEnv(f"CACHE_URL={CACHE_URL!r} is not a redis:// URL")
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "certification.cache.RedisCache",  # Django's, reusing one client per pool
             "LOCATION": CACHE_URL,
             "KEY_PREFIX": "certification",
         }

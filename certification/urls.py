@@ -9,6 +9,7 @@ from apps.certificates.api.views import certification_keys, credential_status_li
 from certification.health import healthz, readyz
 from certification.metrics import metrics
 from certification.openapi import CachedSchemaView
+from certification.problems import problem_detail, problem_index
 from certification.timezones import set_timezone
 
 DOCS_CSP = csp_update({"style-src": ["'unsafe-inline'"]})
@@ -30,6 +31,9 @@ urlpatterns = [
     path("", include("django.contrib.auth.urls")),
     path(".well-known/certification-keys.json", certification_keys, name="certification-keys"),
     path(".well-known/audit-checkpoints.json", audit_checkpoints, name="audit-checkpoints"),
+    # The pages RFC 9457 problem `type` URIs point at (certification/problems.py).
+    path("problems/", problem_index, name="problem-index"),
+    path("problems/<slug:slug>/", problem_detail, name="problem-type"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("metrics", metrics, name="metrics"),

@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from tests.factories import ChipFactory, HardwareTargetFactory, RunnerFactory
 
+PROBLEM_MEMBERS = {"type", "title", "status", "detail", "instance", "code", "errors"}
 DEEP = "[" * 1000 + "]" * 1000
 DEEPER_THAN_ALLOWED = (
     json.dumps({"reason": "x" * 20, "requirements": [], "scoring": []})[:-1]
@@ -24,13 +25,15 @@ DEEPER_THAN_ALLOWED = (
 
 
 def assert_error_body(response, status):
+    """An RFC 9457 problem: its members, the type a page of this platform, the status the response's."""
     assert response.status_code == status, response.content[:500]
-    assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
+    assert response["Content-Type"] == "application/problem+json", response["Content-Type"]
     body = response.json()
-    assert set(body) == {"error"}
-    assert body["error"]["status"] == status
-    assert body["error"]["code"] and body["error"]["message"]
-    return body["error"]
+    assert {"type", "title", "status", "detail", "code"} <= set(body) <= PROBLEM_MEMBERS, body
+    assert body["status"] == status
+    assert body["type"].startswith("http://testserver/problems/") and body["type"].endswith("/")
+    assert body["code"] and body["detail"] and body["title"]
+    return body
 
 
 @pytest.fixture
@@ -112,7 +115,7 @@ def test_crafted_json_bodies_are_a_400_on_every_json_endpoint(cast, client_for, 
     for method, path, user in endpoints:
         response = clients[user.pk].generic(method, path, body, content_type="application/json")
         error = assert_error_body(response, status)
-        assert "deep" in error["message"] or "NUL" in error["message"] or "NUL" in json.dumps(error), (
+        assert "deep" in error["detail"] or "NUL" in error["detail"] or "NUL" in json.dumps(error), (
             method,
             path,
             error,
@@ -185,7 +188,7 @@ def test_an_unknown_api_path_is_a_json_404(cast, client_for, path):
 )
 def test_a_nul_in_the_path_or_query_is_a_json_400(cast, client_for, method, path):
     error = assert_error_body(client_for(cast.owner).generic(method, path), 400)
-    assert "NUL" in error["message"]
+    assert "NUL" in error["detail"]
 
 
 def test_a_nul_in_a_portal_path_is_a_400(cast):

@@ -51,8 +51,8 @@ OUT_OF_RANGE = [
 def test_an_out_of_range_query_parameter_is_a_400(cast, client_for, tender, user, path, param, value):
     response = client_for(getattr(cast, user)).get(path, {param: value})
     assert response.status_code == 400, response.content
-    error = response.json()["error"]
-    assert error["code"] == "invalid" and param in error["fields"], error
+    error = response.json()
+    assert error["code"] == "invalid" and param in error["errors"], error
 
 
 IN_RANGE = [

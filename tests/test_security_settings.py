@@ -72,9 +72,7 @@ def test_without_https_nothing_redirects(tmp_path):
 
 @pytest.mark.slow
 def test_cache_url_selects_redis_and_a_bad_one_stops_start_up(tmp_path):
-    assert probe(tmp_path, CACHE_URL="redis://127.0.0.1:6379/5")["cache"] == (
-        "django.core.cache.backends.redis.RedisCache"
-    )
+    assert probe(tmp_path, CACHE_URL="redis://127.0.0.1:6379/5")["cache"] == "certification.cache.RedisCache"
     clean = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": str(tmp_path),
@@ -111,7 +109,7 @@ def test_throttle_counters_live_in_redis_when_cache_url_names_it(db, settings, m
 
     settings.CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "certification.cache.RedisCache",
             "LOCATION": os.environ.get("TEST_CACHE_URL", "redis://127.0.0.1:6379/5"),
             "KEY_PREFIX": "limits-test",
         }

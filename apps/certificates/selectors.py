@@ -17,6 +17,34 @@ def certificates_public() -> QuerySet[Certificate]:
     return Certificate.objects.select_related("program", "vendor", "signing_key", "superseded_by")
 
 
+# The columns the public list shows (CertificateListSerializer), its joins' included: the signed payload
+# (about 3 KB a row) and the program's definition (the whole program as JSON, parsed once per row) stay
+# in the database. The list's every ordering (issued_at, valid_until, serial, id) is among them.
+LISTED_COLUMNS = (
+    "serial",
+    "level",
+    "status",
+    "status_reason",
+    "issued_at",
+    "valid_until",
+    "subject_chip_sku",
+    "subject_chip_name",
+    "subject_target_slug",
+    "subject_backend",
+    "program__code",
+    "program__version",
+    "vendor__name",
+    "vendor__slug",
+    "signing_key__key_id",
+    "superseded_by__serial",
+)
+
+
+def certificates_public_listed() -> QuerySet[Certificate]:
+    """certificates_public() reading only the listed columns."""
+    return certificates_public().only(*LISTED_COLUMNS)
+
+
 def certificates_with_retest() -> QuerySet[Certificate]:
     """certificates_public() with `retest_since`: when the re-test under way (a surveillance campaign
     not concluded yet: scheduled, or submitted at once when the target's software stack changed)

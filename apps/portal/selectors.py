@@ -102,7 +102,10 @@ def registry_facets() -> RegistryFacets:
             .order_by("name")
             .values_list("slug", "name")
         ),
-        backends=sorted(set(HardwareTarget.objects.values_list("backend", flat=True).distinct())),
+        # order_by("backend"): the model's ordering (slug) would make DISTINCT one row per target.
+        backends=list(
+            HardwareTarget.objects.order_by("backend").values_list("backend", flat=True).distinct()
+        ),
         programs=sorted({p.code for p in programs}),
         levels=levels,
     )

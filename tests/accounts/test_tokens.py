@@ -28,9 +28,9 @@ def bearer(token: str) -> APIClient:
 
 def error_of(response) -> dict:
     body = response.json()
-    assert set(body) == {"error"}
-    assert body["error"]["status"] == response.status_code
-    return body["error"]
+    assert {"type", "title", "status", "detail", "code"} <= set(body)
+    assert body["status"] == response.status_code
+    return body
 
 
 def test_a_bearer_token_authenticates_its_user(cast):
@@ -100,7 +100,7 @@ def test_creating_a_token_with_bad_input_is_a_400_and_creates_nothing(cast, payl
     client.force_login(cast.owner)
     response = client.post(TOKENS, payload)
     assert response.status_code == 400
-    assert field in error_of(response)["fields"]
+    assert field in error_of(response)["errors"]
     assert ApiToken.objects.count() == 0
 
 

@@ -97,6 +97,6 @@ def certify_then_edit(*, cast, program, client_for) -> Certificate:
     chip, target = vendor_edits(client_for(cast.owner), certificate)
     for response in (chip, target):
         assert response.status_code == 409, response.content
-        assert certificate.serial in response.json()["error"]["message"]
+        assert certificate.serial in response.json()["detail"]
     rows_edited_behind_the_api(certificate)
     return certificate

@@ -103,8 +103,8 @@ def test_approving_a_failed_blocker_over_the_api_is_a_400(cast, evaluated, clien
         f"/api/v1/reviews/{campaign.pk}/approve/", {"reason": "Looks ok."}
     )
     assert response.status_code == 400
-    error = response.json()["error"]
-    assert error["code"] == "invalid" and "B1" in str(error["fields"])
+    error = response.json()
+    assert error["code"] == "invalid" and "B1" in str(error["errors"])
 
 
 def test_a_decision_without_reason_over_the_api_is_a_400(cast, evaluated, client_for):

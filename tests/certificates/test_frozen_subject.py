@@ -42,11 +42,11 @@ def test_vendor_edits_of_certified_fields_are_refused_naming_the_certificate(cas
     chip, target = vendor_edits(client_for(cast.owner), certificate)
     for response in (chip, target):
         assert response.status_code == 409
-        error = response.json()["error"]
+        error = response.json()
         assert error["status"] == 409 and error["code"] == "conflict"
-        assert certificate.serial in error["message"]
-    assert "declared_peak.bf16" in chip.json()["error"]["message"]
-    assert "backend" in target.json()["error"]["message"] and "slug" in target.json()["error"]["message"]
+        assert certificate.serial in error["detail"]
+    assert "declared_peak.bf16" in chip.json()["detail"]
+    assert "backend" in target.json()["detail"] and "slug" in target.json()["detail"]
     row = Chip.objects.get(pk=certificate.chip_id)
     assert (row.sku, row.peak_bf16_tflops, row.data_center) == (SIGNED["sku"], SIGNED["bf16"], True)
     assert HardwareTarget.objects.get(pk=certificate.target_id).backend == "cpu"
@@ -59,7 +59,7 @@ def test_vendor_edits_of_certified_fields_are_refused_naming_the_certificate(cas
 def test_every_signed_chip_declaration_is_locked(cast, program, client_for, body):
     certificate = certify_cpu_target(cast=cast, program=program)
     response = client_for(cast.owner).patch(f"/api/v1/chips/{certificate.chip_id}/", body, format="json")
-    assert response.status_code == 409 and certificate.serial in response.json()["error"]["message"]
+    assert response.status_code == 409 and certificate.serial in response.json()["detail"]
 
 
 def test_a_put_that_repeats_the_certified_values_is_not_a_change(cast, program, client_for):
@@ -143,7 +143,7 @@ def test_nothing_judged_by_an_open_campaign_may_change_until_it_ends(cast, clien
     target = client.patch(f"/api/v1/targets/{campaign.target_id}/", {"driver_version": "1.0"}, format="json")
     for response in (chip, target):
         assert response.status_code == 409
-        assert f"campaign {campaign.pk}" in response.json()["error"]["message"]
+        assert f"campaign {campaign.pk}" in response.json()["detail"]
     review_approve(campaign=campaign, reviewer=cast.reviewer, reason="Evidence complete and verified.")
     campaign.refresh_from_db()
     subject = json.loads(campaign.certificate.payload_json)["subject"]

@@ -55,10 +55,10 @@ def test_contradictory_requirements_answer_400_with_the_reason(cast, client_for,
     )
     response = client_for(cast.buyer).post("/api/v1/tenders/", body, format="json")
     assert response.status_code == 400
-    error = response.json()["error"]
+    error = response.json()
     assert error["code"] == "invalid"
-    assert "contradict" in error["fields"]["requirements"][0]
-    assert "negative" in error["fields"]["scoring"][0]
+    assert "contradict" in error["errors"]["requirements"][0]
+    assert "negative" in error["errors"]["scoring"][0]
 
 
 def test_another_buyers_tender_is_404_a_vendor_403_and_anonymous_401(
@@ -159,7 +159,7 @@ def test_export_control_lists_certified_and_reference_chips_never_other_uncertif
 def test_bad_tenders_are_refused_field_by_field(cast, client_for, program, change, field, message):
     response = client_for(cast.buyer).post("/api/v1/tenders/", {**BODY, **change}, format="json")
     assert response.status_code == 400
-    assert message in " ".join(response.json()["error"]["fields"][field])
+    assert message in " ".join(response.json()["errors"][field])
 
 
 def test_a_reference_is_unique_within_the_organization_and_evaluated_tenders_are_kept(
@@ -168,8 +168,6 @@ def test_a_reference_is_unique_within_the_organization_and_evaluated_tenders_are
     client = client_for(cast.buyer)
     tender_id = client.post("/api/v1/tenders/", BODY, format="json").json()["id"]
     again = client.post("/api/v1/tenders/", BODY, format="json")
-    assert (
-        again.status_code == 400 and "already has a tender" in again.json()["error"]["fields"]["reference"][0]
-    )
+    assert again.status_code == 400 and "already has a tender" in again.json()["errors"]["reference"][0]
     client.post(f"/api/v1/tenders/{tender_id}/evaluate/")
     assert client.delete(f"/api/v1/tenders/{tender_id}/").status_code == 409

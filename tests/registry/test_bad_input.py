@@ -45,16 +45,15 @@ def state(media_root):
 def assert_refused(response, status=400, field=None):
     assert response.status_code == status, response.content
     body = response.json()
-    assert set(body) == {"error"}
-    error = body["error"]
-    assert set(error) >= {"status", "code", "message"}
+    error = body
+    assert set(error) >= {"type", "title", "status", "code", "detail", "instance"}
     assert error["status"] == status
-    assert error["message"]
+    assert error["detail"]
     if status == 400:
         assert error["code"] == "invalid"
-        assert isinstance(error["fields"], dict) and error["fields"]
+        assert isinstance(error["errors"], dict) and error["errors"]
     if field is not None:
-        assert field in error["fields"], error
+        assert field in error["errors"], error
     return error
 
 
@@ -228,7 +227,7 @@ def test_renaming_a_chip_to_a_taken_sku_is_refused(cast, client_for):
 def test_a_body_that_is_not_a_json_object_is_refused_without_a_500(cast, client_for, body, content_type):
     response = client_for(cast.owner).generic("POST", "/api/v1/chips/", body, content_type=content_type)
     assert response.status_code in (400, 415)
-    assert response.json()["error"]["status"] == response.status_code
+    assert response.json()["status"] == response.status_code
     assert Chip.objects.count() == 0
 
 
@@ -336,8 +335,8 @@ def test_a_target_pointing_at_a_foreign_chip_is_refused_on_the_chip_field(cast, 
     missing = client_for(cast.owner).post(
         "/api/v1/targets/", {**valid_target(own_chip), "chip": 999999}, format="json"
     )
-    assert error["fields"]["chip"] == [
-        m.replace("999999", str(foreign_chip.pk)) for m in missing.json()["error"]["fields"]["chip"]
+    assert error["errors"]["chip"] == [
+        m.replace("999999", str(foreign_chip.pk)) for m in missing.json()["errors"]["chip"]
     ]
     assert HardwareTarget.objects.count() == 0
 
@@ -660,7 +659,7 @@ CRAFTED_HEADERS = {
 def test_a_crafted_safetensors_header_is_refused_and_not_stored(cast, client_for, media_root, content):
     before = state(media_root)
     error = assert_refused(upload(client_for(cast.owner), content), field="weights")
-    assert "safetensors" in " ".join(error["fields"]["weights"])
+    assert "safetensors" in " ".join(error["errors"]["weights"])
     assert state(media_root) == before
 
 

@@ -56,7 +56,7 @@ def test_the_authority_filters_across_vendors(cast, client_for, chips):
 def test_bad_filter_values_are_a_clean_4xx(cast, client_for, chips, params):
     response = client_for(cast.owner).get("/api/v1/chips/", params)
     assert response.status_code in (400, 404)
-    assert response.json()["error"]["status"] == response.status_code
+    assert response.json()["status"] == response.status_code
 
 
 @pytest.mark.parametrize("params", [{"data_center": "perhaps"}, {"page_size": "-1"}, {"colour": "red"}])

@@ -38,7 +38,7 @@ def upload(
 
 def refusal(response, field: str) -> str:
     assert response.status_code == 400, response.content
-    fields = response.json()["error"]["fields"]
+    fields = response.json()["errors"]
     assert field in fields, fields
     return " ".join(fields[field]) if isinstance(fields[field], list) else str(fields[field])
 

@@ -70,7 +70,7 @@ def test_client_supplied_hashes_are_ignored(cast, client_for):
         assert response.json()["weights_sha256"] == hashlib.sha256(content).hexdigest()
     else:
         assert response.status_code == 400
-        assert "weights_sha256" in response.json()["error"]["fields"]
+        assert "weights_sha256" in response.json()["errors"]
 
 
 def test_the_same_weights_uploaded_twice_are_stored_once(cast, client_for, media_root):
@@ -117,7 +117,7 @@ def test_a_json_body_on_the_upload_endpoint_is_refused_cleanly(cast, client_for,
         "/api/v1/models/", {"name": "x"}, format="json", HTTP_ACCEPT=accept
     )
     assert response.status_code == 415
-    assert response.json()["error"]["status"] == 415
+    assert response.json()["status"] == 415
 
 
 def test_the_factory_makes_a_real_model_artifact(cast):

@@ -32,7 +32,7 @@ def test_a_vendors_own_slug_twice_is_refused_with_a_message_about_its_own_target
     assert client.post("/api/v1/targets/", target_body(chip), format="json").status_code == 201
     response = client.post("/api/v1/targets/", target_body(chip), format="json")
     assert response.status_code == 400
-    assert response.json()["error"]["fields"]["slug"] == [
+    assert response.json()["errors"]["slug"] == [
         "Your organization already has a hardware target with this slug."
     ]
     assert HardwareTarget.objects.count() == 1
@@ -64,7 +64,7 @@ def test_the_authority_binds_runners_to_targets_by_vendor_and_slug(cast, client_
     body = {"name": "runner-1", "public_key": ed25519_public_pem(), "targets": ["twin"]}
     ambiguous = client.post("/api/v1/runners/", body, format="json")
     assert ambiguous.status_code == 400
-    assert "acme/twin or borealis/twin" in str(ambiguous.json()["error"]["fields"]["targets"])
+    assert "acme/twin or borealis/twin" in str(ambiguous.json()["errors"]["targets"])
     created = client.post("/api/v1/runners/", {**body, "targets": ["acme/twin"]}, format="json")
     assert created.status_code == 201, created.content
     assert created.json()["targets"] == ["acme/twin"]
@@ -91,7 +91,5 @@ def test_another_vendors_sku_is_its_own_product_and_the_conflict_speaks_only_of_
     for sku in ("X-1", "x-1"):
         again = client.post("/api/v1/chips/", {**body, "sku": sku}, format="json")
         assert again.status_code == 400, sku
-        assert again.json()["error"]["fields"]["sku"] == [
-            "Your organization already has a chip with this SKU."
-        ]
+        assert again.json()["errors"]["sku"] == ["Your organization already has a chip with this SKU."]
     assert Chip.objects.filter(vendor=cast.vendor).count() == 1

@@ -29,8 +29,8 @@ def test_900000_bf16_tflops_on_600_mm2_and_500_w_is_refused_naming_the_field_and
         "/api/v1/chips/", {**CHIP, "declared_peak": {"bf16": 900_000, "fp32": 60}}, format="json"
     )
     assert response.status_code == 400, response.content
-    error = response.json()["error"]
-    problems = error["fields"]["declared_peak"]
+    error = response.json()
+    problems = error["errors"]["declared_peak"]
     # Both bases are exceeded; each sentence names the precision, the bound and the best known part.
     assert len(problems) == 2 and all(p.startswith("bf16: 900000 on ") for p in problems)
     per_mm2 = best_known()["per_mm2"]["bf16"]
@@ -55,7 +55,7 @@ def test_the_per_watt_bound_applies_where_no_die_area_is_published(cast, client_
     body = {**CHIP, "die_area_mm2": None, "declared_peak": {"int8": 100_000}}
     response = client_for(cast.owner).post("/api/v1/chips/", body, format="json")
     assert response.status_code == 400
-    (problem,) = response.json()["error"]["fields"]["declared_peak"]
+    (problem,) = response.json()["errors"]["declared_peak"]
     assert problem.startswith("int8: 100000 on 500 W")
 
 
@@ -74,11 +74,11 @@ def test_an_edit_to_an_implausible_peak_is_refused_and_changes_nothing(cast, cli
         f"/api/v1/chips/{chip.pk}/", {"declared_peak": {"bf16": 900_000}}, format="json"
     )
     assert response.status_code == 400
-    assert "bf16" in response.json()["error"]["fields"]["declared_peak"][0]
+    assert "bf16" in response.json()["errors"]["declared_peak"][0]
     assert Chip.objects.filter(pk=chip.pk).values().get() == before
     # Shrinking the die under an honest peak is refused the same way.
     response = client_for(cast.owner).patch(f"/api/v1/chips/{chip.pk}/", {"die_area_mm2": 10}, format="json")
-    assert response.status_code == 400 and "declared_peak" in response.json()["error"]["fields"]
+    assert response.status_code == 400 and "declared_peak" in response.json()["errors"]
 
 
 @pytest.mark.parametrize("key", ["fp32", "tf32", "bf16", "fp16", "fp8", "int8"])

@@ -81,7 +81,7 @@ def test_a_campaign_for_a_foreign_target_is_a_404(cpu_world, client_for):
 def test_bad_submissions_are_400_with_the_field_named(cpu_world, client_for, overrides, field):
     response = submit(client_for(cpu_world.engineer), **overrides)
     assert response.status_code == 400, response.json()
-    assert field in response.json()["error"]["fields"]
+    assert field in response.json()["errors"]
     assert Campaign.objects.count() == 0 and Job.objects.count() == 0
 
 
@@ -89,7 +89,7 @@ def test_a_foreign_model_cannot_be_used(cpu_world, client_for):
     foreign_model = ModelArtifactFactory(owner=cpu_world.foreign_engineer.membership.organization)
     response = submit(client_for(cpu_world.engineer), models=[foreign_model.pk])
     assert response.status_code == 400
-    assert "models" in response.json()["error"]["fields"]
+    assert "models" in response.json()["errors"]
 
 
 @pytest.mark.parametrize("who, status", [("reviewer", 403), ("foreign_engineer", 404)])

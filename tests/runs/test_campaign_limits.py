@@ -20,9 +20,9 @@ def test_thirty_campaigns_on_one_target_stop_at_the_cap_with_409(cpu_world, clie
     client = client_for(cpu_world.engineer)
     statuses = [submit(client).status_code for _ in range(30)]
     assert statuses == [201] * 3 + [409] * 27
-    error = submit(client).json()["error"]
+    error = submit(client).json()
     assert (error["status"], error["code"]) == (409, "conflict")
-    assert "3 open campaign" in error["message"]
+    assert "3 open campaign" in error["detail"]
     assert Campaign.objects.filter(target=cpu_world.target).count() == 3, "nothing half-saved"
 
 

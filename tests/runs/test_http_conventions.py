@@ -48,7 +48,7 @@ def test_the_same_idempotency_key_and_body_answer_the_same_campaign(cpu_world, c
     assert again.json()["id"] == first.json()["id"] and again["Idempotent-Replayed"] == "true"
     assert Campaign.objects.count() == 1
     other_body = submit(client, key="retry-42", level="standard")
-    assert other_body.status_code == 409 and other_body.json()["error"]["code"] == "conflict"
+    assert other_body.status_code == 409 and other_body.json()["code"] == "conflict"
     assert submit(client, key="retry-43").json()["id"] != first.json()["id"]  # another key: another one
     assert submit(client, key="x" * 300).status_code == 400
 
@@ -72,7 +72,7 @@ def test_details_carry_an_etag_and_answer_304_and_412(cpu_world, client_for):
     assert etag.startswith('"') and client.get(url, HTTP_IF_NONE_MATCH=etag).status_code == 304
     stale = '"0123456789abcdef"'
     refused = client.patch(url, {"name": "Renamed"}, format="json", HTTP_IF_MATCH=stale)
-    assert refused.status_code == 412 and refused.json()["error"]["code"] == "precondition_failed"
+    assert refused.status_code == 412 and refused.json()["code"] == "precondition_failed"
     assert refused["ETag"] == etag
     assert client.get(url).json()["name"] == "Acme One"  # nothing changed
     changed = client.patch(url, {"name": "Renamed"}, format="json", HTTP_IF_MATCH=etag)
@@ -88,20 +88,22 @@ def schema(client, db):
 
 
 def test_every_operation_is_tagged_summarised_and_documents_its_errors(schema):
-    assert "ErrorBody" in schema["components"]["schemas"]
+    problem = schema["components"]["schemas"]["Problem"]
+    assert {"type", "title", "status", "detail", "instance", "code", "errors"} <= set(problem["properties"])
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
             assert operation["tags"] and operation.get("summary"), (method, path)
             codes = set(operation["responses"])
-            assert {"400", "429"} <= codes, (method, path)
+            assert {"400", "429", "500"} <= codes, (method, path)
             if "{" in path:
                 assert "404" in codes, (method, path)
             if method in {"put", "patch", "delete"}:
                 assert {"409", "412"} <= codes, (method, path)
     certificates = schema["paths"]["/api/v1/certificates/{serial}/"]["get"]
     assert certificates["tags"] == ["certificates"]
-    error = certificates["responses"]["404"]["content"]["application/json"]["schema"]
-    assert error == {"$ref": "#/components/schemas/ErrorBody"}
+    content = certificates["responses"]["404"]["content"]
+    assert set(content) == {"application/problem+json", "application/json"}
+    assert all(media["schema"] == {"$ref": "#/components/schemas/Problem"} for media in content.values())
 
 
 def test_the_schema_is_served_from_cache(client, db):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -12,6 +13,45 @@ from apps.certificates import selectors
 from apps.certificates.judge import required_approvals
 from apps.certificates.models import Certificate, CriterionResult, Review, SigningKey
 from apps.runs.models import Campaign
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+class CertificateRows(serializers.ListSerializer[Certificate]):
+    """A page of CertificateListSerializer rows, built straight from the attributes: the same dicts the
+    per-field machinery gives (a test compares them), at a fraction of its cost per row, which was most
+    of an uncached list request's time."""
+
+    def to_representation(self, data: Any) -> list[dict[str, Any]]:
+        stamp = serializers.DateTimeField().to_representation  # ISO 8601, the current zone, "Z" for UTC
+        rows = []
+        for certificate in data.all() if hasattr(data, "all") else data:
+            program, vendor, superseded = certificate.program, certificate.vendor, certificate.superseded_by
+            rows.append(
+                {
+                    "serial": _text(certificate.serial),
+                    "program": _text(program.code),
+                    "version": _text(program.version),
+                    "level": _text(certificate.level),
+                    "vendor": _text(vendor.name),
+                    "vendor_slug": _text(vendor.slug),
+                    "chip_sku": _text(certificate.subject_chip_sku),
+                    "chip_name": _text(certificate.subject_chip_name),
+                    "target": _text(certificate.subject_target_slug),
+                    "backend": _text(certificate.subject_backend),
+                    "status": _text(certificate.status),
+                    "status_reason": _text(certificate.status_reason),
+                    "issued_at": None if certificate.issued_at is None else stamp(certificate.issued_at),
+                    "valid_until": None
+                    if certificate.valid_until is None
+                    else stamp(certificate.valid_until),
+                    "key_id": _text(certificate.signing_key.key_id),
+                    "superseded_by": None if superseded is None else _text(superseded.serial),
+                }
+            )
+        return rows
 
 
 class CertificateListSerializer(serializers.ModelSerializer):
@@ -48,6 +88,7 @@ class CertificateListSerializer(serializers.ModelSerializer):
             "key_id",
             "superseded_by",
         ]
+        list_serializer_class: type[serializers.ListSerializer[Any]] = CertificateRows
 
 
 class CertificateDetailSerializer(CertificateListSerializer):
@@ -64,6 +105,7 @@ class CertificateDetailSerializer(CertificateListSerializer):
             "signature",
             "certificate",
         ]
+        list_serializer_class = serializers.ListSerializer  # its own fields, through the field machinery
 
     def get_certificate(self, obj: Certificate) -> dict:
         return json.loads(obj.payload_json)

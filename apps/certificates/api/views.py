@@ -48,11 +48,9 @@ from apps.certificates.models import Certificate
 from apps.certificates.oscal import campaign_assessment_results
 from apps.certificates.public_reads import cached_public_response
 from apps.runs.models import Campaign
+from certification.problems import problem_response
 
 STATUS_ACTIONS = {"suspend", "reinstate", "revoke"}
-# Columns the public list never shows (the signed payload is about 3 KB a row), also of the superseding
-# certificate it joins for its serial.
-LIST_DEFERRED = ("payload_json", "signature", "payload_sha256")
 
 
 class SigningUnavailable(APIException):
@@ -95,9 +93,7 @@ class CertificateViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self) -> QuerySet[Certificate]:
         if self.action == "list":
             # The listed columns only: the signed payload (about 3 KB a row) is for detail and download.
-            return selectors.certificates_public().defer(
-                *LIST_DEFERRED, *(f"superseded_by__{name}" for name in LIST_DEFERRED)
-            )
+            return selectors.certificates_public_listed()
         return selectors.certificates_with_retest()
 
     def list(self, request, *args, **kwargs):
@@ -282,9 +278,6 @@ def did_web_document(request: HttpRequest) -> HttpResponse:
 def credential_status_list(request: HttpRequest, purpose: str) -> HttpResponse:
     """A BitstringStatusListCredential (revocation or suspension), as of this request."""
     if purpose not in STATUS_PURPOSES:
-        return JsonResponse(
-            {"error": {"status": 404, "code": "not_found", "message": f"No status list {purpose!r}."}},
-            status=404,
-        )
+        return problem_response(request, 404, f"No status list {purpose!r}.", code="not_found")
     credential = status_list_credential(purpose=purpose, base_url=public_base_url(request))
     return _public_json(credential, media_type=CREDENTIAL_MEDIA_TYPE)

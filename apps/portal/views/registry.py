@@ -19,6 +19,7 @@ from django.views.decorators.http import require_GET, require_POST
 from apps.accounts.selectors import membership_of
 from apps.certificates.filters import CertificateFilter
 from apps.certificates.models import Certificate, CertificateStatus
+from apps.certificates.public_reads import anonymous_page_cached
 from apps.certificates.selectors import certificate_by_serial
 from apps.certificates.services import (
     certificate_check,
@@ -41,10 +42,10 @@ PAGE_SIZE = 50
 COMPARE_MIN, COMPARE_MAX = 2, 4
 
 
-# Not served from the public reads' cache: the page carries the language switcher's CSRF token, which
-# is each visitor's own (a cached body would hand one visitor's token to the next, whose switch then
-# fails), and it is rendered in the visitor's language and time zone.
+# Anonymous visitors without a session get it from the public reads' cache, per language and zone; the
+# language switcher's CSRF token is each visitor's own and is put into the shared body per answer.
 @require_GET
+@anonymous_page_cached
 def registry(request: HttpRequest) -> HttpResponse:
     filterset = CertificateFilter(request.GET, queryset=registry_certificates())
     if filterset.is_valid():
