@@ -11,8 +11,12 @@ from runners.catalog import (
     convolution,
     elementwise,
     indexing,
+    latent_attention,
     linear_algebra,
+    moe,
+    multi_token_prediction,
     normalization,
+    paged_attention,
     reductions,
 )
 from runners.catalog.base import (
@@ -88,7 +92,19 @@ def kernel_family(name: str) -> str | None:
     return FAMILIES.get(name)
 
 
-for _module in (linear_algebra, convolution, attention, normalization, elementwise, reductions, indexing):
+for _module in (
+    linear_algebra,
+    convolution,
+    attention,
+    normalization,
+    elementwise,
+    reductions,
+    indexing,
+    moe,
+    paged_attention,
+    latent_attention,
+    multi_token_prediction,
+):
     for _kernel in _module.KERNELS:
         register(_kernel)
         FAMILIES[_kernel.name] = _module.__name__.rsplit(".", 1)[-1]
