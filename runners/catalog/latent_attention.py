@@ -47,6 +47,10 @@ ROPE_THETA = 10000.0  # DeepSeek-V3 rope_theta
 MLA_EPS = 1e-6  # DeepSeek-V3 rms_norm_eps
 # A float32 exp, sqrt or cos/sin product is within 4 ulps (as runners/catalog/moe.py).
 FLOAT32_ULPS = 4
+# Higham & Mary, "A new approach to probabilistic rounding error analysis", SIAM J. Sci. Comput. 41(5),
+# 2019: the sum of n mean-independent roundings |e_i| <= u of terms t_i stays within lambda u ||t||_2
+# except with probability 2 exp(-lambda^2 / 2) (Hoeffding); lambda = 8 gives 2.5e-14 per element.
+PROBABILISTIC_LAMBDA = 8.0
 
 
 def rotate_interleaved(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -244,9 +248,9 @@ def mla_bound(inputs: Inputs, dtype: str) -> torch.Tensor:
     magnitudes (|q_nope||W_uk|).|c_j| + |rot q_pe|.|k_pe_j|; the roundings of q_lat and k_nope,
     u (|q_lat|.|c_j| + |q_nope|.|k_nope_j|), of the rotated query, 2u |rot q_pe|.|k_pe_j|, and of
     the partial and total scores, 3u (|s_nope| + |s_rope|). A logit error d moves the softmax-weighted
-    sum by at most d max_j |v_j| to first order (doubled here for e^(2d) at the dtype's d). The values
-    or the latent sum add (2 gamma_r(u32) + u (P) + gamma_L(u32) + (L + 8) u32 (softmax)) sum_j P_j
-    |c_j||W_uv| + u sum_j P_j |v_j| (v rounded) + u |sum_j P_j c_j||W_uv| (the latent rounded)."""
+    sum by sum_j P_j (d_j + sum_i P_i d_i) |v_j - out| to first order (x (e^(2d) - 1) / 2d for the rest). The values
+    or the latent sum add (2 gamma_r(u32) + gamma_L(u32) + (L + 8) u32 (softmax)) sum_j P_j |c_j||W_uv|
+    + 2u sum_j P_j |v_j| (P rounded; v rounded) + u |sum_j P_j c_j||W_uv| (the latent rounded)."""
     u = unit_roundoff(dtype)
     w_uk, w_uv = _split_wkv_b(inputs)
     c_kv, k_pe = inputs["c_kv"], inputs["k_pe"]
@@ -264,8 +268,18 @@ def mla_bound(inputs: Inputs, dtype: str) -> torch.Tensor:
     chained = torch.einsum("bshd,hdc->bshc", inputs["q_nope"].abs(), w_uk.abs())
     m_chain = torch.einsum("bshc,btc->bsht", chained, c_abs)
     m_rope = torch.einsum("bshr,btr->bsht", _rotation_magnitude(inputs["q_pe"], cos, sin), k_pe_abs)
-    m_round = torch.einsum("bshc,btc->bsht", q_lat.abs(), c_abs)
-    m_round = m_round + torch.einsum("bshd,bthd->bsht", inputs["q_nope"].abs(), k_nope.abs())
+    # The roundings of q_lat (absorbed) and k_nope (naive) to the dtype, summed over r and dn terms:
+    # the worst case u sum|a_i b_i|, or Higham & Mary's probabilistic bound lambda u ||a * b||_2
+    # (rounding errors mean-independent; Hoeffding: exceeded with probability <= 2 exp(-lambda^2 / 2),
+    # 2.5e-14 at lambda = 8), whichever is smaller.
+    m_round = torch.minimum(
+        torch.einsum("bshc,btc->bsht", q_lat.abs(), c_abs),
+        PROBABILISTIC_LAMBDA * torch.einsum("bshc,btc->bsht", q_lat**2, c_abs**2).sqrt(),
+    )
+    m_round = m_round + torch.minimum(
+        torch.einsum("bshd,bthd->bsht", inputs["q_nope"].abs(), k_nope.abs()),
+        PROBABILISTIC_LAMBDA * torch.einsum("bshd,bthd->bsht", inputs["q_nope"] ** 2, k_nope**2).sqrt(),
+    )
     accumulate = gamma(nope + rank + rope, U32) + gamma(nope + rank + rope, U64)
     logit_error = inputs["scale"] * (
         (accumulate + FLOAT32_ULPS * U32) * (m_chain + m_rope)
@@ -274,21 +288,34 @@ def mla_bound(inputs: Inputs, dtype: str) -> torch.Tensor:
         + 3 * u * (s_nope.abs() + s_rope.abs())
     )
     mask = allowed[:, :, None, :]
-    logit_error = logit_error.masked_fill(~mask, 0.0).amax(dim=-1, keepdim=True)
+    logit_error = logit_error.masked_fill(~mask, 0.0)
     values = torch.einsum("btc,hdc->bthd", c_kv, w_uv)
-    value_max = values.abs().amax(dim=1)[:, None]  # (B, 1, H, dv)
     probabilities = torch.softmax(
         ((s_nope + s_rope) * inputs["scale"]).masked_fill(~mask, float("-inf")), dim=-1
     )
     probabilities = torch.where(
         mask.any(dim=-1, keepdim=True), probabilities, torch.zeros_like(probabilities)
     )
+    out = torch.einsum("bsht,bthd->bshd", probabilities, values)
+    # delta out = sum_j P_j (d_j - sum_i P_i d_i)(v_j - out) to first order: bounded by
+    # sum_j P_j (d_j + mean d) |v_j - out|, scaled by (e^(2d) - 1) / 2d >= 1 (d the row's largest
+    # logit error: a weight moves by at most e^(2d) - 1 of itself) for what the first order leaves out.
+    spread = (values.permute(0, 2, 1, 3)[:, None] - out[:, :, :, None, :]).abs()  # (B, S, H, L, dv)
+    weighted_error = probabilities * logit_error
+    mean_error = weighted_error.sum(dim=-1, keepdim=True)
+    logit_bound = torch.einsum("bsht,bshtd->bshd", weighted_error + probabilities * mean_error, spread)
+    largest = 2 * logit_error.amax(dim=-1, keepdim=True)
+    logit_bound = logit_bound * torch.where(
+        largest > 0, torch.expm1(largest) / largest.clamp_min(1e-300), 1.0
+    )
     chained_values = torch.einsum("bsht,btc->bshc", probabilities, c_abs)
     chained_values = torch.einsum("bshc,hdc->bshd", chained_values, w_uv.abs())
     latent = torch.einsum("bsht,btc->bshc", probabilities, c_kv).abs()
-    factor = 2 * (gamma(rank, U32) + gamma(rank, U64)) + u + gamma(keys, U32) + (keys + 8) * U32
-    bound = 2 * logit_error * value_max + factor * chained_values
-    bound = bound + u * torch.einsum("bsht,bthd->bshd", probabilities, values.abs())
+    factor = 2 * (gamma(rank, U32) + gamma(rank, U64)) + gamma(keys, U32) + (keys + 8) * U32
+    bound = logit_bound + factor * chained_values
+    # P_j rounded (|e_j| <= u) moves the output by sum_j e_j P_j v_j in either form (the latent's
+    # W_uv product of sum_j e_j P_j c_j is exactly that): u sum_j P_j |v_j|; so does v rounded (naive).
+    bound = bound + 2 * u * torch.einsum("bsht,bthd->bshd", probabilities, values.abs())
     return bound + u * torch.einsum("bshc,hdc->bshd", latent, w_uv.abs())
 
 
@@ -300,7 +327,8 @@ def _mla_tolerance(case: Case, dtype: str, form: str) -> Tolerance:
         f"first-order componentwise bound of MLA ({form}) with float32 accumulation and intermediates "
         f"rounded to {dtype} (u = 2^-{round(-math.log2(u))}): per logit, float32 accumulation on "
         f"|q_nope||W_uk||c| + |rot q_pe||k_pe|, u on the rounded q_lat / k_nope products, 3u on the "
-        f"partial scores; a logit error d moves the output by <= 2 d max|v|; values, latent sum, P and "
+        f"partial scores (q_lat / k_nope roundings: the smaller of the worst case and Higham & Mary 2019's "
+        f"probabilistic bound at lambda = 8); a logit error d moves the output by <= 2 d max|v|; values, latent sum, P and "
         f"W_uv add their roundings (runners/catalog/latent_attention.py, mla_bound); + 2u/(1 - u)|ref|: {HIGHAM}, s2.2, "
         "s3.1, s3.5; softmax perturbation as in runners/catalog/attention.py",
     )

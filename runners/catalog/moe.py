@@ -435,21 +435,26 @@ def _expert_error(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """First-order componentwise error bound of one SwiGLU expert computed with float32 accumulation
     and every intermediate rounded to a format of unit roundoff u (gate/up, their product, the output),
-    and the magnitude |output| it applies to. Float64 inputs; Higham 2002 s3.5 for each GEMM, s2.2 for
-    each rounding, silu's Lipschitz constant 1.1 for the propagated gate error."""
+    and |output| + that bound. Float64 inputs. Each GEMM accumulates within gamma_k(u32) |A||B| (Higham
+    2002 s3.5) and is rounded once, u |exact| (s2.2); silu's Lipschitz constant 1.1 carries the gate's
+    error, a 4-ulp float32 silu and its rounding add (8 u32 + u) |silu(gate)|; the down projection
+    carries the hidden errors through |W2|."""
     hidden, inter = x.shape[-1], w2.shape[-1]
     exact_gate, exact_up = (x @ w13.t()).chunk(2, dim=-1)
     mag_gate, mag_up = (x.abs() @ w13.abs().t()).chunk(2, dim=-1)
-    gemm = gamma(hidden, U32) + gamma(hidden, 2.0**-53) + u
-    err_gate, err_up = gemm * mag_gate, gemm * mag_up
-    silu = F.silu(exact_gate).abs()
+    accumulate = gamma(hidden, U32) + gamma(hidden, 2.0**-53)
+    err_gate = accumulate * mag_gate + u * exact_gate.abs()
+    err_up = accumulate * mag_up + u * exact_up.abs()
+    silu, up = F.silu(exact_gate).abs(), exact_up.abs()
     silu_eval = FLOAT32_TRANSCENDENTAL_ULPS * 2 * U32 + u  # float32 silu, rounded
-    err_h = SILU_LIPSCHITZ * err_gate * (exact_up.abs() + err_up) + silu * err_up
-    err_h = err_h + (silu_eval + u) * silu * exact_up.abs()
-    mag_h = silu * exact_up.abs() + err_h
-    down = gamma(inter, U32) + gamma(inter, 2.0**-53) + u
-    err_out = err_h @ w2.abs().t() + down * (mag_h @ w2.abs().t())
-    return err_out, mag_h @ w2.abs().t()
+    err_h = SILU_LIPSCHITZ * err_gate * (up + err_up) + silu * err_up + (silu_eval + u) * silu * up
+    hidden_abs = silu * up + err_h
+    out = (F.silu(exact_gate) * exact_up) @ w2.t()
+    err_out = err_h @ w2.abs().t() + (gamma(inter, U32) + gamma(inter, 2.0**-53)) * (
+        hidden_abs @ w2.abs().t()
+    )
+    err_out = err_out + u * out.abs()
+    return err_out, out.abs()
 
 
 class MoeExpertsKernel(Kernel):
