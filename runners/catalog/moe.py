@@ -151,10 +151,10 @@ class MoeGatingKernel(Kernel):
             {"T": Span(32, 128), "E": 8, "k": 2, "groups": 1, "topk_groups": 1},
             options={"score": "softmax", "bias": False, "normalize": True, "scale": 1.0},
         ),
-        # Decode: one token, the V3 router.
+        # Decode: one new token per sequence of a small batch, the V3 router.
         Case(
-            "deepseek_v3_decode_one_token",
-            {"T": 1, "E": 256, "k": 8, "groups": 8, "topk_groups": 4},
+            "deepseek_v3_decode_batch",
+            {"T": Span(1, 8), "E": 256, "k": 8, "groups": 8, "topk_groups": 4},
             options={"score": "sigmoid", "bias": True, "normalize": True, "scale": 2.5},
         ),
         # Equal logits inside the chosen set and inside the dropped set (never across the boundary):

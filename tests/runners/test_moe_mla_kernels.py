@@ -300,7 +300,7 @@ def test_selection_is_exact_a_router_computed_in_bfloat16_may_differ_but_a_float
 
 
 REVEAL_CASES = [
-    "deepseek_v3_decode_one_token",
+    "deepseek_v3_decode_batch",
     "all_equal_scores_no_bias",
     "odd_sizes",
     "no_tokens",
