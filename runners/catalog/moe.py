@@ -22,6 +22,7 @@ for each expert of that token, any weight between 0 and the tied weight.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -93,7 +94,7 @@ def route(
     return indices, weights * scale
 
 
-def _routing_options(inputs: Inputs) -> dict[str, object]:
+def _routing_options(inputs: Inputs) -> dict[str, Any]:
     return {key: inputs[key] for key in ("score", "k", "groups", "topk_groups", "normalize", "scale")}
 
 
