@@ -190,6 +190,19 @@ class DecodeAbsorbingRopeIntoTheLatent(MlaDecodeKernel):
         return mla_absorbed(no_rope)
 
 
+class DecodeAbsorbingTheWrongHalfOfWkvB(MlaDecodeKernel):
+    """Absorbs wkv_b split as [W_uv ; W_uk] instead of [W_uk ; W_uv] (the two halves swapped per head)."""
+
+    name = "broken_mla_decode_wrong_absorbed_half"
+
+    def run(self, inputs):
+        heads, rank = inputs["heads"], inputs["c_kv"].shape[-1]
+        per_head = inputs["wkv_b"].view(heads, -1, rank)
+        nope = inputs["q_nope"].shape[-1]
+        swapped = torch.cat((per_head[:, nope:], per_head[:, :nope]), dim=1).reshape(-1, rank)
+        return mla_absorbed({**inputs, "wkv_b": swapped})
+
+
 class KvWriteOneSlotLate(PagedKvWriteKernel):
     name = "broken_paged_kv_write_off_by_one"
 
@@ -235,6 +248,7 @@ FAULTS = [
     (CompressWithRotateHalfRope, ["deepseek_v3_rank512_rope64", "odd_tokens_and_hidden"]),
     (PrefillWithoutQueryRope, ["deepseek_v3_chunk_over_prefix", "padded_batch_causal"]),
     (DecodeAbsorbingRopeIntoTheLatent, ["deepseek_v3_batch", "varying_lengths_nan_padding"]),
+    (DecodeAbsorbingTheWrongHalfOfWkvB, ["deepseek_v3_batch", "two_token_verify"]),
     (KvWriteOneSlotLate, ["llama_batch_block16", "new_page_opened"]),
     (PagedDecodeBlockTableOffByOne, ["llama_gqa_block16_varying_lengths", "odd_block_and_dims"]),
     (MtpWiredToTheNextHiddenState, ["deepseek_v3_prefill", "decode_two_positions"]),
