@@ -348,19 +348,19 @@ class MoeGroupedGemmKernel(Kernel):
         # DeepSeek-V3 gate/up projection shape (hidden 7168 -> 2x2048), trimmed: 256 experts' loads.
         Case(
             "deepseek_v3_up_proj_uneven",
-            {"M": Span(192, 320), "E": Span(16, 32, 8), "K": Span(384, 640, 128), "N": Span(128, 256, 64)},
+            {"M": Span(128, 256), "E": Span(12, 24, 4), "K": Span(256, 512, 128), "N": Span(128, 192, 64)},
             options={"zero_share": 0.25},
         ),
         # Down projection: K is the expert intermediate (V2-Lite 1408, trimmed).
         Case(
             "deepseek_v2_lite_down_proj",
-            {"M": Span(96, 192), "E": Span(8, 16, 4), "K": Span(256, 512, 128), "N": Span(192, 384, 64)},
+            {"M": Span(64, 160), "E": Span(8, 16, 4), "K": Span(256, 384, 128), "N": Span(128, 256, 64)},
             options={"zero_share": 0.1},
         ),
         # Decode: 8 rows (one token's top-8) across many experts, most of them idle.
         Case(
             "decode_most_experts_idle",
-            {"M": 8, "E": 64, "K": Span(256, 512, 128), "N": Span(128, 256, 64)},
+            {"M": 8, "E": 32, "K": Span(256, 512, 128), "N": Span(128, 192, 64)},
             options={"zero_share": 0.8},
         ),
         Case(
@@ -473,10 +473,10 @@ class MoeExpertsKernel(Kernel):
         Case(
             "deepseek_v3_top8_shared",
             {
-                "T": Span(24, 48),
-                "E": Span(16, 32, 8),
+                "T": Span(16, 32),
+                "E": Span(12, 24, 4),
                 "k": 8,
-                "H": Span(256, 384, 128),
+                "H": Span(192, 320, 64),
                 "I": Span(64, 128, 64),
                 "shared": 1,
             },
@@ -485,10 +485,10 @@ class MoeExpertsKernel(Kernel):
         Case(
             "deepseek_v2_lite_top6_two_shared",
             {
-                "T": Span(24, 48),
-                "E": 16,
+                "T": Span(16, 32),
+                "E": 12,
                 "k": 6,
-                "H": Span(256, 384, 128),
+                "H": Span(192, 320, 64),
                 "I": Span(64, 128, 64),
                 "shared": 2,
             },
@@ -497,13 +497,13 @@ class MoeExpertsKernel(Kernel):
         # One decode token: k experts busy, every other expert idle.
         Case(
             "decode_one_token",
-            {"T": 1, "E": 32, "k": 8, "H": Span(256, 512, 128), "I": Span(64, 128, 64), "shared": 1},
+            {"T": 1, "E": 24, "k": 8, "H": Span(256, 512, 128), "I": Span(64, 128, 64), "shared": 1},
             options={"hot": 1.0},
         ),
         # Every token routed to the same few experts: most experts get zero tokens.
         Case(
             "skewed_most_experts_idle",
-            {"T": Span(32, 64), "E": 32, "k": 4, "H": 256, "I": 64, "shared": 1},
+            {"T": Span(24, 48), "E": 24, "k": 4, "H": Span(128, 256, 64), "I": 64, "shared": 1},
             options={"hot": 0.0},
         ),
         Case(
