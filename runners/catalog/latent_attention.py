@@ -403,13 +403,13 @@ class MlaPrefillKernel(_MlaKernel):
     cases = (
         Case(
             "deepseek_v3_causal",
-            {"B": 1, "S": Span(48, 96), "L": Derived("S"), "H": Span(2, 4), **_V3},
+            {"B": 1, "S": Span(32, 72), "L": Derived("S"), "H": Span(2, 4), **_V3},
             options={"causal": True},
         ),
         # Chunked prefill: the newest S tokens over a longer cached prefix.
         Case(
             "deepseek_v3_chunk_over_prefix",
-            {"B": 1, "S": Span(16, 32), "L": Span(96, 160), "H": Span(2, 4), **_V3},
+            {"B": 1, "S": Span(12, 24), "L": Span(64, 128), "H": Span(2, 4), **_V3},
             options={"causal": True},
         ),
         # A padded batch: each sequence its own length, NaN in the padding, padding rows give zeros.
@@ -483,8 +483,8 @@ class MlaDecodeKernel(_MlaKernel):
     description = "multi-head latent attention, decode: absorbed W_uk / W_uv over the compressed cache, decoupled RoPE key, varying lengths"
     absorbed = True
     cases = (
-        Case("deepseek_v3_batch", {"B": Span(2, 4), "S": 1, "L": Span(96, 192), "H": Span(4, 8), **_V3}),
-        Case("deepseek_v2_lite_16_heads", {"B": 1, "S": 1, "L": Span(128, 256), "H": 16, **_V3}),
+        Case("deepseek_v3_batch", {"B": Span(2, 4), "S": 1, "L": Span(64, 160), "H": Span(3, 6), **_V3}),
+        Case("deepseek_v2_lite_16_heads", {"B": 1, "S": 1, "L": Span(64, 160), "H": 16, **_V3}),
         Case(
             "long_context",
             {"B": 1, "S": 1, "L": Span(1664, 2176), "H": 2, **_V3},
