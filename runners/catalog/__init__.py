@@ -11,8 +11,12 @@ from runners.catalog import (
     convolution,
     elementwise,
     indexing,
+    latent_attention,
     linear_algebra,
+    moe,
+    multi_token_prediction,
     normalization,
+    paged_attention,
     quantized,
     reductions,
 )
@@ -98,6 +102,10 @@ for _module in (
     reductions,
     indexing,
     quantized,
+    moe,
+    paged_attention,
+    latent_attention,
+    multi_token_prediction,
 ):
     for _kernel in _module.KERNELS:
         register(_kernel)

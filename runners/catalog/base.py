@@ -28,6 +28,8 @@ EDGE_CASES: dict[str, str] = {
     "non_contiguous": "transposed or strided views must give the same numbers",
     "odd_size": "sizes that are not multiples of any vector width or tile",
     "empty": "zero-sized dimensions must give correctly shaped empty outputs",
+    "ties": "equal scores inside a top-k selection must get equal weights and leave the selection unchanged",
+    "all_equal": "all scores equal: the bias alone decides, or (no bias) any k experts with the tied weight",
 }
 
 FLOAT_DTYPES = ("float32", "bfloat16", "float16")
