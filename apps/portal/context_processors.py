@@ -33,6 +33,7 @@ VENDOR = [
     (_("Models"), "/models/"),
     (_("Registry"), "/registry/"),
     (_("API tokens"), "/tokens/"),
+    (_("Webhooks"), "/webhooks/"),
 ]
 # The procurement pages (issue 8) live under /procurement/; the buyers' nav keeps their slot.
 BUYER = [

@@ -16,6 +16,8 @@ from django.forms.models import fields_for_model
 from django.utils.translation import gettext_lazy as _
 
 from apps.accounts.models import Membership
+from apps.notifications.models import EventType
+from apps.notifications.services import SUBSCRIBABLE
 from apps.registry.models import PEAK_FIELDS, Chip, HardwareTarget, ModelArtifact
 from apps.registry.selectors import chips_visible_to
 from apps.registry.services import CHIP_FIELDS, TARGET_FIELDS
@@ -235,4 +237,23 @@ class TokenCreateForm(forms.Form):
         required=False,
         label=_("Lifetime (days)"),
         help_text=_("Blank: the platform's default lifetime."),
+    )
+
+
+class WebhookEndpointForm(forms.Form):
+    """An HTTPS receiver of the organization's events, signed per Standard Webhooks."""
+
+    url = forms.URLField(
+        max_length=500,
+        assume_scheme="https",
+        label=_("URL"),
+        help_text=_("An https:// address that accepts a POST of JSON."),
+    )
+    description = forms.CharField(max_length=200, required=False, label=_("Description"))
+    event_types = forms.MultipleChoiceField(
+        choices=[(value, label) for value, label in EventType.choices if value in SUBSCRIBABLE],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label=_("Events"),
+        help_text=_("None ticked: every event."),
     )

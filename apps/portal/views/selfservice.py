@@ -1,5 +1,6 @@
 """The vendors' self-service pages (issue 17, item 2): register and edit chips and hardware targets,
-upload models with a progress bar, and manage one's API tokens.
+upload models with a progress bar, manage one's API tokens and the organization's webhook endpoints
+(with their delivery log and a test event).
 
 Every write goes through the same service the API calls (apps.registry.services,
 apps.accounts.services), so the validation, the audit events and the certified-subject rule (a
@@ -17,13 +18,21 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apps.accounts.selectors import api_tokens_of
 from apps.accounts.services import api_token_create, api_token_revoke
+from apps.notifications.selectors import webhook_deliveries_of, webhook_endpoints_of
+from apps.notifications.services import webhook_endpoint_create, webhook_endpoint_delete, webhook_test_send
 from apps.portal.access import is_vendor, member_required
 from apps.portal.forms import form_error_from
-from apps.portal.vendor_forms import ChipForm, ModelUploadForm, TargetForm, TokenCreateForm
+from apps.portal.vendor_forms import (
+    ChipForm,
+    ModelUploadForm,
+    TargetForm,
+    TokenCreateForm,
+    WebhookEndpointForm,
+)
 from apps.registry import services
 from apps.registry.selectors import chips_visible_to, targets_visible_to
 from apps.registry.weights import HashingUploadHandler
@@ -176,3 +185,74 @@ def api_token_revoke_view(request: HttpRequest, key: str) -> HttpResponse:
     else:
         messages.error(request, _("No token of yours starts with %(key)s.") % {"key": key})
     return redirect("portal:tokens")
+
+
+# Webhook endpoints ------------------------------------------------------------------------------
+
+
+def _endpoint_or_404(request: HttpRequest, pk: int):
+    endpoint = webhook_endpoints_of(organization=request.membership.organization).filter(pk=pk).first()
+    if endpoint is None:
+        raise Http404("No such webhook endpoint.")
+    return endpoint
+
+
+@require_http_methods(["GET", "POST"])
+@member_required(is_vendor)
+def webhooks(request: HttpRequest) -> HttpResponse:
+    """The organization's webhook endpoints; a new one's signing secret is shown once, here."""
+    form = WebhookEndpointForm(request.POST or None)
+    secret = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            _, secret = webhook_endpoint_create(
+                organization=request.membership.organization, actor=request.user, **form.cleaned_data
+            )
+        except ValidationError as error:
+            form_error_from(form, error)
+        else:
+            form = WebhookEndpointForm()
+    response = render(
+        request,
+        "portal/webhooks.html",
+        {
+            "form": form,
+            "secret": secret,
+            "endpoints": webhook_endpoints_of(organization=request.membership.organization),
+        },
+        status=400 if request.method == "POST" and secret is None else 200,
+    )
+    if secret is not None:
+        response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_GET
+@member_required(is_vendor)
+def webhook_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    endpoint = _endpoint_or_404(request, pk)
+    return render(
+        request,
+        "portal/webhook_detail.html",
+        {"endpoint": endpoint, "deliveries": webhook_deliveries_of(endpoint=endpoint)},
+    )
+
+
+@require_POST
+@member_required(is_vendor)
+def webhook_test(request: HttpRequest, pk: int) -> HttpResponse:
+    endpoint = _endpoint_or_404(request, pk)
+    event = webhook_test_send(endpoint=endpoint, actor=request.user)
+    messages.success(
+        request, _("Test event %(id)s queued; its delivery appears below.") % {"id": event.msg_id}
+    )
+    return redirect("portal:webhook-detail", pk=endpoint.pk)
+
+
+@require_POST
+@member_required(is_vendor)
+def webhook_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    endpoint = _endpoint_or_404(request, pk)
+    webhook_endpoint_delete(endpoint=endpoint, actor=request.user)
+    messages.success(request, _("Webhook endpoint %(url)s deleted.") % {"url": endpoint.url})
+    return redirect("portal:webhooks")
