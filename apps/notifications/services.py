@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import socket
 import time
 import urllib.error
@@ -36,6 +37,8 @@ from apps.notifications.signing import secret_decrypt, secret_encrypt, secret_ge
 SUBSCRIBABLE = [value for value in EventType.values if value != EventType.TEST]
 MAX_ENDPOINTS_PER_ORGANIZATION = 10
 RESPONSE_EXCERPT = 300
+UNSENT_EMAIL_GRACE = timedelta(minutes=10)
+logger = logging.getLogger(__name__)
 
 
 # Endpoints ----------------------------------------------------------------------------------------
@@ -147,10 +150,15 @@ def event_record(
     send_email = type != EventType.TEST
 
     def enqueue() -> None:
-        for delivery_id in delivery_ids:
-            tasks.deliver.delay(delivery_id)
-        if send_email:
-            tasks.email.delay(event.pk)
+        # After commit; a broker outage must not fail the change that was just committed: the
+        # hourly sweep (tasks.sweep) finds what was not enqueued.
+        try:
+            for delivery_id in delivery_ids:
+                tasks.deliver.delay(delivery_id)
+            if send_email:
+                tasks.email.delay(event.pk)
+        except Exception:
+            logger.warning("notification %s not enqueued; the sweep will retry it", msg_id, exc_info=True)
 
     transaction.on_commit(enqueue)
     return event
@@ -377,6 +385,16 @@ def deliveries_due() -> list[int]:
     return list(
         WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=timezone.now())
         .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:500]
+    )
+
+
+def events_unemailed() -> list[int]:
+    """Events whose e-mail was never sent (its message lost), past a grace period."""
+    return list(
+        Event.objects.filter(emailed_at__isnull=True, created_at__lte=timezone.now() - UNSENT_EMAIL_GRACE)
+        .exclude(type=EventType.TEST)
+        .order_by("created_at")
         .values_list("pk", flat=True)[:500]
     )
 

@@ -30,9 +30,11 @@ def email(event_id: int) -> int:
 
 @shared_task(name="notifications.sweep", ignore_result=True)
 def sweep() -> int:
-    """Warn of certificates about to expire, and re-enqueue deliveries whose retry message was lost."""
-    from apps.notifications.services import certificates_expiring_notify, deliveries_due
+    """Warn of certificates about to expire, and re-enqueue deliveries and e-mails whose message was lost."""
+    from apps.notifications.services import certificates_expiring_notify, deliveries_due, events_unemailed
 
     for delivery_id in deliveries_due():
         deliver.delay(delivery_id)
+    for event_id in events_unemailed():
+        email.delay(event_id)
     return certificates_expiring_notify()

@@ -224,3 +224,28 @@ def test_a_failing_listener_never_undoes_the_change_it_hears_of(cast, awaiting, 
     campaign = awaiting()
     assert campaign.state == "awaiting_review"
     assert not Event.objects.exists()
+
+
+def test_a_broker_outage_fails_nothing_and_the_sweep_sends_what_was_not_enqueued(
+    cast, receiver, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    from apps.notifications import tasks
+    from apps.notifications.services import event_record
+
+    webhook_endpoint_create(organization=cast.vendor, url=receiver.url, event_types=[])
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionError("broker down")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(tasks.deliver, "delay", broker_down)
+        with django_capture_on_commit_callbacks(execute=True):
+            event = event_record(
+                organization_id=cast.vendor.pk, type=EventType.CERTIFICATE_REVOKED, data={"serial": "X-1"}
+            )
+    assert receiver.requests == [] and not mail.outbox
+    Event.objects.filter(pk=event.pk).update(created_at=timezone.now() - timedelta(hours=1))
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    tasks.sweep()
+    assert [json.loads(body)["data"]["serial"] for _, body in receiver.requests] == ["X-1"]
+    assert len(mail.outbox) == 1 and "X-1" in mail.outbox[0].subject
