@@ -32,6 +32,8 @@ urlpatterns = [
     path("runners/", inventory.runners, name="runners"),
     path("registry/", registry.registry, name="registry"),
     path("registry/compare/", registry.compare, name="compare"),
+    path("registry/export.<str:fmt>", registry.registry_export, name="registry-export"),
     path("certificates/<str:serial>/", registry.certificate_detail, name="certificate"),
+    path("certificates/<str:serial>/verify/", registry.certificate_verify_page, name="certificate-verify"),
     path("certificates/<str:serial>/<str:action>/", registry.certificate_status, name="certificate-status"),
 ]
