@@ -95,3 +95,19 @@ def test_the_certificate_and_verification_pages_are_in_chinese(certified):
     assert "Status history" not in html and "Criteria</h2>" not in html
     verify = client.get(f"/certificates/{certificate.serial}/verify/").content.decode()
     assert "检查了什么" in verify and "What was checked" not in verify
+
+
+def test_the_api_gives_the_status_history_too(cast, certified):
+    certificate = certified()
+    certificate_suspend(certificate=certificate, reason="Surveillance run failed.", actor=cast.reviewer)
+    certificate_reinstate(certificate=certificate, reason="Re-test passed.", actor=cast.reviewer)
+    response = Client().get(f"/api/v1/certificates/{certificate.serial}/history/")
+    assert response.status_code == 200
+    changes = response.json()
+    assert [(c["from_status"], c["to_status"], c["reinstated"]) for c in changes] == [
+        (None, "active", False),
+        ("active", "suspended", False),
+        ("suspended", "active", True),
+    ]
+    assert changes[1]["reason"] == "Surveillance run failed."
+    assert Client().get("/api/v1/certificates/NO-SUCH/history/").status_code == 404
