@@ -35,5 +35,8 @@ urlpatterns = [
     path("registry/export.<str:fmt>", registry.registry_export, name="registry-export"),
     path("certificates/<str:serial>/", registry.certificate_detail, name="certificate"),
     path("certificates/<str:serial>/verify/", registry.certificate_verify_page, name="certificate-verify"),
+    path(
+        "certificates/<str:serial>/evidence.zip", registry.certificate_evidence, name="certificate-evidence"
+    ),
     path("certificates/<str:serial>/<str:action>/", registry.certificate_status, name="certificate-status"),
 ]

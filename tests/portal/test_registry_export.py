@@ -111,3 +111,76 @@ def test_the_api_gives_the_status_history_too(cast, certified):
     ]
     assert changes[1]["reason"] == "Surveillance run failed."
     assert Client().get("/api/v1/certificates/NO-SUCH/history/").status_code == 404
+
+
+def _certified_with_files(cast, awaiting, media_root):
+    """A certificate whose result documents are real files under MEDIA_ROOT, their digests signed."""
+    import hashlib
+    import json as json_module
+
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from apps.certificates.services import review_approve
+    from apps.runs.models import ResultDocument
+
+    campaign = awaiting()
+    for document in ResultDocument.objects.filter(job__campaign=campaign):
+        content = json_module.dumps({"job": document.job_id, "suite": document.suite}).encode()
+        default_storage.save(document.content.name, ContentFile(content))
+        ResultDocument.objects.filter(pk=document.pk).update(sha256=hashlib.sha256(content).hexdigest())
+    review_approve(campaign=campaign, reviewer=cast.reviewer, reason="Evidence complete.")
+    campaign.refresh_from_db()
+    return campaign.certificate
+
+
+def _publish_evidence(certificate, public: bool = True):
+    import copy
+
+    from apps.runs.models import Program
+
+    definition = copy.deepcopy(certificate.program.definition)
+    definition["evidence_public"] = public
+    Program.objects.filter(pk=certificate.program_id).update(definition=definition)
+
+
+def test_the_evidence_bundle_holds_every_cited_document_checked_against_its_signed_digest(
+    cast, awaiting, media_root
+):
+    import hashlib
+    import json as json_module
+    import zipfile
+
+    certificate = _certified_with_files(cast, awaiting, media_root)
+    client = Client()
+    url = f"/certificates/{certificate.serial}/evidence.zip"
+    assert client.get(url).status_code == 404  # the program keeps evidence private by default
+    assert url not in client.get(f"/certificates/{certificate.serial}/").content.decode()
+    _publish_evidence(certificate)
+    assert url in client.get(f"/certificates/{certificate.serial}/").content.decode()
+    response = client.get(url)
+    assert response.status_code == 200 and response["Content-Type"] == "application/zip"
+    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    manifest = json_module.loads(archive.read("MANIFEST.json"))
+    cited = {e["sha256"] for e in json_module.loads(certificate.payload_json)["evidence"]}
+    assert {r["sha256"] for r in manifest["result_documents"]} == cited and manifest["missing"] == []
+    for name, digest in manifest["files"].items():
+        assert hashlib.sha256(archive.read(name)).hexdigest() == digest
+    assert json_module.loads(archive.read(f"certificate/{certificate.serial}.json"))
+    keys = json_module.loads(archive.read("certificate/certification-keys.json"))["keys"]
+    assert certificate.signing_key.key_id in {k["key_id"] for k in keys}
+
+
+def test_an_altered_result_document_is_refused_not_bundled(cast, awaiting, media_root):
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from apps.runs.models import ResultDocument
+
+    certificate = _certified_with_files(cast, awaiting, media_root)
+    _publish_evidence(certificate)
+    document = ResultDocument.objects.filter(job__campaign=certificate.campaign).first()
+    default_storage.delete(document.content.name)
+    default_storage.save(document.content.name, ContentFile(b'{"forged": true}'))
+    response = Client().get(f"/certificates/{certificate.serial}/evidence.zip")
+    assert response.status_code == 409 and "no longer matches" in response.content.decode()

@@ -19,6 +19,12 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
 
 from apps.accounts.selectors import membership_of
+from apps.certificates.evidence_bundle import (
+    EvidenceAltered,
+    EvidenceNotPublic,
+    certificate_evidence_bundle,
+    evidence_is_public,
+)
 from apps.certificates.filters import CertificateFilter
 from apps.certificates.models import Certificate, CertificateStatus
 from apps.certificates.selectors import certificate_by_serial, certificate_status_history
@@ -207,6 +213,7 @@ def _certificate_page(
         "api_verify_url": reverse("certificate-verify", kwargs={"serial": certificate.serial}),
         "history": certificate_status_history(certificate=certificate),
         "keys_url": reverse("certification-keys"),
+        "evidence_public": evidence_is_public(certificate),
         "may_suspend": may_act and certificate.status == CertificateStatus.ACTIVE,
         "may_reinstate": may_act and certificate.status == CertificateStatus.SUSPENDED,
         "may_revoke": may_act
@@ -243,6 +250,25 @@ def certificate_verify_page(request: HttpRequest, serial: str) -> HttpResponse:
             "keys_url": reverse("certification-keys"),
         },
     )
+
+
+@require_GET
+def certificate_evidence(request: HttpRequest, serial: str) -> HttpResponse:
+    """The evidence bundle (zip), where the certificate's program makes evidence public."""
+    certificate = _certificate_or_404(serial)
+    try:
+        bundle = certificate_evidence_bundle(certificate=certificate)
+    except EvidenceNotPublic:
+        raise Http404("This certificate's program does not publish its evidence.") from None
+    except EvidenceAltered as exc:
+        return HttpResponse(
+            f"The stored evidence no longer matches the certificate: {exc}.",
+            status=409,
+            content_type="text/plain",
+        )
+    response = HttpResponse(bundle, content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{certificate.serial}-evidence.zip"'
+    return response
 
 
 STATUS_SERVICES = {
