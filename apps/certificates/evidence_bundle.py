@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import zipfile
+from typing import Any
 
 from django.utils import timezone
 
@@ -33,7 +34,7 @@ def evidence_is_public(certificate: Certificate) -> bool:
     return bool((certificate.program.definition or {}).get("evidence_public", False))
 
 
-def _keys_document() -> dict:
+def _keys_document() -> dict[str, Any]:
     return {
         "published_at": timezone.now().isoformat(),
         "keys": [
@@ -65,7 +66,7 @@ def certificate_evidence_bundle(*, certificate: Certificate) -> bytes:
     runners = []
     for sha256, entry in sorted(cited.items(), key=lambda item: (item[1].get("job", 0), item[0])):
         document = documents.get(sha256)
-        if document is None or not document.content.storage.exists(document.content.name):
+        if document is None or not document.content.storage.exists(document.content.name or ""):
             continue  # cited but no longer held here: the manifest lists it as missing
         with document.content.open("rb") as handle:
             content = handle.read()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import OuterRef, QuerySet, Subquery
 
 from apps.accounts.models import Membership
@@ -63,7 +65,7 @@ STATUS_HISTORY_ACTIONS = {
 }
 
 
-def certificate_status_history(*, certificate: Certificate) -> list[dict]:
+def certificate_status_history(*, certificate: Certificate) -> list[dict[str, Any]]:
     """Each change of the certificate's status, oldest first, from the audit log (tamper-evident):
     when, the status it left and entered, and the reason recorded with it. Who decided is not public."""
     events = AuditEvent.objects.filter(

@@ -18,26 +18,32 @@ import urllib.error
 import urllib.request
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from apps.accounts.models import Membership, Organization
+from apps.audit.models import AuditEvent
 from apps.audit.services import audit_record
 from apps.notifications.models import DeliveryStatus, Event, EventType, WebhookDelivery, WebhookEndpoint
 from apps.notifications.signing import secret_decrypt, secret_encrypt, secret_generate, signed_headers
+
+if TYPE_CHECKING:
+    from apps.certificates.models import Certificate
+    from apps.runs.models import Campaign
 
 # The events an endpoint may subscribe to (the test event always reaches the endpoint it is sent to).
 SUBSCRIBABLE = [value for value in EventType.values if value != EventType.TEST]
 MAX_ENDPOINTS_PER_ORGANIZATION = 10
 RESPONSE_EXCERPT = 300
 UNSENT_EMAIL_GRACE = timedelta(minutes=10)
+EMAIL_LANGUAGE_BY_COUNTRY = {"CN": "zh-hans"}
 logger = logging.getLogger(__name__)
 
 
@@ -63,7 +69,7 @@ def _check_event_types(event_types: list[str]) -> None:
 
 @transaction.atomic
 def webhook_endpoint_create(
-    *, organization: Organization, url: str, description: str = "", event_types: list[str], actor=None
+    *, organization: Organization, url: str, description: str = "", event_types: list[str], actor: Any = None
 ) -> tuple[WebhookEndpoint, str]:
     """Register an endpoint; returns it with its secret (`whsec_...`), which is shown once and kept only encrypted."""
     _check_url(url)
@@ -94,7 +100,7 @@ def webhook_endpoint_create(
 
 
 @transaction.atomic
-def webhook_endpoint_delete(*, endpoint: WebhookEndpoint, actor=None) -> None:
+def webhook_endpoint_delete(*, endpoint: WebhookEndpoint, actor: Any = None) -> None:
     audit_record(
         action="webhook.deleted",
         obj=endpoint,
@@ -164,7 +170,7 @@ def event_record(
     return event
 
 
-def _campaign_data(campaign) -> dict[str, Any]:
+def _campaign_data(campaign: Campaign) -> dict[str, Any]:
     return {
         "campaign": campaign.pk,
         "state": campaign.state,
@@ -176,7 +182,7 @@ def _campaign_data(campaign) -> dict[str, Any]:
     }
 
 
-def _certificate_data(certificate, reason: str = "") -> dict[str, Any]:
+def _certificate_data(certificate: Certificate, reason: str = "") -> dict[str, Any]:
     return {
         "serial": certificate.serial,
         "status": certificate.status,
@@ -200,7 +206,7 @@ CERTIFICATE_ACTIONS = {
 }
 
 
-def audit_event_notify(audit_event) -> None:
+def audit_event_notify(audit_event: AuditEvent) -> None:
     """AUDIT_LISTENERS entry: the notification events an audit event means (most mean none, at no query)."""
     action = audit_event.action
     if action in CAMPAIGN_ACTIONS:
@@ -262,7 +268,7 @@ def certificates_expiring_notify(*, now: datetime | None = None) -> int:
 
 
 @transaction.atomic
-def webhook_test_send(*, endpoint: WebhookEndpoint, actor=None) -> Event:
+def webhook_test_send(*, endpoint: WebhookEndpoint, actor: Any = None) -> Event:
     """The portal's "send test event" button: one event, delivered to this endpoint only."""
     event = event_record(
         organization_id=endpoint.organization_id,
@@ -278,7 +284,9 @@ def webhook_test_send(*, endpoint: WebhookEndpoint, actor=None) -> Event:
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):  # a receiver answers; it does not send us elsewhere
+    def redirect_request(
+        self, *args: Any, **kwargs: Any
+    ) -> None:  # a receiver answers; it does not send us elsewhere
         return None
 
 
@@ -292,7 +300,7 @@ def _refused_host(url: str) -> str | None:
     except OSError as exc:
         return f"cannot resolve {host}: {exc}"
     for address in addresses:
-        ip = ipaddress.ip_address(address.split("%")[0])
+        ip = ipaddress.ip_address(str(address).split("%")[0])
         if not ip.is_global:
             return f"{host} resolves to a non-public address ({ip})"
     return None
@@ -300,7 +308,7 @@ def _refused_host(url: str) -> str | None:
 
 def backoff_delay_s(attempts: int) -> float:
     """Seconds before attempt `attempts + 1`: exponential, WEBHOOK_BACKOFF_BASE_S x 4^(attempts-1)."""
-    return settings.WEBHOOK_BACKOFF_BASE_S * 4 ** (attempts - 1)
+    return float(settings.WEBHOOK_BACKOFF_BASE_S * 4 ** (attempts - 1))
 
 
 def webhook_deliver(*, delivery_id: int) -> float | None:
@@ -407,7 +415,7 @@ def event_email(*, event_id: int) -> int:
     claimed = Event.objects.filter(pk=event_id, emailed_at__isnull=True).update(emailed_at=timezone.now())
     if claimed != 1:
         return 0
-    event = Event.objects.get(pk=event_id)
+    event = Event.objects.select_related("organization").get(pk=event_id)
     recipients = sorted(
         {
             m.user.email
@@ -419,27 +427,31 @@ def event_email(*, event_id: int) -> int:
     )
     if not recipients:
         return 0
-    data = event.payload.get("data", {})
-    subject = _("[Certification] %(event)s: %(subject)s") % {
-        "event": event.get_type_display(),
-        "subject": data.get("serial") or _("campaign %(id)s") % {"id": data.get("campaign", "")},
-    }
-    lines = [str(event.get_type_display())]
-    for key in (
-        "serial",
-        "campaign",
-        "target",
-        "program",
-        "level",
-        "state",
-        "status",
-        "valid_until",
-        "reason",
-    ):
-        if data.get(key) not in (None, ""):
-            lines.append(f"{key}: {data[key]}")
-    if data.get("url"):
-        lines.append(data["url"])
+    # In the organization's language: Chinese for a Chinese organization, the platform's otherwise
+    # (a worker has no request to take a language from).
+    language = EMAIL_LANGUAGE_BY_COUNTRY.get(event.organization.country, settings.LANGUAGE_CODE)
+    with translation.override(language):
+        data = event.payload.get("data", {})
+        subject = _("[Certification] %(event)s: %(subject)s") % {
+            "event": event.get_type_display(),
+            "subject": data.get("serial") or _("campaign %(id)s") % {"id": data.get("campaign", "")},
+        }
+        lines = [str(event.get_type_display())]
+        for key in (
+            "serial",
+            "campaign",
+            "target",
+            "program",
+            "level",
+            "state",
+            "status",
+            "valid_until",
+            "reason",
+        ):
+            if data.get(key) not in (None, ""):
+                lines.append(f"{key}: {data[key]}")
+        if data.get("url"):
+            lines.append(data["url"])
     try:
         send_mail(subject, "\n".join(lines), settings.DEFAULT_FROM_EMAIL, recipients)
     except Exception:

@@ -9,16 +9,17 @@ the row before and after an edit (certified subjects), so the instance they get 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from django import forms
+from django.db.models import Field, Model
 from django.forms.models import fields_for_model
 from django.utils.translation import gettext_lazy as _
 
 from apps.accounts.models import Membership
 from apps.notifications.models import EventType
 from apps.notifications.services import SUBSCRIBABLE
-from apps.registry.models import PEAK_FIELDS, Chip, HardwareTarget, ModelArtifact
+from apps.registry.models import PEAK_FIELDS, Architecture, Chip, HardwareTarget, ModelTask
 from apps.registry.selectors import chips_visible_to
 from apps.registry.services import CHIP_FIELDS, TARGET_FIELDS
 
@@ -97,15 +98,18 @@ class ModelValidatorsMixin:
     """Run the model fields' own validators (a country code, a range) on the form, as a ModelForm
     would, so that every refusable value is marked at once rather than after the service's turn."""
 
-    model: type
+    model: type[Model]
 
-    def clean(self):
-        data = super().clean()  # type: ignore[misc]
+    def clean(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().clean()  # type: ignore[misc]
         for name, value in list(data.items()):
             if value in (None, "") or name not in {f.name for f in self.model._meta.fields}:
                 continue
+            field = self.model._meta.get_field(name)
+            if not isinstance(field, Field):
+                continue
             try:
-                self.model._meta.get_field(name).run_validators(value)
+                field.run_validators(value)
             except forms.ValidationError as error:
                 self.add_error(name, error)  # type: ignore[attr-defined]
         return data
@@ -116,9 +120,9 @@ class ChipForm(ModelValidatorsMixin, forms.Form):
 
     model = Chip
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields.update(fields_for_model(Chip, fields=CHIP_ORDER, labels=CHIP_LABELS))
+        self.fields.update(fields_for_model(Chip, fields=CHIP_ORDER, labels=CHIP_LABELS))  # type: ignore[arg-type]
         self.fields["spec_source"].help_text = _("A datasheet URL or document the figures come from.")
         self.fields["data_center"].help_text = ""
         for field in PEAK_FIELDS.values():
@@ -140,11 +144,11 @@ class ChipForm(ModelValidatorsMixin, forms.Form):
 class JSONObjectField(forms.JSONField):
     """A JSON object typed in a text area (blank is {}); the services check its keys and values."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("widget", forms.Textarea(attrs={"rows": 2}))
         super().__init__(**kwargs)
 
-    def to_python(self, value):
+    def to_python(self, value: Any) -> Any:
         if value in self.empty_values:
             return {}
         result = super().to_python(value)
@@ -153,25 +157,33 @@ class JSONObjectField(forms.JSONField):
         return result
 
 
+class ChipChoiceField(forms.ModelChoiceField):  # type: ignore[type-arg]
+    def label_from_instance(self, obj: Any) -> str:
+        return f"{obj.sku} — {obj.name}"
+
+
 class TargetForm(ModelValidatorsMixin, forms.Form):
     """A hardware target (chip plus software stack); only the vendor's own chips are offered."""
 
     model = HardwareTarget
 
-    def __init__(self, *args, membership: Membership, **kwargs):
+    def __init__(self, *args: Any, membership: Membership, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         fields = fields_for_model(
             HardwareTarget,
             fields=TARGET_ORDER,
-            labels=TARGET_LABELS,
-            help_texts=TARGET_HELP,
-            field_classes={"plugin_versions": JSONObjectField, "device_identity": JSONObjectField},
+            labels=TARGET_LABELS,  # type: ignore[arg-type]
+            help_texts=TARGET_HELP,  # type: ignore[arg-type]
+            field_classes={
+                "chip": ChipChoiceField,
+                "plugin_versions": JSONObjectField,
+                "device_identity": JSONObjectField,
+            },
         )
         self.fields.update(fields)
-        chip = self.fields["chip"]
+        chip = cast(ChipChoiceField, self.fields["chip"])
         chip.queryset = chips_visible_to(membership).order_by("sku")
         chip.empty_label = _("Choose a chip")
-        chip.label_from_instance = lambda c: f"{c.sku} — {c.name}"
         self.fields["plugin_versions"].required = False
         self.fields["device_identity"].required = False
 
@@ -187,9 +199,9 @@ class ModelUploadForm(forms.Form):
 
     name = forms.RegexField(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$", max_length=100, label=_("Name"))
     version = forms.RegexField(r"^[A-Za-z0-9][A-Za-z0-9._+\-]*$", max_length=50, label=_("Version"))
-    task = forms.ChoiceField(choices=ModelArtifact._meta.get_field("task").choices, label=_("Task"))
+    task = forms.ChoiceField(choices=ModelTask.choices, label=_("Task"))
     architecture = forms.ChoiceField(
-        choices=ModelArtifact._meta.get_field("architecture").choices,
+        choices=Architecture.choices,
         label=_("Architecture"),
         help_text=_("The weights must hold exactly the tensors this architecture implies for the config."),
     )
@@ -205,11 +217,11 @@ class ModelUploadForm(forms.Form):
         help_text=_("A safetensors file, never a pickle; it is checked, never loaded."),
     )
 
-    def __init__(self, *args, max_bytes: int, **kwargs):
+    def __init__(self, *args: Any, max_bytes: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.max_bytes = max_bytes
 
-    def clean_config(self) -> dict:
+    def clean_config(self) -> dict[str, Any]:
         try:
             config = json.loads(self.cleaned_data["config"])
         except ValueError as exc:
@@ -218,7 +230,7 @@ class ModelUploadForm(forms.Form):
             raise forms.ValidationError(_("The config is a JSON object."))
         return config
 
-    def clean_weights(self):
+    def clean_weights(self) -> Any:
         weights = self.cleaned_data["weights"]
         if weights.size > self.max_bytes:
             raise forms.ValidationError(

@@ -249,3 +249,25 @@ def test_a_broker_outage_fails_nothing_and_the_sweep_sends_what_was_not_enqueued
     tasks.sweep()
     assert [json.loads(body)["data"]["serial"] for _, body in receiver.requests] == ["X-1"]
     assert len(mail.outbox) == 1 and "X-1" in mail.outbox[0].subject
+
+
+def test_a_chinese_organization_is_written_to_in_chinese_whatever_language_was_last_active(
+    cast, settings, django_capture_on_commit_callbacks
+):
+    from django.utils import translation
+
+    from apps.notifications.services import event_record
+
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    type(cast.vendor).objects.filter(pk=cast.foreign_vendor.pk).update(country="CN")
+    with translation.override("zh-hans"):  # a previous request's language must not leak into e-mail
+        with django_capture_on_commit_callbacks(execute=True):
+            event_record(
+                organization_id=cast.vendor.pk, type=EventType.CERTIFICATE_REVOKED, data={"serial": "A-1"}
+            )
+    with django_capture_on_commit_callbacks(execute=True):
+        event_record(
+            organization_id=cast.foreign_vendor.pk, type=EventType.CERTIFICATE_REVOKED, data={"serial": "B-1"}
+        )
+    subjects = {m.subject for m in mail.outbox}
+    assert subjects == {"[Certification] Certificate revoked: A-1", "[认证] 认证证书已撤销：B-1"}

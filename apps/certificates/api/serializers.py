@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -179,7 +180,7 @@ class CampaignEvaluationSerializer(CampaignReviewRowSerializer):
         return certificate
 
 
-class CertificateStatusChangeSerializer(serializers.Serializer):
+class CertificateStatusChangeSerializer(serializers.Serializer[Any]):
     """One change of a certificate's status (issue 17): when, from and to which status, and why."""
 
     at = serializers.DateTimeField()

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import csv
 import json
+from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -50,10 +52,9 @@ REGISTRY_EXPORT_MAX = 10_000  # rows in one export; the API pages beyond
 COMPARE_MIN, COMPARE_MAX = 2, 4
 
 
-# Not served from the public reads' cache: the page carries the language switcher's CSRF token, which
-# is each visitor's own (a cached body would hand one visitor's token to the next, whose switch then
-# fails), and it is rendered in the visitor's language and time zone.
-def _registry_rows(request: HttpRequest):
+def _registry_rows(
+    request: HttpRequest,
+) -> tuple[CertificateFilter, QuerySet[Certificate], dict[str, Any] | None, str]:
     """The filtered, sorted certificates of the registry page and its exports, with the filter errors."""
     filterset = CertificateFilter(request.GET, queryset=registry_certificates())
     if filterset.is_valid():
@@ -64,6 +65,9 @@ def _registry_rows(request: HttpRequest):
     return filterset, certificates.order_by(*ordering), errors, sort
 
 
+# Not served from the public reads' cache: the page carries the language switcher's CSRF token, which
+# is each visitor's own (a cached body would hand one visitor's token to the next, whose switch then
+# fails), and it is rendered in the visitor's language and time zone.
 @require_GET
 def registry(request: HttpRequest) -> HttpResponse:
     filterset, certificates, errors, sort = _registry_rows(request)
@@ -141,7 +145,7 @@ EXPORT_COLUMNS = [
 ]
 
 
-def _export_rows(request: HttpRequest, certificates) -> list[dict]:
+def _export_rows(request: HttpRequest, certificates: QuerySet[Certificate]) -> list[dict[str, Any]]:
     return [
         {
             "serial": c.serial,

@@ -10,6 +10,7 @@ refused edit of a certified chip) are the API's. A vendor's foreign object is a 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
@@ -20,8 +21,10 @@ from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from apps.accounts.models import Membership
 from apps.accounts.selectors import api_tokens_of
 from apps.accounts.services import api_token_create, api_token_revoke
+from apps.notifications.models import WebhookEndpoint
 from apps.notifications.selectors import webhook_deliveries_of, webhook_endpoints_of
 from apps.notifications.services import webhook_endpoint_create, webhook_endpoint_delete, webhook_test_send
 from apps.portal.access import is_vendor, member_required
@@ -38,7 +41,13 @@ from apps.registry.selectors import chips_visible_to, targets_visible_to
 from apps.registry.weights import HashingUploadHandler
 
 
-def _render_form(request: HttpRequest, template: str, context: dict) -> HttpResponse:
+def _membership(request: HttpRequest) -> Membership:
+    """The member's membership, which member_required put on the request."""
+    membership: Membership = request.membership  # type: ignore[attr-defined]
+    return membership
+
+
+def _render_form(request: HttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:
     status = 400 if request.method == "POST" else 200
     return render(request, template, context, status=status)
 
@@ -49,7 +58,7 @@ def chip_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     """Register a chip (no pk) or edit one of the vendor's own chips."""
     chip = None
     if pk is not None:
-        chip = chips_visible_to(request.membership).filter(pk=pk).first()
+        chip = chips_visible_to(_membership(request)).filter(pk=pk).first()
         if chip is None:
             raise Http404("No such chip.")
     initial = ChipForm.initial_of(chip) if chip is not None else None
@@ -58,7 +67,7 @@ def chip_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         try:
             if chip is None:
                 chip = services.chip_create(
-                    vendor=request.membership.organization, actor=request.user, **form.service_arguments()
+                    vendor=_membership(request).organization, actor=request.user, **form.service_arguments()
                 )
                 done = _("Chip %(sku)s registered.")
             else:
@@ -67,7 +76,7 @@ def chip_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         except (ValidationError, PermissionDenied) as error:
             form_error_from(form, error)
             if pk is not None:  # the refused edit was rolled back: show the stored chip's figures
-                chip = chips_visible_to(request.membership).get(pk=pk)
+                chip = chips_visible_to(_membership(request)).get(pk=pk)
         else:
             messages.success(request, done % {"sku": chip.sku})
             return redirect("portal:chips")
@@ -80,11 +89,11 @@ def target_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     """Register a hardware target of one of the vendor's chips (no pk), or edit one."""
     target = None
     if pk is not None:
-        target = targets_visible_to(request.membership).select_related("chip").filter(pk=pk).first()
+        target = targets_visible_to(_membership(request)).select_related("chip").filter(pk=pk).first()
         if target is None:
             raise Http404("No such hardware target.")
     initial = TargetForm.initial_of(target) if target is not None else None
-    form = TargetForm(request.POST or None, initial=initial, membership=request.membership)
+    form = TargetForm(request.POST or None, initial=initial, membership=_membership(request))
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
@@ -99,7 +108,7 @@ def target_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         else:
             messages.success(request, done % {"slug": target.slug, "queue": target.queue})
             return redirect("portal:targets")
-    has_chips = form.fields["chip"].queryset.exists()
+    has_chips = form.fields["chip"].queryset.exists()  # type: ignore[attr-defined]
     return _render_form(
         request, "portal/target_form.html", {"form": form, "target": target, "has_chips": has_chips}
     )
@@ -127,7 +136,7 @@ def _model_upload(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             artifact = services.model_artifact_create(
-                owner=request.membership.organization, actor=request.user, **form.cleaned_data
+                owner=_membership(request).organization, actor=request.user, **form.cleaned_data
             )
         except (ValidationError, PermissionDenied) as error:
             form_error_from(form, error)
@@ -190,8 +199,8 @@ def api_token_revoke_view(request: HttpRequest, key: str) -> HttpResponse:
 # Webhook endpoints ------------------------------------------------------------------------------
 
 
-def _endpoint_or_404(request: HttpRequest, pk: int):
-    endpoint = webhook_endpoints_of(organization=request.membership.organization).filter(pk=pk).first()
+def _endpoint_or_404(request: HttpRequest, pk: int) -> WebhookEndpoint:
+    endpoint = webhook_endpoints_of(organization=_membership(request).organization).filter(pk=pk).first()
     if endpoint is None:
         raise Http404("No such webhook endpoint.")
     return endpoint
@@ -206,7 +215,7 @@ def webhooks(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             _, secret = webhook_endpoint_create(
-                organization=request.membership.organization, actor=request.user, **form.cleaned_data
+                organization=_membership(request).organization, actor=request.user, **form.cleaned_data
             )
         except ValidationError as error:
             form_error_from(form, error)
@@ -218,7 +227,7 @@ def webhooks(request: HttpRequest) -> HttpResponse:
         {
             "form": form,
             "secret": secret,
-            "endpoints": webhook_endpoints_of(organization=request.membership.organization),
+            "endpoints": webhook_endpoints_of(organization=_membership(request).organization),
         },
         status=400 if request.method == "POST" and secret is None else 200,
     )
