@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "apps.registry",
     "apps.runs",
     "apps.certificates",
+    "apps.notifications",
     "apps.procurement",
     "apps.portal",
 ]
@@ -232,7 +233,11 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = 300
 CELERY_TASK_TIME_LIMIT = 360
-CELERY_TASK_ROUTES = {"runs.*": {"queue": "platform"}, "certificates.*": {"queue": "platform"}}
+CELERY_TASK_ROUTES = {
+    "runs.*": {"queue": "platform"},
+    "certificates.*": {"queue": "platform"},
+    "notifications.*": {"queue": "platform"},
+}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 
@@ -366,6 +371,29 @@ EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "certification@localhost")
 PASSWORD_RESET_ENABLED = bool(EMAIL_HOST)
+# Without a mail host (the demo), notification e-mails are written as files under var/mail.
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.filebased.EmailBackend"
+)
+EMAIL_FILE_PATH = VAR_DIR / "mail"
+
+# Notifications (issue 17, item 3; apps/notifications). Every audit event is offered to these
+# listeners inside its transaction; the notifications app turns the ones that concern an
+# organization into events, webhooks (Standard Webhooks) and e-mail.
+AUDIT_LISTENERS = ["apps.notifications.services.audit_event_notify"]
+# Webhook receivers: https only, and never a private, loopback or link-local address (SSRF), unless
+# these switches say otherwise (a test receiver on 127.0.0.1, a closed network).
+WEBHOOK_ALLOW_HTTP = env_bool("WEBHOOK_ALLOW_HTTP", False)
+WEBHOOK_ALLOW_PRIVATE_HOSTS = env_bool("WEBHOOK_ALLOW_PRIVATE_HOSTS", False)
+WEBHOOK_TIMEOUT_S = env_int("WEBHOOK_TIMEOUT_S", 10, minimum=1)
+# Attempts and their exponential backoff: 10 s, 40 s, 160 s, 11 min, 43 min between the six tries
+# (Standard Webhooks asks for retries with exponential backoff and leaves the schedule to the sender).
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 6, minimum=1)
+WEBHOOK_BACKOFF_BASE_S = env_int("WEBHOOK_BACKOFF_BASE_S", 10, minimum=1)
+# Certificates are announced as expiring this many days before their end (issue 17: 30 days).
+NOTIFY_EXPIRY_NOTICE_DAYS = env_int("NOTIFY_EXPIRY_NOTICE_DAYS", 30, minimum=1)
 
 # Open campaigns (queued, running, evaluating or awaiting review) a vendor may have on one target.
 MAX_OPEN_CAMPAIGNS_PER_TARGET = env_int("MAX_OPEN_CAMPAIGNS_PER_TARGET", 3, minimum=1)

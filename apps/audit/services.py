@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import stat
@@ -33,6 +34,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from apps.audit.models import AuditEvent, AuditHead
 from runners.canonical import canonical_text, legacy_canonical_text
@@ -42,6 +44,7 @@ HASH_VERSION = 3
 HASH_VERSIONS = (2, 3)
 KEY_BYTES = 32
 _keys: dict[str, bytes] = {}
+logger = logging.getLogger(__name__)
 
 
 def _json_value(value: Any) -> Any:
@@ -193,7 +196,20 @@ def audit_record(
         )
         event.save()
         AuditHead.objects.filter(id=1).update(sequence=sequence, hash=digest)
+    _offer_to_listeners(event)
     return event
+
+
+def _offer_to_listeners(event: AuditEvent) -> None:
+    """Offer the event to settings.AUDIT_LISTENERS (notifications) inside the caller's transaction, so
+    what they record commits with the change. A listener's failure is logged and rolled back to its
+    savepoint: it never undoes the change the event records."""
+    for path in getattr(settings, "AUDIT_LISTENERS", ()):
+        try:
+            with transaction.atomic():
+                import_string(path)(event)
+        except Exception:
+            logger.exception("audit listener %s failed on event %s (%s)", path, event.sequence, event.action)
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import OuterRef, QuerySet, Subquery
 
 from apps.accounts.models import Membership
 from apps.accounts.selectors import vendor_rows_visible_to
+from apps.audit.models import AuditEvent
 from apps.certificates.models import Certificate, CriterionResult, Review, SigningKey, SurveillanceRun
 from apps.runs.models import Campaign, CampaignState
 
@@ -77,3 +80,37 @@ def campaign_criterion_results(*, campaign: Campaign) -> list[CriterionResult]:
 
 def campaign_reviews(*, campaign: Campaign) -> list[Review]:
     return list(Review.objects.filter(campaign=campaign).select_related("reviewer").order_by("created_at"))
+
+
+# The audit actions that change a certificate's public status, and the status each leaves it in.
+STATUS_HISTORY_ACTIONS = {
+    "certificate.issued": "active",
+    "certificate.suspended": "suspended",
+    "certificate.active": "active",  # reinstated
+    "certificate.revoked": "revoked",
+    "certificate.expired": "expired",
+    "certificate.superseded": "superseded",
+}
+
+
+def certificate_status_history(*, certificate: Certificate) -> list[dict[str, Any]]:
+    """Each change of the certificate's status, oldest first, from the audit log (tamper-evident):
+    when, the status it left and entered, and the reason recorded with it. Who decided is not public."""
+    events = AuditEvent.objects.filter(
+        object_type=Certificate._meta.label_lower,
+        object_id=str(certificate.pk),
+        action__in=list(STATUS_HISTORY_ACTIONS),
+    ).order_by("sequence")
+    history = []
+    for event in events.only("occurred_at", "action", "payload"):
+        payload = event.payload or {}
+        history.append(
+            {
+                "at": event.occurred_at,
+                "from": payload.get("from") or None,
+                "to": STATUS_HISTORY_ACTIONS[event.action],
+                "reinstated": event.action == "certificate.active",
+                "reason": str(payload.get("reason") or ""),
+            }
+        )
+    return history

@@ -22,6 +22,7 @@ AUTHORITY = [
     (_("Campaigns"), "/campaigns/"),
     (_("Runners"), "/runners/"),
     (_("Registry"), "/registry/"),
+    (_("API tokens"), "/tokens/"),
 ]
 VENDOR = [
     (_("Dashboard"), "/"),
@@ -31,9 +32,16 @@ VENDOR = [
     (_("Targets"), "/targets/"),
     (_("Models"), "/models/"),
     (_("Registry"), "/registry/"),
+    (_("API tokens"), "/tokens/"),
+    (_("Webhooks"), "/webhooks/"),
 ]
 # The procurement pages (issue 8) live under /procurement/; the buyers' nav keeps their slot.
-BUYER = [(_("Dashboard"), "/"), (_("Registry"), "/registry/"), (_("Procurement"), "/procurement/")]
+BUYER = [
+    (_("Dashboard"), "/"),
+    (_("Registry"), "/registry/"),
+    (_("Procurement"), "/procurement/"),
+    (_("API tokens"), "/tokens/"),
+]
 
 
 # The zones offered by the footer's time-zone switcher (any IANA name is accepted when posted).

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
 
 from apps.accounts.models import Membership
 from apps.registry.selectors import model_artifacts_visible_to, targets_visible_to
@@ -43,14 +44,17 @@ def form_error_from(form: forms.Form, error: Exception) -> None:
 class CampaignSubmitForm(forms.Form):
     """A vendor's request to certify one of its targets under an active program at a level."""
 
-    target = forms.ModelChoiceField(queryset=None, empty_label="Choose a hardware target")
-    program = forms.ModelChoiceField(queryset=None, empty_label="Choose a program")
-    level = forms.ChoiceField(help_text="Higher levels need more suites and models.")
+    target = forms.ModelChoiceField(
+        queryset=None, label=_("Hardware target"), empty_label=_("Choose a hardware target")
+    )
+    program = forms.ModelChoiceField(queryset=None, label=_("Program"), empty_label=_("Choose a program"))
+    level = forms.ChoiceField(label=_("Level"), help_text=_("Higher levels need more suites and models."))
     models = forms.ModelMultipleChoiceField(
         queryset=None,
         required=False,
+        label=_("Models"),
         widget=forms.CheckboxSelectMultiple,
-        help_text="The models to run; a level states how many it needs.",
+        help_text=_("The models to run; a level states how many it needs."),
     )
 
     def __init__(self, *args, membership: Membership, **kwargs):
@@ -63,7 +67,7 @@ class CampaignSubmitForm(forms.Form):
         for program in programs:
             for level in program.definition.get("levels", []):
                 levels.setdefault(level["code"], level.get("title", level["code"]))
-        self.fields["level"].choices = [("", "Choose a level"), *levels.items()]
+        self.fields["level"].choices = [("", _("Choose a level")), *levels.items()]
 
     def clean(self):
         data = super().clean()

@@ -219,3 +219,13 @@ class CampaignEvaluationSerializer(CampaignReviewRowSerializer):
     def get_certificate(self, obj: Campaign) -> str | None:
         certificate = Certificate.objects.filter(campaign=obj).values_list("serial", flat=True).first()
         return certificate
+
+
+class CertificateStatusChangeSerializer(serializers.Serializer[Any]):
+    """One change of a certificate's status (issue 17): when, from and to which status, and why."""
+
+    at = serializers.DateTimeField()
+    from_status = serializers.CharField(source="from", allow_null=True)
+    to_status = serializers.CharField(source="to")
+    reinstated = serializers.BooleanField()
+    reason = serializers.CharField(allow_blank=True)

@@ -30,6 +30,7 @@ from apps.certificates.api.serializers import (
     CertificateCheckSerializer,
     CertificateDetailSerializer,
     CertificateListSerializer,
+    CertificateStatusChangeSerializer,
     ReasonSerializer,
     SigningKeySerializer,
     WaiverSerializer,
@@ -149,6 +150,13 @@ class CertificateViewSet(viewsets.ReadOnlyModelViewSet):
         )
         response["Content-Disposition"] = f'attachment; filename="{certificate.serial}.json"'
         return response
+
+    @extend_schema(responses=CertificateStatusChangeSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def history(self, request: Request, serial: str | None = None) -> Response:
+        """Each change of the certificate's status, oldest first, from the tamper-evident audit log."""
+        changes = selectors.certificate_status_history(certificate=self.get_object())
+        return Response(CertificateStatusChangeSerializer(changes, many=True).data)
 
     def _status_action(self, request: Request, service: Callable[..., Certificate]) -> Response:
         certificate = self.get_object()

@@ -4,23 +4,33 @@ the reviewers' suspend / reinstate / revoke forms on the certificate page."""
 
 from __future__ import annotations
 
+import csv
 import json
+from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
 
 from apps.accounts.selectors import membership_of
+from apps.certificates.evidence_bundle import (
+    EvidenceAltered,
+    EvidenceNotPublic,
+    certificate_evidence_bundle,
+    evidence_is_public,
+)
 from apps.certificates.filters import CertificateFilter
 from apps.certificates.models import Certificate, CertificateStatus
 from apps.certificates.public_reads import anonymous_page_cached
-from apps.certificates.selectors import certificate_by_serial
+from apps.certificates.selectors import certificate_by_serial, certificate_status_history
 from apps.certificates.services import (
     certificate_check,
     certificate_reinstate,
@@ -39,7 +49,21 @@ from apps.portal.selectors import (
 from apps.registry.models import PEAK_FIELDS
 
 PAGE_SIZE = 50
+REGISTRY_EXPORT_MAX = 10_000  # rows in one export; the API pages beyond
 COMPARE_MIN, COMPARE_MAX = 2, 4
+
+
+def _registry_rows(
+    request: HttpRequest,
+) -> tuple[CertificateFilter, QuerySet[Certificate], dict[str, Any] | None, str]:
+    """The filtered, sorted certificates of the registry page and its exports, with the filter errors."""
+    filterset = CertificateFilter(request.GET, queryset=registry_certificates())
+    if filterset.is_valid():
+        certificates, errors = filterset.qs, None
+    else:  # a bad parameter shows its error above an empty table, as the API answers 400
+        certificates, errors = Certificate.objects.none(), filterset.errors
+    sort, ordering = registry_ordering(request.GET.get("ordering"))
+    return filterset, certificates.order_by(*ordering), errors, sort
 
 
 # Anonymous visitors without a session get it from the public reads' cache, per language and zone; the
@@ -47,18 +71,15 @@ COMPARE_MIN, COMPARE_MAX = 2, 4
 @require_GET
 @anonymous_page_cached
 def registry(request: HttpRequest) -> HttpResponse:
-    filterset = CertificateFilter(request.GET, queryset=registry_certificates())
-    if filterset.is_valid():
-        certificates, errors = filterset.qs, None
-    else:  # a bad parameter shows its error above an empty table, as the API answers 400
-        certificates, errors = Certificate.objects.none(), filterset.errors
-    sort, ordering = registry_ordering(request.GET.get("ordering"))
-    page = Paginator(certificates.order_by(*ordering), PAGE_SIZE).get_page(request.GET.get("page"))
+    filterset, certificates, errors, sort = _registry_rows(request)
+    page = Paginator(certificates, PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     for key in ("page", "ordering", "serial"):
         query.pop(key, None)
     for key in [k for k, values in query.lists() if not any(values)]:
         query.pop(key)  # an empty filter means "any": keep links and the API example short
+    export_query = request.GET.copy()
+    export_query.pop("page", None)
     page_query = query.copy()
     if request.GET.get("ordering"):
         page_query["ordering"] = sort
@@ -103,8 +124,73 @@ def registry(request: HttpRequest) -> HttpResponse:
             "sort": sort,
             "headers": headers,
             "sortable": sorted(REGISTRY_ORDERING),
+            "export_query": export_query.urlencode(),
         },
     )
+
+
+# The exports' columns: what the registry page shows, from the signed subject (never the live rows).
+EXPORT_COLUMNS = [
+    ("serial", _("Serial")),
+    ("chip_sku", _("Chip SKU")),
+    ("chip_name", _("Chip name")),
+    ("vendor", _("Vendor")),
+    ("target", _("Hardware target")),
+    ("backend", _("Backend")),
+    ("program", _("Program")),
+    ("level", _("Level")),
+    ("status", _("Status")),
+    ("issued_at", _("Issued")),
+    ("valid_until", _("Valid until")),
+    ("url", _("Certificate page")),
+]
+
+
+def _export_rows(request: HttpRequest, certificates: QuerySet[Certificate]) -> list[dict[str, Any]]:
+    return [
+        {
+            "serial": c.serial,
+            "chip_sku": c.subject_chip_sku,
+            "chip_name": c.subject_chip_name,
+            "vendor": c.vendor.name,
+            "target": c.subject_target_slug,
+            "backend": c.subject_backend,
+            "program": f"{c.program.code} {c.program.version}",
+            "level": c.level,
+            "status": c.status,
+            "issued_at": c.issued_at.isoformat(),
+            "valid_until": c.valid_until.isoformat(),
+            "url": request.build_absolute_uri(reverse("portal:certificate", kwargs={"serial": c.serial})),
+        }
+        for c in certificates[:REGISTRY_EXPORT_MAX]
+    ]
+
+
+@require_GET
+def registry_export(request: HttpRequest, fmt: str) -> HttpResponse:
+    """The registry's filtered, sorted list as CSV (UTF-8 with a BOM, for Excel) or JSON: the page's
+    filters and ordering, every page at once (up to REGISTRY_EXPORT_MAX rows)."""
+    if fmt not in ("csv", "json"):
+        raise Http404("Exports are .csv or .json.")
+    _, certificates, errors, _sort = _registry_rows(request)
+    if errors:
+        return JsonResponse({"errors": errors}, status=400)
+    rows = _export_rows(request, certificates)
+    stamp = timezone.now().strftime("%Y%m%d")
+    if fmt == "json":
+        response: HttpResponse = JsonResponse(
+            {"count": len(rows), "filters": request.GET.dict(), "results": rows},
+            json_dumps_params={"ensure_ascii": False},
+        )
+    else:
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response.write("\ufeff")  # the BOM: Excel then reads the Chinese titles as UTF-8
+        writer = csv.writer(response)
+        writer.writerow([str(label) for _key, label in EXPORT_COLUMNS])
+        for row in rows:
+            writer.writerow([row[key] for key, _label in EXPORT_COLUMNS])
+    response["Content-Disposition"] = f'attachment; filename="certified-registry-{stamp}.{fmt}"'
+    return response
 
 
 def _certificate_or_404(serial: str) -> Certificate:
@@ -125,8 +211,14 @@ def _certificate_page(
         "payload": payload,
         "check": certificate_check(certificate=certificate),
         "document_url": reverse("certificate-document", kwargs={"serial": certificate.serial}),
-        "verify_url": reverse("certificate-verify", kwargs={"serial": certificate.serial}),
+        "verify_url": reverse("portal:certificate-verify", kwargs={"serial": certificate.serial}),
+        "verify_absolute_url": request.build_absolute_uri(
+            reverse("portal:certificate-verify", kwargs={"serial": certificate.serial})
+        ),
+        "api_verify_url": reverse("certificate-verify", kwargs={"serial": certificate.serial}),
+        "history": certificate_status_history(certificate=certificate),
         "keys_url": reverse("certification-keys"),
+        "evidence_public": evidence_is_public(certificate),
         "may_suspend": may_act and certificate.status == CertificateStatus.ACTIVE,
         "may_reinstate": may_act and certificate.status == CertificateStatus.SUSPENDED,
         "may_revoke": may_act
@@ -142,6 +234,46 @@ def _certificate_page(
 @require_GET
 def certificate_detail(request: HttpRequest, serial: str) -> HttpResponse:
     return _certificate_page(request, _certificate_or_404(serial))
+
+
+@require_GET
+def certificate_verify_page(request: HttpRequest, serial: str) -> HttpResponse:
+    """The human verification page (where the printed certificate's URL leads): what was checked, and
+    how to check it again without trusting this site."""
+    certificate = _certificate_or_404(serial)
+    payload = json.loads(certificate.payload_json)
+    return render(
+        request,
+        "portal/certificate_verify.html",
+        {
+            "certificate": certificate,
+            "payload": payload,
+            "check": certificate_check(certificate=certificate),
+            "history": certificate_status_history(certificate=certificate),
+            "document_url": reverse("certificate-document", kwargs={"serial": certificate.serial}),
+            "api_verify_url": reverse("certificate-verify", kwargs={"serial": certificate.serial}),
+            "keys_url": reverse("certification-keys"),
+        },
+    )
+
+
+@require_GET
+def certificate_evidence(request: HttpRequest, serial: str) -> HttpResponse:
+    """The evidence bundle (zip), where the certificate's program makes evidence public."""
+    certificate = _certificate_or_404(serial)
+    try:
+        bundle = certificate_evidence_bundle(certificate=certificate)
+    except EvidenceNotPublic:
+        raise Http404("This certificate's program does not publish its evidence.") from None
+    except EvidenceAltered as exc:
+        return HttpResponse(
+            f"The stored evidence no longer matches the certificate: {exc}.",
+            status=409,
+            content_type="text/plain",
+        )
+    response = HttpResponse(bundle, content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{certificate.serial}-evidence.zip"'
+    return response
 
 
 STATUS_SERVICES = {

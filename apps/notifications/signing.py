@@ -1,0 +1,78 @@
+"""Standard Webhooks signatures (https://www.standardwebhooks.com, spec v1) and the encryption of
+the endpoints' secrets at rest.
+
+A signature is `v1,` + base64(HMAC-SHA256(key, f"{webhook-id}.{webhook-timestamp}.{body}")), the
+key being the base64 part of the `whsec_` secret; receivers verify it with the `standardwebhooks`
+package or these few lines. The secret must be recoverable to sign, so it is not hashed: it is
+encrypted (Fernet) under a key in a 0600 file beside the audit chain key, outside the database.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+from django.conf import settings
+
+SECRET_PREFIX = "whsec_"  # noqa: S105  # the spec's prefix, not a secret
+SECRET_BYTES = 24  # the spec: between 24 and 64 bytes
+_fernets: dict[str, Fernet] = {}
+
+
+def secret_generate() -> str:
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
+
+
+def signature(*, secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    key = base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+    content = f"{msg_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, content, hashlib.sha256).digest()).decode()
+
+
+def signed_headers(*, secret: str, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signature(secret=secret, msg_id=msg_id, timestamp=timestamp, body=body),
+        "content-type": "application/json",
+    }
+
+
+def secrets_key_path() -> Path:
+    """Beside the signing keys and the audit chain key (<CERT_SIGNING_KEY_DIR>/..)."""
+    return Path(settings.CERT_SIGNING_KEY_DIR).parent / "webhook-secrets.key"
+
+
+def _fernet() -> Fernet:
+    path = secrets_key_path()
+    cached = _fernets.get(str(path))
+    if cached is not None:
+        return cached
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        scratch = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+        descriptor = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(Fernet.generate_key())
+        try:
+            os.link(scratch, path)  # atomic: a concurrent first use keeps the one that won
+        except FileExistsError:
+            pass
+        finally:
+            scratch.unlink()
+    fernet = Fernet(path.read_bytes().strip())
+    _fernets[str(path)] = fernet
+    return fernet
+
+
+def secret_encrypt(secret: str) -> str:
+    return _fernet().encrypt(secret.encode()).decode()
+
+
+def secret_decrypt(ciphertext: str) -> str:
+    return _fernet().decrypt(ciphertext.encode()).decode()
