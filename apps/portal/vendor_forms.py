@@ -73,6 +73,7 @@ TARGET_LABELS = {
     "slug": _("Slug"),
     "backend": _("Backend"),
     "device_count": _("Number of devices"),
+    "interconnect": _("Interconnect"),
     "driver_version": _("Driver version"),
     "runtime_version": _("Runtime version"),
     "torch_version": _("PyTorch version"),
@@ -86,6 +87,9 @@ TARGET_HELP = {
     "slug": _("Lower-case letters, digits and inner hyphens; it names the runner queue."),
     "backend": _("The PyTorch device type: cpu, cuda, xpu, mps, npu, mlu, ..."),
     "runtime_version": _("CUDA toolkit, ROCm, CANN, ..."),
+    "interconnect": _(
+        "How the devices are connected, e.g. NVLink 4 (18 links), HCCS, PCIe 5.0 x16; empty for one device."
+    ),
     "plugin_versions": _('Each backend plugin and its version, e.g. {"torch_npu": "2.1.0"}.'),
     "device_identity": _(
         "What the runner must read from the device: name, pci_bus_id, uuid, serial (each optional)."

@@ -184,3 +184,17 @@ def test_an_altered_result_document_is_refused_not_bundled(cast, awaiting, media
     default_storage.save(document.content.name, ContentFile(b'{"forged": true}'))
     response = Client().get(f"/certificates/{certificate.serial}/evidence.zip")
     assert response.status_code == 409 and "no longer matches" in response.content.decode()
+
+
+def test_the_printed_qr_code_encodes_the_public_verification_url_not_the_requests_host(certified, settings):
+    import segno
+
+    certificate = certified()
+    settings.CERT_PUBLIC_URL = "https://cert.example.gov.cn/"
+    settings.ALLOWED_HOSTS = ["*"]
+    html = Client().get(f"/certificates/{certificate.serial}/", HTTP_HOST="evil.example").content.decode()
+    url = f"https://cert.example.gov.cn/certificates/{certificate.serial}/verify/"
+    assert url in html and "evil.example" not in html
+    assert segno.make(url, error="m").svg_inline(scale=3, dark="#000") in html
+    forged = segno.make(f"http://evil.example/certificates/{certificate.serial}/verify/", error="m")
+    assert forged.svg_inline(scale=3, dark="#000") not in html
