@@ -11,9 +11,16 @@ Per model, in the job's serving dtype:
 5. **Server**: Poisson arrivals; a bounded search for the highest target QPS whose run LoadGen
    judges VALID at the program's latency bound (percentile), every step recorded.
 
-Decoders run in LoadGen's token-latency mode: the SUT (runners/serving/sut.py) batches prompts
-statically over a KV cache and reports the first token of each sample apart, so LoadGen gives time
-to first token, time per output token and tokens per second.
+Decoders run in LoadGen's token-latency mode: the SUT (runners/serving/sut.py) batches requests
+continuously over a KV cache of independent rows by default (requests join between decode steps and
+leave when their last token is out; ``llm.batching`` "static" batches prompts statically instead),
+and reports each request's first token and completion apart, so LoadGen gives time to first token,
+time per output token and tokens per second per request. The mode used is recorded per model
+(``serving.models[].batching``).
+
+Outputs completed during every timed run are sampled (TEST01, runners/served_outputs.py) and
+judged against the accuracy-mode outputs and the float64 reference; the verdict and its raw counts
+are the document's ``integrity.output_consistency``, which the platform re-judges.
 
 The settings of each scenario (minimum duration and query count, latency percentile and bound,
 TTFT / TPOT bounds) come from the job spec's ``options.serving``: the program level's settings,
@@ -45,7 +52,7 @@ import torch
 from runners.document import build_document, now_iso
 from runners.errors import INFRASTRUCTURE, error
 from runners.math_modes import with_pinned_math_modes
-from runners.measurements import measurement
+from runners.measurements import integrity_section, measurement
 from runners.model_suite import (
     DTYPES,
     _case,
@@ -57,9 +64,10 @@ from runners.model_suite import (
 from runners.model_suite.workloads import INFORMATIONAL_AGREEMENT, Workload, workload_for
 from runners.models import LoadedModel, ModelError, ModelSpec, load_model
 from runners.models.reference import float64_copy
+from runners.served_outputs import ServedOutputSampler, judge_served_outputs, served_outputs_salt
 from runners.serving.energy import EnergyMeter
 from runners.serving.loadgen_run import LoadGenResult, ScenarioSettings, run_test
-from runners.serving.sut import BatchingSUT, DecoderSUT, _WorkerSUT
+from runners.serving.sut import BatchingSUT, ContinuousDecoderSUT, DecoderSUT, _WorkerSUT
 
 Progress = Callable[[int, int, str], None]
 INVALID_FLAG = "loadgen_invalid"
@@ -85,10 +93,11 @@ DEFAULT_SETTINGS: dict[str, Any] = {
         "Offline": {"min_duration_ms": 1000, "min_query_count": 1},
     },
     "server_search": {"max_steps": 5, "start_fraction": 0.5, "precision": 0.1, "max_step_s": 15},
-    "llm": {"output_tokens": 8, "ttft_ms": 1000, "tpot_ms": 200},
+    "llm": {"output_tokens": 8, "ttft_ms": 1000, "tpot_ms": 200, "batching": "continuous"},
     "energy_rate_hz": 10,
 }
 VISION_ARCHITECTURES = ("resnet-cnn",)
+BATCHING_MODES = ("continuous", "static")
 REQUIRED_SCENARIOS = ("SingleStream", "Offline", "Server")
 
 
@@ -133,6 +142,9 @@ def resolve_settings(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
         raise ValueError(f"the serving settings lack the scenario(s) {missing}")
     for scenario in settings["scenarios"].values():  # validate early: a bad spec is refused, not half-run
         ScenarioSettings.from_dict(scenario)
+    batching = (settings.get("llm") or {}).get("batching")
+    if batching not in BATCHING_MODES:
+        raise ValueError(f"llm.batching {batching!r} is not one of {BATCHING_MODES}")
     return settings, provenance
 
 
@@ -156,6 +168,7 @@ def run_serving(spec: dict[str, Any], backend: Any, progress: Progress | None = 
         models=out["models"],
         support=out["support"],
         serving=out["serving"],
+        **({"integrity": integrity_section(out["consistency"], [])} if out.get("consistency") else {}),
     )
 
 
@@ -195,6 +208,7 @@ def run_serving_suite(
         "cases": [],
         "measurements": [],
         "models": [],
+        "consistency": [],
         "support": declaration,
         "serving": {
             "harness": "MLPerf Inference LoadGen (mlcommons-loadgen)",
@@ -269,31 +283,54 @@ class _ModelServer:
         self.decoder = workload.kind == "decoder"
         self.max_batch = int(settings.get("max_batch", 8))
         self.output_tokens = int((settings.get("llm") or {}).get("output_tokens", 8))
+        self.batching = (
+            str((settings.get("llm") or {}).get("batching", "continuous")) if self.decoder else "dynamic"
+        )
+        self._f64: Any = None
         if self.decoder:
             self.prompts = workload.make_batch(range(workload.size), device, dtype)[0]
         else:
             self.inputs = [workload.make_batch([i], device, dtype) for i in range(workload.size)]
 
-    def sut(self, *, max_batch: int, record: bool = False) -> _WorkerSUT:
+    def sut(self, *, max_batch: int, record: bool = False, sampler: Any = None) -> _WorkerSUT:
         if self.decoder:
-            return DecoderSUT(
+            kind = ContinuousDecoderSUT if self.batching == "continuous" else DecoderSUT
+            return kind(
                 self.module,
                 self.forward,
                 self.prompts,
                 output_tokens=self.output_tokens,
                 max_batch=max_batch,
                 record=record,
+                sampler=sampler,
             )
-        return BatchingSUT(self.forward, self.inputs, max_batch=max_batch, record=record)
+        return BatchingSUT(self.forward, self.inputs, max_batch=max_batch, record=record, sampler=sampler)
+
+    def float64_model(self) -> Any:
+        if self._f64 is None:
+            self._f64 = float64_copy(self.loaded.module, type(self.loaded.module), self.loaded.config)
+        return self._f64
 
     def reference(self) -> torch.Tensor:
         if self.decoder:
-            f64 = float64_copy(self.loaded.module, type(self.loaded.module), self.loaded.config)
             prompts = self.workload.make_batch(range(self.workload.size), torch.device("cpu"), torch.float64)[
                 0
             ]
-            return f64.generate(prompts, self.output_tokens)  # type: ignore[operator]  # an nn.Module attribute is Tensor | Module to mypy
+            return self.float64_model().generate(prompts, self.output_tokens)
         return self.workload.reference()
+
+    @torch.inference_mode()
+    def teacher_forced(self, index: int, tokens: torch.Tensor) -> torch.Tensor:
+        """The float64 model's logits for each of ``tokens`` (served for sample ``index``), fed the
+        prompt and the served tokens before it: [len(tokens), vocab]."""
+        prompt = self.workload.make_batch([index], torch.device("cpu"), torch.float64)[0]
+        served = tokens.to("cpu", torch.long).view(1, -1)
+        vocab = int(self.loaded.config.vocab_size)
+        if served.numel() == 0 or bool(((served < 0) | (served >= vocab)).any()):
+            return torch.empty(0, vocab, dtype=torch.float64)  # no token to judge: TEST01 fails
+        sequence = torch.cat([prompt, served[:, :-1]], dim=1)
+        logits = self.float64_model()(sequence)
+        return logits[0, prompt.shape[1] - 1 :]
 
     def score(self, outputs: torch.Tensor, reference: torch.Tensor, dtype_name: str) -> dict[str, Any]:
         if not self.decoder:
@@ -409,6 +446,7 @@ def _serve_model(
         "samples": workload.size,
         "token_latencies": server.decoder,
         "output_tokens": server.output_tokens if server.decoder else None,
+        "batching": server.batching,
         "scenarios": {},
     }
     out["serving"]["models"].append(record)
@@ -435,10 +473,16 @@ def _serve_scenarios(
     meter = EnergyMeter(backend, rate_hz=float(settings.get("energy_rate_hz", 10)))
     base_params = {"model": name, "architecture": record["architecture"]}
 
+    timed: list[tuple[str, ServedOutputSampler]] = []  # TEST01: outputs kept in every timed run
+
     def run(
         scenario: str, mode: str, cfg: ScenarioSettings, *, max_batch: int, tag: str, **kw: Any
     ) -> tuple[LoadGenResult, _WorkerSUT, dict[str, Any]]:
-        sut = server.sut(max_batch=max_batch, record=mode == "accuracy")
+        sampler = None
+        if mode == "performance":
+            sampler = ServedOutputSampler(challenge, served_outputs_salt(name, dtype_name, tag))
+            timed.append((tag, sampler))
+        sut = server.sut(max_batch=max_batch, record=mode == "accuracy", sampler=sampler)
         try:
             meter.start()
             result = run_test(
@@ -458,6 +502,10 @@ def _serve_scenarios(
         if sut.error is not None:
             raise sut.error
         energy = meter.result(samples=sut.completed_samples, tokens=sut.completed_tokens)
+        if sampler is not None:
+            result.requested["served_outputs"] = sampler.record()
+        if isinstance(sut, ContinuousDecoderSUT):
+            result.requested["continuous_batching"] = _request_latencies(sut)
         return result, sut, energy
 
     # 1. Accuracy: what the SUT serves, against the float64 reference.
@@ -472,6 +520,7 @@ def _serve_scenarios(
         expected_latency_s=single_s,
         expected_qps=batch_qps,
     )
+    accuracy_outputs = dict(sut.outputs)
     served = [sut.outputs.get(i) for i in range(server.workload.size)]
     score: dict[str, Any]
     if any(o is None for o in served):
@@ -735,6 +784,46 @@ def _serve_scenarios(
         )
         _token_latency_figures(chosen, cfg, "Server", name, dtype_name, params, out, best is not None)
     out["measurements"].extend(_energy_items(name, "Server", energy, dtype_name, params, server.decoder))
+
+    # 6. TEST01: the outputs kept in every timed run, against accuracy mode and the float64 reference.
+    verdict = judge_served_outputs(
+        timed,
+        decoder=server.decoder,
+        dtype=server.dtype,
+        dtype_name=dtype_name,
+        accuracy_outputs=accuracy_outputs,
+        reference=None if server.decoder else reference,
+        score=None if server.decoder else server.workload.score,
+        teacher_forced=server.teacher_forced if server.decoder else None,
+    )
+    out["consistency"].append(
+        {
+            "model": name,
+            "dtype": dtype_name,
+            "suite": "serving",
+            **verdict,
+            "runs": [{"tag": tag, **sampler.record()} for tag, sampler in timed],
+        }
+    )
+
+
+def _request_latencies(sut: ContinuousDecoderSUT) -> dict[str, Any]:
+    """The continuous-batching SUT's own per-request figures (LoadGen's are the certified ones)."""
+    ttft = sorted(t for t, _ in sut.request_latencies)
+    tpot = sorted(p for _, p in sut.request_latencies)
+
+    def pick(values: list[float], q: float) -> float | None:
+        return values[min(len(values) - 1, int(q * len(values)))] if values else None
+
+    return {
+        "requests": len(ttft),
+        "joins_mid_decode": sut.joins,
+        "decode_steps": sut.steps,
+        "ttft_p50_s": pick(ttft, 0.5),
+        "ttft_p90_s": pick(ttft, 0.9),
+        "tpot_p50_s": pick(tpot, 0.5),
+        "tpot_p90_s": pick(tpot, 0.9),
+    }
 
 
 def _percentile_key(percentile: float | None) -> str:
