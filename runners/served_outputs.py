@@ -123,6 +123,7 @@ def judge_served_outputs(
     sampled = mismatches = 0
     worst = 0.0
     rows: list[tuple[int, torch.Tensor]] = []
+    statuses: dict[str, str] = {}  # per kept output, against the float64 reference alone (the reveal's)
     for tag, sampler in runs:
         for position, index, got in sampler.kept():
             sampled += 1
@@ -130,6 +131,7 @@ def judge_served_outputs(
             if decoder:
                 logits = teacher_forced(index, got) if teacher_forced is not None else None
                 within = served_tokens_within_rounding(got, logits, dtype)
+                statuses[sample_label(tag, position)] = "pass" if within >= 1.0 else "fail"
                 if within < 1.0:
                     mismatches += 1
                     details.append(
@@ -141,6 +143,16 @@ def judge_served_outputs(
                         }
                     )
                 continue
+            statuses[sample_label(tag, position)] = sample_reference_status(
+                decoder=False,
+                output=got,
+                dtype=dtype,
+                dtype_name=dtype_name,
+                reference_row=reference[index]
+                if reference is not None and index < reference.shape[0]
+                else None,
+                score=score,
+            )
             expected = accuracy_outputs.get(index)
             if expected is None or expected.shape != got.shape:
                 mismatches += 1
@@ -189,6 +201,7 @@ def judge_served_outputs(
             )
     result["verdict"] = "fail" if mismatches or not sampled else "pass"
     result["details"] = details[:10]
+    result["sample_status"] = statuses
     return result
 
 
@@ -209,3 +222,103 @@ def served_tokens_within_rounding(
     best = ref.max(-1).values
     margin = atol + rtol * ref.abs().amax(-1)
     return float((chosen >= best - margin).double().mean())
+
+
+# Shared with the platform's reveal (runners/revealed.py): the same functions decide a served
+# output's status on the runner and, from the revealed tensor alone, on the platform.
+
+
+def sample_label(tag: str, position: int) -> str:
+    """The label (and reveal sample name) of the output kept at ``position`` of the run ``tag``."""
+    return f"{tag}@{position}"
+
+
+def decoder_reference_tokens(f64_module: Any, prompts: torch.Tensor, output_tokens: int) -> torch.Tensor:
+    """The float64 model's greedy continuation of every prompt: the decoder's accuracy reference."""
+    with torch.inference_mode():
+        return f64_module.generate(prompts.to("cpu", torch.long), int(output_tokens))
+
+
+def teacher_forced_logits(
+    f64_module: Any, prompt: torch.Tensor, tokens: torch.Tensor, vocab: int
+) -> torch.Tensor:
+    """The float64 model's logits for each of ``tokens`` served after ``prompt`` [1, length], fed the
+    served tokens before it: [len(tokens), vocab]; empty where a token is not in the vocabulary."""
+    served = tokens.to("cpu", torch.long).view(1, -1)
+    if served.numel() == 0 or bool(((served < 0) | (served >= vocab)).any()):
+        return torch.empty(0, vocab, dtype=torch.float64)
+    with torch.inference_mode():
+        logits = f64_module(torch.cat([prompt.to("cpu", torch.long), served[:, :-1]], dim=1))
+    return logits[0, prompt.shape[1] - 1 :]
+
+
+def serving_accuracy_score(
+    *,
+    decoder: bool,
+    outputs: torch.Tensor,
+    reference: torch.Tensor,
+    dtype_name: str,
+    score: Callable[[torch.Tensor, torch.Tensor, str], dict[str, Any]],
+) -> dict[str, Any]:
+    """The accuracy-mode score of every served output against the float64 reference: the workload's
+    own score for single-forward models, greedy-token agreement for decoders."""
+    if not decoder:
+        return score(outputs, reference, dtype_name)
+    from runners.model_suite.workloads import INFORMATIONAL_AGREEMENT
+
+    agreement = float((outputs == reference).double().mean()) if outputs.shape == reference.shape else 0.0
+    bar = INFORMATIONAL_AGREEMENT.get(dtype_name, 0.9)
+    return {
+        "metric": "greedy_token_agreement",
+        "value": agreement,
+        "generated_tokens": int(reference.numel()),
+        "informational_bar": bar,
+        "meets_informational_bar": bool(agreement >= bar),
+    }
+
+
+def sample_reference_status(
+    *,
+    decoder: bool,
+    output: torch.Tensor,
+    dtype: torch.dtype,
+    dtype_name: str,
+    reference_row: torch.Tensor | None = None,
+    score: Callable[[torch.Tensor, torch.Tensor, str], dict[str, Any]] | None = None,
+    logits: torch.Tensor | None = None,
+) -> str:
+    """One kept output against the float64 reference alone (what the platform re-decides on a reveal):
+    a decoder's tokens each within the dtype's rounding of the reference's first choice, a single
+    forward's row reaching the dtype's accuracy bar against its reference row."""
+    if decoder:
+        return "pass" if served_tokens_within_rounding(output, logits, dtype) >= 1.0 else "fail"
+    if reference_row is None or score is None or tuple(output.shape) != tuple(reference_row.shape):
+        return "fail"
+    verdict = score(output.to(torch.float64)[None], reference_row.to(torch.float64)[None], dtype_name)
+    return "pass" if verdict.get("meets_informational_bar") else "fail"
+
+
+def serving_judged_outputs(document: dict[str, Any]) -> list[str]:
+    """The output ids a serving document's verdicts rest on: each model's accuracy-mode outputs (where
+    every sample was answered) and every output kept in a timed run (its integrity item's runs)."""
+    from runners.commitment import serving_output_id
+
+    ids = []
+    for case in document.get("cases") or []:
+        if (
+            isinstance(case, dict)
+            and case.get("case") == "serving_accuracy"
+            and case.get("status") in ("pass", "fail")
+            and (case.get("metrics") or {}).get("metric") != "served"  # unanswered samples: nothing stacked
+        ):
+            ids.append(serving_output_id(str(case.get("kernel")), str(case.get("dtype")), "accuracy"))
+    section = (document.get("integrity") or {}).get("output_consistency") or {}
+    for item in (section.get("items") if isinstance(section, dict) else None) or []:
+        if not isinstance(item, dict) or item.get("suite") != "serving":
+            continue
+        for run in item.get("runs") or []:
+            if isinstance(run, dict):
+                for position in run.get("positions") or []:
+                    label = sample_label(str(run.get("tag")), position)
+                    ids.append(serving_output_id(str(item.get("model")), str(item.get("dtype")), label))
+    return ids

@@ -49,6 +49,7 @@ from typing import Any
 import mlperf_loadgen as lg
 import torch
 
+from runners.commitment import OutputCommitment, serving_output_id
 from runners.document import build_document, now_iso
 from runners.errors import INFRASTRUCTURE, error
 from runners.math_modes import with_pinned_math_modes
@@ -61,10 +62,18 @@ from runners.model_suite import (
     _model_record,
     default_models,
 )
-from runners.model_suite.workloads import INFORMATIONAL_AGREEMENT, Workload, workload_for
+from runners.model_suite.workloads import Workload, workload_for
 from runners.models import LoadedModel, ModelError, ModelSpec, load_model
 from runners.models.reference import float64_copy
-from runners.served_outputs import ServedOutputSampler, judge_served_outputs, served_outputs_salt
+from runners.served_outputs import (
+    ServedOutputSampler,
+    decoder_reference_tokens,
+    judge_served_outputs,
+    sample_label,
+    served_outputs_salt,
+    serving_accuracy_score,
+    teacher_forced_logits,
+)
 from runners.serving.energy import EnergyMeter
 from runners.serving.loadgen_run import LoadGenResult, ScenarioSettings, run_test
 from runners.serving.sut import BatchingSUT, ContinuousDecoderSUT, DecoderSUT, _WorkerSUT
@@ -153,10 +162,20 @@ def _seed_int(challenge: str, salt: str) -> int:
 
 
 @with_pinned_math_modes
-def run_serving(spec: dict[str, Any], backend: Any, progress: Progress | None = None) -> dict[str, Any]:
-    """The serving suite's result document for a validated job spec (the CLI's suite signature)."""
+def run_serving(
+    spec: dict[str, Any],
+    backend: Any,
+    progress: Progress | None = None,
+    *,
+    commitment: OutputCommitment | None = None,
+) -> dict[str, Any]:
+    """The serving suite's result document for a validated job spec (the CLI's suite signature).
+
+    Every judged output (each model's accuracy-mode outputs, each output kept in a timed run) is
+    committed in ``commitment`` (raw outputs kept in its store) for the platform's reveal."""
     started_at, start = now_iso(), time.perf_counter()
-    out = run_serving_suite(spec, backend, progress=progress)
+    commitment = commitment if commitment is not None else OutputCommitment()
+    out = run_serving_suite(spec, backend, progress=progress, commitment=commitment)
     return build_document(
         "serving",
         spec,
@@ -169,11 +188,16 @@ def run_serving(spec: dict[str, Any], backend: Any, progress: Progress | None = 
         support=out["support"],
         serving=out["serving"],
         **({"integrity": integrity_section(out["consistency"], [])} if out.get("consistency") else {}),
+        commitment=commitment.section(),
     )
 
 
 def run_serving_suite(
-    spec: dict[str, Any], backend: Any, *, progress: Progress | None = None
+    spec: dict[str, Any],
+    backend: Any,
+    *,
+    progress: Progress | None = None,
+    commitment: OutputCommitment | None = None,
 ) -> dict[str, Any]:
     options = spec.get("options") or {}
     try:
@@ -248,7 +272,17 @@ def run_serving_suite(
             model_spec = ModelSpec.from_dict(entry)
             if progress:
                 progress(position, len(entries), f"serving {model_spec.name}")
-            _serve_model(model_spec, spec, backend, settings, dtype_name, quick, root / model_spec.name, out)
+            _serve_model(
+                model_spec,
+                spec,
+                backend,
+                settings,
+                dtype_name,
+                quick,
+                root / model_spec.name,
+                out,
+                commitment,
+            )
     if progress:
         progress(len(entries), len(entries), "done")
     return out
@@ -316,34 +350,23 @@ class _ModelServer:
             prompts = self.workload.make_batch(range(self.workload.size), torch.device("cpu"), torch.float64)[
                 0
             ]
-            return self.float64_model().generate(prompts, self.output_tokens)
+            return decoder_reference_tokens(self.float64_model(), prompts, self.output_tokens)
         return self.workload.reference()
 
-    @torch.inference_mode()
     def teacher_forced(self, index: int, tokens: torch.Tensor) -> torch.Tensor:
         """The float64 model's logits for each of ``tokens`` (served for sample ``index``), fed the
-        prompt and the served tokens before it: [len(tokens), vocab]."""
+        prompt and the served tokens before it: [len(tokens), vocab] (empty for a foreign token)."""
         prompt = self.workload.make_batch([index], torch.device("cpu"), torch.float64)[0]
-        served = tokens.to("cpu", torch.long).view(1, -1)
-        vocab = int(self.loaded.config.vocab_size)
-        if served.numel() == 0 or bool(((served < 0) | (served >= vocab)).any()):
-            return torch.empty(0, vocab, dtype=torch.float64)  # no token to judge: TEST01 fails
-        sequence = torch.cat([prompt, served[:, :-1]], dim=1)
-        logits = self.float64_model()(sequence)
-        return logits[0, prompt.shape[1] - 1 :]
+        return teacher_forced_logits(self.float64_model(), prompt, tokens, int(self.loaded.config.vocab_size))
 
     def score(self, outputs: torch.Tensor, reference: torch.Tensor, dtype_name: str) -> dict[str, Any]:
-        if not self.decoder:
-            return self.workload.score(outputs, reference, dtype_name)
-        agreement = float((outputs == reference).double().mean())
-        bar = INFORMATIONAL_AGREEMENT.get(dtype_name, 0.9)
-        return {
-            "metric": "greedy_token_agreement",
-            "value": agreement,
-            "generated_tokens": int(reference.numel()),
-            "informational_bar": bar,
-            "meets_informational_bar": bool(agreement >= bar),
-        }
+        return serving_accuracy_score(
+            decoder=self.decoder,
+            outputs=outputs,
+            reference=reference,
+            dtype_name=dtype_name,
+            score=self.workload.score,
+        )
 
     @torch.inference_mode()
     def estimates(self) -> tuple[float, float]:
@@ -395,6 +418,7 @@ def _serve_model(
     quick: bool,
     log_dir: Path,
     out: dict[str, Any],
+    commitment: OutputCommitment | None = None,
 ) -> None:
     name = model_spec.name
     try:
@@ -451,7 +475,9 @@ def _serve_model(
     }
     out["serving"]["models"].append(record)
     try:
-        _serve_scenarios(server, spec, backend, settings, dtype_name, reference, log_dir, record, out)
+        _serve_scenarios(
+            server, spec, backend, settings, dtype_name, reference, log_dir, record, out, commitment
+        )
     except Exception as exc:  # declared supported: whatever LoadGen's SUT raised, the device failed
         out["cases"].append(_exception_case(name, dtype_name, exc, phase="device", prefix="serving: "))
 
@@ -466,6 +492,7 @@ def _serve_scenarios(
     log_dir: Path,
     record: dict[str, Any],
     out: dict[str, Any],
+    commitment: OutputCommitment | None = None,
 ) -> None:
     name = record["name"]
     challenge = spec["challenge"]
@@ -536,6 +563,8 @@ def _serve_scenarios(
         outputs = torch.stack([o for o in served if o is not None])  # all of them (checked above)
         score = server.score(outputs, reference, dtype_name)
         status = "pass" if score["meets_informational_bar"] else "fail"
+        if commitment is not None:  # the judged outputs, for the platform's reveal
+            commitment.record(serving_output_id(name, dtype_name, "accuracy"), outputs)
     score["loadgen_summary_sha256"] = acc.summary_sha256
     case = _case(name, dtype_name, status, score)
     case["case"] = "serving_accuracy"
@@ -805,6 +834,10 @@ def _serve_scenarios(
             "runs": [{"tag": tag, **sampler.record()} for tag, sampler in timed],
         }
     )
+    if commitment is not None:
+        for tag, sampler in timed:
+            for position, _index, output in sampler.kept():
+                commitment.record(serving_output_id(name, dtype_name, sample_label(tag, position)), output)
 
 
 def _request_latencies(sut: ContinuousDecoderSUT) -> dict[str, Any]:

@@ -94,3 +94,52 @@ def test_stale_outputs_under_load_fail_the_output_consistency_blocker(cast, aia1
     b8 = campaign.criterion_results.get(criterion_id="B8")
     assert b8.blocker and b8.outcome == CriterionOutcome.FAIL
     assert "tiny-bert" in b8.explanation
+
+
+# Commit and reveal of served outputs -------------------------------------------------------------
+
+
+def test_the_serving_outputs_are_committed_and_a_reveal_is_judged_the_same_on_the_platform(cast, aia12):
+    from apps.runs.models import OutputReveal, RevealState
+
+    campaign = campaign_from_runner(vendor=cast.vendor, program=aia12, submitted_by=cast.owner)
+    reveal = OutputReveal.objects.get(job__campaign=campaign, job__suite="serving")
+    assert reveal.state == RevealState.VERIFIED, reveal.findings
+    assert reveal.requested and all(i.startswith("serving/tiny-bert/") for i in reveal.requested)
+    assert all(c["digest_matches"] and c["agrees"] for c in reveal.checked), reveal.checked
+    assert {c["server_status"] for c in reveal.checked} == {"pass"}
+    document = campaign.jobs.get(suite="serving").document
+    assert any(i.endswith("/accuracy") for i in (e["id"] for e in document_commitment(document)))
+    assert campaign.criterion_results.get(criterion_id="B12").outcome == CriterionOutcome.PASS
+
+
+def document_commitment(stored) -> list[dict]:
+    with stored.content.open("rb") as handle:
+        return json.loads(handle.read())["commitment"]["outputs"]
+
+
+def test_a_runner_whose_served_output_statuses_the_platform_does_not_share_fails_b12(cast, aia12):
+    from apps.runs.models import OutputReveal, RevealState
+
+    def lie(suite, document):  # every kept output reported failing, whatever it was
+        if suite == "serving":
+            item = _serving_item(document)
+            item["sample_status"] = dict.fromkeys(item["sample_status"], "fail")
+
+    campaign = campaign_from_runner(vendor=cast.vendor, program=aia12, submitted_by=cast.owner, edit=lie)
+    reveal = OutputReveal.objects.get(job__campaign=campaign, job__suite="serving")
+    assert reveal.state == RevealState.MISMATCH
+    assert any("the platform judges it pass, the runner said fail" in f for f in reveal.findings)
+    b12 = campaign.criterion_results.get(criterion_id="B12")
+    assert b12.blocker and b12.outcome == CriterionOutcome.FAIL
+
+
+def test_a_serving_document_that_does_not_commit_its_accuracy_outputs_is_refused(cast, aia12):
+    def drop(suite, document):
+        if suite == "serving":
+            outputs = document["commitment"]["outputs"]
+            document["commitment"]["outputs"] = [o for o in outputs if not o["id"].endswith("/accuracy")]
+
+    outcomes = _outcomes(cast, aia12, drop)
+    assert not outcomes["serving"].accepted
+    assert "judged outputs not committed" in outcomes["serving"].reason
