@@ -704,7 +704,7 @@ def serving_energy_problem(
         return "energy is certified from the Server run at the level's bound only"
     if "unavailable" in set(flags or ()):
         return "no meter measured it"
-    energy = params.get("energy") if isinstance(params.get("energy"), dict) else {}
+    energy = given if isinstance(given := params.get("energy"), dict) else {}
     if not energy.get("meter") or energy.get("available") is False:
         return "no meter named for it"
     if value is not None and value <= 0:

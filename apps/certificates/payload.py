@@ -343,7 +343,7 @@ def _serving_headline(
         if row.kind == "energy":
             if row.document.suite != "serving" or params.get("scenario") != "Server" or row.value is None:
                 continue  # the model suite's estimate, another scenario's, or no meter: never certified
-            energy = params.get("energy") if isinstance(params.get("energy"), dict) else {}
+            energy = given if isinstance(given := params.get("energy"), dict) else {}
             problem = judge.serving_energy_problem(
                 value=row.value, unit=row.unit, flags=row.flags, params=params, thresholds=thresholds
             )

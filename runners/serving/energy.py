@@ -97,11 +97,11 @@ def parse_amd_smi_metric(text: str, gpu: int) -> tuple[float | None, float | Non
     entry = next((e for e in entries if e.get("gpu") == gpu), None)
     if entry is None:
         return None, None
-    power = entry.get("power") if isinstance(entry.get("power"), dict) else {}
+    power = given if isinstance(given := entry.get("power"), dict) else {}
     watts = next(
         (w for key in AMD_POWER_KEYS if (w := _quantity(power.get(key), _WATTS, "W")) is not None), None
     )
-    energy = entry.get("energy") if isinstance(entry.get("energy"), dict) else {}
+    energy = found if isinstance(found := entry.get("energy"), dict) else {}
     joules = _quantity(energy.get("total_energy_consumption"), _JOULES, "J")
     return watts, joules
 
@@ -129,7 +129,7 @@ def parse_npu_smi_power(text: str) -> float | None:
 def _amdsmi_library_watts(gpu: int) -> Callable[[], float | None] | None:
     """A reader of socket power through the ``amdsmi`` Python library, or None where it is absent."""
     try:
-        import amdsmi  # type: ignore[import-not-found]  # optional: ROCm hosts only
+        import amdsmi  # optional: ROCm hosts only
 
         amdsmi.amdsmi_init()
         handle = amdsmi.amdsmi_get_processor_handles()[gpu]

@@ -170,15 +170,15 @@ def test_a_runner_that_does_not_reveal_in_time_fails_its_job_with_a_classified_e
     cast, aia12, settings, django_capture_on_commit_callbacks
 ):
     campaign = campaign_from_runner(vendor=cast.vendor, program=aia12, reveal=False, evaluate=False)
-    # The suites that commit their outputs wait for their reveal; serving commits none (no reveal).
-    committing = campaign.jobs.exclude(suite="serving")
+    # Every suite commits its outputs (serving's since its reveal), so every job waits for its reveal.
+    committing = campaign.jobs.all()
     assert set(committing.values_list("state", flat=True)) == {JobState.RUNNING}
     settings.JOB_SILENCE_S = 0  # a job awaiting its reveal is never requeued as silent
     assert jobs_sweep_stuck(now=timezone.now()) == 0
     # Long after every deadline (the answer time plus the hard limits of the jobs queued ahead).
     later = timezone.now() + timedelta(days=2)
     with django_capture_on_commit_callbacks(execute=True):
-        assert jobs_sweep_stuck(now=later) == 3
+        assert jobs_sweep_stuck(now=later) == 4
     for job in committing.all():
         assert job.state == JobState.FAILED and job.error_class == ErrorClass.TIMEOUT
         assert job.error_message.startswith("reveal timeout")

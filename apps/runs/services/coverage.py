@@ -276,7 +276,7 @@ def _timed_run_tags(runs: dict[str, Any]) -> set[str]:
     tags = {name for name in ("SingleStream", "MultiStream") if isinstance(runs.get(name), dict)}
     if isinstance(runs.get("MultiStream"), dict) and runs["MultiStream"].get("ran") is False:
         tags.discard("MultiStream")
-    offline = runs.get("Offline") if isinstance(runs.get("Offline"), dict) else {}
+    offline = given if isinstance(given := runs.get("Offline"), dict) else {}
     tags |= {f"Offline-{i}" for i in range(len(offline.get("attempts") or []))}
     search = (runs.get("Server") or {}).get("search") or {}
     tags |= {f"Server-{i}" for i in range(len(search.get("steps") or []))}
