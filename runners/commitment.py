@@ -1,7 +1,8 @@
 """Commit, then reveal: digests of every judged output in the document, the raw outputs kept aside.
 
 The runner commits to a digest of each output it judged (every conformance case that ran to a
-verdict, every output a performance or model run sampled for TEST01) in the signed result
+verdict, every output a performance, model or serving run sampled for TEST01, the outputs a
+serving accuracy run answered) in the signed result
 document's ``commitment`` section, and keeps the raw outputs in a local store on the runner host
 (safetensors files, one folder per job attempt). Once the platform has stored the commitment it
 draws a sample the runner could not predict and asks for those outputs (``runners.reveal``); the
@@ -169,6 +170,12 @@ def performance_output_id(benchmark: str, dtype: str, sample: str) -> str:
 
 def model_output_id(model: str, dtype: str, sample: str) -> str:
     return f"model/{model}/{dtype}/{sample}"
+
+
+def serving_output_id(model: str, dtype: str, sample: str) -> str:
+    """``sample``: "accuracy" (every sample LoadGen's accuracy mode served, stacked in sample order) or
+    "<run tag>@<completion position>" (an output kept during a timed run, runners/served_outputs.py)."""
+    return f"serving/{model}/{dtype}/{sample}"
 
 
 class RevealError(ValueError):

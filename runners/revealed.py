@@ -7,7 +7,8 @@ reference on its own CPU, and judges the revealed tensor with the catalog's tole
 `compare` the runner used. Nothing here runs a device kernel; only references are computed.
 
 Each output id names what it is (runners/commitment.py): ``conformance/<kernel>/<dtype>/<case>``,
-``performance/<benchmark>/<dtype>/<accuracy|roundN>``, ``model/<model>/<dtype>/<accuracy|label>``.
+``performance/<benchmark>/<dtype>/<accuracy|roundN>``, ``model/<model>/<dtype>/<accuracy|label>``,
+``serving/<model>/<dtype>/<accuracy|tag@position>``.
 `judge_output` returns the server's status beside the runner's for the same output.
 """
 
@@ -59,7 +60,7 @@ class RevealContext:
 def split_id(output_id: str) -> tuple[str, str, str, str]:
     """(suite, name, dtype, sample) of an output id; a benchmark name may not contain '/'."""
     parts = str(output_id).split("/")
-    if len(parts) < 4 or parts[0] not in ("conformance", "performance", "model"):
+    if len(parts) < 4 or parts[0] not in ("conformance", "performance", "model", "serving"):
         raise NotJudgeable(f"not an output id: {output_id!r}")
     if parts[0] == "conformance":
         return parts[0], parts[1], parts[2], "/".join(parts[3:])
@@ -402,6 +403,153 @@ def _model(
     )
 
 
+# Serving -------------------------------------------------------------------------------------------
+
+
+def _serving_model(context: RevealContext, name: str) -> tuple[Any, Any, Any]:
+    """(loaded model, workload, float64 copy) of a planned model as the serving suite drew it."""
+    key = ("serving", name)
+    if key in context.models:
+        return context.models[key]
+    from runners.model_suite.workloads import workload_for
+    from runners.models import ModelError, ModelSpec, load_model
+    from runners.models.reference import float64_copy
+
+    entry = next(
+        (m for m in context.plan.get("models") or [] if isinstance(m, dict) and m.get("name") == name), None
+    )
+    if entry is None:
+        raise NotJudgeable(f"the job's plan has no model {name!r}")
+    if name in context.weights:
+        entry = {**entry, "weights_path": context.weights[name]}
+    try:
+        loaded = load_model(ModelSpec.from_dict(entry))
+        workload = workload_for(
+            loaded, context.challenge, quick=bool((context.plan.get("options") or {}).get("quick"))
+        )
+        f64 = float64_copy(loaded.module, type(loaded.module), loaded.config)
+    except (ModelError, ImportError, OSError) as exc:
+        raise NotJudgeable(
+            f"the platform cannot build {name}'s reference: {type(exc).__name__}: {exc}"
+        ) from None
+    context.models[key] = (loaded, workload, f64)
+    return loaded, workload, f64
+
+
+def _serving_output_tokens(context: RevealContext, name: str) -> int:
+    """The tokens each decoder request generates: the plan's setting, else what the document records."""
+    llm = ((context.plan.get("options") or {}).get("serving") or {}).get("llm") or {}
+    if isinstance(llm.get("output_tokens"), int):
+        return int(llm["output_tokens"])
+    for record in (context.document.get("serving") or {}).get("models") or []:
+        if (
+            isinstance(record, dict)
+            and record.get("name") == name
+            and isinstance(record.get("output_tokens"), int)
+        ):
+            return int(record["output_tokens"])
+    raise NotJudgeable(f"no output token count for {name}")
+
+
+def _serving(
+    context: RevealContext, name: str, dtype: str, sample: str, tensor: torch.Tensor
+) -> dict[str, Any]:
+    """A served output: the accuracy run's (every sample, scored as the runner scored it) or one kept
+    in a timed run (its status against the float64 reference alone), re-decided from the challenge."""
+    from runners.served_outputs import (
+        decoder_reference_tokens,
+        sample_reference_status,
+        serving_accuracy_score,
+        teacher_forced_logits,
+    )
+
+    loaded, workload, f64 = _serving_model(context, name)
+    decoder = workload.kind == "decoder"
+    key = ("serving-reference", name)
+    if key not in context.models:
+        if decoder:
+            prompts = workload.make_batch(range(workload.size), torch.device("cpu"), torch.float64)[0]
+            context.models[key] = decoder_reference_tokens(
+                f64, prompts, _serving_output_tokens(context, name)
+            )
+        else:
+            context.models[key] = workload.reference()
+    reference = context.models[key]
+    if sample == "accuracy":
+        record = next(
+            (
+                c
+                for c in context.document.get("cases") or []
+                if isinstance(c, dict)
+                and (c.get("kernel"), c.get("dtype"), c.get("case")) == (name, dtype, "serving_accuracy")
+            ),
+            None,
+        )
+        runner = (record or {}).get("status")
+        if tuple(tensor.shape) != tuple(reference.shape):
+            return _verdict(
+                "fail",
+                runner,
+                detail=f"revealed {tuple(tensor.shape)}, the workload makes {tuple(reference.shape)}",
+            )
+        outputs = tensor.to(torch.long) if decoder else tensor.to(torch.float64)
+        score = serving_accuracy_score(
+            decoder=decoder, outputs=outputs, reference=reference, dtype_name=dtype, score=workload.score
+        )
+        claimed = ((record or {}).get("metrics") or {}).get("value")
+        verdict = _verdict(
+            "pass" if score["meets_informational_bar"] else "fail",
+            runner,
+            metric=score["metric"],
+            value=score["value"],
+            runner_value=claimed,
+        )
+        if not isinstance(claimed, int | float) or not math.isclose(
+            float(claimed), score["value"], rel_tol=1e-9, abs_tol=1e-12
+        ):
+            verdict.update(
+                agrees=False,
+                detail=f"the document reports {score['metric']} {claimed}, the output gives {score['value']}",
+            )
+        return verdict
+    tag, _, position = sample.rpartition("@")
+    item = next(
+        (
+            c
+            for c in _consistency_items(context.document)
+            if c.get("suite") == "serving" and c.get("model") == name and c.get("dtype") == dtype
+        ),
+        None,
+    )
+    run = next(
+        (r for r in (item or {}).get("runs") or [] if isinstance(r, dict) and r.get("tag") == tag), None
+    )
+    try:
+        index = int(run["indices"][run["positions"].index(int(position))])  # type: ignore[index]
+    except (TypeError, KeyError, ValueError, IndexError):
+        raise NotJudgeable(f"the document records no served output {sample!r}") from None
+    runner = ((item or {}).get("sample_status") or {}).get(sample)
+    torch_dtype = getattr(torch, dtype, None)
+    if not isinstance(torch_dtype, torch.dtype) or not 0 <= index < workload.size:
+        raise NotJudgeable(f"cannot judge {sample!r} of {name} at {dtype}")
+    if decoder:
+        prompt = workload.make_batch([index], torch.device("cpu"), torch.float64)[0]
+        logits = teacher_forced_logits(f64, prompt, tensor, int(loaded.config.vocab_size))
+        status = sample_reference_status(
+            decoder=True, output=tensor, dtype=torch_dtype, dtype_name=dtype, logits=logits
+        )
+    else:
+        status = sample_reference_status(
+            decoder=False,
+            output=tensor,
+            dtype=torch_dtype,
+            dtype_name=dtype,
+            reference_row=reference[index],
+            score=workload.score,
+        )
+    return _verdict(status, runner, sample_index=index)
+
+
 # A model output's cost: one float64 forward of the model over its workload, shared by its outputs.
 MODEL_REFERENCE_COST = 1 << 20
 
@@ -454,5 +602,7 @@ def judge_output(context: RevealContext, output_id: str, tensor: torch.Tensor) -
     """The server's verdict on one revealed output beside the runner's: {"server_status",
     "runner_status", "agrees", "stats" | "detail" ...}. Raises NotJudgeable."""
     suite, name, dtype, sample = split_id(output_id)
-    judge = {"conformance": _conformance, "performance": _performance, "model": _model}[suite]
+    judge = {"conformance": _conformance, "performance": _performance, "model": _model, "serving": _serving}[
+        suite
+    ]
     return judge(context, name, dtype, sample, tensor)

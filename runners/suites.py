@@ -14,11 +14,13 @@ from runners.model_suite import run_model
 from runners.performance import run_performance
 
 
-def run_serving(spec: dict[str, Any], backend: Any, progress: Progress | None = None) -> dict[str, Any]:
+def run_serving(
+    spec: dict[str, Any], backend: Any, progress: Progress | None = None, *, commitment: Any = None
+) -> dict[str, Any]:
     """The serving suite (runners/serving), imported on use: it needs mlcommons-loadgen."""
     from runners.serving import run_serving as serving
 
-    return serving(spec, backend, progress)
+    return serving(spec, backend, progress, commitment=commitment)
 
 
 def run_collectives(spec: dict[str, Any], backend: Any, progress: Progress | None = None) -> dict[str, Any]:
@@ -40,9 +42,8 @@ SUITES: dict[str, Suite] = {
 }
 
 
-# The suites whose judged outputs are committed for the platform's reveal (runners/commitment.py);
-# the serving suite's accuracy mode is judged by the runner and not yet committed.
-COMMITTING_SUITES = frozenset({"conformance", "performance", "model"})
+# The suites whose judged outputs are committed for the platform's reveal (runners/commitment.py).
+COMMITTING_SUITES = frozenset({"conformance", "performance", "model", "serving"})
 
 
 def run_suite(

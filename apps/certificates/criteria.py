@@ -376,7 +376,7 @@ def _reveal(documents: list[ResultDocument], thresholds: judge.Thresholds) -> Ju
     from apps.runs.models import OutputReveal
     from runners.suites import COMMITTING_SUITES
 
-    # The suites that commit their judged outputs; the serving suite commits none yet (no reveal).
+    # The suites that commit their judged outputs (the serving suite's since issue 15's reveal).
     documents = [d for d in documents if d.suite in COMMITTING_SUITES]
     reveals = {r.document_id: r for r in OutputReveal.objects.filter(document__in=documents)}
     rows: list[dict[str, Any]] = []

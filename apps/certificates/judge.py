@@ -684,6 +684,34 @@ def serving_figure_problem(
     return "; ".join(problems) or None
 
 
+SERVING_ENERGY_UNITS = ("J/query", "J/token")
+
+
+def serving_energy_problem(
+    *,
+    value: float | None,
+    unit: str,
+    flags: Iterable[str] | None,
+    params: dict[str, Any],
+    thresholds: Thresholds,
+) -> str | None:
+    """Why a serving energy figure may not be certified, or None: it must come from a Server run that
+    yields a certified figure (serving_figure_problem: VALID, the level's settings) and from a meter
+    that measured it (a named meter, never `unavailable`)."""
+    if unit not in SERVING_ENERGY_UNITS:
+        return f"unit {unit!r} is not an energy per query or per token"
+    if params.get("scenario") != "Server":
+        return "energy is certified from the Server run at the level's bound only"
+    if "unavailable" in set(flags or ()):
+        return "no meter measured it"
+    energy = given if isinstance(given := params.get("energy"), dict) else {}
+    if not energy.get("meter") or energy.get("available") is False:
+        return "no meter named for it"
+    if value is not None and value <= 0:
+        return "not a positive energy"
+    return serving_figure_problem(value=value, flags=flags, params=params, thresholds=thresholds)
+
+
 def serving_server_verdict(
     *, qps: dict[str, Any] | None, decoder: bool, thresholds: Thresholds
 ) -> tuple[bool, str]:

@@ -330,13 +330,28 @@ def _serving_headline(
     campaign: Campaign, thresholds: judge.Thresholds, excluded: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """Serving figures as certified: scenario, percentile, bound and LoadGen's VALID verdict with each;
-    a figure from an INVALID run or weaker settings than the level's goes to `excluded` instead."""
+    a figure from an INVALID run or weaker settings than the level's goes to `excluded` instead.
+    Energy (J/query, J/token) is certified from the Server run at the level's bound only, where a meter
+    measured it (judge.serving_energy_problem); a run with no meter has no energy figure at all."""
     rows = Measurement.objects.filter(
-        document__job__campaign=campaign, kind__in=judge.SERVING_FIGURE_KINDS
+        document__job__campaign=campaign, kind__in=(*judge.SERVING_FIGURE_KINDS, "energy")
     ).select_related("document__job__model")
     figures = []
     for row in rows.order_by("document__job_id", "id"):
         params = judge.serving_params({"params": row.params})
+        energy: dict[str, Any] = {}
+        if row.kind == "energy":
+            if row.document.suite != "serving" or params.get("scenario") != "Server" or row.value is None:
+                continue  # the model suite's estimate, another scenario's, or no meter: never certified
+            energy = given if isinstance(given := params.get("energy"), dict) else {}
+            problem = judge.serving_energy_problem(
+                value=row.value, unit=row.unit, flags=row.flags, params=params, thresholds=thresholds
+            )
+            if problem:
+                excluded.append(
+                    {"measurement": row.name, "kind": row.kind, "dtype": row.dtype, "reason": problem}
+                )
+                continue
         problem = judge.serving_figure_problem(
             value=row.value, flags=row.flags, params=params, thresholds=thresholds
         )
@@ -361,6 +376,11 @@ def _serving_headline(
                 "tpot_bound_s": params.get("tpot_bound_s"),
                 "result_valid": True,
                 "loadgen_summary_sha256": params.get("summary_sha256"),
+                **(
+                    {"meter": energy.get("meter"), "power_samples": energy.get("power_samples")}
+                    if row.kind == "energy"
+                    else {}
+                ),
             }
         )
     return figures

@@ -16,7 +16,13 @@ from typing import Any
 
 from apps.procurement.export_control import UNDETERMINED, Classification
 from apps.procurement.models import RequirementKind as Kind
-from apps.procurement.requirements import MODEL_METRICS, QUANTITY_NAMES, SERVING_BOUNDS, requirement_describe
+from apps.procurement.requirements import (
+    ENERGY_METRICS,
+    MODEL_METRICS,
+    QUANTITY_NAMES,
+    SERVING_BOUNDS,
+    requirement_describe,
+)
 from apps.procurement.scoring import scoring_dtypes, scoring_rank
 from runners.dtypes import DTYPE_OF_PEAK_KEY
 
@@ -57,6 +63,9 @@ class Candidate:
     # (model, dtype, kind) -> {"value", "unit", "measurement", "document", "latency_bound_s", "tpot_bound_s",
     # "percentile"}: the best serving figure (serving_qps, serving_tokens) the judge lets be certified.
     serving: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    # (model, dtype, unit) -> the signed headline's serving energy figure (unit J/query or J/token) with
+    # its meter and Server bound: the lowest the certificate signed. Read from the signed payload only.
+    energy: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     classification: Classification | None = None
     # False for certificates signed before their subject carried these declarations: then they come
     # from the registry row, and the cells say so.
@@ -131,6 +140,8 @@ def cell_evaluate(*, kind: str, params: dict[str, Any], candidate: Candidate) ->
         )
     if kind in (Kind.SERVING_QPS, Kind.SERVING_TOKENS):
         return _serving_cell(kind, params, c)
+    if kind == Kind.SERVING_ENERGY:
+        return _energy_cell(params, c)
     if kind in (Kind.MEMORY_GIB, Kind.TDP_W):
         value = c.memory_gib if kind == Kind.MEMORY_GIB else c.tdp_w
         unit = "GiB" if kind == Kind.MEMORY_GIB else "W"
@@ -180,6 +191,30 @@ def _serving_cell(kind: str, params: dict[str, Any], c: Candidate) -> dict[str, 
     text = f"{figure['value']:.4g} {unit} at {bound_name} <= {certified_bound * 1000:g} ms"
     ok = figure["value"] >= params[floor_key] and certified_bound * 1000 <= params[bound_key]
     return _cell(ok, text, _measurement_source(figure, c))
+
+
+def _energy_cell(params: dict[str, Any], c: Candidate) -> dict[str, Any]:
+    """An energy requirement: the energy figure the certificate signed in its headline (a meter's
+    reading over the VALID Server run at the level's settings), J/query or tokens per joule (1 / J/token).
+    A certificate whose device had no meter has no figure, and fails."""
+    unit, op, certified_unit = ENERGY_METRICS[params["metric"]]
+    figure = c.energy.get((params["model"], params["dtype"], certified_unit))
+    if figure is None:
+        return _cell(
+            False,
+            f"no certified {certified_unit} of {params['model']} at {params['dtype']} (no meter, or not certified)",
+            c.certified_source,
+        )
+    joules = float(figure["value"])
+    value = joules if params["metric"] == "j_per_query" else 1.0 / joules
+    bound = figure.get("latency_bound_s")
+    text = f"{value:.4g} {unit}" + (
+        f" (Server at p{(figure.get('percentile') or 0) * 100:g} <= {bound * 1000:g} ms)" if bound else ""
+    )
+    source = (
+        f"signed headline of {c.certified_source}, meter {figure.get('meter') or 'named in the document'}"
+    )
+    return _cell(_compare(value, op, params["bound"]), text, source)
 
 
 def _figures(candidate: Candidate) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from django import forms
 from django.utils import timezone
 
 from apps.procurement.models import RequirementKind, ScoreMetric, default_currency
-from apps.procurement.requirements import DTYPES, MODEL_METRICS, OPS, ORIGIN_FIELDS
+from apps.procurement.requirements import DTYPES, ENERGY_METRICS, MODEL_METRICS, OPS, ORIGIN_FIELDS
 
 BLANK = [("", "—")]
 
@@ -41,7 +41,7 @@ class RequirementRowForm(forms.Form):
     level = forms.CharField(required=False, max_length=32)
     dtype = forms.ChoiceField(choices=_choices(DTYPES), required=False)
     model = forms.CharField(required=False, max_length=100)
-    metric = forms.ChoiceField(choices=_choices(MODEL_METRICS), required=False)
+    metric = forms.ChoiceField(choices=_choices((*MODEL_METRICS, *ENERGY_METRICS)), required=False)
     op = forms.ChoiceField(choices=_choices(OPS), required=False)
     value = forms.FloatField(required=False)
     bound = forms.FloatField(required=False, label="Bound (ms)")
@@ -80,6 +80,12 @@ class RequirementRowForm(forms.Form):
                 "dtype": d["dtype"],
                 "min_tokens_per_s": d["value"],
                 "max_tpot_ms": d.get("bound"),
+            },
+            RequirementKind.SERVING_ENERGY: {
+                "model": d["model"],
+                "dtype": d["dtype"],
+                "metric": d["metric"],
+                "bound": d["value"],
             },
         }.get(kind, {"op": d["op"], "value": d["value"]})
         return {"kind": kind, "params": params}

@@ -27,6 +27,10 @@ class RequirementKind(models.TextChoices):
     MEASURED_TFLOPS = "measured_tflops", "Certified GEMM TFLOP/s in a dtype at least"
     SERVING_QPS = "serving_qps", "Certified MLPerf Server QPS of a model at a latency bound"
     SERVING_TOKENS = "serving_tokens", "Certified Server tokens/s of a decoder at a TPOT bound"
+    SERVING_ENERGY = (
+        "serving_energy",
+        "Certified serving energy of a model (J/query at most, or tokens/J at least)",
+    )
 
 
 class ScoreMetric(models.TextChoices):

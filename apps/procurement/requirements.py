@@ -37,6 +37,11 @@ SERVING_BOUNDS: dict[str, tuple[str, str]] = {
     Kind.SERVING_QPS: ("min_qps", "max_latency_ms"),
     Kind.SERVING_TOKENS: ("min_tokens_per_s", "max_tpot_ms"),
 }
+# Energy requirements: metric -> (unit, comparison, the certified figure's unit it is computed from).
+ENERGY_METRICS: dict[str, tuple[str, str, str]] = {
+    "j_per_query": ("J/query", "<=", "J/query"),
+    "tokens_per_joule": ("tokens/J", ">=", "J/token"),
+}
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
 
 
@@ -125,6 +130,22 @@ def _clean_one(kind: str, params: dict, vocabulary: Vocabulary) -> dict:
                 raise ValueError(f"'{key}' must be above 0; {value:g} is impossible.")
             cleaned[key] = value
         return cleaned
+    if kind == Kind.SERVING_ENERGY:
+        model = str(params.get("model", "")).strip()
+        if not MODEL_NAME.match(model) or len(model) > 100:
+            raise ValueError("'model' must name a model (letters, digits, . _ -).")
+        metric = _choice(params, "metric", tuple(ENERGY_METRICS), "energy metric")
+        bound = _number(params, "bound")
+        if bound <= 0:
+            raise ValueError(
+                f"An energy bound must be above 0 {ENERGY_METRICS[metric][0]}; {bound:g} is impossible."
+            )
+        return {
+            "model": model,
+            "dtype": _choice(params, "dtype", DTYPES, "dtype"),
+            "metric": metric,
+            "bound": bound,
+        }
     if kind in QUANTITIES:
         unit, lowest, highest = QUANTITIES[kind]
         op = _choice(params, "op", OPS, "comparison")
@@ -254,6 +275,12 @@ def requirement_describe(*, kind: str, params: dict) -> str:
         return (
             f"{params['model']} Server at {params['dtype']} >= {params['min_tokens_per_s']:g} tokens/s "
             f"with TPOT within {params['max_tpot_ms']:g} ms (MLPerf LoadGen, VALID)"
+        )
+    if kind == Kind.SERVING_ENERGY:
+        unit, op, _ = ENERGY_METRICS[params["metric"]]
+        return (
+            f"{params['model']} Server energy at {params['dtype']} {op} {params['bound']:g} {unit} "
+            "(measured by a meter, certified at the level's settings)"
         )
     if kind in QUANTITIES:
         name = QUANTITY_NAMES[kind]

@@ -157,11 +157,30 @@ def certified_candidates(
         candidate.classification = classify(
             peaks=peaks, die_area_mm2=candidate.die_area_mm2, data_center=candidate.data_center, rule=rule
         )
+        candidate.energy = _signed_energy(payload)
         candidates[row["campaign_id"]] = candidate
         thresholds[row["campaign_id"]] = level_thresholds(program=program, level=row["level"])
     _attach_measurements(candidates, certificates, thresholds)
     _attach_serving(candidates, certificates, thresholds)
     return list(candidates.values())
+
+
+def _signed_energy(payload: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """The serving energy figures a certificate's signed headline carries, the lowest per (model,
+    dtype, unit): figures the judge certified at issue (judge.serving_energy_problem), never a live
+    measurement row."""
+    figures = (payload.get("headline") or {}).get("serving") or []
+    best: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for figure in figures if isinstance(figures, list) else []:
+        if not isinstance(figure, dict) or figure.get("kind") != "energy":
+            continue
+        value = figure.get("value")
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            continue
+        key = (str(figure.get("model")), str(figure.get("dtype")), str(figure.get("unit")))
+        if key not in best or value < best[key]["value"]:
+            best[key] = figure
+    return best
 
 
 def _attach_serving(

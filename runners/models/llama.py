@@ -83,6 +83,31 @@ class KVCache:
         self.length = 0
 
 
+class SlotCache(KVCache):
+    """A KV cache whose rows are independent sequences at their own positions (continuous batching).
+
+    ``positions[row]`` is where row's next key goes; a decode step (one token per row) writes each
+    row at its own position and attends to that row's prefix only. Rows join by ``admit`` (the keys
+    and values of a prefill copied in) and leave by being overwritten: a server admits requests
+    between decode steps while the others keep decoding."""
+
+    def __init__(
+        self, config: LlamaConfig, batch: int, max_len: int, *, dtype: torch.dtype, device: torch.device
+    ) -> None:
+        super().__init__(config, batch, max_len, dtype=dtype, device=device)
+        self.max_len = max_len
+        self.positions = torch.zeros(batch, dtype=torch.long, device=device)
+
+    def admit(self, rows: list[int], prefill: KVCache) -> None:
+        """Rows ``rows`` continue the sequences whose keys and values ``prefill`` holds (row for row)."""
+        index = torch.tensor(rows, device=self.positions.device)
+        length = prefill.length
+        for layer in range(len(self.keys)):
+            self.keys[layer][index, :, :length] = prefill.keys[layer][:, :, :length]
+            self.values[layer][index, :, :length] = prefill.values[layer][:, :, :length]
+        self.positions[index] = length
+
+
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     first, second = x.chunk(2, dim=-1)
     return torch.cat((-second, first), dim=-1)
@@ -113,6 +138,17 @@ class _Attention(nn.Module):
         v = self.v_proj(x).view(b, s, c.num_key_value_heads, c.head_dim).transpose(1, 2)
         q = q * cos + _rotate_half(q) * sin
         k = k * cos + _rotate_half(k) * sin
+        if isinstance(cache, SlotCache):  # one token per row, each row at its own position
+            rows = torch.arange(b, device=x.device)
+            where = cache.positions.clamp(max=cache.max_len - 1)
+            cache.keys[layer][rows, :, where] = k[:, :, 0]
+            cache.values[layer][rows, :, where] = v[:, :, 0]
+            groups = c.num_attention_heads // c.num_key_value_heads
+            keys = cache.keys[layer].repeat_interleave(groups, dim=1)
+            values = cache.values[layer].repeat_interleave(groups, dim=1)
+            keep = torch.arange(cache.max_len, device=x.device)[None, :] <= where[:, None]
+            out = F.scaled_dot_product_attention(q, keys, values, attn_mask=keep[:, None, None, :])
+            return self.o_proj(out.transpose(1, 2).reshape(b, s, -1))
         if cache is not None:
             cache.keys[layer][:, :, start : start + s] = k
             cache.values[layer][:, :, start : start + s] = v
@@ -181,14 +217,29 @@ class LlamaDecoder(nn.Module):
         angles = torch.cat((angles, angles), dim=-1)
         return (angles.cos().to(x.dtype).to(x.device), angles.sin().to(x.dtype).to(x.device))
 
+    def _rope_rows(self, positions: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotary tables for one token per row at ``positions[row]``: [batch, 1, 1, head_dim]."""
+        c = self.config
+        inv_freq = 1.0 / (c.rope_theta ** (torch.arange(0, c.head_dim, 2, dtype=torch.float64) / c.head_dim))
+        angles = torch.outer(positions.to("cpu", torch.float64), inv_freq)
+        angles = torch.cat((angles, angles), dim=-1)[:, None, None, :]
+        return (angles.cos().to(x.dtype).to(x.device), angles.sin().to(x.dtype).to(x.device))
+
     def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         start = cache.length if cache is not None else 0
         x = self.model.embed_tokens(input_ids)
-        cos, sin = self._rope(start, input_ids.shape[1], x)
+        if isinstance(cache, SlotCache):
+            if input_ids.shape != (cache.positions.shape[0], 1):
+                raise ValueError("a slot cache decodes one token per row")
+            cos, sin = self._rope_rows(cache.positions, x)
+        else:
+            cos, sin = self._rope(start, input_ids.shape[1], x)
         for index, layer in enumerate(self.model.layers):
             x = x + layer.self_attn(layer.input_layernorm(x), cos, sin, cache, index, start)  # type: ignore[operator]  # an nn.Module attribute is Tensor | Module to mypy
             x = x + layer.mlp(layer.post_attention_layernorm(x))  # type: ignore[operator]  # an nn.Module attribute is Tensor | Module to mypy
-        if cache is not None:
+        if isinstance(cache, SlotCache):
+            cache.positions += 1
+        elif cache is not None:
             cache.length = start + input_ids.shape[1]
         x = self.model.norm(x)
         head = self.model.embed_tokens.weight if self.config.tie_word_embeddings else self.lm_head.weight
@@ -197,6 +248,10 @@ class LlamaDecoder(nn.Module):
     def new_cache(self, batch: int, max_len: int) -> KVCache:
         weight = self.model.embed_tokens.weight
         return KVCache(self.config, batch, max_len, dtype=weight.dtype, device=weight.device)
+
+    def new_slot_cache(self, batch: int, max_len: int) -> SlotCache:
+        weight = self.model.embed_tokens.weight
+        return SlotCache(self.config, batch, max_len, dtype=weight.dtype, device=weight.device)
 
     @torch.inference_mode()
     def generate(self, prompt: torch.Tensor, new_tokens: int) -> torch.Tensor:

@@ -11,9 +11,16 @@ Per model, in the job's serving dtype:
 5. **Server**: Poisson arrivals; a bounded search for the highest target QPS whose run LoadGen
    judges VALID at the program's latency bound (percentile), every step recorded.
 
-Decoders run in LoadGen's token-latency mode: the SUT (runners/serving/sut.py) batches prompts
-statically over a KV cache and reports the first token of each sample apart, so LoadGen gives time
-to first token, time per output token and tokens per second.
+Decoders run in LoadGen's token-latency mode: the SUT (runners/serving/sut.py) batches requests
+continuously over a KV cache of independent rows by default (requests join between decode steps and
+leave when their last token is out; ``llm.batching`` "static" batches prompts statically instead),
+and reports each request's first token and completion apart, so LoadGen gives time to first token,
+time per output token and tokens per second per request. The mode used is recorded per model
+(``serving.models[].batching``).
+
+Outputs completed during every timed run are sampled (TEST01, runners/served_outputs.py) and
+judged against the accuracy-mode outputs and the float64 reference; the verdict and its raw counts
+are the document's ``integrity.output_consistency``, which the platform re-judges.
 
 The settings of each scenario (minimum duration and query count, latency percentile and bound,
 TTFT / TPOT bounds) come from the job spec's ``options.serving``: the program level's settings,
@@ -42,10 +49,11 @@ from typing import Any
 import mlperf_loadgen as lg
 import torch
 
+from runners.commitment import OutputCommitment, serving_output_id
 from runners.document import build_document, now_iso
 from runners.errors import INFRASTRUCTURE, error
 from runners.math_modes import with_pinned_math_modes
-from runners.measurements import measurement
+from runners.measurements import integrity_section, measurement
 from runners.model_suite import (
     DTYPES,
     _case,
@@ -54,12 +62,21 @@ from runners.model_suite import (
     _model_record,
     default_models,
 )
-from runners.model_suite.workloads import INFORMATIONAL_AGREEMENT, Workload, workload_for
+from runners.model_suite.workloads import Workload, workload_for
 from runners.models import LoadedModel, ModelError, ModelSpec, load_model
 from runners.models.reference import float64_copy
+from runners.served_outputs import (
+    ServedOutputSampler,
+    decoder_reference_tokens,
+    judge_served_outputs,
+    sample_label,
+    served_outputs_salt,
+    serving_accuracy_score,
+    teacher_forced_logits,
+)
 from runners.serving.energy import EnergyMeter
 from runners.serving.loadgen_run import LoadGenResult, ScenarioSettings, run_test
-from runners.serving.sut import BatchingSUT, DecoderSUT, _WorkerSUT
+from runners.serving.sut import BatchingSUT, ContinuousDecoderSUT, DecoderSUT, _WorkerSUT
 
 Progress = Callable[[int, int, str], None]
 INVALID_FLAG = "loadgen_invalid"
@@ -85,10 +102,11 @@ DEFAULT_SETTINGS: dict[str, Any] = {
         "Offline": {"min_duration_ms": 1000, "min_query_count": 1},
     },
     "server_search": {"max_steps": 5, "start_fraction": 0.5, "precision": 0.1, "max_step_s": 15},
-    "llm": {"output_tokens": 8, "ttft_ms": 1000, "tpot_ms": 200},
+    "llm": {"output_tokens": 8, "ttft_ms": 1000, "tpot_ms": 200, "batching": "continuous"},
     "energy_rate_hz": 10,
 }
 VISION_ARCHITECTURES = ("resnet-cnn",)
+BATCHING_MODES = ("continuous", "static")
 REQUIRED_SCENARIOS = ("SingleStream", "Offline", "Server")
 
 
@@ -133,6 +151,9 @@ def resolve_settings(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
         raise ValueError(f"the serving settings lack the scenario(s) {missing}")
     for scenario in settings["scenarios"].values():  # validate early: a bad spec is refused, not half-run
         ScenarioSettings.from_dict(scenario)
+    batching = (settings.get("llm") or {}).get("batching")
+    if batching not in BATCHING_MODES:
+        raise ValueError(f"llm.batching {batching!r} is not one of {BATCHING_MODES}")
     return settings, provenance
 
 
@@ -141,10 +162,20 @@ def _seed_int(challenge: str, salt: str) -> int:
 
 
 @with_pinned_math_modes
-def run_serving(spec: dict[str, Any], backend: Any, progress: Progress | None = None) -> dict[str, Any]:
-    """The serving suite's result document for a validated job spec (the CLI's suite signature)."""
+def run_serving(
+    spec: dict[str, Any],
+    backend: Any,
+    progress: Progress | None = None,
+    *,
+    commitment: OutputCommitment | None = None,
+) -> dict[str, Any]:
+    """The serving suite's result document for a validated job spec (the CLI's suite signature).
+
+    Every judged output (each model's accuracy-mode outputs, each output kept in a timed run) is
+    committed in ``commitment`` (raw outputs kept in its store) for the platform's reveal."""
     started_at, start = now_iso(), time.perf_counter()
-    out = run_serving_suite(spec, backend, progress=progress)
+    commitment = commitment if commitment is not None else OutputCommitment()
+    out = run_serving_suite(spec, backend, progress=progress, commitment=commitment)
     return build_document(
         "serving",
         spec,
@@ -156,11 +187,17 @@ def run_serving(spec: dict[str, Any], backend: Any, progress: Progress | None = 
         models=out["models"],
         support=out["support"],
         serving=out["serving"],
+        **({"integrity": integrity_section(out["consistency"], [])} if out.get("consistency") else {}),
+        commitment=commitment.section(),
     )
 
 
 def run_serving_suite(
-    spec: dict[str, Any], backend: Any, *, progress: Progress | None = None
+    spec: dict[str, Any],
+    backend: Any,
+    *,
+    progress: Progress | None = None,
+    commitment: OutputCommitment | None = None,
 ) -> dict[str, Any]:
     options = spec.get("options") or {}
     try:
@@ -195,6 +232,7 @@ def run_serving_suite(
         "cases": [],
         "measurements": [],
         "models": [],
+        "consistency": [],
         "support": declaration,
         "serving": {
             "harness": "MLPerf Inference LoadGen (mlcommons-loadgen)",
@@ -234,7 +272,17 @@ def run_serving_suite(
             model_spec = ModelSpec.from_dict(entry)
             if progress:
                 progress(position, len(entries), f"serving {model_spec.name}")
-            _serve_model(model_spec, spec, backend, settings, dtype_name, quick, root / model_spec.name, out)
+            _serve_model(
+                model_spec,
+                spec,
+                backend,
+                settings,
+                dtype_name,
+                quick,
+                root / model_spec.name,
+                out,
+                commitment,
+            )
     if progress:
         progress(len(entries), len(entries), "done")
     return out
@@ -269,44 +317,56 @@ class _ModelServer:
         self.decoder = workload.kind == "decoder"
         self.max_batch = int(settings.get("max_batch", 8))
         self.output_tokens = int((settings.get("llm") or {}).get("output_tokens", 8))
+        self.batching = (
+            str((settings.get("llm") or {}).get("batching", "continuous")) if self.decoder else "dynamic"
+        )
+        self._f64: Any = None
         if self.decoder:
             self.prompts = workload.make_batch(range(workload.size), device, dtype)[0]
         else:
             self.inputs = [workload.make_batch([i], device, dtype) for i in range(workload.size)]
 
-    def sut(self, *, max_batch: int, record: bool = False) -> _WorkerSUT:
+    def sut(self, *, max_batch: int, record: bool = False, sampler: Any = None) -> _WorkerSUT:
         if self.decoder:
-            return DecoderSUT(
+            kind = ContinuousDecoderSUT if self.batching == "continuous" else DecoderSUT
+            return kind(
                 self.module,
                 self.forward,
                 self.prompts,
                 output_tokens=self.output_tokens,
                 max_batch=max_batch,
                 record=record,
+                sampler=sampler,
             )
-        return BatchingSUT(self.forward, self.inputs, max_batch=max_batch, record=record)
+        return BatchingSUT(self.forward, self.inputs, max_batch=max_batch, record=record, sampler=sampler)
+
+    def float64_model(self) -> Any:
+        if self._f64 is None:
+            self._f64 = float64_copy(self.loaded.module, type(self.loaded.module), self.loaded.config)
+        return self._f64
 
     def reference(self) -> torch.Tensor:
         if self.decoder:
-            f64 = float64_copy(self.loaded.module, type(self.loaded.module), self.loaded.config)
             prompts = self.workload.make_batch(range(self.workload.size), torch.device("cpu"), torch.float64)[
                 0
             ]
-            return f64.generate(prompts, self.output_tokens)  # type: ignore[operator]  # an nn.Module attribute is Tensor | Module to mypy
+            return decoder_reference_tokens(self.float64_model(), prompts, self.output_tokens)
         return self.workload.reference()
 
+    def teacher_forced(self, index: int, tokens: torch.Tensor) -> torch.Tensor:
+        """The float64 model's logits for each of ``tokens`` (served for sample ``index``), fed the
+        prompt and the served tokens before it: [len(tokens), vocab] (empty for a foreign token)."""
+        prompt = self.workload.make_batch([index], torch.device("cpu"), torch.float64)[0]
+        return teacher_forced_logits(self.float64_model(), prompt, tokens, int(self.loaded.config.vocab_size))
+
     def score(self, outputs: torch.Tensor, reference: torch.Tensor, dtype_name: str) -> dict[str, Any]:
-        if not self.decoder:
-            return self.workload.score(outputs, reference, dtype_name)
-        agreement = float((outputs == reference).double().mean())
-        bar = INFORMATIONAL_AGREEMENT.get(dtype_name, 0.9)
-        return {
-            "metric": "greedy_token_agreement",
-            "value": agreement,
-            "generated_tokens": int(reference.numel()),
-            "informational_bar": bar,
-            "meets_informational_bar": bool(agreement >= bar),
-        }
+        return serving_accuracy_score(
+            decoder=self.decoder,
+            outputs=outputs,
+            reference=reference,
+            dtype_name=dtype_name,
+            score=self.workload.score,
+        )
 
     @torch.inference_mode()
     def estimates(self) -> tuple[float, float]:
@@ -358,6 +418,7 @@ def _serve_model(
     quick: bool,
     log_dir: Path,
     out: dict[str, Any],
+    commitment: OutputCommitment | None = None,
 ) -> None:
     name = model_spec.name
     try:
@@ -409,11 +470,14 @@ def _serve_model(
         "samples": workload.size,
         "token_latencies": server.decoder,
         "output_tokens": server.output_tokens if server.decoder else None,
+        "batching": server.batching,
         "scenarios": {},
     }
     out["serving"]["models"].append(record)
     try:
-        _serve_scenarios(server, spec, backend, settings, dtype_name, reference, log_dir, record, out)
+        _serve_scenarios(
+            server, spec, backend, settings, dtype_name, reference, log_dir, record, out, commitment
+        )
     except Exception as exc:  # declared supported: whatever LoadGen's SUT raised, the device failed
         out["cases"].append(_exception_case(name, dtype_name, exc, phase="device", prefix="serving: "))
 
@@ -428,6 +492,7 @@ def _serve_scenarios(
     log_dir: Path,
     record: dict[str, Any],
     out: dict[str, Any],
+    commitment: OutputCommitment | None = None,
 ) -> None:
     name = record["name"]
     challenge = spec["challenge"]
@@ -435,10 +500,16 @@ def _serve_scenarios(
     meter = EnergyMeter(backend, rate_hz=float(settings.get("energy_rate_hz", 10)))
     base_params = {"model": name, "architecture": record["architecture"]}
 
+    timed: list[tuple[str, ServedOutputSampler]] = []  # TEST01: outputs kept in every timed run
+
     def run(
         scenario: str, mode: str, cfg: ScenarioSettings, *, max_batch: int, tag: str, **kw: Any
     ) -> tuple[LoadGenResult, _WorkerSUT, dict[str, Any]]:
-        sut = server.sut(max_batch=max_batch, record=mode == "accuracy")
+        sampler = None
+        if mode == "performance":
+            sampler = ServedOutputSampler(challenge, served_outputs_salt(name, dtype_name, tag))
+            timed.append((tag, sampler))
+        sut = server.sut(max_batch=max_batch, record=mode == "accuracy", sampler=sampler)
         try:
             meter.start()
             result = run_test(
@@ -458,6 +529,10 @@ def _serve_scenarios(
         if sut.error is not None:
             raise sut.error
         energy = meter.result(samples=sut.completed_samples, tokens=sut.completed_tokens)
+        if sampler is not None:
+            result.requested["served_outputs"] = sampler.record()
+        if isinstance(sut, ContinuousDecoderSUT):
+            result.requested["continuous_batching"] = _request_latencies(sut)
         return result, sut, energy
 
     # 1. Accuracy: what the SUT serves, against the float64 reference.
@@ -472,6 +547,7 @@ def _serve_scenarios(
         expected_latency_s=single_s,
         expected_qps=batch_qps,
     )
+    accuracy_outputs = dict(sut.outputs)
     served = [sut.outputs.get(i) for i in range(server.workload.size)]
     score: dict[str, Any]
     if any(o is None for o in served):
@@ -487,6 +563,8 @@ def _serve_scenarios(
         outputs = torch.stack([o for o in served if o is not None])  # all of them (checked above)
         score = server.score(outputs, reference, dtype_name)
         status = "pass" if score["meets_informational_bar"] else "fail"
+        if commitment is not None:  # the judged outputs, for the platform's reveal
+            commitment.record(serving_output_id(name, dtype_name, "accuracy"), outputs)
     score["loadgen_summary_sha256"] = acc.summary_sha256
     case = _case(name, dtype_name, status, score)
     case["case"] = "serving_accuracy"
@@ -735,6 +813,50 @@ def _serve_scenarios(
         )
         _token_latency_figures(chosen, cfg, "Server", name, dtype_name, params, out, best is not None)
     out["measurements"].extend(_energy_items(name, "Server", energy, dtype_name, params, server.decoder))
+
+    # 6. TEST01: the outputs kept in every timed run, against accuracy mode and the float64 reference.
+    verdict = judge_served_outputs(
+        timed,
+        decoder=server.decoder,
+        dtype=server.dtype,
+        dtype_name=dtype_name,
+        accuracy_outputs=accuracy_outputs,
+        reference=None if server.decoder else reference,
+        score=None if server.decoder else server.workload.score,
+        teacher_forced=server.teacher_forced if server.decoder else None,
+    )
+    out["consistency"].append(
+        {
+            "model": name,
+            "dtype": dtype_name,
+            "suite": "serving",
+            **verdict,
+            "runs": [{"tag": tag, **sampler.record()} for tag, sampler in timed],
+        }
+    )
+    if commitment is not None:
+        for tag, sampler in timed:
+            for position, _index, output in sampler.kept():
+                commitment.record(serving_output_id(name, dtype_name, sample_label(tag, position)), output)
+
+
+def _request_latencies(sut: ContinuousDecoderSUT) -> dict[str, Any]:
+    """The continuous-batching SUT's own per-request figures (LoadGen's are the certified ones)."""
+    ttft = sorted(t for t, _ in sut.request_latencies)
+    tpot = sorted(p for _, p in sut.request_latencies)
+
+    def pick(values: list[float], q: float) -> float | None:
+        return values[min(len(values) - 1, int(q * len(values)))] if values else None
+
+    return {
+        "requests": len(ttft),
+        "joins_mid_decode": sut.joins,
+        "decode_steps": sut.steps,
+        "ttft_p50_s": pick(ttft, 0.5),
+        "ttft_p90_s": pick(ttft, 0.9),
+        "tpot_p50_s": pick(tpot, 0.5),
+        "tpot_p90_s": pick(tpot, 0.9),
+    }
 
 
 def _percentile_key(percentile: float | None) -> str:

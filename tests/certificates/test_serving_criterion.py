@@ -199,7 +199,9 @@ def test_the_certificate_carries_only_valid_serving_figures_at_the_levels_settin
     assert qps_row["problem"] is None and qps_row["valid"] is True and qps_row["steps"]
 
     # The same evidence under the real AIA 1.2 baseline (2 s, 100 queries, 100 ms): nothing certified.
-    short = campaign_from_runner(vendor=cast.vendor, program=aia12, submitted_by=cast.owner)
+    short = campaign_from_runner(
+        vendor=cast.vendor, program=aia12, submitted_by=cast.owner, edit=stable_gemms
+    )
     review_approve(campaign=short, reviewer=cast.reviewer, reason="Evidence complete and verified.")
     headline = json.loads(short.certificate.payload_json)["headline"]
     assert "serving" not in headline

@@ -56,13 +56,13 @@ def _result(campaign, criterion_id):
 def test_an_honest_run_reveals_a_random_sample_that_the_server_judges_the_same(cast, aia12):
     campaign = campaign_from_runner(vendor=cast.vendor, program=aia12, submitted_by=cast.owner)
     reveals = list(OutputReveal.objects.filter(job__campaign=campaign))
-    assert len(reveals) == 3
+    assert len(reveals) == 4
     for reveal in reveals:
         assert reveal.state == RevealState.VERIFIED, reveal.findings
         assert 0 < len(reveal.requested) <= 6 and reveal.answered_at is not None
         assert all(c["digest_matches"] and c["agrees"] for c in reveal.checked)
         assert {c["server_status"] for c in reveal.checked} <= {"pass", "fail"}
-    assert {r.job.suite for r in reveals} == {"conformance", "performance", "model"}
+    assert {r.job.suite for r in reveals} == {"conformance", "performance", "model", "serving"}
     assert set(campaign.jobs.values_list("state", flat=True)) == {JobState.SUCCEEDED}
     assert _result(campaign, "B12").outcome == CriterionOutcome.PASS
 
@@ -110,7 +110,7 @@ def test_a_tampered_revealed_output_fails_the_campaign_as_an_integrity_failure(c
         return _resigned(payload)
 
     assert answer_reveal(job, tamper=tamper) == RevealState.MISMATCH
-    for other in campaign.jobs.exclude(pk=job.pk).exclude(suite="serving"):
+    for other in campaign.jobs.exclude(pk=job.pk):
         assert answer_reveal(other) == RevealState.VERIFIED
     campaign_evaluate(campaign_id=campaign.pk)
     campaign.refresh_from_db()
@@ -170,15 +170,15 @@ def test_a_runner_that_does_not_reveal_in_time_fails_its_job_with_a_classified_e
     cast, aia12, settings, django_capture_on_commit_callbacks
 ):
     campaign = campaign_from_runner(vendor=cast.vendor, program=aia12, reveal=False, evaluate=False)
-    # The suites that commit their outputs wait for their reveal; serving commits none (no reveal).
-    committing = campaign.jobs.exclude(suite="serving")
+    # Every suite commits its outputs (serving's since its reveal), so every job waits for its reveal.
+    committing = campaign.jobs.all()
     assert set(committing.values_list("state", flat=True)) == {JobState.RUNNING}
     settings.JOB_SILENCE_S = 0  # a job awaiting its reveal is never requeued as silent
     assert jobs_sweep_stuck(now=timezone.now()) == 0
     # Long after every deadline (the answer time plus the hard limits of the jobs queued ahead).
     later = timezone.now() + timedelta(days=2)
     with django_capture_on_commit_callbacks(execute=True):
-        assert jobs_sweep_stuck(now=later) == 3
+        assert jobs_sweep_stuck(now=later) == 4
     for job in committing.all():
         assert job.state == JobState.FAILED and job.error_class == ErrorClass.TIMEOUT
         assert job.error_message.startswith("reveal timeout")

@@ -15,7 +15,9 @@ kernels, add cases or lie about a case's status. So ingestion compares:
   tolerance;
 - model: one ``models`` record per planned model and results only for planned models;
 - serving: one record per planned model, and for each model that loaded its accuracy run and every
-  scenario of the plan's settings with LoadGen's verdict and the sha256 of its two log files;
+  scenario of the plan's settings with LoadGen's verdict and the sha256 of its two log files; and
+  the TEST01 outputs kept during its timed runs at the positions the job's challenge draws
+  (runners.served_outputs.reservoir_positions: a document replayed into another job shows others);
 - performance: measurements and cases only in planned dtypes, and the output-consistency sample the
   job's challenge draws (a document replayed into another job shows another job's draw);
 - the summary, recomputed from the cases (the portal and the judge read it).
@@ -259,6 +261,8 @@ def _serving_problems(document: dict[str, Any], plan: dict[str, Any]) -> list[st
                 absent.append(f"{name}/{scenario}: case")
         if (name, "serving_accuracy") not in cases:
             absent.append(f"{name}: accuracy run")
+        elif isinstance(runs.get("Server"), dict) and isinstance(runs["Server"].get("result_valid"), bool):
+            problems += _served_outputs_problems(document, name, str(model.get("dtype")), runs)
     if absent:
         problems.append(_listed("planned serving results missing", absent))
     outside = sorted({*served, *(k for k, _c in cases)} - {*planned, "*"})
@@ -357,6 +361,67 @@ def _collectives_problems(document: dict[str, Any], plan: dict[str, Any]) -> lis
         problems.append(
             _listed("bandwidth figures without a passing case or off nccl-tests' definitions", unfounded)
         )
+    return problems
+
+
+def _timed_run_tags(runs: dict[str, Any]) -> set[str]:
+    """The tags of every timed LoadGen run a model's serving record shows (runners/serving)."""
+    tags = {name for name in ("SingleStream", "MultiStream") if isinstance(runs.get(name), dict)}
+    if isinstance(runs.get("MultiStream"), dict) and runs["MultiStream"].get("ran") is False:
+        tags.discard("MultiStream")
+    offline = given if isinstance(given := runs.get("Offline"), dict) else {}
+    tags |= {f"Offline-{i}" for i in range(len(offline.get("attempts") or []))}
+    search = (runs.get("Server") or {}).get("search") or {}
+    tags |= {f"Server-{i}" for i in range(len(search.get("steps") or []))}
+    return tags
+
+
+def _served_outputs_problems(
+    document: dict[str, Any], name: str, dtype: str, runs: dict[str, Any]
+) -> list[str]:
+    """A served model's TEST01 item: one entry per timed run the serving record shows, each run's kept
+    positions the ones the job's challenge draws for the number of completions it reports."""
+    from runners.served_outputs import SAMPLES_PER_RUN, reservoir_positions, served_outputs_salt
+
+    consistency = (document.get("integrity") or {}).get("output_consistency") or {}
+    entries = consistency.get("items") if isinstance(consistency, dict) else None
+    item = next(
+        (
+            i
+            for i in entries or []
+            if isinstance(i, dict) and i.get("suite") == "serving" and i.get("model") == name
+        ),
+        None,
+    )
+    if item is None or not isinstance(item.get("runs"), list) or not item["runs"]:
+        return [f"{name}: no output-consistency sample of the timed serving runs (TEST01)"]
+    challenge = str((document.get("spec") or {}).get("challenge"))
+    wrong = []
+    for run in item["runs"]:
+        if not isinstance(run, dict):
+            wrong.append("?")
+            continue
+        tag, completed, positions = run.get("tag"), run.get("completed"), run.get("positions")
+        if (
+            not isinstance(tag, str)
+            or not isinstance(completed, int)
+            or isinstance(completed, bool)
+            or completed < 0
+            or positions != reservoir_positions(challenge, served_outputs_salt(name, dtype, tag), completed)
+        ):
+            wrong.append(str(tag))
+    kept = sum(len(r.get("positions") or []) for r in item["runs"] if isinstance(r, dict))
+    problems = []
+    tags = [r.get("tag") for r in item["runs"] if isinstance(r, dict)]
+    if sorted(map(str, tags)) != sorted(_timed_run_tags(runs)):
+        problems.append(f"{name}: the TEST01 sample does not cover every timed serving run")
+    if wrong:
+        problems.append(
+            f"{name}: the served outputs kept in the timed runs are not the ones this job's challenge draws "
+            f"({', '.join(wrong[:SHOWN])}): evidence of another run"
+        )
+    if item.get("sampled") != kept or kept > SAMPLES_PER_RUN * len(item["runs"]):
+        problems.append(f"{name}: the TEST01 count of served outputs disagrees with its runs")
     return problems
 
 

@@ -291,7 +291,7 @@ def _insert(model, columns: list[str], document_id: int, rows: list[tuple[Any, .
 
 def _reveal_size(job: Job, size: int) -> int:
     """The level's reveal size for this job's document: the suites that commit their judged outputs
-    (runners.suites.COMMITTING_SUITES); the serving suite commits none yet, so it draws no reveal."""
+    (runners.suites.COMMITTING_SUITES, the serving suite included)."""
     return size if job.suite in COMMITTING_SUITES else 0
 
 

@@ -95,6 +95,10 @@ def _judged_outputs(document: dict[str, Any]) -> dict[str, list[Any] | None]:
         for item in items:
             for label in item.get("sample_ids") or []:
                 expected[model_output_id(str(item.get("model")), str(item.get("dtype")), str(label))] = None
+    elif suite == "serving":
+        from runners.served_outputs import serving_judged_outputs
+
+        expected.update(dict.fromkeys(serving_judged_outputs(document)))
     return expected
 
 

@@ -1,0 +1,324 @@
+"""TEST01 for serving: outputs the SUT answered *during* each timed LoadGen run, kept and judged.
+
+LoadGen's accuracy mode checks every sample once, untimed; a device that serves right answers there
+and stale or garbage ones under load would pass it. So every timed run (SingleStream, MultiStream,
+Offline, each Server step) keeps a few of the outputs it really completed, chosen by reservoir
+sampling (Vitter's algorithm R) over the order in which the SUT completed samples, with a generator
+seeded from the job's challenge and the run's tag: each completed sample of the run is equally
+likely to be kept, the device cannot know which, and the kept positions are a function of
+(challenge, tag, number of completions) alone, which the platform recomputes
+(``reservoir_positions``): a document replayed from another job shows other positions.
+
+Each kept output is judged by the runner (the judge process: the SUT runs in it, the backend only
+computes) against
+
+- the accuracy-mode output of the same sample, within the run-to-run tolerance of the dtype
+  (``runners.integrity.default_tolerance``), for single-forward models, with the float64 reference
+  scored over every kept row with the dtype's accuracy bar;
+- for decoders, the float64 model's logits teacher-forced on the served tokens: each served token
+  must be the reference's first choice or within the dtype's rounding of it (a near tie may flip in
+  a different batch composition; a stale or garbage token is far from the top).
+
+The counts (``sampled``, ``mismatches``) and tolerances go into ``integrity.output_consistency``,
+which the platform re-judges with the program's TEST01 bound and tolerances. (This module is
+outside runners/serving so that the platform can recompute positions without importing LoadGen.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from runners.integrity import default_tolerance
+
+SAMPLES_PER_RUN = 4
+
+
+def served_outputs_salt(model: str, dtype: str, tag: str) -> str:
+    """The salt of one timed run's sampler (tag: "SingleStream", "Offline-0", "Server-2", ...)."""
+    return f"{model}:{dtype}:{tag}"
+
+
+def _generator(challenge: str, salt: str) -> random.Random:
+    digest = hashlib.sha256(f"{challenge}:serving-test01:{salt}".encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))  # noqa: S311 - sampling, not secrecy
+
+
+def reservoir_positions(challenge: str, salt: str, completed: int, k: int = SAMPLES_PER_RUN) -> list[int]:
+    """The completion positions (0-based) a ``ServedOutputSampler`` with this challenge and salt keeps
+    after ``completed`` completions: the platform's recomputation."""
+    rng = _generator(challenge, salt)
+    slots: list[int] = []
+    for position in range(completed):
+        if position < k:
+            slots.append(position)
+            continue
+        j = rng.randrange(position + 1)
+        if j < k:
+            slots[j] = position
+    return sorted(slots)
+
+
+class ServedOutputSampler:
+    """Keeps ``k`` of the outputs a SUT completes, uniformly over the run (algorithm R, seeded).
+
+    ``offer(index, output)`` is called by the SUT's worker for every completed sample, in completion
+    order, with the sample's host tensor; only kept outputs are cloned."""
+
+    def __init__(self, challenge: str, salt: str, k: int = SAMPLES_PER_RUN) -> None:
+        self.salt, self.k = salt, k
+        self._rng = _generator(challenge, salt)
+        self._slots: list[tuple[int, int, torch.Tensor]] = []
+        self.completed = 0
+        self._lock = threading.Lock()
+
+    def offer(self, index: int, output: torch.Tensor) -> None:
+        with self._lock:
+            position = self.completed
+            self.completed += 1
+            if position < self.k:
+                self._slots.append((position, int(index), output.detach().to("cpu").clone()))
+                return
+            j = self._rng.randrange(position + 1)
+            if j < self.k:
+                self._slots[j] = (position, int(index), output.detach().to("cpu").clone())
+
+    def kept(self) -> list[tuple[int, int, torch.Tensor]]:
+        """(position, sample index, output) in completion order."""
+        return sorted(self._slots, key=lambda s: s[0])
+
+    def record(self) -> dict[str, Any]:
+        kept = self.kept()
+        return {
+            "salt": self.salt,
+            "completed": self.completed,
+            "positions": [p for p, _i, _o in kept],
+            "indices": [i for _p, i, _o in kept],
+        }
+
+
+def judge_served_outputs(
+    runs: list[tuple[str, ServedOutputSampler]],
+    *,
+    decoder: bool,
+    dtype: torch.dtype,
+    dtype_name: str,
+    accuracy_outputs: dict[int, torch.Tensor],
+    reference: torch.Tensor | None,
+    score: Callable[[torch.Tensor, torch.Tensor, str], dict[str, Any]] | None,
+    teacher_forced: Callable[[int, torch.Tensor], torch.Tensor] | None,
+) -> dict[str, Any]:
+    """TEST01 of one model over the outputs kept in its timed runs (see the module docstring).
+
+    ``teacher_forced(index, tokens)`` (decoders) gives the float64 logits for each served token's
+    position, [tokens, vocab]. ``reference`` and ``score`` (single-forward models) are the float64
+    reference rows and the workload's accuracy score."""
+    rtol, atol = default_tolerance(dtype)
+    details: list[dict[str, Any]] = []
+    sampled = mismatches = 0
+    worst = 0.0
+    rows: list[tuple[int, torch.Tensor]] = []
+    statuses: dict[str, str] = {}  # per kept output, against the float64 reference alone (the reveal's)
+    for tag, sampler in runs:
+        for position, index, got in sampler.kept():
+            sampled += 1
+            label = f"{tag}@{position}:sample{index}"
+            if decoder:
+                logits = teacher_forced(index, got) if teacher_forced is not None else None
+                within = served_tokens_within_rounding(got, logits, dtype)
+                statuses[sample_label(tag, position)] = "pass" if within >= 1.0 else "fail"
+                if within < 1.0:
+                    mismatches += 1
+                    details.append(
+                        {
+                            "sample": label,
+                            "reason": "a served token the float64 reference does not rank first, "
+                            "beyond the rounding of the dtype",
+                            "tokens_within_rounding": within,
+                        }
+                    )
+                continue
+            statuses[sample_label(tag, position)] = sample_reference_status(
+                decoder=False,
+                output=got,
+                dtype=dtype,
+                dtype_name=dtype_name,
+                reference_row=reference[index]
+                if reference is not None and index < reference.shape[0]
+                else None,
+                score=score,
+            )
+            expected = accuracy_outputs.get(index)
+            if expected is None or expected.shape != got.shape:
+                mismatches += 1
+                details.append({"sample": label, "reason": "no accuracy-mode output of the same shape"})
+                continue
+            got64, expected64 = got.double(), expected.double()
+            close = torch.isclose(got64, expected64, rtol=rtol, atol=atol, equal_nan=True)
+            finite = torch.isfinite(expected64)
+            if finite.any():
+                worst = max(worst, float((got64 - expected64).abs()[finite].max()))
+            if not bool(close.all()):
+                mismatches += 1
+                details.append(
+                    {
+                        "sample": label,
+                        "reason": "differs from the accuracy-mode output of the same sample",
+                        "mismatch_fraction": float((~close).double().mean()),
+                    }
+                )
+                continue
+            rows.append((index, got64))
+    against = ["float64_reference"] if decoder else ["accuracy_mode", "float64_reference"]
+    result: dict[str, Any] = {
+        "sampled": sampled,
+        "mismatches": mismatches,
+        "rtol": rtol,
+        "atol": atol,
+        "max_abs_diff": worst,
+        "against": against,
+    }
+    if not decoder and rows and reference is not None and score is not None:
+        indices = torch.tensor([i for i, _ in rows])
+        verdict = score(torch.stack([r for _, r in rows]), reference[indices], dtype_name)
+        result["reference_score"] = verdict
+        if not verdict.get("meets_informational_bar"):
+            mismatches += 1
+            result["mismatches"] = mismatches
+            details.append(
+                {
+                    "sample": "all kept rows",
+                    "reason": "below the dtype's accuracy bar against the float64 reference",
+                    "metric": verdict.get("metric"),
+                    "value": verdict.get("value"),
+                    "threshold": verdict.get("informational_bar"),
+                }
+            )
+    result["verdict"] = "fail" if mismatches or not sampled else "pass"
+    result["details"] = details[:10]
+    result["sample_status"] = statuses
+    return result
+
+
+def served_tokens_within_rounding(
+    tokens: torch.Tensor, reference_logits: torch.Tensor | None, dtype: torch.dtype
+) -> float:
+    """Share of served tokens that the float64 reference ranks first or within the dtype's rounding of
+    its first (atol + rtol x the position's largest reference logit), teacher-forced on the served
+    prefix so one flipped near tie does not cascade."""
+    if reference_logits is None or tokens.dim() != 1 or reference_logits.shape[0] != tokens.shape[0]:
+        return 0.0
+    vocab = reference_logits.shape[-1]
+    if tokens.numel() == 0 or bool(((tokens < 0) | (tokens >= vocab)).any()):
+        return 0.0
+    ref = reference_logits.double()
+    rtol, atol = default_tolerance(dtype)
+    chosen = ref.gather(-1, tokens.long().view(-1, 1)).squeeze(-1)
+    best = ref.max(-1).values
+    margin = atol + rtol * ref.abs().amax(-1)
+    return float((chosen >= best - margin).double().mean())
+
+
+# Shared with the platform's reveal (runners/revealed.py): the same functions decide a served
+# output's status on the runner and, from the revealed tensor alone, on the platform.
+
+
+def sample_label(tag: str, position: int) -> str:
+    """The label (and reveal sample name) of the output kept at ``position`` of the run ``tag``."""
+    return f"{tag}@{position}"
+
+
+def decoder_reference_tokens(f64_module: Any, prompts: torch.Tensor, output_tokens: int) -> torch.Tensor:
+    """The float64 model's greedy continuation of every prompt: the decoder's accuracy reference."""
+    with torch.inference_mode():
+        return f64_module.generate(prompts.to("cpu", torch.long), int(output_tokens))
+
+
+def teacher_forced_logits(
+    f64_module: Any, prompt: torch.Tensor, tokens: torch.Tensor, vocab: int
+) -> torch.Tensor:
+    """The float64 model's logits for each of ``tokens`` served after ``prompt`` [1, length], fed the
+    served tokens before it: [len(tokens), vocab]; empty where a token is not in the vocabulary."""
+    served = tokens.to("cpu", torch.long).view(1, -1)
+    if served.numel() == 0 or bool(((served < 0) | (served >= vocab)).any()):
+        return torch.empty(0, vocab, dtype=torch.float64)
+    with torch.inference_mode():
+        logits = f64_module(torch.cat([prompt.to("cpu", torch.long), served[:, :-1]], dim=1))
+    return logits[0, prompt.shape[1] - 1 :]
+
+
+def serving_accuracy_score(
+    *,
+    decoder: bool,
+    outputs: torch.Tensor,
+    reference: torch.Tensor,
+    dtype_name: str,
+    score: Callable[[torch.Tensor, torch.Tensor, str], dict[str, Any]],
+) -> dict[str, Any]:
+    """The accuracy-mode score of every served output against the float64 reference: the workload's
+    own score for single-forward models, greedy-token agreement for decoders."""
+    if not decoder:
+        return score(outputs, reference, dtype_name)
+    from runners.model_suite.workloads import INFORMATIONAL_AGREEMENT
+
+    agreement = float((outputs == reference).double().mean()) if outputs.shape == reference.shape else 0.0
+    bar = INFORMATIONAL_AGREEMENT.get(dtype_name, 0.9)
+    return {
+        "metric": "greedy_token_agreement",
+        "value": agreement,
+        "generated_tokens": int(reference.numel()),
+        "informational_bar": bar,
+        "meets_informational_bar": bool(agreement >= bar),
+    }
+
+
+def sample_reference_status(
+    *,
+    decoder: bool,
+    output: torch.Tensor,
+    dtype: torch.dtype,
+    dtype_name: str,
+    reference_row: torch.Tensor | None = None,
+    score: Callable[[torch.Tensor, torch.Tensor, str], dict[str, Any]] | None = None,
+    logits: torch.Tensor | None = None,
+) -> str:
+    """One kept output against the float64 reference alone (what the platform re-decides on a reveal):
+    a decoder's tokens each within the dtype's rounding of the reference's first choice, a single
+    forward's row reaching the dtype's accuracy bar against its reference row."""
+    if decoder:
+        return "pass" if served_tokens_within_rounding(output, logits, dtype) >= 1.0 else "fail"
+    if reference_row is None or score is None or tuple(output.shape) != tuple(reference_row.shape):
+        return "fail"
+    verdict = score(output.to(torch.float64)[None], reference_row.to(torch.float64)[None], dtype_name)
+    return "pass" if verdict.get("meets_informational_bar") else "fail"
+
+
+def serving_judged_outputs(document: dict[str, Any]) -> list[str]:
+    """The output ids a serving document's verdicts rest on: each model's accuracy-mode outputs (where
+    every sample was answered) and every output kept in a timed run (its integrity item's runs)."""
+    from runners.commitment import serving_output_id
+
+    ids = []
+    for case in document.get("cases") or []:
+        if (
+            isinstance(case, dict)
+            and case.get("case") == "serving_accuracy"
+            and case.get("status") in ("pass", "fail")
+            and (case.get("metrics") or {}).get("metric") != "served"  # unanswered samples: nothing stacked
+        ):
+            ids.append(serving_output_id(str(case.get("kernel")), str(case.get("dtype")), "accuracy"))
+    section = (document.get("integrity") or {}).get("output_consistency") or {}
+    for item in (section.get("items") if isinstance(section, dict) else None) or []:
+        if not isinstance(item, dict) or item.get("suite") != "serving":
+            continue
+        for run in item.get("runs") or []:
+            if isinstance(run, dict):
+                for position in run.get("positions") or []:
+                    label = sample_label(str(run.get("tag")), position)
+                    ids.append(serving_output_id(str(item.get("model")), str(item.get("dtype")), label))
+    return ids
