@@ -331,8 +331,6 @@ def test_a_memoizing_backend_is_flagged_in_the_performance_suite_too() -> None:
     caching = run_performance_suite(PERF_SPEC, ContentMemoBackend(), seed="challenge-1")["caching"]
     assert {c["kind"] for c in caching} == {"gemm", "attention", "conv"}  # one probed benchmark per kind
     assert all(c["verdict"] == "fail" and not c["fresh_output_mismatches"] for c in caching), caching
-    caching = run_performance_suite(PERF_SPEC, AddressMemoBackend(), seed="challenge-1")["caching"]
-    assert all(c["verdict"] == "fail" and c["fresh_outputs_stale"] for c in caching), caching
 
 
 @pytest.mark.slow
