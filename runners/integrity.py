@@ -7,14 +7,18 @@
   last call), and ``reference_consistency`` also judges them against the float64 reference
   with the conformance tolerance of the requested dtype: comparing the timed run with the
   suite's own accuracy pass alone lets a device that degrades both pass (FP8 throughout).
-* Caching (TEST04): the same work is timed on fresh inputs (each used once) and on one
-  input repeated. A device that memoizes results runs the repeated input much faster: a
-  speedup (fresh median / repeated median) above 1 + ``threshold`` fails, provided the
-  confidence intervals of the two medians do not overlap, so that timing noise alone
-  cannot fail an honest device. ``CachingProbe`` runs at randomized rounds of the timed
-  run itself, with the very callable being timed on the repeated side and randomized
-  patterns of repeated and fresh calls, so memoization that starts after some calls, or
-  that refreshes when it sees a new input, is probed where it pays off.
+* Caching (TEST04): the same work is timed on one input repeated and on fresh inputs (each
+  used once). A device that memoizes results runs the repeated input much faster: a speedup
+  (fresh median / repeated median) above 1 + ``threshold`` fails, provided the confidence
+  intervals of the two medians do not overlap, so that timing noise alone cannot fail an
+  honest device. ``CachingProbe`` runs at randomized rounds of the timed run itself, with the
+  very callable being timed and randomized patterns of repeated and fresh calls, so
+  memoization that starts after some calls, or that refreshes when it sees a new input, is
+  probed where it pays off. Fresh values are copied into the timed callable's own input
+  buffers right before their call, so both sides are equally hot in the hardware caches (an
+  honest CPU's small GEMMs no longer look memoized), and every fresh output must equal the
+  device's output for those values computed apart, so a memo keyed on the buffers (which the
+  refill would fool on timing) fails on its stale outputs.
 
 The TEST04 threshold is a certification bar, so it is the program's (its level's
 ``test04_max_speedup``, passed in the job spec's ``options.integrity.caching_threshold``); a run
@@ -27,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -120,39 +125,84 @@ def output_consistency(
     }
 
 
+@dataclass(frozen=True)
+class FreshInput:
+    """Values a caching probe's buffers have never held, and the device's output for them apart.
+
+    ``values`` match the probe's ``buffers`` one for one (shape and dtype); the probe copies
+    them into those buffers, in place and untimed, right before a timed fresh call. ``apart``
+    computes the device's output on ``values`` in buffers of their own (never timed, called
+    only after every timed call of its probe): what the timed fresh call must have returned.
+    The probe takes a factory of each, called right before its use, so that one fresh input
+    at a time is in memory however many a probe uses.
+    """
+
+    values: tuple[torch.Tensor, ...]
+    apart: Callable[[], object]
+
+
+def _first_tensor(output: object) -> torch.Tensor:
+    return output[0] if isinstance(output, tuple | list) else output  # type: ignore[return-value]
+
+
 class CachingProbe:
     """TEST04 inside a timed run: a ``RoundHook`` that probes at randomized rounds.
 
-    Each probe times, one call at a time, a random arrangement of 2 to 5 calls of the
-    callable being measured (``repeated``, which has seen its one input over and over) and
-    1 or 2 calls on inputs never seen before (``fresh``, each used once). Where probes land
-    and their patterns come from the challenge, so a device cannot arrange for the probes to
-    see honest work. ``finish`` runs a last probe after the timed run (when a memo that
-    starts late is surely on) with whatever fresh inputs are left, and returns the verdict.
+    Each probe times, one call at a time, a random arrangement of 3 to 6 *repeated* calls (the
+    callable being measured on the input it has seen over and over) and 1 or 2 *fresh* calls. A
+    fresh call is the same callable on the same buffers, refilled in place (untimed, just before
+    it) with values never seen before: the data sits at the same addresses and was touched just
+    before the call, as hot in the hardware caches as the repeated input. So an honest device
+    runs both sides at the same speed even where the inputs fit in its caches (the old design,
+    fresh inputs in tensors of their own filled long before, measured honest repeat speed-ups of
+    1.3-1.8 on small CPU GEMMs: cold against hot caches, not memoization). The original values
+    are copied back before the next repeated call and after each probe, so the timed run goes on
+    with its own input.
 
-    The verdict compares fresh calls with the *steady* repeated calls, those that follow
-    another repeated call: a cache that refreshes whenever it sees a new input recomputes
-    once after each fresh call and hits again on the next repeated one, as it does through
-    the timed run. (With fewer than three steady samples every repeated call counts.)
+    A device that memoizes by content runs the fresh calls at full cost and the repeated ones
+    from memory (the timing verdict). One that memoizes by buffer (address, graph, callable) is
+    as fast on both sides, but returns the repeated input's result for the refilled values:
+    each probe then compares every fresh call's output with the device's output for the same
+    values in buffers of their own (``FreshInput.apart``), and the verdict fails when one differs
+    (``fresh_output_mismatches``; ``fresh_outputs_stale`` counts those equal to the repeated
+    input's output).
+
+    Where probes land and their patterns come from the challenge, so a device cannot arrange for
+    the probes to see honest work. ``finish`` runs a last probe after the timed run (when a memo
+    that starts late is surely on) with whatever fresh inputs are left, and returns the verdict.
+    The timing verdict compares fresh calls with the *steady* repeated calls, those that follow
+    another repeated call with no write to the buffers between: a cache that refreshes whenever
+    it sees a new input, or whenever its buffers are written, recomputes once after each fresh
+    call and hits again on the next repeated one, as it does through the timed run. (With fewer
+    than three steady samples every repeated call counts.)
     """
 
     def __init__(
         self,
-        repeated: Callable[[], object],
-        fresh: Sequence[Callable[[], object]],
+        call: Callable[[], object],
+        buffers: Sequence[torch.Tensor],
+        fresh: Sequence[Callable[[], FreshInput]],
         *,
         backend: TimedBackend | None,
         seed: int | str,
         salt: str,
         probability: float = 0.25,
         threshold: float | None = None,
+        select: Callable[[Any], torch.Tensor] = _first_tensor,
     ) -> None:
-        self._repeated = repeated
+        self._call = call
+        self._buffers = list(buffers)
+        self._original = [b.detach().clone() for b in self._buffers]
         self._fresh = list(fresh)
         self._backend = backend
         self._random = seeded_random(seed, f"caching:{salt}")
         self._probability = probability
         self._threshold = threshold
+        self._select = select
+        self._holding_fresh = False
+        self._output: list[object] = [None]
+        self._repeated_output: torch.Tensor | None = None
+        self.fresh_checked = self.fresh_mismatches = self.fresh_stale = 0
         self.fresh_samples: list[float] = []
         self.repeated_samples: list[float] = []
         self.steady_samples: list[float] = []
@@ -164,23 +214,68 @@ class CachingProbe:
         if len(self._fresh) > 1 and self._random.random() < self._probability:
             self._probe(round_index, keep=1)
 
+    def _run(self) -> None:
+        self._output[0] = self._call()
+
+    def _fill(self, buffers: Sequence[torch.Tensor], values: Sequence[torch.Tensor]) -> None:
+        """Untimed: ``values`` into ``buffers``, in place, finished before the next timed call."""
+        with torch.no_grad():
+            for buffer, value in zip(buffers, values, strict=True):
+                buffer.copy_(value)
+        if self._backend is not None:
+            self._backend.synchronize()
+
+    def _host(self, output: object) -> torch.Tensor:
+        return self._select(output).detach().to("cpu")
+
     def _probe(self, round_index: int | None, keep: int = 0) -> None:
         count = min(self._random.randint(1, 2), len(self._fresh) - keep)
-        fresh = [self._fresh.pop(0) for _ in range(min(count, len(self._fresh)))]
-        pattern = ["R"] * self._random.randint(2, 5) + ["F"] * len(fresh)
+        # Built before the pattern, untimed: the one or two fresh inputs of this probe in memory.
+        fresh = [self._fresh.pop(0)() for _ in range(min(count, len(self._fresh)))]
+        for entry in fresh:
+            _check_shapes(self._buffers, entry.values)
+        timed_fresh: list[tuple[FreshInput, object]] = []
+        pattern = ["R"] * self._random.randint(3, 6) + ["F"] * len(fresh)
         self._random.shuffle(pattern)
-        previous = None
+        # Both sides are timed the same way: each call follows another device call and an untimed
+        # copy into its input buffers (the fresh values, or the values they held all along), so
+        # the device's thread pool, clocks and caches are in the same state before either.
+        self._run()
+        previous = "R"  # that call: a repeated call, untimed
         for step in pattern:
             if step == "F":
-                self.fresh_samples.append(time_once(fresh.pop(0), self._backend))
-            else:
-                seconds = time_once(self._repeated, self._backend)
+                entry = fresh.pop(0)
+                self._fill(self._buffers, entry.values)
+                self._holding_fresh = True
+                self.fresh_samples.append(time_once(self._run, self._backend))
+                timed_fresh.append((entry, self._output[0]))
+            else:  # the same copy as a fresh call's, of the values the buffers held all along
+                self._fill(self._buffers, self._original)
+                self._holding_fresh = False
+                seconds = time_once(self._run, self._backend)
                 self.repeated_samples.append(seconds)
                 if previous == "R":
                     self.steady_samples.append(seconds)
+                if self._repeated_output is None:
+                    self._repeated_output = self._host(self._output[0])
             previous = step
+        if self._holding_fresh:  # the timed run goes on with its own input
+            self._fill(self._buffers, self._original)
+            self._holding_fresh = False
+        self._output[0] = None
         self.patterns.append("".join(pattern))
         self.rounds.append(round_index)
+        # After every timed call of the probe (each fresh value was timed before anything else saw it).
+        for entry, output in timed_fresh:
+            self._check_output(entry, self._host(output))
+
+    def _check_output(self, entry: FreshInput, got: torch.Tensor) -> None:
+        """A timed fresh call's output against the device's output for its values apart."""
+        self.fresh_checked += 1
+        if not _same_output(got, self._host(entry.apart())):
+            self.fresh_mismatches += 1
+            if self._repeated_output is not None and _same_output(got, self._repeated_output):
+                self.fresh_stale += 1
 
     def finish(self) -> dict[str, Any]:
         """A last probe with the fresh inputs left, then the verdict."""
@@ -188,12 +283,26 @@ class CachingProbe:
             self._probe(None)
         if not self.fresh_samples or not self.repeated_samples:
             return {"verdict": "fail", "reason": "no caching probe ran", "threshold": self._threshold}
+        outputs = {
+            "fresh_outputs_checked": self.fresh_checked,
+            "fresh_output_mismatches": self.fresh_mismatches,
+            "fresh_outputs_stale": self.fresh_stale,
+        }
         repeated = self.steady_samples if len(self.steady_samples) >= 3 else self.repeated_samples
         verdict = caching_verdict(
             summarize(self.fresh_samples), summarize(repeated), threshold=self._threshold
         )
+        if outputs["fresh_output_mismatches"]:
+            # A stale or wrong answer for new values is a result cache whatever the bar: not timing.
+            verdict["verdict"] = "fail"
+            verdict["reason"] = (
+                f"{outputs['fresh_output_mismatches']} of {outputs['fresh_outputs_checked']} fresh "
+                "calls returned an output other than the device's own for those values"
+            )
         return {
             **verdict,
+            **outputs,
+            "fresh_inputs": "refilled in place",
             "repeated_side": "steady" if repeated is self.steady_samples else "all",
             "all_repeated_median_s": summarize(self.repeated_samples).median,
             "probe_rounds": self.rounds,
@@ -201,34 +310,57 @@ class CachingProbe:
         }
 
 
+def _check_shapes(buffers: Sequence[torch.Tensor], values: Sequence[torch.Tensor]) -> None:
+    if len(buffers) != len(values) or any(
+        b.shape != v.shape or b.dtype != v.dtype for b, v in zip(buffers, values, strict=False)
+    ):
+        raise ValueError("a caching probe's fresh values must match its buffers in shape and dtype")
+
+
+def _same_output(got: torch.Tensor, expected: torch.Tensor) -> bool:
+    """Two device outputs of the same values (run to run tolerance of the dtype, as TEST01)."""
+    if got.shape != expected.shape:
+        return False
+    rtol, atol = default_tolerance(expected.dtype)
+    return bool(
+        torch.isclose(
+            got.to(torch.float64), expected.to(torch.float64), rtol=rtol, atol=atol, equal_nan=True
+        ).all()
+    )
+
+
 def caching_check(
-    fresh_calls: Sequence[Callable[[], object]],
-    repeated_call: Callable[[], object],
+    call: Callable[[], object],
+    buffers: Sequence[torch.Tensor],
+    fresh: Sequence[Callable[[], FreshInput]],
     *,
     backend: TimedBackend | None,
     seed: int | str = "",
     salt: str = "",
     threshold: float | None = None,
     warmup: int = 2,
+    select: Callable[[Any], torch.Tensor] = _first_tensor,
 ) -> dict[str, Any]:
     """Verdict of TEST04 outside a timed run: probes in randomized patterns until fresh inputs run out.
 
-    Every fresh input is used exactly once, so a cache keyed on inputs (by address or by
-    content) never hits on the fresh side and always hits on the repeated side. Calls are
-    timed one by one, repeated and fresh in seeded random order, so that a noisy
-    neighbour or a clock change affects both sides alike and a cache that refreshes on
-    every new input still hits on the repeated calls that follow other repeated calls.
+    ``call`` reads ``buffers``; every fresh input is copied into them once (``CachingProbe``), so a
+    cache keyed on input content never hits on the fresh side and always hits on the repeated
+    side, and one keyed on the buffers returns stale outputs the probe checks. Calls are timed one
+    by one, repeated and fresh in seeded random order, so that a noisy neighbour or a clock change
+    affects both sides alike.
     """
     for _ in range(warmup):
-        repeated_call()
+        call()
     probe = CachingProbe(
-        repeated_call,
-        fresh_calls,
+        call,
+        buffers,
+        fresh,
         backend=backend,
         seed=seed,
         salt=salt,
         probability=0.0,
         threshold=threshold,
+        select=select,
     )
     return probe.finish()
 

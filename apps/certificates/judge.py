@@ -321,7 +321,19 @@ def output_consistency_verdict(*, item: dict[str, Any], thresholds: Thresholds) 
 
 def caching_verdict(*, item: dict[str, Any], thresholds: Thresholds) -> IntegrityVerdict:
     """TEST04 from the raw medians: fresh / repeated above 1 + bound, with separated confidence
-    intervals (so timing noise alone cannot fail an honest device), means a result cache."""
+    intervals (so timing noise alone cannot fail an honest device), means a result cache; so does
+    a fresh call whose output differs from the device's own for those values (the probe refills
+    the timed buffers in place, and a cache keyed on the buffers answers with the old result)."""
+    stale = _int(item.get("fresh_output_mismatches"))
+    if stale:
+        checked = _int(item.get("fresh_outputs_checked"))
+        return IntegrityVerdict(
+            "caching",
+            False,
+            f"{stale} of {checked if checked is not None else '?'} fresh call(s) returned another "
+            "output than the device's own for their values (a result cache keyed on the buffers)",
+            item,
+        )
     fresh, repeated = _float(item.get("fresh_median_s")), _float(item.get("repeated_median_s"))
     if fresh is None or repeated is None:
         if thresholds.legacy and item.get("verdict") in ("pass", "fail"):

@@ -20,6 +20,7 @@ from torch import nn
 from runners.commitment import OutputCommitment, model_output_id
 from runners.errors import device_call
 from runners.integrity import (
+    FreshInput,
     OutputSampler,
     caching_check,
     default_tolerance,
@@ -283,13 +284,15 @@ def model_integrity(
         "dtype": dtype,
         **output_samples_verdict(run, accuracy_out, reference, samples),
     }
-    # TEST04 on the input the latency run repeated all along, against fresh one-item inputs.
+    # TEST04 on the input the latency run repeated all along, against fresh one-item inputs copied
+    # into its buffers (each computed apart afterwards, to check the fresh calls' outputs).
     single = run.workload.make_batch([0], run.device, run.dtype)
-    fresh = run.fresh_single(CACHING_FRESH_INPUTS)
+    fresh = [partial(_fresh_input, run, b) for b in run.fresh_single(CACHING_FRESH_INPUTS)]
     with torch.inference_mode():
         caching = caching_check(
-            [partial(run.forward, *b) for b in fresh],
             lambda: run.forward(*single),
+            single,
+            fresh,
             backend=run.backend,
             seed=seed,
             salt=f"model:{name}:{dtype}",
@@ -297,6 +300,10 @@ def model_integrity(
         )
     timing = timing_section(measurements, run.policy)
     return measurements, consistency, {"model": name, "dtype": dtype, **caching}, timing
+
+
+def _fresh_input(run: ModelRun, batch: tuple[torch.Tensor, ...]) -> FreshInput:
+    return FreshInput(batch, partial(run.forward, *batch))
 
 
 def _memory_and_power(

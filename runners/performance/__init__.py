@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 import torch
@@ -32,6 +33,7 @@ from runners.document import build_document, json_safe, now_iso
 from runners.errors import Phase, classify_exception, declared_unsupported, device_backend, device_call
 from runners.integrity import (
     CachingProbe,
+    FreshInput,
     OutputSampler,
     caching_threshold_of,
     chain_hooks,
@@ -57,8 +59,11 @@ from runners.timing import TimingPolicy, measure_with_output
 # A larger shape is skipped when the previous one predicts a call longer than this: a
 # bfloat16 GEMM emulated on a CPU without bf16 units would otherwise take minutes.
 MAX_CALL_S = 2.0
-# Fresh inputs per caching probe: each is one more copy of the benchmark's inputs in memory.
-FRESH_INPUTS = 4
+# Fresh inputs per caching probe (TEST04). Each is built when its call comes and dropped after, so
+# only one is in memory at a time; eight fresh samples (against about as many steady repeated
+# ones) make timing noise alone separate the two medians' confidence intervals rarely (with four
+# the intervals are the samples' whole range: 1 in 35 by chance against three repeated samples).
+FRESH_INPUTS = 8
 PERF_DTYPES = ("float32", "bfloat16", "float16", "int8", "float8_e4m3fn")
 # GEMMs whose output is wider than their operands (int32 and float32 accumulators).
 WIDE_OUTPUT_DTYPES = ("int8", "float8_e4m3fn")
@@ -286,7 +291,9 @@ def run_performance_suite(
     stopped: dict[str, int] = {}  # dtype -> the size at which its sweep stopped rising
     flat: dict[str, int] = {}  # dtype -> sizes in a row that did not rise over the best
     probed_groups: set[tuple[str, str]] = set()
-    last_measured: dict[tuple[str, str], tuple[Benchmark, Callable[[], Any]]] = {}
+    last_measured: dict[
+        tuple[str, str], tuple[Benchmark, Callable[[], Any], tuple[torch.Tensor, ...], Callable[[Any], Any]]
+    ] = {}
     for index, bench in enumerate(benches):
         say(index, f"{bench.name} {bench.dtype}")
         work = bench.flops or bench.bytes
@@ -331,7 +338,8 @@ def run_performance_suite(
         reference = bench.reference() if bench.reference is not None else None
         select = reference.select if reference is not None else _first
         try:  # the device builds its inputs and computes once, untimed (accuracy mode)
-            fn = device_call(prepare(bench.build(device, 0)))
+            built = bench.build(device, 0)
+            fn = device_call(prepare(built))
             accuracy = select(fn()).detach().to("cpu")
         except Exception as exc:  # evidence, not a crash; never "unsupported" (runners/errors.py)
             cases.append(_error_case(bench, exc, phase="device"))
@@ -340,7 +348,9 @@ def run_performance_suite(
             sampler = OutputSampler(select, seed=seed, salt=f"performance:{bench.name}:{bench.dtype}")
             probe = None
             if _key(bench) in probed:
-                probe = _caching_probe(bench, fn, device, backend, prepare, seed, caching_threshold)
+                probe = _caching_probe(
+                    bench, fn, built.inputs, device, backend, prepare, seed, caching_threshold, select
+                )
             stats, _ = measure_with_output(
                 fn, backend=timed_backend, policy=policy, between_rounds=chain_hooks(sampler, probe)
             )
@@ -364,7 +374,7 @@ def run_performance_suite(
                 {"benchmark": bench.name, "dtype": bench.dtype, "kind": bench.kind, **probe_verdict}
             )
         elif bench.kind != "bandwidth":
-            last_measured[bench.group] = (bench, fn)
+            last_measured[bench.group] = (bench, fn, built.inputs, select)
         item = _measurement(bench, stats)
         items.append(item)
         last_rate[bench.group] = stats.median / max(work, 1)
@@ -378,11 +388,13 @@ def run_performance_suite(
                 flat[bench.dtype] = 0
             best_gemm[bench.dtype] = max(previous or 0.0, item["value"])
     say(len(benches), "integrity: caching after the fact")
-    for group, (bench, fn) in sorted(last_measured.items(), key=lambda kv: kv[0]):
+    for group, (bench, fn, inputs, select) in sorted(last_measured.items(), key=lambda kv: kv[0]):
         if group in probed_groups:
             continue
         try:
-            probe = _caching_probe(bench, fn, device, backend, prepare, seed, caching_threshold, after=True)
+            probe = _caching_probe(
+                bench, fn, inputs, device, backend, prepare, seed, caching_threshold, select, after=True
+            )
             verdict = probe.finish()
         except Exception as exc:  # noqa: BLE001 - the device failed on a fresh input: evidence
             verdict = {"verdict": "fail", "reason": f"{type(exc).__name__}: {exc}"[:500]}
@@ -411,25 +423,49 @@ def _key(bench: Benchmark) -> tuple[str, str]:
 def _caching_probe(
     bench: Benchmark,
     fn: Callable[[], Any],
+    inputs: tuple[torch.Tensor, ...],
     device: torch.device,
     backend: Any,
     prepare: Callable[[Callable[[], Any]], Callable[[], Any]],
     seed: int | str,
     threshold: float | None,
+    select: Callable[[Any], torch.Tensor],
     *,
     after: bool = False,
 ) -> CachingProbe:
-    """TEST04 for one benchmark: ``fn`` (its timed callable) against ``FRESH_INPUTS`` new inputs."""
-    fresh = [device_call(prepare(device_call(bench.build)(device, v))) for v in range(1, FRESH_INPUTS + 1)]
+    """TEST04 for one benchmark: ``fn`` (its timed callable, reading ``inputs``) against
+    ``FRESH_INPUTS`` new inputs, copied into ``inputs`` before their calls (runners/integrity.py)."""
+    fresh = [partial(_fresh_input, bench, device, prepare, v) for v in range(1, FRESH_INPUTS + 1)]
     return CachingProbe(
         fn,
+        inputs,
         fresh,
         backend=device_backend(backend),
         seed=seed,
         salt=f"performance:{bench.name}:{bench.dtype}",
         probability=0.0 if after else 0.25,
         threshold=threshold,
+        select=select,
     )
+
+
+def _fresh_input(
+    bench: Benchmark,
+    device: torch.device,
+    prepare: Callable[[Callable[[], Any]], Callable[[], Any]],
+    variant: int,
+) -> FreshInput:
+    """Fresh input ``variant`` of ``bench`` (built when the probe needs it) and its call apart."""
+    other = device_call(bench.build)(device, variant)
+    # Prepared only when called, after its timed call: a backend that runs what it prepares (graph
+    # capture) must not see the fresh values before then.
+    return FreshInput(other.inputs, partial(_prepare_and_call, prepare, other))
+
+
+def _prepare_and_call(
+    prepare: Callable[[Callable[[], Any]], Callable[[], Any]], call: Callable[[], Any]
+) -> Any:
+    return device_call(prepare(call))()
 
 
 def _error_case(bench: Benchmark, exc: Exception, *, phase: Phase) -> dict[str, Any]:

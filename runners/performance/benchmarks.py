@@ -32,6 +32,23 @@ from runners.catalog.base import (
 )
 
 Fn = Callable[[], Any]
+
+
+class BenchCall:
+    """A benchmark's no-argument device call, with the input buffers it reads.
+
+    The caching probe (runners/integrity.py, TEST04) refills ``inputs`` in place with fresh
+    values before a fresh call, so both sides of the probe run on the same, equally hot buffers.
+    """
+
+    def __init__(self, run: Fn, *inputs: Any) -> None:
+        self._run = run
+        self.inputs: tuple[torch.Tensor, ...] = tuple(t for t in inputs if isinstance(t, torch.Tensor))
+
+    def __call__(self) -> Any:
+        return self._run()
+
+
 # How many output rows of a GEMM the float64 reference is computed for (each costs K*N).
 REFERENCE_ROWS = 8
 REFERENCE_HEADS = 2
@@ -68,7 +85,7 @@ def _widen(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class Benchmark:
-    """One timed workload: ``build(device, variant)`` returns a no-argument device call.
+    """One timed workload: ``build(device, variant)`` returns a no-argument device call (with its inputs).
 
     ``variant`` 0 is the benchmark's own input; 1, 2, ... are fresh inputs of the same shape
     drawn from other seeds (for the caching check).
@@ -79,7 +96,7 @@ class Benchmark:
     dtype: str
     flops: int
     bytes: int
-    build: Callable[[torch.device, int], Fn]
+    build: Callable[[torch.device, int], BenchCall]
     params: dict[str, Any] = field(default_factory=dict)
     # Builds the float64 check of variant 0's output; None where no reference exists.
     reference: Callable[[], ReferenceCheck] | None = None
@@ -108,11 +125,11 @@ def _catalog_kernel(name: str) -> Kernel | None:
 
 
 def catalog_benchmark(kernel: Kernel, case: Case, dtype: str, kind: str, challenge: str) -> Benchmark:
-    def build(device: torch.device, variant: int) -> Fn:
+    def build(device: torch.device, variant: int) -> BenchCall:
         g = case_generator(f"{challenge}#{variant}", kernel.name, case.name, dtype)
         inputs = kernel.make_inputs(case, dtype, g, device)
         run = kernel.run
-        return lambda: run(inputs)
+        return BenchCall(lambda: run(inputs), *inputs.values())
 
     def reference() -> ReferenceCheck:
         raw = kernel.generate(case, dtype, case_generator(f"{challenge}#0", kernel.name, case.name, dtype))
@@ -191,13 +208,13 @@ def bandwidth_benchmarks(buffer_bytes: int, challenge: str) -> list[Benchmark]:
         g = case_generator(f"{challenge}#{variant}", "stream", "bandwidth", "float32")
         return [torch.randn(n, generator=g).to(device) for _ in range(count)]
 
-    def copy(device: torch.device, variant: int) -> Fn:
+    def copy(device: torch.device, variant: int) -> BenchCall:
         dst, src = operands(device, variant, 2)
-        return lambda: dst.copy_(src)
+        return BenchCall(lambda: dst.copy_(src), src)
 
-    def triad(device: torch.device, variant: int) -> Fn:
+    def triad(device: torch.device, variant: int) -> BenchCall:
         a, b, c = operands(device, variant, 3)
-        return lambda: torch.add(b, c, alpha=3.0, out=a)
+        return BenchCall(lambda: torch.add(b, c, alpha=3.0, out=a), b, c)
 
     head = min(n, REFERENCE_ELEMENTS)
 
@@ -261,15 +278,15 @@ def attention_benchmarks(
     for dtype in dtypes:
         size = element_size(dtype)
 
-        def prefill(device: torch.device, variant: int, dtype: str = dtype) -> Fn:
+        def prefill(device: torch.device, variant: int, dtype: str = dtype) -> BenchCall:
             g = case_generator(f"{challenge}#{variant}", "attention_prefill", str(seq), dtype)
             q, k, v = (
                 torch.randn(1, heads, seq, head_dim, generator=g).to(device, torch_dtype(dtype))
                 for _ in range(3)
             )
-            return lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return BenchCall(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True), q, k, v)
 
-        def decode(device: torch.device, variant: int, dtype: str = dtype) -> Fn:
+        def decode(device: torch.device, variant: int, dtype: str = dtype) -> BenchCall:
             g = case_generator(f"{challenge}#{variant}", "attention_decode", str(context), dtype)
             q = torch.randn(1, heads, 1, head_dim, generator=g).to(device, torch_dtype(dtype))
             k, v = (
@@ -277,10 +294,10 @@ def attention_benchmarks(
                 for _ in range(2)
             )
             if _GQA_KWARG:
-                return lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+                return BenchCall(lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True), q, k, v)
             groups = heads // kv_heads  # older torch: expand once, outside the timed call
             k, v = k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1)
-            return lambda: F.scaled_dot_product_attention(q, k, v)
+            return BenchCall(lambda: F.scaled_dot_product_attention(q, k, v), q, k, v)
 
         def prefill_reference(dtype: str = dtype) -> ReferenceCheck:
             g = case_generator(f"{challenge}#0", "attention_prefill", str(seq), dtype)

@@ -304,6 +304,11 @@ def test_caching_and_output_consistency_are_judged_from_raw_figures(aia12):
     overlapping = {**separated, "repeated_ci_s": [0.004, 0.0105]}
     assert judge.caching_verdict(item=overlapping, thresholds=thresholds).passed
     assert not judge.caching_verdict(item={"verdict": "pass"}, thresholds=thresholds).passed  # no raw figures
+    # Equal speed on both sides, but the refilled buffers got the old answer: a cache keyed on them.
+    stale = {**overlapping, "fresh_outputs_checked": 8, "fresh_output_mismatches": 8, "verdict": "pass"}
+    assert not judge.caching_verdict(item=stale, thresholds=thresholds).passed
+    checked = {**overlapping, "fresh_outputs_checked": 8, "fresh_output_mismatches": 0}
+    assert judge.caching_verdict(item=checked, thresholds=thresholds).passed
     assert not judge.output_consistency_verdict(
         item={"sampled": 4, "mismatches": 1, "verdict": "pass"}, thresholds=thresholds
     ).passed
