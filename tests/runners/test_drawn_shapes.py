@@ -54,8 +54,9 @@ def test_every_case_draws_int_dims_within_its_declared_ranges_and_the_same_draw_
             assert (drawn.edge, drawn.options, drawn.dtypes) == (case.edge, case.options, case.dtypes)
 
 
-# Number formats a case name may mention (e.g. sum_past_fp16_max): not dimensions.
-FORMAT_TOKENS = re.compile(r"(?:fp|bf|int|float|uint)\d+|e\dm\d")
+# Number formats and model versions a case name may mention (sum_past_fp16_max, deepseek_v3_...,
+# dsv3_...): not dimensions.
+FORMAT_TOKENS = re.compile(r"(?:fp|bf|int|float|uint)\d+|e\dm\d|v\d+")
 
 
 def test_a_case_name_states_no_number_the_draw_can_change():
