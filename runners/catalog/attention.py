@@ -87,7 +87,7 @@ class SdpaKernel(Kernel):
         ),
         # Grouped-query attention: query heads a multiple (the group) of the KV heads.
         Case(
-            "llama_prefill_seq128_gqa",
+            "llama_short_prefill_gqa",
             {
                 "B": 1,
                 "Hkv": Span(4, 8, 4),
@@ -101,7 +101,7 @@ class SdpaKernel(Kernel):
         ),
         # Full sequence length and head_dim, a few query heads sharing 1 KV head (the Llama ratio).
         Case(
-            "llama_prefill_seq2048_gqa_4heads",
+            "llama_long_prefill_gqa_few_heads",
             {"B": 1, "Hq": Span(3, 4), "Hkv": 1, "S": LONG_SEQ, "L": Derived("S"), "D": HEAD_DIM},
             options={"causal": True},
         ),
@@ -125,7 +125,7 @@ class SdpaKernel(Kernel):
             options={"mask": True},
         ),
         Case(
-            "odd_37x53_d40",
+            "odd_sizes",
             {
                 "B": 1,
                 "Hq": Span(2, 4),
@@ -194,7 +194,7 @@ class DecodeAttentionKernel(Kernel):
     dtypes = FLOAT_DTYPES
     cases = (
         Case(
-            "llama_ctx128",
+            "llama_short_context",
             {
                 "B": 1,
                 "Hkv": Span(4, 8, 4),
@@ -206,7 +206,7 @@ class DecodeAttentionKernel(Kernel):
             },
         ),
         Case(
-            "llama_ctx2048",
+            "llama_long_context",
             {
                 "B": 1,
                 "Hkv": Span(4, 8, 4),
@@ -218,7 +218,7 @@ class DecodeAttentionKernel(Kernel):
             },
         ),
         Case(
-            "batch4_ctx777",
+            "batched_odd_context",
             {
                 "B": Span(3, 5),
                 "Hkv": 2,
@@ -231,7 +231,7 @@ class DecodeAttentionKernel(Kernel):
             edge="odd_size",
         ),
         Case(
-            "long_context_16384",
+            "long_reduction_context",
             {"B": 1, "Hq": 4, "Hkv": 1, "length": LONG_K, "cache": Derived("length"), "D": HEAD_DIM},
             edge="long_reduction",
         ),
@@ -286,12 +286,12 @@ class RotaryEmbeddingKernel(Kernel):
     dtypes = FLOAT_DTYPES
     cases = (
         Case(
-            "llama_decode_pos4095",
+            "llama_decode_far_position",
             {"B": 1, "S": 1, "H": QUERY_HEADS, "D": HEAD_DIMS, "start": Span(1024, 8191)},
         ),
-        Case("llama_seq128", {"B": 1, "S": SHORT_SEQ, "H": QUERY_HEADS, "D": HEAD_DIMS, "start": 0}),
+        Case("llama_short_prefill", {"B": 1, "S": SHORT_SEQ, "H": QUERY_HEADS, "D": HEAD_DIMS, "start": 0}),
         Case(
-            "odd_heads3_d34",
+            "odd_sizes",
             {
                 "B": Span(1, 3),
                 "S": Span(5, 11, odd=True),

@@ -24,7 +24,7 @@ from runners.catalog.base import (
 
 DENSE_CASES = (
     Case(
-        "resnet_3x3_c64_28",
+        "resnet_3x3",
         {
             "N": 1,
             "C": Span(48, 96, 16),
@@ -37,7 +37,7 @@ DENSE_CASES = (
         },
     ),
     Case(
-        "pointwise_1x1_c256",
+        "pointwise_1x1_wide_input",
         {
             "N": 2,
             "C": Span(192, 320, 32),
@@ -65,7 +65,7 @@ DENSE_CASES = (
     ),
     # C*R*R >= 16384 terms per output (C >= 1024, R = 4), all positive.
     Case(
-        "long_reduction_k16384",
+        "long_reduction",
         {
             "N": 1,
             "C": Span(1024, 1280, 64),
@@ -110,7 +110,7 @@ DENSE_CASES = (
 
 DEPTHWISE_CASES = (
     Case(
-        "mobilenet_3x3_c128_28",
+        "mobilenet_3x3",
         {"N": 1, "C": Span(96, 160, 16), "H": Span(20, 36), "W": Derived("H"), "R": 3, "stride": 1, "pad": 1},
     ),
     Case(
@@ -126,11 +126,11 @@ DEPTHWISE_CASES = (
         },
     ),
     Case(
-        "convnext_7x7_c96",
+        "convnext_7x7",
         {"N": 1, "C": Span(64, 128, 32), "H": Span(20, 36), "W": Derived("H"), "R": 7, "stride": 1, "pad": 3},
     ),
     Case(
-        "odd_5x5_c13",
+        "odd_5x5",
         {
             "N": 1,
             "C": Span(9, 19, odd=True),

@@ -44,9 +44,9 @@ def _cases(*, subnormal: bool, long_sequence: bool = False) -> tuple[Case, ...]:
     # Elementwise numerics do not depend on the tensor's size; the 2048x4096 shape (8M
     # elements) is kept only where it is the real workload (the residual add) to save time.
     cases = [
-        Case("llama_hidden_seq1", {"M": SEQ_DECODE, "N": MODEL_HIDDEN}),
-        Case("llama_mlp_seq128", {"M": SHORT_SEQ, "N": MODEL_INTERMEDIATE}),
-        Case("odd_7x1001", {"M": Span(5, 11, odd=True), "N": Span(769, 1279, odd=True)}, edge="odd_size"),
+        Case("llama_hidden_decode", {"M": SEQ_DECODE, "N": MODEL_HIDDEN}),
+        Case("llama_mlp_short_prefill", {"M": SHORT_SEQ, "N": MODEL_INTERMEDIATE}),
+        Case("odd_sizes", {"M": Span(5, 11, odd=True), "N": Span(769, 1279, odd=True)}, edge="odd_size"),
         Case("transposed", {"M": Span(48, 80), "N": Span(80, 112, 2)}, edge="non_contiguous"),
         Case("nan_inf", {"M": Span(12, 20), "N": Span(48, 80)}, edge="nan_inf", dtypes=FLOAT_DTYPES),
         Case(
@@ -59,7 +59,7 @@ def _cases(*, subnormal: bool, long_sequence: bool = False) -> tuple[Case, ...]:
         Case("empty", {"M": 0, "N": Span(48, 80)}, edge="empty"),
     ]
     if long_sequence:
-        cases.insert(2, Case("llama_hidden_seq2048", {"M": LONG_SEQ, "N": MODEL_HIDDEN}))
+        cases.insert(2, Case("llama_hidden_long_prefill", {"M": LONG_SEQ, "N": MODEL_HIDDEN}))
     if subnormal:
         # N even: the mul case scales by a repeating (1, 0.5) pattern.
         cases.append(

@@ -28,11 +28,11 @@ class EmbeddingKernel(Kernel):
     dtypes = ALL_DTYPES
     cases = (
         # A Llama-sized hidden dimension; the vocabulary is cut to a few hundred rows to keep the table small.
-        Case("llama_hidden_seq1", {"V": Span(384, 640), "H": MODEL_HIDDEN, "S": SEQ_DECODE}),
-        Case("llama_hidden_seq128", {"V": Span(384, 640), "H": MODEL_HIDDEN, "S": SHORT_SEQ}),
-        Case("repeated_ids_seq2048", {"V": Span(48, 80), "H": Span(192, 320, 64), "S": LONG_SEQ}),
+        Case("llama_hidden_decode", {"V": Span(384, 640), "H": MODEL_HIDDEN, "S": SEQ_DECODE}),
+        Case("llama_hidden_short_prefill", {"V": Span(384, 640), "H": MODEL_HIDDEN, "S": SHORT_SEQ}),
+        Case("repeated_ids_long_prefill", {"V": Span(48, 80), "H": Span(192, 320, 64), "S": LONG_SEQ}),
         Case(
-            "odd_1001x77",
+            "odd_sizes",
             {"V": Span(769, 1279, odd=True), "H": Span(61, 93, odd=True), "S": Span(25, 41, odd=True)},
             edge="odd_size",
         ),
@@ -65,8 +65,8 @@ def _power_of_two_scales(x: torch.Tensor) -> torch.Tensor:
 
 
 QUANT_CASES = (
-    Case("llama_weight_rows_256x4096", {"C": Span(192, 320, 32), "N": MODEL_HIDDEN}),
-    Case("odd_13x1001", {"C": Span(9, 19, odd=True), "N": Span(769, 1279, odd=True)}, edge="odd_size"),
+    Case("llama_weight_rows", {"C": Span(192, 320, 32), "N": MODEL_HIDDEN}),
+    Case("odd_sizes", {"C": Span(9, 19, odd=True), "N": Span(769, 1279, odd=True)}, edge="odd_size"),
     Case("empty_channels", {"C": 0, "N": Span(48, 80)}, edge="empty"),
 )
 
@@ -145,8 +145,8 @@ class CastFp8Kernel(Kernel):
     description = "float32 -> float8 e4m3 rounding (round to nearest even), within range"
     dtypes = ("float8_e4m3fn",)
     cases = (
-        Case("llama_activations_seq128", {"M": SHORT_SEQ, "N": MODEL_HIDDEN}),
-        Case("odd_7x1001", {"M": Span(5, 11, odd=True), "N": Span(769, 1279, odd=True)}, edge="odd_size"),
+        Case("llama_activations_short_prefill", {"M": SHORT_SEQ, "N": MODEL_HIDDEN}),
+        Case("odd_sizes", {"M": Span(5, 11, odd=True), "N": Span(769, 1279, odd=True)}, edge="odd_size"),
         # e4m3 subnormals (2**-9 .. 2**-7) must not be flushed.
         Case("subnormals", {"M": Span(12, 20), "N": Span(48, 80)}, edge="subnormal"),
     )

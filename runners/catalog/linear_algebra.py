@@ -44,13 +44,13 @@ def _operand(shape: tuple[int, ...], dtype: str, g: torch.Generator, case: Case)
 
 
 GEMM_CASES = (
-    Case("square_64", {"M": Span(48, 96), "K": Derived("M"), "N": Derived("M")}),
+    Case("square", {"M": Span(48, 96), "K": Derived("M"), "N": Derived("M")}),
     Case("llama_qproj_decode", {"M": SEQ_DECODE, "K": MODEL_HIDDEN, "N": Derived("K")}),
     Case("llama_kvproj_decode", {"M": SEQ_DECODE, "K": MODEL_HIDDEN, "N": MODEL_KV_DIM}),
-    Case("llama_kvproj_seq128_n256", {"M": SHORT_SEQ, "K": MODEL_HIDDEN, "N": Span(192, 320, 64)}),
-    Case("odd_127x129x131", {"M": ODD_100, "K": ODD_100, "N": ODD_100}, edge="odd_size"),
+    Case("llama_kvproj_prefill_trimmed_n", {"M": SHORT_SEQ, "K": MODEL_HIDDEN, "N": Span(192, 320, 64)}),
+    Case("odd_sizes", {"M": ODD_100, "K": ODD_100, "N": ODD_100}, edge="odd_size"),
     Case(
-        "long_reduction_k16384",
+        "long_reduction",
         {"M": Span(4, 12), "K": LONG_K, "N": Span(4, 12)},
         edge="long_reduction",
     ),
@@ -106,13 +106,13 @@ class LinearKernel(Kernel):
     description = "y = x @ W.T + b (torch.nn.functional.linear with bias)"
     dtypes = FLOAT_DTYPES
     cases = (
-        Case("small_64", {"M": Span(48, 96), "K": Span(48, 96), "N": Span(48, 96)}),
+        Case("small", {"M": Span(48, 96), "K": Span(48, 96), "N": Span(48, 96)}),
         Case("llama_qproj_decode", {"M": SEQ_DECODE, "K": MODEL_HIDDEN, "N": Derived("K")}),
         Case("llama_kvproj_decode", {"M": SEQ_DECODE, "K": MODEL_HIDDEN, "N": MODEL_KV_DIM}),
-        Case("llama_qproj_seq128_n256", {"M": SHORT_SEQ, "K": MODEL_HIDDEN, "N": Span(192, 320, 64)}),
-        Case("odd_33x77x45", {"M": ODD_SMALL, "K": ODD_SMALL, "N": ODD_SMALL}, edge="odd_size"),
+        Case("llama_qproj_prefill_trimmed_n", {"M": SHORT_SEQ, "K": MODEL_HIDDEN, "N": Span(192, 320, 64)}),
+        Case("odd_sizes", {"M": ODD_SMALL, "K": ODD_SMALL, "N": ODD_SMALL}, edge="odd_size"),
         Case(
-            "long_reduction_k16384",
+            "long_reduction",
             {"M": Span(2, 6), "K": LONG_K, "N": Span(4, 12)},
             edge="long_reduction",
         ),
@@ -164,14 +164,14 @@ class BatchedMatmulKernel(Kernel):
     description = "C[b] = A[b] @ B[b] (attention-score shaped batches)"
     dtypes = FLOAT_DTYPES
     cases = (
-        Case("small_4x32", {"B": Span(2, 6), "M": Span(24, 40), "K": Span(24, 40), "N": Span(24, 40)}),
+        Case("small_batch", {"B": Span(2, 6), "M": Span(24, 40), "K": Span(24, 40), "N": Span(24, 40)}),
         # Attention scores of one prefill: heads x seq x head_dim x seq.
         Case(
-            "llama_scores_seq128_32heads",
+            "llama_scores_prefill",
             {"B": Span(16, 40, 8), "M": SHORT_SEQ, "K": HEAD_DIMS, "N": Derived("M")},
         ),
         Case(
-            "odd_3x17x19x23",
+            "odd_sizes",
             {
                 "B": Span(2, 5),
                 "M": Span(11, 31, odd=True),
@@ -181,7 +181,7 @@ class BatchedMatmulKernel(Kernel):
             edge="odd_size",
         ),
         Case(
-            "long_reduction_k16384",
+            "long_reduction",
             {"B": 2, "M": Span(2, 6), "K": LONG_K, "N": Span(2, 6)},
             edge="long_reduction",
         ),
@@ -232,15 +232,15 @@ class Int8MatmulKernel(Kernel):
     dtypes = ("int8",)
     # torch._int_mm on CUDA needs M > 16 and K, N multiples of 8; every draw respects that.
     cases = (
-        Case("square_64", {"M": Span(48, 96, 8), "K": Derived("M"), "N": Derived("M")}),
-        Case("llama_kvproj_m32", {"M": Span(24, 40, 8), "K": MODEL_HIDDEN, "N": MODEL_KV_DIM}),
+        Case("square", {"M": Span(48, 96, 8), "K": Derived("M"), "N": Derived("M")}),
+        Case("llama_kvproj_few_rows", {"M": Span(24, 40, 8), "K": MODEL_HIDDEN, "N": MODEL_KV_DIM}),
         Case(
-            "long_reduction_k16384",
+            "long_reduction",
             {"M": Span(24, 40, 8), "K": LONG_K, "N": Span(24, 40, 8)},
             edge="long_reduction",
         ),
         Case(
-            "odd_m33",
+            "odd_rows",
             {"M": Span(17, 49, odd=True), "K": Span(48, 96, 8), "N": Span(32, 64, 8)},
             edge="odd_size",
         ),
@@ -295,10 +295,13 @@ class ScaledMatmulFp8Kernel(Kernel):
     dtypes = ("float8_e4m3fn",)
     # torch._scaled_mm needs K and N multiples of 16.
     cases = (
-        Case("square_64", {"M": Span(48, 96, 16), "K": Derived("M"), "N": Derived("M")}),
-        Case("llama_qproj_m16_n256", {"M": Span(16, 32, 16), "K": MODEL_HIDDEN, "N": Span(192, 320, 64)}),
+        Case("square", {"M": Span(48, 96, 16), "K": Derived("M"), "N": Derived("M")}),
         Case(
-            "long_reduction_k16384",
+            "llama_qproj_few_rows_trimmed_n",
+            {"M": Span(16, 32, 16), "K": MODEL_HIDDEN, "N": Span(192, 320, 64)},
+        ),
+        Case(
+            "long_reduction",
             {"M": Span(16, 32, 16), "K": LONG_K, "N": Span(16, 32, 16)},
             edge="long_reduction",
         ),

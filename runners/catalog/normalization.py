@@ -23,10 +23,10 @@ from runners.catalog.base import (
 from runners.catalog.shapes import LONG_K, LONG_SEQ, MODEL_HIDDEN, SEQ_DECODE, SHORT_SEQ
 
 ROW_CASES = (
-    Case("llama_hidden_seq1", {"M": SEQ_DECODE, "N": MODEL_HIDDEN}),
-    Case("llama_hidden_seq128", {"M": SHORT_SEQ, "N": MODEL_HIDDEN}),
-    Case("odd_37x1023", {"M": Span(25, 49, odd=True), "N": Span(769, 1279, odd=True)}, edge="odd_size"),
-    Case("long_row_16384", {"M": Span(2, 6), "N": LONG_K}, edge="long_reduction"),
+    Case("llama_hidden_decode", {"M": SEQ_DECODE, "N": MODEL_HIDDEN}),
+    Case("llama_hidden_short_prefill", {"M": SHORT_SEQ, "N": MODEL_HIDDEN}),
+    Case("odd_sizes", {"M": Span(25, 49, odd=True), "N": Span(769, 1279, odd=True)}, edge="odd_size"),
+    Case("long_row", {"M": Span(2, 6), "N": LONG_K}, edge="long_reduction"),
     # Squares (norms) or exponentials (softmax) of these overflow float16 unless upcast.
     Case(
         "large_magnitudes",
@@ -39,7 +39,7 @@ ROW_CASES = (
     Case("empty_rows", {"M": 0, "N": Span(192, 320, 32)}, edge="empty"),
 )
 # The full 2048x4096 prefill shape, for the kernels every Llama layer runs on it.
-LONG_SEQUENCE_CASES = (*ROW_CASES, Case("llama_hidden_seq2048", {"M": LONG_SEQ, "N": MODEL_HIDDEN}))
+LONG_SEQUENCE_CASES = (*ROW_CASES, Case("llama_hidden_long_prefill", {"M": LONG_SEQ, "N": MODEL_HIDDEN}))
 
 NORM_EPS = 1e-5
 

@@ -29,10 +29,10 @@ from runners.catalog.shapes import LONG_K, LONG_SEQ, MODEL_HIDDEN, SHORT_SEQ
 
 def _row_cases(*, empty: bool = True, overflow: bool = False) -> tuple[Case, ...]:
     cases = [
-        Case("llama_hidden_seq128", {"M": SHORT_SEQ, "N": MODEL_HIDDEN}),
-        Case("seq2048_rows", {"M": Span(2, 6), "N": LONG_SEQ}),
-        Case("odd_9x1001", {"M": Span(5, 13, odd=True), "N": Span(769, 1279, odd=True)}, edge="odd_size"),
-        Case("long_row_16384", {"M": Span(2, 6), "N": LONG_K}, edge="long_reduction"),
+        Case("llama_hidden_short_prefill", {"M": SHORT_SEQ, "N": MODEL_HIDDEN}),
+        Case("long_prefill_rows", {"M": Span(2, 6), "N": LONG_SEQ}),
+        Case("odd_sizes", {"M": Span(5, 13, odd=True), "N": Span(769, 1279, odd=True)}, edge="odd_size"),
+        Case("long_row", {"M": Span(2, 6), "N": LONG_K}, edge="long_reduction"),
         Case("nan_inf", {"M": Span(4, 12), "N": Span(96, 160)}, edge="nan_inf", dtypes=FLOAT_DTYPES),
         Case("transposed", {"M": Span(24, 40), "N": Span(192, 320)}, edge="non_contiguous"),
     ]
@@ -140,9 +140,9 @@ class ArgmaxKernel(Kernel):
     dtypes = ALL_DTYPES
     cases = (
         # Vocabulary sizes of real tokenizers lie between 32000 (Llama 2) and 128256 (Llama 3).
-        Case("llama2_vocab_32000", {"M": Span(2, 6), "N": Span(30000, 50000)}),
-        Case("llama_hidden_seq128", {"M": SHORT_SEQ, "N": MODEL_HIDDEN}),
-        Case("odd_9x1001", {"M": Span(5, 13, odd=True), "N": Span(769, 1279, odd=True)}, edge="odd_size"),
+        Case("vocab_rows", {"M": Span(2, 6), "N": Span(30000, 50000)}),
+        Case("llama_hidden_short_prefill", {"M": SHORT_SEQ, "N": MODEL_HIDDEN}),
+        Case("odd_sizes", {"M": Span(5, 13, odd=True), "N": Span(769, 1279, odd=True)}, edge="odd_size"),
         Case("nan_wins", {"M": Span(6, 12, 2), "N": Span(96, 160)}, edge="nan_inf", dtypes=FLOAT_DTYPES),
         Case("transposed", {"M": Span(24, 40), "N": Span(192, 320)}, edge="non_contiguous"),
     )
@@ -190,11 +190,11 @@ class TopkKernel(Kernel):
     description = "k largest values per row with their indices (sampling, MoE routing)"
     dtypes = ALL_DTYPES
     cases = (
-        Case("llama2_vocab_32000_k50", {"M": Span(2, 6), "N": Span(30000, 50000), "k": Span(20, 80)}),
+        Case("vocab_rows_topk", {"M": Span(2, 6), "N": Span(30000, 50000), "k": Span(20, 80)}),
         # Mixture-of-experts routing: 8 to 64 experts, 1 to 8 chosen per token.
-        Case("mixtral_router_8_k2", {"M": SHORT_SEQ, "N": Span(8, 64, 8), "k": Span(1, 8)}),
+        Case("moe_router", {"M": SHORT_SEQ, "N": Span(8, 64, 8), "k": Span(1, 8)}),
         Case(
-            "odd_3x1001_k7",
+            "odd_sizes",
             {"M": Span(3, 7, odd=True), "N": Span(769, 1279, odd=True), "k": Span(3, 13, odd=True)},
             edge="odd_size",
         ),

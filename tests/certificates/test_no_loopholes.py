@@ -163,7 +163,7 @@ def outcome(campaign, criterion_id):
 @pytest.mark.parametrize(
     ("planted", "failing_case"),
     [
-        (CausalOnlyWhenShort, "llama_prefill_seq2048_gqa_4heads [causal]"),
+        (CausalOnlyWhenShort, "llama_long_prefill_gqa_few_heads [causal]"),
         (NanForFullyMaskedRows, "fully_masked_rows [masked_rows, mask]"),
     ],
 )

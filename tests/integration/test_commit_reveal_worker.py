@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from django.conf import settings as django_settings
 
 from apps.runs.models import Campaign, CampaignState, Job, JobState, OutputReveal, RevealState
-from apps.runs.services.programs import PROGRAMS_DIR
+from apps.runs.services.programs import PROGRAMS_DIR, program_reveal_policy
 from runners.spec import attempt_tag
 from tests.integration.test_distributed_campaign import REVIEW_OR_LATER, submit_over_api, use_broker
 from tests.integration.workers import platform_worker, runner_worker, wait_for
@@ -38,7 +38,8 @@ def world(postgres_only, tmp_path, settings):
     # The test program's level, with AIA 1.2's stated thresholds and its reveal blocker.
     baseline = json.loads(Path(PROGRAMS_DIR, "aia-1.2.json").read_text())["levels"][0]
     thresholds = copy.deepcopy(baseline["thresholds"])
-    thresholds["reveal_sample"]["value"] = {"size": REVEAL_SIZE, "rule": "uniform"}
+    # Only the size changes: the rest of the level's reveal policy (rule, recomputation budget) is 1.2's.
+    thresholds["reveal_sample"]["value"]["size"] = REVEAL_SIZE
     thresholds["unsupported_tolerated"]["value"] = {"float32": 0}
     level = world.program.definition["levels"][0]
     level["thresholds"] = thresholds
@@ -52,16 +53,15 @@ def world(postgres_only, tmp_path, settings):
         }
     )
     world.program.save()
+    # Written straight to the row: read back here as ingestion reads it, so a policy the platform
+    # cannot use fails the set-up instead of the platform worker's ingest, out of sight (it did: 1.2's
+    # policy gained budget_elements after this test was written, ingest raised KeyError, no reveal
+    # was ever drawn, and the failure read as "the runner never receives runners.reveal").
+    policy = program_reveal_policy(program=world.program, level=level["code"])
+    assert policy.size == REVEAL_SIZE and policy.budget_elements > 0
     return world
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug (issue 13 follow-up): through real workers the platform stores the commitment and "
-    "keeps the job awaiting its reveal, but the runner worker never receives runners.reveal, so the "
-    "campaign never reaches review. AIA 1.0/1.1 (in force) draw no reveal; AIA 1.2 must not take "
-    "effect before this passes (strict: an unexpected pass fails, so the marker cannot outlive the fix)",
-)
 def test_the_runner_worker_reveals_the_sample_the_platform_worker_draws(
     world, redis_url, client_for, tmp_path
 ):

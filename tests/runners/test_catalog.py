@@ -66,7 +66,7 @@ def test_every_tolerance_names_its_source_and_scales_with_reduction_length():
             for case in kernel.drawn_cases(dtype, CHALLENGE):
                 assert kernel.tolerance(case, dtype).source
     matmul = get_kernel("matmul")
-    short, long = matmul.case("square_64", CHALLENGE), matmul.case("long_reduction_k16384", CHALLENGE)
+    short, long = matmul.case("square", CHALLENGE), matmul.case("long_reduction", CHALLENGE)
     a_short = torch.ones(short["M"], short["K"], dtype=torch.float64)
     a_long = torch.ones(long["M"], long["K"], dtype=torch.float64)
     bound_short = matmul.error_bound({"a": a_short, "b": a_short.t().clone()}, short, "float32")
@@ -76,7 +76,7 @@ def test_every_tolerance_names_its_source_and_scales_with_reduction_length():
 
 def test_inputs_depend_on_the_challenge_only():
     kernel = get_kernel("linear")
-    case = kernel.case("small_64", CHALLENGE)
+    case = kernel.case("small", CHALLENGE)
 
     def draw(challenge: str) -> torch.Tensor:
         return kernel.make_inputs(
@@ -89,7 +89,7 @@ def test_inputs_depend_on_the_challenge_only():
 
 def test_make_inputs_and_run_work_outside_the_suite_with_the_cost_model():
     kernel = get_kernel("matmul")
-    case = kernel.case("square_64", CHALLENGE)
+    case = kernel.case("square", CHALLENGE)
     n = case["M"]
     inputs = kernel.make_inputs(
         case, "float32", case_generator(CHALLENGE, "matmul", case.name, "float32"), "cpu"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -19,12 +20,12 @@ CHALLENGE = "0123456789abcdef" * 4
 OTHER_CHALLENGE = "fedcba9876543210" * 4
 # The shapes every job ran before issue 13 (the catalog printed them): matmul's (M, K, N).
 OLD_MATMUL_SHAPES = {
-    "square_64": (64, 64, 64),
+    "square": (64, 64, 64),
     "llama_qproj_decode": (1, 4096, 4096),
     "llama_kvproj_decode": (1, 4096, 1024),
-    "llama_kvproj_seq128_n256": (128, 4096, 256),
-    "odd_127x129x131": (127, 129, 131),
-    "long_reduction_k16384": (8, 16384, 8),
+    "llama_kvproj_prefill_trimmed_n": (128, 4096, 256),
+    "odd_sizes": (127, 129, 131),
+    "long_reduction": (8, 16384, 8),
     "transposed_b": (48, 96, 80),
     "nan_inf": (32, 32, 32),
     "empty_m0": (0, 64, 32),
@@ -53,17 +54,32 @@ def test_every_case_draws_int_dims_within_its_declared_ranges_and_the_same_draw_
             assert (drawn.edge, drawn.options, drawn.dtypes) == (case.edge, case.options, case.dtypes)
 
 
+# Number formats and model versions a case name may mention (sum_past_fp16_max, deepseek_v3_...,
+# dsv3_...): not dimensions.
+FORMAT_TOKENS = re.compile(r"(?:fp|bf|int|float|uint)\d+|e\dm\d|v\d+")
+
+
+def test_a_case_name_states_no_number_the_draw_can_change():
+    """A job's dims are drawn, so a name like "square_64" would lie about the case it runs: a number
+    in a case name must be a dimension or option every draw keeps (empty_m0, 3x3, stride2)."""
+    for kernel in all_kernels():
+        for case in kernel.cases:
+            fixed = {v for v in (*case.dims.values(), *case.options.values()) if type(v) is int}
+            numbers = {int(n) for n in re.findall(r"\d+", FORMAT_TOKENS.sub("", case.name))}
+            assert numbers <= fixed, (kernel.name, case.name, sorted(numbers - fixed))
+
+
 def test_derived_dims_keep_the_structure_of_the_case():
-    sdpa = get_kernel("sdpa").case("llama_prefill_seq128_gqa")
-    decode = get_kernel("decode_attention").case("llama_ctx2048")
+    sdpa = get_kernel("sdpa").case("llama_short_prefill_gqa")
+    decode = get_kernel("decode_attention").case("llama_long_context")
     for challenge in (CHALLENGE, OTHER_CHALLENGE, "ab" * 32, "cd" * 32):
         gqa = sdpa.draw(challenge, "sdpa")
         assert gqa["Hq"] == gqa["Hkv"] * gqa["group"] and gqa["Hq"] > gqa["Hkv"] and gqa["L"] == gqa["S"]
         ctx = decode.draw(challenge, "decode_attention")
         assert ctx["cache"] > ctx["length"] >= 1664
-        odd = get_kernel("matmul").case("odd_127x129x131").draw(challenge, "matmul")
+        odd = get_kernel("matmul").case("odd_sizes").draw(challenge, "matmul")
         assert all(odd[d] % 2 == 1 for d in "MKN")
-        int8 = get_kernel("int8_matmul").case("long_reduction_k16384").draw(challenge, "int8_matmul")
+        int8 = get_kernel("int8_matmul").case("long_reduction").draw(challenge, "int8_matmul")
         assert int8["M"] > 16 and int8["K"] % 8 == int8["N"] % 8 == 0 and int8["K"] >= 16384
 
 
@@ -102,9 +118,9 @@ def test_the_document_records_the_drawn_dims_and_the_platform_draws_the_same():
     plan, _ = planned_cases(["matmul"], ["float32"], None, CHALLENGE)
     drawn = {case.name: dict(case.dims) for _kernel, _dtype, case in plan}
     assert {c["case"]: c["dims"] for c in document["cases"]} == drawn
-    record = next(c for c in document["cases"] if c["case"] == "odd_127x129x131")
+    record = next(c for c in document["cases"] if c["case"] == "odd_sizes")
     assert record["shape"] == [record["dims"]["M"], record["dims"]["N"]]
-    again = recompute_case("matmul", "float32", "odd_127x129x131", CHALLENGE)
+    again = recompute_case("matmul", "float32", "odd_sizes", CHALLENGE)
     assert again["dims"] == record["dims"] and again["input_digest"] == record["input_digest"]
 
 
@@ -123,7 +139,7 @@ class MatmulRightOnlyAtCatalogShapes(MatmulKernel):
 
 def test_a_gemm_right_only_at_the_old_catalog_shapes_passes_them_and_fails_the_drawn_ones(registered):
     cheat = registered(MatmulRightOnlyAtCatalogShapes())
-    cases = ["square_64", "odd_127x129x131", "transposed_b", "nan_inf"]
+    cases = ["square", "odd_sizes", "transposed_b", "nan_inf"]
     backend = get_backend("cpu")
     for name in cases:  # at the shapes a job used to run, the cheat was indistinguishable
         m, k, n = OLD_MATMUL_SHAPES[name]

@@ -222,7 +222,7 @@ def test_a_device_process_that_dies_fails_that_case_and_the_next_runs(tmp_path, 
         challenge=CHALLENGE,
         kernels=["gelu_erf", "silu"],
         dtypes=["float32"],
-        cases=["odd_7x1001"],
+        cases=["odd_sizes"],
     )
     with DeviceClient("hostile") as device:
         document = run_conformance(spec, device)

@@ -86,18 +86,15 @@ def test_every_tolerance_states_its_source():
 def test_the_honest_cpu_passes_the_componentwise_and_exact_bounds(challenge):
     kernels = ["matmul", "bmm", "conv2d_nchw", "sum", "cumsum", "mean", "add", "mul", "swiglu", "amax"]
     cases = [
-        "square_64",
-        "small_4x32",
-        "odd_127x129x131",
-        "odd_3x17x19x23",
+        "square",
+        "small_batch",
+        "odd_sizes",
         "transposed_b",
         "nan_inf",
-        "resnet_3x3_c64_28",
+        "resnet_3x3",
         "stem_7x7_stride2_odd",
-        "odd_9x1001",
         "transposed",
         "sum_past_fp16_max",
-        "odd_7x1001",
         "large_magnitudes",
         "subnormals",
         "empty_rows",
@@ -210,13 +207,13 @@ def test_float32_add_and_mul_eight_ulps_off_fail_every_normal_range_case(registe
 
 def test_tanh_gelu_in_place_of_erf_gelu_fails(registered):
     planted = registered(GeluTanhForErf())
-    document = run([planted.name], FLOATS, CHALLENGES[1], ["llama_hidden_seq1", "odd_7x1001", "transposed"])
+    document = run([planted.name], FLOATS, CHALLENGES[1], ["llama_hidden_decode", "odd_sizes", "transposed"])
     assert set(statuses(document).values()) == {"fail"}
 
 
 def test_a_gemm_with_bfloat16_partial_sums_fails_the_componentwise_bound(registered):
     planted = registered(MatmulBfloat16Accumulator())
-    cases = ["llama_kvproj_seq128_n256", "long_reduction_k16384"]
+    cases = ["llama_kvproj_prefill_trimmed_n", "long_reduction"]
     document = run([planted.name], ["float32", "float16"], CHALLENGES[2], cases)
     assert set(statuses(document).values()) == {"fail"}
     honest = run(["matmul"], ["float32", "float16"], CHALLENGES[2], cases)
@@ -225,11 +222,11 @@ def test_a_gemm_with_bfloat16_partial_sums_fails_the_componentwise_bound(registe
 
 def test_a_sum_with_a_bfloat16_running_total_fails(registered):
     planted = registered(SumWithBfloat16Accumulator())
-    document = run([planted.name], ["float32"], CHALLENGES[0], ["llama_hidden_seq128", "long_row_16384"])
+    document = run([planted.name], ["float32"], CHALLENGES[0], ["llama_hidden_short_prefill", "long_row"])
     assert set(statuses(document).values()) == {"fail"}
 
 
 def test_a_swiglu_four_ulps_off_fails(registered):
     planted = registered(SwigluFourUlpsOff())
-    document = run([planted.name], ["float16"], CHALLENGES[0], ["llama_mlp_seq128", "odd_7x1001"])
+    document = run([planted.name], ["float16"], CHALLENGES[0], ["llama_mlp_short_prefill", "odd_sizes"])
     assert set(statuses(document).values()) == {"fail"}

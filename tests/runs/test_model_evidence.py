@@ -163,7 +163,7 @@ def test_the_spot_check_samples_unsupported_cases_and_finds_invented_ones():
         {
             "kernel": "softmax",
             "dtype": "float32",
-            "case": "odd_37x1023",
+            "case": "odd_sizes",
             "status": "unsupported",
             "code": "unsupported_op",
         },
@@ -182,7 +182,7 @@ def test_the_spot_check_samples_unsupported_cases_and_finds_invented_ones():
         "cases": cases,
     }
     report = spot_check_cases(document, sample_size=5, rng=random.Random(1))
-    assert set(report["sampled"]) == {"softmax/float32/odd_37x1023", "softmax/float32/made_up_case"}
+    assert set(report["sampled"]) == {"softmax/float32/odd_sizes", "softmax/float32/made_up_case"}
     assert report["failures"] == [
         "softmax/float32/made_up_case: recorded unsupported, but the catalog has no such case"
     ]
@@ -192,7 +192,7 @@ def test_unsupported_with_the_wrong_code_or_no_declaration_fails_the_spot_check(
     case = {
         "kernel": "matmul",
         "dtype": "float16",
-        "case": "square_64",
+        "case": "square",
         "status": "unsupported",
         "code": "unsupported_op",
     }

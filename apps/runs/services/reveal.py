@@ -26,6 +26,8 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -49,6 +51,24 @@ from runners.spec import attempt_tag
 
 logger = logging.getLogger(__name__)
 SHOWN = 5
+# Intra-op threads for the platform's float64 references and comparisons of a reveal. A platform
+# worker is a prefork pool (one process per core): torch's default of one OpenMP thread per core in
+# every process oversubscribes the cores whenever two tasks run, and OpenMP's barriers then cost more
+# than the arithmetic (bench/commit_reveal.py: the comparison of one 0.5 M-element output took 1.8 s
+# with 2 threads and 0.4 s with 1 on a loaded 2-core host). Same work, same float64 results.
+REVEAL_TORCH_THREADS = 1
+
+
+@contextmanager
+def _reveal_threads() -> Iterator[None]:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(REVEAL_TORCH_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _listed(kind: str, items: list[str]) -> str:
@@ -173,10 +193,13 @@ def reveal_draw(
     context = RevealContext(document, job.spec, weights=_platform_weights(job))
     entries = committed_outputs(document)
     excluded, drawable = [], []
-    for entry in entries:
+    with _reveal_threads():
+        costed = [
+            (entry, judgeable(context, str(entry.get("id"))), reference_cost(context, str(entry.get("id"))))
+            for entry in entries
+        ]
+    for entry, why, cost in costed:
         output_id = str(entry.get("id"))
-        why = judgeable(context, output_id)
-        cost = reference_cost(context, output_id)
         if why is None and output_bytes(entry) > REVEAL_MAX_BYTES:
             why = f"{output_bytes(entry)} bytes, more than a reveal carries"
         if why is None and cost > budget:
@@ -312,7 +335,8 @@ def _judge(reveal: OutputReveal, payload: dict[str, Any]) -> tuple[list[dict[str
             checked.append(entry)
             continue
         try:
-            entry.update(judge_output(context, output_id, tensor))
+            with _reveal_threads():
+                entry.update(judge_output(context, output_id, tensor))
         except NotJudgeable as exc:
             # The platform's own shortfall (e.g. a missing package for a reference), never the
             # vendor's: shown beside the verdicts, not counted against the runner.
