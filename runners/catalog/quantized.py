@@ -229,7 +229,7 @@ class Fp8BlockGemmKernel(Kernel):
     cases = (
         Case("dsv3_expert_down_decode", {"M": Span(1, 8), "K": DSV3_EXPERT_INTER, "N": Span(128, 256, 128)}),
         Case("dsv3_qkv_a_decode", {"M": Span(1, 4), "K": DSV3_HIDDEN, "N": Span(64, 128, 64)}),
-        Case("prefill_m64", {"M": Span(48, 80), "K": Span(512, 1024, 128), "N": Span(128, 256, 128)}),
+        Case("short_prefill", {"M": Span(48, 80), "K": Span(512, 1024, 128), "N": Span(128, 256, 128)}),
         Case(
             "partial_weight_block",
             {"M": Span(9, 33, odd=True), "K": Span(256, 640, 128), "N": Span(144, 368, 16)},
@@ -241,7 +241,7 @@ class Fp8BlockGemmKernel(Kernel):
             options={"promotion": 64},
         ),
         Case(
-            "long_reduction_k16384",
+            "long_reduction",
             {"M": Span(2, 6), "K": Span(16384, 20480, 128), "N": Span(16, 32, 16)},
             edge="long_reduction",
         ),
@@ -349,7 +349,10 @@ class W8A8Int8GemmKernel(Kernel):
     dtypes = ("int8",)
     # torch._int_mm on CUDA needs M > 16 and K, N multiples of 8.
     cases = (
-        Case("llama_qproj_m32", {"M": Span(24, 40, 8), "K": Span(3072, 5120, 128), "N": Span(128, 256, 64)}),
+        Case(
+            "llama_qproj_few_rows",
+            {"M": Span(24, 40, 8), "K": Span(3072, 5120, 128), "N": Span(128, 256, 64)},
+        ),
         Case("dsv3_expert_prefill", {"M": Span(96, 160, 8), "K": DSV3_EXPERT_INTER, "N": Span(64, 128, 64)}),
         Case(
             "odd_tokens",
@@ -357,7 +360,7 @@ class W8A8Int8GemmKernel(Kernel):
             edge="odd_size",
         ),
         Case(
-            "long_reduction_k16384",
+            "long_reduction",
             {"M": Span(24, 40, 8), "K": Span(16384, 20480, 64), "N": Span(16, 32, 8)},
             edge="long_reduction",
         ),
@@ -430,14 +433,14 @@ class Int4WeightOnlyGemmKernel(Kernel):
     group = BLOCK
     cases = (
         Case("llama_qproj_decode", {"M": Span(1, 4), "K": Span(3072, 5120, 128), "N": Span(64, 128, 64)}),
-        Case("prefill_m64", {"M": Span(48, 80), "K": Span(512, 1024, 128), "N": Span(128, 192, 64)}),
+        Case("short_prefill", {"M": Span(48, 80), "K": Span(512, 1024, 128), "N": Span(128, 192, 64)}),
         Case(
             "odd_tokens",
             {"M": Span(3, 37, odd=True), "K": Span(256, 640, 128), "N": Span(33, 97, odd=True)},
             edge="odd_size",
         ),
         Case(
-            "long_reduction_k16384",
+            "long_reduction",
             {"M": Span(2, 4), "K": Span(16384, 20480, 128), "N": Span(8, 16)},
             edge="long_reduction",
         ),
@@ -558,7 +561,7 @@ class Int8PerTokenQuantKernel(Kernel):
     cases = (
         Case("llama_hidden_decode", {"M": Span(1, 4), "K": Span(3072, 5120, 128)}),
         Case("prefill_tokens", {"M": Span(24, 48), "K": Span(1024, 2048, 128)}),
-        Case("odd_7x1001", {"M": Span(3, 11, odd=True), "K": Span(901, 1101, odd=True)}, edge="odd_size"),
+        Case("odd_sizes", {"M": Span(3, 11, odd=True), "K": Span(901, 1101, odd=True)}, edge="odd_size"),
         Case("zero_token", {"M": Span(2, 6), "K": Span(256, 512, 128)}, options={"zero_block": True}),
     )
 

@@ -165,7 +165,7 @@ def test_the_catalog_lists_the_quantized_kernels_with_sourced_tolerances():
     assert (
         "DeepSeek-V3"
         in get_kernel("fp8_block_gemm")
-        .tolerance(get_kernel("fp8_block_gemm").case("long_reduction_k16384", CHALLENGE), "float8_e4m3fn")
+        .tolerance(get_kernel("fp8_block_gemm").case("long_reduction", CHALLENGE), "float8_e4m3fn")
         .source
     )
     assert set(get_kernel("fp8_block_gemm").dtypes) == {"float8_e4m3fn", "float8_e5m2"}
@@ -187,18 +187,18 @@ def test_the_honest_cpu_passes_every_quantized_kernel():
 
 
 def test_fp8_that_promotes_every_128_products_passes_and_without_promotion_fails(registered):
-    cases = ["long_reduction_k16384", "partial_weight_block"]
+    cases = ["long_reduction", "partial_weight_block"]
     promoting = registered(HopperPromoting())
     passed = run([promoting.name], dtypes=["float8_e4m3fn"], cases=cases)
     assert set(statuses(passed).values()) == {"pass"}, passed["cases"]
     unpromoted = registered(HopperWithoutPromotion())
-    failed = run([unpromoted.name], dtypes=["float8_e4m3fn"], cases=["long_reduction_k16384"])
+    failed = run([unpromoted.name], dtypes=["float8_e4m3fn"], cases=["long_reduction"])
     assert set(statuses(failed).values()) == {"fail"}
 
 
 def test_fp8_gemm_with_per_tensor_scales_fails(registered):
     planted = registered(Fp8PerTensorScales())
-    document = run([planted.name], cases=["dsv3_expert_down_decode", "prefill_m64", "partial_weight_block"])
+    document = run([planted.name], cases=["dsv3_expert_down_decode", "short_prefill", "partial_weight_block"])
     assert set(statuses(document).values()) == {"fail"}
 
 
@@ -210,7 +210,7 @@ def test_fp8_quantizer_with_one_scale_per_tensor_fails(registered):
 
 def test_int8_quantizer_with_one_scale_for_every_token_fails(registered):
     planted = registered(Int8QuantPerTensor())
-    document = run([planted.name], cases=["prefill_tokens", "odd_7x1001"])
+    document = run([planted.name], cases=["prefill_tokens", "odd_sizes"])
     assert set(statuses(document).values()) == {"fail"}
 
 
@@ -222,7 +222,7 @@ def test_int4_with_swapped_nibbles_fails(registered):
 
 def test_w8a8_with_one_activation_scale_for_every_token_fails(registered):
     planted = registered(W8A8PerTensorActivationScale())
-    document = run([planted.name], cases=["llama_qproj_m32", "odd_tokens"])
+    document = run([planted.name], cases=["llama_qproj_few_rows", "odd_tokens"])
     assert set(statuses(document).values()) == {"fail"}
 
 
