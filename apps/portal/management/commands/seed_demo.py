@@ -153,6 +153,9 @@ class Command(BaseCommand):
                 "certify", target.reference, "--level", "baseline", stdout=self.stdout, stderr=self.stderr
             )
             campaign = Campaign.objects.filter(target=target).order_by("-pk").first()
+        if campaign is None:  # certify refused before creating one; it said why
+            self.stderr.write(f"No campaign of {target.slug}; no demo certificate issued.")
+            return
         campaign.refresh_from_db()
         if campaign.state != CampaignState.AWAITING_REVIEW:
             self.stderr.write(f"Campaign {campaign.pk} is {campaign.state}; no demo certificate issued.")
