@@ -143,6 +143,56 @@ def compare(
     }
 
 
+def _number(value: float) -> str:
+    return f"{value:.6g}" if math.isfinite(value) else str(value)  # nan, inf, -inf
+
+
+def describe_mismatches(
+    output: torch.Tensor,
+    expected: torch.Tensor,
+    stats: dict[str, Any],
+    inputs: dict[str, Any],
+    bound: torch.Tensor | None = None,
+) -> str:
+    """The failure message: how many elements are outside tolerance and, for the two failures that a
+    count alone hides, an example with its values. A NaN or infinity where the reference has another
+    value (e.g. gelu(+inf) returned NaN) has no finite error, so max_abs says 0 there; a zero where
+    the reference is not zero is a flush to zero (the subnormal edge case's finding). The example
+    names the input values at the same position where an input has the output's shape (elementwise
+    kernels). Only called for a failed case."""
+    message = f"{stats['mismatches']} of {output.numel()} elements outside tolerance"
+    out = output.detach().to("cpu", torch.float64)
+    ref = expected.detach().to("cpu", torch.float64)
+    if out.numel() == 0 or out.shape != ref.shape:
+        return message
+    special = ~(out - ref).isfinite()
+    placement = special & ~((out.isnan() & ref.isnan()) | (out == ref))
+    budget = ref.abs() * stats["rtol"] + stats["atol"]
+    if bound is not None:
+        budget = budget + torch.nan_to_num(bound.detach().to("cpu", torch.float64), nan=0.0)
+    flushed = (out == 0) & (ref.abs() > budget) & ref.isfinite()  # a zero outside tolerance
+    notes = []
+    for label, mask in (
+        ("NaN/Inf placement differs from the reference", placement),
+        ("flushed to zero", flushed),
+    ):
+        count = int(mask.sum())
+        if not count:
+            continue
+        index = tuple(int(i) for i in mask.nonzero()[0])
+        given = [
+            f"{name}={_number(float(value[index]))}"
+            for name, value in inputs.items()
+            if isinstance(value, torch.Tensor) and tuple(value.shape) == tuple(out.shape)
+        ]
+        where = f"element {list(index)}" + (f" ({', '.join(given)})" if given else "")
+        notes.append(
+            f"{label} at {count}: e.g. {where} gave {_number(float(out[index]))}, "
+            f"reference {_number(float(ref[index]))}"
+        )
+    return "; ".join([message, *notes])
+
+
 def _record(
     kernel: str,
     dtype: str,
@@ -265,7 +315,7 @@ def run_case(
         componentwise=bound is not None,
     )
     passed = stats["mismatches"] == 0
-    message = None if passed else f"{stats['mismatches']} of {result.numel()} elements outside tolerance"
+    message = None if passed else describe_mismatches(result, expected, stats, host_inputs, bound)
     return _record(
         kernel.name, dtype, case.name, "pass" if passed else "fail", message=message, stats=stats, **base
     )

@@ -329,7 +329,12 @@ def _uneven_counts(tokens: int, experts: int, zero_share: float, g: torch.Genera
     of the experts getting none at all."""
     weights = torch.rand(experts, generator=g) ** 3 + 1e-3
     idle = torch.rand(experts, generator=g) < zero_share
-    idle[int(torch.randint(0, experts, (1,), generator=g))] = True  # at least one idle expert
+    forced = int(torch.randint(0, experts, (1,), generator=g))
+    idle[forced] = True  # at least one idle expert
+    if bool(idle.all()) and experts > 1:
+        # and at least one busy one: all-zero weights are no distribution (torch.multinomial raises).
+        # Only draws that raised before change, so the platform's re-draw of other challenges agrees.
+        idle[(forced + 1) % experts] = False
     weights[idle] = 0.0
     if tokens == 0:
         return torch.zeros(experts, dtype=torch.int64)

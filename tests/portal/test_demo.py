@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from io import StringIO
 
 import pytest
@@ -9,10 +10,28 @@ from django.core.management import call_command
 
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_chain_verify
-from apps.certificates.models import Certificate, CertificateStatus
+from apps.certificates.models import Certificate, CertificateStatus, CriterionOutcome
 from apps.runs.models import Campaign, CampaignState, JobState
+from tests.cpu_findings import explained, unexplained
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+
+
+def _the_only_failure_is_this_cpus_findings(campaign, said: str) -> None:
+    """A CPU with real conformance findings (tests/cpu_findings.py: gelu(+inf) = NaN, bfloat16 flushes,
+    bfloat16 GEMM/conv NaN spread, all from oneDNN's AVX-512/AMX kernels) fails 3-5 of the ~500
+    baseline cases, depending on the drawn shapes: at 5 the pass rate (0.98998) is under B1's 0.99. Then
+    the demo must say so and issue nothing, and nothing else may have failed."""
+    failed = list(campaign.criterion_results.filter(blocker=True, outcome=CriterionOutcome.FAIL))
+    assert [r.criterion_id for r in failed] == ["B1"], [(r.criterion_id, r.explanation) for r in failed]
+    with campaign.jobs.get(suite="conformance").document.content.open("rb") as handle:
+        cases = json.loads(handle.read())["cases"]
+    assert not unexplained(cases), unexplained(cases)[:5]
+    assert "cannot be certified" in said and not Certificate.objects.exists(), said
+    pytest.xfail(
+        "this CPU's real conformance findings put B1 under its bar: "
+        + "; ".join(sorted({explained(c).reason for c in cases if explained(c)}))
+    )
 
 
 def test_seed_demo_ends_with_a_real_certificate_of_the_local_cpu(
@@ -23,11 +42,13 @@ def test_seed_demo_ends_with_a_real_certificate_of_the_local_cpu(
     settings.CERT_SIGNING_KEY_DIR = tmp_path / "signing"
     settings.CELERY_TASK_ALWAYS_EAGER = True  # the embedded default, whatever broker CI exports
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    out = StringIO()
-    call_command("seed_demo", stdout=out)
+    out, err = StringIO(), StringIO()
+    call_command("seed_demo", stdout=out, stderr=err)
 
     campaign = Campaign.objects.get(target__slug="local-cpu")
-    assert campaign.state == CampaignState.APPROVED, out.getvalue()
+    if campaign.state == CampaignState.AWAITING_REVIEW:
+        _the_only_failure_is_this_cpus_findings(campaign, err.getvalue())
+    assert campaign.state == CampaignState.APPROVED, out.getvalue() + err.getvalue()
     assert sorted(campaign.jobs.values_list("suite", flat=True)) == ["conformance", "model", "performance"]
     assert all(job.state == JobState.SUCCEEDED and job.document for job in campaign.jobs.all())
     certificate = Certificate.objects.get(campaign=campaign)

@@ -112,3 +112,36 @@ def test_without_minilm_the_demo_uploads_a_seeded_encoder_file(db, settings, tmp
     assert loaded.weights.sha256 == artifact.weights_sha256
     call_command("seed_demo", "--skip-certification", stdout=StringIO(), stderr=StringIO())
     assert ModelArtifact.objects.filter(owner__slug="acme").count() == 1
+
+
+def test_a_local_cpu_that_fails_a_blocker_is_reported_not_approved(seeded, settings, tmp_path):
+    """On a CPU with real conformance findings (tests/cpu_findings.py) the baseline pass rate can fall
+    below its bar: the demo then says why and issues nothing, instead of crashing in review_approve."""
+    from apps.certificates.models import Certificate, CriterionOutcome, CriterionResult
+    from apps.runs.models import Campaign, CampaignState, Program
+
+    target = HardwareTarget.objects.get(slug="local-cpu")
+    reason = "Cannot reach the level; failed blocker(s): B1 Kernel conformance: pass rate 0.98998 < 0.99"
+    campaign = Campaign.objects.create(
+        vendor=target.chip.vendor,
+        target=target,
+        program=Program.objects.order_by("-pk").first(),
+        level="baseline",
+        state=CampaignState.AWAITING_REVIEW,
+        state_reason=reason,
+    )
+    CriterionResult.objects.create(
+        campaign=campaign,
+        criterion_id="B1",
+        title="Kernel conformance",
+        kind="conformance_pass_rate",
+        blocker=True,
+        outcome=CriterionOutcome.FAIL,
+        explanation="pass rate 0.98998 < 0.99",
+    )
+    out, err = StringIO(), StringIO()
+    call_command("seed_demo", stdout=out, stderr=err)
+    assert not Certificate.objects.exists()
+    assert f"Campaign {campaign.pk} awaits review but cannot be certified: {reason}" in err.getvalue()
+    campaign.refresh_from_db()
+    assert campaign.state == CampaignState.AWAITING_REVIEW

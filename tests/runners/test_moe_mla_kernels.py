@@ -374,3 +374,12 @@ def test_rotation_is_deepseeks_interleaved_form():
     assert torch.equal(
         rotate_interleaved(x, cos, sin), torch.tensor([[0.0, 1.0, 0.0, 1.0]], dtype=torch.float64)
     )
+
+
+def test_uneven_counts_keep_one_busy_expert_when_the_draw_idles_them_all():
+    # zero_share 1.0 idles every expert: all-zero weights made torch.multinomial raise (a harness
+    # error in moe_grouped_gemm odd_sizes float32 under the fixed test challenge).
+    from runners.catalog.moe import _uneven_counts
+
+    counts = _uneven_counts(37, 5, 1.0, torch.Generator().manual_seed(0))
+    assert int(counts.sum()) == 37 and int((counts == 0).sum()) == 4

