@@ -15,6 +15,7 @@ from apps.registry.models import Runner, RunnerStatus
 from apps.runs.models import Campaign, CampaignState, EvidenceRejection, Job, JobState, ResultDocument
 from apps.runs.services.sweeps import jobs_sweep_stuck
 from tests.integration.workers import ROOT, platform_env, platform_worker, runner_worker, wait_for
+from tests.runs.broker import drop_connections
 from tests.runs.world import make_world
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -43,10 +44,7 @@ def use_broker(url: str) -> None:
         return
     # The test process publishes to this broker; drop connections made to any other one.
     app.conf.broker_url = url
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
-    app.amqp._producer_pool = None
+    drop_connections(app)
 
 
 def submit_over_api(client_for, world, level="basic"):

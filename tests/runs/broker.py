@@ -27,9 +27,19 @@ def point_at(app, url: str, options: dict, read_write: tuple | None = None) -> N
     `broker_read_url`/`broker_write_url`: those are set too (restored from `read_write`)."""
     app.conf.broker_url, app.conf.broker_transport_options = url, options
     app.conf.broker_read_url, app.conf.broker_write_url = (url, url) if read_write is None else read_write
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
+    drop_connections(app)
+
+
+def drop_connections(app) -> None:
+    """Close the app's broker connections and forget them.
+
+    `app.pool` is kombu's process-wide pool for the broker URL (`kombu.pools.connections[...]`), cached
+    by URL: closed but left there, it would be handed back on the next switch to the same URL, and
+    every publish would fail with "Acquire on closed pool". `kombu.pools.reset()` closes and forgets."""
+    from kombu import pools
+
+    pools.reset()
+    app._pool = None
     app.amqp._producer_pool = None
 
 
