@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable
-from typing import Any, TextIO
+from typing import Any, Protocol
 
 # OWASP's list, the NUL of OWASP ASVS 1.2.10, a line feed (a quoted multi-line cell may start
 # with one), and the full-width forms some spreadsheet locales also read as formula signs.
@@ -28,8 +28,14 @@ def spreadsheet_text(value: Any) -> Any:
     return value
 
 
+class Writable(Protocol):
+    """Where the rows go: a text file, a StringIO, or an HttpResponse."""
+
+    def write(self, text: str, /) -> Any: ...
+
+
 class _SpreadsheetWriter:
-    def __init__(self, out: TextIO, **kwargs):
+    def __init__(self, out: Writable, **kwargs):
         # OWASP also asks for every cell to be quoted, so a separator inside one never splits it.
         kwargs.setdefault("quoting", csv.QUOTE_ALL)
         self._writer = csv.writer(out, **kwargs)
@@ -42,6 +48,6 @@ class _SpreadsheetWriter:
             self.writerow(row)
 
 
-def csv_writer(out: TextIO, **kwargs) -> _SpreadsheetWriter:
+def csv_writer(out: Writable, **kwargs) -> _SpreadsheetWriter:
     """csv.writer whose every cell is passed through spreadsheet_text (and quoted)."""
     return _SpreadsheetWriter(out, **kwargs)
