@@ -22,9 +22,7 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import secrets
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from apps.audit.models import AuditEvent, AuditHead
+from certification.secret_files import secret_file
 from runners.canonical import canonical_text, legacy_canonical_text
 
 GENESIS_HASH = "0" * 64
@@ -73,21 +72,7 @@ def audit_chain_key() -> bytes:
     cached = _keys.get(str(path))
     if cached is not None:
         return cached
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        scratch = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
-        descriptor = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(secrets.token_bytes(KEY_BYTES))
-        try:
-            os.link(scratch, path)  # atomic: a concurrent first use keeps the one that won
-        except FileExistsError:
-            pass
-        finally:
-            scratch.unlink(missing_ok=True)
-    if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ImproperlyConfigured(f"{path} is readable by other users; chmod 600 it.")
-    key = path.read_bytes()
+    key = secret_file(path, lambda: secrets.token_bytes(KEY_BYTES))
     if len(key) != KEY_BYTES:
         raise ImproperlyConfigured(f"{path} does not hold a {KEY_BYTES}-byte audit chain key.")
     _keys[str(path)] = key

@@ -10,7 +10,6 @@ encrypted (Fernet) under a key in a 0600 file beside the audit chain key, outsid
 from __future__ import annotations
 
 import base64
-import os
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +17,8 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 from django.conf import settings
 from standardwebhooks import Webhook
+
+from certification.secret_files import secret_file
 
 SECRET_PREFIX = "whsec_"  # noqa: S105  # the spec's prefix, not a secret
 SECRET_BYTES = 24  # the spec: between 24 and 64 bytes
@@ -53,19 +54,7 @@ def _fernet() -> Fernet:
     cached = _fernets.get(str(path))
     if cached is not None:
         return cached
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        scratch = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
-        descriptor = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(Fernet.generate_key())
-        try:
-            os.link(scratch, path)  # atomic: a concurrent first use keeps the one that won
-        except FileExistsError:
-            pass
-        finally:
-            scratch.unlink()
-    fernet = Fernet(path.read_bytes().strip())
+    fernet = Fernet(secret_file(path, Fernet.generate_key).strip())
     _fernets[str(path)] = fernet
     return fernet
 
