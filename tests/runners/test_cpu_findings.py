@@ -118,3 +118,28 @@ def test_the_honest_cpu_fails_the_edge_cases_only_by_this_machines_findings(chal
     assert cases and not cpu_findings.unexplained(list(cases.values())), cpu_findings.unexplained(
         list(cases.values())
     )
+
+
+def _conv_leaks_anywhere(channels_last: bool) -> bool:
+    """An independent scan: +inf at every input position of a small odd-channel conv, in turn."""
+    g = torch.Generator().manual_seed(1)
+    base = torch.randn(1, 7, 5, 6, generator=g).bfloat16()
+    w = torch.randn(9, 7, 3, 3, generator=g).bfloat16()
+    for index in range(base.numel()):
+        x = base.clone()
+        x.view(-1)[index] = math.inf
+        reference = F.conv2d(x.double(), w.double(), padding=1)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        out = F.conv2d(x, w, padding=1)
+        if bool((~out.isfinite() & reference.isfinite()).any()):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_the_conv_probe_sees_every_non_finite_spread_a_scan_of_input_positions_finds(channels_last):
+    """The probe must not miss this machine's fault (a missed probe turns a real finding into a flaky
+    'honest CPU fails' test), nor invent one: it agrees with a scan of every input position."""
+    probed = any(f.key == "bf16_conv2d_nan_spread" for f in cpu_findings.present())
+    assert probed == _conv_leaks_anywhere(channels_last)
