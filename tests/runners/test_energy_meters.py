@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from runners.serving.energy import EnergyMeter, parse_amd_smi_metric, parse_npu_smi_power
+from runners.energy import EnergyMeter, parse_amd_smi_metric, parse_npu_smi_power
 
 AMD_SMI_MI300 = """WARNING: User is missing the following required groups: render, video. Please add user to these groups.
 [

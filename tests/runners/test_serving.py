@@ -12,7 +12,7 @@ from runners.backends import get_backend
 from runners.document import validate_document
 from runners.models.seeded import seeded_model_entry
 from runners.serving import INVALID_FLAG, NOT_CERTIFYING, resolve_settings, run_serving
-from runners.serving.energy import EnergyMeter
+from runners.energy import EnergyMeter
 from runners.serving.loadgen_run import parse_detail
 from runners.spec import build_spec
 
