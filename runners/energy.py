@@ -430,7 +430,11 @@ def energy_record(raw: Any, *, samples: int, tokens: int = 0, read_in: str) -> d
     and the per-query and per-token figures are this process's division by its own counts."""
     raw = raw if isinstance(raw, dict) else {}
     joules = _figure(raw.get("joules"))
-    text = lambda key: str(raw[key])[:300] if isinstance(raw.get(key), str) else None  # noqa: E731
+
+    def text(key: str) -> str | None:
+        value = raw.get(key)
+        return value[:300] if isinstance(value, str) else None
+
     if joules is None:
         return {
             "available": False,
