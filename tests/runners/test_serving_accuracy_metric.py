@@ -89,3 +89,35 @@ def test_the_free_running_metric_is_still_computed_as_documents_before_aia_13_st
     }
     with pytest.raises(ValueError):
         score(served, reference, "bfloat16", None)  # the teacher-forced metric needs the reference's logits
+
+
+def test_the_reveal_rescores_a_decoder_by_the_metric_its_document_states(tmp_path):
+    """A real serving run of a tiny decoder: the platform's reveal re-scores the revealed accuracy-mode
+    tokens teacher-forced (an AIA 1.3 document), or free-running for a document that states that metric
+    (written before AIA 1.3), and catches a document whose stated value the tokens do not give."""
+    pytest.importorskip("mlperf_loadgen")
+    import copy
+
+    from runners.backends import get_backend
+    from runners.commitment import CollectingCommitment, serving_output_id
+    from runners.revealed import RevealContext, judge_output
+    from runners.serving import run_serving
+    from tests.runners.test_serving import SETTINGS, TINY_LLAMA, entry, spec_for
+
+    settings = {**SETTINGS, "server_search": {**SETTINGS["server_search"], "max_steps": 1}}
+    spec = spec_for([entry(tmp_path, "tiny-llama", "llama-decoder", TINY_LLAMA)], settings)
+    commitment = CollectingCommitment()
+    document = run_serving(spec, get_backend("cpu"), commitment=commitment)
+    output_id = serving_output_id("tiny-llama", "float32", "accuracy")
+    tokens = dict(commitment.collected)[output_id]
+    verdict = judge_output(RevealContext(document=document, plan=spec), output_id, tokens)
+    assert verdict["agrees"] and verdict["metric"] == TEACHER_FORCED_METRIC and verdict["value"] == 1.0
+    case = next(c for c in document["cases"] if c["case"] == "serving_accuracy")
+    older = copy.deepcopy(document)
+    older_case = next(c for c in older["cases"] if c["case"] == "serving_accuracy")
+    older_case["metrics"] = {"metric": FREE_RUNNING_METRIC, "value": case["metrics"][FREE_RUNNING_METRIC]}
+    verdict = judge_output(RevealContext(document=older, plan=spec), output_id, tokens)
+    assert verdict["agrees"] and verdict["metric"] == FREE_RUNNING_METRIC
+    older_case["metrics"]["value"] = 0.5  # a value the served tokens do not give
+    verdict = judge_output(RevealContext(document=older, plan=spec), output_id, tokens)
+    assert not verdict["agrees"]
