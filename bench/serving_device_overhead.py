@@ -6,7 +6,8 @@ shapes, SUT and LoadGen settings, runs interleaved (in, device, device, in, ...)
 
 Both processes use one torch thread (OMP_NUM_THREADS=1), so the ratio is the frames' round trips and
 not a thread count. Figures are LoadGen's: Offline samples/s, SingleStream queries/s (with LoadGen's
-overhead), and for the decoder its Offline tokens/s. The load average is printed with them.
+overhead), and for the decoder its Offline tokens/s; first, one sample's forward called directly
+(the frames' round trip alone). The load average is printed with them.
 """
 
 from __future__ import annotations
@@ -95,6 +96,26 @@ def main() -> None:
             remote, _meter = client.serving_open(
                 entry, "float32", inputs, decoder=decoder, output_tokens=8, energy_rate_hz=10
             )
+            if not decoder:  # one sample's forward called directly: the frames' round trip alone
+                calls: dict[str, list[float]] = {"in_process": [], "device_process": []}
+                for n in range(6):
+                    order = (
+                        ("in_process", "device_process") if n % 2 == 0 else ("device_process", "in_process")
+                    )
+                    for mode in order:
+                        engine = local if mode == "in_process" else remote
+                        times = []
+                        for _ in range(100):
+                            began = time.perf_counter()
+                            engine.forward_rows([0])
+                            times.append(time.perf_counter() - began)
+                        calls[mode].append(statistics.median(times))
+                a, b = statistics.median(calls["in_process"]), statistics.median(calls["device_process"])
+                print(
+                    f"{loaded.spec.name:<20} one-sample forward: in-process {a * 1e6:.0f} us, device-process "
+                    f"{b * 1e6:.0f} us, round trip +{(b - a) * 1e6:.0f} us (load {os.getloadavg()[0]:.2f})",
+                    flush=True,
+                )
             for scenario in ("SingleStream", "Offline"):
                 # LoadGen's hint, the same for both modes (so the same query sizes): one short warm-up run.
                 hint, _ = run(local, decoder, workload.size, scenario, 300, 50.0, scratch / "warm")
