@@ -457,6 +457,8 @@ def _serving(
     """A served output: the accuracy run's (every sample, scored as the runner scored it) or one kept
     in a timed run (its status against the float64 reference alone), re-decided from the challenge."""
     from runners.served_outputs import (
+        FREE_RUNNING_METRIC,
+        TEACHER_FORCED_METRIC,
         decoder_reference_tokens,
         sample_reference_status,
         serving_accuracy_score,
@@ -493,8 +495,23 @@ def _serving(
                 detail=f"revealed {tuple(tensor.shape)}, the workload makes {tuple(reference.shape)}",
             )
         outputs = tensor.to(torch.long) if decoder else tensor.to(torch.float64)
+        # A decoder is re-scored by the metric its document's case states: the teacher-forced agreement
+        # (AIA 1.3 runners), or the free-running agreement of documents written before it.
+        stated = ((record or {}).get("metrics") or {}).get("metric")
+        prompts = workload.make_batch(range(workload.size), torch.device("cpu"), torch.float64)[0]
+        vocab = int(getattr(loaded.config, "vocab_size", 0) or 0)
+
+        def forced(index: int, tokens: torch.Tensor) -> torch.Tensor:
+            return teacher_forced_logits(f64, prompts[index : index + 1], tokens, vocab)
+
         score = serving_accuracy_score(
-            decoder=decoder, outputs=outputs, reference=reference, dtype_name=dtype, score=workload.score
+            decoder=decoder,
+            outputs=outputs,
+            reference=reference,
+            dtype_name=dtype,
+            score=workload.score,
+            teacher_forced=forced if decoder else None,
+            metric=FREE_RUNNING_METRIC if stated == FREE_RUNNING_METRIC else TEACHER_FORCED_METRIC,
         )
         claimed = ((record or {}).get("metrics") or {}).get("value")
         verdict = _verdict(

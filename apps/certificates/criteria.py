@@ -590,7 +590,14 @@ def serving(campaign: Campaign, params: dict[str, Any], thresholds: judge.Thresh
         ok, text = judge.serving_server_verdict(
             qps=_item(server) if server else None, decoder=decoder, thresholds=thresholds
         )
-        accuracy = next((r for r in rows[document.pk] if r.kind == "serving_accuracy"), None)
+        served = [r for r in rows[document.pk] if r.kind == "serving_accuracy"]
+        if decoder:  # the level says which of the decoder's scores it judges (judge.serving_decoder_metric)
+            served = [
+                r
+                for r in served
+                if r.unit == judge.serving_decoder_metric(thresholds=thresholds, dtype=r.dtype)
+            ]
+        accuracy = served[0] if served else None
         if accuracy is None or accuracy.value is None:
             ok, text = False, text + "; no accuracy-mode result"
         else:

@@ -221,6 +221,23 @@ def accuracy_bar(
     return bar
 
 
+# The metric a decoder's served accuracy (the serving suite's LoadGen accuracy mode) is judged by.
+# AIA 1.3 states a bar for the teacher-forced agreement (runners/served_outputs.py TIE_RULE): one near
+# tie in a reduced precision no longer flips the verdict on every token after it. A level that states
+# none (AIA 1.0-1.2) judges the free-running greedy agreement, as it always did, which every serving
+# document still reports; so their judgement of any document stays what it was.
+SERVING_TEACHER_FORCED_METRIC = "teacher_forced_token_agreement"
+SERVING_FREE_RUNNING_METRIC = "greedy_token_agreement"
+
+
+def serving_decoder_metric(*, thresholds: Thresholds, dtype: str) -> str:
+    """The serving accuracy metric of a decoder at this level and dtype (see above)."""
+    bars = thresholds.accuracy.get(dtype) or thresholds.accuracy.get("*") or {}
+    if _float(bars.get(SERVING_TEACHER_FORCED_METRIC)) is not None:
+        return SERVING_TEACHER_FORCED_METRIC
+    return SERVING_FREE_RUNNING_METRIC
+
+
 def accuracy_passes(*, value: float | None, bar: float | None) -> bool:
     return value is not None and bar is not None and math.isfinite(value) and value >= bar
 

@@ -36,6 +36,13 @@ Per suite:
   generation agreement and the model TEST01/TEST04 and clock verdicts are still computed there
   (``device_verdicts``): moving them is what remains of issue 13's split.
 
+- serving: LoadGen, its SUTs (batching, continuous batching), the float64 reference, the accuracy
+  score, TEST01 and the commitment run in the judge (runners/serving); the device process places the
+  model with the inputs the judge drew and runs each batched forward the judge's SUT asks for
+  (``DeviceClient.serving_open`` / ``serving_call``, runners/serving_engine.py), and the energy meter
+  around each timed run, whose raw joules the judge divides by its own counts. No verdict is the
+  device process's (``device_verdicts`` is empty); LoadGen's latencies include the frames' round trips.
+
 The key stays out of reach in every suite.
 
 Torch's own device-extension autoload (``torch.backends`` entry points) is turned off in the

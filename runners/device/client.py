@@ -158,6 +158,7 @@ class DeviceClient:
         self._described: dict[str, Any] = {}
         self._device_packages: list[str] = []
         self._undumpable = make_parent_undumpable() if self.protected_paths else False
+        self._serving_lock = threading.Lock()
         self._confinement_state: dict[str, Any] = {}
         self._start()
 
@@ -333,6 +334,103 @@ class DeviceClient:
         raw_outputs = reply.get("outputs")
         outputs: list[Any] = raw_outputs if isinstance(raw_outputs, list) else []
         return reply["document"], [o for o in outputs if isinstance(o, dict)], tensors
+
+    # --- the serving suite: LoadGen and the SUTs in the judge, each forward here (runners/serving_engine.py)
+    def serving_open(
+        self,
+        model: dict[str, Any],
+        dtype: str,
+        inputs: tuple[torch.Tensor, ...],
+        *,
+        decoder: bool,
+        output_tokens: int,
+        energy_rate_hz: float,
+    ) -> tuple[Any, Any]:
+        """Places ``model`` (its job-spec entry) on the device in ``dtype`` over there, with the
+        workload's inputs the judge drew; returns the judge's ``RemoteEngine`` and ``RemoteMeter``."""
+        from runners.serving_engine import RemoteEngine, RemoteMeter
+
+        self._ensure_running()
+        tensors = {f"input.{k}": t for k, t in enumerate(inputs)}
+        header = {
+            "op": "serving_open",
+            "model": model,
+            "dtype": dtype,
+            "decoder": decoder,
+            "output_tokens": int(output_tokens),
+            "energy_rate_hz": float(energy_rate_hz),
+        }
+        reply, _ = self._serving_request(header, tensors)
+        handle = reply.get("handle")
+        if not isinstance(handle, int) or isinstance(handle, bool):
+            raise self._serving_error("the device process opened no served model", reply)
+        engine = RemoteEngine(
+            self, handle, decoder=decoder, output_tokens=output_tokens, size=int(inputs[0].shape[0])
+        )
+        return engine, RemoteMeter(self, handle, energy_rate_hz)
+
+    def serving_call(
+        self, handle: int, method: str, params: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """One engine call of a served model; its one output tensor (on the CPU)."""
+        self.calls += 1
+        reply, out = self._serving_request(
+            {"op": "serving_call", "handle": handle, "method": method, "params": params}, tensors
+        )
+        output = out.get("output")
+        if output is None or len(out) != 1:
+            raise self._serving_error(f"{method}: the device process sent no output tensor", reply)
+        return output
+
+    def serving_meter(self, handle: int, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        """The device's energy meter over a timed run (start, stop): its raw record, as the device read it."""
+        reply, _ = self._serving_request(
+            {"op": "serving_meter", "handle": handle, "action": action, **params}
+        )
+        energy = reply.get("energy")
+        return energy if isinstance(energy, dict) else {}
+
+    def serving_close(self, handle: int) -> None:
+        if self._process is None or self._process.poll() is not None:
+            return  # a device process that died took the served model with it
+        try:
+            self._serving_request({"op": "serving_close", "handle": handle})
+        except Exception:  # noqa: BLE001 - closing what the device may already have lost
+            return
+
+    def _serving_request(
+        self, header: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None
+    ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        from runners.serving_engine import DeviceServingError
+
+        with self._serving_lock:
+            if self._process is None or self._process.poll() is not None:
+                raise DeviceServingError(
+                    "the device process is gone (it exited during an earlier call)",
+                    error(PRODUCT_FAILURE, "device process failed"),
+                )
+            try:
+                reply, out = self._request(header, tensors)
+            except ProtocolError as exc:
+                raise DeviceServingError(
+                    f"{self._lost()}: {exc}"[:500], error(PRODUCT_FAILURE, "device process failed")
+                ) from None
+        if not reply.get("ok"):
+            raise self._serving_error(f"{header.get('op')} {header.get('method') or ''}".strip(), reply)
+        if isinstance(reply.get("packages"), list):  # what the device process has loaded by now
+            self._device_packages = sorted(set(self._device_packages) | {str(p) for p in reply["packages"]})
+        return reply, out
+
+    @staticmethod
+    def _serving_error(what: str, reply: dict[str, Any]) -> Exception:
+        """A refusal or an exception of the device process, classified by the judge: only out of
+        memory is told apart; whatever else the device says, it is the product's failure."""
+        from runners.serving_engine import DeviceServingError
+
+        raw_err = reply.get("error")
+        err: dict[str, Any] = raw_err if isinstance(raw_err, dict) else {}
+        outcome = device_error(str(err.get("type") or "Exception"), bool(err.get("out_of_memory")))
+        return DeviceServingError(f"{what}: {str(err.get('message') or 'no reason given')[:400]}", outcome)
 
     def isolation(
         self, verdicts_in: str = "judge", device_verdicts: list[str] | None = None

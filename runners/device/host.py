@@ -14,6 +14,12 @@ Requests (``op``), one reply each:
 - ``run_kernel {kernel, case, dtype, params}`` + input tensors: replies ``output`` and ``device_s``
 - ``run_suite {spec}``: runs a performance or model suite here (see runners/device/__init__.py),
   sending ``progress`` frames first; replies its document
+- ``serving_open {model, dtype, decoder, output_tokens}`` + the workload's input tensors: places the
+  model on the device (runners/serving_engine.py); replies a ``handle``
+- ``serving_call {handle, method, params}`` (+ ``last`` for a decode step): one engine call of the
+  serving suite's SUT, which runs in the judge with LoadGen; replies ``output``
+- ``serving_meter {handle, action}``: starts / stops the device's energy meter around a timed run
+- ``serving_close {handle}``
 - ``list``: every backend this host offers, with availability, dtypes and fingerprint
 - ``exit``
 """
@@ -74,6 +80,8 @@ class Host:
     def __init__(self, out: FrameSink) -> None:
         self.out = out
         self.backend: Any = None
+        self.served: dict[int, dict[str, Any]] = {}  # handle -> {engine, rate_hz, meter}
+        self._next_handle = 1
 
     def reply(self, header: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None) -> None:
         write_frame(self.out, header, tensors)
@@ -186,6 +194,86 @@ class Host:
             {"ok": True, "document": document, "outputs": outputs, "packages": loaded_packages()}, tensors
         )
 
+    # The serving suite (runners/serving_engine.py): LoadGen, the SUTs and every verdict are the
+    # judge's; this process places the model and runs each forward the judge's SUT asks for.
+    def op_serving_open(self, header: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        from runners.model_suite import DTYPES
+        from runners.models import ModelSpec, load_model
+        from runners.serving_engine import ServingEngine
+
+        try:
+            dtype = DTYPES[str(header["dtype"])]
+            loaded = load_model(ModelSpec.from_dict(dict(header["model"])))
+            device = self.backend.device()
+            module = loaded.place(device, dtype, free_bytes=self.backend.memory_info().get("free_bytes"))
+            inputs = tuple(tensors[f"input.{k}"].to(device) for k in range(len(tensors)))
+            if not inputs or any(t.shape[0] != inputs[0].shape[0] for t in inputs):
+                raise ValueError("the workload's inputs: one or more tensors of the same sample count")
+            engine = ServingEngine(
+                module,
+                self.backend.prepare(module),
+                inputs,
+                decoder=bool(header.get("decoder")),
+                output_tokens=int(header.get("output_tokens") or 1),
+            )
+        except Exception as exc:  # the judge classifies it (out of memory, else the product's failure)
+            self.reply(_raised(exc))
+            return
+        handle, self._next_handle = self._next_handle, self._next_handle + 1
+        self.served[handle] = {
+            "engine": engine,
+            "rate_hz": float(header.get("energy_rate_hz") or 10.0),
+            "meter": None,
+        }
+        self.reply({"ok": True, "handle": handle, "packages": loaded_packages()})
+
+    def _served(self, header: dict[str, Any]) -> dict[str, Any]:
+        handle = header.get("handle")
+        if not isinstance(handle, int) or handle not in self.served:
+            raise KeyError(f"no served model {handle!r}")
+        return self.served[handle]
+
+    def op_serving_call(self, header: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        from runners.serving_engine import ENGINE_METHODS
+
+        engine = self._served(header)["engine"]
+        method = header.get("method")
+        if method not in ENGINE_METHODS:
+            raise ValueError(f"unknown engine method {method!r}")
+        params = dict(header.get("params") or {})
+        if method == "slot_decode":
+            params["last"] = tensors["last"]
+        try:
+            output = getattr(engine, str(method))(**params)
+        except Exception as exc:  # the judge classifies it (out of memory, else the product's failure)
+            self.reply(_raised(exc))
+            return
+        self.reply({"ok": True}, {"output": output})
+
+    def op_serving_meter(self, header: dict[str, Any], _tensors: dict[str, torch.Tensor]) -> None:
+        """The device's power meter over one timed run (runners/energy.py), read where the driver is;
+        the judge keeps its joules and window, and divides by its own counts."""
+        from runners.energy import EnergyMeter
+
+        served = self._served(header)
+        if served["meter"] is None:
+            served["meter"] = EnergyMeter(self.backend, rate_hz=served["rate_hz"])
+        meter = served["meter"]
+        action = header.get("action")
+        if action == "start":
+            meter.start()
+            self.reply({"ok": True})
+        elif action == "stop":
+            meter.stop()
+            self.reply({"ok": True, "energy": meter.result(samples=0)})
+        else:
+            raise ValueError(f"unknown meter action {action!r}")
+
+    def op_serving_close(self, header: dict[str, Any], _tensors: dict[str, torch.Tensor]) -> None:
+        self._served(header)["engine"].close()
+        del self.served[int(header["handle"])]
+        self.reply({"ok": True, "packages": loaded_packages()})
+
     def op_list(self, _header: dict[str, Any], _tensors: dict[str, torch.Tensor]) -> None:
         from runners.backends import list_backends
 
@@ -225,6 +313,19 @@ class Host:
             except Exception as exc:  # the judge records it; the device process stays up
                 traceback.print_exc(file=sys.stderr)
                 self.reply({"ok": False, "error": {"kind": "host_error", "message": error_message(exc)}})
+
+
+def _raised(exc: Exception) -> dict[str, Any]:
+    traceback.print_exc(file=sys.stderr)
+    return {
+        "ok": False,
+        "error": {
+            "kind": "raised",
+            "type": type(exc).__name__,
+            "out_of_memory": isinstance(exc, torch.OutOfMemoryError | MemoryError),
+            "message": error_message(exc),
+        },
+    }
 
 
 def main() -> int:

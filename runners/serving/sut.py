@@ -1,7 +1,9 @@
 """Systems under test that LoadGen drives: one model placed on the device, served by a worker thread.
 
 LoadGen calls ``issue(samples)`` from its own thread and must not be blocked; each SUT queues the
-samples and a worker thread answers them:
+samples and a worker thread answers them. The SUTs schedule; every forward goes through an engine
+(runners/serving_engine.py): in this process on the backend's device, or in the device process
+(runners/device) while the SUT, LoadGen and every verdict stay in the judge:
 
 - ``BatchingSUT`` (encoders, classifiers): dynamic batching. The worker takes whatever has queued,
   up to ``max_batch`` samples, runs one batched forward, copies the outputs to the host (which
@@ -29,7 +31,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import mlperf_loadgen as lg
@@ -105,29 +107,15 @@ class _WorkerSUT:
 
 
 class BatchingSUT(_WorkerSUT):
-    """Dynamic batching of single-forward models; ``inputs[i]`` are sample i's tensors on the device."""
+    """Dynamic batching of single-forward models; ``engine.forward_rows`` runs one batched forward."""
 
-    def __init__(
-        self,
-        forward: Callable[..., torch.Tensor],
-        inputs: Sequence[tuple[torch.Tensor, ...]],
-        *,
-        max_batch: int,
-        record: bool = False,
-        sampler: Any = None,
-    ) -> None:
-        self.forward = forward
-        self.inputs = list(inputs)
+    def __init__(self, engine: Any, *, max_batch: int, record: bool = False, sampler: Any = None) -> None:
+        self.engine = engine
         super().__init__(max_batch=max_batch, record=record, sampler=sampler)
 
-    @torch.inference_mode()
     def _serve(self, batch: list[Any]) -> None:
         indices = [s.index for s in batch]
-        args = tuple(
-            torch.cat([self.inputs[i][k] for i in indices]) for k in range(len(self.inputs[indices[0]]))
-        )
-        out = self.forward(*args)
-        host = out.detach().to("cpu", torch.float32).contiguous()  # synchronizes the device
+        host = self.engine.forward_rows(indices)  # on the host: the device has finished
         rows = [np.ascontiguousarray(host[j].numpy()) for j in range(len(batch))]
         if self.record:
             for j, index in enumerate(indices):
@@ -148,52 +136,22 @@ class DecoderSUT(_WorkerSUT):
 
     batching = "static"
 
-    def __init__(
-        self,
-        module: Any,
-        forward: Callable[..., torch.Tensor],
-        prompts: torch.Tensor,
-        *,
-        output_tokens: int,
-        max_batch: int,
-        record: bool = False,
-        sampler: Any = None,
-    ) -> None:
-        self.module = module
-        self.forward = forward
-        self.prompts = prompts
-        self.output_tokens = int(output_tokens)
-        self._caches: dict[int, Any] = {}
+    def __init__(self, engine: Any, *, max_batch: int, record: bool = False, sampler: Any = None) -> None:
+        self.engine = engine
+        self.output_tokens = int(engine.output_tokens)
         super().__init__(max_batch=max_batch, record=record, sampler=sampler)
 
-    def _cache(self, batch: int) -> Any:
-        cache = self._caches.get(batch)
-        if cache is None:
-            cache = self._caches[batch] = self.module.new_cache(
-                batch, self.prompts.shape[1] + self.output_tokens
-            )
-        cache.length = 0
-        return cache
-
-    @torch.inference_mode()
     def _serve(self, batch: list[Any]) -> None:
         indices = [s.index for s in batch]
-        prompt = self.prompts[torch.tensor(indices, device=self.prompts.device)]
-        cache = self._cache(len(batch))
-        token = self.forward(prompt, cache)[:, -1].argmax(-1, keepdim=True)
-        first = token.detach().to("cpu", torch.int64)  # synchronizes: the first token exists now
-        first_rows = [np.ascontiguousarray(first[j].numpy()) for j in range(len(batch))]
+        first = self.engine.static_prefill(indices)  # on the host: the first tokens exist now
+        first_rows = [np.ascontiguousarray(first[j : j + 1].numpy()) for j in range(len(batch))]
         lg.FirstTokenComplete(
             [
                 lg.QuerySampleResponse(s.id, row.ctypes.data, row.nbytes, 1)
                 for s, row in zip(batch, first_rows, strict=True)
             ]
         )
-        generated = [token]
-        for _ in range(self.output_tokens - 1):
-            token = self.forward(token, cache)[:, -1].argmax(-1, keepdim=True)
-            generated.append(token)
-        tokens = torch.cat(generated, dim=1).detach().to("cpu", torch.int64).contiguous()
+        tokens = self.engine.static_decode()
         rows = [np.ascontiguousarray(tokens[j].numpy()) for j in range(len(batch))]
         if self.record:
             for j, index in enumerate(indices):
@@ -233,22 +191,10 @@ class ContinuousDecoderSUT(_WorkerSUT):
 
     batching = "continuous"
 
-    def __init__(
-        self,
-        module: Any,
-        forward: Callable[..., torch.Tensor],
-        prompts: torch.Tensor,
-        *,
-        output_tokens: int,
-        max_batch: int,
-        record: bool = False,
-        sampler: Any = None,
-    ) -> None:
-        self.module = module
-        self.forward = forward
-        self.prompts = prompts
-        self.output_tokens = int(output_tokens)
-        self.cache = module.new_slot_cache(max(1, int(max_batch)), prompts.shape[1] + self.output_tokens)
+    def __init__(self, engine: Any, *, max_batch: int, record: bool = False, sampler: Any = None) -> None:
+        self.engine = engine
+        self.output_tokens = int(engine.output_tokens)
+        engine.slot_reset(max(1, int(max_batch)))  # a fresh cache of max_batch independent rows
         self.request_latencies: list[tuple[float, float]] = []  # (ttft s, tpot s) per request
         self.joins = 0  # requests admitted while others were mid-decode
         self.steps = 0
@@ -312,16 +258,11 @@ class ContinuousDecoderSUT(_WorkerSUT):
         self._finish(active)
         return stop
 
-    @torch.inference_mode()
     def _prefill(self, active: dict[int, _Request], newcomers: list[Any], free: list[int]) -> None:
         if not newcomers:
             return
-        indices = torch.tensor([s.index for s in newcomers], device=self.prompts.device)
-        prompt = self.prompts[indices]
-        prefill = self.module.new_cache(len(newcomers), prompt.shape[1])
-        first = self.forward(prompt, prefill)[:, -1].argmax(-1).detach().to("cpu", torch.int64)
         rows = free[: len(newcomers)]
-        self.cache.admit(rows, prefill)
+        first = self.engine.slot_prefill([s.index for s in newcomers], rows)  # on the host
         now = time.perf_counter()
         host = [np.ascontiguousarray(first[j : j + 1].numpy()) for j in range(len(newcomers))]
         lg.FirstTokenComplete(
@@ -336,20 +277,16 @@ class ContinuousDecoderSUT(_WorkerSUT):
             request.tokens.append(int(first[j]))
             active[row] = request
 
-    @torch.inference_mode()
     def _decode(self, active: dict[int, _Request]) -> None:
         """One decode step of every row in use (free rows compute too, and are ignored)."""
-        last = torch.zeros(self.max_batch, 1, dtype=torch.long)
+        last = torch.zeros(self.max_batch, dtype=torch.long)
         for row, request in active.items():
-            last[row, 0] = request.tokens[-1]
-        logits = self.forward(last.to(self.prompts.device), self.cache)
-        chosen = logits[:, -1].argmax(-1).detach().to("cpu", torch.int64)
+            last[row] = request.tokens[-1]
+        free = [row for row in range(self.max_batch) if row not in active]
+        chosen = self.engine.slot_decode(last, free)  # free rows are put back to position 0 there
         self.steps += 1
         for row, request in active.items():
             request.tokens.append(int(chosen[row]))
-        free = [row for row in range(self.max_batch) if row not in active]
-        if free:  # rows nobody uses must not run past the cache
-            self.cache.positions[torch.tensor(free, device=self.cache.positions.device)] = 0
         self._finish(active)
 
     def _finish(self, active: dict[int, _Request]) -> None:

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from runners.serving.energy import EnergyMeter, parse_amd_smi_metric, parse_npu_smi_power
+from runners.energy import EnergyMeter, parse_amd_smi_metric, parse_npu_smi_power
 
 AMD_SMI_MI300 = """WARNING: User is missing the following required groups: render, video. Please add user to these groups.
 [
@@ -184,3 +184,24 @@ def test_a_reading_that_fails_during_the_run_leaves_no_figure():
     meter.stop()
     record = meter.result(samples=5)
     assert record["available"] is False and "failed" in record["reason"]
+
+
+def test_a_meter_record_from_the_device_process_keeps_only_typed_figures_and_the_judges_division():
+    from runners.energy import energy_record
+
+    raw = {
+        "joules": 12.0,
+        "window_s": 3.0,
+        "meter": "NVML nvmlDeviceGetTotalEnergyConsumption",
+        "method": "counter",
+        "j_per_query": 0.0001,  # the device's own division is never kept
+        "power_samples": "many",
+        "achieved_rate_hz": float("nan"),
+    }
+    record = energy_record(raw, samples=4, tokens=8, read_in="device process")
+    assert record["available"] is True and record["read_in"] == "device process"
+    assert record["j_per_query"] == 3.0 and record["j_per_token"] == 1.5 and record["mean_watts"] == 4.0
+    assert record["power_samples"] is None and record["achieved_rate_hz"] is None
+    for bad in ({"joules": -1.0}, {"joules": float("inf")}, {"joules": True}, "not a record"):
+        refused = energy_record(bad, samples=4, read_in="device process")
+        assert refused["available"] is False and refused["j_per_query"] is None

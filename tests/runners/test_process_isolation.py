@@ -335,6 +335,93 @@ def test_an_honest_device_passes_the_model_accuracy_judged_by_the_judge(tmp_path
     assert accuracy["value"] == 1.0
 
 
+# The serving suite: LoadGen and every verdict in the judge, each forward in the device process -----
+
+SERVING_SETTINGS = {
+    "source": "test settings (short LoadGen runs)",
+    "dtype": "float32",
+    "max_batch": 4,
+    "scenarios": {
+        "SingleStream": {"min_duration_ms": 100, "min_query_count": 32, "percentile": 0.9},
+        "Server": {"min_duration_ms": 100, "min_query_count": 32, "percentile": 0.9, "latency_bound_ms": 500},
+        "Offline": {"min_duration_ms": 100, "min_query_count": 1},
+    },
+    "server_search": {"max_steps": 1, "start_fraction": 0.2, "precision": 0.1, "max_step_s": 5},
+}
+TINY_BERT = {
+    "vocab_size": 64,
+    "hidden_size": 32,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 32,
+}
+
+
+def _serving(device_name: str, directory: Path) -> dict:
+    pytest.importorskip("mlperf_loadgen")
+    from runners.device.client import DeviceClient
+    from runners.models.seeded import seeded_model_entry
+    from runners.serving import run_serving
+    from runners.spec import build_spec
+
+    entry = seeded_model_entry("tiny-bert", "bert-encoder", TINY_BERT, seed=0, directory=directory)
+    spec = build_spec(
+        suite="serving",
+        device=device_name,
+        challenge=CHALLENGE,
+        models=[entry],
+        options={"quick": True, "serving": SERVING_SETTINGS},
+    )
+    with DeviceClient(device_name) as device:
+        return run_serving(spec, device)
+
+
+def test_a_serving_run_in_device_process_mode_gives_a_schema_valid_document(tmp_path):
+    from runners.document import validate_document
+
+    document = _serving("cpu", tmp_path)
+    validate_document(document)
+    cases = {c["case"]: c for c in document["cases"]}
+    assert set(cases) == {"serving_accuracy", "serving_SingleStream", "serving_Offline", "serving_Server"}
+    assert all(c["status"] in ("pass", "fail") for c in cases.values())  # LoadGen ran: no error case
+    assert cases["serving_accuracy"]["status"] == "pass"
+    assert cases["serving_accuracy"]["metrics"]["value"] > 0.9999
+    assert document["integrity"]["output_consistency"]["verdict"] == "pass"
+    model = document["serving"]["models"][0]
+    for scenario in ("SingleStream", "Offline", "Server"):
+        assert len(model["scenarios"][scenario]["summary_sha256"]) == 64
+    isolation = document["process_isolation"]
+    assert isolation["mode"] == "child_process" and isolation["verdicts_in"] == "judge"
+    assert isolation["device_verdicts"] == []
+    # LoadGen ran in the judge; the device process ran each forward and never loaded LoadGen.
+    assert "mlperf_loadgen" in isolation["judge"]["packages"]
+    assert "mlperf_loadgen" not in isolation["device"]["packages"]
+    # One call per batched forward: SingleStream alone ran at least its 32 queries one by one.
+    assert isolation["device"]["calls"] >= 32 and isolation["device"]["pid"] != isolation["judge"]["pid"]
+
+
+def test_a_device_process_serving_stale_outputs_fails_the_accuracy_mode(tmp_path, monkeypatch):
+    """The plugin's serving path answers every batch with the first output it computed, and it
+    rewrites the serving accuracy score and TEST01 verdict to pass in its process: the judge scores
+    what came back against its own float64 reference and fails the accuracy mode."""
+    env = plugin_environment(tmp_path)
+    (tmp_path / "probe" / "config.json").write_text(json.dumps({"stale_serving": True}))
+    for name in ("PYTHONPATH", "HOSTILE_PROBE_DIR"):
+        monkeypatch.setenv(name, env[name])
+    document = _serving("hostile", tmp_path / "weights")
+    accuracy = next(c for c in document["cases"] if c["case"] == "serving_accuracy")
+    assert accuracy["status"] == "fail" and accuracy["metrics"]["metric"] == "cosine_min"
+    assert accuracy["metrics"]["value"] < accuracy["metrics"]["informational_bar"]
+    assert document["integrity"]["output_consistency"]["verdict"] == "fail"
+    isolation = document["process_isolation"]
+    assert "hostile_backend" in isolation["device"]["packages"]
+    assert "hostile_backend" not in isolation["judge"]["packages"]
+    report = json.loads(next((tmp_path / "probe").glob("report-*.json")).read_text())
+    assert "runners.served_outputs.serving_accuracy_score" in report["patched"]
+    assert report["serving"] == "stale"
+
+
 # The wire format ---------------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ from runners.models import ModelSpec, load_model
 from runners.served_outputs import ServedOutputSampler, reservoir_positions, served_outputs_salt
 from runners.serving import run_serving
 from runners.serving.sut import ContinuousDecoderSUT, DecoderSUT
+from runners.serving_engine import ServingEngine
 from tests.runners.test_serving import SETTINGS, TINY_BERT, TINY_LLAMA, entry, spec_for
 
 lg = pytest.importorskip("mlperf_loadgen")
@@ -168,7 +169,8 @@ def _drive(sut_class, module, prompts, monkeypatch) -> tuple[list[tuple[str, int
             second_issued.wait(10)
         return module(ids, cache)
 
-    sut = sut_class(module, forward, prompts, output_tokens=10, max_batch=8, record=True)
+    engine = ServingEngine(module, forward, (prompts,), decoder=True, output_tokens=10)
+    sut = sut_class(engine, max_batch=8, record=True)
     try:
         sut.issue([Sample(0, 0), Sample(1, 1)])
         while calls["n"] < 2:

@@ -13,7 +13,9 @@ could do:
 ``HOSTILE_PROBE_DIR`` (a directory) gets ``report.json`` with what it did and found;
 ``config.json`` there may hold ``{"exit_on_kernel": NAME}`` to kill its process during that kernel,
 ``{"skew_matmul": FACTOR}`` to scale every torch.matmul result, ``{"noisy_conv": true}`` to add
-noise to every conv2d (while it patches the performance TEST01 and model case verdicts to "pass").
+noise to every conv2d (while it patches the performance TEST01 and model case verdicts to "pass"),
+``{"stale_serving": true}`` to answer every served batch with the first output it ever computed
+(while it patches the serving suite's accuracy score and TEST01 verdict to "pass" in its process).
 """
 
 from __future__ import annotations
@@ -168,6 +170,27 @@ def patch_the_judge() -> list[str]:
     ]
 
 
+def patch_the_serving_verdicts() -> list[str]:
+    """The serving suite's accuracy score and TEST01 verdict, rewritten to pass in this process."""
+    import runners.served_outputs as served
+
+    original_score = served.serving_accuracy_score
+
+    def score(**kwargs):
+        result = original_score(**kwargs)
+        result.update(value=1.0, meets_informational_bar=True)
+        return result
+
+    original_judge = served.judge_served_outputs
+
+    def judge(*args, **kwargs):
+        return {**original_judge(*args, **kwargs), "verdict": "pass", "mismatches": 0}
+
+    served.serving_accuracy_score = score
+    served.judge_served_outputs = judge
+    return ["runners.served_outputs.serving_accuracy_score", "runners.served_outputs.judge_served_outputs"]
+
+
 def gelu_with_tanh(input, approximate="none"):  # noqa: A002 - torch's own parameter name
     """The "chip": tanh-approximated GELU whatever was asked for."""
     x = input
@@ -204,9 +227,27 @@ class HostileBackend(CpuBackend):
             F.conv2d = noisy
             torch.nn.functional.conv2d = noisy
             report["conv2d"] = "noise"
+        self.stale_serving = bool(_config().get("stale_serving"))
+        if self.stale_serving:
+            report["patched"] += patch_the_serving_verdicts()
+            report["serving"] = "stale"
         directory = _probe_dir()
         if directory is not None:
             (directory / f"report-{os.getpid()}.json").write_text(json.dumps(report, indent=1))
+
+    def prepare(self, fn):
+        """The serving path of a "chip" that caches: every call answers with the first output's rows."""
+        if not self.stale_serving:
+            return fn
+        cached: list[torch.Tensor] = []
+
+        def stale(*args):
+            out = fn(*args)
+            if not cached:
+                cached.append(out[:1].clone())
+            return cached[0].expand_as(out).clone() if cached[0].shape[1:] == out.shape[1:] else out
+
+        return stale
 
     def synchronize(self) -> None:
         exit_on = _config().get("exit_on_kernel")

@@ -17,6 +17,10 @@
 - Any other backend that reports power (``Backend.power_watts``): sampled and integrated likewise.
 - CPU: RAPL package counters under /sys/class/powercap (intel-rapl:N/energy_uj), where readable.
 
+In the serving suite's device-process mode (runners/serving_engine.py) the meter runs in the device
+process, where the driver is loaded; the judge keeps the typed raw figures (``energy_record``). This
+module is outside runners/serving so that the device process imports no LoadGen.
+
 A CLI meter answers slowly (tenths of a second per call), so its achieved sampling rate is recorded
 beside the requested one; a run shorter than two samples has no figure.
 - Otherwise the measurement says `unavailable` with the reason: no figure is invented, no TDP
@@ -411,3 +415,51 @@ class EnergyMeter:
             "j_per_query": self._joules / samples if samples else None,
             "j_per_token": self._joules / tokens if tokens else None,
         }
+
+
+def _figure(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if number == number and 0 <= number < float("inf") else None
+
+
+def energy_record(raw: Any, *, samples: int, tokens: int = 0, read_in: str) -> dict[str, Any]:
+    """An ``EnergyMeter.result`` record that came from another process, kept to its typed raw figures:
+    joules, window, samples and rates are non-negative finite numbers or dropped, texts are cut short,
+    and the per-query and per-token figures are this process's division by its own counts."""
+    raw = raw if isinstance(raw, dict) else {}
+    joules = _figure(raw.get("joules"))
+
+    def text(key: str) -> str | None:
+        value = raw.get(key)
+        return value[:300] if isinstance(value, str) else None
+
+    if joules is None:
+        return {
+            "available": False,
+            "reason": text("reason") or "no energy reading",
+            "meter": text("meter"),
+            "joules": None,
+            "j_per_query": None,
+            "j_per_token": None,
+            "read_in": read_in,
+        }
+    window = _figure(raw.get("window_s"))
+    samples_count = raw.get("power_samples")
+    return {
+        "available": True,
+        "meter": text("meter"),
+        "method": raw.get("method") if raw.get("method") in ("counter", "sampled") else None,
+        "rate_hz": _figure(raw.get("rate_hz")),
+        "power_samples": samples_count
+        if isinstance(samples_count, int) and not isinstance(samples_count, bool) and samples_count >= 0
+        else None,
+        "achieved_rate_hz": _figure(raw.get("achieved_rate_hz")),
+        "window_s": window,
+        "joules": joules,
+        "mean_watts": joules / window if window else None,
+        "j_per_query": joules / samples if samples else None,
+        "j_per_token": joules / tokens if tokens else None,
+        "read_in": read_in,
+    }
