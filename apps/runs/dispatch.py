@@ -1,6 +1,8 @@
 """Sending a job to its target's runner queue.
 
-The spec goes to `target.<vendor slug>.<target slug>` as the task `runners.execute`, and the runner's signed envelope
+Before a job is sent, the platform draws its commit–reveal plan for the attempt's challenge (a
+secret key, kept apart from the spec) and queues `runs.reveal_prepare` on the platform queue
+(apps/runs/services/reveal.py). The spec goes to `target.<vendor slug>.<target slug>` as the task `runners.execute`, and the runner's signed envelope
 comes back to the platform queue as `runs.ingest`; its progress, heartbeats and failures arrive there
 signed too. This holds for Redis, RabbitMQ and the embedded broker in files alike: a web request only
 publishes, it never runs a suite. (Tests that set CELERY_TASK_ALWAYS_EAGER get the same runner
@@ -38,15 +40,20 @@ def jobs_dispatch(*, job_ids: list[int]) -> None:
         .filter(pk__in=job_ids, state=JobState.QUEUED)
         .order_by("pk")
     )  # cancelled or already taken meanwhile: left out
+    from apps.runs.services.reveal import reveal_prepare_dispatch
+
     if settings.CELERY_TASK_ALWAYS_EAGER:
         for job in jobs:
             if Job.objects.filter(pk=job.pk, state=JobState.QUEUED).exists():
+                reveal_prepare_dispatch(job=job)
                 _run_in_process(job)
         return
     from certification.celery import app, embedded_broker_ready
 
     embedded_broker_ready()
     for job in jobs:
+        # The reveal's secret key for this attempt, and its references computed while the runner runs.
+        reveal_prepare_dispatch(job=job)
         hard = int(job.spec.get("limits", {}).get("time_s", 900))
         job.task_id = app.send_task(
             "runners.execute",
