@@ -89,45 +89,52 @@ def main() -> int:
         level["thresholds"]["reveal_sample"]["value"]["size"] = 0
         # The reveal blocker stays (AIA 1.2 refuses a level without it); with size 0 nothing is drawn.
     program_without, _ = program_load(definition=without)
-    runner_side = 0.0
+    runner_side = runner_cpu = 0.0
     answer = runner_worker.reveal_answer
 
     def timed_answer(*a, **kw):  # the runner host packing its outputs: its time, not the platform's
-        nonlocal runner_side
-        t = time.perf_counter()
+        nonlocal runner_side, runner_cpu
+        t, c = time.perf_counter(), time.process_time()
         try:
             return answer(*a, **kw)
         finally:
             runner_side += time.perf_counter() - t
+            runner_cpu += time.process_time() - c
 
     runner_worker.reveal_answer = timed_answer
 
     from apps.runs.services import reveal as reveal_service
 
-    prepare_side = 0.0
+    prepare_side = prepare_cpu = 0.0
     prepare = reveal_service.reveal_prepare
 
     def timed_prepare(*a, **kw):  # the platform task that runs while the runner runs (off the path)
-        nonlocal prepare_side
-        t = time.perf_counter()
+        nonlocal prepare_side, prepare_cpu
+        t, c = time.perf_counter(), time.process_time()
         try:
             return prepare(*a, **kw)
         finally:
             prepare_side += time.perf_counter() - t
+            prepare_cpu += time.process_time() - c
 
     reveal_service.reveal_prepare = timed_prepare
 
-    def campaign_time(program, precompute: bool = True) -> tuple[float, float, list]:
+    def campaign_time(program, precompute: bool = True, label: str = "") -> tuple[float, float, list]:
         """(platform time on the campaign's path, platform time of the references precomputed while
         the runner runs, the reveals)."""
-        nonlocal runner_side, prepare_side
+        nonlocal runner_side, prepare_side, runner_cpu, prepare_cpu
         vendor = OrganizationFactory(kind=OrganizationKind.VENDOR)
-        runner_side = prepare_side = 0.0
-        t = time.perf_counter()
+        runner_side = prepare_side = runner_cpu = prepare_cpu = 0.0
+        t, c = time.perf_counter(), time.process_time()
         campaign = campaign_from_runner(
             vendor=vendor, program=program, level=args.level, precompute=precompute
         )
         wall = time.perf_counter() - t
+        # This process's CPU time on the path (the database server's is not in it): steadier than the
+        # wall clock on a loaded host.
+        cpu_times[(program.code + label, precompute)].append(
+            time.process_time() - c - runner_cpu - prepare_cpu
+        )
         reveals = list(OutputReveal.objects.filter(job__campaign=campaign).select_related("job"))
         assert reveals or program == program_without
         assert all(r.state == RevealState.VERIFIED for r in reveals), [
@@ -135,8 +142,11 @@ def main() -> int:
         ]
         return wall - runner_side - prepare_side, prepare_side, reveals
 
+    import collections
+
     import torch
 
+    cpu_times: dict[tuple[str, bool], list[float]] = collections.defaultdict(list)
     default_threads = torch.get_num_threads()
     with_times, without_times, shares, before_times, inline_times, prepared = [], [], [], [], [], []
     for index in range(args.rounds):
@@ -146,7 +156,7 @@ def main() -> int:
         inline_times.append(inline)
         if args.before:  # the same round judged on torch's default threads in the reveal
             reveal_service.REVEAL_TORCH_THREADS = default_threads
-            before, _, _ = campaign_time(program, precompute=False)
+            before, _, _ = campaign_time(program, precompute=False, label="threads")
             reveal_service.REVEAL_TORCH_THREADS = 1
             before_times.append(before)
             print(
@@ -183,6 +193,13 @@ def main() -> int:
             f"(median {statistics.median(before_times):.2f}s)"
         )
     print(f"load average after the rounds: {os.getloadavg()}")
+    cpu_base = statistics.median(cpu_times[(program_without.code, True)])
+    print(
+        f"this process's CPU time on the path (medians): {cpu_base:.2f}s without the reveal; with it "
+        f"{statistics.median(cpu_times[(program.code, False)]) / cpu_base - 1:+.1%} judged on references "
+        f"computed on arrival, {statistics.median(cpu_times[(program.code, True)]) / cpu_base - 1:+.1%} "
+        f"on precomputed ones"
+    )
     verdict = "OK" if ratio <= TARGET_RATIO else "ABOVE TARGET"
     print(
         f"references computed on arrival (before): {inline_ratio:+.1%} "

@@ -284,7 +284,9 @@ class RevealPlan(models.Model):
     predicted = models.JSONField(
         default=list, help_text="Reference keys predicted to be drawn, in draw order (precomputed)"
     )
-    references = models.BinaryField(null=True, blank=True, help_text="safetensors of the references")
+    references = models.FileField(
+        upload_to="reveal-plans/", blank=True, help_text="safetensors of the references (random name)"
+    )
     reference_numbers = models.JSONField(default=dict, help_text="Each reference's tolerances")
     problems = models.JSONField(default=list, help_text="References that could not be precomputed")
     drawn_at = models.DateTimeField(auto_now_add=True)

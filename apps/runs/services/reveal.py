@@ -235,10 +235,12 @@ def reveal_plan_draw(*, job: Job) -> RevealPlan | None:
         RevealPlan.objects.filter(job_id=job.pk).delete()
         return None
     sample_key = secrets.token_hex(32)
+    stale = RevealPlan.objects.filter(job_id=job.pk).values_list("references", flat=True).first()
     keys = planned_output_ids(job.spec, job.suite)
     if job.suite == "conformance":
         context = RevealContext({}, job.spec)
-        predicted, spend = [], policy.budget_elements
+        predicted: list[str] = []
+        spend = policy.budget_elements
         for output_id in sorted(keys, key=lambda i: _sample_rank(sample_key, i)):
             if len(predicted) == policy.size * PREDICTED_PER_SAMPLE:
                 break
@@ -253,15 +255,18 @@ def reveal_plan_draw(*, job: Job) -> RevealPlan | None:
             "challenge": job.challenge,
             "spec_sha256": _spec_digest(job.spec),
             "sample_key": sample_key,
-            "state": RevealPlanState.PREPARING,
+            # Nothing predicted (a performance job: its outputs are named by the document): ready as is.
+            "state": RevealPlanState.PREPARING if keys else RevealPlanState.READY,
             "predicted": keys,
-            "references": None,
+            "references": "",
             "reference_numbers": {},
             "problems": [],
-            "prepared_at": None,
+            "prepared_at": None if keys else timezone.now(),
             "prepare_seconds": None,
         },
     )
+    if stale:  # the references of an earlier attempt
+        plan.references.storage.delete(stale)
     return plan
 
 
@@ -269,6 +274,7 @@ def reveal_prepare(*, job_id: int, challenge: str) -> str:
     """The platform task run while the runner runs: compute the references of the plan's predicted
     outputs from the job's spec and challenge (the same code judging runs inline) and store them.
     Returns the plan's state, or "stale" when the plan is gone or was drawn for another attempt."""
+    from django.core.files.base import ContentFile
     from safetensors.torch import save
 
     from runners.revealed import NotJudgeable, RevealContext, reference_parts
@@ -304,14 +310,24 @@ def reveal_prepare(*, job_id: int, challenge: str) -> str:
         logger.exception("could not precompute the reveal references of job %s", job_id)
         state, blob, numbers = RevealPlanState.FAILED, b"", {}
         problems.append(f"precomputation failed: {type(exc).__name__}: {exc}"[:500])
-    RevealPlan.objects.filter(pk=plan.pk, challenge=challenge, state=RevealPlanState.PREPARING).update(
+    # A file in the media storage (a row would carry megabytes through every read of the plan), under
+    # a random name: the references reveal the sample, so their name must not be guessable.
+    name = ""
+    if blob:
+        name = plan.references.storage.save(
+            f"reveal-plans/{secrets.token_hex(16)}.safetensors", ContentFile(blob)
+        )
+    if not RevealPlan.objects.filter(pk=plan.pk, challenge=challenge, state=RevealPlanState.PREPARING).update(
         state=state,
-        references=blob,
+        references=name,
         reference_numbers=numbers,
         problems=problems[:200],
         prepared_at=timezone.now(),
         prepare_seconds=time.perf_counter() - started,
-    )
+    ):
+        if name:  # redrawn or prepared meanwhile: this work is unused
+            plan.references.storage.delete(name)
+        return "stale"
     return state
 
 
@@ -319,7 +335,7 @@ def reveal_prepare_dispatch(*, job: Job) -> None:
     """Draw the job's reveal plan and start computing its references on the platform queue (called
     when the job is sent to its runner; in the tests' in-process mode, computed at once)."""
     plan = reveal_plan_draw(job=job)
-    if plan is None:
+    if plan is None or plan.state != RevealPlanState.PREPARING:  # no reveal, or nothing to compute
         return
     if settings.CELERY_TASK_ALWAYS_EAGER:
         reveal_prepare(job_id=job.pk, challenge=plan.challenge)
@@ -341,7 +357,11 @@ def _precomputed(job: Job) -> tuple[dict[str, dict[str, Any]], str]:
     if plan.state != RevealPlanState.READY:
         return {}, plan.state  # still preparing (the race) or failed: judged inline
     parts: dict[str, dict[str, Any]] = {key: dict(values) for key, values in plan.reference_numbers.items()}
-    for name, tensor in (load(bytes(plan.references)) if plan.references else {}).items():
+    blob = b""
+    if plan.references:
+        with plan.references.open("rb") as handle:
+            blob = handle.read()
+    for name, tensor in (load(blob) if blob else {}).items():
         key, _, part = name.rpartition("#")
         parts.setdefault(key, {})[part] = tensor
     return parts, plan.state
