@@ -40,20 +40,17 @@ def jobs_dispatch(*, job_ids: list[int]) -> None:
         .filter(pk__in=job_ids, state=JobState.QUEUED)
         .order_by("pk")
     )  # cancelled or already taken meanwhile: left out
-    from apps.runs.services.reveal import reveal_prepare_dispatch
-
     if settings.CELERY_TASK_ALWAYS_EAGER:
         for job in jobs:
             if Job.objects.filter(pk=job.pk, state=JobState.QUEUED).exists():
-                reveal_prepare_dispatch(job=job)
+                _reveal_plan(job)
                 _run_in_process(job)
         return
     from certification.celery import app, embedded_broker_ready
 
     embedded_broker_ready()
     for job in jobs:
-        # The reveal's secret key for this attempt, and its references computed while the runner runs.
-        reveal_prepare_dispatch(job=job)
+        _reveal_plan(job)
         hard = int(job.spec.get("limits", {}).get("time_s", 900))
         job.task_id = app.send_task(
             "runners.execute",
@@ -66,6 +63,17 @@ def jobs_dispatch(*, job_ids: list[int]) -> None:
             link=app.signature("runs.ingest", queue=PLATFORM_QUEUE),
         ).id
     Job.objects.bulk_update(jobs, ["task_id"])
+
+
+def _reveal_plan(job: Job) -> None:
+    """The reveal's secret key for this attempt, and its references computed while the runner runs.
+    Never in the way of the job: without a plan the reveal draws at ingestion and judges inline."""
+    from apps.runs.services.reveal import reveal_prepare_dispatch
+
+    try:
+        reveal_prepare_dispatch(job=job)
+    except Exception:
+        logger.exception("no reveal plan for job %s: its reveal will be drawn and judged on arrival", job.pk)
 
 
 def _run_in_process(job: Job) -> None:
