@@ -51,6 +51,11 @@ class RevealContext:
     # Model name -> the weights file on this host (the platform's registered artifact), read instead
     # of the path in the plan; load_model still checks its sha256 against the plan's.
     weights: dict[str, str] = field(default_factory=dict)
+    # References the platform computed before the document arrived (`reference_parts`, made while the
+    # runner ran, from the same challenge), by key (`reference_key`); judging uses them instead of
+    # computing them again, and notes in `used` which output was judged on which (precomputed/inline).
+    precomputed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    used: dict[str, str] = field(default_factory=dict)
 
     @property
     def challenge(self) -> str:
@@ -118,16 +123,29 @@ def _conformance(
         case = kernel.case(sample)
     except (UnknownKernel, KeyError):
         raise NotJudgeable(f"the catalog has no case {name}/{dtype}/{sample}") from None
-    expected, tolerance, out_dtype, bound = conformance_expected(kernel, case, dtype, context.challenge)
+    key = reference_key(f"conformance/{name}/{dtype}/{sample}")
+    parts = context.precomputed.get(key)
+    context.used[key] = "inline" if parts is None else "precomputed"
+    if parts is None:
+        parts = _conformance_parts(kernel, case, dtype, context.challenge)
+    expected, bound, out_dtype = parts["expected"], parts.get("bound"), parts["expected"].dtype
     if tensor.dtype != out_dtype or tuple(tensor.shape) != tuple(expected.shape):
         return _verdict(
             "fail",
             runner,
             detail=f"revealed {tuple(tensor.shape)} {tensor.dtype}, the case makes {tuple(expected.shape)} {out_dtype}",
         )
-    stats = compare(tensor, expected, tolerance.atol, tolerance.rtol, bound)
+    stats = compare(tensor, expected, parts["atol"], parts["rtol"], bound)
     status = "pass" if stats["mismatches"] == 0 else "fail"
     return _verdict(status, runner, stats=_json_stats(stats))
+
+
+def _conformance_parts(kernel: Any, case: Any, dtype: str, challenge: str) -> dict[str, Any]:
+    expected, tolerance, _, bound = conformance_expected(kernel, case, dtype, challenge)
+    parts: dict[str, Any] = {"expected": expected, "atol": tolerance.atol, "rtol": tolerance.rtol}
+    if bound is not None:
+        parts["bound"] = bound
+    return parts
 
 
 def judgeable_conformance(name: str, sample: str) -> str | None:
@@ -318,10 +336,12 @@ def _model_workload(context: RevealContext, name: str) -> tuple[Any, Any]:
     quick = bool((context.plan.get("options") or {}).get("quick"))
     if name in context.weights:
         entry = {**entry, "weights_path": context.weights[name]}
+    parts = context.precomputed.get(reference_key(f"model/{name}"))
+    context.used[reference_key(f"model/{name}")] = "inline" if parts is None else "precomputed"
     try:
         loaded = load_model(ModelSpec.from_dict(entry))
         workload = workload_for(loaded, context.challenge, quick=quick)
-        reference = workload.reference()
+        reference = workload.reference() if parts is None else parts["reference"]
     except (ModelError, ImportError, OSError) as exc:
         raise NotJudgeable(
             f"the platform cannot build {name}'s reference: {type(exc).__name__}: {exc}"
@@ -459,7 +479,6 @@ def _serving(
     from runners.served_outputs import (
         FREE_RUNNING_METRIC,
         TEACHER_FORCED_METRIC,
-        decoder_reference_tokens,
         sample_reference_status,
         serving_accuracy_score,
         teacher_forced_logits,
@@ -469,13 +488,12 @@ def _serving(
     decoder = workload.kind == "decoder"
     key = ("serving-reference", name)
     if key not in context.models:
-        if decoder:
-            prompts = workload.make_batch(range(workload.size), torch.device("cpu"), torch.float64)[0]
-            context.models[key] = decoder_reference_tokens(
-                f64, prompts, _serving_output_tokens(context, name)
-            )
+        parts = context.precomputed.get(reference_key(f"serving/{name}"))
+        context.used[reference_key(f"serving/{name}")] = "inline" if parts is None else "precomputed"
+        if parts is not None:
+            context.models[key] = parts["reference"]
         else:
-            context.models[key] = workload.reference()
+            context.models[key] = _serving_reference(context, name, workload, f64)
     reference = context.models[key]
     if sample == "accuracy":
         record = next(
@@ -565,6 +583,71 @@ def _serving(
             score=workload.score,
         )
     return _verdict(status, runner, sample_index=index)
+
+
+def _serving_reference(context: RevealContext, name: str, workload: Any, f64: Any) -> torch.Tensor:
+    """The served outputs' float64 reference: the decoder's greedy tokens, or the encoder's outputs."""
+    from runners.served_outputs import decoder_reference_tokens
+
+    if workload.kind == "decoder":
+        prompts = workload.make_batch(range(workload.size), torch.device("cpu"), torch.float64)[0]
+        return decoder_reference_tokens(f64, prompts, _serving_output_tokens(context, name))
+    return workload.reference()
+
+
+# Precomputing references -------------------------------------------------------------------------
+
+
+def reference_key(output_id: str) -> str:
+    """The key of the reference an output is judged against: the output id for a conformance case;
+    ``model/<name>`` or ``serving/<name>`` for a model's outputs, which share one float64 reference."""
+    suite = str(output_id).split("/", 1)[0]
+    if suite in ("model", "serving"):
+        return "/".join(str(output_id).split("/")[:2]) if "/" in str(output_id) else str(output_id)
+    return str(output_id)
+
+
+def planned_output_ids(plan: dict[str, Any], suite: str) -> list[str]:
+    """The outputs a job's plan lets the platform name before the document arrives: every planned
+    conformance case (the runner judges each one it supports), and one reference key per planned
+    model for the model and serving suites. A performance output is named by the measurement the
+    document records, so it is not predicted (its reference is computed when the reveal arrives)."""
+    if suite == "conformance":
+        from runners.conformance import planned_cases
+
+        triples, _ = planned_cases(plan.get("kernels"), plan.get("dtypes"), plan.get("cases"))
+        return [f"conformance/{kernel.name}/{dtype}/{case.name}" for kernel, dtype, case in triples]
+    if suite in ("model", "serving"):
+        return [
+            f"{suite}/{m['name']}"
+            for m in plan.get("models") or []
+            if isinstance(m, dict) and isinstance(m.get("name"), str) and "/" not in m["name"]
+        ]
+    return []
+
+
+def reference_parts(context: RevealContext, key: str) -> dict[str, Any]:
+    """The reference of one key (`reference_key`) computed from the plan and challenge alone, exactly
+    as judging would compute it inline: tensors under "expected", "bound", "reference", numbers under
+    "atol" and "rtol". Raises NotJudgeable."""
+    suite, _, rest = key.partition("/")
+    if suite == "conformance":
+        from runners.catalog import UnknownKernel, get_kernel
+
+        name, dtype, sample = split_id(key)[1:]
+        try:
+            kernel = get_kernel(name)
+            case = kernel.case(sample)
+        except (UnknownKernel, KeyError):
+            raise NotJudgeable(f"the catalog has no case {key}") from None
+        return _conformance_parts(kernel, case, dtype, context.challenge)
+    if suite == "model":
+        _, reference = _model_workload(context, rest)
+        return {"reference": reference}
+    if suite == "serving":
+        _, workload, f64 = _serving_model(context, rest)
+        return {"reference": _serving_reference(context, rest, workload, f64)}
+    raise NotJudgeable(f"no reference is computed ahead for {key!r}")
 
 
 # A model output's cost: one float64 forward of the model over its workload, shared by its outputs.

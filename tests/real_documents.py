@@ -224,6 +224,7 @@ def campaign_from_runner(
     evaluate: bool = True,
     reveal: bool = True,
     reveal_root: Path | None = None,
+    precompute: bool = True,
 ) -> Campaign:
     """A campaign submitted for real whose jobs' evidence is the runner's documents, ingested.
 
@@ -231,8 +232,13 @@ def campaign_from_runner(
     device that fails); `plan(suite, spec)` may change a job's plan after it is set to what the runner
     ran. Every document must pass the platform's ingestion checks, unless `outcomes` is given: then
     each suite's IngestOutcome is put there instead. The runner answers each reveal the platform draws
-    from its output store (`reveal_root` instead of the session's), unless `reveal` is False."""
+    from its output store (`reveal_root` instead of the session's), unless `reveal` is False.
+
+    Each job is dispatched here under the session's challenge as the platform dispatches it: its reveal
+    plan is drawn, and its references computed before the document arrives unless `precompute` is
+    False (the document then arrives first: the race, judged inline)."""
     from apps.certificates.services import campaign_evaluate
+    from apps.runs.services import reveal as reveal_service
 
     real = runner_documents()
     target = target or cpu_target(vendor=vendor)
@@ -272,6 +278,9 @@ def campaign_from_runner(
             plan(job.suite, job.spec)
             job.challenge = job.spec["challenge"]
         job.save(update_fields=["challenge", "spec"])
+        plan_drawn = reveal_service.reveal_plan_draw(job=job)
+        if plan_drawn is not None and precompute:  # the platform task, while the runner runs
+            reveal_service.reveal_prepare(job_id=job.pk, challenge=plan_drawn.challenge)
         document["spec"] = {**document["spec"], "job_id": str(job.pk)}
         if edit:
             edit(job.suite, document)

@@ -1,6 +1,8 @@
 """Sending a job to its target's runner queue.
 
-The spec goes to `target.<vendor slug>.<target slug>` as the task `runners.execute`, and the runner's signed envelope
+Before a job is sent, the platform draws its commit–reveal plan for the attempt's challenge (a
+secret key, kept apart from the spec) and queues `runs.reveal_prepare` on the platform queue
+(apps/runs/services/reveal.py). The spec goes to `target.<vendor slug>.<target slug>` as the task `runners.execute`, and the runner's signed envelope
 comes back to the platform queue as `runs.ingest`; its progress, heartbeats and failures arrive there
 signed too. This holds for Redis, RabbitMQ and the embedded broker in files alike: a web request only
 publishes, it never runs a suite. (Tests that set CELERY_TASK_ALWAYS_EAGER get the same runner
@@ -41,12 +43,14 @@ def jobs_dispatch(*, job_ids: list[int]) -> None:
     if settings.CELERY_TASK_ALWAYS_EAGER:
         for job in jobs:
             if Job.objects.filter(pk=job.pk, state=JobState.QUEUED).exists():
+                _reveal_plan(job)
                 _run_in_process(job)
         return
     from certification.celery import app, embedded_broker_ready
 
     embedded_broker_ready()
     for job in jobs:
+        _reveal_plan(job)
         hard = int(job.spec.get("limits", {}).get("time_s", 900))
         job.task_id = app.send_task(
             "runners.execute",
@@ -59,6 +63,17 @@ def jobs_dispatch(*, job_ids: list[int]) -> None:
             link=app.signature("runs.ingest", queue=PLATFORM_QUEUE),
         ).id
     Job.objects.bulk_update(jobs, ["task_id"])
+
+
+def _reveal_plan(job: Job) -> None:
+    """The reveal's secret key for this attempt, and its references computed while the runner runs.
+    Never in the way of the job: without a plan the reveal draws at ingestion and judges inline."""
+    from apps.runs.services.reveal import reveal_prepare_dispatch
+
+    try:
+        reveal_prepare_dispatch(job=job)
+    except Exception:
+        logger.exception("no reveal plan for job %s: its reveal will be drawn and judged on arrival", job.pk)
 
 
 def _run_in_process(job: Job) -> None:

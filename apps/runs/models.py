@@ -262,6 +262,41 @@ class RevealState(models.TextChoices):
     EXPIRED = "expired", "The runner did not reveal in time"
 
 
+class RevealPlanState(models.TextChoices):
+    PREPARING = "preparing", "Computing the references of the predicted sample"
+    READY = "ready", "References ready"
+    FAILED = "failed", "References not precomputed (judged inline)"
+
+
+class RevealPlan(models.Model):
+    """The secret half of a job's commit–reveal round, fixed when the job is dispatched under its
+    challenge: the key that orders the outputs the platform will draw from (services/reveal.py), and
+    the float64 references of the outputs that order predicts, computed by a platform task while the
+    runner runs. Platform-only: nothing here is in the job's spec or any message to the runner."""
+
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="reveal_plan")
+    challenge = models.CharField(max_length=64, help_text="The attempt's challenge the plan was drawn for")
+    spec_sha256 = models.CharField(max_length=64, help_text="Digest of the job's spec the plan was drawn for")
+    sample_key = models.CharField(max_length=64, help_text="Secret HMAC key ordering the draw")
+    state = models.CharField(
+        max_length=16, choices=RevealPlanState.choices, default=RevealPlanState.PREPARING
+    )
+    predicted = models.JSONField(
+        default=list, help_text="Reference keys predicted to be drawn, in draw order (precomputed)"
+    )
+    references = models.FileField(
+        upload_to="reveal-plans/", blank=True, help_text="safetensors of the references (random name)"
+    )
+    reference_numbers = models.JSONField(default=dict, help_text="Each reference's tolerances")
+    problems = models.JSONField(default=list, help_text="References that could not be precomputed")
+    drawn_at = models.DateTimeField(auto_now_add=True)
+    prepared_at = models.DateTimeField(null=True, blank=True)
+    prepare_seconds = models.FloatField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"reveal plan of job {self.job_id}: {self.state}"
+
+
 class OutputReveal(models.Model):
     """The commit–reveal round of one document: the sample the platform drew after storing the
     commitment, the runner's answer, and the server's own verdict on every revealed output."""

@@ -45,6 +45,15 @@ def reveal_answer(message: dict[str, Any]) -> None:
     reveal_receive(message=message)
 
 
+@shared_task(
+    name="runs.reveal_prepare", acks_late=True, ignore_result=True, soft_time_limit=540, time_limit=600
+)
+def reveal_prepare(job_id: int, challenge: str) -> None:
+    from apps.runs.services.reveal import reveal_prepare as prepare
+
+    prepare(job_id=job_id, challenge=challenge)
+
+
 @shared_task(name="runs.heartbeat", acks_late=True, ignore_result=True)
 def heartbeat(message: dict[str, Any]) -> None:
     from apps.runs.services.messages import runner_heartbeat_receive

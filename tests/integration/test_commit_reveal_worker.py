@@ -1,5 +1,7 @@
-"""Commit and reveal through the real workers: the runner worker keeps its outputs on disk, the
-platform worker ingests the commitment, draws a sample and sends `runners.reveal` to the target's
+"""Commit and reveal through the real workers: the platform draws the reveal's secret plan when it
+dispatches the job and a platform worker computes the predicted sample's references while the runner
+runs (`runs.reveal_prepare`); the runner worker keeps its outputs on disk, the platform worker ingests
+the commitment, takes the sample in the plan's order and sends `runners.reveal` to the target's
 queue, the runner answers signed, and the platform worker judges the revealed outputs itself."""
 
 from __future__ import annotations
@@ -13,7 +15,16 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from django.conf import settings as django_settings
 
-from apps.runs.models import Campaign, CampaignState, Job, JobState, OutputReveal, RevealState
+from apps.runs.models import (
+    Campaign,
+    CampaignState,
+    Job,
+    JobState,
+    OutputReveal,
+    RevealPlan,
+    RevealPlanState,
+    RevealState,
+)
 from apps.runs.services.programs import PROGRAMS_DIR, program_reveal_policy
 from runners.spec import attempt_tag
 from tests.integration.test_distributed_campaign import REVIEW_OR_LATER, submit_over_api, use_broker
@@ -95,6 +106,17 @@ def test_the_runner_worker_reveals_the_sample_the_platform_worker_draws(
         assert reveal.state == RevealState.VERIFIED, reveal.findings
         assert len(reveal.requested) == REVEAL_SIZE and reveal.answered_at is not None
         assert all(c["digest_matches"] and c["agrees"] for c in reveal.checked)
+        # Each verdict says which reference it rests on: precomputed by the platform worker while the
+        # runner ran, or computed on arrival (the document came first). The plan is the attempt's.
+        assert {c["reference"] for c in reveal.checked} <= {"precomputed", "inline"}
+        plan = wait_for(
+            lambda: RevealPlan.objects.filter(job=job, state=RevealPlanState.READY).first(),
+            60,
+            "the platform worker to compute the reveal's references",
+            workers,
+        )
+        assert plan.challenge == job.challenge and plan.predicted and plan.references
+        assert plan.sample_key not in json.dumps(job.spec)
         # The raw outputs lay on the runner host, one safetensors file per committed output.
         stored = list((outputs / attempt_tag(job.challenge)).glob("*.safetensors"))
         assert len(stored) == reveal.committed > REVEAL_SIZE

@@ -1,9 +1,16 @@
 """Commit, then reveal: the platform re-decides a random sample of the runner's verdicts itself.
 
 A result document commits to a digest of every output its runner judged (runners/commitment.py).
-Ingestion checks that the commitment covers exactly the judged outputs, stores the document, and
-only then draws a sample with server-side secret randomness (`reveal_draw`): the runner could not
-know which outputs would be asked for when it signed. The request goes to the target's queue as
+When the job is dispatched under its challenge the platform draws a secret key (`reveal_plan_draw`,
+kept in RevealPlan, never in the spec or any message to the runner) that orders every output id the
+runner could commit; a platform task computes, while the runner runs, the float64 references of the
+outputs that order predicts will be drawn (`reveal_prepare`). Ingestion checks that the commitment
+covers exactly the judged outputs, stores the document, and then takes the sample (`reveal_draw`):
+the committed outputs in the key's order, each that fits the budgets, until the level's size. The
+order is independent of what the runner commits (it cannot know the key), so the sample is uniform
+over the committed outputs and the runner could not know which outputs would be asked for when it
+signed. A job without a plan for its current challenge and spec draws with fresh randomness at
+ingestion, as before. The request goes to the target's queue as
 `runners.reveal`; the runner answers, signed, with the raw outputs (safetensors bytes). For each
 one `reveal_receive` checks its digest against the commitment, recomputes the float64 reference
 from the job's challenge with the runners' own catalog (runners/revealed.py), judges the output
@@ -22,6 +29,8 @@ The job waits in `running` (its document stored, progress 1.0) until the reveal 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import secrets
@@ -36,7 +45,16 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.audit.services import audit_record
-from apps.runs.models import ErrorClass, Job, JobState, OutputReveal, ResultDocument, RevealState
+from apps.runs.models import (
+    ErrorClass,
+    Job,
+    JobState,
+    OutputReveal,
+    ResultDocument,
+    RevealPlan,
+    RevealPlanState,
+    RevealState,
+)
 from runners.commitment import (
     REVEAL_MAX_BYTES,
     RevealError,
@@ -48,6 +66,7 @@ from runners.commitment import (
     reveal_unpack,
 )
 from runners.spec import attempt_tag
+from runners.suites import COMMITTING_SUITES
 
 logger = logging.getLogger(__name__)
 SHOWN = 5
@@ -176,6 +195,178 @@ def _answer_window(job: Job) -> timedelta:
     return timedelta(seconds=settings.REVEAL_ANSWER_S + sum(SUITE_TIME_LIMITS.get(s, 0) for s in ahead))
 
 
+# The outputs whose references the platform computes ahead, per sampled output: the draw's `size`
+# outputs in the key's order plus as many spares, for outputs the runner does not commit (a case its
+# device declares unsupported); an output past the predicted ones is judged on a reference computed
+# when the reveal arrives (recorded as "inline").
+PREDICTED_PER_SAMPLE = 2
+
+
+def _spec_digest(spec: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _sample_rank(sample_key: str, output_id: str) -> bytes:
+    """The output's place in the draw: HMAC-SHA256 under the plan's secret key (a pseudorandom
+    permutation of every possible output id, fixed before the runner commits, unknown to it)."""
+    return hmac.new(bytes.fromhex(sample_key), output_id.encode(), hashlib.sha256).digest()
+
+
+def _current_plan(job: Job) -> RevealPlan | None:
+    """The job's reveal plan when it was drawn for the job's current challenge and spec, else None."""
+    plan = RevealPlan.objects.filter(job_id=job.pk).first()
+    if plan is None or plan.challenge != job.challenge or plan.spec_sha256 != _spec_digest(job.spec):
+        return None
+    if str(job.spec.get("challenge")) != job.challenge:
+        return None
+    return plan
+
+
+def reveal_plan_draw(*, job: Job) -> RevealPlan | None:
+    """At dispatch: draw the job's secret sample key for its current challenge and list the reference
+    keys it predicts will be drawn (runners.revealed.planned_output_ids, in the key's order, within the
+    level's recomputation budget). Replaces the plan of an earlier attempt; None when the job's level
+    draws no reveal. Nothing drawn here goes into the job's spec."""
+    from apps.runs.services.programs import program_reveal_policy
+    from runners.revealed import RevealContext, judgeable, planned_output_ids, reference_cost
+
+    policy = program_reveal_policy(program=job.campaign.program, level=job.campaign.level)
+    if policy.size <= 0 or policy.rule != "uniform" or job.suite not in COMMITTING_SUITES:
+        RevealPlan.objects.filter(job_id=job.pk).delete()
+        return None
+    sample_key = secrets.token_hex(32)
+    stale = RevealPlan.objects.filter(job_id=job.pk).values_list("references", flat=True).first()
+    keys = planned_output_ids(job.spec, job.suite)
+    if job.suite == "conformance":
+        context = RevealContext({}, job.spec)
+        predicted: list[str] = []
+        spend = policy.budget_elements
+        for output_id in sorted(keys, key=lambda i: _sample_rank(sample_key, i)):
+            if len(predicted) == policy.size * PREDICTED_PER_SAMPLE:
+                break
+            cost = reference_cost(context, output_id)
+            if judgeable(context, output_id) is None and cost <= spend:
+                predicted.append(output_id)
+                spend -= cost
+        keys = predicted
+    plan, _ = RevealPlan.objects.update_or_create(
+        job=job,
+        defaults={
+            "challenge": job.challenge,
+            "spec_sha256": _spec_digest(job.spec),
+            "sample_key": sample_key,
+            # Nothing predicted (a performance job: its outputs are named by the document): ready as is.
+            "state": RevealPlanState.PREPARING if keys else RevealPlanState.READY,
+            "predicted": keys,
+            "references": "",
+            "reference_numbers": {},
+            "problems": [],
+            "prepared_at": None if keys else timezone.now(),
+            "prepare_seconds": None,
+        },
+    )
+    if stale:  # the references of an earlier attempt
+        plan.references.storage.delete(stale)
+    return plan
+
+
+def reveal_prepare(*, job_id: int, challenge: str) -> str:
+    """The platform task run while the runner runs: compute the references of the plan's predicted
+    outputs from the job's spec and challenge (the same code judging runs inline) and store them.
+    Returns the plan's state, or "stale" when the plan is gone or was drawn for another attempt."""
+    from django.core.files.base import ContentFile
+    from safetensors.torch import save
+
+    from runners.revealed import NotJudgeable, RevealContext, reference_parts
+
+    started = time.perf_counter()
+    plan = (
+        RevealPlan.objects.select_related("job__model")
+        .filter(job_id=job_id, challenge=challenge, state=RevealPlanState.PREPARING)
+        .first()
+    )
+    if plan is None or _current_plan(plan.job) is None:
+        return "stale"
+    context = RevealContext({}, plan.job.spec, weights=_platform_weights(plan.job))
+    tensors: dict[str, Any] = {}
+    numbers: dict[str, dict[str, float]] = {}
+    problems: list[str] = []
+    state = RevealPlanState.READY
+    try:
+        with _reveal_threads():
+            for key in plan.predicted:
+                try:
+                    parts = reference_parts(context, key)
+                except NotJudgeable as exc:
+                    problems.append(f"{key}: {exc}")
+                    continue
+                for name, value in parts.items():
+                    if hasattr(value, "contiguous"):
+                        tensors[f"{key}#{name}"] = value.contiguous()
+                    else:
+                        numbers.setdefault(key, {})[name] = float(value)
+        blob = save(tensors) if tensors else b""
+    except Exception as exc:  # the references are then computed when the reveal arrives, as before
+        logger.exception("could not precompute the reveal references of job %s", job_id)
+        state, blob, numbers = RevealPlanState.FAILED, b"", {}
+        problems.append(f"precomputation failed: {type(exc).__name__}: {exc}"[:500])
+    # A file in the media storage (a row would carry megabytes through every read of the plan), under
+    # a random name: the references reveal the sample, so their name must not be guessable.
+    name = ""
+    if blob:
+        name = plan.references.storage.save(
+            f"reveal-plans/{secrets.token_hex(16)}.safetensors", ContentFile(blob)
+        )
+    if not RevealPlan.objects.filter(pk=plan.pk, challenge=challenge, state=RevealPlanState.PREPARING).update(
+        state=state,
+        references=name,
+        reference_numbers=numbers,
+        problems=problems[:200],
+        prepared_at=timezone.now(),
+        prepare_seconds=time.perf_counter() - started,
+    ):
+        if name:  # redrawn or prepared meanwhile: this work is unused
+            plan.references.storage.delete(name)
+        return "stale"
+    return state
+
+
+def reveal_prepare_dispatch(*, job: Job) -> None:
+    """Draw the job's reveal plan and start computing its references on the platform queue (called
+    when the job is sent to its runner; in the tests' in-process mode, computed at once)."""
+    plan = reveal_plan_draw(job=job)
+    if plan is None or plan.state != RevealPlanState.PREPARING:  # no reveal, or nothing to compute
+        return
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        reveal_prepare(job_id=job.pk, challenge=plan.challenge)
+        return
+    from apps.runs.dispatch import PLATFORM_QUEUE
+    from certification.celery import app
+
+    app.send_task("runs.reveal_prepare", args=[job.pk, plan.challenge], queue=PLATFORM_QUEUE)
+
+
+def _precomputed(job: Job) -> tuple[dict[str, dict[str, Any]], str]:
+    """The references the plan holds for the job's current attempt, by reference key, and the plan's
+    state at judging ("none" without a plan for this challenge and spec)."""
+    from safetensors.torch import load
+
+    plan = _current_plan(job)
+    if plan is None:
+        return {}, "none"
+    if plan.state != RevealPlanState.READY:
+        return {}, plan.state  # still preparing (the race) or failed: judged inline
+    parts: dict[str, dict[str, Any]] = {key: dict(values) for key, values in plan.reference_numbers.items()}
+    blob = b""
+    if plan.references:
+        with plan.references.open("rb") as handle:
+            blob = handle.read()
+    for name, tensor in (load(blob) if blob else {}).items():
+        key, _, part = name.rpartition("#")
+        parts.setdefault(key, {})[part] = tensor
+    return parts, plan.state
+
+
 def reveal_draw(
     *, stored: ResultDocument, document: dict[str, Any], job: Job, size: int, rule: str, budget: int
 ) -> OutputReveal:
@@ -208,10 +399,14 @@ def reveal_draw(
             excluded.append({"id": output_id, "reason": why})
         else:
             drawable.append((entry, cost))
-    chooser = secrets.SystemRandom()  # the draw happens after the commitment is stored, never before
+    plan = _current_plan(job)
+    if plan is not None:  # the key drawn at dispatch, which the runner never saw
+        order = sorted(drawable, key=lambda d: _sample_rank(plan.sample_key, str(d[0]["id"])))
+    else:  # no plan for this attempt: fresh randomness now, after the commitment is stored
+        order = secrets.SystemRandom().sample(drawable, len(drawable))
     requested: list[str] = []
     room, spend = REVEAL_MAX_BYTES, budget
-    for entry, cost in chooser.sample(drawable, len(drawable)):
+    for entry, cost in order:
         if len(requested) == size:
             break
         if output_bytes(entry) <= room and cost <= spend:
@@ -235,7 +430,12 @@ def reveal_draw(
     audit_record(
         action="evidence.reveal_requested",
         obj=job,
-        payload={"document": stored.sha256, "requested": len(requested), "committed": len(entries)},
+        payload={
+            "document": stored.sha256,
+            "requested": len(requested),
+            "committed": len(entries),
+            "order": "dispatch key" if plan is not None else "drawn at ingestion",
+        },
     )
     return reveal
 
@@ -299,8 +499,11 @@ def _platform_weights(job: Job) -> dict[str, str]:
 
 
 def _judge(reveal: OutputReveal, payload: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
-    """The server's verdict on each revealed output, and every contradiction found."""
-    from runners.revealed import NotJudgeable, RevealContext, judge_output
+    """The server's verdict on each revealed output, and every contradiction found. Each checked
+    output records whether its reference was the one precomputed while the runner ran or computed
+    now ("reference": "precomputed" | "inline"); the race (the document before the references) is
+    judged inline, never waited for."""
+    from runners.revealed import NotJudgeable, RevealContext, judge_output, reference_key
 
     if payload.get("error"):
         return [], [f"the runner could not reveal the sampled outputs: {str(payload['error'])[:300]}"]
@@ -312,6 +515,7 @@ def _judge(reveal: OutputReveal, payload: dict[str, Any]) -> tuple[list[dict[str
         document = json.loads(handle.read())
     committed = {str(e.get("id")): e for e in committed_outputs(document)}
     context = RevealContext(document, reveal.job.spec, weights=_platform_weights(reveal.job))
+    context.precomputed, plan_state = _precomputed(reveal.job)
     checked, findings = [], []
     extra = sorted(set(tensors) - set(reveal.requested))
     if extra:
@@ -342,6 +546,9 @@ def _judge(reveal: OutputReveal, payload: dict[str, Any]) -> tuple[list[dict[str
             # vendor's: shown beside the verdicts, not counted against the runner.
             entry.update(server_status=None, agrees=None, detail=f"not judged on the platform: {exc}")
         else:
+            entry["reference"] = context.used.get(reference_key(output_id), "inline")
+            if entry["reference"] == "inline" and plan_state != "none":
+                entry["reference_plan"] = plan_state
             if not entry["agrees"]:
                 findings.append(
                     f"{output_id}: the platform judges it {entry['server_status']}, the runner said "

@@ -1,0 +1,149 @@
+"""The reveal's plan, drawn when a job is dispatched (apps/runs/services/reveal.py): a secret key orders
+the outputs the platform will ask for, and the references of the predicted sample are computed while
+the runner runs. The key never reaches the runner; precomputed references judge exactly as references
+computed when the reveal arrives; a document that arrives before its references is judged inline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from apps.runs.models import OutputReveal, RevealPlan, RevealPlanState, RevealState
+from apps.runs.services.programs import PROGRAMS_DIR, program_load
+from apps.runs.services.reveal import (
+    _current_plan,
+    _platform_weights,
+    _precomputed,
+    _sample_rank,
+    reveal_plan_draw,
+    reveal_prepare,
+    reveal_prepare_dispatch,
+    reveal_request_build,
+)
+from runners.commitment import reveal_unpack
+from runners.revealed import RevealContext, judge_output, reference_parts
+from runners.worker import reveal_answer
+from tests.real_documents import campaign_from_runner, runner_documents
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def aia12(db):
+    program, _ = program_load(definition=json.loads(Path(PROGRAMS_DIR, "aia-1.2.json").read_text()))
+    return program
+
+
+def _revealed_tensors(reveal: OutputReveal) -> dict[str, torch.Tensor]:
+    """What the runner host revealed for this (settled) reveal, read again from its output store."""
+    real = runner_documents()
+    message = reveal_answer(reveal_request_build(reveal), identity=real.identity, root=real.output_root)
+    return reveal_unpack(json.loads(message["payload_json"]))
+
+
+def test_the_sample_key_is_in_no_message_the_runner_receives(cast, aia12):
+    campaign = campaign_from_runner(vendor=cast.vendor, program=aia12, evaluate=False, reveal=False)
+    for job in campaign.jobs.all():
+        plan = RevealPlan.objects.get(job=job)
+        spec = json.dumps(job.spec, sort_keys=True)  # the dispatch message: runners.execute's argument
+        assert plan.sample_key and plan.sample_key not in spec and "sample_key" not in spec
+        # Drawing the plan again (a new key, other predictions) leaves the dispatch message unchanged:
+        # it carries nothing about the sample.
+        again = reveal_plan_draw(job=job)
+        assert again is not None and again.sample_key != plan.sample_key
+        job.refresh_from_db()
+        assert json.dumps(job.spec, sort_keys=True) == spec
+        # The only message about the sample, the reveal request, exists once the commitment is stored
+        # and names the drawn outputs alone, never the key or the predicted order.
+        reveal = OutputReveal.objects.get(job=job)
+        request = json.dumps(reveal_request_build(reveal))
+        assert again.sample_key not in request and plan.sample_key not in request
+        assert set(reveal_request_build(reveal)) == {"reveal_id", "job_id", "attempt", "outputs", "max_bytes"}
+
+
+def test_the_sample_follows_the_secret_key_of_the_attempt(cast, aia12):
+    campaign = campaign_from_runner(vendor=cast.vendor, program=aia12, evaluate=False)
+    for reveal in OutputReveal.objects.filter(job__campaign=campaign).select_related("job"):
+        plan = RevealPlan.objects.get(job=reveal.job)
+        ranks = [_sample_rank(plan.sample_key, output_id) for output_id in reveal.requested]
+        assert reveal.requested and ranks == sorted(ranks), reveal.job.suite
+    conformance = OutputReveal.objects.get(job__campaign=campaign, job__suite="conformance")
+    plan = RevealPlan.objects.get(job=conformance.job)
+    # The outputs predicted before any commit are judged on their precomputed references, any other
+    # (past the predicted ones, when the runner did not commit some of them) inline.
+    for checked in conformance.checked:
+        assert checked["reference"] == ("precomputed" if checked["id"] in plan.predicted else "inline")
+    # A new attempt (a retried job's fresh challenge) leaves the old plan unused.
+    job = conformance.job
+    job.challenge = "0" * 64
+    assert _current_plan(job) is None
+
+
+def test_precomputed_references_judge_exactly_as_inline_ones(cast, aia12):
+    campaign = campaign_from_runner(vendor=cast.vendor, program=aia12, evaluate=False)
+    sources = set()
+    for reveal in OutputReveal.objects.filter(job__campaign=campaign).select_related("job", "document"):
+        assert reveal.state == RevealState.VERIFIED, reveal.findings
+        plan = RevealPlan.objects.get(job=reveal.job)
+        assert plan.state == RevealPlanState.READY, plan.problems
+        precomputed, state = _precomputed(reveal.job)
+        assert state == RevealPlanState.READY
+        # Every stored reference is the one computed now from the spec and challenge, bit for bit.
+        fresh_context = RevealContext({}, reveal.job.spec, weights=_platform_weights(reveal.job))
+        for key, parts in precomputed.items():
+            fresh = reference_parts(fresh_context, key)
+            assert set(fresh) == set(parts), key
+            for name, value in fresh.items():
+                if isinstance(value, torch.Tensor):
+                    assert value.dtype == parts[name].dtype and torch.equal(value, parts[name]), key
+                else:
+                    assert value == parts[name], key
+        # Every revealed output's verdict is the same judged on either.
+        with reveal.document.content.open("rb") as handle:
+            document = json.loads(handle.read())
+        tensors = _revealed_tensors(reveal)
+        weights = _platform_weights(reveal.job)
+        ahead = RevealContext(document, reveal.job.spec, weights=weights)
+        ahead.precomputed = precomputed
+        now = RevealContext(document, reveal.job.spec, weights=weights)
+        for output_id in reveal.requested:
+            assert judge_output(ahead, output_id, tensors[output_id]) == judge_output(
+                now, output_id, tensors[output_id]
+            ), output_id
+        assert set(now.used.values()) <= {"inline"}
+        sources |= {(reveal.job.suite, c["reference"]) for c in reveal.checked}
+    # The platform judged the conformance, model and serving samples on precomputed references; a
+    # performance output is named by the document's measurement, so it is recomputed on arrival.
+    assert {("conformance", "precomputed"), ("model", "precomputed"), ("serving", "precomputed")} <= sources
+    assert ("performance", "inline") in sources and ("performance", "precomputed") not in sources
+
+
+def test_a_document_that_arrives_before_its_references_is_judged_inline(cast, aia12):
+    campaign = campaign_from_runner(vendor=cast.vendor, program=aia12, evaluate=False, precompute=False)
+    for reveal in OutputReveal.objects.filter(job__campaign=campaign).select_related("job"):
+        assert reveal.state == RevealState.VERIFIED, reveal.findings
+        assert all(c["agrees"] and c["reference"] == "inline" for c in reveal.checked)
+        # A performance plan predicts nothing (its outputs are named by the document): ready at once.
+        waited = RevealPlanState.READY if reveal.job.suite == "performance" else RevealPlanState.PREPARING
+        assert all(c["reference_plan"] == waited for c in reveal.checked), reveal.job.suite
+    # The late task still finishes (its work unused), and one for another attempt changes nothing.
+    job = campaign.jobs.get(suite="conformance")
+    plan = RevealPlan.objects.get(job=job)
+    assert reveal_prepare(job_id=job.pk, challenge="f" * 64) == "stale"
+    assert reveal_prepare(job_id=job.pk, challenge=plan.challenge) == RevealPlanState.READY
+    assert reveal_prepare(job_id=job.pk, challenge=plan.challenge) == "stale"  # done once
+
+
+def test_dispatching_a_job_draws_its_plan_and_prepares_it(cast, aia12):
+    campaign = campaign_from_runner(
+        vendor=cast.vendor, program=aia12, evaluate=False, reveal=False, precompute=False
+    )
+    job = campaign.jobs.get(suite="conformance")
+    before = RevealPlan.objects.get(job=job)
+    reveal_prepare_dispatch(job=job)  # the tests' in-process mode computes the references at once
+    after = RevealPlan.objects.get(job=job)
+    assert after.sample_key != before.sample_key and after.state == RevealPlanState.READY
+    assert after.predicted and after.references
