@@ -152,7 +152,8 @@ class CertificateViewSet(viewsets.ReadOnlyModelViewSet):
         return response
 
     @extend_schema(responses=CertificateStatusChangeSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    # The whole history, unpaginated and unfiltered (the schema said paginated and filterable).
+    @action(detail=True, methods=["get"], pagination_class=None, filter_backends=[])
     def history(self, request: Request, serial: str | None = None) -> Response:
         """Each change of the certificate's status, oldest first, from the tamper-evident audit log."""
         changes = selectors.certificate_status_history(certificate=self.get_object())
