@@ -13,6 +13,8 @@ username that already belongs elsewhere or with another role, is refused and not
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -49,7 +51,9 @@ class Command(BaseCommand):
             + ", ".join(f"{kind}: {'/'.join(sorted(roles))}" for kind, roles in ROLES_BY_KIND.items()),
         )
 
-    def handle(self, *args, kind: str, slug: str, name: str, country: str, member: list[str], **options):
+    def handle(
+        self, *args: Any, kind: str, slug: str, name: str, country: str, member: list[str], **options: Any
+    ) -> None:
         members = [_member(text) for text in member]
         try:
             with transaction.atomic():
