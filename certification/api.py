@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import ProtectedError
 from django.http import Http404
 from rest_framework import exceptions, parsers, serializers, status
-from rest_framework.pagination import PageNumberPagination
+from rest_framework.pagination import CursorPagination, PageNumberPagination
 from rest_framework.settings import api_settings
 
 from certification.json_limits import (
@@ -95,6 +95,63 @@ class BoundedJSONField(serializers.JSONField):
 class Pagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 500
+
+
+class KeysetPagination(CursorPagination):
+    """Keyset pages in the list's ordering (OrderingFilter's, else the view's): each page continues after
+    the last row of the previous one (WHERE on the ordering column, LIMIT, no OFFSET, no COUNT), so a
+    deep page costs what the first one does. An empty `cursor` is the first page."""
+
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+    def decode_cursor(self, request):
+        if request.query_params.get(self.cursor_query_param) == "":
+            return None
+        return super().decode_cursor(request)
+
+
+class PageOrCursorPagination(Pagination):
+    """Page numbers (`page`, with `count`) by default; keyset pages (`cursor`, KeysetPagination) as soon as
+    the query names `cursor`, even empty: `?cursor=` is the first page, then follow `next`."""
+
+    cursor_query_param = KeysetPagination.cursor_query_param
+    _keyset: KeysetPagination | None = None
+
+    def paginate_queryset(self, queryset, request, view=None):
+        if self.cursor_query_param in request.query_params:
+            self._keyset = KeysetPagination()
+            return self._keyset.paginate_queryset(queryset, request, view)
+        self._keyset = None
+        return super().paginate_queryset(queryset, request, view)
+
+    def get_paginated_response(self, data):
+        if self._keyset is not None:
+            return self._keyset.get_paginated_response(data)
+        return super().get_paginated_response(data)
+
+    def get_paginated_response_schema(self, schema):
+        paged = super().get_paginated_response_schema(schema)
+        paged["required"] = ["results"]
+        paged["properties"]["count"]["description"] = (
+            "The number of rows (page numbers only, not with `cursor`)"
+        )
+        return paged
+
+    def get_schema_operation_parameters(self, view):
+        return [
+            *super().get_schema_operation_parameters(view),
+            {
+                "name": self.cursor_query_param,
+                "required": False,
+                "in": "query",
+                "description": (
+                    "Keyset pagination instead of page numbers: empty for the first page, then the value "
+                    "in `next` or `previous` (no `count`; a deep page costs what the first one does)."
+                ),
+                "schema": {"type": "string"},
+            },
+        ]
 
 
 def _flatten(detail) -> str:

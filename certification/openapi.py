@@ -47,7 +47,7 @@ DESCRIPTIONS = {
     "401": "No or invalid credentials.",
     "403": "Authenticated, but this role may not do it.",
     "404": "No such object, or not one of your organization's.",
-    "404-page": "No such page: `page` is past the last page or not a positive integer.",
+    "404-page": "No such page: `page` past the last page or not a positive integer, or a `cursor` not given by this list.",
     "406": "None of the Accept header's media types can be served.",
     "409": "The object's state forbids it (or a repeated Idempotency-Key with another body).",
     "412": "If-Match names a representation that is no longer current.",
