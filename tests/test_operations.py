@@ -106,3 +106,30 @@ def test_metrics_are_refused_through_a_proxy_and_need_the_token_when_one_is_set(
     assert client.get("/metrics").status_code == 403
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token").status_code == 200
+
+
+def test_metrics_expose_runner_last_seen_age_and_certificates_by_status(client, cast, programs):
+    from apps.certificates.models import Certificate
+    from apps.registry.models import Runner
+    from tests.factories import ChipFactory, RunnerFactory
+    from tests.procurement.evidence import certify
+
+    seen = RunnerFactory(name="seen-runner")
+    Runner.objects.filter(pk=seen.pk).update(last_heartbeat_at=timezone.now() - timedelta(minutes=5))
+    RunnerFactory(name="silent-runner")  # never heard from: no age to report
+    made = [
+        certify(vendor=cast.vendor, program=programs, chip=ChipFactory(vendor=cast.vendor, sku=f"MET-{i}"))
+        for i in range(3)
+    ]
+    Certificate.objects.filter(pk=made[0].pk).update(status="suspended")
+    text = client.get("/metrics").content.decode()
+    rows = {
+        line.rpartition(" ")[0]: float(line.rpartition(" ")[2])
+        for line in text.splitlines()
+        if line[:1] != "#"
+    }
+    assert 290 < rows['certification_runner_last_seen_age_seconds{runner="seen-runner"}'] < 400
+    assert not any('runner="silent-runner"' in name for name in rows)
+    assert rows['certification_certificates{status="active"}'] == 2
+    assert rows['certification_certificates{status="suspended"}'] == 1
+    assert "certification_spot_check_seconds_bucket" in text
