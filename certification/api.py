@@ -7,6 +7,7 @@ Every error answers RFC 9457 problem details (certification/problems.py): `type`
 from __future__ import annotations
 
 import codecs
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, RequestDataTooBig
@@ -15,7 +16,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import ProtectedError
 from django.http import Http404
 from rest_framework import exceptions, parsers, serializers, status
-from rest_framework.pagination import CursorPagination, PageNumberPagination
+from rest_framework.pagination import Cursor, CursorPagination, PageNumberPagination
 from rest_framework.settings import api_settings
 
 from certification.json_limits import (
@@ -28,6 +29,14 @@ from certification.json_limits import (
     nul_path,
 )
 from certification.problems import problem_body, problem_content_type
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from django.db.models import QuerySet
+    from rest_framework.request import Request
+    from rest_framework.response import Response
+    from rest_framework.views import APIView
 
 NON_FIELD_ERRORS_KEY = api_settings.NON_FIELD_ERRORS_KEY
 
@@ -105,7 +114,7 @@ class KeysetPagination(CursorPagination):
     page_size_query_param = "page_size"
     max_page_size = 500
 
-    def decode_cursor(self, request):
+    def decode_cursor(self, request: Request) -> Cursor | None:
         if request.query_params.get(self.cursor_query_param) == "":
             return None
         return super().decode_cursor(request)
@@ -118,19 +127,21 @@ class PageOrCursorPagination(Pagination):
     cursor_query_param = KeysetPagination.cursor_query_param
     _keyset: KeysetPagination | None = None
 
-    def paginate_queryset(self, queryset, request, view=None):
+    def paginate_queryset(
+        self, queryset: QuerySet[Any, Any] | Sequence[Any], request: Request, view: APIView | None = None
+    ) -> list[Any] | None:
         if self.cursor_query_param in request.query_params:
             self._keyset = KeysetPagination()
             return self._keyset.paginate_queryset(queryset, request, view)
         self._keyset = None
         return super().paginate_queryset(queryset, request, view)
 
-    def get_paginated_response(self, data):
+    def get_paginated_response(self, data: Any) -> Response:
         if self._keyset is not None:
             return self._keyset.get_paginated_response(data)
         return super().get_paginated_response(data)
 
-    def get_paginated_response_schema(self, schema):
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
         paged = super().get_paginated_response_schema(schema)
         paged["required"] = ["results"]
         paged["properties"]["count"]["description"] = (
@@ -138,7 +149,7 @@ class PageOrCursorPagination(Pagination):
         )
         return paged
 
-    def get_schema_operation_parameters(self, view):
+    def get_schema_operation_parameters(self, view: APIView) -> list[dict[str, Any]]:
         return [
             *super().get_schema_operation_parameters(view),
             {
