@@ -68,6 +68,19 @@ def test_readyz_is_503_without_a_program(client, db):
     assert response.status_code == 503 and "programs" in response.json()["failed"]
 
 
+def test_readyz_is_503_naming_a_migration_not_applied(client, programs):
+    from django.db import connection
+
+    with connection.cursor() as cursor:  # as if the newest registry migration had not run (rolled back)
+        cursor.execute(
+            "DELETE FROM django_migrations WHERE app = 'registry' AND name = "
+            "(SELECT max(name) FROM django_migrations WHERE app = 'registry')"
+        )
+    response = client.get("/readyz")
+    assert response.status_code == 503 and "migrations" in response.json()["failed"]
+    assert "1 migrations not applied (registry." in response.json()["checks"]["migrations"]["detail"]
+
+
 def _queued_job(cast, programs, queued_minutes_ago: int):
     from apps.runs.models import Campaign, CampaignState, Job, JobState
     from tests.factories import ChipFactory, HardwareTargetFactory
