@@ -54,6 +54,22 @@ def test_following_the_cursor_gives_every_row_once_in_the_pages_order(client, se
     assert sorted(rows) == sorted(serials) and pages == 3
 
 
+@pytest.mark.parametrize("ordering", [None, "issued_at", "valid_until"])
+def test_rows_that_tie_on_the_ordered_column_are_neither_repeated_nor_skipped(client, serials, ordering):
+    same = Certificate.objects.order_by("pk").first()
+    Certificate.objects.update(issued_at=same.issued_at, valid_until=same.valid_until)
+    query = {} if ordering is None else {"ordering": ordering}
+    by_page = client.get("/api/v1/certificates/", {"page_size": 500, **query}).json()
+    rows, pages = walk(client, **query)
+    assert rows == [row["serial"] for row in by_page["results"]] and sorted(rows) == sorted(serials)
+    uncached = {"cursor": "", "page_size": 2, "miss": "1", **query}  # a URL walk() did not read (cache)
+    first = client.get("/api/v1/certificates/", uncached).json()
+    with CaptureQueriesContext(connection) as captured:
+        client.get(first["next"])
+    listed = [q["sql"] for q in captured if 'FROM "certificates_certificate"' in q["sql"]]
+    assert listed and not any("OFFSET" in sql for sql in listed), listed  # a keyset among ties too
+
+
 def test_a_deep_cursor_page_reads_after_the_last_row_without_offset_or_count(client, serials):
     first = client.get("/api/v1/certificates/", {"cursor": "", "page_size": 2, "ordering": "serial"}).json()
     with CaptureQueriesContext(connection) as captured:
