@@ -6,17 +6,23 @@ Every error answers RFC 9457 problem details (certification/problems.py): `type`
 
 from __future__ import annotations
 
+import base64
 import codecs
+import json
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, RequestDataTooBig
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import ProtectedError
+from django.db.models import ProtectedError, Q, QuerySet
 from django.http import Http404
 from rest_framework import exceptions, parsers, serializers, status
-from rest_framework.pagination import PageNumberPagination
+from rest_framework.filters import OrderingFilter
+from rest_framework.pagination import BasePagination, PageNumberPagination
+from rest_framework.response import Response
 from rest_framework.settings import api_settings
+from rest_framework.utils.urls import replace_query_param
 
 from certification.json_limits import (
     MAX_DEPTH,
@@ -28,6 +34,12 @@ from certification.json_limits import (
     nul_path,
 )
 from certification.problems import problem_body, problem_content_type
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
 
 NON_FIELD_ERRORS_KEY = api_settings.NON_FIELD_ERRORS_KEY
 
@@ -95,6 +107,140 @@ class BoundedJSONField(serializers.JSONField):
 class Pagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 500
+
+
+class KeysetPagination(BasePagination):
+    """Keyset pages, forward: each page continues after the previous page's last row, compared on every
+    column of the list's ordering (OrderingFilter's, else the view's) plus `id` as the tie-breaker, so
+    rows that tie on the ordered column are neither repeated nor skipped (DRF's CursorPagination
+    falls back to an OFFSET, capped at 1,000, among ties). No OFFSET and no COUNT: a deep page costs
+    what the first one does, with an index on the ordering. The cursor is opaque (base64 of the last
+    row's ordering values); an empty `cursor` is the first page, a forged one a 404."""
+
+    cursor_query_param = "cursor"
+    page_size_query_param = "page_size"
+    max_page_size = 500
+    invalid_cursor_message = "Invalid cursor."
+
+    def _ordering(self, request: Request, queryset: QuerySet[Any, Any], view: APIView | None) -> list[str]:
+        ordering: list[str] = []
+        for backend in getattr(view, "filter_backends", []):
+            if issubclass(backend, OrderingFilter):
+                ordering = list(backend().get_ordering(request, queryset, view) or [])
+        ordering = ordering or list(getattr(view, "ordering", None) or [])
+        if not {"id", "-id", "pk", "-pk"} & set(ordering):
+            ordering.append("id")
+        if any("__" in field for field in ordering):
+            raise ValueError("keyset ordering on related fields is not supported")
+        return ordering
+
+    def _page_size(self, request: Request) -> int:
+        try:
+            size = int(request.query_params.get(self.page_size_query_param, ""))
+        except ValueError:
+            size = 0
+        return min(size, self.max_page_size) if size > 0 else int(api_settings.PAGE_SIZE or 50)
+
+    def _after(self, ordering: list[str], values: list[Any]) -> Q:
+        """Rows after `values` in `ordering`: (a > x) or (a = x and b > y) or ..., per column direction."""
+        after = Q(pk__in=[])
+        for depth, field in enumerate(ordering):
+            name = field.lstrip("-")
+            step = Q(**{f"{name}__{'lt' if field.startswith('-') else 'gt'}": values[depth]})
+            for earlier, value in zip(ordering[:depth], values[:depth], strict=True):
+                step &= Q(**{earlier.lstrip("-"): value})
+            after |= step
+        return after
+
+    def paginate_queryset(
+        self, queryset: QuerySet[Any, Any] | Sequence[Any], request: Request, view: APIView | None = None
+    ) -> list[Any] | None:
+        assert isinstance(queryset, QuerySet), "keyset pages need a queryset"
+        self.request = request
+        self.ordering = self._ordering(request, queryset, view)
+        self.page_size = self._page_size(request)
+        queryset = queryset.order_by(*self.ordering)
+        encoded = request.query_params.get(self.cursor_query_param) or ""
+        if encoded:
+            try:
+                values = json.loads(base64.urlsafe_b64decode(encoded.encode("ascii")))
+            except (ValueError, UnicodeError):
+                raise exceptions.NotFound(self.invalid_cursor_message) from None
+            if (
+                not isinstance(values, list)
+                or len(values) != len(self.ordering)
+                or not all(isinstance(value, str | int | float) for value in values)
+            ):
+                raise exceptions.NotFound(self.invalid_cursor_message)
+        try:
+            if encoded:
+                queryset = queryset.filter(self._after(self.ordering, values))
+            rows = list(queryset[: self.page_size + 1])
+        except (ValueError, TypeError, DjangoValidationError):  # a value its column cannot hold
+            raise exceptions.NotFound(self.invalid_cursor_message) from None
+        self.has_next = len(rows) > self.page_size
+        self.page = rows[: self.page_size]
+        return self.page
+
+    def _next_link(self) -> str | None:
+        if not self.has_next or not self.page:
+            return None
+        last = self.page[-1]
+        values = []
+        for field in self.ordering:
+            value = getattr(last, "pk" if field.lstrip("-") == "pk" else field.lstrip("-"))
+            values.append(value.isoformat() if hasattr(value, "isoformat") else value)
+        cursor = base64.urlsafe_b64encode(json.dumps(values, separators=(",", ":")).encode()).decode("ascii")
+        return replace_query_param(self.request.build_absolute_uri(), self.cursor_query_param, cursor)
+
+    def get_paginated_response(self, data: Any) -> Response:
+        return Response({"next": self._next_link(), "previous": None, "results": data})
+
+
+class PageOrCursorPagination(Pagination):
+    """Page numbers (`page`, with `count`) by default; keyset pages (`cursor`, KeysetPagination) as soon as
+    the query names `cursor`, even empty: `?cursor=` is the first page, then follow `next`."""
+
+    cursor_query_param = KeysetPagination.cursor_query_param
+    _keyset: KeysetPagination | None = None
+
+    def paginate_queryset(
+        self, queryset: QuerySet[Any, Any] | Sequence[Any], request: Request, view: APIView | None = None
+    ) -> list[Any] | None:
+        if self.cursor_query_param in request.query_params:
+            self._keyset = KeysetPagination()
+            return self._keyset.paginate_queryset(queryset, request, view)
+        self._keyset = None
+        return super().paginate_queryset(queryset, request, view)
+
+    def get_paginated_response(self, data: Any) -> Response:
+        if self._keyset is not None:
+            return self._keyset.get_paginated_response(data)
+        return super().get_paginated_response(data)
+
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        paged = super().get_paginated_response_schema(schema)
+        paged["required"] = ["results"]
+        paged["properties"]["count"]["description"] = (
+            "The number of rows (page numbers only, not with `cursor`)"
+        )
+        return paged
+
+    def get_schema_operation_parameters(self, view: APIView) -> list[dict[str, Any]]:
+        return [
+            *super().get_schema_operation_parameters(view),
+            {
+                "name": self.cursor_query_param,
+                "required": False,
+                "in": "query",
+                "description": (
+                    "Keyset pagination instead of page numbers: empty for the first page, then follow "
+                    "`next` (forward only: `previous` is null; no `count`; a deep page costs what the "
+                    "first one does)."
+                ),
+                "schema": {"type": "string"},
+            },
+        ]
 
 
 def _flatten(detail) -> str:

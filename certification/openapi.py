@@ -47,6 +47,7 @@ DESCRIPTIONS = {
     "401": "No or invalid credentials.",
     "403": "Authenticated, but this role may not do it.",
     "404": "No such object, or not one of your organization's.",
+    "404-page": "No such page: `page` past the last page or not a positive integer, or a `cursor` not given by this list.",
     "406": "None of the Accept header's media types can be served.",
     "409": "The object's state forbids it (or a repeated Idempotency-Key with another body).",
     "412": "If-Match names a representation that is no longer current.",
@@ -93,16 +94,22 @@ def errors_and_tags(result: dict[str, Any], generator: Any, request: Any, public
                 codes |= {"401", "403"}
             if "{" in path:
                 codes.add("404")
+            paginated = any(
+                p.get("in") == "query" and p.get("name") == "page" for p in operation.get("parameters", [])
+            )
+            if paginated:
+                codes.add("404")
             if method in WRITE_METHODS:
                 codes |= {"409", "413", "415"}
             if method in {"put", "patch", "delete"}:
                 codes.add("412")
             responses = operation.setdefault("responses", {})
             for code in sorted(codes):
+                described = "404-page" if code == "404" and paginated and "{" not in path else code
                 responses.setdefault(
                     code,
                     {
-                        "description": DESCRIPTIONS[code],
+                        "description": DESCRIPTIONS[described],
                         "content": {media: {"schema": reference} for media in ERROR_MEDIA_TYPES},
                     },
                 )

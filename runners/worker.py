@@ -42,6 +42,7 @@ from celery import Celery, Task, signals
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.utils.log import get_task_logger
 
+from runners import metrics
 from runners.artifacts import ArtifactUnavailable, localize_models
 from runners.canonical import canonical_json
 from runners.fingerprint_check import fingerprint_mismatches
@@ -49,6 +50,7 @@ from runners.signing import RunnerIdentity
 from runners.spec import attempt_tag
 
 logger = get_task_logger(__name__)
+metrics.configure()  # before anything imports prometheus_client (RUNNER_METRICS_PORT; runners/metrics.py)
 PLATFORM_QUEUE = os.environ.get("PLATFORM_QUEUE", "platform")
 HEARTBEAT_SECONDS = float(os.environ.get("RUNNER_HEARTBEAT_SECONDS", "30"))
 PROGRESS_MIN_INTERVAL_S = 1.0
@@ -299,6 +301,7 @@ class ExecuteTask(Task):
         the job's process being gone): report it signed, naming the attempt's challenge."""
         spec = args[0] if args and isinstance(args[0], dict) else {}
         timed_out = isinstance(exc, TimeLimitExceeded)
+        metrics.job_finished("error", None)
         try:
             _send(
                 "runs.job_failed",
@@ -324,10 +327,14 @@ class ExecuteTask(Task):
 def execute(self: Task, spec: dict[str, Any]) -> dict[str, Any] | None:
     identity = RunnerIdentity.from_env()
     install_cancel_handler()
+    started = time.monotonic()
     try:
-        return run_job(spec, identity=identity, report=_send, cancelled=_cancel_requested.is_set)
+        envelope = run_job(spec, identity=identity, report=_send, cancelled=_cancel_requested.is_set)
     finally:
         _cancel_requested.clear()
+    # A raised job is counted by on_failure ("error"); None means a signed failure was reported.
+    metrics.job_finished("signed" if envelope is not None else "failed", time.monotonic() - started)
+    return envelope
 
 
 def _request_cancel(_signum: int, _frame: object) -> None:
@@ -386,6 +393,9 @@ def _heartbeat_loop(identity: RunnerIdentity, stop: threading.Event) -> None:
             )
         except Exception:  # a missed heartbeat is what the platform's health sweep is for
             logger.warning("heartbeat not sent", exc_info=True)
+            metrics.heartbeat(sent=False)
+        else:
+            metrics.heartbeat(sent=True)
         stop.wait(HEARTBEAT_SECONDS)
 
 
@@ -394,6 +404,9 @@ _heartbeat_stop = threading.Event()
 
 @signals.worker_ready.connect
 def _start_heartbeats(**_kwargs: Any) -> None:
+    served = metrics.serve()
+    if served is not None:
+        logger.info("runner metrics on port %s", served)
     identity = RunnerIdentity.from_env()
     threading.Thread(
         target=_heartbeat_loop, args=(identity, _heartbeat_stop), daemon=True, name="runner-heartbeat"

@@ -68,6 +68,19 @@ def test_readyz_is_503_without_a_program(client, db):
     assert response.status_code == 503 and "programs" in response.json()["failed"]
 
 
+def test_readyz_is_503_naming_a_migration_not_applied(client, programs):
+    from django.db import connection
+
+    with connection.cursor() as cursor:  # as if the newest registry migration had not run (rolled back)
+        cursor.execute(
+            "DELETE FROM django_migrations WHERE app = 'registry' AND name = "
+            "(SELECT max(name) FROM django_migrations WHERE app = 'registry')"
+        )
+    response = client.get("/readyz")
+    assert response.status_code == 503 and "migrations" in response.json()["failed"]
+    assert "1 migrations not applied (registry." in response.json()["checks"]["migrations"]["detail"]
+
+
 def _queued_job(cast, programs, queued_minutes_ago: int):
     from apps.runs.models import Campaign, CampaignState, Job, JobState
     from tests.factories import ChipFactory, HardwareTargetFactory
@@ -106,3 +119,30 @@ def test_metrics_are_refused_through_a_proxy_and_need_the_token_when_one_is_set(
     assert client.get("/metrics").status_code == 403
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token").status_code == 200
+
+
+def test_metrics_expose_runner_last_seen_age_and_certificates_by_status(client, cast, programs):
+    from apps.certificates.models import Certificate
+    from apps.registry.models import Runner
+    from tests.factories import ChipFactory, RunnerFactory
+    from tests.procurement.evidence import certify
+
+    seen = RunnerFactory(name="seen-runner")
+    Runner.objects.filter(pk=seen.pk).update(last_heartbeat_at=timezone.now() - timedelta(minutes=5))
+    RunnerFactory(name="silent-runner")  # never heard from: no age to report
+    made = [
+        certify(vendor=cast.vendor, program=programs, chip=ChipFactory(vendor=cast.vendor, sku=f"MET-{i}"))
+        for i in range(3)
+    ]
+    Certificate.objects.filter(pk=made[0].pk).update(status="suspended")
+    text = client.get("/metrics").content.decode()
+    rows = {
+        line.rpartition(" ")[0]: float(line.rpartition(" ")[2])
+        for line in text.splitlines()
+        if line[:1] != "#"
+    }
+    assert 290 < rows['certification_runner_last_seen_age_seconds{runner="seen-runner"}'] < 400
+    assert not any('runner="silent-runner"' in name for name in rows)
+    assert rows['certification_certificates{status="active"}'] == 2
+    assert rows['certification_certificates{status="suspended"}'] == 1
+    assert "certification_spot_check_seconds_bucket" in text

@@ -66,7 +66,7 @@ class CertificateListSerializer(serializers.ModelSerializer):
     target = serializers.CharField(source="subject_target_slug")
     backend = serializers.CharField(source="subject_backend")
     key_id = serializers.CharField(source="signing_key.key_id")
-    superseded_by = serializers.CharField(source="superseded_by.serial", default=None)
+    superseded_by = serializers.CharField(source="superseded_by.serial", default=None, allow_null=True)
 
     class Meta:
         model = Certificate

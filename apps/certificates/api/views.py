@@ -49,6 +49,7 @@ from apps.certificates.models import Certificate
 from apps.certificates.oscal import campaign_assessment_results
 from apps.certificates.public_reads import cached_public_response
 from apps.runs.models import Campaign
+from certification.api import PageOrCursorPagination
 from certification.problems import problem_response
 
 STATUS_ACTIONS = {"suspend", "reinstate", "revoke"}
@@ -85,6 +86,8 @@ class CertificateViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_class = CertificateFilter
     ordering_fields = ["issued_at", "valid_until", "serial"]
     ordering = ["-issued_at", "-id"]
+    # Deep pages by keyset (`?cursor=`), each ordering served by its index (Certificate.Meta.indexes).
+    pagination_class = PageOrCursorPagination
 
     def get_permissions(self):
         if self.action in STATUS_ACTIONS:
@@ -152,7 +155,8 @@ class CertificateViewSet(viewsets.ReadOnlyModelViewSet):
         return response
 
     @extend_schema(responses=CertificateStatusChangeSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    # The whole history, unpaginated and unfiltered (the schema said paginated and filterable).
+    @action(detail=True, methods=["get"], pagination_class=None, filter_backends=[])
     def history(self, request: Request, serial: str | None = None) -> Response:
         """Each change of the certificate's status, oldest first, from the tamper-evident audit log."""
         changes = selectors.certificate_status_history(certificate=self.get_object())
