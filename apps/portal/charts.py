@@ -265,10 +265,10 @@ def latency_svg(rows: list[LatencyRow], *, width: int = 760) -> SafeString:
     axis_label = _("milliseconds (log scale)")
     unstable = _("unstable")
     for exponent in range(lo, hi + 1):
-        x = sx(10.0**exponent)
+        tick_x = sx(10.0**exponent)
         parts.append(
-            f'<line x1="{x:.1f}" y1="{top_h - 4}" x2="{x:.1f}" y2="{bottom}" class="grid"/>'
-            f'<text x="{x:.1f}" y="{bottom + 14}" class="tick" text-anchor="middle">{_fmt(10.0**exponent)}</text>'
+            f'<line x1="{tick_x:.1f}" y1="{top_h - 4}" x2="{tick_x:.1f}" y2="{bottom}" class="grid"/>'
+            f'<text x="{tick_x:.1f}" y="{bottom + 14}" class="tick" text-anchor="middle">{_fmt(10.0**exponent)}</text>'
         )
     parts.append(
         f'<text x="{plot_x + plot_w / 2:.1f}" y="{bottom + 30}" class="axis-label" text-anchor="middle">'
@@ -363,10 +363,10 @@ def compare_svg(
         )
     bottom = y0 + len(groups) * group_h
     for tick in ticks:
-        x = label_w + plot_w * tick / top
+        tick_x = label_w + plot_w * tick / top
         parts.append(
-            f'<line x1="{x:.1f}" y1="{y0 - 4}" x2="{x:.1f}" y2="{bottom}" class="grid"/>'
-            f'<text x="{x:.1f}" y="{bottom + 14}" class="tick" text-anchor="middle">{_fmt(tick)}</text>'
+            f'<line x1="{tick_x:.1f}" y1="{y0 - 4}" x2="{tick_x:.1f}" y2="{bottom}" class="grid"/>'
+            f'<text x="{tick_x:.1f}" y="{bottom + 14}" class="tick" text-anchor="middle">{_fmt(tick)}</text>'
         )
     parts.append(
         f'<text x="{label_w + plot_w / 2:.1f}" y="{bottom + 32}" class="axis-label" text-anchor="middle">'

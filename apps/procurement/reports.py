@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 from html import escape
+from typing import Any
 
 from django.http import HttpResponse
 from django.utils.translation import gettext as _
@@ -135,10 +136,10 @@ def _bars_svg(*, title: str, unit: str, series: list[tuple[str, list[tuple[str, 
             f'<text x="{x + 16}" y="{legend_y}">{escape(legend)} ({escape(unit)})</text>'
         )
     for tick in ticks:
-        x = label_w + plot_w * tick / top
+        tick_x = label_w + plot_w * tick / top
         parts.append(
-            f'<line x1="{x:.1f}" y1="{y0 - 4}" x2="{x:.1f}" y2="{y0 + plot_h}" stroke="#dde2e8"/>'
-            f'<text x="{x:.1f}" y="{y0 + plot_h + 14}" text-anchor="middle" fill="#555">'
+            f'<line x1="{tick_x:.1f}" y1="{y0 - 4}" x2="{tick_x:.1f}" y2="{y0 + plot_h}" stroke="#dde2e8"/>'
+            f'<text x="{tick_x:.1f}" y="{y0 + plot_h + 14}" text-anchor="middle" fill="#555">'
             f"{plain_number(tick)}</text>"
         )
     parts.append(
@@ -169,7 +170,7 @@ def _bars_svg(*, title: str, unit: str, series: list[tuple[str, list[tuple[str, 
     return "".join(parts)
 
 
-def chart_rows(*, snapshot: dict) -> list[dict]:
+def chart_rows(*, snapshot: dict[str, Any]) -> list[dict[str, Any]]:
     """The figures both charts draw, as rows of the table printed beside them."""
     rows = []
     for row in [r for r in snapshot["rows"] if r["eligible"]][:CHART_LIMIT]:

@@ -95,7 +95,7 @@ def _check_peaks_plausible(chip: Chip) -> None:
         raise ValidationError({"declared_peak": problems})
 
 
-def _save(instance, *, unique_message: dict[str, str]) -> None:
+def _save(instance, *, unique_message: dict[str, Any]) -> None:
     instance.full_clean()
     try:
         with transaction.atomic():
