@@ -4,21 +4,22 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 from knox.models import AbstractAuthToken
 
 
 class OrganizationKind(models.TextChoices):
-    VENDOR = "vendor", "Vendor"
-    AUTHORITY = "authority", "Certification authority"
-    BUYER = "buyer", "Buyer"
+    VENDOR = "vendor", _("Vendor")
+    AUTHORITY = "authority", _("Certification authority")
+    BUYER = "buyer", _("Buyer")
 
 
 class Role(models.TextChoices):
-    VENDOR_ENGINEER = "vendor_engineer", "Vendor engineer"
-    VENDOR_ADMIN = "vendor_admin", "Vendor administrator"
-    REVIEWER = "reviewer", "Reviewer"
-    BUYER = "buyer", "Buyer"
-    PLATFORM_ADMIN = "platform_admin", "Platform administrator"
+    VENDOR_ENGINEER = "vendor_engineer", _("Vendor engineer")
+    VENDOR_ADMIN = "vendor_admin", _("Vendor administrator")
+    REVIEWER = "reviewer", _("Reviewer")
+    BUYER = "buyer", _("Buyer")
+    PLATFORM_ADMIN = "platform_admin", _("Platform administrator")
 
 
 # Which roles an organization of each kind may give its members.

@@ -374,9 +374,16 @@ def caching_verdict(*, item: dict[str, Any], thresholds: Thresholds) -> Integrit
         if low is not None and high is not None:
             separated = high < low
     failed = speedup > bound and separated
-    detail = (
-        f"repeat-input speed-up {speedup:.3f} (bound {bound:.2f}{'' if separated else ', intervals overlap'})"
-    )
+    if speedup <= bound:
+        why = f"within the bound {bound:.2f}: no sign of a result cache"
+    elif separated:
+        why = f"above the bound {bound:.2f} and the timing intervals are separated: a result cache"
+    else:
+        why = (
+            f"above the bound {bound:.2f}, but the fresh and repeated timing intervals overlap, so the "
+            "speed-up is within the noise: not counted as caching"
+        )
+    detail = f"repeat-input speed-up {speedup:.3f} (fresh / repeated median), {why}"
     return IntegrityVerdict("caching", not failed and item.get("verdict") != "fail", detail, item)
 
 

@@ -6,6 +6,8 @@ these guards only keep a role away from pages that are not for it (403).
 
 from __future__ import annotations
 
+from django.utils.translation import gettext as _
+
 # The portal's views import the shared guard from here.
 from apps.accounts.guards import is_authority as is_authority
 from apps.accounts.guards import is_vendor as is_vendor
@@ -28,11 +30,11 @@ def review_refusal(*, membership: Membership | None, user, campaign: Campaign, r
     """Why this user may not decide on the campaign now, or None if they may. Mirrors the services'
     checks so the page offers only the actions that would succeed; the services check again."""
     if not is_reviewer(membership):
-        return "Only reviewers of the certification authority decide on campaigns."
+        return _("Only reviewers of the certification authority decide on campaigns.")
     if membership.organization_id == campaign.vendor_id:
-        return "You may not review a campaign of your own organization."
+        return _("You may not review a campaign of your own organization.")
     if campaign.submitted_by_id is not None and campaign.submitted_by_id == user.pk:
-        return "You may not review a campaign you submitted."
+        return _("You may not review a campaign you submitted.")
     if not campaign_awaits_review(campaign):
         return f"The campaign is {campaign.get_state_display().lower()}, not awaiting review."
     if reviewed:

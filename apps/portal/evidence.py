@@ -191,7 +191,7 @@ def _roofline(
         )
         if flops and moved:
             points.append(
-                RooflinePoint(m.name, m.dtype, flops / moved, m.value, anomalous=above or m.unstable)
+                RooflinePoint(m.name, m.dtype, flops / moved, m.value, anomalous=above, unstable=m.unstable)
             )
             dtypes.add(m.dtype)
     roofs = [

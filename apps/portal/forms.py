@@ -21,7 +21,7 @@ class ReasonForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3}),
         max_length=REASON_MAX,
         strip=True,
-        help_text="Recorded in the audit log and shown to the vendor.",
+        help_text=_("Recorded in the audit log and shown to the vendor."),
     )
 
 

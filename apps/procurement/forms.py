@@ -11,6 +11,7 @@ from typing import Any
 
 from django import forms
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from apps.procurement.models import RequirementKind, ScoreMetric, default_currency
 from apps.procurement.requirements import DTYPES, ENERGY_METRICS, MODEL_METRICS, OPS, ORIGIN_FIELDS
@@ -23,31 +24,37 @@ def _choices(values) -> list[tuple[str, str]]:
 
 
 class TenderForm(forms.Form):
-    title = forms.CharField(max_length=200)
-    reference = forms.CharField(max_length=64)
-    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    title = forms.CharField(max_length=200, label=_("Title"))
+    reference = forms.CharField(max_length=64, label=_("Reference"))
+    description = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 2}), label=_("Description")
+    )
     deadline = forms.DateTimeField(widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
-    currency = forms.CharField(max_length=3, initial=default_currency)  # CNY in zh-hans
+    currency = forms.CharField(max_length=3, initial=default_currency, label=_("Currency"))  # CNY in zh-hans
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # A datetime-local value has no zone: Django reads it in the viewer's zone; say which.
-        self.fields["deadline"].label = f"Deadline ({timezone.get_current_timezone_name()})"
+        self.fields["deadline"].label = _("Deadline (%(zone)s)") % {
+            "zone": timezone.get_current_timezone_name()
+        }
 
 
 class RequirementRowForm(forms.Form):
-    kind = forms.ChoiceField(choices=BLANK + list(RequirementKind.choices), required=False)
-    program = forms.CharField(required=False, max_length=32)
-    level = forms.CharField(required=False, max_length=32)
-    dtype = forms.ChoiceField(choices=_choices(DTYPES), required=False)
-    model = forms.CharField(required=False, max_length=100)
-    metric = forms.ChoiceField(choices=_choices((*MODEL_METRICS, *ENERGY_METRICS)), required=False)
-    op = forms.ChoiceField(choices=_choices(OPS), required=False)
-    value = forms.FloatField(required=False)
-    bound = forms.FloatField(required=False, label="Bound (ms)")
-    field = forms.ChoiceField(choices=_choices(ORIGIN_FIELDS), required=False, label="Country of")
-    mode = forms.ChoiceField(choices=_choices(("in", "not_in")), required=False)
-    items = forms.CharField(required=False, max_length=300, label="Countries / classes / backends")
+    kind = forms.ChoiceField(choices=BLANK + list(RequirementKind.choices), required=False, label=_("Kind"))
+    program = forms.CharField(required=False, max_length=32, label=_("Program"))
+    level = forms.CharField(required=False, max_length=32, label=_("Level"))
+    dtype = forms.ChoiceField(choices=_choices(DTYPES), required=False, label=_("Dtype"))
+    model = forms.CharField(required=False, max_length=100, label=_("Model"))
+    metric = forms.ChoiceField(
+        choices=_choices((*MODEL_METRICS, *ENERGY_METRICS)), required=False, label=_("Metric")
+    )
+    op = forms.ChoiceField(choices=_choices(OPS), required=False, label=_("Op"))
+    value = forms.FloatField(required=False, label=_("Value / bound"))
+    bound = forms.FloatField(required=False, label=_("Bound (ms)"))
+    field = forms.ChoiceField(choices=_choices(ORIGIN_FIELDS), required=False, label=_("Country of"))
+    mode = forms.ChoiceField(choices=_choices(("in", "not_in")), required=False, label=_("Mode"))
+    items = forms.CharField(required=False, max_length=300, label=_("Countries / classes / backends"))
 
     def requirement(self) -> dict | None:
         """{kind, params} for the service, or None for an empty row."""
@@ -92,10 +99,10 @@ class RequirementRowForm(forms.Form):
 
 
 class ScoringRowForm(forms.Form):
-    metric = forms.ChoiceField(choices=BLANK + list(ScoreMetric.choices), required=False)
-    weight = forms.FloatField(required=False)
-    model = forms.CharField(required=False, max_length=100)
-    dtype = forms.ChoiceField(choices=_choices(DTYPES), required=False)
+    metric = forms.ChoiceField(choices=BLANK + list(ScoreMetric.choices), required=False, label=_("Metric"))
+    weight = forms.FloatField(required=False, label=_("Weight"))
+    model = forms.CharField(required=False, max_length=100, label=_("Model"))
+    dtype = forms.ChoiceField(choices=_choices(DTYPES), required=False, label=_("Dtype"))
 
     def item(self) -> dict | None:
         d = self.cleaned_data

@@ -10,45 +10,46 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import translation
+from django.utils.translation import gettext_lazy as _
 
 from apps.accounts.models import Organization
 
 
 class RequirementKind(models.TextChoices):
-    CERTIFICATE_LEVEL = "certificate_level", "Active certificate under a program at a level or above"
-    CONFORMANCE_DTYPE = "conformance_dtype", "Conformance passed for a dtype"
-    MODEL_PERFORMANCE = "model_performance", "Model meets a throughput or latency bound"
-    MEMORY_GIB = "memory_gib", "Memory (GiB)"
-    TDP_W = "tdp_w", "TDP (W)"
-    DOMESTIC_CONTENT_PCT = "domestic_content_pct", "Domestic content (%)"
-    ORIGIN_COUNTRY = "origin_country", "Fab or assembly country in a set"
-    EXPORT_CLASS = "export_class", "Export-control class in or not in a set"
-    BACKEND = "backend", "Backend in a set"
-    MEASURED_TFLOPS = "measured_tflops", "Certified GEMM TFLOP/s in a dtype at least"
-    SERVING_QPS = "serving_qps", "Certified MLPerf Server QPS of a model at a latency bound"
-    SERVING_TOKENS = "serving_tokens", "Certified Server tokens/s of a decoder at a TPOT bound"
+    CERTIFICATE_LEVEL = "certificate_level", _("Active certificate under a program at a level or above")
+    CONFORMANCE_DTYPE = "conformance_dtype", _("Conformance passed for a dtype")
+    MODEL_PERFORMANCE = "model_performance", _("Model meets a throughput or latency bound")
+    MEMORY_GIB = "memory_gib", _("Memory (GiB)")
+    TDP_W = "tdp_w", _("TDP (W)")
+    DOMESTIC_CONTENT_PCT = "domestic_content_pct", _("Domestic content (%)")
+    ORIGIN_COUNTRY = "origin_country", _("Fab or assembly country in a set")
+    EXPORT_CLASS = "export_class", _("Export-control class in or not in a set")
+    BACKEND = "backend", _("Backend in a set")
+    MEASURED_TFLOPS = "measured_tflops", _("Certified GEMM TFLOP/s in a dtype at least")
+    SERVING_QPS = "serving_qps", _("Certified MLPerf Server QPS of a model at a latency bound")
+    SERVING_TOKENS = "serving_tokens", _("Certified Server tokens/s of a decoder at a TPOT bound")
     SERVING_ENERGY = (
         "serving_energy",
-        "Certified serving energy of a model (J/query at most, or tokens/J at least)",
+        _("Certified serving energy of a model (J/query at most, or tokens/J at least)"),
     )
 
 
 class ScoreMetric(models.TextChoices):
     """Ranking figures; each is normalised by the best eligible value, so every term lies in [0, 1]."""
 
-    MEASURED_TFLOPS = "measured_tflops", "Best certified GEMM TFLOP/s"
-    TFLOPS_PER_WATT = "tflops_per_watt", "Certified GEMM TFLOP/s per watt (TDP)"
-    TFLOPS_PER_PRICE = "tflops_per_price", "Certified GEMM TFLOP/s per 1,000 units of list price"
-    TFLOPS_PER_GIB = "tflops_per_gib", "Certified GEMM TFLOP/s per GiB of memory"
-    MODEL_THROUGHPUT = "model_throughput", "Certified model throughput (items/s)"
-    MODEL_THROUGHPUT_PER_WATT = "model_throughput_per_watt", "Certified model throughput per watt"
+    MEASURED_TFLOPS = "measured_tflops", _("Best certified GEMM TFLOP/s")
+    TFLOPS_PER_WATT = "tflops_per_watt", _("Certified GEMM TFLOP/s per watt (TDP)")
+    TFLOPS_PER_PRICE = "tflops_per_price", _("Certified GEMM TFLOP/s per 1,000 units of list price")
+    TFLOPS_PER_GIB = "tflops_per_gib", _("Certified GEMM TFLOP/s per GiB of memory")
+    MODEL_THROUGHPUT = "model_throughput", _("Certified model throughput (items/s)")
+    MODEL_THROUGHPUT_PER_WATT = "model_throughput_per_watt", _("Certified model throughput per watt")
     MODEL_THROUGHPUT_PER_PRICE = (
         "model_throughput_per_price",
-        "Certified model throughput per 1,000 units of price",
+        _("Certified model throughput per 1,000 units of price"),
     )
-    MEMORY_GIB = "memory_gib", "Memory (GiB)"
-    SERVING_QPS = "serving_qps", "Certified MLPerf Server QPS of a model at its latency bound"
-    SERVING_TOKENS = "serving_tokens", "Certified Server tokens/s of a decoder"
+    MEMORY_GIB = "memory_gib", _("Memory (GiB)")
+    SERVING_QPS = "serving_qps", _("Certified MLPerf Server QPS of a model at its latency bound")
+    SERVING_TOKENS = "serving_tokens", _("Certified Server tokens/s of a decoder")
 
 
 def default_currency() -> str:

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import io
 from html import escape
+from typing import Any
 
 from django.http import HttpResponse
+from django.utils.translation import gettext as _
 
+from certification.numbers import nice_ticks, plain_number
 from certification.spreadsheet import csv_writer
 
 UTF8_BOM = "\ufeff"
@@ -95,36 +98,95 @@ def evaluation_csv(*, snapshot: dict) -> str:
 BAR_FILLS = {"declared": "#b8c4d6", "measured": "#1f5fa8", "ratio": "#2e7d32"}
 
 
+def _wrap(text: str, width: int) -> list[str]:
+    """At most two lines of `width` characters, broken at a space where possible; longer ends in "…"."""
+    if len(text) <= width:
+        return [text]
+    cut = text.rfind(" ", 0, width + 1)
+    cut = cut if cut > width // 2 else width
+    first, rest = text[:cut].rstrip(), text[cut:].lstrip()
+    return [first, rest if len(rest) <= width else rest[: width - 1] + "…"]
+
+
 def _bars_svg(*, title: str, unit: str, series: list[tuple[str, list[tuple[str, float | None, str]]]]) -> str:
-    """Horizontal grouped bars: series = [(label, [(legend, value, css class), ...]), ...]."""
+    """Horizontal grouped bars on one linear scale from 0 shared by every row, with a labelled axis in
+    `unit`, a legend of every bar colour, and room for the longest value: nothing is cut off.
+    series = [(row label, [(legend, value, css class), ...]), ...]."""
     values = [v for _, bars in series for _, v, _ in bars if v is not None]
-    top = max(values, default=0) or 1.0
-    label_w, plot_w, bar_h, gap = 260, 380, 12, 10
-    group_h = max(1, max((len(bars) for _, bars in series), default=1)) * bar_h + gap
-    height = 40 + len(series) * group_h + 30
+    ticks = nice_ticks(max(values, default=0) or 1.0)
+    top = ticks[-1]
+    label_w, plot_w, value_w, bar_h, gap = 250, 330, 120, 14, 14
+    width = label_w + plot_w + value_w
+    kinds = list(dict.fromkeys((legend, css) for _, bars in series for legend, _, css in bars))
+    legend_y = 36
+    y0 = legend_y + 18
+    group_h = max(2, max((len(bars) for _, bars in series), default=1)) * bar_h + gap
+    plot_h = max(1, len(series)) * group_h
+    height = y0 + plot_h + 40
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" viewBox="0 0 {label_w + plot_w + 90} {height}" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" viewBox="0 0 {width} {height}" '
         f'width="100%" aria-label="{escape(title)}" font-family="sans-serif" font-size="11" fill="#222">',
+        f"<title>{escape(title)}</title>",
         f'<text x="4" y="16" font-size="13" font-weight="bold">{escape(title)}</text>',
     ]
-    y = 34
+    for index, (legend, css) in enumerate(kinds):
+        x = label_w + index * 150
+        parts.append(
+            f'<rect x="{x}" y="{legend_y - 10}" width="12" height="12" fill="{BAR_FILLS[css]}"/>'
+            f'<text x="{x + 16}" y="{legend_y}">{escape(legend)} ({escape(unit)})</text>'
+        )
+    for tick in ticks:
+        tick_x = label_w + plot_w * tick / top
+        parts.append(
+            f'<line x1="{tick_x:.1f}" y1="{y0 - 4}" x2="{tick_x:.1f}" y2="{y0 + plot_h}" stroke="#dde2e8"/>'
+            f'<text x="{tick_x:.1f}" y="{y0 + plot_h + 14}" text-anchor="middle" fill="#555">'
+            f"{plain_number(tick)}</text>"
+        )
+    parts.append(
+        f'<text x="{label_w + plot_w / 2:.1f}" y="{y0 + plot_h + 32}" text-anchor="middle">{escape(unit)}</text>'
+    )
+    y = y0
     for label, bars in series:
-        parts.append(f'<text x="4" y="{y + bar_h}">{escape(label[:42])}</text>')
+        lines = _wrap(label, 40)
+        parts.append(f'<text x="4" y="{y + 11}"><title>{escape(label)}</title>')
+        parts += [
+            f'<tspan x="4" dy="{0 if n == 0 else 13}">{escape(line)}</tspan>' for n, line in enumerate(lines)
+        ]
+        parts.append("</text>")
         for index, (legend, value, css) in enumerate(bars):
             by = y + index * bar_h
-            width = 0 if value is None else max(1.0, plot_w * value / top)
-            text = "n/a" if value is None else f"{value:,.3g} {unit}"
+            length = 0 if value is None else max(1.0, plot_w * value / top)
+            text = _("n/a") if value is None else f"{plain_number(value)} {unit}"
             parts.append(
-                f'<rect class="{css}" fill="{BAR_FILLS[css]}" x="{label_w}" y="{by}" width="{width:.1f}" height="{bar_h - 2}">'
-                f"<title>{escape(legend)}: {escape(text)}</title></rect>"
-                f'<text x="{label_w + width + 4:.1f}" y="{by + bar_h - 3}">'
-                f"{escape(legend)} {escape(text)}</text>"
+                f'<rect class="{css}" fill="{BAR_FILLS[css]}" x="{label_w}" y="{by}" width="{length:.1f}" '
+                f'height="{bar_h - 3}"><title>{escape(legend)}: {escape(text)}</title></rect>'
+                f'<text x="{label_w + plot_w + 6}" y="{by + bar_h - 4}">{escape(text)}</text>'
             )
         y += group_h
     if not series:
-        parts.append(f'<text x="4" y="{y + 12}">No eligible chip to chart.</text>')
+        nothing = _("No eligible chip to chart.")
+        parts.append(f'<text x="4" y="{y0 + 12}">{escape(nothing)}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def chart_rows(*, snapshot: dict[str, Any]) -> list[dict[str, Any]]:
+    """The figures both charts draw, as rows of the table printed beside them."""
+    rows = []
+    for row in [r for r in snapshot["rows"] if r["eligible"]][:CHART_LIMIT]:
+        dtype, best = _best_gemm(row)
+        tdp = row.get("figures", {}).get("tdp_w")
+        rows.append(
+            {
+                "label": f"#{row['rank']} {row_label(row)}",
+                "dtype": dtype,
+                "declared": best and best["declared"],
+                "measured": best and best["measured"],
+                "per_watt": best["measured"] / tdp if best and tdp else None,
+                "tdp_w": tdp,
+            }
+        )
+    return rows
 
 
 def _best_gemm(row: dict) -> tuple[str | None, dict | None]:
@@ -143,19 +205,19 @@ def chart_measured_vs_declared(*, snapshot: dict) -> str:
             (
                 f"#{row['rank']} {row_label(row)}" + (f" {dtype}" if dtype else ""),
                 [
-                    ("declared", best and best["declared"], "declared"),
-                    ("measured", best and best["measured"], "measured"),
+                    (_("declared peak"), best and best["declared"], "declared"),
+                    (_("measured"), best and best["measured"], "measured"),
                 ],
             )
         )
-    return _bars_svg(title="Best certified GEMM: measured vs declared peak", unit="TFLOP/s", series=series)
+    return _bars_svg(title=_("Best certified GEMM: measured vs declared peak"), unit="TFLOP/s", series=series)
 
 
 def chart_perf_per_watt(*, snapshot: dict) -> str:
     series = []
     for row in [r for r in snapshot["rows"] if r["eligible"]][:CHART_LIMIT]:
-        _, best = _best_gemm(row)
+        _dtype, best = _best_gemm(row)
         tdp = row.get("figures", {}).get("tdp_w")
         value = best["measured"] / tdp if best and tdp else None
-        series.append((f"#{row['rank']} {row_label(row)}", [("measured per watt", value, "ratio")]))
-    return _bars_svg(title="Certified GEMM performance per watt (TDP)", unit="TFLOP/s/W", series=series)
+        series.append((f"#{row['rank']} {row_label(row)}", [(_("measured per watt"), value, "ratio")]))
+    return _bars_svg(title=_("Certified GEMM performance per watt (TDP)"), unit="TFLOP/s/W", series=series)

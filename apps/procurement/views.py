@@ -144,7 +144,13 @@ def _evaluation(request, pk: int):
 def evaluation_detail(request, pk: int):
     evaluation = _evaluation(request, pk)
     return render(
-        request, "procurement/evaluation_detail.html", {"evaluation": evaluation, "s": evaluation.snapshot}
+        request,
+        "procurement/evaluation_detail.html",
+        {
+            "evaluation": evaluation,
+            "s": evaluation.snapshot,
+            "chart_rows": reports.chart_rows(snapshot=evaluation.snapshot),
+        },
     )
 
 
@@ -156,7 +162,12 @@ def evaluation_report(request, pk: int):
     return render(
         request,
         "procurement/evaluation_report.html",
-        {"evaluation": evaluation, "s": evaluation.snapshot, "charts": charts},
+        {
+            "evaluation": evaluation,
+            "s": evaluation.snapshot,
+            "charts": charts,
+            "chart_rows": reports.chart_rows(snapshot=evaluation.snapshot),
+        },
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
 
 
 def architecture_check_weights(
@@ -24,14 +25,19 @@ def architecture_check_weights(
     try:
         expected, optional = expected_tensors(architecture, config)
     except UnknownArchitectureError:
-        raise ValidationError({"architecture": f"The runners do not implement {architecture!r}."}) from None
+        raise ValidationError(
+            {"architecture": _("The runners do not implement %(name)r.") % {"name": architecture}}
+        ) from None
     except ConfigMismatchError as exc:
-        raise ValidationError({"config": f"Not a valid config: {exc}."}) from None
+        raise ValidationError({"config": _("Not a valid config: %(error)s.") % {"error": exc}}) from None
     stored = {name: tuple(entry["shape"]) for name, entry in tensors.items()}
     mismatch = first_tensor_mismatch(stored, expected, optional)
     if mismatch is not None:
         raise ValidationError(
-            {"weights": f"The weights do not match {architecture} with this config: {mismatch}."}
+            {
+                "weights": _("The weights do not match %(name)s with this config: %(mismatch)s.")
+                % {"name": architecture, "mismatch": mismatch}
+            }
         )
 
 

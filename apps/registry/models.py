@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models.functions import Lower
+from django.utils.translation import gettext_lazy as _
 
 from apps.accounts.models import Organization
 
@@ -32,14 +33,14 @@ PEAK_BIT_LENGTH: dict[str, int] = {"fp32": 32, "tf32": 32, "bf16": 16, "fp16": 1
 
 # Bounds that no real accelerator reaches: a wafer-scale part is ~46,000 mm2 and ~125 PFLOP/s.
 MAX_PEAK_TFLOPS = 1_000_000
-country_code = RegexValidator(r"^[A-Z]{2}$", "Use an ISO 3166-1 alpha-2 code such as US, TW or DE.")
-currency_code = RegexValidator(r"^[A-Z]{3}$", "Use an ISO 4217 code such as USD or EUR.")
+country_code = RegexValidator(r"^[A-Z]{2}$", _("Use an ISO 3166-1 alpha-2 code such as US, TW or DE."))
+currency_code = RegexValidator(r"^[A-Z]{3}$", _("Use an ISO 4217 code such as USD or EUR."))
 slug_validator = RegexValidator(
     r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$",
-    "Lower-case letters, digits and inner hyphens, at most 64 characters.",
+    _("Lower-case letters, digits and inner hyphens, at most 64 characters."),
 )
 backend_validator = RegexValidator(
-    r"^[a-z][a-z0-9_]{1,31}$", "A backend is a lower-case identifier such as cpu, cuda, npu."
+    r"^[a-z][a-z0-9_]{1,31}$", _("A backend is a lower-case identifier such as cpu, cuda, npu.")
 )
 
 
@@ -188,17 +189,17 @@ class HardwareTarget(models.Model):
 
 
 class ModelTask(models.TextChoices):
-    LLM_DECODE = "llm-decode", "LLM decode"
-    TEXT_EMBEDDING = "text-embedding", "Text embedding"
-    IMAGE_CLASSIFICATION = "image-classification", "Image classification"
+    LLM_DECODE = "llm-decode", _("LLM decode")
+    TEXT_EMBEDDING = "text-embedding", _("Text embedding")
+    IMAGE_CLASSIFICATION = "image-classification", _("Image classification")
 
 
 class Architecture(models.TextChoices):
     """Architecture ids the runners implement (runners/models); weights are data for one of these."""
 
-    BERT_ENCODER = "bert-encoder", "BERT-style encoder"
-    LLAMA_DECODER = "llama-decoder", "Llama-style decoder"
-    RESNET_CNN = "resnet-cnn", "ResNet-style CNN"
+    BERT_ENCODER = "bert-encoder", _("BERT-style encoder")
+    LLAMA_DECODER = "llama-decoder", _("Llama-style decoder")
+    RESNET_CNN = "resnet-cnn", _("ResNet-style CNN")
 
 
 def _weights_path(instance: ModelArtifact, filename: str) -> str:
@@ -235,10 +236,10 @@ class ModelArtifact(models.Model):
 
 
 class RunnerStatus(models.TextChoices):
-    PENDING = "pending", "Registered, never seen"
-    ONLINE = "online", "Online"
-    OFFLINE = "offline", "Offline (heartbeat stale)"
-    DISABLED = "disabled", "Disabled by the authority"
+    PENDING = "pending", _("Registered, never seen")
+    ONLINE = "online", _("Online")
+    OFFLINE = "offline", _("Offline (heartbeat stale)")
+    DISABLED = "disabled", _("Disabled by the authority")
 
 
 class Runner(models.Model):

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
+from django.utils.translation import gettext as _
+
 from apps.registry.reference_data import reference_chips
 
 # How far past the best known silicon a declaration may go. Two process generations at roughly twice
@@ -68,9 +70,22 @@ def declared_peak_problems(
             bound = PLAUSIBILITY_MARGIN * reference.value
             if peak / divisor > bound:
                 problems.append(
-                    f"{key}: {peak:g} on {divisor:g} {unit} is {peak / divisor:.3g} per {unit}, above the "
-                    f"plausible {bound:.3g} per {unit} ({PLAUSIBILITY_MARGIN:g} x {reference.value:.3g} of "
-                    f"{reference.chip}, the best known in the reference data): at most "
-                    f"{bound * divisor:.4g} for this chip."
+                    _(
+                        "%(key)s: %(peak)s on %(divisor)s %(unit)s is %(density)s per %(unit)s, above the "
+                        "plausible %(bound)s per %(unit)s (%(margin)s x %(best)s of %(chip)s, the best known "
+                        "in the reference data): at most %(most)s for this chip."
+                    )
+                    % {
+                        "key": key,
+                        "peak": f"{peak:g}",
+                        "divisor": f"{divisor:g}",
+                        "unit": unit,
+                        "density": f"{peak / divisor:.3g}",
+                        "bound": f"{bound:.3g}",
+                        "margin": f"{PLAUSIBILITY_MARGIN:g}",
+                        "best": f"{reference.value:.3g}",
+                        "chip": reference.chip,
+                        "most": f"{bound * divisor:.4g}",
+                    }
                 )
     return problems

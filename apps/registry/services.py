@@ -13,6 +13,8 @@ from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, models, transaction
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from apps.accounts.models import Organization, OrganizationKind
 from apps.audit.services import audit_record
@@ -66,7 +68,12 @@ def _apply_declared_peak(chip: Chip, declared_peak: dict[str, Any] | None) -> No
         return
     unknown = sorted(set(declared_peak) - set(PEAK_FIELDS))
     if unknown:
-        raise ValidationError({"declared_peak": f"Unknown dtype keys {unknown}; use {sorted(PEAK_FIELDS)}."})
+        raise ValidationError(
+            {
+                "declared_peak": _("Unknown dtype keys %(unknown)s; use %(known)s.")
+                % {"unknown": unknown, "known": sorted(PEAK_FIELDS)}
+            }
+        )
     for key, field in PEAK_FIELDS.items():
         if key in declared_peak:
             setattr(chip, field, declared_peak[key])
@@ -74,9 +81,9 @@ def _apply_declared_peak(chip: Chip, declared_peak: dict[str, Any] | None) -> No
 
 def _check_chip(chip: Chip) -> None:
     if chip.list_price is not None and not chip.currency:
-        raise ValidationError({"currency": "A list price needs its currency."})
+        raise ValidationError({"currency": _("A list price needs its currency.")})
     if Chip.objects.filter(vendor_id=chip.vendor_id, sku__iexact=chip.sku).exclude(pk=chip.pk).exists():
-        raise ValidationError({"sku": "Your organization already has a chip with this SKU."})
+        raise ValidationError(SKU_TAKEN)
 
 
 def _check_peaks_plausible(chip: Chip) -> None:
@@ -88,7 +95,7 @@ def _check_peaks_plausible(chip: Chip) -> None:
         raise ValidationError({"declared_peak": problems})
 
 
-def _save(instance, *, unique_message: dict[str, str]) -> None:
+def _save(instance, *, unique_message: dict[str, Any]) -> None:
     instance.full_clean()
     try:
         with transaction.atomic():
@@ -105,7 +112,7 @@ def _audited(fields: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
 
 def _require_vendor(organization: Organization) -> None:
     if organization.kind != OrganizationKind.VENDOR:
-        raise ValidationError("Only vendor organizations register chips, targets and models.")
+        raise ValidationError(_("Only vendor organizations register chips, targets and models."))
 
 
 @transaction.atomic
@@ -117,7 +124,7 @@ def chip_create(
     _apply_declared_peak(chip, declared_peak)
     _check_chip(chip)
     _check_peaks_plausible(chip)
-    _save(chip, unique_message={"sku": "Your organization already has a chip with this SKU."})
+    _save(chip, unique_message=SKU_TAKEN)
     audit_record(
         action="chip.created",
         obj=chip,
@@ -146,7 +153,7 @@ def chip_update(*, chip: Chip, declared_peak: dict | None = None, actor=None, **
             setattr(chip, key, value)
     _apply_declared_peak(chip, declared_peak)
     _check_chip(chip)
-    _save(chip, unique_message={"sku": "Your organization already has a chip with this SKU."})
+    _save(chip, unique_message=SKU_TAKEN)
     _certified_edit(chip, before)  # a certified chip's edit is a conflict (409) whatever its figures
     _check_peaks_plausible(chip)  # raised inside the transaction: the saved row is rolled back
     audit_record(
@@ -171,12 +178,13 @@ def _check_plugin_versions(value: Any) -> None:
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str) and len(k) <= 64 and len(v) <= 64 for k, v in value.items()
     ):
-        raise ValidationError({"plugin_versions": "Map each plugin name to its version string."})
+        raise ValidationError({"plugin_versions": _("Map each plugin name to its version string.")})
 
 
 # Slugs are unique per vendor: the message speaks only of the caller's own targets, so another
 # vendor's slug is neither refused nor revealed.
-TARGET_SLUG_TAKEN = {"slug": "Your organization already has a hardware target with this slug."}
+TARGET_SLUG_TAKEN = {"slug": gettext_lazy("Your organization already has a hardware target with this slug.")}
+SKU_TAKEN = {"sku": gettext_lazy("Your organization already has a chip with this SKU.")}
 
 
 DEVICE_IDENTITY_KEYS = ("name", "pci_bus_id", "uuid", "serial")  # runners/backends: device_identity
@@ -188,8 +196,11 @@ def _check_device_identity(value: Any) -> None:
     ):
         raise ValidationError(
             {
-                "device_identity": "An object of device facts as the runner reads them, each a string of at "
-                f"most 200 characters, with keys among {', '.join(DEVICE_IDENTITY_KEYS)}."
+                "device_identity": _(
+                    "An object of device facts as the runner reads them, each a string of at most 200 "
+                    "characters, with keys among %(keys)s."
+                )
+                % {"keys": ", ".join(DEVICE_IDENTITY_KEYS)}
             }
         )
 
@@ -198,7 +209,7 @@ def _check_target(target: HardwareTarget) -> None:
     _check_plugin_versions(target.plugin_versions)
     _check_device_identity(target.device_identity)
     if target.chip.vendor_id != target.vendor_id:
-        raise ValidationError({"chip": "A target's chip belongs to the target's vendor."})
+        raise ValidationError({"chip": _("A target's chip belongs to the target's vendor.")})
     if (
         HardwareTarget.objects.filter(vendor_id=target.vendor_id, slug=target.slug)
         .exclude(pk=target.pk)
@@ -255,13 +266,15 @@ def target_delete(*, target: HardwareTarget, actor=None) -> None:
 
 def _check_config(config: Any) -> None:
     if not isinstance(config, dict):
-        raise ValidationError({"config": "The config is a JSON object."})
+        raise ValidationError({"config": _("The config is a JSON object.")})
     try:
         check_json_value(config)  # depth, and no NUL (which PostgreSQL's jsonb refuses)
     except JSONLimitExceeded as exc:
         raise ValidationError({"config": str(exc)}) from None
     if len(json.dumps(config)) > MAX_CONFIG_BYTES:
-        raise ValidationError({"config": f"The config is larger than {MAX_CONFIG_BYTES} bytes."})
+        raise ValidationError(
+            {"config": _("The config is larger than %(limit)s bytes.") % {"limit": MAX_CONFIG_BYTES}}
+        )
 
 
 def model_artifact_create(
@@ -283,7 +296,7 @@ def model_artifact_create(
     try:
         summary = inspect_safetensors(weights, weights.size)
     except NotSafetensors as exc:
-        raise ValidationError({"weights": f"Not a safetensors file: {exc}."}) from None
+        raise ValidationError({"weights": _("Not a safetensors file: %(error)s.") % {"error": exc}}) from None
     architecture_check_weights(architecture=architecture, config=config, tensors=summary.tensors)
     artifact = ModelArtifact(
         owner=owner,
@@ -299,7 +312,7 @@ def model_artifact_create(
     )
     # Before full_clean, whose unique-constraint message would name no field.
     if ModelArtifact.objects.filter(owner=owner, name=name, version=version).exists():
-        raise ValidationError({"version": "This model version is already registered."})
+        raise ValidationError({"version": _("This model version is already registered.")})
     artifact.full_clean(exclude=["weights"])
     weights.seek(0)
     # Content-addressed: identical weights (another version, another vendor) share one file.
@@ -333,7 +346,7 @@ def model_artifact_create(
         if written is not None:
             artifact.weights.storage.delete(written)
         if isinstance(exc, IntegrityError):
-            raise ValidationError({"version": "This model version is already registered."}) from None
+            raise ValidationError({"version": _("This model version is already registered.")}) from None
         raise
     return artifact
 
@@ -363,9 +376,9 @@ def parse_ed25519_public_key(pem: str) -> tuple[str, str]:
     try:
         key = serialization.load_pem_public_key(pem.encode())
     except (ValueError, TypeError, UnicodeError):
-        raise ValidationError({"public_key": "Not a PEM-encoded public key."}) from None
+        raise ValidationError({"public_key": _("Not a PEM-encoded public key.")}) from None
     if not isinstance(key, Ed25519PublicKey):
-        raise ValidationError({"public_key": "The key must be an Ed25519 public key."})
+        raise ValidationError({"public_key": _("The key must be an Ed25519 public key.")})
     raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     normalized = key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     return normalized.decode(), hashlib.sha256(raw).hexdigest()
@@ -376,9 +389,9 @@ def runner_register(*, name: str, public_key: str, targets: list[HardwareTarget]
     """Register a runner host and the key it signs with (an authority action)."""
     pem, key_id = parse_ed25519_public_key(public_key)
     if Runner.objects.filter(key_id=key_id).exists():
-        raise ValidationError({"public_key": "This key is already registered to another runner."})
+        raise ValidationError({"public_key": _("This key is already registered to another runner.")})
     runner = Runner(name=name, public_key=pem, key_id=key_id)
-    _save(runner, unique_message={"name": "A runner with this name already exists."})
+    _save(runner, unique_message={"name": _("A runner with this name already exists.")})
     runner.targets.set(targets)
     audit_record(
         action="runner.registered",
@@ -411,11 +424,11 @@ def runner_update(
     if public_key is not None:
         pem, key_id = parse_ed25519_public_key(public_key)
         if Runner.objects.filter(key_id=key_id).exclude(pk=runner.pk).exists():
-            raise ValidationError({"public_key": "This key is already registered to another runner."})
+            raise ValidationError({"public_key": _("This key is already registered to another runner.")})
         runner.public_key, runner.key_id = pem, key_id
     if status is not None:
         runner.status = status
-    _save(runner, unique_message={"name": "A runner with this name already exists."})
+    _save(runner, unique_message={"name": _("A runner with this name already exists.")})
     if targets is not None:
         runner.targets.set(targets)
     after_targets = list(runner.targets.select_related("chip"))

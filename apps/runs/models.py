@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from apps.accounts.models import Organization
 from apps.registry.models import HardwareTarget, ModelArtifact, Runner
@@ -49,20 +50,20 @@ class Program(models.Model):
 
 
 class CampaignState(models.TextChoices):
-    DRAFT = "draft", "Draft"
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    EVALUATING = "evaluating", "Evaluating"
-    AWAITING_REVIEW = "awaiting_review", "Awaiting review"
-    APPROVED = "approved", "Approved"
-    REJECTED = "rejected", "Rejected"
-    CANCELLED = "cancelled", "Cancelled"
-    FAILED = "failed", "Failed"
+    DRAFT = "draft", _("Draft")
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    EVALUATING = "evaluating", _("Evaluating")
+    AWAITING_REVIEW = "awaiting_review", _("Awaiting review")
+    APPROVED = "approved", _("Approved")
+    REJECTED = "rejected", _("Rejected")
+    CANCELLED = "cancelled", _("Cancelled")
+    FAILED = "failed", _("Failed")
 
 
 class CampaignPurpose(models.TextChoices):
-    CERTIFICATION = "certification", "Certification"
-    SURVEILLANCE = "surveillance", "Surveillance re-run"
+    CERTIFICATION = "certification", _("Certification")
+    SURVEILLANCE = "surveillance", _("Surveillance re-run")
 
 
 class Campaign(models.Model):
@@ -97,30 +98,30 @@ class Campaign(models.Model):
 
 
 class JobSuite(models.TextChoices):
-    CONFORMANCE = "conformance", "Conformance"
-    PERFORMANCE = "performance", "Performance"
-    MODEL = "model", "Model"
-    SERVING = "serving", "Serving"
-    COLLECTIVES = "collectives", "Collectives"
+    CONFORMANCE = "conformance", _("Conformance")
+    PERFORMANCE = "performance", _("Performance")
+    MODEL = "model", _("Model")
+    SERVING = "serving", _("Serving")
+    COLLECTIVES = "collectives", _("Collectives")
 
 
 class JobState(models.TextChoices):
-    PENDING = "pending", "Pending"
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
+    PENDING = "pending", _("Pending")
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed")
+    CANCELLED = "cancelled", _("Cancelled")
 
 
 JOB_DONE_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 
 
 class ErrorClass(models.TextChoices):
-    PRODUCT_FAILURE = "product_failure", "Product failure"
-    INFRASTRUCTURE = "infrastructure", "Infrastructure"
-    TIMEOUT = "timeout", "Timeout"
-    REJECTED_EVIDENCE = "rejected_evidence", "Rejected evidence"
+    PRODUCT_FAILURE = "product_failure", _("Product failure")
+    INFRASTRUCTURE = "infrastructure", _("Infrastructure")
+    TIMEOUT = "timeout", _("Timeout")
+    REJECTED_EVIDENCE = "rejected_evidence", _("Rejected evidence")
 
 
 class Job(models.Model):

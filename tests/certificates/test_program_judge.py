@@ -301,8 +301,16 @@ def test_caching_and_output_consistency_are_judged_from_raw_figures(aia12):
         "verdict": "pass",
     }  # the runner says pass; 2x is a cache
     assert not judge.caching_verdict(item=separated, thresholds=thresholds).passed
+    assert "separated: a result cache" in judge.caching_verdict(item=separated, thresholds=thresholds).detail
     overlapping = {**separated, "repeated_ci_s": [0.004, 0.0105]}
     assert judge.caching_verdict(item=overlapping, thresholds=thresholds).passed
+    # A pass above the bound says why it passes (issue 17, item 5), not just "speed-up 2.000 (bound ...)".
+    assert (
+        "intervals overlap, so the speed-up is within the noise"
+        in judge.caching_verdict(item=overlapping, thresholds=thresholds).detail
+    )
+    even = {**separated, "repeated_median_s": 0.010}
+    assert "within the bound" in judge.caching_verdict(item=even, thresholds=thresholds).detail
     assert not judge.caching_verdict(item={"verdict": "pass"}, thresholds=thresholds).passed  # no raw figures
     # Equal speed on both sides, but the refilled buffers got the old answer: a cache keyed on them.
     stale = {**overlapping, "fresh_outputs_checked": 8, "fresh_output_mismatches": 8, "verdict": "pass"}

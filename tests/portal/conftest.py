@@ -3,6 +3,8 @@ made of evidence rows (tests/certificates/evidence.py) with conformance errors t
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 
@@ -81,3 +83,77 @@ def login(client):
         return client
 
     return as_user
+
+
+@pytest.fixture
+def portal_pages(cast, certified, awaiting):
+    """Something on every page: certificates with charts, a campaign awaiting review, the vendor's
+    chip, target, model, token and webhook endpoint, a runner, a tender and its evaluation. Returns the
+    pages of each role ({user or None: [path, ...]}): the browser sweep at 390 px and the zh-hans
+    catalogue check visit them all."""
+    from django.utils import timezone
+
+    from apps.accounts.services import api_token_create
+    from apps.notifications.services import webhook_endpoint_create
+    from apps.procurement.services import evaluation_create, tender_create
+    from tests.factories import ModelArtifactFactory, RunnerFactory
+
+    first, second = certified(), certified()
+    review = awaiting(gemm={"float32": 0.9, "bfloat16": 0.85})
+    chip, target = first.chip, first.campaign.target
+    ModelArtifactFactory(owner=cast.vendor)
+    RunnerFactory()
+    api_token_create(user=cast.owner, name="ci")
+    endpoint, _ = webhook_endpoint_create(
+        organization=cast.vendor, url="https://hooks.example.org/ci", event_types=[]
+    )
+    tender = tender_create(
+        organization=cast.buyer_org,
+        title="人工智能推理加速器采购 Inference accelerators",
+        reference="ZB-390",
+        deadline=timezone.now() + timedelta(days=30),
+        requirements=[{"kind": "backend", "params": {"backends": ["cpu", "cuda"]}}],
+        scoring=[{"metric": "tflops_per_watt", "weight": 1}],
+        created_by=cast.buyer,
+    )
+    evaluation = evaluation_create(tender=tender, actor=cast.buyer)
+    certificate_pages = [
+        f"/certificates/{first.serial}/",
+        f"/certificates/{first.serial}/verify/",
+        f"/registry/compare/?serial={first.serial}&serial={second.serial}",
+    ]
+    vendor_pages = [
+        "/",
+        "/campaigns/",
+        "/campaigns/new/",
+        f"/campaigns/{review.pk}/",
+        "/chips/",
+        "/chips/new/",
+        f"/chips/{chip.pk}/edit/",
+        "/targets/",
+        "/targets/new/",
+        f"/targets/{target.pk}/edit/",
+        "/models/",
+        "/models/new/",
+        "/tokens/",
+        "/webhooks/",
+        f"/webhooks/{endpoint.pk}/",
+    ]
+    return {
+        None: ["/", "/registry/", "/login/", "/problems/", *certificate_pages],
+        cast.owner: vendor_pages,
+        cast.vendor_admin: ["/", "/tokens/", "/webhooks/"],
+        cast.reviewer: ["/", "/queue/", "/runners/", f"/campaigns/{review.pk}/", *certificate_pages],
+        cast.buyer: [
+            "/",
+            "/registry/",
+            "/procurement/",
+            "/procurement/tenders/new/",
+            f"/procurement/tenders/{tender.pk}/",
+            f"/procurement/evaluations/{evaluation.pk}/",
+            f"/procurement/evaluations/{evaluation.pk}/report/",
+            "/procurement/registry/",
+            "/procurement/chips/",
+            f"/procurement/chips/{chip.pk}/classification/",
+        ],
+    }

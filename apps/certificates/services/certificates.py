@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from apps.audit.checkpoints import audit_checkpoint_after_commit
 from apps.audit.services import audit_record
@@ -318,14 +319,21 @@ def certificate_check(*, certificate: Certificate, now: datetime | None = None) 
             f"{key.compromised_at.date().isoformat()}",
             verdict.serial,
         )
+    # In the reader's language (the verification page and the API answer in it); the parts quoted
+    # from the record (the verifier's message, the status reason) stay as recorded.
     if not verdict.ok:
-        reason = f"Signature invalid: {verdict.message}."
+        reason = _("Signature invalid: %(why)s.") % {"why": verdict.message}
     elif status == CertificateStatus.ACTIVE:
-        reason = f"Authentic and active until {certificate.valid_until.date().isoformat()}."
+        reason = _("Authentic and active until %(date)s.") % {
+            "date": certificate.valid_until.date().isoformat()
+        }
+    elif certificate.status_reason:
+        reason = _("Authentic, but %(status)s: %(reason)s") % {
+            "status": str(CertificateStatus(status).label).lower(),
+            "reason": certificate.status_reason,
+        }
     else:
-        reason = f"Authentic, but {status}" + (
-            f": {certificate.status_reason}" if certificate.status_reason else "."
-        )
+        reason = _("Authentic, but %(status)s.") % {"status": str(CertificateStatus(status).label).lower()}
     return CertificateCheck(certificate.serial, status, verdict.ok, key.key_id, now, reason)
 
 

@@ -39,6 +39,7 @@ from apps.certificates.services import (
     certificate_suspend,
 )
 from apps.portal.access import is_authority, is_reviewer, member_required
+from apps.portal.charts import compare_svg
 from apps.portal.forms import ReasonForm, form_error_from
 from apps.portal.selectors import (
     REGISTRY_ORDERING,
@@ -318,12 +319,16 @@ def compare(request: HttpRequest) -> HttpResponse:
     error = None
     certificates: list[Certificate] = []
     if not COMPARE_MIN <= len(serials) <= COMPARE_MAX:
-        error = f"Choose {COMPARE_MIN} to {COMPARE_MAX} certificates to compare (you chose {len(serials)})."
+        error = _("Choose %(min)s to %(max)s certificates to compare (you chose %(n)s).") % {
+            "min": COMPARE_MIN,
+            "max": COMPARE_MAX,
+            "n": len(serials),
+        }
     else:
         certificates = certificates_compared(serials=serials)
         missing = [s for s in serials if s not in {c.serial for c in certificates}]
         if missing:
-            error = f"No certificate with serial {', '.join(missing)}."
+            error = _("No certificate with serial %(serials)s.") % {"serials": ", ".join(missing)}
     columns = []
     for certificate in certificates:
         payload = json.loads(certificate.payload_json)
@@ -353,6 +358,7 @@ def compare(request: HttpRequest) -> HttpResponse:
             "error": error,
             "peak_rows": [r for r in peak_rows if any(v is not None for v in r[1])],
             "best_rows": best_rows,
+            "best_chart": compare_svg(series=[c["certificate"].serial for c in columns], groups=best_rows),
         },
         status=400 if error else 200,
     )

@@ -19,7 +19,10 @@
       text(row, "[data-job-state]", job.state_display);
       text(row, "[data-job-percent]", Math.round(job.progress * 100) + "%");
       text(row, "[data-job-message]", job.message ? " · " + job.message : "");
-      text(row, "[data-job-eta]", job.eta_seconds ? " · about " + Math.round(job.eta_seconds) + " s left" : "");
+      // The words come from the page, in its language: data-eta-template holds "… {s} …".
+      var list = row.closest("[data-eta-template]");
+      var template = list ? list.getAttribute("data-eta-template") : "about {s} s left";
+      text(row, "[data-job-eta]", job.eta_seconds ? " · " + template.replace("{s}", Math.round(job.eta_seconds)) : "");
     });
   }
 
