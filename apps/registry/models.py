@@ -198,6 +198,7 @@ class Architecture(models.TextChoices):
 
     BERT_ENCODER = "bert-encoder", "BERT-style encoder"
     LLAMA_DECODER = "llama-decoder", "Llama-style decoder"
+    DEEPSEEK_V3 = "deepseek-v3", "DeepSeek-V3-style decoder (MLA, MoE, MTP)"
     RESNET_CNN = "resnet-cnn", "ResNet-style CNN"
 
 
