@@ -166,6 +166,7 @@ def _run(entry, *, performance=(), dtypes=("float32",)):
     return document
 
 
+@pytest.mark.slow
 def test_the_model_suite_runs_it_with_its_timed_runs_and_a_valid_document(tiny):
     entry, _loaded = tiny
     document = _run(entry, performance=("float32",))
@@ -251,6 +252,7 @@ FAULTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_the_suite_catches_a_planted_fault(fault, monkeypatch, weights_dir, tiny):
     name = f"deepseek-v3-{fault}"
