@@ -544,7 +544,7 @@ def performance_stability(
     return _fail(text, measured=fraction, threshold=threshold, evidence=evidence)
 
 
-DECODER_ARCHITECTURES = ("llama-decoder",)
+DECODER_ARCHITECTURES = ("llama-decoder", "deepseek-v3")
 
 
 def _item(row: Measurement) -> dict[str, Any]:

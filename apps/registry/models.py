@@ -199,6 +199,7 @@ class Architecture(models.TextChoices):
 
     BERT_ENCODER = "bert-encoder", _("BERT-style encoder")
     LLAMA_DECODER = "llama-decoder", _("Llama-style decoder")
+    DEEPSEEK_V3 = "deepseek-v3", _("DeepSeek-V3-style decoder (MLA, MoE, MTP)")
     RESNET_CNN = "resnet-cnn", _("ResNet-style CNN")
 
 

@@ -65,8 +65,11 @@ def _rotation_magnitude(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -
     return torch.stack((a * cos.abs() + b * sin.abs(), a * sin.abs() + b * cos.abs()), dim=-1).flatten(-2)
 
 
-def _rope_tables(positions: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    inv_freq = ROPE_THETA ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)
+def rope_tables(
+    positions: torch.Tensor, dim: int, theta: float = ROPE_THETA
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float32 cos/sin of the interleaved rotation for ``positions`` (..., dim/2), angles in float64."""
+    inv_freq = theta ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)
     angles = positions.to(torch.float64)[..., None] * inv_freq
     return angles.cos().to(torch.float32), angles.sin().to(torch.float32)
 
@@ -105,7 +108,7 @@ class MlaKvCompressKernel(Kernel):
 
     def generate(self, case: Case, dtype: str, g: torch.Generator) -> Inputs:
         tokens, hidden, rank, rope = case["T"], case["D"], case["r"], case["dr"]
-        cos, sin = _rope_tables(torch.arange(case["start"], case["start"] + tokens), rope)
+        cos, sin = rope_tables(torch.arange(case["start"], case["start"] + tokens), rope)
         return {
             "x": randn((tokens, hidden), dtype, g),
             "w_dkv": randn((rank + rope, hidden), dtype, g, scale=hidden**-0.5),
@@ -228,10 +231,11 @@ def mla_absorbed(inputs: Inputs) -> torch.Tensor:
     k_pe = k_pe.masked_fill(~owned, 0.0)
     q_lat = torch.einsum("bshd,hdc->bshc", inputs["q_nope"], w_uk)
     cos, sin = inputs["cos"][:, :, None], inputs["sin"][:, :, None]
-    q_rope = rotate_interleaved(inputs["q_pe"].float(), cos, sin).to(c_kv.dtype)
+    wide = torch.promote_types(c_kv.dtype, torch.float32)  # float32 at least, float64 kept as such
+    q_rope = rotate_interleaved(inputs["q_pe"].to(wide), cos.to(wide), sin.to(wide)).to(c_kv.dtype)
     scores = torch.einsum("bshc,btc->bsht", q_lat, c_kv) + torch.einsum("bshr,btr->bsht", q_rope, k_pe)
     mask = allowed[:, :, None, :]
-    scores = (scores.float() * inputs["scale"]).masked_fill(~mask, float("-inf"))
+    scores = (scores.to(wide) * inputs["scale"]).masked_fill(~mask, float("-inf"))
     weights = torch.softmax(scores, dim=-1)
     weights = torch.where(mask.any(dim=-1, keepdim=True), weights, torch.zeros_like(weights)).to(c_kv.dtype)
     latent = torch.einsum("bsht,btc->bshc", weights, c_kv)
@@ -348,7 +352,7 @@ class _MlaKernel(Kernel):
         else:
             lengths = torch.full((batch,), keys, dtype=torch.int64)
         positions = (lengths[:, None] - queries + torch.arange(queries)[None, :]).clamp_min(0)
-        cos, sin = _rope_tables(positions, rope)
+        cos, sin = rope_tables(positions, rope)
         c_kv = randn((batch, keys, rank), dtype, g)
         k_pe = randn((batch, keys, rope), dtype, g)
         for b, length in enumerate(lengths.tolist()):  # stale memory past each sequence's end

@@ -22,6 +22,7 @@ for each expert of that token, any weight between 0 and the tied weight.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -430,7 +431,7 @@ class MoeGroupedGemmKernel(Kernel):
 # --- the expert layer ----------------------------------------------------------------------------
 
 
-def _expert(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+def swiglu_expert(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
     """A SwiGLU expert: W2 (silu(x W1^T) * x W3^T), with W1 and W3 stacked as w13 (2I, H)."""
     gate, up = (x @ w13.t()).chunk(2, dim=-1)
     return (F.silu(gate) * up) @ w2.t()
@@ -461,6 +462,66 @@ def _expert_error(
     )
     err_out = err_out + u * out.abs()
     return err_out, out.abs()
+
+
+def moe_experts(
+    x: torch.Tensor,
+    topk_ids: torch.Tensor,
+    topk_weights: torch.Tensor,
+    w13: Sequence[torch.Tensor],
+    w2: Sequence[torch.Tensor],
+    shared_w13: torch.Tensor,
+    shared_w2: torch.Tensor,
+) -> torch.Tensor:
+    """The MoE layer as a device runs it: tokens (T, H) permuted to their experts (rows grouped by
+    expert, stable), one SwiGLU GEMM group per busy expert (``w13[e]`` (2I, H), ``w2[e]`` (H, I);
+    idle experts skipped), the outputs weighted and un-permuted back to their tokens in float32, and
+    the shared expert added: ``y = sum_j w_j E_j(x) + S(x)`` in x's dtype."""
+    tokens, k = topk_ids.shape
+    flat = topk_ids.reshape(-1)
+    order = flat.argsort(stable=True)  # permutation: rows grouped by expert
+    source = order // k
+    counts = torch.bincount(flat, minlength=len(w13)).tolist()
+    permuted = x[source]
+    out = torch.empty_like(permuted)
+    start = 0
+    for expert, count in enumerate(counts):
+        if count:
+            rows = slice(start, start + count)
+            out[rows] = swiglu_expert(permuted[rows], w13[expert], w2[expert])
+        start += count
+    wide = torch.promote_types(x.dtype, torch.float32)  # float32 accumulation, float64 kept as such
+    routed = out.to(wide) * topk_weights.reshape(-1)[order].to(wide)[:, None]
+    y = torch.zeros(tokens, x.shape[1], dtype=wide, device=x.device).index_add_(0, source, routed)
+    shared = swiglu_expert(x, shared_w13, shared_w2)
+    return (y + shared.to(wide)).to(x.dtype)
+
+
+def moe_experts_reference(
+    x: torch.Tensor,
+    topk_ids: torch.Tensor,
+    topk_weights: torch.Tensor,
+    w13: Sequence[torch.Tensor],
+    w2: Sequence[torch.Tensor],
+    shared_w13: torch.Tensor,
+    shared_w2: torch.Tensor,
+) -> torch.Tensor:
+    """The same layer written per expert over the tokens that chose it, no permutation (float64 when
+    the inputs are)."""
+    y = swiglu_expert(x, shared_w13, shared_w2)
+    for expert in range(len(w13)):
+        token, slot = (topk_ids == expert).nonzero(as_tuple=True)
+        if token.numel():
+            y = y.index_add(
+                0, token, topk_weights[token, slot, None] * swiglu_expert(x[token], w13[expert], w2[expert])
+            )
+    return y
+
+
+def _experts_arguments(inputs: Inputs) -> tuple[Any, ...]:
+    return tuple(
+        inputs[key] for key in ("x", "topk_ids", "topk_weights", "w13", "w2", "shared_w13", "shared_w2")
+    )
 
 
 class MoeExpertsKernel(Kernel):
@@ -555,40 +616,10 @@ class MoeExpertsKernel(Kernel):
         }
 
     def run(self, inputs: Inputs) -> torch.Tensor:
-        x, ids, weights = inputs["x"], inputs["topk_ids"], inputs["topk_weights"]
-        tokens, k = ids.shape
-        flat = ids.reshape(-1)
-        order = flat.argsort(stable=True)  # permutation: rows grouped by expert
-        source = order // k
-        counts = torch.bincount(flat, minlength=inputs["w13"].shape[0]).tolist()
-        permuted = x[source]
-        out = torch.empty_like(permuted)
-        start = 0
-        for expert, count in enumerate(counts):
-            if count:
-                rows = slice(start, start + count)
-                out[rows] = _expert(permuted[rows], inputs["w13"][expert], inputs["w2"][expert])
-            start += count
-        routed = out.float() * weights.reshape(-1)[order].float()[:, None]
-        y = torch.zeros(tokens, x.shape[1], dtype=torch.float32, device=x.device).index_add_(
-            0, source, routed
-        )
-        shared = _expert(x, inputs["shared_w13"], inputs["shared_w2"])
-        return (y + shared.float()).to(x.dtype)
+        return moe_experts(*_experts_arguments(inputs))
 
     def reference(self, inputs: Inputs) -> torch.Tensor:
-        x, ids, weights = inputs["x"], inputs["topk_ids"], inputs["topk_weights"]
-        y = _expert(x, inputs["shared_w13"], inputs["shared_w2"])
-        for expert in range(inputs["w13"].shape[0]):
-            token, slot = (ids == expert).nonzero(as_tuple=True)
-            if token.numel():
-                y = y.index_add(
-                    0,
-                    token,
-                    weights[token, slot, None]
-                    * _expert(x[token], inputs["w13"][expert], inputs["w2"][expert]),
-                )
-        return y
+        return moe_experts_reference(*_experts_arguments(inputs))
 
     def error_bound(self, inputs: Inputs, case: Case, dtype: str) -> torch.Tensor:
         """Each expert's bound (_expert_error) weighted by |w|, plus the weighting's rounding (u), plus

@@ -42,6 +42,32 @@ def _rms_norm(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return x / torch.sqrt((x * x).mean(dim=-1, keepdim=True) + MTP_EPS) * weight
 
 
+def mtp_combine(
+    embedded: torch.Tensor,
+    hidden: torch.Tensor,
+    enorm: torch.Tensor,
+    hnorm: torch.Tensor,
+    eh_proj: torch.Tensor,
+) -> torch.Tensor:
+    """As a device runs it: eh_proj([enorm(embedded) ; hnorm(hidden)]), each RMSNorm in float32 and
+    rounded to the hidden state's dtype, the projection in that dtype."""
+    dim, wide = hidden.shape[-1], torch.promote_types(hidden.dtype, torch.float32)
+    e = F.rms_norm(embedded.to(wide), (dim,), enorm.to(wide), MTP_EPS).to(hidden.dtype)
+    h = F.rms_norm(hidden.to(wide), (dim,), hnorm.to(wide), MTP_EPS).to(hidden.dtype)
+    return F.linear(torch.cat((e, h), dim=-1), eh_proj)
+
+
+def mtp_combine_reference(
+    embedded: torch.Tensor,
+    hidden: torch.Tensor,
+    enorm: torch.Tensor,
+    hnorm: torch.Tensor,
+    eh_proj: torch.Tensor,
+) -> torch.Tensor:
+    """The same combination written out (float64 when the inputs are)."""
+    return torch.cat((_rms_norm(embedded, enorm), _rms_norm(hidden, hnorm)), dim=-1) @ eh_proj.t()
+
+
 def _combined_input(inputs: Inputs) -> tuple[torch.Tensor, torch.Tensor]:
     """(embedding of token i + 1, hidden state i) for i < S - 1: the pairs depth 1 combines."""
     embedded = inputs["embedding"][inputs["tokens"][:, 1:].long()]
@@ -82,17 +108,11 @@ class MtpCombineKernel(Kernel):
 
     def run(self, inputs: Inputs) -> torch.Tensor:
         embedded, hidden = _combined_input(inputs)
-        dim = hidden.shape[-1]
-        e = F.rms_norm(embedded.float(), (dim,), inputs["enorm"].float(), MTP_EPS).to(hidden.dtype)
-        h = F.rms_norm(hidden.float(), (dim,), inputs["hnorm"].float(), MTP_EPS).to(hidden.dtype)
-        return F.linear(torch.cat((e, h), dim=-1), inputs["eh_proj"])
+        return mtp_combine(embedded, hidden, inputs["enorm"], inputs["hnorm"], inputs["eh_proj"])
 
     def reference(self, inputs: Inputs) -> torch.Tensor:
         embedded, hidden = _combined_input(inputs)
-        combined = torch.cat(
-            (_rms_norm(embedded, inputs["enorm"]), _rms_norm(hidden, inputs["hnorm"])), dim=-1
-        )
-        return combined @ inputs["eh_proj"].t()
+        return mtp_combine_reference(embedded, hidden, inputs["enorm"], inputs["hnorm"], inputs["eh_proj"])
 
     def error_bound(self, inputs: Inputs, case: Case, dtype: str) -> torch.Tensor:
         """First order: each normalised element is within (u + gamma_(d+12)(u32)) of itself (float32

@@ -45,6 +45,7 @@ from runners.measurements import case_record, integrity_section, measurement
 from runners.model_suite.performance import ModelRun, model_integrity
 from runners.model_suite.workloads import workload_for
 from runners.models import LoadedModel, ModelError, ModelSpec, load_model
+from runners.models.deepseek import DeepseekV3Config
 from runners.models.llama import LlamaConfig
 from runners.models.resnet import ResNetConfig
 from runners.models.seeded import seeded_model_entry
@@ -53,6 +54,7 @@ from runners.timing import TimingPolicy
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 SEEDED_WEIGHTS_SEED = 0
+DEEPSEEK_TINY_NAME = "deepseek-v3-tiny-seeded"
 Progress = Callable[[int, int, str], None]  # (done, total, label), as the conformance suite
 
 
@@ -66,8 +68,9 @@ def seeded_weights_dir() -> Path:
 
 
 def default_models(directory: Path | None = None) -> list[dict[str, Any]]:
-    """The built-in model set of standalone runs: MiniLM (real weights) plus a small decoder and CNN
-    whose seeded weights are written to safetensors files first, loaded and recorded like any other."""
+    """The built-in model set of standalone runs: MiniLM (real weights) plus a small Llama-style decoder,
+    a tiny DeepSeek-V3-style decoder (MLA, MoE, MTP) and a small CNN whose seeded weights are written
+    to safetensors files first, loaded and recorded like any other."""
     directory = directory or seeded_weights_dir()
     models: list[dict[str, Any]] = []
     try:
@@ -81,6 +84,16 @@ def default_models(directory: Path | None = None) -> list[dict[str, Any]]:
             "llama-small-seeded",
             "llama-decoder",
             dict(LlamaConfig.small().__dict__),
+            seed=SEEDED_WEIGHTS_SEED,
+            directory=directory,
+            task="text-generation",
+        )
+    )
+    models.append(
+        seeded_model_entry(
+            DEEPSEEK_TINY_NAME,
+            "deepseek-v3",
+            dict(DeepseekV3Config.small().__dict__),
             seed=SEEDED_WEIGHTS_SEED,
             directory=directory,
             task="text-generation",
@@ -268,16 +281,18 @@ def run_model_suite(
             try:
                 free = backend.memory_info().get("free_bytes")
                 module = loaded.place(device, DTYPES[dtype_name], free_bytes=free)
+                entry = workload.entry(module) if workload.entry is not None else None
                 run = ModelRun(
                     loaded,
                     workload,
                     module,
-                    device_call(prepare(module)),
+                    device_call(prepare(entry if entry is not None else module)),
                     device_backend(backend),
                     device,
                     DTYPES[dtype_name],
                     policy,
                     quick,
+                    step=device_call(prepare(module)) if entry is not None else None,
                 )
                 accuracy_out = run.accuracy_outputs()
             except ModelError as exc:

@@ -69,6 +69,9 @@ class ModelRun:
     dtype: torch.dtype
     policy: TimingPolicy
     quick: bool
+    # The module itself as the backend prepared it, for a decoder's TTFT and decode steps, where
+    # ``forward`` is the workload's entry (Workload.entry) rather than the module.
+    step: Callable[..., torch.Tensor] | None = None
 
     def batches(self, size: int) -> list[tuple[torch.Tensor, ...]]:
         return [
@@ -358,6 +361,7 @@ def _decoder_timings(
     TEST01 samples: the next-token logits taken at seeded rounds of both timed runs, against the
     same call untimed and against the float64 model's logits for the same context."""
     module = run.module
+    call = run.step or run.forward
     items: list[dict[str, Any]] = []
     samples: list[OutputSample] = []
     reference_model = float64_copy(run.model.module, type(run.model.module), run.model.config)
@@ -371,7 +375,7 @@ def _decoder_timings(
             prompt: torch.Tensor = prompt, cache: Any = cache
         ) -> tuple[torch.Tensor, torch.Tensor]:
             cache.length = 0  # reuse the preallocated cache: allocation is not part of TTFT
-            logits = run.forward(prompt, cache)[:, -1]
+            logits = call(prompt, cache)[:, -1]
             return logits.argmax(-1, keepdim=True), logits
 
         untimed_first = _host(first_token()[1])
@@ -389,7 +393,7 @@ def _decoder_timings(
 
         def next_token(token: torch.Tensor = token, cache: Any = cache, length: int = length) -> torch.Tensor:
             cache.length = length  # always the same context length, so every step costs the same
-            return run.forward(token, cache)
+            return call(token, cache)
 
         untimed_step = _host(next_token())[:, -1]
         sampler = OutputSampler(

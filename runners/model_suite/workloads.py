@@ -14,10 +14,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
+from runners.models.deepseek import DeepseekV3Decoder
 from runners.models.loading import LoadedModel
 from runners.models.minilm import MINILM_NAME, minilm_sentences, pad_token_ids
-from runners.models.reference import bert_reference_embeddings, float64_copy
+from runners.models.reference import bert_reference_embeddings, deepseek_reference_logits, float64_copy
 
 # Informational reference bars per dtype: they set the case's status for a reader of the raw
 # document, nothing more. Certification bars live in the program's criteria, judged on the
@@ -48,6 +50,9 @@ class Workload:
     # caching check: every variant has different content, all have the same cost.
     make_fresh: Callable[[int, int, torch.device, torch.dtype], tuple[torch.Tensor, ...]]
     tokens_per_item: int = 1
+    # What the accuracy, latency, throughput and caching runs call on the placed module (the module
+    # itself when None); a decoder's TTFT, decode and generation runs always call the module.
+    entry: Callable[[nn.Module], Callable[..., torch.Tensor]] | None = None
 
 
 def _fresh_generator(seed: int | str, name: str, variant: int) -> torch.Generator:
@@ -60,6 +65,8 @@ def workload_for(model: LoadedModel, seed: int | str, *, quick: bool) -> Workloa
         return _encoder(model, seed, quick)
     if arch == "llama-decoder":
         return _decoder(model, seed, quick)
+    if isinstance(model.module, DeepseekV3Decoder):
+        return _deepseek(model, seed, quick)
     return _classifier(model, seed, quick)
 
 
@@ -150,6 +157,79 @@ def _decoder(model: LoadedModel, seed: int | str, quick: bool) -> Workload:
         return (torch.randint(0, config.vocab_size, (batch, length), generator=g).to(device),)
 
     return Workload("decoder", count, make_batch, reference, score, make_fresh, tokens_per_item=length)
+
+
+def _agreement(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """Teacher-forced top-1: every position judged on the same prefix, so one early divergence does not
+    cascade through the rest of the sequence."""
+    return float((out.argmax(-1) == ref.argmax(-1)).double().mean()) if out.numel() else 1.0
+
+
+def _logit_cosine_min(out: torch.Tensor, ref: torch.Tensor) -> float:
+    if not out.numel():
+        return 1.0
+    return float(torch.nn.functional.cosine_similarity(out, ref, dim=-1).min())
+
+
+def _with_mtp(module: nn.Module) -> Callable[..., torch.Tensor]:
+    if not isinstance(module, DeepseekV3Decoder):
+        raise TypeError(f"{type(module).__name__} has no MTP head")
+    return module.forward_with_mtp
+
+
+def _deepseek(model: LoadedModel, seed: int | str, quick: bool) -> Workload:
+    """The DeepSeek-V3-style decoder: accuracy over the main head's and the MTP head's logits together
+    (``forward_with_mtp``: (B, S, V) then (B, S - 1, V) along the sequence) against the float64
+    reference written from the tensors by name (``deepseek_reference_logits``); the judged value is the
+    lower of the two heads' greedy-token agreements, so a fault in either fails the program's bar."""
+    config = model.config
+    count, length = (4, 12) if quick else (8, 32)
+    length = min(length, config.max_position_embeddings)
+    generator = torch.Generator().manual_seed(derive_seed(seed, model.spec.name))
+    prompts = torch.randint(0, config.vocab_size, (count, length), generator=generator)
+
+    def make_batch(indices: Sequence[int], device: torch.device, _: torch.dtype) -> tuple[torch.Tensor, ...]:
+        return (prompts[torch.tensor(list(indices))].to(device),)
+
+    def reference() -> torch.Tensor:
+        with torch.inference_mode():
+            return deepseek_reference_logits(model.module.state_dict(), config, prompts)
+
+    def score(out: torch.Tensor, ref: torch.Tensor, dtype: str) -> dict[str, Any]:
+        out, ref = out.double(), ref.double()
+        main, mtp = (out[:, :length], ref[:, :length]), (out[:, length:], ref[:, length:])
+        main_agreement, mtp_agreement = _agreement(*main), _agreement(*mtp)
+        value = min(main_agreement, mtp_agreement)
+        scale = float(ref.abs().max()) if ref.numel() else 0.0
+        error = float((out - ref).abs().max()) if ref.numel() else 0.0
+        return {
+            "metric": "greedy_token_agreement",
+            "value": value,
+            "main_token_agreement": main_agreement,
+            "mtp_token_agreement": mtp_agreement,
+            "logit_cosine_min": _logit_cosine_min(*main),
+            "mtp_logit_cosine_min": _logit_cosine_min(*mtp),
+            "logit_max_abs_error": error,
+            "logit_max_rel_error": error / scale if scale else 0.0,
+            **_informational(value, INFORMATIONAL_AGREEMENT.get(dtype, 0.9)),
+        }
+
+    def make_fresh(
+        variant: int, batch: int, device: torch.device, _: torch.dtype
+    ) -> tuple[torch.Tensor, ...]:
+        g = _fresh_generator(seed, model.spec.name, variant)
+        return (torch.randint(0, config.vocab_size, (batch, length), generator=g).to(device),)
+
+    return Workload(
+        "decoder",
+        count,
+        make_batch,
+        reference,
+        score,
+        make_fresh,
+        tokens_per_item=length,
+        entry=_with_mtp,
+    )
 
 
 def _classifier(model: LoadedModel, seed: int | str, quick: bool) -> Workload:

@@ -28,7 +28,7 @@ def synthetic_state_dict(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[
             tensor = 1.0 + 0.1 * noise.abs()
         elif leaf == "running_mean":
             tensor = 0.1 * noise
-        elif leaf == "bias":
+        elif leaf in ("bias", "e_score_correction_bias"):
             tensor = 0.02 * noise
         elif len(shape) == 1:  # norm scales
             tensor = 1.0 + 0.1 * noise

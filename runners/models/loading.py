@@ -24,6 +24,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from torch import nn
 
 from runners.models.bert import BertConfig, BertEncoder
+from runners.models.deepseek import DeepseekV3Config, DeepseekV3Decoder
 from runners.models.errors import (
     ChecksumMismatchError,
     ConfigMismatchError,
@@ -65,6 +66,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     for name, task, config_type, module_type in (
         ("bert-encoder", "sentence-embedding", BertConfig, BertEncoder),
         ("llama-decoder", "text-generation", LlamaConfig, LlamaDecoder),
+        ("deepseek-v3", "text-generation", DeepseekV3Config, DeepseekV3Decoder),
         ("resnet-cnn", "image-classification", ResNetConfig, ResNetClassifier),
     )
 }
@@ -159,7 +161,7 @@ def expected_tensors(
 def _depth(config: Any) -> int:
     layers = getattr(config, "num_hidden_layers", None)
     if isinstance(layers, int):
-        return layers
+        return layers + int(getattr(config, "num_nextn_predict_layers", 0) or 0)
     blocks = getattr(config, "blocks", None)
     return sum(b for b in blocks if isinstance(b, int)) if isinstance(blocks, tuple) else 0
 

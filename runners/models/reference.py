@@ -1,7 +1,9 @@
 """Float64 references written separately from the device modules.
 
 The BERT reference is plain NumPy from the tensors by name, so an error in the torch module
-(a wrong mask, a swapped projection) cannot hide by being repeated in the reference. The
+(a wrong mask, a swapped projection) cannot hide by being repeated in the reference; the
+DeepSeek-V3 reference is float64 torch from the tensors by name through the conformance catalog's
+reference forms (decompressed MLA, per-expert MoE), which the module does not use. The
 decoder and the CNN are compared against their own module cast to float64 on the CPU,
 which checks the device and its low-precision kernels, not the architecture code.
 """
@@ -14,7 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from runners.catalog.latent_attention import mla_naive, rope_tables, rotate_interleaved
+from runners.catalog.moe import moe_experts_reference, route, swiglu_expert
+from runners.catalog.multi_token_prediction import mtp_combine_reference
 from runners.models.bert import BertConfig
+from runners.models.deepseek import DeepseekV3Config
 
 
 def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
@@ -87,3 +93,88 @@ def float64_copy(module: nn.Module, module_type: type[nn.Module], config: object
     copy = module_type(config)
     copy.load_state_dict(module.state_dict())
     return copy.to(device="cpu", dtype=torch.float64).eval()
+
+
+def deepseek_reference_logits(
+    state: dict[str, torch.Tensor], config: DeepseekV3Config, input_ids: torch.Tensor
+) -> torch.Tensor:
+    """The DeepSeek-V3 decoder in float64 from the tensors by name: main logits (B, S, V) followed along
+    the sequence by the MTP head's (B, S - 1, V), as ``DeepseekV3Decoder.forward_with_mtp``.
+
+    Written with the catalog's reference forms, not the device module's: attention decompresses the
+    keys and values from the latent (``mla_naive``) where the module absorbs W_uk / W_uv; the experts
+    run per expert over the tokens that chose them (``moe_experts_reference``) where the module permutes
+    and groups; routing is ``route`` in float64 and the MTP combination ``mtp_combine_reference``."""
+    w = {name: t.detach().to("cpu", torch.float64) for name, t in state.items()}
+    c = config
+    eps = c.rms_norm_eps
+
+    def norm(x: torch.Tensor, name: str) -> torch.Tensor:
+        return x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps) * w[name]
+
+    def swiglu(p: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.cat((w[p + "gate_proj.weight"], w[p + "up_proj.weight"])), w[p + "down_proj.weight"]
+
+    def block(x: torch.Tensor, i: int) -> torch.Tensor:
+        p = f"model.layers.{i}."
+        b, s, _ = x.shape
+        h = norm(x, p + "input_layernorm.weight")
+        q = norm(h @ w[p + "self_attn.q_a_proj.weight"].t(), p + "self_attn.q_a_layernorm.weight")
+        q = (q @ w[p + "self_attn.q_b_proj.weight"].t()).view(b, s, c.num_attention_heads, c.qk_head_dim)
+        kv = h @ w[p + "self_attn.kv_a_proj_with_mqa.weight"].t()
+        cos, sin = rope_tables(torch.arange(s), c.qk_rope_head_dim, c.rope_theta)
+        cos, sin = cos.double()[None].expand(b, -1, -1), sin.double()[None].expand(b, -1, -1)
+        out = mla_naive(
+            {
+                "q_nope": q[..., : c.qk_nope_head_dim],
+                "q_pe": q[..., c.qk_nope_head_dim :],
+                "cos": cos,
+                "sin": sin,
+                "c_kv": norm(kv[..., : c.kv_lora_rank], p + "self_attn.kv_a_layernorm.weight"),
+                "k_pe": rotate_interleaved(kv[..., c.kv_lora_rank :], cos, sin),
+                "wkv_b": w[p + "self_attn.kv_b_proj.weight"],
+                "lengths": torch.full((b,), s, dtype=torch.int64),
+                "heads": c.num_attention_heads,
+                "v_dim": c.v_head_dim,
+                "scale": c.softmax_scale,
+                "causal": True,
+            }
+        )
+        x = x + out.reshape(b, s, -1) @ w[p + "self_attn.o_proj.weight"].t()
+        h = norm(x, p + "post_attention_layernorm.weight").reshape(b * s, -1)
+        if not c.is_moe(i):
+            return x + swiglu_expert(h, *swiglu(p + "mlp.")).view(b, s, -1)
+        ids, weights = route(
+            h @ w[p + "mlp.gate.weight"].t(),
+            w[p + "mlp.gate.e_score_correction_bias"],
+            score=c.scoring_func,
+            k=c.num_experts_per_tok,
+            groups=c.n_group,
+            topk_groups=c.topk_group,
+            normalize=c.norm_topk_prob,
+            scale=c.routed_scaling_factor,
+        )
+        experts = [swiglu(f"{p}mlp.experts.{e}.") for e in range(c.n_routed_experts)]
+        shared = swiglu(p + "mlp.shared_experts.")
+        y = moe_experts_reference(h, ids, weights, [e[0] for e in experts], [e[1] for e in experts], *shared)
+        return x + y.view(b, s, -1)
+
+    ids = input_ids.to("cpu").long()
+    x = w["model.embed_tokens.weight"][ids]
+    for i in range(c.num_hidden_layers):
+        x = block(x, i)
+    hidden = norm(x, "model.norm.weight")
+    logits = hidden @ w["lm_head.weight"].t()
+    if c.num_nextn_predict_layers == 0:
+        return torch.cat((logits, logits.new_zeros(ids.shape[0], 0, c.vocab_size)), dim=1)
+    m = f"model.layers.{c.num_hidden_layers}."
+    x = mtp_combine_reference(
+        w["model.embed_tokens.weight"][ids[:, 1:]],
+        hidden[:, :-1],
+        w[m + "enorm.weight"],
+        w[m + "hnorm.weight"],
+        w[m + "eh_proj.weight"],
+    )
+    x = block(x, c.num_hidden_layers)
+    mtp = norm(x, m + "shared_head.norm.weight") @ w["lm_head.weight"].t()
+    return torch.cat((logits, mtp), dim=1)

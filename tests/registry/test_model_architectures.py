@@ -12,6 +12,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from safetensors.torch import save
 
 from apps.registry.models import ModelArtifact
+from runners.models.deepseek import DeepseekV3Config
 from runners.models.llama import LlamaConfig
 from runners.models.resnet import ResNetConfig
 from tests.factories import TINY_BERT_CONFIG, model_weights_bytes
@@ -97,6 +98,27 @@ def test_a_config_the_architecture_cannot_build_is_refused_on_the_config(cast, c
     )
 
 
+def test_a_deepseek_upload_with_a_misnamed_router_bias_names_the_first_mismatch(cast, client_for):
+    from safetensors.torch import load
+
+    config = asdict(DeepseekV3Config.small())
+    state = load(model_weights_bytes(3, config, "deepseek-v3"))
+    state["model.layers.2.mlp.gate.bias"] = state.pop("model.layers.2.mlp.gate.e_score_correction_bias")
+    message = refusal(
+        upload(
+            client_for(cast.owner),
+            tensors_bytes(state),
+            architecture="deepseek-v3",
+            config=config,
+            task="llm-decode",
+        ),
+        "weights",
+    )
+    assert (
+        "tensor model.layers.2.mlp.gate.e_score_correction_bias is missing (expected shape [16])" in message
+    )
+
+
 def test_an_absurdly_deep_config_is_refused_without_building_it(cast, client_for):
     config = {**TINY_BERT_CONFIG, "num_hidden_layers": 10_000_000}
     assert "layers" in refusal(
@@ -113,6 +135,7 @@ def test_an_absurdly_deep_config_is_refused_without_building_it(cast, client_for
             "llm-decode",
         ),
         ("resnet-cnn", asdict(ResNetConfig.small()), "image-classification"),
+        ("deepseek-v3", asdict(DeepseekV3Config.small()), "llm-decode"),
     ],
 )
 def test_every_architecture_accepts_its_own_weights(cast, client_for, architecture, config, task):
@@ -135,5 +158,7 @@ def test_the_api_schema_documents_what_each_architecture_expects(client):
         "encoder.layer.{i}.attention.self.{query|key|value}.weight: [H, H]",
         "model.layers.{i}.self_attn.{k_proj|v_proj}.weight: [K*D, H]",
         "layers.{s}.0.downsample.0.weight: [W[s], W[s-1], 1, 1]",
+        "model.layers.{i}.self_attn.kv_a_proj_with_mqa.weight: [R+P, H]",
+        "model.layers.{i}.mlp.experts.{e}.{gate_proj|up_proj}.weight: [M, H]",
     ):
         assert expected in text

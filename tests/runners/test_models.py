@@ -24,6 +24,7 @@ from runners.models import (
     load_model,
 )
 from runners.models.bert import BertConfig
+from runners.models.deepseek import DeepseekV3Config
 from runners.models.errors import ChecksumMismatchError
 from runners.models.layouts import layout_text
 from runners.models.llama import LlamaConfig
@@ -259,7 +260,7 @@ def test_the_recorded_digest_is_that_of_the_bytes_loaded(tmp_path, llama_spec) -
 
 def _pattern(template: str) -> re.Pattern[str]:
     text = re.escape(template)
-    text = re.sub(r"\\\{(i|s|b)\\\}", r"\\d+", text)
+    text = re.sub(r"\\\{(i|s|b|e)\\\}", r"\\d+", text)
     text = re.sub(r"\\\{([^{}]*?)\\\}", lambda m: "(" + m.group(1).replace("\\|", "|") + ")", text)
     return re.compile(text + "$")
 
@@ -270,6 +271,8 @@ def _pattern(template: str) -> re.Pattern[str]:
         ("bert-encoder", asdict(BertConfig.small())),
         ("llama-decoder", asdict(LlamaConfig.small())),
         ("llama-decoder", {**asdict(LlamaConfig.small()), "tie_word_embeddings": True}),
+        ("deepseek-v3", asdict(DeepseekV3Config.small())),
+        ("deepseek-v3", {**asdict(DeepseekV3Config.small()), "num_nextn_predict_layers": 0}),
         ("resnet-cnn", asdict(ResNetConfig.small())),
         ("resnet-cnn", {**asdict(ResNetConfig.small()), "widths": [8, 8, 16], "blocks": [2, 1, 2]}),
     ],

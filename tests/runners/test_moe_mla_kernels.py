@@ -19,7 +19,7 @@ from runners.catalog.latent_attention import (
     mla_absorbed,
     rotate_interleaved,
 )
-from runners.catalog.moe import MoeExpertsKernel, MoeGatingKernel, MoeGroupedGemmKernel, _expert, route
+from runners.catalog.moe import MoeExpertsKernel, MoeGatingKernel, MoeGroupedGemmKernel, route, swiglu_expert
 from runners.catalog.multi_token_prediction import MtpCombineKernel
 from runners.catalog.paged_attention import (
     PagedDecodeAttentionKernel,
@@ -150,7 +150,7 @@ class ExpertsDroppingTheSharedExpert(MoeExpertsKernel):
     def run(self, inputs):
         x = inputs["x"]
         with_shared = super().run(inputs).float()
-        return (with_shared - _expert(x, inputs["shared_w13"], inputs["shared_w2"]).float()).to(x.dtype)
+        return (with_shared - swiglu_expert(x, inputs["shared_w13"], inputs["shared_w2"]).float()).to(x.dtype)
 
 
 class CompressWithRotateHalfRope(MlaKvCompressKernel):
