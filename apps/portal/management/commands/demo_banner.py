@@ -7,9 +7,10 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
 from apps.runs.models import Campaign
 from apps.runs.transitions import OPEN_STATES
@@ -18,14 +19,14 @@ from apps.runs.transitions import OPEN_STATES
 class Command(BaseCommand):
     help = "Wait until the portal at URL answers, then print the demo certification's state, the demo logins and the URL."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("url", help="the portal's address, e.g. http://127.0.0.1:8000/")
         parser.add_argument("--wait", type=float, default=180, help="seconds to wait for the portal")
         parser.add_argument(
             "--certification-log", default="", help="where the background certification writes"
         )
 
-    def handle(self, *args, url: str, wait: float, certification_log: str, **options):
+    def handle(self, *args: Any, url: str, wait: float, certification_log: str, **options: Any) -> None:
         answered = self._wait(url, wait)
         base = url.rstrip("/")
         lines = ["", self._certification(base, certification_log)]
