@@ -87,16 +87,35 @@ def uv_options(config: dict[str, str]) -> tuple[list[str], dict[str, str]]:
     return args, env
 
 
+def has_pip(python: Path) -> bool:
+    return (
+        subprocess.call(
+            [str(python), "-m", "pip", "--version"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        == 0
+    )  # noqa: S603
+
+
+def ensure_pip(python: Path) -> bool:
+    """pip in the virtualenv (created without it: ensurepip takes ~25 s on a loaded machine, and uv needs none)."""
+    return has_pip(python) or run([str(python), "-m", "ensurepip", "--upgrade", "--default-pip"]) == 0
+
+
 def find_uv(venv: Path, python: Path) -> str | None:
-    """uv from PATH or the virtualenv, else installed into the virtualenv by pip; None when it cannot be had."""
+    """uv from PATH or the virtualenv, else installed into the virtualenv by pip (this python3's pip
+    when it has one, else the virtualenv's); None when it cannot be had."""
     local = venv / "bin" / "uv"
     for candidate in (os.environ.get("UV") or "", shutil.which("uv") or "", str(local)):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     say("Fetching the uv installer into the virtualenv (pip, one wheel)")
-    if run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "--quiet", "uv"]) == 0:
-        if os.access(local, os.X_OK):
-            return str(local)
+    quiet = ["install", "--disable-pip-version-check", "--quiet", "uv"]
+    if has_pip(Path(sys.executable)):
+        run([sys.executable, "-m", "pip", "--python", str(python), *quiet])
+    if not os.access(local, os.X_OK) and ensure_pip(python):
+        run([str(python), "-m", "pip", *quiet])
+    if os.access(local, os.X_OK):
+        return str(local)
     say("uv could not be installed: pip installs instead")
     return None
 
@@ -120,7 +139,7 @@ def main() -> int:
     started = time.monotonic()
     if not os.access(python, os.X_OK):
         say(f"Creating the virtualenv {venv}")
-        if run([sys.executable, "-m", "venv", str(venv)]) != 0:
+        if run([sys.executable, "-m", "venv", "--without-pip", str(venv)]) != 0:
             return 1
     uv = find_uv(venv, python) if options.installer in ("auto", "uv") else None
     if uv is None and options.installer == "uv":
@@ -129,15 +148,19 @@ def main() -> int:
     if uv is not None:
         args, env = uv_options(pip_config(python))
         say(f"Installing {options.requirement} with uv ({uv})")
+        # pip comes along when the virtualenv lacks it: `.venv/bin/pip` works as people expect.
         code = run(
             [uv, "pip", "install", "--python", str(python), *args]
-            + ["--constraint", options.constraints, "--editable", options.requirement],
+            + ["--constraint", options.constraints, "--editable", options.requirement]
+            + ([] if has_pip(python) else ["pip"]),
             env={**os.environ, **env},
         )
         if code != 0 and options.installer == "auto":
             say(f"uv failed (exit {code}): installing with pip instead")
     if code != 0 and options.installer != "uv":
         say(f"Installing {options.requirement} with pip")
+        if not ensure_pip(python):
+            return 1
         code = run(
             [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "on"]
             + ["-c", options.constraints, "-e", options.requirement]
