@@ -88,12 +88,8 @@ def uv_options(config: dict[str, str]) -> tuple[list[str], dict[str, str]]:
 
 
 def has_pip(python: Path) -> bool:
-    return (
-        subprocess.call(
-            [str(python), "-m", "pip", "--version"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        == 0
-    )  # noqa: S603
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    return subprocess.call([str(python), "-m", "pip", "--version"], **quiet) == 0  # noqa: S603
 
 
 def ensure_pip(python: Path) -> bool:
@@ -146,7 +142,13 @@ def main() -> int:
         return 1
     code = 1
     if uv is not None:
-        args, env = uv_options(pip_config(python))
+        # pip's settings as this python3's pip reads them (the virtualenv has no pip of its own yet).
+        if has_pip(Path(sys.executable)):
+            config = pip_config(Path(sys.executable))
+        else:
+            config = pip_config(python) if ensure_pip(python) else {}
+        args, env = uv_options(config)
+        say("uv options from pip's configuration: " + (" ".join(args[2:]) or "none"))
         say(f"Installing {options.requirement} with uv ({uv})")
         # pip comes along when the virtualenv lacks it: `.venv/bin/pip` works as people expect.
         code = run(
