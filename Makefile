@@ -2,13 +2,17 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# What running needs (make run), and the test and lint tools on top (make test, make lint).
 STAMP := $(VENV)/.installed
+STAMP_DEV := $(VENV)/.installed-dev
 # The CPU build of torch that lies on this machine's disk; GPU/NPU hosts install their own build.
 CONSTRAINTS ?= constraints/local.txt
+# uv where it can be had (PATH, the virtualenv, or fetched by pip), else pip; INSTALLER=pip forces pip.
+INSTALLER ?= auto
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test test-fast lint serve migrate demo clean messages
+.PHONY: install install-dev run test test-fast lint serve migrate demo clean messages
 
 # Translations: the .po catalogues are committed, the .mo compiled here (GNU gettext's msgfmt, through
 # Django's compilemessages); `make messages` refreshes the msgids after a template or string changes.
@@ -17,16 +21,25 @@ MO_FILES := $(PO_FILES:.po=.mo)
 
 install: $(STAMP) var/secret_key $(MO_FILES)
 
+install-dev: install $(STAMP_DEV)
+
 locale/%/LC_MESSAGES/django.mo: locale/%/LC_MESSAGES/django.po $(STAMP) var/secret_key
 	$(PY) manage.py compilemessages --locale $* --ignore '.venv' --ignore 'var' -v0
 
 messages: $(STAMP)
 	$(PY) manage.py makemessages --locale zh_Hans --no-obsolete --ignore '.venv' --ignore 'var' --ignore 'tests' --ignore 'bench' --ignore 'runners'
 
+# tools/venv_install.py creates the virtualenv when missing and installs with progress (uv with pip's
+# indexes, find-links and constraints of this machine, or pip).
 $(STAMP): pyproject.toml $(CONSTRAINTS)
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e '.[dev]'
+	$(PYTHON) tools/venv_install.py --venv $(VENV) --constraints $(CONSTRAINTS) --installer $(INSTALLER) .
 	touch $(STAMP)
+
+# The dev extra (pytest, Playwright, sentence-transformers, ruff, mypy...): after `make run`, the
+# first `make test` or `make lint` adds it.
+$(STAMP_DEV): $(STAMP)
+	$(PYTHON) tools/venv_install.py --venv $(VENV) --constraints $(CONSTRAINTS) --installer $(INSTALLER) '.[dev]'
+	touch $(STAMP_DEV)
 
 # A random secret key for this checkout, kept outside the repository (var/ is ignored).
 var/secret_key:
@@ -41,25 +54,31 @@ demo: migrate
 	$(PY) manage.py seed_demo
 
 # Campaigns run in background worker processes (broker in files under var/broker), never in a request;
-# they stop with the server.
-run: demo
-	$(PY) manage.py certify acme/local-cpu --level baseline --if-none-pending
-	@echo "Portal: http://$(HOST):$(PORT)/   API docs: http://$(HOST):$(PORT)/api/docs/"
-	@echo "Log in with a demo user listed above (passwords are kept in var/demo-credentials.txt)."
-	$(PY) manage.py embedded_worker & WORKER=$$!; trap 'kill $$WORKER 2>/dev/null' EXIT INT TERM; \
-		$(PY) manage.py runserver $(HOST):$(PORT) --noreload
+# they stop with the server. The demo registry is seeded first; the local CPU's certification (once:
+# seed_demo skips it when the CPU has a certificate or a campaign awaiting review) runs in the
+# background worker while the portal serves, its output in var/demo-certification.log. The worker's
+# log is var/worker.log. The last lines printed, once the portal answers: the logins and the URL.
+run: migrate
+	$(PY) manage.py collectstatic --noinput -v0
+	$(PY) manage.py seed_demo --skip-certification
+	@echo "Starting the background worker, the demo certification and the portal..."
+	@$(PY) manage.py embedded_worker > var/worker.log 2>&1 & WORKER=$$!; \
+	$(PY) manage.py seed_demo --certification-only > var/demo-certification.log 2>&1 & CERTIFY=$$!; \
+	$(PY) manage.py demo_banner http://$(HOST):$(PORT)/ --certification-log var/demo-certification.log & BANNER=$$!; \
+	trap 'kill $$BANNER $$CERTIFY $$WORKER 2>/dev/null' EXIT INT TERM; \
+	$(PY) manage.py runserver $(HOST):$(PORT) --noreload
 
-test: install
+test: install-dev
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Everything but the slow, integration and browser tests: the loop while editing.
-test-fast: install
+test-fast: install-dev
 	$(PY) -m pytest -m "not slow and not integration and not browser" $(PYTEST_ARGS)
 
 # The guards CI runs before the tests: style, formatting, import contracts, types (runners/ strict
 # and clean, a baseline elsewhere that only shrinks), migrations, and the system checks of a
 # production configuration (the project's own included: evaluator, programs, key directory, export rules).
-lint: install
+lint: install-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports

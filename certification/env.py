@@ -70,7 +70,19 @@ def database_from_url(url: str) -> dict:
         path = unquote(parsed.path[1:] if parsed.path.startswith("/") else parsed.path)
         if not path:
             raise ImproperlyConfiguredEnv(f"DATABASE_URL={url!r} names no SQLite file")
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": path, "OPTIONS": {"timeout": 20}}
+        # The embedded default has several writers at once (the server, the worker and its beat,
+        # `certify`): a write-ahead log lets readers go on beside the writer, and transactions that
+        # take the write lock when they begin wait for it (the timeout) instead of failing with
+        # "database is locked" when a read turns into a write (Django's SQLite notes).
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": path,
+            "OPTIONS": {
+                "timeout": 20,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL;",
+            },
+        }
     if scheme in {"postgres", "postgresql", "postgresql+psycopg"}:
         name = unquote(parsed.path.lstrip("/"))
         if not name:

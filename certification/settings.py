@@ -392,6 +392,14 @@ WEBHOOK_TIMEOUT_S = env_int("WEBHOOK_TIMEOUT_S", 10, minimum=1)
 # (Standard Webhooks asks for retries with exponential backoff and leaves the schedule to the sender).
 WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 6, minimum=1)
 WEBHOOK_BACKOFF_BASE_S = env_int("WEBHOOK_BACKOFF_BASE_S", 10, minimum=1)
+# A delivery still "sending" this long after its attempt claimed it lost that attempt (its worker
+# stopped: a crash, a kill, a lost host) and is re-queued (notifications.requeue_stuck, every 5 min).
+# No attempt outlives CELERY_TASK_TIME_LIMIT (Celery's task_time_limit: the worker process running
+# the task is killed and replaced when it is exceeded), so the lease is that limit and a minute for
+# the clocks of two worker hosts; it can never be set below the limit.
+WEBHOOK_SENDING_LEASE_S = env_int(
+    "WEBHOOK_SENDING_LEASE_S", CELERY_TASK_TIME_LIMIT + 60, minimum=CELERY_TASK_TIME_LIMIT
+)
 # Certificates are announced as expiring this many days before their end (issue 17: 30 days).
 NOTIFY_EXPIRY_NOTICE_DAYS = env_int("NOTIFY_EXPIRY_NOTICE_DAYS", 30, minimum=1)
 

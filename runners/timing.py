@@ -58,10 +58,12 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where a buffer is made: the platform reads the statistics without it
+    import torch
 
 # Where a backend does not know its last-level cache, flush this much: more than the LLC
 # of current server CPUs and GPUs (triton's do_bench uses 256 MiB for GPUs; CPUs here).
@@ -270,6 +272,8 @@ class _CacheFlusher:
     """Overwrites a device buffer larger than the last-level cache."""
 
     def __init__(self, backend: TimedBackend | None) -> None:
+        import torch
+
         llc = backend.last_level_cache_bytes() if backend is not None else None
         nbytes = 2 * llc if llc else DEFAULT_FLUSH_BYTES
         device = backend.device() if backend is not None else torch.device("cpu")

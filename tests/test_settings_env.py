@@ -208,3 +208,36 @@ def test_settings_refuse_to_start_with_a_bad_value(tmp_path, variable, value):
     assert result.returncode != 0
     assert "ImproperlyConfiguredEnv" in result.stderr
     assert variable in result.stderr or "DATABASE_URL" in result.stderr
+
+
+def test_the_sqlite_default_logs_ahead_and_takes_the_write_lock_when_a_transaction_begins(
+    tmp_path, django_db_blocker
+):
+    """Several processes write the embedded default's database at once (the server, the worker and
+    its beat, certify): a read that turns into a write inside a transaction must wait, not fail."""
+    from django.db.utils import ConnectionHandler
+
+    handler = ConnectionHandler({"default": database_from_url(f"sqlite:///{tmp_path / 'demo.sqlite3'}")})
+    first, second = handler.create_connection("default"), handler.create_connection("default")
+    with django_db_blocker.unblock():  # its own file, not the test database
+        _write_beside_a_reader(first, second)
+
+
+def _write_beside_a_reader(first, second) -> None:
+    try:
+        with first.cursor() as cursor:
+            cursor.execute("PRAGMA journal_mode")
+            assert cursor.fetchone()[0] == "wal"
+            cursor.execute("CREATE TABLE t (n integer)")
+        first.set_autocommit(False)  # Django's atomic(): BEGIN IMMEDIATE
+        assert first.settings_dict["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+        with first.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM t")
+            cursor.execute("INSERT INTO t VALUES (1)")
+        with second.cursor() as cursor:  # a reader beside the writer (the write-ahead log)
+            cursor.execute("SELECT count(*) FROM t")
+            assert cursor.fetchone()[0] == 0
+        first.commit()
+    finally:
+        first.close()
+        second.close()

@@ -87,6 +87,9 @@ class WebhookDelivery(models.Model):
     status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # When the current (or last) attempt took the delivery: "sending" longer than the lease
+    # (WEBHOOK_SENDING_LEASE_S) means its worker stopped mid-attempt; also the attempt's claim token.
+    claimed_at = models.DateTimeField(null=True, blank=True)
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.CharField(max_length=500, blank=True)
     log = models.JSONField(default=list, blank=True)

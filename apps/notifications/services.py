@@ -311,14 +311,21 @@ def backoff_delay_s(attempts: int) -> float:
     return float(settings.WEBHOOK_BACKOFF_BASE_S * 4 ** (attempts - 1))
 
 
-def webhook_deliver(*, delivery_id: int) -> float | None:
-    """Attempt one delivery (claimed atomically, so two workers never send it twice at once); returns
-    the seconds until the retry, or None when it is delivered or has failed for good."""
-    now = timezone.now()
+def webhook_delivery_claim(*, delivery_id: int, now: datetime) -> bool:
+    """Take a due delivery for one attempt (atomically, so two workers never send it at once): it is
+    "sending" from `now` on, under the lease WEBHOOK_SENDING_LEASE_S (deliveries_stuck_requeue)."""
     claimed = WebhookDelivery.objects.filter(
         pk=delivery_id, status=DeliveryStatus.PENDING, next_attempt_at__lte=now
-    ).update(status=DeliveryStatus.SENDING)
-    if claimed != 1:
+    ).update(status=DeliveryStatus.SENDING, claimed_at=now)
+    return claimed == 1
+
+
+def webhook_deliver(*, delivery_id: int) -> float | None:
+    """Attempt one delivery (claimed atomically, so two workers never send it twice at once); returns
+    the seconds until the retry, or None when it is delivered, has failed for good, or its lease was
+    taken over by the recovery of stuck deliveries while this attempt ran."""
+    now = timezone.now()
+    if not webhook_delivery_claim(delivery_id=delivery_id, now=now):
         return None
     delivery = WebhookDelivery.objects.select_related("endpoint", "event").get(pk=delivery_id)
     endpoint, event = delivery.endpoint, delivery.event
@@ -374,17 +381,26 @@ def webhook_deliver(*, delivery_id: int) -> float | None:
         delivery.status, delivery.next_attempt_at = DeliveryStatus.FAILED, None
     else:
         delivery.status, delivery.next_attempt_at = DeliveryStatus.PENDING, now + timedelta(seconds=retry)
-    delivery.save(
-        update_fields=[
-            "attempts",
-            "last_status_code",
-            "last_error",
-            "log",
-            "status",
-            "delivered_at",
-            "next_attempt_at",
-        ]
+    # Written only while this attempt still holds its claim: an attempt that outlived its lease was
+    # already counted and re-queued by deliveries_stuck_requeue, and must not overwrite that.
+    held = WebhookDelivery.objects.filter(
+        pk=delivery_id, status=DeliveryStatus.SENDING, claimed_at=now
+    ).update(
+        attempts=delivery.attempts,
+        last_status_code=delivery.last_status_code,
+        last_error=delivery.last_error,
+        log=delivery.log,
+        status=delivery.status,
+        delivered_at=delivery.delivered_at,
+        next_attempt_at=delivery.next_attempt_at,
     )
+    if held != 1:
+        logger.warning(
+            "webhook delivery %s: attempt ended (%s) after its lease was taken over; its outcome is not recorded",
+            delivery_id,
+            status_code or error[:100],
+        )
+        return None
     return retry
 
 
@@ -395,6 +411,80 @@ def deliveries_due() -> list[int]:
         .order_by("next_attempt_at")
         .values_list("pk", flat=True)[:500]
     )
+
+
+def deliveries_stuck_requeue(*, now: datetime | None = None) -> list[tuple[int, float]]:
+    """Deliveries left "sending" longer than WEBHOOK_SENDING_LEASE_S (their worker stopped during the
+    attempt: no outcome was recorded, and the broker's message was consumed) are put back in the
+    queue: the lost attempt is counted and logged (the receiver may have got it; the `webhook-id`
+    stays the event's, so it deduplicates), an audit event records the recovery, and a delivery
+    that has used its WEBHOOK_MAX_ATTEMPTS fails for good. Returns (delivery id, seconds until due)
+    for each one to enqueue; a delivery still within its lease is left alone."""
+    now = now or timezone.now()
+    lease = settings.WEBHOOK_SENDING_LEASE_S
+    cutoff = now - timedelta(seconds=lease)
+    requeue: list[tuple[int, float]] = []
+    stuck = list(
+        WebhookDelivery.objects.filter(status=DeliveryStatus.SENDING, claimed_at__lte=cutoff)
+        .order_by("claimed_at")
+        .values_list("pk", flat=True)[:500]
+    )
+    for delivery_id in stuck:
+        with transaction.atomic():
+            # Locked and checked again: another recovery, or the attempt itself, may have got there first.
+            delivery = (
+                WebhookDelivery.objects.select_for_update()
+                .filter(pk=delivery_id, status=DeliveryStatus.SENDING, claimed_at__lte=cutoff)
+                .first()
+            )
+            if delivery is None:
+                continue
+            assert delivery.claimed_at is not None  # the filter's claimed_at__lte
+            attempts = delivery.attempts + 1
+            error = f"no outcome: the attempt's worker stopped (still sending after the {lease} s lease)"
+            delivery.log = [
+                *delivery.log,
+                {"at": delivery.claimed_at.isoformat(), "status_code": None, "error": error, "ms": None},
+            ]
+            delivery.attempts, delivery.last_status_code, delivery.last_error = attempts, None, error
+            if attempts >= settings.WEBHOOK_MAX_ATTEMPTS:
+                delivery.status, delivery.next_attempt_at = DeliveryStatus.FAILED, None
+            else:
+                due = max(now, delivery.claimed_at + timedelta(seconds=backoff_delay_s(attempts)))
+                delivery.status, delivery.next_attempt_at = DeliveryStatus.PENDING, due
+                requeue.append((delivery_id, (due - now).total_seconds()))
+            delivery.save(
+                update_fields=[
+                    "attempts",
+                    "last_status_code",
+                    "last_error",
+                    "log",
+                    "status",
+                    "next_attempt_at",
+                ]
+            )
+            audit_record(
+                action="webhook.delivery_requeued"
+                if delivery.status == DeliveryStatus.PENDING
+                else "webhook.delivery_failed",
+                obj=delivery,
+                payload={
+                    "event": delivery.event_id,
+                    "endpoint": delivery.endpoint_id,
+                    "attempts": attempts,
+                    "claimed_at": delivery.claimed_at.isoformat(),
+                    "lease_s": lease,
+                    "reason": error,
+                },
+            )
+        logger.warning(
+            "webhook delivery %s stuck in sending since %s: attempt %s counted as lost; %s",
+            delivery_id,
+            delivery.claimed_at.isoformat(),
+            attempts,
+            "re-queued" if delivery.status == DeliveryStatus.PENDING else "failed for good",
+        )
+    return requeue
 
 
 def events_unemailed() -> list[int]:

@@ -38,3 +38,15 @@ def sweep() -> int:
     for event_id in events_unemailed():
         email.delay(event_id)
     return certificates_expiring_notify()
+
+
+@shared_task(name="notifications.requeue_stuck", ignore_result=True)
+def requeue_stuck() -> int:
+    """Put back in the queue the deliveries whose worker stopped mid-attempt (left "sending" past their
+    lease); returns how many were re-queued."""
+    from apps.notifications.services import deliveries_stuck_requeue
+
+    requeued = deliveries_stuck_requeue()
+    for delivery_id, due_in in requeued:
+        deliver.apply_async((delivery_id,), countdown=due_in)
+    return len(requeued)

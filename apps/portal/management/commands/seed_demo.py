@@ -9,6 +9,7 @@ import json
 import os
 import platform
 import secrets
+import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from django.contrib.auth import get_user_model
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from apps.accounts.models import Organization, OrganizationKind, Role
@@ -102,7 +103,29 @@ class Command(BaseCommand):
             "--skip-certification", action="store_true", help="only the registry: no campaign, no certificate"
         )
 
-    def handle(self, *args, skip_certification: bool = False, **options):
+        parser.add_argument(
+            "--certification-only",
+            action="store_true",
+            help=(
+                "only the local CPU's certification, once (after a run with --skip-certification): "
+                "`make run` starts it in the background beside `manage.py embedded_worker`, whose "
+                "workers it waits for (up to a minute) with the embedded broker"
+            ),
+        )
+
+    def handle(self, *args, skip_certification: bool = False, certification_only: bool = False, **options):
+        if certification_only:
+            target = HardwareTarget.objects.filter(
+                vendor__slug="acme", chip__sku=LOCAL_CPU_SKU, slug=LOCAL_TARGET_SLUG
+            ).first()
+            if target is None:
+                raise CommandError(
+                    "No local CPU target: run `manage.py seed_demo --skip-certification` first."
+                )
+            if settings.CELERY_EMBEDDED and not settings.CELERY_TASK_ALWAYS_EAGER:
+                self._wait_for_embedded_worker(timeout_s=60)
+            self._certify_once(target)
+            return
         credentials_file = Path(settings.VAR_DIR) / "demo-credentials.txt"
         credentials = self._read_credentials(credentials_file)
         with transaction.atomic():
@@ -135,17 +158,42 @@ class Command(BaseCommand):
         for username, password in sorted(credentials.items()):
             self.stdout.write(f"  {username:<20} {password}")
 
+    def _wait_for_embedded_worker(self, *, timeout_s: float) -> None:
+        """`make run` starts `embedded_worker` and this command together: certify must find the
+        workers running, or it starts a second set of its own for the campaign."""
+        from apps.runs.embedded import embedded_worker_running
+
+        deadline = time.monotonic() + timeout_s
+        while not embedded_worker_running() and time.monotonic() < deadline:
+            time.sleep(0.5)
+
     def _certify_once(self, target: HardwareTarget) -> None:
         from apps.certificates.models import Certificate, CriterionOutcome
         from apps.certificates.services.reviews import review_approve
         from apps.runs.models import Campaign, CampaignState
+        from apps.runs.transitions import OPEN_STATES, RUNS_OVER_STATES
 
         if Certificate.objects.filter(campaign__target=target).exists():
             return
         campaign = (
             Campaign.objects.filter(target=target, state=CampaignState.AWAITING_REVIEW).order_by("pk").first()
         )
-        if campaign is None:
+        running = (
+            Campaign.objects.filter(target=target, state__in=OPEN_STATES)
+            .exclude(state=CampaignState.AWAITING_REVIEW)
+            .order_by("pk")
+            .first()
+        )
+        if campaign is None and running is not None:
+            # An earlier `make run` stopped during the certification: follow that campaign (the
+            # sweeps re-queue its silent jobs) instead of submitting a second one.
+            self.stdout.write(f"Following campaign {running.pk} of {target.slug} ({running.state})...")
+            deadline = time.monotonic() + 3600
+            while running.state not in RUNS_OVER_STATES and time.monotonic() < deadline:
+                time.sleep(2)
+                running.refresh_from_db()
+            campaign = running
+        elif campaign is None:
             self.stdout.write(
                 f"Certifying {target.slug} through the pipeline (conformance, performance, model)..."
             )
