@@ -457,7 +457,7 @@ class W8A8Int8GemmKernel(Kernel):
         ),
         # SmoothQuant's quantizer writes -127..127, but an int8 GEMM takes any int8: -128 included.
         Case(
-            "minus_128_codes",
+            "most_negative_codes",
             {"M": Span(24, 48, 8), "K": Span(1024, 2048, 128), "N": Span(64, 128, 64)},
             options={"minus_128": True},
         ),
