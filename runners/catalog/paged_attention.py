@@ -41,7 +41,7 @@ def _paged_layout(
     width = max(needed, default=0) or 1
     tables = torch.full((len(lengths), width), -1, dtype=torch.int32)
     if layout == "descending_interleaved":
-        owned = [[] for _ in lengths]
+        owned: list[list[int]] = [[] for _ in lengths]
         page = spare  # the spare pages sit at the bottom
         for index in range(width):
             for row, count in enumerate(needed):
