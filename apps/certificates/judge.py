@@ -855,3 +855,55 @@ def measured_declared_dtypes(peaks: dict[str, float]) -> tuple[list[str], list[s
     measured = [PEAK_MEASURED_DTYPE[key] for key in PEAK_MEASURED_DTYPE if peaks.get(key) is not None]
     unmeasured = sorted(key for key in peaks if key not in PEAK_MEASURED_DTYPE)
     return measured, unmeasured
+
+
+# Collectives (issue 16) ---------------------------------------------------------------------------
+
+COLLECTIVE_KIND = "collective"
+
+
+@dataclass(frozen=True)
+class CollectiveFigure:
+    """One collective's bandwidth as nccl-tests prints it (doc/PERFORMANCE.md): the operation, dtype,
+    message size S in bytes and ranks n, the time t of one call, algbw = S / t and busbw = algbw times
+    the op's bus factor, in GB/s (1e9 bytes per second). busbw is the measurement's value; None where
+    the runner refused the figure (its clocks disagreed)."""
+
+    op: str
+    case: str  # the runner's case name (the size asked for: all_to_all rounds S to whole rows)
+    dtype: str
+    size_bytes: int
+    world_size: int
+    time_us: float | None
+    algbw_gbps: float | None
+    busbw_gbps: float | None
+    unstable: bool
+
+
+def _number_or_none(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def collective_figures(rows: Iterable[Any]) -> list[CollectiveFigure]:
+    """The `collective` measurement rows (stored rows keep the runner's params nested under "params";
+    hand-made rows may hold them flat) as figures, ordered by op, dtype and message size."""
+    figures = []
+    for row in rows:
+        if getattr(row, "kind", None) != COLLECTIVE_KIND:
+            continue
+        params = serving_params({"params": row.params})
+        time_s = _number_or_none(params.get("time_s"))
+        figures.append(
+            CollectiveFigure(
+                op=str(params.get("op") or row.name.split("/")[0]),
+                case=str(params.get("case") or ""),
+                dtype=str(row.dtype or params.get("dtype") or ""),
+                size_bytes=int(_number_or_none(params.get("bytes")) or 0),
+                world_size=int(_number_or_none(params.get("world_size")) or 0),
+                time_us=None if time_s is None else time_s * 1e6,
+                algbw_gbps=_number_or_none(params.get("algbw_gbps")) if row.value is not None else None,
+                busbw_gbps=_number_or_none(row.value),
+                unstable=bool(getattr(row, "unstable", False)),
+            )
+        )
+    return sorted(figures, key=lambda f: (f.op, f.dtype, f.size_bytes, f.case))

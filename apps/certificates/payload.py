@@ -323,6 +323,9 @@ def _headline(
     }
     if serving:  # only campaigns with serving evidence (AIA 1.2 on) carry the key
         headline["serving"] = serving
+    collectives = collectives_headline(campaign)
+    if collectives is not None:  # only campaigns with a collectives job (AIA 1.3 draft on) carry the key
+        headline["collectives"] = collectives
     return headline
 
 
@@ -384,6 +387,50 @@ def _serving_headline(
             }
         )
     return figures
+
+
+COLLECTIVES_NOT_APPLICABLE = "not applicable (one device)"
+
+
+def collectives_headline(campaign: Campaign) -> dict[str, Any] | None:
+    """The scale-out figures of a campaign with a collectives job (issue 16; None without one): the
+    device count and interconnect the target declares and, per operation, dtype and message size, the
+    bandwidth as nccl-tests defines it (judge.CollectiveFigure). A one-device target has no collective
+    to measure: `applicable` false, COLLECTIVES_NOT_APPLICABLE, no figure (the collectives criterion is
+    then not applicable, apps/certificates/criteria.py). A figure the runner refused (no value) is
+    left out; an unstable one is published marked so."""
+    if not campaign.jobs.filter(suite=JobSuite.COLLECTIVES).exists():
+        return None
+    target = campaign.target
+    section: dict[str, Any] = {
+        "devices": target.device_count,
+        "interconnect": target.interconnect or None,
+        "unit": "GB/s",
+        "source": "nccl-tests doc/PERFORMANCE.md: algbw = S/t, busbw = algbw x 2(n-1)/n (all_reduce) or (n-1)/n",
+    }
+    if target.device_count < 2:
+        return {**section, "applicable": False, "reason": COLLECTIVES_NOT_APPLICABLE, "figures": []}
+    rows = Measurement.objects.filter(document__job__campaign=campaign, kind=judge.COLLECTIVE_KIND).order_by(
+        "document__job_id", "id"
+    )
+    figures = [
+        {
+            "op": figure.op,
+            "case": figure.case,
+            "dtype": figure.dtype,
+            "bytes": figure.size_bytes,
+            "world_size": figure.world_size,
+            "time_us": None if figure.time_us is None else judge.round_significant(figure.time_us, 4),
+            "algbw_gbps": None
+            if figure.algbw_gbps is None
+            else judge.round_significant(figure.algbw_gbps, 4),
+            "busbw_gbps": judge.round_significant(figure.busbw_gbps, 4),
+            "unstable": figure.unstable,
+        }
+        for figure in judge.collective_figures(rows)
+        if figure.busbw_gbps is not None
+    ]
+    return {**section, "applicable": True, "reason": None, "figures": figures}
 
 
 def certificate_notes(results: list[CriterionResult]) -> list[str]:

@@ -85,6 +85,17 @@ class DocumentCheck:
 
 
 @dataclass
+class CollectivesEvidence:
+    """The scale-out suite's figures (issue 16) on the devices the target declares; none with one
+    device, where no collective exists to measure (not applicable)."""
+
+    devices: int
+    interconnect: str
+    applicable: bool
+    figures: list[judge.CollectiveFigure] = field(default_factory=list)
+
+
+@dataclass
 class Evidence:
     heatmap: Heatmap | None = None
     roofline: str = ""
@@ -98,6 +109,8 @@ class Evidence:
     documents: list[DocumentCheck] = field(default_factory=list)
     rejections: list[EvidenceRejection] = field(default_factory=list)
     anomalies: list[Anomaly] = field(default_factory=list)
+    # The collectives suite's algbw / busbw per op and size, where the campaign has a collectives job.
+    collectives: CollectivesEvidence | None = None
     # (threshold, value, source): the level's bars every verdict on this page was judged by.
     thresholds: list[tuple[str, str, str]] = field(default_factory=list)
 
@@ -474,7 +487,14 @@ def campaign_evidence(*, campaign: Campaign, criteria: list[CriterionResult]) ->
         m
         for m in measurements
         if m.kind
-        not in (*ROOFLINE_KINDS, "accuracy", "bandwidth", *judge.SERVING_FIGURE_KINDS, "serving_accuracy")
+        not in (
+            *ROOFLINE_KINDS,
+            "accuracy",
+            "bandwidth",
+            *judge.SERVING_FIGURE_KINDS,
+            "serving_accuracy",
+            judge.COLLECTIVE_KIND,
+        )
         and not (m.kind == "energy" and m.document.suite == JobSuite.SERVING)
     ]
     evidence.roofline_rows += [
@@ -482,6 +502,14 @@ def campaign_evidence(*, campaign: Campaign, criteria: list[CriterionResult]) ->
         for m in measurements
         if m.kind == "bandwidth"
     ]
+    if any(job.suite == JobSuite.COLLECTIVES for job in jobs):
+        devices = campaign.target.device_count
+        evidence.collectives = CollectivesEvidence(
+            devices=devices,
+            interconnect=campaign.target.interconnect,
+            applicable=devices >= 2,
+            figures=judge.collective_figures(measurements) if devices >= 2 else [],
+        )
     unstable = [m for m in measurements if m.unstable]
     if unstable:
         anomalies.append(

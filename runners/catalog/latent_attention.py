@@ -447,6 +447,12 @@ class MlaPrefillKernel(_MlaKernel):
             edge="odd_size",
             options={"causal": True},
         ),
+        # A one-token prompt: one query over a cache of one token (softmax of one logit is 1).
+        Case(
+            "single_token_prompt",
+            {"B": Span(1, 3), "S": 1, "L": Derived("S"), "H": Span(2, 4), **_V3},
+            options={"causal": True},
+        ),
         Case(
             "no_queries",
             {"B": 1, "S": 0, "L": Span(8, 24), "H": 2, "r": 64, "dn": 32, "dr": 16, "dv": 32},
@@ -521,6 +527,8 @@ class MlaDecodeKernel(_MlaKernel):
             },
             edge="odd_size",
         ),
+        # The first decode step: a cache of one token, the output is that token's value through W_uv.
+        Case("kv_length_one", {"B": Span(1, 3), "S": 1, "L": 1, "H": Span(3, 6), **_V3}),
         Case(
             "no_sequences",
             {"B": 0, "S": 1, "L": 16, "H": 2, "r": 64, "dn": 32, "dr": 16, "dv": 32},

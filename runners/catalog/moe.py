@@ -193,6 +193,32 @@ class MoeGatingKernel(Kernel):
             edge="odd_size",
             options={"score": "sigmoid", "bias": True, "normalize": True, "scale": 1.0},
         ),
+        # Capacity extremes: top-1 of many (Switch Transformer routing, one expert per token) ...
+        Case(
+            "top1_of_many_renormalised",
+            {"T": Span(32, 96), "E": 64, "k": 1, "groups": 1, "topk_groups": 1},
+            options={"score": "softmax", "bias": False, "normalize": True, "scale": 1.0},
+        ),
+        # ... and every expert chosen (k = E): the weights are the scores themselves.
+        Case(
+            "every_expert_chosen",
+            {"T": Span(16, 48), "E": 8, "k": 8, "groups": 1, "topk_groups": 1},
+            options={"score": "softmax", "bias": False, "normalize": False, "scale": 1.0},
+        ),
+        # The group limit at its extreme: one group of eight kept, so all k experts come from it.
+        Case(
+            "single_group_kept",
+            {"T": Span(32, 96), "E": 64, "k": 4, "groups": 8, "topk_groups": 1},
+            options={"score": "sigmoid", "bias": True, "normalize": True, "scale": 2.5},
+        ),
+        # The V3 router (sigmoid scores, bias, group limit) with tied logits inside the chosen set and
+        # inside the dropped set: tied scores get equal weights whatever the bias does to selection.
+        Case(
+            "sigmoid_bias_ties_group_limited",
+            {"T": Span(16, 48), "E": 256, "k": 8, "groups": 8, "topk_groups": 4},
+            edge="ties",
+            options={"score": "sigmoid", "bias": True, "normalize": True, "scale": 2.5},
+        ),
         Case(
             "empty_tokens",
             {"T": 0, "E": 64, "k": 6, "groups": 8, "topk_groups": 4},
@@ -380,6 +406,12 @@ class MoeGroupedGemmKernel(Kernel):
             edge="odd_size",
             options={"zero_share": 0.3},
         ),
+        # Every row to one expert, every other expert idle (zero_share 1: _uneven_counts keeps one busy).
+        Case(
+            "one_expert_takes_all_rows",
+            {"M": Span(64, 128), "E": Span(8, 16, 4), "K": Span(256, 384, 128), "N": Span(64, 128, 64)},
+            options={"zero_share": 1.0},
+        ),
         Case("no_rows", {"M": 0, "E": 8, "K": 128, "N": 64}, edge="empty", options={"zero_share": 1.0}),
     )
 
@@ -512,7 +544,7 @@ def moe_experts_reference(
     for expert in range(len(w13)):
         token, slot = (topk_ids == expert).nonzero(as_tuple=True)
         if token.numel():
-            y = y.index_add(
+            y.index_add_(  # in place: y is this reference's own tensor
                 0, token, topk_weights[token, slot, None] * swiglu_expert(x[token], w13[expert], w2[expert])
             )
     return y
@@ -585,6 +617,18 @@ class MoeExpertsKernel(Kernel):
             edge="odd_size",
             options={"hot": 0.5},
         ),
+        # Every token routed to the same single expert (top-1, hot share 0): one expert holds all rows.
+        Case(
+            "all_tokens_one_expert",
+            {"T": Span(16, 32), "E": 12, "k": 1, "H": Span(128, 256, 64), "I": 64, "shared": 1},
+            options={"hot": 0.0},
+        ),
+        # Every token to every expert (k = E): no idle expert, the combine sums E + 1 terms.
+        Case(
+            "every_token_every_expert",
+            {"T": Span(8, 16), "E": 8, "k": 8, "H": Span(128, 192, 64), "I": 64, "shared": 1},
+            options={"hot": 1.0},
+        ),
         Case(
             "no_tokens",
             {"T": 0, "E": 8, "k": 2, "H": 64, "I": 32, "shared": 1},
@@ -632,8 +676,8 @@ class MoeExpertsKernel(Kernel):
             if token.numel():
                 e, m = _expert_error(x[token], inputs["w13"][expert], inputs["w2"][expert], u)
                 w = weights[token, slot, None].abs()
-                err = err.index_add(0, token, w * (e + u * (m + e)))
-                mag = mag.index_add(0, token, w * (m + e))
+                err.index_add_(0, token, w * (e + u * (m + e)))  # in place: fresh tensors
+                mag.index_add_(0, token, w * (m + e))
         return err + gamma(ids.shape[1] + 1, u) * (mag + err)
 
     def tolerance(self, case: Case, dtype: str) -> Tolerance:

@@ -29,16 +29,29 @@ from runners.catalog.base import (
 
 
 def _paged_layout(
-    lengths: list[int], block_size: int, spare: int, g: torch.Generator
+    lengths: list[int], block_size: int, spare: int, g: torch.Generator, layout: str = "shuffled"
 ) -> tuple[torch.Tensor, int]:
     """Block tables (B, max_blocks) int32 pointing at shuffled pages, and the number of pages; each
     sequence owns ceil(length / block_size) pages, `spare` pages belong to nobody, unused table
-    entries are -1."""
+    entries are -1. Layout "descending_interleaved": the sequences' pages alternate in memory (page
+    i of sequence b next to page i of sequence b + 1) and each table lists its pages from the
+    highest address down, so no kernel may assume a table ascends or its pages are adjacent."""
     needed = [-(-length // block_size) for length in lengths]
     num_blocks = sum(needed) + spare
-    pages = torch.randperm(num_blocks, generator=g)
     width = max(needed, default=0) or 1
     tables = torch.full((len(lengths), width), -1, dtype=torch.int32)
+    if layout == "descending_interleaved":
+        owned: list[list[int]] = [[] for _ in lengths]
+        page = spare  # the spare pages sit at the bottom
+        for index in range(width):
+            for row, count in enumerate(needed):
+                if index < count:
+                    owned[row].append(page)
+                    page += 1
+        for row, pages_of_row in enumerate(owned):
+            tables[row, : len(pages_of_row)] = torch.tensor(pages_of_row[::-1], dtype=torch.int32)
+        return tables, num_blocks
+    pages = torch.randperm(num_blocks, generator=g)
     start = 0
     for row, count in enumerate(needed):
         tables[row, :count] = pages[start : start + count].to(torch.int32)
@@ -86,6 +99,18 @@ def _draw_lengths(case: Case, g: torch.Generator) -> list[int]:
     lengths = torch.randint(low, high + 1, (case["B"],), generator=g).tolist()
     if case["B"] and case.options.get("one_block_sequence"):
         lengths[0] = 1  # a sequence whose only token is the new one
+    if case.options.get("partial_last_page"):
+        # No sequence fills its last page, nor has its newest token at a page's first slot: a length
+        # that ends a page or opens one is moved down to block - 1 tokens into its last page.
+        block = case["block"]
+        lengths = [
+            length - 1
+            if length % block == 0
+            else length - 2
+            if length % block == 1 and length > block
+            else length
+            for length in lengths
+        ]
     return lengths
 
 
@@ -147,6 +172,33 @@ class PagedKvWriteKernel(Kernel):
             },
             edge="odd_size",
         ),
+        # The new token lands mid-page in a partly filled last page (never at a page's start or end).
+        Case(
+            "into_partial_last_page",
+            {
+                "B": Span(3, 8),
+                "Hkv": 8,
+                "D": 128,
+                "block": 16,
+                "min_len": 18,
+                "max_len": Span(64, 128),
+                "spare": 2,
+            },
+            options={"partial_last_page": True, "layout": "descending_interleaved"},
+        ),
+        # Pages of one token (SGLang's default page size 1): the block table is a token table.
+        Case(
+            "token_granular_pages",
+            {
+                "B": Span(2, 6),
+                "Hkv": 4,
+                "D": 128,
+                "block": 1,
+                "min_len": 1,
+                "max_len": Span(24, 64),
+                "spare": 5,
+            },
+        ),
         Case(
             "no_sequences",
             {"B": 0, "Hkv": 2, "D": 64, "block": 16, "min_len": 1, "max_len": 16, "spare": 2},
@@ -156,7 +208,9 @@ class PagedKvWriteKernel(Kernel):
 
     def generate(self, case: Case, dtype: str, g: torch.Generator) -> Inputs:
         lengths = _draw_lengths(case, g)
-        tables, num_blocks = _paged_layout(lengths, case["block"], case["spare"], g)
+        tables, num_blocks = _paged_layout(
+            lengths, case["block"], case["spare"], g, case.options.get("layout", "shuffled")
+        )
         heads, dim = case["Hkv"], case["D"]
         return {
             "key": randn((case["B"], heads, dim), dtype, g),
@@ -297,6 +351,55 @@ class PagedDecodeAttentionKernel(Kernel):
             },
             edge="odd_size",
         ),
+        # Pages interleaved between the sequences and listed from the highest address down.
+        Case(
+            "descending_interleaved_pages",
+            {
+                "B": Span(3, 5),
+                "Hkv": 2,
+                "group": 4,
+                "Hq": Derived("Hkv * group"),
+                "D": 128,
+                "block": 16,
+                "min_len": 17,
+                "max_len": Span(64, 160),
+                "spare": 2,
+            },
+            options={"layout": "descending_interleaved"},
+        ),
+        # Every sequence's last page partly filled, its tail slots (and every unowned slot) NaN: a
+        # kernel that reads a whole last page reads NaN.
+        Case(
+            "nan_in_partial_last_pages",
+            {
+                "B": Span(2, 5),
+                "Hkv": 2,
+                "group": 4,
+                "Hq": Derived("Hkv * group"),
+                "D": 64,
+                "block": 32,
+                "min_len": 2,
+                "max_len": Span(72, 150),
+                "spare": 1,
+            },
+            edge="nan_inf",
+            options={"partial_last_page": True},
+        ),
+        # Pages of one token (SGLang's default page size 1).
+        Case(
+            "token_granular_pages",
+            {
+                "B": Span(2, 4),
+                "Hkv": 2,
+                "group": 4,
+                "Hq": Derived("Hkv * group"),
+                "D": 128,
+                "block": 1,
+                "min_len": 1,
+                "max_len": Span(48, 96),
+                "spare": 3,
+            },
+        ),
         Case(
             "no_sequences",
             {
@@ -316,7 +419,9 @@ class PagedDecodeAttentionKernel(Kernel):
 
     def generate(self, case: Case, dtype: str, g: torch.Generator) -> Inputs:
         lengths = _draw_lengths(case, g)
-        tables, num_blocks = _paged_layout(lengths, case["block"], case["spare"], g)
+        tables, num_blocks = _paged_layout(
+            lengths, case["block"], case["spare"], g, case.options.get("layout", "shuffled")
+        )
         heads, dim = case["Hkv"], case["D"]
         k_cache = _stale_cache(num_blocks, case["block"], heads, dim, dtype, g)
         v_cache = _stale_cache(num_blocks, case["block"], heads, dim, dtype, g)
@@ -367,15 +472,14 @@ class PagedDecodeAttentionKernel(Kernel):
         block_size = inputs["k_cache"].shape[1]
         outputs = []
         for row, length in enumerate(inputs["seq_lens"].tolist()):
-            keys, values = [], []
-            for position in range(int(length) - 1):  # positions already in the cache, page by page
-                page = int(inputs["block_tables"][row, position // block_size])
-                keys.append(inputs["k_cache"][page, position % block_size])
-                values.append(inputs["v_cache"][page, position % block_size])
-            keys.append(inputs["key"][row])
-            values.append(inputs["value"][row])
-            k = torch.stack(keys).transpose(0, 1)[None]
-            v = torch.stack(values).transpose(0, 1)[None]
+            # Positions already in the cache, from the definition: page = table[position // block],
+            # offset = position % block, indexing the (pages, block, heads, dim) cache by both.
+            positions = torch.arange(int(length) - 1)
+            pages = inputs["block_tables"][row].long()[positions // block_size]
+            offsets = positions % block_size
+            k = torch.cat((inputs["k_cache"][pages, offsets], inputs["key"][row][None]))
+            v = torch.cat((inputs["v_cache"][pages, offsets], inputs["value"][row][None]))
+            k, v = k.transpose(0, 1)[None], v.transpose(0, 1)[None]
             outputs.append(attention_reference(q[row][None, :, None], k, v, None, causal=False)[0, :, 0])
         return torch.stack(outputs) if outputs else q.new_zeros(q.shape)
 

@@ -87,6 +87,43 @@ def _expand(per_tile: torch.Tensor, shape: tuple[int, int], tile: tuple[int, int
     return expanded[: shape[0], : shape[1]]
 
 
+# The largest bfloat16 significand, 2 - 2^-7: a tile maximum with it makes max|x| / fmax inexact in
+# float32, so x / scale of the maximum lands a rounding above or below fmax and the quantizer must
+# saturate to fmax (an E4M3 cast that overflows gives NaN, E5M2's gives Inf).
+FULL_MANTISSA = 2.0 - 2.0**-7
+# The rest of a "subnormal" tile is at most this share of its maximum, so x / scale <= share * fmax:
+# 448 * 2^-16 ~ 2^-7.2, below E4M3's smallest normal 2^-6 (subnormals 2^-9 .. 2^-6), and
+# 57344 * 2^-30 ~ 2^-14.2, below E5M2's smallest normal 2^-14 (subnormals 2^-16 .. 2^-14); OCP OFP8
+# Rev. 1.0, Table 1. A device that flushes FP8 subnormals to zero loses all of them.
+SUBNORMAL_SHARE = {"float8_e4m3fn": 2.0**-16, "float8_e5m2": 2.0**-30}
+
+
+def _tile_extremes(
+    x: torch.Tensor, tile: tuple[int, int], g: torch.Generator, fmt: str, kind: str
+) -> torch.Tensor:
+    """x with one element per tile set to +-FULL_MANTISSA * 2^e (that tile's maximum) and, for
+    kind "subnormal", every other element shrunk to SUBNORMAL_SHARE[fmt] of it: the quantized codes
+    of those are E4M3 / E5M2 subnormals, which a device that flushes them to zero loses."""
+    rows, cols = x.shape
+    if x.numel() == 0:
+        return x
+    grid = (_sizes_for(rows, tile[0]), _sizes_for(cols, tile[1]))
+    exponents = torch.randint(-6, 7, grid, generator=g).to(torch.float32)
+    peak = _expand(torch.exp2(exponents) * FULL_MANTISSA, (rows, cols), tile)
+    share = SUBNORMAL_SHARE[fmt] if kind == "subnormal" else 0.5
+    body = torch.randn((rows, cols), generator=g).clamp(-1.0, 1.0) * share * peak
+    sign = torch.where(torch.rand(grid, generator=g) < 0.5, -1.0, 1.0)
+    marks = torch.zeros(rows, cols, dtype=torch.bool)
+    for tr in range(grid[0]):
+        for tc in range(grid[1]):
+            r0, c0 = tr * tile[0], tc * tile[1]
+            r1, c1 = min(r0 + tile[0], rows), min(c0 + tile[1], cols)
+            pick = int(torch.randint(0, (r1 - r0) * (c1 - c0), (1,), generator=g))
+            marks[r0 + pick // (c1 - c0), c0 + pick % (c1 - c0)] = True
+    signs = _expand(sign, (rows, cols), tile)
+    return torch.where(marks, signs * peak, body)
+
+
 def block_quantize(x: torch.Tensor, fmt: str, tile: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Quantizes a 2-D tensor per tile: scale = max(max|x| / fmax, SCALE_FLOOR) in float32, values
     x / scale rounded to the FP8 format (act_quant with tile (1, 128), weight_quant with (128, 128))."""
@@ -118,6 +155,8 @@ class Fp8BlockQuantKernel(Kernel):
     def generate(self, case: Case, dtype: str, g: torch.Generator) -> Inputs:
         shape = (case["M"], case["K"])
         x = torch.randn(shape, generator=g) * _magnitudes(shape, g, case.options.get("spread", 8), self.tile)
+        if case.options.get("extremes"):
+            x = _tile_extremes(x, self.tile, g, dtype, case.options["extremes"])
         if case.options.get("zero_block"):
             x[: self.tile[0], : self.tile[1]] = 0.0
         # Activations reach the quantizer in bfloat16 (DeepSeek-V3 s3.3.1).
@@ -194,6 +233,18 @@ ACT_QUANT = Fp8BlockQuantKernel(
         Case("zero_tile", {"M": Span(2, 8), "K": Span(256, 512, 128)}, options={"zero_block": True}),
         Case("wide_outliers", {"M": Span(8, 24), "K": Span(512, 1024, 128)}, options={"spread": 20}),
         Case("empty_m0", {"M": 0, "K": Span(128, 512, 128)}, edge="empty"),
+        # Each tile's maximum has a full significand: x / scale of it is a rounding off fmax, which the
+        # quantizer must saturate to fmax (448 for E4M3) rather than overflow.
+        Case(
+            "saturating_tile_max", {"M": Span(4, 12), "K": Span(256, 768, 128)}, options={"extremes": "max"}
+        ),
+        # One large value per tile, the rest quantize to subnormal FP8 codes.
+        Case(
+            "subnormal_codes",
+            {"M": Span(2, 8), "K": Span(256, 512, 128)},
+            edge="subnormal",
+            options={"extremes": "subnormal"},
+        ),
     ),
 )
 WEIGHT_QUANT = Fp8BlockQuantKernel(
@@ -207,6 +258,17 @@ WEIGHT_QUANT = Fp8BlockQuantKernel(
         ),
         Case(
             "zero_block", {"M": Span(128, 256, 128), "K": Span(256, 384, 128)}, options={"zero_block": True}
+        ),
+        Case(
+            "saturating_block_max",
+            {"M": Span(128, 256, 128), "K": Span(128, 256, 128)},
+            options={"extremes": "max"},
+        ),
+        Case(
+            "subnormal_codes",
+            {"M": Span(128, 192, 64), "K": Span(128, 256, 128)},
+            edge="subnormal",
+            options={"extremes": "subnormal"},
         ),
     ),
 )
@@ -246,11 +308,40 @@ class Fp8BlockGemmKernel(Kernel):
             edge="long_reduction",
         ),
         Case("empty_m0", {"M": 0, "K": Span(128, 512, 128), "N": Span(16, 64, 16)}, edge="empty"),
+        # Every code at +-fmax (448 x 448 = 200704 per E4M3 product): the partial sums pass 2^24 within
+        # one promotion interval, where the narrow inner accumulator rounds most.
+        Case(
+            "format_max_codes",
+            {"M": Span(4, 12), "K": Span(512, 1024, 128), "N": Span(32, 64, 16)},
+            options={"codes": "max"},
+        ),
+        # Whole activation tiles and weight blocks of zeros: their scales are the floor, their products 0.
+        Case(
+            "zero_tiles_and_blocks",
+            {"M": Span(4, 12), "K": Span(384, 768, 128), "N": Span(128, 256, 128)},
+            options={"codes": "zero_blocks"},
+        ),
     )
 
     def generate(self, case: Case, dtype: str, g: torch.Generator) -> Inputs:
         m, k, n = case["M"], case["K"], case["N"]
-        if case.edge == "long_reduction":
+        codes = case.options.get("codes")
+        if codes == "max":
+            # Random signs times per-tile powers of two: every element is its tile's max |x|.
+            x = torch.where(torch.rand((m, k), generator=g) < 0.5, -1.0, 1.0) * _magnitudes(
+                (m, k), g, 6, (1, BLOCK)
+            )
+            w = torch.where(torch.rand((n, k), generator=g) < 0.5, -1.0, 1.0) * _magnitudes(
+                (n, k), g, 4, (BLOCK, BLOCK)
+            )
+        elif codes == "zero_blocks":
+            x = torch.randn((m, k), generator=g)
+            w = torch.randn((n, k), generator=g)
+            x[:, :BLOCK] = 0.0  # every row's first activation tile
+            if m:
+                x[0, BLOCK : 2 * BLOCK] = 0.0
+            w[:BLOCK, BLOCK : 2 * BLOCK] = 0.0  # one weight block
+        elif case.edge == "long_reduction":
             # Positive terms: a running sum kept in ~14 bits stagnates, so a device that does not
             # promote cannot hide behind cancellation (DeepSeek-V3 s3.3.2's failure mode).
             x = torch.rand((m, k), generator=g)
@@ -364,11 +455,24 @@ class W8A8Int8GemmKernel(Kernel):
             {"M": Span(24, 40, 8), "K": Span(16384, 20480, 64), "N": Span(16, 32, 8)},
             edge="long_reduction",
         ),
+        # SmoothQuant's quantizer writes -127..127, but an int8 GEMM takes any int8: -128 included.
+        Case(
+            "most_negative_codes",
+            {"M": Span(24, 48, 8), "K": Span(1024, 2048, 128), "N": Span(64, 128, 64)},
+            options={"minus_128": True},
+        ),
     )
 
     def generate(self, case: Case, dtype: str, g: torch.Generator) -> Inputs:
         m, k, n = case["M"], case["K"], case["N"]
-        if case.edge == "long_reduction":
+        if case.options.get("minus_128"):
+            # Half the codes -128, the rest the full range: -128 has no positive twin in int8, so a
+            # kernel that negates or takes |q| in int8 (or clamps to the symmetric -127..127) is wrong.
+            a = torch.randint(-128, 128, (m, k), generator=g, dtype=torch.int8)
+            b = torch.randint(-128, 128, (n, k), generator=g, dtype=torch.int8)
+            a[torch.rand((m, k), generator=g) < 0.5] = -128
+            b[torch.rand((n, k), generator=g) < 0.5] = -128
+        elif case.edge == "long_reduction":
             # Near-extreme positive codes: the int32 sum passes 2^24, beyond float32's integers.
             a = (127 - torch.randint(0, 4, (m, k), generator=g)).to(torch.int8)
             b = (127 - torch.randint(0, 4, (n, k), generator=g)).to(torch.int8)
@@ -444,11 +548,22 @@ class Int4WeightOnlyGemmKernel(Kernel):
             {"M": Span(2, 4), "K": Span(16384, 20480, 128), "N": Span(8, 16)},
             edge="long_reduction",
         ),
+        # Only the two ends of int4, -8 (nibble 0x8, no positive twin: sign extension, not |q|) and 7.
+        # K stays a multiple of the group: a partial last group is not in the format (GPTQ / AWQ
+        # checkpoints and vLLM's Marlin kernels require K divisible by the group size).
+        Case(
+            "extreme_codes",
+            {"M": Span(4, 12), "K": Span(512, 1024, 128), "N": Span(64, 128, 64)},
+            options={"extreme_codes": True},
+        ),
     )
 
     def generate(self, case: Case, dtype: str, g: torch.Generator) -> Inputs:
         m, k, n = case["M"], case["K"], case["N"]
-        if case.edge == "long_reduction":
+        if case.options.get("extreme_codes"):
+            x = torch.randn((m, k), generator=g).to(torch_dtype(dtype))
+            q = torch.where(torch.rand((n, k), generator=g) < 0.5, -8, 7)
+        elif case.edge == "long_reduction":
             x = torch.rand((m, k), generator=g).to(torch_dtype(dtype))
             q = torch.randint(0, 8, (n, k), generator=g)
         else:
@@ -510,11 +625,20 @@ class Fp8WeightDequantKernel(Kernel):
             "partial_blocks", {"N": Span(129, 255, odd=True), "K": Span(129, 255, odd=True)}, edge="odd_size"
         ),
         Case("empty_n0", {"N": 0, "K": Span(128, 256, 128)}, edge="empty"),
+        # Codes at +-fmax and subnormal codes in every block: both ends of the format, dequantized.
+        Case(
+            "subnormal_and_max_codes",
+            {"N": Span(128, 192, 64), "K": Span(128, 256, 128)},
+            edge="subnormal",
+            options={"extremes": "subnormal"},
+        ),
     )
 
     def generate(self, case: Case, dtype: str, g: torch.Generator) -> Inputs:
         shape = (case["N"], case["K"])
         w = torch.randn(shape, generator=g) * _magnitudes(shape, g, 8, (BLOCK, BLOCK))
+        if case.options.get("extremes"):
+            w = _tile_extremes(w, (BLOCK, BLOCK), g, dtype, case.options["extremes"])
         values, scale = block_quantize(w, dtype, (BLOCK, BLOCK))
         return {"w": values, "scale": scale}
 

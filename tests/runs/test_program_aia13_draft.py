@@ -41,3 +41,69 @@ def test_a_loaded_draft_is_never_the_program_in_force(db):
     assert program.status == ProgramStatus.DRAFT
     current = program_current(code="AIA", today=date(2030, 1, 1))
     assert current is None or current.version != "1.3"
+
+
+QUANTIZED = {
+    "fp8_act_quant",
+    "fp8_weight_quant",
+    "fp8_weight_dequant",
+    "fp8_block_gemm",
+    "int8_per_token_quant",
+    "w8a8_int8_gemm",
+    "int4_weight_only_gemm",
+}
+
+
+def _level(code: str) -> dict:
+    return next(level for level in DEFINITION["levels"] if level["code"] == code)
+
+
+def test_advanced_requires_the_quantized_kernels_in_e4m3_and_int8_and_runs_them():
+    (advanced,) = _kernel_criteria("advanced")
+    assert QUANTIZED <= set(advanced["params"]["kernels"]) <= set(KERNELS)
+    assert {"float8_e4m3fn", "int8"} <= set(advanced["params"]["dtypes"])
+    level = _level("advanced")
+    # The level's conformance job runs every dtype the criterion names, and none of it is tolerated
+    # as unsupported; E5M2 ("where the device has it") is not required.
+    assert set(advanced["params"]["dtypes"]) <= set(level["suites"]["conformance"]["dtypes"])
+    tolerated = level["thresholds"]["unsupported_tolerated"]
+    assert all(tolerated["value"].get(dtype) == 0 for dtype in advanced["params"]["dtypes"])
+    assert "float8_e5m2" not in advanced["params"]["dtypes"]
+    # Every E4M3 dtype of the level's conformance is under the semantic-cases blocker (issue 13).
+    (semantic,) = [c for c in level["criteria"] if c["kind"] == "semantic_cases"]
+    assert "float8_e4m3fn" in semantic["params"]["dtypes"]
+    # Each quantized kernel has cases in the dtypes the criterion names (else the criterion is vacuous).
+    for name in QUANTIZED:
+        assert set(KERNELS[name].dtypes) & set(advanced["params"]["dtypes"]), name
+
+
+def test_advanced_judges_the_collectives_with_a_stated_one_device_rule():
+    level = _level("advanced")
+    assert "collectives" in level["suites"]
+    (collectives,) = [c for c in level["criteria"] if c["kind"] == "collectives"]
+    assert collectives["blocker"] is True
+    assert "not applicable" in collectives["source"] and "nccl-tests" in collectives["source"]
+    for frozen in ("aia-1.0.json", "aia-1.1.json", "aia-1.2.json"):
+        definition = json.loads((PROGRAMS_DIR / frozen).read_text())
+        assert all(c["kind"] != "collectives" for lvl in definition["levels"] for c in lvl["criteria"]), (
+            frozen
+        )
+
+
+def test_the_drafts_collectives_blocker_is_not_applicable_on_one_device_and_fails_on_two_without_evidence(
+    cpu_world,
+):
+    from apps.certificates.criteria import criterion_judge
+    from apps.certificates.models import CriterionOutcome
+    from tests.runs.test_collectives_evidence import submit
+
+    (criterion,) = [c for c in _level("advanced")["criteria"] if c["kind"] == "collectives"]
+    campaign = submit(cpu_world)
+    assert cpu_world.target.device_count == 1
+    judgement = criterion_judge(campaign=campaign, criterion=criterion)
+    assert judgement.outcome == CriterionOutcome.NOT_APPLICABLE
+    cpu_world.target.device_count = 2
+    cpu_world.target.save()
+    campaign.target.refresh_from_db()
+    judgement = criterion_judge(campaign=campaign, criterion=criterion)
+    assert judgement.outcome == CriterionOutcome.FAIL
