@@ -46,6 +46,7 @@ def test_older_programs_do_not_judge_math_modes():
     assert judge.math_mode_problems(fingerprint={}, thresholds=thresholds) == []
 
 
+@pytest.mark.slow
 def test_a_document_recorded_under_tf32_convolutions_fails_the_fingerprint_criterion(cast, aia12):
     def tf32(suite, document):
         stable_gemms(suite, document)

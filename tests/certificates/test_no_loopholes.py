@@ -168,6 +168,7 @@ def outcome(campaign, criterion_id):
         (NanForFullyMaskedRows, "fully_masked_rows [masked_rows, mask]"),
     ],
 )
+@pytest.mark.slow
 def test_attention_that_breaks_its_mask_fails_baseline_and_standard_whatever_the_pass_rate(
     cast, aia12, planted, failing_case
 ):
@@ -203,6 +204,7 @@ def test_attention_that_breaks_its_mask_fails_baseline_and_standard_whatever_the
     assert f"sdpa/bfloat16/{failing_case}: fail" in semantic.explanation
 
 
+@pytest.mark.slow
 def test_the_same_cases_of_an_honest_attention_pass_every_family(cast, aia12):
     campaign = campaign_from_runner(
         vendor=cast.vendor, program=aia12, submitted_by=cast.owner, **with_attention(None)
@@ -395,6 +397,7 @@ def decoder_bfloat16_agreement(tmp_path, monkeypatch, *, fp8_inside: bool) -> fl
     return row["value"]
 
 
+@pytest.mark.slow
 def test_fp8_inside_a_bfloat16_run_fails_the_bfloat16_bar_an_honest_run_passes(tmp_path, monkeypatch):
     from apps.certificates import judge
 
@@ -411,6 +414,7 @@ def test_fp8_inside_a_bfloat16_run_fails_the_bfloat16_bar_an_honest_run_passes(t
 # Timing cross-check and server verdicts, judged by the platform ---------------------------------
 
 
+@pytest.mark.slow
 def test_the_judge_refuses_events_that_under_report_time_and_accepts_honest_ones():
     from apps.certificates import judge
     from runners.performance import run_performance

@@ -16,6 +16,7 @@ CHALLENGE = "cd" * 16
 SMALL = ["--kernels", "add", "softmax", "--dtypes", "float32", "int8"]
 
 
+@pytest.mark.slow
 def test_backends_catalog_and_fingerprint_print_and_succeed(capsys):
     assert main(["backends"]) == 0
     assert "cpu" in capsys.readouterr().out
@@ -52,6 +53,7 @@ def test_run_writes_a_valid_canonical_document_and_a_summary_table(tmp_path, cap
     assert "kernel" in err and "softmax" in err and "reference" in err
 
 
+@pytest.mark.slow
 def test_a_spec_file_drives_the_run(tmp_path):
     spec = {
         "schema_version": "1.0",
@@ -68,6 +70,7 @@ def test_a_spec_file_drives_the_run(tmp_path):
     assert {c["kernel"] for c in json.loads(out.read_text())["cases"]} == {"sum"}
 
 
+@pytest.mark.slow
 def test_unknown_device_and_bad_seed_are_refused(tmp_path):
     out = tmp_path / "r.json"
     assert main(["run", "--device", "warpdrive", "--out", str(out), "--quiet"]) == EXIT_BAD_SPEC
@@ -75,6 +78,7 @@ def test_unknown_device_and_bad_seed_are_refused(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_unknown_kernel_is_an_error_exit_with_a_document(tmp_path):
     out = tmp_path / "r.json"
     code = main(

@@ -43,6 +43,7 @@ def test_moe_splits_are_uneven_leave_an_expert_rank_empty_and_keep_every_row():
         assert len({tuple(row) for row in splits}) > 1 or world == 1
 
 
+@pytest.mark.slow
 def test_the_honest_stack_passes_every_collective_and_reports_bus_bandwidth():
     document = run({**SMALL, "interconnect": "loopback"})
     section = document["collectives"]
@@ -61,6 +62,7 @@ def test_the_honest_stack_passes_every_collective_and_reports_bus_bandwidth():
         assert item["value"] == pytest.approx(params["algbw_gbps"] * bus_factor(params["op"], 2))
 
 
+@pytest.mark.slow
 def test_a_reduce_that_drops_a_rank_and_an_all_to_all_with_a_wrong_split_are_caught():
     document = run(SMALL, ops_module="tests.runners.planted_collectives")
     by_op: dict[str, set[str]] = {}

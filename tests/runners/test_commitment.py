@@ -121,6 +121,7 @@ def honest_run(tmp_path_factory):
     return spec, document, OutputStore(root, ATTEMPT)
 
 
+@pytest.mark.slow
 def test_every_judged_case_is_committed_and_judged_the_same_on_the_server(honest_run):
     spec, document, store = honest_run
     judged = [c for c in document["cases"] if c["status"] in ("pass", "fail")]

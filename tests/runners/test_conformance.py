@@ -197,6 +197,7 @@ def test_an_unavailable_backend_gives_infrastructure_errors_not_a_crash():
     assert {c["error_class"] for c in document["cases"]} == {"infrastructure"}
 
 
+@pytest.mark.slow
 def test_same_challenge_gives_identical_digests_and_another_gives_different_data():
     kernels, small = (
         ["matmul", "softmax", "topk"],
@@ -220,6 +221,7 @@ def test_recompute_case_matches_the_runner_record():
         assert recomputed[key] == record[key]
 
 
+@pytest.mark.slow
 def test_every_case_records_its_statistics_and_tolerance_source():
     document = run(["rms_norm", "int8_matmul"], cases=["odd_sizes", "long_row", "square", "odd_rows"])
     for case in document["cases"]:

@@ -109,6 +109,7 @@ def test_the_catalog_prints_ranges_not_shapes(capsys):
             assert drawn_somewhere or case["edge"] == "empty", (kernel["name"], case["name"])
 
 
+@pytest.mark.slow
 def test_the_document_records_the_drawn_dims_and_the_platform_draws_the_same():
     spec = build_spec(
         suite="conformance", device="cpu", challenge=CHALLENGE, kernels=["matmul"], dtypes=["float32"]

@@ -359,6 +359,7 @@ def test_a_harness_bug_inside_a_timed_block_is_a_harness_error(monkeypatch):
     ]
 
 
+@pytest.mark.slow
 def test_a_harness_bug_in_the_model_suites_timed_run_is_a_harness_error(monkeypatch, tmp_path):
     import runners.model_suite.performance
 

@@ -179,6 +179,7 @@ class RefreshingMemoBackend(CpuBackend):
         return refreshing
 
 
+@pytest.mark.slow
 def test_memoization_that_starts_after_the_first_calls_fails_the_caching_check() -> None:
     result = run_performance_suite(GEMM_SPEC, LateMemoBackend(), seed="challenge-late")
     (caching,) = result["caching"]
@@ -320,6 +321,7 @@ def test_without_the_programs_bound_the_caching_check_reports_raw_figures_and_ju
     assert caching["verdict"] == "not_judged" and caching["speedup_ratio"] > 1.1
 
 
+@pytest.mark.slow
 def test_the_caching_bound_comes_from_the_job_spec() -> None:
     lenient = {**GEMM_SPEC, "integrity": {"caching_threshold": 1e6}}
     (caching,) = run_performance_suite(lenient, ContentMemoBackend(), seed="challenge-1")["caching"]
@@ -426,6 +428,7 @@ class CachedStepsReturnJunk(CpuBackend):
         return junk
 
 
+@pytest.mark.slow
 def test_an_honest_decoders_first_token_and_decode_samples_pass_against_float64() -> None:
     result = run_model_suite(DECODER_SPEC, CpuBackend(), seed="challenge-decoder")
     (consistency,) = result["consistency"]
@@ -434,6 +437,7 @@ def test_an_honest_decoders_first_token_and_decode_samples_pass_against_float64(
     assert {"ttft b1", "decode b1", "ttft b4", "decode b4"} <= labels
 
 
+@pytest.mark.slow
 def test_junk_first_tokens_and_decode_steps_fail_against_the_float64_reference() -> None:
     result = run_model_suite(DECODER_SPEC, CachedStepsReturnJunk(), seed="challenge-decoder")
     assert result["cases"][0]["status"] == "pass"  # the accuracy pass (whole prompts) was honest

@@ -64,6 +64,7 @@ def test_seeded_weights_files_are_reproducible(llama_spec) -> None:
     assert not torch.equal(a.module.state_dict()[name], c.module.state_dict()[name])
 
 
+@pytest.mark.slow
 def test_each_architecture_runs_with_its_small_config(seeded_dir, llama_spec) -> None:
     bert = load_model(seeded(seeded_dir, "bert-encoder", asdict(BertConfig.small()))).module
     ids = torch.randint(1, 1000, (2, 7))

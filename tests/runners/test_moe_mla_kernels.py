@@ -92,6 +92,7 @@ def test_every_new_case_passes_in_every_declared_dtype_on_this_cpu():
     assert summary["passed"] == summary["total"] >= 150
 
 
+@pytest.mark.slow
 def test_the_new_kernels_pass_through_the_separate_device_process():
     """Block tables (int32), routing ids, None and float options cross the device-process protocol."""
     from runners.device.client import DeviceClient
@@ -256,6 +257,7 @@ FAULTS = [
 
 
 @pytest.mark.parametrize(("broken", "cases"), FAULTS, ids=[fault.name for fault, _ in FAULTS])
+@pytest.mark.slow
 def test_the_suite_catches_a_planted_fault_in_every_new_kernel(registered, broken, cases):
     kernel = registered(broken())
     document = run([kernel.name], ["float32", "bfloat16"], cases=cases)
@@ -327,6 +329,7 @@ REVEAL_CASES = [
 ]
 
 
+@pytest.mark.slow
 def test_the_reveal_and_the_spot_check_recompute_the_new_kernels_from_the_challenge(tmp_path):
     attempt = attempt_tag(CHALLENGE)
     spec = build_spec(

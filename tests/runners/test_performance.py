@@ -56,6 +56,7 @@ def test_it_measures_every_kind_of_micro_benchmark() -> None:
         assert m["params"]["flops"] or m["params"]["bytes"]
 
 
+@pytest.mark.slow
 def test_gemm_is_measured_per_dtype_over_a_size_sweep() -> None:
     gemms = [(m["dtype"], m["params"]["M"]) for m in quick_run()["measurements"] if m["kind"] == "gemm"]
     assert ("float32", 128) in gemms and ("float32", 256) in gemms
@@ -331,6 +332,7 @@ class DipsThenRisesGemm(SlowerWhenLargerGemm):
         return timed
 
 
+@pytest.mark.slow
 def test_one_size_that_dips_does_not_stop_the_sweep_before_the_peak() -> None:
     out = run_performance_suite(sweep_spec([64, 128, 256, 512]), DipsThenRisesGemm(), seed="sweep")
     assert [m["params"]["M"] for m in out["measurements"]] == [64, 128, 256, 512]

@@ -112,6 +112,7 @@ def judged(tmp_path_factory) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_the_plugin_ran_in_the_device_process_only(judged):
     isolation = judged["document"]["process_isolation"]
     assert isolation["mode"] == "child_process" and isolation["verdicts_in"] == "judge"
@@ -191,6 +192,7 @@ IN_PROCESS = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_without_the_device_process_the_same_plugin_would_rewrite_the_verdicts(tmp_path):
     """The control: loaded into the judge (a library call, no device process), the plugin wins."""
     env = plugin_environment(tmp_path)
@@ -207,6 +209,7 @@ def test_without_the_device_process_the_same_plugin_would_rewrite_the_verdicts(t
     assert summary["failed"] == 0 and summary["passed"] == summary["total"] > 0
 
 
+@pytest.mark.slow
 def test_a_device_process_that_dies_fails_that_case_and_the_next_runs(tmp_path, monkeypatch):
     from runners.conformance import run_conformance
     from runners.device.client import DeviceClient
@@ -234,6 +237,7 @@ def test_a_device_process_that_dies_fails_that_case_and_the_next_runs(tmp_path, 
     assert document["process_isolation"]["device"]["restarts"] == 1
 
 
+@pytest.mark.slow
 def test_heartbeat_fingerprints_come_from_a_device_process(tmp_path, monkeypatch):
     """The worker's heartbeat lists the plugin's backend without importing the plugin itself."""
     from runners import worker
@@ -264,6 +268,7 @@ def _performance(device_name: str) -> dict:
         return run_performance(spec, device)
 
 
+@pytest.mark.slow
 def test_performance_test01_is_judged_by_the_judge_from_the_returned_outputs(tmp_path, monkeypatch):
     """The plugin's GEMM is 1% off and it patches the suite's TEST01 verdict to pass in its process:
     the judge rebuilds the benchmark, computes its own float64 reference and fails it."""
@@ -281,6 +286,7 @@ def test_performance_test01_is_judged_by_the_judge_from_the_returned_outputs(tmp
     assert "runners.performance._consistency" in report["patched"] and report["matmul"] == "x1.01"
 
 
+@pytest.mark.slow
 def test_an_honest_device_passes_test01_judged_by_the_judge():
     document = _performance("cpu")
     assert document["integrity"]["output_consistency"]["verdict"] == "pass"
@@ -310,6 +316,7 @@ def _model(device_name: str, directory: Path) -> dict:
         return run_model(spec, device)
 
 
+@pytest.mark.slow
 def test_model_accuracy_is_scored_by_the_judge_from_the_returned_outputs(tmp_path, monkeypatch):
     """The plugin's convolutions return noise and it rewrites the model cases to "pass" in its process:
     the judge scores the returned outputs against its own float64 reference and fails the case."""
@@ -327,6 +334,7 @@ def test_model_accuracy_is_scored_by_the_judge_from_the_returned_outputs(tmp_pat
     assert "runners.model_suite._case" in report["patched"] and report["conv2d"] == "noise"
 
 
+@pytest.mark.slow
 def test_an_honest_device_passes_the_model_accuracy_judged_by_the_judge(tmp_path):
     document = _model("cpu", tmp_path)
     [case] = document["cases"]

@@ -178,6 +178,7 @@ def test_int4_packing_puts_the_even_element_in_the_low_nibble_and_round_trips():
     assert torch.equal(unpack_int4(packed).long(), q)
 
 
+@pytest.mark.slow
 def test_the_honest_cpu_passes_every_quantized_kernel():
     document = run(NEW_KERNELS)
     assert document["summary"]["failed"] == 0 and document["summary"]["errors"] == 0, [
@@ -196,6 +197,7 @@ def test_fp8_that_promotes_every_128_products_passes_and_without_promotion_fails
     assert set(statuses(failed).values()) == {"fail"}
 
 
+@pytest.mark.slow
 def test_fp8_gemm_with_per_tensor_scales_fails(registered):
     planted = registered(Fp8PerTensorScales())
     document = run([planted.name], cases=["dsv3_expert_down_decode", "short_prefill", "partial_weight_block"])

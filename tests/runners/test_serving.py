@@ -154,6 +154,7 @@ def test_an_impossible_latency_bound_yields_no_certified_figure(tmp_path):
     assert case["status"] == "fail" and "INVALID" in case["message"]
 
 
+@pytest.mark.slow
 def test_the_decoder_reports_ttft_tpot_and_tokens_per_second(tmp_path):
     document = run_serving(
         spec_for([entry(tmp_path, "tiny-llama", "llama-decoder", TINY_LLAMA)]), get_backend("cpu")

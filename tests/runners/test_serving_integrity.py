@@ -105,6 +105,7 @@ def test_a_device_serving_stale_outputs_only_under_load_fails_test01(tmp_path, t
     assert "accuracy-mode" in item["details"][0]["reason"]
 
 
+@pytest.mark.slow
 def test_a_decoder_serving_garbage_tokens_under_load_fails_test01(tmp_path, timed_flag):
     models = [entry(tmp_path, "tiny-llama", "llama-decoder", TINY_LLAMA)]
     honest = run_serving(spec_for(models, QUICK), get_backend("cpu"))
@@ -204,6 +205,7 @@ def test_static_batching_makes_later_requests_wait_for_the_batch(llama, monkeypa
     assert min(order[("first", i)] for i in range(2, 6)) > order[("done", 0)]
 
 
+@pytest.mark.slow
 def test_the_document_states_the_batching_mode(tmp_path):
     models = [entry(tmp_path, "tiny-llama", "llama-decoder", TINY_LLAMA)]
     static = {**QUICK, "llm": {**QUICK["llm"], "batching": "static"}}

@@ -84,6 +84,7 @@ def test_every_tolerance_states_its_source():
 
 
 @pytest.mark.parametrize("challenge", CHALLENGES)
+@pytest.mark.slow
 def test_the_honest_cpu_passes_the_componentwise_and_exact_bounds(challenge):
     kernels = ["matmul", "bmm", "conv2d_nchw", "sum", "cumsum", "mean", "add", "mul", "swiglu", "amax"]
     cases = [
@@ -198,6 +199,7 @@ class SumWithBfloat16Accumulator(RowReductionKernel):
 
 
 @pytest.mark.parametrize("op", ["add", "mul"])
+@pytest.mark.slow
 def test_float32_add_and_mul_eight_ulps_off_fail_every_normal_range_case(registered, op):
     planted = registered(AddOffByEightUlps(f"planted_{op}_8ulp", torch.add if op == "add" else torch.mul))
     document = run([planted.name], ["float32"], CHALLENGES[0])
@@ -214,6 +216,7 @@ def test_tanh_gelu_in_place_of_erf_gelu_fails(registered):
     assert set(statuses(document).values()) == {"fail"}
 
 
+@pytest.mark.slow
 def test_a_gemm_with_bfloat16_partial_sums_fails_the_componentwise_bound(registered):
     planted = registered(MatmulBfloat16Accumulator())
     cases = ["llama_kvproj_prefill_trimmed_n", "long_reduction"]

@@ -93,6 +93,7 @@ def test_a_program_cannot_plan_the_device_count_or_an_unknown_collective(db):
             program_load(definition=definition)
 
 
+@pytest.mark.slow
 def test_the_genuine_document_covers_the_plan_and_forgeries_do_not(two_device_job, genuine):
     plan = two_device_job.spec
     assert evidence_plan_problems(document=genuine, plan=plan) == []
@@ -130,6 +131,7 @@ def test_a_two_device_target_without_evidence_fails_the_criterion(two_device_job
     )
 
 
+@pytest.mark.slow
 def test_a_one_device_target_is_accepted_as_not_applicable(cpu_world):
     job = submit(cpu_world).jobs.get()
     assert job.spec["options"]["collectives"]["world_size"] == 1

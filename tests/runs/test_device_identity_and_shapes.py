@@ -43,6 +43,7 @@ def test_the_expected_fingerprint_carries_the_registered_device_identity(identif
     assert job.spec["target"]["expected_fingerprint"]["device_identity"] == {"name": host_cpu_model()}
 
 
+@pytest.mark.slow
 def test_evidence_from_the_registered_device_is_accepted(identified_world):
     job = _job(identified_world)
     outcome = result_ingest(envelope=produce(job, identified_world.identity))
@@ -52,6 +53,7 @@ def test_evidence_from_the_registered_device_is_accepted(identified_world):
     assert stored.fingerprint["math_modes"]["cudnn_allow_tf32"] is False
 
 
+@pytest.mark.slow
 def test_evidence_from_another_device_is_refused(identified_world):
     """A job for chip FC-2 run on an FC-1: the runner key is genuine, the device is not the target's."""
     identified_world.target.device_identity = {"name": "FC-2"}
@@ -70,6 +72,7 @@ def test_evidence_from_another_device_is_refused(identified_world):
     assert job.state == JobState.FAILED
 
 
+@pytest.mark.slow
 def test_evidence_at_shapes_other_than_the_challenges_draw_is_refused(cpu_world):
     job = _job(cpu_world)
 

@@ -61,6 +61,7 @@ def job(cpu_world):
     return campaign.jobs.get()
 
 
+@pytest.mark.slow
 def test_it_accepts_a_genuine_signed_result_and_stores_its_cases(cpu_world, job):
     outcome = result_ingest(envelope=produce(job, cpu_world.identity))
     assert outcome.accepted, outcome.reason
@@ -76,6 +77,7 @@ def test_it_accepts_a_genuine_signed_result_and_stores_its_cases(cpu_world, job)
     assert EVALUATED == [job.campaign_id]
 
 
+@pytest.mark.slow
 def test_a_redelivered_result_is_recognized_not_stored_twice(cpu_world, job):
     envelope = produce(job, cpu_world.identity)
     assert result_ingest(envelope=envelope).accepted
@@ -84,6 +86,7 @@ def test_a_redelivered_result_is_recognized_not_stored_twice(cpu_world, job):
     assert ResultDocument.objects.count() == 1
 
 
+@pytest.mark.slow
 def test_it_rejects_a_tampered_document(cpu_world, job):
     envelope = produce(job, cpu_world.identity)
     envelope["document_json"] = envelope["document_json"].replace('"status":"pass"', '"status":"fail"', 1)
@@ -92,6 +95,7 @@ def test_it_rejects_a_tampered_document(cpu_world, job):
     assert_rejected(job, "tampered")
 
 
+@pytest.mark.slow
 def test_it_rejects_a_forged_document_with_a_recomputed_digest(cpu_world, job):
     envelope = produce(job, cpu_world.identity)
     forged = envelope["document_json"].replace('"status":"pass"', '"status":"fail"', 1)
@@ -102,6 +106,7 @@ def test_it_rejects_a_forged_document_with_a_recomputed_digest(cpu_world, job):
     assert_rejected(job, "signature does not verify")
 
 
+@pytest.mark.slow
 def test_it_rejects_an_unsigned_document(cpu_world, job):
     envelope = produce(job, cpu_world.identity)
     envelope["signature"] = ""
@@ -109,12 +114,14 @@ def test_it_rejects_an_unsigned_document(cpu_world, job):
     assert_rejected(job, "signature does not verify")
 
 
+@pytest.mark.slow
 def test_it_rejects_a_document_signed_by_an_unregistered_key(cpu_world, job):
     stranger, _ = identity_for("runner-a")
     assert not result_ingest(envelope=produce(job, stranger)).accepted
     assert_rejected(job, "not registered")
 
 
+@pytest.mark.slow
 def test_a_result_from_a_runner_not_bound_to_the_job_is_refused_without_touching_the_job(cpu_world, job):
     # Another vendor's registered runner: its key verifies, but it serves no target of this job.
     other, pem = identity_for("runner-b")
@@ -127,6 +134,7 @@ def test_a_result_from_a_runner_not_bound_to_the_job_is_refused_without_touching
     assert job.campaign.state == CampaignState.QUEUED
 
 
+@pytest.mark.slow
 def test_it_rejects_a_replayed_result_of_an_earlier_attempt(cpu_world, job):
     old = produce(job, cpu_world.identity)
     job_fail(job_id=job.pk, error_class=ErrorClass.INFRASTRUCTURE, message="worker lost", retry=True)
@@ -138,12 +146,14 @@ def test_it_rejects_a_replayed_result_of_an_earlier_attempt(cpu_world, job):
     assert job.state == JobState.QUEUED, "a stale result leaves the retried job waiting for the fresh one"
 
 
+@pytest.mark.slow
 def test_it_rejects_a_schema_invalid_document(cpu_world, job):
     envelope = resign(produce(job, cpu_world.identity), cpu_world.identity, lambda d: d.pop("summary"))
     assert not result_ingest(envelope=envelope).accepted
     assert_rejected(job, "schema-invalid")
 
 
+@pytest.mark.slow
 def test_it_rejects_a_document_whose_inputs_are_not_the_challenges(cpu_world, job):
     def swap_inputs(document):
         for case in document["cases"]:
@@ -155,6 +165,7 @@ def test_it_rejects_a_document_whose_inputs_are_not_the_challenges(cpu_world, jo
     assert_rejected(job, "inputs differ")
 
 
+@pytest.mark.slow
 def test_it_rejects_a_document_from_another_software_stack(cpu_world, job):
     envelope = resign(
         produce(job, cpu_world.identity),
@@ -171,6 +182,7 @@ def test_it_answers_garbage_with_a_rejection_not_an_exception(cpu_world, envelop
     assert ResultDocument.objects.count() == 0
 
 
+@pytest.mark.slow
 def test_the_runner_refuses_a_host_that_does_not_match_the_target(cpu_world, job):
     spec = {
         **job.spec,
@@ -214,6 +226,7 @@ def job_state(job):
         lambda d: d.update(suite="performance"),  # another suite: fails_job
     ],
 )
+@pytest.mark.slow
 def test_a_competitors_registered_runner_cannot_fail_another_vendors_job(cpu_world, job, competitor, poison):
     # Even holding the job's current challenge (as a leaked spec would give it), the rival's signed
     # evidence that would fail the job coming from the job's own runner leaves the job as it was.
@@ -229,6 +242,7 @@ def test_a_competitors_registered_runner_cannot_fail_another_vendors_job(cpu_wor
     assert result_ingest(envelope=honest).accepted
 
 
+@pytest.mark.slow
 def test_a_foreign_runner_learns_nothing_of_a_finished_job(cpu_world, job, competitor):
     honest = produce(job, cpu_world.identity)
     assert result_ingest(envelope=honest).accepted

@@ -185,6 +185,7 @@ def test_progress_of_an_earlier_attempt_neither_claims_nor_keeps_alive_the_curre
 # 12.7: cancellation stops a running job's work.
 
 
+@pytest.mark.slow
 def test_the_runner_stops_at_the_next_case_when_the_cancel_signal_arrives(job, cpu_world):
     """The revoke's signal sets the flag; the suite stops between cases and reports it, signed."""
     previous = signal.getsignal(worker.CANCEL_SIGNAL)

@@ -60,6 +60,7 @@ def model_job(cpu_world):
     return job, artifact
 
 
+@pytest.mark.slow
 def test_the_document_records_the_digest_of_the_registered_weights_and_is_accepted(cpu_world, model_job):
     job, artifact = model_job
     outcome = result_ingest(envelope=produce(job, cpu_world.identity))
@@ -70,6 +71,7 @@ def test_the_document_records_the_digest_of_the_registered_weights_and_is_accept
     assert record["weights_bytes"] == artifact.weights_size
 
 
+@pytest.mark.slow
 def test_weights_swapped_on_disk_after_upload_are_refused(cpu_world, model_job):
     job, artifact = model_job
     Path(artifact.weights.path).write_bytes(model_weights_bytes(999))  # same architecture, other weights
@@ -81,6 +83,7 @@ def test_weights_swapped_on_disk_after_upload_are_refused(cpu_world, model_job):
     assert_rejected(job, "not the registered artifact's")
 
 
+@pytest.mark.slow
 def test_a_runner_that_ignores_the_registered_digest_is_caught_at_ingestion(cpu_world, model_job):
     job, artifact = model_job
     Path(artifact.weights.path).write_bytes(model_weights_bytes(998))
@@ -117,6 +120,7 @@ def conformance_job(cpu_world):
     return submit(cpu_world).jobs.get()
 
 
+@pytest.mark.slow
 def test_a_failed_case_relabelled_unsupported_is_refused(cpu_world, conformance_job):
     def dodge(document):
         case = document["cases"][0]
@@ -134,6 +138,7 @@ def test_a_failed_case_relabelled_unsupported_is_refused(cpu_world, conformance_
     assert_rejected(conformance_job, "the backend declared it supported")
 
 
+@pytest.mark.slow
 def test_unsupported_cases_the_backend_declared_are_accepted(cpu_world, conformance_job):
     def declare_argmax_unsupported(document):
         document["support"]["unsupported_kernels"]["argmax"] = "no argmax unit"

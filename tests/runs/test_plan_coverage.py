@@ -57,16 +57,19 @@ def assert_refused(job, outcome, fragment):
     assert job.state == JobState.FAILED
 
 
+@pytest.mark.slow
 def test_the_genuine_document_of_the_plan_is_accepted(cpu_world, job):
     outcome = result_ingest(envelope=forge(run(job.spec, cpu_world.identity), cpu_world.identity))
     assert outcome.accepted, outcome.reason
 
 
+@pytest.mark.slow
 def test_a_document_of_fewer_kernels_than_the_plan_is_refused(cpu_world, job):
     document = run({**job.spec, "kernels": ["cumsum"]}, cpu_world.identity)  # the 1-of-31 kernels
     assert_refused(job, result_ingest(envelope=forge(document, cpu_world.identity)), "the job's plan is")
 
 
+@pytest.mark.slow
 def test_a_document_missing_planned_cases_is_refused_even_when_it_echoes_the_plan(cpu_world, job):
     def drop(document):
         document["cases"] = [c for c in document["cases"] if c["case"] not in {"nan_wins", "empty_rows"}]
@@ -76,6 +79,7 @@ def test_a_document_missing_planned_cases_is_refused_even_when_it_echoes_the_pla
     assert "2 planned cases missing: argmax/float32/nan_wins, cumsum/float32/empty_rows" in outcome.reason
 
 
+@pytest.mark.slow
 def test_a_document_with_cases_outside_the_plan_is_refused(cpu_world, job):
     document = run({**job.spec, "kernels": ["cumsum", "argmax", "add"]}, cpu_world.identity)
     outcome = result_ingest(
@@ -85,6 +89,7 @@ def test_a_document_with_cases_outside_the_plan_is_refused(cpu_world, job):
     assert "add/float32/" in outcome.reason
 
 
+@pytest.mark.slow
 def test_a_case_recorded_twice_is_refused(cpu_world, job):
     outcome = result_ingest(
         envelope=forge(
@@ -97,6 +102,7 @@ def test_a_case_recorded_twice_is_refused(cpu_world, job):
 
 
 @pytest.mark.parametrize("echo_the_plan", [False, True])
+@pytest.mark.slow
 def test_a_document_with_a_dtype_outside_the_plan_is_refused(cpu_world, job, echo_the_plan):
     document = run({**job.spec, "dtypes": ["float32", "bfloat16"]}, cpu_world.identity)
     mutate = (lambda d: d["spec"].update(dtypes=job.spec["dtypes"])) if echo_the_plan else None
@@ -113,6 +119,7 @@ def _exceeding(document):
     return case
 
 
+@pytest.mark.slow
 def test_a_case_that_says_pass_while_its_stats_exceed_the_catalog_tolerance_is_refused(cpu_world, job):
     labels = []
     outcome = result_ingest(
@@ -126,6 +133,7 @@ def test_a_case_that_says_pass_while_its_stats_exceed_the_catalog_tolerance_is_r
     assert f"/{labels[0]} says pass, its stats make it fail" in outcome.reason
 
 
+@pytest.mark.slow
 def test_a_case_judged_with_a_looser_tolerance_than_the_catalogs_is_refused(cpu_world, job):
     def loosen(document):
         case = _exceeding(document)
@@ -135,6 +143,7 @@ def test_a_case_judged_with_a_looser_tolerance_than_the_catalogs_is_refused(cpu_
     assert_refused(job, outcome, "the catalog's tolerance is")
 
 
+@pytest.mark.slow
 def test_a_forged_summary_is_refused(cpu_world, job):
     document = run(job.spec, cpu_world.identity)
     document["summary"]["passed"] += 1
