@@ -8,7 +8,7 @@ import torch
 
 from runners.backends import get_backend
 from runners.catalog import get_kernel
-from runners.catalog.moe import MoeExpertsKernel, MoeGatingKernel, _expert
+from runners.catalog.moe import MoeExpertsKernel, MoeGatingKernel, swiglu_expert
 from runners.catalog.paged_attention import PagedDecodeAttentionKernel, _write
 from runners.catalog.quantized import (
     FP8_MAX,
@@ -239,9 +239,9 @@ class _ExpertsWithCapacity(MoeExpertsKernel):
             token, slot = (ids == expert).nonzero(as_tuple=True)
             token, slot = token[:capacity], slot[:capacity]
             if token.numel():
-                out = _expert(x[token], inputs["w13"][expert], inputs["w2"][expert]).float()
+                out = swiglu_expert(x[token], inputs["w13"][expert], inputs["w2"][expert]).float()
                 y.index_add_(0, token, out * weights[token, slot, None].float())
-        shared = _expert(x, inputs["shared_w13"], inputs["shared_w2"]).float()
+        shared = swiglu_expert(x, inputs["shared_w13"], inputs["shared_w2"]).float()
         return (y + shared).to(x.dtype)
 
 
