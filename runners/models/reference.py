@@ -173,22 +173,20 @@ class DeepseekReference:
         if not c.is_moe(i):
             return x + swiglu_expert(h, *self.swiglu(p + "mlp.")).view(b, s, -1)
         logits, bias = h @ w[p + "mlp.gate.weight"].t(), w[p + "mlp.gate.e_score_correction_bias"]
-        options = {
-            "score": c.scoring_func,
-            "k": c.num_experts_per_tok,
-            "groups": c.n_group,
-            "topk_groups": c.topk_group,
-        }
+        k, groups, topk_groups = c.num_experts_per_tok, c.n_group, c.topk_group
         ids, weights = route(
-            logits, bias, **options, normalize=c.norm_topk_prob, scale=c.routed_scaling_factor
+            logits,
+            bias,
+            score=c.scoring_func,
+            k=k,
+            groups=groups,
+            topk_groups=topk_groups,
+            normalize=c.norm_topk_prob,
+            scale=c.routed_scaling_factor,
         )
         if gaps is not None:
             scores = logits.softmax(dim=-1) if c.scoring_func == "softmax" else logits.sigmoid()
-            gaps.append(
-                boundary_gaps(
-                    scores + bias, options["k"], options["groups"], options["topk_groups"], True
-                ).view(b, s)
-            )
+            gaps.append(boundary_gaps(scores + bias, k, groups, topk_groups, True).view(b, s))
         experts = [self.swiglu(f"{p}mlp.experts.{e}.") for e in range(c.n_routed_experts)]
         shared = self.swiglu(p + "mlp.shared_experts.")
         y = moe_experts_reference(h, ids, weights, [e[0] for e in experts], [e[1] for e in experts], *shared)
