@@ -99,7 +99,7 @@ def _routing_options(inputs: Inputs) -> dict[str, Any]:
     return {key: inputs[key] for key in ("score", "k", "groups", "topk_groups", "normalize", "scale")}
 
 
-def _boundary_gaps(choice: torch.Tensor, k: int, groups: int, topk_groups: int, biased: bool) -> torch.Tensor:
+def boundary_gaps(choice: torch.Tensor, k: int, groups: int, topk_groups: int, biased: bool) -> torch.Tensor:
     """Per token, the smallest gap between the last kept and the first dropped candidate, at the group
     boundary and at the expert boundary (float64)."""
     tokens, experts = choice.shape
@@ -248,7 +248,7 @@ class MoeGatingKernel(Kernel):
                 if bias is None or tokens == 0:
                     break
                 choice = logits[:1].sigmoid() + bias.to(torch.float64)
-                if _boundary_gaps(choice, k, groups, topk_groups, True)[0] >= BOUNDARY_MARGIN:
+                if boundary_gaps(choice, k, groups, topk_groups, True)[0] >= BOUNDARY_MARGIN:
                     break
                 bias = _draw_bias(experts, g)
             return {"logits": logits.to(torch_dtype(dtype)), "bias": bias, **options}
@@ -260,7 +260,7 @@ class MoeGatingKernel(Kernel):
                     row = _tie_within_sides(row, k, groups, topk_groups, g)
                 scores = row.softmax(dim=-1) if options["score"] == "softmax" else row.sigmoid()
                 choice = scores if bias is None else scores + bias.to(torch.float64)
-                gap = _boundary_gaps(choice[None], k, groups, topk_groups, biased)[0]
+                gap = boundary_gaps(choice[None], k, groups, topk_groups, biased)[0]
                 if gap >= BOUNDARY_MARGIN * max(float(choice.abs().max()), 1e-300):
                     break
             rows.append(row)

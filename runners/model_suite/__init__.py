@@ -68,9 +68,16 @@ def seeded_weights_dir() -> Path:
 
 
 def default_models(directory: Path | None = None) -> list[dict[str, Any]]:
-    """The built-in model set of standalone runs: MiniLM (real weights) plus a small Llama-style decoder,
-    a tiny DeepSeek-V3-style decoder (MLA, MoE, MTP) and a small CNN whose seeded weights are written
-    to safetensors files first, loaded and recorded like any other."""
+    """The built-in model set of standalone runs: MiniLM (real weights) plus a small Llama-style decoder
+    and a small CNN whose seeded weights are written to safetensors files first, loaded and recorded
+    like any other.
+
+    The tiny DeepSeek-V3-style decoder (``deepseek_tiny_model``) is not in the set: with its prompts
+    drawn for a routing margin (runners/model_suite/workloads.py ``deepseek_prompts``) an honest CPU
+    still scored below the program's bars on some challenges of the quick workload (bfloat16 0.896 < 0.90
+    and float16 0.955 < 0.97, 1 of 40 challenges each; every remaining disagreement a near-tie of the
+    float64 top-1 logit, none a routing flip), so a default run could record an honest device as
+    failing. It runs when a spec names it (``models: [deepseek_tiny_model()]``)."""
     directory = directory or seeded_weights_dir()
     models: list[dict[str, Any]] = []
     try:
@@ -91,16 +98,6 @@ def default_models(directory: Path | None = None) -> list[dict[str, Any]]:
     )
     models.append(
         seeded_model_entry(
-            DEEPSEEK_TINY_NAME,
-            "deepseek-v3",
-            dict(DeepseekV3Config.small().__dict__),
-            seed=SEEDED_WEIGHTS_SEED,
-            directory=directory,
-            task="text-generation",
-        )
-    )
-    models.append(
-        seeded_model_entry(
             "resnet-small-seeded",
             "resnet-cnn",
             dict(ResNetConfig.small().__dict__),
@@ -110,6 +107,19 @@ def default_models(directory: Path | None = None) -> list[dict[str, Any]]:
         )
     )
     return models
+
+
+def deepseek_tiny_model(directory: Path | None = None) -> dict[str, Any]:
+    """The spec entry of the tiny DeepSeek-V3-style decoder (MLA, MoE, MTP) with seeded weights, written
+    to a safetensors file first: run it by naming it in a spec's ``models``."""
+    return seeded_model_entry(
+        DEEPSEEK_TINY_NAME,
+        "deepseek-v3",
+        dict(DeepseekV3Config.small().__dict__),
+        seed=SEEDED_WEIGHTS_SEED,
+        directory=directory or seeded_weights_dir(),
+        task="text-generation",
+    )
 
 
 def _model_record(

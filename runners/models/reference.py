@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from runners.catalog.latent_attention import mla_naive, rope_tables, rotate_interleaved
-from runners.catalog.moe import moe_experts_reference, route, swiglu_expert
+from runners.catalog.moe import boundary_gaps, moe_experts_reference, route, swiglu_expert
 from runners.catalog.multi_token_prediction import mtp_combine_reference
 from runners.models.bert import BertConfig
 from runners.models.deepseek import DeepseekV3Config
@@ -105,35 +105,63 @@ def deepseek_reference_logits(
     keys and values from the latent (``mla_naive``) where the module absorbs W_uk / W_uv; the experts
     run per expert over the tokens that chose them (``moe_experts_reference``) where the module permutes
     and groups; routing is ``route`` in float64 and the MTP combination ``mtp_combine_reference``."""
-    w = {name: t.detach().to("cpu", torch.float64) for name, t in state.items()}
-    c = config
-    eps = c.rms_norm_eps
+    return DeepseekReference(state, config).logits(input_ids)
 
-    def norm(x: torch.Tensor, name: str) -> torch.Tensor:
-        return x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps) * w[name]
 
-    def swiglu(p: str) -> tuple[torch.Tensor, torch.Tensor]:
+class DeepseekReference:
+    """The float64 DeepSeek-V3 reference of ``deepseek_reference_logits``, with its tensors converted
+    once, whole-sequence (``logits``) or one token at a time over a per-layer latent cache (``step``,
+    which also reports each MoE layer's routing boundary gap: what the model suite's prompt draw
+    needs, runners/model_suite/workloads.py)."""
+
+    def __init__(self, state: dict[str, torch.Tensor], config: DeepseekV3Config) -> None:
+        self.w = {name: t.detach().to("cpu", torch.float64) for name, t in state.items()}
+        self.c = config
+
+    def norm(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        return x / torch.sqrt((x * x).mean(-1, keepdim=True) + self.c.rms_norm_eps) * self.w[name]
+
+    def swiglu(self, p: str) -> tuple[torch.Tensor, torch.Tensor]:
+        w = self.w
         return torch.cat((w[p + "gate_proj.weight"], w[p + "up_proj.weight"])), w[p + "down_proj.weight"]
 
-    def block(x: torch.Tensor, i: int) -> torch.Tensor:
+    def block(
+        self,
+        x: torch.Tensor,
+        i: int,
+        cache: dict[str, torch.Tensor] | None = None,
+        gaps: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Block i over the S tokens of x, the newest S after ``cache`` (its layer's prefix entries
+        "c_kv" (B, P, r) and "k_pe" (B, P, dr), P = 0 when None). The new tokens' entries are left in
+        ``cache["new_c_kv"]`` / ``cache["new_k_pe"]``; with ``gaps``, a MoE layer appends each token's
+        routing boundary gap (B, S) (catalog ``boundary_gaps``: the float64 decision's margin)."""
+        w, c = self.w, self.c
         p = f"model.layers.{i}."
         b, s, _ = x.shape
-        h = norm(x, p + "input_layernorm.weight")
-        q = norm(h @ w[p + "self_attn.q_a_proj.weight"].t(), p + "self_attn.q_a_layernorm.weight")
+        start = 0 if cache is None else cache["c_kv"].shape[1]
+        h = self.norm(x, p + "input_layernorm.weight")
+        q = self.norm(h @ w[p + "self_attn.q_a_proj.weight"].t(), p + "self_attn.q_a_layernorm.weight")
         q = (q @ w[p + "self_attn.q_b_proj.weight"].t()).view(b, s, c.num_attention_heads, c.qk_head_dim)
         kv = h @ w[p + "self_attn.kv_a_proj_with_mqa.weight"].t()
-        cos, sin = rope_tables(torch.arange(s), c.qk_rope_head_dim, c.rope_theta)
+        cos, sin = rope_tables(torch.arange(start, start + s), c.qk_rope_head_dim, c.rope_theta)
         cos, sin = cos.double()[None].expand(b, -1, -1), sin.double()[None].expand(b, -1, -1)
+        c_kv = self.norm(kv[..., : c.kv_lora_rank], p + "self_attn.kv_a_layernorm.weight")
+        k_pe = rotate_interleaved(kv[..., c.kv_lora_rank :], cos, sin)
+        if cache is not None:
+            cache["new_c_kv"], cache["new_k_pe"] = c_kv, k_pe
+            c_kv = torch.cat((cache["c_kv"], c_kv), dim=1)
+            k_pe = torch.cat((cache["k_pe"], k_pe), dim=1)
         out = mla_naive(
             {
                 "q_nope": q[..., : c.qk_nope_head_dim],
                 "q_pe": q[..., c.qk_nope_head_dim :],
                 "cos": cos,
                 "sin": sin,
-                "c_kv": norm(kv[..., : c.kv_lora_rank], p + "self_attn.kv_a_layernorm.weight"),
-                "k_pe": rotate_interleaved(kv[..., c.kv_lora_rank :], cos, sin),
+                "c_kv": c_kv,
+                "k_pe": k_pe,
                 "wkv_b": w[p + "self_attn.kv_b_proj.weight"],
-                "lengths": torch.full((b,), s, dtype=torch.int64),
+                "lengths": torch.full((b,), start + s, dtype=torch.int64),
                 "heads": c.num_attention_heads,
                 "v_dim": c.v_head_dim,
                 "scale": c.softmax_scale,
@@ -141,40 +169,80 @@ def deepseek_reference_logits(
             }
         )
         x = x + out.reshape(b, s, -1) @ w[p + "self_attn.o_proj.weight"].t()
-        h = norm(x, p + "post_attention_layernorm.weight").reshape(b * s, -1)
+        h = self.norm(x, p + "post_attention_layernorm.weight").reshape(b * s, -1)
         if not c.is_moe(i):
-            return x + swiglu_expert(h, *swiglu(p + "mlp.")).view(b, s, -1)
+            return x + swiglu_expert(h, *self.swiglu(p + "mlp.")).view(b, s, -1)
+        logits, bias = h @ w[p + "mlp.gate.weight"].t(), w[p + "mlp.gate.e_score_correction_bias"]
+        k, groups, topk_groups = c.num_experts_per_tok, c.n_group, c.topk_group
         ids, weights = route(
-            h @ w[p + "mlp.gate.weight"].t(),
-            w[p + "mlp.gate.e_score_correction_bias"],
+            logits,
+            bias,
             score=c.scoring_func,
-            k=c.num_experts_per_tok,
-            groups=c.n_group,
-            topk_groups=c.topk_group,
+            k=k,
+            groups=groups,
+            topk_groups=topk_groups,
             normalize=c.norm_topk_prob,
             scale=c.routed_scaling_factor,
         )
-        experts = [swiglu(f"{p}mlp.experts.{e}.") for e in range(c.n_routed_experts)]
-        shared = swiglu(p + "mlp.shared_experts.")
+        if gaps is not None:
+            scores = logits.softmax(dim=-1) if c.scoring_func == "softmax" else logits.sigmoid()
+            gaps.append(boundary_gaps(scores + bias, k, groups, topk_groups, True).view(b, s))
+        experts = [self.swiglu(f"{p}mlp.experts.{e}.") for e in range(c.n_routed_experts)]
+        shared = self.swiglu(p + "mlp.shared_experts.")
         y = moe_experts_reference(h, ids, weights, [e[0] for e in experts], [e[1] for e in experts], *shared)
         return x + y.view(b, s, -1)
 
-    ids = input_ids.to("cpu").long()
-    x = w["model.embed_tokens.weight"][ids]
-    for i in range(c.num_hidden_layers):
-        x = block(x, i)
-    hidden = norm(x, "model.norm.weight")
-    logits = hidden @ w["lm_head.weight"].t()
-    if c.num_nextn_predict_layers == 0:
-        return torch.cat((logits, logits.new_zeros(ids.shape[0], 0, c.vocab_size)), dim=1)
-    m = f"model.layers.{c.num_hidden_layers}."
-    x = mtp_combine_reference(
-        w["model.embed_tokens.weight"][ids[:, 1:]],
-        hidden[:, :-1],
-        w[m + "enorm.weight"],
-        w[m + "hnorm.weight"],
-        w[m + "eh_proj.weight"],
-    )
-    x = block(x, c.num_hidden_layers)
-    mtp = norm(x, m + "shared_head.norm.weight") @ w["lm_head.weight"].t()
-    return torch.cat((logits, mtp), dim=1)
+    def logits(self, input_ids: torch.Tensor) -> torch.Tensor:
+        w, c = self.w, self.c
+        ids = input_ids.to("cpu").long()
+        x = w["model.embed_tokens.weight"][ids]
+        for i in range(c.num_hidden_layers):
+            x = self.block(x, i)
+        hidden = self.norm(x, "model.norm.weight")
+        logits = hidden @ w["lm_head.weight"].t()
+        if c.num_nextn_predict_layers == 0:
+            return torch.cat((logits, logits.new_zeros(ids.shape[0], 0, c.vocab_size)), dim=1)
+        x = self.mtp_input(ids[:, 1:], hidden[:, :-1])
+        x = self.block(x, c.num_hidden_layers)
+        m = f"model.layers.{c.num_hidden_layers}."
+        mtp = self.norm(x, m + "shared_head.norm.weight") @ w["lm_head.weight"].t()
+        return torch.cat((logits, mtp), dim=1)
+
+    def mtp_input(self, next_ids: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        w = self.w
+        m = f"model.layers.{self.c.num_hidden_layers}."
+        return mtp_combine_reference(
+            w["model.embed_tokens.weight"][next_ids],
+            hidden,
+            w[m + "enorm.weight"],
+            w[m + "hnorm.weight"],
+            w[m + "eh_proj.weight"],
+        )
+
+    def step(
+        self, token: torch.Tensor, caches: list[dict[str, torch.Tensor]], hidden: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, list[dict[str, torch.Tensor]]]:
+        """One new token per row (B,) after the prefix held in ``caches`` (one per block, the MTP
+        module's last; ``hidden`` the main model's final hidden state (B, H) of the previous token, None
+        at position 0). Returns (this token's final hidden state (B, H), the routing boundary gap (B,)
+        smallest over the main MoE layers at this position and the MTP module's at the previous one,
+        inf where none routes), and the blocks' new entries (each "c_kv", "k_pe" (B, 1, .))."""
+        w, c = self.w, self.c
+        x = w["model.embed_tokens.weight"][token.long()][:, None]
+        gaps: list[torch.Tensor] = []
+        news = []
+        for i in range(c.num_hidden_layers):
+            cache = dict(caches[i])
+            x = self.block(x, i, cache, gaps)
+            news.append({"c_kv": cache["new_c_kv"], "k_pe": cache["new_k_pe"]})
+        final = self.norm(x, "model.norm.weight")[:, 0]
+        if c.num_nextn_predict_layers and hidden is not None:
+            cache = dict(caches[c.num_hidden_layers])
+            self.block(
+                self.mtp_input(token.long()[:, None], hidden[:, None]), c.num_hidden_layers, cache, gaps
+            )
+            news.append({"c_kv": cache["new_c_kv"], "k_pe": cache["new_k_pe"]})
+        gap = torch.full((token.shape[0],), math.inf, dtype=torch.float64)
+        for g in gaps:
+            gap = torch.minimum(gap, g[:, 0])
+        return final, gap, news

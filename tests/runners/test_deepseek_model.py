@@ -13,12 +13,12 @@ import torch
 
 from runners.backends import get_backend
 from runners.document import validate_document
-from runners.model_suite import default_models, run_model
-from runners.model_suite.workloads import workload_for
+from runners.model_suite import deepseek_tiny_model, default_models, run_model
+from runners.model_suite.workloads import ROUTING_MARGIN, deepseek_prompts, workload_for
 from runners.models import ConfigMismatchError, ModelSpec, load_model
 from runners.models.deepseek import DeepseekV3Config, DeepseekV3Decoder, Mla, Moe
 from runners.models.loading import ARCHITECTURES, Architecture, expected_tensors, first_tensor_mismatch
-from runners.models.reference import deepseek_reference_logits
+from runners.models.reference import DeepseekReference, deepseek_reference_logits
 from runners.models.seeded import seeded_model_entry
 from runners.spec import build_spec
 
@@ -110,6 +110,64 @@ def test_the_float64_module_and_the_reference_written_apart_agree(tiny):
     assert torch.equal(reference, workload.reference())
 
 
+def _routing_gaps(loaded, prompts):
+    """Per prompt position, the smallest routing boundary gap of the float64 reference over the main
+    model's MoE layers at that position and the MTP module's at the previous one, from whole-sequence
+    forwards (not the incremental steps the prompt draw uses)."""
+    reference = DeepseekReference(loaded.module.state_dict(), loaded.config)
+    c = loaded.config
+    main: list[torch.Tensor] = []
+    mtp: list[torch.Tensor] = []
+    with torch.inference_mode():
+        x = reference.w["model.embed_tokens.weight"][prompts]
+        for i in range(c.num_hidden_layers):
+            x = reference.block(x, i, None, main)
+        hidden = reference.norm(x, "model.norm.weight")
+        reference.block(reference.mtp_input(prompts[:, 1:], hidden[:, :-1]), c.num_hidden_layers, None, mtp)
+    gaps = torch.stack(main).amin(dim=0)
+    gaps[:, 1:] = torch.minimum(gaps[:, 1:], mtp[0])
+    return gaps
+
+
+def test_the_prompts_keep_a_routing_margin_at_every_moe_layer_and_position(tiny):
+    """Random tokens leave float64 routing decisions nearly tied (a low-precision device then picks
+    another expert honestly); the workload's prompts clear ROUTING_MARGIN at every MoE layer and
+    position, MTP included, checked here with whole-sequence forwards, and say what they reached."""
+    _entry, loaded = tiny
+    workload = workload_for(loaded, CHALLENGE, quick=True)
+    prompts = workload.make_batch(range(workload.size), torch.device("cpu"), torch.float32)[0]
+    gaps = _routing_gaps(loaded, prompts)
+    random = torch.randint(0, 512, prompts.shape, generator=torch.Generator().manual_seed(3))
+    assert float(_routing_gaps(loaded, random).min()) < ROUTING_MARGIN  # what the draw is for
+    reference = workload.reference()
+    metrics = workload.score(reference, reference, "bfloat16")
+    assert metrics["routing_margin"] == ROUTING_MARGIN
+    assert metrics["routing_margin_min"] == pytest.approx(float(gaps.min()), rel=1e-9)
+    assert float(gaps.min()) >= ROUTING_MARGIN
+    # A deterministic function of the challenge (the platform's reveal rebuilds it through workload_for)
+    again = workload_for(loaded, CHALLENGE, quick=True)
+    assert torch.equal(again.make_batch(range(again.size), torch.device("cpu"), torch.float32)[0], prompts)
+    other = workload_for(loaded, CHALLENGE + "0", quick=True)
+    assert not torch.equal(
+        other.make_batch(range(other.size), torch.device("cpu"), torch.float32)[0], prompts
+    )
+
+
+def test_the_prompt_draw_keeps_the_first_candidate_with_the_margin_else_the_best(tiny):
+    _entry, loaded = tiny
+    state, c = loaded.module.state_dict(), loaded.config
+    drawn, reached = deepseek_prompts(state, c, torch.Generator().manual_seed(7), 2, 6, margin=0.0, tries=4)
+    # margin 0: every first candidate passes, so the prompts are the first draw of each position
+    g = torch.Generator().manual_seed(7)
+    first = torch.stack([torch.randint(0, c.vocab_size, (2, 4), generator=g)[:, 0] for _ in range(6)], dim=1)
+    assert torch.equal(drawn, first) and reached >= 0.0
+    # an unreachable margin: each position falls back to its best candidate, and the record says so
+    best, reached = deepseek_prompts(state, c, torch.Generator().manual_seed(7), 2, 6, margin=10.0, tries=4)
+    gaps = _routing_gaps(loaded, best)
+    assert reached == pytest.approx(float(gaps.min()), rel=1e-9) and reached < 10.0
+    assert not torch.equal(best, drawn)
+
+
 def test_the_compressed_cache_decodes_as_the_full_forward(tiny):
     _entry, loaded = tiny
     module = loaded.place(torch.device("cpu"), torch.float64, free_bytes=None)
@@ -142,10 +200,18 @@ def test_a_slot_cache_decodes_rows_of_different_lengths_as_the_full_forward(tiny
     assert torch.allclose(step[0, -1], expected_short[0], rtol=0, atol=1e-12)
 
 
-def test_the_default_model_set_holds_the_tiny_deepseek(tmp_path):
-    [entry] = [m for m in default_models(tmp_path) if m["architecture"] == "deepseek-v3"]
+def test_the_tiny_deepseek_runs_when_named_not_by_default(tmp_path):
+    """Out of the default set (an honest CPU fell below the bars on some quick challenges, see
+    default_models), runnable when a spec names it."""
+    assert [m for m in default_models(tmp_path) if m["architecture"] == "deepseek-v3"] == []
+    entry = deepseek_tiny_model(tmp_path)
     assert entry["name"] == "deepseek-v3-tiny-seeded" and entry["weights_path"].endswith(".safetensors")
     assert entry["config"] == TINY
+    spec = build_spec(
+        suite="model", device="cpu", challenge=CHALLENGE, models=[entry], options={"quick": True}
+    )
+    assert [m["name"] for m in spec["models"]] == ["deepseek-v3-tiny-seeded"]
+    assert isinstance(load_model(ModelSpec.from_dict(spec["models"][0])).module, DeepseekV3Decoder)
 
 
 def _run(entry, *, performance=(), dtypes=("float32",)):
