@@ -56,7 +56,10 @@ HEARTBEAT_SECONDS = float(os.environ.get("RUNNER_HEARTBEAT_SECONDS", "30"))
 PROGRESS_MIN_INTERVAL_S = 1.0
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "accelerator-certification" / "artifacts"
 
-app = Celery("runners")
+# Not the process's current app: where the platform runs a job in-process (eager, embedded), importing
+# this module must not turn the platform's shared tasks (notifications, ingestion) over to the runner's
+# broker and routes, which a shared task would follow at call time.
+app = Celery("runners", set_as_current=False)
 app.conf.update(
     broker_url=os.environ.get("CELERY_BROKER_URL"),
     result_backend=os.environ.get("CELERY_RESULT_BACKEND") or None,

@@ -74,17 +74,10 @@ def test_a_delivery_stuck_past_its_lease_is_retried_once_under_the_same_id_and_a
     ).exists()
 
 
-def test_the_beat_task_requeues_the_stuck_delivery_and_the_worker_sends_it(
-    two_sending, receiver, settings, monkeypatch
-):
-    from apps.notifications import tasks
+def test_the_beat_task_requeues_the_stuck_delivery_and_the_worker_sends_it(two_sending, receiver, settings):
+    from apps.notifications.tasks import requeue_stuck
 
-    # The re-queued delivery runs here, as a worker would run it, whatever broker CI exports and
-    # whichever Celery app is current (a shared task binds to it at call time: the runner worker's,
-    # once a test has imported runners.worker). A unit test; the broker path has its integration tests.
-    settings.CELERY_TASK_ALWAYS_EAGER = True
-    monkeypatch.setattr(tasks.deliver, "apply_async", lambda args, countdown=0: tasks.deliver.apply(args))
-    requeue_stuck = tasks.requeue_stuck
+    settings.CELERY_TASK_ALWAYS_EAGER = True  # the re-queued delivery runs here, whatever broker CI exports
     stuck, fresh, _ = two_sending
     assert requeue_stuck.apply().get() == 1
     assert requeue_stuck.apply().get() == 0
@@ -158,3 +151,13 @@ def test_the_recovery_runs_every_five_minutes_from_an_editable_beat_row(db):
     assert row.enabled and row.interval.every == 5 and row.interval.period == "minutes"
     app.loader.import_default_modules()
     assert row.task in app.tasks
+
+
+def test_importing_the_runner_worker_leaves_the_platforms_tasks_on_the_platforms_app():
+    """The platform imports runners.worker when it runs a job in-process (eager, embedded); its shared
+    tasks must still publish through its own app (routes, eager mode), not the runner's."""
+    import runners.worker
+    from apps.notifications.tasks import deliver
+    from certification.celery import app
+
+    assert deliver.app is app and runners.worker.app is not app
