@@ -15,7 +15,7 @@ with only python3 still works.
 from __future__ import annotations
 
 import argparse
-import json
+import ast
 import os
 import shutil
 import subprocess
@@ -28,17 +28,6 @@ from pathlib import Path
 PIP_SECTIONS = (":env:", "install", "global")
 PIP_KEYS = ("index-url", "extra-index-url", "find-links", "constraint", "cert", "no-index", "default-timeout")
 
-PIP_CONFIG_PROBE = """
-import json
-try:
-    from pip._internal.configuration import Configuration
-    configuration = Configuration(isolated=False)
-    configuration.load()
-    print(json.dumps(dict(configuration.items())))
-except Exception:
-    print("{}")
-"""
-
 
 def say(text: str) -> None:
     print(f"==> {text}", flush=True)
@@ -49,19 +38,34 @@ def run(argv: list[str], env: dict[str, str] | None = None) -> int:
 
 
 def pip_config(python: Path) -> dict[str, str]:
-    """pip's effective settings on this machine (through pip's own reader; empty when it cannot say)."""
+    """pip's effective settings on this machine, as `pip config list` prints them (one `section.key='value'`
+    line each, a format stable across pip versions; pip's internal Configuration.items() is not: pip 26
+    nests it per file). Empty when pip cannot say."""
     try:
         out = subprocess.run(  # noqa: S603
-            [str(python), "-c", PIP_CONFIG_PROBE], capture_output=True, text=True, check=True, timeout=60
+            [str(python), "-m", "pip", "config", "list"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
         ).stdout
-        items = json.loads(out or "{}")
-    except (OSError, subprocess.SubprocessError, ValueError):
+    except (OSError, subprocess.SubprocessError):
         return {}
+    items: dict[str, str] = {}
+    for line in out.splitlines():
+        name, sep, value = line.partition("=")
+        if not sep:
+            continue
+        try:
+            parsed = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            continue
+        items[name.strip()] = str(parsed)
     found: dict[str, str] = {}
     for key in PIP_KEYS:
         for section in PIP_SECTIONS:
             if f"{section}.{key}" in items:
-                found[key] = str(items[f"{section}.{key}"])
+                found[key] = items[f"{section}.{key}"]
                 break
     return found
 

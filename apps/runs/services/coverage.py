@@ -277,13 +277,8 @@ def _collectives_problems(document: dict[str, Any], plan: dict[str, Any]) -> lis
     size) cases the runner's own plan expansion draws from the job's challenge, each judged status
     follows from its mismatch count under the runner's tolerance, and a bandwidth figure exists only
     for a passing case, with busbw = algbw * nccl-tests' factor and algbw = bytes / time."""
-    from runners.collectives import (
-        CollectivesSpecInvalid,
-        bus_factor,
-        plan_cases,
-        settings,
-        tolerance_for,
-    )
+    from runners.collectives import plan_cases, tolerance_for
+    from runners.collectives_plan import CollectivesSpecInvalid, bus_factor, settings
 
     section = document.get("collectives")
     if not isinstance(section, dict):

@@ -314,7 +314,7 @@ def _collectives_plan_check(code: str, plan: Any) -> list[str]:
     """A level's collectives plan names only what the level decides (ops, dtypes, sizes, warmup,
     iterations; the device count and interconnect are the target's) with values the runner accepts."""
     from apps.runs.specs import COLLECTIVES_PLAN_KEYS
-    from runners.collectives import CollectivesSpecInvalid, settings
+    from runners.collectives_plan import CollectivesSpecInvalid, settings
 
     if not isinstance(plan, dict):
         return [f"level {code}: the collectives plan must be an object"]
