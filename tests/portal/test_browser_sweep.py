@@ -7,24 +7,16 @@ made on the server, set as a cookie)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop here
+from tests.browser import BROWSER_MARKS, chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
 WIDTH = 390  # an iPhone 12-15's CSS width: the narrowest phone the issue names
 LANGUAGES = {"zh-hans": "zh-CN", "en": "en"}
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium"
-    ),
-]
+pytestmark = [*BROWSER_MARKS, pytest.mark.slow]
 
 
 def axe_source() -> str:
@@ -35,15 +27,8 @@ def axe_source() -> str:
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
+    with chromium() as launched:
+        yield launched
 
 
 def session_cookie(user, live_server) -> list[dict]:

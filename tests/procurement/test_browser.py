@@ -6,24 +6,15 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
-from pathlib import Path
 
 import pytest
 
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop here
+from tests.browser import BROWSER_MARKS, SHOTS, chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 PASSWORD = "a-long-test-password-8"  # noqa: S105 - a test user only
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium"
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture
@@ -44,20 +35,12 @@ def buyer(cast, certified):
 
 @pytest.fixture
 def page(buyer, live_server):
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+    with chromium() as browser:
         context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
         page = context.new_page()
         page.set_default_timeout(15_000)
         yield page
         context.close()
-        browser.close()
 
 
 def create_tender(page, reference: str, rows: list[dict]) -> None:
