@@ -17,6 +17,7 @@ import pytest
 
 from tests.browser import BROWSER_MARKS, SHOTS, chromium
 from tests.notifications.conftest import receiver  # noqa: F401  # a real HTTP receiver on 127.0.0.1
+from tests.portal.test_selfservice import CHIP
 
 pytestmark = BROWSER_MARKS
 
@@ -76,23 +77,9 @@ def test_a_vendor_serves_itself_chip_target_model_token_and_webhook(
     page.goto("/chips/")
     page.get_by_role("link", name=re.compile("Register a chip")).first.click()
     page.wait_for_url("**/chips/new/")
-    for name, value in {
-        "sku": "KX-900",
-        "name": "Kunlun X 900",
-        "architecture": "XPU-R",
-        "process_node_nm": "7",
-        "die_area_mm2": "600",
-        "memory_gib": "64",
-        "memory_bandwidth_gbs": "2000",
-        "tdp_w": "400",
-        "interconnect_bandwidth_gbs": "0",
-        "peak_fp32_tflops": "32",
-        "fab_country": "CN",
-        "assembly_country": "CN",
-        "domestic_content_pct": "80",
-        "spec_source": "https://example.org/kx900.pdf",
-    }.items():
-        page.fill(f"[name={name}]", value)
+    for name, value in CHIP.items():  # the self-service tests' chip; the bf16 peak comes below
+        if name not in ("peak_bf16_tflops", "data_center", "list_price", "currency"):
+            page.fill(f"[name={name}]", value)
     page.fill("[name=peak_bf16_tflops]", "900000")  # implausible for 600 mm² and 400 W: refused
     page.get_by_role("button", name="Register the chip").click()
     page.locator("div.errors[role=alert]").filter(has_text="bf16").wait_for()  # the service's refusal
