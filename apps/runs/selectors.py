@@ -48,13 +48,32 @@ def program_current(*, code: str, version: str | None = None, today: date | None
     programs = Program.objects.filter(code=code, status=ProgramStatus.ACTIVE)
     if version:
         return programs.filter(version=version).first()
-    today = today or timezone.localdate()
+    return _newest_in_effect(list(programs), today=today or timezone.localdate())
 
+
+def program_planning_suite(*, code: str, level: str, suite: str, today: date | None = None) -> Program | None:
+    """The version of `code` to submit a `level` campaign under so that its jobs include `suite`: the
+    default version (program_current) when its level plans the suite, else, by the same rule among the
+    active versions whose level plans it, the newest in effect or the one that takes effect first
+    (named, as a version not yet in effect must be). None when no active version's level plans it."""
+
+    def plans(program: Program) -> bool:
+        definition = program.level(level)
+        return definition is not None and suite in (definition.get("suites") or {})
+
+    today = today or timezone.localdate()
+    current = program_current(code=code, today=today)
+    if current is not None and plans(current):
+        return current
+    programs = Program.objects.filter(code=code, status=ProgramStatus.ACTIVE)
+    return _newest_in_effect([p for p in programs if plans(p)], today=today)
+
+
+def _newest_in_effect(programs: list[Program], *, today: date) -> Program | None:
     # Versions are compared numerically part by part ("1.10" is newer than "1.9").
     def key(program: Program):
         return tuple(int(p) if p.isdigit() else p for p in program.version.split("."))
 
-    programs = list(programs)
     in_effect = [p for p in programs if (program_effective(p) or today) <= today]
     if in_effect:
         return max(in_effect, key=key)

@@ -7,10 +7,13 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.template.defaultfilters import floatformat
 
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_chain_verify
 from apps.certificates.models import Certificate, CertificateStatus, CriterionOutcome
+from apps.certificates.serving import serving_rows
+from apps.portal.management.commands.seed_demo import demo_program, serving_lines
 from apps.runs.models import Campaign, CampaignState, JobState
 from tests.cpu_findings import explained, unexplained
 
@@ -49,10 +52,38 @@ def test_seed_demo_ends_with_a_real_certificate_of_the_local_cpu(
     if campaign.state == CampaignState.AWAITING_REVIEW:
         _the_only_failure_is_this_cpus_findings(campaign, err.getvalue())
     assert campaign.state == CampaignState.APPROVED, out.getvalue() + err.getvalue()
-    assert sorted(campaign.jobs.values_list("suite", flat=True)) == ["conformance", "model", "performance"]
+    # Under the version whose baseline plans the serving suite (issue 15): one LoadGen job per model.
+    assert campaign.program == demo_program()
+    assert sorted(campaign.jobs.values_list("suite", flat=True)) == [
+        "conformance",
+        "model",
+        "performance",
+        "serving",
+    ]
     assert all(job.state == JobState.SUCCEEDED and job.document for job in campaign.jobs.all())
     certificate = Certificate.objects.get(campaign=campaign)
     assert certificate.status == CertificateStatus.ACTIVE
+    # The certificate carries, per scenario, LoadGen's figure from a VALID run at the level's settings,
+    # or says that the scenario has none (INVALID on this CPU, never an invented figure); so do the
+    # page and the demo's log.
+    rows = serving_rows(json.loads(certificate.payload_json))
+    scenarios = {(r["scenario"], r["kind"]) for r in rows}
+    assert {
+        ("SingleStream", "serving_latency"),
+        ("Server", "serving_qps"),
+        ("Offline", "serving_throughput"),
+    } <= (scenarios), rows
+    assert all(r["result"] == "VALID" and r["value"] > 0 for r in rows if r["certified"]), rows
+    assert all(r["value"] is None and r["reason"] for r in rows if not r["certified"]), rows
+    html = client.get(f"/certificates/{certificate.serial}/").content.decode()
+    assert "Serving (MLPerf LoadGen)" in html
+    for row in rows:
+        if row["certified"]:
+            assert f"{floatformat(row['value'], '-4')} {row['unit']}" in html
+            assert row["loadgen_summary_sha256"] in html
+    assert html.count("no certified figure") == sum(1 for r in rows if not r["certified"])
+    for line in serving_lines(json.loads(certificate.payload_json)):
+        assert line in out.getvalue()
     # Approved by the demo reviewer through the normal review service, and audited as such.
     approval = AuditEvent.objects.get(action="review.approved", object_id=str(campaign.pk))
     assert approval.actor_label == "reviewer"

@@ -1,7 +1,12 @@
 """Create (idempotently) the demo world: an authority, two vendors, a buyer, reference chips, this
 machine's CPU as a hardware target with its own runner, and the real MiniLM model; then certify the
 local CPU once through the normal pipeline, approved by the demo reviewer through the normal review
-service, so a newcomer sees a real certificate at once. Later campaigns wait for a human reviewer."""
+service, so a newcomer sees a real certificate at once. Later campaigns wait for a human reviewer.
+
+The demo's campaign includes the serving suite (MLPerf LoadGen, issue 15), so its certificate carries
+serving figures judged as the platform judges serving: under the program version whose baseline plans
+that suite with its LoadGen settings (demo_program: AIA 1.2 while 1.0, the default until then, plans
+none); the level's serving criterion is informational at baseline, and an INVALID run yields no figure."""
 
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from apps.accounts.services import organization_create, user_create
 from apps.registry.models import Chip, HardwareTarget, ModelArtifact, Runner
 from apps.registry.reference_data import reference_chips
 from apps.registry.services import chip_create, model_artifact_create, runner_register, target_create
+from apps.runs.selectors import program_planning_suite
 from apps.runs.services.programs import programs_load_all
 from runners.signing import keygen
 
@@ -48,6 +54,10 @@ USERS = [
 ]
 LOCAL_CPU_SKU = "LOCAL-CPU"
 LOCAL_TARGET_SLUG = "local-cpu"
+DEMO_PROGRAM = "AIA"
+DEMO_LEVEL = "baseline"
+# The demo certificate carries serving figures (issue 15): its campaign must plan the serving suite.
+DEMO_SUITE = "serving"
 BOOST_OVER_CURRENT_CLOCK = 1.4
 SEEDED_ENCODER_NAME = "demo-encoder-seeded"
 
@@ -93,6 +103,29 @@ def local_cpu_declared_peak_tflops() -> float:
                 flags = set(line.split(":", 1)[1].split())
     per_cycle = 64 if "avx512f" in flags else 32 if {"avx2", "fma"} <= flags else 8
     return round(cores * ghz * BOOST_OVER_CURRENT_CLOCK * 1e9 * per_cycle / 1e12, 4)
+
+
+def demo_program():
+    """The program version the demo certifies the local CPU under: the default version when its
+    baseline plans the serving suite, else the first version whose baseline does (AIA 1.2, until
+    2027-04-01 not yet in effect, so named: AIA 1.0 and 1.1 plan no serving suite at any level)."""
+    return program_planning_suite(code=DEMO_PROGRAM, level=DEMO_LEVEL, suite=DEMO_SUITE)
+
+
+def serving_lines(payload: dict) -> list[str]:
+    """The certificate's serving figures, one line per model and scenario, for the demo's log."""
+    from apps.certificates.serving import serving_rows
+
+    return [
+        f"  {row['model']} {row['scenario']}: "
+        + (
+            f"{row['label']} {row['value']:g} {row['unit']}{row['bound_text']} (LoadGen VALID, "
+            f"summary sha256 {str(row.get('loadgen_summary_sha256'))[:12]}...)"
+            if row["certified"]
+            else f"{row['label']}: no certified figure ({row['reason']})"
+        )
+        for row in serving_rows(payload)
+    ]
 
 
 class Command(BaseCommand):
@@ -194,11 +227,29 @@ class Command(BaseCommand):
                 running.refresh_from_db()
             campaign = running
         elif campaign is None:
+            program = demo_program()
+            if program is None:
+                self.stderr.write(
+                    f"No active {DEMO_PROGRAM} version plans the {DEMO_SUITE} suite at {DEMO_LEVEL}; "
+                    "no demo certificate issued. Run `manage.py load_programs`."
+                )
+                return
+            suites = ", ".join(program.level(DEMO_LEVEL)["suites"])
             self.stdout.write(
-                f"Certifying {target.slug} through the pipeline (conformance, performance, model)..."
+                f"Certifying {target.slug} under {program.code} {program.version} {DEMO_LEVEL} through "
+                f"the pipeline ({suites})..."
             )
             call_command(
-                "certify", target.reference, "--level", "baseline", stdout=self.stdout, stderr=self.stderr
+                "certify",
+                target.reference,
+                "--program",
+                program.code,
+                "--program-version",
+                program.version,
+                "--level",
+                DEMO_LEVEL,
+                stdout=self.stdout,
+                stderr=self.stderr,
             )
             campaign = Campaign.objects.filter(target=target).order_by("-pk").first()
         if campaign is None:  # certify refused before creating one; it said why
@@ -224,6 +275,8 @@ class Command(BaseCommand):
         )
         certificate = Certificate.objects.get(campaign=campaign)
         self.stdout.write(self.style.SUCCESS(f"Certificate {certificate.serial} issued for {target.slug}."))
+        for line in serving_lines(json.loads(certificate.payload_json)):
+            self.stdout.write(line)
 
     def _seed_reference_chips(self) -> None:
         for row in reference_chips():
