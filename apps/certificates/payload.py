@@ -333,7 +333,9 @@ def _serving_headline(
     campaign: Campaign, thresholds: judge.Thresholds, excluded: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """Serving figures as certified: scenario, percentile, bound and LoadGen's VALID verdict with each;
-    a figure from an INVALID run or weaker settings than the level's goes to `excluded` instead.
+    a figure from an INVALID run or weaker settings than the level's goes to `excluded` instead, with
+    its model, scenario, LoadGen's verdict and summary digest, so the certificate says which scenario
+    yielded no certified figure and why (apps/certificates/serving.py reads both lists).
     Energy (J/query, J/token) is certified from the Server run at the level's bound only, where a meter
     measured it (judge.serving_energy_problem); a run with no meter has no energy figure at all."""
     rows = Measurement.objects.filter(
@@ -342,6 +344,10 @@ def _serving_headline(
     figures = []
     for row in rows.order_by("document__job_id", "id"):
         params = judge.serving_params({"params": row.params})
+        model = (
+            row.document.job.model.name if row.document.job.model is not None else str(params.get("model"))
+        )
+
         energy: dict[str, Any] = {}
         if row.kind == "energy":
             if row.document.suite != "serving" or params.get("scenario") != "Server" or row.value is None:
@@ -351,23 +357,17 @@ def _serving_headline(
                 value=row.value, unit=row.unit, flags=row.flags, params=params, thresholds=thresholds
             )
             if problem:
-                excluded.append(
-                    {"measurement": row.name, "kind": row.kind, "dtype": row.dtype, "reason": problem}
-                )
+                excluded.append(_serving_refusal(row, params, model, problem))
                 continue
         problem = judge.serving_figure_problem(
             value=row.value, flags=row.flags, params=params, thresholds=thresholds
         )
         if problem or row.value is None:  # no value is always a problem ("no value")
-            excluded.append(
-                {"measurement": row.name, "kind": row.kind, "dtype": row.dtype, "reason": problem}
-            )
+            excluded.append(_serving_refusal(row, params, model, problem))
             continue
         figures.append(
             {
-                "model": row.document.job.model.name
-                if row.document.job.model is not None
-                else str(params.get("model")),
+                "model": model,
                 "scenario": params.get("scenario"),
                 "kind": row.kind,
                 "dtype": row.dtype,
@@ -387,6 +387,25 @@ def _serving_headline(
             }
         )
     return figures
+
+
+def _serving_refusal(
+    row: Measurement, params: dict[str, Any], model: str, reason: str | None
+) -> dict[str, Any]:
+    """The `excluded` entry of a serving figure the level may not certify."""
+    return {
+        "measurement": row.name,
+        "kind": row.kind,
+        "dtype": row.dtype,
+        "reason": reason,
+        "model": model,
+        "scenario": params.get("scenario"),
+        "unit": row.unit,
+        "percentile": params.get("percentile"),
+        "latency_bound_s": params.get("latency_bound_s"),
+        "result_valid": params.get("result_valid") is True,
+        "loadgen_summary_sha256": params.get("summary_sha256"),
+    }
 
 
 COLLECTIVES_NOT_APPLICABLE = "not applicable (one device)"

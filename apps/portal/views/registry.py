@@ -38,6 +38,7 @@ from apps.certificates.services import (
     certificate_revoke,
     certificate_suspend,
 )
+from apps.certificates.serving import serving_rows
 from apps.portal.access import is_authority, is_reviewer, member_required
 from apps.portal.charts import compare_svg
 from apps.portal.forms import ReasonForm, form_error_from
@@ -238,6 +239,7 @@ def _certificate_page(
             name: forms.get(name) or ReasonForm(prefix=name) for name in ("suspend", "reinstate", "revoke")
         },
         "issuer": settings.CERT_ISSUER_NAME or payload.get("issuer", {}).get("name", ""),
+        "serving_rows": serving_rows(payload),
     }
     return render(request, "portal/certificate.html", context, status=status)
 

@@ -1,0 +1,104 @@
+"""A certificate's serving section, read from its signed payload: one row per model, scenario and figure.
+
+The certified figures are the headline's `serving` list (LoadGen judged their runs VALID at the level's
+settings, payload._serving_headline); the serving figures the judge refused are the headline's
+`excluded` entries of a serving kind, each with its reason, so a scenario LoadGen judged INVALID is
+shown as such, never as a figure. The certificate page (printed too) and the demo's log read these rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apps.certificates import judge
+
+SCENARIOS = ("SingleStream", "MultiStream", "Server", "Offline")
+SERVING_KINDS = (*judge.SERVING_FIGURE_KINDS, "energy")
+INVALID_REASON = "LoadGen judged the run INVALID"
+# Per kind, the order of a scenario's rows and the words of the demo's log (the page has its own, translated).
+LABELS = {
+    "serving_latency": "latency",
+    "serving_qps": "QPS",
+    "serving_throughput": "throughput",
+    "serving_tokens": "token throughput",
+    "serving_ttft": "TTFT",
+    "serving_tpot": "TPOT",
+    "energy": "energy",
+}
+PERCENTILE_KINDS = ("serving_latency", "serving_ttft", "serving_tpot")
+
+
+def _scenario_of(name: str) -> tuple[str, str]:
+    """(model, scenario) from a runner measurement name ("<model> <Scenario> ..."), for the excluded
+    entries of certificates issued before those entries named them."""
+    words = name.split(" ")
+    for position, word in enumerate(words):
+        if word in SCENARIOS:
+            return " ".join(words[:position]), word
+    return name, ""
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _row(entry: dict[str, Any], *, certified: bool) -> dict[str, Any]:
+    kind = str(entry.get("kind") or "")
+    model, scenario = _scenario_of(str(entry.get("measurement") or ""))
+    percentile, bound = _number(entry.get("percentile")), _number(entry.get("latency_bound_s"))
+    percentile_pct = round(percentile * 100, 6) if percentile is not None else None
+    at = f"p{percentile_pct:g}" if percentile_pct is not None else ""
+    label = LABELS.get(kind, kind)
+    if kind in PERCENTILE_KINDS and at:
+        label = f"{at} {label}"
+    bound_text = f" at {at} <= {bound * 1000:g} ms" if kind == "serving_qps" and bound is not None else ""
+    if certified:
+        result, reason = "VALID", None
+    else:
+        # LoadGen's own verdict; a VALID run may still fall short of the level's settings (its reason).
+        reason = entry.get("reason")
+        result = (
+            "INVALID" if reason == INVALID_REASON else "VALID" if entry.get("result_valid") is True else None
+        )
+    return {
+        "model": entry.get("model") or model,
+        "scenario": entry.get("scenario") or scenario,
+        "kind": kind,
+        "dtype": entry.get("dtype"),
+        "value": entry.get("value") if certified else None,
+        "unit": entry.get("unit"),
+        "certified": certified,
+        "result": result,
+        "reason": reason,
+        "label": label,
+        "bound_text": bound_text,
+        "percentile_pct": percentile_pct,
+        "latency_bound_ms": round(bound * 1000, 6) if bound is not None else None,
+        "meter": entry.get("meter"),
+        "loadgen_summary_sha256": entry.get("loadgen_summary_sha256"),
+    }
+
+
+def serving_rows(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The serving rows of a certificate payload (empty when it has no serving evidence), ordered by
+    model, scenario (SingleStream, MultiStream, Server, Offline) and figure. A row that is not
+    `certified` has no value, only its `reason` (`result` INVALID where LoadGen judged the run so)."""
+    headline = payload.get("headline") or {}
+    rows = [_row(figure, certified=True) for figure in headline.get("serving") or []]
+    rows += [
+        _row(entry, certified=False)
+        for entry in headline.get("excluded") or []
+        if entry.get("kind") in SERVING_KINDS
+    ]
+    kinds = list(LABELS)
+
+    def order(row: dict[str, Any]) -> tuple:
+        scenario = row["scenario"]
+        return (
+            str(row["model"]),
+            SCENARIOS.index(scenario) if scenario in SCENARIOS else len(SCENARIOS),
+            kinds.index(row["kind"]) if row["kind"] in kinds else len(kinds),
+            str(row.get("dtype") or ""),
+        )
+
+    return sorted(rows, key=order)
