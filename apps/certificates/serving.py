@@ -52,9 +52,9 @@ def _row(entry: dict[str, Any], *, certified: bool) -> dict[str, Any]:
     if kind in PERCENTILE_KINDS and at:
         label = f"{at} {label}"
     bound_text = f" at {at} <= {bound * 1000:g} ms" if kind == "serving_qps" and bound is not None else ""
-    if certified:
-        result, reason = "VALID", None
-    else:
+    result: str | None = "VALID"
+    reason: str | None = None
+    if not certified:
         # LoadGen's own verdict; a VALID run may still fall short of the level's settings (its reason).
         reason = entry.get("reason")
         result = (
@@ -92,7 +92,7 @@ def serving_rows(payload: dict[str, Any]) -> list[dict[str, Any]]:
     ]
     kinds = list(LABELS)
 
-    def order(row: dict[str, Any]) -> tuple:
+    def order(row: dict[str, Any]) -> tuple[str, int, int, str]:
         scenario = row["scenario"]
         return (
             str(row["model"]),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -142,11 +143,21 @@ def test_the_demo_certifies_under_a_version_whose_baseline_plans_the_serving_sui
     the first version whose baseline does, and its campaign has one serving job per model with the
     level's LoadGen settings."""
     programs_load_all()
+    for today, default, chosen in (
+        (date(2026, 11, 30), "1.0", "1.2"),  # no version in effect yet: 1.0 is the default
+        (date(2027, 1, 15), "1.1", "1.2"),
+        (date(2027, 4, 1), "1.2", "1.2"),  # the default itself plans it
+    ):
+        assert program_current(code="AIA", today=today).version == default
+        planning = program_planning_suite(code="AIA", level=DEMO_LEVEL, suite="serving", today=today)
+        assert planning.version == chosen, today
+        assert (
+            program_planning_suite(code="AIA", level=DEMO_LEVEL, suite="model", today=today).version
+            == default
+        )
     program = demo_program()
-    assert program is not None and program.version == "1.2", program
-    default = program_current(code="AIA")
-    assert "serving" not in default.level(DEMO_LEVEL)["suites"] or default == program
-    assert program_planning_suite(code="AIA", level=DEMO_LEVEL, suite="model") == default
+    assert program == program_planning_suite(code="AIA", level=DEMO_LEVEL, suite="serving")
+    assert "serving" in program.level(DEMO_LEVEL)["suites"]
     artifact = ModelArtifact.objects.filter(owner=cast.vendor).first()
     if artifact is None:
         from tests.factories import ModelArtifactFactory

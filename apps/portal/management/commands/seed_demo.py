@@ -17,6 +17,7 @@ import secrets
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -31,6 +32,7 @@ from apps.accounts.services import organization_create, user_create
 from apps.registry.models import Chip, HardwareTarget, ModelArtifact, Runner
 from apps.registry.reference_data import reference_chips
 from apps.registry.services import chip_create, model_artifact_create, runner_register, target_create
+from apps.runs.models import Program
 from apps.runs.selectors import program_planning_suite
 from apps.runs.services.programs import programs_load_all
 from runners.signing import keygen
@@ -105,14 +107,14 @@ def local_cpu_declared_peak_tflops() -> float:
     return round(cores * ghz * BOOST_OVER_CURRENT_CLOCK * 1e9 * per_cycle / 1e12, 4)
 
 
-def demo_program():
+def demo_program() -> Program | None:
     """The program version the demo certifies the local CPU under: the default version when its
     baseline plans the serving suite, else the first version whose baseline does (AIA 1.2, until
     2027-04-01 not yet in effect, so named: AIA 1.0 and 1.1 plan no serving suite at any level)."""
     return program_planning_suite(code=DEMO_PROGRAM, level=DEMO_LEVEL, suite=DEMO_SUITE)
 
 
-def serving_lines(payload: dict) -> list[str]:
+def serving_lines(payload: dict[str, Any]) -> list[str]:
     """The certificate's serving figures, one line per model and scenario, for the demo's log."""
     from apps.certificates.serving import serving_rows
 
@@ -234,7 +236,7 @@ class Command(BaseCommand):
                     "no demo certificate issued. Run `manage.py load_programs`."
                 )
                 return
-            suites = ", ".join(program.level(DEMO_LEVEL)["suites"])
+            suites = ", ".join((program.level(DEMO_LEVEL) or {}).get("suites") or {})
             self.stdout.write(
                 f"Certifying {target.slug} under {program.code} {program.version} {DEMO_LEVEL} through "
                 f"the pipeline ({suites})..."
