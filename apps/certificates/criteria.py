@@ -210,6 +210,80 @@ def model_accuracy(campaign: Campaign, params: dict[str, Any], thresholds: judge
     return _fail(f"{summary} {failing}", measured=measured, threshold=threshold, evidence=evidence)
 
 
+def model_architectures(
+    campaign: Campaign, params: dict[str, Any], thresholds: judge.Thresholds
+) -> Judgement:
+    """Each architecture the level requires (``architectures``, registry Architecture ids) was run by a
+    model job of the campaign whose accuracy reaches the level's bar in every dtype of ``dtypes``
+    (judge.accuracy_bar, as ``model_accuracy``): a level that requires a DeepSeek-V3-style decoder is
+    not passed by a campaign that ran only a Llama-style one, nor by one whose DeepSeek run failed."""
+    required = list(params.get("architectures") or [])
+    dtypes = list(params.get("dtypes") or [])
+    if not required or not dtypes:
+        return _fail("The criterion names no architecture or no dtype.")
+    jobs = list(
+        Job.objects.filter(campaign=campaign, suite=JobSuite.MODEL, model__architecture__in=required)
+        .select_related("model")
+        .order_by("id")
+    )
+    rows = Measurement.objects.filter(
+        document__job__in=jobs, kind="accuracy", dtype__in=dtypes
+    ).select_related("document")
+    by_job: dict[int, list[Measurement]] = defaultdict(list)
+    for row in rows:
+        by_job[row.document.job_id].append(row)
+    verdicts, documents, missing = [], [], []
+    for architecture in required:
+        runs = [job for job in jobs if job.model is not None and job.model.architecture == architecture]
+        if not runs:
+            missing.append(f"{architecture}: no model of this architecture was run")
+            continue
+        reasons = []
+        for job in runs:
+            failed = []
+            for dtype in dtypes:
+                judged = [row for row in by_job.get(job.pk, []) if row.dtype == dtype]
+                documents += [_doc_ref(row.document) for row in judged]
+                passing = [
+                    row
+                    for row in judged
+                    if judge.accuracy_passes(
+                        value=row.value,
+                        bar=judge.accuracy_bar(
+                            thresholds=thresholds,
+                            dtype=dtype,
+                            metric=row.unit,
+                            runner_threshold=judge.runner_threshold_of(row.params),
+                        ),
+                    )
+                ]
+                if not judged:
+                    failed.append(f"no {dtype} accuracy evidence (job {job.state})")
+                elif not passing:
+                    failed.append(f"{dtype} {judged[0].unit} {judged[0].value} below the level's bar")
+            verdicts.append(
+                {"architecture": architecture, "model": str(job.model), "job": job.pk, "failed": failed}
+            )
+            if failed:
+                reasons.append(f"{job.model} (job {job.pk}): {', '.join(failed)}")
+        if all(v["failed"] for v in verdicts if v["architecture"] == architecture):
+            missing.append(f"{architecture}: " + "; ".join(reasons))
+    evidence = {"documents": documents, "architectures": required, "dtypes": dtypes, "models": verdicts}
+    met = len(required) - len(missing)
+    summary = (
+        f"{met} of {len(required)} required architecture(s) ({', '.join(required)}) run to the level's "
+        f"accuracy bar in {', '.join(dtypes)}."
+    )
+    if not missing:
+        return Judgement(CriterionOutcome.PASS, summary, float(met), float(len(required)), evidence)
+    return _fail(
+        f"{summary} Missing: {'; '.join(missing)}.",
+        measured=float(met),
+        threshold=float(len(required)),
+        evidence=evidence,
+    )
+
+
 def integrity(campaign: Campaign, params: dict[str, Any], thresholds: judge.Thresholds) -> Judgement:
     """fingerprint: every accepted document's fingerprint matches the registered target (the
     comparison of ingestion), was recorded under math modes the level accepts, and all name one
@@ -779,6 +853,7 @@ def semantic_cases(campaign: Campaign, params: dict[str, Any], thresholds: judge
 JUDGES: dict[str, Callable[[Campaign, dict[str, Any], judge.Thresholds], Judgement]] = {
     "conformance_pass_rate": conformance_pass_rate,
     "model_accuracy": model_accuracy,
+    "model_architectures": model_architectures,
     "integrity": integrity,
     "claims": claims,
     "performance_stability": performance_stability,

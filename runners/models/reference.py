@@ -221,12 +221,14 @@ class DeepseekReference:
 
     def step(
         self, token: torch.Tensor, caches: list[dict[str, torch.Tensor]], hidden: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor, list[dict[str, torch.Tensor]]]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[dict[str, torch.Tensor]]]:
         """One new token per row (B,) after the prefix held in ``caches`` (one per block, the MTP
         module's last; ``hidden`` the main model's final hidden state (B, H) of the previous token, None
         at position 0). Returns (this token's final hidden state (B, H), the routing boundary gap (B,)
         smallest over the main MoE layers at this position and the MTP module's at the previous one,
-        inf where none routes), and the blocks' new entries (each "c_kv", "k_pe" (B, 1, .))."""
+        inf where none routes, the top-1 logit gap (B,) (``top1_logit_gap``) smaller of the main head's
+        logits at this position and the MTP head's at the previous one, and the blocks' new entries
+        (each "c_kv", "k_pe" (B, 1, .)))."""
         w, c = self.w, self.c
         x = w["model.embed_tokens.weight"][token.long()][:, None]
         gaps: list[torch.Tensor] = []
@@ -236,13 +238,26 @@ class DeepseekReference:
             x = self.block(x, i, cache, gaps)
             news.append({"c_kv": cache["new_c_kv"], "k_pe": cache["new_k_pe"]})
         final = self.norm(x, "model.norm.weight")[:, 0]
+        logit_gap = top1_logit_gap(final @ w["lm_head.weight"].t())
         if c.num_nextn_predict_layers and hidden is not None:
             cache = dict(caches[c.num_hidden_layers])
-            self.block(
+            m = f"model.layers.{c.num_hidden_layers}."
+            x = self.block(
                 self.mtp_input(token.long()[:, None], hidden[:, None]), c.num_hidden_layers, cache, gaps
             )
+            mtp = self.norm(x[:, 0], m + "shared_head.norm.weight") @ w["lm_head.weight"].t()
+            logit_gap = torch.minimum(logit_gap, top1_logit_gap(mtp))
             news.append({"c_kv": cache["new_c_kv"], "k_pe": cache["new_k_pe"]})
         gap = torch.full((token.shape[0],), math.inf, dtype=torch.float64)
         for g in gaps:
             gap = torch.minimum(gap, g[:, 0])
-        return final, gap, news
+        return final, gap, logit_gap, news
+
+
+def top1_logit_gap(logits: torch.Tensor) -> torch.Tensor:
+    """Per row of ``logits`` (..., V): the largest logit's lead over the second, relative to the row's
+    largest |logit| (the scale of the serving suite's tie rule, runners/served_outputs.py); 0 where the
+    row is all zeros."""
+    top = logits.topk(2, dim=-1).values
+    scale = logits.abs().amax(-1)
+    return torch.where(scale > 0, (top[..., 0] - top[..., 1]) / scale.clamp_min(1e-300), 0.0)

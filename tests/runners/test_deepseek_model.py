@@ -14,11 +14,11 @@ import torch
 from runners.backends import get_backend
 from runners.document import validate_document
 from runners.model_suite import deepseek_tiny_model, default_models, run_model
-from runners.model_suite.workloads import ROUTING_MARGIN, deepseek_prompts, workload_for
+from runners.model_suite.workloads import LOGIT_MARGIN, ROUTING_MARGIN, deepseek_prompts, workload_for
 from runners.models import ConfigMismatchError, ModelSpec, load_model
 from runners.models.deepseek import DeepseekV3Config, DeepseekV3Decoder, Mla, Moe
 from runners.models.loading import ARCHITECTURES, Architecture, expected_tensors, first_tensor_mismatch
-from runners.models.reference import DeepseekReference, deepseek_reference_logits
+from runners.models.reference import DeepseekReference, deepseek_reference_logits, top1_logit_gap
 from runners.models.seeded import seeded_model_entry
 from runners.spec import build_spec
 
@@ -129,21 +129,37 @@ def _routing_gaps(loaded, prompts):
     return gaps
 
 
-def test_the_prompts_keep_a_routing_margin_at_every_moe_layer_and_position(tiny):
-    """Random tokens leave float64 routing decisions nearly tied (a low-precision device then picks
-    another expert honestly); the workload's prompts clear ROUTING_MARGIN at every MoE layer and
-    position, MTP included, checked here with whole-sequence forwards, and say what they reached."""
+def _logit_gaps(loaded, prompts):
+    """Per prompt position, the smaller top-1 logit gap (relative to the largest |logit|) of the float64
+    reference's main head at that position and its MTP head at the previous one, from the whole-sequence
+    reference (``deepseek_reference_logits``), not the incremental steps of the draw."""
+    length = prompts.shape[1]
+    with torch.inference_mode():
+        logits = deepseek_reference_logits(loaded.module.state_dict(), loaded.config, prompts)
+    gaps = top1_logit_gap(logits[:, :length])
+    gaps[:, 1:] = torch.minimum(gaps[:, 1:], top1_logit_gap(logits[:, length:]))
+    return gaps
+
+
+def test_the_prompts_keep_a_routing_and_a_logit_margin_at_every_position(tiny):
+    """Random tokens leave float64 routing decisions and top-1 logits nearly tied (a low-precision
+    device then picks another expert or token honestly); the workload's prompts clear ROUTING_MARGIN at
+    every MoE layer and position and LOGIT_MARGIN at every judged logit row, MTP included, checked here
+    with whole-sequence forwards, and say what they reached."""
     _entry, loaded = tiny
     workload = workload_for(loaded, CHALLENGE, quick=True)
     prompts = workload.make_batch(range(workload.size), torch.device("cpu"), torch.float32)[0]
-    gaps = _routing_gaps(loaded, prompts)
+    gaps, logit_gaps = _routing_gaps(loaded, prompts), _logit_gaps(loaded, prompts)
     random = torch.randint(0, 512, prompts.shape, generator=torch.Generator().manual_seed(3))
     assert float(_routing_gaps(loaded, random).min()) < ROUTING_MARGIN  # what the draw is for
+    assert float(_logit_gaps(loaded, random).min()) < LOGIT_MARGIN
+    assert LOGIT_MARGIN == 4 * torch.finfo(torch.bfloat16).eps == 2.0**-5
     reference = workload.reference()
     metrics = workload.score(reference, reference, "bfloat16")
-    assert metrics["routing_margin"] == ROUTING_MARGIN
+    assert (metrics["routing_margin"], metrics["logit_margin"]) == (ROUTING_MARGIN, LOGIT_MARGIN)
     assert metrics["routing_margin_min"] == pytest.approx(float(gaps.min()), rel=1e-9)
-    assert float(gaps.min()) >= ROUTING_MARGIN
+    assert metrics["logit_margin_min"] == pytest.approx(float(logit_gaps.min()), rel=1e-9)
+    assert float(gaps.min()) >= ROUTING_MARGIN and float(logit_gaps.min()) >= LOGIT_MARGIN
     # A deterministic function of the challenge (the platform's reveal rebuilds it through workload_for)
     again = workload_for(loaded, CHALLENGE, quick=True)
     assert torch.equal(again.make_batch(range(again.size), torch.device("cpu"), torch.float32)[0], prompts)
@@ -153,19 +169,43 @@ def test_the_prompts_keep_a_routing_margin_at_every_moe_layer_and_position(tiny)
     )
 
 
-def test_the_prompt_draw_keeps_the_first_candidate_with_the_margin_else_the_best(tiny):
+def test_the_prompt_draw_keeps_the_first_candidate_with_both_margins_else_the_closest(tiny):
     _entry, loaded = tiny
     state, c = loaded.module.state_dict(), loaded.config
-    drawn, reached = deepseek_prompts(state, c, torch.Generator().manual_seed(7), 2, 6, margin=0.0, tries=4)
-    # margin 0: every first candidate passes, so the prompts are the first draw of each position
+
+    def draw(margin: float, logit_margin: float):
+        g = torch.Generator().manual_seed(7)
+        return deepseek_prompts(state, c, g, 2, 6, margin=margin, logit_margin=logit_margin, tries=4)
+
+    drawn = draw(0.0, 0.0)
+    # no margins: every first candidate passes, so the prompts are the first draw of each position
     g = torch.Generator().manual_seed(7)
     first = torch.stack([torch.randint(0, c.vocab_size, (2, 4), generator=g)[:, 0] for _ in range(6)], dim=1)
-    assert torch.equal(drawn, first) and reached >= 0.0
-    # an unreachable margin: each position falls back to its best candidate, and the record says so
-    best, reached = deepseek_prompts(state, c, torch.Generator().manual_seed(7), 2, 6, margin=10.0, tries=4)
-    gaps = _routing_gaps(loaded, best)
-    assert reached == pytest.approx(float(gaps.min()), rel=1e-9) and reached < 10.0
-    assert not torch.equal(best, drawn)
+    assert torch.equal(drawn.prompts, first) and drawn.routing_gap_min >= 0.0 and drawn.logit_gap_min >= 0
+    # an unreachable routing margin: each position falls back to its best routing gap, the record says so
+    best = draw(10.0, 0.0)
+    gaps = _routing_gaps(loaded, best.prompts)
+    assert best.routing_gap_min == pytest.approx(float(gaps.min()), rel=1e-9) and best.routing_gap_min < 10
+    assert not torch.equal(best.prompts, drawn.prompts)
+    # an unreachable logit margin alone: the best top-1 logit gap, recorded
+    lead = draw(0.0, 10.0)
+    logit_gaps = _logit_gaps(loaded, lead.prompts)
+    assert lead.logit_gap_min == pytest.approx(float(logit_gaps.min()), rel=1e-9) and lead.logit_gap_min < 10
+    assert not torch.equal(lead.prompts, drawn.prompts) and not torch.equal(lead.prompts, best.prompts)
+    # at each position the kept candidate's logit gap is the largest of the four drawn there: a
+    # candidate's gap is reproducible from the kept prefix, so compare with every sibling
+    reference = DeepseekReference(state, c)
+    g = torch.Generator().manual_seed(7)
+    candidates = [torch.randint(0, c.vocab_size, (2, 4), generator=g) for _ in range(6)]
+    for t in (1, 4):
+        siblings = lead.prompts[:, : t + 1].repeat_interleave(4, dim=0)
+        siblings[:, t] = candidates[t].reshape(-1)
+        with torch.inference_mode():
+            logits = reference.logits(siblings)
+        # the main head at t and the MTP head at t - 1 (its logits follow the main head's S = t + 1)
+        sibling_gaps = torch.minimum(top1_logit_gap(logits[:, t]), top1_logit_gap(logits[:, 2 * t]))
+        kept = (candidates[t] == lead.prompts[:, t : t + 1]).int().argmax(dim=1)
+        assert torch.equal(sibling_gaps.view(2, 4).argmax(dim=1), kept)
 
 
 def test_the_compressed_cache_decodes_as_the_full_forward(tiny):
@@ -201,8 +241,8 @@ def test_a_slot_cache_decodes_rows_of_different_lengths_as_the_full_forward(tiny
 
 
 def test_the_tiny_deepseek_runs_when_named_not_by_default(tmp_path):
-    """Out of the default set (an honest CPU fell below the bars on some quick challenges, see
-    default_models), runnable when a spec names it."""
+    """Out of the default set (its float64 draw's cost, see default_models), runnable when a spec names
+    it."""
     assert [m for m in default_models(tmp_path) if m["architecture"] == "deepseek-v3"] == []
     entry = deepseek_tiny_model(tmp_path)
     assert entry["name"] == "deepseek-v3-tiny-seeded" and entry["weights_path"].endswith(".safetensors")

@@ -126,6 +126,12 @@ def _campaign_models(
     missing = [task for task in plan.get("required_tasks", []) if task not in tasks]
     if missing:
         raise ValidationError({"models": f"Level {level['code']} needs a model for each task: {missing}."})
+    architectures = {artifact.architecture for artifact in model_artifacts}
+    missing = [a for a in plan.get("required_architectures", []) if a not in architectures]
+    if missing:
+        raise ValidationError(
+            {"models": f"Level {level['code']} needs a model of each architecture: {missing}."}
+        )
 
 
 def _suite_plan(level: dict[str, Any], suite: str) -> dict[str, Any]:

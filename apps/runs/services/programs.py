@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from apps.audit.services import audit_record
+from apps.registry.models import Architecture
 from apps.runs.models import Program, ProgramStatus
 from runners.canonical import canonical_json, legacy_canonical_text
 
@@ -22,6 +23,7 @@ SUITE_NAMES = {"conformance", "performance", "model", "serving", "collectives"}
 CRITERION_KINDS = {
     "conformance_pass_rate",
     "model_accuracy",
+    "model_architectures",
     "integrity",
     "claims",
     "performance_stability",
@@ -292,6 +294,7 @@ def program_definition_check(definition: dict[str, Any]) -> None:
             problems.append(f"level {code}: unknown suites {sorted(unknown_suites)}")
         if "collectives" in level.get("suites", {}):
             problems += _collectives_plan_check(code, level["suites"]["collectives"])
+        problems += _architectures_check(code, level)
         ids = [c.get("id") for c in level.get("criteria", [])]
         if len(set(ids)) != len(ids):
             problems.append(f"level {code}: criterion ids must be distinct")
@@ -308,6 +311,29 @@ def program_definition_check(definition: dict[str, Any]) -> None:
             problems += _thresholds_check(code, level)
     if problems:
         raise ValidationError("; ".join(problems))
+
+
+def _architectures_check(code: str, level: dict[str, Any]) -> list[str]:
+    """A level's required model architectures (the model suite's ``required_architectures`` and the
+    ``model_architectures`` criteria) are architectures the registry accepts, and a criterion that
+    requires one has a model suite whose plan requires it too (else no campaign could satisfy it)."""
+    known = set(Architecture.values)
+    plan = (level.get("suites") or {}).get("model") or {}
+    planned = plan.get("required_architectures", [])
+    problems = [f"level {code}: unknown architecture {a!r}" for a in planned if a not in known]
+    for criterion in level.get("criteria", []):
+        if criterion.get("kind") != "model_architectures":
+            continue
+        params = criterion.get("params") or {}
+        wanted = params.get("architectures") or []
+        if not wanted or not params.get("dtypes"):
+            problems.append(f"level {code}: criterion {criterion.get('id')} names no architecture or dtype")
+        problems += [
+            f"level {code}: criterion {criterion.get('id')} requires {a!r}, which the model suite does not"
+            for a in wanted
+            if a not in planned
+        ]
+    return problems
 
 
 def _collectives_plan_check(code: str, plan: Any) -> list[str]:
