@@ -89,6 +89,8 @@ TEMPLATES = [
                 "django.template.context_processors.tz",
                 "apps.portal.context_processors.portal",
             ],
+            # {% load recorded %}: texts recorded in English, shown in the reader's language.
+            "libraries": {"recorded": "certification.recorded_tags"},
         },
     },
 ]

@@ -19,6 +19,7 @@ from apps.certificates import judge
 from apps.certificates.judge import AGREEMENT_METRICS, COSINE_METRICS  # noqa: F401 (re-exported)
 from apps.certificates.models import CriterionOutcome
 from apps.runs.models import Campaign, CaseResult, Job, JobSuite, Measurement, ResultDocument
+from certification.recorded_text import say
 from runners.measurements import best_gemm_per_dtype
 
 # What the fingerprint of every document of one campaign must agree on.
@@ -63,10 +64,10 @@ def conformance_pass_rate(
     rate, and no required dtype has more unsupported cases than the level tolerates."""
     threshold = thresholds.conformance_min_pass_rate
     if threshold is None:
-        return _fail("The level states no conformance pass rate.")
+        return _fail(say("criterion.no_pass_rate"))
     documents = _documents(campaign, JobSuite.CONFORMANCE)
     if not documents:
-        return _fail("No accepted conformance evidence.", threshold=threshold)
+        return _fail(say("criterion.no_conformance"), threshold=threshold)
     cases = CaseResult.objects.filter(document__in=documents, dtype__in=params["dtypes"])
     if params.get("kernels"):
         cases = cases.filter(kernel__in=params["kernels"])
@@ -83,7 +84,9 @@ def conformance_pass_rate(
     }
     if judged == 0:
         return _fail(
-            f"No supported cases of {', '.join(params['dtypes'])}.", threshold=threshold, evidence=evidence
+            say("conformance.none_supported", dtypes=", ".join(params["dtypes"])),
+            threshold=threshold,
+            evidence=evidence,
         )
     rate = passed / judged
     # A level that names a dtype requires it: a device that supports none of its cases (or more of
@@ -106,8 +109,7 @@ def conformance_pass_rate(
     ]
     if problems:
         return _fail(
-            f"{passed} of {judged} supported cases pass, but this level requires every dtype it names: "
-            f"{'; '.join(problems)}.",
+            say("conformance.dtype_missing", passed=passed, judged=judged, problems="; ".join(problems)),
             measured=rate,
             threshold=threshold,
             evidence=evidence,
@@ -115,13 +117,15 @@ def conformance_pass_rate(
     if rate >= threshold:
         return Judgement(
             CriterionOutcome.PASS,
-            f"{passed} of {judged} cases pass ({rate:.2%}).",
+            say("conformance.pass", passed=passed, judged=judged, rate=f"{rate:.2%}"),
             rate,
             threshold,
             evidence,
         )
     return _fail(
-        f"{passed} of {judged} cases pass ({rate:.2%}), below {threshold:.2%}.",
+        say(
+            "conformance.fail", passed=passed, judged=judged, rate=f"{rate:.2%}", threshold=f"{threshold:.2%}"
+        ),
         measured=rate,
         threshold=threshold,
         evidence=evidence,
@@ -152,7 +156,7 @@ def model_accuracy(campaign: Campaign, params: dict[str, Any], thresholds: judge
         Job.objects.filter(campaign=campaign, suite=JobSuite.MODEL).select_related("model").order_by("id")
     )
     if not jobs:
-        return _fail("The campaign ran no model.", threshold=min_cosine)
+        return _fail(say("model_accuracy.no_model"), threshold=min_cosine)
     rows = Measurement.objects.filter(document__job__in=jobs, kind="accuracy", dtype=dtype).select_related(
         "document"
     )
@@ -203,11 +207,19 @@ def model_accuracy(campaign: Campaign, params: dict[str, Any], thresholds: judge
     else:
         measured, threshold = len(passing) / len(verdicts), (1.0 if mode == "all" else 1.0 / len(verdicts))
     failing = "; ".join(f"{v['model']}: {_why(v)}" for v in verdicts if not v["passed"])
-    summary = f"{len(passing)} of {len(verdicts)} model(s) reach the {dtype} accuracy bar ({mode} required)."
+    counts = {"passing": len(passing), "total": len(verdicts), "dtype": dtype}
+    mode = "any" if mode == "any" else "all"  # the two the programs state (and `ok` reads)
     evidence = {"documents": documents, "models": verdicts}
     if ok:
-        return Judgement(CriterionOutcome.PASS, summary, measured, threshold, evidence)
-    return _fail(f"{summary} {failing}", measured=measured, threshold=threshold, evidence=evidence)
+        return Judgement(
+            CriterionOutcome.PASS, say(f"model_accuracy.{mode}", **counts), measured, threshold, evidence
+        )
+    return _fail(
+        say(f"model_accuracy.{mode}_failing", **counts, failing=failing),
+        measured=measured,
+        threshold=threshold,
+        evidence=evidence,
+    )
 
 
 def model_architectures(
@@ -293,7 +305,7 @@ def integrity(campaign: Campaign, params: dict[str, Any], thresholds: judge.Thre
     check = params["check"]
     documents = _documents(campaign)
     if not documents:
-        return _fail("No accepted evidence.")
+        return _fail(say("criterion.no_evidence_at_all"))
     if check == "fingerprint":
         identities = {
             tuple(str((d.fingerprint or {}).get(k)) for k in FINGERPRINT_IDENTITY) for d in documents
@@ -313,21 +325,21 @@ def integrity(campaign: Campaign, params: dict[str, Any], thresholds: judge.Thre
         ]
         if problems:
             return _fail(
-                "Fingerprint differs from the registered target: " + "; ".join(problems[:6]) + ".",
+                say("fingerprint.differs", problems="; ".join(problems[:6])),
                 measured=float(len(problems)),
                 threshold=0.0,
                 evidence=evidence,
             )
         if len(identities) != 1:
             return _fail(
-                "The documents of this campaign report different devices or software stacks.",
+                say("fingerprint.several"),
                 measured=float(len(identities)),
                 threshold=1.0,
                 evidence=evidence,
             )
         return Judgement(
             CriterionOutcome.PASS,
-            f"{len(documents)} document(s) accepted; each fingerprint matched the registered target.",
+            say("fingerprint.pass", count=len(documents)),
             float(len(documents)),
             None,
             evidence,
@@ -339,7 +351,7 @@ def integrity(campaign: Campaign, params: dict[str, Any], thresholds: judge.Thre
     if check == "reveal":
         return _reveal(documents, thresholds)
     if check not in judge.INTEGRITY_NAMES:
-        return _fail(f"Unknown integrity check {check!r}.")
+        return _fail(say("integrity.unknown", check=repr(check)))
     verdicts = [
         {
             "document": d.sha256,
@@ -357,15 +369,13 @@ def integrity(campaign: Campaign, params: dict[str, Any], thresholds: judge.Thre
     refs = [_doc_ref(d) for d in documents if any(v["document"] == d.sha256 for v in verdicts)]
     evidence = {"documents": refs, "verdicts": verdicts}
     if not verdicts:
-        return _fail(
-            f"No {check.replace('_', ' ')} result in the evidence.", threshold=1.0, evidence=evidence
-        )
+        return _fail(say("integrity.none", check=check.replace("_", " ")), threshold=1.0, evidence=evidence)
     passing = [v for v in verdicts if v["verdict"] == "pass"]
     rate = len(passing) / len(verdicts)
     if len(passing) == len(verdicts):
         return Judgement(
             CriterionOutcome.PASS,
-            f"All {len(verdicts)} {check.replace('_', ' ')} results pass.",
+            say("integrity.pass", count=len(verdicts), check=check.replace("_", " ")),
             rate,
             1.0,
             evidence,
@@ -376,8 +386,13 @@ def integrity(campaign: Campaign, params: dict[str, Any], thresholds: judge.Thre
         if v["verdict"] != "pass"
     )
     return _fail(
-        f"{len(verdicts) - len(passing)} of {len(verdicts)} {check.replace('_', ' ')} results fail: "
-        f"{failed}.",
+        say(
+            "integrity.fail",
+            failed=len(verdicts) - len(passing),
+            count=len(verdicts),
+            check=check.replace("_", " "),
+            details=failed,
+        ),
         measured=rate,
         threshold=1.0,
         evidence=evidence,
@@ -420,7 +435,7 @@ def _timing(documents: list[ResultDocument], thresholds: judge.Thresholds) -> Ju
     if not verdicts:
         return Judgement(
             CriterionOutcome.NOT_APPLICABLE,
-            "No figure was timed by device events (the host clock timed them all): nothing to cross-check.",
+            say("timing.not_applicable"),
             evidence=evidence,
         )
     failing = [v for v in verdicts if v["verdict"] != "pass"]
@@ -428,16 +443,18 @@ def _timing(documents: list[ResultDocument], thresholds: judge.Thresholds) -> Ju
     if not failing:
         return Judgement(
             CriterionOutcome.PASS,
-            f"All {len(verdicts)} events-timed figures agree with the host clock "
-            f"(events / host clock within {bounds[0]:g}-{bounds[1]:g}).",
+            say("timing.pass", count=len(verdicts), bounds=f"{bounds[0]:g}-{bounds[1]:g}"),
             rate,
             1.0,
             evidence,
         )
     return _fail(
-        f"{len(failing)} of {len(verdicts)} events-timed figures disagree with the host clock: "
-        + "; ".join(v["detail"] for v in failing[:6])
-        + ".",
+        say(
+            "timing.fail",
+            failed=len(failing),
+            count=len(verdicts),
+            details="; ".join(v["detail"] for v in failing[:6]),
+        ),
         measured=rate,
         threshold=1.0,
         evidence=evidence,
@@ -480,17 +497,17 @@ def _reveal(documents: list[ResultDocument], thresholds: judge.Thresholds) -> Ju
     revealed = sum(r["requested"] for r in rows)
     if failing:
         return _fail(
-            "Product integrity failure (commit and reveal): "
-            + "; ".join(f"job {r['job']} ({r['suite']}): {r['detail']}" for r in failing[:4])
-            + ".",
+            say(
+                "reveal.fail",
+                details="; ".join(f"job {r['job']} ({r['suite']}): {r['detail']}" for r in failing[:4]),
+            ),
             measured=float(len(failing)),
             threshold=0.0,
             evidence=evidence,
         )
     return Judgement(
         CriterionOutcome.PASS,
-        f"{revealed} sampled output(s) of {len(rows)} document(s) revealed; each matches its commitment and "
-        "the platform's own verdict.",
+        say("reveal.pass", revealed=revealed, documents=len(rows)),
         float(revealed),
         None,
         evidence,
@@ -503,7 +520,7 @@ def claims(campaign: Campaign, params: dict[str, Any], thresholds: judge.Thresho
     declaration or a cheated timing. Unstable or flagged measurements do not count."""
     threshold = thresholds.claims_min_ratio
     if threshold is None:
-        return _fail("The level states no claims ratio.")
+        return _fail(say("criterion.no_claims_ratio"))
     declared = judge.campaign_declared_peaks(campaign=campaign)
     level = campaign.program.level(campaign.level) or {}
     planned = (level.get("suites", {}).get("performance") or {}).get("dtypes") or []
@@ -513,15 +530,18 @@ def claims(campaign: Campaign, params: dict[str, Any], thresholds: judge.Thresho
     dtypes = [d for d in planned if judge.peak_for(declared, d) is not None]
     if params.get("above_peak") == "any_figure" and (impossible := _impossible_figures(campaign, thresholds)):
         return _fail(
-            f"A figure above {thresholds.above_peak_ratio:.0%} of the declared peak or bandwidth (physically "
-            f"impossible: a wrong declaration or a cheated timing): {'; '.join(impossible[:6])}.",
+            say(
+                "claims.impossible",
+                ratio=f"{thresholds.above_peak_ratio:.0%}",
+                figures="; ".join(impossible[:6]),
+            ),
             threshold=thresholds.above_peak_ratio,
             evidence={"impossible": impossible, "above_peak_ratio": thresholds.above_peak_ratio},
         )
     if not dtypes:
         return Judgement(
             CriterionOutcome.NOT_APPLICABLE,
-            "The chip declared no peak for the measured dtypes when the campaign was submitted.",
+            say("claims.no_peak"),
             threshold=threshold,
         )
     rows = Measurement.objects.filter(
@@ -563,8 +583,7 @@ def claims(campaign: Campaign, params: dict[str, Any], thresholds: judge.Thresho
     ]
     if above:  # a figure that is not credible outweighs anything else the measurements say
         return _fail(
-            f"Best GEMM above {thresholds.above_peak_ratio:.0%} of the declared peak (declaration or timing "
-            f"not credible): {', '.join(above)}.",
+            say("claims.above_peak", ratio=f"{thresholds.above_peak_ratio:.0%}", figures=", ".join(above)),
             measured=max(best[d][0] for d in best),
             threshold=threshold,
             evidence=evidence,
@@ -572,20 +591,23 @@ def claims(campaign: Campaign, params: dict[str, Any], thresholds: judge.Thresho
     missing = [d for d in dtypes if d not in best]
     if missing:
         return _fail(
-            f"No stable GEMM measurement for {', '.join(missing)}.", threshold=threshold, evidence=evidence
+            say("claims.not_measured", dtypes=", ".join(missing)), threshold=threshold, evidence=evidence
         )
     worst = min(best[d][0] for d in dtypes)
     low = [f"{d} {best[d][0]:.0%}" for d in dtypes if best[d][0] < threshold]
     if low:
         return _fail(
-            f"Best GEMM below {threshold:.0%} of the declared peak: {', '.join(low)}.",
+            say("claims.low", ratio=f"{threshold:.0%}", figures=", ".join(low)),
             measured=worst,
             threshold=threshold,
             evidence=evidence,
         )
     return Judgement(
         CriterionOutcome.PASS,
-        "Best GEMM per dtype: " + ", ".join(f"{d} {best[d][0]:.0%} of declared" for d in dtypes) + ".",
+        say(
+            "claims.pass",
+            figures=", ".join(say("claims.figure", dtype=d, ratio=f"{best[d][0]:.0%}") for d in dtypes),
+        ),
         worst,
         threshold,
         evidence,
@@ -598,11 +620,11 @@ def performance_stability(
     """The fraction of timed measurements flagged unstable (noisy timing) is at most the level's bound."""
     threshold = thresholds.max_unstable_fraction
     if threshold is None:
-        return _fail("The level states no bound on unstable measurements.")
+        return _fail(say("criterion.no_stability_bound"))
     rows = Measurement.objects.filter(document__job__campaign=campaign, median__isnull=False)
     total = rows.count()
     if total == 0:
-        return _fail("No timed measurement in the evidence.", threshold=threshold)
+        return _fail(say("stability.none"), threshold=threshold)
     unstable = rows.filter(unstable=True).count()
     fraction = unstable / total
     documents = [
@@ -612,7 +634,13 @@ def performance_stability(
         .order_by("job_id")
     ]
     evidence = {"documents": documents, "unstable": unstable, "timed": total}
-    text = f"{unstable} of {total} timed measurements unstable ({fraction:.1%}; at most {threshold:.0%})."
+    text = say(
+        "stability.result",
+        unstable=unstable,
+        total=total,
+        fraction=f"{fraction:.1%}",
+        bound=f"{threshold:.0%}",
+    )
     if fraction <= threshold:
         return Judgement(CriterionOutcome.PASS, text, fraction, threshold, evidence)
     return _fail(text, measured=fraction, threshold=threshold, evidence=evidence)
@@ -630,7 +658,7 @@ def serving(campaign: Campaign, params: dict[str, Any], thresholds: judge.Thresh
     LoadGen Server run at the level's latency bound with the level's settings, and what it served in
     LoadGen's accuracy mode reaches the level's accuracy bar against the float64 reference."""
     if thresholds.serving is None:
-        return _fail("The level states no serving settings.")
+        return _fail(say("criterion.no_serving"))
     bound_ms = ((thresholds.serving.get("scenarios") or {}).get("Server") or {}).get("latency_bound_ms")
     threshold = float(bound_ms) / 1000 if isinstance(bound_ms, int | float) else None
     jobs = list(
@@ -639,11 +667,9 @@ def serving(campaign: Campaign, params: dict[str, Any], thresholds: judge.Thresh
     if params.get("models") == "decoders":
         jobs = [j for j in jobs if j.model is not None and j.model.architecture in DECODER_ARCHITECTURES]
         if not jobs:
-            return Judgement(
-                CriterionOutcome.NOT_APPLICABLE, "No decoder LLM was submitted.", None, threshold
-            )
+            return Judgement(CriterionOutcome.NOT_APPLICABLE, say("serving.no_decoder"), None, threshold)
     if not jobs:
-        return _fail("The campaign ran no serving job.", threshold=threshold)
+        return _fail(say("serving.no_job"), threshold=threshold)
     documents = {d.job_id: d for d in ResultDocument.objects.filter(job__in=jobs)}
     rows = defaultdict(list)
     for row in Measurement.objects.filter(
@@ -701,11 +727,11 @@ def collectives(campaign: Campaign, params: dict[str, Any], thresholds: judge.Th
     if devices < 2:
         return Judgement(
             CriterionOutcome.NOT_APPLICABLE,
-            f"The target declares {devices} device: no collective to certify.",
+            say("collectives.one_device", devices=devices),
         )
     documents = _documents(campaign, JobSuite.COLLECTIVES)
     if not documents:
-        return _fail(f"The campaign has no accepted collectives evidence for its {devices} devices.")
+        return _fail(say("collectives.no_evidence", devices=devices))
     evidence: dict[str, Any] = {"documents": [_doc_ref(d) for d in documents], "devices": devices}
     summary = documents[-1].summary or {}
     total, passed = int(summary.get("total") or 0), int(summary.get("passed") or 0)
@@ -719,14 +745,14 @@ def collectives(campaign: Campaign, params: dict[str, Any], thresholds: judge.Th
     evidence["busbw_gbps_largest"] = {op: value for op, (_size, value) in sorted(largest.items())}
     if total == 0 or passed != total:
         return _fail(
-            f"{passed} of {total} collectives cases give the reference's answer on {devices} devices.",
+            say("collectives.fail", passed=passed, total=total, devices=devices),
             evidence=evidence,
         )
     lowest = min((value for _size, value in largest.values()), default=None)
     figures = ", ".join(f"{op} {value:.3g} GB/s" for op, (_size, value) in sorted(largest.items()))
     return Judgement(
         CriterionOutcome.PASS,
-        f"All {total} collectives cases pass on {devices} devices; bus bandwidth at the largest size: {figures}.",
+        say("collectives.pass", total=total, devices=devices, figures=figures),
         lowest,
         None,
         evidence,
@@ -775,14 +801,14 @@ def _server_verdicts_check(
     evidence = {"documents": [_doc_ref(d) for d in documents], "problems": problems}
     if problems:
         return _fail(
-            f"The platform's own recomputation disagrees with the runner: {'; '.join(problems[:6])}.",
+            say("server_verdicts.fail", problems="; ".join(problems[:6])),
             measured=float(len(problems)),
             threshold=0.0,
             evidence=evidence,
         )
     return Judgement(
         CriterionOutcome.PASS,
-        f"{len(documents)} document(s); no server-side verdict disagrees with the runner.",
+        say("server_verdicts.pass", count=len(documents)),
         0.0,
         0.0,
         evidence,
@@ -798,10 +824,10 @@ def semantic_cases(campaign: Campaign, params: dict[str, Any], thresholds: judge
     overall pass rate: one attention that ignores its causal mask is a broken chip, not 1% of cases."""
     rule = judge.semantic_rule(thresholds.semantic_cases)
     if rule is None:
-        return _fail("The level states no rule for semantic cases.")
+        return _fail(say("semantic.no_rule"))
     documents = _documents(campaign, JobSuite.CONFORMANCE)
     if not documents:
-        return _fail("No accepted conformance evidence.", threshold=float(rule.max_failures))
+        return _fail(say("criterion.no_conformance"), threshold=float(rule.max_failures))
     rows = CaseResult.objects.filter(document__in=documents, dtype__in=params["dtypes"]).values_list(
         "kernel", "dtype", "case", "status"
     )
@@ -826,7 +852,7 @@ def semantic_cases(campaign: Campaign, params: dict[str, Any], thresholds: judge
     total = sum(f["cases"] for f in families.values())
     if total == 0:
         return _fail(
-            f"No semantic case of {', '.join(params['dtypes'])} in the evidence.",
+            say("semantic.none", dtypes=", ".join(params["dtypes"])),
             threshold=float(rule.max_failures),
             evidence=evidence,
         )
@@ -843,7 +869,7 @@ def semantic_cases(campaign: Campaign, params: dict[str, Any], thresholds: judge
         )
     return Judgement(
         CriterionOutcome.PASS,
-        f"All {total} semantic cases pass in {len(families)} kernel families.",
+        say("semantic.pass", total=total, families=len(families)),
         0.0,
         float(rule.max_failures),
         evidence,
@@ -869,9 +895,9 @@ def criterion_judge(
     """One criterion of the campaign's level, judged with the level's thresholds (judge.level_thresholds)."""
     kind_judge = JUDGES.get(criterion.get("kind"))
     if kind_judge is None:
-        return _fail(f"Unknown criterion kind {criterion.get('kind')!r}.")
+        return _fail(say("criterion.unknown_kind", kind=repr(criterion.get("kind"))))
     try:
         thresholds = thresholds or judge.campaign_thresholds(campaign=campaign)
         return kind_judge(campaign, criterion.get("params") or {}, thresholds)
     except (KeyError, TypeError, ValueError) as exc:  # a malformed program is a failed criterion, not a crash
-        return _fail(f"The criterion could not be evaluated: {type(exc).__name__}: {exc}")
+        return _fail(say("criterion.error", error=f"{type(exc).__name__}: {exc}"))

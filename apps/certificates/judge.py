@@ -17,12 +17,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.utils.translation import gettext_noop
+
 from apps.runs.services.programs import (
     LEGACY_CLOCK_RATIO_BOUNDS,
     LEGACY_REVEAL_SOURCE,
     LEGACY_TEST04_MAX_SPEEDUP,
     program_runner_bars,
 )
+from certification.recorded_text import say
 from runners.dtypes import peak_key
 from runners.fingerprint_check import fingerprint_mismatches
 
@@ -44,7 +47,10 @@ MAX_SIGNIFICANT_FIGURES = 4
 MIN_CONFIDENCE_INTERVAL_S = 25e-9  # torch.utils.benchmark's _MIN_CONFIDENCE_INTERVAL
 
 # What the platform applied to programs that did not state these bars (AIA 1.0 and 1.1).
-LEGACY_SOURCE = "built into the platform when AIA 1.0/1.1 were published (not stated in the program)"
+# A msgid as it stands: the portal shows it through certification.recorded_text.localize.
+LEGACY_SOURCE = gettext_noop(
+    "built into the platform when AIA 1.0/1.1 were published (not stated in the program)"
+)
 LEGACY_ABOVE_PEAK_RATIO = 1.10
 LEGACY_SPOT_CHECK_SIZE = 5
 # LEGACY_TEST04_MAX_SPEEDUP and LEGACY_CLOCK_RATIO_BOUNDS: apps/runs/services/programs.py, the one
@@ -155,7 +161,9 @@ def level_thresholds(*, program, level: str) -> Thresholds:
     conformance = _criterion_params(spec, "conformance_pass_rate")
     accuracy = _criterion_params(spec, "model_accuracy")
     agreement = _float(accuracy.get("min_agreement"))
-    criterion_source = f"{definition.get('code')} {definition.get('version')} {level} criterion params"
+    criterion_source = say(
+        "source.criterion_params", code=definition.get("code"), version=definition.get("version"), level=level
+    )
     return Thresholds(
         conformance_min_pass_rate=_float(conformance.get("min_pass_rate")),
         unsupported_tolerated=None,
@@ -314,13 +322,13 @@ def output_consistency_verdict(*, item: dict[str, Any], thresholds: Thresholds) 
             return IntegrityVerdict(
                 "output_consistency",
                 item["verdict"] == "pass",
-                f"runner verdict {item['verdict']} (no raw counts in the document)",
+                say("integrity.runner_verdict_counts", verdict=item["verdict"]),
                 item,
             )
-        return IntegrityVerdict("output_consistency", False, "no raw mismatch count in the document", item)
-    detail = f"{mismatches} mismatch(es) in {sampled} sampled output(s)"
+        return IntegrityVerdict("output_consistency", False, say("test01.no_counts"), item)
+    detail = say("test01.counts", mismatches=mismatches, sampled=sampled)
     if sampled == 0:
-        return IntegrityVerdict("output_consistency", False, "no output was sampled", item)
+        return IntegrityVerdict("output_consistency", False, say("test01.none_sampled"), item)
     tolerance = (thresholds.test01_tolerance or {}).get(str(item.get("dtype") or ""))
     if tolerance:
         for key in ("rtol", "atol"):
@@ -357,10 +365,10 @@ def caching_verdict(*, item: dict[str, Any], thresholds: Thresholds) -> Integrit
             return IntegrityVerdict(
                 "caching",
                 item["verdict"] == "pass",
-                f"runner verdict {item['verdict']} (no raw timings in the document)",
+                say("integrity.runner_verdict_timings", verdict=item["verdict"]),
                 item,
             )
-        return IntegrityVerdict("caching", False, "no raw TEST04 timings in the document", item)
+        return IntegrityVerdict("caching", False, say("test04.no_timings"), item)
     speedup = fresh / repeated if repeated > 0 else math.inf
     bound = 1.0 + thresholds.test04_max_speedup
     fresh_ci, repeated_ci = item.get("fresh_ci_s"), item.get("repeated_ci_s")
@@ -374,16 +382,8 @@ def caching_verdict(*, item: dict[str, Any], thresholds: Thresholds) -> Integrit
         if low is not None and high is not None:
             separated = high < low
     failed = speedup > bound and separated
-    if speedup <= bound:
-        why = f"within the bound {bound:.2f}: no sign of a result cache"
-    elif separated:
-        why = f"above the bound {bound:.2f} and the timing intervals are separated: a result cache"
-    else:
-        why = (
-            f"above the bound {bound:.2f}, but the fresh and repeated timing intervals overlap, so the "
-            "speed-up is within the noise: not counted as caching"
-        )
-    detail = f"repeat-input speed-up {speedup:.3f} (fresh / repeated median), {why}"
+    reading = "test04.within" if speedup <= bound else "test04.cache" if separated else "test04.noise"
+    detail = say(reading, speedup=f"{speedup:.3f}", bound=f"{bound:.2f}")
     return IntegrityVerdict("caching", not failed and item.get("verdict") != "fail", detail, item)
 
 

@@ -31,6 +31,7 @@ from apps.runs.models import (
     OutputReveal,
     ResultDocument,
 )
+from certification.recorded_text import say
 
 ROOFLINE_KINDS = ("gemm", "attention", "conv")
 
@@ -301,7 +302,7 @@ def _timing_rows(
     integrity = document.integrity if isinstance(document.integrity, dict) else {}
     verdicts = judge.timing_verdicts(measurements=items, integrity=integrity, thresholds=thresholds)
     if not verdicts:
-        return [("timing", "not applicable", "the host clock timed every figure")] if items else []
+        return [("timing", "not applicable", say("timing.row_not_applicable"))] if items else []
     failing = [v for v in verdicts if not v.passed]
     for verdict in failing[:6]:
         anomalies.append(
@@ -310,8 +311,11 @@ def _timing_rows(
     detail = (
         "; ".join(v.detail for v in failing[:3])
         if failing
-        else f"{len(verdicts)} events-timed figure(s) within "
-        f"{thresholds.clock_ratio_min:g}-{thresholds.clock_ratio_max:g} of the host clock"
+        else say(
+            "timing.row_pass",
+            count=len(verdicts),
+            bounds=f"{thresholds.clock_ratio_min:g}-{thresholds.clock_ratio_max:g}",
+        )
     )
     return [("timing", "fail" if failing else "pass", detail)]
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from certification.recorded_text import say
+
 RULES_DIR = Path(__file__).resolve().parent / "rules"
 UNDETERMINED = "undetermined"
 
@@ -123,7 +125,8 @@ def _condition(cond: dict, *, tpp: float | None, pd: float | None, data_center: 
 
 
 def _verdict(value: bool | None) -> str:
-    return {True: "met", False: "not met", None: "cannot be decided (performance density unknown)"}[value]
+    """The suffix of a phrase of certification.recorded_text (export.exclusion_*, export.class_*)."""
+    return {True: "met", False: "not_met", None: "undecided"}[value]
 
 
 def tpp_of(*, peaks: dict[str, float], rule: Rule) -> tuple[float | None, str | None]:
@@ -149,7 +152,7 @@ def _ties(peaks: dict[str, float], rule: Rule, tpp: float, precision: str) -> st
         and p is not None
         and abs(p * rule.bit_length[d] - tpp) <= 1e-9 * tpp
     ]
-    return f"; {', '.join(same)} give the same" if same else ""
+    return ", ".join(same)
 
 
 def classify(
@@ -158,19 +161,26 @@ def classify(
     """Classify declared dense peaks (dtype -> TOP/s) under `rule`; explain every step."""
     tpp, precision = tpp_of(peaks=peaks, rule=rule)
     pd = tpp / die_area_mm2 if tpp is not None and die_area_mm2 else None
-    lines = []
+    lines: list[str] = []
     if tpp is None:
-        lines.append("TPP unknown: no declared dense peak in a precision the rule counts.")
+        lines.append(say("export.tpp_unknown"))
     else:
         peak, bits = peaks[precision], rule.bit_length[precision]
+        ties = _ties(peaks, rule, tpp, precision)
         lines.append(
-            f"TPP = 2 x ({peak:g} / 2) x {bits} = {tpp:,.1f} "
-            f"({precision}, the maximum over the declared precisions{_ties(peaks, rule, tpp, precision)})."
+            say(
+                "export.tpp_ties" if ties else "export.tpp",
+                peak=f"{peak:g}",
+                bits=bits,
+                tpp=f"{tpp:,.1f}",
+                precision=precision,
+                ties=ties,
+            )
         )
     if pd is not None:
-        lines.append(f"PD = {tpp:,.1f} / {die_area_mm2:g} mm2 = {pd:.2f}.")
+        lines.append(say("export.pd", tpp=f"{tpp:,.1f}", area=f"{die_area_mm2:g}", pd=f"{pd:.2f}"))
     elif tpp is not None:
-        lines.append("PD unknown: no single die area is declared; classified on what TPP alone decides.")
+        lines.append(say("export.pd_unknown"))
     result = Classification(
         code=UNDETERMINED,
         possible=[],
@@ -185,7 +195,7 @@ def classify(
     )
     for exclusion in rule.exclusions:
         excluded = _condition(exclusion["when"], tpp=tpp, pd=pd, data_center=data_center)
-        lines.append(f"Exclusion '{exclusion['title']}': {_verdict(excluded)}.")
+        lines.append(say(f"export.exclusion_{_verdict(excluded)}", title=exclusion["title"]))
         if excluded:
             result.code, result.possible, result.explanation = exclusion["code"], [exclusion["code"]], lines
             return result
@@ -195,7 +205,7 @@ def classify(
         verdict = _tri_any(
             [_condition(cond, tpp=tpp, pd=pd, data_center=data_center) for cond in klass["any_of"]]
         )
-        lines.append(f"{klass['code']} ({klass['title']}): {_verdict(verdict)}.")
+        lines.append(say(f"export.class_{_verdict(verdict)}", code=klass["code"], title=klass["title"]))
         if verdict is True:
             result.possible.append(klass["code"])
             # An undecided earlier class keeps the answer undetermined; a decided one ends it.
@@ -207,6 +217,6 @@ def classify(
     result.possible.append(rule.otherwise["code"])
     result.code = rule.otherwise["code"] if len(result.possible) == 1 else UNDETERMINED
     if result.code == UNDETERMINED:
-        lines.append(f"Undetermined: one of {', '.join(result.possible)}.")
+        lines.append(say("export.undetermined", codes=", ".join(result.possible)))
     result.explanation = lines
     return result

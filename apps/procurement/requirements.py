@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 
 from apps.procurement.countries import ISO_COUNTRIES
 from apps.procurement.models import RequirementKind as Kind
+from certification.recorded_text import say
 
 # Dtype names as the runners report them (torch names).
 DTYPES = ("float32", "tf32", "bfloat16", "float16", "float8_e4m3fn", "float8_e5m2", "int8")
@@ -258,14 +259,14 @@ def requirements_clean(*, rows: list[dict], vocabulary: Vocabulary) -> list[dict
 def requirement_describe(*, kind: str, params: dict) -> str:
     """One line a buyer reads in a matrix header."""
     if kind == Kind.CERTIFICATE_LEVEL:
-        return f"Active {params['program']} certificate at level {params['level']} or above"
+        return say("requirement.certificate_level", program=params["program"], level=params["level"])
     if kind == Kind.CONFORMANCE_DTYPE:
-        return f"Conformance passed for {params['dtype']}"
+        return say("requirement.conformance_dtype", dtype=params["dtype"])
     if kind == Kind.MODEL_PERFORMANCE:
         unit, op = MODEL_METRICS[params["metric"]]
         return f"{params['model']} {params['metric']} at {params['dtype']} {op} {params['bound']:g} {unit}"
     if kind == Kind.MEASURED_TFLOPS:
-        return f"Certified {params['dtype']} GEMM >= {params['min_tflops']:g} TFLOP/s"
+        return say("requirement.measured_tflops", dtype=params["dtype"], min=f"{params['min_tflops']:g}")
     if kind == Kind.SERVING_QPS:
         return (
             f"{params['model']} Server at {params['dtype']} >= {params['min_qps']:g} QPS "
@@ -286,12 +287,16 @@ def requirement_describe(*, kind: str, params: dict) -> str:
         name = QUANTITY_NAMES[kind]
         return f"{name[0].upper()}{name[1:]} {params['op']} {params['value']:g} {QUANTITIES[kind][0]}"
     if kind == Kind.ORIGIN_COUNTRY:
-        return f"{params['field'].capitalize()} country in {', '.join(params['countries'])}"
+        return say(
+            "requirement.origin_in",
+            field=params["field"].capitalize(),
+            countries=", ".join(params["countries"]),
+        )
     if kind == Kind.EXPORT_CLASS:
-        mode = "in" if params["mode"] == "in" else "not in"
-        return f"Export-control class {mode} {', '.join(params['classes'])}"
+        mode = "in" if params["mode"] == "in" else "not_in"
+        return say(f"requirement.export_{mode}", classes=", ".join(params["classes"]))
     if kind == Kind.BACKEND:
-        return f"Backend in {', '.join(params['backends'])}"
+        return say("requirement.backend", backends=", ".join(params["backends"]))
     return kind
 
 

@@ -6,9 +6,9 @@ Accept-Language zh-CN; its visible text (titles, labels, buttons, alt and aria t
 words is untranslated unless it is data: a value the database holds (a chip's name, a vendor, a
 reason a reviewer typed) or a token of the field (units, dtypes, API and standard names). The
 catalogue check (compare against the .po) says which: a node that is a msgid of the catalogue was
-translated there but not shown translated; any other is a string never marked for translation. What is
-still English for a stated reason (program and rule documents, texts recorded at evaluation) is listed
-in KNOWN_UNTRANSLATED: a ratchet that only shrinks.
+translated there but not shown translated; any other is a string never marked for translation. None is
+allowed: program and rule data and the texts recorded at evaluation (criterion explanations, the judge's
+details, a campaign's reason, a requirement's line) are shown through certification/recorded_text.py.
 
 And `makemessages` (as the Makefile's `messages` target runs it) finds no msgid that the committed
 catalogue lacks: every marked string is in the .po, so none ships untranslated."""
@@ -39,38 +39,7 @@ TERMS = re.compile(
     r"AIA|TPOT|QPS|TDP|CV|ID|URL|UTC|Asia/Shanghai|zip|safetensors|Celery beat|"
     r"text-embedding|llm-decode|image-classification|bert-encoder|llama-decoder|resnet-cnn)\b"
 )
-SKIP = {"code", "pre", "script", "style", "kbd", "samp", "option"}
-# What is still English in zh-hans, by where it comes from. A ratchet: a finding outside this list fails
-# the test, and so does an entry that no page shows any more (take it out). Shrink it; never add to it.
-KNOWN_UNTRANSLATED = {
-    # The program's data file (criterion titles, threshold sources) and the export-control rule's text:
-    # documents of their own, in English, whose translation needs a language field in those files.
-    r"^Kernel conformance, ": "program data",
-    r"^Measured peak at least \d+% of declared": "program data",
-    r"^Model accuracy against the float64 reference": "program data",
-    r"^Device and software fingerprint match": "program data",
-    r"^AIA [\d.]+ \w+ criterion params$": "program data",
-    r"^AIA 1\.0/1\.1 predate commit–reveal": "program data",
-    r"^built into the platform when AIA": "program data",
-    r"Informational only: computed from the vendor's declared dense peaks": "rule data",
-    r"ECCN 3A090 \(advanced computing integrated circuits\)": "rule data",
-    r"^Exclusion '": "rule data",
-    r"^TPP = ": "classification explanation (apps/procurement/export_control.py)",
-    # The beat schedules' names, rows in django_celery_beat's table.
-    r"^(audit|certificates|notifications|runs): ": "schedule names (database rows)",
-    # Written when the campaign is evaluated or the tender evaluated, and kept as written: criterion
-    # explanations (apps/certificates/criteria.py), the judge's details, the snapshot's requirement text.
-    r"^\d+ mismatch\(es\) in \d+ sampled output": "criterion explanation",
-    r"model\(s\) reach the \w+ accuracy bar": "criterion explanation",
-    r"document\(s\) accepted; each fingerprint matched": "criterion explanation",
-    r"^\d+ of \d+ cases pass \(": "criterion explanation",
-    r"^Best GEMM per dtype: ": "criterion explanation",
-    r"^Every blocker criterion passes; awaiting review\.$": "campaign state reason",
-    r"^(R\d+\. )?Backend in ": "requirement text of the evaluation snapshot",
-    r"^repeat-input speed-up ": "judge detail (apps/certificates/judge.py)",
-    r"^the host clock timed every figure$": "judge detail",
-    r"^timing: not applicable$": "judge detail",
-}  # options: zone names, dtype codes
+SKIP = {"code", "pre", "script", "style", "kbd", "samp", "option"}  # <option>: zone names, dtype codes
 
 
 class VisibleText(HTMLParser):
@@ -158,17 +127,13 @@ def test_every_portal_page_in_zh_hans_has_no_untranslated_string(portal_pages):
             assert response["Content-Language"] == "zh-hans", path
             for text in untranslated(response.content.decode(), data=data):
                 findings.setdefault(text, set()).add(path)
-    known = {text for text in findings if any(re.search(p, text) for p in KNOWN_UNTRANSLATED)}
     report = [
         f"{'in the catalogue, not shown translated' if text in msgids else 'not marked'}: {text!r} "
         f"on {', '.join(sorted(paths))}"
         for text, paths in sorted(findings.items())
-        if text not in known
     ]
-    print(f"{len(findings)} untranslated strings, {len(known)} of them known (KNOWN_UNTRANSLATED)")
+    print(f"untranslated strings: {len(findings)}")
     assert report == [], f"{len(report)} untranslated strings:\n" + "\n".join(report)
-    gone = [p for p in KNOWN_UNTRANSLATED if not any(re.search(p, text) for text in known)]
-    assert gone == [], f"translated now: take these out of KNOWN_UNTRANSLATED: {gone}"
 
 
 def test_makemessages_finds_no_msgid_the_catalogue_lacks(tmp_path):

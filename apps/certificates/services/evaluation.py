@@ -10,23 +10,23 @@ from apps.certificates.judge import campaign_thresholds
 from apps.certificates.models import CriterionOutcome, CriterionResult
 from apps.runs.models import Campaign, CampaignPurpose, CampaignState
 from apps.runs.services.campaigns import campaign_transition
+from certification.recorded_text import recorded_fields, say
 
 
 def evaluation_summary(results: list[CriterionResult]) -> str:
     """The campaign's state reason: why it cannot reach its level, or what a reviewer should note."""
     blockers = [r for r in results if r.is_failed_blocker]
     notes = [r for r in results if not r.blocker and r.outcome == CriterionOutcome.FAIL]
+    failures = "; ".join(
+        say("evaluation.failure", id=r.criterion_id, title=r.title, explanation=r.explanation)
+        for r in blockers
+    )
+    noted = "; ".join(say("evaluation.note", id=r.criterion_id, explanation=r.explanation) for r in notes)
     if blockers:
-        text = "Cannot reach the level; failed blocker(s): " + "; ".join(
-            f"{r.criterion_id} {r.title}: {r.explanation}" for r in blockers
+        return say(
+            "evaluation.blocked_with_notes" if notes else "evaluation.blocked", failures=failures, notes=noted
         )
-    else:
-        text = "Every blocker criterion passes; awaiting review."
-    if notes:
-        text += " Failed non-blocker(s), noted on the certificate: " + "; ".join(
-            f"{r.criterion_id} {r.explanation}" for r in notes
-        )
-    return text
+    return say("evaluation.ready_with_notes", notes=noted) if notes else say("evaluation.ready")
 
 
 def campaign_evaluate(*, campaign_id: int) -> None:
@@ -65,7 +65,8 @@ def campaign_evaluate(*, campaign_id: int) -> None:
                     measured_value=judgement.measured,
                     threshold=judgement.threshold,
                     explanation=judgement.explanation,
-                    evidence=judgement.evidence,
+                    # The explanation's phrase and params next to its English text (recorded_text.localize).
+                    evidence={**judgement.evidence, **recorded_fields(judgement.explanation)},
                 )
             )
         CriterionResult.objects.bulk_create(results)

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.translation import gettext_noop
 
 from apps.audit.services import audit_record
 from apps.registry.models import Architecture
@@ -82,7 +83,9 @@ REQUIRED_INTEGRITY_CHECKS = (
 # and 1.1, frozen as published) draws no reveal: its documents are judged as they were then.
 REVEAL_RULES = {"uniform"}
 LEGACY_REVEAL: dict[str, Any] = {"size": 0, "rule": "none", "budget_elements": 0}
-LEGACY_REVEAL_SOURCE = "AIA 1.0/1.1 predate commit–reveal (AIA 1.2): no reveal is drawn (frozen default)"
+LEGACY_REVEAL_SOURCE = gettext_noop(
+    "AIA 1.0/1.1 predate commit–reveal (AIA 1.2): no reveal is drawn (frozen default)"
+)
 
 
 def _thresholds_check(code: str, level: dict[str, Any]) -> list[str]:

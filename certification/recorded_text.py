@@ -1,0 +1,487 @@
+"""Texts the platform records in English and shows in the reader's language (issue 17).
+
+Criterion explanations, the judge's details, a campaign's evaluation reason, a tender requirement's line
+and the export-control explanation are written in English when they are judged, and kept as written
+(the record, the audit trail and the API say what was decided, in the words it was decided in). The
+portal shows them in the reader's language from this module, the one home of each message's format:
+
+- `say(code, **params)` writes a message: the English text (a `Said`, a str that also carries its code
+  and params, so a caller that stores them can record the structured form next to the text);
+- `localize(text, code=..., params=...)` renders it in the active language: from the recorded code and
+  params when there are some; else, for records written before (or a text that lost its code on the
+  way), from the params the phrase's format reads back out of the English text; else, for a text no
+  phrase knows, the catalogue's translation when the text is a msgid (a program's criterion title, a
+  rule's notice: certification/data_msgids.py), and the text itself otherwise.
+
+Each format is a msgid of the catalogue (marked with gettext_noop so `makemessages` extracts it), with
+`%(name)s` placeholders: the English text is the msgid filled in, the translation the msgstr filled in
+with the same values. Values are formatted once, in English, when the text is written (numbers such as
+"100.00%" or "15,830.4" read the same in Chinese).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.utils.translation import get_language, gettext, gettext_noop
+
+PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+
+
+@dataclass(frozen=True)
+class Phrase:
+    code: str
+    msgid: str
+    # A param's value that is itself a recorded text (a nested explanation) is localized too.
+    nested: frozenset[str] = field(default_factory=frozenset)
+    # A param holding recorded texts joined by a separator (name -> separator): each is localized.
+    lists: dict[str, str] = field(default_factory=dict)
+    # Regexes a param must match when a text is read back (default: any non-empty run, shortest first).
+    patterns: dict[str, str] = field(default_factory=dict)
+
+    def english(self, params: dict[str, Any]) -> str:
+        return self.msgid % {name: str(value) for name, value in params.items()}
+
+    def matcher(self) -> re.Pattern[str]:
+        parts, last = [], 0
+        for match in PLACEHOLDER.finditer(self.msgid):
+            parts.append(re.escape(self.msgid[last : match.start()]))
+            name = match.group(1)
+            parts.append(f"(?P<{name}>{self.patterns.get(name, '.+?')})")
+            last = match.end()
+        parts.append(re.escape(self.msgid[last:]))
+        return re.compile("^" + "".join(parts) + "$", re.S)
+
+
+class Said(str):
+    """An English text written from a phrase: a str, plus the phrase's code and the params."""
+
+    code: str
+    params: dict[str, str]
+
+    def __new__(cls, text: str, code: str, params: dict[str, str]) -> Said:
+        said = super().__new__(cls, text)
+        said.code, said.params = code, params
+        return said
+
+    def __reduce__(
+        self,
+    ) -> tuple[Any, ...]:  # pickle and deepcopy (a cache, a copied snapshot) keep all three
+        return (Said, (str(self), self.code, self.params))
+
+
+NUMBER = r"-?[\d,]+(?:\.\d+)?"
+INT = r"\d+"
+
+PHRASES: dict[str, Phrase] = {}
+
+
+def _phrase(code: str, msgid: str, **options: Any) -> Phrase:
+    phrase = Phrase(code, msgid, **options)
+    assert code not in PHRASES, code
+    PHRASES[code] = phrase
+    return phrase
+
+
+# Criterion explanations (apps/certificates/criteria.py) ---------------------------------------------
+_phrase("criterion.no_pass_rate", gettext_noop("The level states no conformance pass rate."))
+_phrase("criterion.no_claims_ratio", gettext_noop("The level states no claims ratio."))
+_phrase("criterion.no_stability_bound", gettext_noop("The level states no bound on unstable measurements."))
+_phrase("criterion.no_serving", gettext_noop("The level states no serving settings."))
+_phrase("criterion.no_conformance", gettext_noop("No accepted conformance evidence."))
+_phrase("criterion.no_evidence_at_all", gettext_noop("No accepted evidence."))
+_phrase("conformance.none_supported", gettext_noop("No supported cases of %(dtypes)s."))
+_phrase(
+    "conformance.dtype_missing",
+    gettext_noop(
+        "%(passed)s of %(judged)s supported cases pass, but this level requires every dtype it names: %(problems)s."
+    ),
+    patterns={"passed": INT, "judged": INT},
+)
+_phrase(
+    "conformance.pass",
+    gettext_noop("%(passed)s of %(judged)s cases pass (%(rate)s)."),
+    patterns={"passed": INT, "judged": INT, "rate": NUMBER + "%"},
+)
+_phrase(
+    "conformance.fail",
+    gettext_noop("%(passed)s of %(judged)s cases pass (%(rate)s), below %(threshold)s."),
+    patterns={"passed": INT, "judged": INT, "rate": NUMBER + "%", "threshold": NUMBER + "%"},
+)
+_phrase("model_accuracy.no_model", gettext_noop("The campaign ran no model."))
+_phrase(
+    "model_accuracy.any",
+    gettext_noop("%(passing)s of %(total)s model(s) reach the %(dtype)s accuracy bar (any required)."),
+    patterns={"passing": INT, "total": INT, "dtype": r"\w+"},
+)
+_phrase(
+    "model_accuracy.all",
+    gettext_noop("%(passing)s of %(total)s model(s) reach the %(dtype)s accuracy bar (all required)."),
+    patterns={"passing": INT, "total": INT, "dtype": r"\w+"},
+)
+_phrase(
+    "model_accuracy.any_failing",
+    gettext_noop(
+        "%(passing)s of %(total)s model(s) reach the %(dtype)s accuracy bar (any required). %(failing)s"
+    ),
+    patterns={"passing": INT, "total": INT, "dtype": r"\w+"},
+)
+_phrase(
+    "model_accuracy.all_failing",
+    gettext_noop(
+        "%(passing)s of %(total)s model(s) reach the %(dtype)s accuracy bar (all required). %(failing)s"
+    ),
+    patterns={"passing": INT, "total": INT, "dtype": r"\w+"},
+)
+_phrase("fingerprint.differs", gettext_noop("Fingerprint differs from the registered target: %(problems)s."))
+_phrase(
+    "fingerprint.several",
+    gettext_noop("The documents of this campaign report different devices or software stacks."),
+)
+_phrase(
+    "fingerprint.pass",
+    gettext_noop("%(count)s document(s) accepted; each fingerprint matched the registered target."),
+    patterns={"count": INT},
+)
+_phrase("integrity.unknown", gettext_noop("Unknown integrity check %(check)s."))
+# The integrity checks' names as the explanations spell them.
+CHECK_NAMES = (gettext_noop("output consistency"), gettext_noop("caching"))
+_phrase("integrity.none", gettext_noop("No %(check)s result in the evidence."), nested=frozenset({"check"}))
+_phrase(
+    "integrity.pass",
+    gettext_noop("All %(count)s %(check)s results pass."),
+    nested=frozenset({"check"}),
+    patterns={"count": INT},
+)
+_phrase(
+    "integrity.fail",
+    gettext_noop("%(failed)s of %(count)s %(check)s results fail: %(details)s."),
+    nested=frozenset({"check"}),
+    patterns={"failed": INT, "count": INT},
+)
+_phrase(
+    "timing.not_applicable",
+    gettext_noop(
+        "No figure was timed by device events (the host clock timed them all): nothing to cross-check."
+    ),
+)
+_phrase(
+    "timing.pass",
+    gettext_noop(
+        "All %(count)s events-timed figures agree with the host clock (events / host clock within %(bounds)s)."
+    ),
+    patterns={"count": INT},
+)
+_phrase(
+    "timing.fail",
+    gettext_noop("%(failed)s of %(count)s events-timed figures disagree with the host clock: %(details)s."),
+    patterns={"failed": INT, "count": INT},
+)
+_phrase("reveal.fail", gettext_noop("Product integrity failure (commit and reveal): %(details)s."))
+_phrase(
+    "reveal.pass",
+    gettext_noop(
+        "%(revealed)s sampled output(s) of %(documents)s document(s) revealed; each matches its commitment "
+        "and the platform's own verdict."
+    ),
+    patterns={"revealed": INT, "documents": INT},
+)
+_phrase(
+    "claims.impossible",
+    gettext_noop(
+        "A figure above %(ratio)s of the declared peak or bandwidth (physically impossible: a wrong "
+        "declaration or a cheated timing): %(figures)s."
+    ),
+)
+_phrase(
+    "claims.no_peak",
+    gettext_noop("The chip declared no peak for the measured dtypes when the campaign was submitted."),
+)
+_phrase(
+    "claims.above_peak",
+    gettext_noop(
+        "Best GEMM above %(ratio)s of the declared peak (declaration or timing not credible): %(figures)s."
+    ),
+)
+_phrase("claims.not_measured", gettext_noop("No stable GEMM measurement for %(dtypes)s."))
+_phrase("claims.low", gettext_noop("Best GEMM below %(ratio)s of the declared peak: %(figures)s."))
+_phrase("claims.pass", gettext_noop("Best GEMM per dtype: %(figures)s."), lists={"figures": ", "})
+_phrase(
+    "claims.figure",
+    gettext_noop("%(dtype)s %(ratio)s of declared"),
+    patterns={"dtype": r"\w+", "ratio": INT + "%"},
+)
+_phrase("stability.none", gettext_noop("No timed measurement in the evidence."))
+_phrase(
+    "stability.result",
+    gettext_noop("%(unstable)s of %(total)s timed measurements unstable (%(fraction)s; at most %(bound)s)."),
+    patterns={"unstable": INT, "total": INT},
+)
+_phrase("serving.no_decoder", gettext_noop("No decoder LLM was submitted."))
+_phrase("serving.no_job", gettext_noop("The campaign ran no serving job."))
+_phrase(
+    "collectives.one_device",
+    gettext_noop("The target declares %(devices)s device: no collective to certify."),
+    patterns={"devices": INT},
+)
+_phrase(
+    "collectives.no_evidence",
+    gettext_noop("The campaign has no accepted collectives evidence for its %(devices)s devices."),
+    patterns={"devices": INT},
+)
+_phrase(
+    "collectives.fail",
+    gettext_noop(
+        "%(passed)s of %(total)s collectives cases give the reference's answer on %(devices)s devices."
+    ),
+    patterns={"passed": INT, "total": INT, "devices": INT},
+)
+_phrase(
+    "collectives.pass",
+    gettext_noop(
+        "All %(total)s collectives cases pass on %(devices)s devices; bus bandwidth at the largest size: "
+        "%(figures)s."
+    ),
+    patterns={"total": INT, "devices": INT},
+)
+_phrase(
+    "server_verdicts.fail",
+    gettext_noop("The platform's own recomputation disagrees with the runner: %(problems)s."),
+)
+_phrase(
+    "server_verdicts.pass",
+    gettext_noop("%(count)s document(s); no server-side verdict disagrees with the runner."),
+    patterns={"count": INT},
+)
+_phrase("semantic.no_rule", gettext_noop("The level states no rule for semantic cases."))
+_phrase("semantic.none", gettext_noop("No semantic case of %(dtypes)s in the evidence."))
+_phrase(
+    "semantic.pass",
+    gettext_noop("All %(total)s semantic cases pass in %(families)s kernel families."),
+    patterns={"total": INT, "families": INT},
+)
+_phrase("criterion.unknown_kind", gettext_noop("Unknown criterion kind %(kind)s."))
+_phrase("criterion.error", gettext_noop("The criterion could not be evaluated: %(error)s"))
+
+# The judge's details (apps/certificates/judge.py, apps/portal/evidence.py) ----------------------------
+_phrase(
+    "test01.counts",
+    gettext_noop("%(mismatches)s mismatch(es) in %(sampled)s sampled output(s)"),
+    patterns={"mismatches": INT, "sampled": INT},
+)
+_phrase("test01.no_counts", gettext_noop("no raw mismatch count in the document"))
+_phrase("test01.none_sampled", gettext_noop("no output was sampled"))
+_phrase(
+    "integrity.runner_verdict_counts",
+    gettext_noop("runner verdict %(verdict)s (no raw counts in the document)"),
+)
+_phrase(
+    "integrity.runner_verdict_timings",
+    gettext_noop("runner verdict %(verdict)s (no raw timings in the document)"),
+)
+_phrase("test04.no_timings", gettext_noop("no raw TEST04 timings in the document"))
+_phrase(
+    "test04.within",
+    gettext_noop(
+        "repeat-input speed-up %(speedup)s (fresh / repeated median), within the bound %(bound)s: no sign of "
+        "a result cache"
+    ),
+    patterns={"speedup": NUMBER + "|inf", "bound": NUMBER},
+)
+_phrase(
+    "test04.cache",
+    gettext_noop(
+        "repeat-input speed-up %(speedup)s (fresh / repeated median), above the bound %(bound)s and the "
+        "timing intervals are separated: a result cache"
+    ),
+    patterns={"speedup": NUMBER + "|inf", "bound": NUMBER},
+)
+_phrase(
+    "test04.noise",
+    gettext_noop(
+        "repeat-input speed-up %(speedup)s (fresh / repeated median), above the bound %(bound)s, but the "
+        "fresh and repeated timing intervals overlap, so the speed-up is within the noise: not counted as "
+        "caching"
+    ),
+    patterns={"speedup": NUMBER + "|inf", "bound": NUMBER},
+)
+_phrase("timing.row_not_applicable", gettext_noop("the host clock timed every figure"))
+_phrase(
+    "timing.row_pass",
+    gettext_noop("%(count)s events-timed figure(s) within %(bounds)s of the host clock"),
+    patterns={"count": INT},
+)
+
+# A campaign's reason when it is evaluated (apps/certificates/services/evaluation.py) -----------------
+_phrase("evaluation.ready", gettext_noop("Every blocker criterion passes; awaiting review."))
+_phrase(
+    "evaluation.ready_with_notes",
+    gettext_noop(
+        "Every blocker criterion passes; awaiting review. Failed non-blocker(s), noted on the certificate: %(notes)s"
+    ),
+    lists={"notes": "; "},
+)
+_phrase(
+    "evaluation.blocked",
+    gettext_noop("Cannot reach the level; failed blocker(s): %(failures)s"),
+    lists={"failures": "; "},
+)
+_phrase(
+    "evaluation.blocked_with_notes",
+    gettext_noop(
+        "Cannot reach the level; failed blocker(s): %(failures)s Failed non-blocker(s), noted on the "
+        "certificate: %(notes)s"
+    ),
+    lists={"failures": "; ", "notes": "; "},
+)
+# An item of those lists: a criterion's id (and title) and its explanation. A title or an explanation
+# that holds "; " itself splits the list where it should not: that item then shows as recorded.
+_phrase(
+    "evaluation.note",
+    gettext_noop("%(id)s %(explanation)s"),
+    nested=frozenset({"explanation"}),
+    patterns={"id": r"[A-Z]+\d+"},
+)
+_phrase(
+    "evaluation.failure",
+    gettext_noop("%(id)s %(title)s: %(explanation)s"),
+    nested=frozenset({"title", "explanation"}),
+    patterns={"id": r"[A-Z]+\d+"},
+)
+
+# A tender requirement's line (apps/procurement/requirements.py) --------------------------------------
+_phrase("requirement.backend", gettext_noop("Backend in %(backends)s"))
+_phrase(
+    "requirement.certificate_level",
+    gettext_noop("Active %(program)s certificate at level %(level)s or above"),
+)
+_phrase("requirement.conformance_dtype", gettext_noop("Conformance passed for %(dtype)s"))
+_phrase("requirement.measured_tflops", gettext_noop("Certified %(dtype)s GEMM >= %(min)s TFLOP/s"))
+# The origin fields as the requirement line spells them.
+ORIGIN_FIELDS = (gettext_noop("Fab"), gettext_noop("Assembly"), gettext_noop("Both"), gettext_noop("Either"))
+_phrase(
+    "requirement.origin_in",
+    gettext_noop("%(field)s country in %(countries)s"),
+    nested=frozenset({"field"}),
+    patterns={"field": "Fab|Assembly|Both|Either"},
+)
+_phrase("requirement.export_in", gettext_noop("Export-control class in %(classes)s"))
+_phrase("requirement.export_not_in", gettext_noop("Export-control class not in %(classes)s"))
+
+# The export-control classification (apps/procurement/export_control.py) ------------------------------
+_phrase(
+    "export.tpp_unknown", gettext_noop("TPP unknown: no declared dense peak in a precision the rule counts.")
+)
+_phrase(
+    "export.tpp",
+    gettext_noop(
+        "TPP = 2 x (%(peak)s / 2) x %(bits)s = %(tpp)s (%(precision)s, the maximum over the declared precisions)."
+    ),
+    patterns={"precision": r"\w+"},
+)
+_phrase(
+    "export.tpp_ties",
+    gettext_noop(
+        "TPP = 2 x (%(peak)s / 2) x %(bits)s = %(tpp)s (%(precision)s, the maximum over the declared "
+        "precisions; %(ties)s give the same)."
+    ),
+    patterns={"precision": r"\w+"},
+)
+_phrase("export.pd", gettext_noop("PD = %(tpp)s / %(area)s mm2 = %(pd)s."))
+_phrase(
+    "export.pd_unknown",
+    gettext_noop("PD unknown: no single die area is declared; classified on what TPP alone decides."),
+)
+_phrase("export.exclusion_met", gettext_noop("Exclusion '%(title)s': met."), nested=frozenset({"title"}))
+_phrase(
+    "export.exclusion_not_met", gettext_noop("Exclusion '%(title)s': not met."), nested=frozenset({"title"})
+)
+_phrase(
+    "export.exclusion_undecided",
+    gettext_noop("Exclusion '%(title)s': cannot be decided (performance density unknown)."),
+    nested=frozenset({"title"}),
+)
+_phrase("export.class_met", gettext_noop("%(code)s (%(title)s): met."), nested=frozenset({"title"}))
+_phrase("export.class_not_met", gettext_noop("%(code)s (%(title)s): not met."), nested=frozenset({"title"}))
+_phrase(
+    "export.class_undecided",
+    gettext_noop("%(code)s (%(title)s): cannot be decided (performance density unknown)."),
+    nested=frozenset({"title"}),
+)
+_phrase("export.undetermined", gettext_noop("Undetermined: one of %(codes)s."))
+
+# The thresholds' sources of a program that states none (apps/certificates/judge.py) -----------------
+_phrase(
+    "source.criterion_params",
+    gettext_noop("%(code)s %(version)s %(level)s criterion params"),
+    patterns={"code": r"\S+", "version": r"\S+", "level": r"\S+"},
+)
+
+# The beat schedules' names (rows of django_celery_beat's table, written by migrations and
+# apps/*/schedules): a name is a msgid as it stands.
+SCHEDULE_NAMES = (
+    gettext_noop("audit: sign a checkpoint of the chain head"),
+    gettext_noop("certificates: expire past validity"),
+    gettext_noop("certificates: submit due surveillance runs"),
+    gettext_noop("certificates: suspend on failed surveillance"),
+    gettext_noop("notifications: expiring certificates and due webhook retries"),
+    gettext_noop("notifications: re-queue webhook deliveries stuck in sending"),
+    gettext_noop("runs: runner health (stale heartbeat -> offline, jobs requeued)"),
+    gettext_noop("runs: stuck jobs (deadline passed, silent runner)"),
+)
+
+_MATCHERS = [(phrase, phrase.matcher()) for phrase in PHRASES.values()]
+
+
+def say(code: str, /, **params: Any) -> Said:
+    """The English text of the phrase `code` with `params` (each formatted as str)."""
+    values = {name: str(value) for name, value in params.items()}
+    return Said(PHRASES[code].english(values), code, values)
+
+
+def parse(text: str) -> tuple[str, dict[str, str]] | None:
+    """The phrase and params an English text was written from, or None for a text no phrase knows.
+    A text more than one format reads (a param that itself holds the rest of another format) is given
+    to the format with the most literal text: the most specific."""
+    found = [(phrase, m) for phrase, matcher in _MATCHERS if (m := matcher.fullmatch(text))]
+    if not found:
+        return None
+    phrase, match = max(found, key=lambda pair: len(PLACEHOLDER.sub("", pair[0].msgid)))
+    return phrase.code, match.groupdict()
+
+
+def localize(text: str, *, code: str | None = None, params: dict[str, Any] | None = None) -> str:
+    """`text` (recorded in English) in the active language; English readers get it as recorded."""
+    if not isinstance(text, str) or not text:
+        return text
+    if (get_language() or "en").split("-")[0] == "en":
+        return text
+    if isinstance(text, Said) and code is None:
+        code, params = text.code, text.params
+    if code not in PHRASES or not isinstance(params, dict):
+        parsed = parse(text)
+        if parsed is None:
+            return gettext(text)  # a catalogue msgid (program or rule data), or the text itself
+        code, params = parsed
+    phrase = PHRASES[code]
+    values = {name: _localize_param(phrase, name, str(value)) for name, value in params.items()}
+    try:
+        return gettext(phrase.msgid) % values
+    except (KeyError, TypeError, ValueError):  # params recorded for another format version: keep the record
+        return text
+
+
+def _localize_param(phrase: Phrase, name: str, value: str) -> str:
+    if name in phrase.lists:
+        separator = phrase.lists[name]
+        return separator.join(localize(item) for item in value.split(separator))
+    return localize(value) if name in phrase.nested else value
+
+
+def recorded_fields(text: str) -> dict[str, Any]:
+    """The structured form to store next to a recorded text (empty for a text of no phrase)."""
+    if isinstance(text, Said):
+        return {"explanation_code": text.code, "explanation_params": text.params}
+    return {}
