@@ -21,16 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runners.backends.builtin import CpuBackend  # noqa: E402
+from runners.backends.host_events import HostEventsCpu  # noqa: E402
 from runners.performance import run_performance_suite  # noqa: E402
 from runners.spec import new_challenge  # noqa: E402
-
-
-class HostEventsCpu(CpuBackend):
-    """The CPU, timed through the events path with honest host-clock events."""
-
-    def has_timing_events(self) -> bool:
-        return True
 
 
 def program_bounds() -> dict[str, float]:

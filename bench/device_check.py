@@ -1,10 +1,14 @@
-"""One prepared check of a device: conformance, performance (GEMM against a bare loop), and serving
-through MLPerf LoadGen, with a printed summary. What bench/device_check.sh runs.
+"""One prepared check of a device: conformance, performance (GEMM against a bare loop), the timing
+cross-check's false alarms, and serving through MLPerf LoadGen, with a printed summary. What
+bench/device_check.sh runs.
 
-    python bench/device_check.py --device cuda [--quick] [--out DIR]
+    python bench/device_check.py --device cuda [--quick] [--out DIR] [--clock-runs 20]
 
 Prints: the fingerprint; conformance passed/total per dtype; per dtype the suite's GEMM headline
-(TFLOP/s), the best of a bare torch.matmul loop and their ratio; per served model LoadGen's verdicts,
+(TFLOP/s), the best of a bare torch.matmul loop and their ratio; the clock cross-check over
+``--clock-runs`` honest performance runs with the device's own timing events (GEMM and bandwidth,
+certification timing policy, the AIA 1.2 level's clock_ratio_bounds read from the program file:
+bench/timing_false_alarms.py) ending in "false alarms: K of N runs"; per served model LoadGen's verdicts,
 Server QPS at the latency bound, Offline samples/s, TTFT / TPOT and tokens/s for the decoder, and
 energy per query (NVML on CUDA, RAPL on CPUs where readable, else `unavailable` and why). With --out,
 every result document is written there as canonical JSON. --quick keeps everything short (a CPU in
@@ -25,8 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gemm_vs_bare import CPU_SIZES, GPU_SIZES, bare_best  # noqa: E402
+from timing_false_alarms import false_alarm_runs, program_clock_bounds, suite_options  # noqa: E402
 
 from runners.backends import get_backend  # noqa: E402
+from runners.backends.host_events import HostEventsCpu  # noqa: E402
 from runners.canonical import canonical_json  # noqa: E402
 from runners.document import validate_document  # noqa: E402
 from runners.performance import MAX_CALL_S, run_performance_suite  # noqa: E402
@@ -123,12 +129,27 @@ def performance(backend, quick: bool) -> None:
         }
         out = run_performance_suite(spec, backend, seed=f"device-check-{dtype}")
         headline = out["claims"]["dtypes"][dtype]["best_gemm_tflops"]
-        bare, bare_n = bare_best(dtype, sizes, backend.device(), backend, MAX_CALL_S)
+        bare, bare_rows = bare_best(dtype, sizes, backend.device(), backend, MAX_CALL_S, 0.2)
         ratio = f"{headline / bare:.3f}" if headline and bare else "n/a"
         say(
             f"gemm {dtype}: suite headline {headline or 0:.4g} TFLOP/s, bare loop {bare:.4g} TFLOP/s "
-            f"(N={bare_n}), ratio {ratio} ({time.perf_counter() - started:.0f} s)"
+            f"([{bare_rows}]), ratio {ratio} ({time.perf_counter() - started:.0f} s)"
         )
+
+
+def clock_false_alarms(backend, runs: int) -> None:
+    """The timing cross-check over ``runs`` honest performance runs with this device's events."""
+    events = backend if backend.has_timing_events() else HostEventsCpu() if backend.name == "cpu" else None
+    if events is None:
+        say(f"clock cross-check: not applicable ({backend.name} has no timing events)")
+        return
+    bounds = program_clock_bounds()
+    what = "device events" if events is backend else "honest host-clock events (no device events)"
+    say(
+        f"clock cross-check: {runs} honest performance runs, {what}, {bounds['program']} {bounds['level']} "
+        f"clock_ratio_bounds [{bounds['min']}, {bounds['max']}], certification timing policy:"
+    )
+    false_alarm_runs(events, suite_options(events, bounds), runs, say=lambda line: say(f"  {line}"))
 
 
 def _figure(document: dict, model: str, kind: str, scenario: str) -> str:
@@ -198,7 +219,13 @@ def main() -> int:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path)
-    parser.add_argument("--skip", default="", help="comma-separated: conformance,performance,serving")
+    parser.add_argument("--skip", default="", help="comma-separated: conformance,performance,clock,serving")
+    parser.add_argument(
+        "--clock-runs",
+        type=int,
+        default=None,
+        help="honest runs of the clock cross-check (20; 3 with --quick)",
+    )
     args = parser.parse_args()
     backend = get_backend(args.device)
     available, reason = backend.availability()
@@ -217,6 +244,8 @@ def main() -> int:
         conformance(backend, args.device, args.quick, args.out)
     if "performance" not in skip:
         performance(backend, args.quick)
+    if "clock" not in skip:
+        clock_false_alarms(backend, args.clock_runs or (3 if args.quick else 20))
     if "serving" not in skip:
         serving(backend, args.device, args.quick, args.out)
     return 0

@@ -22,16 +22,34 @@ The method, in the order it runs:
    flush is outside the timed region.
 5. **Adaptive stop.** As in ``adaptive_autorange``, sampling goes on in rounds until at
    least ``min_time_s`` has been measured, at least ``min_samples`` samples exist and the
-   relative IQR (IQR / median) is at most ``target_rel_iqr``; it gives up at
-   ``max_time_s`` of wall time (or twice the time ``min_samples`` blocks take, for calls
-   too long to give that many within it) or ``max_samples`` samples, and the measurement
-   is then marked ``unstable`` if the IQR target was not met.
+   relative IQR (IQR / median) is at most ``target_rel_iqr``. The IQR is judged over the
+   *most recent window* of samples: the latest ones that together measured at least
+   ``window_s`` of device time, and at least ``min_samples`` of them (``window_s`` None: every
+   sample since the warm-up, which is ``adaptive_autorange``'s rule). A disturbance (a noisy
+   neighbour, a clock change, a late allocator growth) then spoils only the windows it falls
+   in: once it has passed, a later window can meet the target, where over all samples the
+   disturbed ones would keep the IQR above it until the budget ran out. The window never
+   lowers the bar: a measurement is stable only when the samples it reports (the window)
+   meet ``target_rel_iqr`` themselves, so the platform can re-check IQR / median from the
+   document's statistics; the samples before the window are counted in ``discarded``.
+   **Budget.** Sampling gives up at ``max_time_s`` of wall time from the end of the warm-up
+   (or twice the time ``min_samples`` blocks take, for calls too long to give that many
+   within it; between-round probes count against it) or at ``max_samples`` samples; if no
+   window met the target by then, the measurement is marked ``unstable`` and its statistics
+   are those of *every* sample, and an unstable measurement never feeds a headline
+   (runners.measurements.headline_eligible). The window only lets a row stop *earlier*
+   than the cumulative rule would (a row it makes stable would otherwise have run to the
+   budget and been unstable), so a suite's wall time does not grow with it: a measurement
+   still costs its warm-up plus at most the budget and one more round (a round is about
+   20 ms, or ``min_samples`` blocks of a longer call), as before.
 6. **Statistics.** Median, p90, p99, IQR, coefficient of variation (sample standard
    deviation / mean), the count, and a distribution-free 95 % confidence interval of the
    median from order statistics (binomial ranks ``n/2 ± 1.96·sqrt(n)/2``), so no normality
-   is assumed for timings, which are skewed. ``significant_digits`` is how many digits of
-   the median that interval supports (torch.utils.benchmark's ``significant_figures`` rule,
-   with this interval in place of its IQR estimate): figures are published to that many.
+   is assumed for timings, which are skewed; all over the reported samples (the window of a
+   stable measurement, every sample of an unstable one). ``significant_digits`` is how many
+   digits of the median that interval supports (torch.utils.benchmark's
+   ``significant_figures`` rule, with this interval in place of its IQR estimate): figures
+   are published to that many.
 7. **Clock cross-check.** Device events are the vendor's code, so every round of an events
    measurement is also timed by the host clock, from before the round's first event to after
    its closing synchronize. The events are chained (each block's end is the next interval's
@@ -131,6 +149,9 @@ class TimingPolicy:
     min_time_s: float = 0.2
     max_time_s: float = 2.0
     target_rel_iqr: float = 0.05
+    # The stop rule judges the most recent samples covering this much measured time (step 5);
+    # None: every sample since the warm-up (torch.utils.benchmark's adaptive_autorange).
+    window_s: float | None = 0.2
     min_samples: int = 7
     max_samples: int = 10_000
     block_min_s: float = 1e-3
@@ -151,6 +172,7 @@ class TimingPolicy:
             min_time_s=0.02,
             max_time_s=0.3,
             target_rel_iqr=0.15,
+            window_s=0.02,
             min_samples=5,
             block_min_s=2e-4,
         )
@@ -190,6 +212,9 @@ class TimingStats:
     measured_s: float
     samples: tuple[float, ...] = field(repr=False, default=())
     clock: ClockCheck | None = None  # events measurements only
+    # Samples measured before the window these statistics describe (step 5); 0 when they are
+    # of every sample.
+    discarded: int = 0
 
     @property
     def rel_iqr(self) -> float:
@@ -222,6 +247,7 @@ class TimingStats:
             "n": self.n,
             "ci_low": self.ci_low,
             "ci_high": self.ci_high,
+            "discarded": self.discarded,
         }
 
 
@@ -344,7 +370,8 @@ def measure_with_output(
     rounds = 0
     wall_start = time.perf_counter()
 
-    def stats_now() -> TimingStats:
+    def stats_now(first: int = 0) -> TimingStats:
+        """Statistics of ``samples[first:]``, with the clock check over every round."""
         clock = None
         if use_events:
             clock = ClockCheck(
@@ -355,9 +382,9 @@ def measure_with_output(
                 bounds=policy.clock_bounds,
             )
         stats = summarize(
-            samples, target_rel_iqr=policy.target_rel_iqr, calls_per_sample=number, method=method
+            samples[first:], target_rel_iqr=policy.target_rel_iqr, calls_per_sample=number, method=method
         )
-        return replace(stats, clock=clock)
+        return replace(stats, clock=clock, discarded=first)
 
     while True:
         if use_events and backend is not None:
@@ -373,13 +400,30 @@ def measure_with_output(
         samples.extend(new)
         measured += sum(new) * number
         if len(samples) >= policy.min_samples and measured >= policy.min_time_s:
-            stats = stats_now()
+            stats = stats_now(window_start(samples, number, policy))
             if not stats.unstable:
                 return stats, output
         # Long calls get the time min_samples need (twice over) before the run gives up.
         budget = max(policy.max_time_s, 2 * policy.min_samples * per_call * number)
         if time.perf_counter() - wall_start >= budget or len(samples) >= policy.max_samples:
             return stats_now(), output
+
+
+def window_start(samples: list[float], calls_per_sample: int, policy: TimingPolicy) -> int:
+    """Index of the first sample of the window the stop rule judges (step 5).
+
+    The window is the most recent samples that together measured at least ``policy.window_s``
+    (``calls_per_sample`` calls each), and at least ``policy.min_samples`` of them; 0 (every
+    sample) when ``window_s`` is None or the samples do not cover that much.
+    """
+    if policy.window_s is None:
+        return 0
+    covered = 0.0
+    for index in range(len(samples) - 1, -1, -1):
+        covered += samples[index] * calls_per_sample
+        if covered >= policy.window_s and len(samples) - index >= policy.min_samples:
+            return index
+    return 0
 
 
 def _round_with_clock(

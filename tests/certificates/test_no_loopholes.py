@@ -417,9 +417,10 @@ def test_fp8_inside_a_bfloat16_run_fails_the_bfloat16_bar_an_honest_run_passes(t
 @pytest.mark.slow
 def test_the_judge_refuses_events_that_under_report_time_and_accepts_honest_ones():
     from apps.certificates import judge
+    from runners.backends.host_events import HostEventsCpu
     from runners.performance import run_performance
     from runners.spec import build_spec
-    from tests.runners.test_performance import GEMM_ONLY, HostEventsCpu, UnderReportingCpu
+    from tests.runners.test_performance import GEMM_ONLY, UnderReportingCpu
 
     thresholds = judge.level_thresholds(program=definition(), level="baseline")
     assert thresholds.clock_ratio_bounds == {"min": 0.5, "max": 1.05}

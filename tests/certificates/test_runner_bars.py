@@ -270,3 +270,23 @@ def test_a_claim_naming_an_unstable_or_lesser_gemm_publishes_no_figure():
     # A document of a runner before the claims existed: the best certifiable row stands in.
     chosen, _ = judge.claimed_best(claim=None, key="best_gemm", value_key="best_gemm_tflops", candidates=rows)
     assert chosen == rows[0][0]
+
+
+def test_the_false_alarm_bench_reads_the_bounds_a_job_spec_carries():
+    """bench/timing_false_alarms.py takes the clock bounds from the program file, as the job spec does:
+    the bounds have one home (the program data), copied by neither."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "timing_false_alarms.py"
+    module_spec = importlib.util.spec_from_file_location("timing_false_alarms", path)
+    bench = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(bench)
+    for version in ("1.2", "1.3"):
+        for level in ("baseline", "standard", "advanced"):
+            bars = program_runner_bars(program=definition(version), level=level)
+            read = bench.program_clock_bounds(version, level)
+            assert (read["min"], read["max"]) == (bars["clock_ratio_min"], bars["clock_ratio_max"])
+            assert read["source"]
+    assert bench.program_clock_bounds()["program"] == "AIA 1.2"  # the newest published (1.3 is a draft)
+    with pytest.raises(SystemExit, match="states clock_ratio_bounds"):
+        bench.program_clock_bounds("1.1", "baseline")  # AIA 1.1 states none

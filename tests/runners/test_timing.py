@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from runners.backends.base import ClockEvent, TimingEvent
-from runners.backends.builtin import CpuBackend
+from runners.backends.host_events import HostEventsCpu
+from runners.measurements import headline_eligible, measurement
 from runners.timing import (
     TimingPolicy,
     measure,
@@ -17,6 +18,7 @@ from runners.timing import (
     median_confidence_ranks,
     summarize,
     time_once,
+    window_start,
 )
 
 
@@ -131,13 +133,6 @@ def test_policy_from_spec() -> None:
     assert TimingPolicy.from_dict(None) == TimingPolicy()
 
 
-class HostEventsCpu(CpuBackend):
-    """The CPU with 'device events' that are honest host-clock events (record = sync + clock)."""
-
-    def has_timing_events(self) -> bool:
-        return True
-
-
 class UnderReportingEvent(ClockEvent):
     """An event pair that reports a twelfth of the time that really passed between them."""
 
@@ -202,3 +197,109 @@ def test_round_hooks_run_between_rounds_with_the_rounds_output() -> None:
     )
     assert seen and [i for i, _ in seen] == list(range(len(seen)))
     assert all(o == "out" for _, o in seen)
+
+
+# The adaptive stop judges the most recent window of samples (runners/timing.py step 5) ------------
+
+
+class ScheduledKernel:
+    """A kernel on the fake event timeline (FakeEvent) whose call i takes ``durations(i)`` seconds
+    of 'device' time; the host spends ``host_s`` per call, so block sizes and the wall-clock budget
+    are real while every sample is exactly what the schedule says."""
+
+    def __init__(self, durations, host_s: float = 2e-5) -> None:  # noqa: ANN001
+        self.durations = durations
+        self.host_s = host_s
+        self.calls = 0
+
+    def __call__(self) -> None:
+        FakeEvent.clock += self.durations(self.calls)
+        self.calls += 1
+        busy(self.host_s)
+
+
+def noisy_then_settled(noisy_calls: int):  # noqa: ANN201
+    """1 ms and 2 ms in turn (relative IQR about 2/3) for ``noisy_calls`` calls, then 1 ms."""
+    return lambda i: 2e-3 if i < noisy_calls and i % 2 else 1e-3
+
+
+# One sample per call (block_min_s below the host time of a call), 20 samples a window.
+WINDOWED = TimingPolicy(
+    warmup_s=0.0,
+    warmup_calls=1,
+    min_time_s=0.02,
+    max_time_s=2.0,
+    target_rel_iqr=0.05,
+    window_s=0.02,
+    min_samples=20,
+    max_samples=200,
+    block_min_s=1e-6,
+)
+
+
+def test_a_row_whose_first_window_is_noisy_becomes_stable_once_the_noise_has_passed() -> None:
+    kernel = ScheduledKernel(noisy_then_settled(100))
+    stats = measure(kernel, backend=EventBackend(), policy=WINDOWED)
+    assert not stats.unstable
+    assert stats.calls_per_sample == 1
+    assert stats.median == pytest.approx(1e-3) and stats.rel_iqr <= WINDOWED.target_rel_iqr
+    assert stats.n >= WINDOWED.min_samples
+    assert stats.discarded >= 99  # every disturbed sample is set aside, and counted
+    assert stats.n + stats.discarded <= WINDOWED.max_samples
+    assert stats.to_dict()["discarded"] == stats.discarded
+
+
+def test_over_every_sample_the_same_row_stays_unstable_within_the_same_budget() -> None:
+    """What the window fixes: the 50 slow samples of the first 100 keep the IQR of all samples
+    above the target until 200 samples, the budget."""
+    stats = measure(
+        ScheduledKernel(noisy_then_settled(100)),
+        backend=EventBackend(),
+        policy=replace(WINDOWED, window_s=None),
+    )
+    assert stats.unstable
+    assert stats.n == WINDOWED.max_samples and stats.discarded == 0
+
+
+def test_a_row_that_never_settles_stays_unstable_and_is_no_headline() -> None:
+    stats = measure(ScheduledKernel(noisy_then_settled(10**9)), backend=EventBackend(), policy=WINDOWED)
+    assert stats.unstable
+    assert stats.discarded == 0 and stats.n == WINDOWED.max_samples  # reported over every sample
+    assert stats.rel_iqr > WINDOWED.target_rel_iqr
+    item = measurement(name="gemm", kind="gemm", unit="TFLOP/s", value=1.0, dtype="float32", stats=stats)
+    assert item["unstable"] and not headline_eligible(item)
+
+
+def test_a_row_that_never_settles_stops_at_its_time_budget() -> None:
+    policy = replace(WINDOWED, max_time_s=0.3, max_samples=10**6)
+    kernel = ScheduledKernel(noisy_then_settled(10**9), host_s=1e-4)
+    start = time.perf_counter()
+    stats = measure(kernel, backend=EventBackend(), policy=policy)
+    elapsed = time.perf_counter() - start
+    assert stats.unstable
+    # The budget is checked after every round (20 calls of 0.1 ms here): one round past it at most,
+    # with room for a loaded host's scheduling.
+    assert policy.max_time_s <= elapsed < policy.max_time_s + 0.25
+    assert stats.n == kernel.calls - 1  # every call after the warm-up is in the statistics
+
+
+def test_a_steady_row_stops_as_soon_as_it_has_measured_min_time() -> None:
+    stats = measure(ScheduledKernel(lambda i: 1e-3), backend=EventBackend(), policy=WINDOWED)
+    assert not stats.unstable and stats.median == pytest.approx(1e-3)
+    # Stopped at the first look that had min_time_s (20 x 1 ms, a second round where the float sum
+    # of the fake timeline falls a hair short of 20 ms).
+    assert stats.n + stats.discarded <= 2 * WINDOWED.min_samples
+
+
+def test_the_window_covers_window_s_of_measured_time_and_min_samples() -> None:
+    policy = replace(WINDOWED, window_s=0.01, min_samples=3)
+    assert window_start([1e-3] * 50, 1, policy) == 40  # the last 10 ms
+    assert window_start([1e-3] * 50, 5, policy) == 47  # 5 calls a sample: 3 samples (min_samples)
+    assert window_start([1e-3] * 5, 1, policy) == 0  # not yet 10 ms: every sample
+    assert window_start([1e-3] * 50, 1, replace(policy, window_s=None)) == 0
+
+
+def test_the_window_is_part_of_the_recorded_policy() -> None:
+    assert TimingPolicy().window_s == TimingPolicy().min_time_s
+    assert TimingPolicy.from_dict({"window_s": None}).window_s is None
+    assert TimingPolicy.from_dict({"quick": True}).window_s == TimingPolicy.quick().window_s
