@@ -29,6 +29,7 @@ goes into the document so the platform re-judges it with the program's bar.
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -162,19 +163,23 @@ class CachingProbe:
     A device that memoizes by content runs the fresh calls at full cost and the repeated ones
     from memory (the timing verdict). One that memoizes by buffer (address, graph, callable) is
     as fast on both sides, but returns the repeated input's result for the refilled values:
-    each probe then compares every fresh call's output with the device's output for the same
-    values in buffers of their own (``FreshInput.apart``), and the verdict fails when one differs
-    (``fresh_output_mismatches``; ``fresh_outputs_stale`` counts those equal to the repeated
-    input's output).
+    each probe keeps every fresh call's output and the device's output for the same values in
+    buffers of their own (``FreshInput.apart``), and ``judge_caching`` fails the verdict when one
+    differs (``fresh_output_mismatches``; ``fresh_outputs_stale`` counts those equal to the
+    repeated input's output).
+
+    The probe only measures and keeps (``evidence``): the verdict is ``judge_caching``'s, so that
+    with a device process (runners/device) the judge decides from the evidence that comes back,
+    never the process that ran the device's code.
 
     Where probes land and their patterns come from the challenge, so a device cannot arrange for
-    the probes to see honest work. ``finish`` runs a last probe after the timed run (when a memo
-    that starts late is surely on) with whatever fresh inputs are left, and returns the verdict.
-    The timing verdict compares fresh calls with the *steady* repeated calls, those that follow
-    another repeated call with no write to the buffers between: a cache that refreshes whenever
-    it sees a new input, or whenever its buffers are written, recomputes once after each fresh
-    call and hits again on the next repeated one, as it does through the timed run. (With fewer
-    than three steady samples every repeated call counts.)
+    the probes to see honest work. ``complete`` runs a last probe after the timed run (when a memo
+    that starts late is surely on) with whatever fresh inputs are left; ``finish`` does that and
+    returns the verdict. The timing verdict compares fresh calls with the *steady* repeated calls,
+    those that follow another repeated call with no write to the buffers between: a cache that
+    refreshes whenever it sees a new input, or whenever its buffers are written, recomputes once
+    after each fresh call and hits again on the next repeated one, as it does through the timed
+    run. (With fewer than three steady samples every repeated call counts.)
     """
 
     def __init__(
@@ -202,7 +207,8 @@ class CachingProbe:
         self._holding_fresh = False
         self._output: list[object] = [None]
         self._repeated_output: torch.Tensor | None = None
-        self.fresh_checked = self.fresh_mismatches = self.fresh_stale = 0
+        self.fresh_outputs: list[torch.Tensor] = []
+        self.apart_outputs: list[torch.Tensor] = []
         self.fresh_samples: list[float] = []
         self.repeated_samples: list[float] = []
         self.steady_samples: list[float] = []
@@ -210,7 +216,7 @@ class CachingProbe:
         self.rounds: list[int | None] = []
 
     def __call__(self, round_index: int, output: object = None) -> None:
-        # The last fresh input is kept for the probe after the run (``finish``).
+        # The last fresh input is kept for the probe after the run (``complete``).
         if len(self._fresh) > 1 and self._random.random() < self._probability:
             self._probe(round_index, keep=1)
 
@@ -267,47 +273,216 @@ class CachingProbe:
         self.rounds.append(round_index)
         # After every timed call of the probe (each fresh value was timed before anything else saw it).
         for entry, output in timed_fresh:
-            self._check_output(entry, self._host(output))
+            self.fresh_outputs.append(self._host(output))
+            self.apart_outputs.append(self._host(entry.apart()))
 
-    def _check_output(self, entry: FreshInput, got: torch.Tensor) -> None:
-        """A timed fresh call's output against the device's output for its values apart."""
-        self.fresh_checked += 1
-        if not _same_output(got, self._host(entry.apart())):
-            self.fresh_mismatches += 1
-            if self._repeated_output is not None and _same_output(got, self._repeated_output):
-                self.fresh_stale += 1
-
-    def finish(self) -> dict[str, Any]:
-        """A last probe with the fresh inputs left, then the verdict."""
+    def complete(self) -> None:
+        """A last probe with the fresh inputs left (none left: nothing to do)."""
         while self._fresh:
             self._probe(None)
-        if not self.fresh_samples or not self.repeated_samples:
-            return {"verdict": "fail", "reason": "no caching probe ran", "threshold": self._threshold}
-        outputs = {
-            "fresh_outputs_checked": self.fresh_checked,
-            "fresh_output_mismatches": self.fresh_mismatches,
-            "fresh_outputs_stale": self.fresh_stale,
-        }
-        repeated = self.steady_samples if len(self.steady_samples) >= 3 else self.repeated_samples
-        verdict = caching_verdict(
-            summarize(self.fresh_samples), summarize(repeated), threshold=self._threshold
+
+    def evidence(self) -> CachingEvidence:
+        """What the probes measured and kept, the raw material of ``judge_caching``."""
+        return CachingEvidence(
+            fresh_samples=list(self.fresh_samples),
+            repeated_samples=list(self.repeated_samples),
+            steady_samples=list(self.steady_samples),
+            patterns=list(self.patterns),
+            rounds=list(self.rounds),
+            fresh_outputs=list(self.fresh_outputs),
+            apart_outputs=list(self.apart_outputs),
+            repeated_output=self._repeated_output,
         )
-        if outputs["fresh_output_mismatches"]:
-            # A stale or wrong answer for new values is a result cache whatever the bar: not timing.
-            verdict["verdict"] = "fail"
-            verdict["reason"] = (
-                f"{outputs['fresh_output_mismatches']} of {outputs['fresh_outputs_checked']} fresh "
-                "calls returned an output other than the device's own for those values"
-            )
-        return {
-            **verdict,
-            **outputs,
-            "fresh_inputs": "refilled in place",
-            "repeated_side": "steady" if repeated is self.steady_samples else "all",
-            "all_repeated_median_s": summarize(self.repeated_samples).median,
-            "probe_rounds": self.rounds,
+
+    def finish(self, references: Mapping[int, Any] | None = None) -> dict[str, Any]:
+        """A last probe with the fresh inputs left, then the verdict (``judge_caching``)."""
+        self.complete()
+        return judge_caching(self.evidence(), threshold=self._threshold, references=references)
+
+
+@dataclass(frozen=True)
+class CachingEvidence:
+    """A caching probe's raw figures and the outputs it kept, all its verdict is computed from.
+
+    ``fresh_outputs[i]`` is the timed output of the i-th fresh input (in the order the probe took
+    them), ``apart_outputs[i]`` the device's output for the same values in buffers of their own,
+    ``repeated_output`` the first repeated call's output (each the part ``select`` keeps, on the
+    host). With a device process the evidence crosses as JSON figures and tensors (``to_wire``,
+    ``from_wire``) and the judge runs ``judge_caching`` on it.
+    """
+
+    fresh_samples: list[float]
+    repeated_samples: list[float]
+    steady_samples: list[float]
+    patterns: list[str]
+    rounds: list[int | None]
+    fresh_outputs: list[torch.Tensor]
+    apart_outputs: list[torch.Tensor]
+    repeated_output: torch.Tensor | None
+
+    def to_wire(self, prefix: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """The JSON figures and the named tensors of this evidence, tensor names under ``prefix``."""
+        tensors = {f"{prefix}.fresh{i}": t for i, t in enumerate(self.fresh_outputs)}
+        tensors.update({f"{prefix}.apart{i}": t for i, t in enumerate(self.apart_outputs)})
+        if self.repeated_output is not None:
+            tensors[f"{prefix}.repeated"] = self.repeated_output
+        header = {
+            "fresh_samples": self.fresh_samples,
+            "repeated_samples": self.repeated_samples,
+            "steady_samples": self.steady_samples,
             "patterns": self.patterns,
+            "rounds": self.rounds,
+            "fresh_outputs": len(self.fresh_outputs),
+            "apart_outputs": len(self.apart_outputs),
         }
+        return header, tensors
+
+    @classmethod
+    def from_wire(
+        cls, header: Mapping[str, Any], tensors: Mapping[str, torch.Tensor], prefix: str
+    ) -> CachingEvidence:
+        """The evidence a device process sent (``to_wire``); ValueError when it is not well formed."""
+
+        def seconds(key: str) -> list[float]:
+            values = header.get(key)
+            if not isinstance(values, list) or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+                for v in values
+            ):
+                raise ValueError(f"{key}: not a list of durations")
+            return [float(v) for v in values]
+
+        def outputs(kind: str) -> list[torch.Tensor]:
+            count = header.get(f"{kind}_outputs")
+            if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+                raise ValueError(f"{kind}_outputs: not a count")
+            missing = [i for i in range(count) if f"{prefix}.{kind}{i}" not in tensors]
+            if missing:
+                raise ValueError(f"{kind} outputs {missing} did not come back")
+            return [tensors[f"{prefix}.{kind}{i}"] for i in range(count)]
+
+        patterns, rounds = header.get("patterns"), header.get("rounds")
+        if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+            raise ValueError("patterns: not a list of strings")
+        if not isinstance(rounds, list) or not all(
+            r is None or (isinstance(r, int) and not isinstance(r, bool)) for r in rounds
+        ):
+            raise ValueError("rounds: not a list of round numbers")
+        return cls(
+            fresh_samples=seconds("fresh_samples"),
+            repeated_samples=seconds("repeated_samples"),
+            steady_samples=seconds("steady_samples"),
+            patterns=list(patterns),
+            rounds=list(rounds),
+            fresh_outputs=outputs("fresh"),
+            apart_outputs=outputs("apart"),
+            repeated_output=tensors.get(f"{prefix}.repeated"),
+        )
+
+
+def _evidence_problem(evidence: CachingEvidence) -> str | None:
+    """Why the evidence cannot be what a probe recorded (counts that do not add up), or None."""
+    fresh_calls = sum(p.count("F") for p in evidence.patterns)
+    repeated_calls = sum(p.count("R") for p in evidence.patterns)
+    steady_calls = sum(
+        1
+        for p in evidence.patterns
+        for i, step in enumerate(p)
+        if step == "R" and (i == 0 or p[i - 1] == "R")
+    )
+    if any(set(p) - {"R", "F"} or p.count("R") < 3 for p in evidence.patterns):
+        return "a probe pattern that no probe draws"
+    if len(evidence.rounds) != len(evidence.patterns):
+        return f"{len(evidence.rounds)} probe rounds for {len(evidence.patterns)} patterns"
+    if (
+        not len(evidence.fresh_samples)
+        == len(evidence.fresh_outputs)
+        == len(evidence.apart_outputs)
+        == fresh_calls
+    ):
+        return (
+            f"{len(evidence.fresh_samples)} fresh timings, {len(evidence.fresh_outputs)} fresh outputs and "
+            f"{len(evidence.apart_outputs)} outputs apart for {fresh_calls} fresh calls in the patterns"
+        )
+    if len(evidence.repeated_samples) != repeated_calls or len(evidence.steady_samples) != steady_calls:
+        return (
+            f"{len(evidence.repeated_samples)} repeated and {len(evidence.steady_samples)} steady timings "
+            f"for {repeated_calls} repeated and {steady_calls} steady calls in the patterns"
+        )
+    if repeated_calls and evidence.repeated_output is None:
+        return "the repeated input's output did not come back"
+    return None
+
+
+def judge_caching(
+    evidence: CachingEvidence, *, threshold: float | None, references: Mapping[int, Any] | None = None
+) -> dict[str, Any]:
+    """The TEST04 verdict of one probed callable, from its evidence alone.
+
+    Timing: the fresh median against the steady repeated median (``caching_verdict``). Outputs:
+    every fresh call's output against the device's output for its values apart (a cache keyed on
+    the buffers answers the refilled values with the old result), and, for the fresh inputs in
+    ``references`` (position in ``fresh_outputs`` -> a ``ReferenceCheck``-like object with
+    ``expected``, ``tolerance`` and ``bound`` for that input's values), against the judge's float64
+    reference with the conformance tolerance: a cache that answers every input of a shape with one
+    result is as wrong apart as timed, and only the reference sees it.
+    """
+    problem = _evidence_problem(evidence)
+    if not evidence.fresh_samples or not evidence.repeated_samples:
+        return {"verdict": "fail", "reason": problem or "no caching probe ran", "threshold": threshold}
+    if problem is not None:
+        return {
+            "verdict": "fail",
+            "reason": f"the probe's evidence does not add up: {problem}",
+            "threshold": threshold,
+        }
+    mismatches = stale = 0
+    for got, apart in zip(evidence.fresh_outputs, evidence.apart_outputs, strict=True):
+        if not _same_output(got, apart):
+            mismatches += 1
+            if evidence.repeated_output is not None and _same_output(got, evidence.repeated_output):
+                stale += 1
+    repeated = evidence.steady_samples if len(evidence.steady_samples) >= 3 else evidence.repeated_samples
+    verdict = caching_verdict(summarize(evidence.fresh_samples), summarize(repeated), threshold=threshold)
+    checked = len(evidence.fresh_outputs)
+    reference_failures: list[int] = []
+    for position, check in sorted((references or {}).items()):
+        if not 0 <= position < checked:
+            reference_failures.append(position)
+            continue
+        result = reference_consistency(
+            [(f"fresh{position}", evidence.fresh_outputs[position])],
+            check.expected,
+            check.tolerance,
+            check.bound,
+        )
+        if result["verdict"] == "fail":
+            reference_failures.append(position)
+    if mismatches:
+        # A stale or wrong answer for new values is a result cache whatever the bar: not timing.
+        verdict["verdict"] = "fail"
+        verdict["reason"] = (
+            f"{mismatches} of {checked} fresh calls returned an output other than the device's own for those values"
+        )
+    elif reference_failures:
+        verdict["verdict"] = "fail"
+        verdict["reason"] = (
+            f"{len(reference_failures)} of {len(references or {})} fresh outputs checked against the float64 "
+            "reference of their values are outside the conformance tolerance (answered with another input's result)"
+        )
+    return {
+        **verdict,
+        "fresh_outputs_checked": checked,
+        "fresh_output_mismatches": mismatches,
+        "fresh_outputs_stale": stale,
+        "fresh_reference_checked": len(references or {}),
+        "fresh_reference_failures": len(reference_failures),
+        "fresh_inputs": "refilled in place",
+        "repeated_side": "steady" if repeated is evidence.steady_samples else "all",
+        "all_repeated_median_s": summarize(evidence.repeated_samples).median,
+        "probe_rounds": evidence.rounds,
+        "patterns": evidence.patterns,
+    }
 
 
 def _check_shapes(buffers: Sequence[torch.Tensor], values: Sequence[torch.Tensor]) -> None:

@@ -348,7 +348,8 @@ def caching_verdict(*, item: dict[str, Any], thresholds: Thresholds) -> Integrit
     """TEST04 from the raw medians: fresh / repeated above 1 + bound, with separated confidence
     intervals (so timing noise alone cannot fail an honest device), means a result cache; so does
     a fresh call whose output differs from the device's own for those values (the probe refills
-    the timed buffers in place, and a cache keyed on the buffers answers with the old result)."""
+    the timed buffers in place, and a cache keyed on the buffers answers with the old result), and a
+    fresh output outside the float64 reference of its values (a cache keyed on shapes alone)."""
     stale = _int(item.get("fresh_output_mismatches"))
     if stale:
         checked = _int(item.get("fresh_outputs_checked"))
@@ -357,6 +358,16 @@ def caching_verdict(*, item: dict[str, Any], thresholds: Thresholds) -> Integrit
             False,
             f"{stale} of {checked if checked is not None else '?'} fresh call(s) returned another "
             "output than the device's own for their values (a result cache keyed on the buffers)",
+            item,
+        )
+    wrong = _int(item.get("fresh_reference_failures"))
+    if wrong:
+        checked = _int(item.get("fresh_reference_checked"))
+        return IntegrityVerdict(
+            "caching",
+            False,
+            f"{wrong} of {checked if checked is not None else '?'} fresh output(s) checked against the float64 "
+            "reference of their values are outside the tolerance (another input's result)",
             item,
         )
     fresh, repeated = _float(item.get("fresh_median_s")), _float(item.get("repeated_median_s"))

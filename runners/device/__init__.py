@@ -27,9 +27,13 @@ Per suite:
   inputs, computes the reference and compares the returned tensor (``verdicts_in = "judge"``).
 - performance: the timed loop runs in the device process (``DeviceClient.run_suite``); each
   benchmark's accuracy output and timed samples come back as tensors and the judge re-judges
-  TEST01 against its own float64 references (``rejudge_output_consistency``). TEST04 and the clock
-  cross-check are judged on the device's timings there (``device_verdicts`` lists them; their raw
-  figures are in the document for the platform).
+  TEST01 against its own float64 references (``rejudge_output_consistency``). Each TEST04 probe's
+  raw timings, every fresh call's output, the device's output for the same values apart and the
+  repeated input's output come back too, and the judge decides TEST04 (``rejudge_caching``): the
+  timing verdict from the raw samples with its own spec's bar, each fresh output against its output
+  apart, and a challenge-drawn sample of fresh outputs against the judge's float64 reference of their
+  values. The clock cross-check is judged on the device's timings there (``device_verdicts``; its
+  raw figures are in the document for the platform).
 - model: the suite runs in the device process; every scored accuracy output comes back as a tensor
   and the judge scores it again against its own float64 reference of the model
   (``rejudge_model_accuracy``), which sets each accuracy case's status. The decoders' free-running
@@ -94,20 +98,19 @@ def suite_in_device_process(
     anyone signs it."""
     from runners.document import validate_document
 
-    document, outputs, tensors = device.run_suite(spec, progress)
+    document, outputs, tensors, caching = device.run_suite(spec, progress)
     if document.get("suite") != spec.get("suite"):
         raise DocumentInvalid(f"the device process returned a {document.get('suite')!r} document")
     document["spec"] = spec
     document["fingerprint"] = device.fingerprint()
     if spec.get("suite") == "performance":
-        from runners.performance import rejudge_output_consistency
+        from runners.performance import rejudge_caching, rejudge_output_consistency
 
         rejudge_output_consistency(document, outputs, tensors, str(spec["challenge"]))
-        # TEST04 and the clock cross-check are verdicts on the device's own timings (raw figures in
-        # the document, re-judged by the platform); TEST01 and every reference are the judge's.
-        document["process_isolation"] = device.isolation(
-            "judge", ["integrity.caching (TEST04)", "integrity.timing (clock cross-check)"]
-        )
+        rejudge_caching(document, caching, tensors, spec)
+        # The clock cross-check is a verdict on the device's own timings (raw figures in the document,
+        # re-judged by the platform); TEST01, TEST04 and every reference are the judge's.
+        document["process_isolation"] = device.isolation("judge", ["integrity.timing (clock cross-check)"])
     else:
         from runners.model_suite import rejudge_model_accuracy
 

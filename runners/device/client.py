@@ -310,8 +310,9 @@ class DeviceClient:
 
     def run_suite(
         self, spec: dict[str, Any], progress: Callable[[int, int, str], None] | None = None
-    ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, torch.Tensor]]:
-        """Runs a whole suite in the device process and returns its document (see runners/device/__init__.py)."""
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, torch.Tensor], list[dict[str, Any]]]:
+        """Runs a whole suite in the device process: its document, the outputs it kept (JSON entries, and
+        the tensors they name) and its caching probes' figures (see runners/device/__init__.py)."""
 
         def on_event(event: dict[str, Any]) -> None:
             if progress is not None and event.get("event") == "progress":
@@ -333,7 +334,14 @@ class DeviceClient:
         )
         raw_outputs = reply.get("outputs")
         outputs: list[Any] = raw_outputs if isinstance(raw_outputs, list) else []
-        return reply["document"], [o for o in outputs if isinstance(o, dict)], tensors
+        raw_caching = reply.get("caching")
+        caching: list[Any] = raw_caching if isinstance(raw_caching, list) else []
+        return (
+            reply["document"],
+            [o for o in outputs if isinstance(o, dict)],
+            tensors,
+            [c if isinstance(c, dict) else {} for c in caching],
+        )
 
     # --- the serving suite: LoadGen and the SUTs in the judge, each forward here (runners/serving_engine.py)
     def serving_open(

@@ -13,7 +13,8 @@ Requests (``op``), one reply each:
 - ``open {backend}``: loads the backend; replies its availability, support declaration and fingerprint
 - ``run_kernel {kernel, case, dtype, params}`` + input tensors: replies ``output`` and ``device_s``
 - ``run_suite {spec}``: runs a performance or model suite here (see runners/device/__init__.py),
-  sending ``progress`` frames first; replies its document
+  sending ``progress`` frames first; replies its document, the outputs the judge re-judges and, for
+  performance, each TEST04 probe's timings and kept outputs (``caching``), which the judge judges
 - ``serving_open {model, dtype, decoder, output_tokens}`` + the workload's input tensors: places the
   model on the device (runners/serving_engine.py); replies a ``handle``
 - ``serving_call {handle, method, params}`` (+ ``last`` for a decode step): one engine call of the
@@ -40,6 +41,7 @@ from runners.math_modes import PINNED, set_math_modes
 
 if TYPE_CHECKING:
     from runners.catalog import Case
+    from runners.integrity import CachingEvidence
     from runners.performance.benchmarks import Benchmark
 
 
@@ -157,10 +159,12 @@ class Host:
             self.reply({"event": "progress", "done": done, "total": total, "label": str(label)[:200]})
 
         outputs: list[dict[str, Any]] = []
+        caching: list[dict[str, Any]] = []
         tensors: dict[str, torch.Tensor] = {}
         if spec["suite"] == "performance":
             kept: list[tuple[Benchmark, torch.Tensor, list[tuple[int, torch.Tensor]]]] = []
-            document = run_performance(spec, self.backend, progress, keep_outputs=kept)
+            probes: list[tuple[Benchmark, CachingEvidence | str]] = []
+            document = run_performance(spec, self.backend, progress, keep_outputs=kept, keep_caching=probes)
             for index, (bench, accuracy, samples) in enumerate(kept):
                 outputs.append(
                     {
@@ -173,6 +177,21 @@ class Host:
                 )
                 tensors[f"{index}.accuracy"] = accuracy
                 tensors.update({f"{index}.round{r}": t for r, t in samples})
+            # TEST04: each probe's timings and the outputs it kept; the judge decides (rejudge_caching).
+            for index, (bench, evidence) in enumerate(probes):
+                record: dict[str, Any] = {
+                    "name": bench.name,
+                    "kind": bench.kind,
+                    "dtype": bench.dtype,
+                    "params": bench.params,
+                }
+                if isinstance(evidence, str):
+                    record["error"] = evidence
+                else:
+                    figures, probe_tensors = evidence.to_wire(f"caching{index}")
+                    record.update(figures)
+                    tensors.update(probe_tensors)
+                caching.append(record)
         elif spec["suite"] == "model":
             from runners.commitment import CollectingCommitment
             from runners.model_suite import run_model
@@ -191,7 +210,14 @@ class Host:
         else:
             document = SUITES[spec["suite"]](spec, self.backend, progress)
         self.reply(
-            {"ok": True, "document": document, "outputs": outputs, "packages": loaded_packages()}, tensors
+            {
+                "ok": True,
+                "document": document,
+                "outputs": outputs,
+                "caching": caching,
+                "packages": loaded_packages(),
+            },
+            tensors,
         )
 
     # The serving suite (runners/serving_engine.py): LoadGen, the SUTs and every verdict are the

@@ -32,11 +32,13 @@ from runners.commitment import OutputCommitment, performance_output_id
 from runners.document import build_document, json_safe, now_iso
 from runners.errors import Phase, classify_exception, declared_unsupported, device_backend, device_call
 from runners.integrity import (
+    CachingEvidence,
     CachingProbe,
     FreshInput,
     OutputSampler,
     caching_threshold_of,
     chain_hooks,
+    judge_caching,
     output_consistency,
     reference_consistency,
     seeded_random,
@@ -64,6 +66,11 @@ MAX_CALL_S = 2.0
 # ones) make timing noise alone separate the two medians' confidence intervals rarely (with four
 # the intervals are the samples' whole range: 1 in 35 by chance against three repeated samples).
 FRESH_INPUTS = 8
+# Of each probe's fresh outputs, this many (drawn from the challenge) are also judged against the float64
+# reference of their own values (``judge_probe``): a cache that answers every input of a shape with one
+# result returns the same wrong output timed and apart, which only a reference sees. Each costs one
+# host-side draw of the benchmark's inputs and its reference part (some GEMM rows, one conv image).
+FRESH_REFERENCE_CHECKS = 2
 PERF_DTYPES = ("float32", "bfloat16", "float16", "int8", "float8_e4m3fn")
 # GEMMs whose output is wider than their operands (int32 and float32 accumulators).
 WIDE_OUTPUT_DTYPES = ("int8", "float8_e4m3fn")
@@ -103,13 +110,15 @@ def run_performance(
     *,
     keep_outputs: list[tuple[Benchmark, torch.Tensor, list[tuple[int, torch.Tensor]]]] | None = None,
     commitment: OutputCommitment | None = None,
+    keep_caching: list[tuple[Benchmark, CachingEvidence | str]] | None = None,
 ) -> dict[str, Any]:
     """The performance suite's result document for a validated job spec (the CLI's suite signature).
 
     With a device process (runners/device), the suite's loop runs there and the judge re-judges
-    TEST01 itself from the outputs that come back (``rejudge_output_consistency``) and commits every
-    judged output itself (``commitment``). ``keep_outputs`` collects, per benchmark, its accuracy
-    output and timed samples (what the device process sends).
+    TEST01 and TEST04 itself from the outputs and figures that come back (``rejudge_output_consistency``,
+    ``rejudge_caching``) and commits every judged output itself (``commitment``). ``keep_outputs``
+    collects, per benchmark, its accuracy output and timed samples, and ``keep_caching`` each caching
+    probe's evidence, or why it has none (what the device process sends).
     """
     from runners.device import is_isolated, suite_in_device_process
 
@@ -124,6 +133,7 @@ def run_performance(
         progress=progress,
         keep_outputs=keep_outputs,
         commitment=commitment,
+        keep_caching=keep_caching,
     )
     return build_document(
         "performance",
@@ -250,11 +260,14 @@ def run_performance_suite(
     progress: Progress | None = None,
     keep_outputs: list[tuple[Benchmark, torch.Tensor, list[tuple[int, torch.Tensor]]]] | None = None,
     commitment: OutputCommitment | None = None,
+    keep_caching: list[tuple[Benchmark, CachingEvidence | str]] | None = None,
 ) -> dict[str, Any]:
     """Measurements, claim verdicts and integrity verdicts of the performance suite.
 
     Every output TEST01 judges (the accuracy-mode call and the samples of the timed run) is committed
-    in ``commitment`` for the platform's reveal."""
+    in ``commitment`` for the platform's reveal. With ``keep_caching`` (the device process) each
+    caching probe's evidence is kept for the judge, and this process's TEST04 items, which the judge
+    replaces, skip the float64 reference of the fresh inputs."""
     options = _options(spec)
     quick = bool(options.get("quick"))
     policy = TimingPolicy.from_dict({**(options.get("timing") or {}), "quick": quick})
@@ -354,7 +367,8 @@ def run_performance_suite(
             stats, _ = measure_with_output(
                 fn, backend=timed_backend, policy=policy, between_rounds=chain_hooks(sampler, probe)
             )
-            probe_verdict = probe.finish() if probe is not None else None
+            if probe is not None:
+                probe.complete()
         except Exception as exc:
             cases.append(_error_case(bench, exc, phase="timed"))
             continue
@@ -368,11 +382,9 @@ def run_performance_suite(
         consistency.append(_consistency(bench, accuracy, samples, reference))
         if keep_outputs is not None:
             keep_outputs.append((bench, accuracy, samples))
-        if probe_verdict is not None:
+        if probe is not None:
             probed_groups.add(bench.group)
-            caching.append(
-                {"benchmark": bench.name, "dtype": bench.dtype, "kind": bench.kind, **probe_verdict}
-            )
+            caching.append(_probe_verdict(bench, probe, challenge, caching_threshold, keep_caching))
         elif bench.kind != "bandwidth":
             last_measured[bench.group] = (bench, fn, built.inputs, select)
         item = _measurement(bench, stats)
@@ -395,10 +407,14 @@ def run_performance_suite(
             probe = _caching_probe(
                 bench, fn, inputs, device, backend, prepare, seed, caching_threshold, select, after=True
             )
-            verdict = probe.finish()
+            probe.complete()
         except Exception as exc:  # noqa: BLE001 - the device failed on a fresh input: evidence
-            verdict = {"verdict": "fail", "reason": f"{type(exc).__name__}: {exc}"[:500]}
-        caching.append({"benchmark": bench.name, "dtype": bench.dtype, "kind": bench.kind, **verdict})
+            reason = f"{type(exc).__name__}: {exc}"[:500]
+            if keep_caching is not None:
+                keep_caching.append((bench, reason))
+            caching.append(_probe_failure(bench, reason))
+            continue
+        caching.append(_probe_verdict(bench, probe, challenge, caching_threshold, keep_caching))
     last_measured.clear()
     claims = apply_claims(items, spec)
     claims["skipped"] = skipped
@@ -447,6 +463,60 @@ def _caching_probe(
         threshold=threshold,
         select=select,
     )
+
+
+def _probe_verdict(
+    bench: Benchmark,
+    probe: CachingProbe,
+    challenge: str,
+    threshold: float | None,
+    keep_caching: list[tuple[Benchmark, CachingEvidence | str]] | None,
+) -> dict[str, Any]:
+    """One probed benchmark's TEST04 item. In the device process (``keep_caching``) the evidence is
+    kept for the judge, who replaces this item with its own (``rejudge_caching``)."""
+    evidence = probe.evidence()
+    if keep_caching is not None:
+        keep_caching.append((bench, evidence))
+        head = {"benchmark": bench.name, "dtype": bench.dtype, "kind": bench.kind}
+        return {**head, **judge_caching(evidence, threshold=threshold)}
+    return judge_probe(bench, evidence, challenge=challenge, threshold=threshold)
+
+
+def _probe_failure(bench: Benchmark, reason: str) -> dict[str, Any]:
+    return {
+        "benchmark": bench.name,
+        "dtype": bench.dtype,
+        "kind": bench.kind,
+        "verdict": "fail",
+        "reason": reason,
+    }
+
+
+def judge_probe(
+    bench: Benchmark, evidence: CachingEvidence, *, challenge: str, threshold: float | None
+) -> dict[str, Any]:
+    """TEST04 of one probed benchmark, decided by the judge from the probe's evidence: timings, every
+    fresh output against the device's own output for its values apart, ``FRESH_REFERENCE_CHECKS`` fresh
+    outputs (drawn from the challenge) against the float64 reference of their values, and the suite's
+    count of fresh inputs (``FRESH_INPUTS``, fresh input i being variant i + 1 of the benchmark)."""
+    head = {"benchmark": bench.name, "dtype": bench.dtype, "kind": bench.kind}
+    if len(evidence.fresh_outputs) != FRESH_INPUTS:
+        return {
+            **head,
+            **_probe_failure(
+                bench,
+                f"the probe ran {len(evidence.fresh_outputs)} fresh inputs; the suite's probe runs {FRESH_INPUTS}",
+            ),
+            "threshold": threshold,
+        }
+    references: dict[int, Any] = {}
+    if bench.reference is not None:
+        chooser = seeded_random(challenge, f"caching-reference:{bench.name}:{bench.dtype}")
+        for position in sorted(
+            chooser.sample(range(FRESH_INPUTS), min(FRESH_REFERENCE_CHECKS, FRESH_INPUTS))
+        ):
+            references[position] = bench.reference(position + 1)
+    return {**head, **judge_caching(evidence, threshold=threshold, references=references)}
 
 
 def _fresh_input(
@@ -644,10 +714,72 @@ def rejudge_output_consistency(
             continue
         reference = bench.reference() if bench.reference is not None else None
         parts.append(_consistency(bench, accuracy, samples, reference))
-    integrity = document.get("integrity") or {}
-    caching = (integrity.get("caching") or {}).get("items") or []
-    timing = (integrity.get("timing") or {}).get("items") or []
-    document["integrity"] = json_safe(
-        integrity_section([_merge_consistency(parts)] if parts else [], caching, timing)
-    )
+    _rebuild_integrity(document, consistency=[_merge_consistency(parts)] if parts else [])
     return document
+
+
+def rejudge_caching(
+    document: dict[str, Any],
+    records: list[dict[str, Any]],
+    tensors: dict[str, torch.Tensor],
+    spec: dict[str, Any],
+) -> dict[str, Any]:
+    """TEST04 judged by the judge: each caching probe's timings and kept outputs from the device process
+    (``records``, tensors ``caching<i>.*``), judged by ``judge_probe`` with the judge's own spec, rebuilt
+    benchmark and float64 references; the device process's own TEST04 items are dropped. Every measured
+    (kind, dtype) group but bandwidth must come back probed, or it fails."""
+    challenge = str(spec["challenge"])
+    threshold = caching_threshold_of(_options(spec))
+    items: list[dict[str, Any]] = []
+    for index, record in enumerate(records):
+        name, kind, dtype = str(record.get("name")), str(record.get("kind")), str(record.get("dtype"))
+        head = {"benchmark": name, "dtype": dtype, "kind": kind, "verdict": "fail", "threshold": threshold}
+        params = record.get("params")
+        bench = rebuild_benchmark(
+            name, kind, dtype, dict(params) if isinstance(params, dict) else {}, challenge
+        )
+        if bench is None or kind == "bandwidth":
+            items.append({**head, "reason": "the judge cannot rebuild this benchmark from the challenge"})
+            continue
+        if "error" in record:
+            items.append({**head, "reason": str(record["error"])[:500]})
+            continue
+        try:
+            evidence = CachingEvidence.from_wire(record, tensors, f"caching{index}")
+        except ValueError as exc:
+            items.append({**head, "reason": f"the probe's evidence is not well formed: {exc}"[:500]})
+            continue
+        items.append(judge_probe(bench, evidence, challenge=challenge, threshold=threshold))
+    probed = {(item["kind"], item["dtype"]) for item in items}
+    for entry in document.get("measurements") or []:
+        group = (str(entry.get("kind")), str(entry.get("dtype")))
+        if group[0] != "bandwidth" and group not in probed:
+            probed.add(group)
+            items.append(
+                {
+                    "benchmark": str(entry.get("name")),
+                    "dtype": group[1],
+                    "kind": group[0],
+                    "verdict": "fail",
+                    "threshold": threshold,
+                    "reason": "no caching probe of this kind and dtype came back from the device process",
+                }
+            )
+    _rebuild_integrity(document, caching=items)
+    return document
+
+
+def _rebuild_integrity(
+    document: dict[str, Any],
+    *,
+    consistency: list[dict[str, Any]] | None = None,
+    caching: list[dict[str, Any]] | None = None,
+) -> None:
+    """The document's ``integrity`` with the judge's TEST01 or TEST04 items in place of the device's."""
+    integrity = document.get("integrity") or {}
+    if consistency is None:
+        consistency = (integrity.get("output_consistency") or {}).get("items") or []
+    if caching is None:
+        caching = (integrity.get("caching") or {}).get("items") or []
+    timing = (integrity.get("timing") or {}).get("items") or []
+    document["integrity"] = json_safe(integrity_section(consistency, caching, timing))

@@ -98,8 +98,9 @@ class Benchmark:
     bytes: int
     build: Callable[[torch.device, int], BenchCall]
     params: dict[str, Any] = field(default_factory=dict)
-    # Builds the float64 check of variant 0's output; None where no reference exists.
-    reference: Callable[[], ReferenceCheck] | None = None
+    # Builds the float64 check of a variant's output (``reference(variant=0)``: the benchmark's own
+    # input; the caching probe's fresh inputs are variants 1, 2, ...); None where no reference exists.
+    reference: Callable[..., ReferenceCheck] | None = None
 
     @property
     def group(self) -> tuple[str, str]:
@@ -131,8 +132,9 @@ def catalog_benchmark(kernel: Kernel, case: Case, dtype: str, kind: str, challen
         run = kernel.run
         return BenchCall(lambda: run(inputs), *inputs.values())
 
-    def reference() -> ReferenceCheck:
-        raw = kernel.generate(case, dtype, case_generator(f"{challenge}#0", kernel.name, case.name, dtype))
+    def reference(variant: int = 0) -> ReferenceCheck:
+        g = case_generator(f"{challenge}#{variant}", kernel.name, case.name, dtype)
+        raw = kernel.generate(case, dtype, g)
         part: Any = slice(None)
         if "a" in raw and raw["a"].dim() == 2:  # GEMM: a seeded set of output rows
             rows = raw["a"].shape[0]
@@ -218,19 +220,19 @@ def bandwidth_benchmarks(buffer_bytes: int, challenge: str) -> list[Benchmark]:
 
     head = min(n, REFERENCE_ELEMENTS)
 
-    def host_operands(count: int) -> list[torch.Tensor]:
-        g = case_generator(f"{challenge}#0", "stream", "bandwidth", "float32")
+    def host_operands(count: int, variant: int) -> list[torch.Tensor]:
+        g = case_generator(f"{challenge}#{variant}", "stream", "bandwidth", "float32")
         return [torch.randn(n, generator=g)[:head].to(torch.float64) for _ in range(count)]
 
     def select(output: Any) -> torch.Tensor:
         return _first(output)[:head]
 
-    def copy_reference() -> ReferenceCheck:
-        _, src = host_operands(2)
+    def copy_reference(variant: int = 0) -> ReferenceCheck:
+        _, src = host_operands(2, variant)
         return ReferenceCheck(select, src.to(torch.float32), Tolerance(0.0, 0.0, "a copy is exact"))
 
-    def triad_reference() -> ReferenceCheck:
-        _, b, c = host_operands(3)
+    def triad_reference(variant: int = 0) -> ReferenceCheck:
+        _, b, c = host_operands(3, variant)
         return ReferenceCheck(select, (b + 3.0 * c).to(torch.float32), elementwise_tolerance("float32"))
 
     return [
@@ -299,8 +301,8 @@ def attention_benchmarks(
             k, v = k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1)
             return BenchCall(lambda: F.scaled_dot_product_attention(q, k, v), q, k, v)
 
-        def prefill_reference(dtype: str = dtype) -> ReferenceCheck:
-            g = case_generator(f"{challenge}#0", "attention_prefill", str(seq), dtype)
+        def prefill_reference(variant: int = 0, dtype: str = dtype) -> ReferenceCheck:
+            g = case_generator(f"{challenge}#{variant}", "attention_prefill", str(seq), dtype)
             q, k, v = (
                 torch.randn(1, heads, seq, head_dim, generator=g).to(torch_dtype(dtype))[:, :REFERENCE_HEADS]
                 for _ in range(3)
@@ -313,8 +315,8 @@ def attention_benchmarks(
                 attention_tolerance(dtype, head_dim, seq, qk_term=16.0, v_max=6.0),
             )
 
-        def decode_reference(dtype: str = dtype) -> ReferenceCheck:
-            g = case_generator(f"{challenge}#0", "attention_decode", str(context), dtype)
+        def decode_reference(variant: int = 0, dtype: str = dtype) -> ReferenceCheck:
+            g = case_generator(f"{challenge}#{variant}", "attention_decode", str(context), dtype)
             q = torch.randn(1, heads, 1, head_dim, generator=g).to(torch_dtype(dtype))
             k, v = (
                 torch.randn(1, kv_heads, context, head_dim, generator=g).to(torch_dtype(dtype))

@@ -317,6 +317,12 @@ def test_caching_and_output_consistency_are_judged_from_raw_figures(aia12):
     assert not judge.caching_verdict(item=stale, thresholds=thresholds).passed
     checked = {**overlapping, "fresh_outputs_checked": 8, "fresh_output_mismatches": 0}
     assert judge.caching_verdict(item=checked, thresholds=thresholds).passed
+    # The outputs agree with each other, but not with the reference of the fresh values: a cache by shape.
+    by_shape = {**checked, "fresh_reference_checked": 2, "fresh_reference_failures": 2, "verdict": "pass"}
+    assert not judge.caching_verdict(item=by_shape, thresholds=thresholds).passed
+    assert judge.caching_verdict(
+        item={**by_shape, "fresh_reference_failures": 0}, thresholds=thresholds
+    ).passed
     assert not judge.output_consistency_verdict(
         item={"sampled": 4, "mismatches": 1, "verdict": "pass"}, thresholds=thresholds
     ).passed

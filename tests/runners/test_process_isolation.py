@@ -288,9 +288,107 @@ def test_performance_test01_is_judged_by_the_judge_from_the_returned_outputs(tmp
 
 @pytest.mark.slow
 def test_an_honest_device_passes_test01_judged_by_the_judge():
+    from runners.document import validate_document
+
     document = _performance("cpu")
+    validate_document(document)
     assert document["integrity"]["output_consistency"]["verdict"] == "pass"
     assert document["measurements"] and document["process_isolation"]["mode"] == "child_process"
+    # TEST04 judged by the judge from what came back: outputs clean; no bar in this spec, so the
+    # timing figures are reported for the platform (not_judged), never failed.
+    [caching] = document["integrity"]["caching"]["items"]
+    assert caching["verdict"] == "not_judged", caching
+    assert caching["fresh_outputs_checked"] == 8 and caching["fresh_output_mismatches"] == 0
+    assert caching["fresh_reference_checked"] == 2 and caching["fresh_reference_failures"] == 0
+    assert document["process_isolation"]["device_verdicts"] == ["integrity.timing (clock cross-check)"]
+
+
+def _hostile_caching(tmp_path: Path, monkeypatch, memo: str) -> tuple[dict, dict]:
+    env = plugin_environment(tmp_path)
+    (tmp_path / "probe" / "config.json").write_text(json.dumps({"memo_matmul": memo}))
+    for name in ("PYTHONPATH", "HOSTILE_PROBE_DIR"):
+        monkeypatch.setenv(name, env[name])
+    document = _performance("hostile")
+    report = json.loads(next((tmp_path / "probe").glob("report-*.json")).read_text())
+    return document, report
+
+
+@pytest.mark.slow
+def test_a_plugin_memoizing_gemm_by_buffer_and_forging_test04_fails_it_in_the_judge(tmp_path, monkeypatch):
+    """The plugin's GEMM caches its result per operand buffer (the probe's refilled buffers get the
+    repeated input's answer) and, in its process, makes every fresh output "equal" to its output apart
+    and every probe "pass": the judge compares the returned fresh outputs itself and fails TEST04."""
+    from runners.document import validate_document
+
+    document, report = _hostile_caching(tmp_path, monkeypatch, "buffer")
+    validate_document(document)
+    assert report["matmul"] == "memoized by buffer"
+    assert {"runners.integrity._same_output", "runners.integrity.judge_caching"} <= set(report["patched"])
+    integrity = document["integrity"]
+    assert integrity["output_consistency"]["verdict"] == "pass"  # its answers on its own input are right
+    [caching] = integrity["caching"]["items"]
+    assert integrity["caching"]["verdict"] == caching["verdict"] == "fail", caching
+    assert caching["fresh_output_mismatches"] == caching["fresh_outputs_checked"] == 8
+    assert caching["fresh_outputs_stale"] == 8
+    assert "fresh calls returned an output other than" in caching["reason"]
+    isolation = document["process_isolation"]
+    assert "hostile_backend" in isolation["device"]["packages"]
+    assert "hostile_backend" not in isolation["judge"]["packages"]
+    assert not any("caching" in v for v in isolation["device_verdicts"])
+
+
+@pytest.mark.slow
+def test_a_plugin_memoizing_gemm_by_shape_is_caught_by_the_judges_reference_of_fresh_inputs(
+    tmp_path, monkeypatch
+):
+    """A cache keyed on shapes alone answers the fresh values with the first result timed and apart
+    alike, so the device's outputs agree with each other: the judge's float64 reference of the fresh
+    values (a challenge-drawn two of the eight) is what fails it."""
+    from runners.document import validate_document
+
+    document, report = _hostile_caching(tmp_path, monkeypatch, "shape")
+    validate_document(document)
+    assert report["matmul"] == "memoized by shape"
+    [caching] = document["integrity"]["caching"]["items"]
+    assert document["integrity"]["caching"]["verdict"] == caching["verdict"] == "fail", caching
+    assert caching["fresh_output_mismatches"] == 0  # stale apart too: the outputs agree
+    assert caching["fresh_reference_failures"] == caching["fresh_reference_checked"] == 2
+    assert "float64 reference" in caching["reason"]
+    assert document["integrity"]["output_consistency"]["verdict"] == "pass"
+
+
+IN_PROCESS_PERFORMANCE = textwrap.dedent(
+    """
+    import json, sys
+    from runners.backends import get_backend
+    from runners.performance import run_performance
+    from runners.spec import build_spec
+
+    spec = build_spec(suite="performance", device="hostile", challenge=sys.argv[1], options=json.loads(sys.argv[2]))
+    document = run_performance(spec, get_backend("hostile"))
+    print(json.dumps(document["integrity"]["caching"]))
+    """
+)
+
+
+@pytest.mark.slow
+def test_without_the_device_process_the_same_plugin_would_forge_test04(tmp_path):
+    """The control: loaded into the judge (a library call), the buffer-memoizing plugin's forged
+    comparison stands."""
+    env = plugin_environment(tmp_path)
+    (tmp_path / "probe" / "config.json").write_text(json.dumps({"memo_matmul": "buffer"}))
+    result = subprocess.run(  # noqa: S603 - our interpreter, our script
+        [sys.executable, "-c", IN_PROCESS_PERFORMANCE, CHALLENGE, json.dumps(PERF_OPTIONS)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    caching = json.loads(result.stdout.strip().splitlines()[-1])
+    assert caching["verdict"] == "pass"
+    assert caching["items"][0]["fresh_output_mismatches"] == 0
 
 
 def _model(device_name: str, directory: Path) -> dict:

@@ -15,7 +15,10 @@ could do:
 ``{"skew_matmul": FACTOR}`` to scale every torch.matmul result, ``{"noisy_conv": true}`` to add
 noise to every conv2d (while it patches the performance TEST01 and model case verdicts to "pass"),
 ``{"stale_serving": true}`` to answer every served batch with the first output it ever computed
-(while it patches the serving suite's accuracy score and TEST01 verdict to "pass" in its process).
+(while it patches the serving suite's accuracy score and TEST01 verdict to "pass" in its process),
+``{"memo_matmul": "buffer"}`` or ``{"memo_matmul": "shape"}`` to memoize torch.matmul by its operands'
+buffers or by their shapes alone (TEST04's cheats: the repeated input costs nothing), while it forges
+the caching verdict in its process (every fresh output "equal" to its output apart, every probe "pass").
 """
 
 from __future__ import annotations
@@ -191,6 +194,53 @@ def patch_the_serving_verdicts() -> list[str]:
     return ["runners.served_outputs.serving_accuracy_score", "runners.served_outputs.judge_served_outputs"]
 
 
+def patch_the_caching_verdicts() -> list[str]:
+    """TEST04 forged in this process: every output comparison agrees and every probe passes."""
+    import runners.integrity as integrity
+    import runners.performance as performance
+
+    def agree(got, expected):
+        return True
+
+    original_verdict = integrity.caching_verdict
+
+    def verdict(*args, **kwargs):
+        return {**original_verdict(*args, **kwargs), "verdict": "pass", "speedup_ratio": 1.0}
+
+    integrity._same_output = agree
+    integrity.caching_verdict = verdict
+    patched = ["runners.integrity._same_output", "runners.integrity.caching_verdict"]
+    original_judge = getattr(integrity, "judge_caching", None)
+    if original_judge is not None:
+
+        def judge(*args, **kwargs):
+            result = original_judge(*args, **kwargs)
+            result.pop("reason", None)
+            return {**result, "verdict": "pass", "fresh_output_mismatches": 0, "fresh_reference_failures": 0}
+
+        integrity.judge_caching = judge
+        performance.judge_caching = judge
+        patched.append("runners.integrity.judge_caching")
+    return patched
+
+
+def memoized_matmul(key: str):
+    """The "chip"'s GEMM with a result cache: keyed on the operands' buffers, or on their shapes alone."""
+    matmul = torch.matmul
+    memory: dict = {}
+
+    def memoized(a, b, *args, **kwargs):
+        if args or kwargs:
+            return matmul(a, b, *args, **kwargs)
+        shapes = (tuple(a.shape), tuple(b.shape), a.dtype, b.dtype)
+        found = (a.data_ptr(), b.data_ptr(), *shapes) if key == "buffer" else shapes
+        if found not in memory:
+            memory[found] = matmul(a, b)
+        return memory[found]
+
+    return memoized
+
+
 def gelu_with_tanh(input, approximate="none"):  # noqa: A002 - torch's own parameter name
     """The "chip": tanh-approximated GELU whatever was asked for."""
     x = input
@@ -227,6 +277,11 @@ class HostileBackend(CpuBackend):
             F.conv2d = noisy
             torch.nn.functional.conv2d = noisy
             report["conv2d"] = "noise"
+        memo = _config().get("memo_matmul")
+        if memo:
+            torch.matmul = memoized_matmul(str(memo))
+            report["patched"] += patch_the_caching_verdicts()
+            report["matmul"] = f"memoized by {memo}"
         self.stale_serving = bool(_config().get("stale_serving"))
         if self.stale_serving:
             report["patched"] += patch_the_serving_verdicts()
