@@ -71,9 +71,12 @@ run: migrate
 test: install-dev
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Everything but the slow, integration and browser tests: the loop while editing.
+# Everything but the slow, integration and browser tests: the loop while editing, spread over one
+# pytest-xdist worker per core (at most TEST_WORKERS_MAX; TEST_WORKERS=0 runs them in one process).
+TEST_WORKERS ?= auto
+TEST_WORKERS_MAX ?= 4
 test-fast: install-dev
-	$(PY) -m pytest -m "not slow and not integration and not browser" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow and not integration and not browser" -n $(TEST_WORKERS) --maxprocesses $(TEST_WORKERS_MAX) $(PYTEST_ARGS)
 
 # The guards CI runs before the tests: style, formatting, import contracts, types (runners/ strict
 # and clean, a baseline elsewhere that only shrinks), migrations, and the system checks of a

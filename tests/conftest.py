@@ -13,9 +13,27 @@ import pytest
 LOCALE_DIR = Path(__file__).resolve().parent.parent / "locale"
 
 
+# Under pytest-xdist (`make test-fast`: `pytest -n auto`) each worker process runs its share of the tests;
+# xdist names it in PYTEST_XDIST_WORKER (gw0, gw1, ...). pytest-django gives each worker a database of
+# its own (test_<name>_gw0, ...).
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+
+
+def pytest_configure(config):
+    """One torch thread per xdist worker: the workers already fill the cores, and torch's default (a
+    thread per core) in each of them would oversubscribe the host, where OpenMP's barriers then cost
+    more than the arithmetic (see REVEAL_TORCH_THREADS in apps/runs/services/reveal.py)."""
+    if XDIST_WORKER:
+        import torch
+
+        torch.set_num_threads(1)
+
+
 def pytest_sessionstart(session):
     """The translation catalogues compiled as `make install` does (the .mo are not committed), so a
     bare `pytest` after editing a .po tests the catalogue on disk, never a stale or missing .mo."""
+    if XDIST_WORKER:
+        return  # the controlling process compiled them before it started the workers
     for po in LOCALE_DIR.glob("*/LC_MESSAGES/*.po"):
         mo = po.with_suffix(".mo")
         if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
