@@ -13,8 +13,10 @@ AIA 1.2 whose levels draw no reveal (reveal_sample size 0, otherwise identical),
 the references computed when the reveal arrives (as before the plan; the race's path), and under
 AIA 1.2 with them precomputed. The added overhead is the ratio of the median platform-side path times
 minus one (target: at most 10%). The round's own share (OutputReveal.server_seconds: draw and
-judging) is printed too. Uses its own database (--database, default "bench_reveal"; flushed at
-start).
+judging) is printed too, and so are the SQL statements and audit events of each campaign (the same on
+a loaded host as on a quiet one). One unmeasured campaign of each kind runs first: a process's first
+campaign pays its one-off imports and caches, which belong to no round. Uses its own database
+(--database, default "bench_reveal"; flushed at start).
 
     .venv/bin/python bench/commit_reveal.py [--rounds 3] [--url postgresql://postgres@127.0.0.1:5432]
 """
@@ -119,17 +121,32 @@ def main() -> int:
 
     reveal_service.reveal_prepare = timed_prepare
 
+    from django.db import connection
+
+    from apps.audit.models import AuditEvent
+
     def campaign_time(program, precompute: bool = True, label: str = "") -> tuple[float, float, list]:
         """(platform time on the campaign's path, platform time of the references precomputed while
         the runner runs, the reveals)."""
         nonlocal runner_side, prepare_side, runner_cpu, prepare_cpu
         vendor = OrganizationFactory(kind=OrganizationKind.VENDOR)
         runner_side = prepare_side = runner_cpu = prepare_cpu = 0.0
+        statements = 0
+
+        def count(execute, sql, params, many, context):
+            nonlocal statements
+            statements += 1
+            return execute(sql, params, many, context)
+
+        events = AuditEvent.objects.count()
         t, c = time.perf_counter(), time.process_time()
-        campaign = campaign_from_runner(
-            vendor=vendor, program=program, level=args.level, precompute=precompute
-        )
+        with connection.execute_wrapper(count):
+            campaign = campaign_from_runner(
+                vendor=vendor, program=program, level=args.level, precompute=precompute
+            )
         wall = time.perf_counter() - t
+        # Every statement this process sent, the references' precomputation included.
+        sql_counts[(program.code + label, precompute)] = (statements, AuditEvent.objects.count() - events)
         # This process's CPU time on the path (the database server's is not in it): steadier than the
         # wall clock on a loaded host.
         cpu_times[(program.code + label, precompute)].append(
@@ -147,7 +164,14 @@ def main() -> int:
     import torch
 
     cpu_times: dict[tuple[str, bool], list[float]] = collections.defaultdict(list)
+    sql_counts: dict[tuple[str, bool], tuple[int, int]] = {}
     default_threads = torch.get_num_threads()
+    started = time.perf_counter()
+    campaign_time(program_without)  # warm-up, unmeasured: the process's first campaign of each kind
+    campaign_time(program, precompute=False)
+    campaign_time(program)
+    cpu_times.clear()
+    print(f"warm-up campaigns (not counted): {time.perf_counter() - started:.1f}s")
     with_times, without_times, shares, before_times, inline_times, prepared = [], [], [], [], [], []
     for index in range(args.rounds):
         plain, _, _ = campaign_time(program_without)
@@ -199,6 +223,14 @@ def main() -> int:
         f"{statistics.median(cpu_times[(program.code, False)]) / cpu_base - 1:+.1%} judged on references "
         f"computed on arrival, {statistics.median(cpu_times[(program.code, True)]) / cpu_base - 1:+.1%} "
         f"on precomputed ones"
+    )
+    plain_sql, plain_events = sql_counts[(program_without.code, True)]
+    inline_sql, _ = sql_counts[(program.code, False)]
+    timed_sql, timed_events = sql_counts[(program.code, True)]
+    print(
+        f"SQL statements of a campaign (last round): {plain_sql} without the reveal, {inline_sql} with it "
+        f"judged on arrival, {timed_sql} with precomputed references (+{timed_sql - plain_sql}); audit "
+        f"events {plain_events} without, {timed_events} with (+{timed_events - plain_events})"
     )
     verdict = "OK" if ratio <= TARGET_RATIO else "ABOVE TARGET"
     print(

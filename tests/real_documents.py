@@ -294,7 +294,7 @@ def campaign_from_runner(
         model_artifacts=[artifact],
         submitted_by=submitted_by,
     )
-    for job in campaign.jobs.order_by("id"):
+    for job in campaign.jobs.select_related("campaign__program", "reveal_plan").order_by("id"):
         document = copy.deepcopy(
             real.documents[job.suite] if job.suite in real.documents else runner_collectives_document()
         )

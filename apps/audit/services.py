@@ -131,6 +131,19 @@ def _stored_hash(event: AuditEvent, key: bytes) -> str:
     )
 
 
+@dataclass(frozen=True)
+class AuditEntry:
+    """One event to append (the arguments of `audit_record`), for `audit_record_many`."""
+
+    action: str
+    obj: models.Model | None = None
+    actor: Any = None
+    actor_label: str = ""
+    payload: dict[str, Any] | None = None
+    object_type: str = ""
+    object_id: str = ""
+
+
 def audit_record(
     *,
     action: str,
@@ -142,57 +155,88 @@ def audit_record(
     object_id: str = "",
 ) -> AuditEvent:
     """Append one event. Call it inside the transaction of the change it records."""
-    payload = _json_value(payload or {})
-    if obj is not None:
-        object_type = object_type or obj._meta.label_lower
-        object_id = object_id or str(obj.pk)
-    user = actor if actor is not None and actor.is_authenticated else None
-    label = actor_label or (user.get_username() if user is not None else "system")
+    entry = AuditEntry(action, obj, actor, actor_label, payload, object_type, object_id)
+    return audit_record_many(entries=[entry])[0]
+
+
+def audit_record_many(*, entries: list[AuditEntry]) -> list[AuditEvent]:
+    """Append several events of one change, in order, each chained to the one before exactly as
+    `audit_record` chains them one by one (the verifier cannot tell the difference): the chain head is
+    locked and moved once and the events are inserted together. Call it inside the transaction of the
+    change they record."""
+    if not entries:
+        return []
     key = audit_chain_key()
-    with transaction.atomic():
-        AuditHead.objects.get_or_create(id=1)
-        head = AuditHead.objects.select_for_update().get(id=1)
-        sequence = head.sequence + 1
-        occurred_at = timezone.now()
-        digest = event_hash(
-            sequence=sequence,
-            occurred_at=occurred_at.isoformat(),
-            actor_id=user.pk if user else None,
-            actor_label=label,
-            action=action,
-            object_type=object_type,
-            object_id=object_id,
-            payload=payload,
-            previous_hash=head.hash,
-            key=key,
-        )
-        event = AuditEvent(
-            sequence=sequence,
-            occurred_at=occurred_at,
-            actor=user,
-            actor_label=label,
-            action=action,
-            object_type=object_type,
-            object_id=object_id,
-            payload=payload,
-            previous_hash=head.hash,
-            hash=digest,
-            hash_version=HASH_VERSION,
-        )
-        event.save()
-        AuditHead.objects.filter(id=1).update(sequence=sequence, hash=digest)
-    _offer_to_listeners(event)
-    return event
+    # No savepoint of its own: an event that cannot be appended must undo the change it records, so the
+    # caller's transaction fails with it (outside one, this block is the transaction).
+    with transaction.atomic(savepoint=False):
+        head = AuditHead.objects.select_for_update().filter(id=1).first()
+        if head is None:  # the first event ever
+            AuditHead.objects.get_or_create(id=1)
+            head = AuditHead.objects.select_for_update().get(id=1)
+        sequence, previous = head.sequence, head.hash
+        events = []
+        for entry in entries:
+            event = _chained_event(entry, sequence=sequence + 1, previous_hash=previous, key=key)
+            events.append(event)
+            sequence, previous = event.sequence, event.hash
+        AuditEvent.objects.bulk_create(events)
+        AuditHead.objects.filter(id=1).update(sequence=sequence, hash=previous)
+    for event in events:
+        _offer_to_listeners(event)
+    return events
+
+
+def _chained_event(entry: AuditEntry, *, sequence: int, previous_hash: str, key: bytes) -> AuditEvent:
+    payload = _json_value(entry.payload or {})
+    object_type, object_id = entry.object_type, entry.object_id
+    if entry.obj is not None:
+        object_type = object_type or entry.obj._meta.label_lower
+        object_id = object_id or str(entry.obj.pk)
+    actor = entry.actor
+    user = actor if actor is not None and actor.is_authenticated else None
+    label = entry.actor_label or (user.get_username() if user is not None else "system")
+    occurred_at = timezone.now()
+    digest = event_hash(
+        sequence=sequence,
+        occurred_at=occurred_at.isoformat(),
+        actor_id=user.pk if user else None,
+        actor_label=label,
+        action=entry.action,
+        object_type=object_type,
+        object_id=object_id,
+        payload=payload,
+        previous_hash=previous_hash,
+        key=key,
+    )
+    return AuditEvent(
+        sequence=sequence,
+        occurred_at=occurred_at,
+        actor=user,
+        actor_label=label,
+        action=entry.action,
+        object_type=object_type,
+        object_id=object_id,
+        payload=payload,
+        previous_hash=previous_hash,
+        hash=digest,
+        hash_version=HASH_VERSION,
+    )
 
 
 def _offer_to_listeners(event: AuditEvent) -> None:
     """Offer the event to settings.AUDIT_LISTENERS (notifications) inside the caller's transaction, so
     what they record commits with the change. A listener's failure is logged and rolled back to its
-    savepoint: it never undoes the change the event records."""
+    savepoint: it never undoes the change the event records. A listener with an `actions` attribute
+    hears only those actions (no savepoint is opened for the others, which are most events)."""
     for path in getattr(settings, "AUDIT_LISTENERS", ()):
         try:
+            listener = import_string(path)
+            actions = getattr(listener, "actions", None)
+            if actions is not None and event.action not in actions:
+                continue
             with transaction.atomic():
-                import_string(path)(event)
+                listener(event)
         except Exception:
             logger.exception("audit listener %s failed on event %s (%s)", path, event.sequence, event.action)
 

@@ -36,7 +36,8 @@ def job_dispatch(*, job_id: int) -> None:
 def jobs_dispatch(*, job_ids: list[int]) -> None:
     """Publish each still-queued job to its target's runner queue (one query and one write for all)."""
     jobs = list(
-        Job.objects.select_related("campaign__target")
+        # The target's vendor names its queue; the program and any earlier plan are read by the reveal plan.
+        Job.objects.select_related("campaign__target__vendor", "campaign__program", "reveal_plan")
         .filter(pk__in=job_ids, state=JobState.QUEUED)
         .order_by("pk")
     )  # cancelled or already taken meanwhile: left out

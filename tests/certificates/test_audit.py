@@ -109,6 +109,31 @@ def test_deleting_the_last_rows_is_found(chain):
         verify()
 
 
+def test_events_appended_together_chain_exactly_as_events_appended_one_by_one(chain):
+    from apps.audit.services import AuditEntry, audit_record_many
+
+    batch = audit_record_many(
+        entries=[
+            AuditEntry(action="test.batch", actor_label="tester", object_type="thing", object_id=str(i))
+            for i in (6, 7, 8)
+        ]
+    )
+    audit_record(action="test.step", actor_label="tester", object_type="thing", object_id="9")
+    events = list(AuditEvent.objects.order_by("sequence"))
+    assert [e.sequence for e in events] == list(range(1, 10))
+    assert [e.sequence for e in batch] == [6, 7, 8] and all(e.pk for e in batch)
+    for before, after in zip(events, events[1:], strict=False):
+        assert after.previous_hash == before.hash
+    head = AuditHead.objects.get(id=1)
+    assert (head.sequence, head.hash) == (9, events[-1].hash)
+    assert "intact: 9 events" in verify()
+    # An edit inside a batch is found like any other.
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE audit_auditevent SET object_id = '70' WHERE sequence = 7")
+    with pytest.raises(CommandError, match=r"broken at event #7"):
+        verify()
+
+
 def test_events_cannot_be_changed_or_deleted_through_the_orm(chain):
     event = chain[0]
     with pytest.raises(PermissionError):

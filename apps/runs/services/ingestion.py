@@ -22,7 +22,7 @@ from django.core.files.base import ContentFile
 from django.db import connection, transaction
 from django.utils import timezone
 
-from apps.audit.services import audit_record
+from apps.audit.services import AuditEntry, audit_record, audit_record_many
 from apps.registry.models import Runner, RunnerStatus
 from apps.runs.models import (
     CaseResult,
@@ -111,7 +111,12 @@ def _job_of(document: dict[str, Any]) -> Job | None:
         job_id = int((document.get("spec") or {}).get("job_id"))
     except (TypeError, ValueError, AttributeError):
         return None
-    return Job.objects.select_related("campaign__target__chip").filter(pk=job_id).first()
+    # Everything ingestion and the reveal's draw read of the job, in one query.
+    return (
+        Job.objects.select_related("campaign__target__chip", "campaign__program", "model", "reveal_plan")
+        .filter(pk=job_id)
+        .first()
+    )
 
 
 def _authenticate(envelope: dict[str, Any], raw: bytes, job: Job) -> Runner:
@@ -358,18 +363,20 @@ def result_ingest(*, envelope: dict[str, Any]) -> IngestOutcome:
             cases, measurements = _case_rows(document), _measurement_rows(document)
             _insert(CaseResult, CASE_COLUMNS, stored.pk, cases)
             _insert(Measurement, MEASUREMENT_COLUMNS, stored.pk, measurements)
-            audit_record(
-                action="evidence.accepted",
-                obj=job,
-                payload={
-                    "sha256": sha256,
-                    "runner": runner.name,
-                    "cases": len(cases),
-                    "measurements": len(measurements),
-                },
-            )
+            events = [
+                AuditEntry(
+                    action="evidence.accepted",
+                    obj=job,
+                    payload={
+                        "sha256": sha256,
+                        "runner": runner.name,
+                        "cases": len(cases),
+                        "measurements": len(measurements),
+                    },
+                )
+            ]
             if reveal_size > 0:  # drawn now that the commitment is stored, never before
-                reveal = reveal_draw(
+                reveal, requested = reveal_draw(
                     stored=stored,
                     document=document,
                     job=job,
@@ -377,10 +384,13 @@ def result_ingest(*, envelope: dict[str, Any]) -> IngestOutcome:
                     rule=policy.rule,
                     budget=policy.budget_elements,
                 )
+                events.append(requested)
                 if reveal.state != RevealState.PENDING:  # nothing to ask: settled at once
                     Job.objects.filter(pk=job.pk, state=JobState.RUNNING).update(
                         state=JobState.SUCCEEDED, finished_at=now, progress_message=""
                     )
+            # Both events of the acceptance chained in one write (one lock of the chain head).
+            audit_record_many(entries=events)
         except Exception:
             stored.content.delete(save=False)
             raise

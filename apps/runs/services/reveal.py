@@ -41,10 +41,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.audit.services import audit_record
+from apps.audit.services import AuditEntry, audit_record
 from apps.runs.models import (
     ErrorClass,
     Job,
@@ -212,9 +212,16 @@ def _sample_rank(sample_key: str, output_id: str) -> bytes:
     return hmac.new(bytes.fromhex(sample_key), output_id.encode(), hashlib.sha256).digest()
 
 
+def _stored_plan(job: Job) -> RevealPlan | None:
+    """The job's plan row: the one loaded with the job (`select_related("reveal_plan")`), else read."""
+    if Job.reveal_plan.is_cached(job):
+        return getattr(job, "reveal_plan", None)  # None: loaded, and there is none
+    return RevealPlan.objects.filter(job_id=job.pk).first()
+
+
 def _current_plan(job: Job) -> RevealPlan | None:
     """The job's reveal plan when it was drawn for the job's current challenge and spec, else None."""
-    plan = RevealPlan.objects.filter(job_id=job.pk).first()
+    plan = _stored_plan(job)
     if plan is None or plan.challenge != job.challenge or plan.spec_sha256 != _spec_digest(job.spec):
         return None
     if str(job.spec.get("challenge")) != job.challenge:
@@ -233,9 +240,11 @@ def reveal_plan_draw(*, job: Job) -> RevealPlan | None:
     policy = program_reveal_policy(program=job.campaign.program, level=job.campaign.level)
     if policy.size <= 0 or policy.rule != "uniform" or job.suite not in COMMITTING_SUITES:
         RevealPlan.objects.filter(job_id=job.pk).delete()
+        Job.reveal_plan.related.set_cached_value(job, None)
         return None
     sample_key = secrets.token_hex(32)
-    stale = RevealPlan.objects.filter(job_id=job.pk).values_list("references", flat=True).first()
+    existing = _stored_plan(job)
+    stale = existing.references.name if existing is not None else ""
     keys = planned_output_ids(job.spec, job.suite)
     if job.suite == "conformance":
         context = RevealContext({}, job.spec)
@@ -249,22 +258,33 @@ def reveal_plan_draw(*, job: Job) -> RevealPlan | None:
                 predicted.append(output_id)
                 spend -= cost
         keys = predicted
-    plan, _ = RevealPlan.objects.update_or_create(
-        job=job,
-        defaults={
-            "challenge": job.challenge,
-            "spec_sha256": _spec_digest(job.spec),
-            "sample_key": sample_key,
-            # Nothing predicted (a performance job: its outputs are named by the document): ready as is.
-            "state": RevealPlanState.PREPARING if keys else RevealPlanState.READY,
-            "predicted": keys,
-            "references": "",
-            "reference_numbers": {},
-            "problems": [],
-            "prepared_at": None if keys else timezone.now(),
-            "prepare_seconds": None,
-        },
-    )
+    fields: dict[str, Any] = {
+        "challenge": job.challenge,
+        "spec_sha256": _spec_digest(job.spec),
+        "sample_key": sample_key,
+        # Nothing predicted (a performance job: its outputs are named by the document): ready as is.
+        "state": RevealPlanState.PREPARING if keys else RevealPlanState.READY,
+        "predicted": keys,
+        "references": "",
+        "reference_numbers": {},
+        "problems": [],
+        "prepared_at": None if keys else timezone.now(),
+        "prepare_seconds": None,
+    }
+    plan = existing
+    if plan is None:  # the job's first attempt: one INSERT
+        try:
+            with transaction.atomic():
+                plan = RevealPlan.objects.create(job=job, **fields)
+        except IntegrityError:  # drawn meanwhile by another dispatch of the job: this draw replaces it
+            plan = RevealPlan.objects.get(job_id=job.pk)
+            stale = plan.references.name
+        else:
+            job.reveal_plan = plan
+            return plan
+    for name, value in fields.items():  # an earlier attempt's plan: one UPDATE
+        setattr(plan, name, value)
+    plan.save(update_fields=list(fields))
     if stale:  # the references of an earlier attempt
         plan.references.storage.delete(stale)
     return plan
@@ -369,13 +389,14 @@ def _precomputed(job: Job) -> tuple[dict[str, dict[str, Any]], str]:
 
 def reveal_draw(
     *, stored: ResultDocument, document: dict[str, Any], job: Job, size: int, rule: str, budget: int
-) -> OutputReveal:
+) -> tuple[OutputReveal, AuditEntry]:
     """Draw the sample for a stored document (call it after the document row is saved, in the same
-    transaction): uniform without replacement over the committed outputs (rule "uniform"), taking each
-    draw that still fits the reveal's byte budget and the platform's recomputation budget (`budget`,
-    input elements; runners.revealed.reference_cost), until `size` are drawn. Every output that fits
-    the budgets on its own can be drawn; those that cannot (or that the platform cannot judge) are
-    listed as excluded, with the reason, for the reviewer."""
+    transaction, and record the returned `evidence.reveal_requested` audit entry in it, with the
+    acceptance's): uniform without replacement over the committed outputs (rule "uniform"), taking
+    each draw that still fits the reveal's byte budget and the platform's recomputation budget
+    (`budget`, input elements; runners.revealed.reference_cost), until `size` are drawn. Every output
+    that fits the budgets on its own can be drawn; those that cannot (or that the platform cannot
+    judge) are listed as excluded, with the reason, for the reviewer."""
     from runners.revealed import RevealContext, judgeable, reference_cost
 
     started = time.perf_counter()
@@ -427,7 +448,7 @@ def reveal_draw(
         answered_at=None if requested else now,
         server_seconds=time.perf_counter() - started,
     )
-    audit_record(
+    requested_entry = AuditEntry(
         action="evidence.reveal_requested",
         obj=job,
         payload={
@@ -437,7 +458,7 @@ def reveal_draw(
             "order": "dispatch key" if plan is not None else "drawn at ingestion",
         },
     )
-    return reveal
+    return reveal, requested_entry
 
 
 def reveal_request_build(reveal: OutputReveal) -> dict[str, Any]:
@@ -454,7 +475,7 @@ def reveal_request_build(reveal: OutputReveal) -> dict[str, Any]:
 def reveal_dispatch(*, reveal_id: int) -> None:
     """Publish the reveal request to the target's runner queue (the job's own queue: that host holds
     the outputs); in the tests' in-process mode the local runner answers at once."""
-    reveal = OutputReveal.objects.select_related("job__campaign__target").filter(pk=reveal_id).first()
+    reveal = OutputReveal.objects.select_related("job__campaign__target__vendor").filter(pk=reveal_id).first()
     if reveal is None or reveal.state != RevealState.PENDING:
         return
     request = reveal_request_build(reveal)
@@ -578,7 +599,9 @@ def reveal_receive(*, message: dict[str, Any]) -> str:
     except (TypeError, ValueError):
         return "dropped"
     reveal = (
-        OutputReveal.objects.select_related("job__campaign__program", "job__model", "document")
+        OutputReveal.objects.select_related(
+            "job__campaign__program", "job__model", "job__reveal_plan", "document"
+        )
         .filter(pk=reveal_id, state=RevealState.PENDING)
         .first()
     )

@@ -1,0 +1,110 @@
+"""What the commit–reveal round costs the platform's database (issue 13: the round may add at most 10%
+to a campaign's platform overhead, and its cost was waiting on statements, not computing). The
+statements and audit writes the round adds to a real campaign are pinned, so an N+1 query or an audit
+event written on its own cannot come back unnoticed; every check of the round still runs (each reveal
+is judged and verified, and the audit chain verifies)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from apps.audit.models import AuditEvent
+from apps.audit.services import audit_chain_verify
+from apps.registry.services import runner_register
+from apps.runs.models import OutputReveal, RevealState
+from apps.runs.services.programs import PROGRAMS_DIR, program_load
+from apps.runs.services.reveal import reveal_receive, reveal_request_build
+from runners.worker import reveal_answer
+from tests.real_documents import campaign_from_runner, runner_documents
+
+pytestmark = pytest.mark.django_db
+
+# Per job, the statements the round adds (savepoints aside: in a test they stand for the BEGIN and
+# COMMIT of the platform's own transactions): the plan drawn at dispatch (1 INSERT) and again when the
+# test gives the job the session's challenge (1 UPDATE); at ingestion the answer window (1) and the
+# reveal row (1), its audit event chained in the acceptance's write; the request's publication (1
+# read); the answer: the runner's key (1) and sign of life (1), the reveal with its job and plan (1),
+# its verdict (1), its audit event (3: lock, insert, move the head) and the job's success (1). The
+# references' precomputation (a separate platform task, about 2 a job) is counted too. Measured: 52-55
+# for the four jobs (146 before the round's statements were cut: issue 13).
+ADDED_STATEMENTS_PER_JOB = 14
+# One answer settled (reveal_receive) for a job that does not complete its campaign, in a test's
+# transaction: the 8 statements above, the campaign's completion check (2) and the savepoints of its two
+# transactions (4). Measured: 14.
+RECEIVE_STATEMENTS = 14
+
+
+@pytest.fixture
+def programs(db):
+    """AIA 1.2, and a copy of it whose levels draw no reveal (otherwise identical): the bench's pair."""
+    definition = json.loads(Path(PROGRAMS_DIR, "aia-1.2.json").read_text())
+    revealing, _ = program_load(definition=definition)
+    plain = copy.deepcopy(definition)
+    plain["code"] = "AIA-NOREVEAL"
+    for level in plain["levels"]:
+        level["thresholds"]["reveal_sample"]["value"]["size"] = 0
+    without, _ = program_load(definition=plain)
+    return revealing, without
+
+
+def _actions(campaign) -> Counter[str]:
+    """The audit actions recorded about the campaign's jobs."""
+    jobs = [str(pk) for pk in campaign.jobs.values_list("pk", flat=True)]
+    events = AuditEvent.objects.filter(object_type="runs.job", object_id__in=jobs)
+    return Counter(events.values_list("action", flat=True))
+
+
+def _statements(queries: CaptureQueriesContext, table: str = "") -> int:
+    """The statements sent (savepoints aside), those naming `table` when given."""
+    return sum(
+        1
+        for q in queries.captured_queries
+        if table in q["sql"] and not q["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))
+    )
+
+
+def test_the_round_adds_a_pinned_number_of_statements_and_audit_writes_to_a_campaign(cast, programs):
+    revealing, without = programs
+    real = runner_documents()  # the runner's side, once per session: not the platform's statements
+    runner_register(name="real-runner", public_key=real.public_pem, targets=[])  # not a campaign's work
+    # The campaign with the reveal first: whatever a first campaign reads once counts against it.
+    with CaptureQueriesContext(connection) as revealed:
+        campaign = campaign_from_runner(vendor=cast.vendor, program=revealing, submitted_by=cast.owner)
+    reveals = list(OutputReveal.objects.filter(job__campaign=campaign))
+    assert len(reveals) == 4 and all(r.state == RevealState.VERIFIED and r.checked for r in reveals)
+    with CaptureQueriesContext(connection) as plain:
+        plain_campaign = campaign_from_runner(vendor=cast.vendor, program=without, submitted_by=cast.owner)
+    assert not OutputReveal.objects.filter(job__campaign=plain_campaign).exists()
+    assert campaign.state == plain_campaign.state
+
+    added = _statements(revealed) - _statements(plain)
+    assert added <= ADDED_STATEMENTS_PER_JOB * len(reveals), (_statements(revealed), _statements(plain))
+    # Two events a job, each recorded: the request's is written with the acceptance's in one lock of the
+    # chain head, so only the answer's moves the head again (2 statements: lock it, move it).
+    round_events = Counter({"evidence.reveal_requested": len(reveals), "evidence.revealed": len(reveals)})
+    assert _actions(campaign) == _actions(plain_campaign) + round_events
+    added_head = _statements(revealed, "audit_audithead") - _statements(plain, "audit_audithead")
+    assert added_head == 2 * len(reveals)
+    assert audit_chain_verify().ok
+
+
+def test_an_answer_is_settled_in_a_pinned_number_of_statements(cast, programs, django_assert_max_num_queries):
+    revealing, _ = programs
+    real = runner_documents()
+    campaign = campaign_from_runner(
+        vendor=cast.vendor, program=revealing, submitted_by=cast.owner, reveal=False, evaluate=False
+    )
+    pending = list(OutputReveal.objects.filter(job__campaign=campaign).select_related("job").order_by("pk"))
+    assert len(pending) == 4
+    for reveal in pending[:-1]:  # the last answer completes the campaign (its evaluation is not the round's)
+        message = reveal_answer(reveal_request_build(reveal), identity=real.identity, root=real.output_root)
+        with django_assert_max_num_queries(RECEIVE_STATEMENTS):
+            assert reveal_receive(message=message) == RevealState.VERIFIED
+    assert audit_chain_verify().ok
