@@ -135,6 +135,22 @@ _phrase(
     ),
     patterns={"passing": INT, "total": INT, "dtype": r"\w+"},
 )
+_phrase("architectures.none_named", gettext_noop("The criterion names no architecture or no dtype."))
+_phrase(
+    "architectures.pass",
+    gettext_noop(
+        "%(met)s of %(required)s required architecture(s) (%(names)s) run to the level's accuracy bar in %(dtypes)s."
+    ),
+    patterns={"met": INT, "required": INT},
+)
+_phrase(
+    "architectures.fail",
+    gettext_noop(
+        "%(met)s of %(required)s required architecture(s) (%(names)s) run to the level's accuracy bar in "
+        "%(dtypes)s. Missing: %(missing)s."
+    ),
+    patterns={"met": INT, "required": INT},
+)
 _phrase("fingerprint.differs", gettext_noop("Fingerprint differs from the registered target: %(problems)s."))
 _phrase(
     "fingerprint.several",

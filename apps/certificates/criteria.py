@@ -232,7 +232,7 @@ def model_architectures(
     required = list(params.get("architectures") or [])
     dtypes = list(params.get("dtypes") or [])
     if not required or not dtypes:
-        return _fail("The criterion names no architecture or no dtype.")
+        return _fail(say("architectures.none_named"))
     jobs = list(
         Job.objects.filter(campaign=campaign, suite=JobSuite.MODEL, model__architecture__in=required)
         .select_related("model")
@@ -282,14 +282,12 @@ def model_architectures(
             missing.append(f"{architecture}: " + "; ".join(reasons))
     evidence = {"documents": documents, "architectures": required, "dtypes": dtypes, "models": verdicts}
     met = len(required) - len(missing)
-    summary = (
-        f"{met} of {len(required)} required architecture(s) ({', '.join(required)}) run to the level's "
-        f"accuracy bar in {', '.join(dtypes)}."
-    )
+    names = {"met": met, "required": len(required), "names": ", ".join(required), "dtypes": ", ".join(dtypes)}
     if not missing:
+        summary = say("architectures.pass", **names)
         return Judgement(CriterionOutcome.PASS, summary, float(met), float(len(required)), evidence)
     return _fail(
-        f"{summary} Missing: {'; '.join(missing)}.",
+        say("architectures.fail", **names, missing="; ".join(missing)),
         measured=float(met),
         threshold=float(len(required)),
         evidence=evidence,
