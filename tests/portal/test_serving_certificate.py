@@ -138,10 +138,12 @@ def test_an_invalid_scenario_is_said_so_on_the_certificate_never_a_figure(cast, 
     assert "无认证数据" in chinese
 
 
-def test_the_demo_certifies_under_a_version_whose_baseline_plans_the_serving_suite(cast, db):
-    """AIA 1.0 (the default until 1.2 takes effect) plans no serving suite at any level: the demo names
-    the first version whose baseline does, and its campaign has one serving job per model with the
-    level's LoadGen settings."""
+def test_a_version_whose_baseline_plans_the_serving_suite_gets_one_serving_job_per_model(cast, db):
+    """AIA 1.0 (the default until 1.2 takes effect) plans no serving suite at any level; the first
+    version whose baseline does is found by date, and its campaign has one serving job per model with
+    the level's LoadGen settings. The demo certifies under the version in effect, not a later one (AIA
+    1.2 also makes the claims criterion a blocker, which this 2-core VM fails against its datasheet
+    declaration)."""
     programs_load_all()
     for today, default, chosen in (
         (date(2026, 11, 30), "1.0", "1.2"),  # no version in effect yet: 1.0 is the default
@@ -155,8 +157,8 @@ def test_the_demo_certifies_under_a_version_whose_baseline_plans_the_serving_sui
             program_planning_suite(code="AIA", level=DEMO_LEVEL, suite="model", today=today).version
             == default
         )
-    program = demo_program()
-    assert program == program_planning_suite(code="AIA", level=DEMO_LEVEL, suite="serving")
+    assert demo_program() == program_current(code="AIA")
+    program = program_planning_suite(code="AIA", level=DEMO_LEVEL, suite="serving")
     assert "serving" in program.level(DEMO_LEVEL)["suites"]
     artifact = ModelArtifact.objects.filter(owner=cast.vendor).first()
     if artifact is None:
