@@ -58,6 +58,15 @@ def plugin_environment(tmp: Path) -> dict[str, str]:
     return env
 
 
+def run_control(script: str, *args: str, env: dict[str, str]) -> dict:
+    """Runs a control script (the plugin loaded in-process) with this interpreter; its last stdout line."""
+    result = subprocess.run(  # noqa: S603 - our interpreter, our script
+        [sys.executable, "-c", script, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 JUDGE = textwrap.dedent(
     """
     import json, sys
@@ -196,16 +205,7 @@ IN_PROCESS = textwrap.dedent(
 def test_without_the_device_process_the_same_plugin_would_rewrite_the_verdicts(tmp_path):
     """The control: loaded into the judge (a library call, no device process), the plugin wins."""
     env = plugin_environment(tmp_path)
-    result = subprocess.run(  # noqa: S603 - our interpreter, our script
-        [sys.executable, "-c", IN_PROCESS, CHALLENGE],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = run_control(IN_PROCESS, CHALLENGE, env=env)
     assert summary["failed"] == 0 and summary["passed"] == summary["total"] > 0
 
 
@@ -377,16 +377,7 @@ def test_without_the_device_process_the_same_plugin_would_forge_test04(tmp_path)
     comparison stands."""
     env = plugin_environment(tmp_path)
     (tmp_path / "probe" / "config.json").write_text(json.dumps({"memo_matmul": "buffer"}))
-    result = subprocess.run(  # noqa: S603 - our interpreter, our script
-        [sys.executable, "-c", IN_PROCESS_PERFORMANCE, CHALLENGE, json.dumps(PERF_OPTIONS)],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    caching = json.loads(result.stdout.strip().splitlines()[-1])
+    caching = run_control(IN_PROCESS_PERFORMANCE, CHALLENGE, json.dumps(PERF_OPTIONS), env=env)
     assert caching["verdict"] == "pass"
     assert caching["items"][0]["fresh_output_mismatches"] == 0
 
