@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from runners.backends import get_backend
 from runners.catalog import all_kernels, get_kernel
 from runners.catalog.base import accumulation_bound, gamma, unit_roundoff
+from runners.catalog.convolution import DENSE_CASES, Conv2dKernel
 from runners.catalog.elementwise import BroadcastKernel, SwigluKernel, UnaryKernel, _gelu_erf_reference
 from runners.catalog.linear_algebra import MatmulKernel
 from runners.catalog.reductions import RowReductionKernel
@@ -175,6 +176,49 @@ class MatmulBfloat16Accumulator(MatmulKernel):
         return acc.to(a.dtype)
 
 
+def _conv(inputs, bias):
+    return F.conv2d(
+        inputs["x"],
+        inputs["weight"],
+        bias,
+        stride=inputs["stride"],
+        padding=inputs["pad"],
+        groups=inputs["groups"],
+    )
+
+
+class ConvBiasAddedAfterRounding(Conv2dKernel):
+    """PyTorch's cuDNN path (aten/src/ATen/native/Convolution.cpp): the convolution rounded to the output
+    dtype, then the bias added in that dtype. An H200 ran conv2d this way (bench/evidence/h200-2026-11-30)."""
+
+    def __init__(self) -> None:
+        super().__init__("planted_conv_bias_after_rounding", "conv2d, bias added after rounding", DENSE_CASES)
+
+    def run(self, inputs):
+        return _conv(inputs, None) + inputs["bias"].reshape(1, -1, 1, 1)
+
+
+class ConvBfloat16Partials(Conv2dKernel):
+    """Input channels reduced in groups of 16 whose running total is kept in bfloat16."""
+
+    def __init__(self) -> None:
+        super().__init__("planted_conv_bf16_partials", "conv2d with bfloat16 partial sums", DENSE_CASES)
+
+    def run(self, inputs):
+        total = None
+        for start in range(0, inputs["x"].shape[1], 16):
+            part = _conv(
+                {
+                    **inputs,
+                    "x": inputs["x"][:, start : start + 16].float(),
+                    "weight": inputs["weight"][:, start : start + 16].float(),
+                },
+                None,
+            )
+            total = part.bfloat16() if total is None else (total.float() + part).bfloat16()
+        return (total.float() + inputs["bias"].float().reshape(1, -1, 1, 1)).to(inputs["x"].dtype)
+
+
 def _sum_with_bfloat16_running_total(x: torch.Tensor) -> torch.Tensor:
     total = torch.zeros(x.shape[:-1], dtype=torch.bfloat16)
     for chunk in x.split(64, dim=-1):
@@ -224,6 +268,19 @@ def test_a_gemm_with_bfloat16_partial_sums_fails_the_componentwise_bound(registe
     assert set(statuses(document).values()) == {"fail"}
     honest = run(["matmul"], ["float32", "float16"], CHALLENGES[2], cases)
     assert set(statuses(honest).values()) == {"pass"}
+
+
+def test_a_convolution_rounded_before_its_bias_is_added_passes_and_bfloat16_partials_fail(registered):
+    """The bound allows the one rounding an unfused bias add makes (an honest H200 failed 8 conv2d cases
+    without it); partial sums kept in bfloat16 are still far outside it."""
+    cases = ["resnet_3x3", "pointwise_1x1_wide_input", "stem_7x7_stride2_odd"]
+    unfused = registered(ConvBiasAddedAfterRounding())
+    for challenge in CHALLENGES:
+        document = run([unfused.name], ["bfloat16", "float16"], challenge, cases)
+        assert set(statuses(document).values()) == {"pass"}, challenge
+    partials = registered(ConvBfloat16Partials())
+    document = run([partials.name], ["float32"], CHALLENGES[0], ["resnet_3x3", "pointwise_1x1_wide_input"])
+    assert set(statuses(document).values()) == {"fail"}
 
 
 def test_a_sum_with_a_bfloat16_running_total_fails(registered):
