@@ -90,6 +90,7 @@ from runners.serving_engine import DeviceServingError, ServingEngine
 from runners.serving_rate import (
     SUSTAINED_RATE_TOLERANCE,
     SUSTAINED_RATE_TOLERANCE_SOURCE,
+    above_offline_problem,
     unsustained_problem,
 )
 
@@ -795,16 +796,20 @@ def _serve_scenarios(
             expected_qps=qps,
             target_qps=qps,
         )
-        # LoadGen's VALID is not enough: a short run hides a growing queue (runners/serving_rate.py).
+        # LoadGen's VALID is not enough: a short run hides a growing queue, and no Server rate may
+        # exceed the Offline throughput beyond the tolerance (runners/serving_rate.py; the judge
+        # re-checks both, so a step failing either is no result).
         unsustained = unsustained_problem(result.summary_text)
-        sustained = bool(result.valid) and unsustained is None
+        above = above_offline_problem(result.summary_text, offline_result.summary_text)
+        rate_problem = "; ".join(p for p in (unsustained, above) if p) or None
+        sustained = bool(result.valid) and rate_problem is None
         steps.append(
             {
                 "step": step,
                 "target_qps": qps,
                 "result_valid": result.valid,
                 "rate_sustained": unsustained is None,
-                "sustained_problem": unsustained,
+                "rate_problem": rate_problem,
                 "early_stopping_met": result.value("early_stopping_met"),
                 "invalid_reason": result.value("result_invalid_reason"),
                 "scheduled_samples_per_s": result.value("result_scheduled_samples_per_sec"),
@@ -852,7 +857,7 @@ def _serve_scenarios(
         "Server",
         chosen,
         out,
-        problem=None if best is not None else steps[-1]["sustained_problem"],
+        problem=None if best is not None else steps[-1]["rate_problem"],
     )
     params = {
         **_run_params(chosen, cfg, "Server"),
