@@ -719,16 +719,39 @@ def serving_settings_problems(*, params: dict[str, Any], scenario: str, threshol
 def serving_figure_problem(
     *, value: float | None, flags: Iterable[str] | None, params: dict[str, Any], thresholds: Thresholds
 ) -> str | None:
-    """Why a serving figure may not be certified, or None: LoadGen did not judge its run VALID, or
-    the run used weaker settings than the level's. An INVALID run never yields a certified figure."""
+    """Why a serving figure may not be certified, or None: LoadGen did not judge its run VALID, a
+    Server run did not sustain its rate or states a rate above the model's Offline throughput
+    (serving_rate_problem), or the run used weaker settings than the level's. An INVALID run never
+    yields a certified figure."""
+    rate = serving_rate_problem(params) if params.get("scenario") == "Server" else None
+    if rate and params.get("result_valid") is True:
+        return rate  # LoadGen said VALID; the rate it scheduled was not sustained (or is not credible)
     if SERVING_INVALID_FLAG in set(flags or ()) or params.get("result_valid") is not True:
         return "LoadGen judged the run INVALID"
+    if rate:
+        return rate
     if value is None or not math.isfinite(value):
         return "no value"
     problems = serving_settings_problems(
         params=params, scenario=str(params.get("scenario") or ""), thresholds=thresholds
     )
     return "; ".join(problems) or None
+
+
+def serving_rate_problem(params: dict[str, Any]) -> str | None:
+    """Why a Server figure's run states a rate the device did not show, or None, re-checked from the
+    LoadGen summaries the figure carries (each must be the one the document digests): the completed
+    rate must reach the scheduled rate within the tolerance, and the Server rate must not exceed the
+    same model's Offline samples/s beyond it (runners/serving_rate.py, which the runner's search
+    applies too). These are consistency checks, under every program version."""
+    from runners.serving_rate import above_offline_problem, summary_matches, unsustained_problem
+
+    server, offline = params.get("loadgen_summary"), params.get("offline_summary")
+    if not summary_matches(server, params.get("summary_sha256")):
+        return "no LoadGen Server summary matching the run's digest to check its sustained rate"
+    if not summary_matches(offline, params.get("offline_summary_sha256")):
+        return "no LoadGen Offline summary matching its digest to bound the Server rate"
+    return unsustained_problem(str(server)) or above_offline_problem(str(server), str(offline))
 
 
 SERVING_ENERGY_UNITS = ("J/query", "J/token")

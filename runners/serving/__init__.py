@@ -87,6 +87,12 @@ from runners.served_outputs import (
 from runners.serving.loadgen_run import LoadGenResult, ScenarioSettings, run_test
 from runners.serving.sut import BatchingSUT, ContinuousDecoderSUT, DecoderSUT, _WorkerSUT
 from runners.serving_engine import DeviceServingError, ServingEngine
+from runners.serving_rate import (
+    SUSTAINED_RATE_TOLERANCE,
+    SUSTAINED_RATE_TOLERANCE_SOURCE,
+    above_offline_problem,
+    unsustained_problem,
+)
 
 Progress = Callable[[int, int, str], None]
 INVALID_FLAG = "loadgen_invalid"
@@ -731,6 +737,7 @@ def _serve_scenarios(
         measured = result.value("result_samples_per_second")
         expected = max(float(measured or expected), expected) * 1.5
     offline_qps = result.value("result_samples_per_second")
+    offline_result = result
     entry = {**result.to_dict(), "energy": energy, "attempts": attempts}
     record["scenarios"]["Offline"] = entry
     _scenario_case(name, dtype_name, "Offline", result, out)
@@ -789,20 +796,30 @@ def _serve_scenarios(
             expected_qps=qps,
             target_qps=qps,
         )
+        # LoadGen's VALID is not enough: a short run hides a growing queue, and no Server rate may
+        # exceed the Offline throughput beyond the tolerance (runners/serving_rate.py; the judge
+        # re-checks both, so a step failing either is no result).
+        unsustained = unsustained_problem(result.summary_text)
+        above = above_offline_problem(result.summary_text, offline_result.summary_text)
+        rate_problem = "; ".join(p for p in (unsustained, above) if p) or None
+        sustained = bool(result.valid) and rate_problem is None
         steps.append(
             {
                 "step": step,
                 "target_qps": qps,
                 "result_valid": result.valid,
+                "rate_sustained": unsustained is None,
+                "rate_problem": rate_problem,
                 "early_stopping_met": result.value("early_stopping_met"),
                 "invalid_reason": result.value("result_invalid_reason"),
+                "scheduled_samples_per_s": result.value("result_scheduled_samples_per_sec"),
                 "completed_samples_per_s": result.value("result_completed_samples_per_sec"),
                 "latency_percentiles_s": result.percentiles(),
                 "summary_sha256": result.summary_sha256,
                 "detail_sha256": result.detail_sha256,
             }
         )
-        if result.valid:
+        if sustained:
             if low is None or qps > low:
                 low, best = qps, (result, energy)
             qps = qps * 2 if high is None else (low + high) / 2
@@ -828,18 +845,37 @@ def _serve_scenarios(
             "lowest_invalid_qps": high,
             "floor_qps": floor,
             "stopped": stopped,
+            "sustained_rate_tolerance": SUSTAINED_RATE_TOLERANCE,
+            "sustained_rate_source": SUSTAINED_RATE_TOLERANCE_SOURCE,
         },
     }
+    entry["rate_sustained"] = best is not None
     record["scenarios"]["Server"] = entry
-    _scenario_case(name, dtype_name, "Server", chosen, out)
+    _scenario_case(
+        name,
+        dtype_name,
+        "Server",
+        chosen,
+        out,
+        problem=None if best is not None else steps[-1]["rate_problem"],
+    )
     params = {
         **_run_params(chosen, cfg, "Server"),
         **base_params,
         "search_steps": len(steps),
+        # The judge re-checks the sustained rate and the Offline bound from these two summaries (each
+        # digested in the document: summary_sha256 here, the Offline run's offline_summary_sha256).
+        "rate_sustained": best is not None,
+        "sustained_rate_tolerance": SUSTAINED_RATE_TOLERANCE,
+        "loadgen_summary": chosen.summary_text,
+        "offline_summary": offline_result.summary_text,
+        "offline_summary_sha256": offline_result.summary_sha256,
+        "offline_samples_per_s": offline_qps,
         "steps": [
             {
                 "target_qps": step["target_qps"],
                 "result_valid": step["result_valid"],
+                "rate_sustained": step["rate_sustained"],
                 "latency_at_percentile_s": step["latency_percentiles_s"].get(_percentile_key(cfg.percentile)),
             }
             for step in steps
@@ -1055,11 +1091,23 @@ def _energy_items(
     return items
 
 
-def _scenario_case(name: str, dtype: str, scenario: str, result: LoadGenResult, out: dict[str, Any]) -> None:
-    valid = bool(result.valid)
+def _scenario_case(
+    name: str,
+    dtype: str,
+    scenario: str,
+    result: LoadGenResult,
+    out: dict[str, Any],
+    *,
+    problem: str | None = None,
+) -> None:
+    """The scenario's case: LoadGen's verdict, failed too by ``problem`` (a Server run LoadGen judged
+    VALID at a rate it did not sustain, runners/serving_rate.py)."""
+    valid = bool(result.valid) and problem is None
     message = (
         None
         if valid
+        else f"LoadGen: Result is VALID, but {problem}"[:500]
+        if result.valid
         else (
             f"LoadGen: Result is INVALID ({result.value('result_invalid_reason') or 'see summary'}); "
             f"early stopping: {result.early_stopping['text']}"

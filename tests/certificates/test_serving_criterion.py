@@ -5,6 +5,7 @@ document (tests/real_documents.py), passed through the real ingestion."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from pathlib import Path
 
@@ -208,3 +209,80 @@ def test_the_certificate_carries_only_valid_serving_figures_at_the_levels_settin
     assert any(
         e["kind"] == "serving_qps" and "below the level's 2000" in e["reason"] for e in headline["excluded"]
     )
+
+
+def _resummarized(text: str, line: str, value: float) -> str:
+    """``text`` (a LoadGen summary) with the figure of the line starting ``line`` set to ``value``."""
+    lines = text.splitlines(keepends=True)
+    at = next(i for i, entry in enumerate(lines) if entry.startswith(line))
+    lines[at] = f"{line}: {value:.2f}\n"
+    return "".join(lines)
+
+
+def _with_summary(document: dict, scenario: str, text: str) -> None:
+    """A runner that writes ``text`` as ``scenario``'s LoadGen summary, digested everywhere the
+    document names it (the run's record, its figures, and the Server figures' Offline copy)."""
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    run = document["serving"]["models"][0]["scenarios"][scenario]
+    old, run["summary_text"], run["summary_sha256"] = run["summary_sha256"], text, digest
+    for item in document["measurements"]:
+        params = item["params"]
+        if params.get("summary_sha256") == old:
+            params["summary_sha256"] = digest
+            if "loadgen_summary" in params:
+                params["loadgen_summary"] = text
+        if params.get("offline_summary_sha256") == old:
+            params.update(offline_summary=text, offline_summary_sha256=digest)
+
+
+def _server_qps(document: dict) -> float:
+    return next(m["value"] for m in document["measurements"] if m["kind"] == "serving_qps")
+
+
+def test_a_server_rate_above_the_models_offline_throughput_fails(cast, tiny_program):
+    """Offline is the maximum throughput: a Server figure above it (beyond the tolerance) is refused."""
+
+    def slow_offline(suite, document):
+        if suite == "serving":
+            offline = document["serving"]["models"][0]["scenarios"]["Offline"]["summary_text"]
+            lowered = _resummarized(offline, "Samples per second", _server_qps(document) / 2)
+            _with_summary(document, "Offline", lowered)
+
+    if not server_valid():
+        pytest.skip("this host's loaded CPU made the tiny Server search INVALID at every step")
+    campaign = campaign_from_runner(
+        vendor=cast.vendor, program=tiny_program, submitted_by=cast.owner, edit=slow_offline
+    )
+    b6 = result(campaign, "B6")
+    assert b6.outcome == CriterionOutcome.FAIL, b6.explanation
+    assert "above the model's Offline throughput" in b6.explanation
+
+
+def test_a_server_rate_loadgen_saw_unsustained_or_an_undigested_summary_fails(cast, tiny_program):
+    """The judge re-reads LoadGen's completed and scheduled rates from the digested summary: a run
+    that completed half of what was scheduled certifies nothing, whatever LoadGen's VALID said."""
+
+    def half_completed(suite, document):
+        if suite == "serving":
+            server = document["serving"]["models"][0]["scenarios"]["Server"]["summary_text"]
+            scheduled = float(server.split("Scheduled samples per second :")[1].split()[0])
+            half = _resummarized(server, "Completed samples per second    ", scheduled / 2)
+            _with_summary(document, "Server", half)
+
+    def undigested(suite, document):
+        if suite == "serving":
+            for item in document["measurements"]:
+                if "loadgen_summary" in item["params"]:
+                    item["params"]["loadgen_summary"] += "\n"
+
+    if not server_valid():
+        pytest.skip("this host's loaded CPU made the tiny Server search INVALID at every step")
+    for edit, reason in (
+        (half_completed, "rate not sustained"),
+        (undigested, "no LoadGen Server summary matching the run's digest"),
+    ):
+        campaign = campaign_from_runner(
+            vendor=cast.vendor, program=tiny_program, submitted_by=cast.owner, edit=edit
+        )
+        b6 = result(campaign, "B6")
+        assert b6.outcome == CriterionOutcome.FAIL and reason in b6.explanation, b6.explanation

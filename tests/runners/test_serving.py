@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
 import pytest
@@ -270,3 +271,90 @@ def test_rapl_counters_are_read_where_readable(tmp_path):
     assert meter.result(samples=5)["joules"] == pytest.approx(2.5)
     unreadable = EnergyMeter(cpu, powercap=tmp_path / "absent")
     assert not unreadable.available and "does not exist" in unreadable.reason
+
+
+class SleepyBackend:
+    """A CPU backend whose every batched forward also sleeps ``delay_s``: a device whose capacity is
+    max_batch / delay_s samples per second, whatever the host's load."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.inner = get_backend("cpu")
+        self.delay_s = delay_s
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def prepare(self, fn):
+        def slow(*args):
+            time.sleep(self.delay_s)
+            return fn(*args)
+
+        return slow
+
+
+def sleepy_run(tmp_path: Path, *, start_fraction: float) -> dict:
+    """One Server step at ``start_fraction`` x the Offline throughput, under a latency bound (5 s) so
+    loose that LoadGen's percentile check cannot see an overload within the short run."""
+    settings = {
+        **SETTINGS,
+        "scenarios": {
+            **SETTINGS["scenarios"],
+            "Server": {**SETTINGS["scenarios"]["Server"], "min_query_count": 100, "latency_bound_ms": 5000},
+        },
+        "server_search": {**SETTINGS["server_search"], "max_steps": 1, "start_fraction": start_fraction},
+    }
+    models = [entry(tmp_path, "tiny-resnet", "resnet-cnn", TINY_RESNET)]
+    return run_serving(spec_for(models, settings), SleepyBackend(0.02))
+
+
+def test_a_server_rate_the_device_does_not_sustain_is_not_valid(tmp_path):
+    """Offered 3x its Offline throughput, the sleep-bound SUT builds a queue that LoadGen's short run
+    and loose bound call VALID; the completed rate in LoadGen's own summary shows the shortfall."""
+    document = sleepy_run(tmp_path, start_fraction=3.0)
+    validate_document(document)
+    server = document["serving"]["models"][0]["scenarios"]["Server"]
+    (step,) = server["search"]["steps"]
+    assert step["result_valid"] is True  # LoadGen's verdict: the trust hole
+    assert step["rate_sustained"] is False and step["rate_problem"]
+    assert step["completed_samples_per_s"] < 0.9 * step["scheduled_samples_per_s"]
+    assert server["rate_sustained"] is False and server["search"]["highest_valid_qps"] is None
+    qps = items(document, "serving_qps")[0]
+    assert qps["value"] is None and INVALID_FLAG in qps["flags"]
+    case = next(c for c in document["cases"] if c["case"] == "serving_Server")
+    assert case["status"] == "fail" and "rate not sustained" in case["message"]
+
+
+def test_a_sustained_server_rate_stays_valid(tmp_path):
+    document = sleepy_run(tmp_path, start_fraction=0.3)
+    server = document["serving"]["models"][0]["scenarios"]["Server"]
+    (step,) = server["search"]["steps"]
+    assert step["result_valid"] is True and step["rate_sustained"] is True, step
+    qps = items(document, "serving_qps")[0]
+    assert qps["value"] == pytest.approx(step["target_qps"]) and qps["params"]["rate_sustained"] is True
+    offline = next(m for m in items(document, "serving_throughput") if m["params"]["scenario"] == "Offline")
+    assert qps["value"] < offline["value"]
+    # The summaries the platform's judge re-checks are the ones the document digests.
+    params = qps["params"]
+    assert hashlib.sha256(params["loadgen_summary"].encode()).hexdigest() == params["summary_sha256"]
+    assert params["summary_sha256"] == server["summary_sha256"]
+    offline_run = document["serving"]["models"][0]["scenarios"]["Offline"]
+    assert params["offline_summary_sha256"] == offline_run["summary_sha256"]
+
+
+def test_the_server_search_counts_no_rate_above_the_offline_throughput(tmp_path):
+    """Offline is the maximum throughput: a sustained step above it beyond the tolerance (here the
+    search starts at 1.5x Offline with a SUT fast enough to keep up in a short run) is no result,
+    the judge would refuse it anyway."""
+    settings = {
+        **SETTINGS,
+        "scenarios": {
+            **SETTINGS["scenarios"],
+            "Server": {**SETTINGS["scenarios"]["Server"], "min_query_count": 100, "latency_bound_ms": 5000},
+        },
+        "server_search": {**SETTINGS["server_search"], "max_steps": 1, "start_fraction": 1.5},
+    }
+    models = [entry(tmp_path, "tiny-resnet", "resnet-cnn", TINY_RESNET)]
+    document = run_serving(spec_for(models, settings), get_backend("cpu"))
+    (step,) = document["serving"]["models"][0]["scenarios"]["Server"]["search"]["steps"]
+    assert "above the model's Offline throughput" in step["rate_problem"], step
+    assert items(document, "serving_qps")[0]["value"] is None
