@@ -70,9 +70,8 @@ from runners.model_suite import (
     _model_record,
     default_models,
 )
-from runners.model_suite.workloads import Workload, workload_for
+from runners.model_suite.workloads import Workload, float64_model, workload_for
 from runners.models import LoadedModel, ModelError, ModelSpec, load_model
-from runners.models.reference import float64_copy
 from runners.served_outputs import (
     FREE_RUNNING_METRIC,
     TEACHER_FORCED_METRIC,
@@ -344,7 +343,7 @@ class _ModelServer:
 
     def float64_model(self) -> Any:
         if self._f64 is None:
-            self._f64 = float64_copy(self.loaded.module, type(self.loaded.module), self.loaded.config)
+            self._f64 = float64_model(self.loaded, self.workload)
         return self._f64
 
     def reference(self) -> torch.Tensor:
