@@ -323,7 +323,7 @@ def _deepseek(model: LoadedModel, seed: int | str, quick: bool) -> Workload:
     count, length = (4, 12) if quick else (8, 32)
     length = min(length, config.max_position_embeddings)
     generator = torch.Generator().manual_seed(derive_seed(seed, model.spec.name))
-    state = model.module.state_dict()
+    state = model.reference_state()  # float64; an FP8 checkpoint's weights dequantized exactly
     drawn = deepseek_prompts(
         state, config, generator, count, length, margin=ROUTING_MARGIN, logit_margin=LOGIT_MARGIN
     )
