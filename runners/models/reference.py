@@ -277,6 +277,19 @@ class DeepseekReferenceDecoder:
     def __call__(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.reference.main_logits(input_ids)
 
+    def routing_gaps(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Per position of ``input_ids`` (B, S) the float64 routing boundary gap (catalog
+        ``boundary_gaps``), smallest over the main model's MoE layers (B, S); inf without MoE layers."""
+        w, c = self.reference.w, self.reference.c
+        ids = input_ids.to("cpu").long()
+        gaps: list[torch.Tensor] = []
+        x = w["model.embed_tokens.weight"][ids]
+        for i in range(c.num_hidden_layers):
+            x = self.reference.block(x, i, None, gaps)
+        if not gaps:
+            return torch.full(ids.shape, math.inf, dtype=torch.float64)
+        return torch.stack(gaps).amin(0)
+
     def generate(self, prompt: torch.Tensor, new_tokens: int) -> torch.Tensor:
         ids = prompt.to("cpu").long()
         out = []

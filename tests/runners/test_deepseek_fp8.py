@@ -69,6 +69,18 @@ def test_the_loaded_model_keeps_the_codes_and_its_reference_dequantizes_them_exa
     assert torch.equal(placed.state_dict()[name], exact.float().bfloat16())
 
 
+def test_the_served_reference_of_the_fp8_checkpoint_is_the_exactly_dequantized_one(fp8_entry):
+    from runners.model_suite.workloads import float64_model, workload_for
+
+    loaded = load_model(ModelSpec.from_dict(fp8_entry))
+    reference = float64_model(loaded, workload_for(loaded, CHALLENGE, quick=True))
+    name = "model.layers.0.self_attn.o_proj.weight"
+    codes, scale = loaded.fp8.codes[name], loaded.fp8.scales[name]
+    assert torch.equal(
+        reference.reference.w[name], codes.double() * expand_scale(scale.double(), codes.shape)
+    )
+
+
 def _rewrite(entry: dict, path: Path, change) -> dict:
     stored = load_file(entry["weights_path"])
     change(stored)

@@ -89,6 +89,9 @@ def test_the_decoder_is_served_with_ttft_tpot_and_tokens_per_second(weights_dir)
     assert (
         accuracy["metrics"]["value"] == 1.0
     )  # float32 on margin-drawn prompts: every token is the reference's
+    routing = accuracy["metrics"]["routing"]  # information beside the judged value
+    assert routing["routing_margin"] == 2.0**-6 and 0.0 <= routing["routing_tied_share"] < 1.0
+    assert routing["positions_clearing_margin"] > 0 and routing["agreement_where_routing_clears"] == 1.0
     figures = {m["name"]: m for m in document["measurements"]}
     for name in ("SingleStream TTFT p90.00", "SingleStream TPOT p90.00", "Offline tokens", "Server tokens"):
         assert f"deepseek-v3-tiny {name}" in figures
