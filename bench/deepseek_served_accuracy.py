@@ -67,7 +67,9 @@ def main() -> None:
         entry = (deepseek_tiny_fp8_model if args.fp8 else deepseek_tiny_model)(Path(tmp))
         loaded = load_model(ModelSpec.from_dict(entry))
     reference = DeepseekReference(loaded.reference_state(), loaded.config)
-    placed = {d: loaded.place(torch.device("cpu"), DTYPES[d], free_bytes=None) for d in args.dtypes.split(",")}
+    placed = {
+        d: loaded.place(torch.device("cpu"), DTYPES[d], free_bytes=None) for d in args.dtypes.split(",")
+    }
     summary: dict[str, list[float]] = {d: [] for d in placed}
     for index in range(args.challenges):
         challenge = hashlib.sha256(f"deepseek served {index}".encode()).hexdigest()
