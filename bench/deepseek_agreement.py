@@ -9,6 +9,8 @@ position's largest |logit| (what the draw's logit margin conditions), and per dt
 error relative to the same scale (what a margin must exceed).
 
     python bench/deepseek_agreement.py [--challenges 40] [--modes quick,full] [--dtypes float32,bfloat16,float16]
+    [--fp8] (the FP8 checkpoint of the same weights, runners/models/fp8.py: E4M3 with 128x128 block scales,
+    placed dequantized, against the float64 reference of the exactly dequantized weights)
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from runners.model_suite import DTYPES, deepseek_tiny_model  # noqa: E402
+from runners.model_suite import DTYPES, deepseek_tiny_fp8_model, deepseek_tiny_model  # noqa: E402
 from runners.model_suite.performance import ACCURACY_BATCH  # noqa: E402
 from runners.model_suite.workloads import workload_for  # noqa: E402
 from runners.models import ModelSpec, load_model  # noqa: E402
@@ -46,9 +48,11 @@ def main() -> None:
     parser.add_argument("--modes", default="quick,full")
     parser.add_argument("--dtypes", default="float32,bfloat16,float16")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--fp8", action="store_true", help="the FP8 checkpoint of the same weights")
     args = parser.parse_args()
     dtypes = args.dtypes.split(",")
-    loaded = load_model(ModelSpec.from_dict(deepseek_tiny_model(Path(tempfile.mkdtemp()))))
+    entry = (deepseek_tiny_fp8_model if args.fp8 else deepseek_tiny_model)(Path(tempfile.mkdtemp()))
+    loaded = load_model(ModelSpec.from_dict(entry))
     # One thread: on this shared 2-core machine two OpenMP threads spin against the other processes
     # (the float64 draw measured 20x slower in wall time, 0.4 s vs 9 s CPU for one 4x6 draw).
     torch.set_num_threads(args.threads)

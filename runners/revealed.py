@@ -431,9 +431,8 @@ def _serving_model(context: RevealContext, name: str) -> tuple[Any, Any, Any]:
     key = ("serving", name)
     if key in context.models:
         return context.models[key]
-    from runners.model_suite.workloads import workload_for
+    from runners.model_suite.workloads import float64_model, workload_for
     from runners.models import ModelError, ModelSpec, load_model
-    from runners.models.reference import float64_copy
 
     entry = next(
         (m for m in context.plan.get("models") or [] if isinstance(m, dict) and m.get("name") == name), None
@@ -447,7 +446,7 @@ def _serving_model(context: RevealContext, name: str) -> tuple[Any, Any, Any]:
         workload = workload_for(
             loaded, context.challenge, quick=bool((context.plan.get("options") or {}).get("quick"))
         )
-        f64 = float64_copy(loaded.module, type(loaded.module), loaded.config)
+        f64 = float64_model(loaded, workload)
     except (ModelError, ImportError, OSError) as exc:
         raise NotJudgeable(
             f"the platform cannot build {name}'s reference: {type(exc).__name__}: {exc}"

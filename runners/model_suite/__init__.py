@@ -55,6 +55,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 SEEDED_WEIGHTS_SEED = 0
 DEEPSEEK_TINY_NAME = "deepseek-v3-tiny-seeded"
+DEEPSEEK_TINY_FP8_NAME = "deepseek-v3-tiny-fp8-seeded"
 Progress = Callable[[int, int, str], None]  # (done, total, label), as the conformance suite
 
 
@@ -125,6 +126,20 @@ def deepseek_tiny_model(directory: Path | None = None) -> dict[str, Any]:
     )
 
 
+def deepseek_tiny_fp8_model(directory: Path | None = None) -> dict[str, Any]:
+    """The tiny DeepSeek-V3-style decoder as an FP8 checkpoint (E4M3 weights with float32 128x128
+    block scales, as DeepSeek-V3 ships; runners/models/fp8.py), the same seeded weights quantized."""
+    return seeded_model_entry(
+        DEEPSEEK_TINY_FP8_NAME,
+        "deepseek-v3",
+        dict(DeepseekV3Config.small().__dict__),
+        seed=SEEDED_WEIGHTS_SEED,
+        directory=directory or seeded_weights_dir(),
+        task="text-generation",
+        fp8=True,
+    )
+
+
 def _model_record(
     spec: ModelSpec, *, loaded: LoadedModel | None = None, exc: ModelError | None = None
 ) -> dict[str, Any]:
@@ -140,6 +155,7 @@ def _model_record(
         "loaded": loaded is not None,
         "code": exc.code if exc is not None else None,
         "reason": exc.reason if exc is not None else None,
+        **({"fp8": loaded.fp8.record()} if loaded is not None and loaded.fp8 is not None else {}),
     }
 
 

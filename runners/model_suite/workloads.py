@@ -22,6 +22,7 @@ from runners.models.loading import LoadedModel
 from runners.models.minilm import MINILM_NAME, minilm_sentences, pad_token_ids
 from runners.models.reference import (
     DeepseekReference,
+    DeepseekReferenceDecoder,
     bert_reference_embeddings,
     deepseek_reference_logits,
     float64_copy,
@@ -59,6 +60,19 @@ class Workload:
     # What the accuracy, latency, throughput and caching runs call on the placed module (the module
     # itself when None); a decoder's TTFT, decode and generation runs always call the module.
     entry: Callable[[nn.Module], Callable[..., torch.Tensor]] | None = None
+    # A decoder's float64 model for the serving suite and its reveal (``model(ids)`` the next-token
+    # logits (B, S, V), ``model.generate(prompt, n)``): the module cast to float64 when None
+    # (``float64_model``).
+    float64_decoder: Callable[[], Any] | None = None
+
+
+def float64_model(model: LoadedModel, workload: Workload) -> Any:
+    """The float64 model a served decoder's tokens are judged against: the workload's own reference
+    decoder where it has one (the DeepSeek decoder's, written from the tensors by name), else the
+    module cast to float64 on the CPU (``float64_copy``)."""
+    if workload.float64_decoder is not None:
+        return workload.float64_decoder()
+    return float64_copy(model.module, type(model.module), model.config)
 
 
 def _fresh_generator(seed: int | str, name: str, variant: int) -> torch.Generator:
@@ -309,7 +323,7 @@ def _deepseek(model: LoadedModel, seed: int | str, quick: bool) -> Workload:
     count, length = (4, 12) if quick else (8, 32)
     length = min(length, config.max_position_embeddings)
     generator = torch.Generator().manual_seed(derive_seed(seed, model.spec.name))
-    state = model.module.state_dict()
+    state = model.reference_state()  # float64; an FP8 checkpoint's weights dequantized exactly
     drawn = deepseek_prompts(
         state, config, generator, count, length, margin=ROUTING_MARGIN, logit_margin=LOGIT_MARGIN
     )
@@ -360,6 +374,7 @@ def _deepseek(model: LoadedModel, seed: int | str, quick: bool) -> Workload:
         make_fresh,
         tokens_per_item=length,
         entry=_with_mtp,
+        float64_decoder=lambda: DeepseekReferenceDecoder(state, config),
     )
 
 

@@ -34,6 +34,7 @@ from runners.models.errors import (
     WeightsFile,
     WeightsFormatError,
 )
+from runners.models.fp8 import SCALE_SUFFIX, Fp8Checkpoint, is_fp8_weight, scale_shape, split_checkpoint
 from runners.models.layouts import LAYOUTS
 from runners.models.llama import LlamaConfig, LlamaDecoder
 from runners.models.resnet import ResNetClassifier, ResNetConfig
@@ -109,6 +110,16 @@ class LoadedModel:
     config: Any
     module: nn.Module
     weights: WeightsFile
+    # An FP8 checkpoint's codes and block scales as read (runners/models/fp8.py); None for others.
+    fp8: Fp8Checkpoint | None = None
+
+    def reference_state(self) -> dict[str, torch.Tensor]:
+        """The weights in float64 for a reference: the module's, with an FP8 checkpoint's weights
+        dequantized exactly from their codes and scales (not from the float32 host copy's rounding)."""
+        state = {name: t.detach().to(torch.float64) for name, t in self.module.state_dict().items()}
+        if self.fp8 is not None:
+            state.update(self.fp8.dequantized(torch.float64))
+        return state
 
     @property
     def parameter_count(self) -> int:
@@ -120,7 +131,10 @@ class LoadedModel:
         copy = self.architecture.module_type(self.config)
         copy.load_state_dict(self.module.state_dict())
         try:
-            return copy.to(device=device, dtype=dtype).eval()
+            placed = copy.to(device=device, dtype=dtype).eval()
+            if self.fp8 is not None:  # dequantized on the device from the codes and scales as stored
+                placed.load_state_dict(self.fp8.for_run(device, dtype), strict=False)
+            return placed
         except torch.OutOfMemoryError as exc:
             raise DoesNotFitError(f"{self.spec.name}: out of device memory: {exc}") from exc
 
@@ -169,7 +183,18 @@ def _depth(config: Any) -> int:
 def first_tensor_mismatch(
     stored: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]], optional: tuple[str, ...]
 ) -> str | None:
-    """The first way (in name order) the stored tensors differ from the expected ones, or None."""
+    """The first way (in name order) the stored tensors differ from the expected ones, or None. An FP8
+    checkpoint's ``<weight>_scale_inv`` (runners/models/fp8.py) belongs where ``<weight>`` is an FP8
+    weight of the architecture, with one scale per 128x128 block."""
+    scales = {
+        name + SCALE_SUFFIX: scale_shape(shape)
+        for name, shape in expected.items()
+        if is_fp8_weight(name) and len(shape) == 2
+    }
+    for name in sorted(set(stored) & set(scales)):
+        if tuple(stored[name]) != scales[name]:
+            return f"tensor {name} has shape {list(stored[name])}, one scale per 128x128 block is {list(scales[name])}"
+    stored = {name: shape for name, shape in stored.items() if name not in scales}
     for name in sorted(expected):
         if name not in stored:
             return f"tensor {name} is missing (expected shape {list(expected[name])})"
@@ -221,7 +246,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         _minus(host_free_bytes(), size),  # the file's bytes are in memory while it is parsed
         what=f"{spec.name} (float32 host copy)",
     )
-    state, weights = read_safetensors(
+    state, weights, fp8 = read_checkpoint(
         path,
         spec.sha256,
         shapes,
@@ -229,7 +254,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     )
     module = architecture.module_type(config)
     module.load_state_dict(state, strict=True)
-    return LoadedModel(spec, architecture, config, module.float().eval(), weights)
+    return LoadedModel(spec, architecture, config, module.float().eval(), weights, fp8)
 
 
 def _minus(free: int | None, used: int) -> int | None:
@@ -239,7 +264,18 @@ def _minus(free: int | None, used: int) -> int | None:
 def read_safetensors(
     path: Path, sha256: str | None, shapes: dict[str, tuple[int, ...]], *, optional: tuple[str, ...] = ()
 ) -> tuple[dict[str, torch.Tensor], WeightsFile]:
-    """Float32 tensors named as ``shapes`` from a safetensors file, and the file as read.
+    """Float32 tensors named as ``shapes`` from a safetensors file, and the file as read (an FP8
+    checkpoint's weights dequantized, ``read_checkpoint``)."""
+    state, weights, _ = read_checkpoint(path, sha256, shapes, optional=optional)
+    return state, weights
+
+
+def read_checkpoint(
+    path: Path, sha256: str | None, shapes: dict[str, tuple[int, ...]], *, optional: tuple[str, ...] = ()
+) -> tuple[dict[str, torch.Tensor], WeightsFile, Fp8Checkpoint | None]:
+    """Float32 tensors named as ``shapes`` from a safetensors file, the file as read, and its FP8
+    weights where it is an FP8 checkpoint (DeepSeek-V3's format, runners/models/fp8.py: those weights
+    are in the float32 tensors dequantized, code x scale per 128x128 block).
 
     The file is read once: the digest is computed over the same bytes that are parsed, so a file
     changed on disk between a check and a load cannot slip in.
@@ -258,8 +294,15 @@ def read_safetensors(
     except Exception as exc:  # safetensors raises its own error types for corrupt files
         raise WeightsFormatError(f"{path.name}: unreadable safetensors: {exc}", weights=weights) from exc
     del data
-    _check_names_and_shapes({name: tuple(t.shape) for name, t in loaded.items()}, shapes, optional, weights)
-    return {name: loaded[name].float() for name in shapes}, weights
+    loaded, fp8, problems = split_checkpoint(loaded, shapes)
+    if problems:
+        raise WeightsFormatError(f"{path.name}: FP8 checkpoint: " + "; ".join(problems[:3]), weights=weights)
+    stored = {name: tuple(t.shape) for name, t in loaded.items()}
+    if fp8 is not None:
+        stored.update({name: tuple(t.shape) for name, t in fp8.codes.items()})
+        loaded.update(fp8.dequantized(torch.float32))
+    _check_names_and_shapes(stored, shapes, optional, weights)
+    return {name: loaded[name].float() for name in shapes}, weights, fp8
 
 
 def _check_safetensors_header(path: Path, head: bytes, weights: WeightsFile) -> None:

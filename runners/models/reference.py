@@ -208,6 +208,14 @@ class DeepseekReference:
         mtp = self.norm(x, m + "shared_head.norm.weight") @ w["lm_head.weight"].t()
         return torch.cat((logits, mtp), dim=1)
 
+    def main_logits(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The main head's logits (B, S, V) alone (no MTP module): what a served token is judged on."""
+        w, c = self.w, self.c
+        x = w["model.embed_tokens.weight"][input_ids.to("cpu").long()]
+        for i in range(c.num_hidden_layers):
+            x = self.block(x, i)
+        return self.norm(x, "model.norm.weight") @ w["lm_head.weight"].t()
+
     def mtp_input(self, next_ids: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
         w = self.w
         m = f"model.layers.{self.c.num_hidden_layers}."
@@ -252,6 +260,44 @@ class DeepseekReference:
         for g in gaps:
             gap = torch.minimum(gap, g[:, 0])
         return final, gap, logit_gap, news
+
+
+class DeepseekReferenceDecoder:
+    """The float64 reference as the serving suite and the platform's reveal call a decoder's float64
+    model (runners/served_outputs.py): ``model(input_ids)`` the main head's logits (B, S, V) and
+    ``generate(prompt, n)`` the greedy continuation (B, n), both through ``DeepseekReference`` (the
+    catalog's reference forms, from the tensors by name), not the device module cast to float64, so a
+    fault in the module's code (a dropped shared expert, a wrong absorbed attention) cannot hide by
+    being repeated in the reference. Each step recomputes the whole sequence (no cache: the reference
+    shares no cache code with the module either)."""
+
+    def __init__(self, state: dict[str, torch.Tensor], config: DeepseekV3Config) -> None:
+        self.reference = DeepseekReference(state, config)
+
+    def __call__(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.reference.main_logits(input_ids)
+
+    def routing_gaps(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Per position of ``input_ids`` (B, S) the float64 routing boundary gap (catalog
+        ``boundary_gaps``), smallest over the main model's MoE layers (B, S); inf without MoE layers."""
+        w, c = self.reference.w, self.reference.c
+        ids = input_ids.to("cpu").long()
+        gaps: list[torch.Tensor] = []
+        x = w["model.embed_tokens.weight"][ids]
+        for i in range(c.num_hidden_layers):
+            x = self.reference.block(x, i, None, gaps)
+        if not gaps:
+            return torch.full(ids.shape, math.inf, dtype=torch.float64)
+        return torch.stack(gaps).amin(0)
+
+    def generate(self, prompt: torch.Tensor, new_tokens: int) -> torch.Tensor:
+        ids = prompt.to("cpu").long()
+        out = []
+        for _ in range(int(new_tokens)):
+            token = self.reference.main_logits(ids)[:, -1].argmax(-1, keepdim=True)
+            out.append(token)
+            ids = torch.cat((ids, token), dim=1)
+        return torch.cat(out, dim=1) if out else ids.new_zeros(ids.shape[0], 0)
 
 
 def top1_logit_gap(logits: torch.Tensor) -> torch.Tensor:

@@ -70,9 +70,8 @@ from runners.model_suite import (
     _model_record,
     default_models,
 )
-from runners.model_suite.workloads import Workload, workload_for
+from runners.model_suite.workloads import Workload, float64_model, workload_for
 from runners.models import LoadedModel, ModelError, ModelSpec, load_model
-from runners.models.reference import float64_copy
 from runners.served_outputs import (
     FREE_RUNNING_METRIC,
     TEACHER_FORCED_METRIC,
@@ -350,7 +349,7 @@ class _ModelServer:
 
     def float64_model(self) -> Any:
         if self._f64 is None:
-            self._f64 = float64_copy(self.loaded.module, type(self.loaded.module), self.loaded.config)
+            self._f64 = float64_model(self.loaded, self.workload)
         return self._f64
 
     def reference(self) -> torch.Tensor:
@@ -368,7 +367,7 @@ class _ModelServer:
         return teacher_forced_logits(self.float64_model(), prompt, tokens, int(self.loaded.config.vocab_size))
 
     def score(self, outputs: torch.Tensor, reference: torch.Tensor, dtype_name: str) -> dict[str, Any]:
-        return serving_accuracy_score(
+        score = serving_accuracy_score(
             decoder=self.decoder,
             outputs=outputs,
             reference=reference,
@@ -376,6 +375,53 @@ class _ModelServer:
             score=self.workload.score,
             teacher_forced=self.teacher_forced if self.decoder else None,
         )
+        if (
+            self.decoder
+            and hasattr(self.float64_model(), "routing_gaps")
+            and outputs.shape == reference.shape
+        ):
+            score["routing"] = self.routing_information(outputs, dtype_name)
+        return score
+
+    def routing_information(self, outputs: torch.Tensor, dtype_name: str) -> dict[str, Any]:
+        """Information beside a MoE decoder's served accuracy, not judged: the share of judged positions
+        whose float64 routing decision (teacher-forced on the served prefix) has a boundary gap below
+        the model suite's routing margin, and the tie-rule agreement on the positions that clear it.
+        The prompts are drawn with that margin (runners/model_suite/workloads.py deepseek_prompts), the
+        served tokens after them cannot be: on this CPU every bfloat16 disagreement measured sat at a
+        nearly tied routing decision or a near tie of the top-1 logit
+        (bench/deepseek_served_accuracy.py)."""
+        from runners.model_suite.workloads import ROUTING_MARGIN
+        from runners.served_outputs import served_tokens_within_tie
+
+        model = self.float64_model()
+        dtype = DTYPES[dtype_name]
+        tied = cleared = agreed = 0
+        for index in range(outputs.shape[0]):
+            prompt = self.workload.make_batch([index], torch.device("cpu"), torch.float64)[0]
+            tokens = outputs[index].to("cpu", torch.long)
+            ids = torch.cat([prompt.to("cpu", torch.long), tokens[None, :-1]], dim=1)
+            gaps = model.routing_gaps(ids)[0, prompt.shape[1] - 1 :]
+            logits = self.teacher_forced(index, tokens)
+            for position in range(tokens.shape[0]):
+                if float(gaps[position]) < ROUTING_MARGIN:
+                    tied += 1
+                    continue
+                cleared += 1
+                agreed += (
+                    served_tokens_within_tie(
+                        tokens[position : position + 1], logits[position : position + 1], dtype
+                    )
+                    >= 1.0
+                )
+        judged = tied + cleared
+        return {
+            "routing_margin": ROUTING_MARGIN,
+            "routing_tied_share": tied / judged if judged else 0.0,
+            "positions_clearing_margin": cleared,
+            "agreement_where_routing_clears": agreed / cleared if cleared else None,
+            "note": "information, not judged",
+        }
 
     def estimates(self) -> tuple[float, float]:
         """(one sample's latency in s, samples/s at max_batch), from warm-up runs: LoadGen's hints."""
