@@ -427,7 +427,10 @@ def _model(
 
 
 def _serving_model(context: RevealContext, name: str) -> tuple[Any, Any, Any]:
-    """(loaded model, workload, float64 copy) of a planned model as the serving suite drew it."""
+    """(loaded model, workload, float64 copy) of a planned model as the serving suite drew it. The
+    float64 copy is what a decoder's references and teacher-forced logits run on; an encoder's or a
+    classifier's served outputs are judged against the workload's own reference and never read it,
+    so none is built for them (None: issue 13, a copy of the whole model on every serving reveal)."""
     key = ("serving", name)
     if key in context.models:
         return context.models[key]
@@ -446,7 +449,8 @@ def _serving_model(context: RevealContext, name: str) -> tuple[Any, Any, Any]:
         workload = workload_for(
             loaded, context.challenge, quick=bool((context.plan.get("options") or {}).get("quick"))
         )
-        f64 = float64_model(loaded, workload)
+        # Only a decoder's tokens are judged against a float64 model; an encoder needs none.
+        f64 = float64_model(loaded, workload) if workload.kind == "decoder" else None
     except (ModelError, ImportError, OSError) as exc:
         raise NotJudgeable(
             f"the platform cannot build {name}'s reference: {type(exc).__name__}: {exc}"

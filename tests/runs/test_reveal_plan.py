@@ -149,3 +149,46 @@ def test_dispatching_a_job_draws_its_plan_and_prepares_it(cast, aia12):
     after = RevealPlan.objects.get(job=job)
     assert after.sample_key != before.sample_key and after.state == RevealPlanState.READY
     assert after.predicted and after.references
+
+
+def test_an_encoders_served_outputs_are_judged_without_a_float64_copy_of_the_model(cast, aia12, monkeypatch):
+    """Issue 13: the float64 copy of a served model is what a decoder's references and teacher-forced
+    logits run on; an encoder's served outputs never read it, so judging them builds none, and every
+    verdict is the one judged with the copy built, as before."""
+    import runners.models.reference as reference_module
+    import runners.revealed as revealed
+
+    campaign = campaign_from_runner(vendor=cast.vendor, program=aia12, evaluate=False)
+    reveal = OutputReveal.objects.select_related("job", "document").get(
+        job__campaign=campaign, job__suite="serving"
+    )
+    assert reveal.state == RevealState.VERIFIED and reveal.requested, reveal.findings
+    with reveal.document.content.open("rb") as handle:
+        document = json.loads(handle.read())
+    tensors = _revealed_tensors(reveal)
+    weights = _platform_weights(reveal.job)
+    copies = []
+    real_copy = reference_module.float64_copy
+
+    def counted_copy(*args, **kwargs):
+        copies.append(args[0])
+        return real_copy(*args, **kwargs)
+
+    monkeypatch.setattr(reference_module, "float64_copy", counted_copy)
+    now = RevealContext(document, reveal.job.spec, weights=weights)
+    verdicts = {output_id: judge_output(now, output_id, tensors[output_id]) for output_id in reveal.requested}
+    assert copies == []  # the tiny BERT of the plan is an encoder: no copy built
+    loaded, workload, f64 = now.models[("serving", runner_documents().model_name)]
+    assert workload.kind == "encoder" and f64 is None
+
+    # As before: the copy built for every served model, the verdicts the same.
+    built = RevealContext(document, reveal.job.spec, weights=weights)
+    built.models[("serving", loaded.spec.name)] = (
+        loaded,
+        workload,
+        real_copy(loaded.module, type(loaded.module), loaded.config),
+    )
+    for output_id in reveal.requested:
+        assert judge_output(built, output_id, tensors[output_id]) == verdicts[output_id], output_id
+        assert verdicts[output_id]["agrees"], verdicts[output_id]
+    assert revealed.reference_key(reveal.requested[0]).startswith("serving/")

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from apps.registry.models import Runner, RunnerStatus
 from apps.runs.models import ErrorClass, Job, JobState
+from apps.runs.services import messages
 from apps.runs.services.campaigns import campaign_submit
 from apps.runs.services.messages import (
     runner_failure_receive,
@@ -108,3 +109,38 @@ def test_a_job_past_its_deadline_fails_as_a_timeout(cpu_world, django_capture_on
         assert jobs_sweep_stuck() == 1
     job.refresh_from_db()
     assert job.state == JobState.FAILED and job.error_class == ErrorClass.TIMEOUT
+
+
+def test_a_recent_sign_of_life_is_not_written_again_but_an_old_or_offline_one_is(
+    cpu_world, settings, django_assert_num_queries
+):
+    """Issue 13: every verified message (progress, reveal answer) used to UPDATE the runner row. One
+    recorded less than a tenth of the stale window ago is kept; an older one, or an offline runner's, is
+    refreshed, so the stale sweep never sees a live runner as stale."""
+    settings.RUNNER_STALE_AFTER_S = 180
+    message = signed_message(cpu_world.identity, {"fingerprints": [{"backend": "cpu"}]})
+    recent = timezone.now() - timedelta(seconds=5)
+    Runner.objects.filter(pk=cpu_world.runner.pk).update(status=RunnerStatus.ONLINE, last_heartbeat_at=recent)
+    _, payload = messages._verified_payload(message)
+    assert payload["fingerprints"] == [{"backend": "cpu"}]
+    assert Runner.objects.get(pk=cpu_world.runner.pk).last_heartbeat_at == recent  # not written again
+
+    old = timezone.now() - timedelta(seconds=30)  # more than 18 s (a tenth of 180 s) ago
+    Runner.objects.filter(pk=cpu_world.runner.pk).update(last_heartbeat_at=old)
+    messages._verified_payload(message)
+    assert Runner.objects.get(pk=cpu_world.runner.pk).last_heartbeat_at > old
+
+    Runner.objects.filter(pk=cpu_world.runner.pk).update(
+        status=RunnerStatus.OFFLINE, last_heartbeat_at=recent
+    )
+    messages._verified_payload(message)
+    runner = Runner.objects.get(pk=cpu_world.runner.pk)
+    assert runner.status == RunnerStatus.ONLINE and runner.last_heartbeat_at > recent
+    # A recent sign of life costs the message one statement (the runner's key), not two.
+    Runner.objects.filter(pk=cpu_world.runner.pk).update(last_heartbeat_at=timezone.now())
+    with django_assert_num_queries(1):
+        messages._verified_payload(message)
+    # A heartbeat always records its sign of life.
+    Runner.objects.filter(pk=cpu_world.runner.pk).update(last_heartbeat_at=recent)
+    runner_heartbeat_receive(message=message)
+    assert Runner.objects.get(pk=cpu_world.runner.pk).last_heartbeat_at > recent

@@ -113,7 +113,9 @@ def _job_of(document: dict[str, Any]) -> Job | None:
         return None
     # Everything ingestion and the reveal's draw read of the job, in one query.
     return (
-        Job.objects.select_related("campaign__target__chip", "campaign__program", "model", "reveal_plan")
+        Job.objects.select_related(
+            "campaign__target__chip", "campaign__target__vendor", "campaign__program", "model", "reveal_plan"
+        )
         .filter(pk=job_id)
         .first()
     )
@@ -395,8 +397,8 @@ def result_ingest(*, envelope: dict[str, Any]) -> IngestOutcome:
             stored.content.delete(save=False)
             raise
     if reveal is not None and reveal.state == RevealState.PENDING:
-        reveal_id = reveal.pk
-        transaction.on_commit(lambda: reveal_dispatch(reveal_id=reveal_id))
+        drawn = reveal
+        transaction.on_commit(lambda: reveal_dispatch(reveal_id=drawn.pk, reveal=drawn))
         return IngestOutcome(
             True, "accepted; awaiting the reveal of sampled outputs", job.pk, document=stored
         )

@@ -472,10 +472,15 @@ def reveal_request_build(reveal: OutputReveal) -> dict[str, Any]:
     }
 
 
-def reveal_dispatch(*, reveal_id: int) -> None:
+def reveal_dispatch(*, reveal_id: int, reveal: OutputReveal | None = None) -> None:
     """Publish the reveal request to the target's runner queue (the job's own queue: that host holds
-    the outputs); in the tests' in-process mode the local runner answers at once."""
-    reveal = OutputReveal.objects.select_related("job__campaign__target__vendor").filter(pk=reveal_id).first()
+    the outputs); in the tests' in-process mode the local runner answers at once. `reveal`: the row
+    ingestion has just drawn, with its job, campaign and target's vendor loaded (no statement: it
+    is published once its transaction commits, before anything else can settle it); else read."""
+    if reveal is None or reveal.pk != reveal_id:
+        reveal = (
+            OutputReveal.objects.select_related("job__campaign__target__vendor").filter(pk=reveal_id).first()
+        )
     if reveal is None or reveal.state != RevealState.PENDING:
         return
     request = reveal_request_build(reveal)
