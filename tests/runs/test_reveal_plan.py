@@ -17,6 +17,7 @@ from apps.runs.services.reveal import (
     _current_plan,
     _platform_weights,
     _precomputed,
+    _reveal_threads,
     _sample_rank,
     reveal_plan_draw,
     reveal_prepare,
@@ -91,10 +92,12 @@ def test_precomputed_references_judge_exactly_as_inline_ones(cast, aia12):
         assert plan.state == RevealPlanState.READY, plan.problems
         precomputed, state = _precomputed(reveal.job)
         assert state == RevealPlanState.READY
-        # Every stored reference is the one computed now from the spec and challenge, bit for bit.
+        # Every stored reference is the one computed now from the spec and challenge, bit for bit, at the
+        # platform's thread count (a float64 GEMM's split of K between threads can change its last bits).
         fresh_context = RevealContext({}, reveal.job.spec, weights=_platform_weights(reveal.job))
         for key, parts in precomputed.items():
-            fresh = reference_parts(fresh_context, key)
+            with _reveal_threads():
+                fresh = reference_parts(fresh_context, key)
             assert set(fresh) == set(parts), key
             for name, value in fresh.items():
                 if isinstance(value, torch.Tensor):

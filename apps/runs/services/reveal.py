@@ -74,7 +74,9 @@ SHOWN = 5
 # worker is a prefork pool (one process per core): torch's default of one OpenMP thread per core in
 # every process oversubscribes the cores whenever two tasks run, and OpenMP's barriers then cost more
 # than the arithmetic (bench/commit_reveal.py: the comparison of one 0.5 M-element output took 1.8 s
-# with 2 threads and 0.4 s with 1 on a loaded 2-core host). Same work, same float64 results.
+# with 2 threads and 0.4 s with 1 on a loaded 2-core host). One count for every reference also keeps them
+# reproducible: a float64 GEMM's last bits can depend on how the library splits K between threads (an
+# AVX-512 host gave matmul/float32/long_reduction references that differed between 1 and 2 threads).
 REVEAL_TORCH_THREADS = 1
 
 
