@@ -456,6 +456,26 @@ _phrase(
     patterns={"key": r"\w+"},
 )
 
+# A campaign's reason when a reviewer decides, and a certificate's status reasons
+# (apps/certificates/services/*.py): a reason a person typed is a param, shown as typed.
+_phrase("campaign.rejected", gettext_noop("Rejected: %(reason)s"))
+_phrase("campaign.certified", gettext_noop("Certified: %(serial)s."), patterns={"serial": r"\S+"})
+_phrase("certificate.superseded", gettext_noop("Superseded by %(serial)s."), patterns={"serial": r"\S+"})
+_phrase(
+    "certificate.validity_ended",
+    gettext_noop("Validity ended on %(date)s."),
+    patterns={"date": r"\d{4}-\d{2}-\d{2}"},
+)
+_phrase(
+    "certificate.key_compromised",
+    gettext_noop("signing key %(key)s compromised: %(reason)s"),
+    patterns={"key": r"\S+"},
+)
+_phrase(
+    "certificate.retest_impossible",
+    gettext_noop("Re-test required (%(reason)s), but no re-test could be submitted; see the audit log."),
+)
+
 # Why a job failed, as the platform records it (apps/runs/services/sweeps.py) ---------------------------
 _phrase("job.deadline_passed", gettext_noop("the job passed its deadline"))
 _phrase("job.runner_silent", gettext_noop("runner %(runner)s stopped sending heartbeats"))

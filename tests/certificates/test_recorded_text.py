@@ -55,6 +55,8 @@ def sample(phrase, name):
         return "Fab"
     if pattern.startswith("-?"):  # a number (NUMBER), perhaps with an alternative word
         return "12.5"
+    if pattern.startswith(r"\d{4}"):  # a date
+        return "2026-11-30"
     if pattern.startswith("TTFT"):
         return "TTFT"
     if pattern.startswith("Product failure"):  # an error class's label

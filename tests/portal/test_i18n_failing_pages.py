@@ -160,6 +160,17 @@ def test_failing_campaigns_pages_in_zh_hans_have_no_untranslated_string(cast, ai
         response = reviewer.post(path, {"approve-reason": "证据已核对。"})
         assert response.status_code == 400, (path, response.status_code)
         sweep(path, response)
+    # The refusal decided: the reviewer rejects the semantic campaign; both readers see the reason.
+    rejected = campaigns["semantic"]
+    response = reviewer.post(f"/campaigns/{rejected.pk}/reject/", {"reject-reason": "语义用例未通过，驳回。"})
+    assert response.status_code == 302, response.status_code
+    for user in (cast.owner, cast.reviewer):
+        client = Client(HTTP_ACCEPT_LANGUAGE="zh-CN")
+        client.force_login(user)
+        path = f"/campaigns/{rejected.pk}/"
+        response = client.get(path)
+        assert response.status_code == 200 and "语义用例未通过" in response.content.decode(), path
+        sweep(path, response)
     report = [
         f"{'in the catalogue, not shown translated' if text in msgids else 'not marked'}: {text!r} "
         f"on {', '.join(sorted(paths))}"

@@ -16,6 +16,7 @@ from apps.certificates.services.surveillance import surveillance_conclude
 from apps.runs.models import Campaign, CampaignPurpose, CampaignState
 from apps.runs.services.campaigns import campaign_transition
 from apps.runs.transitions import campaign_awaits_review
+from certification.recorded_text import say
 
 
 def _reason(reason: str) -> str:
@@ -87,7 +88,9 @@ def review_reject(*, campaign: Campaign, reviewer, reason: str) -> Review:
     review = Review.objects.create(
         campaign=campaign, reviewer=reviewer, decision=ReviewDecision.REJECT, reason=reason
     )
-    campaign_transition(campaign, CampaignState.REJECTED, actor=reviewer, reason=f"Rejected: {reason}")
+    campaign_transition(
+        campaign, CampaignState.REJECTED, actor=reviewer, reason=say("campaign.rejected", reason=reason)
+    )
     audit_record(
         action="review.rejected",
         obj=campaign,
