@@ -8,10 +8,11 @@ portal shows them in the reader's language from this module, the one home of eac
 - `say(code, **params)` writes a message: the English text (a `Said`, a str that also carries its code
   and params, so a caller that stores them can record the structured form next to the text);
 - `localize(text, code=..., params=...)` renders it in the active language: from the recorded code and
-  params when there are some; else, for records written before (or a text that lost its code on the
-  way), from the params the phrase's format reads back out of the English text; else, for a text no
-  phrase knows, the catalogue's translation when the text is a msgid (a program's criterion title, a
-  rule's notice: certification/data_msgids.py), and the text itself otherwise.
+  params when there are some; else the catalogue's translation when the text is a msgid (a program's
+  criterion title, a rule's notice: certification/data_msgids.py); else, for records written before (or
+  a text that lost its code on the way), from the params the phrase's format reads back out of the
+  English text; else, for texts joined by "; " (or a list's last item, with its full stop), each on
+  its own; and the text itself otherwise.
 
 Each format is a msgid of the catalogue (marked with gettext_noop so `makemessages` extracts it), with
 `%(name)s` placeholders: the English text is the msgid filled in, the translation the msgstr filled in
