@@ -8,10 +8,11 @@ portal shows them in the reader's language from this module, the one home of eac
 - `say(code, **params)` writes a message: the English text (a `Said`, a str that also carries its code
   and params, so a caller that stores them can record the structured form next to the text);
 - `localize(text, code=..., params=...)` renders it in the active language: from the recorded code and
-  params when there are some; else, for records written before (or a text that lost its code on the
-  way), from the params the phrase's format reads back out of the English text; else, for a text no
-  phrase knows, the catalogue's translation when the text is a msgid (a program's criterion title, a
-  rule's notice: certification/data_msgids.py), and the text itself otherwise.
+  params when there are some; else the catalogue's translation when the text is a msgid (a program's
+  criterion title, a rule's notice: certification/data_msgids.py); else, for records written before (or
+  a text that lost its code on the way), from the params the phrase's format reads back out of the
+  English text; else, for texts joined by "; " (or a list's last item, with its full stop), each on
+  its own; and the text itself otherwise.
 
 Each format is a msgid of the catalogue (marked with gettext_noop so `makemessages` extracts it), with
 `%(name)s` placeholders: the English text is the msgid filled in, the translation the msgstr filled in
@@ -25,9 +26,26 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.utils.translation import get_language, gettext, gettext_noop
+from django.utils.translation import get_language, gettext, gettext_noop, pgettext
+
+from certification.data_msgids import MSGIDS
 
 PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+
+
+@dataclass(frozen=True)
+class Separator:
+    """A list's separator that splits only where `starts` (a regex) begins the next item."""
+
+    text: str
+    starts: str
+
+    def split(self, value: str) -> list[str]:
+        return re.split(re.escape(self.text) + f"(?={self.starts})", value)
+
+
+# The criteria of an evaluation's lists: each item starts with the criterion's id (B4, S12, A3).
+CRITERIA = Separator("; ", r"[A-Z]+\d+ ")
 
 
 @dataclass(frozen=True)
@@ -36,8 +54,9 @@ class Phrase:
     msgid: str
     # A param's value that is itself a recorded text (a nested explanation) is localized too.
     nested: frozenset[str] = field(default_factory=frozenset)
-    # A param holding recorded texts joined by a separator (name -> separator): each is localized.
-    lists: dict[str, str] = field(default_factory=dict)
+    # A param holding recorded texts joined by a separator (name -> separator, or a Separator when an
+    # item may hold the separator itself): each is localized.
+    lists: dict[str, str | Separator] = field(default_factory=dict)
     # Regexes a param must match when a text is read back (default: any non-empty run, shortest first).
     patterns: dict[str, str] = field(default_factory=dict)
 
@@ -73,6 +92,7 @@ class Said(str):
 
 
 NUMBER = r"-?[\d,]+(?:\.\d+)?"
+TITLES_WITH_COLON = [re.escape(title) for title in sorted(MSGIDS, key=len, reverse=True) if ": " in title]
 INT = r"\d+"
 
 PHRASES: dict[str, Phrase] = {}
@@ -175,6 +195,7 @@ _phrase(
     "integrity.fail",
     gettext_noop("%(failed)s of %(count)s %(check)s results fail: %(details)s."),
     nested=frozenset({"check"}),
+    lists={"details": ", "},
     patterns={"failed": INT, "count": INT},
 )
 _phrase(
@@ -195,7 +216,11 @@ _phrase(
     gettext_noop("%(failed)s of %(count)s events-timed figures disagree with the host clock: %(details)s."),
     patterns={"failed": INT, "count": INT},
 )
-_phrase("reveal.fail", gettext_noop("Product integrity failure (commit and reveal): %(details)s."))
+_phrase(
+    "reveal.fail",
+    gettext_noop("Product integrity failure (commit and reveal): %(details)s."),
+    lists={"details": "; "},
+)
 _phrase(
     "reveal.pass",
     gettext_noop(
@@ -278,6 +303,71 @@ _phrase(
     gettext_noop("All %(total)s semantic cases pass in %(families)s kernel families."),
     patterns={"total": INT, "families": INT},
 )
+_phrase(
+    "semantic.fail",
+    gettext_noop(
+        "Semantic cases fail in %(families)s kernel family(ies) (%(tolerated)s failure(s) tolerated per family): "
+        "%(details)s."
+    ),
+    patterns={"families": INT, "tolerated": INT},
+)
+# The serving criterion's line per model (apps/certificates/criteria.py, judge.serving_*) ----------------
+_phrase(
+    "serving.lines",
+    gettext_noop("%(lines)s."),
+    lists={"lines": "; "},
+    patterns={"lines": r"[^;:.]+: .+"},  # each line names its model first
+)
+# A named item and its recorded text (a model's serving line, an integrity check's failing figure).
+_phrase(
+    "named.item",
+    gettext_noop("%(name)s: %(text)s"),
+    nested=frozenset({"text"}),
+    patterns={"text": r".*[^.]"},  # a sentence that ends with a full stop is a list of them (serving.lines)
+)
+_phrase("serving.no_evidence", gettext_noop("no accepted serving evidence"))
+_phrase("serving.no_accuracy", gettext_noop("%(text)s; no accuracy-mode result"), nested=frozenset({"text"}))
+_phrase(
+    "serving.accuracy_below",
+    gettext_noop("%(text)s; served %(metric)s %(value)s below %(bar)s"),
+    nested=frozenset({"text"}),
+    patterns={"metric": r"\S+", "value": NUMBER, "bar": r"\S+"},
+)
+_phrase("serving.invalid", gettext_noop("LoadGen judged the run INVALID"))
+_phrase("serving.no_value", gettext_noop("no value"))
+_phrase("serving.no_server_result", gettext_noop("no Server result"))
+_phrase("serving.level_no_token_bound", gettext_noop("the level states no %(name)s bound"))
+_phrase(
+    "serving.not_token_bounded",
+    gettext_noop("the Server run was not bounded by the level's %(name)s %(limit)s ms"),
+    patterns={"name": "TTFT|TPOT", "limit": NUMBER},
+)
+_phrase("serving.level_no_scenario", gettext_noop("the level states no %(scenario)s serving settings"))
+_phrase(
+    "serving.min_duration_below",
+    gettext_noop("minimum duration (ms) %(used)s below the level's %(bar)s"),
+    patterns={"used": NUMBER + "|none", "bar": NUMBER},
+)
+_phrase(
+    "serving.min_queries_below",
+    gettext_noop("minimum query count %(used)s below the level's %(bar)s"),
+    patterns={"used": NUMBER + "|none", "bar": NUMBER},
+)
+_phrase(
+    "serving.percentile_below",
+    gettext_noop("latency percentile %(used)s below the level's %(bar)s"),
+    patterns={"used": NUMBER + "|None", "bar": NUMBER},
+)
+_phrase(
+    "serving.bound_looser",
+    gettext_noop("latency bound %(used)s s looser than the level's %(bar)s s"),
+    patterns={"used": NUMBER + "|None", "bar": NUMBER},
+)
+_phrase(
+    "serving.token_bound_looser",
+    gettext_noop("%(name)s bound %(used)s s looser than the level's %(bar)s s"),
+    patterns={"name": "TTFT|TPOT", "used": NUMBER, "bar": NUMBER},
+)
 _phrase("criterion.unknown_kind", gettext_noop("Unknown criterion kind %(kind)s."))
 _phrase("criterion.error", gettext_noop("The criterion could not be evaluated: %(error)s"))
 
@@ -330,6 +420,85 @@ _phrase(
     patterns={"count": INT},
 )
 
+# Commit and reveal (judge.reveal_problem, apps/runs/services/reveal.py) ---------------------------------
+_phrase("reveal.not_drawn", gettext_noop("no reveal was drawn for this document"))
+_phrase("reveal.pending", gettext_noop("the runner has not revealed the sampled outputs yet"))
+_phrase("reveal.expired", gettext_noop("the runner did not reveal the sampled outputs in time"))
+_phrase("reveal.mismatch", gettext_noop("reveal mismatch"))
+_phrase(
+    "reveal.contradicts",
+    gettext_noop("the reveal contradicts the runner's commitment or verdicts: %(findings)s"),
+    lists={"findings": "; "},
+)
+_phrase(
+    "reveal.disagrees",
+    gettext_noop("%(output)s: the platform judges it %(server)s, the runner said %(runner)s"),
+    patterns={"output": r"\S+", "server": r"\w+", "runner": r"\w+"},
+)
+_phrase(
+    "reveal.job_detail",
+    gettext_noop("job %(job)s (%(suite)s): %(detail)s"),
+    nested=frozenset({"detail"}),
+    patterns={"job": INT, "suite": r"[\w-]+"},
+)
+_phrase("spot_check.not_conformance", gettext_noop("not a conformance document: no case to recompute"))
+# A fingerprint problem as runners/fingerprint_check.py writes it (no Django there: read back from its text).
+_phrase(
+    "fingerprint.not_checkable",
+    gettext_noop(
+        "the target registers %(key)s %(wanted)s, but the %(backend)s backend cannot report %(key2)s on this "
+        "host, so it is not checkable: clear the field on the target or install what reports it"
+    ),
+    patterns={"key": r"\w+", "backend": r"\S+", "key2": r"\w+"},
+)
+_phrase(
+    "fingerprint.differs_value",
+    gettext_noop("%(key)s is %(actual)s, the target registers %(wanted)s"),
+    patterns={"key": r"\w+"},
+)
+
+# A campaign's reason when a reviewer decides, and a certificate's status reasons
+# (apps/certificates/services/*.py): a reason a person typed is a param, shown as typed.
+_phrase("campaign.rejected", gettext_noop("Rejected: %(reason)s"))
+_phrase("campaign.certified", gettext_noop("Certified: %(serial)s."), patterns={"serial": r"\S+"})
+_phrase("certificate.superseded", gettext_noop("Superseded by %(serial)s."), patterns={"serial": r"\S+"})
+_phrase(
+    "certificate.validity_ended",
+    gettext_noop("Validity ended on %(date)s."),
+    patterns={"date": r"\d{4}-\d{2}-\d{2}"},
+)
+_phrase(
+    "certificate.key_compromised",
+    gettext_noop("signing key %(key)s compromised: %(reason)s"),
+    patterns={"key": r"\S+"},
+)
+_phrase(
+    "certificate.retest_impossible",
+    gettext_noop("Re-test required (%(reason)s), but no re-test could be submitted; see the audit log."),
+)
+
+# Why a job failed, as the platform records it (apps/runs/services/sweeps.py) ---------------------------
+_phrase("job.deadline_passed", gettext_noop("the job passed its deadline"))
+_phrase("job.runner_silent", gettext_noop("runner %(runner)s stopped sending heartbeats"))
+_phrase("job.requeued_silent", gettext_noop("no progress from the runner; the job is requeued"))
+
+# A campaign's reason when its jobs end without evidence (apps/runs/services/campaigns.py) --------------
+_phrase(
+    "campaign.failed",
+    gettext_noop("No evidence to evaluate: %(jobs)s"),
+    lists={"jobs": "; "},
+)
+_phrase(
+    "campaign.failed_job",
+    gettext_noop("%(job)s: %(error)s %(message)s"),
+    nested=frozenset({"error", "message"}),
+    patterns={
+        "job": r"Job \d+ \S+",
+        "error": "Product failure|Infrastructure|Timeout|Rejected evidence|failed|cancelled",
+        "message": "[^;]*",
+    },
+)
+
 # A campaign's reason when it is evaluated (apps/certificates/services/evaluation.py) -----------------
 _phrase("evaluation.ready", gettext_noop("Every blocker criterion passes; awaiting review."))
 _phrase(
@@ -337,12 +506,12 @@ _phrase(
     gettext_noop(
         "Every blocker criterion passes; awaiting review. Failed non-blocker(s), noted on the certificate: %(notes)s"
     ),
-    lists={"notes": "; "},
+    lists={"notes": CRITERIA},
 )
 _phrase(
     "evaluation.blocked",
     gettext_noop("Cannot reach the level; failed blocker(s): %(failures)s"),
-    lists={"failures": "; "},
+    lists={"failures": CRITERIA},
 )
 _phrase(
     "evaluation.blocked_with_notes",
@@ -350,10 +519,10 @@ _phrase(
         "Cannot reach the level; failed blocker(s): %(failures)s Failed non-blocker(s), noted on the "
         "certificate: %(notes)s"
     ),
-    lists={"failures": "; ", "notes": "; "},
+    lists={"failures": CRITERIA, "notes": CRITERIA},
 )
-# An item of those lists: a criterion's id (and title) and its explanation. A title or an explanation
-# that holds "; " itself splits the list where it should not: that item then shows as recorded.
+# An item of those lists: a criterion's id (and title) and its explanation. An item starts at a
+# criterion's id, so an explanation that holds "; " itself (a serving line, a semantic family) stays whole.
 _phrase(
     "evaluation.note",
     gettext_noop("%(id)s %(explanation)s"),
@@ -364,7 +533,8 @@ _phrase(
     "evaluation.failure",
     gettext_noop("%(id)s %(title)s: %(explanation)s"),
     nested=frozenset({"title", "explanation"}),
-    patterns={"id": r"[A-Z]+\d+"},
+    # A program's title that holds ": " itself is read back whole (the longest first), not cut at it.
+    patterns={"id": r"[A-Z]+\d+", "title": "|".join([*TITLES_WITH_COLON, ".+?"])},
 )
 
 # A tender requirement's line (apps/procurement/requirements.py) --------------------------------------
@@ -477,9 +647,19 @@ def localize(text: str, *, code: str | None = None, params: dict[str, Any] | Non
     if isinstance(text, Said) and code is None:
         code, params = text.code, text.params
     if code not in PHRASES or not isinstance(params, dict):
+        translated = gettext(text)
+        if translated != text:  # a catalogue msgid (program or rule data) as it stands
+            return translated
         parsed = parse(text)
+        if parsed is None and text.endswith(".") and len(text) > 1:
+            # The last item cut from a list of sentences keeps the list's full stop: read it without.
+            shown = localize(text[:-1])
+            return text if shown == text[:-1] else shown + pgettext("the full stop that ends a sentence", ".")
+        if parsed is None and "; " in text:
+            # Recorded texts joined by "; " (a serving figure's shortfalls): each in the reader's language.
+            return "; ".join(localize(item) for item in text.split("; "))
         if parsed is None:
-            return gettext(text)  # a catalogue msgid (program or rule data), or the text itself
+            return text
         code, params = parsed
     phrase = PHRASES[code]
     values = {name: _localize_param(phrase, name, str(value)) for name, value in params.items()}
@@ -492,6 +672,8 @@ def localize(text: str, *, code: str | None = None, params: dict[str, Any] | Non
 def _localize_param(phrase: Phrase, name: str, value: str) -> str:
     if name in phrase.lists:
         separator = phrase.lists[name]
+        if isinstance(separator, Separator):
+            return separator.text.join(localize(item) for item in separator.split(value))
         return separator.join(localize(item) for item in value.split(separator))
     return localize(value) if name in phrase.nested else value
 

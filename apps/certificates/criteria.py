@@ -379,7 +379,13 @@ def integrity(campaign: Campaign, params: dict[str, Any], thresholds: judge.Thre
             evidence,
         )
     failed = ", ".join(
-        f"{v.get('model') or v.get('benchmark') or 'performance'} {v.get('dtype') or ''}: {v['detail']}".strip()
+        say(
+            "named.item",
+            name=" ".join(
+                filter(None, [v.get("model") or v.get("benchmark") or "performance", v.get("dtype")])
+            ),
+            text=v["detail"],
+        )
         for v in verdicts
         if v["verdict"] != "pass"
     )
@@ -497,7 +503,10 @@ def _reveal(documents: list[ResultDocument], thresholds: judge.Thresholds) -> Ju
         return _fail(
             say(
                 "reveal.fail",
-                details="; ".join(f"job {r['job']} ({r['suite']}): {r['detail']}" for r in failing[:4]),
+                details="; ".join(
+                    say("reveal.job_detail", job=r["job"], suite=r["suite"], detail=r["detail"])
+                    for r in failing[:4]
+                ),
             ),
             measured=float(len(failing)),
             threshold=0.0,
@@ -681,7 +690,7 @@ def serving(campaign: Campaign, params: dict[str, Any], thresholds: judge.Thresh
         name = job.model.name if job.model else f"job {job.pk}"
         document = documents.get(job.pk)
         if document is None:
-            failures.append(f"{name}: no accepted serving evidence")
+            failures.append(say("named.item", name=name, text=say("serving.no_evidence")))
             continue
         server = next((r for r in rows[document.pk] if r.kind == "serving_qps"), None)
         decoder = job.model is not None and job.model.architecture in DECODER_ARCHITECTURES
@@ -697,12 +706,21 @@ def serving(campaign: Campaign, params: dict[str, Any], thresholds: judge.Thresh
             ]
         accuracy = served[0] if served else None
         if accuracy is None or accuracy.value is None:
-            ok, text = False, text + "; no accuracy-mode result"
+            ok, text = False, say("serving.no_accuracy", text=text)
         else:
             bar = judge.accuracy_bar(thresholds=thresholds, dtype=accuracy.dtype, metric=accuracy.unit)
             if not judge.accuracy_passes(value=accuracy.value, bar=bar):
-                ok, text = False, f"{text}; served {accuracy.unit} {accuracy.value:.6f} below {bar}"
-        (lines if ok else failures).append(f"{name}: {text}")
+                ok, text = (
+                    False,
+                    say(
+                        "serving.accuracy_below",
+                        text=text,
+                        metric=accuracy.unit,
+                        value=f"{accuracy.value:.6f}",
+                        bar=bar,
+                    ),
+                )
+        (lines if ok else failures).append(say("named.item", name=name, text=text))
         if ok and server is not None and server.value is not None:  # a passing Server run has a value
             lowest = server.value if lowest is None else min(lowest, server.value)
     evidence = {
@@ -711,9 +729,14 @@ def serving(campaign: Campaign, params: dict[str, Any], thresholds: judge.Thresh
     }
     if failures:
         return _fail(
-            "; ".join(failures + lines) + ".", measured=lowest, threshold=threshold, evidence=evidence
+            say("serving.lines", lines="; ".join(failures + lines)),
+            measured=lowest,
+            threshold=threshold,
+            evidence=evidence,
         )
-    return Judgement(CriterionOutcome.PASS, "; ".join(lines) + ".", lowest, threshold, evidence)
+    return Judgement(
+        CriterionOutcome.PASS, say("serving.lines", lines="; ".join(lines)), lowest, threshold, evidence
+    )
 
 
 def collectives(campaign: Campaign, params: dict[str, Any], thresholds: judge.Thresholds) -> Judgement:
@@ -859,8 +882,7 @@ def semantic_cases(campaign: Campaign, params: dict[str, Any], thresholds: judge
         worst = max(len(f["failed"]) for f in failing.values())
         detail = "; ".join(f"{name}: {', '.join(f['failed'][:4])}" for name, f in sorted(failing.items()))
         return _fail(
-            f"Semantic cases fail in {len(failing)} kernel famil{'y' if len(failing) == 1 else 'ies'} "
-            f"({rule.max_failures} failure(s) tolerated per family): {detail}.",
+            say("semantic.fail", families=len(failing), tolerated=rule.max_failures, details=detail),
             measured=float(worst),
             threshold=float(rule.max_failures),
             evidence=evidence,

@@ -402,17 +402,15 @@ def reveal_problem(*, state: str | None, findings: list[Any], sample_size: int) 
     """Why a document's commit–reveal round fails the integrity blocker, or None when it passes: it must
     have been drawn (where the level samples any output), answered, and contradicted nothing."""
     if state is None:
-        return "no reveal was drawn for this document" if sample_size > 0 else None
+        return say("reveal.not_drawn") if sample_size > 0 else None
     if state == "verified":
         return None
     if state == "pending":
-        return "the runner has not revealed the sampled outputs yet"
+        return say("reveal.pending")
     if state == "expired":
-        return "the runner did not reveal the sampled outputs in time"
+        return say("reveal.expired")
     shown = "; ".join(str(f) for f in findings[:3])
-    return (
-        f"the reveal contradicts the runner's commitment or verdicts: {shown}" if shown else "reveal mismatch"
-    )
+    return say("reveal.contradicts", findings=shown) if shown else say("reveal.mismatch")
 
 
 def integrity_verdicts(
@@ -691,28 +689,28 @@ def serving_settings_problems(*, params: dict[str, Any], scenario: str, threshol
     minimum duration, fewer queries, a lower percentile or a looser latency bound than the program's."""
     level = ((thresholds.serving or {}).get("scenarios") or {}).get(scenario)
     if not isinstance(level, dict):
-        return [f"the level states no {scenario} serving settings"]
+        return [say("serving.level_no_scenario", scenario=scenario)]
     problems = []
-    for key, what in (
-        ("min_duration_ms", "minimum duration (ms)"),
-        ("min_query_count", "minimum query count"),
+    for key, code in (
+        ("min_duration_ms", "serving.min_duration_below"),
+        ("min_query_count", "serving.min_queries_below"),
     ):
         used, bar = _float(params.get(key)), _float(level.get(key))
         if bar is not None and (used is None or used < bar):
-            problems.append(f"{what} {'none' if used is None else f'{used:g}'} below the level's {bar:g}")
+            problems.append(say(code, used="none" if used is None else f"{used:g}", bar=f"{bar:g}"))
     percentile, bar = _float(params.get("percentile")), _float(level.get("percentile"))
     if bar is not None and (percentile is None or percentile < bar):
-        problems.append(f"latency percentile {percentile} below the level's {bar:g}")
+        problems.append(say("serving.percentile_below", used=percentile, bar=f"{bar:g}"))
     if scenario == "Server":
         bound, limit = _float(params.get("latency_bound_s")), _float(level.get("latency_bound_ms"))
         if limit is not None and (bound is None or bound > limit / 1000):
-            problems.append(f"latency bound {bound} s looser than the level's {limit / 1000:g} s")
+            problems.append(say("serving.bound_looser", used=bound, bar=f"{limit / 1000:g}"))
     llm = (thresholds.serving or {}).get("llm") or {}
     for key, name in (("ttft", "TTFT"), ("tpot", "TPOT")):
         used = _float(params.get(f"{key}_bound_s"))
         limit = _float(llm.get(f"{key}_ms"))
         if used is not None and limit is not None and used > limit / 1000:
-            problems.append(f"{name} bound {used} s looser than the level's {limit / 1000:g} s")
+            problems.append(say("serving.token_bound_looser", name=name, used=used, bar=f"{limit / 1000:g}"))
     return problems
 
 
@@ -727,11 +725,11 @@ def serving_figure_problem(
     if rate and params.get("result_valid") is True:
         return rate  # LoadGen said VALID; the rate it scheduled was not sustained (or is not credible)
     if SERVING_INVALID_FLAG in set(flags or ()) or params.get("result_valid") is not True:
-        return "LoadGen judged the run INVALID"
+        return say("serving.invalid")
     if rate:
         return rate
     if value is None or not math.isfinite(value):
-        return "no value"
+        return say("serving.no_value")
     problems = serving_settings_problems(
         params=params, scenario=str(params.get("scenario") or ""), thresholds=thresholds
     )
@@ -788,7 +786,7 @@ def serving_server_verdict(
     """One model's Server result at the level's bound: a VALID run with the level's settings (and, for
     a decoder, token-latency bounds no looser than the level's TTFT and TPOT)."""
     if qps is None:
-        return False, "no Server result"
+        return False, say("serving.no_server_result")
     params = serving_params(qps)
     problem = serving_figure_problem(
         value=_float(qps.get("value")), flags=qps.get("flags"), params=params, thresholds=thresholds
@@ -801,9 +799,9 @@ def serving_server_verdict(
             limit = _float(llm.get(f"{key}_ms"))
             used = _float(params.get(f"{key}_bound_s"))
             if limit is None:
-                return False, f"the level states no {name} bound"
+                return False, say("serving.level_no_token_bound", name=name)
             if used is None or used > limit / 1000:
-                return False, f"the Server run was not bounded by the level's {name} {limit:g} ms"
+                return False, say("serving.not_token_bounded", name=name, limit=f"{limit:g}")
     bound = _float(params.get("latency_bound_s"))
     percentile = _float(params.get("percentile"))
     text = f"{qps['value']:.4g} QPS VALID at p{(percentile or 0) * 100:g} <= {(bound or 0) * 1000:g} ms"

@@ -50,9 +50,9 @@ class SigningKey(models.Model):
 
 
 class CriterionOutcome(models.TextChoices):
-    PASS = "pass", "Pass"
-    FAIL = "fail", "Fail"
-    NOT_APPLICABLE = "not_applicable", "Not applicable"
+    PASS = "pass", _("Pass")
+    FAIL = "fail", _("Fail")
+    NOT_APPLICABLE = "not_applicable", _("Not applicable")
 
 
 class CriterionResult(models.Model):

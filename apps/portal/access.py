@@ -36,7 +36,9 @@ def review_refusal(*, membership: Membership | None, user, campaign: Campaign, r
     if campaign.submitted_by_id is not None and campaign.submitted_by_id == user.pk:
         return _("You may not review a campaign you submitted.")
     if not campaign_awaits_review(campaign):
-        return f"The campaign is {campaign.get_state_display().lower()}, not awaiting review."
+        return _("The campaign is %(state)s, not awaiting review.") % {
+            "state": campaign.get_state_display().lower()
+        }
     if reviewed:
-        return "You have already reviewed this campaign; a second reviewer must decide."
+        return _("You have already reviewed this campaign; a second reviewer must decide.")
     return None

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.utils.translation import gettext
+
 from apps.certificates import judge
 from apps.certificates.models import CriterionResult
 from apps.portal.charts import (
@@ -31,7 +33,8 @@ from apps.runs.models import (
     OutputReveal,
     ResultDocument,
 )
-from certification.recorded_text import say
+from certification.recorded_tags import recorded
+from certification.recorded_text import localize, say
 
 ROOFLINE_KINDS = ("gemm", "attention", "conv")
 
@@ -159,7 +162,11 @@ def _heatmap(cases: list[CaseResult], anomalies: list[Anomaly]) -> Heatmap | Non
     if bad:
         names = ", ".join(f"{k}/{d}" for k, d, _ in sorted(bad)[:8])
         anomalies.append(
-            Anomaly("bad", f"Conformance failures in {len(bad)} kernel x dtype cell(s): {names}.")
+            Anomaly(
+                "bad",
+                gettext("Conformance failures in %(count)s kernel x dtype cell(s): %(names)s.")
+                % {"count": len(bad), "names": names},
+            )
         )
     return Heatmap(dtypes=dtypes, rows=rows)
 
@@ -190,8 +197,18 @@ def _roofline(
             anomalies.append(
                 Anomaly(
                     "bad",
-                    f"{m.name} ({m.dtype}) measured {m.value:.4g} TFLOP/s, {ratio:.2f} x the declared peak "
-                    f"{peak:.4g}, above the credible {thresholds.above_peak_ratio:.2f}.",
+                    gettext(
+                        "%(name)s (%(dtype)s) measured %(value)s TFLOP/s, %(ratio)s x the declared peak "
+                        "%(peak)s, above the credible %(credible)s."
+                    )
+                    % {
+                        "name": m.name,
+                        "dtype": m.dtype,
+                        "value": f"{m.value:.4g}",
+                        "ratio": f"{ratio:.2f}",
+                        "peak": f"{peak:.4g}",
+                        "credible": f"{thresholds.above_peak_ratio:.2f}",
+                    },
                 )
             )
         rows.append(
@@ -306,7 +323,11 @@ def _timing_rows(
     failing = [v for v in verdicts if not v.passed]
     for verdict in failing[:6]:
         anomalies.append(
-            Anomaly("bad", f"Integrity check timing of job {job.pk} ({job.suite}): {verdict.detail}.")
+            Anomaly(
+                "bad",
+                gettext("Integrity check %(check)s of job %(job)s (%(suite)s): %(detail)s.")
+                % {"check": "timing", "job": job.pk, "suite": job.suite, "detail": localize(verdict.detail)},
+            )
         )
     detail = (
         "; ".join(v.detail for v in failing[:3])
@@ -339,11 +360,18 @@ def _integrity_rows(
             label = (
                 verdict.item.get("benchmark") or verdict.item.get("model") or verdict.item.get("suite") or ""
             )
-            rows.append((f"{check} {label}".strip(), outcome, verdict.detail))
+            rows.append((f"{gettext(check.replace('_', ' '))} {label}".strip(), outcome, verdict.detail))
             if not verdict.passed:
                 anomalies.append(
                     Anomaly(
-                        "bad", f"Integrity check {check} of job {job.pk} ({job.suite}): {verdict.detail}."
+                        "bad",
+                        gettext("Integrity check %(check)s of job %(job)s (%(suite)s): %(detail)s.")
+                        % {
+                            "check": check,
+                            "job": job.pk,
+                            "suite": job.suite,
+                            "detail": localize(verdict.detail),
+                        },
                     )
                 )
     for name, value in sorted(integrity.items()):
@@ -353,7 +381,11 @@ def _integrity_rows(
         rows.append((name, outcome, ""))
         if outcome not in ("pass", "skipped"):
             anomalies.append(
-                Anomaly("bad", f"Integrity check {name} of job {job.pk} ({job.suite}): {outcome}.")
+                Anomaly(
+                    "bad",
+                    gettext("Integrity check %(check)s of job %(job)s (%(suite)s): %(detail)s.")
+                    % {"check": name, "job": job.pk, "suite": job.suite, "detail": outcome},
+                )
             )
     return rows
 
@@ -387,15 +419,17 @@ def _document_checks(
         if spot_failures:
             anomalies.append(
                 Anomaly(
-                    "bad", f"Server-side spot check of job {job.pk}: {len(spot_failures)} case(s) disagree."
+                    "bad",
+                    gettext("Server-side spot check of job %(job)s: %(count)s case(s) disagree.")
+                    % {"job": job.pk, "count": len(spot_failures)},
                 )
             )
         if fingerprint_mismatches:
             anomalies.append(
                 Anomaly(
                     "bad",
-                    f"Job {job.pk} fingerprint differs from the registered target: "
-                    f"{'; '.join(fingerprint_mismatches)}.",
+                    gettext("Job %(job)s fingerprint differs from the registered target: %(problems)s.")
+                    % {"job": job.pk, "problems": "; ".join(localize(p) for p in fingerprint_mismatches)},
                 )
             )
         reveal = reveals.get(document.pk)
@@ -406,7 +440,11 @@ def _document_checks(
         )
         if reveal_problem:
             anomalies.append(
-                Anomaly("bad", f"Product integrity (commit and reveal) of job {job.pk}: {reveal_problem}.")
+                Anomaly(
+                    "bad",
+                    gettext("Product integrity (commit and reveal) of job %(job)s: %(problem)s.")
+                    % {"job": job.pk, "problem": localize(reveal_problem)},
+                )
             )
         checks.append(
             DocumentCheck(
@@ -431,15 +469,27 @@ def campaign_evidence(*, campaign: Campaign, criteria: list[CriterionResult]) ->
     for result in criteria:
         if result.outcome == "fail" and not result.waived:
             severity = "bad" if result.blocker else "warn"
-            kind = "Blocker" if result.blocker else "Criterion"
-            anomalies.append(Anomaly(severity, f"{kind} {result.criterion_id} failed: {result.explanation}"))
+            text = (
+                gettext("Blocker %(id)s failed: %(explanation)s")
+                if result.blocker
+                else gettext("Criterion %(id)s failed: %(explanation)s")
+            )
+            explanation = recorded(result.explanation, result.evidence)
+            anomalies.append(
+                Anomaly(severity, text % {"id": result.criterion_id, "explanation": explanation})
+            )
     for job in jobs:
         if job.state == JobState.FAILED:
             anomalies.append(
                 Anomaly(
                     "bad",
-                    f"Job {job.pk} ({job.suite}) failed: "
-                    f"{job.error_class or ''} {job.error_message[:200]}".strip(),
+                    gettext("Job %(job)s (%(suite)s) failed: %(error)s %(message)s")
+                    % {
+                        "job": job.pk,
+                        "suite": job.suite,
+                        "error": job.get_error_class_display(),
+                        "message": localize(job.error_message[:200]),
+                    },
                 )
             )
     cases = list(
@@ -519,21 +569,30 @@ def campaign_evidence(*, campaign: Campaign, criteria: list[CriterionResult]) ->
         anomalies.append(
             Anomaly(
                 "warn",
-                f"{len(unstable)} measurement(s) unstable (high coefficient of variation): "
-                + ", ".join(f"{m.name} {m.dtype}" for m in unstable[:6])
-                + ".",
+                gettext("%(count)s measurement(s) unstable (high coefficient of variation): %(names)s.")
+                % {"count": len(unstable), "names": ", ".join(f"{m.name} {m.dtype}" for m in unstable[:6])},
             )
         )
     flagged = [m for m in measurements if any(flag != "unavailable" for flag in (m.flags or []))]
     for m in flagged:
-        anomalies.append(Anomaly("warn", f"{m.name} ({m.dtype}) flagged: {', '.join(map(str, m.flags))}."))
+        anomalies.append(
+            Anomaly(
+                "warn",
+                gettext("%(name)s (%(dtype)s) flagged: %(flags)s.")
+                % {"name": m.name, "dtype": m.dtype, "flags": ", ".join(map(str, m.flags))},
+            )
+        )
     evidence.documents = _document_checks(campaign, jobs, anomalies, thresholds, measurements)
     evidence.rejections = list(
         EvidenceRejection.objects.filter(job__campaign=campaign).order_by("-received_at")
     )
     for rejection in evidence.rejections:
         anomalies.append(
-            Anomaly("warn", f"Evidence of job {rejection.job_id} was rejected: {rejection.reason[:200]}")
+            Anomaly(
+                "warn",
+                gettext("Evidence of job %(job)s was rejected: %(reason)s")
+                % {"job": rejection.job_id, "reason": localize(rejection.reason[:200])},
+            )
         )
     evidence.anomalies = sorted(anomalies, key=lambda a: a.severity != "bad")
     return evidence

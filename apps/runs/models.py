@@ -257,10 +257,13 @@ class EvidenceRejection(models.Model):
 
 
 class RevealState(models.TextChoices):
-    PENDING = "pending", "Awaiting the runner's reveal"
-    VERIFIED = "verified", "Revealed outputs match the commitment and the server's verdicts"
-    MISMATCH = "mismatch", "Integrity failure: the reveal contradicts the commitment or the runner's verdicts"
-    EXPIRED = "expired", "The runner did not reveal in time"
+    PENDING = "pending", _("Awaiting the runner's reveal")
+    VERIFIED = "verified", _("Revealed outputs match the commitment and the server's verdicts")
+    MISMATCH = (
+        "mismatch",
+        _("Integrity failure: the reveal contradicts the commitment or the runner's verdicts"),
+    )
+    EXPIRED = "expired", _("The runner did not reveal in time")
 
 
 class RevealPlanState(models.TextChoices):

@@ -53,6 +53,20 @@ def sample(phrase, name):
         return "bfloat16"
     if pattern.startswith("Fab"):
         return "Fab"
+    if pattern.startswith("-?"):  # a number (NUMBER), perhaps with an alternative word
+        return "12.5"
+    if pattern.startswith(r"\d{4}"):  # a date
+        return "2026-11-30"
+    if pattern.startswith("TTFT"):
+        return "TTFT"
+    if pattern.startswith("Product failure"):  # an error class's label
+        return "Rejected evidence"
+    if pattern.startswith("Job "):
+        return "Job 7 model:tiny-bert"
+    if pattern == r"[\w-]+":
+        return "serving"
+    if pattern.startswith("[^;:.]+: "):  # a model's line
+        return "tiny-bert: no accepted serving evidence"
     if name == "id":
         return "B2"
     if name in ("speedup", "bound"):

@@ -34,11 +34,13 @@ PO = ROOT / "locale" / "zh_Hans" / "LC_MESSAGES" / "django.po"
 ENGLISH_RUN = re.compile(r"[A-Za-z][a-z]+(?:[ '’-][a-z]+){1,}")  # two or more English words in a row
 # Words of the field that stay as they are in Chinese text: units, standards, product and API names.
 TERMS = re.compile(
-    r"\b(?:TFLOP/s|TOP/s|GB/s|GiB|ms|sha256|Ed25519|RFC \d+|JSON|CSV|API|MLPerf|LoadGen|Server|Offline|"
+    r"\b(?:TFLOP/s|TOP/s|GB/s|GiB|ms|sha256|Ed25519|RFC \d+|JSON|CSV|API|MLPerf Inference|MLPerf|LoadGen|Server|Offline|"
     r"VALID|INVALID|PyTorch|torch|webhook-\w+|Standard Webhooks|float\w*|bfloat16|int8|dtype|p\d\d|"
     r"AIA|TPOT|QPS|TDP|CV|ID|URL|UTC|Asia/Shanghai|zip|safetensors|Celery beat|"
     r"text-embedding|llm-decode|image-classification|bert-encoder|llama-decoder|resnet-cnn)\b"
 )
+# A cited work's title inside Chinese quotation marks (“…”, 《…》) stays in the language it was published in.
+CITED_TITLE = re.compile(r"“[^”]*”|《[^》]*》")
 SKIP = {"code", "pre", "script", "style", "kbd", "samp", "option"}  # <option>: zone names, dtype codes
 
 
@@ -81,13 +83,16 @@ def data_values() -> set[str]:
     from apps.accounts.models import Organization
     from apps.certificates.models import Certificate, Program
     from apps.procurement.models import Tender
-    from apps.registry.models import Chip, HardwareTarget, ModelArtifact
+    from apps.registry.models import Chip, HardwareTarget, ModelArtifact, Runner
+    from apps.runs.models import Measurement
 
     values: set[str] = set()
     for model, fields in [
         (Organization, ["name"]),
         (Chip, ["name", "architecture", "spec_source"]),
-        (HardwareTarget, ["slug", "description", "host_cpu"]),
+        (HardwareTarget, ["slug", "description", "host_cpu", "driver_version", "runtime_version"]),
+        (Runner, ["name"]),
+        (Measurement, ["name"]),  # a benchmark's name as the runner's document gives it
         (ModelArtifact, ["name", "license"]),
         (Program, ["title", "code"]),
         (Tender, ["title", "description"]),
@@ -107,7 +112,7 @@ def untranslated(page: str, *, data: set[str]) -> list[str]:
         rest = html.unescape(node)
         for value in sorted(data, key=len, reverse=True):
             rest = rest.replace(value, " ")
-        rest = TERMS.sub(" ", rest)
+        rest = TERMS.sub(" ", CITED_TITLE.sub(" ", rest))
         if ENGLISH_RUN.search(rest):
             found.append(node)
     return found

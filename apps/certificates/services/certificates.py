@@ -34,6 +34,7 @@ from apps.certificates.services.keys import signing_key_active, signing_private_
 from apps.runs.models import Campaign, CampaignState
 from apps.runs.services.campaigns import campaign_transition
 from apps.runs.transitions import transition_allowed
+from certification.recorded_text import say
 from certification.verify import canonicalization_of, load_public_key, verify_payload_text
 from runners.canonical import JCS, canonical_text, canonical_text_as
 
@@ -132,7 +133,9 @@ def certificate_issue(*, campaign: Campaign, actor=None) -> Certificate:
         **subject_columns(payload),  # what was signed, for filters and lists; never updated
     )
     public_reads_changed()
-    campaign_transition(campaign, CampaignState.APPROVED, actor=actor, reason=f"Certified: {serial}.")
+    campaign_transition(
+        campaign, CampaignState.APPROVED, actor=actor, reason=say("campaign.certified", serial=serial)
+    )
     audit_record(
         action="certificate.issued",
         obj=certificate,
@@ -153,7 +156,7 @@ def certificate_issue(*, campaign: Campaign, actor=None) -> Certificate:
             old,
             CertificateStatus.SUPERSEDED,
             actor=actor,
-            reason=f"Superseded by {serial}.",
+            reason=say("certificate.superseded", serial=serial),
             superseded_by=certificate,
         )
     audit_checkpoint_after_commit(f"certificate {serial}")
@@ -283,7 +286,7 @@ def certificates_expire(*, now: datetime | None = None) -> int:
                     certificate,
                     CertificateStatus.EXPIRED,
                     actor=None,
-                    reason=f"Validity ended on {certificate.valid_until.date().isoformat()}.",
+                    reason=say("certificate.validity_ended", date=certificate.valid_until.date().isoformat()),
                 )
                 count += 1
     return count

@@ -23,6 +23,7 @@ from django.utils import timezone
 from apps.audit.checkpoints import audit_checkpoint_after_commit
 from apps.audit.services import audit_record
 from apps.certificates.models import SigningKey, SigningKeyStatus
+from certification.recorded_text import say
 from certification.verify import public_key_id
 
 
@@ -136,7 +137,7 @@ def signing_key_compromise(*, key: SigningKey, reason: str, actor=None) -> list:
         certificate_resign(
             certificate=certificate,
             key=replacement,
-            reason=f"signing key {key.key_id[:16]} compromised: {reason}",
+            reason=say("certificate.key_compromised", key=key.key_id[:16], reason=reason),
             actor=actor,
         )
         for certificate in key.certificates.filter(status__in=("active", "suspended")).order_by("pk")

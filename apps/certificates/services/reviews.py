@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from apps.audit.services import audit_record
 from apps.certificates.judge import required_approvals
@@ -15,6 +16,7 @@ from apps.certificates.services.surveillance import surveillance_conclude
 from apps.runs.models import Campaign, CampaignPurpose, CampaignState
 from apps.runs.services.campaigns import campaign_transition
 from apps.runs.transitions import campaign_awaits_review
+from certification.recorded_text import say
 
 
 def _reason(reason: str) -> str:
@@ -29,14 +31,19 @@ def _campaign_locked(campaign: Campaign, reviewer) -> Campaign:
     campaign = Campaign.objects.select_for_update(of=("self",)).select_related("program").get(pk=campaign.pk)
     separation_of_duties_check(user=reviewer, campaign=campaign)
     if not campaign_awaits_review(campaign):
-        raise ValidationError(f"The campaign is {campaign.get_state_display().lower()}, not awaiting review.")
+        raise ValidationError(
+            gettext("The campaign is %(state)s, not awaiting review.")
+            % {"state": campaign.get_state_display().lower()}
+        )
     return campaign
 
 
 def _campaign_for_review(campaign: Campaign, reviewer) -> Campaign:
     campaign = _campaign_locked(campaign, reviewer)
     if Review.objects.filter(campaign=campaign, reviewer=reviewer).exists():
-        raise ValidationError("You have already reviewed this campaign; a second reviewer must decide.")
+        raise ValidationError(
+            gettext("You have already reviewed this campaign; a second reviewer must decide.")
+        )
     return campaign
 
 
@@ -53,10 +60,11 @@ def review_approve(*, campaign: Campaign, reviewer, reason: str) -> Review:
     )
     if failed:
         raise ValidationError(
-            f"Failed blocker criteria cannot be approved: {', '.join(failed)}. Reject the campaign."
+            gettext("Failed blocker criteria cannot be approved: %(criteria)s. Reject the campaign.")
+            % {"criteria": ", ".join(failed)}
         )
     if not CriterionResult.objects.filter(campaign=campaign).exists():
-        raise ValidationError("The campaign has no evaluation to approve.")
+        raise ValidationError(gettext("The campaign has no evaluation to approve."))
     review = Review.objects.create(
         campaign=campaign, reviewer=reviewer, decision=ReviewDecision.APPROVE, reason=reason
     )
@@ -80,7 +88,9 @@ def review_reject(*, campaign: Campaign, reviewer, reason: str) -> Review:
     review = Review.objects.create(
         campaign=campaign, reviewer=reviewer, decision=ReviewDecision.REJECT, reason=reason
     )
-    campaign_transition(campaign, CampaignState.REJECTED, actor=reviewer, reason=f"Rejected: {reason}")
+    campaign_transition(
+        campaign, CampaignState.REJECTED, actor=reviewer, reason=say("campaign.rejected", reason=reason)
+    )
     audit_record(
         action="review.rejected",
         obj=campaign,

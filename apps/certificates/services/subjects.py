@@ -33,6 +33,7 @@ from apps.certificates.services.surveillance import surveillance_submit
 from apps.registry.models import PEAK_FIELDS, Chip, HardwareTarget
 from apps.runs.models import Campaign
 from apps.runs.transitions import OPEN_STATES
+from certification.recorded_text import say
 
 CERTIFIED_CHIP_FIELDS = frozenset(
     {
@@ -137,5 +138,5 @@ def certified_subject_edit(*, obj: Chip | HardwareTarget, changes: dict[str, tup
                 certificate,
                 CertificateStatus.SUSPENDED,
                 actor=None,
-                reason=f"Re-test required ({reason}), but no re-test could be submitted; see the audit log.",
+                reason=say("certificate.retest_impossible", reason=reason),
             )

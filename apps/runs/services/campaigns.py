@@ -32,6 +32,7 @@ from apps.runs.models import (
 )
 from apps.runs.specs import job_spec_build
 from apps.runs.transitions import OPEN_STATES, transition_allowed
+from certification.recorded_text import say
 
 # Hard limits per suite (seconds); the runner's soft limit is a little shorter than the hard one.
 SUITE_TIME_LIMITS: dict[str, int] = {
@@ -366,9 +367,17 @@ def campaign_check_completion(*, campaign_id: int) -> None:
         failed = campaign.jobs.filter(Q(state=JobState.FAILED) | Q(state=JobState.CANCELLED))
         if failed.filter(~Q(error_class=ErrorClass.PRODUCT_FAILURE)).exists():
             # Missing evidence (infrastructure, timeout, rejected documents) cannot be evaluated.
-            reason = "; ".join(
-                f"{job}: {job.get_error_class_display() or job.state} {job.error_message[:200]}"
-                for job in failed
+            reason = say(
+                "campaign.failed",
+                jobs="; ".join(
+                    say(
+                        "campaign.failed_job",
+                        job=job,
+                        error=job.get_error_class_display() or job.state,
+                        message=job.error_message[:200],
+                    )
+                    for job in failed
+                ),
             )
             campaign_transition(
                 campaign,

@@ -55,6 +55,7 @@ from apps.runs.models import (
     RevealPlanState,
     RevealState,
 )
+from certification.recorded_text import say
 from runners.commitment import (
     REVEAL_MAX_BYTES,
     RevealError,
@@ -578,10 +579,13 @@ def _judge(reveal: OutputReveal, payload: dict[str, Any]) -> tuple[list[dict[str
             if entry["reference"] == "inline" and plan_state != "none":
                 entry["reference_plan"] = plan_state
             if not entry["agrees"]:
-                findings.append(
-                    f"{output_id}: the platform judges it {entry['server_status']}, the runner said "
-                    f"{entry['runner_status']}" + (f" ({entry['detail']})" if entry.get("detail") else "")
+                finding = say(
+                    "reveal.disagrees",
+                    output=output_id,
+                    server=entry["server_status"],
+                    runner=entry["runner_status"],
                 )
+                findings.append(f"{finding} ({entry['detail']})" if entry.get("detail") else finding)
         checked.append(entry)
     return checked, findings
 

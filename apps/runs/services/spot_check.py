@@ -19,6 +19,8 @@ import random
 import time
 from typing import Any
 
+from certification.recorded_text import say
+
 SPOT_CHECK_BUDGET_S = 20.0
 
 
@@ -83,7 +85,7 @@ def spot_check_cases(
             if problem:
                 report["failures"].append(f"{_label(case)}: {problem}")
     if document.get("suite") != "conformance":
-        report["skipped"] = "not a conformance document: no case to recompute"
+        report["skipped"] = say("spot_check.not_conformance")
         return report
     from runners.conformance import recompute_case
 

@@ -13,6 +13,7 @@ from apps.audit.services import audit_record
 from apps.registry.models import Runner, RunnerStatus
 from apps.runs.models import ErrorClass, Job, JobState
 from apps.runs.services.campaigns import job_fail
+from certification.recorded_text import say
 
 
 def runners_mark_stale(*, now=None) -> int:
@@ -38,7 +39,7 @@ def runners_mark_stale(*, now=None) -> int:
             job_fail(
                 job_id=job_id,
                 error_class=ErrorClass.INFRASTRUCTURE,
-                message=f"runner {runner.name} stopped sending heartbeats",
+                message=say("job.runner_silent", runner=runner.name),
                 retry=True,
             )
     return len(stale)
@@ -56,7 +57,7 @@ def jobs_sweep_stuck(*, now=None) -> int:
     for job_id in Job.objects.filter(
         state__in=[JobState.QUEUED, JobState.RUNNING], deadline_at__lt=now, document__isnull=True
     ).values_list("pk", flat=True):
-        job_fail(job_id=job_id, error_class=ErrorClass.TIMEOUT, message="the job passed its deadline")
+        job_fail(job_id=job_id, error_class=ErrorClass.TIMEOUT, message=say("job.deadline_passed"))
         count += 1
     silent_since = now - timedelta(seconds=settings.JOB_SILENCE_S)
     # Liveness is the last signed progress or heartbeat of the attempt, not the last save of the row.
@@ -69,7 +70,7 @@ def jobs_sweep_stuck(*, now=None) -> int:
         job_fail(
             job_id=job_id,
             error_class=ErrorClass.INFRASTRUCTURE,
-            message="no progress from the runner; the job is requeued",
+            message=say("job.requeued_silent"),
             retry=True,
         )
         count += 1
