@@ -92,6 +92,8 @@ class Said(str):
 
 
 NUMBER = r"-?[\d,]+(?:\.\d+)?"
+# A number as Python's :.4g writes it (12.5, 7, 1.53e+03).
+SCI = r"-?\d+(?:\.\d+)?(?:e[+-]\d+)?"
 TITLES_WITH_COLON = [re.escape(title) for title in sorted(MSGIDS, key=len, reverse=True) if ": " in title]
 INT = r"\d+"
 
@@ -335,6 +337,39 @@ _phrase(
 )
 _phrase("serving.invalid", gettext_noop("LoadGen judged the run INVALID"))
 _phrase("serving.no_value", gettext_noop("no value"))
+# The Server rate's consistency checks (runners/serving_rate.py writes the runner's; the judge re-checks).
+_phrase(
+    "serving.rate_not_sustained",
+    gettext_noop(
+        "rate not sustained: LoadGen completed %(completed)s samples/s of %(scheduled)s scheduled "
+        "(%(share)s; at least %(required)s required)"
+    ),
+    patterns={"completed": SCI, "scheduled": SCI, "share": INT + "%", "required": INT + "%"},
+)
+_phrase(
+    "serving.rate_above_offline",
+    gettext_noop(
+        "Server rate %(rate)s QPS above the model's Offline throughput %(offline)s samples/s by more than "
+        "%(tolerance)s"
+    ),
+    patterns={"rate": SCI, "offline": SCI, "tolerance": INT + "%"},
+)
+_phrase(
+    "serving.no_server_summary",
+    gettext_noop("no LoadGen Server summary matching the run's digest to check its sustained rate"),
+)
+_phrase(
+    "serving.no_offline_summary",
+    gettext_noop("no LoadGen Offline summary matching its digest to bound the Server rate"),
+)
+_phrase("serving.no_offline_rate", gettext_noop("no Offline samples per second to bound the Server rate"))
+_phrase(
+    "serving.no_rates",
+    gettext_noop("the LoadGen summary states no scheduled and completed samples per second"),
+)
+_phrase(
+    "serving.not_server_summary", gettext_noop("the LoadGen summary is not a Server run's (%(scenario)s)")
+)
 _phrase("serving.no_server_result", gettext_noop("no Server result"))
 _phrase("serving.level_no_token_bound", gettext_noop("the level states no %(name)s bound"))
 _phrase(

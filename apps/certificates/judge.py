@@ -746,9 +746,9 @@ def serving_rate_problem(params: dict[str, Any]) -> str | None:
 
     server, offline = params.get("loadgen_summary"), params.get("offline_summary")
     if not summary_matches(server, params.get("summary_sha256")):
-        return "no LoadGen Server summary matching the run's digest to check its sustained rate"
+        return say("serving.no_server_summary")
     if not summary_matches(offline, params.get("offline_summary_sha256")):
-        return "no LoadGen Offline summary matching its digest to bound the Server rate"
+        return say("serving.no_offline_summary")
     return unsustained_problem(str(server)) or above_offline_problem(str(server), str(offline))
 
 

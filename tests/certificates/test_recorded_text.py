@@ -206,3 +206,17 @@ def test_a_recorded_explanation_renders_in_chinese_for_zh_hans_and_unchanged_in_
     for result in results.values():  # every explanation of the campaign has its phrase
         assert result.evidence.get("explanation_code") in PHRASES, (result.criterion_id, result.explanation)
         assert zh(result.explanation, result.evidence) != result.explanation
+
+
+def test_the_runners_server_rate_problems_render_in_chinese():
+    """runners/serving_rate.py writes these without Django; the portal reads their values back."""
+    from runners.serving_rate import above_offline_problem, unsustained_problem
+
+    server = "Scenario : Server\nScheduled samples per second : 711.2\nCompleted samples per second : 379.7\n"
+    server += "target_qps : 717.9\n"
+    offline = "Scenario : Offline\nSamples per second : 410.2\n"
+    for text in (unsustained_problem(server), above_offline_problem(server, offline)):
+        assert text and parse(text) is not None, text
+        assert en(text) == text and "LoadGen" in text or "QPS" in text
+        rendered = zh(text)
+        assert rendered != text and ("样本/秒" in rendered), rendered
