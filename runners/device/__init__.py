@@ -36,9 +36,15 @@ Per suite:
   raw figures are in the document for the platform).
 - model: the suite runs in the device process; every scored accuracy output comes back as a tensor
   and the judge scores it again against its own float64 reference of the model
-  (``rejudge_model_accuracy``), which sets each accuracy case's status. The decoders' free-running
-  generation agreement and the model TEST01/TEST04 and clock verdicts are still computed there
-  (``device_verdicts``): moving them is what remains of issue 13's split.
+  (``rejudge_model_accuracy``), which sets each accuracy case's status. Each model TEST04 probe's raw
+  timings and kept outputs come back as the performance suite's do, and the judge decides TEST04
+  (``rejudge_model_caching``): ``judge_caching`` with its own spec's bar, each fresh output against its
+  output apart, and a challenge-drawn two fresh outputs against the judge's float64 reference of their
+  values (nearer their own reference than any other input's: ``NearestReference``). The decoders'
+  free-running generation agreement and the model TEST01 and clock verdicts are still computed there
+  (``device_verdicts``). The timed loop itself (latency, throughput, TTFT, decode, the TEST04 probe's
+  calls) still runs in the device process: its timings are the device process's figures, which a
+  plugin rewriting the harness there can forge (see runners/model_suite/performance.py).
 
 - serving: LoadGen, its SUTs (batching, continuous batching), the float64 reference, the accuracy
   score, TEST01 and the commitment run in the judge (runners/serving); the device process places the
@@ -112,15 +118,16 @@ def suite_in_device_process(
         # re-judged by the platform); TEST01, TEST04 and every reference are the judge's.
         document["process_isolation"] = device.isolation("judge", ["integrity.timing (clock cross-check)"])
     else:
-        from runners.model_suite import rejudge_model_accuracy
+        from runners.model_suite import rejudge_model_accuracy, rejudge_model_caching
 
-        rejudge_model_accuracy(document, spec, outputs, tensors)
+        workloads: dict[str, Any] = {}
+        rejudge_model_accuracy(document, spec, outputs, tensors, workloads)
+        rejudge_model_caching(document, spec, caching, tensors, workloads)
         document["process_isolation"] = device.isolation(
             "judge",
             [
                 "greedy_generation_agreement (decoders' free-running generation)",
                 "integrity.output_consistency (model TEST01)",
-                "integrity.caching (TEST04)",
                 "integrity.timing (clock cross-check)",
             ],
         )

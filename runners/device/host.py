@@ -13,8 +13,8 @@ Requests (``op``), one reply each:
 - ``open {backend}``: loads the backend; replies its availability, support declaration and fingerprint
 - ``run_kernel {kernel, case, dtype, params}`` + input tensors: replies ``output`` and ``device_s``
 - ``run_suite {spec}``: runs a performance or model suite here (see runners/device/__init__.py),
-  sending ``progress`` frames first; replies its document, the outputs the judge re-judges and, for
-  performance, each TEST04 probe's timings and kept outputs (``caching``), which the judge judges
+  sending ``progress`` frames first; replies its document, the outputs the judge re-judges and each
+  TEST04 probe's timings and kept outputs (``caching``), which the judge judges
 - ``serving_open {model, dtype, decoder, output_tokens}`` + the workload's input tensors: places the
   model on the device (runners/serving_engine.py); replies a ``handle``
 - ``serving_call {handle, method, params}`` (+ ``last`` for a decode step): one engine call of the
@@ -197,11 +197,24 @@ class Host:
             from runners.model_suite import run_model
 
             kept_models: list[tuple[str, str, torch.Tensor]] = []
+            model_probes: list[tuple[str, str, CachingEvidence]] = []
             collected = CollectingCommitment()
-            document = run_model(spec, self.backend, progress, keep_outputs=kept_models, commitment=collected)
+            document = run_model(
+                spec,
+                self.backend,
+                progress,
+                keep_outputs=kept_models,
+                commitment=collected,
+                keep_caching=model_probes,
+            )
             for index, (model, dtype, accuracy) in enumerate(kept_models):
                 outputs.append({"model": model, "dtype": dtype})
                 tensors[f"{index}.accuracy"] = accuracy
+            # TEST04: each model probe's timings and kept outputs; the judge decides (rejudge_model_caching).
+            for index, (model, dtype, evidence) in enumerate(model_probes):
+                figures, probe_tensors = evidence.to_wire(f"caching{index}")
+                caching.append({"model": model, "dtype": dtype, **figures})
+                tensors.update(probe_tensors)
             # Every output the suite judged (accuracy and TEST01 samples) goes back for the judge to
             # commit: the judge digests and keeps them itself (runners/commitment.py).
             for index, (output_id, tensor) in enumerate(collected.collected):

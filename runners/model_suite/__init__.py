@@ -39,11 +39,11 @@ from runners.errors import (
     device_call,
     error,
 )
-from runners.integrity import caching_threshold_of
+from runners.integrity import CachingEvidence, caching_threshold_of
 from runners.math_modes import with_pinned_math_modes
-from runners.measurements import case_record, integrity_section, measurement
-from runners.model_suite.performance import ModelRun, model_integrity
-from runners.model_suite.workloads import workload_for
+from runners.measurements import case_record, integrity_section, measurement, rebuild_integrity
+from runners.model_suite.performance import ModelRun, judge_model_probe, model_integrity
+from runners.model_suite.workloads import Workload, workload_for
 from runners.models import LoadedModel, ModelError, ModelSpec, load_model
 from runners.models.deepseek import DeepseekV3Config
 from runners.models.llama import LlamaConfig
@@ -167,12 +167,15 @@ def run_model(
     *,
     keep_outputs: list[tuple[str, str, torch.Tensor]] | None = None,
     commitment: OutputCommitment | None = None,
+    keep_caching: list[tuple[str, str, CachingEvidence]] | None = None,
 ) -> dict[str, Any]:
     """The model suite's result document for a validated job spec (the CLI's suite signature).
 
     With a device process (runners/device) the suite runs there, and the judge scores every
-    accuracy output again against its own float64 reference (``rejudge_model_accuracy``) and
-    commits every judged output itself (``commitment``) from the tensors that come back.
+    accuracy output again against its own float64 reference (``rejudge_model_accuracy``), decides
+    TEST04 from each probe's evidence (``rejudge_model_caching``; ``keep_caching`` collects it in the
+    device process) and commits every judged output itself (``commitment``) from the tensors that
+    come back.
     """
     from runners.device import is_isolated, suite_in_device_process
 
@@ -187,6 +190,7 @@ def run_model(
         progress=progress,
         keep_outputs=keep_outputs,
         commitment=commitment,
+        keep_caching=keep_caching,
     )
     return build_document(
         "model",
@@ -212,6 +216,7 @@ def run_model_suite(
     progress: Progress | None = None,
     keep_outputs: list[tuple[str, str, torch.Tensor]] | None = None,
     commitment: OutputCommitment | None = None,
+    keep_caching: list[tuple[str, str, CachingEvidence]] | None = None,
 ) -> dict[str, Any]:
     """Cases, measurements and integrity verdicts of the model suite for ``spec``.
 
@@ -365,7 +370,9 @@ def run_model_suite(
                 out["cases"].append(_case(model_spec.name, dtype_name, status, score))
                 out["measurements"].append(_accuracy_measurement(model_spec.name, dtype_name, score))
                 if dtype_name in perf_dtypes:
-                    _performance(run, accuracy_out, reference, seed, out, caching_threshold, commitment)
+                    _performance(
+                        run, accuracy_out, reference, seed, out, caching_threshold, commitment, keep_caching
+                    )
             except ModelError as exc:
                 out["cases"].append(_error_case(model_spec.name, dtype_name, exc))
             except Exception as exc:  # a timed or generation run: the device's calls are marked
@@ -387,9 +394,16 @@ def _performance(
     out: dict[str, Any],
     caching_threshold: float | None,
     commitment: OutputCommitment | None = None,
+    keep_caching: list[tuple[str, str, CachingEvidence]] | None = None,
 ) -> None:
     measurements, consistency, caching, timing = model_integrity(
-        run, accuracy_out, reference, seed, threshold=caching_threshold, commitment=commitment
+        run,
+        accuracy_out,
+        reference,
+        seed,
+        threshold=caching_threshold,
+        commitment=commitment,
+        keep_caching=keep_caching,
     )
     out["measurements"].extend(measurements)
     out["consistency"].append(consistency)
@@ -480,12 +494,15 @@ def rejudge_model_accuracy(
     spec: dict[str, Any],
     outputs: list[dict[str, Any]],
     tensors: dict[str, torch.Tensor],
+    workloads: dict[str, tuple[Workload, torch.Tensor] | str] | None = None,
 ) -> dict[str, Any]:
     """Every scored accuracy case judged by the judge: the device process's accuracy output (a tensor
     that came back) against the judge's own float64 reference of the model, scored by the judge.
 
     A scored case without a returned output fails. The decoder's free-running generation agreement
-    and the model's TEST01/TEST04 stay the device process's (process_isolation.device_verdicts).
+    and the model's TEST01 stay the device process's (process_isolation.device_verdicts). The judge's
+    workload and float64 reference of each model it rebuilt go into ``workloads`` (model name -> them,
+    or why it could not), for ``rejudge_model_caching``.
     """
     from runners.document import summarize
 
@@ -508,9 +525,14 @@ def rejudge_model_accuracy(
             workload = workload_for(load_model(model_spec), seed, quick=quick)
             reference = workload.reference()
         except Exception as exc:  # the judge's own reference failed: nothing it can vouch for
+            why = f"the judge could not compute the reference: {type(exc).__name__}: {exc}"[:500]
             for key in wanted:
-                scores[key] = f"the judge could not compute the reference: {type(exc).__name__}: {exc}"[:500]
+                scores[key] = why
+            if workloads is not None:
+                workloads[model_spec.name] = why
             continue
+        if workloads is not None:
+            workloads[model_spec.name] = (workload, reference)
         for key in wanted:
             output = returned[key]
             if output is None or tuple(output.shape) != tuple(reference.shape):
@@ -547,3 +569,73 @@ def rejudge_model_accuracy(
     document["measurements"] = measurements
     document["summary"] = summarize(cases)
     return json_safe(document)
+
+
+def rejudge_model_caching(
+    document: dict[str, Any],
+    spec: dict[str, Any],
+    records: list[dict[str, Any]],
+    tensors: dict[str, torch.Tensor],
+    workloads: dict[str, tuple[Workload, torch.Tensor] | str],
+) -> dict[str, Any]:
+    """TEST04 of the model suite judged by the judge, as the performance suite's ``rejudge_caching``:
+    each probe's timings and kept outputs from the device process (``records``, tensors ``caching<i>.*``)
+    decided by ``judge_model_probe`` with the judge's own spec (the program's bar), workload and float64
+    references (``workloads``, from ``rejudge_model_accuracy``); the device process's own TEST04 items
+    are dropped. Every model and dtype with latency measurements must come back probed, or it fails."""
+    options = {**(spec.get("options") or {}), **{k: spec[k] for k in ("integrity",) if k in spec}}
+    threshold = caching_threshold_of(options)
+    seed = spec["challenge"]
+    items: list[dict[str, Any]] = []
+    for index, record in enumerate(records):
+        name, dtype = str(record.get("model")), str(record.get("dtype"))
+        head = {"model": name, "dtype": dtype, "verdict": "fail", "threshold": threshold}
+        built = workloads.get(name)
+        if dtype not in DTYPES or built is None:
+            items.append({**head, "reason": "the judge has no such model and dtype in this job"})
+            continue
+        if isinstance(built, str):
+            items.append({**head, "reason": built})
+            continue
+        if "error" in record:
+            items.append({**head, "reason": str(record["error"])[:500]})
+            continue
+        try:
+            evidence = CachingEvidence.from_wire(record, tensors, f"caching{index}")
+        except ValueError as exc:
+            items.append({**head, "reason": f"the probe's evidence is not well formed: {exc}"[:500]})
+            continue
+        workload, reference = built
+        try:
+            items.append(
+                judge_model_probe(
+                    workload,
+                    evidence,
+                    name=name,
+                    dtype=dtype,
+                    challenge=seed,
+                    threshold=threshold,
+                    repeated_reference=reference[:1],
+                )
+            )
+        except Exception as exc:  # the judge's reference of a fresh input failed: nothing vouched for
+            items.append(
+                {**head, "reason": f"the judge's reference failed: {type(exc).__name__}: {exc}"[:500]}
+            )
+    probed = {(item["model"], item["dtype"]) for item in items}
+    for entry in document.get("measurements") or []:
+        params: dict[str, Any] = entry.get("params") or {}
+        group = (str(params.get("model")), str(entry.get("dtype")))
+        if entry.get("kind") == "model_latency" and group not in probed:
+            probed.add(group)
+            items.append(
+                {
+                    "model": group[0],
+                    "dtype": group[1],
+                    "verdict": "fail",
+                    "threshold": threshold,
+                    "reason": "no caching probe of this model and dtype came back from the device process",
+                }
+            )
+    rebuild_integrity(document, caching=items)
+    return document

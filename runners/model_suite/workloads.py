@@ -64,6 +64,10 @@ class Workload:
     # logits (B, S, V), ``model.generate(prompt, n)``): the module cast to float64 when None
     # (``float64_model``).
     float64_decoder: Callable[[], Any] | None = None
+    # (variant, batch size, model dtype) -> the float64 reference of ``make_fresh``'s input for the same
+    # arguments (its values as the device receives them), in the layout of the entry's output: what
+    # the judge holds a TEST04 fresh output against (runners/model_suite/performance.py).
+    fresh_reference: Callable[[int, int, torch.dtype], torch.Tensor] | None = None
 
 
 def float64_model(model: LoadedModel, workload: Workload) -> Any:
@@ -132,6 +136,11 @@ def _encoder(model: LoadedModel, seed: int | str, quick: bool) -> Workload:
         fresh = torch.randint(1, config.vocab_size, (batch, input_ids.shape[1]), generator=g)
         return fresh.to(device), torch.ones_like(fresh).to(device)
 
+    def fresh_reference(variant: int, batch: int, dtype: torch.dtype) -> torch.Tensor:
+        fresh_ids, ones = make_fresh(variant, batch, torch.device("cpu"), dtype)
+        state = model.module.state_dict()
+        return torch.from_numpy(bert_reference_embeddings(state, config, fresh_ids.numpy(), ones.numpy()))
+
     return Workload(
         "encoder",
         len(ids),
@@ -140,6 +149,7 @@ def _encoder(model: LoadedModel, seed: int | str, quick: bool) -> Workload:
         _cosine_score,
         make_fresh,
         tokens_per_item=int(mask.sum(1).float().mean()),
+        fresh_reference=fresh_reference,
     )
 
 
@@ -176,7 +186,21 @@ def _decoder(model: LoadedModel, seed: int | str, quick: bool) -> Workload:
         g = _fresh_generator(seed, model.spec.name, variant)
         return (torch.randint(0, config.vocab_size, (batch, length), generator=g).to(device),)
 
-    return Workload("decoder", count, make_batch, reference, score, make_fresh, tokens_per_item=length)
+    def fresh_reference(variant: int, batch: int, dtype: torch.dtype) -> torch.Tensor:
+        (fresh,) = make_fresh(variant, batch, torch.device("cpu"), dtype)
+        with torch.inference_mode():
+            return float64_copy(model.module, type(model.module), config)(fresh)
+
+    return Workload(
+        "decoder",
+        count,
+        make_batch,
+        reference,
+        score,
+        make_fresh,
+        tokens_per_item=length,
+        fresh_reference=fresh_reference,
+    )
 
 
 def _agreement(out: torch.Tensor, ref: torch.Tensor) -> float:
@@ -365,6 +389,11 @@ def _deepseek(model: LoadedModel, seed: int | str, quick: bool) -> Workload:
         g = _fresh_generator(seed, model.spec.name, variant)
         return (torch.randint(0, config.vocab_size, (batch, length), generator=g).to(device),)
 
+    def fresh_reference(variant: int, batch: int, dtype: torch.dtype) -> torch.Tensor:
+        (fresh,) = make_fresh(variant, batch, torch.device("cpu"), dtype)
+        with torch.inference_mode():
+            return deepseek_reference_logits(state, config, fresh)
+
     return Workload(
         "decoder",
         count,
@@ -375,6 +404,7 @@ def _deepseek(model: LoadedModel, seed: int | str, quick: bool) -> Workload:
         tokens_per_item=length,
         entry=_with_mtp,
         float64_decoder=lambda: DeepseekReferenceDecoder(state, config),
+        fresh_reference=fresh_reference,
     )
 
 
@@ -410,4 +440,11 @@ def _classifier(model: LoadedModel, seed: int | str, quick: bool) -> Workload:
         shape = (batch, *images.shape[1:])
         return (torch.randn(shape, generator=g).to(device=device, dtype=dtype),)
 
-    return Workload("classifier", count, make_batch, reference, score, make_fresh)
+    def fresh_reference(variant: int, batch: int, dtype: torch.dtype) -> torch.Tensor:
+        (fresh,) = make_fresh(variant, batch, torch.device("cpu"), dtype)
+        with torch.inference_mode():
+            return float64_copy(model.module, type(model.module), config)(fresh.double())
+
+    return Workload(
+        "classifier", count, make_batch, reference, score, make_fresh, fresh_reference=fresh_reference
+    )

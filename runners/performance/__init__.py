@@ -29,7 +29,7 @@ import torch
 
 from runners.catalog.base import FLOAT_DTYPES, Case, Dim, element_size, torch_dtype
 from runners.commitment import OutputCommitment, performance_output_id
-from runners.document import build_document, json_safe, now_iso
+from runners.document import build_document, now_iso
 from runners.errors import Phase, classify_exception, declared_unsupported, device_backend, device_call
 from runners.integrity import (
     CachingEvidence,
@@ -44,7 +44,13 @@ from runners.integrity import (
     seeded_random,
 )
 from runners.math_modes import with_pinned_math_modes
-from runners.measurements import case_record, integrity_section, measurement, timing_section
+from runners.measurements import (
+    case_record,
+    integrity_section,
+    measurement,
+    rebuild_integrity,
+    timing_section,
+)
 from runners.performance.benchmarks import (
     Benchmark,
     _catalog_kernel,
@@ -714,7 +720,7 @@ def rejudge_output_consistency(
             continue
         reference = bench.reference() if bench.reference is not None else None
         parts.append(_consistency(bench, accuracy, samples, reference))
-    _rebuild_integrity(document, consistency=[_merge_consistency(parts)] if parts else [])
+    rebuild_integrity(document, consistency=[_merge_consistency(parts)] if parts else [])
     return document
 
 
@@ -765,21 +771,5 @@ def rejudge_caching(
                     "reason": "no caching probe of this kind and dtype came back from the device process",
                 }
             )
-    _rebuild_integrity(document, caching=items)
+    rebuild_integrity(document, caching=items)
     return document
-
-
-def _rebuild_integrity(
-    document: dict[str, Any],
-    *,
-    consistency: list[dict[str, Any]] | None = None,
-    caching: list[dict[str, Any]] | None = None,
-) -> None:
-    """The document's ``integrity`` with the judge's TEST01 or TEST04 items in place of the device's."""
-    integrity = document.get("integrity") or {}
-    if consistency is None:
-        consistency = (integrity.get("output_consistency") or {}).get("items") or []
-    if caching is None:
-        caching = (integrity.get("caching") or {}).get("items") or []
-    timing = (integrity.get("timing") or {}).get("items") or []
-    document["integrity"] = json_safe(integrity_section(consistency, caching, timing))

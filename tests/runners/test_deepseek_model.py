@@ -287,6 +287,12 @@ def test_the_model_suite_runs_it_with_its_timed_runs_and_a_valid_document(tiny):
     assert {"accuracy", "model_latency", "model_throughput", "ttft", "decode"} <= kinds
     integrity = document["integrity"]
     assert integrity["output_consistency"]["verdict"] == "pass"  # TEST01 over the timed runs' outputs
+    # TEST04's fresh outputs: each equal to its output apart, and the two checked against the float64
+    # reference of their values nearer their own than any other input's (no bar here: timing not judged).
+    [caching] = integrity["caching"]["items"]
+    assert caching["verdict"] == "not_judged", caching
+    assert caching["fresh_output_mismatches"] == 0
+    assert caching["fresh_reference_checked"] == 2 and caching["fresh_reference_failures"] == 0
     assert [m["architecture"] for m in document["models"]] == ["deepseek-v3"]
 
 

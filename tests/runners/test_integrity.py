@@ -446,3 +446,64 @@ def test_junk_first_tokens_and_decode_steps_fail_against_the_float64_reference()
     failed = {d["sample"].split("@")[0] for d in consistency["details"]}
     assert failed and failed <= {"ttft b1", "decode b1", "ttft b4", "decode b4"}
     assert all(d["metric"] == "tokens_within_rounding" for d in consistency["details"])
+
+
+def test_a_fresh_model_output_must_lie_nearer_its_own_float64_reference_than_any_other() -> None:
+    from runners.integrity import NearestReference
+
+    g = torch.Generator().manual_seed(3)
+    own, repeated, other = (torch.randn(1, 10, generator=g, dtype=torch.float64) for _ in range(3))
+    check = NearestReference(own, (repeated, other))
+    assert check.passes((own + 1e-3 * torch.randn(1, 10, generator=g, dtype=torch.float64)).float())
+    assert not check.passes(repeated.float())  # a cache's answer: another input's output
+    assert not check.passes(other)
+    assert not check.passes(own[:, :5])  # not the reference's shape
+    assert not check.passes(torch.full_like(own, float("nan")))
+    assert not NearestReference(own, ()).passes(own)  # nothing to be nearer than: no verdict given
+
+
+def _model_document_with_latency(model: str, dtype: str) -> dict[str, Any]:
+    return {
+        "measurements": [{"kind": "model_latency", "dtype": dtype, "params": {"model": model}}],
+        "integrity": {"caching": {"items": [{"model": model, "dtype": dtype, "verdict": "pass"}]}},
+    }
+
+
+def test_the_judge_fails_a_model_whose_caching_probe_did_not_come_back_or_does_not_add_up() -> None:
+    """rejudge_model_caching: the device process's own TEST04 items are dropped; a timed model and dtype
+    with no probe, a probe whose evidence is malformed, and a probe of a model the job does not name fail."""
+    from runners.integrity import CachingEvidence
+    from runners.model_suite import rejudge_model_caching
+    from runners.model_suite.workloads import workload_for
+    from runners.models import ModelSpec, load_model
+
+    spec = {"challenge": "c", "options": BARS}
+    document = _model_document_with_latency("resnet-tiny", "float32")
+    rejudge_model_caching(document, spec, [], {}, {})
+    [item] = document["integrity"]["caching"]["items"]
+    assert item["verdict"] == "fail" and "no caching probe" in item["reason"]
+    assert item["threshold"] == 0.1
+
+    workload = workload_for(load_model(ModelSpec.from_dict(SMALL_MODEL)), "c", quick=True)
+    workloads: dict[str, Any] = {"resnet-tiny": (workload, workload.reference())}
+    out = torch.zeros(1, 10)
+    evidence = CachingEvidence([1.0], [1.0, 1.0, 1.0], [1.0, 1.0], ["RRRF"], [None], [out], [out], out)
+    figures, tensors = evidence.to_wire("caching1")  # one fresh input where the suite's probe runs 12
+    records = [
+        {"model": "resnet-tiny", "dtype": "float32", **figures, "fresh_outputs": 2},  # one never sent
+        {"model": "resnet-tiny", "dtype": "float32", **figures},
+        {"model": "other", "dtype": "float32"},
+    ]
+    document = _model_document_with_latency("resnet-tiny", "float32")
+    rejudge_model_caching(
+        document,
+        spec,
+        records,
+        {k.replace("caching1", "caching0"): v for k, v in tensors.items()} | tensors,
+        workloads,
+    )
+    items = document["integrity"]["caching"]["items"]
+    assert [i["verdict"] for i in items] == ["fail", "fail", "fail"]
+    assert "not well formed" in items[0]["reason"]
+    assert "the suite's probe runs 12" in items[1]["reason"]
+    assert "no such model" in items[2]["reason"]

@@ -432,6 +432,151 @@ def test_an_honest_device_passes_the_model_accuracy_judged_by_the_judge(tmp_path
     assert accuracy["value"] == 1.0
 
 
+# The model suite's TEST04: the probe runs in the device process, the judge decides -------------------
+
+MODEL_TEST04_BAR = 0.25  # any bar: the cheats below fail on their outputs, whatever the timing verdict
+
+
+def _model_timed(device_name: str, directory: Path) -> dict:
+    """A quick float32 model run of the seeded ResNet with its timed runs and TEST04 probe."""
+    from dataclasses import asdict
+
+    from runners.model_suite import run_model
+    from runners.models.resnet import ResNetConfig
+    from runners.models.seeded import seeded_model_entry
+    from runners.spec import build_spec
+
+    entry = seeded_model_entry(
+        "resnet-tiny", "resnet-cnn", asdict(ResNetConfig.small()), seed=0, directory=directory
+    )
+    spec = build_spec(
+        suite="model",
+        device=device_name,
+        challenge=CHALLENGE,
+        models=[entry],
+        options={
+            "quick": True,
+            "model_dtypes": ["float32"],
+            "model_performance_dtypes": ["float32"],
+            "integrity": {"caching_threshold": MODEL_TEST04_BAR},
+        },
+    )
+    from runners.device.client import DeviceClient
+
+    with DeviceClient(device_name) as device:
+        return run_model(spec, device)
+
+
+def _hostile_model_caching(tmp_path: Path, monkeypatch, memo: str) -> tuple[dict, dict]:
+    env = plugin_environment(tmp_path)
+    (tmp_path / "probe" / "config.json").write_text(json.dumps({"memo_model": memo}))
+    for name in ("PYTHONPATH", "HOSTILE_PROBE_DIR"):
+        monkeypatch.setenv(name, env[name])
+    document = _model_timed("hostile", tmp_path / "weights")
+    report = json.loads(next((tmp_path / "probe").glob("report-*.json")).read_text())
+    return document, report
+
+
+@pytest.mark.slow
+def test_a_plugin_memoizing_model_forwards_by_buffer_and_forging_test04_fails_it_in_the_judge(
+    tmp_path, monkeypatch
+):
+    """The plugin's model runtime answers a one-item forward from a cache keyed on the input buffers
+    (the probe refills the latency input's buffers in place and gets the repeated input's answer) and, in
+    its process, makes every fresh output "equal" to its output apart and the model suite's TEST04 judge
+    "pass": the judge compares the returned fresh outputs itself and fails TEST04."""
+    from runners.document import validate_document
+
+    document, report = _hostile_model_caching(tmp_path, monkeypatch, "buffer")
+    validate_document(document)
+    [caching] = document["integrity"]["caching"]["items"]
+    assert (caching["model"], caching["dtype"]) == ("resnet-tiny", "float32")
+    assert document["integrity"]["caching"]["verdict"] == caching["verdict"] == "fail", caching
+    assert caching["fresh_outputs_checked"] == 12
+    assert caching["fresh_output_mismatches"] >= 1 and caching["fresh_outputs_stale"] >= 1
+    assert "fresh calls returned an output other than" in caching["reason"]
+    assert report["model"] == "memoized by buffer"
+    assert {"runners.integrity.judge_caching", "runners.model_suite.performance.judge_caching"} <= set(
+        report["patched"]
+    )
+    isolation = document["process_isolation"]
+    assert "hostile_backend" in isolation["device"]["packages"]
+    assert "hostile_backend" not in isolation["judge"]["packages"]
+    assert not any("caching" in v for v in isolation["device_verdicts"])
+
+
+@pytest.mark.slow
+def test_a_plugin_memoizing_model_forwards_by_shape_is_caught_by_the_judges_reference_of_fresh_inputs(
+    tmp_path, monkeypatch
+):
+    """A cache keyed on the input's shape answers every one-item input with the first one's output, timed
+    and apart alike, so the device's outputs agree with each other: the judge's float64 reference of two
+    challenge-drawn fresh inputs (each output must lie nearer its own reference than any other input's)
+    fails it."""
+    from runners.document import validate_document
+
+    document, report = _hostile_model_caching(tmp_path, monkeypatch, "shape")
+    validate_document(document)
+    assert report["model"] == "memoized by shape"
+    [caching] = document["integrity"]["caching"]["items"]
+    assert document["integrity"]["caching"]["verdict"] == caching["verdict"] == "fail", caching
+    assert caching["fresh_output_mismatches"] == 0  # stale apart too: the outputs agree
+    assert caching["fresh_reference_failures"] == caching["fresh_reference_checked"] == 2
+    assert "float64 reference" in caching["reason"]
+
+
+@pytest.mark.slow
+def test_an_honest_device_passes_the_model_test04_judged_by_the_judge(tmp_path):
+    from runners.document import validate_document
+
+    document = _model_timed("cpu", tmp_path)
+    validate_document(document)
+    [caching] = document["integrity"]["caching"]["items"]
+    assert caching["verdict"] == "pass", caching
+    assert caching["threshold"] == MODEL_TEST04_BAR
+    assert caching["fresh_outputs_checked"] == 12 and caching["fresh_output_mismatches"] == 0
+    assert caching["fresh_reference_checked"] == 2 and caching["fresh_reference_failures"] == 0
+    assert not any("caching" in v for v in document["process_isolation"]["device_verdicts"])
+
+
+IN_PROCESS_MODEL = textwrap.dedent(
+    """
+    import json, sys
+    from dataclasses import asdict
+    from pathlib import Path
+    from runners.backends import get_backend
+    from runners.model_suite import run_model
+    from runners.models.resnet import ResNetConfig
+    from runners.models.seeded import seeded_model_entry
+    from runners.spec import build_spec
+
+    entry = seeded_model_entry("resnet-tiny", "resnet-cnn", asdict(ResNetConfig.small()), seed=0,
+                               directory=Path(sys.argv[3]))
+    spec = build_spec(suite="model", device="hostile", challenge=sys.argv[1], models=[entry],
+                      options=json.loads(sys.argv[2]))
+    document = run_model(spec, get_backend("hostile"))
+    print(json.dumps(document["integrity"]["caching"]))
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("memo", ["buffer", "shape"])
+def test_without_the_device_process_the_same_plugin_would_forge_the_model_test04(tmp_path, memo):
+    """The control: loaded into the judge (a library call), the memoizing plugin's forged TEST04 stands."""
+    env = plugin_environment(tmp_path)
+    (tmp_path / "probe" / "config.json").write_text(json.dumps({"memo_model": memo}))
+    options = {
+        "quick": True,
+        "model_dtypes": ["float32"],
+        "model_performance_dtypes": ["float32"],
+        "integrity": {"caching_threshold": MODEL_TEST04_BAR},
+    }
+    caching = run_control(IN_PROCESS_MODEL, CHALLENGE, json.dumps(options), str(tmp_path / "w"), env=env)
+    assert caching["verdict"] == "pass", caching
+    assert caching["items"][0]["fresh_output_mismatches"] == 0
+
+
 # The serving suite: LoadGen and every verdict in the judge, each forward in the device process -----
 
 SERVING_SETTINGS = {

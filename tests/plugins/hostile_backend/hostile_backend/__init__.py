@@ -18,7 +18,10 @@ noise to every conv2d (while it patches the performance TEST01 and model case ve
 (while it patches the serving suite's accuracy score and TEST01 verdict to "pass" in its process),
 ``{"memo_matmul": "buffer"}`` or ``{"memo_matmul": "shape"}`` to memoize torch.matmul by its operands'
 buffers or by their shapes alone (TEST04's cheats: the repeated input costs nothing), while it forges
-the caching verdict in its process (every fresh output "equal" to its output apart, every probe "pass").
+the caching verdict in its process (every fresh output "equal" to its output apart, every probe "pass"),
+``{"memo_model": "buffer"}`` or ``{"memo_model": "shape"}`` to do the same to a placed model's one-item
+forwards (the latency input's: the model suite's TEST04), with the same forged verdicts, the model
+suite's own TEST04 judge included.
 """
 
 from __future__ import annotations
@@ -221,7 +224,30 @@ def patch_the_caching_verdicts() -> list[str]:
         integrity.judge_caching = judge
         performance.judge_caching = judge
         patched.append("runners.integrity.judge_caching")
+        import runners.model_suite.performance as model_performance
+
+        if hasattr(model_performance, "judge_caching"):
+            model_performance.judge_caching = judge
+            patched.append("runners.model_suite.performance.judge_caching")
     return patched
+
+
+def memoized_forward(fn, key: str):
+    """The "chip"'s model runtime with a result cache for one-item batches (the latency input): keyed on
+    the input tensors' buffers, or on their shapes alone."""
+    memory: dict = {}
+
+    def memoized(*args):
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        if not tensors or tensors[0].shape[0] != 1:
+            return fn(*args)
+        shapes = tuple((tuple(t.shape), t.dtype) for t in tensors)
+        found = (tuple(t.data_ptr() for t in tensors), shapes) if key == "buffer" else shapes
+        if found not in memory:
+            memory[found] = fn(*args)
+        return memory[found].clone()
+
+    return memoized
 
 
 def memoized_matmul(key: str):
@@ -282,6 +308,10 @@ class HostileBackend(CpuBackend):
             torch.matmul = memoized_matmul(str(memo))
             report["patched"] += patch_the_caching_verdicts()
             report["matmul"] = f"memoized by {memo}"
+        self.memo_model = _config().get("memo_model")
+        if self.memo_model:
+            report["patched"] += patch_the_caching_verdicts()
+            report["model"] = f"memoized by {self.memo_model}"
         self.stale_serving = bool(_config().get("stale_serving"))
         if self.stale_serving:
             report["patched"] += patch_the_serving_verdicts()
@@ -291,7 +321,10 @@ class HostileBackend(CpuBackend):
             (directory / f"report-{os.getpid()}.json").write_text(json.dumps(report, indent=1))
 
     def prepare(self, fn):
-        """The serving path of a "chip" that caches: every call answers with the first output's rows."""
+        """The serving path of a "chip" that caches: every call answers with the first output's rows; or a
+        model runtime that caches one-item forwards (``memo_model``)."""
+        if self.memo_model:
+            return memoized_forward(fn, str(self.memo_model))
         if not self.stale_serving:
             return fn
         cached: list[torch.Tensor] = []
