@@ -382,7 +382,9 @@ def integrity(campaign: Campaign, params: dict[str, Any], thresholds: judge.Thre
         say(
             "named.item",
             name=" ".join(
-                filter(None, [v.get("model") or v.get("benchmark") or "performance", v.get("dtype")])
+                str(part)
+                for part in (v.get("model") or v.get("benchmark") or "performance", v.get("dtype"))
+                if part
             ),
             text=v["detail"],
         )

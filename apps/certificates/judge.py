@@ -690,7 +690,7 @@ def serving_settings_problems(*, params: dict[str, Any], scenario: str, threshol
     level = ((thresholds.serving or {}).get("scenarios") or {}).get(scenario)
     if not isinstance(level, dict):
         return [say("serving.level_no_scenario", scenario=scenario)]
-    problems = []
+    problems: list[str] = []
     for key, code in (
         ("min_duration_ms", "serving.min_duration_below"),
         ("min_query_count", "serving.min_queries_below"),
