@@ -44,7 +44,10 @@ def conv_probe(device: str) -> None:
     f32 = F.conv2d(x.float(), w.float(), padding=1).bfloat16().double()
     for label, ctx in (
         ("cudnn", contextlib.nullcontext),
-        ("cudnn deterministic", lambda: torch.backends.cudnn.flags(enabled=True, deterministic=True, benchmark=False)),
+        (
+            "cudnn deterministic",
+            lambda: torch.backends.cudnn.flags(enabled=True, deterministic=True, benchmark=False),
+        ),
         ("no cudnn", lambda: torch.backends.cudnn.flags(enabled=False)),
     ):
         for fmt in ("nchw", "channels_last"):
@@ -85,7 +88,9 @@ def sdpa_probe(device: str) -> None:
         ctx = sdpa_kernel([backend]) if backend is not None else contextlib.nullcontext()
         try:
             with ctx:
-                out = F.scaled_dot_product_attention(q.to(device), k.to(device), v.to(device), attn_mask=mask.to(device))
+                out = F.scaled_dot_product_attention(
+                    q.to(device), k.to(device), v.to(device), attn_mask=mask.to(device)
+                )
         except RuntimeError as exc:
             print(f"sdpa {backend}: refused ({str(exc).splitlines()[0][:100]})")
             continue
@@ -97,7 +102,9 @@ def sdpa_probe(device: str) -> None:
             f"of {masked.numel()}; max|masked - mean(v)| {float((masked - mean_v).abs().nan_to_num(9).max()):.3g}"
         )
     cpu = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)[:, :, rows]
-    print(f"sdpa on cpu: masked rows NaN {int(cpu.isnan().sum())}, zero {int((cpu == 0).sum())}, of {cpu.numel()}")
+    print(
+        f"sdpa on cpu: masked rows NaN {int(cpu.isnan().sum())}, zero {int((cpu == 0).sum())}, of {cpu.numel()}"
+    )
 
 
 def main() -> None:
