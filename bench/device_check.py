@@ -129,7 +129,7 @@ def performance(backend, quick: bool) -> None:
         }
         out = run_performance_suite(spec, backend, seed=f"device-check-{dtype}")
         headline = out["claims"]["dtypes"][dtype]["best_gemm_tflops"]
-        bare, bare_rows = bare_best(dtype, sizes, backend.device(), backend, MAX_CALL_S, 0.2)
+        bare, _, bare_rows, _ = bare_best(dtype, sizes, backend.device(), backend, MAX_CALL_S, 0.2)
         ratio = f"{headline / bare:.3f}" if headline and bare else "n/a"
         say(
             f"gemm {dtype}: suite headline {headline or 0:.4g} TFLOP/s, bare loop {bare:.4g} TFLOP/s "

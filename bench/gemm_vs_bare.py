@@ -12,6 +12,15 @@ with each round's ratio and the load average before and after. Sizes whose call 
 than ``--max-call-s`` (predicted from the previous size, N^3) are skipped on both sides, as the
 suite skips them. Keep runs short on a shared machine (``--rounds 3 --dtypes float32``).
 
+One methodology on both sides: warm operands (each side warms up on its own buffers, neither flushes
+caches: the certification policy's ``flush_cache`` is off and ``Timer`` has none; the line ``method``
+prints the policy's value), the same thread count (``threads`` prints ``torch.get_num_threads()`` as
+seen inside the runner's timed calls and inside the bare loop), and the same stability bar: the
+headline admits only stable rows (relative IQR at most the policy's ``target_rel_iqr``, 5 %), so the
+bare loop's rows are marked ``u`` where their own relative IQR is above it, and ``stable bare`` is the
+best of the bare rows that meet it (``ratio/stable``). ``ratio`` stays headline / best bare row of any
+stability, the issue's target.
+
     python bench/gemm_vs_bare.py [--device cpu] [--dtypes float32,bfloat16,float16] [--rounds 3]
 """
 
@@ -31,6 +40,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from runners.backends import get_backend  # noqa: E402
 from runners.performance import MAX_CALL_S, run_performance_suite  # noqa: E402
+from runners.timing import TimingPolicy  # noqa: E402
+
+# The headline's stability bar (runners/timing.py, the certification policy), applied to the bare rows.
+STABLE_REL_IQR = TimingPolicy().target_rel_iqr
+
+
+class ThreadsSeen:
+    """The backend the runner times through, recording ``torch.get_num_threads()`` inside its calls."""
+
+    def __init__(self, backend) -> None:
+        self._backend = backend
+        self.seen: set[int] = set()
+
+    def __getattr__(self, name: str):
+        return getattr(self._backend, name)
+
+    def prepare(self, fn):
+        prepared = self._backend.prepare(fn)
+
+        def call():
+            self.seen.add(torch.get_num_threads())
+            return prepared()
+
+        return call
+
 
 CPU_SIZES = [256, 512, 1024, 2048, 4096]
 GPU_SIZES = [1024, 2048, 4096, 8192, 16384]
@@ -60,6 +94,8 @@ def runner_headline(
         }
     }
     out = run_performance_suite(spec, backend, seed=seed)
+    if out["timing_policy"]["flush_cache"]:
+        raise SystemExit("the runner's policy flushes caches: the bare loop does not, so they would differ")
     claim = out["claims"]["dtypes"].get(dtype) or {}
     measured = ", ".join(
         f"{m['params']['M']}:{m['value']:.4f}{'u' if m['unstable'] else ''}"
@@ -73,9 +109,10 @@ def runner_headline(
 def bare_best(
     dtype: str, sizes: list[int], device: torch.device, backend, max_call_s: float, min_run_s: float
 ):
-    """The best throughput of a bare ``torch.matmul`` loop over ``sizes`` (Timer.blocked_autorange)."""
+    """The best throughput of a bare ``torch.matmul`` loop over ``sizes`` (Timer.blocked_autorange), the
+    best of its rows whose relative IQR meets the headline's bar, the rows, and the threads it ran at."""
     threads = torch.get_num_threads()
-    best, rate, measured = 0.0, 0.0, []
+    best, stable_best, rate, measured = 0.0, 0.0, 0.0, []
     for n in sizes:
         if rate and rate * 2 * n**3 > max_call_s:
             break
@@ -84,12 +121,16 @@ def bare_best(
         b = torch.randn(n, n, generator=g).to(device, getattr(torch, dtype))
         timer = Timer("torch.matmul(a, b)", globals={"torch": torch, "a": a, "b": b}, num_threads=threads)
         backend.synchronize()
-        seconds = timer.blocked_autorange(min_run_time=min_run_s).median
+        result = timer.blocked_autorange(min_run_time=min_run_s)
+        seconds = result.median
         rate = seconds / (2 * n**3)
         tflops = 2 * n**3 / seconds / 1e12
-        measured.append(f"{n}:{tflops:.4f}")
+        stable = result.iqr / seconds <= STABLE_REL_IQR
+        measured.append(f"{n}:{tflops:.4f}{'' if stable else 'u'}")
         best = max(best, tflops)
-    return best, ", ".join(measured)
+        if stable:
+            stable_best = max(stable_best, tflops)
+    return best, stable_best, ", ".join(measured), threads
 
 
 def main() -> None:
@@ -105,7 +146,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    backend = get_backend(args.device)
+    backend = ThreadsSeen(get_backend(args.device))
     device = backend.device()
     sizes = CPU_SIZES if backend.name == "cpu" else GPU_SIZES
     sizes = [n for n in sizes if args.max_n is None or n <= args.max_n]
@@ -115,6 +156,13 @@ def main() -> None:
         f"rounds={args.rounds} load={load()}",
         flush=True,
     )
+    print(
+        f"method: warm operands, no cache flush on either side (runner flush_cache="
+        f"{TimingPolicy().flush_cache}); stability bar rel IQR <= {STABLE_REL_IQR} on both sides",
+        flush=True,
+    )
+    stable_bares: dict[str, list[float]] = {d: [] for d in dtypes}
+    bare_threads: set[int] = set()
     headlines: dict[str, list[float]] = {d: [] for d in dtypes}
     bares: dict[str, list[float]] = {d: [] for d in dtypes}
     loose: dict[str, list[float]] = {d: [] for d in dtypes}  # unstable rows admitted
@@ -124,7 +172,12 @@ def main() -> None:
             headline, any_row, runner_rows = runner_headline(
                 dtype, sizes, backend, args.max_call_s, seed=f"bench-{dtype}-{round_index}"
             )
-            bare, bare_rows = bare_best(dtype, sizes, device, backend, args.max_call_s, args.min_run_s)
+            bare, stable_bare, bare_rows, threads = bare_best(
+                dtype, sizes, device, backend, args.max_call_s, args.min_run_s
+            )
+            bare_threads.add(threads)
+            if stable_bare:
+                stable_bares[dtype].append(stable_bare)
             if headline:
                 headlines[dtype].append(headline)
             if any_row:
@@ -137,18 +190,28 @@ def main() -> None:
                 flush=True,
             )
     print(
-        f"{'dtype':9s} {'headline':>9s} {'bare best':>9s} {'ratio':>6s} {'all rows':>8s}  (medians over rounds)"
+        f"threads: runner's timed calls {sorted(backend.seen)}, bare loop {sorted(bare_threads)}"
+        f"{'' if backend.seen == bare_threads else '  (DIFFERENT: the comparison is not like with like)'}"
+    )
+    print(
+        f"{'dtype':9s} {'headline':>9s} {'bare best':>9s} {'ratio':>6s} {'all rows':>8s} "
+        f"{'stable bare':>11s} {'ratio/stable':>12s}  (medians over rounds)"
     )
     for dtype in dtypes:
         bare = statistics.median(bares[dtype]) if bares[dtype] else 0.0
         any_row = f"{statistics.median(loose[dtype]) / bare:8.3f}" if loose[dtype] and bare else "     n/a"
+        stable = statistics.median(stable_bares[dtype]) if stable_bares[dtype] else 0.0
         if not headlines[dtype] or not bare:
             print(
-                f"{dtype:9s} {'-':>9s} {bare:9.4f} {'n/a':>6s} {any_row}  (no stable headline in any round)"
+                f"{dtype:9s} {'-':>9s} {bare:9.4f} {'n/a':>6s} {any_row} {stable:11.4f} {'n/a':>12s}"
+                "  (no stable headline in any round)"
             )
             continue
         headline = statistics.median(headlines[dtype])
-        print(f"{dtype:9s} {headline:9.4f} {bare:9.4f} {headline / bare:6.3f} {any_row}")
+        over_stable = f"{headline / stable:12.3f}" if stable else f"{'n/a':>12s}"
+        print(
+            f"{dtype:9s} {headline:9.4f} {bare:9.4f} {headline / bare:6.3f} {any_row} {stable:11.4f} {over_stable}"
+        )
     print(f"wall {time.perf_counter() - started:.0f}s, load={load()}")
 
 

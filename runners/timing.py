@@ -17,9 +17,14 @@ The method, in the order it runs:
    round, so the host never stalls the device between samples. Otherwise the device is
    synchronized and ``time.perf_counter`` (monotonic, highest resolution) is read before
    and after the block, synchronizing again before the second read.
-4. **Cache flush (optional).** Before each call a device buffer of twice the backend's
-   last-level cache (64 MiB where unknown) is overwritten, so every call starts cold; the
-   flush is outside the timed region.
+4. **Cache flush (optional, off in the certification policy).** Before each call a device
+   buffer of twice the backend's last-level cache (64 MiB where unknown) is overwritten, so
+   every call starts cold; the flush is outside the timed region. Certification figures are
+   timed **warm**: operands stay where the flush-free warm-up left them, which is how a
+   compute-bound kernel runs in a model and how a bare ``torch.utils.benchmark`` loop times
+   it, so the GEMM headline and the bare loop ``bench/gemm_vs_bare.py`` compares it with follow
+   one methodology (issue 11; the document's ``timing_policy.flush_cache`` records it). The
+   bandwidth benchmarks need no flush: their buffers are 4x the last-level cache.
 5. **Adaptive stop.** As in ``adaptive_autorange``, sampling goes on in rounds until at
    least ``min_time_s`` has been measured, at least ``min_samples`` samples exist and the
    relative IQR (IQR / median) is at most ``target_rel_iqr``. The IQR is judged over the

@@ -8,7 +8,8 @@ the float64 reference (TEST01); one benchmark per (kind, dtype), drawn from the 
 is probed on fresh and on repeated inputs at seeded rounds of its timed run (TEST04), and a
 group whose drawn benchmark was never run (a GEMM sweep that stopped earlier) is probed
 after the fact on its last measured one. Each GEMM dtype's sizes are swept upwards until
-throughput stops rising, so the headline is the device's attainable peak.
+throughput stops rising, judged on stable rows only (``SweepStop``), so the headline is the device's
+attainable peak.
 
 Every precision a peak can be declared in has its GEMM: float32, bfloat16 and float16 through
 ``matmul``, int8 through ``torch._int_mm`` and float8 (e4m3) through ``torch._scaled_mm``. A dtype
@@ -46,6 +47,7 @@ from runners.integrity import (
 from runners.math_modes import with_pinned_math_modes
 from runners.measurements import (
     case_record,
+    headline_eligible,
     integrity_section,
     measurement,
     rebuild_integrity,
@@ -87,6 +89,38 @@ WIDE_OUTPUT_DTYPES = ("int8", "float8_e4m3fn")
 # 0.6 x what a bare matmul loop reaches on the same host (issue 11).
 SWEEP_RISE = 0.02
 SWEEP_PATIENCE = 2
+
+
+class SweepStop:
+    """The GEMM sweep's stop rule for one dtype: stop after ``patience`` sizes in a row whose
+    throughput does not rise by ``rise`` over the best so far.
+
+    Only rows that may feed a headline (``runners.measurements.headline_eligible``: stable, not
+    refused) are judged. An unstable row says how noisy the host was, not how fast the device is at
+    that size: counted as "not rising" it stopped the sweep early, and as the best so far it set a bar
+    no stable row had reached, while it can never be the headline itself (issue 11). Such a row
+    leaves the count and the best as they were.
+    """
+
+    def __init__(self, rise: float = SWEEP_RISE, patience: int = SWEEP_PATIENCE) -> None:
+        self.rise = rise
+        self.patience = patience
+        self.best: float | None = None  # best eligible TFLOP/s so far
+        self.flat = 0  # eligible sizes in a row that did not rise over the best
+
+    def observe(self, item: dict[str, Any]) -> bool:
+        """Judge one measured row; True when the sweep stops after it."""
+        if not headline_eligible(item):
+            return False
+        value = float(item["value"])
+        if self.best is not None and value < self.best * (1 + self.rise):
+            self.flat += 1
+        else:
+            self.flat = 0
+        self.best = max(self.best or 0.0, value)
+        return self.flat >= self.patience
+
+
 # Share of the device's free memory the three GEMM operands of one sweep size may take.
 SWEEP_MEMORY_SHARE = 0.25
 CPU_GEMM_SIZES = [256, 512, 1024, 2048, 4096, 8192]
@@ -306,9 +340,8 @@ def run_performance_suite(
     consistency: list[dict[str, Any]] = []
     caching: list[dict[str, Any]] = []
     last_rate: dict[tuple[str, str], float] = {}  # (kind, dtype) -> seconds per FLOP or byte
-    best_gemm: dict[str, float] = {}  # dtype -> best TFLOP/s so far in its sweep
+    sweep_rules: dict[str, SweepStop] = {}  # dtype -> its sweep's stop rule (stable rows only)
     stopped: dict[str, int] = {}  # dtype -> the size at which its sweep stopped rising
-    flat: dict[str, int] = {}  # dtype -> sizes in a row that did not rise over the best
     probed_groups: set[tuple[str, str]] = set()
     last_measured: dict[
         tuple[str, str], tuple[Benchmark, Callable[[], Any], tuple[torch.Tensor, ...], Callable[[Any], Any]]
@@ -396,15 +429,10 @@ def run_performance_suite(
         item = _measurement(bench, stats)
         items.append(item)
         last_rate[bench.group] = stats.median / max(work, 1)
-        if bench.kind == "gemm" and sweeps.get(bench.dtype) and item["value"] is not None:
-            previous = best_gemm.get(bench.dtype)
-            if previous is not None and item["value"] < previous * (1 + rise):
-                flat[bench.dtype] = flat.get(bench.dtype, 0) + 1
-                if flat[bench.dtype] >= patience:
-                    stopped[bench.dtype] = bench.params["M"]
-            else:
-                flat[bench.dtype] = 0
-            best_gemm[bench.dtype] = max(previous or 0.0, item["value"])
+        if bench.kind == "gemm" and sweeps.get(bench.dtype):
+            rule = sweep_rules.setdefault(bench.dtype, SweepStop(rise, patience))
+            if rule.observe(item):
+                stopped[bench.dtype] = bench.params["M"]
     say(len(benches), "integrity: caching after the fact")
     for group, (bench, fn, inputs, select) in sorted(last_measured.items(), key=lambda kv: kv[0]):
         if group in probed_groups:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import subprocess
@@ -13,13 +14,15 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
+import runners.performance as performance_module
 from runners.backends import get_backend
 from runners.backends.base import ClockEvent, TimingEvent
 from runners.backends.builtin import CpuBackend
 from runners.backends.host_events import HostEventsCpu
 from runners.document import validate_document
+from runners.measurements import CLOCK_DISAGREEMENT
 from runners.models.seeded import seeded_model_entry
-from runners.performance import plan, run_performance, run_performance_suite
+from runners.performance import SweepStop, plan, run_performance, run_performance_suite
 from runners.performance.claims import apply_claims
 from runners.spec import build_spec
 
@@ -275,7 +278,7 @@ def test_bandwidth_buffers_are_at_least_four_times_the_last_level_cache() -> Non
 
 
 class SlowerWhenLargerGemm(CpuBackend):
-    """Throughput falls with size: a call takes 10 ms x (N/128)^4 whatever the host's load.
+    """Throughput falls with size: a call takes 5 ms x (N/64)^4 whatever the host's load.
 
     It computes once and then only waits, so that the compute time (noisy on a shared host)
     does not blur the falling throughput this test needs.
@@ -287,25 +290,32 @@ class SlowerWhenLargerGemm(CpuBackend):
         def slow():  # noqa: ANN202
             if "out" not in memo:
                 memo["out"] = fn()
-            time.sleep((memo["out"].shape[0] / 128) ** 4 * 1e-2)
+            time.sleep((memo["out"].shape[0] / 64) ** 4 * 5e-3)
             return memo["out"]
 
         return slow
 
 
+# The stop rule judges stable rows only, so these tests about it must not depend on how steady a slept
+# call is on a loaded host: a 50 % relative-IQR bar keeps the slept rows stable (5 to 30 ms, jitter of
+# a few ms); the test of an unstable row marks that row unstable itself.
+SWEEP_TIMING = {"target_rel_iqr": 0.5}
+
+
 def sweep_spec(sizes: list[int]) -> dict:
     return {
         "quick": True,
+        "timing": SWEEP_TIMING,
         "performance": {"dtypes": ["float32"], "gemm_sizes": sizes, "sweep": True, "kinds": ["gemm"]},
     }
 
 
 def test_the_gemm_sweep_stops_once_throughput_stops_rising() -> None:
-    out = run_performance_suite(sweep_spec([64, 128, 256, 512]), SlowerWhenLargerGemm(), seed="sweep")
+    out = run_performance_suite(sweep_spec([64, 80, 96, 128]), SlowerWhenLargerGemm(), seed="sweep")
     # Two sizes in a row that do not rise over the best (SWEEP_PATIENCE), then the sweep stops.
-    assert [m["params"]["M"] for m in out["measurements"]] == [64, 128, 256]
+    assert [m["params"]["M"] for m in out["measurements"]] == [64, 80, 96]
     (skipped,) = out["claims"]["skipped"]
-    assert skipped["name"] == "matmul perf_512" and "stopped rising at N=256" in skipped["reason"]
+    assert skipped["name"] == "matmul perf_128" and "stopped rising at N=96" in skipped["reason"]
 
 
 class DipsThenRisesGemm(SlowerWhenLargerGemm):
@@ -332,6 +342,81 @@ def test_one_size_that_dips_does_not_stop_the_sweep_before_the_peak() -> None:
     assert [m["params"]["M"] for m in out["measurements"]] == [64, 128, 256, 512]
     best = max(out["measurements"], key=lambda m: m["value"])
     assert best["params"]["M"] == 256
+
+
+# Issue 11: the sweep's stop rule judges stable rows only ------------------------------------------
+
+
+def row(tflops: float, *, unstable: bool = False, flags: tuple[str, ...] = ()) -> dict:
+    return {**item("matmul perf", "gemm", "float32", tflops), "unstable": unstable, "flags": list(flags)}
+
+
+def test_an_unstable_row_that_looks_slower_does_not_count_towards_stopping_the_sweep() -> None:
+    rule = SweepStop(rise=0.02, patience=2)
+    assert not rule.observe(row(1.0))
+    assert not rule.observe(row(0.4, unstable=True))  # the old rule: first size "not rising"
+    assert not rule.observe(row(0.9))  # the old rule stopped here, before the peak
+    assert (rule.best, rule.flat) == (1.0, 1)
+    assert not rule.observe(row(3.0))
+    assert (rule.best, rule.flat) == (3.0, 0)
+
+
+def test_an_unstable_row_that_looks_faster_does_not_set_the_bar_stable_rows_must_beat() -> None:
+    rule = SweepStop(rise=0.02, patience=2)
+    rule.observe(row(1.0))
+    rule.observe(row(6.0, unstable=True))
+    assert rule.best == 1.0  # the old rule's best was 6.0, so 1.2 and 1.3 below were "not rising"
+    assert not rule.observe(row(1.2))
+    assert not rule.observe(row(1.3))
+    assert rule.flat == 0
+
+
+def test_refused_rows_are_ignored_like_unstable_ones_and_stable_ones_still_stop_the_sweep() -> None:
+    rule = SweepStop(rise=0.02, patience=2)
+    rule.observe(row(2.0))
+    assert not rule.observe(row(9.0, flags=(CLOCK_DISAGREEMENT,)))
+    assert not rule.observe({**row(0.0), "value": None})
+    assert not rule.observe(row(2.01))  # within the 2 % rise: not rising, flat 1
+    assert rule.best == 2.01  # the refused 9.0 never became the bar
+    assert rule.observe(row(1.5))  # two stable sizes in a row: stop
+
+
+class UnstableDipGemm(SlowerWhenLargerGemm):
+    """Throughput 1.0 at N=64, 0.4 at N=72 (which the test marks unstable), a stable dip to 0.6 at
+    N=80 and the peak (4x) at N=96; time per call is FLOPs / rate, slept, whatever the host's load."""
+
+    BASE_S = 4e-3  # one call at N=64 and rate 1.0
+    RATE = {64: 1.0, 72: 0.4, 80: 0.6, 96: 4.0}
+
+    def prepare(self, fn):  # noqa: ANN001, ANN201
+        memo = {}
+
+        def timed():  # noqa: ANN202
+            if "out" not in memo:
+                memo["out"] = fn()
+            n = memo["out"].shape[0]
+            time.sleep(self.BASE_S * (n / 64) ** 3 / self.RATE[n])
+            return memo["out"]
+
+        return timed
+
+
+def test_an_unstable_size_does_not_stop_the_sweep_before_the_peak(monkeypatch: pytest.MonkeyPatch) -> None:
+    measure_with_output = performance_module.measure_with_output
+
+    def noisy_at_72(fn, **kwargs):  # noqa: ANN001, ANN003, ANN202 - as a neighbour's burst would
+        stats, output = measure_with_output(fn, **kwargs)
+        return (dataclasses.replace(stats, unstable=True) if output.shape[0] == 72 else stats), output
+
+    monkeypatch.setattr(performance_module, "measure_with_output", noisy_at_72)
+    out = run_performance_suite(sweep_spec([64, 72, 80, 96]), UnstableDipGemm(), seed="sweep")
+    rows = {m["params"]["M"]: m for m in out["measurements"]}
+    assert rows[72]["unstable"] and not rows[64]["unstable"] and not rows[80]["unstable"]
+    # The old rule counted N=72 and N=80 as two sizes that did not rise and skipped N=96.
+    assert sorted(rows) == [64, 72, 80, 96], out["claims"]["skipped"]
+    assert out["claims"]["skipped"] == []
+    if not rows[96]["unstable"]:  # a slept call is steady; only a badly overloaded host upsets it
+        assert out["claims"]["dtypes"]["float32"]["best_gemm"] == "matmul perf_96"
 
 
 # Issue 13: every declared peak is measured, fp8 and int8 included ---------------------------------
