@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,16 +18,29 @@ LOCALE_DIR = Path(__file__).resolve().parent.parent / "locale"
 # xdist names it in PYTEST_XDIST_WORKER (gw0, gw1, ...). pytest-django gives each worker a database of
 # its own (test_<name>_gw0, ...).
 XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+# tests/real_documents.py SHARED_DIR_ENV (not imported here: that module imports torch and the apps).
+REAL_DOCUMENTS_ENV = "REAL_DOCUMENTS_DIR"
 
 
 def pytest_configure(config):
     """One torch thread per xdist worker: the workers already fill the cores, and torch's default (a
     thread per core) in each of them would oversubscribe the host, where OpenMP's barriers then cost
-    more than the arithmetic (see REVEAL_TORCH_THREADS in apps/runs/services/reveal.py)."""
+    more than the arithmetic (see REVEAL_TORCH_THREADS in apps/runs/services/reveal.py).
+
+    The controlling process names the session's directory of real runner documents before it starts
+    the workers (they inherit the variable): the first worker that needs them runs the tiny plan, the
+    others read what it wrote (tests/real_documents.py)."""
     if XDIST_WORKER:
         import torch
 
         torch.set_num_threads(1)
+        return
+    if not os.environ.get(REAL_DOCUMENTS_ENV):
+        directory = tempfile.mkdtemp(prefix="real-documents-")
+        os.environ[REAL_DOCUMENTS_ENV] = directory
+        config.add_cleanup(
+            lambda: (shutil.rmtree(directory, ignore_errors=True), os.environ.pop(REAL_DOCUMENTS_ENV, None))
+        )
 
 
 def pytest_sessionstart(session):

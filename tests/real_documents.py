@@ -10,8 +10,11 @@ what the runners write therefore reaches these tests as it would reach productio
 from __future__ import annotations
 
 import copy
+import fcntl
 import functools
 import hashlib
+import json
+import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -107,11 +110,48 @@ def conformance_cases() -> list[str] | None:
     return [name for name in dict.fromkeys(names) if name not in excluded]
 
 
+# Under pytest-xdist each worker process would run the tiny plan itself (the slowest step of `make
+# test-fast`: 250-270 s in each of two workers at load 11-13, session 24). The controlling process names
+# one directory for the session (tests/conftest.py sets this variable before it starts the workers); the
+# first worker to ask runs the plan and writes the documents and the raw outputs there, the others wait
+# on its lock and read the same files. Every process, the producer included, then uses the documents as
+# read back from that file, so all workers judge the same evidence, read-only.
+SHARED_DIR_ENV = "REAL_DOCUMENTS_DIR"
+MODEL_NAME = "tiny-bert"
+
+
 @functools.lru_cache(maxsize=1)
 def runner_documents() -> RunnerDocuments:
-    """The documents of one tiny run of each suite on this CPU (produced once per test session)."""
+    """The documents of one tiny run of each suite on this CPU (produced once per test session, shared
+    by the xdist workers through the directory named by REAL_DOCUMENTS_DIR)."""
+    shared = os.environ.get(SHARED_DIR_ENV)
+    if not shared:
+        documents, weights, output_root = _run_tiny_plan(Path(tempfile.mkdtemp(prefix="runner-outputs-")))
+        documents = json.loads(json.dumps(documents))  # as the workers read them from the shared file
+    else:
+        root = Path(shared)
+        root.mkdir(parents=True, exist_ok=True)
+        written = root / "documents.json"
+        with open(root / "lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if the run fails
+            if not written.is_file():
+                documents, weights, _ = _run_tiny_plan(root / "outputs")
+                (root / "weights.safetensors").write_bytes(weights)
+                partial = root / "documents.json.part"
+                partial.write_text(json.dumps(documents))
+                os.replace(partial, written)
+        documents = json.loads(written.read_text())
+        weights = (root / "weights.safetensors").read_bytes()
+        output_root = root / "outputs"
+    identity, pem = identity_for("real-runner")
+    return RunnerDocuments(documents, identity, pem, weights, MODEL_NAME, output_root)
+
+
+def _run_tiny_plan(output_root: Path) -> tuple[dict[str, dict], bytes, Path]:
+    """Runs each suite of the tiny plan on this CPU; the raw outputs stay under ``output_root`` (as on
+    a runner host until the reveal). Returns the documents, the model's weights and ``output_root``."""
     backend = get_backend("cpu")
-    spec = ModelSpec(name="tiny-bert", architecture="bert-encoder", config=BERT_CONFIG)
+    spec = ModelSpec(name=MODEL_NAME, architecture="bert-encoder", config=BERT_CONFIG)
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "weights.safetensors"
         path.write_bytes(seeded_weights_bytes(spec.architecture, BERT_CONFIG, seed=0))
@@ -174,7 +214,7 @@ def runner_documents() -> RunnerDocuments:
             "options": {"quick": False, "serving": SERVING_SETTINGS},
         }
         # The raw outputs stay in a store for the session, as on a runner host until the reveal.
-        output_root = Path(tempfile.mkdtemp(prefix="runner-outputs-"))
+        output_root.mkdir(parents=True, exist_ok=True)
         documents = {
             suite: run_suite(
                 s,
@@ -184,8 +224,7 @@ def runner_documents() -> RunnerDocuments:
             )
             for suite, s in specs.items()
         }
-    identity, pem = identity_for("real-runner")
-    return RunnerDocuments(documents, identity, pem, weights, spec.name, output_root)
+    return documents, weights, output_root
 
 
 # The collectives suite's tiny plan: two gloo ranks on this CPU, two message sizes.

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import torch
 from safetensors.torch import load as load_safetensors_bytes
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from runners.models.bert import BertConfig, BertEncoder
 from runners.models.deepseek import DeepseekV3Config, DeepseekV3Decoder
@@ -206,9 +208,29 @@ def first_tensor_mismatch(
     return None
 
 
+class _SkipInitialisation(TorchFunctionMode):
+    """Leaves out torch.nn.init's fills while a module is built on the meta device only to read its
+    tensor names and shapes. A meta tensor holds no values, so the fills compute nothing, yet
+    ``normal_`` (nn.Embedding's default) on a meta tensor runs through torch._refs, whose first call
+    in a process imports torch._dynamo: 4-5 s on an idle core, 12-18 s on this loaded 2-core host,
+    paid by the first upload check of each web or test process. The mode is thread-local (unlike
+    patching torch.nn.init), so a concurrent real initialisation is untouched."""
+
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        if getattr(func, "__module__", None) == "torch.nn.init":
+            return args[0] if args else (kwargs or {})["tensor"]
+        return func(*args, **(kwargs or {}))
+
+
 def expected_shapes(architecture: Architecture, config: Any) -> dict[str, tuple[int, ...]]:
     """Names and shapes the config implies, from a module built on the meta device (no memory)."""
-    with torch.device("meta"):
+    with torch.device("meta"), _SkipInitialisation():
         module = architecture.module_type(config)
     return {name: tuple(t.shape) for name, t in module.state_dict().items()}
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from runners.models import (
     ConfigMismatchError,
@@ -300,3 +301,41 @@ def test_the_first_mismatch_is_named() -> None:
     assert "tensor b has shape [4]" in first_tensor_mismatch({"a": (2, 2), "b": (4,)}, expected, ())
     assert "tensor c is not part" in first_tensor_mismatch({"a": (2, 2), "b": (3,), "c": (1,)}, expected, ())
     assert first_tensor_mismatch({"a": (2, 2), "b": (3,), "c": (1,)}, expected, ("c",)) is None
+
+
+SMALL_CONFIGS = {
+    "bert-encoder": BertConfig.small,
+    "llama-decoder": LlamaConfig.small,
+    "deepseek-v3": DeepseekV3Config.small,
+    "resnet-cnn": ResNetConfig.small,
+}
+
+
+@pytest.mark.parametrize("arch", sorted(SMALL_CONFIGS))
+def test_expected_shapes_are_those_of_a_module_built_on_the_host(arch) -> None:
+    """Skipping torch.nn.init on the meta device changes no name and no shape: the expected tensors
+    are exactly the state dict of the same module built (and initialised) on the host."""
+    architecture = ARCHITECTURES[arch]
+    config = SMALL_CONFIGS[arch]()
+    built = architecture.module_type(config)
+    assert expected_shapes(architecture, config) == {n: tuple(t.shape) for n, t in built.state_dict().items()}
+
+
+class _AtenOps(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.add(str(func.overloadpacket))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("arch", sorted(SMALL_CONFIGS))
+def test_expected_shapes_runs_no_initialisation_on_the_meta_device(arch) -> None:
+    """normal_ on a meta tensor goes through torch._refs, whose first call imports torch._dynamo
+    (seconds per process, at the first upload check): building the shape-only module runs no random
+    fill. nn.Embedding (bert, llama, deepseek) and nn.Linear would run normal_ and uniform_."""
+    with _AtenOps() as recorded:
+        expected_shapes(ARCHITECTURES[arch], SMALL_CONFIGS[arch]())
+    assert not {op for op in recorded.ops if op.endswith(("normal_", "uniform_"))}, recorded.ops
