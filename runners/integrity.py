@@ -539,6 +539,17 @@ def _same_output(got: torch.Tensor, expected: torch.Tensor) -> bool:
     )
 
 
+def probe_evidence(record: dict[str, Any], tensors: dict[str, Any], index: int) -> CachingEvidence | str:
+    """A device probe's TEST04 evidence read off the wire (its tensors named ``caching<index>``), or why
+    the judge cannot judge it: the error the device process reported, or evidence that is not well formed."""
+    if "error" in record:
+        return str(record["error"])[:500]
+    try:
+        return CachingEvidence.from_wire(record, tensors, f"caching{index}")
+    except ValueError as exc:
+        return f"the probe's evidence is not well formed: {exc}"[:500]
+
+
 def caching_check(
     call: Callable[[], object],
     buffers: Sequence[torch.Tensor],

@@ -39,7 +39,7 @@ from runners.errors import (
     device_call,
     error,
 )
-from runners.integrity import CachingEvidence, caching_threshold_of
+from runners.integrity import CachingEvidence, caching_threshold_of, probe_evidence
 from runners.math_modes import with_pinned_math_modes
 from runners.measurements import case_record, integrity_section, measurement, rebuild_integrity
 from runners.model_suite.performance import ModelRun, judge_model_probe, model_integrity
@@ -597,13 +597,9 @@ def rejudge_model_caching(
         if isinstance(built, str):
             items.append({**head, "reason": built})
             continue
-        if "error" in record:
-            items.append({**head, "reason": str(record["error"])[:500]})
-            continue
-        try:
-            evidence = CachingEvidence.from_wire(record, tensors, f"caching{index}")
-        except ValueError as exc:
-            items.append({**head, "reason": f"the probe's evidence is not well formed: {exc}"[:500]})
+        evidence = probe_evidence(record, tensors, index)
+        if isinstance(evidence, str):
+            items.append({**head, "reason": evidence})
             continue
         workload, reference = built
         try:

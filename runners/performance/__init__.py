@@ -41,6 +41,7 @@ from runners.integrity import (
     chain_hooks,
     judge_caching,
     output_consistency,
+    probe_evidence,
     reference_consistency,
     seeded_random,
 )
@@ -775,13 +776,9 @@ def rejudge_caching(
         if bench is None or kind == "bandwidth":
             items.append({**head, "reason": "the judge cannot rebuild this benchmark from the challenge"})
             continue
-        if "error" in record:
-            items.append({**head, "reason": str(record["error"])[:500]})
-            continue
-        try:
-            evidence = CachingEvidence.from_wire(record, tensors, f"caching{index}")
-        except ValueError as exc:
-            items.append({**head, "reason": f"the probe's evidence is not well formed: {exc}"[:500]})
+        evidence = probe_evidence(record, tensors, index)
+        if isinstance(evidence, str):
+            items.append({**head, "reason": evidence})
             continue
         items.append(judge_probe(bench, evidence, challenge=challenge, threshold=threshold))
     probed = {(item["kind"], item["dtype"]) for item in items}
