@@ -382,7 +382,8 @@ def test_without_the_device_process_the_same_plugin_would_forge_test04(tmp_path)
     assert caching["items"][0]["fresh_output_mismatches"] == 0
 
 
-def _model(device_name: str, directory: Path) -> dict:
+def _model(device_name: str, directory: Path, options: dict | None = None) -> dict:
+    """A quick float32 model run of the seeded ResNet through the device process (`options` added)."""
     from dataclasses import asdict
 
     from runners.device.client import DeviceClient
@@ -399,7 +400,12 @@ def _model(device_name: str, directory: Path) -> dict:
         device=device_name,
         challenge=CHALLENGE,
         models=[entry],
-        options={"quick": True, "model_dtypes": ["float32"], "model_performance_dtypes": []},
+        options={
+            "quick": True,
+            "model_dtypes": ["float32"],
+            "model_performance_dtypes": [],
+            **(options or {}),
+        },
     )
     with DeviceClient(device_name) as device:
         return run_model(spec, device)
@@ -438,33 +444,12 @@ MODEL_TEST04_BAR = 0.25  # any bar: the cheats below fail on their outputs, what
 
 
 def _model_timed(device_name: str, directory: Path) -> dict:
-    """A quick float32 model run of the seeded ResNet with its timed runs and TEST04 probe."""
-    from dataclasses import asdict
-
-    from runners.model_suite import run_model
-    from runners.models.resnet import ResNetConfig
-    from runners.models.seeded import seeded_model_entry
-    from runners.spec import build_spec
-
-    entry = seeded_model_entry(
-        "resnet-tiny", "resnet-cnn", asdict(ResNetConfig.small()), seed=0, directory=directory
+    """The quick model run with its timed float32 runs and TEST04 probe."""
+    return _model(
+        device_name,
+        directory,
+        {"model_performance_dtypes": ["float32"], "integrity": {"caching_threshold": MODEL_TEST04_BAR}},
     )
-    spec = build_spec(
-        suite="model",
-        device=device_name,
-        challenge=CHALLENGE,
-        models=[entry],
-        options={
-            "quick": True,
-            "model_dtypes": ["float32"],
-            "model_performance_dtypes": ["float32"],
-            "integrity": {"caching_threshold": MODEL_TEST04_BAR},
-        },
-    )
-    from runners.device.client import DeviceClient
-
-    with DeviceClient(device_name) as device:
-        return run_model(spec, device)
 
 
 def _hostile_model_caching(tmp_path: Path, monkeypatch, memo: str) -> tuple[dict, dict]:
