@@ -403,6 +403,16 @@ def gemm_items(document: dict) -> list[dict]:
     return [item for item in document.get("measurements", []) if item.get("kind") == "gemm"]
 
 
+def fail_test01(suite: str, document: dict) -> None:
+    """The device returned a stale output while it was timed: one sampled output differs."""
+    if suite != "performance":
+        return
+    section = document["integrity"]["output_consistency"]
+    for item in [section, *section.get("items", [])]:
+        item["mismatches"], item["verdict"] = 1, "fail"
+        item.setdefault("details", []).append({"sample": "0", "reason": "values differ"})
+
+
 def stable_gemms(suite, document):
     """An `edit` of `campaign_from_runner`: on a busy test machine a tiny GEMM may time as unstable,
     and these tests need stable ones; the runner's claim is then the best of them, as a runner makes it."""

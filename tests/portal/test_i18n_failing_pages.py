@@ -18,7 +18,14 @@ from apps.runs.services.programs import PROGRAMS_DIR, program_load
 from certification.recorded_text import say
 from runners.document import summarize
 from tests.portal.test_i18n_pages import catalogue_msgids, data_values, untranslated
-from tests.real_documents import campaign_from_runner, cpu_target, gemm_items, peak_fp32, runner_documents
+from tests.real_documents import (
+    campaign_from_runner,
+    cpu_target,
+    fail_test01,
+    gemm_items,
+    peak_fp32,
+    runner_documents,
+)
 
 pytestmark = pytest.mark.django_db(transaction=False)
 
@@ -35,16 +42,6 @@ def planted(*faults):
             fault(suite, document)
 
     return edit
-
-
-def stale_output(suite: str, document: dict) -> None:
-    """TEST01: the device returned a stale output while it was timed."""
-    if suite != "performance":
-        return
-    section = document["integrity"]["output_consistency"]
-    for item in [section, *section.get("items", [])]:
-        item["mismatches"], item["verdict"] = 1, "fail"
-        item.setdefault("details", []).append({"sample": "0", "reason": "values differ"})
 
 
 def above_peak(suite: str, document: dict) -> None:
@@ -79,7 +76,7 @@ def failing_campaigns(cast, program) -> dict[str, object]:
     """Campaigns that fail in every way a reader meets: judged and blocked, failed, cancelled."""
     runner_documents()
     integrity = campaign_from_runner(
-        vendor=cast.vendor, program=program, submitted_by=cast.owner, edit=planted(stale_output, above_peak)
+        vendor=cast.vendor, program=program, submitted_by=cast.owner, edit=planted(fail_test01, above_peak)
     )
     target = integrity.target
     target.driver_version = "registered-after-the-run"  # a fingerprint mismatch: an anomaly
