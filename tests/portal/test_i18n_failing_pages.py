@@ -89,14 +89,18 @@ def failing_campaigns(cast, program) -> dict[str, object]:
         edit=planted(semantic_failure),
     )
     models = list(integrity.model_artifacts.all())
-    failed = campaign_submit(
-        vendor=cast.vendor,
-        target=target,
-        program=program,
-        level="baseline",
-        model_artifacts=models,
-        submitted_by=cast.owner,
-    )
+
+    def submit():
+        return campaign_submit(
+            vendor=cast.vendor,
+            target=target,
+            program=program,
+            level="baseline",
+            model_artifacts=models,
+            submitted_by=cast.owner,
+        )
+
+    failed = submit()
     jobs = list(failed.jobs.order_by("id"))
     # What the sweeps record (apps/runs/services/sweeps.py): a deadline passed, a runner went silent.
     job_fail(job_id=jobs[0].pk, error_class=ErrorClass.TIMEOUT, message=say("job.deadline_passed"))
@@ -111,14 +115,7 @@ def failing_campaigns(cast, program) -> dict[str, object]:
     assert failed.state == CampaignState.FAILED and failed.jobs.filter(state=JobState.FAILED).count() == len(
         jobs
     )
-    cancelled = campaign_submit(
-        vendor=cast.vendor,
-        target=target,
-        program=program,
-        level="baseline",
-        model_artifacts=models,
-        submitted_by=cast.owner,
-    )
+    cancelled = submit()
     campaign_cancel(campaign=cancelled, actor=cast.owner, reason="供应商撤回申请")
     return {"integrity": integrity, "semantic": semantic, "failed": failed, "cancelled": cancelled}
 

@@ -331,10 +331,7 @@ def test_a_plugin_memoizing_gemm_by_buffer_and_forging_test04_fails_it_in_the_ju
     assert caching["fresh_output_mismatches"] == caching["fresh_outputs_checked"] == 8
     assert caching["fresh_outputs_stale"] == 8
     assert "fresh calls returned an output other than" in caching["reason"]
-    isolation = document["process_isolation"]
-    assert "hostile_backend" in isolation["device"]["packages"]
-    assert "hostile_backend" not in isolation["judge"]["packages"]
-    assert not any("caching" in v for v in isolation["device_verdicts"])
+    assert_caching_judged_apart(document)
 
 
 @pytest.mark.slow
@@ -380,6 +377,14 @@ def test_without_the_device_process_the_same_plugin_would_forge_test04(tmp_path)
     caching = run_control(IN_PROCESS_PERFORMANCE, CHALLENGE, json.dumps(PERF_OPTIONS), env=env)
     assert caching["verdict"] == "pass"
     assert caching["items"][0]["fresh_output_mismatches"] == 0
+
+
+def assert_caching_judged_apart(document: dict) -> None:
+    """The plugin ran only in the device process, and TEST04 is not among the device's verdicts."""
+    isolation = document["process_isolation"]
+    assert "hostile_backend" in isolation["device"]["packages"]
+    assert "hostile_backend" not in isolation["judge"]["packages"]
+    assert not any("caching" in v for v in isolation["device_verdicts"])
 
 
 def _model(device_name: str, directory: Path, options: dict | None = None) -> dict:
@@ -484,10 +489,7 @@ def test_a_plugin_memoizing_model_forwards_by_buffer_and_forging_test04_fails_it
     assert {"runners.integrity.judge_caching", "runners.model_suite.performance.judge_caching"} <= set(
         report["patched"]
     )
-    isolation = document["process_isolation"]
-    assert "hostile_backend" in isolation["device"]["packages"]
-    assert "hostile_backend" not in isolation["judge"]["packages"]
-    assert not any("caching" in v for v in isolation["device_verdicts"])
+    assert_caching_judged_apart(document)
 
 
 @pytest.mark.slow
