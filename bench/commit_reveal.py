@@ -50,12 +50,35 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432")
-    parser.add_argument("--level", default="baseline")
+    parser.add_argument("--level", default="baseline", help="the AIA 1.2 level whose campaign is measured")
+    parser.add_argument(
+        "--plan",
+        choices=["tiny", "level"],
+        default="tiny",
+        help="tiny: the test suite's tiny plan (tests/real_documents.py); level: the level's own plan as "
+        "campaign_submit builds it for a CPU target (every kernel of the level's dtypes, the full "
+        "performance suite, the level's model dtypes and serving settings; the vendor's model is the tiny "
+        "BERT encoder of tests/real_documents.py)",
+    )
+    parser.add_argument(
+        "--documents",
+        default=str(ROOT / "var" / "bench-reveal-documents"),
+        help="--plan level: where the runner's documents and raw outputs are kept between runs of the bench "
+        "(one folder per level and plan; produced when missing)",
+    )
     parser.add_argument("--database", default="bench_reveal", help="the bench's own database (flushed)")
     parser.add_argument(
         "--before",
         action="store_true",
         help="also run each round's reveal judged inline on torch's default intra-op threads, interleaved",
+    )
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after the rounds, profile one campaign with the round (precomputed references) and print the "
+        "N functions of most cumulative time (cProfile)",
     )
     args = parser.parse_args()
     ensure_database(args.url, args.database)
@@ -76,24 +99,32 @@ def main() -> int:
     call_command("migrate", verbosity=0)
     call_command("flush", interactive=False, verbosity=0)  # the bench's own database, fresh each run
 
+    import hashlib
+
     import runners.worker as runner_worker
+    import tests.real_documents as harness
     from apps.accounts.models import OrganizationKind
     from apps.runs.models import OutputReveal, RevealState
     from apps.runs.services.programs import PROGRAMS_DIR, program_load
     from apps.runs.services.reveal import commitment_problems
-    from tests.factories import OrganizationFactory
+    from tests.factories import ModelArtifactFactory, OrganizationFactory
     from tests.real_documents import campaign_from_runner, runner_documents
-
-    started = time.perf_counter()
-    real = runner_documents()  # the runner's side: its suites on this CPU (not platform time)
-    print(f"runner documents produced in {time.perf_counter() - started:.1f}s (runner side, not counted)")
-    import hashlib
 
     definition = json.loads(Path(PROGRAMS_DIR, "aia-1.2.json").read_text())
     # Codes of the bench's own (the bench database keeps programs across runs; an active one is frozen).
     tag = hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:8]
     definition["code"] = f"R{tag}"
     program, _ = program_load(definition=definition)
+    started = time.perf_counter()
+    if args.plan == "level":  # the runner runs the level's own plan once (device time, not counted)
+        real = level_plan_documents(program=program, level=args.level, cache=Path(args.documents))
+        harness.runner_documents = lambda: real
+    else:
+        real = runner_documents()  # the runner's side: its suites on this CPU (not platform time)
+    print(
+        f"runner documents of the {args.plan} plan ready in {time.perf_counter() - started:.1f}s (runner side, "
+        f"not counted): " + ", ".join(f"{suite} {plan_size(doc)}" for suite, doc in real.documents.items())
+    )
     without = json.loads(json.dumps(definition))
     without["code"] = f"N{tag}"
     for level in without["levels"]:
@@ -101,18 +132,40 @@ def main() -> int:
         # The reveal blocker stays (AIA 1.2 refuses a level without it); with size 0 nothing is drawn.
     program_without, _ = program_load(definition=without)
     runner_side = runner_cpu = 0.0
-    answer = runner_worker.reveal_answer
+    depth = 0
 
-    def timed_answer(*a, **kw):  # the runner host packing its outputs: its time, not the platform's
-        nonlocal runner_side, runner_cpu
-        t, c = time.perf_counter(), time.process_time()
-        try:
-            return answer(*a, **kw)
-        finally:
-            runner_side += time.perf_counter() - t
-            runner_cpu += time.process_time() - c
+    def off_path(function):
+        """`function` timed as the runner host's or the harness's work, not the platform's (nested calls
+        counted once)."""
 
-    runner_worker.reveal_answer = timed_answer
+        def timed(*a, **kw):
+            nonlocal runner_side, runner_cpu, depth
+            t, c = time.perf_counter(), time.process_time()
+            depth += 1
+            try:
+                return function(*a, **kw)
+            finally:
+                depth -= 1
+                if depth == 0:
+                    runner_side += time.perf_counter() - t
+                    runner_cpu += time.process_time() - c
+
+        return timed
+
+    # The runner host packing and signing its outputs (the reveal's answer), and the harness making each
+    # job's document its own: a copy of the runner's document, canonicalized and signed again by the
+    # runner's key for the job it now names. All of it is the runner's (or the harness's) work; before
+    # session 25 the copy and the re-signing were counted as platform time (of a real plan's
+    # conformance document: tens of milliseconds per job, in the baseline and with the round alike).
+    import copy as copy_module
+    import types as types_module
+
+    from runners.signing import RunnerIdentity
+
+    runner_worker.reveal_answer = off_path(runner_worker.reveal_answer)
+    harness.canonical_json = off_path(harness.canonical_json)
+    harness.copy = types_module.SimpleNamespace(deepcopy=off_path(copy_module.deepcopy))
+    RunnerIdentity.envelope = off_path(RunnerIdentity.envelope)
 
     from apps.runs.services import reveal as reveal_service
 
@@ -175,7 +228,6 @@ def main() -> int:
 
     # The runner answers the request the platform published (reveal_dispatch builds it once), not one
     # the harness rebuilds from the database: those reads are no platform work (they were counted).
-    import tests.real_documents as harness
 
     published: dict[int, dict] = {}
     build = reveal_service.reveal_request_build
@@ -205,7 +257,19 @@ def main() -> int:
         the runner runs, the reveals)."""
         nonlocal runner_side, prepare_side, runner_cpu, prepare_cpu, spot_full, last_cpu
         spot_full = label == "full"
+        # The vendor's registration (organization, chip, target, model artifact) is no part of the
+        # campaign: done before the clock starts.
         vendor = OrganizationFactory(kind=OrganizationKind.VENDOR)
+        target = harness.cpu_target(vendor=vendor)
+        ModelArtifactFactory(
+            owner=vendor,
+            name=real.model_name,
+            architecture="bert-encoder",
+            task="text-embedding",
+            config=harness.BERT_CONFIG,
+            content=real.weights,
+            tensor_count=0,
+        )
         runner_side = prepare_side = runner_cpu = prepare_cpu = 0.0
         statements = 0
 
@@ -218,7 +282,7 @@ def main() -> int:
         t, c = time.perf_counter(), time.process_time()
         with connection.execute_wrapper(count):
             campaign = campaign_from_runner(
-                vendor=vendor, program=program, level=args.level, precompute=precompute
+                vendor=vendor, program=program, level=args.level, precompute=precompute, target=target
             )
         wall = time.perf_counter() - t
         # Every statement this process sent on the campaign's path.
@@ -328,6 +392,16 @@ def main() -> int:
         f"{statistics.median(work) / statistics.median(walls['plain']) - 1:+.1%} "
         f"(median {statistics.median(prepared):.2f}s of precomputation)"
     )
+    if args.profile:
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        campaign_time(program)
+        profiler.disable()
+        profiler.dump_stats(ROOT / "var" / "commit_reveal.prof")  # for pstats, e.g. print_callees
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(args.profile)
     headline = ratio("precomputed")
     verdict = "OK" if headline <= TARGET_RATIO else "ABOVE TARGET"
     print(
@@ -336,6 +410,124 @@ def main() -> int:
         f"without; the round itself {statistics.median(shares):.3f}s); target <= {TARGET_RATIO:.0%}: {verdict}"
     )
     return 0 if headline <= TARGET_RATIO else 1
+
+
+def plan_size(document: dict) -> str:
+    """How much a runner document holds: cases, measurements or models."""
+    held = [f"{len(document[key])} {key}" for key in ("cases", "measurements") if document.get(key)]
+    return " + ".join(held + [f"{len(document.get('commitment', {}).get('outputs', []))} committed outputs"])
+
+
+def level_plan_documents(*, program, level: str, cache: Path):
+    """The runner's documents for the level's own plan, run once on this CPU (the device's time, not the
+    platform's), with the raw outputs kept for the reveal as a runner host keeps them.
+
+    The plan is what campaign_submit builds for a job of the level on a CPU target (the spec dispatch
+    sends), under tests/real_documents.py's session challenge. The documents and outputs are kept under
+    `cache/<program>-<level>-<plan digest>` and reused while the plan, the torch version and this code's
+    inputs are the same."""
+    import hashlib
+
+    import torch
+
+    from apps.accounts.models import OrganizationKind
+    from apps.registry.models import Architecture, ModelTask
+    from apps.runs.models import Job
+    from apps.runs.services.campaigns import campaign_submit
+    from runners.backends import get_backend
+    from runners.commitment import OutputCommitment, OutputStore
+    from runners.models.seeded import seeded_weights_bytes
+    from runners.spec import attempt_tag
+    from runners.suites import run_suite
+    from tests.factories import ChipFactory, HardwareTargetFactory, ModelArtifactFactory, OrganizationFactory
+    from tests.real_documents import (
+        BERT_CONFIG,
+        CHALLENGE,
+        MODEL_NAME,
+        PLAN_KEYS,
+        RUNNER_SPEC_PEAK_FP32,
+        RunnerDocuments,
+    )
+    from tests.runs.world import identity_for
+
+    vendor = OrganizationFactory(kind=OrganizationKind.VENDOR)
+    chip = ChipFactory(
+        vendor=vendor,
+        peak_fp32_tflops=RUNNER_SPEC_PEAK_FP32,
+        peak_bf16_tflops=None,
+        peak_fp16_tflops=None,
+        peak_int8_tops=None,
+    )
+    target = HardwareTargetFactory(
+        chip=chip,
+        backend="cpu",
+        torch_version=torch.__version__,
+        driver_version="",
+        runtime_version="",
+        device_count=1,
+    )
+    weights = seeded_weights_bytes("bert-encoder", BERT_CONFIG, seed=0)
+    artifact = ModelArtifactFactory(
+        owner=vendor,
+        name=MODEL_NAME,
+        architecture=Architecture.BERT_ENCODER,
+        task=ModelTask.TEXT_EMBEDDING,
+        config=BERT_CONFIG,
+        content=weights,
+        tensor_count=0,
+    )
+    campaign = campaign_submit(
+        vendor=vendor, target=target, program=program, level=level, model_artifacts=[artifact]
+    )
+    specs = {}
+    for job in Job.objects.filter(campaign=campaign).order_by("pk"):
+        specs[job.suite] = {**job.spec, "job_id": "0", "challenge": CHALLENGE}
+    # The model's file lives in this run's media folder: not part of the plan.
+    plans = {
+        suite: {k: v for k, v in json.loads(json.dumps(spec)).items() if k in PLAN_KEYS}
+        for suite, spec in specs.items()
+    }
+    for plan in plans.values():
+        for entry in plan.get("models", []):
+            entry.pop("weights_path", None)
+    digest = hashlib.sha256(
+        json.dumps(
+            [plans, torch.__version__, CHALLENGE, hashlib.sha256(weights).hexdigest()], sort_keys=True
+        ).encode()
+    ).hexdigest()[:12]
+    folder = cache / f"{program.version}-{level}-{digest}"
+    written = folder / "documents.json"
+    if not written.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        output_root = folder / "outputs"
+        output_root.mkdir(exist_ok=True)
+        (folder / "weights.safetensors").write_bytes(weights)
+        for spec in specs.values():  # the runner host's copy of the vendor's weights
+            for entry in spec.get("models", []):
+                entry["weights_path"] = str(folder / "weights.safetensors")
+        documents, device = {}, {}
+        for suite, spec in specs.items():
+            started = time.perf_counter()
+            documents[suite] = run_suite(
+                spec,
+                backend=get_backend("cpu"),
+                progress=lambda fraction, label: None,
+                commitment=OutputCommitment(OutputStore(output_root, attempt_tag(CHALLENGE))),
+            )
+            device[suite] = time.perf_counter() - started
+            print(
+                f"  runner: {suite} ran in {device[suite]:.1f}s (load {os.getloadavg()[0]:.1f})", flush=True
+            )
+        partial = folder / "documents.json.part"
+        partial.write_text(json.dumps({"documents": documents, "runner_seconds": device}))
+        os.replace(partial, written)
+    kept = json.loads(written.read_text())
+    print(
+        f"runner's own time for the {level} plan (device side, not counted; from {folder}): "
+        + ", ".join(f"{suite} {seconds:.0f}s" for suite, seconds in kept["runner_seconds"].items())
+    )
+    identity, pem = identity_for("real-runner")
+    return RunnerDocuments(kept["documents"], identity, pem, weights, MODEL_NAME, folder / "outputs")
 
 
 if __name__ == "__main__":
