@@ -11,6 +11,9 @@ import hashlib
 import math
 import operator
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -119,6 +122,26 @@ def shape_seed(challenge: str, kernel: str, case: str) -> int:
     return int.from_bytes(digest[:8], "big")
 
 
+# The cases drawn inside `drawn_cases_kept()`: (challenge, kernel, id(case)) -> (case, drawn case). The
+# case itself is kept beside its draw, so its id cannot be reused by another object while the block runs.
+_DRAWN: ContextVar[dict[tuple[str, str, int], tuple[Case, Case]] | None] = ContextVar(
+    "drawn_cases", default=None
+)
+
+
+@contextmanager
+def drawn_cases_kept() -> Iterator[None]:
+    """Within the block each case's dimensions are drawn once per challenge and kernel, however many
+    checks ask for them (ingestion draws every case of a conformance job for the plan check, and the
+    reveal's sample draws them again to price each output). A draw is deterministic, so nothing but
+    the work changes; the memory is the block's own, never shared between jobs or tasks."""
+    token = _DRAWN.set({})
+    try:
+        yield
+    finally:
+        _DRAWN.reset(token)
+
+
 @dataclass(frozen=True)
 class Case:
     """One case of a kernel: its structure (edge condition, layout, model role, options) and its
@@ -152,6 +175,15 @@ class Case:
         draws the same from the same challenge)."""
         if self.drawn:
             return self
+        memo = _DRAWN.get()
+        if memo is None:
+            return self._draw(challenge, kernel)
+        kept = memo.get((challenge, kernel, id(self)))
+        if kept is None or kept[0] is not self:
+            kept = memo[(challenge, kernel, id(self))] = (self, self._draw(challenge, kernel))
+        return kept[1]
+
+    def _draw(self, challenge: str, kernel: str) -> Case:
         rng = random.Random(shape_seed(challenge, kernel, self.name))
         dims: dict[str, int] = {}
         for key, value in self.dims.items():  # spans in declaration order, derived ones after
@@ -352,7 +384,7 @@ def subnormals(shape: tuple[int, ...], dtype: str, g: torch.Generator) -> torch.
 
 
 def element_size(dtype: str) -> int:
-    return torch.empty((), dtype=torch_dtype(dtype)).element_size()
+    return torch_dtype(dtype).itemsize  # no tensor allocated: called for every case a reveal prices
 
 
 def numel(*shape: int) -> int:

@@ -21,6 +21,7 @@ from apps.audit.services import audit_chain_verify
 from apps.registry.models import Runner, RunnerStatus
 from apps.registry.services import runner_register
 from apps.runs.models import OutputReveal, RevealState
+from apps.runs.services.ingestion import result_ingest
 from apps.runs.services.programs import PROGRAMS_DIR, program_load
 from apps.runs.services.reveal import reveal_receive, reveal_request_build
 from runners.worker import reveal_answer
@@ -116,3 +117,41 @@ def test_an_answer_is_settled_in_a_pinned_number_of_statements(cast, programs, d
         with django_assert_max_num_queries(RECEIVE_STATEMENTS):
             assert reveal_receive(message=message) == RevealState.VERIFIED
     assert audit_chain_verify().ok
+
+
+def test_ingestion_draws_each_case_once_whether_or_not_the_round_prices_its_outputs(
+    cast, programs, monkeypatch
+):
+    """The reveal's draw prices every committed conformance output by its drawn dimensions, which the
+    plan check of the same ingestion has just drawn: with the round, ingestion draws no case again."""
+    import runners.catalog.base as catalog_base
+    import tests.real_documents as harness
+
+    revealing, without = programs
+    draws = {"ingesting": False, "count": 0}
+    seed = catalog_base.shape_seed
+
+    def counted_seed(*args):
+        draws["count"] += draws["ingesting"]
+        return seed(*args)
+
+    def ingest(**kwargs):
+        draws["ingesting"] = True
+        try:
+            return result_ingest(**kwargs)
+        finally:
+            draws["ingesting"] = False
+
+    monkeypatch.setattr(catalog_base, "shape_seed", counted_seed)
+    monkeypatch.setattr(harness, "result_ingest", ingest)
+    counts = {}
+    for program in (without, revealing):
+        draws["count"] = 0
+        campaign = campaign_from_runner(vendor=cast.vendor, program=program, submitted_by=cast.owner)
+        counts[program.code] = draws["count"]
+    reveals = list(OutputReveal.objects.filter(job__campaign=campaign))
+    conformance = next(r for r in reveals if r.job.suite == "conformance")
+    # Every committed conformance output was priced (none left out for want of a price) and judged.
+    assert conformance.committed >= 20 and conformance.state == RevealState.VERIFIED and conformance.checked
+    assert counts[without.code] > 0  # the plan check draws each planned case
+    assert counts[revealing.code] == counts[without.code], counts

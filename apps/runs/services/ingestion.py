@@ -44,6 +44,7 @@ from apps.runs.services.spot_check import spot_check_cases
 from apps.runs.specs import expected_fingerprint
 from certification.instruments import SPOT_CHECK_SECONDS
 from certification.json_limits import json_loads_within_depth
+from runners.catalog.base import drawn_cases_kept
 from runners.fingerprint_check import fingerprint_mismatches
 from runners.signing import verify_signature
 from runners.suites import COMMITTING_SUITES
@@ -304,6 +305,13 @@ def _reveal_size(job: Job, size: int) -> int:
 
 def result_ingest(*, envelope: dict[str, Any]) -> IngestOutcome:
     """Verify and store one result envelope. Idempotent: a re-delivered envelope is recognized."""
+    # The plan check, the spot check and the reveal's draw all read the job's drawn case dimensions:
+    # drawn once for the whole ingestion (issue 13: the draw priced every committed output again).
+    with drawn_cases_kept():
+        return _result_ingest(envelope)
+
+
+def _result_ingest(envelope: dict[str, Any]) -> IngestOutcome:
     try:
         raw, document = _parse(envelope)
     except Rejected as exc:
