@@ -65,10 +65,10 @@ def output_digest(tensor: torch.Tensor) -> str:
 
 def output_bytes(entry: dict[str, Any]) -> int:
     """The raw size of a committed output, from its dtype and shape (what a reveal of it costs)."""
-    try:
-        size = torch.empty((), dtype=getattr(torch, str(entry.get("dtype")))).element_size()
-    except (TypeError, RuntimeError):
+    dtype = getattr(torch, str(entry.get("dtype")))
+    if not isinstance(dtype, torch.dtype):
         return 0
+    size = dtype.itemsize  # no tensor allocated: the reveal's draw prices every committed output twice
     count = 1
     for dim in entry.get("shape") or []:
         count *= int(dim)
