@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,8 +32,9 @@ def pytest_configure(config):
     more than the arithmetic (see REVEAL_TORCH_THREADS in apps/runs/services/reveal.py).
 
     The controlling process names the session's directory of real runner documents before it starts
-    the workers (they inherit the variable): the first worker that needs them runs the tiny plan, the
-    others read what it wrote (tests/real_documents.py)."""
+    the workers (they inherit the variable): a background producer started after collection runs the
+    tiny plan there, and every test process reads what it wrote (tests/real_documents.py). The
+    controlling process ends that producer, if it still runs, when the session ends."""
     if XDIST_WORKER:
         import torch
 
@@ -38,9 +43,135 @@ def pytest_configure(config):
     if not os.environ.get(REAL_DOCUMENTS_ENV):
         directory = tempfile.mkdtemp(prefix="real-documents-")
         os.environ[REAL_DOCUMENTS_ENV] = directory
-        config.add_cleanup(
-            lambda: (shutil.rmtree(directory, ignore_errors=True), os.environ.pop(REAL_DOCUMENTS_ENV, None))
-        )
+
+        def cleanup():
+            _stop_producer(Path(directory))
+            _drop_template_database(Path(directory))
+            shutil.rmtree(directory, ignore_errors=True)
+            os.environ.pop(REAL_DOCUMENTS_ENV, None)
+
+        config.add_cleanup(cleanup)
+
+
+# What a test needs of tests/real_documents.py, found from the names its module imports from there:
+# nothing, the tiny plan's documents, or the collectives document too.
+NO_DOCUMENTS, DOCUMENTS, COLLECTIVES = 0, 1, 2
+REAL_DOCUMENTS_MODULE = "tests.real_documents"
+_PRODUCER = None
+
+
+def real_documents_need(item) -> int:
+    module = getattr(item, "module", None)
+    if module is None or REAL_DOCUMENTS_MODULE not in sys.modules:
+        return NO_DOCUMENTS
+    names = {
+        name
+        for name, value in vars(module).items()
+        if value is sys.modules[REAL_DOCUMENTS_MODULE]
+        or getattr(value, "__module__", None) == REAL_DOCUMENTS_MODULE
+    }
+    if not names:
+        return NO_DOCUMENTS
+    return COLLECTIVES if "runner_collectives_document" in names else DOCUMENTS
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The tests that use the real runner's documents run last (a stable sort: the same order in every
+    xdist worker, as xdist requires), and the first test process to collect such tests starts the
+    background producer of those documents (tests/real_documents.py), so the plan runs while the tests
+    that need no documents do."""
+    needs = {item.nodeid: real_documents_need(item) for item in items}
+    items.sort(key=lambda item: needs[item.nodeid])
+    if config.option.collectonly or not any(needs.values()):
+        return
+    from tests.real_documents import start_background_producer
+
+    global _PRODUCER  # referenced while it runs; the controlling process ends it with the session
+    _PRODUCER = start_background_producer(collectives=COLLECTIVES in needs.values())
+
+
+def pytest_unconfigure(config):
+    """The producer this process started is reaped if it has finished (its CPU time then counts in this
+    process's children, and no zombie is left); one still running is the controlling process's to end."""
+    if _PRODUCER is not None:
+        _PRODUCER.poll()
+
+
+def _stop_producer(directory: Path) -> None:
+    """Ends the session's background producer (its process group: the collectives ranks too) if it is
+    still running: the session is over, its products unused."""
+    try:
+        pid = int((directory / "producer.pid").read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return  # never started, or already gone
+    if b"tests.produce_real_documents" in cmdline and str(directory).encode() in cmdline:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _worker_database_from_a_template(request):
+    """Under xdist on PostgreSQL, the first worker to get here creates and migrates the session's test
+    database once (test_<name>, as a run without xdist) and every worker clones its own from it
+    (test_<name>_gw0, ...: CREATE DATABASE ... TEMPLATE, as Django's parallel test runner does),
+    instead of each worker running every migration (20-25 s of CPU each, session 24). The controlling
+    process drops the template when the session ends. Without xdist, with --reuse-db or on another
+    database, pytest-django creates the database as it always does."""
+    if not XDIST_WORKER or not os.environ.get(REAL_DOCUMENTS_ENV) or request.config.getvalue("reuse_db"):
+        yield
+        return
+    from django.conf import settings
+    from django.db import connections
+
+    creation = connections["default"].creation
+    if connections["default"].vendor != "postgresql":
+        yield
+        return
+    create_test_db = creation.create_test_db
+    session_dir = Path(os.environ[REAL_DOCUMENTS_ENV])
+
+    def create_from_template(verbosity=1, autoclobber=False, serialize=True, keepdb=False):
+        if keepdb:
+            return create_test_db(verbosity, autoclobber, serialize, keepdb)
+        connection = creation.connection
+        test = connection.settings_dict["TEST"]
+        clone = creation._get_test_db_name()  # pytest-django's test_<name>_<worker>
+        template = clone.removesuffix(f"_{XDIST_WORKER}")
+        with open(session_dir / "database.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            ready = session_dir / TEMPLATE_DATABASE
+            if not ready.is_file():
+                test["NAME"] = template
+                try:
+                    create_test_db(verbosity, autoclobber=True, serialize=False, keepdb=False)
+                finally:
+                    test["NAME"] = clone
+                ready.write_text(template)
+            connection.settings_dict["NAME"] = template
+            creation._clone_test_db(XDIST_WORKER, verbosity)  # closes the connection to the template
+        connection.settings_dict["NAME"] = clone
+        settings.DATABASES[connection.alias]["NAME"] = clone
+        if serialize:
+            connection._test_serialized_contents = creation.serialize_db_to_string()
+        return clone
+
+    creation.create_test_db = create_from_template
+    yield
+    creation.create_test_db = create_test_db
+
+
+TEMPLATE_DATABASE = "database.template"  # in the session's directory: the template's name, once made
+
+
+def _drop_template_database(directory: Path) -> None:
+    try:
+        template = (directory / TEMPLATE_DATABASE).read_text()
+    except OSError:
+        return
+    from django.db import connections
+
+    connections["default"].creation._destroy_test_db(template, verbosity=0)
 
 
 def pytest_sessionstart(session):

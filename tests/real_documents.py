@@ -15,6 +15,8 @@ import functools
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -113,11 +115,21 @@ def conformance_cases() -> list[str] | None:
 # Under pytest-xdist each worker process would run the tiny plan itself (the slowest step of `make
 # test-fast`: 250-270 s in each of two workers at load 11-13, session 24). The controlling process names
 # one directory for the session (tests/conftest.py sets this variable before it starts the workers); the
-# first worker to ask runs the plan and writes the documents and the raw outputs there, the others wait
-# on its lock and read the same files. Every process, the producer included, then uses the documents as
-# read back from that file, so all workers judge the same evidence, read-only.
+# first process to take a product's lock produces it there, the others wait on the lock and read the
+# same files. Every process, the producer included, then uses the documents as read back from that
+# file, so all workers judge the same evidence, read-only.
+#
+# The producer is normally a background process (tests/produce_real_documents.py) that the first test
+# process starts right after collection when the session has tests that use these documents
+# (`start_background_producer`, from tests/conftest.py): it takes the locks first and runs the plans
+# while the test processes run the tests that need no documents, which tests/conftest.py orders first.
+# Without it (a process asking before the producer took the lock, or a producer that failed and let the
+# lock go) the asking process produces the documents itself, as before.
 SHARED_DIR_ENV = "REAL_DOCUMENTS_DIR"
 MODEL_NAME = "tiny-bert"
+PRODUCER_STARTED = "producer.started"  # created (exclusively) by the process that starts the producer
+PRODUCER_LOG = "producer.log"
+PRODUCER_PID = "producer.pid"  # read by tests/conftest.py, which ends the producer with the session
 
 
 @functools.lru_cache(maxsize=1)
@@ -130,21 +142,75 @@ def runner_documents() -> RunnerDocuments:
         documents = json.loads(json.dumps(documents))  # as the workers read them from the shared file
     else:
         root = Path(shared)
-        root.mkdir(parents=True, exist_ok=True)
-        written = root / "documents.json"
-        with open(root / "lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if the run fails
-            if not written.is_file():
-                documents, weights, _ = _run_tiny_plan(root / "outputs")
-                (root / "weights.safetensors").write_bytes(weights)
-                partial = root / "documents.json.part"
-                partial.write_text(json.dumps(documents))
-                os.replace(partial, written)
-        documents = json.loads(written.read_text())
+        produce_documents(root)
+        documents = json.loads((root / "documents.json").read_text())
         weights = (root / "weights.safetensors").read_bytes()
         output_root = root / "outputs"
     identity, pem = identity_for("real-runner")
     return RunnerDocuments(documents, identity, pem, weights, MODEL_NAME, output_root)
+
+
+def _produce_once(root: Path, name: str, produce: Callable[[], None]) -> None:
+    """Runs ``produce()`` under ``root``'s lock ``name`` unless ``root / name`` (its last write) exists;
+    a process that finds the lock taken waits for it. The lock is released when its file closes, also
+    when ``produce`` fails (the next process to ask then tries again, and fails in its own test)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / name).is_file():
+            produce()
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".part")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+def produce_documents(root: Path) -> None:
+    """The tiny plan's documents, weights and raw outputs under ``root`` (once per session)."""
+
+    def produce() -> None:
+        documents, weights, _ = _run_tiny_plan(root / "outputs")
+        (root / "weights.safetensors").write_bytes(weights)
+        _write_atomically(root / "documents.json", json.dumps(documents))
+
+    _produce_once(root, "documents.json", produce)
+
+
+def produce_collectives(root: Path) -> None:
+    """The collectives suite's document of its tiny plan under ``root`` (once per session)."""
+    _produce_once(
+        root,
+        "collectives.json",
+        lambda: _write_atomically(root / "collectives.json", json.dumps(_run_collectives_plan())),
+    )
+
+
+def start_background_producer(*, collectives: bool) -> subprocess.Popen | None:
+    """Starts tests/produce_real_documents.py on the session's directory, unless another process of the
+    session already did (or there is no session directory). The session's controlling process ends it
+    if it still runs when the session ends (tests/conftest.py)."""
+    shared = os.environ.get(SHARED_DIR_ENV)
+    if not shared:
+        return None
+    root = Path(shared)
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(root / PRODUCER_STARTED, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return None
+    with open(root / PRODUCER_LOG, "w") as log:
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed arguments
+            [sys.executable, "-m", "tests.produce_real_documents", str(root)]
+            + (["--collectives"] if collectives else []),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, ended as one (tests/conftest.py)
+        )
+    (root / PRODUCER_PID).write_text(str(process.pid))
+    return process
 
 
 def _run_tiny_plan(output_root: Path) -> tuple[dict[str, dict], bytes, Path]:
@@ -240,8 +306,17 @@ COLLECTIVES_OPTIONS = {
 
 @functools.lru_cache(maxsize=1)
 def runner_collectives_document() -> dict:
-    """The collectives suite's document of the tiny plan (two processes, run once per session and only
-    by the tests of campaigns whose level plans the suite: runner_documents() stays as it was)."""
+    """The collectives suite's document of the tiny plan (two processes, run once per session, shared
+    like runner_documents(), and only for the tests of campaigns whose level plans the suite)."""
+    shared = os.environ.get(SHARED_DIR_ENV)
+    if not shared:
+        return json.loads(json.dumps(_run_collectives_plan()))
+    root = Path(shared)
+    produce_collectives(root)
+    return json.loads((root / "collectives.json").read_text())
+
+
+def _run_collectives_plan() -> dict:
     spec = {
         "schema_version": "1.0",
         "job_id": "0",
