@@ -861,6 +861,15 @@ def _serve_scenarios(
                 "scheduled_samples_per_s": result.value("result_scheduled_samples_per_sec"),
                 "completed_samples_per_s": result.value("result_completed_samples_per_sec"),
                 "latency_percentiles_s": result.percentiles(),
+                # Token-latency mode: what LoadGen judged the step by (runners/serving_bound.py).
+                **(
+                    {
+                        "ttft_percentiles_s": result.percentiles("first_token"),
+                        "tpot_percentiles_s": result.percentiles("tpot"),
+                    }
+                    if server.decoder
+                    else {}
+                ),
                 "summary_sha256": result.summary_sha256,
                 "detail_sha256": result.detail_sha256,
             }
@@ -923,6 +932,18 @@ def _serve_scenarios(
                 "result_valid": step["result_valid"],
                 "rate_sustained": step["rate_sustained"],
                 "latency_at_percentile_s": step["latency_percentiles_s"].get(_percentile_key(cfg.percentile)),
+                **(
+                    {
+                        "ttft_at_percentile_s": step["ttft_percentiles_s"].get(
+                            _percentile_key(cfg.percentile)
+                        ),
+                        "tpot_at_percentile_s": step["tpot_percentiles_s"].get(
+                            _percentile_key(cfg.percentile)
+                        ),
+                    }
+                    if server.decoder
+                    else {}
+                ),
             }
             for step in steps
         ],
@@ -1071,16 +1092,20 @@ def _token_latency_figures(
 
 
 def _run_params(result: LoadGenResult, cfg: ScenarioSettings, scenario: str) -> dict[str, Any]:
+    token_latencies = bool(result.requested.get("token_latencies"))
     return {
         "scenario": scenario,
         "result_valid": result.valid,
         "early_stopping_met": result.value("early_stopping_met"),
         "percentile": cfg.percentile,
+        # What LoadGen judged (runners/serving_bound.py): a Server run in token-latency mode (decoders)
+        # is judged by its TTFT and TPOT bounds only, so no query latency bound is stated for it.
         "latency_bound_s": cfg.latency_bound_ms / 1000
-        if scenario == "Server" and cfg.latency_bound_ms
+        if scenario == "Server" and cfg.latency_bound_ms and not token_latencies
         else None,
         "ttft_bound_s": cfg.ttft_ms / 1000 if cfg.ttft_ms else None,
         "tpot_bound_s": cfg.tpot_ms / 1000 if cfg.tpot_ms else None,
+        "token_latencies": token_latencies,
         "min_duration_ms": result.value("effective_min_duration_ms"),
         "min_query_count": result.value("effective_min_query_count"),
         "query_count": result.value("result_query_count"),
