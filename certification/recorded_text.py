@@ -434,19 +434,19 @@ _phrase(
     gettext_noop(
         "the figure's %(name)s bound %(stated)s ms is not the %(used)s ms LoadGen's summary records"
     ),
-    patterns={"name": "latency|TTFT|TPOT", "stated": SCI, "used": SCI},
+    patterns={"name": "TTFT|TPOT|latency", "stated": SCI, "used": SCI},
 )
 _phrase(
     "serving.summary_no_row",
     gettext_noop("the LoadGen summary prints no p%(percentile)s %(name)s to check the bound"),
-    patterns={"percentile": SCI, "name": "latency|TTFT|TPOT"},
+    patterns={"percentile": SCI, "name": "TTFT|TPOT|latency"},
 )
 _phrase(
     "serving.bound_not_met",
     gettext_noop(
         "LoadGen's summary shows %(name)s p%(percentile)s %(measured)s ms above its bound %(bound)s ms"
     ),
-    patterns={"name": "latency|TTFT|TPOT", "percentile": SCI, "measured": SCI, "bound": SCI},
+    patterns={"name": "TTFT|TPOT|latency", "percentile": SCI, "measured": SCI, "bound": SCI},
 )
 _phrase("criterion.unknown_kind", gettext_noop("Unknown criterion kind %(kind)s."))
 _phrase("criterion.error", gettext_noop("The criterion could not be evaluated: %(error)s"))
