@@ -28,6 +28,7 @@ from apps.runs.services.programs import (
 from certification.recorded_text import say
 from runners.dtypes import peak_key
 from runners.fingerprint_check import fingerprint_mismatches
+from runners.serving_bound import ServerBound
 
 # The performance kinds whose figure is FLOP/s, judged against the declared peak of their dtype.
 COMPUTE_KINDS = ("gemm", "conv", "attention")
@@ -731,7 +732,7 @@ def serving_settings_problems(*, params: dict[str, Any], scenario: str, threshol
     return problems
 
 
-def serving_bound(params: dict[str, Any]) -> tuple[Any, str | None]:
+def serving_bound(params: dict[str, Any]) -> tuple[ServerBound | None, str | None]:
     """(ServerBound, None): what LoadGen judged a Server figure's run by (one latency bound, or TTFT and
     TPOT in token-latency mode), read from the LoadGen summary the figure carries, which must be the one
     the document digests; or (None, why). The one source of a Server figure's bound for the criteria,

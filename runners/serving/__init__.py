@@ -814,7 +814,12 @@ def _serve_scenarios(
             expected = max(rate or expected, expected) * 1.5
             continue
         ratio = rate / expected if rate is not None else None
-        if not rerun and ratio is not None and not 1 / OFFLINE_RESIZE_FACTOR < ratio < OFFLINE_RESIZE_FACTOR:
+        if (
+            not rerun
+            and rate is not None
+            and ratio is not None
+            and not 1 / OFFLINE_RESIZE_FACTOR < ratio < OFFLINE_RESIZE_FACTOR
+        ):
             rerun = True
             attempts[-1]["then"] = (
                 f"run once more, sized from the measured rate: {rate:.4g} samples/s is {ratio:.2f}x the "
