@@ -36,6 +36,7 @@ from runners.backends.host_events import HostEventsCpu  # noqa: E402
 from runners.canonical import canonical_json  # noqa: E402
 from runners.document import validate_document  # noqa: E402
 from runners.performance import MAX_CALL_S, run_performance_suite  # noqa: E402
+from runners.serving_bound import server_bound  # noqa: E402
 from runners.spec import build_spec  # noqa: E402
 from runners.suites import run_suite  # noqa: E402
 
@@ -183,10 +184,18 @@ def serving(backend, device: str, quick: bool, out: Path | None) -> None:
         )
         server = runs.get("Server", {})
         search = server.get("search", {})
-        bound = settings["scenarios"]["Server"]["latency_bound_ms"]
+        # What LoadGen judged the Server run by (runners/serving_bound.py): TTFT and TPOT for a decoder
+        # (token-latency mode), one latency bound otherwise.
+        judged, problem = server_bound(
+            {
+                "loadgen_summary": server.get("summary_text"),
+                "percentile": server.get("requested", {}).get("percentile"),
+            }
+        )
+        bound = judged.text() if judged is not None else f"no bound read ({problem})"
         say(f"  {name}: {verdicts}")
         say(
-            f"    Server QPS at p{settings['scenarios']['Server']['percentile']} <= {bound} ms: "
+            f"    Server QPS at {bound}: "
             f"{_figure(document, name, 'serving_qps', 'Server')} "
             f"({len(search.get('steps', []))} search steps: "
             + ", ".join(

@@ -403,6 +403,51 @@ _phrase(
     gettext_noop("%(name)s bound %(used)s s looser than the level's %(bar)s s"),
     patterns={"name": "TTFT|TPOT", "used": NUMBER, "bar": NUMBER},
 )
+# What LoadGen judged a Server run by (runners/serving_bound.py writes these; the judge re-checks).
+_phrase(
+    "serving.server_valid",
+    gettext_noop("%(qps)s QPS VALID at p%(percentile)s <= %(bound)s ms"),
+    patterns={"qps": SCI, "percentile": SCI, "bound": SCI},
+)
+_phrase(
+    "serving.server_valid_tokens",
+    gettext_noop(
+        "%(qps)s QPS VALID at TTFT p%(percentile)s <= %(ttft)s ms and TPOT p%(percentile_tpot)s <= %(tpot)s ms"
+    ),
+    patterns={"qps": SCI, "percentile": SCI, "ttft": SCI, "percentile_tpot": SCI, "tpot": SCI},
+)
+_phrase(
+    "serving.not_latency_bounded",
+    gettext_noop(
+        "the Server run was judged in LoadGen's token-latency mode (TTFT and TPOT), not by a query latency bound"
+    ),
+)
+_phrase("serving.no_bound_summary", gettext_noop("no LoadGen Server summary states the run's latency bound"))
+_phrase("serving.no_percentile", gettext_noop("the figure states no latency percentile"))
+_phrase(
+    "serving.token_bound_alone",
+    gettext_noop("the LoadGen summary states a TTFT or TPOT bound without the other"),
+)
+_phrase("serving.summary_no_bound", gettext_noop("the LoadGen summary states no latency bound"))
+_phrase(
+    "serving.bound_disagrees",
+    gettext_noop(
+        "the figure's %(name)s bound %(stated)s ms is not the %(used)s ms LoadGen's summary records"
+    ),
+    patterns={"name": "TTFT|TPOT|latency", "stated": SCI, "used": SCI},
+)
+_phrase(
+    "serving.summary_no_row",
+    gettext_noop("the LoadGen summary prints no p%(percentile)s %(name)s to check the bound"),
+    patterns={"percentile": SCI, "name": "TTFT|TPOT|latency"},
+)
+_phrase(
+    "serving.bound_not_met",
+    gettext_noop(
+        "LoadGen's summary shows %(name)s p%(percentile)s %(measured)s ms above its bound %(bound)s ms"
+    ),
+    patterns={"name": "TTFT|TPOT|latency", "percentile": SCI, "measured": SCI, "bound": SCI},
+)
 _phrase("criterion.unknown_kind", gettext_noop("Unknown criterion kind %(kind)s."))
 _phrase("criterion.error", gettext_noop("The criterion could not be evaluated: %(error)s"))
 

@@ -28,6 +28,7 @@ from apps.runs.services.programs import (
 from certification.recorded_text import say
 from runners.dtypes import peak_key
 from runners.fingerprint_check import fingerprint_mismatches
+from runners.serving_bound import ServerBound
 
 # The performance kinds whose figure is FLOP/s, judged against the declared peak of their dtype.
 COMPUTE_KINDS = ("gemm", "conv", "attention")
@@ -701,17 +702,47 @@ def serving_settings_problems(*, params: dict[str, Any], scenario: str, threshol
     percentile, bar = _float(params.get("percentile")), _float(level.get("percentile"))
     if bar is not None and (percentile is None or percentile < bar):
         problems.append(say("serving.percentile_below", used=percentile, bar=f"{bar:g}"))
-    if scenario == "Server":
-        bound, limit = _float(params.get("latency_bound_s")), _float(level.get("latency_bound_ms"))
-        if limit is not None and (bound is None or bound > limit / 1000):
-            problems.append(say("serving.bound_looser", used=bound, bar=f"{limit / 1000:g}"))
     llm = (thresholds.serving or {}).get("llm") or {}
+    if scenario == "Server":
+        # What LoadGen judged the run by, from its digested summary (runners/serving_bound.py): one
+        # latency bound against the level's Server bound, or (token-latency mode) TTFT and TPOT
+        # against the level's LLM bounds.
+        bound, problem = serving_bound(params)
+        if bound is None:
+            return [*problems, problem or say("serving.no_server_summary")]
+        if bound.token_latencies:
+            for key, name in (("ttft", "TTFT"), ("tpot", "TPOT")):
+                used, limit = bound.bounds()[key] / 1000, _float(llm.get(f"{key}_ms"))
+                if limit is not None and used > limit / 1000:
+                    problems.append(
+                        say(
+                            "serving.token_bound_looser", name=name, used=f"{used:g}", bar=f"{limit / 1000:g}"
+                        )
+                    )
+        else:
+            used, limit = bound.bounds()["latency"] / 1000, _float(level.get("latency_bound_ms"))
+            if limit is not None and used > limit / 1000:
+                problems.append(say("serving.bound_looser", used=f"{used:g}", bar=f"{limit / 1000:g}"))
+        return problems
     for key, name in (("ttft", "TTFT"), ("tpot", "TPOT")):
         used = _float(params.get(f"{key}_bound_s"))
         limit = _float(llm.get(f"{key}_ms"))
         if used is not None and limit is not None and used > limit / 1000:
             problems.append(say("serving.token_bound_looser", name=name, used=used, bar=f"{limit / 1000:g}"))
     return problems
+
+
+def serving_bound(params: dict[str, Any]) -> tuple[ServerBound | None, str | None]:
+    """(ServerBound, None): what LoadGen judged a Server figure's run by (one latency bound, or TTFT and
+    TPOT in token-latency mode), read from the LoadGen summary the figure carries, which must be the one
+    the document digests; or (None, why). The one source of a Server figure's bound for the criteria,
+    the certificate, procurement and the portal (runners/serving_bound.py)."""
+    from runners.serving_bound import server_bound
+    from runners.serving_rate import summary_matches
+
+    if not summary_matches(params.get("loadgen_summary"), params.get("summary_sha256")):
+        return None, say("serving.no_server_summary")
+    return server_bound(params)
 
 
 def serving_figure_problem(
@@ -793,21 +824,34 @@ def serving_server_verdict(
     )
     if problem:
         return False, problem
+    bound, problem = serving_bound(params)
+    if bound is None:
+        return False, problem or say("serving.no_server_summary")
+    llm = (thresholds.serving or {}).get("llm") or {}
     if decoder:
-        llm = (thresholds.serving or {}).get("llm") or {}
+        # A decoder is judged in LoadGen's token-latency mode, by TTFT and TPOT (never one latency bound).
         for key, name in (("ttft", "TTFT"), ("tpot", "TPOT")):
             limit = _float(llm.get(f"{key}_ms"))
-            used = _float(params.get(f"{key}_bound_s"))
             if limit is None:
                 return False, say("serving.level_no_token_bound", name=name)
-            if used is None or used > limit / 1000:
+            if not bound.token_latencies or bound.bounds()[key] > limit:
                 return False, say("serving.not_token_bounded", name=name, limit=f"{limit:g}")
-    bound = _float(params.get("latency_bound_s"))
-    percentile = _float(params.get("percentile"))
-    text = f"{qps['value']:.4g} QPS VALID at p{(percentile or 0) * 100:g} <= {(bound or 0) * 1000:g} ms"
-    if decoder:
-        text += f" (TTFT <= {params.get('ttft_bound_s')} s, TPOT <= {params.get('tpot_bound_s')} s)"
-    return True, text
+        return True, say(
+            "serving.server_valid_tokens",
+            qps=f"{qps['value']:.4g}",
+            percentile=bound.percentile_text,
+            ttft=f"{bound.ttft_ms:g}",
+            percentile_tpot=bound.percentile_text,
+            tpot=f"{bound.tpot_ms:g}",
+        )
+    if bound.token_latencies:  # a query latency bound was not judged
+        return False, say("serving.not_latency_bounded")
+    return True, say(
+        "serving.server_valid",
+        qps=f"{qps['value']:.4g}",
+        percentile=bound.percentile_text,
+        bound=f"{bound.latency_ms:g}",
+    )
 
 
 # AIA 1.2: programs without loopholes (issue 13) -------------------------------------------------

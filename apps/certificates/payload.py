@@ -373,10 +373,7 @@ def _serving_headline(
                 "dtype": row.dtype,
                 "value": judge.round_significant(row.value, 4),
                 "unit": row.unit,
-                "percentile": params.get("percentile"),
-                "latency_bound_s": params.get("latency_bound_s"),
-                "ttft_bound_s": params.get("ttft_bound_s"),
-                "tpot_bound_s": params.get("tpot_bound_s"),
+                **_serving_bound(params),
                 "result_valid": True,
                 "loadgen_summary_sha256": params.get("summary_sha256"),
                 **(
@@ -387,6 +384,30 @@ def _serving_headline(
             }
         )
     return figures
+
+
+def _serving_bound(params: dict[str, Any]) -> dict[str, Any]:
+    """The bound a serving figure was judged by, as the certificate signs it: for a Server run what
+    LoadGen judged (judge.serving_bound: one latency bound, or TTFT and TPOT with `token_latencies` for
+    a decoder), none where that cannot be read from its digested summary; other scenarios judge no
+    bound (their percentile, and a decoder's configured TTFT / TPOT bounds, as the runner states them)."""
+    if params.get("scenario") == "Server":
+        bound, _problem = judge.serving_bound(params)
+        if bound is not None:
+            return bound.as_params()
+        return {
+            "percentile": params.get("percentile"),
+            "token_latencies": None,
+            "latency_bound_s": None,
+            "ttft_bound_s": None,
+            "tpot_bound_s": None,
+        }
+    return {
+        "percentile": params.get("percentile"),
+        "latency_bound_s": None,
+        "ttft_bound_s": params.get("ttft_bound_s"),
+        "tpot_bound_s": params.get("tpot_bound_s"),
+    }
 
 
 def _serving_refusal(
@@ -401,8 +422,7 @@ def _serving_refusal(
         "model": model,
         "scenario": params.get("scenario"),
         "unit": row.unit,
-        "percentile": params.get("percentile"),
-        "latency_bound_s": params.get("latency_bound_s"),
+        **_serving_bound(params),
         "result_valid": params.get("result_valid") is True,
         "loadgen_summary_sha256": params.get("summary_sha256"),
     }

@@ -26,6 +26,8 @@ LABELS = {
     "energy": "energy",
 }
 PERCENTILE_KINDS = ("serving_latency", "serving_ttft", "serving_tpot")
+# The Server figures stated at the bound their run was judged by.
+BOUND_KINDS = ("serving_qps", "serving_tokens")
 
 
 def _scenario_of(name: str) -> tuple[str, str]:
@@ -51,7 +53,13 @@ def _row(entry: dict[str, Any], *, certified: bool) -> dict[str, Any]:
     label = LABELS.get(kind, kind)
     if kind in PERCENTILE_KINDS and at:
         label = f"{at} {label}"
-    bound_text = f" at {at} <= {bound * 1000:g} ms" if kind == "serving_qps" and bound is not None else ""
+    ttft, tpot = _number(entry.get("ttft_bound_s")), _number(entry.get("tpot_bound_s"))
+    server = (entry.get("scenario") or scenario) == "Server"
+    token_latencies = server and judged_by_token_latencies(entry)
+    if token_latencies:
+        bound = None
+    judged = judged_bound_text(entry) if server else ""
+    bound_text = f" at {judged}" if judged and kind in BOUND_KINDS else ""
     result: str | None = "VALID"
     reason: str | None = None
     if not certified:
@@ -74,9 +82,39 @@ def _row(entry: dict[str, Any], *, certified: bool) -> dict[str, Any]:
         "bound_text": bound_text,
         "percentile_pct": percentile_pct,
         "latency_bound_ms": round(bound * 1000, 6) if bound is not None else None,
+        "token_latencies": token_latencies,
+        "ttft_bound_ms": round(ttft * 1000, 6) if token_latencies and ttft is not None else None,
+        "tpot_bound_ms": round(tpot * 1000, 6) if token_latencies and tpot is not None else None,
         "meter": entry.get("meter"),
         "loadgen_summary_sha256": entry.get("loadgen_summary_sha256"),
     }
+
+
+def judged_by_token_latencies(entry: dict[str, Any]) -> bool:
+    """Whether a signed Server entry's run was judged in LoadGen's token-latency mode (a decoder: by
+    TTFT and TPOT, not by a query latency bound). Certificates signed before session 25 carry no
+    `token_latencies` and also state the level's latency bound, which LoadGen did not judge; their
+    Server entries with both token bounds are read as what they were (the runner sets those bounds on
+    a Server run only in token-latency mode)."""
+    if entry.get("token_latencies") is not None:
+        return entry.get("token_latencies") is True
+    return _number(entry.get("ttft_bound_s")) is not None and _number(entry.get("tpot_bound_s")) is not None
+
+
+def judged_bound_text(entry: dict[str, Any]) -> str:
+    """What a signed Server entry's run was judged by, in the record's English: "p90 <= 100 ms", or
+    "TTFT p90 <= 2000 ms and TPOT p90 <= 200 ms"; empty when the entry states no bound."""
+    percentile = _number(entry.get("percentile"))
+    if percentile is None:
+        return ""
+    at = f"p{round(percentile * 100, 6):g}"
+    if judged_by_token_latencies(entry):
+        ttft, tpot = _number(entry.get("ttft_bound_s")), _number(entry.get("tpot_bound_s"))
+        if ttft is None or tpot is None:
+            return ""
+        return f"TTFT {at} <= {ttft * 1000:g} ms and TPOT {at} <= {tpot * 1000:g} ms"
+    bound = _number(entry.get("latency_bound_s"))
+    return f"{at} <= {bound * 1000:g} ms" if bound is not None else ""
 
 
 def serving_rows(payload: dict[str, Any]) -> list[dict[str, Any]]:

@@ -282,13 +282,18 @@ def _serving(measurements: list[Measurement], thresholds: judge.Thresholds) -> l
             )
         raw_energy = params.get("energy")
         energy: dict[str, Any] = raw_energy if isinstance(raw_energy, dict) else {}
+        # A Server run's bound is what LoadGen judged (judge.serving_bound): one latency bound, or TTFT
+        # and TPOT for a decoder; none is shown where its digested summary does not state it.
+        bound = judge.serving_bound(params)[0] if params.get("scenario") == "Server" else None
         rows.append(
             {
                 "m": m,
                 "model": params.get("model", m.name),
                 "scenario": params.get("scenario", ""),
                 "percentile": params.get("percentile"),
-                "bound_ms": (params.get("latency_bound_s") or 0) * 1000 or None,
+                "bound_ms": bound.latency_ms if bound is not None else None,
+                "ttft_bound_ms": bound.ttft_ms if bound is not None else None,
+                "tpot_bound_ms": bound.tpot_ms if bound is not None else None,
                 "valid": params.get("result_valid"),
                 "problem": problem,
                 "steps": params.get("steps") or [],

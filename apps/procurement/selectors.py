@@ -22,6 +22,7 @@ from apps.certificates.judge import (
     measurement_exclusion,
     peak_for,
     peak_ratio,
+    serving_bound,
     serving_figure_problem,
     serving_params,
 )
@@ -223,9 +224,9 @@ def _attach_serving(
                 "unit": unit,
                 "measurement": pk,
                 "document": sha256,
-                "latency_bound_s": inner.get("latency_bound_s"),
-                "tpot_bound_s": inner.get("tpot_bound_s"),
-                "percentile": inner.get("percentile"),
+                # What LoadGen judged the Server run by (judge.serving_bound; the judge just let it be
+                # certified, so it is readable): one latency bound, or TTFT and TPOT (a decoder).
+                **(bound.as_params() if (bound := serving_bound(inner)[0]) is not None else {}),
             }
 
 

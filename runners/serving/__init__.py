@@ -123,6 +123,19 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 VISION_ARCHITECTURES = ("resnet-cnn",)
 BATCHING_MODES = ("continuous", "static")
 REQUIRED_SCENARIOS = ("SingleStream", "Offline", "Server")
+# Offline sizing: a VALID run whose measured samples/s is this factor or more away from the rate its one
+# query was sized from is run once more, sized from the measured rate (at most OFFLINE_MAX_ATTEMPTS runs
+# in all, INVALID re-sizings included). A factor of 2: the warm-up estimate is the best of two batched
+# calls, so a measured rate within 2x of it is ordinary noise on a shared host, and a run sized 2x off
+# means the host's load changed between the estimate and the run.
+OFFLINE_RESIZE_FACTOR = 2.0
+OFFLINE_MAX_ATTEMPTS = 5
+OFFLINE_SIZING_RULE = (
+    "LoadGen sizes the Offline query from the expected QPS (first the warm-up estimate x 1.1). A run that "
+    "came short (INVALID) is re-sized to 1.5x its measured rate; a VALID run whose measured rate is 2x or "
+    "more away from the rate it was sized from is run once more with the same settings, sized to 1.1x its "
+    "measured rate; at most 5 runs. The figure is the VALID run with the highest samples/s."
+)
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -757,11 +770,20 @@ def _serve_scenarios(
             else "the level's settings have no MultiStream scenario",
         }
 
-    # 4. Offline: samples/s (tokens/s); the expected QPS is corrected once if the run came short.
+    # 4. Offline: samples/s (tokens/s). LoadGen sizes its one query from the expected QPS, here first a
+    # warm-up estimate: sized wrong, on a host whose load changed since, the run understates the device
+    # and so caps its Server search (no Server rate above Offline x tolerance, runners/serving_rate.py).
+    # A run that came short (INVALID) is re-sized from its measured rate; a VALID run whose measured
+    # rate is OFFLINE_RESIZE_FACTOR or more away from the rate it was sized from is run once more,
+    # sized from the measured rate, with the same settings (minimum duration and query count). The
+    # figure is the VALID attempt with the highest samples/s (each is a run LoadGen judged VALID);
+    # every attempt and what was done after it are recorded.
     cfg = ScenarioSettings.from_dict(scenarios["Offline"])
     expected = batch_qps * 1.1
-    attempts = []
-    for attempt in range(3):  # LoadGen sizes the one Offline query from the expected QPS
+    attempts: list[dict[str, Any]] = []
+    chosen_offline: tuple[LoadGenResult, dict[str, Any], int] | None = None
+    rerun = False
+    for attempt in range(OFFLINE_MAX_ATTEMPTS):
         result, sut, energy = run(
             "Offline",
             "performance",
@@ -771,20 +793,58 @@ def _serve_scenarios(
             expected_latency_s=single_s,
             expected_qps=expected,
         )
+        measured = result.value("result_samples_per_second")
+        rate = float(measured) if isinstance(measured, int | float) and measured > 0 else None
         attempts.append(
             {
+                "attempt": attempt,
                 "expected_qps": expected,
                 "result_valid": result.valid,
                 "invalid_reason": result.value("result_invalid_reason"),
+                "measured_samples_per_s": rate,
+                "summary_sha256": result.summary_sha256,
+                "then": None,
             }
         )
-        if result.valid:
-            break
-        measured = result.value("result_samples_per_second")
-        expected = max(float(measured or expected), expected) * 1.5
+        if result.valid and rate is not None:
+            if chosen_offline is None or rate > float(chosen_offline[0].value("result_samples_per_second")):
+                chosen_offline = (result, energy, attempt)
+        if not result.valid:
+            attempts[-1]["then"] = "re-sized: the run came short of LoadGen's minimums (INVALID)"
+            expected = max(rate or expected, expected) * 1.5
+            continue
+        ratio = rate / expected if rate is not None else None
+        if (
+            not rerun
+            and rate is not None
+            and ratio is not None
+            and not 1 / OFFLINE_RESIZE_FACTOR < ratio < OFFLINE_RESIZE_FACTOR
+        ):
+            rerun = True
+            attempts[-1]["then"] = (
+                f"run once more, sized from the measured rate: {rate:.4g} samples/s is {ratio:.2f}x the "
+                f"{expected:.4g} it was sized from"
+            )
+            expected = rate * 1.1
+            continue
+        break
+    if chosen_offline is not None:
+        result, energy, kept = chosen_offline
+    else:
+        kept = len(attempts) - 1
     offline_qps = result.value("result_samples_per_second")
     offline_result = result
-    entry = {**result.to_dict(), "energy": energy, "attempts": attempts}
+    entry = {
+        **result.to_dict(),
+        "energy": energy,
+        "attempts": attempts,
+        "sizing": {
+            "kept_attempt": kept,
+            "resize_factor": OFFLINE_RESIZE_FACTOR,
+            "max_attempts": OFFLINE_MAX_ATTEMPTS,
+            "rule": OFFLINE_SIZING_RULE,
+        },
+    }
     record["scenarios"]["Offline"] = entry
     _scenario_case(name, dtype_name, "Offline", result, out)
     params = {**_run_params(result, cfg, "Offline"), **base_params}
@@ -861,6 +921,15 @@ def _serve_scenarios(
                 "scheduled_samples_per_s": result.value("result_scheduled_samples_per_sec"),
                 "completed_samples_per_s": result.value("result_completed_samples_per_sec"),
                 "latency_percentiles_s": result.percentiles(),
+                # Token-latency mode: what LoadGen judged the step by (runners/serving_bound.py).
+                **(
+                    {
+                        "ttft_percentiles_s": result.percentiles("first_token"),
+                        "tpot_percentiles_s": result.percentiles("tpot"),
+                    }
+                    if server.decoder
+                    else {}
+                ),
                 "summary_sha256": result.summary_sha256,
                 "detail_sha256": result.detail_sha256,
             }
@@ -923,6 +992,18 @@ def _serve_scenarios(
                 "result_valid": step["result_valid"],
                 "rate_sustained": step["rate_sustained"],
                 "latency_at_percentile_s": step["latency_percentiles_s"].get(_percentile_key(cfg.percentile)),
+                **(
+                    {
+                        "ttft_at_percentile_s": step["ttft_percentiles_s"].get(
+                            _percentile_key(cfg.percentile)
+                        ),
+                        "tpot_at_percentile_s": step["tpot_percentiles_s"].get(
+                            _percentile_key(cfg.percentile)
+                        ),
+                    }
+                    if server.decoder
+                    else {}
+                ),
             }
             for step in steps
         ],
@@ -1071,16 +1152,20 @@ def _token_latency_figures(
 
 
 def _run_params(result: LoadGenResult, cfg: ScenarioSettings, scenario: str) -> dict[str, Any]:
+    token_latencies = bool(result.requested.get("token_latencies"))
     return {
         "scenario": scenario,
         "result_valid": result.valid,
         "early_stopping_met": result.value("early_stopping_met"),
         "percentile": cfg.percentile,
+        # What LoadGen judged (runners/serving_bound.py): a Server run in token-latency mode (decoders)
+        # is judged by its TTFT and TPOT bounds only, so no query latency bound is stated for it.
         "latency_bound_s": cfg.latency_bound_ms / 1000
-        if scenario == "Server" and cfg.latency_bound_ms
+        if scenario == "Server" and cfg.latency_bound_ms and not token_latencies
         else None,
         "ttft_bound_s": cfg.ttft_ms / 1000 if cfg.ttft_ms else None,
         "tpot_bound_s": cfg.tpot_ms / 1000 if cfg.tpot_ms else None,
+        "token_latencies": token_latencies,
         "min_duration_ms": result.value("effective_min_duration_ms"),
         "min_query_count": result.value("effective_min_query_count"),
         "query_count": result.value("result_query_count"),

@@ -52,15 +52,22 @@ GOOD_CONFORMANCE = {
 }
 
 
-def loadgen_summaries(*, target_qps: float, completed: float, offline: float) -> dict[str, object]:
+def loadgen_summaries(
+    *, target_qps: float, completed: float, offline: float, latency_bound_ms: float = 100.0
+) -> dict[str, object]:
     """A Server figure's LoadGen summaries in LoadGen's own format (the lines judge.serving_rate_problem
-    reads), with their digests: a Server run at ``target_qps`` (scheduled at that rate) that completed
-    ``completed`` samples/s, and the same model's Offline run at ``offline`` samples/s."""
+    and judge.serving_bound read), with their digests: a Server run at ``target_qps`` (scheduled at that
+    rate) that completed ``completed`` samples/s, judged by ``latency_bound_ms`` (every percentile row
+    LoadGen prints at half of it), and the same model's Offline run at ``offline`` samples/s."""
+    rows = "".join(
+        f"{p:.2f} percentile latency (ns)   : {int(latency_bound_ms * 1e6 / 2)}\n"
+        for p in (50, 90, 95, 97, 99, 99.9)
+    )
     server = (
         "MLPerf Results Summary\nSUT name : PySUT\nScenario : Server\nMode     : PerformanceOnly\n"
         f"Completed samples per second    : {completed:.2f}\nResult is : VALID\n"
-        f"Additional Stats\nScheduled samples per second : {target_qps:.2f}\n"
-        f"Test Parameters Used\ntarget_qps : {target_qps:g}\n"
+        f"Additional Stats\nScheduled samples per second : {target_qps:.2f}\n{rows}"
+        f"Test Parameters Used\ntarget_qps : {target_qps:g}\ntarget_latency (ns): {int(latency_bound_ms * 1e6)}\n"
     )
     offline_text = (
         "MLPerf Results Summary\nSUT name : PySUT\nScenario : Offline\nMode     : PerformanceOnly\n"
@@ -326,7 +333,12 @@ def campaign_with_evidence(
                 "latency_bound_s": server["latency_bound_ms"] / 1000,
                 "min_duration_ms": server["min_duration_ms"],
                 "min_query_count": server["min_query_count"],
-                **loadgen_summaries(target_qps=100.0, completed=99.0, offline=180.0),
+                **loadgen_summaries(
+                    target_qps=100.0,
+                    completed=99.0,
+                    offline=180.0,
+                    latency_bound_ms=server["latency_bound_ms"],
+                ),
             }
             Measurement.objects.bulk_create(
                 [

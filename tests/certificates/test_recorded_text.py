@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -220,3 +221,30 @@ def test_the_runners_server_rate_problems_render_in_chinese():
         assert en(text) == text and "LoadGen" in text or "QPS" in text
         rendered = zh(text)
         assert rendered != text and ("样本/秒" in rendered), rendered
+
+
+def test_the_runners_server_bound_problems_render_in_chinese():
+    """runners/serving_bound.py writes these without Django; the portal reads their values back."""
+    from runners.serving_bound import server_bound
+
+    tokens = (
+        "90.00 percentile first token latency (ns)   : 3000000000\n"
+        "90.00 percentile time to output token (ns)   : 100000000\n"
+        "ttft_latency (ns): 2000000000\ntpot_latency (ns): 200000000\n"
+    )
+    cases = [
+        {},
+        {"loadgen_summary": tokens},
+        {"loadgen_summary": "ttft_latency (ns): 2000000000\n", "percentile": 0.9},
+        {"loadgen_summary": "target_qps : 5\n", "percentile": 0.9},
+        {"loadgen_summary": tokens, "percentile": 0.9, "ttft_bound_s": 1.0},
+        {"loadgen_summary": tokens, "percentile": 0.99},
+        {"loadgen_summary": tokens, "percentile": 0.9},
+    ]
+    texts = [server_bound(params)[1] for params in cases]
+    assert len(set(texts)) == len(cases) and all(texts), texts
+    for text in texts:
+        assert parse(text) is not None, text
+        assert en(text) == text
+        rendered = zh(text)
+        assert rendered != text and re.search("[\u4e00-\u9fff]", rendered), rendered

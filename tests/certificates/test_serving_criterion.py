@@ -48,7 +48,9 @@ def result(campaign, criterion_id):
 
 def server_valid() -> bool:
     document = runner_documents().documents["serving"]
-    return document["serving"]["models"][0]["scenarios"]["Server"]["result_valid"] is True
+    server = document["serving"]["models"][0]["scenarios"]["Server"]
+    # LoadGen's VALID, and a rate the runner found sustained (on a loaded host no step may be).
+    return server["result_valid"] is True and server.get("rate_sustained") is not False
 
 
 def test_each_model_gets_a_serving_job_with_the_levels_loadgen_settings(cast, aia12):
@@ -111,19 +113,36 @@ def test_an_invalid_server_run_fails_the_criterion(cast, tiny_program):
 
 
 def test_a_looser_latency_bound_than_the_levels_fails(cast, tiny_program):
+    """The bound is the one LoadGen's digested summary records (runners/serving_bound.py): a run at a
+    looser bound fails the level, and a figure stating another bound than its summary is refused."""
+
     def looser(suite, document):
+        if suite == "serving":
+            server = document["serving"]["models"][0]["scenarios"]["Server"]["summary_text"]
+            text = server.replace("target_latency (ns): 500000000", "target_latency (ns): 5000000000")
+            assert text != server
+            _with_summary(document, "Server", text)
+            for item in document["measurements"]:
+                if item["params"].get("scenario") == "Server":
+                    item["params"]["latency_bound_s"] = 5.0
+
+    def misstated(suite, document):
         if suite == "serving":
             for item in document["measurements"]:
                 if item["kind"] == "serving_qps":
-                    item["params"]["latency_bound_s"] = 5.0
+                    item["params"]["latency_bound_s"] = 0.05
 
     if not server_valid():
         pytest.skip("this host's loaded CPU made the tiny Server search INVALID at every step")
-    campaign = campaign_from_runner(
-        vendor=cast.vendor, program=tiny_program, submitted_by=cast.owner, edit=looser
-    )
-    b6 = result(campaign, "B6")
-    assert b6.outcome == CriterionOutcome.FAIL and "looser than the level's 0.5 s" in b6.explanation
+    for edit, reason in (
+        (looser, "latency bound 5 s looser than the level's 0.5 s"),
+        (misstated, "the figure's latency bound 50 ms is not the 500 ms LoadGen's summary records"),
+    ):
+        campaign = campaign_from_runner(
+            vendor=cast.vendor, program=tiny_program, submitted_by=cast.owner, edit=edit
+        )
+        b6 = result(campaign, "B6")
+        assert b6.outcome == CriterionOutcome.FAIL and reason in b6.explanation, b6.explanation
 
 
 def test_a_serving_document_missing_a_planned_scenario_is_refused(cast, aia12):

@@ -185,3 +185,43 @@ def test_a_version_whose_baseline_plans_the_serving_suite_gets_one_serving_job_p
     settings = serving.spec["options"]["serving"]
     level = program.level(DEMO_LEVEL)["thresholds"]["serving"]["value"]
     assert settings["scenarios"] == level["scenarios"]
+
+
+def test_a_decoders_server_rows_state_the_ttft_and_tpot_bounds_loadgen_judged(cast, client, tiny_program):
+    """A decoder's Server run is judged by TTFT and TPOT (LoadGen's token-latency mode): its rows say
+    so, also for a certificate signed before session 25, whose entries carry the level's query latency
+    bound beside the token bounds (LoadGen did not judge it). The payload row is the H200 llama's, added
+    to a real certificate's payload for display (the page's signature check is not what is tested)."""
+    from apps.certificates.models import Certificate
+
+    certificate = _certificate(cast, tiny_program)
+    payload = json.loads(certificate.payload_json)
+    old_entry = {
+        "model": "llama-small-seeded",
+        "scenario": "Server",
+        "dtype": "bfloat16",
+        "percentile": 0.9,
+        "latency_bound_s": 0.1,
+        "ttft_bound_s": 2,
+        "tpot_bound_s": 0.2,
+        "result_valid": True,
+        "loadgen_summary_sha256": "0031e1d32de083f1f69655808242c49934bc942f16cc05b6c33bebeaa07482cd",
+    }
+    payload["headline"].setdefault("serving", []).extend(
+        [
+            {**old_entry, "kind": "serving_qps", "value": 379.7, "unit": "queries/s"},
+            {**old_entry, "kind": "serving_tokens", "value": 3040.0, "unit": "tokens/s"},
+        ]
+    )
+    Certificate.objects.filter(pk=certificate.pk).update(payload_json=json.dumps(payload))
+    html = client.get(f"/certificates/{certificate.serial}/").content.decode()
+    section = html[html.index('id="serving-h"') : html.index("</tbody>", html.index('id="serving-h"'))]
+    assert "queries/s at the token-latency bounds (TTFT p90 ≤ 2000 ms and TPOT p90 ≤ 200 ms)" in section
+    assert "tokens/s at the token-latency bounds (TTFT p90 ≤ 2000 ms and TPOT p90 ≤ 200 ms)" in section
+    assert "p90 ≤ 100 ms" not in section
+    lines = [line for line in serving_lines(payload) if "llama-small-seeded" in line]
+    assert len(lines) == 2 and all("at TTFT p90 <= 2000 ms and TPOT p90 <= 200 ms" in x for x in lines)
+    chinese = client.get(
+        f"/certificates/{certificate.serial}/", HTTP_ACCEPT_LANGUAGE="zh-CN"
+    ).content.decode()
+    assert "词元延迟上限下的每秒查询数（TTFT p90 ≤ 2000 ms 且 TPOT p90 ≤ 200 ms）" in chinese
