@@ -61,6 +61,7 @@ judge (runners/__init__.py) and left as the host has it in the device process.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from runners.device.local import InProcessDevice, KernelResult
@@ -104,7 +105,8 @@ def suite_in_device_process(
     anyone signs it."""
     from runners.document import validate_document
 
-    document, outputs, tensors, caching = device.run_suite(spec, progress)
+    document, outputs, tensors, caching, extra = device.run_suite(spec, progress)
+    committed: list[Any] = []
     if document.get("suite") != spec.get("suite"):
         raise DocumentInvalid(f"the device process returned a {document.get('suite')!r} document")
     document["spec"] = spec
@@ -118,26 +120,34 @@ def suite_in_device_process(
         # re-judged by the platform); TEST01, TEST04 and every reference are the judge's.
         document["process_isolation"] = device.isolation("judge", ["integrity.timing (clock cross-check)"])
     else:
-        from runners.model_suite import rejudge_model_accuracy, rejudge_model_caching
+        from runners.model_suite import (
+            rejudge_model_accuracy,
+            rejudge_model_caching,
+            rejudge_model_timed,
+        )
 
         workloads: dict[str, Any] = {}
-        rejudge_model_accuracy(document, spec, outputs, tensors, workloads)
+        generated = {
+            (str(g.get("model")), str(g.get("dtype"))): tensors.get(str(g.get("tensor")))
+            for g in extra["generated"]
+        }
+        rejudge_model_accuracy(document, spec, outputs, tensors, workloads, generated)
         rejudge_model_caching(document, spec, caching, tensors, workloads)
-        document["process_isolation"] = device.isolation(
-            "judge",
-            [
-                "greedy_generation_agreement (decoders' free-running generation)",
-                "integrity.output_consistency (model TEST01)",
-                "integrity.timing (clock cross-check)",
-            ],
-        )
-    document["commitment"] = _judge_commitment(spec, outputs, tensors, commitment)
+        committed = rejudge_model_timed(document, spec, extra["timed"], tensors, outputs, workloads)
+        # Every verdict is the judge's; the raw timings and which output was the timed one are still
+        # the device process's word (runners/model_suite/timed_judge.py).
+        document["process_isolation"] = device.isolation("judge", [])
+    document["commitment"] = _judge_commitment(spec, outputs, tensors, commitment, committed)
     validate_document(document)
     return document
 
 
 def _judge_commitment(
-    spec: dict[str, Any], outputs: list[dict[str, Any]], tensors: dict[str, Any], commitment: Any
+    spec: dict[str, Any],
+    outputs: list[dict[str, Any]],
+    tensors: dict[str, Any],
+    commitment: Any,
+    judged: Sequence[tuple[str, Any]] = (),
 ) -> dict[str, Any]:
     """The document's commitment, made by the judge from the outputs the device process returned
     (the device process's own digests are never used): performance, each benchmark's accuracy
@@ -165,4 +175,6 @@ def _judge_commitment(
                 if tensor is None:
                     raise DocumentInvalid(f"the device process returned no output {item['committed']!r}")
                 commitment.record(str(item["committed"]), tensor)
+        for output_id, tensor in judged:  # the TEST01 samples the judge judged (rejudge_model_timed)
+            commitment.record(output_id, tensor)
     return commitment.section()
