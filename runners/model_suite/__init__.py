@@ -234,6 +234,9 @@ def run_model_suite(
 ) -> dict[str, Any]:
     """Cases, measurements and integrity verdicts of the model suite for ``spec``.
 
+    ``keep_timed`` and ``keep_generated`` (the device process) collect the timed runs' evidence and a
+    decoder's generated tokens for the judge; this process then judges neither TEST01 nor the generation.
+
     Settings come from ``spec["options"]`` (the job spec's suite-specific section):
     ``quick``, ``timing`` (see TimingPolicy; the program's clock bounds), ``integrity`` (the program's
     TEST04 ``caching_threshold``), ``model_dtypes``, ``model_performance_dtypes``.

@@ -7,19 +7,27 @@ scored against the float64 reference with the accuracy bar of the requested dtyp
 probes the single-item input the latency run repeated, in seeded patterns, and is decided from the
 probe's evidence by ``judge_model_probe`` (by the judge, with a device process: runners/device).
 
-What the judge cannot vouch for yet (issue 13, "the vendor's code runs apart from the judge"): with a
-device process this whole module runs there, so the timed loop (latency, throughput sweep, TTFT, decode)
-and the TEST04 probe's calls are timed and recorded by the device process's copies of
-``runners.timing`` and ``runners.integrity.CachingProbe``, which a plugin can rewrite in its process:
+With a device process this whole module runs there and judges nothing (issue 13): ``model_integrity``
+keeps, per model and dtype, a ``TimedEvidence`` (the TEST01 samples, a decoder's with the same call's
+output untimed and the first token its decode step continued, and every timed measurement's raw
+per-sample timings with the clock check's raw sums, ``runners.timing.stats_to_wire``), and the judge
+decides TEST01 against its own float64 reference, recomputes every timed figure, its stability and the
+clock cross-check from the raw timings with its own policy, and fails a figure whose device summary
+disagrees with them (runners/model_suite/timed_judge.py, ``rejudge_model_timed``). A decoder's greedy
+generation agreement is the judge's too, from the tokens the device generated (``generated_tokens``).
 
-- every timing is the device process's figure: a plugin can report any latency, throughput, TTFT or
-  decode rate, and TEST04's fresh and repeated samples too, so a cache keyed on the input's content
-  (fresh calls at full cost, repeated ones from memory) passes TEST04's timing verdict once the plugin
-  rewrites the repeated samples; the judge's output checks still fail caches keyed on buffers or shapes;
+What the judge still cannot vouch for: the timed loop (latency, throughput sweep, TTFT, decode) and the
+TEST04 probe's calls are timed and recorded by the device process's copies of ``runners.timing`` and
+``runners.integrity.CachingProbe``, which a plugin can rewrite in its process:
+
+- the raw timings are the device process's figures: a plugin can report any per-sample time, and the
+  judge's figures follow it (only a summary inconsistent with its own samples is caught); TEST04's fresh
+  and repeated samples likewise, so a cache keyed on the input's content (fresh calls at full cost,
+  repeated ones from memory) passes TEST04's timing verdict once the plugin rewrites the repeated
+  samples; the judge's output checks still fail caches keyed on buffers or shapes;
 - which output is "the timed one" is the device process's word: a harness that times a call that skips
   work and records an output computed apart, untimed, gives the TEST01 samples and the probe's fresh
-  outputs honest values, so neither check sees the skipped work;
-- the model TEST01 verdict and the clock cross-check are still computed there (device_verdicts).
+  outputs honest values, so neither check sees the skipped work.
 
 Closing it is the serving suite's design (runners/serving_engine.py): the device process places the
 model and holds its input buffers and, per decoder, its KV cache; the judge runs ``measure_with_output``,
