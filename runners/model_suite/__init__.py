@@ -781,18 +781,21 @@ def rejudge_model_timed(
         if timed is None:
             consistency.append({**head, "sample_ids": [], "reason": str(found)})
             continue
-        decoder = None
-        if built.workload.kind == "decoder":
-            decoder = float64_copy(built.loaded.module, type(built.loaded.module), built.loaded.config)
-        item = judge_timed_samples(
-            built.workload,
-            built.reference,
-            accuracy.get((name, dtype)),
-            timed,
-            seed=seed,
-            quick=quick,
-            decoder_reference=decoder,
-        )
+        try:
+            decoder = None
+            if built.workload.kind == "decoder":
+                decoder = float64_copy(built.loaded.module, type(built.loaded.module), built.loaded.config)
+            item = judge_timed_samples(
+                built.workload,
+                built.reference,
+                accuracy.get((name, dtype)),
+                timed,
+                seed=seed,
+                quick=quick,
+                decoder_reference=decoder,
+            )
+        except Exception as exc:  # evidence the judge's scoring could not read: nothing vouched for
+            item = {**head, "sample_ids": [], "reason": f"the judge could not judge the samples: {exc}"[:500]}
         consistency.append(item)
         judged_ids = set(item.get("sample_ids") or [])
         committed += [

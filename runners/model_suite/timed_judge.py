@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from runners.integrity import TEST01_ROUND_LIMIT
+from runners.integrity import TEST01_ROUND_LIMIT, sampled_rounds
 from runners.measurements import measurement, timing_section
 from runners.model_suite.performance import (
     OutputSample,
@@ -157,7 +157,7 @@ def judge_timed_samples(
     torch_dtype = getattr(torch, dtype)
     groups = expected_groups(workload, name=name, dtype=dtype, seed=seed, quick=quick)
     problems: list[str] = []
-    counts: dict[str, int] = dict.fromkeys(groups, 0)
+    rounds: dict[str, list[int]] = {group: [] for group in groups}
     labels = [s.label for s in evidence.samples]
     if len(set(labels)) != len(labels):
         problems.append("a TEST01 sample came back twice")
@@ -169,12 +169,21 @@ def judge_timed_samples(
         if group not in groups:
             problems.append(f"TEST01 sample {sample.label!r} is of no timed run of this job")
             continue
-        counts[group] += 1
+        rounds[group].append(int(match.group("round")) if match else -1)
         if sample.items != groups[group]:
             problems.append(f"TEST01 sample {sample.label!r} kept items {sample.items}, not {groups[group]}")
             continue
         if group.startswith(("ttft ", "decode ")):
-            if decoder_reference is None or sample.expected is None:
+            if (
+                sample.output.dim() != 2
+                or sample.expected is None
+                or sample.expected.shape != sample.output.shape
+            ):
+                problems.append(
+                    f"TEST01 sample {sample.label!r}: its logits are not one row per item, as untimed"
+                )
+                continue
+            if decoder_reference is None:
                 problems.append(
                     f"TEST01 sample {sample.label!r}: no untimed output or reference to judge it by"
                 )
@@ -200,11 +209,20 @@ def judge_timed_samples(
             if accuracy_out is None:
                 problems.append("no accuracy output came back to compare the TEST01 samples with")
                 break
+            if tuple(sample.output.shape) != (len(sample.items), *reference.shape[1:]):
+                problems.append(
+                    f"TEST01 sample {sample.label!r}: output of shape {tuple(sample.output.shape)}"
+                )
+                continue
             judged.append(sample)
-    for group, count in counts.items():
-        if not 1 <= count <= MAX_SAMPLES_PER_RUN:
+    for group, kept in rounds.items():
+        if not 1 <= len(kept) <= MAX_SAMPLES_PER_RUN:
             problems.append(
-                f"timed run {group!r} came back with {count} TEST01 samples (1 to {MAX_SAMPLES_PER_RUN})"
+                f"timed run {group!r} came back with {len(kept)} TEST01 samples (1 to {MAX_SAMPLES_PER_RUN})"
+            )
+        elif kept != sampled_rounds(seed, f"model:{name}:{dtype}:{_salt(group)}", max(kept)):
+            problems.append(
+                f"timed run {group!r}: its TEST01 rounds {kept} are not the ones the challenge draws"
             )
     if problems:
         return {
@@ -219,6 +237,12 @@ def judge_timed_samples(
         }
     rows = accuracy_out if accuracy_out is not None else torch.empty(0)
     return {**head, **output_samples_verdict(workload, torch_dtype, rows.double(), reference, judged)}
+
+
+def _salt(group: str) -> str:
+    """The ``OutputSampler`` salt suffix of a sample group (runners/model_suite/performance.py)."""
+    kind, _, batch = group.partition(" b")
+    return f"{kind}{batch}" if kind in ("ttft", "decode") else group
 
 
 def _decoder_context(

@@ -154,6 +154,13 @@ def _too_many(record: dict[str, Any], group: str) -> None:
     record["samples"] += [{**first, "label": f"{group}@round{900 + i}"} for i in range(5)]
 
 
+def _other_rounds(record: dict[str, Any], group: str) -> None:
+    """Samples of rounds another challenge would have drawn (a replayed run's)."""
+    for sample in record["samples"]:
+        if sample["label"].startswith(f"{group}@round"):
+            sample["label"] = f"{group}@round{int(sample['label'].rsplit('round', 1)[1]) + 1}"
+
+
 def _foreign(record: dict[str, Any], group: str) -> None:
     record["samples"].append({**record["samples"][0], "label": "b64@round0"})
 
@@ -165,6 +172,7 @@ def _foreign(record: dict[str, Any], group: str) -> None:
         (_wrong_items, "TEST01 sample 'latency@round"),
         (_too_many, "timed run 'latency' came back with"),
         (_foreign, "TEST01 sample 'b64@round0' is of no timed run of this job"),
+        (_other_rounds, "timed run 'latency': its TEST01 rounds"),
     ],
 )
 def test_missing_wrong_or_extra_test01_samples_fail(resnet, tamper, reason):
