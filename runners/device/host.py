@@ -225,8 +225,8 @@ class Host:
                 tensors.update(probe_tensors)
             # TEST01 samples and raw timings of the timed runs, and the decoders' generated tokens: the
             # judge decides TEST01, recomputes the figures and the generation agreement (rejudge_model_timed).
-            for index, evidence in enumerate(kept_timed):
-                record, timed_tensors = timed_to_wire(evidence, f"timed{index}")
+            for index, timed_runs in enumerate(kept_timed):
+                record, timed_tensors = timed_to_wire(timed_runs, f"timed{index}")
                 timed.append(record)
                 tensors.update(timed_tensors)
             for index, (model, dtype, tokens) in enumerate(kept_generated):

@@ -604,10 +604,10 @@ def rejudge_model_accuracy(
                 _case(key[0], key[1], "error", {}, outcome=error(PRODUCT_FAILURE, "no output"), message=score)
             )
             continue
-        model = built.get(str(key[0]))
-        if model is not None and model.workload.kind == "decoder" and key[1] in DTYPES:
+        rebuilt = built.get(str(key[0]))
+        if rebuilt is not None and rebuilt.workload.kind == "decoder" and key[1] in DTYPES:
             score["greedy_generation_agreement"] = generation_agreement(
-                model.loaded, model.workload, DTYPES[str(key[1])], (generated or {}).get(key)
+                rebuilt.loaded, rebuilt.workload, DTYPES[str(key[1])], (generated or {}).get(key)
             )
         cases.append(_case(key[0], key[1], "pass" if score["meets_informational_bar"] else "fail", score))
     measurements = []
