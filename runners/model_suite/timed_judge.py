@@ -55,16 +55,22 @@ TIMED_KINDS = ("model_latency", "model_throughput", "ttft", "decode")
 
 
 def timed_to_wire(evidence: TimedEvidence, prefix: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """A TimedEvidence as JSON figures and named tensors (``prefix.<j>.<part>``), for the frames."""
+    """A TimedEvidence as JSON figures and named tensors (``prefix.<j>.<part>``), for the frames. A
+    tensor several samples share (a decoder group's untimed output and first token) goes once: a frame
+    holds at most ``runners.device.protocol.MAX_TENSORS``."""
     samples: list[dict[str, Any]] = []
     tensors: dict[str, torch.Tensor] = {}
+    named: dict[int, str] = {}
     for index, sample in enumerate(evidence.samples):
         entry: dict[str, Any] = {"label": sample.label, "items": list(sample.items)}
         for part in ("output", "expected", "token"):
             tensor = getattr(sample, part)
-            if tensor is not None:
-                entry[part] = f"{prefix}.{index}.{part}"
-                tensors[entry[part]] = tensor.detach().to("cpu")
+            if tensor is None:
+                continue
+            if id(tensor) not in named:
+                named[id(tensor)] = f"{prefix}.{index}.{part}"
+                tensors[named[id(tensor)]] = tensor.detach().to("cpu")
+            entry[part] = named[id(tensor)]
         samples.append(entry)
     record = {
         "model": evidence.model,
