@@ -495,6 +495,14 @@ _phrase(
 )
 _phrase("timing.row_not_applicable", gettext_noop("the host clock timed every figure"))
 _phrase(
+    "timing.runner_refused",
+    gettext_noop("the runner refused figures whose events disagreed with the host clock"),
+)
+_phrase(
+    "timing.raw_disagreement",
+    gettext_noop("the runner's judge refused figures that disagree with the raw timings the device returned"),
+)
+_phrase(
     "timing.row_pass",
     gettext_noop("%(count)s events-timed figure(s) within %(bounds)s of the host clock"),
     patterns={"count": INT},

@@ -253,8 +253,10 @@ def rebuild_integrity(
     *,
     consistency: list[dict[str, Any]] | None = None,
     caching: list[dict[str, Any]] | None = None,
+    timing: list[dict[str, Any]] | None = None,
 ) -> None:
-    """The document's ``integrity`` with the judge's TEST01 or TEST04 items in place of the device's."""
+    """The document's ``integrity`` with the judge's TEST01, TEST04 or clock items in place of the
+    device's."""
     from runners.document import json_safe
 
     integrity = document.get("integrity") or {}
@@ -262,5 +264,6 @@ def rebuild_integrity(
         consistency = (integrity.get("output_consistency") or {}).get("items") or []
     if caching is None:
         caching = (integrity.get("caching") or {}).get("items") or []
-    timing = (integrity.get("timing") or {}).get("items") or []
+    if timing is None:
+        timing = (integrity.get("timing") or {}).get("items") or []
     document["integrity"] = json_safe(integrity_section(consistency, caching, timing))

@@ -256,6 +256,69 @@ class TimingStats:
         }
 
 
+def stats_to_wire(stats: TimingStats) -> dict[str, Any]:
+    """A measurement's raw evidence as the device process sends it to the judge: every sample the
+    statistics were computed from (seconds per call), how they were taken, and the clock check's raw
+    sums; ``stats_from_wire`` recomputes the statistics from it."""
+    return {
+        "samples": list(stats.samples),
+        "calls_per_sample": stats.calls_per_sample,
+        "method": stats.method,
+        "discarded": stats.discarded,
+        "clock": None
+        if stats.clock is None
+        else {
+            "event_s": stats.clock.event_s,
+            "host_s": stats.clock.host_s,
+            "min_round_ratio": stats.clock.min_round_ratio,
+            "rounds": stats.clock.rounds,
+        },
+    }
+
+
+def _wire_number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{what} is not a finite non-negative number")
+    return float(value)
+
+
+def stats_from_wire(raw: Any, policy: TimingPolicy) -> TimingStats:
+    """The statistics of a measurement recomputed by the judge from its raw evidence (``stats_to_wire``)
+    with the judge's own policy (IQR target and clock bounds): nothing of the device's summary is read.
+    Raises ValueError where the evidence is not well formed."""
+    if not isinstance(raw, dict):
+        raise ValueError("no raw timings")
+    samples = raw.get("samples")
+    if not isinstance(samples, list) or not samples or len(samples) > policy.max_samples:
+        raise ValueError("no samples, or more than the policy takes")
+    values = [_wire_number(x, "a sample") for x in samples]
+    calls, discarded = raw.get("calls_per_sample"), raw.get("discarded", 0)
+    if isinstance(calls, bool) or not isinstance(calls, int) or calls < 1:
+        raise ValueError("calls_per_sample is not a positive integer")
+    if isinstance(discarded, bool) or not isinstance(discarded, int) or discarded < 0:
+        raise ValueError("discarded is not a non-negative integer")
+    method = raw.get("method")
+    if method not in ("device_events", "host_clock"):
+        raise ValueError("unknown timing method")
+    clock = raw.get("clock")
+    if (method == "device_events") != isinstance(clock, dict):
+        raise ValueError("device-events timings need their host-clock sums, host-clock timings have none")
+    check = None
+    if isinstance(clock, dict):
+        rounds = clock.get("rounds")
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+            raise ValueError("the clock check counts no round")
+        check = ClockCheck(
+            event_s=_wire_number(clock.get("event_s"), "event_s"),
+            host_s=_wire_number(clock.get("host_s"), "host_s"),
+            min_round_ratio=_wire_number(clock.get("min_round_ratio"), "min_round_ratio"),
+            rounds=rounds,
+            bounds=policy.clock_bounds,
+        )
+    stats = summarize(values, target_rel_iqr=policy.target_rel_iqr, calls_per_sample=calls, method=method)
+    return replace(stats, clock=check, discarded=discarded)
+
+
 def summarize(
     samples: list[float] | np.ndarray,
     *,

@@ -457,18 +457,22 @@ def timing_verdicts(
     *, measurements: Iterable[dict[str, Any]], integrity: dict[str, Any] | None, thresholds: Thresholds
 ) -> list[IntegrityVerdict]:
     """The clock cross-check of one document: a verdict per events-timed measurement, and a failure
-    wherever the runner itself already refused a figure (its ``integrity.timing`` verdict)."""
+    wherever the runner itself already refused a figure (its ``integrity.timing`` verdict): for events
+    that disagreed with the host clock, or (model suite, issue 13) for published figures that disagree
+    with the raw timings the device process returned (an item's ``raw_timings.disagreements``)."""
     verdicts = [v for item in measurements if (v := clock_verdict(item=item, thresholds=thresholds))]
     runner = (integrity or {}).get("timing")
     if isinstance(runner, dict) and runner.get("verdict") == "fail":
-        verdicts.append(
-            IntegrityVerdict(
-                "timing",
-                False,
-                "the runner refused figures whose events disagreed with the host clock",
-                runner,
-            )
+        items = [i for i in runner.get("items") or [] if isinstance(i, dict)]
+        raw = any(
+            (_int((i.get("raw_timings") or {}).get("disagreements")) or 0) > 0
+            for i in items
+            if isinstance(i.get("raw_timings"), dict)
         )
+        if not raw or (_int(runner.get("disagreements")) or 0) > 0:
+            verdicts.append(IntegrityVerdict("timing", False, say("timing.runner_refused"), runner))
+        if raw:
+            verdicts.append(IntegrityVerdict("timing", False, say("timing.raw_disagreement"), runner))
     return verdicts
 
 

@@ -36,15 +36,20 @@ Per suite:
   raw figures are in the document for the platform).
 - model: the suite runs in the device process; every scored accuracy output comes back as a tensor
   and the judge scores it again against its own float64 reference of the model
-  (``rejudge_model_accuracy``), which sets each accuracy case's status. Each model TEST04 probe's raw
-  timings and kept outputs come back as the performance suite's do, and the judge decides TEST04
-  (``rejudge_model_caching``): ``judge_caching`` with its own spec's bar, each fresh output against its
-  output apart, and a challenge-drawn two fresh outputs against the judge's float64 reference of their
-  values (nearer their own reference than any other input's: ``NearestReference``). The decoders'
-  free-running generation agreement and the model TEST01 and clock verdicts are still computed there
-  (``device_verdicts``). The timed loop itself (latency, throughput, TTFT, decode, the TEST04 probe's
-  calls) still runs in the device process: its timings are the device process's figures, which a
-  plugin rewriting the harness there can forge (see runners/model_suite/performance.py).
+  (``rejudge_model_accuracy``), which sets each accuracy case's status, and computes a decoder's greedy
+  generation agreement from the tokens the device generated against its own float64 model's. Each model
+  TEST04 probe's raw timings and kept outputs come back as the performance suite's do, and the judge
+  decides TEST04 (``rejudge_model_caching``): ``judge_caching`` with its own spec's bar, each fresh output
+  against its output apart, and a challenge-drawn two fresh outputs against the judge's float64 reference
+  of their values (nearer their own reference than any other input's: ``NearestReference``). The timed
+  runs' TEST01 samples and raw per-sample timings come back too (runners/model_suite/timed_judge.py): the
+  judge decides TEST01 against its own references, recomputes every timed figure and the clock
+  cross-check from the raw timings with its own policy, and fails a figure whose device summary
+  disagrees with them (``rejudge_model_timed``); the device commits none of the TEST01 samples, the
+  judge commits those it judged. No verdict is the device process's (``device_verdicts`` is empty). The
+  timed loop itself (latency, throughput, TTFT, decode, the TEST04 probe's calls) still runs in the
+  device process: its raw timings, and which output was the timed one, are the device process's word,
+  which a plugin rewriting the harness there can forge (see runners/model_suite/performance.py).
 
 - serving: LoadGen, its SUTs (batching, continuous batching), the float64 reference, the accuracy
   score, TEST01 and the commitment run in the judge (runners/serving); the device process places the
@@ -61,6 +66,7 @@ judge (runners/__init__.py) and left as the host has it in the device process.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from runners.device.local import InProcessDevice, KernelResult
@@ -99,12 +105,14 @@ def suite_in_device_process(
     spec: dict[str, Any], device: Any, progress: Any = None, *, commitment: Any = None
 ) -> dict[str, Any]:
     """Runs a performance or model suite's loop in the device process; the judge then puts back the
-    spec it was given, re-judges what it can (performance: TEST01 from the returned outputs against
-    its own float64 references), records the process split, and validates the document before
-    anyone signs it."""
+    spec it was given, re-judges what it can (performance: TEST01 and TEST04 from the returned outputs
+    against its own float64 references; model: accuracy, generation agreement, TEST01, TEST04 and every
+    timed figure from the returned outputs and raw timings), records the process split, and validates
+    the document before anyone signs it."""
     from runners.document import validate_document
 
-    document, outputs, tensors, caching = device.run_suite(spec, progress)
+    document, outputs, tensors, caching, extra = device.run_suite(spec, progress)
+    committed: list[Any] = []
     if document.get("suite") != spec.get("suite"):
         raise DocumentInvalid(f"the device process returned a {document.get('suite')!r} document")
     document["spec"] = spec
@@ -118,26 +126,34 @@ def suite_in_device_process(
         # re-judged by the platform); TEST01, TEST04 and every reference are the judge's.
         document["process_isolation"] = device.isolation("judge", ["integrity.timing (clock cross-check)"])
     else:
-        from runners.model_suite import rejudge_model_accuracy, rejudge_model_caching
+        from runners.model_suite import (
+            rejudge_model_accuracy,
+            rejudge_model_caching,
+            rejudge_model_timed,
+        )
 
         workloads: dict[str, Any] = {}
-        rejudge_model_accuracy(document, spec, outputs, tensors, workloads)
+        generated = {
+            (str(g.get("model")), str(g.get("dtype"))): tensors.get(str(g.get("tensor")))
+            for g in extra["generated"]
+        }
+        rejudge_model_accuracy(document, spec, outputs, tensors, workloads, generated)
         rejudge_model_caching(document, spec, caching, tensors, workloads)
-        document["process_isolation"] = device.isolation(
-            "judge",
-            [
-                "greedy_generation_agreement (decoders' free-running generation)",
-                "integrity.output_consistency (model TEST01)",
-                "integrity.timing (clock cross-check)",
-            ],
-        )
-    document["commitment"] = _judge_commitment(spec, outputs, tensors, commitment)
+        committed = rejudge_model_timed(document, spec, extra["timed"], tensors, outputs, workloads)
+        # Every verdict is the judge's; the raw timings and which output was the timed one are still
+        # the device process's word (runners/model_suite/timed_judge.py).
+        document["process_isolation"] = device.isolation("judge", [])
+    document["commitment"] = _judge_commitment(spec, outputs, tensors, commitment, committed)
     validate_document(document)
     return document
 
 
 def _judge_commitment(
-    spec: dict[str, Any], outputs: list[dict[str, Any]], tensors: dict[str, Any], commitment: Any
+    spec: dict[str, Any],
+    outputs: list[dict[str, Any]],
+    tensors: dict[str, Any],
+    commitment: Any,
+    judged: Sequence[tuple[str, Any]] = (),
 ) -> dict[str, Any]:
     """The document's commitment, made by the judge from the outputs the device process returned
     (the device process's own digests are never used): performance, each benchmark's accuracy
@@ -165,4 +181,6 @@ def _judge_commitment(
                 if tensor is None:
                     raise DocumentInvalid(f"the device process returned no output {item['committed']!r}")
                 commitment.record(str(item["committed"]), tensor)
+        for output_id, tensor in judged:  # the TEST01 samples the judge judged (rejudge_model_timed)
+            commitment.record(output_id, tensor)
     return commitment.section()

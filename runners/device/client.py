@@ -310,9 +310,16 @@ class DeviceClient:
 
     def run_suite(
         self, spec: dict[str, Any], progress: Callable[[int, int, str], None] | None = None
-    ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, torch.Tensor], list[dict[str, Any]]]:
+    ) -> tuple[
+        dict[str, Any],
+        list[dict[str, Any]],
+        dict[str, torch.Tensor],
+        list[dict[str, Any]],
+        dict[str, list[dict[str, Any]]],
+    ]:
         """Runs a whole suite in the device process: its document, the outputs it kept (JSON entries, and
-        the tensors they name) and its caching probes' figures (see runners/device/__init__.py)."""
+        the tensors they name), its caching probes' figures, and (model suite) its timed runs' evidence
+        and generated tokens, ``{"timed": [...], "generated": [...]}`` (see runners/device/__init__.py)."""
 
         def on_event(event: dict[str, Any]) -> None:
             if progress is not None and event.get("event") == "progress":
@@ -336,11 +343,16 @@ class DeviceClient:
         outputs: list[Any] = raw_outputs if isinstance(raw_outputs, list) else []
         raw_caching = reply.get("caching")
         caching: list[Any] = raw_caching if isinstance(raw_caching, list) else []
+        extra: dict[str, list[dict[str, Any]]] = {}
+        for key in ("timed", "generated"):
+            value = reply.get(key)
+            extra[key] = [v if isinstance(v, dict) else {} for v in value] if isinstance(value, list) else []
         return (
             reply["document"],
             [o for o in outputs if isinstance(o, dict)],
             tensors,
             [c if isinstance(c, dict) else {} for c in caching],
+            extra,
         )
 
     # --- the serving suite: LoadGen and the SUTs in the judge, each forward here (runners/serving_engine.py)

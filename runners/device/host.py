@@ -160,6 +160,8 @@ class Host:
 
         outputs: list[dict[str, Any]] = []
         caching: list[dict[str, Any]] = []
+        timed: list[dict[str, Any]] = []
+        generated: list[dict[str, Any]] = []
         tensors: dict[str, torch.Tensor] = {}
         if spec["suite"] == "performance":
             kept: list[tuple[Benchmark, torch.Tensor, list[tuple[int, torch.Tensor]]]] = []
@@ -195,9 +197,13 @@ class Host:
         elif spec["suite"] == "model":
             from runners.commitment import CollectingCommitment
             from runners.model_suite import run_model
+            from runners.model_suite.performance import TimedEvidence
+            from runners.model_suite.timed_judge import timed_to_wire
 
             kept_models: list[tuple[str, str, torch.Tensor]] = []
             model_probes: list[tuple[str, str, CachingEvidence]] = []
+            kept_timed: list[TimedEvidence] = []
+            kept_generated: list[tuple[str, str, torch.Tensor]] = []
             collected = CollectingCommitment()
             document = run_model(
                 spec,
@@ -206,6 +212,8 @@ class Host:
                 keep_outputs=kept_models,
                 commitment=collected,
                 keep_caching=model_probes,
+                keep_timed=kept_timed,
+                keep_generated=kept_generated,
             )
             for index, (model, dtype, accuracy) in enumerate(kept_models):
                 outputs.append({"model": model, "dtype": dtype})
@@ -215,6 +223,15 @@ class Host:
                 figures, probe_tensors = evidence.to_wire(f"caching{index}")
                 caching.append({"model": model, "dtype": dtype, **figures})
                 tensors.update(probe_tensors)
+            # TEST01 samples and raw timings of the timed runs, and the decoders' generated tokens: the
+            # judge decides TEST01, recomputes the figures and the generation agreement (rejudge_model_timed).
+            for index, timed_runs in enumerate(kept_timed):
+                record, timed_tensors = timed_to_wire(timed_runs, f"timed{index}")
+                timed.append(record)
+                tensors.update(timed_tensors)
+            for index, (model, dtype, tokens) in enumerate(kept_generated):
+                generated.append({"model": model, "dtype": dtype, "tensor": f"generated{index}"})
+                tensors[f"generated{index}"] = tokens
             # Every output the suite judged (accuracy and TEST01 samples) goes back for the judge to
             # commit: the judge digests and keeps them itself (runners/commitment.py).
             for index, (output_id, tensor) in enumerate(collected.collected):
@@ -228,6 +245,8 @@ class Host:
                 "document": document,
                 "outputs": outputs,
                 "caching": caching,
+                "timed": timed,
+                "generated": generated,
                 "packages": loaded_packages(),
             },
             tensors,

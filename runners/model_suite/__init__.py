@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,12 @@ from runners.errors import (
 from runners.integrity import CachingEvidence, caching_threshold_of, probe_evidence
 from runners.math_modes import with_pinned_math_modes
 from runners.measurements import case_record, integrity_section, measurement, rebuild_integrity
-from runners.model_suite.performance import ModelRun, judge_model_probe, model_integrity
+from runners.model_suite.performance import (
+    ModelRun,
+    TimedEvidence,
+    judge_model_probe,
+    model_integrity,
+)
 from runners.model_suite.workloads import Workload, workload_for
 from runners.models import LoadedModel, ModelError, ModelSpec, load_model
 from runners.models.deepseek import DeepseekV3Config
@@ -168,6 +173,8 @@ def run_model(
     keep_outputs: list[tuple[str, str, torch.Tensor]] | None = None,
     commitment: OutputCommitment | None = None,
     keep_caching: list[tuple[str, str, CachingEvidence]] | None = None,
+    keep_timed: list[TimedEvidence] | None = None,
+    keep_generated: list[tuple[str, str, torch.Tensor]] | None = None,
 ) -> dict[str, Any]:
     """The model suite's result document for a validated job spec (the CLI's suite signature).
 
@@ -175,7 +182,10 @@ def run_model(
     accuracy output again against its own float64 reference (``rejudge_model_accuracy``), decides
     TEST04 from each probe's evidence (``rejudge_model_caching``; ``keep_caching`` collects it in the
     device process) and commits every judged output itself (``commitment``) from the tensors that
-    come back.
+    come back. It also decides TEST01 from the samples of the timed runs, recomputes every timed
+    figure and the clock cross-check from their raw timings (``rejudge_model_timed``; ``keep_timed``
+    collects them) and the decoders' generation agreement from their generated tokens
+    (``keep_generated``).
     """
     from runners.device import is_isolated, suite_in_device_process
 
@@ -191,6 +201,8 @@ def run_model(
         keep_outputs=keep_outputs,
         commitment=commitment,
         keep_caching=keep_caching,
+        keep_timed=keep_timed,
+        keep_generated=keep_generated,
     )
     return build_document(
         "model",
@@ -217,8 +229,13 @@ def run_model_suite(
     keep_outputs: list[tuple[str, str, torch.Tensor]] | None = None,
     commitment: OutputCommitment | None = None,
     keep_caching: list[tuple[str, str, CachingEvidence]] | None = None,
+    keep_timed: list[TimedEvidence] | None = None,
+    keep_generated: list[tuple[str, str, torch.Tensor]] | None = None,
 ) -> dict[str, Any]:
     """Cases, measurements and integrity verdicts of the model suite for ``spec``.
+
+    ``keep_timed`` and ``keep_generated`` (the device process) collect the timed runs' evidence and a
+    decoder's generated tokens for the judge; this process then judges neither TEST01 nor the generation.
 
     Settings come from ``spec["options"]`` (the job spec's suite-specific section):
     ``quick``, ``timing`` (see TimingPolicy; the program's clock bounds), ``integrity`` (the program's
@@ -362,7 +379,9 @@ def run_model_suite(
             if keep_outputs is not None:  # for the judge, who scores it again (rejudge_model_accuracy)
                 keep_outputs.append((model_spec.name, dtype_name, accuracy_out.detach().to("cpu")))
             try:
-                if workload.kind == "decoder":
+                if workload.kind == "decoder" and keep_generated is not None:  # the judge compares them
+                    keep_generated.append((model_spec.name, dtype_name, run.generated_tokens()))
+                elif workload.kind == "decoder":
                     score["greedy_generation_agreement"] = run.generation_agreement()
                 status = "pass" if score["meets_informational_bar"] else "fail"
                 if commitment is not None:  # the judged output, committed for the platform's reveal
@@ -371,7 +390,15 @@ def run_model_suite(
                 out["measurements"].append(_accuracy_measurement(model_spec.name, dtype_name, score))
                 if dtype_name in perf_dtypes:
                     _performance(
-                        run, accuracy_out, reference, seed, out, caching_threshold, commitment, keep_caching
+                        run,
+                        accuracy_out,
+                        reference,
+                        seed,
+                        out,
+                        caching_threshold,
+                        commitment,
+                        keep_caching,
+                        keep_timed,
                     )
             except ModelError as exc:
                 out["cases"].append(_error_case(model_spec.name, dtype_name, exc))
@@ -395,6 +422,7 @@ def _performance(
     caching_threshold: float | None,
     commitment: OutputCommitment | None = None,
     keep_caching: list[tuple[str, str, CachingEvidence]] | None = None,
+    keep_timed: list[TimedEvidence] | None = None,
 ) -> None:
     measurements, consistency, caching, timing = model_integrity(
         run,
@@ -404,6 +432,7 @@ def _performance(
         threshold=caching_threshold,
         commitment=commitment,
         keep_caching=keep_caching,
+        keep_timed=keep_timed,
     )
     out["measurements"].extend(measurements)
     out["consistency"].append(consistency)
@@ -485,6 +514,28 @@ def _error_case(model: str, dtype: str | None, exc: ModelError) -> dict[str, Any
     return _case(model, dtype, "error", {}, outcome=error(exc.code, exc.reason), message=str(exc)[:500])
 
 
+@dataclass(frozen=True)
+class JudgeModel:
+    """What the judge rebuilt of one model on its own: the workload, its float64 reference outputs and
+    the loaded weights (for a decoder's float64 logits and generation)."""
+
+    workload: Workload
+    reference: torch.Tensor
+    loaded: LoadedModel
+
+
+def returned_accuracy(
+    outputs: list[dict[str, Any]], tensors: dict[str, torch.Tensor]
+) -> dict[tuple[str, str], torch.Tensor | None]:
+    """The accuracy outputs the device process returned, by model and dtype."""
+    returned: dict[tuple[str, str], torch.Tensor | None] = {}
+    for index, item in enumerate(outputs):
+        if "committed" in item:  # an output for the judge's commitment (runners/device), not a score
+            continue
+        returned[(str(item.get("model")), str(item.get("dtype")))] = tensors.get(f"{index}.accuracy")
+    return returned
+
+
 def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
@@ -494,26 +545,26 @@ def rejudge_model_accuracy(
     spec: dict[str, Any],
     outputs: list[dict[str, Any]],
     tensors: dict[str, torch.Tensor],
-    workloads: dict[str, tuple[Workload, torch.Tensor] | str] | None = None,
+    workloads: dict[str, JudgeModel | str] | None = None,
+    generated: dict[tuple[str, str], Any] | None = None,
 ) -> dict[str, Any]:
     """Every scored accuracy case judged by the judge: the device process's accuracy output (a tensor
     that came back) against the judge's own float64 reference of the model, scored by the judge.
 
-    A scored case without a returned output fails. The decoder's free-running generation agreement
-    and the model's TEST01 stay the device process's (process_isolation.device_verdicts). The judge's
-    workload and float64 reference of each model it rebuilt go into ``workloads`` (model name -> them,
-    or why it could not), for ``rejudge_model_caching``.
+    A scored case without a returned output fails. A decoder's greedy generation agreement is the
+    judge's: the tokens the device generated (``generated``, by model and dtype) against its own float64
+    model's generation; none came back, 0.0. The judge's workload, float64 reference and loaded model of
+    each model it rebuilt go into ``workloads`` (model name -> them, or why it could not), for
+    ``rejudge_model_caching`` and ``rejudge_model_timed``.
     """
     from runners.document import summarize
+    from runners.model_suite.performance import generation_agreement
 
     options = {**(spec.get("options") or {}), **{k: spec[k] for k in ("quick", "model_dtypes") if k in spec}}
     quick = bool(options.get("quick"))
     seed = spec["challenge"]
-    returned: dict[tuple[str, str], torch.Tensor | None] = {}
-    for index, item in enumerate(outputs):
-        if "committed" in item:  # an output for the judge's commitment (runners/device), not a score
-            continue
-        returned[(str(item.get("model")), str(item.get("dtype")))] = tensors.get(f"{index}.accuracy")
+    returned = returned_accuracy(outputs, tensors)
+    built: dict[str, JudgeModel] = {}
     entries = spec.get("models") or ([] if spec.get("job_id") else default_models())
     scores: dict[tuple[str, str], dict[str, Any] | str] = {}
     for entry in entries:
@@ -522,7 +573,8 @@ def rejudge_model_accuracy(
         if not wanted:
             continue
         try:
-            workload = workload_for(load_model(model_spec), seed, quick=quick)
+            loaded = load_model(model_spec)
+            workload = workload_for(loaded, seed, quick=quick)
             reference = workload.reference()
         except Exception as exc:  # the judge's own reference failed: nothing it can vouch for
             why = f"the judge could not compute the reference: {type(exc).__name__}: {exc}"[:500]
@@ -531,8 +583,9 @@ def rejudge_model_accuracy(
             if workloads is not None:
                 workloads[model_spec.name] = why
             continue
+        built[model_spec.name] = JudgeModel(workload, reference, loaded)
         if workloads is not None:
-            workloads[model_spec.name] = (workload, reference)
+            workloads[model_spec.name] = built[model_spec.name]
         for key in wanted:
             output = returned[key]
             if output is None or tuple(output.shape) != tuple(reference.shape):
@@ -551,9 +604,11 @@ def rejudge_model_accuracy(
                 _case(key[0], key[1], "error", {}, outcome=error(PRODUCT_FAILURE, "no output"), message=score)
             )
             continue
-        device_metrics = case.get("metrics") or {}
-        if "greedy_generation_agreement" in device_metrics:
-            score["greedy_generation_agreement"] = device_metrics["greedy_generation_agreement"]
+        rebuilt = built.get(str(key[0]))
+        if rebuilt is not None and rebuilt.workload.kind == "decoder" and key[1] in DTYPES:
+            score["greedy_generation_agreement"] = generation_agreement(
+                rebuilt.loaded, rebuilt.workload, DTYPES[str(key[1])], (generated or {}).get(key)
+            )
         cases.append(_case(key[0], key[1], "pass" if score["meets_informational_bar"] else "fail", score))
     measurements = []
     for item in document.get("measurements") or []:
@@ -576,7 +631,7 @@ def rejudge_model_caching(
     spec: dict[str, Any],
     records: list[dict[str, Any]],
     tensors: dict[str, torch.Tensor],
-    workloads: dict[str, tuple[Workload, torch.Tensor] | str],
+    workloads: dict[str, JudgeModel | str],
 ) -> dict[str, Any]:
     """TEST04 of the model suite judged by the judge, as the performance suite's ``rejudge_caching``:
     each probe's timings and kept outputs from the device process (``records``, tensors ``caching<i>.*``)
@@ -601,7 +656,7 @@ def rejudge_model_caching(
         if isinstance(evidence, str):
             items.append({**head, "reason": evidence})
             continue
-        workload, reference = built
+        workload, reference = built.workload, built.reference
         try:
             items.append(
                 judge_model_probe(
@@ -635,3 +690,117 @@ def rejudge_model_caching(
             )
     rebuild_integrity(document, caching=items)
     return document
+
+
+def rejudge_model_timed(
+    document: dict[str, Any],
+    spec: dict[str, Any],
+    records: list[dict[str, Any]],
+    tensors: dict[str, torch.Tensor],
+    outputs: list[dict[str, Any]],
+    workloads: dict[str, JudgeModel | str],
+) -> list[tuple[str, torch.Tensor]]:
+    """TEST01, the timed figures and the clock cross-check of the model suite judged by the judge from
+    the timed runs' raw evidence (``records``, runners/model_suite/timed_judge.py): the device process's
+    own TEST01 and timing items are dropped, and every timed measurement is the judge's recomputation.
+    Every model and dtype with timed measurements must come back with its evidence, or both its TEST01
+    and its clock item fail. Returns the TEST01 outputs the judge judged, by output id, for its commitment.
+    """
+    from runners.model_suite.timed_judge import judge_timed_samples, rederive_timed, timed_from_wire
+    from runners.models.reference import float64_copy
+
+    options = {**(spec.get("options") or {}), **{k: spec[k] for k in ("quick", "timing") if k in spec}}
+    quick = bool(options.get("quick"))
+    policy = TimingPolicy.from_dict({**(options.get("timing") or {}), "quick": quick})
+    seed = spec["challenge"]
+    accuracy = returned_accuracy(outputs, tensors)
+    evidence: dict[tuple[str, str], TimedEvidence | str] = {}
+    for index, record in enumerate(records):
+        key = (str(record.get("model")), str(record.get("dtype")))
+        evidence[key] = (
+            "the device process returned the timed runs twice"
+            if key in evidence
+            else timed_from_wire(record, {k: v for k, v in tensors.items() if k.startswith(f"timed{index}.")})
+        )
+    groups: list[tuple[str, str]] = []
+    for item in document.get("measurements") or []:
+        params: dict[str, Any] = item.get("params") or {}
+        group = (str(params.get("model")), str(item.get("dtype")))
+        if (
+            item.get("kind") in ("model_latency", "model_throughput", "ttft", "decode")
+            and group not in groups
+        ):
+            groups.append(group)
+    consistency: list[dict[str, Any]] = []
+    timing: list[dict[str, Any]] = []
+    committed: list[tuple[str, torch.Tensor]] = []
+    others = [
+        m
+        for m in document.get("measurements") or []
+        if (str((m.get("params") or {}).get("model")), str(m.get("dtype"))) not in groups
+    ]
+    rebuilt: list[dict[str, Any]] = []
+    for name, dtype in groups:
+        head = {"model": name, "dtype": dtype, "verdict": "fail", "sampled": 0, "mismatches": 0}
+        mine = [
+            m
+            for m in document.get("measurements") or []
+            if (str((m.get("params") or {}).get("model")), str(m.get("dtype"))) == (name, dtype)
+        ]
+        built = workloads.get(name)
+        found = evidence.get((name, dtype), "no evidence of the timed runs came back from the device process")
+        if dtype not in DTYPES or not isinstance(built, JudgeModel):
+            why = built if isinstance(built, str) else "the judge has no such model and dtype in this job"
+            consistency.append({**head, "sample_ids": [], "reason": why})
+            timing.append(
+                {
+                    "model": name,
+                    "dtype": dtype,
+                    "verdict": "fail",
+                    "checked": 0,
+                    "disagreements": 0,
+                    "min_ratio": None,
+                    "max_ratio": None,
+                    "bounds": None,
+                    "refused": [],
+                    "reason": why,
+                }
+            )
+            rebuilt += [
+                m
+                for m in mine
+                if m.get("kind") not in ("model_latency", "model_throughput", "ttft", "decode")
+            ]
+            continue
+        timed = found if isinstance(found, TimedEvidence) else None
+        measurements, clock = rederive_timed(
+            mine, timed, built.workload, policy, name=name, dtype=dtype, quick=quick
+        )
+        rebuilt += measurements
+        timing.append(clock)
+        if timed is None:
+            consistency.append({**head, "sample_ids": [], "reason": str(found)})
+            continue
+        try:
+            decoder = None
+            if built.workload.kind == "decoder":
+                decoder = float64_copy(built.loaded.module, type(built.loaded.module), built.loaded.config)
+            item = judge_timed_samples(
+                built.workload,
+                built.reference,
+                accuracy.get((name, dtype)),
+                timed,
+                seed=seed,
+                quick=quick,
+                decoder_reference=decoder,
+            )
+        except Exception as exc:  # evidence the judge's scoring could not read: nothing vouched for
+            item = {**head, "sample_ids": [], "reason": f"the judge could not judge the samples: {exc}"[:500]}
+        consistency.append(item)
+        judged_ids = set(item.get("sample_ids") or [])
+        committed += [
+            (model_output_id(name, dtype, s.label), s.output) for s in timed.samples if s.label in judged_ids
+        ]
+    document["measurements"] = json_safe(others + rebuilt)
+    rebuild_integrity(document, consistency=consistency, timing=timing)
+    return committed

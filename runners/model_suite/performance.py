@@ -7,19 +7,27 @@ scored against the float64 reference with the accuracy bar of the requested dtyp
 probes the single-item input the latency run repeated, in seeded patterns, and is decided from the
 probe's evidence by ``judge_model_probe`` (by the judge, with a device process: runners/device).
 
-What the judge cannot vouch for yet (issue 13, "the vendor's code runs apart from the judge"): with a
-device process this whole module runs there, so the timed loop (latency, throughput sweep, TTFT, decode)
-and the TEST04 probe's calls are timed and recorded by the device process's copies of
-``runners.timing`` and ``runners.integrity.CachingProbe``, which a plugin can rewrite in its process:
+With a device process this whole module runs there and judges nothing (issue 13): ``model_integrity``
+keeps, per model and dtype, a ``TimedEvidence`` (the TEST01 samples, a decoder's with the same call's
+output untimed and the first token its decode step continued, and every timed measurement's raw
+per-sample timings with the clock check's raw sums, ``runners.timing.stats_to_wire``), and the judge
+decides TEST01 against its own float64 reference, recomputes every timed figure, its stability and the
+clock cross-check from the raw timings with its own policy, and fails a figure whose device summary
+disagrees with them (runners/model_suite/timed_judge.py, ``rejudge_model_timed``). A decoder's greedy
+generation agreement is the judge's too, from the tokens the device generated (``generated_tokens``).
 
-- every timing is the device process's figure: a plugin can report any latency, throughput, TTFT or
-  decode rate, and TEST04's fresh and repeated samples too, so a cache keyed on the input's content
-  (fresh calls at full cost, repeated ones from memory) passes TEST04's timing verdict once the plugin
-  rewrites the repeated samples; the judge's output checks still fail caches keyed on buffers or shapes;
+What the judge still cannot vouch for: the timed loop (latency, throughput sweep, TTFT, decode) and the
+TEST04 probe's calls are timed and recorded by the device process's copies of ``runners.timing`` and
+``runners.integrity.CachingProbe``, which a plugin can rewrite in its process:
+
+- the raw timings are the device process's figures: a plugin can report any per-sample time, and the
+  judge's figures follow it (only a summary inconsistent with its own samples is caught); TEST04's fresh
+  and repeated samples likewise, so a cache keyed on the input's content (fresh calls at full cost,
+  repeated ones from memory) passes TEST04's timing verdict once the plugin rewrites the repeated
+  samples; the judge's output checks still fail caches keyed on buffers or shapes;
 - which output is "the timed one" is the device process's word: a harness that times a call that skips
   work and records an output computed apart, untimed, gives the TEST01 samples and the probe's fresh
-  outputs honest values, so neither check sees the skipped work;
-- the model TEST01 verdict and the clock cross-check are still computed there (device_verdicts).
+  outputs honest values, so neither check sees the skipped work.
 
 Closing it is the serving suite's design (runners/serving_engine.py): the device process places the
 model and holds its input buffers and, per decoder, its KV cache; the judge runs ``measure_with_output``,
@@ -57,7 +65,7 @@ from runners.measurements import measurement, timing_section
 from runners.model_suite.workloads import Workload
 from runners.models.loading import LoadedModel
 from runners.models.reference import float64_copy
-from runners.timing import TimingPolicy, measure_with_output
+from runners.timing import TimingPolicy, measure_with_output, stats_to_wire
 
 ACCURACY_BATCH = 4
 GENERATED_TOKENS = 8
@@ -81,6 +89,36 @@ class OutputSample:
     # untimed output of the same call and the float64 reference's logits, row for row.
     expected: torch.Tensor | None = None
     reference: torch.Tensor | None = None
+    # A decode step's sample: the device's first token the step continued (the judge's reference
+    # continues it too, teacher forcing).
+    token: torch.Tensor | None = None
+
+
+@dataclass
+class TimedEvidence:
+    """What the device process keeps of one model and dtype's timed runs for the judge: the TEST01
+    samples (the decoders' with the untimed output of the same call, never a reference) and the raw
+    evidence of every timed measurement (``runners.timing.stats_to_wire``), by measurement name."""
+
+    model: str
+    dtype: str
+    samples: list[OutputSample]
+    timings: dict[str, dict[str, Any]]
+
+
+def throughput_batches(size: int, quick: bool) -> list[int]:
+    """The batch sizes of the throughput sweep of a workload of ``size`` items."""
+    return [b for b in ((1, 4) if quick else (1, 4, 16)) if b <= size]
+
+
+def decoder_batches(size: int) -> list[int]:
+    """The batch sizes a decoder's TTFT and decode rate are timed at."""
+    return [1] if size == 1 else sorted({1, min(4, size)})
+
+
+def test01_picks(seed: int | str, name: str, dtype: str, size: int) -> list[int]:
+    """The items whose outputs the throughput sweep's TEST01 samples keep (drawn from the challenge)."""
+    return sample_indices(seed, size, TEST01_SAMPLES, salt=f"model:{name}:{dtype}")
 
 
 def _chunks(count: int, size: int) -> list[range]:
@@ -121,15 +159,13 @@ class ModelRun:
 
     def generation_agreement(self) -> float:
         """Fraction of greedily generated tokens equal to the float64 model's."""
-        prompt = self.workload.make_batch(range(min(2, self.workload.size)), torch.device("cpu"), self.dtype)[
-            0
-        ]
+        return generation_agreement(self.model, self.workload, self.dtype, self.generated_tokens())
+
+    def generated_tokens(self) -> torch.Tensor:
+        """The device's greedy generation from the first prompts (``generation_prompt``), on the host."""
+        prompt = generation_prompt(self.workload, self.dtype)
         with torch.inference_mode():
-            expected = float64_copy(self.model.module, type(self.model.module), self.model.config).generate(  # type: ignore[operator]  # an nn.Module attribute is Tensor | Module to mypy
-                prompt, GENERATED_TOKENS
-            )
-            got = device_call(self.module.generate)(prompt.to(self.device), GENERATED_TOKENS).cpu()  # type: ignore[arg-type]  # an nn.Module attribute is Tensor | Module to mypy
-        return float((got == expected).double().mean())
+            return device_call(self.module.generate)(prompt.to(self.device), GENERATED_TOKENS).cpu()  # type: ignore[arg-type]  # an nn.Module attribute is Tensor | Module to mypy
 
     def caching_inputs(self, count: int) -> list[tuple[torch.Tensor, ...]]:
         """``count + 1`` distinct equal-shape batches: [0] is repeated, the rest are fresh."""
@@ -139,6 +175,23 @@ class ModelRun:
     def fresh_single(self, count: int) -> list[tuple[torch.Tensor, ...]]:
         """``count`` distinct one-item batches of the latency input's shape, never seen before."""
         return [self.workload.make_fresh(v, 1, self.device, self.dtype) for v in range(1, count + 1)]
+
+
+def generation_prompt(workload: Workload, dtype: torch.dtype) -> torch.Tensor:
+    """The prompts a decoder's free-running generation starts from: the workload's first two."""
+    return workload.make_batch(range(min(2, workload.size)), torch.device("cpu"), dtype)[0]
+
+
+def generation_agreement(model: LoadedModel, workload: Workload, dtype: torch.dtype, got: Any) -> float:
+    """Fraction of greedily generated tokens (``got``, the device's) equal to the float64 model's; 0.0
+    when ``got`` is not a token tensor of the float64 generation's shape."""
+    with torch.inference_mode():
+        expected = float64_copy(model.module, type(model.module), model.config).generate(  # type: ignore[operator]  # an nn.Module attribute is Tensor | Module to mypy
+            generation_prompt(workload, dtype), GENERATED_TOKENS
+        )
+    if not isinstance(got, torch.Tensor) or got.shape != expected.shape or got.is_floating_point():
+        return 0.0
+    return float((got == expected).double().mean())
 
 
 def _rows(outputs: Any, picks: list[int]) -> torch.Tensor:
@@ -152,8 +205,18 @@ def _rows(outputs: Any, picks: list[int]) -> torch.Tensor:
         return torch.empty(0)  # malformed outputs: nothing to compare, so TEST01 fails
 
 
-def measure_model(run: ModelRun, seed: int | str = "") -> tuple[list[dict[str, Any]], list[OutputSample]]:
-    """The model's performance measurements, and outputs sampled at seeded rounds of the timed runs."""
+def measure_model(
+    run: ModelRun,
+    seed: int | str = "",
+    *,
+    timings: dict[str, dict[str, Any]] | None = None,
+    apart: bool = False,
+) -> tuple[list[dict[str, Any]], list[OutputSample]]:
+    """The model's performance measurements, and outputs sampled at seeded rounds of the timed runs.
+
+    ``timings`` (the device process) collects each timed measurement's raw evidence by name; with
+    ``apart`` the decoders' samples carry no float64 reference (the judge computes its own)."""
+    raw = timings if timings is not None else {}
     name, dtype = run.model.spec.name, str(run.dtype).removeprefix("torch.")
     base = {
         "model": name,
@@ -171,6 +234,7 @@ def measure_model(run: ModelRun, seed: int | str = "") -> tuple[list[dict[str, A
             lambda: run.forward(*single), backend=run.backend, policy=run.policy, between_rounds=sampler
         )
     samples += [OutputSample(f"latency@round{r}", [0], t) for r, t in sampler.finish()]
+    raw[f"{name} latency"] = stats_to_wire(stats)
     items.append(
         measurement(
             name=f"{name} latency",
@@ -183,8 +247,8 @@ def measure_model(run: ModelRun, seed: int | str = "") -> tuple[list[dict[str, A
         )
     )
 
-    sweep = [b for b in ((1, 4) if run.quick else (1, 4, 16)) if b <= run.workload.size]
-    picks = sample_indices(seed, run.workload.size, TEST01_SAMPLES, salt=salt)
+    sweep = throughput_batches(run.workload.size, run.quick)
+    picks = test01_picks(seed, name, dtype, run.workload.size)
     for index, batch_size in enumerate(sweep):
         batches = run.batches(batch_size)
         last = index == len(sweep) - 1
@@ -198,6 +262,7 @@ def measure_model(run: ModelRun, seed: int | str = "") -> tuple[list[dict[str, A
             between_rounds=sampler,
         )
         samples += [OutputSample(f"b{batch_size}@round{r}", picks, t) for r, t in sampler.finish()]
+        raw[f"{name} throughput b{batch_size}"] = stats_to_wire(stats)
         items_per_s = run.workload.size / stats.median
         items.append(
             measurement(
@@ -218,14 +283,15 @@ def measure_model(run: ModelRun, seed: int | str = "") -> tuple[list[dict[str, A
         if last:
             items.extend(_memory_and_power(run, name, dtype, base, batch_size, stats.median))
     if run.workload.kind == "decoder":
-        timed, decoder_samples = _decoder_timings(run, name, dtype, base, seed)
+        timed, decoder_samples = _decoder_timings(run, name, dtype, base, seed, raw=raw, apart=apart)
         items.extend(timed)
         samples += decoder_samples
     return items, samples
 
 
 def output_samples_verdict(
-    run: ModelRun,
+    workload: Workload,
+    dtype: torch.dtype,
     accuracy_out: torch.Tensor,
     reference: torch.Tensor,
     samples: list[OutputSample],
@@ -237,7 +303,7 @@ def output_samples_verdict(
     float64 reference (``workload.score``): a device that drops precision after the
     accuracy pass fails the first, one that is degraded throughout the second.
     """
-    dtype_name = str(run.dtype).removeprefix("torch.")
+    dtype_name = str(dtype).removeprefix("torch.")
     failures: list[dict[str, Any]] = []
     checked = mismatches = 0
     worst_diff = 0.0
@@ -246,7 +312,7 @@ def output_samples_verdict(
         got = {k: sample.output[j] for j, k in enumerate(keys) if j < sample.output.shape[0]}
         rows = sample.expected if sample.expected is not None else accuracy_out[torch.tensor(sample.items)]
         expected = {k: rows[j] for j, k in enumerate(keys)}
-        against = output_consistency(expected, got, dtype=run.dtype, sampled=keys)
+        against = output_consistency(expected, got, dtype=dtype, sampled=keys)
         checked += against["sampled"]
         mismatches += against["mismatches"]
         worst_diff = max(worst_diff, against["max_abs_diff"])
@@ -255,8 +321,11 @@ def output_samples_verdict(
         if sample.output.shape[0] != len(sample.items):
             failures.append({"sample": sample.label, "reason": "output not logged"})
             continue
-        if sample.reference is not None:  # a decoder's first token or decode step
-            within = tokens_within_rounding(sample.output, sample.reference, run.dtype)
+        if sample.expected is not None:  # a decoder's first token or decode step
+            if sample.reference is None:
+                failures.append({"sample": sample.label, "reason": "no float64 reference to judge it by"})
+                continue
+            within = tokens_within_rounding(sample.output, sample.reference, dtype)
             if within < 1.0:
                 mismatches += 1
                 failures.append(
@@ -270,7 +339,7 @@ def output_samples_verdict(
                     }
                 )
             continue
-        score = run.workload.score(sample.output, reference[torch.tensor(sample.items)], dtype_name)
+        score = workload.score(sample.output, reference[torch.tensor(sample.items)], dtype_name)
         if not score["meets_informational_bar"]:
             mismatches += 1
             failures.append(
@@ -282,7 +351,7 @@ def output_samples_verdict(
                     "threshold": score["informational_bar"],
                 }
             )
-    rtol, atol = default_tolerance(run.dtype)
+    rtol, atol = default_tolerance(dtype)
     return {
         "verdict": "fail" if failures or not samples else "pass",
         "sampled": checked,
@@ -305,22 +374,38 @@ def model_integrity(
     threshold: float | None = None,
     commitment: OutputCommitment | None = None,
     keep_caching: list[tuple[str, str, CachingEvidence]] | None = None,
+    keep_timed: list[TimedEvidence] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Measurements and the three integrity verdicts (TEST01, TEST04, clock) of one model and dtype.
 
     Each TEST01 sample is committed in ``commitment`` for the platform's reveal. With ``keep_caching``
     (the device process) the TEST04 probe's evidence is kept for the judge, who replaces this process's
-    TEST04 item with its own (``rejudge_model_caching``); without, TEST04 is ``judge_model_probe``'s."""
+    TEST04 item with its own (``rejudge_model_caching``); without, TEST04 is ``judge_model_probe``'s.
+    With ``keep_timed`` (the device process) the TEST01 samples and every measurement's raw timings
+    are kept for the judge (``rejudge_model_timed``), who commits the samples, decides TEST01 and
+    recomputes every timed figure and the clock cross-check; this process judges none of them."""
     name, dtype = run.model.spec.name, str(run.dtype).removeprefix("torch.")
-    measurements, samples = measure_model(run, seed)
-    if commitment is not None:
-        for sample in samples:
-            commitment.record(model_output_id(name, dtype, sample.label), sample.output)
-    consistency = {
-        "model": name,
-        "dtype": dtype,
-        **output_samples_verdict(run, accuracy_out, reference, samples),
-    }
+    timings: dict[str, dict[str, Any]] = {}
+    measurements, samples = measure_model(run, seed, timings=timings, apart=keep_timed is not None)
+    if keep_timed is not None:
+        keep_timed.append(TimedEvidence(name, dtype, samples, timings))
+        consistency = {
+            "model": name,
+            "dtype": dtype,
+            "verdict": "fail",
+            "sampled": 0,
+            "mismatches": 0,
+            "reason": "judged by the judge from the samples (rejudge_model_timed)",
+        }
+    else:
+        if commitment is not None:
+            for sample in samples:
+                commitment.record(model_output_id(name, dtype, sample.label), sample.output)
+        consistency = {
+            "model": name,
+            "dtype": dtype,
+            **output_samples_verdict(run.workload, run.dtype, accuracy_out, reference, samples),
+        }
     # TEST04 on the input the latency run repeated all along, against fresh one-item inputs copied
     # into its buffers (each computed apart afterwards, to check the fresh calls' outputs).
     single = run.workload.make_batch([0], run.device, run.dtype)
@@ -440,17 +525,27 @@ def _host(output: Any) -> torch.Tensor:
 
 @torch.inference_mode()
 def _decoder_timings(
-    run: ModelRun, name: str, dtype: str, base: dict[str, Any], seed: int | str = ""
+    run: ModelRun,
+    name: str,
+    dtype: str,
+    base: dict[str, Any],
+    seed: int | str = "",
+    *,
+    raw: dict[str, dict[str, Any]],
+    apart: bool = False,
 ) -> tuple[list[dict[str, Any]], list[OutputSample]]:
     """Time to first token (prefill + first argmax) and decode tokens/s over a KV cache, with their
     TEST01 samples: the next-token logits taken at seeded rounds of both timed runs, against the
-    same call untimed and against the float64 model's logits for the same context."""
+    same call untimed and against the float64 model's logits for the same context (``apart``: no
+    reference here, the judge computes it: ``decoder_sample_references``)."""
     module = run.module
     call = run.step or run.forward
     items: list[dict[str, Any]] = []
     samples: list[OutputSample] = []
-    reference_model = float64_copy(run.model.module, type(run.model.module), run.model.config)
-    for batch_size in (1, min(4, run.workload.size)):
+    reference_model = (
+        None if apart else float64_copy(run.model.module, type(run.model.module), run.model.config)
+    )
+    for batch_size in decoder_batches(run.workload.size):
         picks = list(range(batch_size))
         prompt = run.workload.make_batch(picks, run.device, run.dtype)[0]
         length = prompt.shape[1]
@@ -469,7 +564,7 @@ def _decoder_timings(
             first_token, backend=run.backend, policy=run.policy, between_rounds=sampler
         )
         host_prompt = prompt.detach().cpu()
-        first_reference = reference_model(host_prompt)[:, -1]
+        first_reference = None if reference_model is None else reference_model(host_prompt)[:, -1]
         samples += [
             OutputSample(f"ttft b{batch_size}@round{r}", picks, _host(t), untimed_first, first_reference)
             for r, t in sampler.finish()
@@ -489,11 +584,20 @@ def _decoder_timings(
         )
         # The reference continues the device's own first token (teacher forcing): a device whose
         # first token differed is judged on its step from there, not twice for one divergence.
-        step_reference = reference_model(torch.cat([host_prompt, token.detach().cpu()], dim=1))[:, -1]
+        host_token = token.detach().cpu()
+        step_reference = (
+            None
+            if reference_model is None
+            else reference_model(torch.cat([host_prompt, host_token], dim=1))[:, -1]
+        )
         samples += [
-            OutputSample(f"decode b{batch_size}@round{r}", picks, _host(t), untimed_step, step_reference)
+            OutputSample(
+                f"decode b{batch_size}@round{r}", picks, _host(t), untimed_step, step_reference, host_token
+            )
             for r, t in sampler.finish()
         ]
+        raw[f"{name} ttft b{batch_size}"] = stats_to_wire(ttft)
+        raw[f"{name} decode b{batch_size}"] = stats_to_wire(step)
         params = {**base, "batch": batch_size, "prompt_tokens": length, "context": length + 1}
         items.append(
             measurement(
@@ -517,6 +621,4 @@ def _decoder_timings(
                 stats=step,
             )
         )
-        if batch_size == run.workload.size or run.workload.size == 1:
-            break
     return items, samples

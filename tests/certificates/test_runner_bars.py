@@ -200,6 +200,26 @@ def test_events_timing_without_its_raw_clock_figures_fails():
         measurements=[], integrity={"timing": {"verdict": "fail"}}, thresholds=thresholds
     )
     assert [v.passed for v in refused] == [False]
+    assert refused[0].detail == "the runner refused figures whose events disagreed with the host clock"
+
+
+def test_figures_the_runners_judge_found_disagreeing_with_their_raw_timings_fail():
+    """Issue 13: the model suite's judge recomputes every figure from the raw timings; a document where
+    they disagreed fails the clock cross-check, and says why in its own words."""
+    thresholds = judge.level_thresholds(program=definition(), level="baseline")
+    timing = {
+        "verdict": "fail",
+        "disagreements": 0,
+        "items": [{"verdict": "fail", "raw_timings": {"checked": 3, "disagreements": 3}}],
+    }
+    [refused] = judge.timing_verdicts(measurements=[], integrity={"timing": timing}, thresholds=thresholds)
+    assert not refused.passed
+    assert (
+        refused.detail
+        == "the runner's judge refused figures that disagree with the raw timings the device returned"
+    )
+    honest = {"verdict": "not_applicable", "items": [{"raw_timings": {"checked": 3, "disagreements": 0}}]}
+    assert judge.timing_verdicts(measurements=[], integrity={"timing": honest}, thresholds=thresholds) == []
 
 
 # Headlines from the runner's claims, rounded by one rule ---------------------------------------

@@ -473,7 +473,7 @@ def test_the_judge_fails_a_model_whose_caching_probe_did_not_come_back_or_does_n
     """rejudge_model_caching: the device process's own TEST04 items are dropped; a timed model and dtype
     with no probe, a probe whose evidence is malformed, and a probe of a model the job does not name fail."""
     from runners.integrity import CachingEvidence
-    from runners.model_suite import rejudge_model_caching
+    from runners.model_suite import JudgeModel, rejudge_model_caching
     from runners.model_suite.workloads import workload_for
     from runners.models import ModelSpec, load_model
 
@@ -484,8 +484,9 @@ def test_the_judge_fails_a_model_whose_caching_probe_did_not_come_back_or_does_n
     assert item["verdict"] == "fail" and "no caching probe" in item["reason"]
     assert item["threshold"] == 0.1
 
-    workload = workload_for(load_model(ModelSpec.from_dict(SMALL_MODEL)), "c", quick=True)
-    workloads: dict[str, Any] = {"resnet-tiny": (workload, workload.reference())}
+    loaded = load_model(ModelSpec.from_dict(SMALL_MODEL))
+    workload = workload_for(loaded, "c", quick=True)
+    workloads: dict[str, Any] = {"resnet-tiny": JudgeModel(workload, workload.reference(), loaded)}
     out = torch.zeros(1, 10)
     evidence = CachingEvidence([1.0], [1.0, 1.0, 1.0], [1.0, 1.0], ["RRRF"], [None], [out], [out], out)
     figures, tensors = evidence.to_wire("caching1")  # one fresh input where the suite's probe runs 12

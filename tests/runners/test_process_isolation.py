@@ -564,6 +564,94 @@ def test_without_the_device_process_the_same_plugin_would_forge_the_model_test04
     assert caching["items"][0]["fresh_output_mismatches"] == 0
 
 
+# The model suite's TEST01 and timed figures: raw evidence from the device process, the judge decides --
+
+
+def _hostile_model_timed(tmp_path: Path, monkeypatch) -> tuple[dict, dict]:
+    env = plugin_environment(tmp_path)
+    (tmp_path / "probe" / "config.json").write_text(json.dumps({"forge_model": True}))
+    for name in ("PYTHONPATH", "HOSTILE_PROBE_DIR"):
+        monkeypatch.setenv(name, env[name])
+    document = _model_timed("hostile", tmp_path / "weights")
+    report = json.loads(next((tmp_path / "probe").glob("report-*.json")).read_text())
+    return document, report
+
+
+@pytest.mark.slow
+def test_a_plugin_forging_the_model_test01_verdict_and_timed_figures_is_refused_by_the_judge(
+    tmp_path, monkeypatch
+):
+    """The plugin runs one-item forwards (the latency path) in bfloat16 in a float32 run and, in its
+    process, rewrites the model suite's TEST01 verdict to "pass" and every timed figure ten times better.
+    The judge decides TEST01 from the returned samples against the returned accuracy output and its own
+    float64 reference, and recomputes every figure from the raw timings: TEST01 fails, the forged
+    figures are replaced, and the clock cross-check item fails for the disagreement. (On the code before
+    this check, TEST01 passed and the forged figures were published.)"""
+    from runners.document import validate_document
+    from runners.timing import TimingPolicy
+
+    document, report = _hostile_model_timed(tmp_path, monkeypatch)
+    validate_document(document)
+    assert report["model"] == "bfloat16 latency path"
+    assert "runners.model_suite.performance.output_samples_verdict" in report["patched"]
+    [consistency] = document["integrity"]["output_consistency"]["items"]
+    assert document["integrity"]["output_consistency"]["verdict"] == consistency["verdict"] == "fail"
+    assert consistency["mismatches"] >= 1
+    failed = {d["sample"].split("@")[0] for d in consistency["details"]}
+    assert {"latency", "b1"} <= failed and "b4" not in failed, consistency["details"]
+    [timing] = document["integrity"]["timing"]["items"]
+    assert document["integrity"]["timing"]["verdict"] == timing["verdict"] == "fail"
+    assert timing["raw_timings"]["checked"] == timing["raw_timings"]["disagreements"] == 3
+    assert "disagree with the raw timings" in timing["reason"]
+    # The published figures are the judge's: each throughput is the items over the recomputed median.
+    policy = TimingPolicy.quick()
+    for item in document["measurements"]:
+        if item["kind"] == "model_throughput":
+            assert item["value"] == pytest.approx(
+                item["params"]["items"] / item["stats"]["median"], rel=1e-12
+            )
+        if item["kind"] == "model_latency":
+            assert item["value"] == item["stats"]["median"]
+            assert item["unstable"] == (
+                item["stats"]["iqr"] / item["stats"]["median"] > policy.target_rel_iqr
+            )
+    assert document["process_isolation"]["device_verdicts"] == []
+    sample_ids = {f"model/resnet-tiny/float32/{label}" for label in consistency["sample_ids"]}
+    assert sample_ids and sample_ids <= {o["id"] for o in document["commitment"]["outputs"]}
+
+
+@pytest.mark.slow
+def test_an_honest_device_passes_the_model_test01_and_timing_judged_by_the_judge(tmp_path):
+    from runners.document import validate_document
+
+    document = _model_timed("cpu", tmp_path)
+    validate_document(document)
+    [consistency] = document["integrity"]["output_consistency"]["items"]
+    assert consistency["verdict"] == "pass" and consistency["mismatches"] == 0, consistency
+    groups = {label.split("@")[0] for label in consistency["sample_ids"]}
+    assert groups == {"latency", "b1", "b4"}
+    [timing] = document["integrity"]["timing"]["items"]
+    assert timing["verdict"] == "not_applicable", timing  # the CPU has no timing events
+    assert timing["raw_timings"] == {"checked": 3, "disagreements": 0, "details": []}
+    assert document["process_isolation"]["device_verdicts"] == []
+
+
+IN_PROCESS_TEST01 = IN_PROCESS_MODEL.replace(
+    'print(json.dumps(document["integrity"]["caching"]))', 'print(json.dumps(document["integrity"]))'
+)
+
+
+@pytest.mark.slow
+def test_without_the_device_process_the_same_plugin_would_forge_the_model_test01(tmp_path):
+    """The control: loaded into the judge (a library call), the plugin's forged TEST01 verdict stands."""
+    env = plugin_environment(tmp_path)
+    (tmp_path / "probe" / "config.json").write_text(json.dumps({"forge_model": True}))
+    options = {"quick": True, "model_dtypes": ["float32"], "model_performance_dtypes": ["float32"]}
+    integrity = run_control(IN_PROCESS_TEST01, CHALLENGE, json.dumps(options), str(tmp_path / "w"), env=env)
+    assert integrity["output_consistency"]["verdict"] == "pass", integrity["output_consistency"]
+    assert integrity["timing"]["verdict"] == "not_applicable"
+
+
 # The serving suite: LoadGen and every verdict in the judge, each forward in the device process -----
 
 SERVING_SETTINGS = {

@@ -318,3 +318,22 @@ def test_the_window_is_part_of_the_recorded_policy() -> None:
     assert TimingPolicy().window_s == TimingPolicy().min_time_s
     assert TimingPolicy.from_dict({"window_s": None}).window_s is None
     assert TimingPolicy.from_dict({"quick": True}).window_s == TimingPolicy.quick().window_s
+
+
+def test_the_judge_recomputes_a_measurements_statistics_from_its_raw_timings() -> None:
+    """What the device process sends (``stats_to_wire``) gives the judge the very statistics, recomputed
+    with the judge's policy; malformed evidence is refused."""
+    from runners.timing import stats_from_wire, stats_to_wire
+
+    policy = TimingPolicy.quick()
+    stats = measure(lambda: sum(range(200)), policy=policy)
+    assert stats_from_wire(stats_to_wire(stats), policy) == stats
+    stricter = stats_from_wire({**stats_to_wire(stats), "samples": [1.0, 1.0, 2.0, 9.0]}, policy)
+    assert stricter.median == 1.5 and stricter.unstable
+    for bad in (
+        None,
+        {**stats_to_wire(stats), "samples": [float("nan")]},
+        {**stats_to_wire(stats), "method": "x"},
+    ):
+        with pytest.raises(ValueError):
+            stats_from_wire(bad, policy)

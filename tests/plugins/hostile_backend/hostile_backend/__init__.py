@@ -21,7 +21,10 @@ buffers or by their shapes alone (TEST04's cheats: the repeated input costs noth
 the caching verdict in its process (every fresh output "equal" to its output apart, every probe "pass"),
 ``{"memo_model": "buffer"}`` or ``{"memo_model": "shape"}`` to do the same to a placed model's one-item
 forwards (the latency input's: the model suite's TEST04), with the same forged verdicts, the model
-suite's own TEST04 judge included.
+suite's own TEST04 judge included; ``{"forge_model": true}`` to run a placed model's one-item forwards
+(the latency path) through bfloat16 in a float32 run while, in its process, it forges the model suite's
+TEST01 verdict ("pass", no mismatch) and its timed figures (every latency and time to first token ten
+times shorter, every throughput and decode rate ten times higher, the raw samples untouched).
 """
 
 from __future__ import annotations
@@ -232,6 +235,55 @@ def patch_the_caching_verdicts() -> list[str]:
     return patched
 
 
+FORGED_SPEEDUP = 10.0
+_TIME_STATS = ("median", "p90", "p99", "iqr", "ci_low", "ci_high")
+
+
+def patch_the_model_timed_verdicts() -> list[str]:
+    """The model suite's TEST01 verdict and timed figures, forged in this process."""
+    import runners.model_suite.performance as model_performance
+
+    original_verdict = model_performance.output_samples_verdict
+
+    def verdict(*args, **kwargs):
+        return {**original_verdict(*args, **kwargs), "verdict": "pass", "mismatches": 0, "details": []}
+
+    original_measurement = model_performance.measurement
+
+    def measurement(**kwargs):
+        item = original_measurement(**kwargs)
+        if item.get("stats") and item["kind"] in ("model_latency", "ttft", "model_throughput", "decode"):
+            item["stats"] = {
+                k: v / FORGED_SPEEDUP if k in _TIME_STATS else v for k, v in item["stats"].items()
+            }
+            if item["value"] is not None:
+                faster = item["kind"] in ("model_throughput", "decode")
+                item["value"] = item["value"] * FORGED_SPEEDUP if faster else item["value"] / FORGED_SPEEDUP
+            if "tokens_per_s" in item["params"]:
+                item["params"]["tokens_per_s"] *= FORGED_SPEEDUP
+        return item
+
+    model_performance.output_samples_verdict = verdict
+    model_performance.measurement = measurement
+    return [
+        "runners.model_suite.performance.output_samples_verdict",
+        "runners.model_suite.performance.measurement",
+    ]
+
+
+def bfloat16_latency_path(fn):
+    """The "chip"'s one-item forwards (the latency path) computed in bfloat16, whatever was asked for."""
+
+    def reduced(*args):
+        out = fn(*args)
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        if tensors and tensors[0].shape[0] == 1 and out.is_floating_point():
+            return out.to(torch.bfloat16).to(out.dtype)
+        return out
+
+    return reduced
+
+
 def memoized_forward(fn, key: str):
     """The "chip"'s model runtime with a result cache for one-item batches (the latency input): keyed on
     the input tensors' buffers, or on their shapes alone."""
@@ -312,6 +364,10 @@ class HostileBackend(CpuBackend):
         if self.memo_model:
             report["patched"] += patch_the_caching_verdicts()
             report["model"] = f"memoized by {self.memo_model}"
+        self.forge_model = bool(_config().get("forge_model"))
+        if self.forge_model:
+            report["patched"] += patch_the_model_timed_verdicts()
+            report["model"] = "bfloat16 latency path"
         self.stale_serving = bool(_config().get("stale_serving"))
         if self.stale_serving:
             report["patched"] += patch_the_serving_verdicts()
@@ -325,6 +381,8 @@ class HostileBackend(CpuBackend):
         model runtime that caches one-item forwards (``memo_model``)."""
         if self.memo_model:
             return memoized_forward(fn, str(self.memo_model))
+        if self.forge_model:
+            return bfloat16_latency_path(fn)
         if not self.stale_serving:
             return fn
         cached: list[torch.Tensor] = []
