@@ -521,7 +521,8 @@ _phrase("job.requeued_silent", gettext_noop("no progress from the runner; the jo
 _phrase(
     "campaign.failed",
     gettext_noop("No evidence to evaluate: %(jobs)s"),
-    lists={"jobs": "; "},
+    # An item starts at its job's label: a job's message that holds "; " itself (a list of problems) stays whole.
+    lists={"jobs": Separator("; ", r"Job \d+ ")},
 )
 _phrase(
     "campaign.failed_job",
@@ -530,9 +531,307 @@ _phrase(
     patterns={
         "job": r"Job \d+ \S+",
         "error": "Product failure|Infrastructure|Timeout|Rejected evidence|failed|cancelled",
-        "message": "[^;]*",
+        "message": ".*",
     },
 )
+
+# Why ingestion refused a result (apps/runs/services/ingestion.py): the job's error and the rejection's
+# reason, each problem of a list recorded as its own phrase (coverage, weights, commitment, spot check).
+_phrase("ingest.not_envelope", gettext_noop("not a signed result envelope"))
+_phrase("ingest.too_large", gettext_noop("document too large"))
+_phrase("ingest.not_json", gettext_noop("document is not JSON"))
+_phrase("ingest.not_object", gettext_noop("document is not a JSON object"))
+_phrase("ingest.unknown_job", gettext_noop("the document names no known job"))
+_phrase("ingest.digest", gettext_noop("the document does not match its digest (tampered in transit)"))
+_phrase("ingest.unknown_key", gettext_noop("signed by a key that is not registered to any runner"))
+_phrase("ingest.runner_disabled", gettext_noop("runner %(runner)s is disabled"), patterns={"runner": r"\S+"})
+_phrase(
+    "ingest.bad_signature", gettext_noop("the signature does not verify with the runner's registered key")
+)
+_phrase(
+    "ingest.runner_not_bound",
+    gettext_noop("runner %(runner)s is not bound to target %(target)s"),
+    patterns={"runner": r"\S+", "target": r"\S+"},
+)
+_phrase(
+    "ingest.stale_challenge",
+    gettext_noop("the challenge is not this job's current one (old or replayed result)"),
+)
+_phrase(
+    "ingest.schema_invalid",
+    gettext_noop("schema-invalid document (%(count)s problem(s)): %(problems)s"),
+    lists={"problems": "; "},
+    patterns={"count": INT},
+)
+# Each schema problem is a named.item: where in the document, and what jsonschema says of it.
+_phrase("schema.type", gettext_noop("%(value)s is not of type %(types)s"), patterns={"types": r"'\w+'(?:, '\w+')*"})
+_phrase("schema.required", gettext_noop("%(name)s is a required property"), patterns={"name": r"'[^']*'"})
+_phrase("schema.enum", gettext_noop("%(value)s is not one of %(options)s"), patterns={"options": r"\[.*\]"})
+_phrase(
+    "schema.additional",
+    gettext_noop("Additional properties are not allowed (%(names)s was unexpected)"),
+)
+_phrase(
+    "schema.additional_many",
+    gettext_noop("Additional properties are not allowed (%(names)s were unexpected)"),
+)
+_phrase("schema.minimum", gettext_noop("%(value)s is less than the minimum of %(bound)s"))
+_phrase("schema.maximum", gettext_noop("%(value)s is greater than the maximum of %(bound)s"))
+_phrase("schema.too_long", gettext_noop("%(value)s is too long"))
+_phrase("schema.too_short", gettext_noop("%(value)s is too short"))
+_phrase("schema.pattern", gettext_noop("%(value)s does not match %(pattern)s"), patterns={"pattern": r"'[^']*'"})
+_phrase("schema.any_of", gettext_noop("%(value)s is not valid under any of the given schemas"))
+_phrase("schema.not_canonical", gettext_noop("not canonical JSON: %(error)s"))
+_phrase(
+    "ingest.wrong_suite",
+    gettext_noop("a %(document)s document for a %(job)s job"),
+    patterns={"document": r"\S+", "job": r"\S+"},
+)
+_phrase(
+    "ingest.fingerprint",
+    gettext_noop("fingerprint does not match the target: %(problems)s"),
+    lists={"problems": "; "},
+)
+_phrase(
+    "ingest.weights",
+    gettext_noop("the weights that ran are not the campaign's: %(problems)s"),
+    lists={"problems": "; "},
+)
+_phrase(
+    "ingest.plan",
+    gettext_noop("the document does not cover the job's plan: %(problems)s"),
+    lists={"problems": "; "},
+)
+_phrase(
+    "ingest.commitment",
+    gettext_noop("the commitment does not cover the outputs the document judged: %(problems)s"),
+    lists={"problems": "; "},
+)
+_phrase(
+    "ingest.spot_check",
+    gettext_noop("server-side recomputation disagrees: %(failures)s"),
+    lists={"failures": "; "},
+)
+_phrase("ingest.has_evidence", gettext_noop("the job already has accepted evidence"))
+_phrase("ingest.job_state", gettext_noop("the job is %(state)s"), nested=frozenset({"state"}))
+# The job states as the refusal above names them (apps/runs/models.py JobState values).
+JOB_STATE_WORDS = (
+    gettext_noop("queued"),
+    gettext_noop("running"),
+    gettext_noop("succeeded"),
+    gettext_noop("failed"),
+    gettext_noop("cancelled"),
+)
+# The weights a model document says ran (apps/runs/services/model_evidence.py).
+_phrase("weights.no_record", gettext_noop("the document records no weights digests"))
+_phrase("weights.not_object", gettext_noop("a models item is not an object"))
+_phrase("weights.no_digest", gettext_noop("%(name)s: loaded, but no digest recorded"))
+_phrase(
+    "weights.other",
+    gettext_noop("%(name)s: the runner read weights with sha256 %(digest)s, not the registered artifact's"),
+    patterns={"digest": r"\S+"},
+)
+_phrase("weights.none_loaded", gettext_noop("results are reported, but no registered weights were loaded"))
+# How a document departs from its job's plan (apps/runs/services/coverage.py). A list's items are named
+# as the document names them; one that holds ", " itself (a contradicted status) stays whole.
+LISTED = Separator(", ", r"[^\s,]+(?:/|: |:\S)|\d+ more$")
+_LISTED = {"lists": {"items": LISTED}}
+_phrase("coverage.more", gettext_noop("%(count)s more"), patterns={"count": INT})
+_phrase(
+    "coverage.spec",
+    gettext_noop("the document ran %(key)s=%(ran)s, the job's plan is %(planned)s"),
+    patterns={"key": r"\w+"},
+)
+_phrase(
+    "coverage.models_ran",
+    gettext_noop("the document ran models %(ran)s other than the plan's %(planned)s (differing: %(keys)s)"),
+    patterns={"ran": r"\[.*?\]", "planned": r"\[.*?\]"},
+)
+_phrase("coverage.models_count", gettext_noop("the count"))
+_phrase(
+    "coverage.missing",
+    gettext_noop("%(count)s planned cases missing: %(items)s"),
+    patterns={"count": INT},
+    **_LISTED,
+)
+_phrase(
+    "coverage.extra", gettext_noop("%(count)s cases outside the plan: %(items)s"), patterns={"count": INT}, **_LISTED
+)
+_phrase(
+    "coverage.twice", gettext_noop("%(count)s cases recorded twice: %(items)s"), patterns={"count": INT}, **_LISTED
+)
+_phrase(
+    "coverage.shapes",
+    gettext_noop("%(count)s cases not run at the shape the job's challenge draws: %(items)s"),
+    patterns={"count": INT},
+    **_LISTED,
+)
+_phrase(
+    "coverage.shape",
+    gettext_noop("%(case)s ran %(ran)s, the challenge draws %(drawn)s"),
+    patterns={"case": r"\S+", "ran": r"\{.*?\}|None", "drawn": r"\{.*?\}"},
+)
+_phrase(
+    "coverage.statuses",
+    gettext_noop("%(count)s case statuses the stats and the catalog's tolerance contradict: %(items)s"),
+    patterns={"count": INT},
+    **_LISTED,
+)
+_phrase(
+    "coverage.status",
+    gettext_noop("%(case)s says %(status)s, its stats make it %(recomputed)s"),
+    patterns={"case": r"\S+", "status": r"\w+", "recomputed": r"\w+"},
+)
+_phrase(
+    "coverage.status_why",
+    gettext_noop("%(case)s says %(status)s, %(why)s"),
+    nested=frozenset({"why"}),
+    patterns={"case": r"\S+", "status": r"\w+"},
+)
+_phrase("coverage.no_stats", gettext_noop("no stats"))
+_phrase(
+    "coverage.tolerance",
+    gettext_noop("judged with atol=%(atol)s rtol=%(rtol)s, the catalog's tolerance is atol=%(catalog_atol)s rtol=%(catalog_rtol)s"),
+)
+_phrase("coverage.no_mismatch_count", gettext_noop("stats without a mismatch count"))
+_phrase("coverage.count_fraction", gettext_noop("mismatch count and fraction disagree"))
+_phrase("coverage.ratio_above", gettext_noop("a tolerance ratio above 1 without a mismatch"))
+_phrase(
+    "coverage.models_recorded",
+    gettext_noop("the document records models %(recorded)s, the plan has %(planned)s"),
+)
+_phrase("coverage.model_missing", gettext_noop("planned model results missing: %(items)s"), **_LISTED)
+_phrase("coverage.model_outside", gettext_noop("results for models outside the plan: %(items)s"), **_LISTED)
+_phrase("coverage.model_dtypes", gettext_noop("model cases in dtypes outside the plan: %(items)s"), **_LISTED)
+_phrase(
+    "coverage.performance_dtypes",
+    gettext_noop("performance results in dtypes outside the plan: %(items)s"),
+    **_LISTED,
+)
+_phrase("coverage.serving_missing", gettext_noop("planned serving results missing: %(items)s"), **_LISTED)
+_phrase(
+    "coverage.serving_outside", gettext_noop("serving results for models outside the plan: %(items)s"), **_LISTED
+)
+_phrase("coverage.no_serving_record", gettext_noop("%(name)s: no serving record"), patterns={"name": r"\S+"})
+_phrase("coverage.no_log_digests", gettext_noop("%(run)s: LoadGen log digests"), patterns={"run": r"\S+"})
+_phrase("coverage.no_loadgen_result", gettext_noop("%(run)s: LoadGen's Result is"), patterns={"run": r"\S+"})
+_phrase("coverage.no_case", gettext_noop("%(run)s: case"), patterns={"run": r"\S+"})
+_phrase("coverage.no_accuracy_run", gettext_noop("%(name)s: accuracy run"), patterns={"name": r"\S+"})
+_phrase("coverage.no_collectives", gettext_noop("the document has no collectives section"))
+_phrase("coverage.collectives_plan", gettext_noop("the job's plan is not a valid collectives plan: %(error)s"))
+_phrase(
+    "coverage.collectives_world",
+    gettext_noop("the document ran on %(ran)s devices, the plan on %(planned)s"),
+    patterns={"ran": r"\S+", "planned": r"\S+"},
+)
+_phrase(
+    "coverage.collectives_one_device",
+    gettext_noop("a one-device target's collectives document must be not applicable, with no cases"),
+)
+_phrase(
+    "coverage.collectives_not_applied",
+    gettext_noop("the collectives suite was not applied on %(devices)s devices: %(reason)s"),
+    patterns={"devices": r"\S+"},
+)
+_phrase("coverage.collectives_missing", gettext_noop("planned collectives cases missing: %(items)s"), **_LISTED)
+_phrase("coverage.collectives_outside", gettext_noop("collectives cases outside the plan: %(items)s"), **_LISTED)
+_phrase("coverage.collectives_twice", gettext_noop("collectives cases recorded twice: %(items)s"), **_LISTED)
+_phrase(
+    "coverage.collectives_statuses",
+    gettext_noop("collectives statuses that do not follow from their stats: %(items)s"),
+    **_LISTED,
+)
+_phrase(
+    "coverage.bandwidth",
+    gettext_noop("bandwidth figures without a passing case or off nccl-tests' definitions: %(items)s"),
+    **_LISTED,
+)
+_phrase(
+    "coverage.no_served_sample",
+    gettext_noop("%(name)s: no output-consistency sample of the timed serving runs (TEST01)"),
+    patterns={"name": r"\S+"},
+)
+_phrase(
+    "coverage.served_sample_runs",
+    gettext_noop("%(name)s: the TEST01 sample does not cover every timed serving run"),
+    patterns={"name": r"\S+"},
+)
+_phrase(
+    "coverage.served_outputs_replayed",
+    gettext_noop(
+        "%(name)s: the served outputs kept in the timed runs are not the ones this job's challenge draws "
+        "(%(runs)s): evidence of another run"
+    ),
+    patterns={"name": r"\S+"},
+)
+_phrase(
+    "coverage.served_count",
+    gettext_noop("%(name)s: the TEST01 count of served outputs disagrees with its runs"),
+    patterns={"name": r"\S+"},
+)
+_phrase(
+    "coverage.rounds_replayed",
+    gettext_noop(
+        "the output-consistency rounds are not the ones this job's challenge draws (%(items)s): evidence of "
+        "another run"
+    ),
+)
+_phrase("coverage.timing_malformed", gettext_noop("the job's plan has a malformed timing section"))
+_phrase(
+    "coverage.timing_unstated",
+    gettext_noop("the document does not state the timing policy its figures were measured with"),
+)
+_phrase(
+    "coverage.timing_other",
+    gettext_noop("the document was timed with another policy than the job's plan (stated/planned: %(differences)s)"),
+)
+_phrase("coverage.summary", gettext_noop("the summary is not the one its cases make"))
+# The commitment against the outputs the verdicts rest on (apps/runs/services/reveal.py).
+_phrase("commitment.none", gettext_noop("the document commits to no output (no commitment section)"))
+_phrase(
+    "commitment.missing",
+    gettext_noop("%(count)s judged outputs not committed: %(items)s"),
+    patterns={"count": INT},
+    **_LISTED,
+)
+_phrase(
+    "commitment.extra",
+    gettext_noop("%(count)s committed outputs no verdict rests on: %(items)s"),
+    patterns={"count": INT},
+    **_LISTED,
+)
+_phrase(
+    "commitment.twice",
+    gettext_noop("%(count)s outputs committed twice: %(items)s"),
+    patterns={"count": INT},
+    **_LISTED,
+)
+_phrase(
+    "commitment.shapes",
+    gettext_noop("%(count)s committed shapes differ from the case records: %(items)s"),
+    patterns={"count": INT},
+    **_LISTED,
+)
+# The platform's spot check of sampled cases (apps/runs/services/spot_check.py).
+_phrase(
+    "spot_check.code",
+    gettext_noop("recorded as %(recorded)s, the declaration makes it %(expected)s"),
+    patterns={"recorded": r"\S+", "expected": r"\S+"},
+)
+_phrase(
+    "spot_check.no_declaration",
+    gettext_noop("recorded unsupported, but the document carries no support declaration"),
+)
+_phrase(
+    "spot_check.declared_supported", gettext_noop("recorded unsupported, but the backend declared it supported")
+)
+_phrase("spot_check.unknown_case", gettext_noop("recorded unsupported, but the catalog has no such case"))
+_phrase(
+    "spot_check.cannot_recompute",
+    gettext_noop("the platform cannot recompute it (%(error)s)"),
+    patterns={"error": r"\w+"},
+)
+_phrase("spot_check.inputs_differ", gettext_noop("inputs differ from the challenge's"))
 
 # A campaign's reason when it is evaluated (apps/certificates/services/evaluation.py) -----------------
 _phrase("evaluation.ready", gettext_noop("Every blocker criterion passes; awaiting review."))
