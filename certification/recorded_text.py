@@ -120,6 +120,7 @@ _phrase(
     gettext_noop(
         "%(passed)s of %(judged)s supported cases pass, but this level requires every dtype it names: %(problems)s."
     ),
+    lists={"problems": "; "},
     patterns={"passed": INT, "judged": INT},
 )
 _phrase(
@@ -133,6 +134,31 @@ _phrase(
     patterns={"passed": INT, "judged": INT, "rate": NUMBER + "%", "threshold": NUMBER + "%"},
 )
 _phrase("model_accuracy.no_model", gettext_noop("The campaign ran no model."))
+_phrase(
+    "model_accuracy.no_evidence",
+    gettext_noop("no %(dtype)s accuracy evidence (job %(state)s)"),
+    nested=frozenset({"state"}),
+    patterns={"dtype": r"\w+", "state": r"\w+"},
+)
+_phrase(
+    "model_accuracy.below",
+    gettext_noop("%(metric)s %(value)s below %(bar)s"),
+    patterns={"metric": r"\S+", "value": r"\S+", "bar": r"\S+"},
+)
+# Why a required dtype fails the level (judge.conformance_dtype_problem).
+_phrase(
+    "conformance.dtype_none", gettext_noop("the device runs no case of %(dtype)s"), patterns={"dtype": r"\w+"}
+)
+_phrase(
+    "conformance.dtype_unsupported",
+    gettext_noop("%(unsupported)s %(dtype)s case(s) unsupported, %(tolerated)s tolerated"),
+    patterns={"unsupported": INT, "dtype": r"\w+", "tolerated": INT},
+)
+_phrase(
+    "conformance.dtype_rate",
+    gettext_noop("%(dtype)s pass rate %(rate)s below %(bar)s"),
+    patterns={"dtype": r"\w+", "rate": NUMBER + "%", "bar": NUMBER + "%|None"},
+)
 _phrase(
     "model_accuracy.any",
     gettext_noop("%(passing)s of %(total)s model(s) reach the %(dtype)s accuracy bar (any required)."),
@@ -148,6 +174,7 @@ _phrase(
     gettext_noop(
         "%(passing)s of %(total)s model(s) reach the %(dtype)s accuracy bar (any required). %(failing)s"
     ),
+    lists={"failing": "; "},
     patterns={"passing": INT, "total": INT, "dtype": r"\w+"},
 )
 _phrase(
@@ -155,9 +182,26 @@ _phrase(
     gettext_noop(
         "%(passing)s of %(total)s model(s) reach the %(dtype)s accuracy bar (all required). %(failing)s"
     ),
+    lists={"failing": "; "},
     patterns={"passing": INT, "total": INT, "dtype": r"\w+"},
 )
 _phrase("architectures.none_named", gettext_noop("The criterion names no architecture or no dtype."))
+_phrase(
+    "architectures.not_run",
+    gettext_noop("%(architecture)s: no model of this architecture was run"),
+    patterns={"architecture": r"\S+"},
+)
+_phrase(
+    "architectures.below",
+    gettext_noop("%(dtype)s %(metric)s %(value)s below the level's bar"),
+    patterns={"dtype": r"\w+", "metric": r"\S+", "value": r"\S+"},
+)
+_phrase(
+    "architectures.model_failed",
+    gettext_noop("%(model)s (job %(job)s): %(failed)s"),
+    lists={"failed": ", "},
+    patterns={"model": r"\S+", "job": INT},
+)
 _phrase(
     "architectures.pass",
     gettext_noop(
@@ -171,9 +215,35 @@ _phrase(
         "%(met)s of %(required)s required architecture(s) (%(names)s) run to the level's accuracy bar in "
         "%(dtypes)s. Missing: %(missing)s."
     ),
+    lists={"missing": "; "},
     patterns={"met": INT, "required": INT},
 )
-_phrase("fingerprint.differs", gettext_noop("Fingerprint differs from the registered target: %(problems)s."))
+_phrase(
+    "fingerprint.differs",
+    gettext_noop("Fingerprint differs from the registered target: %(problems)s."),
+    lists={"problems": "; "},
+)
+# A document's problem, named by its job (a fingerprint's, a math mode's, a server verdict's).
+_phrase(
+    "fingerprint.job_problem",
+    gettext_noop("job %(job)s: %(problem)s"),
+    nested=frozenset({"problem"}),
+    patterns={"job": INT},
+)
+_phrase(
+    "fingerprint.math_mode",
+    gettext_noop("job %(job)s: math mode not accepted at this level: %(problem)s"),
+    nested=frozenset({"problem"}),
+    patterns={"job": INT},
+)
+# How a document's math modes depart from the level's (runners/math_modes.py: no Django there, read back).
+_phrase("math_mode.none_recorded", gettext_noop("the document records no math-mode flags"))
+_phrase("math_mode.not_recorded", gettext_noop("%(flag)s not recorded"), patterns={"flag": r"\w+"})
+_phrase(
+    "math_mode.departs",
+    gettext_noop("%(flag)s was %(value)s, the level accepts %(accepted)s"),
+    patterns={"flag": r"\w+", "value": r"[^,]+", "accepted": r"\[.*\]"},
+)
 _phrase(
     "fingerprint.several",
     gettext_noop("The documents of this campaign report different devices or software stacks."),
@@ -512,6 +582,22 @@ _phrase(
     gettext_noop("Re-test required (%(reason)s), but no re-test could be submitted; see the audit log."),
 )
 
+# Why surveillance suspended a certificate (apps/certificates/services/surveillance.py, reviews.py).
+_phrase(
+    "certificate.surveillance_failed",
+    gettext_noop("Surveillance campaign %(campaign)s failed: %(failure)s"),
+    nested=frozenset({"failure"}),
+    patterns={"campaign": INT},
+)
+_phrase("surveillance.rejected", gettext_noop("rejected by the reviewer: %(reason)s"))
+_phrase(
+    "surveillance.ended_because",
+    gettext_noop("the campaign ended %(state)s: %(reason)s"),
+    nested=frozenset({"state", "reason"}),
+    patterns={"state": r"\w+"},
+)
+_phrase("surveillance.ended", gettext_noop("the campaign ended %(state)s"), nested=frozenset({"state"}))
+
 # Why a job failed, as the platform records it (apps/runs/services/sweeps.py) ---------------------------
 _phrase("job.deadline_passed", gettext_noop("the job passed its deadline"))
 _phrase("job.runner_silent", gettext_noop("runner %(runner)s stopped sending heartbeats"))
@@ -563,10 +649,20 @@ _phrase(
     lists={"problems": "; "},
     patterns={"count": INT},
 )
+# A value as jsonschema's messages quote it (Python's repr of a JSON value).
+VALUE = r"'[^']*'|\"[^\"]*\"|-?\d[\d.e+-]*|None|True|False|\[.*\]|\{.*\}"
 # Each schema problem is a named.item: where in the document, and what jsonschema says of it.
-_phrase("schema.type", gettext_noop("%(value)s is not of type %(types)s"), patterns={"types": r"'\w+'(?:, '\w+')*"})
+_phrase(
+    "schema.type",
+    gettext_noop("%(value)s is not of type %(types)s"),
+    patterns={"value": VALUE, "types": r"'\w+'(?:, '\w+')*"},
+)
 _phrase("schema.required", gettext_noop("%(name)s is a required property"), patterns={"name": r"'[^']*'"})
-_phrase("schema.enum", gettext_noop("%(value)s is not one of %(options)s"), patterns={"options": r"\[.*\]"})
+_phrase(
+    "schema.enum",
+    gettext_noop("%(value)s is not one of %(options)s"),
+    patterns={"value": VALUE, "options": r"\[.*\]"},
+)
 _phrase(
     "schema.additional",
     gettext_noop("Additional properties are not allowed (%(names)s was unexpected)"),
@@ -575,12 +671,28 @@ _phrase(
     "schema.additional_many",
     gettext_noop("Additional properties are not allowed (%(names)s were unexpected)"),
 )
-_phrase("schema.minimum", gettext_noop("%(value)s is less than the minimum of %(bound)s"))
-_phrase("schema.maximum", gettext_noop("%(value)s is greater than the maximum of %(bound)s"))
-_phrase("schema.too_long", gettext_noop("%(value)s is too long"))
-_phrase("schema.too_short", gettext_noop("%(value)s is too short"))
-_phrase("schema.pattern", gettext_noop("%(value)s does not match %(pattern)s"), patterns={"pattern": r"'[^']*'"})
-_phrase("schema.any_of", gettext_noop("%(value)s is not valid under any of the given schemas"))
+_phrase(
+    "schema.minimum",
+    gettext_noop("%(value)s is less than the minimum of %(bound)s"),
+    patterns={"value": VALUE},
+)
+_phrase(
+    "schema.maximum",
+    gettext_noop("%(value)s is greater than the maximum of %(bound)s"),
+    patterns={"value": VALUE},
+)
+_phrase("schema.too_long", gettext_noop("%(value)s is too long"), patterns={"value": VALUE})
+_phrase("schema.too_short", gettext_noop("%(value)s is too short"), patterns={"value": VALUE})
+_phrase(
+    "schema.pattern",
+    gettext_noop("%(value)s does not match %(pattern)s"),
+    patterns={"value": VALUE, "pattern": r"'[^']*'"},
+)
+_phrase(
+    "schema.any_of",
+    gettext_noop("%(value)s is not valid under any of the given schemas"),
+    patterns={"value": VALUE},
+)
 _phrase("schema.not_canonical", gettext_noop("not canonical JSON: %(error)s"))
 _phrase(
     "ingest.wrong_suite",
@@ -625,11 +737,13 @@ JOB_STATE_WORDS = (
 # The weights a model document says ran (apps/runs/services/model_evidence.py).
 _phrase("weights.no_record", gettext_noop("the document records no weights digests"))
 _phrase("weights.not_object", gettext_noop("a models item is not an object"))
-_phrase("weights.no_digest", gettext_noop("%(name)s: loaded, but no digest recorded"))
+_phrase(
+    "weights.no_digest", gettext_noop("%(name)s: loaded, but no digest recorded"), patterns={"name": r"\S+"}
+)
 _phrase(
     "weights.other",
     gettext_noop("%(name)s: the runner read weights with sha256 %(digest)s, not the registered artifact's"),
-    patterns={"digest": r"\S+"},
+    patterns={"name": r"\S+", "digest": r"\S+"},
 )
 _phrase("weights.none_loaded", gettext_noop("results are reported, but no registered weights were loaded"))
 # How a document departs from its job's plan (apps/runs/services/coverage.py). A list's items are named
@@ -655,10 +769,16 @@ _phrase(
     **_LISTED,
 )
 _phrase(
-    "coverage.extra", gettext_noop("%(count)s cases outside the plan: %(items)s"), patterns={"count": INT}, **_LISTED
+    "coverage.extra",
+    gettext_noop("%(count)s cases outside the plan: %(items)s"),
+    patterns={"count": INT},
+    **_LISTED,
 )
 _phrase(
-    "coverage.twice", gettext_noop("%(count)s cases recorded twice: %(items)s"), patterns={"count": INT}, **_LISTED
+    "coverage.twice",
+    gettext_noop("%(count)s cases recorded twice: %(items)s"),
+    patterns={"count": INT},
+    **_LISTED,
 )
 _phrase(
     "coverage.shapes",
@@ -691,7 +811,9 @@ _phrase(
 _phrase("coverage.no_stats", gettext_noop("no stats"))
 _phrase(
     "coverage.tolerance",
-    gettext_noop("judged with atol=%(atol)s rtol=%(rtol)s, the catalog's tolerance is atol=%(catalog_atol)s rtol=%(catalog_rtol)s"),
+    gettext_noop(
+        "judged with atol=%(atol)s rtol=%(rtol)s, the catalog's tolerance is atol=%(catalog_atol)s rtol=%(catalog_rtol)s"
+    ),
 )
 _phrase("coverage.no_mismatch_count", gettext_noop("stats without a mismatch count"))
 _phrase("coverage.count_fraction", gettext_noop("mismatch count and fraction disagree"))
@@ -710,7 +832,9 @@ _phrase(
 )
 _phrase("coverage.serving_missing", gettext_noop("planned serving results missing: %(items)s"), **_LISTED)
 _phrase(
-    "coverage.serving_outside", gettext_noop("serving results for models outside the plan: %(items)s"), **_LISTED
+    "coverage.serving_outside",
+    gettext_noop("serving results for models outside the plan: %(items)s"),
+    **_LISTED,
 )
 _phrase("coverage.no_serving_record", gettext_noop("%(name)s: no serving record"), patterns={"name": r"\S+"})
 _phrase("coverage.no_log_digests", gettext_noop("%(run)s: LoadGen log digests"), patterns={"run": r"\S+"})
@@ -718,7 +842,9 @@ _phrase("coverage.no_loadgen_result", gettext_noop("%(run)s: LoadGen's Result is
 _phrase("coverage.no_case", gettext_noop("%(run)s: case"), patterns={"run": r"\S+"})
 _phrase("coverage.no_accuracy_run", gettext_noop("%(name)s: accuracy run"), patterns={"name": r"\S+"})
 _phrase("coverage.no_collectives", gettext_noop("the document has no collectives section"))
-_phrase("coverage.collectives_plan", gettext_noop("the job's plan is not a valid collectives plan: %(error)s"))
+_phrase(
+    "coverage.collectives_plan", gettext_noop("the job's plan is not a valid collectives plan: %(error)s")
+)
 _phrase(
     "coverage.collectives_world",
     gettext_noop("the document ran on %(ran)s devices, the plan on %(planned)s"),
@@ -733,8 +859,12 @@ _phrase(
     gettext_noop("the collectives suite was not applied on %(devices)s devices: %(reason)s"),
     patterns={"devices": r"\S+"},
 )
-_phrase("coverage.collectives_missing", gettext_noop("planned collectives cases missing: %(items)s"), **_LISTED)
-_phrase("coverage.collectives_outside", gettext_noop("collectives cases outside the plan: %(items)s"), **_LISTED)
+_phrase(
+    "coverage.collectives_missing", gettext_noop("planned collectives cases missing: %(items)s"), **_LISTED
+)
+_phrase(
+    "coverage.collectives_outside", gettext_noop("collectives cases outside the plan: %(items)s"), **_LISTED
+)
 _phrase("coverage.collectives_twice", gettext_noop("collectives cases recorded twice: %(items)s"), **_LISTED)
 _phrase(
     "coverage.collectives_statuses",
@@ -783,7 +913,9 @@ _phrase(
 )
 _phrase(
     "coverage.timing_other",
-    gettext_noop("the document was timed with another policy than the job's plan (stated/planned: %(differences)s)"),
+    gettext_noop(
+        "the document was timed with another policy than the job's plan (stated/planned: %(differences)s)"
+    ),
 )
 _phrase("coverage.summary", gettext_noop("the summary is not the one its cases make"))
 # The commitment against the outputs the verdicts rest on (apps/runs/services/reveal.py).
@@ -823,7 +955,8 @@ _phrase(
     gettext_noop("recorded unsupported, but the document carries no support declaration"),
 )
 _phrase(
-    "spot_check.declared_supported", gettext_noop("recorded unsupported, but the backend declared it supported")
+    "spot_check.declared_supported",
+    gettext_noop("recorded unsupported, but the backend declared it supported"),
 )
 _phrase("spot_check.unknown_case", gettext_noop("recorded unsupported, but the catalog has no such case"))
 _phrase(

@@ -649,17 +649,27 @@ def conformance_dtype_problem(
     """Why a required dtype fails the level: no supported case, more unsupported cases than the level
     tolerates, or (with_rate) its own pass rate below the level's bar."""
     if counts.judged == 0:
-        return f"the device runs no case of {counts.dtype}"
+        return say("conformance.dtype_none", dtype=counts.dtype)
     tolerated = (
         (thresholds.unsupported_tolerated or {}).get(counts.dtype)
         if thresholds.unsupported_tolerated is not None
         else None
     )
     if thresholds.unsupported_tolerated is not None and counts.unsupported > (tolerated or 0):
-        return f"{counts.unsupported} {counts.dtype} case(s) unsupported, {tolerated or 0} tolerated"
+        return say(
+            "conformance.dtype_unsupported",
+            unsupported=counts.unsupported,
+            dtype=counts.dtype,
+            tolerated=tolerated or 0,
+        )
     bar = thresholds.conformance_min_pass_rate
     if with_rate and (bar is None or counts.rate < bar):
-        return f"{counts.dtype} pass rate {counts.rate:.2%} below {bar if bar is None else f'{bar:.2%}'}"
+        return say(
+            "conformance.dtype_rate",
+            dtype=counts.dtype,
+            rate=f"{counts.rate:.2%}",
+            bar=bar if bar is None else f"{bar:.2%}",
+        )
     return None
 
 

@@ -107,7 +107,9 @@ def test_refused_evidence_reads_in_zh_hans_and_is_recorded_as_phrases(cast, aia1
     failed, waiting = refused_campaigns(cast, aia12)
     recorded = [
         *failed.jobs.values_list("error_message", flat=True),
-        *EvidenceRejection.objects.filter(job__campaign__in=[failed, waiting]).values_list("reason", flat=True),
+        *EvidenceRejection.objects.filter(job__campaign__in=[failed, waiting]).values_list(
+            "reason", flat=True
+        ),
         failed.state_reason,
     ]
     assert len(recorded) == failed.jobs.count() + failed.jobs.count() + 1 + 3 + 1

@@ -34,7 +34,7 @@ from apps.certificates.services.keys import signing_key_active, signing_private_
 from apps.runs.models import Campaign, CampaignState
 from apps.runs.services.campaigns import campaign_transition
 from apps.runs.transitions import transition_allowed
-from certification.recorded_text import say
+from certification.recorded_text import localize, say
 from certification.verify import canonicalization_of, load_public_key, verify_payload_text
 from runners.canonical import JCS, canonical_text, canonical_text_as
 
@@ -322,8 +322,9 @@ def certificate_check(*, certificate: Certificate, now: datetime | None = None) 
             f"{key.compromised_at.date().isoformat()}",
             verdict.serial,
         )
-    # In the reader's language (the verification page and the API answer in it); the parts quoted
-    # from the record (the verifier's message, the status reason) stay as recorded.
+    # In the reader's language (the verification page and the API answer in it); the verifier's message
+    # stays as it is, the status reason is its recorded text shown in the reader's language (a reason a
+    # reviewer typed stays as typed).
     if not verdict.ok:
         reason = _("Signature invalid: %(why)s.") % {"why": verdict.message}
     elif status == CertificateStatus.ACTIVE:
@@ -333,7 +334,7 @@ def certificate_check(*, certificate: Certificate, now: datetime | None = None) 
     elif certificate.status_reason:
         reason = _("Authentic, but %(status)s: %(reason)s") % {
             "status": str(CertificateStatus(status).label).lower(),
-            "reason": certificate.status_reason,
+            "reason": localize(certificate.status_reason),
         }
     else:
         reason = _("Authentic, but %(status)s.") % {"status": str(CertificateStatus(status).label).lower()}

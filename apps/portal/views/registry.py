@@ -228,7 +228,7 @@ def _certificate_page(
         "verify_absolute_url": verify_absolute_url,
         "verify_qr_svg": verification_qr_svg(verify_absolute_url),
         "api_verify_url": reverse("certificate-verify", kwargs={"serial": certificate.serial}),
-        "history": certificate_status_history(certificate=certificate),
+        "history": _history_shown(certificate),
         "keys_url": reverse("certification-keys"),
         "evidence_public": evidence_is_public(certificate),
         "may_suspend": may_act and certificate.status == CertificateStatus.ACTIVE,
@@ -242,6 +242,18 @@ def _certificate_page(
         "serving_rows": serving_rows(payload),
     }
     return render(request, "portal/certificate.html", context, status=status)
+
+
+def _status_label(status: str | None) -> str | None:
+    return CertificateStatus(status).label if status in CertificateStatus.values else status
+
+
+def _history_shown(certificate: Certificate) -> list[dict]:
+    """The status history with each status named in the reader's language (the record keeps the codes)."""
+    return [
+        {**change, "from_label": _status_label(change["from"]), "to_label": _status_label(change["to"])}
+        for change in certificate_status_history(certificate=certificate)
+    ]
 
 
 @require_GET
@@ -262,7 +274,7 @@ def certificate_verify_page(request: HttpRequest, serial: str) -> HttpResponse:
             "certificate": certificate,
             "payload": payload,
             "check": certificate_check(certificate=certificate),
-            "history": certificate_status_history(certificate=certificate),
+            "history": _history_shown(certificate),
             "document_url": reverse("certificate-document", kwargs={"serial": certificate.serial}),
             "api_verify_url": reverse("certificate-verify", kwargs={"serial": certificate.serial}),
             "keys_url": reverse("certification-keys"),

@@ -38,7 +38,10 @@ SHOWN = 5  # problems of one kind named in the refusal; the rest are counted
 
 def listed(code: str, items: list[str], **params: Any) -> Said:
     """The phrase `code` naming the first SHOWN of `items` (and how many more there are)."""
-    shown = [*items[:SHOWN], *([say("coverage.more", count=len(items) - SHOWN)] if len(items) > SHOWN else [])]
+    shown = [
+        *items[:SHOWN],
+        *([say("coverage.more", count=len(items) - SHOWN)] if len(items) > SHOWN else []),
+    ]
     return say(code, items=", ".join(shown), **params)
 
 
@@ -136,7 +139,9 @@ def _conformance_problems(document: dict[str, Any], plan: dict[str, Any]) -> lis
             continue
         kernel, planned = expected[key]
         if case.get("dims") != dict(planned.dims):
-            shapes.append(say("coverage.shape", case=label, ran=repr(case.get("dims")), drawn=repr(dict(planned.dims))))
+            shapes.append(
+                say("coverage.shape", case=label, ran=repr(case.get("dims")), drawn=repr(dict(planned.dims)))
+            )
         if case.get("status") in ("pass", "fail"):  # tuples: a hostile value may be unhashable
             tolerance = kernel.tolerance(planned, key[1])
             recomputed, why = case_status_recomputed(
@@ -361,9 +366,7 @@ def _collectives_problems(document: dict[str, Any], plan: dict[str, Any]) -> lis
         if not consistent:
             unfounded.append(str(item.get("name")))
     if unfounded:
-        problems.append(
-            listed("coverage.bandwidth", unfounded)
-        )
+        problems.append(listed("coverage.bandwidth", unfounded))
     return problems
 
 

@@ -137,7 +137,8 @@ def _authenticate(envelope: dict[str, Any], raw: bytes, job: Job) -> Runner:
     if not runner.targets.filter(pk=job.campaign.target_id).exists():
         # Any vendor's registered runner can sign; only the target's own may touch its jobs.
         raise Rejected(
-            say("ingest.runner_not_bound", runner=runner.name, target=job.campaign.target.slug), fails_job=False
+            say("ingest.runner_not_bound", runner=runner.name, target=job.campaign.target.slug),
+            fails_job=False,
         )
     return runner
 
@@ -158,7 +159,9 @@ def _validate(document: dict[str, Any], job: Job) -> dict[str, Any]:
             say("ingest.schema_invalid", count=len(exc.errors), problems="; ".join(problems)), fails_job=True
         ) from None
     if document.get("suite") != job.suite:
-        raise Rejected(say("ingest.wrong_suite", document=document.get("suite"), job=job.suite), fails_job=True)
+        raise Rejected(
+            say("ingest.wrong_suite", document=document.get("suite"), job=job.suite), fails_job=True
+        )
     mismatches = fingerprint_mismatches(
         document.get("fingerprint") or {}, expected_fingerprint(job.campaign.target)
     )
@@ -325,7 +328,9 @@ def result_ingest(*, envelope: dict[str, Any]) -> IngestOutcome:
             return IngestOutcome(True, "already ingested", job.pk, duplicate=True, document=existing)
         return _reject(job, envelope, raw, Rejected(say("ingest.has_evidence"), fails_job=False))
     if job.state not in {JobState.QUEUED, JobState.RUNNING}:
-        return _reject(job, envelope, raw, Rejected(say("ingest.job_state", state=job.state), fails_job=False))
+        return _reject(
+            job, envelope, raw, Rejected(say("ingest.job_state", state=job.state), fails_job=False)
+        )
     try:
         _check_challenge(document, job)
         spot_check = _validate(document, job)

@@ -115,7 +115,11 @@ def spot_check_cases(
             )
         except Exception as exc:  # an unknown kernel/case name in a signed document is itself a finding
             report["failures"].append(
-                say("named.item", name=label, text=say("spot_check.cannot_recompute", error=type(exc).__name__))
+                say(
+                    "named.item",
+                    name=label,
+                    text=say("spot_check.cannot_recompute", error=type(exc).__name__),
+                )
             )
             continue
         report["sampled"].append(label)
