@@ -482,6 +482,77 @@ _phrase(
     gettext_noop("%(mismatches)s mismatch(es) in %(sampled)s sampled output(s)"),
     patterns={"mismatches": INT, "sampled": INT},
 )
+_phrase(
+    "test01.looser",
+    gettext_noop("%(detail)s, judged at %(key)s %(used)s, looser than the program's %(bar)s"),
+    nested=frozenset({"detail"}),
+    patterns={"key": "rtol|atol", "used": SCI, "bar": SCI},
+)
+_phrase(
+    "test04.stale_buffers",
+    gettext_noop(
+        "%(stale)s of %(checked)s fresh call(s) returned another output than the device's own for their values "
+        "(a result cache keyed on the buffers)"
+    ),
+    patterns={"stale": INT, "checked": r"\d+|\?"},
+)
+_phrase(
+    "test04.wrong_reference",
+    gettext_noop(
+        "%(wrong)s of %(checked)s fresh output(s) checked against the float64 reference of their values are "
+        "outside the tolerance (another input's result)"
+    ),
+    patterns={"wrong": INT, "checked": r"\d+|\?"},
+)
+# A timed figure's clock check (judge.timing_verdict); the label names the figure (benchmark and dtype).
+_phrase(
+    "timing.no_check",
+    gettext_noop("%(label)s: timed by device events without the host-clock check"),
+    patterns={"label": r"[^:;]+"},
+)
+_phrase(
+    "timing.no_figures", gettext_noop("%(label)s: no usable raw clock figures"), patterns={"label": r"[^:;]+"}
+)
+_phrase(
+    "timing.within",
+    gettext_noop("%(label)s: events / host clock %(ratio)s (within %(bounds)s)"),
+    patterns={"label": r"[^:;]+", "ratio": NUMBER},
+)
+_phrase(
+    "timing.outside",
+    gettext_noop("%(label)s: events / host clock %(ratio)s (outside %(bounds)s)"),
+    patterns={"label": r"[^:;]+", "ratio": NUMBER},
+)
+# The runner's claimed best figure against its measurements (judge.claimed_best).
+_phrase("claims.no_certifiable", gettext_noop("no certifiable measurement"))
+_phrase("claims.no_claim", gettext_noop("the runner claims no certifiable figure"))
+_phrase(
+    "claims.claim_unshown",
+    gettext_noop("the runner's %(key)s claim (%(name)s: %(value)s) is not a figure its measurements show"),
+    patterns={"key": r"\w+"},
+)
+_phrase(
+    "claims.claim_excluded",
+    gettext_noop("the runner's %(key)s (%(name)s) is excluded: %(reason)s"),
+    nested=frozenset({"reason"}),
+    patterns={"key": r"\w+"},
+)
+_phrase(
+    "claims.claim_not_best",
+    gettext_noop("the runner's %(key)s (%(name)s) is not its best certifiable figure (%(best)s)"),
+    patterns={"key": r"\w+"},
+)
+# Why a measured figure may not feed a headline (judge.measurement_exclusion).
+_phrase("measurement.unstable", gettext_noop("unstable timing (high coefficient of variation)"))
+_phrase("measurement.flagged", gettext_noop("flagged: %(flags)s"))
+# Why a serving energy figure is not certified (judge.serving_energy_problem).
+_phrase("energy.unit", gettext_noop("unit %(unit)s is not an energy per query or per token"))
+_phrase(
+    "energy.not_server", gettext_noop("energy is certified from the Server run at the level's bound only")
+)
+_phrase("energy.no_meter", gettext_noop("no meter measured it"))
+_phrase("energy.no_meter_named", gettext_noop("no meter named for it"))
+_phrase("energy.not_positive", gettext_noop("not a positive energy"))
 _phrase("test01.no_counts", gettext_noop("no raw mismatch count in the document"))
 _phrase("test01.none_sampled", gettext_noop("no output was sampled"))
 _phrase(

@@ -74,6 +74,20 @@ def test_suspended_revoked_and_reinstated_certificates_read_in_zh_hans(cast, cer
         answer = APIClient(HTTP_ACCEPT_LANGUAGE="zh-CN").get(api_path)
         assert answer.status_code == 200, (api_path, answer.status_code)
         sweep.text(api_path, answer.json()["reason"])
+    # The reviewer acts on a certificate that has moved on: refused in place, in the reader's language;
+    # and a decision that is carried out is confirmed in it.
+    revoked = made["revoked"].serial
+    response = reviewer.post(f"/certificates/{revoked}/suspend/", {"suspend-reason": "再次暂停。"})
+    assert response.status_code == 400, response.status_code
+    sweep.visit(f"/certificates/{revoked}/suspend/ (refused)", response)
+    response = reviewer.post(f"/certificates/{made['reinstated'].serial}/suspend/", {"suspend-reason": ""})
+    assert response.status_code == 400, response.status_code
+    sweep.visit(f"/certificates/{made['reinstated'].serial}/suspend/ (no reason)", response)
+    response = reviewer.post(
+        f"/certificates/{made['reinstated'].serial}/suspend/", {"suspend-reason": "复测期间暂停。"}, follow=True
+    )
+    assert response.status_code == 200, response.status_code
+    sweep.visit(f"/certificates/{made['reinstated'].serial}/ (suspended)", response)
     # The surveillance campaign that suspended the first: its page, as its vendor and the reviewer read it.
     for client in (owner, reviewer):
         sweep.get(client, f"/campaigns/{made['run'].campaign_id}/")

@@ -229,46 +229,51 @@ def certificate_resign(*, certificate: Certificate, key, reason: str, actor=None
     return certificate
 
 
-def _reason(reason: str, what: str) -> str:
+def _reason(reason: str, missing: str) -> str:
     reason = (reason or "").strip()
     if not reason:
-        raise ValidationError({"reason": f"{what} needs a written reason."})
+        raise ValidationError({"reason": missing})
     return reason
+
+
+def _cannot(message: str, certificate: Certificate) -> ValidationError:
+    """A refused status change, in the reader's language, naming the status the certificate is in."""
+    return ValidationError(message % {"status": str(certificate.get_status_display()).lower()})
 
 
 @transaction.atomic
 def certificate_suspend(*, certificate: Certificate, reason: str, actor=None) -> Certificate:
     """Active -> suspended (e.g. a failed surveillance run); `actor` None means the platform itself."""
-    reason = _reason(reason, "Suspending a certificate")
+    reason = _reason(reason, _("Suspending a certificate needs a written reason."))
     if actor is not None:
         reviewer_check(actor)
     certificate = _locked(certificate)
     if certificate.status != CertificateStatus.ACTIVE:
-        raise ValidationError(f"A {certificate.status} certificate cannot be suspended.")
+        raise _cannot(_("A %(status)s certificate cannot be suspended."), certificate)
     return certificate_status_change(certificate, CertificateStatus.SUSPENDED, actor=actor, reason=reason)
 
 
 @transaction.atomic
 def certificate_reinstate(*, certificate: Certificate, reason: str, actor) -> Certificate:
     """Suspended -> active, by a reviewer, while the certificate is still within its validity."""
-    reason = _reason(reason, "Reinstating a certificate")
+    reason = _reason(reason, _("Reinstating a certificate needs a written reason."))
     reviewer_check(actor)
     certificate = _locked(certificate)
     if certificate.status != CertificateStatus.SUSPENDED:
-        raise ValidationError(f"A {certificate.status} certificate cannot be reinstated.")
+        raise _cannot(_("A %(status)s certificate cannot be reinstated."), certificate)
     if certificate.valid_until <= timezone.now():
-        raise ValidationError("The certificate is past its validity; it cannot be reinstated.")
+        raise ValidationError(_("The certificate is past its validity; it cannot be reinstated."))
     return certificate_status_change(certificate, CertificateStatus.ACTIVE, actor=actor, reason=reason)
 
 
 @transaction.atomic
 def certificate_revoke(*, certificate: Certificate, reason: str, actor) -> Certificate:
     """Active or suspended -> revoked, for good, by a reviewer with a written reason."""
-    reason = _reason(reason, "Revoking a certificate")
+    reason = _reason(reason, _("Revoking a certificate needs a written reason."))
     reviewer_check(actor)
     certificate = _locked(certificate)
     if certificate.status not in LIVE_STATUSES:
-        raise ValidationError(f"A {certificate.status} certificate cannot be revoked.")
+        raise _cannot(_("A %(status)s certificate cannot be revoked."), certificate)
     return certificate_status_change(certificate, CertificateStatus.REVOKED, actor=actor, reason=reason)
 
 

@@ -302,9 +302,9 @@ def certificate_evidence(request: HttpRequest, serial: str) -> HttpResponse:
 
 
 STATUS_SERVICES = {
-    "suspend": (certificate_suspend, "suspended"),
-    "reinstate": (certificate_reinstate, "reinstated"),
-    "revoke": (certificate_revoke, "revoked"),
+    "suspend": (certificate_suspend, _("Certificate %(serial)s suspended.")),
+    "reinstate": (certificate_reinstate, _("Certificate %(serial)s reinstated.")),
+    "revoke": (certificate_revoke, _("Certificate %(serial)s revoked.")),
 }
 
 
@@ -322,7 +322,7 @@ def certificate_status(request: HttpRequest, serial: str, action: str) -> HttpRe
         except (ValidationError, PermissionDenied) as error:
             form_error_from(form, error)
         else:
-            messages.success(request, f"Certificate {certificate.serial} {done}.")
+            messages.success(request, done % {"serial": certificate.serial})
             return redirect("portal:certificate", serial=certificate.serial)
     return _certificate_page(request, _certificate_or_404(serial), forms={action: form}, status=400)
 
