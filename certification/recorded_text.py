@@ -405,6 +405,20 @@ _phrase(
     nested=frozenset({"text"}),
     patterns={"metric": r"\S+", "value": NUMBER, "bar": r"\S+"},
 )
+_phrase(
+    "serving.valid",
+    gettext_noop("%(qps)s QPS VALID at p%(percentile)s <= %(bound)s ms"),
+    patterns={"qps": SCI, "percentile": SCI, "bound": SCI},
+)
+_phrase(
+    "serving.valid_tokens",
+    gettext_noop(
+        "%(qps)s QPS VALID at p%(percentile)s <= %(bound)s ms (TTFT <= %(ttft)s s, TPOT <= %(tpot)s s)"
+    ),
+    patterns={"qps": SCI, "percentile": SCI, "bound": SCI},
+)
+# A part of a server-side recomputation whose own verdict is fail (judge.server_verdict_problems).
+_phrase("server_verdicts.part_failed", gettext_noop("verdict fail"))
 _phrase("serving.invalid", gettext_noop("LoadGen judged the run INVALID"))
 _phrase("serving.no_value", gettext_noop("no value"))
 # The Server rate's consistency checks (runners/serving_rate.py writes the runner's; the judge re-checks).
@@ -1034,6 +1048,10 @@ _phrase(
     "spot_check.cannot_recompute",
     gettext_noop("the platform cannot recompute it (%(error)s)"),
     patterns={"error": r"\w+"},
+)
+_phrase("spot_check.budget_spent", gettext_noop("not recomputed, spot-check time budget spent"))
+_phrase(
+    "spot_check.reference_rounding", gettext_noop("float64 reference differs in rounding from the runner's")
 )
 _phrase("spot_check.inputs_differ", gettext_noop("inputs differ from the challenge's"))
 

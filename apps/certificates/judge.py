@@ -819,10 +819,19 @@ def serving_server_verdict(
                 return False, say("serving.not_token_bounded", name=name, limit=f"{limit:g}")
     bound = _float(params.get("latency_bound_s"))
     percentile = _float(params.get("percentile"))
-    text = f"{qps['value']:.4g} QPS VALID at p{(percentile or 0) * 100:g} <= {(bound or 0) * 1000:g} ms"
+    figure = {
+        "qps": f"{qps['value']:.4g}",
+        "percentile": f"{(percentile or 0) * 100:g}",
+        "bound": f"{(bound or 0) * 1000:g}",
+    }
     if decoder:
-        text += f" (TTFT <= {params.get('ttft_bound_s')} s, TPOT <= {params.get('tpot_bound_s')} s)"
-    return True, text
+        return True, say(
+            "serving.valid_tokens",
+            **figure,
+            ttft=params.get("ttft_bound_s"),
+            tpot=params.get("tpot_bound_s"),
+        )
+    return True, say("serving.valid", **figure)
 
 
 # AIA 1.2: programs without loopholes (issue 13) -------------------------------------------------
@@ -885,7 +894,7 @@ def server_verdict_problems(report: dict[str, Any] | None) -> list[str]:
             if isinstance(entries, list):
                 problems.extend(f"{path}{entry}" for entry in entries)
         if node.get("verdict") == "fail":
-            problems.append(f"{path}verdict fail")
+            problems.append(f"{path}{say('server_verdicts.part_failed')}")
         for key, child in node.items():
             if isinstance(child, dict):
                 visit(child, f"{path}{key}: ")

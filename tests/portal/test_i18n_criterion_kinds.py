@@ -12,6 +12,7 @@ of Chinese in Chinese: the strict sweep of tests/portal/test_i18n_pages.py, no a
 
 from __future__ import annotations
 
+import ast
 import json
 
 import pytest
@@ -21,10 +22,21 @@ from django.utils import translation
 from apps.certificates.services import campaign_evaluate
 from apps.runs.services.programs import PROGRAMS_DIR, program_load
 from certification.recorded_text import localize
-from tests.portal.test_i18n_pages import ZhSweep
+from tests.portal.test_i18n_pages import ENGLISH_RUN, ROOT, ZhSweep
 from tests.real_documents import campaign_from_runner, cpu_target
 
 pytestmark = pytest.mark.django_db(transaction=False)
+
+# The modules that write the texts a criterion's outcome, a job's error and an evidence refusal record.
+RECORDING_MODULES = (
+    "apps/certificates/criteria.py",
+    "apps/certificates/judge.py",
+    "apps/certificates/services/surveillance.py",
+    "apps/runs/services/coverage.py",
+    "apps/runs/services/ingestion.py",
+    "apps/runs/services/model_evidence.py",
+    "apps/runs/services/spot_check.py",
+)
 
 LEVEL = "advanced"
 
@@ -103,3 +115,21 @@ def test_every_criterion_kind_reads_in_zh_hans(cast, aia13):
     print(f"untranslated strings on the criterion kinds' campaign: {len(report)}")
     print("\n".join(report))
     assert report == [], f"{len(report)} untranslated strings:\n" + "\n".join(report)
+
+
+@pytest.mark.parametrize("module", RECORDING_MODULES)
+def test_recorded_texts_are_written_from_phrases_not_english_f_strings(module):
+    """A text these modules record is written by `say(code, **params)` (certification/recorded_text.py),
+    so a reader of Chinese gets it from the catalogue: no f-string or returned literal composes English
+    words there (a campaign's page cannot show a criterion's outcome that no sweep has reached)."""
+    composed = []
+    for node in ast.walk(ast.parse((ROOT / module).read_text())):
+        if isinstance(node, ast.JoinedStr):
+            text = "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
+        elif isinstance(node, ast.Return) and isinstance(node.value, ast.Constant):
+            text = node.value.value
+        else:
+            continue
+        if isinstance(text, str) and ENGLISH_RUN.search(text):
+            composed.append(f"{module}:{node.lineno}: {text}")
+    assert composed == []

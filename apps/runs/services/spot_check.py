@@ -105,7 +105,7 @@ def spot_check_cases(
                 report["failures"].append(say("named.item", name=label, text=say("spot_check.unknown_case")))
             continue
         if time.monotonic() - started > SPOT_CHECK_BUDGET_S:
-            report["notes"].append(f"{label}: not recomputed, spot-check time budget spent")
+            report["notes"].append(say("named.item", name=label, text=say("spot_check.budget_spent")))
             continue
         try:
             ours = (
@@ -126,5 +126,5 @@ def spot_check_cases(
         if ours.get("input_digest") != case.get("input_digest"):
             report["failures"].append(say("named.item", name=label, text=say("spot_check.inputs_differ")))
         elif not inputs_only and ours.get("reference_digest") != case.get("reference_digest"):
-            report["notes"].append(f"{label}: float64 reference differs in rounding from the runner's")
+            report["notes"].append(say("named.item", name=label, text=say("spot_check.reference_rounding")))
     return report
