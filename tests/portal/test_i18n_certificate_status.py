@@ -84,7 +84,9 @@ def test_suspended_revoked_and_reinstated_certificates_read_in_zh_hans(cast, cer
     assert response.status_code == 400, response.status_code
     sweep.visit(f"/certificates/{made['reinstated'].serial}/suspend/ (no reason)", response)
     response = reviewer.post(
-        f"/certificates/{made['reinstated'].serial}/suspend/", {"suspend-reason": "复测期间暂停。"}, follow=True
+        f"/certificates/{made['reinstated'].serial}/suspend/",
+        {"suspend-reason": "复测期间暂停。"},
+        follow=True,
     )
     assert response.status_code == 200, response.status_code
     sweep.visit(f"/certificates/{made['reinstated'].serial}/ (suspended)", response)
