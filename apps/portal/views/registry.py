@@ -245,10 +245,10 @@ def _certificate_page(
 
 
 def _status_label(status: str | None) -> str | None:
-    return CertificateStatus(status).label if status in CertificateStatus.values else status
+    return str(CertificateStatus(status).label) if status in CertificateStatus.values else status
 
 
-def _history_shown(certificate: Certificate) -> list[dict]:
+def _history_shown(certificate: Certificate) -> list[dict[str, Any]]:
     """The status history with each status named in the reader's language (the record keeps the codes)."""
     return [
         {**change, "from_label": _status_label(change["from"]), "to_label": _status_label(change["to"])}

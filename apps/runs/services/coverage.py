@@ -27,6 +27,7 @@ Each function returns the problems found (empty when the document covers the pla
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from certification.recorded_text import Said, say
@@ -36,7 +37,7 @@ MODEL_KEYS = ("name", "version", "task", "architecture", "config", "sha256")
 SHOWN = 5  # problems of one kind named in the refusal; the rest are counted
 
 
-def listed(code: str, items: list[str], **params: Any) -> Said:
+def listed(code: str, items: Sequence[str], **params: Any) -> Said:
     """The phrase `code` naming the first SHOWN of `items` (and how many more there are)."""
     shown = [
         *items[:SHOWN],
@@ -50,7 +51,7 @@ def _model_identity(entry: Any) -> dict[str, Any]:
 
 
 def _spec_problems(echoed: dict[str, Any], plan: dict[str, Any]) -> list[str]:
-    problems = []
+    problems: list[str] = []
     for key in PLAN_KEYS:
         if echoed.get(key) != plan.get(key):
             problems.append(
@@ -124,7 +125,10 @@ def _conformance_problems(document: dict[str, Any], plan: dict[str, Any]) -> lis
     expected = {(kernel.name, dtype, case.name): (kernel, case) for kernel, dtype, case in triples}
     expected_unknown = {_key(record) for record in unknown}  # a spec naming what the catalog lacks
     seen: set[tuple[str, str, str]] = set()
-    extra, twice, status, shapes = [], [], [], []
+    extra: list[str] = []
+    twice: list[str] = []
+    status: list[str] = []
+    shapes: list[str] = []
     for case in document.get("cases") or []:
         key = _key(case)
         label = "/".join(key)
@@ -154,7 +158,7 @@ def _conformance_problems(document: dict[str, Any], plan: dict[str, Any]) -> lis
                     else say("coverage.status", case=label, status=case.get("status"), recomputed=recomputed)
                 )
     missing = ["/".join(key) for key in (expected.keys() | expected_unknown) - seen]
-    problems = []
+    problems: list[str] = []
     if missing:
         problems.append(listed("coverage.missing", sorted(missing), count=len(missing)))
     if extra:
@@ -172,7 +176,7 @@ def _model_problems(document: dict[str, Any], plan: dict[str, Any]) -> list[str]
     planned = sorted(str(m.get("name")) for m in plan.get("models") or [] if isinstance(m, dict))
     records = [r for r in document.get("models") or [] if isinstance(r, dict)]
     recorded = sorted(str(r.get("name")) for r in records)
-    problems = []
+    problems: list[str] = []
     if recorded != planned:
         problems.append(say("coverage.models_recorded", recorded=recorded, planned=planned))
     from runners.model_suite import DTYPES
@@ -235,7 +239,7 @@ def _serving_problems(document: dict[str, Any], plan: dict[str, Any]) -> list[st
     planned = sorted(str(m.get("name")) for m in plan.get("models") or [] if isinstance(m, dict))
     records = [r for r in document.get("models") or [] if isinstance(r, dict)]
     recorded = sorted(str(r.get("name")) for r in records)
-    problems = []
+    problems: list[str] = []
     if recorded != planned:
         problems.append(say("coverage.models_recorded", recorded=recorded, planned=planned))
     given = document.get("serving")
@@ -246,7 +250,7 @@ def _serving_problems(document: dict[str, Any], plan: dict[str, Any]) -> list[st
     cases = {
         (str(c.get("kernel")), str(c.get("case"))) for c in document.get("cases") or [] if isinstance(c, dict)
     }
-    absent = []
+    absent: list[str] = []
     for record in records:
         name = str(record.get("name"))
         if not record.get("loaded"):
@@ -314,7 +318,7 @@ def _collectives_problems(document: dict[str, Any], plan: dict[str, Any]) -> lis
         (c["op"], c["dtype"], c["name"]): c for c in plan_cases(options, world, str(plan.get("challenge")))
     }
     seen = [(str(c.get("kernel")), str(c.get("dtype")), str(c.get("case"))) for c in cases]
-    problems = []
+    problems: list[str] = []
     missing = sorted("/".join(key) for key in set(planned) - set(seen))
     extra = sorted("/".join(key) for key in set(seen) - set(planned))
     twice = sorted({"/".join(key) for key in seen if seen.count(key) > 1})
@@ -417,7 +421,7 @@ def _served_outputs_problems(
         ):
             wrong.append(str(tag))
     kept = sum(len(r.get("positions") or []) for r in item["runs"] if isinstance(r, dict))
-    problems = []
+    problems: list[str] = []
     tags = [r.get("tag") for r in item["runs"] if isinstance(r, dict)]
     if sorted(map(str, tags)) != sorted(_timed_run_tags(runs)):
         problems.append(say("coverage.served_sample_runs", name=name))

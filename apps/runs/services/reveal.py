@@ -152,7 +152,7 @@ def commitment_problems(*, document: dict[str, Any]) -> list[str]:
     entries = committed_outputs(document)
     ids = [str(entry.get("id")) for entry in entries]
     expected = _judged_outputs(document)
-    problems = []
+    problems: list[str] = []
     twice = sorted({i for i in ids if ids.count(i) > 1})
     missing = sorted(set(expected) - set(ids))
     extra = sorted(set(ids) - set(expected))
