@@ -686,6 +686,7 @@ _phrase("surveillance.ended", gettext_noop("the campaign ended %(state)s"), nest
 # Why a job failed, as the platform records it (apps/runs/services/sweeps.py) ---------------------------
 _phrase("job.deadline_passed", gettext_noop("the job passed its deadline"))
 _phrase("job.runner_silent", gettext_noop("runner %(runner)s stopped sending heartbeats"))
+_phrase("job.awaiting_reveal", gettext_noop("awaiting the reveal of sampled outputs"))
 _phrase("job.requeued_silent", gettext_noop("no progress from the runner; the job is requeued"))
 
 # A campaign's reason when its jobs end without evidence (apps/runs/services/campaigns.py) --------------

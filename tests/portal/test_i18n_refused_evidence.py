@@ -25,7 +25,7 @@ from apps.runs.services.programs import PROGRAMS_DIR, program_load
 from certification.recorded_text import localize, parse
 from runners.document import canonical_json
 from tests.portal.test_i18n_pages import ZhSweep
-from tests.real_documents import campaign_from_runner, runner_documents
+from tests.real_documents import campaign_from_runner, cpu_target, runner_documents
 from tests.runs.world import identity_for
 
 pytestmark = pytest.mark.django_db(transaction=False)
@@ -100,11 +100,21 @@ def refused_campaigns(cast, program):
         assert not result_ingest(envelope=envelope).accepted
     job.refresh_from_db()
     assert job.state == JobState.QUEUED and job.rejections.count() == 3
-    return failed, waiting
+    # Accepted evidence whose sampled outputs the runner has not revealed yet: its jobs say so.
+    revealing = campaign_from_runner(
+        vendor=cast.vendor,
+        program=program,
+        submitted_by=cast.owner,
+        target=cpu_target(vendor=cast.vendor, slug="cpu-revealing"),
+        evaluate=False,
+        reveal=False,
+    )
+    assert revealing.jobs.filter(progress_message="awaiting the reveal of sampled outputs").exists()
+    return failed, waiting, revealing
 
 
 def test_refused_evidence_reads_in_zh_hans_and_is_recorded_as_phrases(cast, aia12):
-    failed, waiting = refused_campaigns(cast, aia12)
+    failed, waiting, revealing = refused_campaigns(cast, aia12)
     recorded = [
         *failed.jobs.values_list("error_message", flat=True),
         *EvidenceRejection.objects.filter(job__campaign__in=[failed, waiting]).values_list(
@@ -120,8 +130,13 @@ def test_refused_evidence_reads_in_zh_hans_and_is_recorded_as_phrases(cast, aia1
     for user in (cast.owner, cast.reviewer):
         client = Client(HTTP_ACCEPT_LANGUAGE="zh-CN")
         client.force_login(user)
-        for campaign in (failed, waiting):
+        for campaign in (failed, waiting, revealing):
             sweep.get(client, f"/campaigns/{campaign.pk}/")
+            # The page's live progress, as its script fetches it.
+            progress = client.get(f"/campaigns/{campaign.pk}/progress.json")
+            assert progress.status_code == 200, progress.status_code
+            for job in progress.json()["jobs"]:
+                sweep.text(f"/campaigns/{campaign.pk}/progress.json", job["message"])
         sweep.get(client, "/campaigns/")
     # The API serves the record as it was written (in English, the words it was decided in).
     api = APIClient()

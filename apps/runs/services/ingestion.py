@@ -347,7 +347,7 @@ def result_ingest(*, envelope: dict[str, Any]) -> IngestOutcome:
         if not Job.objects.filter(pk=job.pk, state__in=[JobState.QUEUED, JobState.RUNNING]).update(
             state=JobState.RUNNING if reveal_size > 0 else JobState.SUCCEEDED,
             progress=1.0,
-            progress_message="awaiting the reveal of sampled outputs" if reveal_size > 0 else "",
+            progress_message=say("job.awaiting_reveal") if reveal_size > 0 else "",
             finished_at=None if reveal_size > 0 else now,
             runner=runner,
             error_class="",
