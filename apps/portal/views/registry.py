@@ -245,7 +245,9 @@ def _certificate_page(
 
 
 def _status_label(status: str | None) -> str | None:
-    return str(CertificateStatus(status).label) if status in CertificateStatus.values else status
+    """A status as the history names it, lower case like its "issued" and "reinstated" (English reads
+    "active → suspended" as before; zh-hans gets its label)."""
+    return str(CertificateStatus(status).label).lower() if status in CertificateStatus.values else status
 
 
 def _history_shown(certificate: Certificate) -> list[dict[str, Any]]:
