@@ -120,6 +120,7 @@ _phrase(
     gettext_noop(
         "%(passed)s of %(judged)s supported cases pass, but this level requires every dtype it names: %(problems)s."
     ),
+    lists={"problems": "; "},
     patterns={"passed": INT, "judged": INT},
 )
 _phrase(
@@ -133,6 +134,31 @@ _phrase(
     patterns={"passed": INT, "judged": INT, "rate": NUMBER + "%", "threshold": NUMBER + "%"},
 )
 _phrase("model_accuracy.no_model", gettext_noop("The campaign ran no model."))
+_phrase(
+    "model_accuracy.no_evidence",
+    gettext_noop("no %(dtype)s accuracy evidence (job %(state)s)"),
+    nested=frozenset({"state"}),
+    patterns={"dtype": r"\w+", "state": r"\w+"},
+)
+_phrase(
+    "model_accuracy.below",
+    gettext_noop("%(metric)s %(value)s below %(bar)s"),
+    patterns={"metric": r"\S+", "value": r"\S+", "bar": r"\S+"},
+)
+# Why a required dtype fails the level (judge.conformance_dtype_problem).
+_phrase(
+    "conformance.dtype_none", gettext_noop("the device runs no case of %(dtype)s"), patterns={"dtype": r"\w+"}
+)
+_phrase(
+    "conformance.dtype_unsupported",
+    gettext_noop("%(unsupported)s %(dtype)s case(s) unsupported, %(tolerated)s tolerated"),
+    patterns={"unsupported": INT, "dtype": r"\w+", "tolerated": INT},
+)
+_phrase(
+    "conformance.dtype_rate",
+    gettext_noop("%(dtype)s pass rate %(rate)s below %(bar)s"),
+    patterns={"dtype": r"\w+", "rate": NUMBER + "%", "bar": NUMBER + "%|None"},
+)
 _phrase(
     "model_accuracy.any",
     gettext_noop("%(passing)s of %(total)s model(s) reach the %(dtype)s accuracy bar (any required)."),
@@ -148,6 +174,7 @@ _phrase(
     gettext_noop(
         "%(passing)s of %(total)s model(s) reach the %(dtype)s accuracy bar (any required). %(failing)s"
     ),
+    lists={"failing": "; "},
     patterns={"passing": INT, "total": INT, "dtype": r"\w+"},
 )
 _phrase(
@@ -155,9 +182,26 @@ _phrase(
     gettext_noop(
         "%(passing)s of %(total)s model(s) reach the %(dtype)s accuracy bar (all required). %(failing)s"
     ),
+    lists={"failing": "; "},
     patterns={"passing": INT, "total": INT, "dtype": r"\w+"},
 )
 _phrase("architectures.none_named", gettext_noop("The criterion names no architecture or no dtype."))
+_phrase(
+    "architectures.not_run",
+    gettext_noop("%(architecture)s: no model of this architecture was run"),
+    patterns={"architecture": r"\S+"},
+)
+_phrase(
+    "architectures.below",
+    gettext_noop("%(dtype)s %(metric)s %(value)s below the level's bar"),
+    patterns={"dtype": r"\w+", "metric": r"\S+", "value": r"\S+"},
+)
+_phrase(
+    "architectures.model_failed",
+    gettext_noop("%(model)s (job %(job)s): %(failed)s"),
+    lists={"failed": ", "},
+    patterns={"model": r"\S+", "job": INT},
+)
 _phrase(
     "architectures.pass",
     gettext_noop(
@@ -171,9 +215,35 @@ _phrase(
         "%(met)s of %(required)s required architecture(s) (%(names)s) run to the level's accuracy bar in "
         "%(dtypes)s. Missing: %(missing)s."
     ),
+    lists={"missing": "; "},
     patterns={"met": INT, "required": INT},
 )
-_phrase("fingerprint.differs", gettext_noop("Fingerprint differs from the registered target: %(problems)s."))
+_phrase(
+    "fingerprint.differs",
+    gettext_noop("Fingerprint differs from the registered target: %(problems)s."),
+    lists={"problems": "; "},
+)
+# A document's problem, named by its job (a fingerprint's, a math mode's, a server verdict's).
+_phrase(
+    "fingerprint.job_problem",
+    gettext_noop("job %(job)s: %(problem)s"),
+    nested=frozenset({"problem"}),
+    patterns={"job": INT},
+)
+_phrase(
+    "fingerprint.math_mode",
+    gettext_noop("job %(job)s: math mode not accepted at this level: %(problem)s"),
+    nested=frozenset({"problem"}),
+    patterns={"job": INT},
+)
+# How a document's math modes depart from the level's (runners/math_modes.py: no Django there, read back).
+_phrase("math_mode.none_recorded", gettext_noop("the document records no math-mode flags"))
+_phrase("math_mode.not_recorded", gettext_noop("%(flag)s not recorded"), patterns={"flag": r"\w+"})
+_phrase(
+    "math_mode.departs",
+    gettext_noop("%(flag)s was %(value)s, the level accepts %(accepted)s"),
+    patterns={"flag": r"\w+", "value": r"[^,]+", "accepted": r"\[.*\]"},
+)
 _phrase(
     "fingerprint.several",
     gettext_noop("The documents of this campaign report different devices or software stacks."),
@@ -335,6 +405,8 @@ _phrase(
     nested=frozenset({"text"}),
     patterns={"metric": r"\S+", "value": NUMBER, "bar": r"\S+"},
 )
+# A part of a server-side recomputation whose own verdict is fail (judge.server_verdict_problems).
+_phrase("server_verdicts.part_failed", gettext_noop("verdict fail"))
 _phrase("serving.invalid", gettext_noop("LoadGen judged the run INVALID"))
 _phrase("serving.no_value", gettext_noop("no value"))
 # The Server rate's consistency checks (runners/serving_rate.py writes the runner's; the judge re-checks).
@@ -457,6 +529,77 @@ _phrase(
     gettext_noop("%(mismatches)s mismatch(es) in %(sampled)s sampled output(s)"),
     patterns={"mismatches": INT, "sampled": INT},
 )
+_phrase(
+    "test01.looser",
+    gettext_noop("%(detail)s, judged at %(key)s %(used)s, looser than the program's %(bar)s"),
+    nested=frozenset({"detail"}),
+    patterns={"key": "rtol|atol", "used": SCI, "bar": SCI},
+)
+_phrase(
+    "test04.stale_buffers",
+    gettext_noop(
+        "%(stale)s of %(checked)s fresh call(s) returned another output than the device's own for their values "
+        "(a result cache keyed on the buffers)"
+    ),
+    patterns={"stale": INT, "checked": r"\d+|\?"},
+)
+_phrase(
+    "test04.wrong_reference",
+    gettext_noop(
+        "%(wrong)s of %(checked)s fresh output(s) checked against the float64 reference of their values are "
+        "outside the tolerance (another input's result)"
+    ),
+    patterns={"wrong": INT, "checked": r"\d+|\?"},
+)
+# A timed figure's clock check (judge.timing_verdict); the label names the figure (benchmark and dtype).
+_phrase(
+    "timing.no_check",
+    gettext_noop("%(label)s: timed by device events without the host-clock check"),
+    patterns={"label": r"[^:;]+"},
+)
+_phrase(
+    "timing.no_figures", gettext_noop("%(label)s: no usable raw clock figures"), patterns={"label": r"[^:;]+"}
+)
+_phrase(
+    "timing.within",
+    gettext_noop("%(label)s: events / host clock %(ratio)s (within %(bounds)s)"),
+    patterns={"label": r"[^:;]+", "ratio": NUMBER},
+)
+_phrase(
+    "timing.outside",
+    gettext_noop("%(label)s: events / host clock %(ratio)s (outside %(bounds)s)"),
+    patterns={"label": r"[^:;]+", "ratio": NUMBER},
+)
+# The runner's claimed best figure against its measurements (judge.claimed_best).
+_phrase("claims.no_certifiable", gettext_noop("no certifiable measurement"))
+_phrase("claims.no_claim", gettext_noop("the runner claims no certifiable figure"))
+_phrase(
+    "claims.claim_unshown",
+    gettext_noop("the runner's %(key)s claim (%(name)s: %(value)s) is not a figure its measurements show"),
+    patterns={"key": r"\w+"},
+)
+_phrase(
+    "claims.claim_excluded",
+    gettext_noop("the runner's %(key)s (%(name)s) is excluded: %(reason)s"),
+    nested=frozenset({"reason"}),
+    patterns={"key": r"\w+"},
+)
+_phrase(
+    "claims.claim_not_best",
+    gettext_noop("the runner's %(key)s (%(name)s) is not its best certifiable figure (%(best)s)"),
+    patterns={"key": r"\w+"},
+)
+# Why a measured figure may not feed a headline (judge.measurement_exclusion).
+_phrase("measurement.unstable", gettext_noop("unstable timing (high coefficient of variation)"))
+_phrase("measurement.flagged", gettext_noop("flagged: %(flags)s"))
+# Why a serving energy figure is not certified (judge.serving_energy_problem).
+_phrase("energy.unit", gettext_noop("unit %(unit)s is not an energy per query or per token"))
+_phrase(
+    "energy.not_server", gettext_noop("energy is certified from the Server run at the level's bound only")
+)
+_phrase("energy.no_meter", gettext_noop("no meter measured it"))
+_phrase("energy.no_meter_named", gettext_noop("no meter named for it"))
+_phrase("energy.not_positive", gettext_noop("not a positive energy"))
 _phrase("test01.no_counts", gettext_noop("no raw mismatch count in the document"))
 _phrase("test01.none_sampled", gettext_noop("no output was sampled"))
 _phrase(
@@ -565,16 +708,34 @@ _phrase(
     gettext_noop("Re-test required (%(reason)s), but no re-test could be submitted; see the audit log."),
 )
 
+# Why surveillance suspended a certificate (apps/certificates/services/surveillance.py, reviews.py).
+_phrase(
+    "certificate.surveillance_failed",
+    gettext_noop("Surveillance campaign %(campaign)s failed: %(failure)s"),
+    nested=frozenset({"failure"}),
+    patterns={"campaign": INT},
+)
+_phrase("surveillance.rejected", gettext_noop("rejected by the reviewer: %(reason)s"))
+_phrase(
+    "surveillance.ended_because",
+    gettext_noop("the campaign ended %(state)s: %(reason)s"),
+    nested=frozenset({"state", "reason"}),
+    patterns={"state": r"\w+"},
+)
+_phrase("surveillance.ended", gettext_noop("the campaign ended %(state)s"), nested=frozenset({"state"}))
+
 # Why a job failed, as the platform records it (apps/runs/services/sweeps.py) ---------------------------
 _phrase("job.deadline_passed", gettext_noop("the job passed its deadline"))
 _phrase("job.runner_silent", gettext_noop("runner %(runner)s stopped sending heartbeats"))
+_phrase("job.awaiting_reveal", gettext_noop("awaiting the reveal of sampled outputs"))
 _phrase("job.requeued_silent", gettext_noop("no progress from the runner; the job is requeued"))
 
 # A campaign's reason when its jobs end without evidence (apps/runs/services/campaigns.py) --------------
 _phrase(
     "campaign.failed",
     gettext_noop("No evidence to evaluate: %(jobs)s"),
-    lists={"jobs": "; "},
+    # An item starts at its job's label: a job's message that holds "; " itself (a list of problems) stays whole.
+    lists={"jobs": Separator("; ", r"Job \d+ ")},
 )
 _phrase(
     "campaign.failed_job",
@@ -583,9 +744,358 @@ _phrase(
     patterns={
         "job": r"Job \d+ \S+",
         "error": "Product failure|Infrastructure|Timeout|Rejected evidence|failed|cancelled",
-        "message": "[^;]*",
+        "message": ".*",
     },
 )
+
+# Why ingestion refused a result (apps/runs/services/ingestion.py): the job's error and the rejection's
+# reason, each problem of a list recorded as its own phrase (coverage, weights, commitment, spot check).
+_phrase("ingest.not_envelope", gettext_noop("not a signed result envelope"))
+_phrase("ingest.too_large", gettext_noop("document too large"))
+_phrase("ingest.not_json", gettext_noop("document is not JSON"))
+_phrase("ingest.not_object", gettext_noop("document is not a JSON object"))
+_phrase("ingest.unknown_job", gettext_noop("the document names no known job"))
+_phrase("ingest.digest", gettext_noop("the document does not match its digest (tampered in transit)"))
+_phrase("ingest.unknown_key", gettext_noop("signed by a key that is not registered to any runner"))
+_phrase("ingest.runner_disabled", gettext_noop("runner %(runner)s is disabled"), patterns={"runner": r"\S+"})
+_phrase(
+    "ingest.bad_signature", gettext_noop("the signature does not verify with the runner's registered key")
+)
+_phrase(
+    "ingest.runner_not_bound",
+    gettext_noop("runner %(runner)s is not bound to target %(target)s"),
+    patterns={"runner": r"\S+", "target": r"\S+"},
+)
+_phrase(
+    "ingest.stale_challenge",
+    gettext_noop("the challenge is not this job's current one (old or replayed result)"),
+)
+_phrase(
+    "ingest.schema_invalid",
+    gettext_noop("schema-invalid document (%(count)s problem(s)): %(problems)s"),
+    lists={"problems": "; "},
+    patterns={"count": INT},
+)
+# A value as jsonschema's messages quote it (Python's repr of a JSON value).
+VALUE = r"'[^']*'|\"[^\"]*\"|-?\d[\d.e+-]*|None|True|False|\[.*\]|\{.*\}"
+# Each schema problem is a named.item: where in the document, and what jsonschema says of it.
+_phrase(
+    "schema.type",
+    gettext_noop("%(value)s is not of type %(types)s"),
+    patterns={"value": VALUE, "types": r"'\w+'(?:, '\w+')*"},
+)
+_phrase("schema.required", gettext_noop("%(name)s is a required property"), patterns={"name": r"'[^']*'"})
+_phrase(
+    "schema.enum",
+    gettext_noop("%(value)s is not one of %(options)s"),
+    patterns={"value": VALUE, "options": r"\[.*\]"},
+)
+_phrase(
+    "schema.additional",
+    gettext_noop("Additional properties are not allowed (%(names)s was unexpected)"),
+)
+_phrase(
+    "schema.additional_many",
+    gettext_noop("Additional properties are not allowed (%(names)s were unexpected)"),
+)
+_phrase(
+    "schema.minimum",
+    gettext_noop("%(value)s is less than the minimum of %(bound)s"),
+    patterns={"value": VALUE},
+)
+_phrase(
+    "schema.maximum",
+    gettext_noop("%(value)s is greater than the maximum of %(bound)s"),
+    patterns={"value": VALUE},
+)
+_phrase("schema.too_long", gettext_noop("%(value)s is too long"), patterns={"value": VALUE})
+_phrase("schema.too_short", gettext_noop("%(value)s is too short"), patterns={"value": VALUE})
+_phrase(
+    "schema.pattern",
+    gettext_noop("%(value)s does not match %(pattern)s"),
+    patterns={"value": VALUE, "pattern": r"'[^']*'"},
+)
+_phrase(
+    "schema.any_of",
+    gettext_noop("%(value)s is not valid under any of the given schemas"),
+    patterns={"value": VALUE},
+)
+_phrase("schema.not_canonical", gettext_noop("not canonical JSON: %(error)s"))
+_phrase(
+    "ingest.wrong_suite",
+    gettext_noop("a %(document)s document for a %(job)s job"),
+    patterns={"document": r"\S+", "job": r"\S+"},
+)
+_phrase(
+    "ingest.fingerprint",
+    gettext_noop("fingerprint does not match the target: %(problems)s"),
+    lists={"problems": "; "},
+)
+_phrase(
+    "ingest.weights",
+    gettext_noop("the weights that ran are not the campaign's: %(problems)s"),
+    lists={"problems": "; "},
+)
+_phrase(
+    "ingest.plan",
+    gettext_noop("the document does not cover the job's plan: %(problems)s"),
+    lists={"problems": "; "},
+)
+_phrase(
+    "ingest.commitment",
+    gettext_noop("the commitment does not cover the outputs the document judged: %(problems)s"),
+    lists={"problems": "; "},
+)
+_phrase(
+    "ingest.spot_check",
+    gettext_noop("server-side recomputation disagrees: %(failures)s"),
+    lists={"failures": "; "},
+)
+_phrase("ingest.has_evidence", gettext_noop("the job already has accepted evidence"))
+_phrase("ingest.job_state", gettext_noop("the job is %(state)s"), nested=frozenset({"state"}))
+# The job states as the refusal above names them (apps/runs/models.py JobState values).
+JOB_STATE_WORDS = (
+    gettext_noop("queued"),
+    gettext_noop("running"),
+    gettext_noop("succeeded"),
+    gettext_noop("failed"),
+    gettext_noop("cancelled"),
+)
+# The weights a model document says ran (apps/runs/services/model_evidence.py).
+_phrase("weights.no_record", gettext_noop("the document records no weights digests"))
+_phrase("weights.not_object", gettext_noop("a models item is not an object"))
+_phrase(
+    "weights.no_digest", gettext_noop("%(name)s: loaded, but no digest recorded"), patterns={"name": r"\S+"}
+)
+_phrase(
+    "weights.other",
+    gettext_noop("%(name)s: the runner read weights with sha256 %(digest)s, not the registered artifact's"),
+    patterns={"name": r"\S+", "digest": r"\S+"},
+)
+_phrase("weights.none_loaded", gettext_noop("results are reported, but no registered weights were loaded"))
+# How a document departs from its job's plan (apps/runs/services/coverage.py). A list's items are named
+# as the document names them; one that holds ", " itself (a contradicted status) stays whole.
+LISTED = Separator(", ", r"[^\s,]+(?:/|: |:\S)|\d+ more$")
+_LISTED = {"lists": {"items": LISTED}}
+_phrase("coverage.more", gettext_noop("%(count)s more"), patterns={"count": INT})
+_phrase(
+    "coverage.spec",
+    gettext_noop("the document ran %(key)s=%(ran)s, the job's plan is %(planned)s"),
+    patterns={"key": r"\w+"},
+)
+_phrase(
+    "coverage.models_ran",
+    gettext_noop("the document ran models %(ran)s other than the plan's %(planned)s (differing: %(keys)s)"),
+    patterns={"ran": r"\[.*?\]", "planned": r"\[.*?\]"},
+)
+_phrase("coverage.models_count", gettext_noop("the count"))
+_phrase(
+    "coverage.missing",
+    gettext_noop("%(count)s planned cases missing: %(items)s"),
+    patterns={"count": INT},
+    **_LISTED,
+)
+_phrase(
+    "coverage.extra",
+    gettext_noop("%(count)s cases outside the plan: %(items)s"),
+    patterns={"count": INT},
+    **_LISTED,
+)
+_phrase(
+    "coverage.twice",
+    gettext_noop("%(count)s cases recorded twice: %(items)s"),
+    patterns={"count": INT},
+    **_LISTED,
+)
+_phrase(
+    "coverage.shapes",
+    gettext_noop("%(count)s cases not run at the shape the job's challenge draws: %(items)s"),
+    patterns={"count": INT},
+    **_LISTED,
+)
+_phrase(
+    "coverage.shape",
+    gettext_noop("%(case)s ran %(ran)s, the challenge draws %(drawn)s"),
+    patterns={"case": r"\S+", "ran": r"\{.*?\}|None", "drawn": r"\{.*?\}"},
+)
+_phrase(
+    "coverage.statuses",
+    gettext_noop("%(count)s case statuses the stats and the catalog's tolerance contradict: %(items)s"),
+    patterns={"count": INT},
+    **_LISTED,
+)
+_phrase(
+    "coverage.status",
+    gettext_noop("%(case)s says %(status)s, its stats make it %(recomputed)s"),
+    patterns={"case": r"\S+", "status": r"\w+", "recomputed": r"\w+"},
+)
+_phrase(
+    "coverage.status_why",
+    gettext_noop("%(case)s says %(status)s, %(why)s"),
+    nested=frozenset({"why"}),
+    patterns={"case": r"\S+", "status": r"\w+"},
+)
+_phrase("coverage.no_stats", gettext_noop("no stats"))
+_phrase(
+    "coverage.tolerance",
+    gettext_noop(
+        "judged with atol=%(atol)s rtol=%(rtol)s, the catalog's tolerance is atol=%(catalog_atol)s rtol=%(catalog_rtol)s"
+    ),
+)
+_phrase("coverage.no_mismatch_count", gettext_noop("stats without a mismatch count"))
+_phrase("coverage.count_fraction", gettext_noop("mismatch count and fraction disagree"))
+_phrase("coverage.ratio_above", gettext_noop("a tolerance ratio above 1 without a mismatch"))
+_phrase(
+    "coverage.models_recorded",
+    gettext_noop("the document records models %(recorded)s, the plan has %(planned)s"),
+)
+_phrase("coverage.model_missing", gettext_noop("planned model results missing: %(items)s"), **_LISTED)
+_phrase("coverage.model_outside", gettext_noop("results for models outside the plan: %(items)s"), **_LISTED)
+_phrase("coverage.model_dtypes", gettext_noop("model cases in dtypes outside the plan: %(items)s"), **_LISTED)
+_phrase(
+    "coverage.performance_dtypes",
+    gettext_noop("performance results in dtypes outside the plan: %(items)s"),
+    **_LISTED,
+)
+_phrase("coverage.serving_missing", gettext_noop("planned serving results missing: %(items)s"), **_LISTED)
+_phrase(
+    "coverage.serving_outside",
+    gettext_noop("serving results for models outside the plan: %(items)s"),
+    **_LISTED,
+)
+_phrase("coverage.no_serving_record", gettext_noop("%(name)s: no serving record"), patterns={"name": r"\S+"})
+_phrase("coverage.no_log_digests", gettext_noop("%(run)s: LoadGen log digests"), patterns={"run": r"\S+"})
+_phrase("coverage.no_loadgen_result", gettext_noop("%(run)s: LoadGen's Result is"), patterns={"run": r"\S+"})
+_phrase("coverage.no_case", gettext_noop("%(run)s: case"), patterns={"run": r"\S+"})
+_phrase("coverage.no_accuracy_run", gettext_noop("%(name)s: accuracy run"), patterns={"name": r"\S+"})
+_phrase("coverage.no_collectives", gettext_noop("the document has no collectives section"))
+_phrase(
+    "coverage.collectives_plan", gettext_noop("the job's plan is not a valid collectives plan: %(error)s")
+)
+_phrase(
+    "coverage.collectives_world",
+    gettext_noop("the document ran on %(ran)s devices, the plan on %(planned)s"),
+    patterns={"ran": r"\S+", "planned": r"\S+"},
+)
+_phrase(
+    "coverage.collectives_one_device",
+    gettext_noop("a one-device target's collectives document must be not applicable, with no cases"),
+)
+_phrase(
+    "coverage.collectives_not_applied",
+    gettext_noop("the collectives suite was not applied on %(devices)s devices: %(reason)s"),
+    patterns={"devices": r"\S+"},
+)
+_phrase(
+    "coverage.collectives_missing", gettext_noop("planned collectives cases missing: %(items)s"), **_LISTED
+)
+_phrase(
+    "coverage.collectives_outside", gettext_noop("collectives cases outside the plan: %(items)s"), **_LISTED
+)
+_phrase("coverage.collectives_twice", gettext_noop("collectives cases recorded twice: %(items)s"), **_LISTED)
+_phrase(
+    "coverage.collectives_statuses",
+    gettext_noop("collectives statuses that do not follow from their stats: %(items)s"),
+    **_LISTED,
+)
+_phrase(
+    "coverage.bandwidth",
+    gettext_noop("bandwidth figures without a passing case or off nccl-tests' definitions: %(items)s"),
+    **_LISTED,
+)
+_phrase(
+    "coverage.no_served_sample",
+    gettext_noop("%(name)s: no output-consistency sample of the timed serving runs (TEST01)"),
+    patterns={"name": r"\S+"},
+)
+_phrase(
+    "coverage.served_sample_runs",
+    gettext_noop("%(name)s: the TEST01 sample does not cover every timed serving run"),
+    patterns={"name": r"\S+"},
+)
+_phrase(
+    "coverage.served_outputs_replayed",
+    gettext_noop(
+        "%(name)s: the served outputs kept in the timed runs are not the ones this job's challenge draws "
+        "(%(runs)s): evidence of another run"
+    ),
+    patterns={"name": r"\S+"},
+)
+_phrase(
+    "coverage.served_count",
+    gettext_noop("%(name)s: the TEST01 count of served outputs disagrees with its runs"),
+    patterns={"name": r"\S+"},
+)
+_phrase(
+    "coverage.rounds_replayed",
+    gettext_noop(
+        "the output-consistency rounds are not the ones this job's challenge draws (%(items)s): evidence of "
+        "another run"
+    ),
+)
+_phrase("coverage.timing_malformed", gettext_noop("the job's plan has a malformed timing section"))
+_phrase(
+    "coverage.timing_unstated",
+    gettext_noop("the document does not state the timing policy its figures were measured with"),
+)
+_phrase(
+    "coverage.timing_other",
+    gettext_noop(
+        "the document was timed with another policy than the job's plan (stated/planned: %(differences)s)"
+    ),
+)
+_phrase("coverage.summary", gettext_noop("the summary is not the one its cases make"))
+# The commitment against the outputs the verdicts rest on (apps/runs/services/reveal.py).
+_phrase("commitment.none", gettext_noop("the document commits to no output (no commitment section)"))
+_phrase(
+    "commitment.missing",
+    gettext_noop("%(count)s judged outputs not committed: %(items)s"),
+    patterns={"count": INT},
+    **_LISTED,
+)
+_phrase(
+    "commitment.extra",
+    gettext_noop("%(count)s committed outputs no verdict rests on: %(items)s"),
+    patterns={"count": INT},
+    **_LISTED,
+)
+_phrase(
+    "commitment.twice",
+    gettext_noop("%(count)s outputs committed twice: %(items)s"),
+    patterns={"count": INT},
+    **_LISTED,
+)
+_phrase(
+    "commitment.shapes",
+    gettext_noop("%(count)s committed shapes differ from the case records: %(items)s"),
+    patterns={"count": INT},
+    **_LISTED,
+)
+# The platform's spot check of sampled cases (apps/runs/services/spot_check.py).
+_phrase(
+    "spot_check.code",
+    gettext_noop("recorded as %(recorded)s, the declaration makes it %(expected)s"),
+    patterns={"recorded": r"\S+", "expected": r"\S+"},
+)
+_phrase(
+    "spot_check.no_declaration",
+    gettext_noop("recorded unsupported, but the document carries no support declaration"),
+)
+_phrase(
+    "spot_check.declared_supported",
+    gettext_noop("recorded unsupported, but the backend declared it supported"),
+)
+_phrase("spot_check.unknown_case", gettext_noop("recorded unsupported, but the catalog has no such case"))
+_phrase(
+    "spot_check.cannot_recompute",
+    gettext_noop("the platform cannot recompute it (%(error)s)"),
+    patterns={"error": r"\w+"},
+)
+_phrase("spot_check.budget_spent", gettext_noop("not recomputed, spot-check time budget spent"))
+_phrase(
+    "spot_check.reference_rounding", gettext_noop("float64 reference differs in rounding from the runner's")
+)
+_phrase("spot_check.inputs_differ", gettext_noop("inputs differ from the challenge's"))
 
 # A campaign's reason when it is evaluated (apps/certificates/services/evaluation.py) -----------------
 _phrase("evaluation.ready", gettext_noop("Every blocker criterion passes; awaiting review."))

@@ -22,7 +22,12 @@ STATUSES = ("pass", "fail", "error", "unsupported")
 
 
 class DocumentInvalid(ValueError):
-    """The document does not match runners/schema/result.schema.json; the message says where."""
+    """The document does not match runners/schema/result.schema.json; the message says where, and
+    `errors` lists each problem ("<path>: <message>")."""
+
+    def __init__(self, message: str, errors: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.errors = list(errors or [message])
 
 
 def now_iso() -> str:
@@ -127,4 +132,4 @@ def validate_document(document: dict[str, Any]) -> None:
         errors.append(f"<root>: not canonical JSON: {exc}")
     if errors:
         shown = "\n  ".join(errors[:20])
-        raise DocumentInvalid(f"result document invalid ({len(errors)} problems):\n  {shown}")
+        raise DocumentInvalid(f"result document invalid ({len(errors)} problems):\n  {shown}", errors)

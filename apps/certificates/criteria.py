@@ -141,7 +141,9 @@ def _measurement_model(row: Measurement) -> str:
 def _why(verdict: dict[str, Any]) -> str:
     if verdict.get("reason"):
         return verdict["reason"]
-    return f"{verdict['metric']} {verdict['value']} below {verdict['threshold']}"
+    return say(
+        "model_accuracy.below", metric=verdict["metric"], value=verdict["value"], bar=verdict["threshold"]
+    )
 
 
 def model_accuracy(campaign: Campaign, params: dict[str, Any], thresholds: judge.Thresholds) -> Judgement:
@@ -172,7 +174,7 @@ def model_accuracy(campaign: Campaign, params: dict[str, Any], thresholds: judge
                     "model": label,
                     "job": job.pk,
                     "passed": False,
-                    "reason": f"no {dtype} accuracy evidence (job {job.state})",
+                    "reason": say("model_accuracy.no_evidence", dtype=dtype, state=job.state),
                 }
             )
             continue
@@ -206,7 +208,7 @@ def model_accuracy(campaign: Campaign, params: dict[str, Any], thresholds: judge
         threshold = verdicts[0]["threshold"]
     else:
         measured, threshold = len(passing) / len(verdicts), (1.0 if mode == "all" else 1.0 / len(verdicts))
-    failing = "; ".join(f"{v['model']}: {_why(v)}" for v in verdicts if not v["passed"])
+    failing = "; ".join(say("named.item", name=v["model"], text=_why(v)) for v in verdicts if not v["passed"])
     counts = {"passing": len(passing), "total": len(verdicts), "dtype": dtype}
     mode = "any" if mode == "any" else "all"  # the two the programs state (and `ok` reads)
     evidence = {"documents": documents, "models": verdicts}
@@ -248,7 +250,7 @@ def model_architectures(
     for architecture in required:
         runs = [job for job in jobs if job.model is not None and job.model.architecture == architecture]
         if not runs:
-            missing.append(f"{architecture}: no model of this architecture was run")
+            missing.append(say("architectures.not_run", architecture=architecture))
             continue
         reasons = []
         for job in runs:
@@ -270,16 +272,20 @@ def model_architectures(
                     )
                 ]
                 if not judged:
-                    failed.append(f"no {dtype} accuracy evidence (job {job.state})")
+                    failed.append(say("model_accuracy.no_evidence", dtype=dtype, state=job.state))
                 elif not passing:
-                    failed.append(f"{dtype} {judged[0].unit} {judged[0].value} below the level's bar")
+                    failed.append(
+                        say("architectures.below", dtype=dtype, metric=judged[0].unit, value=judged[0].value)
+                    )
             verdicts.append(
                 {"architecture": architecture, "model": str(job.model), "job": job.pk, "failed": failed}
             )
             if failed:
-                reasons.append(f"{job.model} (job {job.pk}): {', '.join(failed)}")
+                reasons.append(
+                    say("architectures.model_failed", model=job.model, job=job.pk, failed=", ".join(failed))
+                )
         if all(v["failed"] for v in verdicts if v["architecture"] == architecture):
-            missing.append(f"{architecture}: " + "; ".join(reasons))
+            missing.append(say("named.item", name=architecture, text="; ".join(reasons)))
     evidence = {"documents": documents, "architectures": required, "dtypes": dtypes, "models": verdicts}
     met = len(required) - len(missing)
     names = {"met": met, "required": len(required), "names": ", ".join(required), "dtypes": ", ".join(dtypes)}
@@ -313,11 +319,11 @@ def integrity(campaign: Campaign, params: dict[str, Any], thresholds: judge.Thre
             "fingerprint": {k: (documents[0].fingerprint or {}).get(k) for k in FINGERPRINT_IDENTITY},
         }
         problems = [
-            f"job {d.job_id}: {problem}"
+            say("fingerprint.job_problem", job=d.job_id, problem=problem)
             for d in documents
             for problem in judge.fingerprint_problems(fingerprint=d.fingerprint, target=campaign.target)
         ] + [
-            f"job {d.job_id}: math mode not accepted at this level: {problem}"
+            say("fingerprint.math_mode", job=d.job_id, problem=problem)
             for d in documents
             for problem in judge.math_mode_problems(fingerprint=d.fingerprint, thresholds=thresholds)
         ]
@@ -820,7 +826,7 @@ def _server_verdicts_check(
 ) -> Judgement:
     """No server-side recomputation stored with a document disagrees with the runner."""
     problems = [
-        f"job {d.job_id}: {problem}"
+        say("fingerprint.job_problem", job=d.job_id, problem=problem)
         for d in documents
         for problem in judge.server_verdict_problems(d.spot_check)
     ]

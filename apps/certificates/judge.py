@@ -338,7 +338,13 @@ def output_consistency_verdict(*, item: dict[str, Any], thresholds: Thresholds) 
                 return IntegrityVerdict(
                     "output_consistency",
                     False,
-                    f"{detail}, judged at {key} {used:g}, looser than the program's {tolerance[key]:g}",
+                    say(
+                        "test01.looser",
+                        detail=detail,
+                        key=key,
+                        used=f"{used:g}",
+                        bar=f"{float(tolerance[key]):g}",
+                    ),
                     item,
                 )
     passed = mismatches <= thresholds.test01_max_mismatches and item.get("verdict") != "fail"
@@ -357,8 +363,7 @@ def caching_verdict(*, item: dict[str, Any], thresholds: Thresholds) -> Integrit
         return IntegrityVerdict(
             "caching",
             False,
-            f"{stale} of {checked if checked is not None else '?'} fresh call(s) returned another "
-            "output than the device's own for their values (a result cache keyed on the buffers)",
+            say("test04.stale_buffers", stale=stale, checked=checked if checked is not None else "?"),
             item,
         )
     wrong = _int(item.get("fresh_reference_failures"))
@@ -367,8 +372,7 @@ def caching_verdict(*, item: dict[str, Any], thresholds: Thresholds) -> Integrit
         return IntegrityVerdict(
             "caching",
             False,
-            f"{wrong} of {checked if checked is not None else '?'} fresh output(s) checked against the float64 "
-            "reference of their values are outside the tolerance (another input's result)",
+            say("test04.wrong_reference", wrong=wrong, checked=checked if checked is not None else "?"),
             item,
         )
     fresh, repeated = _float(item.get("fresh_median_s")), _float(item.get("repeated_median_s"))
@@ -434,21 +438,22 @@ def clock_verdict(*, item: dict[str, Any], thresholds: Thresholds) -> IntegrityV
     if clock is None and method != "device_events":
         return None
     if not isinstance(clock, dict):
-        return IntegrityVerdict(
-            "timing", False, f"{label}: timed by device events without the host-clock check", item
-        )
+        return IntegrityVerdict("timing", False, say("timing.no_check", label=label), item)
     event_s, host_s, rounds = (
         _float(clock.get("event_s")),
         _float(clock.get("host_s")),
         _int(clock.get("rounds")),
     )
     if event_s is None or host_s is None or host_s <= 0 or event_s < 0 or not rounds:
-        return IntegrityVerdict("timing", False, f"{label}: no usable raw clock figures", item)
+        return IntegrityVerdict("timing", False, say("timing.no_figures", label=label), item)
     ratio = event_s / host_s
     low, high = thresholds.clock_ratio_min, thresholds.clock_ratio_max
     passed = low <= ratio <= high
-    detail = (
-        f"{label}: events / host clock {ratio:.3f} ({'within' if passed else 'outside'} {low:g}-{high:g})"
+    detail = say(
+        "timing.within" if passed else "timing.outside",
+        label=label,
+        ratio=f"{ratio:.3f}",
+        bounds=f"{low:g}-{high:g}",
     )
     return IntegrityVerdict("timing", passed, detail, item)
 
@@ -526,12 +531,12 @@ def above_peak(*, ratio: float | None, thresholds: Thresholds) -> bool:
 def measurement_exclusion(*, value: float | None, unstable: bool, flags: Iterable[str] | None) -> str | None:
     """Why a measured figure may not feed a headline, a claims criterion or a tender, or None."""
     if value is None or not math.isfinite(value):
-        return "no value"
+        return say("serving.no_value")
     if unstable:
-        return "unstable timing (high coefficient of variation)"
+        return say("measurement.unstable")
     other = sorted({str(f) for f in flags or []} - RUNNER_VERDICT_FLAGS)
     if other:
-        return "flagged: " + ", ".join(other)
+        return say("measurement.flagged", flags=", ".join(other))
     return None
 
 
@@ -613,18 +618,18 @@ def claimed_best(
     eligible = [m for m, reason in candidates if reason is None]
     best = max(eligible, key=lambda m: m["value"], default=None)
     if not isinstance(claim, dict) or key not in claim:
-        return best, None if best is not None else "no certifiable measurement"
+        return best, None if best is not None else say("claims.no_certifiable")
     name, value = claim.get(key), _float(claim.get(value_key))
     if name is None or value is None:
-        return None, "the runner claims no certifiable figure"
+        return None, say("claims.no_claim")
     named = [(m, reason) for m, reason in candidates if m["name"] == name]
     if len(named) != 1 or _float(named[0][0]["value"]) != value:
-        return None, f"the runner's {key} claim ({name}: {value}) is not a figure its measurements show"
+        return None, say("claims.claim_unshown", key=key, name=name, value=value)
     measurement, reason = named[0]
     if reason is not None:
-        return None, f"the runner's {key} ({name}) is excluded: {reason}"
+        return None, say("claims.claim_excluded", key=key, name=name, reason=reason)
     if best is not None and best["value"] > measurement["value"]:
-        return None, f"the runner's {key} ({name}) is not its best certifiable figure ({best['name']})"
+        return None, say("claims.claim_not_best", key=key, name=name, best=best["name"])
     return measurement, None
 
 
@@ -654,17 +659,27 @@ def conformance_dtype_problem(
     """Why a required dtype fails the level: no supported case, more unsupported cases than the level
     tolerates, or (with_rate) its own pass rate below the level's bar."""
     if counts.judged == 0:
-        return f"the device runs no case of {counts.dtype}"
+        return say("conformance.dtype_none", dtype=counts.dtype)
     tolerated = (
         (thresholds.unsupported_tolerated or {}).get(counts.dtype)
         if thresholds.unsupported_tolerated is not None
         else None
     )
     if thresholds.unsupported_tolerated is not None and counts.unsupported > (tolerated or 0):
-        return f"{counts.unsupported} {counts.dtype} case(s) unsupported, {tolerated or 0} tolerated"
+        return say(
+            "conformance.dtype_unsupported",
+            unsupported=counts.unsupported,
+            dtype=counts.dtype,
+            tolerated=tolerated or 0,
+        )
     bar = thresholds.conformance_min_pass_rate
     if with_rate and (bar is None or counts.rate < bar):
-        return f"{counts.dtype} pass rate {counts.rate:.2%} below {bar if bar is None else f'{bar:.2%}'}"
+        return say(
+            "conformance.dtype_rate",
+            dtype=counts.dtype,
+            rate=f"{counts.rate:.2%}",
+            bar=bar if bar is None else f"{bar:.2%}",
+        )
     return None
 
 
@@ -802,16 +817,16 @@ def serving_energy_problem(
     yields a certified figure (serving_figure_problem: VALID, the level's settings) and from a meter
     that measured it (a named meter, never `unavailable`)."""
     if unit not in SERVING_ENERGY_UNITS:
-        return f"unit {unit!r} is not an energy per query or per token"
+        return say("energy.unit", unit=repr(unit))
     if params.get("scenario") != "Server":
-        return "energy is certified from the Server run at the level's bound only"
+        return say("energy.not_server")
     if "unavailable" in set(flags or ()):
-        return "no meter measured it"
+        return say("energy.no_meter")
     energy = given if isinstance(given := params.get("energy"), dict) else {}
     if not energy.get("meter") or energy.get("available") is False:
-        return "no meter named for it"
+        return say("energy.no_meter_named")
     if value is not None and value <= 0:
-        return "not a positive energy"
+        return say("energy.not_positive")
     return serving_figure_problem(value=value, flags=flags, params=params, thresholds=thresholds)
 
 
@@ -918,7 +933,7 @@ def server_verdict_problems(report: dict[str, Any] | None) -> list[str]:
             if isinstance(entries, list):
                 problems.extend(f"{path}{entry}" for entry in entries)
         if node.get("verdict") == "fail":
-            problems.append(f"{path}verdict fail")
+            problems.append(f"{path}{say('server_verdicts.part_failed')}")
         for key, child in node.items():
             if isinstance(child, dict):
                 visit(child, f"{path}{key}: ")

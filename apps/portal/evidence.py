@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.utils.text import Truncator
 from django.utils.translation import gettext
 
 from apps.certificates import judge
@@ -493,7 +494,7 @@ def campaign_evidence(*, campaign: Campaign, criteria: list[CriterionResult]) ->
                         "job": job.pk,
                         "suite": job.suite,
                         "error": job.get_error_class_display(),
-                        "message": localize(job.error_message[:200]),
+                        "message": Truncator(localize(job.error_message)).chars(200),
                     },
                 )
             )
@@ -596,7 +597,7 @@ def campaign_evidence(*, campaign: Campaign, criteria: list[CriterionResult]) ->
             Anomaly(
                 "warn",
                 gettext("Evidence of job %(job)s was rejected: %(reason)s")
-                % {"job": rejection.job_id, "reason": localize(rejection.reason[:200])},
+                % {"job": rejection.job_id, "reason": Truncator(localize(rejection.reason)).chars(200)},
             )
         )
     evidence.anomalies = sorted(anomalies, key=lambda a: a.severity != "bad")

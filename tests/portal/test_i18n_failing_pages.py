@@ -17,7 +17,7 @@ from apps.runs.services.campaigns import campaign_cancel, campaign_check_complet
 from apps.runs.services.programs import PROGRAMS_DIR, program_load
 from certification.recorded_text import say
 from runners.document import summarize
-from tests.portal.test_i18n_pages import catalogue_msgids, data_values, untranslated
+from tests.portal.test_i18n_pages import ZhSweep
 from tests.real_documents import (
     campaign_from_runner,
     cpu_target,
@@ -127,25 +127,13 @@ def test_failing_campaigns_pages_in_zh_hans_have_no_untranslated_string(cast, ai
     assert (
         "Semantic cases fail" in campaigns["semantic"].criterion_results.get(criterion_id="B11").explanation
     )
-    data = data_values()
-    msgids = catalogue_msgids()
-    findings: dict[str, set[str]] = {}
-
-    def sweep(path: str, response) -> None:
-        assert response["Content-Language"] == "zh-hans", path
-        for text in untranslated(response.content.decode(), data=data):
-            findings.setdefault(text, set()).add(path)
-
+    sweep = ZhSweep()
     for user in (cast.owner, cast.reviewer):
         client = Client(HTTP_ACCEPT_LANGUAGE="zh-CN")
         client.force_login(user)
         for campaign in campaigns.values():
-            path = f"/campaigns/{campaign.pk}/"
-            response = client.get(path)
-            assert response.status_code == 200, (path, response.status_code)
-            sweep(path, response)
-        path = "/campaigns/"
-        sweep(path, client.get(path))
+            sweep.get(client, f"/campaigns/{campaign.pk}/")
+        sweep.get(client, "/campaigns/")
     # The certificate refused: the reviewer approves a blocked campaign; the page says why, in place.
     reviewer = Client(HTTP_ACCEPT_LANGUAGE="zh-CN")
     reviewer.force_login(cast.reviewer)
@@ -153,7 +141,7 @@ def test_failing_campaigns_pages_in_zh_hans_have_no_untranslated_string(cast, ai
         path = f"/campaigns/{campaigns[name].pk}/approve/"
         response = reviewer.post(path, {"approve-reason": "证据已核对。"})
         assert response.status_code == 400, (path, response.status_code)
-        sweep(path, response)
+        sweep.visit(path, response)
     # The refusal decided: the reviewer rejects the semantic campaign; both readers see the reason.
     rejected = campaigns["semantic"]
     response = reviewer.post(f"/campaigns/{rejected.pk}/reject/", {"reject-reason": "语义用例未通过，驳回。"})
@@ -162,15 +150,9 @@ def test_failing_campaigns_pages_in_zh_hans_have_no_untranslated_string(cast, ai
         client = Client(HTTP_ACCEPT_LANGUAGE="zh-CN")
         client.force_login(user)
         path = f"/campaigns/{rejected.pk}/"
-        response = client.get(path)
-        assert response.status_code == 200 and "语义用例未通过" in response.content.decode(), path
-        sweep(path, response)
-    report = [
-        f"{'in the catalogue, not shown translated' if text in msgids else 'not marked'}: {text!r} "
-        f"on {', '.join(sorted(paths))}"
-        for text, paths in sorted(findings.items())
-    ]
-    print(f"untranslated strings on failing campaigns' pages: {len(findings)}")
+        assert "语义用例未通过" in sweep.get(client, path).content.decode(), path
+    report = sweep.report()
+    print(f"untranslated strings on failing campaigns' pages: {len(report)}")
     print("\n".join(report))
     # The pages show what they should: a blocked evaluation, a failed semantic family.
     blocked = campaigns["integrity"]

@@ -34,7 +34,7 @@ from apps.certificates.services.keys import signing_key_active, signing_private_
 from apps.runs.models import Campaign, CampaignState
 from apps.runs.services.campaigns import campaign_transition
 from apps.runs.transitions import transition_allowed
-from certification.recorded_text import say
+from certification.recorded_text import localize, say
 from certification.verify import canonicalization_of, load_public_key, verify_payload_text
 from runners.canonical import JCS, canonical_text, canonical_text_as
 
@@ -229,46 +229,51 @@ def certificate_resign(*, certificate: Certificate, key, reason: str, actor=None
     return certificate
 
 
-def _reason(reason: str, what: str) -> str:
+def _reason(reason: str, missing: str) -> str:
     reason = (reason or "").strip()
     if not reason:
-        raise ValidationError({"reason": f"{what} needs a written reason."})
+        raise ValidationError({"reason": missing})
     return reason
+
+
+def _cannot(message: str, certificate: Certificate) -> ValidationError:
+    """A refused status change, in the reader's language, naming the status the certificate is in."""
+    return ValidationError(message % {"status": str(certificate.get_status_display()).lower()})
 
 
 @transaction.atomic
 def certificate_suspend(*, certificate: Certificate, reason: str, actor=None) -> Certificate:
     """Active -> suspended (e.g. a failed surveillance run); `actor` None means the platform itself."""
-    reason = _reason(reason, "Suspending a certificate")
+    reason = _reason(reason, _("Suspending a certificate needs a written reason."))
     if actor is not None:
         reviewer_check(actor)
     certificate = _locked(certificate)
     if certificate.status != CertificateStatus.ACTIVE:
-        raise ValidationError(f"A {certificate.status} certificate cannot be suspended.")
+        raise _cannot(_("A %(status)s certificate cannot be suspended."), certificate)
     return certificate_status_change(certificate, CertificateStatus.SUSPENDED, actor=actor, reason=reason)
 
 
 @transaction.atomic
 def certificate_reinstate(*, certificate: Certificate, reason: str, actor) -> Certificate:
     """Suspended -> active, by a reviewer, while the certificate is still within its validity."""
-    reason = _reason(reason, "Reinstating a certificate")
+    reason = _reason(reason, _("Reinstating a certificate needs a written reason."))
     reviewer_check(actor)
     certificate = _locked(certificate)
     if certificate.status != CertificateStatus.SUSPENDED:
-        raise ValidationError(f"A {certificate.status} certificate cannot be reinstated.")
+        raise _cannot(_("A %(status)s certificate cannot be reinstated."), certificate)
     if certificate.valid_until <= timezone.now():
-        raise ValidationError("The certificate is past its validity; it cannot be reinstated.")
+        raise ValidationError(_("The certificate is past its validity; it cannot be reinstated."))
     return certificate_status_change(certificate, CertificateStatus.ACTIVE, actor=actor, reason=reason)
 
 
 @transaction.atomic
 def certificate_revoke(*, certificate: Certificate, reason: str, actor) -> Certificate:
     """Active or suspended -> revoked, for good, by a reviewer with a written reason."""
-    reason = _reason(reason, "Revoking a certificate")
+    reason = _reason(reason, _("Revoking a certificate needs a written reason."))
     reviewer_check(actor)
     certificate = _locked(certificate)
     if certificate.status not in LIVE_STATUSES:
-        raise ValidationError(f"A {certificate.status} certificate cannot be revoked.")
+        raise _cannot(_("A %(status)s certificate cannot be revoked."), certificate)
     return certificate_status_change(certificate, CertificateStatus.REVOKED, actor=actor, reason=reason)
 
 
@@ -322,8 +327,9 @@ def certificate_check(*, certificate: Certificate, now: datetime | None = None) 
             f"{key.compromised_at.date().isoformat()}",
             verdict.serial,
         )
-    # In the reader's language (the verification page and the API answer in it); the parts quoted
-    # from the record (the verifier's message, the status reason) stay as recorded.
+    # In the reader's language (the verification page and the API answer in it); the verifier's message
+    # stays as it is, the status reason is its recorded text shown in the reader's language (a reason a
+    # reviewer typed stays as typed).
     if not verdict.ok:
         reason = _("Signature invalid: %(why)s.") % {"why": verdict.message}
     elif status == CertificateStatus.ACTIVE:
@@ -333,7 +339,7 @@ def certificate_check(*, certificate: Certificate, now: datetime | None = None) 
     elif certificate.status_reason:
         reason = _("Authentic, but %(status)s: %(reason)s") % {
             "status": str(CertificateStatus(status).label).lower(),
-            "reason": certificate.status_reason,
+            "reason": localize(certificate.status_reason),
         }
     else:
         reason = _("Authentic, but %(status)s.") % {"status": str(CertificateStatus(status).label).lower()}

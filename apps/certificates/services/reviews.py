@@ -98,7 +98,7 @@ def review_reject(*, campaign: Campaign, reviewer, reason: str) -> Review:
         payload={"review": review.pk, "reason": reason},
     )
     if campaign.purpose == CampaignPurpose.SURVEILLANCE:
-        surveillance_conclude(campaign=campaign, failure=f"rejected by the reviewer: {reason}")
+        surveillance_conclude(campaign=campaign, failure=say("surveillance.rejected", reason=reason))
     return review
 
 

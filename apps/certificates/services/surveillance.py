@@ -17,6 +17,7 @@ from apps.certificates.models import Certificate, CertificateStatus, Surveillanc
 from apps.certificates.services.certificates import certificate_status_change
 from apps.runs.models import Campaign, ProgramStatus
 from apps.runs.transitions import ENDED_WITHOUT_VERDICT_STATES, OPEN_STATES
+from certification.recorded_text import say
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def surveillance_conclude(*, campaign: Campaign, failure: str) -> Certificate | 
         certificate = Certificate.objects.select_for_update().get(pk=run.certificate_id)
         if certificate.status != CertificateStatus.ACTIVE:
             return certificate
-        reason = f"Surveillance campaign {campaign.pk} failed: {failure}"
+        reason = say("certificate.surveillance_failed", campaign=campaign.pk, failure=failure)
         return certificate_status_change(certificate, CertificateStatus.SUSPENDED, actor=None, reason=reason)
 
 
@@ -114,9 +115,11 @@ def surveillance_sweep() -> int:
     concluded = 0
     for run in runs:
         campaign = run.campaign
-        failure = f"the campaign ended {campaign.state}" + (
-            f": {campaign.state_reason}" if campaign.state_reason else ""
+        failure = (
+            say("surveillance.ended_because", state=campaign.state, reason=campaign.state_reason)
+            if campaign.state_reason
+            else say("surveillance.ended", state=campaign.state)
         )
-        surveillance_conclude(campaign=campaign, failure=failure[:1000])
+        surveillance_conclude(campaign=campaign, failure=failure)
         concluded += 1
     return concluded

@@ -30,6 +30,7 @@ from apps.runs.models import Campaign, CampaignState
 from apps.runs.selectors import campaigns_visible_to
 from apps.runs.services.campaigns import campaign_cancel, campaign_submit
 from apps.runs.transitions import campaign_can_cancel, campaign_in_progress
+from certification.recorded_text import localize
 
 PAGE_SIZE = 50
 
@@ -155,7 +156,7 @@ def campaign_progress(request: HttpRequest, pk: int) -> JsonResponse:
                     "state": job.state,
                     "state_display": job.get_state_display(),
                     "progress": round(job.progress or 0.0, 4),
-                    "message": job.progress_message,
+                    "message": localize(job.progress_message),
                     "eta_seconds": job.eta_seconds,
                 }
                 for job in campaign.jobs.all()

@@ -228,7 +228,7 @@ def _certificate_page(
         "verify_absolute_url": verify_absolute_url,
         "verify_qr_svg": verification_qr_svg(verify_absolute_url),
         "api_verify_url": reverse("certificate-verify", kwargs={"serial": certificate.serial}),
-        "history": certificate_status_history(certificate=certificate),
+        "history": _history_shown(certificate),
         "keys_url": reverse("certification-keys"),
         "evidence_public": evidence_is_public(certificate),
         "may_suspend": may_act and certificate.status == CertificateStatus.ACTIVE,
@@ -242,6 +242,20 @@ def _certificate_page(
         "serving_rows": serving_rows(payload),
     }
     return render(request, "portal/certificate.html", context, status=status)
+
+
+def _status_label(status: str | None) -> str | None:
+    """A status as the history names it, lower case like its "issued" and "reinstated" (English reads
+    "active → suspended" as before; zh-hans gets its label)."""
+    return str(CertificateStatus(status).label).lower() if status in CertificateStatus.values else status
+
+
+def _history_shown(certificate: Certificate) -> list[dict[str, Any]]:
+    """The status history with each status named in the reader's language (the record keeps the codes)."""
+    return [
+        {**change, "from_label": _status_label(change["from"]), "to_label": _status_label(change["to"])}
+        for change in certificate_status_history(certificate=certificate)
+    ]
 
 
 @require_GET
@@ -262,7 +276,7 @@ def certificate_verify_page(request: HttpRequest, serial: str) -> HttpResponse:
             "certificate": certificate,
             "payload": payload,
             "check": certificate_check(certificate=certificate),
-            "history": certificate_status_history(certificate=certificate),
+            "history": _history_shown(certificate),
             "document_url": reverse("certificate-document", kwargs={"serial": certificate.serial}),
             "api_verify_url": reverse("certificate-verify", kwargs={"serial": certificate.serial}),
             "keys_url": reverse("certification-keys"),
@@ -290,9 +304,9 @@ def certificate_evidence(request: HttpRequest, serial: str) -> HttpResponse:
 
 
 STATUS_SERVICES = {
-    "suspend": (certificate_suspend, "suspended"),
-    "reinstate": (certificate_reinstate, "reinstated"),
-    "revoke": (certificate_revoke, "revoked"),
+    "suspend": (certificate_suspend, _("Certificate %(serial)s suspended.")),
+    "reinstate": (certificate_reinstate, _("Certificate %(serial)s reinstated.")),
+    "revoke": (certificate_revoke, _("Certificate %(serial)s revoked.")),
 }
 
 
@@ -310,7 +324,7 @@ def certificate_status(request: HttpRequest, serial: str, action: str) -> HttpRe
         except (ValidationError, PermissionDenied) as error:
             form_error_from(form, error)
         else:
-            messages.success(request, f"Certificate {certificate.serial} {done}.")
+            messages.success(request, done % {"serial": certificate.serial})
             return redirect("portal:certificate", serial=certificate.serial)
     return _certificate_page(request, _certificate_or_404(serial), forms={action: form}, status=400)
 

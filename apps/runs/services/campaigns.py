@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F, Q
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.module_loading import import_string
 
 from apps.accounts.models import Organization
@@ -367,18 +367,19 @@ def campaign_check_completion(*, campaign_id: int) -> None:
         failed = campaign.jobs.filter(Q(state=JobState.FAILED) | Q(state=JobState.CANCELLED))
         if failed.filter(~Q(error_class=ErrorClass.PRODUCT_FAILURE)).exists():
             # Missing evidence (infrastructure, timeout, rejected documents) cannot be evaluated.
-            reason = say(
-                "campaign.failed",
-                jobs="; ".join(
-                    say(
-                        "campaign.failed_job",
-                        job=job,
-                        error=job.get_error_class_display() or job.state,
-                        message=job.error_message[:200],
-                    )
-                    for job in failed
-                ),
-            )
+            with translation.override("en"):  # the record's words, whatever the request's language
+                reason = say(
+                    "campaign.failed",
+                    jobs="; ".join(
+                        say(
+                            "campaign.failed_job",
+                            job=job,
+                            error=job.get_error_class_display() or job.state,
+                            message=job.error_message,
+                        )
+                        for job in failed
+                    ),
+                )
             campaign_transition(
                 campaign,
                 CampaignState.FAILED,

@@ -27,16 +27,23 @@ Each function returns the problems found (empty when the document covers the pla
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+from certification.recorded_text import Said, say
 
 PLAN_KEYS = ("suite", "device", "kernels", "dtypes", "cases", "options")
 MODEL_KEYS = ("name", "version", "task", "architecture", "config", "sha256")
 SHOWN = 5  # problems of one kind named in the refusal; the rest are counted
 
 
-def _listed(kind: str, items: list[str]) -> str:
-    more = f" and {len(items) - SHOWN} more" if len(items) > SHOWN else ""
-    return f"{kind}: {', '.join(items[:SHOWN])}{more}"
+def listed(code: str, items: Sequence[str], **params: Any) -> Said:
+    """The phrase `code` naming the first SHOWN of `items` (and how many more there are)."""
+    shown = [
+        *items[:SHOWN],
+        *([say("coverage.more", count=len(items) - SHOWN)] if len(items) > SHOWN else []),
+    ]
+    return say(code, items=", ".join(shown), **params)
 
 
 def _model_identity(entry: Any) -> dict[str, Any]:
@@ -44,11 +51,11 @@ def _model_identity(entry: Any) -> dict[str, Any]:
 
 
 def _spec_problems(echoed: dict[str, Any], plan: dict[str, Any]) -> list[str]:
-    problems = []
+    problems: list[str] = []
     for key in PLAN_KEYS:
         if echoed.get(key) != plan.get(key):
             problems.append(
-                f"the document ran {key}={echoed.get(key)!r}, the job's plan is {plan.get(key)!r}"
+                say("coverage.spec", key=key, ran=repr(echoed.get(key)), planned=repr(plan.get(key)))
             )
     ran = [_model_identity(m) for m in echoed.get("models") or []]
     planned = [_model_identity(m) for m in plan.get("models") or []]
@@ -62,8 +69,12 @@ def _spec_problems(echoed: dict[str, Any], plan: dict[str, Any]) -> list[str]:
             }
         )
         problems.append(
-            f"the document ran models {[m.get('name') for m in ran]} other than the plan's "
-            f"{[m.get('name') for m in planned]} (differing: {', '.join(changed) or 'the count'})"
+            say(
+                "coverage.models_ran",
+                ran=[m.get("name") for m in ran],
+                planned=[m.get("name") for m in planned],
+                keys=", ".join(changed) or say("coverage.models_count"),
+            )
         )
     return problems
 
@@ -82,22 +93,25 @@ def case_status_recomputed(stats: Any, *, atol: float, rtol: float) -> tuple[str
     when |out - ref| > atol + rtol * |ref|; the tolerance ratio is the worst element's share of its
     allowance (None when a NaN or infinity disagrees), so a pass has no mismatch and no ratio above 1."""
     if not isinstance(stats, dict):
-        return None, "no stats"
+        return None, say("coverage.no_stats")
     if _number(stats.get("atol")) != float(atol) or _number(stats.get("rtol")) != float(rtol):
-        return None, (
-            f"judged with atol={stats.get('atol')} rtol={stats.get('rtol')}, the catalog's tolerance "
-            f"is atol={atol} rtol={rtol}"
+        return None, say(
+            "coverage.tolerance",
+            atol=stats.get("atol"),
+            rtol=stats.get("rtol"),
+            catalog_atol=atol,
+            catalog_rtol=rtol,
         )
     mismatches, fraction = _number(stats.get("mismatches")), _number(stats.get("mismatch_fraction"))
     ratio = _number(stats.get("tolerance_ratio"))
     if mismatches is None or fraction is None or mismatches < 0 or not 0 <= fraction <= 1:
-        return None, "stats without a mismatch count"
+        return None, say("coverage.no_mismatch_count")
     if (mismatches == 0) != (fraction == 0):
-        return None, "mismatch count and fraction disagree"
+        return None, say("coverage.count_fraction")
     if mismatches > 0:
         return "fail", ""
     if ratio is not None and ratio > 1:  # absent for an empty output, None for an infinite ratio
-        return None, "a tolerance ratio above 1 without a mismatch"
+        return None, say("coverage.ratio_above")
     return "pass", ""
 
 
@@ -111,7 +125,10 @@ def _conformance_problems(document: dict[str, Any], plan: dict[str, Any]) -> lis
     expected = {(kernel.name, dtype, case.name): (kernel, case) for kernel, dtype, case in triples}
     expected_unknown = {_key(record) for record in unknown}  # a spec naming what the catalog lacks
     seen: set[tuple[str, str, str]] = set()
-    extra, twice, status, shapes = [], [], [], []
+    extra: list[str] = []
+    twice: list[str] = []
+    status: list[str] = []
+    shapes: list[str] = []
     for case in document.get("cases") or []:
         key = _key(case)
         label = "/".join(key)
@@ -126,7 +143,9 @@ def _conformance_problems(document: dict[str, Any], plan: dict[str, Any]) -> lis
             continue
         kernel, planned = expected[key]
         if case.get("dims") != dict(planned.dims):
-            shapes.append(f"{label} ran {case.get('dims')!r}, the challenge draws {dict(planned.dims)!r}")
+            shapes.append(
+                say("coverage.shape", case=label, ran=repr(case.get("dims")), drawn=repr(dict(planned.dims)))
+            )
         if case.get("status") in ("pass", "fail"):  # tuples: a hostile value may be unhashable
             tolerance = kernel.tolerance(planned, key[1])
             recomputed, why = case_status_recomputed(
@@ -134,24 +153,22 @@ def _conformance_problems(document: dict[str, Any], plan: dict[str, Any]) -> lis
             )
             if recomputed != case.get("status"):
                 status.append(
-                    f"{label} says {case.get('status')}, " + (why or f"its stats make it {recomputed}")
+                    say("coverage.status_why", case=label, status=case.get("status"), why=why)
+                    if why
+                    else say("coverage.status", case=label, status=case.get("status"), recomputed=recomputed)
                 )
     missing = ["/".join(key) for key in (expected.keys() | expected_unknown) - seen]
-    problems = []
+    problems: list[str] = []
     if missing:
-        problems.append(_listed(f"{len(missing)} planned cases missing", sorted(missing)))
+        problems.append(listed("coverage.missing", sorted(missing), count=len(missing)))
     if extra:
-        problems.append(_listed(f"{len(extra)} cases outside the plan", extra))
+        problems.append(listed("coverage.extra", extra, count=len(extra)))
     if twice:
-        problems.append(_listed(f"{len(twice)} cases recorded twice", twice))
+        problems.append(listed("coverage.twice", twice, count=len(twice)))
     if shapes:
-        problems.append(
-            _listed(f"{len(shapes)} cases not run at the shape the job's challenge draws", shapes)
-        )
+        problems.append(listed("coverage.shapes", shapes, count=len(shapes)))
     if status:
-        problems.append(
-            _listed(f"{len(status)} case statuses the stats and the catalog's tolerance contradict", status)
-        )
+        problems.append(listed("coverage.statuses", status, count=len(status)))
     return problems
 
 
@@ -159,9 +176,9 @@ def _model_problems(document: dict[str, Any], plan: dict[str, Any]) -> list[str]
     planned = sorted(str(m.get("name")) for m in plan.get("models") or [] if isinstance(m, dict))
     records = [r for r in document.get("models") or [] if isinstance(r, dict)]
     recorded = sorted(str(r.get("name")) for r in records)
-    problems = []
+    problems: list[str] = []
     if recorded != planned:
-        problems.append(f"the document records models {recorded}, the plan has {planned}")
+        problems.append(say("coverage.models_recorded", recorded=recorded, planned=planned))
     from runners.model_suite import DTYPES
 
     # What the runner does with the plan's dtypes (runners/model_suite): unknown names are dropped.
@@ -179,10 +196,10 @@ def _model_problems(document: dict[str, Any], plan: dict[str, Any]) -> list[str]
         name for name in planned if name not in loaded and not any(model == name for model, _dtype in results)
     ]
     if absent:
-        problems.append(_listed("planned model results missing", absent))
+        problems.append(listed("coverage.model_missing", absent))
     outside = sorted({str(c.get("kernel")) for c in document.get("cases") or []} - {*planned, "*"})
     if outside:
-        problems.append(_listed("results for models outside the plan", outside))
+        problems.append(listed("coverage.model_outside", outside))
     dtypes = (plan.get("options") or {}).get("model_dtypes")
     if dtypes:
         stray = sorted(
@@ -193,7 +210,7 @@ def _model_problems(document: dict[str, Any], plan: dict[str, Any]) -> list[str]
             }
         )  # "*": a model that did not load
         if stray:
-            problems.append(_listed("model cases in dtypes outside the plan", stray))
+            problems.append(listed("coverage.model_dtypes", stray))
     return problems
 
 
@@ -209,7 +226,7 @@ def _performance_problems(document: dict[str, Any], plan: dict[str, Any]) -> lis
             if isinstance(item, dict) and item.get("dtype") not in allowed and item.get("kind") != "bandwidth"
         }
     )
-    return [_listed("performance results in dtypes outside the plan", stray)] if stray else []
+    return [listed("coverage.performance_dtypes", stray)] if stray else []
 
 
 DIGEST_LENGTH = 64
@@ -222,9 +239,9 @@ def _serving_problems(document: dict[str, Any], plan: dict[str, Any]) -> list[st
     planned = sorted(str(m.get("name")) for m in plan.get("models") or [] if isinstance(m, dict))
     records = [r for r in document.get("models") or [] if isinstance(r, dict)]
     recorded = sorted(str(r.get("name")) for r in records)
-    problems = []
+    problems: list[str] = []
     if recorded != planned:
-        problems.append(f"the document records models {recorded}, the plan has {planned}")
+        problems.append(say("coverage.models_recorded", recorded=recorded, planned=planned))
     given = document.get("serving")
     serving: dict[str, Any] = given if isinstance(given, dict) else {}
     served = {str(m.get("name")): m for m in serving.get("models") or [] if isinstance(m, dict)}
@@ -233,7 +250,7 @@ def _serving_problems(document: dict[str, Any], plan: dict[str, Any]) -> list[st
     cases = {
         (str(c.get("kernel")), str(c.get("case"))) for c in document.get("cases") or [] if isinstance(c, dict)
     }
-    absent = []
+    absent: list[str] = []
     for record in records:
         name = str(record.get("name"))
         if not record.get("loaded"):
@@ -241,7 +258,7 @@ def _serving_problems(document: dict[str, Any], plan: dict[str, Any]) -> list[st
         model = served.get(name)
         if model is None:
             if not any(kernel == name for kernel, _case in cases):  # no error case either
-                absent.append(f"{name}: no serving record")
+                absent.append(say("coverage.no_serving_record", name=name))
             continue
         scenarios = model.get("scenarios")
         runs: dict[str, Any] = scenarios if isinstance(scenarios, dict) else {}
@@ -254,20 +271,20 @@ def _serving_problems(document: dict[str, Any], plan: dict[str, Any]) -> list[st
                 continue
             digests = (run.get("summary_sha256"), run.get("detail_sha256"))
             if not all(isinstance(d, str) and len(d) == DIGEST_LENGTH for d in digests):
-                absent.append(f"{name}/{scenario}: LoadGen log digests")
+                absent.append(say("coverage.no_log_digests", run=f"{name}/{scenario}"))
             if not isinstance(run.get("result_valid"), bool):
-                absent.append(f"{name}/{scenario}: LoadGen's Result is")
+                absent.append(say("coverage.no_loadgen_result", run=f"{name}/{scenario}"))
             if (name, f"serving_{scenario}") not in cases:
-                absent.append(f"{name}/{scenario}: case")
+                absent.append(say("coverage.no_case", run=f"{name}/{scenario}"))
         if (name, "serving_accuracy") not in cases:
-            absent.append(f"{name}: accuracy run")
+            absent.append(say("coverage.no_accuracy_run", name=name))
         elif isinstance(runs.get("Server"), dict) and isinstance(runs["Server"].get("result_valid"), bool):
             problems += _served_outputs_problems(document, name, str(model.get("dtype")), runs)
     if absent:
-        problems.append(_listed("planned serving results missing", absent))
+        problems.append(listed("coverage.serving_missing", absent))
     outside = sorted({*served, *(k for k, _c in cases)} - {*planned, "*"})
     if outside:
-        problems.append(_listed("serving results for models outside the plan", outside))
+        problems.append(listed("coverage.serving_outside", outside))
     return problems
 
 
@@ -282,35 +299,35 @@ def _collectives_problems(document: dict[str, Any], plan: dict[str, Any]) -> lis
 
     section = document.get("collectives")
     if not isinstance(section, dict):
-        return ["the document has no collectives section"]
+        return [say("coverage.no_collectives")]
     try:
         options = settings(plan)
     except CollectivesSpecInvalid as exc:
-        return [f"the job's plan is not a valid collectives plan: {exc}"]
+        return [say("coverage.collectives_plan", error=exc)]
     world = options["world_size"]
     if section.get("world_size") != world:
-        return [f"the document ran on {section.get('world_size')} devices, the plan on {world}"]
+        return [say("coverage.collectives_world", ran=section.get("world_size"), planned=world)]
     cases = [c for c in document.get("cases") or [] if isinstance(c, dict)]
     if world < 2:
         if section.get("applicable") is not False or cases:
-            return ["a one-device target's collectives document must be not applicable, with no cases"]
+            return [say("coverage.collectives_one_device")]
         return []
     if section.get("applicable") is not True:
-        return [f"the collectives suite was not applied on {world} devices: {section.get('reason')}"]
+        return [say("coverage.collectives_not_applied", devices=world, reason=section.get("reason"))]
     planned = {
         (c["op"], c["dtype"], c["name"]): c for c in plan_cases(options, world, str(plan.get("challenge")))
     }
     seen = [(str(c.get("kernel")), str(c.get("dtype")), str(c.get("case"))) for c in cases]
-    problems = []
+    problems: list[str] = []
     missing = sorted("/".join(key) for key in set(planned) - set(seen))
     extra = sorted("/".join(key) for key in set(seen) - set(planned))
     twice = sorted({"/".join(key) for key in seen if seen.count(key) > 1})
     if missing:
-        problems.append(_listed("planned collectives cases missing", missing))
+        problems.append(listed("coverage.collectives_missing", missing))
     if extra:
-        problems.append(_listed("collectives cases outside the plan", extra))
+        problems.append(listed("coverage.collectives_outside", extra))
     if twice:
-        problems.append(_listed("collectives cases recorded twice", twice))
+        problems.append(listed("coverage.collectives_twice", twice))
     passing = set()
     wrong = []
     for case, key in zip(cases, seen, strict=True):
@@ -331,7 +348,7 @@ def _collectives_problems(document: dict[str, Any], plan: dict[str, Any]) -> lis
         elif case["status"] == "pass":
             passing.add(key)
     if wrong:
-        problems.append(_listed("collectives statuses that do not follow from their stats", wrong))
+        problems.append(listed("coverage.collectives_statuses", wrong))
     unfounded = []
     for item in document.get("measurements") or []:
         params = item.get("params") if isinstance(item, dict) else None
@@ -353,9 +370,7 @@ def _collectives_problems(document: dict[str, Any], plan: dict[str, Any]) -> lis
         if not consistent:
             unfounded.append(str(item.get("name")))
     if unfounded:
-        problems.append(
-            _listed("bandwidth figures without a passing case or off nccl-tests' definitions", unfounded)
-        )
+        problems.append(listed("coverage.bandwidth", unfounded))
     return problems
 
 
@@ -389,7 +404,7 @@ def _served_outputs_problems(
         None,
     )
     if item is None or not isinstance(item.get("runs"), list) or not item["runs"]:
-        return [f"{name}: no output-consistency sample of the timed serving runs (TEST01)"]
+        return [say("coverage.no_served_sample", name=name)]
     challenge = str((document.get("spec") or {}).get("challenge"))
     wrong = []
     for run in item["runs"]:
@@ -406,17 +421,14 @@ def _served_outputs_problems(
         ):
             wrong.append(str(tag))
     kept = sum(len(r.get("positions") or []) for r in item["runs"] if isinstance(r, dict))
-    problems = []
+    problems: list[str] = []
     tags = [r.get("tag") for r in item["runs"] if isinstance(r, dict)]
     if sorted(map(str, tags)) != sorted(_timed_run_tags(runs)):
-        problems.append(f"{name}: the TEST01 sample does not cover every timed serving run")
+        problems.append(say("coverage.served_sample_runs", name=name))
     if wrong:
-        problems.append(
-            f"{name}: the served outputs kept in the timed runs are not the ones this job's challenge draws "
-            f"({', '.join(wrong[:SHOWN])}): evidence of another run"
-        )
+        problems.append(say("coverage.served_outputs_replayed", name=name, runs=", ".join(wrong[:SHOWN])))
     if item.get("sampled") != kept or kept > SAMPLES_PER_RUN * len(item["runs"]):
-        problems.append(f"{name}: the TEST01 count of served outputs disagrees with its runs")
+        problems.append(say("coverage.served_count", name=name))
     return problems
 
 
@@ -453,10 +465,7 @@ def _replay_problems(document: dict[str, Any]) -> list[str]:
         if rounds != sampled_rounds(challenge, salt, max(rounds)):
             wrong.append(f"{item.get('benchmark')}:{item.get('dtype')}")
     if wrong:
-        return [
-            "the output-consistency rounds are not the ones this job's challenge draws "
-            f"({', '.join(sorted(wrong)[:5])}): evidence of another run"
-        ]
+        return [say("coverage.rounds_replayed", items=", ".join(sorted(wrong)[:5]))]
     return []
 
 
@@ -471,18 +480,16 @@ def _timing_policy_problems(document: dict[str, Any], plan: dict[str, Any]) -> l
     options = plan.get("options") or {}
     timing = options.get("timing") or {}
     if not isinstance(timing, dict):
-        return ["the job's plan has a malformed timing section"]
+        return [say("coverage.timing_malformed")]
     quick = bool(options.get("quick"))
     expected = {**asdict(TimingPolicy.from_dict({**timing, "quick": quick})), "quick": quick}
     stated = document.get("timing_policy")
     if not isinstance(stated, dict):
-        return ["the document does not state the timing policy its figures were measured with"]
+        return [say("coverage.timing_unstated")]
     differing = sorted(key for key in expected.keys() | stated.keys() if stated.get(key) != expected.get(key))
     if differing:
-        return [
-            "the document was timed with another policy than the job's plan "
-            f"({', '.join(f'{k}={stated.get(k)!r}, planned {expected.get(k)!r}' for k in differing[:SHOWN])})"
-        ]
+        differences = ", ".join(f"{k}={stated.get(k)!r}/{expected.get(k)!r}" for k in differing[:SHOWN])
+        return [say("coverage.timing_other", differences=differences)]
     return []
 
 
@@ -508,5 +515,5 @@ def evidence_plan_problems(*, document: dict[str, Any], plan: dict[str, Any]) ->
         problems += _collectives_problems(document, plan)
     cases = document.get("cases") or []
     if document.get("summary") != summarize(cases):
-        problems.append("the summary is not the one its cases make")
+        problems.append(say("coverage.summary"))
     return problems

@@ -44,6 +44,7 @@ from apps.runs.services.spot_check import spot_check_cases
 from apps.runs.specs import expected_fingerprint
 from certification.instruments import SPOT_CHECK_SECONDS
 from certification.json_limits import json_loads_within_depth
+from certification.recorded_text import say
 from runners.catalog.base import drawn_cases_kept
 from runners.fingerprint_check import fingerprint_mismatches
 from runners.signing import verify_signature
@@ -93,17 +94,17 @@ def _reject(
 
 def _parse(envelope: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
     if not isinstance(envelope, dict) or not ENVELOPE_KEYS <= set(envelope):
-        raise Rejected("not a signed result envelope", fails_job=False)
+        raise Rejected(say("ingest.not_envelope"), fails_job=False)
     raw = str(envelope["document_json"]).encode("utf-8")
     if len(raw) > MAX_DOCUMENT_BYTES:
-        raise Rejected("document too large", fails_job=False)
+        raise Rejected(say("ingest.too_large"), fails_job=False)
     try:
         # Bounded: a 1,000-deep document or a 5,000-digit integer made json raise past JSONDecodeError.
         document = json_loads_within_depth(raw.decode("utf-8"), max_depth=DOCUMENT_MAX_DEPTH)
     except ValueError:
-        raise Rejected("document is not JSON", fails_job=False) from None
+        raise Rejected(say("ingest.not_json"), fails_job=False) from None
     if not isinstance(document, dict):
-        raise Rejected("document is not a JSON object", fails_job=False)
+        raise Rejected(say("ingest.not_object"), fails_job=False)
     return raw, document
 
 
@@ -126,27 +127,26 @@ def _authenticate(envelope: dict[str, Any], raw: bytes, job: Job) -> Runner:
     """The registered, enabled runner whose key signed these bytes and which is bound to the job's
     target; anything else is refused before the job's state is even looked at (never `fails_job`)."""
     if hashlib.sha256(raw).hexdigest() != envelope["document_sha256"]:
-        raise Rejected("the document does not match its digest (tampered in transit)", fails_job=False)
+        raise Rejected(say("ingest.digest"), fails_job=False)
     runner = Runner.objects.filter(key_id=str(envelope["key_id"])).first()
     if runner is None:
-        raise Rejected("signed by a key that is not registered to any runner", fails_job=False)
+        raise Rejected(say("ingest.unknown_key"), fails_job=False)
     if runner.status == RunnerStatus.DISABLED:
-        raise Rejected(f"runner {runner.name} is disabled", fails_job=False)
+        raise Rejected(say("ingest.runner_disabled", runner=runner.name), fails_job=False)
     if not verify_signature(runner.public_key, raw, str(envelope["signature"])):
-        raise Rejected("the signature does not verify with the runner's registered key", fails_job=False)
+        raise Rejected(say("ingest.bad_signature"), fails_job=False)
     if not runner.targets.filter(pk=job.campaign.target_id).exists():
         # Any vendor's registered runner can sign; only the target's own may touch its jobs.
         raise Rejected(
-            f"runner {runner.name} is not bound to target {job.campaign.target.slug}", fails_job=False
+            say("ingest.runner_not_bound", runner=runner.name, target=job.campaign.target.slug),
+            fails_job=False,
         )
     return runner
 
 
 def _check_challenge(document: dict[str, Any], job: Job) -> None:
     if (document.get("spec") or {}).get("challenge") != job.challenge:
-        raise Rejected(
-            "the challenge is not this job's current one (old or replayed result)", fails_job=False
-        )
+        raise Rejected(say("ingest.stale_challenge"), fails_job=False)
 
 
 def _validate(document: dict[str, Any], job: Job) -> dict[str, Any]:
@@ -155,26 +155,28 @@ def _validate(document: dict[str, Any], job: Job) -> dict[str, Any]:
     try:
         validate_document(document)
     except DocumentInvalid as exc:
-        raise Rejected(f"schema-invalid document: {exc}", fails_job=True) from None
+        problems = [_schema_problem(error) for error in exc.errors[:20]]
+        raise Rejected(
+            say("ingest.schema_invalid", count=len(exc.errors), problems="; ".join(problems)), fails_job=True
+        ) from None
     if document.get("suite") != job.suite:
-        raise Rejected(f"a {document.get('suite')} document for a {job.suite} job", fails_job=True)
+        raise Rejected(
+            say("ingest.wrong_suite", document=document.get("suite"), job=job.suite), fails_job=True
+        )
     mismatches = fingerprint_mismatches(
         document.get("fingerprint") or {}, expected_fingerprint(job.campaign.target)
     )
     if mismatches:
-        raise Rejected("fingerprint does not match the target: " + "; ".join(mismatches), fails_job=True)
+        raise Rejected(say("ingest.fingerprint", problems="; ".join(mismatches)), fails_job=True)
     if job.suite in (JobSuite.MODEL, JobSuite.SERVING) and (
         problems := model_weights_problems(document=document, job=job)
     ):
-        raise Rejected("the weights that ran are not the campaign's: " + "; ".join(problems), fails_job=True)
+        raise Rejected(say("ingest.weights", problems="; ".join(problems)), fails_job=True)
     if problems := evidence_plan_problems(document=document, plan=job.spec):
-        raise Rejected("the document does not cover the job's plan: " + "; ".join(problems), fails_job=True)
+        raise Rejected(say("ingest.plan", problems="; ".join(problems)), fails_job=True)
     policy = program_reveal_policy(program=job.campaign.program, level=job.campaign.level)
     if _reveal_size(job, policy.size) > 0 and (problems := commitment_problems(document=document)):
-        raise Rejected(
-            "the commitment does not cover the outputs the document judged: " + "; ".join(problems),
-            fails_job=True,
-        )
+        raise Rejected(say("ingest.commitment", problems="; ".join(problems)), fails_job=True)
     size = program_spot_check_size(program=job.campaign.program, level=job.campaign.level)
     with SPOT_CHECK_SECONDS.time():
         report = spot_check_cases(
@@ -184,10 +186,14 @@ def _validate(document: dict[str, Any], job: Job) -> dict[str, Any]:
             inputs_only=_reveal_size(job, policy.size) > 0,
         )
     if report["failures"]:
-        raise Rejected(
-            "server-side recomputation disagrees: " + "; ".join(report["failures"]), fails_job=True
-        )
+        raise Rejected(say("ingest.spot_check", failures="; ".join(report["failures"])), fails_job=True)
     return report
+
+
+def _schema_problem(error: str) -> str:
+    """A schema problem as the runners' validator words it ("<path>: <message>"), as a named item."""
+    path, _, message = error.partition(": ")
+    return say("named.item", name=path, text=message) if message else error
 
 
 def _number(value):
@@ -318,7 +324,7 @@ def _result_ingest(envelope: dict[str, Any]) -> IngestOutcome:
         return _reject(None, envelope if isinstance(envelope, dict) else {}, b"", exc)
     job = _job_of(document)
     if job is None:
-        return _reject(None, envelope, raw, Rejected("the document names no known job", fails_job=False))
+        return _reject(None, envelope, raw, Rejected(say("ingest.unknown_job"), fails_job=False))
     try:
         runner = _authenticate(envelope, raw, job)
     except Rejected as exc:
@@ -328,9 +334,11 @@ def _result_ingest(envelope: dict[str, Any]) -> IngestOutcome:
     if existing is not None:
         if existing.sha256 == sha256:
             return IngestOutcome(True, "already ingested", job.pk, duplicate=True, document=existing)
-        return _reject(job, envelope, raw, Rejected("the job already has accepted evidence", fails_job=False))
+        return _reject(job, envelope, raw, Rejected(say("ingest.has_evidence"), fails_job=False))
     if job.state not in {JobState.QUEUED, JobState.RUNNING}:
-        return _reject(job, envelope, raw, Rejected(f"the job is {job.state}", fails_job=False))
+        return _reject(
+            job, envelope, raw, Rejected(say("ingest.job_state", state=job.state), fails_job=False)
+        )
     try:
         _check_challenge(document, job)
         spot_check = _validate(document, job)
@@ -347,7 +355,7 @@ def _result_ingest(envelope: dict[str, Any]) -> IngestOutcome:
         if not Job.objects.filter(pk=job.pk, state__in=[JobState.QUEUED, JobState.RUNNING]).update(
             state=JobState.RUNNING if reveal_size > 0 else JobState.SUCCEEDED,
             progress=1.0,
-            progress_message="awaiting the reveal of sampled outputs" if reveal_size > 0 else "",
+            progress_message=say("job.awaiting_reveal") if reveal_size > 0 else "",
             finished_at=None if reveal_size > 0 else now,
             runner=runner,
             error_class="",

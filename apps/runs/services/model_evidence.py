@@ -9,6 +9,7 @@ registered model: such a document is refused.
 from __future__ import annotations
 
 from apps.runs.models import Job
+from certification.recorded_text import say
 
 
 def model_weights_problems(*, document: dict, job: Job) -> list[str]:
@@ -19,27 +20,25 @@ def model_weights_problems(*, document: dict, job: Job) -> list[str]:
         expected = set(job.campaign.model_artifacts.values_list("weights_sha256", flat=True))
     records = document.get("models")
     if not isinstance(records, list):
-        return ["the document records no weights digests"]
+        return [say("weights.no_record")]
     problems: list[str] = []
     loaded = 0
     for record in records:
         if not isinstance(record, dict):
-            problems.append("a models item is not an object")
+            problems.append(say("weights.not_object"))
             continue
         name, digest = record.get("name"), record.get("weights_sha256")
         if digest is None:
             if record.get("loaded"):
-                problems.append(f"{name}: loaded, but no digest recorded")
+                problems.append(say("weights.no_digest", name=name))
             continue
         if digest not in expected:
-            problems.append(
-                f"{name}: the runner read weights with sha256 {digest}, not the registered artifact's"
-            )
+            problems.append(say("weights.other", name=name, digest=digest))
         elif record.get("loaded"):
             loaded += 1
     scored = [
         c for c in document.get("cases") or [] if isinstance(c, dict) and c.get("status") in {"pass", "fail"}
     ]
     if (scored or document.get("measurements")) and not loaded:
-        problems.append("results are reported, but no registered weights were loaded")
+        problems.append(say("weights.none_loaded"))
     return problems

@@ -55,6 +55,7 @@ from apps.runs.models import (
     RevealPlanState,
     RevealState,
 )
+from apps.runs.services.coverage import listed
 from certification.recorded_text import say
 from runners.commitment import (
     REVEAL_MAX_BYTES,
@@ -147,11 +148,11 @@ def _judged_outputs(document: dict[str, Any]) -> dict[str, list[Any] | None]:
 def commitment_problems(*, document: dict[str, Any]) -> list[str]:
     """How the document's commitment fails to cover exactly the outputs its verdicts rest on."""
     if not isinstance(document.get("commitment"), dict):
-        return ["the document commits to no output (no commitment section)"]
+        return [say("commitment.none")]
     entries = committed_outputs(document)
     ids = [str(entry.get("id")) for entry in entries]
     expected = _judged_outputs(document)
-    problems = []
+    problems: list[str] = []
     twice = sorted({i for i in ids if ids.count(i) > 1})
     missing = sorted(set(expected) - set(ids))
     extra = sorted(set(ids) - set(expected))
@@ -162,13 +163,13 @@ def commitment_problems(*, document: dict[str, Any]) -> list[str]:
         and entry.get("shape") != expected[str(entry.get("id"))]
     )
     if missing:
-        problems.append(_listed(f"{len(missing)} judged outputs not committed", missing))
+        problems.append(listed("commitment.missing", missing, count=len(missing)))
     if extra:
-        problems.append(_listed(f"{len(extra)} committed outputs no verdict rests on", extra))
+        problems.append(listed("commitment.extra", extra, count=len(extra)))
     if twice:
-        problems.append(_listed(f"{len(twice)} outputs committed twice", twice))
+        problems.append(listed("commitment.twice", twice, count=len(twice)))
     if shapes:
-        problems.append(_listed(f"{len(shapes)} committed shapes differ from the case records", shapes))
+        problems.append(listed("commitment.shapes", shapes, count=len(shapes)))
     return problems
 
 

@@ -33,12 +33,12 @@ def _unsupported_problem(case: dict[str, Any], declaration: dict[str, Any] | Non
     from runners.errors import declared_unsupported
 
     if not isinstance(declaration, dict):
-        return "recorded unsupported, but the document carries no support declaration"
+        return say("spot_check.no_declaration")
     expected = declared_unsupported(declaration, str(case.get("kernel")), str(case.get("dtype")))
     if expected is None:
-        return "recorded unsupported, but the backend declared it supported"
+        return say("spot_check.declared_supported")
     if case.get("code") != expected.code:
-        return f"recorded as {case.get('code')}, the declaration makes it {expected.code}"
+        return say("spot_check.code", recorded=case.get("code"), expected=expected.code)
     return None
 
 
@@ -83,7 +83,7 @@ def spot_check_cases(
             report["unsupported_checked"] += 1
             problem = _unsupported_problem(case, declaration)
             if problem:
-                report["failures"].append(f"{_label(case)}: {problem}")
+                report["failures"].append(say("named.item", name=_label(case), text=problem))
     if document.get("suite") != "conformance":
         report["skipped"] = say("spot_check.not_conformance")
         return report
@@ -102,10 +102,10 @@ def spot_check_cases(
         if case.get("status") == "unsupported":
             report["sampled"].append(label)
             if not _catalog_has(case):
-                report["failures"].append(f"{label}: recorded unsupported, but the catalog has no such case")
+                report["failures"].append(say("named.item", name=label, text=say("spot_check.unknown_case")))
             continue
         if time.monotonic() - started > SPOT_CHECK_BUDGET_S:
-            report["notes"].append(f"{label}: not recomputed, spot-check time budget spent")
+            report["notes"].append(say("named.item", name=label, text=say("spot_check.budget_spent")))
             continue
         try:
             ours = (
@@ -114,11 +114,17 @@ def spot_check_cases(
                 else recompute_case(case["kernel"], case["dtype"], case["case"], challenge)
             )
         except Exception as exc:  # an unknown kernel/case name in a signed document is itself a finding
-            report["failures"].append(f"{label}: the platform cannot recompute it ({type(exc).__name__})")
+            report["failures"].append(
+                say(
+                    "named.item",
+                    name=label,
+                    text=say("spot_check.cannot_recompute", error=type(exc).__name__),
+                )
+            )
             continue
         report["sampled"].append(label)
         if ours.get("input_digest") != case.get("input_digest"):
-            report["failures"].append(f"{label}: inputs differ from the challenge's")
+            report["failures"].append(say("named.item", name=label, text=say("spot_check.inputs_differ")))
         elif not inputs_only and ours.get("reference_digest") != case.get("reference_digest"):
-            report["notes"].append(f"{label}: float64 reference differs in rounding from the runner's")
+            report["notes"].append(say("named.item", name=label, text=say("spot_check.reference_rounding")))
     return report
