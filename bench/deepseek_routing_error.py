@@ -96,7 +96,9 @@ def main() -> None:
                 served = module.generate(prompts, args.tokens)
                 ids = torch.cat([prompts, served[:, :-1]], dim=1)
                 dev = captured_choices(device_code.Moe.route, lambda m=module, i=ids: m(i))
-                exact = captured_choices(reference_code.DeepseekReference.block, lambda i=ids: reference.main_logits(i))
+                exact = captured_choices(
+                    reference_code.DeepseekReference.block, lambda i=ids: reference.main_logits(i)
+                )
             layers = []
             for d, e in zip(dev, exact, strict=True):
                 err = pair_errors(e, d, c.num_experts_per_tok, c.n_group, c.topk_group)

@@ -388,9 +388,7 @@ class _ModelServer:
         positions (served for sample ``index``), fed the prompt and the served tokens before it
         (runners/served_outputs.py ROUTING_TIE_RULE)."""
         prompt = self.workload.make_batch([index], torch.device("cpu"), torch.float64)[0]
-        return served_routing_gaps(
-            self.float64_model(), prompt, tokens, int(self.loaded.config.vocab_size)
-        )
+        return served_routing_gaps(self.float64_model(), prompt, tokens, int(self.loaded.config.vocab_size))
 
     def estimates(self) -> tuple[float, float]:
         """(one sample's latency in s, samples/s at max_batch), from warm-up runs: LoadGen's hints."""

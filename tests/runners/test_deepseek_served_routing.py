@@ -21,8 +21,8 @@ from runners.model_suite.workloads import INFORMATIONAL_AGREEMENT, float64_model
 from runners.models import ModelSpec, load_model
 from runners.served_outputs import (
     DECIDED_ROUTING_METRIC,
-    TEACHER_FORCED_METRIC,
     ROUTING_TIE_EPS,
+    TEACHER_FORCED_METRIC,
     decided_routing_agreement,
     decoder_reference_tokens,
     routing_tie_margin,
@@ -57,10 +57,16 @@ def test_a_disagreement_at_a_near_tied_routing_is_counted_apart_and_one_where_it
     result = decided_routing_agreement(served, forced, tied_second, torch.bfloat16)
     # Position 1 (tied) is apart; position 3 (decided, token 3 where the reference says 2) is judged.
     assert result["value"] == pytest.approx(2 / 3)
-    assert (result["decided_positions"], result["tied_positions"], result["agreement_where_tied"]) == (3, 1, 0.0)
+    assert (result["decided_positions"], result["tied_positions"], result["agreement_where_tied"]) == (
+        3,
+        1,
+        0.0,
+    )
     # Exactly at the margin is decided; a gap just below it is a tie.
     at_margin = lambda _i, _t: torch.tensor([1.0, margin, 1.0, margin * (1 - 2**-20)])  # noqa: E731
-    assert decided_routing_agreement(served, forced, at_margin, torch.bfloat16)["value"] == pytest.approx(2 / 3)
+    assert decided_routing_agreement(served, forced, at_margin, torch.bfloat16)["value"] == pytest.approx(
+        2 / 3
+    )
     # A model that does not route: every position judged.
     assert decided_routing_agreement(served, forced, None, torch.bfloat16)["value"] == 0.5
 
@@ -108,10 +114,14 @@ def _score(loaded, module, index: int, dtype: str, *, quick: bool) -> dict:
 def test_an_honest_bfloat16_run_below_the_old_bar_passes_with_routing_ties_apart(tiny, index):
     """Quick prompts (4 x 12) of challenges where the teacher-forced agreement over every position fell
     below the bfloat16 bar on this CPU (0.875, 0.875, 0.844): every disagreement at a tied routing."""
-    result = _score(tiny, tiny.place(torch.device("cpu"), torch.bfloat16, free_bytes=None), index, "bfloat16", quick=True)
+    result = _score(
+        tiny, tiny.place(torch.device("cpu"), torch.bfloat16, free_bytes=None), index, "bfloat16", quick=True
+    )
     assert result["metric"] == DECIDED_ROUTING_METRIC
     assert result[TEACHER_FORCED_METRIC] < INFORMATIONAL_AGREEMENT["bfloat16"], result
-    assert result["value"] >= INFORMATIONAL_AGREEMENT["bfloat16"] and result["meets_informational_bar"], result
+    assert result["value"] >= INFORMATIONAL_AGREEMENT["bfloat16"] and result["meets_informational_bar"], (
+        result
+    )
     routing = result["routing"]
     assert routing["tied_positions"] > 0 and routing["agreement_where_tied"] < 1.0
     assert routing["routing_tie_margin"] == 2.0**-5 and "four machine epsilons" in routing["routing_tie_rule"]

@@ -118,7 +118,10 @@ def test_the_reveal_rescores_a_decoder_by_the_metric_its_document_states(tmp_pat
     assert case["metrics"]["routing"]["tied_positions"] == 0 and case["metrics"][TEACHER_FORCED_METRIC] == 1.0
     forced = copy.deepcopy(document)  # an AIA 1.3 runner before issue 16 stated the teacher-forced metric
     forced_case = next(c for c in forced["cases"] if c["case"] == "serving_accuracy")
-    forced_case["metrics"] = {"metric": TEACHER_FORCED_METRIC, "value": case["metrics"][TEACHER_FORCED_METRIC]}
+    forced_case["metrics"] = {
+        "metric": TEACHER_FORCED_METRIC,
+        "value": case["metrics"][TEACHER_FORCED_METRIC],
+    }
     verdict = judge_output(RevealContext(document=forced, plan=spec), output_id, tokens)
     assert verdict["agrees"] and verdict["metric"] == TEACHER_FORCED_METRIC
     older = copy.deepcopy(document)
