@@ -3,8 +3,10 @@
 Per model, in the job's serving dtype:
 
 1. **Accuracy** (LoadGen AccuracyOnly, every sample once): the outputs the SUT served are compared
-   with the float64 reference (cosine / top-1 agreement; greedy-token agreement for decoders), so
-   a fast but wrong or stale serving path fails.
+   with the float64 reference (cosine / top-1 agreement; for decoders the teacher-forced token
+   agreement at the positions whose MoE routing is decided in the dtype, runners/served_outputs.py
+   ROUTING_TIE_RULE, every position of a model that does not route), so a fast but wrong or stale
+   serving path fails.
 2. **SingleStream**: the early-stopping estimate of the latency percentile (p90 by default).
 3. **MultiStream**, for vision models (the ResNet-style CNN): 8-sample queries, p99.
 4. **Offline**: samples per second (and tokens per second for decoders).
