@@ -10,7 +10,9 @@ prints, for each dtype, the judged agreement over ``--tokens`` greedy tokens per
 placed in the dtype, its KV cache, as ``ServingEngine.static_*`` serves), the share of judged positions
 whose float64 routing boundary gap (catalog ``boundary_gaps``, smallest over the MoE layers, at the
 judged position) is below the model suite's ROUTING_MARGIN (2^-6), and the agreement on the positions
-that clear it; then each disagreement's routing gap and top-1 logit gap.
+that clear it, and the agreement the serving suite judges under the AIA 1.3 draft (ROUTING_TIE_RULE:
+the positions whose routing gap is at least ``routing_tie_margin`` of the dtype); then each
+disagreement's routing gap and top-1 logit gap.
 
     python bench/deepseek_served_accuracy.py [--challenges 6] [--dtypes bfloat16,float16] [--tokens 8]
     [--fp8] (the FP8 checkpoint, runners/models/fp8.py, instead of the float32 one)
@@ -33,6 +35,7 @@ from runners.model_suite import DTYPES, deepseek_tiny_fp8_model, deepseek_tiny_m
 from runners.model_suite.workloads import ROUTING_MARGIN, workload_for  # noqa: E402
 from runners.models import ModelSpec, load_model  # noqa: E402
 from runners.models.reference import DeepseekReference, top1_logit_gap  # noqa: E402
+from runners.served_outputs import routing_tie_margin  # noqa: E402
 
 
 def served(module, prompts: torch.Tensor, tokens: int) -> torch.Tensor:
@@ -71,6 +74,7 @@ def main() -> None:
         d: loaded.place(torch.device("cpu"), DTYPES[d], free_bytes=None) for d in args.dtypes.split(",")
     }
     summary: dict[str, list[float]] = {d: [] for d in placed}
+    judged_apart: dict[str, list[float]] = {d: [] for d in placed}
     for index in range(args.challenges):
         challenge = hashlib.sha256(f"deepseek served {index}".encode()).hexdigest()
         start = time.perf_counter()
@@ -87,10 +91,15 @@ def main() -> None:
             value = float(agree.double().mean())
             summary[name].append(value)
             on_clear = float(agree[clear].double().mean()) if bool(clear.any()) else float("nan")
+            decided = gap >= routing_tie_margin(DTYPES[name])  # the serving suite's rule (AIA 1.3 draft)
+            on_decided = float(agree[decided].double().mean()) if bool(decided.any()) else 0.0
+            judged_apart[name].append(on_decided)
             print(
                 f"challenge {index} {name}: agreement {value:.4f}, routing-tied positions "
                 f"{float((~clear).double().mean()):.3f}, agreement where routing clears 2^-6 {on_clear:.4f} "
-                f"({int(clear.sum())} positions)"
+                f"({int(clear.sum())} positions); decided_routing_token_agreement {on_decided:.4f} "
+                f"({int(decided.sum())} of {decided.numel()} positions decided at "
+                f"{routing_tie_margin(DTYPES[name]):.3g})"
             )
             top1 = top1_logit_gap(logits)
             for b, t in (~agree).nonzero().tolist():
@@ -101,6 +110,8 @@ def main() -> None:
         print(f"  ({time.perf_counter() - start:.1f} s)")
     for name, values in summary.items():
         print(f"{name}: min {min(values):.4f} mean {sum(values) / len(values):.4f} over {len(values)}")
+        apart = judged_apart[name]
+        print(f"{name} decided routing: min {min(apart):.4f} mean {sum(apart) / len(apart):.4f}")
 
 
 if __name__ == "__main__":

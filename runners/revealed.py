@@ -480,9 +480,11 @@ def _serving(
     """A served output: the accuracy run's (every sample, scored as the runner scored it) or one kept
     in a timed run (its status against the float64 reference alone), re-decided from the challenge."""
     from runners.served_outputs import (
+        DECIDED_ROUTING_METRIC,
         FREE_RUNNING_METRIC,
         TEACHER_FORCED_METRIC,
         sample_reference_status,
+        served_routing_gaps,
         serving_accuracy_score,
         teacher_forced_logits,
     )
@@ -516,8 +518,9 @@ def _serving(
                 detail=f"revealed {tuple(tensor.shape)}, the workload makes {tuple(reference.shape)}",
             )
         outputs = tensor.to(torch.long) if decoder else tensor.to(torch.float64)
-        # A decoder is re-scored by the metric its document's case states: the teacher-forced agreement
-        # (AIA 1.3 runners), or the free-running agreement of documents written before it.
+        # A decoder is re-scored by the metric its document's case states: the agreement where routing
+        # is decided (AIA 1.3 runners from issue 16), the teacher-forced agreement (AIA 1.3 runners
+        # before it), or the free-running agreement of documents written before AIA 1.3.
         stated = ((record or {}).get("metrics") or {}).get("metric")
         prompts = workload.make_batch(range(workload.size), torch.device("cpu"), torch.float64)[0]
         vocab = int(getattr(loaded.config, "vocab_size", 0) or 0)
@@ -525,6 +528,10 @@ def _serving(
         def forced(index: int, tokens: torch.Tensor) -> torch.Tensor:
             return teacher_forced_logits(f64, prompts[index : index + 1], tokens, vocab)
 
+        def gaps(index: int, tokens: torch.Tensor) -> torch.Tensor:
+            return served_routing_gaps(f64, prompts[index : index + 1], tokens, vocab)
+
+        metric = stated if stated in (FREE_RUNNING_METRIC, TEACHER_FORCED_METRIC) else DECIDED_ROUTING_METRIC
         score = serving_accuracy_score(
             decoder=decoder,
             outputs=outputs,
@@ -532,7 +539,8 @@ def _serving(
             dtype_name=dtype,
             score=workload.score,
             teacher_forced=forced if decoder else None,
-            metric=FREE_RUNNING_METRIC if stated == FREE_RUNNING_METRIC else TEACHER_FORCED_METRIC,
+            routing_gaps=gaps if decoder and hasattr(f64, "routing_gaps") else None,
+            metric=metric,
         )
         claimed = ((record or {}).get("metrics") or {}).get("value")
         verdict = _verdict(

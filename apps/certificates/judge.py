@@ -235,6 +235,10 @@ def accuracy_bar(
 # tie in a reduced precision no longer flips the verdict on every token after it. A level that states
 # none (AIA 1.0-1.2) judges the free-running greedy agreement, as it always did, which every serving
 # document still reports; so their judgement of any document stays what it was.
+# From issue 16 the AIA 1.3 draft states its bar for the agreement at the positions whose MoE routing is
+# decided in the dtype (runners/served_outputs.py ROUTING_TIE_RULE; every position of a model that does
+# not route), which a level stating it judges in preference to the teacher-forced agreement.
+SERVING_DECIDED_ROUTING_METRIC = "decided_routing_token_agreement"
 SERVING_TEACHER_FORCED_METRIC = "teacher_forced_token_agreement"
 SERVING_FREE_RUNNING_METRIC = "greedy_token_agreement"
 
@@ -242,8 +246,9 @@ SERVING_FREE_RUNNING_METRIC = "greedy_token_agreement"
 def serving_decoder_metric(*, thresholds: Thresholds, dtype: str) -> str:
     """The serving accuracy metric of a decoder at this level and dtype (see above)."""
     bars = thresholds.accuracy.get(dtype) or thresholds.accuracy.get("*") or {}
-    if _float(bars.get(SERVING_TEACHER_FORCED_METRIC)) is not None:
-        return SERVING_TEACHER_FORCED_METRIC
+    for metric in (SERVING_DECIDED_ROUTING_METRIC, SERVING_TEACHER_FORCED_METRIC):
+        if _float(bars.get(metric)) is not None:
+            return metric
     return SERVING_FREE_RUNNING_METRIC
 
 

@@ -85,13 +85,13 @@ def test_the_decoder_is_served_with_ttft_tpot_and_tokens_per_second(weights_dir)
     assert model["batching"] == "continuous" and model["output_tokens"] == 4
     accuracy = next(c for c in document["cases"] if c["case"] == "serving_accuracy")
     assert accuracy["status"] == "pass", accuracy["metrics"]
-    assert accuracy["metrics"]["metric"] == "teacher_forced_token_agreement"
+    assert accuracy["metrics"]["metric"] == "decided_routing_token_agreement"
     assert (
         accuracy["metrics"]["value"] == 1.0
     )  # float32 on margin-drawn prompts: every token is the reference's
-    routing = accuracy["metrics"]["routing"]  # information beside the judged value
-    assert routing["routing_margin"] == 2.0**-6 and 0.0 <= routing["routing_tied_share"] < 1.0
-    assert routing["positions_clearing_margin"] > 0 and routing["agreement_where_routing_clears"] == 1.0
+    routing = accuracy["metrics"]["routing"]  # the positions judged and those judged apart
+    assert routing["routing_tie_margin"] == 4 * torch.finfo(torch.float32).eps
+    assert routing["decided_positions"] > 0 and routing["decided_positions"] + routing["tied_positions"] == 16
     figures = {m["name"]: m for m in document["measurements"]}
     for name in ("SingleStream TTFT p90.00", "SingleStream TPOT p90.00", "Offline tokens", "Server tokens"):
         assert f"deepseek-v3-tiny {name}" in figures
@@ -118,3 +118,43 @@ def test_a_served_module_fault_is_caught_by_the_reference_written_apart(monkeypa
     accuracy = next(c for c in document["cases"] if c["case"] == "serving_accuracy")
     assert accuracy["status"] == "fail", accuracy["metrics"]
     assert accuracy["metrics"]["value"] < 0.9  # far below the float32 bar (0.99, aia-1.3.json)
+
+
+@pytest.mark.slow
+def test_a_bfloat16_serving_run_is_judged_with_routing_ties_apart_and_the_reveal_rescores_it(weights_dir):
+    """Issue 16: the served bfloat16 accuracy is the agreement where the float64 routing is decided in
+    bfloat16 (runners/served_outputs.py ROUTING_TIE_RULE); the platform's reveal re-scores it from the
+    revealed tokens and catches a document whose stated value the tokens do not give."""
+    import copy
+
+    from runners.commitment import CollectingCommitment, serving_output_id
+    from runners.revealed import RevealContext, judge_output
+
+    entry = seeded_model_entry("deepseek-v3-tiny", "deepseek-v3", TINY, seed=0, directory=weights_dir)
+    spec = build_spec(
+        suite="serving",
+        device="cpu",
+        challenge=CHALLENGE,
+        models=[entry],
+        options={"quick": True, "serving": {**SETTINGS, "dtype": "bfloat16"}},
+    )
+    commitment = CollectingCommitment()
+    document = run_serving(spec, get_backend("cpu"), commitment=commitment)
+    accuracy = next(c for c in document["cases"] if c["case"] == "serving_accuracy")
+    metrics = accuracy["metrics"]
+    assert accuracy["dtype"] == "bfloat16" and metrics["metric"] == "decided_routing_token_agreement"
+    routing = metrics["routing"]
+    assert routing["routing_tie_margin"] == 2.0**-5
+    assert routing["decided_positions"] + routing["tied_positions"] == 16 and routing["decided_positions"] > 0
+    served = {m["unit"]: m["value"] for m in document["measurements"] if m["kind"] == "serving_accuracy"}
+    assert served["decided_routing_token_agreement"] == metrics["value"]
+    assert served["teacher_forced_token_agreement"] == metrics["teacher_forced_token_agreement"]
+    output_id = serving_output_id("deepseek-v3-tiny", "bfloat16", "accuracy")
+    tokens = dict(commitment.collected)[output_id]
+    verdict = judge_output(RevealContext(document=document, plan=spec), output_id, tokens)
+    assert verdict["agrees"] and verdict["metric"] == "decided_routing_token_agreement", verdict
+    assert verdict["value"] == metrics["value"]
+    forged = copy.deepcopy(document)
+    case = next(c for c in forged["cases"] if c["case"] == "serving_accuracy")
+    case["metrics"]["value"] = metrics["value"] + 0.25 if metrics["value"] < 0.75 else metrics["value"] - 0.25
+    assert not judge_output(RevealContext(document=forged, plan=spec), output_id, tokens)["agrees"]

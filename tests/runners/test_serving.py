@@ -165,12 +165,19 @@ def test_the_decoder_reports_ttft_tpot_and_tokens_per_second(tmp_path):
     assert model["token_latencies"] is True and model["output_tokens"] == 4
     assert model["scenarios"]["MultiStream"]["ran"] is False
     accuracy = next(c for c in document["cases"] if c["case"] == "serving_accuracy")
-    # AIA 1.3's metric is judged (teacher-forced, exact ties in the dtype); the free-running greedy
-    # agreement that AIA 1.0-1.2 judge is reported beside it, as a measurement of its own.
-    assert accuracy["status"] == "pass" and accuracy["metrics"]["metric"] == "teacher_forced_token_agreement"
+    # AIA 1.3's metric is judged (teacher-forced, exact ties in the dtype, at the positions whose routing
+    # is decided: every position of a model that does not route); the teacher-forced agreement over
+    # every position and the free-running greedy agreement that AIA 1.0-1.2 judge are reported beside
+    # it, as measurements of their own.
+    assert accuracy["status"] == "pass" and accuracy["metrics"]["metric"] == "decided_routing_token_agreement"
     assert accuracy["metrics"]["value"] == 1.0  # float32: every served token is the reference's choice
     served = {m["unit"]: m for m in document["measurements"] if m["kind"] == "serving_accuracy"}
-    assert set(served) == {"teacher_forced_token_agreement", "greedy_token_agreement"}
+    assert set(served) == {
+        "decided_routing_token_agreement",
+        "teacher_forced_token_agreement",
+        "greedy_token_agreement",
+    }
+    assert served["teacher_forced_token_agreement"]["value"] == 1.0
     assert served["greedy_token_agreement"]["value"] == accuracy["metrics"]["greedy_token_agreement"]
     names = {m["name"] for m in document["measurements"]}
     assert {

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from runners.served_outputs import (
+    DECIDED_ROUTING_METRIC,
     FREE_RUNNING_METRIC,
     TEACHER_FORCED_METRIC,
     served_tokens_within_tie,
@@ -111,8 +112,18 @@ def test_the_reveal_rescores_a_decoder_by_the_metric_its_document_states(tmp_pat
     output_id = serving_output_id("tiny-llama", "float32", "accuracy")
     tokens = dict(commitment.collected)[output_id]
     verdict = judge_output(RevealContext(document=document, plan=spec), output_id, tokens)
-    assert verdict["agrees"] and verdict["metric"] == TEACHER_FORCED_METRIC and verdict["value"] == 1.0
+    # A model that does not route: every position decided (issue 16's metric equals the teacher-forced).
+    assert verdict["agrees"] and verdict["metric"] == DECIDED_ROUTING_METRIC and verdict["value"] == 1.0
     case = next(c for c in document["cases"] if c["case"] == "serving_accuracy")
+    assert case["metrics"]["routing"]["tied_positions"] == 0 and case["metrics"][TEACHER_FORCED_METRIC] == 1.0
+    forced = copy.deepcopy(document)  # an AIA 1.3 runner before issue 16 stated the teacher-forced metric
+    forced_case = next(c for c in forced["cases"] if c["case"] == "serving_accuracy")
+    forced_case["metrics"] = {
+        "metric": TEACHER_FORCED_METRIC,
+        "value": case["metrics"][TEACHER_FORCED_METRIC],
+    }
+    verdict = judge_output(RevealContext(document=forced, plan=spec), output_id, tokens)
+    assert verdict["agrees"] and verdict["metric"] == TEACHER_FORCED_METRIC
     older = copy.deepcopy(document)
     older_case = next(c for c in older["cases"] if c["case"] == "serving_accuracy")
     older_case["metrics"] = {"metric": FREE_RUNNING_METRIC, "value": case["metrics"][FREE_RUNNING_METRIC]}
