@@ -457,9 +457,11 @@ def _model_timed(device_name: str, directory: Path) -> dict:
     )
 
 
-def _hostile_model_caching(tmp_path: Path, monkeypatch, memo: str) -> tuple[dict, dict]:
+def _hostile_model_run(tmp_path: Path, monkeypatch, config: dict) -> tuple[dict, dict]:
+    """The model suite's timed run on the hostile plugin set up with ``config``: the document and the
+    plugin's own report of what it did."""
     env = plugin_environment(tmp_path)
-    (tmp_path / "probe" / "config.json").write_text(json.dumps({"memo_model": memo}))
+    (tmp_path / "probe" / "config.json").write_text(json.dumps(config))
     for name in ("PYTHONPATH", "HOSTILE_PROBE_DIR"):
         monkeypatch.setenv(name, env[name])
     document = _model_timed("hostile", tmp_path / "weights")
@@ -477,7 +479,7 @@ def test_a_plugin_memoizing_model_forwards_by_buffer_and_forging_test04_fails_it
     "pass": the judge compares the returned fresh outputs itself and fails TEST04."""
     from runners.document import validate_document
 
-    document, report = _hostile_model_caching(tmp_path, monkeypatch, "buffer")
+    document, report = _hostile_model_run(tmp_path, monkeypatch, {"memo_model": "buffer"})
     validate_document(document)
     [caching] = document["integrity"]["caching"]["items"]
     assert (caching["model"], caching["dtype"]) == ("resnet-tiny", "float32")
@@ -502,7 +504,7 @@ def test_a_plugin_memoizing_model_forwards_by_shape_is_caught_by_the_judges_refe
     fails it."""
     from runners.document import validate_document
 
-    document, report = _hostile_model_caching(tmp_path, monkeypatch, "shape")
+    document, report = _hostile_model_run(tmp_path, monkeypatch, {"memo_model": "shape"})
     validate_document(document)
     assert report["model"] == "memoized by shape"
     [caching] = document["integrity"]["caching"]["items"]
@@ -567,16 +569,6 @@ def test_without_the_device_process_the_same_plugin_would_forge_the_model_test04
 # The model suite's TEST01 and timed figures: raw evidence from the device process, the judge decides --
 
 
-def _hostile_model_timed(tmp_path: Path, monkeypatch) -> tuple[dict, dict]:
-    env = plugin_environment(tmp_path)
-    (tmp_path / "probe" / "config.json").write_text(json.dumps({"forge_model": True}))
-    for name in ("PYTHONPATH", "HOSTILE_PROBE_DIR"):
-        monkeypatch.setenv(name, env[name])
-    document = _model_timed("hostile", tmp_path / "weights")
-    report = json.loads(next((tmp_path / "probe").glob("report-*.json")).read_text())
-    return document, report
-
-
 @pytest.mark.slow
 def test_a_plugin_forging_the_model_test01_verdict_and_timed_figures_is_refused_by_the_judge(
     tmp_path, monkeypatch
@@ -590,7 +582,7 @@ def test_a_plugin_forging_the_model_test01_verdict_and_timed_figures_is_refused_
     from runners.document import validate_document
     from runners.timing import TimingPolicy
 
-    document, report = _hostile_model_timed(tmp_path, monkeypatch)
+    document, report = _hostile_model_run(tmp_path, monkeypatch, {"forge_model": True})
     validate_document(document)
     assert report["model"] == "bfloat16 latency path"
     assert "runners.model_suite.performance.output_samples_verdict" in report["patched"]
