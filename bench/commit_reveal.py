@@ -49,7 +49,12 @@ are printed too. One unmeasured campaign of each kind runs first: a process's fi
 one-off imports and caches, which belong to no round. Uses its own database (--database, default
 "bench_reveal"; flushed at start).
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/commit_reveal.py [--plan level] [--level standard] \
+Set CELERY_BROKER_URL to a running broker (redis://127.0.0.1:6379/9 here): the campaigns enqueue
+notifications, and without a broker each enqueue fails and logs a traceback that would be counted as
+platform time, in both variants, shrinking the round's share.
+
+    CELERY_BROKER_URL=redis://127.0.0.1:6379/9 OMP_NUM_THREADS=1 .venv/bin/python bench/commit_reveal.py \
+        [--plan level] [--level standard] \
         [--rounds 5] [--redraw] [--url postgresql://postgres@127.0.0.1:5432] [--profile 40]
 """
 
