@@ -134,12 +134,19 @@ def test_a_looser_latency_bound_than_the_levels_fails(cast, tiny_program):
 
     if not server_valid():
         pytest.skip("this host's loaded CPU made the tiny Server search INVALID at every step")
-    for edit, reason in (
+    assert_b6_fails(
+        cast,
+        tiny_program,
         (looser, "latency bound 5 s looser than the level's 0.5 s"),
         (misstated, "the figure's latency bound 50 ms is not the 500 ms LoadGen's summary records"),
-    ):
+    )
+
+
+def assert_b6_fails(cast, program, *edits) -> None:
+    """Each (edit, reason): a campaign from the real runner's documents with the edit fails B6, saying why."""
+    for edit, reason in edits:
         campaign = campaign_from_runner(
-            vendor=cast.vendor, program=tiny_program, submitted_by=cast.owner, edit=edit
+            vendor=cast.vendor, program=program, submitted_by=cast.owner, edit=edit
         )
         b6 = result(campaign, "B6")
         assert b6.outcome == CriterionOutcome.FAIL and reason in b6.explanation, b6.explanation
@@ -296,12 +303,9 @@ def test_a_server_rate_loadgen_saw_unsustained_or_an_undigested_summary_fails(ca
 
     if not server_valid():
         pytest.skip("this host's loaded CPU made the tiny Server search INVALID at every step")
-    for edit, reason in (
+    assert_b6_fails(
+        cast,
+        tiny_program,
         (half_completed, "rate not sustained"),
         (undigested, "no LoadGen Server summary matching the run's digest"),
-    ):
-        campaign = campaign_from_runner(
-            vendor=cast.vendor, program=tiny_program, submitted_by=cast.owner, edit=edit
-        )
-        b6 = result(campaign, "B6")
-        assert b6.outcome == CriterionOutcome.FAIL and reason in b6.explanation, b6.explanation
+    )
