@@ -1154,6 +1154,18 @@ _phrase(
 _phrase("requirement.export_in", gettext_noop("Export-control class in %(classes)s"))
 _phrase("requirement.export_not_in", gettext_noop("Export-control class not in %(classes)s"))
 
+# Why a ranking term has no serving figure (apps/procurement/scoring.py): the bound a weight compares at.
+_phrase(
+    "ranking.serving_no_bound",
+    gettext_noop("the weight states no %(name)s bound, and no requirement of the tender on %(model)s does"),
+)
+_phrase(
+    "ranking.serving_other_kind",
+    gettext_noop("certified at %(judged)s: not judged by a %(name)s bound"),
+)
+_phrase("ranking.serving_looser", gettext_noop("certified at %(judged)s, looser than %(wanted)s"))
+_phrase("ranking.serving_unbounded", gettext_noop("the certified figure states no bound LoadGen judged it by"))
+
 # The export-control classification (apps/procurement/export_control.py) ------------------------------
 _phrase(
     "export.tpp_unknown", gettext_noop("TPP unknown: no declared dense peak in a precision the rule counts.")

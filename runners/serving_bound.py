@@ -74,6 +74,37 @@ class ServerBound:
             return f"TTFT p{p} <= {self.ttft_ms:g} ms and TPOT p{p} <= {self.tpot_ms:g} ms"
         return f"p{p} <= {self.latency_ms:g} ms"
 
+    def at_least_as_strict(self, name: str, limit_ms: float, percentile: float | None = None) -> bool:
+        """Whether a figure judged by this bound holds at "``name`` p``percentile`` <= ``limit_ms``": the
+        same kind of bound ("latency": a query latency bound; "tpot": TPOT in token-latency mode, where
+        LoadGen judged no query latency), no looser, at a percentile no lower (p99 <= x implies
+        p90 <= x, not the other way round). No ``percentile``: any percentile the run was judged at."""
+        judged = self.bounds().get(name)
+        if judged is None:
+            return False
+        if percentile is not None and self.percentile < percentile:
+            return False
+        return judged <= limit_ms
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> ServerBound | None:
+        """The bound a certified figure states as ``as_params`` wrote it, or None when it states none
+        (the figure's bound was first read from its LoadGen summary, by ``server_bound``)."""
+        percentile = _number(params.get("percentile"))
+        if percentile is None or not 0 < percentile < 1:
+            return None
+        ms = {
+            name: None if (value := _number(params.get(f"{name}_bound_s"))) is None else value * 1000
+            for name in ("latency", "ttft", "tpot")
+        }
+        if params.get("token_latencies") is True:
+            if ms["ttft"] is None or ms["tpot"] is None:
+                return None
+            return cls(percentile, ttft_ms=ms["ttft"], tpot_ms=ms["tpot"])
+        if ms["latency"] is None:
+            return None
+        return cls(percentile, latency_ms=ms["latency"])
+
     def as_params(self) -> dict[str, Any]:
         """The bound as a certificate or a tender signs and reads it (seconds, as the runner's params)."""
         return {

@@ -24,8 +24,9 @@ from apps.procurement.requirements import (
     SERVING_BOUNDS,
     requirement_describe,
 )
-from apps.procurement.scoring import scoring_dtypes, scoring_rank
+from apps.procurement.scoring import SERVING_BOUND_NAMES, scoring_bounds, scoring_dtypes, scoring_rank
 from runners.dtypes import DTYPE_OF_PEAK_KEY
+from runners.serving_bound import ServerBound
 
 DECLARED = "vendor declaration, not measured"
 
@@ -199,7 +200,12 @@ def _serving_cell(kind: str, params: dict[str, Any], c: Candidate) -> dict[str, 
             c.certified_source,
         )
     text = f"{figure['value']:.4g} {unit} at {'' if figure.get('token_latencies') else 'latency '}{judged}"
-    ok = figure["value"] >= params[floor_key] and certified_bound * 1000 <= params[bound_key]
+    bound = ServerBound.from_params(figure)
+    ok = (
+        figure["value"] >= params[floor_key]
+        and bound is not None
+        and bound.at_least_as_strict(SERVING_BOUND_NAMES[kind], float(params[bound_key]))
+    )
     return _cell(ok, text, _measurement_source(figure, c))
 
 
@@ -290,6 +296,7 @@ def evaluation_build(
     by_serial = {c.serial: c for c in candidates}
     eligible = [row for row in rows if row["eligible"]]
     scoring = scoring_dtypes(scoring=scoring, requirements=requirements)
+    scoring = scoring_bounds(scoring=scoring, requirements=requirements)
     formula = scoring_rank(rows=eligible, candidates=by_serial, scoring=scoring, currency=currency)
     eligible.sort(key=lambda row: row["rank"])
     rest = sorted(

@@ -14,7 +14,14 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from apps.procurement.models import RequirementKind, ScoreMetric, default_currency
-from apps.procurement.requirements import DTYPES, ENERGY_METRICS, MODEL_METRICS, OPS, ORIGIN_FIELDS
+from apps.procurement.requirements import (
+    DTYPES,
+    ENERGY_METRICS,
+    MODEL_METRICS,
+    OPS,
+    ORIGIN_FIELDS,
+    SERVING_BOUNDS,
+)
 
 BLANK = [("", "—")]
 
@@ -103,6 +110,8 @@ class ScoringRowForm(forms.Form):
     weight = forms.FloatField(required=False, label=_("Weight"))
     model = forms.CharField(required=False, max_length=100, label=_("Model"))
     dtype = forms.ChoiceField(choices=_choices(DTYPES), required=False, label=_("Dtype"))
+    # A serving weight's bound: the latency (Server QPS) or TPOT (tokens/s) bound its figures must meet.
+    bound = forms.FloatField(required=False, label=_("Bound (ms)"))
 
     def item(self) -> dict | None:
         d = self.cleaned_data
@@ -111,6 +120,8 @@ class ScoringRowForm(forms.Form):
         item = {"metric": d["metric"], "weight": d["weight"]}
         if d.get("model"):
             item.update(model=d["model"], dtype=d["dtype"])
+        if d["metric"] in SERVING_BOUNDS and d.get("bound") is not None:
+            item[SERVING_BOUNDS[d["metric"]][1]] = d["bound"]
         elif d.get("dtype"):  # a GEMM metric of one dtype
             item.update(dtype=d["dtype"])
         return item

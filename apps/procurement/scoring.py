@@ -4,6 +4,13 @@ score = sum_i(w_i * x_i / max_eligible(x_i)) / sum_i(w_i). Each figure x_i is no
 eligible value, so every term lies in [0, 1] and weights mean what they say whatever the units.
 A figure that a candidate lacks (no price in the tender's currency, no measurement of the model)
 counts 0 for that term, and the row says why.
+
+A serving weight (Server QPS, Server tokens/s) compares figures at one bound: the one it names
+(`max_latency_ms` or `max_tpot_ms`, optionally at a `percentile`), else the tightest its tender's
+requirement on the same model and dtype states. Only figures LoadGen judged at a bound at least as
+strict count (runners/serving_bound.py, the judge's reading of the run's LoadGen summary); a figure
+judged at a looser bound, or by another kind of bound (TTFT and TPOT in token-latency mode against a
+query latency bound), is missing, and the term says why. The formula states the bound.
 """
 
 from __future__ import annotations
@@ -12,9 +19,12 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext
 
 from apps.procurement.models import ScoreMetric
-from apps.procurement.requirements import DTYPES, MODEL_NAME
+from apps.procurement.requirements import DTYPES, MODEL_NAME, SERVING_BOUNDS
+from certification.recorded_text import say
+from runners.serving_bound import NAMES, ServerBound
 
 if TYPE_CHECKING:
     from apps.procurement.eligibility import Candidate
@@ -25,6 +35,9 @@ MODEL_METRICS = {
     ScoreMetric.MODEL_THROUGHPUT_PER_PRICE,
 }
 SERVING_METRICS = {ScoreMetric.SERVING_QPS, ScoreMetric.SERVING_TOKENS}
+# The judged bound a serving weight compares at (runners/serving_bound.ServerBound.bounds names): a query
+# latency bound for Server QPS, TPOT (token-latency mode) for tokens/s, as the requirement kinds read them.
+SERVING_BOUND_NAMES = {ScoreMetric.SERVING_QPS.value: "latency", ScoreMetric.SERVING_TOKENS.value: "tpot"}
 # GEMM metrics: of one dtype when the weight names it (or the tender requires one), else the best dtype.
 GEMM_METRICS = {
     ScoreMetric.MEASURED_TFLOPS,
@@ -48,8 +61,73 @@ def scoring_dtypes(
     ]
 
 
-def scoring_clean(*, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """[{metric, weight, model?, dtype?}] -> cleaned rows; refuses negative, all-zero and unknown weights."""
+def _bound_key(metric: str) -> str:
+    """The key a serving weight (or requirement) states its bound in, in ms: max_latency_ms, max_tpot_ms."""
+    return SERVING_BOUNDS[metric][1]
+
+
+def _stated_bounds(item: dict[str, Any], requirements: list[dict[str, Any]]) -> list[float]:
+    """The bounds the tender's requirements of a serving weight's kind state on its model and dtype."""
+    key = _bound_key(item["metric"])
+    return [
+        float(r["params"][key])
+        for r in requirements
+        if r["kind"] == item["metric"]
+        and r["params"].get("model") == item["model"]
+        and r["params"].get("dtype") == item["dtype"]
+    ]
+
+
+def scoring_bounds(
+    *, scoring: list[dict[str, Any]], requirements: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Serving weights without a bound compare at the tightest bound the tender requires of the same
+    kind, model and dtype (every eligible chip met it); a weight naming its own bound keeps it."""
+    out = []
+    for item in scoring:
+        if item["metric"] in SERVING_METRICS and item.get(_bound_key(item["metric"])) is None:
+            stated = _stated_bounds(item, requirements)
+            if stated:
+                item = {**item, _bound_key(item["metric"]): min(stated)}
+        out.append(item)
+    return out
+
+
+def _serving_bound_clean(
+    item: dict[str, Any], row: dict[str, Any], requirements: list[dict[str, Any]] | None
+) -> None:
+    """A serving weight's bound (ms, above 0) and percentile (a fraction, optional) into ``item``; a weight
+    stating no bound needs a requirement of the tender that states one (``requirements`` None: unchecked)."""
+    key = _bound_key(item["metric"])
+    for name in (key, "percentile"):
+        value = row.get(name)
+        if value in (None, ""):
+            continue
+        try:
+            number = float(value) if not isinstance(value, bool) else math.nan
+        except (TypeError, ValueError):
+            number = math.nan
+        if name == key and not (math.isfinite(number) and number > 0):
+            raise ValueError(gettext("'%(key)s' must be a number of ms above 0") % {"key": key})
+        if name == "percentile" and not 0 < number < 1:
+            raise ValueError(gettext("'percentile' must be a fraction between 0 and 1, e.g. 0.9"))
+        item[name] = number
+    if key not in item and requirements is not None and not _stated_bounds(item, requirements):
+        raise ValueError(
+            gettext(
+                "a serving weight needs its bound ('%(key)s', in ms), or a requirement of the tender "
+                "on %(model)s at %(dtype)s that states one"
+            )
+            % {"key": key, "model": item["model"], "dtype": item["dtype"]}
+        )
+
+
+def scoring_clean(
+    *, rows: list[dict[str, Any]], requirements: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """[{metric, weight, model?, dtype?, max_latency_ms?, max_tpot_ms?, percentile?}] -> cleaned rows;
+    refuses negative, all-zero and unknown weights, and serving weights with no bound to compare at
+    (none of their own and, given the tender's cleaned ``requirements``, none required)."""
     if not isinstance(rows, list) or not rows:
         raise ValidationError({"scoring": ["Give at least one scoring weight."]})
     errors, cleaned = [], []
@@ -80,6 +158,8 @@ def scoring_clean(*, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 if dtype not in DTYPES:
                     raise ValueError(f"a model metric needs a dtype, one of: {', '.join(DTYPES)}")
                 item.update(model=model, dtype=dtype)
+            if metric in SERVING_METRICS:
+                _serving_bound_clean(item, row, requirements)
             cleaned.append(item)
         except ValueError as error:
             errors.append(f"Weight {position} ({metric}): {error}.")
@@ -90,8 +170,40 @@ def scoring_clean(*, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return cleaned
 
 
+def _wanted(item: dict[str, Any]) -> str:
+    """The bound a serving weight compares at, in the record's English ("p90 <= 100 ms", "TPOT <= 200
+    ms"; "latency <= 100 ms" at any percentile), as ServerBound.text writes a judged one."""
+    name, limit = SERVING_BOUND_NAMES[item["metric"]], item.get(_bound_key(item["metric"]))
+    if limit is None:
+        return "no stated bound"
+    percentile = item.get("percentile")
+    at = f"p{round(percentile * 100, 6):g}" if percentile is not None else ""
+    if name == "latency":
+        return f"{at or 'latency'} <= {limit:g} ms"
+    return f"{NAMES[name]} {at + ' ' if at else ''}<= {limit:g} ms"
+
+
+def serving_bound_problem(*, item: dict[str, Any], figure: dict[str, Any]) -> str | None:
+    """Why a certified Server figure does not count for a serving weight (None: it counts): the weight
+    states no bound, the figure states none LoadGen judged, or LoadGen judged it by another kind of
+    bound or a looser one (ServerBound.at_least_as_strict, on the bound the judge read from its summary)."""
+    name, limit = SERVING_BOUND_NAMES[item["metric"]], item.get(_bound_key(item["metric"]))
+    if limit is None:
+        return say("ranking.serving_no_bound", name=NAMES[name], model=item["model"])
+    bound = ServerBound.from_params(figure)
+    if bound is None:
+        return say("ranking.serving_unbounded")
+    if name not in bound.bounds():
+        return say("ranking.serving_other_kind", judged=bound.text(), name=NAMES[name])
+    if not bound.at_least_as_strict(name, float(limit), item.get("percentile")):
+        return say("ranking.serving_looser", judged=bound.text(), wanted=_wanted(item))
+    return None
+
+
 def _label(item: dict[str, Any]) -> str:
-    if item["metric"] in MODEL_METRICS or item["metric"] in SERVING_METRICS:
+    if item["metric"] in SERVING_METRICS:
+        return f"{item['metric']}[{item['model']} {item['dtype']} at {_wanted(item)}]"
+    if item["metric"] in MODEL_METRICS:
         return f"{item['metric']}[{item['model']} {item['dtype']}]"
     if item.get("dtype"):
         return f"{item['metric']}[{item['dtype']}]"
@@ -110,7 +222,8 @@ def metric_value(*, item: dict[str, Any], candidate: Candidate, currency: str) -
         figure = candidate.serving.get((item["model"], item["dtype"], metric))
         if figure is None:
             return None, f"no certified {metric} of {item['model']} at {item['dtype']}"
-        return figure["value"], ""
+        problem = serving_bound_problem(item=item, figure=figure)
+        return (None, problem) if problem else (figure["value"], "")
     if metric in MODEL_METRICS:
         figure = candidate.model_figures.get((item["model"], item["dtype"], "throughput"))
         base, missing = (figure["value"] if figure else None), f"no certified throughput of {item['model']}"

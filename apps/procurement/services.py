@@ -35,7 +35,10 @@ def _clean(*, requirements: list[dict], scoring: list[dict]) -> tuple[list[dict]
     except ValidationError as error:
         errors.update(error.message_dict)
     try:
-        cleaned_scoring = scoring_clean(rows=scoring)
+        # A serving weight without its own bound compares at the requirements' (when they are clean).
+        cleaned_scoring = scoring_clean(
+            rows=scoring, requirements=None if "requirements" in errors else cleaned_requirements
+        )
     except ValidationError as error:
         errors.update(error.message_dict)
     if errors:
