@@ -153,7 +153,11 @@ def test_a_server_qps_requirement_reads_the_certified_valid_run_and_its_bound(ca
 
     counter = iter(range(1, 100))
 
-    def evaluate(max_latency_ms: float, min_qps: float = 0.01) -> dict:
+    weight = {"metric": "serving_qps", "weight": 1, "model": "tiny-bert", "dtype": "float32"}
+
+    def evaluate(
+        max_latency_ms: float, min_qps: float = 0.01, scoring: list | None = None, extra: list = ()
+    ) -> tuple[dict, dict]:
         requirement = {
             "kind": "serving_qps",
             "params": {
@@ -168,15 +172,35 @@ def test_a_server_qps_requirement_reads_the_certified_valid_run_and_its_bound(ca
             title="Serving",
             reference=f"S-{next(counter)}",
             deadline=timezone.now() + timedelta(days=30),
-            requirements=[requirement],
-            scoring=[{"metric": "serving_qps", "weight": 1, "model": "tiny-bert", "dtype": "float32"}],
+            requirements=[*extra, requirement],
+            scoring=scoring or [weight],
             created_by=cast.buyer,
         )
-        (row,) = evaluation_create(tender=tender).snapshot["rows"]
-        return row
+        snapshot = evaluation_create(tender=tender).snapshot
+        (row,) = snapshot["rows"]
+        return row, snapshot
 
-    row = evaluate(500)
+    row, snapshot = evaluate(500)
     assert row["eligible"] and "at latency p90 <= 500 ms" in row["cells"][0]["value"]
-    assert row["terms"][0]["value"] > 0 and row["terms"][0]["metric"] == "serving_qps[tiny-bert float32]"
-    assert not evaluate(100)["eligible"]  # certified at 500 ms only: not a 100 ms figure
-    assert not evaluate(500, min_qps=1e9)["eligible"]
+    # The weight names no bound: it compares at the requirement's, and the formula says so.
+    assert row["terms"][0]["value"] > 0
+    assert row["terms"][0]["metric"] == "serving_qps[tiny-bert float32 at latency <= 500 ms]"
+    assert snapshot["scoring"]["weights"][0]["max_latency_ms"] == 500
+    assert not evaluate(100)[0]["eligible"]  # certified at 500 ms only: not a 100 ms figure
+    assert not evaluate(500, min_qps=1e9)[0]["eligible"]
+
+    # Issue 15's tender: a minimum GEMM TFLOP/s and a Server QPS bound, ranked by both. A weight at a
+    # tighter bound than the chip's certified 500 ms finds no figure to rank, and says why.
+    gemm = {"kind": "measured_tflops", "params": {"dtype": "float32", "min_tflops": 1e-6}}
+    scoring = [
+        {"metric": "measured_tflops", "weight": 1},
+        {**weight, "max_latency_ms": 100},
+    ]
+    row, snapshot = evaluate(500, scoring=scoring, extra=[gemm])
+    assert row["eligible"] and row["rank"] == 1
+    tflops, served = row["terms"]
+    assert tflops["metric"] == "measured_tflops[float32]" and tflops["value"] > 0
+    assert served["value"] is None
+    assert served["missing"] == "certified at p90 <= 500 ms, looser than latency <= 100 ms"
+    assert "serving_qps[tiny-bert float32 at latency <= 100 ms]" in snapshot["scoring"]["formula"]
+    assert row["score"] == pytest.approx(0.5)
