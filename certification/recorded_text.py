@@ -1164,7 +1164,9 @@ _phrase(
     gettext_noop("certified at %(judged)s: not judged by a %(name)s bound"),
 )
 _phrase("ranking.serving_looser", gettext_noop("certified at %(judged)s, looser than %(wanted)s"))
-_phrase("ranking.serving_unbounded", gettext_noop("the certified figure states no bound LoadGen judged it by"))
+_phrase(
+    "ranking.serving_unbounded", gettext_noop("the certified figure states no bound LoadGen judged it by")
+)
 
 # The export-control classification (apps/procurement/export_control.py) ------------------------------
 _phrase(

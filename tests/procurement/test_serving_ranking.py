@@ -171,7 +171,9 @@ def test_chips_are_ranked_by_figures_at_the_tenders_bound_only(bert_servers):
     )
     # At a 500 ms weight both count, and the faster one ranks first.
     rows = [{"serial": s, "chip": {"sku": s}} for s in candidates]
-    scoring_rank(rows=rows, candidates=candidates, scoring=[{**weight, "max_latency_ms": 500}], currency="USD")
+    scoring_rank(
+        rows=rows, candidates=candidates, scoring=[{**weight, "max_latency_ms": 500}], currency="USD"
+    )
     assert [row["serial"] for row in rows] == ["LOOSE", "TIGHT"]
     # The requirement's cell reads the same bound, by the same rule.
     cell = _serving_cell(
@@ -180,3 +182,18 @@ def test_chips_are_ranked_by_figures_at_the_tenders_bound_only(bert_servers):
         candidates["LOOSE"],
     )
     assert not cell["ok"] and "at latency p90 <= 500 ms" in cell["value"]
+
+
+def test_an_encoders_server_case_records_the_queries_over_its_judged_bound(bert_servers):
+    """Outside token-latency mode LoadGen judges each query against the bound: the count is a verdict."""
+    case = next(c for c in bert_servers[500]["cases"] if c["case"] == "serving_Server")
+    metrics = case["metrics"]
+    assert metrics["overlatency_judged"] is True
+    queries = next(
+        m["params"]["query_count"]
+        for m in bert_servers[500]["measurements"]
+        if m["kind"] == "serving_qps" and m["params"].get("scenario") == "Server"
+    )
+    assert case["stats"]["mismatch_fraction"] == pytest.approx(
+        metrics["loadgen_overlatency_query_count"] / queries
+    )
