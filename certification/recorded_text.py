@@ -964,6 +964,11 @@ _phrase(
     **_LISTED,
 )
 _phrase("coverage.no_serving_record", gettext_noop("%(name)s: no serving record"), patterns={"name": r"\S+"})
+_phrase(
+    "coverage.offline_not_kept",
+    gettext_noop("%(run)s reads Offline run %(used)s, not the kept Offline run %(kept)s"),
+    patterns={"run": r"\S+"},
+)
 _phrase("coverage.no_log_digests", gettext_noop("%(run)s: LoadGen log digests"), patterns={"run": r"\S+"})
 _phrase("coverage.no_loadgen_result", gettext_noop("%(run)s: LoadGen's Result is"), patterns={"run": r"\S+"})
 _phrase("coverage.no_case", gettext_noop("%(run)s: case"), patterns={"run": r"\S+"})

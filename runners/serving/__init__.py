@@ -829,7 +829,16 @@ def _serve_scenarios(
     }
     record["scenarios"]["Offline"] = entry
     _scenario_case(name, dtype_name, "Offline", result, out)
-    params = {**_run_params(result, cfg, "Offline"), **base_params}
+    params = {
+        **_run_params(result, cfg, "Offline"),
+        **base_params,
+        # The figure is the best of the VALID attempts (OFFLINE_SIZING_RULE); the serving record lists
+        # every attempt with its digest, and the Server search is checked against this same run
+        # (its offline_summary_sha256 is this figure's summary_sha256).
+        "offline_attempts": len(attempts),
+        "offline_valid_runs": sum(1 for a in attempts if a["result_valid"] and a["measured_samples_per_s"]),
+        "offline_kept_attempt": kept,
+    }
     out["measurements"].append(
         _figure(
             f"{name} Offline throughput",

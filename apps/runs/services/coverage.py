@@ -280,11 +280,43 @@ def _serving_problems(document: dict[str, Any], plan: dict[str, Any]) -> list[st
             absent.append(say("coverage.no_accuracy_run", name=name))
         elif isinstance(runs.get("Server"), dict) and isinstance(runs["Server"].get("result_valid"), bool):
             problems += _served_outputs_problems(document, name, str(model.get("dtype")), runs)
+        problems += _offline_kept_problems(document, name, runs)
     if absent:
         problems.append(listed("coverage.serving_missing", absent))
     outside = sorted({*served, *(k for k, _c in cases)} - {*planned, "*"})
     if outside:
         problems.append(listed("coverage.serving_outside", outside))
+    return problems
+
+
+def _offline_kept_problems(document: dict[str, Any], name: str, runs: dict[str, Any]) -> list[str]:
+    """The Offline figure is the best of the model's VALID Offline runs, the one its serving record keeps
+    (runners/serving OFFLINE_SIZING_RULE); the Offline figure and the Server search's check against the
+    Offline throughput (runners/serving_rate.py) must both read that same kept run, by its digest."""
+    offline = runs.get("Offline")
+    kept = offline.get("summary_sha256") if isinstance(offline, dict) else None
+    if not isinstance(kept, str):
+        return []  # no Offline record: reported as missing above
+    problems = []
+    for item in document.get("measurements") or []:
+        params = item.get("params") if isinstance(item, dict) else None
+        if not isinstance(params, dict) or params.get("model") != name:
+            continue
+        if item.get("kind") == "serving_qps" and params.get("scenario") == "Server":
+            used = params.get("offline_summary_sha256")
+        elif item.get("kind") == "serving_throughput" and params.get("scenario") == "Offline":
+            used = params.get("summary_sha256")
+        else:
+            continue
+        if used != kept:
+            problems.append(
+                say(
+                    "coverage.offline_not_kept",
+                    run=f"{name}/{params.get('scenario')}",
+                    used=str(used)[:12],
+                    kept=kept[:12],
+                )
+            )
     return problems
 
 

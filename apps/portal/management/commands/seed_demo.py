@@ -119,7 +119,9 @@ def serving_lines(payload: dict[str, Any]) -> list[str]:
     return [
         f"  {row['model']} {row['scenario']}: "
         + (
-            f"{row['label']} {row['value']:g} {row['unit']}{row['bound_text']} (LoadGen VALID, "
+            f"{row['label']} {row['value']:g} {row['unit']}{row['bound_text']}"
+            + (f", best of {row['best_of']} VALID runs" if row.get("best_of") else "")
+            + " (LoadGen VALID, "
             f"summary sha256 {str(row.get('loadgen_summary_sha256'))[:12]}...)"
             if row["certified"]
             else f"{row['label']}: no certified figure ({row['reason']})"
