@@ -297,7 +297,7 @@ def _offline_kept_problems(document: dict[str, Any], name: str, runs: dict[str, 
     kept = offline.get("summary_sha256") if isinstance(offline, dict) else None
     if not isinstance(kept, str):
         return []  # no Offline record: reported as missing above
-    problems = []
+    problems: list[str] = []
     for item in document.get("measurements") or []:
         params = item.get("params") if isinstance(item, dict) else None
         if not isinstance(params, dict) or params.get("model") != name:
