@@ -60,8 +60,8 @@ def qps(model: str, **bound) -> dict:
     return {"metric": "serving_qps", "weight": 1.0, "model": model, "dtype": "bfloat16", **bound}
 
 
-def tokens(**bound) -> dict:
-    return {"metric": "serving_tokens", "weight": 1.0, "model": LLAMA, "dtype": "bfloat16", **bound}
+def tokens(**fields) -> dict:
+    return {"metric": "serving_tokens", "weight": 1.0, "model": LLAMA, "dtype": "bfloat16", **fields}
 
 
 def test_a_qps_weight_reads_only_figures_judged_at_its_latency_bound_or_tighter():
@@ -197,3 +197,22 @@ def test_an_encoders_server_case_records_the_queries_over_its_judged_bound(bert_
     assert case["stats"]["mismatch_fraction"] == pytest.approx(
         metrics["loadgen_overlatency_query_count"] / queries
     )
+
+
+def test_a_missing_terms_reason_reads_in_chinese_and_the_form_names_the_bound():
+    from django.utils import translation
+
+    from apps.procurement.forms import ScoringRowForm
+    from certification.recorded_text import localize
+
+    chip = candidate("H200", h200_figures())
+    _value, why = metric_value(item=qps(RESNET, max_latency_ms=50), candidate=chip, currency="USD")
+    _value, other = metric_value(item=qps(LLAMA, max_latency_ms=100), candidate=chip, currency="USD")
+    with translation.override("zh-hans"):
+        assert localize(why) == "认证依据为 p90 <= 100 ms，宽于 latency <= 50 ms"
+        assert localize(other).startswith("认证依据为 TTFT p90 <= 2000 ms and TPOT p90 <= 200 ms：并非按")
+    form = ScoringRowForm(
+        data={"metric": "serving_tokens", "weight": "2", "model": LLAMA, "dtype": "bfloat16", "bound": "150"}
+    )
+    assert form.is_valid(), form.errors
+    assert form.item() == tokens(weight=2.0, max_tpot_ms=150.0)
