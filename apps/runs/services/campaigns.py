@@ -138,7 +138,7 @@ def _campaign_models(
         raise ValidationError(
             {
                 "models": gettext("Level %(level)s needs a model for each task: %(missing)s.")
-                % {"level": level["code"], "missing": ", ".join(missing)}
+                % {"level": level["code"], "missing": missing}
             }
         )
     architectures = {artifact.architecture for artifact in model_artifacts}
@@ -147,7 +147,7 @@ def _campaign_models(
         raise ValidationError(
             {
                 "models": gettext("Level %(level)s needs a model of each architecture: %(missing)s.")
-                % {"level": level["code"], "missing": ", ".join(missing)}
+                % {"level": level["code"], "missing": missing}
             }
         )
 
@@ -190,7 +190,7 @@ def campaign_submit(
         raise ValidationError(
             {
                 "level": gettext("Program %(program)s has no level %(level)s; use one of %(levels)s.")
-                % {"program": program, "level": repr(level), "levels": ", ".join(program.level_codes())}
+                % {"program": program, "level": repr(level), "levels": program.level_codes()}
             }
         )
     _campaign_models(vendor=vendor, level=level_definition, model_artifacts=model_artifacts)

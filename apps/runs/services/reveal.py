@@ -540,7 +540,8 @@ def _judge(reveal: OutputReveal, payload: dict[str, Any]) -> tuple[list[dict[str
     committed = {str(e.get("id")): e for e in committed_outputs(document)}
     context = RevealContext(document, reveal.job.spec, weights=_platform_weights(reveal.job))
     context.precomputed, plan_state = _precomputed(reveal.job)
-    checked, findings = [], []
+    checked: list[dict[str, Any]] = []
+    findings: list[str] = []
     extra = sorted(set(tensors) - set(reveal.requested))
     if extra:
         findings.append(listed("reveal.extra", extra, count=len(extra)))
