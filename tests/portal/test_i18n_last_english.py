@@ -315,10 +315,9 @@ def test_campaign_submission_and_review_refusals_read_in_zh_hans(cast, awaiting,
     assert response.status_code == 400, response.status_code
     sweep.visit("/campaigns/new/ (no model)", response)
     api = client_for(cast.owner)
-    api.credentials(**api._credentials, HTTP_ACCEPT_LANGUAGE="zh-CN")
 
     def refused(body: dict, status: int) -> None:
-        answer = api.post("/api/v1/campaigns/", body, format="json")
+        answer = api.post("/api/v1/campaigns/", body, format="json", HTTP_ACCEPT_LANGUAGE="zh-CN")
         assert answer.status_code == status, (answer.status_code, answer.json())
         problem = answer.json()
         for text in [problem["detail"], *[m for ms in (problem.get("errors") or {}).values() for m in ms]]:
