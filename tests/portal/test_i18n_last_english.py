@@ -388,3 +388,48 @@ def test_campaign_submission_and_review_refusals_read_in_zh_hans(cast, awaiting,
     )
     sweep.visit("/campaigns/new/ (done)", response)
     finish(sweep, "campaign submission and review")
+
+
+def test_a_server_verdict_disagreement_reads_in_zh_hans(cast, tmp_path):
+    """A hostile runner reports its conformance outputs as passing, honestly committed but in another
+    dtype than the case makes: the digests match, the platform's own verdict does not, and says why
+    (runners/revealed.py's detail, read back). The finding reaches the campaign's page in Chinese."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    import torch
+
+    from apps.runs.models import OutputReveal, RevealState
+    from apps.runs.services.programs import PROGRAMS_DIR, program_load
+    from runners.commitment import OutputStore, output_digest
+    from runners.spec import attempt_tag
+    from tests.real_documents import CHALLENGE, campaign_from_runner, runner_documents
+
+    program, _ = program_load(definition=json.loads(Path(PROGRAMS_DIR, "aia-1.2.json").read_text()))
+    real = runner_documents()
+    attempt = attempt_tag(CHALLENGE)
+    shutil.copytree(real.output_root / attempt, tmp_path / attempt)
+    store = OutputStore(tmp_path, attempt)
+
+    def edit(suite, document):
+        if suite != "conformance":
+            return
+        for entry in document["commitment"]["outputs"]:
+            output = store.get(entry["id"])
+            wrong = output.to(torch.float64 if output.dtype != torch.float64 else torch.float32)
+            store.put(entry["id"], wrong)
+            entry["digest"] = output_digest(wrong)
+
+    campaign = campaign_from_runner(
+        vendor=cast.vendor, program=program, edit=edit, reveal_root=tmp_path, submitted_by=cast.owner
+    )
+    reveal = OutputReveal.objects.get(job__campaign=campaign, job__suite="conformance")
+    assert reveal.state == RevealState.MISMATCH, reveal.findings
+    assert any("the platform judges it fail" in f and ", the case makes " in f for f in reveal.findings)
+    sweep = ZhSweep()
+    for user in (cast.owner, cast.reviewer):
+        client = Client(HTTP_ACCEPT_LANGUAGE="zh-CN")
+        client.force_login(user)
+        sweep.get(client, f"/campaigns/{campaign.pk}/")
+    finish(sweep, "server verdict disagreement")
