@@ -851,6 +851,26 @@ _phrase("job.runner_silent", gettext_noop("runner %(runner)s stopped sending hea
 _phrase("job.awaiting_reveal", gettext_noop("awaiting the reveal of sampled outputs"))
 _phrase("job.requeued_silent", gettext_noop("no progress from the runner; the job is requeued"))
 
+# Why a runner could not run a job, as runners/worker.py reports it (no Django there, read back; the
+# exception's own words after the colon stay as the runner wrote them unless a phrase knows them).
+_phrase(
+    "runner.unknown_device", gettext_noop("unknown device backend: %(error)s"), nested=frozenset({"error"})
+)
+_phrase(
+    "runner.unknown_backend",
+    gettext_noop("unknown backend %(name)s; known: %(known)s"),
+    patterns={"name": r"'[^']*'"},
+)
+_phrase(
+    "runner.device_not_started",
+    gettext_noop("the device process did not start: %(error)s"),
+    nested=frozenset({"error"}),
+)
+_phrase("runner.spec_invalid", gettext_noop("the job spec fails the runner's schema: %(error)s"))
+_phrase("runner.revoked", gettext_noop("stopped: the platform revoked the job"))
+_phrase("runner.soft_limit", gettext_noop("the suite passed its soft time limit"))
+_phrase("runner.fingerprint", gettext_noop("fingerprint mismatch: %(problems)s"), lists={"problems": "; "})
+
 # A runner's own progress labels (runners/progress.py: no Django there, read back from its text; the
 # formats are the same, tests/portal/test_i18n_last_english.py checks it).
 _phrase("progress.started", gettext_noop("started"))
