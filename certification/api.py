@@ -17,6 +17,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import ProtectedError, Q, QuerySet
 from django.http import Http404
+from django.utils.translation import gettext
 from rest_framework import exceptions, parsers, serializers, status
 from rest_framework.filters import OrderingFilter
 from rest_framework.pagination import BasePagination, PageNumberPagination
@@ -270,9 +271,12 @@ def exception_handler(exc, context):
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
     elif isinstance(exc, RequestDataTooBig):  # form fields past DATA_UPLOAD_MAX_MEMORY_SIZE
-        exc = PayloadTooLarge(f"Request bodies are limited to {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.")
+        exc = PayloadTooLarge(
+            gettext("Request bodies are limited to %(limit)s bytes.")
+            % {"limit": settings.DATA_UPLOAD_MAX_MEMORY_SIZE}
+        )
     elif isinstance(exc, ProtectedError):
-        exc = Conflict("Other records depend on this object; it cannot be deleted.")
+        exc = Conflict(gettext("Other records depend on this object; it cannot be deleted."))
 
     # Imported here: rest_framework.views reads DEFAULT_PARSER_CLASSES (this module's JSONParser) when
     # it is first imported, so importing it at the top would be circular wherever this module loads first.
@@ -289,7 +293,9 @@ def exception_handler(exc, context):
         detail = exc.detail
         if isinstance(detail, dict):
             errors = detail
-            message = "The request has invalid fields: " + ", ".join(str(field) for field in detail) + "."
+            message = gettext("The request has invalid fields: %(fields)s.") % {
+                "fields": ", ".join(str(field) for field in detail)
+            }
         else:
             errors = {NON_FIELD_ERRORS_KEY: detail}
             message = _flatten(detail)

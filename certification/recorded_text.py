@@ -673,6 +673,103 @@ _phrase(
     patterns={"job": INT, "suite": r"[\w-]+"},
 )
 _phrase("spot_check.not_conformance", gettext_noop("not a conformance document: no case to recompute"))
+# The reveal's findings (apps/runs/services/reveal.py _judge, reveals_expire) and the job errors they make.
+_phrase(
+    "reveal.disagrees_because",
+    gettext_noop("%(output)s: the platform judges it %(server)s, the runner said %(runner)s (%(detail)s)"),
+    nested=frozenset({"detail"}),
+    patterns={"output": r"\S+", "server": r"\w+", "runner": r"\w+"},
+)
+_phrase(
+    "reveal.not_revealed",
+    gettext_noop("%(output)s: not revealed, though committed"),
+    patterns={"output": r"\S+"},
+)
+_phrase(
+    "reveal.digest_mismatch",
+    gettext_noop("%(output)s: the revealed output is not the one committed (digest %(digest)s…)"),
+    patterns={"output": r"\S+", "digest": r"[0-9a-f]+"},
+)
+_phrase(
+    "reveal.runner_error",
+    gettext_noop("the runner could not reveal the sampled outputs: %(error)s"),
+    nested=frozenset({"error"}),
+)
+_phrase(
+    "reveal.unreadable", gettext_noop("the reveal cannot be read: %(error)s"), nested=frozenset({"error"})
+)
+# Why a reveal cannot be made or read (runners/commitment.py RevealError, runners/worker.py reveal_answer:
+# no Django there, read back from the text; a runner's other words stay as it sent them).
+_phrase("reveal_error.no_ids", gettext_noop("the request names no list of output ids"))
+_phrase("reveal_error.bad_request", gettext_noop("bad request: %(error)s"))
+_phrase(
+    "reveal_error.too_large",
+    gettext_noop("the requested outputs take %(bytes)s bytes, more than %(max)s"),
+    patterns={"bytes": INT, "max": INT},
+)
+_phrase("reveal_error.no_outputs", gettext_noop("the answer carries no outputs"))
+_phrase("reveal_error.answer_too_large", gettext_noop("the answer is larger than a reveal may be"))
+_phrase("reveal_error.not_base64", gettext_noop("the outputs are not base64"))
+_phrase("reveal_error.digest", gettext_noop("the outputs do not match their digest"))
+_phrase(
+    "reveal_error.not_safetensors",
+    gettext_noop("the outputs are not a safetensors file: %(error)s"),
+    patterns={"error": r"\w+"},
+)
+_phrase("reveal.not_judged", gettext_noop("not judged on the platform: %(error)s"))
+_phrase(
+    "reveal.none_by",
+    gettext_noop("no reveal from the runner by %(deadline)s"),
+    patterns={"deadline": r"\d{4}-\d{2}-\d{2}T\S+"},
+)
+_phrase(
+    "reveal.timeout",
+    gettext_noop("reveal timeout: the runner did not reveal the %(count)s sampled outputs by %(deadline)s"),
+    patterns={"count": INT, "deadline": r"\d{4}-\d{2}-\d{2}T\S+"},
+)
+_phrase(
+    "reveal.integrity_failure",
+    gettext_noop("commit–reveal integrity failure: %(findings)s"),
+    lists={"findings": "; "},
+)
+_phrase(
+    "reveal.too_many_bytes",
+    gettext_noop("%(bytes)s bytes, more than a reveal carries"),
+    patterns={"bytes": INT},
+)
+_phrase(
+    "reveal.over_budget",
+    gettext_noop("its reference costs %(cost)s elements, more than the level's budget of %(budget)s"),
+    patterns={"cost": INT, "budget": INT},
+)
+_phrase("reveal.precomputation_failed", gettext_noop("precomputation failed: %(error)s"))
+# How a revealed output departs from the platform's reference (runners/revealed.py: no Django there,
+# read back from its text).
+_phrase(
+    "revealed.case_shape",
+    gettext_noop("revealed %(shape)s %(dtype)s, the case makes %(expected)s %(expected_dtype)s"),
+    patterns={"shape": r"\([\d, ]*\)", "dtype": r"\S+", "expected": r"\([\d, ]*\)"},
+)
+_phrase(
+    "revealed.reference_shape",
+    gettext_noop("revealed %(shape)s %(dtype)s, the reference is %(expected)s %(expected_dtype)s"),
+    patterns={"shape": r"\([\d, ]*\)", "dtype": r"\S+", "expected": r"\([\d, ]*\)"},
+)
+_phrase(
+    "revealed.workload_shape",
+    gettext_noop("revealed %(shape)s, the workload makes %(expected)s"),
+    patterns={"shape": r"\([\d, ]*\)", "expected": r"\([\d, ]*\)"},
+)
+_phrase(
+    "revealed.score",
+    gettext_noop("the document reports %(metric)s %(claimed)s, the output gives %(value)s"),
+    patterns={"metric": r"\S+", "claimed": r"\S+", "value": r"\S+"},
+)
+_phrase(
+    "revealed.items",
+    gettext_noop("revealed %(shape)s for %(count)s item(s)"),
+    patterns={"shape": r"\([\d, ]*\)", "count": INT},
+)
 # A fingerprint problem as runners/fingerprint_check.py writes it (no Django there: read back from its text).
 _phrase(
     "fingerprint.not_checkable",
@@ -708,6 +805,30 @@ _phrase(
     gettext_noop("Re-test required (%(reason)s), but no re-test could be submitted; see the audit log."),
 )
 
+# Why a stored certificate's signature is not trusted (apps/certificates/services/certificates.py
+# certificate_check, and certification/verify.py verify_payload_text: no Django there, read back).
+_phrase(
+    "verify.key_compromised",
+    gettext_noop("it was signed with key %(key)s, reported compromised on %(date)s"),
+    patterns={"key": r"\S+", "date": r"\d{4}-\d{2}-\d{2}"},
+)
+_phrase("verify.serial_differs", gettext_noop("the signed certificate carries a different serial"))
+_phrase("verify.not_json", gettext_noop("the certificate is not valid JSON: %(error)s"))
+_phrase("verify.not_object", gettext_noop("the certificate is not a JSON object"))
+_phrase("verify.not_canonicalizable", gettext_noop("the certificate cannot be canonicalized: %(error)s"))
+_phrase("verify.not_canonical", gettext_noop("the certificate is not in canonical form (it was altered)"))
+_phrase("verify.signature_not_string", gettext_noop("the signature is not a string"))
+_phrase("verify.signature_not_base64", gettext_noop("the signature is not base64"))
+_phrase(
+    "verify.signature_not_canonical",
+    gettext_noop("the signature is not a canonical base64 Ed25519 signature"),
+)
+_phrase(
+    "verify.signature_mismatch",
+    gettext_noop("the signature does not match the certificate (it was altered or forged)"),
+)
+_phrase("verify.other_issuer_key", gettext_noop("the certificate names a different issuer key"))
+
 # Why surveillance suspended a certificate (apps/certificates/services/surveillance.py, reviews.py).
 _phrase(
     "certificate.surveillance_failed",
@@ -729,6 +850,39 @@ _phrase("job.deadline_passed", gettext_noop("the job passed its deadline"))
 _phrase("job.runner_silent", gettext_noop("runner %(runner)s stopped sending heartbeats"))
 _phrase("job.awaiting_reveal", gettext_noop("awaiting the reveal of sampled outputs"))
 _phrase("job.requeued_silent", gettext_noop("no progress from the runner; the job is requeued"))
+
+# Why a runner could not run a job, as runners/worker.py reports it (no Django there, read back; the
+# exception's own words after the colon stay as the runner wrote them unless a phrase knows them).
+_phrase(
+    "runner.unknown_device", gettext_noop("unknown device backend: %(error)s"), nested=frozenset({"error"})
+)
+_phrase(
+    "runner.unknown_backend",
+    gettext_noop("unknown backend %(name)s; known: %(known)s"),
+    patterns={"name": r"'[^']*'"},
+)
+_phrase(
+    "runner.device_not_started",
+    gettext_noop("the device process did not start: %(error)s"),
+    nested=frozenset({"error"}),
+)
+_phrase("runner.spec_invalid", gettext_noop("the job spec fails the runner's schema: %(error)s"))
+_phrase("runner.revoked", gettext_noop("stopped: the platform revoked the job"))
+_phrase("runner.soft_limit", gettext_noop("the suite passed its soft time limit"))
+_phrase("runner.fingerprint", gettext_noop("fingerprint mismatch: %(problems)s"), lists={"problems": "; "})
+
+# A runner's own progress labels (runners/progress.py: no Django there, read back from its text; the
+# formats are the same, tests/portal/test_i18n_last_english.py checks it).
+_phrase("progress.started", gettext_noop("started"))
+_phrase("progress.done", gettext_noop("done"))
+_phrase("progress.model_loading", gettext_noop("model %(model)s: loading"), patterns={"model": r"\S+"})
+_phrase(
+    "progress.model_dtype",
+    gettext_noop("model %(model)s: %(dtype)s"),
+    patterns={"model": r"\S+", "dtype": r"\w+"},
+)
+_phrase("progress.serving", gettext_noop("serving %(model)s"), patterns={"model": r"\S+"})
+_phrase("progress.caching_after", gettext_noop("integrity: caching after the fact"))
 
 # A campaign's reason when its jobs end without evidence (apps/runs/services/campaigns.py) --------------
 _phrase(
@@ -821,6 +975,51 @@ _phrase(
     patterns={"value": VALUE},
 )
 _phrase("schema.not_canonical", gettext_noop("not canonical JSON: %(error)s"))
+# The other validators' messages of every keyword the schemas use (runners/schema/*.json; jsonschema 4.x).
+_phrase("schema.const", gettext_noop("%(value)s was expected"), patterns={"value": VALUE})
+_phrase(
+    "schema.exclusive_minimum",
+    gettext_noop("%(value)s is less than or equal to the minimum of %(bound)s"),
+    patterns={"value": VALUE},
+)
+_phrase(
+    "schema.exclusive_maximum",
+    gettext_noop("%(value)s is greater than or equal to the maximum of %(bound)s"),
+    patterns={"value": VALUE},
+)
+_phrase("schema.non_empty", gettext_noop("%(value)s should be non-empty"), patterns={"value": VALUE})
+_phrase("schema.empty", gettext_noop("%(value)s is expected to be empty"), patterns={"value": VALUE})
+_phrase("schema.unique", gettext_noop("%(value)s has non-unique elements"), patterns={"value": VALUE})
+_phrase(
+    "schema.format",
+    gettext_noop("%(value)s is not a %(format)s"),
+    patterns={"value": VALUE, "format": r"'[\w-]+'"},
+)
+_phrase(
+    "schema.one_of_many",
+    gettext_noop("%(value)s is valid under each of %(schemas)s"),
+    patterns={"value": VALUE},
+)
+_phrase(
+    "schema.items_extra_one",
+    gettext_noop("Expected at most %(count)s item but found %(extra)s extra: %(rest)s"),
+    patterns={"count": INT, "extra": INT},
+)
+_phrase(
+    "schema.items_extra",
+    gettext_noop("Expected at most %(count)s items but found %(extra)s extra: %(rest)s"),
+    patterns={"count": INT, "extra": INT},
+)
+_phrase(
+    "schema.no_pattern",
+    gettext_noop("%(names)s does not match any of the regexes: %(patterns)s"),
+    patterns={"names": r"'[^']*'"},
+)
+_phrase(
+    "schema.no_pattern_many",
+    gettext_noop("%(names)s do not match any of the regexes: %(patterns)s"),
+    patterns={"names": r"'[^']*'(?:, '[^']*')+"},
+)
 _phrase(
     "ingest.wrong_suite",
     gettext_noop("a %(document)s document for a %(job)s job"),
@@ -1076,6 +1275,13 @@ _phrase(
     patterns={"count": INT},
     **_LISTED,
 )
+# The reveal's outputs that were not asked for (apps/runs/services/reveal.py _judge).
+_phrase(
+    "reveal.extra",
+    gettext_noop("%(count)s outputs revealed that were not asked for: %(items)s"),
+    patterns={"count": INT},
+    **_LISTED,
+)
 # The platform's spot check of sampled cases (apps/runs/services/spot_check.py).
 _phrase(
     "spot_check.code",
@@ -1172,6 +1378,25 @@ _phrase("ranking.serving_looser", gettext_noop("certified at %(judged)s, looser 
 _phrase(
     "ranking.serving_unbounded", gettext_noop("the certified figure states no bound LoadGen judged it by")
 )
+# Why a tender's ranking counts a candidate's figure as missing (apps/procurement/scoring.py metric_value).
+_phrase(
+    "scoring.no_serving",
+    gettext_noop("no certified %(metric)s of %(model)s at %(dtype)s"),
+    patterns={"metric": r"\w+", "model": r"\S+", "dtype": r"\w+"},
+)
+_phrase(
+    "scoring.no_throughput", gettext_noop("no certified throughput of %(model)s"), patterns={"model": r"\S+"}
+)
+_phrase("scoring.no_memory", gettext_noop("memory not stated"))
+_phrase("scoring.no_gemm", gettext_noop("no certified GEMM measurement"))
+_phrase(
+    "scoring.no_gemm_dtype",
+    gettext_noop("no certified %(dtype)s GEMM measurement"),
+    patterns={"dtype": r"\w+"},
+)
+_phrase("scoring.no_tdp", gettext_noop("no TDP"))
+_phrase("scoring.no_memory_figure", gettext_noop("no memory figure"))
+_phrase("scoring.no_price", gettext_noop("no list price in %(currency)s"), patterns={"currency": r"[A-Z]{3}"})
 
 # The export-control classification (apps/procurement/export_control.py) ------------------------------
 _phrase(

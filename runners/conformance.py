@@ -32,6 +32,7 @@ from runners.errors import (
     error,
 )
 from runners.math_modes import with_pinned_math_modes
+from runners.progress import label as progress_label
 
 Progress = Callable[[int, int, str], None]
 
@@ -459,7 +460,7 @@ def run_conformance(
         else:
             cases.append(run_case(kernel, case, dtype, spec["challenge"], backend, timer, commitment))
     if progress:
-        progress(len(plan), len(plan), "done")
+        progress(len(plan), len(plan), progress_label("done"))
     timings = timer.as_dict()
     transfer_s = getattr(backend, "transfer_s", None)
     if transfer_s is not None:

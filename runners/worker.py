@@ -46,6 +46,7 @@ from runners import metrics
 from runners.artifacts import ArtifactUnavailable, localize_models
 from runners.canonical import canonical_json
 from runners.fingerprint_check import fingerprint_mismatches
+from runners.progress import label as progress_label
 from runners.signing import RunnerIdentity
 from runners.spec import attempt_tag
 
@@ -168,7 +169,7 @@ def run_job(
             ),
         )
 
-    progress(0.0, "started")
+    progress(0.0, progress_label("started"))
     try:
         validate_spec(spec)
     except SpecInvalid as exc:
@@ -194,7 +195,7 @@ def run_job(
     document.setdefault("runner", {})
     document["runner"] = {"name": identity.name, "key_id": identity.key_id}
     envelope = identity.envelope(canonical_json(document))
-    progress(1.0, "done")
+    progress(1.0, progress_label("done"))
     return envelope
 
 

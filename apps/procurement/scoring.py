@@ -221,28 +221,37 @@ def metric_value(*, item: dict[str, Any], candidate: Candidate, currency: str) -
     if metric in SERVING_METRICS:
         figure = candidate.serving.get((item["model"], item["dtype"], metric))
         if figure is None:
-            return None, f"no certified {metric} of {item['model']} at {item['dtype']}"
+            return None, say("scoring.no_serving", metric=metric, model=item["model"], dtype=item["dtype"])
         problem = serving_bound_problem(item=item, figure=figure)
         return (None, problem) if problem else (figure["value"], "")
     if metric in MODEL_METRICS:
         figure = candidate.model_figures.get((item["model"], item["dtype"], "throughput"))
-        base, missing = (figure["value"] if figure else None), f"no certified throughput of {item['model']}"
+        base, missing = (
+            (figure["value"] if figure else None),
+            say("scoring.no_throughput", model=item["model"]),
+        )
     elif metric == ScoreMetric.MEMORY_GIB:
-        return candidate.memory_gib, "memory not stated"
+        return candidate.memory_gib, say("scoring.no_memory")
     else:
-        dtype = f" {item['dtype']}" if item.get("dtype") else ""
-        base, missing = tflops, f"no certified{dtype} GEMM measurement"
+        missing = (
+            say("scoring.no_gemm_dtype", dtype=item["dtype"]) if item.get("dtype") else say("scoring.no_gemm")
+        )
+        base = tflops
     if base is None:
         return None, missing
     if metric in (ScoreMetric.MEASURED_TFLOPS, ScoreMetric.MODEL_THROUGHPUT):
         return base, ""
     if metric in (ScoreMetric.TFLOPS_PER_WATT, ScoreMetric.MODEL_THROUGHPUT_PER_WATT):
-        return (base / candidate.tdp_w, "") if candidate.tdp_w else (None, "no TDP")
+        return (base / candidate.tdp_w, "") if candidate.tdp_w else (None, say("scoring.no_tdp"))
     if metric == ScoreMetric.TFLOPS_PER_GIB:
-        return (base / candidate.memory_gib, "") if candidate.memory_gib else (None, "no memory figure")
+        return (
+            (base / candidate.memory_gib, "")
+            if candidate.memory_gib
+            else (None, say("scoring.no_memory_figure"))
+        )
     # Per price: only list prices in the tender's currency are comparable (no exchange rates here).
     if not candidate.list_price or candidate.currency != currency:
-        return None, f"no list price in {currency}"
+        return None, say("scoring.no_price", currency=currency)
     return base / (candidate.list_price / 1000), ""
 
 

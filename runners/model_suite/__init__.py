@@ -54,6 +54,7 @@ from runners.models.deepseek import DeepseekV3Config
 from runners.models.llama import LlamaConfig
 from runners.models.resnet import ResNetConfig
 from runners.models.seeded import seeded_model_entry
+from runners.progress import label as progress_label
 from runners.timing import TimingPolicy
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -287,7 +288,7 @@ def run_model_suite(
 
     for entry in entries:
         model_spec = ModelSpec.from_dict(entry)
-        say(f"model {model_spec.name}: loading")
+        say(progress_label("model_loading", model=model_spec.name))
         try:
             loaded = load_model(model_spec)
         except ModelError as exc:
@@ -328,7 +329,7 @@ def run_model_suite(
                     )
                 )
                 continue
-            say(f"model {model_spec.name}: {dtype_name}")
+            say(progress_label("model_dtype", model=model_spec.name, dtype=dtype_name))
             try:
                 free = backend.memory_info().get("free_bytes")
                 module = loaded.place(device, DTYPES[dtype_name], free_bytes=free)

@@ -65,6 +65,7 @@ from runners.performance.benchmarks import (
     gemm_kernel_name,
 )
 from runners.performance.claims import apply_claims
+from runners.progress import label as progress_label
 from runners.timing import TimingPolicy, measure_with_output
 
 # A larger shape is skipped when the previous one predicts a call longer than this: a
@@ -434,7 +435,7 @@ def run_performance_suite(
             rule = sweep_rules.setdefault(bench.dtype, SweepStop(rise, patience))
             if rule.observe(item):
                 stopped[bench.dtype] = bench.params["M"]
-    say(len(benches), "integrity: caching after the fact")
+    say(len(benches), progress_label("caching_after"))
     for group, (bench, fn, inputs, select) in sorted(last_measured.items(), key=lambda kv: kv[0]):
         if group in probed_groups:
             continue
@@ -454,7 +455,7 @@ def run_performance_suite(
     claims = apply_claims(items, spec)
     claims["skipped"] = skipped
     if progress:
-        progress(total, total, "done")
+        progress(total, total, progress_label("done"))
     return {
         "cases": cases,
         "measurements": items,

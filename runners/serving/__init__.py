@@ -74,6 +74,7 @@ from runners.model_suite import (
 )
 from runners.model_suite.workloads import Workload, float64_model, workload_for
 from runners.models import LoadedModel, ModelError, ModelSpec, load_model
+from runners.progress import label as progress_label
 from runners.served_outputs import (
     DECIDED_ROUTING_METRIC,
     FREE_RUNNING_METRIC,
@@ -308,7 +309,7 @@ def run_serving_suite(
         for position, entry in enumerate(entries):
             model_spec = ModelSpec.from_dict(entry)
             if progress:
-                progress(position, len(entries), f"serving {model_spec.name}")
+                progress(position, len(entries), progress_label("serving", model=model_spec.name))
             _serve_model(
                 model_spec,
                 entry,
@@ -322,7 +323,7 @@ def run_serving_suite(
                 commitment,
             )
     if progress:
-        progress(len(entries), len(entries), "done")
+        progress(len(entries), len(entries), progress_label("done"))
     return out
 
 

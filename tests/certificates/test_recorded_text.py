@@ -46,7 +46,10 @@ def en(text, stored=None):
 
 # Values of the shapes the phrases' patterns name (a JSON value as jsonschema quotes it, a list, a dict,
 # a tolerance's name, a count that may be unknown): a sample the rules below miss is the first that fits.
-FITTING = ("7", "12.50%", "True", "'fast'", "'number', 'null'", "['tiny-bert']", "{'n': 7}", "rtol")
+FITTING = (
+    "7", "12.50%", "True", "'fast'", "'number', 'null'", "['tiny-bert']", "{'n': 7}", "rtol",
+    "2026-11-30T17:00:00+00:00", "(2, 3)", "CNY",
+)  # fmt: skip
 
 
 def sample(phrase, name):

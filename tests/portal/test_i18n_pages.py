@@ -37,7 +37,8 @@ TERMS = re.compile(
     r"\b(?:TFLOP/s|TOP/s|GB/s|GiB|ms|sha256|Ed25519|RFC \d+|JSON|CSV|API|MLPerf Inference|MLPerf|LoadGen|Server|Offline|"
     r"VALID|INVALID|PyTorch|torch|webhook-\w+|Standard Webhooks|float\w*|bfloat16|int8|dtype|p\d\d|"
     r"AIA|TPOT|QPS|TDP|CV|ID|URL|UTC|Asia/Shanghai|zip|safetensors|Celery beat|nccl-tests|"
-    r"text-embedding|llm-decode|image-classification|bert-encoder|llama-decoder|resnet-cnn)\b"
+    r"text-embedding|llm-decode|image-classification|bert-encoder|llama-decoder|resnet-cnn|"
+    r"date-time)\b"  # date-time: a JSON Schema format's name, as a schema problem quotes it
 )
 # A cited work's title inside Chinese quotation marks (“…”, 《…》) stays in the language it was published in.
 CITED_TITLE = re.compile(r"“[^”]*”|《[^》]*》")

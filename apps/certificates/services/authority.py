@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
+from django.utils.translation import gettext
 
 from apps.accounts.models import Membership, OrganizationKind, Role
 from apps.accounts.selectors import membership_of
@@ -17,7 +18,7 @@ def reviewer_check(user) -> Membership:
         or membership.role != Role.REVIEWER
         or membership.organization.kind != OrganizationKind.AUTHORITY
     ):
-        raise PermissionDenied("Only reviewers of the certification authority may do this.")
+        raise PermissionDenied(gettext("Only reviewers of the certification authority may do this."))
     return membership
 
 
@@ -25,7 +26,7 @@ def separation_of_duties_check(*, user, campaign: Campaign) -> Membership:
     """Separation of duties: nobody reviews a campaign of their own organization or one they submitted."""
     membership = reviewer_check(user)
     if membership.organization_id == campaign.vendor_id:
-        raise PermissionDenied("You may not review a campaign of your own organization.")
+        raise PermissionDenied(gettext("You may not review a campaign of your own organization."))
     if campaign.submitted_by_id is not None and campaign.submitted_by_id == user.pk:
-        raise PermissionDenied("You may not review a campaign you submitted.")
+        raise PermissionDenied(gettext("You may not review a campaign you submitted."))
     return membership

@@ -80,18 +80,21 @@ def certificate_issue(*, campaign: Campaign, actor=None) -> Certificate:
     )
     if not transition_allowed(campaign.state, CampaignState.APPROVED):
         raise ValidationError(
-            f"A campaign that is {campaign.get_state_display().lower()} cannot be certified."
+            _("A campaign that is %(state)s cannot be certified.")
+            % {"state": campaign.get_state_display().lower()}
         )
     if CriterionResult.objects.filter(campaign=campaign, blocker=True, outcome="fail").exists():
-        raise ValidationError("The campaign has a failed blocker criterion; it cannot be certified.")
+        raise ValidationError(_("The campaign has a failed blocker criterion; it cannot be certified."))
     if not CriterionResult.objects.filter(campaign=campaign).exists():
-        raise ValidationError("The campaign has not been evaluated.")
+        raise ValidationError(_("The campaign has not been evaluated."))
     approvals = _approvals(campaign)
     needed = required_approvals(program=campaign.program, level=campaign.level)
     if approvals < needed:
         raise ValidationError(
-            f"{campaign.program} level {campaign.level} needs {needed} approving reviewers; "
-            f"the campaign has {approvals}."
+            _(
+                "%(program)s level %(level)s needs %(needed)s approving reviewers; the campaign has %(approvals)s."
+            )
+            % {"program": campaign.program, "level": campaign.level, "needed": needed, "approvals": approvals}
         )
     program = campaign.program
     previous = list(
@@ -318,20 +321,19 @@ def certificate_check(*, certificate: Certificate, now: datetime | None = None) 
     if status in LIVE_STATUSES and certificate.valid_until <= now:
         status = CertificateStatus.EXPIRED  # the sweep has not run yet; the date decides
     if verdict.ok and verdict.serial != certificate.serial:
-        verdict = type(verdict)(False, "the signed certificate carries a different serial", verdict.serial)
+        verdict = type(verdict)(False, say("verify.serial_differs"), verdict.serial)
     if verdict.ok and key.status == SigningKeyStatus.COMPROMISED:
         # A valid signature by a leaked key proves nothing: anyone holding it could have made it.
         verdict = type(verdict)(
             False,
-            f"it was signed with key {key.key_id[:16]}, reported compromised on "
-            f"{key.compromised_at.date().isoformat()}",
+            say("verify.key_compromised", key=key.key_id[:16], date=key.compromised_at.date().isoformat()),
             verdict.serial,
         )
-    # In the reader's language (the verification page and the API answer in it); the verifier's message
-    # stays as it is, the status reason is its recorded text shown in the reader's language (a reason a
-    # reviewer typed stays as typed).
+    # In the reader's language (the verification page and the API answer in it): the verifier's message and
+    # the status reason are recorded texts shown in the reader's language (a reason a reviewer typed stays
+    # as typed).
     if not verdict.ok:
-        reason = _("Signature invalid: %(why)s.") % {"why": verdict.message}
+        reason = _("Signature invalid: %(why)s.") % {"why": localize(verdict.message)}
     elif status == CertificateStatus.ACTIVE:
         reason = _("Authentic and active until %(date)s.") % {
             "date": certificate.valid_until.date().isoformat()

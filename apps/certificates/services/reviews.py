@@ -22,7 +22,7 @@ from certification.recorded_text import say
 def _reason(reason: str) -> str:
     reason = (reason or "").strip()
     if not reason:
-        raise ValidationError({"reason": "A decision needs a written reason."})
+        raise ValidationError({"reason": gettext("A decision needs a written reason.")})
     return reason
 
 
@@ -114,13 +114,19 @@ def criterion_waive(*, campaign: Campaign, criterion_id: str, reviewer, reason: 
         .first()
     )
     if result is None:
-        raise ValidationError({"criterion": f"The campaign has no criterion {criterion_id!r}."})
+        raise ValidationError(
+            {"criterion": gettext("The campaign has no criterion %(id)s.") % {"id": repr(criterion_id)}}
+        )
     if result.blocker:
-        raise ValidationError({"criterion": f"{criterion_id} is a blocker; a blocker cannot be waived."})
+        raise ValidationError(
+            {"criterion": gettext("%(id)s is a blocker; a blocker cannot be waived.") % {"id": criterion_id}}
+        )
     if result.outcome != CriterionOutcome.FAIL:
-        raise ValidationError({"criterion": f"{criterion_id} did not fail; there is nothing to waive."})
+        raise ValidationError(
+            {"criterion": gettext("%(id)s did not fail; there is nothing to waive.") % {"id": criterion_id}}
+        )
     if result.waived:
-        raise ValidationError({"criterion": f"{criterion_id} is already waived."})
+        raise ValidationError({"criterion": gettext("%(id)s is already waived.") % {"id": criterion_id}})
     result.waived_by, result.waiver_reason, result.waived_at = reviewer, reason, timezone.now()
     result.save(update_fields=["waived_by", "waiver_reason", "waived_at"])
     audit_record(

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from apps.audit.services import audit_record
 from apps.certificates.models import Certificate, CertificateStatus, SurveillanceRun
@@ -59,7 +59,8 @@ def surveillance_submit(*, certificate: Certificate) -> SurveillanceRun | None:
             )
             return None
         try:
-            with transaction.atomic():
+            # A refusal is audited: in the record's words, whatever the request's language.
+            with translation.override("en"), transaction.atomic():
                 campaign = campaign_submit(
                     vendor=certificate.vendor,
                     target=certificate.target,

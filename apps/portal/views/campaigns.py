@@ -10,6 +10,7 @@ from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apps.certificates.models import Certificate
@@ -191,8 +192,10 @@ def campaign_approve(request: HttpRequest, pk: int) -> HttpResponse:
         review_approve(campaign=campaign, reviewer=request.user, reason=data["reason"])
         campaign.refresh_from_db()
         if campaign.state == CampaignState.APPROVED:
-            return f"Approved. Certificate {campaign.certificate.serial} issued."
-        return "Approval recorded; the program needs another reviewer's approval."
+            return gettext("Approved. Certificate %(serial)s issued.") % {
+                "serial": campaign.certificate.serial
+            }
+        return gettext("Approval recorded; the program needs another reviewer's approval.")
 
     return _decide(request, pk, "approve", act)
 
@@ -202,7 +205,7 @@ def campaign_approve(request: HttpRequest, pk: int) -> HttpResponse:
 def campaign_reject(request: HttpRequest, pk: int) -> HttpResponse:
     def act(campaign, data):
         review_reject(campaign=campaign, reviewer=request.user, reason=data["reason"])
-        return "Rejected. The vendor sees your reason."
+        return gettext("Rejected. The vendor sees your reason.")
 
     return _decide(request, pk, "reject", act)
 
@@ -214,7 +217,9 @@ def criterion_waive_view(request: HttpRequest, pk: int) -> HttpResponse:
         criterion_waive(
             campaign=campaign, criterion_id=data["criterion"], reviewer=request.user, reason=data["reason"]
         )
-        return f"Criterion {data['criterion']} waived; it stays a note on the certificate."
+        return gettext("Criterion %(criterion)s waived; it stays a note on the certificate.") % {
+            "criterion": data["criterion"]
+        }
 
     return _decide(request, pk, "waive", act)
 
@@ -224,7 +229,7 @@ def criterion_waive_view(request: HttpRequest, pk: int) -> HttpResponse:
 def campaign_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
     def act(campaign, data):
         campaign_cancel(campaign=campaign, actor=request.user, reason=data["reason"])
-        return "Campaign cancelled; its queued jobs will not run."
+        return gettext("Campaign cancelled; its queued jobs will not run.")
 
     return _decide(request, pk, "cancel", act)
 
@@ -249,7 +254,9 @@ def campaign_submit_view(request: HttpRequest) -> HttpResponse:
             form_error_from(form, error)
         else:
             messages.success(
-                request, f"Campaign {campaign.pk} submitted; its jobs are queued on {campaign.target.slug}."
+                request,
+                gettext("Campaign %(pk)s submitted; its jobs are queued on %(target)s.")
+                % {"pk": campaign.pk, "target": campaign.target.slug},
             )
             return redirect("portal:campaign-detail", pk=campaign.pk)
     status = 400 if request.method == "POST" else 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import FileResponse, Http404
+from django.utils.translation import gettext
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.decorators import action
@@ -52,7 +53,7 @@ class ProgramViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 def _vendor_only(request: Request) -> None:
     membership = membership_of(request.user)
     if membership is None or not membership.is_vendor:
-        raise exceptions.PermissionDenied("Only vendors submit and manage certification campaigns.")
+        raise exceptions.PermissionDenied(gettext("Only vendors submit and manage certification campaigns."))
 
 
 class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -102,11 +103,15 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             raise Http404  # a foreign target reads exactly like a missing one
         program = selectors.program_current(code=data["program"], version=data.get("program_version"))
         if program is None:
-            raise exceptions.ValidationError({"program": "No active program with this code and version."})
+            raise exceptions.ValidationError(
+                {"program": gettext("No active program with this code and version.")}
+            )
         artifacts = list(model_artifacts_visible_to(membership).filter(pk__in=data["models"]))
         missing = sorted(set(data["models"]) - {a.pk for a in artifacts})
         if missing:
-            raise exceptions.ValidationError({"models": [f"Model {pk} does not exist." for pk in missing]})
+            raise exceptions.ValidationError(
+                {"models": [gettext("Model %(pk)s does not exist.") % {"pk": pk} for pk in missing]}
+            )
         try:
             with transaction.atomic():
                 campaign = campaign_submit(

@@ -13,6 +13,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone, translation
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext
 
 from apps.accounts.models import Organization
 from apps.audit.services import audit_record
@@ -68,8 +69,11 @@ def campaign_transition(
     Raises CampaignTransitionRefused (a ValidationError) for a move the table does not list."""
     if not transition_allowed(campaign.state, to_state):
         raise CampaignTransitionRefused(
-            f"A campaign that is {campaign.get_state_display().lower()} cannot become "
-            f"{CampaignState(to_state).label.lower()}."
+            gettext("A campaign that is %(state)s cannot become %(to_state)s.")
+            % {
+                "state": campaign.get_state_display().lower(),
+                "to_state": CampaignState(to_state).label.lower(),
+            }
         )
     campaign.state = to_state
     fields = ["state", "updated_at"]
@@ -101,8 +105,10 @@ def _check_open_campaigns(*, target: HardwareTarget) -> None:
     limit = settings.MAX_OPEN_CAMPAIGNS_PER_TARGET
     if Campaign.objects.filter(target=target, state__in=OPEN_STATES).count() >= limit:
         raise TooManyOpenCampaigns(
-            f"Target {target.slug} already has {limit} open campaign(s); "
-            "wait for one to finish or cancel one."
+            gettext(
+                "Target %(target)s already has %(limit)s open campaign(s); wait for one to finish or cancel one."
+            )
+            % {"target": target.slug, "limit": limit}
         )
 
 
@@ -118,20 +124,31 @@ def _campaign_models(
         return
     for artifact in model_artifacts:
         if artifact.owner_id != vendor.pk:
-            raise ValidationError({"models": f"Model {artifact.pk} does not exist."})
+            raise ValidationError({"models": gettext("Model %(pk)s does not exist.") % {"pk": artifact.pk}})
     if len(model_artifacts) < plan.get("min_models", 0):
         raise ValidationError(
-            {"models": f"Level {level['code']} needs at least {plan['min_models']} model(s)."}
+            {
+                "models": gettext("Level %(level)s needs at least %(count)s model(s).")
+                % {"level": level["code"], "count": plan["min_models"]}
+            }
         )
     tasks = {artifact.task for artifact in model_artifacts}
     missing = [task for task in plan.get("required_tasks", []) if task not in tasks]
     if missing:
-        raise ValidationError({"models": f"Level {level['code']} needs a model for each task: {missing}."})
+        raise ValidationError(
+            {
+                "models": gettext("Level %(level)s needs a model for each task: %(missing)s.")
+                % {"level": level["code"], "missing": missing}
+            }
+        )
     architectures = {artifact.architecture for artifact in model_artifacts}
     missing = [a for a in plan.get("required_architectures", []) if a not in architectures]
     if missing:
         raise ValidationError(
-            {"models": f"Level {level['code']} needs a model of each architecture: {missing}."}
+            {
+                "models": gettext("Level %(level)s needs a model of each architecture: %(missing)s.")
+                % {"level": level["code"], "missing": missing}
+            }
         )
 
 
@@ -163,13 +180,18 @@ def campaign_submit(
     """Create the campaign and one job per suite of the level, each with a fresh secret challenge,
     and send each job to its target's queue once the transaction has committed."""
     if target.chip.vendor_id != vendor.pk:
-        raise ValidationError({"target": "Unknown hardware target."})
+        raise ValidationError({"target": gettext("Unknown hardware target.")})
     if program.status != ProgramStatus.ACTIVE:
-        raise ValidationError({"program": f"Program {program} is not active."})
+        raise ValidationError(
+            {"program": gettext("Program %(program)s is not active.") % {"program": program}}
+        )
     level_definition = program.level(level)
     if level_definition is None:
         raise ValidationError(
-            {"level": f"Program {program} has no level {level!r}; use one of {program.level_codes()}."}
+            {
+                "level": gettext("Program %(program)s has no level %(level)s; use one of %(levels)s.")
+                % {"program": program, "level": repr(level), "levels": program.level_codes()}
+            }
         )
     _campaign_models(vendor=vendor, level=level_definition, model_artifacts=model_artifacts)
     if purpose == "certification":  # surveillance re-runs are the authority's, never capped
@@ -310,7 +332,8 @@ def campaign_cancel(*, campaign: Campaign, actor=None, reason: str = "") -> Camp
     campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
     if not transition_allowed(campaign.state, CampaignState.CANCELLED):
         raise CampaignTransitionRefused(
-            f"A campaign that is {campaign.get_state_display().lower()} cannot be cancelled."
+            gettext("A campaign that is %(state)s cannot be cancelled.")
+            % {"state": campaign.get_state_display().lower()}
         )
     now = timezone.now()
     open_jobs = campaign.jobs.exclude(state__in=JOB_DONE_STATES)
@@ -335,11 +358,12 @@ def job_rerun(*, job: Job, actor=None) -> Job:
     """Send a failed job again with a fresh challenge; its campaign goes back to running."""
     job = Job.objects.select_for_update().select_related("campaign").get(pk=job.pk)
     if job.state != JobState.FAILED:
-        raise ValidationError("Only a failed job can be re-run.")
+        raise ValidationError(gettext("Only a failed job can be re-run."))
     campaign = Campaign.objects.select_for_update().get(pk=job.campaign_id)
     if not transition_allowed(campaign.state, CampaignState.RUNNING):
         raise CampaignTransitionRefused(
-            f"The campaign is {campaign.get_state_display().lower()}; its jobs cannot be re-run."
+            gettext("The campaign is %(state)s; its jobs cannot be re-run.")
+            % {"state": campaign.get_state_display().lower()}
         )
     job.state, job.challenge = JobState.QUEUED, _new_challenge()
     job.spec = {**job.spec, "challenge": job.challenge}

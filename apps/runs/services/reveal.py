@@ -71,7 +71,6 @@ from runners.spec import attempt_tag
 from runners.suites import COMMITTING_SUITES
 
 logger = logging.getLogger(__name__)
-SHOWN = 5
 # Intra-op threads for the platform's float64 references and comparisons of a reveal. A platform
 # worker is a prefork pool (one process per core): torch's default of one OpenMP thread per core in
 # every process oversubscribes the cores whenever two tasks run, and OpenMP's barriers then cost more
@@ -92,11 +91,6 @@ def _reveal_threads() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def _listed(kind: str, items: list[str]) -> str:
-    more = f" and {len(items) - SHOWN} more" if len(items) > SHOWN else ""
-    return f"{kind}: {', '.join(items[:SHOWN])}{more}"
 
 
 def committed_outputs(document: dict[str, Any]) -> list[dict[str, Any]]:
@@ -333,7 +327,7 @@ def reveal_prepare(*, job_id: int, challenge: str) -> str:
     except Exception as exc:  # the references are then computed when the reveal arrives, as before
         logger.exception("could not precompute the reveal references of job %s", job_id)
         state, blob, numbers = RevealPlanState.FAILED, b"", {}
-        problems.append(f"precomputation failed: {type(exc).__name__}: {exc}"[:500])
+        problems.append(say("reveal.precomputation_failed", error=f"{type(exc).__name__}: {exc}"[:480]))
     # A file in the media storage (a row would carry megabytes through every read of the plan), under
     # a random name: the references reveal the sample, so their name must not be guessable.
     name = ""
@@ -417,9 +411,9 @@ def reveal_draw(
     for entry, why, cost in costed:
         output_id = str(entry.get("id"))
         if why is None and output_bytes(entry) > REVEAL_MAX_BYTES:
-            why = f"{output_bytes(entry)} bytes, more than a reveal carries"
+            why = say("reveal.too_many_bytes", bytes=output_bytes(entry))
         if why is None and cost > budget:
-            why = f"its reference costs {cost} elements, more than the level's budget of {budget}"
+            why = say("reveal.over_budget", cost=cost, budget=budget)
         if why:
             excluded.append({"id": output_id, "reason": why})
         else:
@@ -536,24 +530,25 @@ def _judge(reveal: OutputReveal, payload: dict[str, Any]) -> tuple[list[dict[str
     from runners.revealed import NotJudgeable, RevealContext, judge_output, reference_key
 
     if payload.get("error"):
-        return [], [f"the runner could not reveal the sampled outputs: {str(payload['error'])[:300]}"]
+        return [], [say("reveal.runner_error", error=str(payload["error"])[:300])]
     try:
         tensors = reveal_unpack(payload, max_bytes=REVEAL_MAX_BYTES)
     except RevealError as exc:
-        return [], [f"the reveal cannot be read: {exc}"]
+        return [], [say("reveal.unreadable", error=exc)]
     with reveal.document.content.open("rb") as handle:
         document = json.loads(handle.read())
     committed = {str(e.get("id")): e for e in committed_outputs(document)}
     context = RevealContext(document, reveal.job.spec, weights=_platform_weights(reveal.job))
     context.precomputed, plan_state = _precomputed(reveal.job)
-    checked, findings = [], []
+    checked: list[dict[str, Any]] = []
+    findings: list[str] = []
     extra = sorted(set(tensors) - set(reveal.requested))
     if extra:
-        findings.append(_listed(f"{len(extra)} outputs revealed that were not asked for", extra))
+        findings.append(listed("reveal.extra", extra, count=len(extra)))
     for output_id in reveal.requested:
         tensor = tensors.get(output_id)
         if tensor is None:
-            findings.append(f"{output_id}: not revealed, though committed")
+            findings.append(say("reveal.not_revealed", output=output_id))
             checked.append({"id": output_id, "revealed": False})
             continue
         digest = output_digest(tensor)
@@ -563,9 +558,7 @@ def _judge(reveal: OutputReveal, payload: dict[str, Any]) -> tuple[list[dict[str
             "digest_matches": digest == committed[output_id]["digest"],
         }
         if not entry["digest_matches"]:
-            findings.append(
-                f"{output_id}: the revealed output is not the one committed (digest {digest[:16]}…)"
-            )
+            findings.append(say("reveal.digest_mismatch", output=output_id, digest=digest[:16]))
             checked.append(entry)
             continue
         try:
@@ -574,19 +567,22 @@ def _judge(reveal: OutputReveal, payload: dict[str, Any]) -> tuple[list[dict[str
         except NotJudgeable as exc:
             # The platform's own shortfall (e.g. a missing package for a reference), never the
             # vendor's: shown beside the verdicts, not counted against the runner.
-            entry.update(server_status=None, agrees=None, detail=f"not judged on the platform: {exc}")
+            entry.update(server_status=None, agrees=None, detail=say("reveal.not_judged", error=exc))
         else:
             entry["reference"] = context.used.get(reference_key(output_id), "inline")
             if entry["reference"] == "inline" and plan_state != "none":
                 entry["reference_plan"] = plan_state
             if not entry["agrees"]:
-                finding = say(
-                    "reveal.disagrees",
-                    output=output_id,
-                    server=entry["server_status"],
-                    runner=entry["runner_status"],
+                verdicts = {
+                    "output": output_id,
+                    "server": entry["server_status"],
+                    "runner": entry["runner_status"],
+                }
+                findings.append(
+                    say("reveal.disagrees_because", **verdicts, detail=entry["detail"])
+                    if entry.get("detail")
+                    else say("reveal.disagrees", **verdicts)
                 )
-                findings.append(f"{finding} ({entry['detail']})" if entry.get("detail") else finding)
         checked.append(entry)
     return checked, findings
 
@@ -652,7 +648,7 @@ def reveal_receive(*, message: dict[str, Any]) -> str:
         job_fail(
             job_id=job.pk,
             error_class=ErrorClass.REJECTED_EVIDENCE,
-            message="commit–reveal integrity failure: " + "; ".join(findings[:5]),
+            message=say("reveal.integrity_failure", findings="; ".join(findings[:5])),
         )
         return state
     campaign_check_completion(campaign_id=job.campaign_id)
@@ -668,15 +664,14 @@ def reveals_expire(*, now: datetime | None = None) -> int:
     for reveal in OutputReveal.objects.filter(state=RevealState.PENDING, deadline_at__lt=now):
         if not OutputReveal.objects.filter(pk=reveal.pk, state=RevealState.PENDING).update(
             state=RevealState.EXPIRED,
-            findings=[f"no reveal from the runner by {reveal.deadline_at.isoformat()}"],
+            findings=[say("reveal.none_by", deadline=reveal.deadline_at.isoformat())],
         ):
             continue
         job_fail(
             job_id=reveal.job_id,
             error_class=ErrorClass.TIMEOUT,
-            message=(
-                f"reveal timeout: the runner did not reveal the {len(reveal.requested)} sampled outputs "
-                f"by {reveal.deadline_at.isoformat()}"
+            message=say(
+                "reveal.timeout", count=len(reveal.requested), deadline=reveal.deadline_at.isoformat()
             ),
         )
         count += 1
