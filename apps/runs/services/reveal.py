@@ -42,9 +42,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Case, IntegerField, OuterRef, Subquery, Sum, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from apps.audit.services import AuditEntry, audit_record
+from apps.audit.services import audit_record
 from apps.runs.models import (
     ErrorClass,
     Job,
@@ -182,21 +184,42 @@ def level_judges_reveal(job: Job) -> bool:
     )
 
 
-def _answer_window(job: Job) -> timedelta:
-    """How long the runner has: the answer time, plus the hard limits of the jobs queued before the
-    request on the same target queue (a runner runs one task at a time, in order)."""
+def queue_ahead_seconds() -> Coalesce:
+    """A Job annotation: the hard limits, in seconds, of the other jobs queued or running on the job's
+    target queue without evidence yet, which a reveal request published now waits behind (a runner
+    runs one task at a time, in order). Ingestion reads it with the job (`reveal_queue_ahead_s`), in
+    the statement that reads the job: the reveal's draw then needs no statement of its own for it."""
     from apps.runs.services.campaigns import SUITE_TIME_LIMITS
 
+    limits = [When(suite=suite, then=Value(seconds)) for suite, seconds in SUITE_TIME_LIMITS.items()]
     ahead = (
         Job.objects.filter(
-            campaign__target_id=job.campaign.target_id,
+            campaign__target_id=OuterRef("campaign__target_id"),
             state__in=[JobState.QUEUED, JobState.RUNNING],
             document__isnull=True,
         )
-        .exclude(pk=job.pk)
-        .values_list("suite", flat=True)
+        .exclude(pk=OuterRef("pk"))
+        .order_by()
+        .values("campaign__target_id")
+        .annotate(total=Sum(Case(*limits, default=Value(0), output_field=IntegerField())))
+        .values("total")
     )
-    return timedelta(seconds=settings.REVEAL_ANSWER_S + sum(SUITE_TIME_LIMITS.get(s, 0) for s in ahead))
+    return Coalesce(Subquery(ahead, output_field=IntegerField()), Value(0))
+
+
+def _answer_window(job: Job) -> timedelta:
+    """How long the runner has: the answer time, plus the hard limits of the jobs queued before the
+    request on the same target queue (`queue_ahead_seconds`, read with the job where it was annotated,
+    else read now)."""
+    ahead = getattr(job, "reveal_queue_ahead_s", None)
+    if ahead is None:
+        ahead = (
+            Job.objects.filter(pk=job.pk)
+            .annotate(ahead=queue_ahead_seconds())
+            .values_list("ahead", flat=True)
+            .first()
+        )
+    return timedelta(seconds=settings.REVEAL_ANSWER_S + int(ahead or 0))
 
 
 # The outputs whose references the platform computes ahead, per sampled output: the draw's `size`
@@ -393,10 +416,10 @@ def _precomputed(job: Job) -> tuple[dict[str, dict[str, Any]], str]:
 
 def reveal_draw(
     *, stored: ResultDocument, document: dict[str, Any], job: Job, size: int, rule: str, budget: int
-) -> tuple[OutputReveal, AuditEntry]:
+) -> tuple[OutputReveal, dict[str, Any]]:
     """Draw the sample for a stored document (call it after the document row is saved, in the same
-    transaction, and record the returned `evidence.reveal_requested` audit entry in it, with the
-    acceptance's): uniform without replacement over the committed outputs (rule "uniform"), taking
+    transaction) and return it with the facts of the request, which the acceptance's audit event
+    records (its "reveal" entry: one event for the document and its sample): uniform without replacement over the committed outputs (rule "uniform"), taking
     each draw that still fits the reveal's byte budget and the platform's recomputation budget
     (`budget`, input elements; runners.revealed.reference_cost), until `size` are drawn. Every output
     that fits the budgets on its own can be drawn; those that cannot (or that the platform cannot
@@ -452,17 +475,14 @@ def reveal_draw(
         answered_at=None if requested else now,
         server_seconds=time.perf_counter() - started,
     )
-    requested_entry = AuditEntry(
-        action="evidence.reveal_requested",
-        obj=job,
-        payload={
-            "document": stored.sha256,
-            "requested": len(requested),
-            "committed": len(entries),
-            "order": "dispatch key" if plan is not None else "drawn at ingestion",
-        },
-    )
-    return reveal, requested_entry
+    facts = {
+        "reveal_id": reveal.pk,
+        "requested": len(requested),
+        "committed": len(entries),
+        "excluded": len(excluded),
+        "order": "dispatch key" if plan is not None else "drawn at ingestion",
+    }
+    return reveal, facts
 
 
 def reveal_request_build(reveal: OutputReveal) -> dict[str, Any]:
@@ -595,33 +615,35 @@ def reveal_receive(*, message: dict[str, Any]) -> str:
     """Settle a reveal from the runner's signed answer; returns what became of it.
 
     A message that does not verify, is not from the runner that signed the document, or names another
-    attempt is dropped without touching anything (only the committing runner can reveal)."""
+    attempt is dropped without touching anything (only the committing runner can reveal). The pending
+    reveal the payload names is read first, with its document's runner, in one statement; the message
+    counts only if that runner's key signed it (a signature by any other key is refused)."""
     from apps.runs.services.campaigns import campaign_check_completion, job_fail
-    from apps.runs.services.messages import UnverifiedMessage, _verified_payload
+    from apps.runs.services.messages import UnverifiedMessage, _verified_payload, message_payload
 
     started = time.perf_counter()
     try:
-        runner, payload = _verified_payload(message)
-    except UnverifiedMessage as exc:
-        logger.warning("dropped reveal answer: %s", exc)
-        return "dropped"
-    try:
-        given: Any = payload.get("reveal_id")  # None or anything else: dropped below
-        reveal_id = int(given)
-    except (TypeError, ValueError):
+        claimed: Any = message_payload(message)  # not trusted before the signature verifies
+        reveal_id = int(claimed.get("reveal_id"))  # None or anything else: dropped
+    except (UnverifiedMessage, AttributeError, TypeError, ValueError):
+        logger.warning("dropped reveal answer: no reveal named")
         return "dropped"
     reveal = (
         OutputReveal.objects.select_related(
-            "job__campaign__program", "job__model", "job__reveal_plan", "document"
+            "job__campaign__program", "job__model", "job__reveal_plan", "document__runner"
         )
         .filter(pk=reveal_id, state=RevealState.PENDING)
         .first()
     )
-    if reveal is None or payload.get("kind") != "reveal":
+    if reveal is None:
+        return "dropped"
+    try:
+        _, payload = _verified_payload(message, signer=reveal.document.runner, payload=claimed)
+    except UnverifiedMessage as exc:
+        logger.warning("dropped reveal answer for reveal %s: %s", reveal_id, exc)
         return "dropped"
     job = reveal.job
-    if reveal.document.runner_id != runner.pk:
-        logger.warning("dropped reveal answer for job %s: not from the runner that committed", job.pk)
+    if payload.get("kind") != "reveal":
         return "dropped"
     if payload.get("job_id") != str(job.pk) or payload.get("attempt") != attempt_tag(job.challenge):
         logger.warning("dropped reveal answer for job %s: another attempt", job.pk)
@@ -641,7 +663,12 @@ def reveal_receive(*, message: dict[str, Any]) -> str:
         audit_record(
             action="evidence.revealed",
             obj=job,
-            payload={"state": state, "checked": len(checked), "findings": findings[:10]},
+            payload={
+                "reveal_id": reveal.pk,
+                "state": state,
+                "checked": len(checked),
+                "findings": findings[:10],
+            },
         )
         judged_by_criterion = level_judges_reveal(job)
         if state == RevealState.VERIFIED or judged_by_criterion:
