@@ -261,7 +261,8 @@ def _current_plan(job: Job) -> RevealPlan | None:
 def reveal_plan_draw(*, job: Job) -> RevealPlan | None:
     """At dispatch: draw the job's secret sample key for its current challenge and list the reference
     keys it predicts will be drawn (runners.revealed.planned_output_ids, in the key's order, within the
-    level's recomputation budget). Replaces the plan of an earlier attempt; None when the job's level
+    level's recomputation budget; for a performance job, every benchmark the plan names whose outputs
+    the draw could take: which of its timed rounds the runner commits is the device's). Replaces the plan of an earlier attempt; None when the job's level
     draws no reveal. Nothing drawn here goes into the job's spec."""
     from apps.runs.services.programs import program_reveal_policy
     from runners.revealed import (
@@ -281,7 +282,7 @@ def reveal_plan_draw(*, job: Job) -> RevealPlan | None:
     sample_key = secrets.token_hex(32)
     existing = _stored_plan(job)
     stale = existing.references.name if existing is not None else ""
-    keys = planned_output_ids(job.spec, job.suite)
+    keys = planned_output_ids(job.spec, job.suite) if job.suite != "performance" else []
     if job.suite == "conformance":
         context = RevealContext({}, job.spec)
         predicted: list[str] = []
@@ -297,7 +298,7 @@ def reveal_plan_draw(*, job: Job) -> RevealPlan | None:
     elif job.suite == "performance":  # every planned benchmark an output of which the draw could take
         costs = {key: planned_cost(bench) for key, bench in planned_performance(job.spec).items()}
         keys = sorted(
-            (key for key in keys if costs.get(key, 0) <= policy.budget_elements),
+            (key for key, cost in costs.items() if cost <= policy.budget_elements),
             key=lambda key: _sample_rank(sample_key, key),
         )
     fields: dict[str, Any] = {
