@@ -43,8 +43,8 @@ def message_payload(message: Any) -> Any:
 
 
 def _verified_payload(
-    message: dict, *, heartbeat: bool = False, signer: Runner | None = None, payload: Any = None
-) -> tuple[Runner, dict]:
+    message: dict[str, Any], *, heartbeat: bool = False, signer: Runner | None = None, payload: Any = None
+) -> tuple[Runner, dict[str, Any]]:
     """The runner whose registered key signed the message, and its payload; a heartbeat always
     records its sign of life, another message only when the recorded one is not recent.
 
