@@ -300,21 +300,70 @@ def _performance(
     from runners.conformance import compare
 
     bench = benchmark_of(context.document, name, dtype, context.challenge)
-    cache_key = ("performance", name, dtype)
-    check = context.models.get(cache_key)
-    if check is None:
-        check = context.models[cache_key] = bench.reference()
+    key = reference_key(f"performance/{name}/{dtype}/{sample}")
+    parts = context.models.get(("performance", key))
+    if parts is None:
+        ahead = context.precomputed.get(key)
+        # Precomputed for the benchmark of that name the plan names: used only when the measurement
+        # rebuilds the same benchmark (its FLOP and byte counts), else computed now.
+        if ahead is not None and (ahead.get("flops"), ahead.get("bytes")) == (bench.flops, bench.bytes):
+            parts = ahead
+        context.used[key] = "inline" if parts is None else "precomputed"
+        parts = parts if parts is not None else _performance_parts(bench)
+        context.models[("performance", key)] = parts
     item = _consistency_item(context.document, name, dtype)
     runner = _runner_sample_status(item, "against_reference", f"{name}:{dtype}@{sample}")
-    expected = check.expected
+    expected = parts["expected"]
     if tensor.dtype != expected.dtype or tuple(tensor.shape) != tuple(expected.shape):
         return _verdict(
             "fail",
             runner,
             detail=f"revealed {tuple(tensor.shape)} {tensor.dtype}, the reference is {tuple(expected.shape)} {expected.dtype}",
         )
-    stats = compare(tensor, expected, check.tolerance.atol, check.tolerance.rtol, check.bound)
+    stats = compare(tensor, expected, parts["atol"], parts["rtol"], parts.get("bound"))
     return _verdict("pass" if stats["mismatches"] == 0 else "fail", runner, stats=_json_stats(stats))
+
+
+def _performance_parts(bench: Benchmark) -> dict[str, Any]:
+    """A benchmark's reference as `reference_parts` stores it: the float64 check of its own input
+    (rounded to the output dtype), its tolerance and bound, and the FLOP and byte counts it is for."""
+    if bench.reference is None:
+        raise NotJudgeable(f"{bench.name} has no reference")
+    check = bench.reference()
+    parts: dict[str, Any] = {
+        "expected": check.expected,
+        "atol": check.tolerance.atol,
+        "rtol": check.tolerance.rtol,
+        "flops": bench.flops,
+        "bytes": bench.bytes,
+    }
+    if check.bound is not None:
+        parts["bound"] = check.bound
+    return parts
+
+
+def planned_performance(plan: dict[str, Any]) -> dict[str, Benchmark]:
+    """The performance benchmarks the job's plan names before its device runs, by reference key,
+    those whose reference the platform would recompute (MAX_REFERENCE_ELEMENTS)."""
+    from runners.performance import planned_benchmarks
+
+    if not plan.get("challenge"):
+        return {}
+    backend = str((plan.get("target") or {}).get("backend") or plan.get("device") or "")
+    return {
+        f"performance/{b.name}/{b.dtype}": b
+        for b in planned_benchmarks(plan, backend)
+        if b.reference is not None and planned_cost(b) <= MAX_REFERENCE_ELEMENTS
+    }
+
+
+def planned_cost(bench: Benchmark) -> int:
+    """What recomputing a planned benchmark's reference costs: `reference_cost` of its outputs."""
+    numbers: dict[str, Any] = {
+        k: v for k, v in bench.params.items() if isinstance(v, int) and not isinstance(v, bool)
+    }
+    numbers["phase"] = bench.params.get("phase")
+    return _benchmark_elements(bench.kind, numbers)
 
 
 # Models -------------------------------------------------------------------------------------------
@@ -611,18 +660,26 @@ def _serving_reference(context: RevealContext, name: str, workload: Any, f64: An
 
 def reference_key(output_id: str) -> str:
     """The key of the reference an output is judged against: the output id for a conformance case;
-    ``model/<name>`` or ``serving/<name>`` for a model's outputs, which share one float64 reference."""
+    ``performance/<benchmark>/<dtype>`` for a benchmark's outputs (its accuracy call and timed rounds,
+    all judged against the reference of its own input); ``model/<name>`` or ``serving/<name>`` for a
+    model's outputs, which share one float64 reference."""
     suite = str(output_id).split("/", 1)[0]
     if suite in ("model", "serving"):
         return "/".join(str(output_id).split("/")[:2]) if "/" in str(output_id) else str(output_id)
+    if suite == "performance" and str(output_id).count("/") >= 3:  # one reference per benchmark
+        return str(output_id).rsplit("/", 1)[0]
     return str(output_id)
 
 
 def planned_output_ids(plan: dict[str, Any], suite: str) -> list[str]:
     """The outputs a job's plan lets the platform name before the document arrives: every planned
     conformance case (the runner judges each one it supports), and one reference key per planned
-    model for the model and serving suites. A performance output is named by the measurement the
-    document records, so it is not predicted (its reference is computed when the reveal arrives)."""
+    model for the model and serving suites; for the performance suite, one reference key per
+    benchmark the plan names before the device runs (runners.performance.planned_benchmarks: not the
+    STREAM buffers, sized by the device's cache). Which of a benchmark's outputs the runner commits
+    (its timed rounds) is the device's, so they are predicted by benchmark."""
+    if suite == "performance":
+        return list(planned_performance(plan))
     if suite == "conformance":
         from runners.conformance import planned_cases
 
@@ -658,6 +715,11 @@ def reference_parts(context: RevealContext, key: str) -> dict[str, Any]:
     if suite == "serving":
         _, workload, f64 = _serving_model(context, rest)
         return {"reference": _serving_reference(context, rest, workload, f64)}
+    if suite == "performance":
+        bench = planned_performance(context.plan).get(key)
+        if bench is None:
+            raise NotJudgeable(f"the job's plan names no benchmark {key!r}")
+        return _performance_parts(bench)
     raise NotJudgeable(f"no reference is computed ahead for {key!r}")
 
 

@@ -200,17 +200,60 @@ def _gemm_sizes(options: dict[str, Any], backend: Any, dtype: str, *, quick: boo
     ``SWEEP_MEMORY_SHARE`` of the device's free memory (3 operands of N x N).
     """
     perf = options.get("performance") or {}
-    explicit = perf.get("gemm_sizes")
-    if explicit:  # measured as given, or swept in that order with ``sweep: true``
-        return [int(n) for n in explicit], bool(perf.get("sweep", False))
-    if quick:
-        return [256, 512], True
-    sizes = CPU_GEMM_SIZES if backend.name == "cpu" else GPU_GEMM_SIZES
+    sizes, sweep = gemm_candidate_sizes(options, backend.name, quick=quick)
+    if perf.get("gemm_sizes") or quick:
+        return sizes, sweep
     free = (backend.memory_info() or {}).get("free_bytes")
     if free:
         per_element = 2 * element_size(dtype) + (4 if dtype in WIDE_OUTPUT_DTYPES else element_size(dtype))
         sizes = [n for n in sizes if per_element * n * n <= SWEEP_MEMORY_SHARE * free] or sizes[:1]
     return list(sizes), True
+
+
+def gemm_candidate_sizes(
+    options: dict[str, Any], backend_name: str, *, quick: bool
+) -> tuple[list[int], bool]:
+    """The GEMM sizes a plan names before the device is seen, and whether they are a sweep: the
+    explicit ``gemm_sizes``, else the backend's candidates (``_gemm_sizes`` then keeps those that fit
+    the device's memory, and the sweep may stop before the last)."""
+    explicit = (options.get("performance") or {}).get("gemm_sizes")
+    if explicit:  # measured as given, or swept in that order with ``sweep: true``
+        return [int(n) for n in explicit], bool((options.get("performance") or {}).get("sweep", False))
+    if quick:
+        return [256, 512], True
+    return list(CPU_GEMM_SIZES if backend_name == "cpu" else GPU_GEMM_SIZES), True
+
+
+def _shaped_benchmarks(floats: list[str], *, small: bool, quick: bool, challenge: str) -> list[Benchmark]:
+    """The attention and convolution benchmarks of a plan: fixed shapes, small on CPUs and in quick runs."""
+    if small:
+        return attention_benchmarks(
+            256 if quick else 512, 1024 if quick else 2048, 8, 2, 64, floats, challenge
+        ) + conv_benchmarks(1 if quick else 2, floats[:1] if quick else floats, challenge)
+    return attention_benchmarks(2048, 8192, 32, 8, 128, floats, challenge) + conv_benchmarks(
+        32, floats, challenge
+    )
+
+
+def planned_benchmarks(spec: dict[str, Any], backend_name: str) -> list[Benchmark]:
+    """What the platform can name of a job's performance plan before its device runs it (issue 13:
+    the reveal's references computed while the runner runs): the GEMMs of every candidate size of
+    each planned dtype (the device measures a prefix of them), the attention and convolution
+    benchmarks. Not the STREAM buffers, whose size follows the device's cache, nor the dtypes of a
+    plan that names none (the device's declaration chooses them)."""
+    options = _options(spec)
+    perf = options.get("performance") or {}
+    dtypes = list(perf.get("dtypes") or [])
+    quick = bool(options.get("quick"))
+    small = quick or backend_name == "cpu"
+    benches: list[Benchmark] = []
+    for dtype in dtypes:
+        sizes, _ = gemm_candidate_sizes(options, backend_name, quick=quick)
+        benches += gemm_benchmarks(sizes, [dtype], spec["challenge"])
+    floats = [d for d in dtypes if d in FLOAT_DTYPES]
+    benches += _shaped_benchmarks(floats, small=small, quick=quick, challenge=spec["challenge"])
+    kinds = perf.get("kinds")
+    return [b for b in benches if not kinds or b.kind in kinds]
 
 
 def bandwidth_buffer_bytes(backend: Any, requested: int | None = None) -> int:
@@ -248,14 +291,7 @@ def plan(spec: dict[str, Any], backend: Any, *, challenge: str, quick: bool) -> 
         default = None if small else 1 << 30
         buffer = bandwidth_buffer_bytes(backend, perf.get("bandwidth_bytes") or default)
         benches += bandwidth_benchmarks(buffer, challenge)
-    if small:
-        benches += attention_benchmarks(
-            256 if quick else 512, 1024 if quick else 2048, 8, 2, 64, floats, challenge
-        )
-        benches += conv_benchmarks(1 if quick else 2, floats[:1] if quick else floats, challenge)
-    else:
-        benches += attention_benchmarks(2048, 8192, 32, 8, 128, floats, challenge)
-        benches += conv_benchmarks(32, floats, challenge)
+    benches += _shaped_benchmarks(floats, small=small, quick=quick, challenge=challenge)
     kinds = perf.get("kinds")  # a reduced plan (tests, the bench scripts): only these kinds
     return [b for b in benches if not kinds or b.kind in kinds]
 

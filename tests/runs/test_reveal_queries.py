@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -31,19 +32,22 @@ pytestmark = pytest.mark.django_db
 
 # Per job, the statements the round adds (savepoints aside: in a test they stand for the BEGIN and
 # COMMIT of the platform's own transactions): the plan drawn at dispatch (1 INSERT) and again when the
-# test gives the job the session's challenge (1 UPDATE); at ingestion the answer window (1) and the
-# reveal row (1), its audit event chained in the acceptance's write; the request is published from that
-# row (no read); the test's runner rebuilds it (2 reads: the reveal and its job); the answer: the
-# runner's key (1), its sign of life only when the recorded one is not recent (the first answer), the
-# reveal with its job and plan (1), its verdict (1), its audit event (3: lock, insert, move the head) and
-# the job's success (1). The references' precomputation (a separate platform task, about 2 a job) is
-# counted too. Measured for the four jobs: 146 before the round's statements were cut (issue 13), 52-55
-# in session 22, 49 since the request is published without a read and a recent sign of life is kept.
-ADDED_STATEMENTS = 50
+# test gives the job the session's challenge (1 UPDATE); at ingestion the reveal row (1), its facts in
+# the acceptance's audit event and the jobs queued ahead (its answer window) read with the job; the
+# request is published from that row (no read); the test's runner rebuilds it (2 reads: the reveal and
+# its job); the answer: the reveal with its job, plan and committing runner (1), its verdict (1), its
+# audit event (3: lock, insert, move the head) and the job's success (1); the runner's sign of life only
+# when the recorded one is not recent (the first answer). The references' precomputation (a separate
+# platform task, about 2 a job, the performance job's too since session 26) is counted too. Measured for
+# the four jobs: 146 before the round's statements were cut (issue 13), 52-55 in session 22, 49 in
+# session 25, 42 since the answer window is read with the job and the runner with the reveal (session
+# 26; 8 fewer on the campaign's path, 1 more in the performance job's precomputation, off it).
+ADDED_STATEMENTS = 42
 # One answer settled (reveal_receive) for a job that does not complete its campaign, in a test's
-# transaction, the runner's sign of life recent: the 7 statements above, the campaign's completion check
-# (2) and the savepoints of its two transactions (4). Measured: 13 (14 with the sign of life written).
-RECEIVE_STATEMENTS = 13
+# transaction, the runner's sign of life recent: the 6 statements above, the campaign's completion check
+# (2) and the savepoints of its two transactions (4). Measured: 12 (13 before session 26, when the
+# runner was read apart from the reveal).
+RECEIVE_STATEMENTS = 12
 
 
 @pytest.fixture
@@ -91,10 +95,28 @@ def test_the_round_adds_a_pinned_number_of_statements_and_audit_writes_to_a_camp
 
     added = _statements(revealed) - _statements(plain)
     assert added <= ADDED_STATEMENTS, (_statements(revealed), _statements(plain))
-    # Two events a job, each recorded: the request's is written with the acceptance's in one lock of the
-    # chain head, so only the answer's moves the head again (2 statements: lock it, move it).
-    round_events = Counter({"evidence.reveal_requested": len(reveals), "evidence.revealed": len(reveals)})
+    # One event a reveal: the request's facts are in the acceptance's event (which the campaign without
+    # the round writes too), so only the answer's is added, and moves the chain head (2 statements: lock
+    # it, move it). Every fact is recorded: what was drawn with the document, what the answer settled.
+    round_events = Counter({"evidence.revealed": len(reveals)})
     assert _actions(campaign) == _actions(plain_campaign) + round_events
+    for reveal in reveals:
+        accepted = AuditEvent.objects.get(action="evidence.accepted", object_id=str(reveal.job_id))
+        assert accepted.payload["sha256"] == reveal.document.sha256
+        assert accepted.payload["reveal"] == {
+            "reveal_id": reveal.pk,
+            "requested": len(reveal.requested),
+            "committed": reveal.committed,
+            "excluded": len(reveal.excluded),
+            "order": "dispatch key",
+        }
+        answered = AuditEvent.objects.get(action="evidence.revealed", object_id=str(reveal.job_id))
+        assert answered.payload == {
+            "reveal_id": reveal.pk,
+            "state": RevealState.VERIFIED,
+            "checked": len(reveal.checked),
+            "findings": [],
+        }
     added_head = _statements(revealed, "audit_audithead") - _statements(plain, "audit_audithead")
     assert added_head == 2 * len(reveals)
     assert audit_chain_verify().ok
@@ -155,3 +177,26 @@ def test_ingestion_draws_each_case_once_whether_or_not_the_round_prices_its_outp
     assert conformance.committed >= 20 and conformance.state == RevealState.VERIFIED and conformance.checked
     assert counts[without.code] > 0  # the plan check draws each planned case
     assert counts[revealing.code] == counts[without.code], counts
+
+
+def test_the_answer_window_counts_the_jobs_queued_ahead_on_the_target(cast, programs, settings):
+    """The reveal's deadline: the answer time plus the hard limits of the jobs still waiting for their
+    evidence on the same target queue, read with the job at ingestion (no statement of its own)."""
+    from apps.runs.services.campaigns import SUITE_TIME_LIMITS
+
+    revealing, _ = programs
+    runner_documents()
+    before = timezone.now()
+    campaign = campaign_from_runner(
+        vendor=cast.vendor, program=revealing, submitted_by=cast.owner, reveal=False, evaluate=False
+    )
+    after = timezone.now()
+    jobs = list(campaign.jobs.order_by("pk"))
+    reveals = {r.job_id: r for r in OutputReveal.objects.filter(job__campaign=campaign)}
+    assert len(reveals) == 4
+    for index, job in enumerate(jobs):  # ingested in this order: the later ones still wait
+        if job.pk not in reveals:
+            continue
+        ahead = sum(SUITE_TIME_LIMITS[j.suite] for j in jobs[index + 1 :])
+        window = reveals[job.pk].deadline_at - timedelta(seconds=settings.REVEAL_ANSWER_S + ahead)
+        assert before <= window <= after, (job.suite, ahead)

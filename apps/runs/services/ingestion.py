@@ -22,7 +22,7 @@ from django.core.files.base import ContentFile
 from django.db import connection, transaction
 from django.utils import timezone
 
-from apps.audit.services import AuditEntry, audit_record, audit_record_many
+from apps.audit.services import audit_record
 from apps.registry.models import Runner, RunnerStatus
 from apps.runs.models import (
     CaseResult,
@@ -39,7 +39,12 @@ from apps.runs.services.campaigns import campaign_check_completion, job_fail
 from apps.runs.services.coverage import evidence_plan_problems
 from apps.runs.services.model_evidence import model_weights_problems
 from apps.runs.services.programs import program_reveal_policy, program_spot_check_size
-from apps.runs.services.reveal import commitment_problems, reveal_dispatch, reveal_draw
+from apps.runs.services.reveal import (
+    commitment_problems,
+    queue_ahead_seconds,
+    reveal_dispatch,
+    reveal_draw,
+)
 from apps.runs.services.spot_check import spot_check_cases
 from apps.runs.specs import expected_fingerprint
 from certification.instruments import SPOT_CHECK_SECONDS
@@ -113,11 +118,13 @@ def _job_of(document: dict[str, Any]) -> Job | None:
         job_id = int((document.get("spec") or {}).get("job_id"))
     except (TypeError, ValueError, AttributeError):
         return None
-    # Everything ingestion and the reveal's draw read of the job, in one query.
+    # Everything ingestion and the reveal's draw read of the job, in one query: with the jobs queued
+    # ahead of it on its target (the reveal's answer window), as they stand when the envelope arrives.
     return (
         Job.objects.select_related(
             "campaign__target__chip", "campaign__target__vendor", "campaign__program", "model", "reveal_plan"
         )
+        .annotate(reveal_queue_ahead_s=queue_ahead_seconds())
         .filter(pk=job_id)
         .first()
     )
@@ -381,20 +388,14 @@ def _result_ingest(envelope: dict[str, Any]) -> IngestOutcome:
             cases, measurements = _case_rows(document), _measurement_rows(document)
             _insert(CaseResult, CASE_COLUMNS, stored.pk, cases)
             _insert(Measurement, MEASUREMENT_COLUMNS, stored.pk, measurements)
-            events = [
-                AuditEntry(
-                    action="evidence.accepted",
-                    obj=job,
-                    payload={
-                        "sha256": sha256,
-                        "runner": runner.name,
-                        "cases": len(cases),
-                        "measurements": len(measurements),
-                    },
-                )
-            ]
+            accepted: dict[str, Any] = {
+                "sha256": sha256,
+                "runner": runner.name,
+                "cases": len(cases),
+                "measurements": len(measurements),
+            }
             if reveal_size > 0:  # drawn now that the commitment is stored, never before
-                reveal, requested = reveal_draw(
+                reveal, accepted["reveal"] = reveal_draw(
                     stored=stored,
                     document=document,
                     job=job,
@@ -402,13 +403,13 @@ def _result_ingest(envelope: dict[str, Any]) -> IngestOutcome:
                     rule=policy.rule,
                     budget=policy.budget_elements,
                 )
-                events.append(requested)
                 if reveal.state != RevealState.PENDING:  # nothing to ask: settled at once
                     Job.objects.filter(pk=job.pk, state=JobState.RUNNING).update(
                         state=JobState.SUCCEEDED, finished_at=now, progress_message=""
                     )
-            # Both events of the acceptance chained in one write (one lock of the chain head).
-            audit_record_many(entries=events)
+            # One event for the acceptance and the sample it drew (issue 13: the request was an event
+            # of its own); the answer's is the reveal's only other event.
+            audit_record(action="evidence.accepted", obj=job, payload=accepted)
         except Exception:
             stored.content.delete(save=False)
             raise

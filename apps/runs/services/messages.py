@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
@@ -31,25 +32,40 @@ class UnverifiedMessage(Exception):
     pass
 
 
-def _verified_payload(message: dict, *, heartbeat: bool = False) -> tuple[Runner, dict]:
-    """The runner whose registered key signed the message, and its payload; a heartbeat always
-    records its sign of life, another message only when the recorded one is not recent."""
+def message_payload(message: Any) -> Any:
+    """The message's payload as JSON, not yet verified (bounded: RecursionError/ValueError otherwise)."""
     if not isinstance(message, dict):
         raise UnverifiedMessage("not an object")
-    runner = (
-        Runner.objects.filter(key_id=str(message.get("key_id", "")))
-        .exclude(status=RunnerStatus.DISABLED)
-        .first()
-    )
+    try:
+        return json_loads_within_depth(str(message.get("payload_json", "")))
+    except ValueError:
+        raise UnverifiedMessage("payload is not JSON") from None
+
+
+def _verified_payload(
+    message: dict[str, Any], *, heartbeat: bool = False, signer: Runner | None = None, payload: Any = None
+) -> tuple[Runner, dict[str, Any]]:
+    """The runner whose registered key signed the message, and its payload; a heartbeat always
+    records its sign of life, another message only when the recorded one is not recent.
+
+    `signer`: the only runner whose signature the caller accepts, already read with what the message
+    is about (the reveal's committing runner), so it is not read again: a message with another key is
+    refused as unknown. `payload`: message_payload(message), when the caller has parsed it already
+    (it counts only once the signature over the same bytes verifies)."""
+    if not isinstance(message, dict):
+        raise UnverifiedMessage("not an object")
+    key_id = str(message.get("key_id", ""))
+    if signer is not None:
+        runner = signer if signer.key_id == key_id and signer.status != RunnerStatus.DISABLED else None
+    else:
+        runner = Runner.objects.filter(key_id=key_id).exclude(status=RunnerStatus.DISABLED).first()
     if runner is None or runner.name != message.get("runner"):
         raise UnverifiedMessage("unknown runner key")
     body = str(message.get("payload_json", "")).encode()
     if not verify_signature(runner.public_key, body, str(message.get("signature", ""))):
         raise UnverifiedMessage("bad signature")
-    try:
-        payload = json_loads_within_depth(body.decode("utf-8"))  # RecursionError/ValueError otherwise
-    except ValueError:
-        raise UnverifiedMessage("payload is not JSON") from None
+    if payload is None:
+        payload = message_payload(message)
     if not isinstance(payload, dict) or payload.get("runner") != runner.name:
         raise UnverifiedMessage("payload names another runner")
     # Any verified message is a sign of life, as good as a heartbeat; one recorded recently (the

@@ -35,6 +35,7 @@ import json
 import logging
 import secrets
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -42,9 +43,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Case, IntegerField, OuterRef, Subquery, Sum, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from apps.audit.services import AuditEntry, audit_record
+from apps.audit.services import audit_record
 from apps.runs.models import (
     ErrorClass,
     Job,
@@ -147,9 +150,10 @@ def commitment_problems(*, document: dict[str, Any]) -> list[str]:
     ids = [str(entry.get("id")) for entry in entries]
     expected = _judged_outputs(document)
     problems: list[str] = []
-    twice = sorted({i for i in ids if ids.count(i) > 1})
-    missing = sorted(set(expected) - set(ids))
-    extra = sorted(set(ids) - set(expected))
+    counts = Counter(ids)  # one pass (ids.count per id was quadratic: 280,000 steps for 529 cases)
+    twice = sorted(i for i, n in counts.items() if n > 1)
+    missing = sorted(set(expected) - counts.keys())
+    extra = sorted(counts.keys() - set(expected))
     shapes = sorted(
         str(entry.get("id"))
         for entry in entries
@@ -176,21 +180,42 @@ def level_judges_reveal(job: Job) -> bool:
     )
 
 
-def _answer_window(job: Job) -> timedelta:
-    """How long the runner has: the answer time, plus the hard limits of the jobs queued before the
-    request on the same target queue (a runner runs one task at a time, in order)."""
+def queue_ahead_seconds() -> Coalesce:
+    """A Job annotation: the hard limits, in seconds, of the other jobs queued or running on the job's
+    target queue without evidence yet, which a reveal request published now waits behind (a runner
+    runs one task at a time, in order). Ingestion reads it with the job (`reveal_queue_ahead_s`), in
+    the statement that reads the job: the reveal's draw then needs no statement of its own for it."""
     from apps.runs.services.campaigns import SUITE_TIME_LIMITS
 
+    limits = [When(suite=suite, then=Value(seconds)) for suite, seconds in SUITE_TIME_LIMITS.items()]
     ahead = (
         Job.objects.filter(
-            campaign__target_id=job.campaign.target_id,
+            campaign__target_id=OuterRef("campaign__target_id"),
             state__in=[JobState.QUEUED, JobState.RUNNING],
             document__isnull=True,
         )
-        .exclude(pk=job.pk)
-        .values_list("suite", flat=True)
+        .exclude(pk=OuterRef("pk"))
+        .order_by()
+        .values("campaign__target_id")
+        .annotate(total=Sum(Case(*limits, default=Value(0), output_field=IntegerField())))
+        .values("total")
     )
-    return timedelta(seconds=settings.REVEAL_ANSWER_S + sum(SUITE_TIME_LIMITS.get(s, 0) for s in ahead))
+    return Coalesce(Subquery(ahead, output_field=IntegerField()), Value(0))
+
+
+def _answer_window(job: Job) -> timedelta:
+    """How long the runner has: the answer time, plus the hard limits of the jobs queued before the
+    request on the same target queue (`queue_ahead_seconds`, read with the job where it was annotated,
+    else read now)."""
+    ahead = getattr(job, "reveal_queue_ahead_s", None)
+    if ahead is None:
+        ahead = (
+            Job.objects.filter(pk=job.pk)
+            .annotate(ahead=queue_ahead_seconds())
+            .values_list("ahead", flat=True)
+            .first()
+        )
+    return timedelta(seconds=settings.REVEAL_ANSWER_S + int(ahead or 0))
 
 
 # The outputs whose references the platform computes ahead, per sampled output: the draw's `size`
@@ -230,10 +255,18 @@ def _current_plan(job: Job) -> RevealPlan | None:
 def reveal_plan_draw(*, job: Job) -> RevealPlan | None:
     """At dispatch: draw the job's secret sample key for its current challenge and list the reference
     keys it predicts will be drawn (runners.revealed.planned_output_ids, in the key's order, within the
-    level's recomputation budget). Replaces the plan of an earlier attempt; None when the job's level
+    level's recomputation budget; for a performance job, every benchmark the plan names whose outputs
+    the draw could take: which of its timed rounds the runner commits is the device's). Replaces the plan of an earlier attempt; None when the job's level
     draws no reveal. Nothing drawn here goes into the job's spec."""
     from apps.runs.services.programs import program_reveal_policy
-    from runners.revealed import RevealContext, judgeable, planned_output_ids, reference_cost
+    from runners.revealed import (
+        RevealContext,
+        judgeable,
+        planned_cost,
+        planned_output_ids,
+        planned_performance,
+        reference_cost,
+    )
 
     policy = program_reveal_policy(program=job.campaign.program, level=job.campaign.level)
     if policy.size <= 0 or policy.rule != "uniform" or job.suite not in COMMITTING_SUITES:
@@ -243,7 +276,7 @@ def reveal_plan_draw(*, job: Job) -> RevealPlan | None:
     sample_key = secrets.token_hex(32)
     existing = _stored_plan(job)
     stale = existing.references.name if existing is not None else ""
-    keys = planned_output_ids(job.spec, job.suite)
+    keys = planned_output_ids(job.spec, job.suite) if job.suite != "performance" else []
     if job.suite == "conformance":
         context = RevealContext({}, job.spec)
         predicted: list[str] = []
@@ -256,11 +289,17 @@ def reveal_plan_draw(*, job: Job) -> RevealPlan | None:
                 predicted.append(output_id)
                 spend -= cost
         keys = predicted
+    elif job.suite == "performance":  # every planned benchmark an output of which the draw could take
+        costs = {key: planned_cost(bench) for key, bench in planned_performance(job.spec).items()}
+        keys = sorted(
+            (key for key, cost in costs.items() if cost <= policy.budget_elements),
+            key=lambda key: _sample_rank(sample_key, key),
+        )
     fields: dict[str, Any] = {
         "challenge": job.challenge,
         "spec_sha256": _spec_digest(job.spec),
         "sample_key": sample_key,
-        # Nothing predicted (a performance job: its outputs are named by the document): ready as is.
+        # Nothing predicted (a plan that names no benchmark the platform can rebuild): ready as is.
         "state": RevealPlanState.PREPARING if keys else RevealPlanState.READY,
         "predicted": keys,
         "references": "",
@@ -387,10 +426,10 @@ def _precomputed(job: Job) -> tuple[dict[str, dict[str, Any]], str]:
 
 def reveal_draw(
     *, stored: ResultDocument, document: dict[str, Any], job: Job, size: int, rule: str, budget: int
-) -> tuple[OutputReveal, AuditEntry]:
+) -> tuple[OutputReveal, dict[str, Any]]:
     """Draw the sample for a stored document (call it after the document row is saved, in the same
-    transaction, and record the returned `evidence.reveal_requested` audit entry in it, with the
-    acceptance's): uniform without replacement over the committed outputs (rule "uniform"), taking
+    transaction) and return it with the facts of the request, which the acceptance's audit event
+    records (its "reveal" entry: one event for the document and its sample): uniform without replacement over the committed outputs (rule "uniform"), taking
     each draw that still fits the reveal's byte budget and the platform's recomputation budget
     (`budget`, input elements; runners.revealed.reference_cost), until `size` are drawn. Every output
     that fits the budgets on its own can be drawn; those that cannot (or that the platform cannot
@@ -446,17 +485,14 @@ def reveal_draw(
         answered_at=None if requested else now,
         server_seconds=time.perf_counter() - started,
     )
-    requested_entry = AuditEntry(
-        action="evidence.reveal_requested",
-        obj=job,
-        payload={
-            "document": stored.sha256,
-            "requested": len(requested),
-            "committed": len(entries),
-            "order": "dispatch key" if plan is not None else "drawn at ingestion",
-        },
-    )
-    return reveal, requested_entry
+    facts = {
+        "reveal_id": reveal.pk,
+        "requested": len(requested),
+        "committed": len(entries),
+        "excluded": len(excluded),
+        "order": "dispatch key" if plan is not None else "drawn at ingestion",
+    }
+    return reveal, facts
 
 
 def reveal_request_build(reveal: OutputReveal) -> dict[str, Any]:
@@ -591,33 +627,37 @@ def reveal_receive(*, message: dict[str, Any]) -> str:
     """Settle a reveal from the runner's signed answer; returns what became of it.
 
     A message that does not verify, is not from the runner that signed the document, or names another
-    attempt is dropped without touching anything (only the committing runner can reveal)."""
+    attempt is dropped without touching anything (only the committing runner can reveal). The pending
+    reveal the payload names is read first, with its document's runner, in one statement; the message
+    counts only if that runner's key signed it (a signature by any other key is refused)."""
     from apps.runs.services.campaigns import campaign_check_completion, job_fail
-    from apps.runs.services.messages import UnverifiedMessage, _verified_payload
+    from apps.runs.services.messages import UnverifiedMessage, _verified_payload, message_payload
 
     started = time.perf_counter()
     try:
-        runner, payload = _verified_payload(message)
-    except UnverifiedMessage as exc:
-        logger.warning("dropped reveal answer: %s", exc)
-        return "dropped"
-    try:
-        given: Any = payload.get("reveal_id")  # None or anything else: dropped below
-        reveal_id = int(given)
-    except (TypeError, ValueError):
+        claimed: Any = message_payload(message)  # not trusted before the signature verifies
+        reveal_id = int(claimed.get("reveal_id"))  # None or anything else: dropped
+    except (UnverifiedMessage, AttributeError, TypeError, ValueError):
+        logger.warning("dropped reveal answer: no reveal named")
         return "dropped"
     reveal = (
         OutputReveal.objects.select_related(
-            "job__campaign__program", "job__model", "job__reveal_plan", "document"
+            "job__campaign__program", "job__model", "job__reveal_plan", "document__runner"
         )
+        # The document's stored sections are not read here (its content is: the committed digests).
+        .defer("document__summary", "document__integrity", "document__spot_check", "document__fingerprint")
         .filter(pk=reveal_id, state=RevealState.PENDING)
         .first()
     )
-    if reveal is None or payload.get("kind") != "reveal":
+    if reveal is None:
+        return "dropped"
+    try:
+        _, payload = _verified_payload(message, signer=reveal.document.runner, payload=claimed)
+    except UnverifiedMessage as exc:
+        logger.warning("dropped reveal answer for reveal %s: %s", reveal_id, exc)
         return "dropped"
     job = reveal.job
-    if reveal.document.runner_id != runner.pk:
-        logger.warning("dropped reveal answer for job %s: not from the runner that committed", job.pk)
+    if payload.get("kind") != "reveal":
         return "dropped"
     if payload.get("job_id") != str(job.pk) or payload.get("attempt") != attempt_tag(job.challenge):
         logger.warning("dropped reveal answer for job %s: another attempt", job.pk)
@@ -637,7 +677,12 @@ def reveal_receive(*, message: dict[str, Any]) -> str:
         audit_record(
             action="evidence.revealed",
             obj=job,
-            payload={"state": state, "checked": len(checked), "findings": findings[:10]},
+            payload={
+                "reveal_id": reveal.pk,
+                "state": state,
+                "checked": len(checked),
+                "findings": findings[:10],
+            },
         )
         judged_by_criterion = level_judges_reveal(job)
         if state == RevealState.VERIFIED or judged_by_criterion:
