@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from runners.backends.base import Fp8Gemm
 from runners.commitment import OutputCommitment, model_output_id
 from runners.document import build_document, json_safe, now_iso
 from runners.errors import (
@@ -51,6 +52,7 @@ from runners.model_suite.performance import (
 from runners.model_suite.workloads import Workload, workload_for
 from runners.models import LoadedModel, ModelError, ModelSpec, load_model
 from runners.models.deepseek import DeepseekV3Config
+from runners.models.fp8 import BLOCK_SCALED, DEQUANTIZED, Fp8Checkpoint
 from runners.models.llama import LlamaConfig
 from runners.models.resnet import ResNetConfig
 from runners.models.seeded import seeded_model_entry
@@ -146,9 +148,14 @@ def deepseek_tiny_fp8_model(directory: Path | None = None) -> dict[str, Any]:
 
 
 def _model_record(
-    spec: ModelSpec, *, loaded: LoadedModel | None = None, exc: ModelError | None = None
+    spec: ModelSpec,
+    *,
+    loaded: LoadedModel | None = None,
+    exc: ModelError | None = None,
+    fp8_gemm: Fp8Gemm | None = None,
 ) -> dict[str, Any]:
-    """The document's ``models`` item: which weights file ran, by the digest of its bytes."""
+    """The document's ``models`` item: which weights file ran, by the digest of its bytes, and for an
+    FP8 checkpoint which path computed with it (``fp8_gemm``: the backend's probed FP8 GEMM, or None)."""
     weights = loaded.weights if loaded is not None else getattr(exc, "weights", None)
     return {
         "name": spec.name,
@@ -160,8 +167,18 @@ def _model_record(
         "loaded": loaded is not None,
         "code": exc.code if exc is not None else None,
         "reason": exc.reason if exc is not None else None,
-        **({"fp8": loaded.fp8.record()} if loaded is not None and loaded.fp8 is not None else {}),
+        **(
+            {"fp8": _fp8_record(loaded.fp8, fp8_gemm)}
+            if loaded is not None and loaded.fp8 is not None
+            else {}
+        ),
     }
+
+
+def _fp8_record(checkpoint: Fp8Checkpoint, fp8_gemm: Fp8Gemm | None) -> dict[str, object]:
+    if fp8_gemm is None:
+        return checkpoint.record(DEQUANTIZED)
+    return checkpoint.record(BLOCK_SCALED, fp8_gemm.kind)
 
 
 @with_pinned_math_modes
@@ -285,6 +302,8 @@ def run_model_suite(
             progress(min(done, steps - 1), steps, label)
         done += 1
 
+    fp8_gemm: Fp8Gemm | None = None
+    fp8_probed = False
     for entry in entries:
         model_spec = ModelSpec.from_dict(entry)
         say(f"model {model_spec.name}: loading")
@@ -294,7 +313,9 @@ def run_model_suite(
             out["models"].append(_model_record(model_spec, exc=exc))
             out["cases"].append(_error_case(model_spec.name, None, exc))
             continue
-        out["models"].append(_model_record(model_spec, loaded=loaded))
+        if loaded.fp8 is not None and not fp8_probed:  # probed once, on the first FP8 checkpoint
+            fp8_gemm, fp8_probed = backend.fp8_gemm(), True
+        out["models"].append(_model_record(model_spec, loaded=loaded, fp8_gemm=fp8_gemm))
         try:
             workload = workload_for(loaded, seed, quick=quick)
             reference = workload.reference()
@@ -331,7 +352,12 @@ def run_model_suite(
             say(f"model {model_spec.name}: {dtype_name}")
             try:
                 free = backend.memory_info().get("free_bytes")
-                module = loaded.place(device, DTYPES[dtype_name], free_bytes=free)
+                module = loaded.place(
+                    device,
+                    DTYPES[dtype_name],
+                    free_bytes=free,
+                    fp8_product=fp8_gemm.product if fp8_gemm is not None else None,
+                )
                 entry = workload.entry(module) if workload.entry is not None else None
                 run = ModelRun(
                     loaded,
