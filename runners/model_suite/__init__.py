@@ -52,7 +52,7 @@ from runners.model_suite.performance import (
 from runners.model_suite.workloads import Workload, workload_for
 from runners.models import LoadedModel, ModelError, ModelSpec, load_model
 from runners.models.deepseek import DeepseekV3Config
-from runners.models.fp8 import BLOCK_SCALED, DEQUANTIZED, Fp8Checkpoint
+from runners.models.fp8 import BLOCK_SCALED, BLOCK_SCALED_DTYPE, DEQUANTIZED, Fp8Checkpoint
 from runners.models.llama import LlamaConfig
 from runners.models.resnet import ResNetConfig
 from runners.models.seeded import seeded_model_entry
@@ -356,7 +356,11 @@ def run_model_suite(
                     device,
                     DTYPES[dtype_name],
                     free_bytes=free,
-                    fp8_product=fp8_gemm.product if fp8_gemm is not None else None,
+                    fp8_product=(
+                        fp8_gemm.product
+                        if fp8_gemm is not None and dtype_name == BLOCK_SCALED_DTYPE
+                        else None
+                    ),
                 )
                 entry = workload.entry(module) if workload.entry is not None else None
                 run = ModelRun(

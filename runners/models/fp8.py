@@ -16,17 +16,17 @@ read (``Fp8Checkpoint``); the float64 reference dequantizes them exactly (an E4M
 scale fits a float64 significand), the host copy in float32 as DeepSeek's weight_dequant does. How a
 run computes with them is recorded (``path``):
 
-- BLOCK_SCALED where the backend's FP8 GEMM passed its probe (runners/backends/base.py
-  ``Backend.fp8_gemm``): every FP8 weight stays E4M3 codes with its block scales (``Fp8Weight``), the
-  activations are quantized per 1x128 tile to E4M3 (DeepSeek-V3 inference/kernel.py act_quant, scale
+- BLOCK_SCALED in bfloat16 runs (``BLOCK_SCALED_DTYPE``) where the backend's FP8 GEMM passed its
+  probe (runners/backends/base.py ``Backend.fp8_gemm``): every FP8 weight stays E4M3 codes with its
+  block scales (``Fp8Weight``), the activations are quantized per 1x128 tile to E4M3 (DeepSeek-V3 inference/kernel.py act_quant, scale
   max|x| / 448) and each GEMM is DeepSeek's fp8_gemm (the catalog's ``block_scaled_gemm``: per 128-wide
-  K slice, the slice's FP8 product promoted to float32 with both scales applied), written in the run's
-  dtype. MLA's absorbed decode multiplies kv_b_proj directly; its two products go through the same GEMM
+  K slice, the slice's FP8 product promoted to float32 with both scales applied), written in bfloat16.
+  MLA's absorbed decode multiplies kv_b_proj directly; its two products go through the same GEMM
   (``Fp8Weight.absorb_uk`` / ``absorb_uv``). What computed the products is recorded beside the path
   (``products``): on this CPU, which has no FP8 units, each product is exact in float32 and the slice
   summed in float32; on a device, its FP8 GEMM.
-- DEQUANTIZED otherwise: the weights dequantized to the run's dtype (DeepSeek's ``gemm_impl == "bf16"``);
-  no FP8 computation is claimed for it.
+- DEQUANTIZED otherwise (and in float32 and float16 runs): the weights dequantized to the run's dtype
+  (DeepSeek's ``gemm_impl == "bf16"``); no FP8 computation is claimed for it.
 """
 
 from __future__ import annotations
@@ -58,6 +58,11 @@ _FP8_WEIGHT = re.compile(
 )
 DEQUANTIZED = "dequantized"
 BLOCK_SCALED = "block_scaled_fp8"
+# The run dtype the BLOCK_SCALED path computes in: DeepSeek-V3 serves FP8 with bfloat16 between its FP8
+# GEMMs (arXiv:2412.19437 s3.3.1; inference/model.py sets the default dtype to bfloat16 and fp8_gemm
+# writes it). A float32 or float16 run of an FP8 checkpoint measures that dtype's arithmetic on the
+# dequantized weights, so its accuracy still means what the dtype's bar says.
+BLOCK_SCALED_DTYPE = "bfloat16"
 FP8_PATH_NOTE = {
     DEQUANTIZED: (
         "FP8 weights dequantized per 128x128 block (float32 code x weight_scale_inv, then the run's "
@@ -67,7 +72,7 @@ FP8_PATH_NOTE = {
         "every FP8 weight kept as E4M3 codes with its 128x128 block scales; activations quantized to E4M3 "
         "per 1x128 tile (scale max|x|/448: DeepSeek-V3 inference/kernel.py act_quant); each GEMM computed "
         "per 128-wide K slice, the slice's FP8 product promoted to float32 with both scales applied "
-        "(DeepSeek-V3 fp8_gemm), written in the run's dtype; MLA's absorbed kv_b_proj products included"
+        "(DeepSeek-V3 fp8_gemm), written in bfloat16; MLA's absorbed kv_b_proj products included"
     ),
 }
 # What computed the FP8 products on the BLOCK_SCALED path (runners/backends/base.py Fp8Gemm.kind).
@@ -153,7 +158,16 @@ class Fp8Checkpoint:
             "fp8_weights": len(self.codes),
             "path": path,
             "path_note": FP8_PATH_NOTE[path],
-            **({"products": products, "products_note": FP8_PRODUCTS_NOTE[products]} if products else {}),
+            **(
+                {
+                    "path_dtypes": [BLOCK_SCALED_DTYPE],
+                    "other_dtypes": DEQUANTIZED,
+                    "products": products,
+                    "products_note": FP8_PRODUCTS_NOTE[products],
+                }
+                if path == BLOCK_SCALED and products
+                else {}
+            ),
         }
 
     def install(self, module: nn.Module, device: torch.device, product: Fp8Product) -> None:

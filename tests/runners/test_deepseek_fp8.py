@@ -247,13 +247,16 @@ def test_the_block_scaled_linear_and_the_absorbed_products_compute_the_quantized
 def test_the_model_suite_runs_the_fp8_checkpoint_on_the_block_scaled_path_and_says_what_ran(
     fp8_entry, weights_dir
 ):
-    document = _run(fp8_entry, dtypes=("bfloat16",))
+    document = _run(fp8_entry, dtypes=("float32", "bfloat16"))
     [model] = document["models"]
     assert model["fp8"]["path"] == BLOCK_SCALED and "1x128 tile" in model["fp8"]["path_note"]
+    assert model["fp8"]["path_dtypes"] == ["bfloat16"] and model["fp8"]["other_dtypes"] == DEQUANTIZED
     assert model["fp8"]["products"] == FLOAT32_WIDENING
     assert "FP8 arithmetic units did not" in model["fp8"]["products_note"]
     assert model["fp8"]["format"] == "float8_e4m3fn" and model["fp8"]["weight_block_size"] == [128, 128]
-    [case] = document["cases"]
+    cases = {c["dtype"]: c for c in document["cases"]}
+    assert cases["float32"]["metrics"]["value"] == 1.0  # float32 runs the dequantized weights
+    case = cases["bfloat16"]
     # The raw figures against the float64 reference of the dequantized weights and unquantized
     # activations: E4M3 activations (3 mantissa bits) cost the tiny random-weight decoder far more
     # than bfloat16 does (bench/deepseek_fp8_accuracy.py: full mode 0.66-0.75).
