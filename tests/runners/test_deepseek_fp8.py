@@ -296,11 +296,13 @@ def test_a_device_that_dequantizes_wrongly_is_caught(fault, monkeypatch, fp8_ent
     assert case["metrics"]["value"] < 0.9  # far below the bfloat16 bar (0.90, aia-1.3.json)
 
 
-# The honest block-scaled path's lowest agreement and the faults' highest, on the tiny decoder in
-# bfloat16 (bench/deepseek_fp8_accuracy.py, 8 challenges per mode, CPU): honest quick 0.68-0.90,
-# full 0.66-0.75; a per-tensor weight scale 0.36-0.48, a wrong block scale index 0.17-0.30.
+# One bar between the honest block-scaled path and the wrongly scaled ones, on the tiny decoder in
+# bfloat16 (bench/deepseek_fp8_accuracy.py, 8 challenges per mode, CPU; the evidence in
+# bench/evidence/cpu-2026-12-01-fp8): honest quick 0.68-0.90, full 0.66-0.75; a per-tensor weight scale
+# quick 0.31-0.48 (0.57 on one of these tests' challenges), full 0.34-0.41; a wrong block scale index
+# quick 0.17-0.30, full 0.21-0.27. Quick mode (these tests) separates them least.
 HONEST_FLOOR = 0.6
-FAULT_CEILING = 0.55
+FAULT_CEILING = HONEST_FLOOR
 FP8_CHALLENGES = [hashlib.sha256(f"deepseek-fp8-{i}".encode()).hexdigest() for i in range(3)]
 
 
@@ -321,13 +323,8 @@ def test_a_wrongly_scaled_fp8_gemm_is_caught(fp8_entry, fault, challenge):
     assert case["metrics"]["value"] < FAULT_CEILING, case["metrics"]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("fault", ["per_tensor_activation_scale", "no_float32_promotion"])
-def test_faults_the_tiny_decoder_cannot_show_stay_inside_its_honest_spread(fp8_entry, fault):
-    """A finding, not a catch: the tiny decoder's activations have no outlier tiles (so one scale per
-    tensor loses little in E4M3's range) and its reductions are at most 512 long (so a 14-bit
-    accumulator without promotion loses little), and either fault scores like the honest path. The
-    catalog's fp8_act_quant and fp8_block_gemm catch both (tests/runners/test_quantized_kernels.py)."""
-    with planted(fault):
-        [case] = _run(fp8_entry, challenge=FP8_CHALLENGES[0])["cases"]
-    assert case["metrics"]["value"] >= FAULT_CEILING, case["metrics"]
+# Not asserted here: a per-tensor activation scale and an FP8 GEMM without float32 promotion overlap
+# the honest spread on the tiny decoder (full mode: 0.60-0.75 and 0.63-0.79 against honest 0.66-0.75;
+# one quick challenge put the first at 0.57), because its activations have no outlier tiles and its
+# reductions are at most 512 long. The catalog's fp8_act_quant and fp8_block_gemm catch both
+# (tests/runners/test_quantized_kernels.py, with the same planted functions).
