@@ -160,7 +160,7 @@ class NoFp8GemmCpu(CpuBackend):
         raise RuntimeError("no FP8 GEMM on this device")
 
 
-def _run(entry: dict, dtypes=("bfloat16",), backend=None, challenge=CHALLENGE) -> dict:
+def _run(entry: dict, dtypes=("bfloat16",), backend=None, challenge=CHALLENGE, fp8_compute=True) -> dict:
     spec = build_spec(
         suite="model",
         device="cpu",
@@ -171,6 +171,7 @@ def _run(entry: dict, dtypes=("bfloat16",), backend=None, challenge=CHALLENGE) -
             "model_dtypes": list(dtypes),
             "model_performance_dtypes": [],
             "timing": TIMING,
+            "fp8_compute": fp8_compute,
         },
     )
     document = run_model(spec, backend or get_backend("cpu"))
@@ -267,8 +268,14 @@ def test_the_model_suite_runs_the_fp8_checkpoint_on_the_block_scaled_path_and_sa
 
 
 @pytest.mark.slow
-def test_without_a_probed_fp8_gemm_the_checkpoint_runs_dequantized_and_says_so(fp8_entry):
-    document = _run(fp8_entry, dtypes=("float32", "bfloat16"), backend=NoFp8GemmCpu())
+@pytest.mark.parametrize("how", ["no_fp8_gemm", "not_asked"])
+def test_without_a_probed_fp8_gemm_the_checkpoint_runs_dequantized_and_says_so(fp8_entry, how):
+    """Without a probed FP8 GEMM, or when the plan does not ask for FP8 computation (no program level
+    does yet), the checkpoint runs dequantized and is judged as before."""
+    if how == "no_fp8_gemm":
+        document = _run(fp8_entry, dtypes=("float32", "bfloat16"), backend=NoFp8GemmCpu())
+    else:
+        document = _run(fp8_entry, dtypes=("float32", "bfloat16"), fp8_compute=False)
     [model] = document["models"]
     assert model["fp8"]["path"] == DEQUANTIZED and "no FP8 computation ran" in model["fp8"]["path_note"]
     assert "products" not in model["fp8"]
