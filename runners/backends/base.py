@@ -7,6 +7,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import metadata
 from types import ModuleType
 from typing import Any, Protocol
@@ -184,6 +185,26 @@ class Backend:
     def plugin_versions(self) -> dict[str, str]:
         return {}
 
+    def fp8_product(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """The device's FP8 GEMM on one K slice: a (M, K) @ b (N, K)^T, both float8_e4m3fn, float32
+        out (the catalog's ``fp8_product``: torch._scaled_mm with unit scales, on the CPU the codes
+        widened to float32). A plugin backend may supply its own; ``fp8_gemm`` probes whichever runs."""
+        from runners.catalog.quantized import fp8_product
+
+        return fp8_product(a, b)
+
+    def fp8_gemm(self) -> Fp8Gemm | None:
+        """The FP8 GEMM an FP8 checkpoint computes with (runners/models/fp8.py BLOCK_SCALED path), when
+        ``fp8_product`` passes the probe on the device (``probe_fp8_product``), else None (the weights
+        then run dequantized). Decided by running it, never by a declaration. ``kind`` says what
+        computed the products: float32_widening on the CPU (no FP8 units), else device_fp8_gemm."""
+        if not self.is_available():
+            return None
+        device = self.device()
+        if not probe_fp8_product(device, self.fp8_product):
+            return None
+        return Fp8Gemm(self.fp8_product, "float32_widening" if device.type == "cpu" else "device_fp8_gemm")
+
     def declared_unsupported_kernels(self) -> dict[str, str]:
         """Catalog kernels this backend declares it does not run, with the reason: ``{name: why}``.
 
@@ -259,6 +280,37 @@ def probe_dtype(device: torch.device, dtype_name: str) -> bool:
         (x.float() + 1).to(dtype).float().sum().item()
         return True
     except Exception:
+        return False
+
+
+@dataclass(frozen=True)
+class Fp8Gemm:
+    """A probed FP8 GEMM: ``product`` (a @ b^T of two E4M3 tensors, float32 out) and what computes it."""
+
+    product: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    kind: str
+
+
+def probe_fp8_product(
+    device: torch.device, product: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+) -> bool:
+    """True when ``product`` of two E4M3 operands on ``device`` (M 16, K 128, N 32) returns the exact
+    float32 result. The codes are small integers (|x| <= 4, exact in E4M3) whose products and sums stay
+    below 2^11, exact in any accumulator of at least 12 significand bits (Hopper's FP8 tensor cores keep
+    about 14, DeepSeek-V3 s3.3.2): a correct FP8 GEMM passes, one that is absent, refuses E4M3 or
+    computes something else fails."""
+    g = torch.Generator().manual_seed(16)
+    a = torch.randint(-4, 5, (16, 128), generator=g).to(torch.float32)
+    b = torch.randint(-4, 5, (32, 128), generator=g).to(torch.float32)
+    try:
+        got = product(a.to(torch.float8_e4m3fn).to(device), b.to(torch.float8_e4m3fn).to(device))
+        return (
+            isinstance(got, torch.Tensor)
+            and got.dtype == torch.float32
+            and tuple(got.shape) == (16, 32)
+            and torch.equal(got.to("cpu"), a @ b.t())
+        )
+    except Exception:  # no FP8 GEMM on this device (or a broken one): the dequantized path
         return False
 
 

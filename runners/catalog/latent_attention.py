@@ -221,15 +221,24 @@ def mla_naive(inputs: Inputs) -> torch.Tensor:
 
 def mla_absorbed(inputs: Inputs) -> torch.Tensor:
     """DeepSeek's absorbed form (inference/model.py, attn_impl "absorb"): W_uk into the query, W_uv after
-    the weighted sum of latents; every intermediate in the inputs' dtype, softmax in float32."""
-    w_uk, w_uv = _split_wkv_b(inputs)
+    the weighted sum of latents; every intermediate in the inputs' dtype, softmax in float32. A
+    ``wkv_b`` kept quantized (an FP8 checkpoint's on the FP8 path: runners/models/fp8.py ``Fp8Weight``)
+    computes both absorbed products itself (``absorb_uk``, ``absorb_uv``)."""
+    wkv_b = inputs["wkv_b"]
+    quantized = not isinstance(wkv_b, torch.Tensor)
+    heads, nope = inputs["heads"], inputs["q_nope"].shape[-1]
+    if not quantized:
+        w_uk, w_uv = _split_wkv_b(inputs)
     c_kv, k_pe = inputs["c_kv"], inputs["k_pe"]
     allowed = _allowed(inputs["lengths"].cpu(), inputs["q_nope"].shape[1], c_kv.shape[1], inputs["causal"])
     allowed = allowed.to(c_kv.device)
     owned = allowed.any(dim=1)[..., None]
     c_kv = c_kv.masked_fill(~owned, 0.0)
     k_pe = k_pe.masked_fill(~owned, 0.0)
-    q_lat = torch.einsum("bshd,hdc->bshc", inputs["q_nope"], w_uk)
+    if quantized:
+        q_lat = wkv_b.absorb_uk(inputs["q_nope"], heads)
+    else:
+        q_lat = torch.einsum("bshd,hdc->bshc", inputs["q_nope"], w_uk)
     cos, sin = inputs["cos"][:, :, None], inputs["sin"][:, :, None]
     wide = torch.promote_types(c_kv.dtype, torch.float32)  # float32 at least, float64 kept as such
     q_rope = rotate_interleaved(inputs["q_pe"].to(wide), cos.to(wide), sin.to(wide)).to(c_kv.dtype)
@@ -239,6 +248,9 @@ def mla_absorbed(inputs: Inputs) -> torch.Tensor:
     weights = torch.softmax(scores, dim=-1)
     weights = torch.where(mask.any(dim=-1, keepdim=True), weights, torch.zeros_like(weights)).to(c_kv.dtype)
     latent = torch.einsum("bsht,btc->bshc", weights, c_kv)
+    if quantized:
+        out: torch.Tensor = wkv_b.absorb_uv(latent, heads, nope)
+        return out
     return torch.einsum("bshc,hdc->bshd", latent, w_uv)
 
 

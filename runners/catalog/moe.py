@@ -46,6 +46,7 @@ from runners.catalog.base import (
     torch_dtype,
     unit_roundoff,
 )
+from runners.catalog.quantized import Weight, project
 
 U32 = 2.0**-24
 # Logits are multiples of 1/32 in [-4, 4): 256 distinct values, exact in bfloat16 and float16.
@@ -463,10 +464,11 @@ class MoeGroupedGemmKernel(Kernel):
 # --- the expert layer ----------------------------------------------------------------------------
 
 
-def swiglu_expert(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
-    """A SwiGLU expert: W2 (silu(x W1^T) * x W3^T), with W1 and W3 stacked as w13 (2I, H)."""
-    gate, up = (x @ w13.t()).chunk(2, dim=-1)
-    return (F.silu(gate) * up) @ w2.t()
+def swiglu_expert(x: torch.Tensor, w13: Weight, w2: Weight) -> torch.Tensor:
+    """A SwiGLU expert: W2 (silu(x W1^T) * x W3^T), with W1 and W3 stacked as w13 (2I, H); a weight
+    kept quantized (an FP8 checkpoint's on the FP8 path) computes its own GEMM (``project``)."""
+    gate, up = project(x, w13).chunk(2, dim=-1)
+    return project(F.silu(gate) * up, w2)
 
 
 def _expert_error(
@@ -500,10 +502,10 @@ def moe_experts(
     x: torch.Tensor,
     topk_ids: torch.Tensor,
     topk_weights: torch.Tensor,
-    w13: Sequence[torch.Tensor],
-    w2: Sequence[torch.Tensor],
-    shared_w13: torch.Tensor,
-    shared_w2: torch.Tensor,
+    w13: Sequence[Weight],
+    w2: Sequence[Weight],
+    shared_w13: Weight,
+    shared_w2: Weight,
 ) -> torch.Tensor:
     """The MoE layer as a device runs it: tokens (T, H) permuted to their experts (rows grouped by
     expert, stable), one SwiGLU GEMM group per busy expert (``w13[e]`` (2I, H), ``w2[e]`` (H, I);

@@ -22,6 +22,8 @@ Sources:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Protocol, Union
 
 import torch
 
@@ -362,15 +364,7 @@ class Fp8BlockGemmKernel(Kernel):
     def run(self, inputs: Inputs) -> torch.Tensor:
         a, b = inputs["a"], inputs["b"]
         a_scale, b_scale, step = inputs["a_scale"], inputs["b_scale"], inputs["promotion"]
-        m, k = a.shape
-        n = b.shape[0]
-        out = torch.zeros(m, n, dtype=torch.float32, device=a.device)
-        b_rows = b_scale.repeat_interleave(BLOCK, dim=0)[:n]  # (N, K/128): each row's block scales
-        for start in range(0, k, step):
-            block = start // BLOCK
-            partial = fp8_product(a[:, start : start + step], b[:, start : start + step])
-            out += partial * a_scale[:, block : block + 1] * b_rows[:, block].unsqueeze(0)
-        return out
+        return block_scaled_gemm(a, a_scale, b, row_scales(b_scale, b.shape[0]), step=step)
 
     def reference(self, inputs: Inputs) -> torch.Tensor:
         a, b = self.dequantized(inputs)
@@ -429,6 +423,59 @@ def fp8_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch._scaled_mm(
         a.contiguous(), b.contiguous().t(), scale_a=one, scale_b=one, out_dtype=torch.float32
     )
+
+
+Fp8Product = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class QuantizedLinear(Protocol):
+    """A weight kept quantized that computes its own GEMM: ``linear(x)`` is x W^T in x's dtype."""
+
+    def linear(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+Weight = Union[torch.Tensor, QuantizedLinear]  # noqa: UP007 - a runtime alias
+
+
+def project(x: torch.Tensor, w: Weight) -> torch.Tensor:
+    """x W^T: a plain matmul for a dense weight, the weight's own GEMM for a quantized one."""
+    return x @ w.t() if isinstance(w, torch.Tensor) else w.linear(x)
+
+
+def row_scales(block_scale: torch.Tensor, rows: int) -> torch.Tensor:
+    """A weight's (ceil(N/128), ceil(K/128)) block scales as one row of K-block scales per output row
+    (N, ceil(K/128)): rows of a weight can then be sliced or stacked (experts' gate and up) freely."""
+    return block_scale.repeat_interleave(BLOCK, dim=0)[:rows]
+
+
+def block_scaled_gemm(
+    a: torch.Tensor,
+    a_scale: torch.Tensor,
+    b: torch.Tensor,
+    b_row_scale: torch.Tensor,
+    *,
+    step: int = BLOCK,
+    product: Fp8Product = fp8_product,
+) -> torch.Tensor:
+    """DeepSeek-V3's fp8_gemm, the one home of the block-scaled FP8 GEMM (the catalog's
+    fp8_block_gemm and the DeepSeek decoder's FP8 path): a (M, K) FP8 with one float32 scale per
+    1x128 tile ``a_scale`` (M, ceil(K/128)), b (N, K) FP8 with each row's 128-wide K-block scales
+    ``b_row_scale`` (N, ceil(K/128), ``row_scales``). The K axis is cut into ``step``-wide slices
+    (a divisor of 128, so no slice straddles two scales); each slice's FP8 product (``product``, the
+    device's FP8 GEMM) is promoted to float32 with both scales applied and added in float32."""
+    m, k = a.shape
+    out = torch.zeros(m, b.shape[0], dtype=torch.float32, device=a.device)
+    for start in range(0, k, step):
+        block = start // BLOCK
+        partial = product(a[:, start : start + step], b[:, start : start + step])
+        out += partial * a_scale[:, block : block + 1] * b_row_scale[:, block].unsqueeze(0)
+    return out
+
+
+def act_quant(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """DeepSeek-V3's act_quant on a 2-D activation: E4M3 codes and one float32 scale per 1x128 tile
+    (max|x| / 448, the catalog's ``block_quantize``)."""
+    return block_quantize(x, "float8_e4m3fn", (1, BLOCK))
 
 
 class W8A8Int8GemmKernel(Kernel):

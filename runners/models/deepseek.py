@@ -32,6 +32,8 @@ from torch import nn
 from runners.catalog.latent_attention import mla_absorbed, rope_tables, rotate_interleaved
 from runners.catalog.moe import moe_experts, route
 from runners.catalog.multi_token_prediction import mtp_combine
+from runners.catalog.quantized import Weight
+from runners.models.fp8 import Fp8Linear, Fp8Weight
 from runners.models.llama import LlamaDecoder, RMSNorm
 
 # Building the module (on the meta device at upload) costs time per expert: a hostile config cannot ask
@@ -194,6 +196,16 @@ class MlaSlotCache(MlaCache):
         self.positions[index] = length
 
 
+def weight_of(projection: nn.Module) -> Weight:
+    """The weight a catalog function multiplies directly: an ``nn.Linear``'s, or on the FP8 path the
+    ``Fp8Linear``'s codes and scales (which compute their own GEMM)."""
+    if isinstance(projection, Fp8Linear):
+        return projection.fp8
+    weight = projection.weight
+    assert isinstance(weight, torch.Tensor)
+    return weight
+
+
 class SwiGlu(nn.Module):
     """gate_proj / up_proj / down_proj: the dense FFN, each routed expert and the shared experts."""
 
@@ -206,9 +218,15 @@ class SwiGlu(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
-    def stacked(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(w13 (2I, H), w2 (H, I)) as the catalog's expert functions take them."""
-        return torch.cat((self.gate_proj.weight, self.up_proj.weight)), self.down_proj.weight
+    def stacked(self) -> tuple[Weight, Weight]:
+        """(w13 (2I, H), w2 (H, I)) as the catalog's expert functions take them (on the FP8 path the
+        codes with their block scales, runners/models/fp8.py)."""
+        gate, up = weight_of(self.gate_proj), weight_of(self.up_proj)
+        if isinstance(gate, Fp8Weight) and isinstance(up, Fp8Weight):
+            return Fp8Weight.stack([gate, up]), weight_of(self.down_proj)
+        if isinstance(gate, torch.Tensor) and isinstance(up, torch.Tensor):
+            return torch.cat((gate, up)), weight_of(self.down_proj)
+        raise TypeError("gate_proj and up_proj on different paths")
 
 
 class Gate(nn.Module):
@@ -313,7 +331,7 @@ class Mla(nn.Module):
                 "sin": sin,
                 "c_kv": c_kv,
                 "k_pe": k_pe,
-                "wkv_b": self.kv_b_proj.weight,
+                "wkv_b": weight_of(self.kv_b_proj),
                 "lengths": lengths,
                 "heads": c.num_attention_heads,
                 "v_dim": c.v_head_dim,

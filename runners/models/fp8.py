@@ -14,9 +14,19 @@ A file holds for each FP8 weight ``<name>`` (float8_e4m3fn, the weight's shape) 
 ``<name>_scale_inv`` (float32, (ceil(N/128), ceil(K/128))). The runner keeps the codes and scales as
 read (``Fp8Checkpoint``); the float64 reference dequantizes them exactly (an E4M3 code times a float32
 scale fits a float64 significand), the host copy in float32 as DeepSeek's weight_dequant does. How a
-run computes with them is recorded (``fp8_path``): DEQUANTIZED, the weights dequantized to the run's
-dtype (DeepSeek's ``gemm_impl == "bf16"``), which is the path on a device without a probed FP8 GEMM,
-this CPU included; no FP8 computation is claimed for it.
+run computes with them is recorded (``path``):
+
+- BLOCK_SCALED in bfloat16 runs (``BLOCK_SCALED_DTYPE``) where the backend's FP8 GEMM passed its
+  probe (runners/backends/base.py ``Backend.fp8_gemm``): every FP8 weight stays E4M3 codes with its
+  block scales (``Fp8Weight``), the activations are quantized per 1x128 tile to E4M3 (DeepSeek-V3 inference/kernel.py act_quant, scale
+  max|x| / 448) and each GEMM is DeepSeek's fp8_gemm (the catalog's ``block_scaled_gemm``: per 128-wide
+  K slice, the slice's FP8 product promoted to float32 with both scales applied), written in bfloat16.
+  MLA's absorbed decode multiplies kv_b_proj directly; its two products go through the same GEMM
+  (``Fp8Weight.absorb_uk`` / ``absorb_uv``). What computed the products is recorded beside the path
+  (``products``): on this CPU, which has no FP8 units, each product is exact in float32 and the slice
+  summed in float32; on a device, its FP8 GEMM.
+- DEQUANTIZED otherwise (and in float32 and float16 runs): the weights dequantized to the run's dtype
+  (DeepSeek's ``gemm_impl == "bf16"``); no FP8 computation is claimed for it.
 """
 
 from __future__ import annotations
@@ -26,8 +36,17 @@ import re
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
-from runners.catalog.quantized import BLOCK, block_quantize
+from runners.catalog.quantized import (
+    BLOCK,
+    Fp8Product,
+    act_quant,
+    block_quantize,
+    block_scaled_gemm,
+    row_scales,
+)
 
 FP8_FORMAT = "float8_e4m3fn"
 SCALE_SUFFIX = "_scale_inv"
@@ -38,10 +57,36 @@ _FP8_WEIGHT = re.compile(
     r"|mlp\.(experts\.\d+\.|shared_experts\.)?(gate_proj|up_proj|down_proj))\.weight$"
 )
 DEQUANTIZED = "dequantized"
+BLOCK_SCALED = "block_scaled_fp8"
+# The run dtype the BLOCK_SCALED path computes in: DeepSeek-V3 serves FP8 with bfloat16 between its FP8
+# GEMMs (arXiv:2412.19437 s3.3.1; inference/model.py sets the default dtype to bfloat16 and fp8_gemm
+# writes it). A float32 or float16 run of an FP8 checkpoint measures that dtype's arithmetic on the
+# dequantized weights, so its accuracy still means what the dtype's bar says.
+BLOCK_SCALED_DTYPE = "bfloat16"
 FP8_PATH_NOTE = {
     DEQUANTIZED: (
         "FP8 weights dequantized per 128x128 block (float32 code x weight_scale_inv, then the run's "
         "dtype: DeepSeek-V3 inference/kernel.py weight_dequant) before every GEMM: no FP8 computation ran"
+    ),
+    BLOCK_SCALED: (
+        "every FP8 weight kept as E4M3 codes with its 128x128 block scales; activations quantized to E4M3 "
+        "per 1x128 tile (scale max|x|/448: DeepSeek-V3 inference/kernel.py act_quant); each GEMM computed "
+        "per 128-wide K slice, the slice's FP8 product promoted to float32 with both scales applied "
+        "(DeepSeek-V3 fp8_gemm), written in bfloat16; MLA's absorbed kv_b_proj products included"
+    ),
+}
+# What computed the FP8 products on the BLOCK_SCALED path (runners/backends/base.py Fp8Gemm.kind).
+FLOAT32_WIDENING = "float32_widening"
+DEVICE_FP8_GEMM = "device_fp8_gemm"
+FP8_PRODUCTS_NOTE = {
+    FLOAT32_WIDENING: (
+        "the device has no FP8 units (this CPU): the E4M3 codes widened to float32, where every FP8 "
+        "product is exact, and each 128-wide slice summed in float32; the FP8 quantization and block "
+        "scaling semantics ran, FP8 arithmetic units did not"
+    ),
+    DEVICE_FP8_GEMM: (
+        "the backend's FP8 GEMM (torch._scaled_mm with unit scales unless its plugin supplies one) on "
+        "each 128-wide K slice, which passed the runner's exactness probe"
     ),
 }
 
@@ -103,8 +148,9 @@ class Fp8Checkpoint:
             for name, codes in self.codes.items()
         }
 
-    def record(self, path: str = DEQUANTIZED) -> dict[str, object]:
-        """The document's account of the checkpoint and of how the run computed with it."""
+    def record(self, path: str = DEQUANTIZED, products: str | None = None) -> dict[str, object]:
+        """The document's account of the checkpoint and of how the run computed with it (``products``:
+        what computed the FP8 products on the BLOCK_SCALED path)."""
         return {
             "format": FP8_FORMAT,
             "weight_block_size": [BLOCK, BLOCK],
@@ -112,7 +158,106 @@ class Fp8Checkpoint:
             "fp8_weights": len(self.codes),
             "path": path,
             "path_note": FP8_PATH_NOTE[path],
+            **(
+                {
+                    "path_dtypes": [BLOCK_SCALED_DTYPE],
+                    "other_dtypes": DEQUANTIZED,
+                    "products": products,
+                    "products_note": FP8_PRODUCTS_NOTE[products],
+                }
+                if path == BLOCK_SCALED and products
+                else {}
+            ),
         }
+
+    def install(self, module: nn.Module, device: torch.device, product: Fp8Product) -> None:
+        """Puts the BLOCK_SCALED path into a placed module: each FP8 weight's ``nn.Linear`` becomes an
+        ``Fp8Linear`` over the codes and scales as stored, moved to ``device``."""
+        for name, codes in self.codes.items():
+            parent, _, leaf = name.removesuffix(".weight").rpartition(".")
+            weight = Fp8Weight.of(codes.to(device), self.scales[name].to(device), product)
+            setattr(module.get_submodule(parent), leaf, Fp8Linear(weight))
+
+
+@dataclass(frozen=True)
+class Fp8Weight:
+    """An FP8 weight on the BLOCK_SCALED path: E4M3 codes (N, K) and each row's K-block scales
+    (N, ceil(K/128), the catalog's ``row_scales``), with the device's FP8 product."""
+
+    codes: torch.Tensor
+    row_scale: torch.Tensor
+    product: Fp8Product
+
+    @classmethod
+    def of(cls, codes: torch.Tensor, scale: torch.Tensor, product: Fp8Product) -> Fp8Weight:
+        return cls(codes, row_scales(scale, codes.shape[0]), product)
+
+    def linear(self, x: torch.Tensor) -> torch.Tensor:
+        """x W^T: x quantized per 1x128 tile (act_quant), the block-scaled GEMM, x's dtype out."""
+        flat = x.reshape(-1, x.shape[-1])
+        a, a_scale = act_quant(flat)
+        out = block_scaled_gemm(a, a_scale, self.codes, self.row_scale, product=self.product)
+        return out.to(x.dtype).reshape(*x.shape[:-1], -1)
+
+    def rows(self, start: int, stop: int) -> Fp8Weight:
+        return Fp8Weight(self.codes[start:stop], self.row_scale[start:stop], self.product)
+
+    @staticmethod
+    def stack(parts: list[Fp8Weight]) -> Fp8Weight:
+        """The rows of several weights of one K stacked (an expert's gate_proj and up_proj as w13)."""
+        return Fp8Weight(
+            torch.cat([p.codes for p in parts]), torch.cat([p.row_scale for p in parts]), parts[0].product
+        )
+
+    def absorb_uk(self, q_nope: torch.Tensor, heads: int) -> torch.Tensor:
+        """MLA's absorbed query, q_nope (B, S, H, dn) times each head's W_uk (dn rows of kv_b_proj,
+        (dn, C)) -> (B, S, H, C): a GEMM whose K runs along kv_b_proj's output rows, so the weight enters
+        transposed and its 128x128 blocks are cut along those rows. The head's rows and its query are
+        padded on the left with zeros to the row block's start, so that every 128-wide K slice of the
+        GEMM lies in one block row of the stored weight (the zeros change no tile's max|x| and add
+        nothing); the query is quantized per 1x128 tile of that padded K."""
+        per_head, latent = self.codes.shape[0] // heads, self.codes.shape[1]
+        nope = q_nope.shape[-1]
+        out = []
+        for h in range(heads):
+            first = h * per_head
+            pad = first % BLOCK
+            x = F.pad(q_nope[..., h, :].reshape(-1, nope), (pad, 0))
+            a, a_scale = act_quant(x)
+            b = self.codes[first : first + nope].t()
+            if pad:
+                b = torch.cat((torch.zeros(latent, pad, dtype=b.dtype, device=b.device), b), dim=1)
+            # Slice j of the padded K holds stored rows first - pad + 128 j ...; any of its real rows
+            # names the block row, whose scales are spread over the latent columns (the GEMM's N).
+            rows = [max(first, first - pad + start) for start in range(0, pad + nope, BLOCK)]
+            b_scale = self.row_scale[rows].repeat_interleave(BLOCK, dim=1)[:, :latent].t()
+            gemm = block_scaled_gemm(a, a_scale, b, b_scale.contiguous(), product=self.product)
+            out.append(gemm.to(q_nope.dtype).reshape(*q_nope.shape[:-2], latent))
+        return torch.stack(out, dim=-2)
+
+    def absorb_uv(self, latent: torch.Tensor, heads: int, nope: int) -> torch.Tensor:
+        """The absorbed values, latent (B, S, H, C) times each head's W_uv^T (the dv rows of kv_b_proj
+        after its dn rows) -> (B, S, H, dv): per head a plain block-scaled linear over those rows."""
+        per_head = self.codes.shape[0] // heads
+        return torch.stack(
+            [
+                self.rows(h * per_head + nope, (h + 1) * per_head).linear(latent[..., h, :])
+                for h in range(heads)
+            ],
+            dim=-2,
+        )
+
+
+class Fp8Linear(nn.Module):
+    """A projection on the BLOCK_SCALED path in place of its ``nn.Linear`` (the weight is not a
+    parameter: no dtype cast of the module may touch the codes)."""
+
+    def __init__(self, weight: Fp8Weight) -> None:
+        super().__init__()
+        self.fp8 = weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fp8.linear(x)
 
 
 def split_checkpoint(

@@ -25,6 +25,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from runners.catalog.quantized import Fp8Product
 from runners.models.bert import BertConfig, BertEncoder
 from runners.models.deepseek import DeepseekV3Config, DeepseekV3Decoder
 from runners.models.errors import (
@@ -127,14 +128,25 @@ class LoadedModel:
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.module.parameters())
 
-    def place(self, device: torch.device, dtype: torch.dtype, *, free_bytes: int | None) -> nn.Module:
-        """A copy in ``dtype`` on ``device``; DoesNotFitError before allocating if too big."""
+    def place(
+        self,
+        device: torch.device,
+        dtype: torch.dtype,
+        *,
+        free_bytes: int | None,
+        fp8_product: Fp8Product | None = None,
+    ) -> nn.Module:
+        """A copy in ``dtype`` on ``device``; DoesNotFitError before allocating if too big. An FP8
+        checkpoint runs on the block-scaled FP8 path with ``fp8_product`` (the backend's probed FP8
+        GEMM, runners/backends/base.py ``Backend.fp8_gemm``), else dequantized (runners/models/fp8.py)."""
         check_fits(self.parameter_count, dtype, free_bytes, what=f"{self.spec.name} in {dtype}")
         copy = self.architecture.module_type(self.config)
         copy.load_state_dict(self.module.state_dict())
         try:
             placed = copy.to(device=device, dtype=dtype).eval()
-            if self.fp8 is not None:  # dequantized on the device from the codes and scales as stored
+            if self.fp8 is not None and fp8_product is not None:  # the codes and scales as stored
+                self.fp8.install(placed, device, fp8_product)
+            elif self.fp8 is not None:  # dequantized on the device from the codes and scales as stored
                 placed.load_state_dict(self.fp8.for_run(device, dtype), strict=False)
             return placed
         except torch.OutOfMemoryError as exc:

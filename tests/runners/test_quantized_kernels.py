@@ -19,12 +19,15 @@ from runners.catalog.quantized import (
     Int4WeightOnlyGemmKernel,
     Int8PerTokenQuantKernel,
     W8A8Int8GemmKernel,
+    block_scaled_gemm,
     pack_int4,
+    row_scales,
     unpack_int4,
 )
 from runners.conformance import run_conformance
 from runners.document import validate_document
 from runners.spec import build_spec
+from tests.runners.planted_fp8 import narrow_dot, no_promotion_gemm, per_tensor_act_quant
 
 CHALLENGE = "5eed" * 16
 NEW_KERNELS = [
@@ -52,20 +55,6 @@ def statuses(document: dict) -> dict[tuple[str, str], str]:
 
 
 # --- a simulated Hopper FP8 tensor core ---------------------------------------------------------
-
-
-def fp22(x: torch.Tensor) -> torch.Tensor:
-    """x (float32) truncated to 14 significand bits, round toward zero: the FP8 MMA accumulator of
-    Hopper (1 sign, 8 exponent, 13 mantissa bits; DeepSeek-V3 s3.3.2 "around 14 bits")."""
-    return (x.view(torch.int32) & ~((1 << 10) - 1)).view(torch.float32)
-
-
-def narrow_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a (..., M, L) @ b (..., N, L)^T with every product added into an FP22 running sum."""
-    acc = torch.zeros(*a.shape[:-1], b.shape[-2], dtype=torch.float32)
-    for k in range(a.shape[-1]):
-        acc = fp22(acc + a[..., k : k + 1] * b[..., k].unsqueeze(-2))
-    return acc
 
 
 class HopperPromoting(Fp8BlockGemmKernel):
@@ -235,3 +224,47 @@ def test_the_fp8_gemm_bound_holds_for_the_promoting_hopper_under_other_challenge
     )
     document = run([promoting.name], challenge=challenge, cases=["promotion_64", "dsv3_expert_down_decode"])
     assert set(statuses(document).values()) == {"pass"}
+
+
+# --- the DeepSeek decoder's planted FP8 faults (tests/runners/planted_fp8.py) in the catalog ------
+# Two of them stay inside the tiny decoder's honest FP8 spread (bench/deepseek_fp8_accuracy.py): its
+# activations have no outlier tiles and its reductions are at most 512 long. The kernels catch both.
+
+
+class ModelFaultNoPromotion(Fp8BlockGemmKernel):
+    name = "planted_model_fp8_no_promotion"
+
+    def run(self, inputs):
+        b = inputs["b"]
+        return no_promotion_gemm(inputs["a"], inputs["a_scale"], b, row_scales(inputs["b_scale"], b.shape[0]))
+
+
+class ModelFaultPerTensorActQuant(Fp8BlockQuantKernel):
+    def __init__(self) -> None:
+        act = get_kernel("fp8_act_quant")
+        super().__init__("planted_model_act_quant_per_tensor", "per-tensor scale", act.tile, act.cases)
+
+    def run(self, inputs):
+        return per_tensor_act_quant(inputs["x"])
+
+
+def test_the_decoders_unpromoted_fp8_gemm_fails_the_catalogs_long_reduction(registered):
+    planted = registered(ModelFaultNoPromotion())
+    document = run([planted.name], dtypes=["float8_e4m3fn"], cases=["long_reduction"])
+    assert set(statuses(document).values()) == {"fail"}
+
+
+def test_the_decoders_per_tensor_activation_scale_fails_the_catalogs_act_quant(registered):
+    planted = registered(ModelFaultPerTensorActQuant())
+    document = run([planted.name], dtypes=["float8_e4m3fn"], cases=["wide_outliers", "dsv3_expert_prefill"])
+    assert set(statuses(document).values()) == {"fail"}
+
+
+def test_the_catalog_kernel_and_the_decoder_share_one_block_scaled_gemm():
+    kernel = get_kernel("fp8_block_gemm")
+    inputs = kernel.generate(
+        kernel.case("short_prefill", CHALLENGE), "float8_e4m3fn", torch.Generator().manual_seed(3)
+    )
+    b = inputs["b"]
+    direct = block_scaled_gemm(inputs["a"], inputs["a_scale"], b, row_scales(inputs["b_scale"], b.shape[0]))
+    assert torch.equal(kernel.run(inputs), direct)
