@@ -39,7 +39,13 @@ def test_tender_ranking_missing_figures_read_in_zh_hans(cast, certified):
             {"metric": "measured_tflops", "weight": 1, "dtype": "int8"},
             {"metric": "tflops_per_price", "weight": 1},
             {"metric": "model_throughput", "weight": 1, "model": "resnet50", "dtype": "float32"},
-            {"metric": "serving_qps", "weight": 1, "model": "bert", "dtype": "float32", "max_latency_ms": 100},
+            {
+                "metric": "serving_qps",
+                "weight": 1,
+                "model": "bert",
+                "dtype": "float32",
+                "max_latency_ms": 100,
+            },
         ],
         created_by=cast.buyer,
     )
