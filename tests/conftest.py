@@ -207,6 +207,18 @@ def signing_key_dir(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def _default_language():
+    """Each test starts in the default language. LocaleMiddleware activates a request's language in the
+    test's thread and nothing deactivates it, so one zh-hans request would translate the next test's
+    messages (a ranking test matching English failed after a zh-hans sweep)."""
+    from django.utils import translation
+
+    translation.deactivate()
+    yield
+    translation.deactivate()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_throttles(request):
     """Throttle counters live in the cache; one test's requests must not throttle the next.
 
