@@ -139,7 +139,9 @@ def suite_in_device_process(
         }
         rejudge_model_accuracy(document, spec, outputs, tensors, workloads, generated)
         rejudge_model_caching(document, spec, caching, tensors, workloads)
-        committed = rejudge_model_timed(document, spec, extra["timed"], tensors, outputs, workloads)
+        committed = rejudge_model_timed(
+            document, spec, extra["timed"], tensors, outputs, workloads, frames=device.frames
+        )
         # Every verdict is the judge's; the raw timings and which output was the timed one are still
         # the device process's word (runners/model_suite/timed_judge.py).
         document["process_isolation"] = device.isolation("judge", [])

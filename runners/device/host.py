@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from runners.device.local import error_message, execute_kernel, loaded_packages
-from runners.device.protocol import FrameSink, FrameSource, PeerClosed, read_frame, write_frame
+from runners.device.protocol import FrameSink, FrameSource, PeerClosed, read_frame, write_reply
 from runners.math_modes import PINNED, set_math_modes
 
 if TYPE_CHECKING:
@@ -84,9 +84,15 @@ class Host:
         self.backend: Any = None
         self.served: dict[int, dict[str, Any]] = {}  # handle -> {engine, rate_hz, meter}
         self._next_handle = 1
+        self.source: FrameSource | None = None  # the judge's frames, for the model suite's timed frames
+
+    def receive(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        if self.source is None:
+            raise PeerClosed("no channel from the judge")
+        return read_frame(self.source)
 
     def reply(self, header: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None) -> None:
-        write_frame(self.out, header, tensors)
+        write_reply(self.out, header, tensors)
 
     def describe(self) -> dict[str, Any]:
         backend = self.backend
@@ -197,6 +203,7 @@ class Host:
         elif spec["suite"] == "model":
             from runners.commitment import CollectingCommitment
             from runners.model_suite import run_model
+            from runners.model_suite.frames import TimedFrames
             from runners.model_suite.performance import TimedEvidence
             from runners.model_suite.timed_judge import timed_to_wire
 
@@ -214,6 +221,7 @@ class Host:
                 keep_caching=model_probes,
                 keep_timed=kept_timed,
                 keep_generated=kept_generated,
+                frames=TimedFrames(self.reply, self.receive),
             )
             for index, (model, dtype, accuracy) in enumerate(kept_models):
                 outputs.append({"model": model, "dtype": dtype})
@@ -350,6 +358,7 @@ class Host:
         self.reply({"ok": True, "backends": backends})
 
     def serve(self, stream: FrameSource) -> int:
+        self.source = stream
         while True:
             try:
                 header, tensors = read_frame(stream)
