@@ -13,7 +13,8 @@ Requests (``op``), one reply each:
 - ``open {backend}``: loads the backend; replies its availability, support declaration and fingerprint
 - ``run_kernel {kernel, case, dtype, params}`` + input tensors: replies ``output`` and ``device_s``
 - ``run_suite {spec}``: runs a performance or model suite here (see runners/device/__init__.py),
-  sending ``progress`` frames first; replies its document, the outputs the judge re-judges and each
+  sending ``progress`` frames first (and, for the model suite, each timed measurement's frames with
+  the judge: runners/model_suite/frames.py); replies its document, the outputs the judge re-judges and each
   TEST04 probe's timings and kept outputs (``caching``), which the judge judges
 - ``serving_open {model, dtype, decoder, output_tokens}`` + the workload's input tensors: places the
   model on the device (runners/serving_engine.py); replies a ``handle``
@@ -21,6 +22,7 @@ Requests (``op``), one reply each:
   serving suite's SUT, which runs in the judge with LoadGen; replies ``output``
 - ``serving_meter {handle, action}``: starts / stops the device's energy meter around a timed run
 - ``serving_close {handle}``
+- ``ping``: replies ``ok`` (an empty frame's round trip)
 - ``list``: every backend this host offers, with availability, dtypes and fingerprint
 - ``exit``
 """
@@ -125,6 +127,10 @@ class Host:
         # and the fingerprint this process reports reads them back.
         set_math_modes(PINNED)
         self.reply(self.describe())
+
+    def op_ping(self, _header: dict[str, Any], _tensors: dict[str, torch.Tensor]) -> None:
+        """An empty frame's round trip (the fixed cost inside every timed frame: bench/model_frames.py)."""
+        self.reply({"ok": True})
 
     def op_fingerprint(self, _header: dict[str, Any], _tensors: dict[str, torch.Tensor]) -> None:
         self.reply(self.describe())

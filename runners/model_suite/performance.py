@@ -16,25 +16,16 @@ clock cross-check from the raw timings with its own policy, and fails a figure w
 disagrees with them (runners/model_suite/timed_judge.py, ``rejudge_model_timed``). A decoder's greedy
 generation agreement is the judge's too, from the tokens the device generated (``generated_tokens``).
 
-What the judge still cannot vouch for: the timed loop (latency, throughput sweep, TTFT, decode) and the
-TEST04 probe's calls are timed and recorded by the device process's copies of ``runners.timing`` and
-``runners.integrity.CachingProbe``, which a plugin can rewrite in its process:
+The timed loop (latency, throughput sweep, TTFT, decode) runs in the device process, each measurement
+in a frame of the judge's (runners/model_suite/frames.py, ``ModelRun.frames``): the judge's clock runs
+around the loop, every round's TEST01 output is committed by digest inside the frame and the judge draws
+which rounds are revealed; the judge's checks are ``rederive_timed`` (the device's total against the
+frame's time) and ``judge_timed_samples`` (the drawn rounds). See runners/model_suite/timed_judge.py for
+what stays the device's word (one output per round; the TEST04 probe's timings and calls, timed by the
+device process's copy of ``runners.integrity.CachingProbe``, whose fresh outputs the judge still checks).
 
-- the raw timings are the device process's figures: a plugin can report any per-sample time, and the
-  judge's figures follow it (only a summary inconsistent with its own samples is caught); TEST04's fresh
-  and repeated samples likewise, so a cache keyed on the input's content (fresh calls at full cost,
-  repeated ones from memory) passes TEST04's timing verdict once the plugin rewrites the repeated
-  samples; the judge's output checks still fail caches keyed on buffers or shapes;
-- which output is "the timed one" is the device process's word: a harness that times a call that skips
-  work and records an output computed apart, untimed, gives the TEST01 samples and the probe's fresh
-  outputs honest values, so neither check sees the skipped work.
-
-Closing it is the serving suite's design (runners/serving_engine.py): the device process places the
-model and holds its input buffers and, per decoder, its KV cache; the judge runs ``measure_with_output``,
-``OutputSampler`` and ``CachingProbe`` around one frame per forward (refills in place as untimed frames
-of their own), on its own clock, and every output it samples comes back in that call's reply. The cost
-to weigh: one frame round trip inside every timed sample, which dilutes TEST04's speed-up for sub-
-millisecond forwards (the seeded ResNet's one-item forward is about 0.85 ms on the 2-core CPU here).
+The serving suite goes further (runners/serving_engine.py): the judge times one frame per forward, at
+the cost of a frame's round trip inside every timed sample.
 """
 
 from __future__ import annotations

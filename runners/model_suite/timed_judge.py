@@ -17,10 +17,25 @@ continued) and, per timed measurement, the raw per-sample timings with the clock
   size; the device's summary is ignored, and a device summary that disagrees with its own raw samples
   (or a figure without raw samples) fails the clock cross-check item of that model and dtype.
 
-What stays the device process's word: the raw timings themselves (a plugin rewriting the harness there
-can report any per-sample time it likes, consistent with its figures) and which output was the timed
-one (a harness that times a call skipping work and records an output computed apart passes TEST01).
-Closing both is the serving design: the judge times one frame per forward (runners/serving_engine.py).
+With a device process, each timed measurement runs in a frame of the judge's (``FrameJudge``,
+runners/model_suite/frames.py), which closes what session 25 left as the device's word:
+
+- the raw timings: the judge's own clock (``time.perf_counter_ns``) runs around each timed loop, and the
+  device's reported total of it (every sample of every round, ``host_frame_check``) must lie within the
+  program's clock bounds of that frame time: a device reporting its calls faster than the frame lasted
+  (12x in the hostile plugin's test) has every such figure refused and fails the clock item;
+- which output was the timed one: the device commits the digest of every round's TEST01 output in the
+  frame that is timed, and the judge then draws the rounds to check with its own secret; the revealed
+  outputs must match their digests. A harness that skips the work in its timed calls must hand over an
+  output computed apart for every round (the host clock then sees the work outside the timed calls) or
+  leave rounds the judge may draw with the skipped calls' outputs (TEST01 fails them).
+
+What remains the device's word: the digests cover one output per round (its last call's), so calls
+before it in the round are vouched for by the time they took only; an output computed apart for every
+round costs one call per round, which for rounds of many short calls stays inside the clock bounds
+(TEST04's fresh-input probe, which still runs whole in the device process with its own timings, is the
+check for answers computed from a cache). In one process (no device process) the rounds are the ones the
+challenge draws, as before.
 """
 
 from __future__ import annotations
