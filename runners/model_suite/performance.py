@@ -259,9 +259,9 @@ def measure_model(
     salt = f"model:{name}:{dtype}"
     samples: list[OutputSample] = []
     single = run.workload.make_batch([0], run.device, run.dtype)
-    timed = partial(_timed, run, seed=seed, name=name, dtype=dtype, salt=salt)
+    timed_run = partial(_timed, run, seed=seed, name=name, dtype=dtype, salt=salt)
     with torch.inference_mode():
-        stats, kept = timed(
+        stats, kept = timed_run(
             lambda: run.forward(*single), lambda out: _rows(out, [0]), group="latency", items=[0]
         )
     samples += [OutputSample(f"latency@round{r}", [0], t) for r, t in kept]
@@ -285,7 +285,7 @@ def measure_model(
         last = index == len(sweep) - 1
         if last:
             run.backend.reset_peak_memory()
-        stats, kept = timed(
+        stats, kept = timed_run(
             partial(run.run_all, batches), lambda out: _rows(out, picks), group=f"b{batch_size}", items=picks
         )
         samples += [OutputSample(f"b{batch_size}@round{r}", picks, t) for r, t in kept]
@@ -592,7 +592,7 @@ def _decoder_timings(
             lambda out: out[1],
             group=f"ttft b{batch_size}",
             items=picks,
-            extra=lambda untimed=untimed_first: {"expected": untimed},
+            extra=partial(dict, expected=untimed_first),
         )
         host_prompt = prompt.detach().cpu()
         first_reference = None if reference_model is None else reference_model(host_prompt)[:, -1]
@@ -613,7 +613,7 @@ def _decoder_timings(
             lambda out: out[:, -1],
             group=f"decode b{batch_size}",
             items=picks,
-            extra=lambda untimed=untimed_step, first=host_token: {"expected": untimed, "token": first},
+            extra=partial(dict, expected=untimed_step, token=host_token),
         )
         # The reference continues the device's own first token (teacher forcing): a device whose
         # first token differed is judged on its step from there, not twice for one divergence.

@@ -161,9 +161,9 @@ class FrameJudge:
             self._ended = frame
             return {"op": "timed_reveal", "rounds": frame.drawn}, {}
         if kind == "timed_revealed":
-            frame, self._ended = self._ended, None
-            if frame is not None:
-                self._revealed(frame, tensors)
+            ended, self._ended = self._ended, None
+            if ended is not None:
+                self._revealed(ended, tensors)
             return None
         self._abandon()
         return None
