@@ -24,7 +24,17 @@ Memory: the device keeps the TEST01 part of every round of the current measureme
 has asked (at most ``MAX_KEPT_BYTES``; a run that would keep more raises, which fails that model and
 dtype's timed run rather than weakening the draw). The parts are small: one item's output for the
 latency run, ``TEST01_SAMPLES`` items' for each throughput batch, one next-token logit row per prompt
-for a decoder's TTFT and decode step.
+for a decoder's TTFT and decode step. A round lasts 20 ms or ``min_samples`` blocks of at least
+``block_min_s``, whichever is shorter (runners/timing.py step 2: 7 ms in the certification policy), so
+a certification measurement (``max_time_s`` 2 s) has about 300 rounds at most: the largest part, a decode step of 4 prompts over a 256k-token vocabulary in
+float32, 4 MiB a round, stays near 1.2 GiB.
+
+The frame check's bounds are the program's clock cross-check bounds (``clock_ratio_bounds``, AIA 1.2:
+0.5-1.05, the same bar as events against the host clock in runners/timing.py step 7). The device's calls
+all lie inside the frame, so its total cannot exceed the frame but by clock skew (honest maximum measured
+0.9998); the frame adds to the timed loop two pipe messages (an empty frame's round trip: median 89 us,
+p99 4.7 ms, on the 2-core development host at load 12) and the harness's between-round work (the stop
+rule, the TEST01 copy and its digest). Measured by bench/model_frames.py on that host at load 13-17.
 """
 
 from __future__ import annotations
@@ -39,7 +49,7 @@ from runners.timing import TimingStats, stats_to_wire
 
 # The most the device process keeps of one measurement's rounds until the judge's reveal: rounds are
 # at most ``TimingPolicy.max_samples`` (one sample per round at least), each a few rows of outputs.
-MAX_KEPT_BYTES = 1 << 30
+MAX_KEPT_BYTES = 4 << 30
 
 Send = Callable[[dict[str, Any], dict[str, torch.Tensor] | None], None]
 Receive = Callable[[], tuple[dict[str, Any], dict[str, torch.Tensor]]]
