@@ -400,13 +400,18 @@ def measure_with_output(
     backend: TimedBackend | None = None,
     policy: TimingPolicy | None = None,
     between_rounds: RoundHook | None = None,
+    before_timed: Callable[[], None] | None = None,
+    every_sample: list[float] | None = None,
 ) -> tuple[TimingStats, object]:
     """Time ``fn`` and also return what its last *timed* call returned.
 
     ``fn`` must enqueue the same work on every call; the backend (None: host only) gives
     synchronization, events and the cache size. The returned output comes from inside the
     measured loop, so the output-consistency check sees what was timed, not a re-run.
-    ``between_rounds`` runs after every round, the last one included.
+    ``between_rounds`` runs after every round, the last one included. ``before_timed`` runs once
+    after the warm-up, just before the first timed round (the device process opens the judge's
+    timed frame there: runners/model_suite/frames.py), and ``every_sample`` receives every sample
+    of every round in the order taken, those before the reported window included.
     """
     policy = policy or TimingPolicy()
     flush = _CacheFlusher(backend) if policy.flush_cache else None
@@ -430,12 +435,15 @@ def measure_with_output(
     # A round is a few blocks between two looks at the stop rule (and one sync with events).
     round_blocks = max(1, min(policy.min_samples, math.ceil(0.02 / (per_call * number))))
 
-    samples: list[float] = []
+    samples: list[float] = every_sample if every_sample is not None else []
+    del samples[:]
     output: object = None
     measured = 0.0
     event_total = host_total = 0.0
     worst_round = math.inf
     rounds = 0
+    if before_timed is not None:
+        before_timed()
     wall_start = time.perf_counter()
 
     def stats_now(first: int = 0) -> TimingStats:

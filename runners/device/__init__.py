@@ -45,11 +45,13 @@ Per suite:
   runs' TEST01 samples and raw per-sample timings come back too (runners/model_suite/timed_judge.py): the
   judge decides TEST01 against its own references, recomputes every timed figure and the clock
   cross-check from the raw timings with its own policy, and fails a figure whose device summary
-  disagrees with them (``rejudge_model_timed``); the device commits none of the TEST01 samples, the
-  judge commits those it judged. No verdict is the device process's (``device_verdicts`` is empty). The
-  timed loop itself (latency, throughput, TTFT, decode, the TEST04 probe's calls) still runs in the
-  device process: its raw timings, and which output was the timed one, are the device process's word,
-  which a plugin rewriting the harness there can forge (see runners/model_suite/performance.py).
+  disagrees with them (``rejudge_model_timed``). Each timed measurement runs in a frame of the judge's
+  (runners/model_suite/frames.py): the judge's clock around the timed loop bounds the device's reported
+  total, and the TEST01 samples are rounds the judge draws with its own secret after the device has
+  committed the digest of every round's output, each revealed output checked against its digest; the
+  judge commits the samples it judged. No verdict is the device process's (``device_verdicts`` is
+  empty). What stays its word (one output per round; the TEST04 probe's own timings) is in
+  runners/model_suite/timed_judge.py.
 
 - serving: LoadGen, its SUTs (batching, continuous batching), the float64 reference, the accuracy
   score, TEST01 and the commitment run in the judge (runners/serving); the device process places the
@@ -139,9 +141,10 @@ def suite_in_device_process(
         }
         rejudge_model_accuracy(document, spec, outputs, tensors, workloads, generated)
         rejudge_model_caching(document, spec, caching, tensors, workloads)
-        committed = rejudge_model_timed(document, spec, extra["timed"], tensors, outputs, workloads)
-        # Every verdict is the judge's; the raw timings and which output was the timed one are still
-        # the device process's word (runners/model_suite/timed_judge.py).
+        committed = rejudge_model_timed(
+            document, spec, extra["timed"], tensors, outputs, workloads, frames=device.frames
+        )
+        # Every verdict is the judge's; the timed loops ran in its frames (runners/model_suite/frames.py).
         document["process_isolation"] = device.isolation("judge", [])
     document["commitment"] = _judge_commitment(spec, outputs, tensors, commitment, committed)
     validate_document(document)

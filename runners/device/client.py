@@ -21,14 +21,21 @@ import time
 from collections.abc import Callable, Iterable
 from io import FileIO
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
 import runners
 from runners.catalog import Case, Kernel
 from runners.device.local import KernelResult, device_error, loaded_packages
-from runners.device.protocol import FrameSink, FrameSource, ProtocolError, read_frame, write_frame
+from runners.device.protocol import (
+    FrameSink,
+    FrameSource,
+    ProtocolError,
+    merge_tensors,
+    read_frame,
+    write_frame,
+)
 from runners.device.sandbox import (
     DROPPED_CAPABILITIES,
     Confinement,
@@ -38,9 +45,14 @@ from runners.device.sandbox import (
 )
 from runners.errors import PRODUCT_FAILURE, error
 
+if TYPE_CHECKING:
+    from runners.model_suite.timed_judge import FrameJudge
+
 # The package root the child imports ``runners`` from: the very code the judge runs.
 _PACKAGE_ROOT = str(Path(runners.__file__).resolve().parent.parent)
 START_TIMEOUT_S = 300.0
+# A frame the judge writes back to an event of the device process (header, tensors).
+Answer = tuple[dict[str, Any], dict[str, torch.Tensor]]
 
 
 class DeviceProcessError(RuntimeError):
@@ -160,6 +172,8 @@ class DeviceClient:
         self._undumpable = make_parent_undumpable() if self.protected_paths else False
         self._serving_lock = threading.Lock()
         self._confinement_state: dict[str, Any] = {}
+        # The model suite's timed frames of the last ``run_suite`` (runners/model_suite/frames.py).
+        self.frames: FrameJudge | None = None
         self._start()
 
     # --- the process ----------------------------------------------------------------------
@@ -197,20 +211,31 @@ class DeviceClient:
         self,
         header: dict[str, Any],
         tensors: dict[str, torch.Tensor] | None = None,
-        on_event: Callable[[dict[str, Any]], None] | None = None,
+        on_event: Callable[[dict[str, Any], dict[str, torch.Tensor]], Answer | None] | None = None,
     ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """Writes one request and reads frames until its reply. The device process's ``event`` frames
+        before it go to ``on_event``, whose answer (a frame) is written back at once: the model suite's
+        timed frames (runners/model_suite/frames.py). Tensors the device sent ahead in ``tensors`` events
+        (a reply with more than ``MAX_TENSORS``: ``runners.device.protocol.split_tensors``) are the
+        reply's."""
         process = self._process
         if process is None or process.stdin is None or process.stdout is None:
             raise ProtocolError("the device process is not running")
         sink, source = _pipes(process)
         try:
             write_frame(sink, header, tensors)
+            ahead: dict[str, torch.Tensor] = {}
             while True:
                 reply, out = read_frame(source)
-                if "event" in reply and on_event is not None:
-                    on_event(reply)
+                if reply.get("event") == "tensors":
+                    merge_tensors(ahead, out)
                     continue
-                return reply, out
+                if "event" in reply:
+                    answer = on_event(reply, out) if on_event is not None else None
+                    if answer is not None:
+                        write_frame(sink, *answer)
+                    continue
+                return reply, merge_tensors(ahead, out)
         except (OSError, ValueError) as exc:
             raise ProtocolError(f"{type(exc).__name__}: {exc}") from None
         except BaseException:
@@ -321,15 +346,25 @@ class DeviceClient:
         the tensors they name), its caching probes' figures, and (model suite) its timed runs' evidence
         and generated tokens, ``{"timed": [...], "generated": [...]}`` (see runners/device/__init__.py)."""
 
-        def on_event(event: dict[str, Any]) -> None:
-            if progress is not None and event.get("event") == "progress":
-                progress(
-                    int(event.get("done") or 0), int(event.get("total") or 1), str(event.get("label") or "")
-                )
+        from runners.model_suite.timed_judge import FrameJudge
+
+        frames = self.frames = FrameJudge()
+
+        def on_event(event: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Answer | None:
+            if event.get("event") == "progress":
+                if progress is not None:
+                    progress(
+                        int(event.get("done") or 0),
+                        int(event.get("total") or 1),
+                        str(event.get("label") or ""),
+                    )
+                return None
+            return frames.on_event(event, tensors)
 
         self._ensure_running()
         try:
             reply, tensors = self._request({"op": "run_suite", "spec": spec}, on_event=on_event)
+            frames.close()
         except ProtocolError as exc:
             raise DeviceProcessError(f"{self._lost()}: {exc}") from None
         if not reply.get("ok") or not isinstance(reply.get("document"), dict):

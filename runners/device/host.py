@@ -13,7 +13,8 @@ Requests (``op``), one reply each:
 - ``open {backend}``: loads the backend; replies its availability, support declaration and fingerprint
 - ``run_kernel {kernel, case, dtype, params}`` + input tensors: replies ``output`` and ``device_s``
 - ``run_suite {spec}``: runs a performance or model suite here (see runners/device/__init__.py),
-  sending ``progress`` frames first; replies its document, the outputs the judge re-judges and each
+  sending ``progress`` frames first (and, for the model suite, each timed measurement's frames with
+  the judge: runners/model_suite/frames.py); replies its document, the outputs the judge re-judges and each
   TEST04 probe's timings and kept outputs (``caching``), which the judge judges
 - ``serving_open {model, dtype, decoder, output_tokens}`` + the workload's input tensors: places the
   model on the device (runners/serving_engine.py); replies a ``handle``
@@ -21,6 +22,7 @@ Requests (``op``), one reply each:
   serving suite's SUT, which runs in the judge with LoadGen; replies ``output``
 - ``serving_meter {handle, action}``: starts / stops the device's energy meter around a timed run
 - ``serving_close {handle}``
+- ``ping``: replies ``ok`` (an empty frame's round trip)
 - ``list``: every backend this host offers, with availability, dtypes and fingerprint
 - ``exit``
 """
@@ -36,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from runners.device.local import error_message, execute_kernel, loaded_packages
-from runners.device.protocol import FrameSink, FrameSource, PeerClosed, read_frame, write_frame
+from runners.device.protocol import FrameSink, FrameSource, PeerClosed, read_frame, write_reply
 from runners.math_modes import PINNED, set_math_modes
 
 if TYPE_CHECKING:
@@ -84,9 +86,15 @@ class Host:
         self.backend: Any = None
         self.served: dict[int, dict[str, Any]] = {}  # handle -> {engine, rate_hz, meter}
         self._next_handle = 1
+        self.source: FrameSource | None = None  # the judge's frames, for the model suite's timed frames
+
+    def receive(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        if self.source is None:
+            raise PeerClosed("no channel from the judge")
+        return read_frame(self.source)
 
     def reply(self, header: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None) -> None:
-        write_frame(self.out, header, tensors)
+        write_reply(self.out, header, tensors)
 
     def describe(self) -> dict[str, Any]:
         backend = self.backend
@@ -119,6 +127,10 @@ class Host:
         # and the fingerprint this process reports reads them back.
         set_math_modes(PINNED)
         self.reply(self.describe())
+
+    def op_ping(self, _header: dict[str, Any], _tensors: dict[str, torch.Tensor]) -> None:
+        """An empty frame's round trip (the fixed cost inside every timed frame: bench/model_frames.py)."""
+        self.reply({"ok": True})
 
     def op_fingerprint(self, _header: dict[str, Any], _tensors: dict[str, torch.Tensor]) -> None:
         self.reply(self.describe())
@@ -197,6 +209,7 @@ class Host:
         elif spec["suite"] == "model":
             from runners.commitment import CollectingCommitment
             from runners.model_suite import run_model
+            from runners.model_suite.frames import TimedFrames
             from runners.model_suite.performance import TimedEvidence
             from runners.model_suite.timed_judge import timed_to_wire
 
@@ -214,6 +227,7 @@ class Host:
                 keep_caching=model_probes,
                 keep_timed=kept_timed,
                 keep_generated=kept_generated,
+                frames=TimedFrames(self.reply, self.receive),
             )
             for index, (model, dtype, accuracy) in enumerate(kept_models):
                 outputs.append({"model": model, "dtype": dtype})
@@ -350,6 +364,7 @@ class Host:
         self.reply({"ok": True, "backends": backends})
 
     def serve(self, stream: FrameSource) -> int:
+        self.source = stream
         while True:
             try:
                 header, tensors = read_frame(stream)

@@ -50,7 +50,11 @@ DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 MAX_HEADER_BYTES = 16 * 2**20
 # One frame's tensors together: more than any catalog case or benchmark output moves.
 MAX_PAYLOAD_BYTES = 16 * 2**30
+# Tensors of one frame. A reply that holds more (a model suite's outputs and TEST04 probes over many
+# models and dtypes) goes in several frames: ``write_reply`` sends the leading ``MAX_TENSORS`` at a time
+# as ``tensors`` events and the reader merges them (``merge_tensors``), at most ``MAX_REPLY_TENSORS``.
 MAX_TENSORS = 256
+MAX_REPLY_TENSORS = 64 * MAX_TENSORS
 MAX_DIMS = 16
 _LENGTH = struct.Struct(">Q")
 _CHUNK = 64 * 2**20
@@ -120,6 +124,30 @@ def write_frame(
     for payload in payloads:
         _write_all(stream, payload)
     stream.flush()
+
+
+def write_reply(
+    stream: FrameSink, header: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None
+) -> None:
+    """Writes one reply, however many tensors it holds: all but the last ``MAX_TENSORS`` of them go
+    ahead in ``{"event": "tensors"}`` frames, which the reader merges into the reply's."""
+    items = list((tensors or {}).items())
+    if len(items) > MAX_REPLY_TENSORS:
+        raise ProtocolError(f"a reply of {len(items)} tensors exceeds {MAX_REPLY_TENSORS}")
+    while len(items) > MAX_TENSORS:
+        write_frame(stream, {"event": "tensors"}, dict(items[:MAX_TENSORS]))
+        items = items[MAX_TENSORS:]
+    write_frame(stream, header, dict(items))
+
+
+def merge_tensors(into: dict[str, torch.Tensor], more: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``into`` with the tensors of one more frame of the same reply (``write_reply``)."""
+    if len(into) + len(more) > MAX_REPLY_TENSORS:
+        raise ProtocolError(f"a reply of more than {MAX_REPLY_TENSORS} tensors")
+    if into.keys() & more.keys():
+        raise ProtocolError("a reply named one tensor twice")
+    into.update(more)
+    return into
 
 
 def _read_exact(stream: FrameSource, size: int, *, start: bool = False) -> bytearray:

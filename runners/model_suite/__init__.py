@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -43,6 +43,7 @@ from runners.errors import (
 from runners.integrity import CachingEvidence, caching_threshold_of, probe_evidence
 from runners.math_modes import with_pinned_math_modes
 from runners.measurements import case_record, integrity_section, measurement, rebuild_integrity
+from runners.model_suite.frames import TimedFrames
 from runners.model_suite.performance import (
     ModelRun,
     TimedEvidence,
@@ -58,6 +59,9 @@ from runners.models.resnet import ResNetConfig
 from runners.models.seeded import seeded_model_entry
 from runners.progress import label as progress_label
 from runners.timing import TimingPolicy
+
+if TYPE_CHECKING:
+    from runners.model_suite.timed_judge import FrameJudge
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -193,6 +197,7 @@ def run_model(
     keep_caching: list[tuple[str, str, CachingEvidence]] | None = None,
     keep_timed: list[TimedEvidence] | None = None,
     keep_generated: list[tuple[str, str, torch.Tensor]] | None = None,
+    frames: TimedFrames | None = None,
 ) -> dict[str, Any]:
     """The model suite's result document for a validated job spec (the CLI's suite signature).
 
@@ -221,6 +226,7 @@ def run_model(
         keep_caching=keep_caching,
         keep_timed=keep_timed,
         keep_generated=keep_generated,
+        frames=frames,
     )
     return build_document(
         "model",
@@ -249,6 +255,7 @@ def run_model_suite(
     keep_caching: list[tuple[str, str, CachingEvidence]] | None = None,
     keep_timed: list[TimedEvidence] | None = None,
     keep_generated: list[tuple[str, str, torch.Tensor]] | None = None,
+    frames: TimedFrames | None = None,
 ) -> dict[str, Any]:
     """Cases, measurements and integrity verdicts of the model suite for ``spec``.
 
@@ -380,6 +387,7 @@ def run_model_suite(
                     policy,
                     quick,
                     step=device_call(prepare(module)) if entry is not None else None,
+                    frames=frames,
                 )
                 accuracy_out = run.accuracy_outputs()
             except ModelError as exc:
@@ -735,12 +743,18 @@ def rejudge_model_timed(
     tensors: dict[str, torch.Tensor],
     outputs: list[dict[str, Any]],
     workloads: dict[str, JudgeModel | str],
+    frames: FrameJudge | None = None,
 ) -> list[tuple[str, torch.Tensor]]:
     """TEST01, the timed figures and the clock cross-check of the model suite judged by the judge from
     the timed runs' raw evidence (``records``, runners/model_suite/timed_judge.py): the device process's
     own TEST01 and timing items are dropped, and every timed measurement is the judge's recomputation.
     Every model and dtype with timed measurements must come back with its evidence, or both its TEST01
     and its clock item fail. Returns the TEST01 outputs the judge judged, by output id, for its commitment.
+
+    With the judge's timed frames (``frames``: the device process) the evidence is the frames' alone:
+    the TEST01 samples are the rounds the judge drew and the device revealed, each matching its digest,
+    the raw timings those each frame closed with, and every figure must fit the judge's clock around
+    its frame; ``records`` is then not read.
     """
     from runners.model_suite.timed_judge import judge_timed_samples, rederive_timed, timed_from_wire
     from runners.models.reference import float64_copy
@@ -751,6 +765,9 @@ def rejudge_model_timed(
     seed = spec["challenge"]
     accuracy = returned_accuracy(outputs, tensors)
     evidence: dict[tuple[str, str], TimedEvidence | str] = {}
+    if frames is not None:
+        evidence.update(frames.evidence())
+        records = []
     for index, record in enumerate(records):
         key = (str(record.get("model")), str(record.get("dtype")))
         evidence[key] = (
@@ -810,7 +827,14 @@ def rejudge_model_timed(
             continue
         timed = found if isinstance(found, TimedEvidence) else None
         measurements, clock = rederive_timed(
-            mine, timed, built.workload, policy, name=name, dtype=dtype, quick=quick
+            mine,
+            timed,
+            built.workload,
+            policy,
+            name=name,
+            dtype=dtype,
+            quick=quick,
+            frames=None if frames is None else frames.frames.get((name, dtype), {}),
         )
         rebuilt += measurements
         timing.append(clock)
@@ -829,6 +853,8 @@ def rejudge_model_timed(
                 seed=seed,
                 quick=quick,
                 decoder_reference=decoder,
+                drawn=None if frames is None else frames.drawn((name, dtype)),
+                frame_problems=None if frames is None else frames.problems.get((name, dtype)),
             )
         except Exception as exc:  # evidence the judge's scoring could not read: nothing vouched for
             item = {**head, "sample_ids": [], "reason": f"the judge could not judge the samples: {exc}"[:500]}

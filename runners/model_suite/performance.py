@@ -16,25 +16,16 @@ clock cross-check from the raw timings with its own policy, and fails a figure w
 disagrees with them (runners/model_suite/timed_judge.py, ``rejudge_model_timed``). A decoder's greedy
 generation agreement is the judge's too, from the tokens the device generated (``generated_tokens``).
 
-What the judge still cannot vouch for: the timed loop (latency, throughput sweep, TTFT, decode) and the
-TEST04 probe's calls are timed and recorded by the device process's copies of ``runners.timing`` and
-``runners.integrity.CachingProbe``, which a plugin can rewrite in its process:
+The timed loop (latency, throughput sweep, TTFT, decode) runs in the device process, each measurement
+in a frame of the judge's (runners/model_suite/frames.py, ``ModelRun.frames``): the judge's clock runs
+around the loop, every round's TEST01 output is committed by digest inside the frame and the judge draws
+which rounds are revealed; the judge's checks are ``rederive_timed`` (the device's total against the
+frame's time) and ``judge_timed_samples`` (the drawn rounds). See runners/model_suite/timed_judge.py for
+what stays the device's word (one output per round; the TEST04 probe's timings and calls, timed by the
+device process's copy of ``runners.integrity.CachingProbe``, whose fresh outputs the judge still checks).
 
-- the raw timings are the device process's figures: a plugin can report any per-sample time, and the
-  judge's figures follow it (only a summary inconsistent with its own samples is caught); TEST04's fresh
-  and repeated samples likewise, so a cache keyed on the input's content (fresh calls at full cost,
-  repeated ones from memory) passes TEST04's timing verdict once the plugin rewrites the repeated
-  samples; the judge's output checks still fail caches keyed on buffers or shapes;
-- which output is "the timed one" is the device process's word: a harness that times a call that skips
-  work and records an output computed apart, untimed, gives the TEST01 samples and the probe's fresh
-  outputs honest values, so neither check sees the skipped work.
-
-Closing it is the serving suite's design (runners/serving_engine.py): the device process places the
-model and holds its input buffers and, per decoder, its KV cache; the judge runs ``measure_with_output``,
-``OutputSampler`` and ``CachingProbe`` around one frame per forward (refills in place as untimed frames
-of their own), on its own clock, and every output it samples comes back in that call's reply. The cost
-to weigh: one frame round trip inside every timed sample, which dilutes TEST04's speed-up for sub-
-millisecond forwards (the seeded ResNet's one-item forward is about 0.85 ms on the 2-core CPU here).
+The serving suite goes further (runners/serving_engine.py): the judge times one frame per forward, at
+the cost of a frame's round trip inside every timed sample.
 """
 
 from __future__ import annotations
@@ -62,10 +53,11 @@ from runners.integrity import (
     seeded_random,
 )
 from runners.measurements import measurement, timing_section
+from runners.model_suite.frames import CommittingSampler, TimedFrames
 from runners.model_suite.workloads import Workload
 from runners.models.loading import LoadedModel
 from runners.models.reference import float64_copy
-from runners.timing import TimingPolicy, measure_with_output, stats_to_wire
+from runners.timing import TimingPolicy, TimingStats, measure_with_output, stats_to_wire
 
 ACCURACY_BATCH = 4
 GENERATED_TOKENS = 8
@@ -141,6 +133,9 @@ class ModelRun:
     # The module itself as the backend prepared it, for a decoder's TTFT and decode steps, where
     # ``forward`` is the workload's entry (Workload.entry) rather than the module.
     step: Callable[..., torch.Tensor] | None = None
+    # In the device process: the judge's timed frames (runners/model_suite/frames.py); each timed
+    # measurement then runs in a frame of its own and its TEST01 rounds are the judge's draw.
+    frames: TimedFrames | None = None
 
     def batches(self, size: int) -> list[tuple[torch.Tensor, ...]]:
         return [
@@ -205,6 +200,42 @@ def _rows(outputs: Any, picks: list[int]) -> torch.Tensor:
         return torch.empty(0)  # malformed outputs: nothing to compare, so TEST01 fails
 
 
+def _timed(
+    run: ModelRun,
+    fn: Callable[[], object],
+    select: Callable[[Any], torch.Tensor],
+    *,
+    seed: int | str,
+    name: str,
+    dtype: str,
+    group: str,
+    salt: str,
+    items: list[int],
+    extra: Callable[[], dict[str, torch.Tensor]] | None = None,
+) -> tuple[TimingStats, list[tuple[int, torch.Tensor]]]:
+    """One timed measurement and its TEST01 rounds. In this process alone: the rounds the challenge
+    draws (``OutputSampler``). With the judge's frames (the device process): the timed loop in a frame
+    of its own, every round's TEST01 part committed by digest and the rounds the judge draws revealed
+    to it (runners/model_suite/frames.py); none come back here."""
+    if run.frames is None:
+        sampler = OutputSampler(select, seed=seed, salt=f"{salt}:{group.replace(' b', '')}")
+        stats, _ = measure_with_output(fn, backend=run.backend, policy=run.policy, between_rounds=sampler)
+        return stats, sampler.finish()
+    frames = run.frames
+    committing = CommittingSampler(select)
+    every: list[float] = []
+    stats, _ = measure_with_output(
+        fn,
+        backend=run.backend,
+        policy=run.policy,
+        between_rounds=committing,
+        before_timed=partial(frames.start, name, dtype, group),
+        every_sample=every,
+    )
+    frames.finish(name, dtype, group, items, stats, every, committing, extra() if extra else None)
+    return stats, []
+
+
 def measure_model(
     run: ModelRun,
     seed: int | str = "",
@@ -228,12 +259,12 @@ def measure_model(
     salt = f"model:{name}:{dtype}"
     samples: list[OutputSample] = []
     single = run.workload.make_batch([0], run.device, run.dtype)
-    sampler = OutputSampler(lambda out: _rows(out, [0]), seed=seed, salt=f"{salt}:latency")
+    timed_run = partial(_timed, run, seed=seed, name=name, dtype=dtype, salt=salt)
     with torch.inference_mode():
-        stats, _ = measure_with_output(
-            lambda: run.forward(*single), backend=run.backend, policy=run.policy, between_rounds=sampler
+        stats, kept = timed_run(
+            lambda: run.forward(*single), lambda out: _rows(out, [0]), group="latency", items=[0]
         )
-    samples += [OutputSample(f"latency@round{r}", [0], t) for r, t in sampler.finish()]
+    samples += [OutputSample(f"latency@round{r}", [0], t) for r, t in kept]
     raw[f"{name} latency"] = stats_to_wire(stats)
     items.append(
         measurement(
@@ -254,14 +285,10 @@ def measure_model(
         last = index == len(sweep) - 1
         if last:
             run.backend.reset_peak_memory()
-        sampler = OutputSampler(lambda out: _rows(out, picks), seed=seed, salt=f"{salt}:b{batch_size}")
-        stats, _ = measure_with_output(
-            partial(run.run_all, batches),
-            backend=run.backend,
-            policy=run.policy,
-            between_rounds=sampler,
+        stats, kept = timed_run(
+            partial(run.run_all, batches), lambda out: _rows(out, picks), group=f"b{batch_size}", items=picks
         )
-        samples += [OutputSample(f"b{batch_size}@round{r}", picks, t) for r, t in sampler.finish()]
+        samples += [OutputSample(f"b{batch_size}@round{r}", picks, t) for r, t in kept]
         raw[f"{name} throughput b{batch_size}"] = stats_to_wire(stats)
         items_per_s = run.workload.size / stats.median
         items.append(
@@ -559,15 +586,19 @@ def _decoder_timings(
             return logits.argmax(-1, keepdim=True), logits
 
         untimed_first = _host(first_token()[1])
-        sampler = OutputSampler(lambda out: out[1], seed=seed, salt=f"model:{name}:{dtype}:ttft{batch_size}")
-        ttft, _ = measure_with_output(
-            first_token, backend=run.backend, policy=run.policy, between_rounds=sampler
+        timed = partial(_timed, run, seed=seed, name=name, dtype=dtype, salt=f"model:{name}:{dtype}")
+        ttft, kept = timed(
+            first_token,
+            lambda out: out[1],
+            group=f"ttft b{batch_size}",
+            items=picks,
+            extra=partial(dict, expected=untimed_first),
         )
         host_prompt = prompt.detach().cpu()
         first_reference = None if reference_model is None else reference_model(host_prompt)[:, -1]
         samples += [
             OutputSample(f"ttft b{batch_size}@round{r}", picks, _host(t), untimed_first, first_reference)
-            for r, t in sampler.finish()
+            for r, t in kept
         ]
         token = first_token()[0]
 
@@ -576,15 +607,16 @@ def _decoder_timings(
             return call(token, cache)
 
         untimed_step = _host(next_token())[:, -1]
-        sampler = OutputSampler(
-            lambda out: out[:, -1], seed=seed, salt=f"model:{name}:{dtype}:decode{batch_size}"
-        )
-        step, _ = measure_with_output(
-            next_token, backend=run.backend, policy=run.policy, between_rounds=sampler
+        host_token = token.detach().cpu()
+        step, kept = timed(
+            next_token,
+            lambda out: out[:, -1],
+            group=f"decode b{batch_size}",
+            items=picks,
+            extra=partial(dict, expected=untimed_step, token=host_token),
         )
         # The reference continues the device's own first token (teacher forcing): a device whose
         # first token differed is judged on its step from there, not twice for one divergence.
-        host_token = token.detach().cpu()
         step_reference = (
             None
             if reference_model is None
@@ -594,7 +626,7 @@ def _decoder_timings(
             OutputSample(
                 f"decode b{batch_size}@round{r}", picks, _host(t), untimed_step, step_reference, host_token
             )
-            for r, t in sampler.finish()
+            for r, t in kept
         ]
         raw[f"{name} ttft b{batch_size}"] = stats_to_wire(ttft)
         raw[f"{name} decode b{batch_size}"] = stats_to_wire(step)

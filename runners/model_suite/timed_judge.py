@@ -17,23 +17,43 @@ continued) and, per timed measurement, the raw per-sample timings with the clock
   size; the device's summary is ignored, and a device summary that disagrees with its own raw samples
   (or a figure without raw samples) fails the clock cross-check item of that model and dtype.
 
-What stays the device process's word: the raw timings themselves (a plugin rewriting the harness there
-can report any per-sample time it likes, consistent with its figures) and which output was the timed
-one (a harness that times a call skipping work and records an output computed apart passes TEST01).
-Closing both is the serving design: the judge times one frame per forward (runners/serving_engine.py).
+With a device process, each timed measurement runs in a frame of the judge's (``FrameJudge``,
+runners/model_suite/frames.py), which closes what session 25 left as the device's word:
+
+- the raw timings: the judge's own clock (``time.perf_counter_ns``) runs around each timed loop, and the
+  device's reported total of it (every sample of every round, ``host_frame_check``) must lie within the
+  program's clock bounds of that frame time: a device reporting its calls faster than the frame lasted
+  (12x in the hostile plugin's test) has every such figure refused and fails the clock item;
+- which output was the timed one: the device commits the digest of every round's TEST01 output in the
+  frame that is timed, and the judge then draws the rounds to check with its own secret; the revealed
+  outputs must match their digests. A harness that skips the work in its timed calls must hand over an
+  output computed apart for every round (the host clock then sees the work outside the timed calls) or
+  leave rounds the judge may draw with the skipped calls' outputs (TEST01 fails them).
+
+What remains the device's word: the digests cover one output per round (its last call's), so calls
+before it in the round are vouched for by the time they took only; an output computed apart for every
+round costs one call per round, which for rounds of many short calls stays inside the clock bounds
+(TEST04's fresh-input probe, which still runs whole in the device process with its own timings, is the
+check for answers computed from a cache). In one process (no device process) the rounds are the ones the
+challenge draws, as before.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import secrets
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from runners.commitment import output_digest
 from runners.integrity import TEST01_ROUND_LIMIT, sampled_rounds
 from runners.measurements import measurement, timing_section
+from runners.model_suite.frames import measurement_of
 from runners.model_suite.performance import (
     OutputSample,
     TimedEvidence,
@@ -52,6 +72,150 @@ _LABEL = re.compile(r"^(?P<group>.+)@round(?P<round>\d{1,9})$")
 # judge runs the same ``runners.timing.summarize``); anything more is a rewritten summary.
 AGREEMENT_RTOL = 1e-9
 TIMED_KINDS = ("model_latency", "model_throughput", "ttft", "decode")
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass
+class HostFrame:
+    """One timed measurement as the judge saw it: its own clock around the frame, what the device
+    committed and reported, and the rounds it drew."""
+
+    model: str
+    dtype: str
+    group: str
+    host_s: float
+    items: list[int]
+    digests: list[str]
+    timings: Any
+    every_sample: Any
+    drawn: list[int] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+class FrameJudge:
+    """The judge's side of the model suite's timed frames (runners/model_suite/frames.py): answers the
+    device process's ``timed_*`` events inside ``run_suite`` (``on_event``), times each frame on its own
+    clock, draws the rounds to check with ``secrets`` and checks every revealed output against the
+    digest committed for its round. ``evidence`` then gives, per model and dtype, the TEST01 samples it
+    revealed and the raw timings of each measurement; ``frames`` each measurement's host frame."""
+
+    def __init__(self, *, draw: secrets.SystemRandom | None = None) -> None:
+        self._draw = draw or secrets.SystemRandom()
+        self._started: tuple[str, str, str, int] | None = None
+        self._ended: HostFrame | None = None
+        self.frames: dict[tuple[str, str], dict[str, HostFrame]] = {}
+        self.samples: dict[tuple[str, str], list[OutputSample]] = {}
+        self.problems: dict[tuple[str, str], list[str]] = {}
+
+    def _problem(self, model: str, dtype: str, text: str) -> None:
+        self.problems.setdefault((model, dtype), []).append(text)
+
+    def _abandon(self) -> None:
+        """A frame opened and never closed (the device went on to something else)."""
+        if self._started is not None:
+            model, dtype, group, _ = self._started
+            self._problem(model, dtype, f"timed run {group!r}: its frame was opened and never closed")
+        if self._ended is not None:
+            frame = self._ended
+            self._problem(
+                frame.model, frame.dtype, f"timed run {frame.group!r}: its drawn rounds never came back"
+            )
+        self._started = self._ended = None
+
+    def on_event(
+        self, event: dict[str, Any], tensors: dict[str, torch.Tensor]
+    ) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
+        """The reply to one of the device process's events (None: no reply, a ``progress`` frame)."""
+        now = time.perf_counter_ns()
+        kind = event.get("event")
+        if kind == "timed_start":
+            self._abandon()
+            model, dtype, group = str(event.get("model")), str(event.get("dtype")), str(event.get("group"))
+            self._started = (model, dtype, group, time.perf_counter_ns())
+            return {"op": "timed_go"}, {}
+        if kind == "timed_end":
+            if self._started is None:
+                self._abandon()
+                return {"op": "timed_reveal", "rounds": []}, {}
+            model, dtype, group, started = self._started
+            self._started = None
+            frame = HostFrame(
+                model,
+                dtype,
+                group,
+                (now - started) / 1e9,
+                [i for i in event.get("items") or [] if isinstance(i, int) and not isinstance(i, bool)],
+                [str(d) for d in event.get("digests") or []],
+                event.get("timings"),
+                event.get("every_sample"),
+            )
+            if (event.get("model"), event.get("dtype"), event.get("group")) != (model, dtype, group):
+                frame.problems.append(f"timed run {group!r}: its frame closed as another run")
+            if not frame.digests or not all(_DIGEST.match(d) for d in frame.digests):
+                frame.problems.append(f"timed run {group!r}: no well-formed digest of its rounds")
+            elif len(frame.digests) > 1:
+                count = min(MAX_SAMPLES_PER_RUN, len(frame.digests))
+                frame.drawn = sorted(self._draw.sample(range(len(frame.digests)), count))
+            else:
+                frame.drawn = [0]
+            self._ended = frame
+            return {"op": "timed_reveal", "rounds": frame.drawn}, {}
+        if kind == "timed_revealed":
+            ended, self._ended = self._ended, None
+            if ended is not None:
+                self._revealed(ended, tensors)
+            return None
+        self._abandon()
+        return None
+
+    def _revealed(self, frame: HostFrame, tensors: dict[str, torch.Tensor]) -> None:
+        key = (frame.model, frame.dtype)
+        measurement = measurement_of(frame.model, frame.group)
+        if measurement in self.frames.setdefault(key, {}):
+            self._problem(*key, f"timed run {frame.group!r} ran twice")
+            return
+        self.frames[key][measurement] = frame
+        expected, token = tensors.get("expected"), tensors.get("token")
+        for r in frame.drawn:
+            output = tensors.get(f"round{r}")
+            if output is None:
+                frame.problems.append(
+                    f"timed run {frame.group!r}: round {r} drawn by the judge did not come back"
+                )
+                continue
+            if output_digest(output) != frame.digests[r]:
+                frame.problems.append(
+                    f"timed run {frame.group!r}: the output revealed for round {r} is not the one its digest committed"
+                )
+                continue
+            self.samples.setdefault(key, []).append(
+                OutputSample(
+                    f"{frame.group}@round{r}",
+                    list(frame.items),
+                    output.double(),
+                    None if expected is None else expected.double(),
+                    None,
+                    token,
+                )
+            )
+        for problem in frame.problems:
+            self._problem(*key, problem)
+
+    def close(self) -> None:
+        self._abandon()
+
+    def evidence(self) -> dict[tuple[str, str], TimedEvidence]:
+        """Per model and dtype: the revealed TEST01 samples and each measurement's raw timings."""
+        return {
+            key: TimedEvidence(
+                key[0], key[1], self.samples.get(key, []), {m: f.timings for m, f in frames.items()}
+            )
+            for key, frames in self.frames.items()
+        }
+
+    def drawn(self, key: tuple[str, str]) -> dict[str, list[int]]:
+        """The rounds the judge drew, per TEST01 sample group, of one model and dtype."""
+        return {f.group: list(f.drawn) for f in self.frames.get(key, {}).values()}
 
 
 def timed_to_wire(evidence: TimedEvidence, prefix: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -152,17 +316,22 @@ def judge_timed_samples(
     seed: int | str,
     quick: bool,
     decoder_reference: DecoderReference | None = None,
+    drawn: dict[str, list[int]] | None = None,
+    frame_problems: list[str] | None = None,
 ) -> dict[str, Any]:
     """TEST01 of one model and dtype decided by the judge from the samples the device process returned:
     the sample groups must be exactly the judge's, with the judge's items and at most
     ``MAX_SAMPLES_PER_RUN`` each; each sample is then judged by ``output_samples_verdict`` against the
     accuracy output the device returned (a decoder's: the same call untimed) and the judge's float64
-    reference. Any problem with the evidence fails, with its reason."""
+    reference. Any problem with the evidence fails, with its reason. With the judge's timed frames
+    (``drawn``: the rounds it drew per group, ``frame_problems``: what its frames found, such as a
+    revealed output that is not the one committed) the rounds must be the judge's draw; without, the
+    ones the challenge draws (the suite run in one process)."""
     name, dtype = evidence.model, evidence.dtype
     head = {"model": name, "dtype": dtype}
     torch_dtype = getattr(torch, dtype)
     groups = expected_groups(workload, name=name, dtype=dtype, seed=seed, quick=quick)
-    problems: list[str] = []
+    problems: list[str] = list(frame_problems or [])
     rounds: dict[str, list[int]] = {group: [] for group in groups}
     labels = [s.label for s in evidence.samples]
     if len(set(labels)) != len(labels):
@@ -226,6 +395,11 @@ def judge_timed_samples(
             problems.append(
                 f"timed run {group!r} came back with {len(kept)} TEST01 samples (1 to {MAX_SAMPLES_PER_RUN})"
             )
+        elif drawn is not None:
+            if kept != drawn.get(group):
+                problems.append(
+                    f"timed run {group!r}: its TEST01 rounds {kept} are not the ones the judge drew"
+                )
         elif kept != sampled_rounds(seed, f"model:{name}:{dtype}:{_salt(group)}", max(kept)):
             problems.append(
                 f"timed run {group!r}: its TEST01 rounds {kept} are not the ones the challenge draws"
@@ -282,15 +456,23 @@ def rederive_timed(
     name: str,
     dtype: str,
     quick: bool,
+    frames: dict[str, HostFrame] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """One model and dtype's measurements with every timed figure recomputed by the judge from the raw
     timings, and its clock cross-check item (``timing_section`` over the judge's figures, with the judge's
     bounds). A timed figure without well-formed raw timings is refused (value None, flag unavailable);
     one whose device summary disagrees with its raw timings is replaced by the judge's; either fails the
-    item (``raw_timings``: how many were checked, which disagreed)."""
+    item (``raw_timings``: how many were checked, which disagreed).
+
+    With the judge's timed frames (``frames``, by measurement name) each figure's timed loop must also
+    fit the judge's own clock around its frame (``host_frame_check``): a figure without a frame, or whose
+    device total lies outside the program's clock bounds of the frame time, is refused and fails the
+    item (``host_frames``)."""
     timings = evidence.timings if evidence is not None else {}
     wanted = expected_timed_names(workload, name=name, quick=quick)
     problems: list[str] = []
+    host_problems: list[str] = []
+    ratios: list[float] = []
     judged: list[dict[str, Any]] = []
     epoch_s: float | None = None
     seen: set[str] = set()
@@ -309,6 +491,14 @@ def rederive_timed(
             problems.append(f"{label}: {exc}")
             judged.append(_refused(item))
             continue
+        if frames is not None:
+            ratio, problem = host_frame_check(frames.get(label), stats, policy, label=label)
+            if ratio is not None:
+                ratios.append(ratio)
+            if problem is not None:
+                host_problems.append(problem)
+                judged.append(_refused(item))
+                continue
         figure, params = _figure(item, stats, workload)
         mine = measurement(
             name=label,
@@ -333,10 +523,56 @@ def rederive_timed(
         "disagreements": len(problems),
         "details": problems[:10],
     }
-    if problems:
+    if frames is not None:
+        bounds = policy.clock_bounds
+        section["host_frames"] = {
+            "checked": len(ratios),
+            "refused": len(host_problems),
+            "bounds": list(bounds) if bounds is not None else None,
+            "min_ratio": min(ratios, default=None),
+            "max_ratio": max(ratios, default=None),
+            "details": host_problems[:10],
+        }
+    if problems or host_problems:
         section["verdict"] = "fail"
-        section["reason"] = problems[0]
+        section["reason"] = (problems or host_problems)[0]
     return judged, section
+
+
+def host_frame_check(
+    frame: HostFrame | None, stats: TimingStats, policy: TimingPolicy, *, label: str
+) -> tuple[float | None, str | None]:
+    """One measurement's timed loop against the judge's clock around its frame: the ratio of the
+    device's reported total (every sample of every round, times the calls per sample) to the frame's
+    host time, and why the figure is refused, if it is. Every sample the device sent must include the
+    window its figures are computed from. The bounds are the program's clock bounds (its level's
+    ``clock_ratio_bounds``, the same as the events/host-clock check of runners/timing.py step 7): the
+    device's calls happen inside the frame, so the total cannot exceed its time beyond clock skew, and
+    an honest loop fills it but for the frame's fixed overhead (two pipe messages and the between-round
+    work: the stop rule, the TEST01 copy and digest), far below half. Without bounds the ratio is
+    reported and nothing refused, as step 7."""
+    if frame is None:
+        return None, f"{label}: not timed in a frame of the judge"
+    every = frame.every_sample
+    if not isinstance(every, list) or not every or len(every) > policy.max_samples:
+        return None, f"{label}: the samples of its timed loop did not come back"
+    try:
+        values = [float(x) for x in every if not isinstance(x, bool) and isinstance(x, int | float)]
+    except (TypeError, ValueError):
+        values = []
+    if len(values) != len(every) or not all(math.isfinite(x) and x >= 0 for x in values):
+        return None, f"{label}: the samples of its timed loop are not finite non-negative numbers"
+    if len(values) != stats.discarded + stats.n or sorted(values[stats.discarded :]) != list(stats.samples):
+        return None, f"{label}: its figures are not computed from the samples of its timed loop"
+    reported = math.fsum(values) * stats.calls_per_sample
+    ratio = reported / frame.host_s if frame.host_s > 0 else math.inf
+    bounds = policy.clock_bounds
+    if bounds is not None and not bounds[0] <= ratio <= bounds[1]:
+        return ratio, (
+            f"{label}: the device reports {reported:.4g} s of timed calls in a frame of {frame.host_s:.4g} s "
+            f"on the judge's clock (ratio {ratio:.3f}, bounds {bounds[0]:g}-{bounds[1]:g})"
+        )
+    return ratio, None
 
 
 def _figure(item: dict[str, Any], stats: TimingStats, workload: Workload) -> tuple[float, dict[str, Any]]:

@@ -644,6 +644,110 @@ def test_without_the_device_process_the_same_plugin_would_forge_the_model_test01
     assert integrity["timing"]["verdict"] == "not_applicable"
 
 
+# The model suite's timed frames: the judge's clock around each timed loop, rounds it draws itself ------
+
+
+def _program_clock_bounds() -> dict:
+    """The program's clock cross-check bounds (AIA 1.2, every level the same), as a job spec sends them."""
+    program = json.loads((ROOT / "apps" / "runs" / "programs" / "aia-1.2.json").read_text())
+    [bounds] = {
+        json.dumps(level["thresholds"]["clock_ratio_bounds"]["value"], sort_keys=True)
+        for level in program["levels"]
+    }
+    value = json.loads(bounds)
+    return {"clock_ratio_min": value["min"], "clock_ratio_max": value["max"]}
+
+
+def _cheating_timed_run(tmp_path: Path, monkeypatch, mode: str) -> tuple[dict, dict]:
+    env = plugin_environment(tmp_path)
+    (tmp_path / "probe" / "config.json").write_text(json.dumps({"cheat_timed": mode}))
+    for name in ("PYTHONPATH", "HOSTILE_PROBE_DIR"):
+        monkeypatch.setenv(name, env[name])
+    document = _model(
+        "hostile",
+        tmp_path / "weights",
+        {"model_performance_dtypes": ["float32"], "timing": _program_clock_bounds()},
+    )
+    report = json.loads(next((tmp_path / "probe").glob("report-*.json")).read_text())
+    return document, report
+
+
+@pytest.mark.slow
+def test_timings_under_reported_12x_consistently_are_refused_by_the_judges_clock(tmp_path, monkeypatch):
+    """The plugin rewrites the timed harness in the device process to report every sample 12 times
+    shorter, its summary consistent with them: the judge's raw-timing check finds nothing, but the
+    device's total no longer fits the judge's clock around the frame, so every timed figure is refused
+    and the clock item fails. (On the code before the frames, the forged figures were published.)"""
+    from runners.document import validate_document
+
+    document, report = _cheating_timed_run(tmp_path, monkeypatch, "underreport")
+    validate_document(document)
+    assert report["model"] == "timed runs: underreport"
+    [timing] = document["integrity"]["timing"]["items"]
+    assert document["integrity"]["timing"]["verdict"] == timing["verdict"] == "fail", timing
+    assert timing["raw_timings"]["disagreements"] == 0  # consistent with its own samples
+    frames = timing["host_frames"]
+    assert frames["checked"] == frames["refused"] == 3, frames
+    assert frames["max_ratio"] < 0.5 * _program_clock_bounds()["clock_ratio_min"]
+    assert "on the judge's clock" in timing["reason"]
+    timed = [m for m in document["measurements"] if m["kind"] in ("model_latency", "model_throughput")]
+    assert len(timed) == 3 and all(m["value"] is None and "unavailable" in m["flags"] for m in timed)
+
+
+@pytest.mark.slow
+def test_a_timed_loop_skipping_work_with_outputs_computed_apart_fails_test01_on_the_judges_draw(
+    tmp_path, monkeypatch
+):
+    """Inside the timed loop the plugin's calls skip the work (zeros), and it hands the sampler an output
+    computed apart where it can: on the rounds the challenge draws before the frames (TEST01 passed), on
+    every fourth round here. The judge draws the rounds with its own secret after the digests of every
+    round are in: it draws skipped ones, whose outputs fail TEST01."""
+    from runners.document import validate_document
+
+    document, report = _cheating_timed_run(tmp_path, monkeypatch, "skip")
+    validate_document(document)
+    assert "runners.model_suite.frames.CommittingSampler.__call__" in report["patched"]
+    [consistency] = document["integrity"]["output_consistency"]["items"]
+    assert document["integrity"]["output_consistency"]["verdict"] == consistency["verdict"] == "fail"
+    assert consistency["mismatches"] >= 1, consistency
+    assert {d["sample"].split("@")[0] for d in consistency["details"]} & {"latency", "b1", "b4"}
+
+
+@pytest.mark.slow
+def test_revealed_outputs_other_than_the_committed_ones_fail_test01(tmp_path, monkeypatch):
+    """The plugin commits the digests of what its timed calls returned (zeros) and reveals outputs
+    computed apart instead: each revealed output is checked against its round's digest, and fails."""
+    from runners.document import validate_document
+
+    document, report = _cheating_timed_run(tmp_path, monkeypatch, "reveal")
+    validate_document(document)
+    assert "runners.model_suite.frames.TimedFrames.finish" in report["patched"]
+    [consistency] = document["integrity"]["output_consistency"]["items"]
+    assert consistency["verdict"] == "fail", consistency
+    assert "not the one its digest committed" in consistency["reason"]
+
+
+@pytest.mark.slow
+def test_an_honest_device_fits_the_judges_clock_with_the_programs_bounds(tmp_path):
+    """Every timed loop ran in a frame of the judge's, its reported total inside the frame. The lower
+    bound's false alarms on a loaded host are bench/model_frames.py's to count, not this test's: on the
+    2-core host here at load 13-15 one honest quick-policy frame in 18 fell below half of its frame."""
+    from runners.document import validate_document
+
+    document = _model(
+        "cpu", tmp_path, {"model_performance_dtypes": ["float32"], "timing": _program_clock_bounds()}
+    )
+    validate_document(document)
+    [timing] = document["integrity"]["timing"]["items"]
+    assert timing["raw_timings"]["disagreements"] == 0, timing
+    frames = timing["host_frames"]
+    assert frames["checked"] == 3 and frames["bounds"] == [0.5, 1.05], frames
+    assert 0 < frames["min_ratio"] <= frames["max_ratio"] <= 1.0  # the device's calls lie inside the frame
+    [consistency] = document["integrity"]["output_consistency"]["items"]
+    assert consistency["verdict"] == "pass", consistency
+    assert len(consistency["sample_ids"]) >= 3
+
+
 # The serving suite: LoadGen and every verdict in the judge, each forward in the device process -----
 
 SERVING_SETTINGS = {

@@ -24,7 +24,14 @@ forwards (the latency input's: the model suite's TEST04), with the same forged v
 suite's own TEST04 judge included; ``{"forge_model": true}`` to run a placed model's one-item forwards
 (the latency path) through bfloat16 in a float32 run while, in its process, it forges the model suite's
 TEST01 verdict ("pass", no mismatch) and its timed figures (every latency and time to first token ten
-times shorter, every throughput and decode rate ten times higher, the raw samples untouched).
+times shorter, every throughput and decode rate ten times higher, the raw samples untouched);
+``{"cheat_timed": ...}`` to rewrite the model suite's timed harness in its process (``cheat_timed_runs``):
+``"underreport"`` reports every timed sample 12 times shorter, its summary consistent with them;
+``"skip"`` makes a placed model's calls inside the timed loop skip the work (they answer zeros) and
+hands the TEST01 sampler an output computed apart, untimed, where it can (the rounds the sampler keeps;
+with the judge's frames, every fourth round); ``"reveal"`` skips the work as ``"skip"`` and, with the
+judge's frames, reveals outputs computed apart in place of those it committed (without frames it does
+what ``"skip"`` does).
 """
 
 from __future__ import annotations
@@ -271,6 +278,110 @@ def patch_the_model_timed_verdicts() -> list[str]:
     ]
 
 
+UNDERREPORTED = 12.0
+# Where the model suite's timed loop is: the calls made inside it skip the work, except those made
+# "apart" (the outputs the cheat hands the TEST01 sampler).
+_TIMED = {"inside": False, "apart": False, "fn": None}
+
+
+def _apart():
+    """The current timed call's output, computed with the work done (untimed by the harness)."""
+    _TIMED["apart"] = True
+    try:
+        return _TIMED["fn"]()
+    finally:
+        _TIMED["apart"] = False
+
+
+def skipping_forward(fn):
+    """The "chip"'s model runtime: inside the timed loop a call answers zeros of the right shape."""
+    zeros: dict = {}
+
+    def skipping(*args):
+        if not _TIMED["inside"] or _TIMED["apart"]:
+            return fn(*args)
+        key = tuple((tuple(a.shape), a.dtype) for a in args if isinstance(a, torch.Tensor))
+        if key not in zeros:
+            zeros[key] = torch.zeros_like(fn(*args))
+        return zeros[key]
+
+    return skipping
+
+
+def cheat_timed_runs(mode: str) -> list[str]:
+    """The model suite's timed harness rewritten in this process (see the module docstring)."""
+    from dataclasses import replace
+
+    import runners.integrity as integrity
+    import runners.model_suite.performance as model_performance
+    from runners.timing import summarize
+
+    patched = ["runners.model_suite.performance.measure_with_output"]
+    original_measure = model_performance.measure_with_output
+
+    def measure(fn, **kwargs):
+        every = kwargs.get("every_sample")
+        _TIMED.update(inside=True, fn=fn)
+        try:
+            stats, output = original_measure(fn, **kwargs)
+        finally:
+            _TIMED["inside"] = False
+        if mode != "underreport":
+            return stats, output
+        policy = kwargs.get("policy")
+        forged = summarize(
+            [x / UNDERREPORTED for x in stats.samples],
+            target_rel_iqr=policy.target_rel_iqr if policy is not None else 0.05,
+            calls_per_sample=stats.calls_per_sample,
+            method=stats.method,
+        )
+        if every is not None:
+            every[:] = [x / UNDERREPORTED for x in every]
+        return replace(forged, clock=stats.clock, discarded=stats.discarded), output
+
+    model_performance.measure_with_output = measure
+    if mode == "underreport":
+        return patched
+    try:
+        import runners.model_suite.frames as frames
+    except ImportError:  # no judge's frames: the sampler keeps rounds the challenge draws
+        frames = None
+    if frames is None:
+        original_host = integrity.OutputSampler._host
+
+        def host(self, output):
+            inside = _TIMED["inside"]
+            _TIMED["inside"] = True
+            try:
+                return original_host(self, _apart())
+            finally:
+                _TIMED["inside"] = inside
+
+        integrity.OutputSampler._host = host
+        return [*patched, "runners.integrity.OutputSampler._host"]
+    if mode == "skip":
+        original_call = frames.CommittingSampler.__call__
+
+        def call(self, round_index, output):
+            return original_call(self, round_index, _apart() if round_index % 4 == 0 else output)
+
+        frames.CommittingSampler.__call__ = call
+        return [*patched, "runners.model_suite.frames.CommittingSampler.__call__"]
+    original_finish = frames.TimedFrames.finish
+
+    def finish(self, model, dtype, group, items, stats, every_sample, sampler, extra=None):
+        _TIMED["inside"] = True
+        try:
+            honest = sampler._select(_apart()).detach().to("cpu").contiguous()
+        finally:
+            _TIMED["inside"] = False
+        sampler.kept = [honest.clone() for _ in sampler.kept]
+        return original_finish(self, model, dtype, group, items, stats, every_sample, sampler, extra)
+
+    frames.TimedFrames.finish = finish
+    return [*patched, "runners.model_suite.frames.TimedFrames.finish"]
+
+
 def bfloat16_latency_path(fn):
     """The "chip"'s one-item forwards (the latency path) computed in bfloat16, whatever was asked for."""
 
@@ -368,6 +479,10 @@ class HostileBackend(CpuBackend):
         if self.forge_model:
             report["patched"] += patch_the_model_timed_verdicts()
             report["model"] = "bfloat16 latency path"
+        self.cheat_timed = _config().get("cheat_timed")
+        if self.cheat_timed:
+            report["patched"] += cheat_timed_runs(str(self.cheat_timed))
+            report["model"] = f"timed runs: {self.cheat_timed}"
         self.stale_serving = bool(_config().get("stale_serving"))
         if self.stale_serving:
             report["patched"] += patch_the_serving_verdicts()
@@ -383,6 +498,8 @@ class HostileBackend(CpuBackend):
             return memoized_forward(fn, str(self.memo_model))
         if self.forge_model:
             return bfloat16_latency_path(fn)
+        if self.cheat_timed in ("skip", "reveal"):
+            return skipping_forward(fn)
         if not self.stale_serving:
             return fn
         cached: list[torch.Tensor] = []
