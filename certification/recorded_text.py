@@ -646,6 +646,14 @@ _phrase(
     gettext_noop("the runner's judge refused figures that disagree with the raw timings the device returned"),
 )
 _phrase(
+    "timing.host_frames_outside",
+    gettext_noop(
+        "%(label)s: the device's reported time of its timed loops over the judge's clock around them "
+        "%(least)s to %(most)s (outside %(bounds)s): its timed figures are refused"
+    ),
+    patterns={"label": r"[^:;]+", "least": NUMBER + r"|\?", "most": NUMBER + r"|\?"},
+)
+_phrase(
     "timing.row_pass",
     gettext_noop("%(count)s events-timed figure(s) within %(bounds)s of the host clock"),
     patterns={"count": INT},

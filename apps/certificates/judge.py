@@ -472,18 +472,47 @@ def timing_verdicts(
     with the raw timings the device process returned (an item's ``raw_timings.disagreements``)."""
     verdicts = [v for item in measurements if (v := clock_verdict(item=item, thresholds=thresholds))]
     runner = (integrity or {}).get("timing")
-    if isinstance(runner, dict) and runner.get("verdict") == "fail":
-        items = [i for i in runner.get("items") or [] if isinstance(i, dict)]
+    if not isinstance(runner, dict):
+        return verdicts
+    items = [i for i in runner.get("items") or [] if isinstance(i, dict)]
+    frames = [v for item in items if (v := host_frames_verdict(item=item, thresholds=thresholds))]
+    if runner.get("verdict") == "fail":
         raw = any(
             (_int((i.get("raw_timings") or {}).get("disagreements")) or 0) > 0
             for i in items
             if isinstance(i.get("raw_timings"), dict)
         )
-        if not raw or (_int(runner.get("disagreements")) or 0) > 0:
+        if not (raw or frames) or (_int(runner.get("disagreements")) or 0) > 0:
             verdicts.append(IntegrityVerdict("timing", False, say("timing.runner_refused"), runner))
         if raw:
             verdicts.append(IntegrityVerdict("timing", False, say("timing.raw_disagreement"), runner))
-    return verdicts
+    return verdicts + frames
+
+
+def host_frames_verdict(*, item: dict[str, Any], thresholds: Thresholds) -> IntegrityVerdict | None:
+    """A failure where a model and dtype's timed loops do not fit the judge's clock around their frames
+    (``host_frames``, runners/model_suite/frames.py): the device's reported total over the frame's
+    host time, recomputed against this level's clock bounds from the ratios the runner's judge recorded,
+    or any figure that judge refused. None where the item has no frames or they fit, and where the
+    job's spec gave the runner no bounds (``bounds`` null: a library run; every platform job's spec
+    carries its level's bounds, apps/runs/specs.py runner_bar_options)."""
+    frames = item.get("host_frames")
+    if not isinstance(frames, dict) or not _int(frames.get("checked")) or frames.get("bounds") is None:
+        return None
+    label = f"{item.get('model') or ''} {item.get('dtype') or ''}".strip()
+    low, high = thresholds.clock_ratio_min, thresholds.clock_ratio_max
+    least, most = _float(frames.get("min_ratio")), _float(frames.get("max_ratio"))
+    inside = least is not None and most is not None and low <= least and most <= high
+    if inside and not _int(frames.get("refused")):
+        return None
+    detail = say(
+        "timing.host_frames_outside",
+        label=label,
+        least="?" if least is None else f"{least:.3f}",
+        most="?" if most is None else f"{most:.3f}",
+        bounds=f"{low:g}-{high:g}",
+    )
+    return IntegrityVerdict("timing", False, detail, item)
 
 
 # Declared peaks and figures ---------------------------------------------------------------------

@@ -692,6 +692,18 @@ def test_timings_under_reported_12x_consistently_are_refused_by_the_judges_clock
     assert "on the judge's clock" in timing["reason"]
     timed = [m for m in document["measurements"] if m["kind"] in ("model_latency", "model_throughput")]
     assert len(timed) == 3 and all(m["value"] is None and "unavailable" in m["flags"] for m in timed)
+    # The platform's judge says why, in its own words: the frames, not events against the host clock.
+    from apps.certificates.judge import level_thresholds, timing_verdicts
+    from certification.recorded_text import parse
+
+    program = json.loads((ROOT / "apps" / "runs" / "programs" / "aia-1.2.json").read_text())
+    verdicts = timing_verdicts(
+        measurements=document["measurements"],
+        integrity=document["integrity"],
+        thresholds=level_thresholds(program=program, level="baseline"),
+    )
+    failed = [str(v.detail) for v in verdicts if not v.passed]
+    assert [parse(text)[0] for text in failed] == ["timing.host_frames_outside"], failed
 
 
 @pytest.mark.slow
