@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import ProtectedError
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext
 from django.views.decorators.http import require_POST
 
 from apps.accounts.guards import is_buyer, member_required
@@ -82,7 +83,9 @@ def tender_create(request):
                     for m in msgs
                 ]
             else:
-                messages.success(request, f"Tender {tender.reference} created.")
+                messages.success(
+                    request, gettext("Tender %(reference)s created.") % {"reference": tender.reference}
+                )
                 return redirect("procurement:tender-detail", pk=tender.pk)
     vocabulary = selectors.requirement_vocabulary()
     return render(
@@ -130,9 +133,9 @@ def tender_delete(request, pk: int):
     try:
         services.tender_delete(tender=tender, actor=request.user)
     except ProtectedError:
-        messages.error(request, "This tender has saved evaluations (an audit trail); it is kept.")
+        messages.error(request, gettext("This tender has saved evaluations (an audit trail); it is kept."))
         return redirect("procurement:tender-detail", pk=pk)
-    messages.success(request, f"Tender {tender.reference} deleted.")
+    messages.success(request, gettext("Tender %(reference)s deleted.") % {"reference": tender.reference})
     return redirect("procurement:tender-list")
 
 
