@@ -287,13 +287,12 @@ def _contradictions(rows: list[tuple[str, dict]], vocabulary: Vocabulary) -> lis
             if k == Kind.ORIGIN_COUNTRY and p["field"] in (where, "both")
         ]
         if len(sets) > 1 and not set.intersection(*(s for _, s in sets)):
-            positions = ", ".join(str(i) for i, _ in sets)
-            errors.append(
-                gettext("Requirements %(positions)s allow no common fab country.") % {"positions": positions}
+            message = (
+                gettext("Requirements %(positions)s allow no common fab country.")
                 if where == "fab"
                 else gettext("Requirements %(positions)s allow no common assembly country.")
-                % {"positions": positions}
             )
+            errors.append(message % {"positions": ", ".join(str(i) for i, _ in sets)})
     return errors
 
 
