@@ -77,8 +77,12 @@ def tender_create(request):
                     **form.cleaned_data,
                 )
             except ValidationError as error:
+                # A form field's problem under its label; a requirement's or a weight's names its row.
+                labels = {name: field.label for name, field in form.fields.items()}
                 errors = [
-                    f"{field}: {m}" if field != "__all__" else m
+                    gettext("%(field)s: %(message)s") % {"field": labels[field], "message": m}
+                    if field in labels
+                    else m
                     for field, msgs in error.message_dict.items()
                     for m in msgs
                 ]

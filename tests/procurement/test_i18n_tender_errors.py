@@ -67,6 +67,10 @@ def test_a_refused_tender_and_its_flash_messages_read_in_zh_hans(cast, program, 
     response = buyer.post("/procurement/tenders/new/", {**FORM, "deadline": "2001-01-01T10:00"})
     sweep.visit("tender form (past deadline)", response)
     assert "截止时间必须在未来。" in response.content.decode()
+    assert (
+        "<li>要求 1（热设计功耗 TDP (W)）：TDP &lt;= 0 W 不可能达到：芯片的TDP介于 1 与 100000 W 之间。</li>"
+        in page
+    )
     assert not Tender.objects.exists()
 
     # The API: contradicting requirements, an unknown metric and all weights zero (two requests).
