@@ -121,10 +121,12 @@ def _clean_one(kind: str, params: dict, vocabulary: Vocabulary) -> dict:
         metric = _choice(params, "metric", tuple(MODEL_METRICS), gettext("metric"))
         bound = _number(params, "bound")
         if bound <= 0:
-            raise ValueError(
-                gettext("A %(metric)s bound must be above 0 %(unit)s; %(bound)s is impossible.")
-                % {"metric": metric, "unit": MODEL_METRICS[metric][0], "bound": f"{bound:g}"}
+            message = (
+                gettext("A throughput bound must be above 0 %(unit)s; %(bound)s is impossible.")
+                if metric == "throughput"
+                else gettext("A latency bound must be above 0 %(unit)s; %(bound)s is impossible.")
             )
+            raise ValueError(message % {"unit": MODEL_METRICS[metric][0], "bound": f"{bound:g}"})
         return {
             "model": model,
             "dtype": _choice(params, "dtype", DTYPES, gettext("dtype")),
