@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext, gettext_noop
 
 from apps.procurement.countries import ISO_COUNTRIES
 from apps.procurement.models import RequirementKind as Kind
@@ -28,10 +29,11 @@ QUANTITIES: dict[str, tuple[str, float, float]] = {
     Kind.TDP_W: ("W", 1.0, 100_000.0),
     Kind.DOMESTIC_CONTENT_PCT: ("%", 0.0, 100.0),
 }
+# English (a requirement's line reads them so); an error message shows them in the reader's language.
 QUANTITY_NAMES: dict[str, str] = {
-    Kind.MEMORY_GIB: "memory",
-    Kind.TDP_W: "TDP",
-    Kind.DOMESTIC_CONTENT_PCT: "domestic content",
+    Kind.MEMORY_GIB: gettext_noop("memory"),
+    Kind.TDP_W: gettext_noop("TDP"),
+    Kind.DOMESTIC_CONTENT_PCT: gettext_noop("domestic content"),
 }
 # Serving requirements: (the figure's lower bound, the latency bound it must be certified at).
 SERVING_BOUNDS: dict[str, tuple[str, str]] = {
@@ -58,20 +60,26 @@ class Vocabulary:
 def _number(params: dict, key: str) -> float:
     value = params.get(key)
     if isinstance(value, bool) or value is None:
-        raise ValueError(f"'{key}' must be a number.")
+        raise ValueError(gettext("'%(key)s' must be a number.") % {"key": key})
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"'{key}' must be a number, not {value!r}.") from None
+        raise ValueError(
+            gettext("'%(key)s' must be a number, not %(value)s.") % {"key": key, "value": repr(value)}
+        ) from None
     if not math.isfinite(number):
-        raise ValueError(f"'{key}' must be a finite number.")
+        raise ValueError(gettext("'%(key)s' must be a finite number.") % {"key": key})
     return number
 
 
 def _choice(params: dict, key: str, choices, label: str) -> str:
+    """``label``: what the value is, in the reader's language (gettext'd by the caller)."""
     value = params.get(key)
     if value not in choices:
-        raise ValueError(f"Unknown {label} {value!r}; use one of: {', '.join(choices)}.")
+        raise ValueError(
+            gettext("Unknown %(label)s %(value)s; use one of: %(choices)s.")
+            % {"label": label, "value": repr(value), "choices": ", ".join(choices)}
+        )
     return value
 
 
@@ -80,99 +88,132 @@ def _string_list(params: dict, key: str) -> list[str]:
     if isinstance(value, str):
         value = [part for part in re.split(r"[\s,]+", value) if part]
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise ValueError(f"'{key}' must be a non-empty list.")
+        raise ValueError(gettext("'%(key)s' must be a non-empty list.") % {"key": key})
     return sorted(set(value))
 
 
 def _clean_one(kind: str, params: dict, vocabulary: Vocabulary) -> dict:
     if not isinstance(params, dict):
-        raise ValueError("Parameters must be an object.")
+        raise ValueError(gettext("Parameters must be an object."))
     if kind == Kind.CERTIFICATE_LEVEL:
         code = str(params.get("program", "")).strip()
         program = next((p for p in vocabulary.programs if p.lower() == code.lower()), None)
         if program is None:
-            known = ", ".join(sorted(vocabulary.programs)) or "none loaded"
-            raise ValueError(f"Unknown program {code!r}; known programs: {known}.")
+            known = ", ".join(sorted(vocabulary.programs)) or gettext("none loaded")
+            raise ValueError(
+                gettext("Unknown program %(code)s; known programs: %(known)s.")
+                % {"code": repr(code), "known": known}
+            )
         levels = vocabulary.programs[program]
-        level = _choice(params, "level", sorted(levels, key=levels.get), f"level of {program}")
+        level = _choice(
+            params,
+            "level",
+            sorted(levels, key=levels.get),
+            gettext("level of %(program)s") % {"program": program},
+        )
         return {"program": program, "level": level}
     if kind == Kind.CONFORMANCE_DTYPE:
-        return {"dtype": _choice(params, "dtype", DTYPES, "dtype")}
+        return {"dtype": _choice(params, "dtype", DTYPES, gettext("dtype"))}
     if kind == Kind.MODEL_PERFORMANCE:
         model = str(params.get("model", "")).strip()
         if not MODEL_NAME.match(model) or len(model) > 100:
-            raise ValueError("'model' must name a model (letters, digits, . _ -).")
-        metric = _choice(params, "metric", tuple(MODEL_METRICS), "metric")
+            raise ValueError(gettext("'model' must name a model (letters, digits, . _ -)."))
+        metric = _choice(params, "metric", tuple(MODEL_METRICS), gettext("metric"))
         bound = _number(params, "bound")
         if bound <= 0:
-            raise ValueError(
-                f"A {metric} bound must be above 0 {MODEL_METRICS[metric][0]}; {bound:g} is impossible."
+            message = (
+                gettext("A throughput bound must be above 0 %(unit)s; %(bound)s is impossible.")
+                if metric == "throughput"
+                else gettext("A latency bound must be above 0 %(unit)s; %(bound)s is impossible.")
             )
+            raise ValueError(message % {"unit": MODEL_METRICS[metric][0], "bound": f"{bound:g}"})
         return {
             "model": model,
-            "dtype": _choice(params, "dtype", DTYPES, "dtype"),
+            "dtype": _choice(params, "dtype", DTYPES, gettext("dtype")),
             "metric": metric,
             "bound": bound,
         }
     if kind == Kind.MEASURED_TFLOPS:
         value = _number(params, "min_tflops")
         if value <= 0:
-            raise ValueError(f"A throughput bound must be above 0 TFLOP/s; {value:g} is impossible.")
-        return {"dtype": _choice(params, "dtype", DTYPES, "dtype"), "min_tflops": value}
+            raise ValueError(
+                gettext("A throughput bound must be above 0 TFLOP/s; %(value)s is impossible.")
+                % {"value": f"{value:g}"}
+            )
+        return {"dtype": _choice(params, "dtype", DTYPES, gettext("dtype")), "min_tflops": value}
     if kind in (Kind.SERVING_QPS, Kind.SERVING_TOKENS):
         model = str(params.get("model", "")).strip()
         if not MODEL_NAME.match(model) or len(model) > 100:
-            raise ValueError("'model' must name a model (letters, digits, . _ -).")
+            raise ValueError(gettext("'model' must name a model (letters, digits, . _ -)."))
         floor_key, bound_key = SERVING_BOUNDS[kind]
-        cleaned: dict[str, Any] = {"model": model, "dtype": _choice(params, "dtype", DTYPES, "dtype")}
+        cleaned: dict[str, Any] = {
+            "model": model,
+            "dtype": _choice(params, "dtype", DTYPES, gettext("dtype")),
+        }
         for key in (floor_key, bound_key):
             value = _number(params, key)
             if value <= 0:
-                raise ValueError(f"'{key}' must be above 0; {value:g} is impossible.")
+                raise ValueError(
+                    gettext("'%(key)s' must be above 0; %(value)s is impossible.")
+                    % {"key": key, "value": f"{value:g}"}
+                )
             cleaned[key] = value
         return cleaned
     if kind == Kind.SERVING_ENERGY:
         model = str(params.get("model", "")).strip()
         if not MODEL_NAME.match(model) or len(model) > 100:
-            raise ValueError("'model' must name a model (letters, digits, . _ -).")
-        metric = _choice(params, "metric", tuple(ENERGY_METRICS), "energy metric")
+            raise ValueError(gettext("'model' must name a model (letters, digits, . _ -)."))
+        metric = _choice(params, "metric", tuple(ENERGY_METRICS), gettext("energy metric"))
         bound = _number(params, "bound")
         if bound <= 0:
             raise ValueError(
-                f"An energy bound must be above 0 {ENERGY_METRICS[metric][0]}; {bound:g} is impossible."
+                gettext("An energy bound must be above 0 %(unit)s; %(bound)s is impossible.")
+                % {"unit": ENERGY_METRICS[metric][0], "bound": f"{bound:g}"}
             )
         return {
             "model": model,
-            "dtype": _choice(params, "dtype", DTYPES, "dtype"),
+            "dtype": _choice(params, "dtype", DTYPES, gettext("dtype")),
             "metric": metric,
             "bound": bound,
         }
     if kind in QUANTITIES:
         unit, lowest, highest = QUANTITIES[kind]
-        op = _choice(params, "op", OPS, "comparison")
+        op = _choice(params, "op", OPS, gettext("comparison"))
         value = _number(params, "value")
-        name = QUANTITY_NAMES[kind]
+        name = gettext(QUANTITY_NAMES[kind])
         if (op == ">=" and value > highest) or (op == "<=" and value < lowest):
             raise ValueError(
-                f"{name} {op} {value:g} {unit} is impossible: "
-                f"a chip's {name} lies between {lowest:g} and {highest:g} {unit}."
+                gettext(
+                    "%(name)s %(op)s %(value)s %(unit)s is impossible: "
+                    "a chip's %(name)s lies between %(lowest)s and %(highest)s %(unit)s."
+                )
+                % {
+                    "name": name,
+                    "op": op,
+                    "value": f"{value:g}",
+                    "unit": unit,
+                    "lowest": f"{lowest:g}",
+                    "highest": f"{highest:g}",
+                }
             )
         return {"op": op, "value": value}
     if kind == Kind.ORIGIN_COUNTRY:
-        where = _choice(params, "field", ORIGIN_FIELDS, "country field")
+        where = _choice(params, "field", ORIGIN_FIELDS, gettext("country field"))
         countries = [c.strip().upper() for c in _string_list(params, "countries")]
         unknown = [c for c in countries if c not in ISO_COUNTRIES]
         if unknown:
-            raise ValueError(f"Not ISO 3166-1 alpha-2 country codes: {', '.join(unknown)}.")
+            raise ValueError(
+                gettext("Not ISO 3166-1 alpha-2 country codes: %(codes)s.") % {"codes": ", ".join(unknown)}
+            )
         return {"field": where, "countries": sorted(set(countries))}
     if kind == Kind.EXPORT_CLASS:
-        mode = _choice(params, "mode", ("in", "not_in"), "mode")
+        mode = _choice(params, "mode", ("in", "not_in"), gettext("mode"))
         classes = _string_list(params, "classes")
         unknown = [c for c in classes if c not in vocabulary.export_classes]
         if unknown:
             raise ValueError(
-                f"Unknown export-control classes: {', '.join(unknown)}; "
-                f"use: {', '.join(vocabulary.export_classes)}."
+                gettext("Unknown export-control classes: %(classes)s; use: %(known)s.")
+                % {"classes": ", ".join(unknown), "known": ", ".join(vocabulary.export_classes)}
             )
         return {"mode": mode, "classes": classes}
     if kind == Kind.BACKEND:
@@ -180,10 +221,11 @@ def _clean_one(kind: str, params: dict, vocabulary: Vocabulary) -> dict:
         unknown = [b for b in backends if b not in vocabulary.backends]
         if unknown:
             raise ValueError(
-                f"Unknown backends: {', '.join(unknown)}; known: {', '.join(sorted(vocabulary.backends))}."
+                gettext("Unknown backends: %(backends)s; known: %(known)s.")
+                % {"backends": ", ".join(unknown), "known": ", ".join(sorted(vocabulary.backends))}
             )
         return {"backends": sorted(set(backends))}
-    raise ValueError(f"Unknown requirement kind {kind!r}.")
+    raise ValueError(gettext("Unknown requirement kind %(kind)s.") % {"kind": repr(kind)})
 
 
 def _contradictions(rows: list[tuple[str, dict]], vocabulary: Vocabulary) -> list[str]:
@@ -193,19 +235,32 @@ def _contradictions(rows: list[tuple[str, dict]], vocabulary: Vocabulary) -> lis
         lower = max((b for b in bounds if b[1]["op"] == ">="), key=lambda b: b[1]["value"], default=None)
         upper = min((b for b in bounds if b[1]["op"] == "<="), key=lambda b: b[1]["value"], default=None)
         if lower and upper and lower[1]["value"] > upper[1]["value"]:
-            name = QUANTITY_NAMES[kind]
+            name = gettext(QUANTITY_NAMES[kind])
             errors.append(
-                f"Requirements {lower[0]} and {upper[0]} contradict: {name} >= {lower[1]['value']:g} {unit} "
-                f"and {name} <= {upper[1]['value']:g} {unit} cannot both hold."
+                gettext(
+                    "Requirements %(lower)s and %(upper)s contradict: %(name)s >= %(low)s %(unit)s "
+                    "and %(name)s <= %(high)s %(unit)s cannot both hold."
+                )
+                % {
+                    "lower": lower[0],
+                    "upper": upper[0],
+                    "name": name,
+                    "low": f"{lower[1]['value']:g}",
+                    "high": f"{upper[1]['value']:g}",
+                    "unit": unit,
+                }
             )
     programs = {(i, p["program"]) for i, (k, p) in enumerate(rows, 1) if k == Kind.CERTIFICATE_LEVEL}
     if len({code for _, code in programs}) > 1:
         errors.append(
-            "Requirements "
-            + ", ".join(str(i) for i, _ in sorted(programs))
-            + " contradict: one certificate is issued under one program, so it cannot meet "
-            + " and ".join(sorted({code for _, code in programs}))
-            + " at once."
+            gettext(
+                "Requirements %(positions)s contradict: one certificate is issued under one program, "
+                "so it cannot meet %(programs)s at once."
+            )
+            % {
+                "positions": ", ".join(str(i) for i, _ in sorted(programs)),
+                "programs": gettext(" and ").join(sorted({code for _, code in programs})),
+            }
         )
     allowed, positions = set(vocabulary.export_classes), []
     for i, (kind, params) in enumerate(rows, 1):
@@ -217,11 +272,16 @@ def _contradictions(rows: list[tuple[str, dict]], vocabulary: Vocabulary) -> lis
                 else allowed - set(params["classes"])
             )
     if positions and not allowed:
-        errors.append(f"Requirements {', '.join(positions)} together exclude every export-control class.")
-    for kind, key, label in ((Kind.BACKEND, "backends", "backend"),):
-        sets = [(i, set(p[key])) for i, (k, p) in enumerate(rows, 1) if k == kind]
-        if len(sets) > 1 and not set.intersection(*(s for _, s in sets)):
-            errors.append(f"Requirements {', '.join(str(i) for i, _ in sets)} allow no common {label}.")
+        errors.append(
+            gettext("Requirements %(positions)s together exclude every export-control class.")
+            % {"positions": ", ".join(positions)}
+        )
+    sets = [(i, set(p["backends"])) for i, (k, p) in enumerate(rows, 1) if k == Kind.BACKEND]
+    if len(sets) > 1 and not set.intersection(*(s for _, s in sets)):
+        errors.append(
+            gettext("Requirements %(positions)s allow no common backend.")
+            % {"positions": ", ".join(str(i) for i, _ in sets)}
+        )
     for where in ("fab", "assembly"):
         sets = [
             (i, set(p["countries"]))
@@ -229,26 +289,35 @@ def _contradictions(rows: list[tuple[str, dict]], vocabulary: Vocabulary) -> lis
             if k == Kind.ORIGIN_COUNTRY and p["field"] in (where, "both")
         ]
         if len(sets) > 1 and not set.intersection(*(s for _, s in sets)):
-            errors.append(
-                f"Requirements {', '.join(str(i) for i, _ in sets)} allow no common {where} country."
+            message = (
+                gettext("Requirements %(positions)s allow no common fab country.")
+                if where == "fab"
+                else gettext("Requirements %(positions)s allow no common assembly country.")
             )
+            errors.append(message % {"positions": ", ".join(str(i) for i, _ in sets)})
     return errors
 
 
 def requirements_clean(*, rows: list[dict], vocabulary: Vocabulary) -> list[dict]:
     """[{kind, params}] -> the same with cleaned parameters; raises ValidationError naming every problem."""
     if not isinstance(rows, list):
-        raise ValidationError({"requirements": ["Requirements must be a list of {kind, params}."]})
+        raise ValidationError({"requirements": [gettext("Requirements must be a list of {kind, params}.")]})
     errors, cleaned = [], []
     for position, row in enumerate(rows, 1):
         kind = row.get("kind") if isinstance(row, dict) else None
         label = Kind(kind).label if kind in Kind.values else str(kind)
         try:
             if kind not in Kind.values:
-                raise ValueError(f"Unknown requirement kind {kind!r}; use one of: {', '.join(Kind.values)}.")
+                raise ValueError(
+                    gettext("Unknown requirement kind %(kind)s; use one of: %(kinds)s.")
+                    % {"kind": repr(kind), "kinds": ", ".join(Kind.values)}
+                )
             cleaned.append({"kind": kind, "params": _clean_one(kind, row.get("params") or {}, vocabulary)})
         except ValueError as error:
-            errors.append(f"Requirement {position} ({label}): {error}")
+            errors.append(
+                gettext("Requirement %(position)s (%(label)s): %(error)s")
+                % {"position": position, "label": label, "error": error}
+            )
     if not errors:
         errors = _contradictions([(r["kind"], r["params"]) for r in cleaned], vocabulary)
     if errors:

@@ -129,42 +129,59 @@ def scoring_clean(
     refuses negative, all-zero and unknown weights, and serving weights with no bound to compare at
     (none of their own and, given the tender's cleaned ``requirements``, none required)."""
     if not isinstance(rows, list) or not rows:
-        raise ValidationError({"scoring": ["Give at least one scoring weight."]})
+        raise ValidationError({"scoring": [gettext("Give at least one scoring weight.")]})
     errors, cleaned = [], []
     for position, row in enumerate(rows, 1):
         row = row if isinstance(row, dict) else {}
         metric = row.get("metric")
         try:
             if metric not in ScoreMetric.values:
-                raise ValueError(f"unknown metric {metric!r}; use one of: {', '.join(ScoreMetric.values)}")
+                raise ValueError(
+                    gettext("unknown metric %(metric)s; use one of: %(metrics)s")
+                    % {"metric": repr(metric), "metrics": ", ".join(ScoreMetric.values)}
+                )
             weight = row.get("weight")
             if isinstance(weight, bool):
-                raise ValueError("the weight must be a number")
+                raise ValueError(gettext("the weight must be a number"))
             try:
                 weight = float(weight)
             except (TypeError, ValueError):
-                raise ValueError(f"the weight must be a number, not {weight!r}") from None
+                raise ValueError(
+                    gettext("the weight must be a number, not %(weight)s") % {"weight": repr(weight)}
+                ) from None
             if not math.isfinite(weight) or weight < 0:
-                raise ValueError(f"a weight cannot be negative or infinite ({weight:g})")
+                raise ValueError(
+                    gettext("a weight cannot be negative or infinite (%(weight)s)")
+                    % {"weight": f"{weight:g}"}
+                )
             item = {"metric": metric, "weight": weight}
             if metric in GEMM_METRICS and row.get("dtype") not in (None, ""):
                 if row["dtype"] not in DTYPES:
-                    raise ValueError(f"unknown dtype {row['dtype']!r}; use one of: {', '.join(DTYPES)}")
+                    raise ValueError(
+                        gettext("unknown dtype %(dtype)s; use one of: %(dtypes)s")
+                        % {"dtype": repr(row["dtype"]), "dtypes": ", ".join(DTYPES)}
+                    )
                 item["dtype"] = row["dtype"]
             if metric in MODEL_METRICS or metric in SERVING_METRICS:
                 model, dtype = str(row.get("model") or ""), row.get("dtype")
                 if not MODEL_NAME.match(model):
-                    raise ValueError("a model metric needs the model's name")
+                    raise ValueError(gettext("a model metric needs the model's name"))
                 if dtype not in DTYPES:
-                    raise ValueError(f"a model metric needs a dtype, one of: {', '.join(DTYPES)}")
+                    raise ValueError(
+                        gettext("a model metric needs a dtype, one of: %(dtypes)s")
+                        % {"dtypes": ", ".join(DTYPES)}
+                    )
                 item.update(model=model, dtype=dtype)
             if metric in SERVING_METRICS:
                 _serving_bound_clean(item, row, requirements)
             cleaned.append(item)
         except ValueError as error:
-            errors.append(f"Weight {position} ({metric}): {error}.")
+            errors.append(
+                gettext("Weight %(position)s (%(metric)s): %(error)s.")
+                % {"position": position, "metric": metric, "error": error}
+            )
     if not errors and not any(item["weight"] > 0 for item in cleaned):
-        errors.append("All weights are zero: at least one must be above zero to rank anything.")
+        errors.append(gettext("All weights are zero: at least one must be above zero to rank anything."))
     if errors:
         raise ValidationError({"scoring": errors})
     return cleaned

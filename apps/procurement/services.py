@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from apps.accounts.models import Organization, OrganizationKind
 from apps.audit.services import audit_record
@@ -71,11 +72,18 @@ def tender_create(
 ) -> Tender:
     """A buyer organization's tender. Requirements must be consistent and the deadline ahead."""
     if organization.kind != OrganizationKind.BUYER:
-        raise ValidationError("Only a buyer organization issues tenders.")
+        raise ValidationError(gettext("Only a buyer organization issues tenders."))
     if deadline <= timezone.now():
-        raise ValidationError({"deadline": ["The deadline must be in the future."]})
+        raise ValidationError({"deadline": [gettext("The deadline must be in the future.")]})
     if Tender.objects.filter(organization=organization, reference=reference).exists():
-        raise ValidationError({"reference": [f"Your organization already has a tender {reference}."]})
+        raise ValidationError(
+            {
+                "reference": [
+                    gettext("Your organization already has a tender %(reference)s.")
+                    % {"reference": reference}
+                ]
+            }
+        )
     requirements, scoring = _clean(requirements=requirements, scoring=scoring)
     tender = Tender(
         organization=organization,
@@ -119,10 +127,17 @@ def tender_update(*, tender: Tender, actor=None, **changes) -> Tender:
         .exclude(pk=tender.pk)
         .exists()
     ):
-        raise ValidationError({"reference": [f"Your organization already has a tender {reference}."]})
+        raise ValidationError(
+            {
+                "reference": [
+                    gettext("Your organization already has a tender %(reference)s.")
+                    % {"reference": reference}
+                ]
+            }
+        )
     for name, value in changes.items():
         if name not in {"title", "reference", "deadline", "description", "currency"}:
-            raise ValidationError(f"{name} cannot be changed.")
+            raise ValidationError(gettext("%(name)s cannot be changed.") % {"name": name})
         setattr(tender, name, value)
     tender.full_clean()
     tender.save()

@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import ProtectedError
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext
 from django.views.decorators.http import require_POST
 
 from apps.accounts.guards import is_buyer, member_required
@@ -76,13 +77,19 @@ def tender_create(request):
                     **form.cleaned_data,
                 )
             except ValidationError as error:
+                # A form field's problem under its label; a requirement's or a weight's names its row.
+                labels = {name: field.label for name, field in form.fields.items()}
                 errors = [
-                    f"{field}: {m}" if field != "__all__" else m
+                    gettext("%(field)s: %(message)s") % {"field": labels[field], "message": m}
+                    if field in labels
+                    else m
                     for field, msgs in error.message_dict.items()
                     for m in msgs
                 ]
             else:
-                messages.success(request, f"Tender {tender.reference} created.")
+                messages.success(
+                    request, gettext("Tender %(reference)s created.") % {"reference": tender.reference}
+                )
                 return redirect("procurement:tender-detail", pk=tender.pk)
     vocabulary = selectors.requirement_vocabulary()
     return render(
@@ -130,9 +137,9 @@ def tender_delete(request, pk: int):
     try:
         services.tender_delete(tender=tender, actor=request.user)
     except ProtectedError:
-        messages.error(request, "This tender has saved evaluations (an audit trail); it is kept.")
+        messages.error(request, gettext("This tender has saved evaluations (an audit trail); it is kept."))
         return redirect("procurement:tender-detail", pk=pk)
-    messages.success(request, f"Tender {tender.reference} deleted.")
+    messages.success(request, gettext("Tender %(reference)s deleted.") % {"reference": tender.reference})
     return redirect("procurement:tender-list")
 
 
