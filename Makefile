@@ -72,8 +72,8 @@ run: migrate
 # where PYTHONDONTWRITEBYTECODE is set (as on this project's shared hosts): without it every test
 # process, and every interpreter a test starts (device processes, judges, CLI runs), compiles torch,
 # Django and the tests from source again, and pytest rewrites every test module's asserts again. Only
-# the first run after a change pays that (session 26: 26 s of CPU per process to collect the fast
-# tests without it, 10 s with it; `import torch` 5.4 s against 2.7 s). PYCACHE= turns it off.
+# the first run after a change pays that (session 26: 22-26 s of CPU per process to collect the fast
+# tests without it, 8-10 s with it; `import torch` 5.4 s against 2.7 s). PYCACHE= turns it off.
 PYCACHE ?= $(CURDIR)/var/pycache
 PYTEST := $(if $(PYCACHE),PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$(PYCACHE)) $(PY) -m pytest
 
