@@ -35,6 +35,7 @@ def pytest_configure(config):
     the workers (they inherit the variable): a background producer started after collection runs the
     tiny plan there, and every test process reads what it wrote (tests/real_documents.py). The
     controlling process ends that producer, if it still runs, when the session ends."""
+    _whitenoise_scans_the_static_files_once()
     if XDIST_WORKER:
         import torch
 
@@ -51,6 +52,56 @@ def pytest_configure(config):
             os.environ.pop(REAL_DOCUMENTS_ENV, None)
 
         config.add_cleanup(cleanup)
+
+
+# The settings WhiteNoise's middleware reads when it maps the static files (whitenoise/middleware.py).
+_WHITENOISE_SETTINGS = (
+    "DEBUG",
+    "FORCE_SCRIPT_NAME",
+    "INSTALLED_APPS",
+    "STATIC_ROOT",
+    "STATIC_URL",
+    "STATICFILES_DIRS",
+    "STATICFILES_FINDERS",
+    "WHITENOISE_ADD_HEADERS_FUNCTION",
+    "WHITENOISE_ALLOW_ALL_ORIGINS",
+    "WHITENOISE_AUTOREFRESH",
+    "WHITENOISE_CHARSET",
+    "WHITENOISE_IMMUTABLE_FILE_TEST",
+    "WHITENOISE_INDEX_FILE",
+    "WHITENOISE_MAX_AGE",
+    "WHITENOISE_MIMETYPES",
+    "WHITENOISE_ROOT",
+    "WHITENOISE_STATIC_PREFIX",
+    "WHITENOISE_USE_FINDERS",
+)
+
+
+def _whitenoise_scans_the_static_files_once() -> None:
+    """Every Django test client loads the middleware again, and WhiteNoise's (WHITENOISE_USE_FINDERS)
+    then lists and stats every static file of the finders again: a tenth of the CPU of the API tests
+    (session 26, tests/registry/test_authorization.py profiled). In a test process the map of URLs to
+    files is built once per value of the settings it depends on, then shared by the middleware
+    instances (each still serves it as in production); a test that changes one of those settings gets
+    a map of its own."""
+    from django.conf import settings
+    from whitenoise.middleware import WhiteNoiseMiddleware
+
+    scan = WhiteNoiseMiddleware.add_files_from_finders
+    if getattr(scan, "shared_by_the_tests", False):
+        return
+    maps: dict[str, dict] = {}
+
+    def add_files_from_finders(self) -> None:
+        key = repr([getattr(settings, name, None) for name in _WHITENOISE_SETTINGS])
+        if key not in maps:
+            before = dict(self.files)
+            scan(self)
+            maps[key] = {url: file for url, file in self.files.items() if before.get(url) is not file}
+        self.files.update(maps[key])
+
+    add_files_from_finders.shared_by_the_tests = True
+    WhiteNoiseMiddleware.add_files_from_finders = add_files_from_finders
 
 
 # What a test needs of tests/real_documents.py, found from the names its module imports from there:
