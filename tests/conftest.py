@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -154,6 +155,13 @@ def _stop_producer(directory: Path) -> None:
     try:
         pid = int((directory / "producer.pid").read_text())
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        # Right after its exec the kernel may show an empty command line for a moment (seen here once
+        # in a few runs when the session ended just after the start): read again before judging it.
+        for _ in range(50):
+            if cmdline:
+                break
+            time.sleep(0.1)
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
         return  # never started, or already gone
     if b"tests.produce_real_documents" in cmdline and str(directory).encode() in cmdline:

@@ -3,6 +3,7 @@ workers; the workers' databases are copies of one migrated template."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -73,6 +74,10 @@ def test_one_background_producer_per_session_directory_ended_with_the_session(tm
     from tests.conftest import _stop_producer
 
     monkeypatch.setenv(SHARED_DIR_ENV, str(tmp_path))
+    # This test holds the documents' lock, so the producer waits on it and cannot finish (and exit 0)
+    # before the cleanup ends it, whatever this host's speed.
+    held = open(tmp_path / "documents.json.lock", "w")  # noqa: SIM115 - released in the finally below
+    fcntl.flock(held, fcntl.LOCK_EX)
     producer = start_background_producer(collectives=True)
     assert producer is not None
     try:
@@ -85,6 +90,7 @@ def test_one_background_producer_per_session_directory_ended_with_the_session(tm
         if producer.poll() is None:
             producer.kill()
             producer.wait()
+        held.close()
     assert not (tmp_path / "documents.json").exists()
 
 
