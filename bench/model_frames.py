@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -29,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from bench.clock_check import program_bounds  # noqa: E402
 from runners.device.client import DeviceClient  # noqa: E402
 from runners.model_suite import run_model  # noqa: E402
 from runners.model_suite.frames import CommittingSampler  # noqa: E402
@@ -36,12 +36,6 @@ from runners.models.resnet import ResNetConfig  # noqa: E402
 from runners.models.seeded import seeded_model_entry  # noqa: E402
 from runners.spec import build_spec, new_challenge  # noqa: E402
 from runners.timing import TimingPolicy, measure_with_output  # noqa: E402
-
-
-def program_bounds() -> dict[str, float]:
-    definition = json.loads((ROOT / "apps/runs/programs/aia-1.2.json").read_text())
-    bounds = definition["levels"][0]["thresholds"]["clock_ratio_bounds"]["value"]
-    return {"clock_ratio_min": bounds["min"], "clock_ratio_max": bounds["max"]}
 
 
 def pings(device: DeviceClient, count: int) -> dict[str, float]:
