@@ -1370,6 +1370,47 @@ _phrase(
     nested=frozenset({"field"}),
     patterns={"field": "Fab|Assembly|Both|Either"},
 )
+# The requirement lines apps/procurement/requirements.py requirement_describe writes for model,
+# serving, energy and quantity requirements (a model name is MODEL_NAME: no spaces).
+MODEL = r"[A-Za-z0-9][A-Za-z0-9._\-]*"
+_phrase(
+    "requirement.model_metric",
+    gettext_noop("%(model)s %(metric)s at %(dtype)s %(op)s %(bound)s %(unit)s"),
+    patterns={"model": MODEL, "metric": "throughput|latency", "dtype": r"\w+", "op": ">=|<=", "unit": r"\S+"},
+)
+_phrase(
+    "requirement.serving_qps",
+    gettext_noop("%(model)s Server at %(dtype)s >= %(min)s QPS within %(bound)s ms (MLPerf LoadGen, VALID)"),
+    patterns={"model": MODEL, "dtype": r"\w+"},
+)
+_phrase(
+    "requirement.serving_tokens",
+    gettext_noop(
+        "%(model)s Server at %(dtype)s >= %(min)s tokens/s with TPOT within %(bound)s ms (MLPerf LoadGen, VALID)"
+    ),
+    patterns={"model": MODEL, "dtype": r"\w+"},
+)
+_phrase(
+    "requirement.serving_energy",
+    gettext_noop(
+        "%(model)s Server energy at %(dtype)s %(op)s %(bound)s %(unit)s (measured by a meter, certified at "
+        "the level's settings)"
+    ),
+    patterns={"model": MODEL, "dtype": r"\w+", "op": ">=|<=", "unit": r"\S+"},
+)
+_phrase(
+    "requirement.memory_gib",
+    gettext_noop("Memory %(op)s %(value)s %(unit)s"),
+    patterns={"op": ">=|<=", "unit": "GiB"},
+)
+_phrase(
+    "requirement.tdp_w", gettext_noop("TDP %(op)s %(value)s %(unit)s"), patterns={"op": ">=|<=", "unit": "W"}
+)
+_phrase(
+    "requirement.domestic_content_pct",
+    gettext_noop("Domestic content %(op)s %(value)s %(unit)s"),
+    patterns={"op": ">=|<=", "unit": "%"},
+)
 _phrase("requirement.export_in", gettext_noop("Export-control class in %(classes)s"))
 _phrase("requirement.export_not_in", gettext_noop("Export-control class not in %(classes)s"))
 

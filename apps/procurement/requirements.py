@@ -333,28 +333,47 @@ def requirement_describe(*, kind: str, params: dict) -> str:
         return say("requirement.conformance_dtype", dtype=params["dtype"])
     if kind == Kind.MODEL_PERFORMANCE:
         unit, op = MODEL_METRICS[params["metric"]]
-        return f"{params['model']} {params['metric']} at {params['dtype']} {op} {params['bound']:g} {unit}"
+        return say(
+            "requirement.model_metric",
+            model=params["model"],
+            metric=params["metric"],
+            dtype=params["dtype"],
+            op=op,
+            bound=f"{params['bound']:g}",
+            unit=unit,
+        )
     if kind == Kind.MEASURED_TFLOPS:
         return say("requirement.measured_tflops", dtype=params["dtype"], min=f"{params['min_tflops']:g}")
     if kind == Kind.SERVING_QPS:
-        return (
-            f"{params['model']} Server at {params['dtype']} >= {params['min_qps']:g} QPS "
-            f"within {params['max_latency_ms']:g} ms (MLPerf LoadGen, VALID)"
+        return say(
+            "requirement.serving_qps",
+            model=params["model"],
+            dtype=params["dtype"],
+            min=f"{params['min_qps']:g}",
+            bound=f"{params['max_latency_ms']:g}",
         )
     if kind == Kind.SERVING_TOKENS:
-        return (
-            f"{params['model']} Server at {params['dtype']} >= {params['min_tokens_per_s']:g} tokens/s "
-            f"with TPOT within {params['max_tpot_ms']:g} ms (MLPerf LoadGen, VALID)"
+        return say(
+            "requirement.serving_tokens",
+            model=params["model"],
+            dtype=params["dtype"],
+            min=f"{params['min_tokens_per_s']:g}",
+            bound=f"{params['max_tpot_ms']:g}",
         )
     if kind == Kind.SERVING_ENERGY:
         unit, op, _ = ENERGY_METRICS[params["metric"]]
-        return (
-            f"{params['model']} Server energy at {params['dtype']} {op} {params['bound']:g} {unit} "
-            "(measured by a meter, certified at the level's settings)"
+        return say(
+            "requirement.serving_energy",
+            model=params["model"],
+            dtype=params["dtype"],
+            op=op,
+            bound=f"{params['bound']:g}",
+            unit=unit,
         )
     if kind in QUANTITIES:
-        name = QUANTITY_NAMES[kind]
-        return f"{name[0].upper()}{name[1:]} {params['op']} {params['value']:g} {QUANTITIES[kind][0]}"
+        return say(
+            f"requirement.{kind}", op=params["op"], value=f"{params['value']:g}", unit=QUANTITIES[kind][0]
+        )
     if kind == Kind.ORIGIN_COUNTRY:
         return say(
             "requirement.origin_in",

@@ -48,7 +48,7 @@ def en(text, stored=None):
 # a tolerance's name, a count that may be unknown): a sample the rules below miss is the first that fits.
 FITTING = (
     "7", "12.50%", "True", "'fast'", "'number', 'null'", "['tiny-bert']", "{'n': 7}", "rtol",
-    "2026-11-30T17:00:00+00:00", "(2, 3)", "CNY",
+    "2026-11-30T17:00:00+00:00", "(2, 3)", "CNY", "GiB", "W", "%", ">=", "throughput",
 )  # fmt: skip
 
 

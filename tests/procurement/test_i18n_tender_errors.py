@@ -117,3 +117,40 @@ def test_a_refused_tender_and_its_flash_messages_read_in_zh_hans(cast, program, 
     sweep.visit("tender list (deleted)", response)
     assert "招标 ZB-20 已删除。" in response.content.decode()
     finish(sweep)
+
+
+def test_every_requirement_line_of_a_tender_reads_in_zh_hans(cast, program):
+    """The requirement lines a buyer reads on a tender's page (requirement_describe): model, serving,
+    energy and quantity requirements were English f-strings; they are recorded phrases now."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.procurement.services import tender_create
+
+    model = {"model": "bert", "dtype": "bfloat16"}
+    tender = tender_create(
+        organization=cast.buyer_org,
+        title="推理加速器采购",
+        reference="ZB-19",
+        deadline=timezone.now() + timedelta(days=30),
+        currency="CNY",
+        requirements=[
+            {"kind": "model_performance", "params": {**model, "metric": "latency", "bound": 20}},
+            {"kind": "serving_qps", "params": {**model, "min_qps": 100, "max_latency_ms": 50}},
+            {"kind": "serving_tokens", "params": {**model, "min_tokens_per_s": 500, "max_tpot_ms": 40}},
+            {"kind": "serving_energy", "params": {**model, "metric": "j_per_query", "bound": 2}},
+            {"kind": "memory_gib", "params": {"op": ">=", "value": 64}},
+            {"kind": "tdp_w", "params": {"op": "<=", "value": 400}},
+            {"kind": "domestic_content_pct", "params": {"op": ">=", "value": 50}},
+        ],
+        scoring=[{"metric": "measured_tflops", "weight": 1}],
+        created_by=cast.buyer,
+    )
+    sweep = ZhSweep()
+    buyer = Client(HTTP_ACCEPT_LANGUAGE="zh-CN")
+    buyer.force_login(cast.buyer)
+    page = sweep.get(buyer, f"/procurement/tenders/{tender.pk}/").content.decode()
+    assert "bert 在 bfloat16 下的 Server 场景 &gt;= 100 QPS" in page
+    assert "热设计功耗 TDP &lt;= 400 W" in page and "国产化比例 &gt;= 50 %" in page
+    finish(sweep)
