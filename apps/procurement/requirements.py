@@ -344,21 +344,14 @@ def requirement_describe(*, kind: str, params: dict) -> str:
         )
     if kind == Kind.MEASURED_TFLOPS:
         return say("requirement.measured_tflops", dtype=params["dtype"], min=f"{params['min_tflops']:g}")
-    if kind == Kind.SERVING_QPS:
+    if kind in SERVING_BOUNDS:  # requirement.serving_qps, requirement.serving_tokens
+        floor_key, bound_key = SERVING_BOUNDS[kind]
         return say(
-            "requirement.serving_qps",
+            f"requirement.{kind}",
             model=params["model"],
             dtype=params["dtype"],
-            min=f"{params['min_qps']:g}",
-            bound=f"{params['max_latency_ms']:g}",
-        )
-    if kind == Kind.SERVING_TOKENS:
-        return say(
-            "requirement.serving_tokens",
-            model=params["model"],
-            dtype=params["dtype"],
-            min=f"{params['min_tokens_per_s']:g}",
-            bound=f"{params['max_tpot_ms']:g}",
+            min=f"{params[floor_key]:g}",
+            bound=f"{params[bound_key]:g}",
         )
     if kind == Kind.SERVING_ENERGY:
         unit, op, _ = ENERGY_METRICS[params["metric"]]
