@@ -59,6 +59,10 @@ class Phrase:
     lists: dict[str, str | Separator] = field(default_factory=dict)
     # Regexes a param must match when a text is read back (default: any non-empty run, shortest first).
     patterns: dict[str, str] = field(default_factory=dict)
+    # Among formats that read a text with as much literal text, the higher `narrower` wins: a format
+    # whose patterns only a few texts fit (a tender requirement's line) over a general one of the same
+    # words ("%(name)s: %(text)s").
+    narrower: int = 0
 
     def english(self, params: dict[str, Any]) -> str:
         return self.msgid % {name: str(value) for name, value in params.items()}
@@ -899,10 +903,31 @@ _phrase(
     # An item starts at its job's label: a job's message that holds "; " itself (a list of problems) stays whole.
     lists={"jobs": Separator("; ", r"Job \d+ ")},
 )
+# A job's label in those reasons (apps/runs/services/campaigns.py job_label): its id and its suite (and
+# model), the suite's name a msgid as the job records it.
+SUITES = (
+    gettext_noop("conformance"),
+    gettext_noop("performance"),
+    gettext_noop("model"),
+    gettext_noop("serving"),
+    gettext_noop("collectives"),
+)
+_phrase(
+    "job.label",
+    gettext_noop("Job %(id)s %(suite)s"),
+    nested=frozenset({"suite"}),
+    patterns={"id": INT, "suite": "|".join(SUITES)},
+)
+_phrase(
+    "job.label_model",
+    gettext_noop("Job %(id)s %(suite)s:%(model)s"),
+    nested=frozenset({"suite"}),
+    patterns={"id": INT, "suite": "|".join(SUITES), "model": r"\S+"},
+)
 _phrase(
     "campaign.failed_job",
     gettext_noop("%(job)s: %(error)s %(message)s"),
-    nested=frozenset({"error", "message"}),
+    nested=frozenset({"job", "error", "message"}),
     patterns={
         "job": r"Job \d+ \S+",
         "error": "Product failure|Infrastructure|Timeout|Rejected evidence|failed|cancelled",
@@ -1355,20 +1380,31 @@ _phrase(
 )
 
 # A tender requirement's line (apps/procurement/requirements.py) --------------------------------------
-_phrase("requirement.backend", gettext_noop("Backend in %(backends)s"))
+# A line's last param never holds ": " (backends, dtypes, country and class codes): an ineligible row's
+# reason (matrix.reason) is the line, ": " and the failing cell's value, and reads back as such.
+NO_COLON = r"[^:]+"
+_phrase("requirement.backend", gettext_noop("Backend in %(backends)s"), patterns={"backends": NO_COLON})
 _phrase(
     "requirement.certificate_level",
     gettext_noop("Active %(program)s certificate at level %(level)s or above"),
 )
-_phrase("requirement.conformance_dtype", gettext_noop("Conformance passed for %(dtype)s"))
-_phrase("requirement.measured_tflops", gettext_noop("Certified %(dtype)s GEMM >= %(min)s TFLOP/s"))
+_phrase(
+    "requirement.conformance_dtype",
+    gettext_noop("Conformance passed for %(dtype)s"),
+    patterns={"dtype": r"\w+"},
+)
+_phrase(
+    "requirement.measured_tflops",
+    gettext_noop("Certified %(dtype)s GEMM >= %(min)s TFLOP/s"),
+    patterns={"dtype": r"\w+", "min": SCI},
+)
 # The origin fields as the requirement line spells them.
 ORIGIN_FIELDS = (gettext_noop("Fab"), gettext_noop("Assembly"), gettext_noop("Both"), gettext_noop("Either"))
 _phrase(
     "requirement.origin_in",
     gettext_noop("%(field)s country in %(countries)s"),
     nested=frozenset({"field"}),
-    patterns={"field": "Fab|Assembly|Both|Either"},
+    patterns={"field": "Fab|Assembly|Both|Either", "countries": NO_COLON},
 )
 # The requirement lines apps/procurement/requirements.py requirement_describe writes for model,
 # serving, energy and quantity requirements (a model name is MODEL_NAME: no spaces).
@@ -1376,19 +1412,26 @@ MODEL = r"[A-Za-z0-9][A-Za-z0-9._\-]*"
 _phrase(
     "requirement.model_metric",
     gettext_noop("%(model)s %(metric)s at %(dtype)s %(op)s %(bound)s %(unit)s"),
-    patterns={"model": MODEL, "metric": "throughput|latency", "dtype": r"\w+", "op": ">=|<=", "unit": r"\S+"},
+    patterns={
+        "model": MODEL,
+        "metric": "throughput|latency",
+        "dtype": r"\w+",
+        "op": ">=|<=",
+        "bound": SCI,
+        "unit": r"\S+",
+    },
 )
 _phrase(
     "requirement.serving_qps",
     gettext_noop("%(model)s Server at %(dtype)s >= %(min)s QPS within %(bound)s ms (MLPerf LoadGen, VALID)"),
-    patterns={"model": MODEL, "dtype": r"\w+"},
+    patterns={"model": MODEL, "dtype": r"\w+", "min": SCI, "bound": SCI},
 )
 _phrase(
     "requirement.serving_tokens",
     gettext_noop(
         "%(model)s Server at %(dtype)s >= %(min)s tokens/s with TPOT within %(bound)s ms (MLPerf LoadGen, VALID)"
     ),
-    patterns={"model": MODEL, "dtype": r"\w+"},
+    patterns={"model": MODEL, "dtype": r"\w+", "min": SCI, "bound": SCI},
 )
 _phrase(
     "requirement.serving_energy",
@@ -1396,23 +1439,33 @@ _phrase(
         "%(model)s Server energy at %(dtype)s %(op)s %(bound)s %(unit)s (measured by a meter, certified at "
         "the level's settings)"
     ),
-    patterns={"model": MODEL, "dtype": r"\w+", "op": ">=|<=", "unit": r"\S+"},
+    patterns={"model": MODEL, "dtype": r"\w+", "op": ">=|<=", "bound": SCI, "unit": r"\S+"},
 )
 _phrase(
     "requirement.memory_gib",
     gettext_noop("Memory %(op)s %(value)s %(unit)s"),
-    patterns={"op": ">=|<=", "unit": "GiB"},
+    patterns={"op": ">=|<=", "value": SCI, "unit": "GiB"},
 )
 _phrase(
-    "requirement.tdp_w", gettext_noop("TDP %(op)s %(value)s %(unit)s"), patterns={"op": ">=|<=", "unit": "W"}
+    "requirement.tdp_w",
+    gettext_noop("TDP %(op)s %(value)s %(unit)s"),
+    patterns={"op": ">=|<=", "value": SCI, "unit": "W"},
 )
 _phrase(
     "requirement.domestic_content_pct",
     gettext_noop("Domestic content %(op)s %(value)s %(unit)s"),
-    patterns={"op": ">=|<=", "unit": "%"},
+    patterns={"op": ">=|<=", "value": SCI, "unit": "%"},
 )
-_phrase("requirement.export_in", gettext_noop("Export-control class in %(classes)s"))
-_phrase("requirement.export_not_in", gettext_noop("Export-control class not in %(classes)s"))
+_phrase(
+    "requirement.export_in",
+    gettext_noop("Export-control class in %(classes)s"),
+    patterns={"classes": NO_COLON},
+)
+_phrase(
+    "requirement.export_not_in",
+    gettext_noop("Export-control class not in %(classes)s"),
+    patterns={"classes": NO_COLON},
+)
 
 # Why a ranking term has no serving figure (apps/procurement/scoring.py): the bound a weight compares at.
 _phrase(
@@ -1446,6 +1499,182 @@ _phrase(
 _phrase("scoring.no_tdp", gettext_noop("no TDP"))
 _phrase("scoring.no_memory_figure", gettext_noop("no memory figure"))
 _phrase("scoring.no_price", gettext_noop("no list price in %(currency)s"), patterns={"currency": r"[A-Z]{3}"})
+
+# A cell of a tender's evaluation matrix (apps/procurement/eligibility.py): its value and its source, and
+# an ineligible row's reasons. Stored in the evaluation's snapshot in English (the API and OCDS read it
+# so); the portal reads each back out of its text, old snapshots included (the English is unchanged).
+_phrase("matrix.certificate", gettext_noop("certificate %(serial)s"), patterns={"serial": r"\S+"})
+_phrase(
+    "matrix.declared_signed",
+    gettext_noop("vendor declaration, not measured, as signed in %(source)s"),
+    nested=frozenset({"source"}),
+)
+_phrase(
+    "matrix.declared_registry",
+    gettext_noop("vendor declaration, not measured, from the registry (%(source)s predates signing it)"),
+    nested=frozenset({"source"}),
+)
+_phrase(
+    "matrix.measurement",
+    gettext_noop("measurement %(measurement)s (document %(document)s, %(source)s)"),
+    nested=frozenset({"source"}),
+    patterns={"measurement": INT, "document": r"\w+"},
+)
+_phrase(
+    "matrix.level",
+    gettext_noop("%(program)s %(version)s level %(level)s"),
+    patterns={"program": r"\S+", "version": r"\S+", "level": r"\S+"},
+)
+# A certificate's program and level, as matrix.level writes them.
+LEVEL_VALUE = r"\S+ \S+ level \S+"
+_phrase(
+    "matrix.another_program",
+    gettext_noop("%(value)s (another program)"),
+    nested=frozenset({"value"}),
+    patterns={"value": LEVEL_VALUE},
+)
+_phrase(
+    "matrix.level_undefined",
+    gettext_noop("%(value)s; level %(level)s is not defined in this version"),
+    nested=frozenset({"value"}),
+    patterns={"value": LEVEL_VALUE, "level": r"\S+"},
+)
+_phrase("matrix.in_scope", gettext_noop("in certified scope (%(scope)s)"))
+_phrase("matrix.not_in_scope", gettext_noop("not in certified scope (%(scope)s)"))
+_phrase("matrix.not_in_scope_none", gettext_noop("not in certified scope (none)"))
+_phrase(
+    "matrix.no_throughput",
+    gettext_noop("no certified throughput measurement of %(model)s at %(dtype)s"),
+    patterns={"model": MODEL, "dtype": r"\w+"},
+)
+_phrase(
+    "matrix.no_latency",
+    gettext_noop("no certified latency measurement of %(model)s at %(dtype)s"),
+    patterns={"model": MODEL, "dtype": r"\w+"},
+)
+_phrase(
+    "matrix.out_of_model_scope",
+    gettext_noop("%(value)s, but %(model)s is not in the certified model scope"),
+    patterns={"value": SCI + r" \S+", "model": MODEL},
+)
+_phrase(
+    "matrix.no_serving_qps",
+    gettext_noop("no certified Server QPS of %(model)s at %(dtype)s"),
+    patterns={"model": MODEL, "dtype": r"\w+"},
+)
+_phrase(
+    "matrix.no_serving_tokens",
+    gettext_noop("no certified Server tokens/s of %(model)s at %(dtype)s"),
+    patterns={"model": MODEL, "dtype": r"\w+"},
+)
+# What LoadGen judged a certified Server figure by (apps/certificates/serving.py judged_bound_text).
+_phrase(
+    "judged.token_latencies",
+    gettext_noop("TTFT %(at)s <= %(ttft)s ms and TPOT %(at_tpot)s <= %(tpot)s ms"),
+    patterns={"at": r"p" + SCI, "ttft": SCI, "at_tpot": r"p" + SCI, "tpot": SCI},
+)
+_phrase(
+    "matrix.qps_no_bound",
+    gettext_noop("%(value)s QPS, at no latency bound"),
+    patterns={"value": SCI},
+)
+_phrase(
+    "matrix.qps_no_bound_judged",
+    gettext_noop("%(value)s QPS, at no latency bound (LoadGen judged %(judged)s)"),
+    nested=frozenset({"judged"}),
+    patterns={"value": SCI},
+)
+_phrase(
+    "matrix.tokens_no_bound",
+    gettext_noop("%(value)s tokens/s, at no TPOT bound"),
+    patterns={"value": SCI},
+)
+_phrase(
+    "matrix.tokens_no_bound_judged",
+    gettext_noop("%(value)s tokens/s, at no TPOT bound (LoadGen judged %(judged)s)"),
+    nested=frozenset({"judged"}),
+    patterns={"value": SCI},
+)
+_phrase(
+    "matrix.serving_at",
+    gettext_noop("%(value)s %(unit)s at %(judged)s"),
+    nested=frozenset({"judged"}),
+    patterns={"value": SCI, "unit": "QPS|tokens/s"},
+)
+_phrase(
+    "matrix.serving_at_latency",
+    gettext_noop("%(value)s %(unit)s at latency %(judged)s"),
+    nested=frozenset({"judged"}),
+    patterns={"value": SCI, "unit": "QPS|tokens/s"},
+)
+_phrase(
+    "matrix.no_energy",
+    gettext_noop("no certified %(unit)s of %(model)s at %(dtype)s (no meter, or not certified)"),
+    patterns={"unit": "J/query|J/token", "model": MODEL, "dtype": r"\w+"},
+)
+_phrase(
+    "matrix.energy_judged",
+    gettext_noop("%(value)s %(unit)s (Server at %(judged)s)"),
+    nested=frozenset({"judged"}),
+    patterns={"value": SCI, "unit": r"\S+"},
+)
+_phrase(
+    "matrix.energy_source",
+    gettext_noop("signed headline of %(source)s, meter %(meter)s"),
+    nested=frozenset({"source"}),
+)
+_phrase(
+    "matrix.energy_source_unnamed",
+    gettext_noop("signed headline of %(source)s, meter named in the document"),
+    nested=frozenset({"source"}),
+)
+# The quantity's name is a msgid of apps/procurement/requirements.py QUANTITY_NAMES.
+_phrase(
+    "matrix.not_stated",
+    gettext_noop("%(name)s not stated in the certificate"),
+    nested=frozenset({"name"}),
+    patterns={"name": "memory|TDP"},
+)
+_phrase(
+    "matrix.origin",
+    gettext_noop("fab %(fab)s, assembly %(assembly)s"),
+    patterns={"fab": r"[^,]*", "assembly": r".*"},
+)
+# The export-control classes an undetermined chip may be in, joined by " or " (one phrase a pair, the
+# first param itself read again while it holds more than one; only class codes: no spaces).
+CLASS_CODE = r"[\w.-]+"
+_phrase(
+    "matrix.classes_or",
+    gettext_noop("%(classes)s or %(last)s"),
+    nested=frozenset({"classes"}),
+    patterns={"classes": CLASS_CODE + "(?: or " + CLASS_CODE + ")*", "last": CLASS_CODE},
+)
+_phrase("matrix.undetermined", gettext_noop("undetermined (%(classes)s)"), nested=frozenset({"classes"}))
+_phrase(
+    "matrix.export_source",
+    gettext_noop("rule %(rule)s on the declared peaks of %(source)s"),
+    nested=frozenset({"source"}),
+    patterns={"rule": r"\S+"},
+)
+
+
+def _alternatives(prefix: str) -> str:
+    """A regex that matches the English text of any phrase whose code starts with `prefix`."""
+    return "|".join(
+        "(?:" + re.sub(r"\(\?P<\w+>", "(?:", phrase.matcher().pattern[1:-1]) + ")"
+        for code, phrase in PHRASES.items()
+        if code.startswith(prefix)
+    )
+
+
+# An ineligible row's reason: the requirement's line, and the value of its failing cell.
+_phrase(
+    "matrix.reason",
+    gettext_noop("%(requirement)s: %(value)s"),
+    nested=frozenset({"requirement", "value"}),
+    patterns={"requirement": _alternatives("requirement.")},
+    narrower=1,  # named.item has the same words
+)
 
 # The export-control classification (apps/procurement/export_control.py) ------------------------------
 _phrase(
@@ -1521,11 +1750,11 @@ def say(code: str, /, **params: Any) -> Said:
 def parse(text: str) -> tuple[str, dict[str, str]] | None:
     """The phrase and params an English text was written from, or None for a text no phrase knows.
     A text more than one format reads (a param that itself holds the rest of another format) is given
-    to the format with the most literal text: the most specific."""
+    to the format with the most literal text: the most specific (then the narrower: Phrase.narrower)."""
     found = [(phrase, m) for phrase, matcher in _MATCHERS if (m := matcher.fullmatch(text))]
     if not found:
         return None
-    phrase, match = max(found, key=lambda pair: len(PLACEHOLDER.sub("", pair[0].msgid)))
+    phrase, match = max(found, key=lambda pair: (len(PLACEHOLDER.sub("", pair[0].msgid)), pair[0].narrower))
     return phrase.code, match.groupdict()
 
 

@@ -11,16 +11,20 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
 
 from apps.accounts.models import Membership
 from apps.accounts.selectors import membership_of
 
-NOT_FOR_ROLE = "This page is not for your role."
+# Lazy: the guards are made when the URLconf is imported, the message is read in the request's language
+# (templates/403.html shows it).
+NOT_FOR_ROLE = _("This page is not for your role.")
 View = Callable[..., HttpResponse]
 
 
 def member_required(
-    check: Callable[[Membership], bool] | None = None, *, message: str = NOT_FOR_ROLE
+    check: Callable[[Membership], bool] | None = None, *, message: str | Promise = NOT_FOR_ROLE
 ) -> Callable[[View], View]:
     """Login, a membership, and (optionally) `check(membership)`; sets request.membership."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from apps.certificates import judge
+from certification.recorded_text import say
 
 SCENARIOS = ("SingleStream", "MultiStream", "Server", "Offline")
 SERVING_KINDS = (*judge.SERVING_FIGURE_KINDS, "energy")
@@ -114,7 +115,9 @@ def judged_bound_text(entry: dict[str, Any]) -> str:
         ttft, tpot = _number(entry.get("ttft_bound_s")), _number(entry.get("tpot_bound_s"))
         if ttft is None or tpot is None:
             return ""
-        return f"TTFT {at} <= {ttft * 1000:g} ms and TPOT {at} <= {tpot * 1000:g} ms"
+        return say(
+            "judged.token_latencies", at=at, ttft=f"{ttft * 1000:g}", at_tpot=at, tpot=f"{tpot * 1000:g}"
+        )
     bound = _number(entry.get("latency_bound_s"))
     return f"{at} <= {bound * 1000:g} ms" if bound is not None else ""
 

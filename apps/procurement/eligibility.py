@@ -25,10 +25,12 @@ from apps.procurement.requirements import (
     requirement_describe,
 )
 from apps.procurement.scoring import SERVING_BOUND_NAMES, scoring_bounds, scoring_dtypes, scoring_rank
+from certification.recorded_text import say
 from runners.dtypes import DTYPE_OF_PEAK_KEY
 from runners.serving_bound import ServerBound
 
-DECLARED = "vendor declaration, not measured"
+# Every text a cell (its value, its source) or a reason carries is a recorded phrase of
+# certification/recorded_text.py (matrix.*): stored in the snapshot in English, read in the reader's language.
 
 
 @dataclass
@@ -75,13 +77,13 @@ class Candidate:
 
     @property
     def certified_source(self) -> str:
-        return f"certificate {self.serial}"
+        return say("matrix.certificate", serial=self.serial)
 
     @property
     def declared_source(self) -> str:
         if self.declarations_signed:
-            return f"{DECLARED}, as signed in {self.certified_source}"
-        return f"{DECLARED}, from the registry ({self.certified_source} predates signing it)"
+            return say("matrix.declared_signed", source=self.certified_source)
+        return say("matrix.declared_registry", source=self.certified_source)
 
 
 def _cell(ok: bool, value: str, source: str) -> dict[str, Any]:
@@ -89,8 +91,12 @@ def _cell(ok: bool, value: str, source: str) -> dict[str, Any]:
 
 
 def _measurement_source(figure: dict[str, Any], candidate: Candidate) -> str:
-    document = figure["document"][:12]
-    return f"measurement {figure['measurement']} (document {document}, {candidate.certified_source})"
+    return say(
+        "matrix.measurement",
+        measurement=figure["measurement"],
+        document=figure["document"][:12],
+        source=candidate.certified_source,
+    )
 
 
 def _compare(value: float, op: str, bound: float) -> bool:
@@ -102,38 +108,38 @@ def cell_evaluate(*, kind: str, params: dict[str, Any], candidate: Candidate) ->
     c = candidate
     value: Any  # a label (certificate level) or a number (measured figures)
     if kind == Kind.CERTIFICATE_LEVEL:
-        value = f"{c.program_code} {c.program_version} level {c.level}"
+        value = say("matrix.level", program=c.program_code, version=c.program_version, level=c.level)
         wanted = c.level_ranks.get(params["level"]) if c.program_code == params["program"] else None
         if c.program_code != params["program"]:
-            return _cell(False, f"{value} (another program)", c.certified_source)
+            return _cell(False, say("matrix.another_program", value=value), c.certified_source)
         if wanted is None:
             return _cell(
-                False, f"{value}; level {params['level']} is not defined in this version", c.certified_source
+                False, say("matrix.level_undefined", value=value, level=params["level"]), c.certified_source
             )
         return _cell(c.level_ranks.get(c.level, 0) >= wanted, value, c.certified_source)
     if kind == Kind.CONFORMANCE_DTYPE:
-        scope = ", ".join(c.scope_dtypes) or "none"
         ok = params["dtype"] in c.scope_dtypes
-        return _cell(ok, f"{'in' if ok else 'not in'} certified scope ({scope})", c.certified_source)
+        scope = ", ".join(c.scope_dtypes)
+        if not scope:
+            return _cell(ok, say("matrix.not_in_scope_none"), c.certified_source)
+        return _cell(
+            ok, say("matrix.in_scope" if ok else "matrix.not_in_scope", scope=scope), c.certified_source
+        )
     if kind == Kind.MODEL_PERFORMANCE:
         model, dtype, metric = params["model"], params["dtype"], params["metric"]
         unit, op = MODEL_METRICS[metric]
         figure = c.model_figures.get((model, dtype, metric))
         if figure is None:
-            return _cell(
-                False, f"no certified {metric} measurement of {model} at {dtype}", c.certified_source
-            )
+            return _cell(False, say(f"matrix.no_{metric}", model=model, dtype=dtype), c.certified_source)
         value = figure["value"] * 1000 if metric == "latency" else figure["value"]  # stored in s, bound in ms
         text = f"{value:.4g} {unit}"
         if model not in c.scope_models:
-            return _cell(
-                False, f"{text}, but {model} is not in the certified model scope", c.certified_source
-            )
+            return _cell(False, say("matrix.out_of_model_scope", value=text, model=model), c.certified_source)
         return _cell(_compare(value, op, params["bound"]), text, _measurement_source(figure, c))
     if kind == Kind.MEASURED_TFLOPS:
         figure = c.gemm.get(params["dtype"])  # the requested dtype's own figure, never another dtype's
         if figure is None:
-            return _cell(False, f"no certified {params['dtype']} GEMM measurement", c.certified_source)
+            return _cell(False, say("scoring.no_gemm_dtype", dtype=params["dtype"]), c.certified_source)
         value = figure["value"]
         return _cell(
             value >= params["min_tflops"],
@@ -148,7 +154,7 @@ def cell_evaluate(*, kind: str, params: dict[str, Any], candidate: Candidate) ->
         value = c.memory_gib if kind == Kind.MEMORY_GIB else c.tdp_w
         unit = "GiB" if kind == Kind.MEMORY_GIB else "W"
         if value is None:
-            return _cell(False, f"{QUANTITY_NAMES[kind]} not stated in the certificate", c.certified_source)
+            return _cell(False, say("matrix.not_stated", name=QUANTITY_NAMES[kind]), c.certified_source)
         return _cell(_compare(value, params["op"], params["value"]), f"{value:g} {unit}", c.certified_source)
     if kind == Kind.DOMESTIC_CONTENT_PCT:
         value = c.domestic_content_pct
@@ -159,15 +165,17 @@ def cell_evaluate(*, kind: str, params: dict[str, Any], candidate: Candidate) ->
         ok = {"fab": fab, "assembly": assembly, "both": fab and assembly, "either": fab or assembly}[
             params["field"]
         ]
-        return _cell(ok, f"fab {c.fab_country}, assembly {c.assembly_country}", c.declared_source)
+        return _cell(
+            ok, say("matrix.origin", fab=c.fab_country, assembly=c.assembly_country), c.declared_source
+        )
     if kind == Kind.EXPORT_CLASS:
         klass = c.classification
         possible = set(klass.possible) if klass.code == UNDETERMINED else {klass.code}
         chosen = set(params["classes"])
         # Undetermined passes only if every class it could be satisfies the requirement.
         ok = possible <= chosen if params["mode"] == "in" else not (possible & chosen)
-        value = klass.code if klass.code != UNDETERMINED else f"undetermined ({' or '.join(klass.possible)})"
-        return _cell(ok, value, f"rule {klass.rule_id} on the declared peaks of {c.certified_source}")
+        value = klass.code if klass.code != UNDETERMINED else _undetermined(klass.possible)
+        return _cell(ok, value, say("matrix.export_source", rule=klass.rule_id, source=c.certified_source))
     if kind == Kind.BACKEND:
         return _cell(c.backend in params["backends"], f"{c.backend} ({c.target})", c.certified_source)
     raise ValueError(f"Unknown requirement kind {kind!r}")
@@ -178,28 +186,26 @@ def _serving_cell(kind: str, params: dict[str, Any], c: Candidate) -> dict[str, 
     Server run whose bound (latency, or TPOT for tokens/s) is at least as tight as the tender's."""
     floor_key, bound_key = SERVING_BOUNDS[kind]
     figure = c.serving.get((params["model"], params["dtype"], kind))
-    what = "Server QPS" if kind == Kind.SERVING_QPS else "Server tokens/s"
+    qps = kind == Kind.SERVING_QPS
     if figure is None:
-        return _cell(
-            False, f"no certified {what} of {params['model']} at {params['dtype']}", c.certified_source
-        )
+        missing = "matrix.no_serving_qps" if qps else "matrix.no_serving_tokens"
+        return _cell(False, say(missing, model=params["model"], dtype=params["dtype"]), c.certified_source)
     # The bound LoadGen judged the run by (judge.serving_bound): a query latency bound, or for a
     # decoder (token-latency mode) TTFT and TPOT; a QPS requirement's latency bound is met only by a
     # run judged by one, a tokens/s requirement's TPOT bound only by a run judged by TPOT.
     certified_bound = (
         figure.get("latency_bound_s") if kind == Kind.SERVING_QPS else figure.get("tpot_bound_s")
     )
-    unit = "QPS" if kind == Kind.SERVING_QPS else "tokens/s"
-    bound_name = "latency" if kind == Kind.SERVING_QPS else "TPOT"
+    unit = "QPS" if qps else "tokens/s"
+    value = f"{figure['value']:.4g}"
     judged = judged_bound_text({"scenario": "Server", **figure})
     if certified_bound is None:
+        code = ("matrix.qps_no_bound" if qps else "matrix.tokens_no_bound") + ("_judged" if judged else "")
         return _cell(
-            False,
-            f"{figure['value']:.4g} {unit}, at no {bound_name} bound"
-            + (f" (LoadGen judged {judged})" if judged else ""),
-            c.certified_source,
+            False, say(code, value=value, **({"judged": judged} if judged else {})), c.certified_source
         )
-    text = f"{figure['value']:.4g} {unit} at {'' if figure.get('token_latencies') else 'latency '}{judged}"
+    at = "matrix.serving_at" if figure.get("token_latencies") else "matrix.serving_at_latency"
+    text = say(at, value=value, unit=unit, judged=judged)
     bound = ServerBound.from_params(figure)
     ok = (
         figure["value"] >= params[floor_key]
@@ -218,17 +224,32 @@ def _energy_cell(params: dict[str, Any], c: Candidate) -> dict[str, Any]:
     if figure is None:
         return _cell(
             False,
-            f"no certified {certified_unit} of {params['model']} at {params['dtype']} (no meter, or not certified)",
+            say("matrix.no_energy", unit=certified_unit, model=params["model"], dtype=params["dtype"]),
             c.certified_source,
         )
     joules = float(figure["value"])
     value = joules if params["metric"] == "j_per_query" else 1.0 / joules
     judged = judged_bound_text(figure)
-    text = f"{value:.4g} {unit}" + (f" (Server at {judged})" if judged else "")
+    text = (
+        say("matrix.energy_judged", value=f"{value:.4g}", unit=unit, judged=judged)
+        if judged
+        else f"{value:.4g} {unit}"
+    )
+    meter = figure.get("meter")
     source = (
-        f"signed headline of {c.certified_source}, meter {figure.get('meter') or 'named in the document'}"
+        say("matrix.energy_source", source=c.certified_source, meter=meter)
+        if meter
+        else say("matrix.energy_source_unnamed", source=c.certified_source)
     )
     return _cell(_compare(value, op, params["bound"]), text, source)
+
+
+def _undetermined(possible: list[str]) -> str:
+    """The classes an undetermined chip may be in: "undetermined (3A090.a or not-3A090)"."""
+    classes = possible[0] if possible else ""
+    for code in possible[1:]:
+        classes = say("matrix.classes_or", classes=classes, last=code)
+    return say("matrix.undetermined", classes=classes)
 
 
 def _figures(candidate: Candidate) -> dict[str, Any]:
@@ -286,7 +307,7 @@ def evaluation_build(
                 "cells": cells,
                 "eligible": all(cell["ok"] for cell in cells),
                 "reasons": [
-                    f"{text}: {cell['value']}"
+                    say("matrix.reason", requirement=text, value=cell["value"])
                     for text, cell in zip(texts, cells, strict=True)
                     if not cell["ok"]
                 ],

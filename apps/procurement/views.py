@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import ProtectedError
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.translation import gettext
+from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.http import require_POST
 
 from apps.accounts.guards import is_buyer, member_required
@@ -28,9 +28,11 @@ CHARTS = {
 }
 
 
-buyer_required = member_required(is_buyer, message="Only buyers use tenders.")
+buyer_required = member_required(is_buyer, message=gettext_lazy("Only buyers use tenders."))
 # Every signed-in member of an organization (the registry and the classification are not buyers' alone).
-organization_member_required = member_required(message="Your account does not belong to any organization.")
+organization_member_required = member_required(
+    message=gettext_lazy("Your account does not belong to any organization.")
+)
 
 
 @buyer_required

@@ -49,6 +49,8 @@ def en(text, stored=None):
 FITTING = (
     "7", "12.50%", "True", "'fast'", "'number', 'null'", "['tiny-bert']", "{'n': 7}", "rtol",
     "2026-11-30T17:00:00+00:00", "(2, 3)", "CNY", "GiB", "W", "%", ">=", "throughput",
+    "QPS", "J/query", "p90", "memory", "conformance", "Backend in cpu, cuda", "12 items/s",
+    "AIA-1 1.2 level baseline",
 )  # fmt: skip
 
 

@@ -377,6 +377,14 @@ def job_rerun(*, job: Job, actor=None) -> Job:
     return job
 
 
+def job_label(job: Job) -> str:
+    """A job's label as a reason records it ("Job 7 model:tiny-bert", the same English as str(job)), a
+    recorded phrase whose suite is read in the reader's language."""
+    if job.model is not None:
+        return say("job.label_model", id=job.pk, suite=job.suite, model=job.model.name)
+    return say("job.label", id=job.pk, suite=job.suite)
+
+
 def campaign_check_completion(*, campaign_id: int) -> None:
     """When every job has ended, move the campaign on: to evaluation, or to failed."""
     with transaction.atomic():
@@ -388,7 +396,9 @@ def campaign_check_completion(*, campaign_id: int) -> None:
         if campaign is None or campaign.jobs.exclude(state__in=JOB_DONE_STATES).exists():
             return
         now = timezone.now()
-        failed = campaign.jobs.filter(Q(state=JobState.FAILED) | Q(state=JobState.CANCELLED))
+        failed = campaign.jobs.filter(Q(state=JobState.FAILED) | Q(state=JobState.CANCELLED)).select_related(
+            "model"
+        )
         if failed.filter(~Q(error_class=ErrorClass.PRODUCT_FAILURE)).exists():
             # Missing evidence (infrastructure, timeout, rejected documents) cannot be evaluated.
             with translation.override("en"):  # the record's words, whatever the request's language
@@ -397,7 +407,7 @@ def campaign_check_completion(*, campaign_id: int) -> None:
                     jobs="; ".join(
                         say(
                             "campaign.failed_job",
-                            job=job,
+                            job=job_label(job),
                             error=job.get_error_class_display() or job.state,
                             message=job.error_message,
                         )
