@@ -1409,9 +1409,12 @@ _phrase(
 # The requirement lines apps/procurement/requirements.py requirement_describe writes for model,
 # serving, energy and quantity requirements (a model name is MODEL_NAME: no spaces).
 MODEL = r"[A-Za-z0-9][A-Za-z0-9._\-]*"
+# A model requirement's metric (apps/procurement/requirements.py MODEL_METRICS), a msgid as it stands.
+MODEL_METRIC_NAMES = (gettext_noop("throughput"), gettext_noop("latency"))
 _phrase(
     "requirement.model_metric",
     gettext_noop("%(model)s %(metric)s at %(dtype)s %(op)s %(bound)s %(unit)s"),
+    nested=frozenset({"metric"}),
     patterns={
         "model": MODEL,
         "metric": "throughput|latency",

@@ -214,6 +214,8 @@ def test_every_kind_of_matrix_cell_reads_in_zh_hans(cast, matrix):
         "计量仪表见文档",
         "TTFT p90 &lt;= 2000 ms 且 TPOT p90 &lt;= 30 ms",
         "后端属于 rocm：",
+        "bert 在 float32 下的吞吐量 &gt;= 10 items/s",
+        "bert 在 float32 下的延迟 &lt;= 20 ms",
         "不满足",
     ):
         assert chinese in page, chinese
