@@ -141,6 +141,20 @@ def summary_percentile_ms(text: str, name: str, percentile: float) -> float | No
     return float(match.group(1)) / 1e6 if match else None
 
 
+def overlatency_judged(scenario: Any, summary: Any) -> bool:
+    """Whether a serving run's count of queries over the latency bound (LoadGen's "overlatency", the
+    serving case's mismatch fraction) is a verdict: only in a Server run LoadGen judged by the query
+    latency, one whose summary prints ``target_latency`` and no TTFT or TPOT bound. In token-latency mode
+    LoadGen judges TTFT and TPOT and still counts the queries over the nominal target latency it was
+    given (a VALID decoder run may have every query over it), and no other scenario judges a bound per
+    query. Derived from the scenario and LoadGen's own summary, never from what a document says of it
+    (documents before session 26 recorded such counts as mismatch fractions)."""
+    if scenario != "Server" or not isinstance(summary, str):
+        return False
+    used = summary_settings(summary)
+    return used["latency"] is not None and used["ttft"] is None and used["tpot"] is None
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
