@@ -1436,6 +1436,41 @@ _phrase(
     ),
     patterns={"model": MODEL, "dtype": r"\w+", "min": SCI, "bound": SCI},
 )
+# Since session 27 a serving requirement states the percentile its bound holds at; "_default": the
+# tender stated none and it is MLPerf's Server percentile (apps/procurement/requirements.py).
+PERCENTILE = r"\d+(?:\.\d+)?"
+_phrase(
+    "requirement.serving_qps_at",
+    gettext_noop(
+        "%(model)s Server at %(dtype)s >= %(min)s QPS with latency p%(percentile)s within %(bound)s ms "
+        "(MLPerf LoadGen, VALID)"
+    ),
+    patterns={"model": MODEL, "dtype": r"\w+", "percentile": PERCENTILE},
+)
+_phrase(
+    "requirement.serving_qps_at_default",
+    gettext_noop(
+        "%(model)s Server at %(dtype)s >= %(min)s QPS with latency p%(percentile)s within %(bound)s ms "
+        "(MLPerf LoadGen, VALID; the percentile is MLPerf's Server percentile, as the tender states none)"
+    ),
+    patterns={"model": MODEL, "dtype": r"\w+", "percentile": PERCENTILE},
+)
+_phrase(
+    "requirement.serving_tokens_at",
+    gettext_noop(
+        "%(model)s Server at %(dtype)s >= %(min)s tokens/s with TPOT p%(percentile)s within %(bound)s ms "
+        "(MLPerf LoadGen, VALID)"
+    ),
+    patterns={"model": MODEL, "dtype": r"\w+", "percentile": PERCENTILE},
+)
+_phrase(
+    "requirement.serving_tokens_at_default",
+    gettext_noop(
+        "%(model)s Server at %(dtype)s >= %(min)s tokens/s with TPOT p%(percentile)s within %(bound)s ms "
+        "(MLPerf LoadGen, VALID; the percentile is MLPerf's Server percentile, as the tender states none)"
+    ),
+    patterns={"model": MODEL, "dtype": r"\w+", "percentile": PERCENTILE},
+)
 _phrase(
     "requirement.serving_energy",
     gettext_noop(

@@ -23,11 +23,11 @@ from apps.procurement.requirements import (
     QUANTITY_NAMES,
     SERVING_BOUNDS,
     requirement_describe,
+    serving_percentile,
 )
-from apps.procurement.scoring import SERVING_BOUND_NAMES, scoring_bounds, scoring_dtypes, scoring_rank
+from apps.procurement.scoring import scoring_bounds, scoring_dtypes, scoring_rank, serving_bound_problem
 from certification.recorded_text import say
 from runners.dtypes import DTYPE_OF_PEAK_KEY
-from runners.serving_bound import ServerBound
 
 # Every text a cell (its value, its source) or a reason carries is a recorded phrase of
 # certification/recorded_text.py (matrix.*): stored in the snapshot in English, read in the reader's language.
@@ -183,7 +183,9 @@ def cell_evaluate(*, kind: str, params: dict[str, Any], candidate: Candidate) ->
 
 def _serving_cell(kind: str, params: dict[str, Any], c: Candidate) -> dict[str, Any]:
     """A serving requirement: the certified figure of the model in the dtype, measured in a VALID LoadGen
-    Server run whose bound (latency, or TPOT for tokens/s) is at least as tight as the tender's."""
+    Server run whose bound (latency, or TPOT for tokens/s) is at least as tight as the tender's, at a
+    percentile no lower than the requirement's (requirements.serving_percentile). The bound is judged as
+    the ranking judges a serving weight (scoring.serving_bound_problem): one rule, one home."""
     floor_key, bound_key = SERVING_BOUNDS[kind]
     figure = c.serving.get((params["model"], params["dtype"], kind))
     qps = kind == Kind.SERVING_QPS
@@ -206,13 +208,14 @@ def _serving_cell(kind: str, params: dict[str, Any], c: Candidate) -> dict[str, 
         )
     at = "matrix.serving_at" if figure.get("token_latencies") else "matrix.serving_at_latency"
     text = say(at, value=value, unit=unit, judged=judged)
-    bound = ServerBound.from_params(figure)
-    ok = (
-        figure["value"] >= params[floor_key]
-        and bound is not None
-        and bound.at_least_as_strict(SERVING_BOUND_NAMES[kind], float(params[bound_key]))
+    percentile, _ = serving_percentile(params)
+    problem = serving_bound_problem(
+        item={**params, "metric": kind, bound_key: float(params[bound_key]), "percentile": percentile},
+        figure=figure,
     )
-    return _cell(ok, text, _measurement_source(figure, c))
+    if problem is not None:
+        return _cell(False, f"{text}; {problem}", _measurement_source(figure, c))
+    return _cell(figure["value"] >= params[floor_key], text, _measurement_source(figure, c))
 
 
 def _energy_cell(params: dict[str, Any], c: Candidate) -> dict[str, Any]:

@@ -59,6 +59,8 @@ class RequirementRowForm(forms.Form):
     op = forms.ChoiceField(choices=_choices(OPS), required=False, label=_("Op"))
     value = forms.FloatField(required=False, label=_("Value / bound"))
     bound = forms.FloatField(required=False, label=_("Bound (ms)"))
+    # A serving requirement's percentile (a fraction); blank: MLPerf's Server percentile (requirements.py).
+    percentile = forms.FloatField(required=False, label=_("Percentile"))
     field = forms.ChoiceField(choices=_choices(ORIGIN_FIELDS), required=False, label=_("Country of"))
     mode = forms.ChoiceField(choices=_choices(("in", "not_in")), required=False, label=_("Mode"))
     items = forms.CharField(required=False, max_length=300, label=_("Countries / classes / backends"))
@@ -88,12 +90,14 @@ class RequirementRowForm(forms.Form):
                 "dtype": d["dtype"],
                 "min_qps": d["value"],
                 "max_latency_ms": d.get("bound"),
+                "percentile": d.get("percentile"),
             },
             RequirementKind.SERVING_TOKENS: {
                 "model": d["model"],
                 "dtype": d["dtype"],
                 "min_tokens_per_s": d["value"],
                 "max_tpot_ms": d.get("bound"),
+                "percentile": d.get("percentile"),
             },
             RequirementKind.SERVING_ENERGY: {
                 "model": d["model"],

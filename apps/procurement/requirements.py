@@ -17,6 +17,7 @@ from django.utils.translation import gettext, gettext_noop
 from apps.procurement.countries import ISO_COUNTRIES
 from apps.procurement.models import RequirementKind as Kind
 from certification.recorded_text import say
+from runners.serving_bound import MLPERF_SERVER_PERCENTILE, MLPERF_SERVER_PERCENTILE_SOURCE
 
 # Dtype names as the runners report them (torch names).
 DTYPES = ("float32", "tf32", "bfloat16", "float16", "float8_e4m3fn", "float8_e5m2", "int8")
@@ -40,6 +41,12 @@ SERVING_BOUNDS: dict[str, tuple[str, str]] = {
     Kind.SERVING_QPS: ("min_qps", "max_latency_ms"),
     Kind.SERVING_TOKENS: ("min_tokens_per_s", "max_tpot_ms"),
 }
+# A serving requirement's latency (or TPOT) bound holds at a percentile: the one it states, else MLPerf's
+# Server percentile (runners/serving_bound.py, with its source), recorded in its params with
+# "percentile_default": true so that its line says where the percentile came from. Requirements saved
+# before they carried one are read so too (migration 0004 wrote it into them).
+SERVING_PERCENTILE_DEFAULT = MLPERF_SERVER_PERCENTILE
+SERVING_PERCENTILE_SOURCE = MLPERF_SERVER_PERCENTILE_SOURCE
 # Energy requirements: metric -> (unit, comparison, the certified figure's unit it is computed from).
 ENERGY_METRICS: dict[str, tuple[str, str, str]] = {
     "j_per_query": ("J/query", "<=", "J/query"),
@@ -158,6 +165,13 @@ def _clean_one(kind: str, params: dict, vocabulary: Vocabulary) -> dict:
                     % {"key": key, "value": f"{value:g}"}
                 )
             cleaned[key] = value
+        if params.get("percentile") in (None, ""):
+            cleaned.update(percentile=SERVING_PERCENTILE_DEFAULT, percentile_default=True)
+        else:
+            percentile = _number(params, "percentile")
+            if not 0 < percentile < 1:
+                raise ValueError(gettext("'percentile' must be a fraction between 0 and 1, e.g. 0.9"))
+            cleaned["percentile"] = percentile
         return cleaned
     if kind == Kind.SERVING_ENERGY:
         model = str(params.get("model", "")).strip()
@@ -344,14 +358,17 @@ def requirement_describe(*, kind: str, params: dict) -> str:
         )
     if kind == Kind.MEASURED_TFLOPS:
         return say("requirement.measured_tflops", dtype=params["dtype"], min=f"{params['min_tflops']:g}")
-    if kind in SERVING_BOUNDS:  # requirement.serving_qps, requirement.serving_tokens
+    # requirement.serving_qps_at[_default], requirement.serving_tokens_at[_default]
+    if kind in SERVING_BOUNDS:
         floor_key, bound_key = SERVING_BOUNDS[kind]
+        percentile, defaulted = serving_percentile(params)
         return say(
-            f"requirement.{kind}",
+            f"requirement.{kind}_at" + ("_default" if defaulted else ""),
             model=params["model"],
             dtype=params["dtype"],
             min=f"{params[floor_key]:g}",
             bound=f"{params[bound_key]:g}",
+            percentile=f"{round(percentile * 100, 6):g}",
         )
     if kind == Kind.SERVING_ENERGY:
         unit, op, _ = ENERGY_METRICS[params["metric"]]
@@ -379,6 +396,17 @@ def requirement_describe(*, kind: str, params: dict) -> str:
     if kind == Kind.BACKEND:
         return say("requirement.backend", backends=", ".join(params["backends"]))
     return kind
+
+
+def serving_percentile(params: dict[str, Any]) -> tuple[float, bool]:
+    """(percentile, whether it is the default) of a serving requirement's bound: the one it states (a
+    fraction in (0, 1)), else MLPerf's Server percentile (SERVING_PERCENTILE_SOURCE), as for a requirement
+    saved before requirements stated one. Never "any percentile": a figure certified at p90 does not
+    meet a bound the buyer may have meant at p99."""
+    value = params.get("percentile")
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1:
+        return float(value), params.get("percentile_default") is True
+    return SERVING_PERCENTILE_DEFAULT, True
 
 
 def tender_requirements_described(tender) -> list[dict]:

@@ -22,7 +22,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext
 
 from apps.procurement.models import ScoreMetric
-from apps.procurement.requirements import DTYPES, MODEL_NAME, SERVING_BOUNDS
+from apps.procurement.requirements import DTYPES, MODEL_NAME, SERVING_BOUNDS, serving_percentile
 from certification.recorded_text import say
 from runners.serving_bound import NAMES, ServerBound
 
@@ -66,11 +66,12 @@ def _bound_key(metric: str) -> str:
     return SERVING_BOUNDS[metric][1]
 
 
-def _stated_bounds(item: dict[str, Any], requirements: list[dict[str, Any]]) -> list[float]:
-    """The bounds the tender's requirements of a serving weight's kind state on its model and dtype."""
+def _stated_bounds(item: dict[str, Any], requirements: list[dict[str, Any]]) -> list[tuple[float, float]]:
+    """The (bound, percentile) pairs the tender's requirements of a serving weight's kind state on its
+    model and dtype (the percentile as eligibility reads it: requirements.serving_percentile)."""
     key = _bound_key(item["metric"])
     return [
-        float(r["params"][key])
+        (float(r["params"][key]), serving_percentile(r["params"])[0])
         for r in requirements
         if r["kind"] == item["metric"]
         and r["params"].get("model") == item["model"]
@@ -82,13 +83,17 @@ def scoring_bounds(
     *, scoring: list[dict[str, Any]], requirements: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """Serving weights without a bound compare at the tightest bound the tender requires of the same
-    kind, model and dtype (every eligible chip met it); a weight naming its own bound keeps it."""
+    kind, model and dtype, at that requirement's percentile unless the weight states one (every eligible
+    chip met it); a weight naming its own bound keeps it, and its own percentile or none."""
     out = []
     for item in scoring:
         if item["metric"] in SERVING_METRICS and item.get(_bound_key(item["metric"])) is None:
             stated = _stated_bounds(item, requirements)
             if stated:
-                item = {**item, _bound_key(item["metric"]): min(stated)}
+                bound, percentile = min(stated, key=lambda pair: (pair[0], -pair[1]))
+                item = {**item, _bound_key(item["metric"]): bound}
+                if item.get("percentile") is None:
+                    item["percentile"] = percentile
         out.append(item)
     return out
 

@@ -20,7 +20,11 @@ from apps.procurement.filters import TenderFilter
 from apps.procurement.forms import RequirementRows, ScoringRows, TenderForm
 from apps.procurement.models import RequirementKind, ScoreMetric
 from apps.procurement.reports import evaluation_csv_response
-from apps.procurement.requirements import tender_requirements_described
+from apps.procurement.requirements import (
+    SERVING_PERCENTILE_DEFAULT,
+    SERVING_PERCENTILE_SOURCE,
+    tender_requirements_described,
+)
 
 CHARTS = {
     "measured-vs-declared": reports.chart_measured_vs_declared,
@@ -105,6 +109,8 @@ def tender_create(request):
             "vocabulary": vocabulary,
             "kinds": RequirementKind.choices,
             "metrics": ScoreMetric.choices,
+            "percentile_default": SERVING_PERCENTILE_DEFAULT,
+            "percentile_source": SERVING_PERCENTILE_SOURCE,
         },
     )
 

@@ -156,7 +156,11 @@ def test_a_server_qps_requirement_reads_the_certified_valid_run_and_its_bound(ca
     weight = {"metric": "serving_qps", "weight": 1, "model": "tiny-bert", "dtype": "float32"}
 
     def evaluate(
-        max_latency_ms: float, min_qps: float = 0.01, scoring: list | None = None, extra: list = ()
+        max_latency_ms: float,
+        min_qps: float = 0.01,
+        scoring: list | None = None,
+        extra: list = (),
+        percentile: float | None = 0.9,
     ) -> tuple[dict, dict]:
         requirement = {
             "kind": "serving_qps",
@@ -165,6 +169,7 @@ def test_a_server_qps_requirement_reads_the_certified_valid_run_and_its_bound(ca
                 "dtype": "float32",
                 "min_qps": min_qps,
                 "max_latency_ms": max_latency_ms,
+                "percentile": percentile,
             },
         }
         tender = tender_create(
@@ -182,12 +187,30 @@ def test_a_server_qps_requirement_reads_the_certified_valid_run_and_its_bound(ca
 
     row, snapshot = evaluate(500)
     assert row["eligible"] and "at latency p90 <= 500 ms" in row["cells"][0]["value"]
-    # The weight names no bound: it compares at the requirement's, and the formula says so.
+    assert snapshot["requirements"][0]["text"] == (
+        "tiny-bert Server at float32 >= 0.01 QPS with latency p90 within 500 ms (MLPerf LoadGen, VALID)"
+    )
+    # The weight names no bound: it compares at the requirement's, and its percentile; the formula says so.
     assert row["terms"][0]["value"] > 0
-    assert row["terms"][0]["metric"] == "serving_qps[tiny-bert float32 at latency <= 500 ms]"
+    assert row["terms"][0]["metric"] == "serving_qps[tiny-bert float32 at p90 <= 500 ms]"
     assert snapshot["scoring"]["weights"][0]["max_latency_ms"] == 500
+    assert snapshot["scoring"]["weights"][0]["percentile"] == 0.9
     assert not evaluate(100)[0]["eligible"]  # certified at 500 ms only: not a 100 ms figure
     assert not evaluate(500, min_qps=1e9)[0]["eligible"]
+    # Session 27: a requirement at p99 is not met by the figure LoadGen judged at p90, and the cell says
+    # why, in the words the ranking uses for the same comparison.
+    row, snapshot = evaluate(500, percentile=0.99)
+    assert not row["eligible"]
+    assert row["cells"][0]["value"].endswith("; certified at p90 <= 500 ms, looser than p99 <= 500 ms")
+    # A requirement stating no percentile holds at MLPerf's Server percentile (p99), and its line says so.
+    row, snapshot = evaluate(500, percentile=None)
+    assert not row["eligible"] and row["cells"][0]["value"].endswith("looser than p99 <= 500 ms")
+    assert snapshot["requirements"][0]["params"]["percentile"] == 0.99
+    assert snapshot["requirements"][0]["params"]["percentile_default"] is True
+    assert snapshot["requirements"][0]["text"] == (
+        "tiny-bert Server at float32 >= 0.01 QPS with latency p99 within 500 ms (MLPerf LoadGen, VALID; "
+        "the percentile is MLPerf's Server percentile, as the tender states none)"
+    )
 
     # Issue 15's tender: a minimum GEMM TFLOP/s and a Server QPS bound, ranked by both. A weight at a
     # tighter bound than the chip's certified 500 ms finds no figure to rank, and says why.
