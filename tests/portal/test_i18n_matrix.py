@@ -27,7 +27,10 @@ REQUIREMENTS = [
     {"kind": "model_performance", "params": {**MODEL, "metric": "latency", "bound": 20}},
     {"kind": "measured_tflops", "params": {"dtype": "int8", "min_tflops": 1}},
     {"kind": "serving_qps", "params": {**MODEL, "min_qps": 100, "max_latency_ms": 50}},
-    {"kind": "serving_tokens", "params": {**MODEL, "min_tokens_per_s": 500, "max_tpot_ms": 40}},
+    {
+        "kind": "serving_tokens",
+        "params": {**MODEL, "min_tokens_per_s": 500, "max_tpot_ms": 40, "percentile": 0.9},
+    },
     {"kind": "serving_energy", "params": {**MODEL, "metric": "j_per_query", "bound": 2}},
     {"kind": "serving_energy", "params": {**MODEL, "metric": "tokens_per_joule", "bound": 2}},
     {"kind": "memory_gib", "params": {"op": ">=", "value": 64}},
