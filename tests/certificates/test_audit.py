@@ -534,3 +534,37 @@ def test_an_event_after_another_writer_moved_the_head_chains_to_that_writers_eve
     audit_record(action="test.after", actor_label="tester")
     assert [e.sequence for e in AuditEvent.objects.order_by("sequence")] == list(range(1, 8))
     assert "intact: 7 events" in verify()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the one-statement append is PostgreSQL's")
+@pytest.mark.django_db(transaction=True)
+def test_writers_appending_at_once_keep_one_chain():
+    """Writers on their own connections append at the same time, each from the head it last saw: the
+    locked head row still makes them take turns, and the chain has neither a fork nor a gap."""
+    import threading
+
+    from django.db import connections, transaction
+
+    audit_record(action="test.first", actor_label="tester")  # the head row exists
+    failures: list[BaseException] = []
+
+    def writer(name: str) -> None:
+        try:
+            for index in range(15):
+                with transaction.atomic():
+                    audit_record(action="test.concurrent", actor_label=name, payload={"i": index})
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            failures.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=writer, args=(f"writer-{n}",)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    events = list(AuditEvent.objects.order_by("sequence"))
+    assert [e.sequence for e in events] == list(range(1, 47))
+    assert all(after.previous_hash == before.hash for before, after in zip(events, events[1:], strict=False))
+    assert "intact: 46 events" in verify()

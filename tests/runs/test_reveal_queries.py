@@ -242,3 +242,38 @@ def test_an_answer_is_judged_from_the_reveal_row_without_reading_the_document_ag
     settled = {r.pk: r for r in OutputReveal.objects.filter(job__campaign=campaign)}
     assert all(c.get("server_status") for r in settled.values() for c in r.checked if c.get("digest_matches"))
     assert settled[conformance.pk].checked[0]["digest_matches"] is False
+
+
+def test_a_model_or_serving_answer_judged_on_precomputed_references_reads_no_weights(
+    cast, programs, monkeypatch
+):
+    """Issue 13: every model and serving answer read and built the vendor's whole model, though the
+    references it is judged against were computed (from those weights) while the runner ran. The
+    encoder's answers are judged on the precomputed references without loading the model again."""
+    import runners.models as models
+
+    revealing, _ = programs
+    real = runner_documents()
+    campaign = campaign_from_runner(
+        vendor=cast.vendor, program=revealing, submitted_by=cast.owner, reveal=False, evaluate=False
+    )
+    loads = []
+    load_model = models.load_model
+
+    def counted(spec):
+        loads.append(spec.name)
+        return load_model(spec)
+
+    monkeypatch.setattr(models, "load_model", counted)
+    pending = list(OutputReveal.objects.filter(job__campaign=campaign).select_related("job").order_by("pk"))
+    for reveal in pending:
+        message = reveal_answer(reveal_request_build(reveal), identity=real.identity, root=real.output_root)
+        assert reveal_receive(message=message) == RevealState.VERIFIED
+    judged = {
+        r.job.suite: r.checked
+        for r in OutputReveal.objects.filter(job__campaign=campaign).select_related("job")
+    }
+    for suite in ("model", "serving"):
+        assert judged[suite] and all(c["reference"] == "precomputed" for c in judged[suite]), judged[suite]
+        assert all(c["agrees"] and c["server_status"] for c in judged[suite])
+    assert loads == []
