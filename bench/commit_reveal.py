@@ -45,8 +45,10 @@ variant of a round (a fresh seed per round). The added overhead is the ratio of 
 platform-side path times minus one (target: at most 10%); per-round paired ratios, this process's CPU
 time (steadier than the wall clock on a loaded host), the round's own share (OutputReveal.server_seconds:
 draw and judging), the SQL statements and audit events of each campaign and the load after each round
-are printed too. One unmeasured campaign of each kind runs first: a process's first campaign pays its
-one-off imports and caches, which belong to no round. Uses its own database (--database, default
+are printed too, and the platform's CPU in all for the two ways of computing the references: every
+planned output the draw could take, while the runner runs (path + precomputation), or only the drawn
+outputs', after the draw (the campaign judged on arrival). One unmeasured campaign of each kind runs
+first: a process's first campaign pays its one-off imports and caches, which belong to no round. Uses its own database (--database, default
 "bench_reveal"; flushed at start).
 
 Set CELERY_BROKER_URL to a running broker (redis://127.0.0.1:6379/9 here): the campaigns enqueue
