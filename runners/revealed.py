@@ -80,6 +80,38 @@ def _json_stats(stats: dict[str, Any]) -> dict[str, Any]:
     return {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in stats.items()}
 
 
+class LoadedOnUse:
+    """A planned model whose weights file is read (its sha256 checked and the module built) only when
+    something uses the module or the weights: judging against a precomputed reference needs the config
+    and the workload's inputs and scoring, not the weights (issue 13: each model or serving reveal read
+    and built the vendor's whole model). A failure to load then is the platform's, as when loading first."""
+
+    def __init__(self, spec: Any) -> None:
+        from runners.models.loading import architecture_for, parse_config
+
+        self.spec = spec
+        self.architecture = architecture_for(spec)
+        self.config = parse_config(self.architecture, spec.config, what=spec.name)
+        self._loaded: Any = None
+
+    def _load(self) -> Any:
+        from runners.models import ModelError, load_model
+
+        if self._loaded is None:
+            try:
+                self._loaded = load_model(self.spec)
+            except (ModelError, ImportError, OSError) as exc:
+                raise NotJudgeable(
+                    f"the platform cannot build {self.spec.name}'s reference: {type(exc).__name__}: {exc}"
+                ) from None
+        return self._loaded
+
+    def __getattr__(self, name: str) -> Any:  # module, weights, fp8, reference_state, place, ...
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._load(), name)
+
+
 # Conformance --------------------------------------------------------------------------------------
 
 
@@ -388,7 +420,9 @@ def _model_workload(context: RevealContext, name: str) -> tuple[Any, Any]:
     parts = context.precomputed.get(reference_key(f"model/{name}"))
     context.used[reference_key(f"model/{name}")] = "inline" if parts is None else "precomputed"
     try:
-        loaded = load_model(ModelSpec.from_dict(entry))
+        spec = ModelSpec.from_dict(entry)
+        # With the reference precomputed, the weights are read only if the workload needs them.
+        loaded: Any = load_model(spec) if parts is None else LoadedOnUse(spec)
         workload = workload_for(loaded, context.challenge, quick=quick)
         reference = workload.reference() if parts is None else parts["reference"]
     except (ModelError, ImportError, OSError) as exc:
@@ -494,7 +528,11 @@ def _serving_model(context: RevealContext, name: str) -> tuple[Any, Any, Any]:
     if name in context.weights:
         entry = {**entry, "weights_path": context.weights[name]}
     try:
-        loaded = load_model(ModelSpec.from_dict(entry))
+        spec = ModelSpec.from_dict(entry)
+        # With the served outputs' reference precomputed, an encoder's or a classifier's weights are
+        # never read; a decoder's float64 copy reads them below.
+        precomputed = reference_key(f"serving/{name}") in context.precomputed
+        loaded: Any = LoadedOnUse(spec) if precomputed else load_model(spec)
         workload = workload_for(
             loaded, context.challenge, quick=bool((context.plan.get("options") or {}).get("quick"))
         )

@@ -31,6 +31,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -167,6 +168,13 @@ def audit_record_many(*, entries: list[AuditEntry]) -> list[AuditEvent]:
     if not entries:
         return []
     key = audit_chain_key()
+    connection = transaction.get_connection()
+    if connection.vendor == "postgresql":
+        events = _append_in_one_statement(entries, key=key, connection=connection)
+        if events is not None:
+            for event in events:
+                _offer_to_listeners(event)
+            return events
     # No savepoint of its own: an event that cannot be appended must undo the change it records, so the
     # caller's transaction fails with it (outside one, this block is the transaction).
     with transaction.atomic(savepoint=False):
@@ -182,9 +190,126 @@ def audit_record_many(*, entries: list[AuditEntry]) -> list[AuditEvent]:
             sequence, previous = event.sequence, event.hash
         AuditEvent.objects.bulk_create(events)
         AuditHead.objects.filter(id=1).update(sequence=sequence, hash=previous)
+    _heads_seen[connection.alias] = (sequence, previous)
     for event in events:
         _offer_to_listeners(event)
     return events
+
+
+# The chain head this process last moved or read, per database: a guess that `_append_in_one_statement`
+# checks against the locked head row, never trusted on its own.
+_heads_seen: dict[str, tuple[int, str]] = {}
+_EVENT_COLUMNS = (
+    "sequence",
+    "occurred_at",
+    "actor_id",
+    "actor_label",
+    "action",
+    "object_type",
+    "object_id",
+    "payload",
+    "previous_hash",
+    "hash",
+    "hash_version",
+)
+
+
+def _append_in_one_statement(
+    entries: list[AuditEntry], *, key: bytes, connection: BaseDatabaseWrapper
+) -> list[AuditEvent] | None:
+    """PostgreSQL: append the events in one statement that locks the chain head, checks it is the head
+    the events were chained to, inserts them and moves the head (the three statements of the portable
+    path, in one round trip; issue 13). The events are chained to the head this process last saw; when
+    another writer has moved it since, the statement inserts nothing, returns the head it locked (the
+    lock is held to the end of the transaction, so nobody moves it meanwhile) and the events are chained
+    again to that head and appended by the same statement (two statements). None without a head row
+    (the chain's first event: the portable path creates it)."""
+    guess = _heads_seen.get(connection.alias)
+    if guess is None:
+        with connection.cursor() as cursor:  # a process's first event: read the head (not locked)
+            # The table's name is the model's own; nothing of any input is in the text.
+            cursor.execute(f"SELECT sequence, hash FROM {AuditHead._meta.db_table} WHERE id = 1")  # noqa: S608
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        guess = (int(row[0]), str(row[1]))
+    with transaction.atomic(savepoint=False):  # the lock is held until the caller's transaction ends
+        for _ in range(2):
+            events, head = _try_append(entries, head=guess, key=key, connection=connection)
+            if head is None:
+                return None
+            if events:
+                _heads_seen[connection.alias] = (events[-1].sequence, events[-1].hash)
+                return events
+            guess = head  # locked by the statement: the second try matches it
+    raise RuntimeError("the audit chain head moved while this transaction held its lock")
+
+
+def _cast_type(field: models.Field[Any, Any], connection: BaseDatabaseWrapper) -> str:
+    """The column's type, for a cast."""
+    if isinstance(field, models.ForeignKey):
+        field = field.target_field
+    return str(field.db_type(connection))
+
+
+def _try_append(
+    entries: list[AuditEntry], *, head: tuple[int, str], key: bytes, connection: BaseDatabaseWrapper
+) -> tuple[list[AuditEvent], tuple[int, str] | None]:
+    """One statement: the events chained to `head`, inserted (and the head moved) only if the locked head
+    row is `head`. Returns the events inserted (none when the head differs) and the head row as locked
+    (None when there is no head row)."""
+    sequence, previous = head
+    events = []
+    for entry in entries:
+        event = _chained_event(entry, sequence=sequence + 1, previous_hash=previous, key=key)
+        events.append(event)
+        sequence, previous = event.sequence, event.hash
+    # Each value cast to its column's type (a NULL actor would otherwise be text in VALUES).
+    fields = {f.column: f for f in AuditEvent._meta.concrete_fields}
+    row = "(" + ", ".join(f"%s::{_cast_type(fields[c], connection)}" for c in _EVENT_COLUMNS) + ")"
+    columns = ", ".join(_EVENT_COLUMNS)
+    head_table, event_table = AuditHead._meta.db_table, AuditEvent._meta.db_table
+    # Table and column names are the models' own; every value is a parameter.
+    sql = (
+        f"WITH head AS (SELECT sequence, hash FROM {head_table} WHERE id = 1 FOR UPDATE), "  # noqa: S608
+        f"inserted AS (INSERT INTO {event_table} ({columns}) "
+        f"SELECT v.* FROM (VALUES {', '.join([row] * len(events))}) AS v ({columns}) "
+        "WHERE EXISTS (SELECT 1 FROM head WHERE head.sequence = %s AND head.hash = %s) "
+        "RETURNING id, sequence), "
+        f"moved AS (UPDATE {head_table} SET sequence = %s, hash = %s "
+        "WHERE id = 1 AND EXISTS (SELECT 1 FROM inserted)) "
+        "SELECT head.sequence, head.hash, "
+        "(SELECT array_agg(inserted.id ORDER BY inserted.sequence) FROM inserted) FROM head"
+    )
+    params: list[Any] = []
+    for event in events:
+        params += [
+            event.sequence,
+            event.occurred_at,
+            event.actor_id,
+            event.actor_label,
+            event.action,
+            event.object_type,
+            event.object_id,
+            json.dumps(event.payload),
+            event.previous_hash,
+            event.hash,
+            event.hash_version,
+        ]
+    params += [head[0], head[1], sequence, previous]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        found = cursor.fetchone()
+    if found is None:
+        return [], None
+    ids = found[2] or []
+    if not ids:
+        return [], (int(found[0]), str(found[1]))
+    for event, pk in zip(events, ids, strict=True):
+        event.pk = pk
+        event._state.adding = False
+        event._state.db = connection.alias
+    return events, head
 
 
 def _chained_event(entry: AuditEntry, *, sequence: int, previous_hash: str, key: bytes) -> AuditEvent:

@@ -317,6 +317,11 @@ class OutputReveal(models.Model):
     excluded = models.JSONField(
         default=list, help_text="Committed outputs the platform could not draw, with the reason"
     )
+    judging = models.JSONField(
+        default=dict,
+        help_text="What judging the answer reads, stored at the draw: the committed digest of each requested "
+        "output and the document's sections its verdicts rest on, reduced to the requested outputs",
+    )
     checked = models.JSONField(default=list, help_text="The server's verdict on each revealed output")
     findings = models.JSONField(default=list, help_text="Each way the reveal contradicts the commitment")
     requested_at = models.DateTimeField(auto_now_add=True)

@@ -10,6 +10,7 @@ that are parsed, and the result document records it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -241,7 +242,18 @@ class _SkipInitialisation(TorchFunctionMode):
 
 
 def expected_shapes(architecture: Architecture, config: Any) -> dict[str, tuple[int, ...]]:
-    """Names and shapes the config implies, from a module built on the meta device (no memory)."""
+    """Names and shapes the config implies, from a module built on the meta device (no memory); kept
+    for a config seen before (architectures and configs are frozen: the shapes are a function of them).
+    Building the module, even on the meta device, was half of loading a small model, which the platform
+    does for each reveal of a model or serving job (issue 13)."""
+    try:
+        return dict(_meta_shapes(architecture, config))
+    except TypeError:  # a config that cannot be a key (unhashable): built every time
+        return dict(_meta_shapes.__wrapped__(architecture, config))
+
+
+@functools.lru_cache(maxsize=16)
+def _meta_shapes(architecture: Architecture, config: Any) -> dict[str, tuple[int, ...]]:
     with torch.device("meta"), _SkipInitialisation():
         module = architecture.module_type(config)
     return {name: tuple(t.shape) for name, t in module.state_dict().items()}

@@ -484,3 +484,87 @@ def test_the_migration_rehashes_a_version_1_chain_and_refuses_a_broken_one(chain
         cursor.execute("UPDATE audit_auditevent SET action = 'x' WHERE sequence = 2")
     with pytest.raises(RuntimeError, match="already broken at event #2"):
         migration.forward(historical, None)
+
+
+def _sent(queries) -> list[str]:
+    return [q["sql"] for q in queries.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the one-statement append is PostgreSQL's")
+def test_an_event_is_appended_in_one_statement_and_chains_as_before(chain, cast):
+    """Issue 13: lock the head, insert, move the head were three statements an event; PostgreSQL does
+    them in one (the head row is still locked and checked, the events hashed exactly as before)."""
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.audit.services import AuditEntry, audit_record_many
+
+    with CaptureQueriesContext(connection) as one:
+        event = audit_record(action="test.one", actor=cast.owner, obj=cast.owner, payload={"n": 1})
+    with CaptureQueriesContext(connection) as batch:
+        events = audit_record_many(
+            entries=[AuditEntry(action="test.batch", actor_label="tester", payload={"i": i}) for i in (1, 2)]
+        )
+    assert len(_sent(one)) == 1 and len(_sent(batch)) == 1, (_sent(one), _sent(batch))
+    assert "FOR UPDATE" in _sent(one)[0]
+    stored = list(AuditEvent.objects.order_by("sequence"))
+    assert [e.pk for e in stored[-3:]] == [event.pk, *(e.pk for e in events)]
+    assert stored[-3].actor_id == cast.owner.pk and stored[-3].payload == {"n": 1}
+    assert stored[-3].occurred_at == event.occurred_at  # the time the hash covers, with its zone
+    assert (AuditHead.objects.get(id=1).sequence, AuditHead.objects.get(id=1).hash) == (8, stored[-1].hash)
+    assert "intact: 8 events" in verify()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the one-statement append is PostgreSQL's")
+def test_an_event_after_another_writer_moved_the_head_chains_to_that_writers_event(chain):
+    """The head this process last saw is only a guess: when another writer (another process) has moved
+    the head since, nothing is inserted on the stale guess; the events are chained to the head the
+    statement locked (two statements, never a fork or a gap in the chain)."""
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.audit import services
+
+    services._heads_seen[connection.alias] = (chain[2].sequence, chain[2].hash)  # stale: #3, head is #5
+    with CaptureQueriesContext(connection) as queries:
+        event = audit_record(action="test.after", actor_label="tester")
+    assert len(_sent(queries)) == 2
+    assert (event.sequence, event.previous_hash) == (6, chain[-1].hash)
+    assert not AuditEvent.objects.filter(previous_hash=chain[2].hash).exclude(sequence=4).exists()
+    # A guess that names a head which never was (a rolled-back writer's event) is refused the same way.
+    services._heads_seen[connection.alias] = (7, "f" * 64)
+    audit_record(action="test.after", actor_label="tester")
+    assert [e.sequence for e in AuditEvent.objects.order_by("sequence")] == list(range(1, 8))
+    assert "intact: 7 events" in verify()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the one-statement append is PostgreSQL's")
+@pytest.mark.django_db(transaction=True)
+def test_writers_appending_at_once_keep_one_chain():
+    """Writers on their own connections append at the same time, each from the head it last saw: the
+    locked head row still makes them take turns, and the chain has neither a fork nor a gap."""
+    import threading
+
+    from django.db import connections, transaction
+
+    audit_record(action="test.first", actor_label="tester")  # the head row exists
+    failures: list[BaseException] = []
+
+    def writer(name: str) -> None:
+        try:
+            for index in range(15):
+                with transaction.atomic():
+                    audit_record(action="test.concurrent", actor_label=name, payload={"i": index})
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            failures.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=writer, args=(f"writer-{n}",)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    events = list(AuditEvent.objects.order_by("sequence"))
+    assert [e.sequence for e in events] == list(range(1, 47))
+    assert all(after.previous_hash == before.hash for before, after in zip(events, events[1:], strict=False))
+    assert "intact: 46 events" in verify()

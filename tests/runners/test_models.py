@@ -339,3 +339,36 @@ def test_expected_shapes_runs_no_initialisation_on_the_meta_device(arch) -> None
     with _AtenOps() as recorded:
         expected_shapes(ARCHITECTURES[arch], SMALL_CONFIGS[arch]())
     assert not {op for op in recorded.ops if op.endswith(("normal_", "uniform_"))}, recorded.ops
+
+
+@pytest.mark.parametrize(
+    ("arch", "config"),
+    [
+        ("bert-encoder", BertConfig.small()),
+        ("llama-decoder", LlamaConfig.small()),
+        ("deepseek-v3", DeepseekV3Config.small()),
+        ("resnet-cnn", ResNetConfig.small()),
+    ],
+)
+def test_the_shapes_of_a_config_seen_before_are_not_built_again(arch, config) -> None:
+    """Issue 13: the platform loads the vendor's model for each reveal of a model or serving job, and half
+    of loading a small model was building it once more on the meta device for its shapes. The shapes of a
+    config seen before are kept (the same for an equal config), and no caller can change the kept ones."""
+    from runners.models import loading
+
+    architecture = ARCHITECTURES[arch]
+    first = expected_shapes(architecture, config)
+    built: list[int] = []
+    module_type = architecture.module_type
+
+    class Counting(module_type):  # type: ignore[misc, valid-type]
+        def __init__(self, *args, **kwargs):
+            built.append(1)
+            super().__init__(*args, **kwargs)
+
+    counted = loading.Architecture(architecture.name, architecture.task, architecture.config_type, Counting)
+    shapes = expected_shapes(counted, config)
+    assert shapes == first and len(built) == 1
+    shapes["injected"] = (1,)
+    again = expected_shapes(counted, type(config).from_dict(asdict(config)))  # an equal config
+    assert again == first and "injected" not in again and len(built) == 1

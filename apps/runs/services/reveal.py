@@ -480,6 +480,7 @@ def reveal_draw(
         sample_size=size,
         committed=len(entries),
         requested=requested,
+        judging=judging_excerpt(document, requested) if requested else {},
         excluded=excluded[:200],
         deadline_at=now + _answer_window(job),
         answered_at=None if requested else now,
@@ -493,6 +494,41 @@ def reveal_draw(
         "order": "dispatch key" if plan is not None else "drawn at ingestion",
     }
     return reveal, facts
+
+
+# The document's sections a verdict on a revealed output reads (runners/revealed.py): the runner's
+# records of the output ("cases"), a benchmark's measurement, the TEST01 items, the serving section.
+_JUDGED_SECTIONS = ("suite", "integrity", "serving")
+
+
+def judging_excerpt(document: dict[str, Any], requested: list[str]) -> dict[str, Any]:
+    """What judging the answer reads, kept on the reveal row at the draw (the document is parsed then):
+    the committed digest of each requested output, and the document reduced to what the judges read of
+    those outputs (its case records and measurements of the requested kernels or benchmarks and dtypes,
+    its TEST01 and serving sections, its challenge). A conformance document is hundreds of kilobytes
+    whose every case the answer re-read before (issue 13); its excerpt holds the drawn kernels' cases."""
+    from runners.revealed import NotJudgeable, split_id
+
+    digests = {str(e.get("id")): e.get("digest") for e in committed_outputs(document)}
+    named = set()
+    for output_id in requested:
+        try:
+            _, name, dtype, _ = split_id(output_id)
+        except NotJudgeable:
+            continue
+        named.add((name, dtype))
+    excerpt: dict[str, Any] = {k: document[k] for k in _JUDGED_SECTIONS if k in document}
+    challenge = (
+        (document.get("spec") or {}).get("challenge") if isinstance(document.get("spec"), dict) else None
+    )
+    excerpt["spec"] = {"challenge": challenge} if challenge is not None else {}
+    for section, key in (("cases", "kernel"), ("measurements", "name")):
+        records = document.get(section)
+        if isinstance(records, list):
+            excerpt[section] = [
+                r for r in records if isinstance(r, dict) and (r.get(key), r.get("dtype")) in named
+            ]
+    return {"digests": {i: digests.get(i) for i in requested}, "document": excerpt}
 
 
 def reveal_request_build(reveal: OutputReveal) -> dict[str, Any]:
@@ -571,9 +607,12 @@ def _judge(reveal: OutputReveal, payload: dict[str, Any]) -> tuple[list[dict[str
         tensors = reveal_unpack(payload, max_bytes=REVEAL_MAX_BYTES)
     except RevealError as exc:
         return [], [say("reveal.unreadable", error=exc)]
-    with reveal.document.content.open("rb") as handle:
-        document = json.loads(handle.read())
-    committed = {str(e.get("id")): e for e in committed_outputs(document)}
+    if reveal.judging:  # stored at the draw (issue 13): the document is not read again
+        document, digests = reveal.judging["document"], reveal.judging["digests"]
+    else:  # a reveal drawn before the excerpt was stored
+        with reveal.document.content.open("rb") as handle:
+            document = json.loads(handle.read())
+        digests = {str(e.get("id")): e.get("digest") for e in committed_outputs(document)}
     context = RevealContext(document, reveal.job.spec, weights=_platform_weights(reveal.job))
     context.precomputed, plan_state = _precomputed(reveal.job)
     checked: list[dict[str, Any]] = []
@@ -591,7 +630,7 @@ def _judge(reveal: OutputReveal, payload: dict[str, Any]) -> tuple[list[dict[str
         entry = {
             "id": output_id,
             "revealed": True,
-            "digest_matches": digest == committed[output_id]["digest"],
+            "digest_matches": digest == digests.get(output_id),
         }
         if not entry["digest_matches"]:
             findings.append(say("reveal.digest_mismatch", output=output_id, digest=digest[:16]))
