@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("runs", "0008_s22_reveal_reveal_plan"),
+        ("runs", "0009_s27_serving_overlatency_not_judged"),
     ]
 
     operations = [
