@@ -119,11 +119,13 @@ def suite_in_device_process(
         raise DocumentInvalid(f"the device process returned a {document.get('suite')!r} document")
     document["spec"] = spec
     document["fingerprint"] = device.fingerprint()
+    # TEST04's probe calls timed in the judge's frames (runners/probe_frames.py).
+    probes = device.frames.probes if getattr(device, "frames", None) is not None else None
     if spec.get("suite") == "performance":
         from runners.performance import rejudge_caching, rejudge_output_consistency
 
         rejudge_output_consistency(document, outputs, tensors, str(spec["challenge"]))
-        rejudge_caching(document, caching, tensors, spec)
+        rejudge_caching(document, caching, tensors, spec, frames=probes)
         # The clock cross-check is a verdict on the device's own timings (raw figures in the document,
         # re-judged by the platform); TEST01, TEST04 and every reference are the judge's.
         document["process_isolation"] = device.isolation("judge", ["integrity.timing (clock cross-check)"])
@@ -140,7 +142,7 @@ def suite_in_device_process(
             for g in extra["generated"]
         }
         rejudge_model_accuracy(document, spec, outputs, tensors, workloads, generated)
-        rejudge_model_caching(document, spec, caching, tensors, workloads)
+        rejudge_model_caching(document, spec, caching, tensors, workloads, frames=probes)
         committed = rejudge_model_timed(
             document, spec, extra["timed"], tensors, outputs, workloads, frames=device.frames
         )

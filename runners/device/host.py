@@ -178,7 +178,16 @@ class Host:
         if spec["suite"] == "performance":
             kept: list[tuple[Benchmark, torch.Tensor, list[tuple[int, torch.Tensor]]]] = []
             probes: list[tuple[Benchmark, CachingEvidence | str]] = []
-            document = run_performance(spec, self.backend, progress, keep_outputs=kept, keep_caching=probes)
+            from runners.probe_frames import ProbeFrames
+
+            document = run_performance(
+                spec,
+                self.backend,
+                progress,
+                keep_outputs=kept,
+                keep_caching=probes,
+                probe_frames=ProbeFrames(self.reply, self.receive),
+            )
             for index, (bench, accuracy, samples) in enumerate(kept):
                 outputs.append(
                     {

@@ -30,6 +30,7 @@ the cost of a frame's round trip inside every timed sample.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -445,6 +446,7 @@ def model_integrity(
             backend=run.backend,
             seed=seed,
             salt=f"model:{name}:{dtype}",
+            frames=run.frames.probe if run.frames is not None else None,
         )
     if keep_caching is not None:  # the judge decides (rejudge_model_caching); this item is replaced
         keep_caching.append((name, dtype, evidence))
@@ -472,13 +474,16 @@ def judge_model_probe(
     challenge: int | str,
     threshold: float | None,
     repeated_reference: torch.Tensor,
+    draw: random.Random | None = None,
 ) -> dict[str, Any]:
     """TEST04 of one model and dtype, decided from the probe's evidence as the performance suite's
     ``judge_probe``: ``judge_caching`` on the timings, every fresh output against the device's own
     output for its values apart, and ``FRESH_REFERENCE_CHECKS`` fresh outputs (drawn from the challenge)
     against the float64 reference of their values (``NearestReference``: nearer their own reference than
     the repeated input's, ``repeated_reference``, or the other checked input's). Fresh input i is
-    variant i + 1 of the workload, one item, as ``ModelRun.fresh_single`` draws them."""
+    variant i + 1 of the workload, one item, as ``ModelRun.fresh_single`` draws them. ``draw``: the
+    judge's own secret draw of the checked inputs (the probe ran in its frames, its fresh outputs
+    committed: runners/probe_frames.py); without, the challenge draws them."""
     head = {"model": name, "dtype": dtype}
     if len(evidence.fresh_outputs) != CACHING_FRESH_INPUTS:
         return {
@@ -491,7 +496,7 @@ def judge_model_probe(
     references: dict[int, NearestReference] = {}
     if workload.fresh_reference is not None:
         torch_dtype = getattr(torch, dtype)
-        chooser = seeded_random(challenge, f"caching-reference:model:{name}:{dtype}")
+        chooser = draw or seeded_random(challenge, f"caching-reference:model:{name}:{dtype}")
         positions = sorted(
             chooser.sample(range(CACHING_FRESH_INPUTS), min(FRESH_REFERENCE_CHECKS, CACHING_FRESH_INPUTS))
         )
