@@ -118,7 +118,9 @@ def run(tree: Path, suite: str, gemm: int, *, calls: bool = False) -> tuple[list
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--cost-rounds", type=int, default=5)
     parser.add_argument("--gemm", type=int, default=128)

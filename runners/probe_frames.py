@@ -129,7 +129,9 @@ class ProbeFrameJudge:
     def abandon(self) -> None:
         """A probe frame opened and never closed (the device went on to something else)."""
         if self._open is not None:
-            self.problems.setdefault(self._open[0], []).append("a probe call's frame was opened and never closed")
+            self.problems.setdefault(self._open[0], []).append(
+                "a probe call's frame was opened and never closed"
+            )
         self._open = None
 
 
@@ -167,7 +169,9 @@ def probe_frames_section(
     if not frames:
         found.append("the probe's calls were not timed in frames of the judge")
     elif "".join(f.side for f in frames) != sides:
-        found.append(f"the judge's frames saw {len(frames)} probe calls, not the {len(sides)} of the patterns")
+        found.append(
+            f"the judge's frames saw {len(frames)} probe calls, not the {len(sides)} of the patterns"
+        )
     else:
         reported = {side: [_seconds(f.seconds) for f in frames if f.side == side] for side in SIDES}
         # The steady repeated calls: those after another repeated call (a pattern's first follows one).

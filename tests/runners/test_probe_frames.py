@@ -83,7 +83,9 @@ def test_evidence_that_is_not_what_the_frames_saw_is_refused():
     # A fresh output other than the one whose digest its frame committed (computed after the frame).
     outputs = list(evidence["fresh_outputs"])
     outputs[1] = outputs[1] + 1
-    section, problem = probe_frames_section(frames, [], bounds=BOUNDS, **{**evidence, "fresh_outputs": outputs})
+    section, problem = probe_frames_section(
+        frames, [], bounds=BOUNDS, **{**evidence, "fresh_outputs": outputs}
+    )
     assert problem == "fresh output 1 is not the one its frame's digest committed"
     assert section["refused"] == 1 and section["fresh_ratio"] is None
     # Calls the frames never saw, or no frames at all.
