@@ -24,6 +24,10 @@ The TEST04 threshold is a certification bar, so it is the program's (its level's
 ``test04_max_speedup``, passed in the job spec's ``options.integrity.caching_threshold``); a run
 given none reports the raw medians and intervals with the verdict ``not_judged``. Every raw figure
 goes into the document so the platform re-judges it with the program's bar.
+
+With a device process each timed probe call runs in a frame of the judge's (``frames``:
+runners/probe_frames.py), its fresh output committed by digest inside the frame; the judge holds the
+reported timings against its own clock with the program's clock bounds.
 """
 
 from __future__ import annotations

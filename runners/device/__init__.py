@@ -31,8 +31,11 @@ Per suite:
   raw timings, every fresh call's output, the device's output for the same values apart and the
   repeated input's output come back too, and the judge decides TEST04 (``rejudge_caching``): the
   timing verdict from the raw samples with its own spec's bar, each fresh output against its output
-  apart, and a challenge-drawn sample of fresh outputs against the judge's float64 reference of their
-  values. The clock cross-check is judged on the device's timings there (``device_verdicts``; its
+  apart, and a sample of fresh outputs against the judge's float64 reference of their values. Each
+  timed probe call runs in a frame of the judge's (runners/probe_frames.py): each side's reported total
+  must fit the judge's clock around its calls within the program's clock bounds, each fresh output is
+  the one committed by digest in its frame, and the judge draws the reference sample with its own
+  secret. The clock cross-check is judged on the device's timings there (``device_verdicts``; its
   raw figures are in the document for the platform).
 - model: the suite runs in the device process; every scored accuracy output comes back as a tensor
   and the judge scores it again against its own float64 reference of the model
@@ -40,8 +43,9 @@ Per suite:
   generation agreement from the tokens the device generated against its own float64 model's. Each model
   TEST04 probe's raw timings and kept outputs come back as the performance suite's do, and the judge
   decides TEST04 (``rejudge_model_caching``): ``judge_caching`` with its own spec's bar, each fresh output
-  against its output apart, and a challenge-drawn two fresh outputs against the judge's float64 reference
-  of their values (nearer their own reference than any other input's: ``NearestReference``). The timed
+  against its output apart, and two fresh outputs (the judge's secret draw) against its float64 reference
+  of their values (nearer their own reference than any other input's: ``NearestReference``), the probe's
+  calls timed in the judge's frames as the performance suite's. The timed
   runs' TEST01 samples and raw per-sample timings come back too (runners/model_suite/timed_judge.py): the
   judge decides TEST01 against its own references, recomputes every timed figure and the clock
   cross-check from the raw timings with its own policy, and fails a figure whose device summary

@@ -14,7 +14,8 @@ Requests (``op``), one reply each:
 - ``run_kernel {kernel, case, dtype, params}`` + input tensors: replies ``output`` and ``device_s``
 - ``run_suite {spec}``: runs a performance or model suite here (see runners/device/__init__.py),
   sending ``progress`` frames first (and, for the model suite, each timed measurement's frames with
-  the judge: runners/model_suite/frames.py); replies its document, the outputs the judge re-judges and each
+  the judge: runners/model_suite/frames.py; for both suites, each TEST04 probe call's frame:
+  runners/probe_frames.py); replies its document, the outputs the judge re-judges and each
   TEST04 probe's timings and kept outputs (``caching``), which the judge judges
 - ``serving_open {model, dtype, decoder, output_tokens}`` + the workload's input tensors: places the
   model on the device (runners/serving_engine.py); replies a ``handle``

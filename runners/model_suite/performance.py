@@ -21,8 +21,10 @@ in a frame of the judge's (runners/model_suite/frames.py, ``ModelRun.frames``): 
 around the loop, every round's TEST01 output is committed by digest inside the frame and the judge draws
 which rounds are revealed; the judge's checks are ``rederive_timed`` (the device's total against the
 frame's time) and ``judge_timed_samples`` (the drawn rounds). See runners/model_suite/timed_judge.py for
-what stays the device's word (one output per round; the TEST04 probe's timings and calls, timed by the
-device process's copy of ``runners.integrity.CachingProbe``, whose fresh outputs the judge still checks).
+what stays the device's word (one output per round). TEST04's probe (``runners.integrity.CachingProbe``)
+times each of its calls in a frame of the judge's (runners/probe_frames.py): its timings must fit the
+judge's clock with the program's clock bounds, its fresh outputs are committed in their frames and the
+ones judged against the float64 reference are the judge's secret draw.
 
 The serving suite goes further (runners/serving_engine.py): the judge times one frame per forward, at
 the cost of a frame's round trip inside every timed sample.

@@ -33,8 +33,8 @@ runners/model_suite/frames.py), which closes what session 25 left as the device'
 What remains the device's word: the digests cover one output per round (its last call's), so calls
 before it in the round are vouched for by the time they took only; an output computed apart for every
 round costs one call per round, which for rounds of many short calls stays inside the clock bounds
-(TEST04's fresh-input probe, which still runs whole in the device process with its own timings, is the
-check for answers computed from a cache). In one process (no device process) the rounds are the ones the
+(TEST04's fresh-input probe is the check for answers computed from a cache; its timed calls run in frames
+of the judge's too, each fresh output committed in its frame: runners/probe_frames.py). In one process (no device process) the rounds are the ones the
 challenge draws, as before.
 """
 
