@@ -555,6 +555,24 @@ _phrase(
     ),
     patterns={"wrong": INT, "checked": r"\d+|\?"},
 )
+# TEST04's probe calls in the judge's frames (judge.caching_verdict, runners/probe_frames.py); the label
+# names the probed benchmark or model and its dtype.
+_phrase(
+    "test04.host_frames_outside",
+    gettext_noop(
+        "%(label)s: the device's reported time of its TEST04 probe calls over the judge's clock around them "
+        "%(least)s to %(most)s (outside %(bounds)s): its TEST04 timings are refused"
+    ),
+    patterns={"label": r"[^:;]+", "least": NUMBER + r"|\?", "most": NUMBER + r"|\?"},
+)
+_phrase(
+    "test04.host_frames_broken",
+    gettext_noop(
+        "%(label)s: the TEST04 probe's timings or fresh outputs are not the ones its calls reported in the "
+        "judge's frames: its TEST04 timings are refused"
+    ),
+    patterns={"label": r"[^:;]+"},
+)
 # A timed figure's clock check (judge.timing_verdict); the label names the figure (benchmark and dtype).
 _phrase(
     "timing.no_check",

@@ -24,6 +24,10 @@ The TEST04 threshold is a certification bar, so it is the program's (its level's
 ``test04_max_speedup``, passed in the job spec's ``options.integrity.caching_threshold``); a run
 given none reports the raw medians and intervals with the verdict ``not_judged``. Every raw figure
 goes into the document so the platform re-judges it with the program's bar.
+
+With a device process each timed probe call runs in a frame of the judge's (``frames``:
+runners/probe_frames.py), its fresh output committed by digest inside the frame; the judge holds the
+reported timings against its own clock with the program's clock bounds.
 """
 
 from __future__ import annotations
@@ -33,12 +37,15 @@ import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from runners.catalog.base import Tolerance
 from runners.timing import RoundHook, TimedBackend, TimingStats, summarize, time_once
+
+if TYPE_CHECKING:
+    from runners.probe_frames import ProbeFrames
 
 
 def caching_threshold_of(options: dict[str, Any]) -> float | None:
@@ -194,8 +201,11 @@ class CachingProbe:
         probability: float = 0.25,
         threshold: float | None = None,
         select: Callable[[Any], torch.Tensor] = _first_tensor,
+        frames: ProbeFrames | None = None,
     ) -> None:
         self._call = call
+        self._frames = frames
+        self._salt = salt
         self._buffers = list(buffers)
         self._original = [b.detach().clone() for b in self._buffers]
         self._fresh = list(fresh)
@@ -222,6 +232,14 @@ class CachingProbe:
 
     def _run(self) -> None:
         self._output[0] = self._call()
+
+    def _time(self, side: str) -> float:
+        """One timed call; with the judge's frames (runners/probe_frames.py) inside a frame of its own,
+        a fresh call's judged output committed by digest before the frame closes."""
+        if self._frames is None:
+            return time_once(self._run, self._backend)
+        judged = (lambda: self._host(self._output[0])) if side == "F" else None
+        return self._frames.call(self._salt, side, lambda: time_once(self._run, self._backend), judged)
 
     def _fill(self, buffers: Sequence[torch.Tensor], values: Sequence[torch.Tensor]) -> None:
         """Untimed: ``values`` into ``buffers``, in place, finished before the next timed call."""
@@ -253,12 +271,12 @@ class CachingProbe:
                 entry = fresh.pop(0)
                 self._fill(self._buffers, entry.values)
                 self._holding_fresh = True
-                self.fresh_samples.append(time_once(self._run, self._backend))
+                self.fresh_samples.append(self._time("F"))
                 timed_fresh.append((entry, self._output[0]))
             else:  # the same copy as a fresh call's, of the values the buffers held all along
                 self._fill(self._buffers, self._original)
                 self._holding_fresh = False
-                seconds = time_once(self._run, self._backend)
+                seconds = self._time("R")
                 self.repeated_samples.append(seconds)
                 if previous == "R":
                     self.steady_samples.append(seconds)
@@ -586,13 +604,22 @@ def caching_evidence(
     salt: str = "",
     warmup: int = 2,
     select: Callable[[Any], torch.Tensor] = _first_tensor,
+    frames: ProbeFrames | None = None,
 ) -> CachingEvidence:
     """What ``caching_check`` measures and keeps, unjudged: the raw material of ``judge_caching``, for a
     judge in another process (runners/device) or one that adds references of the fresh values."""
     for _ in range(warmup):
         call()
     probe = CachingProbe(
-        call, buffers, fresh, backend=backend, seed=seed, salt=salt, probability=0.0, select=select
+        call,
+        buffers,
+        fresh,
+        backend=backend,
+        seed=seed,
+        salt=salt,
+        probability=0.0,
+        select=select,
+        frames=frames,
     )
     probe.complete()
     return probe.evidence()

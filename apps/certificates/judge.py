@@ -361,7 +361,12 @@ def caching_verdict(*, item: dict[str, Any], thresholds: Thresholds) -> Integrit
     intervals (so timing noise alone cannot fail an honest device), means a result cache; so does
     a fresh call whose output differs from the device's own for those values (the probe refills
     the timed buffers in place, and a cache keyed on the buffers answers with the old result), and a
-    fresh output outside the float64 reference of its values (a cache keyed on shapes alone)."""
+    fresh output outside the float64 reference of its values (a cache keyed on shapes alone). Where the
+    runner's judge timed the probe's calls in its own frames (``host_frames``), timings that do not fit
+    them are refused first (``probe_frames_verdict``): no speed-up is read from them."""
+    refused = probe_frames_verdict(item=item, thresholds=thresholds)
+    if refused is not None:
+        return refused
     stale = _int(item.get("fresh_output_mismatches"))
     if stale:
         checked = _int(item.get("fresh_outputs_checked"))
@@ -406,6 +411,35 @@ def caching_verdict(*, item: dict[str, Any], thresholds: Thresholds) -> Integrit
     reading = "test04.within" if speedup <= bound else "test04.cache" if separated else "test04.noise"
     detail = say(reading, speedup=f"{speedup:.3f}", bound=f"{bound:.2f}")
     return IntegrityVerdict("caching", not failed and item.get("verdict") != "fail", detail, item)
+
+
+def probe_frames_verdict(*, item: dict[str, Any], thresholds: Thresholds) -> IntegrityVerdict | None:
+    """A TEST04 failure where the probe's calls do not fit the judge's clock around their frames
+    (runners/probe_frames.py): each side's reported total over its frames' host time (``fresh_ratio``,
+    ``repeated_ratio``) recomputed against this level's clock bounds, no call beyond the upper bound of its
+    own frame (``max_call_ratio``); without those ratios the runner's judge found evidence that is not what
+    the frames saw (refused whatever the bounds). None where the item has no frames, where they fit, and where the job's spec gave the
+    runner no bounds (as ``host_frames_verdict``)."""
+    frames = item.get("host_frames")
+    if not isinstance(frames, dict) or frames.get("bounds") is None:
+        return None
+    label = " ".join(str(item.get(k)) for k in ("benchmark", "model", "dtype") if item.get(k)).strip() or "?"
+    low, high = thresholds.clock_ratio_min, thresholds.clock_ratio_max
+    fresh, repeated = _float(frames.get("fresh_ratio")), _float(frames.get("repeated_ratio"))
+    call = _float(frames.get("max_call_ratio"))
+    if fresh is None or repeated is None or call is None:
+        return IntegrityVerdict("caching", False, say("test04.host_frames_broken", label=label), item)
+    least, most = min(fresh, repeated), max(fresh, repeated, call)
+    if low <= fresh <= high and low <= repeated <= high and call <= high:
+        return None
+    detail = say(
+        "test04.host_frames_outside",
+        label=label,
+        least=f"{least:.3f}",
+        most=f"{most:.3f}",
+        bounds=f"{low:g}-{high:g}",
+    )
+    return IntegrityVerdict("caching", False, detail, item)
 
 
 def reveal_problem(*, state: str | None, findings: list[Any], sample_size: int) -> str | None:

@@ -31,8 +31,11 @@ Per suite:
   raw timings, every fresh call's output, the device's output for the same values apart and the
   repeated input's output come back too, and the judge decides TEST04 (``rejudge_caching``): the
   timing verdict from the raw samples with its own spec's bar, each fresh output against its output
-  apart, and a challenge-drawn sample of fresh outputs against the judge's float64 reference of their
-  values. The clock cross-check is judged on the device's timings there (``device_verdicts``; its
+  apart, and a sample of fresh outputs against the judge's float64 reference of their values. Each
+  timed probe call runs in a frame of the judge's (runners/probe_frames.py): each side's reported total
+  must fit the judge's clock around its calls within the program's clock bounds, each fresh output is
+  the one committed by digest in its frame, and the judge draws the reference sample with its own
+  secret. The clock cross-check is judged on the device's timings there (``device_verdicts``; its
   raw figures are in the document for the platform).
 - model: the suite runs in the device process; every scored accuracy output comes back as a tensor
   and the judge scores it again against its own float64 reference of the model
@@ -40,8 +43,9 @@ Per suite:
   generation agreement from the tokens the device generated against its own float64 model's. Each model
   TEST04 probe's raw timings and kept outputs come back as the performance suite's do, and the judge
   decides TEST04 (``rejudge_model_caching``): ``judge_caching`` with its own spec's bar, each fresh output
-  against its output apart, and a challenge-drawn two fresh outputs against the judge's float64 reference
-  of their values (nearer their own reference than any other input's: ``NearestReference``). The timed
+  against its output apart, and two fresh outputs (the judge's secret draw) against its float64 reference
+  of their values (nearer their own reference than any other input's: ``NearestReference``), the probe's
+  calls timed in the judge's frames as the performance suite's. The timed
   runs' TEST01 samples and raw per-sample timings come back too (runners/model_suite/timed_judge.py): the
   judge decides TEST01 against its own references, recomputes every timed figure and the clock
   cross-check from the raw timings with its own policy, and fails a figure whose device summary
@@ -119,11 +123,13 @@ def suite_in_device_process(
         raise DocumentInvalid(f"the device process returned a {document.get('suite')!r} document")
     document["spec"] = spec
     document["fingerprint"] = device.fingerprint()
+    # TEST04's probe calls timed in the judge's frames (runners/probe_frames.py).
+    probes = device.frames.probes if getattr(device, "frames", None) is not None else None
     if spec.get("suite") == "performance":
         from runners.performance import rejudge_caching, rejudge_output_consistency
 
         rejudge_output_consistency(document, outputs, tensors, str(spec["challenge"]))
-        rejudge_caching(document, caching, tensors, spec)
+        rejudge_caching(document, caching, tensors, spec, frames=probes)
         # The clock cross-check is a verdict on the device's own timings (raw figures in the document,
         # re-judged by the platform); TEST01, TEST04 and every reference are the judge's.
         document["process_isolation"] = device.isolation("judge", ["integrity.timing (clock cross-check)"])
@@ -140,7 +146,7 @@ def suite_in_device_process(
             for g in extra["generated"]
         }
         rejudge_model_accuracy(document, spec, outputs, tensors, workloads, generated)
-        rejudge_model_caching(document, spec, caching, tensors, workloads)
+        rejudge_model_caching(document, spec, caching, tensors, workloads, frames=probes)
         committed = rejudge_model_timed(
             document, spec, extra["timed"], tensors, outputs, workloads, frames=device.frames
         )

@@ -14,7 +14,8 @@ Requests (``op``), one reply each:
 - ``run_kernel {kernel, case, dtype, params}`` + input tensors: replies ``output`` and ``device_s``
 - ``run_suite {spec}``: runs a performance or model suite here (see runners/device/__init__.py),
   sending ``progress`` frames first (and, for the model suite, each timed measurement's frames with
-  the judge: runners/model_suite/frames.py); replies its document, the outputs the judge re-judges and each
+  the judge: runners/model_suite/frames.py; for both suites, each TEST04 probe call's frame:
+  runners/probe_frames.py); replies its document, the outputs the judge re-judges and each
   TEST04 probe's timings and kept outputs (``caching``), which the judge judges
 - ``serving_open {model, dtype, decoder, output_tokens}`` + the workload's input tensors: places the
   model on the device (runners/serving_engine.py); replies a ``handle``
@@ -178,7 +179,16 @@ class Host:
         if spec["suite"] == "performance":
             kept: list[tuple[Benchmark, torch.Tensor, list[tuple[int, torch.Tensor]]]] = []
             probes: list[tuple[Benchmark, CachingEvidence | str]] = []
-            document = run_performance(spec, self.backend, progress, keep_outputs=kept, keep_caching=probes)
+            from runners.probe_frames import ProbeFrames
+
+            document = run_performance(
+                spec,
+                self.backend,
+                progress,
+                keep_outputs=kept,
+                keep_caching=probes,
+                probe_frames=ProbeFrames(self.reply, self.receive),
+            )
             for index, (bench, accuracy, samples) in enumerate(kept):
                 outputs.append(
                     {

@@ -17,6 +17,7 @@ bar is the program's, judged on the platform.
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -57,6 +58,7 @@ from runners.models.fp8 import BLOCK_SCALED, BLOCK_SCALED_DTYPE, DEQUANTIZED, Fp
 from runners.models.llama import LlamaConfig
 from runners.models.resnet import ResNetConfig
 from runners.models.seeded import seeded_model_entry
+from runners.probe_frames import ProbeFrameJudge, with_frames
 from runners.progress import label as progress_label
 from runners.timing import TimingPolicy
 
@@ -676,14 +678,25 @@ def rejudge_model_caching(
     records: list[dict[str, Any]],
     tensors: dict[str, torch.Tensor],
     workloads: dict[str, JudgeModel | str],
+    frames: ProbeFrameJudge | None = None,
 ) -> dict[str, Any]:
     """TEST04 of the model suite judged by the judge, as the performance suite's ``rejudge_caching``:
     each probe's timings and kept outputs from the device process (``records``, tensors ``caching<i>.*``)
     decided by ``judge_model_probe`` with the judge's own spec (the program's bar), workload and float64
     references (``workloads``, from ``rejudge_model_accuracy``); the device process's own TEST04 items
-    are dropped. Every model and dtype with latency measurements must come back probed, or it fails."""
-    options = {**(spec.get("options") or {}), **{k: spec[k] for k in ("integrity",) if k in spec}}
+    are dropped. Every model and dtype with latency measurements must come back probed, or it fails.
+
+    With the judge's frames around the probe's calls (``frames``: the device process,
+    runners/probe_frames.py) the timings must be the frames' and fit the judge's clock within the
+    program's clock bounds, each fresh output must be the one committed in its frame, and the fresh
+    inputs judged against the float64 reference are the judge's own secret draw."""
+    plain = ("quick", "timing", "integrity")
+    options = {**(spec.get("options") or {}), **{k: spec[k] for k in plain if k in spec}}
     threshold = caching_threshold_of(options)
+    bounds = TimingPolicy.from_dict(
+        {**(options.get("timing") or {}), "quick": bool(options.get("quick"))}
+    ).clock_bounds
+    draw = secrets.SystemRandom() if frames is not None else None
     seed = spec["challenge"]
     items: list[dict[str, Any]] = []
     for index, record in enumerate(records):
@@ -702,17 +715,17 @@ def rejudge_model_caching(
             continue
         workload, reference = built.workload, built.reference
         try:
-            items.append(
-                judge_model_probe(
-                    workload,
-                    evidence,
-                    name=name,
-                    dtype=dtype,
-                    challenge=seed,
-                    threshold=threshold,
-                    repeated_reference=reference[:1],
-                )
+            item = judge_model_probe(
+                workload,
+                evidence,
+                name=name,
+                dtype=dtype,
+                challenge=seed,
+                threshold=threshold,
+                repeated_reference=reference[:1],
+                draw=draw,
             )
+            items.append(with_frames(item, frames, f"model:{name}:{dtype}", evidence, bounds))
         except Exception as exc:  # the judge's reference of a fresh input failed: nothing vouched for
             items.append(
                 {**head, "reason": f"the judge's reference failed: {type(exc).__name__}: {exc}"[:500]}

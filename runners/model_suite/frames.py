@@ -45,6 +45,7 @@ from typing import Any
 import torch
 
 from runners.commitment import output_digest
+from runners.probe_frames import ProbeFrames
 from runners.timing import TimingStats, stats_to_wire
 
 # The most the device process keeps of one measurement's rounds until the judge's reveal: rounds are
@@ -93,6 +94,8 @@ class TimedFrames:
     def __init__(self, send: Send, receive: Receive) -> None:
         self._send = send
         self._receive = receive
+        # TEST04's probe calls, each in a frame of its own (runners/probe_frames.py).
+        self.probe = ProbeFrames(send, receive)
 
     def _expect(self, op: str) -> dict[str, Any]:
         header, _ = self._receive()

@@ -21,8 +21,10 @@ in a frame of the judge's (runners/model_suite/frames.py, ``ModelRun.frames``): 
 around the loop, every round's TEST01 output is committed by digest inside the frame and the judge draws
 which rounds are revealed; the judge's checks are ``rederive_timed`` (the device's total against the
 frame's time) and ``judge_timed_samples`` (the drawn rounds). See runners/model_suite/timed_judge.py for
-what stays the device's word (one output per round; the TEST04 probe's timings and calls, timed by the
-device process's copy of ``runners.integrity.CachingProbe``, whose fresh outputs the judge still checks).
+what stays the device's word (one output per round). TEST04's probe (``runners.integrity.CachingProbe``)
+times each of its calls in a frame of the judge's (runners/probe_frames.py): its timings must fit the
+judge's clock with the program's clock bounds, its fresh outputs are committed in their frames and the
+ones judged against the float64 reference are the judge's secret draw.
 
 The serving suite goes further (runners/serving_engine.py): the judge times one frame per forward, at
 the cost of a frame's round trip inside every timed sample.
@@ -30,6 +32,7 @@ the cost of a frame's round trip inside every timed sample.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -445,6 +448,7 @@ def model_integrity(
             backend=run.backend,
             seed=seed,
             salt=f"model:{name}:{dtype}",
+            frames=run.frames.probe if run.frames is not None else None,
         )
     if keep_caching is not None:  # the judge decides (rejudge_model_caching); this item is replaced
         keep_caching.append((name, dtype, evidence))
@@ -472,13 +476,16 @@ def judge_model_probe(
     challenge: int | str,
     threshold: float | None,
     repeated_reference: torch.Tensor,
+    draw: random.Random | None = None,
 ) -> dict[str, Any]:
     """TEST04 of one model and dtype, decided from the probe's evidence as the performance suite's
     ``judge_probe``: ``judge_caching`` on the timings, every fresh output against the device's own
     output for its values apart, and ``FRESH_REFERENCE_CHECKS`` fresh outputs (drawn from the challenge)
     against the float64 reference of their values (``NearestReference``: nearer their own reference than
     the repeated input's, ``repeated_reference``, or the other checked input's). Fresh input i is
-    variant i + 1 of the workload, one item, as ``ModelRun.fresh_single`` draws them."""
+    variant i + 1 of the workload, one item, as ``ModelRun.fresh_single`` draws them. ``draw``: the
+    judge's own secret draw of the checked inputs (the probe ran in its frames, its fresh outputs
+    committed: runners/probe_frames.py); without, the challenge draws them."""
     head = {"model": name, "dtype": dtype}
     if len(evidence.fresh_outputs) != CACHING_FRESH_INPUTS:
         return {
@@ -491,7 +498,7 @@ def judge_model_probe(
     references: dict[int, NearestReference] = {}
     if workload.fresh_reference is not None:
         torch_dtype = getattr(torch, dtype)
-        chooser = seeded_random(challenge, f"caching-reference:model:{name}:{dtype}")
+        chooser = draw or seeded_random(challenge, f"caching-reference:model:{name}:{dtype}")
         positions = sorted(
             chooser.sample(range(CACHING_FRESH_INPUTS), min(FRESH_REFERENCE_CHECKS, CACHING_FRESH_INPUTS))
         )

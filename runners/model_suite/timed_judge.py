@@ -33,8 +33,8 @@ runners/model_suite/frames.py), which closes what session 25 left as the device'
 What remains the device's word: the digests cover one output per round (its last call's), so calls
 before it in the round are vouched for by the time they took only; an output computed apart for every
 round costs one call per round, which for rounds of many short calls stays inside the clock bounds
-(TEST04's fresh-input probe, which still runs whole in the device process with its own timings, is the
-check for answers computed from a cache). In one process (no device process) the rounds are the ones the
+(TEST04's fresh-input probe is the check for answers computed from a cache; its timed calls run in frames
+of the judge's too, each fresh output committed in its frame: runners/probe_frames.py). In one process (no device process) the rounds are the ones the
 challenge draws, as before.
 """
 
@@ -63,6 +63,7 @@ from runners.model_suite.performance import (
     throughput_batches,
 )
 from runners.model_suite.workloads import Workload
+from runners.probe_frames import ProbeFrameJudge
 from runners.timing import TimingPolicy, TimingStats, stats_from_wire
 
 # TEST01 samples of one timed run: at most the sampler's limit, plus the last round it always keeps.
@@ -106,6 +107,8 @@ class FrameJudge:
         self.frames: dict[tuple[str, str], dict[str, HostFrame]] = {}
         self.samples: dict[tuple[str, str], list[OutputSample]] = {}
         self.problems: dict[tuple[str, str], list[str]] = {}
+        # TEST04's probe calls, each in a frame of its own (runners/probe_frames.py).
+        self.probes = ProbeFrameJudge()
 
     def _problem(self, model: str, dtype: str, text: str) -> None:
         self.problems.setdefault((model, dtype), []).append(text)
@@ -128,6 +131,8 @@ class FrameJudge:
         """The reply to one of the device process's events (None: no reply, a ``progress`` frame)."""
         now = time.perf_counter_ns()
         kind = event.get("event")
+        if kind in ("probe_start", "probe_end"):
+            return self.probes.on_event(event, now)
         if kind == "timed_start":
             self._abandon()
             model, dtype, group = str(event.get("model")), str(event.get("dtype")), str(event.get("group"))
@@ -203,6 +208,7 @@ class FrameJudge:
 
     def close(self) -> None:
         self._abandon()
+        self.probes.abandon()
 
     def evidence(self) -> dict[tuple[str, str], TimedEvidence]:
         """Per model and dtype: the revealed TEST01 samples and each measurement's raw timings."""

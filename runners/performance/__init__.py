@@ -20,6 +20,8 @@ the platform then knows the declared peak was not measured and why.
 
 from __future__ import annotations
 
+import random
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -65,6 +67,7 @@ from runners.performance.benchmarks import (
     gemm_kernel_name,
 )
 from runners.performance.claims import apply_claims
+from runners.probe_frames import ProbeFrameJudge, ProbeFrames, with_frames
 from runners.progress import label as progress_label
 from runners.timing import TimingPolicy, measure_with_output
 
@@ -153,6 +156,7 @@ def run_performance(
     keep_outputs: list[tuple[Benchmark, torch.Tensor, list[tuple[int, torch.Tensor]]]] | None = None,
     commitment: OutputCommitment | None = None,
     keep_caching: list[tuple[Benchmark, CachingEvidence | str]] | None = None,
+    probe_frames: ProbeFrames | None = None,
 ) -> dict[str, Any]:
     """The performance suite's result document for a validated job spec (the CLI's suite signature).
 
@@ -160,7 +164,9 @@ def run_performance(
     TEST01 and TEST04 itself from the outputs and figures that come back (``rejudge_output_consistency``,
     ``rejudge_caching``) and commits every judged output itself (``commitment``). ``keep_outputs``
     collects, per benchmark, its accuracy output and timed samples, and ``keep_caching`` each caching
-    probe's evidence, or why it has none (what the device process sends).
+    probe's evidence, or why it has none (what the device process sends); with ``probe_frames`` (the
+    device process) each timed call of a caching probe runs in a frame of the judge's
+    (runners/probe_frames.py).
     """
     from runners.device import is_isolated, suite_in_device_process
 
@@ -176,6 +182,7 @@ def run_performance(
         keep_outputs=keep_outputs,
         commitment=commitment,
         keep_caching=keep_caching,
+        probe_frames=probe_frames,
     )
     return build_document(
         "performance",
@@ -339,6 +346,7 @@ def run_performance_suite(
     keep_outputs: list[tuple[Benchmark, torch.Tensor, list[tuple[int, torch.Tensor]]]] | None = None,
     commitment: OutputCommitment | None = None,
     keep_caching: list[tuple[Benchmark, CachingEvidence | str]] | None = None,
+    probe_frames: ProbeFrames | None = None,
 ) -> dict[str, Any]:
     """Measurements, claim verdicts and integrity verdicts of the performance suite.
 
@@ -439,7 +447,16 @@ def run_performance_suite(
             probe = None
             if _key(bench) in probed:
                 probe = _caching_probe(
-                    bench, fn, built.inputs, device, backend, prepare, seed, caching_threshold, select
+                    bench,
+                    fn,
+                    built.inputs,
+                    device,
+                    backend,
+                    prepare,
+                    seed,
+                    caching_threshold,
+                    select,
+                    frames=probe_frames,
                 )
             stats, _ = measure_with_output(
                 fn, backend=timed_backend, policy=policy, between_rounds=chain_hooks(sampler, probe)
@@ -477,7 +494,17 @@ def run_performance_suite(
             continue
         try:
             probe = _caching_probe(
-                bench, fn, inputs, device, backend, prepare, seed, caching_threshold, select, after=True
+                bench,
+                fn,
+                inputs,
+                device,
+                backend,
+                prepare,
+                seed,
+                caching_threshold,
+                select,
+                after=True,
+                frames=probe_frames,
             )
             probe.complete()
         except Exception as exc:  # noqa: BLE001 - the device failed on a fresh input: evidence
@@ -520,6 +547,7 @@ def _caching_probe(
     select: Callable[[Any], torch.Tensor],
     *,
     after: bool = False,
+    frames: ProbeFrames | None = None,
 ) -> CachingProbe:
     """TEST04 for one benchmark: ``fn`` (its timed callable, reading ``inputs``) against
     ``FRESH_INPUTS`` new inputs, copied into ``inputs`` before their calls (runners/integrity.py)."""
@@ -534,6 +562,7 @@ def _caching_probe(
         probability=0.0 if after else 0.25,
         threshold=threshold,
         select=select,
+        frames=frames,
     )
 
 
@@ -565,12 +594,19 @@ def _probe_failure(bench: Benchmark, reason: str) -> dict[str, Any]:
 
 
 def judge_probe(
-    bench: Benchmark, evidence: CachingEvidence, *, challenge: str, threshold: float | None
+    bench: Benchmark,
+    evidence: CachingEvidence,
+    *,
+    challenge: str,
+    threshold: float | None,
+    draw: random.Random | None = None,
 ) -> dict[str, Any]:
     """TEST04 of one probed benchmark, decided by the judge from the probe's evidence: timings, every
     fresh output against the device's own output for its values apart, ``FRESH_REFERENCE_CHECKS`` fresh
     outputs (drawn from the challenge) against the float64 reference of their values, and the suite's
-    count of fresh inputs (``FRESH_INPUTS``, fresh input i being variant i + 1 of the benchmark)."""
+    count of fresh inputs (``FRESH_INPUTS``, fresh input i being variant i + 1 of the benchmark). ``draw``:
+    the judge's own secret draw of the checked inputs (the probe ran in its frames, its fresh outputs
+    committed: runners/probe_frames.py); without, the challenge draws them."""
     head = {"benchmark": bench.name, "dtype": bench.dtype, "kind": bench.kind}
     if len(evidence.fresh_outputs) != FRESH_INPUTS:
         return {
@@ -583,7 +619,7 @@ def judge_probe(
         }
     references: dict[int, Any] = {}
     if bench.reference is not None:
-        chooser = seeded_random(challenge, f"caching-reference:{bench.name}:{bench.dtype}")
+        chooser = draw or seeded_random(challenge, f"caching-reference:{bench.name}:{bench.dtype}")
         for position in sorted(
             chooser.sample(range(FRESH_INPUTS), min(FRESH_REFERENCE_CHECKS, FRESH_INPUTS))
         ):
@@ -795,13 +831,24 @@ def rejudge_caching(
     records: list[dict[str, Any]],
     tensors: dict[str, torch.Tensor],
     spec: dict[str, Any],
+    frames: ProbeFrameJudge | None = None,
 ) -> dict[str, Any]:
     """TEST04 judged by the judge: each caching probe's timings and kept outputs from the device process
     (``records``, tensors ``caching<i>.*``), judged by ``judge_probe`` with the judge's own spec, rebuilt
     benchmark and float64 references; the device process's own TEST04 items are dropped. Every measured
-    (kind, dtype) group but bandwidth must come back probed, or it fails."""
+    (kind, dtype) group but bandwidth must come back probed, or it fails.
+
+    With the judge's frames around the probe's calls (``frames``: the device process,
+    runners/probe_frames.py) the timings must be the frames' and fit the judge's clock within the
+    program's clock bounds, each fresh output must be the one committed in its frame, and the fresh
+    inputs judged against the float64 reference are the judge's own secret draw."""
     challenge = str(spec["challenge"])
-    threshold = caching_threshold_of(_options(spec))
+    options = _options(spec)
+    threshold = caching_threshold_of(options)
+    bounds = TimingPolicy.from_dict(
+        {**(options.get("timing") or {}), "quick": bool(options.get("quick"))}
+    ).clock_bounds
+    draw = secrets.SystemRandom() if frames is not None else None
     items: list[dict[str, Any]] = []
     for index, record in enumerate(records):
         name, kind, dtype = str(record.get("name")), str(record.get("kind")), str(record.get("dtype"))
@@ -817,7 +864,8 @@ def rejudge_caching(
         if isinstance(evidence, str):
             items.append({**head, "reason": evidence})
             continue
-        items.append(judge_probe(bench, evidence, challenge=challenge, threshold=threshold))
+        item = judge_probe(bench, evidence, challenge=challenge, threshold=threshold, draw=draw)
+        items.append(with_frames(item, frames, f"performance:{bench.name}:{bench.dtype}", evidence, bounds))
     probed = {(item["kind"], item["dtype"]) for item in items}
     for entry in document.get("measurements") or []:
         group = (str(entry.get("kind")), str(entry.get("dtype")))

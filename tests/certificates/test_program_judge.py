@@ -331,6 +331,53 @@ def test_caching_and_output_consistency_are_judged_from_raw_figures(aia12):
     assert math.isclose(thresholds.test04_max_speedup, 0.10)
 
 
+def test_test04_timings_outside_the_judges_probe_frames_are_refused_with_that_reason(aia12):
+    """TEST04's probe calls timed in the runner's judge's frames (runners/probe_frames.py): fresh calls
+    reported at a tenth of the judge's clock around them are refused whatever speed-up they give, and the
+    record says so (not "within the bound"); ratios inside the level's clock bounds fall through to the
+    speed-up; a section without ratios (evidence that is not what the frames saw) is refused too. On the
+    code before this judge read ``host_frames`` the first item passed as "no sign of a result cache"."""
+    from certification.recorded_text import parse
+
+    thresholds = judge.level_thresholds(program=aia12, level="standard")
+    frames = {
+        "checked": 40,
+        "refused": 0,
+        "bounds": [0.5, 1.05],
+        "fresh_ratio": 0.9,
+        "repeated_ratio": 0.92,
+        "max_call_ratio": 0.99,
+    }
+    even = {
+        "model": "resnet-tiny",
+        "dtype": "float32",
+        "fresh_median_s": 0.010,
+        "repeated_median_s": 0.010,
+        "fresh_ci_s": [0.0099, 0.0101],
+        "repeated_ci_s": [0.0099, 0.0101],
+        "verdict": "pass",
+    }
+    under = {**even, "host_frames": {**frames, "fresh_ratio": 0.1, "refused": 1}}
+    refused = judge.caching_verdict(item=under, thresholds=thresholds)
+    assert not refused.passed
+    code, values = parse(str(refused.detail))
+    assert code == "test04.host_frames_outside", refused.detail
+    assert values["label"] == "resnet-tiny float32" and values["least"] == "0.100"
+    # A call reported longer than its own frame is refused too (the upper bound).
+    over = {**even, "host_frames": {**frames, "max_call_ratio": 1.3}}
+    assert parse(str(judge.caching_verdict(item=over, thresholds=thresholds).detail))[0] == (
+        "test04.host_frames_outside"
+    )
+    fits = judge.caching_verdict(item={**even, "host_frames": frames}, thresholds=thresholds)
+    assert fits.passed and "within the bound" in fits.detail
+    broken = {**even, "host_frames": {**frames, "fresh_ratio": None, "refused": 1}}
+    verdict = judge.caching_verdict(item=broken, thresholds=thresholds)
+    assert not verdict.passed and parse(str(verdict.detail))[0] == "test04.host_frames_broken"
+    # Without bounds in the spec (a library run) the ratios are reported and nothing is refused here.
+    unbounded = {**even, "host_frames": {**frames, "bounds": None, "fresh_ratio": 0.1}}
+    assert judge.caching_verdict(item=unbounded, thresholds=thresholds).passed
+
+
 def test_load_programs_loads_1_2_beside_the_published_versions(db):
     from io import StringIO
 

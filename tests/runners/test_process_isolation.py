@@ -301,6 +301,8 @@ def test_an_honest_device_passes_test01_judged_by_the_judge():
     assert caching["fresh_outputs_checked"] == 8 and caching["fresh_output_mismatches"] == 0
     assert caching["fresh_reference_checked"] == 2 and caching["fresh_reference_failures"] == 0
     assert document["process_isolation"]["device_verdicts"] == ["integrity.timing (clock cross-check)"]
+    frames = caching["host_frames"]
+    assert frames["checked"] >= 8 + 3 * 4 and frames["refused"] == 0 and frames["max_call_ratio"] <= 1.0
 
 
 def _hostile_caching(tmp_path: Path, monkeypatch, memo: str) -> tuple[dict, dict]:
@@ -526,6 +528,10 @@ def test_an_honest_device_passes_the_model_test04_judged_by_the_judge(tmp_path):
     assert caching["fresh_outputs_checked"] == 12 and caching["fresh_output_mismatches"] == 0
     assert caching["fresh_reference_checked"] == 2 and caching["fresh_reference_failures"] == 0
     assert not any("caching" in v for v in document["process_isolation"]["device_verdicts"])
+    # Every timed probe call ran in a frame of the judge's (no bounds in this spec: reported, none refused).
+    frames = caching["host_frames"]
+    assert frames["checked"] >= 12 + 3 * 6 and frames["refused"] == 0 and frames["bounds"] is None, frames
+    assert 0 < frames["min_ratio"] and frames["max_call_ratio"] <= 1.0
 
 
 IN_PROCESS_MODEL = textwrap.dedent(
@@ -758,6 +764,100 @@ def test_an_honest_device_fits_the_judges_clock_with_the_programs_bounds(tmp_pat
     [consistency] = document["integrity"]["output_consistency"]["items"]
     assert consistency["verdict"] == "pass", consistency
     assert len(consistency["sample_ids"]) >= 3
+
+
+# TEST04's probe calls in the judge's frames (runners/probe_frames.py) ------------------------------
+
+
+def _cached_answers_run(tmp_path: Path, monkeypatch, suite: str) -> tuple[dict, dict]:
+    """The plugin's ``cheat_timed: "cache"``: a result cache keyed on the inputs' content (every answer
+    right, a repeated input free) and TEST04's fresh probe calls reported as long as the last cached one."""
+    env = plugin_environment(tmp_path)
+    (tmp_path / "probe" / "config.json").write_text(json.dumps({"cheat_timed": "cache"}))
+    for name in ("PYTHONPATH", "HOSTILE_PROBE_DIR"):
+        monkeypatch.setenv(name, env[name])
+    bar = {"timing": _program_clock_bounds(), "integrity": {"caching_threshold": MODEL_TEST04_BAR}}
+    if suite == "model":
+        document = _model("hostile", tmp_path / "weights", {"model_performance_dtypes": ["float32"], **bar})
+    else:
+        from runners.device.client import DeviceClient
+        from runners.performance import run_performance
+        from runners.spec import build_spec
+
+        spec = build_spec(
+            suite="performance", device="hostile", challenge=CHALLENGE, options={**PERF_OPTIONS, **bar}
+        )
+        with DeviceClient("hostile") as device:
+            document = run_performance(spec, device)
+    report = json.loads(next((tmp_path / "probe").glob("report-*.json")).read_text())
+    return document, report
+
+
+def _platform_caching_reasons(document: dict) -> list[str]:
+    from apps.certificates.judge import integrity_verdicts, level_thresholds
+    from certification.recorded_text import parse
+
+    program = json.loads((ROOT / "apps" / "runs" / "programs" / "aia-1.2.json").read_text())
+    verdicts = integrity_verdicts(
+        integrity=document["integrity"],
+        check="caching",
+        thresholds=level_thresholds(program=program, level="baseline"),
+    )
+    assert verdicts and not any(v.passed for v in verdicts)
+    return [parse(str(v.detail))[0] for v in verdicts]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suite", ["model", "performance"])
+def test_a_cache_under_reporting_its_fresh_probe_calls_is_refused_by_the_judges_clock(
+    tmp_path, monkeypatch, suite
+):
+    """The plugin answers from a content cache and reports each fresh probe call as long as the last
+    cached one: fresh and repeated medians agree and every output is right, so TEST04 passed on the code
+    before the probe's frames (the control below shows it without a device process). The judge's clock
+    around each probe call saw the fresh calls compute: their reported total is far below half of it,
+    the probe's timings are refused and TEST04 fails, and the platform's judge says so in its own words."""
+    from runners.document import validate_document
+
+    document, report = _cached_answers_run(tmp_path, monkeypatch, suite)
+    validate_document(document)
+    assert report["model"] == "timed runs: cache"
+    assert "runners.integrity.time_once" in report["patched"]
+    [caching] = document["integrity"]["caching"]["items"]
+    assert document["integrity"]["caching"]["verdict"] == caching["verdict"] == "fail", caching
+    assert caching["speedup_ratio"] < 1 + MODEL_TEST04_BAR  # the forged timings alone would pass
+    assert caching["fresh_output_mismatches"] == 0 and caching["fresh_reference_failures"] == 0
+    frames = caching["host_frames"]
+    assert frames["bounds"] == [0.5, 1.05] and frames["refused"] >= 1, frames
+    assert frames["fresh_ratio"] < 0.5 * 0.5, frames
+    assert caching["reason"].startswith("TEST04 timings refused: the device reports its fresh probe calls")
+    assert _platform_caching_reasons(document) == ["test04.host_frames_outside"]
+    assert_caching_judged_apart(document)
+
+
+IN_PROCESS_CACHED_MODEL = IN_PROCESS_MODEL.replace(
+    'print(json.dumps(document["integrity"]["caching"]))',
+    'print(json.dumps(document["integrity"]["caching"]["items"][0]))',
+)
+
+
+@pytest.mark.slow
+def test_without_the_judges_frames_the_same_cache_passes_test04(tmp_path):
+    """The control: the content cache with its under-reported fresh calls, the probe timed by no one but
+    the device (a library call, as the device process's probe was before its frames): TEST04 passes."""
+    env = plugin_environment(tmp_path)
+    (tmp_path / "probe" / "config.json").write_text(json.dumps({"cheat_timed": "cache"}))
+    options = {
+        "quick": True,
+        "model_dtypes": ["float32"],
+        "model_performance_dtypes": ["float32"],
+        "integrity": {"caching_threshold": MODEL_TEST04_BAR},
+    }
+    caching = run_control(
+        IN_PROCESS_CACHED_MODEL, CHALLENGE, json.dumps(options), str(tmp_path / "weights"), env=env
+    )
+    assert caching["verdict"] == "pass", caching
+    assert caching["fresh_output_mismatches"] == 0 and "host_frames" not in caching
 
 
 # The serving suite: LoadGen and every verdict in the judge, each forward in the device process -----
