@@ -41,9 +41,12 @@ frame), while 101 single calls fell below half of their own frame (what a per-ca
 have refused). A frame costs about one and a half pipe round trips (an empty one: median 45 us, p99
 1.7 ms, 51 us of CPU across both processes, at load 11), some 4 ms of CPU for a model run's 48 frames.
 
-What stays out of reach: a call shorter than a frame's fixed cost cannot be told from that cost, so an
-honest device whose probed call lasts a few microseconds (a small GEMM on a GPU) would have a side ratio
-below the lower bound and be refused; no GPU run measured it yet.
+What stays out of reach: a call shorter than a frame's fixed cost cannot be told from that cost. An
+honest device whose probed call lasts a few microseconds (a small GEMM on a GPU) would read as
+under-reported, so the lower bound counts only frames of at least the timing policy's ``block_min_s``
+(1 ms in the certification policy, 0.2 ms in the quick one); a side with no such frame is not judged on
+it and its timings stay the device's word (a cache gains at most that much per fresh call there). The
+frames' cost on a GPU host is not measured yet.
 """
 
 from __future__ import annotations
@@ -163,13 +166,23 @@ def probe_frames_section(
     patterns: Sequence[str],
     fresh_outputs: Sequence[torch.Tensor],
     bounds: tuple[float, float] | None,
+    min_frame_s: float = 0.0,
 ) -> tuple[dict[str, Any], str | None]:
     """The probe's evidence against the judge's frames: its ``host_frames`` section and why its timings
     are refused, if they are (None: they fit). The evidence must be what the frames saw: one frame per
     timed call in the order of the patterns, the same seconds, and each fresh output the one whose digest
     its frame committed. Then each side's reported total over the judge's time around it must lie within
     ``bounds`` (the program's clock bounds) and no call may exceed its own frame's upper bound. Without
-    bounds the ratios are reported and nothing is refused (as runners/timing.py step 7)."""
+    bounds the ratios are reported and nothing is refused (as runners/timing.py step 7).
+
+    A side's ratio (the lower bound's reading) counts only the frames that lasted at least ``min_frame_s``
+    on the judge's clock (the timing policy's ``block_min_s``: the shortest interval the harness trusts a
+    clock over, runners/timing.py step 2). A shorter frame is mostly the frame's own fixed cost, so an
+    honest call of a few microseconds (a small GEMM on a GPU) would read as under-reported. The device can
+    only lengthen a frame, never shorten it, so a cache that computes its fresh answers for real still has
+    them counted; a side with no frame that long is not judged on the lower bound (``{side}_ratio`` None,
+    ``{side}_frames_judged`` 0), and what it reported stays the device's word, as without frames. Every
+    frame stays under the upper bound of its own frame (``max_call_ratio``)."""
     frames = list(frames or [])
     found: list[str] = list(problems)
     sides = "".join(patterns)
@@ -208,6 +221,9 @@ def probe_frames_section(
         "max_ratio": None,
         "fresh_host_s": None,
         "repeated_host_s": None,
+        "min_frame_s": min_frame_s,
+        "fresh_frames_judged": 0,
+        "repeated_frames_judged": 0,
     }
     if found:
         section["refused"] = 1
@@ -216,15 +232,18 @@ def probe_frames_section(
     ratios: dict[str, float] = {}
     for side, name in (("F", "fresh"), ("R", "repeated")):
         mine = [f for f in frames if f.side == side]
-        host = math.fsum(f.host_s for f in mine)
-        total = math.fsum(_seconds(f.seconds) or 0.0 for f in mine)
-        ratios[name] = total / host if host > 0 else math.inf
+        section[f"{name}_host_s"] = math.fsum(f.host_s for f in mine)
+        judged = [f for f in mine if f.host_s >= min_frame_s and f.host_s > 0]
+        section[f"{name}_frames_judged"] = len(judged)
+        if not judged:
+            continue
+        host = math.fsum(f.host_s for f in judged)
+        ratios[name] = math.fsum(_seconds(f.seconds) or 0.0 for f in judged) / host
         section[f"{name}_ratio"] = ratios[name]
-        section[f"{name}_host_s"] = host
     calls = [(_seconds(f.seconds) or 0.0) / f.host_s if f.host_s > 0 else math.inf for f in frames]
     section["max_call_ratio"] = max(calls)
-    section["min_ratio"] = min(ratios.values())
-    section["max_ratio"] = max(*ratios.values(), section["max_call_ratio"])
+    section["min_ratio"] = min(ratios.values(), default=None)
+    section["max_ratio"] = max([*ratios.values(), section["max_call_ratio"]])
     if bounds is None:
         return section, None
     low, high = bounds
@@ -252,10 +271,11 @@ def with_frames(
     judge: ProbeFrameJudge | None,
     probe: str,
     evidence: Any,
-    bounds: tuple[float, float] | None,
+    bounds: tuple[tuple[float, float] | None, float],
 ) -> dict[str, Any]:
     """A TEST04 item with its ``host_frames`` section; failed, with the reason, when the judge refuses the
-    probe's timings (``probe_frames_section``). ``judge`` None: the probe ran without frames (one process)."""
+        probe's timings (``probe_frames_section``). ``bounds``: the program's clock bounds (None: none given) and the
+    timing policy's ``block_min_s``. ``judge`` None: the probe ran without frames (one process)."""
     if judge is None or evidence is None:
         return item
     section, problem = probe_frames_section(
@@ -266,7 +286,8 @@ def with_frames(
         steady_samples=evidence.steady_samples,
         patterns=evidence.patterns,
         fresh_outputs=evidence.fresh_outputs,
-        bounds=bounds,
+        bounds=bounds[0],
+        min_frame_s=bounds[1],
     )
     item = {**item, "host_frames": section}
     if problem is not None:

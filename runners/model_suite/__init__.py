@@ -693,9 +693,8 @@ def rejudge_model_caching(
     plain = ("quick", "timing", "integrity")
     options = {**(spec.get("options") or {}), **{k: spec[k] for k in plain if k in spec}}
     threshold = caching_threshold_of(options)
-    bounds = TimingPolicy.from_dict(
-        {**(options.get("timing") or {}), "quick": bool(options.get("quick"))}
-    ).clock_bounds
+    policy = TimingPolicy.from_dict({**(options.get("timing") or {}), "quick": bool(options.get("quick"))})
+    bounds = (policy.clock_bounds, policy.block_min_s)
     draw = secrets.SystemRandom() if frames is not None else None
     seed = spec["challenge"]
     items: list[dict[str, Any]] = []

@@ -845,9 +845,8 @@ def rejudge_caching(
     challenge = str(spec["challenge"])
     options = _options(spec)
     threshold = caching_threshold_of(options)
-    bounds = TimingPolicy.from_dict(
-        {**(options.get("timing") or {}), "quick": bool(options.get("quick"))}
-    ).clock_bounds
+    policy = TimingPolicy.from_dict({**(options.get("timing") or {}), "quick": bool(options.get("quick"))})
+    bounds = (policy.clock_bounds, policy.block_min_s)
     draw = secrets.SystemRandom() if frames is not None else None
     items: list[dict[str, Any]] = []
     for index, record in enumerate(records):

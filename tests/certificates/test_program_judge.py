@@ -376,6 +376,15 @@ def test_test04_timings_outside_the_judges_probe_frames_are_refused_with_that_re
     # Without bounds in the spec (a library run) the ratios are reported and nothing is refused here.
     unbounded = {**even, "host_frames": {**frames, "bounds": None, "fresh_ratio": 0.1}}
     assert judge.caching_verdict(item=unbounded, thresholds=thresholds).passed
+    # A side none of whose frames lasted the policy's block_min_s is not judged on the lower bound
+    # (runners/probe_frames.py); the other side and the per-call upper bound still are.
+    short = {**frames, "fresh_ratio": None, "fresh_frames_judged": 0, "repeated_frames_judged": 30}
+    assert judge.caching_verdict(item={**even, "host_frames": short}, thresholds=thresholds).passed
+    short_under = {**even, "host_frames": {**short, "repeated_ratio": 0.2}}
+    verdict = judge.caching_verdict(item=short_under, thresholds=thresholds)
+    assert not verdict.passed and parse(str(verdict.detail))[1]["least"] == "0.200"
+    short_over = {**even, "host_frames": {**short, "max_call_ratio": 1.3}}
+    assert not judge.caching_verdict(item=short_over, thresholds=thresholds).passed
 
 
 def test_load_programs_loads_1_2_beside_the_published_versions(db):

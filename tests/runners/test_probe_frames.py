@@ -64,6 +64,30 @@ def test_fresh_calls_reported_faster_than_the_judges_clock_saw_are_refused():
     assert problem is None and section["fresh_ratio"] < 0.5
 
 
+def test_frames_shorter_than_the_policys_block_are_not_read_as_under_reporting():
+    """An honest call of 5 us in a 50 us frame (a small GEMM on a GPU: the frame's own cost dominates)
+    reads 0.1 of its frame; the lower bound counts only frames of at least the policy's block_min_s,
+    which the device can lengthen but never shorten, so under-reported long frames are still refused."""
+    frames, evidence = _evidence(PATTERNS, 5e-6, 5e-6, 50e-6)
+    _, problem = probe_frames_section(frames, [], bounds=BOUNDS, **evidence)
+    assert problem is not None and "0.100" in problem  # without the floor: an honest GPU refused
+    section, problem = probe_frames_section(frames, [], bounds=BOUNDS, min_frame_s=1e-3, **evidence)
+    assert problem is None, section
+    assert section["fresh_ratio"] is None and section["fresh_frames_judged"] == 0
+    assert section["repeated_ratio"] is None and section["repeated_frames_judged"] == 0
+    assert section["max_call_ratio"] == 0.1
+    # A cache whose fresh answers are computed for real (long frames) and reported as short is refused.
+    frames, evidence = _evidence(PATTERNS, 5e-6, 5e-6, 0.010)
+    section, problem = probe_frames_section(frames, [], bounds=BOUNDS, min_frame_s=1e-3, **evidence)
+    assert problem is not None and section["fresh_frames_judged"] == 4
+    # Only the long frames of a side are counted: here the short repeated ones are left out.
+    frames, evidence = _evidence(PATTERNS, 0.009, 5e-6, 0.010)
+    frames = [f if f.side == "F" else ProbeFrame("R", 50e-6, f.seconds, None) for f in frames]
+    section, problem = probe_frames_section(frames, [], bounds=BOUNDS, min_frame_s=1e-3, **evidence)
+    assert problem is None, section
+    assert abs(section["fresh_ratio"] - 0.9) < 1e-9 and section["repeated_ratio"] is None
+
+
 def test_a_call_reported_longer_than_its_own_frame_is_refused():
     """Shifting time from some fresh calls to others keeps the side's total but not each call's frame."""
     frames, evidence = _evidence(PATTERNS, 0.009, 0.009, 0.010)
