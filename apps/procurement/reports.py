@@ -12,8 +12,10 @@ from typing import Any
 
 from django.http import HttpResponse
 from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
 
 from certification.numbers import nice_ticks, plain_number
+from certification.recorded_text import localize
 from certification.spreadsheet import csv_writer
 
 UTF8_BOM = "\ufeff"
@@ -25,7 +27,13 @@ def row_label(row: dict) -> str:
 
 
 def cell_text(cell: dict) -> str:
-    return f"{'PASS' if cell['ok'] else 'FAIL'}: {cell['value']} [{cell['source']}]"
+    """A matrix cell in the reader's language: its verdict, value and source (recorded phrases)."""
+    verdict = (
+        pgettext("a matrix cell's verdict", "PASS")
+        if cell["ok"]
+        else pgettext("a matrix cell's verdict", "FAIL")
+    )
+    return f"{verdict}: {localize(cell['value'])} [{localize(cell['source'])}]"
 
 
 def evaluation_csv_response(evaluation) -> HttpResponse:
@@ -43,39 +51,59 @@ def evaluation_csv_response(evaluation) -> HttpResponse:
 
 
 def evaluation_csv(*, snapshot: dict) -> str:
-    """One line per candidate, one column per requirement (pass/fail, value, source), as in the matrix."""
+    """One line per candidate, one column per requirement (pass/fail, value, source), as in the matrix,
+    in the reader's language: the headers translated, the recorded texts (requirement lines, cells,
+    sources, reasons, the formula) read as the matrix page reads them (certification/recorded_text.py);
+    chip names, serials and codes as recorded."""
     out = io.StringIO()
     writer = csv_writer(out)  # no cell starts a formula: chip names and reasons come from vendors
-    writer.writerow([f"# tender {snapshot['tender']['reference']}: {snapshot['tender']['title']}"])
+    tender, rule = snapshot["tender"], snapshot["rule"]
     writer.writerow(
         [
-            f"# evaluated {snapshot['evaluated_at']}; export-control rule {snapshot['rule']['id']} "
-            f"({snapshot['rule']['date']}), informational; {snapshot['scoring']['formula']}"
+            "# "
+            + _("tender %(reference)s: %(title)s")
+            % {"reference": tender["reference"], "title": tender["title"]}
         ]
     )
     writer.writerow(
         [
-            "rank",
-            "eligible",
-            "score",
-            "certificate",
-            "program",
-            "level",
-            "vendor",
-            "chip",
-            "chip_name",
-            "target",
-            "backend",
-            "export_class",
-            *(f"R{r['position']} {r['text']}" for r in snapshot["requirements"]),
-            "reasons",
+            "# "
+            + _("evaluated %(at)s; export-control rule %(rule)s (%(date)s), informational; %(formula)s")
+            % {
+                "at": snapshot["evaluated_at"],
+                "rule": rule["id"],
+                "date": rule["date"],
+                "formula": localize(snapshot["scoring"]["formula"]),
+            }
         ]
+    )
+    writer.writerow(
+        [
+            pgettext("a column of the evaluation CSV", "rank"),
+            pgettext("a column of the evaluation CSV", "eligible"),
+            pgettext("a column of the evaluation CSV", "score"),
+            pgettext("a column of the evaluation CSV", "certificate"),
+            pgettext("a column of the evaluation CSV", "program"),
+            pgettext("a column of the evaluation CSV", "level"),
+            pgettext("a column of the evaluation CSV", "vendor"),
+            pgettext("a column of the evaluation CSV", "chip"),
+            pgettext("a column of the evaluation CSV", "chip_name"),
+            pgettext("a column of the evaluation CSV", "target"),
+            pgettext("a column of the evaluation CSV", "backend"),
+            pgettext("a column of the evaluation CSV", "export_class"),
+            *(f"R{r['position']} {localize(r['text'])}" for r in snapshot["requirements"]),
+            pgettext("a column of the evaluation CSV", "reasons"),
+        ]
+    )
+    yes, no = (
+        pgettext("eligible in the evaluation CSV", "yes"),
+        pgettext("eligible in the evaluation CSV", "no"),
     )
     for row in snapshot["rows"]:
         writer.writerow(
             [
                 row.get("rank", ""),
-                "yes" if row["eligible"] else "no",
+                yes if row["eligible"] else no,
                 "" if row.get("score") is None else f"{row['score']:.4f}",
                 row["serial"],
                 row["program"],
@@ -87,7 +115,7 @@ def evaluation_csv(*, snapshot: dict) -> str:
                 row["backend"],
                 row["classification"]["code"],
                 *(cell_text(cell) for cell in row["cells"]),
-                "; ".join(row["reasons"]),
+                "; ".join(localize(reason) for reason in row["reasons"]),
             ]
         )
     return out.getvalue()

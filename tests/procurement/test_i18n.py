@@ -58,6 +58,49 @@ def test_the_csv_starts_with_a_bom_and_round_trips_a_chinese_title(
         assert any(row[:1] == ["rank"] for row in rows)
 
 
+def test_the_csv_reads_in_chinese_for_a_chinese_buyer_and_in_english_otherwise(
+    cast, certified, program, browser
+):
+    """Headers, verdicts, requirement lines, cells, sources and reasons of the CSV are in the reader's
+    language (issue 17: every CSV header translated), read from the same snapshot as the matrix page."""
+    certified(sku="GOOD-1", memory_gib=96, gemm={"float32": (60.0, 0.9)}, peak_fp32_tflops=67)
+    certified(sku="SMALL-1", memory_gib=16, gemm={"float32": (30.0, 0.9)}, peak_fp32_tflops=40)
+    tender = tender_create(
+        organization=cast.buyer_org,
+        title=TITLE,
+        reference="ZB-2027-009",
+        deadline=_deadline_17_utc(),
+        requirements=REQUIREMENTS,
+        scoring=SCORING,
+        created_by=cast.buyer,
+    )
+    evaluation = evaluation_create(tender=tender, actor=cast.buyer)
+    url = f"/procurement/evaluations/{evaluation.pk}/report.csv"
+
+    def rows(language: str) -> list[list[str]]:
+        content = browser.get(url, HTTP_ACCEPT_LANGUAGE=language).content.decode("utf-8-sig")
+        return list(csv.reader(io.StringIO(content)))
+
+    english, chinese = rows("en"), rows("zh-CN")
+    assert english[0] == ["# tender ZB-2027-009: " + TITLE] and english[2][:3] == [
+        "rank",
+        "eligible",
+        "score",
+    ]
+    assert english[2][12].startswith("R1 Memory >= 64 GiB")
+    assert chinese[0] == ["# 招标 ZB-2027-009：" + TITLE] and chinese[1][0].startswith("# 评估于 ")
+    assert chinese[2][:3] == ["排名", "符合条件", "得分"] and chinese[2][-1] == "原因"
+    assert chinese[2][12].startswith("R1 ") and "Memory" not in chinese[2][12], chinese[2]
+    verdicts = sorted(row[12].split(":")[0] for row in chinese[3:])
+    assert verdicts == ["不满足", "满足"], chinese
+    eligible = {row[7]: row[1] for row in chinese[3:]}
+    assert eligible == {"GOOD-1": "是", "SMALL-1": "否"}
+    small = next(row for row in chinese[3:] if row[7] == "SMALL-1")
+    english_small = next(row for row in english[3:] if row[7] == "SMALL-1")
+    assert "Memory" in english_small[-1] and "Memory" not in small[-1], small
+    assert len(chinese) == len(english) and [r[3] for r in chinese[3:]] == [r[3] for r in english[3:]]
+
+
 def test_a_deadline_shows_in_beijing_time_with_its_zone_for_a_chinese_viewer(cast, program, browser):
     deadline = _deadline_17_utc()
     tender = tender_create(
