@@ -14,6 +14,7 @@ from django.http import HttpResponse
 from django.utils.translation import gettext as _
 from django.utils.translation import pgettext
 
+from apps.procurement.templatetags.export_class import class_label
 from certification.numbers import nice_ticks, plain_number
 from certification.recorded_text import localize
 from certification.spreadsheet import csv_writer
@@ -54,7 +55,7 @@ def evaluation_csv(*, snapshot: dict) -> str:
     """One line per candidate, one column per requirement (pass/fail, value, source), as in the matrix,
     in the reader's language: the headers translated, the recorded texts (requirement lines, cells,
     sources, reasons, the formula) read as the matrix page reads them (certification/recorded_text.py);
-    chip names, serials and codes as recorded."""
+    the export class's label (an ECCN as recorded); chip names and serials as recorded."""
     out = io.StringIO()
     writer = csv_writer(out)  # no cell starts a formula: chip names and reasons come from vendors
     tender, rule = snapshot["tender"], snapshot["rule"]
@@ -113,7 +114,7 @@ def evaluation_csv(*, snapshot: dict) -> str:
                 row["chip"]["name"],
                 row["target"],
                 row["backend"],
-                row["classification"]["code"],
+                class_label(row["classification"]["code"]),
                 *(cell_text(cell) for cell in row["cells"]),
                 "; ".join(localize(reason) for reason in row["reasons"]),
             ]

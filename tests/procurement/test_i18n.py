@@ -101,6 +101,46 @@ def test_the_csv_reads_in_chinese_for_a_chinese_buyer_and_in_english_otherwise(
     assert len(chinese) == len(english) and [r[3] for r in chinese[3:]] == [r[3] for r in english[3:]]
 
 
+def test_an_export_class_reads_in_chinese_where_it_is_not_an_eccn(cast, certified, program, browser):
+    """The platform's own class words (not-3A090, excluded, undetermined) are translated on the matrix,
+    the registry and the classification pages and in the CSV; the record keeps the code."""
+    from django.utils import translation
+
+    from apps.procurement.templatetags.export_class import class_label
+
+    certified(sku="GOOD-1", memory_gib=96, gemm={"float32": (60.0, 0.9)}, peak_fp32_tflops=67)
+    certified(
+        sku="EDGE-1", memory_gib=96, gemm={"float32": (3.0, 0.9)}, peak_fp32_tflops=5, peak_bf16_tflops=10
+    )
+    tender = tender_create(
+        organization=cast.buyer_org,
+        title=TITLE,
+        reference="ZB-2027-010",
+        deadline=_deadline_17_utc(),
+        requirements=REQUIREMENTS,
+        scoring=SCORING,
+        created_by=cast.buyer,
+    )
+    evaluation = evaluation_create(tender=tender, actor=cast.buyer)
+    row = next(row for row in evaluation.snapshot["rows"] if row["chip"]["sku"] == "EDGE-1")
+    code = row["classification"]["code"]
+    assert code in ("not-3A090", "excluded", "undetermined"), code
+    with translation.override("zh-hans"):
+        label = str(class_label(code))
+    assert label != code and not any(word in label for word in ("not", "excluded", "undetermined")), label
+    for path in (f"/procurement/evaluations/{evaluation.pk}/", "/procurement/registry/"):
+        chinese = browser.get(path, HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
+        english = browser.get(path, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+        assert label in chinese and f">{code}<" not in chinese, path
+        assert f">{code}<" in english, path
+    content = browser.get(
+        f"/procurement/evaluations/{evaluation.pk}/report.csv", HTTP_ACCEPT_LANGUAGE="zh-CN"
+    )
+    rows = list(csv.reader(io.StringIO(content.content.decode("utf-8-sig"))))
+    assert [r[11] for r in rows[3:] if r[7] == "EDGE-1"] == [label]
+    assert row["classification"]["code"] == code  # the record keeps the code
+
+
 def test_a_deadline_shows_in_beijing_time_with_its_zone_for_a_chinese_viewer(cast, program, browser):
     deadline = _deadline_17_utc()
     tender = tender_create(
