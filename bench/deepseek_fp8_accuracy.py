@@ -38,7 +38,7 @@ from runners.model_suite.workloads import workload_for  # noqa: E402
 from runners.models import ModelSpec, load_model  # noqa: E402
 from tests.runners.planted_fp8 import FAULTS, planted  # noqa: E402
 
-FIGURES = ("value", "main_token_agreement", "cosine", "logit_max_rel_error")
+FIGURES = ("value", "main_token_agreement", "cosine", "cosine_mean", "logit_max_rel_error")
 
 
 def main() -> None:
@@ -90,23 +90,24 @@ def main() -> None:
                 "value": score["value"],
                 "main_token_agreement": score["main_token_agreement"],
                 "cosine": min(score["logit_cosine_min"], score["mtp_logit_cosine_min"]),
+                "cosine_mean": float(
+                    torch.nn.functional.cosine_similarity(out.double(), reference.double(), dim=-1).mean()
+                ),
                 "logit_max_rel_error": score["logit_max_rel_error"],
             }
             for key, value in figures.items():
                 results[label][key].append(value)
             print(
                 f"  {label:28s} agreement {figures['value']:.3f} main {figures['main_token_agreement']:.3f} "
-                f"cosine_min {figures['cosine']:.4f} rel_err {figures['logit_max_rel_error']:.3f} "
+                f"cosine_min {figures['cosine']:.4f} mean {figures['cosine_mean']:.4f} rel_err {figures['logit_max_rel_error']:.3f} "
                 f"({time.perf_counter() - start:.1f}s wall, {time.process_time() - cpu:.1f}s CPU)"
             )
-    print(
-        f"\nover {args.challenges} challenges ({args.mode}, {args.dtype}): median / min (rel_err: median / max)"
-    )
+    print(f"\nover {args.challenges} challenges ({args.mode}, {args.dtype}): median [min, max]")
     for label, figures in results.items():
-        parts = []
-        for key, values in figures.items():
-            extreme = max(values) if key == "logit_max_rel_error" else min(values)
-            parts.append(f"{key} {statistics.median(values):.4f} / {extreme:.4f}")
+        parts = [
+            f"{key} {statistics.median(values):.4f} [{min(values):.4f}, {max(values):.4f}]"
+            for key, values in figures.items()
+        ]
         print(f"  {label:28s} " + "; ".join(parts))
     print(f"load {os.getloadavg()}")
 

@@ -9,6 +9,7 @@ dequantization on the other) are caught by the model suite."""
 from __future__ import annotations
 
 import hashlib
+import json
 import struct
 from pathlib import Path
 
@@ -37,8 +38,9 @@ from runners.models.fp8 import (
     is_fp8_weight,
 )
 from runners.spec import build_spec
-from tests.runners.planted_fp8 import planted
+from tests.runners.planted_fp8 import FAULTS, planted
 
+PROGRAMS = Path(__file__).resolve().parents[2] / "apps" / "runs" / "programs"
 CHALLENGE = hashlib.sha256(b"deepseek-v3 fp8").hexdigest()
 TIMING = {"min_time_s": 0.01, "max_time_s": 0.05, "min_samples": 5}
 
@@ -303,35 +305,43 @@ def test_a_device_that_dequantizes_wrongly_is_caught(fault, monkeypatch, fp8_ent
     assert case["metrics"]["value"] < 0.9  # far below the bfloat16 bar (0.90, aia-1.3.json)
 
 
-# One bar between the honest block-scaled path and the wrongly scaled ones, on the tiny decoder in
-# bfloat16 (bench/deepseek_fp8_accuracy.py, 8 challenges per mode, CPU; the evidence in
-# bench/evidence/cpu-2026-12-01-fp8): honest quick 0.68-0.90, full 0.66-0.75; a per-tensor weight scale
-# quick 0.31-0.48 (0.57 on one of these tests' challenges), full 0.34-0.41; a wrong block scale index
-# quick 0.17-0.30, full 0.21-0.27. Quick mode (these tests) separates them least.
-HONEST_FLOOR = 0.6
-FAULT_CEILING = HONEST_FLOOR
+# The FP8 bar (AIA 1.3 draft Advanced, threshold fp8_accuracy: greedy-token agreement and mean logit
+# cosine against the float64 reference of the dequantized weights), which the platform applies to an
+# FP8-path run (apps/certificates/judge.py fp8_accuracy_passes). Its derivation is the threshold's source
+# (bench/deepseek_fp8_accuracy.py on the FP8 test model: outlier activation channels and a K = 2048
+# reduction, runners/models/fp8.py plant_activation_outliers). Here each planted fault of the four must
+# fail it and the honest path pass it, on challenges of their own, in quick mode (these tests).
+FP8_BARS = next(
+    level
+    for level in json.loads((PROGRAMS / "aia-1.3.json").read_text())["levels"]
+    if level["code"] == "advanced"
+)["thresholds"]["fp8_accuracy"]["value"]
+HONEST_FLOOR = FP8_BARS["greedy_token_agreement"]
 FP8_CHALLENGES = [hashlib.sha256(f"deepseek-fp8-{i}".encode()).hexdigest() for i in range(3)]
+HONEST_CHALLENGES = [hashlib.sha256(f"deepseek-fp8-honest-{i}".encode()).hexdigest() for i in range(4)]
+
+
+def _meets_fp8_bar(metrics: dict) -> bool:
+    return (
+        metrics["value"] >= FP8_BARS["greedy_token_agreement"]
+        and metrics["logit_cosine_mean"] >= FP8_BARS["logit_cosine_mean"]
+    )
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("challenge", FP8_CHALLENGES)
-def test_the_honest_block_scaled_path_stays_above_the_faults(fp8_entry, challenge):
+@pytest.mark.parametrize("challenge", HONEST_CHALLENGES)
+def test_the_honest_block_scaled_path_passes_the_fp8_bar(fp8_entry, challenge):
     [case] = _run(fp8_entry, challenge=challenge)["cases"]
-    assert case["metrics"]["value"] >= HONEST_FLOOR, case["metrics"]
+    assert _meets_fp8_bar(case["metrics"]), case["metrics"]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fault", ["per_tensor_weight_scale", "wrong_block_scale_index"])
+@pytest.mark.parametrize("fault", sorted(FAULTS))
 @pytest.mark.parametrize("challenge", FP8_CHALLENGES)
-def test_a_wrongly_scaled_fp8_gemm_is_caught(fp8_entry, fault, challenge):
+def test_each_planted_fp8_fault_fails_the_fp8_bar(fp8_entry, fault, challenge):
+    """Per-tensor weight scale, wrong block scale index, per-tensor activation scale (the outlier
+    channels flush every other tile) and no float32 promotion (the outlier pair's products carried
+    through 2046 additions in the FP22 accumulator)."""
     with planted(fault):
         [case] = _run(fp8_entry, challenge=challenge)["cases"]
-    assert case["status"] == "fail"
-    assert case["metrics"]["value"] < FAULT_CEILING, case["metrics"]
-
-
-# Not asserted here: a per-tensor activation scale and an FP8 GEMM without float32 promotion overlap
-# the honest spread on the tiny decoder (full mode: 0.60-0.75 and 0.63-0.79 against honest 0.66-0.75;
-# one quick challenge put the first at 0.57), because its activations have no outlier tiles and its
-# reductions are at most 512 long. The catalog's fp8_act_quant and fp8_block_gemm catch both
-# (tests/runners/test_quantized_kernels.py, with the same planted functions).
+    assert not _meets_fp8_bar(case["metrics"]), case["metrics"]
