@@ -133,6 +133,7 @@ def level_thresholds(*, program, level: str) -> Thresholds:
     bars = program_runner_bars(program=definition, level=level)
     if isinstance(stated, dict):
         value = {name: (entry or {}).get("value") for name, entry in stated.items()}
+        fp8_bars = value.get("fp8_accuracy")
         return Thresholds(
             clock_ratio_min=bars["clock_ratio_min"],
             clock_ratio_max=bars["clock_ratio_max"],
@@ -143,11 +144,7 @@ def level_thresholds(*, program, level: str) -> Thresholds:
             accuracy={
                 **{str(d): dict(bars) for d, bars in (value.get("accuracy") or {}).items()},
                 # AIA 1.3 draft: the FP8-path bars, a threshold of their own (``fp8_accuracy``).
-                **(
-                    {FP8_ACCURACY: dict(value["fp8_accuracy"])}
-                    if isinstance(value.get("fp8_accuracy"), dict)
-                    else {}
-                ),
+                **({FP8_ACCURACY: dict(fp8_bars)} if isinstance(fp8_bars, dict) else {}),
             },
             claims_min_ratio=_float(value.get("claims_min_ratio")),
             above_peak_ratio=float(value["above_peak_ratio"]),
@@ -282,8 +279,9 @@ def fp8_bars(*, thresholds: Thresholds, metric: str) -> tuple[float | None, floa
 
 def fp8_cosine_of(params: dict[str, Any] | None) -> float | None:
     """The mean logit cosine an accuracy measurement carries (ingested params: the runner's ``params``)."""
-    params = params or {}
-    nested = params.get("params") if isinstance(params.get("params"), dict) else params
+    stated: dict[str, Any] = params or {}
+    inner = stated.get("params")
+    nested: dict[str, Any] = inner if isinstance(inner, dict) else stated
     return _float(nested.get(FP8_COSINE_METRIC))
 
 

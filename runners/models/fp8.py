@@ -121,16 +121,19 @@ def quantize_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 # The FP8 test model (runners/model_suite ``deepseek_tiny_fp8_model``; AIA 1.3's FP8 bar is measured on
 # it): the tiny decoder's random weights have no outlier activations and no reduction longer than 512, so
-# a per-tensor activation scale and a missing float32 promotion stay inside honest FP8's spread there
-# (bench/evidence/cpu-2026-12-01-fp8). Two things of the real model are put back. (1) The dense layer's
-# feed-forward width is 2048 (``DeepseekV3Config.small_fp8``), so its down_proj reduces over K = 2048,
-# the length at which DeepSeek-V3 measured the FP8 tensor core's limited accumulation to matter
-# (arXiv:2412.19437 s3.3.2: "a maximum relative error of nearly 2%" for K = 4096). (2) Outlier channels
-# in that down_proj's input (``plant_activation_outliers``): OUTLIER_CHANNELS of the dense layer's
-# up_proj rows multiplied by OUTLIER_GAIN and down_proj's matching columns divided by it, so the float64
-# function is the same while a few activation channels are OUTLIER_GAIN times the rest, as the massive
-# activations of real LLMs are (Sun et al., "Massive Activations in Large Language Models", 2024;
-# Dettmers et al., LLM.int8(), 2022), which is why DeepSeek-V3 scales activations per 1x128 tile.
+# a per-tensor activation scale and a missing float32 promotion stayed inside honest FP8's spread there
+# (bench/evidence/cpu-2026-12-01-fp8). Two things of real models are put back. (1) The dense layer's
+# feed-forward width is 2048 (``DeepseekV3Config.small_fp8``), so its down_proj reduces over K = 2048:
+# DeepSeek-V3 promotes to float32 because the FP8 tensor core's limited accumulation grows with K
+# (arXiv:2412.19437 s3.3.2: "a maximum relative error of nearly 2%" at K = 4096). (2) Outlier channels in
+# that reduction's input (``plant_activation_outliers``): a pair of the dense layer's intermediate
+# channels OUTLIER_GAIN / INLIER_SCALE (2^17) times the others, as the massive activations of real LLMs
+# are (Sun et al., "Massive Activations in Large Language Models", 2024; Dettmers et al., LLM.int8(),
+# 2022), which is why DeepSeek-V3 scales activations per 1x128 tile. The pair sits at the two ends of K
+# (channels 0 and 2047, two different 1x128 tiles whose other channels the outlier rows' weight blocks
+# leave at or near zero) and cancels: a per-tensor activation scale flushes every other tile's values,
+# and a GEMM without promotion carries the first's product through 2046 additions. The float64 function
+# of the other channels is unchanged (their up_proj rows times INLIER_SCALE, down_proj columns divided).
 OUTLIER_LAYER = 0
 OUTLIER_CHANNELS = (0, 2047)
 OUTLIER_GAIN = 2.0**10
@@ -162,7 +165,7 @@ def plant_activation_outliers(
     above): the pair's gate_proj and up_proj rows equal (the first's), its up_proj rows times ``gain``,
     every other up_proj row times ``inlier`` and its down_proj column divided by it, and the pair's
     down_proj columns opposite (the second the first's negation), so that their contributions cancel
-    exactly while each passes through the reduction: the pair is ``gain / inlier`` times the other
+    (to the arithmetic's rounding) while each passes through the reduction: the pair is ``gain / inlier`` times the other
     channels, and a GEMM that keeps a running sum over the whole K without promotion carries the first's
     product through the 2046 products between them."""
     out = dict(state)

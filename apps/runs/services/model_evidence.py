@@ -8,6 +8,8 @@ registered model: such a document is refused.
 
 from __future__ import annotations
 
+from typing import Any
+
 from apps.registry.models import ModelArtifact
 from apps.registry.weights import NotSafetensors, stored_fp8_weight_names
 from apps.runs.models import Job
@@ -95,11 +97,11 @@ def fp8_path_dtype(job: Job) -> str | None:
     return FP8_PATH_DTYPE if path == FP8_PATH else None
 
 
-def fp8_path_problems(*, document: dict, job: Job) -> list[str]:
+def fp8_path_problems(*, document: dict[str, Any], job: Job) -> list[str]:
     """Every way the document's account of an FP8 checkpoint (``models[].fp8``) departs from what the
     registered file and the job's plan imply: an FP8 record for a file without FP8 weights, none for
     one with them, another path than the plan's, another count of FP8 weights than the header's."""
-    if job.model_id is not None:
+    if job.model is not None:
         artifacts = {job.model.weights_sha256: job.model}
     else:
         artifacts = {a.weights_sha256: a for a in job.campaign.model_artifacts.all()}
@@ -107,7 +109,7 @@ def fp8_path_problems(*, document: dict, job: Job) -> list[str]:
     for record in document.get("models") or []:
         if not isinstance(record, dict) or not record.get("loaded"):
             continue
-        artifact = artifacts.get(record.get("weights_sha256"))
+        artifact = artifacts.get(str(record.get("weights_sha256")))
         if artifact is None:
             continue  # model_weights_problems names it
         name = record.get("name")
