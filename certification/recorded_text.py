@@ -207,15 +207,15 @@ _phrase(
 _phrase(
     "architectures.fp8_below",
     gettext_noop(
-        "%(dtype)s on the block-scaled FP8 path: %(metric)s %(value)s, logit_cosine_mean %(cosine)s, "
-        "below the level's FP8 bar"
+        "%(dtype)s on the block-scaled FP8 path: %(metric)s %(value)s and logit_cosine_mean %(cosine)s "
+        "do not both reach the level's FP8 bars"
     ),
     patterns={"dtype": r"\w+", "metric": r"\S+", "value": r"\S+", "cosine": r"\S+"},
 )
 _phrase(
     "architectures.not_fp8",
     gettext_noop(
-        "not an FP8-path run (the registered file holds no FP8 weights, or the plan asked for no FP8 computation)"
+        "not an FP8-path run (the registered file holds no FP8 weights or the plan asked for no FP8 computation)"
     ),
 )
 _phrase(
@@ -1123,14 +1123,16 @@ _phrase(
 _phrase(
     "fp8.path",
     gettext_noop(
-        "%(name)s: the runner records the FP8 path %(claimed)s; the registered file and the job's plan "
-        "imply %(expected)s"
+        "%(name)s: the runner records the FP8 path %(claimed)s where the registered file and the job's "
+        "plan imply %(expected)s"
     ),
     patterns={"name": r"\S+", "claimed": r"\S+", "expected": r"\S+"},
 )
 _phrase(
     "fp8.count",
-    gettext_noop("%(name)s: the runner records %(claimed)s FP8 weights; the registered file holds %(count)s"),
+    gettext_noop(
+        "%(name)s: the runner records %(claimed)s FP8 weights where the registered file holds %(count)s"
+    ),
     patterns={"name": r"\S+", "claimed": r"\S+", "count": r"\d+"},
 )
 # How a document departs from its job's plan (apps/runs/services/coverage.py). A list's items are named

@@ -99,6 +99,11 @@ class Thresholds:
     serving: dict[str, Any] | None = None
 
     @property
+    def fp8_accuracy(self) -> dict[str, float | None] | None:
+        """The level's `fp8_accuracy` threshold as the program states it (None: the level has none)."""
+        return self.accuracy.get(FP8_ACCURACY)
+
+    @property
     def clock_ratio_bounds(self) -> dict[str, float]:
         """The level's clock cross-check bounds as the program states them (``min``, ``max``)."""
         return {"min": self.clock_ratio_min, "max": self.clock_ratio_max}

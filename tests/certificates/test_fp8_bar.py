@@ -209,7 +209,10 @@ def test_advanced_requires_an_fp8_path_run_at_the_fp8_bar(fp8_bytes):
     assert judgement.outcome == CriterionOutcome.FAIL and "not an FP8-path run" in judgement.explanation
     low, _ = _campaign(fp8_bytes, plan_fp8=True, bf16=good[0], cosine=FP8_BARS["logit_cosine_mean"] - 0.01)
     judgement = criterion_judge(campaign=low, criterion=criterion)
-    assert judgement.outcome == CriterionOutcome.FAIL and "below the level's FP8 bar" in judgement.explanation
+    assert (
+        judgement.outcome == CriterionOutcome.FAIL
+        and "do not both reach the level's FP8 bars" in judgement.explanation
+    )
 
 
 def test_the_draft_asks_advanced_for_fp8_compute_with_a_sourced_fp8_bar_and_no_other_level_does():
