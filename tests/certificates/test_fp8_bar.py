@@ -231,3 +231,17 @@ def test_the_draft_asks_advanced_for_fp8_compute_with_a_sourced_fp8_bar_and_no_o
     del level["thresholds"]["fp8_accuracy"]
     with pytest.raises(Exception, match="asks for fp8_compute"):
         program_definition_check(broken)
+
+
+def test_the_plan_puts_fp8_compute_in_the_model_job_spec_only_where_the_level_asks(fp8_bytes):
+    from apps.runs.specs import job_spec_build
+
+    _, job = _campaign(fp8_bytes, plan_fp8=True, bf16=0.8, cosine=0.99)
+    spec = job_spec_build(job=job, suite_plan=ADVANCED["suites"]["model"], time_limit_s=600)
+    assert spec["options"]["fp8_compute"] is True
+    standard = next(level for level in DEFINITION["levels"] if level["code"] == "standard")
+    spec = job_spec_build(job=job, suite_plan=standard["suites"]["model"], time_limit_s=600)
+    assert "fp8_compute" not in spec["options"]
+    published = json.loads((PROGRAMS_DIR / "aia-1.2.json").read_text())
+    for level in published["levels"]:
+        assert "fp8_compute" not in (level["suites"].get("model") or {})

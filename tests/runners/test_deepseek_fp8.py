@@ -321,8 +321,8 @@ FP8_BARS = next(
     if level["code"] == "advanced"
 )["thresholds"]["fp8_accuracy"]["value"]
 HONEST_FLOOR = FP8_BARS["greedy_token_agreement"]
-FP8_CHALLENGES = [hashlib.sha256(f"deepseek-fp8-{i}".encode()).hexdigest() for i in range(3)]
-HONEST_CHALLENGES = [hashlib.sha256(f"deepseek-fp8-honest-{i}".encode()).hexdigest() for i in range(4)]
+FP8_CHALLENGES = [hashlib.sha256(f"deepseek-fp8-{i}".encode()).hexdigest() for i in range(2)]
+HONEST_CHALLENGES = [hashlib.sha256(f"deepseek-fp8-honest-{i}".encode()).hexdigest() for i in range(3)]
 
 
 def _meets_fp8_bar(metrics: dict) -> bool:
