@@ -376,3 +376,36 @@ def test_the_fp8_test_model_has_a_long_reduction_and_outlier_channels_that_cance
     assert ratio > 2.0**14, ratio
     # Equal rows give equal activations (to the GEMM's float64 rounding), which the opposite columns cancel.
     assert torch.allclose(h[:, first], h[:, second], rtol=1e-12, atol=0)
+
+
+@pytest.mark.slow
+def test_the_revealed_accuracy_output_gives_the_mean_logit_cosine_the_document_reports(fp8_entry, tmp_path):
+    """The platform's reveal recomputes logit_cosine_mean (the FP8 bar's second metric, carried by the
+    accuracy measurement the judge reads) from the revealed output: a document that reports another
+    one disagrees with the server."""
+    from runners.commitment import OutputCommitment, OutputStore, model_output_id
+    from runners.revealed import RevealContext, judge_output
+    from runners.spec import attempt_tag
+
+    spec = build_spec(
+        suite="model",
+        device="cpu",
+        challenge=CHALLENGE,
+        models=[fp8_entry],
+        options={
+            "quick": True,
+            "model_dtypes": ["bfloat16"],
+            "model_performance_dtypes": [],
+            "fp8_compute": True,
+        },
+    )
+    store = OutputStore(tmp_path, attempt_tag(CHALLENGE))
+    document = run_model(spec, get_backend("cpu"), commitment=OutputCommitment(store))
+    output_id = model_output_id(fp8_entry["name"], "bfloat16", "accuracy")
+    [measurement] = [m for m in document["measurements"] if m["kind"] == "accuracy"]
+    assert 0 < measurement["params"]["logit_cosine_mean"] < 1
+    verdict = judge_output(RevealContext(document, spec), output_id, store.get(output_id))
+    assert verdict["agrees"], verdict
+    measurement["params"]["logit_cosine_mean"] = 0.999
+    verdict = judge_output(RevealContext(document, spec), output_id, store.get(output_id))
+    assert not verdict["agrees"] and "logit_cosine_mean" in verdict["detail"]
