@@ -332,22 +332,72 @@ def _meets_fp8_bar(metrics: dict) -> bool:
     )
 
 
+@pytest.fixture(scope="module")
+def fp8_loaded(fp8_entry):
+    return load_model(ModelSpec.from_dict(fp8_entry))
+
+
+_DRAWN: dict[str, tuple] = {}
+
+
+def _fp8_score(loaded, challenge: str, fault: str | None) -> dict:
+    """The model suite's accuracy pass of the FP8 test model in full mode on the block-scaled FP8 path
+    (``workload_for``, the module placed with the CPU's probed FP8 GEMM, the workload's score), with
+    ``fault`` planted: what bench/deepseek_fp8_accuracy.py measures. The prompts and the float64
+    reference are drawn once per challenge (the suite's greedy generation is not part of the bar)."""
+    from runners.model_suite.performance import ACCURACY_BATCH
+    from runners.model_suite.workloads import workload_for
+
+    if challenge not in _DRAWN:
+        workload = workload_for(loaded, challenge, quick=False)
+        _DRAWN[challenge] = (workload, workload.reference())
+    workload, reference = _DRAWN[challenge]
+    gemm, cpu = get_backend("cpu").fp8_gemm(), torch.device("cpu")
+    assert gemm is not None
+    with planted(fault):
+        module = loaded.place(cpu, torch.bfloat16, free_bytes=None, fp8_product=gemm.product)
+        entry = workload.entry(module) if workload.entry is not None else module
+        with torch.inference_mode():
+            out = torch.cat(
+                [
+                    entry(
+                        *workload.make_batch(
+                            range(i, min(i + ACCURACY_BATCH, workload.size)), cpu, torch.bfloat16
+                        )
+                    ).to("cpu", torch.float64)
+                    for i in range(0, workload.size, ACCURACY_BATCH)
+                ]
+            )
+    return workload.score(out, reference, "bfloat16")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("challenge", HONEST_CHALLENGES)
-def test_the_honest_block_scaled_path_passes_the_fp8_bar(fp8_entry, challenge):
-    [case] = _run(fp8_entry, challenge=challenge, quick=False)["cases"]
-    assert _meets_fp8_bar(case["metrics"]), case["metrics"]
+def test_the_honest_block_scaled_path_passes_the_fp8_bar(fp8_loaded, challenge):
+    score = _fp8_score(fp8_loaded, challenge, None)
+    assert _meets_fp8_bar(score), score
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 @pytest.mark.parametrize("challenge", FP8_CHALLENGES)
-def test_each_planted_fp8_fault_fails_the_fp8_bar(fp8_entry, fault, challenge):
+def test_each_planted_fp8_fault_fails_the_fp8_bar(fp8_loaded, fault, challenge):
     """Per-tensor weight scale, wrong block scale index, per-tensor activation scale (the outlier
     channels flush every other tile) and no float32 promotion (the outlier pair's products carried
     through 2046 additions in the FP22 accumulator)."""
-    with planted(fault):
-        [case] = _run(fp8_entry, challenge=challenge, quick=False)["cases"]
+    score = _fp8_score(fp8_loaded, challenge, fault)
+    assert not _meets_fp8_bar(score), score
+
+
+@pytest.mark.slow
+def test_the_model_suite_scores_the_fp8_bar_metrics_of_a_planted_fault_as_the_bar_reads_them(fp8_entry):
+    """The suite's own run (quick mode, its case and its accuracy measurement) carries both metrics the
+    FP8 bar judges, and a planted per-tensor weight scale fails the bar there too."""
+    with planted("per_tensor_weight_scale"):
+        document = _run(fp8_entry, challenge=FP8_CHALLENGES[0])
+    [case] = document["cases"]
+    [measurement] = [m for m in document["measurements"] if m["kind"] == "accuracy"]
+    assert measurement["params"]["logit_cosine_mean"] == case["metrics"]["logit_cosine_mean"]
     assert not _meets_fp8_bar(case["metrics"]), case["metrics"]
 
 
