@@ -149,6 +149,14 @@ _phrase(
     gettext_noop("%(metric)s %(value)s below %(bar)s"),
     patterns={"metric": r"\S+", "value": r"\S+", "bar": r"\S+"},
 )
+_phrase(
+    "model_accuracy.fp8_below",
+    gettext_noop(
+        "on the block-scaled FP8 path: %(metric)s %(value)s (FP8 bar %(bar)s), logit_cosine_mean "
+        "%(cosine)s (FP8 bar %(cosine_bar)s)"
+    ),
+    patterns={"metric": r"\S+", "value": r"\S+", "bar": r"\S+", "cosine": r"\S+", "cosine_bar": r"\S+"},
+)
 # Why a required dtype fails the level (judge.conformance_dtype_problem).
 _phrase(
     "conformance.dtype_none", gettext_noop("the device runs no case of %(dtype)s"), patterns={"dtype": r"\w+"}
@@ -199,6 +207,20 @@ _phrase(
     "architectures.below",
     gettext_noop("%(dtype)s %(metric)s %(value)s below the level's bar"),
     patterns={"dtype": r"\w+", "metric": r"\S+", "value": r"\S+"},
+)
+_phrase(
+    "architectures.fp8_below",
+    gettext_noop(
+        "%(dtype)s on the block-scaled FP8 path: %(metric)s %(value)s and logit_cosine_mean %(cosine)s "
+        "do not both reach the level's FP8 bars"
+    ),
+    patterns={"dtype": r"\w+", "metric": r"\S+", "value": r"\S+", "cosine": r"\S+"},
+)
+_phrase(
+    "architectures.not_fp8",
+    gettext_noop(
+        "not an FP8-path run (the registered file holds no FP8 weights or the plan asked for no FP8 computation)"
+    ),
 )
 _phrase(
     "architectures.model_failed",
@@ -1087,6 +1109,11 @@ _phrase(
     lists={"problems": "; "},
 )
 _phrase(
+    "ingest.fp8_path",
+    gettext_noop("the FP8 path the runner claims is not the one the platform decides: %(problems)s"),
+    lists={"problems": "; "},
+)
+_phrase(
     "ingest.plan",
     gettext_noop("the document does not cover the job's plan: %(problems)s"),
     lists={"problems": "; "},
@@ -1123,6 +1150,34 @@ _phrase(
     patterns={"name": r"\S+", "digest": r"\S+"},
 )
 _phrase("weights.none_loaded", gettext_noop("results are reported, but no registered weights were loaded"))
+# An FP8 checkpoint's path, as the registered file and the plan decide it (model_evidence.fp8_path_problems).
+_phrase(
+    "fp8.unreadable",
+    gettext_noop("%(name)s: the registered weights file cannot be read to decide its FP8 path"),
+    patterns={"name": r"\S+"},
+)
+_phrase(
+    "fp8.not_fp8",
+    gettext_noop(
+        "%(name)s: the runner records the FP8 path %(claimed)s for a file that holds no FP8 weights"
+    ),
+    patterns={"name": r"\S+", "claimed": r"\S+"},
+)
+_phrase(
+    "fp8.path",
+    gettext_noop(
+        "%(name)s: the runner records the FP8 path %(claimed)s where the registered file and the job's "
+        "plan imply %(expected)s"
+    ),
+    patterns={"name": r"\S+", "claimed": r"\S+", "expected": r"\S+"},
+)
+_phrase(
+    "fp8.count",
+    gettext_noop(
+        "%(name)s: the runner records %(claimed)s FP8 weights where the registered file holds %(count)s"
+    ),
+    patterns={"name": r"\S+", "claimed": r"\S+", "count": r"\d+"},
+)
 # How a document departs from its job's plan (apps/runs/services/coverage.py). A list's items are named
 # as the document names them; one that holds ", " itself (a contradicted status) stays whole.
 LISTED = Separator(", ", r"[^\s,]+(?:/|: |:\S)|\d+ more$")

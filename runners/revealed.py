@@ -480,6 +480,25 @@ def _model(
                 agrees=False,
                 detail=f"the document reports {score['metric']} {claimed}, the output gives {score['value']}",
             )
+        cosine = score.get("logit_cosine_mean")
+        # Where the judge reads it (the accuracy measurement's params) and where the case records it.
+        measured = (_measurement_of(context.document, f"{name} accuracy", dtype) or {}).get("params") or {}
+        for claimed_cosine in (
+            ((record or {}).get("metrics") or {}).get("logit_cosine_mean"),
+            measured.get("logit_cosine_mean"),
+        ):
+            if (
+                cosine is not None
+                and verdict["agrees"]
+                and not (
+                    isinstance(claimed_cosine, int | float)
+                    and math.isclose(float(claimed_cosine), cosine, rel_tol=1e-9, abs_tol=1e-12)
+                )
+            ):
+                verdict.update(
+                    agrees=False,
+                    detail=f"the document reports logit_cosine_mean {claimed_cosine}, the output gives {cosine}",
+                )
         return verdict
     items = _sample_items(context, name, dtype, sample, workload.size)
     item = next(
@@ -644,6 +663,25 @@ def _serving(
                 agrees=False,
                 detail=f"the document reports {score['metric']} {claimed}, the output gives {score['value']}",
             )
+        cosine = score.get("logit_cosine_mean")
+        # Where the judge reads it (the accuracy measurement's params) and where the case records it.
+        measured = (_measurement_of(context.document, f"{name} accuracy", dtype) or {}).get("params") or {}
+        for claimed_cosine in (
+            ((record or {}).get("metrics") or {}).get("logit_cosine_mean"),
+            measured.get("logit_cosine_mean"),
+        ):
+            if (
+                cosine is not None
+                and verdict["agrees"]
+                and not (
+                    isinstance(claimed_cosine, int | float)
+                    and math.isclose(float(claimed_cosine), cosine, rel_tol=1e-9, abs_tol=1e-12)
+                )
+            ):
+                verdict.update(
+                    agrees=False,
+                    detail=f"the document reports logit_cosine_mean {claimed_cosine}, the output gives {cosine}",
+                )
         return verdict
     tag, _, position = sample.rpartition("@")
     item = next(

@@ -19,6 +19,7 @@ from apps.certificates import judge
 from apps.certificates.judge import AGREEMENT_METRICS, COSINE_METRICS  # noqa: F401 (re-exported)
 from apps.certificates.models import CriterionOutcome
 from apps.runs.models import Campaign, CaseResult, Job, JobSuite, Measurement, ResultDocument
+from apps.runs.services.model_evidence import fp8_path_dtype
 from certification.recorded_text import say
 from runners.measurements import best_gemm_per_dtype
 
@@ -138,9 +139,39 @@ def _measurement_model(row: Measurement) -> str:
     return str(params.get("model") or nested.get("model") or row.name.removesuffix(" accuracy"))
 
 
+def _accuracy_judged(
+    thresholds: judge.Thresholds, dtype: str, row: Measurement, fp8_dtype: str | None
+) -> tuple[bool, float | None, dict[str, Any]]:
+    """(passed, the bar, what else was judged) of one accuracy measurement: an FP8-path run (the
+    platform's decision, ``fp8_dtype``) against the level's FP8 bars, any other run its dtype's bar."""
+    if dtype == fp8_dtype:
+        bar, cosine_bar = judge.fp8_bars(thresholds=thresholds, metric=row.unit)
+        passed = judge.fp8_accuracy_passes(
+            thresholds=thresholds, metric=row.unit, value=row.value, params=row.params
+        )
+        cosine = judge.fp8_cosine_of(row.params)
+        return passed, bar, {"path": judge.FP8_ACCURACY, "cosine": cosine, "cosine_threshold": cosine_bar}
+    bar = judge.accuracy_bar(
+        thresholds=thresholds,
+        dtype=dtype,
+        metric=row.unit,
+        runner_threshold=judge.runner_threshold_of(row.params),
+    )
+    return judge.accuracy_passes(value=row.value, bar=bar), bar, {}
+
+
 def _why(verdict: dict[str, Any]) -> str:
     if verdict.get("reason"):
         return verdict["reason"]
+    if verdict.get("path"):
+        return say(
+            "model_accuracy.fp8_below",
+            metric=verdict["metric"],
+            value=verdict["value"],
+            bar=verdict["threshold"],
+            cosine=verdict.get("cosine"),
+            cosine_bar=verdict.get("cosine_threshold"),
+        )
     return say(
         "model_accuracy.below", metric=verdict["metric"], value=verdict["value"], bar=verdict["threshold"]
     )
@@ -178,15 +209,10 @@ def model_accuracy(campaign: Campaign, params: dict[str, Any], thresholds: judge
                 }
             )
             continue
+        fp8_dtype = fp8_path_dtype(job)
         for row in by_job[job.pk]:
             documents.append(_doc_ref(row.document))
-            bar = judge.accuracy_bar(
-                thresholds=thresholds,
-                dtype=dtype,
-                metric=row.unit,
-                runner_threshold=judge.runner_threshold_of(row.params),
-            )
-            passed = judge.accuracy_passes(value=row.value, bar=bar)
+            passed, bar, fp8 = _accuracy_judged(thresholds, dtype, row, fp8_dtype)
             verdicts.append(
                 {
                     "model": label,
@@ -196,6 +222,7 @@ def model_accuracy(campaign: Campaign, params: dict[str, Any], thresholds: judge
                     "value": row.value,
                     "threshold": bar,
                     "passed": passed,
+                    **fp8,
                 }
             )
     passing = [v for v in verdicts if v["passed"]]
@@ -233,6 +260,9 @@ def model_architectures(
     not passed by a campaign that ran only a Llama-style one, nor by one whose DeepSeek run failed."""
     required = list(params.get("architectures") or [])
     dtypes = list(params.get("dtypes") or [])
+    # AIA 1.3 draft (issue 16): ``fp8`` true counts only FP8-path runs (model_evidence.fp8_path_dtype: an
+    # FP8 checkpoint whose plan asked for FP8 computation), their bfloat16 accuracy at the level's FP8 bar.
+    fp8_only = params.get("fp8") is True
     if not required or not dtypes:
         return _fail(say("architectures.none_named"))
     jobs = list(
@@ -255,24 +285,25 @@ def model_architectures(
         reasons = []
         for job in runs:
             failed = []
+            fp8_dtype = fp8_path_dtype(job)
+            if fp8_only and fp8_dtype is None:
+                failed.append(say("architectures.not_fp8"))
             for dtype in dtypes:
                 judged = [row for row in by_job.get(job.pk, []) if row.dtype == dtype]
                 documents += [_doc_ref(row.document) for row in judged]
-                passing = [
-                    row
-                    for row in judged
-                    if judge.accuracy_passes(
-                        value=row.value,
-                        bar=judge.accuracy_bar(
-                            thresholds=thresholds,
-                            dtype=dtype,
-                            metric=row.unit,
-                            runner_threshold=judge.runner_threshold_of(row.params),
-                        ),
-                    )
-                ]
+                passing = [row for row in judged if _accuracy_judged(thresholds, dtype, row, fp8_dtype)[0]]
                 if not judged:
                     failed.append(say("model_accuracy.no_evidence", dtype=dtype, state=job.state))
+                elif not passing and dtype == fp8_dtype:
+                    failed.append(
+                        say(
+                            "architectures.fp8_below",
+                            dtype=dtype,
+                            metric=judged[0].unit,
+                            value=judged[0].value,
+                            cosine=judge.fp8_cosine_of(judged[0].params),
+                        )
+                    )
                 elif not passing:
                     failed.append(
                         say("architectures.below", dtype=dtype, metric=judged[0].unit, value=judged[0].value)

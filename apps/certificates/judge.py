@@ -99,6 +99,11 @@ class Thresholds:
     serving: dict[str, Any] | None = None
 
     @property
+    def fp8_accuracy(self) -> dict[str, float | None] | None:
+        """The level's `fp8_accuracy` threshold as the program states it (None: the level has none)."""
+        return self.accuracy.get(FP8_ACCURACY)
+
+    @property
     def clock_ratio_bounds(self) -> dict[str, float]:
         """The level's clock cross-check bounds as the program states them (``min``, ``max``)."""
         return {"min": self.clock_ratio_min, "max": self.clock_ratio_max}
@@ -133,6 +138,7 @@ def level_thresholds(*, program, level: str) -> Thresholds:
     bars = program_runner_bars(program=definition, level=level)
     if isinstance(stated, dict):
         value = {name: (entry or {}).get("value") for name, entry in stated.items()}
+        fp8_bars = value.get("fp8_accuracy")
         return Thresholds(
             clock_ratio_min=bars["clock_ratio_min"],
             clock_ratio_max=bars["clock_ratio_max"],
@@ -140,7 +146,11 @@ def level_thresholds(*, program, level: str) -> Thresholds:
             unsupported_tolerated={
                 str(k): int(v) for k, v in (value.get("unsupported_tolerated") or {}).items()
             },
-            accuracy={str(d): dict(bars) for d, bars in (value.get("accuracy") or {}).items()},
+            accuracy={
+                **{str(d): dict(bars) for d, bars in (value.get("accuracy") or {}).items()},
+                # AIA 1.3 draft: the FP8-path bars, a threshold of their own (``fp8_accuracy``).
+                **({FP8_ACCURACY: dict(fp8_bars)} if isinstance(fp8_bars, dict) else {}),
+            },
             claims_min_ratio=_float(value.get("claims_min_ratio")),
             above_peak_ratio=float(value["above_peak_ratio"]),
             test01_max_mismatches=int(value["test01_max_mismatches"]),
@@ -254,6 +264,40 @@ def serving_decoder_metric(*, thresholds: Thresholds, dtype: str) -> str:
 
 def accuracy_passes(*, value: float | None, bar: float | None) -> bool:
     return value is not None and bar is not None and math.isfinite(value) and value >= bar
+
+
+# An FP8-path run (AIA 1.3 draft, issue 16): the bfloat16 run of a DeepSeek-V3 FP8 checkpoint whose
+# plan asked for FP8 computation (apps/runs/services/model_evidence.py fp8_path_dtype, decided from the
+# registered file and the plan, never the runner's word) is judged by the level's FP8 bar, the accuracy
+# thresholds' entry FP8_ACCURACY, in place of the bfloat16 bar: its agreement bar, and where the entry
+# states one the bar of the mean logit cosine (FP8_COSINE_METRIC, the accuracy measurement's params). A
+# level that states no FP8 bar fails such a run (no bar, no pass).
+FP8_ACCURACY = "block_scaled_fp8"
+FP8_COSINE_METRIC = "logit_cosine_mean"
+
+
+def fp8_bars(*, thresholds: Thresholds, metric: str) -> tuple[float | None, float | None]:
+    """The level's FP8 bars: (for ``metric``, for the mean logit cosine or None where none is stated)."""
+    bars = thresholds.accuracy.get(FP8_ACCURACY) or {}
+    return _float(bars.get(metric)), _float(bars.get(FP8_COSINE_METRIC))
+
+
+def fp8_cosine_of(params: dict[str, Any] | None) -> float | None:
+    """The mean logit cosine an accuracy measurement carries (ingested params: the runner's ``params``)."""
+    stated: dict[str, Any] = params or {}
+    inner = stated.get("params")
+    nested: dict[str, Any] = inner if isinstance(inner, dict) else stated
+    return _float(nested.get(FP8_COSINE_METRIC))
+
+
+def fp8_accuracy_passes(
+    *, thresholds: Thresholds, metric: str, value: float | None, params: dict[str, Any] | None
+) -> bool:
+    """An FP8-path run's accuracy against the level's FP8 bars (both, where the level states both)."""
+    bar, cosine_bar = fp8_bars(thresholds=thresholds, metric=metric)
+    if not accuracy_passes(value=value, bar=bar):
+        return False
+    return cosine_bar is None or accuracy_passes(value=fp8_cosine_of(params), bar=cosine_bar)
 
 
 def runner_threshold_of(params: dict[str, Any] | None) -> float | None:

@@ -11,11 +11,14 @@ import json
 import math
 import struct
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
 
 from certification.json_limits import JSONLimitExceeded, check_json_depth
+
+if TYPE_CHECKING:
+    from apps.registry.models import ModelArtifact
 
 # Bytes per element of each dtype safetensors defines.
 DTYPE_SIZES = {
@@ -159,3 +162,28 @@ def sha256_of(uploaded) -> str:
     for chunk in uploaded.chunks():
         sha.update(chunk)
     return sha.hexdigest()
+
+
+# DeepSeek-V3's FP8 checkpoint format (runners/models/fp8.py; deepseek-ai/DeepSeek-V3 README_WEIGHTS.md):
+# an E4M3 weight ``<name>`` stored beside a float32 ``<name>_scale_inv``, one scale per 128x128 block.
+FP8_WEIGHT_DTYPE = "F8_E4M3"
+FP8_SCALE_DTYPE = "F32"
+FP8_SCALE_SUFFIX = "_scale_inv"
+
+
+def fp8_weight_names(tensors: dict[str, dict[str, Any]]) -> list[str]:
+    """The FP8 weights of a safetensors header's tensors (name -> {"dtype", "shape"}): every F8_E4M3
+    tensor with its F32 ``<name>_scale_inv`` beside it, read from the header as data."""
+    return sorted(
+        name
+        for name, entry in tensors.items()
+        if entry.get("dtype") == FP8_WEIGHT_DTYPE
+        and (tensors.get(name + FP8_SCALE_SUFFIX) or {}).get("dtype") == FP8_SCALE_DTYPE
+    )
+
+
+def stored_fp8_weight_names(artifact: ModelArtifact) -> list[str]:
+    """The FP8 weights of a registered model artifact, from the header of its stored file (parsed and
+    checked by ``inspect_safetensors``, never loaded): what decides whether a model run is an FP8 one."""
+    with artifact.weights.open("rb") as stream:
+        return fp8_weight_names(inspect_safetensors(cast(BinaryIO, stream), artifact.weights_size).tensors)

@@ -107,6 +107,11 @@ def job_spec_build(*, job: Job, suite_plan: dict[str, Any], time_limit_s: int) -
         if suite_plan.get("dtypes"):
             options["model_dtypes"] = list(suite_plan["dtypes"])
         options["quick"] = bool(suite_plan.get("quick", False))
+        if suite_plan.get("fp8_compute") is True:
+            # The level asks an FP8 checkpoint's bfloat16 run to compute on the block-scaled FP8 path
+            # (AIA 1.3 draft, issue 16); whether a run is one is the platform's decision from this plan
+            # and the registered file (apps/runs/services/model_evidence.py), never the runner's.
+            options["fp8_compute"] = True
         options.update(runner_bar_options(job))
     elif job.suite == JobSuite.SERVING:
         if job.model is not None:

@@ -142,15 +142,18 @@ def deepseek_tiny_model(directory: Path | None = None) -> dict[str, Any]:
 
 def deepseek_tiny_fp8_model(directory: Path | None = None) -> dict[str, Any]:
     """The tiny DeepSeek-V3-style decoder as an FP8 checkpoint (E4M3 weights with float32 128x128
-    block scales, as DeepSeek-V3 ships; runners/models/fp8.py), the same seeded weights quantized."""
+    block scales, as DeepSeek-V3 ships; runners/models/fp8.py): the FP8 test model, seeded weights of
+    ``DeepseekV3Config.small_fp8`` (one reduction over K = 2048) with outlier activation channels
+    (``plant_activation_outliers``), quantized."""
     return seeded_model_entry(
         DEEPSEEK_TINY_FP8_NAME,
         "deepseek-v3",
-        dict(DeepseekV3Config.small().__dict__),
+        dict(DeepseekV3Config.small_fp8().__dict__),
         seed=SEEDED_WEIGHTS_SEED,
         directory=directory or seeded_weights_dir(),
         task="text-generation",
         fp8=True,
+        outliers=True,
     )
 
 
@@ -269,9 +272,11 @@ def run_model_suite(
     TEST04 ``caching_threshold``), ``model_dtypes``, ``model_performance_dtypes``, ``fp8_compute``
     (true: an FP8 checkpoint's bfloat16 run computes on the block-scaled FP8 path where the backend's
     FP8 GEMM passes its probe; set by the platform's plan, never by the vendor. Absent or false: the
-    checkpoint is dequantized before every GEMM and the record says no FP8 computation ran. No program
-    level asks for it yet: a bar for the FP8 path must exist first, since on the tiny decoder honest
-    E4M3 activations score 0.66-0.75, below the bfloat16 bars; bench/deepseek_fp8_accuracy.py).
+    checkpoint is dequantized before every GEMM and the record says no FP8 computation ran. The AIA 1.3
+    draft's Advanced level asks for it, and the platform judges such a run by the level's FP8 bar
+    (threshold fp8_accuracy; greedy-token agreement and the mean logit cosine ``logit_cosine_mean``,
+    which the accuracy measurement carries), deciding from the registered file and the plan, never from
+    this document, which run is one, apps/runs/services/model_evidence.py).
     """
     plain = ("quick", "model_dtypes", "timing", "integrity")  # library callers may pass these bare
     options = {**(spec.get("options") or {}), **{k: spec[k] for k in plain if k in spec}}
@@ -494,7 +499,12 @@ def _accuracy_measurement(model: str, dtype: str, score: dict[str, Any]) -> dict
         unit=score["metric"],
         value=score["value"],
         dtype=dtype,
-        params={"model": model, "informational_bar": score["informational_bar"]},
+        params={
+            "model": model,
+            "informational_bar": score["informational_bar"],
+            # The logit figure AIA 1.3's FP8 bar judges beside the agreement (the DeepSeek decoder's).
+            **({"logit_cosine_mean": score["logit_cosine_mean"]} if "logit_cosine_mean" in score else {}),
+        },
     )
 
 

@@ -22,7 +22,7 @@ permutation, grouped SwiGLU GEMMs, weighted un-permutation, the shared expert), 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -143,6 +143,13 @@ class DeepseekV3Config:
             v_head_dim=32,
             max_position_embeddings=256,
         )
+
+    @classmethod
+    def small_fp8(cls) -> DeepseekV3Config:
+        """The FP8 test model's configuration: deepseek-v3-tiny with the dense layer's feed-forward width
+        2048, so that one projection (its down_proj) reduces over K = 2048 (runners/models/fp8.py
+        ``plant_activation_outliers`` says why)."""
+        return replace(cls.small(), intermediate_size=2048)
 
     @property
     def qk_head_dim(self) -> int:

@@ -119,6 +119,75 @@ def quantize_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+# The FP8 test model (runners/model_suite ``deepseek_tiny_fp8_model``; AIA 1.3's FP8 bar is measured on
+# it): the tiny decoder's random weights have no outlier activations and no reduction longer than 512, so
+# a per-tensor activation scale and a missing float32 promotion stayed inside honest FP8's spread there
+# (bench/evidence/cpu-2026-12-01-fp8). Two things of real models are put back. (1) The dense layer's
+# feed-forward width is 2048 (``DeepseekV3Config.small_fp8``), so its down_proj reduces over K = 2048:
+# DeepSeek-V3 promotes to float32 because the FP8 tensor core's limited accumulation grows with K
+# (arXiv:2412.19437 s3.3.2: "a maximum relative error of nearly 2%" at K = 4096). (2) Outlier channels in
+# that reduction's input (``plant_activation_outliers``): a pair of the dense layer's intermediate
+# channels OUTLIER_GAIN / INLIER_SCALE (2^17) times the others, as the massive activations of real LLMs
+# are (Sun et al., "Massive Activations in Large Language Models", 2024; Dettmers et al., LLM.int8(),
+# 2022), which is why DeepSeek-V3 scales activations per 1x128 tile. The pair sits at the two ends of K
+# (channels 0 and 2047, two different 1x128 tiles whose other channels the outlier rows' weight blocks
+# leave at or near zero) and cancels: a per-tensor activation scale flushes every other tile's values,
+# and a GEMM without promotion carries the first's product through 2046 additions. The float64 function
+# of the other channels is unchanged (their up_proj rows times INLIER_SCALE, down_proj columns divided).
+OUTLIER_LAYER = 0
+OUTLIER_CHANNELS = (0, 2047)
+OUTLIER_GAIN = 2.0**10
+INLIER_SCALE = 2.0**-7
+
+
+def _equal_block_scales(w: torch.Tensor, first: int, second: int) -> None:
+    """In place: rows ``first`` and ``second`` of ``w`` lie in 128x128 blocks whose largest |w| is made
+    the same in every block column (one weight of the block that lacks it, the row next to the pair's,
+    set to the other's largest), so both rows' blocks get the same scale."""
+    for col in range(0, w.shape[1], BLOCK):
+        cols = slice(col, col + BLOCK)
+        blocks = [slice(r - r % BLOCK, r - r % BLOCK + BLOCK) for r in (first, second)]
+        tops = [float(w[b, cols].abs().max()) for b in blocks]
+        if tops[0] == tops[1]:
+            continue
+        w[first + 1 if tops[0] < tops[1] else second - 1, col] = max(tops)
+
+
+def plant_activation_outliers(
+    state: dict[str, torch.Tensor],
+    *,
+    layer: int = OUTLIER_LAYER,
+    channels: tuple[int, int] = OUTLIER_CHANNELS,
+    gain: float = OUTLIER_GAIN,
+    inlier: float = INLIER_SCALE,
+) -> dict[str, torch.Tensor]:
+    """``state`` with an outlier channel pair in the input of layer ``layer``'s dense down_proj (see
+    above): the pair's gate_proj and up_proj rows equal (the first's), its up_proj rows times ``gain``,
+    every other up_proj row times ``inlier`` and its down_proj column divided by it, and the pair's
+    down_proj columns opposite (the second the first's negation), so that their contributions cancel
+    (to the arithmetic's rounding) while each passes through the reduction: the pair is ``gain / inlier`` times the other
+    channels, and a GEMM that keeps a running sum over the whole K without promotion carries the first's
+    product through the 2046 products between them."""
+    out = dict(state)
+    gate, up, down = (f"model.layers.{layer}.mlp.{p}.weight" for p in ("gate_proj", "up_proj", "down_proj"))
+    first, second = channels
+    g, u, d = state[gate].clone(), state[up].clone(), state[down].clone()
+    u *= inlier
+    d /= inlier
+    g[second] = g[first]
+    u[first] = state[up][first] * gain
+    u[second] = u[first]
+    d[:, first] = state[down][:, first]
+    d[:, second] = -d[:, first]
+    # The pair's blocks get the same weight_scale_inv (``_equal_block_scales``), so that the second's
+    # E4M3 codes are exactly the first's (gate_proj, up_proj) or its negation (down_proj) and the pair
+    # cancels in every dtype as in float64.
+    _equal_block_scales(g, first, second)
+    _equal_block_scales(d.t(), first, second)
+    out[gate], out[up], out[down] = g, u, d
+    return out
+
+
 def weight_dequant(codes: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """DeepSeek-V3's weight_dequant on the tensors' device: code x its block's scale in float32, stored
     in ``dtype`` (inference/kernel.py: y = x.float() * s, written in the default dtype)."""

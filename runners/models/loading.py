@@ -352,7 +352,10 @@ def read_checkpoint(
 
 
 def _check_safetensors_header(path: Path, head: bytes, weights: WeightsFile) -> None:
-    if head[:2] == b"PK" or head[:1] == b"\x80":
+    # A safetensors header first: its length's low bytes may read "PK" or 0x80 (a header of 19,280 bytes,
+    # or of any length = 128 mod 256), which only a file without the JSON header after them is not.
+    plausible = len(head) >= 9 and struct.unpack("<Q", head[:8])[0] <= _MAX_HEADER_BYTES and head[8:9] == b"{"
+    if not plausible and (head[:2] == b"PK" or head[:1] == b"\x80"):
         raise WeightsFormatError(
             f"{path.name} is a pickle/zip checkpoint; only safetensors is accepted", weights=weights
         )

@@ -28,9 +28,7 @@ def _level(definition: dict, code: str) -> dict:
 
 
 def _a18() -> dict:
-    (criterion,) = [
-        c for c in _level(DEFINITION, "advanced")["criteria"] if c["kind"] == "model_architectures"
-    ]
+    (criterion,) = [c for c in _level(DEFINITION, "advanced")["criteria"] if c["id"] == "A18"]
     return criterion
 
 

@@ -9,6 +9,7 @@ dequantization on the other) are caught by the model suite."""
 from __future__ import annotations
 
 import hashlib
+import json
 import struct
 from pathlib import Path
 
@@ -37,8 +38,9 @@ from runners.models.fp8 import (
     is_fp8_weight,
 )
 from runners.spec import build_spec
-from tests.runners.planted_fp8 import planted
+from tests.runners.planted_fp8 import FAULTS, planted
 
+PROGRAMS = Path(__file__).resolve().parents[2] / "apps" / "runs" / "programs"
 CHALLENGE = hashlib.sha256(b"deepseek-v3 fp8").hexdigest()
 TIMING = {"min_time_s": 0.01, "max_time_s": 0.05, "min_samples": 5}
 
@@ -64,12 +66,13 @@ def test_the_file_holds_e4m3_weights_and_float32_block_scales_as_deepseek_v3_shi
     for kept in ("model.embed_tokens.weight", "lm_head.weight", "model.layers.1.mlp.gate.weight"):
         assert stored[kept].dtype == torch.float32  # not FP8 in DeepSeek-V3's checkpoint either
     assert "model.layers.4.eh_proj.weight" not in fp8_names
-    w = stored["model.layers.0.mlp.gate_proj.weight"]  # (512, 256): 4 x 2 blocks
+    # The FP8 test model's dense layer is 2048 wide (a K = 2048 reduction in its down_proj).
+    w = stored["model.layers.0.mlp.gate_proj.weight"]  # (2048, 256): 16 x 2 blocks
     s = stored["model.layers.0.mlp.gate_proj.weight" + SCALE_SUFFIX]
-    assert w.dtype == torch.float8_e4m3fn and s.dtype == torch.float32 and tuple(s.shape) == (4, 2)
+    assert w.dtype == torch.float8_e4m3fn and s.dtype == torch.float32 and tuple(s.shape) == (16, 2)
     # Each block's largest code is E4M3's largest finite value (scale = max|w| / 448).
-    blocks = w.float().abs().reshape(4, 128, 2, 128).amax(dim=(1, 3))
-    assert torch.equal(blocks, torch.full((4, 2), 448.0))
+    blocks = w.float().abs().reshape(16, 128, 2, 128).amax(dim=(1, 3))
+    assert torch.equal(blocks, torch.full((16, 2), 448.0))
 
 
 def test_the_loaded_model_keeps_the_codes_and_its_reference_dequantizes_them_exactly(fp8_entry):
@@ -116,7 +119,7 @@ def _rewrite(entry: dict, path: Path, change) -> dict:
         (lambda s: s.pop("model.layers.0.mlp.gate_proj.weight" + SCALE_SUFFIX), "without its _scale_inv"),
         (
             lambda s: s.__setitem__(
-                "model.layers.0.mlp.gate_proj.weight" + SCALE_SUFFIX, -torch.ones(4, 2, dtype=torch.float32)
+                "model.layers.0.mlp.gate_proj.weight" + SCALE_SUFFIX, -torch.ones(16, 2, dtype=torch.float32)
             ),
             "finite and positive",
         ),
@@ -139,7 +142,7 @@ def test_the_registry_check_takes_the_fp8_checkpoint_and_names_a_per_tensor_scal
     stored = {name: tuple(t.shape) for name, t in load_file(fp8_entry["weights_path"]).items()}
     assert first_tensor_mismatch(stored, expected, optional) is None
     stored["model.layers.0.mlp.gate_proj.weight" + SCALE_SUFFIX] = (1, 1)  # a per-tensor scale
-    assert "one scale per 128x128 block is [4, 2]" in first_tensor_mismatch(stored, expected, optional)
+    assert "one scale per 128x128 block is [16, 2]" in first_tensor_mismatch(stored, expected, optional)
     stored["model.norm.weight" + SCALE_SUFFIX] = (1, 1)  # a scale of a weight DeepSeek keeps wide
     stored.pop("model.layers.0.mlp.gate_proj.weight" + SCALE_SUFFIX)
     assert "model.norm.weight_scale_inv is not part" in first_tensor_mismatch(stored, expected, optional)
@@ -160,14 +163,16 @@ class NoFp8GemmCpu(CpuBackend):
         raise RuntimeError("no FP8 GEMM on this device")
 
 
-def _run(entry: dict, dtypes=("bfloat16",), backend=None, challenge=CHALLENGE, fp8_compute=True) -> dict:
+def _run(
+    entry: dict, dtypes=("bfloat16",), backend=None, challenge=CHALLENGE, fp8_compute=True, quick=True
+) -> dict:
     spec = build_spec(
         suite="model",
         device="cpu",
         challenge=challenge,
         models=[entry],
         options={
-            "quick": True,
+            "quick": quick,
             "model_dtypes": list(dtypes),
             "model_performance_dtypes": [],
             "timing": TIMING,
@@ -303,35 +308,154 @@ def test_a_device_that_dequantizes_wrongly_is_caught(fault, monkeypatch, fp8_ent
     assert case["metrics"]["value"] < 0.9  # far below the bfloat16 bar (0.90, aia-1.3.json)
 
 
-# One bar between the honest block-scaled path and the wrongly scaled ones, on the tiny decoder in
-# bfloat16 (bench/deepseek_fp8_accuracy.py, 8 challenges per mode, CPU; the evidence in
-# bench/evidence/cpu-2026-12-01-fp8): honest quick 0.68-0.90, full 0.66-0.75; a per-tensor weight scale
-# quick 0.31-0.48 (0.57 on one of these tests' challenges), full 0.34-0.41; a wrong block scale index
-# quick 0.17-0.30, full 0.21-0.27. Quick mode (these tests) separates them least.
-HONEST_FLOOR = 0.6
-FAULT_CEILING = HONEST_FLOOR
-FP8_CHALLENGES = [hashlib.sha256(f"deepseek-fp8-{i}".encode()).hexdigest() for i in range(3)]
+# The FP8 bar (AIA 1.3 draft Advanced, threshold fp8_accuracy: greedy-token agreement and mean logit
+# cosine against the float64 reference of the dequantized weights), which the platform applies to an
+# FP8-path run (apps/certificates/judge.py fp8_accuracy_passes). Its derivation is the threshold's source
+# (bench/deepseek_fp8_accuracy.py on the FP8 test model: outlier activation channels and a K = 2048
+# reduction, runners/models/fp8.py plant_activation_outliers). Here each planted fault of the four must
+# fail it and the honest path pass it, on challenges of their own, in full mode (the mode the level runs;
+# in quick mode one of 8 bench challenges left a per-tensor activation scale above both bars).
+FP8_BARS = next(
+    level
+    for level in json.loads((PROGRAMS / "aia-1.3.json").read_text())["levels"]
+    if level["code"] == "advanced"
+)["thresholds"]["fp8_accuracy"]["value"]
+HONEST_FLOOR = FP8_BARS["greedy_token_agreement"]
+FP8_CHALLENGES = [hashlib.sha256(f"deepseek-fp8-{i}".encode()).hexdigest() for i in range(2)]
+HONEST_CHALLENGES = [hashlib.sha256(f"deepseek-fp8-honest-{i}".encode()).hexdigest() for i in range(3)]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("challenge", FP8_CHALLENGES)
-def test_the_honest_block_scaled_path_stays_above_the_faults(fp8_entry, challenge):
-    [case] = _run(fp8_entry, challenge=challenge)["cases"]
-    assert case["metrics"]["value"] >= HONEST_FLOOR, case["metrics"]
+def _meets_fp8_bar(metrics: dict) -> bool:
+    return (
+        metrics["value"] >= FP8_BARS["greedy_token_agreement"]
+        and metrics["logit_cosine_mean"] >= FP8_BARS["logit_cosine_mean"]
+    )
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("fault", ["per_tensor_weight_scale", "wrong_block_scale_index"])
-@pytest.mark.parametrize("challenge", FP8_CHALLENGES)
-def test_a_wrongly_scaled_fp8_gemm_is_caught(fp8_entry, fault, challenge):
+@pytest.fixture(scope="module")
+def fp8_loaded(fp8_entry):
+    return load_model(ModelSpec.from_dict(fp8_entry))
+
+
+_DRAWN: dict[str, tuple] = {}
+
+
+def _fp8_score(loaded, challenge: str, fault: str | None) -> dict:
+    """The model suite's accuracy pass of the FP8 test model in full mode on the block-scaled FP8 path
+    (``workload_for``, the module placed with the CPU's probed FP8 GEMM, the workload's score), with
+    ``fault`` planted: what bench/deepseek_fp8_accuracy.py measures. The prompts and the float64
+    reference are drawn once per challenge (the suite's greedy generation is not part of the bar)."""
+    from runners.model_suite.performance import ACCURACY_BATCH
+    from runners.model_suite.workloads import workload_for
+
+    if challenge not in _DRAWN:
+        workload = workload_for(loaded, challenge, quick=False)
+        _DRAWN[challenge] = (workload, workload.reference())
+    workload, reference = _DRAWN[challenge]
+    gemm, cpu = get_backend("cpu").fp8_gemm(), torch.device("cpu")
+    assert gemm is not None
     with planted(fault):
-        [case] = _run(fp8_entry, challenge=challenge)["cases"]
-    assert case["status"] == "fail"
-    assert case["metrics"]["value"] < FAULT_CEILING, case["metrics"]
+        module = loaded.place(cpu, torch.bfloat16, free_bytes=None, fp8_product=gemm.product)
+        entry = workload.entry(module) if workload.entry is not None else module
+        with torch.inference_mode():
+            out = torch.cat(
+                [
+                    entry(
+                        *workload.make_batch(
+                            range(i, min(i + ACCURACY_BATCH, workload.size)), cpu, torch.bfloat16
+                        )
+                    ).to("cpu", torch.float64)
+                    for i in range(0, workload.size, ACCURACY_BATCH)
+                ]
+            )
+    return workload.score(out, reference, "bfloat16")
 
 
-# Not asserted here: a per-tensor activation scale and an FP8 GEMM without float32 promotion overlap
-# the honest spread on the tiny decoder (full mode: 0.60-0.75 and 0.63-0.79 against honest 0.66-0.75;
-# one quick challenge put the first at 0.57), because its activations have no outlier tiles and its
-# reductions are at most 512 long. The catalog's fp8_act_quant and fp8_block_gemm catch both
-# (tests/runners/test_quantized_kernels.py, with the same planted functions).
+@pytest.mark.slow
+@pytest.mark.parametrize("challenge", HONEST_CHALLENGES)
+def test_the_honest_block_scaled_path_passes_the_fp8_bar(fp8_loaded, challenge):
+    score = _fp8_score(fp8_loaded, challenge, None)
+    assert _meets_fp8_bar(score), score
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+@pytest.mark.parametrize("challenge", FP8_CHALLENGES)
+def test_each_planted_fp8_fault_fails_the_fp8_bar(fp8_loaded, fault, challenge):
+    """Per-tensor weight scale, wrong block scale index, per-tensor activation scale (the outlier
+    channels flush every other tile) and no float32 promotion (the outlier pair's products carried
+    through 2046 additions in the FP22 accumulator)."""
+    score = _fp8_score(fp8_loaded, challenge, fault)
+    assert not _meets_fp8_bar(score), score
+
+
+@pytest.mark.slow
+def test_the_model_suite_scores_the_fp8_bar_metrics_of_a_planted_fault_as_the_bar_reads_them(fp8_entry):
+    """The suite's own run (quick mode, its case and its accuracy measurement) carries both metrics the
+    FP8 bar judges, and a planted per-tensor weight scale fails the bar there too."""
+    with planted("per_tensor_weight_scale"):
+        document = _run(fp8_entry, challenge=FP8_CHALLENGES[0])
+    [case] = document["cases"]
+    [measurement] = [m for m in document["measurements"] if m["kind"] == "accuracy"]
+    assert measurement["params"]["logit_cosine_mean"] == case["metrics"]["logit_cosine_mean"]
+    assert not _meets_fp8_bar(case["metrics"]), case["metrics"]
+
+
+def test_the_fp8_test_model_has_a_long_reduction_and_outlier_channels_that_cancel_exactly(fp8_entry):
+    """The FP8 test model (runners/models/fp8.py plant_activation_outliers): the dense layer's down_proj
+    reduces over K = 2048, and its input holds an outlier channel pair (0 and 2047, the two ends of K)
+    whose E4M3 codes are equal (gate_proj, up_proj rows) and opposite (down_proj columns) with equal
+    block scales, so the pair cancels in the float64 reference and in every dtype."""
+    stored = load_file(fp8_entry["weights_path"])
+    first, second = fp8_module.OUTLIER_CHANNELS
+    assert (first, second) == (0, 2047)
+    prefix = f"model.layers.{fp8_module.OUTLIER_LAYER}.mlp."
+    w = {p: stored[prefix + p + ".weight"].float() for p in ("gate_proj", "up_proj", "down_proj")}
+    s = {p: stored[prefix + p + ".weight" + SCALE_SUFFIX] for p in ("gate_proj", "up_proj", "down_proj")}
+    assert w["down_proj"].shape == (256, 2048)
+    for p in ("gate_proj", "up_proj"):
+        assert torch.equal(w[p][first], w[p][second]) and torch.equal(s[p][0], s[p][-1])
+    assert torch.equal(w["down_proj"][:, second], -w["down_proj"][:, first])
+    assert torch.equal(s["down_proj"][:, 0], s["down_proj"][:, -1])
+    # The pair's activations against the rest: silu(x g) * (x u) on unit-RMS inputs, float64.
+    deq = {p: w[p].double() * expand_scale(s[p].double(), tuple(w[p].shape)) for p in w}
+    x = torch.randn(64, 256, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    h = torch.nn.functional.silu(x @ deq["gate_proj"].t()) * (x @ deq["up_proj"].t())
+    live = h[:, 1:-1].abs()
+    ratio = float(h[:, first].abs().median() / live[live > 0].median())
+    assert ratio > 2.0**14, ratio
+    # Equal rows give equal activations (to the GEMM's float64 rounding), which the opposite columns cancel.
+    assert torch.allclose(h[:, first], h[:, second], rtol=1e-12, atol=0)
+
+
+@pytest.mark.slow
+def test_the_revealed_accuracy_output_gives_the_mean_logit_cosine_the_document_reports(fp8_entry, tmp_path):
+    """The platform's reveal recomputes logit_cosine_mean (the FP8 bar's second metric, carried by the
+    accuracy measurement the judge reads) from the revealed output: a document that reports another
+    one disagrees with the server."""
+    from runners.commitment import OutputCommitment, OutputStore, model_output_id
+    from runners.revealed import RevealContext, judge_output
+    from runners.spec import attempt_tag
+
+    spec = build_spec(
+        suite="model",
+        device="cpu",
+        challenge=CHALLENGE,
+        models=[fp8_entry],
+        options={
+            "quick": True,
+            "model_dtypes": ["bfloat16"],
+            "model_performance_dtypes": [],
+            "fp8_compute": True,
+        },
+    )
+    store = OutputStore(tmp_path, attempt_tag(CHALLENGE))
+    document = run_model(spec, get_backend("cpu"), commitment=OutputCommitment(store))
+    output_id = model_output_id(fp8_entry["name"], "bfloat16", "accuracy")
+    [measurement] = [m for m in document["measurements"] if m["kind"] == "accuracy"]
+    assert 0 < measurement["params"]["logit_cosine_mean"] < 1
+    verdict = judge_output(RevealContext(document, spec), output_id, store.get(output_id))
+    assert verdict["agrees"], verdict
+    measurement["params"]["logit_cosine_mean"] = 0.999
+    verdict = judge_output(RevealContext(document, spec), output_id, store.get(output_id))
+    assert not verdict["agrees"] and "logit_cosine_mean" in verdict["detail"]

@@ -37,7 +37,7 @@ from apps.runs.models import (
 )
 from apps.runs.services.campaigns import campaign_check_completion, job_fail
 from apps.runs.services.coverage import evidence_plan_problems
-from apps.runs.services.model_evidence import model_weights_problems
+from apps.runs.services.model_evidence import fp8_path_problems, model_weights_problems
 from apps.runs.services.programs import program_reveal_policy, program_spot_check_size
 from apps.runs.services.reveal import (
     commitment_problems,
@@ -179,6 +179,8 @@ def _validate(document: dict[str, Any], job: Job) -> dict[str, Any]:
         problems := model_weights_problems(document=document, job=job)
     ):
         raise Rejected(say("ingest.weights", problems="; ".join(problems)), fails_job=True)
+    if problems := fp8_path_problems(document=document, job=job):
+        raise Rejected(say("ingest.fp8_path", problems="; ".join(problems)), fails_job=True)
     if problems := evidence_plan_problems(document=document, plan=job.spec):
         raise Rejected(say("ingest.plan", problems="; ".join(problems)), fails_job=True)
     policy = program_reveal_policy(program=job.campaign.program, level=job.campaign.level)

@@ -52,6 +52,10 @@ THRESHOLD_NAMES = {
     "serving",
     "reveal_sample",
 }
+# Thresholds a level may state (not every level has their subject). fp8_accuracy (AIA 1.3 draft,
+# issue 16): the accuracy bars of an FP8-path model run (apps/certificates/judge.py FP8_ACCURACY), stated
+# by a level whose model plan asks for FP8 computation (``fp8_compute``).
+OPTIONAL_THRESHOLD_NAMES = {"fp8_accuracy"}
 # What a level's `serving` threshold must state for each scenario (the runner's LoadGen settings).
 SERVING_REQUIRED_SCENARIOS = ("SingleStream", "Offline", "Server")
 SERVING_SCENARIO_FIELDS = {
@@ -94,7 +98,8 @@ def _thresholds_check(code: str, level: dict[str, Any]) -> list[str]:
     if not isinstance(thresholds, dict):
         return [f"level {code}: thresholds must be an object"]
     problems = []
-    missing, unknown = sorted(THRESHOLD_NAMES - set(thresholds)), sorted(set(thresholds) - THRESHOLD_NAMES)
+    missing = sorted(THRESHOLD_NAMES - set(thresholds))
+    unknown = sorted(set(thresholds) - THRESHOLD_NAMES - OPTIONAL_THRESHOLD_NAMES)
     if missing:
         problems.append(f"level {code}: missing thresholds {missing}")
     if unknown:
@@ -127,6 +132,31 @@ def _thresholds_check(code: str, level: dict[str, Any]) -> list[str]:
     if not isinstance(approvals, int) or isinstance(approvals, bool) or approvals < 1:
         problems.append(f"level {code}: required_approvals must be a whole number of at least 1")
     return problems
+
+
+def _fp8_check(code: str, level: dict[str, Any]) -> list[str]:
+    """A model plan that asks for FP8 computation needs the level's FP8 bars (an FP8-path run is judged
+    by them, never by the bfloat16 bar), and FP8 bars are numbers in (0, 1] with an agreement bar."""
+    thresholds = level.get("thresholds") or {}
+    asks = ((level.get("suites") or {}).get("model") or {}).get("fp8_compute")
+    if asks not in (None, True, False):
+        return [f"level {code}: the model suite's fp8_compute must be true or false"]
+    if "fp8_accuracy" not in thresholds:
+        return (
+            [f"level {code}: the model suite asks for fp8_compute, so the level states fp8_accuracy"]
+            if asks
+            else []
+        )
+    bars = (thresholds.get("fp8_accuracy") or {}).get("value")
+    if (
+        not isinstance(bars, dict)
+        or "greedy_token_agreement" not in bars
+        or not all(_positive(v) and v <= 1 for v in bars.values())
+    ):
+        return [
+            f"level {code}: fp8_accuracy needs a greedy_token_agreement bar, every bar a number in (0, 1]"
+        ]
+    return []
 
 
 def _positive(value: Any) -> bool:
@@ -298,6 +328,7 @@ def program_definition_check(definition: dict[str, Any]) -> None:
         if "collectives" in level.get("suites", {}):
             problems += _collectives_plan_check(code, level["suites"]["collectives"])
         problems += _architectures_check(code, level)
+        problems += _fp8_check(code, level)
         ids = [c.get("id") for c in level.get("criteria", [])]
         if len(set(ids)) != len(ids):
             problems.append(f"level {code}: criterion ids must be distinct")
