@@ -444,6 +444,46 @@ def _sample_items(context: RevealContext, name: str, dtype: str, sample: str, si
     raise NotJudgeable(f"unknown model sample {sample!r}")
 
 
+def _claims_checked(
+    verdict: dict[str, Any],
+    score: dict[str, Any],
+    claimed: Any,
+    record: dict[str, Any] | None,
+    context: RevealContext,
+    name: str,
+    dtype: str,
+) -> dict[str, Any]:
+    """``verdict`` with ``agrees`` False where the document's figures are not the revealed output's: the
+    score's value, and its mean logit cosine where the score has one (both where the case records it and
+    where the judge reads it, the accuracy measurement's params)."""
+    if not isinstance(claimed, int | float) or not math.isclose(
+        float(claimed), score["value"], rel_tol=1e-9, abs_tol=1e-12
+    ):
+        verdict.update(
+            agrees=False,
+            detail=f"the document reports {score['metric']} {claimed}, the output gives {score['value']}",
+        )
+    cosine = score.get("logit_cosine_mean")
+    measured = (_measurement_of(context.document, f"{name} accuracy", dtype) or {}).get("params") or {}
+    for claimed_cosine in (
+        ((record or {}).get("metrics") or {}).get("logit_cosine_mean"),
+        measured.get("logit_cosine_mean"),
+    ):
+        if (
+            cosine is not None
+            and verdict["agrees"]
+            and not (
+                isinstance(claimed_cosine, int | float)
+                and math.isclose(float(claimed_cosine), cosine, rel_tol=1e-9, abs_tol=1e-12)
+            )
+        ):
+            verdict.update(
+                agrees=False,
+                detail=f"the document reports logit_cosine_mean {claimed_cosine}, the output gives {cosine}",
+            )
+    return verdict
+
+
 def _model(
     context: RevealContext, name: str, dtype: str, sample: str, tensor: torch.Tensor
 ) -> dict[str, Any]:
@@ -473,33 +513,7 @@ def _model(
             value=score["value"],
             runner_value=claimed,
         )
-        if not isinstance(claimed, int | float) or not math.isclose(
-            float(claimed), score["value"], rel_tol=1e-9, abs_tol=1e-12
-        ):
-            verdict.update(
-                agrees=False,
-                detail=f"the document reports {score['metric']} {claimed}, the output gives {score['value']}",
-            )
-        cosine = score.get("logit_cosine_mean")
-        # Where the judge reads it (the accuracy measurement's params) and where the case records it.
-        measured = (_measurement_of(context.document, f"{name} accuracy", dtype) or {}).get("params") or {}
-        for claimed_cosine in (
-            ((record or {}).get("metrics") or {}).get("logit_cosine_mean"),
-            measured.get("logit_cosine_mean"),
-        ):
-            if (
-                cosine is not None
-                and verdict["agrees"]
-                and not (
-                    isinstance(claimed_cosine, int | float)
-                    and math.isclose(float(claimed_cosine), cosine, rel_tol=1e-9, abs_tol=1e-12)
-                )
-            ):
-                verdict.update(
-                    agrees=False,
-                    detail=f"the document reports logit_cosine_mean {claimed_cosine}, the output gives {cosine}",
-                )
-        return verdict
+        return _claims_checked(verdict, score, claimed, record, context, name, dtype)
     items = _sample_items(context, name, dtype, sample, workload.size)
     item = next(
         (
@@ -656,33 +670,7 @@ def _serving(
             value=score["value"],
             runner_value=claimed,
         )
-        if not isinstance(claimed, int | float) or not math.isclose(
-            float(claimed), score["value"], rel_tol=1e-9, abs_tol=1e-12
-        ):
-            verdict.update(
-                agrees=False,
-                detail=f"the document reports {score['metric']} {claimed}, the output gives {score['value']}",
-            )
-        cosine = score.get("logit_cosine_mean")
-        # Where the judge reads it (the accuracy measurement's params) and where the case records it.
-        measured = (_measurement_of(context.document, f"{name} accuracy", dtype) or {}).get("params") or {}
-        for claimed_cosine in (
-            ((record or {}).get("metrics") or {}).get("logit_cosine_mean"),
-            measured.get("logit_cosine_mean"),
-        ):
-            if (
-                cosine is not None
-                and verdict["agrees"]
-                and not (
-                    isinstance(claimed_cosine, int | float)
-                    and math.isclose(float(claimed_cosine), cosine, rel_tol=1e-9, abs_tol=1e-12)
-                )
-            ):
-                verdict.update(
-                    agrees=False,
-                    detail=f"the document reports logit_cosine_mean {claimed_cosine}, the output gives {cosine}",
-                )
-        return verdict
+        return _claims_checked(verdict, score, claimed, record, context, name, dtype)
     tag, _, position = sample.rpartition("@")
     item = next(
         (
