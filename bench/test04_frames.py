@@ -23,8 +23,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import tarfile
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.clock_check import program_bounds  # noqa: E402
+from bench.test04_probe import archived_tree  # noqa: E402
 
 OLD_COMMIT = "aad0609"  # main before the probe's frames
 BAR = 0.10  # AIA 1.2 test04_max_speedup
@@ -80,20 +79,7 @@ pf.probe_frames_section = section
 
 
 def old_tree() -> Path:
-    target = Path(tempfile.gettempdir()) / f"test04-frames-old-{OLD_COMMIT}"
-    if not (target / "runners").exists():
-        target.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", OLD_COMMIT, "runners", "bench"],  # noqa: S607 - git from PATH
-            check=True,
-            capture_output=True,
-        ).stdout
-        with tempfile.TemporaryFile() as handle:
-            handle.write(archive)
-            handle.seek(0)
-            with tarfile.open(fileobj=handle) as tar:
-                tar.extractall(target, filter="data")
-    return target
+    return archived_tree(OLD_COMMIT, "runners", "bench", name="test04-frames-old")
 
 
 def run(tree: Path, suite: str, gemm: int, *, calls: bool = False) -> tuple[list[dict], float, float]:

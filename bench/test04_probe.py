@@ -80,13 +80,14 @@ print("RESULT " + json.dumps(out))
 """
 
 
-def old_tree() -> Path:
-    """The old commit's runners/, extracted once (the old probe design, as it ran)."""
-    target = Path(tempfile.gettempdir()) / f"test04-old-{OLD_COMMIT}"
+def archived_tree(commit: str, *paths: str, name: str) -> Path:
+    """``paths`` of ``commit``, extracted once under the temporary directory as ``name`` (an old design
+    run as it ran, imported from there)."""
+    target = Path(tempfile.gettempdir()) / f"{name}-{commit}"
     if not (target / "runners").exists():
         target.mkdir(parents=True, exist_ok=True)
         archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", OLD_COMMIT, "runners"],  # noqa: S607 - git from PATH, as make
+            ["git", "-C", str(ROOT), "archive", commit, *paths],  # noqa: S607 - git from PATH, as make
             check=True,
             capture_output=True,
         ).stdout
@@ -96,6 +97,11 @@ def old_tree() -> Path:
             with tarfile.open(fileobj=handle) as tar:
                 tar.extractall(target, filter="data")
     return target
+
+
+def old_tree() -> Path:
+    """The old commit's runners/, extracted once (the old probe design, as it ran)."""
+    return archived_tree(OLD_COMMIT, "runners", name="test04-old")
 
 
 def run(design: str, device: str, seed: str, sizes: list[int], threads: int) -> dict[str, dict]:
