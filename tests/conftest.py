@@ -12,7 +12,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -298,28 +297,11 @@ def _fresh_throttles(request):
 
 @pytest.fixture
 def cast(db):
-    """Organizations and users of every role: the owner, a colleague, a foreign vendor, and the rest."""
-    from apps.accounts.models import OrganizationKind, Role
-    from tests.factories import OrganizationFactory, member
+    """Organizations and users of every role: the owner, a colleague, a foreign vendor, and the rest
+    (tests.factories.make_cast: three INSERTs, the rows the factories make)."""
+    from tests.factories import make_cast
 
-    vendor = OrganizationFactory(name="Acme Silicon", slug="acme")
-    foreign_vendor = OrganizationFactory(name="Borealis Compute", slug="borealis")
-    authority = OrganizationFactory(name="Authority", slug="authority", kind=OrganizationKind.AUTHORITY)
-    buyer_org = OrganizationFactory(name="Procurement", slug="procurement", kind=OrganizationKind.BUYER)
-    return SimpleNamespace(
-        vendor=vendor,
-        foreign_vendor=foreign_vendor,
-        authority=authority,
-        buyer_org=buyer_org,
-        owner=member(vendor, Role.VENDOR_ENGINEER, username="owner"),
-        colleague=member(vendor, Role.VENDOR_ENGINEER, username="colleague"),
-        vendor_admin=member(vendor, Role.VENDOR_ADMIN, username="vendor-admin"),
-        foreign=member(foreign_vendor, Role.VENDOR_ENGINEER, username="foreign"),
-        foreign_admin=member(foreign_vendor, Role.VENDOR_ADMIN, username="foreign-admin"),
-        reviewer=member(authority, Role.REVIEWER, username="reviewer"),
-        platform_admin=member(authority, Role.PLATFORM_ADMIN, username="platform-admin"),
-        buyer=member(buyer_org, Role.BUYER, username="buyer"),
-    )
+    return make_cast()
 
 
 @pytest.fixture

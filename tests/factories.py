@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import factory
 import torch
@@ -12,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
 from safetensors.torch import save_file
 
 from apps.accounts.models import Membership, Organization, OrganizationKind, Role
@@ -116,6 +118,70 @@ def member(organization: Organization, role: str, **user_fields) -> get_user_mod
         user_fields.setdefault("is_staff", True)
         user_fields.setdefault("is_superuser", True)
     return MembershipFactory(organization=organization, role=role, user=UserFactory(**user_fields)).user
+
+
+# The cast of tests/conftest.py's `cast` fixture: organizations (attribute: name, slug, kind) and
+# members (attribute, organization, role, username).
+CAST_ORGANIZATIONS = {
+    "vendor": ("Acme Silicon", "acme", OrganizationKind.VENDOR),
+    "foreign_vendor": ("Borealis Compute", "borealis", OrganizationKind.VENDOR),
+    "authority": ("Authority", "authority", OrganizationKind.AUTHORITY),
+    "buyer_org": ("Procurement", "procurement", OrganizationKind.BUYER),
+}
+CAST_MEMBERS = (
+    ("owner", "vendor", Role.VENDOR_ENGINEER, "owner"),
+    ("colleague", "vendor", Role.VENDOR_ENGINEER, "colleague"),
+    ("vendor_admin", "vendor", Role.VENDOR_ADMIN, "vendor-admin"),
+    ("foreign", "foreign_vendor", Role.VENDOR_ENGINEER, "foreign"),
+    ("foreign_admin", "foreign_vendor", Role.VENDOR_ADMIN, "foreign-admin"),
+    ("reviewer", "authority", Role.REVIEWER, "reviewer"),
+    ("platform_admin", "authority", Role.PLATFORM_ADMIN, "platform-admin"),
+    ("buyer", "buyer_org", Role.BUYER, "buyer"),
+)
+
+
+def make_cast() -> SimpleNamespace:
+    """The cast in three INSERTs (organizations, users, memberships): the rows and field values that
+    cast_through_the_factories() makes with a get_or_create per row (about 50 statements), for the
+    thousand tests of the fast selection that set it up. Where a test made one of these organizations
+    or users before, the factories' path runs instead and reuses them, as it always did."""
+    user_model = get_user_model()
+    organizations = {
+        attribute: Organization(
+            name=name, slug=slug, kind=kind, country=OrganizationFactory._meta.declarations["country"]
+        )
+        for attribute, (name, slug, kind) in CAST_ORGANIZATIONS.items()
+    }
+    users = {}
+    for attribute, _organization, role, username in CAST_MEMBERS:
+        admin = role == Role.PLATFORM_ADMIN  # superusers too, as member() makes them
+        users[attribute] = user_model(
+            username=username, email=f"{username}@example.org", is_staff=admin, is_superuser=admin
+        )
+    try:
+        with transaction.atomic():
+            Organization.objects.bulk_create(organizations.values())
+            user_model.objects.bulk_create(users.values())
+            Membership.objects.bulk_create(
+                Membership(user=users[attribute], organization=organizations[organization], role=role)
+                for attribute, organization, role, _username in CAST_MEMBERS
+            )
+    except IntegrityError:
+        return cast_through_the_factories()
+    return SimpleNamespace(**organizations, **users)
+
+
+def cast_through_the_factories() -> SimpleNamespace:
+    """The cast made by OrganizationFactory and member(), reusing any of its rows that exist."""
+    organizations = {
+        attribute: OrganizationFactory(name=name, slug=slug, kind=kind)
+        for attribute, (name, slug, kind) in CAST_ORGANIZATIONS.items()
+    }
+    users = {
+        attribute: member(organizations[organization], role, username=username)
+        for attribute, organization, role, username in CAST_MEMBERS
+    }
+    return SimpleNamespace(**organizations, **users)
 
 
 class ChipFactory(factory.django.DjangoModelFactory):
