@@ -58,15 +58,19 @@ demo: migrate
 # seed_demo skips it when the CPU has a certificate or a campaign awaiting review) runs in the
 # background worker while the portal serves, its output in var/demo-certification.log. The worker's
 # log is var/worker.log. The last lines printed, once the portal answers: the logins and the URL.
+# The demo always uses its own file broker: a CELERY_BROKER_URL in the environment (a production
+# worker's setting, which embedded_worker refuses) is left out of it, with a line saying so.
+DEMO := env -u CELERY_BROKER_URL $(PY)
 run: migrate
+	@if [ -n "$$CELERY_BROKER_URL" ]; then echo "make run uses its own broker under var/broker; CELERY_BROKER_URL is not used by the demo (README, Production, for a real broker)"; fi
 	$(PY) manage.py collectstatic --noinput -v0
-	$(PY) manage.py seed_demo --skip-certification
+	$(DEMO) manage.py seed_demo --skip-certification
 	@echo "Starting the background worker, the demo certification and the portal..."
-	@$(PY) manage.py embedded_worker > var/worker.log 2>&1 & WORKER=$$!; \
-	$(PY) manage.py seed_demo --certification-only > var/demo-certification.log 2>&1 & CERTIFY=$$!; \
-	$(PY) manage.py demo_banner http://$(HOST):$(PORT)/ --certification-log var/demo-certification.log & BANNER=$$!; \
+	@$(DEMO) manage.py embedded_worker > var/worker.log 2>&1 & WORKER=$$!; \
+	$(DEMO) manage.py seed_demo --certification-only > var/demo-certification.log 2>&1 & CERTIFY=$$!; \
+	$(DEMO) manage.py demo_banner http://$(HOST):$(PORT)/ --certification-log var/demo-certification.log & BANNER=$$!; \
 	trap 'kill $$BANNER $$CERTIFY $$WORKER 2>/dev/null' EXIT INT TERM; \
-	$(PY) manage.py runserver $(HOST):$(PORT) --noreload
+	$(DEMO) manage.py runserver $(HOST):$(PORT) --noreload
 
 # The tests' bytecode is kept under var/pycache (PYTHONPYCACHEPREFIX), never beside the sources, even
 # where PYTHONDONTWRITEBYTECODE is set (as on this project's shared hosts): without it every test
