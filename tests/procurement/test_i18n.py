@@ -32,20 +32,25 @@ def _deadline_17_utc():
     return datetime(day.year, day.month, day.day, 17, 0, tzinfo=UTC)
 
 
-def test_the_csv_starts_with_a_bom_and_round_trips_a_chinese_title(
-    cast, certified, program, browser, client_for
-):
-    certified(sku="GOOD-1", memory_gib=96, gemm={"float32": (60.0, 0.9)}, peak_fp32_tflops=67)
+def _evaluated(cast, reference: str):
+    """An evaluation of a Chinese-titled tender of the cast's buyer (deadline 17:00 UTC in 40 days)."""
     tender = tender_create(
         organization=cast.buyer_org,
         title=TITLE,
-        reference="ZB-2027-001",
+        reference=reference,
         deadline=_deadline_17_utc(),
         requirements=REQUIREMENTS,
         scoring=SCORING,
         created_by=cast.buyer,
     )
-    evaluation = evaluation_create(tender=tender, actor=cast.buyer)
+    return evaluation_create(tender=tender, actor=cast.buyer)
+
+
+def test_the_csv_starts_with_a_bom_and_round_trips_a_chinese_title(
+    cast, certified, program, browser, client_for
+):
+    certified(sku="GOOD-1", memory_gib=96, gemm={"float32": (60.0, 0.9)}, peak_fp32_tflops=67)
+    evaluation = _evaluated(cast, "ZB-2027-001")
     for response in (
         browser.get(f"/procurement/evaluations/{evaluation.pk}/report.csv"),
         client_for(cast.buyer).get(f"/api/v1/evaluations/{evaluation.pk}/csv/"),
@@ -65,16 +70,7 @@ def test_the_csv_reads_in_chinese_for_a_chinese_buyer_and_in_english_otherwise(
     language (issue 17: every CSV header translated), read from the same snapshot as the matrix page."""
     certified(sku="GOOD-1", memory_gib=96, gemm={"float32": (60.0, 0.9)}, peak_fp32_tflops=67)
     certified(sku="SMALL-1", memory_gib=16, gemm={"float32": (30.0, 0.9)}, peak_fp32_tflops=40)
-    tender = tender_create(
-        organization=cast.buyer_org,
-        title=TITLE,
-        reference="ZB-2027-009",
-        deadline=_deadline_17_utc(),
-        requirements=REQUIREMENTS,
-        scoring=SCORING,
-        created_by=cast.buyer,
-    )
-    evaluation = evaluation_create(tender=tender, actor=cast.buyer)
+    evaluation = _evaluated(cast, "ZB-2027-009")
     url = f"/procurement/evaluations/{evaluation.pk}/report.csv"
 
     def rows(language: str) -> list[list[str]]:
@@ -112,16 +108,7 @@ def test_an_export_class_reads_in_chinese_where_it_is_not_an_eccn(cast, certifie
     certified(
         sku="EDGE-1", memory_gib=96, gemm={"float32": (3.0, 0.9)}, peak_fp32_tflops=5, peak_bf16_tflops=10
     )
-    tender = tender_create(
-        organization=cast.buyer_org,
-        title=TITLE,
-        reference="ZB-2027-010",
-        deadline=_deadline_17_utc(),
-        requirements=REQUIREMENTS,
-        scoring=SCORING,
-        created_by=cast.buyer,
-    )
-    evaluation = evaluation_create(tender=tender, actor=cast.buyer)
+    evaluation = _evaluated(cast, "ZB-2027-010")
     row = next(row for row in evaluation.snapshot["rows"] if row["chip"]["sku"] == "EDGE-1")
     code = row["classification"]["code"]
     assert code in ("not-3A090", "excluded", "undetermined"), code
