@@ -15,6 +15,7 @@ Each output id names what it is (runners/commitment.py): ``conformance/<kernel>/
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -54,7 +55,7 @@ class RevealContext:
     # References the platform computed before the document arrived (`reference_parts`, made while the
     # runner ran, from the same challenge), by key (`reference_key`); judging uses them instead of
     # computing them again, and notes in `used` which output was judged on which (precomputed/inline).
-    precomputed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    precomputed: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     used: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -439,9 +440,26 @@ def _sample_items(context: RevealContext, name: str, dtype: str, sample: str, si
 
     if sample.startswith("latency@"):
         return [0]
-    if sample.startswith("b") and "@" in sample:
+    if _throughput_sample(sample):
         return sample_indices(context.challenge, size, TEST01_SAMPLES, salt=f"model:{name}:{dtype}")
     raise NotJudgeable(f"unknown model sample {sample!r}")
+
+
+def _throughput_sample(sample: str) -> bool:
+    """A throughput run's TEST01 sample (``b4@round2``), as opposed to a decoder's ``ttft b1@round0`` or
+    ``decode b1@round0`` next-token logits, which only the runner host's judge process recomputes (it
+    holds the device's first token the decode step continues)."""
+    return sample.startswith("b") and "@" in sample
+
+
+def model_sample_judgeable(sample: str) -> str | None:
+    """Why the platform does not re-judge this model output, or None when it does: the accuracy
+    output, a latency sample, a throughput run's TEST01 sample. A decoder's ttft and decode samples
+    are committed but judged on the runner host only; drawn, they took a slot of the sample and were
+    recorded "not judged" (session 28), so they are excluded from the draw with this reason."""
+    if sample == "accuracy" or sample.startswith("latency@") or _throughput_sample(sample):
+        return None
+    return f"the platform does not recompute the model sample {sample!r} (the runner host's judge does)"
 
 
 def _claims_checked(
@@ -832,7 +850,7 @@ def judgeable(context: RevealContext, output_id: str) -> str | None:
         return judgeable_performance(context.document, name, dtype, context.challenge)
     if not any(isinstance(m, dict) and m.get("name") == name for m in context.plan.get("models") or []):
         return "the job's plan has no such model"
-    return None
+    return model_sample_judgeable(sample) if suite == "model" else None
 
 
 def judge_output(context: RevealContext, output_id: str, tensor: torch.Tensor) -> dict[str, Any]:
@@ -843,3 +861,83 @@ def judge_output(context: RevealContext, output_id: str, tensor: torch.Tensor) -
         suite
     ]
     return judge(context, name, dtype, sample, tensor)
+
+
+def judged_excerpt(document: dict[str, Any], output_ids: list[str]) -> dict[str, Any]:
+    """The document reduced to what `judge_output` reads of it to judge these outputs, so the platform can
+    keep it beside the draw and not parse the whole document again when the answer comes (issue 13):
+
+    - the challenge (``spec.challenge``) and the suite;
+    - the case records: a conformance output's own case; a model's or a served model's records of its
+      dtype (the accuracy case and its figures);
+    - the measurements of a benchmark, and a model's accuracy measurement (``<model> accuracy``: its
+      params carry the mean logit cosine the judge re-reads; session 27 left it out and an honest
+      DeepSeek run's accuracy output read as a mismatch);
+    - the TEST01 items (``integrity.output_consistency``), a benchmark's of the named benchmarks only;
+    - a served model's output token count (``serving.models``).
+
+    One home with the judges: a judge that reads more of the document must keep it here
+    (tests/runners/test_revealed_excerpt.py judges every committed output of real documents, a DeepSeek
+    model's among them, from the excerpt and from the whole document, and the verdicts must be equal)."""
+    exact: set[tuple[Any, ...]] = set()
+    whole: set[tuple[Any, ...]] = set()
+    measured: set[tuple[Any, ...]] = set()
+    for output_id in output_ids:
+        try:
+            suite, name, dtype, sample = split_id(output_id)
+        except NotJudgeable:
+            continue
+        if suite == "conformance":
+            exact.add((name, dtype, sample))
+        else:
+            whole.add((name, dtype))
+        measured.update({(name, dtype), (f"{name} accuracy", dtype)})
+    excerpt: dict[str, Any] = {"suite": document["suite"]} if "suite" in document else {}
+    spec = document.get("spec")
+    challenge = spec.get("challenge") if isinstance(spec, dict) else None
+    excerpt["spec"] = {"challenge": challenge} if challenge is not None else {}
+    cases = document.get("cases")
+    if isinstance(cases, list):
+        excerpt["cases"] = [
+            c
+            for c in cases
+            if isinstance(c, dict)
+            and (
+                (c.get("kernel"), c.get("dtype"), c.get("case")) in exact
+                or (c.get("kernel"), c.get("dtype")) in whole
+            )
+        ]
+    measurements = document.get("measurements")
+    if isinstance(measurements, list):
+        excerpt["measurements"] = [
+            m for m in measurements if isinstance(m, dict) and (m.get("name"), m.get("dtype")) in measured
+        ]
+    items = _consistency_items(document)
+    if items:
+        kept = []
+        for item in items:
+            benchmarks = item.get("benchmarks")
+            if isinstance(benchmarks, list):
+                item = {
+                    **item,
+                    "benchmarks": [
+                        b
+                        for b in benchmarks
+                        if isinstance(b, dict) and (b.get("benchmark"), b.get("dtype")) in measured
+                    ],
+                }
+            kept.append(item)
+        excerpt["integrity"] = {"output_consistency": {"items": kept}}
+    served = (
+        (document.get("serving") or {}).get("models") if isinstance(document.get("serving"), dict) else None
+    )
+    if isinstance(served, list):
+        names = {name for name, _ in whole}
+        excerpt["serving"] = {
+            "models": [
+                {k: r[k] for k in ("name", "output_tokens") if k in r}
+                for r in served
+                if isinstance(r, dict) and r.get("name") in names
+            ]
+        }
+    return excerpt

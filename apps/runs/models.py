@@ -320,7 +320,8 @@ class OutputReveal(models.Model):
     judging = models.JSONField(
         default=dict,
         help_text="What judging the answer reads, stored at the draw: the committed digest of each requested "
-        "output and the document's sections its verdicts rest on, reduced to the requested outputs",
+        "output, the document's sections its verdicts rest on, reduced to the requested outputs, and whether "
+        "the level's reveal criterion settles a mismatch",
     )
     checked = models.JSONField(default=list, help_text="The server's verdict on each revealed output")
     findings = models.JSONField(default=list, help_text="Each way the reveal contradicts the commitment")

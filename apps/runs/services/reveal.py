@@ -36,7 +36,7 @@ import logging
 import secrets
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -403,25 +403,67 @@ def reveal_prepare_dispatch(*, job: Job) -> None:
     app.send_task("runs.reveal_prepare", args=[job.pk, plan.challenge], queue=PLATFORM_QUEUE)
 
 
-def _precomputed(job: Job) -> tuple[dict[str, dict[str, Any]], str]:
+class StoredReferences(Mapping[str, dict[str, Any]]):
+    """The references a plan holds, by reference key (`runners.revealed.reference_key`), each read from
+    the plan's file only when judging asks for it: a reveal judges a handful of outputs, while the file
+    holds every output the draw could take (a Baseline performance plan's is 5 MB, and reading and
+    parsing it whole took 3 ms of each answer's path: issue 13). Where the storage has no local path the
+    file is read whole, as before."""
+
+    def __init__(self, numbers: dict[str, dict[str, float]], references: Any) -> None:
+        from safetensors import safe_open
+        from safetensors.torch import load
+
+        self._numbers = numbers
+        self._parts: dict[str, dict[str, Any]] = {}
+        self._file: Any = None
+        self._loaded: dict[str, Any] = {}
+        names: list[str] = []
+        if references:
+            try:
+                path = references.path
+            except (NotImplementedError, ValueError):  # storage without local paths
+                with references.open("rb") as handle:
+                    self._loaded = load(handle.read())
+                names = list(self._loaded)
+            else:
+                self._file = safe_open(path, framework="pt")
+                names = list(self._file.keys())
+        self._tensors: dict[str, list[tuple[str, str]]] = {}
+        for name in names:
+            key, _, part = name.rpartition("#")
+            self._tensors.setdefault(key, []).append((part, name))
+        self._keys = list(dict.fromkeys([*numbers, *self._tensors]))
+
+    def __getitem__(self, key: str) -> dict[str, Any]:
+        if key not in self._parts:
+            if key not in self._numbers and key not in self._tensors:
+                raise KeyError(key)
+            parts: dict[str, Any] = dict(self._numbers.get(key) or {})
+            for part, name in self._tensors.get(key, []):
+                parts[part] = self._loaded[name] if self._file is None else self._file.get_tensor(name)
+            self._parts[key] = parts
+        return self._parts[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._numbers or key in self._tensors
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+def _precomputed(job: Job) -> tuple[Mapping[str, dict[str, Any]], str]:
     """The references the plan holds for the job's current attempt, by reference key, and the plan's
     state at judging ("none" without a plan for this challenge and spec)."""
-    from safetensors.torch import load
-
     plan = _current_plan(job)
     if plan is None:
         return {}, "none"
     if plan.state != RevealPlanState.READY:
         return {}, plan.state  # still preparing (the race) or failed: judged inline
-    parts: dict[str, dict[str, Any]] = {key: dict(values) for key, values in plan.reference_numbers.items()}
-    blob = b""
-    if plan.references:
-        with plan.references.open("rb") as handle:
-            blob = handle.read()
-    for name, tensor in (load(blob) if blob else {}).items():
-        key, _, part = name.rpartition("#")
-        parts.setdefault(key, {})[part] = tensor
-    return parts, plan.state
+    return StoredReferences(plan.reference_numbers, plan.references), plan.state
 
 
 def reveal_draw(
@@ -480,7 +522,9 @@ def reveal_draw(
         sample_size=size,
         committed=len(entries),
         requested=requested,
-        judging=judging_excerpt(document, requested) if requested else {},
+        judging={**judging_excerpt(document, requested), "criterion": level_judges_reveal(job)}
+        if requested
+        else {},
         excluded=excluded[:200],
         deadline_at=now + _answer_window(job),
         answered_at=None if requested else now,
@@ -496,39 +540,18 @@ def reveal_draw(
     return reveal, facts
 
 
-# The document's sections a verdict on a revealed output reads (runners/revealed.py): the runner's
-# records of the output ("cases"), a benchmark's measurement, the TEST01 items, the serving section.
-_JUDGED_SECTIONS = ("suite", "integrity", "serving")
-
-
 def judging_excerpt(document: dict[str, Any], requested: list[str]) -> dict[str, Any]:
     """What judging the answer reads, kept on the reveal row at the draw (the document is parsed then):
     the committed digest of each requested output, and the document reduced to what the judges read of
-    those outputs (its case records and measurements of the requested kernels or benchmarks and dtypes,
-    its TEST01 and serving sections, its challenge). A conformance document is hundreds of kilobytes
-    whose every case the answer re-read before (issue 13); its excerpt holds the drawn kernels' cases."""
-    from runners.revealed import NotJudgeable, split_id
+    those outputs (runners.revealed.judged_excerpt). A conformance document is hundreds of kilobytes
+    whose every case the answer re-read before (issue 13)."""
+    from runners.revealed import judged_excerpt
 
     digests = {str(e.get("id")): e.get("digest") for e in committed_outputs(document)}
-    named = set()
-    for output_id in requested:
-        try:
-            _, name, dtype, _ = split_id(output_id)
-        except NotJudgeable:
-            continue
-        named.add((name, dtype))
-    excerpt: dict[str, Any] = {k: document[k] for k in _JUDGED_SECTIONS if k in document}
-    challenge = (
-        (document.get("spec") or {}).get("challenge") if isinstance(document.get("spec"), dict) else None
-    )
-    excerpt["spec"] = {"challenge": challenge} if challenge is not None else {}
-    for section, key in (("cases", "kernel"), ("measurements", "name")):
-        records = document.get(section)
-        if isinstance(records, list):
-            excerpt[section] = [
-                r for r in records if isinstance(r, dict) and (r.get(key), r.get("dtype")) in named
-            ]
-    return {"digests": {i: digests.get(i) for i in requested}, "document": excerpt}
+    return {
+        "digests": {i: digests.get(i) for i in requested},
+        "document": judged_excerpt(document, requested),
+    }
 
 
 def reveal_request_build(reveal: OutputReveal) -> dict[str, Any]:
@@ -662,6 +685,45 @@ def _judge(reveal: OutputReveal, payload: dict[str, Any]) -> tuple[list[dict[str
     return checked, findings
 
 
+# What settling an answer reads of its reveal, in one statement: the reveal's own judging record, the
+# job's plan and spec, its reveal plan (the precomputed references), the registered model's file and
+# the committing runner. The program is not read (the draw recorded what settles a mismatch), nor the
+# document (its excerpt is in `judging`) or the artifact's other fields (issue 13: the answer's read of
+# the whole program, job, model and document rows took 5 ms of the round's path; this one 2 ms).
+_ANSWER_READS = (
+    "state",
+    "requested",
+    "judging",
+    "server_seconds",
+    "document__runner__name",
+    "document__runner__key_id",
+    "document__runner__public_key",
+    "document__runner__status",
+    "document__runner__last_heartbeat_at",
+    "job__suite",
+    "job__challenge",
+    "job__spec",
+    "job__campaign",
+    "job__model__name",
+    "job__model__weights",
+    "job__reveal_plan__challenge",
+    "job__reveal_plan__spec_sha256",
+    "job__reveal_plan__state",
+    "job__reveal_plan__references",
+    "job__reveal_plan__reference_numbers",
+)
+
+
+def _settled_by_criterion(reveal: OutputReveal) -> bool:
+    """Whether the level's `integrity`/`reveal` criterion settles a mismatch (else the job fails), as the
+    draw recorded it from the campaign's program (frozen once active); read from the program for a
+    reveal drawn before the draw recorded it."""
+    recorded = (reveal.judging or {}).get("criterion")
+    if isinstance(recorded, bool):
+        return recorded
+    return level_judges_reveal(Job.objects.select_related("campaign__program").get(pk=reveal.job_id))
+
+
 def reveal_receive(*, message: dict[str, Any]) -> str:
     """Settle a reveal from the runner's signed answer; returns what became of it.
 
@@ -680,11 +742,8 @@ def reveal_receive(*, message: dict[str, Any]) -> str:
         logger.warning("dropped reveal answer: no reveal named")
         return "dropped"
     reveal = (
-        OutputReveal.objects.select_related(
-            "job__campaign__program", "job__model", "job__reveal_plan", "document__runner"
-        )
-        # The document's stored sections are not read here (its content is: the committed digests).
-        .defer("document__summary", "document__integrity", "document__spot_check", "document__fingerprint")
+        OutputReveal.objects.select_related("job__reveal_plan", "job__model", "document__runner")
+        .only(*_ANSWER_READS)
         .filter(pk=reveal_id, state=RevealState.PENDING)
         .first()
     )
@@ -723,7 +782,7 @@ def reveal_receive(*, message: dict[str, Any]) -> str:
                 "findings": findings[:10],
             },
         )
-        judged_by_criterion = level_judges_reveal(job)
+        judged_by_criterion = _settled_by_criterion(reveal)
         if state == RevealState.VERIFIED or judged_by_criterion:
             Job.objects.filter(pk=job.pk, state=JobState.RUNNING).update(
                 state=JobState.SUCCEEDED, finished_at=now, progress_message=""

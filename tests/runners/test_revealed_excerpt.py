@@ -1,0 +1,121 @@
+"""The excerpt a reveal keeps at its draw judges exactly as the whole document (issue 13).
+
+Since session 27 the platform judges a reveal's answer from the excerpt of the document it kept at the
+draw (`runners.revealed.judged_excerpt`, through apps.runs.services.reveal.judging_excerpt), not from the
+document. An excerpt that leaves out something a judge reads changes verdicts: session 27's left out a
+model's accuracy measurement, whose mean logit cosine the judge re-reads, and an honest DeepSeek run's
+accuracy output read as "the document reports logit_cosine_mean None" (a mismatch, failing the job).
+
+Every committed output of the runner's real documents (the tiny plan's four suites, and a DeepSeek model
+run in bfloat16) is judged here from the excerpt of its own draw and from the whole document, each on
+a fresh context; the verdicts must be equal, field for field."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from runners.backends import get_backend
+from runners.commitment import OutputCommitment, OutputStore
+from runners.models.deepseek import DeepseekV3Config
+from runners.models.seeded import seeded_model_entry
+from runners.revealed import NotJudgeable, RevealContext, judge_output, judgeable, judged_excerpt
+from runners.spec import attempt_tag, build_spec
+from runners.suites import run_suite
+from tests.real_documents import CHALLENGE, runner_documents
+
+
+def committed_outputs(document: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(document["commitment"]["outputs"])
+
+
+def _verdict(document: dict[str, Any], spec: dict[str, Any], output_id: str, tensor, weights) -> Any:
+    try:
+        verdict = judge_output(RevealContext(document, spec, weights=weights), output_id, tensor)
+    except NotJudgeable as exc:
+        return ("not judgeable", str(exc))
+    return {k: v for k, v in verdict.items() if k != "stats"} | {"stats": verdict.get("stats")}
+
+
+def _judged_alike(document: dict[str, Any], store: OutputStore, weights: dict[str, str]) -> int:
+    """How many committed outputs were judged (alike from the excerpt and the whole document)."""
+    spec = document["spec"]
+    outputs = [str(e["id"]) for e in committed_outputs(document)]
+    compared = 0
+    for output_id in outputs:
+        tensor = store.get(output_id)
+        assert tensor is not None, output_id
+        whole = _verdict(document, spec, output_id, tensor, weights)
+        kept = _verdict(judged_excerpt(document, [output_id]), spec, output_id, tensor, weights)
+        assert kept == whole, output_id
+        # Judged, exactly where the draw may take it (an output too costly to recompute, or one only the
+        # runner host's judge recomputes, is excluded from the draw: "not judgeable" on both).
+        drawable = judgeable(RevealContext(document, spec), output_id) is None
+        assert drawable == isinstance(whole, dict), (output_id, whole)
+        compared += drawable
+    return compared
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    real = runner_documents()
+    weights = tmp_path_factory.mktemp("weights") / "tiny-bert.safetensors"
+    weights.write_bytes(real.weights)
+    return real, {real.model_name: str(weights)}
+
+
+@pytest.mark.parametrize("suite", ["conformance", "performance", "model", "serving"])
+def test_the_excerpt_judges_every_committed_output_of_the_runners_documents_as_the_whole_document(
+    tiny, suite
+):
+    real, weights = tiny
+    document = real.documents[suite]
+    store = OutputStore(real.output_root, attempt_tag(document["spec"]["challenge"]))
+    assert _judged_alike(document, store, weights) > 0
+
+
+def test_a_deepseek_models_accuracy_output_is_judged_from_the_excerpt_as_from_the_whole_document(tmp_path):
+    """Its accuracy measurement's mean logit cosine is re-read by the judge: the excerpt keeps it."""
+    entry = seeded_model_entry(
+        "dsv3", "deepseek-v3", asdict(DeepseekV3Config.small()), seed=0, directory=tmp_path
+    )
+    spec = build_spec(
+        suite="model",
+        device="cpu",
+        challenge=CHALLENGE,
+        models=[entry],
+        options={"quick": True, "model_dtypes": ["bfloat16"], "model_performance_dtypes": ["bfloat16"]},
+    )
+    store = OutputStore(Path(tmp_path) / "outputs", attempt_tag(CHALLENGE))
+    torch.manual_seed(0)
+    document = run_suite(
+        spec, backend=get_backend("cpu"), progress=lambda *_: None, commitment=OutputCommitment(store)
+    )
+    accuracy = [
+        m for m in document["measurements"] if m["name"] == "dsv3 accuracy" and m["dtype"] == "bfloat16"
+    ]
+    assert accuracy and "logit_cosine_mean" in accuracy[0]["params"]
+    assert judged_excerpt(document, ["model/dsv3/bfloat16/accuracy"])["measurements"] == accuracy
+    assert _judged_alike(document, store, {}) >= 4  # the accuracy output, latency and throughput samples
+    verdict = judge_output(
+        RevealContext(judged_excerpt(document, ["model/dsv3/bfloat16/accuracy"]), spec),
+        "model/dsv3/bfloat16/accuracy",
+        store.get("model/dsv3/bfloat16/accuracy"),
+    )
+    assert verdict["agrees"] and verdict["server_status"] == "pass", verdict
+
+
+def test_the_excerpt_of_a_conformance_draw_holds_the_drawn_cases_only(tiny):
+    real, _ = tiny
+    document = real.documents["conformance"]
+    drawn = [str(e["id"]) for e in committed_outputs(document)][:3]
+    excerpt = judged_excerpt(document, drawn)
+    assert sorted(f"conformance/{c['kernel']}/{c['dtype']}/{c['case']}" for c in excerpt["cases"]) == sorted(
+        drawn
+    )
+    assert excerpt["spec"] == {"challenge": document["spec"]["challenge"]}
+    assert "commitment" not in excerpt and len(str(excerpt)) < len(str(document)) / 5
