@@ -439,8 +439,10 @@ def campaign_from_runner(
         model_artifacts=[artifact],
         submitted_by=submitted_by,
     )
-    for job in campaign.jobs.select_related("campaign__program", "reveal_plan").order_by("id"):
-        document = copy.deepcopy(
+    jobs = list(campaign.jobs.select_related("campaign__program", "reveal_plan").order_by("id"))
+    documents = {}
+    for job in jobs:
+        document = documents[job.pk] = copy.deepcopy(
             real.documents[job.suite] if job.suite in real.documents else runner_collectives_document()
         )
         # The job's plan becomes the tiny plan the runner ran (ingestion refuses evidence that does
@@ -453,9 +455,13 @@ def campaign_from_runner(
             plan(job.suite, job.spec)
             job.challenge = job.spec["challenge"]
         job.save(update_fields=["challenge", "spec"])
-        plan_drawn = reveal_service.reveal_plan_draw(job=job)
-        if plan_drawn is not None and precompute:  # the platform task, while the runner runs
-            reveal_service.reveal_prepare(job_id=job.pk, challenge=plan_drawn.challenge)
+    # Dispatch draws the jobs' plans together (apps/runs/dispatch.py), each for the spec it runs.
+    drawn = reveal_service.reveal_plans_draw(jobs=jobs)
+    for job in jobs:
+        if drawn[job.pk] is not None and precompute:  # the platform task, while the runner runs
+            reveal_service.reveal_prepare(job_id=job.pk, challenge=drawn[job.pk].challenge)
+    for job in jobs:
+        document = documents[job.pk]
         document["spec"] = {**document["spec"], "job_id": str(job.pk)}
         if edit:
             edit(job.suite, document)

@@ -44,14 +44,14 @@ def jobs_dispatch(*, job_ids: list[int]) -> None:
     if settings.CELERY_TASK_ALWAYS_EAGER:
         for job in jobs:
             if Job.objects.filter(pk=job.pk, state=JobState.QUEUED).exists():
-                _reveal_plan(job)
+                _reveal_plans([job])
                 _run_in_process(job)
         return
     from certification.celery import app, embedded_broker_ready
 
     embedded_broker_ready()
+    _reveal_plans(jobs)
     for job in jobs:
-        _reveal_plan(job)
         hard = int(job.spec.get("limits", {}).get("time_s", 900))
         job.task_id = app.send_task(
             "runners.execute",
@@ -66,15 +66,25 @@ def jobs_dispatch(*, job_ids: list[int]) -> None:
     Job.objects.bulk_update(jobs, ["task_id"])
 
 
-def _reveal_plan(job: Job) -> None:
-    """The reveal's secret key for this attempt, and its references computed while the runner runs.
-    Never in the way of the job: without a plan the reveal draws at ingestion and judges inline."""
-    from apps.runs.services.reveal import reveal_prepare_dispatch
+def _reveal_plans(jobs: list[Job]) -> None:
+    """The reveal's secret key for each job's attempt (drawn together), and their references computed
+    while the runners run. Never in the way of the jobs: without a plan the reveal draws at ingestion
+    and judges inline."""
+    from apps.runs.services.reveal import reveal_plans_prepare_dispatch
 
     try:
-        reveal_prepare_dispatch(job=job)
+        reveal_plans_prepare_dispatch(jobs=jobs)
     except Exception:
-        logger.exception("no reveal plan for job %s: its reveal will be drawn and judged on arrival", job.pk)
+        if len(jobs) > 1:  # one job's failure must not cost the others their plans
+            logger.warning(
+                "could not draw the reveal plans of jobs %s together", [j.pk for j in jobs], exc_info=True
+            )
+            for job in jobs:
+                _reveal_plans([job])
+            return
+        logger.exception(
+            "no reveal plan for job %s: its reveal will be drawn and judged on arrival", jobs[0].pk
+        )
 
 
 def _run_in_process(job: Job) -> None:

@@ -200,3 +200,52 @@ def test_an_encoders_served_outputs_are_judged_without_a_float64_copy_of_the_mod
         assert judge_output(built, output_id, tensors[output_id]) == verdicts[output_id], output_id
         assert verdicts[output_id]["agrees"], verdicts[output_id]
     assert revealed.reference_key(reveal.requested[0]).startswith("serving/")
+
+
+def test_the_plans_of_jobs_dispatched_together_are_written_in_one_statement(cast, aia12):
+    """Session 28 (issue 13): a campaign's dispatch wrote each job's plan in a transaction of its own.
+    The first attempts' plans are one INSERT; drawn again (a retry), each is replaced with a new key."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.runs.services.reveal import reveal_plans_draw
+
+    campaign = campaign_from_runner(
+        vendor=cast.vendor, program=aia12, evaluate=False, reveal=False, precompute=False
+    )
+    RevealPlan.objects.filter(job__campaign=campaign).delete()
+    jobs = list(campaign.jobs.select_related("campaign__program", "reveal_plan").order_by("pk"))
+    with CaptureQueriesContext(connection) as queries:
+        drawn = reveal_plans_draw(jobs=jobs)
+    writes = [q["sql"] for q in queries.captured_queries if "runs_revealplan" in q["sql"]]
+    assert len(writes) == 1 and writes[0].startswith("INSERT"), writes
+    assert set(drawn) == {job.pk for job in jobs} and all(drawn.values())
+    keys = {job.pk: RevealPlan.objects.get(job=job).sample_key for job in jobs}
+    assert len(set(keys.values())) == len(jobs)
+    assert all(_current_plan(job) == drawn[job.pk] for job in jobs)
+    again = reveal_plans_draw(jobs=jobs)  # a new attempt's draw replaces each plan
+    assert RevealPlan.objects.filter(job__campaign=campaign).count() == len(jobs)
+    assert all(again[job.pk].sample_key != keys[job.pk] for job in jobs)
+
+
+def test_one_jobs_failed_draw_does_not_cost_the_others_their_plans(cast, aia12, monkeypatch, caplog):
+    from apps.runs import dispatch
+    from apps.runs.services import reveal as reveal_service
+
+    campaign = campaign_from_runner(
+        vendor=cast.vendor, program=aia12, evaluate=False, reveal=False, precompute=False
+    )
+    RevealPlan.objects.filter(job__campaign=campaign).delete()
+    jobs = list(campaign.jobs.select_related("campaign__program", "reveal_plan").order_by("pk"))
+    fields = reveal_service._plan_fields
+
+    def broken_for_performance(job):
+        if job.suite == "performance":
+            raise RuntimeError("a plan the platform cannot read")
+        return fields(job)
+
+    monkeypatch.setattr(reveal_service, "_plan_fields", broken_for_performance)
+    dispatch._reveal_plans(jobs)
+    planned = set(RevealPlan.objects.filter(job__campaign=campaign).values_list("job__suite", flat=True))
+    assert planned == {job.suite for job in jobs} - {"performance"}
+    assert "no reveal plan for job" in caplog.text  # the failed job's reveal is drawn at ingestion

@@ -256,8 +256,15 @@ def reveal_plan_draw(*, job: Job) -> RevealPlan | None:
     """At dispatch: draw the job's secret sample key for its current challenge and list the reference
     keys it predicts will be drawn (runners.revealed.planned_output_ids, in the key's order, within the
     level's recomputation budget; for a performance job, every benchmark the plan names whose outputs
-    the draw could take: which of its timed rounds the runner commits is the device's). Replaces the plan of an earlier attempt; None when the job's level
-    draws no reveal. Nothing drawn here goes into the job's spec."""
+    the draw could take: which of its timed rounds the runner commits is the device's). Replaces the
+    plan of an earlier attempt; None when the job's level draws no reveal. Nothing drawn here goes into
+    the job's spec."""
+    return reveal_plans_draw(jobs=[job])[job.pk]
+
+
+def _plan_fields(job: Job) -> dict[str, Any] | None:
+    """A fresh plan's fields for the job's current attempt (a new secret key), or None when its level
+    draws no reveal for the job's suite."""
     from apps.runs.services.programs import program_reveal_policy
     from runners.revealed import (
         RevealContext,
@@ -270,12 +277,8 @@ def reveal_plan_draw(*, job: Job) -> RevealPlan | None:
 
     policy = program_reveal_policy(program=job.campaign.program, level=job.campaign.level)
     if policy.size <= 0 or policy.rule != "uniform" or job.suite not in COMMITTING_SUITES:
-        RevealPlan.objects.filter(job_id=job.pk).delete()
-        Job.reveal_plan.related.set_cached_value(job, None)
         return None
     sample_key = secrets.token_hex(32)
-    existing = _stored_plan(job)
-    stale = existing.references.name if existing is not None else ""
     keys = planned_output_ids(job.spec, job.suite) if job.suite != "performance" else []
     if job.suite == "conformance":
         context = RevealContext({}, job.spec)
@@ -295,7 +298,7 @@ def reveal_plan_draw(*, job: Job) -> RevealPlan | None:
             (key for key, cost in costs.items() if cost <= policy.budget_elements),
             key=lambda key: _sample_rank(sample_key, key),
         )
-    fields: dict[str, Any] = {
+    return {
         "challenge": job.challenge,
         "spec_sha256": _spec_digest(job.spec),
         "sample_key": sample_key,
@@ -308,23 +311,64 @@ def reveal_plan_draw(*, job: Job) -> RevealPlan | None:
         "prepared_at": None if keys else timezone.now(),
         "prepare_seconds": None,
     }
-    plan = existing
-    if plan is None:  # the job's first attempt: one INSERT
+
+
+def reveal_plans_draw(*, jobs: list[Job]) -> dict[int, RevealPlan | None]:
+    """`reveal_plan_draw` for the jobs dispatched together (a campaign's, at its submission), by job id:
+    the first attempts' plans in one INSERT, the plans of jobs whose level draws none removed in one
+    DELETE, an earlier attempt's plan replaced in one UPDATE each (issue 13: a campaign's dispatch wrote
+    each job's plan in a transaction of its own)."""
+    drawn: dict[int, RevealPlan | None] = {}
+    fresh: list[RevealPlan] = []
+    stale: list[str] = []
+    fields_of = {job.pk: _plan_fields(job) for job in jobs}
+    cleared = [job for job in jobs if fields_of[job.pk] is None]
+    if cleared:
+        RevealPlan.objects.filter(job_id__in=[job.pk for job in cleared]).delete()
+        for job in cleared:
+            Job.reveal_plan.related.set_cached_value(job, None)
+            drawn[job.pk] = None
+    for job in jobs:
+        fields = fields_of[job.pk]
+        if fields is None:
+            continue
+        plan = _stored_plan(job)
+        if plan is None:  # the job's first attempt
+            fresh.append(RevealPlan(job=job, **fields))
+            continue
+        if plan.references:  # the references of an earlier attempt
+            stale.append(plan.references.name)
+        for name, value in fields.items():  # an earlier attempt's plan: one UPDATE
+            setattr(plan, name, value)
+        plan.save(update_fields=list(fields))
+        drawn[job.pk] = plan
+    if fresh:
         try:
             with transaction.atomic():
-                plan = RevealPlan.objects.create(job=job, **fields)
-        except IntegrityError:  # drawn meanwhile by another dispatch of the job: this draw replaces it
-            plan = RevealPlan.objects.get(job_id=job.pk)
-            stale = plan.references.name
+                RevealPlan.objects.bulk_create(fresh)
+        except IntegrityError:  # drawn meanwhile by another dispatch of a job: this draw replaces it
+            for plan in fresh:
+                existing = RevealPlan.objects.filter(job_id=plan.job_id).first()
+                if existing is None:
+                    plan.save()
+                    drawn[plan.job_id] = plan
+                    continue
+                if existing.references:
+                    stale.append(existing.references.name)
+                fields = fields_of[plan.job_id] or {}
+                for name, value in fields.items():
+                    setattr(existing, name, value)
+                existing.save(update_fields=list(fields))
+                drawn[plan.job_id] = existing
         else:
-            job.reveal_plan = plan
-            return plan
-    for name, value in fields.items():  # an earlier attempt's plan: one UPDATE
-        setattr(plan, name, value)
-    plan.save(update_fields=list(fields))
-    if stale:  # the references of an earlier attempt
-        plan.references.storage.delete(stale)
-    return plan
+            for plan in fresh:
+                drawn[plan.job_id] = plan
+        for job in jobs:
+            if drawn.get(job.pk) is not None:
+                job.reveal_plan = drawn[job.pk]
+    for name in stale:
+        RevealPlan._meta.get_field("references").storage.delete(name)
+    return drawn
 
 
 def reveal_prepare(*, job_id: int, challenge: str) -> str:
@@ -391,16 +435,25 @@ def reveal_prepare(*, job_id: int, challenge: str) -> str:
 def reveal_prepare_dispatch(*, job: Job) -> None:
     """Draw the job's reveal plan and start computing its references on the platform queue (called
     when the job is sent to its runner; in the tests' in-process mode, computed at once)."""
-    plan = reveal_plan_draw(job=job)
-    if plan is None or plan.state != RevealPlanState.PREPARING:  # no reveal, or nothing to compute
-        return
-    if settings.CELERY_TASK_ALWAYS_EAGER:
-        reveal_prepare(job_id=job.pk, challenge=plan.challenge)
-        return
-    from apps.runs.dispatch import PLATFORM_QUEUE
-    from certification.celery import app
+    reveal_plans_prepare_dispatch(jobs=[job])
 
-    app.send_task("runs.reveal_prepare", args=[job.pk, plan.challenge], queue=PLATFORM_QUEUE)
+
+def reveal_plans_prepare_dispatch(*, jobs: list[Job]) -> None:
+    """Draw the plans of the jobs dispatched together (`reveal_plans_draw`) and queue each one's
+    references on the platform queue, one task a job so that several platform workers compute them at
+    once (in the tests' in-process mode, computed at once)."""
+    plans = reveal_plans_draw(jobs=jobs)
+    for job in jobs:
+        plan = plans.get(job.pk)
+        if plan is None or plan.state != RevealPlanState.PREPARING:  # no reveal, or nothing to compute
+            continue
+        if settings.CELERY_TASK_ALWAYS_EAGER:
+            reveal_prepare(job_id=job.pk, challenge=plan.challenge)
+            continue
+        from apps.runs.dispatch import PLATFORM_QUEUE
+        from certification.celery import app
+
+        app.send_task("runs.reveal_prepare", args=[job.pk, plan.challenge], queue=PLATFORM_QUEUE)
 
 
 class StoredReferences(Mapping[str, dict[str, Any]]):
@@ -476,7 +529,7 @@ def reveal_draw(
     (`budget`, input elements; runners.revealed.reference_cost), until `size` are drawn. Every output
     that fits the budgets on its own can be drawn; those that cannot (or that the platform cannot
     judge) are listed as excluded, with the reason, for the reviewer."""
-    from runners.revealed import RevealContext, judgeable, reference_cost
+    from runners.revealed import RevealContext, judgeable, reference_cost, reference_key
 
     started = time.perf_counter()
     if rule != "uniform":
@@ -484,11 +537,18 @@ def reveal_draw(
     context = RevealContext(document, job.spec, weights=_platform_weights(job))
     entries = committed_outputs(document)
     excluded, drawable = [], []
+    priced: dict[str, tuple[str | None, int]] = {}
+
+    def price(output_id: str) -> tuple[str | None, int]:
+        # A benchmark's outputs (its accuracy call and timed rounds) share its judgeability and cost,
+        # both read from its measurement: priced once per benchmark (77 outputs, 19 benchmarks).
+        key = reference_key(output_id) if output_id.startswith("performance/") else output_id
+        if key not in priced:
+            priced[key] = (judgeable(context, output_id), reference_cost(context, output_id))
+        return priced[key]
+
     with _reveal_threads():
-        costed = [
-            (entry, judgeable(context, str(entry.get("id"))), reference_cost(context, str(entry.get("id"))))
-            for entry in entries
-        ]
+        costed = [(entry, *price(str(entry.get("id")))) for entry in entries]
     for entry, why, cost in costed:
         output_id = str(entry.get("id"))
         if why is None and output_bytes(entry) > REVEAL_MAX_BYTES:
