@@ -337,7 +337,7 @@ def reveal_plans_draw(*, jobs: list[Job]) -> dict[int, RevealPlan | None]:
             fresh.append(RevealPlan(job=job, **fields))
             continue
         if plan.references:  # the references of an earlier attempt
-            stale.append(plan.references.name)
+            stale.append(str(plan.references.name))
         for name, value in fields.items():  # an earlier attempt's plan: one UPDATE
             setattr(plan, name, value)
         plan.save(update_fields=list(fields))
@@ -354,7 +354,7 @@ def reveal_plans_draw(*, jobs: list[Job]) -> dict[int, RevealPlan | None]:
                     drawn[plan.job_id] = plan
                     continue
                 if existing.references:
-                    stale.append(existing.references.name)
+                    stale.append(str(existing.references.name))
                 fields = fields_of[plan.job_id] or {}
                 for name, value in fields.items():
                     setattr(existing, name, value)
