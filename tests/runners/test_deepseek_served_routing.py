@@ -123,21 +123,33 @@ def _score(loaded, module, index: int, dtype: str, *, quick: bool) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("index", [0, 8, 13])
-def test_an_honest_bfloat16_run_below_the_old_bar_passes_with_routing_ties_apart(tiny, index):
-    """Quick prompts (4 x 12) of challenges where the teacher-forced agreement over every position fell
-    below the bfloat16 bar on this CPU (0.875, 0.875, 0.844): every disagreement at a tied routing."""
-    result = _score(
-        tiny, tiny.place(torch.device("cpu"), torch.bfloat16, free_bytes=None), index, "bfloat16", quick=True
-    )
-    assert result["metric"] == DECIDED_ROUTING_METRIC
-    assert result[TEACHER_FORCED_METRIC] < INFORMATIONAL_AGREEMENT["bfloat16"], result
-    assert result["value"] >= INFORMATIONAL_AGREEMENT["bfloat16"] and result["meets_informational_bar"], (
-        result
-    )
-    routing = result["routing"]
-    assert routing["tied_positions"] > 0 and routing["agreement_where_tied"] < 1.0
-    assert routing["routing_tie_margin"] == 2.0**-5 and "four machine epsilons" in routing["routing_tie_rule"]
+def test_honest_bfloat16_runs_below_the_old_bar_pass_with_routing_ties_apart(tiny):
+    """Challenges of quick prompts (4 x 12) where the teacher-forced agreement over every position falls
+    below the bfloat16 bar on this host: every disagreement at a tied routing, so each passes with the
+    ties apart. Which challenges fall below depends on the host's bfloat16 arithmetic (0, 8 and 13 at
+    0.875, 0.875, 0.844 on the AMD EPYC of session 24; 7, 13 and 18 at 0.875, 0.844, 0.875 on an Intel
+    Xeon with AVX512-BF16, session 28), so the first three below it are found, not named."""
+    module = tiny.place(torch.device("cpu"), torch.bfloat16, free_bytes=None)
+    below = []
+    for index in range(32):
+        result = _score(tiny, module, index, "bfloat16", quick=True)
+        if result[TEACHER_FORCED_METRIC] < INFORMATIONAL_AGREEMENT["bfloat16"]:
+            below.append((index, result))
+        if len(below) == 3:
+            break
+    assert below, "no challenge fell below the teacher-forced bar: the case this test is for never arose"
+    for index, result in below:
+        assert result["metric"] == DECIDED_ROUTING_METRIC
+        assert result["value"] >= INFORMATIONAL_AGREEMENT["bfloat16"] and result["meets_informational_bar"], (
+            index,
+            result,
+        )
+        routing = result["routing"]
+        assert routing["tied_positions"] > 0 and routing["agreement_where_tied"] < 1.0, (index, routing)
+        assert (
+            routing["routing_tie_margin"] == 2.0**-5
+            and "four machine epsilons" in routing["routing_tie_rule"]
+        )
 
 
 @pytest.mark.slow
