@@ -252,3 +252,21 @@ def test_one_jobs_failed_draw_does_not_cost_the_others_their_plans(cast, aia12, 
     planned = set(RevealPlan.objects.filter(job__campaign=campaign).values_list("job__suite", flat=True))
     assert planned == {job.suite for job in jobs} - {"performance"}
     assert "no reveal plan for job" in caplog.text  # the failed job's reveal is drawn at ingestion
+
+
+def test_a_plan_drawn_meanwhile_by_another_dispatch_is_replaced_by_this_draw(cast, aia12):
+    """Two dispatches of a job racing: the plan another one wrote after these jobs were read makes the
+    one INSERT fail; each plan is then written on its own and the other dispatch's is replaced."""
+    from apps.runs.services.reveal import reveal_plans_draw
+
+    campaign = campaign_from_runner(
+        vendor=cast.vendor, program=aia12, evaluate=False, reveal=False, precompute=False
+    )
+    RevealPlan.objects.filter(job__campaign=campaign).delete()
+    jobs = list(campaign.jobs.select_related("campaign__program", "reveal_plan").order_by("pk"))
+    other = reveal_plans_draw(jobs=[campaign.jobs.select_related("campaign__program").get(pk=jobs[0].pk)])
+    drawn = reveal_plans_draw(jobs=jobs)  # read before the other dispatch wrote its plan
+    assert RevealPlan.objects.filter(job__campaign=campaign).count() == len(jobs)
+    assert all(_current_plan(job) is not None for job in jobs)
+    kept = RevealPlan.objects.get(job_id=jobs[0].pk)
+    assert kept.sample_key == drawn[jobs[0].pk].sample_key != other[jobs[0].pk].sample_key
