@@ -32,8 +32,8 @@ pytestmark = pytest.mark.django_db
 
 # Per job, the statements the round adds (savepoints aside: in a test they stand for the BEGIN and
 # COMMIT of the platform's own transactions): the plan drawn at dispatch (since session 28 the four
-# jobs' plans in one INSERT, where the campaign without the round sends one DELETE); at ingestion the reveal row (1), its facts in
-# the acceptance's audit event and the jobs queued ahead (its answer window) read with the job; the
+# jobs' plans in one INSERT, where the campaign without the round sends one DELETE); at ingestion the
+# reveal row (1), its facts in the acceptance's audit event and the jobs queued ahead (its answer window) read with the job; the
 # request is published from that row (no read); the test's runner rebuilds it (2 reads: the reveal and
 # its job); the answer: the reveal with its job, plan and committing runner (1), its verdict (1), its
 # audit event (1: the head locked, the event inserted and the head moved in one statement on
