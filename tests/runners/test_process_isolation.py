@@ -771,7 +771,7 @@ def test_an_honest_device_fits_the_judges_clock_with_the_programs_bounds(tmp_pat
 
 def _cached_answers_run(tmp_path: Path, monkeypatch, suite: str) -> tuple[dict, dict]:
     """The plugin's ``cheat_timed: "cache"``: a result cache keyed on the inputs' content (every answer
-    right, a repeated input free) and TEST04's fresh probe calls reported as long as the last cached one."""
+    right, a repeated input free) and TEST04's fresh probe calls reported as long as the shortest cached one."""
     env = plugin_environment(tmp_path)
     (tmp_path / "probe" / "config.json").write_text(json.dumps({"cheat_timed": "cache"}))
     for name in ("PYTHONPATH", "HOSTILE_PROBE_DIR"):
@@ -784,8 +784,14 @@ def _cached_answers_run(tmp_path: Path, monkeypatch, suite: str) -> tuple[dict, 
         from runners.performance import run_performance
         from runners.spec import build_spec
 
+        # A GEMM whose compute outweighs the cache's fingerprint and the judge's frame (at 128 a call
+        # lasts about as long as the frame around it, and the two sides differ by the host's noise).
+        perf = {**PERF_OPTIONS["performance"], "gemm_sizes": [512]}
         spec = build_spec(
-            suite="performance", device="hostile", challenge=CHALLENGE, options={**PERF_OPTIONS, **bar}
+            suite="performance",
+            device="hostile",
+            challenge=CHALLENGE,
+            options={**PERF_OPTIONS, "performance": perf, **bar},
         )
         with DeviceClient("hostile") as device:
             document = run_performance(spec, device)
@@ -812,11 +818,12 @@ def _platform_caching_reasons(document: dict) -> list[str]:
 def test_a_cache_under_reporting_its_fresh_probe_calls_is_refused_by_the_judges_clock(
     tmp_path, monkeypatch, suite
 ):
-    """The plugin answers from a content cache and reports each fresh probe call as long as the last
-    cached one: fresh and repeated medians agree and every output is right, so TEST04 passed on the code
-    before the probe's frames (the control below shows it without a device process). The judge's clock
-    around each probe call saw the fresh calls compute: their reported total is far below half of it,
-    the probe's timings are refused and TEST04 fails, and the platform's judge says so in its own words."""
+    """The plugin answers from a content cache and reports each fresh probe call as long as the shortest
+    cached one: the fresh median is no slower than the repeated one and every output is right, so TEST04
+    passed on the code before the probe's frames (the control below shows it without a device process).
+    The judge's clock around each probe call saw the fresh calls compute: their reported total is far
+    below half of it, the probe's timings are refused and TEST04 fails, and the platform's judge says so
+    in its own words."""
     from runners.document import validate_document
 
     document, report = _cached_answers_run(tmp_path, monkeypatch, suite)
