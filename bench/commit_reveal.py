@@ -63,6 +63,7 @@ platform time, in both variants, shrinking the round's share.
 from __future__ import annotations
 
 import argparse
+import collections
 import gc
 import json
 import os
@@ -111,6 +112,12 @@ def main() -> int:
         action="store_true",
         help="also run each round's campaign with the round as ingestion ran before session 25 (every "
         "check draws the cases' dimensions anew), interleaved",
+    )
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also clock each step of the path (wall time, inclusive of the steps it calls) and print its "
+        "median per campaign without and with the round (precomputed references)",
     )
     parser.add_argument(
         "--profile",
@@ -298,6 +305,56 @@ def main() -> int:
 
     harness.answer_reveal = answer_published
 
+    # --breakdown: each step's wall time in a campaign (inclusive of the steps it calls), by step.
+    step_times: dict[str, float] = collections.defaultdict(float)
+    breakdown: dict[str, dict[str, list[float]]] = collections.defaultdict(
+        lambda: collections.defaultdict(list)
+    )
+    if args.breakdown:
+        from apps.certificates import criteria as criteria_module
+        from apps.runs.services import campaigns as campaigns_module
+        from apps.runs.services import messages as messages_module
+
+        def clocked(module, name: str, label: str) -> None:
+            function = getattr(module, name)
+
+            def timed(*a, **kw):
+                t = time.perf_counter()
+                try:
+                    return function(*a, **kw)
+                finally:
+                    if not preparing:
+                        step_times[label] += time.perf_counter() - t
+
+            setattr(module, name, timed)
+
+        for module, name, label in (
+            (ingestion_module, "_result_ingest", "ingestion (all)"),
+            (ingestion_module, "_validate", "ingestion: validation"),
+            (ingestion_module, "reveal_draw", "round: draw at ingestion"),
+            (ingestion_module, "reveal_dispatch", "round: request published"),
+            (reveal_service, "reveal_plans_draw", "round: plans drawn at dispatch"),
+            (reveal_service, "reveal_receive", "round: answer (all)"),
+            (messages_module, "message_payload", "round: answer parsed"),
+            (messages_module, "_verified_payload", "round: answer verified"),
+            (reveal_service, "_judge", "round: answer judged"),
+            (reveal_service, "audit_record", "round: answer's audit event"),
+            (campaigns_module, "campaign_check_completion", "completion and evaluation"),
+            (ingestion_module, "campaign_check_completion", "completion and evaluation"),
+            (criteria_module, "_reveal", "evaluation: reveal criterion"),
+        ):
+            clocked(module, name, label)
+        send = celery_app.send_task
+
+        def timed_send(*a, **kw):
+            t = time.perf_counter()
+            try:
+                return send(*a, **kw)
+            finally:
+                step_times["publishes (all)"] += time.perf_counter() - t
+
+        celery_app.send_task = timed_send
+
     def campaign_time(program, precompute: bool = True, label: str = "") -> tuple[float, float, list]:
         """(platform time on the campaign's path, platform time of the references precomputed while
         the runner runs, the reveals)."""
@@ -325,6 +382,7 @@ def main() -> int:
             return execute(sql, params, many, context)
 
         events = AuditEvent.objects.count()
+        step_times.clear()
         # Every campaign starts from a collected heap: the garbage of the variant before (parsed
         # documents, tensors) would otherwise be collected in whichever campaign runs next, a full
         # collection landing at random in one variant of a round (per-round ratios from -13% to +50% at
@@ -348,7 +406,6 @@ def main() -> int:
         ]
         return wall - runner_side - prepare_side, prepare_side, reveals
 
-    import collections
     import contextlib
 
     import torch
@@ -397,6 +454,8 @@ def main() -> int:
             else:
                 outcome[variant] = campaign_time(program)
             walls[variant].append(outcome[variant][0])
+            for label, seconds in step_times.items():
+                breakdown[variant][label].append(seconds)
             cpu_times[variant].append(last_cpu)
             if variant == "precomputed":
                 prepared_cpu.append(prepare_cpu)
@@ -444,6 +503,14 @@ def main() -> int:
                 f"saves {1 - statistics.median(times['precomputed']) / statistics.median(times['redraw']):.1%} "
                 f"of that campaign's path (per round {paired('precomputed', 'redraw', times)})"
             )
+    if args.breakdown:
+        print(f"steps of the path, wall time per campaign (medians of {args.rounds}; inclusive):")
+        for label in sorted({label for times in breakdown.values() for label in times}):
+            cells = [
+                f"{names[v]} {statistics.median(breakdown[v][label] + [0.0] * (args.rounds - len(breakdown[v][label]))) * 1e3:.1f} ms"
+                for v in ("plain", "precomputed")
+            ]
+            print(f"  {label}: " + ", ".join(cells))
     plain_sql, plain_events = sql_counts[(program_without.code, True)]
     full_sql, _ = sql_counts[(program_without.code + "full", True)]
     inline_sql, _ = sql_counts[(program.code, False)]
