@@ -22,6 +22,7 @@ from apps.runs.models import (
     CampaignState,
     ErrorClass,
     EvidenceRejection,
+    Job,
     JobState,
     OutputReveal,
     RevealState,
@@ -215,6 +216,48 @@ def test_a_late_answer_after_expiry_and_an_answer_from_another_runner_are_droppe
         reveal_receive(message=reveal_answer(request, identity=real.identity, root=real.output_root))
         == "dropped"
     )
+
+
+def test_a_verdict_is_recorded_once_and_succeeds_only_a_running_job(cast, aia12):
+    """The answer's verdict and the job's success are one statement (services/reveal.py `_settle`): the
+    verdict only while the reveal is pending, the success only while the job runs, where the verdict
+    settles it, and only if the verdict was recorded."""
+    from apps.runs.services.reveal import _settle
+
+    campaign = campaign_from_runner(vendor=cast.vendor, program=aia12, reveal=False, evaluate=False)
+    reveals = {
+        r.job.suite: r for r in OutputReveal.objects.filter(job__campaign=campaign).select_related("job")
+    }
+    settle = {"state": RevealState.VERIFIED, "checked": [{"id": "x"}], "findings": [], "seconds": 0.5}
+
+    conformance = reveals["conformance"]
+    assert _settle(conformance, **settle, job_succeeds=True)
+    conformance.refresh_from_db()
+    job = Job.objects.get(pk=conformance.job_id)
+    assert (conformance.state, conformance.checked, conformance.server_seconds) == (
+        "verified",
+        [{"id": "x"}],
+        0.5,
+    )
+    assert job.state == JobState.SUCCEEDED and job.finished_at == conformance.answered_at
+    # Settled already: nothing is written again (neither the verdict nor the job's end).
+    assert not _settle(conformance, **{**settle, "state": RevealState.MISMATCH}, job_succeeds=True)
+    conformance.refresh_from_db()
+    assert conformance.state == RevealState.VERIFIED
+    assert Job.objects.get(pk=job.pk).finished_at == job.finished_at
+
+    # A mismatch the level's criterion does not settle: the verdict, and the job still runs (job_fail's).
+    model = reveals["model"]
+    assert _settle(model, **{**settle, "state": RevealState.MISMATCH, "findings": ["f"]}, job_succeeds=False)
+    assert Job.objects.get(pk=model.job_id).state == JobState.RUNNING
+    assert OutputReveal.objects.get(pk=model.pk).findings == ["f"]
+
+    # A job cancelled meanwhile stays cancelled; the verdict is recorded.
+    serving = reveals["serving"]
+    Job.objects.filter(pk=serving.job_id).update(state=JobState.CANCELLED)
+    assert _settle(serving, **settle, job_succeeds=True)
+    assert Job.objects.get(pk=serving.job_id).state == JobState.CANCELLED
+    assert OutputReveal.objects.get(pk=serving.pk).state == RevealState.VERIFIED
 
 
 def test_a_reveal_missing_a_committed_output_is_a_mismatch(cast, aia12, tmp_path):

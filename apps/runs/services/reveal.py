@@ -784,6 +784,51 @@ def _settled_by_criterion(reveal: OutputReveal) -> bool:
     return level_judges_reveal(Job.objects.select_related("campaign__program").get(pk=reveal.job_id))
 
 
+def _settle(
+    reveal: OutputReveal,
+    *,
+    state: str,
+    checked: list[dict[str, Any]],
+    findings: list[str],
+    seconds: float,
+    job_succeeds: bool,
+) -> bool:
+    """In one statement: the reveal's verdict, recorded only while the reveal is pending, and where the
+    verdict settles the job (`job_succeeds`), the job's success, only while it runs and only if the
+    verdict was recorded. False when the reveal was settled meanwhile (nothing written). Two UPDATEs
+    of the ORM before (issue 13: each a round trip on the answer's path)."""
+    connection = transaction.get_connection()
+    now = timezone.now()
+    column = {
+        name: OutputReveal._meta.get_field(name)
+        for name in ("state", "checked", "findings", "answered_at", "server_seconds")
+    }
+    values = {
+        "state": state,
+        "checked": checked,
+        "findings": findings,
+        "answered_at": now,
+        "server_seconds": seconds,
+    }
+    assignments = ", ".join(f"{field.column} = %s" for field in column.values())
+    reveals, jobs = OutputReveal._meta.db_table, Job._meta.db_table
+    # The tables' and columns' names are the models' own; every value is a parameter.
+    sql = (
+        f"WITH settled AS (UPDATE {reveals} SET {assignments} WHERE id = %s AND state = %s "  # noqa: S608
+        "RETURNING job_id), "
+        f"succeeded AS (UPDATE {jobs} SET state = %s, finished_at = %s, progress_message = '' "
+        "WHERE %s AND state = %s AND id IN (SELECT job_id FROM settled) RETURNING id) "
+        "SELECT (SELECT count(*) FROM settled), (SELECT count(*) FROM succeeded)"
+    )
+    params = [field.get_db_prep_save(values[name], connection) for name, field in column.items()]
+    params += [reveal.pk, RevealState.PENDING]
+    params += [JobState.SUCCEEDED, now, job_succeeds, JobState.RUNNING]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        settled, _ = cursor.fetchone()
+    return bool(settled)
+
+
 def reveal_receive(*, message: dict[str, Any]) -> str:
     """Settle a reveal from the runner's signed answer; returns what became of it.
 
@@ -822,14 +867,15 @@ def reveal_receive(*, message: dict[str, Any]) -> str:
         return "dropped"
     checked, findings = _judge(reveal, payload)
     state = RevealState.MISMATCH if findings else RevealState.VERIFIED
-    now = timezone.now()
+    judged_by_criterion = _settled_by_criterion(reveal)
     with transaction.atomic():
-        if not OutputReveal.objects.filter(pk=reveal.pk, state=RevealState.PENDING).update(
+        if not _settle(
+            reveal,
             state=state,
             checked=checked,
             findings=findings,
-            answered_at=now,
-            server_seconds=(reveal.server_seconds or 0.0) + time.perf_counter() - started,
+            seconds=(reveal.server_seconds or 0.0) + time.perf_counter() - started,
+            job_succeeds=state == RevealState.VERIFIED or judged_by_criterion,
         ):
             return "dropped"
         audit_record(
@@ -842,11 +888,6 @@ def reveal_receive(*, message: dict[str, Any]) -> str:
                 "findings": findings[:10],
             },
         )
-        judged_by_criterion = _settled_by_criterion(reveal)
-        if state == RevealState.VERIFIED or judged_by_criterion:
-            Job.objects.filter(pk=job.pk, state=JobState.RUNNING).update(
-                state=JobState.SUCCEEDED, finished_at=now, progress_message=""
-            )
     if state == RevealState.MISMATCH and not judged_by_criterion:
         job_fail(
             job_id=job.pk,
