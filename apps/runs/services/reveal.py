@@ -313,6 +313,17 @@ def _plan_fields(job: Job) -> dict[str, Any] | None:
     }
 
 
+def _plan_replaced(plan: RevealPlan, fields: dict[str, Any], stale: list[str]) -> RevealPlan:
+    """An earlier attempt's plan replaced by this draw's `fields` in one UPDATE; the name of its
+    references file, if any, is added to `stale` (deleted once the draw is done)."""
+    if plan.references:
+        stale.append(str(plan.references.name))
+    for name, value in fields.items():
+        setattr(plan, name, value)
+    plan.save(update_fields=list(fields))
+    return plan
+
+
 def reveal_plans_draw(*, jobs: list[Job]) -> dict[int, RevealPlan | None]:
     """`reveal_plan_draw` for the jobs dispatched together (a campaign's, at its submission), by job id:
     the first attempts' plans in one INSERT, the plans of jobs whose level draws none removed in one
@@ -336,12 +347,7 @@ def reveal_plans_draw(*, jobs: list[Job]) -> dict[int, RevealPlan | None]:
         if plan is None:  # the job's first attempt
             fresh.append(RevealPlan(job=job, **fields))
             continue
-        if plan.references:  # the references of an earlier attempt
-            stale.append(str(plan.references.name))
-        for name, value in fields.items():  # an earlier attempt's plan: one UPDATE
-            setattr(plan, name, value)
-        plan.save(update_fields=list(fields))
-        drawn[job.pk] = plan
+        drawn[job.pk] = _plan_replaced(plan, fields, stale)
     if fresh:
         try:
             with transaction.atomic():
@@ -353,13 +359,7 @@ def reveal_plans_draw(*, jobs: list[Job]) -> dict[int, RevealPlan | None]:
                     plan.save()
                     drawn[plan.job_id] = plan
                     continue
-                if existing.references:
-                    stale.append(str(existing.references.name))
-                fields = fields_of[plan.job_id] or {}
-                for name, value in fields.items():
-                    setattr(existing, name, value)
-                existing.save(update_fields=list(fields))
-                drawn[plan.job_id] = existing
+                drawn[plan.job_id] = _plan_replaced(existing, fields_of[plan.job_id] or {}, stale)
         else:
             for plan in fresh:
                 drawn[plan.job_id] = plan
