@@ -42,7 +42,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import Case, IntegerField, OuterRef, Subquery, Sum, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -799,10 +799,11 @@ def _settle(
     of the ORM before (issue 13: each a round trip on the answer's path)."""
     connection = transaction.get_connection()
     now = timezone.now()
-    column = {
-        name: OutputReveal._meta.get_field(name)
-        for name in ("state", "checked", "findings", "answered_at", "server_seconds")
-    }
+    column: dict[str, models.Field[Any, Any]] = {}
+    for name in ("state", "checked", "findings", "answered_at", "server_seconds"):
+        field = OutputReveal._meta.get_field(name)
+        assert isinstance(field, models.Field)  # concrete columns, never relations
+        column[name] = field
     values = {
         "state": state,
         "checked": checked,
