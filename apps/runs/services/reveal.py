@@ -822,8 +822,8 @@ def _settle(
         "SELECT (SELECT count(*) FROM settled), (SELECT count(*) FROM succeeded)"
     )
     params = [field.get_db_prep_save(values[name], connection) for name, field in column.items()]
-    params += [reveal.pk, RevealState.PENDING]
-    params += [JobState.SUCCEEDED, now, job_succeeds, JobState.RUNNING]
+    params += [reveal.pk, RevealState.PENDING.value]
+    params += [JobState.SUCCEEDED.value, now, job_succeeds, JobState.RUNNING.value]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         settled, _ = cursor.fetchone()
