@@ -15,6 +15,7 @@ Each output id names what it is (runners/commitment.py): ``conformance/<kernel>/
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -447,17 +448,32 @@ def _sample_items(context: RevealContext, name: str, dtype: str, sample: str, si
 
 def _throughput_sample(sample: str) -> bool:
     """A throughput run's TEST01 sample (``b4@round2``), as opposed to a decoder's ``ttft b1@round0`` or
-    ``decode b1@round0`` next-token logits, which only the runner host's judge process recomputes (it
-    holds the device's first token the decode step continues)."""
+    ``decode b1@round0`` next-token logits."""
     return sample.startswith("b") and "@" in sample
+
+
+_FIRST_TOKEN_SAMPLE = re.compile(r"ttft b(?P<batch>[1-9][0-9]{0,3})@round[0-9]{1,6}")
+
+
+def _first_token_batch(sample: str) -> int | None:
+    """The batch of a decoder's time-to-first-token sample (``ttft b4@round2``: 4), else None."""
+    match = _FIRST_TOKEN_SAMPLE.fullmatch(sample)
+    return int(match.group("batch")) if match else None
 
 
 def model_sample_judgeable(sample: str) -> str | None:
     """Why the platform does not re-judge this model output, or None when it does: the accuracy
-    output, a latency sample, a throughput run's TEST01 sample. A decoder's ttft and decode samples
-    are committed but judged on the runner host only; drawn, they took a slot of the sample and were
-    recorded "not judged" (session 28), so they are excluded from the draw with this reason."""
-    if sample == "accuracy" or sample.startswith("latency@") or _throughput_sample(sample):
+    output, a latency sample, a throughput run's TEST01 sample, a decoder's first-token sample (its
+    prompt is the workload's, so its float64 logits are the model reference's last position: session
+    29). A decode step's sample continues the device's own first token, which the commitment does
+    not hold: it is judged on the runner host only, and excluded from the draw with this reason
+    (drawn, it took a slot of the sample and was recorded "not judged": session 28)."""
+    if (
+        sample == "accuracy"
+        or sample.startswith("latency@")
+        or _throughput_sample(sample)
+        or _first_token_batch(sample) is not None
+    ):
         return None
     return f"the platform does not recompute the model sample {sample!r} (the runner host's judge does)"
 
@@ -532,7 +548,6 @@ def _model(
             runner_value=claimed,
         )
         return _claims_checked(verdict, score, claimed, record, context, name, dtype)
-    items = _sample_items(context, name, dtype, sample, workload.size)
     item = next(
         (
             c
@@ -542,6 +557,10 @@ def _model(
         None,
     )
     runner = _runner_sample_status(item, "", sample)
+    batch = _first_token_batch(sample)
+    if batch is not None:
+        return _first_token(workload, reference, dtype, batch, tensor, runner)
+    items = _sample_items(context, name, dtype, sample, workload.size)
     if (
         tensor.dim() == 0
         or tensor.shape[0] != len(items)
@@ -554,6 +573,33 @@ def _model(
         runner,
         metric=score["metric"],
         value=score["value"],
+    )
+
+
+def _first_token(
+    workload: Any, reference: torch.Tensor, dtype: str, batch: int, tensor: torch.Tensor, runner: str | None
+) -> dict[str, Any]:
+    """A decoder's time-to-first-token sample: the next-token logits of the workload's first `batch`
+    prompts (the device's timed loop runs those, runners/model_suite/performance.py), judged as the
+    runner host's judge judges them against the float64 model (``tokens_within_rounding``: every
+    token the device picks is the reference's first, or within the dtype's rounding of it). The
+    float64 logits are the model reference's at each prompt's last position (a DeepSeek reference
+    holds the MTP head's logits after the main head's: the main head's last): no other computation."""
+    from runners.model_suite.performance import tokens_within_rounding
+
+    if workload.kind != "decoder" or reference.dim() != 3 or not 1 <= batch <= reference.shape[0]:
+        return _verdict("fail", runner, detail=f"no decoder prompt batch of {batch} in the workload")
+    length = workload.make_batch(list(range(batch)), torch.device("cpu"), torch.float32)[0].shape[1]
+    expected = reference[:batch, length - 1]
+    if tuple(tensor.shape) != tuple(expected.shape) or not tensor.is_floating_point():
+        return _verdict(
+            "fail",
+            runner,
+            detail=f"revealed {tuple(tensor.shape)}, the first token's logits are {tuple(expected.shape)}",
+        )
+    within = tokens_within_rounding(tensor, expected, getattr(torch, dtype))
+    return _verdict(
+        "pass" if within == 1.0 else "fail", runner, metric="tokens_within_rounding", value=within
     )
 
 

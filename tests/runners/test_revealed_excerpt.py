@@ -22,6 +22,7 @@ import torch
 from runners.backends import get_backend
 from runners.commitment import OutputCommitment, OutputStore
 from runners.models.deepseek import DeepseekV3Config
+from runners.models.llama import LlamaConfig
 from runners.models.seeded import seeded_model_entry
 from runners.revealed import NotJudgeable, RevealContext, judge_output, judgeable, judged_excerpt
 from runners.spec import attempt_tag, build_spec
@@ -78,11 +79,9 @@ def test_the_excerpt_judges_every_committed_output_of_the_runners_documents_as_t
     assert _judged_alike(document, store, weights) > 0
 
 
-def test_a_deepseek_models_accuracy_output_is_judged_from_the_excerpt_as_from_the_whole_document(tmp_path):
-    """Its accuracy measurement's mean logit cosine is re-read by the judge: the excerpt keeps it."""
-    entry = seeded_model_entry(
-        "dsv3", "deepseek-v3", asdict(DeepseekV3Config.small()), seed=0, directory=tmp_path
-    )
+def _decoder_run(folder: Path, entry: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], OutputStore]:
+    """A decoder's model suite run in bfloat16 on this CPU (quick plan), its outputs committed as a runner
+    host commits them: (document, spec, store)."""
     spec = build_spec(
         suite="model",
         device="cpu",
@@ -90,23 +89,100 @@ def test_a_deepseek_models_accuracy_output_is_judged_from_the_excerpt_as_from_th
         models=[entry],
         options={"quick": True, "model_dtypes": ["bfloat16"], "model_performance_dtypes": ["bfloat16"]},
     )
-    store = OutputStore(Path(tmp_path) / "outputs", attempt_tag(CHALLENGE))
+    store = OutputStore(folder / "outputs", attempt_tag(CHALLENGE))
     torch.manual_seed(0)
     document = run_suite(
         spec, backend=get_backend("cpu"), progress=lambda *_: None, commitment=OutputCommitment(store)
     )
+    return document, spec, store
+
+
+@pytest.fixture(scope="module")
+def deepseek(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("deepseek")
+    config = asdict(DeepseekV3Config.small())
+    return _decoder_run(folder, seeded_model_entry("dsv3", "deepseek-v3", config, seed=0, directory=folder))
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("llama")
+    config = dict(LlamaConfig.small().__dict__)
+    entry = seeded_model_entry(
+        "dsv3", "llama-decoder", config, seed=0, directory=folder, task="text-generation"
+    )
+    return _decoder_run(folder, entry)
+
+
+def test_a_deepseek_models_accuracy_output_is_judged_from_the_excerpt_as_from_the_whole_document(deepseek):
+    """Its accuracy measurement's mean logit cosine is re-read by the judge: the excerpt keeps it."""
+    document, spec, store = deepseek
     accuracy = [
         m for m in document["measurements"] if m["name"] == "dsv3 accuracy" and m["dtype"] == "bfloat16"
     ]
     assert accuracy and "logit_cosine_mean" in accuracy[0]["params"]
     assert judged_excerpt(document, ["model/dsv3/bfloat16/accuracy"])["measurements"] == accuracy
-    assert _judged_alike(document, store, {}) >= 4  # the accuracy output, latency and throughput samples
+    # The accuracy output, the latency and throughput samples and the first-token samples.
+    assert _judged_alike(document, store, {}) >= 5
     verdict = judge_output(
         RevealContext(judged_excerpt(document, ["model/dsv3/bfloat16/accuracy"]), spec),
         "model/dsv3/bfloat16/accuracy",
         store.get("model/dsv3/bfloat16/accuracy"),
     )
     assert verdict["agrees"] and verdict["server_status"] == "pass", verdict
+
+
+@pytest.mark.parametrize("decoder", ["deepseek", "llama"])
+def test_a_decoders_first_token_samples_are_judged_by_the_platform_and_its_decode_steps_excluded(
+    request, decoder
+):
+    """A decoder's time-to-first-token samples are the next-token logits of the workload's first prompts,
+    so the platform judges them against the float64 model reference's last position, as the runner host's
+    judge does (``tokens_within_rounding``; before session 29 they were excluded from the draw and judged
+    on the runner host only). An honest bfloat16 run's pass and agree with the runner, on the reference
+    computed at the answer and on the one precomputed while the runner ran; logits whose top token is one
+    the reference ranks last fail, against a runner that said pass. A decode step continues the device's
+    own first token, which the commitment does not hold: excluded from the draw, with the reason. Both
+    decoder architectures (a DeepSeek reference holds its MTP head's logits after the main head's)."""
+    from runners.revealed import reference_key, reference_parts
+
+    document, spec, store = request.getfixturevalue(decoder)
+    ids = [str(e["id"]) for e in committed_outputs(document)]
+    first_tokens = [i for i in ids if i.startswith("model/dsv3/bfloat16/ttft b")]
+    decode_steps = [i for i in ids if i.startswith("model/dsv3/bfloat16/decode b")]
+    assert first_tokens and decode_steps, ids
+    precomputed = {
+        reference_key("model/dsv3"): reference_parts(RevealContext({}, spec), reference_key("model/dsv3"))
+    }
+    for output_id in first_tokens:
+        assert judgeable(RevealContext(document, spec), output_id) is None
+        for ahead in ({}, precomputed):
+            context = RevealContext(document, spec)
+            context.precomputed = ahead
+            verdict = judge_output(context, output_id, store.get(output_id))
+            assert verdict["server_status"] == verdict["runner_status"] == "pass", (output_id, verdict)
+            assert verdict["agrees"] and (verdict["metric"], verdict["value"]) == (
+                "tokens_within_rounding",
+                1.0,
+            )
+            assert context.used[reference_key("model/dsv3")] == ("precomputed" if ahead else "inline")
+    for output_id in decode_steps:
+        assert "the runner host's judge" in str(judgeable(RevealContext(document, spec), output_id))
+
+    # The device's timed first tokens wrong: each row's top logit swapped with the row's lowest.
+    honest = store.get(first_tokens[0])
+    rows = torch.arange(honest.shape[0])
+    top, bottom = honest.argmax(-1), honest.argmin(-1)
+    forged = honest.clone()
+    forged[rows, top], forged[rows, bottom] = honest[rows, bottom], honest[rows, top]
+    verdict = judge_output(RevealContext(document, spec), first_tokens[0], forged)
+    assert verdict["server_status"] == "fail" and verdict["runner_status"] == "pass" and not verdict["agrees"]
+    assert verdict["value"] == 0.0, verdict
+    # Logits of another shape (one row short) fail with what the platform expected.
+    short = judge_output(
+        RevealContext(document, spec), first_tokens[0], honest[:-1] if honest.shape[0] > 1 else honest[:, :-1]
+    )
+    assert short["server_status"] == "fail" and "the first token's logits are" in short["detail"]
 
 
 def test_the_excerpt_of_a_conformance_draw_holds_the_drawn_cases_only(tiny):
