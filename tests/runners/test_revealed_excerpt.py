@@ -109,7 +109,7 @@ def llama(tmp_path_factory):
     folder = tmp_path_factory.mktemp("llama")
     config = dict(LlamaConfig.small().__dict__)
     entry = seeded_model_entry(
-        "dsv3", "llama-decoder", config, seed=0, directory=folder, task="text-generation"
+        "llama", "llama-decoder", config, seed=0, directory=folder, task="text-generation"
     )
     return _decoder_run(folder, entry)
 
@@ -147,12 +147,15 @@ def test_a_decoders_first_token_samples_are_judged_by_the_platform_and_its_decod
     from runners.revealed import reference_key, reference_parts
 
     document, spec, store = request.getfixturevalue(decoder)
+    name = spec["models"][0]["name"]
     ids = [str(e["id"]) for e in committed_outputs(document)]
-    first_tokens = [i for i in ids if i.startswith("model/dsv3/bfloat16/ttft b")]
-    decode_steps = [i for i in ids if i.startswith("model/dsv3/bfloat16/decode b")]
+    first_tokens = [i for i in ids if i.startswith(f"model/{name}/bfloat16/ttft b")]
+    decode_steps = [i for i in ids if i.startswith(f"model/{name}/bfloat16/decode b")]
     assert first_tokens and decode_steps, ids
     precomputed = {
-        reference_key("model/dsv3"): reference_parts(RevealContext({}, spec), reference_key("model/dsv3"))
+        reference_key(f"model/{name}"): reference_parts(
+            RevealContext({}, spec), reference_key(f"model/{name}")
+        )
     }
     for output_id in first_tokens:
         assert judgeable(RevealContext(document, spec), output_id) is None
@@ -165,7 +168,7 @@ def test_a_decoders_first_token_samples_are_judged_by_the_platform_and_its_decod
                 "tokens_within_rounding",
                 1.0,
             )
-            assert context.used[reference_key("model/dsv3")] == ("precomputed" if ahead else "inline")
+            assert context.used[reference_key(f"model/{name}")] == ("precomputed" if ahead else "inline")
     for output_id in decode_steps:
         assert "the runner host's judge" in str(judgeable(RevealContext(document, spec), output_id))
 
