@@ -432,6 +432,7 @@ def _model_workload(context: RevealContext, name: str) -> tuple[Any, Any]:
             f"the platform cannot build {name}'s reference: {type(exc).__name__}: {exc}"
         ) from None
     context.models[key] = (workload, reference)
+    context.models[("model_loaded", name)] = loaded
     return workload, reference
 
 
@@ -452,27 +453,27 @@ def _throughput_sample(sample: str) -> bool:
     return sample.startswith("b") and "@" in sample
 
 
-_FIRST_TOKEN_SAMPLE = re.compile(r"ttft b(?P<batch>[1-9][0-9]{0,3})@round[0-9]{1,6}")
+_DECODER_SAMPLE = re.compile(r"(?P<kind>ttft|decode) b(?P<batch>[1-9][0-9]{0,3})@round[0-9]{1,6}")
 
 
-def _first_token_batch(sample: str) -> int | None:
-    """The batch of a decoder's time-to-first-token sample (``ttft b4@round2``: 4), else None."""
-    match = _FIRST_TOKEN_SAMPLE.fullmatch(sample)
-    return int(match.group("batch")) if match else None
+def _decoder_sample(sample: str) -> tuple[str, int] | None:
+    """A decoder's time-to-first-token or decode-step sample (``ttft b4@round2``: ("ttft", 4)), else None."""
+    match = _DECODER_SAMPLE.fullmatch(sample)
+    return (match.group("kind"), int(match.group("batch"))) if match else None
 
 
 def model_sample_judgeable(sample: str) -> str | None:
     """Why the platform does not re-judge this model output, or None when it does: the accuracy
-    output, a latency sample, a throughput run's TEST01 sample, a decoder's first-token sample (its
-    prompt is the workload's, so its float64 logits are the model reference's last position: session
-    29). A decode step's sample continues the device's own first token, which the commitment does
-    not hold: it is judged on the runner host only, and excluded from the draw with this reason
-    (drawn, it took a slot of the sample and was recorded "not judged": session 28)."""
+    output, a latency sample, a throughput run's TEST01 sample, a decoder's first-token and decode-step
+    samples (session 29; before, judged on the runner host only). A first-token sample's prompts are
+    the workload's, so its float64 logits are the model reference's at the prompt's last position; a
+    decode step continues the device's own first token, which the platform knows where the float64
+    first token is decided in the dtype (`_decode_step`)."""
     if (
         sample == "accuracy"
         or sample.startswith("latency@")
         or _throughput_sample(sample)
-        or _first_token_batch(sample) is not None
+        or _decoder_sample(sample) is not None
     ):
         return None
     return f"the platform does not recompute the model sample {sample!r} (the runner host's judge does)"
@@ -557,9 +558,11 @@ def _model(
         None,
     )
     runner = _runner_sample_status(item, "", sample)
-    batch = _first_token_batch(sample)
-    if batch is not None:
-        return _first_token(workload, reference, dtype, batch, tensor, runner)
+    decoder = _decoder_sample(sample)
+    if decoder is not None and decoder[0] == "ttft":
+        return _first_token(workload, reference, dtype, decoder[1], tensor, runner)
+    if decoder is not None:
+        return _decode_step(context, name, workload, reference, dtype, decoder[1], tensor, runner)
     items = _sample_items(context, name, dtype, sample, workload.size)
     if (
         tensor.dim() == 0
@@ -585,22 +588,107 @@ def _first_token(
     token the device picks is the reference's first, or within the dtype's rounding of it). The
     float64 logits are the model reference's at each prompt's last position (a DeepSeek reference
     holds the MTP head's logits after the main head's: the main head's last): no other computation."""
+
+    expected = _first_token_logits(workload, reference, batch)
+    if expected is None:
+        return _verdict("fail", runner, detail=f"no decoder prompt batch of {batch} in the workload")
+    return _next_tokens_verdict(tensor, expected, dtype, runner, "the first token's logits")
+
+
+def _first_token_logits(workload: Any, reference: torch.Tensor, batch: int) -> torch.Tensor | None:
+    """The float64 next-token logits after each of the workload's first `batch` prompts: the model
+    reference's at the prompt's last position (a DeepSeek reference holds the MTP head's logits after the
+    main head's: the main head's last). None where the workload has no such batch of decoder prompts."""
+    if workload.kind != "decoder" or reference.dim() != 3 or not 1 <= batch <= reference.shape[0]:
+        return None
+    length = workload.make_batch(list(range(batch)), torch.device("cpu"), torch.float32)[0].shape[1]
+    return reference[:batch, length - 1]
+
+
+def _next_tokens_verdict(
+    tensor: torch.Tensor, expected: torch.Tensor, dtype: str, runner: str | None, what: str
+) -> dict[str, Any]:
+    """The runner host's judge's rule for a decoder's sampled next-token logits: every token the device
+    picks is the float64 reference's first, or within the dtype's rounding of it."""
     from runners.model_suite.performance import tokens_within_rounding
 
-    if workload.kind != "decoder" or reference.dim() != 3 or not 1 <= batch <= reference.shape[0]:
-        return _verdict("fail", runner, detail=f"no decoder prompt batch of {batch} in the workload")
-    length = workload.make_batch(list(range(batch)), torch.device("cpu"), torch.float32)[0].shape[1]
-    expected = reference[:batch, length - 1]
     if tuple(tensor.shape) != tuple(expected.shape) or not tensor.is_floating_point():
         return _verdict(
-            "fail",
-            runner,
-            detail=f"revealed {tuple(tensor.shape)}, the first token's logits are {tuple(expected.shape)}",
+            "fail", runner, detail=f"revealed {tuple(tensor.shape)}, {what} are {tuple(expected.shape)}"
         )
     within = tokens_within_rounding(tensor, expected, getattr(torch, dtype))
     return _verdict(
         "pass" if within == 1.0 else "fail", runner, metric="tokens_within_rounding", value=within
     )
+
+
+def decode_step_references(context: RevealContext, name: str) -> dict[str, torch.Tensor]:
+    """The float64 logits of a planned decoder's decode step for each batch its timed loop runs
+    (``decode_b<n>``): after each of the workload's first n prompts and the float64 model's own first
+    token. Empty for a model that does not decode. Precomputed with the model's reference
+    (`reference_parts`), else computed when a decode sample is judged."""
+    from runners.model_suite.performance import decoder_batches
+    from runners.model_suite.workloads import float64_model
+
+    workload, reference = _model_workload(context, name)
+    if workload.kind != "decoder":
+        return {}
+    loaded = context.models[("model_loaded", name)]
+    f64 = float64_model(loaded, workload)
+    steps: dict[str, torch.Tensor] = {}
+    for batch in decoder_batches(workload.size):
+        first = _first_token_logits(workload, reference, batch)
+        if first is None:
+            continue
+        prompts = workload.make_batch(list(range(batch)), torch.device("cpu"), torch.float32)[0]
+        ids = torch.cat([prompts, first.argmax(-1, keepdim=True).to(prompts.dtype)], dim=1)
+        with torch.inference_mode():
+            steps[f"decode_b{batch}"] = f64(ids)[:, -1].double()
+    return steps
+
+
+def _decode_step(
+    context: RevealContext,
+    name: str,
+    workload: Any,
+    reference: torch.Tensor,
+    dtype: str,
+    batch: int,
+    tensor: torch.Tensor,
+    runner: str | None,
+) -> dict[str, Any]:
+    """A decoder's decode-step sample: the next-token logits after each of the workload's first `batch`
+    prompts and the device's own first token (teacher forcing: runners/model_suite/performance.py). The
+    commitment does not hold that token, so the platform judges the step where the float64 first token
+    is decided in the dtype (every other token's logit below the first's by more than the dtype's
+    rounding, ``tokens_within_rounding``'s margin): there an honest device picked that token, and a
+    device that picked another has failed already. Elsewhere the context is the device's own choice and
+    the sample is not judged (NotJudgeable: recorded, never counted against the runner)."""
+    from runners.integrity import default_tolerance
+
+    first = _first_token_logits(workload, reference, batch)
+    if first is None:
+        return _verdict("fail", runner, detail=f"no decoder prompt batch of {batch} in the workload")
+    rtol, atol = default_tolerance(getattr(torch, dtype))
+    top = first.topk(2, dim=-1).values
+    margin = atol + rtol * first.abs().amax(-1)
+    undecided = [i for i in range(batch) if float(top[i, 0] - top[i, 1]) <= float(margin[i])]
+    if undecided:
+        raise NotJudgeable(
+            f"the float64 first token after prompt(s) {undecided} is within the {dtype} rounding of another: "
+            "the decode step continues the device's own choice"
+        )
+    key = reference_key(f"model/{name}")
+    parts = context.precomputed.get(key) or {}
+    expected = parts.get(f"decode_b{batch}")
+    if expected is None:
+        cached = ("decode_steps", name)
+        if cached not in context.models:
+            context.models[cached] = decode_step_references(context, name)
+        expected = context.models[cached].get(f"decode_b{batch}")
+    if expected is None:
+        return _verdict("fail", runner, detail=f"no decode step of batch {batch} in the workload")
+    return _next_tokens_verdict(tensor, expected, dtype, runner, "the decode step's logits")
 
 
 # Serving -------------------------------------------------------------------------------------------
@@ -839,7 +927,7 @@ def reference_parts(context: RevealContext, key: str) -> dict[str, Any]:
         return _conformance_parts(kernel, case, dtype, context.challenge)
     if suite == "model":
         _, reference = _model_workload(context, rest)
-        return {"reference": reference}
+        return {"reference": reference, **decode_step_references(context, rest)}
     if suite == "serving":
         _, workload, f64 = _serving_model(context, rest)
         return {"reference": _serving_reference(context, rest, workload, f64)}
