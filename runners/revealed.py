@@ -664,14 +664,13 @@ def _decode_step(
     rounding, ``tokens_within_rounding``'s margin): there an honest device picked that token, and a
     device that picked another has failed already. Elsewhere the context is the device's own choice and
     the sample is not judged (NotJudgeable: recorded, never counted against the runner)."""
-    from runners.integrity import default_tolerance
+    from runners.model_suite.performance import rounding_margin
 
     first = _first_token_logits(workload, reference, batch)
     if first is None:
         return _verdict("fail", runner, detail=f"no decoder prompt batch of {batch} in the workload")
-    rtol, atol = default_tolerance(getattr(torch, dtype))
     top = first.topk(2, dim=-1).values
-    margin = atol + rtol * first.abs().amax(-1)
+    margin = rounding_margin(first, getattr(torch, dtype))
     undecided = [i for i in range(batch) if float(top[i, 0] - top[i, 1]) <= float(margin[i])]
     if undecided:
         raise NotJudgeable(

@@ -543,11 +543,17 @@ def tokens_within_rounding(logits: torch.Tensor, reference: torch.Tensor, dtype:
     if logits.shape != reference.shape or logits.numel() == 0:
         return 0.0
     logits, reference = logits.double(), reference.double()
-    rtol, atol = default_tolerance(dtype)
     chosen = reference.gather(-1, logits.argmax(-1, keepdim=True)).squeeze(-1)
     best = reference.max(-1).values
-    margin = atol + rtol * reference.abs().amax(-1)
-    return float((chosen >= best - margin).double().mean())
+    return float((chosen >= best - rounding_margin(reference, dtype)).double().mean())
+
+
+def rounding_margin(reference: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """How far below a position's first float64 logit a token may lie and still be within the dtype's
+    run-to-run rounding of it (``default_tolerance``: atol + rtol x the largest reference logit of the
+    position), one value a position."""
+    rtol, atol = default_tolerance(dtype)
+    return atol + rtol * reference.double().abs().amax(-1)
 
 
 def _host(output: Any) -> torch.Tensor:
