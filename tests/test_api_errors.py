@@ -254,6 +254,8 @@ def test_a_server_error_under_the_api_is_a_json_500(cast, client_for, broken_vie
         ('["\\"[[[["]', 1),  # nor after an escaped quote
         ("[" * 33 + "]" * 33, 33),
         ("]" * 50 + "[" * 10, 0),  # json.loads refuses the first "]" before nesting at all
+        ('{"outputs_b64": "' + "QUJD" * 100_000 + '", "missing": [[]]}', 3),  # a reveal answer's shape
+        ("[" * 3 + "]" * 3 + '["' + "{" * 40 + '"]', 3),  # few brackets outside strings, many inside
     ],
 )
 def test_the_depth_check_counts_what_the_parser_would_nest(text, depth):

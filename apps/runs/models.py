@@ -292,6 +292,13 @@ class RevealPlan(models.Model):
         upload_to="reveal-plans/", blank=True, help_text="safetensors of the references (random name)"
     )
     reference_numbers = models.JSONField(default=dict, help_text="Each reference's tolerances")
+    draw_order = models.JSONField(
+        default=list,
+        help_text=(
+            "Every planned output the draw could take, in the key's order, priced: "
+            "[output id, recomputation cost, why it cannot be drawn or null] (computed with the references)"
+        ),
+    )
     problems = models.JSONField(default=list, help_text="References that could not be precomputed")
     drawn_at = models.DateTimeField(auto_now_add=True)
     prepared_at = models.DateTimeField(null=True, blank=True)

@@ -270,3 +270,52 @@ def test_a_plan_drawn_meanwhile_by_another_dispatch_is_replaced_by_this_draw(cas
     assert all(_current_plan(job) is not None for job in jobs)
     kept = RevealPlan.objects.get(job_id=jobs[0].pk)
     assert kept.sample_key == drawn[jobs[0].pk].sample_key != other[jobs[0].pk].sample_key
+
+
+def test_the_draw_reads_the_order_and_prices_its_plan_prepared_off_the_path(cast, aia12, monkeypatch):
+    """Session 31 (issue 13): a conformance plan's preparation orders every planned output by the key
+    and prices it; the draw at ingestion reads that instead of pricing and ordering every committed
+    output on the campaign's path (529 at Baseline), and draws exactly what doing so would draw."""
+    import runners.revealed as revealed
+    from apps.runs.models import Job
+    from apps.runs.services.reveal import reveal_draw
+    from runners.revealed import judgeable, planned_output_ids, reference_cost
+
+    campaign = campaign_from_runner(vendor=cast.vendor, program=aia12, evaluate=False, reveal=False)
+    reveal = OutputReveal.objects.select_related("job", "document").get(
+        job__campaign=campaign, job__suite="conformance"
+    )
+    plan = RevealPlan.objects.get(job=reveal.job)
+    spec = reveal.job.spec
+    context = RevealContext({}, spec)
+    ids = [row[0] for row in plan.draw_order]
+    assert sorted(ids) == sorted(planned_output_ids(spec, "conformance")) and len(ids) > 10
+    assert ids == sorted(ids, key=lambda i: _sample_rank(plan.sample_key, i))
+    assert all(
+        [cost, why] == [reference_cost(context, i), judgeable(context, i)] for i, cost, why in plan.draw_order
+    )
+    assert plan.predicted == [i for i in ids if i in plan.predicted]  # the first drawable, in order
+    with reveal.document.content.open("rb") as handle:
+        document = json.loads(handle.read())
+    priced = []
+    cost = revealed.reference_cost
+    monkeypatch.setattr(revealed, "reference_cost", lambda *a: priced.append(a[1]) or cost(*a))
+
+    def draw(order: list | None) -> tuple[list[str], list[dict], int]:
+        OutputReveal.objects.filter(job=reveal.job).delete()
+        job = Job.objects.select_related("campaign__program", "reveal_plan").get(pk=reveal.job_id)
+        if order is not None:
+            job.reveal_plan.draw_order = order
+        priced.clear()
+        drawn, _ = reveal_draw(
+            stored=reveal.document, document=document, job=job, size=5, rule="uniform", budget=1 << 26
+        )
+        return drawn.requested, drawn.excluded, len(priced)
+
+    stored = draw(None)
+    assert stored[0] and stored[2] == 0  # nothing priced on the path
+    unprepared = draw([])  # a plan not prepared yet (the race): every output priced and ordered now
+    assert unprepared[:2] == stored[:2] and unprepared[2] >= len(ids)
+    # An order that lacks a committed output (never written by a preparation of this plan): ordered by
+    # the key, as when nothing was prepared.
+    assert draw(plan.draw_order[:-1])[:2] == stored[:2]

@@ -4,7 +4,8 @@ A result document commits to a digest of every output its runner judged (runners
 When the job is dispatched under its challenge the platform draws a secret key (`reveal_plan_draw`,
 kept in RevealPlan, never in the spec or any message to the runner) that orders every output id the
 runner could commit; a platform task computes, while the runner runs, the float64 references of the
-outputs that order predicts will be drawn (`reveal_prepare`). Ingestion checks that the commitment
+outputs that order predicts will be drawn, and for a conformance job the order and price of every
+planned output, which the draw then reads instead of computing them (`reveal_prepare`). Ingestion checks that the commitment
 covers exactly the judged outputs, stores the document, and then takes the sample (`reveal_draw`):
 the committed outputs in the key's order, each that fits the budgets, until the level's size. The
 order is independent of what the runner commits (it cannot know the key), so the sample is uniform
@@ -253,18 +254,46 @@ def _current_plan(job: Job) -> RevealPlan | None:
 
 
 def reveal_plan_draw(*, job: Job) -> RevealPlan | None:
-    """At dispatch: draw the job's secret sample key for its current challenge and list the reference
-    keys it predicts will be drawn (runners.revealed.planned_output_ids, in the key's order, within the
-    level's recomputation budget; for a performance job, every benchmark the plan names whose outputs
-    the draw could take: which of its timed rounds the runner commits is the device's). Replaces the
-    plan of an earlier attempt; None when the job's level draws no reveal. Nothing drawn here goes into
-    the job's spec."""
+    """At dispatch: draw the job's secret sample key for its current challenge (what the key predicts is
+    computed off the path by `reveal_prepare`: `_predictions`). Replaces the plan of an earlier attempt;
+    None when the job's level draws no reveal. Nothing drawn here goes into the job's spec."""
     return reveal_plans_draw(jobs=[job])[job.pk]
 
 
 def _plan_fields(job: Job) -> dict[str, Any] | None:
     """A fresh plan's fields for the job's current attempt (a new secret key), or None when its level
-    draws no reveal for the job's suite."""
+    draws no reveal for the job's suite. Only the key is drawn here, on the campaign's path: which outputs
+    it predicts, and the price and place of every planned output in its order, are computed with the
+    references off the path (`reveal_prepare`; issue 13: ordering and pricing a Baseline conformance
+    plan's 529 outputs at dispatch, and again at the draw, was a fifth of the round's cost)."""
+    from apps.runs.services.programs import program_reveal_policy
+
+    policy = program_reveal_policy(program=job.campaign.program, level=job.campaign.level)
+    if policy.size <= 0 or policy.rule != "uniform" or job.suite not in COMMITTING_SUITES:
+        return None
+    return {
+        "challenge": job.challenge,
+        "spec_sha256": _spec_digest(job.spec),
+        "sample_key": secrets.token_hex(32),
+        "state": RevealPlanState.PREPARING,
+        "predicted": [],
+        "draw_order": [],
+        "references": "",
+        "reference_numbers": {},
+        "problems": [],
+        "prepared_at": None,
+        "prepare_seconds": None,
+    }
+
+
+def _predictions(job: Job, sample_key: str) -> tuple[list[str], list[list[Any]]]:
+    """What a plan predicts for its key, computed off the campaign's path (`reveal_prepare`): the reference
+    keys whose references are computed ahead (runners.revealed.planned_output_ids, in the key's order,
+    within the level's recomputation budget; for a performance job, every benchmark the plan names whose
+    outputs the draw could take: which of its timed rounds the runner commits is the device's), and for
+    a conformance job the draw order: every planned case's output in the key's order, with its cost and
+    why the platform could not judge it (None when it can), which is all the draw at ingestion needs of
+    an output the document commits (both depend on the spec and challenge alone)."""
     from apps.runs.services.programs import program_reveal_policy
     from runners.revealed import (
         RevealContext,
@@ -276,41 +305,30 @@ def _plan_fields(job: Job) -> dict[str, Any] | None:
     )
 
     policy = program_reveal_policy(program=job.campaign.program, level=job.campaign.level)
-    if policy.size <= 0 or policy.rule != "uniform" or job.suite not in COMMITTING_SUITES:
-        return None
-    sample_key = secrets.token_hex(32)
-    keys = planned_output_ids(job.spec, job.suite) if job.suite != "performance" else []
-    if job.suite == "conformance":
-        context = RevealContext({}, job.spec)
-        predicted: list[str] = []
-        spend = policy.budget_elements
-        for output_id in sorted(keys, key=lambda i: _sample_rank(sample_key, i)):
-            if len(predicted) == policy.size * PREDICTED_PER_SAMPLE:
-                break
-            cost = reference_cost(context, output_id)
-            if judgeable(context, output_id) is None and cost <= spend:
-                predicted.append(output_id)
-                spend -= cost
-        keys = predicted
-    elif job.suite == "performance":  # every planned benchmark an output of which the draw could take
+    if job.suite == "performance":  # every planned benchmark an output of which the draw could take
         costs = {key: planned_cost(bench) for key, bench in planned_performance(job.spec).items()}
         keys = sorted(
             (key for key, cost in costs.items() if cost <= policy.budget_elements),
             key=lambda key: _sample_rank(sample_key, key),
         )
-    return {
-        "challenge": job.challenge,
-        "spec_sha256": _spec_digest(job.spec),
-        "sample_key": sample_key,
-        # Nothing predicted (a plan that names no benchmark the platform can rebuild): ready as is.
-        "state": RevealPlanState.PREPARING if keys else RevealPlanState.READY,
-        "predicted": keys,
-        "references": "",
-        "reference_numbers": {},
-        "problems": [],
-        "prepared_at": None if keys else timezone.now(),
-        "prepare_seconds": None,
-    }
+        return keys, []
+    keys = planned_output_ids(job.spec, job.suite)
+    if job.suite != "conformance":
+        return keys, []
+    context = RevealContext({}, job.spec)
+    order = [
+        [output_id, reference_cost(context, output_id), judgeable(context, output_id)]
+        for output_id in sorted(keys, key=lambda i: _sample_rank(sample_key, i))
+    ]
+    predicted: list[str] = []
+    spend = policy.budget_elements
+    for output_id, cost, why in order:
+        if len(predicted) == policy.size * PREDICTED_PER_SAMPLE:
+            break
+        if why is None and cost <= spend:
+            predicted.append(output_id)
+            spend -= cost
+    return predicted, order
 
 
 def _plan_replaced(plan: RevealPlan, fields: dict[str, Any], stale: list[str]) -> RevealPlan:
@@ -382,7 +400,7 @@ def reveal_prepare(*, job_id: int, challenge: str) -> str:
 
     started = time.perf_counter()
     plan = (
-        RevealPlan.objects.select_related("job__model")
+        RevealPlan.objects.select_related("job__model", "job__campaign__program")
         .filter(job_id=job_id, challenge=challenge, state=RevealPlanState.PREPARING)
         .first()
     )
@@ -392,10 +410,13 @@ def reveal_prepare(*, job_id: int, challenge: str) -> str:
     tensors: dict[str, Any] = {}
     numbers: dict[str, dict[str, float]] = {}
     problems: list[str] = []
+    predicted: list[str] = []
+    order: list[list[Any]] = []
     state = RevealPlanState.READY
     try:
+        predicted, order = _predictions(plan.job, plan.sample_key)
         with _reveal_threads():
-            for key in plan.predicted:
+            for key in predicted:
                 try:
                     parts = reference_parts(context, key)
                 except NotJudgeable as exc:
@@ -409,7 +430,7 @@ def reveal_prepare(*, job_id: int, challenge: str) -> str:
         blob = save(tensors) if tensors else b""
     except Exception as exc:  # the references are then computed when the reveal arrives, as before
         logger.exception("could not precompute the reveal references of job %s", job_id)
-        state, blob, numbers = RevealPlanState.FAILED, b"", {}
+        state, blob, numbers, predicted, order = RevealPlanState.FAILED, b"", {}, [], []
         problems.append(say("reveal.precomputation_failed", error=f"{type(exc).__name__}: {exc}"[:480]))
     # A file in the media storage (a row would carry megabytes through every read of the plan), under
     # a random name: the references reveal the sample, so their name must not be guessable.
@@ -418,8 +439,13 @@ def reveal_prepare(*, job_id: int, challenge: str) -> str:
         name = plan.references.storage.save(
             f"reveal-plans/{secrets.token_hex(16)}.safetensors", ContentFile(blob)
         )
-    if not RevealPlan.objects.filter(pk=plan.pk, challenge=challenge, state=RevealPlanState.PREPARING).update(
+    # Only the plan these predictions were made for: a redraw (a new key) makes them another plan's.
+    if not RevealPlan.objects.filter(
+        pk=plan.pk, challenge=challenge, sample_key=plan.sample_key, state=RevealPlanState.PREPARING
+    ).update(
         state=state,
+        predicted=predicted,
+        draw_order=order,
         references=name,
         reference_numbers=numbers,
         problems=problems[:200],
@@ -445,7 +471,7 @@ def reveal_plans_prepare_dispatch(*, jobs: list[Job]) -> None:
     plans = reveal_plans_draw(jobs=jobs)
     for job in jobs:
         plan = plans.get(job.pk)
-        if plan is None or plan.state != RevealPlanState.PREPARING:  # no reveal, or nothing to compute
+        if plan is None:  # the job's level draws no reveal
             continue
         if settings.CELERY_TASK_ALWAYS_EAGER:
             reveal_prepare(job_id=job.pk, challenge=plan.challenge)
@@ -537,7 +563,14 @@ def reveal_draw(
     context = RevealContext(document, job.spec, weights=_platform_weights(job))
     entries = committed_outputs(document)
     excluded, drawable = [], []
+    plan = _current_plan(job)
+    # The plan's draw order, where its preparation has priced it (a conformance plan: every planned
+    # case's output, by its place in the key's order); otherwise every output is priced now.
+    place: dict[str, int] = {}
     priced: dict[str, tuple[str | None, int]] = {}
+    for index, (output_id, cost, why) in enumerate(plan.draw_order if plan is not None else []):
+        place[output_id] = index
+        priced[output_id] = (why, cost)
 
     def price(output_id: str) -> tuple[str | None, int]:
         # A benchmark's outputs (its accuracy call and timed rounds) share its judgeability and cost,
@@ -559,8 +592,9 @@ def reveal_draw(
             excluded.append({"id": output_id, "reason": why})
         else:
             drawable.append((entry, cost))
-    plan = _current_plan(job)
-    if plan is not None:  # the key drawn at dispatch, which the runner never saw
+    if plan is not None and all(str(d[0]["id"]) in place for d in drawable):  # ordered off the path
+        order = sorted(drawable, key=lambda d: place[str(d[0]["id"])])
+    elif plan is not None:  # the key drawn at dispatch, which the runner never saw
         order = sorted(drawable, key=lambda d: _sample_rank(plan.sample_key, str(d[0]["id"])))
     else:  # no plan for this attempt: fresh randomness now, after the commitment is stored
         order = secrets.SystemRandom().sample(drawable, len(drawable))
