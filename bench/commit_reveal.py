@@ -25,7 +25,7 @@ the audit event, the job's success), the campaign's completion and its evaluatio
 Not counted: the runner's suites (device time); the runner packing and signing its reveal answer; the
 harness's copy of each document and its re-signing for the job it now names (runner-side work); the
 vendor's registration (organization, chip, hardware target, model artifact: done before the clock);
-the references the platform precomputes while the runner runs (runs.reveal_prepare, a separate task
+the references the platform precomputes while the runner runs (runs.reveal_prepare_jobs, a separate task
 off the campaign's path: reported apart, and added in "platform work including ..."). Nothing of
 Celery's transport or of HTTP is in either figure: the harness calls the services directly.
 
@@ -217,7 +217,7 @@ def main() -> int:
     from apps.runs.services import reveal as reveal_service
 
     prepare_side = prepare_cpu = 0.0
-    prepare = reveal_service.reveal_prepare
+    prepare = reveal_service.reveal_prepare_many
 
     preparing = False
 
@@ -227,7 +227,9 @@ def main() -> int:
         nonlocal prepare_side, prepare_cpu, preparing
         # Dispatch publishes the task on the campaign's path (reveal_plans_prepare_dispatch; counted:
         # before session 28 the harness computed the references without it); a platform worker runs it.
-        celery_app.send_task("runs.reveal_prepare", args=[kw["job_id"], kw["challenge"]], queue=BENCH_QUEUE)
+        celery_app.send_task(
+            "runs.reveal_prepare_jobs", args=[[list(p) for p in kw["plans"]]], queue=BENCH_QUEUE
+        )
         t, c = time.perf_counter(), time.process_time()
         preparing = True
         try:
@@ -237,7 +239,7 @@ def main() -> int:
             prepare_side += time.perf_counter() - t
             prepare_cpu += time.process_time() - c
 
-    reveal_service.reveal_prepare = timed_prepare
+    reveal_service.reveal_prepare_many = timed_prepare
 
     from django.db import connection
 

@@ -457,9 +457,10 @@ def campaign_from_runner(
         job.save(update_fields=["challenge", "spec"])
     # Dispatch draws the jobs' plans together (apps/runs/dispatch.py), each for the spec it runs.
     drawn = reveal_service.reveal_plans_draw(jobs=jobs)
-    for job in jobs:
-        if drawn[job.pk] is not None and precompute:  # the platform task, while the runner runs
-            reveal_service.reveal_prepare(job_id=job.pk, challenge=drawn[job.pk].challenge)
+    if precompute:  # the platform task, while the runner runs
+        reveal_service.reveal_prepare_many(
+            plans=[(job.pk, plan.challenge) for job in jobs if (plan := drawn[job.pk]) is not None]
+        )
     for job in jobs:
         document = documents[job.pk]
         document["spec"] = {**document["spec"], "job_id": str(job.pk)}

@@ -512,7 +512,9 @@ def _reveal(documents: list[ResultDocument], thresholds: judge.Thresholds) -> Ju
 
     # The suites that commit their judged outputs (the serving suite's since issue 15's reveal).
     documents = [d for d in documents if d.suite in COMMITTING_SUITES]
-    reveals = {r.document_id: r for r in OutputReveal.objects.filter(document__in=documents)}
+    # What the criterion reads of each reveal (not the judging excerpt or the exclusions it also holds).
+    fields = ("document_id", "state", "findings", "requested", "committed", "checked")
+    reveals = {r.document_id: r for r in OutputReveal.objects.filter(document__in=documents).only(*fields)}
     rows: list[dict[str, Any]] = []
     for document in documents:
         reveal = reveals.get(document.pk)

@@ -1,7 +1,7 @@
 """Sending a job to its target's runner queue.
 
 Before a job is sent, the platform draws its commit–reveal plan for the attempt's challenge (a
-secret key, kept apart from the spec) and queues `runs.reveal_prepare` on the platform queue
+secret key, kept apart from the spec) and queues `runs.reveal_prepare_jobs` on the platform queue
 (apps/runs/services/reveal.py). The spec goes to `target.<vendor slug>.<target slug>` as the task `runners.execute`, and the runner's signed envelope
 comes back to the platform queue as `runs.ingest`; its progress, heartbeats and failures arrive there
 signed too. This holds for Redis, RabbitMQ and the embedded broker in files alike: a web request only

@@ -49,9 +49,30 @@ def reveal_answer(message: dict[str, Any]) -> None:
     name="runs.reveal_prepare", acks_late=True, ignore_result=True, soft_time_limit=540, time_limit=600
 )
 def reveal_prepare(job_id: int, challenge: str) -> None:
+    """One job's references (what dispatch queued before session 31; kept for messages still queued)."""
     from apps.runs.services.reveal import reveal_prepare as prepare
 
     prepare(job_id=job_id, challenge=challenge)
+
+
+@shared_task(
+    name="runs.reveal_prepare_jobs", acks_late=True, ignore_result=True, soft_time_limit=1740, time_limit=1800
+)
+def reveal_prepare_jobs(plans: Any) -> None:
+    """The references of the jobs dispatched together, in their order: [[job id, challenge], ...]. An
+    entry of another shape is skipped (its reveal is then judged on arrival)."""
+    from apps.runs.services.reveal import reveal_prepare_many
+
+    pairs = [
+        (entry[0], entry[1])
+        for entry in (plans if isinstance(plans, list) else [])
+        if isinstance(entry, list | tuple)
+        and len(entry) == 2
+        and isinstance(entry[0], int)
+        and not isinstance(entry[0], bool)
+        and isinstance(entry[1], str)
+    ]
+    reveal_prepare_many(plans=pairs)
 
 
 @shared_task(name="runs.heartbeat", acks_late=True, ignore_result=True)

@@ -319,3 +319,38 @@ def test_the_draw_reads_the_order_and_prices_its_plan_prepared_off_the_path(cast
     # An order that lacks a committed output (never written by a preparation of this plan): ordered by
     # the key, as when nothing was prepared.
     assert draw(plan.draw_order[:-1])[:2] == stored[:2]
+
+
+def test_the_plans_dispatched_together_are_prepared_by_one_task_in_their_order(
+    cast, aia12, settings, monkeypatch
+):
+    """Session 31 (issue 13): dispatch queues one platform task for the plans of the jobs it sends
+    together (one publish on the campaign's path, not one a job); the task prepares them in order and
+    skips an entry of another shape."""
+    from apps.runs import tasks
+    from apps.runs.services import reveal as reveal_service
+    from certification.celery import app
+
+    campaign = campaign_from_runner(
+        vendor=cast.vendor, program=aia12, evaluate=False, reveal=False, precompute=False
+    )
+    jobs = list(campaign.jobs.select_related("campaign__program", "reveal_plan").order_by("pk"))
+    published = []
+    monkeypatch.setattr(app, "send_task", lambda name, **kw: published.append((name, kw)))
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    reveal_service.reveal_plans_prepare_dispatch(jobs=jobs)
+    plans = {plan.job_id: plan for plan in RevealPlan.objects.filter(job__in=jobs)}
+    assert [name for name, _ in published] == ["runs.reveal_prepare_jobs"]
+    (pairs,) = published[0][1]["args"]
+    assert pairs == [[job.pk, plans[job.pk].challenge] for job in jobs]
+    assert all(plan.state == RevealPlanState.PREPARING and not plan.predicted for plan in plans.values())
+    prepared = []
+    monkeypatch.setattr(
+        reveal_service,
+        "reveal_prepare",
+        lambda **kw: prepared.append((kw["job_id"], kw["challenge"])) or RevealPlanState.READY,
+    )
+    tasks.reveal_prepare_jobs.apply(args=[[pairs[1], ["7", "c"], [True, "c"], "junk", pairs[0], [1, 2, 3]]])
+    assert prepared == [tuple(pairs[1]), tuple(pairs[0])]
+    tasks.reveal_prepare_jobs.apply(args=[{"not": "a list"}])
+    assert len(prepared) == 2
