@@ -316,19 +316,19 @@ def _predictions(job: Job, sample_key: str) -> tuple[list[str], list[list[Any]]]
     if job.suite != "conformance":
         return keys, []
     context = RevealContext({}, job.spec)
-    order = [
-        [output_id, reference_cost(context, output_id), judgeable(context, output_id)]
+    priced: list[tuple[str, int, str | None]] = [
+        (output_id, reference_cost(context, output_id), judgeable(context, output_id))
         for output_id in sorted(keys, key=lambda i: _sample_rank(sample_key, i))
     ]
     predicted: list[str] = []
     spend = policy.budget_elements
-    for output_id, cost, why in order:
+    for output_id, cost, why in priced:
         if len(predicted) == policy.size * PREDICTED_PER_SAMPLE:
             break
         if why is None and cost <= spend:
             predicted.append(output_id)
             spend -= cost
-    return predicted, order
+    return predicted, [list(row) for row in priced]
 
 
 def _plan_replaced(plan: RevealPlan, fields: dict[str, Any], stale: list[str]) -> RevealPlan:
