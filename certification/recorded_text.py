@@ -1381,6 +1381,12 @@ _phrase(
     patterns={"count": INT},
     **_LISTED,
 )
+_phrase(
+    "commitment.dtypes",
+    gettext_noop("%(count)s committed dtypes are not dtypes: %(items)s"),
+    patterns={"count": INT},
+    **_LISTED,
+)
 # The reveal's outputs that were not asked for (apps/runs/services/reveal.py _judge).
 _phrase(
     "reveal.extra",

@@ -63,10 +63,18 @@ def output_digest(tensor: torch.Tensor) -> str:
     return digest.hexdigest()
 
 
+def named_dtype(name: Any) -> torch.dtype | None:
+    """The torch dtype a commitment names (`dtype_name`'s inverse), or None when the name is no dtype
+    (an unknown name, or another attribute of torch such as "nn")."""
+    dtype = getattr(torch, name, None) if isinstance(name, str) and not name.startswith("_") else None
+    return dtype if isinstance(dtype, torch.dtype) else None
+
+
 def output_bytes(entry: dict[str, Any]) -> int:
-    """The raw size of a committed output, from its dtype and shape (what a reveal of it costs)."""
-    dtype = getattr(torch, str(entry.get("dtype")))
-    if not isinstance(dtype, torch.dtype):
+    """The raw size of a committed output, from its dtype and shape (what a reveal of it costs); 0 for a
+    dtype that names none (ingestion refuses such a commitment before anything is priced)."""
+    dtype = named_dtype(entry.get("dtype"))
+    if dtype is None:
         return 0
     size = dtype.itemsize  # no tensor allocated: the reveal's draw prices every committed output twice
     count = 1

@@ -304,3 +304,23 @@ def test_commitment_coverage_names_extra_and_twice_committed_outputs():
     assert commitment_problems(document=document) == [
         "the document commits to no output (no commitment section)"
     ]
+
+
+def test_a_commitment_that_names_no_dtype_is_refused_at_ingestion(cast, aia12):
+    """Session 31: a committed output's dtype is priced at the draw (its bytes); one that names no torch
+    dtype ("float99", or an attribute of torch that is not a dtype) is refused with the commitment's
+    other problems, a classified rejection, never an error in the draw."""
+
+    def edit(suite, document):
+        if suite == "conformance":
+            outputs = document["commitment"]["outputs"]
+            outputs[0]["dtype"], outputs[1]["dtype"] = "float99", "nn"
+
+    outcomes: dict = {}
+    campaign = campaign_from_runner(
+        vendor=cast.vendor, program=aia12, edit=edit, outcomes=outcomes, evaluate=False
+    )
+    assert not outcomes["conformance"].accepted
+    assert "2 committed dtypes are not dtypes" in outcomes["conformance"].reason
+    job = campaign.jobs.get(suite="conformance")
+    assert job.state == JobState.FAILED and job.error_class == ErrorClass.REJECTED_EVIDENCE

@@ -66,6 +66,7 @@ from runners.commitment import (
     RevealError,
     conformance_output_id,
     model_output_id,
+    named_dtype,
     output_bytes,
     output_digest,
     performance_output_id,
@@ -161,6 +162,7 @@ def commitment_problems(*, document: dict[str, Any]) -> list[str]:
         if expected.get(str(entry.get("id"))) is not None
         and entry.get("shape") != expected[str(entry.get("id"))]
     )
+    dtypes = sorted(str(entry.get("id")) for entry in entries if named_dtype(entry.get("dtype")) is None)
     if missing:
         problems.append(listed("commitment.missing", missing, count=len(missing)))
     if extra:
@@ -169,6 +171,8 @@ def commitment_problems(*, document: dict[str, Any]) -> list[str]:
         problems.append(listed("commitment.twice", twice, count=len(twice)))
     if shapes:
         problems.append(listed("commitment.shapes", shapes, count=len(shapes)))
+    if dtypes:
+        problems.append(listed("commitment.dtypes", dtypes, count=len(dtypes)))
     return problems
 
 
