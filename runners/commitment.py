@@ -16,7 +16,6 @@ Nothing here is ever unpickled: the store and the reveal travel as safetensors b
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -195,6 +194,7 @@ def reveal_pack(
 ) -> dict[str, Any]:
     """The runner's answer body: the requested raw outputs as one safetensors blob (base64), and the
     ids it does not hold. Raises RevealError when the blob would pass ``max_bytes``."""
+    import pybase64  # where a reveal is packed or read: never in the device process
     from safetensors.torch import save
 
     tensors: dict[str, torch.Tensor] = {}
@@ -209,7 +209,7 @@ def reveal_pack(
     if len(blob) > max_bytes:
         raise RevealError(f"the requested outputs take {len(blob)} bytes, more than {max_bytes}")
     return {
-        "outputs_b64": base64.b64encode(blob).decode(),
+        "outputs_b64": pybase64.b64encode(blob).decode(),
         "outputs_sha256": hashlib.sha256(blob).hexdigest(),
         "missing": missing,
     }
@@ -217,6 +217,7 @@ def reveal_pack(
 
 def reveal_unpack(body: dict[str, Any], *, max_bytes: int = REVEAL_MAX_BYTES) -> dict[str, torch.Tensor]:
     """The tensors of a reveal answer, after checking its size and digest (safetensors only, no pickle)."""
+    import pybase64
     from safetensors.torch import load
 
     encoded = body.get("outputs_b64")
@@ -225,8 +226,8 @@ def reveal_unpack(body: dict[str, Any], *, max_bytes: int = REVEAL_MAX_BYTES) ->
     if len(encoded) > (max_bytes // 3 + 1) * 4:
         raise RevealError("the answer is larger than a reveal may be")
     try:
-        blob = base64.b64decode(encoded, validate=True)
-    except ValueError:
+        blob = pybase64.b64decode(encoded, validate=True)  # the standard alphabet only, whole quanta
+    except ValueError:  # binascii.Error, as the standard library's
         raise RevealError("the outputs are not base64") from None
     if hashlib.sha256(blob).hexdigest() != body.get("outputs_sha256"):
         raise RevealError("the outputs do not match their digest")

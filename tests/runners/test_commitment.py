@@ -90,6 +90,22 @@ def test_a_reveal_that_is_not_safetensors_or_not_its_digest_or_too_large_is_refu
         reveal_pack(store, ["a"], max_bytes=100)
 
 
+@pytest.mark.parametrize("damage", ["!", "\n", "=", " ", "é"])
+def test_a_reveal_whose_outputs_are_not_strict_base64_is_refused(tmp_path, damage):
+    """The answer's outputs are decoded strictly (pybase64, validate=True, as the standard library's
+    validate=True): a character outside the alphabet, a line break or padding inside the text is refused
+    before any digest is taken, and the bytes the runner packed come back exactly."""
+    store = OutputStore(tmp_path, ATTEMPT)
+    store.put("a", torch.arange(1000, dtype=torch.float32))
+    body = reveal_pack(store, ["a"])
+    assert base64.b64decode(body["outputs_b64"], validate=True)  # what the runner packed is standard
+    assert torch.equal(reveal_unpack(body)["a"], torch.arange(1000, dtype=torch.float32))
+    text = body["outputs_b64"]
+    damaged = text[:40] + damage + text[41:] if damage != "=" else text[:40] + "==" + text[42:]
+    with pytest.raises(RevealError, match="not base64"):
+        reveal_unpack({**body, "outputs_b64": damaged})
+
+
 def test_the_runner_answers_a_reveal_signed_and_an_unreadable_request_with_an_error(tmp_path):
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
