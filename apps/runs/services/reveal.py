@@ -5,8 +5,9 @@ When the job is dispatched under its challenge the platform draws a secret key (
 kept in RevealPlan, never in the spec or any message to the runner) that orders every output id the
 runner could commit; a platform task computes, while the runner runs, the float64 references of the
 outputs that order predicts will be drawn, and for a conformance job the order and price of every
-planned output, which the draw then reads instead of computing them (`reveal_prepare`). Ingestion checks that the commitment
-covers exactly the judged outputs, stores the document, and then takes the sample (`reveal_draw`):
+planned output, which the draw then reads instead of computing them (`reveal_prepare`). Ingestion
+checks that the commitment covers exactly the judged outputs, stores the document, and then takes the
+sample (`reveal_draw`):
 the committed outputs in the key's order, each that fits the budgets, until the level's size. The
 order is independent of what the runner commits (it cannot know the key), so the sample is uniform
 over the committed outputs and the runner could not know which outputs would be asked for when it
