@@ -145,29 +145,38 @@ def _compare_slice(
 ) -> tuple[int, float, float, float]:
     """(mismatches, max |out - ref| over finite pairs, max relative error where ref != 0, the worst
     element's error as a share of its own allowance) of one slice; see compare."""
+    # In place where the operands allow it and with no pass over the slice that a statistic does not
+    # need: 30% faster than the plain expressions (bench/compare_time.py; the same statistics, bit for
+    # bit, on NaN, infinities, signed zeros, subnormals and NaN allowances). The platform judges every
+    # revealed output with it too (issue 13).
     out = output.to(torch.float64)
     ref = expected.to(torch.float64)
-    diff = (out - ref).abs_()
+    diff = out.sub(ref).abs_()
     ref_abs = ref.abs()
-    budget = ref_abs * rtol + atol
+    budget = ref_abs.mul(rtol).add_(atol)
     if bound is not None:
-        budget += torch.nan_to_num(bound.to(torch.float64), nan=0.0)
-    bad = ~(diff <= budget)  # a NaN difference is never <=, so it counts as bad
-    special = ~diff.isfinite()  # some NaN or infinity on either side
+        budget.add_(bound.to(torch.float64).nan_to_num(nan=0.0))
+    finite = diff.isfinite()  # false where some NaN or infinity is on either side
     special_bad = False
-    if bool(special.any()):
+    if bool(finite.all()):
+        mismatches = diff.numel() - int((diff <= budget).sum())  # a NaN difference is never <=
+    else:
+        special = finite.logical_not_()
         out_s, ref_s = out[special], ref[special]
         agree = (out_s.isnan() & ref_s.isnan()) | (out_s == ref_s)
-        bad[special] = ~agree
+        good = diff <= budget
+        good[special] = agree
         special_bad = not bool(agree.all())
-        diff = diff.masked_fill(special, 0.0)
-    rel = torch.nan_to_num(diff / ref_abs, nan=0.0, posinf=0.0)  # relative error where ref != 0
+        diff.masked_fill_(special, 0.0)
+        mismatches = diff.numel() - int(good.sum())
+    rel = diff.div(ref_abs).nan_to_num_(nan=0.0, posinf=0.0)  # relative error where ref != 0
     # The worst element's error as a share of its own allowance (1.0 = on the limit): max_abs and
     # max_rel may come from different elements, so neither gives this on its own. Special elements
-    # carry diff 0 here; one that disagrees makes the worst ratio infinite.
-    ratio = torch.where(budget > 0, diff / budget, torch.where(diff > 0, torch.inf, 0.0))
+    # carry diff 0 here; one that disagrees makes the worst ratio infinite. A zero allowance gives
+    # infinity for any error (x / 0) and 0 for none (0 / 0, NaN).
+    ratio = diff.div(budget).nan_to_num_(nan=0.0, posinf=math.inf)
     worst = math.inf if special_bad else float(ratio.max())
-    return int(bad.sum()), float(diff.max()), float(rel.max()), worst
+    return mismatches, float(diff.max()), float(rel.max()), worst
 
 
 def _number(value: float) -> str:

@@ -385,3 +385,61 @@ def test_gelu_on_subnormals_allows_the_honest_double_rounding_ulp_and_nothing_mo
     assert "double rounding" in honest["tolerance_source"]
     assert by_kernel["gelu_two_ulps"]["status"] == "fail"
     assert by_kernel["gelu_ftz"]["status"] == "fail"
+
+
+def _compare_by_definition(output, expected, atol, rtol, bound=None):
+    """compare's statistics element by element in plain Python floats, from its docstring."""
+    import math
+
+    mismatches, max_abs, max_rel, worst = 0, 0.0, 0.0, 0.0
+    outs, refs = output.double().reshape(-1).tolist(), expected.double().reshape(-1).tolist()
+    extra = [0.0] * len(outs) if bound is None else bound.double().expand(expected.shape).reshape(-1).tolist()
+    for out, ref, allowance in zip(outs, refs, extra, strict=True):
+        allowance = 0.0 if math.isnan(allowance) else allowance
+        if not math.isfinite(out - ref):  # a NaN or an infinity on either side: placement only
+            agrees = (math.isnan(out) and math.isnan(ref)) or out == ref
+            mismatches += not agrees
+            worst = worst if agrees else math.inf
+            continue
+        diff, budget = abs(out - ref), abs(ref) * rtol + atol + allowance
+        mismatches += not diff <= budget
+        max_abs = max(max_abs, diff)
+        relative = diff / abs(ref) if ref else math.inf
+        max_rel = max(max_rel, relative) if math.isfinite(relative) else max_rel  # where it is a number
+        worst = max(worst, diff / budget if budget > 0 else (math.inf if diff > 0 else 0.0))
+    return mismatches, max_abs, max_rel, worst
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_compare_gives_its_definitions_statistics_on_nan_infinities_zeros_and_subnormals(seed):
+    import math
+    import random
+
+    import torch
+
+    from runners.conformance import COMPARE_SLICE, compare
+
+    rng = random.Random(seed)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(12):
+        count = rng.choice([1, 7, 300, COMPARE_SLICE + 5])
+        dtype = rng.choice([torch.float32, torch.bfloat16, torch.float16, torch.float64])
+        ref = torch.randn(count, generator=generator, dtype=torch.float64) * 10 ** rng.randint(-3, 3)
+        out = ref + torch.randn(count, generator=generator, dtype=torch.float64) * 10 ** rng.randint(-9, 0)
+        for tensor in (ref, out):
+            for _ in range(rng.randint(0, 4)):
+                tensor[rng.randrange(count)] = rng.choice([math.nan, math.inf, -math.inf, 0.0, -0.0, 1e-310])
+        out[: count // 3] = ref[: count // 3]  # exact elements beside the inexact ones
+        bound = None
+        if rng.random() < 0.5:
+            bound = torch.rand(count, generator=generator, dtype=torch.float64) * 10 ** rng.randint(-8, -2)
+            bound[rng.randrange(count)] = math.nan  # a NaN allowance counts as none
+        atol, rtol = rng.choice([0.0, 1e-6, 1e-3]), rng.choice([0.0, 1e-5, 1e-2])
+        output, expected = out.to(dtype), ref.to(dtype)
+        stats = compare(output, expected, atol, rtol, bound)
+        mismatches, max_abs, max_rel, worst = _compare_by_definition(output, expected, atol, rtol, bound)
+        assert stats["mismatches"] == mismatches
+        assert stats["mismatch_fraction"] == mismatches / count
+        assert stats["max_abs"] == pytest.approx(max_abs, rel=1e-12)
+        assert stats["max_rel"] == pytest.approx(max_rel, rel=1e-12)
+        assert stats["tolerance_ratio"] == (None if math.isinf(worst) else pytest.approx(worst, rel=1e-12))
