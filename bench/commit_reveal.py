@@ -211,7 +211,7 @@ def main() -> int:
 
     from runners.signing import RunnerIdentity
 
-    runner_worker.reveal_answer = off_path(runner_worker.reveal_answer)
+    runner_worker.reveal_answers = off_path(runner_worker.reveal_answers)
     harness.canonical_json = off_path(harness.canonical_json)
     harness.copy = types_module.SimpleNamespace(deepcopy=off_path(copy_module.deepcopy))
     RunnerIdentity.envelope = off_path(RunnerIdentity.envelope)
@@ -300,7 +300,7 @@ def main() -> int:
         def timed(*a, **kw):
             nonlocal answering
             t = time.perf_counter()
-            outer = name == "reveal_receive"
+            outer = name == "reveal_receive_many"
             answering = answering or outer
             try:
                 return function(*a, **kw)
@@ -315,37 +315,36 @@ def main() -> int:
     for module, name in (
         (ingestion_module, "commitment_problems"),
         (ingestion_module, "reveal_draw"),
-        (ingestion_module, "reveal_dispatch"),
-        (reveal_service, "reveal_receive"),
+        (ingestion_module, "reveal_requests_publish"),
+        (reveal_service, "reveal_receive_many"),
     ):
         own_step(module, name)
     own_step(reveal_service, "reveal_plans_draw", "plans")
 
-    # The runner answers the request the platform published (reveal_dispatch builds it once), not one
-    # the harness rebuilds from the database: those reads are no platform work (they were counted).
+    # The runner answers the requests the platform published (the campaign's reveals, claimed and
+    # grouped once its last job's evidence is in: reveal_requests_claim), not ones the harness rebuilds
+    # from the database (those reads are no platform work).
+    published: list[dict] = []
+    claim = reveal_service.reveal_requests_claim
 
-    published: dict[int, dict] = {}
-    build = reveal_service.reveal_request_build
+    def kept_requests(**kw):
+        requests = claim(**kw)
+        published.extend(requests)
+        return requests
 
-    def kept_request(reveal):
-        request = published[reveal.pk] = build(reveal)
-        return request
+    reveal_service.reveal_requests_claim = kept_requests
 
-    reveal_service.reveal_request_build = kept_request
-
-    def answer_published(job, *, real=None, root=None, tamper=None):
-        assert tamper is None
-        pending = [r for r in published.values() if r["job_id"] == str(job.pk)]
-        if not pending:
-            return None
+    def answer_published(campaign, *, real=None, root=None):
         real = real or runner_documents()
-        message = runner_worker.reveal_answer(
-            pending[-1], identity=real.identity, root=root or real.output_root
-        )
-        published.pop(pending[-1]["reveal_id"])
-        return reveal_service.reveal_receive(message=message)
+        outcomes = []
+        while published:
+            message = runner_worker.reveal_answers(
+                published.pop(0), identity=real.identity, root=root or real.output_root
+            )
+            outcomes += reveal_service.reveal_receive_many(message=message)
+        return outcomes
 
-    harness.answer_reveal = answer_published
+    harness.answer_published_reveals = answer_published
 
     # --breakdown: each step's wall time in a campaign (inclusive of the steps it calls), by step.
     step_times: dict[str, float] = collections.defaultdict(float)
@@ -374,13 +373,13 @@ def main() -> int:
             (ingestion_module, "_result_ingest", "ingestion (all)"),
             (ingestion_module, "_validate", "ingestion: validation"),
             (ingestion_module, "reveal_draw", "round: draw at ingestion"),
-            (ingestion_module, "reveal_dispatch", "round: request published"),
+            (ingestion_module, "reveal_requests_publish", "round: requests claimed and published"),
             (reveal_service, "reveal_plans_draw", "round: plans drawn at dispatch"),
-            (reveal_service, "reveal_receive", "round: answer (all)"),
+            (reveal_service, "reveal_receive_many", "round: answer (all)"),
             (messages_module, "message_payload", "round: answer parsed"),
             (messages_module, "_verified_payload", "round: answer verified"),
             (reveal_service, "_judge", "round: answer judged"),
-            (reveal_service, "audit_record", "round: answer's audit event"),
+            (reveal_service, "audit_record_many", "round: answers' audit events"),
             (campaigns_module, "campaign_check_completion", "completion and evaluation"),
             (ingestion_module, "campaign_check_completion", "completion and evaluation"),
             (criteria_module, "_reveal", "evaluation: reveal criterion"),

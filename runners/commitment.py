@@ -5,7 +5,8 @@ verdict, every output a performance, model or serving run sampled for TEST01, th
 serving accuracy run answered) in the signed result
 document's ``commitment`` section, and keeps the raw outputs in a local store on the runner host
 (safetensors files, one folder per job attempt). Once the platform has stored the commitment it
-draws a sample the runner could not predict and asks for those outputs (``runners.reveal``); the
+draws a sample the runner could not predict and asks for those outputs (``runners.reveal_many``,
+with the other reveals of its campaign once all its jobs' evidence is in); the
 runner answers with the raw tensors, which the platform hashes again and judges itself
 (runners/revealed.py holds that judging code, so server and runner agree on what a verdict is).
 

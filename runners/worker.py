@@ -259,6 +259,44 @@ def reveal_answer(
     signed message whose payload carries the outputs as one safetensors blob (base64), the ids the
     store lacks, or an `error` when the request cannot be honoured (never an exception: the platform
     must hear back)."""
+    return signed_message(identity, _reveal_payload(request, root=root))
+
+
+# The most reveals one grouped request may name (the platform names at most 16).
+REVEALS_PER_REQUEST_MAX = 64
+
+
+def reveal_answers(
+    request: dict[str, Any], *, identity: RunnerIdentity, root: Path | None = None
+) -> dict[str, Any]:
+    """The signed answer to a request naming several reveals (`runners.reveal_many`): {"reveals": [each
+    as reveal_answer reads one], "max_bytes"}. One signed message {"kind": "reveals", "answers": [...]}
+    carries each reveal's answer as reveal_answer builds it, in the request's order; their outputs
+    together stay within the request's max_bytes (a reveal past what is left is answered with the
+    error that says so)."""
+    from runners.commitment import REVEAL_MAX_BYTES
+
+    request = request if isinstance(request, dict) else {}
+    reveals = request.get("reveals")
+    if not isinstance(reveals, list) or not 0 < len(reveals) <= REVEALS_PER_REQUEST_MAX:
+        return signed_message(
+            identity, {"kind": "reveals", "answers": [], "error": "the request names no reveals"}
+        )
+    room = request.get("max_bytes")
+    room = room if isinstance(room, int) and 0 < room <= REVEAL_MAX_BYTES else REVEAL_MAX_BYTES
+    answers = []
+    for item in reveals:
+        item = item if isinstance(item, dict) else {}
+        asked = item.get("max_bytes")
+        budget = max(1, min(asked, room) if isinstance(asked, int) else room)  # 1: no outputs fit
+        answer = _reveal_payload({**item, "max_bytes": budget}, root=root)
+        room -= len(str(answer.get("outputs_b64", ""))) // 4 * 3  # the blob's size, within padding
+        answers.append(answer)
+    return signed_message(identity, {"kind": "reveals", "answers": answers})
+
+
+def _reveal_payload(request: dict[str, Any], *, root: Path | None) -> dict[str, Any]:
+    """One reveal's answer, unsigned (see reveal_answer)."""
     from runners.commitment import REVEAL_MAX_BYTES, OutputStore, RevealError, output_root, reveal_pack
 
     request = request if isinstance(request, dict) else {}
@@ -286,13 +324,22 @@ def reveal_answer(
         payload["error"] = str(exc)[:500]
     except ValueError as exc:  # a malformed attempt tag
         payload["error"] = f"bad request: {exc}"[:500]
-    return signed_message(identity, payload)
+    return payload
 
 
 @app.task(name="runners.reveal", acks_late=True, ignore_result=True, soft_time_limit=120, time_limit=180)
 def reveal(request: dict[str, Any]) -> None:
-    """Answer a reveal request from the platform (same queue as the job: this host holds the outputs)."""
+    """Answer a request for one reveal from the platform (same queue as the job: this host holds the
+    outputs); the platform sends runners.reveal_many since session 32, this one stays for requests
+    still queued."""
     _send("runs.reveal_answer", reveal_answer(request, identity=RunnerIdentity.from_env()))
+
+
+@app.task(name="runners.reveal_many", acks_late=True, ignore_result=True, soft_time_limit=240, time_limit=300)
+def reveal_many(request: dict[str, Any]) -> None:
+    """Answer a request naming several reveals (a campaign's, sent once its last job's evidence is in),
+    in one signed message."""
+    _send("runs.reveal_answers", reveal_answers(request, identity=RunnerIdentity.from_env()))
 
 
 def _send(task_name: str, message: dict[str, Any]) -> None:

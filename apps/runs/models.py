@@ -333,6 +333,12 @@ class OutputReveal(models.Model):
     checked = models.JSONField(default=list, help_text="The server's verdict on each revealed output")
     findings = models.JSONField(default=list, help_text="Each way the reveal contradicts the commitment")
     requested_at = models.DateTimeField(auto_now_add=True)
+    published_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the request went to the runner: with the other reveals of the campaign, once none of "
+        "its jobs on the target's queue is still to send its evidence (empty while it waits for them)",
+    )
     deadline_at = models.DateTimeField()
     answered_at = models.DateTimeField(null=True, blank=True)
     server_seconds = models.FloatField(

@@ -46,6 +46,16 @@ def reveal_answer(message: dict[str, Any]) -> None:
 
 
 @shared_task(
+    name="runs.reveal_answers", acks_late=True, ignore_result=True, soft_time_limit=1740, time_limit=1800
+)
+def reveal_answers(message: dict[str, Any]) -> None:
+    """The runner's one answer to a request naming several reveals (runners.reveal_many)."""
+    from apps.runs.services.reveal import reveal_receive_many
+
+    reveal_receive_many(message=message)
+
+
+@shared_task(
     name="runs.reveal_prepare", acks_late=True, ignore_result=True, soft_time_limit=540, time_limit=600
 )
 def reveal_prepare(job_id: int, challenge: str) -> None:
@@ -111,4 +121,5 @@ RUNNER_MESSAGES = {
     "runs.job_failed": job_failed,
     "runs.heartbeat": heartbeat,
     "runs.reveal_answer": reveal_answer,
+    "runs.reveal_answers": reveal_answers,
 }

@@ -1,8 +1,9 @@
 """Commit and reveal through the real workers: the platform draws the reveal's secret plan when it
 dispatches the job and a platform worker computes the predicted sample's references while the runner
 runs (`runs.reveal_prepare`); the runner worker keeps its outputs on disk, the platform worker ingests
-the commitment, takes the sample in the plan's order and sends `runners.reveal` to the target's
-queue, the runner answers signed, and the platform worker judges the revealed outputs itself."""
+the commitment, takes the sample in the plan's order and, the campaign's last job's evidence being in,
+sends its request (`runners.reveal_many`) to the target's queue, the runner answers signed, and the
+platform worker judges the revealed outputs itself."""
 
 from __future__ import annotations
 

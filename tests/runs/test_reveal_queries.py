@@ -44,8 +44,12 @@ pytestmark = pytest.mark.django_db
 # session 25, 42 since the answer window is read with the job and the runner with the reveal (session
 # 26; 8 fewer on the campaign's path, 1 more in the performance job's precomputation, off it), 34 since an
 # audit event is one statement (session 27: 2 fewer an event, 4 events), 30 since the verdict and the
-# job's success are one statement (session 29).
-ADDED_STATEMENTS = 30
+# job's success are one statement (session 29). Since session 32 the campaign's reveals are requested
+# together once its last job's evidence is in, and answered in one message: each ingestion adds the
+# statement that claims the reveals waiting (it claims them at the last one); the answer then reads the
+# four reveals in one statement, settles the four in one statement and appends their four events in
+# one statement, and the campaign's completion is checked once for the four: 11.
+ADDED_STATEMENTS = 11
 # One answer settled (reveal_receive) for a job that does not complete its campaign, in a test's
 # transaction, the runner's sign of life recent: the 3 statements above, the campaign's completion check
 # (2) and the savepoints of its two transactions (4). Measured: 9 (13 before session 26, when the
@@ -122,8 +126,11 @@ def test_the_round_adds_a_pinned_number_of_statements_and_audit_writes_to_a_camp
             "checked": len(reveal.checked),
             "findings": [],
         }
+    # The four answers come back in one message (the campaign's request, published once its last job's
+    # evidence is in) and their events are appended by one statement (one a reveal before session 32).
     added_head = _statements(revealed, "audit_audithead") - _statements(plain, "audit_audithead")
-    assert added_head == len(reveals)
+    assert added_head == 1
+    assert len({reveal.published_at for reveal in reveals}) == 1
     assert audit_chain_verify().ok
 
 

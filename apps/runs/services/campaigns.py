@@ -323,8 +323,16 @@ def job_fail(*, job_id: int, error_class: str, message: str, retry: bool = False
     job.finished_at = timezone.now()
     job.save()
     audit_record(action="job.failed", obj=job, payload={"error_class": error_class, "message": message[:500]})
-    transaction.on_commit(lambda: campaign_check_completion(campaign_id=job.campaign_id))
+    transaction.on_commit(lambda: _after_job_failed(job.campaign_id))
     return job
+
+
+def _after_job_failed(campaign_id: int) -> None:
+    from apps.runs.services.reveal import reveal_requests_publish
+
+    # The campaign's drawn reveals may have waited for this job's evidence, which will not come.
+    reveal_requests_publish(campaign_id=campaign_id)
+    campaign_check_completion(campaign_id=campaign_id)
 
 
 @transaction.atomic

@@ -42,8 +42,8 @@ from apps.runs.services.programs import program_reveal_policy, program_spot_chec
 from apps.runs.services.reveal import (
     commitment_problems,
     queue_ahead_seconds,
-    reveal_dispatch,
     reveal_draw,
+    reveal_requests_publish,
 )
 from apps.runs.services.spot_check import spot_check_cases
 from apps.runs.specs import expected_fingerprint
@@ -459,9 +459,10 @@ def _result_ingest(envelope: dict[str, Any]) -> IngestOutcome:
         except Exception:
             stored.content.delete(save=False)
             raise
+    if reveal is not None:  # this evidence may be the last the campaign's drawn reveals waited for
+        campaign_id, queue = job.campaign_id, job.campaign.target.queue  # read with the job
+        transaction.on_commit(lambda: reveal_requests_publish(campaign_id=campaign_id, queue=queue))
     if reveal is not None and reveal.state == RevealState.PENDING:
-        drawn = reveal
-        transaction.on_commit(lambda: reveal_dispatch(reveal_id=drawn.pk, reveal=drawn))
         return IngestOutcome(
             True, "accepted; awaiting the reveal of sampled outputs", job.pk, document=stored
         )

@@ -12,9 +12,12 @@ the committed outputs in the key's order, each that fits the budgets, until the 
 order is independent of what the runner commits (it cannot know the key), so the sample is uniform
 over the committed outputs and the runner could not know which outputs would be asked for when it
 signed. A job without a plan for its current challenge and spec draws with fresh randomness at
-ingestion, as before. The request goes to the target's queue as
-`runners.reveal`; the runner answers, signed, with the raw outputs (safetensors bytes). For each
-one `reveal_receive` checks its digest against the commitment, recomputes the float64 reference
+ingestion, as before. The request waits until none of the campaign's jobs is still queued or running
+without its evidence (a runner runs its queue in order: it waited behind them anyway), then the
+campaign's requests go to the target's queue together as `runners.reveal_many`
+(`reveal_requests_publish`); the runner answers them in one signed message with the raw outputs
+(safetensors bytes; `runners.reveal` answers one request alone, as before session 32). For each
+output `reveal_receive_many` checks its digest against the commitment, recomputes the float64 reference
 from the job's challenge with the runners' own catalog (runners/revealed.py), judges the output
 with the catalog's tolerance and compares that verdict with the runner's.
 
@@ -41,7 +44,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import IntegrityError, models, transaction
@@ -49,8 +52,9 @@ from django.db.models import Case, IntegerField, OuterRef, Subquery, Sum, Value,
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from apps.audit.services import audit_record
+from apps.audit.services import AuditEntry, audit_record_many
 from apps.runs.models import (
+    Campaign,
     ErrorClass,
     Job,
     JobState,
@@ -628,7 +632,11 @@ def reveal_draw(
         sample_size=size,
         committed=len(entries),
         requested=requested,
-        judging={**judging_excerpt(document, requested), "criterion": level_judges_reveal(job)}
+        judging={
+            **judging_excerpt(document, requested),
+            "criterion": level_judges_reveal(job),
+            "bytes": REVEAL_MAX_BYTES - room,  # what the answer's outputs take (requests are grouped by it)
+        }
         if requested
         else {},
         excluded=excluded[:200],
@@ -671,45 +679,155 @@ def reveal_request_build(reveal: OutputReveal) -> dict[str, Any]:
     }
 
 
-def reveal_dispatch(*, reveal_id: int, reveal: OutputReveal | None = None) -> None:
-    """Publish the reveal request to the target's runner queue (the job's own queue: that host holds
-    the outputs); in the tests' in-process mode the local runner answers at once. `reveal`: the row
-    ingestion has just drawn, with its job, campaign and target's vendor loaded (no statement: it
-    is published once its transaction commits, before anything else can settle it); else read."""
-    if reveal is None or reveal.pk != reveal_id:
-        reveal = (
-            OutputReveal.objects.select_related("job__campaign__target__vendor").filter(pk=reveal_id).first()
-        )
-    if reveal is None or reveal.state != RevealState.PENDING:
-        return
-    request = reveal_request_build(reveal)
+# The most reveals one request names and one answer carries: a campaign's jobs are a handful, and a
+# request over more goes out as several. Together their outputs take at most what one reveal's may
+# (REVEAL_MAX_BYTES), so an answer is never larger than before requests were grouped.
+REVEALS_PER_REQUEST = 16
+
+
+def _request_groups(rows: list[tuple[Any, ...]]) -> list[list[dict[str, Any]]]:
+    """The requests of the claimed reveals (id, job id, requested, challenge, bytes, runner), grouped by
+    the runner that committed them (each answers only for its own outputs) and then by size."""
+    groups: list[list[dict[str, Any]]] = []
+    by_runner: dict[int, list[tuple[Any, ...]]] = {}
+    for row in sorted(rows, key=lambda r: r[1]):  # in the jobs' order, the order the runner ran them
+        by_runner.setdefault(row[5], []).append(row)
+    for runner_rows in by_runner.values():
+        group: list[dict[str, Any]] = []
+        room = REVEAL_MAX_BYTES
+        for reveal_id, job_id, requested, challenge, size, _ in runner_rows:
+            size = REVEAL_MAX_BYTES if size is None else int(size)  # unknown: a request of its own
+            if group and (len(group) == REVEALS_PER_REQUEST or size > room):
+                groups.append(group)
+                group, room = [], REVEAL_MAX_BYTES
+            group.append(
+                {
+                    "reveal_id": reveal_id,
+                    "job_id": str(job_id),
+                    "attempt": attempt_tag(challenge),
+                    "outputs": list(requested),
+                    "max_bytes": REVEAL_MAX_BYTES,
+                }
+            )
+            room -= size
+        groups.append(group)
+    return groups
+
+
+def reveal_requests_publish(*, campaign_id: int, queue: str | None = None) -> int:
+    """Publish the requests of the campaign's drawn reveals that wait, once none of its jobs is still
+    queued or running without its evidence (`reveal_requests_claim`); returns how many reveals went out.
+
+    A runner runs its queue's tasks one at a time, in order, and a campaign's jobs are queued together:
+    a request published at a job's ingestion waited behind the campaign's other jobs anyway. Published
+    once the last of them has sent its evidence, the campaign's reveals go in one request
+    (`runners.reveal_many`) and come back in one signed answer (`reveal_receive_many`): one publish,
+    one signature, one read, one audit statement and one completion check a campaign, not one a job
+    (issue 13: those were most of the round's cost on the campaign's path). Called once a document's
+    ingestion commits, when a job fails, and by the stuck-job sweep (`reveals_publish_waiting`)."""
+    requests = reveal_requests_claim(campaign_id=campaign_id)
+    if not requests:
+        return 0
     if settings.CELERY_TASK_ALWAYS_EAGER:
-        _reveal_in_process(request)
-        return
+        for request in requests:
+            _reveals_in_process(request)
+        return sum(len(request["reveals"]) for request in requests)
+    if queue is None:
+        campaign = Campaign.objects.select_related("target__vendor").only(
+            "target__slug", "target__vendor__slug"
+        )
+        queue = campaign.get(pk=campaign_id).target.queue
     from certification.celery import app, embedded_broker_ready
 
     embedded_broker_ready()
-    app.send_task(
-        "runners.reveal", args=[request], queue=reveal.job.campaign.target.queue, expires=reveal.deadline_at
+    expires = timezone.now() + timedelta(seconds=settings.REVEAL_ANSWER_S)
+    for request in requests:
+        app.send_task(
+            "runners.reveal_many",
+            args=[request],
+            queue=queue,
+            expires=expires,
+            argsrepr=f"reveals {[item['reveal_id'] for item in request['reveals']]}",
+        )
+    return sum(len(request["reveals"]) for request in requests)
+
+
+def reveal_requests_claim(*, campaign_id: int) -> list[dict[str, Any]]:
+    """Claim the campaign's drawn reveals that wait (`published_at`), if none of its jobs is still
+    queued or running without its evidence, and return their grouped requests (`runners.reveal_many`'s
+    argument: {"reveals": [...], "max_bytes"}); none otherwise.
+
+    One statement claims them and extends each deadline to at least the answer time from now: of two
+    calls at once (two ingestions committing together), the one whose statement runs after both
+    commits sees every document, and each reveal is claimed once."""
+    now = timezone.now()
+    reveals, jobs, documents = OutputReveal._meta.db_table, Job._meta.db_table, ResultDocument._meta.db_table
+    # The tables' and columns' names are the models' own; every value is a parameter.
+    sql = (
+        f"UPDATE {reveals} r SET published_at = %s, deadline_at = GREATEST(r.deadline_at, %s) "  # noqa: S608
+        f"FROM {jobs} j, {documents} d "
+        "WHERE r.job_id = j.id AND d.id = r.document_id AND j.campaign_id = %s "
+        "AND r.state = %s AND r.published_at IS NULL "
+        f"AND NOT EXISTS (SELECT 1 FROM {jobs} o WHERE o.campaign_id = %s AND o.state IN (%s, %s) "
+        f"AND NOT EXISTS (SELECT 1 FROM {documents} e WHERE e.job_id = o.id)) "
+        "RETURNING r.id, r.job_id, r.requested, j.challenge, (r.judging ->> 'bytes')::bigint, d.runner_id"
+    )
+    params = [
+        now,
+        now + timedelta(seconds=settings.REVEAL_ANSWER_S),
+        campaign_id,
+        RevealState.PENDING.value,
+        campaign_id,
+        JobState.QUEUED.value,
+        JobState.RUNNING.value,
+    ]
+    with transaction.get_connection().cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    # Django's PostgreSQL backend reads jsonb as text (its JSONField parses it); a driver may parse it.
+    rows = [(r[0], r[1], json.loads(r[2]) if isinstance(r[2], str) else r[2], *r[3:]) for r in rows]
+    return (
+        [{"reveals": group, "max_bytes": REVEAL_MAX_BYTES} for group in _request_groups(rows)] if rows else []
     )
 
 
-def _reveal_in_process(request: dict[str, Any]) -> None:
-    """The in-process path (CELERY_TASK_ALWAYS_EAGER): this machine is its own runner host."""
+def reveals_publish_waiting() -> int:
+    """The stuck-job sweep's part: publish the waiting reveals of every campaign that no longer waits
+    for a job's evidence (a job that ended without a document by a path that did not publish them)."""
+    campaigns = (
+        OutputReveal.objects.filter(state=RevealState.PENDING, published_at__isnull=True)
+        .order_by()
+        .values_list("job__campaign_id", flat=True)
+        .distinct()
+    )
+    return sum(reveal_requests_publish(campaign_id=campaign_id) for campaign_id in list(campaigns))
+
+
+def _reveals_in_process(request: dict[str, Any]) -> None:
+    """The in-process path of a grouped request (CELERY_TASK_ALWAYS_EAGER): this machine is its own
+    runner host."""
+    from apps.runs import tasks as platform_tasks
+    from runners.worker import reveal_answers
+
+    identity = _local_runner_identity()
+    if identity is None:
+        logger.warning("no local runner key: the reveals %s wait for their deadline", request)
+        return
+    message = reveal_answers(request, identity=identity)
+    platform_tasks.reveal_answers.apply(args=[message], throw=True)
+
+
+def _local_runner_identity() -> Any:
     import os
     from pathlib import Path
 
-    from apps.runs import tasks as platform_tasks
     from runners.signing import RunnerIdentity
-    from runners.worker import reveal_answer
 
     name = str(os.environ.get("RUNNER_NAME") or settings.EMBEDDED_RUNNER_NAME)  # the setting has a default
     key_file = Path(os.environ.get("RUNNER_KEY_FILE") or settings.EMBEDDED_RUNNER_KEY_FILE)
     if not key_file.is_file():
-        logger.warning("no local runner key at %s: the reveal %s waits for its deadline", key_file, request)
-        return
-    message = reveal_answer(request, identity=RunnerIdentity.from_file(name, key_file))
-    platform_tasks.reveal_answer.apply(args=[message], throw=True)
+        return None
+    return RunnerIdentity.from_file(name, key_file)
 
 
 def _platform_weights(job: Job) -> dict[str, str]:
@@ -830,6 +948,17 @@ def _settled_by_criterion(reveal: OutputReveal) -> bool:
     return level_judges_reveal(Job.objects.select_related("campaign__program").get(pk=reveal.job_id))
 
 
+class Verdict(NamedTuple):
+    """What settling one answered reveal writes (_settle_all)."""
+
+    reveal: OutputReveal
+    state: str
+    checked: list[dict[str, Any]]
+    findings: list[str]
+    seconds: float
+    job_succeeds: bool
+
+
 def _settle(
     reveal: OutputReveal,
     *,
@@ -839,51 +968,145 @@ def _settle(
     seconds: float,
     job_succeeds: bool,
 ) -> bool:
-    """In one statement: the reveal's verdict, recorded only while the reveal is pending, and where the
-    verdict settles the job (`job_succeeds`), the job's success, only while it runs and only if the
-    verdict was recorded. False when the reveal was settled meanwhile (nothing written). Two UPDATEs
-    of the ORM before (issue 13: each a round trip on the answer's path)."""
+    """One reveal's verdict (see _settle_all); False when it was settled meanwhile (nothing written)."""
+    verdict = Verdict(reveal, state, checked, findings, seconds, job_succeeds)
+    return reveal.pk in _settle_all([verdict])
+
+
+def _settle_all(verdicts: list[Verdict]) -> set[int]:
+    """In one statement, for every verdict: the reveal's verdict, recorded only while the reveal is
+    pending, and where the verdict settles the job (`job_succeeds`), the job's success, only while it
+    runs and only if the verdict was recorded. Returns the reveals whose verdict was recorded (one
+    settled meanwhile is left as it is). Two UPDATEs a reveal before session 29, one a reveal before
+    session 32 (issue 13: each a round trip on the answer's path)."""
+    if not verdicts:
+        return set()
     connection = transaction.get_connection()
     now = timezone.now()
     column: dict[str, models.Field[Any, Any]] = {}
-    for name in ("state", "checked", "findings", "answered_at", "server_seconds"):
+    for name in ("state", "checked", "findings", "server_seconds"):
         field = OutputReveal._meta.get_field(name)
         assert isinstance(field, models.Field)  # concrete columns, never relations
         column[name] = field
-    values = {
-        "state": state,
-        "checked": checked,
-        "findings": findings,
-        "answered_at": now,
-        "server_seconds": seconds,
-    }
-    assignments = ", ".join(f"{field.column} = %s" for field in column.values())
+    rows: list[str] = []
+    params: list[Any] = []
+    for verdict in verdicts:
+        values = {
+            "state": verdict.state,
+            "checked": verdict.checked,
+            "findings": verdict.findings,
+            "server_seconds": verdict.seconds,
+        }
+        rows.append("(%s::bigint, %s, %s::jsonb, %s::jsonb, %s::double precision, %s::boolean)")
+        params += [verdict.reveal.pk]
+        params += [field.get_db_prep_save(values[name], connection) for name, field in column.items()]
+        params.append(verdict.job_succeeds)
+    answered = OutputReveal._meta.get_field("answered_at")
+    assert isinstance(answered, models.Field)
+    assignments = ", ".join(f"{field.column} = v.{name}" for name, field in column.items())
     reveals, jobs = OutputReveal._meta.db_table, Job._meta.db_table
     # The tables' and columns' names are the models' own; every value is a parameter.
     sql = (
-        f"WITH settled AS (UPDATE {reveals} SET {assignments} WHERE id = %s AND state = %s "  # noqa: S608
-        "RETURNING job_id), "
-        f"succeeded AS (UPDATE {jobs} SET state = %s, finished_at = %s, progress_message = '' "
-        "WHERE %s AND state = %s AND id IN (SELECT job_id FROM settled) RETURNING id) "
-        "SELECT (SELECT count(*) FROM settled), (SELECT count(*) FROM succeeded)"
+        f"WITH v (id, state, checked, findings, server_seconds, succeeds) AS (VALUES {', '.join(rows)}), "  # noqa: S608
+        f"settled AS (UPDATE {reveals} r SET {assignments}, {answered.column} = %s FROM v "
+        "WHERE r.id = v.id AND r.state = %s RETURNING r.id, r.job_id, v.succeeds), "
+        f"succeeded AS (UPDATE {jobs} j SET state = %s, finished_at = %s, progress_message = '' "
+        "FROM settled s WHERE j.id = s.job_id AND s.succeeds AND j.state = %s RETURNING j.id) "
+        "SELECT id FROM settled"
     )
-    params = [field.get_db_prep_save(values[name], connection) for name, field in column.items()]
-    params += [reveal.pk, RevealState.PENDING.value]
-    params += [JobState.SUCCEEDED.value, now, job_succeeds, JobState.RUNNING.value]
+    params += [now, RevealState.PENDING.value, JobState.SUCCEEDED.value, now, JobState.RUNNING.value]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        settled, _ = cursor.fetchone()
-    return bool(settled)
+        return {int(row[0]) for row in cursor.fetchall()}
+
+
+def _pending_answered(ids: list[int]) -> models.QuerySet[OutputReveal]:
+    """The pending reveals an answer names, with what settling them reads (_ANSWER_READS), in one
+    statement and without ORDER BY (the model's ordering cost half a millisecond of compiling and
+    planning on the answer's path)."""
+    return (
+        OutputReveal.objects.select_related("job__reveal_plan", "job__model", "document__runner")
+        .only(*_ANSWER_READS)
+        .filter(pk__in=ids, state=RevealState.PENDING)
+        .order_by()
+    )
+
+
+def _answer_judged(reveal: OutputReveal, answer: Any) -> tuple[str, list[dict[str, Any]], list[str]] | None:
+    """The server's verdict on one reveal's answer (its message verified as the committing runner's):
+    (state, checked, findings), or None when the answer is not this reveal's (another kind, job or
+    attempt: it counts for nothing)."""
+    job = reveal.job
+    if not isinstance(answer, dict) or answer.get("kind") != "reveal":
+        return None
+    if answer.get("job_id") != str(job.pk) or answer.get("attempt") != attempt_tag(job.challenge):
+        logger.warning("dropped reveal answer for job %s: another attempt", job.pk)
+        return None
+    checked, findings = _judge(reveal, answer)
+    return (RevealState.MISMATCH if findings else RevealState.VERIFIED), checked, findings
+
+
+def _settle_answers(
+    judged: list[tuple[OutputReveal, str, list[dict[str, Any]], list[str], float]],
+) -> list[str]:
+    """Record the verdicts (reveal, state, checked, findings, seconds) in one transaction with one audit
+    statement (an `evidence.revealed` event a reveal); then fail each job whose mismatch the level's
+    criterion does not settle, and check each campaign's completion once. Returns each reveal's
+    outcome ("dropped" for one settled meanwhile: nothing written)."""
+    from apps.runs.services.campaigns import campaign_check_completion, job_fail
+
+    outcomes: list[str] = []
+    failing: list[tuple[int, list[str]]] = []
+    completing: list[int] = []
+    verdicts = [
+        Verdict(*answer, job_succeeds=answer[1] == RevealState.VERIFIED or _settled_by_criterion(answer[0]))
+        for answer in judged
+    ]
+    with transaction.atomic():
+        settled = _settle_all(verdicts)
+        entries = []
+        for verdict in verdicts:
+            reveal = verdict.reveal
+            if reveal.pk not in settled:
+                outcomes.append("dropped")
+                continue
+            outcomes.append(verdict.state)
+            entries.append(
+                AuditEntry(
+                    action="evidence.revealed",
+                    obj=reveal.job,
+                    payload={
+                        "reveal_id": reveal.pk,
+                        "state": verdict.state,
+                        "checked": len(verdict.checked),
+                        "findings": verdict.findings[:10],
+                    },
+                )
+            )
+            if not verdict.job_succeeds:  # a mismatch the level's criterion does not settle
+                failing.append((reveal.job.pk, verdict.findings))
+            elif reveal.job.campaign_id not in completing:
+                completing.append(reveal.job.campaign_id)
+        audit_record_many(entries=entries)
+    for job_id, findings in failing:
+        job_fail(
+            job_id=job_id,
+            error_class=ErrorClass.REJECTED_EVIDENCE,
+            message=say("reveal.integrity_failure", findings="; ".join(findings[:5])),
+        )
+    for campaign_id in completing:
+        campaign_check_completion(campaign_id=campaign_id)
+    return outcomes
 
 
 def reveal_receive(*, message: dict[str, Any]) -> str:
-    """Settle a reveal from the runner's signed answer; returns what became of it.
+    """Settle a reveal from the runner's signed answer to a request for it alone (`runners.reveal`);
+    returns what became of it.
 
     A message that does not verify, is not from the runner that signed the document, or names another
     attempt is dropped without touching anything (only the committing runner can reveal). The pending
     reveal the payload names is read first, with its document's runner, in one statement; the message
     counts only if that runner's key signed it (a signature by any other key is refused)."""
-    from apps.runs.services.campaigns import campaign_check_completion, job_fail
     from apps.runs.services.messages import UnverifiedMessage, _verified_payload, message_payload
 
     started = time.perf_counter()
@@ -893,15 +1116,7 @@ def reveal_receive(*, message: dict[str, Any]) -> str:
     except (UnverifiedMessage, AttributeError, TypeError, ValueError):
         logger.warning("dropped reveal answer: no reveal named")
         return "dropped"
-    # One row by its key, so no ORDER BY (first() sorts by the model's ordering: half a millisecond of
-    # the answer's path here, in compiling and planning).
-    found = (
-        OutputReveal.objects.select_related("job__reveal_plan", "job__model", "document__runner")
-        .only(*_ANSWER_READS)
-        .filter(pk=reveal_id, state=RevealState.PENDING)
-        .order_by()[:1]
-    )
-    reveal = next(iter(found), None)
+    reveal = next(iter(_pending_answered([reveal_id])), None)
     if reveal is None:
         return "dropped"
     try:
@@ -909,44 +1124,70 @@ def reveal_receive(*, message: dict[str, Any]) -> str:
     except UnverifiedMessage as exc:
         logger.warning("dropped reveal answer for reveal %s: %s", reveal_id, exc)
         return "dropped"
-    job = reveal.job
-    if payload.get("kind") != "reveal":
+    judged = _answer_judged(reveal, payload)
+    if judged is None:
         return "dropped"
-    if payload.get("job_id") != str(job.pk) or payload.get("attempt") != attempt_tag(job.challenge):
-        logger.warning("dropped reveal answer for job %s: another attempt", job.pk)
-        return "dropped"
-    checked, findings = _judge(reveal, payload)
-    state = RevealState.MISMATCH if findings else RevealState.VERIFIED
-    judged_by_criterion = _settled_by_criterion(reveal)
-    with transaction.atomic():
-        if not _settle(
-            reveal,
-            state=state,
-            checked=checked,
-            findings=findings,
-            seconds=(reveal.server_seconds or 0.0) + time.perf_counter() - started,
-            job_succeeds=state == RevealState.VERIFIED or judged_by_criterion,
-        ):
-            return "dropped"
-        audit_record(
-            action="evidence.revealed",
-            obj=job,
-            payload={
-                "reveal_id": reveal.pk,
-                "state": state,
-                "checked": len(checked),
-                "findings": findings[:10],
-            },
+    seconds = (reveal.server_seconds or 0.0) + time.perf_counter() - started
+    return _settle_answers([(reveal, *judged, seconds)])[0]
+
+
+def reveal_receive_many(*, message: dict[str, Any]) -> list[str]:
+    """Settle the reveals of one grouped answer (`runners.reveal_many`: the answers to a campaign's
+    request, `reveal_requests_publish`); returns what became of each answer, in its order.
+
+    The message is verified once, and counts only if every pending reveal it names was committed by
+    the runner whose key signed it: a message naming another runner's reveal, or one reveal twice, is
+    dropped whole without touching anything. Each answer is then judged as `reveal_receive` judges a
+    lone one (an answer for another kind, job or attempt counts for nothing), and the verdicts are
+    recorded together."""
+    from apps.runs.services.messages import UnverifiedMessage, _verified_payload, message_payload
+
+    started = time.perf_counter()
+    try:
+        claimed: Any = message_payload(message)  # not trusted before the signature verifies
+        answers = claimed.get("answers")
+        if not isinstance(answers, list) or not 0 < len(answers) <= REVEALS_PER_REQUEST:
+            raise ValueError("no answers")
+        ids = [int(answer.get("reveal_id")) for answer in answers]
+    except (UnverifiedMessage, AttributeError, TypeError, ValueError):
+        logger.warning("dropped reveal answers: no reveals named")
+        return []
+    dropped = ["dropped"] * len(ids)
+    if len(set(ids)) != len(ids):
+        logger.warning("dropped reveal answers: a reveal answered twice")
+        return dropped
+    found = {reveal.pk: reveal for reveal in _pending_answered(ids)}
+    if not found:
+        return dropped
+    runners = {reveal.document.runner_id for reveal in found.values()}
+    if len(runners) != 1:
+        logger.warning("dropped reveal answers: reveals of several runners in one message")
+        return dropped
+    try:
+        _, payload = _verified_payload(
+            message, signer=next(iter(found.values())).document.runner, payload=claimed
         )
-    if state == RevealState.MISMATCH and not judged_by_criterion:
-        job_fail(
-            job_id=job.pk,
-            error_class=ErrorClass.REJECTED_EVIDENCE,
-            message=say("reveal.integrity_failure", findings="; ".join(findings[:5])),
-        )
-        return state
-    campaign_check_completion(campaign_id=job.campaign_id)
-    return state
+    except UnverifiedMessage as exc:
+        logger.warning("dropped reveal answers for reveals %s: %s", sorted(found), exc)
+        return dropped
+    if payload.get("kind") != "reveals":
+        return dropped
+    shared = (time.perf_counter() - started) / len(found)  # reading, parsing and verifying, shared
+    judged, places = [], []
+    for place, (answer, reveal_id) in enumerate(zip(answers, ids, strict=True)):
+        reveal = found.get(reveal_id)
+        if reveal is None:
+            continue
+        began = time.perf_counter()
+        verdict = _answer_judged(reveal, answer)
+        if verdict is None:
+            continue
+        seconds = (reveal.server_seconds or 0.0) + shared + time.perf_counter() - began
+        judged.append((reveal, *verdict, seconds))
+        places.append(place)
+    for place, outcome in zip(places, _settle_answers(judged), strict=True):
+        dropped[place] = outcome
+    return dropped
 
 
 def reveals_expire(*, now: datetime | None = None) -> int:

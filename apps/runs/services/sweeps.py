@@ -49,7 +49,7 @@ def jobs_sweep_stuck(*, now=None) -> int:
     """Jobs past their deadline fail as timeouts; running jobs with no sign of life (signed progress or
     heartbeat naming the attempt) for JOB_SILENCE_S are requeued; reveals past their deadline fail their
     job as a timeout."""
-    from apps.runs.services.reveal import reveals_expire
+    from apps.runs.services.reveal import reveals_expire, reveals_publish_waiting
 
     now = now or timezone.now()
     # Jobs awaiting a reveal (their document stored) fail only when the reveal's deadline passes.
@@ -74,4 +74,7 @@ def jobs_sweep_stuck(*, now=None) -> int:
             retry=True,
         )
         count += 1
+    # Drawn reveals still waiting for a job's evidence that will not come by a path that did not publish
+    # them (a cancelled job): published once nothing of their campaign is queued or running without it.
+    reveals_publish_waiting()
     return count
