@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -293,6 +294,15 @@ def _fresh_throttles(request):
     from django.core.cache import cache
 
     cache.clear()
+
+
+@pytest.fixture
+def aia12(db):
+    """AIA 1.2 as shipped, loaded (a test module may define its own, e.g. a changed copy)."""
+    from apps.runs.services.programs import PROGRAMS_DIR, program_load
+
+    program, _ = program_load(definition=json.loads(Path(PROGRAMS_DIR, "aia-1.2.json").read_text()))
+    return program
 
 
 @pytest.fixture

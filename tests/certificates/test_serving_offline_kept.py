@@ -6,21 +6,10 @@ and let its Server rate be bounded by a faster run."""
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-from pathlib import Path
-
-import pytest
 
 from apps.certificates import judge
-from apps.runs.services.programs import PROGRAMS_DIR, program_load
 from tests.real_documents import campaign_from_runner, runner_documents
-
-
-@pytest.fixture
-def aia12(db):
-    program, _ = program_load(definition=json.loads(Path(PROGRAMS_DIR, "aia-1.2.json").read_text()))
-    return program
 
 
 def _faster(text: str) -> str:

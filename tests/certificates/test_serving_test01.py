@@ -5,19 +5,9 @@ Fed by the real runner's serving document (tests/real_documents.py), through the
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
-import pytest
 
 from apps.certificates.models import CriterionOutcome
-from apps.runs.services.programs import PROGRAMS_DIR, program_load
 from tests.real_documents import campaign_from_runner
-
-
-@pytest.fixture
-def aia12(db):
-    program, _ = program_load(definition=json.loads(Path(PROGRAMS_DIR, "aia-1.2.json").read_text()))
-    return program
 
 
 def _serving_item(document: dict) -> dict:

@@ -3,20 +3,8 @@ own suites run on this CPU (tests/real_documents.py), passed through the real in
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-import pytest
-
 from apps.portal.evidence import campaign_evidence
-from apps.runs.services.programs import PROGRAMS_DIR, program_load
 from tests.real_documents import campaign_from_runner, cpu_target, fail_test01, gemm_items, peak_fp32
-
-
-@pytest.fixture
-def aia12(db):
-    program, _ = program_load(definition=json.loads(Path(PROGRAMS_DIR, "aia-1.2.json").read_text()))
-    return program
 
 
 def page(login, cast, campaign) -> str:

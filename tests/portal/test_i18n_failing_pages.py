@@ -14,7 +14,7 @@ from django.test import Client
 
 from apps.runs.models import CampaignState, ErrorClass, JobState
 from apps.runs.services.campaigns import campaign_cancel, campaign_check_completion, campaign_submit, job_fail
-from apps.runs.services.programs import PROGRAMS_DIR, program_load
+from apps.runs.services.programs import PROGRAMS_DIR
 from certification.recorded_text import say
 from runners.document import summarize
 from tests.portal.test_i18n_pages import ZhSweep
@@ -28,12 +28,6 @@ from tests.real_documents import (
 )
 
 pytestmark = pytest.mark.django_db(transaction=False)
-
-
-@pytest.fixture
-def aia12(db):
-    program, _ = program_load(definition=json.loads(Path(PROGRAMS_DIR, "aia-1.2.json").read_text()))
-    return program
 
 
 def planted(*faults):

@@ -10,8 +10,6 @@ and rejection reason is read back as a phrase's code and params (the API serves 
 from __future__ import annotations
 
 import copy
-import json
-from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -21,7 +19,6 @@ from rest_framework.test import APIClient
 from apps.runs.models import CampaignState, EvidenceRejection, JobState
 from apps.runs.services.campaigns import campaign_check_completion, campaign_submit
 from apps.runs.services.ingestion import result_ingest
-from apps.runs.services.programs import PROGRAMS_DIR, program_load
 from certification.recorded_text import localize, parse
 from runners.document import canonical_json
 from tests.portal.test_i18n_pages import ZhSweep
@@ -29,12 +26,6 @@ from tests.real_documents import campaign_from_runner, cpu_target, runner_docume
 from tests.runs.world import identity_for
 
 pytestmark = pytest.mark.django_db(transaction=False)
-
-
-@pytest.fixture
-def aia12(db):
-    program, _ = program_load(definition=json.loads(Path(PROGRAMS_DIR, "aia-1.2.json").read_text()))
-    return program
 
 
 def spoiled(suite: str, document: dict) -> None:

@@ -39,12 +39,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def aia12(db):
-    program, _ = program_load(definition=json.loads(Path(PROGRAMS_DIR, "aia-1.2.json").read_text()))
-    return program
-
-
-@pytest.fixture
 def aia11(db):
     program, _ = program_load(definition=json.loads(Path(PROGRAMS_DIR, "aia-1.1.json").read_text()))
     return program

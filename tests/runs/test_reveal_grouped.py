@@ -10,7 +10,6 @@ import base64
 import hashlib
 import json
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import torch
@@ -21,7 +20,6 @@ from apps.audit.models import AuditEvent
 from apps.registry.services import runner_register
 from apps.runs.models import ErrorClass, Job, JobState, OutputReveal, RevealState
 from apps.runs.services.campaigns import job_fail
-from apps.runs.services.programs import PROGRAMS_DIR, program_load
 from apps.runs.services.reveal import (
     REVEALS_PER_REQUEST,
     _request_groups,
@@ -36,12 +34,6 @@ from tests.real_documents import campaign_from_runner, runner_documents
 from tests.runs.world import identity_for
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def aia12(db):
-    program, _ = program_load(definition=json.loads(Path(PROGRAMS_DIR, "aia-1.2.json").read_text()))
-    return program
 
 
 @pytest.fixture

@@ -6,13 +6,11 @@ computed when the reveal arrives; a document that arrives before its references 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from apps.runs.models import OutputReveal, RevealPlan, RevealPlanState, RevealState
-from apps.runs.services.programs import PROGRAMS_DIR, program_load
 from apps.runs.services.reveal import (
     _current_plan,
     _platform_weights,
@@ -30,12 +28,6 @@ from runners.worker import reveal_answer
 from tests.real_documents import campaign_from_runner, runner_documents
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def aia12(db):
-    program, _ = program_load(definition=json.loads(Path(PROGRAMS_DIR, "aia-1.2.json").read_text()))
-    return program
 
 
 def _revealed_tensors(reveal: OutputReveal) -> dict[str, torch.Tensor]:
