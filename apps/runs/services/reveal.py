@@ -44,7 +44,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.conf import settings
 from django.db import IntegrityError, models, transaction
@@ -79,6 +79,9 @@ from runners.commitment import (
 )
 from runners.spec import attempt_tag
 from runners.suites import COMMITTING_SUITES
+
+if TYPE_CHECKING:
+    from runners.signing import RunnerIdentity
 
 logger = logging.getLogger(__name__)
 # Intra-op threads for the platform's float64 references and comparisons of a reveal. A platform
@@ -673,12 +676,17 @@ def judging_excerpt(document: dict[str, Any], requested: list[str]) -> dict[str,
 
 
 def reveal_request_build(reveal: OutputReveal) -> dict[str, Any]:
-    """The message the runner receives: which attempt's outputs, which ones, how many bytes at most."""
+    """The request for one reveal (`runners.reveal`; an item of `runners.reveal_many`'s)."""
+    return _request_item(reveal.pk, reveal.job_id, reveal.requested, reveal.job.challenge)
+
+
+def _request_item(reveal_id: int, job_id: int, requested: list[str], challenge: str) -> dict[str, Any]:
+    """What the runner receives of one reveal: which attempt's outputs, which ones, how many bytes at most."""
     return {
-        "reveal_id": reveal.pk,
-        "job_id": str(reveal.job_id),
-        "attempt": attempt_tag(reveal.job.challenge),
-        "outputs": list(reveal.requested),
+        "reveal_id": reveal_id,
+        "job_id": str(job_id),
+        "attempt": attempt_tag(challenge),
+        "outputs": list(requested),
         "max_bytes": REVEAL_MAX_BYTES,
     }
 
@@ -704,15 +712,7 @@ def _request_groups(rows: list[tuple[Any, ...]]) -> list[list[dict[str, Any]]]:
             if group and (len(group) == REVEALS_PER_REQUEST or size > room):
                 groups.append(group)
                 group, room = [], REVEAL_MAX_BYTES
-            group.append(
-                {
-                    "reveal_id": reveal_id,
-                    "job_id": str(job_id),
-                    "attempt": attempt_tag(challenge),
-                    "outputs": list(requested),
-                    "max_bytes": REVEAL_MAX_BYTES,
-                }
-            )
+            group.append(_request_item(reveal_id, job_id, requested, challenge))
             room -= size
         groups.append(group)
     return groups
@@ -730,12 +730,13 @@ def reveal_requests_publish(*, campaign_id: int, queue: str | None = None) -> in
     (issue 13: those were most of the round's cost on the campaign's path). Called once a document's
     ingestion commits, when a job fails, and by the stuck-job sweep (`reveals_publish_waiting`)."""
     requests = reveal_requests_claim(campaign_id=campaign_id)
+    count = sum(len(request["reveals"]) for request in requests)
     if not requests:
         return 0
     if settings.CELERY_TASK_ALWAYS_EAGER:
         for request in requests:
             _reveals_in_process(request)
-        return sum(len(request["reveals"]) for request in requests)
+        return count
     if queue is None:
         campaign = Campaign.objects.select_related("target__vendor").only(
             "target__slug", "target__vendor__slug"
@@ -753,7 +754,7 @@ def reveal_requests_publish(*, campaign_id: int, queue: str | None = None) -> in
             expires=expires,
             argsrepr=f"reveals {[item['reveal_id'] for item in request['reveals']]}",
         )
-    return sum(len(request["reveals"]) for request in requests)
+    return count
 
 
 def reveal_requests_claim(*, campaign_id: int) -> list[dict[str, Any]]:
@@ -790,9 +791,7 @@ def reveal_requests_claim(*, campaign_id: int) -> list[dict[str, Any]]:
         rows = cursor.fetchall()
     # Django's PostgreSQL backend reads jsonb as text (its JSONField parses it); a driver may parse it.
     rows = [(r[0], r[1], json.loads(r[2]) if isinstance(r[2], str) else r[2], *r[3:]) for r in rows]
-    return (
-        [{"reveals": group, "max_bytes": REVEAL_MAX_BYTES} for group in _request_groups(rows)] if rows else []
-    )
+    return [{"reveals": group, "max_bytes": REVEAL_MAX_BYTES} for group in _request_groups(rows)]
 
 
 def reveals_publish_waiting() -> int:
@@ -821,7 +820,8 @@ def _reveals_in_process(request: dict[str, Any]) -> None:
     platform_tasks.reveal_answers.apply(args=[message], throw=True)
 
 
-def _local_runner_identity() -> Any:
+def _local_runner_identity() -> RunnerIdentity | None:
+    """The embedded set-up's own runner (its key lives in var/, outside the database), if it has a key."""
     import os
     from pathlib import Path
 
